@@ -1,0 +1,71 @@
+/**
+ * Helpers shared by the CLI commands: parsing numeric flags with clear errors, printing JSON or
+ * human output. Commands map flags onto library options objects; they hold no logic of their own.
+ */
+import { InvalidArgumentError } from '../errors.js';
+import { initBackend } from '../backend/index.js';
+import { setProgressQuiet } from '../util/progress.js';
+
+export interface GlobalOptions {
+  backend?: string;
+  quiet?: boolean;
+}
+
+/** Initialise the backend from --backend / ENTK_BACKEND, and silence progress for --json/--quiet. */
+export async function prepare(options: { backend?: string; json?: boolean; quiet?: boolean }) {
+  setProgressQuiet(Boolean(options.json || options.quiet));
+  return initBackend(options.backend);
+}
+
+/** Parse an integer flag: `--name` must be an integer in [min, max]. */
+export function parseInteger(flag: string, min = Number.MIN_SAFE_INTEGER, max = Number.MAX_SAFE_INTEGER) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^[-+]?\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
+      const range =
+        min > Number.MIN_SAFE_INTEGER && max < Number.MAX_SAFE_INTEGER
+          ? ` in [${min}, ${max}]`
+          : min > Number.MIN_SAFE_INTEGER
+            ? ` >= ${min}`
+            : '';
+      throw new InvalidArgumentError(flag, value, `an integer${range}`);
+    }
+    return n;
+  };
+}
+
+/** Parse a finite number flag, optionally requiring it to be non-zero or positive. */
+export function parseNumber(flag: string, constraint: 'any' | 'positive' | 'nonzero' | 'nonnegative' = 'any') {
+  return (value: string): number => {
+    const n = Number(value);
+    const ok =
+      value.trim() !== '' &&
+      Number.isFinite(n) &&
+      (constraint === 'any' ||
+        (constraint === 'positive' && n > 0) ||
+        (constraint === 'nonzero' && n !== 0) ||
+        (constraint === 'nonnegative' && n >= 0));
+    if (!ok) {
+      const what = constraint === 'any' ? 'a finite number' : `a ${constraint} finite number`;
+      throw new InvalidArgumentError(flag, value, what);
+    }
+    return n;
+  };
+}
+
+/** Parse a comma-separated list of positive integers (e.g. `--widths 256,256`). */
+export function parseIntegerList(flag: string) {
+  return (value: string): number[] => {
+    const parts = value.split(',').map((s) => s.trim());
+    if (parts.length === 0 || parts.some((p) => !/^\d+$/.test(p) || Number(p) <= 0)) {
+      throw new InvalidArgumentError(flag, value, 'a comma-separated list of positive integers, e.g. 256,256');
+    }
+    return parts.map(Number);
+  };
+}
+
+/** Print `value` as JSON (for --json) or call `human` to print a readable summary. */
+export function output(json: boolean | undefined, value: unknown, human: () => void): void {
+  if (json) process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+  else human();
+}

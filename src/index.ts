@@ -1,0 +1,7 @@
+/**
+ * entk — the one public barrel. Notebooks, the CLI and users import from here; everything not
+ * re-exported here is private to its module.
+ */
+export * from './backend/index.js';
+export * from './errors.js';
+export { Rng } from './util/rng.js';
