@@ -5,3 +5,4 @@
 export * from './backend/index.js';
 export * from './errors.js';
 export { Rng } from './util/rng.js';
+export * from './data/index.js';

@@ -1,0 +1,484 @@
+/**
+ * The fitness operator: the one dense product every predictor spends its time in,
+ *
+ *     φ(α) = Σ_u w_u K(α, u) (e_u − π(u))        (THEORY.md, "Lazy training")
+ *
+ * for every tracked point α (the N finetune points, then the M observation points), given the
+ * residuals r_u = e_u − π(u) of the finetune points and per-point weights w_u (1/N for full batch,
+ * 1/|B| on a minibatch B and 0 off it).
+ *
+ * Three exact reductions make it fast, none of which changes the dynamics:
+ *
+ * 1. **Reference-label coordinates.** Each residual sums to zero over labels, so only the
+ *    differences `K_ij − K_i,V−1` of kernel columns matter; and every predictor uses φ only up to
+ *    a per-point additive constant (softmax, the `−⟨π, φ⟩` term and the MU normalisation all
+ *    cancel it), so only the row differences matter too. The operator therefore works with the
+ *    reduced kernel `G_ij(α, u) = K_ij − K_i,V−1 − K_V−1,j + K_V−1,V−1` (i, j < V − 1): an
+ *    `(V−1)/V` smaller problem in each dimension. `apply` returns `φ̃ = φ − φ_{V−1} 1`, i.e. φ with
+ *    the last label's entry shifted to 0.
+ * 2. **Symmetry.** The finetune block `K(u, u')` is symmetric; it is stored as its packed upper
+ *    triangle and multiplied reading each entry once (half the memory traffic of a dense product).
+ * 3. **WebAssembly SIMD and threads.** The products run in `f64x2` WebAssembly (see ./wasm.ts),
+ *    split over worker threads sharing the memory when the problem is large enough.
+ *
+ * The plain-JavaScript backend (`backend: 'js'`) computes the same thing with the same layout.
+ */
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { EntkError, InvalidArgumentError, assertArgument } from '../errors.js';
+import { gemvJs, instantiateKernels, type KernelExports, kernelModule, spmvJs } from './wasm.js';
+
+/** Kernel blocks at one parameter value θ (the checkpoint, or a refresh point of the run). */
+export interface KernelBlocks {
+  /** V, the number of labels (≥ 2). */
+  numClasses: number;
+  /**
+   * K(u, u') between the N finetune points, shape [N·V, N·V], row-major, point-major
+   * (row u·V + i, column u'·V + j). Must be symmetric (`K(u,u')ᵀ = K(u',u)`), up to
+   * `symmetryTolerance`; it is symmetrised.
+   */
+  train: Float64Array | Float32Array;
+  /** K(o, u) from the M observation points to the N finetune points, [M·V, N·V]; omit when M = 0. */
+  observe?: Float64Array | Float32Array;
+}
+
+export interface OperatorOptions {
+  /** 'wasm' (f64x2 WebAssembly SIMD), 'js' (plain loops) or 'auto' (wasm where available). Default 'auto'. */
+  backend?: 'wasm' | 'js' | 'auto';
+  /**
+   * Threads for one product (the calling thread plus `threads − 1` workers), or 'auto': up to 4
+   * (bounded by the cores) once the reduced kernel has at least 2·10⁶ stored entries, else 1.
+   * Threads need the wasm backend. Default 'auto'.
+   */
+  threads?: number | 'auto';
+  /** Largest accepted `max|K − Kᵀ| / max|K|` of the finetune block. Default 1e-4 (float32 kernels). */
+  symmetryTolerance?: number;
+}
+
+/** Element counts below which threads do not pay for their synchronisation. */
+const THREAD_MIN_ENTRIES = 2_000_000;
+const MAX_AUTO_THREADS = 4;
+/** A worker that does not answer within this time is declared dead. */
+const WORKER_TIMEOUT_MS = 120_000;
+
+const WORKER_SOURCE = `
+const { workerData } = require('node:worker_threads');
+const { module, memory, control } = workerData;
+const ex = new WebAssembly.Instance(module, { env: { mem: memory } }).exports;
+const ctl = new Int32Array(control, 0, 4);
+const args = new Float64Array(control, 16, 12);
+const heap = new Float64Array(memory.buffer);
+Atomics.store(ctl, 2, 1);
+Atomics.notify(ctl, 2);
+let seen = 0;
+for (;;) {
+  Atomics.wait(ctl, 0, seen);
+  const gen = Atomics.load(ctl, 0);
+  if (gen < 0) break;
+  seen = gen;
+  const [rowPtr, x, y, n, rowStart, rowEnd, k, gx, gy, rows, cols] = args;
+  heap.fill(0, y / 8, y / 8 + n);
+  if (rowEnd > rowStart) ex.spmv(rowPtr, x, y, n, rowStart, rowEnd);
+  if (rows > 0) ex.gemv(k, gx, gy, rows, cols);
+  Atomics.store(ctl, 1, gen);
+  Atomics.notify(ctl, 1);
+}
+`;
+
+interface WorkerHandle {
+  worker: Worker;
+  ctl: Int32Array;
+  args: Float64Array;
+}
+
+/** A slice of the work: packed rows [rowStart, rowEnd) and dense observation rows [obsStart, obsEnd). */
+interface Share {
+  rowStart: number;
+  rowEnd: number;
+  rowPtr: number; // element offset of row rowStart's diagonal in the packed block
+  obsStart: number;
+  obsEnd: number;
+  acc: number; // element offset of this share's accumulator (length n)
+}
+
+const registry = new FinalizationRegistry<Worker[]>((workers) => {
+  for (const w of workers) void w.terminate();
+});
+
+/**
+ * φ̃ for every tracked point from the residuals of the finetune points. Create once per kernel
+ * (preparation copies and reduces the kernel: O((N·V)²)), call `apply` many times, `dispose` at
+ * the end (frees workers; memory is garbage collected).
+ */
+export class FitnessOperator {
+  /** V */
+  readonly numClasses: number;
+  /** N */
+  readonly numTrain: number;
+  /** M */
+  readonly numObserve: number;
+  /** N + M: tracked points, finetune points first. */
+  readonly numTracked: number;
+  /** The backend in use. */
+  readonly backend: 'wasm' | 'js';
+  /** Threads one product is split over. */
+  readonly threads: number;
+  /** max |K − Kᵀ| / max |K| of the finetune block, as measured. */
+  readonly asymmetry: number;
+
+  private readonly n: number; // N (V−1)
+  private readonly m: number; // M (V−1)
+  private readonly heap: Float64Array;
+  private readonly offP = 0;
+  private readonly offO: number;
+  private readonly offX: number;
+  private readonly offYObs: number;
+  private readonly shares: Share[];
+  private readonly kernels: KernelExports | null;
+  private workers: WorkerHandle[] = [];
+  private generation = 0;
+  private disposed = false;
+
+  constructor(blocks: KernelBlocks, options: OperatorOptions = {}) {
+    const V = blocks.numClasses;
+    assertArgument(Number.isInteger(V) && V >= 2, 'numClasses', V, 'an integer ≥ 2');
+    const NV = Math.round(Math.sqrt(blocks.train?.length ?? 0));
+    assertArgument(
+      blocks.train instanceof Float64Array || blocks.train instanceof Float32Array,
+      'kernel.train',
+      blocks.train,
+      'a Float64Array or Float32Array',
+    );
+    assertArgument(
+      NV * NV === blocks.train.length && NV % V === 0 && NV > 0,
+      'kernel.train',
+      blocks.train,
+      `a square [N·V, N·V] kernel with V = ${V} (length N²·V², N ≥ 1)`,
+    );
+    const N = NV / V;
+    const obs = blocks.observe ?? new Float64Array(0);
+    assertArgument(
+      obs instanceof Float64Array || obs instanceof Float32Array,
+      'kernel.observe',
+      obs,
+      'a Float64Array or Float32Array',
+    );
+    assertArgument(
+      obs.length % (NV * V) === 0,
+      'kernel.observe',
+      obs,
+      `an [M·V, N·V] kernel with N·V = ${NV}, V = ${V} (length a multiple of ${NV * V})`,
+    );
+    const M = obs.length / (NV * V);
+    const symmetryTolerance = options.symmetryTolerance ?? 1e-4;
+    assertArgument(symmetryTolerance >= 0, 'symmetryTolerance', symmetryTolerance, 'a number ≥ 0');
+    const backendOpt = options.backend ?? 'auto';
+    assertArgument(['wasm', 'js', 'auto'].includes(backendOpt), 'backend', backendOpt, "'wasm', 'js' or 'auto'");
+
+    this.numClasses = V;
+    this.numTrain = N;
+    this.numObserve = M;
+    this.numTracked = N + M;
+    const W = V - 1;
+    const n = N * W;
+    const m = M * W;
+    this.n = n;
+    this.m = m;
+    const packed = (n * (n + 1)) / 2;
+
+    const wasmAvailable = kernelModule(false) !== null;
+    if (backendOpt === 'wasm' && !wasmAvailable) {
+      throw new EntkError('backend: WebAssembly SIMD is not available in this runtime (use backend "js")');
+    }
+    let threads = 1;
+    const threadOpt = options.threads ?? 'auto';
+    if (threadOpt === 'auto') {
+      threads =
+        packed + m * n >= THREAD_MIN_ENTRIES ? Math.max(1, Math.min(MAX_AUTO_THREADS, availableParallelism())) : 1;
+    } else {
+      assertArgument(
+        Number.isInteger(threadOpt) && threadOpt >= 1 && threadOpt <= 64,
+        'threads',
+        threadOpt,
+        "an integer in [1, 64] or 'auto'",
+      );
+      threads = threadOpt;
+    }
+    const useWasm = backendOpt === 'wasm' || (backendOpt === 'auto' && wasmAvailable);
+    if (!useWasm) threads = 1;
+    if (threads > 1 && (typeof SharedArrayBuffer === 'undefined' || kernelModule(true) === null)) threads = 1;
+    this.threads = threads;
+    this.backend = useWasm ? 'wasm' : 'js';
+
+    // Layout (float64 elements): packed P | dense O | x | per-share accumulators | y_obs.
+    this.offO = packed;
+    this.offX = this.offO + m * n;
+    const offAcc = this.offX + n + (n % 2); // keep 16-byte alignment for the SIMD loads
+    this.offYObs = offAcc + threads * (n + (n % 2));
+    const total = this.offYObs + m + 2;
+    const bytes = total * 8;
+    if (useWasm) {
+      const pages = Math.ceil(bytes / 65536) + 1;
+      if (pages > 65536) {
+        throw new InvalidArgumentError(
+          'kernel',
+          `${N} finetune + ${M} observation points, V = ${V}`,
+          'a problem whose reduced kernel fits the 4 GB WebAssembly memory (use backend "js")',
+        );
+      }
+      const memory =
+        threads > 1
+          ? new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true })
+          : new WebAssembly.Memory({ initial: pages });
+      this.kernels = instantiateKernels(memory, threads > 1);
+      this.heap = new Float64Array(memory.buffer, 0, total);
+      if (threads > 1) this.startWorkers(memory, threads - 1);
+    } else {
+      this.kernels = null;
+      this.heap = new Float64Array(total);
+    }
+
+    this.asymmetry = fillReducedTrain(blocks.train, N, V, this.heap, this.offP);
+    if (this.asymmetry > symmetryTolerance) {
+      this.dispose();
+      throw new InvalidArgumentError(
+        'kernel.train',
+        `relative asymmetry ${this.asymmetry.toExponential(2)}`,
+        `a symmetric kernel, K(u,u')ᵀ = K(u',u) (relative asymmetry ≤ ${symmetryTolerance})`,
+      );
+    }
+    fillReducedObserve(obs, M, N, V, this.heap, this.offO);
+
+    // Shares: equal packed work, equal observation rows.
+    this.shares = [];
+    let row = 0;
+    let rowPtr = 0;
+    for (let s = 0; s < threads; s++) {
+      const targetEnd = s === threads - 1 ? n : rowForWork(n, (packed * (s + 1)) / threads);
+      const end = Math.max(row, Math.min(n, targetEnd));
+      this.shares.push({
+        rowStart: row,
+        rowEnd: end,
+        rowPtr,
+        obsStart: Math.floor((m * s) / threads),
+        obsEnd: Math.floor((m * (s + 1)) / threads),
+        acc: offAcc + s * (n + (n % 2)),
+      });
+      for (let i = row; i < end; i++) rowPtr += n - i;
+      row = end;
+    }
+  }
+
+  /**
+   * φ̃ = φ − φ_{V−1} for every tracked point.
+   *
+   * @param residual r_u = e_u − π(u) for the N finetune points, [N, V] (each row must sum to 0,
+   *   which holds for any probability vector; rows with zero weight are ignored).
+   * @param weight w_u: one number for all points (1/N for full batch) or a Float64Array [N].
+   * @param out φ̃, [N + M, V] (finetune points first); the last label's entries are 0.
+   */
+  apply(residual: Float64Array, weight: number | Float64Array, out: Float64Array): void {
+    if (this.disposed) throw new EntkError('FitnessOperator: used after dispose()');
+    const V = this.numClasses;
+    const W = V - 1;
+    const N = this.numTrain;
+    const heap = this.heap;
+    const x = this.offX;
+    if (typeof weight === 'number') {
+      for (let u = 0; u < N; u++) {
+        const ro = u * V;
+        const xo = x + u * W;
+        for (let i = 0; i < W; i++) heap[xo + i] = weight * residual[ro + i]!;
+      }
+    } else {
+      for (let u = 0; u < N; u++) {
+        const w = weight[u]!;
+        const ro = u * V;
+        const xo = x + u * W;
+        for (let i = 0; i < W; i++) heap[xo + i] = w * residual[ro + i]!;
+      }
+    }
+    const n = this.n;
+    const m = this.m;
+    if (this.kernels === null) {
+      const acc = this.shares[0]!.acc;
+      spmvJs(heap, this.offP, heap, x, heap, acc, n);
+      gemvJs(heap, this.offO, heap, x, heap, this.offYObs, m, n);
+    } else {
+      const k = this.kernels;
+      // hand shares 1.. to the workers, run share 0 here
+      this.generation++;
+      for (let s = 1; s < this.shares.length; s++) {
+        const sh = this.shares[s]!;
+        const wk = this.workers[s - 1]!;
+        const a = wk.args;
+        a[0] = (this.offP + sh.rowPtr) * 8;
+        a[1] = x * 8;
+        a[2] = sh.acc * 8;
+        a[3] = n;
+        a[4] = sh.rowStart;
+        a[5] = sh.rowEnd;
+        a[6] = (this.offO + sh.obsStart * n) * 8;
+        a[7] = x * 8;
+        a[8] = (this.offYObs + sh.obsStart) * 8;
+        a[9] = sh.obsEnd - sh.obsStart;
+        a[10] = n;
+        Atomics.store(wk.ctl, 0, this.generation);
+        Atomics.notify(wk.ctl, 0);
+      }
+      const s0 = this.shares[0]!;
+      heap.fill(0, s0.acc, s0.acc + n);
+      if (s0.rowEnd > s0.rowStart) k.spmv((this.offP + s0.rowPtr) * 8, x * 8, s0.acc * 8, n, s0.rowStart, s0.rowEnd);
+      if (s0.obsEnd > s0.obsStart) {
+        k.gemv((this.offO + s0.obsStart * n) * 8, x * 8, (this.offYObs + s0.obsStart) * 8, s0.obsEnd - s0.obsStart, n);
+      }
+      for (const wk of this.workers) this.waitFor(wk);
+      for (let s = 1; s < this.shares.length; s++) {
+        const a0 = s0.acc;
+        const as = this.shares[s]!.acc;
+        for (let i = 0; i < n; i++) heap[a0 + i] += heap[as + i]!;
+      }
+    }
+    const acc = this.shares[0]!.acc;
+    for (let u = 0; u < N; u++) {
+      const oo = u * V;
+      const ao = acc + u * W;
+      for (let i = 0; i < W; i++) out[oo + i] = heap[ao + i]!;
+      out[oo + W] = 0;
+    }
+    const yo = this.offYObs;
+    for (let o = 0; o < this.numObserve; o++) {
+      const oo = (N + o) * V;
+      const ao = yo + o * W;
+      for (let i = 0; i < W; i++) out[oo + i] = heap[ao + i]!;
+      out[oo + W] = 0;
+    }
+  }
+
+  /** Stop the worker threads. The operator cannot be used afterwards. Idempotent. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const wk of this.workers) {
+      Atomics.store(wk.ctl, 0, -1);
+      Atomics.notify(wk.ctl, 0);
+      void wk.worker.terminate();
+    }
+    registry.unregister(this);
+    this.workers = [];
+  }
+
+  private startWorkers(memory: WebAssembly.Memory, count: number): void {
+    const module = kernelModule(true)!;
+    for (let i = 0; i < count; i++) {
+      const control = new SharedArrayBuffer(16 + 12 * 8);
+      const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { module, memory, control } });
+      worker.unref();
+      this.workers.push({ worker, ctl: new Int32Array(control, 0, 4), args: new Float64Array(control, 16, 12) });
+    }
+    registry.register(
+      this,
+      this.workers.map((w) => w.worker),
+      this,
+    );
+  }
+
+  private waitFor(wk: WorkerHandle): void {
+    const gen = this.generation;
+    const start = Date.now();
+    for (;;) {
+      const done = Atomics.load(wk.ctl, 1);
+      if (done === gen) return;
+      if (Date.now() - start > WORKER_TIMEOUT_MS) {
+        this.dispose();
+        throw new EntkError('FitnessOperator: a worker thread stopped responding');
+      }
+      Atomics.wait(wk.ctl, 1, done, 1000);
+    }
+  }
+}
+
+/** Smallest row r such that rows [0, r) of a packed n×n triangle hold at least `work` entries. */
+function rowForWork(n: number, work: number): number {
+  // Σ_{i<r} (n − i) = r n − r (r − 1) / 2 ≥ work
+  let lo = 0;
+  let hi = n;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (mid * n - (mid * (mid - 1)) / 2 >= work) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}
+
+/**
+ * Write the packed upper triangle of the symmetrised reduced finetune kernel at heap[off...].
+ * Returns the relative asymmetry max|G − Gᵀ| / max|G| of the reduced kernel.
+ */
+function fillReducedTrain(K: Float64Array | Float32Array, N: number, V: number, heap: Float64Array, off: number): number {
+  const W = V - 1;
+  const NV = N * V;
+  const n = N * W;
+  const ref = V - 1;
+  // reduced entry G(a, b) for a = (u, i), b = (v, j)
+  const g = (u: number, i: number, v: number, j: number): number => {
+    const r1 = (u * V + i) * NV + v * V;
+    const r2 = (u * V + ref) * NV + v * V;
+    return K[r1 + j]! - K[r1 + ref]! - K[r2 + j]! + K[r2 + ref]!;
+  };
+  let p = off;
+  let maxAbs = 0;
+  let maxAsym = 0;
+  for (let a = 0; a < n; a++) {
+    const u = Math.floor(a / W);
+    const i = a - u * W;
+    for (let b = a; b < n; b++) {
+      const v = Math.floor(b / W);
+      const j = b - v * W;
+      const gab = g(u, i, v, j);
+      const gba = g(v, j, u, i);
+      const d = Math.abs(gab - gba);
+      if (d > maxAsym) maxAsym = d;
+      const s = 0.5 * (gab + gba);
+      if (Math.abs(s) > maxAbs) maxAbs = Math.abs(s);
+      heap[p++] = s;
+    }
+  }
+  if (!Number.isFinite(maxAbs) || !Number.isFinite(maxAsym)) {
+    throw new InvalidArgumentError('kernel.train', 'non-finite entries', 'finite kernel entries');
+  }
+  return maxAbs === 0 ? 0 : maxAsym / maxAbs;
+}
+
+/** Write the dense reduced observation kernel [M(V−1), N(V−1)] at heap[off...]. */
+function fillReducedObserve(
+  K: Float64Array | Float32Array,
+  M: number,
+  N: number,
+  V: number,
+  heap: Float64Array,
+  off: number,
+): void {
+  const W = V - 1;
+  const NV = N * V;
+  const ref = V - 1;
+  let p = off;
+  for (let o = 0; o < M; o++) {
+    for (let i = 0; i < W; i++) {
+      const r1 = (o * V + i) * NV;
+      const r2 = (o * V + ref) * NV;
+      for (let v = 0; v < N; v++) {
+        const c = v * V;
+        const k1r = K[r1 + c + ref]!;
+        const k2r = K[r2 + c + ref]!;
+        for (let j = 0; j < W; j++) {
+          const value = K[r1 + c + j]! - k1r - K[r2 + c + j]! + k2r;
+          if (!Number.isFinite(value)) {
+            throw new InvalidArgumentError('kernel.observe', 'non-finite entries', 'finite kernel entries');
+          }
+          heap[p++] = value;
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * Frozen pretrained backbones through transformers.js: text / image feature extraction with an
+ * on-disk feature cache, text Dataset → feature Dataset, and loading user-supplied tfjs layers
+ * models with a structured-eNTK support report.
+ */
+export {
+  BACKBONE_DTYPES,
+  type BackboneDtype,
+  BackboneNotFoundError,
+  type BackboneTask,
+  defaultCacheDir,
+  defaultModelsDir,
+  fingerprintFiles,
+  requiredBackboneFiles,
+  type ResolveBackboneOptions,
+  type ResolvedBackbone,
+  resolveBackbone,
+  validateBackboneDir,
+} from './backbone.js';
+export {
+  type CacheLookup,
+  FEATURE_CACHE_FORMAT,
+  featureCacheFile,
+  featureCacheKey,
+  hashTexts,
+  readCachedFeatures,
+} from './cache.js';
+export {
+  addBackboneOptions,
+  type BackboneCliOptions,
+  type BackboneConfig,
+  BackboneConfigSchema,
+  backboneConfigFromCli,
+  type EmbedDatasetOptions,
+  embedDataset,
+  embedOptionsFromConfig,
+  parseBackboneConfig,
+} from './dataset.js';
+export {
+  type EmbedOptions,
+  type Embeddings,
+  embedImages,
+  embedTexts,
+  type ImageInput,
+  POOLINGS,
+  type Pooling,
+} from './embed.js';
+export { disposeBackbones } from './extractor.js';
+export {
+  formatSupportReport,
+  type LayerSupport,
+  loadUserModel,
+  type ModelSupportReport,
+  structuredSupportReport,
+} from './user-model.js';

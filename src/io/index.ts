@@ -1,0 +1,60 @@
+/**
+ * Array files other tools read: NumPy .npy/.npz, safetensors, JSON; verified reading (shapes,
+ * dtypes, sizes, sha256, CRC-32), atomic and streamed writing.
+ */
+export {
+  ARRAY_FORMATS,
+  type ArrayFormat,
+  FORMAT_EXTENSION,
+  formatOfFile,
+  parseArrayFormat,
+  type ReadArrayOptions,
+  readArray,
+  streamArray,
+  type WriteArrayOptions,
+  writeArray,
+} from './array-file.js';
+export {
+  type ArrayEntry,
+  type ArrayProducer,
+  type ArraySource,
+  crc32,
+  sha256File,
+  type WrittenFile,
+} from './binary.js';
+export {
+  type ArraySpec,
+  allocate,
+  bytesOf,
+  DTYPE_INFO,
+  DTYPES,
+  type DType,
+  dtypeOf,
+  isDType,
+  type NdArray,
+  ndarray,
+  numElements,
+  type TypedArray,
+  type TypedArrayOf,
+} from './dtypes.js';
+export { JSON_MAX_ELEMENTS, type JsonWriteOptions, readJsonArray, writeJsonArray } from './json-array.js';
+export {
+  encodeNpyHeader,
+  type NpyHeader,
+  type ReadArray,
+  type ReadOptions,
+  readNpy,
+  readNpyHeader,
+  readNpyRows,
+  streamNpy,
+  writeNpy,
+} from './npy.js';
+export { type NpzWriteOptions, readNpz, writeNpz } from './npz.js';
+export {
+  encodeSafetensorsHeader,
+  readSafetensors,
+  readSafetensorsHeader,
+  type SafetensorsHeader,
+  type SafetensorsTensorInfo,
+  writeSafetensors,
+} from './safetensors.js';

@@ -1,0 +1,190 @@
+/**
+ * Public types of the eNTK engine.
+ *
+ * Index convention (THEORY.md, "Notation"): the full kernel over points x_1..x_n1 (rows) and
+ * x'_1..x'_n2 (columns) is the (n1·V) × (n2·V) matrix whose block (n, m) is the V×V eNTK block
+ * K(x_n, x'_m) = J(x_n) J(x'_m)ᵀ. It is stored row-major and **point-major**: entry
+ * K_ij(x_n, x'_m) sits at row n·V + i, column m·V + j, i.e. at `data[(n*V + i) * (n2*V) + m*V + j]`.
+ */
+import type * as tf from '@tensorflow/tfjs';
+
+/** How the kernel is computed (see src/kernel/index.ts for the algorithms). */
+export const NTK_IMPLEMENTATIONS = ['structured', 'jacobian', 'auto'] as const;
+export type NtkImplementation = (typeof NTK_IMPLEMENTATIONS)[number];
+/** The implementation that actually ran ('auto' resolved). */
+export type ResolvedNtkImplementation = Exclude<NtkImplementation, 'auto'>;
+
+/**
+ * Default implementation: 'auto'. The structured path is exact, never materialises J and is
+ * 1–2 orders of magnitude faster, so it is used whenever every parameterised layer of the model is
+ * one it understands; any other tf.LayersModel still gets a kernel through the general Jacobian
+ * contraction instead of an error.
+ */
+export const DEFAULT_NTK_IMPLEMENTATION: NtkImplementation = 'auto';
+
+/** What is returned. */
+export const NTK_OUTPUTS = ['full', 'diagonal', 'trace', 'pairs'] as const;
+export type NtkOutput = (typeof NTK_OUTPUTS)[number];
+
+/** Precision in which the contractions (sums over parameters and layers) are accumulated. */
+export const NTK_ACCUMULATIONS = ['float32', 'float64'] as const;
+export type NtkAccumulation = (typeof NTK_ACCUMULATIONS)[number];
+
+/**
+ * Points: a tensor of shape [n, ...inputShape], or raw row-major data with its shape
+ * (`data.length === prod(shape)`, `shape[0] = n`). Integer token ids (Embedding models) may be
+ * given as float32 or int32.
+ */
+export type NtkInput = tf.Tensor | { data: Float32Array | Int32Array; shape: number[] };
+
+/** Which trainable parameters θ the Jacobian J = ∂f/∂θ is taken with respect to. */
+export type NtkParameters = 'all' | 'head' | string[];
+
+/** Configuration of {@link empiricalNtkFn} (fixed for the returned function). */
+export interface NtkOptions {
+  /** What to return: 'full' (default), 'diagonal' (K(x,x) blocks), 'trace' (tr K / V), 'pairs'. */
+  output?: NtkOutput;
+  /** Algorithm; default {@link DEFAULT_NTK_IMPLEMENTATION} ('auto'). */
+  implementation?: NtkImplementation;
+  /**
+   * Parameter subset: 'all' (default: every trainable weight), 'head' (the last layer with trainable
+   * weights), or a list of layer names (each must have trainable weights).
+   */
+  parameters?: NtkParameters;
+  /**
+   * 'float32' (default): contractions run on the tfjs backend in float32, result Float32Array.
+   * 'float64': contractions of the float32 per-layer factors accumulated in double precision in
+   * plain JS (much slower), result Float64Array.
+   */
+  accumulation?: NtkAccumulation;
+  /**
+   * Points per block (the kernel is built from blocks of blockSize × blockSize points). Default:
+   * chosen from V so that one block holds about 1.5 M entries (≈ 125 points at V = 10), small enough
+   * that the symmetric case skips almost half of the work and every block fits the wasm heap.
+   */
+  blockSize?: number;
+  /**
+   * Bytes of working memory for per-point factors (layer inputs, back-propagated signals,
+   * per-example gradients) kept between blocks; default 1 GiB. The output itself is not counted.
+   * Factors beyond the budget are recomputed block by block (single thread).
+   */
+  memoryBudget?: number;
+  /**
+   * Worker threads for 'full' and 'trace' outputs: a number >= 1 or 'auto' (one per core).
+   * Default 1 (no workers). Results are bitwise identical for every thread count.
+   */
+  threads?: number | 'auto';
+  /** Show a progress bar on an interactive terminal (never in CI or pipes); default true. */
+  progress?: boolean;
+}
+
+/** Per-call options of an {@link NtkFn}. */
+export interface NtkCallOptions {
+  /**
+   * For output 'pairs': the point pairs (index into x1, index into x2 — or x1 when x2 is omitted),
+   * as an array of [a, b] or a flat Int32Array [a0, b0, a1, b1, ...].
+   */
+  pairs?: Array<[number, number]> | Int32Array;
+}
+
+/** A computed kernel. */
+export interface NtkResult {
+  /** The output kind. */
+  kind: NtkOutput;
+  /** The implementation that ran ('auto' resolved). */
+  implementation: ResolvedNtkImplementation;
+  /** Number of row points (x1) and column points (x2; = n1 when x2 was omitted). */
+  n1: number;
+  n2: number;
+  /** Number of outputs V (logits). */
+  numOutputs: number;
+  /**
+   * Shape of `data`: full [n1·V, n2·V] (row n·V + i, column m·V + j, point-major);
+   * diagonal [n1, V, V]; trace [n1, n2] (= tr K(x_n, x'_m) / V); pairs [P, V, V].
+   */
+  shape: number[];
+  /** Row-major values (Float64Array for accumulation 'float64'); may live in a SharedArrayBuffer. */
+  data: Float32Array | Float64Array;
+  /** Accumulation precision used. */
+  accumulation: NtkAccumulation;
+  /** Layers whose parameters were included, in model order. */
+  layers: string[];
+  /** Number of parameters P the Jacobian covers. */
+  parameterCount: number;
+  /** Points per block used. */
+  blockSize: number;
+  /** Worker threads used (1 = main thread only). */
+  threads: number;
+  /** Wall-clock milliseconds: total, features (forward/backward passes), contraction, workers (start-up). */
+  timings: Record<string, number>;
+}
+
+/**
+ * One block of the full (or trace) kernel, handed to a streaming sink: rows are the points
+ * [rowStart, rowEnd) of x1, columns the points [colStart, colEnd) of x2, and `data` is row-major
+ * [(rowEnd−rowStart)·V, (colEnd−colStart)·V] (V = 1 for the trace kernel), point-major inside.
+ */
+export interface NtkBlock {
+  rowStart: number;
+  rowEnd: number;
+  colStart: number;
+  colEnd: number;
+  /** [rows, cols] of `data` (entries, not points). */
+  shape: [number, number];
+  data: Float32Array | Float64Array;
+}
+
+/** Receives blocks; awaited before the next block is delivered. */
+export type NtkBlockSink = (block: NtkBlock) => void | Promise<void>;
+
+/** Options of {@link NtkFn.stream}. */
+export interface NtkStreamOptions {
+  /**
+   * 'blocks' (default): every block of the full matrix exactly once in an unspecified order (in the
+   * symmetric case both a block and its mirror image; only one of them is computed).
+   * 'rows': complete row panels (colStart = 0, colEnd = n2) in increasing row order, for writers
+   * that append; the symmetric case is then computed in full (no triangle saving).
+   */
+  order?: 'blocks' | 'rows';
+}
+
+/** What a streaming run returns: the {@link NtkResult} without data. */
+export type NtkStreamSummary = Omit<NtkResult, 'data'>;
+
+/** Static description of a configured kernel function. */
+export interface NtkPlan {
+  /** The implementation calls will use. */
+  implementation: ResolvedNtkImplementation;
+  /** Layers (name (ClassName)) that the structured path does not support (empty when it applies). */
+  unsupportedLayers: string[];
+  /** Layers whose parameters are included. */
+  layers: string[];
+  /** Number of parameters P. */
+  parameterCount: number;
+  /** Number of outputs V. */
+  numOutputs: number;
+  /** Shape of one input example. */
+  inputShape: number[];
+  /** Structured path: the per-layer terms (name, kind, widths); empty for 'jacobian'. */
+  terms: Array<{ layer: string; kind: 'factored' | 'identity' | 'gram'; width: number }>;
+}
+
+/**
+ * A configured kernel function: `await ntk(x1)` (symmetric, x2 = x1) or `await ntk(x1, x2)`.
+ * Holds worker threads when threads > 1: call `dispose()` when done (idle workers never keep the
+ * process alive).
+ */
+export interface NtkFn {
+  (x1: NtkInput, x2?: NtkInput | null, call?: NtkCallOptions): Promise<NtkResult>;
+  /** Stream the 'full' or 'trace' kernel block by block into `sink` instead of holding it. */
+  stream(
+    x1: NtkInput,
+    x2: NtkInput | null | undefined,
+    sink: NtkBlockSink,
+    options?: NtkStreamOptions,
+  ): Promise<NtkStreamSummary>;
+  /** The resolved configuration. */
+  readonly plan: NtkPlan;
+  /** Stop worker threads (if any). The function stays usable (workers restart on demand). */
+  dispose(): Promise<void>;
+}

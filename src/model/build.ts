@@ -1,0 +1,192 @@
+/**
+ * Building seeded `tf.Sequential` models from a {@link ModelSpec}.
+ *
+ * Structure (the layer contract in src/model/layers.ts): parameterised layers (`Dense`,
+ * `ScaledDense`, `Conv2D`) never carry a fused activation; each non-linearity is its own layer
+ * (`Activation` for relu/tanh/gelu, `ElementwiseActivation` for erf); the model outputs logits
+ * (no softmax layer). Layer names are deterministic (`dense_1`, `activation_1`, ..., `logits`).
+ *
+ * Initial weights come from the seeded {@link Rng} (one stream per layer, forked by layer name),
+ * so the same seed gives bitwise the same weights on every backend:
+ * - standard: kernels ~ N(0, 2/fan_in) (He) before ReLU/GELU, N(0, 2/(fan_in+fan_out)) (Glorot)
+ *   before tanh/erf and for the output layer; biases 0.
+ * - ntk: kernels ~ N(0, 1), biases 0; the 1/sqrt(fan_in) lives in the forward pass (`ScaledDense`).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { InvalidArgumentError, assertArgument } from '../errors.js';
+import { Rng } from '../util/rng.js';
+import { ElementwiseActivation, Scale, ScaledDense } from './layers.js';
+import type { ActivationName, CnnSpec, MlpSpec, ModelSpec } from './spec.js';
+import { resolveModelSpec } from './spec.js';
+
+/** Options of {@link buildModel}. */
+export interface BuildModelOptions {
+  /** Shape of one example, e.g. [64] for digits vectors or [8, 8, 1] for digits images. */
+  inputShape: number[];
+  /** Number of classes V (= number of logits, >= 2). */
+  numClasses: number;
+  /** Seed of the initial weights (integer). */
+  seed: number;
+}
+
+type Init = 'he' | 'glorot' | 'unit';
+
+interface PendingInit {
+  layer: tf.layers.Layer;
+  init: Init;
+  /** fan-in and fan-out of the kernel (for conv: receptive field × channels). */
+  fanIn: number;
+  fanOut: number;
+}
+
+/** The activation layer for `name` (tfjs built-ins where they exist; erf is custom). */
+function activationLayer(name: ActivationName, layerName: string): tf.layers.Layer {
+  if (name === 'erf') return new ElementwiseActivation({ fn: 'erf', name: layerName });
+  return tf.layers.activation({ activation: name, name: layerName });
+}
+
+/** Kernel initialisation for a layer feeding into `activation` (standard parameterisation). */
+function standardInit(activation: ActivationName | null): Init {
+  return activation === 'relu' || activation === 'gelu' ? 'he' : 'glorot';
+}
+
+function product(shape: number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+/**
+ * Build a seeded `tf.Sequential` that maps inputs [n, ...inputShape] to logits [n, numClasses].
+ *
+ * @example
+ * const model = buildModel(resolveModelSpec('mlp'), { inputShape: [64], numClasses: 10, seed: 0 });
+ * const logits = model.predict(tf.zeros([5, 64])) as tf.Tensor; // shape [5, 10]
+ */
+export function buildModel(spec: ModelSpec, options: BuildModelOptions): tf.Sequential {
+  const resolved = resolveModelSpec(spec);
+  const { inputShape, numClasses, seed } = options;
+  assertArgument(
+    Array.isArray(inputShape) && inputShape.length >= 1 && inputShape.every((d) => Number.isInteger(d) && d > 0),
+    'inputShape',
+    inputShape,
+    'a non-empty array of positive integers',
+  );
+  assertArgument(Number.isInteger(numClasses) && numClasses >= 2, 'numClasses', numClasses, 'an integer >= 2');
+  assertArgument(Number.isSafeInteger(seed), 'seed', seed, 'an integer');
+
+  const layers: tf.layers.Layer[] = [];
+  const pending: PendingInit[] = [];
+  let first = true;
+  /** Standard layer args: the first layer carries the input shape. */
+  const head = (name: string) => {
+    const args: { name: string; inputShape?: number[] } = { name };
+    if (first) args.inputShape = inputShape;
+    first = false;
+    return args;
+  };
+
+  if (resolved.kind === 'linear' || resolved.kind === 'mlp') {
+    const mlp: MlpSpec =
+      resolved.kind === 'linear'
+        ? { kind: 'mlp', widths: [], activation: 'relu', parameterization: 'standard' }
+        : resolved;
+    let width = product(inputShape);
+    if (inputShape.length > 1) layers.push(tf.layers.flatten(head('flatten')));
+    const ntk = mlp.parameterization === 'ntk';
+    const dense = (units: number, name: string, next: ActivationName | null) => {
+      const layer = ntk
+        ? new ScaledDense({ units, weightScale: 1 / Math.sqrt(width), biasScale: 1, ...head(name) })
+        : tf.layers.dense({ units, activation: 'linear', useBias: true, ...head(name) });
+      layers.push(layer);
+      pending.push({ layer, init: ntk ? 'unit' : standardInit(next), fanIn: width, fanOut: units });
+      width = units;
+    };
+    mlp.widths.forEach((w, i) => {
+      dense(w, `dense_${i + 1}`, mlp.activation);
+      layers.push(activationLayer(mlp.activation, `activation_${i + 1}`));
+    });
+    dense(numClasses, 'logits', null);
+    if (mlp.outputScale !== undefined && mlp.outputScale !== 1) {
+      layers.push(new Scale({ factor: mlp.outputScale, name: 'output_scale' }));
+    }
+  } else {
+    buildCnn(resolved, inputShape, numClasses, layers, pending, head);
+  }
+
+  const model = tf.sequential({ layers, name: resolved.kind });
+  initialiseWeights(pending, seed);
+  return model;
+}
+
+function buildCnn(
+  spec: CnnSpec,
+  inputShape: number[],
+  numClasses: number,
+  layers: tf.layers.Layer[],
+  pending: PendingInit[],
+  head: (name: string) => { name: string; inputShape?: number[] },
+): void {
+  const filters = spec.filters ?? [16, 32];
+  const denseWidths = spec.dense ?? [64];
+  const activation = spec.activation ?? 'relu';
+  let [h, w, c] = inputShape as [number, number, number];
+  if (inputShape.length === 1) {
+    const side = Math.round(Math.sqrt(inputShape[0]!));
+    if (side * side !== inputShape[0]) {
+      throw new InvalidArgumentError('inputShape', inputShape, 'an image shape [h, w, c] (or [s*s]) for a CNN');
+    }
+    layers.push(tf.layers.reshape({ targetShape: [side, side, 1], ...head('reshape') }));
+    [h, w, c] = [side, side, 1];
+  } else if (inputShape.length !== 3) {
+    throw new InvalidArgumentError('inputShape', inputShape, 'an image shape [h, w, c] (or [s*s]) for a CNN');
+  }
+  let act = 0;
+  filters.forEach((f, i) => {
+    const conv = tf.layers.conv2d({
+      filters: f,
+      kernelSize: 3,
+      padding: 'same',
+      activation: 'linear',
+      useBias: true,
+      ...head(`conv_${i + 1}`),
+    });
+    layers.push(conv);
+    pending.push({ layer: conv, init: standardInit(activation), fanIn: 9 * c, fanOut: 9 * f });
+    layers.push(activationLayer(activation, `activation_${++act}`));
+    c = f;
+    if (h >= 2 && w >= 2) {
+      layers.push(tf.layers.maxPooling2d({ poolSize: 2, strides: 2, padding: 'valid', name: `pool_${i + 1}` }));
+      h = Math.floor(h / 2);
+      w = Math.floor(w / 2);
+    }
+  });
+  layers.push(tf.layers.flatten({ name: 'flatten' }));
+  let width = h * w * c;
+  denseWidths.forEach((units, i) => {
+    const dense = tf.layers.dense({ units, activation: 'linear', name: `dense_${i + 1}` });
+    layers.push(dense);
+    pending.push({ layer: dense, init: standardInit(activation), fanIn: width, fanOut: units });
+    layers.push(activationLayer(activation, `activation_${++act}`));
+    width = units;
+  });
+  const logits = tf.layers.dense({ units: numClasses, activation: 'linear', name: 'logits' });
+  layers.push(logits);
+  pending.push({ layer: logits, init: 'glorot', fanIn: width, fanOut: numClasses });
+}
+
+/** Draw every pending layer's kernel from its own seeded stream; biases 0. */
+function initialiseWeights(pending: PendingInit[], seed: number): void {
+  const rng = new Rng(seed);
+  for (const { layer, init, fanIn, fanOut } of pending) {
+    const [kernel, ...rest] = layer.getWeights();
+    const std = init === 'unit' ? 1 : init === 'he' ? Math.sqrt(2 / fanIn) : Math.sqrt(2 / (fanIn + fanOut));
+    const values = rng.fork(`init/${layer.name}`).normalArray(kernel!.size, std);
+    const fresh = [tf.tensor(values, kernel!.shape, 'float32'), ...rest.map((t) => tf.zerosLike(t))];
+    layer.setWeights(fresh);
+    tf.dispose(fresh);
+  }
+}
+
+/** Number of trainable parameters P (sum of the sizes of all trainable weights). */
+export function countParameters(model: tf.LayersModel): number {
+  return model.trainableWeights.reduce((sum, w) => sum + product(w.shape as number[]), 0);
+}

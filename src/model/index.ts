@@ -1,0 +1,24 @@
+/**
+ * Models: presets registry, seeded construction, custom layers, and standard-format save/load.
+ * See src/model/layers.ts for the layer contract the eNTK engine relies on.
+ */
+export { buildModel, countParameters } from './build.js';
+export type { BuildModelOptions } from './build.js';
+export { fileSystemHandler, loadModel, MODEL_JSON, saveModel, WEIGHTS_BIN } from './io.js';
+export {
+  applyElementwise,
+  ELEMENTWISE_FUNCTIONS,
+  ElementwiseActivation,
+  Scale,
+  ScaledDense,
+} from './layers.js';
+export type { ElementwiseActivationArgs, ElementwiseFunction, ScaleArgs, ScaledDenseArgs } from './layers.js';
+export {
+  ACTIVATIONS,
+  MODEL_PRESETS,
+  modelSpecSchema,
+  PARAMETERIZATIONS,
+  presetNameOf,
+  resolveModelSpec,
+} from './spec.js';
+export type { ActivationName, CnnSpec, LinearSpec, MlpSpec, ModelSpec, Parameterization } from './spec.js';

@@ -1,0 +1,78 @@
+/** Writing a report to disk: report.html, results.json and figures/<id>.{svg,png,vl.json}. */
+import * as path from 'node:path';
+import { writeDirAtomic, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { type PngOptions, svgToPng } from './render.js';
+import { figureFiles, type Report, type ReportResults, renderReportHtml, reportResults } from './report.js';
+
+/** Options for {@link writeReport}. */
+export interface WriteReportOptions {
+  /** Also write each figure as PNG. Default true. */
+  png?: boolean;
+  /** PNG size (default scale 2: twice the SVG's CSS size). */
+  pngOptions?: PngOptions;
+  /** Also write each figure's Vega-Lite spec (data inline) as figures/<id>.vl.json. Default true. */
+  spec?: boolean;
+}
+
+/** Where {@link writeReport} put things (absolute paths). */
+export interface WrittenReport {
+  /** The report directory. */
+  dir: string;
+  /** <dir>/report.html */
+  html: string;
+  /** <dir>/results.json */
+  resultsFile: string;
+  /** The object written to results.json. */
+  results: ReportResults;
+  /** Per figure: absolute paths of its files. */
+  figures: { id: string; svg: string; png?: string; spec?: string }[];
+}
+
+/**
+ * Write a report into `dir`:
+ *
+ *     <dir>/report.html            self-contained page (inline CSS and SVG; no scripts, no network)
+ *     <dir>/results.json           every number shown on the page, at full precision
+ *     <dir>/figures/<id>.svg       each figure as SVG
+ *     <dir>/figures/<id>.png       ... as PNG (option png, default on)
+ *     <dir>/figures/<id>.vl.json   ... as its Vega-Lite spec (option spec, default on)
+ *
+ * `dir` may be a run directory holding other files: only these are replaced. Every file is written
+ * atomically; figures/ is built aside and swapped in whole (stale figures disappear), then
+ * results.json, and report.html last, so the page never links to a missing figure.
+ */
+export async function writeReport(dir: string, report: Report, options: WriteReportOptions = {}): Promise<WrittenReport> {
+  const { png = true, spec = true, pngOptions } = options;
+  const files = (id: string) => figureFiles(id, { png, spec });
+  const results = reportResults(report, files);
+  const html = renderReportHtml(report, { files });
+  const root = path.resolve(dir);
+  const figures = report.sections.flatMap((s) => s.figures ?? []);
+  await writeDirAtomic(path.join(root, 'figures'), async (tmp) => {
+    for (const figure of figures) {
+      const f = files(figure.id);
+      await writeFileAtomic(path.join(tmp, path.basename(f.svg)), `<?xml version="1.0" encoding="UTF-8"?>\n${figure.svg}\n`);
+      if (f.png) await writeFileAtomic(path.join(tmp, path.basename(f.png)), svgToPng(figure, pngOptions));
+      if (f.spec) await writeJsonAtomic(path.join(tmp, path.basename(f.spec)), figure.spec);
+    }
+  });
+  const resultsFile = path.join(root, 'results.json');
+  await writeJsonAtomic(resultsFile, results);
+  const htmlFile = path.join(root, 'report.html');
+  await writeFileAtomic(htmlFile, html);
+  return {
+    dir: root,
+    html: htmlFile,
+    resultsFile,
+    results,
+    figures: figures.map((figure) => {
+      const f = files(figure.id);
+      return {
+        id: figure.id,
+        svg: path.join(root, f.svg),
+        ...(f.png ? { png: path.join(root, f.png) } : {}),
+        ...(f.spec ? { spec: path.join(root, f.spec) } : {}),
+      };
+    }),
+  };
+}

@@ -1,0 +1,46 @@
+/**
+ * Training: configuration, the checkpointed and exactly resumable training loop, optimiser state,
+ * and the run directory every later stage reads (layout documented in ./run.ts).
+ */
+export type { CheckpointSchedule, DataOptions, OptimizerConfig, OptimizerName, StepPlan, TrainConfig, TrainConfigInput } from './config.js';
+export {
+  checkpointSteps,
+  defaultLearningRate,
+  OPTIMIZERS,
+  planSteps,
+  resolveTrainConfig,
+  trainConfigSchema,
+} from './config.js';
+export type { OptimizerStateFile } from './optimizer.js';
+export { createOptimizer, disposeOptimizer, loadOptimizer, saveOptimizerState } from './optimizer.js';
+export type {
+  CheckpointInfo,
+  CheckpointState,
+  LogEntry,
+  Metrics,
+  PreparedData,
+  Run,
+  RunConfigFile,
+  SplitFile,
+} from './run.js';
+export {
+  CHECKPOINT_INDEX,
+  CHECKPOINTS_DIR,
+  CONFIG_JSON,
+  checkpointId,
+  FINETUNE_DIR,
+  KERNELS_DIR,
+  LOGS_DIR,
+  modelInputShape,
+  openRun,
+  prepareRunData,
+  readCheckpointIndex,
+  readTrainLog,
+  runPaths,
+  SPLIT_JSON,
+  STATE_JSON,
+  selectCheckpoint,
+  TRAIN_LOG,
+} from './run.js';
+export type { TrainOptions, TrainProgress, TrainResult } from './train.js';
+export { evaluateModel, readRunConfig, train } from './train.js';

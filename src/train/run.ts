@@ -1,0 +1,352 @@
+/**
+ * The run directory: what `entk train` writes and every later command (kernels, finetune, report)
+ * reads. Layout:
+ *
+ * ```
+ * <run>/config.json                 the resolved TrainConfig (every default filled in) +
+ *                                   { entkVersion, backend, createdAt, updatedAt }
+ * <run>/split.json                  { data, dataOptions, seed, testFraction, trainIds, testIds,
+ *                                     standardization (null if off), classNames, inputShape,
+ *                                     featureNames }
+ * <run>/checkpoints/index.json      [{ id: 'step-000100', step, epoch, metrics }], ascending step
+ * <run>/checkpoints/step-000100/    one checkpoint, written atomically as a whole directory:
+ *     model.json, weights.bin         the model in the standard tfjs layers format (tf.loadLayersModel)
+ *     optimizer.json, optimizer.bin   optimiser state (iterations, slot variables; see optimizer.ts)
+ *     state.json                      { step, epoch, stepsPerEpoch, batchSize, rng, metrics, ... }
+ * <run>/logs/train.jsonl            one JSON object per evaluation (every epoch by default, and at
+ *                                   every checkpoint): { step, epoch, trainLoss, trainAccuracy,
+ *                                   testLoss, testAccuracy, seconds }
+ * <run>/kernels/                    kernel store (src/kernel, src/io)
+ * <run>/finetune/                   finetune recordings, predictions, comparisons (src/dynamics)
+ * ```
+ *
+ * Conventions: a checkpoint id is `step-` + the step zero-padded to 6 digits; step 0 holds the
+ * initial weights; `epoch` = step / stepsPerEpoch (fractional mid-epoch); losses are the mean
+ * softmax cross-entropy (natural log) over the whole split, accuracies in [0, 1]. The train/test
+ * Datasets of {@link openRun} are rebuilt from the data spec and split.json's ids, standardised
+ * with the stored training-split statistics and reshaped to the model's input shape.
+ */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import type * as tf from '@tensorflow/tfjs';
+import {
+  applyStandardization,
+  type Dataset,
+  fitStandardization,
+  loadDataset,
+  type Standardization,
+  selectByIds,
+  stratifiedSplit,
+  withInputShape,
+} from '../data/index.js';
+import { CorruptFileError, InvalidArgumentError } from '../errors.js';
+import { loadModel as loadModelFrom } from '../model/io.js';
+import type { ModelSpec } from '../model/spec.js';
+import type { DataOptions, TrainConfig } from './config.js';
+import { resolveTrainConfig } from './config.js';
+
+export const CONFIG_JSON = 'config.json';
+export const SPLIT_JSON = 'split.json';
+export const CHECKPOINTS_DIR = 'checkpoints';
+export const CHECKPOINT_INDEX = 'index.json';
+export const STATE_JSON = 'state.json';
+export const LOGS_DIR = 'logs';
+export const TRAIN_LOG = 'train.jsonl';
+export const KERNELS_DIR = 'kernels';
+export const FINETUNE_DIR = 'finetune';
+
+/** Loss and accuracy on both splits (mean cross-entropy in nats; accuracy in [0, 1]). */
+export interface Metrics {
+  trainLoss: number;
+  trainAccuracy: number;
+  testLoss: number;
+  testAccuracy: number;
+}
+
+/** One entry of `checkpoints/index.json`. */
+export interface CheckpointInfo {
+  /** 'step-000100'. */
+  id: string;
+  step: number;
+  /** step / stepsPerEpoch. */
+  epoch: number;
+  metrics: Metrics;
+}
+
+/** One line of `logs/train.jsonl`. */
+export interface LogEntry extends Metrics {
+  step: number;
+  epoch: number;
+  /** Wall-clock seconds of training so far (across resumes). */
+  seconds: number;
+}
+
+/** Contents of `config.json`. */
+export interface RunConfigFile extends TrainConfig {
+  entkVersion: string;
+  backend: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** Contents of `split.json`. */
+export interface SplitFile {
+  data: string;
+  dataOptions: DataOptions;
+  seed: number;
+  testFraction: number;
+  trainIds: string[];
+  testIds: string[];
+  /** Fitted on the training split; null when standardisation is off. */
+  standardization: Standardization | null;
+  classNames: string[];
+  /** Input shape of one example as fed to the model (e.g. [64], or [8, 8, 1] for the CNN). */
+  inputShape: number[];
+  featureNames: string[];
+}
+
+/** Contents of a checkpoint's `state.json`: everything needed to resume exactly. */
+export interface CheckpointState {
+  step: number;
+  epoch: number;
+  stepsPerEpoch: number;
+  batchSize: number;
+  /**
+   * Position of the minibatch-order stream: the permutation of epoch e is
+   * `new Rng(seed).fork('minibatch-order/epoch-' + e)`; the next step uses batch `batch` of epoch `epoch`.
+   */
+  rng: { seed: number; stream: string; epoch: number; batch: number };
+  metrics: Metrics;
+  seconds: number;
+}
+
+/** The id of the checkpoint at `step`: 'step-000100'. */
+export function checkpointId(step: number): string {
+  return `step-${String(step).padStart(6, '0')}`;
+}
+
+/** Path helpers of a run directory. */
+export function runPaths(dir: string) {
+  const checkpoints = path.join(dir, CHECKPOINTS_DIR);
+  return {
+    config: path.join(dir, CONFIG_JSON),
+    split: path.join(dir, SPLIT_JSON),
+    checkpoints,
+    index: path.join(checkpoints, CHECKPOINT_INDEX),
+    checkpoint: (id: string) => path.join(checkpoints, id),
+    logs: path.join(dir, LOGS_DIR),
+    trainLog: path.join(dir, LOGS_DIR, TRAIN_LOG),
+    kernels: path.join(dir, KERNELS_DIR),
+    finetune: path.join(dir, FINETUNE_DIR),
+  };
+}
+
+/** Read and parse a JSON file; CorruptFileError if it is not valid JSON. */
+export async function readJsonFile<T>(file: string): Promise<T> {
+  const text = await fs.readFile(file, 'utf8');
+  try {
+    return JSON.parse(text) as T;
+  } catch (error) {
+    throw new CorruptFileError(file, `not valid JSON (${(error as Error).message})`);
+  }
+}
+
+/** `checkpoints/index.json` of a run ([] if there is none yet). */
+export async function readCheckpointIndex(dir: string): Promise<CheckpointInfo[]> {
+  const file = runPaths(dir).index;
+  try {
+    await fs.access(file);
+  } catch {
+    return [];
+  }
+  const index = await readJsonFile<CheckpointInfo[]>(file);
+  if (!Array.isArray(index)) throw new CorruptFileError(file, 'expected an array of checkpoints');
+  return index;
+}
+
+/** The entries of `logs/train.jsonl` ([] if there is none). */
+export async function readTrainLog(dir: string): Promise<LogEntry[]> {
+  const file = runPaths(dir).trainLog;
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch {
+    return [];
+  }
+  const out: LogEntry[] = [];
+  const lines = text.split('\n');
+  lines.forEach((line, i) => {
+    if (line.trim() === '') return;
+    try {
+      out.push(JSON.parse(line) as LogEntry);
+    } catch {
+      // A torn last line (a crash mid-append) is skipped; anything else is corruption.
+      if (i === lines.length - 1) return;
+      throw new CorruptFileError(file, `line ${i + 1} is not valid JSON`);
+    }
+  });
+  return out;
+}
+
+/** The input shape a model of `spec` is fed: images for a CNN on flat square data, else unchanged. */
+export function modelInputShape(spec: ModelSpec, dataShape: number[]): number[] {
+  if (spec.kind === 'cnn' && dataShape.length === 1) {
+    const side = Math.round(Math.sqrt(dataShape[0]!));
+    if (side * side === dataShape[0]) return [side, side, 1];
+  }
+  return dataShape;
+}
+
+/** The datasets of a run, ready for the model. */
+export interface PreparedData {
+  train: Dataset;
+  test: Dataset;
+  standardization: Standardization | null;
+  split: SplitFile;
+}
+
+/**
+ * Load the data of `config`, split it (or, given `stored`, re-select the stored split by id),
+ * standardise with training-split statistics and reshape for the model.
+ */
+export async function prepareRunData(config: TrainConfig, stored?: SplitFile, splitFile?: string): Promise<PreparedData> {
+  const ds = await loadDataset(config.data, config.dataOptions);
+  let train: Dataset;
+  let test: Dataset;
+  if (stored) {
+    if (JSON.stringify(stored.classNames) !== JSON.stringify(ds.classNames)) {
+      throw new CorruptFileError(
+        splitFile ?? SPLIT_JSON,
+        `class names ${JSON.stringify(stored.classNames)} differ from the dataset's ${JSON.stringify(ds.classNames)}`,
+      );
+    }
+    train = selectByIds(ds, stored.trainIds);
+    test = selectByIds(ds, stored.testIds);
+  } else {
+    ({ train, test } = stratifiedSplit(ds, { testFraction: config.split.testFraction, seed: config.split.seed }));
+  }
+  const standardization = config.standardize ? (stored?.standardization ?? fitStandardization(train)) : null;
+  if (standardization) {
+    train = applyStandardization(train, standardization);
+    test = applyStandardization(test, standardization);
+  }
+  const shape = modelInputShape(config.model, train.inputShape);
+  if (JSON.stringify(shape) !== JSON.stringify(train.inputShape)) {
+    train = withInputShape(train, shape);
+    test = withInputShape(test, shape);
+  }
+  return {
+    train,
+    test,
+    standardization,
+    split: {
+      data: config.data,
+      dataOptions: config.dataOptions,
+      seed: config.split.seed,
+      testFraction: config.split.testFraction,
+      trainIds: train.ids,
+      testIds: test.ids,
+      standardization,
+      classNames: ds.classNames,
+      inputShape: shape,
+      featureNames: ds.featureNames,
+    },
+  };
+}
+
+/** A trained (or training) run, opened for reading. */
+export interface Run {
+  /** The run directory. */
+  dir: string;
+  /** The resolved training configuration. */
+  config: TrainConfig;
+  /** Training split: standardised, shaped for the model (inputShape = split.inputShape). */
+  train: Dataset;
+  /** Test split, same treatment. */
+  test: Dataset;
+  /** The training-split standardisation (mean 0 / std 1 when standardisation is off). */
+  standardization: Standardization;
+  /** Contents of split.json. */
+  split: SplitFile;
+  /** Checkpoints, ascending by step. */
+  checkpoints: CheckpointInfo[];
+  /**
+   * A checkpoint by 'last' | 'first' | an id ('step-000100') | a step ('100', 'step-100').
+   * Throws InvalidArgumentError listing the available ids otherwise.
+   */
+  resolveCheckpoint(idOrLast: string): CheckpointInfo;
+  /** The directory of a checkpoint (same selectors as resolveCheckpoint). */
+  checkpointDir(idOrLast: string): string;
+  /** Load a checkpoint's model (same selectors as resolveCheckpoint). The caller disposes it. */
+  loadModel(checkpointId: string): Promise<tf.LayersModel>;
+  /** The entries of logs/train.jsonl. */
+  readLog(): Promise<LogEntry[]>;
+}
+
+/** Pick a checkpoint from `checkpoints` by selector (see {@link Run.resolveCheckpoint}). */
+export function selectCheckpoint(checkpoints: CheckpointInfo[], selector: string): CheckpointInfo {
+  const sel = String(selector).trim();
+  let found: CheckpointInfo | undefined;
+  if (sel === 'last' || sel === 'latest') found = checkpoints[checkpoints.length - 1];
+  else if (sel === 'first' || sel === 'initial') found = checkpoints[0];
+  else {
+    const m = /^(?:step-)?(\d+)$/.exec(sel);
+    found = m ? checkpoints.find((c) => c.step === Number(m[1])) : checkpoints.find((c) => c.id === sel);
+  }
+  if (!found) {
+    const ids = checkpoints.map((c) => c.id);
+    const shown = ids.length > 8 ? [...ids.slice(0, 4), '...', ...ids.slice(-3)] : ids;
+    throw new InvalidArgumentError(
+      'checkpoint',
+      selector,
+      ids.length === 0 ? 'a checkpoint, but the run has none' : `last, first, a step or an id (${shown.join(', ')})`,
+    );
+  }
+  return found;
+}
+
+/**
+ * Open a run directory written by `train` / `entk train`.
+ * Throws InvalidArgumentError if `dir` is not a run directory, CorruptFileError if its files are damaged.
+ */
+export async function openRun(dir: string): Promise<Run> {
+  const paths = runPaths(dir);
+  try {
+    await fs.access(paths.config);
+  } catch {
+    throw new InvalidArgumentError('run', dir, `a run directory written by 'entk train' (no ${CONFIG_JSON})`);
+  }
+  const stored = await readJsonFile<RunConfigFile>(paths.config);
+  let config: TrainConfig;
+  try {
+    config = resolveTrainConfig(stripRunMetadata(stored));
+  } catch (error) {
+    throw new CorruptFileError(paths.config, (error as Error).message);
+  }
+  const split = await readJsonFile<SplitFile>(paths.split).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') throw new CorruptFileError(paths.split, 'missing');
+    throw error;
+  });
+  const data = await prepareRunData(config, split, paths.split);
+  const checkpoints = await readCheckpointIndex(dir);
+  const d = data.train.inputShape.reduce((a, b) => a * b, 1);
+  return {
+    dir,
+    config,
+    train: data.train,
+    test: data.test,
+    standardization: data.standardization ?? { mean: new Array(d).fill(0), std: new Array(d).fill(1) },
+    split,
+    checkpoints,
+    resolveCheckpoint: (sel) => selectCheckpoint(checkpoints, sel),
+    checkpointDir: (sel) => paths.checkpoint(selectCheckpoint(checkpoints, sel).id),
+    loadModel: (sel) => loadModelFrom(paths.checkpoint(selectCheckpoint(checkpoints, sel).id)),
+    readLog: () => readTrainLog(dir),
+  };
+}
+
+/** The TrainConfig part of a config.json (without entkVersion, backend, timestamps). */
+export function stripRunMetadata(file: RunConfigFile): TrainConfig {
+  const { entkVersion: _v, backend: _b, createdAt: _c, updatedAt: _u, ...config } = file;
+  return config;
+}
