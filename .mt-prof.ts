@@ -11,7 +11,7 @@ for (const [name, n] of [['mlp', 32], ['mlp', 1437], ['mlp-ntk', 32], ['mlp-ntk'
   step();
   let t = performance.now(); for (let i = 0; i < 10; i++) step(); await vars[0]!.data();
   const tStep = (performance.now() - t) / 10;
-  t = performance.now(); for (let i = 0; i < 10; i++) tf.tidy(() => model.predict(x)); 
+  t = performance.now(); for (let i = 0; i < 10; i++) tf.tidy(() => model.predict(x, {batchSize: n})); 
   const tFwd = (performance.now() - t) / 10;
   // matmul variants
   const a = tf.randomNormal([n, 256]); const b = tf.randomNormal([256, 256]); const dy = tf.randomNormal([n, 256]);

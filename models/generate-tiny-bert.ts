@@ -220,7 +220,12 @@ export function tinyBertOnnx(vocabSize: number): Uint8Array {
     f('const.maskfill', [], Float32Array.of(TINY_BERT.maskFill)),
   ];
   const eps = { epsilon: { float: TINY_BERT.layerNormEps }, axis: { int: -1 } };
-  const n = (op: string, inputs: string[], outputs: string[], attributes?: OnnxNode['attributes']): OnnxNode => ({
+  const n = (
+    op: string,
+    inputs: string[],
+    outputs: string[],
+    attributes?: OnnxNode['attributes'],
+  ): OnnxNode => ({
     op,
     inputs,
     outputs,
@@ -233,14 +238,21 @@ export function tinyBertOnnx(vocabSize: number): Uint8Array {
   const nodes: OnnxNode[] = [
     // Embeddings.
     n('Gather', ['embeddings.word_embeddings.weight', 'input_ids'], ['emb.word'], { axis: { int: 0 } }),
-    n('Gather', ['embeddings.token_type_embeddings.weight', 'token_type_ids'], ['emb.type'], { axis: { int: 0 } }),
+    n('Gather', ['embeddings.token_type_embeddings.weight', 'token_type_ids'], ['emb.type'], {
+      axis: { int: 0 },
+    }),
     n('Shape', ['input_ids'], ['ids.shape']),
     n('Gather', ['ids.shape', 'const.one'], ['seq.len'], { axis: { int: 0 } }),
     n('Range', ['const.zero', 'seq.len', 'const.one'], ['position_ids']),
     n('Gather', ['embeddings.position_embeddings.weight', 'position_ids'], ['emb.pos'], { axis: { int: 0 } }),
     n('Add', ['emb.word', 'emb.type'], ['emb.sum1']),
     n('Add', ['emb.sum1', 'emb.pos'], ['emb.sum']),
-    n('LayerNormalization', ['emb.sum', 'embeddings.LayerNorm.weight', 'embeddings.LayerNorm.bias'], ['h0'], eps),
+    n(
+      'LayerNormalization',
+      ['emb.sum', 'embeddings.LayerNorm.weight', 'embeddings.LayerNorm.bias'],
+      ['h0'],
+      eps,
+    ),
     // Self-attention (one head).
     ...dense('h0', 'attention.query', 'q'),
     ...dense('h0', 'attention.key', 'k'),
@@ -257,7 +269,12 @@ export function tinyBertOnnx(vocabSize: number): Uint8Array {
     n('MatMul', ['probs', 'v'], ['context']),
     ...dense('context', 'attention.output', 'attn.out'),
     n('Add', ['attn.out', 'h0'], ['attn.res']),
-    n('LayerNormalization', ['attn.res', 'attention.LayerNorm.weight', 'attention.LayerNorm.bias'], ['h1'], eps),
+    n(
+      'LayerNormalization',
+      ['attn.res', 'attention.LayerNorm.weight', 'attention.LayerNorm.bias'],
+      ['h1'],
+      eps,
+    ),
     // Feed-forward with erf GELU.
     ...dense('h1', 'intermediate', 'ffn.pre'),
     n('Div', ['ffn.pre', 'const.sqrt2'], ['gelu.div']),
@@ -267,7 +284,12 @@ export function tinyBertOnnx(vocabSize: number): Uint8Array {
     n('Mul', ['gelu.mul', 'const.half'], ['ffn.act']),
     ...dense('ffn.act', 'output', 'ffn.out'),
     n('Add', ['ffn.out', 'h1'], ['ffn.res']),
-    n('LayerNormalization', ['ffn.res', 'output.LayerNorm.weight', 'output.LayerNorm.bias'], ['last_hidden_state'], eps),
+    n(
+      'LayerNormalization',
+      ['ffn.res', 'output.LayerNorm.weight', 'output.LayerNorm.bias'],
+      ['last_hidden_state'],
+      eps,
+    ),
   ];
   const io = (name: string) => ({ name, elemType: DataType.INT64, shape: ['batch', 'sequence'] });
   return encodeModel({

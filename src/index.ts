@@ -6,3 +6,4 @@ export * from './backend/index.js';
 export * from './errors.js';
 export { Rng } from './util/rng.js';
 export * from './data/index.js';
+export * from './embed/index.js';

@@ -5,7 +5,10 @@
 import { Command, CommanderError } from 'commander';
 import { ENTK_VERSION } from '../backend/index.js';
 import { EntkError } from '../errors.js';
+import { registerExport } from './commands/export.js';
 import { registerInfo } from './commands/info.js';
+import { registerKernel } from './commands/kernel.js';
+import { registerTrain } from './commands/train.js';
 
 export function buildProgram(): Command {
   const program = new Command('entk')
@@ -15,6 +18,9 @@ export function buildProgram(): Command {
     .option('--quiet', 'no progress bars')
     .showHelpAfterError('(run with --help for usage)');
   registerInfo(program);
+  registerTrain(program);
+  registerKernel(program);
+  registerExport(program);
   return program;
 }
 

@@ -26,7 +26,15 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { EntkError, InvalidArgumentError, assertArgument } from '../errors.js';
-import { gemvJs, instantiateKernels, type KernelExports, kernelModule, spmvJs } from './wasm.js';
+import {
+  gemvJs,
+  instantiateKernels,
+  type KernelExports,
+  kernelModule,
+  spmvJs,
+  type WasmMemory,
+  wasmApi,
+} from './wasm.js';
 
 /** Kernel blocks at one parameter value θ (the checkpoint, or a refresh point of the run). */
 export interface KernelBlocks {
@@ -226,10 +234,11 @@ export class FitnessOperator {
           'a problem whose reduced kernel fits the 4 GB WebAssembly memory (use backend "js")',
         );
       }
+      const api = wasmApi!;
       const memory =
         threads > 1
-          ? new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true })
-          : new WebAssembly.Memory({ initial: pages });
+          ? new api.Memory({ initial: pages, maximum: pages, shared: true })
+          : new api.Memory({ initial: pages });
       this.kernels = instantiateKernels(memory, threads > 1);
       this.heap = new Float64Array(memory.buffer, 0, total);
       if (threads > 1) this.startWorkers(memory, threads - 1);
@@ -368,7 +377,7 @@ export class FitnessOperator {
     this.workers = [];
   }
 
-  private startWorkers(memory: WebAssembly.Memory, count: number): void {
+  private startWorkers(memory: WasmMemory, count: number): void {
     const module = kernelModule(true)!;
     for (let i = 0; i < count; i++) {
       const control = new SharedArrayBuffer(16 + 12 * 8);
@@ -441,8 +450,10 @@ function fillReducedTrain(K: Float64Array | Float32Array, N: number, V: number, 
       if (d > maxAsym) maxAsym = d;
       const s = 0.5 * (gab + gba);
       if (Math.abs(s) > maxAbs) maxAbs = Math.abs(s);
+      if (!Number.isFinite(s)) maxAbs = Number.NaN;
       heap[p++] = s;
     }
+    if (Number.isNaN(maxAbs)) break;
   }
   if (!Number.isFinite(maxAbs) || !Number.isFinite(maxAsym)) {
     throw new InvalidArgumentError('kernel.train', 'non-finite entries', 'finite kernel entries');

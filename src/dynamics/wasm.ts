@@ -15,6 +15,28 @@
  * where WebAssembly SIMD is missing and the reference the tests compare against.
  */
 
+// --- the WebAssembly JS API, typed locally (the project's `lib` has no DOM/WebAssembly types) ---
+
+/** An opaque compiled module. */
+export interface WasmModule {
+  readonly __wasmModule?: never;
+}
+
+/** A linear memory (`buffer` is a SharedArrayBuffer when created with `shared: true`). */
+export interface WasmMemory {
+  readonly buffer: ArrayBuffer | SharedArrayBuffer;
+}
+
+interface WasmApi {
+  validate(bytes: Uint8Array): boolean;
+  Module: new (bytes: Uint8Array) => WasmModule;
+  Instance: new (module: WasmModule, imports: object) => { exports: unknown };
+  Memory: new (descriptor: { initial: number; maximum?: number; shared?: boolean }) => WasmMemory;
+}
+
+/** The runtime's WebAssembly object, or undefined where there is none. */
+export const wasmApi: WasmApi | undefined = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
+
 // --- a tiny WebAssembly assembler -------------------------------------------------------------
 
 function uleb(value: number): number[] {
@@ -344,19 +366,19 @@ export interface KernelExports {
   spmv(rowPtr: number, x: number, y: number, n: number, rowStart: number, rowEnd: number): void;
 }
 
-const cachedModules = new Map<boolean, WebAssembly.Module | null>();
+const cachedModules = new Map<boolean, WasmModule | null>();
 
 /**
  * The compiled module for a plain (`shared = false`) or shared memory, or null where WebAssembly
  * SIMD (or shared memory) is unavailable. Cached.
  */
-export function kernelModule(shared = false): WebAssembly.Module | null {
+export function kernelModule(shared = false): WasmModule | null {
   const cached = cachedModules.get(shared);
   if (cached !== undefined) return cached;
-  let module: WebAssembly.Module | null = null;
+  let module: WasmModule | null = null;
   try {
     const bytes = kernelModuleBytes(shared);
-    module = WebAssembly.validate(bytes) ? new WebAssembly.Module(bytes) : null;
+    module = wasmApi?.validate(bytes) ? new wasmApi.Module(bytes) : null;
   } catch {
     module = null;
   }
@@ -365,10 +387,10 @@ export function kernelModule(shared = false): WebAssembly.Module | null {
 }
 
 /** Instantiate the kernels over `memory`; null where WebAssembly SIMD is unavailable. */
-export function instantiateKernels(memory: WebAssembly.Memory, shared = false): KernelExports | null {
+export function instantiateKernels(memory: WasmMemory, shared = false): KernelExports | null {
   const module = kernelModule(shared);
-  if (!module) return null;
-  const instance = new WebAssembly.Instance(module, { env: { mem: memory } });
+  if (!module || !wasmApi) return null;
+  const instance = new wasmApi.Instance(module, { env: { mem: memory } });
   return instance.exports as unknown as KernelExports;
 }
 

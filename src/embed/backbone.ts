@@ -126,11 +126,18 @@ function looksLikePath(spec: string): boolean {
  * Local directories are checked file by file (missing or unparsable files give CorruptFileError /
  * BackboneNotFoundError naming the file).
  */
-export async function resolveBackbone(spec: string, options: ResolveBackboneOptions = {}): Promise<ResolvedBackbone> {
+export async function resolveBackbone(
+  spec: string,
+  options: ResolveBackboneOptions = {},
+): Promise<ResolvedBackbone> {
   const task = options.task ?? 'text';
   const dtype = options.dtype ?? 'fp32';
   if (typeof spec !== 'string' || spec.trim() === '') {
-    throw new InvalidArgumentError('backbone', spec, 'a model directory or a hub id such as Xenova/all-MiniLM-L6-v2');
+    throw new InvalidArgumentError(
+      'backbone',
+      spec,
+      'a model directory or a hub id such as Xenova/all-MiniLM-L6-v2',
+    );
   }
   if (!(BACKBONE_DTYPES as readonly string[]).includes(dtype)) {
     throw new InvalidArgumentError('dtype', dtype, `one of ${BACKBONE_DTYPES.join(', ')}`);
@@ -217,13 +224,19 @@ export async function validateBackboneDir(
   }
   const config = await readJson(path.join(dir, 'config.json'), 'the model config');
   if (typeof config.model_type !== 'string') {
-    throw new CorruptFileError(path.join(dir, 'config.json'), 'has no "model_type" (transformers.js picks the architecture from it)');
+    throw new CorruptFileError(
+      path.join(dir, 'config.json'),
+      'has no "model_type" (transformers.js picks the architecture from it)',
+    );
   }
   if (task === 'text') {
     const tok = await readJson(path.join(dir, 'tokenizer.json'), 'the tokenizer');
     const model = tok.model as Record<string, unknown> | undefined;
     if (!model || typeof model !== 'object' || typeof model.type !== 'string') {
-      throw new CorruptFileError(path.join(dir, 'tokenizer.json'), 'has no tokenizer "model" section with a "type"');
+      throw new CorruptFileError(
+        path.join(dir, 'tokenizer.json'),
+        'has no tokenizer "model" section with a "type"',
+      );
     }
     await readJson(path.join(dir, 'tokenizer_config.json'), 'the tokenizer config');
   } else {
@@ -235,11 +248,16 @@ export async function validateBackboneDir(
   if (head.length === 0) throw new CorruptFileError(onnxFile, 'is empty; re-download the onnx model');
   if (head[0] !== 0x08) {
     const asText = Buffer.from(head).toString('latin1');
-    const lfs = asText.startsWith('version https://git-lfs') ? ' (a Git LFS pointer, not the model: fetch the LFS object)' : '';
+    const lfs = asText.startsWith('version https://git-lfs')
+      ? ' (a Git LFS pointer, not the model: fetch the LFS object)'
+      : '';
     throw new CorruptFileError(onnxFile, `is not an ONNX model${lfs}; re-download it`);
   }
   const revision = await fingerprintFiles(dir, required);
-  const modelId = typeof config._name_or_path === 'string' && config._name_or_path ? config._name_or_path : path.basename(dir);
+  const modelId =
+    typeof config._name_or_path === 'string' && config._name_or_path
+      ? config._name_or_path
+      : path.basename(dir);
   return { source: 'local', dir, modelId, revision, task, dtype };
 }
 
@@ -254,13 +272,27 @@ async function readHead(file: string, n: number): Promise<Uint8Array> {
   }
 }
 
-/** `sha256:<hex>` over (relative path, length, bytes) of each file, in the given order. */
+const fileDigests = new Map<string, { size: number; mtimeMs: number; digest: string }>();
+
+/** sha256 of one file, memoised per process by (path, size, mtime) so large models are hashed once. */
+async function fileDigest(file: string): Promise<{ size: number; digest: string }> {
+  const stat = await fs.stat(file);
+  const known = fileDigests.get(file);
+  if (known && known.size === stat.size && known.mtimeMs === stat.mtimeMs) return known;
+  const digest = createHash('sha256')
+    .update(await fs.readFile(file))
+    .digest('hex');
+  const entry = { size: stat.size, mtimeMs: stat.mtimeMs, digest };
+  fileDigests.set(file, entry);
+  return entry;
+}
+
+/** `sha256:<hex>` over (relative path, length, sha256) of each file, in the given order. */
 export async function fingerprintFiles(dir: string, files: string[]): Promise<string> {
   const hash = createHash('sha256');
   for (const rel of files) {
-    const bytes = await fs.readFile(path.join(dir, rel));
-    hash.update(`${rel}\0${bytes.length}\0`);
-    hash.update(bytes);
+    const { size, digest } = await fileDigest(path.join(dir, rel));
+    hash.update(`${rel}\0${size}\0${digest}\0`);
   }
   return `sha256:${hash.digest('hex')}`;
 }

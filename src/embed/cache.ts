@@ -95,12 +95,15 @@ export async function readCachedFeatures(cacheDir: string, key: string): Promise
   }
   const n = header.n;
   const dim = header.dim;
-  if (header.key !== key || !Number.isSafeInteger(n) || !Number.isSafeInteger(dim)) return corrupt('header mismatch');
+  if (header.key !== key || !Number.isSafeInteger(n) || !Number.isSafeInteger(dim))
+    return corrupt('header mismatch');
   const offset = align4(12 + headerLength);
   const byteLength = (n as number) * (dim as number) * 4;
-  if (bytes.length !== offset + byteLength) return corrupt(`expected ${offset + byteLength} bytes, found ${bytes.length}`);
+  if (bytes.length !== offset + byteLength)
+    return corrupt(`expected ${offset + byteLength} bytes, found ${bytes.length}`);
   const payload = bytes.subarray(offset);
-  if (createHash('sha256').update(payload).digest('hex') !== header.sha256) return corrupt('checksum mismatch');
+  if (createHash('sha256').update(payload).digest('hex') !== header.sha256)
+    return corrupt('checksum mismatch');
   const data = new Float32Array((n as number) * (dim as number));
   const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
   for (let i = 0; i < data.length; i++) data[i] = view.getFloat32(i * 4, true);

@@ -12,7 +12,7 @@ import { z } from 'zod';
 import type { Dataset } from '../data/types.js';
 import { InvalidArgumentError } from '../errors.js';
 import { BACKBONE_DTYPES } from './backbone.js';
-import { type EmbedOptions, type Embeddings, embedTexts } from './embed.js';
+import { type Embeddings, type EmbedOptions, embedTexts } from './embed.js';
 
 /** Serialisable backbone settings (a run's config.json `backbone` field). */
 export const BackboneConfigSchema = z
@@ -63,7 +63,10 @@ export interface EmbedDatasetOptions {
 }
 
 /** The embedding options equivalent to a backbone config. */
-export function embedOptionsFromConfig(config: BackboneConfig, extra: EmbedDatasetOptions = {}): EmbedOptions {
+export function embedOptionsFromConfig(
+  config: BackboneConfig,
+  extra: EmbedDatasetOptions = {},
+): EmbedOptions {
   return {
     backbone: config.backbone,
     pooling: config.pooling,
@@ -128,7 +131,10 @@ export interface BackboneCliOptions {
  */
 export function addBackboneOptions(command: Command): Command {
   return command
-    .option('--backbone <dir|hub-id>', 'embed a text dataset with a frozen transformers.js backbone (a model directory, or a hub id with --allow-remote)')
+    .option(
+      '--backbone <dir|hub-id>',
+      'embed a text dataset with a frozen transformers.js backbone (a model directory, or a hub id with --allow-remote)',
+    )
     .option('--pooling <mean|cls>', 'backbone token pooling (default: mean)')
     .option('--no-normalize', 'do not L2-normalise backbone features')
     .option('--dtype <dtype>', `backbone weight precision: ${BACKBONE_DTYPES.join(' | ')} (default: fp32)`)

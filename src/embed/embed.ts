@@ -91,15 +91,30 @@ interface Resolved {
 }
 
 async function resolveOptions(options: EmbedOptions, task: BackboneTask): Promise<Resolved> {
-  assertArgument(options && typeof options === 'object', 'options', options, 'an EmbedOptions object with a backbone');
+  assertArgument(
+    options && typeof options === 'object',
+    'options',
+    options,
+    'an EmbedOptions object with a backbone',
+  );
   const pooling = options.pooling ?? 'mean';
   assertArgument(POOLINGS.includes(pooling), 'pooling', pooling, "'mean' or 'cls'");
   const normalize = options.normalize ?? true;
   assertArgument(typeof normalize === 'boolean', 'normalize', normalize, 'a boolean');
   const dtype = options.dtype ?? 'fp32';
-  assertArgument((BACKBONE_DTYPES as readonly string[]).includes(dtype), 'dtype', dtype, `one of ${BACKBONE_DTYPES.join(', ')}`);
+  assertArgument(
+    (BACKBONE_DTYPES as readonly string[]).includes(dtype),
+    'dtype',
+    dtype,
+    `one of ${BACKBONE_DTYPES.join(', ')}`,
+  );
   const batchSize = options.batchSize ?? 32;
-  assertArgument(Number.isSafeInteger(batchSize) && batchSize > 0, 'batchSize', batchSize, 'a positive integer');
+  assertArgument(
+    Number.isSafeInteger(batchSize) && batchSize > 0,
+    'batchSize',
+    batchSize,
+    'a positive integer',
+  );
   const cacheDir = options.cacheDir === false ? false : (options.cacheDir ?? defaultCacheDir());
   assertArgument(
     cacheDir === false || (typeof cacheDir === 'string' && cacheDir !== ''),
@@ -154,7 +169,16 @@ async function embedWithCache(
     if (found.status === 'hit') {
       if (found.features.n === n) {
         const { data, dim } = found.features;
-        return { ...base, data, n, dim, shape: [n, dim], cache: 'hit', cacheFile: found.file, computeSeconds: 0 };
+        return {
+          ...base,
+          data,
+          n,
+          dim,
+          shape: [n, dim],
+          cache: 'hit',
+          cacheFile: found.file,
+          computeSeconds: 0,
+        };
       }
       corrupt = true;
     } else if (found.status === 'corrupt') {
@@ -177,7 +201,9 @@ async function embedWithCache(
         dim = batch.dim;
         out = new Float32Array(n * dim);
       } else if (batch.dim !== dim) {
-        throw new EntkError(`backbone ${r.backbone.modelId}: feature width changed between batches (${dim} then ${batch.dim})`);
+        throw new EntkError(
+          `backbone ${r.backbone.modelId}: feature width changed between batches (${dim} then ${batch.dim})`,
+        );
       }
       out.set(batch.data, start * dim);
       progress.tick(end - start);
@@ -270,7 +296,10 @@ async function hashImages(images: readonly ImageInput[]): Promise<string> {
       try {
         bytes = await fs.readFile(img);
       } catch (e) {
-        throw new DataFormatError(img, `cannot read image file (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+        throw new DataFormatError(
+          img,
+          `cannot read image file (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
+        );
       }
       hash.update(`file:${bytes.length}\0`);
       hash.update(bytes);
@@ -341,7 +370,8 @@ export async function embedImages(images: readonly ImageInput[], options: EmbedO
             data.set(h.subarray(b * tokens * dim, b * tokens * dim + dim), b * dim);
           } else {
             for (let t = 0; t < tokens; t++) {
-              for (let j = 0; j < dim; j++) data[b * dim + j] = data[b * dim + j]! + h[(b * tokens + t) * dim + j]!;
+              for (let j = 0; j < dim; j++)
+                data[b * dim + j] = data[b * dim + j]! + h[(b * tokens + t) * dim + j]!;
             }
             for (let j = 0; j < dim; j++) data[b * dim + j] = data[b * dim + j]! / tokens;
           }

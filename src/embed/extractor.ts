@@ -55,7 +55,10 @@ export interface LoadPipelineOptions {
  * The feature pipeline for `backbone` (loaded once per process). Loads are serialised because
  * transformers.js configuration (`env`) is process-global.
  */
-export function loadFeaturePipeline(backbone: ResolvedBackbone, options: LoadPipelineOptions): Promise<FeaturePipeline> {
+export function loadFeaturePipeline(
+  backbone: ResolvedBackbone,
+  options: LoadPipelineOptions,
+): Promise<FeaturePipeline> {
   const key = pipelineKey(backbone);
   let p = loaded.get(key);
   if (!p) {
@@ -67,7 +70,10 @@ export function loadFeaturePipeline(backbone: ResolvedBackbone, options: LoadPip
   return p;
 }
 
-async function createPipeline(backbone: ResolvedBackbone, options: LoadPipelineOptions): Promise<FeaturePipeline> {
+async function createPipeline(
+  backbone: ResolvedBackbone,
+  options: LoadPipelineOptions,
+): Promise<FeaturePipeline> {
   const { env, pipeline } = await loadTransformers();
   const task = backbone.task === 'text' ? 'feature-extraction' : 'image-feature-extraction';
   const dtype: BackboneDtype = backbone.dtype;
@@ -87,7 +93,10 @@ async function createPipeline(backbone: ResolvedBackbone, options: LoadPipelineO
       if (/onnx|protobuf|session|graph|model/i.test(message) && !/tokeniz/i.test(message)) {
         throw new CorruptFileError(onnx, `onnxruntime could not load it: ${firstLine(message)}`);
       }
-      throw new CorruptFileError(backbone.dir, `transformers.js could not load this ${backbone.task} backbone: ${firstLine(message)}`);
+      throw new CorruptFileError(
+        backbone.dir,
+        `transformers.js could not load this ${backbone.task} backbone: ${firstLine(message)}`,
+      );
     }
   }
   env.allowRemoteModels = true;

@@ -11,9 +11,9 @@ export {
   defaultCacheDir,
   defaultModelsDir,
   fingerprintFiles,
-  requiredBackboneFiles,
   type ResolveBackboneOptions,
   type ResolvedBackbone,
+  requiredBackboneFiles,
   resolveBackbone,
   validateBackboneDir,
 } from './backbone.js';
@@ -37,8 +37,8 @@ export {
   parseBackboneConfig,
 } from './dataset.js';
 export {
-  type EmbedOptions,
   type Embeddings,
+  type EmbedOptions,
   embedImages,
   embedTexts,
   type ImageInput,

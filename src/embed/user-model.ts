@@ -3,25 +3,31 @@
  * shards, e.g. converted from Keras with `tensorflowjs_converter --input_format keras`) and report,
  * layer by layer, whether the eNTK engine's structured path covers it.
  *
- * The structured path (see the module contracts) handles a tf.Sequential stack of
- *   parameterised:   Dense, ScaledDense, Conv2D (fused activations linear / relu / tanh)
- *   parameter-free:  Activation (relu, tanh, linear), ElementwiseActivation (erf, gelu), Scale,
- *                    Flatten, Reshape, MaxPooling2D, AveragePooling2D, Dropout (inference), InputLayer
- * Anything else is listed as outside the structured path: its kernel needs the 'jacobian'
- * implementation (autodiff, slower) or is not supported.
+ * The rules mirror the engine (src/kernel/analyze.ts): the model must have one input and one
+ * [batch, V] output; the structured path needs the layers to form one chain (tf.Sequential,
+ * nested Sequentials, or a functional model whose layers form a chain) whose parameterised layers
+ * are Dense, ScaledDense, Conv2D (channelsLast, 'valid'/'same' padding) or Embedding (fused
+ * activations allowed). Layers without trainable weights (activations of any kind, Scale,
+ * pooling, flatten, reshape, dropout, frozen layers) are applied as functions and differentiated
+ * by autodiff. Any other layer with trainable weights, or a non-chain topology, needs the
+ * 'jacobian' implementation (autodiff over all parameters, slower).
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { CorruptFileError, DataFormatError, EntkError, InvalidArgumentError, UnsupportedError } from '../errors.js';
+import { CorruptFileError, EntkError, InvalidArgumentError, UnsupportedError } from '../errors.js';
+import { loadModel } from '../model/index.js';
 
 /** How one layer relates to the structured eNTK path. */
 export interface LayerSupport {
-  /** Position in model.layers. */
+  /** Position among the model's leaf layers (nested models expanded, InputLayer skipped). */
   index: number;
   name: string;
   className: string;
-  /** 'parameterised' / 'parameter-free': on the structured path; 'outside': not on it. */
+  /**
+   * 'parameterised': a trainable layer the structured path handles; 'parameter-free': applied as
+   * a function (no trainable weights, or frozen); 'outside': trainable but not on the structured path.
+   */
   role: 'parameterised' | 'parameter-free' | 'outside';
   /** Trainable parameter count of the layer. */
   parameters: number;
@@ -29,40 +35,30 @@ export interface LayerSupport {
   note?: string;
 }
 
-/** What the structured eNTK path can do with a user model. */
+/** What the eNTK engine can do with a user model. */
 export interface ModelSupportReport {
   /** The model.json file. */
   file: string;
-  /** 'Sequential' or the functional class name ('Model' / 'Functional'). */
+  /** 'Sequential' or the functional class name. */
   modelClass: string;
-  /** Input shape without the batch dimension. */
+  /** Input shape without the batch dimension (-1 for unknown dimensions). */
   inputShape: number[];
   /** Number of outputs V (last dimension of the output). */
   numOutputs: number;
   /** Trainable parameters in total. */
   parameters: number;
-  /** True when every layer is on the structured path (and the model is a Sequential stack). */
+  /** False when no eNTK can be computed at all (several inputs/outputs, output not [batch, V]). */
+  supported: boolean;
+  /** True when the structured path covers the whole model (implementation 'structured' / 'auto'). */
   structured: boolean;
   layers: LayerSupport[];
-  /** The layers outside the structured path (subset of `layers`). */
+  /** The trainable layers outside the structured path (subset of `layers`). */
   outside: LayerSupport[];
-  /** Model-level remarks (non-Sequential graph, output softmax, frozen layers...). */
+  /** Model-level remarks (unsupported shapes, non-chain topology, output softmax, frozen layers). */
   notes: string[];
 }
 
-const PARAMETERISED = new Set(['Dense', 'ScaledDense', 'Conv2D']);
-const PARAMETER_FREE = new Set([
-  'Activation',
-  'ElementwiseActivation',
-  'Scale',
-  'Flatten',
-  'Reshape',
-  'MaxPooling2D',
-  'AveragePooling2D',
-  'Dropout',
-  'InputLayer',
-]);
-const STRUCTURED_ACTIVATIONS = new Set(['linear', 'relu', 'tanh']);
+const PARAMETERISED = new Set(['Dense', 'ScaledDense', 'Conv2D', 'Embedding']);
 
 function activationOf(layer: tf.layers.Layer): string | undefined {
   const config = layer.getConfig() as Record<string, unknown>;
@@ -74,66 +70,127 @@ function trainableCount(layer: tf.layers.Layer): number {
   return layer.trainableWeights.reduce((s, w) => s + w.shape.reduce((a: number, b) => a * (b ?? 1), 1), 0);
 }
 
-/** Classify the layers of a loaded model against the structured eNTK path. */
-export function structuredSupportReport(model: tf.LayersModel, file = '(in memory)'): ModelSupportReport {
-  const notes: string[] = [];
-  const isSequential = model instanceof tf.Sequential;
-  if (!isSequential) {
-    notes.push(
-      `the model is a functional ${model.getClassName()} graph, not a tf.Sequential stack: the structured path needs a Sequential chain of layers; use implementation 'jacobian'`,
-    );
+function leafLayers(model: tf.LayersModel): tf.layers.Layer[] {
+  const out: tf.layers.Layer[] = [];
+  for (const layer of model.layers) {
+    if (layer instanceof tf.LayersModel) out.push(...leafLayers(layer));
+    else if (layer.getClassName() !== 'InputLayer') out.push(layer);
   }
-  if (model.inputs.length !== 1 || model.outputs.length !== 1) {
-    notes.push(`the model has ${model.inputs.length} inputs and ${model.outputs.length} outputs; the eNTK engine needs exactly one of each`);
-  }
-  const layers: LayerSupport[] = model.layers.map((layer, index) => {
-    const className = layer.getClassName();
-    const parameters = trainableCount(layer);
-    const base = { index, name: layer.name, className, parameters };
-    if (PARAMETERISED.has(className)) {
-      const act = activationOf(layer) ?? 'linear';
-      if (!STRUCTURED_ACTIVATIONS.has(act)) {
-        return { ...base, role: 'outside' as const, note: `fused activation '${act}' (the structured path handles linear, relu, tanh)` };
+  return out;
+}
+
+/** Null when the model's layers form one chain, else the reason. */
+function chainProblem(model: tf.LayersModel): string | null {
+  if (model instanceof tf.Sequential) {
+    for (const layer of model.layers) {
+      if (layer instanceof tf.LayersModel) {
+        const inner = chainProblem(layer);
+        if (inner) return inner;
       }
-      const frozen = !layer.trainable ? '; frozen (trainable=false): its parameters do not enter the eNTK' : '';
+    }
+    return null;
+  }
+  const all = model.layers;
+  if (all[0]?.getClassName() !== 'InputLayer') return `${model.name}: topology is not a chain of layers`;
+  let previous = all[0]!;
+  for (const layer of all.slice(1)) {
+    const nodes = layer.inboundNodes;
+    if (
+      nodes.length !== 1 ||
+      nodes[0]!.inboundLayers.length !== 1 ||
+      nodes[0]!.inboundLayers[0] !== previous
+    ) {
+      return `${model.name}: topology is not a chain of layers (at ${layer.name}, ${layer.getClassName()})`;
+    }
+    if (layer instanceof tf.LayersModel) {
+      const inner = chainProblem(layer);
+      if (inner) return inner;
+    }
+    previous = layer;
+  }
+  return model.outputLayers[0] === previous
+    ? null
+    : `${model.name}: the last layer of the chain is not the output`;
+}
+
+function classify(layer: tf.layers.Layer, index: number): LayerSupport {
+  const className = layer.getClassName();
+  const parameters = trainableCount(layer);
+  const base = { index, name: layer.name, className, parameters };
+  const act = activationOf(layer);
+  const fused = act && act !== 'linear' ? `fused activation '${act}'` : undefined;
+  if (parameters === 0) {
+    const frozen =
+      layer.weights.length > 0 ? 'frozen (trainable=false): applied as a fixed function' : undefined;
+    return { ...base, role: 'parameter-free', note: frozen };
+  }
+  if (!PARAMETERISED.has(className)) {
+    return {
+      ...base,
+      role: 'outside',
+      note: "trainable layer type not on the structured path (needs implementation 'jacobian')",
+    };
+  }
+  if (className === 'Conv2D') {
+    const c = layer.getConfig() as Record<string, unknown>;
+    if (c.dataFormat !== undefined && c.dataFormat !== 'channelsLast') {
       return {
         ...base,
-        role: 'parameterised' as const,
-        note: act !== 'linear' ? `fused activation '${act}'${frozen}` : frozen ? frozen.slice(2) : undefined,
+        role: 'outside',
+        note: `dataFormat ${String(c.dataFormat)} (structured Conv2D needs channelsLast)`,
       };
     }
-    if (PARAMETER_FREE.has(className)) {
-      if (className === 'Activation') {
-        const act = activationOf(layer) ?? '';
-        if (!STRUCTURED_ACTIVATIONS.has(act)) {
-          return { ...base, role: 'outside' as const, note: `activation '${act}' (the structured path handles relu, tanh, linear; erf/gelu via ElementwiseActivation)` };
-        }
-      }
-      return { ...base, role: 'parameter-free' as const };
+    if (c.padding !== 'valid' && c.padding !== 'same') {
+      return {
+        ...base,
+        role: 'outside',
+        note: `padding ${String(c.padding)} (structured Conv2D needs valid or same)`,
+      };
     }
-    const note =
-      parameters > 0
-        ? `parameterised layer type not on the structured path (use implementation 'jacobian')`
-        : `layer type not on the structured path (use implementation 'jacobian')`;
-    return { ...base, role: 'outside' as const, note };
-  });
-  const last = model.layers[model.layers.length - 1];
-  if (last && (activationOf(last) === 'softmax' || (last.getClassName() === 'Activation' && activationOf(last) === 'softmax'))) {
+  }
+  return { ...base, role: 'parameterised', note: fused };
+}
+
+/** Classify the layers of a loaded model against the eNTK engine's structured path. */
+export function structuredSupportReport(model: tf.LayersModel, file = '(in memory)'): ModelSupportReport {
+  const notes: string[] = [];
+  let supported = true;
+  if (model.inputs.length !== 1 || model.outputs.length !== 1) {
+    supported = false;
+    notes.push(
+      `unsupported: the model has ${model.inputs.length} inputs and ${model.outputs.length} outputs; the eNTK needs exactly one of each`,
+    );
+  }
+  const outShape = model.outputs[0]!.shape;
+  if (outShape.length !== 2 || outShape[1] == null) {
+    supported = false;
+    notes.push(
+      `unsupported: output shape [${outShape.join(', ')}]; the eNTK needs logits of shape [batch, V]`,
+    );
+  }
+  const chain = supported ? chainProblem(model) : null;
+  if (chain) notes.push(`${chain}: the structured path needs a chain; implementation 'jacobian' is used`);
+  const layers = leafLayers(model).map(classify);
+  const last = layers[layers.length - 1];
+  const lastLayer = leafLayers(model).at(-1);
+  if (last && lastLayer && activationOf(lastLayer) === 'softmax') {
     notes.push(
       `the last layer '${last.name}' applies softmax: the kernel would be of probabilities, while THEORY.md's kernels are of logits — remove the output softmax (the loss applies it)`,
     );
   }
-  const frozen = model.layers.filter((l) => !l.trainable && l.weights.length > 0);
-  if (frozen.length > 0) notes.push(`frozen layers (trainable=false): ${frozen.map((l) => l.name).join(', ')}`);
-  const outShape = model.outputs[0]!.shape;
+  const frozen = layers.filter((l) => l.note?.startsWith('frozen'));
+  if (frozen.length > 0) {
+    notes.push(`frozen layers (not in the eNTK's parameters): ${frozen.map((l) => l.name).join(', ')}`);
+  }
   const outside = layers.filter((l) => l.role === 'outside');
   return {
     file,
-    modelClass: isSequential ? 'Sequential' : model.getClassName(),
+    modelClass: model instanceof tf.Sequential ? 'Sequential' : model.getClassName(),
     inputShape: model.inputs[0]!.shape.slice(1).map((d) => d ?? -1),
     numOutputs: outShape[outShape.length - 1] ?? -1,
     parameters: layers.reduce((s, l) => s + l.parameters, 0),
-    structured: isSequential && model.inputs.length === 1 && model.outputs.length === 1 && outside.length === 0,
+    supported,
+    structured: supported && chain === null && outside.length === 0,
     layers,
     outside,
     notes,
@@ -144,120 +201,70 @@ export function structuredSupportReport(model: tf.LayersModel, file = '(in memor
 export function formatSupportReport(report: ModelSupportReport): string {
   const lines = [
     `${report.file}: ${report.modelClass}, input [${report.inputShape.join(', ')}], ${report.numOutputs} outputs, ${report.parameters} trainable parameters`,
-    report.structured
-      ? 'every layer is on the structured eNTK path'
-      : `not fully on the structured eNTK path (${report.outside.length} layer(s) outside): the 'jacobian' implementation is needed`,
+    !report.supported
+      ? 'no eNTK can be computed for this model (see the notes)'
+      : report.structured
+        ? 'every layer is on the structured eNTK path'
+        : `not fully on the structured eNTK path (${report.outside.length} trainable layer(s) outside): implementation 'jacobian' is needed`,
   ];
   for (const l of report.layers) {
     const mark = l.role === 'outside' ? 'OUTSIDE' : l.role;
-    lines.push(`  ${String(l.index).padStart(3)}  ${l.name} (${l.className}, ${l.parameters} params): ${mark}${l.note ? ` — ${l.note}` : ''}`);
+    lines.push(
+      `  ${String(l.index).padStart(3)}  ${l.name} (${l.className}, ${l.parameters} params): ${mark}${l.note ? ` — ${l.note}` : ''}`,
+    );
   }
   for (const n of report.notes) lines.push(`note: ${n}`);
   return lines.join('\n');
 }
 
-interface WeightEntry {
-  name: string;
-  shape: number[];
-  dtype: string;
-  quantization?: { dtype: string };
-}
-
-function entryBytes(e: WeightEntry): number | undefined {
-  const size = e.shape.reduce((a, b) => a * b, 1);
-  const q = e.quantization?.dtype;
-  if (q) return size * (q === 'uint8' ? 1 : 2);
-  if (e.dtype === 'float32' || e.dtype === 'int32') return size * 4;
-  if (e.dtype === 'bool') return size;
-  return undefined;
-}
-
 /**
  * Load a user-supplied tfjs layers model: `target` is a model.json file or a directory holding
- * one. Weight shards are read from the paths in its weightsManifest (relative to model.json) and
- * checked against the declared sizes. Custom layers (ScaledDense, ElementwiseActivation, Scale)
- * must be registered first (importing the entk library does it). Returns the model and its
- * structured-path report; nothing is rejected for being outside the structured path.
+ * one (weight shards resolved relative to it and size-checked by src/model's loader). entk's custom
+ * layers (ScaledDense, ElementwiseActivation, Scale) are registered by src/model. Returns the model
+ * and its structured-path report; nothing is rejected for being outside the structured path.
+ * Errors: a graph model (converted SavedModel) → UnsupportedError with the converter command; an
+ * unknown layer class → UnsupportedError naming it; missing/truncated weights → CorruptFileError.
  */
-export async function loadUserModel(target: string): Promise<{ model: tf.LayersModel; report: ModelSupportReport }> {
+export async function loadUserModel(
+  target: string,
+): Promise<{ model: tf.LayersModel; report: ModelSupportReport }> {
   if (typeof target !== 'string' || target === '') {
     throw new InvalidArgumentError('model', target, 'a path to a tfjs layers model.json (or its directory)');
   }
   let file = path.resolve(target);
   const stat = await fs.stat(file).catch(() => undefined);
-  if (!stat) throw new InvalidArgumentError('model', target, 'an existing model.json file or a directory containing one');
+  if (!stat)
+    throw new InvalidArgumentError(
+      'model',
+      target,
+      'an existing model.json file or a directory containing one',
+    );
   if (stat.isDirectory()) file = path.join(file, 'model.json');
-  let text: string;
-  try {
-    text = await fs.readFile(file, 'utf8');
-  } catch {
-    throw new InvalidArgumentError('model', target, 'a directory containing model.json');
-  }
   let json: Record<string, unknown>;
   try {
-    json = JSON.parse(text);
+    json = JSON.parse(await fs.readFile(file, 'utf8'));
   } catch (e) {
-    throw new DataFormatError(file, `not valid JSON (${(e as Error).message})`);
+    if ((e as NodeJS.ErrnoException).code) {
+      throw new InvalidArgumentError('model', target, 'a directory containing model.json (not found)');
+    }
+    throw new CorruptFileError(file, `not valid JSON (${(e as Error).message})`);
   }
-  const topology = json.modelTopology as Record<string, unknown> | undefined;
-  if (json.format === 'graph-model' || (topology && 'node' in topology)) {
+  const topology = json?.modelTopology as Record<string, unknown> | undefined;
+  if (json?.format === 'graph-model' || (topology && typeof topology === 'object' && 'node' in topology)) {
     throw new UnsupportedError(
       `${file}: a tfjs graph model (converted SavedModel / frozen graph) has no layers to differentiate; convert the Keras model with tensorflowjs_converter --input_format keras --output_format tfjs_layers_model`,
     );
   }
-  if (!topology || typeof topology !== 'object') {
-    throw new DataFormatError(file, 'no "modelTopology": not a tfjs layers model.json');
-  }
-  const manifest = json.weightsManifest as { paths: string[]; weights: WeightEntry[] }[] | undefined;
-  if (!Array.isArray(manifest)) throw new DataFormatError(file, 'no "weightsManifest": not a tfjs layers model.json');
-  const weightSpecs: WeightEntry[] = [];
-  const buffers: Buffer[] = [];
-  for (const group of manifest) {
-    let groupBytes = 0;
-    for (const rel of group.paths ?? []) {
-      const shard = path.resolve(path.dirname(file), rel);
-      let bytes: Buffer;
-      try {
-        bytes = await fs.readFile(shard);
-      } catch {
-        throw new CorruptFileError(shard, `weight shard listed in ${path.basename(file)} is missing`);
-      }
-      buffers.push(bytes);
-      groupBytes += bytes.length;
-    }
-    let expected: number | undefined = 0;
-    for (const w of group.weights ?? []) {
-      weightSpecs.push(w);
-      const b = entryBytes(w);
-      expected = expected === undefined || b === undefined ? undefined : expected + b;
-    }
-    if (expected !== undefined && expected !== groupBytes) {
-      throw new CorruptFileError(
-        path.resolve(path.dirname(file), group.paths?.[0] ?? ''),
-        `weight shards hold ${groupBytes} bytes but the manifest declares ${expected} (truncated or mismatched weights)`,
-      );
-    }
-  }
-  const all = Buffer.concat(buffers);
-  const weightData = all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength) as ArrayBuffer;
   let model: tf.LayersModel;
   try {
-    model = await tf.loadLayersModel(
-      tf.io.fromMemory({
-        modelTopology: topology,
-        weightSpecs: weightSpecs as tf.io.WeightsManifestEntry[],
-        weightData,
-        format: json.format as string | undefined,
-        generatedBy: json.generatedBy as string | undefined,
-        convertedBy: json.convertedBy as string | null | undefined,
-      }),
-    );
+    model = await loadModel(file);
   } catch (e) {
-    const message = (e as Error).message ?? String(e);
+    if (e instanceof EntkError) throw e;
+    const message = (e as Error)?.message ?? String(e);
     const unknown = /Unknown layer: (\w+)/.exec(message);
     if (unknown) {
       throw new UnsupportedError(
-        `${file}: layer class '${unknown[1]}' is not known to tfjs or entk (custom layers must be registered with tf.serialization.registerClass before loading)`,
+        `${file}: layer class '${unknown[1]}' is not known to tfjs or entk (register custom layers with tf.serialization.registerClass before loading)`,
       );
     }
     throw new EntkError(`${file}: tfjs could not load the layers model: ${message.split('\n')[0]}`);

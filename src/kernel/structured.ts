@@ -50,6 +50,22 @@ function prod(shape: number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
+/**
+ * a @ w, differentiable in a only, with the input gradient dy @ wᵀ computed against an explicitly
+ * transposed wᵀ: tfjs's own MatMul gradient uses a transposed-operand matMul, ~8× slower on wasm.
+ * (The weights are constants here: the structured path differentiates with respect to probes.)
+ */
+function denseMatMul(a: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
+  const f = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const x = args[0] as tf.Tensor2D;
+    return {
+      value: tf.matMul(x, w),
+      gradFunc: (dy: tf.Tensor) => tf.matMul(dy as tf.Tensor2D, tf.transpose(w)),
+    };
+  });
+  return f(a) as tf.Tensor2D;
+}
+
 /** The pre-activation h = s_w·(a ⋆ kernel) + s_b·bias of a parameterised layer. */
 function preActivation(p: ParamLayer, a: tf.Tensor): tf.Tensor {
   const w = p.kernel.read();
@@ -57,7 +73,7 @@ function preActivation(p: ParamLayer, a: tf.Tensor): tf.Tensor {
   if (p.kind === 'dense') {
     const dIn = a.shape[a.rank - 1]!;
     const flat = a.rank === 2 ? (a as tf.Tensor2D) : a.reshape([-1, dIn]);
-    h = tf.matMul(flat as tf.Tensor2D, w as tf.Tensor2D);
+    h = denseMatMul(flat as tf.Tensor2D, w as tf.Tensor2D);
     if (a.rank !== 2) h = h.reshape([...a.shape.slice(0, -1), w.shape[1]!]);
   } else if (p.kind === 'conv2d') {
     h = tf.conv2d(a as tf.Tensor4D, w as tf.Tensor4D, p.strides!, p.padding!, 'NHWC', p.dilationRate!);
@@ -202,7 +218,7 @@ function sharedInputs(step: TracedStep, a: tf.Tensor): tf.Tensor3D {
   if (p.kind === 'dense') return a.reshape([b, L, K]);
   if (p.kind === 'embedding') {
     const ids = tf.cast(a, 'int32').reshape([-1]);
-    return tf.oneHot(ids, K, 1, 0, 'float32').reshape([b, L, K]);
+    return tf.cast(tf.oneHot(ids, K), 'float32').reshape([b, L, K]);
   }
   const [kh, kw, cin] = p.kernel.shape as number[];
   const eye = tf.eye(K).reshape([kh!, kw!, cin!, K]) as tf.Tensor4D;
@@ -257,7 +273,8 @@ export function structuredFeatures(plan: StructuredPlan, x: tf.Tensor): TermFeat
         .reshape([b, 1, ...x.shape.slice(1)])
         .broadcastTo([b, V, ...x.shape.slice(1)])
         .reshape([b * V, ...x.shape.slice(1)]);
-      const select = tf.oneHot(tf.tile(tf.range(0, V, 1, 'int32'), [b]), V, 1, 0, 'float32');
+      // (tf.oneHot with dtype float32 writes integer bit patterns on the wasm backend: cast instead.)
+      const select = tf.cast(tf.oneHot(tf.tile(tf.range(0, V, 1, 'int32'), [b]), V), 'float32');
       const probeSteps = plan.steps.flatMap((s, k) =>
         s.param && plan.terms[s.term!]!.kind !== 'identity' ? [k] : [],
       );

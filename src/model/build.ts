@@ -6,7 +6,8 @@
  * (`Activation` for relu/tanh/gelu, `ElementwiseActivation` for erf); the model outputs logits
  * (no softmax layer). Layer names are deterministic (`dense_1`, `activation_1`, ..., `logits`).
  *
- * Initial weights come from the seeded {@link Rng} (one stream per layer, forked by layer name),
+ * Layers are created with zero initialisers (tfjs's own initialisers are not seeded); the initial
+ * weights then come from the seeded {@link Rng} (one stream per layer, forked by layer name),
  * so the same seed gives bitwise the same weights on every backend:
  * - standard: kernels ~ N(0, 2/fan_in) (He) before ReLU/GELU, N(0, 2/(fan_in+fan_out)) (Glorot)
  *   before tanh/erf and for the output layer; biases 0.
@@ -18,6 +19,7 @@ import { Rng } from '../util/rng.js';
 import { ElementwiseActivation, Scale, ScaledDense } from './layers.js';
 import type { ActivationName, CnnSpec, MlpSpec, ModelSpec } from './spec.js';
 import { resolveModelSpec } from './spec.js';
+import { installWasmKernelFixes } from './wasm-kernels.js';
 
 /** Options of {@link buildModel}. */
 export interface BuildModelOptions {
@@ -62,6 +64,7 @@ function product(shape: number[]): number {
  * const logits = model.predict(tf.zeros([5, 64])) as tf.Tensor; // shape [5, 10]
  */
 export function buildModel(spec: ModelSpec, options: BuildModelOptions): tf.Sequential {
+  installWasmKernelFixes();
   const resolved = resolveModelSpec(spec);
   const { inputShape, numClasses, seed } = options;
   assertArgument(
@@ -95,7 +98,7 @@ export function buildModel(spec: ModelSpec, options: BuildModelOptions): tf.Sequ
     const dense = (units: number, name: string, next: ActivationName | null) => {
       const layer = ntk
         ? new ScaledDense({ units, weightScale: 1 / Math.sqrt(width), biasScale: 1, ...head(name) })
-        : tf.layers.dense({ units, activation: 'linear', useBias: true, ...head(name) });
+        : tf.layers.dense({ units, activation: 'linear', useBias: true, kernelInitializer: 'zeros', ...head(name) });
       layers.push(layer);
       pending.push({ layer, init: ntk ? 'unit' : standardInit(next), fanIn: width, fanOut: units });
       width = units;
@@ -147,6 +150,7 @@ function buildCnn(
       padding: 'same',
       activation: 'linear',
       useBias: true,
+      kernelInitializer: 'zeros',
       ...head(`conv_${i + 1}`),
     });
     layers.push(conv);
@@ -162,13 +166,13 @@ function buildCnn(
   layers.push(tf.layers.flatten({ name: 'flatten' }));
   let width = h * w * c;
   denseWidths.forEach((units, i) => {
-    const dense = tf.layers.dense({ units, activation: 'linear', name: `dense_${i + 1}` });
+    const dense = tf.layers.dense({ units, activation: 'linear', kernelInitializer: 'zeros', name: `dense_${i + 1}` });
     layers.push(dense);
     pending.push({ layer: dense, init: standardInit(activation), fanIn: width, fanOut: units });
     layers.push(activationLayer(activation, `activation_${++act}`));
     width = units;
   });
-  const logits = tf.layers.dense({ units: numClasses, activation: 'linear', name: 'logits' });
+  const logits = tf.layers.dense({ units: numClasses, activation: 'linear', kernelInitializer: 'zeros', name: 'logits' });
   layers.push(logits);
   pending.push({ layer: logits, init: 'glorot', fanIn: width, fanOut: numClasses });
 }

@@ -21,4 +21,5 @@ export {
   presetNameOf,
   resolveModelSpec,
 } from './spec.js';
+export { installWasmKernelFixes } from './wasm-kernels.js';
 export type { ActivationName, CnnSpec, LinearSpec, MlpSpec, ModelSpec, Parameterization } from './spec.js';

@@ -14,6 +14,7 @@ import { ENTK_VERSION } from '../backend/index.js';
 import { CorruptFileError, InvalidArgumentError } from '../errors.js';
 import { writeDirAtomic, writeFileAtomic } from '../util/atomic.js';
 import './layers.js'; // registers the custom layers before any model is deserialised
+import { installWasmKernelFixes } from './wasm-kernels.js';
 
 /** File names inside a saved model directory. */
 export const MODEL_JSON = 'model.json';
@@ -174,5 +175,6 @@ export async function saveModel(model: tf.LayersModel, dir: string): Promise<voi
  * entk's custom layers are registered by importing this module.
  */
 export async function loadModel(dirOrModelJson: string): Promise<tf.LayersModel> {
+  installWasmKernelFixes();
   return tf.loadLayersModel(fileSystemHandler(dirOrModelJson), { strict: true });
 }

@@ -133,11 +133,35 @@ export function zodToArgumentError(prefix: string, error: z.ZodError, input: unk
       `one of ${issue.options.map((o) => JSON.stringify(o)).join(', ')}`,
     );
   }
-  return new InvalidArgumentError(
-    formatPath(prefix, issue.path),
-    valueAt(input, issue.path),
-    issue.message.charAt(0).toLowerCase() + issue.message.slice(1),
-  );
+  return new InvalidArgumentError(formatPath(prefix, issue.path), valueAt(input, issue.path), expectation(issue));
+}
+
+function article(word: string): string {
+  return /^[aeiou]/i.test(word) ? `an ${word}` : `a ${word}`;
+}
+
+/** What a zod issue expected, phrased for `<key>: expected <this>, received <value>`. */
+function expectation(issue: z.ZodIssue): string {
+  switch (issue.code) {
+    case 'invalid_type':
+      return issue.received === 'undefined' ? `${article(issue.expected)} (required)` : article(issue.expected);
+    case 'too_small':
+      if (issue.type === 'number') return `a number ${issue.inclusive ? '>=' : '>'} ${issue.minimum}`;
+      if (issue.type === 'array') return `at least ${issue.minimum} item(s)`;
+      if (issue.type === 'string') return issue.minimum === 1 ? 'a non-empty string' : `at least ${issue.minimum} characters`;
+      break;
+    case 'too_big':
+      if (issue.type === 'number') return `a number ${issue.inclusive ? '<=' : '<'} ${issue.maximum}`;
+      if (issue.type === 'array') return `at most ${issue.maximum} item(s)`;
+      break;
+    case 'invalid_enum_value':
+      return `one of ${issue.options.join(', ')}`;
+    case 'invalid_literal':
+      return JSON.stringify(issue.expected);
+    case 'not_finite':
+      return 'a finite number';
+  }
+  return issue.message.charAt(0).toLowerCase() + issue.message.slice(1);
 }
 
 /**

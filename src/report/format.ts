@@ -92,7 +92,12 @@ export function parseTemplate(template: string): TemplatePart[] {
       i++;
     } else if (c === '{') {
       const end = template.indexOf('}', i + 1);
-      if (end < 0) throw new InvalidArgumentError('template', template, 'every "{" closed by "}" (write "{{" for a literal brace)');
+      if (end < 0)
+        throw new InvalidArgumentError(
+          'template',
+          template,
+          'every "{" closed by "}" (write "{{" for a literal brace)',
+        );
       if (text) parts.push({ text });
       text = '';
       parts.push({ key: template.slice(i + 1, end) });
@@ -111,7 +116,11 @@ export function fillTemplate(template: string, numbers: Readonly<Record<string, 
     .map((part) => {
       if ('text' in part) return part.text;
       if (!Object.hasOwn(numbers, part.key)) {
-        throw new InvalidArgumentError('template', template, `placeholders among {${Object.keys(numbers).join('}, {')}}`);
+        throw new InvalidArgumentError(
+          'template',
+          template,
+          `placeholders among {${Object.keys(numbers).join('}, {')}}`,
+        );
       }
       return formatNumber(numbers[part.key]);
     })

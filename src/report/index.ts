@@ -2,89 +2,90 @@
  * Reports: figures as Vega-Lite specs rendered server-side to SVG (and PNG through resvg), and a
  * self-contained HTML report with results.json holding every number shown.
  */
-export { type Numeric, pearson, fitLogLog, type LogLogFit } from './stats.js';
+
 export {
-  formatNumber,
-  jsonNumber,
-  jsonPointer,
-  resolveJsonPointer,
-  escapeHtml,
-  fillTemplate,
-  parseTemplate,
-  MISSING_TEXT,
-  type TemplatePart,
-} from './format.js';
-export { OKABE_ITO, methodColours, methodDashes, categoryColours } from './palette.js';
-export { encodePngRgb, pngSize, PNG_SIGNATURE } from './png.js';
-export {
-  type Figure,
-  type FigureOptions,
-  type PngOptions,
-  FIGURE_FONT,
-  FIGURE_ID_PATTERN,
-  baseConfig,
-  makeFigure,
-  renderSvg,
-  svgSize,
-  svgToPng,
-  scopeSvgIds,
-} from './render.js';
-export {
-  predictedVsActualFigure,
-  type PredictedVsActualOptions,
-  type ScatterSeries,
-} from './figures/scatter.js';
-export {
-  trajectoriesFigure,
-  type TrajectoriesOptions,
-  type TrajectoryPoint,
-  type TrajectorySeries,
-  LOG_PROBABILITY_FLOOR,
-} from './figures/trajectories.js';
-export {
-  errorOverStepsFigure,
-  type ErrorOverStepsOptions,
-  type ErrorSeries,
-  kernelDriftFigure,
-  type KernelDriftOptions,
-  type DriftPoint,
-} from './figures/lines.js';
-export {
-  kernelHeatmapFigure,
-  type KernelHeatmapOptions,
   blockAverage,
   classSortedOrder,
   DEFAULT_MAX_CELLS,
+  type KernelHeatmapOptions,
+  kernelHeatmapFigure,
 } from './figures/heatmap.js';
 export {
-  logLogSlopeFigure,
-  type LogLogSlopeOptions,
-  type ReferenceSlope,
-  lazinessVsWidthFigure,
-  type LazinessVsWidthOptions,
-  discretisationVsStepSizeFigure,
+  type DriftPoint,
+  type ErrorOverStepsOptions,
+  type ErrorSeries,
+  errorOverStepsFigure,
+  type KernelDriftOptions,
+  kernelDriftFigure,
+} from './figures/lines.js';
+export {
+  type PredictedVsActualOptions,
+  predictedVsActualFigure,
+  type ScatterSeries,
+} from './figures/scatter.js';
+export {
   type DiscretisationVsStepSizeOptions,
+  discretisationVsStepSizeFigure,
+  type LazinessVsWidthOptions,
+  type LogLogSlopeOptions,
+  lazinessVsWidthFigure,
+  logLogSlopeFigure,
+  type ReferenceSlope,
 } from './figures/slope.js';
 export {
-  ternaryFigure,
-  ternaryProject,
   TERNARY_VERTICES,
   type TernaryOptions,
   type TernaryTrajectory,
+  ternaryFigure,
+  ternaryProject,
 } from './figures/ternary.js';
 export {
+  LOG_PROBABILITY_FLOOR,
+  type TrajectoriesOptions,
+  type TrajectoryPoint,
+  type TrajectorySeries,
+  trajectoriesFigure,
+} from './figures/trajectories.js';
+export {
+  escapeHtml,
+  fillTemplate,
+  formatNumber,
+  jsonNumber,
+  jsonPointer,
+  MISSING_TEXT,
+  parseTemplate,
+  resolveJsonPointer,
+  type TemplatePart,
+} from './format.js';
+export { categoryColours, methodColours, methodDashes, OKABE_ITO } from './palette.js';
+export { encodePngRgb, PNG_SIGNATURE, pngSize } from './png.js';
+export {
+  baseConfig,
+  FIGURE_FONT,
+  FIGURE_ID_PATTERN,
+  type Figure,
+  type FigureOptions,
+  makeFigure,
+  type PngOptions,
+  renderSvg,
+  scopeSvgIds,
+  svgSize,
+  svgToPng,
+} from './render.js';
+export {
+  type FigureFiles,
+  figureFiles,
+  formatTableText,
+  type RenderHtmlOptions,
   type Report,
+  type ReportColumn,
+  type ReportResults,
+  type ReportRow,
   type ReportSection,
   type ReportTable,
-  type ReportColumn,
-  type ReportRow,
-  type ReportResults,
-  type FigureFiles,
-  type RenderHtmlOptions,
-  figureFiles,
-  validateReport,
-  reportResults,
   renderReportHtml,
-  formatTableText,
+  reportResults,
+  validateReport,
 } from './report.js';
-export { writeReport, type WriteReportOptions, type WrittenReport } from './write.js';
+export { fitLogLog, type LogLogFit, type Numeric, pearson } from './stats.js';
+export { type WriteReportOptions, type WrittenReport, writeReport } from './write.js';

@@ -29,7 +29,7 @@ const METHOD_COLOURS: Record<string, string> = {
 /** Fixed dash patterns: actual solid, predictors dashed/dotted in distinct patterns. */
 const METHOD_DASHES: Record<string, number[]> = {
   actual: [1, 0],
-  'one-step': [2, 2],
+  'one-step': [1.5, 2.5],
   'pop-mu': [7, 3],
   'pop-ode': [3, 2],
   refreshed: [8, 3, 2, 3],
@@ -51,7 +51,9 @@ export function methodColours(methods: readonly string[]): string[] {
   const used = new Set(methods.map((m) => METHOD_COLOURS[m.toLowerCase()]).filter(Boolean));
   const spare = SPARE_COLOURS.filter((c) => !used.has(c));
   let k = 0;
-  return methods.map((m) => METHOD_COLOURS[m.toLowerCase()] ?? spare[k++ % Math.max(1, spare.length)] ?? '#777777');
+  return methods.map(
+    (m) => METHOD_COLOURS[m.toLowerCase()] ?? spare[k++ % Math.max(1, spare.length)] ?? '#777777',
+  );
 }
 
 /** Dash patterns for a list of method names (actual solid; known predictors fixed; others cycle). */
@@ -64,10 +66,30 @@ export function methodDashes(methods: readonly string[]): number[][] {
 export function categoryColours(n: number): string[] {
   if (n <= OKABE_ITO.length) return OKABE_ITO.slice(0, n);
   const tableau20 = [
-    '#4c78a8', '#9ecae9', '#f58518', '#ffbf79', '#54a24b', '#88d27a', '#b79a20', '#f2cf5b', '#439894', '#83bcb6',
-    '#e45756', '#ff9d98', '#79706e', '#bab0ac', '#d67195', '#fcbfd2', '#b279a2', '#d6a5c9', '#9e765f', '#d8b5a5',
+    '#4c78a8',
+    '#9ecae9',
+    '#f58518',
+    '#ffbf79',
+    '#54a24b',
+    '#88d27a',
+    '#b79a20',
+    '#f2cf5b',
+    '#439894',
+    '#83bcb6',
+    '#e45756',
+    '#ff9d98',
+    '#79706e',
+    '#bab0ac',
+    '#d67195',
+    '#fcbfd2',
+    '#b279a2',
+    '#d6a5c9',
+    '#9e765f',
+    '#d8b5a5',
   ];
-  return Array.from({ length: n }, (_, i) => (i < OKABE_ITO.length ? OKABE_ITO[i]! : tableau20[(i - OKABE_ITO.length) % 20]!));
+  return Array.from({ length: n }, (_, i) =>
+    i < OKABE_ITO.length ? OKABE_ITO[i]! : tableau20[(i - OKABE_ITO.length) % 20]!,
+  );
 }
 
 /** Neutral colours for reference marks (identity lines, triangle edges, grid). */

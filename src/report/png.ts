@@ -25,7 +25,12 @@ function chunk(type: string, data: Uint8Array): Buffer {
 export function encodePngRgb(width: number, height: number, rgb: Uint8Array): Buffer {
   assertArgument(Number.isInteger(width) && width > 0, 'width', width, 'a positive integer');
   assertArgument(Number.isInteger(height) && height > 0, 'height', height, 'a positive integer');
-  assertArgument(rgb.length === width * height * 3, 'rgb', rgb, `${width * height * 3} bytes (width·height·3)`);
+  assertArgument(
+    rgb.length === width * height * 3,
+    'rgb',
+    rgb,
+    `${width * height * 3} bytes (width·height·3)`,
+  );
   const stride = width * 3;
   const raw = new Uint8Array(height * (stride + 1));
   for (let y = 0; y < height; y++) {

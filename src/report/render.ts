@@ -7,6 +7,7 @@ import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
 import { assertArgument, InvalidArgumentError } from '../errors.js';
 import { fillTemplate, parseTemplate } from './format.js';
+import { installTextMetrics } from './text-metrics.js';
 
 /** Font stack used by every figure (DejaVu Sans ships with Debian and covers Δ, π, η, ‖, ²). */
 export const FIGURE_FONT = 'DejaVu Sans, Verdana, Arial, sans-serif';
@@ -69,16 +70,61 @@ export function baseConfig(): NonNullable<TopLevelSpec['config']> {
       domainColor: '#888888',
       tickColor: '#888888',
     },
-    legend: { labelFontSize: 11, titleFontSize: 12, titleFontWeight: 'normal', labelLimit: 260 },
+    legend: {
+      labelFontSize: 11,
+      titleFontSize: 12,
+      titleFontWeight: 'normal',
+      labelLimit: 320,
+      titleLimit: 320,
+    },
     header: { labelFontSize: 12, titleFontSize: 12 },
     view: { stroke: '#cccccc' },
     text: { fontSize: 11 },
   };
 }
 
-/** Render a Vega-Lite spec to an SVG string (server-side, renderer 'none'). */
-export async function renderSvg(spec: TopLevelSpec): Promise<string> {
-  const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none', logLevel: vega.Warn });
+/**
+ * A Vega/Vega-Lite logger that forwards warnings and errors to console.warn / console.error with
+ * a prefix naming the figure (both libraries otherwise print bare "WARN ..." lines).
+ */
+function figureLogger(label: string): vega.LoggerInterface {
+  let level = vega.Warn;
+  const logger: vega.LoggerInterface = {
+    level(value?: number) {
+      if (value === undefined) return level as never;
+      level = value;
+      return logger;
+    },
+    error(...args: readonly unknown[]) {
+      if (level >= vega.Error) console.error(`entk report: figure ${label}: Vega error:`, ...args);
+      return logger;
+    },
+    warn(...args: readonly unknown[]) {
+      if (level >= vega.Warn) console.warn(`entk report: figure ${label}: Vega warning:`, ...args);
+      return logger;
+    },
+    info() {
+      return logger;
+    },
+    debug() {
+      return logger;
+    },
+  } as vega.LoggerInterface;
+  return logger;
+}
+
+/**
+ * Render a Vega-Lite spec to an SVG string (server-side, renderer 'none'). Vega and Vega-Lite
+ * warnings go to console.warn, prefixed with `label`.
+ */
+export async function renderSvg(spec: TopLevelSpec, label = 'unnamed'): Promise<string> {
+  installTextMetrics();
+  const logger = figureLogger(label);
+  const view = new vega.View(vega.parse(compile(spec, { logger }).spec), {
+    renderer: 'none',
+    logger,
+    logLevel: vega.Warn,
+  });
   try {
     return await view.toSVG();
   } finally {
@@ -91,7 +137,12 @@ export function svgSize(svg: string): { width: number; height: number } {
   const root = /<svg\b[^>]*>/.exec(svg)?.[0] ?? '';
   const width = Number(/\swidth="([\d.]+)"/.exec(root)?.[1]);
   const height = Number(/\sheight="([\d.]+)"/.exec(root)?.[1]);
-  assertArgument(width > 0 && height > 0, 'svg', svg, 'an <svg> root with positive width and height attributes');
+  assertArgument(
+    width > 0 && height > 0,
+    'svg',
+    svg,
+    'an <svg> root with positive width and height attributes',
+  );
   return { width, height };
 }
 
@@ -119,7 +170,7 @@ export async function makeFigure(parts: {
       }
     }
   }
-  const svg = await renderSvg(spec);
+  const svg = await renderSvg(spec, `"${id}"`);
   const { width, height } = svgSize(svg);
   return {
     id,
@@ -153,7 +204,12 @@ export function svgToPng(source: string | Pick<Figure, 'svg'>, options: PngOptio
   const { scale = 2 } = options;
   assertArgument(scale > 0 && Number.isFinite(scale), 'scale', scale, 'a positive number');
   const width = options.width ?? Math.round(svgWidth * scale);
-  assertArgument(Number.isInteger(width) && width > 0 && width <= 16384, 'width', width, 'an integer in [1, 16384]');
+  assertArgument(
+    Number.isInteger(width) && width > 0 && width <= 16384,
+    'width',
+    width,
+    'an integer in [1, 16384]',
+  );
   const resvg = new Resvg(svg, {
     fitTo: { mode: 'width', value: width },
     background: 'white',
@@ -179,5 +235,8 @@ export function scopeSvgIds(svg: string, prefix: string): string {
   return svg
     .replace(/(\sid=")([^"]+)(")/g, (_, a: string, id: string, b: string) => `${a}${rename(id)}${b}`)
     .replace(/url\(#([^)]+)\)/g, (_, id: string) => `url(#${rename(id)})`)
-    .replace(/((?:xlink:)?href=")#([^"]+)(")/g, (_, a: string, id: string, b: string) => `${a}#${rename(id)}${b}`);
+    .replace(
+      /((?:xlink:)?href=")#([^"]+)(")/g,
+      (_, a: string, id: string, b: string) => `${a}#${rename(id)}${b}`,
+    );
 }

@@ -132,7 +132,12 @@ function checkUnique(what: string, keys: readonly string[]): void {
 
 /** Check ids and keys: unique where they name JSON keys or files, placeholders resolvable. */
 export function validateReport(report: Report): void {
-  assertArgument(report != null && typeof report.title === 'string', 'report.title', report?.title, 'a string');
+  assertArgument(
+    report != null && typeof report.title === 'string',
+    'report.title',
+    report?.title,
+    'a string',
+  );
   assertArgument(Array.isArray(report.sections), 'report.sections', report.sections, 'an array of sections');
   checkUnique(
     'report.sections[].id',
@@ -141,7 +146,12 @@ export function validateReport(report: Report): void {
   const figureIds: string[] = [];
   for (const [si, section] of report.sections.entries()) {
     const where = `report.sections[${si}]`;
-    assertArgument(FIGURE_ID_PATTERN.test(section.id), `${where}.id`, section.id, `an id matching ${FIGURE_ID_PATTERN}`);
+    assertArgument(
+      FIGURE_ID_PATTERN.test(section.id),
+      `${where}.id`,
+      section.id,
+      `an id matching ${FIGURE_ID_PATTERN}`,
+    );
     if (section.text) {
       for (const part of parseTemplate(section.text)) {
         if ('key' in part) {
@@ -175,7 +185,10 @@ export function validateReport(report: Report): void {
 }
 
 /** Build the results.json object for a report (numbers at full precision, null for non-finite). */
-export function reportResults(report: Report, files: (id: string) => FigureFiles = (id) => figureFiles(id)): ReportResults {
+export function reportResults(
+  report: Report,
+  files: (id: string) => FigureFiles = (id) => figureFiles(id),
+): ReportResults {
   validateReport(report);
   const meta: ReportResults['meta'] = {};
   for (const [k, v] of Object.entries(report.meta ?? {})) meta[k] = typeof v === 'number' ? jsonNumber(v) : v;
@@ -202,7 +215,12 @@ export function reportResults(report: Report, files: (id: string) => FigureFiles
     for (const figure of section.figures ?? []) {
       const figureNumbers: Record<string, number | null> = {};
       for (const [k, v] of Object.entries(figure.numbers)) figureNumbers[k] = jsonNumber(v);
-      figures[figure.id] = { title: figure.title, caption: figure.caption, numbers: figureNumbers, files: files(figure.id) };
+      figures[figure.id] = {
+        title: figure.title,
+        caption: figure.caption,
+        numbers: figureNumbers,
+        files: files(figure.id),
+      };
     }
     sections[section.id] = {
       title: section.title,
@@ -212,7 +230,12 @@ export function reportResults(report: Report, files: (id: string) => FigureFiles
       figures,
     };
   }
-  return { title: report.title, ...(report.subtitle != null ? { subtitle: report.subtitle } : {}), meta, sections };
+  return {
+    title: report.title,
+    ...(report.subtitle != null ? { subtitle: report.subtitle } : {}),
+    meta,
+    sections,
+  };
 }
 
 function numberSpan(value: number | null | undefined, pointer: string): string {
@@ -223,7 +246,9 @@ function numberSpan(value: number | null | undefined, pointer: string): string {
 function templateHtml(template: string, numbers: Record<string, number | null>, base: string[]): string {
   return parseTemplate(template)
     .map((part) =>
-      'text' in part ? escapeHtml(part.text) : numberSpan(numbers[part.key], jsonPointer([...base, part.key])),
+      'text' in part
+        ? escapeHtml(part.text)
+        : numberSpan(numbers[part.key], jsonPointer([...base, part.key])),
     )
     .join('');
 }
@@ -249,7 +274,7 @@ p { margin: 0 0 12px; max-width: 75ch; }
 .table-block { margin: 18px 0 26px; overflow-x: auto; }
 table.numbers { border-collapse: collapse; font-size: 0.95rem; min-width: 50%; }
 table.numbers caption { caption-side: top; text-align: left; color: var(--muted); padding: 0 0 6px; max-width: 75ch; }
-table.numbers th, table.numbers td { padding: 6px 14px; border-bottom: 1px solid var(--rule); }
+table.numbers th, table.numbers td { padding: 6px 14px; border-bottom: 1px solid var(--rule); vertical-align: baseline; }
 table.numbers thead th { text-align: right; border-bottom: 2px solid var(--ink); font-weight: 600; vertical-align: bottom; }
 table.numbers thead th:first-child, table.numbers tbody th { text-align: left; }
 table.numbers tbody th { font-weight: 600; }
@@ -258,7 +283,7 @@ table.numbers tbody tr:nth-child(even) { background: var(--band); }
 .unit { color: var(--muted); font-weight: normal; }
 figure { margin: 26px 0 34px; padding: 16px 18px 12px; border: 1px solid var(--rule); border-radius: 8px; background: #fff; }
 figure .chart { overflow-x: auto; }
-figure .chart svg { display: block; max-width: 100%; height: auto; margin: 0 auto; }
+figure .chart svg { display: block; width: min(100%, calc(var(--w, 480px) * 1.25)); height: auto; margin: 0 auto; }
 figcaption { margin-top: 10px; color: #333; font-size: 0.93rem; max-width: 85ch; }
 figcaption .files { display: block; margin-top: 6px; color: var(--muted); font-size: 0.85rem; }
 .num { font-variant-numeric: tabular-nums; white-space: nowrap; }
@@ -276,7 +301,10 @@ function tableHtml(table: ReportTable, base: string[]): string {
   const body = table.rows
     .map((row) => {
       const cells = table.columns
-        .map((c) => `<td>${numberSpan(row.values[c.key], jsonPointer([...base, 'values', row.key, c.key]))}</td>`)
+        .map(
+          (c) =>
+            `<td>${numberSpan(row.values[c.key], jsonPointer([...base, 'values', row.key, c.key]))}</td>`,
+        )
         .join('');
       return `<tr><th scope="row">${escapeHtml(row.label)}</th>${cells}</tr>`;
     })
@@ -307,7 +335,8 @@ function figureHtml(figure: Figure, base: string[], files: FigureFiles): string 
   return [
     `<figure id="${escapeHtml(`f-${figure.id}`)}" data-figure-id="${escapeHtml(figure.id)}">`,
     `<h3>${templateHtml(figure.titleTemplate, numbers, numberBase)}</h3>`,
-    `<div class="chart" role="img" aria-label="${escapeHtml(figure.title)}">${scopeSvgIds(figure.svg, `fig-${figure.id}`)}</div>`,
+    // Shown at 1.25× the SVG's own size (sharp: vector), never wider than the column.
+    `<div class="chart" role="img" aria-label="${escapeHtml(figure.title)}" style="--w: ${Math.round(figure.width)}px">${scopeSvgIds(figure.svg, `fig-${figure.id}`)}</div>`,
     `<figcaption>${templateHtml(figure.captionTemplate, numbers, numberBase)}<span class="files">Files: ${links}</span></figcaption>`,
     '</figure>',
   ].join('\n');
@@ -393,7 +422,10 @@ export function renderReportHtml(report: Report, options: RenderHtmlOptions = {}
 
 /** A table as fixed-width text for the terminal (numbers formatted as on the page). */
 export function formatTableText(table: ReportTable): string {
-  const header = [table.rowHeader ?? '', ...table.columns.map((c) => (c.unit ? `${c.label} (${c.unit})` : c.label))];
+  const header = [
+    table.rowHeader ?? '',
+    ...table.columns.map((c) => (c.unit ? `${c.label} (${c.unit})` : c.label)),
+  ];
   const body = table.rows.map((r) => [r.label, ...table.columns.map((c) => formatNumber(r.values[c.key]))]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
   const line = (cells: string[]) =>

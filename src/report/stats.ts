@@ -12,7 +12,8 @@ export type Numeric = ArrayLike<number>;
  * r = Σ (a−ā)(b−b̄) / sqrt(Σ (a−ā)² Σ (b−b̄)²). NaN when either sample is constant or n < 2.
  */
 export function pearson(a: Numeric, b: Numeric): number {
-  if (a.length !== b.length) throw new InvalidArgumentError('b', b, `an array of the same length as a (${a.length})`);
+  if (a.length !== b.length)
+    throw new InvalidArgumentError('b', b, `an array of the same length as a (${a.length})`);
   const n = a.length;
   if (n < 2) return Number.NaN;
   let ma = 0;
@@ -56,7 +57,8 @@ export interface LogLogFit {
  * dropped and counted). Throws when fewer than two usable points, or all x equal, remain.
  */
 export function fitLogLog(x: Numeric, y: Numeric): LogLogFit {
-  if (x.length !== y.length) throw new InvalidArgumentError('y', y, `an array of the same length as x (${x.length})`);
+  if (x.length !== y.length)
+    throw new InvalidArgumentError('y', y, `an array of the same length as x (${x.length})`);
   const lx: number[] = [];
   const ly: number[] = [];
   for (let i = 0; i < x.length; i++) {
@@ -68,7 +70,12 @@ export function fitLogLog(x: Numeric, y: Numeric): LogLogFit {
     }
   }
   const n = lx.length;
-  if (n < 2) throw new InvalidArgumentError('x, y', `${n} usable point(s)`, 'at least two points with x > 0 and y > 0');
+  if (n < 2)
+    throw new InvalidArgumentError(
+      'x, y',
+      `${n} usable point(s)`,
+      'at least two points with x > 0 and y > 0',
+    );
   let mx = 0;
   let my = 0;
   for (let i = 0; i < n; i++) {

@@ -41,7 +41,11 @@ export interface WrittenReport {
  * atomically; figures/ is built aside and swapped in whole (stale figures disappear), then
  * results.json, and report.html last, so the page never links to a missing figure.
  */
-export async function writeReport(dir: string, report: Report, options: WriteReportOptions = {}): Promise<WrittenReport> {
+export async function writeReport(
+  dir: string,
+  report: Report,
+  options: WriteReportOptions = {},
+): Promise<WrittenReport> {
   const { png = true, spec = true, pngOptions } = options;
   const files = (id: string) => figureFiles(id, { png, spec });
   const results = reportResults(report, files);
@@ -51,7 +55,10 @@ export async function writeReport(dir: string, report: Report, options: WriteRep
   await writeDirAtomic(path.join(root, 'figures'), async (tmp) => {
     for (const figure of figures) {
       const f = files(figure.id);
-      await writeFileAtomic(path.join(tmp, path.basename(f.svg)), `<?xml version="1.0" encoding="UTF-8"?>\n${figure.svg}\n`);
+      await writeFileAtomic(
+        path.join(tmp, path.basename(f.svg)),
+        `<?xml version="1.0" encoding="UTF-8"?>\n${figure.svg}\n`,
+      );
       if (f.png) await writeFileAtomic(path.join(tmp, path.basename(f.png)), svgToPng(figure, pngOptions));
       if (f.spec) await writeJsonAtomic(path.join(tmp, path.basename(f.spec)), figure.spec);
     }

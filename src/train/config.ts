@@ -66,7 +66,11 @@ export const trainConfigSchema = z
     /** Standardise features with mean/std fitted on the training split. Default true. */
     standardize: z.boolean().default(true),
     /** A preset name (see MODEL_PRESETS) or a model spec. Default 'mlp'. */
-    model: z.union([z.string().min(1), z.record(z.unknown())]).default('mlp'),
+    model: z
+      .union([z.string().min(1), z.record(z.unknown())], {
+        errorMap: () => ({ message: 'A model preset name or a model spec object' }),
+      })
+      .default('mlp'),
     /** Optimiser and its hyper-parameters. */
     optimizer: z
       .object({
@@ -83,11 +87,15 @@ export const trainConfigSchema = z
       })
       .strict()
       .default({}),
-    /** Minibatch size, or 'full' for full-batch gradient descent. Default 'full'. */
-    batchSize: z.union([z.literal('full'), int.positive()]).default('full'),
-    /** Training length in epochs (passes over the training split); exactly one of epochs/steps. */
+    /** Minibatch size, or 'full' for full-batch gradient descent. Default 32. */
+    batchSize: z
+      .union([z.literal('full'), int.positive()], {
+        errorMap: () => ({ message: "A positive integer or 'full'" }),
+      })
+      .default(32),
+    /** Training length in epochs (passes over the training split); at most one of epochs/steps. Default 20 epochs. */
     epochs: int.positive().optional(),
-    /** Training length in optimiser steps; exactly one of epochs/steps. */
+    /** Training length in optimiser steps; at most one of epochs/steps. */
     steps: int.positive().optional(),
     /** Seed of the initial weights, the minibatch order and (by default) the split. Default 0. */
     seed: int.nonnegative().default(0),
@@ -100,6 +108,9 @@ export const trainConfigSchema = z
 
 /** The configuration as a caller writes it (defaults optional). */
 export type TrainConfigInput = z.input<typeof trainConfigSchema>;
+
+/** Training length when neither epochs nor steps is given. */
+export const DEFAULT_EPOCHS = 20;
 
 /** Fully resolved optimiser settings. */
 export interface OptimizerConfig {
@@ -135,15 +146,31 @@ export interface TrainConfig {
 }
 
 /**
- * Default learning rate: 1e-3 for Adam; for (momentum) SGD 0.1 under the standard
- * parameterisation and 1.0 under the NTK parameterisation (whose 1/sqrt(fan_in) forward scale
- * shrinks the gradients of wide layers, so larger steps give the same function-space change).
+ * Default learning rate: 1e-3 for Adam; for SGD 0.1 under the standard parameterisation and 4.0
+ * under the NTK parameterisation (its 1/sqrt(fan_in) forward scale shrinks each weight's gradient,
+ * so larger steps give a comparable function-space change; measured on digits: 2×512 ReLU reaches
+ * 0.97 test accuracy in 10 epochs at 4.0); momentum SGD uses a tenth of the SGD rate.
  */
 export function defaultLearningRate(model: ModelSpec, optimizer: OptimizerName): number {
   if (optimizer === 'adam') return 1e-3;
   const ntk = model.kind === 'mlp' && model.parameterization === 'ntk';
-  const rate = ntk ? 1.0 : 0.1;
+  const rate = ntk ? 4.0 : 0.1;
   return optimizer === 'momentum' ? rate / 10 : rate;
+}
+
+/**
+ * The input form of a configuration: a resolved TrainConfig (e.g. from config.json) becomes an
+ * input again (model back to its preset name when it has one; null epochs/steps/evalEvery
+ * removed), so that it can be edited and re-resolved. Inputs are deep-copied unchanged.
+ */
+export function toConfigInput(config: TrainConfigInput | TrainConfig): TrainConfigInput {
+  const raw = structuredClone(config) as Record<string, unknown>;
+  if (raw != null && typeof raw === 'object' && 'modelPreset' in raw) {
+    if (typeof raw.modelPreset === 'string') raw.model = raw.modelPreset;
+    delete raw.modelPreset;
+  }
+  for (const key of ['epochs', 'steps', 'evalEvery'] as const) if (raw?.[key] === null) delete raw[key];
+  return raw as TrainConfigInput;
 }
 
 /**
@@ -151,22 +178,12 @@ export function defaultLearningRate(model: ModelSpec, optimizer: OptimizerName):
  * (e.g. `config.optimizer.learningRate: expected number to be greater than 0, received -1`).
  */
 export function resolveTrainConfig(input: TrainConfigInput | TrainConfig): TrainConfig {
-  const raw = structuredClone(input) as Record<string, unknown>;
-  // A resolved config (from config.json) is accepted too: drop its derived fields.
-  if (raw.modelPreset !== undefined) {
-    if (typeof raw.modelPreset === 'string' && raw.model !== undefined) raw.model = raw.modelPreset;
-    delete raw.modelPreset;
-  }
-  for (const key of ['epochs', 'steps', 'evalEvery'] as const) if (raw[key] === null) delete raw[key];
+  const raw = toConfigInput(input) as Record<string, unknown>;
   const parsed = trainConfigSchema.safeParse(raw);
   if (!parsed.success) throw zodToArgumentError('config', parsed.error, raw);
   const c = parsed.data;
-  if ((c.epochs === undefined) === (c.steps === undefined)) {
-    throw new InvalidArgumentError(
-      c.epochs === undefined ? 'config.epochs' : 'config.steps',
-      c.epochs === undefined ? undefined : { epochs: c.epochs, steps: c.steps },
-      'exactly one of epochs and steps',
-    );
+  if (c.epochs !== undefined && c.steps !== undefined) {
+    throw new InvalidArgumentError('config.steps', c.steps, `no steps when epochs (${c.epochs}) is given: one of the two`);
   }
   const modelInput = c.model as string | ModelSpec;
   const model = resolveModelSpec(modelInput, 'config.model');
@@ -207,7 +224,7 @@ export function resolveTrainConfig(input: TrainConfigInput | TrainConfig): Train
     modelPreset,
     optimizer,
     batchSize: c.batchSize,
-    epochs: c.epochs ?? null,
+    epochs: c.steps === undefined ? (c.epochs ?? DEFAULT_EPOCHS) : null,
     steps: c.steps ?? null,
     seed: c.seed,
     checkpoints,

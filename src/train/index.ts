@@ -8,7 +8,9 @@ export {
   defaultLearningRate,
   OPTIMIZERS,
   planSteps,
+  DEFAULT_EPOCHS,
   resolveTrainConfig,
+  toConfigInput,
   trainConfigSchema,
 } from './config.js';
 export type { OptimizerStateFile } from './optimizer.js';

@@ -18,6 +18,7 @@ import type { Dataset } from '../data/index.js';
 import { InvalidArgumentError } from '../errors.js';
 import { buildModel, countParameters } from '../model/build.js';
 import { loadModel, saveModel } from '../model/io.js';
+import { installWasmKernelFixes } from '../model/wasm-kernels.js';
 import { writeDirAtomic, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { progressBar } from '../util/progress.js';
 import { Rng } from '../util/rng.js';
@@ -113,7 +114,7 @@ export async function evaluateModel(
     const sums = tf.tidy(() => {
       const x = tf.tensor(data.x.subarray(start * d, end * d), [end - start, ...data.inputShape]);
       const labels = tf.tensor1d(data.y.subarray(start, end), 'int32');
-      const logits = model.predict(x) as tf.Tensor2D;
+      const logits = model.predict(x, { batchSize: end - start }) as tf.Tensor2D;
       const logp = tf.logSoftmax(logits);
       const nll = tf.neg(tf.sum(tf.mul(tf.oneHot(labels, V), logp)));
       const hits = tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), labels), 'float32'));
@@ -163,6 +164,7 @@ export async function readRunConfig(dir: string): Promise<TrainConfig | null> {
 /** Train a model as configured, writing the run directory `options.outDir`. */
 export async function train(input: TrainConfigInput | TrainConfig, options: TrainOptions): Promise<TrainResult> {
   const t0 = performance.now();
+  installWasmKernelFixes();
   const config = resolveTrainConfig(input);
   const { outDir } = options;
   if (typeof outDir !== 'string' || outDir === '') {

@@ -3,7 +3,6 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } f
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CorruptFileError } from '../../src/errors.js';
 import {
   BackboneNotFoundError,
   embedImages,
@@ -11,6 +10,7 @@ import {
   requiredBackboneFiles,
   resolveBackbone,
 } from '../../src/embed/index.js';
+import { CorruptFileError } from '../../src/errors.js';
 import { TINY_BERT_DIR } from './reference.js';
 
 let tmp: string;
@@ -37,7 +37,9 @@ describe('resolveBackbone', () => {
     const copy = variant('copy', () => undefined);
     const b = await resolveBackbone(copy);
     expect(b.revision).toBe(a.revision);
-    const changed = variant('changed', (d) => writeFileSync(path.join(d, 'tokenizer_config.json'), '{"model_max_length": 32}\n'));
+    const changed = variant('changed', (d) =>
+      writeFileSync(path.join(d, 'tokenizer_config.json'), '{"model_max_length": 32}\n'),
+    );
     expect((await resolveBackbone(changed)).revision).not.toBe(a.revision);
   });
 
@@ -52,7 +54,11 @@ describe('resolveBackbone', () => {
   });
 
   it('a hub id is returned as a hub backbone only when remote loading is allowed', async () => {
-    const r = await resolveBackbone('Xenova/all-MiniLM-L6-v2', { allowRemote: true, modelsDir: tmp, revision: 'abc123' });
+    const r = await resolveBackbone('Xenova/all-MiniLM-L6-v2', {
+      allowRemote: true,
+      modelsDir: tmp,
+      revision: 'abc123',
+    });
     expect(r).toMatchObject({ source: 'hub', modelId: 'Xenova/all-MiniLM-L6-v2', revision: 'abc123' });
   });
 
@@ -70,27 +76,40 @@ describe('resolveBackbone', () => {
     const q = await resolveBackbone('Xenova/all-MiniLM-L6-v2', { modelsDir, dtype: 'q8' }).catch((e) => e);
     expect((q as Error).message).toContain('onnx/model_quantized.onnx');
     // Through embedTexts, the same error.
-    await expect(embedTexts(['x'], { backbone: 'Xenova/all-MiniLM-L6-v2', modelsDir })).rejects.toBeInstanceOf(
-      BackboneNotFoundError,
-    );
+    await expect(
+      embedTexts(['x'], { backbone: 'Xenova/all-MiniLM-L6-v2', modelsDir }),
+    ).rejects.toBeInstanceOf(BackboneNotFoundError);
   });
 
   it('a missing local directory names the path and the files it needs', async () => {
     const missing = path.join(tmp, 'no-such-model');
     await expect(resolveBackbone(missing)).rejects.toThrow(
-      new RegExp(`directory ${missing} does not exist; expected a directory containing config.json, tokenizer.json`),
+      new RegExp(
+        `directory ${missing} does not exist; expected a directory containing config.json, tokenizer.json`,
+      ),
     );
     await expect(resolveBackbone('./not/here/either')).rejects.toBeInstanceOf(BackboneNotFoundError);
   });
 
   it('rejects bad arguments', async () => {
     await expect(resolveBackbone('')).rejects.toThrow(/backbone: expected a model directory or a hub id/);
-    await expect(resolveBackbone(TINY_BERT_DIR, { dtype: 'fp64' as 'fp32' })).rejects.toThrow(/dtype: expected one of fp32/);
+    await expect(resolveBackbone(TINY_BERT_DIR, { dtype: 'fp64' as 'fp32' })).rejects.toThrow(
+      /dtype: expected one of fp32/,
+    );
   });
 
   it('lists the required files per task and dtype', () => {
-    expect(requiredBackboneFiles('text')).toEqual(['config.json', 'tokenizer.json', 'tokenizer_config.json', 'onnx/model.onnx']);
-    expect(requiredBackboneFiles('image', 'fp16')).toEqual(['config.json', 'preprocessor_config.json', 'onnx/model_fp16.onnx']);
+    expect(requiredBackboneFiles('text')).toEqual([
+      'config.json',
+      'tokenizer.json',
+      'tokenizer_config.json',
+      'onnx/model.onnx',
+    ]);
+    expect(requiredBackboneFiles('image', 'fp16')).toEqual([
+      'config.json',
+      'preprocessor_config.json',
+      'onnx/model_fp16.onnx',
+    ]);
   });
 });
 
@@ -109,15 +128,22 @@ describe('corrupt or incomplete model directories', () => {
   });
 
   it('garbage onnx bytes', async () => {
-    const dir = variant('garbage-onnx', (d) => writeFileSync(path.join(d, 'onnx', 'model.onnx'), 'this is not a model'));
+    const dir = variant('garbage-onnx', (d) =>
+      writeFileSync(path.join(d, 'onnx', 'model.onnx'), 'this is not a model'),
+    );
     const err = await embedTexts(['x'], { backbone: dir, cacheDir: false }).catch((e) => e);
     expect(err).toBeInstanceOf(CorruptFileError);
-    expect((err as Error).message).toBe(`${path.join(dir, 'onnx', 'model.onnx')}: is not an ONNX model; re-download it`);
+    expect((err as Error).message).toBe(
+      `${path.join(dir, 'onnx', 'model.onnx')}: is not an ONNX model; re-download it`,
+    );
   });
 
   it('a Git LFS pointer instead of the onnx model', async () => {
     const dir = variant('lfs-onnx', (d) =>
-      writeFileSync(path.join(d, 'onnx', 'model.onnx'), 'version https://git-lfs.github.com/spec/v1\noid sha256:abc\n'),
+      writeFileSync(
+        path.join(d, 'onnx', 'model.onnx'),
+        'version https://git-lfs.github.com/spec/v1\noid sha256:abc\n',
+      ),
     );
     await expect(resolveBackbone(dir)).rejects.toThrow(/Git LFS pointer/);
   });
@@ -130,15 +156,21 @@ describe('corrupt or incomplete model directories', () => {
     });
     const err = await embedTexts(['x'], { backbone: dir, cacheDir: false }).catch((e) => e);
     expect(err).toBeInstanceOf(CorruptFileError);
-    expect((err as Error).message).toContain(`${path.join(dir, 'onnx', 'model.onnx')}: onnxruntime could not load it`);
+    expect((err as Error).message).toContain(
+      `${path.join(dir, 'onnx', 'model.onnx')}: onnxruntime could not load it`,
+    );
   });
 
   it('unparsable config.json / tokenizer.json, config without model_type, empty onnx', async () => {
-    const badConfig = variant('bad-config', (d) => writeFileSync(path.join(d, 'config.json'), '{ "model_type": '));
+    const badConfig = variant('bad-config', (d) =>
+      writeFileSync(path.join(d, 'config.json'), '{ "model_type": '),
+    );
     await expect(resolveBackbone(badConfig)).rejects.toThrow(/config.json: not valid JSON/);
     const noType = variant('no-type', (d) => writeFileSync(path.join(d, 'config.json'), '{}'));
     await expect(resolveBackbone(noType)).rejects.toThrow(/has no "model_type"/);
-    const badTok = variant('bad-tok', (d) => writeFileSync(path.join(d, 'tokenizer.json'), '{"version": "1.0"}'));
+    const badTok = variant('bad-tok', (d) =>
+      writeFileSync(path.join(d, 'tokenizer.json'), '{"version": "1.0"}'),
+    );
     await expect(resolveBackbone(badTok)).rejects.toThrow(/tokenizer.json: has no tokenizer "model" section/);
     const empty = variant('empty-onnx', (d) => writeFileSync(path.join(d, 'onnx', 'model.onnx'), ''));
     await expect(resolveBackbone(empty)).rejects.toThrow(/model.onnx: is empty/);

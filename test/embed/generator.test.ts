@@ -2,7 +2,12 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { buildVocab, generateTinyBert, SPECIAL_TOKENS, TINY_BERT_DATASET } from '../../models/generate-tiny-bert.js';
+import {
+  buildVocab,
+  generateTinyBert,
+  SPECIAL_TOKENS,
+  TINY_BERT_DATASET,
+} from '../../models/generate-tiny-bert.js';
 import { generateTinyVit } from '../../models/generate-tiny-vit.js';
 import { erf, TINY_BERT_DIR, TINY_VIT_DIR } from './reference.js';
 
@@ -12,11 +17,19 @@ describe('tiny model generators', () => {
   it('tiny-bert: two runs give identical bytes, equal to the committed files', () => {
     const a = generateTinyBert(csv);
     const b = generateTinyBert(csv);
-    expect([...a.keys()].sort()).toEqual(['config.json', 'onnx/model.onnx', 'tokenizer.json', 'tokenizer_config.json']);
+    expect([...a.keys()].sort()).toEqual([
+      'config.json',
+      'onnx/model.onnx',
+      'tokenizer.json',
+      'tokenizer_config.json',
+    ]);
     for (const [rel, bytes] of a) {
       expect(Buffer.compare(Buffer.from(bytes), Buffer.from(b.get(rel)!)), rel).toBe(0);
       const committed = readFileSync(path.join(TINY_BERT_DIR, rel));
-      expect(Buffer.compare(Buffer.from(bytes), committed), `models/tiny-bert/${rel} is stale: regenerate it`).toBe(0);
+      expect(
+        Buffer.compare(Buffer.from(bytes), committed),
+        `models/tiny-bert/${rel} is stale: regenerate it`,
+      ).toBe(0);
     }
     // Small: a few hundred KB at most.
     expect(a.get('onnx/model.onnx')!.length).toBeLessThan(400_000);
@@ -28,7 +41,10 @@ describe('tiny model generators', () => {
     for (const [rel, bytes] of a) {
       expect(Buffer.compare(Buffer.from(bytes), Buffer.from(b.get(rel)!)), rel).toBe(0);
       const committed = readFileSync(path.join(TINY_VIT_DIR, rel));
-      expect(Buffer.compare(Buffer.from(bytes), committed), `models/tiny-vit/${rel} is stale: regenerate it`).toBe(0);
+      expect(
+        Buffer.compare(Buffer.from(bytes), committed),
+        `models/tiny-vit/${rel} is stale: regenerate it`,
+      ).toBe(0);
     }
   });
 

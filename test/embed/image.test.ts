@@ -4,8 +4,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { embedImages } from '../../src/embed/index.js';
 import { loadTransformers } from '../../src/embed/extractor.js';
+import { embedImages } from '../../src/embed/index.js';
 import { poolRows, TINY_VIT_DIR, tinyVitForward } from './reference.js';
 
 let tmp: string;
@@ -31,7 +31,12 @@ describe('embedImages on models/tiny-vit (real pipeline)', () => {
         expect(e.shape).toEqual([3, 16]);
         for (let b = 0; b < IMAGES.length; b++) {
           const rows = tinyVitForward(IMAGES[b]!.data);
-          const ref = poolRows(rows, rows.map(() => 1), pooling, normalize);
+          const ref = poolRows(
+            rows,
+            rows.map(() => 1),
+            pooling,
+            normalize,
+          );
           for (let j = 0; j < 16; j++) expect(Math.abs(e.data[b * 16 + j]! - ref[j]!)).toBeLessThan(1e-5);
         }
       }
@@ -54,11 +59,15 @@ describe('embedImages on models/tiny-vit (real pipeline)', () => {
 
   it('rejects malformed images and unreadable files', async () => {
     await expect(
-      embedImages([{ data: new Uint8Array(10), width: 16, height: 16, channels: 3 }], { backbone: TINY_VIT_DIR }),
+      embedImages([{ data: new Uint8Array(10), width: 16, height: 16, channels: 3 }], {
+        backbone: TINY_VIT_DIR,
+      }),
     ).rejects.toThrow(/images\[0\]: expected a file path or/);
     await expect(embedImages([path.join(tmp, 'missing.png')], { backbone: TINY_VIT_DIR })).rejects.toThrow(
       /missing.png: cannot read image file \(ENOENT\)/,
     );
-    await expect(embedImages([], { backbone: TINY_VIT_DIR })).rejects.toThrow(/images: expected a non-empty array/);
+    await expect(embedImages([], { backbone: TINY_VIT_DIR })).rejects.toThrow(
+      /images: expected a non-empty array/,
+    );
   });
 });

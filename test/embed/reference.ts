@@ -6,7 +6,12 @@
  */
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { buildVocab, TINY_BERT, TINY_BERT_DATASET, tinyBertWeights } from '../../models/generate-tiny-bert.js';
+import {
+  buildVocab,
+  TINY_BERT,
+  TINY_BERT_DATASET,
+  tinyBertWeights,
+} from '../../models/generate-tiny-bert.js';
 import { TINY_VIT, tinyVitWeights } from '../../models/generate-tiny-vit.js';
 
 export const REPO = path.resolve(import.meta.dirname, '..', '..');
@@ -84,7 +89,10 @@ export function tinyBertForward(ids: number[], mask: number[], types: number[]):
   const h0 = ids.map((id, t) => {
     const e = new Float64Array(H);
     for (let j = 0; j < H; j++) {
-      e[j] = W.wordEmbeddings[id * H + j]! + W.tokenTypeEmbeddings[types[t]! * H + j]! + W.positionEmbeddings[t * H + j]!;
+      e[j] =
+        W.wordEmbeddings[id * H + j]! +
+        W.tokenTypeEmbeddings[types[t]! * H + j]! +
+        W.positionEmbeddings[t * H + j]!;
     }
     return layerNorm(e, W.ln0Gamma, W.ln0Beta, eps);
   });
@@ -136,7 +144,8 @@ export function tinyVitForward(pixels: Uint8Array): Float64Array[] {
         let s = W.patchBias[o]!;
         for (let c = 0; c < C; c++) {
           for (let i = 0; i < P; i++) {
-            for (let j = 0; j < P; j++) s += W.patchKernel[((o * C + c) * P + i) * P + j]! * x(c, pr * P + i, pc * P + j);
+            for (let j = 0; j < P; j++)
+              s += W.patchKernel[((o * C + c) * P + i) * P + j]! * x(c, pr * P + i, pc * P + j);
           }
         }
         e[o] = s;
@@ -152,7 +161,12 @@ export function tinyVitForward(pixels: Uint8Array): Float64Array[] {
 }
 
 /** Mean of rows where mask = 1, or the first row ('cls'); optional L2 normalisation. */
-export function poolRows(rows: Float64Array[], mask: number[], pooling: 'mean' | 'cls', normalize: boolean): Float64Array {
+export function poolRows(
+  rows: Float64Array[],
+  mask: number[],
+  pooling: 'mean' | 'cls',
+  normalize: boolean,
+): Float64Array {
   const H = rows[0]!.length;
   let f = new Float64Array(H);
   if (pooling === 'cls') f = Float64Array.from(rows[0]!);

@@ -4,9 +4,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { embedTexts, featureCacheKey, hashTexts, resolveBackbone } from '../../src/embed/index.js';
 import { readCachedFeatures, writeCachedFeatures } from '../../src/embed/cache.js';
 import { type FeaturePipeline, loadFeaturePipeline } from '../../src/embed/extractor.js';
+import { embedTexts, featureCacheKey, hashTexts, resolveBackbone } from '../../src/embed/index.js';
 import { poolRows, readTopics, TINY_BERT_DIR, tinyBertForward } from './reference.js';
 
 const TEXTS = [
@@ -33,10 +33,13 @@ interface Tokens {
 }
 
 function tokenize(texts: string[]): Tokens {
-  const tok = (pipe.tokenizer as (t: string[], o: object) => Record<string, { tolist(): bigint[][] }>)(texts, {
-    padding: true,
-    truncation: true,
-  });
+  const tok = (pipe.tokenizer as (t: string[], o: object) => Record<string, { tolist(): bigint[][] }>)(
+    texts,
+    {
+      padding: true,
+      truncation: true,
+    },
+  );
   const conv = (t: { tolist(): bigint[][] }) => t.tolist().map((r) => r.map(Number));
   return { ids: conv(tok.input_ids!), mask: conv(tok.attention_mask!), types: conv(tok.token_type_ids!) };
 }
@@ -55,7 +58,8 @@ describe('embedTexts on models/tiny-bert (real pipeline)', () => {
       const ref = tinyBertForward(tk.ids[b]!, tk.mask[b]!, tk.types[b]!);
       for (let t = 0; t < T; t++) {
         if (!tk.mask[b]![t]) continue; // padded positions are never pooled
-        for (let j = 0; j < H; j++) maxErr = Math.max(maxErr, Math.abs((out.data[(b * T + t) * H + j] as number) - ref[t]![j]!));
+        for (let j = 0; j < H; j++)
+          maxErr = Math.max(maxErr, Math.abs((out.data[(b * T + t) * H + j] as number) - ref[t]![j]!));
       }
     }
     expect(maxErr).toBeLessThan(1e-5);
@@ -71,7 +75,12 @@ describe('embedTexts on models/tiny-bert (real pipeline)', () => {
         expect(e.data.length).toBe(TEXTS.length * 32);
         expect(e.cache).toBe('off');
         for (let b = 0; b < TEXTS.length; b++) {
-          const ref = poolRows(tinyBertForward(tk.ids[b]!, tk.mask[b]!, tk.types[b]!), tk.mask[b]!, pooling, normalize);
+          const ref = poolRows(
+            tinyBertForward(tk.ids[b]!, tk.mask[b]!, tk.types[b]!),
+            tk.mask[b]!,
+            pooling,
+            normalize,
+          );
           for (let j = 0; j < 32; j++) expect(Math.abs(e.data[b * 32 + j]! - ref[j]!)).toBeLessThan(1e-5);
         }
       }
@@ -79,9 +88,24 @@ describe('embedTexts on models/tiny-bert (real pipeline)', () => {
   });
 
   it('mean and cls pooling give different features; normalize gives unit L2 norm', async () => {
-    const mean = await embedTexts(TEXTS, { backbone: TINY_BERT_DIR, pooling: 'mean', normalize: true, cacheDir: false });
-    const cls = await embedTexts(TEXTS, { backbone: TINY_BERT_DIR, pooling: 'cls', normalize: true, cacheDir: false });
-    const raw = await embedTexts(TEXTS, { backbone: TINY_BERT_DIR, pooling: 'mean', normalize: false, cacheDir: false });
+    const mean = await embedTexts(TEXTS, {
+      backbone: TINY_BERT_DIR,
+      pooling: 'mean',
+      normalize: true,
+      cacheDir: false,
+    });
+    const cls = await embedTexts(TEXTS, {
+      backbone: TINY_BERT_DIR,
+      pooling: 'cls',
+      normalize: true,
+      cacheDir: false,
+    });
+    const raw = await embedTexts(TEXTS, {
+      backbone: TINY_BERT_DIR,
+      pooling: 'mean',
+      normalize: false,
+      cacheDir: false,
+    });
     let diff = 0;
     for (let i = 0; i < mean.data.length; i++) diff = Math.max(diff, Math.abs(mean.data[i]! - cls.data[i]!));
     expect(diff).toBeGreaterThan(0.05);
@@ -167,8 +191,12 @@ describe('embedTexts on models/tiny-bert (real pipeline)', () => {
   });
 
   it('rejects bad arguments with the argument named', async () => {
-    await expect(embedTexts([], { backbone: TINY_BERT_DIR })).rejects.toThrow(/texts: expected a non-empty array/);
-    await expect(embedTexts(['a', 3 as unknown as string], { backbone: TINY_BERT_DIR })).rejects.toThrow(/texts\[1\]/);
+    await expect(embedTexts([], { backbone: TINY_BERT_DIR })).rejects.toThrow(
+      /texts: expected a non-empty array/,
+    );
+    await expect(embedTexts(['a', 3 as unknown as string], { backbone: TINY_BERT_DIR })).rejects.toThrow(
+      /texts\[1\]/,
+    );
     await expect(embedTexts(['a'], { backbone: TINY_BERT_DIR, pooling: 'max' as 'mean' })).rejects.toThrow(
       /pooling: expected 'mean' or 'cls', received "max"/,
     );

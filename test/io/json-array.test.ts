@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CorruptFileError } from '../../src/errors.js';
-import { readArray, readJsonArray, writeJsonArray } from '../../src/io/index.js';
+import { type NdArray, readArray, readJsonArray, writeJsonArray } from '../../src/io/index.js';
 import { DTYPES, python, RUN_NUMPY_TESTS, SHAPES, sameArray, sampleArray, tempDir } from './helpers.js';
 
 const dir = tempDir('json');
@@ -64,7 +64,7 @@ describe('JSON arrays', () => {
 describe.runIf(RUN_NUMPY_TESTS)('JSON arrays in NumPy', () => {
   it('np.array(obj["data"], dtype=obj["dtype"]) rebuilds every array bit for bit', async () => {
     const files: string[] = [];
-    const arrays = [];
+    const arrays: NdArray[] = [];
     for (const dtype of DTYPES) {
       const a = sampleArray(dtype, [3, 4], 8);
       const file = path.join(dir, `np-${dtype}.json`);

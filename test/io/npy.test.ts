@@ -6,6 +6,7 @@ import { CorruptFileError, InvalidArgumentError, UnsupportedError } from '../../
 import {
   type DType,
   encodeNpyHeader,
+  type NdArray,
   readArray,
   readNpy,
   readNpyHeader,
@@ -153,7 +154,7 @@ describe.runIf(RUN_NUMPY_TESTS)('npy with NumPy', () => {
 
   it('NumPy reads every file bit for bit, and numpy.save writes byte-identical files', async () => {
     const files: string[] = [];
-    const arrays = [];
+    const arrays: NdArray[] = [];
     for (const dtype of DTYPES) {
       for (const shape of SHAPES) {
         const a = sampleArray(dtype, shape, 11);

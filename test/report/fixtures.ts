@@ -1,5 +1,5 @@
 /** Synthetic inputs for every figure kind (seeded), shared by the unit and browser tests. */
-import { Rng } from '../../src/util/rng.js';
+
 import {
   discretisationVsStepSizeFigure,
   errorOverStepsFigure,
@@ -12,6 +12,7 @@ import {
   ternaryFigure,
   trajectoriesFigure,
 } from '../../src/report/index.js';
+import { Rng } from '../../src/util/rng.js';
 
 export function softmaxRows(logits: Float64Array, V: number): Float64Array {
   const out = new Float64Array(logits.length);
@@ -26,7 +27,14 @@ export function softmaxRows(logits: Float64Array, V: number): Float64Array {
 }
 
 /** Logits moving linearly from z0 with velocity v (plus a method-specific bend), softmaxed: [T, V]. */
-export function trajectory(rng: Rng, V: number, T: number, bend: number, z0: Float64Array, v: Float64Array): Float64Array {
+export function trajectory(
+  rng: Rng,
+  V: number,
+  T: number,
+  bend: number,
+  z0: Float64Array,
+  v: Float64Array,
+): Float64Array {
   const z = new Float64Array(T * V);
   const w = Float64Array.from({ length: V }, () => rng.normal());
   for (let t = 0; t < T; t++) {
@@ -62,7 +70,10 @@ export function trajectoryData(V = 4, T = 60, points = 3) {
       return {
         name: `test #${10 + p} (label ${p % V})`,
         trueLabel: p % V,
-        series: METHODS.map((method, k) => ({ method, probabilities: trajectory(rng.fork(method), V, T, k === 0 ? 0.8 : 0.3 * k, z0, v) })),
+        series: METHODS.map((method, k) => ({
+          method,
+          probabilities: trajectory(rng.fork(method), V, T, k === 0 ? 0.8 : 0.3 * k, z0, v),
+        })),
       };
     }),
   };
@@ -94,7 +105,9 @@ export function kernelData(perClass = 90, numClasses = 5, dim = 6) {
   const rng = new Rng(13);
   const n = perClass * numClasses;
   const classes = rng.shuffle(Array.from({ length: n }, (_, i) => i % numClasses));
-  const centres = Array.from({ length: numClasses }, () => Float64Array.from({ length: dim }, () => rng.normal() * 1.5));
+  const centres = Array.from({ length: numClasses }, () =>
+    Float64Array.from({ length: dim }, () => rng.normal() * 1.5),
+  );
   const features = classes.map((c) => Float64Array.from(centres[c]!, (m) => m + rng.normal()));
   const kernel = new Float64Array(n * n);
   for (let i = 0; i < n; i++) {
@@ -104,7 +117,12 @@ export function kernelData(perClass = 90, numClasses = 5, dim = 6) {
       kernel[i * n + j] = d / dim + 1;
     }
   }
-  return { kernel, size: n, classes: Int32Array.from(classes), classNames: Array.from({ length: numClasses }, (_, c) => `class ${c}`) };
+  return {
+    kernel,
+    size: n,
+    classes: Int32Array.from(classes),
+    classNames: Array.from({ length: numClasses }, (_, c) => `class ${c}`),
+  };
 }
 
 export function slopeData() {
@@ -186,7 +204,13 @@ export async function sampleReport(): Promise<Report> {
         id: 'checkpoints',
         title: 'Theory vs reality at checkpoints',
         text: 'Predictions from kernels frozen at each checkpoint, compared with real finetuning.',
-        figures: [byId('predicted-vs-actual'), byId('trajectories'), byId('error-over-steps'), byId('kernel-drift'), byId('kernel-heatmap')],
+        figures: [
+          byId('predicted-vs-actual'),
+          byId('trajectories'),
+          byId('error-over-steps'),
+          byId('kernel-drift'),
+          byId('kernel-heatmap'),
+        ],
       },
       {
         id: 'scaling',

@@ -14,7 +14,7 @@
  */
 import * as vega from 'vega';
 import type { TopLevelSpec } from 'vega-lite';
-import { assertArgument } from '../../errors.js';
+import { assertArgument, InvalidArgumentError } from '../../errors.js';
 import { encodePngRgb } from '../png.js';
 import { baseConfig, type Figure, type FigureOptions, makeFigure } from '../render.js';
 import type { Numeric } from '../stats.js';
@@ -25,7 +25,9 @@ export const DEFAULT_MAX_CELLS = 200;
 
 /** Stable order of row indices sorted by class (ties keep their original order). */
 export function classSortedOrder(classes: Numeric): number[] {
-  return Array.from({ length: classes.length }, (_, i) => i).sort((a, b) => classes[a]! - classes[b]! || a - b);
+  return Array.from({ length: classes.length }, (_, i) => i).sort(
+    (a, b) => classes[a]! - classes[b]! || a - b,
+  );
 }
 
 /**
@@ -44,18 +46,30 @@ export function blockAverage(
   checkNumeric('matrix', matrix, size * size);
   assertArgument(order.length === size, 'order', order, `a permutation of length ${size}`);
   const cells = Math.ceil(size / block);
-  const sum = new Float64Array(cells * cells);
-  const count = new Float64Array(cells * cells);
-  for (let r = 0; r < size; r++) {
-    const I = Math.floor(r / block);
-    const row = order[r]! * size;
-    for (let c = 0; c < size; c++) {
-      const k = I * cells + Math.floor(c / block);
-      sum[k] += matrix[row + order[c]!]!;
-      count[k] += 1;
-    }
+  // cellOf[r] = block of original row r after sorting; walking the matrix in its stored order keeps
+  // memory access sequential (the permuted walk is several times slower on large kernels).
+  const cellOf = new Int32Array(size).fill(-1);
+  for (let sorted = 0; sorted < size; sorted++) {
+    const original = order[sorted]!;
+    assertArgument(
+      Number.isInteger(original) && original >= 0 && original < size && cellOf[original] === -1,
+      'order',
+      order,
+      `a permutation of 0..${size - 1}`,
+    );
+    cellOf[original] = Math.floor(sorted / block);
   }
-  for (let k = 0; k < sum.length; k++) sum[k] /= count[k]!;
+  const sum = new Float64Array(cells * cells);
+  for (let r = 0; r < size; r++) {
+    const rowBase = cellOf[r]! * cells;
+    const offset = r * size;
+    for (let c = 0; c < size; c++) sum[rowBase + cellOf[c]!] += matrix[offset + c]!;
+  }
+  // Block I holds min(block, size − I·block) rows.
+  const rowsIn = (I: number) => Math.min(block, size - I * block);
+  for (let I = 0; I < cells; I++) {
+    for (let J = 0; J < cells; J++) sum[I * cells + J] /= rowsIn(I) * rowsIn(J);
+  }
   return { cells, data: sum };
 }
 
@@ -73,7 +87,7 @@ export interface KernelHeatmapOptions extends FigureOptions {
   classNames?: string[];
   /** Most cells per side; larger kernels are block-averaged. Default {@link DEFAULT_MAX_CELLS} (200). */
   maxCells?: number;
-  /** Colour legend title. Default 'K (trace kernel, tr K / V)' or 'K entry' for a full kernel. */
+  /** Colour legend title (keep it short). Default 'tr K / V' (trace kernel) or 'K entry' (full kernel). */
   valueTitle?: string;
   /** What the kernel is, for the caption. Default 'The empirical NTK'. */
   kernelDescription?: string;
@@ -100,12 +114,25 @@ function parseColour(text: string): [number, number, number] {
  * null with one class).
  */
 export async function kernelHeatmapFigure(options: KernelHeatmapOptions): Promise<Figure> {
-  const { kernel, size, classes, outputsPerPoint = 1, maxCells = DEFAULT_MAX_CELLS, width = 400, height = 400 } = options;
+  const {
+    kernel,
+    size,
+    classes,
+    outputsPerPoint = 1,
+    maxCells = DEFAULT_MAX_CELLS,
+    width = 400,
+    height = 400,
+  } = options;
   checkPositiveInteger('size', size);
   checkPositiveInteger('outputsPerPoint', outputsPerPoint);
   checkPositiveInteger('maxCells', maxCells);
   checkNumeric('kernel', kernel, size * size);
-  assertArgument(size % outputsPerPoint === 0, 'size', size, `a multiple of outputsPerPoint (${outputsPerPoint})`);
+  assertArgument(
+    size % outputsPerPoint === 0,
+    'size',
+    size,
+    `a multiple of outputsPerPoint (${outputsPerPoint})`,
+  );
   checkNumeric('classes', classes, size / outputsPerPoint);
   const rowClass = new Float64Array(size);
   for (let r = 0; r < size; r++) {
@@ -123,12 +150,15 @@ export async function kernelHeatmapFigure(options: KernelHeatmapOptions): Promis
   let between = 0;
   let nBetween = 0;
   for (let r = 0; r < size; r++) {
+    const cr = rowClass[r];
     for (let c = 0; c < size; c++) {
       const v = kernel[r * size + c]!;
-      assertArgument(Number.isFinite(v), 'kernel', kernel, `finite entries (entry [${r}, ${c}] is ${v})`);
+      if (!Number.isFinite(v)) {
+        throw new InvalidArgumentError('kernel', kernel, `finite entries (entry [${r}, ${c}] is ${v})`);
+      }
       if (v < min) min = v;
       if (v > max) max = v;
-      if (rowClass[r] === rowClass[c]) {
+      if (cr === rowClass[c]) {
         within += v;
         nWithin++;
       } else {
@@ -164,7 +194,9 @@ export async function kernelHeatmapFigure(options: KernelHeatmapOptions): Promis
   };
   // Pixel p (of px) shows sorted row floor(p·size/px), i.e. cell floor(row / block): the image spans
   // exactly [0, size) rows, so a smaller last block is drawn narrower and class lines stay exact.
-  const cellOfPixel = Int32Array.from({ length: px }, (_, p) => Math.floor(Math.floor((p * size) / px) / block));
+  const cellOfPixel = Int32Array.from({ length: px }, (_, p) =>
+    Math.floor(Math.floor((p * size) / px) / block),
+  );
   for (let y = 0; y < px; y++) {
     const I = cellOfPixel[y]!;
     for (let x = 0; x < px; x++) rgb.set(colourAt(data[I * cells + cellOfPixel[x]!]!), (y * px + x) * 3);
@@ -195,7 +227,7 @@ export async function kernelHeatmapFigure(options: KernelHeatmapOptions): Promis
     labelFontSize: names.length > 12 ? 9 : 11,
   });
   const scale = (reverse: boolean) => ({ domain: [0, size], nice: false, zero: false, reverse });
-  const valueTitle = options.valueTitle ?? (outputsPerPoint === 1 ? 'K (trace kernel, tr K / V)' : 'K entry');
+  const valueTitle = options.valueTitle ?? (outputsPerPoint === 1 ? 'tr K / V' : 'K entry');
 
   const spec: TopLevelSpec = {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
@@ -204,7 +236,16 @@ export async function kernelHeatmapFigure(options: KernelHeatmapOptions): Promis
     layer: [
       {
         data: { values: [{}] },
-        mark: { type: 'image', url, width, height, align: 'left', baseline: 'top', aspect: false, smooth: false },
+        mark: {
+          type: 'image',
+          url,
+          width,
+          height,
+          align: 'left',
+          baseline: 'top',
+          aspect: false,
+          smooth: false,
+        },
         encoding: {
           x: { datum: 0, type: 'quantitative', scale: scale(false), axis: axis(rowsTitle) },
           y: { datum: 0, type: 'quantitative', scale: scale(true), axis: axis(rowsTitle) },
@@ -230,7 +271,7 @@ export async function kernelHeatmapFigure(options: KernelHeatmapOptions): Promis
             type: 'quantitative',
             title: valueTitle,
             scale: { scheme: schemeName, domain: domain.map(round6), nice: false, zero: false },
-            legend: { gradientLength: Math.min(height, 260), titleLimit: 200 },
+            legend: { gradientLength: Math.min(height, 260), titleLimit: 400 },
           },
         },
       },
@@ -256,7 +297,7 @@ export async function kernelHeatmapFigure(options: KernelHeatmapOptions): Promis
     block === 1
       ? 'Each cell is one kernel entry.'
       : 'Each cell is the mean of a {blockSize} × {blockSize} block of entries ({cells} × {cells} cells; the last block of a row may be smaller).',
-    `Colour is the kernel value: ${colourWords}.`,
+    `Colour is the kernel value: ${colourWords}; entries range from {min} to {max}.`,
     'A bright block diagonal means the kernel couples points of the same class more strongly than points of different classes:',
     numbers.meanBetween == null
       ? 'mean entry within the class {meanWithin}.'

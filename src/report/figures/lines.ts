@@ -54,7 +54,10 @@ export async function errorOverStepsFigure(options: ErrorOverStepsOptions): Prom
   } = options;
   checkNumeric('steps', steps);
   assertArgument(Array.isArray(series) && series.length > 0, 'series', series, 'a non-empty array of series');
-  checkUniqueNames('series[].name', series.map((s) => s.name));
+  checkUniqueNames(
+    'series[].name',
+    series.map((s) => s.name),
+  );
   const names = series.map((s) => s.name);
   const rows: { method: string; step: number; value: number }[] = [];
   const numbers: Record<string, number | null> = {};
@@ -88,14 +91,26 @@ export async function errorOverStepsFigure(options: ErrorOverStepsOptions): Prom
     mark: { type: 'line', strokeWidth: 2, point: few ? { size: 24, filled: true } : false, clip: true },
     encoding: {
       x: { field: 'step', type: 'quantitative', title: stepTitle },
-      y: { field: 'value', type: 'quantitative', title: yTitle, scale: logY ? { type: 'log' } : { zero: true } },
+      y: {
+        field: 'value',
+        type: 'quantitative',
+        title: yTitle,
+        scale: logY ? { type: 'log' } : { zero: true },
+      },
       color: {
         field: 'method',
         type: 'nominal',
         title: 'predictor',
         scale: { domain: names, range: methodColours(names) },
+        legend: { symbolType: 'stroke', symbolStrokeWidth: 2, symbolSize: 400 },
       },
-      strokeDash: { field: 'method', type: 'nominal', scale: { domain: names, range: methodDashes(names) }, legend: null },
+      strokeDash: {
+        field: 'method',
+        type: 'nominal',
+        title: 'predictor',
+        scale: { domain: names, range: methodDashes(names) },
+        legend: { symbolType: 'stroke', symbolStrokeWidth: 2, symbolSize: 400 },
+      },
     },
     config: baseConfig(),
   };
@@ -164,8 +179,10 @@ export async function kernelDriftFigure(options: KernelDriftOptions): Promise<Fi
   const metrics = ['relative change ‖K_t − K_0‖_F / ‖K_0‖_F', 'kernel distance 1 − cos(K_0, K_t)'];
   const rows: { metric: string; step: number; value: number }[] = [];
   for (const c of sorted) {
-    if (Number.isFinite(c.relativeChange)) rows.push({ metric: metrics[0]!, step: c.step, value: round6(c.relativeChange) });
-    if (Number.isFinite(c.kernelDistance)) rows.push({ metric: metrics[1]!, step: c.step, value: round6(c.kernelDistance) });
+    if (Number.isFinite(c.relativeChange))
+      rows.push({ metric: metrics[0]!, step: c.step, value: round6(c.relativeChange) });
+    if (Number.isFinite(c.kernelDistance))
+      rows.push({ metric: metrics[1]!, step: c.step, value: round6(c.kernelDistance) });
   }
   const last = sorted[sorted.length - 1]!;
   const numbers: Record<string, number | null> = {
@@ -182,7 +199,12 @@ export async function kernelDriftFigure(options: KernelDriftOptions): Promise<Fi
     mark: { type: 'line', strokeWidth: 2, point: { size: 40, filled: true } },
     encoding: {
       x: { field: 'step', type: 'quantitative', title: stepTitle },
-      y: { field: 'value', type: 'quantitative', title: 'drift from K_0 (dimensionless)', scale: { zero: true } },
+      y: {
+        field: 'value',
+        type: 'quantitative',
+        title: 'drift from K_0 (dimensionless)',
+        scale: { zero: true },
+      },
       color: {
         field: 'metric',
         type: 'nominal',
@@ -190,7 +212,13 @@ export async function kernelDriftFigure(options: KernelDriftOptions): Promise<Fi
         scale: { domain: metrics, range: ['#0072B2', '#D55E00'] },
         legend: { orient: 'bottom', direction: 'vertical' },
       },
-      shape: { field: 'metric', type: 'nominal', scale: { domain: metrics, range: ['circle', 'square'] }, legend: null },
+      shape: {
+        field: 'metric',
+        type: 'nominal',
+        title: 'measure',
+        scale: { domain: metrics, range: ['circle', 'square'] },
+        legend: { orient: 'bottom', direction: 'vertical' },
+      },
     },
     config: baseConfig(),
   };

@@ -54,7 +54,10 @@ export async function predictedVsActualFigure(options: PredictedVsActualOptions)
     height = 380,
   } = options;
   assertArgument(Array.isArray(series) && series.length > 0, 'series', series, 'a non-empty array of series');
-  checkUniqueNames('series[].name', series.map((s) => s.name));
+  checkUniqueNames(
+    'series[].name',
+    series.map((s) => s.name),
+  );
   assertArgument(Number.isInteger(maxPoints) && maxPoints > 0, 'maxPoints', maxPoints, 'a positive integer');
 
   const names = series.map((s) => s.name);
@@ -92,7 +95,9 @@ export async function predictedVsActualFigure(options: PredictedVsActualOptions)
     const shown = sampleIndices(p.length, maxPoints, seed + k);
     if (shown.length < p.length) {
       numbers[`shown_${key}`] = shown.length;
-      extraParts.push(`${s.name}: a random sample of {shown_${key}} of the {n_${key}} pairs is drawn (r uses all).`);
+      extraParts.push(
+        `${s.name}: a random sample of {shown_${key}} of the {n_${key}} pairs is drawn (r uses all).`,
+      );
     }
     for (const i of shown) {
       values.push({ method: s.name, actual: round6(a[i]!), predicted: round6(p[i]!) });
@@ -110,6 +115,8 @@ export async function predictedVsActualFigure(options: PredictedVsActualOptions)
   const colours = methodColours(names);
   const shapes = ['circle', 'square', 'triangle-up', 'diamond', 'cross', 'triangle-down'];
   const single = series.length === 1;
+  // Colour and shape both encode the predictor; identical legend settings merge them into one legend.
+  const legend = single ? null : { orient: 'bottom-right' as const, direction: 'vertical' as const };
 
   const spec: TopLevelSpec = {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
@@ -135,13 +142,14 @@ export async function predictedVsActualFigure(options: PredictedVsActualOptions)
             type: 'nominal',
             title: 'predictor',
             scale: { domain: names, range: colours },
-            legend: single ? null : { orient: 'bottom-right', direction: 'vertical' },
+            legend,
           },
           shape: {
             field: 'method',
             type: 'nominal',
+            title: 'predictor',
             scale: { domain: names, range: names.map((_, i) => shapes[i % shapes.length]!) },
-            legend: null,
+            legend,
           },
         },
       },
@@ -161,7 +169,11 @@ export async function predictedVsActualFigure(options: PredictedVsActualOptions)
     ],
     config: baseConfig(),
   };
-  const titleTemplate = options.title ?? (single ? `Predicted vs actual ${quantity} (r = {r_${slug(names[0]!)}})` : `Predicted vs actual ${quantity}`);
+  const titleTemplate =
+    options.title ??
+    (single
+      ? `Predicted vs actual ${quantity} (r = {r_${slug(names[0]!)}})`
+      : `Predicted vs actual ${quantity}`);
   const captionTemplate = [
     `Each point is ${itemDescription}: the actual ${quantity} (x) against the predicted one (y).`,
     'The dashed line is y = x, perfect prediction; points above it are over-predicted, points below under-predicted.',
@@ -171,5 +183,11 @@ export async function predictedVsActualFigure(options: PredictedVsActualOptions)
   ]
     .filter(Boolean)
     .join(' ');
-  return makeFigure({ id: options.id ?? 'predicted-vs-actual', titleTemplate, captionTemplate, numbers, spec });
+  return makeFigure({
+    id: options.id ?? 'predicted-vs-actual',
+    titleTemplate,
+    captionTemplate,
+    numbers,
+    spec,
+  });
 }

@@ -40,7 +40,17 @@ export interface LogLogSlopeOptions extends FigureOptions {
  * `referenceSlope` when given, `dropped` when points with x ≤ 0 or y ≤ 0 were left out.
  */
 export async function logLogSlopeFigure(options: LogLogSlopeOptions): Promise<Figure> {
-  const { x, y, xTitle, yTitle, description, reference, seriesName = 'measured', width = 400, height = 300 } = options;
+  const {
+    x,
+    y,
+    xTitle,
+    yTitle,
+    description,
+    reference,
+    seriesName = 'measured',
+    width = 400,
+    height = 300,
+  } = options;
   checkNumeric('x', x);
   checkNumeric('y', y, x.length);
   const fit = fitLogLog(x, y);
@@ -61,22 +71,41 @@ export async function logLogSlopeFigure(options: LogLogSlopeOptions): Promise<Fi
   }
   const fitName = `least-squares fit: slope ${formatNumber(fit.slope)}`;
   const lines: { x: number; y: number; series: string }[] = [];
-  for (const lx of [lx0, lx1]) lines.push({ x: round6(10 ** lx), y: round6(10 ** (fit.intercept + fit.slope * lx)), series: fitName });
-  const seriesDomain = [seriesName, fitName];
-  const colours = ['#0072B2', '#0072B2'];
-  const dashes = [
-    [1, 0],
-    [1, 0],
-  ];
+  for (const lx of [lx0, lx1])
+    lines.push({ x: round6(10 ** lx), y: round6(10 ** (fit.intercept + fit.slope * lx)), series: fitName });
+  const seriesDomain = [fitName];
+  const colours = ['#0072B2'];
+  const dashes = [[1, 0]];
   if (reference) {
     const cx = sumLx / fit.n;
     const cy = sumLy / fit.n;
-    for (const lx of [lx0, lx1]) lines.push({ x: round6(10 ** lx), y: round6(10 ** (cy + reference.slope * (lx - cx))), series: reference.label });
+    for (const lx of [lx0, lx1])
+      lines.push({
+        x: round6(10 ** lx),
+        y: round6(10 ** (cy + reference.slope * (lx - cx))),
+        series: reference.label,
+      });
     seriesDomain.push(reference.label);
     colours.push('#888888');
     dashes.push([6, 4]);
   }
-  const colour = { field: 'series', type: 'nominal' as const, title: null, scale: { domain: seriesDomain, range: colours } };
+  // Log domains hugging the data (a 15% margin in ratio) instead of whole decades.
+  const lineYs = lines.map((l) => l.y).filter((v) => v > 0);
+  const ys = [...pts.map((p) => p.y), ...lineYs];
+  const xDomain = [round6(10 ** lx0 / 1.15), round6(10 ** lx1 * 1.15)];
+  const yDomain = [round6(Math.min(...ys) / 1.15), round6(Math.max(...ys) * 1.15)];
+  const legend = {
+    orient: 'bottom' as const,
+    direction: 'vertical' as const,
+    symbolType: 'stroke',
+    symbolStrokeWidth: 2,
+  };
+  const colour = {
+    field: 'series',
+    type: 'nominal' as const,
+    title: null,
+    scale: { domain: seriesDomain, range: colours },
+  };
   const spec: TopLevelSpec = {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     width,
@@ -86,30 +115,68 @@ export async function logLogSlopeFigure(options: LogLogSlopeOptions): Promise<Fi
         data: { values: lines },
         mark: { type: 'line', strokeWidth: 1.8 },
         encoding: {
-          x: { field: 'x', type: 'quantitative', scale: { type: 'log' }, title: xTitle },
-          y: { field: 'y', type: 'quantitative', scale: { type: 'log' }, title: yTitle },
-          color: { ...colour, legend: { orient: 'bottom', direction: 'vertical', symbolType: 'stroke' } },
-          strokeDash: { field: 'series', type: 'nominal', scale: { domain: seriesDomain, range: dashes }, legend: null },
+          x: {
+            field: 'x',
+            type: 'quantitative',
+            scale: { type: 'log', domain: xDomain, nice: false },
+            title: xTitle,
+          },
+          y: {
+            field: 'y',
+            type: 'quantitative',
+            scale: { type: 'log', domain: yDomain, nice: false },
+            title: yTitle,
+          },
+          color: { ...colour, legend },
+          strokeDash: {
+            field: 'series',
+            type: 'nominal',
+            title: null,
+            scale: { domain: seriesDomain, range: dashes },
+            legend,
+          },
         },
       },
       {
         data: { values: pts },
-        mark: { type: 'point', filled: true, size: 70, color: '#0072B2' },
+        mark: { type: 'point', filled: true, size: 70, color: '#0072B2', opacity: 0.85 },
         encoding: {
           x: { field: 'x', type: 'quantitative' },
           y: { field: 'y', type: 'quantitative' },
+          // A separate one-entry legend for the dots (the line legend shows strokes).
+          shape: {
+            field: 'series',
+            type: 'nominal',
+            title: null,
+            scale: { domain: [seriesName], range: ['circle'] },
+            legend: {
+              orient: 'bottom',
+              symbolFillColor: '#0072B2',
+              symbolStrokeColor: '#0072B2',
+              symbolOpacity: 0.85,
+            },
+          },
         },
       },
     ],
     config: baseConfig(),
   };
-  const numbers: Record<string, number | null> = { slope: fit.slope, intercept: fit.intercept, r2: fit.r2, n: fit.n };
+  const numbers: Record<string, number | null> = {
+    slope: fit.slope,
+    intercept: fit.intercept,
+    r2: fit.r2,
+    n: fit.n,
+  };
   if (reference) numbers.referenceSlope = reference.slope;
   if (fit.dropped > 0) numbers.dropped = fit.dropped;
   const captionTemplate = [
-    `Dots: ${description} at {n} settings, on log–log axes. Solid line: least-squares fit of log y on log x, slope {slope} (R² = {r2} in log space), i.e. y ∝ x^slope.`,
-    reference ? `Dashed grey: the theoretical slope {referenceSlope} (${reference.label}), drawn through the centre of the points; parallel lines mean the predicted rate holds.` : '',
-    fit.dropped > 0 ? '{dropped} points with non-positive values cannot be shown on log axes and are left out.' : '',
+    `Dots: ${description} at {n} settings, on log–log axes. Solid line: least-squares fit log10 y = {intercept} + {slope} · log10 x (R² = {r2} in log space), i.e. y ∝ x^slope.`,
+    reference
+      ? 'Dashed grey: the slope {referenceSlope} that theory predicts, drawn through the centre of the points; parallel lines mean the predicted rate holds.'
+      : '',
+    fit.dropped > 0
+      ? '{dropped} points with non-positive values cannot be shown on log axes and are left out.'
+      : '',
     options.note ?? '',
   ]
     .filter(Boolean)
@@ -151,7 +218,10 @@ export function lazinessVsWidthFigure(options: LazinessVsWidthOptions): Promise<
     description: 'the gap between the real network and POP-MU (frozen kernel) against the hidden width',
     title: options.title ?? 'Laziness vs width (slope {slope})',
     seriesName: 'measured gap',
-    reference: reference === null ? undefined : (reference ?? { slope: -0.5, label: 'theory: slope −1/2, O(width^−1/2)' }),
+    reference:
+      reference === null
+        ? undefined
+        : (reference ?? { slope: -0.5, label: 'theory: slope −1/2 (Lee et al. 2019)' }),
   });
 }
 
@@ -180,9 +250,11 @@ export function discretisationVsStepSizeFigure(options: DiscretisationVsStepSize
     y: errors,
     xTitle: 'step size |η| (learning rate)',
     yTitle: yTitle ?? 'POP-MU vs POP-ODE, max |Δ log π| (nats)',
-    description: 'the gap between POP-MU (discrete steps) and POP-ODE (continuous time) against the step size',
+    description:
+      'the gap between POP-MU (discrete steps) and POP-ODE (continuous time) against the step size',
     title: options.title ?? 'Discretisation error vs step size (slope {slope})',
     seriesName: 'measured error',
-    reference: reference === null ? undefined : (reference ?? { slope: 1, label: 'theory: slope 1, O(η)' }),
+    reference:
+      reference === null ? undefined : (reference ?? { slope: 1, label: 'theory: slope 1, error O(η)' }),
   });
 }

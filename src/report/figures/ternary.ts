@@ -101,7 +101,12 @@ export async function ternaryFigure(options: TernaryOptions): Promise<Figure> {
       'a non-empty [T, 3] row-major array',
     );
     const key = `${tr.point}\u0000${tr.method}`;
-    assertArgument(!seen.has(key), `trajectories[${k}]`, { point: tr.point, method: tr.method }, 'one path per (point, method)');
+    assertArgument(
+      !seen.has(key),
+      `trajectories[${k}]`,
+      { point: tr.point, method: tr.method },
+      'one path per (point, method)',
+    );
     seen.add(key);
     if (!methods.includes(tr.method)) methods.push(tr.method);
     if (!pointNames.includes(tr.point)) pointNames.push(tr.point);
@@ -116,7 +121,10 @@ export async function ternaryFigure(options: TernaryOptions): Promise<Figure> {
     const last = paths[paths.length - 1]!;
     starts.push({ point: tr.point, method: tr.method, x: first.x, y: first.y });
     ends.push({ point: tr.point, method: tr.method, x: last.x, y: last.y });
-    const s = tr.probabilities[3 * (T - 1)]! + tr.probabilities[3 * (T - 1) + 1]! + tr.probabilities[3 * (T - 1) + 2]!;
+    const s =
+      tr.probabilities[3 * (T - 1)]! +
+      tr.probabilities[3 * (T - 1) + 1]! +
+      tr.probabilities[3 * (T - 1) + 2]!;
     finals.set(
       key,
       Float64Array.from([0, 1, 2], (i) => tr.probabilities[3 * (T - 1) + i]! / s),
@@ -127,7 +135,8 @@ export async function ternaryFigure(options: TernaryOptions): Promise<Figure> {
   // Frame: triangle, grid lines p_i = 0.2, 0.4, 0.6, 0.8, vertex labels.
   const frame: { line: string; order: number; x: number; y: number }[] = [];
   const tri = [0, 1, 2, 0].map((i) => TERNARY_VERTICES[i]!);
-  tri.forEach(([x, y], order) => frame.push({ line: 'edge', order, x: round6(x), y: round6(y) }));
+  for (const [order, [x, y]] of tri.entries())
+    frame.push({ line: 'edge', order, x: round6(x), y: round6(y) });
   const gridLines: typeof frame = [];
   if (grid) {
     for (const level of [0.2, 0.4, 0.6, 0.8]) {
@@ -144,7 +153,10 @@ export async function ternaryFigure(options: TernaryOptions): Promise<Figure> {
         const [ax, ay] = ternaryProject(a[0]!, a[1]!, a[2]!);
         const [bx, by] = ternaryProject(b[0]!, b[1]!, b[2]!);
         const line = `grid-${i}-${level}`;
-        gridLines.push({ line, order: 0, x: round6(ax), y: round6(ay) }, { line, order: 1, x: round6(bx), y: round6(by) });
+        gridLines.push(
+          { line, order: 0, x: round6(ax), y: round6(ay) },
+          { line, order: 1, x: round6(bx), y: round6(by) },
+        );
       }
     }
   }
@@ -158,13 +170,24 @@ export async function ternaryFigure(options: TernaryOptions): Promise<Figure> {
   const xDomain = [-0.2, 1.2];
   const yDomain = [-0.12, H + 0.1];
   const height = Math.round((width * (yDomain[1]! - yDomain[0]!)) / (xDomain[1]! - xDomain[0]!));
-  const x = (field: string) => ({ field, type: 'quantitative' as const, scale: { domain: xDomain, nice: false, zero: false }, axis: null });
-  const y = (field: string) => ({ field, type: 'quantitative' as const, scale: { domain: yDomain, nice: false, zero: false }, axis: null });
+  const x = (field: string) => ({
+    field,
+    type: 'quantitative' as const,
+    scale: { domain: xDomain, nice: false, zero: false },
+    axis: null,
+  });
+  const y = (field: string) => ({
+    field,
+    type: 'quantitative' as const,
+    scale: { domain: yDomain, nice: false, zero: false },
+    axis: null,
+  });
   const colour = {
     field: 'method',
     type: 'nominal' as const,
     title: 'method',
     scale: { domain: methods, range: methodColours(methods) },
+    legend: { symbolType: 'stroke', symbolStrokeWidth: 2, symbolSize: 300 },
   };
   const labelPoints = options.labelPoints ?? pointNames.length <= 6;
   const actualStarts = pointNames.map((name) => starts.find((s) => s.point === name)!);
@@ -173,7 +196,12 @@ export async function ternaryFigure(options: TernaryOptions): Promise<Figure> {
     {
       data: { values: gridLines },
       mark: { type: 'line', color: '#e3e3e3', strokeWidth: 1 },
-      encoding: { x: x('x'), y: y('y'), detail: { field: 'line', type: 'nominal' }, order: { field: 'order' } },
+      encoding: {
+        x: x('x'),
+        y: y('y'),
+        detail: { field: 'line', type: 'nominal' },
+        order: { field: 'order' },
+      },
     },
     {
       data: { values: frame },
@@ -182,7 +210,15 @@ export async function ternaryFigure(options: TernaryOptions): Promise<Figure> {
     },
     ...vertexText.map((v) => ({
       data: { values: [{ x: v.x, y: v.y }] },
-      mark: { type: 'text' as const, text: v.text, align: v.align, dx: v.dx, dy: v.dy, fontSize: 13, color: '#222222' },
+      mark: {
+        type: 'text' as const,
+        text: v.text,
+        align: v.align,
+        dx: v.dx,
+        dy: v.dy,
+        fontSize: 13,
+        color: '#222222',
+      },
       encoding: { x: x('x'), y: y('y') },
     })),
     {
@@ -194,18 +230,24 @@ export async function ternaryFigure(options: TernaryOptions): Promise<Figure> {
         order: { field: 'order' },
         detail: { field: 'point', type: 'nominal' },
         color: colour,
-        strokeDash: { field: 'method', type: 'nominal', scale: { domain: methods, range: methodDashes(methods) }, legend: null },
+        strokeDash: {
+          field: 'method',
+          type: 'nominal',
+          title: 'method',
+          scale: { domain: methods, range: methodDashes(methods) },
+          legend: { symbolType: 'stroke', symbolStrokeWidth: 2, symbolSize: 300 },
+        },
       },
     },
     {
       data: { values: starts },
       mark: { type: 'point', filled: false, size: 50, strokeWidth: 1.5 },
-      encoding: { x: x('x'), y: y('y'), color: { ...colour, legend: null } },
+      encoding: { x: x('x'), y: y('y'), color: colour },
     },
     {
       data: { values: ends },
       mark: { type: 'point', filled: true, size: 50 },
-      encoding: { x: x('x'), y: y('y'), color: { ...colour, legend: null } },
+      encoding: { x: x('x'), y: y('y'), color: colour },
     },
   ];
   if (labelPoints) {
@@ -223,7 +265,11 @@ export async function ternaryFigure(options: TernaryOptions): Promise<Figure> {
     config: { ...baseConfig(), view: { stroke: null } },
   };
 
-  const numbers: Record<string, number | null> = { points: pointNames.length, paths: trajectories.length, steps: maxSteps };
+  const numbers: Record<string, number | null> = {
+    points: pointNames.length,
+    paths: trajectories.length,
+    steps: maxSteps,
+  };
   const distanceParts: string[] = [];
   const actualMethod = methods.find((m) => m.toLowerCase() === 'actual');
   if (actualMethod) {
@@ -245,7 +291,7 @@ export async function ternaryFigure(options: TernaryOptions): Promise<Figure> {
     }
   }
   const captionTemplate = [
-    `Each path is the label distribution π(· | x) of one of {points} points moving on the probability simplex over up to {steps} recorded steps (hollow circle: start, filled circle: end).`,
+    `Each of the {paths} paths is the label distribution π(· | x) of one of {points} points moving on the probability simplex over up to {steps} recorded steps (hollow circle: start, filled circle: end).`,
     `A vertex means certainty in that label (${vertexLabels.join(', ')}); the centre is the uniform distribution; grey lines mark probabilities 0.2, 0.4, 0.6, 0.8.`,
     `Colour and line style give the method (${methods.join(', ')}); a prediction is good where its path follows the actual one.`,
     distanceParts.length > 0

@@ -76,10 +76,18 @@ export async function trajectoriesFigure(options: TrajectoriesOptions): Promise<
   checkPositiveInteger('numLabels', numLabels);
   checkNumeric('steps', steps);
   assertArgument(Array.isArray(points) && points.length > 0, 'points', points, 'a non-empty array of points');
-  checkUniqueNames('points[].name', points.map((p) => p.name));
+  checkUniqueNames(
+    'points[].name',
+    points.map((p) => p.name),
+  );
   checkPositiveInteger('labelsPerPoint', labelsPerPoint);
   checkPositiveInteger('maxStepsPerLine', maxStepsPerLine);
-  assertArgument(value === 'probability' || value === 'logProbability', 'value', value, "'probability' or 'logProbability'");
+  assertArgument(
+    value === 'probability' || value === 'logProbability',
+    'value',
+    value,
+    "'probability' or 'logProbability'",
+  );
   const labelNames = options.labelNames ?? Array.from({ length: numLabels }, (_, i) => `label ${i}`);
   checkNumeric('labelNames', labelNames, numLabels);
   const columns = options.columns ?? Math.min(points.length, 3);
@@ -89,7 +97,8 @@ export async function trajectoriesFigure(options: TrajectoriesOptions): Promise<
   const usedLabels = new Set<number>();
   const rows: { point: string; label: string; method: string; step: number; value: number }[] = [];
   const finalGap = new Map<string, number>();
-  const transform = (p: number) => (value === 'probability' ? p : Math.max(LOG_PROBABILITY_FLOOR, Math.log(p)));
+  const transform = (p: number) =>
+    value === 'probability' ? p : Math.max(LOG_PROBABILITY_FLOOR, Math.log(p));
 
   for (const [pi, point] of points.entries()) {
     assertArgument(
@@ -98,7 +107,10 @@ export async function trajectoriesFigure(options: TrajectoriesOptions): Promise<
       point.series,
       'a non-empty array',
     );
-    checkUniqueNames(`points[${pi}].series[].method`, point.series.map((s) => s.method));
+    checkUniqueNames(
+      `points[${pi}].series[].method`,
+      point.series.map((s) => s.method),
+    );
     const stepsOf = point.series.map((s, si) => {
       const st = s.steps ?? steps;
       checkNumeric(`points[${pi}].series[${si}].steps`, st);
@@ -112,11 +124,15 @@ export async function trajectoriesFigure(options: TrajectoriesOptions): Promise<
       const peak = new Float64Array(numLabels).fill(Number.NEGATIVE_INFINITY);
       const T = reference.probabilities.length / numLabels;
       for (let t = 0; t < T; t++) {
-        for (let i = 0; i < numLabels; i++) peak[i] = Math.max(peak[i]!, reference.probabilities[t * numLabels + i]!);
+        for (let i = 0; i < numLabels; i++)
+          peak[i] = Math.max(peak[i]!, reference.probabilities[t * numLabels + i]!);
       }
-      const ranked = Array.from({ length: numLabels }, (_, i) => i).sort((a, b) => peak[b]! - peak[a]! || a - b);
+      const ranked = Array.from({ length: numLabels }, (_, i) => i).sort(
+        (a, b) => peak[b]! - peak[a]! || a - b,
+      );
       labels = ranked.slice(0, labelsPerPoint);
-      if (point.trueLabel != null && !labels.includes(point.trueLabel)) labels = [point.trueLabel, ...labels.slice(0, -1)];
+      if (point.trueLabel != null && !labels.includes(point.trueLabel))
+        labels = [point.trueLabel, ...labels.slice(0, -1)];
     }
     for (const label of labels) {
       assertArgument(
@@ -135,7 +151,13 @@ export async function trajectoriesFigure(options: TrajectoriesOptions): Promise<
         for (const label of labels) {
           const v = transform(s.probabilities[t * numLabels + label]!);
           if (!Number.isFinite(v)) continue;
-          rows.push({ point: point.name, label: labelNames[label]!, method: s.method, step: st[t]!, value: round6(v) });
+          rows.push({
+            point: point.name,
+            label: labelNames[label]!,
+            method: s.method,
+            step: st[t]!,
+            value: round6(v),
+          });
         }
       }
       if (actual && s !== actual && T > 0) {
@@ -203,9 +225,10 @@ export async function trajectoriesFigure(options: TrajectoriesOptions): Promise<
     numbers[key] = Number.isFinite(gap) ? gap : null;
     gapParts.push(`${method} {${key}}`);
   }
-  const what = value === 'probability' ? 'probability π(label | x)' : 'log-probability log π(label | x) in nats';
+  const what =
+    value === 'probability' ? 'probability π(label | x)' : 'log-probability log π(label | x) in nats';
   const captionTemplate = [
-    `Each panel follows one of {points} chosen points through the finetune: the ${what} of its most likely labels (colour) against the step.`,
+    `Each panel follows one of {points} chosen points through the finetune: the ${what} of its most likely labels (colour; {labelsShown} labels in all) against the step.`,
     `Line style is the method: ${methods.map((m, i) => `${m} ${i === 0 && m.toLowerCase() === 'actual' ? '(solid)' : ''}`.trim()).join(', ')}.`,
     'Where a dashed line lies on the solid line of its colour, that predictor matches the real network.',
     gapParts.length > 0

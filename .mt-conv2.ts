@@ -1,0 +1,12 @@
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from './src/backend/index.js';
+await initBackend('cpu');
+const [n, h, w, ci, co, k] = [1, 5, 5, 1, 1, 3];
+const xv = Float32Array.from({length: n*h*w*ci}, (_, i) => i);
+const stride = 2; const pad = 'valid';
+const oh = 2, ow = 2;
+const cv = Float32Array.from({length: n*oh*ow*co}, (_, i) => [1,0,0,0][i]!);
+const x = tf.tensor4d(xv, [n, h, w, ci]); const c = tf.tensor4d(cv, [n, oh, ow, co]);
+const g = tf.grad((f: tf.Tensor4D) => tf.sum(tf.mul(tf.conv2d(x, f, stride, pad), c)));
+console.log(Array.from(g(tf.ones([k,k,ci,co])).dataSync()));
+console.log(tf.conv2d(x, tf.ones([k,k,ci,co]) as tf.Tensor4D, stride, pad).shape);

@@ -1,0 +1,224 @@
+/**
+ * `entk kernel`: flags → `computeKernelStores` options (kernel stores of a run's checkpoints over a
+ * point set, whole or one shard of block rows); `entk kernel merge|list|verify <dir>`.
+ */
+import type { Command } from 'commander';
+import { InvalidArgumentError } from '../../errors.js';
+import { parseArrayFormat } from '../../io/index.js';
+import { NTK_IMPLEMENTATIONS, type NtkImplementation } from '../../kernel/types.js';
+import {
+  type ComputeKernelStoresOptions,
+  computeKernelStores,
+  type KernelManifest,
+  listKernelStores,
+  mergeKernelShards,
+  parseShard,
+  verifyKernelStore,
+} from '../../kernel-store/index.js';
+import { output, parseInteger, prepare } from '../shared.js';
+
+interface KernelFlags {
+  run?: string;
+  checkpoint: string;
+  points?: string;
+  name?: string;
+  seed: number;
+  out?: string;
+  trace?: boolean;
+  diagonal?: boolean;
+  implementation: string;
+  parameters: string;
+  float64?: boolean;
+  threads: number | 'auto';
+  blockSize?: number;
+  format: string;
+  shard?: string;
+  json?: boolean;
+}
+
+function parseThreads(value: string): number | 'auto' {
+  if (value.trim() === 'auto') return 'auto';
+  return parseInteger('--threads', 1, 1024)(value);
+}
+
+/** A short, stable summary of a store for --json output. */
+function storeSummary(dir: string, m: KernelManifest) {
+  return {
+    dir,
+    pointSet: m.points.name,
+    checkpoint: m.checkpoint.id,
+    step: m.checkpoint.step,
+    kind: m.kernel.kind,
+    shape: m.kernel.shape,
+    dtype: m.kernel.dtype,
+    points: m.points.count,
+    numOutputs: m.model.numOutputs,
+    implementation: m.kernel.implementation,
+    shard: m.shard,
+    timings: m.kernel.timings,
+    arrays: Object.fromEntries(
+      Object.entries(m.arrays).map(([k, v]) => [k, { file: v.file, sha256: v.sha256 }]),
+    ),
+  };
+}
+
+function printStore(dir: string, m: KernelManifest): void {
+  const shard = m.shard
+    ? ` shard ${m.shard.index}/${m.shard.count} (points ${m.shard.rowStart}..${m.shard.rowEnd - 1})`
+    : '';
+  const ms = m.kernel.timings.checkpointTotal ?? m.kernel.timings.total;
+  console.log(
+    `${dir}  ${m.kernel.kind} [${m.kernel.shape.join(', ')}] ${m.kernel.dtype}  N=${m.points.count} V=${m.model.numOutputs}  ${m.checkpoint.id}  ${m.kernel.implementation}${shard}${ms != null ? `  ${(ms / 1000).toFixed(2)} s` : ''}`,
+  );
+}
+
+export function registerKernel(program: Command): void {
+  const kernel = program
+    .command('kernel')
+    .description(
+      "compute eNTK kernel stores of a run's checkpoints over a point set (subcommands: merge, list, verify)",
+    )
+    .option('--run <dir>', "run directory written by 'entk train'")
+    .option('--checkpoint <which>', 'last | first | all | an id or step | a comma list of these', 'last')
+    .option(
+      '--points <spec>',
+      'points, comma-combined: train:100 (seeded sample), test:all, train:first=50, train:per-class=10, ids:a,b, file:x.csv',
+    )
+    .option('--name <name>', 'point-set name (the store directory); default derived from --points')
+    .option('--seed <n>', 'seed of sampled point terms', parseInteger('--seed', 0), 0)
+    .option('--out <dir>', 'root of the stores, <out>/<name>/<checkpoint>/ (default <run>/kernels)')
+    .option('--trace', 'store the trace kernel tr K / V, [N, N]')
+    .option('--diagonal', 'store only the diagonal blocks K(x, x), [N, V, V]')
+    .option('--implementation <name>', `eNTK implementation: ${NTK_IMPLEMENTATIONS.join(' | ')}`, 'auto')
+    .option('--parameters <which>', 'all | head | comma list of layer names', 'all')
+    .option('--float64', 'accumulate in float64 and store a float64 kernel')
+    .option('--threads <n>', 'worker threads: a number or auto', parseThreads, 1)
+    .option(
+      '--block-size <n>',
+      'points per kernel block (default: chosen by the engine)',
+      parseInteger('--block-size', 1),
+    )
+    .option('--format <format>', 'array files: npy | npz | safetensors | json', 'npy')
+    .option(
+      '--shard <i/n>',
+      'compute only block-row shard i of n (0-based) into <store>.shards/; then entk kernel merge',
+    )
+    .option('--json', 'machine-readable output')
+    .action(async (flags: KernelFlags) => {
+      if (!flags.run)
+        throw new InvalidArgumentError('--run', undefined, "a run directory written by 'entk train'");
+      if (!flags.points)
+        throw new InvalidArgumentError('--points', undefined, 'a point spec such as train:per-class=10');
+      if (flags.trace && flags.diagonal) {
+        throw new InvalidArgumentError(
+          '--diagonal',
+          '--trace --diagonal',
+          'at most one of --trace and --diagonal',
+        );
+      }
+      if (!(NTK_IMPLEMENTATIONS as readonly string[]).includes(flags.implementation)) {
+        throw new InvalidArgumentError(
+          '--implementation',
+          flags.implementation,
+          NTK_IMPLEMENTATIONS.join(', '),
+        );
+      }
+      const parameters =
+        flags.parameters === 'all' || flags.parameters === 'head'
+          ? flags.parameters
+          : flags.parameters.split(',').map((s) => s.trim());
+      if (Array.isArray(parameters) && parameters.some((p) => p === '')) {
+        throw new InvalidArgumentError(
+          '--parameters',
+          flags.parameters,
+          'all, head or a comma list of layer names',
+        );
+      }
+      const options: ComputeKernelStoresOptions = {
+        run: flags.run,
+        points: flags.points,
+        checkpoint: flags.checkpoint,
+        name: flags.name,
+        seed: flags.seed,
+        out: flags.out,
+        kind: flags.trace ? 'trace' : flags.diagonal ? 'diagonal' : 'full',
+        implementation: flags.implementation as NtkImplementation,
+        parameters,
+        accumulation: flags.float64 ? 'float64' : 'float32',
+        threads: flags.threads,
+        blockSize: flags.blockSize,
+        format: parseArrayFormat(flags.format, '--format'),
+        shard: flags.shard === undefined ? undefined : parseShard(flags.shard),
+      };
+      await prepare({ ...program.opts(), ...flags });
+      const stores = await computeKernelStores(options);
+      output(
+        flags.json,
+        stores.map((s) => storeSummary(s.dir, s.manifest)),
+        () => {
+          for (const s of stores) printStore(s.dir, s.manifest);
+        },
+      );
+    });
+
+  kernel
+    .command('merge <dir>')
+    .description(
+      'check that all shards of a kernel are present and consistent, and assemble the one-piece store ' +
+        '(<dir>: a <store>.shards directory, the store path, or a point-set directory)',
+    )
+    .option('--format <format>', 'array files of the merged store (default: as the shards)')
+    .option('--remove-shards', 'delete the shards after a successful merge')
+    .option('--json', 'machine-readable output')
+    .action(async (dir: string, flags: { format?: string; removeShards?: boolean; json?: boolean }) => {
+      const all = { ...kernel.opts(), ...flags };
+      await prepare({ ...program.opts(), json: all.json, quiet: true });
+      const merged = await mergeKernelShards(dir, {
+        format: flags.format === undefined ? undefined : parseArrayFormat(flags.format, '--format'),
+        removeShards: flags.removeShards,
+      });
+      output(
+        all.json,
+        merged.map((m) => ({ ...storeSummary(m.dir, m.manifest), shardsDir: m.shardsDir })),
+        () => {
+          for (const m of merged) printStore(m.dir, m.manifest);
+        },
+      );
+    });
+
+  kernel
+    .command('list <dir>')
+    .description('list the kernel stores under a run, a kernels directory or a point-set directory')
+    .option('--json', 'machine-readable output')
+    .action(async (dir: string, flags: { json?: boolean }) => {
+      const json = flags.json ?? kernel.opts().json;
+      const stores = await listKernelStores(dir);
+      output(
+        json,
+        stores.map((s) => storeSummary(s.dir, s.manifest)),
+        () => {
+          if (stores.length === 0) console.log(`no kernel stores under ${dir}`);
+          for (const s of stores) printStore(s.dir, s.manifest);
+        },
+      );
+    });
+
+  kernel
+    .command('verify <dir>')
+    .description('verify kernel stores (manifest, shapes, sha256 of every file) under a directory')
+    .option('--json', 'machine-readable output')
+    .action(async (dir: string, flags: { json?: boolean }) => {
+      const json = flags.json ?? kernel.opts().json;
+      const stores = await listKernelStores(dir);
+      if (stores.length === 0)
+        throw new InvalidArgumentError('dir', dir, 'a directory containing kernel stores');
+      for (const s of stores) await verifyKernelStore(s.dir);
+      output(
+        json,
+        stores.map((s) => ({ dir: s.dir, ok: true })),
+        () => {
+          for (const s of stores) console.log(`ok  ${s.dir}`);
+        },
+      );
+    });
+}

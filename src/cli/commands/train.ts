@@ -1,0 +1,286 @@
+/**
+ * `entk train`: flags → a TrainConfig (optionally on top of a --config JSON/YAML file, or of the
+ * stored config of the run being resumed) → `train()`. No logic beyond the mapping.
+ */
+import { promises as fs } from 'node:fs';
+import type { Command } from 'commander';
+import YAML from 'yaml';
+import { InvalidArgumentError } from '../../errors.js';
+import { MODEL_PRESETS } from '../../model/spec.js';
+import { OPTIMIZERS, type TrainConfigInput, toConfigInput } from '../../train/config.js';
+import { readRunConfig, train } from '../../train/train.js';
+import { output, parseInteger, parseIntegerList, parseNumber, prepare } from '../shared.js';
+
+interface TrainFlags {
+  data?: string;
+  model?: string;
+  out: string;
+  config?: string;
+  epochs?: number;
+  steps?: number;
+  lr?: number;
+  optimizer?: string;
+  momentum?: number;
+  batchSize?: number | 'full';
+  seed?: number;
+  testFraction?: number;
+  splitSeed?: number;
+  standardize?: boolean;
+  checkpointEvery?: number;
+  checkpoints?: number[];
+  checkpointGeometric?: { first: number; factor: number };
+  evalEvery?: number;
+  labelColumn?: string;
+  featureColumns?: string[];
+  idColumn?: string;
+  classNames?: string[];
+  widths?: number[];
+  activation?: string;
+  parameterization?: string;
+  outputScale?: number;
+  resume?: boolean;
+  json?: boolean;
+}
+
+function parseStepList(flag: string) {
+  return (value: string): number[] => {
+    const parts = value.split(',').map((s) => s.trim());
+    if (parts.some((p) => !/^\d+$/.test(p))) {
+      throw new InvalidArgumentError(flag, value, 'a comma-separated list of steps (integers >= 0), e.g. 0,10,100');
+    }
+    return parts.map(Number);
+  };
+}
+
+function parseGeometric(value: string): { first: number; factor: number } {
+  const m = /^\s*(\d+)\s*,\s*([0-9.eE+-]+)\s*$/.exec(value);
+  const first = m ? Number(m[1]) : Number.NaN;
+  const factor = m ? Number(m[2]) : Number.NaN;
+  if (!m || !(first >= 1) || !Number.isFinite(factor) || factor <= 1) {
+    throw new InvalidArgumentError('--checkpoint-geometric', value, 'FIRST,FACTOR with FIRST >= 1 and FACTOR > 1, e.g. 1,2');
+  }
+  return { first, factor };
+}
+
+function parseBatchSize(value: string): number | 'full' {
+  if (value.trim() === 'full') return 'full';
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || n < 1) throw new InvalidArgumentError('--batch-size', value, "a positive integer or 'full'");
+  return n;
+}
+
+function parseNameList(flag: string) {
+  return (value: string): string[] => {
+    const parts = value.split(',').map((s) => s.trim());
+    if (parts.some((p) => p === '')) throw new InvalidArgumentError(flag, value, 'a comma-separated list of names');
+    return parts;
+  };
+}
+
+async function readConfigFile(file: string): Promise<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch (error) {
+    throw new InvalidArgumentError('--config', file, `a readable JSON or YAML file (${(error as NodeJS.ErrnoException).code})`);
+  }
+  let value: unknown;
+  try {
+    value = /\.json$/i.test(file) ? JSON.parse(text) : YAML.parse(text);
+  } catch (error) {
+    throw new InvalidArgumentError('--config', file, `valid JSON/YAML (${(error as Error).message.split('\n')[0]})`);
+  }
+  if (value == null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new InvalidArgumentError('--config', file, 'a JSON/YAML object of training options');
+  }
+  return value as Record<string, unknown>;
+}
+
+/** Map the flags onto a config input (on top of `base`). Exported for tests. */
+export function configFromFlags(flags: TrainFlags, base: Record<string, unknown>): TrainConfigInput {
+  const c: Record<string, unknown> = structuredClone(base);
+  const obj = (key: string) => {
+    const current = c[key];
+    const next = current != null && typeof current === 'object' ? { ...(current as object) } : {};
+    c[key] = next;
+    return next as Record<string, unknown>;
+  };
+  if (flags.data !== undefined) c.data = flags.data;
+  if (flags.model !== undefined) c.model = flags.model;
+  if (flags.epochs !== undefined && flags.steps !== undefined) {
+    throw new InvalidArgumentError('--steps', flags.steps, `no --steps together with --epochs (${flags.epochs})`);
+  }
+  if (flags.epochs !== undefined) {
+    c.epochs = flags.epochs;
+    delete c.steps;
+  }
+  if (flags.steps !== undefined) {
+    c.steps = flags.steps;
+    delete c.epochs;
+  }
+  if (flags.optimizer !== undefined) {
+    if (!(OPTIMIZERS as readonly string[]).includes(flags.optimizer)) {
+      throw new InvalidArgumentError('--optimizer', flags.optimizer, `one of ${OPTIMIZERS.join(', ')}`);
+    }
+    const o = obj('optimizer');
+    if (o.name !== flags.optimizer) {
+      // switching optimiser: drop the old one's settings (and its default learning rate)
+      for (const key of Object.keys(o)) delete o[key];
+    }
+    o.name = flags.optimizer;
+  }
+  if (flags.lr !== undefined) obj('optimizer').learningRate = flags.lr;
+  if (flags.momentum !== undefined) obj('optimizer').momentum = flags.momentum;
+  if (flags.batchSize !== undefined) c.batchSize = flags.batchSize;
+  if (flags.seed !== undefined) c.seed = flags.seed;
+  if (flags.testFraction !== undefined) obj('split').testFraction = flags.testFraction;
+  if (flags.splitSeed !== undefined) obj('split').seed = flags.splitSeed;
+  if (flags.standardize === false) c.standardize = false;
+  const schedules = [
+    flags.checkpointEvery !== undefined && { every: flags.checkpointEvery },
+    flags.checkpoints !== undefined && { steps: flags.checkpoints },
+    flags.checkpointGeometric !== undefined && { geometric: flags.checkpointGeometric },
+  ].filter(Boolean);
+  if (schedules.length > 1) {
+    throw new InvalidArgumentError(
+      '--checkpoints',
+      schedules.map((s) => JSON.stringify(s)).join(' and '),
+      'one of --checkpoints, --checkpoint-every, --checkpoint-geometric',
+    );
+  }
+  if (schedules.length === 1) c.checkpoints = schedules[0];
+  if (flags.evalEvery !== undefined) c.evalEvery = flags.evalEvery;
+  if (flags.labelColumn !== undefined) obj('dataOptions').labelColumn = flags.labelColumn;
+  if (flags.featureColumns !== undefined) obj('dataOptions').featureColumns = flags.featureColumns;
+  if (flags.idColumn !== undefined) obj('dataOptions').idColumn = flags.idColumn;
+  if (flags.classNames !== undefined) obj('dataOptions').classNames = flags.classNames;
+
+  const architecture = {
+    widths: flags.widths,
+    activation: flags.activation,
+    parameterization: flags.parameterization,
+    outputScale: flags.outputScale,
+  };
+  if (Object.values(architecture).some((v) => v !== undefined)) {
+    const model = c.model ?? 'mlp';
+    let spec: Record<string, unknown>;
+    if (typeof model === 'string') {
+      const preset = MODEL_PRESETS[model];
+      if (!preset || !Object.hasOwn(MODEL_PRESETS, model)) {
+        throw new InvalidArgumentError('--model', model, `a model preset (${Object.keys(MODEL_PRESETS).join(', ')})`);
+      }
+      spec = structuredClone(preset) as unknown as Record<string, unknown>;
+    } else {
+      spec = structuredClone(model) as Record<string, unknown>;
+    }
+    if (spec.kind === 'mlp') {
+      for (const [key, value] of Object.entries(architecture)) if (value !== undefined) spec[key] = value;
+    } else if (spec.kind === 'cnn') {
+      if (flags.widths !== undefined) spec.dense = flags.widths;
+      if (flags.activation !== undefined) spec.activation = flags.activation;
+      if (flags.parameterization !== undefined || flags.outputScale !== undefined) {
+        throw new InvalidArgumentError(
+          flags.parameterization !== undefined ? '--parameterization' : '--output-scale',
+          flags.parameterization ?? flags.outputScale,
+          'an MLP model (the cnn preset has the standard parameterisation and no output scale)',
+        );
+      }
+    } else {
+      const [flag, value] = Object.entries(architecture).find(([, v]) => v !== undefined)!;
+      throw new InvalidArgumentError(`--${flag.replace(/[A-Z]/g, (m) => `-${m.toLowerCase()}`)}`, value, `an MLP or CNN model (not ${spec.kind})`);
+    }
+    c.model = spec;
+  }
+  return c as TrainConfigInput;
+}
+
+export function registerTrain(program: Command): void {
+  program
+    .command('train')
+    .description('train a model with a checkpoint schedule into a run directory (config, split, checkpoints, logs)')
+    .requiredOption('--out <dir>', 'run directory to create (or to continue with --resume)')
+    .option('--data <name|path>', 'digits | iris | wine | breast_cancer | synthetic[:classes=3,dim=2,...] | a .csv/.jsonl file')
+    .option('--model <preset>', `model preset: ${Object.keys(MODEL_PRESETS).join(', ')} (default: mlp)`)
+    .option('--config <file>', 'training options as JSON or YAML (the TrainConfig); flags override it')
+    .option('--epochs <n>', 'passes over the training split (default: 20)', parseInteger('--epochs', 1))
+    .option('--steps <n>', 'optimiser steps instead of epochs', parseInteger('--steps', 1))
+    .option('--lr <rate>', 'learning rate η (default: 0.1 for sgd, 4 for NTK-parameterised MLPs, 1e-3 for adam)', parseNumber('--lr', 'positive'))
+    .option('--optimizer <name>', `${OPTIMIZERS.join(' | ')} (default: sgd, plain SGD as in the theory)`)
+    .option('--momentum <m>', 'momentum coefficient for --optimizer momentum (default: 0.9)', parseNumber('--momentum', 'nonnegative'))
+    .option('--batch-size <n|full>', "minibatch size, or 'full' for full-batch gradient descent (default: 32)", parseBatchSize)
+    .option('--seed <n>', 'seed of initial weights, minibatch order and split (default: 0)', parseInteger('--seed', 0))
+    .option('--test-fraction <f>', 'fraction of each class held out for testing (default: 0.2)', parseNumber('--test-fraction', 'positive'))
+    .option('--split-seed <n>', 'seed of the train/test split (default: --seed)', parseInteger('--split-seed', 0))
+    .option('--no-standardize', 'do not standardise features (default: standardise with training-split mean/std)')
+    .option('--checkpoints <steps>', 'checkpoint at these steps, e.g. 0,10,100 (0 and the final step always)', parseStepList('--checkpoints'))
+    .option('--checkpoint-every <k>', 'checkpoint every k steps', parseInteger('--checkpoint-every', 1))
+    .option('--checkpoint-geometric <first,factor>', 'checkpoint at steps first·factor^i (default: 1,2)', parseGeometric)
+    .option('--eval-every <k>', 'log train/test metrics every k steps (default: every epoch)', parseInteger('--eval-every', 1))
+    .option('--label-column <name>', 'label column of a CSV/JSONL file (default: label)')
+    .option('--feature-columns <names>', 'comma-separated feature columns of a CSV/JSONL file', parseNameList('--feature-columns'))
+    .option('--id-column <name>', 'id column of a CSV/JSONL file (default: id if present)')
+    .option('--class-names <names>', 'comma-separated class names in label-index order', parseNameList('--class-names'))
+    .option('--widths <list>', 'override the preset: hidden widths, e.g. 512,512', parseIntegerList('--widths'))
+    .option('--activation <name>', 'override the preset: relu | tanh | gelu | erf')
+    .option('--parameterization <name>', 'override the preset: standard | ntk')
+    .option('--output-scale <x>', 'override the preset: multiply the logits by x', parseNumber('--output-scale', 'nonzero'))
+    .option('--resume', 'continue the run in --out from its last checkpoint (may extend --epochs/--steps)')
+    .option('--json', 'print a JSON summary')
+    .action(async (flags: TrainFlags) => {
+      const info = await prepare({ ...program.opts(), ...flags });
+      let base: Record<string, unknown> = {};
+      if (flags.config) base = await readConfigFile(flags.config);
+      else if (flags.resume && flags.data === undefined) {
+        const stored = await readRunConfig(flags.out);
+        if (stored) base = toConfigInput(stored) as Record<string, unknown>;
+      }
+      const input = configFromFlags(flags, base);
+      if (input.data === undefined) {
+        throw new InvalidArgumentError('--data', undefined, 'a dataset name or file (or --config, or --resume of an existing run)');
+      }
+      const controller = new AbortController();
+      const onSignal = () => {
+        if (controller.signal.aborted) process.exit(130);
+        process.stderr.write('entk: stopping after the current step (continue with --resume; Ctrl-C again to quit now)\n');
+        controller.abort();
+      };
+      process.on('SIGINT', onSignal);
+      let result: Awaited<ReturnType<typeof train>>;
+      try {
+        result = await train(input, { outDir: flags.out, resume: flags.resume, signal: controller.signal });
+      } finally {
+        process.off('SIGINT', onSignal);
+      }
+      const summary = {
+        dir: result.dir,
+        backend: info.backend,
+        model: result.config.modelPreset ?? result.config.model,
+        data: result.config.data,
+        step: result.step,
+        totalSteps: result.totalSteps,
+        epoch: result.epoch,
+        interrupted: result.interrupted,
+        resumedFrom: result.resumedFrom,
+        seconds: result.seconds,
+        numParameters: result.numParameters,
+        numTrain: result.numTrain,
+        numTest: result.numTest,
+        metrics: result.metrics,
+        checkpoints: result.checkpoints.map((c) => ({ id: c.id, step: c.step })),
+      };
+      output(flags.json, summary, () => {
+        const m = result.metrics;
+        const name = result.config.modelPreset ?? result.config.model.kind;
+        const what = result.interrupted ? 'interrupted at step' : 'trained';
+        console.log(
+          `${what} ${result.interrupted ? `${result.step}/${result.totalSteps}: ` : ''}${name} (${result.numParameters} parameters) on ${result.config.data} ` +
+            `(${result.numTrain} train / ${result.numTest} test), ${result.totalSteps} steps in ${result.seconds.toFixed(1)} s` +
+            (result.resumedFrom !== null ? ` (resumed from step ${result.resumedFrom})` : ''),
+        );
+        console.log(`test accuracy ${m.testAccuracy.toFixed(4)}  test loss ${m.testLoss.toFixed(4)}  (train accuracy ${m.trainAccuracy.toFixed(4)}, loss ${m.trainLoss.toFixed(4)})`);
+        const steps = result.checkpoints.map((c) => c.step);
+        console.log(`${steps.length} checkpoints in ${result.dir}/checkpoints (steps ${steps.join(', ')})`);
+      });
+      if (result.interrupted) process.exitCode = 130;
+    });
+}

@@ -1,0 +1,26 @@
+/**
+ * Comparing actual finetune trajectories with the lazy-training predictors: metrics (this file's
+ * exports) and the prediction/comparison pipeline over a run directory.
+ */
+export {
+  alignSteps,
+  type ChangeAgreement,
+  changeAgreement,
+  discretisationGap,
+  type ErrorSummary,
+  finalKl,
+  type GapCurve,
+  type KernelDrift,
+  kernelDrift,
+  klDivergence,
+  lazinessGap,
+  logLogSlope,
+  pearson,
+  ranks,
+  type SlopeFit,
+  signAgreement,
+  spearman,
+  type TrajectoryErrorSet,
+  type TrajectoryErrors,
+  trajectoryErrors,
+} from './metrics.js';

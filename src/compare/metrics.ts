@@ -1,0 +1,415 @@
+/**
+ * Metrics comparing what a network did with what a predictor said (THEORY.md, "Where reality
+ * departs from the predictors"): trajectory errors, agreement of per-step changes, end-of-run KL,
+ * kernel drift, the laziness and discretisation gaps, and log–log slope fits.
+ *
+ * Trajectories are {@link Trajectory} values: log π at [T, P, V] for recorded steps. Two
+ * trajectories are compared at the steps they share (matched by step index, in order).
+ */
+import type { Trajectory } from '../dynamics/types.js';
+import { InvalidArgumentError, assertArgument } from '../errors.js';
+
+/** Root-mean-square and maximum of absolute differences. */
+export interface ErrorSummary {
+  rmse: number;
+  max: number;
+}
+
+export interface TrajectoryErrorSet {
+  /** Over all shared steps, points and labels. */
+  overall: ErrorSummary;
+  /** One entry per tracked point (over steps and labels). */
+  perPoint: ErrorSummary[];
+  /** One entry per label (over steps and points). */
+  perLabel: ErrorSummary[];
+  /** One entry per shared step (over points and labels). */
+  perStep: ErrorSummary[];
+}
+
+export interface TrajectoryErrors {
+  /** The shared step indices compared. */
+  steps: number[];
+  /** Errors in log π. */
+  logProb: TrajectoryErrorSet;
+  /** Errors in π. */
+  prob: TrajectoryErrorSet;
+}
+
+function checkTrajectory(tr: Trajectory, argument: string): void {
+  assertArgument(
+    tr != null && Number.isInteger(tr.numPoints) && Number.isInteger(tr.numClasses) && Array.isArray(tr.steps),
+    argument,
+    tr,
+    'a Trajectory { numPoints, numClasses, steps, logProbs }',
+  );
+  assertArgument(
+    tr.logProbs instanceof Float64Array && tr.logProbs.length === tr.steps.length * tr.numPoints * tr.numClasses,
+    `${argument}.logProbs`,
+    tr.logProbs,
+    `a Float64Array of length steps·P·V = ${tr.steps.length * tr.numPoints * tr.numClasses}`,
+  );
+}
+
+/**
+ * Pairs of record indices (ia, ib) with equal step, in order (each record used at most once).
+ * Throws when the trajectories have different sizes or share no step.
+ */
+export function alignSteps(a: Trajectory, b: Trajectory): { steps: number[]; ia: number[]; ib: number[] } {
+  checkTrajectory(a, 'actual');
+  checkTrajectory(b, 'predicted');
+  if (a.numPoints !== b.numPoints || a.numClasses !== b.numClasses) {
+    throw new InvalidArgumentError(
+      'predicted',
+      `${b.numPoints} points × ${b.numClasses} labels`,
+      `the actual trajectory's ${a.numPoints} points × ${a.numClasses} labels`,
+    );
+  }
+  const steps: number[] = [];
+  const ia: number[] = [];
+  const ib: number[] = [];
+  let j = 0;
+  for (let i = 0; i < a.steps.length; i++) {
+    while (j < b.steps.length && b.steps[j]! < a.steps[i]!) j++;
+    if (j < b.steps.length && b.steps[j] === a.steps[i]) {
+      steps.push(a.steps[i]!);
+      ia.push(i);
+      ib.push(j);
+      j++;
+    }
+  }
+  if (steps.length === 0) {
+    throw new InvalidArgumentError('predicted.steps', b.steps, `at least one step in common with [${a.steps.slice(0, 5).join(', ')}${a.steps.length > 5 ? ', …' : ''}]`);
+  }
+  return { steps, ia, ib };
+}
+
+/** |x − y| with −∞ − (−∞) = 0 (a probability that underflowed in both). */
+function absDiff(x: number, y: number): number {
+  return x === y ? 0 : Math.abs(x - y);
+}
+
+class Accumulator {
+  sum = 0;
+  count = 0;
+  max = 0;
+  add(d: number): void {
+    this.sum += d * d;
+    this.count++;
+    if (d > this.max || Number.isNaN(d)) this.max = d;
+  }
+  summary(): ErrorSummary {
+    return { rmse: this.count ? Math.sqrt(this.sum / this.count) : 0, max: this.max };
+  }
+}
+
+/** Trajectory errors in log-prob and in prob, per point, per label, per step and overall. */
+export function trajectoryErrors(actual: Trajectory, predicted: Trajectory): TrajectoryErrors {
+  const { steps, ia, ib } = alignSteps(actual, predicted);
+  const P = actual.numPoints;
+  const V = actual.numClasses;
+  const mk = (n: number) => Array.from({ length: n }, () => new Accumulator());
+  const lp = { overall: new Accumulator(), point: mk(P), label: mk(V), step: mk(steps.length) };
+  const pr = { overall: new Accumulator(), point: mk(P), label: mk(V), step: mk(steps.length) };
+  for (let k = 0; k < steps.length; k++) {
+    const oa = ia[k]! * P * V;
+    const ob = ib[k]! * P * V;
+    for (let p = 0; p < P; p++) {
+      for (let i = 0; i < V; i++) {
+        const x = actual.logProbs[oa + p * V + i]!;
+        const y = predicted.logProbs[ob + p * V + i]!;
+        const d = absDiff(x, y);
+        const e = Math.abs(Math.exp(x) - Math.exp(y));
+        for (const acc of [lp.overall, lp.point[p]!, lp.label[i]!, lp.step[k]!]) acc.add(d);
+        for (const acc of [pr.overall, pr.point[p]!, pr.label[i]!, pr.step[k]!]) acc.add(e);
+      }
+    }
+  }
+  const set = (s: typeof lp): TrajectoryErrorSet => ({
+    overall: s.overall.summary(),
+    perPoint: s.point.map((a) => a.summary()),
+    perLabel: s.label.map((a) => a.summary()),
+    perStep: s.step.map((a) => a.summary()),
+  });
+  return { steps, logProb: set(lp), prob: set(pr) };
+}
+
+function checkPair(x: ArrayLike<number>, y: ArrayLike<number>): void {
+  assertArgument(x != null && y != null && x.length === y.length, 'y', y?.length, `an array of the length of x (${x?.length})`);
+}
+
+/** Pearson correlation of x and y (NaN when either is constant or n < 2). */
+export function pearson(x: ArrayLike<number>, y: ArrayLike<number>): number {
+  checkPair(x, y);
+  const n = x.length;
+  if (n < 2) return Number.NaN;
+  let mx = 0;
+  let my = 0;
+  for (let i = 0; i < n; i++) {
+    mx += x[i]!;
+    my += y[i]!;
+  }
+  mx /= n;
+  my /= n;
+  let sxy = 0;
+  let sxx = 0;
+  let syy = 0;
+  for (let i = 0; i < n; i++) {
+    const a = x[i]! - mx;
+    const b = y[i]! - my;
+    sxy += a * b;
+    sxx += a * a;
+    syy += b * b;
+  }
+  if (sxx === 0 || syy === 0) return Number.NaN;
+  return Math.max(-1, Math.min(1, sxy / Math.sqrt(sxx * syy)));
+}
+
+/** Ranks 1..n, ties receiving the average of the ranks they span. */
+export function ranks(x: ArrayLike<number>): Float64Array {
+  const n = x.length;
+  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => x[a]! - x[b]!);
+  const r = new Float64Array(n);
+  let i = 0;
+  while (i < n) {
+    let j = i;
+    while (j + 1 < n && x[order[j + 1]!] === x[order[i]!]) j++;
+    const avg = (i + j) / 2 + 1;
+    for (let k = i; k <= j; k++) r[order[k]!] = avg;
+    i = j + 1;
+  }
+  return r;
+}
+
+/** Spearman rank correlation (Pearson of average ranks, so ties are handled exactly). */
+export function spearman(x: ArrayLike<number>, y: ArrayLike<number>): number {
+  checkPair(x, y);
+  return pearson(ranks(x), ranks(y));
+}
+
+/**
+ * Fraction of entries whose predicted sign equals the actual sign, over entries with
+ * |actual| > threshold (default 0). NaN when no entry qualifies.
+ */
+export function signAgreement(predicted: ArrayLike<number>, actual: ArrayLike<number>, threshold = 0): number {
+  checkPair(predicted, actual);
+  let agree = 0;
+  let total = 0;
+  for (let i = 0; i < actual.length; i++) {
+    if (!(Math.abs(actual[i]!) > threshold)) continue;
+    total++;
+    if (Math.sign(predicted[i]!) === Math.sign(actual[i]!)) agree++;
+  }
+  return total ? agree / total : Number.NaN;
+}
+
+export interface ChangeAgreement {
+  /** Number of (interval, point, label) entries compared. */
+  count: number;
+  pearson: number;
+  spearman: number;
+  signAgreement: number;
+  /** Per tracked point: Pearson and sign agreement over its intervals and labels. */
+  perPoint: { pearson: number; signAgreement: number }[];
+  /** Per label: Pearson and sign agreement over intervals and points. */
+  perLabel: { pearson: number; signAgreement: number }[];
+}
+
+/**
+ * Agreement of predicted and actual per-interval changes Δ log π: `predicted` is [T−1, P, V]
+ * (e.g. from `oneStepPredict`), aligned with consecutive records of `actual`.
+ *
+ * @param threshold sign agreement counts entries with |actual Δ| > threshold. Default 0.
+ */
+export function changeAgreement(actual: Trajectory, predicted: Float64Array, threshold = 0): ChangeAgreement {
+  checkTrajectory(actual, 'actual');
+  const P = actual.numPoints;
+  const V = actual.numClasses;
+  const T = actual.steps.length;
+  assertArgument(
+    predicted instanceof Float64Array && predicted.length === Math.max(0, T - 1) * P * V,
+    'predicted',
+    predicted,
+    `a Float64Array [T−1, P, V] of length ${Math.max(0, T - 1) * P * V}`,
+  );
+  const d = new Float64Array(predicted.length);
+  for (let k = 0; k + 1 < T; k++) {
+    for (let j = 0; j < P * V; j++) {
+      const a = actual.logProbs[(k + 1) * P * V + j]!;
+      const b = actual.logProbs[k * P * V + j]!;
+      d[k * P * V + j] = a === b ? 0 : a - b;
+    }
+  }
+  const select = (pred: (p: number, i: number) => boolean) => {
+    const xs: number[] = [];
+    const ys: number[] = [];
+    for (let k = 0; k + 1 < T; k++)
+      for (let p = 0; p < P; p++)
+        for (let i = 0; i < V; i++)
+          if (pred(p, i)) {
+            xs.push(predicted[k * P * V + p * V + i]!);
+            ys.push(d[k * P * V + p * V + i]!);
+          }
+    return { pearson: pearson(xs, ys), signAgreement: signAgreement(xs, ys, threshold) };
+  };
+  return {
+    count: d.length,
+    pearson: pearson(predicted, d),
+    spearman: spearman(predicted, d),
+    signAgreement: signAgreement(predicted, d, threshold),
+    perPoint: Array.from({ length: P }, (_, q) => select((p) => p === q)),
+    perLabel: Array.from({ length: V }, (_, l) => select((_p, i) => i === l)),
+  };
+}
+
+/** KL(p ‖ q) = Σ p (log p − log q) of one distribution given as log-probabilities. */
+export function klDivergence(logP: ArrayLike<number>, logQ: ArrayLike<number>, offset = 0, V = logP.length): number {
+  let s = 0;
+  for (let i = 0; i < V; i++) {
+    const lp = logP[offset + i]!;
+    if (lp === Number.NEGATIVE_INFINITY) continue;
+    s += Math.exp(lp) * (lp - logQ[offset + i]!);
+  }
+  return Math.max(0, s);
+}
+
+/** KL(actual ‖ predicted) per point at the last shared step, with mean and max. */
+export function finalKl(actual: Trajectory, predicted: Trajectory): { step: number; mean: number; max: number; perPoint: number[] } {
+  const { steps, ia, ib } = alignSteps(actual, predicted);
+  const k = steps.length - 1;
+  const P = actual.numPoints;
+  const V = actual.numClasses;
+  const perPoint: number[] = [];
+  for (let p = 0; p < P; p++) {
+    const a = actual.logProbs.subarray(ia[k]! * P * V + p * V, ia[k]! * P * V + (p + 1) * V);
+    const b = predicted.logProbs.subarray(ib[k]! * P * V + p * V, ib[k]! * P * V + (p + 1) * V);
+    perPoint.push(klDivergence(a, b));
+  }
+  return {
+    step: steps[k]!,
+    mean: perPoint.reduce((s, v) => s + v, 0) / P,
+    max: perPoint.reduce((s, v) => Math.max(s, v), 0),
+    perPoint,
+  };
+}
+
+export interface KernelDrift {
+  /** ‖K_t − K_0‖_F / ‖K_0‖_F */
+  relativeChange: number;
+  /** 1 − ⟨K_0, K_t⟩_F / (‖K_0‖_F ‖K_t‖_F) */
+  distance: number;
+}
+
+/** Kernel drift between the kernel at the checkpoint and a later one (same shape, same points). */
+export function kernelDrift(k0: ArrayLike<number>, kt: ArrayLike<number>): KernelDrift {
+  assertArgument(k0 != null && kt != null && k0.length === kt.length && k0.length > 0, 'kt', kt?.length, `a kernel of the size of k0 (${k0?.length})`);
+  let n0 = 0;
+  let nt = 0;
+  let dot = 0;
+  let dd = 0;
+  for (let i = 0; i < k0.length; i++) {
+    const a = k0[i]!;
+    const b = kt[i]!;
+    n0 += a * a;
+    nt += b * b;
+    dot += a * b;
+    dd += (b - a) * (b - a);
+  }
+  assertArgument(n0 > 0, 'k0', 'a zero kernel', 'a kernel with ‖K_0‖ > 0');
+  return {
+    relativeChange: Math.sqrt(dd / n0),
+    distance: nt > 0 ? Math.max(0, 1 - dot / Math.sqrt(n0 * nt)) : 1,
+  };
+}
+
+export interface GapCurve {
+  /** Shared steps. */
+  steps: number[];
+  /** RMS over points and labels of the log-prob difference, per step. */
+  logProbRmse: number[];
+  /** Euclidean norm of the stacked probability difference ‖Z − Z'‖ (the note's theorem), per step. */
+  probNorm: number[];
+  /** Values at the last shared step. */
+  final: { logProbRmse: number; probNorm: number };
+  /** Largest values over the steps. */
+  max: { logProbRmse: number; probNorm: number };
+}
+
+function gapCurve(a: Trajectory, b: Trajectory): GapCurve {
+  const { steps, ia, ib } = alignSteps(a, b);
+  const n = a.numPoints * a.numClasses;
+  const logProbRmse: number[] = [];
+  const probNorm: number[] = [];
+  for (let k = 0; k < steps.length; k++) {
+    let s = 0;
+    let q = 0;
+    for (let j = 0; j < n; j++) {
+      const x = a.logProbs[ia[k]! * n + j]!;
+      const y = b.logProbs[ib[k]! * n + j]!;
+      const d = absDiff(x, y);
+      s += d * d;
+      q += (Math.exp(x) - Math.exp(y)) ** 2;
+    }
+    logProbRmse.push(Math.sqrt(s / n));
+    probNorm.push(Math.sqrt(q));
+  }
+  const last = steps.length - 1;
+  return {
+    steps,
+    logProbRmse,
+    probNorm,
+    final: { logProbRmse: logProbRmse[last]!, probNorm: probNorm[last]! },
+    max: { logProbRmse: Math.max(...logProbRmse), probNorm: Math.max(...probNorm) },
+  };
+}
+
+/**
+ * Laziness gap (THEORY.md): actual network SGD vs POP-MU with the same η and steps — what the
+ * moving kernel and the non-linearity of the network add.
+ */
+export function lazinessGap(actual: Trajectory, popMu: Trajectory): GapCurve {
+  return gapCurve(actual, popMu);
+}
+
+/** Discretisation gap (THEORY.md): POP-MU vs POP-ODE, O(|η|) by the note's theorem. */
+export function discretisationGap(popMu: Trajectory, popOde: Trajectory): GapCurve {
+  return gapCurve(popMu, popOde);
+}
+
+export interface SlopeFit {
+  /** d log y / d log x */
+  slope: number;
+  /** log y at log x = 0 */
+  intercept: number;
+  /** Coefficient of determination of the fit in log–log space. */
+  r2: number;
+  /** Points used (positive finite x and y). */
+  count: number;
+}
+
+/** Least-squares line through (log x, log y), over the pairs where both are positive and finite. */
+export function logLogSlope(x: ArrayLike<number>, y: ArrayLike<number>): SlopeFit {
+  checkPair(x, y);
+  const lx: number[] = [];
+  const ly: number[] = [];
+  for (let i = 0; i < x.length; i++) {
+    if (x[i]! > 0 && y[i]! > 0 && Number.isFinite(x[i]!) && Number.isFinite(y[i]!)) {
+      lx.push(Math.log(x[i]!));
+      ly.push(Math.log(y[i]!));
+    }
+  }
+  const n = lx.length;
+  if (n < 2) return { slope: Number.NaN, intercept: Number.NaN, r2: Number.NaN, count: n };
+  const mx = lx.reduce((s, v) => s + v, 0) / n;
+  const my = ly.reduce((s, v) => s + v, 0) / n;
+  let sxy = 0;
+  let sxx = 0;
+  let syy = 0;
+  for (let i = 0; i < n; i++) {
+    sxy += (lx[i]! - mx) * (ly[i]! - my);
+    sxx += (lx[i]! - mx) ** 2;
+    syy += (ly[i]! - my) ** 2;
+  }
+  if (sxx === 0) return { slope: Number.NaN, intercept: Number.NaN, r2: Number.NaN, count: n };
+  const slope = sxy / sxx;
+  return { slope, intercept: my - slope * mx, r2: syy === 0 ? 1 : (sxy * sxy) / (sxx * syy), count: n };
+}

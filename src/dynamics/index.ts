@@ -1,0 +1,33 @@
+/**
+ * Learning dynamics predicted from the eNTK (THEORY.md): the fitness operator, equation (1),
+ * POP-MU, POP-ODE (logit and simplex forms) with a Dormand–Prince 5(4) integrator, and the
+ * linearised-network reference. Plain float64 over typed arrays (WebAssembly SIMD in the hot loop).
+ */
+export { dopri5, type Dopri5Options, type OdeRhs, type OdeSolution, type OdeStats } from './dopri5.js';
+export {
+  equationOne,
+  fitness,
+  type LinearizedGdOptions,
+  linearizedGd,
+} from './linearized.js';
+export { FitnessOperator, type KernelBlocks, type OperatorOptions } from './operator.js';
+export {
+  type OneStepOptions,
+  type OperatorSchedule,
+  logitRhs,
+  oneStepPredict,
+  type PopMuOptions,
+  type PopOdeOptions,
+  type PopOdeResult,
+  popMu,
+  popOde,
+  replicatorRhs,
+} from './predictors.js';
+export {
+  addStepWeights,
+  type BatchSchedule,
+  type DynamicsProblem,
+  logSoftmax,
+  softmax,
+  type Trajectory,
+} from './types.js';

@@ -1,0 +1,158 @@
+/**
+ * Shared types of the dynamics module, and the small numerical helpers every predictor uses.
+ *
+ * Conventions (THEORY.md notation):
+ * - V labels; N finetune ("training") points u = 0..N−1 with labels y_u; M observation points.
+ * - Tracked points: the N finetune points first, then the M observation points (P = N + M).
+ * - Per-point arrays are row-major [P, V] Float64Array; trajectories are [T, P, V].
+ * - Step n of SGD uses batch B_n with mean loss, i.e. weights w_u = 1/|B_n| on B_n, 0 elsewhere.
+ *   Time of step n is t = n·|η|.
+ */
+import { InvalidArgumentError, assertArgument } from '../errors.js';
+
+/** Which finetune points step n trains on. */
+export type BatchSchedule =
+  /** Every step uses the whole finetune set (full-batch gradient descent, weights 1/N). */
+  | { kind: 'full' }
+  /**
+   * Step n uses `batches[n mod batches.length]` (indices into the finetune set, 0..N−1;
+   * repeated indices count twice). A single example repeated is `{ batches: [[u]] }`.
+   */
+  | { kind: 'sequence'; batches: number[][] };
+
+/** The initial state of a finetune run as the predictors need it. */
+export interface DynamicsProblem {
+  /** V */
+  numClasses: number;
+  /** y_u for the N finetune points, integers in [0, V). */
+  labels: ArrayLike<number>;
+  /**
+   * Logits z_0 of the P = N + M tracked points at the checkpoint, [P, V], finetune points first.
+   * Log-probabilities are equally good (softmax ignores a per-point constant).
+   */
+  initialLogits: Float64Array;
+}
+
+/** Log-probabilities of every label at every tracked point at a sequence of steps. */
+export interface Trajectory {
+  /** P, tracked points (finetune points first). */
+  numPoints: number;
+  /** V */
+  numClasses: number;
+  /** The recorded step indices n (non-decreasing); time t = n·|η|. */
+  steps: number[];
+  /** log π_n(i | x_α), [T, P, V] with T = steps.length. */
+  logProbs: Float64Array;
+}
+
+/** Validate a problem; returns N and M = P − N. */
+export function problemSizes(problem: DynamicsProblem): { N: number; M: number; P: number; V: number } {
+  const V = problem.numClasses;
+  assertArgument(Number.isInteger(V) && V >= 2, 'numClasses', V, 'an integer ≥ 2');
+  const N = problem.labels.length;
+  assertArgument(N >= 1, 'labels', problem.labels, 'at least one finetune point');
+  for (let u = 0; u < N; u++) {
+    const y = problem.labels[u]!;
+    if (!Number.isInteger(y) || y < 0 || y >= V) {
+      throw new InvalidArgumentError(`labels[${u}]`, y, `an integer label in [0, ${V})`);
+    }
+  }
+  const z = problem.initialLogits;
+  assertArgument(z instanceof Float64Array, 'initialLogits', z, 'a Float64Array [P, V]');
+  assertArgument(
+    z.length % V === 0 && z.length / V >= N,
+    'initialLogits',
+    z,
+    `a [P, V] array with V = ${V} and P ≥ N = ${N} (length a multiple of ${V})`,
+  );
+  for (let i = 0; i < z.length; i++) {
+    if (!Number.isFinite(z[i]!)) throw new InvalidArgumentError(`initialLogits[${i}]`, z[i], 'a finite number');
+  }
+  const P = z.length / V;
+  return { N, M: P - N, P, V };
+}
+
+/** Validate a batch schedule against N finetune points. */
+export function checkSchedule(schedule: BatchSchedule, N: number): void {
+  if (schedule.kind === 'full') return;
+  assertArgument(schedule.kind === 'sequence', 'schedule.kind', (schedule as { kind: unknown }).kind, "'full' or 'sequence'");
+  assertArgument(
+    Array.isArray(schedule.batches) && schedule.batches.length > 0,
+    'schedule.batches',
+    schedule.batches,
+    'a non-empty array of batches',
+  );
+  schedule.batches.forEach((batch, b) => {
+    assertArgument(Array.isArray(batch) && batch.length > 0, `schedule.batches[${b}]`, batch, 'a non-empty array of indices');
+    for (const u of batch) {
+      if (!Number.isInteger(u) || u < 0 || u >= N) {
+        throw new InvalidArgumentError(`schedule.batches[${b}]`, u, `finetune-point indices in [0, ${N})`);
+      }
+    }
+  });
+}
+
+/** Add the weights of step n (w_u = 1/|B_n| on the batch) times `scale` into `weights` [N]. */
+export function addStepWeights(schedule: BatchSchedule, n: number, weights: Float64Array, scale = 1): void {
+  const N = weights.length;
+  if (schedule.kind === 'full') {
+    const w = scale / N;
+    for (let u = 0; u < N; u++) weights[u] += w;
+    return;
+  }
+  const batch = schedule.batches[n % schedule.batches.length]!;
+  const w = scale / batch.length;
+  for (const u of batch) weights[u] += w;
+}
+
+/** Validate a learning rate η (any finite non-zero number; η < 0 is gradient ascent). */
+export function checkEta(eta: number): void {
+  assertArgument(Number.isFinite(eta) && eta !== 0, 'eta', eta, 'a finite non-zero number (η < 0 is ascent)');
+}
+
+/** Validate recorded steps: non-decreasing non-negative integers. */
+export function checkSteps(steps: readonly number[], argument = 'steps'): void {
+  assertArgument(Array.isArray(steps) && steps.length > 0, argument, steps, 'a non-empty array of step indices');
+  for (let k = 0; k < steps.length; k++) {
+    const s = steps[k]!;
+    if (!Number.isInteger(s) || s < 0 || (k > 0 && s < steps[k - 1]!)) {
+      throw new InvalidArgumentError(`${argument}[${k}]`, s, 'a non-negative integer ≥ the previous step');
+    }
+  }
+}
+
+/** log softmax of row `p` of `z` [*, V] into `out` at the same row. */
+export function logSoftmaxRow(z: Float64Array, p: number, V: number, out: Float64Array, outRow = p): void {
+  const o = p * V;
+  let max = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < V; i++) if (z[o + i]! > max) max = z[o + i]!;
+  let s = 0;
+  for (let i = 0; i < V; i++) s += Math.exp(z[o + i]! - max);
+  const lse = max + Math.log(s);
+  const q = outRow * V;
+  for (let i = 0; i < V; i++) out[q + i] = z[o + i]! - lse;
+}
+
+/** Row-wise log softmax of [P, V] logits. */
+export function logSoftmax(z: Float64Array, V: number): Float64Array {
+  const out = new Float64Array(z.length);
+  for (let p = 0; p < z.length / V; p++) logSoftmaxRow(z, p, V, out);
+  return out;
+}
+
+/** Row-wise softmax of [P, V] logits. */
+export function softmax(z: Float64Array, V: number): Float64Array {
+  const out = logSoftmax(z, V);
+  for (let i = 0; i < out.length; i++) out[i] = Math.exp(out[i]!);
+  return out;
+}
+
+/** Residuals r_u = e_{y_u} − π(u) of the first N rows of probabilities `probs` [≥N, V] into `out` [N, V]. */
+export function residuals(probs: Float64Array, labels: ArrayLike<number>, V: number, out: Float64Array): void {
+  const N = labels.length;
+  for (let u = 0; u < N; u++) {
+    const o = u * V;
+    for (let i = 0; i < V; i++) out[o + i] = -probs[o + i]!;
+    out[o + labels[u]!] += 1;
+  }
+}

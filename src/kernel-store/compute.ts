@@ -1,0 +1,374 @@
+/**
+ * Computing kernel stores for a run: for each selected checkpoint, the eNTK over a point set
+ * (src/kernel), the model's logits and probabilities at the points, written as a store
+ * (./store.ts) — whole, or as one shard of block rows so that many machines (e.g. a Slurm job
+ * array) can share one kernel; ./merge.ts assembles the shards.
+ */
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { InvalidArgumentError } from '../errors.js';
+import type { ArrayFormat, ArrayProducer, NdArray } from '../io/index.js';
+import { empiricalNtkFn } from '../kernel/index.js';
+import type {
+  NtkAccumulation,
+  NtkBlock,
+  NtkImplementation,
+  NtkInput,
+  NtkParameters,
+  NtkResult,
+  NtkStreamSummary,
+} from '../kernel/types.js';
+import { type CheckpointInfo, openRun, type Run } from '../train/index.js';
+import type { KernelManifest, ManifestLayer } from './manifest.js';
+import { defaultPointSetName, type PointSet, resolvePoints } from './points.js';
+import { type KernelManifestInput, writeKernelStore } from './store.js';
+
+/** A shard: block rows `index` of `count` (0-based, `0 <= index < count`). */
+export interface ShardSpec {
+  index: number;
+  count: number;
+}
+
+/** Kinds `computeKernelStores` produces (pairs are written through the store API directly). */
+export type ComputedKernelKind = 'full' | 'diagonal' | 'trace';
+
+/** Options of {@link computeKernelStores} (the `entk kernel` flags map one to one onto these). */
+export interface ComputeKernelStoresOptions {
+  /** The run: a directory written by `entk train`, or an opened Run. */
+  run: string | Run;
+  /** Points: a point spec (see ./points.ts), e.g. 'train:per-class=10,test:20'. */
+  points: string;
+  /** Checkpoints: 'last' (default), 'first', 'all', an id, a step, or a comma list of these. */
+  checkpoint?: string;
+  /** Point-set name (directory); default derived from the spec (`train:100` → `train-100`). */
+  name?: string;
+  /** Seed for sampled point terms. Default 0. */
+  seed?: number;
+  /** Root of the stores: `<out>/<name>/<checkpoint>/`. Default `<run>/kernels`. */
+  out?: string;
+  /** 'full' (default), 'diagonal' (K(x,x) blocks) or 'trace' (tr K / V). */
+  kind?: ComputedKernelKind;
+  /** eNTK implementation; default 'auto'. */
+  implementation?: NtkImplementation;
+  /** Parameter subset: 'all' (default), 'head' or layer names. */
+  parameters?: NtkParameters;
+  /** Accumulation precision: 'float32' (default, kernel stored as float32) or 'float64'. */
+  accumulation?: NtkAccumulation;
+  /** Worker threads: a number or 'auto'; default 1. */
+  threads?: number | 'auto';
+  /** Points per kernel block; default chosen by the engine. */
+  blockSize?: number;
+  /** Array file format; default 'npy'. */
+  format?: ArrayFormat;
+  /** Compute only this shard of block rows (written to `<store>.shards/shard-i-of-n/`). */
+  shard?: ShardSpec;
+  /**
+   * Kernels larger than this many bytes are streamed to disk row panel by row panel instead of
+   * being held in memory (the symmetric one-piece case then computes both triangles). Default 2 GiB.
+   */
+  maxInMemoryBytes?: number;
+  /** Progress bars on a terminal; default true. */
+  progress?: boolean;
+}
+
+/** One store written. */
+export interface ComputedStore {
+  dir: string;
+  manifest: KernelManifest;
+}
+
+const DEFAULT_MAX_IN_MEMORY = 2 * 1024 ** 3;
+
+/** The directory of shard `index` of `count` of the store at `storeDir`. */
+export function shardDir(storeDir: string, index: number, count: number): string {
+  const w = Math.max(3, String(count).length);
+  return `${storeDir}.shards/shard-${String(index).padStart(w, '0')}-of-${String(count).padStart(w, '0')}`;
+}
+
+/** Points [rowStart, rowEnd) of shard `index` of `count` over N points (balanced, in order). */
+export function shardRows(n: number, shard: ShardSpec): { rowStart: number; rowEnd: number } {
+  return {
+    rowStart: Math.floor((shard.index * n) / shard.count),
+    rowEnd: Math.floor(((shard.index + 1) * n) / shard.count),
+  };
+}
+
+/** Parse `i/n` (0-based shard index i of n) as given to `--shard`. */
+export function parseShard(value: string): ShardSpec {
+  const m = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(value);
+  const index = m ? Number(m[1]) : Number.NaN;
+  const count = m ? Number(m[2]) : Number.NaN;
+  if (!m || count < 1 || index >= count) {
+    throw new InvalidArgumentError(
+      'shard',
+      value,
+      'i/n with 0 <= i < n (e.g. 0/8 for the first of 8 shards)',
+    );
+  }
+  return { index, count };
+}
+
+/** The checkpoints named by a selector: 'all', or a comma list of 'last'/'first'/ids/steps. */
+export function selectCheckpoints(run: Run, selector: string): CheckpointInfo[] {
+  if (selector.trim() === 'all') return [...run.checkpoints];
+  const out: CheckpointInfo[] = [];
+  for (const part of selector.split(',')) {
+    const c = run.resolveCheckpoint(part.trim());
+    if (!out.some((o) => o.id === c.id)) out.push(c);
+  }
+  return out;
+}
+
+function countWeights(weights: Array<{ shape: Array<number | null> }>): number {
+  return weights.reduce((s, w) => s + w.shape.reduce((a: number, b) => a * (b ?? 1), 1), 0);
+}
+
+/** Layer-by-layer summary of a model: name, class, output shape, trainable parameters. */
+export function summarizeModel(model: tf.LayersModel): ManifestLayer[] {
+  return model.layers.map((layer) => {
+    const shape = layer.outputShape;
+    const flat = (Array.isArray(shape[0]) ? shape[0] : shape) as Array<number | null>;
+    return {
+      name: layer.name,
+      className: layer.getClassName(),
+      outputShape: flat.map((d) => (d == null ? null : d)),
+      parameters: countWeights(layer.trainableWeights),
+    };
+  });
+}
+
+/**
+ * Logits of `model` at `ds` rows [start, end) as float32 [R, V], and softmax probabilities in
+ * float64 (max-shifted). Inputs are fed in chunks; no tensors are left behind.
+ */
+export function logitsAndProbabilities(
+  model: tf.LayersModel,
+  x: Float32Array,
+  inputShape: number[],
+  start: number,
+  end: number,
+): { logits: NdArray; probabilities: NdArray } {
+  const d = inputShape.reduce((a, b) => a * b, 1);
+  const R = end - start;
+  const chunks: Float32Array[] = [];
+  let V = 0;
+  for (let r = start; r < end; r += 512) {
+    const e = Math.min(end, r + 512);
+    const out = tf.tidy(() => {
+      const input = tf.tensor(x.subarray(r * d, e * d), [e - r, ...inputShape]);
+      const y = model.predict(input) as tf.Tensor;
+      V = y.shape[y.shape.length - 1]!;
+      return y.dataSync() as Float32Array;
+    });
+    chunks.push(Float32Array.from(out));
+  }
+  if (R === 0) V = (model.outputs[0]!.shape[model.outputs[0]!.shape.length - 1] as number) ?? 0;
+  const logits = new Float32Array(R * V);
+  let o = 0;
+  for (const c of chunks) {
+    logits.set(c, o);
+    o += c.length;
+  }
+  const probabilities = new Float64Array(R * V);
+  for (let n = 0; n < R; n++) {
+    let max = Number.NEGATIVE_INFINITY;
+    for (let i = 0; i < V; i++) max = Math.max(max, logits[n * V + i]!);
+    let sum = 0;
+    for (let i = 0; i < V; i++) {
+      const e = Math.exp(logits[n * V + i]! - max);
+      probabilities[n * V + i] = e;
+      sum += e;
+    }
+    for (let i = 0; i < V; i++) probabilities[n * V + i]! /= sum;
+  }
+  return {
+    logits: { dtype: 'float32', shape: [R, V], data: logits },
+    probabilities: { dtype: 'float64', shape: [R, V], data: probabilities },
+  };
+}
+
+function inputOf(points: PointSet, start: number, end: number): NtkInput {
+  const shape = points.dataset.inputShape;
+  const d = shape.reduce((a, b) => a * b, 1);
+  return { data: points.dataset.x.subarray(start * d, end * d), shape: [end - start, ...shape] };
+}
+
+/**
+ * Compute and write kernel stores: for every selected checkpoint, `<out>/<name>/<checkpoint>/`
+ * (or, with `shard`, `<out>/<name>/<checkpoint>.shards/shard-i-of-n/` holding its block rows).
+ * Returns the stores written, in checkpoint order.
+ */
+export async function computeKernelStores(options: ComputeKernelStoresOptions): Promise<ComputedStore[]> {
+  const run = typeof options.run === 'string' ? await openRun(options.run) : options.run;
+  const kind = options.kind ?? 'full';
+  if (!['full', 'diagonal', 'trace'].includes(kind)) {
+    throw new InvalidArgumentError('kind', kind, 'full, diagonal or trace');
+  }
+  const name = options.name ?? defaultPointSetName(options.points);
+  if (!/^[A-Za-z0-9_][A-Za-z0-9._-]*$/.test(name) || name.endsWith('.shards')) {
+    throw new InvalidArgumentError('name', name, 'a directory name of letters, digits, ".", "_" and "-"');
+  }
+  const points = await resolvePoints(run, options.points, { seed: options.seed, name });
+  const N = points.dataset.ids.length;
+  const shard = options.shard;
+  if (shard) {
+    if (
+      !Number.isInteger(shard.index) ||
+      !Number.isInteger(shard.count) ||
+      shard.index < 0 ||
+      shard.index >= shard.count
+    ) {
+      throw new InvalidArgumentError('shard', `${shard.index}/${shard.count}`, 'i/n with 0 <= i < n');
+    }
+    if (shard.count > N)
+      throw new InvalidArgumentError(
+        'shard',
+        `${shard.index}/${shard.count}`,
+        `at most ${N} shards (one per point)`,
+      );
+  }
+  const { rowStart, rowEnd } = shard ? shardRows(N, shard) : { rowStart: 0, rowEnd: N };
+  const R = rowEnd - rowStart;
+  const root = options.out ?? path.join(run.dir, 'kernels');
+  const checkpoints = selectCheckpoints(run, options.checkpoint ?? 'last');
+  const maxInMemory = options.maxInMemoryBytes ?? DEFAULT_MAX_IN_MEMORY;
+  const results: ComputedStore[] = [];
+
+  for (const checkpoint of checkpoints) {
+    const t0 = performance.now();
+    const model = await run.loadModel(checkpoint.id);
+    const ntk = empiricalNtkFn(model, {
+      output: kind,
+      implementation: options.implementation,
+      parameters: options.parameters,
+      accumulation: options.accumulation,
+      threads: options.threads,
+      blockSize: options.blockSize,
+      progress: options.progress,
+    });
+    try {
+      const V = ntk.plan.numOutputs;
+      const dtype = options.accumulation === 'float64' ? 'float64' : 'float32';
+      const elementSize = dtype === 'float64' ? 8 : 4;
+      const all = inputOf(points, 0, N);
+      const rows = inputOf(points, rowStart, rowEnd);
+      const shape = kind === 'full' ? [R * V, N * V] : kind === 'diagonal' ? [R, V, V] : [R, N];
+      const bytes = shape.reduce((a, b) => a * b, 1) * elementSize;
+
+      // The kernel: in memory (symmetric case computes one triangle), or streamed in row panels.
+      let summary: NtkStreamSummary | NtkResult | undefined;
+      let kernelData: Float32Array | Float64Array | ArrayProducer;
+      if (kind === 'diagonal' || bytes <= maxInMemory) {
+        const result = kind === 'diagonal' ? await ntk(rows) : shard ? await ntk(rows, all) : await ntk(all);
+        summary = result;
+        kernelData = result.data;
+      } else {
+        kernelData = async (write) => {
+          summary = await ntk.stream(rows, shard ? all : null, async (block: NtkBlock) => write(block.data), {
+            order: 'rows',
+          });
+        };
+      }
+      const tForward = performance.now();
+      const { logits, probabilities } = logitsAndProbabilities(
+        model,
+        points.dataset.x,
+        points.dataset.inputShape,
+        rowStart,
+        rowEnd,
+      );
+      const forwardMs = performance.now() - tForward;
+      const d = points.dataset.inputShape.reduce((a, b) => a * b, 1);
+      const kernelInfo: KernelManifestInput['kernel'] = {
+        kind,
+        implementation: ntk.plan.implementation,
+        accumulation: options.accumulation ?? 'float32',
+        parameters: options.parameters ?? 'all',
+        layers: ntk.plan.layers,
+        parameterCount: ntk.plan.parameterCount,
+        backend: tf.getBackend(),
+        threads: 1,
+        blockSize: null,
+        timings: {},
+      };
+      const manifest: KernelManifestInput = {
+        run: {
+          dir: run.dir,
+          data: run.config.data,
+          dataOptions: run.config.dataOptions as Record<string, unknown>,
+          split: { seed: run.config.split.seed, testFraction: run.config.split.testFraction },
+          standardized: run.config.standardize,
+        },
+        model: {
+          spec: run.config.model as unknown as Record<string, unknown>,
+          preset: run.config.modelPreset,
+          layers: summarizeModel(model),
+          parameterCount: countWeights(model.trainableWeights),
+          inputShape: [...points.dataset.inputShape],
+          numOutputs: V,
+          classNames: [...run.split.classNames],
+        },
+        checkpoint: {
+          id: checkpoint.id,
+          step: checkpoint.step,
+          epoch: checkpoint.epoch,
+          metrics: (checkpoint.metrics as unknown as Record<string, number>) ?? null,
+        },
+        points: {
+          name,
+          spec: options.points,
+          seed: points.seed,
+          count: N,
+          ids: [...points.dataset.ids],
+          sources: [...points.sources],
+        },
+        kernel: kernelInfo,
+        shard: shard ? { index: shard.index, count: shard.count, rowStart, rowEnd } : null,
+      };
+      const storeDir = path.join(root, name, checkpoint.id);
+      const dir = shard ? shardDir(storeDir, shard.index, shard.count) : storeDir;
+      const tWrite = performance.now();
+      // Called again after the arrays are written: a streamed kernel's summary is known by then.
+      const finalManifest = (): KernelManifestInput =>
+        summary
+          ? {
+              ...manifest,
+              kernel: {
+                ...kernelInfo,
+                implementation: summary.implementation,
+                layers: summary.layers,
+                parameterCount: summary.parameterCount,
+                threads: summary.threads,
+                blockSize: summary.blockSize,
+                timings: {
+                  ...summary.timings,
+                  forward: forwardMs,
+                  write: performance.now() - tWrite,
+                  checkpointTotal: performance.now() - t0,
+                },
+              },
+            }
+          : manifest;
+      const written = await writeKernelStore(dir, {
+        format: options.format,
+        manifest: finalManifest,
+        arrays: {
+          kernel: { dtype, shape, data: kernelData },
+          inputs: {
+            dtype: 'float32',
+            shape: [R, ...points.dataset.inputShape],
+            data: points.dataset.x.slice(rowStart * d, rowEnd * d),
+          },
+          labels: { dtype: 'int32', shape: [R], data: points.dataset.y.slice(rowStart, rowEnd) },
+          logits,
+          probabilities,
+        },
+      });
+      results.push({ dir, manifest: written });
+    } finally {
+      await ntk.dispose();
+      model.dispose();
+    }
+  }
+  return results;
+}

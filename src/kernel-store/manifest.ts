@@ -1,0 +1,191 @@
+/**
+ * The kernel store's `manifest.json`: everything needed to interpret and reuse the arrays of one
+ * store (one point set at one checkpoint) without entk: what the kernel is, over which points, of
+ * which model, and a sha256 of every array file.
+ *
+ * Index convention (THEORY.md "Notation", src/kernel/types.ts): for kind 'full' the kernel is the
+ * (N·V) × (N·V) matrix whose entry at row n·V + i, column m·V + j is K_ij(x_n, x_m) — point-major,
+ * points in the order of `points.ids`, outputs (logits) in class-index order. 'diagonal' is
+ * [N, V, V] (K(x_n, x_n)), 'trace' is [N, N] (tr K(x_n, x_m) / V), 'pairs' is [P, V, V] with the
+ * point indices of pair p in `pairs[p]`. A shard holds the kernel rows of its points only.
+ */
+import { z } from 'zod';
+import { CorruptFileError } from '../errors.js';
+import { ARRAY_FORMATS, DTYPES } from '../io/index.js';
+
+/** File name of the manifest inside a store directory. */
+export const MANIFEST_JSON = 'manifest.json';
+/** Value of `manifest.format`. */
+export const KERNEL_STORE_FORMAT = 'entk-kernel-store';
+/** Current manifest format version (readers refuse newer major versions). */
+export const KERNEL_STORE_VERSION = 1;
+/** The index convention, stated in every manifest. */
+export const INDEX_CONVENTION = 'point-major: row n*V + i, column m*V + j holds K_ij(x_n, x_m)';
+
+/** Array names a store may hold. */
+export const STORE_ARRAYS = ['kernel', 'inputs', 'labels', 'logits', 'probabilities', 'pairs'] as const;
+export type StoreArrayName = (typeof STORE_ARRAYS)[number];
+
+/** Kernel kinds (see the index convention above). */
+export const KERNEL_KINDS = ['full', 'diagonal', 'trace', 'pairs'] as const;
+export type KernelKind = (typeof KERNEL_KINDS)[number];
+
+const nonNegInt = z.number().int().nonnegative();
+
+const arrayFileSchema = z
+  .object({
+    /** File name relative to the store directory. */
+    file: z.string().min(1),
+    format: z.enum(ARRAY_FORMATS as unknown as [string, ...string[]]),
+    /** Name of the array inside npz/safetensors files. */
+    name: z.string().min(1),
+    dtype: z.enum(DTYPES as unknown as [string, ...string[]]),
+    shape: z.array(nonNegInt),
+    /** File size in bytes. */
+    bytes: nonNegInt,
+    /** sha256 of the whole file, lowercase hex (`sha256sum`). */
+    sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  })
+  .strict();
+
+const layerSchema = z
+  .object({
+    name: z.string(),
+    className: z.string(),
+    outputShape: z.array(z.number().int().nullable()),
+    parameters: nonNegInt,
+  })
+  .strict();
+
+/** zod schema of manifest.json (validated on every read). */
+export const manifestSchema = z
+  .object({
+    format: z.literal(KERNEL_STORE_FORMAT),
+    formatVersion: z.number().int().positive(),
+    entkVersion: z.string(),
+    createdAt: z.string(),
+    /** Where the data and model came from. */
+    run: z
+      .object({
+        /** Run directory as given when the store was written (informational). */
+        dir: z.string().nullable(),
+        /** Data spec (built-in name or file) and loader options of the run. */
+        data: z.string(),
+        dataOptions: z.record(z.unknown()),
+        /** The run's seeded train/test split. */
+        split: z.object({ seed: nonNegInt, testFraction: z.number() }).strict(),
+        /** Inputs are standardised with the training split's mean/std (as the model sees them). */
+        standardized: z.boolean(),
+      })
+      .strict(),
+    model: z
+      .object({
+        /** Resolved model spec (src/model) or null for a model from elsewhere. */
+        spec: z.record(z.unknown()).nullable(),
+        preset: z.string().nullable(),
+        /** Layer by layer: name, class, output shape, trainable parameter count. */
+        layers: z.array(layerSchema),
+        /** Total trainable parameters of the model. */
+        parameterCount: nonNegInt,
+        /** Shape of one input as fed to the model. */
+        inputShape: z.array(nonNegInt),
+        /** V, the number of logits. */
+        numOutputs: z.number().int().positive(),
+        /** Names of the V outputs, in index order. */
+        classNames: z.array(z.string()),
+      })
+      .strict(),
+    checkpoint: z
+      .object({
+        id: z.string(),
+        step: nonNegInt,
+        epoch: z.number(),
+        metrics: z.record(z.number()).nullable(),
+      })
+      .strict(),
+    points: z
+      .object({
+        /** Name of the point set (the store's parent directory name). */
+        name: z.string().min(1),
+        /** The point spec it was built from (e.g. 'train:per-class=10'), or null. */
+        spec: z.string().nullable(),
+        /** Seed used to sample points. */
+        seed: nonNegInt.nullable(),
+        /** N, the number of points (all shards together). */
+        count: nonNegInt,
+        /** Point ids in kernel order (all N, also in a shard). */
+        ids: z.array(z.string()),
+        /** Where each point came from: 'train', 'test' or 'file' (all N). */
+        sources: z.array(z.enum(['train', 'test', 'file'])),
+      })
+      .strict(),
+    kernel: z
+      .object({
+        kind: z.enum(KERNEL_KINDS),
+        dtype: z.enum(DTYPES as unknown as [string, ...string[]]),
+        /** Shape of the kernel array in this store (a shard: its rows only). */
+        shape: z.array(nonNegInt),
+        indexConvention: z.string(),
+        /** Implementation that ran ('structured' | 'jacobian'). */
+        implementation: z.string(),
+        /** Accumulation precision of the contractions. */
+        accumulation: z.string(),
+        /** Parameter subset: 'all', 'head' or layer names. */
+        parameters: z.union([z.string(), z.array(z.string())]),
+        /** Layers whose parameters the Jacobian covers, and their total count P. */
+        layers: z.array(z.string()),
+        parameterCount: nonNegInt,
+        /** tfjs backend, worker threads, points per block. */
+        backend: z.string(),
+        threads: z.number().int().positive(),
+        blockSize: nonNegInt.nullable(),
+        /** Wall-clock milliseconds by phase (kernel computation, forward pass, writing). */
+        timings: z.record(z.number()),
+      })
+      .strict(),
+    /** Present in a shard: it holds rows [rowStart, rowEnd) (points) of the whole kernel. */
+    shard: z
+      .object({
+        index: nonNegInt,
+        count: z.number().int().positive(),
+        rowStart: nonNegInt,
+        rowEnd: nonNegInt,
+      })
+      .strict()
+      .nullable(),
+    /** Every array file: name → file, format, dtype, shape, size, sha256. */
+    arrays: z.record(z.enum(STORE_ARRAYS), arrayFileSchema),
+  })
+  .strict();
+
+/** A store's manifest.json. */
+export type KernelManifest = z.infer<typeof manifestSchema>;
+/** One array file entry of a manifest. */
+export type ManifestArray = z.infer<typeof arrayFileSchema>;
+/** One layer of the model summary. */
+export type ManifestLayer = z.infer<typeof layerSchema>;
+
+/** Validate a parsed manifest.json (CorruptFileError naming the first bad field). */
+export function parseManifest(value: unknown, file: string): KernelManifest {
+  const version = (value as { formatVersion?: unknown })?.formatVersion;
+  if (typeof version === 'number' && version > KERNEL_STORE_VERSION) {
+    throw new CorruptFileError(
+      file,
+      `kernel store format version ${version} is newer than this entk supports (${KERNEL_STORE_VERSION}); upgrade entk`,
+    );
+  }
+  const parsed = manifestSchema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new CorruptFileError(
+      file,
+      `invalid manifest at ${issue.path.join('.') || '(root)'}: ${issue.message}`,
+    );
+  }
+  const m = parsed.data;
+  if (m.points.ids.length !== m.points.count || m.points.sources.length !== m.points.count) {
+    throw new CorruptFileError(file, `points.ids/sources must list all ${m.points.count} points`);
+  }
+  if (!m.arrays.kernel) throw new CorruptFileError(file, 'invalid manifest: no kernel array');
+  return m;
+}

@@ -1,0 +1,381 @@
+/**
+ * Orchestration of a kernel computation: points → per-block factors → kernel blocks → output
+ * (an in-memory matrix or a streaming sink), on the main thread or spread over worker threads.
+ *
+ * The points are cut into blocks of `blockSize` points; factors are always computed per block on
+ * the main thread by the same code, and each kernel block (a, b) is contracted by the same block
+ * code wherever it runs — so the result does not depend on the number of threads, bit for bit.
+ * Without x2 the kernel is symmetric: only blocks a ≤ b are computed and mirrored.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { InvalidArgumentError } from '../errors.js';
+import { type Progress, progressBar } from '../util/progress.js';
+import type { ModelAnalysis } from './analyze.js';
+import { jacobianFeatures } from './jacobian.js';
+import { type ContractionJob, type SharedSet, WorkerPool } from './pool.js';
+import { type StructuredPlan, structuredFeatures, type TermFeatures } from './structured.js';
+import {
+  type BlockComputer,
+  type BlockInput,
+  type ContractionMode,
+  featureBytes,
+  JsBlockComputer,
+  placeBlock,
+  type TermMeta,
+  TfBlockComputer,
+  transposeBlock,
+  writeBlock,
+} from './terms.js';
+import type { NtkAccumulation, NtkBlock, NtkBlockSink, NtkInput, ResolvedNtkImplementation } from './types.js';
+
+/** Points normalised to row-major data. */
+export interface Points {
+  n: number;
+  data: Float32Array | Int32Array;
+  dtype: 'float32' | 'int32';
+  /** Shape of one example. */
+  exampleShape: number[];
+  /** Entries per example. */
+  rowSize: number;
+}
+
+/** Validate and normalise an NtkInput against the model's input shape. */
+export function toPoints(input: NtkInput, argument: string, inputShape: number[], inputDtype: string): Points {
+  let data: Float32Array | Int32Array;
+  let shape: number[];
+  if (input instanceof tf.Tensor) {
+    shape = input.shape;
+    if (input.dtype !== 'float32' && input.dtype !== 'int32') {
+      throw new InvalidArgumentError(argument, `tensor of dtype ${input.dtype}`, 'a float32 or int32 tensor');
+    }
+    data = input.dataSync() as Float32Array | Int32Array;
+  } else if (input && typeof input === 'object' && 'data' in input && 'shape' in input) {
+    shape = input.shape;
+    data = input.data;
+    if (!(data instanceof Float32Array) && !(data instanceof Int32Array)) {
+      throw new InvalidArgumentError(`${argument}.data`, data, 'a Float32Array or Int32Array');
+    }
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) {
+      throw new InvalidArgumentError(`${argument}.shape`, shape, 'an array of non-negative integers');
+    }
+    const size = shape.reduce((a, b) => a * b, 1);
+    if (size !== data.length) {
+      throw new InvalidArgumentError(`${argument}.data`, data, `${size} values (shape [${shape.join(', ')}])`);
+    }
+  } else {
+    throw new InvalidArgumentError(argument, input, 'a tf.Tensor or { data, shape }');
+  }
+  const expected = `shape [n, ${inputShape.join(', ')}] with n >= 1`;
+  if (
+    shape.length !== inputShape.length + 1 ||
+    shape[0]! < 1 ||
+    shape.slice(1).some((d, i) => d !== inputShape[i])
+  ) {
+    throw new InvalidArgumentError(argument, `shape [${shape.join(', ')}]`, expected);
+  }
+  for (let i = 0; i < data.length; i++) {
+    if (!Number.isFinite(data[i]!)) {
+      throw new InvalidArgumentError(argument, `a non-finite value at flat index ${i}`, 'finite values');
+    }
+  }
+  const rowSize = inputShape.reduce((a, b) => a * b, 1);
+  const dtype = inputDtype === 'int32' || data instanceof Int32Array ? 'int32' : 'float32';
+  return { n: shape[0]!, data, dtype, exampleShape: inputShape, rowSize };
+}
+
+/** Everything a computation needs (fixed when the kernel function is configured). */
+export interface EngineState {
+  model: tf.LayersModel;
+  analysis: ModelAnalysis;
+  implementation: ResolvedNtkImplementation;
+  plan: StructuredPlan | null;
+  terms: TermMeta[];
+  V: number;
+  accumulation: NtkAccumulation;
+  blockSize: number | undefined;
+  memoryBudget: number;
+  threads: number;
+  progress: boolean;
+  pool: WorkerPool | null;
+}
+
+/** Factors of points [start, end) of `points`. */
+export function featuresFor(state: EngineState, points: Points, start: number, end: number): TermFeatures[] {
+  const x = tf.tensor(
+    points.data.subarray(start * points.rowSize, end * points.rowSize),
+    [end - start, ...points.exampleShape],
+    points.dtype,
+  );
+  try {
+    return state.plan
+      ? structuredFeatures(state.plan, x)
+      : jacobianFeatures(state.model, state.analysis.variables, x, state.V);
+  } finally {
+    x.dispose();
+  }
+}
+
+/**
+ * Points per block: about 1.5 M kernel entries per full block (≈ 122 points at V = 10: big enough
+ * for efficient matMuls, small enough that the symmetric case skips nearly half the work), and
+ * row + column factors (plus their backend copies) within the memory budget.
+ */
+export function resolveBlockSize(state: EngineState, mode: ContractionMode): number {
+  if (state.blockSize !== undefined) return state.blockSize;
+  const target = mode === 'full' ? Math.floor(Math.sqrt(1.5e6) / state.V) : Math.floor(Math.sqrt(1.5e6));
+  const perPoint = featureBytes(state.terms, 1, state.V);
+  const byMemory = Math.floor(state.memoryBudget / (4 * perPoint));
+  return Math.max(1, Math.min(target, byMemory));
+}
+
+export function partition(n: number, size: number): number[] {
+  const offsets: number[] = [];
+  for (let s = 0; s < n; s += size) offsets.push(s);
+  offsets.push(n);
+  return offsets;
+}
+
+/** LRU cache of per-block factors (single-thread path). */
+class FeatureCache {
+  private map = new Map<string, { features: TermFeatures[]; bytes: number }>();
+  private bytes = 0;
+  constructor(
+    private readonly capacity: number,
+    private readonly compute: (set: number, block: number) => TermFeatures[],
+  ) {}
+
+  get(set: number, block: number): TermFeatures[] {
+    const key = `${set}:${block}`;
+    const hit = this.map.get(key);
+    if (hit) {
+      this.map.delete(key);
+      this.map.set(key, hit);
+      return hit.features;
+    }
+    const features = this.compute(set, block);
+    const bytes = features.reduce((s, f) => s + (f.a?.byteLength ?? 0) + (f.d?.byteLength ?? 0), 0);
+    for (const [k, v] of this.map) {
+      if (this.bytes + bytes <= this.capacity) break;
+      this.bytes -= v.bytes;
+      this.map.delete(k);
+    }
+    this.map.set(key, { features, bytes });
+    this.bytes += bytes;
+    return features;
+  }
+}
+
+function allocate(length: number, accumulation: NtkAccumulation, shared: boolean): Float32Array | Float64Array {
+  const bytesPer = accumulation === 'float64' ? 8 : 4;
+  // Node's largest ArrayBuffer / SharedArrayBuffer is 4 GiB (buffer.constants.MAX_LENGTH).
+  if (!Number.isSafeInteger(length) || length * bytesPer > 2 ** 32) {
+    throw new InvalidArgumentError(
+      'points',
+      `${length} kernel entries`,
+      'a kernel small enough to hold in memory (stream larger kernels with ntk.stream(...))',
+    );
+  }
+  if (!shared) return accumulation === 'float64' ? new Float64Array(length) : new Float32Array(length);
+  const buffer = new SharedArrayBuffer(length * bytesPer);
+  return accumulation === 'float64' ? new Float64Array(buffer) : new Float32Array(buffer);
+}
+
+export interface MatrixRequest {
+  x1: Points;
+  x2: Points | null;
+  mode: ContractionMode;
+  /** null: assemble in memory. */
+  sink: NtkBlockSink | null;
+  order: 'blocks' | 'rows';
+}
+
+export interface MatrixOutcome {
+  data: Float32Array | Float64Array | null;
+  blockSize: number;
+  threads: number;
+  timings: Record<string, number>;
+}
+
+/** Compute the full or trace kernel of x1 × (x2 ?? x1). */
+export async function computeMatrix(state: EngineState, request: MatrixRequest): Promise<MatrixOutcome> {
+  const { x1, x2, mode, sink, order } = request;
+  const t0 = performance.now();
+  const V = state.V;
+  const stride = mode === 'full' ? V : 1;
+  const symmetric = x2 == null;
+  const bs = resolveBlockSize(state, mode);
+  const off1 = partition(x1.n, bs);
+  const off2 = symmetric ? off1 : partition(x2.n, bs);
+  const nb1 = off1.length - 1;
+  const nb2 = off2.length - 1;
+  const n2 = symmetric ? x1.n : x2.n;
+  const triangle = symmetric && !(sink && order === 'rows');
+  const colSet = symmetric ? 0 : 1;
+  const schedule: Array<[number, number, number, number]> = [];
+  for (let a = 0; a < nb1; a++) for (let b = triangle ? a : 0; b < nb2; b++) schedule.push([0, a, colSet, b]);
+  const outCols = n2 * stride;
+
+  const pointSets = symmetric ? [x1] : [x1, x2];
+  const offsets = symmetric ? [off1] : [off1, off2];
+  const totalFeatureBytes = featureBytes(state.terms, x1.n + (symmetric ? 0 : x2.n), V);
+  const threads =
+    state.threads > 1 && schedule.length > 1 && totalFeatureBytes <= state.memoryBudget ? state.threads : 1;
+  const out = sink ? null : allocate(x1.n * stride * outCols, state.accumulation, threads > 1);
+  const featureBlocks = offsets.reduce((s, o) => s + o.length - 1, 0);
+  const progress: Progress = state.progress
+    ? progressBar(`eNTK ${mode} (${state.implementation})`, featureBlocks + schedule.length)
+    : { tick: () => undefined, done: () => undefined };
+  const timings: Record<string, number> = { features: 0, contraction: 0 };
+
+  // Delivery of finished blocks (in computation order; sinks are awaited one at a time).
+  const panels = new Map<number, { data: Float32Array | Float64Array; remaining: number }>();
+  let nextPanel = 0;
+  const makeBlock = (a: number, b: number, data: Float32Array | Float64Array, swap: boolean): NtkBlock => {
+    const [ro, co] = swap ? [off2, off1] : [off1, off2];
+    const [ra, cb] = swap ? [b, a] : [a, b];
+    return {
+      rowStart: ro[ra]!,
+      rowEnd: ro[ra + 1]!,
+      colStart: co[cb]!,
+      colEnd: co[cb + 1]!,
+      shape: [(ro[ra + 1]! - ro[ra]!) * stride, (co[cb + 1]! - co[cb]!) * stride],
+      data,
+    };
+  };
+  const deliver = async (a: number, b: number, data: Float32Array | Float64Array): Promise<void> => {
+    if (out) {
+      writeBlock(out, outCols, stride, off1, off2, a, b, data, triangle);
+      return;
+    }
+    if (order === 'blocks') {
+      await sink!(makeBlock(a, b, data, false));
+      if (triangle && a !== b) {
+        const rows = (off1[a + 1]! - off1[a]!) * stride;
+        const cols = (off2[b + 1]! - off2[b]!) * stride;
+        await sink!(makeBlock(a, b, transposeBlock(data, rows, cols), true));
+      }
+      return;
+    }
+    const rows = (off1[a + 1]! - off1[a]!) * stride;
+    let panel = panels.get(a);
+    if (!panel) {
+      panel = { data: allocate(rows * outCols, state.accumulation, false), remaining: nb2 };
+      panels.set(a, panel);
+    }
+    placeBlock(panel.data, outCols, 0, off2[b]! * stride, data, rows, (off2[b + 1]! - off2[b]!) * stride);
+    panel.remaining--;
+    for (let p = panels.get(nextPanel); p && p.remaining === 0; p = panels.get(nextPanel)) {
+      panels.delete(nextPanel);
+      await sink!({
+        rowStart: off1[nextPanel]!,
+        rowEnd: off1[nextPanel + 1]!,
+        colStart: 0,
+        colEnd: n2,
+        shape: [(off1[nextPanel + 1]! - off1[nextPanel]!) * stride, outCols],
+        data: p.data,
+      });
+      nextPanel++;
+    }
+  };
+
+  const computeFeatures = (set: number, block: number): TermFeatures[] => {
+    const s = performance.now();
+    const o = offsets[set]!;
+    const f = featuresFor(state, pointSets[set]!, o[block]!, o[block + 1]!);
+    timings.features! += performance.now() - s;
+    progress.tick();
+    return f;
+  };
+
+  try {
+    if (threads > 1) {
+      // All factors once, into shared memory; then the workers.
+      const shared: SharedSet[] = pointSets.map((points, set) => {
+        const o = offsets[set]!;
+        const arrays = state.terms.map((t) => ({
+          a: t.dIn > 0 ? new Float32Array(new SharedArrayBuffer(points.n * t.dIn * 4)) : undefined,
+          d: t.width > 0 ? new Float32Array(new SharedArrayBuffer(points.n * V * t.width * 4)) : undefined,
+        }));
+        for (let k = 0; k < o.length - 1; k++) {
+          const f = computeFeatures(set, k);
+          state.terms.forEach((t, j) => {
+            if (arrays[j]!.a) arrays[j]!.a!.set(f[j]!.a!, o[k]! * t.dIn);
+            if (arrays[j]!.d) arrays[j]!.d!.set(f[j]!.d!, o[k]! * V * t.width);
+          });
+        }
+        return {
+          offsets: o,
+          terms: arrays.map((x) => ({
+            a: x.a?.buffer as SharedArrayBuffer | undefined,
+            d: x.d?.buffer as SharedArrayBuffer | undefined,
+          })),
+        };
+      });
+      if (!state.pool || state.pool.size !== threads) {
+        const s = performance.now();
+        await state.pool?.terminate();
+        state.pool = null;
+        state.pool = await WorkerPool.start(threads, tf.getBackend());
+        timings.workers = performance.now() - s;
+      }
+      const blocks = new Int32Array(new SharedArrayBuffer(schedule.length * 16));
+      schedule.forEach((q, i) => blocks.set(q, 4 * i));
+      const job: ContractionJob = {
+        terms: state.terms,
+        V,
+        mode,
+        accumulation: state.accumulation,
+        capacity: Math.floor(state.memoryBudget / 2 / threads),
+        sets: shared,
+        blocks: blocks.buffer as SharedArrayBuffer,
+        counter: new SharedArrayBuffer(4),
+        out: out ? { buffer: out.buffer as SharedArrayBuffer, cols: outCols } : null,
+        mirror: triangle,
+      };
+      const s = performance.now();
+      let chain: Promise<void> = Promise.resolve();
+      try {
+        await state.pool.run(job, (index, data) => {
+          progress.tick();
+          if (data) {
+            const [, a, , b] = schedule[index]!;
+            chain = chain.then(() => deliver(a, b, data));
+          }
+        });
+      } catch (error) {
+        await state.pool.terminate();
+        state.pool = null;
+        throw error;
+      }
+      await chain;
+      timings.contraction = performance.now() - s;
+    } else {
+      const cache = new FeatureCache(state.memoryBudget / 2, computeFeatures);
+      const computer: BlockComputer =
+        state.accumulation === 'float64'
+          ? new JsBlockComputer(state.terms, V, mode)
+          : new TfBlockComputer(state.terms, V, mode, state.memoryBudget / 2);
+      try {
+        for (const [rs, a, cs, b] of schedule) {
+          const row: BlockInput = { key: `${rs}:${a}`, points: off1[a + 1]! - off1[a]!, terms: cache.get(rs, a) };
+          const col: BlockInput = {
+            key: `${cs}:${b}`,
+            points: off2[b + 1]! - off2[b]!,
+            terms: cache.get(cs, b),
+          };
+          const s = performance.now();
+          const data = computer.compute(row, col);
+          timings.contraction! += performance.now() - s;
+          progress.tick();
+          await deliver(a, b, data);
+        }
+      } finally {
+        computer.release();
+      }
+    }
+  } finally {
+    progress.done();
+  }
+  timings.total = performance.now() - t0;
+  return { data: out, blockSize: bs, threads, timings };
+}

@@ -1,0 +1,244 @@
+/**
+ * The empirical neural tangent kernel (eNTK) of a tfjs model: K(x, x') = J(x) J(x')ᵀ, V×V per pair
+ * of points, J = ∂f/∂θ the Jacobian of the V logits with respect to the trainable parameters
+ * (THEORY.md, "Notation" and "Computing the eNTK").
+ *
+ * Public function → implementation enum → table of implementations (neural-tangents'
+ * `empirical_ntk_fn` style): configure once with {@link empiricalNtkFn}, call the returned function
+ * on points. Index convention of the full kernel: point-major, entry K_ij(x_n, x'_m) at row n·V + i,
+ * column m·V + j (see ./types.ts).
+ *
+ * Implementations:
+ * - 'structured': layer-wise factors (layer inputs A from one forward pass, back-propagated signals
+ *   Δ from one backward pass over a V-fold replicated batch), contracted as Σ_l (A_l A_lᵀ) ⊙ (Δ_l Δ_lᵀ)
+ *   plus bias terms; never materialises J. Dense, ScaledDense, Conv2D, Embedding + any parameter-free
+ *   layers in a chain.
+ * - 'jacobian': J by tfjs autodiff, one point and logit at a time, contracted J Jᵀ; any model.
+ * - 'auto': structured when every selected layer is supported, else jacobian.
+ */
+import os from 'node:os';
+import type * as tf from '@tensorflow/tfjs';
+import { InvalidArgumentError, UnsupportedError } from '../errors.js';
+import { installWasmKernelFixes } from '../model/index.js';
+import { analyzeModel } from './analyze.js';
+import { installKernelWasmFixes } from './wasm-kernels.js';
+import { computeMatrix, type EngineState, type Points, toPoints } from './engine.js';
+import { jacobianTerms } from './jacobian.js';
+import { computeDiagonal, computePairs, normalizePairs } from './pairs.js';
+import { planStructured } from './structured.js';
+import type { TermMeta } from './terms.js';
+import {
+  DEFAULT_NTK_IMPLEMENTATION,
+  NTK_ACCUMULATIONS,
+  NTK_IMPLEMENTATIONS,
+  NTK_OUTPUTS,
+  type NtkBlockSink,
+  type NtkCallOptions,
+  type NtkFn,
+  type NtkImplementation,
+  type NtkInput,
+  type NtkOptions,
+  type NtkPlan,
+  type NtkResult,
+  type NtkStreamOptions,
+  type NtkStreamSummary,
+  type ResolvedNtkImplementation,
+} from './types.js';
+
+export { finiteDifferenceJacobian, finiteDifferenceNtk } from './reference.js';
+export type { FiniteDifferenceOptions } from './reference.js';
+export * from './types.js';
+
+/** Default memory budget for per-point factors: 1 GiB. */
+export const DEFAULT_MEMORY_BUDGET = 2 ** 30;
+
+/** How each implementation prepares its terms (the table; a missing case is a compile error). */
+const IMPLEMENTATIONS: Record<
+  ResolvedNtkImplementation,
+  (state: Pick<EngineState, 'analysis'>) => Pick<EngineState, 'plan' | 'terms'>
+> = {
+  structured: ({ analysis }) => {
+    const plan = planStructured(analysis);
+    return { plan, terms: plan.terms };
+  },
+  jacobian: ({ analysis }) => ({ plan: null, terms: jacobianTerms(analysis.parameterCount) }),
+};
+
+function resolveImplementation(requested: NtkImplementation, unsupported: string[]): ResolvedNtkImplementation {
+  if (requested === 'jacobian') return 'jacobian';
+  if (unsupported.length === 0) return 'structured';
+  if (requested === 'structured') {
+    throw new UnsupportedError(
+      `implementation 'structured' does not support: ${unsupported.join('; ')} (use implementation 'jacobian' or 'auto')`,
+    );
+  }
+  return 'jacobian';
+}
+
+function validateOptions(options: NtkOptions): void {
+  const { output, implementation, accumulation, blockSize, memoryBudget, threads, progress } = options;
+  if (output !== undefined && !(NTK_OUTPUTS as readonly string[]).includes(output)) {
+    throw new InvalidArgumentError('output', output, `one of ${NTK_OUTPUTS.join(', ')}`);
+  }
+  if (implementation !== undefined && !(NTK_IMPLEMENTATIONS as readonly string[]).includes(implementation)) {
+    throw new InvalidArgumentError('implementation', implementation, `one of ${NTK_IMPLEMENTATIONS.join(', ')}`);
+  }
+  if (accumulation !== undefined && !(NTK_ACCUMULATIONS as readonly string[]).includes(accumulation)) {
+    throw new InvalidArgumentError('accumulation', accumulation, `one of ${NTK_ACCUMULATIONS.join(', ')}`);
+  }
+  if (blockSize !== undefined && !(Number.isInteger(blockSize) && blockSize >= 1)) {
+    throw new InvalidArgumentError('blockSize', blockSize, 'an integer >= 1 (points per block)');
+  }
+  if (memoryBudget !== undefined && !(Number.isFinite(memoryBudget) && memoryBudget >= 2 ** 20)) {
+    throw new InvalidArgumentError('memoryBudget', memoryBudget, 'a number of bytes >= 1 MiB');
+  }
+  if (threads !== undefined && threads !== 'auto' && !(Number.isInteger(threads) && threads >= 1 && threads <= 256)) {
+    throw new InvalidArgumentError('threads', threads, "an integer in [1, 256] or 'auto'");
+  }
+  if (progress !== undefined && typeof progress !== 'boolean') {
+    throw new InvalidArgumentError('progress', progress, 'a boolean');
+  }
+}
+
+/**
+ * Configure an eNTK function for `model` (a classifier with logits [batch, V]).
+ *
+ * The returned function computes, for points x1 ([n1, ...inputShape]) and optionally x2 ([n2, ...]):
+ * - output 'full' (default): data of shape [n1·V, n2·V], entry K_ij(x1_n, x2_m) at row n·V + i,
+ *   column m·V + j; without x2 the kernel of x1 with itself (symmetric; only one triangle of
+ *   blocks is computed and mirrored);
+ * - 'diagonal': [n1, V, V], the blocks K(x_n, x_n) (x2 must be omitted);
+ * - 'trace': [n1, n2], tr K(x_n, x'_m) / V (neural-tangents' default scalar kernel);
+ * - 'pairs': [P, V, V], K(x1_a, x2_b) for the pairs given per call.
+ * The model's weights are read at call time (a training step between calls is seen).
+ *
+ * @example
+ * const ntk = empiricalNtkFn(model, { output: 'full' });
+ * const k = await ntk(xTrain);        // k.shape = [n·V, n·V]
+ * const kTestTrain = await ntk(xTest, xTrain);
+ * const trace = await empiricalNtkFn(model, { output: 'trace' })(xTest, xTrain); // [nTest, nTrain]
+ */
+export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}): NtkFn {
+  if (options === null || typeof options !== 'object') {
+    throw new InvalidArgumentError('options', options, 'an options object');
+  }
+  validateOptions(options);
+  // The wasm backend lacks Conv2DBackpropFilter and has slow transposed matMuls (src/model).
+  installWasmKernelFixes();
+  installKernelWasmFixes();
+  const {
+    output = 'full',
+    implementation = DEFAULT_NTK_IMPLEMENTATION,
+    parameters = 'all',
+    accumulation = 'float32',
+    blockSize,
+    memoryBudget = DEFAULT_MEMORY_BUDGET,
+    threads = 1,
+    progress = true,
+  } = options;
+  const analysis = analyzeModel(model, parameters);
+  const resolved = resolveImplementation(implementation, analysis.unsupported);
+  const { plan, terms } = IMPLEMENTATIONS[resolved]({ analysis });
+  const state: EngineState = {
+    model,
+    analysis,
+    implementation: resolved,
+    plan,
+    terms,
+    V: analysis.numOutputs,
+    accumulation,
+    blockSize,
+    memoryBudget,
+    threads: threads === 'auto' ? os.availableParallelism() : threads,
+    progress,
+    pool: null,
+  };
+  const ntkPlan: NtkPlan = {
+    implementation: resolved,
+    unsupportedLayers: [...analysis.unsupported],
+    layers: analysis.selectedLayers.map((l) => l.name),
+    parameterCount: analysis.parameterCount,
+    numOutputs: analysis.numOutputs,
+    inputShape: [...analysis.inputShape],
+    terms: resolved === 'structured' ? terms.map((t: TermMeta) => ({ layer: t.layer, kind: t.kind, width: t.width || t.dIn })) : [],
+  };
+
+  const points = (input: NtkInput, argument: string): Points =>
+    toPoints(input, argument, analysis.inputShape, analysis.inputDtype);
+
+  const summary = (n1: number, n2: number, kind: NtkResult['kind'], shape: number[]): NtkStreamSummary => ({
+    kind,
+    implementation: resolved,
+    n1,
+    n2,
+    numOutputs: state.V,
+    shape,
+    accumulation,
+    layers: ntkPlan.layers,
+    parameterCount: analysis.parameterCount,
+    blockSize: 0,
+    threads: 1,
+    timings: {},
+  });
+
+  const fn = async (x1: NtkInput, x2?: NtkInput | null, call: NtkCallOptions = {}): Promise<NtkResult> => {
+    const p1 = points(x1, 'x1');
+    const p2 = x2 == null ? null : points(x2, 'x2');
+    const n2 = p2 ? p2.n : p1.n;
+    const V = state.V;
+    if (output === 'full' || output === 'trace') {
+      const stride = output === 'full' ? V : 1;
+      const r = await computeMatrix(state, { x1: p1, x2: p2, mode: output, sink: null, order: 'blocks' });
+      return {
+        ...summary(p1.n, n2, output, [p1.n * stride, n2 * stride]),
+        data: r.data!,
+        blockSize: r.blockSize,
+        threads: r.threads,
+        timings: r.timings,
+      };
+    }
+    if (output === 'diagonal') {
+      if (p2) throw new InvalidArgumentError('x2', 'a second point set', "nothing for output 'diagonal' (use 'pairs')");
+      const r = computeDiagonal(state, p1);
+      return { ...summary(p1.n, p1.n, output, [p1.n, V, V]), data: r.data, blockSize: r.blockSize, timings: r.timings };
+    }
+    const { idxP, idxQ } = normalizePairs(call.pairs, p1.n, n2);
+    const r = computePairs(state, p1, p2, idxP, idxQ);
+    return { ...summary(p1.n, n2, output, [idxP.length, V, V]), data: r.data, timings: r.timings };
+  };
+
+  const stream = async (
+    x1: NtkInput,
+    x2: NtkInput | null | undefined,
+    sink: NtkBlockSink,
+    streamOptions: NtkStreamOptions = {},
+  ): Promise<NtkStreamSummary> => {
+    if (output !== 'full' && output !== 'trace') {
+      throw new InvalidArgumentError('output', output, "'full' or 'trace' for streaming");
+    }
+    if (typeof sink !== 'function') throw new InvalidArgumentError('sink', sink, 'a function receiving blocks');
+    const order = streamOptions.order ?? 'blocks';
+    if (order !== 'blocks' && order !== 'rows') throw new InvalidArgumentError('order', order, "'blocks' or 'rows'");
+    const p1 = points(x1, 'x1');
+    const p2 = x2 == null ? null : points(x2, 'x2');
+    const n2 = p2 ? p2.n : p1.n;
+    const stride = output === 'full' ? state.V : 1;
+    const r = await computeMatrix(state, { x1: p1, x2: p2, mode: output, sink, order });
+    return {
+      ...summary(p1.n, n2, output, [p1.n * stride, n2 * stride]),
+      blockSize: r.blockSize,
+      threads: r.threads,
+      timings: r.timings,
+    };
+  };
+
+  return Object.assign(fn, {
+    stream,
+    plan: ntkPlan,
+    dispose: async () => {
+      const pool = state.pool;
+      state.pool = null;
+      await pool?.terminate();
+    },
+  });
+}

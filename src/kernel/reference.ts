@@ -1,0 +1,373 @@
+/**
+ * Independent float64 reference for tests: the model's forward pass re-implemented in plain
+ * double-precision JS (no tfjs arithmetic), the Jacobian by central finite differences on each
+ * parameter, and K = J Jᵀ (THEORY.md, "Exact closed forms useful as tests": finite differences).
+ * O(P) forward passes — for tiny networks only.
+ *
+ * Supported layers: Dense, ScaledDense, Conv2D (NHWC, valid/same, strides, dilation), Embedding,
+ * MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, Flatten, Reshape,
+ * Dropout-like identities, Activation, ElementwiseActivation, Scale; activations linear, relu,
+ * relu6, tanh, sigmoid, softplus, softsign, elu, selu, swish, gelu (exact), gelu_new, erf, softmax.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { UnsupportedError } from '../errors.js';
+import { analyzeModel } from './analyze.js';
+import { toPoints } from './engine.js';
+import type { NtkInput, NtkParameters } from './types.js';
+
+/** Options of {@link finiteDifferenceJacobian} / {@link finiteDifferenceNtk}. */
+export interface FiniteDifferenceOptions {
+  /** Parameter subset (as in NtkOptions.parameters); default 'all'. */
+  parameters?: NtkParameters;
+  /** Central-difference step h (absolute); default 1e-5. Truncation error O(h²), round-off O(1e-16/h). */
+  step?: number;
+}
+
+interface Arr {
+  data: Float64Array;
+  /** Shape including the batch dimension. */
+  shape: number[];
+}
+
+/** erf(x) to double precision: a positive-term series for |x| < 3, a continued fraction beyond. */
+export function erf64(x: number): number {
+  const ax = Math.abs(x);
+  if (ax < 3) {
+    // erf(x) = 2/√π · e^{−x²} · Σ_{n≥0} 2ⁿ x^{2n+1} / (1·3·…·(2n+1))
+    let term = ax;
+    let sum = ax;
+    for (let n = 1; n < 200; n++) {
+      term *= (2 * ax * ax) / (2 * n + 1);
+      sum += term;
+      if (term < 1e-17 * sum) break;
+    }
+    const v = (2 / Math.sqrt(Math.PI)) * Math.exp(-ax * ax) * sum;
+    return x < 0 ? -v : v;
+  }
+  // erfc(x) = e^{−x²}/√π · 1/(x + (1/2)/(x + 1/(x + (3/2)/(x + 2/(x + …))))), evaluated bottom-up.
+  let f = ax;
+  for (let k = 60; k >= 1; k--) f = ax + k / 2 / f;
+  const erfc = Math.exp(-ax * ax) / Math.sqrt(Math.PI) / f;
+  return x < 0 ? erfc - 1 : 1 - erfc;
+}
+
+const SELU_ALPHA = 1.6732632423543772848170429916717;
+const SELU_SCALE = 1.0507009873554804934193349852946;
+
+function activation(name: string, x: Arr): Arr {
+  const d = x.data;
+  const out = new Float64Array(d.length);
+  const map = (f: (v: number) => number) => {
+    for (let i = 0; i < d.length; i++) out[i] = f(d[i]!);
+  };
+  switch (name) {
+    case 'linear':
+      return x;
+    case 'relu':
+      map((v) => (v > 0 ? v : 0));
+      break;
+    case 'relu6':
+      map((v) => Math.min(6, Math.max(0, v)));
+      break;
+    case 'tanh':
+      map(Math.tanh);
+      break;
+    case 'sigmoid':
+      map((v) => 1 / (1 + Math.exp(-v)));
+      break;
+    case 'softplus':
+      map((v) => Math.log1p(Math.exp(v)));
+      break;
+    case 'softsign':
+      map((v) => v / (1 + Math.abs(v)));
+      break;
+    case 'elu':
+      map((v) => (v > 0 ? v : Math.expm1(v)));
+      break;
+    case 'selu':
+      map((v) => SELU_SCALE * (v > 0 ? v : SELU_ALPHA * Math.expm1(v)));
+      break;
+    case 'swish':
+      map((v) => v / (1 + Math.exp(-v)));
+      break;
+    case 'erf':
+      map(erf64);
+      break;
+    case 'gelu':
+      map((v) => 0.5 * v * (1 + erf64(v / Math.SQRT2)));
+      break;
+    case 'gelu_new':
+      map((v) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v * v * v))));
+      break;
+    case 'softmax': {
+      const last = x.shape[x.shape.length - 1]!;
+      for (let r = 0; r < d.length / last; r++) {
+        let max = -Infinity;
+        for (let k = 0; k < last; k++) max = Math.max(max, d[r * last + k]!);
+        let s = 0;
+        for (let k = 0; k < last; k++) s += Math.exp(d[r * last + k]! - max);
+        for (let k = 0; k < last; k++) out[r * last + k] = Math.exp(d[r * last + k]! - max) / s;
+      }
+      break;
+    }
+    default:
+      throw new UnsupportedError(`finite-difference reference: activation '${name}' is not implemented`);
+  }
+  return { data: out, shape: x.shape };
+}
+
+function actName(layer: tf.layers.Layer): string {
+  const act = (layer as unknown as { activation?: { getClassName(): string } }).activation;
+  return act ? act.getClassName() : 'linear';
+}
+
+function dense(x: Arr, w: Float64Array, b: Float64Array | null, ws: number, bs: number): Arr {
+  const dIn = x.shape[x.shape.length - 1]!;
+  const units = w.length / dIn;
+  const rows = x.data.length / dIn;
+  const out = new Float64Array(rows * units);
+  for (let r = 0; r < rows; r++) {
+    for (let u = 0; u < units; u++) {
+      let s = 0;
+      for (let k = 0; k < dIn; k++) s += x.data[r * dIn + k]! * w[k * units + u]!;
+      out[r * units + u] = ws * s + (b ? bs * b[u]! : 0);
+    }
+  }
+  return { data: out, shape: [...x.shape.slice(0, -1), units] };
+}
+
+/** Output size and leading padding of a 2D window op along one axis ('valid' | 'same', TF rules). */
+function windowAxis(size: number, k: number, stride: number, dilation: number, padding: string): [number, number] {
+  const eff = (k - 1) * dilation + 1;
+  if (padding === 'valid') return [Math.floor((size - eff) / stride) + 1, 0];
+  const out = Math.ceil(size / stride);
+  const total = Math.max((out - 1) * stride + eff - size, 0);
+  return [out, Math.floor(total / 2)];
+}
+
+function pair(v: unknown, fallback: number): [number, number] {
+  if (Array.isArray(v)) return [Number(v[0] ?? fallback), Number(v[1] ?? v[0] ?? fallback)];
+  if (typeof v === 'number') return [v, v];
+  return [fallback, fallback];
+}
+
+function conv2d(
+  x: Arr,
+  w: Float64Array,
+  wShape: number[],
+  b: Float64Array | null,
+  strides: [number, number],
+  padding: string,
+  dil: [number, number],
+): Arr {
+  const [n, H, W, C] = x.shape as [number, number, number, number];
+  const [kh, kw, cin, cout] = wShape as [number, number, number, number];
+  if (cin !== C) throw new Error('conv2d reference: channel mismatch');
+  const [oh, pt] = windowAxis(H, kh, strides[0], dil[0], padding);
+  const [ow, pl] = windowAxis(W, kw, strides[1], dil[1], padding);
+  const out = new Float64Array(n * oh * ow * cout);
+  for (let s = 0; s < n; s++) {
+    for (let y = 0; y < oh; y++) {
+      for (let z = 0; z < ow; z++) {
+        for (let o = 0; o < cout; o++) {
+          let acc = b ? b[o]! : 0;
+          for (let i = 0; i < kh; i++) {
+            const yy = y * strides[0] + i * dil[0] - pt;
+            if (yy < 0 || yy >= H) continue;
+            for (let j = 0; j < kw; j++) {
+              const zz = z * strides[1] + j * dil[1] - pl;
+              if (zz < 0 || zz >= W) continue;
+              for (let c = 0; c < C; c++) {
+                acc += x.data[((s * H + yy) * W + zz) * C + c]! * w[((i * kw + j) * cin + c) * cout + o]!;
+              }
+            }
+          }
+          out[((s * oh + y) * ow + z) * cout + o] = acc;
+        }
+      }
+    }
+  }
+  return { data: out, shape: [n, oh, ow, cout] };
+}
+
+function pool2d(x: Arr, size: [number, number], strides: [number, number], padding: string, max: boolean): Arr {
+  const [n, H, W, C] = x.shape as [number, number, number, number];
+  const [oh, pt] = windowAxis(H, size[0], strides[0], 1, padding);
+  const [ow, pl] = windowAxis(W, size[1], strides[1], 1, padding);
+  const out = new Float64Array(n * oh * ow * C);
+  for (let s = 0; s < n; s++) {
+    for (let y = 0; y < oh; y++) {
+      for (let z = 0; z < ow; z++) {
+        for (let c = 0; c < C; c++) {
+          let acc = max ? -Infinity : 0;
+          let count = 0;
+          for (let i = 0; i < size[0]; i++) {
+            const yy = y * strides[0] + i - pt;
+            if (yy < 0 || yy >= H) continue;
+            for (let j = 0; j < size[1]; j++) {
+              const zz = z * strides[1] + j - pl;
+              if (zz < 0 || zz >= W) continue;
+              const v = x.data[((s * H + yy) * W + zz) * C + c]!;
+              acc = max ? Math.max(acc, v) : acc + v;
+              count++;
+            }
+          }
+          out[((s * oh + y) * ow + z) * C + c] = max ? acc : acc / count;
+        }
+      }
+    }
+  }
+  return { data: out, shape: [n, oh, ow, C] };
+}
+
+function leafChain(model: tf.LayersModel): tf.layers.Layer[] {
+  const out: tf.layers.Layer[] = [];
+  for (const layer of model.layers) {
+    if (layer instanceof tf.LayersModel) out.push(...leafChain(layer));
+    else if (layer.getClassName() !== 'InputLayer') out.push(layer);
+  }
+  return out;
+}
+
+const IDENTITIES = new Set(['Dropout', 'GaussianNoise', 'GaussianDropout', 'AlphaDropout', 'SpatialDropout1D']);
+
+/** Float64 forward pass of a chain model with weights taken from `weights` (variable → values). */
+function forward64(layers: tf.layers.Layer[], weights: Map<tf.LayerVariable, Float64Array>, x: Arr): Arr {
+  const value = (v: tf.LayerVariable | null | undefined): Float64Array | null => (v ? weights.get(v)! : null);
+  const named = (layer: tf.layers.Layer, suffix: string) =>
+    layer.weights.find((w) => new RegExp(`(^|/)${suffix}(_\\d+)?$`).test(w.name)) ?? null;
+  let a = x;
+  for (const layer of layers) {
+    const cls = layer.getClassName();
+    const l = layer as unknown as Record<string, unknown>;
+    switch (cls) {
+      case 'Dense':
+        a = dense(a, value(l.kernel as tf.LayerVariable)!, l.useBias ? value(l.bias as tf.LayerVariable) : null, 1, 1);
+        a = activation(actName(layer), a);
+        break;
+      case 'ScaledDense':
+        a = dense(a, value(named(layer, 'kernel'))!, value(named(layer, 'bias')), l.weightScale as number, l.biasScale as number);
+        a = activation(actName(layer), a);
+        break;
+      case 'Conv2D': {
+        const k = l.kernel as tf.LayerVariable;
+        a = conv2d(
+          a,
+          value(k)!,
+          k.shape as number[],
+          l.useBias ? value(l.bias as tf.LayerVariable) : null,
+          pair(l.strides, 1),
+          l.padding as string,
+          pair(l.dilationRate, 1),
+        );
+        a = activation(actName(layer), a);
+        break;
+      }
+      case 'Embedding': {
+        const e = l.embeddings as tf.LayerVariable;
+        const [vocab, dim] = e.shape as [number, number];
+        const w = value(e)!;
+        const out = new Float64Array(a.data.length * dim);
+        for (let t = 0; t < a.data.length; t++) {
+          const id = Math.trunc(a.data[t]!);
+          if (id < 0 || id >= vocab) throw new Error(`embedding reference: id ${id} out of range`);
+          out.set(w.subarray(id * dim, (id + 1) * dim), t * dim);
+        }
+        a = { data: out, shape: [...a.shape, dim] };
+        break;
+      }
+      case 'MaxPooling2D':
+      case 'AveragePooling2D': {
+        const size = pair(l.poolSize, 2);
+        a = pool2d(a, size, pair(l.strides ?? size, size[0]), l.padding as string, cls === 'MaxPooling2D');
+        break;
+      }
+      case 'GlobalAveragePooling2D':
+      case 'GlobalMaxPooling2D': {
+        const [n, H, W, C] = a.shape as [number, number, number, number];
+        a = pool2d(a, [H, W], [H, W], 'valid', cls === 'GlobalMaxPooling2D');
+        a = { data: a.data, shape: [n, C] };
+        break;
+      }
+      case 'Flatten':
+        a = { data: a.data, shape: [a.shape[0]!, a.data.length / a.shape[0]!] };
+        break;
+      case 'Reshape':
+        a = { data: a.data, shape: [a.shape[0]!, ...(l.targetShape as number[])] };
+        break;
+      case 'Activation':
+        a = activation(actName(layer), a);
+        break;
+      case 'ElementwiseActivation':
+        a = activation(String(l.fn), a);
+        break;
+      case 'Scale': {
+        const f = l.factor as number;
+        a = { data: a.data.map((v) => v * f), shape: a.shape };
+        break;
+      }
+      default:
+        if (IDENTITIES.has(cls)) break;
+        throw new UnsupportedError(`finite-difference reference: layer ${layer.name} (${cls}) is not implemented`);
+    }
+  }
+  return a;
+}
+
+/**
+ * J(x) by central differences in float64: data [n·V, P] (row n·V + i, columns in the order of the
+ * selected trainable variables, each flattened row-major).
+ */
+export function finiteDifferenceJacobian(
+  model: tf.LayersModel,
+  x: NtkInput,
+  options: FiniteDifferenceOptions = {},
+): { data: Float64Array; shape: [number, number] } {
+  const h = options.step ?? 1e-5;
+  const analysis = analyzeModel(model, options.parameters ?? 'all');
+  const points = toPoints(x, 'x', analysis.inputShape, analysis.inputDtype);
+  const layers = leafChain(model);
+  const weights = new Map<tf.LayerVariable, Float64Array>();
+  for (const layer of layers) for (const w of layer.weights) weights.set(w, Float64Array.from(w.read().dataSync()));
+  const input: Arr = { data: Float64Array.from(points.data), shape: [points.n, ...points.exampleShape] };
+  const V = analysis.numOutputs;
+  const P = analysis.parameterCount;
+  const n = points.n;
+  const J = new Float64Array(n * V * P);
+  let col = 0;
+  for (const v of analysis.variables) {
+    const w = weights.get(v)!;
+    for (let p = 0; p < w.length; p++, col++) {
+      const saved = w[p]!;
+      w[p] = saved + h;
+      const plus = forward64(layers, weights, input).data;
+      w[p] = saved - h;
+      const minus = forward64(layers, weights, input).data;
+      w[p] = saved;
+      for (let r = 0; r < n * V; r++) J[r * P + col] = (plus[r]! - minus[r]!) / (2 * h);
+    }
+  }
+  return { data: J, shape: [n * V, P] };
+}
+
+/** The eNTK by finite differences in float64: data [n1·V, n2·V] point-major (x2 omitted: x1). */
+export function finiteDifferenceNtk(
+  model: tf.LayersModel,
+  x1: NtkInput,
+  x2?: NtkInput | null,
+  options: FiniteDifferenceOptions = {},
+): { data: Float64Array; shape: [number, number] } {
+  const j1 = finiteDifferenceJacobian(model, x1, options);
+  const j2 = x2 == null ? j1 : finiteDifferenceJacobian(model, x2, options);
+  const [r1, P] = j1.shape;
+  const r2 = j2.shape[0];
+  const K = new Float64Array(r1 * r2);
+  for (let a = 0; a < r1; a++) {
+    for (let b = 0; b < r2; b++) {
+      let s = 0;
+      for (let p = 0; p < P; p++) s += j1.data[a * P + p]! * j2.data[b * P + p]!;
+      K[a * r2 + b] = s;
+    }
+  }
+  return { data: K, shape: [r1, r2] };
+}

@@ -1,0 +1,371 @@
+/**
+ * Contraction of per-point factors into kernel blocks. Shared by the main thread and the worker
+ * threads (the same code on the same inputs, hence bitwise-identical results for any thread count).
+ *
+ * A kernel is a sum of terms; for row points x_n (n < r) and column points x'_m (m < c):
+ *   factored: (s_w²⟨a_n, a'_m⟩ + s_b²) · ⟨δ_i(x_n), δ_j(x'_m)⟩        a: [·, dIn], δ rows: [·V, width]
+ *   identity: (s_w²⟨a_n, a'_m⟩ + s_b²) · [i = j]                       a: [·, dIn]
+ *   gram:     ⟨g_i(x_n), g_j(x'_m)⟩                                    g rows (per-example gradients): [·V, width]
+ * Full blocks are [r·V, c·V] (row n·V + i, column m·V + j); trace blocks are [r, c] with entries
+ * Σ_i K_ii / V, where the δ / g rows of one point are contracted as one vector of length V·width.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { TermFeatures } from './structured.js';
+
+/** A term of the kernel (serialisable: sent to worker threads). */
+export interface TermMeta {
+  kind: 'factored' | 'identity' | 'gram';
+  /** Layer the term comes from ('*' for the whole-model Jacobian). */
+  layer: string;
+  /** Width of the layer input a (factored, identity); 0 for gram. */
+  dIn: number;
+  /** Width of a δ row (factored) or of a per-example gradient row (gram); 0 for identity. */
+  width: number;
+  /** Squared weight / bias multipliers (identity: including the squared output scale c²). */
+  sw2: number;
+  sb2: number;
+}
+
+/** The factors of a block of points. `key` identifies the block for caching (unique per call). */
+export interface BlockInput {
+  key: string;
+  points: number;
+  terms: TermFeatures[];
+}
+
+export type ContractionMode = 'full' | 'trace';
+
+/** Computes one kernel block from row and column factors. */
+export interface BlockComputer {
+  /** Full: [r·V, c·V] row-major; trace: [r, c]. The returned array is owned by the caller. */
+  compute(row: BlockInput, col: BlockInput): Float32Array | Float64Array;
+  /** Free every cached tensor. */
+  release(): void;
+}
+
+/** Bytes of the factors of a block of `points` points. */
+export function featureBytes(terms: TermMeta[], points: number, V: number): number {
+  let floats = 0;
+  for (const t of terms) floats += points * (t.dIn + V * t.width);
+  return floats * 4;
+}
+
+/** float32 contraction on the tfjs backend, caching uploaded (and transposed) factors. */
+export class TfBlockComputer implements BlockComputer {
+  private cache = new Map<string, { tensors: Array<tf.Tensor | null>; bytes: number }>();
+  private cachedBytes = 0;
+
+  constructor(
+    private readonly terms: TermMeta[],
+    private readonly V: number,
+    private readonly mode: ContractionMode,
+    /** Bytes of factors kept on the backend between blocks. */
+    private readonly capacity: number,
+  ) {}
+
+  private cached(key: string, make: () => Array<tf.Tensor | null>): Array<tf.Tensor | null> {
+    const hit = this.cache.get(key);
+    if (hit) {
+      this.cache.delete(key);
+      this.cache.set(key, hit);
+      return hit.tensors;
+    }
+    const tensors = make();
+    const bytes = tensors.reduce((s, t) => s + (t ? t.size * 4 : 0), 0);
+    // Evict least recently used entries (never the one being added).
+    for (const [k, v] of this.cache) {
+      if (this.cachedBytes + bytes <= this.capacity) break;
+      tf.dispose(v.tensors.filter((t): t is tf.Tensor => t != null));
+      this.cachedBytes -= v.bytes;
+      this.cache.delete(k);
+    }
+    this.cache.set(key, { tensors, bytes });
+    this.cachedBytes += bytes;
+    return tensors;
+  }
+
+  /** Row factors: per term [a (b×dIn) | null, d (b·V×w, or b×V·w for trace) | null]. */
+  private rowTensors(input: BlockInput): Array<tf.Tensor | null> {
+    const b = input.points;
+    const V = this.V;
+    return this.cached(`r:${input.key}`, () =>
+      this.terms.flatMap((t, k) => {
+        const f = input.terms[k]!;
+        const a = t.kind !== 'gram' ? tf.tensor2d(f.a!, [b, t.dIn]) : null;
+        const d =
+          t.kind !== 'identity'
+            ? tf.tensor2d(f.d!, this.mode === 'full' ? [b * V, t.width] : [b, V * t.width])
+            : null;
+        return [a, d];
+      }),
+    );
+  }
+
+  /** Column factors, transposed once so that every product is a plain (untransposed) matMul. */
+  private colTensors(input: BlockInput): Array<tf.Tensor | null> {
+    const c = input.points;
+    const V = this.V;
+    return this.cached(`c:${input.key}`, () =>
+      this.terms.flatMap((t, k) => {
+        const f = input.terms[k]!;
+        const a = t.kind !== 'gram' ? tf.tidy(() => tf.transpose(tf.tensor2d(f.a!, [c, t.dIn]))) : null;
+        const d =
+          t.kind !== 'identity'
+            ? tf.tidy(() =>
+                tf.transpose(tf.tensor2d(f.d!, this.mode === 'full' ? [c * V, t.width] : [c, V * t.width])),
+              )
+            : null;
+        return [a, d];
+      }),
+    );
+  }
+
+  compute(row: BlockInput, col: BlockInput): Float32Array {
+    const r = row.points;
+    const c = col.points;
+    const V = this.V;
+    const R = this.rowTensors(row);
+    const C = this.colTensors(col);
+    const full = this.mode === 'full';
+    let hasSum = false;
+    let hasIdentity = false;
+    const results = tf.tidy(() => {
+      let sum: tf.Tensor | null = null;
+      let gid: tf.Tensor | null = null;
+      const gramOf = (t: TermMeta, k: number): tf.Tensor => {
+        if (t.sw2 === 0) return tf.fill([r, c], t.sb2);
+        let g = tf.matMul(R[2 * k] as tf.Tensor2D, C[2 * k] as tf.Tensor2D);
+        if (t.sw2 !== 1) g = tf.mul(g, t.sw2);
+        if (t.sb2 !== 0) g = tf.add(g, t.sb2);
+        return g;
+      };
+      this.terms.forEach((t, k) => {
+        if (t.kind === 'identity') {
+          const g = gramOf(t, k);
+          gid = gid ? tf.add(gid, g) : g;
+          return;
+        }
+        let d: tf.Tensor = tf.matMul(R[2 * k + 1] as tf.Tensor2D, C[2 * k + 1] as tf.Tensor2D);
+        if (t.kind === 'factored') {
+          const g = gramOf(t, k);
+          d = full ? tf.mul(d.reshape([r, V, c, V]), g.reshape([r, 1, c, 1])) : tf.mul(d, g);
+        }
+        sum = sum ? tf.add(sum, d) : d;
+      });
+      const kept: tf.Tensor[] = [];
+      if (sum) {
+        hasSum = true;
+        kept.push(full ? sum : tf.mul(sum, 1 / V));
+      }
+      if (gid) {
+        hasIdentity = true;
+        kept.push(gid);
+      }
+      return kept;
+    });
+    const acc = hasSum ? results[0]! : null;
+    const identityG = hasIdentity ? results[hasSum ? 1 : 0]! : null;
+    const out = acc ? (acc.dataSync() as Float32Array) : new Float32Array(full ? r * V * c * V : r * c);
+    if (acc && out.length !== (full ? r * V * c * V : r * c)) throw new Error('eNTK block: unexpected size');
+    if (identityG) {
+      const g = identityG.dataSync() as Float32Array;
+      if (full) addIdentity(out, g, r, c, V);
+      else for (let e = 0; e < r * c; e++) out[e] = out[e]! + g[e]!;
+    }
+    tf.dispose([acc, identityG].filter((t): t is tf.Tensor => t != null));
+    return out;
+  }
+
+  release(): void {
+    for (const v of this.cache.values()) tf.dispose(v.tensors.filter((t): t is tf.Tensor => t != null));
+    this.cache.clear();
+    this.cachedBytes = 0;
+  }
+}
+
+/** out[(n·V + i), (m·V + i)] += g[n, m] for a full block [r·V, c·V]. */
+function addIdentity(out: Float32Array | Float64Array, g: ArrayLike<number>, r: number, c: number, V: number): void {
+  const cols = c * V;
+  for (let n = 0; n < r; n++) {
+    for (let i = 0; i < V; i++) {
+      const row = (n * V + i) * cols + i;
+      for (let m = 0; m < c; m++) out[row + m * V] = out[row + m * V]! + g[n * c + m]!;
+    }
+  }
+}
+
+function dot(x: Float32Array, xo: number, y: Float32Array, yo: number, n: number): number {
+  let s0 = 0;
+  let s1 = 0;
+  let k = 0;
+  for (; k + 1 < n; k += 2) {
+    s0 += x[xo + k]! * y[yo + k]!;
+    s1 += x[xo + k + 1]! * y[yo + k + 1]!;
+  }
+  if (k < n) s0 += x[xo + k]! * y[yo + k]!;
+  return s0 + s1;
+}
+
+/** float64 contraction in plain JS (double-precision sums of products of float32 factors). */
+export class JsBlockComputer implements BlockComputer {
+  constructor(
+    private readonly terms: TermMeta[],
+    private readonly V: number,
+    private readonly mode: ContractionMode,
+  ) {}
+
+  private gram(t: TermMeta, aR: Float32Array, aC: Float32Array, r: number, c: number): Float64Array {
+    const g = new Float64Array(r * c);
+    for (let n = 0; n < r; n++) {
+      for (let m = 0; m < c; m++) {
+        const ip = t.sw2 === 0 ? 0 : dot(aR, n * t.dIn, aC, m * t.dIn, t.dIn);
+        g[n * c + m] = t.sw2 * ip + t.sb2;
+      }
+    }
+    return g;
+  }
+
+  compute(row: BlockInput, col: BlockInput): Float64Array {
+    const r = row.points;
+    const c = col.points;
+    const V = this.V;
+    const full = this.mode === 'full';
+    const out = new Float64Array(full ? r * V * c * V : r * c);
+    const identity = new Float64Array(full ? 0 : r * c);
+    this.terms.forEach((t, k) => {
+      const fr = row.terms[k]!;
+      const fc = col.terms[k]!;
+      const g = t.kind !== 'gram' ? this.gram(t, fr.a!, fc.a!, r, c) : null;
+      if (t.kind === 'identity') {
+        if (full) addIdentity(out, g!, r, c, V);
+        else for (let e = 0; e < r * c; e++) identity[e] = identity[e]! + g![e]!;
+        return;
+      }
+      const w = t.width;
+      const dR = fr.d!;
+      const dC = fc.d!;
+      if (full) {
+        const cols = c * V;
+        for (let n = 0; n < r; n++) {
+          for (let i = 0; i < V; i++) {
+            const rowBase = (n * V + i) * cols;
+            const xo = (n * V + i) * w;
+            for (let m = 0; m < c; m++) {
+              const s = g ? g[n * c + m]! : 1;
+              if (s === 0) continue;
+              for (let j = 0; j < V; j++) {
+                out[rowBase + m * V + j] = out[rowBase + m * V + j]! + s * dot(dR, xo, dC, (m * V + j) * w, w);
+              }
+            }
+          }
+        }
+      } else {
+        for (let n = 0; n < r; n++) {
+          for (let m = 0; m < c; m++) {
+            const s = g ? g[n * c + m]! : 1;
+            if (s === 0) continue;
+            out[n * c + m] = out[n * c + m]! + s * dot(dR, n * V * w, dC, m * V * w, V * w);
+          }
+        }
+      }
+    });
+    if (!full) for (let e = 0; e < r * c; e++) out[e] = out[e]! / V + identity[e]!;
+    return out;
+  }
+
+  release(): void {}
+}
+
+/** Copy block [rows × cols] into `out` (row length outCols) at (rowOffset, colOffset). */
+export function placeBlock(
+  out: Float32Array | Float64Array,
+  outCols: number,
+  rowOffset: number,
+  colOffset: number,
+  block: Float32Array | Float64Array,
+  rows: number,
+  cols: number,
+): void {
+  for (let p = 0; p < rows; p++) {
+    out.set(block.subarray(p * cols, (p + 1) * cols), (rowOffset + p) * outCols + colOffset);
+  }
+}
+
+const TILE = 32;
+
+/** Write the transpose of block [rows × cols] into `out` at (rowOffset, colOffset) (cols × rows). */
+export function placeTransposed(
+  out: Float32Array | Float64Array,
+  outCols: number,
+  rowOffset: number,
+  colOffset: number,
+  block: Float32Array | Float64Array,
+  rows: number,
+  cols: number,
+): void {
+  for (let p0 = 0; p0 < rows; p0 += TILE) {
+    const p1 = Math.min(rows, p0 + TILE);
+    for (let q0 = 0; q0 < cols; q0 += TILE) {
+      const q1 = Math.min(cols, q0 + TILE);
+      for (let q = q0; q < q1; q++) {
+        const base = (rowOffset + q) * outCols + colOffset;
+        for (let p = p0; p < p1; p++) out[base + p] = block[p * cols + q]!;
+      }
+    }
+  }
+}
+
+/** The transpose of block [rows × cols] as a new array [cols × rows]. */
+export function transposeBlock<T extends Float32Array | Float64Array>(block: T, rows: number, cols: number): T {
+  const out = new (block.constructor as { new (n: number): T })(rows * cols);
+  placeTransposed(out, rows, 0, 0, block, rows, cols);
+  return out;
+}
+
+/**
+ * Write block (a, b) — rows = points [rowOffsets[a], rowOffsets[a+1]), columns = points
+ * [colOffsets[b], colOffsets[b+1]) — into the matrix `out` with `cols` columns, `stride` entries per
+ * point (V for full, 1 for trace); with `mirror` (symmetric kernel, a ≠ b) also its transpose at (b, a).
+ */
+export function writeBlock(
+  out: Float32Array | Float64Array,
+  cols: number,
+  stride: number,
+  rowOffsets: number[],
+  colOffsets: number[],
+  a: number,
+  b: number,
+  data: Float32Array | Float64Array,
+  mirror: boolean,
+): void {
+  const rows = (rowOffsets[a + 1]! - rowOffsets[a]!) * stride;
+  const bcols = (colOffsets[b + 1]! - colOffsets[b]!) * stride;
+  const r0 = rowOffsets[a]! * stride;
+  const c0 = colOffsets[b]! * stride;
+  placeBlock(out, cols, r0, c0, data, rows, bcols);
+  if (mirror && a !== b) placeTransposed(out, cols, c0, r0, data, rows, bcols);
+}
+
+/** Views of block k of a point set whose factors are stored contiguously for all points. */
+export function blockView(
+  terms: TermMeta[],
+  V: number,
+  offsets: number[],
+  arrays: Array<{ a?: Float32Array; d?: Float32Array }>,
+  k: number,
+  key: string,
+): BlockInput {
+  const s = offsets[k]!;
+  const e = offsets[k + 1]!;
+  return {
+    key,
+    points: e - s,
+    terms: terms.map((t, j) => {
+      const f = arrays[j]!;
+      return {
+        a: f.a ? f.a.subarray(s * t.dIn, e * t.dIn) : undefined,
+        d: f.d ? f.d.subarray(s * V * t.width, e * V * t.width) : undefined,
+      };
+    }),
+  };
+}

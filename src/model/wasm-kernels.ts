@@ -1,0 +1,171 @@
+/**
+ * Two fixes to @tensorflow/tfjs-backend-wasm 4.22 that training (and any backward pass) needs:
+ *
+ * 1. Transposed matmuls: the wasm `BatchMatMul` / `_FusedMatMul` kernels are 10–18× slower with
+ *    `transposeA`/`transposeB` than on pre-transposed operands (measured here: [1437,256]·[256,256]ᵀ
+ *    62 ms vs 5 ms). Every matmul gradient uses the transposed forms, so backprop through a Dense
+ *    layer was dominated by them. The wrapper materialises the transpose with the wasm `Transpose`
+ *    kernel and calls the original kernel untransposed — same maths, same results up to float32
+ *    summation order, for every caller in the process.
+ * 2. `Conv2DBackpropFilter` (the gradient of a Conv2D's kernel) is not implemented on wasm; it is
+ *    registered here (NHWC, dilation 1, padding 'same' / 'valid' / number). Stride 1 runs the wasm
+ *    `Conv3DBackpropFilterV2` kernel on a depth-1 view ([n, h, w, c] read as [n, 1, h, w, c]);
+ *    other strides run plain JS loops, because that wasm kernel is wrong for strides > 1 in
+ *    tfjs 4.22 (checked against the cpu backend: relative errors ~1).
+ *
+ * `installWasmKernelFixes()` is idempotent and cheap; it acts only once the wasm backend's kernels
+ * are registered (call it after `initBackend`). buildModel, loadModel and train call it.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { UnsupportedError } from '../errors.js';
+
+const MARK = Symbol.for('entk.wasmKernelFix');
+
+type KernelFunc = tf.KernelConfig['kernelFunc'];
+type Args = Parameters<KernelFunc>[0];
+type Info = tf.TensorInfo;
+
+function isMarked(config: tf.KernelConfig | undefined): boolean {
+  return Boolean(config && (config.kernelFunc as unknown as Record<symbol, boolean>)[MARK]);
+}
+
+function mark<T extends object>(fn: T): T {
+  (fn as unknown as Record<symbol, boolean>)[MARK] = true;
+  return fn;
+}
+
+interface WasmBackendLike {
+  disposeData(dataId: object): boolean;
+  readSync(dataId: object): ArrayLike<number>;
+  makeOutput(shape: number[], dtype: tf.DataType): Info;
+  typedArrayFromHeap(info: Info): Float32Array;
+}
+
+/** dW[p, q, i, o] = Σ_{n,y,z} x[n, y·sh + p − top, z·sw + q − left, i] · dy[n, y, z, o] (float64 sums). */
+function conv2dFilterGradJs(
+  backend: WasmBackendLike,
+  x: Info,
+  dy: Info,
+  strides: [number, number],
+  pad: 'same' | 'valid' | number,
+  filterShape: [number, number, number, number],
+): Info {
+  const info = tf.backend_util.computeConv2DInfo(
+    x.shape as [number, number, number, number],
+    filterShape,
+    strides,
+    1,
+    pad,
+  );
+  const [n, h, w, ci] = x.shape as [number, number, number, number];
+  const [kh, kw, , co] = filterShape;
+  const [, oh, ow] = dy.shape as [number, number, number, number];
+  const xs = backend.readSync(x.dataId);
+  const ds = backend.readSync(dy.dataId);
+  const acc = new Float64Array(kh * kw * ci * co);
+  const { top, left } = info.padInfo;
+  for (let b = 0; b < n; b++)
+    for (let y = 0; y < oh; y++)
+      for (let z = 0; z < ow; z++) {
+        const dyBase = ((b * oh + y) * ow + z) * co;
+        for (let p = 0; p < kh; p++) {
+          const iy = y * strides[0] + p - top;
+          if (iy < 0 || iy >= h) continue;
+          for (let q = 0; q < kw; q++) {
+            const iz = z * strides[1] + q - left;
+            if (iz < 0 || iz >= w) continue;
+            const xBase = ((b * h + iy) * w + iz) * ci;
+            for (let i = 0; i < ci; i++) {
+              const xv = xs[xBase + i]!;
+              if (xv === 0) continue;
+              const outBase = ((p * kw + q) * ci + i) * co;
+              for (let o = 0; o < co; o++) acc[outBase + o]! += xv * ds[dyBase + o]!;
+            }
+          }
+        }
+      }
+  const out = backend.makeOutput([...filterShape], 'float32');
+  backend.typedArrayFromHeap(out).set(acc);
+  return out;
+}
+
+function wrapTransposedMatMul(kernelName: string): void {
+  const original = tf.getKernel(kernelName, 'wasm');
+  const transposeKernel = tf.getKernel('Transpose', 'wasm');
+  if (!original || !transposeKernel || isMarked(original)) return;
+  const run = original.kernelFunc;
+  const transpose = transposeKernel.kernelFunc;
+  const kernelFunc = mark((args: Args) => {
+    const attrs = args.attrs as { transposeA?: boolean; transposeB?: boolean };
+    if (!attrs.transposeA && !attrs.transposeB) return run(args);
+    const inputs = { ...(args.inputs as Record<string, Info>) };
+    const backend = args.backend as unknown as WasmBackendLike;
+    const temporaries: Info[] = [];
+    const swapLast = (x: Info): Info => {
+      const r = x.shape.length;
+      const perm = [...Array(r).keys()];
+      [perm[r - 2], perm[r - 1]] = [perm[r - 1]!, perm[r - 2]!];
+      const out = transpose({ inputs: { x }, backend: args.backend, attrs: { perm } }) as Info;
+      temporaries.push(out);
+      return out;
+    };
+    if (attrs.transposeA) inputs.a = swapLast(inputs.a!);
+    if (attrs.transposeB) inputs.b = swapLast(inputs.b!);
+    try {
+      return run({ ...args, inputs, attrs: { ...args.attrs, transposeA: false, transposeB: false } });
+    } finally {
+      for (const t of temporaries) backend.disposeData(t.dataId);
+    }
+  });
+  tf.unregisterKernel(kernelName, 'wasm');
+  tf.registerKernel({ kernelName, backendName: 'wasm', setupFunc: original.setupFunc, kernelFunc });
+}
+
+function registerConv2DBackpropFilter(): void {
+  const existing = tf.getKernel('Conv2DBackpropFilter', 'wasm');
+  const conv3d = tf.getKernel('Conv3DBackpropFilterV2', 'wasm');
+  if (existing || !conv3d) return;
+  const run = conv3d.kernelFunc;
+  const kernelFunc = mark((args: Args) => {
+    const { x, dy } = args.inputs as { x: Info; dy: Info };
+    const attrs = args.attrs as {
+      strides: number | [number, number];
+      pad: 'same' | 'valid' | number | number[][];
+      dataFormat?: string;
+      filterShape: [number, number, number, number];
+    };
+    if (attrs.dataFormat && attrs.dataFormat !== 'NHWC') {
+      throw new UnsupportedError(`Conv2DBackpropFilter on wasm: dataFormat ${attrs.dataFormat} (only NHWC)`);
+    }
+    if (typeof attrs.pad !== 'string' && typeof attrs.pad !== 'number') {
+      throw new UnsupportedError('Conv2DBackpropFilter on wasm: explicit padding (use same, valid or a number)');
+    }
+    const [sh, sw] = typeof attrs.strides === 'number' ? [attrs.strides, attrs.strides] : attrs.strides;
+    if (sh !== 1 || sw !== 1) {
+      return conv2dFilterGradJs(
+        args.backend as unknown as WasmBackendLike,
+        x,
+        dy,
+        [sh, sw],
+        attrs.pad,
+        attrs.filterShape,
+      );
+    }
+    const x5: Info = { ...x, shape: [x.shape[0]!, 1, ...x.shape.slice(1)] };
+    const dy5: Info = { ...dy, shape: [dy.shape[0]!, 1, ...dy.shape.slice(1)] };
+    const out = run({
+      inputs: { x: x5, dy: dy5 },
+      backend: args.backend,
+      attrs: { strides: [1, sh, sw], pad: attrs.pad, filterShape: [1, ...attrs.filterShape] },
+    }) as Info;
+    return { dataId: out.dataId, shape: [...attrs.filterShape], dtype: out.dtype };
+  });
+  tf.registerKernel({ kernelName: 'Conv2DBackpropFilter', backendName: 'wasm', kernelFunc });
+}
+
+/** Install the wasm kernel fixes (no-op on other backends or before the wasm backend is loaded). */
+export function installWasmKernelFixes(): void {
+  wrapTransposedMatMul('BatchMatMul');
+  wrapTransposedMatMul('_FusedMatMul');
+  registerConv2DBackpropFilter();
+}

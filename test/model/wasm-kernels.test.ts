@@ -1,0 +1,117 @@
+import * as tf from '@tensorflow/tfjs';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { installWasmKernelFixes } from '../../src/model/index.js';
+import { maxRelError, testValues } from './reference.js';
+
+beforeAll(() => {
+  installWasmKernelFixes();
+});
+
+let before = 0;
+beforeEach(() => {
+  before = tf.memory().numTensors;
+});
+afterEach(() => {
+  expect(tf.memory().numTensors).toBe(before);
+});
+
+/** C = op(A) op(B) in float64, A [r, c] row-major. */
+function matmul64(a: Float32Array, ar: number, ac: number, ta: boolean, b: Float32Array, br: number, bc: number, tb: boolean) {
+  const m = ta ? ac : ar;
+  const k = ta ? ar : ac;
+  const n = tb ? br : bc;
+  const A = (i: number, t: number) => (ta ? a[t * ac + i]! : a[i * ac + t]!);
+  const B = (t: number, j: number) => (tb ? b[j * bc + t]! : b[t * bc + j]!);
+  const out = new Float64Array(m * n);
+  for (let i = 0; i < m; i++)
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let t = 0; t < k; t++) s += A(i, t) * B(t, j);
+      out[i * n + j] = s;
+    }
+  return out;
+}
+
+describe('wasm kernel fixes', () => {
+  it('runs on the wasm backend with the fixes installed', () => {
+    expect(tf.getBackend()).toBe('wasm');
+    expect(tf.getKernel('Conv2DBackpropFilter', 'wasm')).toBeDefined();
+  });
+
+  it('computes transposed matmuls (all four flag combinations, plain and fused) like float64 (rel. err <= 1e-5)', () => {
+    const a = testValues(7 * 5, 1);
+    const b = testValues(5 * 6, 2);
+    const bias = testValues(6, 3);
+    for (const [ta, tb] of [
+      [false, false],
+      [true, false],
+      [false, true],
+      [true, true],
+    ] as const) {
+      const [ar, ac] = ta ? [5, 7] : [7, 5];
+      const [br, bc] = tb ? [6, 5] : [5, 6];
+      // lay the operands out so that op(A) is the same 7×5 matrix and op(B) the same 5×6 one
+      const A = ta ? transpose(a, 7, 5) : a;
+      const B = tb ? transpose(b, 5, 6) : b;
+      const expected = matmul64(A, ar, ac, ta, B, br, bc, tb);
+      const got = tf.tidy(() => tf.matMul(tf.tensor2d(A, [ar, ac]), tf.tensor2d(B, [br, bc]), ta, tb).dataSync());
+      expect(maxRelError(got, expected)).toBeLessThan(1e-5);
+      const fused = tf.tidy(() =>
+        tf.fused
+          .matMul({
+            a: tf.tensor2d(A, [ar, ac]),
+            b: tf.tensor2d(B, [br, bc]),
+            transposeA: ta,
+            transposeB: tb,
+            bias: tf.tensor1d(bias),
+            activation: 'relu',
+          })
+          .dataSync(),
+      );
+      const expectedFused = expected.map((v, i) => Math.max(0, v + bias[i % 6]!));
+      expect(maxRelError(fused, expectedFused)).toBeLessThan(1e-5);
+    }
+  });
+
+  it('computes the Conv2D kernel gradient like float64 (same/valid padding, strides 1 and 2; rel. err <= 1e-5)', () => {
+    const [n, h, w, ci, co, k] = [2, 6, 5, 3, 4, 3];
+    const xv = testValues(n * h * w * ci, 4);
+    const wv = testValues(k * k * ci * co, 5);
+    for (const stride of [1, 2]) {
+      for (const pad of ['same', 'valid'] as const) {
+        const oh = pad === 'same' ? Math.ceil(h / stride) : Math.ceil((h - k + 1) / stride);
+        const ow = pad === 'same' ? Math.ceil(w / stride) : Math.ceil((w - k + 1) / stride);
+        const padTop = pad === 'same' ? Math.floor(Math.max((oh - 1) * stride + k - h, 0) / 2) : 0;
+        const padLeft = pad === 'same' ? Math.floor(Math.max((ow - 1) * stride + k - w, 0) / 2) : 0;
+        const cv = testValues(n * oh * ow * co, 6);
+        const got = tf.tidy(() => {
+          const x = tf.tensor4d(xv, [n, h, w, ci]);
+          const c = tf.tensor4d(cv, [n, oh, ow, co]);
+          const g = tf.grad((filter: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(x, filter as tf.Tensor4D, stride, pad), c)));
+          return g(tf.tensor4d(wv, [k, k, ci, co])).dataSync();
+        });
+        const expected = new Float64Array(k * k * ci * co);
+        for (let b = 0; b < n; b++)
+          for (let y = 0; y < oh; y++)
+            for (let z = 0; z < ow; z++)
+              for (let p = 0; p < k; p++)
+                for (let q = 0; q < k; q++) {
+                  const iy = y * stride + p - padTop;
+                  const iz = z * stride + q - padLeft;
+                  if (iy < 0 || iy >= h || iz < 0 || iz >= w) continue;
+                  for (let i = 0; i < ci; i++)
+                    for (let o = 0; o < co; o++)
+                      expected[((p * k + q) * ci + i) * co + o]! +=
+                        xv[((b * h + iy) * w + iz) * ci + i]! * cv[((b * oh + y) * ow + z) * co + o]!;
+                }
+        expect(maxRelError(got, expected)).toBeLessThan(1e-5);
+      }
+    }
+  });
+});
+
+function transpose(a: Float32Array, r: number, c: number): Float32Array {
+  const out = new Float32Array(r * c);
+  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[j * r + i] = a[i * c + j]!;
+  return out;
+}
