@@ -3,7 +3,10 @@
  * re-exported here is private to its module.
  */
 export * from './backend/index.js';
-export * from './errors.js';
-export { Rng } from './util/rng.js';
 export * from './data/index.js';
 export * from './embed/index.js';
+export * from './errors.js';
+export * from './io/index.js';
+export * from './kernel-store/index.js';
+export * from './report/index.js';
+export { Rng } from './util/rng.js';

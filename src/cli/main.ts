@@ -5,22 +5,33 @@
 import { Command, CommanderError } from 'commander';
 import { ENTK_VERSION } from '../backend/index.js';
 import { EntkError } from '../errors.js';
+import { registerCompare } from './commands/compare.js';
 import { registerExport } from './commands/export.js';
+import { registerFinetune } from './commands/finetune.js';
 import { registerInfo } from './commands/info.js';
 import { registerKernel } from './commands/kernel.js';
+import { registerPredict } from './commands/predict.js';
 import { registerTrain } from './commands/train.js';
 
 export function buildProgram(): Command {
   const program = new Command('entk')
-    .description('empirical neural tangent kernels of trained tfjs networks, and the learning dynamics they predict')
+    .description(
+      'empirical neural tangent kernels of trained tfjs networks, and the learning dynamics they predict',
+    )
     .version(ENTK_VERSION)
-    .option('--backend <name>', 'tfjs backend: auto | tensorflow | wasm | cpu (default: $ENTK_BACKEND or auto)')
+    .option(
+      '--backend <name>',
+      'tfjs backend: auto | tensorflow | wasm | cpu (default: $ENTK_BACKEND or auto)',
+    )
     .option('--quiet', 'no progress bars')
     .showHelpAfterError('(run with --help for usage)');
   registerInfo(program);
   registerTrain(program);
   registerKernel(program);
   registerExport(program);
+  registerFinetune(program);
+  registerPredict(program);
+  registerCompare(program);
   return program;
 }
 

@@ -24,3 +24,21 @@ export {
   type TrajectoryErrors,
   trajectoryErrors,
 } from './metrics.js';
+export {
+  COMPARISON_JSON,
+  type Comparison,
+  compareRecording,
+  PREDICTIONS_DIR,
+  PREDICTIONS_FORMAT,
+  type PredictionEntry,
+  type PredictionsManifest,
+  PREDICTORS,
+  type PredictOptions,
+  type PredictorName,
+  predictRecording,
+  readPredictions,
+  type SubsetComparison,
+  selectPoints,
+  summarizeComparison,
+  type TrajectoryComparison,
+} from './pipeline.js';

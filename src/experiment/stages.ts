@@ -14,7 +14,11 @@ import { writeJsonAtomic } from '../util/atomic.js';
 export function canonicalJson(value: unknown): string {
   return JSON.stringify(value, (_key, v) =>
     v && typeof v === 'object' && !Array.isArray(v) && !ArrayBuffer.isView(v)
-      ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, (v as Record<string, unknown>)[k]]))
+      ? Object.fromEntries(
+          Object.keys(v)
+            .sort()
+            .map((k) => [k, (v as Record<string, unknown>)[k]]),
+        )
       : v,
   );
 }
@@ -30,24 +34,32 @@ interface StageRecord {
   result: unknown;
 }
 
+/**
+ * What happened to a stage: 'started' (about to run; not kept in `events`), 'done' (ran, `seconds`
+ * of work) or 'cached' (skipped: same inputs as a finished earlier run).
+ */
 export interface StageEvent {
   stage: string;
-  status: 'cached' | 'done';
+  status: 'started' | 'cached' | 'done';
   seconds: number;
 }
 
 /** Runs named stages under `outDir`, skipping those whose inputs are unchanged. */
 export class StageRunner {
   private records: Record<string, StageRecord> = {};
+  /** Events of this session's finished and skipped stages, in order. */
   readonly events: StageEvent[] = [];
 
   private constructor(
     readonly outDir: string,
     private readonly file: string,
+    /** Default event callback of every stage. */
+    private readonly onEvent?: (event: StageEvent) => void,
   ) {}
 
-  static async open(outDir: string): Promise<StageRunner> {
-    const runner = new StageRunner(outDir, path.join(outDir, 'stages.json'));
+  /** Open (or start) the stage record `<outDir>/stages.json`. */
+  static async open(outDir: string, onEvent?: (event: StageEvent) => void): Promise<StageRunner> {
+    const runner = new StageRunner(outDir, path.join(outDir, 'stages.json'), onEvent);
     try {
       runner.records = JSON.parse(await fs.readFile(runner.file, 'utf8'));
     } catch (error) {
@@ -57,23 +69,28 @@ export class StageRunner {
   }
 
   /**
-   * Run `stage` unless a previous run with the same key finished; returns its (JSON) result and
-   * its key, which downstream stages include in their own inputs.
+   * Run `stage` unless a previous run with the same key finished (and, when `options.outputs` lists
+   * files or directories, they all still exist); returns its (JSON) result and its key, which
+   * downstream stages include in their own inputs. The fourth argument is an event callback or an
+   * options object.
    */
   async run<T>(
     name: string,
     inputs: unknown,
     stage: () => Promise<T>,
-    onEvent?: (event: StageEvent) => void,
+    options?: ((event: StageEvent) => void) | StageOptions<T>,
   ): Promise<{ key: string; result: T; cached: boolean }> {
+    const opts: StageOptions<T> = typeof options === 'function' ? { onEvent: options } : (options ?? {});
+    const onEvent = opts.onEvent ?? this.onEvent;
     const key = hashOf({ name, inputs });
     const previous = this.records[name];
-    if (previous && previous.key === key) {
+    if (previous && previous.key === key && (await allExist(opts.outputs?.(previous.result as T) ?? []))) {
       const event: StageEvent = { stage: name, status: 'cached', seconds: 0 };
       this.events.push(event);
       onEvent?.(event);
       return { key, result: previous.result as T, cached: true };
     }
+    onEvent?.({ stage: name, status: 'started', seconds: 0 });
     const start = performance.now();
     const result = await stage();
     const seconds = (performance.now() - start) / 1000;
@@ -84,4 +101,28 @@ export class StageRunner {
     onEvent?.(event);
     return { key, result, cached: false };
   }
+
+  /** Names of the recorded (finished) stages. */
+  recorded(): string[] {
+    return Object.keys(this.records);
+  }
+}
+
+/** Options of {@link StageRunner.run}. */
+export interface StageOptions<T> {
+  /** Called when the stage starts (status 'started'), finishes ('done') or is skipped ('cached'). */
+  onEvent?: (event: StageEvent) => void;
+  /** Files or directories the stage leaves behind; a cached result whose outputs are gone is redone. */
+  outputs?: (result: T) => string[];
+}
+
+async function allExist(paths: string[]): Promise<boolean> {
+  for (const p of paths) {
+    try {
+      await fs.access(p);
+    } catch {
+      return false;
+    }
+  }
+  return true;
 }

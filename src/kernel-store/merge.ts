@@ -179,14 +179,19 @@ export async function mergeKernelShards(dir: string, options: MergeOptions = {})
       shards.reduce((s, x) => s + x.manifest.arrays.kernel!.shape[0]!, 0),
       ...kernelEntry.shape.slice(1),
     ];
+    const format = options.format ?? (kernelEntry.format as ArrayFormat);
     const arrays: WriteKernelStoreInput['arrays'] = {
-      kernel: {
-        dtype: kernelEntry.dtype as DType,
-        shape: kernelShape,
-        data: async (write) => {
-          for (const s of shards) await write((await readStoreArray(s.dir, s.manifest, 'kernel')).data);
-        },
-      },
+      // Streamed shard by shard (JSON cannot be streamed: small kernels are concatenated in memory).
+      kernel:
+        format === 'json'
+          ? concatRows(await Promise.all(shards.map((s) => readStoreArray(s.dir, s.manifest, 'kernel'))))
+          : {
+              dtype: kernelEntry.dtype as DType,
+              shape: kernelShape,
+              data: async (write) => {
+                for (const s of shards) await write((await readStoreArray(s.dir, s.manifest, 'kernel')).data);
+              },
+            },
     };
     for (const name of STORE_ARRAYS) {
       if (name === 'kernel' || !m0.arrays[name]) continue;
@@ -212,7 +217,7 @@ export async function mergeKernelShards(dir: string, options: MergeOptions = {})
       },
     };
     const written = await writeKernelStore(target, {
-      format: options.format ?? (kernelEntry.format as ArrayFormat),
+      format,
       manifest: () => ({
         ...manifest,
         kernel: {

@@ -92,7 +92,7 @@ function chainOf(model: tf.LayersModel, problems: string[]): Layer[] | null {
     }
     const all = model.layers;
     const first = all[0];
-    if (!first || first.getClassName() !== 'InputLayer') {
+    if (first?.getClassName() !== 'InputLayer') {
       problems.push(`${model.name}: topology is not a chain of layers`);
       return null;
     }
@@ -101,7 +101,7 @@ function chainOf(model: tf.LayersModel, problems: string[]): Layer[] | null {
     for (const layer of layers) {
       const nodes = layer.inboundNodes;
       const node = nodes.length === 1 ? nodes[0] : undefined;
-      if (!node || node.inboundLayers.length !== 1 || node.inboundLayers[0] !== previous) {
+      if (node?.inboundLayers.length !== 1 || node.inboundLayers[0] !== previous) {
         problems.push(`${model.name}: topology is not a chain of layers (at ${describe(layer)})`);
         return null;
       }
@@ -136,8 +136,9 @@ function weightNamed(layer: Layer, suffix: string): LayerVariable | null {
 }
 
 function activationOf(layer: Layer): ((x: tf.Tensor) => tf.Tensor) | null {
-  const act = (layer as unknown as { activation?: { apply(x: tf.Tensor): tf.Tensor; getClassName(): string } })
-    .activation;
+  const act = (
+    layer as unknown as { activation?: { apply(x: tf.Tensor): tf.Tensor; getClassName(): string } }
+  ).activation;
   if (!act || act.getClassName() === 'linear') return null;
   return (x) => act.apply(x);
 }
@@ -163,7 +164,15 @@ function paramLayerOf(layer: Layer, selected: Set<LayerVariable>): ParamLayer | 
     kernel = (l.kernel as LayerVariable | null) ?? null;
     bias = l.useBias ? ((l.bias as LayerVariable | null) ?? null) : null;
     if (!kernel) return `${describe(layer)}: not built`;
-    out = { ...base, kind: 'dense', kernel, bias, kernelSelected: false, biasSelected: false, activation: activationOf(layer) };
+    out = {
+      ...base,
+      kind: 'dense',
+      kernel,
+      bias,
+      kernelSelected: false,
+      biasSelected: false,
+      activation: activationOf(layer),
+    };
   } else if (cls === 'ScaledDense') {
     kernel = weightNamed(layer, 'kernel');
     bias = weightNamed(layer, 'bias');
@@ -188,7 +197,11 @@ function paramLayerOf(layer: Layer, selected: Set<LayerVariable>): ParamLayer | 
     bias = l.useBias ? ((l.bias as LayerVariable | null) ?? null) : null;
     if (!kernel) return `${describe(layer)}: not built`;
     if (l.dataFormat !== 'channelsLast') return `${describe(layer)}: dataFormat ${String(l.dataFormat)}`;
-    if (l.padding !== 'valid' && l.padding !== 'same') return `${describe(layer)}: padding ${String(l.padding)}`;
+    if (l.padding !== 'valid' && l.padding !== 'same')
+      return `${describe(layer)}: padding ${String(l.padding)}`;
+    if (pair(l.dilationRate, 1).some((d) => d !== 1)) {
+      return `${describe(layer)}: dilationRate > 1 (tfjs has no gradient for dilated convolutions)`;
+    }
     out = {
       ...base,
       kind: 'conv2d',
@@ -205,7 +218,15 @@ function paramLayerOf(layer: Layer, selected: Set<LayerVariable>): ParamLayer | 
     kernel = (l.embeddings as LayerVariable | null) ?? null;
     if (!kernel) return `${describe(layer)}: not built`;
     bias = null;
-    out = { ...base, kind: 'embedding', kernel, bias, kernelSelected: false, biasSelected: false, activation: null };
+    out = {
+      ...base,
+      kind: 'embedding',
+      kernel,
+      bias,
+      kernelSelected: false,
+      biasSelected: false,
+      activation: null,
+    };
   } else {
     return describe(layer);
   }
@@ -227,21 +248,27 @@ export function analyzeModel(model: tf.LayersModel, parameters: NtkParameters = 
     throw new InvalidArgumentError('model', model, 'a tf.LayersModel');
   }
   if (model.inputs.length !== 1) {
-    throw new UnsupportedError(`model ${model.name}: ${model.inputs.length} inputs; the eNTK needs exactly one`);
+    throw new UnsupportedError(
+      `model ${model.name}: ${model.inputs.length} inputs; the eNTK needs exactly one`,
+    );
   }
   if (model.outputs.length !== 1) {
-    throw new UnsupportedError(`model ${model.name}: ${model.outputs.length} outputs; the eNTK needs exactly one`);
+    throw new UnsupportedError(
+      `model ${model.name}: ${model.outputs.length} outputs; the eNTK needs exactly one`,
+    );
   }
   const outShape = model.outputs[0]!.shape;
   if (outShape.length !== 2 || outShape[1] == null) {
     throw new UnsupportedError(
-      `model ${model.name}: output shape [${outShape.join(', ')}]; the eNTK needs logits of shape [batch, V]`,
+      `model ${model.name}: output shape [${outShape.map(String).join(', ')}]; the eNTK needs logits of shape [batch, V]`,
     );
   }
   const numOutputs = outShape[1];
   const inShape = model.inputs[0]!.shape.slice(1);
   if (inShape.some((d) => d == null)) {
-    throw new UnsupportedError(`model ${model.name}: input shape [${inShape.join(', ')}] has unknown dimensions`);
+    throw new UnsupportedError(
+      `model ${model.name}: input shape [${inShape.map(String).join(', ')}] has unknown dimensions`,
+    );
   }
   const inputShape = inShape as number[];
   const inputDtype = model.inputs[0]!.dtype === 'int32' ? 'int32' : 'float32';
@@ -255,7 +282,11 @@ export function analyzeModel(model: tf.LayersModel, parameters: NtkParameters = 
   } else if (parameters === 'head') {
     const last = withWeights[withWeights.length - 1];
     selectedLayers = last ? [last] : [];
-  } else if (Array.isArray(parameters) && parameters.length > 0 && parameters.every((p) => typeof p === 'string')) {
+  } else if (
+    Array.isArray(parameters) &&
+    parameters.length > 0 &&
+    parameters.every((p) => typeof p === 'string')
+  ) {
     const names = new Set(parameters);
     for (const name of names) {
       const layer = leaves.find((l) => l.name === name);
@@ -272,10 +303,18 @@ export function analyzeModel(model: tf.LayersModel, parameters: NtkParameters = 
     }
     selectedLayers = withWeights.filter((l) => names.has(l.name));
   } else {
-    throw new InvalidArgumentError('parameters', parameters, "'all', 'head' or a non-empty list of layer names");
+    throw new InvalidArgumentError(
+      'parameters',
+      parameters,
+      "'all', 'head' or a non-empty list of layer names",
+    );
   }
   if (selectedLayers.length === 0) {
-    throw new InvalidArgumentError('parameters', parameters, 'a subset containing at least one trainable weight');
+    throw new InvalidArgumentError(
+      'parameters',
+      parameters,
+      'a subset containing at least one trainable weight',
+    );
   }
   const variables = selectedLayers.flatMap((l) => l.trainableWeights);
   const parameterCount = variables.reduce((s, v) => s + sizeOf(v), 0);

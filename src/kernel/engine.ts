@@ -12,7 +12,8 @@ import { InvalidArgumentError } from '../errors.js';
 import { type Progress, progressBar } from '../util/progress.js';
 import type { ModelAnalysis } from './analyze.js';
 import { jacobianFeatures } from './jacobian.js';
-import { type ContractionJob, type SharedSet, WorkerPool } from './pool.js';
+import { abortJob, BLOCK_FIELDS, BlockLoop } from './loop.js';
+import { type ContractionJob, discardPool, sharedPool } from './pool.js';
 import { type StructuredPlan, structuredFeatures, type TermFeatures } from './structured.js';
 import {
   type BlockComputer,
@@ -26,7 +27,13 @@ import {
   transposeBlock,
   writeBlock,
 } from './terms.js';
-import type { NtkAccumulation, NtkBlock, NtkBlockSink, NtkInput, ResolvedNtkImplementation } from './types.js';
+import type {
+  NtkAccumulation,
+  NtkBlock,
+  NtkBlockSink,
+  NtkInput,
+  ResolvedNtkImplementation,
+} from './types.js';
 
 /** Points normalised to row-major data. */
 export interface Points {
@@ -40,7 +47,12 @@ export interface Points {
 }
 
 /** Validate and normalise an NtkInput against the model's input shape. */
-export function toPoints(input: NtkInput, argument: string, inputShape: number[], inputDtype: string): Points {
+export function toPoints(
+  input: NtkInput,
+  argument: string,
+  inputShape: number[],
+  inputDtype: string,
+): Points {
   let data: Float32Array | Int32Array;
   let shape: number[];
   if (input instanceof tf.Tensor) {
@@ -60,7 +72,11 @@ export function toPoints(input: NtkInput, argument: string, inputShape: number[]
     }
     const size = shape.reduce((a, b) => a * b, 1);
     if (size !== data.length) {
-      throw new InvalidArgumentError(`${argument}.data`, data, `${size} values (shape [${shape.join(', ')}])`);
+      throw new InvalidArgumentError(
+        `${argument}.data`,
+        data,
+        `${size} values (shape [${shape.join(', ')}])`,
+      );
     }
   } else {
     throw new InvalidArgumentError(argument, input, 'a tf.Tensor or { data, shape }');
@@ -83,6 +99,9 @@ export function toPoints(input: NtkInput, argument: string, inputShape: number[]
   return { n: shape[0]!, data, dtype, exampleShape: inputShape, rowSize };
 }
 
+/** For tests only: `mainThreadContracts = false` leaves every block to the workers. */
+export const testHooks = { mainThreadContracts: true };
+
 /** Everything a computation needs (fixed when the kernel function is configured). */
 export interface EngineState {
   model: tf.LayersModel;
@@ -96,7 +115,6 @@ export interface EngineState {
   memoryBudget: number;
   threads: number;
   progress: boolean;
-  pool: WorkerPool | null;
 }
 
 /** Factors of points [start, end) of `points`. */
@@ -165,7 +183,11 @@ class FeatureCache {
   }
 }
 
-function allocate(length: number, accumulation: NtkAccumulation, shared: boolean): Float32Array | Float64Array {
+function allocate(
+  length: number,
+  accumulation: NtkAccumulation,
+  shared: boolean,
+): Float32Array | Float64Array {
   const bytesPer = accumulation === 'float64' ? 8 : 4;
   // Node's largest ArrayBuffer / SharedArrayBuffer is 4 GiB (buffer.constants.MAX_LENGTH).
   if (!Number.isSafeInteger(length) || length * bytesPer > 2 ** 32) {
@@ -193,6 +215,8 @@ export interface MatrixOutcome {
   data: Float32Array | Float64Array | null;
   blockSize: number;
   threads: number;
+  /** Blocks contracted by worker threads. */
+  workerBlocks: number;
   timings: Record<string, number>;
 }
 
@@ -226,6 +250,7 @@ export async function computeMatrix(state: EngineState, request: MatrixRequest):
     ? progressBar(`eNTK ${mode} (${state.implementation})`, featureBlocks + schedule.length)
     : { tick: () => undefined, done: () => undefined };
   const timings: Record<string, number> = { features: 0, contraction: 0 };
+  let workerBlocks = 0;
 
   // Delivery of finished blocks (in computation order; sinks are awaited one at a time).
   const panels = new Map<number, { data: Float32Array | Float64Array; remaining: number }>();
@@ -287,68 +312,119 @@ export async function computeMatrix(state: EngineState, request: MatrixRequest):
     return f;
   };
 
+  /**
+   * Main thread + (threads − 1) workers. The main thread computes the factors block by block into
+   * shared memory, publishing each one (workers start on blocks whose factors are ready), then
+   * joins the contraction. Returns the wall time of the whole phase.
+   */
+  const contractInParallel = async (): Promise<number> => {
+    const start = performance.now();
+    // Factor computation order, and each kernel block's need (1 + last factor position it uses).
+    const sequence: Array<[number, number]> = [];
+    if (symmetric) for (let k = 0; k < nb1; k++) sequence.push([0, k]);
+    else if (order === 'rows') {
+      for (let k = 0; k < nb2; k++) sequence.push([1, k]);
+      for (let k = 0; k < nb1; k++) sequence.push([0, k]);
+    } else {
+      for (let k = 0; k < Math.max(nb1, nb2); k++) {
+        if (k < nb1) sequence.push([0, k]);
+        if (k < nb2) sequence.push([1, k]);
+      }
+    }
+    const position = new Map(sequence.map(([set, k], p) => [`${set}:${k}`, p]));
+    const need = (q: [number, number, number, number]) =>
+      1 + Math.max(position.get(`${q[0]}:${q[1]}`)!, position.get(`${q[2]}:${q[3]}`)!);
+    // Row panels are assembled in row order: keep the row-major schedule; otherwise start with the
+    // blocks whose factors come first (stable sort).
+    const ordered =
+      order === 'rows' && sink ? [...schedule] : [...schedule].sort((p, q) => need(p) - need(q));
+    const blocks = new Int32Array(new SharedArrayBuffer(ordered.length * BLOCK_FIELDS * 4));
+    ordered.forEach((q, i) => {
+      blocks.set([...q, need(q)], BLOCK_FIELDS * i);
+    });
+    const arrays = pointSets.map((points) =>
+      state.terms.map((t) => ({
+        a: t.dIn > 0 ? new Float32Array(new SharedArrayBuffer(points.n * t.dIn * 4)) : undefined,
+        d: t.width > 0 ? new Float32Array(new SharedArrayBuffer(points.n * V * t.width * 4)) : undefined,
+      })),
+    );
+    const job: ContractionJob = {
+      terms: state.terms,
+      V,
+      mode,
+      accumulation: state.accumulation,
+      capacity: Math.floor(state.memoryBudget / 2 / threads),
+      sets: pointSets.map((_, set) => ({
+        offsets: offsets[set]!,
+        terms: arrays[set]!.map((x) => ({
+          a: x.a?.buffer as SharedArrayBuffer | undefined,
+          d: x.d?.buffer as SharedArrayBuffer | undefined,
+        })),
+      })),
+      blocks: blocks.buffer as SharedArrayBuffer,
+      counter: new SharedArrayBuffer(4),
+      ready: new SharedArrayBuffer(4),
+      out: out ? { buffer: out.buffer as SharedArrayBuffer, cols: outCols } : null,
+      mirror: triangle,
+    };
+    const s0 = performance.now();
+    const { pool, started } = await sharedPool(threads - 1, tf.getBackend());
+    if (started) timings.workers = performance.now() - s0;
+
+    let chain: Promise<void> = Promise.resolve();
+    const finished = (
+      index: number,
+      data: Float32Array | Float64Array | null | undefined,
+      worker: boolean,
+    ) => {
+      progress.tick();
+      if (worker) workerBlocks++;
+      if (data) {
+        const [, a, , b] = ordered[index]!;
+        chain = chain.then(() => deliver(a, b, data));
+      }
+    };
+    const workers = pool.run(job, (index, data) => finished(index, data, true));
+    workers.catch(() => undefined); // awaited below; avoid an unhandled rejection meanwhile
+    const ready = new Int32Array(job.ready);
+    const loop = new BlockLoop(job);
+    try {
+      for (const [p, [set, k]] of sequence.entries()) {
+        const f = computeFeatures(set, k);
+        const o = offsets[set]!;
+        state.terms.forEach((t, j) => {
+          const target = arrays[set]![j]!;
+          if (target.a) target.a.set(f[j]!.a!, o[k]! * t.dIn);
+          if (target.d) target.d.set(f[j]!.d!, o[k]! * V * t.width);
+        });
+        Atomics.store(ready, 0, p + 1);
+        Atomics.notify(ready, 0);
+      }
+      for (let done = testHooks.mainThreadContracts ? loop.next() : null; done; done = loop.next()) {
+        finished(done.index, done.data, false);
+        // Let worker messages (finished blocks, progress) in between blocks.
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    } catch (error) {
+      abortJob(job);
+      await workers.catch(() => undefined);
+      throw error;
+    } finally {
+      loop.release();
+    }
+    try {
+      await workers;
+    } catch (error) {
+      await discardPool(pool);
+      throw error;
+    }
+    await chain;
+    return performance.now() - start;
+  };
+
   try {
     if (threads > 1) {
-      // All factors once, into shared memory; then the workers.
-      const shared: SharedSet[] = pointSets.map((points, set) => {
-        const o = offsets[set]!;
-        const arrays = state.terms.map((t) => ({
-          a: t.dIn > 0 ? new Float32Array(new SharedArrayBuffer(points.n * t.dIn * 4)) : undefined,
-          d: t.width > 0 ? new Float32Array(new SharedArrayBuffer(points.n * V * t.width * 4)) : undefined,
-        }));
-        for (let k = 0; k < o.length - 1; k++) {
-          const f = computeFeatures(set, k);
-          state.terms.forEach((t, j) => {
-            if (arrays[j]!.a) arrays[j]!.a!.set(f[j]!.a!, o[k]! * t.dIn);
-            if (arrays[j]!.d) arrays[j]!.d!.set(f[j]!.d!, o[k]! * V * t.width);
-          });
-        }
-        return {
-          offsets: o,
-          terms: arrays.map((x) => ({
-            a: x.a?.buffer as SharedArrayBuffer | undefined,
-            d: x.d?.buffer as SharedArrayBuffer | undefined,
-          })),
-        };
-      });
-      if (!state.pool || state.pool.size !== threads) {
-        const s = performance.now();
-        await state.pool?.terminate();
-        state.pool = null;
-        state.pool = await WorkerPool.start(threads, tf.getBackend());
-        timings.workers = performance.now() - s;
-      }
-      const blocks = new Int32Array(new SharedArrayBuffer(schedule.length * 16));
-      schedule.forEach((q, i) => blocks.set(q, 4 * i));
-      const job: ContractionJob = {
-        terms: state.terms,
-        V,
-        mode,
-        accumulation: state.accumulation,
-        capacity: Math.floor(state.memoryBudget / 2 / threads),
-        sets: shared,
-        blocks: blocks.buffer as SharedArrayBuffer,
-        counter: new SharedArrayBuffer(4),
-        out: out ? { buffer: out.buffer as SharedArrayBuffer, cols: outCols } : null,
-        mirror: triangle,
-      };
-      const s = performance.now();
-      let chain: Promise<void> = Promise.resolve();
-      try {
-        await state.pool.run(job, (index, data) => {
-          progress.tick();
-          if (data) {
-            const [, a, , b] = schedule[index]!;
-            chain = chain.then(() => deliver(a, b, data));
-          }
-        });
-      } catch (error) {
-        await state.pool.terminate();
-        state.pool = null;
-        throw error;
-      }
-      await chain;
-      timings.contraction = performance.now() - s;
+      timings.contraction = await contractInParallel();
     } else {
       const cache = new FeatureCache(state.memoryBudget / 2, computeFeatures);
       const computer: BlockComputer =
@@ -357,7 +433,11 @@ export async function computeMatrix(state: EngineState, request: MatrixRequest):
           : new TfBlockComputer(state.terms, V, mode, state.memoryBudget / 2);
       try {
         for (const [rs, a, cs, b] of schedule) {
-          const row: BlockInput = { key: `${rs}:${a}`, points: off1[a + 1]! - off1[a]!, terms: cache.get(rs, a) };
+          const row: BlockInput = {
+            key: `${rs}:${a}`,
+            points: off1[a + 1]! - off1[a]!,
+            terms: cache.get(rs, a),
+          };
           const col: BlockInput = {
             key: `${cs}:${b}`,
             points: off2[b + 1]! - off2[b]!,
@@ -377,5 +457,5 @@ export async function computeMatrix(state: EngineState, request: MatrixRequest):
     progress.done();
   }
   timings.total = performance.now() - t0;
-  return { data: out, blockSize: bs, threads, timings };
+  return { data: out, blockSize: bs, threads, workerBlocks, timings };
 }

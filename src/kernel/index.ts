@@ -21,10 +21,10 @@ import type * as tf from '@tensorflow/tfjs';
 import { InvalidArgumentError, UnsupportedError } from '../errors.js';
 import { installWasmKernelFixes } from '../model/index.js';
 import { analyzeModel } from './analyze.js';
-import { installKernelWasmFixes } from './wasm-kernels.js';
 import { computeMatrix, type EngineState, type Points, toPoints } from './engine.js';
 import { jacobianTerms } from './jacobian.js';
 import { computeDiagonal, computePairs, normalizePairs } from './pairs.js';
+import { terminateNtkWorkers } from './pool.js';
 import { planStructured } from './structured.js';
 import type { TermMeta } from './terms.js';
 import {
@@ -44,9 +44,11 @@ import {
   type NtkStreamSummary,
   type ResolvedNtkImplementation,
 } from './types.js';
+import { installKernelWasmFixes } from './wasm-kernels.js';
 
-export { finiteDifferenceJacobian, finiteDifferenceNtk } from './reference.js';
+export { terminateNtkWorkers } from './pool.js';
 export type { FiniteDifferenceOptions } from './reference.js';
+export { finiteDifferenceJacobian, finiteDifferenceNtk } from './reference.js';
 export * from './types.js';
 
 /** Default memory budget for per-point factors: 1 GiB. */
@@ -64,7 +66,10 @@ const IMPLEMENTATIONS: Record<
   jacobian: ({ analysis }) => ({ plan: null, terms: jacobianTerms(analysis.parameterCount) }),
 };
 
-function resolveImplementation(requested: NtkImplementation, unsupported: string[]): ResolvedNtkImplementation {
+function resolveImplementation(
+  requested: NtkImplementation,
+  unsupported: string[],
+): ResolvedNtkImplementation {
   if (requested === 'jacobian') return 'jacobian';
   if (unsupported.length === 0) return 'structured';
   if (requested === 'structured') {
@@ -81,7 +86,11 @@ function validateOptions(options: NtkOptions): void {
     throw new InvalidArgumentError('output', output, `one of ${NTK_OUTPUTS.join(', ')}`);
   }
   if (implementation !== undefined && !(NTK_IMPLEMENTATIONS as readonly string[]).includes(implementation)) {
-    throw new InvalidArgumentError('implementation', implementation, `one of ${NTK_IMPLEMENTATIONS.join(', ')}`);
+    throw new InvalidArgumentError(
+      'implementation',
+      implementation,
+      `one of ${NTK_IMPLEMENTATIONS.join(', ')}`,
+    );
   }
   if (accumulation !== undefined && !(NTK_ACCUMULATIONS as readonly string[]).includes(accumulation)) {
     throw new InvalidArgumentError('accumulation', accumulation, `one of ${NTK_ACCUMULATIONS.join(', ')}`);
@@ -92,7 +101,11 @@ function validateOptions(options: NtkOptions): void {
   if (memoryBudget !== undefined && !(Number.isFinite(memoryBudget) && memoryBudget >= 2 ** 20)) {
     throw new InvalidArgumentError('memoryBudget', memoryBudget, 'a number of bytes >= 1 MiB');
   }
-  if (threads !== undefined && threads !== 'auto' && !(Number.isInteger(threads) && threads >= 1 && threads <= 256)) {
+  if (
+    threads !== undefined &&
+    threads !== 'auto' &&
+    !(Number.isInteger(threads) && threads >= 1 && threads <= 256)
+  ) {
     throw new InvalidArgumentError('threads', threads, "an integer in [1, 256] or 'auto'");
   }
   if (progress !== undefined && typeof progress !== 'boolean') {
@@ -151,7 +164,6 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
     memoryBudget,
     threads: threads === 'auto' ? os.availableParallelism() : threads,
     progress,
-    pool: null,
   };
   const ntkPlan: NtkPlan = {
     implementation: resolved,
@@ -160,7 +172,10 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
     parameterCount: analysis.parameterCount,
     numOutputs: analysis.numOutputs,
     inputShape: [...analysis.inputShape],
-    terms: resolved === 'structured' ? terms.map((t: TermMeta) => ({ layer: t.layer, kind: t.kind, width: t.width || t.dIn })) : [],
+    terms:
+      resolved === 'structured'
+        ? terms.map((t: TermMeta) => ({ layer: t.layer, kind: t.kind, width: t.width || t.dIn }))
+        : [],
   };
 
   const points = (input: NtkInput, argument: string): Points =>
@@ -178,6 +193,7 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
     parameterCount: analysis.parameterCount,
     blockSize: 0,
     threads: 1,
+    workerBlocks: 0,
     timings: {},
   });
 
@@ -194,13 +210,24 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
         data: r.data!,
         blockSize: r.blockSize,
         threads: r.threads,
+        workerBlocks: r.workerBlocks,
         timings: r.timings,
       };
     }
     if (output === 'diagonal') {
-      if (p2) throw new InvalidArgumentError('x2', 'a second point set', "nothing for output 'diagonal' (use 'pairs')");
+      if (p2)
+        throw new InvalidArgumentError(
+          'x2',
+          'a second point set',
+          "nothing for output 'diagonal' (use 'pairs')",
+        );
       const r = computeDiagonal(state, p1);
-      return { ...summary(p1.n, p1.n, output, [p1.n, V, V]), data: r.data, blockSize: r.blockSize, timings: r.timings };
+      return {
+        ...summary(p1.n, p1.n, output, [p1.n, V, V]),
+        data: r.data,
+        blockSize: r.blockSize,
+        timings: r.timings,
+      };
     }
     const { idxP, idxQ } = normalizePairs(call.pairs, p1.n, n2);
     const r = computePairs(state, p1, p2, idxP, idxQ);
@@ -216,9 +243,11 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
     if (output !== 'full' && output !== 'trace') {
       throw new InvalidArgumentError('output', output, "'full' or 'trace' for streaming");
     }
-    if (typeof sink !== 'function') throw new InvalidArgumentError('sink', sink, 'a function receiving blocks');
+    if (typeof sink !== 'function')
+      throw new InvalidArgumentError('sink', sink, 'a function receiving blocks');
     const order = streamOptions.order ?? 'blocks';
-    if (order !== 'blocks' && order !== 'rows') throw new InvalidArgumentError('order', order, "'blocks' or 'rows'");
+    if (order !== 'blocks' && order !== 'rows')
+      throw new InvalidArgumentError('order', order, "'blocks' or 'rows'");
     const p1 = points(x1, 'x1');
     const p2 = x2 == null ? null : points(x2, 'x2');
     const n2 = p2 ? p2.n : p1.n;
@@ -228,6 +257,7 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
       ...summary(p1.n, n2, output, [p1.n * stride, n2 * stride]),
       blockSize: r.blockSize,
       threads: r.threads,
+      workerBlocks: r.workerBlocks,
       timings: r.timings,
     };
   };
@@ -235,10 +265,6 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
   return Object.assign(fn, {
     stream,
     plan: ntkPlan,
-    dispose: async () => {
-      const pool = state.pool;
-      state.pool = null;
-      await pool?.terminate();
-    },
+    dispose: terminateNtkWorkers,
   });
 }

@@ -6,16 +6,23 @@
 import * as tf from '@tensorflow/tfjs';
 import { InvalidArgumentError } from '../errors.js';
 import { type Progress, progressBar } from '../util/progress.js';
-import { type EngineState, featuresFor, partition, type Points, resolveBlockSize } from './engine.js';
+import { type EngineState, featuresFor, type Points, partition, resolveBlockSize } from './engine.js';
 import type { TermFeatures } from './structured.js';
 import { featureBytes, type TermMeta } from './terms.js';
 
 /** Pairs contracted per batch. */
 const CHUNK = 1024;
 
-function gatherRows(src: Float32Array, width: number, idx: Int32Array, from: number, to: number): Float32Array {
+function gatherRows(
+  src: Float32Array,
+  width: number,
+  idx: Int32Array,
+  from: number,
+  to: number,
+): Float32Array {
   const out = new Float32Array((to - from) * width);
-  for (let p = from; p < to; p++) out.set(src.subarray(idx[p]! * width, (idx[p]! + 1) * width), (p - from) * width);
+  for (let p = from; p < to; p++)
+    out.set(src.subarray(idx[p]! * width, (idx[p]! + 1) * width), (p - from) * width);
   return out;
 }
 
@@ -93,7 +100,10 @@ function pairs64(
     const a = idxP[p]!;
     const b = idxQ[p]!;
     terms.forEach((t, k) => {
-      const g = t.kind === 'gram' ? 1 : t.sw2 * (t.sw2 === 0 ? 0 : dot(fp[k]!.a!, a * t.dIn, fq[k]!.a!, b * t.dIn, t.dIn)) + t.sb2;
+      const g =
+        t.kind === 'gram'
+          ? 1
+          : t.sw2 * (t.sw2 === 0 ? 0 : dot(fp[k]!.a!, a * t.dIn, fq[k]!.a!, b * t.dIn, t.dIn)) + t.sb2;
       for (let i = 0; i < V; i++) {
         for (let j = 0; j < V; j++) {
           let v: number;
@@ -107,7 +117,12 @@ function pairs64(
 }
 
 /** Factors of the given (sorted, unique) points of a set, concatenated in that order. */
-function factorsOf(state: EngineState, points: Points, indices: number[], progress: Progress): TermFeatures[] {
+function factorsOf(
+  state: EngineState,
+  points: Points,
+  indices: number[],
+  progress: Progress,
+): TermFeatures[] {
   const bs = resolveBlockSize(state, 'full');
   const V = state.V;
   const arrays = state.terms.map((t) => ({
@@ -144,7 +159,8 @@ export function normalizePairs(
   }
   let flat: Int32Array;
   if (pairs instanceof Int32Array) {
-    if (pairs.length % 2 !== 0) throw new InvalidArgumentError('pairs', pairs, 'a flat Int32Array of even length');
+    if (pairs.length % 2 !== 0)
+      throw new InvalidArgumentError('pairs', pairs, 'a flat Int32Array of even length');
     flat = pairs;
   } else if (Array.isArray(pairs)) {
     flat = new Int32Array(pairs.length * 2);
@@ -168,8 +184,10 @@ export function normalizePairs(
   for (let p = 0; p < P; p++) {
     const a = flat[2 * p]!;
     const b = flat[2 * p + 1]!;
-    if (a < 0 || a >= n1) throw new InvalidArgumentError(`pairs[${p}][0]`, a, `a row point index in [0, ${n1})`);
-    if (b < 0 || b >= n2) throw new InvalidArgumentError(`pairs[${p}][1]`, b, `a column point index in [0, ${n2})`);
+    if (a < 0 || a >= n1)
+      throw new InvalidArgumentError(`pairs[${p}][0]`, a, `a row point index in [0, ${n1})`);
+    if (b < 0 || b >= n2)
+      throw new InvalidArgumentError(`pairs[${p}][1]`, b, `a column point index in [0, ${n2})`);
     idxP[p] = a;
     idxQ[p] = b;
   }
@@ -220,11 +238,13 @@ export function computePairs(
       const missing = [...new Set(idxQ)].filter((v) => !where.has(v)).sort((a, b) => a - b);
       if (missing.length > 0) {
         const extra = factorsOf(state, x1, missing, progress ?? silent);
-        fq = state.terms.map((t, j) => ({
+        fq = state.terms.map((_, j) => ({
           a: fp[j]!.a ? concat(fp[j]!.a!, extra[j]!.a!) : undefined,
           d: fp[j]!.d ? concat(fp[j]!.d!, extra[j]!.d!) : undefined,
         }));
-        missing.forEach((v, k) => where.set(v, rows.unique.length + k));
+        missing.forEach((v, k) => {
+          where.set(v, rows.unique.length + k);
+        });
       } else {
         fq = fp;
       }
@@ -255,7 +275,8 @@ export function computeDiagonal(
   const V = state.V;
   const bs = resolveBlockSize(state, 'full');
   const offsets = partition(x.n, bs);
-  const out = state.accumulation === 'float64' ? new Float64Array(x.n * V * V) : new Float32Array(x.n * V * V);
+  const out =
+    state.accumulation === 'float64' ? new Float64Array(x.n * V * V) : new Float32Array(x.n * V * V);
   const progress = state.progress
     ? progressBar(`eNTK diagonal (${state.implementation})`, offsets.length - 1)
     : { tick: () => undefined, done: () => undefined };

@@ -5,7 +5,9 @@
  * The model never leaves the main thread: workers only see factors, which keeps them small and
  * makes the result independent of which worker computed which block.
  */
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { ContractionMode, TermMeta } from './terms.js';
@@ -28,10 +30,15 @@ export interface ContractionJob {
   capacity: number;
   /** Point sets: [x1] or [x1, x2]. */
   sets: SharedSet[];
-  /** Blocks as quadruples (rowSet, rowBlock, colSet, colBlock), Int32 in a SharedArrayBuffer. */
+  /**
+   * Blocks as quintuples (rowSet, rowBlock, colSet, colBlock, need), Int32 in a SharedArrayBuffer:
+   * a block may start once `ready` ≥ need (the factors it uses have been published).
+   */
   blocks: SharedArrayBuffer;
-  /** Next block to take (Int32[1]); workers Atomics.add it. */
+  /** Next block to take (Int32[1]); every contracting thread Atomics.adds it. */
   counter: SharedArrayBuffer;
+  /** Number of factor blocks published so far (Int32[1]); ABORTED when the job is cancelled. */
+  ready: SharedArrayBuffer;
   /** Write blocks (and mirrors when `mirror`) into this matrix; null = post each block back. */
   out: { buffer: SharedArrayBuffer; cols: number } | null;
   /** Symmetric kernel: also write the transpose of every off-diagonal block. */
@@ -46,6 +53,23 @@ export type WorkerReply =
   | { type: 'done'; numTensors: number }
   | { type: 'error'; message: string };
 
+/** URL of tsx's ESM register API (`tsx/esm/api`, import condition), resolved from `from`. */
+function tsxApiUrl(from: string): string {
+  try {
+    return import.meta.resolve('tsx/esm/api');
+  } catch {
+    // Runtimes without import.meta.resolve (e.g. vitest's module runner): read tsx's exports map.
+    const pkgFile = createRequire(from).resolve('tsx/package.json');
+    const pkg = JSON.parse(readFileSync(pkgFile, 'utf8')) as {
+      exports: Record<string, { import?: { default?: string } | string }>;
+    };
+    const entry = pkg.exports['./esm/api']?.import;
+    const rel = typeof entry === 'string' ? entry : entry?.default;
+    if (!rel) throw new Error('cannot locate tsx/esm/api (is tsx installed?)');
+    return pathToFileURL(path.join(path.dirname(pkgFile), rel)).href;
+  }
+}
+
 /** The worker entry point (TypeScript sources run through tsx, compiled builds directly). */
 function spawn(): Worker {
   const here = import.meta.url;
@@ -54,19 +78,16 @@ function spawn(): Worker {
   if (!isTs) return new Worker(new URL(target));
   // A .ts entry cannot be given to Worker directly (Node resolves its format before any loader
   // hook runs), so a one-line bootstrap registers tsx in the worker and imports the entry.
-  let tsx: string;
-  try {
-    tsx = import.meta.resolve('tsx/esm/api');
-  } catch {
-    tsx = pathToFileURL(createRequire(here).resolve('tsx/esm/api')).href;
-  }
-  const code = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(target)}); });`;
+  const code0 = tsxApiUrl(here);
+  const code = `import(${JSON.stringify(code0)}).then((m) => { m.register(); return import(${JSON.stringify(target)}); });`;
   return new Worker(code, { eval: true });
 }
 
 /** A fixed set of worker threads, idle ones never keeping the process alive. */
 export class WorkerPool {
-  private busy = false;
+  private queue: Promise<void> = Promise.resolve();
+  /** tf.memory().numTensors of each worker after its last job (0 unless a tensor leaked). */
+  readonly lastNumTensors: number[] = [];
   private constructor(private readonly workers: Worker[]) {}
 
   get size(): number {
@@ -87,7 +108,8 @@ export class WorkerPool {
                 else if (m.type === 'error') done(new Error(`eNTK worker: ${m.message}`));
               };
               const onError = (e: Error) => done(e);
-              const onExit = (code: number) => done(new Error(`eNTK worker exited with code ${code} during start-up`));
+              const onExit = (code: number) =>
+                done(new Error(`eNTK worker exited with code ${code} during start-up`));
               const done = (e: Error | null) => {
                 w.off('message', onMessage);
                 w.off('error', onError);
@@ -115,16 +137,36 @@ export class WorkerPool {
    * null). Resolves when every worker has finished; rejects (and the pool must be terminated) when
    * a worker fails.
    */
-  async run(job: ContractionJob, onBlock: (index: number, data?: Float32Array | Float64Array) => void): Promise<void> {
-    if (this.busy) throw new Error('eNTK worker pool is busy (concurrent calls of one kernel function)');
-    this.busy = true;
+  async run(
+    job: ContractionJob,
+    onBlock: (index: number, data?: Float32Array | Float64Array) => void,
+  ): Promise<void> {
+    // Jobs run one after the other (concurrent kernel calls queue here).
+    const previous = this.queue;
+    let release!: () => void;
+    this.queue = new Promise<void>((r) => {
+      release = r;
+    });
+    await previous;
+    try {
+      await this.runNow(job, onBlock);
+    } finally {
+      release();
+    }
+  }
+
+  private async runNow(
+    job: ContractionJob,
+    onBlock: (index: number, data?: Float32Array | Float64Array) => void,
+  ): Promise<void> {
     for (const w of this.workers) w.ref();
     try {
       await Promise.all(
         this.workers.map(
-          (w) =>
+          (w, k) =>
             new Promise<void>((resolve, reject) => {
               const onMessage = (m: WorkerReply) => {
+                if (m.type === 'done') this.lastNumTensors[k] = m.numTensors;
                 if (m.type === 'block') {
                   try {
                     onBlock(m.index, m.data);
@@ -152,7 +194,6 @@ export class WorkerPool {
       );
     } finally {
       for (const w of this.workers) w.unref();
-      this.busy = false;
     }
   }
 
@@ -160,3 +201,40 @@ export class WorkerPool {
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
 }
+
+/** Process-wide pools by (size, backend): workers hold no model state, so every kernel function shares them. */
+const pools = new Map<string, Promise<WorkerPool>>();
+
+/** The shared pool of `size` workers on `backend` (started on first use); `started` if this call started it. */
+export async function sharedPool(
+  size: number,
+  backend: string,
+): Promise<{ pool: WorkerPool; started: boolean }> {
+  const key = `${size}:${backend}`;
+  let entry = pools.get(key);
+  const started = !entry;
+  if (!entry) {
+    entry = WorkerPool.start(size, backend);
+    pools.set(key, entry);
+    entry.catch(() => pools.delete(key));
+  }
+  return { pool: await entry, started };
+}
+
+/** Terminate a shared pool after a failure (the next call starts a fresh one). */
+export async function discardPool(pool: WorkerPool): Promise<void> {
+  for (const [key, entry] of pools) {
+    if ((await entry.catch(() => null)) === pool) pools.delete(key);
+  }
+  await pool.terminate();
+}
+
+/** Terminate every shared worker thread (they restart on demand). */
+export async function terminateNtkWorkers(): Promise<void> {
+  const all = [...pools.values()];
+  pools.clear();
+  await Promise.all(all.map((p) => p.then((pool) => pool.terminate()).catch(() => undefined)));
+}
+
+/** Value of `ready` telling the threads to stop. */
+export const ABORTED = 0x7fffffff;

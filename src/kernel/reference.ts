@@ -51,8 +51,8 @@ export function erf64(x: number): number {
   return x < 0 ? erfc - 1 : 1 - erfc;
 }
 
-const SELU_ALPHA = 1.6732632423543772848170429916717;
-const SELU_SCALE = 1.0507009873554804934193349852946;
+const SELU_ALPHA = 1.6732632423543772;
+const SELU_SCALE = 1.0507009873554805;
 
 function activation(name: string, x: Arr): Arr {
   const d = x.data;
@@ -64,7 +64,7 @@ function activation(name: string, x: Arr): Arr {
     case 'linear':
       return x;
     case 'relu':
-      map((v) => (v > 0 ? v : 0));
+      map((v) => Math.max(v, 0));
       break;
     case 'relu6':
       map((v) => Math.min(6, Math.max(0, v)));
@@ -137,7 +137,13 @@ function dense(x: Arr, w: Float64Array, b: Float64Array | null, ws: number, bs: 
 }
 
 /** Output size and leading padding of a 2D window op along one axis ('valid' | 'same', TF rules). */
-function windowAxis(size: number, k: number, stride: number, dilation: number, padding: string): [number, number] {
+function windowAxis(
+  size: number,
+  k: number,
+  stride: number,
+  dilation: number,
+  padding: string,
+): [number, number] {
   const eff = (k - 1) * dilation + 1;
   if (padding === 'valid') return [Math.floor((size - eff) / stride) + 1, 0];
   const out = Math.ceil(size / stride);
@@ -190,7 +196,13 @@ function conv2d(
   return { data: out, shape: [n, oh, ow, cout] };
 }
 
-function pool2d(x: Arr, size: [number, number], strides: [number, number], padding: string, max: boolean): Arr {
+function pool2d(
+  x: Arr,
+  size: [number, number],
+  strides: [number, number],
+  padding: string,
+  max: boolean,
+): Arr {
   const [n, H, W, C] = x.shape as [number, number, number, number];
   const [oh, pt] = windowAxis(H, size[0], strides[0], 1, padding);
   const [ow, pl] = windowAxis(W, size[1], strides[1], 1, padding);
@@ -229,7 +241,13 @@ function leafChain(model: tf.LayersModel): tf.layers.Layer[] {
   return out;
 }
 
-const IDENTITIES = new Set(['Dropout', 'GaussianNoise', 'GaussianDropout', 'AlphaDropout', 'SpatialDropout1D']);
+const IDENTITIES = new Set([
+  'Dropout',
+  'GaussianNoise',
+  'GaussianDropout',
+  'AlphaDropout',
+  'SpatialDropout1D',
+]);
 
 /** Float64 forward pass of a chain model with weights taken from `weights` (variable → values). */
 function forward64(layers: tf.layers.Layer[], weights: Map<tf.LayerVariable, Float64Array>, x: Arr): Arr {
@@ -242,11 +260,23 @@ function forward64(layers: tf.layers.Layer[], weights: Map<tf.LayerVariable, Flo
     const l = layer as unknown as Record<string, unknown>;
     switch (cls) {
       case 'Dense':
-        a = dense(a, value(l.kernel as tf.LayerVariable)!, l.useBias ? value(l.bias as tf.LayerVariable) : null, 1, 1);
+        a = dense(
+          a,
+          value(l.kernel as tf.LayerVariable)!,
+          l.useBias ? value(l.bias as tf.LayerVariable) : null,
+          1,
+          1,
+        );
         a = activation(actName(layer), a);
         break;
       case 'ScaledDense':
-        a = dense(a, value(named(layer, 'kernel'))!, value(named(layer, 'bias')), l.weightScale as number, l.biasScale as number);
+        a = dense(
+          a,
+          value(named(layer, 'kernel'))!,
+          value(named(layer, 'bias')),
+          l.weightScale as number,
+          l.biasScale as number,
+        );
         a = activation(actName(layer), a);
         break;
       case 'Conv2D': {
@@ -308,7 +338,9 @@ function forward64(layers: tf.layers.Layer[], weights: Map<tf.LayerVariable, Flo
       }
       default:
         if (IDENTITIES.has(cls)) break;
-        throw new UnsupportedError(`finite-difference reference: layer ${layer.name} (${cls}) is not implemented`);
+        throw new UnsupportedError(
+          `finite-difference reference: layer ${layer.name} (${cls}) is not implemented`,
+        );
     }
   }
   return a;
@@ -328,7 +360,8 @@ export function finiteDifferenceJacobian(
   const points = toPoints(x, 'x', analysis.inputShape, analysis.inputDtype);
   const layers = leafChain(model);
   const weights = new Map<tf.LayerVariable, Float64Array>();
-  for (const layer of layers) for (const w of layer.weights) weights.set(w, Float64Array.from(w.read().dataSync()));
+  for (const layer of layers)
+    for (const w of layer.weights) weights.set(w, Float64Array.from(w.read().dataSync()));
   const input: Arr = { data: Float64Array.from(points.data), shape: [points.n, ...points.exampleShape] };
   const V = analysis.numOutputs;
   const P = analysis.parameterCount;

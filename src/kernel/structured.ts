@@ -126,7 +126,8 @@ function trailingScale(steps: ChainStep[], k: number): number | null {
     const l = step.layer as unknown as Record<string, unknown>;
     if (step.param) return null;
     if (IDENTITY_AT_INFERENCE.has(cls)) continue;
-    if (cls === 'Activation' && (l.activation as { getClassName(): string })?.getClassName() === 'linear') continue;
+    if (cls === 'Activation' && (l.activation as { getClassName(): string })?.getClassName() === 'linear')
+      continue;
     if (cls === 'Scale' && typeof l.factor === 'number') {
       c *= l.factor;
       continue;
@@ -159,7 +160,9 @@ export function planStructured(analysis: ModelAnalysis): StructuredPlan {
       a = p.activation ? p.activation(h) : h;
     });
     if (a.rank !== 2 || a.shape[1] !== V) {
-      throw new Error(`structured eNTK: chain output shape [${a.shape}] differs from the model's [batch, ${V}]`);
+      throw new Error(
+        `structured eNTK: chain output shape [${a.shape}] differs from the model's [batch, ${V}]`,
+      );
     }
   });
 
@@ -177,7 +180,14 @@ export function planStructured(analysis: ModelAnalysis): StructuredPlan {
     if (p.kind === 'dense' && inShape.length === 1) {
       const c = k === lastParam && !p.activation && hShape[0] === V ? trailingScale(steps, k) : null;
       if (c !== null) {
-        terms.push({ kind: 'identity', layer: name, dIn: inShape[0]!, width: 0, sw2: sw2 * c * c, sb2: sb2 * c * c });
+        terms.push({
+          kind: 'identity',
+          layer: name,
+          dIn: inShape[0]!,
+          width: 0,
+          sw2: sw2 * c * c,
+          sb2: sb2 * c * c,
+        });
       } else {
         terms.push({ kind: 'factored', layer: name, dIn: inShape[0]!, width: hShape[0]!, sw2, sb2 });
       }
@@ -240,9 +250,15 @@ function sharedGradients(step: TracedStep, A: tf.Tensor3D, delta: tf.Tensor, V: 
   const parts: tf.Tensor2D[] = [];
   if (p.kernelSelected) {
     // [b·V, L, dOut] → [b, L, V·dOut]; batched Aᵀ [b, K, L] @ that → [b, K, V·dOut] → [b·V, K·dOut].
-    const dl = delta.reshape([b, V, L, dOut]).transpose([0, 2, 1, 3]).reshape([b, L, V * dOut]);
+    const dl = delta
+      .reshape([b, V, L, dOut])
+      .transpose([0, 2, 1, 3])
+      .reshape([b, L, V * dOut]);
     const at = A.transpose([0, 2, 1]);
-    let jw = tf.matMul(at, dl as tf.Tensor3D).reshape([b, K, V, dOut]).transpose([0, 2, 1, 3]);
+    let jw = tf
+      .matMul(at, dl as tf.Tensor3D)
+      .reshape([b, K, V, dOut])
+      .transpose([0, 2, 1, 3]);
     if (p.weightScale !== 1) jw = tf.mul(jw, p.weightScale);
     parts.push(jw.reshape([b * V, K * dOut]));
   }
@@ -298,7 +314,8 @@ export function structuredFeatures(plan: StructuredPlan, x: tf.Tensor): TermFeat
     plan.steps.forEach((step, k) => {
       if (!step.param) return;
       const term = plan.terms[step.term!]!;
-      if (term.kind !== 'gram') result.push({ term: step.term!, key: 'a', t: inputs.get(k)!.reshape([b, term.dIn]) });
+      if (term.kind !== 'gram')
+        result.push({ term: step.term!, key: 'a', t: inputs.get(k)!.reshape([b, term.dIn]) });
     });
     return result;
   });

@@ -146,9 +146,10 @@ export class TfBlockComputer implements BlockComputer {
           return;
         }
         let d: tf.Tensor = tf.matMul(R[2 * k + 1] as tf.Tensor2D, C[2 * k + 1] as tf.Tensor2D);
+        if (full) d = d.reshape([r, V, c, V]);
         if (t.kind === 'factored') {
           const g = gramOf(t, k);
-          d = full ? tf.mul(d.reshape([r, V, c, V]), g.reshape([r, 1, c, 1])) : tf.mul(d, g);
+          d = tf.mul(d, full ? g.reshape([r, 1, c, 1]) : g);
         }
         sum = sum ? tf.add(sum, d) : d;
       });
@@ -184,7 +185,13 @@ export class TfBlockComputer implements BlockComputer {
 }
 
 /** out[(n·V + i), (m·V + i)] += g[n, m] for a full block [r·V, c·V]. */
-function addIdentity(out: Float32Array | Float64Array, g: ArrayLike<number>, r: number, c: number, V: number): void {
+function addIdentity(
+  out: Float32Array | Float64Array,
+  g: ArrayLike<number>,
+  r: number,
+  c: number,
+  V: number,
+): void {
   const cols = c * V;
   for (let n = 0; n < r; n++) {
     for (let i = 0; i < V; i++) {
@@ -254,7 +261,8 @@ export class JsBlockComputer implements BlockComputer {
               const s = g ? g[n * c + m]! : 1;
               if (s === 0) continue;
               for (let j = 0; j < V; j++) {
-                out[rowBase + m * V + j] = out[rowBase + m * V + j]! + s * dot(dR, xo, dC, (m * V + j) * w, w);
+                out[rowBase + m * V + j] =
+                  out[rowBase + m * V + j]! + s * dot(dR, xo, dC, (m * V + j) * w, w);
               }
             }
           }
@@ -316,7 +324,11 @@ export function placeTransposed(
 }
 
 /** The transpose of block [rows × cols] as a new array [cols × rows]. */
-export function transposeBlock<T extends Float32Array | Float64Array>(block: T, rows: number, cols: number): T {
+export function transposeBlock<T extends Float32Array | Float64Array>(
+  block: T,
+  rows: number,
+  cols: number,
+): T {
   const out = new (block.constructor as { new (n: number): T })(rows * cols);
   placeTransposed(out, rows, 0, 0, block, rows, cols);
   return out;

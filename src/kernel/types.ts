@@ -70,8 +70,9 @@ export interface NtkOptions {
    */
   memoryBudget?: number;
   /**
-   * Worker threads for 'full' and 'trace' outputs: a number >= 1 or 'auto' (one per core).
-   * Default 1 (no workers). Results are bitwise identical for every thread count.
+   * Contracting threads for 'full' and 'trace' outputs: a number >= 1 or 'auto' (one per core);
+   * the main thread plus threads − 1 worker threads. Default 1 (no workers). Results are bitwise
+   * identical for every thread count. Needs all factors within memoryBudget (else 1 thread).
    */
   threads?: number | 'auto';
   /** Show a progress bar on an interactive terminal (never in CI or pipes); default true. */
@@ -113,9 +114,15 @@ export interface NtkResult {
   parameterCount: number;
   /** Points per block used. */
   blockSize: number;
-  /** Worker threads used (1 = main thread only). */
+  /** Contracting threads used: the main thread plus threads − 1 workers (1 = main thread only). */
   threads: number;
-  /** Wall-clock milliseconds: total, features (forward/backward passes), contraction, workers (start-up). */
+  /** Of the kernel blocks, how many worker threads contracted (0 with one thread). */
+  workerBlocks: number;
+  /**
+   * Wall-clock milliseconds: total; features (forward/backward passes); contraction (with threads:
+   * the whole parallel phase, which overlaps the features); workers (start-up of the shared pool,
+   * only on the call that started it).
+   */
   timings: Record<string, number>;
 }
 
@@ -171,8 +178,8 @@ export interface NtkPlan {
 
 /**
  * A configured kernel function: `await ntk(x1)` (symmetric, x2 = x1) or `await ntk(x1, x2)`.
- * Holds worker threads when threads > 1: call `dispose()` when done (idle workers never keep the
- * process alive).
+ * With threads > 1 it uses a process-wide pool of worker threads shared by every kernel function
+ * (started on first use; idle workers never keep the process alive).
  */
 export interface NtkFn {
   (x1: NtkInput, x2?: NtkInput | null, call?: NtkCallOptions): Promise<NtkResult>;
@@ -185,6 +192,6 @@ export interface NtkFn {
   ): Promise<NtkStreamSummary>;
   /** The resolved configuration. */
   readonly plan: NtkPlan;
-  /** Stop worker threads (if any). The function stays usable (workers restart on demand). */
+  /** Stop the shared worker threads (= terminateNtkWorkers()); they restart on demand. */
   dispose(): Promise<void>;
 }

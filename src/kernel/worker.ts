@@ -5,8 +5,8 @@
 import { parentPort } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../backend/index.js';
+import { BlockLoop } from './loop.js';
 import type { ContractionJob, WorkerReply, WorkerRequest } from './pool.js';
-import { type BlockComputer, blockView, JsBlockComputer, TfBlockComputer, writeBlock } from './terms.js';
 
 const port = parentPort;
 if (!port) throw new Error('src/kernel/worker.ts must run in a worker thread');
@@ -16,44 +16,15 @@ function reply(message: WorkerReply, transfer?: ArrayBuffer[]): void {
 }
 
 function runJob(job: ContractionJob): void {
-  const { terms, V, mode, accumulation } = job;
-  const computer: BlockComputer =
-    accumulation === 'float64' ? new JsBlockComputer(terms, V, mode) : new TfBlockComputer(terms, V, mode, job.capacity);
-  const sets = job.sets.map((set) =>
-    set.terms.map((t) => ({
-      a: t.a ? new Float32Array(t.a) : undefined,
-      d: t.d ? new Float32Array(t.d) : undefined,
-    })),
-  );
-  const blocks = new Int32Array(job.blocks);
-  const counter = new Int32Array(job.counter);
-  const total = blocks.length / 4;
-  const stride = mode === 'full' ? V : 1;
-  const out = job.out
-    ? accumulation === 'float64'
-      ? new Float64Array(job.out.buffer)
-      : new Float32Array(job.out.buffer)
-    : null;
+  const loop = new BlockLoop(job);
   try {
-    for (;;) {
-      const index = Atomics.add(counter, 0, 1);
-      if (index >= total) break;
-      const [rs, a, cs, b] = [blocks[4 * index]!, blocks[4 * index + 1]!, blocks[4 * index + 2]!, blocks[4 * index + 3]!];
-      const rowOffsets = job.sets[rs]!.offsets;
-      const colOffsets = job.sets[cs]!.offsets;
-      const data = computer.compute(
-        blockView(terms, V, rowOffsets, sets[rs]!, a, `${rs}:${a}`),
-        blockView(terms, V, colOffsets, sets[cs]!, b, `${cs}:${b}`),
-      );
-      if (out) {
-        writeBlock(out, job.out!.cols, stride, rowOffsets, colOffsets, a, b, data, job.mirror);
-        reply({ type: 'block', index });
-      } else {
-        reply({ type: 'block', index, data }, [data.buffer as ArrayBuffer]);
-      }
+    for (let done = loop.next(); done; done = loop.next()) {
+      if (done.data)
+        reply({ type: 'block', index: done.index, data: done.data }, [done.data.buffer as ArrayBuffer]);
+      else reply({ type: 'block', index: done.index });
     }
   } finally {
-    computer.release();
+    loop.release();
   }
   reply({ type: 'done', numTensors: tf.memory().numTensors });
 }

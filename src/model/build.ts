@@ -14,7 +14,7 @@
  * - ntk: kernels ~ N(0, 1), biases 0; the 1/sqrt(fan_in) lives in the forward pass (`ScaledDense`).
  */
 import * as tf from '@tensorflow/tfjs';
-import { InvalidArgumentError, assertArgument } from '../errors.js';
+import { assertArgument, InvalidArgumentError } from '../errors.js';
 import { Rng } from '../util/rng.js';
 import { ElementwiseActivation, Scale, ScaledDense } from './layers.js';
 import type { ActivationName, CnnSpec, MlpSpec, ModelSpec } from './spec.js';
@@ -68,12 +68,19 @@ export function buildModel(spec: ModelSpec, options: BuildModelOptions): tf.Sequ
   const resolved = resolveModelSpec(spec);
   const { inputShape, numClasses, seed } = options;
   assertArgument(
-    Array.isArray(inputShape) && inputShape.length >= 1 && inputShape.every((d) => Number.isInteger(d) && d > 0),
+    Array.isArray(inputShape) &&
+      inputShape.length >= 1 &&
+      inputShape.every((d) => Number.isInteger(d) && d > 0),
     'inputShape',
     inputShape,
     'a non-empty array of positive integers',
   );
-  assertArgument(Number.isInteger(numClasses) && numClasses >= 2, 'numClasses', numClasses, 'an integer >= 2');
+  assertArgument(
+    Number.isInteger(numClasses) && numClasses >= 2,
+    'numClasses',
+    numClasses,
+    'an integer >= 2',
+  );
   assertArgument(Number.isSafeInteger(seed), 'seed', seed, 'an integer');
 
   const layers: tf.layers.Layer[] = [];
@@ -98,7 +105,13 @@ export function buildModel(spec: ModelSpec, options: BuildModelOptions): tf.Sequ
     const dense = (units: number, name: string, next: ActivationName | null) => {
       const layer = ntk
         ? new ScaledDense({ units, weightScale: 1 / Math.sqrt(width), biasScale: 1, ...head(name) })
-        : tf.layers.dense({ units, activation: 'linear', useBias: true, kernelInitializer: 'zeros', ...head(name) });
+        : tf.layers.dense({
+            units,
+            activation: 'linear',
+            useBias: true,
+            kernelInitializer: 'zeros',
+            ...head(name),
+          });
       layers.push(layer);
       pending.push({ layer, init: ntk ? 'unit' : standardInit(next), fanIn: width, fanOut: units });
       width = units;
@@ -135,7 +148,11 @@ function buildCnn(
   if (inputShape.length === 1) {
     const side = Math.round(Math.sqrt(inputShape[0]!));
     if (side * side !== inputShape[0]) {
-      throw new InvalidArgumentError('inputShape', inputShape, 'an image shape [h, w, c] (or [s*s]) for a CNN');
+      throw new InvalidArgumentError(
+        'inputShape',
+        inputShape,
+        'an image shape [h, w, c] (or [s*s]) for a CNN',
+      );
     }
     layers.push(tf.layers.reshape({ targetShape: [side, side, 1], ...head('reshape') }));
     [h, w, c] = [side, side, 1];
@@ -158,7 +175,9 @@ function buildCnn(
     layers.push(activationLayer(activation, `activation_${++act}`));
     c = f;
     if (h >= 2 && w >= 2) {
-      layers.push(tf.layers.maxPooling2d({ poolSize: 2, strides: 2, padding: 'valid', name: `pool_${i + 1}` }));
+      layers.push(
+        tf.layers.maxPooling2d({ poolSize: 2, strides: 2, padding: 'valid', name: `pool_${i + 1}` }),
+      );
       h = Math.floor(h / 2);
       w = Math.floor(w / 2);
     }
@@ -166,13 +185,23 @@ function buildCnn(
   layers.push(tf.layers.flatten({ name: 'flatten' }));
   let width = h * w * c;
   denseWidths.forEach((units, i) => {
-    const dense = tf.layers.dense({ units, activation: 'linear', kernelInitializer: 'zeros', name: `dense_${i + 1}` });
+    const dense = tf.layers.dense({
+      units,
+      activation: 'linear',
+      kernelInitializer: 'zeros',
+      name: `dense_${i + 1}`,
+    });
     layers.push(dense);
     pending.push({ layer: dense, init: standardInit(activation), fanIn: width, fanOut: units });
     layers.push(activationLayer(activation, `activation_${++act}`));
     width = units;
   });
-  const logits = tf.layers.dense({ units: numClasses, activation: 'linear', kernelInitializer: 'zeros', name: 'logits' });
+  const logits = tf.layers.dense({
+    units: numClasses,
+    activation: 'linear',
+    kernelInitializer: 'zeros',
+    name: 'logits',
+  });
   layers.push(logits);
   pending.push({ layer: logits, init: 'glorot', fanIn: width, fanOut: numClasses });
 }

@@ -2,9 +2,11 @@
  * Models: presets registry, seeded construction, custom layers, and standard-format save/load.
  * See src/model/layers.ts for the layer contract the eNTK engine relies on.
  */
-export { buildModel, countParameters } from './build.js';
+
 export type { BuildModelOptions } from './build.js';
+export { buildModel, countParameters } from './build.js';
 export { fileSystemHandler, loadModel, MODEL_JSON, saveModel, WEIGHTS_BIN } from './io.js';
+export type { ElementwiseActivationArgs, ElementwiseFunction, ScaleArgs, ScaledDenseArgs } from './layers.js';
 export {
   applyElementwise,
   ELEMENTWISE_FUNCTIONS,
@@ -12,7 +14,7 @@ export {
   Scale,
   ScaledDense,
 } from './layers.js';
-export type { ElementwiseActivationArgs, ElementwiseFunction, ScaleArgs, ScaledDenseArgs } from './layers.js';
+export type { ActivationName, CnnSpec, LinearSpec, MlpSpec, ModelSpec, Parameterization } from './spec.js';
 export {
   ACTIVATIONS,
   MODEL_PRESETS,
@@ -22,4 +24,3 @@ export {
   resolveModelSpec,
 } from './spec.js';
 export { installWasmKernelFixes } from './wasm-kernels.js';
-export type { ActivationName, CnnSpec, LinearSpec, MlpSpec, ModelSpec, Parameterization } from './spec.js';

@@ -93,7 +93,8 @@ export function fileSystemHandler(target: string): tf.io.IOHandler {
       };
       if (artifacts.trainingConfig != null) modelJson.trainingConfig = artifacts.trainingConfig;
       if (artifacts.signature != null) modelJson.signature = artifacts.signature;
-      if (artifacts.userDefinedMetadata != null) modelJson.userDefinedMetadata = artifacts.userDefinedMetadata;
+      if (artifacts.userDefinedMetadata != null)
+        modelJson.userDefinedMetadata = artifacts.userDefinedMetadata;
       const json = `${JSON.stringify(modelJson)}\n`;
       const write = async (into: string) => {
         await writeFileAtomic(path.join(into, WEIGHTS_BIN), weights);
@@ -121,7 +122,9 @@ export function fileSystemHandler(target: string): tf.io.IOHandler {
         throw new InvalidArgumentError(
           'model path',
           target,
-          code === 'ENOENT' ? 'a directory containing model.json (not found)' : `a readable model.json (${code})`,
+          code === 'ENOENT'
+            ? 'a directory containing model.json (not found)'
+            : `a readable model.json (${code})`,
         );
       }
       let modelJson: tf.io.ModelJSON;
@@ -146,7 +149,10 @@ export function fileSystemHandler(target: string): tf.io.IOHandler {
             try {
               buffers.push(await fs.readFile(full));
             } catch (error) {
-              throw new CorruptFileError(full, `weight file listed in model.json cannot be read (${(error as NodeJS.ErrnoException).code})`);
+              throw new CorruptFileError(
+                full,
+                `weight file listed in model.json cannot be read (${(error as NodeJS.ErrnoException).code})`,
+              );
             }
           }
         }

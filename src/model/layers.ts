@@ -13,7 +13,7 @@
  * All three are parameter-free apart from ScaledDense's kernel and bias.
  */
 import * as tf from '@tensorflow/tfjs';
-import { InvalidArgumentError, assertArgument } from '../errors.js';
+import { assertArgument, InvalidArgumentError } from '../errors.js';
 
 /** Arguments of {@link ScaledDense}. */
 export interface ScaledDenseArgs {

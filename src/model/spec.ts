@@ -133,7 +133,11 @@ export function zodToArgumentError(prefix: string, error: z.ZodError, input: unk
       `one of ${issue.options.map((o) => JSON.stringify(o)).join(', ')}`,
     );
   }
-  return new InvalidArgumentError(formatPath(prefix, issue.path), valueAt(input, issue.path), expectation(issue));
+  return new InvalidArgumentError(
+    formatPath(prefix, issue.path),
+    valueAt(input, issue.path),
+    expectation(issue),
+  );
 }
 
 function article(word: string): string {
@@ -143,12 +147,17 @@ function article(word: string): string {
 /** What a zod issue expected, phrased for `<key>: expected <this>, received <value>`. */
 function expectation(issue: z.ZodIssue): string {
   switch (issue.code) {
-    case 'invalid_type':
-      return issue.received === 'undefined' ? `${article(issue.expected)} (required)` : article(issue.expected);
+    case 'invalid_type': {
+      const expected = issue.expected.includes('|')
+        ? `one of ${issue.expected.replace(/'/g, '').split(' | ').join(', ')}`
+        : article(issue.expected);
+      return issue.received === 'undefined' ? `${expected} (required)` : expected;
+    }
     case 'too_small':
       if (issue.type === 'number') return `a number ${issue.inclusive ? '>=' : '>'} ${issue.minimum}`;
       if (issue.type === 'array') return `at least ${issue.minimum} item(s)`;
-      if (issue.type === 'string') return issue.minimum === 1 ? 'a non-empty string' : `at least ${issue.minimum} characters`;
+      if (issue.type === 'string')
+        return issue.minimum === 1 ? 'a non-empty string' : `at least ${issue.minimum} characters`;
       break;
     case 'too_big':
       if (issue.type === 'number') return `a number ${issue.inclusive ? '<=' : '<'} ${issue.maximum}`;

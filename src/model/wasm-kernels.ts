@@ -138,7 +138,9 @@ function registerConv2DBackpropFilter(): void {
       throw new UnsupportedError(`Conv2DBackpropFilter on wasm: dataFormat ${attrs.dataFormat} (only NHWC)`);
     }
     if (typeof attrs.pad !== 'string' && typeof attrs.pad !== 'number') {
-      throw new UnsupportedError('Conv2DBackpropFilter on wasm: explicit padding (use same, valid or a number)');
+      throw new UnsupportedError(
+        'Conv2DBackpropFilter on wasm: explicit padding (use same, valid or a number)',
+      );
     }
     const [sh, sw] = typeof attrs.strides === 'number' ? [attrs.strides, attrs.strides] : attrs.strides;
     if (sh !== 1 || sw !== 1) {

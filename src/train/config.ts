@@ -7,7 +7,7 @@ import { z } from 'zod';
 import type { LoadOptions } from '../data/index.js';
 import { InvalidArgumentError } from '../errors.js';
 import type { ModelSpec } from '../model/spec.js';
-import { modelSpecSchema, presetNameOf, resolveModelSpec, zodToArgumentError } from '../model/spec.js';
+import { presetNameOf, resolveModelSpec, zodToArgumentError } from '../model/spec.js';
 
 /** Optimisers. 'sgd' is plain SGD on the mean batch loss, the optimiser of THEORY.md's one-step rule. */
 export const OPTIMIZERS = ['sgd', 'momentum', 'adam'] as const;
@@ -22,7 +22,10 @@ const checkpointScheduleSchema = z
     /** Every k steps: 0, k, 2k, ... (and the final step). */
     every: int.positive().optional(),
     /** 0, first, first·factor, first·factor², ... rounded to integers (and the final step). */
-    geometric: z.object({ first: int.positive(), factor: z.number().finite().gt(1) }).strict().optional(),
+    geometric: z
+      .object({ first: int.positive(), factor: z.number().finite().gt(1) })
+      .strict()
+      .optional(),
   })
   .strict()
   .refine((s) => [s.steps, s.every, s.geometric].filter((v) => v !== undefined).length === 1, {
@@ -183,7 +186,11 @@ export function resolveTrainConfig(input: TrainConfigInput | TrainConfig): Train
   if (!parsed.success) throw zodToArgumentError('config', parsed.error, raw);
   const c = parsed.data;
   if (c.epochs !== undefined && c.steps !== undefined) {
-    throw new InvalidArgumentError('config.steps', c.steps, `no steps when epochs (${c.epochs}) is given: one of the two`);
+    throw new InvalidArgumentError(
+      'config.steps',
+      c.steps,
+      `no steps when epochs (${c.epochs}) is given: one of the two`,
+    );
   }
   const modelInput = c.model as string | ModelSpec;
   const model = resolveModelSpec(modelInput, 'config.model');
@@ -191,7 +198,11 @@ export function resolveTrainConfig(input: TrainConfigInput | TrainConfig): Train
   const o = c.optimizer;
   const misplaced = (key: 'momentum' | 'beta1' | 'beta2' | 'epsilon', allowed: OptimizerName) => {
     if (o[key] !== undefined && o.name !== allowed) {
-      throw new InvalidArgumentError(`config.optimizer.${key}`, o[key], `no ${key} for optimizer '${o.name}'`);
+      throw new InvalidArgumentError(
+        `config.optimizer.${key}`,
+        o[key],
+        `no ${key} for optimizer '${o.name}'`,
+      );
     }
   };
   misplaced('momentum', 'momentum');
@@ -252,7 +263,11 @@ export function checkpointSteps(schedule: CheckpointSchedule, totalSteps: number
   if ('steps' in schedule) {
     for (const s of schedule.steps) {
       if (s > totalSteps) {
-        throw new InvalidArgumentError('config.checkpoints.steps', s, `steps <= the total number of steps (${totalSteps})`);
+        throw new InvalidArgumentError(
+          'config.checkpoints.steps',
+          s,
+          `steps <= the total number of steps (${totalSteps})`,
+        );
       }
       steps.add(s);
     }

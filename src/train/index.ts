@@ -2,13 +2,21 @@
  * Training: configuration, the checkpointed and exactly resumable training loop, optimiser state,
  * and the run directory every later stage reads (layout documented in ./run.ts).
  */
-export type { CheckpointSchedule, DataOptions, OptimizerConfig, OptimizerName, StepPlan, TrainConfig, TrainConfigInput } from './config.js';
+export type {
+  CheckpointSchedule,
+  DataOptions,
+  OptimizerConfig,
+  OptimizerName,
+  StepPlan,
+  TrainConfig,
+  TrainConfigInput,
+} from './config.js';
 export {
   checkpointSteps,
+  DEFAULT_EPOCHS,
   defaultLearningRate,
   OPTIMIZERS,
   planSteps,
-  DEFAULT_EPOCHS,
   resolveTrainConfig,
   toConfigInput,
   trainConfigSchema,

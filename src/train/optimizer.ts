@@ -43,7 +43,12 @@ export function createOptimizer(config: OptimizerConfig): tf.Optimizer {
     case 'momentum':
       return tf.train.momentum(config.learningRate, config.momentum ?? 0.9, false);
     case 'adam':
-      return tf.train.adam(config.learningRate, config.beta1 ?? 0.9, config.beta2 ?? 0.999, config.epsilon ?? 1e-7);
+      return tf.train.adam(
+        config.learningRate,
+        config.beta1 ?? 0.9,
+        config.beta2 ?? 0.999,
+        config.epsilon ?? 1e-7,
+      );
   }
 }
 
@@ -62,18 +67,29 @@ export function disposeOptimizer(optimizer: tf.Optimizer): void {
   if (c && !c.isDisposed) c.dispose();
 }
 
-/** Write the optimiser's state into `dir` (optimizer.json + optimizer.bin), each file atomically. */
+/**
+ * Write the optimiser's state into `dir` (optimizer.json + optimizer.bin), each file atomically.
+ * `weightNames` (the model's trainable weights' original names, e.g. 'dense_1/kernel') give the
+ * slot variables canonical names ('dense_1/kernel/momentum'); tfjs's own names carry per-process
+ * de-duplication suffixes ('dense_1/kernel_1/momentum').
+ */
 export async function saveOptimizerState(
   optimizer: tf.Optimizer,
   config: OptimizerConfig,
   dir: string,
+  weightNames?: string[],
 ): Promise<void> {
   const named = await optimizer.getWeights();
   const [iter, ...slots] = named;
   const iterations = iter ? (await iter.tensor.data())[0]! : 0;
   // getWeights returns a fresh 'iter' scalar (ours to dispose); slot tensors are the live variables.
   if (iter) iter.tensor.dispose();
-  const renamed = slots.map((s, i) => ({ name: `slot_${i}/${s.name}`, tensor: s.tensor }));
+  const renamed = slots.map((s, i) => {
+    const suffix = s.name.slice(s.name.lastIndexOf('/') + 1);
+    const base =
+      weightNames && weightNames.length > 0 ? `${weightNames[i % weightNames.length]}/${suffix}` : s.name;
+    return { name: `slot_${i}/${base}`, tensor: s.tensor };
+  });
   const { data, specs } = await tf.io.encodeWeights(renamed);
   const extra: Record<string, number> = {};
   if (config.name === 'adam') {
@@ -98,7 +114,10 @@ export async function readOptimizerStateFile(dir: string): Promise<OptimizerStat
   try {
     return JSON.parse(await fs.readFile(file, 'utf8')) as OptimizerStateFile;
   } catch (error) {
-    throw new CorruptFileError(file, `cannot read optimizer state (${(error as Error).message.split('\n')[0]})`);
+    throw new CorruptFileError(
+      file,
+      `cannot read optimizer state (${(error as Error).message.split('\n')[0]})`,
+    );
   }
 }
 
@@ -112,7 +131,10 @@ export async function loadOptimizer(config: OptimizerConfig, dir: string): Promi
   const jsonFile = path.join(dir, OPTIMIZER_JSON);
   if (state.className !== optimizer.getClassName()) {
     disposeOptimizer(optimizer);
-    throw new CorruptFileError(jsonFile, `holds a ${state.className} state, the run uses ${optimizer.getClassName()}`);
+    throw new CorruptFileError(
+      jsonFile,
+      `holds a ${state.className} state, the run uses ${optimizer.getClassName()}`,
+    );
   }
   const specs = state.weightsManifest?.[0]?.weights ?? [];
   const binFile = path.join(dir, OPTIMIZER_BIN);

@@ -209,7 +209,11 @@ export interface PreparedData {
  * Load the data of `config`, split it (or, given `stored`, re-select the stored split by id),
  * standardise with training-split statistics and reshape for the model.
  */
-export async function prepareRunData(config: TrainConfig, stored?: SplitFile, splitFile?: string): Promise<PreparedData> {
+export async function prepareRunData(
+  config: TrainConfig,
+  stored?: SplitFile,
+  splitFile?: string,
+): Promise<PreparedData> {
   const ds = await loadDataset(config.data, config.dataOptions);
   let train: Dataset;
   let test: Dataset;
@@ -223,7 +227,10 @@ export async function prepareRunData(config: TrainConfig, stored?: SplitFile, sp
     train = selectByIds(ds, stored.trainIds);
     test = selectByIds(ds, stored.testIds);
   } else {
-    ({ train, test } = stratifiedSplit(ds, { testFraction: config.split.testFraction, seed: config.split.seed }));
+    ({ train, test } = stratifiedSplit(ds, {
+      testFraction: config.split.testFraction,
+      seed: config.split.seed,
+    }));
   }
   const standardization = config.standardize ? (stored?.standardization ?? fitStandardization(train)) : null;
   if (standardization) {
@@ -299,7 +306,9 @@ export function selectCheckpoint(checkpoints: CheckpointInfo[], selector: string
     throw new InvalidArgumentError(
       'checkpoint',
       selector,
-      ids.length === 0 ? 'a checkpoint, but the run has none' : `last, first, a step or an id (${shown.join(', ')})`,
+      ids.length === 0
+        ? 'a checkpoint, but the run has none'
+        : `last, first, a step or an id (${shown.join(', ')})`,
     );
   }
   return found;

@@ -14,7 +14,13 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { backendInfo, ENTK_VERSION } from '../backend/index.js';
-import type { Dataset } from '../data/index.js';
+import {
+  builtinName,
+  type Dataset,
+  dataFileFormat,
+  isSyntheticSpec,
+  resolveDataPath,
+} from '../data/index.js';
 import { InvalidArgumentError } from '../errors.js';
 import { buildModel, countParameters } from '../model/build.js';
 import { loadModel, saveModel } from '../model/io.js';
@@ -36,8 +42,8 @@ import {
   readJsonFile,
   readTrainLog,
   runPaths,
-  STATE_JSON,
   type SplitFile,
+  STATE_JSON,
   stripRunMetadata,
 } from './run.js';
 
@@ -138,8 +144,22 @@ async function exists(p: string): Promise<boolean> {
 /** Keys a resumed run may change. */
 const RESUMABLE_KEYS = new Set(['epochs', 'steps', 'checkpoints', 'evalEvery']);
 
+/** Order in which differences are reported (the most telling first). */
+const COMPARED_KEYS: (keyof TrainConfig)[] = [
+  'data',
+  'dataOptions',
+  'model',
+  'modelPreset',
+  'optimizer',
+  'seed',
+  'batchSize',
+  'split',
+  'standardize',
+];
+
 function assertResumable(stored: TrainConfig, given: TrainConfig, configFile: string): void {
-  for (const key of Object.keys(stored) as (keyof TrainConfig)[]) {
+  const keys = [...COMPARED_KEYS, ...(Object.keys(stored) as (keyof TrainConfig)[])];
+  for (const key of keys) {
     if (RESUMABLE_KEYS.has(key)) continue;
     if (JSON.stringify(stored[key]) !== JSON.stringify(given[key])) {
       throw new InvalidArgumentError(
@@ -161,11 +181,27 @@ export async function readRunConfig(dir: string): Promise<TrainConfig | null> {
   return resolveTrainConfig(stripRunMetadata(await readJsonFile<RunConfigFile>(file)));
 }
 
+/**
+ * A data file given relative to the current directory becomes absolute (so that the run can be
+ * opened from anywhere); built-in names, synthetic specs and files under the repository's data/
+ * stay as given.
+ */
+async function normalizeDataSpec(spec: string): Promise<string> {
+  if (builtinName(spec) || isSyntheticSpec(spec) || dataFileFormat(spec) === null || path.isAbsolute(spec))
+    return spec;
+  const found = await resolveDataPath(spec);
+  return found === spec ? path.resolve(spec) : spec;
+}
+
 /** Train a model as configured, writing the run directory `options.outDir`. */
-export async function train(input: TrainConfigInput | TrainConfig, options: TrainOptions): Promise<TrainResult> {
+export async function train(
+  input: TrainConfigInput | TrainConfig,
+  options: TrainOptions,
+): Promise<TrainResult> {
   const t0 = performance.now();
   installWasmKernelFixes();
   const config = resolveTrainConfig(input);
+  config.data = await normalizeDataSpec(config.data);
   const { outDir } = options;
   if (typeof outDir !== 'string' || outDir === '') {
     throw new InvalidArgumentError('outDir', outDir, 'a directory path for the run');
@@ -249,6 +285,7 @@ export async function train(input: TrainConfigInput | TrainConfig, options: Trai
   const xTrain = tf.tensor(trainSet.x, [n, ...trainSet.inputShape]);
   const yTrain = tf.tidy(() => tf.oneHot(tf.tensor1d(trainSet.y, 'int32'), V).toFloat());
   const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
+  const weightNames = model.trainableWeights.map((w) => w.originalName);
   const evalSteps = new Set(plan.evalSteps);
   const ckptSteps = new Set(plan.checkpointSteps);
   const orderRng = new Rng(config.seed);
@@ -260,7 +297,12 @@ export async function train(input: TrainConfigInput | TrainConfig, options: Trai
   const evaluate = async (step: number): Promise<Metrics> => {
     const tr = await evaluateModel(model, trainSet);
     const te = await evaluateModel(model, testSet);
-    const m: Metrics = { trainLoss: tr.loss, trainAccuracy: tr.accuracy, testLoss: te.loss, testAccuracy: te.accuracy };
+    const m: Metrics = {
+      trainLoss: tr.loss,
+      trainAccuracy: tr.accuracy,
+      testLoss: te.loss,
+      testAccuracy: te.accuracy,
+    };
     const entry: LogEntry = { step, epoch: step / plan.stepsPerEpoch, ...m, seconds: seconds() };
     await fs.mkdir(paths.logs, { recursive: true });
     // One append per line; readTrainLog skips a torn last line, resume rewrites the log atomically.
@@ -287,7 +329,7 @@ export async function train(input: TrainConfigInput | TrainConfig, options: Trai
     };
     await writeDirAtomic(paths.checkpoint(id), async (tmp) => {
       await saveModel(model, tmp);
-      await saveOptimizerState(optimizer, config.optimizer, tmp);
+      await saveOptimizerState(optimizer, config.optimizer, tmp, weightNames);
       await writeJsonAtomic(path.join(tmp, STATE_JSON), state);
     });
     index = index.filter((c) => c.step !== step);
@@ -314,14 +356,19 @@ export async function train(input: TrainConfigInput | TrainConfig, options: Trai
       const epochIndex = Math.floor((s - 1) / plan.stepsPerEpoch);
       const batchIndex = (s - 1) % plan.stepsPerEpoch;
       if (!fullBatch && epochIndex !== permutationEpoch) {
-        permutation = orderRng.fork(`minibatch-order/epoch-${epochIndex}`).shuffle(Array.from({ length: n }, (_, i) => i));
+        permutation = orderRng
+          .fork(`minibatch-order/epoch-${epochIndex}`)
+          .shuffle(Array.from({ length: n }, (_, i) => i));
         permutationEpoch = epochIndex;
       }
       tf.tidy(() => {
         let xb: tf.Tensor = xTrain;
         let yb: tf.Tensor = yTrain;
         if (!fullBatch) {
-          const rows = permutation.slice(batchIndex * plan.batchSize, Math.min(n, (batchIndex + 1) * plan.batchSize));
+          const rows = permutation.slice(
+            batchIndex * plan.batchSize,
+            Math.min(n, (batchIndex + 1) * plan.batchSize),
+          );
           const idx = tf.tensor1d(rows, 'int32');
           xb = tf.gather(xTrain, idx);
           yb = tf.gather(yTrain, idx);
@@ -345,7 +392,12 @@ export async function train(input: TrainConfigInput | TrainConfig, options: Trai
         bar.tick(1);
       }
       if (ckptSteps.has(s)) await checkpoint(s, metrics!);
-      options.onProgress?.({ step: s, totalSteps: plan.totalSteps, epoch: s / plan.stepsPerEpoch, metrics: evaluated });
+      options.onProgress?.({
+        step: s,
+        totalSteps: plan.totalSteps,
+        epoch: s / plan.stepsPerEpoch,
+        metrics: evaluated,
+      });
       // Yield to the event loop so that signals (Ctrl-C) and timers are delivered.
       await new Promise<void>((resolve) => setImmediate(resolve));
     }

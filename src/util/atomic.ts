@@ -8,7 +8,10 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
 function temporarySibling(target: string): string {
-  return path.join(path.dirname(target), `.${path.basename(target)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  return path.join(
+    path.dirname(target),
+    `.${path.basename(target)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`,
+  );
 }
 
 /** Write `data` to `file` atomically (creating parent directories). */

@@ -3,6 +3,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { buildProgram } from '../../src/cli/main.js';
+import { EntkError } from '../../src/errors.js';
 import { readKernelStore, verifyKernelStore } from '../../src/kernel-store/index.js';
 import { train } from '../../src/train/index.js';
 import { tempDir } from '../io/helpers.js';
@@ -133,12 +135,26 @@ describe('entk kernel', () => {
         ['kernel', '--points', 'train:5'],
         /--run: expected a run directory written by 'entk train', received undefined/,
       ],
-      [['kernel', '--run', run], /--points: expected a point spec/],
       [['kernel', '--run', run, '--points', 'val:3'], /points: expected .*"val:3" is not a term/],
       [
         ['kernel', '--run', run, '--points', 'train:5', '--shard', '3/3'],
         /shard: expected i\/n with 0 <= i < n/,
       ],
+      [['kernel', 'merge', path.join(dir, 'missing')], /dir: expected a shards directory/],
+    ];
+    const results = await runMany(cases.map(([argv]) => argv));
+    results.forEach((r, k) => {
+      const [argv, message] = cases[k]!;
+      expect(r.status, argv.join(' ')).toBe(2);
+      expect(r.stderr.trim().split('\n'), argv.join(' ')).toHaveLength(1);
+      expect(r.stderr, argv.join(' ')).toMatch(/^entk: error: /);
+      expect(r.stderr, argv.join(' ')).toMatch(message);
+    });
+  });
+
+  it('names the argument for every other bad flag (in-process, same program)', async () => {
+    const cases: Array<[string[], RegExp]> = [
+      [['kernel', '--run', run], /--points: expected a point spec/],
       [
         ['kernel', '--run', run, '--points', 'train:5', '--trace', '--diagonal'],
         /at most one of --trace and --diagonal/,
@@ -163,15 +179,20 @@ describe('entk kernel', () => {
         ['kernel', '--run', run, '--points', 'train:5', '--threads', '0'],
         /--threads: expected an integer in \[1, 1024\]/,
       ],
-      [['kernel', 'merge', path.join(dir, 'missing')], /dir: expected a shards directory/],
+      [
+        ['kernel', '--run', run, '--points', 'train:5', '--parameters', 'a,,b'],
+        /--parameters: expected all, head or a comma list/,
+      ],
+      [['kernel', 'list', path.join(dir, 'missing')], /dir: expected an existing directory/],
     ];
-    const results = await runMany(cases.map(([argv]) => argv));
-    results.forEach((r, k) => {
-      const [argv, message] = cases[k]!;
-      expect(r.status, argv.join(' ')).toBe(2);
-      expect(r.stderr.trim().split('\n'), argv.join(' ')).toHaveLength(1);
-      expect(r.stderr, argv.join(' ')).toMatch(/^entk: error: /);
-      expect(r.stderr, argv.join(' ')).toMatch(message);
-    });
+    for (const [argv, message] of cases) {
+      const program = buildProgram().exitOverride();
+      await expect(program.parseAsync(['node', 'entk', ...argv]), argv.join(' ')).rejects.toThrow(message);
+      await expect(
+        buildProgram()
+          .exitOverride()
+          .parseAsync(['node', 'entk', ...argv]),
+      ).rejects.toThrow(EntkError);
+    }
   });
 });

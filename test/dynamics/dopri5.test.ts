@@ -84,6 +84,24 @@ describe('dopri5', () => {
     expect(errs[3]!).toBeLessThan(1e-8);
   });
 
+  it('with β = 0 (I control) takes exactly the steps of SciPy solve_ivp RK45 and returns its dense output', () => {
+    // Reference: SciPy 1.17.1, solve_ivp(f, (0, 10), [1, 0], method='RK45', rtol, atol, t_eval=[2.5, 10])
+    // for x'' = −4x; nfev and the outputs printed by Python (repr).
+    const scipy = [
+      [1e-3, 1e-6, 152, 0.2848059182936318, 0.4026268472086679, -1.83027337019469],
+      [1e-6, 1e-9, 728, 0.2836623089362374, 0.4080801836537295, -1.8258868676216342],
+      [1e-9, 1e-12, 2528, 0.2836621853532848, 0.4080820606169557, -1.8258904972324188],
+    ] as const;
+    for (const [rtol, atol, nfev, x25, x10, v10] of scipy) {
+      const sol = dopri5(oscillator, 0, new Float64Array([1, 0]), [2.5, 10], { rtol, atol, beta: 0 });
+      expect(sol.stats.rhsEvaluations).toBe(nfev);
+      // same arithmetic up to summation order: agreement to ~1e-14
+      expect(Math.abs(sol.y[0]! - x25)).toBeLessThan(1e-13);
+      expect(Math.abs(sol.y[2]! - x10)).toBeLessThan(1e-13);
+      expect(Math.abs(sol.y[3]! - v10)).toBeLessThan(1e-13);
+    }
+  });
+
   it('streams outputs through onOutput and handles repeated and initial times', () => {
     const seen: [number, number, number][] = [];
     const sol = dopri5(exponential, 1, new Float64Array([2]), [1, 1, 1.5, 1.5, 3], {

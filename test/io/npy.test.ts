@@ -155,10 +155,19 @@ describe.runIf(RUN_NUMPY_TESTS)('npy with NumPy', () => {
   it('NumPy reads every file bit for bit, and numpy.save writes byte-identical files', async () => {
     const files: string[] = [];
     const arrays: NdArray[] = [];
+    // Besides the usual shapes, ranks 1..16 and a long first axis move the header across 64-byte
+    // boundaries, so that NumPy's spare growth space and alignment padding are both exercised.
+    const headerShapes = [
+      ...Array.from({ length: 16 }, (_, r) => Array(r + 1).fill(1)),
+      [123456789, 0],
+      [0, 1, 2, 3, 0],
+      // Puts the header exactly on a 64-byte boundary (NumPy then pads a whole 64 bytes).
+      [...Array(13).fill(1), 100],
+    ];
     for (const dtype of DTYPES) {
-      for (const shape of SHAPES) {
+      for (const shape of [...SHAPES, ...(dtype === 'float32' ? headerShapes : [])]) {
         const a = sampleArray(dtype, shape, 11);
-        const file = path.join(dir, `np-${dtype}-${shape.join('x')}.npy`);
+        const file = path.join(dir, `np-${dtype}-${shape.join('x') || 'scalar'}-${shape.length}.npy`);
         await writeArray(file, a);
         files.push(file);
         arrays.push(a);

@@ -255,6 +255,27 @@ describe('computeKernelStores', () => {
     expect(maxDiff(k64.kernel.data as Float64Array, k32)).toBeLessThanOrEqual(1e-5 * maxAbs(k32));
   });
 
+  it('merges shards of every array format (JSON assembled in memory, the others streamed)', async () => {
+    const one = await computeKernelStores({ run: mlp, points: 'test:6', out: path.join(dir, 'fmt-one') });
+    const reference = await readKernelStore(one[0]!.dir);
+    for (const format of ['json', 'safetensors', 'npz'] as const) {
+      const out = path.join(dir, `fmt-${format}`);
+      for (let i = 0; i < 2; i++) {
+        await computeKernelStores({ run: mlp, points: 'test:6', out, format, shard: { index: i, count: 2 } });
+      }
+      const [merged] = await mergeKernelShards(path.join(out, 'test-6', 'step-000003'), {
+        removeShards: true,
+      });
+      expect(merged!.manifest.arrays.kernel!.file).toBe(`kernel.${format}`);
+      const back = await readKernelStore(merged!.dir);
+      const a = reference.kernel.data as Float32Array;
+      expect(maxDiff(back.kernel.data as Float32Array, a)).toBeLessThanOrEqual(1e-6 * maxAbs(a));
+      await expect(mergeKernelShards(path.join(out, 'test-6', 'step-000003'))).rejects.toThrow(
+        /dir: expected a shards/,
+      );
+    }
+  });
+
   it('merge refuses incomplete, mixed or tampered shard sets, before writing anything', async () => {
     const out = path.join(dir, 'broken');
     for (let i = 0; i < 3; i++) {

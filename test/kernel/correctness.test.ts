@@ -79,7 +79,11 @@ describe.each(nets)('$name', (net) => {
   it.each(['structured', 'jacobian'] as const)(
     '%s with float64 accumulation agrees with finite differences',
     async (impl) => {
-      const fn = empiricalNtkFn(net.model, { implementation: impl, accumulation: 'float64', progress: false });
+      const fn = empiricalNtkFn(net.model, {
+        implementation: impl,
+        accumulation: 'float64',
+        progress: false,
+      });
       const rect = await fn(net.x1, net.x2);
       expect(rect.data).toBeInstanceOf(Float64Array);
       expect(relMaxError(rect.data, refRect.data)).toBeLessThanOrEqual(TOL);
@@ -89,7 +93,9 @@ describe.each(nets)('$name', (net) => {
   it('structured and jacobian agree with each other', async () => {
     const results: NtkResult[] = [];
     for (const impl of ['structured', 'jacobian'] as const) {
-      results.push(await empiricalNtkFn(net.model, { implementation: impl, progress: false })(net.x2, net.x1));
+      results.push(
+        await empiricalNtkFn(net.model, { implementation: impl, progress: false })(net.x2, net.x1),
+      );
     }
     expect(relMaxError(results[0]!.data, results[1]!.data)).toBeLessThanOrEqual(TOL);
   });

@@ -120,7 +120,13 @@ export function tinyNets(): TinyNet[] {
   add(
     'conv-pool-flatten',
     seq([
-      tf.layers.conv2d({ inputShape: [6, 6, 2], filters: 3, kernelSize: 3, padding: 'same', activation: 'relu' }),
+      tf.layers.conv2d({
+        inputShape: [6, 6, 2],
+        filters: 3,
+        kernelSize: 3,
+        padding: 'same',
+        activation: 'relu',
+      }),
       tf.layers.maxPooling2d({ poolSize: 2, strides: 2 }),
       tf.layers.conv2d({ filters: 2, kernelSize: 2, padding: 'valid' }),
       tf.layers.activation({ activation: 'tanh' }),
@@ -134,7 +140,14 @@ export function tinyNets(): TinyNet[] {
   add(
     'conv-strided',
     seq([
-      tf.layers.conv2d({ inputShape: [7, 7, 1], filters: 2, kernelSize: 3, strides: 2, padding: 'same', activation: 'tanh' }),
+      tf.layers.conv2d({
+        inputShape: [7, 7, 1],
+        filters: 2,
+        kernelSize: 3,
+        strides: 2,
+        padding: 'same',
+        activation: 'tanh',
+      }),
       tf.layers.conv2d({ filters: 2, kernelSize: 2, strides: [1, 2], padding: 'valid' }),
       tf.layers.flatten(),
       tf.layers.dense({ units: 3 }),

@@ -24,42 +24,51 @@ function weightsOf(model: tf.LayersModel): Float32Array[] {
 }
 
 describe('buildModel', () => {
-  it.each(Object.keys(MODEL_PRESETS))('preset %s builds and maps [n, ...inputShape] to logits [n, V]', (name) => {
-    const spec = resolveModelSpec(name);
-    const inputShape = spec.kind === 'cnn' ? [8, 8, 1] : [64];
-    const model = buildModel(spec, { inputShape, numClasses: 10, seed: 1 });
-    const x = tf.tensor(testValues(3 * 64, 2), [3, ...inputShape]);
-    const y = model.predict(x) as tf.Tensor;
-    expect(y.shape).toEqual([3, 10]);
-    expect(Array.from(y.dataSync()).every(Number.isFinite)).toBe(true);
-    // Layer contract: no fused activations, parameterised layers linear, no softmax at the end.
-    for (const layer of model.layers) {
-      const config = layer.getConfig();
-      if (['Dense', 'Conv2D'].includes(layer.getClassName())) expect(config.activation).toBe('linear');
-      expect(config.activation).not.toBe('softmax');
-    }
-    const classes = new Set(model.layers.map((l) => l.getClassName()));
-    for (const c of classes) {
-      expect([
-        'Dense',
-        'ScaledDense',
-        'Conv2D',
-        'Activation',
-        'ElementwiseActivation',
-        'Scale',
-        'Flatten',
-        'Reshape',
-        'MaxPooling2D',
-      ]).toContain(c);
-    }
-    tf.dispose([x, y]);
-    model.dispose();
-  });
+  it.each(Object.keys(MODEL_PRESETS))(
+    'preset %s builds and maps [n, ...inputShape] to logits [n, V]',
+    (name) => {
+      const spec = resolveModelSpec(name);
+      const inputShape = spec.kind === 'cnn' ? [8, 8, 1] : [64];
+      const model = buildModel(spec, { inputShape, numClasses: 10, seed: 1 });
+      const x = tf.tensor(testValues(3 * 64, 2), [3, ...inputShape]);
+      const y = model.predict(x) as tf.Tensor;
+      expect(y.shape).toEqual([3, 10]);
+      expect(Array.from(y.dataSync()).every(Number.isFinite)).toBe(true);
+      // Layer contract: no fused activations, parameterised layers linear, no softmax at the end.
+      for (const layer of model.layers) {
+        const config = layer.getConfig();
+        if (['Dense', 'Conv2D'].includes(layer.getClassName())) expect(config.activation).toBe('linear');
+        expect(config.activation).not.toBe('softmax');
+      }
+      const classes = new Set(model.layers.map((l) => l.getClassName()));
+      for (const c of classes) {
+        expect([
+          'Dense',
+          'ScaledDense',
+          'Conv2D',
+          'Activation',
+          'ElementwiseActivation',
+          'Scale',
+          'Flatten',
+          'Reshape',
+          'MaxPooling2D',
+        ]).toContain(c);
+      }
+      tf.dispose([x, y]);
+      model.dispose();
+    },
+  );
 
   it('builds a standard MLP equal to a float64 forward pass for every activation (rel. err <= 1e-5)', () => {
     for (const activation of ['relu', 'tanh', 'gelu', 'erf'] as const) {
       for (const parameterization of ['standard', 'ntk'] as const) {
-        const spec: ModelSpec = { kind: 'mlp', widths: [6, 5], activation, parameterization, outputScale: 0.5 };
+        const spec: ModelSpec = {
+          kind: 'mlp',
+          widths: [6, 5],
+          activation,
+          parameterization,
+          outputScale: 0.5,
+        };
         const model = buildModel(spec, { inputShape: [4], numClasses: 3, seed: 7 });
         const n = 5;
         const input = testValues(n * 4, 8);
@@ -97,11 +106,14 @@ describe('buildModel', () => {
   });
 
   it('uses ScaledDense with weightScale 1/sqrt(fan_in) and N(0,1) weights, zero biases, under ntk', () => {
-    const model = buildModel({ kind: 'mlp', widths: [512, 512], activation: 'relu', parameterization: 'ntk' }, {
-      inputShape: [64],
-      numClasses: 10,
-      seed: 0,
-    });
+    const model = buildModel(
+      { kind: 'mlp', widths: [512, 512], activation: 'relu', parameterization: 'ntk' },
+      {
+        inputShape: [64],
+        numClasses: 10,
+        seed: 0,
+      },
+    );
     const dense = model.layers.filter((l) => l instanceof ScaledDense) as ScaledDense[];
     expect(dense.map((l) => l.weightScale)).toEqual([1 / 8, 1 / Math.sqrt(512), 1 / Math.sqrt(512)]);
     const w = weightsOf(model);
@@ -132,9 +144,11 @@ describe('buildModel', () => {
       const b = buildModel(spec, { inputShape, numClasses: 10, seed: 42 });
       const c = buildModel(spec, { inputShape, numClasses: 10, seed: 43 });
       const [wa, wb, wc] = [weightsOf(a), weightsOf(b), weightsOf(c)];
-      wa.forEach((w, i) => expect(Buffer.from(w.buffer).equals(Buffer.from(wb[i]!.buffer))).toBe(true));
+      wa.forEach((w, i) => {
+        expect(Buffer.from(w.buffer).equals(Buffer.from(wb[i]!.buffer))).toBe(true);
+      });
       expect(Buffer.from(wa[0]!.buffer).equals(Buffer.from(wc[0]!.buffer))).toBe(false);
-      [a, b, c].forEach((m) => m.dispose());
+      for (const m of [a, b, c]) m.dispose();
     }
   });
 
@@ -163,17 +177,28 @@ describe('buildModel', () => {
 
   it('rejects bad options and specs with errors naming the key', () => {
     const spec = resolveModelSpec('mlp');
-    expect(() => buildModel(spec, { inputShape: [64], numClasses: 1, seed: 0 })).toThrow(/numClasses: expected an integer >= 2/);
+    expect(() => buildModel(spec, { inputShape: [64], numClasses: 1, seed: 0 })).toThrow(
+      /numClasses: expected an integer >= 2/,
+    );
     expect(() => buildModel(spec, { inputShape: [0], numClasses: 3, seed: 0 })).toThrow(/inputShape/);
     expect(() => resolveModelSpec('resnet')).toThrow(InvalidArgumentError);
     expect(() => resolveModelSpec('resnet')).toThrow(/model: expected a model preset \(mlp, mlp-small/);
-    expect(() => resolveModelSpec({ kind: 'mlp', widths: [0], activation: 'relu', parameterization: 'ntk' })).toThrow(
-      /model.widths\[0\]: expected a number > 0, received 0/,
-    );
     expect(() =>
-      resolveModelSpec({ kind: 'mlp', widths: [4], activation: 'swish', parameterization: 'ntk' } as unknown as ModelSpec),
+      resolveModelSpec({ kind: 'mlp', widths: [0], activation: 'relu', parameterization: 'ntk' }),
+    ).toThrow(/model.widths\[0\]: expected a number > 0, received 0/);
+    expect(() =>
+      resolveModelSpec({
+        kind: 'mlp',
+        widths: [4],
+        activation: 'swish',
+        parameterization: 'ntk',
+      } as unknown as ModelSpec),
     ).toThrow(/model.activation: .*received "swish"/);
-    expect(() => resolveModelSpec({ kind: 'linear', depth: 3 } as unknown as ModelSpec)).toThrow(/model.depth/);
-    expect(() => resolveModelSpec({ kind: 'rnn' } as unknown as ModelSpec)).toThrow(/model.kind: expected one of "mlp"/);
+    expect(() => resolveModelSpec({ kind: 'linear', depth: 3 } as unknown as ModelSpec)).toThrow(
+      /model.depth/,
+    );
+    expect(() => resolveModelSpec({ kind: 'rnn' } as unknown as ModelSpec)).toThrow(
+      /model.kind: expected one of "mlp"/,
+    );
   });
 });

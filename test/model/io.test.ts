@@ -55,7 +55,7 @@ describe('saveModel / loadModel (standard tfjs layers format)', () => {
         expect(Buffer.from(outputs(m, inputShape).buffer).equals(Buffer.from(expected.buffer))).toBe(true);
         expect(m.layers.map((l) => l.getClassName())).toEqual(model.layers.map((l) => l.getClassName()));
       }
-      [model, loaded, viaTf, viaJsonPath].forEach((m) => m.dispose());
+      for (const m of [model, loaded, viaTf, viaJsonPath]) m.dispose();
     },
   );
 
@@ -94,13 +94,19 @@ describe('saveModel / loadModel (standard tfjs layers format)', () => {
     expect(await fs.readdir(parent)).toEqual(['m']);
     await fs.writeFile(path.join(parent, 'm', 'notes.txt'), 'keep me');
     await saveModel(model, path.join(parent, 'm'));
-    expect((await fs.readdir(path.join(parent, 'm'))).sort()).toEqual(['model.json', 'notes.txt', 'weights.bin']);
+    expect((await fs.readdir(path.join(parent, 'm'))).sort()).toEqual([
+      'model.json',
+      'notes.txt',
+      'weights.bin',
+    ]);
     model.dispose();
   });
 
   it('reports missing, corrupt and truncated models clearly', async () => {
     await expect(loadModel(path.join(root, 'nope'))).rejects.toThrow(InvalidArgumentError);
-    await expect(loadModel(path.join(root, 'nope'))).rejects.toThrow(/model path: expected a directory containing model.json/);
+    await expect(loadModel(path.join(root, 'nope'))).rejects.toThrow(
+      /model path: expected a directory containing model.json/,
+    );
     const model = buildModel(resolveModelSpec('mlp-small'), { inputShape: [64], numClasses: 10, seed: 1 });
     const dir = path.join(root, 'broken');
     await saveModel(model, dir);

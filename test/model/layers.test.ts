@@ -73,7 +73,10 @@ describe('ScaledDense (NTK parameterisation)', () => {
     const x = tf.tensor2d(a, [n, fanIn]);
     const ct = tf.tensor2d(c, [n, units]);
     const kernel = layer.trainableWeights[0]!.read() as tf.Variable;
-    const { grads, value } = tf.variableGrads(() => tf.sum(tf.mul(layer.apply(x) as tf.Tensor, ct)) as tf.Scalar, [kernel]);
+    const { grads, value } = tf.variableGrads(
+      () => tf.sum(tf.mul(layer.apply(x) as tf.Tensor, ct)) as tf.Scalar,
+      [kernel],
+    );
     const g = grads[kernel.name]!.dataSync();
     const expected = new Float64Array(fanIn * units);
     for (let t = 0; t < fanIn; t++)
@@ -89,7 +92,9 @@ describe('ScaledDense (NTK parameterisation)', () => {
 
   it('rejects bad arguments with errors naming them', () => {
     expect(() => new ScaledDense({ units: 0 })).toThrow(InvalidArgumentError);
-    expect(() => new ScaledDense({ units: 0 })).toThrow(/ScaledDense.units: expected a positive integer, received 0/);
+    expect(() => new ScaledDense({ units: 0 })).toThrow(
+      /ScaledDense.units: expected a positive integer, received 0/,
+    );
     expect(() => new ScaledDense({ units: 2, weightScale: Number.NaN })).toThrow(/ScaledDense.weightScale/);
   });
 });
@@ -114,18 +119,25 @@ describe('element-wise activations', () => {
     const x = tf.tensor2d(xs, [1, xs.length]);
     const y = model.predict(x) as tf.Tensor;
     const got = y.dataSync();
-    xs.forEach((v, i) => expect(Math.abs(got[i]! - erf64(v))).toBeLessThan(5e-7));
+    xs.forEach((v, i) => {
+      expect(Math.abs(got[i]! - erf64(v))).toBeLessThan(5e-7);
+    });
     tf.dispose([x, y]);
     model.dispose();
   });
 
   it('ElementwiseActivation gelu and tfjs Activation gelu both equal x·Φ(x) (abs. err <= 1e-6)', () => {
-    for (const layer of [new ElementwiseActivation({ fn: 'gelu' }), tf.layers.activation({ activation: 'gelu' })]) {
+    for (const layer of [
+      new ElementwiseActivation({ fn: 'gelu' }),
+      tf.layers.activation({ activation: 'gelu' }),
+    ]) {
       const model = wrap(layer, xs.length);
       const x = tf.tensor2d(xs, [1, xs.length]);
       const y = model.predict(x) as tf.Tensor;
       const got = y.dataSync();
-      xs.forEach((v, i) => expect(Math.abs(got[i]! - gelu64(v))).toBeLessThan(1e-6));
+      xs.forEach((v, i) => {
+        expect(Math.abs(got[i]! - gelu64(v))).toBeLessThan(1e-6);
+      });
       tf.dispose([x, y]);
       model.dispose();
     }
@@ -133,9 +145,13 @@ describe('element-wise activations', () => {
 
   it('erf has the derivative 2/sqrt(pi)·exp(-x²) under autodiff', () => {
     const x = tf.tensor1d(xs);
-    const g = tf.grad((t: tf.Tensor) => tf.sum(new ElementwiseActivation({ fn: 'erf' }).apply(t) as tf.Tensor))(x);
+    const g = tf.grad((t: tf.Tensor) =>
+      tf.sum(new ElementwiseActivation({ fn: 'erf' }).apply(t) as tf.Tensor),
+    )(x);
     const got = g.dataSync();
-    xs.forEach((v, i) => expect(Math.abs(got[i]! - (2 / Math.sqrt(Math.PI)) * Math.exp(-v * v))).toBeLessThan(1e-6));
+    xs.forEach((v, i) => {
+      expect(Math.abs(got[i]! - (2 / Math.sqrt(Math.PI)) * Math.exp(-v * v))).toBeLessThan(1e-6);
+    });
     tf.dispose([x, g]);
   });
 

@@ -62,7 +62,8 @@ export function dense64(
 /** Max |a - b| / max(1, |b|) over all entries. */
 export function maxRelError(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let worst = 0;
-  for (let i = 0; i < b.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!) / Math.max(1, Math.abs(b[i]!)));
+  for (let i = 0; i < b.length; i++)
+    worst = Math.max(worst, Math.abs(a[i]! - b[i]!) / Math.max(1, Math.abs(b[i]!)));
   return worst;
 }
 

@@ -16,7 +16,16 @@ afterEach(() => {
 });
 
 /** C = op(A) op(B) in float64, A [r, c] row-major. */
-function matmul64(a: Float32Array, ar: number, ac: number, ta: boolean, b: Float32Array, br: number, bc: number, tb: boolean) {
+function matmul64(
+  a: Float32Array,
+  ar: number,
+  ac: number,
+  ta: boolean,
+  b: Float32Array,
+  br: number,
+  bc: number,
+  tb: boolean,
+) {
   const m = ta ? ac : ar;
   const k = ta ? ar : ac;
   const n = tb ? br : bc;
@@ -54,7 +63,9 @@ describe('wasm kernel fixes', () => {
       const A = ta ? transpose(a, 7, 5) : a;
       const B = tb ? transpose(b, 5, 6) : b;
       const expected = matmul64(A, ar, ac, ta, B, br, bc, tb);
-      const got = tf.tidy(() => tf.matMul(tf.tensor2d(A, [ar, ac]), tf.tensor2d(B, [br, bc]), ta, tb).dataSync());
+      const got = tf.tidy(() =>
+        tf.matMul(tf.tensor2d(A, [ar, ac]), tf.tensor2d(B, [br, bc]), ta, tb).dataSync(),
+      );
       expect(maxRelError(got, expected)).toBeLessThan(1e-5);
       const fused = tf.tidy(() =>
         tf.fused
@@ -87,7 +98,9 @@ describe('wasm kernel fixes', () => {
         const got = tf.tidy(() => {
           const x = tf.tensor4d(xv, [n, h, w, ci]);
           const c = tf.tensor4d(cv, [n, oh, ow, co]);
-          const g = tf.grad((filter: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(x, filter as tf.Tensor4D, stride, pad), c)));
+          const g = tf.grad((filter: tf.Tensor) =>
+            tf.sum(tf.mul(tf.conv2d(x, filter as tf.Tensor4D, stride, pad), c)),
+          );
           return g(tf.tensor4d(wv, [k, k, ci, co])).dataSync();
         });
         const expected = new Float64Array(k * k * ci * co);

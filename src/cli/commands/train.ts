@@ -46,7 +46,11 @@ function parseStepList(flag: string) {
   return (value: string): number[] => {
     const parts = value.split(',').map((s) => s.trim());
     if (parts.some((p) => !/^\d+$/.test(p))) {
-      throw new InvalidArgumentError(flag, value, 'a comma-separated list of steps (integers >= 0), e.g. 0,10,100');
+      throw new InvalidArgumentError(
+        flag,
+        value,
+        'a comma-separated list of steps (integers >= 0), e.g. 0,10,100',
+      );
     }
     return parts.map(Number);
   };
@@ -57,7 +61,11 @@ function parseGeometric(value: string): { first: number; factor: number } {
   const first = m ? Number(m[1]) : Number.NaN;
   const factor = m ? Number(m[2]) : Number.NaN;
   if (!m || !(first >= 1) || !Number.isFinite(factor) || factor <= 1) {
-    throw new InvalidArgumentError('--checkpoint-geometric', value, 'FIRST,FACTOR with FIRST >= 1 and FACTOR > 1, e.g. 1,2');
+    throw new InvalidArgumentError(
+      '--checkpoint-geometric',
+      value,
+      'FIRST,FACTOR with FIRST >= 1 and FACTOR > 1, e.g. 1,2',
+    );
   }
   return { first, factor };
 }
@@ -65,14 +73,16 @@ function parseGeometric(value: string): { first: number; factor: number } {
 function parseBatchSize(value: string): number | 'full' {
   if (value.trim() === 'full') return 'full';
   const n = Number(value);
-  if (!/^\d+$/.test(value.trim()) || n < 1) throw new InvalidArgumentError('--batch-size', value, "a positive integer or 'full'");
+  if (!/^\d+$/.test(value.trim()) || n < 1)
+    throw new InvalidArgumentError('--batch-size', value, "a positive integer or 'full'");
   return n;
 }
 
 function parseNameList(flag: string) {
   return (value: string): string[] => {
     const parts = value.split(',').map((s) => s.trim());
-    if (parts.some((p) => p === '')) throw new InvalidArgumentError(flag, value, 'a comma-separated list of names');
+    if (parts.some((p) => p === ''))
+      throw new InvalidArgumentError(flag, value, 'a comma-separated list of names');
     return parts;
   };
 }
@@ -82,13 +92,21 @@ async function readConfigFile(file: string): Promise<Record<string, unknown>> {
   try {
     text = await fs.readFile(file, 'utf8');
   } catch (error) {
-    throw new InvalidArgumentError('--config', file, `a readable JSON or YAML file (${(error as NodeJS.ErrnoException).code})`);
+    throw new InvalidArgumentError(
+      '--config',
+      file,
+      `a readable JSON or YAML file (${(error as NodeJS.ErrnoException).code})`,
+    );
   }
   let value: unknown;
   try {
     value = /\.json$/i.test(file) ? JSON.parse(text) : YAML.parse(text);
   } catch (error) {
-    throw new InvalidArgumentError('--config', file, `valid JSON/YAML (${(error as Error).message.split('\n')[0]})`);
+    throw new InvalidArgumentError(
+      '--config',
+      file,
+      `valid JSON/YAML (${(error as Error).message.split('\n')[0]})`,
+    );
   }
   if (value == null || typeof value !== 'object' || Array.isArray(value)) {
     throw new InvalidArgumentError('--config', file, 'a JSON/YAML object of training options');
@@ -106,9 +124,22 @@ export function configFromFlags(flags: TrainFlags, base: Record<string, unknown>
     return next as Record<string, unknown>;
   };
   if (flags.data !== undefined) c.data = flags.data;
-  if (flags.model !== undefined) c.model = flags.model;
+  if (flags.model !== undefined) {
+    if (!Object.hasOwn(MODEL_PRESETS, flags.model)) {
+      throw new InvalidArgumentError(
+        '--model',
+        flags.model,
+        `a model preset (${Object.keys(MODEL_PRESETS).join(', ')})`,
+      );
+    }
+    c.model = flags.model;
+  }
   if (flags.epochs !== undefined && flags.steps !== undefined) {
-    throw new InvalidArgumentError('--steps', flags.steps, `no --steps together with --epochs (${flags.epochs})`);
+    throw new InvalidArgumentError(
+      '--steps',
+      flags.steps,
+      `no --steps together with --epochs (${flags.epochs})`,
+    );
   }
   if (flags.epochs !== undefined) {
     c.epochs = flags.epochs;
@@ -165,11 +196,14 @@ export function configFromFlags(flags: TrainFlags, base: Record<string, unknown>
     const model = c.model ?? 'mlp';
     let spec: Record<string, unknown>;
     if (typeof model === 'string') {
-      const preset = MODEL_PRESETS[model];
-      if (!preset || !Object.hasOwn(MODEL_PRESETS, model)) {
-        throw new InvalidArgumentError('--model', model, `a model preset (${Object.keys(MODEL_PRESETS).join(', ')})`);
+      if (!Object.hasOwn(MODEL_PRESETS, model)) {
+        throw new InvalidArgumentError(
+          'config.model',
+          model,
+          `a model preset (${Object.keys(MODEL_PRESETS).join(', ')})`,
+        );
       }
-      spec = structuredClone(preset) as unknown as Record<string, unknown>;
+      spec = structuredClone(MODEL_PRESETS[model]) as unknown as Record<string, unknown>;
     } else {
       spec = structuredClone(model) as Record<string, unknown>;
     }
@@ -187,7 +221,11 @@ export function configFromFlags(flags: TrainFlags, base: Record<string, unknown>
       }
     } else {
       const [flag, value] = Object.entries(architecture).find(([, v]) => v !== undefined)!;
-      throw new InvalidArgumentError(`--${flag.replace(/[A-Z]/g, (m) => `-${m.toLowerCase()}`)}`, value, `an MLP or CNN model (not ${spec.kind})`);
+      throw new InvalidArgumentError(
+        `--${flag.replace(/[A-Z]/g, (m) => `-${m.toLowerCase()}`)}`,
+        value,
+        `an MLP or CNN model (not ${spec.kind})`,
+      );
     }
     c.model = spec;
   }
@@ -197,33 +235,93 @@ export function configFromFlags(flags: TrainFlags, base: Record<string, unknown>
 export function registerTrain(program: Command): void {
   program
     .command('train')
-    .description('train a model with a checkpoint schedule into a run directory (config, split, checkpoints, logs)')
+    .description(
+      'train a model with a checkpoint schedule into a run directory (config, split, checkpoints, logs)',
+    )
     .requiredOption('--out <dir>', 'run directory to create (or to continue with --resume)')
-    .option('--data <name|path>', 'digits | iris | wine | breast_cancer | synthetic[:classes=3,dim=2,...] | a .csv/.jsonl file')
+    .option(
+      '--data <name|path>',
+      'digits | iris | wine | breast_cancer | synthetic[:classes=3,dim=2,...] | a .csv/.jsonl file',
+    )
     .option('--model <preset>', `model preset: ${Object.keys(MODEL_PRESETS).join(', ')} (default: mlp)`)
     .option('--config <file>', 'training options as JSON or YAML (the TrainConfig); flags override it')
     .option('--epochs <n>', 'passes over the training split (default: 20)', parseInteger('--epochs', 1))
     .option('--steps <n>', 'optimiser steps instead of epochs', parseInteger('--steps', 1))
-    .option('--lr <rate>', 'learning rate η (default: 0.1 for sgd, 4 for NTK-parameterised MLPs, 1e-3 for adam)', parseNumber('--lr', 'positive'))
+    .option(
+      '--lr <rate>',
+      'learning rate η (default: 0.1 for sgd, 4 for NTK-parameterised MLPs, 1e-3 for adam)',
+      parseNumber('--lr', 'positive'),
+    )
     .option('--optimizer <name>', `${OPTIMIZERS.join(' | ')} (default: sgd, plain SGD as in the theory)`)
-    .option('--momentum <m>', 'momentum coefficient for --optimizer momentum (default: 0.9)', parseNumber('--momentum', 'nonnegative'))
-    .option('--batch-size <n|full>', "minibatch size, or 'full' for full-batch gradient descent (default: 32)", parseBatchSize)
-    .option('--seed <n>', 'seed of initial weights, minibatch order and split (default: 0)', parseInteger('--seed', 0))
-    .option('--test-fraction <f>', 'fraction of each class held out for testing (default: 0.2)', parseNumber('--test-fraction', 'positive'))
-    .option('--split-seed <n>', 'seed of the train/test split (default: --seed)', parseInteger('--split-seed', 0))
-    .option('--no-standardize', 'do not standardise features (default: standardise with training-split mean/std)')
-    .option('--checkpoints <steps>', 'checkpoint at these steps, e.g. 0,10,100 (0 and the final step always)', parseStepList('--checkpoints'))
+    .option(
+      '--momentum <m>',
+      'momentum coefficient for --optimizer momentum (default: 0.9)',
+      parseNumber('--momentum', 'nonnegative'),
+    )
+    .option(
+      '--batch-size <n|full>',
+      "minibatch size, or 'full' for full-batch gradient descent (default: 32)",
+      parseBatchSize,
+    )
+    .option(
+      '--seed <n>',
+      'seed of initial weights, minibatch order and split (default: 0)',
+      parseInteger('--seed', 0),
+    )
+    .option(
+      '--test-fraction <f>',
+      'fraction of each class held out for testing (default: 0.2)',
+      parseNumber('--test-fraction', 'positive'),
+    )
+    .option(
+      '--split-seed <n>',
+      'seed of the train/test split (default: --seed)',
+      parseInteger('--split-seed', 0),
+    )
+    .option(
+      '--no-standardize',
+      'do not standardise features (default: standardise with training-split mean/std)',
+    )
+    .option(
+      '--checkpoints <steps>',
+      'checkpoint at these steps, e.g. 0,10,100 (0 and the final step always)',
+      parseStepList('--checkpoints'),
+    )
     .option('--checkpoint-every <k>', 'checkpoint every k steps', parseInteger('--checkpoint-every', 1))
-    .option('--checkpoint-geometric <first,factor>', 'checkpoint at steps first·factor^i (default: 1,2)', parseGeometric)
-    .option('--eval-every <k>', 'log train/test metrics every k steps (default: every epoch)', parseInteger('--eval-every', 1))
+    .option(
+      '--checkpoint-geometric <first,factor>',
+      'checkpoint at steps first·factor^i (default: 1,2)',
+      parseGeometric,
+    )
+    .option(
+      '--eval-every <k>',
+      'log train/test metrics every k steps (default: every epoch)',
+      parseInteger('--eval-every', 1),
+    )
     .option('--label-column <name>', 'label column of a CSV/JSONL file (default: label)')
-    .option('--feature-columns <names>', 'comma-separated feature columns of a CSV/JSONL file', parseNameList('--feature-columns'))
+    .option(
+      '--feature-columns <names>',
+      'comma-separated feature columns of a CSV/JSONL file',
+      parseNameList('--feature-columns'),
+    )
     .option('--id-column <name>', 'id column of a CSV/JSONL file (default: id if present)')
-    .option('--class-names <names>', 'comma-separated class names in label-index order', parseNameList('--class-names'))
-    .option('--widths <list>', 'override the preset: hidden widths, e.g. 512,512', parseIntegerList('--widths'))
+    .option(
+      '--class-names <names>',
+      'comma-separated class names in label-index order',
+      parseNameList('--class-names'),
+    )
+    .option(
+      '--widths <list>',
+      'override the preset: hidden widths, e.g. 512,512',
+      parseIntegerList('--widths'),
+    )
     .option('--activation <name>', 'override the preset: relu | tanh | gelu | erf')
     .option('--parameterization <name>', 'override the preset: standard | ntk')
-    .option('--output-scale <x>', 'override the preset: multiply the logits by x', parseNumber('--output-scale', 'nonzero'))
+    .option(
+      '--output-scale <x>',
+      'override the preset: multiply the logits by x',
+      parseNumber('--output-scale', 'nonzero'),
+    )
     .option('--resume', 'continue the run in --out from its last checkpoint (may extend --epochs/--steps)')
     .option('--json', 'print a JSON summary')
     .action(async (flags: TrainFlags) => {
@@ -236,12 +334,18 @@ export function registerTrain(program: Command): void {
       }
       const input = configFromFlags(flags, base);
       if (input.data === undefined) {
-        throw new InvalidArgumentError('--data', undefined, 'a dataset name or file (or --config, or --resume of an existing run)');
+        throw new InvalidArgumentError(
+          '--data',
+          undefined,
+          'a dataset name or file (or --config, or --resume of an existing run)',
+        );
       }
       const controller = new AbortController();
       const onSignal = () => {
         if (controller.signal.aborted) process.exit(130);
-        process.stderr.write('entk: stopping after the current step (continue with --resume; Ctrl-C again to quit now)\n');
+        process.stderr.write(
+          'entk: stopping after the current step (continue with --resume; Ctrl-C again to quit now)\n',
+        );
         controller.abort();
       };
       process.on('SIGINT', onSignal);
@@ -271,15 +375,19 @@ export function registerTrain(program: Command): void {
       output(flags.json, summary, () => {
         const m = result.metrics;
         const name = result.config.modelPreset ?? result.config.model.kind;
-        const what = result.interrupted ? 'interrupted at step' : 'trained';
+        const what = `${name} (${result.numParameters} parameters) on ${result.config.data} (${result.numTrain} train / ${result.numTest} test)`;
+        const resumed = result.resumedFrom !== null ? `, resumed from step ${result.resumedFrom}` : '';
         console.log(
-          `${what} ${result.interrupted ? `${result.step}/${result.totalSteps}: ` : ''}${name} (${result.numParameters} parameters) on ${result.config.data} ` +
-            `(${result.numTrain} train / ${result.numTest} test), ${result.totalSteps} steps in ${result.seconds.toFixed(1)} s` +
-            (result.resumedFrom !== null ? ` (resumed from step ${result.resumedFrom})` : ''),
+          result.interrupted
+            ? `interrupted ${what} at step ${result.step} of ${result.totalSteps} after ${result.seconds.toFixed(1)} s${resumed} (continue with --resume)`
+            : `trained ${what}: ${result.totalSteps} steps in ${result.seconds.toFixed(1)} s${resumed}`,
         );
-        console.log(`test accuracy ${m.testAccuracy.toFixed(4)}  test loss ${m.testLoss.toFixed(4)}  (train accuracy ${m.trainAccuracy.toFixed(4)}, loss ${m.trainLoss.toFixed(4)})`);
-        const steps = result.checkpoints.map((c) => c.step);
-        console.log(`${steps.length} checkpoints in ${result.dir}/checkpoints (steps ${steps.join(', ')})`);
+        console.log(
+          `test accuracy ${m.testAccuracy.toFixed(4)}  test loss ${m.testLoss.toFixed(4)}  (train accuracy ${m.trainAccuracy.toFixed(4)}, loss ${m.trainLoss.toFixed(4)})`,
+        );
+        const steps = result.checkpoints.map((c) => String(c.step));
+        const shown = steps.length > 14 ? [...steps.slice(0, 8), '...', ...steps.slice(-3)] : steps;
+        console.log(`${steps.length} checkpoints in ${result.dir}/checkpoints (steps ${shown.join(', ')})`);
       });
       if (result.interrupted) process.exitCode = 130;
     });

@@ -1,0 +1,116 @@
+/**
+ * `entk finetune`: flags → `finetune()` options (src/train/finetune.ts): a recorded SGD run from a
+ * checkpoint into `<run>/finetune/<name>/`.
+ */
+import type { Command } from 'commander';
+import { InvalidArgumentError } from '../../errors.js';
+import { NTK_IMPLEMENTATIONS, type NtkImplementation } from '../../kernel/types.js';
+import { FINETUNE_MODES, type FinetuneMode, finetune } from '../../train/finetune.js';
+import { output, parseInteger, parseNumber, prepare } from '../shared.js';
+
+interface FinetuneFlags {
+  run: string;
+  name: string;
+  points: string;
+  observe?: string;
+  checkpoint: string;
+  mode: string;
+  batchSize?: number;
+  lr: number;
+  steps: number;
+  recordEvery: number;
+  refreshEvery: number;
+  seed: number;
+  implementation: string;
+  threads: number | 'auto';
+  overwrite?: boolean;
+  json?: boolean;
+  backend?: string;
+  quiet?: boolean;
+}
+
+function parseThreads(value: string): number | 'auto' {
+  if (value.trim() === 'auto') return 'auto';
+  return parseInteger('--threads', 1, 1024)(value);
+}
+
+export function registerFinetune(program: Command): void {
+  program
+    .command('finetune')
+    .description(
+      'finetune a checkpoint with plain SGD (descent or ascent) and record log π of every label at every tracked point, with the eNTK at the checkpoint (and refreshed)',
+    )
+    .requiredOption('--run <dir>', 'run directory (from entk train)')
+    .requiredOption('--name <name>', 'recording name: writes <run>/finetune/<name>/')
+    .requiredOption(
+      '--points <spec>',
+      'finetune set, e.g. train:per-class=2, ids:digits-0003, train:first=10 (see entk kernel --help)',
+    )
+    .option('--observe <spec>', 'observation set (tracked, not trained on), e.g. test:50')
+    .option('--checkpoint <id>', 'checkpoint to start from: last | first | a step | an id', 'last')
+    .option('--mode <mode>', `${FINETUNE_MODES.join(' | ')}: how the finetune set is fed`, 'full')
+    .option('--batch-size <n>', "minibatch size (--mode minibatch)", parseInteger('--batch-size', 1))
+    .requiredOption('--lr <eta>', 'learning rate η; negative = gradient ascent (write --lr=-0.05)', parseNumber('--lr', 'nonzero'))
+    .requiredOption('--steps <n>', 'SGD steps', parseInteger('--steps', 1))
+    .option('--record-every <k>', 'record log-probs every k steps (and at the last step)', parseInteger('--record-every', 1), 1)
+    .option('--refresh-every <r>', 'recompute the eNTK every r steps (0 = only at the checkpoint)', parseInteger('--refresh-every', 0), 0)
+    .option('--seed <n>', 'seed of sampled point specs and of the minibatch order', parseInteger('--seed', 0), 0)
+    .option('--implementation <name>', `eNTK implementation: ${NTK_IMPLEMENTATIONS.join(' | ')}`, 'auto')
+    .option('--threads <n|auto>', 'eNTK worker threads', parseThreads, 1)
+    .option('--overwrite', 'replace an existing recording of that name')
+    .option('--json', 'print a JSON summary')
+    .action(async (flags: FinetuneFlags, command: Command) => {
+      const globals = command.optsWithGlobals() as FinetuneFlags;
+      await prepare({ backend: globals.backend, json: flags.json, quiet: globals.quiet });
+      if (!(FINETUNE_MODES as readonly string[]).includes(flags.mode)) {
+        throw new InvalidArgumentError('--mode', flags.mode, `one of ${FINETUNE_MODES.join(', ')}`);
+      }
+      if (!(NTK_IMPLEMENTATIONS as readonly string[]).includes(flags.implementation)) {
+        throw new InvalidArgumentError('--implementation', flags.implementation, `one of ${NTK_IMPLEMENTATIONS.join(', ')}`);
+      }
+      const { dir, manifest: m } = await finetune({
+        run: flags.run,
+        name: flags.name,
+        points: flags.points,
+        observe: flags.observe,
+        checkpoint: flags.checkpoint,
+        mode: flags.mode as FinetuneMode,
+        batchSize: flags.batchSize,
+        learningRate: flags.lr,
+        steps: flags.steps,
+        recordEvery: flags.recordEvery,
+        refreshEvery: flags.refreshEvery,
+        seed: flags.seed,
+        implementation: flags.implementation as NtkImplementation,
+        threads: flags.threads,
+        overwrite: Boolean(flags.overwrite),
+      });
+      const T = m.recordedSteps.length;
+      const lastDrift = m.kernels[m.kernels.length - 1]!.drift;
+      const summary = {
+        dir,
+        name: m.name,
+        checkpoint: m.checkpoint,
+        learningRate: m.learningRate,
+        mode: m.mode,
+        batchSize: m.batchSize,
+        steps: m.steps,
+        finetunePoints: m.finetune.ids.length,
+        observePoints: m.observe.ids.length,
+        numClasses: m.numClasses,
+        recordedSteps: T,
+        kernelSteps: m.kernels.map((k) => k.step),
+        kernelDrift: lastDrift,
+        seconds: m.seconds,
+      };
+      output(flags.json, summary, () => {
+        console.log(
+          `${dir}: ${m.finetune.ids.length} finetune + ${m.observe.ids.length} observation points × ${m.numClasses} labels, ` +
+            `${m.steps} ${m.mode} SGD steps at η = ${m.learningRate} from ${m.checkpoint.id}, ${T} records, ` +
+            `kernels at steps ${summary.kernelSteps.join(', ')}` +
+            (lastDrift ? `; kernel drift ${lastDrift.all.relativeChange.toExponential(2)}` : '') +
+            ` (${m.seconds.total.toFixed(1)} s)`,
+        );
+      });
+    });
+}

@@ -1,0 +1,355 @@
+/**
+ * Predictions and comparisons of a finetune recording (`<run>/finetune/<name>/`, written by
+ * `finetune` in src/train/finetune.ts), all from the kernel blocks stored with it.
+ *
+ * Predictors (names used for files and in summaries):
+ * | name                  | what                                                                    | file shape   |
+ * |-----------------------|-------------------------------------------------------------------------|--------------|
+ * | `one-step`            | equation (1) per recorded interval, K frozen at the checkpoint          | [T−1, P, V]  |
+ * | `one-step-refreshed`  | the same with the refreshed K_t (recordings with `refreshEvery`)        | [T−1, P, V]  |
+ * | `pop-mu`              | POP-MU over the whole run, K frozen                                     | [T, P, V]    |
+ * | `pop-mu-refreshed`    | POP-MU with piecewise-constant refreshed K_t                            | [T, P, V]    |
+ * | `pop-ode`             | POP-ODE, logit form (DOPRI5), K frozen                                  | [T, P, V]    |
+ * | `pop-ode-simplex`     | POP-ODE, the note's simplex form                                        | [T, P, V]    |
+ * Trajectories hold log π at the recorded steps; one-step files hold predicted Δ log π between
+ * consecutive records. P = N finetune points then M observation points.
+ *
+ * Layout added to the recording:
+ * ```
+ * predictions/manifest.json   { format: 'entk-predictions', version: 1, options, operator,
+ *                               predictors: { <name>: { kind, file, shape, dtype, sha256, seconds, stats? } } }
+ * predictions/<name>.npy      float64, shapes above
+ * comparison.json             metrics (see {@link Comparison})
+ * ```
+ */
+import * as path from 'node:path';
+import { promises as fs } from 'node:fs';
+import {
+  FitnessOperator,
+  type OperatorSchedule,
+  oneStepPredict,
+  popMu,
+  popOde,
+  type Trajectory,
+} from '../dynamics/index.js';
+import { CorruptFileError, InvalidArgumentError, assertArgument } from '../errors.js';
+import { readNpy, writeNpy } from '../io/index.js';
+import {
+  type FinetuneManifest,
+  type FinetuneRecording,
+  readFinetuneKernel,
+  readFinetuneRecording,
+} from '../train/finetune.js';
+import { writeDirAtomic, writeJsonAtomic } from '../util/atomic.js';
+import {
+  type ChangeAgreement,
+  changeAgreement,
+  discretisationGap,
+  type ErrorSummary,
+  finalKl,
+  type GapCurve,
+  lazinessGap,
+  trajectoryErrors,
+} from './metrics.js';
+
+export const PREDICTORS = [
+  'one-step',
+  'one-step-refreshed',
+  'pop-mu',
+  'pop-mu-refreshed',
+  'pop-ode',
+  'pop-ode-simplex',
+] as const;
+export type PredictorName = (typeof PREDICTORS)[number];
+const REFRESHED: readonly PredictorName[] = ['one-step-refreshed', 'pop-mu-refreshed'];
+
+export const PREDICTIONS_DIR = 'predictions';
+export const PREDICTIONS_FORMAT = 'entk-predictions';
+export const COMPARISON_JSON = 'comparison.json';
+
+export interface PredictOptions {
+  /** Predictors to run. Default: all that apply (the refreshed ones need a recording with refreshed kernels). */
+  predictors?: PredictorName[];
+  /** POP-ODE relative tolerance. Default 1e-6. */
+  rtol?: number;
+  /** POP-ODE absolute tolerance. Default 1e-9. */
+  atol?: number;
+  /** Threads of the fitness operator (see FitnessOperator). Default 'auto'. */
+  threads?: number | 'auto';
+}
+
+export interface PredictionEntry {
+  kind: 'trajectory' | 'increments';
+  file: string;
+  shape: number[];
+  dtype: 'float64';
+  sha256: string;
+  seconds: number;
+  /** POP-ODE: integrator statistics. */
+  stats?: Record<string, number>;
+}
+
+export interface PredictionsManifest {
+  format: typeof PREDICTIONS_FORMAT;
+  version: 1;
+  createdAt: string;
+  options: { rtol: number; atol: number };
+  operator: { backend: string; threads: number; asymmetry: number; prepareSeconds: number };
+  predictors: Partial<Record<PredictorName, PredictionEntry>>;
+}
+
+/** Run the predictors on a recording and write `predictions/`. Returns the manifest. */
+export async function predictRecording(dir: string, options: PredictOptions = {}): Promise<PredictionsManifest> {
+  const rec = await readFinetuneRecording(dir);
+  const m = rec.manifest;
+  const refreshed = m.kernels.length > 1;
+  const requested = options.predictors ?? PREDICTORS.filter((p) => refreshed || !REFRESHED.includes(p));
+  assertArgument(Array.isArray(requested) && requested.length > 0, 'predictors', requested, `a non-empty list of ${PREDICTORS.join(', ')}`);
+  for (const p of requested) {
+    assertArgument((PREDICTORS as readonly string[]).includes(p), 'predictors', p, `one of ${PREDICTORS.join(', ')}`);
+    if (!refreshed && REFRESHED.includes(p)) {
+      throw new InvalidArgumentError('predictors', p, "a recording with refreshed kernels (run 'entk finetune --refresh-every')");
+    }
+  }
+  const rtol = options.rtol ?? 1e-6;
+  const atol = options.atol ?? 1e-9;
+  assertArgument(rtol > 0 && Number.isFinite(rtol), 'rtol', rtol, 'a positive number');
+  assertArgument(atol >= 0 && Number.isFinite(atol), 'atol', atol, 'a number ≥ 0');
+  const V = m.numClasses;
+  const N = rec.numTrain;
+  const P = N + rec.numObserve;
+  const problem = { numClasses: V, labels: rec.labels, initialLogits: rec.trajectory.logProbs.slice(0, P * V) };
+
+  const needRefreshed = requested.some((p) => REFRESHED.includes(p));
+  const prepStart = performance.now();
+  const operators: FitnessOperator[] = [];
+  const kernelSteps = needRefreshed ? m.kernels.map((k) => k.step) : [0];
+  try {
+    for (const step of kernelSteps) {
+      const k = await readFinetuneKernel(rec, step);
+      operators.push(new FitnessOperator({ numClasses: V, train: k.train, observe: k.observe ?? undefined }, { threads: options.threads ?? 'auto' }));
+    }
+    const prepareSeconds = (performance.now() - prepStart) / 1000;
+    const frozen = operators[0]!;
+    const schedule: OperatorSchedule = needRefreshed ? { steps: kernelSteps, operators } : frozen;
+    const results: { name: PredictorName; data: Float64Array; kind: 'trajectory' | 'increments'; seconds: number; stats?: Record<string, number> }[] = [];
+    const steps = m.recordedSteps;
+    const last = steps[steps.length - 1]!;
+    for (const name of requested) {
+      const t = performance.now();
+      let data: Float64Array;
+      let kind: 'trajectory' | 'increments' = 'trajectory';
+      let stats: Record<string, number> | undefined;
+      switch (name) {
+        case 'one-step':
+        case 'one-step-refreshed':
+          data = oneStepPredict(name === 'one-step' ? frozen : schedule, rec.labels, rec.trajectory, { eta: m.learningRate, schedule: m.schedule });
+          kind = 'increments';
+          break;
+        case 'pop-mu':
+        case 'pop-mu-refreshed':
+          data = popMu(name === 'pop-mu' ? frozen : schedule, problem, { eta: m.learningRate, numSteps: last, schedule: m.schedule, record: steps }).logProbs;
+          break;
+        case 'pop-ode':
+        case 'pop-ode-simplex': {
+          const r = popOde(frozen, problem, { eta: m.learningRate, steps, rtol, atol, form: name === 'pop-ode' ? 'logit' : 'simplex' });
+          data = r.trajectory.logProbs;
+          stats = { ...r.stats };
+          break;
+        }
+      }
+      results.push({ name, data, kind, seconds: (performance.now() - t) / 1000, stats });
+    }
+    const T = steps.length;
+    const manifest: PredictionsManifest = {
+      format: PREDICTIONS_FORMAT,
+      version: 1,
+      createdAt: new Date().toISOString(),
+      options: { rtol, atol },
+      operator: { backend: frozen.backend, threads: frozen.threads, asymmetry: frozen.asymmetry, prepareSeconds },
+      predictors: {},
+    };
+    await writeDirAtomic(path.join(dir, PREDICTIONS_DIR), async (tmp) => {
+      for (const r of results) {
+        const shape = r.kind === 'trajectory' ? [T, P, V] : [T - 1, P, V];
+        const file = `${r.name}.npy`;
+        const written = await writeNpy(path.join(tmp, file), { dtype: 'float64', shape, data: r.data });
+        manifest.predictors[r.name] = { kind: r.kind, file, shape, dtype: 'float64', sha256: written.sha256, seconds: r.seconds, stats: r.stats };
+      }
+      await writeJsonAtomic(path.join(tmp, 'manifest.json'), manifest);
+    });
+    return manifest;
+  } finally {
+    for (const op of operators) op.dispose();
+  }
+}
+
+/** Read `predictions/` of a recording: the manifest and every prediction array. */
+export async function readPredictions(dir: string): Promise<{ manifest: PredictionsManifest; arrays: Partial<Record<PredictorName, Float64Array>> }> {
+  const file = path.join(dir, PREDICTIONS_DIR, 'manifest.json');
+  let manifest: PredictionsManifest;
+  try {
+    manifest = JSON.parse(await fs.readFile(file, 'utf8')) as PredictionsManifest;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new InvalidArgumentError('recording', dir, "a recording with predictions (run 'entk predict' first)");
+    }
+    throw new CorruptFileError(file, `not valid JSON (${(error as Error).message})`);
+  }
+  if (manifest?.format !== PREDICTIONS_FORMAT) throw new CorruptFileError(file, `format is ${JSON.stringify(manifest?.format)}, expected "${PREDICTIONS_FORMAT}"`);
+  const arrays: Partial<Record<PredictorName, Float64Array>> = {};
+  for (const [name, entry] of Object.entries(manifest.predictors) as [PredictorName, PredictionEntry][]) {
+    const f = path.join(dir, PREDICTIONS_DIR, entry.file);
+    const arr = await readNpy(f, { sha256: entry.sha256 });
+    if (arr.dtype !== 'float64' || JSON.stringify(arr.shape) !== JSON.stringify(entry.shape)) {
+      throw new CorruptFileError(f, `expected float64 [${entry.shape.join(', ')}], found ${arr.dtype} [${arr.shape.join(', ')}]`);
+    }
+    arrays[name] = arr.data as Float64Array;
+  }
+  return { manifest, arrays };
+}
+
+/** Trajectory metrics of one predictor on one point subset. */
+export interface TrajectoryComparison {
+  logProb: ErrorSummary;
+  prob: ErrorSummary;
+  finalKl: { mean: number; max: number };
+  /** Per point of the subset (in subset order): log-prob RMSE and final KL. */
+  perPoint: { logProbRmse: number; finalKl: number }[];
+  /** Per label: log-prob RMSE and max. */
+  perLabel: ErrorSummary[];
+  /** log-prob RMSE per recorded step. */
+  perStep: number[];
+}
+
+/** Metrics of one point subset ('all', 'finetune' or 'observe'). */
+export interface SubsetComparison {
+  /** Point indices [start, end) of the subset in the tracked order. */
+  points: [number, number];
+  trajectories: Partial<Record<PredictorName, TrajectoryComparison>>;
+  changes: Partial<Record<PredictorName, Omit<ChangeAgreement, 'perPoint'>>>;
+  /** Laziness gap: actual vs POP-MU (and vs refreshed POP-MU). */
+  lazinessGap?: GapCurve;
+  lazinessGapRefreshed?: GapCurve;
+  /** Discretisation gap: POP-MU vs POP-ODE. */
+  discretisationGap?: GapCurve;
+}
+
+/** `comparison.json`. */
+export interface Comparison {
+  format: 'entk-comparison';
+  version: 1;
+  createdAt: string;
+  recording: string;
+  learningRate: number;
+  mode: FinetuneManifest['mode'];
+  steps: number[];
+  loss: number[];
+  paramDistance: number[];
+  kernelDrift: { step: number; train: { relativeChange: number; distance: number }; all: { relativeChange: number; distance: number } }[];
+  subsets: { all: SubsetComparison; finetune: SubsetComparison; observe?: SubsetComparison };
+}
+
+/** The points [start, end) of a trajectory. */
+export function selectPoints(tr: Trajectory, start: number, end: number): Trajectory {
+  return { ...tr, numPoints: end - start, logProbs: selectRows(tr.logProbs, tr.steps.length, tr.numPoints, tr.numClasses, start, end) };
+}
+
+function selectRows(data: Float64Array, T: number, P: number, V: number, start: number, end: number): Float64Array {
+  const Q = end - start;
+  const out = new Float64Array(T * Q * V);
+  for (let t = 0; t < T; t++) out.set(data.subarray((t * P + start) * V, (t * P + end) * V), t * Q * V);
+  return out;
+}
+
+function subsetComparison(rec: FinetuneRecording, arrays: Partial<Record<PredictorName, Float64Array>>, start: number, end: number): SubsetComparison {
+  const tr = rec.trajectory;
+  const P = tr.numPoints;
+  const V = tr.numClasses;
+  const T = tr.steps.length;
+  const actual = selectPoints(tr, start, end);
+  const out: SubsetComparison = { points: [start, end], trajectories: {}, changes: {} };
+  const trajectory = (name: PredictorName): Trajectory | null => {
+    const data = arrays[name];
+    if (!data || data.length !== T * P * V) return null;
+    return selectPoints({ ...tr, logProbs: data }, start, end);
+  };
+  for (const name of PREDICTORS) {
+    const data = arrays[name];
+    if (!data) continue;
+    if (name.startsWith('one-step')) {
+      const inc = selectRows(data, T - 1, P, V, start, end);
+      const { perPoint: _p, ...rest } = changeAgreement(actual, inc);
+      out.changes[name] = rest;
+    } else {
+      const pred = trajectory(name)!;
+      const e = trajectoryErrors(actual, pred);
+      const kl = finalKl(actual, pred);
+      out.trajectories[name] = {
+        logProb: e.logProb.overall,
+        prob: e.prob.overall,
+        finalKl: { mean: kl.mean, max: kl.max },
+        perPoint: e.logProb.perPoint.map((s, i) => ({ logProbRmse: s.rmse, finalKl: kl.perPoint[i]! })),
+        perLabel: e.logProb.perLabel,
+        perStep: e.logProb.perStep.map((s) => s.rmse),
+      };
+    }
+  }
+  const mu = trajectory('pop-mu');
+  const muR = trajectory('pop-mu-refreshed');
+  const ode = trajectory('pop-ode');
+  if (mu) out.lazinessGap = lazinessGap(actual, mu);
+  if (muR) out.lazinessGapRefreshed = lazinessGap(actual, muR);
+  if (mu && ode) out.discretisationGap = discretisationGap(mu, ode);
+  return out;
+}
+
+/** Compare a recording with its predictions and write `comparison.json`. */
+export async function compareRecording(dir: string): Promise<Comparison> {
+  const rec = await readFinetuneRecording(dir);
+  const { arrays } = await readPredictions(dir);
+  const N = rec.numTrain;
+  const P = N + rec.numObserve;
+  const m = rec.manifest;
+  const comparison: Comparison = {
+    format: 'entk-comparison',
+    version: 1,
+    createdAt: new Date().toISOString(),
+    recording: m.name,
+    learningRate: m.learningRate,
+    mode: m.mode,
+    steps: m.recordedSteps,
+    loss: Array.from(rec.loss),
+    paramDistance: Array.from(rec.paramDistance),
+    kernelDrift: m.kernels.filter((k) => k.drift).map((k) => ({ step: k.step, ...k.drift! })),
+    subsets: {
+      all: subsetComparison(rec, arrays, 0, P),
+      finetune: subsetComparison(rec, arrays, 0, N),
+      ...(rec.numObserve > 0 ? { observe: subsetComparison(rec, arrays, N, P) } : {}),
+    },
+  };
+  await writeJsonAtomic(path.join(dir, COMPARISON_JSON), comparison);
+  return comparison;
+}
+
+/** A compact summary of a comparison (what `entk compare --json` prints). */
+export function summarizeComparison(c: Comparison) {
+  const s = c.subsets.all;
+  return {
+    recording: c.recording,
+    learningRate: c.learningRate,
+    steps: c.steps[c.steps.length - 1],
+    finalLoss: c.loss[c.loss.length - 1],
+    paramDistance: c.paramDistance[c.paramDistance.length - 1],
+    kernelDrift: c.kernelDrift.length ? c.kernelDrift[c.kernelDrift.length - 1] : null,
+    trajectories: Object.fromEntries(
+      Object.entries(s.trajectories).map(([k, v]) => [k, { logProbRmse: v.logProb.rmse, logProbMax: v.logProb.max, probRmse: v.prob.rmse, finalKlMean: v.finalKl.mean }]),
+    ),
+    changes: Object.fromEntries(
+      Object.entries(s.changes).map(([k, v]) => [k, { pearson: v.pearson, spearman: v.spearman, signAgreement: v.signAgreement }]),
+    ),
+    lazinessGap: s.lazinessGap?.final ?? null,
+    lazinessGapRefreshed: s.lazinessGapRefreshed?.final ?? null,
+    discretisationGap: s.discretisationGap?.final ?? null,
+  };
+}

@@ -1,0 +1,377 @@
+/**
+ * The stages every study is built from, each resumable through {@link StageRunner}:
+ *
+ *     train/<run>                   a training run (src/train) in <out>/runs/<run>/
+ *     points/<run>                  the finetune and observation point ids of that run
+ *     kernel/<run>/<checkpoint>     the full eNTK over those points at a checkpoint (src/kernel-store)
+ *     heatmap/<run>/<checkpoint>    a trace kernel over the heatmap points
+ *     finetune/<label>              a recorded finetune run (src/train/finetune.ts)
+ *
+ * Stage results hold paths relative to the experiment directory, so a finished experiment can be
+ * moved and still resumes.
+ */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { type FitnessOperator, FitnessOperator as Operator } from '../dynamics/index.js';
+import { InvalidArgumentError } from '../errors.js';
+import {
+  computeKernelStores,
+  type KernelStore,
+  kernelBlock,
+  pointIndices,
+  readKernelStore,
+  resolvePoints,
+} from '../kernel-store/index.js';
+import { type FinetuneRecording, finetune, readFinetuneRecording } from '../train/finetune.js';
+import {
+  type CheckpointInfo,
+  openRun,
+  type Run,
+  readCheckpointIndex,
+  readRunConfig,
+  type SplitFile,
+  selectCheckpoint,
+  type TrainConfig,
+  train,
+} from '../train/index.js';
+import type { ExperimentConfig, FinetuneSettings, PointSpecs } from './config.js';
+import { canonicalJson, type StageRunner } from './stages.js';
+
+/** What every stage function gets. */
+export interface ExperimentContext {
+  config: ExperimentConfig;
+  /** The experiment directory (absolute). */
+  outDir: string;
+  stages: StageRunner;
+  /** One line of progress for humans (the CLI prints it to stderr). */
+  log: (line: string) => void;
+  /** Opened runs by directory (openRun loads the data; done once per run). */
+  runs: Map<string, Promise<Run>>;
+}
+
+/** A stage's key and result. */
+export interface Staged<T> {
+  key: string;
+  result: T;
+}
+
+/** Absolute path of a path stored relative to the experiment directory. */
+export function abs(ctx: ExperimentContext, relative: string): string {
+  return path.resolve(ctx.outDir, relative);
+}
+
+function rel(ctx: ExperimentContext, absolute: string): string {
+  return path.relative(ctx.outDir, absolute) || '.';
+}
+
+/** Open a run once per experiment (data loading is the slow part). */
+export function openRunCached(ctx: ExperimentContext, dir: string): Promise<Run> {
+  const key = path.resolve(dir);
+  let run = ctx.runs.get(key);
+  if (!run) {
+    run = openRun(key);
+    ctx.runs.set(key, run);
+  }
+  return run;
+}
+
+// ---- train ----------------------------------------------------------------------------------
+
+/** Result of a train stage. */
+export interface TrainedRun {
+  /** Run name (directory under runs/). */
+  name: string;
+  /** Run directory, relative to the experiment directory. */
+  dir: string;
+  checkpoints: CheckpointInfo[];
+  classNames: string[];
+  numClasses: number;
+}
+
+/**
+ * Train `config` into `<out>/runs/<name>/`. An interrupted run with the same configuration is
+ * resumed from its last checkpoint; a run with another configuration is replaced.
+ */
+export async function trainStage(
+  ctx: ExperimentContext,
+  name: string,
+  config: TrainConfig,
+): Promise<Staged<TrainedRun>> {
+  const dir = path.join(ctx.outDir, 'runs', name);
+  return ctx.stages.run(
+    `train/${name}`,
+    { config },
+    async () => {
+      let stored: TrainConfig | null = null;
+      try {
+        stored = await readRunConfig(dir);
+      } catch {
+        stored = null; // damaged: start again
+      }
+      const same = stored !== null && canonicalJson(stored) === canonicalJson(config);
+      if (!same) {
+        await fs.rm(dir, { recursive: true, force: true });
+        ctx.runs.delete(path.resolve(dir));
+      }
+      ctx.log(`training ${name} (${describeModel(config)} on ${config.data})${same ? ', resuming' : ''}`);
+      await train(config, { outDir: dir, resume: same });
+      ctx.runs.delete(path.resolve(dir));
+      const checkpoints = await readCheckpointIndex(dir);
+      const split = JSON.parse(await fs.readFile(path.join(dir, 'split.json'), 'utf8')) as SplitFile;
+      return {
+        name,
+        dir: rel(ctx, dir),
+        checkpoints,
+        classNames: split.classNames,
+        numClasses: split.classNames.length,
+      };
+    },
+    { outputs: (r) => [path.join(abs(ctx, r.dir), 'checkpoints', 'index.json')] },
+  );
+}
+
+/** 'MLP 128-128 relu (standard)' etc. */
+export function describeModel(config: TrainConfig): string {
+  const m = config.model;
+  if (m.kind === 'mlp')
+    return `MLP ${m.widths.join('-') || 'linear'} ${m.activation} (${m.parameterization})`;
+  if (m.kind === 'cnn') return `CNN ${(m.filters ?? [16, 32]).join('-')}`;
+  return 'linear softmax';
+}
+
+/** The checkpoint of `run` named by `selector` (first, last, an id or a step). */
+export function checkpointOf(run: TrainedRun, selector: string, key: string): CheckpointInfo {
+  try {
+    return selectCheckpoint(run.checkpoints, selector);
+  } catch (error) {
+    if (error instanceof InvalidArgumentError) throw new InvalidArgumentError(key, selector, error.expected);
+    throw error;
+  }
+}
+
+// ---- points ---------------------------------------------------------------------------------
+
+/** Result of a points stage: the tracked points (finetune points first). */
+export interface TrackedPoints {
+  finetuneIds: string[];
+  observeIds: string[];
+  finetuneLabels: number[];
+  observeLabels: number[];
+}
+
+/** Resolve the finetune and observation point specs against a run (seeded). */
+export async function pointsStage(
+  ctx: ExperimentContext,
+  trained: Staged<TrainedRun>,
+  specs: PointSpecs,
+  keyPrefix: string,
+): Promise<Staged<TrackedPoints>> {
+  return ctx.stages.run(
+    `points/${trained.result.name}`,
+    { train: trained.key, specs, seed: ctx.config.seed },
+    async () => {
+      const run = await openRunCached(ctx, abs(ctx, trained.result.dir));
+      const resolve = async (which: 'finetune' | 'observe') => {
+        try {
+          const set = await resolvePoints(run, specs[which], { seed: ctx.config.seed, name: which });
+          if (set.sources.includes('file')) {
+            throw new InvalidArgumentError(
+              `${keyPrefix}.${which}`,
+              specs[which],
+              'train:, test: or ids: terms (file: points are not supported here)',
+            );
+          }
+          return set;
+        } catch (error) {
+          if (error instanceof InvalidArgumentError && error.argument === 'points') {
+            throw new InvalidArgumentError(`${keyPrefix}.${which}`, specs[which], error.expected);
+          }
+          throw error;
+        }
+      };
+      const finetune = await resolve('finetune');
+      const observe = await resolve('observe');
+      const shared = observe.dataset.ids.filter((id) => finetune.dataset.ids.includes(id));
+      if (shared.length > 0) {
+        throw new InvalidArgumentError(
+          `${keyPrefix}.observe`,
+          specs.observe,
+          `points disjoint from ${keyPrefix}.finetune (${shared.length} shared, e.g. ${shared[0]}); use test: points or another seed`,
+        );
+      }
+      return {
+        finetuneIds: finetune.dataset.ids,
+        observeIds: observe.dataset.ids,
+        finetuneLabels: Array.from(finetune.dataset.y),
+        observeLabels: Array.from(observe.dataset.y),
+      };
+    },
+  );
+}
+
+// ---- kernels --------------------------------------------------------------------------------
+
+/** Result of a kernel stage. */
+export interface KernelResult {
+  /** Store directory, relative to the experiment directory. */
+  store: string;
+  checkpoint: CheckpointInfo;
+}
+
+/** The full eNTK over all tracked points (finetune then observation points) at one checkpoint. */
+export async function kernelStage(
+  ctx: ExperimentContext,
+  trained: Staged<TrainedRun>,
+  points: Staged<TrackedPoints>,
+  checkpoint: CheckpointInfo,
+): Promise<Staged<KernelResult>> {
+  return ctx.stages.run(
+    `kernel/${trained.result.name}/${checkpoint.id}`,
+    { points: points.key, checkpoint: checkpoint.id },
+    async () => {
+      const run = await openRunCached(ctx, abs(ctx, trained.result.dir));
+      const ids = [...points.result.finetuneIds, ...points.result.observeIds];
+      ctx.log(`kernel of ${trained.result.name} at ${checkpoint.id} over ${ids.length} points`);
+      const [store] = await computeKernelStores({
+        run,
+        points: `ids:${ids.join(',')}`,
+        checkpoint: checkpoint.id,
+        name: 'tracked',
+        progress: false,
+      });
+      return { store: rel(ctx, store!.dir), checkpoint };
+    },
+    { outputs: (r) => [path.join(abs(ctx, r.store), 'manifest.json')] },
+  );
+}
+
+/** A trace kernel over `spec` (class-sorted heatmap) at one checkpoint. */
+export async function heatmapStage(
+  ctx: ExperimentContext,
+  trained: Staged<TrainedRun>,
+  spec: string,
+  checkpoint: CheckpointInfo,
+): Promise<Staged<KernelResult>> {
+  return ctx.stages.run(
+    `heatmap/${trained.result.name}/${checkpoint.id}`,
+    { train: trained.key, spec, checkpoint: checkpoint.id, seed: ctx.config.seed },
+    async () => {
+      const run = await openRunCached(ctx, abs(ctx, trained.result.dir));
+      ctx.log(`trace kernel of ${trained.result.name} at ${checkpoint.id} over ${spec}`);
+      let stores: Awaited<ReturnType<typeof computeKernelStores>>;
+      try {
+        stores = await computeKernelStores({
+          run,
+          points: spec,
+          checkpoint: checkpoint.id,
+          name: 'heatmap',
+          kind: 'trace',
+          seed: ctx.config.seed,
+          progress: false,
+        });
+      } catch (error) {
+        if (error instanceof InvalidArgumentError && error.argument === 'points') {
+          throw new InvalidArgumentError('studies.checkpoints.heatmapPoints', spec, error.expected);
+        }
+        throw error;
+      }
+      return { store: rel(ctx, stores[0]!.dir), checkpoint };
+    },
+    { outputs: (r) => [path.join(abs(ctx, r.store), 'manifest.json')] },
+  );
+}
+
+/** Read a kernel store written by a kernel stage. */
+export function readStore(ctx: ExperimentContext, kernel: KernelResult): Promise<KernelStore> {
+  return readKernelStore(abs(ctx, kernel.store));
+}
+
+/**
+ * The fitness operator of a tracked set from a full kernel store: finetune points `train` (kernel
+ * order indices) and observation points `observe`. The caller disposes it.
+ */
+export function operatorFor(
+  store: KernelStore,
+  trainIds: readonly string[],
+  observeIds: readonly string[],
+): FitnessOperator {
+  const t = pointIndices(store.manifest, trainIds);
+  const o = pointIndices(store.manifest, observeIds);
+  return new Operator({
+    numClasses: store.manifest.model.numOutputs,
+    train: kernelBlock(store, t, t),
+    ...(o.length > 0 ? { observe: kernelBlock(store, o, t) } : {}),
+  });
+}
+
+/** Log-probabilities of the network at the store's checkpoint for `ids` (from the stored logits), [P, V]. */
+export function storeLogits(store: KernelStore, ids: readonly string[]): Float64Array {
+  const V = store.manifest.model.numOutputs;
+  const idx = pointIndices(store.manifest, ids);
+  const logits = store.logits!.data as Float32Array;
+  const out = new Float64Array(ids.length * V);
+  idx.forEach((k, p) => {
+    for (let i = 0; i < V; i++) out[p * V + i] = logits[k * V + i]!;
+  });
+  return out;
+}
+
+// ---- finetune -------------------------------------------------------------------------------
+
+/** Result of a finetune stage. */
+export interface FinetuneResult {
+  /** Recording directory, relative to the experiment directory. */
+  dir: string;
+  checkpoint: CheckpointInfo;
+  settings: FinetuneSettings;
+  finetuneIds: string[];
+  observeIds: string[];
+}
+
+/**
+ * Finetune from a checkpoint of a run with plain SGD on `ids.finetune` (full batch or seeded
+ * minibatches), recording log π of every label at every tracked point, the kernel at the
+ * checkpoint and on the refresh schedule (src/train/finetune.ts), in
+ * `<out>/runs/<run>/finetune/<name>/`.
+ */
+export async function finetuneStage(
+  ctx: ExperimentContext,
+  name: string,
+  trained: Staged<TrainedRun>,
+  checkpoint: CheckpointInfo,
+  ids: { finetune: string[]; observe: string[] },
+  settings: FinetuneSettings,
+): Promise<Staged<FinetuneResult>> {
+  const runDir = abs(ctx, trained.result.dir);
+  return ctx.stages.run(
+    `finetune/${trained.result.name}/${name}`,
+    { train: trained.key, checkpoint: checkpoint.id, ids, settings, seed: ctx.config.seed },
+    async () => {
+      ctx.log(
+        `finetuning ${trained.result.name} from ${checkpoint.id}: ${settings.steps} steps, η = ${settings.eta}, ${ids.finetune.length} finetune + ${ids.observe.length} observation points`,
+      );
+      const { dir } = await finetune({
+        run: await openRunCached(ctx, runDir),
+        checkpoint: checkpoint.id,
+        name,
+        points: `ids:${ids.finetune.join(',')}`,
+        ...(ids.observe.length > 0 ? { observe: `ids:${ids.observe.join(',')}` } : {}),
+        mode: settings.batch === 'full' ? 'full' : 'minibatch',
+        ...(settings.batch === 'full' ? {} : { batchSize: settings.batch }),
+        learningRate: settings.eta,
+        steps: settings.steps,
+        recordEvery: settings.recordEvery,
+        refreshEvery: settings.refreshEvery ?? 0,
+        seed: ctx.config.seed,
+        overwrite: true,
+      });
+      return { dir: rel(ctx, dir), checkpoint, settings, finetuneIds: ids.finetune, observeIds: ids.observe };
+    },
+    { outputs: (r) => [path.join(abs(ctx, r.dir), 'manifest.json')] },
+  );
+}
+
+/** Read the recording of a finetune stage. */
+export function readRecording(ctx: ExperimentContext, result: FinetuneResult): Promise<FinetuneRecording> {
+  return readFinetuneRecording(abs(ctx, result.dir));
+}

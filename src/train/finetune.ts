@@ -1,0 +1,499 @@
+/**
+ * The finetune recorder: from a checkpoint of a run, plain SGD (no momentum, no weight decay) on
+ * the mean cross-entropy of a finetune set — one example repeated, the full batch, or seeded
+ * minibatches — with η > 0 (descent) or η < 0 (ascent, unlearning), recording the log-probability
+ * of every label at every tracked point (the finetune set, then an observation set) every k steps,
+ * with the loss and the parameter distance ‖θ − θ₀‖. The eNTK blocks the predictors need are
+ * computed at the checkpoint and, optionally, every r steps along the run (refreshed kernels and
+ * kernel-drift curves).
+ *
+ * One step (THEORY.md): θ ← θ − η ∇_θ (1/|B|) Σ_{u∈B} −log π(y_u | x_u), in inference mode
+ * (dropout off), float32 as the model is.
+ *
+ * Recording layout, `<run>/finetune/<name>/` (written atomically as a whole directory):
+ * ```
+ * manifest.json                 FinetuneManifest (format 'entk-finetune', version 1): options, the
+ *                               points (ids, labels), recorded steps, the batch schedule, the array
+ *                               files with shapes, dtypes and sha256, kernel steps and drift
+ * logprobs.npy                  float64 [T, P, V]  log π at the recorded steps; P = N finetune + M
+ *                               observation points, finetune points first
+ * loss.npy                      float64 [T]        mean cross-entropy over the finetune set
+ * param-distance.npy            float64 [T]        ‖θ − θ₀‖₂ over all trainable parameters
+ * kernels/step-XXXXXX-train.npy   float32 [N·V, N·V]  K(u, u′) at that step (point-major)
+ * kernels/step-XXXXXX-observe.npy float32 [M·V, N·V]  K(o, u) (absent when M = 0)
+ * predictions/, comparison.json  written later by `entk predict` / `entk compare` (src/compare)
+ * ```
+ */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { ENTK_VERSION } from '../backend/index.js';
+import type { Dataset } from '../data/index.js';
+import type { BatchSchedule, Trajectory } from '../dynamics/types.js';
+import { CorruptFileError, InvalidArgumentError, assertArgument } from '../errors.js';
+import { readNpy, writeNpy } from '../io/index.js';
+import { empiricalNtkFn } from '../kernel/index.js';
+import type { NtkImplementation } from '../kernel/types.js';
+import { resolvePoints } from '../kernel-store/points.js';
+import { writeDirAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { progressBar } from '../util/progress.js';
+import { Rng } from '../util/rng.js';
+import { openRun, type Run, runPaths } from './run.js';
+
+export const FINETUNE_FORMAT = 'entk-finetune';
+export const FINETUNE_VERSION = 1;
+export const FINETUNE_MANIFEST = 'manifest.json';
+
+/** How the finetune set is fed: all of it every step, seeded minibatches, or its single example. */
+export type FinetuneMode = 'full' | 'minibatch' | 'single';
+export const FINETUNE_MODES: readonly FinetuneMode[] = ['full', 'minibatch', 'single'];
+
+export interface FinetuneOptions {
+  /** The run directory, or an opened run. */
+  run: string | Run;
+  /** Checkpoint to start from: 'last' (default), 'first', a step or an id. */
+  checkpoint?: string;
+  /** Recording name: the directory `<run>/finetune/<name>/` (letters, digits, . _ -). */
+  name: string;
+  /** Point spec of the finetune set (src/kernel-store/points.ts), e.g. 'train:per-class=2'. */
+  points: string;
+  /** Point spec of the observation set (tracked, never trained on). Default: none. */
+  observe?: string;
+  /** 'full' (default), 'minibatch' (needs batchSize) or 'single' (the finetune set is one example). */
+  mode?: FinetuneMode;
+  /** Minibatch size for mode 'minibatch'. */
+  batchSize?: number;
+  /** η: finite, non-zero; negative is gradient ascent. */
+  learningRate: number;
+  /** Number of SGD steps (≥ 1). */
+  steps: number;
+  /** Record every k steps (and always at step 0 and the last step). Default 1. */
+  recordEvery?: number;
+  /** Recompute the kernel every r steps (0 = only at the checkpoint). Default 0. */
+  refreshEvery?: number;
+  /** Seed of sampled point specs and of the minibatch order. Default 0. */
+  seed?: number;
+  /** eNTK implementation. Default 'auto'. */
+  implementation?: NtkImplementation;
+  /** eNTK worker threads. Default 1. */
+  threads?: number | 'auto';
+  /** Replace an existing recording of that name. Default false. */
+  overwrite?: boolean;
+}
+
+/** An array file listed in a manifest. */
+export interface FinetuneArrayFile {
+  file: string;
+  shape: number[];
+  dtype: 'float32' | 'float64';
+  sha256: string;
+}
+
+/** Kernel blocks recorded at one step, with the drift from the checkpoint's kernel. */
+export interface FinetuneKernelEntry {
+  step: number;
+  train: FinetuneArrayFile;
+  observe: FinetuneArrayFile | null;
+  /** Relative change and kernel distance vs step 0 (null at step 0): finetune block and both blocks together. */
+  drift: { train: { relativeChange: number; distance: number }; all: { relativeChange: number; distance: number } } | null;
+}
+
+/** `manifest.json` of a recording. */
+export interface FinetuneManifest {
+  format: typeof FINETUNE_FORMAT;
+  version: typeof FINETUNE_VERSION;
+  entkVersion: string;
+  createdAt: string;
+  /** The run directory as given. */
+  run: string;
+  checkpoint: { id: string; step: number };
+  name: string;
+  numClasses: number;
+  classNames: string[];
+  learningRate: number;
+  mode: FinetuneMode;
+  batchSize: number | null;
+  steps: number;
+  recordEvery: number;
+  refreshEvery: number;
+  seed: number;
+  finetune: { spec: string; ids: string[]; labels: number[] };
+  observe: { spec: string | null; ids: string[]; labels: number[] };
+  recordedSteps: number[];
+  /** The batch of every step: full batch, or the explicit sequence (indices into the finetune set). */
+  schedule: BatchSchedule;
+  arrays: { logProbs: FinetuneArrayFile; loss: FinetuneArrayFile; paramDistance: FinetuneArrayFile };
+  kernels: FinetuneKernelEntry[];
+  ntk: { implementation: string; parameterCount: number; layers: string[] };
+  seconds: { sgd: number; kernels: number; total: number };
+}
+
+export interface FinetuneResult {
+  dir: string;
+  manifest: FinetuneManifest;
+}
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+
+/** `<run>/finetune/<name>`. */
+export function finetuneDir(runDir: string, name: string): string {
+  assertArgument(typeof name === 'string' && NAME.test(name), 'name', name, 'a recording name of letters, digits, . _ - (≤ 100)');
+  return path.join(runPaths(runDir).finetune, name);
+}
+
+/** Batches of an epoch-wise seeded shuffle of N points into batches of `b` (last one may be smaller). */
+export function minibatchSchedule(N: number, batchSize: number, steps: number, seed: number): number[][] {
+  const batches: number[][] = [];
+  for (let epoch = 0; batches.length < steps; epoch++) {
+    const order = new Rng(seed).fork(`finetune-order/epoch-${epoch}`).shuffle(Array.from({ length: N }, (_, i) => i));
+    for (let s = 0; s < N && batches.length < steps; s += batchSize) batches.push(order.slice(s, s + batchSize));
+  }
+  return batches;
+}
+
+function concatPoints(a: Dataset, b: Dataset | null): { x: Float32Array; n: number } {
+  if (!b) return { x: a.x, n: a.ids.length };
+  const x = new Float32Array(a.x.length + b.x.length);
+  x.set(a.x, 0);
+  x.set(b.x, a.x.length);
+  return { x, n: a.ids.length + b.ids.length };
+}
+
+function validate(o: FinetuneOptions) {
+  assertArgument(o != null && typeof o === 'object', 'options', o, 'a FinetuneOptions object');
+  const mode = o.mode ?? 'full';
+  assertArgument(FINETUNE_MODES.includes(mode), 'mode', mode, `one of ${FINETUNE_MODES.join(', ')}`);
+  assertArgument(
+    Number.isFinite(o.learningRate) && o.learningRate !== 0,
+    'learningRate',
+    o.learningRate,
+    'a finite non-zero number (negative: gradient ascent)',
+  );
+  assertArgument(Number.isInteger(o.steps) && o.steps >= 1, 'steps', o.steps, 'an integer ≥ 1');
+  const recordEvery = o.recordEvery ?? 1;
+  assertArgument(Number.isInteger(recordEvery) && recordEvery >= 1, 'recordEvery', recordEvery, 'an integer ≥ 1');
+  const refreshEvery = o.refreshEvery ?? 0;
+  assertArgument(Number.isInteger(refreshEvery) && refreshEvery >= 0, 'refreshEvery', refreshEvery, 'an integer ≥ 0');
+  const seed = o.seed ?? 0;
+  assertArgument(Number.isSafeInteger(seed) && seed >= 0, 'seed', seed, 'a non-negative integer');
+  if (mode === 'minibatch') {
+    assertArgument(
+      Number.isInteger(o.batchSize) && o.batchSize! >= 1,
+      'batchSize',
+      o.batchSize,
+      "a positive integer for mode 'minibatch'",
+    );
+  } else {
+    assertArgument(o.batchSize === undefined, 'batchSize', o.batchSize, `nothing for mode '${mode}' (only 'minibatch' takes a batch size)`);
+  }
+  return { mode, recordEvery, refreshEvery, seed };
+}
+
+/**
+ * Run a recorded finetune from a checkpoint and write it to `<run>/finetune/<name>/`.
+ *
+ * @example
+ *   await finetune({ run: 'runs/digits', name: 'unlearn-3', points: 'ids:digits-0003',
+ *     observe: 'test:50', mode: 'single', learningRate: -0.05, steps: 100 });
+ */
+export async function finetune(options: FinetuneOptions): Promise<FinetuneResult> {
+  const { mode, recordEvery, refreshEvery, seed } = validate(options);
+  const started = performance.now();
+  const run = typeof options.run === 'string' ? await openRun(options.run) : options.run;
+  const dir = finetuneDir(run.dir, options.name);
+  const exists = await fs
+    .access(dir)
+    .then(() => true)
+    .catch(() => false);
+  if (exists && !options.overwrite) {
+    throw new InvalidArgumentError('name', options.name, `a new recording name (${dir} exists; pass overwrite to replace it)`);
+  }
+  const ckpt = run.resolveCheckpoint(options.checkpoint ?? 'last');
+  const ftSet = await resolvePoints(run, options.points, { seed });
+  const obsSet = options.observe ? await resolvePoints(run, options.observe, { seed }) : null;
+  const N = ftSet.dataset.ids.length;
+  const M = obsSet ? obsSet.dataset.ids.length : 0;
+  if (mode === 'single' && N !== 1) {
+    throw new InvalidArgumentError('points', options.points, `exactly one example for mode 'single' (got ${N}; e.g. ids:<id>)`);
+  }
+  if (obsSet) {
+    const ft = new Set(ftSet.dataset.ids);
+    const dup = obsSet.dataset.ids.find((id) => ft.has(id));
+    if (dup !== undefined) {
+      throw new InvalidArgumentError('observe', options.observe, `points outside the finetune set (${dup} is in both)`);
+    }
+  }
+  const V = run.split.classNames.length;
+  const inputShape = ftSet.dataset.inputShape;
+  const P = N + M;
+  const tracked = concatPoints(ftSet.dataset, obsSet?.dataset ?? null);
+  const labels = Array.from(ftSet.dataset.y);
+
+  const schedule: BatchSchedule =
+    mode === 'minibatch'
+      ? { kind: 'sequence', batches: minibatchSchedule(N, options.batchSize!, options.steps, seed) }
+      : { kind: 'full' };
+  const batchOf = (n: number): number[] =>
+    schedule.kind === 'full' ? Array.from({ length: N }, (_, i) => i) : schedule.batches[n % schedule.batches.length]!;
+
+  const recordedSteps: number[] = [];
+  for (let n = 0; n <= options.steps; n += recordEvery) recordedSteps.push(n);
+  if (recordedSteps[recordedSteps.length - 1] !== options.steps) recordedSteps.push(options.steps);
+  const kernelSteps: number[] = [0];
+  if (refreshEvery > 0) for (let n = refreshEvery; n <= options.steps; n += refreshEvery) kernelSteps.push(n);
+
+  const model = await run.loadModel(ckpt.id);
+  const logProbs = new Float64Array(recordedSteps.length * P * V);
+  const loss = new Float64Array(recordedSteps.length);
+  const paramDistance = new Float64Array(recordedSteps.length);
+  const kernels: { step: number; train: Float32Array; observe: Float32Array | null }[] = [];
+  let kernelMs = 0;
+  const ntk = empiricalNtkFn(model, {
+    output: 'full',
+    implementation: options.implementation ?? 'auto',
+    threads: options.threads ?? 1,
+    progress: false,
+  });
+  const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+  const theta0 = vars.map((v) => tf.clone(v));
+  const xTracked = tf.tensor(tracked.x, [P, ...inputShape]);
+  const xFinetune = tf.tensor(ftSet.dataset.x, [N, ...inputShape]);
+  const onehot = tf.tidy(() => tf.oneHot(tf.tensor1d(ftSet.dataset.y, 'int32'), V).toFloat());
+  const bar = progressBar(`finetune ${options.name}`, options.steps);
+  try {
+    const record = (k: number) => {
+      const logits = tf.tidy(() => (model.apply(xTracked, { training: false }) as tf.Tensor).dataSync() as Float32Array);
+      const o = k * P * V;
+      for (let p = 0; p < P; p++) {
+        let max = Number.NEGATIVE_INFINITY;
+        for (let i = 0; i < V; i++) max = Math.max(max, logits[p * V + i]!);
+        let s = 0;
+        for (let i = 0; i < V; i++) s += Math.exp(logits[p * V + i]! - max);
+        const lse = max + Math.log(s);
+        for (let i = 0; i < V; i++) logProbs[o + p * V + i] = logits[p * V + i]! - lse;
+      }
+      let l = 0;
+      for (let u = 0; u < N; u++) l -= logProbs[o + u * V + labels[u]!]!;
+      loss[k] = l / N;
+      paramDistance[k] = tf.tidy(() => {
+        let acc = tf.scalar(0);
+        vars.forEach((v, i) => {
+          acc = acc.add(v.sub(theta0[i]!).square().sum());
+        });
+        return Math.sqrt(acc.dataSync()[0]!);
+      });
+    };
+    const kernelAt = async (step: number) => {
+      const t = performance.now();
+      const kt = await ntk({ data: ftSet.dataset.x, shape: [N, ...inputShape] });
+      const ko = obsSet ? await ntk({ data: obsSet.dataset.x, shape: [M, ...inputShape] }, { data: ftSet.dataset.x, shape: [N, ...inputShape] }) : null;
+      kernels.push({ step, train: Float32Array.from(kt.data), observe: ko ? Float32Array.from(ko.data) : null });
+      kernelMs += performance.now() - t;
+    };
+    let k = 0;
+    record(k++);
+    await kernelAt(0);
+    let kernelIndex = 1;
+    for (let n = 0; n < options.steps; n++) {
+      const batch = batchOf(n);
+      tf.tidy(() => {
+        const idx = tf.tensor1d(batch, 'int32');
+        const xb = tf.gather(xFinetune, idx);
+        const yb = tf.gather(onehot, idx);
+        const { grads } = tf.variableGrads(() => {
+          const logits = model.apply(xb, { training: false }) as tf.Tensor;
+          return tf.neg(tf.mean(tf.sum(tf.mul(yb, tf.logSoftmax(logits)), -1))) as tf.Scalar;
+        }, vars);
+        for (const v of vars) {
+          const g = grads[v.name];
+          if (g) v.assign(tf.sub(v, tf.mul(g, options.learningRate)));
+        }
+      });
+      const step = n + 1;
+      if (recordedSteps[k] === step) record(k++);
+      if (kernelSteps[kernelIndex] === step) {
+        await kernelAt(step);
+        kernelIndex++;
+      }
+      bar.tick(1);
+    }
+  } finally {
+    bar.done();
+    tf.dispose([xTracked, xFinetune, onehot, ...theta0]);
+    model.dispose();
+  }
+
+  // kernel drift vs the checkpoint
+  const k0 = kernels[0]!;
+  const drift = (a: ArrayLike<number>[], b: ArrayLike<number>[]) => {
+    let n0 = 0;
+    let nt = 0;
+    let dot = 0;
+    let dd = 0;
+    for (let s = 0; s < a.length; s++) {
+      const x = a[s]!;
+      const y = b[s]!;
+      for (let i = 0; i < x.length; i++) {
+        n0 += x[i]! * x[i]!;
+        nt += y[i]! * y[i]!;
+        dot += x[i]! * y[i]!;
+        dd += (y[i]! - x[i]!) ** 2;
+      }
+    }
+    return { relativeChange: Math.sqrt(dd / n0), distance: Math.max(0, 1 - dot / Math.sqrt(n0 * nt)) };
+  };
+
+  const createdAt = new Date().toISOString();
+  let manifest: FinetuneManifest | undefined;
+  await writeDirAtomic(dir, async (tmp) => {
+    const file = async (name: string, dtype: 'float32' | 'float64', shape: number[], data: Float32Array | Float64Array) => {
+      const written = await writeNpy(path.join(tmp, name), { dtype, shape, data } as Parameters<typeof writeNpy>[1]);
+      return { file: name, shape, dtype, sha256: written.sha256 } satisfies FinetuneArrayFile;
+    };
+    await fs.mkdir(path.join(tmp, 'kernels'));
+    const kernelEntries: FinetuneKernelEntry[] = [];
+    for (const kt of kernels) {
+      const id = `kernels/step-${String(kt.step).padStart(6, '0')}`;
+      kernelEntries.push({
+        step: kt.step,
+        train: await file(`${id}-train.npy`, 'float32', [N * V, N * V], kt.train),
+        observe: kt.observe ? await file(`${id}-observe.npy`, 'float32', [M * V, N * V], kt.observe) : null,
+        drift:
+          kt.step === 0
+            ? null
+            : {
+                train: drift([k0.train], [kt.train]),
+                all: drift(k0.observe ? [k0.train, k0.observe] : [k0.train], kt.observe ? [kt.train, kt.observe] : [kt.train]),
+              },
+      });
+    }
+    manifest = {
+      format: FINETUNE_FORMAT,
+      version: FINETUNE_VERSION,
+      entkVersion: ENTK_VERSION,
+      createdAt,
+      run: run.dir,
+      checkpoint: { id: ckpt.id, step: ckpt.step },
+      name: options.name,
+      numClasses: V,
+      classNames: run.split.classNames,
+      learningRate: options.learningRate,
+      mode,
+      batchSize: mode === 'minibatch' ? options.batchSize! : null,
+      steps: options.steps,
+      recordEvery,
+      refreshEvery,
+      seed,
+      finetune: { spec: options.points, ids: ftSet.dataset.ids, labels },
+      observe: { spec: options.observe ?? null, ids: obsSet?.dataset.ids ?? [], labels: obsSet ? Array.from(obsSet.dataset.y) : [] },
+      recordedSteps,
+      schedule,
+      arrays: {
+        logProbs: await file('logprobs.npy', 'float64', [recordedSteps.length, P, V], logProbs),
+        loss: await file('loss.npy', 'float64', [recordedSteps.length], loss),
+        paramDistance: await file('param-distance.npy', 'float64', [recordedSteps.length], paramDistance),
+      },
+      kernels: kernelEntries,
+      ntk: { implementation: ntk.plan.implementation, parameterCount: ntk.plan.parameterCount, layers: ntk.plan.layers },
+      seconds: {
+        sgd: (performance.now() - started - kernelMs) / 1000,
+        kernels: kernelMs / 1000,
+        total: (performance.now() - started) / 1000,
+      },
+    };
+    await writeJsonAtomic(path.join(tmp, FINETUNE_MANIFEST), manifest);
+  });
+  return { dir, manifest: manifest! };
+}
+
+/** A recording read back. */
+export interface FinetuneRecording {
+  dir: string;
+  manifest: FinetuneManifest;
+  /** N finetune points (the first N tracked points). */
+  numTrain: number;
+  /** M observation points. */
+  numObserve: number;
+  /** y_u of the finetune points. */
+  labels: Int32Array;
+  /** The recorded log-probabilities. */
+  trajectory: Trajectory;
+  loss: Float64Array;
+  paramDistance: Float64Array;
+}
+
+async function readArrayFile(dir: string, entry: FinetuneArrayFile, what: string): Promise<Float32Array | Float64Array> {
+  const file = path.join(dir, entry.file);
+  const arr = await readNpy(file, { sha256: entry.sha256 }).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') throw new CorruptFileError(file, `missing (${what} listed in ${FINETUNE_MANIFEST})`);
+    throw error;
+  });
+  if (arr.dtype !== entry.dtype || JSON.stringify(arr.shape) !== JSON.stringify(entry.shape)) {
+    throw new CorruptFileError(file, `expected ${entry.dtype} [${entry.shape.join(', ')}], found ${arr.dtype} [${arr.shape.join(', ')}]`);
+  }
+  return arr.data as Float32Array | Float64Array;
+}
+
+/** Read `manifest.json` of a recording directory (validated). */
+export async function readFinetuneManifest(dir: string): Promise<FinetuneManifest> {
+  const file = path.join(dir, FINETUNE_MANIFEST);
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch {
+    throw new InvalidArgumentError('recording', dir, `a finetune recording directory (no ${FINETUNE_MANIFEST}; run 'entk finetune')`);
+  }
+  let m: FinetuneManifest;
+  try {
+    m = JSON.parse(text) as FinetuneManifest;
+  } catch (error) {
+    throw new CorruptFileError(file, `not valid JSON (${(error as Error).message})`);
+  }
+  if (m?.format !== FINETUNE_FORMAT) throw new CorruptFileError(file, `format is ${JSON.stringify(m?.format)}, expected "${FINETUNE_FORMAT}"`);
+  if (m.version !== FINETUNE_VERSION) throw new CorruptFileError(file, `version ${m.version} is not supported (expected ${FINETUNE_VERSION})`);
+  const ok =
+    Number.isInteger(m.numClasses) &&
+    Array.isArray(m.recordedSteps) &&
+    Array.isArray(m.finetune?.labels) &&
+    Array.isArray(m.observe?.ids) &&
+    Array.isArray(m.kernels) &&
+    m.kernels.length > 0 &&
+    m.kernels[0]!.step === 0 &&
+    m.schedule != null &&
+    Number.isFinite(m.learningRate);
+  if (!ok) throw new CorruptFileError(file, 'missing or malformed fields (numClasses, recordedSteps, finetune, observe, kernels, schedule, learningRate)');
+  return m;
+}
+
+/** Read a recording: manifest, recorded log-probabilities, loss and parameter distance (hashes verified). */
+export async function readFinetuneRecording(dir: string): Promise<FinetuneRecording> {
+  const manifest = await readFinetuneManifest(dir);
+  const N = manifest.finetune.labels.length;
+  const M = manifest.observe.ids.length;
+  const logProbs = (await readArrayFile(dir, manifest.arrays.logProbs, 'logProbs')) as Float64Array;
+  return {
+    dir,
+    manifest,
+    numTrain: N,
+    numObserve: M,
+    labels: Int32Array.from(manifest.finetune.labels),
+    trajectory: { numPoints: N + M, numClasses: manifest.numClasses, steps: manifest.recordedSteps, logProbs },
+    loss: (await readArrayFile(dir, manifest.arrays.loss, 'loss')) as Float64Array,
+    paramDistance: (await readArrayFile(dir, manifest.arrays.paramDistance, 'paramDistance')) as Float64Array,
+  };
+}
+
+/** The kernel blocks recorded at `step` (float32, point-major; observe null when M = 0). */
+export async function readFinetuneKernel(
+  recording: { dir: string; manifest: FinetuneManifest },
+  step: number,
+): Promise<{ train: Float32Array; observe: Float32Array | null }> {
+  const entry = recording.manifest.kernels.find((k) => k.step === step);
+  if (!entry) {
+    throw new InvalidArgumentError('step', step, `a kernel step of the recording (${recording.manifest.kernels.map((k) => k.step).join(', ')})`);
+  }
+  return {
+    train: (await readArrayFile(recording.dir, entry.train, 'kernel')) as Float32Array,
+    observe: entry.observe ? ((await readArrayFile(recording.dir, entry.observe, 'kernel')) as Float32Array) : null,
+  };
+}

@@ -1,0 +1,92 @@
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from './run-cli.js';
+
+let root = '';
+beforeAll(async () => {
+  root = await fs.mkdtemp(path.join(os.tmpdir(), 'entk-cli-train-'));
+});
+afterAll(async () => {
+  await fs.rm(root, { recursive: true, force: true });
+});
+
+/** Exactly one line on stderr, starting with 'entk: error: ', and exit code 2. */
+function expectOneLineError(r: ReturnType<typeof runCli>, message: RegExp): void {
+  expect(r.status).toBe(2);
+  expect(r.stdout).toBe('');
+  const lines = r.stderr.trim().split('\n');
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatch(/^entk: error: /);
+  expect(lines[0]).toMatch(message);
+}
+
+describe('entk train', () => {
+  it('trains into a run directory and prints a JSON summary', async () => {
+    const out = path.join(root, 'json');
+    const r = runCli([
+      'train',
+      '--data',
+      'iris',
+      '--model',
+      'linear',
+      '--steps',
+      '6',
+      '--checkpoints',
+      '0,3',
+      '--out',
+      out,
+      '--json',
+    ]);
+    expect(r.status).toBe(0);
+    const summary = JSON.parse(r.stdout);
+    expect(summary).toMatchObject({
+      dir: out,
+      backend: 'wasm',
+      model: 'linear',
+      data: 'iris',
+      step: 6,
+      totalSteps: 6,
+    });
+    expect(summary.checkpoints.map((c: { step: number }) => c.step)).toEqual([0, 3, 6]);
+    expect(summary.metrics.testAccuracy).toBeGreaterThan(0);
+    expect((await fs.readdir(out)).sort()).toEqual(['checkpoints', 'config.json', 'logs', 'split.json']);
+
+    // resume with the stored configuration, training longer
+    const again = runCli(['train', '--out', out, '--resume', '--steps', '10', '--json']);
+    expect(again.status).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({ step: 10, resumedFrom: 6 });
+  });
+
+  it('runs the README command shape on digits and prints the test accuracy', () => {
+    const out = path.join(root, 'digits');
+    const r = runCli(['train', '--data', 'digits', '--model', 'mlp', '--epochs', '3', '--out', out]);
+    expect(r.status).toBe(0);
+    const match = /test accuracy (\d\.\d{4})/.exec(r.stdout);
+    expect(match).not.toBeNull();
+    expect(Number(match![1])).toBeGreaterThan(0.9);
+    expect(r.stdout).toMatch(/checkpoints in .*digits\/checkpoints \(steps 0, 1, 2, 4, /);
+  });
+
+  it('rejects bad inputs with one line and a non-zero exit', () => {
+    const out = path.join(root, 'bad');
+    expectOneLineError(
+      runCli(['train', '--data', 'iris', '--model', 'transformer', '--out', out]),
+      /--model: expected a model preset \(mlp, .*\), received "transformer"/,
+    );
+    expectOneLineError(
+      runCli(['train', '--data', 'iris', '--lr', 'fast', '--out', out]),
+      /--lr: expected a positive finite number, received "fast"/,
+    );
+    expectOneLineError(
+      runCli(['train', '--data', 'no/such/file.csv', '--out', out]),
+      /data: expected an existing file \(not found: /,
+    );
+    expectOneLineError(runCli(['train', '--out', out]), /--data: expected a dataset name or file/);
+    expectOneLineError(
+      runCli(['train', '--data', 'iris', '--checkpoint-every', '5', '--checkpoints', '1,2', '--out', out]),
+      /--checkpoints: expected one of --checkpoints, --checkpoint-every, --checkpoint-geometric/,
+    );
+  });
+});

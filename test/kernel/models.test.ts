@@ -1,0 +1,192 @@
+/**
+ * The eNTK of the project's own models (src/model buildModel presets, small widths), of functional
+ * and nested tfjs models, the 'auto' fallback for layers outside the structured path, and the
+ * errors bad arguments get.
+ *
+ * Tolerance rule (as in correctness.test.ts): relative max error max|K − Kref| / max|Kref| ≤ 1e-5
+ * for float32 results against the float64 finite-difference reference.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { describe, expect, it } from 'vitest';
+import { InvalidArgumentError, UnsupportedError } from '../../src/errors.js';
+import { empiricalNtkFn, finiteDifferenceNtk } from '../../src/kernel/index.js';
+import { buildModel, type ModelSpec } from '../../src/model/index.js';
+import { normalPoints, randomizeWeights, relMaxError } from './helpers.js';
+
+const TOL = 1e-5;
+
+describe('buildModel presets', () => {
+  const cases: Array<[string, ModelSpec, number[]]> = [
+    [
+      'mlp standard relu',
+      { kind: 'mlp', widths: [12, 10], activation: 'relu', parameterization: 'standard' },
+      [6],
+    ],
+    ['mlp ntk erf', { kind: 'mlp', widths: [12, 10], activation: 'erf', parameterization: 'ntk' }, [6]],
+    [
+      'mlp ntk gelu + output scale',
+      { kind: 'mlp', widths: [9], activation: 'gelu', parameterization: 'ntk', outputScale: 0.3 },
+      [6],
+    ],
+    ['linear', { kind: 'linear' }, [6]],
+    ['cnn', { kind: 'cnn', filters: [2, 3], dense: [5], activation: 'relu' }, [8, 8, 1]],
+  ];
+  it.each(cases)('%s: structured = jacobian = finite differences', async (_name, spec, inputShape) => {
+    const model = buildModel(spec, { inputShape, numClasses: 3, seed: 9 });
+    // Non-zero biases so that every term is exercised.
+    randomizeWeights(model, 19, spec.kind === 'mlp' && spec.parameterization === 'ntk' ? 1 : 0.4);
+    const x1 = normalPoints(3, inputShape, 91);
+    const x2 = normalPoints(2, inputShape, 92);
+    const ref = finiteDifferenceNtk(model, x1, x2);
+    const structured = empiricalNtkFn(model, { progress: false });
+    expect(structured.plan.implementation).toBe('structured');
+    const ks = await structured(x1, x2);
+    const kj = await empiricalNtkFn(model, { implementation: 'jacobian', progress: false })(x1, x2);
+    expect(relMaxError(ks.data, ref.data)).toBeLessThanOrEqual(TOL);
+    expect(relMaxError(kj.data, ref.data)).toBeLessThanOrEqual(TOL);
+    expect(ks.parameterCount).toBe(model.countParams());
+    tf.dispose([x1, x2]);
+    model.dispose();
+  });
+
+  it('the MLP plan: factored hidden layers and a closed-form (identity) head', () => {
+    const model = buildModel(
+      { kind: 'mlp', widths: [8, 8], activation: 'relu', parameterization: 'standard' },
+      { inputShape: [4], numClasses: 3, seed: 1 },
+    );
+    expect(empiricalNtkFn(model).plan.terms).toEqual([
+      { layer: 'dense_1', kind: 'factored', width: 8 },
+      { layer: 'dense_2', kind: 'factored', width: 8 },
+      { layer: 'logits', kind: 'identity', width: 8 },
+    ]);
+    model.dispose();
+  });
+});
+
+describe('other tfjs models', () => {
+  it('a functional chain and a nested Sequential use the structured path', async () => {
+    const input = tf.input({ shape: [5] });
+    const h = tf.layers.dense({ units: 6, activation: 'tanh' }).apply(input) as tf.SymbolicTensor;
+    const out = tf.layers.dense({ units: 3 }).apply(h) as tf.SymbolicTensor;
+    const functional = tf.model({ inputs: input, outputs: out });
+    const inner = tf.sequential({
+      layers: [tf.layers.dense({ inputShape: [5], units: 4, activation: 'relu' })],
+    });
+    const nested = tf.sequential({ layers: [inner, tf.layers.dense({ units: 3 })] });
+    for (const model of [functional, nested]) {
+      randomizeWeights(model, 5);
+      const x = normalPoints(3, [5], 93);
+      const fn = empiricalNtkFn(model, { progress: false });
+      expect(fn.plan.implementation).toBe('structured');
+      const k = await fn(x);
+      expect(relMaxError(k.data, finiteDifferenceNtk(model, x).data)).toBeLessThanOrEqual(TOL);
+      x.dispose();
+    }
+  });
+
+  it("'auto' falls back to the Jacobian path for unsupported layers and reports them", async () => {
+    const model = tf.sequential({
+      layers: [
+        tf.layers.dense({ inputShape: [5], units: 6 }),
+        tf.layers.layerNormalization(),
+        tf.layers.activation({ activation: 'tanh' }),
+        tf.layers.dense({ units: 3 }),
+      ],
+    });
+    randomizeWeights(model, 6);
+    const x = normalPoints(3, [5], 94);
+    const auto = empiricalNtkFn(model, { progress: false });
+    expect(auto.plan.implementation).toBe('jacobian');
+    expect(auto.plan.unsupportedLayers).toEqual([`${model.layers[1]!.name} (LayerNormalization)`]);
+    expect(() => empiricalNtkFn(model, { implementation: 'structured' })).toThrow(UnsupportedError);
+    expect(() => empiricalNtkFn(model, { implementation: 'structured' })).toThrow(/LayerNormalization/);
+    const kAuto = await auto(x);
+    expect(kAuto.implementation).toBe('jacobian');
+    // Excluding the layer's parameters makes the model structured again (the layer is then a
+    // plain function); both paths must agree on that subset.
+    const subset = [model.layers[0]!.name, model.layers[3]!.name];
+    const ks = await empiricalNtkFn(model, { parameters: subset, progress: false })(x);
+    const kj = await empiricalNtkFn(model, {
+      parameters: subset,
+      implementation: 'jacobian',
+      progress: false,
+    })(x);
+    expect(ks.implementation).toBe('structured');
+    expect(relMaxError(ks.data, kj.data)).toBeLessThanOrEqual(TOL);
+    // The full-parameter kernel is larger than the subset one by a PSD term: check its trace grows.
+    let traceAll = 0;
+    let traceSub = 0;
+    for (let e = 0; e < 9; e++) {
+      traceAll += kAuto.data[e * 9 + e]!;
+      traceSub += ks.data[e * 9 + e]!;
+    }
+    expect(traceAll).toBeGreaterThan(traceSub);
+    x.dispose();
+  });
+
+  it('a non-chain model (residual connection) goes through the Jacobian path', async () => {
+    const input = tf.input({ shape: [4] });
+    const a = tf.layers.dense({ units: 4, activation: 'tanh' }).apply(input) as tf.SymbolicTensor;
+    const sum = tf.layers.add().apply([input, a]) as tf.SymbolicTensor;
+    const out = tf.layers.dense({ units: 2 }).apply(sum) as tf.SymbolicTensor;
+    const model = tf.model({ inputs: input, outputs: out });
+    randomizeWeights(model, 8);
+    const fn = empiricalNtkFn(model, { progress: false });
+    expect(fn.plan.implementation).toBe('jacobian');
+    expect(fn.plan.unsupportedLayers[0]).toMatch(/not a chain/);
+    const x = normalPoints(3, [4], 95);
+    const k = await fn(x);
+    // Reference: J by finite differences of the tfjs model itself would be float32-noisy, so use
+    // the exact structure instead: K is symmetric PSD with positive diagonal.
+    for (let e = 0; e < 6; e++) expect(k.data[e * 6 + e]!).toBeGreaterThan(0);
+    for (let p = 0; p < 6; p++) for (let q = 0; q < 6; q++) expect(k.data[p * 6 + q]).toBe(k.data[q * 6 + p]);
+    x.dispose();
+  });
+});
+
+describe('errors', () => {
+  const model = tf.sequential({ layers: [tf.layers.dense({ inputShape: [3], units: 2 })] });
+  const x = normalPoints(2, [3], 96);
+
+  it.each([
+    [{ output: 'everything' }, /output: expected one of full, diagonal, trace, pairs/],
+    [{ implementation: 'fast' }, /implementation: expected one of structured, jacobian, auto/],
+    [{ accumulation: 'float16' }, /accumulation/],
+    [{ blockSize: 0 }, /blockSize: expected an integer >= 1/],
+    [{ threads: 0 }, /threads/],
+    [{ memoryBudget: 10 }, /memoryBudget/],
+    [{ parameters: ['nope'] }, /parameters: expected names of layers of the model/],
+    [{ parameters: [] }, /parameters/],
+  ])('bad option %j', (options, message) => {
+    expect(() => empiricalNtkFn(model, options as never)).toThrow(InvalidArgumentError);
+    expect(() => empiricalNtkFn(model, options as never)).toThrow(message);
+  });
+
+  it('bad inputs name the argument, the value and what was expected', async () => {
+    const ntk = empiricalNtkFn(model, { progress: false });
+    await expect(ntk(tf.zeros([2, 4]))).rejects.toThrow(
+      /x1: expected shape \[n, 3\] with n >= 1, received "shape \[2, 4\]"/,
+    );
+    await expect(ntk(x, { data: new Float32Array([1, 2, Number.NaN]), shape: [1, 3] })).rejects.toThrow(
+      /x2: expected finite values/,
+    );
+    await expect(ntk({ data: new Float32Array(5), shape: [2, 3] })).rejects.toThrow(
+      /x1.data: expected 6 values/,
+    );
+    const pairs = empiricalNtkFn(model, { output: 'pairs', progress: false });
+    await expect(pairs(x)).rejects.toThrow(/pairs: expected a list of \[row, column\] point pairs/);
+    await expect(pairs(x, null, { pairs: [[0, 2]] })).rejects.toThrow(
+      /pairs\[0\]\[1\]: expected a column point index in \[0, 2\)/,
+    );
+    const diag = empiricalNtkFn(model, { output: 'diagonal', progress: false });
+    await expect(diag(x, x)).rejects.toThrow(/x2/);
+    await expect(diag.stream(x, null, () => undefined)).rejects.toThrow(/output/);
+  });
+
+  it('models that are not classifiers with [batch, V] logits are rejected', () => {
+    const seqOut = tf.sequential({
+      layers: [tf.layers.dense({ inputShape: [4, 3], units: 2 })],
+    });
+    expect(() => empiricalNtkFn(seqOut)).toThrow(/output shape \[null, 4, 2\]/);
+  });
+});

@@ -1,0 +1,178 @@
+/**
+ * Scale: worker threads and streaming. The kernel is cut into the same blocks whatever the number
+ * of threads, factors are computed by the same main-thread code and every block by the same block
+ * code, so the multi-threaded result must be BITWISE identical to the single-threaded one (tolerance
+ * zero); streamed blocks reassemble bitwise into the in-memory kernel.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { testHooks } from '../../src/kernel/engine.js';
+import { empiricalNtkFn, type NtkBlock, type NtkFn, terminateNtkWorkers } from '../../src/kernel/index.js';
+import { sharedPool } from '../../src/kernel/pool.js';
+import { buildModel } from '../../src/model/index.js';
+import { normalPoints, randomizeWeights } from './helpers.js';
+
+const model = buildModel(
+  { kind: 'mlp', widths: [24, 16], activation: 'gelu', parameterization: 'ntk' },
+  { inputShape: [8], numClasses: 4, seed: 5 },
+);
+randomizeWeights(model, 6, 0.8);
+const cnn = buildModel(
+  { kind: 'cnn', filters: [2, 3], dense: [6] },
+  { inputShape: [8, 8, 1], numClasses: 3, seed: 7 },
+);
+randomizeWeights(cnn, 8, 0.5);
+const x1 = normalPoints(23, [8], 101);
+const x2 = normalPoints(9, [8], 102);
+const img = normalPoints(10, [8, 8, 1], 103);
+
+function threaded(m: tf.LayersModel, options: Parameters<typeof empiricalNtkFn>[1]): NtkFn {
+  return empiricalNtkFn(m, { ...options, threads: 2, progress: false });
+}
+afterAll(async () => {
+  await terminateNtkWorkers();
+});
+
+function assemble(blocks: NtkBlock[], rows: number, cols: number, stride: number, f64: boolean) {
+  const out = f64 ? new Float64Array(rows * cols) : new Float32Array(rows * cols);
+  const seen = new Uint8Array(rows * cols);
+  for (const b of blocks) {
+    for (let p = 0; p < b.shape[0]; p++) {
+      for (let q = 0; q < b.shape[1]; q++) {
+        const e = (b.rowStart * stride + p) * cols + b.colStart * stride + q;
+        seen[e]! += 1;
+        out[e] = b.data[p * b.shape[1] + q]!;
+      }
+    }
+  }
+  return { out, seen };
+}
+
+describe('multi-threaded ≡ single-threaded (bitwise)', () => {
+  it.each([
+    ['full', 'float32', 'structured'],
+    ['full', 'float64', 'structured'],
+    ['trace', 'float32', 'structured'],
+    ['full', 'float32', 'jacobian'],
+  ] as const)('%s / %s / %s', async (output, accumulation, implementation) => {
+    const opts = { output, accumulation, implementation, blockSize: 4 } as const;
+    const single = empiricalNtkFn(model, { ...opts, progress: false });
+    const multi = threaded(model, opts);
+    // Main thread + worker sharing the blocks dynamically, and (test hook) the worker alone, so
+    // that worker-computed blocks are certainly compared.
+    for (const mainThreadContracts of [true, false]) {
+      testHooks.mainThreadContracts = mainThreadContracts;
+      try {
+        for (const b of [null, x2]) {
+          const a = await single(x1, b);
+          const m = await multi(x1, b);
+          expect(a.threads).toBe(1);
+          expect(m.threads).toBe(2);
+          if (!mainThreadContracts) expect(m.workerBlocks).toBe(b ? 6 * 3 : 21);
+          expect(m.data.constructor).toBe(a.data.constructor);
+          expect(m.shape).toEqual(a.shape);
+          const bytes = (r: typeof a) =>
+            Buffer.from(new Uint8Array(r.data.buffer, r.data.byteOffset, r.data.byteLength));
+          expect(Buffer.compare(bytes(m), bytes(a))).toBe(0);
+        }
+      } finally {
+        testHooks.mainThreadContracts = true;
+      }
+    }
+  });
+
+  it('CNN (materialised conv gradients) on 2 threads', async () => {
+    const single = await empiricalNtkFn(cnn, { blockSize: 3, progress: false })(img);
+    const multi = await threaded(cnn, { blockSize: 3 })(img);
+    expect(Array.from(multi.data)).toEqual(Array.from(single.data));
+  });
+
+  it('a reused pool gives the same result again', async () => {
+    const multi = threaded(model, { blockSize: 5 });
+    const first = await multi(x1);
+    const second = await multi(x1);
+    expect(second.timings.workers).toBeUndefined(); // the shared pool was already running
+    expect(Array.from(second.data)).toEqual(Array.from(first.data));
+    // Workers dispose every tensor they create.
+    const { pool } = await sharedPool(1, tf.getBackend());
+    expect(pool.lastNumTensors).toEqual([0]);
+  });
+});
+
+describe('streaming', () => {
+  it.each([1, 2])(
+    "order 'blocks' covers every entry once and equals the in-memory kernel (threads %i)",
+    async (threads) => {
+      const fn =
+        threads === 1
+          ? empiricalNtkFn(model, { blockSize: 4, progress: false })
+          : threaded(model, { blockSize: 4 });
+      const reference = await empiricalNtkFn(model, { blockSize: 4, progress: false })(x1);
+      const blocks: NtkBlock[] = [];
+      const summary = await fn.stream(x1, null, async (b) => {
+        blocks.push({ ...b, data: b.data.slice() });
+      });
+      expect(summary.shape).toEqual(reference.shape);
+      const n = 23 * 4;
+      const { out, seen } = assemble(blocks, n, n, 4, false);
+      expect(seen.every((s) => s === 1)).toBe(true);
+      expect(Array.from(out)).toEqual(Array.from(reference.data));
+    },
+  );
+
+  it.each([1, 2])("order 'rows' delivers complete row panels in order (threads %i)", async (threads) => {
+    const fn =
+      threads === 1
+        ? empiricalNtkFn(model, { blockSize: 4, progress: false })
+        : threaded(model, { blockSize: 4 });
+    const reference = await empiricalNtkFn(model, { blockSize: 4, progress: false })(x1, x2);
+    const panels: NtkBlock[] = [];
+    await fn.stream(
+      x1,
+      x2,
+      (b) => {
+        panels.push({ ...b, data: b.data.slice() });
+      },
+      { order: 'rows' },
+    );
+    expect(panels.map((p) => p.rowStart)).toEqual([0, 4, 8, 12, 16, 20]);
+    expect(panels.every((p) => p.colStart === 0 && p.colEnd === 9)).toBe(true);
+    const { out, seen } = assemble(panels, 23 * 4, 9 * 4, 4, false);
+    expect(seen.every((s) => s === 1)).toBe(true);
+    // Rectangular blocks are the same blocks as in memory: bitwise.
+    expect(Array.from(out)).toEqual(Array.from(reference.data));
+  });
+
+  it("order 'rows' of a symmetric kernel (computed in full) matches the mirrored kernel", async () => {
+    const reference = await empiricalNtkFn(model, { blockSize: 4, progress: false })(x1);
+    const panels: NtkBlock[] = [];
+    await empiricalNtkFn(model, { blockSize: 4, progress: false }).stream(
+      x1,
+      null,
+      (b) => {
+        panels.push({ ...b, data: b.data.slice() });
+      },
+      { order: 'rows' },
+    );
+    const { out } = assemble(panels, 92, 92, 4, false);
+    // Lower blocks are computed directly instead of mirrored: equal to float32 rounding (≤ 1e-6 rel).
+    let err = 0;
+    let scale = 0;
+    for (let e = 0; e < out.length; e++) {
+      err = Math.max(err, Math.abs(out[e]! - reference.data[e]!));
+      scale = Math.max(scale, Math.abs(reference.data[e]!));
+    }
+    expect(err / scale).toBeLessThan(1e-6);
+  });
+
+  it('trace kernel streams too', async () => {
+    const ntk = empiricalNtkFn(model, { output: 'trace', blockSize: 5, progress: false });
+    const reference = await ntk(x1, x2);
+    const blocks: NtkBlock[] = [];
+    await ntk.stream(x1, x2, (b) => {
+      blocks.push({ ...b, data: b.data.slice() });
+    });
+    const { out } = assemble(blocks, 23, 9, 1, false);
+    expect(Array.from(out)).toEqual(Array.from(reference.data));
+  });
+});
