@@ -157,10 +157,27 @@ export async function runOdeBench(opts: OdeBenchOptions = {}): Promise<object> {
   const scipyRun = async (variant: string, rtol: number, atol: number, env: NodeJS.ProcessEnv) => {
     const { stdout } = await run(
       python,
-      [script, '--dir', dir, '--rtol', String(rtol), '--atol', String(atol), '--variant', variant, '--repeats', String(repeats)],
+      [
+        script,
+        '--dir',
+        dir,
+        '--rtol',
+        String(rtol),
+        '--atol',
+        String(atol),
+        '--variant',
+        variant,
+        '--repeats',
+        String(repeats),
+      ],
       { env: { ...process.env, ...env }, maxBuffer: 1 << 20 },
     );
-    const res = JSON.parse(stdout.trim().split('\n').pop()!) as { seconds: number; prep_seconds: number; nfev: number; status: number };
+    const res = JSON.parse(stdout.trim().split('\n').pop()!) as {
+      seconds: number;
+      prep_seconds: number;
+      nfev: number;
+      status: number;
+    };
     const logp = (await readNpy(path.join(dir, `logp_${variant}.npy`))).data as Float64Array;
     return { ...res, err: maxAbs(logp, ref) };
   };
@@ -196,7 +213,12 @@ export async function runOdeBench(opts: OdeBenchOptions = {}): Promise<object> {
         ['dense', 'scipy RK45, dense K@r (default BLAS threads)', {}],
         ['reduced', 'scipy RK45, reduced + dsymv (default BLAS threads)', {}],
       ];
-      if (singleRows) variants.push(['dense', 'scipy RK45, dense K@r (1 BLAS thread)', { OPENBLAS_NUM_THREADS: '1', OMP_NUM_THREADS: '1' }]);
+      if (singleRows)
+        variants.push([
+          'dense',
+          'scipy RK45, dense K@r (1 BLAS thread)',
+          { OPENBLAS_NUM_THREADS: '1', OMP_NUM_THREADS: '1' },
+        ]);
       for (const [variant, label, env] of variants) {
         const s = await scipyRun(variant, rtol, atol, env);
         rows.push({
@@ -217,7 +239,9 @@ export async function runOdeBench(opts: OdeBenchOptions = {}): Promise<object> {
 
   const speedups = tolerances.map(([rtol, atol]) => {
     const ours = rows.find((r) => r.rtol === rtol && r.atol === atol && r.solver.startsWith('entk'));
-    const theirs = rows.find((r) => r.rtol === rtol && r.atol === atol && r.solver.startsWith('scipy RK45, dense K@r (default'));
+    const theirs = rows.find(
+      (r) => r.rtol === rtol && r.atol === atol && r.solver.startsWith('scipy RK45, dense K@r (default'),
+    );
     return {
       rtol,
       atol,
@@ -237,7 +261,7 @@ export async function runOdeBench(opts: OdeBenchOptions = {}): Promise<object> {
       steps: numSteps,
       tEnd: numSteps * eta,
       outputs: steps.length,
-      kernel: 'K = (20/64) J Jᵀ + I, J ~ N(0,1) [(N+M)V × 64], seed ' + String(opts.seed ?? 0),
+      kernel: `K = (20/64) J Jᵀ + I, J ~ N(0,1) [(N+M)V × 64], seed ${opts.seed ?? 0}`,
     },
     machine: { cores: availableParallelism(), node: process.version },
     scipy: scipy ?? 'unavailable',
@@ -247,7 +271,8 @@ export async function runOdeBench(opts: OdeBenchOptions = {}): Promise<object> {
   };
 }
 
-const invokedDirectly = process.argv[1] && pathToFileURL(path.resolve(process.argv[1])).href === import.meta.url;
+const invokedDirectly =
+  process.argv[1] && pathToFileURL(path.resolve(process.argv[1])).href === import.meta.url;
 if (invokedDirectly) {
   const quick = process.argv.includes('--quick');
   const json = process.argv.includes('--json');

@@ -10,3 +10,5 @@ export * from './io/index.js';
 export * from './kernel-store/index.js';
 export * from './report/index.js';
 export { Rng } from './util/rng.js';
+export * from './model/index.js';
+export * from './train/index.js';

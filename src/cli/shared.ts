@@ -2,8 +2,9 @@
  * Helpers shared by the CLI commands: parsing numeric flags with clear errors, printing JSON or
  * human output. Commands map flags onto library options objects; they hold no logic of their own.
  */
-import { InvalidArgumentError } from '../errors.js';
+
 import { initBackend } from '../backend/index.js';
+import { InvalidArgumentError } from '../errors.js';
 import { setProgressQuiet } from '../util/progress.js';
 
 export interface GlobalOptions {
@@ -35,7 +36,10 @@ export function parseInteger(flag: string, min = Number.MIN_SAFE_INTEGER, max = 
 }
 
 /** Parse a finite number flag, optionally requiring it to be non-zero or positive. */
-export function parseNumber(flag: string, constraint: 'any' | 'positive' | 'nonzero' | 'nonnegative' = 'any') {
+export function parseNumber(
+  flag: string,
+  constraint: 'any' | 'positive' | 'nonzero' | 'nonnegative' = 'any',
+) {
   return (value: string): number => {
     const n = Number(value);
     const ok =
@@ -58,7 +62,11 @@ export function parseIntegerList(flag: string) {
   return (value: string): number[] => {
     const parts = value.split(',').map((s) => s.trim());
     if (parts.length === 0 || parts.some((p) => !/^\d+$/.test(p) || Number(p) <= 0)) {
-      throw new InvalidArgumentError(flag, value, 'a comma-separated list of positive integers, e.g. 256,256');
+      throw new InvalidArgumentError(
+        flag,
+        value,
+        'a comma-separated list of positive integers, e.g. 256,256',
+      );
     }
     return parts.map(Number);
   };

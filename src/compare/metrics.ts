@@ -7,7 +7,7 @@
  * trajectories are compared at the steps they share (matched by step index, in order).
  */
 import type { Trajectory } from '../dynamics/types.js';
-import { InvalidArgumentError, assertArgument } from '../errors.js';
+import { assertArgument, InvalidArgumentError } from '../errors.js';
 
 /** Root-mean-square and maximum of absolute differences. */
 export interface ErrorSummary {
@@ -37,13 +37,17 @@ export interface TrajectoryErrors {
 
 function checkTrajectory(tr: Trajectory, argument: string): void {
   assertArgument(
-    tr != null && Number.isInteger(tr.numPoints) && Number.isInteger(tr.numClasses) && Array.isArray(tr.steps),
+    tr != null &&
+      Number.isInteger(tr.numPoints) &&
+      Number.isInteger(tr.numClasses) &&
+      Array.isArray(tr.steps),
     argument,
     tr,
     'a Trajectory { numPoints, numClasses, steps, logProbs }',
   );
   assertArgument(
-    tr.logProbs instanceof Float64Array && tr.logProbs.length === tr.steps.length * tr.numPoints * tr.numClasses,
+    tr.logProbs instanceof Float64Array &&
+      tr.logProbs.length === tr.steps.length * tr.numPoints * tr.numClasses,
     `${argument}.logProbs`,
     tr.logProbs,
     `a Float64Array of length steps·P·V = ${tr.steps.length * tr.numPoints * tr.numClasses}`,
@@ -78,7 +82,11 @@ export function alignSteps(a: Trajectory, b: Trajectory): { steps: number[]; ia:
     }
   }
   if (steps.length === 0) {
-    throw new InvalidArgumentError('predicted.steps', b.steps, `at least one step in common with [${a.steps.slice(0, 5).join(', ')}${a.steps.length > 5 ? ', …' : ''}]`);
+    throw new InvalidArgumentError(
+      'predicted.steps',
+      b.steps,
+      `at least one step in common with [${a.steps.slice(0, 5).join(', ')}${a.steps.length > 5 ? ', …' : ''}]`,
+    );
   }
   return { steps, ia, ib };
 }
@@ -134,7 +142,12 @@ export function trajectoryErrors(actual: Trajectory, predicted: Trajectory): Tra
 }
 
 function checkPair(x: ArrayLike<number>, y: ArrayLike<number>): void {
-  assertArgument(x != null && y != null && x.length === y.length, 'y', y?.length, `an array of the length of x (${x?.length})`);
+  assertArgument(
+    x != null && y != null && x.length === y.length,
+    'y',
+    y?.length,
+    `an array of the length of x (${x?.length})`,
+  );
 }
 
 /** Pearson correlation of x and y (NaN when either is constant or n < 2). */
@@ -190,7 +203,11 @@ export function spearman(x: ArrayLike<number>, y: ArrayLike<number>): number {
  * Fraction of entries whose predicted sign equals the actual sign, over entries with
  * |actual| > threshold (default 0). NaN when no entry qualifies.
  */
-export function signAgreement(predicted: ArrayLike<number>, actual: ArrayLike<number>, threshold = 0): number {
+export function signAgreement(
+  predicted: ArrayLike<number>,
+  actual: ArrayLike<number>,
+  threshold = 0,
+): number {
   checkPair(predicted, actual);
   let agree = 0;
   let total = 0;
@@ -262,7 +279,12 @@ export function changeAgreement(actual: Trajectory, predicted: Float64Array, thr
 }
 
 /** KL(p ‖ q) = Σ p (log p − log q) of one distribution given as log-probabilities. */
-export function klDivergence(logP: ArrayLike<number>, logQ: ArrayLike<number>, offset = 0, V = logP.length): number {
+export function klDivergence(
+  logP: ArrayLike<number>,
+  logQ: ArrayLike<number>,
+  offset = 0,
+  V = logP.length,
+): number {
   let s = 0;
   for (let i = 0; i < V; i++) {
     const lp = logP[offset + i]!;
@@ -273,7 +295,10 @@ export function klDivergence(logP: ArrayLike<number>, logQ: ArrayLike<number>, o
 }
 
 /** KL(actual ‖ predicted) per point at the last shared step, with mean and max. */
-export function finalKl(actual: Trajectory, predicted: Trajectory): { step: number; mean: number; max: number; perPoint: number[] } {
+export function finalKl(
+  actual: Trajectory,
+  predicted: Trajectory,
+): { step: number; mean: number; max: number; perPoint: number[] } {
   const { steps, ia, ib } = alignSteps(actual, predicted);
   const k = steps.length - 1;
   const P = actual.numPoints;
@@ -301,7 +326,12 @@ export interface KernelDrift {
 
 /** Kernel drift between the kernel at the checkpoint and a later one (same shape, same points). */
 export function kernelDrift(k0: ArrayLike<number>, kt: ArrayLike<number>): KernelDrift {
-  assertArgument(k0 != null && kt != null && k0.length === kt.length && k0.length > 0, 'kt', kt?.length, `a kernel of the size of k0 (${k0?.length})`);
+  assertArgument(
+    k0 != null && kt != null && k0.length === kt.length && k0.length > 0,
+    'kt',
+    kt?.length,
+    `a kernel of the size of k0 (${k0?.length})`,
+  );
   let n0 = 0;
   let nt = 0;
   let dot = 0;

@@ -22,8 +22,9 @@
  * comparison.json             metrics (see {@link Comparison})
  * ```
  */
-import * as path from 'node:path';
+
 import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
 import {
   FitnessOperator,
   type OperatorSchedule,
@@ -32,7 +33,7 @@ import {
   popOde,
   type Trajectory,
 } from '../dynamics/index.js';
-import { CorruptFileError, InvalidArgumentError, assertArgument } from '../errors.js';
+import { assertArgument, CorruptFileError, InvalidArgumentError } from '../errors.js';
 import { readNpy, writeNpy } from '../io/index.js';
 import {
   type FinetuneManifest,
@@ -99,16 +100,33 @@ export interface PredictionsManifest {
 }
 
 /** Run the predictors on a recording and write `predictions/`. Returns the manifest. */
-export async function predictRecording(dir: string, options: PredictOptions = {}): Promise<PredictionsManifest> {
+export async function predictRecording(
+  dir: string,
+  options: PredictOptions = {},
+): Promise<PredictionsManifest> {
   const rec = await readFinetuneRecording(dir);
   const m = rec.manifest;
   const refreshed = m.kernels.length > 1;
   const requested = options.predictors ?? PREDICTORS.filter((p) => refreshed || !REFRESHED.includes(p));
-  assertArgument(Array.isArray(requested) && requested.length > 0, 'predictors', requested, `a non-empty list of ${PREDICTORS.join(', ')}`);
+  assertArgument(
+    Array.isArray(requested) && requested.length > 0,
+    'predictors',
+    requested,
+    `a non-empty list of ${PREDICTORS.join(', ')}`,
+  );
   for (const p of requested) {
-    assertArgument((PREDICTORS as readonly string[]).includes(p), 'predictors', p, `one of ${PREDICTORS.join(', ')}`);
+    assertArgument(
+      (PREDICTORS as readonly string[]).includes(p),
+      'predictors',
+      p,
+      `one of ${PREDICTORS.join(', ')}`,
+    );
     if (!refreshed && REFRESHED.includes(p)) {
-      throw new InvalidArgumentError('predictors', p, "a recording with refreshed kernels (run 'entk finetune --refresh-every')");
+      throw new InvalidArgumentError(
+        'predictors',
+        p,
+        "a recording with refreshed kernels (run 'entk finetune --refresh-every')",
+      );
     }
   }
   const rtol = options.rtol ?? 1e-6;
@@ -118,7 +136,11 @@ export async function predictRecording(dir: string, options: PredictOptions = {}
   const V = m.numClasses;
   const N = rec.numTrain;
   const P = N + rec.numObserve;
-  const problem = { numClasses: V, labels: rec.labels, initialLogits: rec.trajectory.logProbs.slice(0, P * V) };
+  const problem = {
+    numClasses: V,
+    labels: rec.labels,
+    initialLogits: rec.trajectory.logProbs.slice(0, P * V),
+  };
 
   const needRefreshed = requested.some((p) => REFRESHED.includes(p));
   const prepStart = performance.now();
@@ -127,12 +149,23 @@ export async function predictRecording(dir: string, options: PredictOptions = {}
   try {
     for (const step of kernelSteps) {
       const k = await readFinetuneKernel(rec, step);
-      operators.push(new FitnessOperator({ numClasses: V, train: k.train, observe: k.observe ?? undefined }, { threads: options.threads ?? 'auto' }));
+      operators.push(
+        new FitnessOperator(
+          { numClasses: V, train: k.train, observe: k.observe ?? undefined },
+          { threads: options.threads ?? 'auto' },
+        ),
+      );
     }
     const prepareSeconds = (performance.now() - prepStart) / 1000;
     const frozen = operators[0]!;
     const schedule: OperatorSchedule = needRefreshed ? { steps: kernelSteps, operators } : frozen;
-    const results: { name: PredictorName; data: Float64Array; kind: 'trajectory' | 'increments'; seconds: number; stats?: Record<string, number> }[] = [];
+    const results: {
+      name: PredictorName;
+      data: Float64Array;
+      kind: 'trajectory' | 'increments';
+      seconds: number;
+      stats?: Record<string, number>;
+    }[] = [];
     const steps = m.recordedSteps;
     const last = steps[steps.length - 1]!;
     for (const name of requested) {
@@ -143,16 +176,30 @@ export async function predictRecording(dir: string, options: PredictOptions = {}
       switch (name) {
         case 'one-step':
         case 'one-step-refreshed':
-          data = oneStepPredict(name === 'one-step' ? frozen : schedule, rec.labels, rec.trajectory, { eta: m.learningRate, schedule: m.schedule });
+          data = oneStepPredict(name === 'one-step' ? frozen : schedule, rec.labels, rec.trajectory, {
+            eta: m.learningRate,
+            schedule: m.schedule,
+          });
           kind = 'increments';
           break;
         case 'pop-mu':
         case 'pop-mu-refreshed':
-          data = popMu(name === 'pop-mu' ? frozen : schedule, problem, { eta: m.learningRate, numSteps: last, schedule: m.schedule, record: steps }).logProbs;
+          data = popMu(name === 'pop-mu' ? frozen : schedule, problem, {
+            eta: m.learningRate,
+            numSteps: last,
+            schedule: m.schedule,
+            record: steps,
+          }).logProbs;
           break;
         case 'pop-ode':
         case 'pop-ode-simplex': {
-          const r = popOde(frozen, problem, { eta: m.learningRate, steps, rtol, atol, form: name === 'pop-ode' ? 'logit' : 'simplex' });
+          const r = popOde(frozen, problem, {
+            eta: m.learningRate,
+            steps,
+            rtol,
+            atol,
+            form: name === 'pop-ode' ? 'logit' : 'simplex',
+          });
           data = r.trajectory.logProbs;
           stats = { ...r.stats };
           break;
@@ -166,7 +213,12 @@ export async function predictRecording(dir: string, options: PredictOptions = {}
       version: 1,
       createdAt: new Date().toISOString(),
       options: { rtol, atol },
-      operator: { backend: frozen.backend, threads: frozen.threads, asymmetry: frozen.asymmetry, prepareSeconds },
+      operator: {
+        backend: frozen.backend,
+        threads: frozen.threads,
+        asymmetry: frozen.asymmetry,
+        prepareSeconds,
+      },
       predictors: {},
     };
     await writeDirAtomic(path.join(dir, PREDICTIONS_DIR), async (tmp) => {
@@ -174,7 +226,15 @@ export async function predictRecording(dir: string, options: PredictOptions = {}
         const shape = r.kind === 'trajectory' ? [T, P, V] : [T - 1, P, V];
         const file = `${r.name}.npy`;
         const written = await writeNpy(path.join(tmp, file), { dtype: 'float64', shape, data: r.data });
-        manifest.predictors[r.name] = { kind: r.kind, file, shape, dtype: 'float64', sha256: written.sha256, seconds: r.seconds, stats: r.stats };
+        manifest.predictors[r.name] = {
+          kind: r.kind,
+          file,
+          shape,
+          dtype: 'float64',
+          sha256: written.sha256,
+          seconds: r.seconds,
+          stats: r.stats,
+        };
       }
       await writeJsonAtomic(path.join(tmp, 'manifest.json'), manifest);
     });
@@ -185,24 +245,37 @@ export async function predictRecording(dir: string, options: PredictOptions = {}
 }
 
 /** Read `predictions/` of a recording: the manifest and every prediction array. */
-export async function readPredictions(dir: string): Promise<{ manifest: PredictionsManifest; arrays: Partial<Record<PredictorName, Float64Array>> }> {
+export async function readPredictions(
+  dir: string,
+): Promise<{ manifest: PredictionsManifest; arrays: Partial<Record<PredictorName, Float64Array>> }> {
   const file = path.join(dir, PREDICTIONS_DIR, 'manifest.json');
   let manifest: PredictionsManifest;
   try {
     manifest = JSON.parse(await fs.readFile(file, 'utf8')) as PredictionsManifest;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new InvalidArgumentError('recording', dir, "a recording with predictions (run 'entk predict' first)");
+      throw new InvalidArgumentError(
+        'recording',
+        dir,
+        "a recording with predictions (run 'entk predict' first)",
+      );
     }
     throw new CorruptFileError(file, `not valid JSON (${(error as Error).message})`);
   }
-  if (manifest?.format !== PREDICTIONS_FORMAT) throw new CorruptFileError(file, `format is ${JSON.stringify(manifest?.format)}, expected "${PREDICTIONS_FORMAT}"`);
+  if (manifest?.format !== PREDICTIONS_FORMAT)
+    throw new CorruptFileError(
+      file,
+      `format is ${JSON.stringify(manifest?.format)}, expected "${PREDICTIONS_FORMAT}"`,
+    );
   const arrays: Partial<Record<PredictorName, Float64Array>> = {};
   for (const [name, entry] of Object.entries(manifest.predictors) as [PredictorName, PredictionEntry][]) {
     const f = path.join(dir, PREDICTIONS_DIR, entry.file);
     const arr = await readNpy(f, { sha256: entry.sha256 });
     if (arr.dtype !== 'float64' || JSON.stringify(arr.shape) !== JSON.stringify(entry.shape)) {
-      throw new CorruptFileError(f, `expected float64 [${entry.shape.join(', ')}], found ${arr.dtype} [${arr.shape.join(', ')}]`);
+      throw new CorruptFileError(
+        f,
+        `expected float64 [${entry.shape.join(', ')}], found ${arr.dtype} [${arr.shape.join(', ')}]`,
+      );
     }
     arrays[name] = arr.data as Float64Array;
   }
@@ -246,23 +319,43 @@ export interface Comparison {
   steps: number[];
   loss: number[];
   paramDistance: number[];
-  kernelDrift: { step: number; train: { relativeChange: number; distance: number }; all: { relativeChange: number; distance: number } }[];
+  kernelDrift: {
+    step: number;
+    train: { relativeChange: number; distance: number };
+    all: { relativeChange: number; distance: number };
+  }[];
   subsets: { all: SubsetComparison; finetune: SubsetComparison; observe?: SubsetComparison };
 }
 
 /** The points [start, end) of a trajectory. */
 export function selectPoints(tr: Trajectory, start: number, end: number): Trajectory {
-  return { ...tr, numPoints: end - start, logProbs: selectRows(tr.logProbs, tr.steps.length, tr.numPoints, tr.numClasses, start, end) };
+  return {
+    ...tr,
+    numPoints: end - start,
+    logProbs: selectRows(tr.logProbs, tr.steps.length, tr.numPoints, tr.numClasses, start, end),
+  };
 }
 
-function selectRows(data: Float64Array, T: number, P: number, V: number, start: number, end: number): Float64Array {
+function selectRows(
+  data: Float64Array,
+  T: number,
+  P: number,
+  V: number,
+  start: number,
+  end: number,
+): Float64Array {
   const Q = end - start;
   const out = new Float64Array(T * Q * V);
   for (let t = 0; t < T; t++) out.set(data.subarray((t * P + start) * V, (t * P + end) * V), t * Q * V);
   return out;
 }
 
-function subsetComparison(rec: FinetuneRecording, arrays: Partial<Record<PredictorName, Float64Array>>, start: number, end: number): SubsetComparison {
+function subsetComparison(
+  rec: FinetuneRecording,
+  arrays: Partial<Record<PredictorName, Float64Array>>,
+  start: number,
+  end: number,
+): SubsetComparison {
   const tr = rec.trajectory;
   const P = tr.numPoints;
   const V = tr.numClasses;
@@ -343,10 +436,21 @@ export function summarizeComparison(c: Comparison) {
     paramDistance: c.paramDistance[c.paramDistance.length - 1],
     kernelDrift: c.kernelDrift.length ? c.kernelDrift[c.kernelDrift.length - 1] : null,
     trajectories: Object.fromEntries(
-      Object.entries(s.trajectories).map(([k, v]) => [k, { logProbRmse: v.logProb.rmse, logProbMax: v.logProb.max, probRmse: v.prob.rmse, finalKlMean: v.finalKl.mean }]),
+      Object.entries(s.trajectories).map(([k, v]) => [
+        k,
+        {
+          logProbRmse: v.logProb.rmse,
+          logProbMax: v.logProb.max,
+          probRmse: v.prob.rmse,
+          finalKlMean: v.finalKl.mean,
+        },
+      ]),
     ),
     changes: Object.fromEntries(
-      Object.entries(s.changes).map(([k, v]) => [k, { pearson: v.pearson, spearman: v.spearman, signAgreement: v.signAgreement }]),
+      Object.entries(s.changes).map(([k, v]) => [
+        k,
+        { pearson: v.pearson, spearman: v.spearman, signAgreement: v.signAgreement },
+      ]),
     ),
     lazinessGap: s.lazinessGap?.final ?? null,
     lazinessGapRefreshed: s.lazinessGapRefreshed?.final ?? null,

@@ -10,7 +10,7 @@
  * Error norm (same as SciPy and Hairer): RMS over components of `err_i / (atol_i + rtol · max(|y_i|, |y_new_i|))`;
  * a step is accepted when the norm is ≤ 1.
  */
-import { EntkError, InvalidArgumentError, assertArgument } from '../errors.js';
+import { assertArgument, EntkError, InvalidArgumentError } from '../errors.js';
 
 /** Right-hand side: write dy/dt at (t, y) into `dydt` (do not keep references to the arrays). */
 export type OdeRhs = (t: number, y: Float64Array, dydt: Float64Array) => void;
@@ -144,7 +144,11 @@ export function dopri5(
   for (let k = 0; k < T; k++) {
     const tk = tEval[k]!;
     if (!Number.isFinite(tk) || tk < t0 || (k > 0 && tk < times[k - 1]!)) {
-      throw new InvalidArgumentError(`tEval[${k}]`, tk, `a finite time ≥ t0 = ${t0} and ≥ the previous output time`);
+      throw new InvalidArgumentError(
+        `tEval[${k}]`,
+        tk,
+        `a finite time ≥ t0 = ${t0} and ≥ the previous output time`,
+      );
     }
     times[k] = tk;
   }
@@ -202,10 +206,14 @@ export function dopri5(
 
   while (next < T) {
     if (steps++ >= maxSteps) {
-      throw new EntkError(`dopri5: more than ${maxSteps} steps before t = ${tEnd} (reached t = ${t}); raise maxSteps`);
+      throw new EntkError(
+        `dopri5: more than ${maxSteps} steps before t = ${tEnd} (reached t = ${t}); raise maxSteps`,
+      );
     }
     if (!(h > 0) || t + h === t) {
-      throw new EntkError(`dopri5: step size underflow at t = ${t} (h = ${h}); the problem may be stiff or singular`);
+      throw new EntkError(
+        `dopri5: step size underflow at t = ${t} (h = ${h}); the problem may be stiff or singular`,
+      );
     }
     // Hairer: stretch the step by up to 1% rather than leave a sliver before the end
     const lastStep = t + 1.01 * h >= tEnd;
@@ -261,7 +269,8 @@ export function dopri5(
             const ydiff = yNew[i]! - y[i]!;
             const bspl = h * k1[i]! - ydiff;
             const r4 = ydiff - h * k7[i]! - bspl;
-            const r5 = h * (D1 * k1[i]! + D3 * k3[i]! + D4 * k4[i]! + D5 * k5[i]! + D6 * k6[i]! + D7 * k7[i]!);
+            const r5 =
+              h * (D1 * k1[i]! + D3 * k3[i]! + D4 * k4[i]! + D5 * k5[i]! + D6 * k6[i]! + D7 * k7[i]!);
             yOut[i] = y[i]! + theta * (ydiff + theta1 * (bspl + theta * (r4 + theta1 * r5)));
           }
           emit(next, tk, yOut);

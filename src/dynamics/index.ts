@@ -3,7 +3,7 @@
  * POP-MU, POP-ODE (logit and simplex forms) with a Dormand–Prince 5(4) integrator, and the
  * linearised-network reference. Plain float64 over typed arrays (WebAssembly SIMD in the hot loop).
  */
-export { dopri5, type Dopri5Options, type OdeRhs, type OdeSolution, type OdeStats } from './dopri5.js';
+export { type Dopri5Options, dopri5, type OdeRhs, type OdeSolution, type OdeStats } from './dopri5.js';
 export {
   equationOne,
   fitness,
@@ -12,9 +12,9 @@ export {
 } from './linearized.js';
 export { FitnessOperator, type KernelBlocks, type OperatorOptions } from './operator.js';
 export {
+  logitRhs,
   type OneStepOptions,
   type OperatorSchedule,
-  logitRhs,
   oneStepPredict,
   type PopMuOptions,
   type PopOdeOptions,

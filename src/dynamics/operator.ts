@@ -25,7 +25,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { EntkError, InvalidArgumentError, assertArgument } from '../errors.js';
+import { assertArgument, EntkError, InvalidArgumentError } from '../errors.js';
 import {
   gemvJs,
   instantiateKernels,
@@ -184,7 +184,12 @@ export class FitnessOperator {
     const symmetryTolerance = options.symmetryTolerance ?? 1e-4;
     assertArgument(symmetryTolerance >= 0, 'symmetryTolerance', symmetryTolerance, 'a number ≥ 0');
     const backendOpt = options.backend ?? 'auto';
-    assertArgument(['wasm', 'js', 'auto'].includes(backendOpt), 'backend', backendOpt, "'wasm', 'js' or 'auto'");
+    assertArgument(
+      ['wasm', 'js', 'auto'].includes(backendOpt),
+      'backend',
+      backendOpt,
+      "'wasm', 'js' or 'auto'",
+    );
 
     this.numClasses = V;
     this.numTrain = N;
@@ -205,7 +210,9 @@ export class FitnessOperator {
     const threadOpt = options.threads ?? 'auto';
     if (threadOpt === 'auto') {
       threads =
-        packed + m * n >= THREAD_MIN_ENTRIES ? Math.max(1, Math.min(MAX_AUTO_THREADS, availableParallelism())) : 1;
+        packed + m * n >= THREAD_MIN_ENTRIES
+          ? Math.max(1, Math.min(MAX_AUTO_THREADS, availableParallelism()))
+          : 1;
     } else {
       assertArgument(
         Number.isInteger(threadOpt) && threadOpt >= 1 && threadOpt <= 64,
@@ -340,9 +347,16 @@ export class FitnessOperator {
       }
       const s0 = this.shares[0]!;
       heap.fill(0, s0.acc, s0.acc + n);
-      if (s0.rowEnd > s0.rowStart) k.spmv((this.offP + s0.rowPtr) * 8, x * 8, s0.acc * 8, n, s0.rowStart, s0.rowEnd);
+      if (s0.rowEnd > s0.rowStart)
+        k.spmv((this.offP + s0.rowPtr) * 8, x * 8, s0.acc * 8, n, s0.rowStart, s0.rowEnd);
       if (s0.obsEnd > s0.obsStart) {
-        k.gemv((this.offO + s0.obsStart * n) * 8, x * 8, (this.offYObs + s0.obsStart) * 8, s0.obsEnd - s0.obsStart, n);
+        k.gemv(
+          (this.offO + s0.obsStart * n) * 8,
+          x * 8,
+          (this.offYObs + s0.obsStart) * 8,
+          s0.obsEnd - s0.obsStart,
+          n,
+        );
       }
       for (const wk of this.workers) this.waitFor(wk);
       for (let s = 1; s < this.shares.length; s++) {
@@ -386,7 +400,11 @@ export class FitnessOperator {
       const control = new SharedArrayBuffer(16 + 12 * 8);
       const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { module, memory, control } });
       worker.unref();
-      this.workers.push({ worker, ctl: new Int32Array(control, 0, 4), args: new Float64Array(control, 16, 12) });
+      this.workers.push({
+        worker,
+        ctl: new Int32Array(control, 0, 4),
+        args: new Float64Array(control, 16, 12),
+      });
     }
     registry.register(
       this,
@@ -433,7 +451,13 @@ const SYMMETRY_SAMPLES = 4096;
  * v = u + 1 and a fixed pseudo-random sample of other pairs. Returns the relative asymmetry
  * max|K − Kᵀ| / max|K| over the checked entries.
  */
-function fillReducedTrain(K: Float64Array | Float32Array, N: number, V: number, heap: Float64Array, off: number): number {
+function fillReducedTrain(
+  K: Float64Array | Float32Array,
+  N: number,
+  V: number,
+  heap: Float64Array,
+  off: number,
+): number {
   const W = V - 1;
   const NV = N * V;
   const n = N * W;

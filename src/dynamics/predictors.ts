@@ -10,7 +10,7 @@
  * Signs: η < 0 (gradient ascent) flips every predicted change. POP-ODE integrates the flow in
  * the time `t = n·|η|` of the discrete run: `ż = sign(η) φ`.
  */
-import { EntkError, InvalidArgumentError, assertArgument } from '../errors.js';
+import { assertArgument, EntkError, InvalidArgumentError } from '../errors.js';
 import { dopri5, type OdeStats } from './dopri5.js';
 import { FitnessOperator } from './operator.js';
 import {
@@ -41,13 +41,20 @@ function operatorList(ops: OperatorSchedule): { steps: number[]; operators: Fitn
     ops,
     'a FitnessOperator or { steps, operators } of equal length',
   );
-  assertArgument(ops.steps.length > 0 && ops.steps[0] === 0, 'operators.steps', ops.steps, 'a list starting at step 0');
+  assertArgument(
+    ops.steps.length > 0 && ops.steps[0] === 0,
+    'operators.steps',
+    ops.steps,
+    'a list starting at step 0',
+  );
   checkSteps(ops.steps, 'operators.steps');
   const first = ops.operators[0]!;
   ops.operators.forEach((op, i) => {
     assertArgument(op instanceof FitnessOperator, `operators.operators[${i}]`, op, 'a FitnessOperator');
     assertArgument(
-      op.numTrain === first.numTrain && op.numObserve === first.numObserve && op.numClasses === first.numClasses,
+      op.numTrain === first.numTrain &&
+        op.numObserve === first.numObserve &&
+        op.numClasses === first.numClasses,
       `operators.operators[${i}]`,
       `${op.numTrain}+${op.numObserve} points, V = ${op.numClasses}`,
       `the sizes of operators[0] (${first.numTrain}+${first.numObserve} points, V = ${first.numClasses})`,
@@ -74,7 +81,16 @@ function checkOperatorFits(op: FitnessOperator, N: number, M: number, V: number)
 }
 
 /** Per-point `out_i = η (φ_i − ⟨π, φ⟩)` for all P points (π given as log-probabilities). */
-function replicatorIncrement(logp: Float64Array, logpOffset: number, phi: Float64Array, eta: number, P: number, V: number, out: Float64Array, outOffset: number): void {
+function replicatorIncrement(
+  logp: Float64Array,
+  logpOffset: number,
+  phi: Float64Array,
+  eta: number,
+  P: number,
+  V: number,
+  out: Float64Array,
+  outOffset: number,
+): void {
   for (let a = 0; a < P; a++) {
     const o = a * V;
     let mean = 0;
@@ -117,12 +133,18 @@ export function oneStepPredict(
   checkEta(options.eta);
   checkSteps(actual.steps, 'actual.steps');
   const T = actual.steps.length;
-  assertArgument(actual.logProbs.length === T * P * V, 'actual.logProbs', actual.logProbs, `length T·P·V = ${T * P * V}`);
+  assertArgument(
+    actual.logProbs.length === T * P * V,
+    'actual.logProbs',
+    actual.logProbs,
+    `length T·P·V = ${T * P * V}`,
+  );
   const schedule = options.schedule ?? { kind: 'full' };
   checkSchedule(schedule, N);
   for (let u = 0; u < N; u++) {
     const y = labels[u]!;
-    if (!Number.isInteger(y) || y < 0 || y >= V) throw new InvalidArgumentError(`labels[${u}]`, y, `an integer in [0, ${V})`);
+    if (!Number.isInteger(y) || y < 0 || y >= V)
+      throw new InvalidArgumentError(`labels[${u}]`, y, `an integer in [0, ${V})`);
   }
   const out = new Float64Array(Math.max(0, T - 1) * P * V);
   const probs = new Float64Array(N * V);
@@ -161,7 +183,11 @@ export interface PopMuOptions {
  * are kept in float64; a probability that underflows to 0 stays 0 (log-prob −∞), which happens
  * only below ~1e-308.
  */
-export function popMu(operators: OperatorSchedule, problem: DynamicsProblem, options: PopMuOptions): Trajectory {
+export function popMu(
+  operators: OperatorSchedule,
+  problem: DynamicsProblem,
+  options: PopMuOptions,
+): Trajectory {
   const list = operatorList(operators);
   const { N, M, P, V } = problemSizes(problem);
   checkOperatorFits(list.operators[0]!, N, M, V);
@@ -206,7 +232,9 @@ export function popMu(operators: OperatorSchedule, problem: DynamicsProblem, opt
         sum += v;
       }
       if (!(sum > 0) || !Number.isFinite(sum)) {
-        throw new EntkError(`popMu: the distribution of point ${a} degenerated at step ${n + 1} (η·φ too large)`);
+        throw new EntkError(
+          `popMu: the distribution of point ${a} degenerated at step ${n + 1} (η·φ too large)`,
+        );
       }
       for (let i = 0; i < V; i++) pi[o + i] = pi[o + i]! / sum;
     }
@@ -253,7 +281,11 @@ export interface PopOdeResult {
  * Simplex form: ȧ(α) = sign(η) a(α) ⊙ (φ(α) − ⟨a(α), φ(α)⟩), φ from b(u) = a(u).
  * Log-probabilities of the simplex form are log(max(a, 1e-300)).
  */
-export function popOde(operator: FitnessOperator, problem: DynamicsProblem, options: PopOdeOptions): PopOdeResult {
+export function popOde(
+  operator: FitnessOperator,
+  problem: DynamicsProblem,
+  options: PopOdeOptions,
+): PopOdeResult {
   assertArgument(operator instanceof FitnessOperator, 'operator', operator, 'a FitnessOperator');
   const { N, M, P, V } = problemSizes(problem);
   checkOperatorFits(operator, N, M, V);

@@ -8,7 +8,7 @@
  * - Step n of SGD uses batch B_n with mean loss, i.e. weights w_u = 1/|B_n| on B_n, 0 elsewhere.
  *   Time of step n is t = n·|η|.
  */
-import { InvalidArgumentError, assertArgument } from '../errors.js';
+import { assertArgument, InvalidArgumentError } from '../errors.js';
 
 /** Which finetune points step n trains on. */
 export type BatchSchedule =
@@ -66,7 +66,8 @@ export function problemSizes(problem: DynamicsProblem): { N: number; M: number; 
     `a [P, V] array with V = ${V} and P ≥ N = ${N} (length a multiple of ${V})`,
   );
   for (let i = 0; i < z.length; i++) {
-    if (!Number.isFinite(z[i]!)) throw new InvalidArgumentError(`initialLogits[${i}]`, z[i], 'a finite number');
+    if (!Number.isFinite(z[i]!))
+      throw new InvalidArgumentError(`initialLogits[${i}]`, z[i], 'a finite number');
   }
   const P = z.length / V;
   return { N, M: P - N, P, V };
@@ -75,7 +76,12 @@ export function problemSizes(problem: DynamicsProblem): { N: number; M: number; 
 /** Validate a batch schedule against N finetune points. */
 export function checkSchedule(schedule: BatchSchedule, N: number): void {
   if (schedule.kind === 'full') return;
-  assertArgument(schedule.kind === 'sequence', 'schedule.kind', (schedule as { kind: unknown }).kind, "'full' or 'sequence'");
+  assertArgument(
+    schedule.kind === 'sequence',
+    'schedule.kind',
+    (schedule as { kind: unknown }).kind,
+    "'full' or 'sequence'",
+  );
   assertArgument(
     Array.isArray(schedule.batches) && schedule.batches.length > 0,
     'schedule.batches',
@@ -83,7 +89,12 @@ export function checkSchedule(schedule: BatchSchedule, N: number): void {
     'a non-empty array of batches',
   );
   schedule.batches.forEach((batch, b) => {
-    assertArgument(Array.isArray(batch) && batch.length > 0, `schedule.batches[${b}]`, batch, 'a non-empty array of indices');
+    assertArgument(
+      Array.isArray(batch) && batch.length > 0,
+      `schedule.batches[${b}]`,
+      batch,
+      'a non-empty array of indices',
+    );
     for (const u of batch) {
       if (!Number.isInteger(u) || u < 0 || u >= N) {
         throw new InvalidArgumentError(`schedule.batches[${b}]`, u, `finetune-point indices in [0, ${N})`);
@@ -112,7 +123,12 @@ export function checkEta(eta: number): void {
 
 /** Validate recorded steps: non-decreasing non-negative integers. */
 export function checkSteps(steps: readonly number[], argument = 'steps'): void {
-  assertArgument(Array.isArray(steps) && steps.length > 0, argument, steps, 'a non-empty array of step indices');
+  assertArgument(
+    Array.isArray(steps) && steps.length > 0,
+    argument,
+    steps,
+    'a non-empty array of step indices',
+  );
   for (let k = 0; k < steps.length; k++) {
     const s = steps[k]!;
     if (!Number.isInteger(s) || s < 0 || (k > 0 && s < steps[k - 1]!)) {
@@ -148,7 +164,12 @@ export function softmax(z: Float64Array, V: number): Float64Array {
 }
 
 /** Residuals r_u = e_{y_u} − π(u) of the first N rows of probabilities `probs` [≥N, V] into `out` [N, V]. */
-export function residuals(probs: Float64Array, labels: ArrayLike<number>, V: number, out: Float64Array): void {
+export function residuals(
+  probs: Float64Array,
+  labels: ArrayLike<number>,
+  V: number,
+  out: Float64Array,
+): void {
   const N = labels.length;
   for (let u = 0; u < N; u++) {
     const o = u * V;

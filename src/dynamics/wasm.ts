@@ -186,7 +186,17 @@ function gemvBody(): number[] {
   rowBody.push(...whileNot([...get(j), ...get(cEven), ...geU], rowInner));
   rowBody.push(...get(acc[0]!), ...vlane(0), ...get(acc[0]!), ...vlane(1), ...f64add, ...set(s));
   rowBody.push(0x02, VOID, ...get(j), ...get(C), ...geU, 0x0d, 0);
-  rowBody.push(...get(s), ...get(p), ...f64load(), ...get(q), ...f64load(), ...f64mul, ...f64add, ...set(s), 0x0b);
+  rowBody.push(
+    ...get(s),
+    ...get(p),
+    ...f64load(),
+    ...get(q),
+    ...f64load(),
+    ...f64mul,
+    ...f64add,
+    ...set(s),
+    0x0b,
+  );
   rowBody.push(...get(Y), ...get(i), ...shl3, ...add, ...get(s), ...f64store());
   rowBody.push(...incr(i, 1));
   code.push(...whileNot([...get(i), ...get(R), ...geU], rowBody));
@@ -200,7 +210,8 @@ function gemvBody(): number[] {
   );
 }
 
-const SPMV_ROWS = 4;
+const SPMV_ROWS = Number(process.env.SPMV_ROWS ?? 4);
+const SPLAT_LOAD = process.env.SPLAT_LOAD === '1';
 
 /** spmv(rowPtr, x, y, n, rowStart, rowEnd) — see the file comment. */
 function spmvBody(): number[] {
@@ -213,6 +224,7 @@ function spmvBody(): number[] {
   const o = next++; // byte offset inside the rectangular part
   const xp = next++;
   const yp = next++;
+  const xb = next++;
   const p: number[] = []; // diagonal pointers of rows i..i+3
   for (let w = 0; w < SPMV_ROWS; w++) p.push(next++);
   const q: number[] = []; // pointers to column i+4 of rows i..i+3
@@ -261,6 +273,7 @@ function spmvBody(): number[] {
   for (let w = 0; w < SPMV_ROWS; w++) {
     b.push(...get(p[w]!), ...i32(8 * (SPMV_ROWS - w)), ...add, ...set(q[w]!), ...vzero, ...set(acc[w]!));
   }
+  b.push(...get(X), ...get(i), ...shl3, ...add, ...set(xb));
   b.push(...get(X), ...get(i), ...i32(SPMV_ROWS), ...add, ...shl3, ...add, ...set(xp));
   b.push(...get(Y), ...get(i), ...i32(SPMV_ROWS), ...add, ...shl3, ...add, ...set(yp));
   b.push(...i32(0), ...set(k), ...i32(0), ...set(o));
@@ -270,7 +283,8 @@ function spmvBody(): number[] {
   for (let w = 0; w < SPMV_ROWS; w++) {
     inner.push(...get(q[w]!), ...get(o), ...add, ...vload(), ...tee(kv));
     inner.push(...get(xv), ...vmul, ...get(acc[w]!), ...vadd, ...set(acc[w]!));
-    inner.push(...get(kv), ...get(sx[w]!), ...vmul, ...get(yv), ...vadd, ...set(yv));
+    if (SPLAT_LOAD) inner.push(...get(kv), ...get(xb), ...simd(0x0a), 3, ...uleb(8 * w), ...vmul, ...get(yv), ...vadd, ...set(yv));
+    else inner.push(...get(kv), ...get(sx[w]!), ...vmul, ...get(yv), ...vadd, ...set(yv));
   }
   inner.push(...get(yp), ...get(o), ...add, ...get(yv), ...vstore());
   inner.push(...incr(o, 16), ...incr(k, 2));
@@ -293,7 +307,12 @@ function spmvBody(): number[] {
     b.push(...get(ys[w]!), ...f64add, ...get(acc[w]!), ...vlane(0), ...f64add, ...get(acc[w]!), ...vlane(1));
     b.push(...f64add, ...f64store());
   }
-  b.push(...get(p[SPMV_ROWS - 1]!), ...rowBytes([...get(i), ...i32(SPMV_ROWS - 1), ...add]), ...add, ...set(p[0]!));
+  b.push(
+    ...get(p[SPMV_ROWS - 1]!),
+    ...rowBytes([...get(i), ...i32(SPMV_ROWS - 1), ...add]),
+    ...add,
+    ...set(p[0]!),
+  );
   b.push(...incr(i, SPMV_ROWS));
   // exit when i + 4 > rowEnd, i.e. i + 4 >= rowEnd + 1
   code.push(...whileNot([...get(i), ...i32(SPMV_ROWS), ...add, ...get(RE), ...i32(1), ...add, ...geU], b));
@@ -308,7 +327,16 @@ function spmvBody(): number[] {
   rInner.push(...get(ys[0]!), ...get(v), ...get(X), ...get(k), ...shl3, ...add, ...f64load(), ...f64mul);
   rInner.push(...f64add, ...set(ys[0]!));
   rInner.push(...get(Y), ...get(k), ...shl3, ...add, ...set(yp));
-  rInner.push(...get(yp), ...get(yp), ...f64load(), ...get(v), ...get(xs[0]!), ...f64mul, ...f64add, ...f64store());
+  rInner.push(
+    ...get(yp),
+    ...get(yp),
+    ...f64load(),
+    ...get(v),
+    ...get(xs[0]!),
+    ...f64mul,
+    ...f64add,
+    ...f64store(),
+  );
   rInner.push(...incr(q[0]!, 8), ...incr(k, 1));
   r.push(...whileNot([...get(k), ...get(N), ...geU], rInner));
   r.push(...get(Y), ...get(i), ...shl3, ...add, ...set(yp));

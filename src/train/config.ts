@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import type { LoadOptions } from '../data/index.js';
+import { type BackboneConfig, BackboneConfigSchema } from '../embed/index.js';
 import { InvalidArgumentError } from '../errors.js';
 import type { ModelSpec } from '../model/spec.js';
 import { presetNameOf, resolveModelSpec, zodToArgumentError } from '../model/spec.js';
@@ -61,6 +62,8 @@ export const trainConfigSchema = z
     data: z.string().min(1),
     /** Loader options (label column, feature columns, ...). Default {}. */
     dataOptions: dataOptionsSchema.default({}),
+    /** Embed a text dataset with a frozen transformers.js backbone first (src/embed). Default none. */
+    backbone: BackboneConfigSchema.optional(),
     /** Seeded stratified train/test split. testFraction default 0.2; seed default = `seed`. */
     split: z
       .object({ testFraction: z.number().gt(0).lt(1).default(0.2), seed: int.nonnegative().optional() })
@@ -131,6 +134,8 @@ export interface OptimizerConfig {
 export interface TrainConfig {
   data: string;
   dataOptions: DataOptions;
+  /** Frozen backbone whose features the model is trained on, or null for the data's own features. */
+  backbone: BackboneConfig | null;
   split: { testFraction: number; seed: number };
   standardize: boolean;
   /** The resolved model spec. */
@@ -172,7 +177,8 @@ export function toConfigInput(config: TrainConfigInput | TrainConfig): TrainConf
     if (typeof raw.modelPreset === 'string') raw.model = raw.modelPreset;
     delete raw.modelPreset;
   }
-  for (const key of ['epochs', 'steps', 'evalEvery'] as const) if (raw?.[key] === null) delete raw[key];
+  for (const key of ['epochs', 'steps', 'evalEvery', 'backbone'] as const)
+    if (raw?.[key] === null) delete raw[key];
   return raw as TrainConfigInput;
 }
 
@@ -229,6 +235,7 @@ export function resolveTrainConfig(input: TrainConfigInput | TrainConfig): Train
   return {
     data: c.data,
     dataOptions: c.dataOptions,
+    backbone: c.backbone ?? null,
     split: { testFraction: c.split.testFraction, seed: c.split.seed ?? c.seed },
     standardize: c.standardize,
     model,

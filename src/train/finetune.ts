@@ -30,7 +30,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ENTK_VERSION } from '../backend/index.js';
 import type { Dataset } from '../data/index.js';
 import type { BatchSchedule, Trajectory } from '../dynamics/types.js';
-import { CorruptFileError, InvalidArgumentError, assertArgument } from '../errors.js';
+import { assertArgument, CorruptFileError, InvalidArgumentError } from '../errors.js';
 import { readNpy, writeNpy } from '../io/index.js';
 import { empiricalNtkFn } from '../kernel/index.js';
 import type { NtkImplementation } from '../kernel/types.js';
@@ -95,7 +95,10 @@ export interface FinetuneKernelEntry {
   train: FinetuneArrayFile;
   observe: FinetuneArrayFile | null;
   /** Relative change and kernel distance vs step 0 (null at step 0): finetune block and both blocks together. */
-  drift: { train: { relativeChange: number; distance: number }; all: { relativeChange: number; distance: number } } | null;
+  drift: {
+    train: { relativeChange: number; distance: number };
+    all: { relativeChange: number; distance: number };
+  } | null;
 }
 
 /** `manifest.json` of a recording. */
@@ -137,7 +140,12 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 
 /** `<run>/finetune/<name>`. */
 export function finetuneDir(runDir: string, name: string): string {
-  assertArgument(typeof name === 'string' && NAME.test(name), 'name', name, 'a recording name of letters, digits, . _ - (≤ 100)');
+  assertArgument(
+    typeof name === 'string' && NAME.test(name),
+    'name',
+    name,
+    'a recording name of letters, digits, . _ - (≤ 100)',
+  );
   return path.join(runPaths(runDir).finetune, name);
 }
 
@@ -145,8 +153,11 @@ export function finetuneDir(runDir: string, name: string): string {
 export function minibatchSchedule(N: number, batchSize: number, steps: number, seed: number): number[][] {
   const batches: number[][] = [];
   for (let epoch = 0; batches.length < steps; epoch++) {
-    const order = new Rng(seed).fork(`finetune-order/epoch-${epoch}`).shuffle(Array.from({ length: N }, (_, i) => i));
-    for (let s = 0; s < N && batches.length < steps; s += batchSize) batches.push(order.slice(s, s + batchSize));
+    const order = new Rng(seed)
+      .fork(`finetune-order/epoch-${epoch}`)
+      .shuffle(Array.from({ length: N }, (_, i) => i));
+    for (let s = 0; s < N && batches.length < steps; s += batchSize)
+      batches.push(order.slice(s, s + batchSize));
   }
   return batches;
 }
@@ -171,9 +182,19 @@ function validate(o: FinetuneOptions) {
   );
   assertArgument(Number.isInteger(o.steps) && o.steps >= 1, 'steps', o.steps, 'an integer ≥ 1');
   const recordEvery = o.recordEvery ?? 1;
-  assertArgument(Number.isInteger(recordEvery) && recordEvery >= 1, 'recordEvery', recordEvery, 'an integer ≥ 1');
+  assertArgument(
+    Number.isInteger(recordEvery) && recordEvery >= 1,
+    'recordEvery',
+    recordEvery,
+    'an integer ≥ 1',
+  );
   const refreshEvery = o.refreshEvery ?? 0;
-  assertArgument(Number.isInteger(refreshEvery) && refreshEvery >= 0, 'refreshEvery', refreshEvery, 'an integer ≥ 0');
+  assertArgument(
+    Number.isInteger(refreshEvery) && refreshEvery >= 0,
+    'refreshEvery',
+    refreshEvery,
+    'an integer ≥ 0',
+  );
   const seed = o.seed ?? 0;
   assertArgument(Number.isSafeInteger(seed) && seed >= 0, 'seed', seed, 'a non-negative integer');
   if (mode === 'minibatch') {
@@ -184,7 +205,12 @@ function validate(o: FinetuneOptions) {
       "a positive integer for mode 'minibatch'",
     );
   } else {
-    assertArgument(o.batchSize === undefined, 'batchSize', o.batchSize, `nothing for mode '${mode}' (only 'minibatch' takes a batch size)`);
+    assertArgument(
+      o.batchSize === undefined,
+      'batchSize',
+      o.batchSize,
+      `nothing for mode '${mode}' (only 'minibatch' takes a batch size)`,
+    );
   }
   return { mode, recordEvery, refreshEvery, seed };
 }
@@ -206,7 +232,11 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
     .then(() => true)
     .catch(() => false);
   if (exists && !options.overwrite) {
-    throw new InvalidArgumentError('name', options.name, `a new recording name (${dir} exists; pass overwrite to replace it)`);
+    throw new InvalidArgumentError(
+      'name',
+      options.name,
+      `a new recording name (${dir} exists; pass overwrite to replace it)`,
+    );
   }
   const ckpt = run.resolveCheckpoint(options.checkpoint ?? 'last');
   const ftSet = await resolvePoints(run, options.points, { seed });
@@ -214,13 +244,21 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
   const N = ftSet.dataset.ids.length;
   const M = obsSet ? obsSet.dataset.ids.length : 0;
   if (mode === 'single' && N !== 1) {
-    throw new InvalidArgumentError('points', options.points, `exactly one example for mode 'single' (got ${N}; e.g. ids:<id>)`);
+    throw new InvalidArgumentError(
+      'points',
+      options.points,
+      `exactly one example for mode 'single' (got ${N}; e.g. ids:<id>)`,
+    );
   }
   if (obsSet) {
     const ft = new Set(ftSet.dataset.ids);
     const dup = obsSet.dataset.ids.find((id) => ft.has(id));
     if (dup !== undefined) {
-      throw new InvalidArgumentError('observe', options.observe, `points outside the finetune set (${dup} is in both)`);
+      throw new InvalidArgumentError(
+        'observe',
+        options.observe,
+        `points outside the finetune set (${dup} is in both)`,
+      );
     }
   }
   const V = run.split.classNames.length;
@@ -234,7 +272,9 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
       ? { kind: 'sequence', batches: minibatchSchedule(N, options.batchSize!, options.steps, seed) }
       : { kind: 'full' };
   const batchOf = (n: number): number[] =>
-    schedule.kind === 'full' ? Array.from({ length: N }, (_, i) => i) : schedule.batches[n % schedule.batches.length]!;
+    schedule.kind === 'full'
+      ? Array.from({ length: N }, (_, i) => i)
+      : schedule.batches[n % schedule.batches.length]!;
 
   const recordedSteps: number[] = [];
   for (let n = 0; n <= options.steps; n += recordEvery) recordedSteps.push(n);
@@ -262,7 +302,9 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
   const bar = progressBar(`finetune ${options.name}`, options.steps);
   try {
     const record = (k: number) => {
-      const logits = tf.tidy(() => (model.apply(xTracked, { training: false }) as tf.Tensor).dataSync() as Float32Array);
+      const logits = tf.tidy(
+        () => (model.apply(xTracked, { training: false }) as tf.Tensor).dataSync() as Float32Array,
+      );
       const o = k * P * V;
       for (let p = 0; p < P; p++) {
         let max = Number.NEGATIVE_INFINITY;
@@ -286,8 +328,17 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
     const kernelAt = async (step: number) => {
       const t = performance.now();
       const kt = await ntk({ data: ftSet.dataset.x, shape: [N, ...inputShape] });
-      const ko = obsSet ? await ntk({ data: obsSet.dataset.x, shape: [M, ...inputShape] }, { data: ftSet.dataset.x, shape: [N, ...inputShape] }) : null;
-      kernels.push({ step, train: Float32Array.from(kt.data), observe: ko ? Float32Array.from(ko.data) : null });
+      const ko = obsSet
+        ? await ntk(
+            { data: obsSet.dataset.x, shape: [M, ...inputShape] },
+            { data: ftSet.dataset.x, shape: [N, ...inputShape] },
+          )
+        : null;
+      kernels.push({
+        step,
+        train: Float32Array.from(kt.data),
+        observe: ko ? Float32Array.from(ko.data) : null,
+      });
       kernelMs += performance.now() - t;
     };
     let k = 0;
@@ -346,8 +397,15 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
   const createdAt = new Date().toISOString();
   let manifest: FinetuneManifest | undefined;
   await writeDirAtomic(dir, async (tmp) => {
-    const file = async (name: string, dtype: 'float32' | 'float64', shape: number[], data: Float32Array | Float64Array) => {
-      const written = await writeNpy(path.join(tmp, name), { dtype, shape, data } as Parameters<typeof writeNpy>[1]);
+    const file = async (
+      name: string,
+      dtype: 'float32' | 'float64',
+      shape: number[],
+      data: Float32Array | Float64Array,
+    ) => {
+      const written = await writeNpy(path.join(tmp, name), { dtype, shape, data } as Parameters<
+        typeof writeNpy
+      >[1]);
       return { file: name, shape, dtype, sha256: written.sha256 } satisfies FinetuneArrayFile;
     };
     await fs.mkdir(path.join(tmp, 'kernels'));
@@ -363,7 +421,10 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
             ? null
             : {
                 train: drift([k0.train], [kt.train]),
-                all: drift(k0.observe ? [k0.train, k0.observe] : [k0.train], kt.observe ? [kt.train, kt.observe] : [kt.train]),
+                all: drift(
+                  k0.observe ? [k0.train, k0.observe] : [k0.train],
+                  kt.observe ? [kt.train, kt.observe] : [kt.train],
+                ),
               },
       });
     }
@@ -385,7 +446,11 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
       refreshEvery,
       seed,
       finetune: { spec: options.points, ids: ftSet.dataset.ids, labels },
-      observe: { spec: options.observe ?? null, ids: obsSet?.dataset.ids ?? [], labels: obsSet ? Array.from(obsSet.dataset.y) : [] },
+      observe: {
+        spec: options.observe ?? null,
+        ids: obsSet?.dataset.ids ?? [],
+        labels: obsSet ? Array.from(obsSet.dataset.y) : [],
+      },
       recordedSteps,
       schedule,
       arrays: {
@@ -394,7 +459,11 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
         paramDistance: await file('param-distance.npy', 'float64', [recordedSteps.length], paramDistance),
       },
       kernels: kernelEntries,
-      ntk: { implementation: ntk.plan.implementation, parameterCount: ntk.plan.parameterCount, layers: ntk.plan.layers },
+      ntk: {
+        implementation: ntk.plan.implementation,
+        parameterCount: ntk.plan.parameterCount,
+        layers: ntk.plan.layers,
+      },
       seconds: {
         sgd: (performance.now() - started - kernelMs) / 1000,
         kernels: kernelMs / 1000,
@@ -422,14 +491,22 @@ export interface FinetuneRecording {
   paramDistance: Float64Array;
 }
 
-async function readArrayFile(dir: string, entry: FinetuneArrayFile, what: string): Promise<Float32Array | Float64Array> {
+async function readArrayFile(
+  dir: string,
+  entry: FinetuneArrayFile,
+  what: string,
+): Promise<Float32Array | Float64Array> {
   const file = path.join(dir, entry.file);
   const arr = await readNpy(file, { sha256: entry.sha256 }).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT') throw new CorruptFileError(file, `missing (${what} listed in ${FINETUNE_MANIFEST})`);
+    if (error.code === 'ENOENT')
+      throw new CorruptFileError(file, `missing (${what} listed in ${FINETUNE_MANIFEST})`);
     throw error;
   });
   if (arr.dtype !== entry.dtype || JSON.stringify(arr.shape) !== JSON.stringify(entry.shape)) {
-    throw new CorruptFileError(file, `expected ${entry.dtype} [${entry.shape.join(', ')}], found ${arr.dtype} [${arr.shape.join(', ')}]`);
+    throw new CorruptFileError(
+      file,
+      `expected ${entry.dtype} [${entry.shape.join(', ')}], found ${arr.dtype} [${arr.shape.join(', ')}]`,
+    );
   }
   return arr.data as Float32Array | Float64Array;
 }
@@ -441,7 +518,11 @@ export async function readFinetuneManifest(dir: string): Promise<FinetuneManifes
   try {
     text = await fs.readFile(file, 'utf8');
   } catch {
-    throw new InvalidArgumentError('recording', dir, `a finetune recording directory (no ${FINETUNE_MANIFEST}; run 'entk finetune')`);
+    throw new InvalidArgumentError(
+      'recording',
+      dir,
+      `a finetune recording directory (no ${FINETUNE_MANIFEST}; run 'entk finetune')`,
+    );
   }
   let m: FinetuneManifest;
   try {
@@ -449,8 +530,10 @@ export async function readFinetuneManifest(dir: string): Promise<FinetuneManifes
   } catch (error) {
     throw new CorruptFileError(file, `not valid JSON (${(error as Error).message})`);
   }
-  if (m?.format !== FINETUNE_FORMAT) throw new CorruptFileError(file, `format is ${JSON.stringify(m?.format)}, expected "${FINETUNE_FORMAT}"`);
-  if (m.version !== FINETUNE_VERSION) throw new CorruptFileError(file, `version ${m.version} is not supported (expected ${FINETUNE_VERSION})`);
+  if (m?.format !== FINETUNE_FORMAT)
+    throw new CorruptFileError(file, `format is ${JSON.stringify(m?.format)}, expected "${FINETUNE_FORMAT}"`);
+  if (m.version !== FINETUNE_VERSION)
+    throw new CorruptFileError(file, `version ${m.version} is not supported (expected ${FINETUNE_VERSION})`);
   const ok =
     Number.isInteger(m.numClasses) &&
     Array.isArray(m.recordedSteps) &&
@@ -461,7 +544,11 @@ export async function readFinetuneManifest(dir: string): Promise<FinetuneManifes
     m.kernels[0]!.step === 0 &&
     m.schedule != null &&
     Number.isFinite(m.learningRate);
-  if (!ok) throw new CorruptFileError(file, 'missing or malformed fields (numClasses, recordedSteps, finetune, observe, kernels, schedule, learningRate)');
+  if (!ok)
+    throw new CorruptFileError(
+      file,
+      'missing or malformed fields (numClasses, recordedSteps, finetune, observe, kernels, schedule, learningRate)',
+    );
   return m;
 }
 
@@ -477,7 +564,12 @@ export async function readFinetuneRecording(dir: string): Promise<FinetuneRecord
     numTrain: N,
     numObserve: M,
     labels: Int32Array.from(manifest.finetune.labels),
-    trajectory: { numPoints: N + M, numClasses: manifest.numClasses, steps: manifest.recordedSteps, logProbs },
+    trajectory: {
+      numPoints: N + M,
+      numClasses: manifest.numClasses,
+      steps: manifest.recordedSteps,
+      logProbs,
+    },
     loss: (await readArrayFile(dir, manifest.arrays.loss, 'loss')) as Float64Array,
     paramDistance: (await readArrayFile(dir, manifest.arrays.paramDistance, 'paramDistance')) as Float64Array,
   };
@@ -490,10 +582,16 @@ export async function readFinetuneKernel(
 ): Promise<{ train: Float32Array; observe: Float32Array | null }> {
   const entry = recording.manifest.kernels.find((k) => k.step === step);
   if (!entry) {
-    throw new InvalidArgumentError('step', step, `a kernel step of the recording (${recording.manifest.kernels.map((k) => k.step).join(', ')})`);
+    throw new InvalidArgumentError(
+      'step',
+      step,
+      `a kernel step of the recording (${recording.manifest.kernels.map((k) => k.step).join(', ')})`,
+    );
   }
   return {
     train: (await readArrayFile(recording.dir, entry.train, 'kernel')) as Float32Array,
-    observe: entry.observe ? ((await readArrayFile(recording.dir, entry.observe, 'kernel')) as Float32Array) : null,
+    observe: entry.observe
+      ? ((await readArrayFile(recording.dir, entry.observe, 'kernel')) as Float32Array)
+      : null,
   };
 }

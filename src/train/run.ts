@@ -39,6 +39,7 @@ import {
   stratifiedSplit,
   withInputShape,
 } from '../data/index.js';
+import { embedDataset } from '../embed/index.js';
 import { CorruptFileError, InvalidArgumentError } from '../errors.js';
 import { loadModel as loadModelFrom } from '../model/io.js';
 import type { ModelSpec } from '../model/spec.js';
@@ -214,7 +215,16 @@ export async function prepareRunData(
   stored?: SplitFile,
   splitFile?: string,
 ): Promise<PreparedData> {
-  const ds = await loadDataset(config.data, config.dataOptions);
+  let ds = await loadDataset(config.data, config.dataOptions);
+  // A text dataset becomes a feature dataset through the frozen backbone (cached on disk).
+  if (config.backbone) ds = (await embedDataset(ds, config.backbone)).dataset;
+  else if (ds.text && ds.x.length === 0) {
+    throw new InvalidArgumentError(
+      'backbone',
+      undefined,
+      `a frozen backbone for the text dataset ${config.data}, which has no numeric features (e.g. --backbone models/tiny-bert)`,
+    );
+  }
   let train: Dataset;
   let test: Dataset;
   if (stored) {

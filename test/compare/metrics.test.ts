@@ -142,7 +142,9 @@ describe('trajectory errors, KL and gaps', () => {
     // predicted Δ equal to the actual Δ, except the sign of one entry flipped
     const n = 4;
     const d = new Float64Array(2 * n);
-    for (let k = 0; k < 2; k++) for (let j = 0; j < n; j++) d[k * n + j] = actual.logProbs[(k + 1) * n + j]! - actual.logProbs[k * n + j]!;
+    for (let k = 0; k < 2; k++)
+      for (let j = 0; j < n; j++)
+        d[k * n + j] = actual.logProbs[(k + 1) * n + j]! - actual.logProbs[k * n + j]!;
     const exact = changeAgreement(actual, d);
     expect(exact.count).toBe(8);
     expect(exact.pearson).toBeCloseTo(1, 14);
@@ -161,7 +163,15 @@ describe('trajectory errors, KL and gaps', () => {
   it('reject mismatched trajectories', () => {
     const wrong: Trajectory = { numPoints: 1, numClasses: 2, steps: [0], logProbs: new Float64Array(2) };
     expect(() => trajectoryErrors(actual, wrong)).toThrow(/predicted/);
-    const disjoint = traj([5], [[[0.5, 0.5], [0.5, 0.5]]]);
+    const disjoint = traj(
+      [5],
+      [
+        [
+          [0.5, 0.5],
+          [0.5, 0.5],
+        ],
+      ],
+    );
     expect(() => trajectoryErrors(actual, disjoint)).toThrow(/predicted.steps/);
     expect(() => trajectoryErrors(actual, { ...predicted, logProbs: new Float64Array(3) })).toThrow(
       /predicted.logProbs/,

@@ -32,7 +32,15 @@ afterAll(async () => {
 
 /** Relative L2 error of the one-step prediction of a single recorded step, and the actual Δ. */
 async function oneStepError(run: string, eta: number) {
-  const r = await finetune({ run, name: 'one', points: 'train:per-class=3', observe: 'test:6', learningRate: eta, steps: 1, overwrite: true });
+  const r = await finetune({
+    run,
+    name: 'one',
+    points: 'train:per-class=3',
+    observe: 'test:6',
+    learningRate: eta,
+    steps: 1,
+    overwrite: true,
+  });
   const rec = await readFinetuneRecording(r.dir);
   const k = await readFinetuneKernel(rec, 0);
   const op = new FitnessOperator({ numClasses: 3, train: k.train, observe: k.observe ?? undefined });
@@ -79,17 +87,34 @@ describe('finetune recorder on real tfjs networks', () => {
 
   it('for a linear softmax model POP-MU reproduces the actual SGD run (the network is its own linearisation)', async () => {
     const run = async (runDir: string) => {
-      const r = await finetune({ run: runDir, name: 'traj', points: 'train:per-class=3', observe: 'test:6', learningRate: 0.1, steps: 40, overwrite: true });
+      const r = await finetune({
+        run: runDir,
+        name: 'traj',
+        points: 'train:per-class=3',
+        observe: 'test:6',
+        learningRate: 0.1,
+        steps: 40,
+        overwrite: true,
+      });
       const rec = await readFinetuneRecording(r.dir);
       const k = await readFinetuneKernel(rec, 0);
       const op = new FitnessOperator({ numClasses: 3, train: k.train, observe: k.observe ?? undefined });
       const P = rec.numTrain + rec.numObserve;
-      const mu = popMu(op, { numClasses: 3, labels: rec.labels, initialLogits: rec.trajectory.logProbs.slice(0, P * 3) }, { eta: 0.1, numSteps: 40 });
+      const mu = popMu(
+        op,
+        { numClasses: 3, labels: rec.labels, initialLogits: rec.trajectory.logProbs.slice(0, P * 3) },
+        { eta: 0.1, numSteps: 40 },
+      );
       op.dispose();
       let gap = 0;
       let moved = 0;
-      for (let i = 0; i < mu.logProbs.length; i++) gap = Math.max(gap, Math.abs(mu.logProbs[i]! - rec.trajectory.logProbs[i]!));
-      for (let i = 0; i < P * 3; i++) moved = Math.max(moved, Math.abs(rec.trajectory.logProbs[40 * P * 3 + i]! - rec.trajectory.logProbs[i]!));
+      for (let i = 0; i < mu.logProbs.length; i++)
+        gap = Math.max(gap, Math.abs(mu.logProbs[i]! - rec.trajectory.logProbs[i]!));
+      for (let i = 0; i < P * 3; i++)
+        moved = Math.max(
+          moved,
+          Math.abs(rec.trajectory.logProbs[40 * P * 3 + i]! - rec.trajectory.logProbs[i]!),
+        );
       return { gap, moved };
     };
     const lin = await run(linearRun);
@@ -144,7 +169,9 @@ describe('finetune recorder on real tfjs networks', () => {
 
   it('rejects bad options with errors naming the argument', async () => {
     const base = { run: mlpRun, name: 'bad', points: 'train:per-class=1', learningRate: 0.1, steps: 2 };
-    await expect(finetune({ ...base, learningRate: 0 })).rejects.toThrow(/learningRate: expected a finite non-zero/);
+    await expect(finetune({ ...base, learningRate: 0 })).rejects.toThrow(
+      /learningRate: expected a finite non-zero/,
+    );
     await expect(finetune({ ...base, steps: 0 })).rejects.toThrow(/steps/);
     await expect(finetune({ ...base, mode: 'single' })).rejects.toThrow(/exactly one example/);
     await expect(finetune({ ...base, mode: 'minibatch' })).rejects.toThrow(/batchSize/);

@@ -50,7 +50,10 @@ describe('FitnessOperator', () => {
         ['wasm', 2],
         ['wasm', 3],
       ] as const) {
-        const op = new FitnessOperator({ numClasses: V, train: pr.train, observe: pr.observe }, { backend, threads });
+        const op = new FitnessOperator(
+          { numClasses: V, train: pr.train, observe: pr.observe },
+          { backend, threads },
+        );
         expect(op.backend).toBe(backend);
         expect(op.numTracked).toBe(N + M);
         const out = new Float64Array(pr.P * V).fill(Number.NaN);
@@ -74,8 +77,14 @@ describe('FitnessOperator', () => {
     const V = 10;
     const pr = randomProblem(5, N, M, V, 8);
     const r = residualOf(pr.initialLogits, pr.labels, V);
-    const single = new FitnessOperator({ numClasses: V, train: pr.train, observe: pr.observe }, { threads: 1 });
-    const multi = new FitnessOperator({ numClasses: V, train: pr.train, observe: pr.observe }, { threads: 2 });
+    const single = new FitnessOperator(
+      { numClasses: V, train: pr.train, observe: pr.observe },
+      { threads: 1 },
+    );
+    const multi = new FitnessOperator(
+      { numClasses: V, train: pr.train, observe: pr.observe },
+      { threads: 2 },
+    );
     expect(multi.threads).toBe(2);
     const a = new Float64Array(pr.P * V);
     const b = new Float64Array(pr.P * V);
@@ -111,12 +120,16 @@ describe('FitnessOperator', () => {
     const pr = randomProblem(4, 4, 1, 3);
     const asym = Float64Array.from(pr.train);
     asym[1] += 1; // K(0,0)_{01} no longer equals K(0,0)_{10}
-    expect(() => new FitnessOperator({ numClasses: 3, train: asym })).toThrow(/kernel.train: expected a symmetric/);
-    expect(() => new FitnessOperator({ numClasses: 3, train: new Float64Array(10) })).toThrow(InvalidArgumentError);
-    expect(() => new FitnessOperator({ numClasses: 1, train: pr.train })).toThrow(/numClasses/);
-    expect(() => new FitnessOperator({ numClasses: 3, train: pr.train, observe: new Float64Array(7) })).toThrow(
-      /kernel.observe/,
+    expect(() => new FitnessOperator({ numClasses: 3, train: asym })).toThrow(
+      /kernel.train: expected a symmetric/,
     );
+    expect(() => new FitnessOperator({ numClasses: 3, train: new Float64Array(10) })).toThrow(
+      InvalidArgumentError,
+    );
+    expect(() => new FitnessOperator({ numClasses: 1, train: pr.train })).toThrow(/numClasses/);
+    expect(
+      () => new FitnessOperator({ numClasses: 3, train: pr.train, observe: new Float64Array(7) }),
+    ).toThrow(/kernel.observe/);
     const nan = Float64Array.from(pr.train);
     nan[0] = Number.NaN;
     expect(() => new FitnessOperator({ numClasses: 3, train: nan })).toThrow(/finite/);

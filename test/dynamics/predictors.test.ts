@@ -14,12 +14,23 @@ import {
   type Trajectory,
 } from '../../src/dynamics/index.js';
 import { InvalidArgumentError } from '../../src/errors.js';
-import { logLogSlope, maxAbsDiff, type RandomProblem, randomProblem, replicatorRhsNaive, splitKernel } from './reference.js';
+import {
+  logLogSlope,
+  maxAbsDiff,
+  type RandomProblem,
+  randomProblem,
+  replicatorRhsNaive,
+  splitKernel,
+} from './reference.js';
 
 function operatorOf(pr: RandomProblem, threads: number | 'auto' = 1) {
   return new FitnessOperator({ numClasses: pr.V, train: pr.train, observe: pr.observe }, { threads });
 }
-const problemOf = (pr: RandomProblem) => ({ numClasses: pr.V, labels: pr.labels, initialLogits: pr.initialLogits });
+const problemOf = (pr: RandomProblem) => ({
+  numClasses: pr.V,
+  labels: pr.labels,
+  initialLogits: pr.initialLogits,
+});
 
 /** probabilities at record k of a trajectory */
 function probsAt(tr: Trajectory, k: number): Float64Array {
@@ -43,9 +54,9 @@ describe('POP-MU ≡ gradient descent on the linearised network (THEORY.md check
         expect(mu.steps).toEqual(gd.steps);
         expect(mu.logProbs.length).toBe(41 * pr.P * pr.V);
         // the dynamics moved (the identity is not trivially satisfied by a frozen state)
-        expect(maxAbsDiff(mu.logProbs.subarray(0, pr.P * pr.V), mu.logProbs.subarray(40 * pr.P * pr.V))).toBeGreaterThan(
-          0.05,
-        );
+        expect(
+          maxAbsDiff(mu.logProbs.subarray(0, pr.P * pr.V), mu.logProbs.subarray(40 * pr.P * pr.V)),
+        ).toBeGreaterThan(0.05);
         expect(maxAbsDiff(mu.logProbs, gd.logProbs)).toBeLessThan(1e-11);
         op.dispose();
       });
@@ -145,7 +156,11 @@ describe('POP-ODE (THEORY.md checks 5 and 6)', () => {
     const op = new FitnessOperator({ numClasses: 2, train });
     const z0 = new Float64Array([0.2, 0.7]); // label 0, g0 = −0.5
     const steps = [0, 10, 50, 100];
-    const res = popOde(op, { numClasses: 2, labels: [0], initialLogits: z0 }, { eta: 0.02, steps, rtol: 1e-10 });
+    const res = popOde(
+      op,
+      { numClasses: 2, labels: [0], initialLogits: z0 },
+      { eta: 0.02, steps, rtol: 1e-10 },
+    );
     const g0 = -0.5;
     steps.forEach((n, idx) => {
       const t = n * 0.02;
@@ -176,7 +191,8 @@ describe('equation (1) and ascent', () => {
       for (const u of batch) w[u] += 1 / batch.length;
       const kernelRows = new Float64Array(pr.P * pr.V * pr.N * pr.V);
       const PV = pr.P * pr.V;
-      for (let a = 0; a < PV; a++) for (let b = 0; b < pr.N * pr.V; b++) kernelRows[a * pr.N * pr.V + b] = pr.kernelAll[a * PV + b]!;
+      for (let a = 0; a < PV; a++)
+        for (let b = 0; b < pr.N * pr.V; b++) kernelRows[a * pr.N * pr.V + b] = pr.kernelAll[a * PV + b]!;
       const exact = equationOne(kernelRows, probs, probs.subarray(0, pr.N * pr.V), pr.labels, w, pr.V, 0.2);
       expect(maxAbsDiff(pred.subarray(s * n, (s + 1) * n), exact)).toBeLessThan(1e-13);
     }
@@ -184,7 +200,9 @@ describe('equation (1) and ascent', () => {
     const sparse: Trajectory = {
       ...actual,
       steps: [0, 2, 4, 6],
-      logProbs: new Float64Array([0, 2, 4, 6].flatMap((s) => [...actual.logProbs.subarray(s * n, (s + 1) * n)])),
+      logProbs: new Float64Array(
+        [0, 2, 4, 6].flatMap((s) => [...actual.logProbs.subarray(s * n, (s + 1) * n)]),
+      ),
     };
     const pred2 = oneStepPredict(op, pr.labels, sparse, { eta: 0.2, schedule });
     expect(pred2.length).toBe(3 * n);
@@ -237,7 +255,8 @@ describe('equation (1) and ascent', () => {
     }
     expect(checked).toBeGreaterThan(n / 2);
     // POP-ODE: the ascent flow over a short time is the mirror image to first order
-    const ode = (eta: number) => popOde(op, problemOf(pr), { eta, steps: [0, 1], rtol: 1e-10 }).trajectory.logProbs;
+    const ode = (eta: number) =>
+      popOde(op, problemOf(pr), { eta, steps: [0, 1], rtol: 1e-10 }).trajectory.logProbs;
     const o1 = ode(0.001);
     const o2 = ode(-0.001);
     for (let i = 0; i < n; i++) {
@@ -271,13 +290,18 @@ describe('permutation invariance and refreshed kernels', () => {
       for (let b = 0; b < pr.P; b++)
         for (let i = 0; i < V; i++)
           for (let j = 0; j < V; j++)
-            kernelAll[(a * V + i) * PV + b * V + j] = pr.kernelAll[(perm[a]! * V + i) * PV + perm[b]! * V + j]!;
+            kernelAll[(a * V + i) * PV + b * V + j] =
+              pr.kernelAll[(perm[a]! * V + i) * PV + perm[b]! * V + j]!;
     const blocks = splitKernel(kernelAll, pr.N, pr.M, V);
     const labels = Int32Array.from(permTrain.map((u) => pr.labels[u]!));
     const z0 = new Float64Array(PV);
-    for (let a = 0; a < pr.P; a++) for (let i = 0; i < V; i++) z0[a * V + i] = pr.initialLogits[perm[a]! * V + i]!;
+    for (let a = 0; a < pr.P; a++)
+      for (let i = 0; i < V; i++) z0[a * V + i] = pr.initialLogits[perm[a]! * V + i]!;
     const opA = operatorOf(pr);
-    const opB = new FitnessOperator({ numClasses: V, train: blocks.train, observe: blocks.observe }, { threads: 1 });
+    const opB = new FitnessOperator(
+      { numClasses: V, train: blocks.train, observe: blocks.observe },
+      { threads: 1 },
+    );
     const unpermute = (tr: Float64Array, T: number) => {
       const out = new Float64Array(tr.length);
       for (let t = 0; t < T; t++)
@@ -336,18 +360,20 @@ describe('bad inputs', () => {
     expect(() =>
       popMu(op, prob, { eta: 0.1, numSteps: 3, schedule: { kind: 'sequence', batches: [[0, 7]] } }),
     ).toThrow(/schedule.batches\[0\]/);
-    expect(() => popMu(op, prob, { eta: 0.1, numSteps: 3, schedule: { kind: 'sequence', batches: [] } })).toThrow(
-      /schedule.batches/,
-    );
+    expect(() =>
+      popMu(op, prob, { eta: 0.1, numSteps: 3, schedule: { kind: 'sequence', batches: [] } }),
+    ).toThrow(/schedule.batches/);
     expect(() => popOde(op, prob, { eta: 0.1, steps: [0, 1], form: 'euler' as 'logit' })).toThrow(/form/);
-    expect(() => popOde(op, { ...prob, initialLogits: new Float64Array(5) }, { eta: 0.1, steps: [1] })).toThrow(
-      /initialLogits/,
+    expect(() =>
+      popOde(op, { ...prob, initialLogits: new Float64Array(5) }, { eta: 0.1, steps: [1] }),
+    ).toThrow(/initialLogits/);
+    expect(() => popMu({ steps: [1], operators: [op] }, prob, { eta: 0.1, numSteps: 3 })).toThrow(
+      /operators.steps/,
     );
-    expect(() => popMu({ steps: [1], operators: [op] }, prob, { eta: 0.1, numSteps: 3 })).toThrow(/operators.steps/);
     const tr = linearizedGd(pr.jacobian, prob, { eta: 0.1, numSteps: 2 });
-    expect(() => oneStepPredict(op, pr.labels, { ...tr, logProbs: new Float64Array(3) }, { eta: 0.1 })).toThrow(
-      /actual.logProbs/,
-    );
+    expect(() =>
+      oneStepPredict(op, pr.labels, { ...tr, logProbs: new Float64Array(3) }, { eta: 0.1 }),
+    ).toThrow(/actual.logProbs/);
     expect(() => linearizedGd(new Float64Array(7), prob, { eta: 0.1, numSteps: 2 })).toThrow(/jacobian/);
   });
 });

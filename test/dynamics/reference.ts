@@ -61,7 +61,8 @@ export function splitKernel(kernelAll: Float64Array, N: number, M: number, V: nu
   const train = new Float64Array(NV * NV);
   const observe = new Float64Array(M * V * NV);
   for (let a = 0; a < NV; a++) for (let b = 0; b < NV; b++) train[a * NV + b] = kernelAll[a * PV + b]!;
-  for (let a = 0; a < M * V; a++) for (let b = 0; b < NV; b++) observe[a * NV + b] = kernelAll[(NV + a) * PV + b]!;
+  for (let a = 0; a < M * V; a++)
+    for (let b = 0; b < NV; b++) observe[a * NV + b] = kernelAll[(NV + a) * PV + b]!;
   return { train, observe };
 }
 

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { gemvJs, instantiateKernels, kernelModule, kernelModuleBytes, spmvJs, wasmApi } from '../../src/dynamics/wasm.js';
+import {
+  gemvJs,
+  instantiateKernels,
+  kernelModule,
+  kernelModuleBytes,
+  spmvJs,
+  wasmApi,
+} from '../../src/dynamics/wasm.js';
 import { Rng } from '../../src/util/rng.js';
 
 // Tolerance: the SIMD kernels sum in a different order than the plain loops; with entries in

@@ -17,7 +17,8 @@ interface CompareFlags {
   quiet?: boolean;
 }
 
-const fmt = (x: number | null | undefined) => (x == null || Number.isNaN(x) ? '—' : Math.abs(x) >= 0.01 ? x.toFixed(4) : x.toExponential(2));
+const fmt = (x: number | null | undefined) =>
+  x == null || Number.isNaN(x) ? '—' : Math.abs(x) >= 0.01 ? x.toFixed(4) : x.toExponential(2);
 
 export function registerCompare(program: Command): void {
   program
@@ -36,17 +37,35 @@ export function registerCompare(program: Command): void {
       const comparison = await compareRecording(dir);
       const summary = { file: path.join(dir, COMPARISON_JSON), ...summarizeComparison(comparison) };
       output(flags.json, summary, () => {
-        console.log(`${summary.recording}: η = ${summary.learningRate}, ${summary.steps} steps, final loss ${fmt(summary.finalLoss)}, ‖θ−θ₀‖ = ${fmt(summary.paramDistance)}`);
+        console.log(
+          `${summary.recording}: η = ${summary.learningRate}, ${summary.steps} steps, final loss ${fmt(summary.finalLoss)}, ‖θ−θ₀‖ = ${fmt(summary.paramDistance)}`,
+        );
         for (const [k, v] of Object.entries(summary.trajectories)) {
-          console.log(`  ${k.padEnd(18)} log-prob RMSE ${fmt(v.logProbRmse)}  max ${fmt(v.logProbMax)}  prob RMSE ${fmt(v.probRmse)}  final KL ${fmt(v.finalKlMean)}`);
+          console.log(
+            `  ${k.padEnd(18)} log-prob RMSE ${fmt(v.logProbRmse)}  max ${fmt(v.logProbMax)}  prob RMSE ${fmt(v.probRmse)}  final KL ${fmt(v.finalKlMean)}`,
+          );
         }
         for (const [k, v] of Object.entries(summary.changes)) {
-          console.log(`  ${k.padEnd(18)} Δlog π Pearson ${fmt(v.pearson)}  Spearman ${fmt(v.spearman)}  sign agreement ${fmt(v.signAgreement)}`);
+          console.log(
+            `  ${k.padEnd(18)} Δlog π Pearson ${fmt(v.pearson)}  Spearman ${fmt(v.spearman)}  sign agreement ${fmt(v.signAgreement)}`,
+          );
         }
-        if (summary.lazinessGap) console.log(`  laziness gap (actual vs POP-MU, final)       log-prob RMSE ${fmt(summary.lazinessGap.logProbRmse)}`);
-        if (summary.lazinessGapRefreshed) console.log(`  laziness gap, refreshed kernels (final)      log-prob RMSE ${fmt(summary.lazinessGapRefreshed.logProbRmse)}`);
-        if (summary.discretisationGap) console.log(`  discretisation gap (POP-MU vs POP-ODE, final) log-prob RMSE ${fmt(summary.discretisationGap.logProbRmse)}`);
-        if (summary.kernelDrift) console.log(`  kernel drift at step ${summary.kernelDrift.step}: ‖K_t−K_0‖/‖K_0‖ = ${fmt(summary.kernelDrift.all.relativeChange)}, distance ${fmt(summary.kernelDrift.all.distance)}`);
+        if (summary.lazinessGap)
+          console.log(
+            `  laziness gap (actual vs POP-MU, final)       log-prob RMSE ${fmt(summary.lazinessGap.logProbRmse)}`,
+          );
+        if (summary.lazinessGapRefreshed)
+          console.log(
+            `  laziness gap, refreshed kernels (final)      log-prob RMSE ${fmt(summary.lazinessGapRefreshed.logProbRmse)}`,
+          );
+        if (summary.discretisationGap)
+          console.log(
+            `  discretisation gap (POP-MU vs POP-ODE, final) log-prob RMSE ${fmt(summary.discretisationGap.logProbRmse)}`,
+          );
+        if (summary.kernelDrift)
+          console.log(
+            `  kernel drift at step ${summary.kernelDrift.step}: ‖K_t−K_0‖/‖K_0‖ = ${fmt(summary.kernelDrift.all.relativeChange)}, distance ${fmt(summary.kernelDrift.all.distance)}`,
+          );
         console.log(`→ ${summary.file}`);
       });
     });

@@ -49,12 +49,31 @@ export function registerFinetune(program: Command): void {
     .option('--observe <spec>', 'observation set (tracked, not trained on), e.g. test:50')
     .option('--checkpoint <id>', 'checkpoint to start from: last | first | a step | an id', 'last')
     .option('--mode <mode>', `${FINETUNE_MODES.join(' | ')}: how the finetune set is fed`, 'full')
-    .option('--batch-size <n>', "minibatch size (--mode minibatch)", parseInteger('--batch-size', 1))
-    .requiredOption('--lr <eta>', 'learning rate η; negative = gradient ascent (write --lr=-0.05)', parseNumber('--lr', 'nonzero'))
+    .option('--batch-size <n>', 'minibatch size (--mode minibatch)', parseInteger('--batch-size', 1))
+    .requiredOption(
+      '--lr <eta>',
+      'learning rate η; negative = gradient ascent (write --lr=-0.05)',
+      parseNumber('--lr', 'nonzero'),
+    )
     .requiredOption('--steps <n>', 'SGD steps', parseInteger('--steps', 1))
-    .option('--record-every <k>', 'record log-probs every k steps (and at the last step)', parseInteger('--record-every', 1), 1)
-    .option('--refresh-every <r>', 'recompute the eNTK every r steps (0 = only at the checkpoint)', parseInteger('--refresh-every', 0), 0)
-    .option('--seed <n>', 'seed of sampled point specs and of the minibatch order', parseInteger('--seed', 0), 0)
+    .option(
+      '--record-every <k>',
+      'record log-probs every k steps (and at the last step)',
+      parseInteger('--record-every', 1),
+      1,
+    )
+    .option(
+      '--refresh-every <r>',
+      'recompute the eNTK every r steps (0 = only at the checkpoint)',
+      parseInteger('--refresh-every', 0),
+      0,
+    )
+    .option(
+      '--seed <n>',
+      'seed of sampled point specs and of the minibatch order',
+      parseInteger('--seed', 0),
+      0,
+    )
     .option('--implementation <name>', `eNTK implementation: ${NTK_IMPLEMENTATIONS.join(' | ')}`, 'auto')
     .option('--threads <n|auto>', 'eNTK worker threads', parseThreads, 1)
     .option('--overwrite', 'replace an existing recording of that name')
@@ -66,7 +85,11 @@ export function registerFinetune(program: Command): void {
         throw new InvalidArgumentError('--mode', flags.mode, `one of ${FINETUNE_MODES.join(', ')}`);
       }
       if (!(NTK_IMPLEMENTATIONS as readonly string[]).includes(flags.implementation)) {
-        throw new InvalidArgumentError('--implementation', flags.implementation, `one of ${NTK_IMPLEMENTATIONS.join(', ')}`);
+        throw new InvalidArgumentError(
+          '--implementation',
+          flags.implementation,
+          `one of ${NTK_IMPLEMENTATIONS.join(', ')}`,
+        );
       }
       const { dir, manifest: m } = await finetune({
         run: flags.run,

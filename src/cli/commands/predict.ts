@@ -26,12 +26,20 @@ interface PredictFlags {
 export function recordingDir(flags: { run?: string; name?: string; recording?: string }): string {
   if (flags.recording) {
     if (flags.run || flags.name) {
-      throw new InvalidArgumentError('--recording', flags.recording, 'either --recording or --run with --name, not both');
+      throw new InvalidArgumentError(
+        '--recording',
+        flags.recording,
+        'either --recording or --run with --name, not both',
+      );
     }
     return path.resolve(flags.recording);
   }
   if (!flags.run || !flags.name) {
-    throw new InvalidArgumentError(flags.run ? '--name' : '--run', flags.run ? flags.name : flags.run, 'a finetune recording: --run <dir> --name <name> (or --recording <dir>)');
+    throw new InvalidArgumentError(
+      flags.run ? '--name' : '--run',
+      flags.run ? flags.name : flags.run,
+      'a finetune recording: --run <dir> --name <name> (or --recording <dir>)',
+    );
   }
   return finetuneDir(flags.run, flags.name);
 }
@@ -40,7 +48,11 @@ function parsePredictors(value: string): PredictorName[] {
   const parts = value.split(',').map((s) => s.trim());
   for (const p of parts) {
     if (!(PREDICTORS as readonly string[]).includes(p)) {
-      throw new InvalidArgumentError('--predictors', value, `a comma-separated list of ${PREDICTORS.join(', ')}`);
+      throw new InvalidArgumentError(
+        '--predictors',
+        value,
+        `a comma-separated list of ${PREDICTORS.join(', ')}`,
+      );
     }
   }
   return parts as PredictorName[];
@@ -60,7 +72,11 @@ export function registerPredict(program: Command): void {
     .option('--run <dir>', 'run directory')
     .option('--name <name>', 'recording name (<run>/finetune/<name>)')
     .option('--recording <dir>', 'recording directory (instead of --run and --name)')
-    .option('--predictors <list>', `comma-separated subset of ${PREDICTORS.join(', ')} (default: all that apply)`, parsePredictors)
+    .option(
+      '--predictors <list>',
+      `comma-separated subset of ${PREDICTORS.join(', ')} (default: all that apply)`,
+      parsePredictors,
+    )
     .option('--rtol <r>', 'POP-ODE relative tolerance (default 1e-6)', parseNumber('--rtol', 'positive'))
     .option('--atol <a>', 'POP-ODE absolute tolerance (default 1e-9)', parseNumber('--atol', 'nonnegative'))
     .option('--threads <n|auto>', 'threads of the replicator right-hand side', parseThreads, 'auto')
@@ -80,7 +96,15 @@ export function registerPredict(program: Command): void {
         operator: m.operator,
         options: m.options,
         predictors: Object.fromEntries(
-          Object.entries(m.predictors).map(([k, v]) => [k, { file: v!.file, shape: v!.shape, seconds: v!.seconds, ...(v!.stats ? { rhsEvaluations: v!.stats.rhsEvaluations } : {}) }]),
+          Object.entries(m.predictors).map(([k, v]) => [
+            k,
+            {
+              file: v!.file,
+              shape: v!.shape,
+              seconds: v!.seconds,
+              ...(v!.stats ? { rhsEvaluations: v!.stats.rhsEvaluations } : {}),
+            },
+          ]),
         ),
       };
       output(flags.json, summary, () => {

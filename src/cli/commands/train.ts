@@ -2,16 +2,19 @@
  * `entk train`: flags → a TrainConfig (optionally on top of a --config JSON/YAML file, or of the
  * stored config of the run being resumed) → `train()`. No logic beyond the mapping.
  */
+
 import { promises as fs } from 'node:fs';
 import type { Command } from 'commander';
 import YAML from 'yaml';
+import { addBackboneOptions, type BackboneCliOptions, backboneConfigFromCli } from '../../embed/index.js';
 import { InvalidArgumentError } from '../../errors.js';
 import { MODEL_PRESETS } from '../../model/spec.js';
 import { OPTIMIZERS, type TrainConfigInput, toConfigInput } from '../../train/config.js';
 import { readRunConfig, train } from '../../train/train.js';
 import { output, parseInteger, parseIntegerList, parseNumber, prepare } from '../shared.js';
 
-interface TrainFlags {
+interface TrainFlags extends BackboneCliOptions {
+  textColumn?: string;
   data?: string;
   model?: string;
   out: string;
@@ -185,6 +188,9 @@ export function configFromFlags(flags: TrainFlags, base: Record<string, unknown>
   if (flags.featureColumns !== undefined) obj('dataOptions').featureColumns = flags.featureColumns;
   if (flags.idColumn !== undefined) obj('dataOptions').idColumn = flags.idColumn;
   if (flags.classNames !== undefined) obj('dataOptions').classNames = flags.classNames;
+  if (flags.textColumn !== undefined) obj('dataOptions').textColumn = flags.textColumn;
+  const backbone = backboneConfigFromCli(flags);
+  if (backbone) c.backbone = backbone;
 
   const architecture = {
     widths: flags.widths,
@@ -233,7 +239,7 @@ export function configFromFlags(flags: TrainFlags, base: Record<string, unknown>
 }
 
 export function registerTrain(program: Command): void {
-  program
+  const command = program
     .command('train')
     .description(
       'train a model with a checkpoint schedule into a run directory (config, split, checkpoints, logs)',
@@ -306,6 +312,10 @@ export function registerTrain(program: Command): void {
     )
     .option('--id-column <name>', 'id column of a CSV/JSONL file (default: id if present)')
     .option(
+      '--text-column <name>',
+      'text column of a CSV/JSONL file, embedded with --backbone (default: text)',
+    )
+    .option(
       '--class-names <names>',
       'comma-separated class names in label-index order',
       parseNameList('--class-names'),
@@ -321,7 +331,9 @@ export function registerTrain(program: Command): void {
       '--output-scale <x>',
       'override the preset: multiply the logits by x',
       parseNumber('--output-scale', 'nonzero'),
-    )
+    );
+  addBackboneOptions(command);
+  command
     .option('--resume', 'continue the run in --out from its last checkpoint (may extend --epochs/--steps)')
     .option('--json', 'print a JSON summary')
     .action(async (flags: TrainFlags) => {

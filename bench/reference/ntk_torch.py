@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Reference eNTK timings for bench/ntk.ts (never needed by entk itself).
+
+Reads the benchmark's MLP weights and points from --dir (meta.json + raw little-endian float32
+files written by bench/ntk.ts), computes the full eNTK K[n*V+i, m*V+j] = <df_i(x_n), df_j(x_m)>
+by up to three methods and prints one JSON object on stdout:
+
+  torch-layerwise   the structured algorithm of entk in PyTorch/OpenBLAS: layer inputs A and
+                    back-propagated signals D (ReLU MLP, closed form), K = sum_l (A A^T + 1) (.)
+                    (D D^T) + (a a^T + 1) I_V for the head.
+  functorch         Jacobian contraction as in the functorch NTK tutorial:
+                    vmap(jacrev(f)) then einsum('Naf,Mbf->NaMb') per parameter tensor.
+  numpy-layerwise   the layer-wise algorithm in numpy (OpenBLAS), when torch is missing.
+
+Thread counts are fixed (--threads) through the environment before numpy/torch load.
+Missing modules are reported as {"available": false, "reason": ...}, never as a failure.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+
+def parse():
+    p = argparse.ArgumentParser()
+    p.add_argument("--dir", required=True)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--functorch-n", type=int, default=0, help="points for functorch (0 = all)")
+    p.add_argument("--methods", default="torch-layerwise,functorch,numpy-layerwise")
+    p.add_argument("--save-k", default="", help="write the torch-layerwise (or numpy) K here (float32)")
+    return p.parse_args()
+
+
+ARGS = parse()
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[var] = str(ARGS.threads)
+
+import numpy as np  # noqa: E402
+
+
+def load(directory):
+    with open(os.path.join(directory, "meta.json")) as f:
+        meta = json.load(f)
+
+    def read(entry):
+        return np.fromfile(os.path.join(directory, entry["file"]), dtype="<f4").reshape(entry["shape"])
+
+    x = read(meta["x"])
+    layers = [(read(layer["kernel"]), read(layer["bias"])) for layer in meta["layers"]]
+    return meta, x, layers
+
+
+def timed(fn, repeats):
+    times = []
+    out = None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return out, {"best_s": min(times), "median_s": sorted(times)[len(times) // 2], "runs_s": times}
+
+
+def numpy_layerwise(x, layers):
+    (w1, b1), (w2, b2), (w3, b3) = layers
+    n, v = x.shape[0], w3.shape[1]
+    h1 = x @ w1 + b1
+    a1 = np.maximum(h1, 0)
+    h2 = a1 @ w2 + b2
+    a2 = np.maximum(h2, 0)
+    d2 = (h2 > 0).astype(np.float32)[:, None, :] * w3.T[None, :, :]  # [N, V, 256]
+    d1 = (d2 @ w2.T) * (h1 > 0).astype(np.float32)[:, None, :]
+    g1 = x @ x.T + 1
+    g2 = a1 @ a1.T + 1
+    g3 = a2 @ a2.T + 1
+    d1f = d1.reshape(n * v, -1)
+    d2f = d2.reshape(n * v, -1)
+    k = (d1f @ d1f.T).reshape(n, v, n, v) * g1[:, None, :, None]
+    k += (d2f @ d2f.T).reshape(n, v, n, v) * g2[:, None, :, None]
+    k += g3[:, None, :, None] * np.eye(v, dtype=np.float32)[None, :, None, :]
+    return k.reshape(n * v, n * v)
+
+
+def main():
+    meta, x, layers = load(ARGS.dir)
+    methods = ARGS.methods.split(",")
+    result = {"python": sys.version.split()[0], "numpy": np.__version__, "threads": ARGS.threads, "methods": {}}
+    n, v = x.shape[0], layers[-1][0].shape[1]
+    saved = False
+
+    torch = None
+    try:
+        import torch  # noqa: F811
+
+        torch.set_num_threads(ARGS.threads)
+        result["torch"] = torch.__version__
+    except Exception as e:  # noqa: BLE001
+        result["torch_unavailable"] = f"{type(e).__name__}: {e}"
+
+    if "torch-layerwise" in methods:
+        if torch is None:
+            result["methods"]["torch-layerwise"] = {"available": False, "reason": result["torch_unavailable"]}
+        else:
+            X = torch.from_numpy(x)
+            L = [(torch.from_numpy(w), torch.from_numpy(b)) for w, b in layers]
+
+            def layerwise():
+                with torch.no_grad():
+                    (w1, b1), (w2, b2), (w3, b3) = L
+                    h1 = X @ w1 + b1
+                    a1 = torch.relu(h1)
+                    h2 = a1 @ w2 + b2
+                    a2 = torch.relu(h2)
+                    d2 = (h2 > 0).float()[:, None, :] * w3.T[None, :, :]
+                    d1 = (d2 @ w2.T) * (h1 > 0).float()[:, None, :]
+                    g1 = X @ X.T + 1
+                    g2 = a1 @ a1.T + 1
+                    g3 = a2 @ a2.T + 1
+                    d1f = d1.reshape(n * v, -1)
+                    d2f = d2.reshape(n * v, -1)
+                    k = (d1f @ d1f.T).view(n, v, n, v) * g1[:, None, :, None]
+                    k += (d2f @ d2f.T).view(n, v, n, v) * g2[:, None, :, None]
+                    k += g3[:, None, :, None] * torch.eye(v)[None, :, None, :]
+                    return k.reshape(n * v, n * v)
+
+            k, t = timed(layerwise, ARGS.repeats)
+            result["methods"]["torch-layerwise"] = {"available": True, "n": n, **t}
+            if ARGS.save_k:
+                k.numpy().astype("<f4").tofile(ARGS.save_k)
+                saved = True
+            # float32 matmul peak of torch/OpenBLAS on these threads, for context.
+            a = torch.randn(2048, 2048)
+            b = torch.randn(2048, 2048)
+            _, tp = timed(lambda: a @ b, 3)
+            result["torch_matmul_gflops"] = 2 * 2048**3 / tp["best_s"] / 1e9
+
+    if "functorch" in methods:
+        try:
+            if torch is None:
+                raise ImportError(result["torch_unavailable"])
+            from functorch import jacrev, make_functional, vmap
+
+            nf = ARGS.functorch_n if 0 < ARGS.functorch_n < n else n
+            dims = [layers[0][0].shape[0]] + [w.shape[1] for w, _ in layers]
+            mods = []
+            for i, (w, b) in enumerate(layers):
+                lin = torch.nn.Linear(dims[i], dims[i + 1])
+                with torch.no_grad():
+                    lin.weight.copy_(torch.from_numpy(w.T.copy()))
+                    lin.bias.copy_(torch.from_numpy(b))
+                mods.append(lin)
+                if i < len(layers) - 1:
+                    mods.append(torch.nn.ReLU())
+            net = torch.nn.Sequential(*mods)
+            fnet, params = make_functional(net)
+            X = torch.from_numpy(x[:nf].copy())
+
+            def fnet_single(p, xi):
+                return fnet(p, xi.unsqueeze(0)).squeeze(0)
+
+            def contraction():
+                jac = vmap(jacrev(fnet_single), (None, 0))(params, X)
+                jac = [j.flatten(2) for j in jac]
+                k = torch.stack([torch.einsum("Naf,Mbf->NaMb", j, j) for j in jac]).sum(0)
+                return k.reshape(nf * v, nf * v)
+
+            kf, t = timed(contraction, max(1, min(ARGS.repeats, 2)))
+            entry = {"available": True, "n": nf, **t}
+            if nf < n:
+                entry["extrapolated_best_s"] = t["best_s"] * (n / nf) ** 2
+                entry["extrapolation"] = "quadratic in N (the N^2 V^2 P contraction dominates)"
+            result["methods"]["functorch"] = entry
+            if "torch-layerwise" in result["methods"] and result["methods"]["torch-layerwise"].get("available"):
+                kl = layerwise()[: nf * v, : nf * v] if nf == n else None
+                if kl is not None:
+                    err = (kf - kl).abs().max() / kl.abs().max()
+                    result["methods"]["functorch"]["rel_max_error_vs_layerwise"] = float(err)
+        except Exception as e:  # noqa: BLE001
+            result["methods"]["functorch"] = {"available": False, "reason": f"{type(e).__name__}: {e}"}
+
+    if "numpy-layerwise" in methods:
+        k, t = timed(lambda: numpy_layerwise(x, layers), ARGS.repeats)
+        result["methods"]["numpy-layerwise"] = {"available": True, "n": n, **t}
+        if ARGS.save_k and not saved:
+            k.astype("<f4").tofile(ARGS.save_k)
+        a = np.random.default_rng(0).standard_normal((2048, 2048), dtype=np.float32)
+        _, tp = timed(lambda: a @ a, 3)
+        result["numpy_matmul_gflops"] = 2 * 2048**3 / tp["best_s"] / 1e9
+
+    json.dump(result, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+/**
+ * Benchmark runner: `npm run bench [-- --only ntk] [-- <benchmark flags>]`.
+ *
+ * Each benchmark is a standalone script in bench/ (registered below) that accepts `--out <file>`
+ * and writes one JSON object there, with a `summary` array of human-readable lines. The runner
+ * starts each in its own Node process (clean memory high-water marks, no shared backend state),
+ * passes every flag it does not know through, prints the summaries, and stores the JSON as
+ * bench/results/<name>.json (latest) and bench/results/<name>-<timestamp>.json (history).
+ *
+ *   npm run bench                          all benchmarks, default sizes
+ *   npm run bench -- --list                list the benchmarks and their flags
+ *   npm run bench -- --only ntk --quick    a quick subset (small N, no N = 2000, fewer repeats)
+ */
+import { spawn } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { writeJsonAtomic } from '../src/util/atomic.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+interface Benchmark {
+  name: string;
+  file: string;
+  description: string;
+  flags: string[];
+}
+
+/** The registry: add a benchmark by adding a script and a line here. */
+const BENCHMARKS: Benchmark[] = [
+  {
+    name: 'ntk',
+    file: 'bench/ntk.ts',
+    description:
+      'eNTK of MLP 64→256→256→10 on digits: structured vs Jacobian (tfjs wasm) vs PyTorch (functorch vmap(jacrev) + einsum, layer-wise torch, numpy); N = 2000 time and peak memory',
+    flags: [
+      '--n <N>                points of the full-kernel comparison (default 500)',
+      '--large-n <N>          points of the large run, 0 to skip (default 2000)',
+      '--threads <T>          contracting threads (default 2 = the cores of the reference machine)',
+      '--repeats <R>          timed repetitions, best reported (default 3)',
+      '--jacobian-n <a,b>     N of the tfjs Jacobian timings, extrapolated to --n (default 16,32; 0 to skip)',
+      '--functorch-n <N>      N of the functorch run, extrapolated to --n as N² (default --n)',
+      '--skip-reference       do not run the Python/PyTorch references',
+      '--quick                --n 200 --large-n 0 --repeats 1 --jacobian-n 8,16 --functorch-n 100',
+    ],
+  },
+];
+
+function parse(argv: string[]): { only: string[] | null; list: boolean; rest: string[] } {
+  let only: string[] | null = null;
+  let list = false;
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--only') only = (argv[++i] ?? '').split(',').filter(Boolean);
+    else if (a.startsWith('--only=')) only = a.slice(7).split(',').filter(Boolean);
+    else if (a === '--list') list = true;
+    else rest.push(a);
+  }
+  return { only, list, rest };
+}
+
+async function runOne(bench: Benchmark, rest: string[]): Promise<Record<string, unknown>> {
+  const tmp = await fs.mkdtemp(path.join(os.tmpdir(), `entk-bench-${bench.name}-`));
+  const out = path.join(tmp, 'result.json');
+  try {
+    const code = await new Promise<number>((resolve, reject) => {
+      const child = spawn(process.execPath, [path.join(ROOT, 'bin/run-ts.js'), path.join(ROOT, bench.file), '--out', out, ...rest], {
+        cwd: ROOT,
+        stdio: 'inherit',
+      });
+      child.on('error', reject);
+      child.on('exit', (c) => resolve(c ?? 1));
+    });
+    if (code !== 0) throw new Error(`benchmark ${bench.name} exited with code ${code}`);
+    return JSON.parse(await fs.readFile(out, 'utf8')) as Record<string, unknown>;
+  } finally {
+    await fs.rm(tmp, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const { only, list, rest } = parse(process.argv.slice(2));
+  if (list) {
+    for (const b of BENCHMARKS) {
+      console.log(`${b.name}  (${b.file})\n  ${b.description}`);
+      for (const f of b.flags) console.log(`    ${f}`);
+    }
+    return;
+  }
+  const unknown = (only ?? []).filter((n) => !BENCHMARKS.some((b) => b.name === n));
+  if (unknown.length > 0) {
+    console.error(`bench: unknown benchmark(s) ${unknown.join(', ')} (known: ${BENCHMARKS.map((b) => b.name).join(', ')})`);
+    process.exit(2);
+  }
+  const selected = BENCHMARKS.filter((b) => !only || only.includes(b.name));
+  const results = path.join(ROOT, 'bench/results');
+  for (const bench of selected) {
+    console.log(`\n=== ${bench.name}: ${bench.description}`);
+    const result = await runOne(bench, rest);
+    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+    await writeJsonAtomic(path.join(results, `${bench.name}.json`), result);
+    await writeJsonAtomic(path.join(results, `${bench.name}-${stamp}.json`), result);
+    console.log(`\n--- ${bench.name} summary`);
+    for (const line of (result.summary as string[] | undefined) ?? []) console.log(`  ${line}`);
+    console.log(`  (JSON: bench/results/${bench.name}.json)`);
+  }
+}
+
+await main();

@@ -1,0 +1,274 @@
+/**
+ * Study "negative gradients": gradient ascent (η < 0) on one example's own label — unlearning it —
+ * and where its probability mass goes. The replicator update moves mass in proportion to the
+ * current probabilities (π_i (φ_i − ⟨π, φ⟩)), so the mass taken from the ascended label is
+ * "squeezed" mostly into the label that was already the most likely of the rest. Predicted
+ * (POP-MU, POP-ODE, equation (1) step by step) vs the real network.
+ */
+import * as path from 'node:path';
+import {
+  predictedVsActualFigure,
+  type ReportSection,
+  trajectoriesFigure,
+} from '../../report/index.js';
+import type { Trajectory } from '../../dynamics/index.js';
+import { InvalidArgumentError } from '../../errors.js';
+import { readFinetuneRecording } from '../../train/finetune.js';
+import { loadTrajectory, saveTrajectory } from '../arrays.js';
+import type { NegativeGradientsStudyConfig } from '../config.js';
+import {
+  abs,
+  checkpointOf,
+  type ExperimentContext,
+  finetuneStage,
+  type Staged,
+  type TrackedPoints,
+  type TrainedRun,
+} from '../pipeline.js';
+import { predictRecording, scoreRecording, totalChange } from '../predict.js';
+import { finite, pointProbabilities, type StudyRun } from '../study.js';
+
+/** Where the mass went, for one trajectory (actual or predicted). */
+export interface Squeeze {
+  /** π(y | x) of the ascended example at the start and at the end. */
+  labelStart: number;
+  labelEnd: number;
+  /** π(top | x) at the start and end, top = the most likely label other than y at the start. */
+  topStart: number;
+  topEnd: number;
+  /** (π_end(top) − π_start(top)) / (π_start(y) − π_end(y)): share of the lost mass that went to top. */
+  shareToTop: number | null;
+  /** Over the other tracked points: mean change of the probability of their most likely label. */
+  meanTopGainOthers: number;
+  /** Over the other tracked points: fraction whose most likely label gained probability. */
+  fractionSqueezedOthers: number;
+}
+
+/** Squeezing numbers of a trajectory whose point 0 is the ascended example with label y. */
+export function squeeze(tr: Trajectory, y: number): Squeeze {
+  const { numPoints: P, numClasses: V } = tr;
+  const last = (tr.steps.length - 1) * P * V;
+  const p0 = (i: number, p = 0) => Math.exp(tr.logProbs[p * V + i]!);
+  const pT = (i: number, p = 0) => Math.exp(tr.logProbs[last + p * V + i]!);
+  let top = -1;
+  for (let i = 0; i < V; i++) if (i !== y && (top < 0 || p0(i) > p0(top))) top = i;
+  const lost = p0(y) - pT(y);
+  let gain = 0;
+  let squeezed = 0;
+  for (let p = 1; p < P; p++) {
+    let best = 0;
+    for (let i = 1; i < V; i++) if (p0(i, p) > p0(best, p)) best = i;
+    const d = pT(best, p) - p0(best, p);
+    gain += d;
+    if (d > 0) squeezed++;
+  }
+  return {
+    labelStart: p0(y),
+    labelEnd: pT(y),
+    topStart: p0(top),
+    topEnd: pT(top),
+    shareToTop: lost > 0 ? (pT(top) - p0(top)) / lost : null,
+    meanTopGainOthers: P > 1 ? gain / (P - 1) : 0,
+    fractionSqueezedOthers: P > 1 ? squeezed / (P - 1) : 0,
+  };
+}
+
+interface Analysis {
+  dir: string;
+  example: string;
+  label: number;
+  top: number;
+  squeeze: Record<'actual' | 'POP-MU' | 'POP-ODE' | 'one-step', Squeeze>;
+  rTotal: { 'POP-MU': number | null; 'POP-ODE': number | null; 'one-step': number | null };
+  /** Sign agreement of predicted vs actual Δ log π(y_example | x) over the other tracked points (POP-MU). */
+  signAgreementOthers: number | null;
+}
+
+const TRAJECTORIES = { actual: 'actual', 'POP-MU': 'pop-mu', 'POP-ODE': 'pop-ode' } as const;
+
+export async function runNegativeGradientsStudy(
+  ctx: ExperimentContext,
+  base: Staged<TrainedRun>,
+  points: Staged<TrackedPoints>,
+  cfg: NegativeGradientsStudyConfig,
+): Promise<StudyRun> {
+  const checkpoint = checkpointOf(base.result, cfg.checkpoint, 'studies.negativeGradients.checkpoint');
+  const { finetuneIds, observeIds } = points.result;
+  let example: string;
+  if (typeof cfg.example === 'number') {
+    if (cfg.example >= finetuneIds.length) {
+      throw new InvalidArgumentError(
+        'studies.negativeGradients.example',
+        cfg.example,
+        `an index into the ${finetuneIds.length} finetune points (0..${finetuneIds.length - 1}) or an example id`,
+      );
+    }
+    example = finetuneIds[cfg.example]!;
+  } else {
+    example = cfg.example;
+  }
+  const others = [...finetuneIds, ...observeIds].filter((id) => id !== example);
+  const settings = { eta: cfg.eta, steps: cfg.steps, batch: 'full' as const, recordEvery: cfg.recordEvery, refreshEvery: null };
+  const ft = await finetuneStage(ctx, 'negative-gradients', base, checkpoint, { finetune: [example], observe: others }, settings);
+  const studyDir = path.join(ctx.outDir, 'studies', 'negative-gradients');
+  const analysis = await ctx.stages.run(
+    'negative-gradients/analyse',
+    { finetune: ft.key },
+    async () => {
+      const recording = await readFinetuneRecording(abs(ctx, ft.result.dir));
+      const predictions = await predictRecording(recording);
+      const actual = recording.trajectory;
+      const y = recording.labels[0]!;
+      const scores = scoreRecording(actual, predictions);
+      await saveTrajectory(path.join(studyDir, TRAJECTORIES.actual), actual);
+      await saveTrajectory(path.join(studyDir, TRAJECTORIES['POP-MU']), predictions.popMu);
+      await saveTrajectory(path.join(studyDir, TRAJECTORIES['POP-ODE']), predictions.popOde);
+      // Sign agreement of the change of log π(y | x) at the other points.
+      const V = actual.numClasses;
+      const a = totalChange(actual);
+      const m = totalChange(predictions.popMu);
+      let agree = 0;
+      let count = 0;
+      for (let p = 1; p < actual.numPoints; p++) {
+        const da = a[p * V + y]!;
+        if (da === 0) continue;
+        count++;
+        if (Math.sign(da) === Math.sign(m[p * V + y]!)) agree++;
+      }
+      const sq = squeeze(actual, y);
+      let top = -1;
+      for (let i = 0; i < V; i++) if (i !== y && (top < 0 || actual.logProbs[i]! > actual.logProbs[top]!)) top = i;
+      return {
+        dir: path.relative(ctx.outDir, studyDir),
+        example,
+        label: y,
+        top,
+        squeeze: {
+          actual: sq,
+          'POP-MU': squeeze(predictions.popMu, y),
+          'POP-ODE': squeeze(predictions.popOde, y),
+          'one-step': squeeze(predictions.oneStepPath, y),
+        },
+        rTotal: {
+          'POP-MU': scores.methods['POP-MU']!.rTotal,
+          'POP-ODE': scores.methods['POP-ODE']!.rTotal,
+          'one-step': scores.methods['one-step']!.rTotal,
+        },
+        signAgreementOthers: count > 0 ? agree / count : null,
+      } satisfies Analysis;
+    },
+    { outputs: (r) => [path.join(abs(ctx, r.dir), 'actual.npy')] },
+  );
+  const r = analysis.result;
+  const classNames = base.result.classNames;
+
+  const section = async (): Promise<ReportSection> => {
+    const dir = abs(ctx, r.dir);
+    const actual = await loadTrajectory(path.join(dir, TRAJECTORIES.actual));
+    const mu = await loadTrajectory(path.join(dir, TRAJECTORIES['POP-MU']));
+    const ode = await loadTrajectory(path.join(dir, TRAJECTORIES['POP-ODE']));
+    const V = actual.numClasses;
+    const P = actual.numPoints;
+    const N = 1;
+    // The example and the two other points whose ascended-label probability moved most.
+    const last = (actual.steps.length - 1) * P * V;
+    const move = (p: number) => Math.abs(Math.exp(actual.logProbs[last + p * V + r.label]!) - Math.exp(actual.logProbs[p * V + r.label]!));
+    const chosen = [0, ...Array.from({ length: P - N }, (_, k) => k + N).sort((a, b) => move(b) - move(a)).slice(0, 2)];
+    const labelOfPoint = (p: number): number | undefined => {
+      if (p === 0) return r.label;
+      const id = others[p - 1]!;
+      const fi = finetuneIds.indexOf(id);
+      return fi >= 0 ? points.result.finetuneLabels[fi] : points.result.observeLabels[observeIds.indexOf(id)];
+    };
+    const trajectories = await trajectoriesFigure({
+      id: 'negative-gradients-trajectories',
+      steps: Float64Array.from(actual.steps),
+      numLabels: V,
+      labelNames: classNames,
+      points: chosen.map((p) => ({
+        name: p === 0 ? `ascended ${example} (label ${classNames[r.label]})` : `${others[p - 1]} (label ${classNames[labelOfPoint(p)!]})`,
+        trueLabel: labelOfPoint(p),
+        labels: p === 0 ? [r.label, r.top] : undefined,
+        series: [
+          { method: 'actual', probabilities: pointProbabilities(actual, p) },
+          { method: 'POP-MU', probabilities: pointProbabilities(mu, p) },
+          { method: 'POP-ODE', probabilities: pointProbabilities(ode, p) },
+        ],
+      })),
+      title: `Gradient ascent on ${example}'s label ${classNames[r.label]}: where the mass goes`,
+      note: `First panel: the ascended example, its label ${classNames[r.label]} and the most likely other label ${classNames[r.top]} at the start. Other panels: the tracked points whose probability of ${classNames[r.label]} moved most.`,
+    });
+    const scatter = await predictedVsActualFigure({
+      id: 'negative-gradients-scatter',
+      series: [
+        { name: 'POP-MU', predicted: totalChange(mu), actual: totalChange(actual) },
+        { name: 'POP-ODE', predicted: totalChange(ode), actual: totalChange(actual) },
+      ],
+      quantity: 'Δ log π under gradient ascent',
+      itemDescription: `one (tracked point, label) pair: the change of log π over the ${cfg.steps} ascent steps`,
+      title: 'Predicted vs actual Δ log π under gradient ascent',
+    });
+    const rows = (['actual', 'POP-MU', 'POP-ODE', 'one-step'] as const).map((m) => {
+      const s = r.squeeze[m];
+      return {
+        key: m,
+        label: m === 'one-step' ? 'one-step (summed)' : m,
+        values: {
+          labelEnd: s.labelEnd,
+          topEnd: s.topEnd,
+          share: s.shareToTop,
+          gain: s.meanTopGainOthers,
+          squeezed: s.fractionSqueezedOthers,
+        },
+      };
+    });
+    const a = r.squeeze.actual;
+    return {
+      id: 'negative-gradients',
+      title: 'Negative gradients: unlearning one label',
+      text: [
+        `Gradient ascent (η = ${cfg.eta}, ${cfg.steps} steps) on the label ${classNames[r.label]} of ${example}, from ${checkpoint.id}, with the ${others.length} other tracked points watched. π(${classNames[r.label]}) fell from {labelStart} to {labelEnd}; of the mass it lost, a share of {shareActual} went to ${classNames[r.top]}, the most likely other label at the start (start probability {topStart}) — POP-MU predicts {shareMu}.`,
+        'This is the squeezing effect: the replicator update moves mass in proportion to the current probabilities, so an already likely label takes most of what the ascended label loses. POP-MU agrees in sign with the network on the change of the ascended label at {signAgreement} of the other points.',
+      ].join('\n\n'),
+      numbers: {
+        labelStart: a.labelStart,
+        labelEnd: a.labelEnd,
+        topStart: a.topStart,
+        shareActual: finite(a.shareToTop),
+        shareMu: finite(r.squeeze['POP-MU'].shareToTop),
+        signAgreement: finite(r.signAgreementOthers),
+      },
+      tables: [
+        {
+          id: 'squeezing',
+          title: 'Where the mass goes, actual vs predicted',
+          caption: `π(y): probability of the ascended label ${classNames[r.label]} of ${example} at the end (start ${a.labelStart.toPrecision(4)}); π(top): of ${classNames[r.top]} (start ${a.topStart.toPrecision(4)}). Share: part of the lost π(y) gained by top. Other points: mean gain of each point's most likely label, and the fraction of points where it gained.`,
+          rowHeader: 'trajectory',
+          columns: [
+            { key: 'labelEnd', label: 'π(y), end' },
+            { key: 'topEnd', label: 'π(top), end' },
+            { key: 'share', label: 'share of lost mass to top' },
+            { key: 'gain', label: 'others: mean gain of top label' },
+            { key: 'squeezed', label: 'others: fraction squeezed' },
+          ],
+          rows,
+        },
+      ],
+      figures: [trajectories, scatter],
+    };
+  };
+
+  return {
+    name: 'negativeGradients',
+    keys: [analysis.key],
+    summary: [
+      {
+        key: 'negative-gradients-share',
+        label: `negative gradients: share of lost mass to top label (measured; POP-MU as theory)`,
+        measured: finite(r.squeeze.actual.shareToTop),
+        theory: finite(r.squeeze['POP-MU'].shareToTop),
+      },
+    ],
+    section,
+  };
+}

@@ -1,0 +1,160 @@
+/**
+ * Study "replicator picture": a three-class problem, so every distribution π(·|x) is a point of
+ * the 2-simplex and learning moves it along a path — the population state of the polymatrix game
+ * (THEORY.md). The real network's paths and the paths POP-MU and POP-ODE predict, on a ternary plot.
+ */
+import * as path from 'node:path';
+import { type ReportSection, ternaryFigure, type TernaryTrajectory } from '../../report/index.js';
+import { InvalidArgumentError } from '../../errors.js';
+import { readFinetuneRecording } from '../../train/finetune.js';
+import { loadTrajectory, saveTrajectory } from '../arrays.js';
+import type { ReplicatorStudyConfig } from '../config.js';
+import {
+  abs,
+  checkpointOf,
+  type ExperimentContext,
+  finetuneStage,
+  pointsStage,
+  trainStage,
+} from '../pipeline.js';
+import { type MethodScore, predictRecording, scoreRecording } from '../predict.js';
+import { finite, pointProbabilities, type StudyRun } from '../study.js';
+
+interface Analysis {
+  dir: string;
+  methods: { 'POP-MU': MethodScore; 'POP-ODE': MethodScore };
+  /** Mean over tracked points of the total-variation distance to the network at the last step. */
+  finalTv: { 'POP-MU': number; 'POP-ODE': number };
+}
+
+const FILES = { actual: 'actual', 'POP-MU': 'pop-mu', 'POP-ODE': 'pop-ode' } as const;
+
+function meanFinalTv(a: Awaited<ReturnType<typeof loadTrajectory>>, b: Awaited<ReturnType<typeof loadTrajectory>>): number {
+  const { numPoints: P, numClasses: V } = a;
+  const la = (a.steps.length - 1) * P * V;
+  const lb = (b.steps.length - 1) * P * V;
+  let sum = 0;
+  for (let p = 0; p < P; p++) {
+    let tv = 0;
+    for (let i = 0; i < V; i++) tv += Math.abs(Math.exp(a.logProbs[la + p * V + i]!) - Math.exp(b.logProbs[lb + p * V + i]!));
+    sum += tv / 2;
+  }
+  return sum / P;
+}
+
+export async function runReplicatorStudy(ctx: ExperimentContext, cfg: ReplicatorStudyConfig): Promise<StudyRun> {
+  const trained = await trainStage(ctx, 'replicator', cfg.train);
+  if (trained.result.numClasses !== 3) {
+    throw new InvalidArgumentError(
+      'studies.replicator.train.data',
+      cfg.train.data,
+      `a three-class dataset (it has ${trained.result.numClasses}); e.g. synthetic:classes=3,dim=2, iris or wine`,
+    );
+  }
+  const points = await pointsStage(ctx, trained, cfg.points, 'studies.replicator.points');
+  const checkpoint = checkpointOf(trained.result, cfg.checkpoint, 'studies.replicator.checkpoint');
+  const ft = await finetuneStage(
+    ctx,
+    'replicator',
+    trained,
+    checkpoint,
+    { finetune: points.result.finetuneIds, observe: points.result.observeIds },
+    cfg.finetune,
+  );
+  const studyDir = path.join(ctx.outDir, 'studies', 'replicator');
+  const analysis = await ctx.stages.run(
+    'replicator/analyse',
+    { finetune: ft.key },
+    async () => {
+      const recording = await readFinetuneRecording(abs(ctx, ft.result.dir));
+      const predictions = await predictRecording(recording);
+      const scores = scoreRecording(recording.trajectory, predictions);
+      await saveTrajectory(path.join(studyDir, FILES.actual), recording.trajectory);
+      await saveTrajectory(path.join(studyDir, FILES['POP-MU']), predictions.popMu);
+      await saveTrajectory(path.join(studyDir, FILES['POP-ODE']), predictions.popOde);
+      return {
+        dir: path.relative(ctx.outDir, studyDir),
+        methods: { 'POP-MU': scores.methods['POP-MU']!, 'POP-ODE': scores.methods['POP-ODE']! },
+        finalTv: {
+          'POP-MU': meanFinalTv(recording.trajectory, predictions.popMu),
+          'POP-ODE': meanFinalTv(recording.trajectory, predictions.popOde),
+        },
+      } satisfies Analysis;
+    },
+    { outputs: (r) => [path.join(abs(ctx, r.dir), 'actual.npy')] },
+  );
+  const r = analysis.result;
+  const classNames = trained.result.classNames;
+
+  const section = async (): Promise<ReportSection> => {
+    const dir = abs(ctx, r.dir);
+    const trajectories = {
+      actual: await loadTrajectory(path.join(dir, FILES.actual)),
+      'POP-MU': await loadTrajectory(path.join(dir, FILES['POP-MU'])),
+      'POP-ODE': await loadTrajectory(path.join(dir, FILES['POP-ODE'])),
+    };
+    const N = points.result.finetuneIds.length;
+    const M = points.result.observeIds.length;
+    // The observation points drawn; all of them when there are fewer than `show`.
+    const shown = Array.from({ length: Math.min(cfg.show, M) }, (_, k) => N + k);
+    const drawn = shown.length > 0 ? shown : Array.from({ length: Math.min(cfg.show, N) }, (_, k) => k);
+    const paths: TernaryTrajectory[] = [];
+    for (const p of drawn) {
+      const id = p < N ? points.result.finetuneIds[p]! : points.result.observeIds[p - N]!;
+      for (const method of ['actual', 'POP-MU', 'POP-ODE'] as const) {
+        paths.push({ point: id, method, probabilities: pointProbabilities(trajectories[method], p) });
+      }
+    }
+    const ft2 = cfg.finetune;
+    const figure = await ternaryFigure({
+      id: 'replicator-ternary',
+      vertexLabels: [classNames[0]!, classNames[1]!, classNames[2]!],
+      trajectories: paths,
+      title: 'Distributions on the 2-simplex: network vs replicator dynamics',
+      note: `${drawn.length} ${shown.length > 0 ? 'observation' : 'finetune'} points while the network is finetuned on ${N} points (${ft2.steps} steps, η = ${ft2.eta}) from ${checkpoint.id} of a ${cfg.train.data} run.`,
+    });
+    return {
+      id: 'replicator',
+      title: 'Replicator picture',
+      text: [
+        `On the three-class problem ${cfg.train.data}, each example's distribution over the labels is a point of the 2-simplex, and finetuning moves it: the population state of a polymatrix game whose payoff matrices are the kernel blocks (THEORY.md). The network was finetuned from ${checkpoint.id} on ${N} points; POP-MU and POP-ODE predict the paths from the kernel frozen there.`,
+        'At the last step the predicted distributions are, on average, a total-variation distance of {tvMu} (POP-MU) and {tvOde} (POP-ODE) from the network\'s (0 = identical, 1 = disjoint).',
+      ].join('\n\n'),
+      numbers: { tvMu: r.finalTv['POP-MU'], tvOde: r.finalTv['POP-ODE'] },
+      tables: [
+        {
+          id: 'methods',
+          title: 'Replicator predictions against the network',
+          caption: 'r: Pearson correlation of predicted and actual total Δ log π per (point, label). RMS: log π difference over steps, points and labels. TV: mean over tracked points of ½‖π_pred − π_net‖₁ at the last step.',
+          rowHeader: 'predictor',
+          columns: [
+            { key: 'r', label: 'r (total Δ log π)' },
+            { key: 'rmse', label: 'RMS log π', unit: 'nats' },
+            { key: 'tv', label: 'final TV distance' },
+          ],
+          rows: (['POP-MU', 'POP-ODE'] as const).map((m) => ({
+            key: m,
+            label: m,
+            values: { r: r.methods[m].rTotal, rmse: r.methods[m].rmseLogProb, tv: r.finalTv[m] },
+          })),
+        },
+      ],
+      figures: [figure],
+    };
+  };
+
+  return {
+    name: 'replicator',
+    keys: [analysis.key],
+    summary: [
+      {
+        key: 'replicator-tv',
+        label: 'replicator: mean final TV distance, POP-MU vs network',
+        measured: finite(r.finalTv['POP-MU']),
+        theory: 0,
+      },
+    ],
+    section,
+  };
+}
+

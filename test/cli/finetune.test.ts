@@ -1,0 +1,145 @@
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readFinetuneRecording } from '../../src/train/finetune.js';
+import { train } from '../../src/train/train.js';
+import { runCli } from './run-cli.js';
+
+let root = '';
+let run = '';
+
+beforeAll(async () => {
+  root = await fs.mkdtemp(path.join(os.tmpdir(), 'entk-cli-finetune-'));
+  run = path.join(root, 'run');
+  await train(
+    { data: 'iris', model: 'mlp-small', steps: 20, checkpoints: { steps: [0, 20] } },
+    { outDir: run },
+  );
+});
+afterAll(async () => {
+  await fs.rm(root, { recursive: true, force: true });
+});
+
+function expectOneLineError(r: ReturnType<typeof runCli>, message: RegExp): void {
+  expect(r.status).toBe(2);
+  expect(r.stdout).toBe('');
+  const lines = r.stderr.trim().split('\n');
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatch(/^entk: error: /);
+  expect(lines[0]).toMatch(message);
+}
+
+describe('entk finetune', () => {
+  it('records a minibatch run with refreshed kernels and prints a JSON summary', async () => {
+    const r = runCli([
+      'finetune',
+      '--run',
+      run,
+      '--name',
+      'mb',
+      '--points',
+      'train:per-class=2',
+      '--observe',
+      'test:4',
+      '--mode',
+      'minibatch',
+      '--batch-size',
+      '3',
+      '--lr',
+      '0.1',
+      '--steps',
+      '6',
+      '--record-every',
+      '2',
+      '--refresh-every',
+      '3',
+      '--json',
+    ]);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const s = JSON.parse(r.stdout);
+    expect(s).toMatchObject({
+      dir: path.join(run, 'finetune', 'mb'),
+      mode: 'minibatch',
+      batchSize: 3,
+      steps: 6,
+      finetunePoints: 6,
+      observePoints: 4,
+      numClasses: 3,
+      recordedSteps: 4,
+      kernelSteps: [0, 3, 6],
+      checkpoint: { id: 'step-000020', step: 20 },
+    });
+    expect(s.kernelDrift.all.relativeChange).toBeGreaterThan(0);
+    const rec = await readFinetuneRecording(s.dir);
+    expect(rec.trajectory.steps).toEqual([0, 2, 4, 6]);
+    expect((await fs.readdir(s.dir)).sort()).toEqual([
+      'kernels',
+      'logprobs.npy',
+      'loss.npy',
+      'manifest.json',
+      'param-distance.npy',
+    ]);
+  });
+
+  it('runs gradient ascent on a single example and prints a human summary', async () => {
+    const split = JSON.parse(await fs.readFile(path.join(run, 'split.json'), 'utf8'));
+    const id = split.trainIds[0];
+    const r = runCli([
+      'finetune',
+      '--run',
+      run,
+      '--name',
+      'unlearn',
+      '--points',
+      `ids:${id}`,
+      '--mode',
+      'single',
+      '--lr=-0.2',
+      '--steps',
+      '5',
+      '--checkpoint',
+      'first',
+    ]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(
+      /1 finetune \+ 0 observation points × 3 labels, 5 single SGD steps at η = -0.2 from step-000000/,
+    );
+    const rec = await readFinetuneRecording(path.join(run, 'finetune', 'unlearn'));
+    // ascent raises the loss of the example
+    expect(rec.loss[5]!).toBeGreaterThan(rec.loss[0]!);
+  });
+
+  it('rejects bad inputs with one-line errors', () => {
+    const base = ['finetune', '--run', run, '--name', 'bad', '--points', 'train:per-class=1', '--steps', '2'];
+    expectOneLineError(runCli([...base, '--lr', '0']), /--lr: expected a nonzero finite number/);
+    expectOneLineError(
+      runCli([...base, '--lr', '0.1', '--mode', 'sgd']),
+      /--mode: expected one of full, minibatch, single/,
+    );
+    expectOneLineError(
+      runCli([...base, '--lr', '0.1', '--mode', 'single']),
+      /points: expected exactly one example/,
+    );
+    expectOneLineError(runCli([...base, '--lr', '0.1', '--batch-size', '2']), /batchSize/);
+    expectOneLineError(runCli([...base, '--lr', '0.1', '--points', 'train:999']), /points/);
+    expectOneLineError(runCli([...base, '--lr', '0.1', '--run', root]), /run: expected a run directory/);
+    expectOneLineError(
+      runCli([
+        'finetune',
+        '--run',
+        run,
+        '--name',
+        'mb',
+        '--points',
+        'train:per-class=1',
+        '--lr',
+        '0.1',
+        '--steps',
+        '1',
+      ]),
+      /exists; pass overwrite/,
+    );
+  });
+});

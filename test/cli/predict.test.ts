@@ -1,0 +1,91 @@
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readPredictions } from '../../src/compare/index.js';
+import { finetune } from '../../src/train/finetune.js';
+import { train } from '../../src/train/train.js';
+import { runCli } from './run-cli.js';
+
+let root = '';
+let run = '';
+
+beforeAll(async () => {
+  root = await fs.mkdtemp(path.join(os.tmpdir(), 'entk-cli-predict-'));
+  run = path.join(root, 'run');
+  await train(
+    { data: 'iris', model: 'mlp-small', steps: 20, checkpoints: { steps: [0, 20] } },
+    { outDir: run },
+  );
+  const common = { run, points: 'train:per-class=2', observe: 'test:3', learningRate: 0.1, steps: 6 };
+  await finetune({ ...common, name: 'frozen' });
+  await finetune({ ...common, name: 'refreshed', refreshEvery: 3 });
+});
+afterAll(async () => {
+  await fs.rm(root, { recursive: true, force: true });
+});
+
+function expectOneLineError(r: ReturnType<typeof runCli>, message: RegExp): void {
+  expect(r.status).toBe(2);
+  const lines = r.stderr.trim().split('\n');
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatch(/^entk: error: /);
+  expect(lines[0]).toMatch(message);
+}
+
+describe('entk predict', () => {
+  it('writes every applicable predictor and prints a JSON summary', async () => {
+    const r = runCli(['predict', '--run', run, '--name', 'refreshed', '--json']);
+    expect(r.status).toBe(0);
+    const s = JSON.parse(r.stdout);
+    const dir = path.join(run, 'finetune', 'refreshed');
+    expect(s.dir).toBe(path.join(dir, 'predictions'));
+    expect(Object.keys(s.predictors).sort()).toEqual(
+      ['one-step', 'one-step-refreshed', 'pop-mu', 'pop-mu-refreshed', 'pop-ode', 'pop-ode-simplex'].sort(),
+    );
+    expect(s.predictors['pop-mu'].shape).toEqual([7, 9, 3]);
+    expect(s.predictors['one-step'].shape).toEqual([6, 9, 3]);
+    expect(s.predictors['pop-ode'].rhsEvaluations).toBeGreaterThan(0);
+    const { arrays } = await readPredictions(dir);
+    expect(arrays['pop-mu']!.length).toBe(7 * 9 * 3);
+    // the predictions start at the recorded initial state
+    expect(Array.from(arrays['pop-ode']!.subarray(0, 27)).every(Number.isFinite)).toBe(true);
+  });
+
+  it('runs a chosen subset with --recording and prints a human summary', () => {
+    const r = runCli([
+      'predict',
+      '--recording',
+      path.join(run, 'finetune', 'frozen'),
+      '--predictors',
+      'pop-mu,pop-ode',
+      '--rtol',
+      '1e-8',
+    ]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/pop-mu\s+\[7, 9, 3\]/);
+    expect(r.stdout).toMatch(/pop-ode\s+\[7, 9, 3\]/);
+    expect(r.stdout).not.toMatch(/one-step/);
+  });
+
+  it('rejects bad inputs with one-line errors', () => {
+    expectOneLineError(
+      runCli(['predict', '--run', run, '--name', 'frozen', '--predictors', 'pop-euler']),
+      /--predictors: expected a comma-separated list/,
+    );
+    expectOneLineError(
+      runCli(['predict', '--run', run, '--name', 'frozen', '--predictors', 'pop-mu-refreshed']),
+      /predictors: expected a recording with refreshed kernels/,
+    );
+    expectOneLineError(
+      runCli(['predict', '--run', run, '--name', 'missing']),
+      /recording: expected a finetune recording directory/,
+    );
+    expectOneLineError(runCli(['predict', '--run', run]), /--name: expected a finetune recording/);
+    expectOneLineError(
+      runCli(['predict', '--recording', run, '--run', run, '--name', 'frozen']),
+      /either --recording or --run/,
+    );
+    expectOneLineError(runCli(['predict', '--run', run, '--name', 'frozen', '--rtol', '0']), /--rtol/);
+  });
+});
