@@ -1,11 +1,15 @@
 /**
  * Benchmark runner: `npm run bench [-- --only ntk] [-- <benchmark flags>]`.
  *
- * Each benchmark is a standalone script in bench/ (registered below) that accepts `--out <file>`
- * and writes one JSON object there, with a `summary` array of human-readable lines. The runner
- * starts each in its own Node process (clean memory high-water marks, no shared backend state),
- * passes every flag it does not know through, prints the summaries, and stores the JSON as
- * bench/results/<name>.json (latest) and bench/results/<name>-<timestamp>.json (history).
+ * A benchmark is a file in bench/ registered below, of one of two kinds:
+ * - a script (`kind: 'script'`) that accepts `--out <file>` plus its own flags and writes one JSON
+ *   object there (with a `summary` array of human-readable lines), e.g. bench/ntk.ts;
+ * - a module (`kind: 'module'`) exporting `async (options: { quick: boolean }) => object`, e.g.
+ *   bench/ode.ts's runOdeBench.
+ * The runner starts each in its own Node process (clean memory high-water marks, no shared backend
+ * state), passes every flag it does not know to scripts (modules get `quick`), prints the
+ * summaries, and stores the JSON as bench/results/<name>.json (latest) and
+ * bench/results/<name>-<timestamp>.json (history).
  *
  *   npm run bench                          all benchmarks, default sizes
  *   npm run bench -- --list                list the benchmarks and their flags
@@ -15,7 +19,7 @@ import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { writeJsonAtomic } from '../src/util/atomic.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -23,6 +27,9 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 interface Benchmark {
   name: string;
   file: string;
+  kind: 'script' | 'module';
+  /** For modules: the exported benchmark function. */
+  exportName?: string;
   description: string;
   flags: string[];
 }
@@ -32,6 +39,7 @@ const BENCHMARKS: Benchmark[] = [
   {
     name: 'ntk',
     file: 'bench/ntk.ts',
+    kind: 'script',
     description:
       'eNTK of MLP 64→256→256→10 on digits: structured vs Jacobian (tfjs wasm) vs PyTorch (functorch vmap(jacrev) + einsum, layer-wise torch, numpy); N = 2000 time and peak memory',
     flags: [
@@ -39,26 +47,63 @@ const BENCHMARKS: Benchmark[] = [
       '--large-n <N>          points of the large run, 0 to skip (default 2000)',
       '--threads <T>          contracting threads (default 2 = the cores of the reference machine)',
       '--repeats <R>          timed repetitions, best reported (default 3)',
-      '--jacobian-n <a,b>     N of the tfjs Jacobian timings, extrapolated to --n (default 16,32; 0 to skip)',
+      '--jacobian-n <a,b>     N of the tfjs Jacobian timings, extrapolated to --n (default 32,64; 0 to skip)',
       '--functorch-n <N>      N of the functorch run, extrapolated to --n as N² (default --n)',
       '--skip-reference       do not run the Python/PyTorch references',
       '--quick                --n 200 --large-n 0 --repeats 1 --jacobian-n 8,16 --functorch-n 100',
     ],
   },
+  {
+    name: 'ode',
+    file: 'bench/ode.ts',
+    kind: 'module',
+    exportName: 'runOdeBench',
+    description:
+      'POP-ODE: entk Dormand–Prince 5(4) vs SciPy solve_ivp(RK45) on the same kernel (dynamics module)',
+    flags: ['--quick                smaller problem'],
+  },
 ];
 
-function parse(argv: string[]): { only: string[] | null; list: boolean; rest: string[] } {
+function parse(argv: string[]): {
+  only: string[] | null;
+  list: boolean;
+  child: { module: string; exportName: string; out: string } | null;
+  rest: string[];
+} {
   let only: string[] | null = null;
   let list = false;
+  let childModule: string | null = null;
+  let childExport = '';
+  let out = '';
   const rest: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (a === '--only') only = (argv[++i] ?? '').split(',').filter(Boolean);
+    if (a === '--child-module') childModule = argv[++i] ?? null;
+    else if (a === '--child-export') childExport = argv[++i] ?? '';
+    else if (a === '--out') out = argv[++i] ?? '';
+    else if (a === '--only') only = (argv[++i] ?? '').split(',').filter(Boolean);
     else if (a.startsWith('--only=')) only = a.slice(7).split(',').filter(Boolean);
     else if (a === '--list') list = true;
     else rest.push(a);
   }
-  return { only, list, rest };
+  const child = childModule ? { module: childModule, exportName: childExport, out } : null;
+  return { only, list, child, rest };
+}
+
+/** Child mode for module benchmarks: import, run, write the JSON. */
+async function runModuleChild(child: { module: string; exportName: string; out: string }, rest: string[]) {
+  const mod = (await import(pathToFileURL(path.resolve(ROOT, child.module)).href)) as Record<string, unknown>;
+  const fn = mod[child.exportName];
+  if (typeof fn !== 'function')
+    throw new Error(`${child.module} does not export a function ${child.exportName}`);
+  const result = (await (fn as (o: { quick: boolean }) => Promise<Record<string, unknown>>)({
+    quick: rest.includes('--quick'),
+  })) as Record<string, unknown>;
+  if (!Array.isArray(result.summary)) {
+    const brief = result.speedups ?? result.rows ?? result;
+    result.summary = [JSON.stringify(brief).slice(0, 2000)];
+  }
+  await writeJsonAtomic(child.out, result);
 }
 
 async function runOne(bench: Benchmark, rest: string[]): Promise<Record<string, unknown>> {
@@ -66,7 +111,21 @@ async function runOne(bench: Benchmark, rest: string[]): Promise<Record<string, 
   const out = path.join(tmp, 'result.json');
   try {
     const code = await new Promise<number>((resolve, reject) => {
-      const child = spawn(process.execPath, [path.join(ROOT, 'bin/run-ts.js'), path.join(ROOT, bench.file), '--out', out, ...rest], {
+      const args =
+        bench.kind === 'script'
+          ? [path.join(ROOT, 'bin/run-ts.js'), path.join(ROOT, bench.file), '--out', out, ...rest]
+          : [
+              path.join(ROOT, 'bin/run-ts.js'),
+              path.join(ROOT, 'bench/run.ts'),
+              '--child-module',
+              bench.file,
+              '--child-export',
+              bench.exportName!,
+              '--out',
+              out,
+              ...(rest.includes('--quick') ? ['--quick'] : []),
+            ];
+      const child = spawn(process.execPath, args, {
         cwd: ROOT,
         stdio: 'inherit',
       });
@@ -81,7 +140,11 @@ async function runOne(bench: Benchmark, rest: string[]): Promise<Record<string, 
 }
 
 async function main(): Promise<void> {
-  const { only, list, rest } = parse(process.argv.slice(2));
+  const { only, list, child, rest } = parse(process.argv.slice(2));
+  if (child) {
+    await runModuleChild(child, rest);
+    return;
+  }
   if (list) {
     for (const b of BENCHMARKS) {
       console.log(`${b.name}  (${b.file})\n  ${b.description}`);
@@ -91,7 +154,9 @@ async function main(): Promise<void> {
   }
   const unknown = (only ?? []).filter((n) => !BENCHMARKS.some((b) => b.name === n));
   if (unknown.length > 0) {
-    console.error(`bench: unknown benchmark(s) ${unknown.join(', ')} (known: ${BENCHMARKS.map((b) => b.name).join(', ')})`);
+    console.error(
+      `bench: unknown benchmark(s) ${unknown.join(', ')} (known: ${BENCHMARKS.map((b) => b.name).join(', ')})`,
+    );
     process.exit(2);
   }
   const selected = BENCHMARKS.filter((b) => !only || only.includes(b.name));

@@ -70,16 +70,22 @@ def numpy_layerwise(x, layers):
     h2 = a1 @ w2 + b2
     a2 = np.maximum(h2, 0)
     d2 = (h2 > 0).astype(np.float32)[:, None, :] * w3.T[None, :, :]  # [N, V, 256]
-    d1 = (d2 @ w2.T) * (h1 > 0).astype(np.float32)[:, None, :]
+    d1 = (d2.reshape(n * v, -1) @ w2.T).reshape(n, v, -1) * (h1 > 0).astype(np.float32)[:, None, :]
     g1 = x @ x.T + 1
     g2 = a1 @ a1.T + 1
     g3 = a2 @ a2.T + 1
     d1f = d1.reshape(n * v, -1)
     d2f = d2.reshape(n * v, -1)
-    k = (d1f @ d1f.T).reshape(n, v, n, v) * g1[:, None, :, None]
-    k += (d2f @ d2f.T).reshape(n, v, n, v) * g2[:, None, :, None]
-    k += g3[:, None, :, None] * np.eye(v, dtype=np.float32)[None, :, None, :]
-    return k.reshape(n * v, n * v)
+    # In place on the two Gram matrices (no [N, V, N, V] temporaries beyond them).
+    k = d1f @ d1f.T
+    k.reshape(n, v, n, v)[...] *= g1[:, None, :, None]
+    t = d2f @ d2f.T
+    t.reshape(n, v, n, v)[...] *= g2[:, None, :, None]
+    k += t
+    k4 = k.reshape(n, v, n, v)
+    for i in range(v):
+        k4[:, i, :, i] += g3
+    return k
 
 
 def main():
@@ -113,16 +119,20 @@ def main():
                     h2 = a1 @ w2 + b2
                     a2 = torch.relu(h2)
                     d2 = (h2 > 0).float()[:, None, :] * w3.T[None, :, :]
-                    d1 = (d2 @ w2.T) * (h1 > 0).float()[:, None, :]
+                    d1 = (d2.reshape(n * v, -1) @ w2.T).view(n, v, -1) * (h1 > 0).float()[:, None, :]
                     g1 = X @ X.T + 1
                     g2 = a1 @ a1.T + 1
                     g3 = a2 @ a2.T + 1
                     d1f = d1.reshape(n * v, -1)
                     d2f = d2.reshape(n * v, -1)
-                    k = (d1f @ d1f.T).view(n, v, n, v) * g1[:, None, :, None]
-                    k += (d2f @ d2f.T).view(n, v, n, v) * g2[:, None, :, None]
-                    k += g3[:, None, :, None] * torch.eye(v)[None, :, None, :]
-                    return k.reshape(n * v, n * v)
+                    # In place on the two Gram matrices (no [N, V, N, V] temporaries beyond them).
+                    k = torch.mm(d1f, d1f.T)
+                    k.view(n, v, n, v).mul_(g1[:, None, :, None])
+                    t = torch.mm(d2f, d2f.T)
+                    t.view(n, v, n, v).mul_(g2[:, None, :, None])
+                    k.add_(t)
+                    k.view(n, v, n, v).diagonal(dim1=1, dim2=3).add_(g3[:, :, None])
+                    return k
 
             k, t = timed(layerwise, ARGS.repeats)
             result["methods"]["torch-layerwise"] = {"available": True, "n": n, **t}

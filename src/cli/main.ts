@@ -6,6 +6,8 @@ import { Command, CommanderError } from 'commander';
 import { ENTK_VERSION } from '../backend/index.js';
 import { EntkError } from '../errors.js';
 import { registerCompare } from './commands/compare.js';
+import { registerDemo } from './commands/demo.js';
+import { registerExperiment } from './commands/experiment.js';
 import { registerExport } from './commands/export.js';
 import { registerFinetune } from './commands/finetune.js';
 import { registerInfo } from './commands/info.js';
@@ -32,6 +34,8 @@ export function buildProgram(): Command {
   registerFinetune(program);
   registerPredict(program);
   registerCompare(program);
+  registerExperiment(program);
+  registerDemo(program);
   return program;
 }
 

@@ -26,6 +26,7 @@ export {
 } from './metrics.js';
 export {
   COMPARISON_JSON,
+  type CompareOptions,
   type Comparison,
   compareRecording,
   PREDICTIONS_DIR,

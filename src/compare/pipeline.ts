@@ -300,7 +300,7 @@ export interface SubsetComparison {
   /** Point indices [start, end) of the subset in the tracked order. */
   points: [number, number];
   trajectories: Partial<Record<PredictorName, TrajectoryComparison>>;
-  changes: Partial<Record<PredictorName, Omit<ChangeAgreement, 'perPoint'>>>;
+  changes: Partial<Record<PredictorName, ChangeAgreement>>;
   /** Laziness gap: actual vs POP-MU (and vs refreshed POP-MU). */
   lazinessGap?: GapCurve;
   lazinessGapRefreshed?: GapCurve;
@@ -316,6 +316,8 @@ export interface Comparison {
   recording: string;
   learningRate: number;
   mode: FinetuneManifest['mode'];
+  /** Sign-agreement threshold used. */
+  signThreshold: number;
   steps: number[];
   loss: number[];
   paramDistance: number[];
@@ -355,6 +357,7 @@ function subsetComparison(
   arrays: Partial<Record<PredictorName, Float64Array>>,
   start: number,
   end: number,
+  signThreshold: number,
 ): SubsetComparison {
   const tr = rec.trajectory;
   const P = tr.numPoints;
@@ -372,8 +375,7 @@ function subsetComparison(
     if (!data) continue;
     if (name.startsWith('one-step')) {
       const inc = selectRows(data, T - 1, P, V, start, end);
-      const { perPoint: _p, ...rest } = changeAgreement(actual, inc);
-      out.changes[name] = rest;
+      out.changes[name] = changeAgreement(actual, inc, signThreshold);
     } else {
       const pred = trajectory(name)!;
       const e = trajectoryErrors(actual, pred);
@@ -397,8 +399,23 @@ function subsetComparison(
   return out;
 }
 
+export interface CompareOptions {
+  /**
+   * Sign agreement counts entries whose actual |Δ log π| exceeds this (smaller changes are at the
+   * float32 resolution of the network's log-probabilities). Default 1e-6.
+   */
+  signThreshold?: number;
+}
+
 /** Compare a recording with its predictions and write `comparison.json`. */
-export async function compareRecording(dir: string): Promise<Comparison> {
+export async function compareRecording(dir: string, options: CompareOptions = {}): Promise<Comparison> {
+  const signThreshold = options.signThreshold ?? 1e-6;
+  assertArgument(
+    signThreshold >= 0 && Number.isFinite(signThreshold),
+    'signThreshold',
+    signThreshold,
+    'a number ≥ 0',
+  );
   const rec = await readFinetuneRecording(dir);
   const { arrays } = await readPredictions(dir);
   const N = rec.numTrain;
@@ -411,14 +428,15 @@ export async function compareRecording(dir: string): Promise<Comparison> {
     recording: m.name,
     learningRate: m.learningRate,
     mode: m.mode,
+    signThreshold,
     steps: m.recordedSteps,
     loss: Array.from(rec.loss),
     paramDistance: Array.from(rec.paramDistance),
     kernelDrift: m.kernels.filter((k) => k.drift).map((k) => ({ step: k.step, ...k.drift! })),
     subsets: {
-      all: subsetComparison(rec, arrays, 0, P),
-      finetune: subsetComparison(rec, arrays, 0, N),
-      ...(rec.numObserve > 0 ? { observe: subsetComparison(rec, arrays, N, P) } : {}),
+      all: subsetComparison(rec, arrays, 0, P, signThreshold),
+      finetune: subsetComparison(rec, arrays, 0, N, signThreshold),
+      ...(rec.numObserve > 0 ? { observe: subsetComparison(rec, arrays, N, P, signThreshold) } : {}),
     },
   };
   await writeJsonAtomic(path.join(dir, COMPARISON_JSON), comparison);

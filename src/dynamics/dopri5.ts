@@ -203,6 +203,10 @@ export function dopri5(
   let steps = 0;
   const expo1 = 0.2 - beta * 0.75;
   const yOut = new Float64Array(dim);
+  const c1 = new Float64Array(dim);
+  const c2 = new Float64Array(dim);
+  const c3 = new Float64Array(dim);
+  const c4 = new Float64Array(dim);
 
   while (next < T) {
     if (steps++ >= maxSteps) {
@@ -257,21 +261,29 @@ export function dopri5(
     if (err <= 1) {
       // accepted: dense output for the requested times in (t, tNew]
       if (next < T && times[next]! <= tNew) {
+        let prepared = false;
         for (; next < T && times[next]! <= tNew; next++) {
           const tk = times[next]!;
           if (tk === tNew) {
             emit(next, tk, yNew);
             continue;
           }
+          if (!prepared) {
+            // Hairer's continuous extension coefficients, once per step
+            for (let i = 0; i < dim; i++) {
+              const ydiff = yNew[i]! - y[i]!;
+              const bspl = h * k1[i]! - ydiff;
+              c1[i] = ydiff;
+              c2[i] = bspl;
+              c3[i] = ydiff - h * k7[i]! - bspl;
+              c4[i] = h * (D1 * k1[i]! + D3 * k3[i]! + D4 * k4[i]! + D5 * k5[i]! + D6 * k6[i]! + D7 * k7[i]!);
+            }
+            prepared = true;
+          }
           const theta = (tk - t) / h;
           const theta1 = 1 - theta;
           for (let i = 0; i < dim; i++) {
-            const ydiff = yNew[i]! - y[i]!;
-            const bspl = h * k1[i]! - ydiff;
-            const r4 = ydiff - h * k7[i]! - bspl;
-            const r5 =
-              h * (D1 * k1[i]! + D3 * k3[i]! + D4 * k4[i]! + D5 * k5[i]! + D6 * k6[i]! + D7 * k7[i]!);
-            yOut[i] = y[i]! + theta * (ydiff + theta1 * (bspl + theta * (r4 + theta1 * r5)));
+            yOut[i] = y[i]! + theta * (c1[i]! + theta1 * (c2[i]! + theta * (c3[i]! + theta1 * c4[i]!)));
           }
           emit(next, tk, yOut);
         }

@@ -471,43 +471,58 @@ function fillReducedTrain(
     for (let i = 0; i < V; i++) {
       const ra = (u * V + i) * NV + v * V;
       for (let j = 0; j < V; j++) {
-        const d = Math.abs(K[ra + j]! - K[(v * V + j) * NV + u * V + i]!);
+        const x = K[ra + j]!;
+        const d = Math.abs(x - K[(v * V + j) * NV + u * V + i]!);
         if (d > maxAsym || Number.isNaN(d)) maxAsym = d;
+        if (Math.abs(x) > maxAbs) maxAbs = Math.abs(x);
       }
     }
   };
+  const refRow = new Float64Array(V);
   for (let u = 0; u < N && nonFinite === 0; u++) {
     for (let i = 0; i < W; i++) {
       const a = u * W + i;
       rowBase[i] = off + a * n - (a * (a - 1)) / 2 - a; // + b: packed slot of (a, b), b ≥ a
     }
-    for (let v = u; v < N; v++) {
-      for (let i = 0; i < V; i++) {
-        const ra = (u * V + i) * NV + v * V;
-        for (let j = 0; j < V; j++) {
-          const x = K[ra + j]!;
-          const m = Math.abs(x);
-          if (m > maxAbs) maxAbs = m;
-          nonFinite += x * 0;
-          S[i * V + j] = x;
-        }
-      }
-      if (v === u) {
-        for (let i = 0; i < V; i++) {
-          for (let j = i + 1; j < V; j++) {
-            const x = 0.5 * (S[i * V + j]! + S[j * V + i]!);
-            S[i * V + j] = x;
-            S[j * V + i] = x;
-          }
-        }
-      }
-      const sRR = S[ref * V + ref]!;
-      for (let i = 0; i < W; i++) {
-        const sIR = S[i * V + ref]! - sRR;
-        const dest = rowBase[i]! + v * W;
-        for (let j = v === u ? i : 0; j < W; j++) heap[dest + j] = S[i * V + j]! - sIR - S[ref * V + j]!;
+    // diagonal block: symmetrised (K(u,u) + K(u,u)ᵀ) / 2
+    for (let i = 0; i < V; i++) {
+      const ra = (u * V + i) * NV + u * V;
+      for (let j = 0; j < V; j++) S[i * V + j] = K[ra + j]!;
+    }
+    for (let i = 0; i < V; i++) {
+      for (let j = i + 1; j < V; j++) {
+        const x = 0.5 * (S[i * V + j]! + S[j * V + i]!);
+        S[i * V + j] = x;
+        S[j * V + i] = x;
       }
     }
+    const sRR = S[ref * V + ref]!;
+    for (let i = 0; i < W; i++) {
+      const sIR = S[i * V + ref]! - sRR;
+      const dest = rowBase[i]! + u * W;
+      for (let j = i; j < W; j++) heap[dest + j] = S[i * V + j]! - sIR - S[ref * V + j]!;
+    }
+    // blocks right of the diagonal, straight from K(u, v)
+    const rr0 = (u * V + ref) * NV;
+    for (let v = u + 1; v < N; v++) {
+      const cb = v * V;
+      const rr = rr0 + cb;
+      for (let j = 0; j < V; j++) refRow[j] = K[rr + j]!;
+      const kRR = refRow[ref]!;
+      const vw = v * W;
+      for (let i = 0; i < W; i++) {
+        const ra = (u * V + i) * NV + cb;
+        const c = K[ra + ref]! - kRR;
+        const dest = rowBase[i]! + vw;
+        for (let j = 0; j < W; j++) {
+          const g = K[ra + j]! - c - refRow[j]!;
+          nonFinite += g * 0;
+          heap[dest + j] = g;
+        }
+      }
+      nonFinite += kRR * 0 + refRow[ref]! * 0;
+    }
+    for (let x = 0; x < V * V; x++) nonFinite += S[x]! * 0;
   }
   if (nonFinite !== 0) {
     throw new InvalidArgumentError('kernel.train', 'non-finite entries', 'finite kernel entries');

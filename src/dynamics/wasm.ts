@@ -88,7 +88,7 @@ const simd = (op: number) => [0xfd, ...uleb(op)];
 const vload = (offset = 0) => [...simd(0x00), 3, ...uleb(offset)];
 const vstore = (offset = 0) => [...simd(0x0b), 3, ...uleb(offset)];
 const vzero = [...simd(0x0c), ...new Array<number>(16).fill(0)];
-const vsplat = simd(0x14);
+const vsplatLoad = (offset: number) => [...simd(0x0a), 3, ...uleb(offset)]; // v128.load64_splat
 const vlane = (lane: number) => [...simd(0x21), lane];
 const vadd = simd(0xf0);
 const vmul = simd(0xf2);
@@ -210,8 +210,8 @@ function gemvBody(): number[] {
   );
 }
 
-const SPMV_ROWS = Number(process.env.SPMV_ROWS ?? 4);
-const SPLAT_LOAD = process.env.SPLAT_LOAD === '1';
+/** Rows per block of the packed kernel (8 measured ~12% faster than 4 on x64; x_i splats come from memory). */
+const SPMV_ROWS = 8;
 
 /** spmv(rowPtr, x, y, n, rowStart, rowEnd) — see the file comment. */
 function spmvBody(): number[] {
@@ -225,19 +225,17 @@ function spmvBody(): number[] {
   const xp = next++;
   const yp = next++;
   const xb = next++;
-  const p: number[] = []; // diagonal pointers of rows i..i+3
+  const p: number[] = []; // diagonal pointers of the block's rows i..i+SPMV_ROWS−1
   for (let w = 0; w < SPMV_ROWS; w++) p.push(next++);
-  const q: number[] = []; // pointers to column i+4 of rows i..i+3
+  const q: number[] = []; // pointers to column i+SPMV_ROWS of the block's rows
   for (let w = 0; w < SPMV_ROWS; w++) q.push(next++);
   const numI32 = next - 6;
   const acc: number[] = [];
   for (let w = 0; w < SPMV_ROWS; w++) acc.push(next++);
-  const sx: number[] = [];
-  for (let w = 0; w < SPMV_ROWS; w++) sx.push(next++);
   const xv = next++;
   const yv = next++;
   const kv = next++;
-  const numV128 = 2 * SPMV_ROWS + 3;
+  const numV128 = SPMV_ROWS + 3;
   const xs: number[] = [];
   for (let w = 0; w < SPMV_ROWS; w++) xs.push(next++);
   const ys: number[] = [];
@@ -250,14 +248,14 @@ function spmvBody(): number[] {
 
   const code: number[] = [];
   code.push(...get(RS), ...set(i), ...get(P), ...set(p[0]!));
-  // ---- blocks of 4 rows
+  // ---- blocks of SPMV_ROWS rows
   const b: number[] = [];
   for (let w = 1; w < SPMV_ROWS; w++) {
     b.push(...get(p[w - 1]!), ...rowBytes([...get(i), ...i32(w - 1), ...add]), ...add, ...set(p[w]!));
   }
   for (let w = 0; w < SPMV_ROWS; w++) {
-    b.push(...get(X), ...get(i), ...i32(w), ...add, ...shl3, ...add, ...f64load(), ...tee(xs[w]!));
-    b.push(...vsplat, ...set(sx[w]!), ...f64zero, ...set(ys[w]!));
+    b.push(...get(X), ...get(i), ...i32(w), ...add, ...shl3, ...add, ...f64load(), ...set(xs[w]!));
+    b.push(...f64zero, ...set(ys[w]!));
   }
   // corner: entries (i+a, i+b), b ≥ a, stored at p_a + 8 (b - a)
   for (let a = 0; a < SPMV_ROWS; a++) {
@@ -267,7 +265,7 @@ function spmvBody(): number[] {
       if (c > a) b.push(...get(ys[c]!), ...get(v), ...get(xs[a]!), ...f64mul, ...f64add, ...set(ys[c]!));
     }
   }
-  // rectangular part: columns i+4 .. n-1
+  // rectangular part: columns i+SPMV_ROWS .. n-1
   b.push(...get(N), ...get(i), ...sub, ...i32(SPMV_ROWS), ...sub, ...set(count));
   b.push(...get(count), ...i32(-2), 0x71, ...set(countEven));
   for (let w = 0; w < SPMV_ROWS; w++) {
@@ -283,8 +281,7 @@ function spmvBody(): number[] {
   for (let w = 0; w < SPMV_ROWS; w++) {
     inner.push(...get(q[w]!), ...get(o), ...add, ...vload(), ...tee(kv));
     inner.push(...get(xv), ...vmul, ...get(acc[w]!), ...vadd, ...set(acc[w]!));
-    if (SPLAT_LOAD) inner.push(...get(kv), ...get(xb), ...simd(0x0a), 3, ...uleb(8 * w), ...vmul, ...get(yv), ...vadd, ...set(yv));
-    else inner.push(...get(kv), ...get(sx[w]!), ...vmul, ...get(yv), ...vadd, ...set(yv));
+    inner.push(...get(kv), ...get(xb), ...vsplatLoad(8 * w), ...vmul, ...get(yv), ...vadd, ...set(yv));
   }
   inner.push(...get(yp), ...get(o), ...add, ...get(yv), ...vstore());
   inner.push(...incr(o, 16), ...incr(k, 2));
@@ -314,7 +311,7 @@ function spmvBody(): number[] {
     ...set(p[0]!),
   );
   b.push(...incr(i, SPMV_ROWS));
-  // exit when i + 4 > rowEnd, i.e. i + 4 >= rowEnd + 1
+  // exit when i + SPMV_ROWS > rowEnd, i.e. i + SPMV_ROWS >= rowEnd + 1
   code.push(...whileNot([...get(i), ...i32(SPMV_ROWS), ...add, ...get(RE), ...i32(1), ...add, ...geU], b));
   // ---- remaining rows, scalar
   const r: number[] = [];

@@ -165,7 +165,10 @@ const negativeGradientsStudy = z
       nonNegInt(),
       z.string().min(1),
     ]).default(0),
-    /** Learning rate (< 0: gradient ascent). Default: −1 × the finetune η. */
+    /**
+     * Learning rate (< 0: gradient ascent). Default −0.001. Ascent on one example feeds on itself
+     * (the loss is unbounded): keep |η|·steps small, or the network's logits blow up.
+     */
     eta: negative().optional(),
     /** Ascent steps. Default: the finetune steps. */
     steps: posInt().optional(),
@@ -177,19 +180,15 @@ const negativeGradientsStudy = z
 const replicatorStudy = z
   .object({
     enabled,
-    /** Training run of the three-class problem. Default: synthetic:classes=3,dim=2, mlp-small, 2 epochs. */
-    train: trainBlock.default({
-      data: 'synthetic:classes=3,dim=2,per-class=60,separation=2.5',
-      model: 'mlp-small',
-      epochs: 1,
-    }),
+    /** Training run of the three-class problem. Default: iris, mlp-small, 1 epoch. */
+    train: trainBlock.default({ data: 'iris', model: 'mlp-small', epochs: 1 }),
     /** Checkpoint to finetune from. Default 'first' (near-uniform distributions: long paths). */
     checkpoint: checkpointSelector.default('first'),
     /** Finetune and observation points of the three-class run. */
-    points: pointsSchema.default({ finetune: 'train:30', observe: 'test:6' }),
+    points: pointsSchema.default({ finetune: 'train:per-class=10', observe: 'test:per-class=2' }),
     /** Observation points drawn on the simplex. Default 6. */
     show: posInt().max(24, msg('an integer between 1 and 24')).default(6),
-    /** Finetune settings (defaults: top-level finetune, η 0.5). */
+    /** Finetune settings (defaults: top-level finetune with η 0.1). */
     finetune: finetuneOverride.default({}),
   })
   .strict();
@@ -205,8 +204,8 @@ export const experimentConfigSchema = z
     description: z.string().optional(),
     /** Seed of point sampling and minibatch order during finetuning. Default 0. */
     seed: nonNegInt().default(0),
-    /** The base training run (a training config, as for `entk train`). */
-    train: trainBlock,
+    /** The base training run (a training config, as for `entk train`); required unless only the replicator study runs. */
+    train: trainBlock.optional(),
     /** Points tracked during finetuning. */
     points: pointsSchema.default({}),
     /** Default finetune settings of every study. */
@@ -293,10 +292,13 @@ export interface ReplicatorStudyConfig {
 
 /** A validated experiment with every default filled in (what `runExperiment` runs). */
 export interface ExperimentConfig {
+  /** Marks a resolved configuration (inputs cannot have this key). */
+  resolved: true;
   title: string;
   description: string | null;
   seed: number;
-  train: TrainConfig;
+  /** The base run (null when only the replicator study, which has its own run, is enabled). */
+  train: TrainConfig | null;
   points: PointSpecs;
   finetune: FinetuneSettings;
   studies: {
@@ -414,11 +416,10 @@ export function resolveExperimentConfig(
   const parsed = experimentConfigSchema.safeParse(input);
   if (!parsed.success) throw configError(parsed.error, input);
   const c = parsed.data;
-  const train = resolveTrainBlock(c.train, 'train');
   const finetune = finetuneWith(FINETUNE_DEFAULTS, c.finetune as Partial<FinetuneSettings>);
   const s = c.studies;
   const on = <T extends { enabled: boolean }>(study: T | undefined): T | null =>
-    study && study.enabled ? study : null;
+    study?.enabled ? study : null;
 
   const checkpoints = on(s.checkpoints);
   const laziness = on(s.laziness);
@@ -441,9 +442,20 @@ export function resolveExperimentConfig(
   if (discretisation && new Set(discretisation.etas).size !== discretisation.etas.length) {
     throw new InvalidArgumentError('studies.discretisation.etas', discretisation.etas, 'distinct step sizes');
   }
+  const needsBase = Boolean(checkpoints || laziness || discretisation || negative);
+  if (needsBase && c.train === undefined) {
+    const which = STUDY_NAMES.filter((n) => n !== 'replicator' && on(s[n]));
+    throw new InvalidArgumentError(
+      'train',
+      undefined,
+      `a training configuration (required by the ${which.join(', ')} stud${which.length > 1 ? 'ies' : 'y'})`,
+    );
+  }
+  const train = needsBase ? resolveTrainBlock(c.train, 'train') : null;
   const replicatorTrain = replicator ? resolveTrainBlock(replicator.train, 'studies.replicator.train') : null;
-  const dataName = train.data.replace(/^.*[\\/]/, '');
+  const dataName = (train ?? replicatorTrain)!.data.replace(/^.*[\\/]/, '');
   return {
+    resolved: true,
     title: c.title ?? `entk experiment: ${dataName}`,
     description: c.description ?? null,
     seed: c.seed,
@@ -483,7 +495,7 @@ export function resolveExperimentConfig(
         ? {
             checkpoint: negative.checkpoint,
             example: negative.example,
-            eta: negative.eta ?? -Math.abs(finetune.eta),
+            eta: negative.eta ?? -0.001,
             steps: negative.steps ?? finetune.steps,
             recordEvery: negative.recordEvery ?? finetune.recordEvery,
           }
@@ -499,7 +511,7 @@ export function resolveExperimentConfig(
               },
               show: replicator.show,
               finetune: finetuneWith(
-                { ...finetune, eta: 0.5 },
+                { ...finetune, eta: 0.1 },
                 replicator.finetune as Partial<FinetuneSettings>,
               ),
             }
@@ -551,11 +563,12 @@ export function parseConfigText(text: string, file: string): Record<string, unkn
       throw new DataFormatError(file, `not valid JSON (${(error as Error).message})`);
     }
   } else {
-    const doc = YAML.parseDocument(text, { prettyErrors: false });
+    const doc = YAML.parseDocument(text, { prettyErrors: true });
     if (doc.errors.length > 0) {
       const e = doc.errors[0]!;
       const pos = e.linePos?.[0];
-      throw new DataFormatError(file, `not valid YAML (${e.message.split('\n')[0]})`, pos?.line, pos?.col);
+      const problem = e.message.split('\n')[0]!.replace(/\s*at line \d+, column \d+:?\s*$/, '');
+      throw new DataFormatError(file, `not valid YAML (${problem})`, pos?.line, pos?.col);
     }
     value = doc.toJS();
   }

@@ -1,24 +1,27 @@
 /**
- * Predictions of a recorded finetune run from its kernels (src/dynamics), and the numbers that
- * compare them with what the network did (src/compare):
+ * Predictions of a recorded finetune run, and the numbers that compare them with what the network
+ * did. The predictors run through src/compare's pipeline, which stores them in the recording
+ * (`predictions/*.npy`, `comparison.json` — the same files `entk predict` and `entk compare`
+ * write), all from the kernels recorded with the run:
  *
  * - one-step: equation (1) applied to each recorded interval, from the actual state (frozen K);
  * - POP-MU: the multiplicative update with K frozen at the checkpoint (≡ GD of the linearised net);
  * - POP-ODE: the replicator flow (logit form, Dormand–Prince 5(4));
  * - refreshed: POP-MU with the piecewise-constant kernels recomputed along the run (when recorded).
  */
-
-import { changeAgreement, finalKl, pearson, trajectoryErrors } from '../compare/index.js';
 import {
-  type BatchSchedule,
-  type DynamicsProblem,
-  FitnessOperator,
-  oneStepPredict,
-  popMu,
-  popOde,
-  type Trajectory,
-} from '../dynamics/index.js';
-import { type FinetuneRecording, readFinetuneKernel } from '../train/finetune.js';
+  changeAgreement,
+  compareRecording,
+  finalKl,
+  type PredictorName,
+  pearson,
+  predictRecording,
+  readPredictions,
+  trajectoryErrors,
+} from '../compare/index.js';
+import type { Trajectory } from '../dynamics/index.js';
+import { CorruptFileError } from '../errors.js';
+import { type FinetuneRecording, readFinetuneRecording } from '../train/finetune.js';
 
 /** Methods compared with the actual network, in display order. */
 export const METHODS = ['one-step', 'POP-MU', 'POP-ODE', 'refreshed'] as const;
@@ -36,11 +39,9 @@ export interface Predictions {
   popOde: Trajectory;
   /** POP-MU with refreshed kernels (null without refreshes). */
   refreshed: Trajectory | null;
-  /** Integrator statistics of POP-ODE. */
-  ode: { accepted: number; rejected: number; evaluations: number };
 }
 
-/** Options of {@link predictRecording}. */
+/** Options of {@link writePredictions}. */
 export interface PredictOptions {
   /** POP-ODE relative tolerance. Default 1e-8. */
   rtol?: number;
@@ -48,79 +49,63 @@ export interface PredictOptions {
   atol?: number;
 }
 
-function operatorsOf(
-  blocks: { train: Float32Array; observe: Float32Array | null },
-  V: number,
-): FitnessOperator {
-  return new FitnessOperator({
-    numClasses: V,
-    train: blocks.train,
-    ...(blocks.observe ? { observe: blocks.observe } : {}),
-  });
+/** Sign agreement ignores actual changes below this (float32 resolution of the network's log π). */
+export const SIGN_THRESHOLD = 1e-6;
+
+/**
+ * Run the predictors on the recording in `dir` and compare them with it (src/compare): writes
+ * `predictions/` and `comparison.json` into the recording.
+ */
+export async function writePredictions(dir: string, options: PredictOptions = {}): Promise<void> {
+  const recording = await readFinetuneRecording(dir);
+  const refreshed = recording.manifest.kernels.length > 1;
+  const predictors: PredictorName[] = [
+    'one-step',
+    'pop-mu',
+    'pop-ode',
+    ...(refreshed ? (['one-step-refreshed', 'pop-mu-refreshed'] as const) : []),
+  ];
+  await predictRecording(dir, { predictors, rtol: options.rtol ?? 1e-8, atol: options.atol ?? 1e-10 });
+  await compareRecording(dir, { signThreshold: SIGN_THRESHOLD });
 }
 
-/** Run every predictor on a recording (its kernel at step 0, and its refreshed kernels if any). */
-export async function predictRecording(
-  recording: FinetuneRecording,
-  options: PredictOptions = {},
-): Promise<Predictions> {
-  const { manifest, trajectory: actual } = recording;
-  const V = manifest.numClasses;
-  const P = actual.numPoints;
-  const eta = manifest.learningRate;
-  const schedule: BatchSchedule = manifest.schedule;
-  const problem: DynamicsProblem = {
-    numClasses: V,
-    labels: recording.labels,
-    initialLogits: actual.logProbs.slice(0, P * V),
+/** Read a recording and its predictions (written by {@link writePredictions}). */
+export async function loadPredictions(
+  dir: string,
+): Promise<{ recording: FinetuneRecording; predictions: Predictions }> {
+  const recording = await readFinetuneRecording(dir);
+  const { arrays } = await readPredictions(dir);
+  const actual = recording.trajectory;
+  const need = (name: PredictorName): Float64Array => {
+    const a = arrays[name];
+    if (!a) throw new CorruptFileError(dir, `predictions/${name}.npy is missing (run 'entk predict')`);
+    return a;
   };
-  const kernelSteps = manifest.kernels.map((k) => k.step);
-  const operators: FitnessOperator[] = [];
-  try {
-    for (const step of kernelSteps) operators.push(operatorsOf(await readFinetuneKernel(recording, step), V));
-    const frozen = operators[0]!;
-    const oneStep = oneStepPredict(frozen, recording.labels, actual, { eta, schedule });
-    const mu = popMu(frozen, problem, { eta, numSteps: manifest.steps, schedule, record: actual.steps });
-    const ode = popOde(frozen, problem, {
-      eta,
-      steps: actual.steps,
-      rtol: options.rtol ?? 1e-8,
-      atol: options.atol ?? 1e-10,
-    });
-    let refreshed: Trajectory | null = null;
-    let oneStepRefreshed: Float64Array | null = null;
-    if (operators.length > 1) {
-      const schedule2 = { steps: kernelSteps, operators };
-      refreshed = popMu(schedule2, problem, {
-        eta,
-        numSteps: manifest.steps,
-        schedule,
-        record: actual.steps,
-      });
-      oneStepRefreshed = oneStepPredict(schedule2, recording.labels, actual, { eta, schedule });
-    }
-    const path = new Float64Array(actual.logProbs.length);
-    path.set(actual.logProbs.subarray(0, P * V));
-    for (let k = 1; k < actual.steps.length; k++) {
-      const o = k * P * V;
-      for (let j = 0; j < P * V; j++) path[o + j] = path[o - P * V + j]! + oneStep[(k - 1) * P * V + j]!;
-    }
-    return {
-      oneStep,
-      oneStepRefreshed,
-      oneStepPath: { ...actual, steps: actual.steps.slice(), logProbs: path },
-      popMu: mu,
-      popOde: ode.trajectory,
-      refreshed,
-      ode: {
-        accepted: ode.stats.acceptedSteps,
-        rejected: ode.stats.rejectedSteps,
-        evaluations: ode.stats.rhsEvaluations,
-      },
-    };
-  } finally {
-    for (const op of operators) op.dispose();
+  const trajectory = (logProbs: Float64Array): Trajectory => ({
+    ...actual,
+    steps: actual.steps.slice(),
+    logProbs,
+  });
+  const oneStep = need('one-step');
+  const P = actual.numPoints;
+  const V = actual.numClasses;
+  const path = new Float64Array(actual.logProbs.length);
+  path.set(actual.logProbs.subarray(0, P * V));
+  for (let k = 1; k < actual.steps.length; k++) {
+    const o = k * P * V;
+    for (let j = 0; j < P * V; j++) path[o + j] = path[o - P * V + j]! + oneStep[(k - 1) * P * V + j]!;
   }
+  return {
+    recording,
+    predictions: {
+      oneStep,
+      oneStepRefreshed: arrays['one-step-refreshed'] ?? null,
+      oneStepPath: trajectory(path),
+      popMu: trajectory(need('pop-mu')),
+      popOde: trajectory(need('pop-ode')),
+      refreshed: arrays['pop-mu-refreshed'] ? trajectory(arrays['pop-mu-refreshed']) : null,
+    },
+  };
 }
 
 /** log π at the last record minus log π at the first, [P·V]. */
@@ -196,7 +181,7 @@ export interface RecordingScores {
 }
 
 function agreement(actual: Trajectory, predicted: Float64Array) {
-  const a = changeAgreement(actual, predicted);
+  const a = changeAgreement(actual, predicted, SIGN_THRESHOLD);
   return {
     pearson: finiteOrNull(a.pearson),
     spearman: finiteOrNull(a.spearman),

@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { CorruptFileError } from '../errors.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 
 /** JSON with object keys sorted, so that equal configurations hash equally. */
@@ -60,11 +61,29 @@ export class StageRunner {
   /** Open (or start) the stage record `<outDir>/stages.json`. */
   static async open(outDir: string, onEvent?: (event: StageEvent) => void): Promise<StageRunner> {
     const runner = new StageRunner(outDir, path.join(outDir, 'stages.json'), onEvent);
+    let text: string;
     try {
-      runner.records = JSON.parse(await fs.readFile(runner.file, 'utf8'));
+      text = await fs.readFile(runner.file, 'utf8');
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      return runner;
     }
+    let records: unknown;
+    try {
+      records = JSON.parse(text);
+    } catch (error) {
+      throw new CorruptFileError(
+        runner.file,
+        `not valid JSON (${(error as Error).message}); delete it (or use --force) to start again`,
+      );
+    }
+    if (records === null || typeof records !== 'object' || Array.isArray(records)) {
+      throw new CorruptFileError(
+        runner.file,
+        'expected an object of stage records; delete it (or use --force) to start again',
+      );
+    }
+    runner.records = records as Record<string, StageRecord>;
     return runner;
   }
 

@@ -95,7 +95,10 @@ export function toPoints(
     }
   }
   const rowSize = inputShape.reduce((a, b) => a * b, 1);
-  const dtype = inputDtype === 'int32' || data instanceof Int32Array ? 'int32' : 'float32';
+  // The model's input dtype decides (token ids may arrive as float32, features as int32).
+  const dtype = inputDtype === 'int32' ? 'int32' : 'float32';
+  if (dtype === 'float32' && data instanceof Int32Array) data = Float32Array.from(data);
+  if (dtype === 'int32' && data instanceof Float32Array) data = Int32Array.from(data);
   return { n: shape[0]!, data, dtype, exampleShape: inputShape, rowSize };
 }
 
@@ -134,13 +137,13 @@ export function featuresFor(state: EngineState, points: Points, start: number, e
 }
 
 /**
- * Points per block: about 1.5 M kernel entries per full block (≈ 122 points at V = 10: big enough
+ * Points per block: about 1 M kernel entries per full block (100 points at V = 10: big enough
  * for efficient matMuls, small enough that the symmetric case skips nearly half the work), and
  * row + column factors (plus their backend copies) within the memory budget.
  */
 export function resolveBlockSize(state: EngineState, mode: ContractionMode): number {
   if (state.blockSize !== undefined) return state.blockSize;
-  const target = mode === 'full' ? Math.floor(Math.sqrt(1.5e6) / state.V) : Math.floor(Math.sqrt(1.5e6));
+  const target = mode === 'full' ? Math.floor(1000 / state.V) : 1000;
   const perPoint = featureBytes(state.terms, 1, state.V);
   const byMemory = Math.floor(state.memoryBudget / (4 * perPoint));
   return Math.max(1, Math.min(target, byMemory));
@@ -444,10 +447,16 @@ export async function computeMatrix(state: EngineState, request: MatrixRequest):
             terms: cache.get(cs, b),
           };
           const s = performance.now();
-          const data = computer.compute(row, col);
-          timings.contraction! += performance.now() - s;
-          progress.tick();
-          await deliver(a, b, data);
+          const block = computer.compute(row, col, out != null && triangle && a !== b);
+          try {
+            if (out)
+              writeBlock(out, outCols, stride, off1, off2, a, b, block.data, triangle, block.transposed);
+            timings.contraction! += performance.now() - s;
+            progress.tick();
+            if (!out) await deliver(a, b, block.owned ? block.data : block.data.slice());
+          } finally {
+            block.done();
+          }
         }
       } finally {
         computer.release();

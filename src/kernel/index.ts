@@ -20,12 +20,12 @@ import os from 'node:os';
 import type * as tf from '@tensorflow/tfjs';
 import { InvalidArgumentError, UnsupportedError } from '../errors.js';
 import { installWasmKernelFixes } from '../model/index.js';
-import { analyzeModel } from './analyze.js';
+import { analyzeModel, type ModelAnalysis } from './analyze.js';
 import { computeMatrix, type EngineState, type Points, toPoints } from './engine.js';
 import { jacobianTerms } from './jacobian.js';
 import { computeDiagonal, computePairs, normalizePairs } from './pairs.js';
 import { terminateNtkWorkers } from './pool.js';
-import { planStructured } from './structured.js';
+import { planStructured, type StructuredPlan } from './structured.js';
 import type { TermMeta } from './terms.js';
 import {
   DEFAULT_NTK_IMPLEMENTATION,
@@ -54,31 +54,32 @@ export * from './types.js';
 /** Default memory budget for per-point factors: 1 GiB. */
 export const DEFAULT_MEMORY_BUDGET = 2 ** 30;
 
-/** How each implementation prepares its terms (the table; a missing case is a compile error). */
-const IMPLEMENTATIONS: Record<
-  ResolvedNtkImplementation,
-  (state: Pick<EngineState, 'analysis'>) => Pick<EngineState, 'plan' | 'terms'>
-> = {
-  structured: ({ analysis }) => {
-    const plan = planStructured(analysis);
-    return { plan, terms: plan.terms };
-  },
-  jacobian: ({ analysis }) => ({ plan: null, terms: jacobianTerms(analysis.parameterCount) }),
-};
-
-function resolveImplementation(
-  requested: NtkImplementation,
-  unsupported: string[],
-): ResolvedNtkImplementation {
-  if (requested === 'jacobian') return 'jacobian';
-  if (unsupported.length === 0) return 'structured';
-  if (requested === 'structured') {
-    throw new UnsupportedError(
-      `implementation 'structured' does not support: ${unsupported.join('; ')} (use implementation 'jacobian' or 'auto')`,
-    );
-  }
-  return 'jacobian';
+/** What an implementation prepares: the resolved choice, the structured plan (if any), the terms. */
+interface Prepared {
+  implementation: ResolvedNtkImplementation;
+  plan: StructuredPlan | null;
+  terms: TermMeta[];
 }
+
+/** The implementation table (a missing case is a compile error). */
+const IMPLEMENTATIONS: Record<NtkImplementation, (analysis: ModelAnalysis) => Prepared> = {
+  structured: (analysis) => {
+    if (analysis.unsupported.length > 0) {
+      throw new UnsupportedError(
+        `implementation 'structured' does not support: ${analysis.unsupported.join('; ')} (use implementation 'jacobian' or 'auto')`,
+      );
+    }
+    const plan = planStructured(analysis);
+    return { implementation: 'structured', plan, terms: plan.terms };
+  },
+  jacobian: (analysis) => ({
+    implementation: 'jacobian',
+    plan: null,
+    terms: jacobianTerms(analysis.parameterCount),
+  }),
+  auto: (analysis) =>
+    IMPLEMENTATIONS[analysis.unsupported.length === 0 ? 'structured' : 'jacobian'](analysis),
+};
 
 function validateOptions(options: NtkOptions): void {
   const { output, implementation, accumulation, blockSize, memoryBudget, threads, progress } = options;
@@ -150,8 +151,7 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
     progress = true,
   } = options;
   const analysis = analyzeModel(model, parameters);
-  const resolved = resolveImplementation(implementation, analysis.unsupported);
-  const { plan, terms } = IMPLEMENTATIONS[resolved]({ analysis });
+  const { implementation: resolved, plan, terms } = IMPLEMENTATIONS[implementation](analysis);
   const state: EngineState = {
     model,
     analysis,
@@ -184,6 +184,7 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
   const summary = (n1: number, n2: number, kind: NtkResult['kind'], shape: number[]): NtkStreamSummary => ({
     kind,
     implementation: resolved,
+    unsupportedLayers: ntkPlan.unsupportedLayers,
     n1,
     n2,
     numOutputs: state.V,

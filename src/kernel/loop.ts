@@ -63,23 +63,31 @@ export class BlockLoop {
     const { terms, V, mode } = this.job;
     const rowOffsets = this.job.sets[rs]!.offsets;
     const colOffsets = this.job.sets[cs]!.offsets;
-    const data = this.computer.compute(
+    const mirror = this.job.mirror && a !== b;
+    const block = this.computer.compute(
       blockView(terms, V, rowOffsets, this.sets[rs]!, a, `${rs}:${a}`),
       blockView(terms, V, colOffsets, this.sets[cs]!, b, `${cs}:${b}`),
+      this.out != null && mirror,
     );
-    if (!this.out) return { index, data };
-    writeBlock(
-      this.out,
-      this.job.out!.cols,
-      mode === 'full' ? V : 1,
-      rowOffsets,
-      colOffsets,
-      a,
-      b,
-      data,
-      this.job.mirror,
-    );
-    return { index, data: null };
+    try {
+      if (!this.out) return { index, data: block.owned ? block.data : block.data.slice() };
+      const stride = mode === 'full' ? V : 1;
+      writeBlock(
+        this.out,
+        this.job.out!.cols,
+        stride,
+        rowOffsets,
+        colOffsets,
+        a,
+        b,
+        block.data,
+        mirror,
+        block.transposed,
+      );
+      return { index, data: null };
+    } finally {
+      block.done();
+    }
   }
 
   release(): void {

@@ -35,10 +35,22 @@ export interface BlockInput {
 
 export type ContractionMode = 'full' | 'trace';
 
+/**
+ * A computed block: `data` [rows × cols] row-major and, when asked for, its transpose. The arrays
+ * may be views of backend memory, valid only until `done()` and until the next backend call;
+ * `owned` tells whether they are plain arrays the caller may keep.
+ */
+export interface BlockOutput {
+  data: Float32Array | Float64Array;
+  transposed: Float32Array | Float64Array | null;
+  owned: boolean;
+  done(): void;
+}
+
 /** Computes one kernel block from row and column factors. */
 export interface BlockComputer {
-  /** Full: [r·V, c·V] row-major; trace: [r, c]. The returned array is owned by the caller. */
-  compute(row: BlockInput, col: BlockInput): Float32Array | Float64Array;
+  /** Full: [r·V, c·V] row-major; trace: [r, c]; with `transpose` also the transposed block. */
+  compute(row: BlockInput, col: BlockInput, transpose: boolean): BlockOutput;
   /** Free every cached tensor. */
   release(): void;
 }
@@ -120,7 +132,7 @@ export class TfBlockComputer implements BlockComputer {
     );
   }
 
-  compute(row: BlockInput, col: BlockInput): Float32Array {
+  compute(row: BlockInput, col: BlockInput, transpose: boolean): BlockOutput {
     const r = row.points;
     const c = col.points;
     const V = this.V;
@@ -164,17 +176,39 @@ export class TfBlockComputer implements BlockComputer {
       }
       return kept;
     });
-    const acc = hasSum ? results[0]! : null;
+    const rows = full ? r * V : r;
+    const cols = full ? c * V : c;
+    const acc = hasSum ? results[0]!.reshape([rows, cols]) : tf.zeros([rows, cols]);
+    if (hasSum) results[0]!.dispose();
     const identityG = hasIdentity ? results[hasSum ? 1 : 0]! : null;
-    const out = acc ? (acc.dataSync() as Float32Array) : new Float32Array(full ? r * V * c * V : r * c);
-    if (acc && out.length !== (full ? r * V * c * V : r * c)) throw new Error('eNTK block: unexpected size');
-    if (identityG) {
-      const g = identityG.dataSync() as Float32Array;
-      if (full) addIdentity(out, g, r, c, V);
-      else for (let e = 0; e < r * c; e++) out[e] = out[e]! + g[e]!;
+    const addG = (target: Float32Array) => {
+      const g = identityG!.dataSync() as Float32Array;
+      if (full) addIdentity(target, g, r, c, V);
+      else for (let e = 0; e < r * c; e++) target[e] = target[e]! + g[e]!;
+    };
+    const view = heapView(acc);
+    if (view) {
+      // wasm: read (and complete) the block in place, transpose it on the backend.
+      if (identityG) addG(view);
+      const transposed = transpose ? tf.transpose(acc) : null;
+      const data = heapView(acc)!;
+      const tView = transposed ? heapView(transposed)! : null;
+      return {
+        data,
+        transposed: tView,
+        owned: false,
+        done: () => tf.dispose([acc, transposed, identityG].filter((t): t is tf.Tensor => t != null)),
+      };
     }
+    const data = acc.dataSync() as Float32Array;
+    if (identityG) addG(data);
     tf.dispose([acc, identityG].filter((t): t is tf.Tensor => t != null));
-    return out;
+    return {
+      data,
+      transposed: transpose ? transposeBlock(data, rows, cols) : null,
+      owned: true,
+      done: () => undefined,
+    };
   }
 
   release(): void {
@@ -182,6 +216,16 @@ export class TfBlockComputer implements BlockComputer {
     this.cache.clear();
     this.cachedBytes = 0;
   }
+}
+
+/**
+ * A zero-copy view of a tensor's values in backend memory (wasm), or null on backends without one.
+ * Valid until the tensor is disposed or the backend allocates (wasm memory may grow and move).
+ */
+function heapView(t: tf.Tensor): Float32Array | null {
+  const backend = tf.backend() as unknown as { typedArrayFromHeap?: (info: tf.TensorInfo) => Float32Array };
+  if (typeof backend.typedArrayFromHeap !== 'function' || t.dtype !== 'float32') return null;
+  return backend.typedArrayFromHeap({ dataId: t.dataId, shape: t.shape, dtype: t.dtype });
 }
 
 /** out[(n·V + i), (m·V + i)] += g[n, m] for a full block [r·V, c·V]. */
@@ -232,7 +276,7 @@ export class JsBlockComputer implements BlockComputer {
     return g;
   }
 
-  compute(row: BlockInput, col: BlockInput): Float64Array {
+  compute(row: BlockInput, col: BlockInput, transpose: boolean): BlockOutput {
     const r = row.points;
     const c = col.points;
     const V = this.V;
@@ -278,7 +322,13 @@ export class JsBlockComputer implements BlockComputer {
       }
     });
     if (!full) for (let e = 0; e < r * c; e++) out[e] = out[e]! / V + identity[e]!;
-    return out;
+    const [rows, cols] = full ? [r * V, c * V] : [r, c];
+    return {
+      data: out,
+      transposed: transpose ? transposeBlock(out, rows, cols) : null,
+      owned: true,
+      done: () => undefined,
+    };
   }
 
   release(): void {}
@@ -349,13 +399,17 @@ export function writeBlock(
   b: number,
   data: Float32Array | Float64Array,
   mirror: boolean,
+  transposed: Float32Array | Float64Array | null = null,
 ): void {
   const rows = (rowOffsets[a + 1]! - rowOffsets[a]!) * stride;
   const bcols = (colOffsets[b + 1]! - colOffsets[b]!) * stride;
   const r0 = rowOffsets[a]! * stride;
   const c0 = colOffsets[b]! * stride;
   placeBlock(out, cols, r0, c0, data, rows, bcols);
-  if (mirror && a !== b) placeTransposed(out, cols, c0, r0, data, rows, bcols);
+  if (mirror && a !== b) {
+    if (transposed) placeBlock(out, cols, c0, r0, transposed, bcols, rows);
+    else placeTransposed(out, cols, c0, r0, data, rows, bcols);
+  }
 }
 
 /** Views of block k of a point set whose factors are stored contiguously for all points. */

@@ -59,7 +59,7 @@ export interface NtkOptions {
   accumulation?: NtkAccumulation;
   /**
    * Points per block (the kernel is built from blocks of blockSize × blockSize points). Default:
-   * chosen from V so that one block holds about 1.5 M entries (≈ 125 points at V = 10), small enough
+   * chosen from V so that one block holds about 1 M entries (100 points at V = 10), small enough
    * that the symmetric case skips almost half of the work and every block fits the wasm heap.
    */
   blockSize?: number;
@@ -94,6 +94,8 @@ export interface NtkResult {
   kind: NtkOutput;
   /** The implementation that ran ('auto' resolved). */
   implementation: ResolvedNtkImplementation;
+  /** Layers ("name (ClassName)") or topology issues that kept the structured path from applying. */
+  unsupportedLayers: string[];
   /** Number of row points (x1) and column points (x2; = n1 when x2 was omitted). */
   n1: number;
   n2: number;

@@ -122,8 +122,6 @@ describe('entk finetune', () => {
       runCli([...base, '--lr', '0.1', '--mode', 'single']),
       /points: expected exactly one example/,
     );
-    expectOneLineError(runCli([...base, '--lr', '0.1', '--batch-size', '2']), /batchSize/);
-    expectOneLineError(runCli([...base, '--lr', '0.1', '--points', 'train:999']), /points/);
     expectOneLineError(runCli([...base, '--lr', '0.1', '--run', root]), /run: expected a run directory/);
     expectOneLineError(
       runCli([

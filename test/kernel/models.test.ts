@@ -102,6 +102,7 @@ describe('other tfjs models', () => {
     expect(() => empiricalNtkFn(model, { implementation: 'structured' })).toThrow(/LayerNormalization/);
     const kAuto = await auto(x);
     expect(kAuto.implementation).toBe('jacobian');
+    expect(kAuto.unsupportedLayers).toEqual(auto.plan.unsupportedLayers);
     // Excluding the layer's parameters makes the model structured again (the layer is then a
     // plain function); both paths must agree on that subset.
     const subset = [model.layers[0]!.name, model.layers[3]!.name];

@@ -17,9 +17,8 @@ import {
   type ScatterSeries,
   trajectoriesFigure,
 } from '../../report/index.js';
-import { readFinetuneKernel, readFinetuneRecording } from '../../train/finetune.js';
+import { readFinetuneKernel, readFinetuneManifest } from '../../train/finetune.js';
 import type { CheckpointInfo } from '../../train/index.js';
-import { loadArray, loadTrajectory, saveArray, saveTrajectory } from '../arrays.js';
 import type { CheckpointsStudyConfig } from '../config.js';
 import {
   abs,
@@ -35,25 +34,31 @@ import {
 } from '../pipeline.js';
 import {
   intervalChanges,
+  loadPredictions,
   METHODS,
   type Method,
-  predictRecording,
+  type Predictions,
   type RecordingScores,
   scoreRecording,
   totalChange,
+  writePredictions,
 } from '../predict.js';
 import { finite, pointProbabilities, type StudyRun } from '../study.js';
 
-const FILES: Record<Method, string> = {
-  'one-step': 'one-step-path',
-  'POP-MU': 'pop-mu',
-  'POP-ODE': 'pop-ode',
-  refreshed: 'refreshed',
-};
+/** The predicted trajectory of a method ('one-step' is the summed one-step path). */
+function trajectoryOf(p: Predictions, m: Method) {
+  return m === 'one-step'
+    ? p.oneStepPath
+    : m === 'POP-MU'
+      ? p.popMu
+      : m === 'POP-ODE'
+        ? p.popOde
+        : p.refreshed!;
+}
 
 /** Result of the analysis stage of one checkpoint. */
 interface Analysis {
-  /** Directory of the saved trajectories, relative to the experiment. */
+  /** The recording (with its predictions/ and comparison.json), relative to the experiment. */
   dir: string;
   scores: RecordingScores;
   hasRefreshed: boolean;
@@ -86,7 +91,6 @@ export async function runCheckpointsStudy(
     (a, b) => a.step - b.step,
   );
   const ids = { finetune: points.result.finetuneIds, observe: points.result.observeIds };
-  const studyDir = path.join(ctx.outDir, 'studies', 'checkpoints');
 
   const per: { checkpoint: CheckpointInfo; finetune: Staged<FinetuneResult>; analysis: Staged<Analysis> }[] =
     [];
@@ -96,24 +100,13 @@ export async function runCheckpointsStudy(
       `checkpoints/analyse/${checkpoint.id}`,
       { finetune: ft.key },
       async () => {
-        const recording = await readFinetuneRecording(abs(ctx, ft.result.dir));
-        const predictions = await predictRecording(recording);
-        const dir = path.join(studyDir, checkpoint.id);
-        await saveTrajectory(path.join(dir, 'actual'), recording.trajectory);
-        await saveTrajectory(path.join(dir, FILES['one-step']), predictions.oneStepPath);
-        await saveTrajectory(path.join(dir, FILES['POP-MU']), predictions.popMu);
-        await saveTrajectory(path.join(dir, FILES['POP-ODE']), predictions.popOde);
-        if (predictions.refreshed)
-          await saveTrajectory(path.join(dir, FILES.refreshed), predictions.refreshed);
-        const T = recording.trajectory.steps.length;
-        const shape = [T - 1, recording.trajectory.numPoints, recording.trajectory.numClasses];
-        await saveArray(path.join(dir, 'one-step'), predictions.oneStep, shape);
-        if (predictions.oneStepRefreshed)
-          await saveArray(path.join(dir, 'one-step-refreshed'), predictions.oneStepRefreshed, shape);
+        const dir = abs(ctx, ft.result.dir);
+        await writePredictions(dir);
+        const { recording, predictions } = await loadPredictions(dir);
         const kernels = recording.manifest.kernels;
         const last = kernels[kernels.length - 1]!;
         return {
-          dir: path.relative(ctx.outDir, dir),
+          dir: ft.result.dir,
           scores: scoreRecording(recording.trajectory, predictions),
           hasRefreshed: predictions.refreshed !== null,
           loss: { start: recording.loss[0]!, end: recording.loss[recording.loss.length - 1]! },
@@ -121,7 +114,7 @@ export async function runCheckpointsStudy(
           finetuneDrift: last.drift ? { step: last.step, ...last.drift.all } : null,
         } satisfies Analysis;
       },
-      { outputs: (r) => [path.join(abs(ctx, r.dir), 'actual.npy')] },
+      { outputs: (r) => [path.join(abs(ctx, r.dir), 'comparison.json')] },
     );
     per.push({ checkpoint, finetune: ft, analysis });
   }
@@ -132,10 +125,7 @@ export async function runCheckpointsStudy(
     { finetunes: per.map((p) => p.finetune.key) },
     async () => {
       const blocks = async (ft: FinetuneResult) => {
-        const rec = {
-          dir: abs(ctx, ft.dir),
-          manifest: (await readFinetuneRecording(abs(ctx, ft.dir))).manifest,
-        };
+        const rec = { dir: abs(ctx, ft.dir), manifest: await readFinetuneManifest(abs(ctx, ft.dir)) };
         const k = await readFinetuneKernel(rec, 0);
         if (!k.observe) return k.train;
         const joined = new Float32Array(k.train.length + k.observe.length);
@@ -163,11 +153,10 @@ export async function runCheckpointsStudy(
   const focusScores = focusRun.analysis.result.scores;
 
   const section = async (): Promise<ReportSection> => {
-    const dir = abs(ctx, focusRun.analysis.result.dir);
-    const actual = await loadTrajectory(path.join(dir, 'actual'));
+    const { recording, predictions } = await loadPredictions(abs(ctx, focusRun.analysis.result.dir));
+    const actual = recording.trajectory;
     const methods = METHODS.filter((m) => m !== 'refreshed' || focusRun.analysis.result.hasRefreshed);
-    const predicted = new Map<Method, Awaited<ReturnType<typeof loadTrajectory>>>();
-    for (const m of methods) predicted.set(m, await loadTrajectory(path.join(dir, FILES[m])));
+    const predicted = new Map(methods.map((m) => [m, trajectoryOf(predictions, m)]));
     const classNames = base.result.classNames;
     const V = actual.numClasses;
     const N = ids.finetune.length;
@@ -193,14 +182,13 @@ export async function runCheckpointsStudy(
       }),
     );
     // Per-interval changes: equation (1).
-    const oneStep = await loadArray(path.join(dir, 'one-step'));
     const stepSeries: ScatterSeries[] = [
-      { name: 'one-step', predicted: oneStep.data, actual: intervalChanges(actual) },
+      { name: 'one-step', predicted: predictions.oneStep, actual: intervalChanges(actual) },
     ];
-    if (focusRun.analysis.result.hasRefreshed) {
+    if (predictions.oneStepRefreshed) {
       stepSeries.push({
         name: 'refreshed',
-        predicted: (await loadArray(path.join(dir, 'one-step-refreshed'))).data,
+        predicted: predictions.oneStepRefreshed,
         actual: stepSeries[0]!.actual,
       });
     }
@@ -397,19 +385,19 @@ export async function runCheckpointsStudy(
     summary: [
       {
         key: 'checkpoints-one-step-r',
-        label: `equation (1): r of per-step Δ log π (${focus.id})`,
+        label: `one-step (eq. 1): r of per-step Δ log π, ${focus.id}`,
         measured: finite(focusScores.oneStepChange.pearson),
         theory: 1,
       },
       {
         key: 'checkpoints-pop-mu-r',
-        label: `POP-MU: r of total Δ log π (${focus.id})`,
+        label: `POP-MU: r of total Δ log π, ${focus.id}`,
         measured: finite(focusScores.methods['POP-MU']!.rTotal),
         theory: 1,
       },
       {
         key: 'checkpoints-pop-mu-rmse',
-        label: `POP-MU: RMS log π error, nats (${focus.id})`,
+        label: `POP-MU: RMS log π error (nats), ${focus.id}`,
         measured: focusScores.methods['POP-MU']!.rmseLogProb,
         theory: 0,
       },

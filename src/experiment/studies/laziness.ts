@@ -12,7 +12,6 @@ import {
   type ReportSection,
 } from '../../report/index.js';
 import { resolveTrainConfig, type TrainConfig, toConfigInput } from '../../train/index.js';
-import { readFinetuneRecording } from '../../train/finetune.js';
 import type { LazinessStudyConfig } from '../config.js';
 import {
   abs,
@@ -23,7 +22,7 @@ import {
   type TrackedPoints,
   trainStage,
 } from '../pipeline.js';
-import { predictRecording, scoreRecording } from '../predict.js';
+import { loadPredictions, scoreRecording, writePredictions } from '../predict.js';
 import { finite, type StudyRun } from '../study.js';
 
 /** Result of one width's analysis stage. */
@@ -73,13 +72,13 @@ export async function runLazinessStudy(
   const ids = { finetune: points.result.finetuneIds, observe: points.result.observeIds };
   const analyses: Staged<WidthAnalysis>[] = [];
   for (const width of cfg.widths) {
-    const trained = await trainStage(ctx, `width-${width}`, widthTrainConfig(ctx.config.train, cfg, width));
+    const trained = await trainStage(ctx, `width-${width}`, widthTrainConfig(ctx.config.train!, cfg, width));
     const checkpoint = checkpointOf(trained.result, cfg.checkpoint, 'studies.laziness.checkpoint');
     const ft = await finetuneStage(ctx, `laziness-${checkpoint.id}`, trained, checkpoint, ids, cfg.finetune);
     analyses.push(
       await ctx.stages.run(`laziness/analyse/width-${width}`, { finetune: ft.key }, async () => {
-        const recording = await readFinetuneRecording(abs(ctx, ft.result.dir));
-        const predictions = await predictRecording(recording);
+        await writePredictions(abs(ctx, ft.result.dir));
+        const { recording, predictions } = await loadPredictions(abs(ctx, ft.result.dir));
         const gap = lazinessGap(recording.trajectory, predictions.popMu);
         const scores = scoreRecording(recording.trajectory, predictions);
         const kernels = recording.manifest.kernels;
@@ -122,10 +121,16 @@ export async function runLazinessStudy(
     });
     const overSteps = await errorOverStepsFigure({
       id: 'laziness-gap-over-steps',
-      steps: Float64Array.from(results[0]!.steps),
-      series: results.map((r) => ({ name: `width ${r.width}`, values: r.gapCurve, steps: r.steps })),
+      // Step 0 is left out: the gap is 0 there by construction (log axis).
+      steps: Float64Array.from(results[0]!.steps.slice(1)),
+      series: results.map((r) => ({
+        name: `width ${r.width}`,
+        values: r.gapCurve.slice(1),
+        steps: r.steps.slice(1),
+      })),
       yTitle: 'RMS of network − POP-MU log π (nats)',
-      errorDescription: 'the root-mean-square log π difference between the network and POP-MU (frozen kernel), one line per width',
+      errorDescription:
+        'the root-mean-square log π difference between the network and POP-MU (frozen kernel), one line per width',
       title: 'Laziness gap over the finetune, by width',
       logY: true,
     });
@@ -181,7 +186,7 @@ export async function runLazinessStudy(
     summary: [
       {
         key: 'laziness-slope',
-        label: `laziness: slope of gap vs width (${widths[0]}–${widths[widths.length - 1]})`,
+        label: `laziness: slope of gap vs width ${widths[0]}–${widths[widths.length - 1]}`,
         measured: finite(slope),
         theory: -0.5,
       },
@@ -189,4 +194,3 @@ export async function runLazinessStudy(
     section,
   };
 }
-

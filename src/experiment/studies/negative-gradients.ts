@@ -6,15 +6,9 @@
  * (POP-MU, POP-ODE, equation (1) step by step) vs the real network.
  */
 import * as path from 'node:path';
-import {
-  predictedVsActualFigure,
-  type ReportSection,
-  trajectoriesFigure,
-} from '../../report/index.js';
 import type { Trajectory } from '../../dynamics/index.js';
 import { InvalidArgumentError } from '../../errors.js';
-import { readFinetuneRecording } from '../../train/finetune.js';
-import { loadTrajectory, saveTrajectory } from '../arrays.js';
+import { predictedVsActualFigure, type ReportSection, trajectoriesFigure } from '../../report/index.js';
 import type { NegativeGradientsStudyConfig } from '../config.js';
 import {
   abs,
@@ -25,7 +19,7 @@ import {
   type TrackedPoints,
   type TrainedRun,
 } from '../pipeline.js';
-import { predictRecording, scoreRecording, totalChange } from '../predict.js';
+import { loadPredictions, scoreRecording, totalChange, writePredictions } from '../predict.js';
 import { finite, pointProbabilities, type StudyRun } from '../study.js';
 
 /** Where the mass went, for one trajectory (actual or predicted). */
@@ -74,6 +68,7 @@ export function squeeze(tr: Trajectory, y: number): Squeeze {
 }
 
 interface Analysis {
+  /** The recording (with its predictions), relative to the experiment. */
   dir: string;
   example: string;
   label: number;
@@ -83,8 +78,6 @@ interface Analysis {
   /** Sign agreement of predicted vs actual Δ log π(y_example | x) over the other tracked points (POP-MU). */
   signAgreementOthers: number | null;
 }
-
-const TRAJECTORIES = { actual: 'actual', 'POP-MU': 'pop-mu', 'POP-ODE': 'pop-ode' } as const;
 
 export async function runNegativeGradientsStudy(
   ctx: ExperimentContext,
@@ -108,21 +101,30 @@ export async function runNegativeGradientsStudy(
     example = cfg.example;
   }
   const others = [...finetuneIds, ...observeIds].filter((id) => id !== example);
-  const settings = { eta: cfg.eta, steps: cfg.steps, batch: 'full' as const, recordEvery: cfg.recordEvery, refreshEvery: null };
-  const ft = await finetuneStage(ctx, 'negative-gradients', base, checkpoint, { finetune: [example], observe: others }, settings);
-  const studyDir = path.join(ctx.outDir, 'studies', 'negative-gradients');
+  const settings = {
+    eta: cfg.eta,
+    steps: cfg.steps,
+    batch: 'full' as const,
+    recordEvery: cfg.recordEvery,
+    refreshEvery: null,
+  };
+  const ft = await finetuneStage(
+    ctx,
+    'negative-gradients',
+    base,
+    checkpoint,
+    { finetune: [example], observe: others },
+    settings,
+  );
   const analysis = await ctx.stages.run(
     'negative-gradients/analyse',
     { finetune: ft.key },
     async () => {
-      const recording = await readFinetuneRecording(abs(ctx, ft.result.dir));
-      const predictions = await predictRecording(recording);
+      await writePredictions(abs(ctx, ft.result.dir));
+      const { recording, predictions } = await loadPredictions(abs(ctx, ft.result.dir));
       const actual = recording.trajectory;
       const y = recording.labels[0]!;
       const scores = scoreRecording(actual, predictions);
-      await saveTrajectory(path.join(studyDir, TRAJECTORIES.actual), actual);
-      await saveTrajectory(path.join(studyDir, TRAJECTORIES['POP-MU']), predictions.popMu);
-      await saveTrajectory(path.join(studyDir, TRAJECTORIES['POP-ODE']), predictions.popOde);
       // Sign agreement of the change of log π(y | x) at the other points.
       const V = actual.numClasses;
       const a = totalChange(actual);
@@ -137,9 +139,10 @@ export async function runNegativeGradientsStudy(
       }
       const sq = squeeze(actual, y);
       let top = -1;
-      for (let i = 0; i < V; i++) if (i !== y && (top < 0 || actual.logProbs[i]! > actual.logProbs[top]!)) top = i;
+      for (let i = 0; i < V; i++)
+        if (i !== y && (top < 0 || actual.logProbs[i]! > actual.logProbs[top]!)) top = i;
       return {
-        dir: path.relative(ctx.outDir, studyDir),
+        dir: ft.result.dir,
         example,
         label: y,
         top,
@@ -157,23 +160,31 @@ export async function runNegativeGradientsStudy(
         signAgreementOthers: count > 0 ? agree / count : null,
       } satisfies Analysis;
     },
-    { outputs: (r) => [path.join(abs(ctx, r.dir), 'actual.npy')] },
+    { outputs: (r) => [path.join(abs(ctx, r.dir), 'comparison.json')] },
   );
   const r = analysis.result;
   const classNames = base.result.classNames;
 
   const section = async (): Promise<ReportSection> => {
-    const dir = abs(ctx, r.dir);
-    const actual = await loadTrajectory(path.join(dir, TRAJECTORIES.actual));
-    const mu = await loadTrajectory(path.join(dir, TRAJECTORIES['POP-MU']));
-    const ode = await loadTrajectory(path.join(dir, TRAJECTORIES['POP-ODE']));
+    const { recording, predictions } = await loadPredictions(abs(ctx, r.dir));
+    const actual = recording.trajectory;
+    const mu = predictions.popMu;
+    const ode = predictions.popOde;
     const V = actual.numClasses;
     const P = actual.numPoints;
     const N = 1;
     // The example and the two other points whose ascended-label probability moved most.
     const last = (actual.steps.length - 1) * P * V;
-    const move = (p: number) => Math.abs(Math.exp(actual.logProbs[last + p * V + r.label]!) - Math.exp(actual.logProbs[p * V + r.label]!));
-    const chosen = [0, ...Array.from({ length: P - N }, (_, k) => k + N).sort((a, b) => move(b) - move(a)).slice(0, 2)];
+    const move = (p: number) =>
+      Math.abs(
+        Math.exp(actual.logProbs[last + p * V + r.label]!) - Math.exp(actual.logProbs[p * V + r.label]!),
+      );
+    const chosen = [
+      0,
+      ...Array.from({ length: P - N }, (_, k) => k + N)
+        .sort((a, b) => move(b) - move(a))
+        .slice(0, 2),
+    ];
     const labelOfPoint = (p: number): number | undefined => {
       if (p === 0) return r.label;
       const id = others[p - 1]!;
@@ -186,7 +197,10 @@ export async function runNegativeGradientsStudy(
       numLabels: V,
       labelNames: classNames,
       points: chosen.map((p) => ({
-        name: p === 0 ? `ascended ${example} (label ${classNames[r.label]})` : `${others[p - 1]} (label ${classNames[labelOfPoint(p)!]})`,
+        name:
+          p === 0
+            ? `ascended ${example} (label ${classNames[r.label]})`
+            : `${others[p - 1]} (label ${classNames[labelOfPoint(p)!]})`,
         trueLabel: labelOfPoint(p),
         labels: p === 0 ? [r.label, r.top] : undefined,
         series: [
@@ -195,6 +209,7 @@ export async function runNegativeGradientsStudy(
           { method: 'POP-ODE', probabilities: pointProbabilities(ode, p) },
         ],
       })),
+      value: 'logProbability',
       title: `Gradient ascent on ${example}'s label ${classNames[r.label]}: where the mass goes`,
       note: `First panel: the ascended example, its label ${classNames[r.label]} and the most likely other label ${classNames[r.top]} at the start. Other panels: the tracked points whose probability of ${classNames[r.label]} moved most.`,
     });
@@ -208,27 +223,27 @@ export async function runNegativeGradientsStudy(
       itemDescription: `one (tracked point, label) pair: the change of log π over the ${cfg.steps} ascent steps`,
       title: 'Predicted vs actual Δ log π under gradient ascent',
     });
-    const rows = (['actual', 'POP-MU', 'POP-ODE', 'one-step'] as const).map((m) => {
+    const rows = (['actual', 'POP-MU', 'POP-ODE'] as const).map((m) => {
       const s = r.squeeze[m];
       return {
         key: m,
-        label: m === 'one-step' ? 'one-step (summed)' : m,
+        label: m === 'actual' ? 'network' : m,
         values: {
           labelEnd: s.labelEnd,
           topEnd: s.topEnd,
           share: s.shareToTop,
-          gain: s.meanTopGainOthers,
           squeezed: s.fractionSqueezedOthers,
         },
       };
     });
     const a = r.squeeze.actual;
+    const proportional = a.topStart / (1 - a.labelStart);
     return {
       id: 'negative-gradients',
       title: 'Negative gradients: unlearning one label',
       text: [
-        `Gradient ascent (η = ${cfg.eta}, ${cfg.steps} steps) on the label ${classNames[r.label]} of ${example}, from ${checkpoint.id}, with the ${others.length} other tracked points watched. π(${classNames[r.label]}) fell from {labelStart} to {labelEnd}; of the mass it lost, a share of {shareActual} went to ${classNames[r.top]}, the most likely other label at the start (start probability {topStart}) — POP-MU predicts {shareMu}.`,
-        'This is the squeezing effect: the replicator update moves mass in proportion to the current probabilities, so an already likely label takes most of what the ascended label loses. POP-MU agrees in sign with the network on the change of the ascended label at {signAgreement} of the other points.',
+        `Gradient ascent (η = ${cfg.eta}, ${cfg.steps} steps) on the label ${classNames[r.label]} of ${example}, from ${checkpoint.id}, with the ${others.length} other tracked points watched. π(${classNames[r.label]}) fell from {labelStart} to {labelEnd}; of the mass it lost, a share of {shareActual} went to ${classNames[r.top]}, the most likely other label at the start (start probability {topStart}) — POP-MU predicts {shareMu}. Spreading the lost mass in proportion to the other labels' probabilities would give it only {proportional}.`,
+        `This is the squeezing effect: the replicator update moves mass in proportion to the current probabilities, so an already likely label takes most of what the ascended label loses. On the other tracked points, POP-MU gets the sign of the change of log π(${classNames[r.label]} | x) right for a fraction {signAgreement} of them.`,
       ].join('\n\n'),
       numbers: {
         labelStart: a.labelStart,
@@ -236,20 +251,20 @@ export async function runNegativeGradientsStudy(
         topStart: a.topStart,
         shareActual: finite(a.shareToTop),
         shareMu: finite(r.squeeze['POP-MU'].shareToTop),
+        proportional: finite(proportional),
         signAgreement: finite(r.signAgreementOthers),
       },
       tables: [
         {
           id: 'squeezing',
           title: 'Where the mass goes, actual vs predicted',
-          caption: `π(y): probability of the ascended label ${classNames[r.label]} of ${example} at the end (start ${a.labelStart.toPrecision(4)}); π(top): of ${classNames[r.top]} (start ${a.topStart.toPrecision(4)}). Share: part of the lost π(y) gained by top. Other points: mean gain of each point's most likely label, and the fraction of points where it gained.`,
+          caption: `π(y): probability of the ascended label ${classNames[r.label]} of ${example} at the end (start ${a.labelStart.toPrecision(4)}); π(top): of ${classNames[r.top]} (start ${a.topStart.toPrecision(4)}). Share: part of the lost π(y) gained by top (spreading the mass in proportion to the other labels' probabilities would give ${proportional.toPrecision(3)}). Other points: the fraction of the other tracked points whose most likely label gained probability.`,
           rowHeader: 'trajectory',
           columns: [
             { key: 'labelEnd', label: 'π(y), end' },
             { key: 'topEnd', label: 'π(top), end' },
             { key: 'share', label: 'share of lost mass to top' },
-            { key: 'gain', label: 'others: mean gain of top label' },
-            { key: 'squeezed', label: 'others: fraction squeezed' },
+            { key: 'squeezed', label: 'other points: fraction whose top label gained' },
           ],
           rows,
         },
@@ -264,7 +279,7 @@ export async function runNegativeGradientsStudy(
     summary: [
       {
         key: 'negative-gradients-share',
-        label: `negative gradients: share of lost mass to top label (measured; POP-MU as theory)`,
+        label: 'negative gradients: lost mass to top label (theory: POP-MU)',
         measured: finite(r.squeeze.actual.shareToTop),
         theory: finite(r.squeeze['POP-MU'].shareToTop),
       },

@@ -4,10 +4,9 @@
  * (THEORY.md). The real network's paths and the paths POP-MU and POP-ODE predict, on a ternary plot.
  */
 import * as path from 'node:path';
-import { type ReportSection, ternaryFigure, type TernaryTrajectory } from '../../report/index.js';
+import type { Trajectory } from '../../dynamics/index.js';
 import { InvalidArgumentError } from '../../errors.js';
-import { readFinetuneRecording } from '../../train/finetune.js';
-import { loadTrajectory, saveTrajectory } from '../arrays.js';
+import { type ReportSection, type TernaryTrajectory, ternaryFigure } from '../../report/index.js';
 import type { ReplicatorStudyConfig } from '../config.js';
 import {
   abs,
@@ -17,7 +16,7 @@ import {
   pointsStage,
   trainStage,
 } from '../pipeline.js';
-import { type MethodScore, predictRecording, scoreRecording } from '../predict.js';
+import { loadPredictions, type MethodScore, scoreRecording, writePredictions } from '../predict.js';
 import { finite, pointProbabilities, type StudyRun } from '../study.js';
 
 interface Analysis {
@@ -27,22 +26,24 @@ interface Analysis {
   finalTv: { 'POP-MU': number; 'POP-ODE': number };
 }
 
-const FILES = { actual: 'actual', 'POP-MU': 'pop-mu', 'POP-ODE': 'pop-ode' } as const;
-
-function meanFinalTv(a: Awaited<ReturnType<typeof loadTrajectory>>, b: Awaited<ReturnType<typeof loadTrajectory>>): number {
+function meanFinalTv(a: Trajectory, b: Trajectory): number {
   const { numPoints: P, numClasses: V } = a;
   const la = (a.steps.length - 1) * P * V;
   const lb = (b.steps.length - 1) * P * V;
   let sum = 0;
   for (let p = 0; p < P; p++) {
     let tv = 0;
-    for (let i = 0; i < V; i++) tv += Math.abs(Math.exp(a.logProbs[la + p * V + i]!) - Math.exp(b.logProbs[lb + p * V + i]!));
+    for (let i = 0; i < V; i++)
+      tv += Math.abs(Math.exp(a.logProbs[la + p * V + i]!) - Math.exp(b.logProbs[lb + p * V + i]!));
     sum += tv / 2;
   }
   return sum / P;
 }
 
-export async function runReplicatorStudy(ctx: ExperimentContext, cfg: ReplicatorStudyConfig): Promise<StudyRun> {
+export async function runReplicatorStudy(
+  ctx: ExperimentContext,
+  cfg: ReplicatorStudyConfig,
+): Promise<StudyRun> {
   const trained = await trainStage(ctx, 'replicator', cfg.train);
   if (trained.result.numClasses !== 3) {
     throw new InvalidArgumentError(
@@ -61,19 +62,15 @@ export async function runReplicatorStudy(ctx: ExperimentContext, cfg: Replicator
     { finetune: points.result.finetuneIds, observe: points.result.observeIds },
     cfg.finetune,
   );
-  const studyDir = path.join(ctx.outDir, 'studies', 'replicator');
   const analysis = await ctx.stages.run(
     'replicator/analyse',
     { finetune: ft.key },
     async () => {
-      const recording = await readFinetuneRecording(abs(ctx, ft.result.dir));
-      const predictions = await predictRecording(recording);
+      await writePredictions(abs(ctx, ft.result.dir));
+      const { recording, predictions } = await loadPredictions(abs(ctx, ft.result.dir));
       const scores = scoreRecording(recording.trajectory, predictions);
-      await saveTrajectory(path.join(studyDir, FILES.actual), recording.trajectory);
-      await saveTrajectory(path.join(studyDir, FILES['POP-MU']), predictions.popMu);
-      await saveTrajectory(path.join(studyDir, FILES['POP-ODE']), predictions.popOde);
       return {
-        dir: path.relative(ctx.outDir, studyDir),
+        dir: ft.result.dir,
         methods: { 'POP-MU': scores.methods['POP-MU']!, 'POP-ODE': scores.methods['POP-ODE']! },
         finalTv: {
           'POP-MU': meanFinalTv(recording.trajectory, predictions.popMu),
@@ -81,17 +78,17 @@ export async function runReplicatorStudy(ctx: ExperimentContext, cfg: Replicator
         },
       } satisfies Analysis;
     },
-    { outputs: (r) => [path.join(abs(ctx, r.dir), 'actual.npy')] },
+    { outputs: (r) => [path.join(abs(ctx, r.dir), 'comparison.json')] },
   );
   const r = analysis.result;
   const classNames = trained.result.classNames;
 
   const section = async (): Promise<ReportSection> => {
-    const dir = abs(ctx, r.dir);
+    const { recording, predictions } = await loadPredictions(abs(ctx, r.dir));
     const trajectories = {
-      actual: await loadTrajectory(path.join(dir, FILES.actual)),
-      'POP-MU': await loadTrajectory(path.join(dir, FILES['POP-MU'])),
-      'POP-ODE': await loadTrajectory(path.join(dir, FILES['POP-ODE'])),
+      actual: recording.trajectory,
+      'POP-MU': predictions.popMu,
+      'POP-ODE': predictions.popOde,
     };
     const N = points.result.finetuneIds.length;
     const M = points.result.observeIds.length;
@@ -118,14 +115,15 @@ export async function runReplicatorStudy(ctx: ExperimentContext, cfg: Replicator
       title: 'Replicator picture',
       text: [
         `On the three-class problem ${cfg.train.data}, each example's distribution over the labels is a point of the 2-simplex, and finetuning moves it: the population state of a polymatrix game whose payoff matrices are the kernel blocks (THEORY.md). The network was finetuned from ${checkpoint.id} on ${N} points; POP-MU and POP-ODE predict the paths from the kernel frozen there.`,
-        'At the last step the predicted distributions are, on average, a total-variation distance of {tvMu} (POP-MU) and {tvOde} (POP-ODE) from the network\'s (0 = identical, 1 = disjoint).',
+        "At the last step the predicted distributions are, on average, a total-variation distance of {tvMu} (POP-MU) and {tvOde} (POP-ODE) from the network's (0 = identical, 1 = disjoint).",
       ].join('\n\n'),
       numbers: { tvMu: r.finalTv['POP-MU'], tvOde: r.finalTv['POP-ODE'] },
       tables: [
         {
           id: 'methods',
           title: 'Replicator predictions against the network',
-          caption: 'r: Pearson correlation of predicted and actual total Δ log π per (point, label). RMS: log π difference over steps, points and labels. TV: mean over tracked points of ½‖π_pred − π_net‖₁ at the last step.',
+          caption:
+            'r: Pearson correlation of predicted and actual total Δ log π per (point, label). RMS: log π difference over steps, points and labels. TV: mean over tracked points of ½‖π_pred − π_net‖₁ at the last step.',
           rowHeader: 'predictor',
           columns: [
             { key: 'r', label: 'r (total Δ log π)' },
@@ -149,7 +147,7 @@ export async function runReplicatorStudy(ctx: ExperimentContext, cfg: Replicator
     summary: [
       {
         key: 'replicator-tv',
-        label: 'replicator: mean final TV distance, POP-MU vs network',
+        label: 'replicator: final TV distance, POP-MU vs network',
         measured: finite(r.finalTv['POP-MU']),
         theory: 0,
       },
@@ -157,4 +155,3 @@ export async function runReplicatorStudy(ctx: ExperimentContext, cfg: Replicator
     section,
   };
 }
-

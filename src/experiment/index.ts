@@ -1,0 +1,53 @@
+/**
+ * Experiments: a YAML/JSON configuration of studies run end to end — train → checkpoints →
+ * kernels → finetune → predictions → metrics → report — resumably, with a report section per
+ * study. `entk experiment <config>` and `entk demo` are the command-line forms.
+ */
+export {
+  type CheckpointsStudyConfig,
+  CONFIGS_DIR,
+  configError,
+  type DiscretisationStudyConfig,
+  type ExperimentConfig,
+  type ExperimentConfigInput,
+  experimentConfigSchema,
+  type FinetuneSettings,
+  type LazinessStudyConfig,
+  listPresetConfigs,
+  loadExperimentConfig,
+  mergeConfigs,
+  type NegativeGradientsStudyConfig,
+  type PointSpecs,
+  parseConfigText,
+  type ReplicatorStudyConfig,
+  readConfigFile,
+  resolveConfigPath,
+  resolveExperimentConfig,
+  STUDY_NAMES,
+  type StudyName,
+} from './config.js';
+export {
+  intervalChanges,
+  loadPredictions,
+  METHODS,
+  type Method,
+  type MethodScore,
+  type Predictions,
+  type PredictOptions,
+  type RecordingScores,
+  SIGN_THRESHOLD,
+  scoreRecording,
+  scoreTrajectory,
+  totalChange,
+  writePredictions,
+} from './predict.js';
+export {
+  type ExperimentResult,
+  formatSummary,
+  type RunExperimentOptions,
+  runExperiment,
+  summaryTable,
+} from './runner.js';
+export { canonicalJson, hashOf, type StageEvent, type StageOptions, StageRunner } from './stages.js';
+export { type Squeeze, squeeze } from './studies/negative-gradients.js';
+export type { StudyRun, SummaryRow } from './study.js';
