@@ -12,3 +12,7 @@ export * from './report/index.js';
 export { Rng } from './util/rng.js';
 export * from './model/index.js';
 export * from './train/index.js';
+export * from './kernel/index.js';
+export * from './dynamics/index.js';
+export * from './compare/index.js';
+export * from './experiment/index.js';

@@ -42,7 +42,7 @@ export interface Predictions {
 }
 
 /** Options of {@link writePredictions}. */
-export interface PredictOptions {
+export interface PredictionOptions {
   /** POP-ODE relative tolerance. Default 1e-8. */
   rtol?: number;
   /** POP-ODE absolute tolerance. Default 1e-10. */
@@ -56,7 +56,7 @@ export const SIGN_THRESHOLD = 1e-6;
  * Run the predictors on the recording in `dir` and compare them with it (src/compare): writes
  * `predictions/` and `comparison.json` into the recording.
  */
-export async function writePredictions(dir: string, options: PredictOptions = {}): Promise<void> {
+export async function writePredictions(dir: string, options: PredictionOptions = {}): Promise<void> {
   const recording = await readFinetuneRecording(dir);
   const refreshed = recording.manifest.kernels.length > 1;
   const predictors: PredictorName[] = [

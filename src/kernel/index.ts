@@ -52,7 +52,7 @@ export { finiteDifferenceJacobian, finiteDifferenceNtk } from './reference.js';
 export * from './types.js';
 
 /** Default memory budget for per-point factors: 1 GiB. */
-export const DEFAULT_MEMORY_BUDGET = 2 ** 30;
+export const DEFAULT_NTK_MEMORY_BUDGET = 2 ** 30;
 
 /** What an implementation prepares: the resolved choice, the structured plan (if any), the terms. */
 interface Prepared {
@@ -146,7 +146,7 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
     parameters = 'all',
     accumulation = 'float32',
     blockSize,
-    memoryBudget = DEFAULT_MEMORY_BUDGET,
+    memoryBudget = DEFAULT_NTK_MEMORY_BUDGET,
     threads = 1,
     progress = true,
   } = options;

@@ -1,6 +1,7 @@
 import { Resvg } from '@resvg/resvg-js';
 import * as vega from 'vega';
 import { describe, expect, it, vi } from 'vitest';
+import { pearson } from '../../src/compare/metrics.js';
 import {
   blockAverage,
   classSortedOrder,
@@ -10,7 +11,6 @@ import {
   kernelHeatmapFigure,
   lazinessVsWidthFigure,
   PNG_SIGNATURE,
-  pearson,
   pngSize,
   predictedVsActualFigure,
   svgToPng,

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { pearson } from '../../src/compare/metrics.js';
 import { InvalidArgumentError } from '../../src/errors.js';
 import {
   escapeHtml,
@@ -7,7 +8,6 @@ import {
   formatNumber,
   jsonPointer,
   parseTemplate,
-  pearson,
   resolveJsonPointer,
 } from '../../src/report/index.js';
 
@@ -106,7 +106,7 @@ describe('pearson', () => {
     ).toBeCloseTo(pearson(a, b), 12);
   });
   it('rejects different lengths', () => {
-    expect(() => pearson([1, 2], [1])).toThrow(/b: expected an array of the same length as a \(2\)/);
+    expect(() => pearson([1, 2], [1])).toThrow(/y: expected an array of the length of x \(2\)/);
   });
 });
 
