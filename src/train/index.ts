@@ -54,3 +54,4 @@ export {
 } from './run.js';
 export type { TrainOptions, TrainProgress, TrainResult } from './train.js';
 export { evaluateModel, readRunConfig, train } from './train.js';
+export * from './finetune.js';
