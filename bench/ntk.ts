@@ -47,7 +47,7 @@ function parseFlags(argv: string[]): Flags {
     n: 500,
     largeN: 2000,
     threads: 2,
-    repeats: 3,
+    repeats: 5,
     jacobianN: [32, 64],
     functorchN: 0,
     skipReference: false,

@@ -46,7 +46,7 @@ const BENCHMARKS: Benchmark[] = [
       '--n <N>                points of the full-kernel comparison (default 500)',
       '--large-n <N>          points of the large run, 0 to skip (default 2000)',
       '--threads <T>          contracting threads (default 2 = the cores of the reference machine)',
-      '--repeats <R>          timed repetitions, best reported (default 3)',
+      '--repeats <R>          timed repetitions, best reported (default 5)',
       '--jacobian-n <a,b>     N of the tfjs Jacobian timings, extrapolated to --n (default 32,64; 0 to skip)',
       '--functorch-n <N>      N of the functorch run, extrapolated to --n as N² (default --n)',
       '--skip-reference       do not run the Python/PyTorch references',

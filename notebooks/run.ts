@@ -29,6 +29,32 @@ if (notebooks.length === 0) {
 }
 mkdirSync(outDir, { recursive: true });
 
+/**
+ * tslab reports type errors and exceptions on the cell's stderr, which nbconvert does not print:
+ * re-run a failed notebook with --allow-errors and show every cell's stderr/error output.
+ */
+function cellErrors(file: string): string {
+  const copy = path.join(outDir, `failed-${file}`);
+  spawnSync(
+    python,
+    ['-m', 'nbconvert', '--to', 'notebook', '--execute', '--allow-errors', '--ExecutePreprocessor.kernel_name=tslab',
+      `--ExecutePreprocessor.timeout=${timeLimitSeconds}`, '--output', copy, path.join(notebooksDir, file)],
+    { cwd: notebooksDir, encoding: 'utf8', env: { ...process.env, JUPYTER_PATH: path.join(notebooksDir, '.jupyter') } },
+  );
+  if (!existsSync(copy)) return '(could not re-run the notebook to collect cell errors)';
+  const executed = JSON.parse(readFileSync(copy, 'utf8')) as {
+    cells: { outputs?: { output_type: string; name?: string; text?: string[]; ename?: string; evalue?: string }[] }[];
+  };
+  const lines: string[] = [];
+  executed.cells.forEach((cell, index) => {
+    for (const out of cell.outputs ?? []) {
+      if (out.output_type === 'error') lines.push(`  cell ${index + 1}: ${out.ename}: ${out.evalue}`);
+      else if (out.name === 'stderr') lines.push(`  cell ${index + 1}: ${(out.text ?? []).join('').trim()}`);
+    }
+  });
+  return lines.length > 0 ? lines.join('\n') : '(no cell wrote to stderr)';
+}
+
 let failed = 0;
 for (const file of notebooks) {
   const nb = JSON.parse(readFileSync(path.join(notebooksDir, file), 'utf8')) as {
@@ -60,7 +86,8 @@ for (const file of notebooks) {
   );
   const seconds = (Date.now() - start) / 1000;
   if (result.status !== 0) {
-    console.error(`FAIL ${file} (${seconds.toFixed(1)} s)\n${(result.stderr ?? '').split('\n').slice(-25).join('\n')}`);
+    console.error(`FAIL ${file} (${seconds.toFixed(1)} s)\n${(result.stderr ?? '').split('\n').slice(-15).join('\n')}`);
+    console.error(cellErrors(file));
     failed++;
   } else if (seconds > timeLimitSeconds) {
     console.error(`FAIL ${file}: took ${seconds.toFixed(1)} s, over the ${timeLimitSeconds} s budget`);

@@ -14,6 +14,7 @@ describe('resolveTrainConfig', () => {
     expect(resolveTrainConfig({ data: 'digits' })).toEqual({
       data: 'digits',
       dataOptions: {},
+      backbone: null,
       split: { testFraction: 0.2, seed: 0 },
       standardize: true,
       model: { kind: 'mlp', widths: [256, 256], activation: 'relu', parameterization: 'standard' },
