@@ -35,6 +35,12 @@ export function parseInteger(flag: string, min = Number.MIN_SAFE_INTEGER, max = 
   };
 }
 
+/** Parse a `--threads` flag: 'auto' or an integer in [1, max]. */
+export function parseThreads(max: number) {
+  const parse = parseInteger('--threads', 1, max);
+  return (value: string): number | 'auto' => (value.trim() === 'auto' ? 'auto' : parse(value));
+}
+
 /** Parse a finite number flag, optionally requiring it to be non-zero or positive. */
 export function parseNumber(
   flag: string,

@@ -177,10 +177,20 @@ export function pearson(x: ArrayLike<number>, y: ArrayLike<number>): number {
   return Math.max(-1, Math.min(1, sxy / Math.sqrt(sxx * syy)));
 }
 
-/** Ranks 1..n, ties receiving the average of the ranks they span. */
+/**
+ * Ranks 1..n, ties receiving the average of the ranks they span. ±Infinity rank below / above
+ * every finite value (equal infinities tie); NaN has no rank and throws InvalidArgumentError.
+ */
 export function ranks(x: ArrayLike<number>): Float64Array {
   const n = x.length;
-  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => x[a]! - x[b]!);
+  for (let i = 0; i < n; i++) {
+    if (Number.isNaN(x[i]))
+      throw new InvalidArgumentError(`x[${i}]`, x[i], 'a number (NaN cannot be ranked)');
+  }
+  // compare, not subtract: Infinity − Infinity is NaN, which would leave the order undefined
+  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) =>
+    x[a]! < x[b]! ? -1 : x[a]! > x[b]! ? 1 : 0,
+  );
   const r = new Float64Array(n);
   let i = 0;
   while (i < n) {
@@ -193,7 +203,10 @@ export function ranks(x: ArrayLike<number>): Float64Array {
   return r;
 }
 
-/** Spearman rank correlation (Pearson of average ranks, so ties are handled exactly). */
+/**
+ * Spearman rank correlation (Pearson of average ranks, so ties are handled exactly). ±Infinity
+ * are ranked like any value; NaN throws InvalidArgumentError (see {@link ranks}).
+ */
 export function spearman(x: ArrayLike<number>, y: ArrayLike<number>): number {
   checkPair(x, y);
   return pearson(ranks(x), ranks(y));
@@ -271,7 +284,8 @@ export function changeAgreement(actual: Trajectory, predicted: Float64Array, thr
   return {
     count: d.length,
     pearson: pearson(predicted, d),
-    spearman: spearman(predicted, d),
+    // NaN has no rank: report NaN like pearson does rather than failing the whole comparison
+    spearman: predicted.some(Number.isNaN) || d.some(Number.isNaN) ? Number.NaN : spearman(predicted, d),
     signAgreement: signAgreement(predicted, d, threshold),
     perPoint: Array.from({ length: P }, (_, q) => select((p) => p === q)),
     perLabel: Array.from({ length: V }, (_, l) => select((_p, i) => i === l)),

@@ -9,7 +9,7 @@
  * | `one-step-refreshed`  | the same with the refreshed K_t (recordings with `refreshEvery`)        | [T−1, P, V]  |
  * | `pop-mu`              | POP-MU over the whole run, K frozen                                     | [T, P, V]    |
  * | `pop-mu-refreshed`    | POP-MU with piecewise-constant refreshed K_t                            | [T, P, V]    |
- * | `pop-ode`             | POP-ODE, logit form (DOPRI5), K frozen                                  | [T, P, V]    |
+ * | `pop-ode`             | POP-ODE, logit form (DOPRI5), K frozen, schedule-averaged batch weights | [T, P, V]    |
  * | `pop-ode-simplex`     | POP-ODE, the note's simplex form                                        | [T, P, V]    |
  * Trajectories hold log π at the recorded steps; one-step files hold predicted Δ log π between
  * consecutive records. P = N finetune points then M observation points.
@@ -196,6 +196,8 @@ export async function predictRecording(
           const r = popOde(frozen, problem, {
             eta: m.learningRate,
             steps,
+            // minibatch runs: the flow of the schedule's averaged weights (scheduleWeights)
+            schedule: m.schedule,
             rtol,
             atol,
             form: name === 'pop-ode' ? 'logit' : 'simplex',

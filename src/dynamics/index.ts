@@ -28,6 +28,7 @@ export {
   type BatchSchedule,
   type DynamicsProblem,
   logSoftmax,
+  scheduleWeights,
   softmax,
   type Trajectory,
 } from './types.js';

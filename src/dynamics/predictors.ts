@@ -24,6 +24,7 @@ import {
   logSoftmaxRow,
   problemSizes,
   residuals,
+  scheduleWeights,
   type Trajectory,
 } from './types.js';
 
@@ -248,6 +249,11 @@ export interface PopOdeOptions {
   eta: number;
   /** Steps n at which to output (non-decreasing, ≥ 0). */
   steps: number[];
+  /**
+   * The batches of the discrete run it models. The flow uses their small-η-limit weights
+   * {@link scheduleWeights} (per-step weights averaged over the schedule's batches). Default: full batch.
+   */
+  schedule?: BatchSchedule;
   /** 'logit' (ż = φ; on the simplex by construction; default) or 'simplex' (the note's ȧ = a ⊙ (φ − ⟨a,φ⟩)). */
   form?: 'logit' | 'simplex';
   /** Relative tolerance of the integrator. Default 1e-6. */
@@ -273,11 +279,16 @@ export interface PopOdeResult {
 }
 
 /**
- * POP-ODE: the coupled replicator flow of all tracked points under full-batch gradient flow on the
- * N finetune points, with the kernel frozen (THEORY.md; the note's main theorem). Minibatch runs
- * have the same flow as their small-η limit.
+ * POP-ODE: the coupled replicator flow of all tracked points under gradient flow on the N finetune
+ * points, with the kernel frozen (THEORY.md; the note's main theorem).
  *
- * Logit form: ż(α) = sign(η) φ(α), φ(α) = (1/N) Σ_u K(α,u)(e_u − softmax(z(u))).
+ * Logit form: ż(α) = sign(η) φ(α), φ(α) = Σ_u w_u K(α,u)(e_u − softmax(z(u))).
+ * Full batch: w_u = 1/N. Minibatches (`schedule`): w = {@link scheduleWeights}, the per-step weights
+ * [u ∈ B]/|B| averaged over the schedule's batches (one cycle of a `sequence`; all T recorded steps
+ * of a reshuffled run: w_u = (1/T) Σ_t [u ∈ B_t]/|B_t|). For a cyclic schedule this is the flow
+ * that minibatch POP-MU follows as η → 0 at fixed horizon (each cycle lasts O(η) in t, so the
+ * batches average out; gap O(η)). It equals the full-batch flow only when w_u = 1/N, e.g. when the
+ * batch size divides N; a fixed cycle of unequal batches does not.
  * Simplex form: ȧ(α) = sign(η) a(α) ⊙ (φ(α) − ⟨a(α), φ(α)⟩), φ from b(u) = a(u).
  * Log-probabilities of the simplex form are log(max(a, 1e-300)).
  */
@@ -300,7 +311,10 @@ export function popOde(
   const r = new Float64Array(N * V);
   const probs = new Float64Array(N * V);
   const phi = new Float64Array(P * V);
-  const weight = sign / N;
+  const schedule = options.schedule ?? { kind: 'full' };
+  checkSchedule(schedule, N);
+  const weight: number | Float64Array =
+    schedule.kind === 'full' ? sign / N : scheduleWeights(schedule, N).map((w) => sign * w);
   const T = options.steps.length;
   const out = new Float64Array(T * P * V);
   let maxDefect = 0;
@@ -354,7 +368,8 @@ export function popOde(
 /**
  * Right-hand side of POP-ODE in logit form: `dz = φ̃(z)`, φ from the finetune rows of `z`
  * ([P, V] logits; the last label's derivative is 0 — φ is defined up to a per-point constant).
- * `weight` is sign(η)/N for the flow of full-batch training.
+ * `weight` is sign(η)/N for the flow of full-batch training, sign(η)·{@link scheduleWeights} [N]
+ * for minibatches.
  */
 export function logitRhs(
   operator: FitnessOperator,

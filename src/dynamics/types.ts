@@ -116,6 +116,34 @@ export function addStepWeights(schedule: BatchSchedule, n: number, weights: Floa
   for (const u of batch) weights[u] += w;
 }
 
+/**
+ * The per-point weights of the small-η limit of a schedule, [N]: the step weights averaged over
+ * the batches of the schedule,
+ *
+ *     w_u = (1/L) Σ_{b=0..L−1} c_u(B_b) / |B_b|,
+ *
+ * where L = `batches.length` and c_u(B) counts u in B (repeated indices count twice); `full` gives
+ * w_u = 1/N. A `sequence` schedule repeats with period L, so this is the average over one cycle
+ * (the weights of the small-η limit of a cyclic schedule). A recorded run of reshuffled epochs
+ * (src/train/finetune.ts stores one batch per step, L = T) gives the average over all T recorded
+ * steps, w_u = (1/T) Σ_t [u ∈ B_t]/|B_t|; reshuffling makes E[w_u] = 1/N, so there the difference
+ * from 1/N is a finite-sample one. Σ_u w_u = 1 always, and w_u = 1/N whenever every point appears
+ * equally often in batches of one size (e.g. the batch size divides N); a fixed cycle of unequal
+ * batches (N = 6, batch 4 → [[0,1,2,3],[4,5]]) gives w = (1/8, 1/8, 1/8, 1/8, 1/4, 1/4).
+ */
+export function scheduleWeights(schedule: BatchSchedule, N: number): Float64Array {
+  assertArgument(Number.isInteger(N) && N >= 1, 'N', N, 'an integer ≥ 1');
+  checkSchedule(schedule, N);
+  const w = new Float64Array(N);
+  if (schedule.kind === 'full') {
+    w.fill(1 / N);
+    return w;
+  }
+  const L = schedule.batches.length;
+  for (let b = 0; b < L; b++) addStepWeights(schedule, b, w, 1 / L);
+  return w;
+}
+
 /** Validate a learning rate η (any finite non-zero number; η < 0 is gradient ascent). */
 export function checkEta(eta: number): void {
   assertArgument(Number.isFinite(eta) && eta !== 0, 'eta', eta, 'a finite non-zero number (η < 0 is ascent)');
@@ -137,8 +165,14 @@ export function checkSteps(steps: readonly number[], argument = 'steps'): void {
   }
 }
 
-/** log softmax of row `p` of `z` [*, V] into `out` at the same row. */
-export function logSoftmaxRow(z: Float64Array, p: number, V: number, out: Float64Array, outRow = p): void {
+/** log softmax of row `p` of `z` [*, V] into `out` at row `outRow` (default: the same row). */
+export function logSoftmaxRow(
+  z: ArrayLike<number>,
+  p: number,
+  V: number,
+  out: Float64Array,
+  outRow = p,
+): void {
   const o = p * V;
   let max = Number.NEGATIVE_INFINITY;
   for (let i = 0; i < V; i++) if (z[o + i]! > max) max = z[o + i]!;

@@ -16,6 +16,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { CorruptFileError, EntkError, InvalidArgumentError, UnsupportedError } from '../errors.js';
+import { analyzeModel } from '../kernel/analyze.js';
 import { loadModel } from '../model/index.js';
 
 /** How one layer relates to the structured eNTK path. */
@@ -56,6 +57,12 @@ export interface ModelSupportReport {
   outside: LayerSupport[];
   /** Model-level remarks (unsupported shapes, non-chain topology, output softmax, frozen layers). */
   notes: string[];
+  /**
+   * The eNTK engine's own verdict (src/kernel `analyzeModel(model, 'all').unsupported`, the same list
+   * a kernel result reports as `unsupportedLayers`): "name (ClassName)[: reason]" per layer, or a
+   * topology problem. Empty exactly when `structured` is true (for a supported model).
+   */
+  unsupported: string[];
 }
 
 const PARAMETERISED = new Set(['Dense', 'ScaledDense', 'Conv2D', 'Embedding']);
@@ -182,6 +189,27 @@ export function structuredSupportReport(model: tf.LayersModel, file = '(in memor
   if (frozen.length > 0) {
     notes.push(`frozen layers (not in the eNTK's parameters): ${frozen.map((l) => l.name).join(', ')}`);
   }
+  // One source of truth: the engine's analysis decides what is outside the structured path (it also
+  // knows rules this file does not repeat, e.g. dilated Conv2D). The local rules above only fill in
+  // per-layer roles where the engine stops early (a non-chain topology).
+  let unsupported: string[] = [];
+  if (supported) {
+    try {
+      unsupported = analyzeModel(model, 'all').unsupported;
+    } catch (e) {
+      if (!(e instanceof EntkError)) throw e;
+      supported = false;
+      notes.push(`unsupported: ${e.message}`);
+    }
+  }
+  for (const entry of unsupported) {
+    const layer = layers.find((l) => entry.startsWith(`${l.name} (${l.className})`));
+    if (!layer) continue;
+    const reason = entry.slice(`${layer.name} (${layer.className})`.length).replace(/^:\s*/, '');
+    layer.role = 'outside';
+    if (reason !== '') layer.note = reason;
+    else layer.note ??= "trainable layer type not on the structured path (needs implementation 'jacobian')";
+  }
   const outside = layers.filter((l) => l.role === 'outside');
   return {
     file,
@@ -190,10 +218,11 @@ export function structuredSupportReport(model: tf.LayersModel, file = '(in memor
     numOutputs: outShape[outShape.length - 1] ?? -1,
     parameters: layers.reduce((s, l) => s + l.parameters, 0),
     supported,
-    structured: supported && chain === null && outside.length === 0,
+    structured: supported && chain === null && outside.length === 0 && unsupported.length === 0,
     layers,
     outside,
     notes,
+    unsupported,
   };
 }
 
@@ -215,6 +244,25 @@ export function formatSupportReport(report: ModelSupportReport): string {
   }
   for (const n of report.notes) lines.push(`note: ${n}`);
   return lines.join('\n');
+}
+
+/**
+ * What keeps a model off the structured eNTK path, one line each: every trainable layer outside it
+ * ("name (ClassName): why"), then model-level problems (non-chain topology, unsupported shapes).
+ * Empty when the structured path covers the model.
+ */
+export function unsupportedLines(report: ModelSupportReport): string[] {
+  const lines = report.outside.map(
+    (l) => `${l.name} (${l.className}): ${l.note ?? 'not on the structured path'}`,
+  );
+  const named = new Set(report.outside.map((l) => `${l.name} (${l.className})`));
+  for (const entry of report.unsupported) {
+    if (![...named].some((n) => entry.startsWith(n))) lines.push(entry);
+  }
+  for (const note of report.notes) {
+    if (note.startsWith('unsupported:') && !lines.includes(note)) lines.push(note);
+  }
+  return lines;
 }
 
 /**

@@ -29,6 +29,7 @@ export {
 export {
   intervalChanges,
   loadPredictions,
+  ONE_STEP_PATH_LABEL,
   METHODS,
   type Method,
   type MethodScore,

@@ -5,6 +5,8 @@
  * write), all from the kernels recorded with the run:
  *
  * - one-step: equation (1) applied to each recorded interval, from the actual state (frozen K);
+ *   summed over the intervals it gives the "cumulative one-step (teacher-forced)" path, which is
+ *   not a distribution (see {@link Predictions.oneStepPath});
  * - POP-MU: the multiplicative update with K frozen at the checkpoint (≡ GD of the linearised net);
  * - POP-ODE: the replicator flow (logit form, Dormand–Prince 5(4));
  * - refreshed: POP-MU with the piecewise-constant kernels recomputed along the run (when recorded).
@@ -27,13 +29,24 @@ import { type FinetuneRecording, readFinetuneRecording } from '../train/finetune
 export const METHODS = ['one-step', 'POP-MU', 'POP-ODE', 'refreshed'] as const;
 export type Method = (typeof METHODS)[number];
 
+/** How the trajectory of method 'one-step' ({@link Predictions.oneStepPath}) is labelled wherever it is shown. */
+export const ONE_STEP_PATH_LABEL = 'cumulative one-step (teacher-forced)';
+
 /** Everything predicted for one recording. */
 export interface Predictions {
   /** Equation (1) per recorded interval, frozen K: predicted Δ log π, [T−1, P, V]. */
   oneStep: Float64Array;
   /** One-step with the refreshed kernels (null without refreshes). */
   oneStepRefreshed: Float64Array | null;
-  /** Cumulative one-step prediction: log π_0 + Σ of the per-interval predictions, as a trajectory. */
+  /**
+   * Cumulative one-step (teacher-forced) path: record k holds log π_0 + Σ_{j<k} Δ̂_j, the sum of the
+   * per-interval predictions Δ̂_j, each made from the actual state at the start of interval j. Its
+   * difference from the actual log π_k is the sum of the per-interval errors (the actual changes
+   * telescope), so log-prob errors and the total-change correlation are meaningful; but it is not
+   * a prediction of a state and its rows are not normalised (Σ_i exp ≠ 1), so probability metrics
+   * (probability RMSE, KL, squeezing) are not computed on it — {@link scoreRecording} reports them
+   * as null. (Renormalising would invent a distribution no predictor produced.)
+   */
   oneStepPath: Trajectory;
   popMu: Trajectory;
   popOde: Trajectory;
@@ -135,25 +148,37 @@ export interface MethodScore {
   rmseLogProb: number;
   /** Largest |log π difference| (nats). */
   maxLogProb: number;
-  /** RMS of the probability difference. */
-  rmseProb: number;
-  /** Mean over tracked points of KL(actual ‖ predicted) at the last step (nats). */
-  finalKl: number;
+  /** RMS of the probability difference; null when the prediction is not a distribution (cumulative one-step). */
+  rmseProb: number | null;
+  /**
+   * Mean over tracked points of KL(actual ‖ predicted) at the last step (nats); null when the
+   * prediction is not a distribution (cumulative one-step).
+   */
+  finalKl: number | null;
   /** RMS log π difference per recorded step. */
   perStep: number[];
 }
 
 const finiteOrNull = (x: number): number | null => (Number.isFinite(x) ? x : null);
 
-/** Score a predicted trajectory against the actual one. */
-export function scoreTrajectory(actual: Trajectory, predicted: Trajectory): MethodScore {
+/**
+ * Score a predicted trajectory against the actual one. `distributions: false` (a trajectory whose
+ * rows are not normalised, the cumulative one-step path) leaves out the probability metrics
+ * (`rmseProb`, `finalKl` are null). Default true.
+ */
+export function scoreTrajectory(
+  actual: Trajectory,
+  predicted: Trajectory,
+  options: { distributions?: boolean } = {},
+): MethodScore {
   const errors = trajectoryErrors(actual, predicted);
+  const distributions = options.distributions ?? true;
   return {
     rTotal: finiteOrNull(pearson(totalChange(predicted), totalChange(actual))),
     rmseLogProb: errors.logProb.overall.rmse,
     maxLogProb: errors.logProb.overall.max,
-    rmseProb: errors.prob.overall.rmse,
-    finalKl: finalKl(actual, predicted).mean,
+    rmseProb: distributions ? errors.prob.overall.rmse : null,
+    finalKl: distributions ? finalKl(actual, predicted).mean : null,
     perStep: errors.logProb.perStep.map((e) => e.rmse),
   };
 }
@@ -162,7 +187,7 @@ export function scoreTrajectory(actual: Trajectory, predicted: Trajectory): Meth
 export interface RecordingScores {
   /** Recorded steps. */
   steps: number[];
-  /** Per method: trajectory scores ('one-step' is its cumulative path). */
+  /** Per method: trajectory scores ('one-step': its cumulative teacher-forced path, no probability metrics). */
   methods: Partial<Record<Method, MethodScore>>;
   /** Equation (1) per interval: Pearson, Spearman and sign agreement with the actual Δ log π. */
   oneStepChange: {
@@ -193,7 +218,7 @@ function agreement(actual: Trajectory, predicted: Float64Array) {
 /** Score every prediction of a recording. */
 export function scoreRecording(actual: Trajectory, p: Predictions): RecordingScores {
   const methods: Partial<Record<Method, MethodScore>> = {
-    'one-step': scoreTrajectory(actual, p.oneStepPath),
+    'one-step': scoreTrajectory(actual, p.oneStepPath, { distributions: false }),
     'POP-MU': scoreTrajectory(actual, p.popMu),
     'POP-ODE': scoreTrajectory(actual, p.popOde),
   };

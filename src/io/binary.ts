@@ -12,10 +12,15 @@ import {
   type ArraySpec,
   allocate,
   assertLittleEndianHost,
+  assertNdArray,
+  assertShape,
   byteSwap,
   bytesOf,
   DTYPE_INFO,
+  DTYPES,
+  isDType,
   matchesDType,
+  type NdArray,
   numElements,
   type TypedArray,
   type TypedArrayOf,
@@ -256,6 +261,37 @@ export interface ArrayEntry extends ArraySpec {
   name: string;
   /** Its elements (C order): a typed array of `dtype`, or a producer streaming them. */
   data: ArraySource;
+}
+
+/**
+ * The arrays of a multi-array file as a new list of entries (a record in key order), checked: each
+ * name passes `nameOk` (else an error naming `argument`, expecting `expectedName`) and is used once,
+ * each dtype is known and each shape valid.
+ */
+export function checkedEntries(
+  arrays: Record<string, NdArray> | ArrayEntry[],
+  argument: string,
+  nameOk: (name: string) => boolean,
+  expectedName: string,
+): ArrayEntry[] {
+  const entries: ArrayEntry[] = Array.isArray(arrays)
+    ? [...arrays]
+    : Object.entries(arrays).map(([name, a]) => {
+        assertNdArray(a, name);
+        return { name, dtype: a.dtype, shape: a.shape, data: a.data };
+      });
+  const seen = new Set<string>();
+  for (const e of entries) {
+    if (typeof e.name !== 'string' || !nameOk(e.name)) {
+      throw new InvalidArgumentError(argument, e.name, expectedName);
+    }
+    if (seen.has(e.name)) throw new InvalidArgumentError(argument, e.name, 'a name used only once');
+    seen.add(e.name);
+    if (!isDType(e.dtype))
+      throw new InvalidArgumentError(`${e.name}.dtype`, e.dtype, `one of ${DTYPES.join(', ')}`);
+    assertShape(e.shape, `${e.name}.shape`);
+  }
+  return entries;
 }
 
 /**

@@ -10,9 +10,10 @@
  * 1980-01-01 00:00 so the same arrays always give the same bytes. Compressed archives
  * (`numpy.savez_compressed`) are not read.
  */
-import { CorruptFileError, InvalidArgumentError, UnsupportedError } from '../errors.js';
+import { CorruptFileError, UnsupportedError } from '../errors.js';
 import {
   type ArrayEntry,
+  checkedEntries,
   checkHash,
   crc32,
   readArrayData,
@@ -20,15 +21,7 @@ import {
   type WrittenFile,
   writeHashedFile,
 } from './binary.js';
-import {
-  assertNdArray,
-  assertShape,
-  bytesOf,
-  DTYPES,
-  isDType,
-  type NdArray,
-  type TypedArray,
-} from './dtypes.js';
+import { bytesOf, type NdArray, type TypedArray } from './dtypes.js';
 import type { ReadOptions } from './npy.js';
 import { encodeNpyHeader, npyFileBytes, readNpyHeaderFrom, writeNpyTo } from './npy.js';
 
@@ -92,27 +85,6 @@ interface CentralEntry {
   zip64: boolean;
 }
 
-function normaliseEntries(arrays: Record<string, NdArray> | ArrayEntry[]): ArrayEntry[] {
-  const entries: ArrayEntry[] = Array.isArray(arrays)
-    ? arrays
-    : Object.entries(arrays).map(([name, a]) => {
-        assertNdArray(a, name);
-        return { name, dtype: a.dtype, shape: a.shape, data: a.data };
-      });
-  const seen = new Set<string>();
-  for (const e of entries) {
-    if (typeof e.name !== 'string' || e.name === '' || e.name.includes('\0')) {
-      throw new InvalidArgumentError('array name', e.name, 'a non-empty string without NUL characters');
-    }
-    if (seen.has(e.name)) throw new InvalidArgumentError('array name', e.name, 'a name used only once');
-    seen.add(e.name);
-    if (!isDType(e.dtype))
-      throw new InvalidArgumentError(`${e.name}.dtype`, e.dtype, `one of ${DTYPES.join(', ')}`);
-    assertShape(e.shape, `${e.name}.shape`);
-  }
-  return entries;
-}
-
 /**
  * Write named arrays to `file` as an uncompressed `.npz` (member `<name>.npy` per array),
  * atomically. `arrays` is a record of NdArrays or a list of entries whose data may be producers
@@ -123,7 +95,12 @@ export async function writeNpz(
   arrays: Record<string, NdArray> | ArrayEntry[],
   options: NpzWriteOptions = {},
 ): Promise<WrittenFile> {
-  const entries = normaliseEntries(arrays);
+  const entries = checkedEntries(
+    arrays,
+    'array name',
+    (name) => name !== '' && !name.includes('\0'),
+    'a non-empty string without NUL characters',
+  );
   const limit = options.zip64Threshold ?? ZIP64_LIMIT;
   return writeHashedFile(file, async (writer) => {
     const central: CentralEntry[] = [];

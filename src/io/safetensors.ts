@@ -14,6 +14,7 @@
 import { CorruptFileError, InvalidArgumentError } from '../errors.js';
 import {
   type ArrayEntry,
+  checkedEntries,
   checkHash,
   readArrayData,
   SequentialReader,
@@ -21,16 +22,7 @@ import {
   writeArrayData,
   writeHashedFile,
 } from './binary.js';
-import {
-  assertNdArray,
-  assertShape,
-  DTYPE_INFO,
-  DTYPES,
-  type DType,
-  isDType,
-  type NdArray,
-  numElements,
-} from './dtypes.js';
+import { DTYPE_INFO, DTYPES, type DType, type NdArray, numElements } from './dtypes.js';
 import type { ReadOptions } from './npy.js';
 
 /** The Rust crate refuses headers larger than this. */
@@ -70,23 +62,12 @@ export interface SafetensorsHeader {
 }
 
 function normalise(tensors: Record<string, NdArray> | ArrayEntry[]): ArrayEntry[] {
-  const entries: ArrayEntry[] = Array.isArray(tensors)
-    ? [...tensors]
-    : Object.entries(tensors).map(([name, a]) => {
-        assertNdArray(a, name);
-        return { name, dtype: a.dtype, shape: a.shape, data: a.data };
-      });
-  const seen = new Set<string>();
-  for (const e of entries) {
-    if (typeof e.name !== 'string' || e.name === '' || e.name === '__metadata__') {
-      throw new InvalidArgumentError('tensor name', e.name, 'a non-empty string other than "__metadata__"');
-    }
-    if (seen.has(e.name)) throw new InvalidArgumentError('tensor name', e.name, 'a name used only once');
-    seen.add(e.name);
-    if (!isDType(e.dtype))
-      throw new InvalidArgumentError(`${e.name}.dtype`, e.dtype, `one of ${DTYPES.join(', ')}`);
-    assertShape(e.shape, `${e.name}.shape`);
-  }
+  const entries = checkedEntries(
+    tensors,
+    'tensor name',
+    (name) => name !== '' && name !== '__metadata__',
+    'a non-empty string other than "__metadata__"',
+  );
   // The Rust crate's order: by its Dtype enum (increasing alignment) descending, then by name.
   return entries.sort(
     (a, b) =>

@@ -20,7 +20,7 @@ import type {
 } from '../kernel/types.js';
 import { type CheckpointInfo, openRun, type Run } from '../train/index.js';
 import type { KernelManifest, ManifestLayer } from './manifest.js';
-import { defaultPointSetName, type PointSet, resolvePoints } from './points.js';
+import { defaultPointSetName, resolvePoints } from './points.js';
 import { type KernelManifestInput, writeKernelStore } from './store.js';
 
 /** A shard: block rows `index` of `count` (0-based, `0 <= index < count`). */
@@ -187,10 +187,179 @@ export function logitsAndProbabilities(
   };
 }
 
-function inputOf(points: PointSet, start: number, end: number): NtkInput {
-  const shape = points.dataset.inputShape;
+function inputOf(points: StorePoints, start: number, end: number): NtkInput {
+  const shape = points.inputShape;
   const d = shape.reduce((a, b) => a * b, 1);
-  return { data: points.dataset.x.subarray(start * d, end * d), shape: [end - start, ...shape] };
+  return { data: points.x.subarray(start * d, end * d), shape: [end - start, ...shape] };
+}
+
+/** Throw InvalidArgumentError unless `shard` (if given) is i/n with 0 <= i < n <= N points. */
+export function checkShard(shard: ShardSpec | undefined, N: number): void {
+  if (!shard) return;
+  if (
+    !Number.isInteger(shard.index) ||
+    !Number.isInteger(shard.count) ||
+    shard.index < 0 ||
+    shard.index >= shard.count
+  ) {
+    throw new InvalidArgumentError('shard', `${shard.index}/${shard.count}`, 'i/n with 0 <= i < n');
+  }
+  if (shard.count > N) {
+    throw new InvalidArgumentError(
+      'shard',
+      `${shard.index}/${shard.count}`,
+      `at most ${N} shards (one per point)`,
+    );
+  }
+}
+
+/** The manifest fields of a store besides the kernel and shard (see ./manifest.ts). */
+export type StoreDescription = Omit<KernelManifestInput, 'kernel' | 'shard'>;
+
+/** The points of a store: inputs [N, ...inputShape] as fed to the model, labels [N] (-1: none). */
+export interface StorePoints {
+  x: Float32Array;
+  y: Int32Array;
+  inputShape: number[];
+}
+
+/** Kernel options shared by run stores and model stores. */
+export type StoreKernelOptions = Pick<
+  ComputeKernelStoresOptions,
+  | 'kind'
+  | 'implementation'
+  | 'parameters'
+  | 'accumulation'
+  | 'threads'
+  | 'blockSize'
+  | 'format'
+  | 'shard'
+  | 'maxInMemoryBytes'
+  | 'progress'
+>;
+
+/**
+ * Compute the kernel of `model` over `points` (whole, or the block rows of `options.shard`) with
+ * its logits and probabilities, and write the store to `storeDir` (a shard: to
+ * `shardDir(storeDir, i, n)`). `base.model.numOutputs` is taken from the kernel plan. The caller
+ * owns (and disposes) the model; `t0` is when the caller started (for the `checkpointTotal` timing).
+ */
+export async function computeStore(
+  model: tf.LayersModel,
+  points: StorePoints,
+  base: StoreDescription,
+  storeDir: string,
+  options: StoreKernelOptions,
+  t0 = performance.now(),
+): Promise<ComputedStore> {
+  const kind = options.kind ?? 'full';
+  const shard = options.shard;
+  const N = base.points.count;
+  const { rowStart, rowEnd } = shard ? shardRows(N, shard) : { rowStart: 0, rowEnd: N };
+  const R = rowEnd - rowStart;
+  const maxInMemory = options.maxInMemoryBytes ?? DEFAULT_MAX_IN_MEMORY;
+  const ntk = empiricalNtkFn(model, {
+    output: kind,
+    implementation: options.implementation,
+    parameters: options.parameters,
+    accumulation: options.accumulation,
+    threads: options.threads,
+    blockSize: options.blockSize,
+    progress: options.progress,
+  });
+  try {
+    const V = ntk.plan.numOutputs;
+    const dtype = options.accumulation === 'float64' ? 'float64' : 'float32';
+    const elementSize = dtype === 'float64' ? 8 : 4;
+    const all = inputOf(points, 0, N);
+    const rows = inputOf(points, rowStart, rowEnd);
+    const shape = kind === 'full' ? [R * V, N * V] : kind === 'diagonal' ? [R, V, V] : [R, N];
+    const bytes = shape.reduce((a, b) => a * b, 1) * elementSize;
+
+    // The kernel: in memory (symmetric case computes one triangle), or streamed in row panels.
+    let summary: NtkStreamSummary | NtkResult | undefined;
+    let kernelData: Float32Array | Float64Array | ArrayProducer;
+    if (kind === 'diagonal' || bytes <= maxInMemory) {
+      const result = kind === 'diagonal' ? await ntk(rows) : shard ? await ntk(rows, all) : await ntk(all);
+      summary = result;
+      kernelData = result.data;
+    } else {
+      kernelData = async (write) => {
+        summary = await ntk.stream(rows, shard ? all : null, async (block: NtkBlock) => write(block.data), {
+          order: 'rows',
+        });
+      };
+    }
+    const tForward = performance.now();
+    const { logits, probabilities } = logitsAndProbabilities(
+      model,
+      points.x,
+      points.inputShape,
+      rowStart,
+      rowEnd,
+    );
+    const forwardMs = performance.now() - tForward;
+    const d = points.inputShape.reduce((a, b) => a * b, 1);
+    const kernelInfo: KernelManifestInput['kernel'] = {
+      kind,
+      implementation: ntk.plan.implementation,
+      accumulation: options.accumulation ?? 'float32',
+      parameters: options.parameters ?? 'all',
+      layers: ntk.plan.layers,
+      parameterCount: ntk.plan.parameterCount,
+      backend: tf.getBackend(),
+      threads: 1,
+      blockSize: null,
+      timings: {},
+    };
+    const manifest: KernelManifestInput = {
+      ...base,
+      model: { ...base.model, numOutputs: V },
+      kernel: kernelInfo,
+      shard: shard ? { index: shard.index, count: shard.count, rowStart, rowEnd } : null,
+    };
+    const dir = shard ? shardDir(storeDir, shard.index, shard.count) : storeDir;
+    const tWrite = performance.now();
+    // Called again after the arrays are written: a streamed kernel's summary is known by then.
+    const finalManifest = (): KernelManifestInput =>
+      summary
+        ? {
+            ...manifest,
+            kernel: {
+              ...kernelInfo,
+              implementation: summary.implementation,
+              layers: summary.layers,
+              parameterCount: summary.parameterCount,
+              threads: summary.threads,
+              blockSize: summary.blockSize,
+              timings: {
+                ...summary.timings,
+                forward: forwardMs,
+                write: performance.now() - tWrite,
+                checkpointTotal: performance.now() - t0,
+              },
+            },
+          }
+        : manifest;
+    const written = await writeKernelStore(dir, {
+      format: options.format,
+      manifest: finalManifest,
+      arrays: {
+        kernel: { dtype, shape, data: kernelData },
+        inputs: {
+          dtype: 'float32',
+          shape: [R, ...points.inputShape],
+          data: points.x.slice(rowStart * d, rowEnd * d),
+        },
+        labels: { dtype: 'int32', shape: [R], data: points.y.slice(rowStart, rowEnd) },
+        logits,
+        probabilities,
+      },
+    });
+    return { dir, manifest: written };
+  } finally {
+    await ntk.dispose();
+  }
 }
 
 /**
@@ -211,87 +380,17 @@ export async function computeKernelStores(options: ComputeKernelStoresOptions): 
   const points = await resolvePoints(run, options.points, { seed: options.seed, name });
   const N = points.dataset.ids.length;
   const shard = options.shard;
-  if (shard) {
-    if (
-      !Number.isInteger(shard.index) ||
-      !Number.isInteger(shard.count) ||
-      shard.index < 0 ||
-      shard.index >= shard.count
-    ) {
-      throw new InvalidArgumentError('shard', `${shard.index}/${shard.count}`, 'i/n with 0 <= i < n');
-    }
-    if (shard.count > N)
-      throw new InvalidArgumentError(
-        'shard',
-        `${shard.index}/${shard.count}`,
-        `at most ${N} shards (one per point)`,
-      );
-  }
-  const { rowStart, rowEnd } = shard ? shardRows(N, shard) : { rowStart: 0, rowEnd: N };
-  const R = rowEnd - rowStart;
+  checkShard(shard, N);
   const root = options.out ?? path.join(run.dir, 'kernels');
   const checkpoints = selectCheckpoints(run, options.checkpoint ?? 'last');
-  const maxInMemory = options.maxInMemoryBytes ?? DEFAULT_MAX_IN_MEMORY;
   const results: ComputedStore[] = [];
 
   for (const checkpoint of checkpoints) {
     const t0 = performance.now();
     const model = await run.loadModel(checkpoint.id);
-    const ntk = empiricalNtkFn(model, {
-      output: kind,
-      implementation: options.implementation,
-      parameters: options.parameters,
-      accumulation: options.accumulation,
-      threads: options.threads,
-      blockSize: options.blockSize,
-      progress: options.progress,
-    });
     try {
-      const V = ntk.plan.numOutputs;
-      const dtype = options.accumulation === 'float64' ? 'float64' : 'float32';
-      const elementSize = dtype === 'float64' ? 8 : 4;
-      const all = inputOf(points, 0, N);
-      const rows = inputOf(points, rowStart, rowEnd);
-      const shape = kind === 'full' ? [R * V, N * V] : kind === 'diagonal' ? [R, V, V] : [R, N];
-      const bytes = shape.reduce((a, b) => a * b, 1) * elementSize;
-
-      // The kernel: in memory (symmetric case computes one triangle), or streamed in row panels.
-      let summary: NtkStreamSummary | NtkResult | undefined;
-      let kernelData: Float32Array | Float64Array | ArrayProducer;
-      if (kind === 'diagonal' || bytes <= maxInMemory) {
-        const result = kind === 'diagonal' ? await ntk(rows) : shard ? await ntk(rows, all) : await ntk(all);
-        summary = result;
-        kernelData = result.data;
-      } else {
-        kernelData = async (write) => {
-          summary = await ntk.stream(rows, shard ? all : null, async (block: NtkBlock) => write(block.data), {
-            order: 'rows',
-          });
-        };
-      }
-      const tForward = performance.now();
-      const { logits, probabilities } = logitsAndProbabilities(
-        model,
-        points.dataset.x,
-        points.dataset.inputShape,
-        rowStart,
-        rowEnd,
-      );
-      const forwardMs = performance.now() - tForward;
-      const d = points.dataset.inputShape.reduce((a, b) => a * b, 1);
-      const kernelInfo: KernelManifestInput['kernel'] = {
-        kind,
-        implementation: ntk.plan.implementation,
-        accumulation: options.accumulation ?? 'float32',
-        parameters: options.parameters ?? 'all',
-        layers: ntk.plan.layers,
-        parameterCount: ntk.plan.parameterCount,
-        backend: tf.getBackend(),
-        threads: 1,
-        blockSize: null,
-        timings: {},
-      };
-      const manifest: KernelManifestInput = {
+      const base: StoreDescription = {
+        source: { kind: 'run' },
         run: {
           dir: run.dir,
           data: run.config.data,
@@ -305,7 +404,7 @@ export async function computeKernelStores(options: ComputeKernelStoresOptions): 
           layers: summarizeModel(model),
           parameterCount: countWeights(model.trainableWeights),
           inputShape: [...points.dataset.inputShape],
-          numOutputs: V,
+          numOutputs: 0, // filled in from the kernel plan
           classNames: [...run.split.classNames],
         },
         checkpoint: {
@@ -322,51 +421,12 @@ export async function computeKernelStores(options: ComputeKernelStoresOptions): 
           ids: [...points.dataset.ids],
           sources: [...points.sources],
         },
-        kernel: kernelInfo,
-        shard: shard ? { index: shard.index, count: shard.count, rowStart, rowEnd } : null,
       };
       const storeDir = path.join(root, name, checkpoint.id);
-      const dir = shard ? shardDir(storeDir, shard.index, shard.count) : storeDir;
-      const tWrite = performance.now();
-      // Called again after the arrays are written: a streamed kernel's summary is known by then.
-      const finalManifest = (): KernelManifestInput =>
-        summary
-          ? {
-              ...manifest,
-              kernel: {
-                ...kernelInfo,
-                implementation: summary.implementation,
-                layers: summary.layers,
-                parameterCount: summary.parameterCount,
-                threads: summary.threads,
-                blockSize: summary.blockSize,
-                timings: {
-                  ...summary.timings,
-                  forward: forwardMs,
-                  write: performance.now() - tWrite,
-                  checkpointTotal: performance.now() - t0,
-                },
-              },
-            }
-          : manifest;
-      const written = await writeKernelStore(dir, {
-        format: options.format,
-        manifest: finalManifest,
-        arrays: {
-          kernel: { dtype, shape, data: kernelData },
-          inputs: {
-            dtype: 'float32',
-            shape: [R, ...points.dataset.inputShape],
-            data: points.dataset.x.slice(rowStart * d, rowEnd * d),
-          },
-          labels: { dtype: 'int32', shape: [R], data: points.dataset.y.slice(rowStart, rowEnd) },
-          logits,
-          probabilities,
-        },
-      });
-      results.push({ dir, manifest: written });
+      results.push(
+        await computeStore(model, points.dataset, base, storeDir, { ...options, kind, shard }, t0),
+      );
     } finally {
-      await ntk.dispose();
       model.dispose();
     }
   }

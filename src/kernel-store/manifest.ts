@@ -8,6 +8,13 @@
  * points in the order of `points.ids`, outputs (logits) in class-index order. 'diagonal' is
  * [N, V, V] (K(x_n, x_n)), 'trace' is [N, N] (tr K(x_n, x_m) / V), 'pairs' is [P, V, V] with the
  * point indices of pair p in `pairs[p]`. A shard holds the kernel rows of its points only.
+ *
+ * Sources: a store is either of a training run's checkpoint (`source` absent or `{kind: 'run'}`;
+ * `run` and `checkpoint` describe it) or of a user-supplied tfjs layers model (`entk kernel --model`;
+ * `source: {kind: 'model', ...}` with the model files' hashes, `run` and `checkpoint` null).
+ *
+ * Versions: 1 — run stores only; 2 — adds `source`, `run`/`checkpoint` may be null (model stores).
+ * Version-1 manifests are read unchanged (they are run stores).
  */
 import { z } from 'zod';
 import { CorruptFileError } from '../errors.js';
@@ -18,7 +25,7 @@ export const MANIFEST_JSON = 'manifest.json';
 /** Value of `manifest.format`. */
 export const KERNEL_STORE_FORMAT = 'entk-kernel-store';
 /** Current manifest format version (readers refuse newer major versions). */
-export const KERNEL_STORE_VERSION = 1;
+export const KERNEL_STORE_VERSION = 2;
 /** The index convention, stated in every manifest. */
 export const INDEX_CONVENTION = 'point-major: row n*V + i, column m*V + j holds K_ij(x_n, x_m)';
 
@@ -48,6 +55,36 @@ const arrayFileSchema = z
   })
   .strict();
 
+const sha256Schema = z.string().regex(/^[0-9a-f]{64}$/);
+
+/** Where the model of a store came from (absent in version-1 manifests: a run). */
+const sourceSchema = z.discriminatedUnion('kind', [
+  /** A checkpoint of a training run: see `run` and `checkpoint`. */
+  z.object({ kind: z.literal('run') }).strict(),
+  /** A user-supplied tfjs layers model (model.json + weight files). */
+  z
+    .object({
+      kind: z.literal('model'),
+      /** The model.json path as given (informational). */
+      path: z.string(),
+      /**
+       * sha256 identifying the model: the sha256 of the text made of one `sha256sum` line per file
+       * ("<hex>  <file>\n"), model.json first, then the weight files in weightsManifest order.
+       */
+      sha256: sha256Schema,
+      /** model.json and every weight file (names relative to model.json's directory). */
+      files: z.array(z.object({ file: z.string(), bytes: nonNegInt, sha256: sha256Schema }).strict()),
+      /** 'Sequential' or the functional model's class. */
+      modelClass: z.string(),
+      /** What keeps the model off the structured eNTK path, one entry per layer/problem (may be empty). */
+      unsupported: z.array(z.string()),
+    })
+    .strict(),
+]);
+
+/** The `source` of a manifest. */
+export type KernelStoreSource = z.infer<typeof sourceSchema>;
+
 const layerSchema = z
   .object({
     name: z.string(),
@@ -64,7 +101,9 @@ export const manifestSchema = z
     formatVersion: z.number().int().positive(),
     entkVersion: z.string(),
     createdAt: z.string(),
-    /** Where the data and model came from. */
+    /** Run store or model store (see the module comment); absent = run (version 1). */
+    source: sourceSchema.optional(),
+    /** Where the data and model came from (null for a model store). */
     run: z
       .object({
         /** Run directory as given when the store was written (informational). */
@@ -77,7 +116,8 @@ export const manifestSchema = z
         /** Inputs are standardised with the training split's mean/std (as the model sees them). */
         standardized: z.boolean(),
       })
-      .strict(),
+      .strict()
+      .nullable(),
     model: z
       .object({
         /** Resolved model spec (src/model) or null for a model from elsewhere. */
@@ -102,7 +142,9 @@ export const manifestSchema = z
         epoch: z.number(),
         metrics: z.record(z.number()).nullable(),
       })
-      .strict(),
+      .strict()
+      /** Null for a model store. */
+      .nullable(),
     points: z
       .object({
         /** Name of the point set (the store's parent directory name). */
@@ -183,6 +225,16 @@ export function parseManifest(value: unknown, file: string): KernelManifest {
     );
   }
   const m = parsed.data;
+  if (m.source?.kind === 'model') {
+    if (m.run !== null || m.checkpoint !== null) {
+      throw new CorruptFileError(file, 'invalid manifest: a model store has run and checkpoint null');
+    }
+  } else if (m.run === null || m.checkpoint === null) {
+    throw new CorruptFileError(
+      file,
+      `invalid manifest at ${m.run === null ? 'run' : 'checkpoint'}: required for a run store (source.kind 'run')`,
+    );
+  }
   if (m.points.ids.length !== m.points.count || m.points.sources.length !== m.points.count) {
     throw new CorruptFileError(file, `points.ids/sources must list all ${m.points.count} points`);
   }

@@ -40,7 +40,8 @@ function identity(m: KernelManifest): string {
     m.kernel;
   return JSON.stringify({
     formatVersion: m.formatVersion,
-    run: { ...m.run, dir: null },
+    run: m.run ? { ...m.run, dir: null } : null,
+    source: m.source?.kind === 'model' ? { ...m.source, path: null } : (m.source ?? null),
     model: m.model,
     checkpoint: m.checkpoint,
     points: m.points,

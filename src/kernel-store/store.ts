@@ -343,11 +343,16 @@ export async function verifyKernelStore(dir: string): Promise<KernelManifest> {
   return manifest;
 }
 
+/** `checkpointId` that {@link listKernelStores} gives a model store (`entk kernel --model`). */
+export const MODEL_STORE_CHECKPOINT = 'model';
+
 /** A store found by {@link listKernelStores}. */
 export interface KernelStoreEntry {
   dir: string;
   pointSet: string;
+  /** The checkpoint id; {@link MODEL_STORE_CHECKPOINT} for a model store. */
   checkpointId: string;
+  /** The checkpoint's step; 0 for a model store. */
   step: number;
   kind: KernelManifest['kernel']['kind'];
   count: number;
@@ -373,8 +378,8 @@ export async function listKernelStores(root: string): Promise<KernelStoreEntry[]
     out.push({
       dir,
       pointSet: manifest.points.name,
-      checkpointId: manifest.checkpoint.id,
-      step: manifest.checkpoint.step,
+      checkpointId: manifest.checkpoint?.id ?? MODEL_STORE_CHECKPOINT,
+      step: manifest.checkpoint?.step ?? 0,
       kind: manifest.kernel.kind,
       count: manifest.points.count,
       manifest,

@@ -29,7 +29,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { ENTK_VERSION } from '../backend/index.js';
 import type { Dataset } from '../data/index.js';
-import type { BatchSchedule, Trajectory } from '../dynamics/types.js';
+import { type BatchSchedule, logSoftmaxRow, type Trajectory } from '../dynamics/types.js';
 import { assertArgument, CorruptFileError, InvalidArgumentError } from '../errors.js';
 import { readNpy, writeNpy } from '../io/index.js';
 import { empiricalNtkFn } from '../kernel/index.js';
@@ -306,14 +306,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
         () => (model.apply(xTracked, { training: false }) as tf.Tensor).dataSync() as Float32Array,
       );
       const o = k * P * V;
-      for (let p = 0; p < P; p++) {
-        let max = Number.NEGATIVE_INFINITY;
-        for (let i = 0; i < V; i++) max = Math.max(max, logits[p * V + i]!);
-        let s = 0;
-        for (let i = 0; i < V; i++) s += Math.exp(logits[p * V + i]! - max);
-        const lse = max + Math.log(s);
-        for (let i = 0; i < V; i++) logProbs[o + p * V + i] = logits[p * V + i]! - lse;
-      }
+      for (let p = 0; p < P; p++) logSoftmaxRow(logits, p, V, logProbs, k * P + p);
       let l = 0;
       for (let u = 0; u < N; u++) l -= logProbs[o + u * V + labels[u]!]!;
       loss[k] = l / N;

@@ -1,18 +1,16 @@
 import { promises as fs } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { predictRecording } from '../../src/compare/index.js';
 import { finetune } from '../../src/train/finetune.js';
 import { train } from '../../src/train/train.js';
-import { runCli } from './run-cli.js';
+import { tempDir } from '../util/temp-dir.js';
+import { expectOneLineError, runCli } from './run-cli.js';
 
-let root = '';
-let run = '';
+const root = tempDir('cli-compare');
+const run = path.join(root, 'run');
 
 beforeAll(async () => {
-  root = await fs.mkdtemp(path.join(os.tmpdir(), 'entk-cli-compare-'));
-  run = path.join(root, 'run');
   await train(
     { data: 'iris', model: 'mlp-small', steps: 20, checkpoints: { steps: [0, 20] } },
     { outDir: run },
@@ -28,9 +26,6 @@ beforeAll(async () => {
   });
   await predictRecording(r.dir);
   await finetune({ run, name: 'unpredicted', points: 'train:per-class=1', learningRate: 0.05, steps: 2 });
-});
-afterAll(async () => {
-  await fs.rm(root, { recursive: true, force: true });
 });
 
 describe('entk compare', () => {
@@ -69,9 +64,6 @@ describe('entk compare', () => {
 
   it('asks for predictions first', () => {
     const r = runCli(['compare', '--run', run, '--name', 'unpredicted']);
-    expect(r.status).toBe(2);
-    expect(r.stderr.trim()).toMatch(
-      /^entk: error: recording: expected a recording with predictions \(run 'entk predict' first\)/,
-    );
+    expectOneLineError(r, /recording: expected a recording with predictions \(run 'entk predict' first\)/);
   });
 });

@@ -1,27 +1,12 @@
 /** `entk experiment`: bad config paths and invalid configs fail in one line; a tiny config runs and resumes. */
 import { promises as fs } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { tinyConfig } from '../experiment/fixtures.js';
-import { runCli } from './run-cli.js';
+import { tempDir } from '../util/temp-dir.js';
+import { expectOneLineError, runCli } from './run-cli.js';
 
-let dir: string;
-beforeAll(async () => {
-  dir = await fs.mkdtemp(path.join(os.tmpdir(), 'entk-cli-experiment-'));
-});
-afterAll(async () => {
-  await fs.rm(dir, { recursive: true, force: true });
-});
-
-function expectOneLineError(result: ReturnType<typeof runCli>, pattern: RegExp): void {
-  expect(result.status).toBe(2);
-  expect(result.stdout).toBe('');
-  const lines = result.stderr.trimEnd().split('\n');
-  expect(lines, result.stderr).toHaveLength(1);
-  expect(lines[0]).toMatch(/^entk: error: /);
-  expect(lines[0]).toMatch(pattern);
-}
+const dir = tempDir('cli-experiment');
 
 describe('entk experiment: errors', () => {
   it('a missing config file: one line naming it and the shipped presets, exit 2', () => {

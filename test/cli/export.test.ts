@@ -6,8 +6,9 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { NdArray } from '../../src/io/index.js';
 import { computeKernelStores, readKernelStore } from '../../src/kernel-store/index.js';
 import { train } from '../../src/train/index.js';
-import { RUN_NUMPY_TESTS, sameArray, tempDir } from '../io/helpers.js';
-import { runCli } from './run-cli.js';
+import { RUN_NUMPY_TESTS, sameArray } from '../io/helpers.js';
+import { tempDir } from '../util/temp-dir.js';
+import { expectOneLineError, runCli } from './run-cli.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const dir = tempDir('cli-export');
@@ -152,11 +153,7 @@ describe('entk export', () => {
 
   it('rejects bad inputs with one line and a non-zero exit', () => {
     const r = runCli(['export', '--store', store, '--format', 'hdf5', '--out', path.join(dir, 'x')]);
-    expect(r.status).toBe(2);
-    expect(r.stderr.trim().split('\n')).toHaveLength(1);
-    expect(r.stderr).toMatch(
-      /^entk: error: --format: expected one of npy, npz, safetensors, json, received "hdf5"/,
-    );
+    expectOneLineError(r, /--format: expected one of npy, npz, safetensors, json, received "hdf5"/);
   });
 });
 

@@ -1,34 +1,20 @@
 import { promises as fs } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { readFinetuneRecording } from '../../src/train/finetune.js';
 import { train } from '../../src/train/train.js';
-import { runCli } from './run-cli.js';
+import { tempDir } from '../util/temp-dir.js';
+import { expectOneLineError, runCli } from './run-cli.js';
 
-let root = '';
-let run = '';
+const root = tempDir('cli-finetune');
+const run = path.join(root, 'run');
 
 beforeAll(async () => {
-  root = await fs.mkdtemp(path.join(os.tmpdir(), 'entk-cli-finetune-'));
-  run = path.join(root, 'run');
   await train(
     { data: 'iris', model: 'mlp-small', steps: 20, checkpoints: { steps: [0, 20] } },
     { outDir: run },
   );
 });
-afterAll(async () => {
-  await fs.rm(root, { recursive: true, force: true });
-});
-
-function expectOneLineError(r: ReturnType<typeof runCli>, message: RegExp): void {
-  expect(r.status).toBe(2);
-  expect(r.stdout).toBe('');
-  const lines = r.stderr.trim().split('\n');
-  expect(lines).toHaveLength(1);
-  expect(lines[0]).toMatch(/^entk: error: /);
-  expect(lines[0]).toMatch(message);
-}
 
 describe('entk finetune', () => {
   it('records a minibatch run with refreshed kernels and prints a JSON summary', async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { runCli } from './run-cli.js';
+import { expectOneLineError, runCli } from './run-cli.js';
 
 describe('entk info', () => {
   it('prints backend, SIMD/threads and versions as JSON', () => {
@@ -22,9 +22,7 @@ describe('entk info', () => {
 
   it('rejects an unknown backend with one line and a non-zero exit', () => {
     const r = runCli(['--backend', 'gpu', 'info']);
-    expect(r.status).toBe(2);
-    expect(r.stderr.trim().split('\n')).toHaveLength(1);
-    expect(r.stderr).toContain('--backend: expected one of auto, tensorflow, wasm, cpu, received "gpu"');
+    expectOneLineError(r, /--backend: expected one of auto, tensorflow, wasm, cpu, received "gpu"/);
   });
 
   it('fails clearly, without falling back, when a requested backend cannot load', () => {

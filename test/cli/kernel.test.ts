@@ -1,37 +1,19 @@
-import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildProgram } from '../../src/cli/main.js';
 import { EntkError } from '../../src/errors.js';
 import { readKernelStore, verifyKernelStore } from '../../src/kernel-store/index.js';
 import { train } from '../../src/train/index.js';
-import { tempDir } from '../io/helpers.js';
-import { type CliResult, runCli } from './run-cli.js';
+import { tempDir } from '../util/temp-dir.js';
+import { type CliResult, expectOneLineError, runCli, runCliAsync } from './run-cli.js';
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const dir = tempDir('cli-kernel');
 const run = path.join(dir, 'run');
 
 /** Run several CLI invocations concurrently (each is a separate process). */
 function runMany(argvs: string[][]): Promise<CliResult[]> {
-  return Promise.all(
-    argvs.map(
-      (args) =>
-        new Promise<CliResult>((resolve) => {
-          const child = spawn(process.execPath, [path.join(repo, 'bin/entk.js'), ...args], {
-            cwd: repo,
-            env: { ...process.env, CI: 'true' },
-          });
-          let stdout = '';
-          let stderr = '';
-          child.stdout.on('data', (d) => (stdout += d));
-          child.stderr.on('data', (d) => (stderr += d));
-          child.on('close', (status) => resolve({ status, stdout, stderr }));
-        }),
-    ),
-  );
+  return Promise.all(argvs.map((args) => runCliAsync(args)));
 }
 
 beforeAll(async () => {
@@ -124,9 +106,7 @@ describe('entk kernel', () => {
     bytes[bytes.length - 1] ^= 1;
     writeFileSync(kernelFile, bytes);
     const tampered = runCli(['kernel', 'verify', out]);
-    expect(tampered.status).toBe(2);
-    expect(tampered.stderr.trim().split('\n')).toHaveLength(1);
-    expect(tampered.stderr).toMatch(/^entk: error: .*kernel\.npy: sha256 mismatch/);
+    expectOneLineError(tampered, /kernel\.npy: sha256 mismatch/);
   });
 
   it('rejects bad inputs with one line naming the argument and a non-zero exit', async () => {
@@ -143,13 +123,7 @@ describe('entk kernel', () => {
       [['kernel', 'merge', path.join(dir, 'missing')], /dir: expected a shards directory/],
     ];
     const results = await runMany(cases.map(([argv]) => argv));
-    results.forEach((r, k) => {
-      const [argv, message] = cases[k]!;
-      expect(r.status, argv.join(' ')).toBe(2);
-      expect(r.stderr.trim().split('\n'), argv.join(' ')).toHaveLength(1);
-      expect(r.stderr, argv.join(' ')).toMatch(/^entk: error: /);
-      expect(r.stderr, argv.join(' ')).toMatch(message);
-    });
+    for (const [k, r] of results.entries()) expectOneLineError(r, cases[k]![1]);
   });
 
   it('names the argument for every other bad flag (in-process, same program)', async () => {

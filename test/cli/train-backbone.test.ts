@@ -1,14 +1,13 @@
 // `entk train --backbone`: a text CSV embedded by the tiny BERT model through the real transformers.js
 // pipeline, then a linear head trained on the features (issue 7's end-to-end path from the CLI).
 import { promises as fs } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { openRun } from '../../src/train/index.js';
-import { runCli } from './run-cli.js';
+import { tempDir } from '../util/temp-dir.js';
+import { expectOneLineError, runCli } from './run-cli.js';
 
-const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'entk-train-backbone-'));
-afterAll(() => fs.rm(tmp, { recursive: true, force: true }));
+const tmp = tempDir('train-backbone');
 
 describe('entk train --backbone', () => {
   it('trains a head on frozen tiny-BERT features of data/text/topics.csv', async () => {
@@ -56,9 +55,7 @@ describe('entk train --backbone', () => {
       '--out',
       out,
     ]);
-    expect(r.status).toBe(2);
-    expect(r.stderr.trim().split('\n')).toHaveLength(1);
-    expect(r.stderr).toMatch(/backbone: expected a frozen backbone for the text dataset text\/topics.csv/);
+    expectOneLineError(r, /backbone: expected a frozen backbone for the text dataset text\/topics.csv/);
     await expect(fs.stat(out)).rejects.toThrow();
   });
 });

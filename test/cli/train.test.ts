@@ -1,26 +1,10 @@
 import { promises as fs } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from './run-cli.js';
+import { describe, expect, it } from 'vitest';
+import { tempDir } from '../util/temp-dir.js';
+import { expectOneLineError, runCli } from './run-cli.js';
 
-let root = '';
-beforeAll(async () => {
-  root = await fs.mkdtemp(path.join(os.tmpdir(), 'entk-cli-train-'));
-});
-afterAll(async () => {
-  await fs.rm(root, { recursive: true, force: true });
-});
-
-/** Exactly one line on stderr, starting with 'entk: error: ', and exit code 2. */
-function expectOneLineError(r: ReturnType<typeof runCli>, message: RegExp): void {
-  expect(r.status).toBe(2);
-  expect(r.stdout).toBe('');
-  const lines = r.stderr.trim().split('\n');
-  expect(lines).toHaveLength(1);
-  expect(lines[0]).toMatch(/^entk: error: /);
-  expect(lines[0]).toMatch(message);
-}
+const root = tempDir('cli-train');
 
 describe('entk train', () => {
   it('trains into a run directory and prints a JSON summary', async () => {

@@ -55,6 +55,16 @@ describe('correlations (values checked against scipy.stats 1.17)', () => {
     expect(pearson(x, y)).toBeLessThan(0.99);
   });
 
+  it('ranks ±Infinity below / above every finite value (ties averaged) and rejects NaN', () => {
+    const I = Number.POSITIVE_INFINITY;
+    expect(Array.from(ranks([I, 1, -I, I, 0, -I]))).toEqual([5.5, 4, 1.5, 5.5, 3, 1.5]);
+    expect(Array.from(ranks([-I, -I, -I]))).toEqual([2, 2, 2]);
+    expect(spearman([-I, 0, I], [1, 2, 3])).toBeCloseTo(1, 15);
+    expect(() => ranks([3, Number.NaN, 1])).toThrow(InvalidArgumentError);
+    expect(() => ranks([3, Number.NaN, 1])).toThrow(/x\[1\].*NaN/);
+    expect(() => spearman([1, 2, 3], [1, Number.NaN, 2])).toThrow(InvalidArgumentError);
+  });
+
   it('sign agreement over entries above a threshold', () => {
     expect(signAgreement([1, -1, 2, -3], [2, -5, -1, -0.1])).toBe(0.75);
     expect(signAgreement([1, -1, 2, -3], [2, -5, -1, -0.1], 0.5)).toBeCloseTo(2 / 3, 15);
@@ -158,6 +168,12 @@ describe('trajectory errors, KL and gaps', () => {
     expect(f.perPoint[1]!.signAgreement).toBe(1);
     expect(f.perLabel[0]!.signAgreement).toBeCloseTo(3 / 4, 15);
     expect(() => changeAgreement(actual, new Float64Array(3))).toThrow(/predicted/);
+    // a NaN prediction has no rank: Spearman is NaN (like Pearson), the comparison does not fail
+    const withNaN = Float64Array.from(d);
+    withNaN[3] = Number.NaN;
+    const g = changeAgreement(actual, withNaN);
+    expect(g.spearman).toBeNaN();
+    expect(g.pearson).toBeNaN();
   });
 
   it('reject mismatched trajectories', () => {

@@ -1,24 +1,20 @@
 import { promises as fs } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { compareRecording, logLogSlope, predictRecording, readPredictions } from '../../src/compare/index.js';
-import { finetune, readFinetuneRecording } from '../../src/train/finetune.js';
+import { FitnessOperator, popOde, scheduleWeights } from '../../src/dynamics/index.js';
+import { finetune, readFinetuneKernel, readFinetuneRecording } from '../../src/train/finetune.js';
 import { train } from '../../src/train/train.js';
+import { tempDir } from '../util/temp-dir.js';
 
-let root = '';
-let linearRun = '';
+const root = tempDir('pipeline');
+const linearRun = path.join(root, 'linear');
 
 beforeAll(async () => {
-  root = await fs.mkdtemp(path.join(os.tmpdir(), 'entk-pipeline-'));
-  linearRun = path.join(root, 'linear');
   await train(
     { data: 'iris', model: 'linear', steps: 20, checkpoints: { steps: [0, 20] }, seed: 2 },
     { outDir: linearRun },
   );
-});
-afterAll(async () => {
-  await fs.rm(root, { recursive: true, force: true });
 });
 
 describe('predict + compare on real recordings', () => {
@@ -64,6 +60,53 @@ describe('predict + compare on real recordings', () => {
     expect(gaps[0]!).toBeGreaterThan(1e-3);
     expect(fit.slope).toBeGreaterThan(0.85);
     expect(fit.slope).toBeLessThan(1.15);
+  });
+
+  it('POP-ODE of a minibatch recording uses the weights averaged over the recorded schedule', async () => {
+    // 9 points in batches of 4 → sizes 4, 4, 1 each epoch (reshuffled): POP-ODE uses the weights
+    // averaged over the recorded steps, w_u = (1/T) Σ_t [u ∈ B_t]/|B_t|
+    const eta = 0.02;
+    const r = await finetune({
+      run: linearRun,
+      name: 'minibatch',
+      points: 'train:per-class=3',
+      mode: 'minibatch',
+      batchSize: 4,
+      learningRate: eta,
+      steps: 150,
+      recordEvery: 50,
+      seed: 3,
+    });
+    await predictRecording(r.dir, { predictors: ['pop-mu', 'pop-ode'], rtol: 1e-10, atol: 1e-12 });
+    const { arrays } = await readPredictions(r.dir);
+    const rec = await readFinetuneRecording(r.dir);
+    const m = rec.manifest;
+    expect(m.schedule.kind).toBe('sequence');
+    const V = m.numClasses;
+    const N = rec.numTrain;
+    const k = await readFinetuneKernel(rec, 0);
+    const op = new FitnessOperator({ numClasses: V, train: k.train }, { threads: 1 });
+    const problem = {
+      numClasses: V,
+      labels: rec.labels,
+      initialLogits: rec.trajectory.logProbs.slice(0, N * V),
+    };
+    const opts = { eta, steps: m.recordedSteps, rtol: 1e-10, atol: 1e-12 };
+    const withSchedule = popOde(op, problem, { ...opts, schedule: m.schedule }).trajectory.logProbs;
+    const fullBatch = popOde(op, problem, opts).trajectory.logProbs;
+    op.dispose();
+    let same = 0;
+    for (let i = 0; i < withSchedule.length; i++)
+      same = Math.max(same, Math.abs(withSchedule[i]! - arrays['pop-ode']![i]!));
+    expect(same).toBeLessThan(1e-12);
+    // the schedule is used: the averaged weights of this finite reshuffled run differ from 1/N
+    // (in expectation over reshuffles they are 1/N, so the difference is a finite-sample one)
+    const w = scheduleWeights(m.schedule, N);
+    expect(Math.max(...w) - Math.min(...w)).toBeGreaterThan(0.01);
+    let differs = 0;
+    for (let i = 0; i < fullBatch.length; i++)
+      differs = Math.max(differs, Math.abs(fullBatch[i]! - arrays['pop-ode']![i]!));
+    expect(differs).toBeGreaterThan(1e-4);
   });
 
   it('refuses what cannot be predicted', async () => {

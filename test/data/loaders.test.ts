@@ -1,15 +1,14 @@
 // CSV / JSONL loaders: good input of every supported kind, and every kind of bad input giving a
 // DataFormatError that names the file, the 1-based line and the column.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type LoadOptions, loadDataFile, loadDataset } from '../../src/data/index.js';
 import { DataFormatError, InvalidArgumentError } from '../../src/errors.js';
+import { tempDir } from '../util/temp-dir.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'entk-data-test-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const dir = tempDir('data-test');
 
 let counter = 0;
 /** Write `content` to a fresh file called `name` (in its own directory) and return its path. */

@@ -1,8 +1,7 @@
 import { promises as fs } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { FitnessOperator, oneStepPredict, popMu } from '../../src/dynamics/index.js';
 import { CorruptFileError, InvalidArgumentError } from '../../src/errors.js';
 import {
@@ -12,22 +11,17 @@ import {
   readFinetuneRecording,
 } from '../../src/train/finetune.js';
 import { train } from '../../src/train/train.js';
+import { tempDir } from '../util/temp-dir.js';
 import { logLogSlope } from './reference.js';
 
-let root = '';
-let mlpRun = '';
-let linearRun = '';
+const root = tempDir('finetune');
+const mlpRun = path.join(root, 'mlp');
+const linearRun = path.join(root, 'linear');
 
 beforeAll(async () => {
-  root = await fs.mkdtemp(path.join(os.tmpdir(), 'entk-finetune-'));
-  mlpRun = path.join(root, 'mlp');
-  linearRun = path.join(root, 'linear');
   const base = { data: 'iris', steps: 30, checkpoints: { steps: [0, 30] }, seed: 1 };
   await train({ ...base, model: 'mlp-small' }, { outDir: mlpRun });
   await train({ ...base, model: 'linear' }, { outDir: linearRun });
-});
-afterAll(async () => {
-  await fs.rm(root, { recursive: true, force: true });
 });
 
 /** Relative L2 error of the one-step prediction of a single recorded step, and the actual Δ. */

@@ -10,6 +10,7 @@ import {
   popMu,
   popOde,
   replicatorRhs,
+  scheduleWeights,
   softmax,
   type Trajectory,
 } from '../../src/dynamics/index.js';
@@ -147,6 +148,91 @@ describe('POP-ODE (THEORY.md checks 5 and 6)', () => {
     op.dispose();
   });
 
+  it('minibatch POP-MU → POP-ODE of the schedule-averaged weights, slope 1 ± 0.15 (unequal batches)', () => {
+    // N = 6 with batch size 4 gives batches of sizes 4, 2: points 0–3 weigh 1/8, points 4–5 weigh 1/4
+    // in the cycle average, not 1/N. The full-batch flow is the wrong limit (its gap stays O(1)).
+    const mb = randomProblem(19, 6, 2, 3, 12, 0.8);
+    const op = operatorOf(mb);
+    const schedule: BatchSchedule = {
+      kind: 'sequence',
+      batches: [
+        [0, 1, 2, 3],
+        [4, 5],
+      ],
+    };
+    const T = 2;
+    const etas = [0.2, 0.1, 0.05, 0.025, 0.0125];
+    const norm = (a: Float64Array, b: Float64Array) => {
+      let s = 0;
+      for (let i = 0; i < a.length; i++) s += (a[i]! - b[i]!) ** 2;
+      return Math.sqrt(s);
+    };
+    const withSchedule: number[] = [];
+    const fullBatch: number[] = [];
+    for (const eta of etas) {
+      const n = Math.round(T / eta); // even: whole cycles
+      const mu = probsAt(popMu(op, problemOf(mb), { eta, numSteps: n, schedule, record: [n] }), 0);
+      const opts = { eta, steps: [n], rtol: 1e-11, atol: 1e-14 };
+      withSchedule.push(norm(mu, probsAt(popOde(op, problemOf(mb), { ...opts, schedule }).trajectory, 0)));
+      fullBatch.push(norm(mu, probsAt(popOde(op, problemOf(mb), opts).trajectory, 0)));
+    }
+    const slope = logLogSlope(etas, withSchedule);
+    expect(withSchedule[0]!).toBeGreaterThan(1e-4);
+    expect(slope).toBeGreaterThan(0.85);
+    expect(slope).toBeLessThan(1.15);
+    // the unweighted (1/N) flow does not converge: its gap at the smallest η is ≫ the real one
+    expect(fullBatch[fullBatch.length - 1]!).toBeGreaterThan(0.5 * fullBatch[0]!);
+    expect(fullBatch[fullBatch.length - 1]!).toBeGreaterThan(20 * withSchedule[withSchedule.length - 1]!);
+    op.dispose();
+  });
+
+  it('scheduleWeights: the cycle average of the step weights; equal batches give the full-batch flow', () => {
+    const w = scheduleWeights(
+      {
+        kind: 'sequence',
+        batches: [
+          [0, 1, 2, 3],
+          [4, 5],
+        ],
+      },
+      6,
+    );
+    expect([...w]).toEqual([1 / 8, 1 / 8, 1 / 8, 1 / 8, 1 / 4, 1 / 4]);
+    // repeated indices count twice; Σ w = 1
+    const w2 = scheduleWeights({ kind: 'sequence', batches: [[0, 0, 1], [2]] }, 3);
+    expect(maxAbsDiff(w2, [1 / 3, 1 / 6, 1 / 2])).toBeLessThan(1e-15);
+    expect([...scheduleWeights({ kind: 'full' }, 4)]).toEqual([0.25, 0.25, 0.25, 0.25]);
+    expect(() => scheduleWeights({ kind: 'sequence', batches: [[0, 7]] }, 3)).toThrow(InvalidArgumentError);
+    // batch size dividing N: the averaged weights are 1/N, so POP-ODE equals the full-batch flow
+    const eq = randomProblem(23, 6, 2, 3, 12, 0.8);
+    const op = operatorOf(eq);
+    const opts = { eta: 0.1, steps: [0, 5, 20], rtol: 1e-10, atol: 1e-13 };
+    const even = popOde(op, problemOf(eq), {
+      ...opts,
+      schedule: {
+        kind: 'sequence',
+        batches: [
+          [0, 1, 2],
+          [3, 4, 5],
+        ],
+      },
+    });
+    const full = popOde(op, problemOf(eq), opts);
+    expect(maxAbsDiff(even.trajectory.logProbs, full.trajectory.logProbs)).toBeLessThan(1e-12);
+    const uneven = popOde(op, problemOf(eq), {
+      ...opts,
+      schedule: {
+        kind: 'sequence',
+        batches: [
+          [0, 1, 2, 3],
+          [4, 5],
+        ],
+      },
+    });
+    expect(maxAbsDiff(uneven.trajectory.logProbs, full.trajectory.logProbs)).toBeGreaterThan(1e-3);
+    op.dispose();
+  });
+
   it('matches the closed form of a single point with a scalar kernel', () => {
     // one finetune point, V = 2, K = k·I: logit gap g = z_y − z_other obeys ġ = k (1 − σ(g)) ·2 ... derive:
     // φ = K(e − π) = k(e − π); ż_y − ż_o = k((1 − π_y) − (−π_o)) = k(1 − π_y + π_o) = 2k(1 − π_y) = 2k σ(−g)
@@ -184,15 +270,15 @@ describe('equation (1) and ascent', () => {
     const pred = oneStepPredict(op, pr.labels, actual, { eta: 0.2, schedule });
     const n = pr.P * pr.V;
     expect(pred.length).toBe(6 * n);
+    // the kernel rows of all tracked points against the finetune points, [P·V, N·V]
+    const kernelRows = new Float64Array(n * pr.N * pr.V);
+    for (let a = 0; a < n; a++)
+      for (let b = 0; b < pr.N * pr.V; b++) kernelRows[a * pr.N * pr.V + b] = pr.kernelAll[a * n + b]!;
     for (let s = 0; s < 6; s++) {
       const probs = probsAt(actual, s);
       const batch = schedule.batches[s % 3]!;
       const w = new Float64Array(pr.N);
       for (const u of batch) w[u] += 1 / batch.length;
-      const kernelRows = new Float64Array(pr.P * pr.V * pr.N * pr.V);
-      const PV = pr.P * pr.V;
-      for (let a = 0; a < PV; a++)
-        for (let b = 0; b < pr.N * pr.V; b++) kernelRows[a * pr.N * pr.V + b] = pr.kernelAll[a * PV + b]!;
       const exact = equationOne(kernelRows, probs, probs.subarray(0, pr.N * pr.V), pr.labels, w, pr.V, 0.2);
       expect(maxAbsDiff(pred.subarray(s * n, (s + 1) * n), exact)).toBeLessThan(1e-13);
     }
@@ -206,6 +292,20 @@ describe('equation (1) and ascent', () => {
     };
     const pred2 = oneStepPredict(op, pr.labels, sparse, { eta: 0.2, schedule });
     expect(pred2.length).toBe(3 * n);
+    for (let k = 0; k < 3; k++) {
+      // weights of steps 2k and 2k+1 summed; probabilities at the interval start (step 2k)
+      const w = new Float64Array(pr.N);
+      for (const s of [2 * k, 2 * k + 1]) {
+        const batch = schedule.batches[s % 3]!;
+        for (const u of batch) w[u] += 1 / batch.length;
+      }
+      const probs = probsAt(actual, 2 * k);
+      const exact = equationOne(kernelRows, probs, probs.subarray(0, pr.N * pr.V), pr.labels, w, pr.V, 0.2);
+      const got = pred2.subarray(k * n, (k + 1) * n);
+      expect(maxAbsDiff(got, exact)).toBeLessThan(1e-13);
+      // not the single-step prediction: the summed weights matter
+      expect(maxAbsDiff(got, pred.subarray(2 * k * n, (2 * k + 1) * n))).toBeGreaterThan(1e-3);
+    }
     op.dispose();
   });
 

@@ -1,8 +1,7 @@
 // Backbone resolution and the errors a user sees for missing or corrupt models (real loads, no mocks).
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import * as os from 'node:os';
+import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   BackboneNotFoundError,
   embedImages,
@@ -11,14 +10,10 @@ import {
   resolveBackbone,
 } from '../../src/embed/index.js';
 import { CorruptFileError } from '../../src/errors.js';
+import { tempDir } from '../util/temp-dir.js';
 import { TINY_BERT_DIR } from './reference.js';
 
-let tmp: string;
-
-beforeAll(() => {
-  tmp = mkdtempSync(path.join(os.tmpdir(), 'entk-embed-backbone-'));
-});
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+const tmp = tempDir('embed-backbone');
 
 /** A copy of tiny-bert under tmp with `edit` applied. */
 function variant(name: string, edit: (dir: string) => void): string {

@@ -1,9 +1,5 @@
-// Text Dataset → feature Dataset, the serialisable backbone config, and the CLI flags.
-import { mkdtempSync, rmSync } from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { Command } from 'commander';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { loadDataset } from '../../src/data/index.js';
 import {
   addBackboneOptions,
@@ -12,13 +8,10 @@ import {
   embedTexts,
   parseBackboneConfig,
 } from '../../src/embed/index.js';
+import { tempDir } from '../util/temp-dir.js';
 import { TINY_BERT_DIR } from './reference.js';
 
-let cacheDir: string;
-beforeAll(() => {
-  cacheDir = mkdtempSync(path.join(os.tmpdir(), 'entk-embed-dataset-'));
-});
-afterAll(() => rmSync(cacheDir, { recursive: true, force: true }));
+const cacheDir = tempDir('embed-dataset');
 
 describe('embedDataset', () => {
   it('turns data/text/topics.csv into a [300, 32] feature dataset, keeping ids, labels and order', async () => {

@@ -6,22 +6,18 @@
 //   K_ij(x, x') = (xᵀx' + 1) δ_ij,
 // independent of the weights. One SGD step with rate η on the loss of one point (x, y) changes
 // logits exactly (the model is linear in its parameters) by Δf(x') = −η K(x', x) (p(x) − e_y).
-import { promises as fs, mkdtempSync, rmSync } from 'node:fs';
-import * as os from 'node:os';
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { loadDataset } from '../../src/data/index.js';
 import { embedDataset } from '../../src/embed/index.js';
 import { empiricalNtkFn } from '../../src/kernel/index.js';
 import { openRun, train } from '../../src/train/index.js';
+import { tempDir } from '../util/temp-dir.js';
 import { TINY_BERT_DIR } from './reference.js';
 
-let tmp: string;
-beforeAll(() => {
-  tmp = mkdtempSync(path.join(os.tmpdir(), 'entk-embed-e2e-'));
-});
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+const tmp = tempDir('embed-e2e');
 
 describe('text → frozen backbone → linear head → eNTK', () => {
   it('trains a head on tiny-bert features; its eNTK is (xᵀx′+1) I_V; one SGD step matches the kernel prediction', async () => {

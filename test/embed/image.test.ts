@@ -1,18 +1,11 @@
-// Image feature extraction through the REAL transformers.js image-feature-extraction pipeline on
-// the committed tiny ViT, checked against an independent float64 forward pass.
-import { mkdtempSync, rmSync } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { loadTransformers } from '../../src/embed/extractor.js';
 import { embedImages } from '../../src/embed/index.js';
+import { tempDir } from '../util/temp-dir.js';
 import { poolRows, TINY_VIT_DIR, tinyVitForward } from './reference.js';
 
-let tmp: string;
-beforeAll(() => {
-  tmp = mkdtempSync(path.join(os.tmpdir(), 'entk-embed-image-'));
-});
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+const tmp = tempDir('embed-image');
 
 /** A deterministic 16×16 RGB test pattern. */
 function pattern(seed: number): Uint8Array {

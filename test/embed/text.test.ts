@@ -1,12 +1,9 @@
-// Text feature extraction through the REAL transformers.js pipeline on the committed tiny BERT,
-// checked against an independent float64 forward pass of the same weights.
-import { mkdtempSync, rmSync } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { readCachedFeatures, writeCachedFeatures } from '../../src/embed/cache.js';
 import { type FeaturePipeline, loadFeaturePipeline } from '../../src/embed/extractor.js';
 import { embedTexts, featureCacheKey, hashTexts, resolveBackbone } from '../../src/embed/index.js';
+import { tempDir } from '../util/temp-dir.js';
 import { poolRows, readTopics, TINY_BERT_DIR, tinyBertForward } from './reference.js';
 
 const TEXTS = [
@@ -16,15 +13,13 @@ const TEXTS = [
   'Xylophones quizzically jostle.',
 ];
 
-let cacheDir: string;
+const cacheDir = tempDir('embed-text');
 let pipe: FeaturePipeline;
 
 beforeAll(async () => {
-  cacheDir = mkdtempSync(path.join(os.tmpdir(), 'entk-embed-text-'));
   const backbone = await resolveBackbone(TINY_BERT_DIR, { task: 'text' });
   pipe = await loadFeaturePipeline(backbone, { cacheDir });
 });
-afterAll(() => rmSync(cacheDir, { recursive: true, force: true }));
 
 interface Tokens {
   ids: number[][];

@@ -1,21 +1,19 @@
 // Bring-your-own tfjs layers models: round trip through disk, and the structured-path report.
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import * as os from 'node:os';
+import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatSupportReport, loadUserModel, structuredSupportReport } from '../../src/embed/index.js';
 import { CorruptFileError, UnsupportedError } from '../../src/errors.js';
 import { buildModel, saveModel } from '../../src/model/index.js';
+import { tempDir } from '../util/temp-dir.js';
 
-let tmp: string;
+const tmp = tempDir('embed-usermodel');
 let tensorsBefore: number;
 beforeAll(() => {
-  tmp = mkdtempSync(path.join(os.tmpdir(), 'entk-embed-usermodel-'));
   tensorsBefore = tf.memory().numTensors;
 });
 afterAll(() => {
-  rmSync(tmp, { recursive: true, force: true });
   expect(tf.memory().numTensors).toBe(tensorsBefore);
 });
 

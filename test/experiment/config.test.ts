@@ -1,7 +1,6 @@
 import { promises as fs } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { DataFormatError, InvalidArgumentError } from '../../src/errors.js';
 import {
   CONFIGS_DIR,
@@ -11,14 +10,9 @@ import {
   mergeConfigs,
   resolveExperimentConfig,
 } from '../../src/experiment/index.js';
+import { tempDir } from '../util/temp-dir.js';
 
-let dir: string;
-beforeAll(async () => {
-  dir = await fs.mkdtemp(path.join(os.tmpdir(), 'entk-config-'));
-});
-afterAll(async () => {
-  await fs.rm(dir, { recursive: true, force: true });
-});
+const dir = tempDir('config');
 
 const base = { train: { data: 'digits' } };
 const errorOf = (input: unknown): string => {

@@ -9,97 +9,46 @@
  * Chromium must be at /usr/bin/chromium (or $ENTK_CHROMIUM). In CI (CI set) a missing browser fails
  * the test; locally the suite is skipped only when the binary is absent and CI is unset.
  */
-import { existsSync, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { type Browser, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PNG_SIGNATURE, pngSize, type ReportResults, resolveJsonPointer } from '../../src/report/index.js';
+import { PNG_SIGNATURE, pngSize, type ReportResults } from '../../src/report/index.js';
 import { runCli } from '../cli/run-cli.js';
+import {
+  artifactsDir,
+  expectChromium,
+  expectNumbersMatchResults,
+  expectSelfContained,
+  type OpenedReport,
+  openReport,
+  repoRoot,
+  runBrowserTests,
+} from '../report/browser-page.js';
 import { num } from './fixtures.js';
 
-const CHROMIUM = process.env.ENTK_CHROMIUM ?? '/usr/bin/chromium';
-const inCi = Boolean(process.env.CI);
-const haveChromium = existsSync(CHROMIUM);
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const runDir = path.join(
-  process.env.ENTK_ARTIFACTS_DIR ?? path.join(repoRoot, 'runs', 'ci-artifacts'),
-  'demo',
-);
+const runDir = artifactsDir('demo');
 
-/** Tolerance of a displayed number: half a unit in its last shown digit. */
-function displayTolerance(text: string): number {
-  const [mantissa, exponent = '0'] = text.split('e');
-  const decimals = mantissa!.includes('.') ? mantissa!.split('.')[1]!.length : 0;
-  return 0.5 * 10 ** (Number(exponent) - decimals);
-}
-
-describe.runIf(haveChromium || inCi)('entk demo, and its report in headless chromium', () => {
-  let browser: Browser | undefined;
+describe.runIf(runBrowserTests)('entk demo, and its report in headless chromium', () => {
+  let opened: OpenedReport;
   let seconds = 0;
   let cli: ReturnType<typeof runCli>;
   let results: ReportResults;
-  const consoleErrors: string[] = [];
-  const requests: string[] = [];
-  let figures: { id: string; width: number; height: number; items: number }[] = [];
-  let numbers: { key: string; text: string }[] = [];
   const html = path.join(runDir, 'report.html');
 
   beforeAll(async () => {
-    expect(
-      haveChromium,
-      `Debian's chromium must be installed at ${CHROMIUM} (apt-get install chromium)`,
-    ).toBe(true);
+    expectChromium();
     await fs.rm(runDir, { recursive: true, force: true });
     const start = performance.now();
     cli = runCli(['demo', '--out', runDir]);
     seconds = (performance.now() - start) / 1000;
     expect(cli.status, cli.stderr).toBe(0);
     results = JSON.parse(await fs.readFile(path.join(runDir, 'results.json'), 'utf8'));
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
-    const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
-    page.on('console', (msg) => {
-      if (msg.type() === 'error') consoleErrors.push(msg.text());
-    });
-    page.on('pageerror', (error) => consoleErrors.push(`pageerror: ${error.message}`));
-    page.on('requestfailed', (request) => consoleErrors.push(`requestfailed: ${request.url()}`));
-    page.on('request', (request) => requests.push(request.url()));
-    await page.goto(pathToFileURL(html).href, { waitUntil: 'load' });
-    figures = await page.$$eval('figure[data-figure-id]', (elements) =>
-      elements.map((element) => {
-        const svg = element.querySelector('.chart svg');
-        const box = svg?.getBoundingClientRect();
-        return {
-          id: element.getAttribute('data-figure-id') ?? '',
-          width: box?.width ?? 0,
-          height: box?.height ?? 0,
-          items: svg ? svg.querySelectorAll('path, line, image, text').length : 0,
-        };
-      }),
-    );
-    numbers = await page.$$eval('[data-key]', (elements) =>
-      elements.map((element) => ({
-        key: element.getAttribute('data-key') ?? '',
-        text: element.textContent ?? '',
-      })),
-    );
-    await page.screenshot({ path: path.join(runDir, 'screenshot.png'), fullPage: true });
+    opened = await openReport(html);
+    await opened.page.screenshot({ path: path.join(runDir, 'screenshot.png'), fullPage: true });
   }, 300_000);
 
   afterAll(async () => {
-    await browser?.close();
+    await opened?.browser.close();
   });
 
   it('runs in under two minutes and prints the summary table and where the report is', () => {
@@ -131,14 +80,13 @@ describe.runIf(haveChromium || inCi)('entk demo, and its report in headless chro
   });
 
   it('loads with no console errors and no network requests', () => {
-    expect(consoleErrors).toEqual([]);
-    for (const url of requests) expect(url).toMatch(/^(file:|data:)/);
-    expect(requests.filter((url) => url.startsWith('file:'))).toEqual([pathToFileURL(html).href]);
+    expectSelfContained(opened, html);
   });
 
   it('renders every figure with a non-zero size, and writes each as SVG, PNG and Vega-Lite spec', async () => {
     const ids = Object.values(results.sections).flatMap((s) => Object.keys(s.figures));
     expect(ids.length).toBe(13);
+    const figures = opened.figures;
     expect(figures.map((f) => f.id)).toEqual(ids);
     for (const f of figures) {
       expect(f.width, f.id).toBeGreaterThan(100);
@@ -154,21 +102,8 @@ describe.runIf(haveChromium || inCi)('entk demo, and its report in headless chro
   });
 
   it('shows every number equal to results.json', () => {
-    expect(numbers.length).toBeGreaterThan(100);
-    for (const { key, text } of numbers) {
-      const value = resolveJsonPointer(results, key);
-      if (value === null) {
-        expect(text, key).toBe('n/a');
-        continue;
-      }
-      expect(typeof value, key).toBe('number');
-      expect(text, key).toMatch(/^-?\d+(\.\d+)?(e-?\d+)?$/);
-      const shown = Number(text);
-      expect(
-        Math.abs(shown - (value as number)),
-        `${key}: page ${text}, results.json ${value}`,
-      ).toBeLessThanOrEqual(displayTolerance(text) + Math.abs(value as number) * 1e-12);
-    }
+    expect(opened.numbers.length).toBeGreaterThan(100);
+    expectNumbersMatchResults(opened.numbers, results);
   });
 
   it('keeps a full-page screenshot in the run directory', async () => {

@@ -4,15 +4,15 @@
  * a second run does no work, a changed study parameter redoes only that study (and the report).
  */
 import { promises as fs } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { type ExperimentResult, runExperiment, type StageEvent } from '../../src/experiment/index.js';
 import { type ReportResults, resolveJsonPointer } from '../../src/report/index.js';
+import { tempDir } from '../util/temp-dir.js';
 import { num, tinyConfig } from './fixtures.js';
 
-let dir: string;
+const dir = tempDir('experiment');
 let first: ExperimentResult;
 let results: ReportResults;
 let tensorsBefore: number;
@@ -20,15 +20,11 @@ let tensorsAfter: number;
 const firstEvents: StageEvent[] = [];
 
 beforeAll(async () => {
-  dir = await fs.mkdtemp(path.join(os.tmpdir(), 'entk-experiment-'));
   tensorsBefore = tf.memory().numTensors;
   first = await runExperiment(tinyConfig(), { outDir: dir, onEvent: (e) => firstEvents.push(e) });
   tensorsAfter = tf.memory().numTensors;
   results = JSON.parse(await fs.readFile(first.resultsFile, 'utf8'));
 }, 120_000);
-afterAll(async () => {
-  await fs.rm(dir, { recursive: true, force: true });
-});
 
 const section = (id: string) => {
   const s = results.sections[id];
@@ -67,6 +63,7 @@ describe('a tiny experiment end to end', () => {
     expect(firstEvents.filter((e) => e.status === 'started').length).toBe(stages.length);
     const html = await fs.readFile(first.html, 'utf8');
     expect(html).toContain('<h1>entk test: tiny experiment</h1>');
+    expect(html).toContain('cumulative one-step (teacher-forced)');
     expect(Object.keys(results.sections)).toEqual([
       'summary',
       'checkpoints',
@@ -125,6 +122,15 @@ describe('a tiny experiment end to end', () => {
   it('predicts a small-η finetune of a small model well (r > 0.9)', () => {
     for (const method of ['one-step', 'POP-MU', 'POP-ODE', 'refreshed']) {
       expect(cell('checkpoints', 'methods', method, 'rTotal'), method).toBeGreaterThan(0.9);
+    }
+    // The cumulative one-step path is not a distribution: no probability metrics on it, and it is
+    // labelled as what it is.
+    const methods = section('checkpoints').tables.methods!.values;
+    expect(methods['one-step']?.rmseProb).toBeNull();
+    expect(methods['one-step']?.kl).toBeNull();
+    for (const method of ['POP-MU', 'POP-ODE', 'refreshed']) {
+      expect(cell('checkpoints', 'methods', method, 'kl'), method).toBeGreaterThanOrEqual(0);
+      expect(cell('checkpoints', 'methods', method, 'rmseProb'), method).toBeGreaterThan(0);
     }
     // Refreshing the kernel along the run brings POP-MU closer to the network.
     expect(cell('checkpoints', 'methods', 'refreshed', 'rmse')).toBeLessThan(

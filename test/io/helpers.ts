@@ -1,19 +1,10 @@
 // Shared test helpers for src/io: sample arrays of every dtype, temporary directories, and a
 // Python/NumPy runner for the interoperability checks.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import * as path from 'node:path';
-import { afterAll } from 'vitest';
 import { allocate, DTYPES, type DType, type NdArray, numElements } from '../../src/io/index.js';
 import { Rng } from '../../src/util/rng.js';
 
-/** A fresh temporary directory, removed after the test file. */
-export function tempDir(label: string): string {
-  const dir = mkdtempSync(path.join(tmpdir(), `entk-io-${label}-`));
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+export { tempDir } from '../util/temp-dir.js';
 
 /** Deterministic sample values of `dtype`, including the extremes of the type. */
 export function sampleArray(dtype: DType, shape: number[], seed = 1): NdArray {

@@ -14,7 +14,7 @@ import {
   shardRows,
 } from '../../src/kernel-store/index.js';
 import { openRun, type Run, train } from '../../src/train/index.js';
-import { tempDir } from '../io/helpers.js';
+import { tempDir } from '../util/temp-dir.js';
 
 const dir = tempDir('compute');
 let mlp: Run;
@@ -122,7 +122,7 @@ describe('computeKernelStores', () => {
     const N = manifest.points.count;
     expect([V, N]).toEqual([3, 9]);
     expect(manifest.kernel.shape).toEqual([N * V, N * V]);
-    expect(manifest.checkpoint.id).toBe('step-000003');
+    expect(manifest.checkpoint?.id).toBe('step-000003');
     const x = store.inputs!.data as Float32Array;
     const K = store.kernel.data as Float32Array;
     // Reference in float64 from the stored inputs; tolerance: float32 accumulation, 1e-5 relative to max |K|.

@@ -5,6 +5,7 @@ import { CorruptFileError, InvalidArgumentError } from '../../src/errors.js';
 import type { ArrayFormat, NdArray } from '../../src/io/index.js';
 import {
   exportKernelStore,
+  KERNEL_STORE_VERSION,
   type KernelManifestInput,
   kernelBlock,
   listKernelStores,
@@ -18,7 +19,8 @@ import {
   writeKernelStore,
 } from '../../src/kernel-store/index.js';
 import { Rng } from '../../src/util/rng.js';
-import { sameArray, tempDir } from '../io/helpers.js';
+import { sameArray } from '../io/helpers.js';
+import { tempDir } from '../util/temp-dir.js';
 
 const dir = tempDir('store');
 
@@ -96,7 +98,7 @@ describe('kernel store round trip', () => {
         const store = path.join(dir, format, kind, 'step-000010');
         const written = await writeKernelStore(store, { manifest, arrays, format });
         expect(written.format).toBe('entk-kernel-store');
-        expect(written.formatVersion).toBe(1);
+        expect(written.formatVersion).toBe(KERNEL_STORE_VERSION);
         expect(written.kernel.indexConvention).toMatch(/row n\*V \+ i, column m\*V \+ j/);
         expect(Object.keys(written.arrays).sort()).toEqual([
           'inputs',
@@ -204,9 +206,12 @@ describe('kernel store verification', () => {
     await expect(readKernelStore(store)).rejects.toThrow(
       /arrays.kernel.shape \[12, 13\] does not fit kind 'full'/,
     );
-    writeFileSync(manifestFile, JSON.stringify({ ...JSON.parse(text), formatVersion: 2 }));
+    writeFileSync(
+      manifestFile,
+      JSON.stringify({ ...JSON.parse(text), formatVersion: KERNEL_STORE_VERSION + 1 }),
+    );
     await expect(readKernelManifest(store)).rejects.toThrow(
-      /format version 2 is newer than this entk supports/,
+      new RegExp(`format version ${KERNEL_STORE_VERSION + 1} is newer than this entk supports`),
     );
     writeFileSync(
       manifestFile,

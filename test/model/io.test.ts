@@ -1,8 +1,7 @@
 import { promises as fs } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CorruptFileError, InvalidArgumentError } from '../../src/errors.js';
 import {
   buildModel,
@@ -12,15 +11,10 @@ import {
   resolveModelSpec,
   saveModel,
 } from '../../src/model/index.js';
+import { tempDir } from '../util/temp-dir.js';
 import { testValues } from './reference.js';
 
-let root = '';
-beforeAll(async () => {
-  root = await fs.mkdtemp(path.join(os.tmpdir(), 'entk-model-io-'));
-});
-afterAll(async () => {
-  await fs.rm(root, { recursive: true, force: true });
-});
+const root = tempDir('model-io');
 
 let before = 0;
 beforeEach(() => {

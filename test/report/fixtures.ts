@@ -1,5 +1,6 @@
 /** Synthetic inputs for every figure kind (seeded), shared by the unit and browser tests. */
 
+import { softmax } from '../../src/dynamics/index.js';
 import {
   discretisationVsStepSizeFigure,
   errorOverStepsFigure,
@@ -13,18 +14,6 @@ import {
   trajectoriesFigure,
 } from '../../src/report/index.js';
 import { Rng } from '../../src/util/rng.js';
-
-export function softmaxRows(logits: Float64Array, V: number): Float64Array {
-  const out = new Float64Array(logits.length);
-  for (let r = 0; r < logits.length / V; r++) {
-    let m = Number.NEGATIVE_INFINITY;
-    for (let i = 0; i < V; i++) m = Math.max(m, logits[r * V + i]!);
-    let s = 0;
-    for (let i = 0; i < V; i++) s += Math.exp(logits[r * V + i]! - m);
-    for (let i = 0; i < V; i++) out[r * V + i] = Math.exp(logits[r * V + i]! - m) / s;
-  }
-  return out;
-}
 
 /** Logits moving linearly from z0 with velocity v (plus a method-specific bend), softmaxed: [T, V]. */
 export function trajectory(
@@ -41,7 +30,7 @@ export function trajectory(
     const s = t / (T - 1);
     for (let i = 0; i < V; i++) z[t * V + i] = z0[i]! + s * v[i]! + bend * s * s * w[i]!;
   }
-  return softmaxRows(z, V);
+  return softmax(z, V);
 }
 
 export const METHODS = ['actual', 'POP-MU', 'POP-ODE', 'refreshed'] as const;

@@ -1,7 +1,6 @@
 import { promises as fs } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
   type Figure,
   formatNumber,
@@ -15,17 +14,14 @@ import {
   scopeSvgIds,
   writeReport,
 } from '../../src/report/index.js';
+import { tempDir } from '../util/temp-dir.js';
 import { sampleReport } from './fixtures.js';
 
 let report: Report;
-let tmp: string;
+const tmp = tempDir('report');
 
 beforeAll(async () => {
   report = await sampleReport();
-  tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'entk-report-'));
-});
-afterAll(async () => {
-  await fs.rm(tmp, { recursive: true, force: true });
 });
 
 function decode(text: string): string {

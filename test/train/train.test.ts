@@ -1,8 +1,7 @@
 import { promises as fs } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../src/errors.js';
 import {
   type CheckpointState,
@@ -14,14 +13,9 @@ import {
   train,
 } from '../../src/train/index.js';
 import { Rng } from '../../src/util/rng.js';
+import { tempDir } from '../util/temp-dir.js';
 
-let root = '';
-beforeAll(async () => {
-  root = await fs.mkdtemp(path.join(os.tmpdir(), 'entk-train-'));
-});
-afterAll(async () => {
-  await fs.rm(root, { recursive: true, force: true });
-});
+const root = tempDir('train');
 
 let counter = 0;
 const fresh = () => path.join(root, `run-${++counter}`);

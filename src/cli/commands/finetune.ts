@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { InvalidArgumentError } from '../../errors.js';
 import { NTK_IMPLEMENTATIONS, type NtkImplementation } from '../../kernel/types.js';
 import { FINETUNE_MODES, type FinetuneMode, finetune } from '../../train/finetune.js';
-import { output, parseInteger, parseNumber, prepare } from '../shared.js';
+import { output, parseInteger, parseNumber, parseThreads, prepare } from '../shared.js';
 
 interface FinetuneFlags {
   run: string;
@@ -27,11 +27,6 @@ interface FinetuneFlags {
   json?: boolean;
   backend?: string;
   quiet?: boolean;
-}
-
-function parseThreads(value: string): number | 'auto' {
-  if (value.trim() === 'auto') return 'auto';
-  return parseInteger('--threads', 1, 1024)(value);
 }
 
 export function registerFinetune(program: Command): void {
@@ -75,7 +70,7 @@ export function registerFinetune(program: Command): void {
       0,
     )
     .option('--implementation <name>', `eNTK implementation: ${NTK_IMPLEMENTATIONS.join(' | ')}`, 'auto')
-    .option('--threads <n|auto>', 'eNTK worker threads', parseThreads, 1)
+    .option('--threads <n|auto>', 'eNTK worker threads', parseThreads(1024), 1)
     .option('--overwrite', 'replace an existing recording of that name')
     .option('--json', 'print a JSON summary')
     .action(async (flags: FinetuneFlags, command: Command) => {

@@ -1,6 +1,8 @@
 /**
  * `entk kernel`: flags → `computeKernelStores` options (kernel stores of a run's checkpoints over a
- * point set, whole or one shard of block rows); `entk kernel merge|list|verify <dir>`.
+ * point set, whole or one shard of block rows), or with `--model` → `computeModelKernelStore` (a
+ * user-supplied tfjs layers model over points from a file, one store at --out);
+ * `entk kernel merge|list|verify <dir>`.
  */
 import type { Command } from 'commander';
 import { InvalidArgumentError } from '../../errors.js';
@@ -9,16 +11,19 @@ import { NTK_IMPLEMENTATIONS, type NtkImplementation } from '../../kernel/types.
 import {
   type ComputeKernelStoresOptions,
   computeKernelStores,
+  computeModelKernelStore,
   type KernelManifest,
   listKernelStores,
   mergeKernelShards,
   parseShard,
   verifyKernelStore,
 } from '../../kernel-store/index.js';
-import { output, parseInteger, prepare } from '../shared.js';
+import { output, parseInteger, parseThreads, prepare } from '../shared.js';
 
 interface KernelFlags {
   run?: string;
+  model?: string;
+  labelColumn?: string;
   checkpoint: string;
   points?: string;
   name?: string;
@@ -36,18 +41,15 @@ interface KernelFlags {
   json?: boolean;
 }
 
-function parseThreads(value: string): number | 'auto' {
-  if (value.trim() === 'auto') return 'auto';
-  return parseInteger('--threads', 1, 1024)(value);
-}
-
 /** A short, stable summary of a store for --json output. */
 function storeSummary(dir: string, m: KernelManifest) {
   return {
     dir,
     pointSet: m.points.name,
-    checkpoint: m.checkpoint.id,
-    step: m.checkpoint.step,
+    source: m.source?.kind ?? 'run',
+    model: m.source?.kind === 'model' ? { path: m.source.path, sha256: m.source.sha256 } : undefined,
+    checkpoint: m.checkpoint?.id ?? null,
+    step: m.checkpoint?.step ?? null,
     kind: m.kernel.kind,
     shape: m.kernel.shape,
     dtype: m.kernel.dtype,
@@ -67,8 +69,9 @@ function printStore(dir: string, m: KernelManifest): void {
     ? ` shard ${m.shard.index}/${m.shard.count} (points ${m.shard.rowStart}..${m.shard.rowEnd - 1})`
     : '';
   const ms = m.kernel.timings.checkpointTotal ?? m.kernel.timings.total;
+  const from = m.checkpoint ? m.checkpoint.id : m.source?.kind === 'model' ? 'model' : '-';
   console.log(
-    `${dir}  ${m.kernel.kind} [${m.kernel.shape.join(', ')}] ${m.kernel.dtype}  N=${m.points.count} V=${m.model.numOutputs}  ${m.checkpoint.id}  ${m.kernel.implementation}${shard}${ms != null ? `  ${(ms / 1000).toFixed(2)} s` : ''}`,
+    `${dir}  ${m.kernel.kind} [${m.kernel.shape.join(', ')}] ${m.kernel.dtype}  N=${m.points.count} V=${m.model.numOutputs}  ${from}  ${m.kernel.implementation}${shard}${ms != null ? `  ${(ms / 1000).toFixed(2)} s` : ''}`,
   );
 }
 
@@ -76,23 +79,35 @@ export function registerKernel(program: Command): void {
   const kernel = program
     .command('kernel')
     .description(
-      "compute eNTK kernel stores of a run's checkpoints over a point set (subcommands: merge, list, verify)",
+      "compute eNTK kernel stores of a run's checkpoints (--run) or of any tfjs layers model (--model) over a point set (subcommands: merge, list, verify)",
     )
     .option('--run <dir>', "run directory written by 'entk train'")
+    .option(
+      '--model <model.json|dir>',
+      'instead of --run: a tfjs layers model (e.g. converted from Keras); needs --points file:<csv|jsonl> or npy:<inputs.npy> and --out <store dir>',
+    )
+    .option(
+      '--label-column <name>',
+      'with --model: optional label column of a points file (class indices)',
+      'label',
+    )
     .option('--checkpoint <which>', 'last | first | all | an id or step | a comma list of these', 'last')
     .option(
       '--points <spec>',
-      'points, comma-combined: train:100 (seeded sample), test:all, train:first=50, train:per-class=10, ids:a,b, file:x.csv',
+      'points, comma-combined: train:100 (seeded sample), test:all, train:first=50, train:per-class=10, ids:a,b, file:x.csv; with --model: file:x.csv|x.jsonl or npy:x.npy',
     )
     .option('--name <name>', 'point-set name (the store directory); default derived from --points')
     .option('--seed <n>', 'seed of sampled point terms', parseInteger('--seed', 0), 0)
-    .option('--out <dir>', 'root of the stores, <out>/<name>/<checkpoint>/ (default <run>/kernels)')
+    .option(
+      '--out <dir>',
+      'root of the stores, <out>/<name>/<checkpoint>/ (default <run>/kernels); with --model: the store directory',
+    )
     .option('--trace', 'store the trace kernel tr K / V, [N, N]')
     .option('--diagonal', 'store only the diagonal blocks K(x, x), [N, V, V]')
     .option('--implementation <name>', `eNTK implementation: ${NTK_IMPLEMENTATIONS.join(' | ')}`, 'auto')
     .option('--parameters <which>', 'all | head | comma list of layer names', 'all')
     .option('--float64', 'accumulate in float64 and store a float64 kernel')
-    .option('--threads <n>', 'worker threads: a number or auto', parseThreads, 1)
+    .option('--threads <n>', 'worker threads: a number or auto', parseThreads(1024), 1)
     .option(
       '--block-size <n>',
       'points per kernel block (default: chosen by the engine)',
@@ -104,9 +119,16 @@ export function registerKernel(program: Command): void {
       'compute only block-row shard i of n (0-based) into <store>.shards/; then entk kernel merge',
     )
     .option('--json', 'machine-readable output')
-    .action(async (flags: KernelFlags) => {
-      if (!flags.run)
-        throw new InvalidArgumentError('--run', undefined, "a run directory written by 'entk train'");
+    .action(async (flags: KernelFlags, command: Command) => {
+      if (flags.run && flags.model) {
+        throw new InvalidArgumentError('--model', flags.model, 'either --run or --model, not both');
+      }
+      if (!flags.run && !flags.model)
+        throw new InvalidArgumentError(
+          '--run',
+          undefined,
+          "a run directory written by 'entk train' (or --model <model.json> for a tfjs layers model)",
+        );
       if (!flags.points)
         throw new InvalidArgumentError('--points', undefined, 'a point spec such as train:per-class=10');
       if (flags.trace && flags.diagonal) {
@@ -134,8 +156,53 @@ export function registerKernel(program: Command): void {
           'all, head or a comma list of layer names',
         );
       }
+      if (flags.model) {
+        for (const flag of ['checkpoint', 'seed'] as const) {
+          if (command.getOptionValueSource(flag) === 'cli') {
+            throw new InvalidArgumentError(
+              `--${flag}`,
+              flags[flag],
+              'nothing with --model (it applies to --run)',
+            );
+          }
+        }
+        if (!flags.out)
+          throw new InvalidArgumentError('--out', undefined, 'a directory for the kernel store of --model');
+        const kind = flags.trace ? 'trace' : flags.diagonal ? 'diagonal' : 'full';
+        await prepare({ ...program.opts(), ...flags });
+        const store = await computeModelKernelStore({
+          model: flags.model,
+          points: flags.points,
+          out: flags.out,
+          name: flags.name,
+          labelColumn: flags.labelColumn,
+          kind,
+          implementation: flags.implementation as NtkImplementation,
+          parameters,
+          accumulation: flags.float64 ? 'float64' : 'float32',
+          threads: flags.threads,
+          blockSize: flags.blockSize,
+          format: parseArrayFormat(flags.format, '--format'),
+          shard: flags.shard === undefined ? undefined : parseShard(flags.shard),
+        });
+        const ran = store.manifest.kernel.implementation;
+        output(
+          flags.json,
+          [{ ...storeSummary(store.dir, store.manifest), unsupported: store.unsupported }],
+          () => {
+            if (store.unsupported.length > 0) {
+              console.error(
+                `entk: ${store.unsupported.length} item(s) outside the structured eNTK path; implementation '${ran}' was used:`,
+              );
+              for (const line of store.unsupported) console.error(`  - ${line}`);
+            }
+            printStore(store.dir, store.manifest);
+          },
+        );
+        return;
+      }
       const options: ComputeKernelStoresOptions = {
-        run: flags.run,
+        run: flags.run!,
         points: flags.points,
         checkpoint: flags.checkpoint,
         name: flags.name,

@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { PREDICTORS, type PredictorName, predictRecording } from '../../compare/pipeline.js';
 import { InvalidArgumentError } from '../../errors.js';
 import { finetuneDir } from '../../train/finetune.js';
-import { output, parseInteger, parseNumber, prepare } from '../shared.js';
+import { output, parseNumber, parseThreads, prepare } from '../shared.js';
 
 interface PredictFlags {
   run?: string;
@@ -58,11 +58,6 @@ function parsePredictors(value: string): PredictorName[] {
   return parts as PredictorName[];
 }
 
-function parseThreads(value: string): number | 'auto' {
-  if (value.trim() === 'auto') return 'auto';
-  return parseInteger('--threads', 1, 64)(value);
-}
-
 export function registerPredict(program: Command): void {
   program
     .command('predict')
@@ -79,7 +74,7 @@ export function registerPredict(program: Command): void {
     )
     .option('--rtol <r>', 'POP-ODE relative tolerance (default 1e-6)', parseNumber('--rtol', 'positive'))
     .option('--atol <a>', 'POP-ODE absolute tolerance (default 1e-9)', parseNumber('--atol', 'nonnegative'))
-    .option('--threads <n|auto>', 'threads of the replicator right-hand side', parseThreads, 'auto')
+    .option('--threads <n|auto>', 'threads of the replicator right-hand side', parseThreads(64), 'auto')
     .option('--json', 'print a JSON summary')
     .action(async (flags: PredictFlags, command: Command) => {
       const globals = command.optsWithGlobals() as PredictFlags;

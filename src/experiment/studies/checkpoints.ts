@@ -37,6 +37,7 @@ import {
   loadPredictions,
   METHODS,
   type Method,
+  ONE_STEP_PATH_LABEL,
   type Predictions,
   type RecordingScores,
   scoreRecording,
@@ -45,7 +46,7 @@ import {
 } from '../predict.js';
 import { finite, pointProbabilities, type StudyRun } from '../study.js';
 
-/** The predicted trajectory of a method ('one-step' is the summed one-step path). */
+/** The predicted trajectory of a method ('one-step': the cumulative teacher-forced path, not a distribution). */
 function trajectoryOf(p: Predictions, m: Method) {
   return m === 'one-step'
     ? p.oneStepPath
@@ -54,6 +55,16 @@ function trajectoryOf(p: Predictions, m: Method) {
       : m === 'POP-ODE'
         ? p.popOde
         : p.refreshed!;
+}
+
+/** A method's trajectory as named in figure legends (the known names keep their fixed colours). */
+function seriesName(m: Method): string {
+  return m === 'one-step' ? ONE_STEP_PATH_LABEL : m;
+}
+
+/** A method's trajectory as labelled in tables. */
+function methodLabel(m: Method): string {
+  return m === 'refreshed' ? 'POP-MU, refreshed K' : seriesName(m);
 }
 
 /** Result of the analysis stage of one checkpoint. */
@@ -171,14 +182,14 @@ export async function runCheckpointsStudy(
       await predictedVsActualFigure({
         id: `${prefix}total-change`,
         series: methods.map<ScatterSeries>((m) => ({
-          name: m,
+          name: seriesName(m),
           predicted: totalChange(predicted.get(m)!),
           actual: actualTotal,
         })),
         quantity: 'Δ log π over the finetune',
         itemDescription: `one (tracked point, label) pair: the change of log π from the checkpoint to the last of ${actual.steps[actual.steps.length - 1]} steps`,
         title: `Predicted vs actual Δ log π over the finetune from ${focus.id}`,
-        note: "'one-step' sums equation (1) over the recorded intervals, each from the actual state; POP-MU and POP-ODE run on their own from the checkpoint.",
+        note: `'${ONE_STEP_PATH_LABEL}' sums equation (1) over the recorded intervals, each from the actual state; POP-MU and POP-ODE run on their own from the checkpoint.`,
       }),
     );
     // Per-interval changes: equation (1).
@@ -253,7 +264,7 @@ export async function runCheckpointsStudy(
       await errorOverStepsFigure({
         id: `${prefix}error-over-steps`,
         steps,
-        series: methods.map((m) => ({ name: m, values: focusScores.methods[m]!.perStep })),
+        series: methods.map((m) => ({ name: seriesName(m), values: focusScores.methods[m]!.perStep })),
         yTitle: 'RMS of predicted − actual log π (nats)',
         errorDescription:
           'the root-mean-square difference of log π between predictor and network over the tracked points and labels',
@@ -328,8 +339,7 @@ export async function runCheckpointsStudy(
     const methodsTable: ReportTable = {
       id: 'methods',
       title: `Predictors against the network, finetune from ${focusLabel}`,
-      caption:
-        'r: Pearson correlation of predicted and actual total Δ log π per (point, label). RMS and max: log π difference over all recorded steps, points and labels. KL: mean over tracked points of KL(actual ‖ predicted) at the last step.',
+      caption: `r: Pearson correlation of predicted and actual total Δ log π per (point, label). RMS and max: log π difference over all recorded steps, points and labels. KL: mean over tracked points of KL(actual ‖ predicted) at the last step. The ${ONE_STEP_PATH_LABEL} path restarts every interval from the network's state and is not a distribution, so RMS π and KL are not given for it.`,
       rowHeader: 'predictor',
       columns: [
         { key: 'rTotal', label: 'r (total Δ log π)' },
@@ -342,7 +352,7 @@ export async function runCheckpointsStudy(
         const s = focusScores.methods[m]!;
         return {
           key: m,
-          label: m === 'one-step' ? 'one-step (summed)' : m === 'refreshed' ? 'POP-MU, refreshed K' : m,
+          label: methodLabel(m),
           values: {
             rTotal: s.rTotal,
             rmse: s.rmseLogProb,

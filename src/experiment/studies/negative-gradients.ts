@@ -73,7 +73,11 @@ interface Analysis {
   example: string;
   label: number;
   top: number;
-  squeeze: Record<'actual' | 'POP-MU' | 'POP-ODE' | 'one-step', Squeeze>;
+  /**
+   * Not computed for the cumulative one-step path: its rows are not distributions (see
+   * Predictions.oneStepPath), so probability shares on it mean nothing.
+   */
+  squeeze: Record<'actual' | 'POP-MU' | 'POP-ODE', Squeeze>;
   rTotal: { 'POP-MU': number | null; 'POP-ODE': number | null; 'one-step': number | null };
   /** Sign agreement of predicted vs actual Δ log π(y_example | x) over the other tracked points (POP-MU). */
   signAgreementOthers: number | null;
@@ -150,7 +154,6 @@ export async function runNegativeGradientsStudy(
           actual: sq,
           'POP-MU': squeeze(predictions.popMu, y),
           'POP-ODE': squeeze(predictions.popOde, y),
-          'one-step': squeeze(predictions.oneStepPath, y),
         },
         rTotal: {
           'POP-MU': scores.methods['POP-MU']!.rTotal,

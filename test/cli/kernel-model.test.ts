@@ -1,0 +1,278 @@
+// `entk kernel --model`: kernels of user-supplied tfjs layers models through the real CLI.
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadUserModel } from '../../src/embed/user-model.js';
+import { writeArray } from '../../src/io/index.js';
+import { empiricalNtkFn, type NtkImplementation } from '../../src/kernel/index.js';
+import { hashModelFiles, readKernelStore } from '../../src/kernel-store/index.js';
+import { saveModel } from '../../src/model/index.js';
+import { tempDir } from '../util/temp-dir.js';
+import { type CliResult, expectOneLineError, runCliAsync } from './run-cli.js';
+
+const dir = tempDir('cli-kernel-model');
+const denseDir = path.join(dir, 'dense');
+const residDir = path.join(dir, 'resid');
+const csv = path.join(dir, 'points.csv');
+const jsonl = path.join(dir, 'points.jsonl');
+const npy = path.join(dir, 'points.npy');
+const N = 5;
+const D = 4;
+/** Point n, feature j (deterministic, not symmetric). */
+const feature = (n: number, j: number) => Math.sin(1.3 * n + 0.7 * j + 0.2) * (1 + 0.1 * j);
+
+function seeded(model: tf.LayersModel): void {
+  let k = 1;
+  const values = model.getWeights().map((w) => {
+    const v = Float32Array.from({ length: w.size }, (_, i) => Math.sin(k * 12.9898 + i * 78.233) * 0.6);
+    k++;
+    return tf.tensor(v, w.shape);
+  });
+  model.setWeights(values);
+  tf.dispose(values);
+}
+
+const runMany = (argvs: string[][]): Promise<CliResult[]> => Promise.all(argvs.map((a) => runCliAsync(a)));
+
+/** max |a − b| / max |b|. */
+function relDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  expect(a.length).toBe(b.length);
+  let diff = 0;
+  let scale = 0;
+  for (let k = 0; k < b.length; k++) {
+    diff = Math.max(diff, Math.abs(a[k]! - b[k]!));
+    scale = Math.max(scale, Math.abs(b[k]!));
+  }
+  expect(scale).toBeGreaterThan(0);
+  return diff / scale;
+}
+
+/** The in-process kernel of the saved model at the saved points (the reference for the CLI). */
+async function reference(modelDir: string, implementation: NtkImplementation): Promise<Float32Array> {
+  const { model } = await loadUserModel(modelDir);
+  const x = Float32Array.from({ length: N * D }, (_, k) => feature(Math.floor(k / D), k % D));
+  const ntk = empiricalNtkFn(model, { implementation, progress: false });
+  const r = await ntk({ data: x, shape: [N, D] });
+  await ntk.dispose();
+  model.dispose();
+  return r.data as Float32Array;
+}
+
+let tensorsBefore: number;
+beforeAll(async () => {
+  tensorsBefore = tf.memory().numTensors;
+  const dense = tf.sequential({
+    layers: [
+      tf.layers.dense({ inputShape: [D], units: 6, activation: 'tanh', name: 'hidden' }),
+      tf.layers.dense({ units: 3, name: 'logits' }),
+    ],
+  });
+  seeded(dense);
+  await saveModel(dense, denseDir);
+  dense.dispose();
+
+  // A residual block with a LayerNormalization: outside the structured path twice over.
+  const input = tf.input({ shape: [D] });
+  const h = tf.layers.dense({ units: 6, activation: 'tanh', name: 'h' }).apply(input) as tf.SymbolicTensor;
+  const ln = tf.layers.layerNormalization({ name: 'ln' }).apply(h) as tf.SymbolicTensor;
+  const g = tf.layers.dense({ units: 6, name: 'g' }).apply(ln) as tf.SymbolicTensor;
+  const sum = tf.layers.add({ name: 'residual' }).apply([h, g]) as tf.SymbolicTensor;
+  const out = tf.layers.dense({ units: 3, name: 'out' }).apply(sum) as tf.SymbolicTensor;
+  const resid = tf.model({ inputs: input, outputs: out, name: 'resid' });
+  seeded(resid);
+  await saveModel(resid, residDir);
+  resid.dispose();
+
+  const cols = Array.from({ length: D }, (_, j) => `f${j}`);
+  const rows = Array.from({ length: N }, (_, n) => [`p${n}`, ...cols.map((_, j) => feature(n, j))].join(','));
+  writeFileSync(csv, `${['id', ...cols].join(',')}\n${rows.join('\n')}\n`);
+  writeFileSync(
+    jsonl,
+    Array.from({ length: N }, (_, n) =>
+      JSON.stringify({ x: cols.map((_, j) => feature(n, j)), label: n % 3 }),
+    ).join('\n'),
+  );
+  const x = Float32Array.from({ length: N * D }, (_, k) => feature(Math.floor(k / D), k % D));
+  await writeArray(npy, { dtype: 'float32', shape: [N, D], data: x });
+});
+afterAll(() => {
+  expect(tf.memory().numTensors).toBe(tensorsBefore);
+});
+
+describe('entk kernel --model', () => {
+  it('a Sequential Dense model: structured ≡ jacobian ≡ empiricalNtkFn; CSV and npy points; verified store', async () => {
+    const sOut = path.join(dir, 'stores', 'dense-structured');
+    const jOut = path.join(dir, 'stores', 'dense-jacobian');
+    const [s, j] = await runMany([
+      [
+        'kernel',
+        '--model',
+        denseDir,
+        '--points',
+        `file:${csv}`,
+        '--out',
+        sOut,
+        '--implementation',
+        'structured',
+        '--json',
+      ],
+      [
+        'kernel',
+        '--model',
+        path.join(denseDir, 'model.json'),
+        '--points',
+        `npy:${npy}`,
+        '--out',
+        jOut,
+        '--implementation',
+        'jacobian',
+      ],
+    ]);
+    expect(s!.status, s!.stderr).toBe(0);
+    expect(j!.status, j!.stderr).toBe(0);
+    expect(s!.stderr).toBe('');
+    const summary = JSON.parse(s!.stdout)[0];
+    expect(summary).toMatchObject({
+      dir: sOut,
+      source: 'model',
+      checkpoint: null,
+      implementation: 'structured',
+      shape: [N * 3, N * 3],
+      unsupported: [],
+    });
+    expect(j!.stdout).toMatch(/dense-jacobian {2}full \[15, 15\] float32 {2}N=5 V=3 {2}model {2}jacobian/);
+
+    const a = await readKernelStore(sOut);
+    const b = await readKernelStore(jOut);
+    expect(a.manifest.source).toMatchObject({ kind: 'model', unsupported: [], modelClass: 'Sequential' });
+    const hashes = await hashModelFiles(path.join(denseDir, 'model.json'));
+    expect(a.manifest.source).toMatchObject({ sha256: hashes.sha256, files: hashes.files });
+    expect(hashes.files.map((f) => f.file)).toEqual(['model.json', 'weights.bin']);
+    expect([a.manifest.run, a.manifest.checkpoint]).toEqual([null, null]);
+    expect(a.manifest.points.ids).toEqual(['p0', 'p1', 'p2', 'p3', 'p4']);
+    expect(b.manifest.points.ids).toEqual([
+      'points-0000',
+      'points-0001',
+      'points-0002',
+      'points-0003',
+      'points-0004',
+    ]);
+    expect(Array.from(a.labels!.data as Int32Array)).toEqual([-1, -1, -1, -1, -1]);
+    expect(Array.from(a.inputs!.data as Float32Array)).toEqual(Array.from(b.inputs!.data as Float32Array));
+    // Stored kernel = the library on the same points (same implementation, same float32 path).
+    const ka = a.kernel.data as Float32Array;
+    const kb = b.kernel.data as Float32Array;
+    expect(relDiff(ka, await reference(denseDir, 'structured'))).toBeLessThanOrEqual(1e-6);
+    expect(relDiff(kb, await reference(denseDir, 'jacobian'))).toBeLessThanOrEqual(1e-6);
+    // The two implementations agree (float32 accumulation: 1e-5 relative to max |K|).
+    expect(relDiff(ka, kb)).toBeLessThanOrEqual(1e-5);
+    // Logits in the store are the model's.
+    const { model } = await loadUserModel(denseDir);
+    const logits = tf.tidy(() =>
+      (model.predict(tf.tensor(a.inputs!.data as Float32Array, [N, D])) as tf.Tensor).dataSync(),
+    );
+    expect(relDiff(a.logits!.data as Float32Array, logits)).toBeLessThanOrEqual(1e-6);
+    model.dispose();
+
+    const [verify, list] = await runMany([
+      ['kernel', 'verify', sOut],
+      ['kernel', 'list', path.join(dir, 'stores'), '--json'],
+    ]);
+    expect(verify!.stdout).toContain(`ok  ${sOut}`);
+    expect(JSON.parse(list!.stdout).map((e: { dir: string }) => e.dir)).toEqual([jOut, sOut]);
+  });
+
+  it('a residual model with LayerNormalization: auto falls back to jacobian and lists what is outside', async () => {
+    const out = path.join(dir, 'stores', 'resid');
+    const [auto, json, structured] = await runMany([
+      ['kernel', '--model', residDir, '--points', `file:${jsonl}`, '--out', out],
+      ['kernel', '--model', residDir, '--points', `file:${csv}`, '--out', `${out}-json`, '--trace', '--json'],
+      [
+        'kernel',
+        '--model',
+        residDir,
+        '--points',
+        `file:${csv}`,
+        '--out',
+        `${out}-s`,
+        '--implementation',
+        'structured',
+      ],
+    ]);
+    expect(auto!.status, auto!.stderr).toBe(0);
+    const report = auto!.stderr.trimEnd().split('\n');
+    expect(report[0]).toMatch(
+      /2 item\(s\) outside the structured eNTK path; implementation 'jacobian' was used/,
+    );
+    expect(report.slice(1)).toEqual([
+      expect.stringMatching(
+        /^ {2}- ln \(LayerNormalization\): trainable layer type not on the structured path/,
+      ),
+      expect.stringMatching(/^ {2}- resid: topology is not a chain of layers \(at residual \(Add\)\)/),
+    ]);
+    expect(auto!.stdout).toMatch(/resid {2}full \[15, 15\] float32 {2}N=5 V=3 {2}model {2}jacobian/);
+    const store = await readKernelStore(out);
+    expect(store.manifest.kernel.implementation).toBe('jacobian');
+    expect(Array.from(store.labels!.data as Int32Array)).toEqual([0, 1, 2, 0, 1]);
+    expect(store.manifest.source?.kind === 'model' && store.manifest.source.unsupported).toHaveLength(2);
+    expect(
+      relDiff(store.kernel.data as Float32Array, await reference(residDir, 'jacobian')),
+    ).toBeLessThanOrEqual(1e-6);
+
+    expect(json!.status, json!.stderr).toBe(0);
+    const summary = JSON.parse(json!.stdout)[0];
+    expect([summary.kind, summary.shape, summary.implementation]).toEqual(['trace', [N, N], 'jacobian']);
+    expect(summary.unsupported).toHaveLength(2);
+    expect(summary.unsupported[0]).toMatch(/^ln \(LayerNormalization\)/);
+
+    expectOneLineError(
+      structured!,
+      /implementation 'structured' does not cover ln \(LayerNormalization\): .*; resid: topology is not a chain .*use --implementation auto or jacobian/,
+    );
+  });
+
+  it('rejects bad inputs with one line and exit code 2', async () => {
+    const noWeights = path.join(dir, 'no-weights');
+    mkdirSync(noWeights, { recursive: true });
+    copyFileSync(path.join(denseDir, 'model.json'), path.join(noWeights, 'model.json'));
+    const narrow = path.join(dir, 'narrow.csv');
+    writeFileSync(narrow, 'a,b,c\n1,2,3\n4,5,6\n');
+    const badNpy = path.join(dir, 'bad.npy');
+    await writeArray(badNpy, { dtype: 'float32', shape: [2, 5], data: new Float32Array(10) });
+    const out = path.join(dir, 'bad-out');
+    const cases: Array<[string[], RegExp]> = [
+      [
+        ['kernel', '--model', path.join(dir, 'nowhere'), '--points', `file:${csv}`, '--out', out],
+        /model: expected an existing model\.json file or a directory containing one/,
+      ],
+      [['kernel', '--model', noWeights, '--points', `file:${csv}`, '--out', out], /weights?\.bin/],
+      [
+        ['kernel', '--model', denseDir, '--points', `file:${narrow}`, '--out', out],
+        /points: expected points with the model's 4 input features \(input shape \[4\]\); the file has 3 \(a, b, c\)/,
+      ],
+      [
+        ['kernel', '--model', denseDir, '--points', `npy:${badNpy}`, '--out', out],
+        /points: expected points with the model's 4 input features .* shape \[2, 5\]/,
+      ],
+      [
+        ['kernel', '--model', denseDir, '--points', 'train:5', '--out', out],
+        /train:\/test:\/ids: terms need --run/,
+      ],
+      [
+        ['kernel', '--model', denseDir, '--points', `file:${csv}`],
+        /--out: expected a directory for the kernel store/,
+      ],
+      [
+        ['kernel', '--model', denseDir, '--run', dir, '--points', `file:${csv}`, '--out', out],
+        /either --run or --model/,
+      ],
+      [
+        ['kernel', '--model', denseDir, '--points', `file:${csv}`, '--out', out, '--checkpoint', 'all'],
+        /--checkpoint: expected nothing with --model/,
+      ],
+    ];
+    const results = await runMany(cases.map(([args]) => args));
+    results.forEach((r, k) => expectOneLineError(r, cases[k]![1]));
+  });
+});
