@@ -5,6 +5,7 @@
 import { access } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import { InvalidArgumentError } from '../errors.js';
+import { exists } from '../util/fs.js';
 import { BUILTIN_DATASETS, builtinName, DATA_DIR, loadBuiltinDataset } from './builtin.js';
 import { DATA_FILE_EXTENSIONS, dataFileFormat, loadDataFile } from './files.js';
 import { SYNTHETIC_DEFAULTS, type SyntheticOptions, syntheticGaussianMixture } from './synthetic.js';
@@ -59,15 +60,6 @@ export function parseSyntheticSpec(spec: string): SyntheticOptions {
     options[key] = value;
   }
   return options;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /**

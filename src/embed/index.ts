@@ -48,6 +48,7 @@ export {
 export { disposeBackbones } from './extractor.js';
 export {
   formatSupportReport,
+  unsupportedLines,
   type LayerSupport,
   loadUserModel,
   type ModelSupportReport,

@@ -15,6 +15,7 @@ import YAML from 'yaml';
 import { z } from 'zod';
 import { CorruptFileError, DataFormatError, EntkError, InvalidArgumentError } from '../errors.js';
 import { ACTIVATIONS } from '../model/index.js';
+import { formatPath, valueAt } from '../model/spec.js';
 import { resolveTrainConfig, type TrainConfig, type TrainConfigInput } from '../train/index.js';
 
 /** Directory of the shipped example configs (`src/experiment/configs/*.yaml`). */
@@ -314,18 +315,7 @@ export interface ExperimentConfig {
 // ---- errors ------------------------------------------------------------------------------
 
 function formatKey(keyPath: (string | number)[]): string {
-  let out = '';
-  for (const part of keyPath) out += typeof part === 'number' ? `[${part}]` : out ? `.${part}` : part;
-  return out || 'config';
-}
-
-function valueAt(root: unknown, keyPath: (string | number)[]): unknown {
-  let v: unknown = root;
-  for (const part of keyPath) {
-    if (v == null || typeof v !== 'object') return undefined;
-    v = (v as Record<string | number, unknown>)[part];
-  }
-  return v;
+  return formatPath('', keyPath) || 'config';
 }
 
 function expectation(issue: z.ZodIssue): string {

@@ -13,6 +13,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ENTK_VERSION } from '../backend/index.js';
 import { CorruptFileError, InvalidArgumentError } from '../errors.js';
 import { writeDirAtomic, writeFileAtomic } from '../util/atomic.js';
+import { exists } from '../util/fs.js';
 import './layers.js'; // registers the custom layers before any model is deserialised
 import { installWasmKernelFixes } from './wasm-kernels.js';
 
@@ -40,13 +41,6 @@ function expectedBytes(specs: tf.io.WeightsManifestEntry[]): number | null {
     total += spec.shape.reduce((a, b) => a * b, 1) * size;
   }
   return total;
-}
-
-async function exists(p: string): Promise<boolean> {
-  return fs
-    .stat(p)
-    .then(() => true)
-    .catch(() => false);
 }
 
 function toBytes(data: tf.io.WeightData | undefined): Uint8Array {

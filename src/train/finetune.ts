@@ -36,6 +36,7 @@ import { empiricalNtkFn } from '../kernel/index.js';
 import type { NtkImplementation } from '../kernel/types.js';
 import { resolvePoints } from '../kernel-store/points.js';
 import { writeDirAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { exists } from '../util/fs.js';
 import { progressBar } from '../util/progress.js';
 import { Rng } from '../util/rng.js';
 import { openRun, type Run, runPaths } from './run.js';
@@ -227,11 +228,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
   const started = performance.now();
   const run = typeof options.run === 'string' ? await openRun(options.run) : options.run;
   const dir = finetuneDir(run.dir, options.name);
-  const exists = await fs
-    .access(dir)
-    .then(() => true)
-    .catch(() => false);
-  if (exists && !options.overwrite) {
+  if ((await exists(dir)) && !options.overwrite) {
     throw new InvalidArgumentError(
       'name',
       options.name,

@@ -26,6 +26,7 @@ import { buildModel, countParameters } from '../model/build.js';
 import { loadModel, saveModel } from '../model/io.js';
 import { installWasmKernelFixes } from '../model/wasm-kernels.js';
 import { writeDirAtomic, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { exists } from '../util/fs.js';
 import { progressBar } from '../util/progress.js';
 import { Rng } from '../util/rng.js';
 import { planSteps, resolveTrainConfig, type TrainConfig, type TrainConfigInput } from './config.js';
@@ -132,13 +133,6 @@ export async function evaluateModel(
     correct += c!;
   }
   return { loss: n > 0 ? lossSum / n : Number.NaN, accuracy: n > 0 ? correct / n : Number.NaN };
-}
-
-async function exists(p: string): Promise<boolean> {
-  return fs
-    .access(p)
-    .then(() => true)
-    .catch(() => false);
 }
 
 /** Keys a resumed run may change. */

@@ -273,6 +273,6 @@ describe('entk kernel --model', () => {
       ],
     ];
     const results = await runMany(cases.map(([args]) => args));
-    results.forEach((r, k) => expectOneLineError(r, cases[k]![1]));
+    for (const [k, r] of results.entries()) expectOneLineError(r, cases[k]![1]);
   });
 });

@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import { InvalidArgumentError } from '../../errors.js';
 import { parseArrayFormat } from '../../io/index.js';
 import { exportKernelStore, listKernelStores, MANIFEST_JSON } from '../../kernel-store/index.js';
+import { exists } from '../../util/fs.js';
 import { output } from '../shared.js';
 
 export function registerExport(program: Command): void {
@@ -24,10 +25,7 @@ export function registerExport(program: Command): void {
       if (!flags.store) throw new InvalidArgumentError('--store', undefined, 'a kernel store directory');
       if (!flags.out) throw new InvalidArgumentError('--out', undefined, 'an output directory');
       const format = parseArrayFormat(flags.format, '--format');
-      const single = await fs
-        .access(path.join(flags.store, MANIFEST_JSON))
-        .then(() => true)
-        .catch(() => false);
+      const single = await exists(path.join(flags.store, MANIFEST_JSON));
       const jobs = single
         ? [{ dir: flags.store, out: flags.out }]
         : (await listKernelStores(flags.store)).map((s) => ({

@@ -124,11 +124,7 @@ export function registerKernel(program: Command): void {
         throw new InvalidArgumentError('--model', flags.model, 'either --run or --model, not both');
       }
       if (!flags.run && !flags.model)
-        throw new InvalidArgumentError(
-          '--run',
-          undefined,
-          "a run directory written by 'entk train' (or --model <model.json> for a tfjs layers model)",
-        );
+        throw new InvalidArgumentError('--run', undefined, "a run directory written by 'entk train'");
       if (!flags.points)
         throw new InvalidArgumentError('--points', undefined, 'a point spec such as train:per-class=10');
       if (flags.trace && flags.diagonal) {
