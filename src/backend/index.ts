@@ -10,6 +10,9 @@
 import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs';
 import { BackendUnavailableError, InvalidArgumentError } from '../errors.js';
+import { installWasmKernelFixes } from './wasm-kernels.js';
+
+export { installWasmKernelFixes };
 
 export const BACKEND_NAMES = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
 export type BackendRequest = (typeof BACKEND_NAMES)[number];
@@ -104,6 +107,9 @@ export async function initBackend(requested?: string): Promise<BackendInfo> {
     chosen = request;
   }
   const isWasm = chosen === 'wasm';
+  // Repairs to three wasm kernels (slow transposed matmuls, missing conv-filter and segment-sum
+  // gradients): see ./wasm-kernels.ts. A no-op on the other backends.
+  installWasmKernelFixes();
   active = {
     backend: chosen,
     requested: request,

@@ -2,7 +2,6 @@
  * `loadDataset(spec)`: one entry point for every data source — a shipped dataset by name, the
  * synthetic Gaussian mixture by spec string, or a user CSV/JSONL file by path.
  */
-import { access } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import { InvalidArgumentError } from '../errors.js';
 import { exists } from '../util/fs.js';

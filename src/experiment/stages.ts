@@ -10,6 +10,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { CorruptFileError } from '../errors.js';
 import { writeJsonAtomic } from '../util/atomic.js';
+import { exists } from '../util/fs.js';
 
 /** JSON with object keys sorted, so that equal configurations hash equally. */
 export function canonicalJson(value: unknown): string {
@@ -136,12 +137,6 @@ export interface StageOptions<T> {
 }
 
 async function allExist(paths: string[]): Promise<boolean> {
-  for (const p of paths) {
-    try {
-      await fs.access(p);
-    } catch {
-      return false;
-    }
-  }
+  for (const p of paths) if (!(await exists(p))) return false;
   return true;
 }

@@ -18,8 +18,8 @@
  */
 import os from 'node:os';
 import type * as tf from '@tensorflow/tfjs';
+import { installWasmKernelFixes } from '../backend/wasm-kernels.js';
 import { InvalidArgumentError, UnsupportedError } from '../errors.js';
-import { installWasmKernelFixes } from '../model/index.js';
 import { analyzeModel, type ModelAnalysis } from './analyze.js';
 import { computeMatrix, type EngineState, type Points, toPoints } from './engine.js';
 import { jacobianTerms } from './jacobian.js';
@@ -44,7 +44,6 @@ import {
   type NtkStreamSummary,
   type ResolvedNtkImplementation,
 } from './types.js';
-import { installKernelWasmFixes } from './wasm-kernels.js';
 
 export { terminateNtkWorkers } from './pool.js';
 export type { FiniteDifferenceOptions } from './reference.js';
@@ -139,7 +138,6 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
   validateOptions(options);
   // The wasm backend lacks Conv2DBackpropFilter and has slow transposed matMuls (src/model).
   installWasmKernelFixes();
-  installKernelWasmFixes();
   const {
     output = 'full',
     implementation = DEFAULT_NTK_IMPLEMENTATION,

@@ -23,4 +23,3 @@ export {
   presetNameOf,
   resolveModelSpec,
 } from './spec.js';
-export { installWasmKernelFixes } from './wasm-kernels.js';

@@ -15,7 +15,7 @@ import { CorruptFileError, InvalidArgumentError } from '../errors.js';
 import { writeDirAtomic, writeFileAtomic } from '../util/atomic.js';
 import { exists } from '../util/fs.js';
 import './layers.js'; // registers the custom layers before any model is deserialised
-import { installWasmKernelFixes } from './wasm-kernels.js';
+import { installWasmKernelFixes } from '../backend/wasm-kernels.js';
 
 /** File names inside a saved model directory. */
 export const MODEL_JSON = 'model.json';

@@ -43,6 +43,7 @@ import { embedDataset } from '../embed/index.js';
 import { CorruptFileError, InvalidArgumentError } from '../errors.js';
 import { loadModel as loadModelFrom } from '../model/io.js';
 import type { ModelSpec } from '../model/spec.js';
+import { exists } from '../util/fs.js';
 import type { DataOptions, TrainConfig } from './config.js';
 import { resolveTrainConfig } from './config.js';
 
@@ -155,11 +156,7 @@ export async function readJsonFile<T>(file: string): Promise<T> {
 /** `checkpoints/index.json` of a run ([] if there is none yet). */
 export async function readCheckpointIndex(dir: string): Promise<CheckpointInfo[]> {
   const file = runPaths(dir).index;
-  try {
-    await fs.access(file);
-  } catch {
-    return [];
-  }
+  if (!(await exists(file))) return [];
   const index = await readJsonFile<CheckpointInfo[]>(file);
   if (!Array.isArray(index)) throw new CorruptFileError(file, 'expected an array of checkpoints');
   return index;
@@ -330,9 +327,7 @@ export function selectCheckpoint(checkpoints: CheckpointInfo[], selector: string
  */
 export async function openRun(dir: string): Promise<Run> {
   const paths = runPaths(dir);
-  try {
-    await fs.access(paths.config);
-  } catch {
+  if (!(await exists(paths.config))) {
     throw new InvalidArgumentError('run', dir, `a run directory written by 'entk train' (no ${CONFIG_JSON})`);
   }
   const stored = await readJsonFile<RunConfigFile>(paths.config);

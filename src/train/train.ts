@@ -14,6 +14,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { backendInfo, ENTK_VERSION } from '../backend/index.js';
+import { installWasmKernelFixes } from '../backend/wasm-kernels.js';
 import {
   builtinName,
   type Dataset,
@@ -24,7 +25,6 @@ import {
 import { InvalidArgumentError } from '../errors.js';
 import { buildModel, countParameters } from '../model/build.js';
 import { loadModel, saveModel } from '../model/io.js';
-import { installWasmKernelFixes } from '../model/wasm-kernels.js';
 import { writeDirAtomic, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { exists } from '../util/fs.js';
 import { progressBar } from '../util/progress.js';

@@ -2,7 +2,6 @@
  * `entk export`: convert kernel stores to another array format (npy, npz, safetensors, json),
  * verifying every file on the way. Flags map onto `exportKernelStore`.
  */
-import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from '../../errors.js';

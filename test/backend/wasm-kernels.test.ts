@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { installWasmKernelFixes } from '../../src/model/index.js';
-import { maxRelError, testValues } from './reference.js';
+import { installWasmKernelFixes } from '../../src/backend/index.js';
+import { maxRelError, testValues } from '../model/reference.js';
 
 beforeAll(() => {
   installWasmKernelFixes();

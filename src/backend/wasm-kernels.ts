@@ -13,6 +13,10 @@
  *    other strides run plain JS loops, because that wasm kernel is wrong for strides > 1 in
  *    tfjs 4.22 (checked against the cpu backend: relative errors ~1).
  *
+ * 3. `UnsortedSegmentSum` (the gradient of `gather` with respect to its params, i.e. of an Embedding
+ *    layer's weights, needed by the Jacobian eNTK path) is not implemented on wasm; registered here
+ *    as plain JS loops with float64 sums.
+ *
  * `installWasmKernelFixes()` is idempotent and cheap; it acts only once the wasm backend's kernels
  * are registered (call it after `initBackend`). buildModel, loadModel and train call it.
  */
@@ -38,7 +42,7 @@ interface WasmBackendLike {
   disposeData(dataId: object): boolean;
   readSync(dataId: object): ArrayLike<number>;
   makeOutput(shape: number[], dtype: tf.DataType): Info;
-  typedArrayFromHeap(info: Info): Float32Array;
+  typedArrayFromHeap(info: Info): Float32Array | Int32Array;
 }
 
 /** dW[p, q, i, o] = Σ_{n,y,z} x[n, y·sh + p − top, z·sw + q − left, i] · dy[n, y, z, o] (float64 sums). */
@@ -166,8 +170,39 @@ function registerConv2DBackpropFilter(): void {
 }
 
 /** Install the wasm kernel fixes (no-op on other backends or before the wasm backend is loaded). */
+/** out[s, ...] = Σ_{k: ids[k] = s} x[k, ...] (ids outside [0, numSegments) are dropped, as in TF). */
+function unsortedSegmentSum(args: { inputs: unknown; backend: unknown; attrs?: unknown }): Info {
+  const { x, segmentIds } = args.inputs as { x: Info; segmentIds: Info };
+  const { numSegments } = args.attrs as { numSegments: number };
+  const backend = args.backend as WasmBackendLike;
+  const outer = segmentIds.shape.reduce((a, b) => a * b, 1);
+  const size = x.shape.reduce((a, b) => a * b, 1);
+  const inner = outer === 0 ? 0 : size / outer;
+  const xs = backend.readSync(x.dataId);
+  const ids = backend.readSync(segmentIds.dataId);
+  const acc = new Float64Array(numSegments * inner);
+  for (let k = 0; k < outer; k++) {
+    const s = ids[k]!;
+    if (s < 0 || s >= numSegments) continue;
+    for (let j = 0; j < inner; j++) acc[s * inner + j]! += xs[k * inner + j]!;
+  }
+  const out = backend.makeOutput([numSegments, ...x.shape.slice(segmentIds.shape.length)], x.dtype);
+  backend.typedArrayFromHeap(out).set(acc);
+  return out;
+}
+
 export function installWasmKernelFixes(): void {
   wrapTransposedMatMul('BatchMatMul');
   wrapTransposedMatMul('_FusedMatMul');
   registerConv2DBackpropFilter();
+  registerUnsortedSegmentSum();
+}
+
+function registerUnsortedSegmentSum(): void {
+  if (!tf.getKernel('Transpose', 'wasm') || tf.getKernel('UnsortedSegmentSum', 'wasm')) return;
+  tf.registerKernel({
+    kernelName: 'UnsortedSegmentSum',
+    backendName: 'wasm',
+    kernelFunc: unsortedSegmentSum as unknown as tf.KernelFunc,
+  });
 }
