@@ -29,18 +29,23 @@ if (notebooks.length === 0) {
 }
 mkdirSync(outDir, { recursive: true });
 
+/** Execute notebook `file` with the tslab kernel through nbconvert; `options` say where to write it. */
+function nbconvert(file: string, options: string[]) {
+  return spawnSync(
+    python,
+    ['-m', 'nbconvert', '--to', 'notebook', '--execute', '--ExecutePreprocessor.kernel_name=tslab',
+      `--ExecutePreprocessor.timeout=${timeLimitSeconds}`, ...options, path.join(notebooksDir, file)],
+    { cwd: notebooksDir, encoding: 'utf8', env: { ...process.env, JUPYTER_PATH: path.join(notebooksDir, '.jupyter') } },
+  );
+}
+
 /**
  * tslab reports type errors and exceptions on the cell's stderr, which nbconvert does not print:
  * re-run a failed notebook with --allow-errors and show every cell's stderr/error output.
  */
 function cellErrors(file: string): string {
   const copy = path.join(outDir, `failed-${file}`);
-  spawnSync(
-    python,
-    ['-m', 'nbconvert', '--to', 'notebook', '--execute', '--allow-errors', '--ExecutePreprocessor.kernel_name=tslab',
-      `--ExecutePreprocessor.timeout=${timeLimitSeconds}`, '--output', copy, path.join(notebooksDir, file)],
-    { cwd: notebooksDir, encoding: 'utf8', env: { ...process.env, JUPYTER_PATH: path.join(notebooksDir, '.jupyter') } },
-  );
+  nbconvert(file, ['--allow-errors', '--output', copy]);
   if (!existsSync(copy)) return '(could not re-run the notebook to collect cell errors)';
   const executed = JSON.parse(readFileSync(copy, 'utf8')) as {
     cells: { outputs?: { output_type: string; name?: string; text?: string[]; ename?: string; evalue?: string }[] }[];
@@ -68,22 +73,7 @@ for (const file of notebooks) {
     continue;
   }
   const start = Date.now();
-  const result = spawnSync(
-    python,
-    [
-      '-m',
-      'nbconvert',
-      '--to',
-      'notebook',
-      '--execute',
-      `--ExecutePreprocessor.timeout=${timeLimitSeconds}`,
-      '--ExecutePreprocessor.kernel_name=tslab',
-      '--output-dir',
-      outDir,
-      path.join(notebooksDir, file),
-    ],
-    { cwd: notebooksDir, encoding: 'utf8', env: { ...process.env, JUPYTER_PATH: path.join(notebooksDir, '.jupyter') } },
-  );
+  const result = nbconvert(file, ['--output-dir', outDir]);
   const seconds = (Date.now() - start) / 1000;
   if (result.status !== 0) {
     console.error(`FAIL ${file} (${seconds.toFixed(1)} s)\n${(result.stderr ?? '').split('\n').slice(-15).join('\n')}`);

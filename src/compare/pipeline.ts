@@ -272,13 +272,7 @@ export async function readPredictions(
   const arrays: Partial<Record<PredictorName, Float64Array>> = {};
   for (const [name, entry] of Object.entries(manifest.predictors) as [PredictorName, PredictionEntry][]) {
     const f = path.join(dir, PREDICTIONS_DIR, entry.file);
-    const arr = await readNpy(f, { sha256: entry.sha256 });
-    if (arr.dtype !== 'float64' || JSON.stringify(arr.shape) !== JSON.stringify(entry.shape)) {
-      throw new CorruptFileError(
-        f,
-        `expected float64 [${entry.shape.join(', ')}], found ${arr.dtype} [${arr.shape.join(', ')}]`,
-      );
-    }
+    const arr = await readNpy(f, { sha256: entry.sha256, dtype: 'float64', shape: entry.shape });
     arrays[name] = arr.data as Float64Array;
   }
   return { manifest, arrays };

@@ -41,6 +41,7 @@ export { JSON_MAX_ELEMENTS, type JsonWriteOptions, readJsonArray, writeJsonArray
 export {
   encodeNpyHeader,
   type NpyHeader,
+  type NpyReadOptions,
   type ReadArray,
   type ReadOptions,
   readNpy,

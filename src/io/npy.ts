@@ -291,14 +291,29 @@ export interface ReadArray<D extends DType = DType> extends NdArray<D> {
   sha256: string;
 }
 
-/** Read an `.npy` file, verifying header, size and (optionally) hash. */
-export async function readNpy(file: string, options: ReadOptions = {}): Promise<ReadArray> {
+/** Options of {@link readNpy}. */
+export interface NpyReadOptions extends ReadOptions {
+  /** Expected dtype; another throws CorruptFileError (after the hash check). Default: any. */
+  dtype?: DType;
+  /** Expected shape; another throws CorruptFileError (after the hash check). Default: any. */
+  shape?: readonly number[];
+}
+
+/** Read an `.npy` file, verifying header, size and (optionally) hash, dtype and shape. */
+export async function readNpy(file: string, options: NpyReadOptions = {}): Promise<ReadArray> {
   const reader = await SequentialReader.open(file, { hash: true });
   try {
     const header = await readNpyHeaderFrom(reader, reader.size);
     const data = await readArrayData(reader, header, header.bigEndian);
     const sha256 = (await reader.finish())!;
     checkHash(file, sha256, options.sha256);
+    const { dtype = header.dtype, shape = header.shape } = options;
+    if (header.dtype !== dtype || JSON.stringify(header.shape) !== JSON.stringify(shape)) {
+      throw new CorruptFileError(
+        file,
+        `expected ${dtype} [${shape.join(', ')}], found ${header.dtype} [${header.shape.join(', ')}]`,
+      );
+    }
     return { dtype: header.dtype, shape: header.shape, data, sha256 };
   } finally {
     await reader.close();

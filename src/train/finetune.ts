@@ -487,17 +487,12 @@ async function readArrayFile(
   what: string,
 ): Promise<Float32Array | Float64Array> {
   const file = path.join(dir, entry.file);
-  const arr = await readNpy(file, { sha256: entry.sha256 }).catch((error: NodeJS.ErrnoException) => {
+  const { sha256, dtype, shape } = entry;
+  const arr = await readNpy(file, { sha256, dtype, shape }).catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT')
       throw new CorruptFileError(file, `missing (${what} listed in ${FINETUNE_MANIFEST})`);
     throw error;
   });
-  if (arr.dtype !== entry.dtype || JSON.stringify(arr.shape) !== JSON.stringify(entry.shape)) {
-    throw new CorruptFileError(
-      file,
-      `expected ${entry.dtype} [${entry.shape.join(', ')}], found ${arr.dtype} [${arr.shape.join(', ')}]`,
-    );
-  }
   return arr.data as Float32Array | Float64Array;
 }
 

@@ -21,6 +21,7 @@ export {
   toConfigInput,
   trainConfigSchema,
 } from './config.js';
+export * from './finetune.js';
 export type { OptimizerStateFile } from './optimizer.js';
 export { createOptimizer, disposeOptimizer, loadOptimizer, saveOptimizerState } from './optimizer.js';
 export type {
@@ -54,4 +55,3 @@ export {
 } from './run.js';
 export type { TrainOptions, TrainProgress, TrainResult } from './train.js';
 export { evaluateModel, readRunConfig, train } from './train.js';
-export * from './finetune.js';

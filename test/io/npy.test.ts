@@ -145,6 +145,26 @@ describe('npy verification', () => {
     await expect(readArray(bad, { sha256: info.sha256 })).rejects.toThrow(CorruptFileError);
     expect((await readNpy(file, { sha256: info.sha256.toUpperCase() })).shape).toEqual([6, 5]);
   });
+
+  it('checks an expected dtype and shape, after the hash', async () => {
+    const file = path.join(dir, 'layout.npy');
+    const info = await writeNpy(file, sampleArray('float32', [6, 5]));
+    const read = await readNpy(file, { sha256: info.sha256, dtype: 'float32', shape: [6, 5] });
+    expect([read.dtype, read.shape]).toEqual(['float32', [6, 5]]);
+    expect((await readNpy(file, { shape: [6, 5] })).dtype).toBe('float32');
+    await expect(readNpy(file, { dtype: 'float64', shape: [6, 5] })).rejects.toThrow(
+      new CorruptFileError(file, 'expected float64 [6, 5], found float32 [6, 5]'),
+    );
+    await expect(readNpy(file, { dtype: 'float32', shape: [5, 6] })).rejects.toThrow(
+      /expected float32 \[5, 6\], found float32 \[6, 5\]/,
+    );
+    await expect(readNpy(file, { shape: [30] })).rejects.toThrow(
+      /expected float32 \[30\], found float32 \[6, 5\]/,
+    );
+    await expect(readNpy(file, { sha256: '0'.repeat(64), dtype: 'float64' })).rejects.toThrow(
+      /sha256 mismatch/,
+    );
+  });
 });
 
 describe.runIf(RUN_NUMPY_TESTS)('npy with NumPy', () => {
