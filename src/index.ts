@@ -3,16 +3,16 @@
  * re-exported here is private to its module.
  */
 export * from './backend/index.js';
+export * from './compare/index.js';
 export * from './data/index.js';
+export * from './dynamics/index.js';
 export * from './embed/index.js';
 export * from './errors.js';
-export * from './io/index.js';
-export * from './kernel-store/index.js';
-export * from './report/index.js';
-export { Rng } from './util/rng.js';
-export * from './model/index.js';
-export * from './train/index.js';
-export * from './kernel/index.js';
-export * from './dynamics/index.js';
-export * from './compare/index.js';
 export * from './experiment/index.js';
+export * from './io/index.js';
+export * from './kernel/index.js';
+export * from './kernel-store/index.js';
+export * from './model/index.js';
+export * from './report/index.js';
+export * from './train/index.js';
+export { Rng } from './util/rng.js';

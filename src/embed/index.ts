@@ -48,9 +48,9 @@ export {
 export { disposeBackbones } from './extractor.js';
 export {
   formatSupportReport,
-  unsupportedLines,
   type LayerSupport,
   loadUserModel,
   type ModelSupportReport,
   structuredSupportReport,
+  unsupportedLines,
 } from './user-model.js';

@@ -29,10 +29,10 @@ export {
 export {
   intervalChanges,
   loadPredictions,
-  ONE_STEP_PATH_LABEL,
   METHODS,
   type Method,
   type MethodScore,
+  ONE_STEP_PATH_LABEL,
   type PredictionOptions,
   type Predictions,
   type RecordingScores,

@@ -5,8 +5,7 @@
  */
 import * as path from 'node:path';
 import type { Command } from 'commander';
-import { loadExperimentConfig, runExperiment, type StageEvent } from '../../experiment/index.js';
-import { formatTableText } from '../../report/index.js';
+import type { StageEvent } from '../../experiment/index.js';
 import { output, prepare } from '../shared.js';
 
 /** Flags of `entk experiment` and `entk demo`. */
