@@ -18,7 +18,7 @@
  * platform (integer RNG, no transcendental functions in weight generation, fixed field order).
  * Dependency-free (node built-ins only).
  */
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import {
@@ -29,6 +29,7 @@ import {
   type OnnxInitializer,
   type OnnxNode,
   WeightRng,
+  writeModelFiles,
 } from './onnx-writer.js';
 
 /** Architecture hyper-parameters of the tiny model. */
@@ -414,16 +415,7 @@ export const TINY_BERT_DATASET = join(REPO_ROOT, 'data', 'text', 'topics.csv');
 
 /** Write the model into `outDir` (built in a temporary sibling, then swapped in). */
 export function writeTinyBert(outDir: string, csvText = readFileSync(TINY_BERT_DATASET, 'utf8')): void {
-  const files = generateTinyBert(csvText);
-  const tmp = `${outDir}.tmp-${process.pid}`;
-  rmSync(tmp, { recursive: true, force: true });
-  for (const [rel, bytes] of files) {
-    mkdirSync(dirname(join(tmp, rel)), { recursive: true });
-    writeFileSync(join(tmp, rel), bytes);
-  }
-  rmSync(outDir, { recursive: true, force: true });
-  mkdirSync(dirname(outDir), { recursive: true });
-  renameSync(tmp, outDir);
+  writeModelFiles(outDir, generateTinyBert(csvText));
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {

@@ -1,23 +1,14 @@
-/**
- * Generate `models/tiny-vit/`: a tiny, randomly initialised ViT-style image encoder that loads
- * through the real transformers.js `pipeline('image-feature-extraction', dir)` (tests only; NOT a
- * trained model).
- *
- *   node bin/run-ts.js models/generate-tiny-vit.ts [outDir]      (default: models/tiny-vit)
- *
- * Writes config.json, preprocessor_config.json (ViTImageProcessor: no resize, rescale 1/255,
- * normalise with mean 0.5 / std 0.5, so pixel_values = (p/255 − 0.5)/0.5) and onnx/model.onnx:
- *   input   pixel_values       float32 [batch, 3, 16, 16]
- *   output  last_hidden_state  float32 [batch, 17, hidden]   (token 0 = [CLS], then 4×4 patches row-major)
- *   patches = Conv(pixel_values, Wp [H, 3, 4, 4], stride 4) + bp         → [b, H, 4, 4] → [b, 16, H]
- *   tokens  = concat([CLS], patches) + pos                                → [b, 17, H]
- *   last_hidden_state = LN(tokens)
- * Deterministic, dependency-free (node built-ins only).
- */
-import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { DataType, encodeModel, floatTensor, int64Tensor, type OnnxNode, WeightRng } from './onnx-writer.js';
+import {
+  DataType,
+  encodeModel,
+  floatTensor,
+  int64Tensor,
+  type OnnxNode,
+  WeightRng,
+  writeModelFiles,
+} from './onnx-writer.js';
 
 /** Architecture hyper-parameters of the tiny image model. */
 export const TINY_VIT = {
@@ -163,15 +154,7 @@ const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 /** Write the model into `outDir` (built in a temporary sibling, then swapped in). */
 export function writeTinyVit(outDir: string): void {
-  const tmp = `${outDir}.tmp-${process.pid}`;
-  rmSync(tmp, { recursive: true, force: true });
-  for (const [rel, bytes] of generateTinyVit()) {
-    mkdirSync(dirname(join(tmp, rel)), { recursive: true });
-    writeFileSync(join(tmp, rel), bytes);
-  }
-  rmSync(outDir, { recursive: true, force: true });
-  mkdirSync(dirname(outDir), { recursive: true });
-  renameSync(tmp, outDir);
+  writeModelFiles(outDir, generateTinyVit());
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {

@@ -17,6 +17,9 @@
  */
 
 /** TensorProto.DataType values. */
+import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+
 export const DataType = { FLOAT: 1, INT64: 7 } as const;
 
 /** AttributeProto.AttributeType values. */
@@ -268,4 +271,20 @@ export class WeightRng {
     for (let i = 0; i < n; i++) out[i] = this.normal() * std;
     return out;
   }
+}
+
+/**
+ * Write a generated model's files (path relative to the model directory → bytes) into `outDir`:
+ * built in a temporary sibling, then swapped in, so a half-written model directory never exists.
+ */
+export function writeModelFiles(outDir: string, files: Iterable<[string, Uint8Array | string]>): void {
+  const tmp = `${outDir}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  for (const [rel, bytes] of files) {
+    mkdirSync(dirname(join(tmp, rel)), { recursive: true });
+    writeFileSync(join(tmp, rel), bytes);
+  }
+  rmSync(outDir, { recursive: true, force: true });
+  mkdirSync(dirname(outDir), { recursive: true });
+  renameSync(tmp, outDir);
 }

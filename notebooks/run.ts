@@ -33,9 +33,22 @@ mkdirSync(outDir, { recursive: true });
 function nbconvert(file: string, options: string[]) {
   return spawnSync(
     python,
-    ['-m', 'nbconvert', '--to', 'notebook', '--execute', '--ExecutePreprocessor.kernel_name=tslab',
-      `--ExecutePreprocessor.timeout=${timeLimitSeconds}`, ...options, path.join(notebooksDir, file)],
-    { cwd: notebooksDir, encoding: 'utf8', env: { ...process.env, JUPYTER_PATH: path.join(notebooksDir, '.jupyter') } },
+    [
+      '-m',
+      'nbconvert',
+      '--to',
+      'notebook',
+      '--execute',
+      '--ExecutePreprocessor.kernel_name=tslab',
+      `--ExecutePreprocessor.timeout=${timeLimitSeconds}`,
+      ...options,
+      path.join(notebooksDir, file),
+    ],
+    {
+      cwd: notebooksDir,
+      encoding: 'utf8',
+      env: { ...process.env, JUPYTER_PATH: path.join(notebooksDir, '.jupyter') },
+    },
   );
 }
 
@@ -48,7 +61,9 @@ function cellErrors(file: string): string {
   nbconvert(file, ['--allow-errors', '--output', copy]);
   if (!existsSync(copy)) return '(could not re-run the notebook to collect cell errors)';
   const executed = JSON.parse(readFileSync(copy, 'utf8')) as {
-    cells: { outputs?: { output_type: string; name?: string; text?: string[]; ename?: string; evalue?: string }[] }[];
+    cells: {
+      outputs?: { output_type: string; name?: string; text?: string[]; ename?: string; evalue?: string }[];
+    }[];
   };
   const lines: string[] = [];
   executed.cells.forEach((cell, index) => {
@@ -76,14 +91,18 @@ for (const file of notebooks) {
   const result = nbconvert(file, ['--output-dir', outDir]);
   const seconds = (Date.now() - start) / 1000;
   if (result.status !== 0) {
-    console.error(`FAIL ${file} (${seconds.toFixed(1)} s)\n${(result.stderr ?? '').split('\n').slice(-15).join('\n')}`);
+    console.error(
+      `FAIL ${file} (${seconds.toFixed(1)} s)\n${(result.stderr ?? '').split('\n').slice(-15).join('\n')}`,
+    );
     console.error(cellErrors(file));
     failed++;
   } else if (seconds > timeLimitSeconds) {
     console.error(`FAIL ${file}: took ${seconds.toFixed(1)} s, over the ${timeLimitSeconds} s budget`);
     failed++;
   } else {
-    console.log(`ok   ${file} (${seconds.toFixed(1)} s) -> ${path.relative(repoRoot, path.join(outDir, file))}`);
+    console.log(
+      `ok   ${file} (${seconds.toFixed(1)} s) -> ${path.relative(repoRoot, path.join(outDir, file))}`,
+    );
   }
 }
 console.log(`${notebooks.length - failed} passed, ${failed} failed`);
