@@ -338,31 +338,61 @@ export interface KernelDrift {
   distance: number;
 }
 
-/** Kernel drift between the kernel at the checkpoint and a later one (same shape, same points). */
-export function kernelDrift(k0: ArrayLike<number>, kt: ArrayLike<number>): KernelDrift {
+/**
+ * Kernel drift between the kernel at the checkpoint and a later one (same shape, same points).
+ * Either one array each, or lists of blocks (e.g. `[train, observe]`) taken as one concatenated
+ * kernel, block i of `kt` matching block i of `k0` in length. Edge cases: a zero K₀ has no
+ * relative change (InvalidArgumentError naming `k0`); a zero K_t has distance 1.
+ */
+export function kernelDrift(
+  k0: ArrayLike<number> | readonly ArrayLike<number>[],
+  kt: ArrayLike<number> | readonly ArrayLike<number>[],
+): KernelDrift {
+  const blocks0 = asBlocks(k0);
+  const blocksT = asBlocks(kt);
+  const sizes = (b: readonly ArrayLike<number>[] | null) => b?.map((x) => x?.length).join('+');
   assertArgument(
-    k0 != null && kt != null && k0.length === kt.length && k0.length > 0,
+    blocks0 !== null &&
+      blocksT !== null &&
+      blocks0.length === blocksT.length &&
+      blocks0.some((b) => b.length > 0) &&
+      blocks0.every((b, s) => b.length === blocksT[s]!.length),
     'kt',
-    kt?.length,
-    `a kernel of the size of k0 (${k0?.length})`,
+    sizes(blocksT),
+    `a kernel of the size of k0 (${sizes(blocks0)})`,
   );
   let n0 = 0;
   let nt = 0;
   let dot = 0;
   let dd = 0;
-  for (let i = 0; i < k0.length; i++) {
-    const a = k0[i]!;
-    const b = kt[i]!;
-    n0 += a * a;
-    nt += b * b;
-    dot += a * b;
-    dd += (b - a) * (b - a);
+  for (let s = 0; s < blocks0!.length; s++) {
+    const x = blocks0![s]!;
+    const y = blocksT![s]!;
+    for (let i = 0; i < x.length; i++) {
+      const a = x[i]!;
+      const b = y[i]!;
+      n0 += a * a;
+      nt += b * b;
+      dot += a * b;
+      dd += (b - a) * (b - a);
+    }
   }
   assertArgument(n0 > 0, 'k0', 'a zero kernel', 'a kernel with ‖K_0‖ > 0');
   return {
     relativeChange: Math.sqrt(dd / n0),
     distance: nt > 0 ? Math.max(0, 1 - dot / Math.sqrt(n0 * nt)) : 1,
   };
+}
+
+/** One kernel array → [it]; a list of blocks → the list; anything else → null. */
+function asBlocks(k: ArrayLike<number> | readonly ArrayLike<number>[]): readonly ArrayLike<number>[] | null {
+  if (k == null) return null;
+  if (Array.isArray(k) && k.length > 0 && typeof k[0] !== 'number') {
+    return (k as unknown[]).every((b) => b != null && typeof (b as ArrayLike<number>).length === 'number')
+      ? (k as ArrayLike<number>[])
+      : null;
+  }
+  return [k as ArrayLike<number>];
 }
 
 export interface GapCurve {

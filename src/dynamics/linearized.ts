@@ -10,12 +10,12 @@ import {
   type BatchSchedule,
   checkEta,
   checkSchedule,
-  checkSteps,
   type DynamicsProblem,
-  logSoftmax,
   logSoftmaxRow,
   problemSizes,
+  recordSteps,
   residuals,
+  softmaxRows,
   type Trajectory,
 } from './types.js';
 
@@ -118,11 +118,9 @@ export function linearizedGd(
   );
   const numParams = jacobian.length / (P * V);
   const numSteps = options.numSteps;
-  assertArgument(Number.isInteger(numSteps) && numSteps >= 0, 'numSteps', numSteps, 'an integer ≥ 0');
+  const record = recordSteps(numSteps, options.record);
   const schedule = options.schedule ?? { kind: 'full' };
   checkSchedule(schedule, N);
-  const record = options.record ?? Array.from({ length: numSteps + 1 }, (_, i) => i);
-  checkSteps(record, 'record');
   const z0 = problem.initialLogits;
   const theta = new Float64Array(numParams);
   const z = Float64Array.from(z0);
@@ -133,15 +131,14 @@ export function linearizedGd(
   let k = 0;
   const emit = (n: number) => {
     while (k < record.length && record[k] === n) {
-      const lp = logSoftmax(z, V);
-      out.set(lp, k * P * V);
+      const lp = out.subarray(k * P * V, (k + 1) * P * V);
+      for (let p = 0; p < P; p++) logSoftmaxRow(z, p, V, lp);
       k++;
     }
   };
   emit(0);
   for (let n = 0; n < numSteps && k < record.length; n++) {
-    for (let u = 0; u < N; u++) logSoftmaxRow(z, u, V, probs);
-    for (let i = 0; i < N * V; i++) probs[i] = Math.exp(probs[i]!);
+    softmaxRows(z, N, V, probs);
     residuals(probs, problem.labels, V, r);
     w.fill(0);
     addStepWeights(schedule, n, w);

@@ -17,14 +17,17 @@ import {
   addStepWeights,
   type BatchSchedule,
   checkEta,
+  checkLabels,
   checkSchedule,
   checkSteps,
   type DynamicsProblem,
-  logSoftmax,
   logSoftmaxRow,
   problemSizes,
+  recordSteps,
   residuals,
   scheduleWeights,
+  softmax,
+  softmaxRows,
   type Trajectory,
 } from './types.js';
 
@@ -142,11 +145,7 @@ export function oneStepPredict(
   );
   const schedule = options.schedule ?? { kind: 'full' };
   checkSchedule(schedule, N);
-  for (let u = 0; u < N; u++) {
-    const y = labels[u]!;
-    if (!Number.isInteger(y) || y < 0 || y >= V)
-      throw new InvalidArgumentError(`labels[${u}]`, y, `an integer in [0, ${V})`);
-  }
+  checkLabels(labels, V);
   const out = new Float64Array(Math.max(0, T - 1) * P * V);
   const probs = new Float64Array(N * V);
   const r = new Float64Array(N * V);
@@ -194,16 +193,12 @@ export function popMu(
   checkOperatorFits(list.operators[0]!, N, M, V);
   checkEta(options.eta);
   const numSteps = options.numSteps;
-  assertArgument(Number.isInteger(numSteps) && numSteps >= 0, 'numSteps', numSteps, 'an integer ≥ 0');
+  const record = recordSteps(numSteps, options.record);
   const schedule = options.schedule ?? { kind: 'full' };
   checkSchedule(schedule, N);
-  const record = options.record ?? Array.from({ length: numSteps + 1 }, (_, i) => i);
-  checkSteps(record, 'record');
-  assertArgument(record[record.length - 1]! <= numSteps, 'record', record, `steps ≤ numSteps = ${numSteps}`);
 
   const eta = options.eta;
-  const pi = logSoftmax(problem.initialLogits, V);
-  for (let i = 0; i < pi.length; i++) pi[i] = Math.exp(pi[i]!);
+  const pi = softmax(problem.initialLogits, V);
   const out = new Float64Array(record.length * P * V);
   const r = new Float64Array(N * V);
   const w = new Float64Array(N);
@@ -333,8 +328,7 @@ export function popOde(
     };
     minProb = Number.NaN;
   } else {
-    y0 = logSoftmax(problem.initialLogits, V);
-    for (let i = 0; i < y0.length; i++) y0[i] = Math.exp(y0[i]!);
+    y0 = softmax(problem.initialLogits, V);
     const scratch = { r, phi };
     rhs = (_t, a, da) => replicatorRhs(operator, labels, a, weight, da, scratch);
     onOutput = (k, _t, a) => {
@@ -383,8 +377,7 @@ export function logitRhs(
   const N = operator.numTrain;
   const probs = scratch?.probs ?? new Float64Array(N * V);
   const r = scratch?.r ?? new Float64Array(N * V);
-  for (let u = 0; u < N; u++) logSoftmaxRow(z, u, V, probs);
-  for (let i = 0; i < N * V; i++) probs[i] = Math.exp(probs[i]!);
+  softmaxRows(z, N, V, probs);
   residuals(probs, labels, V, r);
   operator.apply(r, weight, dz);
 }

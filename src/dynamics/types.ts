@@ -51,12 +51,7 @@ export function problemSizes(problem: DynamicsProblem): { N: number; M: number; 
   assertArgument(Number.isInteger(V) && V >= 2, 'numClasses', V, 'an integer ≥ 2');
   const N = problem.labels.length;
   assertArgument(N >= 1, 'labels', problem.labels, 'at least one finetune point');
-  for (let u = 0; u < N; u++) {
-    const y = problem.labels[u]!;
-    if (!Number.isInteger(y) || y < 0 || y >= V) {
-      throw new InvalidArgumentError(`labels[${u}]`, y, `an integer label in [0, ${V})`);
-    }
-  }
+  checkLabels(problem.labels, V);
   const z = problem.initialLogits;
   assertArgument(z instanceof Float64Array, 'initialLogits', z, 'a Float64Array [P, V]');
   assertArgument(
@@ -71,6 +66,28 @@ export function problemSizes(problem: DynamicsProblem): { N: number; M: number; 
   }
   const P = z.length / V;
   return { N, M: P - N, P, V };
+}
+
+/** Validate labels y_u: integers in [0, V). */
+export function checkLabels(labels: ArrayLike<number>, V: number): void {
+  for (let u = 0; u < labels.length; u++) {
+    const y = labels[u]!;
+    if (!Number.isInteger(y) || y < 0 || y >= V) {
+      throw new InvalidArgumentError(`labels[${u}]`, y, `an integer label in [0, ${V})`);
+    }
+  }
+}
+
+/**
+ * Validate `numSteps` (an integer ≥ 0) and the steps to record (non-decreasing, within
+ * 0..numSteps); returns `record`, by default every step 0..numSteps.
+ */
+export function recordSteps(numSteps: number, record?: number[]): number[] {
+  assertArgument(Number.isInteger(numSteps) && numSteps >= 0, 'numSteps', numSteps, 'an integer ≥ 0');
+  const steps = record ?? Array.from({ length: numSteps + 1 }, (_, i) => i);
+  checkSteps(steps, 'record');
+  assertArgument(steps[steps.length - 1]! <= numSteps, 'record', steps, `steps ≤ numSteps = ${numSteps}`);
+  return steps;
 }
 
 /** Validate a batch schedule against N finetune points. */
@@ -188,6 +205,12 @@ export function logSoftmax(z: Float64Array, V: number): Float64Array {
   const out = new Float64Array(z.length);
   for (let p = 0; p < z.length / V; p++) logSoftmaxRow(z, p, V, out);
   return out;
+}
+
+/** softmax of the first `n` rows of `z` [≥n, V] into `out` [n, V] (π(u) of the finetune points). */
+export function softmaxRows(z: ArrayLike<number>, n: number, V: number, out: Float64Array): void {
+  for (let u = 0; u < n; u++) logSoftmaxRow(z, u, V, out);
+  for (let i = 0; i < n * V; i++) out[i] = Math.exp(out[i]!);
 }
 
 /** Row-wise softmax of [P, V] logits. */

@@ -16,7 +16,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { CorruptFileError, EntkError, InvalidArgumentError, UnsupportedError } from '../errors.js';
-import { analyzeModel } from '../kernel/analyze.js';
+import { analyzeModel, leafLayers } from '../kernel/analyze.js';
 import { loadModel } from '../model/index.js';
 
 /** How one layer relates to the structured eNTK path. */
@@ -67,6 +67,7 @@ export interface ModelSupportReport {
 
 const PARAMETERISED = new Set(['Dense', 'ScaledDense', 'Conv2D', 'Embedding']);
 
+/** The name of a layer's fused activation from its config ('linear', 'relu', ...), if it has one. */
 function activationOf(layer: tf.layers.Layer): string | undefined {
   const config = layer.getConfig() as Record<string, unknown>;
   const a = config.activation;
@@ -75,15 +76,6 @@ function activationOf(layer: tf.layers.Layer): string | undefined {
 
 function trainableCount(layer: tf.layers.Layer): number {
   return layer.trainableWeights.reduce((s, w) => s + w.shape.reduce((a: number, b) => a * (b ?? 1), 1), 0);
-}
-
-function leafLayers(model: tf.LayersModel): tf.layers.Layer[] {
-  const out: tf.layers.Layer[] = [];
-  for (const layer of model.layers) {
-    if (layer instanceof tf.LayersModel) out.push(...leafLayers(layer));
-    else if (layer.getClassName() !== 'InputLayer') out.push(layer);
-  }
-  return out;
 }
 
 /** Null when the model's layers form one chain, else the reason. */
@@ -177,12 +169,12 @@ export function structuredSupportReport(model: tf.LayersModel, file = '(in memor
   }
   const chain = supported ? chainProblem(model) : null;
   if (chain) notes.push(`${chain}: the structured path needs a chain; implementation 'jacobian' is used`);
-  const layers = leafLayers(model).map(classify);
-  const last = layers[layers.length - 1];
-  const lastLayer = leafLayers(model).at(-1);
-  if (last && lastLayer && activationOf(lastLayer) === 'softmax') {
+  const leaves = leafLayers(model);
+  const layers = leaves.map(classify);
+  const lastLayer = leaves.at(-1);
+  if (lastLayer && activationOf(lastLayer) === 'softmax') {
     notes.push(
-      `the last layer '${last.name}' applies softmax: the kernel would be of probabilities, while THEORY.md's kernels are of logits — remove the output softmax (the loss applies it)`,
+      `the last layer '${lastLayer.name}' applies softmax: the kernel would be of probabilities, while THEORY.md's kernels are of logits — remove the output softmax (the loss applies it)`,
     );
   }
   const frozen = layers.filter((l) => l.note?.startsWith('frozen'));

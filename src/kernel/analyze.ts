@@ -70,8 +70,8 @@ function isContainer(layer: Layer): layer is tf.LayersModel {
   return layer instanceof tf.LayersModel;
 }
 
-/** Every leaf layer (nested models expanded), in model order. */
-function leafLayers(model: tf.LayersModel): Layer[] {
+/** Every leaf layer (nested models expanded, InputLayers dropped), in model order. */
+export function leafLayers(model: tf.LayersModel): Layer[] {
   const out: Layer[] = [];
   for (const layer of model.layers) {
     if (isContainer(layer)) out.push(...leafLayers(layer));
@@ -143,7 +143,8 @@ function activationOf(layer: Layer): ((x: tf.Tensor) => tf.Tensor) | null {
   return (x) => act.apply(x);
 }
 
-function pair(value: unknown, fallback: number): [number, number] {
+/** A layer's 2-D config value (number or [a, b] / [a]) as a pair; `fallback` when absent. */
+export function pair(value: unknown, fallback: number): [number, number] {
   if (Array.isArray(value)) return [Number(value[0] ?? fallback), Number(value[1] ?? value[0] ?? fallback)];
   if (typeof value === 'number') return [value, value];
   return [fallback, fallback];

@@ -8,7 +8,7 @@ import { InvalidArgumentError } from '../errors.js';
 import { type Progress, progressBar } from '../util/progress.js';
 import { type EngineState, featuresFor, type Points, partition, resolveBlockSize } from './engine.js';
 import type { TermFeatures } from './structured.js';
-import { featureBytes, type TermMeta } from './terms.js';
+import { dot, featureBytes, type TermMeta } from './terms.js';
 
 /** Pairs contracted per batch. */
 const CHUNK = 1024;
@@ -77,12 +77,6 @@ export function contractPairs(
     result.dispose();
   }
   return out;
-}
-
-function dot(x: Float32Array, xo: number, y: Float32Array, yo: number, n: number): number {
-  let s = 0;
-  for (let k = 0; k < n; k++) s += x[xo + k]! * y[yo + k]!;
-  return s;
 }
 
 function pairs64(

@@ -83,6 +83,39 @@ function spawn(): Worker {
   return new Worker(code, { eval: true });
 }
 
+/**
+ * Post `request` to worker `w` and wait for the exchange to end: `onReply` sees every reply but
+ * 'error' and calls `settle(null)` on success or `settle(error)` on failure; an 'error' reply, a
+ * worker error or an exit (reported with `exitContext` appended) fail it. Listeners are removed
+ * once it settles.
+ */
+function exchange(
+  w: Worker,
+  request: WorkerRequest,
+  onReply: (m: WorkerReply, settle: (e: Error | null) => void) => void,
+  exitContext: string,
+): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const onMessage = (m: WorkerReply) => {
+      if (m.type === 'error') settle(new Error(`eNTK worker: ${m.message}`));
+      else onReply(m, settle);
+    };
+    const onError = (e: Error) => settle(e);
+    const onExit = (code: number) => settle(new Error(`eNTK worker exited with code ${code}${exitContext}`));
+    const settle = (e: Error | null) => {
+      w.off('message', onMessage);
+      w.off('error', onError);
+      w.off('exit', onExit);
+      if (e) reject(e);
+      else resolve();
+    };
+    w.on('message', onMessage);
+    w.on('error', onError);
+    w.on('exit', onExit);
+    w.postMessage(request);
+  });
+}
+
 /** A fixed set of worker threads, idle ones never keeping the process alive. */
 export class WorkerPool {
   private queue: Promise<void> = Promise.resolve();
@@ -100,28 +133,15 @@ export class WorkerPool {
     const pool = new WorkerPool(workers);
     try {
       await Promise.all(
-        workers.map(
-          (w) =>
-            new Promise<void>((resolve, reject) => {
-              const onMessage = (m: WorkerReply) => {
-                if (m.type === 'ready') done(null);
-                else if (m.type === 'error') done(new Error(`eNTK worker: ${m.message}`));
-              };
-              const onError = (e: Error) => done(e);
-              const onExit = (code: number) =>
-                done(new Error(`eNTK worker exited with code ${code} during start-up`));
-              const done = (e: Error | null) => {
-                w.off('message', onMessage);
-                w.off('error', onError);
-                w.off('exit', onExit);
-                if (e) reject(e);
-                else resolve();
-              };
-              w.on('message', onMessage);
-              w.on('error', onError);
-              w.on('exit', onExit);
-              w.postMessage({ type: 'init', backend } satisfies WorkerRequest);
-            }),
+        workers.map((w) =>
+          exchange(
+            w,
+            { type: 'init', backend },
+            (m, settle) => {
+              if (m.type === 'ready') settle(null);
+            },
+            ' during start-up',
+          ),
         ),
       );
     } catch (error) {
@@ -162,34 +182,24 @@ export class WorkerPool {
     for (const w of this.workers) w.ref();
     try {
       await Promise.all(
-        this.workers.map(
-          (w, k) =>
-            new Promise<void>((resolve, reject) => {
-              const onMessage = (m: WorkerReply) => {
-                if (m.type === 'done') this.lastNumTensors[k] = m.numTensors;
-                if (m.type === 'block') {
-                  try {
-                    onBlock(m.index, m.data);
-                  } catch (e) {
-                    done(e as Error);
-                  }
-                } else if (m.type === 'done') done(null);
-                else if (m.type === 'error') done(new Error(`eNTK worker: ${m.message}`));
-              };
-              const onError = (e: Error) => done(e);
-              const onExit = (code: number) => done(new Error(`eNTK worker exited with code ${code}`));
-              const done = (e: Error | null) => {
-                w.off('message', onMessage);
-                w.off('error', onError);
-                w.off('exit', onExit);
-                if (e) reject(e);
-                else resolve();
-              };
-              w.on('message', onMessage);
-              w.on('error', onError);
-              w.on('exit', onExit);
-              w.postMessage({ type: 'job', ...job } satisfies WorkerRequest);
-            }),
+        this.workers.map((w, k) =>
+          exchange(
+            w,
+            { type: 'job', ...job },
+            (m, settle) => {
+              if (m.type === 'block') {
+                try {
+                  onBlock(m.index, m.data);
+                } catch (e) {
+                  settle(e as Error);
+                }
+              } else if (m.type === 'done') {
+                this.lastNumTensors[k] = m.numTensors;
+                settle(null);
+              }
+            },
+            '',
+          ),
         ),
       );
     } finally {

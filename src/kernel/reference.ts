@@ -11,7 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { UnsupportedError } from '../errors.js';
-import { analyzeModel } from './analyze.js';
+import { analyzeModel, pair } from './analyze.js';
 import { toPoints } from './engine.js';
 import type { NtkInput, NtkParameters } from './types.js';
 
@@ -149,12 +149,6 @@ function windowAxis(
   const out = Math.ceil(size / stride);
   const total = Math.max((out - 1) * stride + eff - size, 0);
   return [out, Math.floor(total / 2)];
-}
-
-function pair(v: unknown, fallback: number): [number, number] {
-  if (Array.isArray(v)) return [Number(v[0] ?? fallback), Number(v[1] ?? v[0] ?? fallback)];
-  if (typeof v === 'number') return [v, v];
-  return [fallback, fallback];
 }
 
 function conv2d(

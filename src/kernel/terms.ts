@@ -245,7 +245,11 @@ function addIdentity(
   }
 }
 
-function dot(x: Float32Array, xo: number, y: Float32Array, yo: number, n: number): number {
+/**
+ * ⟨x[xo : xo+n], y[yo : yo+n]⟩ summed in float64 (two interleaved partial sums). The one dot
+ * product of every float64 contraction (blocks here, pairs in pairs.ts), so all of them round alike.
+ */
+export function dot(x: Float32Array, xo: number, y: Float32Array, yo: number, n: number): number {
   let s0 = 0;
   let s1 = 0;
   let k = 0;

@@ -28,6 +28,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { ENTK_VERSION } from '../backend/index.js';
+import { kernelDrift } from '../compare/metrics.js';
 import type { Dataset } from '../data/index.js';
 import { type BatchSchedule, logSoftmaxRow, type Trajectory } from '../dynamics/types.js';
 import { assertArgument, CorruptFileError, InvalidArgumentError } from '../errors.js';
@@ -40,6 +41,7 @@ import { exists } from '../util/fs.js';
 import { progressBar } from '../util/progress.js';
 import { Rng } from '../util/rng.js';
 import { openRun, type Run, runPaths } from './run.js';
+import { meanCrossEntropy } from './train.js';
 
 export const FINETUNE_FORMAT = 'entk-finetune';
 export const FINETUNE_VERSION = 1;
@@ -95,7 +97,10 @@ export interface FinetuneKernelEntry {
   step: number;
   train: FinetuneArrayFile;
   observe: FinetuneArrayFile | null;
-  /** Relative change and kernel distance vs step 0 (null at step 0): finetune block and both blocks together. */
+  /**
+   * Relative change and kernel distance vs step 0 (null at step 0), as `kernelDrift` of
+   * src/compare/metrics.ts: finetune block, and both blocks together.
+   */
   drift: {
     train: { relativeChange: number; distance: number };
     all: { relativeChange: number; distance: number };
@@ -268,10 +273,6 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
     mode === 'minibatch'
       ? { kind: 'sequence', batches: minibatchSchedule(N, options.batchSize!, options.steps, seed) }
       : { kind: 'full' };
-  const batchOf = (n: number): number[] =>
-    schedule.kind === 'full'
-      ? Array.from({ length: N }, (_, i) => i)
-      : schedule.batches[n % schedule.batches.length]!;
 
   const recordedSteps: number[] = [];
   for (let n = 0; n <= options.steps; n += recordEvery) recordedSteps.push(n);
@@ -336,15 +337,18 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
     await kernelAt(0);
     let kernelIndex = 1;
     for (let n = 0; n < options.steps; n++) {
-      const batch = batchOf(n);
       tf.tidy(() => {
-        const idx = tf.tensor1d(batch, 'int32');
-        const xb = tf.gather(xFinetune, idx);
-        const yb = tf.gather(onehot, idx);
-        const { grads } = tf.variableGrads(() => {
-          const logits = model.apply(xb, { training: false }) as tf.Tensor;
-          return tf.neg(tf.mean(tf.sum(tf.mul(yb, tf.logSoftmax(logits)), -1))) as tf.Scalar;
-        }, vars);
+        // full batch: the whole finetune set in order, no gather needed
+        const idx =
+          schedule.kind === 'full'
+            ? null
+            : tf.tensor1d(schedule.batches[n % schedule.batches.length]!, 'int32');
+        const xb = idx ? tf.gather(xFinetune, idx) : xFinetune;
+        const yb = idx ? tf.gather(onehot, idx) : onehot;
+        const { grads } = tf.variableGrads(
+          () => meanCrossEntropy(yb, model.apply(xb, { training: false }) as tf.Tensor),
+          vars,
+        );
         for (const v of vars) {
           const g = grads[v.name];
           if (g) v.assign(tf.sub(v, tf.mul(g, options.learningRate)));
@@ -364,25 +368,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
     model.dispose();
   }
 
-  // kernel drift vs the checkpoint
   const k0 = kernels[0]!;
-  const drift = (a: ArrayLike<number>[], b: ArrayLike<number>[]) => {
-    let n0 = 0;
-    let nt = 0;
-    let dot = 0;
-    let dd = 0;
-    for (let s = 0; s < a.length; s++) {
-      const x = a[s]!;
-      const y = b[s]!;
-      for (let i = 0; i < x.length; i++) {
-        n0 += x[i]! * x[i]!;
-        nt += y[i]! * y[i]!;
-        dot += x[i]! * y[i]!;
-        dd += (y[i]! - x[i]!) ** 2;
-      }
-    }
-    return { relativeChange: Math.sqrt(dd / n0), distance: Math.max(0, 1 - dot / Math.sqrt(n0 * nt)) };
-  };
 
   const createdAt = new Date().toISOString();
   let manifest: FinetuneManifest | undefined;
@@ -410,8 +396,8 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
           kt.step === 0
             ? null
             : {
-                train: drift([k0.train], [kt.train]),
-                all: drift(
+                train: kernelDrift(k0.train, kt.train),
+                all: kernelDrift(
                   k0.observe ? [k0.train, k0.observe] : [k0.train],
                   kt.observe ? [kt.train, kt.observe] : [kt.train],
                 ),

@@ -54,4 +54,4 @@ export {
   TRAIN_LOG,
 } from './run.js';
 export type { TrainOptions, TrainProgress, TrainResult } from './train.js';
-export { evaluateModel, readRunConfig, train } from './train.js';
+export { evaluateModel, meanCrossEntropy, readRunConfig, train } from './train.js';

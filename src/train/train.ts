@@ -103,6 +103,15 @@ export interface TrainResult {
 }
 
 /**
+ * The training loss: mean over the batch of the softmax cross-entropy (nats),
+ * `−(1/B) Σ_b Σ_i y_bi log softmax(z_b)_i`, of one-hot targets `onehot` and `logits`, both [B, V].
+ * Used by training and by the finetune recorder (src/train/finetune.ts).
+ */
+export function meanCrossEntropy(onehot: tf.Tensor, logits: tf.Tensor): tf.Scalar {
+  return tf.neg(tf.mean(tf.sum(tf.mul(onehot, tf.logSoftmax(logits)), -1))) as tf.Scalar;
+}
+
+/**
  * Mean softmax cross-entropy (nats) and accuracy of `model` on `data`, in chunks of `chunk` rows.
  * Inputs are `data.x` shaped [n, ...data.inputShape]. No tensors are left behind.
  */
@@ -368,10 +377,7 @@ export async function train(
           yb = tf.gather(yTrain, idx);
         }
         optimizer.minimize(
-          () => {
-            const logits = model.apply(xb, { training: true }) as tf.Tensor;
-            return tf.neg(tf.mean(tf.sum(tf.mul(yb, tf.logSoftmax(logits)), -1))) as tf.Scalar;
-          },
+          () => meanCrossEntropy(yb, model.apply(xb, { training: true }) as tf.Tensor),
           false,
           variables,
         );

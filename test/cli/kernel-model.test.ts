@@ -9,6 +9,7 @@ import { empiricalNtkFn, type NtkImplementation } from '../../src/kernel/index.j
 import { hashModelFiles, readKernelStore } from '../../src/kernel-store/index.js';
 import { saveModel } from '../../src/model/index.js';
 import { tempDir } from '../util/temp-dir.js';
+import { setDeterministicWeights } from '../util/weights.js';
 import { type CliResult, expectOneLineError, runCliAsync } from './run-cli.js';
 
 const dir = tempDir('cli-kernel-model');
@@ -21,17 +22,6 @@ const N = 5;
 const D = 4;
 /** Point n, feature j (deterministic, not symmetric). */
 const feature = (n: number, j: number) => Math.sin(1.3 * n + 0.7 * j + 0.2) * (1 + 0.1 * j);
-
-function seeded(model: tf.LayersModel): void {
-  let k = 1;
-  const values = model.getWeights().map((w) => {
-    const v = Float32Array.from({ length: w.size }, (_, i) => Math.sin(k * 12.9898 + i * 78.233) * 0.6);
-    k++;
-    return tf.tensor(v, w.shape);
-  });
-  model.setWeights(values);
-  tf.dispose(values);
-}
 
 const runMany = (argvs: string[][]): Promise<CliResult[]> => Promise.all(argvs.map((a) => runCliAsync(a)));
 
@@ -68,7 +58,7 @@ beforeAll(async () => {
       tf.layers.dense({ units: 3, name: 'logits' }),
     ],
   });
-  seeded(dense);
+  setDeterministicWeights(dense, 0.6);
   await saveModel(dense, denseDir);
   dense.dispose();
 
@@ -80,7 +70,7 @@ beforeAll(async () => {
   const sum = tf.layers.add({ name: 'residual' }).apply([h, g]) as tf.SymbolicTensor;
   const out = tf.layers.dense({ units: 3, name: 'out' }).apply(sum) as tf.SymbolicTensor;
   const resid = tf.model({ inputs: input, outputs: out, name: 'resid' });
-  seeded(resid);
+  setDeterministicWeights(resid, 0.6);
   await saveModel(resid, residDir);
   resid.dispose();
 

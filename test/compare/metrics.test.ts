@@ -16,6 +16,7 @@ import {
 } from '../../src/compare/index.js';
 import type { Trajectory } from '../../src/dynamics/index.js';
 import { InvalidArgumentError } from '../../src/errors.js';
+import { Rng } from '../../src/util/rng.js';
 
 const L = Math.log;
 
@@ -209,6 +210,35 @@ describe('kernel drift and slopes', () => {
     expect(d.distance).toBeCloseTo(1 - 1 / Math.SQRT2, 15);
     expect(() => kernelDrift([0, 0], [1, 1])).toThrow(/k0/);
     expect(() => kernelDrift([1, 0], [1])).toThrow(/kt/);
+    // a zero K_t is as far as it gets
+    expect(kernelDrift([1, 2], [0, 0])).toEqual({ relativeChange: 1, distance: 1 });
+  });
+
+  it('takes lists of blocks as one concatenated kernel', () => {
+    const rng = new Rng(4);
+    const a = [rng.normalArray(12, 1), rng.normalArray(8, 1)];
+    const b = [rng.normalArray(12, 1), rng.normalArray(8, 1)];
+    const joined = (x: Float32Array[]) => Float64Array.from([...x[0]!, ...x[1]!]);
+    // hand: the float64 reference on the concatenation
+    const ja = joined(a);
+    const jb = joined(b);
+    let n0 = 0;
+    let nt = 0;
+    let dot = 0;
+    let dd = 0;
+    for (let i = 0; i < ja.length; i++) {
+      n0 += ja[i]! ** 2;
+      nt += jb[i]! ** 2;
+      dot += ja[i]! * jb[i]!;
+      dd += (jb[i]! - ja[i]!) ** 2;
+    }
+    const d = kernelDrift(a, b);
+    expect(d.relativeChange).toBeCloseTo(Math.sqrt(dd / n0), 14);
+    expect(d.distance).toBeCloseTo(1 - dot / Math.sqrt(n0 * nt), 14);
+    expect(kernelDrift([a[0]!], [b[0]!])).toEqual(kernelDrift(a[0]!, b[0]!));
+    // blocks must match one by one, not only in total length
+    expect(() => kernelDrift(a, [b[0]!])).toThrow(/kt/);
+    expect(() => kernelDrift(a, [b[1]!, b[0]!])).toThrow(/kt/);
   });
 
   it('log–log slope of a power law', () => {

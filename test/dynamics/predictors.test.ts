@@ -475,5 +475,12 @@ describe('bad inputs', () => {
       oneStepPredict(op, pr.labels, { ...tr, logProbs: new Float64Array(3) }, { eta: 0.1 }),
     ).toThrow(/actual.logProbs/);
     expect(() => linearizedGd(new Float64Array(7), prob, { eta: 0.1, numSteps: 2 })).toThrow(/jacobian/);
+    // a step past the end of the run would be left unwritten: rejected like popMu's
+    expect(() => linearizedGd(pr.jacobian, prob, { eta: 0.1, numSteps: 2, record: [0, 3] })).toThrow(
+      /record/,
+    );
+    const badLabels = Int32Array.from(pr.labels);
+    badLabels[0] = pr.V;
+    expect(() => oneStepPredict(op, badLabels, tr, { eta: 0.1 })).toThrow(/labels\[0\]/);
   });
 });

@@ -7,6 +7,7 @@ import { formatSupportReport, loadUserModel, structuredSupportReport } from '../
 import { CorruptFileError, UnsupportedError } from '../../src/errors.js';
 import { buildModel, saveModel } from '../../src/model/index.js';
 import { tempDir } from '../util/temp-dir.js';
+import { setDeterministicWeights } from '../util/weights.js';
 
 const tmp = tempDir('embed-usermodel');
 let tensorsBefore: number;
@@ -16,18 +17,6 @@ beforeAll(() => {
 afterAll(() => {
   expect(tf.memory().numTensors).toBe(tensorsBefore);
 });
-
-function seeded(model: tf.LayersModel): void {
-  // Deterministic weights (not the initialisers' randomness).
-  let k = 1;
-  const values = model.getWeights().map((w) => {
-    const v = Float32Array.from({ length: w.size }, (_, i) => Math.sin(k * 12.9898 + i * 78.233) * 0.5);
-    k++;
-    return tf.tensor(v, w.shape);
-  });
-  model.setWeights(values);
-  tf.dispose(values);
-}
 
 /** Save like tensorflowjs_converter does with small shards: model.json + group1-shard{i}of{n}.bin. */
 async function saveSharded(model: tf.LayersModel, dir: string, shardBytes: number): Promise<void> {
@@ -65,7 +54,7 @@ describe('loadUserModel', () => {
         tf.layers.dense({ units: 3, name: 'logits' }),
       ],
     });
-    seeded(model);
+    setDeterministicWeights(model, 0.5);
     const dir = path.join(tmp, 'converted');
     await saveSharded(model, dir, 40); // 40-byte shards: several files
     const { model: loaded, report } = await loadUserModel(dir);

@@ -58,12 +58,18 @@ export function sameArray(a: NdArray, b: NdArray): boolean {
   return x.equals(y);
 }
 
+/**
+ * Debian's Python, which has python3-numpy; the `python3` first on PATH may be a pyenv Python
+ * without it.
+ */
+export const PYTHON = '/usr/bin/python3';
+
 function probeNumpy(): boolean {
-  const r = spawnSync('python3', ['-c', 'import numpy'], { encoding: 'utf8' });
+  const r = spawnSync(PYTHON, ['-c', 'import numpy'], { encoding: 'utf8' });
   return r.status === 0;
 }
 
-/** NumPy is importable from python3 here. */
+/** NumPy is importable from {@link PYTHON} here. */
 export const HAVE_NUMPY = probeNumpy();
 
 /**
@@ -74,10 +80,10 @@ export const RUN_NUMPY_TESTS = HAVE_NUMPY || Boolean(process.env.CI);
 
 /** Run a Python script (with numpy imported as np), passing `args` as sys.argv[1:]; returns stdout. */
 export function python(script: string, ...args: string[]): string {
-  const r = spawnSync('python3', ['-c', `import sys, json\nimport numpy as np\n${script}`, ...args], {
+  const r = spawnSync(PYTHON, ['-c', `import sys, json\nimport numpy as np\n${script}`, ...args], {
     encoding: 'utf8',
     maxBuffer: 64 * 1024 * 1024,
   });
-  if (r.status !== 0) throw new Error(`python3 failed (${r.status}): ${r.stderr || r.error}`);
+  if (r.status !== 0) throw new Error(`${PYTHON} failed (${r.status}): ${r.stderr || r.error}`);
   return r.stdout;
 }

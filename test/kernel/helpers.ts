@@ -55,22 +55,23 @@ export interface TinyNet {
   /** Points (x1 with 3 points, x2 with 2 points). */
   x1: tf.Tensor;
   x2: tf.Tensor;
-  /** Whether the structured path supports every layer. */
-  structured: boolean;
 }
 
 function seq(layers: tf.layers.Layer[]): tf.Sequential {
   return tf.sequential({ layers });
 }
 
-/** One tiny network per supported layer type (V = 3 or 4), with seeded weights and points. */
+/**
+ * One tiny network per supported layer type (V = 3 or 4), with seeded weights and points; the
+ * structured path supports every one of them (correctness.test.ts asserts it).
+ */
 export function tinyNets(): TinyNet[] {
   const nets: TinyNet[] = [];
   const add = (name: string, model: tf.LayersModel, shape: number[], seed: number, tokens?: number) => {
     randomizeWeights(model, seed);
     const make = (n: number, s: number) =>
       tokens ? tokenPoints(n, shape[0]!, tokens, s) : normalPoints(n, shape, s);
-    nets.push({ name, model, x1: make(3, seed + 1), x2: make(2, seed + 2), structured: true });
+    nets.push({ name, model, x1: make(3, seed + 1), x2: make(2, seed + 2) });
   };
   add(
     'dense-fused',

@@ -137,9 +137,37 @@ describe('other tfjs models', () => {
     expect(fn.plan.unsupportedLayers[0]).toMatch(/not a chain/);
     const x = normalPoints(3, [4], 95);
     const k = await fn(x);
-    // Reference: J by finite differences of the tfjs model itself would be float32-noisy, so use
-    // the exact structure instead: K is symmetric PSD with positive diagonal.
-    for (let e = 0; e < 6; e++) expect(k.data[e * 6 + e]!).toBeGreaterThan(0);
+    // Reference (the float64 reference forward pass has no Add layer): the closed form of
+    // f(x) = W2ᵀ s + b2 with s = x + h, h = tanh(W1ᵀ x + b1) (tfjs kernels are [in, out]):
+    //   K_ij(x, x′) = (⟨s, s′⟩ + 1) δ_ij + (⟨x, x′⟩ + 1) Σ_k W2[k,i] W2[k,j] (1 − h_k²)(1 − h′_k²).
+    const [d1, d2] = model.layers.filter((l) => l.getClassName() === 'Dense');
+    const [W1, b1] = d1!.getWeights().map((w) => Array.from(w.dataSync()));
+    const W2 = Array.from(d2!.getWeights()[0]!.dataSync());
+    const xs = x.arraySync() as number[][];
+    const hs = xs.map((p) =>
+      Array.from({ length: 4 }, (_, c) =>
+        Math.tanh(p.reduce((acc, v, m) => acc + v * W1![m * 4 + c]!, b1![c]!)),
+      ),
+    );
+    const dotp = (u: number[], v: number[]) => u.reduce((acc, e, i) => acc + e * v[i]!, 0);
+    const ref = new Float64Array(36);
+    for (let n = 0; n < 3; n++) {
+      for (let m = 0; m < 3; m++) {
+        const sn = xs[n]!.map((v, c) => v + hs[n]![c]!);
+        const sm = xs[m]!.map((v, c) => v + hs[m]![c]!);
+        for (let i = 0; i < 2; i++) {
+          for (let j = 0; j < 2; j++) {
+            let hidden = 0;
+            for (let c = 0; c < 4; c++)
+              hidden += W2[c * 2 + i]! * W2[c * 2 + j]! * (1 - hs[n]![c]! ** 2) * (1 - hs[m]![c]! ** 2);
+            ref[(n * 2 + i) * 6 + m * 2 + j] =
+              (i === j ? dotp(sn, sm) + 1 : 0) + (dotp(xs[n]!, xs[m]!) + 1) * hidden;
+          }
+        }
+      }
+    }
+    expect(relMaxError(k.data, ref)).toBeLessThanOrEqual(TOL);
+    // The symmetric kernel is mirrored: exactly symmetric.
     for (let p = 0; p < 6; p++) for (let q = 0; q < 6; q++) expect(k.data[p * 6 + q]).toBe(k.data[q * 6 + p]);
     x.dispose();
   });

@@ -7,6 +7,7 @@ import {
   type CheckpointState,
   evaluateModel,
   type LogEntry,
+  meanCrossEntropy,
   openRun,
   readTrainLog,
   type TrainConfigInput,
@@ -288,5 +289,26 @@ describe('train', () => {
     await expect(train(tiny(), { outDir: other })).rejects.toThrow(
       /outDir: expected a new or empty directory/,
     );
+  });
+});
+
+describe('meanCrossEntropy', () => {
+  it('equals −(1/B) Σ_b log softmax(z_b)_{y_b} in float64 (float32 rounding, 1e-6)', () => {
+    const z = [
+      [2, -1, 0.5],
+      [-3, 4, 0],
+    ];
+    const y = [2, 0];
+    let want = 0;
+    z.forEach((row, b) => {
+      const lse = Math.log(row.reduce((s, v) => s + Math.exp(v), 0));
+      want -= (row[y[b]!]! - lse) / z.length;
+    });
+    const before = tf.memory().numTensors;
+    const got = tf.tidy(
+      () => meanCrossEntropy(tf.oneHot(tf.tensor1d(y, 'int32'), 3).toFloat(), tf.tensor2d(z)).dataSync()[0]!,
+    );
+    expect(tf.memory().numTensors).toBe(before);
+    expect(Math.abs(got - want)).toBeLessThan(1e-6 * Math.max(1, want));
   });
 });

@@ -9,13 +9,13 @@ import { InvalidArgumentError } from '../../errors.js';
 import { parseArrayFormat } from '../../io/index.js';
 import { NTK_IMPLEMENTATIONS, type NtkImplementation } from '../../kernel/types.js';
 import {
-  type ComputeKernelStoresOptions,
   computeKernelStores,
   computeModelKernelStore,
   type KernelManifest,
   listKernelStores,
   mergeKernelShards,
   parseShard,
+  type StoreKernelOptions,
   verifyKernelStore,
 } from '../../kernel-store/index.js';
 import { output, parseInteger, parseThreads, prepare } from '../shared.js';
@@ -72,6 +72,26 @@ function printStore(dir: string, m: KernelManifest): void {
   const from = m.checkpoint ? m.checkpoint.id : m.source?.kind === 'model' ? 'model' : '-';
   console.log(
     `${dir}  ${m.kernel.kind} [${m.kernel.shape.join(', ')}] ${m.kernel.dtype}  N=${m.points.count} V=${m.model.numOutputs}  ${from}  ${m.kernel.implementation}${shard}${ms != null ? `  ${(ms / 1000).toFixed(2)} s` : ''}`,
+  );
+}
+
+/**
+ * Print stores: with --json their summaries (each extended by `extra(store)`, if given), else one
+ * line each (`empty` when there are none).
+ */
+function outputStores<S extends { dir: string; manifest: KernelManifest }>(
+  json: boolean | undefined,
+  stores: readonly S[],
+  extra?: (store: S) => object,
+  empty?: string,
+): void {
+  output(
+    json,
+    stores.map((s) => ({ ...storeSummary(s.dir, s.manifest), ...extra?.(s) })),
+    () => {
+      if (stores.length === 0 && empty) console.log(empty);
+      for (const s of stores) printStore(s.dir, s.manifest);
+    },
   );
 }
 
@@ -152,6 +172,17 @@ export function registerKernel(program: Command): void {
           'all, head or a comma list of layer names',
         );
       }
+      // Kernel options common to --model and --run.
+      const common: StoreKernelOptions = {
+        kind: flags.trace ? 'trace' : flags.diagonal ? 'diagonal' : 'full',
+        implementation: flags.implementation as NtkImplementation,
+        parameters,
+        accumulation: flags.float64 ? 'float64' : 'float32',
+        threads: flags.threads,
+        blockSize: flags.blockSize,
+        format: parseArrayFormat(flags.format, '--format'),
+        shard: flags.shard === undefined ? undefined : parseShard(flags.shard),
+      };
       if (flags.model) {
         for (const flag of ['checkpoint', 'seed'] as const) {
           if (command.getOptionValueSource(flag) === 'cli') {
@@ -164,64 +195,35 @@ export function registerKernel(program: Command): void {
         }
         if (!flags.out)
           throw new InvalidArgumentError('--out', undefined, 'a directory for the kernel store of --model');
-        const kind = flags.trace ? 'trace' : flags.diagonal ? 'diagonal' : 'full';
         await prepare({ ...program.opts(), ...flags });
         const store = await computeModelKernelStore({
+          ...common,
           model: flags.model,
           points: flags.points,
           out: flags.out,
           name: flags.name,
           labelColumn: flags.labelColumn,
-          kind,
-          implementation: flags.implementation as NtkImplementation,
-          parameters,
-          accumulation: flags.float64 ? 'float64' : 'float32',
-          threads: flags.threads,
-          blockSize: flags.blockSize,
-          format: parseArrayFormat(flags.format, '--format'),
-          shard: flags.shard === undefined ? undefined : parseShard(flags.shard),
         });
-        const ran = store.manifest.kernel.implementation;
-        output(
-          flags.json,
-          [{ ...storeSummary(store.dir, store.manifest), unsupported: store.unsupported }],
-          () => {
-            if (store.unsupported.length > 0) {
-              console.error(
-                `entk: ${store.unsupported.length} item(s) outside the structured eNTK path; implementation '${ran}' was used:`,
-              );
-              for (const line of store.unsupported) console.error(`  - ${line}`);
-            }
-            printStore(store.dir, store.manifest);
-          },
-        );
+        if (!flags.json && store.unsupported.length > 0) {
+          console.error(
+            `entk: ${store.unsupported.length} item(s) outside the structured eNTK path; implementation '${store.manifest.kernel.implementation}' was used:`,
+          );
+          for (const line of store.unsupported) console.error(`  - ${line}`);
+        }
+        outputStores(flags.json, [store], (s) => ({ unsupported: s.unsupported }));
         return;
       }
-      const options: ComputeKernelStoresOptions = {
+      await prepare({ ...program.opts(), ...flags });
+      const stores = await computeKernelStores({
+        ...common,
         run: flags.run!,
         points: flags.points,
         checkpoint: flags.checkpoint,
         name: flags.name,
         seed: flags.seed,
         out: flags.out,
-        kind: flags.trace ? 'trace' : flags.diagonal ? 'diagonal' : 'full',
-        implementation: flags.implementation as NtkImplementation,
-        parameters,
-        accumulation: flags.float64 ? 'float64' : 'float32',
-        threads: flags.threads,
-        blockSize: flags.blockSize,
-        format: parseArrayFormat(flags.format, '--format'),
-        shard: flags.shard === undefined ? undefined : parseShard(flags.shard),
-      };
-      await prepare({ ...program.opts(), ...flags });
-      const stores = await computeKernelStores(options);
-      output(
-        flags.json,
-        stores.map((s) => storeSummary(s.dir, s.manifest)),
-        () => {
-          for (const s of stores) printStore(s.dir, s.manifest);
-        },
-      );
+      });
+      outputStores(flags.json, stores);
     });
 
   kernel
@@ -240,13 +242,7 @@ export function registerKernel(program: Command): void {
         format: flags.format === undefined ? undefined : parseArrayFormat(flags.format, '--format'),
         removeShards: flags.removeShards,
       });
-      output(
-        all.json,
-        merged.map((m) => ({ ...storeSummary(m.dir, m.manifest), shardsDir: m.shardsDir })),
-        () => {
-          for (const m of merged) printStore(m.dir, m.manifest);
-        },
-      );
+      outputStores(all.json, merged, (m) => ({ shardsDir: m.shardsDir }));
     });
 
   kernel
@@ -256,14 +252,7 @@ export function registerKernel(program: Command): void {
     .action(async (dir: string, flags: { json?: boolean }) => {
       const json = flags.json ?? kernel.opts().json;
       const stores = await listKernelStores(dir);
-      output(
-        json,
-        stores.map((s) => storeSummary(s.dir, s.manifest)),
-        () => {
-          if (stores.length === 0) console.log(`no kernel stores under ${dir}`);
-          for (const s of stores) printStore(s.dir, s.manifest);
-        },
-      );
+      outputStores(json, stores, undefined, `no kernel stores under ${dir}`);
     });
 
   kernel

@@ -138,11 +138,7 @@ export async function runCheckpointsStudy(
       const blocks = async (ft: FinetuneResult) => {
         const rec = { dir: abs(ctx, ft.dir), manifest: await readFinetuneManifest(abs(ctx, ft.dir)) };
         const k = await readFinetuneKernel(rec, 0);
-        if (!k.observe) return k.train;
-        const joined = new Float32Array(k.train.length + k.observe.length);
-        joined.set(k.train);
-        joined.set(k.observe, k.train.length);
-        return joined;
+        return k.observe ? [k.train, k.observe] : [k.train];
       };
       const k0 = await blocks(per[0]!.finetune.result);
       const out: DriftResult = { reference: per[0]!.checkpoint.id, points: [] };

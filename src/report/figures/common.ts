@@ -60,6 +60,11 @@ export function evenIndices(n: number, max: number): number[] {
   return [...out].sort((a, b) => a - b);
 }
 
+/** A caption from its sentences: the non-empty ones (e.g. a conditional '' or an absent note), space-joined. */
+export function joinSentences(sentences: readonly (string | undefined)[]): string {
+  return sentences.filter(Boolean).join(' ');
+}
+
 /** Round for embedding in a spec (keeps SVG/JSON small; 6 significant digits is far below a pixel). */
 export function round6(x: number): number {
   return Number.isFinite(x) ? Number(x.toPrecision(6)) : x;

@@ -18,7 +18,7 @@ import { assertArgument, InvalidArgumentError } from '../../errors.js';
 import { encodePngRgb } from '../png.js';
 import { baseConfig, type Figure, type FigureOptions, makeFigure } from '../render.js';
 import type { Numeric } from '../stats.js';
-import { checkNumeric, checkPositiveInteger, round6 } from './common.js';
+import { checkNumeric, checkPositiveInteger, joinSentences, round6 } from './common.js';
 
 /** Default (and recommended maximum) number of cells per side. */
 export const DEFAULT_MAX_CELLS = 200;
@@ -292,7 +292,7 @@ export async function kernelHeatmapFigure(options: KernelHeatmapOptions): Promis
   const colourWords = diverging
     ? 'orange is positive, blue negative, white zero (the colour scale is symmetric about 0)'
     : 'yellow is high, dark purple low';
-  const captionTemplate = [
+  const captionTemplate = joinSentences([
     `${options.kernelDescription ?? 'The empirical NTK'} over {points} points as a {size} × {size} matrix, rows and columns sorted by class; white lines separate the classes, tick labels name them.`,
     block === 1
       ? 'Each cell is one kernel entry.'
@@ -302,10 +302,8 @@ export async function kernelHeatmapFigure(options: KernelHeatmapOptions): Promis
     numbers.meanBetween == null
       ? 'mean entry within the class {meanWithin}.'
       : 'mean entry within a class {meanWithin}, between classes {meanBetween}.',
-    options.note ?? '',
-  ]
-    .filter(Boolean)
-    .join(' ');
+    options.note,
+  ]);
   return makeFigure({
     id: options.id ?? 'kernel-heatmap',
     titleTemplate: options.title ?? 'Class-sorted kernel',

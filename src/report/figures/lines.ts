@@ -4,7 +4,7 @@ import { assertArgument } from '../../errors.js';
 import { methodColours, methodDashes } from '../palette.js';
 import { baseConfig, type Figure, type FigureOptions, makeFigure } from '../render.js';
 import type { Numeric } from '../stats.js';
-import { checkNumeric, checkUniqueNames, evenIndices, round6, slug } from './common.js';
+import { checkNumeric, checkUniqueNames, evenIndices, joinSentences, round6, slug } from './common.js';
 
 /** One predictor's error at each step. */
 export interface ErrorSeries {
@@ -114,14 +114,12 @@ export async function errorOverStepsFigure(options: ErrorOverStepsOptions): Prom
     },
     config: baseConfig(),
   };
-  const captionTemplate = [
+  const captionTemplate = joinSentences([
     `Error of each predictor against the real network over the finetune: ${errorDescription} (y${logY ? ', log scale' : ''}) at each step (x).`,
     'Lower is better; a line that climbs means the prediction drifts away as training moves the network.',
     `At the last step ({lastStep}): ${finals.join(', ')}.`,
-    options.note ?? '',
-  ]
-    .filter(Boolean)
-    .join(' ');
+    options.note,
+  ]);
   return makeFigure({
     id: options.id ?? 'error-over-steps',
     titleTemplate: options.title ?? 'Prediction error over finetune steps',
@@ -222,15 +220,13 @@ export async function kernelDriftFigure(options: KernelDriftOptions): Promise<Fi
     },
     config: baseConfig(),
   };
-  const captionTemplate = [
+  const captionTemplate = joinSentences([
     `How far the empirical NTK moves during training, measured at {checkpoints} checkpoints against ${referenceName} (K_0).`,
     'Blue circles: relative Frobenius change; orange squares: kernel distance (one minus the cosine between the kernels).',
     'Zero means a frozen kernel (lazy training); the further up, the more the network learns features and the less a kernel frozen at K_0 can be trusted.',
     'At the last checkpoint (step {lastStep}) the relative change is {finalRelativeChange} and the kernel distance {finalKernelDistance}.',
-    options.note ?? '',
-  ]
-    .filter(Boolean)
-    .join(' ');
+    options.note,
+  ]);
   return makeFigure({
     id: options.id ?? 'kernel-drift',
     titleTemplate: options.title ?? 'Kernel drift over training checkpoints',

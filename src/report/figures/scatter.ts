@@ -5,7 +5,7 @@ import { formatNumber } from '../format.js';
 import { methodColours } from '../palette.js';
 import { baseConfig, type Figure, type FigureOptions, makeFigure } from '../render.js';
 import { type Numeric, pearson } from '../stats.js';
-import { checkNumeric, checkUniqueNames, round6, sampleIndices, slug } from './common.js';
+import { checkNumeric, checkUniqueNames, joinSentences, round6, sampleIndices, slug } from './common.js';
 
 /** One predictor's predictions against the actual values (same length, same order). */
 export interface ScatterSeries {
@@ -174,15 +174,13 @@ export async function predictedVsActualFigure(options: PredictedVsActualOptions)
     (single
       ? `Predicted vs actual ${quantity} (r = {r_${slug(names[0]!)}})`
       : `Predicted vs actual ${quantity}`);
-  const captionTemplate = [
+  const captionTemplate = joinSentences([
     `Each point is ${itemDescription}: the actual ${quantity} (x) against the predicted one (y).`,
     'The dashed line is y = x, perfect prediction; points above it are over-predicted, points below under-predicted.',
     `Pearson r: ${rParts.join(', ')}.`,
     ...extraParts,
-    options.note ?? '',
-  ]
-    .filter(Boolean)
-    .join(' ');
+    options.note,
+  ]);
   return makeFigure({
     id: options.id ?? 'predicted-vs-actual',
     titleTemplate,

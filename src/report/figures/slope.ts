@@ -3,7 +3,7 @@ import type { TopLevelSpec } from 'vega-lite';
 import { formatNumber } from '../format.js';
 import { baseConfig, type Figure, type FigureOptions, makeFigure } from '../render.js';
 import { fitLogLog, type Numeric } from '../stats.js';
-import { checkNumeric, round6 } from './common.js';
+import { checkNumeric, joinSentences, round6 } from './common.js';
 
 /** A theoretical slope drawn for comparison (dashed grey line through the data's centre). */
 export interface ReferenceSlope {
@@ -169,7 +169,7 @@ export async function logLogSlopeFigure(options: LogLogSlopeOptions): Promise<Fi
   };
   if (reference) numbers.referenceSlope = reference.slope;
   if (fit.dropped > 0) numbers.dropped = fit.dropped;
-  const captionTemplate = [
+  const captionTemplate = joinSentences([
     `Dots: ${description} at {n} settings, on log–log axes. Solid line: least-squares fit log10 y = {intercept} + {slope} · log10 x (R² = {r2} in log space), i.e. y ∝ x^slope.`,
     reference
       ? 'Dashed grey: the slope {referenceSlope} that theory predicts, drawn through the centre of the points; parallel lines mean the predicted rate holds.'
@@ -177,10 +177,8 @@ export async function logLogSlopeFigure(options: LogLogSlopeOptions): Promise<Fi
     fit.dropped > 0
       ? '{dropped} points with non-positive values cannot be shown on log axes and are left out.'
       : '',
-    options.note ?? '',
-  ]
-    .filter(Boolean)
-    .join(' ');
+    options.note,
+  ]);
   return makeFigure({
     id: options.id ?? 'log-log-slope',
     titleTemplate: options.title ?? `${description[0]!.toUpperCase()}${description.slice(1)} (slope {slope})`,

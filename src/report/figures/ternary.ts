@@ -8,7 +8,7 @@ import { assertArgument } from '../../errors.js';
 import { methodColours, methodDashes } from '../palette.js';
 import { baseConfig, type Figure, type FigureOptions, makeFigure } from '../render.js';
 import type { Numeric } from '../stats.js';
-import { checkNumeric, checkUniqueNames, evenIndices, round6, slug } from './common.js';
+import { checkNumeric, checkUniqueNames, evenIndices, joinSentences, round6, slug } from './common.js';
 
 const H = Math.sqrt(3) / 2;
 
@@ -290,17 +290,15 @@ export async function ternaryFigure(options: TernaryOptions): Promise<Figure> {
       distanceParts.push(`${method} {${key}}`);
     }
   }
-  const captionTemplate = [
+  const captionTemplate = joinSentences([
     `Each of the {paths} paths is the label distribution π(· | x) of one of {points} points moving on the probability simplex over up to {steps} recorded steps (hollow circle: start, filled circle: end).`,
     `A vertex means certainty in that label (${vertexLabels.join(', ')}); the centre is the uniform distribution; grey lines mark probabilities 0.2, 0.4, 0.6, 0.8.`,
     `Colour and line style give the method (${methods.join(', ')}); a prediction is good where its path follows the actual one.`,
     distanceParts.length > 0
       ? `Mean total-variation distance to the actual distribution at the last step: ${distanceParts.join(', ')}.`
       : '',
-    options.note ?? '',
-  ]
-    .filter(Boolean)
-    .join(' ');
+    options.note,
+  ]);
   return makeFigure({
     id: options.id ?? 'ternary',
     titleTemplate: options.title ?? 'Replicator picture: trajectories on the simplex',

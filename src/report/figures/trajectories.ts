@@ -4,7 +4,15 @@ import { assertArgument } from '../../errors.js';
 import { categoryColours, methodDashes } from '../palette.js';
 import { baseConfig, type Figure, type FigureOptions, makeFigure } from '../render.js';
 import type { Numeric } from '../stats.js';
-import { checkNumeric, checkPositiveInteger, checkUniqueNames, evenIndices, round6, slug } from './common.js';
+import {
+  checkNumeric,
+  checkPositiveInteger,
+  checkUniqueNames,
+  evenIndices,
+  joinSentences,
+  round6,
+  slug,
+} from './common.js';
 
 /** One method's trajectory for one point. */
 export interface TrajectorySeries {
@@ -227,17 +235,15 @@ export async function trajectoriesFigure(options: TrajectoriesOptions): Promise<
   }
   const what =
     value === 'probability' ? 'probability π(label | x)' : 'log-probability log π(label | x) in nats';
-  const captionTemplate = [
+  const captionTemplate = joinSentences([
     `Each panel follows one of {points} chosen points through the finetune: the ${what} of its most likely labels (colour; {labelsShown} labels in all) against the step.`,
     `Line style is the method: ${methods.map((m, i) => `${m} ${i === 0 && m.toLowerCase() === 'actual' ? '(solid)' : ''}`.trim()).join(', ')}.`,
     'Where a dashed line lies on the solid line of its colour, that predictor matches the real network.',
     gapParts.length > 0
       ? `Largest gap to the actual ${value === 'probability' ? 'probability' : 'log-probability'} at the last step, over the drawn labels: ${gapParts.join(', ')}.`
       : '',
-    options.note ?? '',
-  ]
-    .filter(Boolean)
-    .join(' ');
+    options.note,
+  ]);
   return makeFigure({
     id: options.id ?? 'trajectories',
     titleTemplate: options.title ?? 'Per-label trajectories: actual network vs predictions',
