@@ -15,103 +15,43 @@
  * where WebAssembly SIMD is missing and the reference the tests compare against.
  */
 
-// --- the WebAssembly JS API, typed locally (the project's `lib` has no DOM/WebAssembly types) ---
+import {
+  add,
+  compileModule,
+  F64,
+  f64add,
+  f64load,
+  f64mul,
+  f64store,
+  f64zero,
+  funcBody,
+  get,
+  geU,
+  I32,
+  i32,
+  incr,
+  moduleBytes,
+  mul,
+  set,
+  shl3,
+  sub,
+  tee,
+  V128,
+  VOID,
+  f64x2add as vadd,
+  f64x2lane as vlane,
+  vload,
+  f64x2mul as vmul,
+  vsplat64Load as vsplatLoad,
+  vstore,
+  vzero,
+  type WasmMemory,
+  type WasmModule,
+  wasmApi,
+  whileNot,
+} from '../util/wasm-asm.js';
 
-/** An opaque compiled module. */
-export interface WasmModule {
-  readonly __wasmModule?: never;
-}
-
-/** A linear memory (`buffer` is a SharedArrayBuffer when created with `shared: true`). */
-export interface WasmMemory {
-  readonly buffer: ArrayBuffer | SharedArrayBuffer;
-}
-
-interface WasmApi {
-  validate(bytes: Uint8Array): boolean;
-  Module: new (bytes: Uint8Array) => WasmModule;
-  Instance: new (module: WasmModule, imports: object) => { exports: unknown };
-  Memory: new (descriptor: { initial: number; maximum?: number; shared?: boolean }) => WasmMemory;
-}
-
-/** The runtime's WebAssembly object, or undefined where there is none. */
-export const wasmApi: WasmApi | undefined = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
-
-// --- a tiny WebAssembly assembler -------------------------------------------------------------
-
-function uleb(value: number): number[] {
-  const out: number[] = [];
-  let v = value >>> 0;
-  do {
-    let byte = v & 0x7f;
-    v >>>= 7;
-    if (v !== 0) byte |= 0x80;
-    out.push(byte);
-  } while (v !== 0);
-  return out;
-}
-
-function sleb(value: number): number[] {
-  const out: number[] = [];
-  let v = value | 0;
-  for (;;) {
-    const byte = v & 0x7f;
-    v >>= 7;
-    if ((v === 0 && (byte & 0x40) === 0) || (v === -1 && (byte & 0x40) !== 0)) {
-      out.push(byte);
-      return out;
-    }
-    out.push(byte | 0x80);
-  }
-}
-
-const I32 = 0x7f;
-const F64 = 0x7c;
-const V128 = 0x7b;
-const VOID = 0x40;
-
-const get = (l: number) => [0x20, ...uleb(l)];
-const set = (l: number) => [0x21, ...uleb(l)];
-const tee = (l: number) => [0x22, ...uleb(l)];
-const i32 = (v: number) => [0x41, ...sleb(v)];
-const add = [0x6a];
-const sub = [0x6b];
-const mul = [0x6c];
-const shl3 = [...i32(3), 0x74];
-const geU = [0x4f];
-const f64load = (offset = 0) => [0x2b, 3, ...uleb(offset)];
-const f64store = (offset = 0) => [0x39, 3, ...uleb(offset)];
-const f64add = [0xa0];
-const f64mul = [0xa2];
-const f64zero = [0x44, 0, 0, 0, 0, 0, 0, 0, 0];
-const simd = (op: number) => [0xfd, ...uleb(op)];
-const vload = (offset = 0) => [...simd(0x00), 3, ...uleb(offset)];
-const vstore = (offset = 0) => [...simd(0x0b), 3, ...uleb(offset)];
-const vzero = [...simd(0x0c), ...new Array<number>(16).fill(0)];
-const vsplatLoad = (offset: number) => [...simd(0x0a), 3, ...uleb(offset)]; // v128.load64_splat
-const vlane = (lane: number) => [...simd(0x21), lane];
-const vadd = simd(0xf0);
-const vmul = simd(0xf2);
-
-/** `while (cond) { body }` where `cond` leaves an i32 that is non-zero to EXIT. */
-function whileNot(exitCond: number[], body: number[]): number[] {
-  return [0x02, VOID, 0x03, VOID, ...exitCond, 0x0d, 1, ...body, 0x0c, 0, 0x0b, 0x0b];
-}
-
-/** `local += delta` for an i32 local. */
-const incr = (l: number, delta: number | number[]) => [
-  ...get(l),
-  ...(typeof delta === 'number' ? i32(delta) : delta),
-  ...add,
-  ...set(l),
-];
-
-/** A function body: locals declared as [count, type] groups, then code, then `end`. */
-function funcBody(locals: [number, number][], code: number[]): number[] {
-  const decl = [...uleb(locals.length), ...locals.flatMap(([n, t]) => [...uleb(n), t])];
-  const body = [...decl, ...code, 0x0b];
-  return [...uleb(body.length), ...body];
-}
+export { type WasmMemory, type WasmModule, wasmApi } from '../util/wasm-asm.js';
 
 const GEMV_ROWS = 8;
 
@@ -351,38 +291,15 @@ function spmvBody(): number[] {
   );
 }
 
-function section(id: number, bytes: number[]): number[] {
-  return [id, ...uleb(bytes.length), ...bytes];
-}
-
-function name(text: string): number[] {
-  const bytes = [...new TextEncoder().encode(text)];
-  return [...uleb(bytes.length), ...bytes];
-}
-
 /** The module's bytes: imports `env.mem` (shared or not), exports `gemv` and `spmv`. */
 export function kernelModuleBytes(shared = false): Uint8Array {
-  const types = [2, 0x60, 5, I32, I32, I32, I32, I32, 0, 0x60, 6, I32, I32, I32, I32, I32, I32, 0];
-  const memLimits = shared ? [0x03, ...uleb(1), ...uleb(65536)] : [0x00, ...uleb(1)];
-  const imports = [1, ...name('env'), ...name('mem'), 0x02, ...memLimits];
-  const funcs = [2, 0, 1];
-  const exports = [2, ...name('gemv'), 0x00, 0, ...name('spmv'), 0x00, 1];
-  const code = [2, ...gemvBody(), ...spmvBody()];
-  return new Uint8Array([
-    0x00,
-    0x61,
-    0x73,
-    0x6d,
-    1,
-    0,
-    0,
-    0,
-    ...section(1, types),
-    ...section(2, imports),
-    ...section(3, funcs),
-    ...section(7, exports),
-    ...section(10, code),
-  ]);
+  return moduleBytes(
+    [
+      { name: 'gemv', params: 5, body: gemvBody() },
+      { name: 'spmv', params: 6, body: spmvBody() },
+    ],
+    shared,
+  );
 }
 
 /** The two exported routines (byte-address arguments). */
@@ -400,13 +317,7 @@ const cachedModules = new Map<boolean, WasmModule | null>();
 export function kernelModule(shared = false): WasmModule | null {
   const cached = cachedModules.get(shared);
   if (cached !== undefined) return cached;
-  let module: WasmModule | null = null;
-  try {
-    const bytes = kernelModuleBytes(shared);
-    module = wasmApi?.validate(bytes) ? new wasmApi.Module(bytes) : null;
-  } catch {
-    module = null;
-  }
+  const module = compileModule(kernelModuleBytes(shared));
   cachedModules.set(shared, module);
   return module;
 }

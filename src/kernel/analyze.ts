@@ -30,6 +30,8 @@ export interface ParamLayer {
   biasScale: number;
   /** Fused activation applied after the pre-activation h (null = linear). */
   activation: ((x: tf.Tensor) => tf.Tensor) | null;
+  /** Whether that activation acts element-wise (true for linear; false for softmax, unknown ones). */
+  elementwiseActivation: boolean;
   /** Conv2D geometry. */
   strides?: [number, number];
   padding?: 'valid' | 'same';
@@ -135,12 +137,60 @@ function weightNamed(layer: Layer, suffix: string): LayerVariable | null {
   return layer.weights.find((w) => re.test(w.name) || re.test(w.originalName)) ?? null;
 }
 
+function activationObject(layer: Layer): { apply(x: tf.Tensor): tf.Tensor; getClassName(): string } | null {
+  return (
+    (layer as unknown as { activation?: { apply(x: tf.Tensor): tf.Tensor; getClassName(): string } })
+      .activation ?? null
+  );
+}
+
 function activationOf(layer: Layer): ((x: tf.Tensor) => tf.Tensor) | null {
-  const act = (
-    layer as unknown as { activation?: { apply(x: tf.Tensor): tf.Tensor; getClassName(): string } }
-  ).activation;
+  const act = activationObject(layer);
   if (!act || act.getClassName() === 'linear') return null;
   return (x) => act.apply(x);
+}
+
+/** tfjs activation functions (class names) that act element-wise: all but softmax / logSoftmax. */
+const ELEMENTWISE_ACTIVATIONS = new Set([
+  'elu',
+  'hardSigmoid',
+  'linear',
+  'relu',
+  'relu6',
+  'selu',
+  'sigmoid',
+  'softplus',
+  'softsign',
+  'tanh',
+  'swish',
+  'mish',
+  'gelu',
+  'gelu_new',
+]);
+
+/** Parameter-free layers that act element-wise at inference (y_p = g(x_p), same shape). */
+const ELEMENTWISE_LAYERS = new Set([
+  'ReLU',
+  'LeakyReLU',
+  'ELU',
+  'ThresholdedReLU',
+  'ElementwiseActivation',
+  'Dropout',
+  'GaussianNoise',
+  'GaussianDropout',
+  'AlphaDropout',
+]);
+
+function activationIsElementwise(layer: Layer): boolean {
+  const act = activationObject(layer);
+  return !act || ELEMENTWISE_ACTIVATIONS.has(act.getClassName());
+}
+
+/** Whether a parameter-free layer maps each coordinate on its own at inference. */
+export function isElementwiseLayer(layer: Layer): boolean {
+  const cls = layer.getClassName();
+  if (cls === 'Activation') return activationIsElementwise(layer);
+  return ELEMENTWISE_LAYERS.has(cls);
 }
 
 /** A layer's 2-D config value (number or [a, b] / [a]) as a pair; `fallback` when absent. */
@@ -173,6 +223,7 @@ function paramLayerOf(layer: Layer, selected: Set<LayerVariable>): ParamLayer | 
       kernelSelected: false,
       biasSelected: false,
       activation: activationOf(layer),
+      elementwiseActivation: activationIsElementwise(layer),
     };
   } else if (cls === 'ScaledDense') {
     kernel = weightNamed(layer, 'kernel');
@@ -192,6 +243,7 @@ function paramLayerOf(layer: Layer, selected: Set<LayerVariable>): ParamLayer | 
       weightScale,
       biasScale,
       activation: activationOf(layer),
+      elementwiseActivation: activationIsElementwise(layer),
     };
   } else if (cls === 'Conv2D') {
     kernel = (l.kernel as LayerVariable | null) ?? null;
@@ -211,6 +263,7 @@ function paramLayerOf(layer: Layer, selected: Set<LayerVariable>): ParamLayer | 
       kernelSelected: false,
       biasSelected: false,
       activation: activationOf(layer),
+      elementwiseActivation: activationIsElementwise(layer),
       strides: pair(l.strides, 1),
       padding: l.padding,
       dilationRate: pair(l.dilationRate, 1),
@@ -227,6 +280,7 @@ function paramLayerOf(layer: Layer, selected: Set<LayerVariable>): ParamLayer | 
       kernelSelected: false,
       biasSelected: false,
       activation: null,
+      elementwiseActivation: true,
     };
   } else {
     return describe(layer);

@@ -12,18 +12,15 @@ import { InvalidArgumentError } from '../errors.js';
 import { type Progress, progressBar } from '../util/progress.js';
 import type { ModelAnalysis } from './analyze.js';
 import { jacobianFeatures } from './jacobian.js';
-import { abortJob, BLOCK_FIELDS, BlockLoop } from './loop.js';
+import { abortJob, BLOCK_FIELDS, BlockLoop, makeBlockComputer, resolveContraction } from './loop.js';
 import { type ContractionJob, discardPool, sharedPool } from './pool.js';
 import { type StructuredPlan, structuredFeatures, type TermFeatures } from './structured.js';
 import {
-  type BlockComputer,
   type BlockInput,
   type ContractionMode,
   featureBytes,
-  JsBlockComputer,
   placeBlock,
   type TermMeta,
-  TfBlockComputer,
   transposeBlock,
   writeBlock,
 } from './terms.js';
@@ -31,7 +28,9 @@ import type {
   NtkAccumulation,
   NtkBlock,
   NtkBlockSink,
+  NtkContraction,
   NtkInput,
+  ResolvedNtkContraction,
   ResolvedNtkImplementation,
 } from './types.js';
 
@@ -114,6 +113,7 @@ export interface EngineState {
   terms: TermMeta[];
   V: number;
   accumulation: NtkAccumulation;
+  contraction: NtkContraction;
   blockSize: number | undefined;
   memoryBudget: number;
   threads: number;
@@ -174,7 +174,10 @@ class FeatureCache {
       return hit.features;
     }
     const features = this.compute(set, block);
-    const bytes = features.reduce((s, f) => s + (f.a?.byteLength ?? 0) + (f.d?.byteLength ?? 0), 0);
+    const bytes = features.reduce(
+      (s, f) => s + (f.a?.byteLength ?? 0) + (f.d?.byteLength ?? 0) + (f.s?.byteLength ?? 0),
+      0,
+    );
     for (const [k, v] of this.map) {
       if (this.bytes + bytes <= this.capacity) break;
       this.bytes -= v.bytes;
@@ -220,6 +223,9 @@ export interface MatrixOutcome {
   threads: number;
   /** Blocks contracted by worker threads. */
   workerBlocks: number;
+  contraction: ResolvedNtkContraction;
+  /** Floating-point operations of the contraction products, all threads. */
+  flops: number;
   timings: Record<string, number>;
 }
 
@@ -230,6 +236,7 @@ export async function computeMatrix(state: EngineState, request: MatrixRequest):
   const V = state.V;
   const stride = mode === 'full' ? V : 1;
   const symmetric = x2 == null;
+  const contraction = resolveContraction(state.accumulation, state.contraction);
   const bs = resolveBlockSize(state, mode);
   const off1 = partition(x1.n, bs);
   const off2 = symmetric ? off1 : partition(x2.n, bs);
@@ -254,6 +261,7 @@ export async function computeMatrix(state: EngineState, request: MatrixRequest):
     : { tick: () => undefined, done: () => undefined };
   const timings: Record<string, number> = { features: 0, contraction: 0 };
   let workerBlocks = 0;
+  let flops = 0;
 
   // Delivery of finished blocks (in computation order; sinks are awaited one at a time).
   const panels = new Map<number, { data: Float32Array | Float64Array; remaining: number }>();
@@ -345,10 +353,14 @@ export async function computeMatrix(state: EngineState, request: MatrixRequest):
     ordered.forEach((q, i) => {
       blocks.set([...q, need(q)], BLOCK_FIELDS * i);
     });
+    const shared = (floats: number) => new Float32Array(new SharedArrayBuffer(floats * 4));
+    const gates = state.terms.map((t) => (t.gated ? shared(t.width * V) : undefined));
     const arrays = pointSets.map((points) =>
-      state.terms.map((t) => ({
-        a: t.dIn > 0 ? new Float32Array(new SharedArrayBuffer(points.n * t.dIn * 4)) : undefined,
-        d: t.width > 0 ? new Float32Array(new SharedArrayBuffer(points.n * V * t.width * 4)) : undefined,
+      state.terms.map((t, j) => ({
+        a: t.dIn > 0 ? shared(points.n * t.dIn) : undefined,
+        d: t.width > 0 ? shared(points.n * V * t.width) : undefined,
+        s: t.gated ? shared(points.n * t.width) : undefined,
+        u: gates[j],
       })),
     );
     const job: ContractionJob = {
@@ -356,12 +368,15 @@ export async function computeMatrix(state: EngineState, request: MatrixRequest):
       V,
       mode,
       accumulation: state.accumulation,
+      contraction,
       capacity: Math.floor(state.memoryBudget / 2 / threads),
       sets: pointSets.map((_, set) => ({
         offsets: offsets[set]!,
         terms: arrays[set]!.map((x) => ({
           a: x.a?.buffer as SharedArrayBuffer | undefined,
           d: x.d?.buffer as SharedArrayBuffer | undefined,
+          s: x.s?.buffer as SharedArrayBuffer | undefined,
+          u: x.u?.buffer as SharedArrayBuffer | undefined,
         })),
       })),
       blocks: blocks.buffer as SharedArrayBuffer,
@@ -399,6 +414,8 @@ export async function computeMatrix(state: EngineState, request: MatrixRequest):
           const target = arrays[set]![j]!;
           if (target.a) target.a.set(f[j]!.a!, o[k]! * t.dIn);
           if (target.d) target.d.set(f[j]!.d!, o[k]! * V * t.width);
+          if (target.s) target.s.set(f[j]!.s!, o[k]! * t.width);
+          if (target.u && p === 0) target.u.set(f[j]!.u!);
         });
         Atomics.store(ready, 0, p + 1);
         Atomics.notify(ready, 0);
@@ -416,7 +433,7 @@ export async function computeMatrix(state: EngineState, request: MatrixRequest):
       loop.release();
     }
     try {
-      await workers;
+      flops += (await workers) + loop.flops;
     } catch (error) {
       await discardPool(pool);
       throw error;
@@ -430,10 +447,7 @@ export async function computeMatrix(state: EngineState, request: MatrixRequest):
       timings.contraction = await contractInParallel();
     } else {
       const cache = new FeatureCache(state.memoryBudget / 2, computeFeatures);
-      const computer: BlockComputer =
-        state.accumulation === 'float64'
-          ? new JsBlockComputer(state.terms, V, mode)
-          : new TfBlockComputer(state.terms, V, mode, state.memoryBudget / 2);
+      const computer = makeBlockComputer(contraction, state.terms, V, mode, state.memoryBudget / 2);
       try {
         for (const [rs, a, cs, b] of schedule) {
           const row: BlockInput = {
@@ -459,6 +473,7 @@ export async function computeMatrix(state: EngineState, request: MatrixRequest):
           }
         }
       } finally {
+        flops += computer.flops;
         computer.release();
       }
     }
@@ -466,5 +481,5 @@ export async function computeMatrix(state: EngineState, request: MatrixRequest):
     progress.done();
   }
   timings.total = performance.now() - t0;
-  return { data: out, blockSize: bs, threads, workerBlocks, timings };
+  return { data: out, blockSize: bs, threads, workerBlocks, contraction, flops, timings };
 }

@@ -30,6 +30,7 @@ import type { TermMeta } from './terms.js';
 import {
   DEFAULT_NTK_IMPLEMENTATION,
   NTK_ACCUMULATIONS,
+  NTK_CONTRACTIONS,
   NTK_IMPLEMENTATIONS,
   NTK_OUTPUTS,
   type NtkBlockSink,
@@ -81,7 +82,8 @@ const IMPLEMENTATIONS: Record<NtkImplementation, (analysis: ModelAnalysis) => Pr
 };
 
 function validateOptions(options: NtkOptions): void {
-  const { output, implementation, accumulation, blockSize, memoryBudget, threads, progress } = options;
+  const { output, implementation, accumulation, contraction, blockSize, memoryBudget, threads, progress } =
+    options;
   if (output !== undefined && !(NTK_OUTPUTS as readonly string[]).includes(output)) {
     throw new InvalidArgumentError('output', output, `one of ${NTK_OUTPUTS.join(', ')}`);
   }
@@ -94,6 +96,9 @@ function validateOptions(options: NtkOptions): void {
   }
   if (accumulation !== undefined && !(NTK_ACCUMULATIONS as readonly string[]).includes(accumulation)) {
     throw new InvalidArgumentError('accumulation', accumulation, `one of ${NTK_ACCUMULATIONS.join(', ')}`);
+  }
+  if (contraction !== undefined && !(NTK_CONTRACTIONS as readonly string[]).includes(contraction)) {
+    throw new InvalidArgumentError('contraction', contraction, `one of ${NTK_CONTRACTIONS.join(', ')}`);
   }
   if (blockSize !== undefined && !(Number.isInteger(blockSize) && blockSize >= 1)) {
     throw new InvalidArgumentError('blockSize', blockSize, 'an integer >= 1 (points per block)');
@@ -143,6 +148,7 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
     implementation = DEFAULT_NTK_IMPLEMENTATION,
     parameters = 'all',
     accumulation = 'float32',
+    contraction = 'auto',
     blockSize,
     memoryBudget = DEFAULT_NTK_MEMORY_BUDGET,
     threads = 1,
@@ -158,6 +164,7 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
     terms,
     V: analysis.numOutputs,
     accumulation,
+    contraction,
     blockSize,
     memoryBudget,
     threads: threads === 'auto' ? os.availableParallelism() : threads,
@@ -210,6 +217,8 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
         blockSize: r.blockSize,
         threads: r.threads,
         workerBlocks: r.workerBlocks,
+        contraction: r.contraction,
+        flops: r.flops,
         timings: r.timings,
       };
     }
@@ -257,6 +266,8 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
       blockSize: r.blockSize,
       threads: r.threads,
       workerBlocks: r.workerBlocks,
+      contraction: r.contraction,
+      flops: r.flops,
       timings: r.timings,
     };
   };

@@ -3,15 +3,57 @@
  * next block from the shared counter, wait until its factors are published, contract it, and write
  * it into the shared output (or hand it back). Same code everywhere, hence bitwise-equal results.
  */
+
+import * as tf from '@tensorflow/tfjs';
 import { ABORTED, type ContractionJob } from './pool.js';
-import { type BlockComputer, blockView, JsBlockComputer, TfBlockComputer, writeBlock } from './terms.js';
+import {
+  type BlockComputer,
+  blockView,
+  type ContractionMode,
+  JsBlockComputer,
+  type TermMeta,
+  TfBlockComputer,
+  writeBlock,
+} from './terms.js';
+import type { NtkAccumulation, NtkContraction, ResolvedNtkContraction } from './types.js';
+import { WasmBlockComputer, wasmContractionAvailable } from './wasm-terms.js';
 
 export const BLOCK_FIELDS = 5;
+
+/** The contraction a computation uses: float64 in JS, float32 per the option (see NTK_CONTRACTIONS). */
+export function resolveContraction(
+  accumulation: NtkAccumulation,
+  contraction: NtkContraction,
+): ResolvedNtkContraction {
+  if (accumulation === 'float64') return 'js';
+  if (contraction === 'tfjs') return 'tfjs';
+  const available = wasmContractionAvailable();
+  if (contraction === 'wasm') {
+    if (!available) throw new Error("contraction 'wasm' needs WebAssembly SIMD, which this runtime lacks");
+    return 'wasm';
+  }
+  return available && tf.getBackend() !== 'tensorflow' ? 'wasm' : 'tfjs';
+}
+
+/** A block computer for a resolved contraction; `capacity`: bytes of factors it may cache. */
+export function makeBlockComputer(
+  contraction: ResolvedNtkContraction,
+  terms: TermMeta[],
+  V: number,
+  mode: ContractionMode,
+  capacity: number,
+): BlockComputer {
+  if (contraction === 'js') return new JsBlockComputer(terms, V, mode);
+  if (contraction === 'wasm') return new WasmBlockComputer(terms, V, mode, capacity);
+  return new TfBlockComputer(terms, V, mode, capacity);
+}
 
 /** A thread's view of a job. */
 export class BlockLoop {
   private readonly computer: BlockComputer;
-  private readonly sets: Array<Array<{ a?: Float32Array; d?: Float32Array }>>;
+  private readonly sets: Array<
+    Array<{ a?: Float32Array; d?: Float32Array; s?: Float32Array; u?: Float32Array }>
+  >;
   private readonly blocks: Int32Array;
   private readonly counter: Int32Array;
   private readonly ready: Int32Array;
@@ -20,14 +62,13 @@ export class BlockLoop {
 
   constructor(private readonly job: ContractionJob) {
     const { terms, V, mode, accumulation } = job;
-    this.computer =
-      accumulation === 'float64'
-        ? new JsBlockComputer(terms, V, mode)
-        : new TfBlockComputer(terms, V, mode, job.capacity);
+    this.computer = makeBlockComputer(job.contraction, terms, V, mode, job.capacity);
     this.sets = job.sets.map((set) =>
       set.terms.map((t) => ({
         a: t.a ? new Float32Array(t.a) : undefined,
         d: t.d ? new Float32Array(t.d) : undefined,
+        s: t.s ? new Float32Array(t.s) : undefined,
+        u: t.u ? new Float32Array(t.u) : undefined,
       })),
     );
     this.blocks = new Int32Array(job.blocks);
@@ -88,6 +129,11 @@ export class BlockLoop {
     } finally {
       block.done();
     }
+  }
+
+  /** Floating-point operations this thread's contractions executed so far. */
+  get flops(): number {
+    return this.computer.flops;
   }
 
   release(): void {

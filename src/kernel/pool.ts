@@ -11,13 +11,22 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { ContractionMode, TermMeta } from './terms.js';
+import type { ResolvedNtkContraction } from './types.js';
 
 /** Factors of one point set, each array holding all points contiguously (see TermFeatures). */
 export interface SharedSet {
   /** Block boundaries in points: block k is [offsets[k], offsets[k+1]). */
   offsets: number[];
-  /** Per term: layer inputs a [n, dIn] and δ / gradient rows d [n·V, width] (SharedArrayBuffers). */
-  terms: Array<{ a?: SharedArrayBuffer; d?: SharedArrayBuffer }>;
+  /**
+   * Per term (SharedArrayBuffers): layer inputs a [n, dIn], δ / gradient rows d [n·V, width], and for
+   * gated terms s [n, width] and U [width, V] (the same U in every set).
+   */
+  terms: Array<{
+    a?: SharedArrayBuffer;
+    d?: SharedArrayBuffer;
+    s?: SharedArrayBuffer;
+    u?: SharedArrayBuffer;
+  }>;
 }
 
 /** A contraction job sent to every worker. */
@@ -26,6 +35,8 @@ export interface ContractionJob {
   V: number;
   mode: ContractionMode;
   accumulation: 'float32' | 'float64';
+  /** Where float32 blocks are contracted. */
+  contraction: ResolvedNtkContraction;
   /** Bytes of factors each worker keeps on its backend. */
   capacity: number;
   /** Point sets: [x1] or [x1, x2]. */
@@ -50,7 +61,7 @@ export type WorkerRequest = { type: 'init'; backend: string } | ({ type: 'job' }
 export type WorkerReply =
   | { type: 'ready' }
   | { type: 'block'; index: number; data?: Float32Array | Float64Array }
-  | { type: 'done'; numTensors: number }
+  | { type: 'done'; numTensors: number; flops: number }
   | { type: 'error'; message: string };
 
 /** URL of tsx's ESM register API (`tsx/esm/api`, import condition), resolved from `from`. */
@@ -119,6 +130,7 @@ function exchange(
 /** A fixed set of worker threads, idle ones never keeping the process alive. */
 export class WorkerPool {
   private queue: Promise<void> = Promise.resolve();
+  private idle = true;
   /** tf.memory().numTensors of each worker after its last job (0 unless a tensor leaked). */
   readonly lastNumTensors: number[] = [];
   private constructor(private readonly workers: Worker[]) {}
@@ -154,31 +166,33 @@ export class WorkerPool {
 
   /**
    * Run a job on every worker; `onBlock` sees each finished block (with its data when job.out is
-   * null). Resolves when every worker has finished; rejects (and the pool must be terminated) when
-   * a worker fails.
+   * null). Resolves when every worker has finished, with the floating-point operations their
+   * contractions executed; rejects (and the pool must be terminated) when a worker fails.
    */
-  async run(
+  run(
     job: ContractionJob,
     onBlock: (index: number, data?: Float32Array | Float64Array) => void,
-  ): Promise<void> {
-    // Jobs run one after the other (concurrent kernel calls queue here).
-    const previous = this.queue;
-    let release!: () => void;
-    this.queue = new Promise<void>((r) => {
-      release = r;
+  ): Promise<number> {
+    // Jobs run one after the other (concurrent kernel calls queue here). An idle pool posts the job
+    // synchronously, so the workers start while the caller goes on computing factors.
+    const task = this.idle ? this.runNow(job, onBlock) : this.queue.then(() => this.runNow(job, onBlock));
+    const settled = task.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.queue = settled;
+    this.idle = false;
+    settled.then(() => {
+      if (this.queue === settled) this.idle = true;
     });
-    await previous;
-    try {
-      await this.runNow(job, onBlock);
-    } finally {
-      release();
-    }
+    return task;
   }
 
   private async runNow(
     job: ContractionJob,
     onBlock: (index: number, data?: Float32Array | Float64Array) => void,
-  ): Promise<void> {
+  ): Promise<number> {
+    let flops = 0;
     for (const w of this.workers) w.ref();
     try {
       await Promise.all(
@@ -195,6 +209,7 @@ export class WorkerPool {
                 }
               } else if (m.type === 'done') {
                 this.lastNumTensors[k] = m.numTensors;
+                flops += m.flops;
                 settle(null);
               }
             },
@@ -205,6 +220,7 @@ export class WorkerPool {
     } finally {
       for (const w of this.workers) w.unref();
     }
+    return flops;
   }
 
   async terminate(): Promise<void> {

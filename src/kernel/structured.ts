@@ -17,13 +17,19 @@
  * When the last parameterised layer is a linear dense layer followed only by identities / Scale(c),
  * δ_i = c·e_i and its contribution is c²(s_w²⟨a, a'⟩ + s_b²) I_V ("identity" term, no Δ at all).
  *
+ * A dense layer feeding that head through element-wise maps only (its activation, dropout) is
+ * "gated": δ_i(x) = g'(h(x)) ⊙ u_i with u_i = c·s_w·W_head[:, i] the same for every point, so
+ * ⟨δ_i(x), δ_j(x')⟩ = Σ_p g'(h_p) g'(h'_p) u_ip u_jp. Besides Δ its factors carry s = g'(h) [b, width]
+ * and U [width, V], which lets a contraction work with the V(V+1)/2 products u_i ⊙ u_j instead of V²
+ * inner products of Δ rows (src/kernel/wasm-terms.ts).
+ *
  * Layers whose weights are shared across positions (Conv2D, Embedding, Dense on rank > 2 inputs)
  * have few parameters: their per-example gradients J_l(x) = Σ_p a_p(x) ⊗ δ_p(x) are materialised
  * (batched A_nᵀ Δ_n) and contribute J_l J_lᵀ ("gram" term). Conv2D patches a_p are extracted by a
  * convolution with an identity filter, so padding, strides and dilation match the layer exactly.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { ChainStep, ModelAnalysis, ParamLayer } from './analyze.js';
+import { type ChainStep, isElementwiseLayer, type ModelAnalysis, type ParamLayer } from './analyze.js';
 import type { TermMeta } from './terms.js';
 
 /** A chain step with the geometry found by tracing one example through the chain. */
@@ -35,6 +41,8 @@ interface TracedStep extends ChainStep {
   /** Shared-weight layers: positions L and patch width K. */
   positions?: number;
   patch?: number;
+  /** Gated dense layers: the head's step index and the factor c·s_w of u_i = c·s_w·W_head[:, i]. */
+  gate?: { head: number; scale: number };
 }
 
 /** The structured plan of a model: traced chain and its terms. */
@@ -90,14 +98,48 @@ function preActivation(p: ParamLayer, a: tf.Tensor): tf.Tensor {
 }
 
 /**
+ * Each row (along axis 0) repeated V times in place: row n·V + i ← row n. A concat: on the wasm
+ * backend broadcastTo / tile (a slow Tile kernel) and gather are 10–20× slower.
+ */
+function repeatRows(t: tf.Tensor, V: number): tf.Tensor {
+  const [n, ...rest] = t.shape;
+  const row = t.reshape([n!, 1, ...rest]);
+  return tf.concat(new Array<tf.Tensor>(V).fill(row), 1).reshape([n! * V, ...rest]);
+}
+
+/**
+ * The pre-activation of a dense layer on the V-fold replicated batch a [b·V, dIn], given its value
+ * on the b points themselves, hBase [b, width]: the forward value is hBase repeated (bitwise what the
+ * product would give, every copy of a row being equal), so only the backward product dy (s_w·W)ᵀ
+ * runs on the replicated batch.
+ */
+function replicatedDense(p: ParamLayer, a: tf.Tensor2D, hBase: tf.Tensor2D, V: number): tf.Tensor2D {
+  const f = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    void args;
+    const value = repeatRows(hBase, V);
+    return {
+      value,
+      gradFunc: (dy: tf.Tensor) => {
+        const g = tf.matMul(dy as tf.Tensor2D, tf.transpose(p.kernel.read()));
+        return p.weightScale === 1 ? g : tf.mul(g, p.weightScale);
+      },
+    };
+  });
+  return f(a) as tf.Tensor2D;
+}
+
+/**
  * Run the chain on x. `probes[k]` (when given) is added to the pre-activation of the k-th traced
- * parameterised step; `capture(k, a)` sees each parameterised step's input.
+ * parameterised step; `capture(k, a, h)` sees each parameterised step's input and pre-activation.
+ * With `replicated` (x is the V-fold replicated batch), dense layers on rank-2 inputs take their
+ * forward values from `replicated.h` (the pre-activations on the points themselves).
  */
 function runChain(
   steps: TracedStep[],
   x: tf.Tensor,
   probes: Map<number, tf.Tensor> | null,
-  capture: ((k: number, a: tf.Tensor) => void) | null,
+  capture: ((k: number, a: tf.Tensor, h: tf.Tensor) => void) | null,
+  replicated: { h: Map<number, tf.Tensor>; V: number } | null = null,
 ): tf.Tensor {
   let a = x;
   steps.forEach((step, k) => {
@@ -106,8 +148,12 @@ function runChain(
       a = step.layer.apply(a, { training: false }) as tf.Tensor;
       return;
     }
-    capture?.(k, a);
-    let h = preActivation(p, a);
+    const hBase = replicated?.h.get(k);
+    let h =
+      hBase && p.kind === 'dense' && a.rank === 2 && hBase.rank === 2
+        ? replicatedDense(p, a as tf.Tensor2D, hBase as tf.Tensor2D, replicated!.V)
+        : preActivation(p, a);
+    capture?.(k, a, h);
     const probe = probes?.get(k);
     if (probe) h = tf.add(h, probe);
     a = p.activation ? p.activation(h) : h;
@@ -208,7 +254,23 @@ export function planStructured(analysis: ModelAnalysis): StructuredPlan {
     }
     step.term = terms.length - 1;
   }
+  markGated(steps, terms);
   return { steps, terms, numOutputs: V, needsDeltas: terms.some((t) => t.kind !== 'identity') };
+}
+
+/** Mark factored dense terms whose layer reaches the identity head through element-wise maps only. */
+function markGated(steps: TracedStep[], terms: TermMeta[]): void {
+  const paramIndices = steps.flatMap((s, k) => (s.param ? [k] : []));
+  paramIndices.forEach((k, j) => {
+    const head = paramIndices[j + 1];
+    const step = steps[k]!;
+    if (head === undefined || terms[step.term!]!.kind !== 'factored') return;
+    if (terms[steps[head]!.term!]!.kind !== 'identity' || !step.param!.elementwiseActivation) return;
+    if (!steps.slice(k + 1, head).every((s) => isElementwiseLayer(s.layer))) return;
+    const c = trailingScale(steps, head)!;
+    step.gate = { head, scale: c * steps[head]!.param!.weightScale };
+    terms[step.term!]!.gated = true;
+  });
 }
 
 /** Feature arrays of one term for a block of points (see TermMeta for shapes). */
@@ -217,6 +279,9 @@ export interface TermFeatures {
   a?: Float32Array;
   /** Back-propagated signals [b·V, width], point-major (factored); per-example gradients (gram). */
   d?: Float32Array;
+  /** Gated terms: s = g'(h) [b, width], and U [width, V] (u_i = column i; the same for every block). */
+  s?: Float32Array;
+  u?: Float32Array;
 }
 
 /** Rows A_n [L, K] of a shared-weight layer's input, for a batch: [b, L, K]. */
@@ -278,26 +343,31 @@ export function structuredFeatures(plan: StructuredPlan, x: tf.Tensor): TermFeat
   const V = plan.numOutputs;
   const b = x.shape[0]!;
   const out: TermFeatures[] = plan.terms.map(() => ({}));
-  const tensors: Array<{ term: number; key: 'a' | 'd'; t: tf.Tensor }> = tf.tidy(() => {
-    const result: Array<{ term: number; key: 'a' | 'd'; t: tf.Tensor }> = [];
+  const tensors: Array<{ term: number; key: keyof TermFeatures; t: tf.Tensor }> = tf.tidy(() => {
+    const result: Array<{ term: number; key: keyof TermFeatures; t: tf.Tensor }> = [];
     // Forward pass on the points themselves: the layer inputs A.
     const inputs = new Map<number, tf.Tensor>();
-    runChain(plan.steps, x, null, (k, a) => inputs.set(k, a));
+    const pre = new Map<number, tf.Tensor>();
+    runChain(plan.steps, x, null, (k, a, h) => {
+      inputs.set(k, a);
+      pre.set(k, h);
+    });
     if (plan.needsDeltas) {
       // Replicated batch: row n·V + i is x_n, differentiated through logit i.
-      const xr = x
-        .reshape([b, 1, ...x.shape.slice(1)])
-        .broadcastTo([b, V, ...x.shape.slice(1)])
-        .reshape([b * V, ...x.shape.slice(1)]);
+      const xr = repeatRows(x, V);
       // (tf.oneHot with dtype float32 writes integer bit patterns on the wasm backend: cast instead.)
-      const select = tf.cast(tf.oneHot(tf.tile(tf.range(0, V, 1, 'int32'), [b]), V), 'float32');
+      const labels = tf.tensor1d(
+        new Int32Array(b * V).map((_, r) => r % V),
+        'int32',
+      );
+      const select = tf.cast(tf.oneHot(labels, V), 'float32');
       const probeSteps = plan.steps.flatMap((s, k) =>
         s.param && plan.terms[s.term!]!.kind !== 'identity' ? [k] : [],
       );
       const probes = probeSteps.map((k) => tf.zeros([b * V, ...plan.steps[k]!.hShape!]));
       const grads = tf.grads((...ps: tf.Tensor[]) => {
         const map = new Map(probeSteps.map((k, j) => [k, ps[j]!]));
-        return tf.sum(tf.mul(runChain(plan.steps, xr, map, null), select));
+        return tf.sum(tf.mul(runChain(plan.steps, xr, map, null, { h: pre, V }), select));
       })(probes);
       probeSteps.forEach((k, j) => {
         const step = plan.steps[k]!;
@@ -316,6 +386,19 @@ export function structuredFeatures(plan: StructuredPlan, x: tf.Tensor): TermFeat
       const term = plan.terms[step.term!]!;
       if (term.kind !== 'gram')
         result.push({ term: step.term!, key: 'a', t: inputs.get(k)!.reshape([b, term.dIn]) });
+      if (step.gate) {
+        // s = g'(h) of the element-wise map g from h to the head's input (sum's gradient, exact).
+        const p = step.param;
+        const between = plan.steps.slice(k + 1, step.gate.head);
+        const g = (h: tf.Tensor) => {
+          let y = p.activation ? p.activation(h) : h;
+          for (const s of between) y = s.layer.apply(y, { training: false }) as tf.Tensor;
+          return tf.sum(y);
+        };
+        result.push({ term: step.term!, key: 's', t: tf.grad(g)(pre.get(k)!) });
+        const head = plan.steps[step.gate.head]!.param!;
+        result.push({ term: step.term!, key: 'u', t: tf.mul(head.kernel.read(), step.gate.scale) });
+      }
     });
     return result;
   });

@@ -24,6 +24,8 @@ export interface TermMeta {
   /** Squared weight / bias multipliers (identity: including the squared output scale c²). */
   sw2: number;
   sb2: number;
+  /** Factored dense term feeding the identity head element-wise: factors also carry s and U. */
+  gated?: boolean;
 }
 
 /** The factors of a block of points. `key` identifies the block for caching (unique per call). */
@@ -53,17 +55,20 @@ export interface BlockComputer {
   compute(row: BlockInput, col: BlockInput, transpose: boolean): BlockOutput;
   /** Free every cached tensor. */
   release(): void;
+  /** Floating-point operations of the products executed so far (2 per multiply-add, padding included). */
+  readonly flops: number;
 }
 
 /** Bytes of the factors of a block of `points` points. */
 export function featureBytes(terms: TermMeta[], points: number, V: number): number {
   let floats = 0;
-  for (const t of terms) floats += points * (t.dIn + V * t.width);
+  for (const t of terms) floats += points * (t.dIn + V * t.width + (t.gated ? t.width : 0));
   return floats * 4;
 }
 
 /** float32 contraction on the tfjs backend, caching uploaded (and transposed) factors. */
 export class TfBlockComputer implements BlockComputer {
+  flops = 0;
   private cache = new Map<string, { tensors: Array<tf.Tensor | null>; bytes: number }>();
   private cachedBytes = 0;
 
@@ -147,6 +152,7 @@ export class TfBlockComputer implements BlockComputer {
       const gramOf = (t: TermMeta, k: number): tf.Tensor => {
         if (t.sw2 === 0) return tf.fill([r, c], t.sb2);
         let g = tf.matMul(R[2 * k] as tf.Tensor2D, C[2 * k] as tf.Tensor2D);
+        this.flops += 2 * r * c * t.dIn;
         if (t.sw2 !== 1) g = tf.mul(g, t.sw2);
         if (t.sb2 !== 0) g = tf.add(g, t.sb2);
         return g;
@@ -158,6 +164,7 @@ export class TfBlockComputer implements BlockComputer {
           return;
         }
         let d: tf.Tensor = tf.matMul(R[2 * k + 1] as tf.Tensor2D, C[2 * k + 1] as tf.Tensor2D);
+        this.flops += 2 * r * c * V * V * t.width * (full ? 1 : 1 / V);
         if (full) d = d.reshape([r, V, c, V]);
         if (t.kind === 'factored') {
           const g = gramOf(t, k);
@@ -228,19 +235,23 @@ function heapView(t: tf.Tensor): Float32Array | null {
   return backend.typedArrayFromHeap({ dataId: t.dataId, shape: t.shape, dtype: t.dtype });
 }
 
-/** out[(n·V + i), (m·V + i)] += g[n, m] for a full block [r·V, c·V]. */
-function addIdentity(
+/**
+ * out[(n·V + i), (m·V + i)] += g[n, m] for a full block [r·V, c·V] (row strides: `ldOut` entries
+ * for out, default c·V; `ldg` for g, default c).
+ */
+export function addIdentity(
   out: Float32Array | Float64Array,
   g: ArrayLike<number>,
   r: number,
   c: number,
   V: number,
+  ldOut = c * V,
+  ldg = c,
 ): void {
-  const cols = c * V;
   for (let n = 0; n < r; n++) {
     for (let i = 0; i < V; i++) {
-      const row = (n * V + i) * cols + i;
-      for (let m = 0; m < c; m++) out[row + m * V] = out[row + m * V]! + g[n * c + m]!;
+      const row = (n * V + i) * ldOut + i;
+      for (let m = 0; m < c; m++) out[row + m * V] = out[row + m * V]! + g[n * ldg + m]!;
     }
   }
 }
@@ -263,6 +274,7 @@ export function dot(x: Float32Array, xo: number, y: Float32Array, yo: number, n:
 
 /** float64 contraction in plain JS (double-precision sums of products of float32 factors). */
 export class JsBlockComputer implements BlockComputer {
+  flops = 0;
   constructor(
     private readonly terms: TermMeta[],
     private readonly V: number,
@@ -274,6 +286,7 @@ export class JsBlockComputer implements BlockComputer {
     for (let n = 0; n < r; n++) {
       for (let m = 0; m < c; m++) {
         const ip = t.sw2 === 0 ? 0 : dot(aR, n * t.dIn, aC, m * t.dIn, t.dIn);
+        if (t.sw2 !== 0) this.flops += 2 * t.dIn;
         g[n * c + m] = t.sw2 * ip + t.sb2;
       }
     }
@@ -308,6 +321,7 @@ export class JsBlockComputer implements BlockComputer {
             for (let m = 0; m < c; m++) {
               const s = g ? g[n * c + m]! : 1;
               if (s === 0) continue;
+              this.flops += 2 * V * w;
               for (let j = 0; j < V; j++) {
                 out[rowBase + m * V + j] =
                   out[rowBase + m * V + j]! + s * dot(dR, xo, dC, (m * V + j) * w, w);
@@ -320,6 +334,7 @@ export class JsBlockComputer implements BlockComputer {
           for (let m = 0; m < c; m++) {
             const s = g ? g[n * c + m]! : 1;
             if (s === 0) continue;
+            this.flops += 2 * V * w;
             out[n * c + m] = out[n * c + m]! + s * dot(dR, n * V * w, dC, m * V * w, V * w);
           }
         }
@@ -421,7 +436,7 @@ export function blockView(
   terms: TermMeta[],
   V: number,
   offsets: number[],
-  arrays: Array<{ a?: Float32Array; d?: Float32Array }>,
+  arrays: Array<{ a?: Float32Array; d?: Float32Array; s?: Float32Array; u?: Float32Array }>,
   k: number,
   key: string,
 ): BlockInput {
@@ -435,6 +450,8 @@ export function blockView(
       return {
         a: f.a ? f.a.subarray(s * t.dIn, e * t.dIn) : undefined,
         d: f.d ? f.d.subarray(s * V * t.width, e * V * t.width) : undefined,
+        s: f.s ? f.s.subarray(s * t.width, e * t.width) : undefined,
+        u: f.u,
       };
     }),
   };

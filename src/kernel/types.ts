@@ -31,6 +31,17 @@ export const NTK_ACCUMULATIONS = ['float32', 'float64'] as const;
 export type NtkAccumulation = (typeof NTK_ACCUMULATIONS)[number];
 
 /**
+ * Where float32 contractions run: 'wasm' (entk's own WebAssembly SIMD kernels with the Gram scaling
+ * fused into the product; needs WebAssembly SIMD), 'tfjs' (tf.matMul on the current tfjs backend,
+ * e.g. tfjs-node's BLAS), or 'auto' (default): 'wasm' where available unless the backend is
+ * tfjs-node ('tensorflow'). float64 accumulation always runs in plain JS ('js').
+ */
+export const NTK_CONTRACTIONS = ['auto', 'wasm', 'tfjs'] as const;
+export type NtkContraction = (typeof NTK_CONTRACTIONS)[number];
+/** The contraction that ran. */
+export type ResolvedNtkContraction = 'wasm' | 'tfjs' | 'js';
+
+/**
  * Points: a tensor of shape [n, ...inputShape], or raw row-major data with its shape
  * (`data.length === prod(shape)`, `shape[0] = n`). Integer token ids (Embedding models) may be
  * given as float32 or int32.
@@ -52,11 +63,13 @@ export interface NtkOptions {
    */
   parameters?: NtkParameters;
   /**
-   * 'float32' (default): contractions run on the tfjs backend in float32, result Float32Array.
+   * 'float32' (default): contractions in float32 (see `contraction`), result Float32Array.
    * 'float64': contractions of the float32 per-layer factors accumulated in double precision in
    * plain JS (much slower), result Float64Array.
    */
   accumulation?: NtkAccumulation;
+  /** float32 contraction kernels (full and trace outputs); default 'auto'. See {@link NTK_CONTRACTIONS}. */
+  contraction?: NtkContraction;
   /**
    * Points per block (the kernel is built from blocks of blockSize × blockSize points). Default:
    * chosen from V so that one block holds about 1 M entries (100 points at V = 10), small enough
@@ -110,6 +123,13 @@ export interface NtkResult {
   data: Float32Array | Float64Array;
   /** Accumulation precision used. */
   accumulation: NtkAccumulation;
+  /** Where the full / trace contraction ran (undefined for 'diagonal' and 'pairs'). */
+  contraction?: ResolvedNtkContraction;
+  /**
+   * Full / trace: floating-point operations of the contraction products actually executed, all
+   * threads (2 per multiply-add; padding included, skipped inactive units and mirrored entries not).
+   */
+  flops?: number;
   /** Layers whose parameters were included, in model order. */
   layers: string[];
   /** Number of parameters P the Jacobian covers. */

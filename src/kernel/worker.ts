@@ -26,7 +26,7 @@ function runJob(job: ContractionJob): void {
   } finally {
     loop.release();
   }
-  reply({ type: 'done', numTensors: tf.memory().numTensors });
+  reply({ type: 'done', numTensors: tf.memory().numTensors, flops: loop.flops });
 }
 
 port.on('message', (message: WorkerRequest) => {

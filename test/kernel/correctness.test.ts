@@ -76,6 +76,30 @@ describe.each(nets)('$name', (net) => {
     expect(sym.data).toBeInstanceOf(Float32Array);
   });
 
+  it.each(['wasm', 'tfjs'] as const)(
+    "structured with the '%s' contraction agrees with finite differences (full and trace)",
+    async (contraction) => {
+      const full = await empiricalNtkFn(net.model, { contraction, progress: false })(net.x1, net.x2);
+      const trace = await empiricalNtkFn(net.model, { contraction, output: 'trace', progress: false })(
+        net.x1,
+        net.x2,
+      );
+      expect(full.contraction).toBe(contraction);
+      expect(relMaxError(full.data, refRect.data)).toBeLessThanOrEqual(TOL);
+      // tr K(x_n, x'_m) / V from the finite-difference blocks.
+      const [rows, cols] = refRect.shape as [number, number];
+      const V = rows / net.x1.shape[0]!;
+      const c = cols / V;
+      const traceRef = Array.from({ length: (rows / V) * c }, (_, e) => {
+        const [n, m] = [Math.floor(e / c), e % c];
+        let s = 0;
+        for (let i = 0; i < V; i++) s += refRect.data[(n * V + i) * cols + m * V + i]!;
+        return s / V;
+      });
+      expect(relMaxError(trace.data, traceRef)).toBeLessThanOrEqual(TOL);
+    },
+  );
+
   it.each(['structured', 'jacobian'] as const)(
     '%s with float64 accumulation agrees with finite differences',
     async (impl) => {

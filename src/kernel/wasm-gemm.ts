@@ -1,0 +1,404 @@
+/**
+ * float32 WebAssembly SIMD kernels of the eNTK contraction (used by ./wasm-terms.ts), assembled
+ * byte by byte (src/util/wasm-asm.ts). All pointers and strides are in bytes.
+ *
+ * Products S = A Bᵀ of A [rows × K] and B [cols × K] (K a multiple of 4, zero-padded), with an
+ * epilogue chosen by `mode`:
+ *   0: C = S        1: C += G ⊙ S        2: C = G ⊙ S        3: C += S
+ * Packing (by the caller): B in panels of NR = 8 rows, panel q holding B[8q + c, p] at float
+ * (q·K + p)·8 + c. A in tiles of MR = 4 rows: dense tiles hold A[4t + r, p] at (t·K + p)·4 + r;
+ * "masked" tiles use a stride of 8 floats per p, (t·K + p)·8 + r, so that one byte offset p·32
+ * addresses both A and B.
+ *
+ * The micro-kernel keeps a 4 × 8 tile of S in eight f32x4 registers and per p loads two vectors of
+ * B and four broadcast scalars of A (a plain, un-unrolled loop: measured 1.5× faster than 4×
+ * unrolling under V8, and faster than tfjs-wasm's XNNPACK matMul). Every S[i, j] is summed over p
+ * in increasing order in one lane whatever the tiling, so results do not depend on block sizes.
+ */
+import {
+  type AsmFunction,
+  add,
+  and,
+  compileModule,
+  divU,
+  F32,
+  f32load,
+  f32store,
+  f32x4add,
+  f32x4mul,
+  funcBody,
+  get,
+  geU,
+  I32,
+  i32,
+  ifThen,
+  incr,
+  moduleBytes,
+  mul,
+  set,
+  simd,
+  uleb,
+  V128,
+  vload,
+  vsplat32Load,
+  vstore,
+  vzero,
+  type WasmModule,
+  whileNot,
+} from '../util/wasm-asm.js';
+
+/** Rows of a micro-kernel tile (dense and masked). */
+export const MR = 4;
+/** Columns of a micro-kernel tile (two f32x4). */
+export const NR = 8;
+/** Panels per column chunk: a chunk of B (NC · 8 · K floats) stays in L2 while all row tiles pass. */
+const NC = 16;
+/** i32 fields of a gemmMasked table entry. */
+export const MASKED_FIELDS = 8;
+
+const i32load = (offset: number) => [0x28, 2, ...uleb(offset)];
+const eq = 0x46;
+const ltU = 0x49;
+
+/** Locals of a micro-kernel: 2·MR accumulators and the two B vectors and the A broadcast. */
+interface Tile {
+  acc: number[][];
+  b0: number;
+  b1: number;
+  a: number;
+}
+
+function tileLocals(first: number): Tile {
+  let next = first;
+  const acc: number[][] = [];
+  for (let r = 0; r < MR; r++) acc.push([next++, next++]);
+  return { acc, b0: next++, b1: next++, a: next++ };
+}
+const TILE_V128 = 2 * MR + 3;
+
+/** acc = 0. */
+function clear(T: Tile): number[] {
+  return T.acc.flatMap(([x, y]) => [...vzero, ...set(x!), ...vzero, ...set(y!)]);
+}
+
+/** One p step: B vectors at `bAddr`, A scalars at `aAddr` + 4r. */
+function step(T: Tile, bAddr: number[], aAddr: number[]): number[] {
+  const e: number[] = [...bAddr, ...vload(0), ...set(T.b0), ...bAddr, ...vload(16), ...set(T.b1)];
+  T.acc.forEach(([x, y], r) => {
+    e.push(...aAddr, ...vsplat32Load(4 * r), ...set(T.a));
+    e.push(...get(x!), ...get(T.a), ...get(T.b0), ...f32x4mul, ...f32x4add, ...set(x!));
+    e.push(...get(y!), ...get(T.a), ...get(T.b1), ...f32x4mul, ...f32x4add, ...set(y!));
+  });
+  return e;
+}
+
+/** Store accumulator row r at C address local `cp` (G row at local `gp`), by `mode` (local). */
+function epilogue(T: Tile, r: number, cp: number, gp: number, mode: number): number[] {
+  const variant = (withG: boolean, accumulate: boolean): number[] => {
+    const e: number[] = [];
+    T.acc[r]!.forEach((x, c) => {
+      const off = 16 * c;
+      e.push(...get(cp));
+      if (accumulate) e.push(...get(cp), ...vload(off));
+      e.push(...get(x));
+      if (withG) e.push(...get(gp), ...vload(off), ...f32x4mul);
+      if (accumulate) e.push(...f32x4add);
+      e.push(...vstore(off));
+    });
+    return e;
+  };
+  return [
+    ...ifThen([...get(mode), ...i32(0), eq], variant(false, false)),
+    ...ifThen([...get(mode), ...i32(1), eq], variant(true, true)),
+    ...ifThen([...get(mode), ...i32(2), eq], variant(true, false)),
+    ...ifThen([...get(mode), ...i32(3), eq], variant(false, true)),
+  ];
+}
+
+/** `for (c0 = 0; c0 < panels; c0 += NC) { c1 = min(c0 + NC, panels); body }`. */
+function chunks(c0: number, c1: number, panels: number, body: number[]): number[] {
+  const chunk: number[] = [...get(c0), ...i32(NC), ...add, ...set(c1)];
+  chunk.push(...ifThen([...get(c1), ...get(panels), ...geU], [...get(panels), ...set(c1)]));
+  chunk.push(...body, ...get(c1), ...set(c0));
+  return [...i32(0), ...set(c0), ...whileNot([...get(c0), ...get(panels), ...geU], chunk)];
+}
+
+/**
+ * gemm(Ap, Bp, K, tiles, panels, C, ldc, G, ldg, group, mode): dense A (tiles · MR rows), all
+ * panels; G row of output row i is ⌊i / group⌋.
+ */
+function gemmBody(): number[] {
+  const [AP, BP, K, TILES, PANELS, C, LDC, G, LDG, GROUP, MODE] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+  let next = 11;
+  const [t, q, pa, pb, end, row, cp, gp, c0, c1] = Array.from({ length: 10 }, () => next++) as number[];
+  const numI32 = next - 11;
+  const T = tileLocals(next);
+
+  const panel: number[] = [...get(BP), ...get(q), ...get(K), ...mul, ...i32(32), ...mul, ...add, ...set(pb)];
+  panel.push(...get(t), ...get(K), ...mul, ...i32(4 * MR), ...mul, ...get(AP), ...add, ...set(pa));
+  panel.push(...get(pb), ...get(K), ...i32(32), ...mul, ...add, ...set(end));
+  panel.push(...clear(T));
+  const inner = [...step(T, get(pb), get(pa)), ...incr(pa, 4 * MR), ...incr(pb, 32)];
+  panel.push(...whileNot([...get(pb), ...get(end), ...geU], inner));
+  for (let r = 0; r < MR; r++) {
+    panel.push(...get(t), ...i32(MR), ...mul, ...i32(r), ...add, ...set(row));
+    panel.push(
+      ...get(C),
+      ...get(row),
+      ...get(LDC),
+      ...mul,
+      ...add,
+      ...get(q),
+      ...i32(32),
+      ...mul,
+      ...add,
+      ...set(cp),
+    );
+    panel.push(...get(G), ...get(row), ...get(GROUP), ...divU, ...get(LDG), ...mul, ...add);
+    panel.push(...get(q), ...i32(32), ...mul, ...add, ...set(gp));
+    panel.push(...epilogue(T, r, cp, gp, MODE));
+  }
+  panel.push(...incr(q, 1));
+  const tile = [...get(c0), ...set(q), ...whileNot([...get(q), ...get(c1), ...geU], panel), ...incr(t, 1)];
+  const body = [...i32(0), ...set(t), ...whileNot([...get(t), ...get(TILES), ...geU], tile)];
+  return funcBody(
+    [
+      [numI32, I32],
+      [TILE_V128, V128],
+    ],
+    chunks(c0, c1, PANELS, body),
+  );
+}
+
+/**
+ * gemmMasked(table, count, K, panels, ldc, mode): `count` independent products, one per table
+ * entry of MASKED_FIELDS i32:
+ *   [A (masked tiles), idx (byte offsets p·32, ascending), n (entries of idx), C, G row, q0, tiles, B]
+ * each summing only over the p listed in idx (skipping p where a point's signals are all zero —
+ * inactive ReLU units — is exact), for its `tiles` row tiles and the panels q0 ≤ q < panels. G is
+ * one row per entry (indexed by column). Panels are taken in chunks across all entries.
+ */
+function gemmMaskedBody(): number[] {
+  const [TABLE, COUNT, K, PANELS, LDC, MODE] = [0, 1, 2, 3, 4, 5];
+  let next = 6;
+  const [t, q, ip, iend, o, pa, pb, cp, gp, bq, pt, pend, c0, c1] = Array.from(
+    { length: 14 },
+    () => next++,
+  ) as number[];
+  const [ap, idx, cbase, gbase, qs, tiles, bp] = Array.from({ length: 7 }, () => next++) as number[];
+  const numI32 = next - 6;
+  const T = tileLocals(next);
+
+  const inner: number[] = [...get(ip), ...i32load(0), ...set(o), ...incr(ip, 4)];
+  inner.push(...get(pb), ...get(o), ...add, ...set(bq), ...get(pa), ...get(o), ...add, ...set(o));
+  inner.push(...step(T, get(bq), get(o)));
+
+  const panel: number[] = [...get(bp), ...get(q), ...get(K), ...mul, ...i32(32), ...mul, ...add, ...set(pb)];
+  panel.push(...clear(T), ...get(idx), ...set(ip));
+  panel.push(...whileNot([...get(ip), ...get(iend), ...geU], inner));
+  panel.push(...get(gbase), ...get(q), ...i32(32), ...mul, ...add, ...set(gp));
+  for (let r = 0; r < MR; r++) {
+    panel.push(...get(cbase), ...get(t), ...i32(MR), ...mul, ...i32(r), ...add, ...get(LDC), ...mul, ...add);
+    panel.push(...get(q), ...i32(32), ...mul, ...add, ...set(cp));
+    panel.push(...epilogue(T, r, cp, gp, MODE));
+  }
+  panel.push(...incr(q, 1));
+
+  const tile: number[] = [...get(ap), ...get(t), ...get(K), ...mul, ...i32(32), ...mul, ...add, ...set(pa)];
+  tile.push(...get(qs), ...set(q), ...whileNot([...get(q), ...get(c1), ...geU], panel), ...incr(t, 1));
+
+  const entry: number[] = [];
+  [ap, idx, iend, cbase, gbase, qs, tiles, bp].forEach((l, k) => {
+    entry.push(...get(pt), ...i32load(4 * k), ...set(l));
+  });
+  entry.push(...get(idx), ...get(iend), ...i32(4), ...mul, ...add, ...set(iend));
+  entry.push(...ifThen([...get(qs), ...get(c0), ltU], [...get(c0), ...set(qs)]));
+  entry.push(...i32(0), ...set(t), ...whileNot([...get(t), ...get(tiles), ...geU], tile));
+  entry.push(...incr(pt, 4 * MASKED_FIELDS));
+
+  const body = [...get(TABLE), ...set(pt), ...whileNot([...get(pt), ...get(pend), ...geU], entry)];
+  const code = [...get(TABLE), ...get(COUNT), ...i32(4 * MASKED_FIELDS), ...mul, ...add, ...set(pend)];
+  code.push(...chunks(c0, c1, PANELS, body));
+  return funcBody(
+    [
+      [numI32, I32],
+      [TILE_V128, V128],
+    ],
+    code,
+  );
+}
+
+/**
+ * scalePanels(src, s, idx, n, panels, K, dst): for the n inner indices in idx (byte offsets p·32),
+ * dst = src · s[p] on row p of every panel (B-packed src, dst; s [K]). Only those rows are written.
+ */
+function scalePanelsBody(): number[] {
+  const [SRC, S, IDX, N, PANELS, K, DST] = [0, 1, 2, 3, 4, 5, 6];
+  let next = 7;
+  const [ip, iend, o, q, a, b] = Array.from({ length: 6 }, () => next++) as number[];
+  const numI32 = next - 7;
+  const sv = next++;
+  const panel: number[] = [...get(q), ...get(K), ...mul, ...i32(32), ...mul, ...get(o), ...add, ...set(a)];
+  panel.push(...get(DST), ...get(a), ...add, ...set(b), ...get(SRC), ...get(a), ...add, ...set(a));
+  for (const off of [0, 16]) {
+    panel.push(...get(b), ...get(a), ...vload(off), ...get(sv), ...f32x4mul, ...vstore(off));
+  }
+  panel.push(...incr(q, 1));
+  const entry: number[] = [...get(ip), ...i32load(0), ...set(o), ...incr(ip, 4)];
+  // s[p] sits at byte p·4 = o / 8.
+  entry.push(...get(S), ...get(o), ...i32(3), 0x76 /* shr_u */, ...add, ...vsplat32Load(0), ...set(sv));
+  entry.push(...i32(0), ...set(q), ...whileNot([...get(q), ...get(PANELS), ...geU], panel));
+  const code = [...get(IDX), ...set(ip), ...get(IDX), ...get(N), ...i32(4), ...mul, ...add, ...set(iend)];
+  code.push(...whileNot([...get(ip), ...get(iend), ...geU], entry));
+  return funcBody(
+    [
+      [numI32, I32],
+      [1, V128],
+    ],
+    code,
+  );
+}
+
+/**
+ * scatter(T, ldT, g, out, ldc, c, V, idx, mode): for m < c and i, j < V,
+ *   out[i·ldc + (m·V + j)·4]  =  (mode 1: out[…] +) g[m] · T[m·ldT + idx[i·V + j]]
+ * (idx: V² byte offsets into a row of T). Spreads one point's pair products of a gated term,
+ * scaled by its Gram row g, over its V rows of the output block.
+ */
+function scatterBody(): number[] {
+  const [TT, LDT, G, OUT, LDC, C, VV, IDX, MODE] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  let next = 9;
+  const [m, i, j, t, o, ip] = Array.from({ length: 6 }, () => next++) as number[];
+  const numI32 = next - 9;
+  const gm = next++;
+  const val = next++;
+  const inner: number[] = [];
+  inner.push(...get(gm), ...get(t), ...get(ip), ...i32load(0), ...add, ...f32load(), 0x94 /* f32.mul */);
+  inner.push(...set(val), ...get(o), ...get(MODE), 0x04, F32, ...get(o), ...f32load(), ...get(val));
+  inner.push(0x92 /* f32.add */, 0x05, ...get(val), 0x0b, ...f32store());
+  inner.push(...incr(o, 4), ...incr(ip, 4), ...incr(j, 1));
+  const rowI: number[] = [...get(OUT), ...get(i), ...get(LDC), ...mul, ...add];
+  rowI.push(...get(m), ...get(VV), ...mul, ...i32(4), ...mul, ...add, ...set(o), ...i32(0), ...set(j));
+  rowI.push(...whileNot([...get(j), ...get(VV), ...geU], inner), ...incr(i, 1));
+  const point: number[] = [...get(G), ...get(m), ...i32(4), ...mul, ...add, ...f32load(), ...set(gm)];
+  point.push(...get(TT), ...get(m), ...get(LDT), ...mul, ...add, ...set(t));
+  point.push(...get(IDX), ...set(ip), ...i32(0), ...set(i));
+  point.push(...whileNot([...get(i), ...get(VV), ...geU], rowI), ...incr(m, 1));
+  const code = [...i32(0), ...set(m), ...whileNot([...get(m), ...get(C), ...geU], point)];
+  return funcBody(
+    [
+      [numI32, I32],
+      [2, F32],
+    ],
+    code,
+  );
+}
+
+/** i8x16.shuffle picking 32-bit lanes (0–3 from the first operand, 4–7 from the second). */
+function shuffle32(lanes: number[]): number[] {
+  return [...simd(0x0d), ...lanes.flatMap((l) => [4 * l, 4 * l + 1, 4 * l + 2, 4 * l + 3])];
+}
+
+/** transpose(src, rows, cols, dst): dst[j·rows + i] = src[i·cols + j] (4 × 4 SIMD tiles). */
+function transposeBody(): number[] {
+  const [SRC, ROWS, COLS, DST] = [0, 1, 2, 3];
+  let next = 4;
+  const [i, j, rows4, cols4, sp, dp, ls, ld] = Array.from({ length: 8 }, () => next++) as number[];
+  const numI32 = next - 4;
+  const r = [next++, next++, next++, next++];
+  const tt = [next++, next++, next++, next++];
+  const shl2 = [...i32(2), 0x74];
+
+  /** Scalar copy of the rectangle [i0, i1) × [j0, j1). */
+  const scalar = (i0: number[], i1: number[], j0: number[], j1: number[]): number[] => {
+    const inner = [...get(DST), ...get(j), ...get(ROWS), ...mul, ...get(i), ...add, ...shl2, ...add];
+    inner.push(...get(SRC), ...get(i), ...get(COLS), ...mul, ...get(j), ...add, ...shl2, ...add);
+    inner.push(...f32load(), ...f32store(), ...incr(j, 1));
+    const outer = [...j0, ...set(j), ...whileNot([...get(j), ...j1, ...geU], inner), ...incr(i, 1)];
+    return [...i0, ...set(i), ...whileNot([...get(i), ...i1, ...geU], outer)];
+  };
+
+  const code: number[] = [...get(ROWS), ...i32(-4), ...and, ...set(rows4), ...get(COLS), ...i32(-4), ...and];
+  code.push(...set(cols4), ...get(COLS), ...shl2, ...set(ls), ...get(ROWS), ...shl2, ...set(ld));
+  const tile: number[] = [...get(SRC), ...get(i), ...get(COLS), ...mul, ...get(j), ...add, ...shl2, ...add];
+  tile.push(...set(sp));
+  for (let k = 0; k < 4; k++) tile.push(...get(sp), ...vload(), ...set(r[k]!), ...incr(sp, get(ls)));
+  tile.push(...get(r[0]!), ...get(r[1]!), ...shuffle32([0, 4, 1, 5]), ...set(tt[0]!));
+  tile.push(...get(r[0]!), ...get(r[1]!), ...shuffle32([2, 6, 3, 7]), ...set(tt[1]!));
+  tile.push(...get(r[2]!), ...get(r[3]!), ...shuffle32([0, 4, 1, 5]), ...set(tt[2]!));
+  tile.push(...get(r[2]!), ...get(r[3]!), ...shuffle32([2, 6, 3, 7]), ...set(tt[3]!));
+  tile.push(...get(DST), ...get(j), ...get(ROWS), ...mul, ...get(i), ...add, ...shl2, ...add, ...set(dp));
+  for (const [x, y, lanes] of [
+    [0, 2, [0, 1, 4, 5]],
+    [0, 2, [2, 3, 6, 7]],
+    [1, 3, [0, 1, 4, 5]],
+    [1, 3, [2, 3, 6, 7]],
+  ] as const) {
+    tile.push(...get(dp), ...get(tt[x]!), ...get(tt[y]!), ...shuffle32([...lanes]), ...vstore());
+    tile.push(...incr(dp, get(ld)));
+  }
+  tile.push(...incr(j, 4));
+  const rowBlock = [
+    ...i32(0),
+    ...set(j),
+    ...whileNot([...get(j), ...get(cols4), ...geU], tile),
+    ...incr(i, 4),
+  ];
+  code.push(...i32(0), ...set(i), ...whileNot([...get(i), ...get(rows4), ...geU], rowBlock));
+  code.push(...scalar(i32(0), get(rows4), get(cols4), get(COLS)));
+  code.push(...scalar(get(rows4), get(ROWS), i32(0), get(COLS)));
+  return funcBody(
+    [
+      [numI32, I32],
+      [8, V128],
+    ],
+    code,
+  );
+}
+
+/** The exported routines (byte-address arguments, see each body's comment). */
+export interface GemmExports {
+  gemm(
+    ap: number,
+    bp: number,
+    k: number,
+    tiles: number,
+    panels: number,
+    c: number,
+    ldc: number,
+    g: number,
+    ldg: number,
+    group: number,
+    mode: number,
+  ): void;
+  gemmMasked(table: number, count: number, k: number, panels: number, ldc: number, mode: number): void;
+  scalePanels(src: number, s: number, idx: number, n: number, panels: number, k: number, dst: number): void;
+  scatter(
+    t: number,
+    ldt: number,
+    g: number,
+    out: number,
+    ldc: number,
+    c: number,
+    v: number,
+    idx: number,
+    mode: number,
+  ): void;
+  transpose(src: number, rows: number, cols: number, dst: number): void;
+}
+
+const FUNCTIONS: AsmFunction[] = [
+  { name: 'gemm', params: 11, body: gemmBody() },
+  { name: 'gemmMasked', params: 6, body: gemmMaskedBody() },
+  { name: 'scalePanels', params: 7, body: scalePanelsBody() },
+  { name: 'scatter', params: 9, body: scatterBody() },
+  { name: 'transpose', params: 4, body: transposeBody() },
+];
+
+let cached: WasmModule | null | undefined;
+
+/** The compiled kernels, or null where WebAssembly SIMD is unavailable. */
+export function gemmModule(): WasmModule | null {
+  if (cached === undefined) cached = compileModule(moduleBytes(FUNCTIONS));
+  return cached;
+}

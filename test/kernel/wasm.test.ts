@@ -1,0 +1,366 @@
+/**
+ * entk's WebAssembly SIMD contraction (src/kernel/wasm-gemm.ts, wasm-terms.ts).
+ *
+ * 1. Each kernel against a float64 plain-loop version of its formula (random sizes with every kind
+ *    of padding / tail). Tolerance: |wasm − float64| ≤ 1e-5 · max|float64| (float32 sums of ≤ 300
+ *    products of O(1) values round at ~1e-7 relative).
+ * 2. The block computer against the float64 JS computer on synthetic terms of every kind (gated,
+ *    masked with inactive units, identity, gram; full and trace; symmetric and rectangular blocks;
+ *    V needing row padding). Same tolerance rule on the block.
+ * 3. Through empiricalNtkFn: the 'wasm' contraction agrees with 'tfjs' and float64 (1e-6), is
+ *    BITWISE independent of block size and thread count, and executes fewer operations than the
+ *    plain layer-wise products on a ReLU network.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { InvalidArgumentError } from '../../src/errors.js';
+import { analyzeModel } from '../../src/kernel/analyze.js';
+import { empiricalNtkFn, terminateNtkWorkers } from '../../src/kernel/index.js';
+import { planStructured } from '../../src/kernel/structured.js';
+import { type BlockInput, JsBlockComputer, type TermMeta } from '../../src/kernel/terms.js';
+import { type GemmExports, gemmModule, MASKED_FIELDS } from '../../src/kernel/wasm-gemm.js';
+import { packRows, WasmBlockComputer } from '../../src/kernel/wasm-terms.js';
+import { buildModel } from '../../src/model/index.js';
+import { Rng } from '../../src/util/rng.js';
+import { wasmApi } from '../../src/util/wasm-asm.js';
+import { normalPoints, randomizeWeights, relMaxError } from './helpers.js';
+
+const TOL = 1e-5;
+
+afterAll(async () => {
+  await terminateNtkWorkers();
+});
+
+/** A kernel instance over a fresh memory with a bump allocator (byte offsets). */
+function kernels(bytes = 64 * 2 ** 20) {
+  const module = gemmModule();
+  if (!module || !wasmApi) throw new Error('WebAssembly SIMD missing: the wasm contraction cannot be tested');
+  const memory = new wasmApi.Memory({ initial: Math.ceil(bytes / 65536) });
+  const ex = new wasmApi.Instance(module, { env: { mem: memory } }).exports as unknown as GemmExports;
+  let top = 64;
+  const alloc = (n: number) => {
+    const at = top;
+    top += Math.ceil((4 * n) / 64) * 64;
+    return at;
+  };
+  const f32 = () => new Float32Array(memory.buffer);
+  const i32 = () => new Int32Array(memory.buffer);
+  const put = (data: Float32Array | Int32Array) => {
+    const at = alloc(data.length);
+    if (data instanceof Float32Array) f32().set(data, at / 4);
+    else i32().set(data, at / 4);
+    return at;
+  };
+  const read = (at: number, n: number) => f32().slice(at / 4, at / 4 + n);
+  return { ex, alloc, put, read, f32 };
+}
+
+function randomMatrix(rng: Rng, rows: number, cols: number, zeroColumns = 0): Float32Array {
+  const m = Float32Array.from(rng.normalArray(rows * cols));
+  // Zero some whole columns (inactive units) when asked.
+  for (let p = 0; p < cols; p++) if (rng.uniform() < zeroColumns) for (let r = 0; r < rows; r++) m[r * cols + p] = 0;
+  return m;
+}
+
+/** Float64 S[i, j] = Σ_p A[i, p] B[j, p]. */
+function product64(A: Float32Array, B: Float32Array, rows: number, cols: number, K: number): Float64Array {
+  const S = new Float64Array(rows * cols);
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < cols; j++) {
+      let s = 0;
+      for (let p = 0; p < K; p++) s += A[i * K + p]! * B[j * K + p]!;
+      S[i * cols + j] = s;
+    }
+  }
+  return S;
+}
+
+describe('kernels against float64 loops', () => {
+  it.each([
+    [4, 8, 4, 0],
+    [13, 21, 37, 1],
+    [40, 17, 256, 2],
+    [7, 9, 3, 3],
+  ])('gemm %i × %i, K = %i, mode %i', (rows, cols, K, mode) => {
+    const rng = new Rng(rows * 31 + cols);
+    const A = randomMatrix(rng, rows, K);
+    const B = randomMatrix(rng, cols, K);
+    const group = 3;
+    const rowsPad = Math.ceil(rows / 4) * 4;
+    const colsPad = Math.ceil(cols / 8) * 8;
+    const G = randomMatrix(rng, Math.ceil(rowsPad / group), colsPad);
+    const C0 = randomMatrix(rng, rowsPad, colsPad);
+    const k = kernels();
+    const ap = k.put(packRows(A, rows, K, 'dense'));
+    const bp = k.put(packRows(B, cols, K, 'panels'));
+    const cp = k.put(C0);
+    const gp = k.put(G);
+    k.ex.gemm(ap, bp, Math.ceil(K / 4) * 4, rowsPad / 4, colsPad / 8, cp, 4 * colsPad, gp, 4 * colsPad, group, mode);
+    const C = k.read(cp, rowsPad * colsPad);
+    const S = product64(A, B, rows, cols, K);
+    const want = new Float64Array(rows * cols);
+    const got = new Float32Array(rows * cols);
+    for (let i = 0; i < rows; i++) {
+      for (let j = 0; j < cols; j++) {
+        const s = S[i * cols + j]!;
+        const g = G[Math.floor(i / group) * colsPad + j]!;
+        const c = C0[i * colsPad + j]!;
+        want[i * cols + j] = [s, c + g * s, g * s, c + s][mode]!;
+        got[i * cols + j] = C[i * colsPad + j]!;
+      }
+    }
+    expect(relMaxError(got, want)).toBeLessThanOrEqual(TOL);
+  });
+
+  it('gemmMasked: per-entry unit lists, first panels, tiles, G rows and modes', () => {
+    const rng = new Rng(7);
+    const [V, RP, K, cols] = [3, 4, 45, 29];
+    const points = 5;
+    const Kp = 48;
+    const colsPad = 32;
+    const A = randomMatrix(rng, points * V, K);
+    const B = randomMatrix(rng, cols, K);
+    const k = kernels();
+    const ap = k.put(packRows(A, points * V, K, 'masked', V, RP));
+    const bp = k.put(packRows(B, cols, K, 'panels'));
+    const G = randomMatrix(rng, points, colsPad);
+    const gp = k.put(G);
+    for (const mode of [0, 1, 2, 3]) {
+      const C0 = randomMatrix(rng, points * RP, colsPad);
+      const cp = k.put(C0);
+      const table = new Int32Array(MASKED_FIELDS * points);
+      const lists: number[][] = [];
+      const q0s: number[] = [];
+      for (let n = 0; n < points; n++) {
+        const list = Array.from({ length: K }, (_, p) => p).filter(() => rng.uniform() < 0.6);
+        lists.push(list);
+        q0s.push(n % 4);
+        const lp = k.put(Int32Array.from(list, (p) => 32 * p));
+        table.set(
+          [ap + 32 * n * Kp, lp, list.length, cp + n * RP * 4 * colsPad, gp + 4 * n * colsPad, q0s[n]!, 1, bp],
+          MASKED_FIELDS * n,
+        );
+      }
+      k.ex.gemmMasked(k.put(table), points, Kp, colsPad / 8, 4 * colsPad, mode);
+      const C = k.read(cp, points * RP * colsPad);
+      const want: number[] = [];
+      const got: number[] = [];
+      for (let n = 0; n < points; n++) {
+        for (let i = 0; i < V; i++) {
+          for (let j = 8 * q0s[n]!; j < cols; j++) {
+            let s = 0;
+            for (const p of lists[n]!) s += A[(n * V + i) * K + p]! * B[j * K + p]!;
+            const g = G[n * colsPad + j]!;
+            const c = C0[(n * RP + i) * colsPad + j]!;
+            want.push([s, c + g * s, g * s, c + s][mode]!);
+            got.push(C[(n * RP + i) * colsPad + j]!);
+          }
+        }
+      }
+      expect(relMaxError(got, want)).toBeLessThanOrEqual(TOL);
+    }
+  });
+
+  it('scalePanels scales only the listed rows; scatter spreads pair products (store and add)', () => {
+    const rng = new Rng(11);
+    const [K, panels] = [12, 3];
+    const src = randomMatrix(rng, panels * 8, K);
+    const packed = packRows(src, panels * 8, K, 'panels');
+    const s = randomMatrix(rng, 1, K);
+    const list = [1, 4, 5, 11];
+    const k = kernels();
+    const srcAt = k.put(packed);
+    const dstAt = k.put(new Float32Array(packed.length).fill(Number.NaN));
+    k.ex.scalePanels(srcAt, k.put(s), k.put(Int32Array.from(list, (p) => 32 * p)), list.length, panels, K, dstAt);
+    const dst = k.read(dstAt, packed.length);
+    for (let q = 0; q < panels; q++) {
+      for (const p of list) {
+        for (let c = 0; c < 8; c++) {
+          const at = (q * K + p) * 8 + c;
+          expect(dst[at]).toBe(Math.fround(packed[at]! * s[p]!));
+        }
+      }
+    }
+
+    const [V, c, ldT] = [3, 5, 8];
+    const T = randomMatrix(rng, c, ldT);
+    const g = randomMatrix(rng, 1, c);
+    const idx = Int32Array.from({ length: V * V }, (_, e) => 4 * ((e * 5) % 6));
+    const ldc = c * V + 2;
+    for (const mode of [0, 1]) {
+      const out0 = randomMatrix(rng, V, ldc);
+      const outAt = k.put(out0);
+      k.ex.scatter(k.put(T), 4 * ldT, k.put(g), outAt, 4 * ldc, c, V, k.put(idx), mode);
+      const out = k.read(outAt, V * ldc);
+      for (let m = 0; m < c; m++) {
+        for (let i = 0; i < V; i++) {
+          for (let j = 0; j < V; j++) {
+            const v = Math.fround(g[m]! * T[m * ldT + idx[i * V + j]! / 4]!);
+            const at = i * ldc + m * V + j;
+            expect(out[at]).toBe(mode === 0 ? v : Math.fround(out0[at]! + v));
+          }
+        }
+      }
+    }
+  });
+
+  it.each([
+    [1, 1],
+    [4, 4],
+    [7, 13],
+    [16, 5],
+    [33, 40],
+  ])('transpose %i × %i is exact', (rows, cols) => {
+    const rng = new Rng(rows + cols);
+    const src = randomMatrix(rng, rows, cols);
+    const k = kernels();
+    const s = k.put(src);
+    const d = k.alloc(rows * cols);
+    k.ex.transpose(s, rows, cols, d);
+    const dst = k.read(d, rows * cols);
+    for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) expect(dst[j * rows + i]).toBe(src[i * cols + j]);
+  });
+});
+
+describe('block computer against the float64 computer', () => {
+  const rng = new Rng(23);
+  /** Factors of a block of b points for `terms` (some units inactive; U shared). */
+  function block(terms: TermMeta[], V: number, b: number, key: string, us: Float32Array[]): BlockInput {
+    return {
+      key,
+      points: b,
+      terms: terms.map((t, k) => {
+        const a = t.kind !== 'gram' ? randomMatrix(rng, b, t.dIn) : undefined;
+        if (t.kind === 'identity') return { a };
+        if (t.kind === 'gram') return { d: randomMatrix(rng, b * V, t.width) };
+        // Per point, inactive units (zero in every δ_i): exact zeros like ReLU.
+        const s = randomMatrix(rng, b, t.width);
+        for (let e = 0; e < s.length; e++) if (rng.uniform() < 0.4) s[e] = 0;
+        const u = us[k]!;
+        const d = new Float32Array(b * V * t.width);
+        for (let n = 0; n < b; n++) {
+          for (let i = 0; i < V; i++) {
+            for (let p = 0; p < t.width; p++) d[(n * V + i) * t.width + p] = s[n * t.width + p]! * u[p * V + i]!;
+          }
+        }
+        return t.gated ? { a, d, s, u } : { a, d };
+      }),
+    };
+  }
+
+  it.each([
+    [10, 'full'],
+    [3, 'full'],
+    [10, 'trace'],
+    [2, 'full'],
+  ] as const)('V = %i, %s: every term kind, symmetric and rectangular blocks', (V, mode) => {
+    const terms: TermMeta[] = [
+      { kind: 'factored', layer: 'a', dIn: 5, width: 13, sw2: 0.25, sb2: 0.5 },
+      { kind: 'factored', layer: 'b', dIn: 13, width: 9, sw2: 1, sb2: 1, gated: true },
+      { kind: 'factored', layer: 'c', dIn: 4, width: 6, sw2: 0, sb2: 2 },
+      { kind: 'gram', layer: 'd', dIn: 0, width: 11, sw2: 1, sb2: 0 },
+      { kind: 'identity', layer: 'e', dIn: 9, width: 0, sw2: 0.5, sb2: 1 },
+    ];
+    const us = terms.map((t) => randomMatrix(rng, t.width, V));
+    const r = block(terms, V, 7, 'r', us);
+    const c = block(terms, V, 5, 'c', us);
+    const wasm = new WasmBlockComputer(terms, V, mode, 2 ** 26);
+    const js = new JsBlockComputer(terms, V, mode);
+    try {
+      for (const [row, col] of [
+        [r, c],
+        [c, r],
+        [r, r],
+        [c, c],
+      ] as const) {
+        const w = wasm.compute(row, col, true);
+        const want = js.compute(row, col, true);
+        expect(relMaxError(w.data, want.data)).toBeLessThanOrEqual(TOL);
+        expect(relMaxError(w.transposed!, want.transposed!)).toBeLessThanOrEqual(TOL);
+        w.done();
+      }
+      expect(wasm.flops).toBeGreaterThan(0);
+    } finally {
+      wasm.release();
+    }
+  });
+});
+
+describe('through empiricalNtkFn', () => {
+  const relu = buildModel({ kind: 'mlp', widths: [24, 20], activation: 'relu', parameterization: 'standard' }, { inputShape: [6], numClasses: 5, seed: 3 });
+  randomizeWeights(relu, 4, 0.7);
+  const x1 = normalPoints(19, [6], 31);
+  const x2 = normalPoints(8, [6], 32);
+
+  it('marks the last hidden dense layer of a ReLU MLP as gated (and no other)', () => {
+    const plan = planStructured(analyzeModel(relu, 'all'));
+    expect(plan.terms.map((t) => [t.kind, t.gated ?? false])).toEqual([
+      ['factored', false],
+      ['factored', true],
+      ['identity', false],
+    ]);
+    const softmaxHead = tf.sequential({
+      layers: [
+        tf.layers.dense({ inputShape: [3], units: 4, activation: 'relu' }),
+        tf.layers.dense({ units: 2, activation: 'softmax' }),
+      ],
+    });
+    expect(planStructured(analyzeModel(softmaxHead, 'all')).terms.some((t) => t.gated)).toBe(false);
+    const softmaxBetween = tf.sequential({
+      layers: [
+        tf.layers.dense({ inputShape: [3], units: 4 }),
+        tf.layers.activation({ activation: 'softmax' }),
+        tf.layers.dense({ units: 2 }),
+      ],
+    });
+    expect(planStructured(analyzeModel(softmaxBetween, 'all')).terms.some((t) => t.gated)).toBe(false);
+    tf.dispose([softmaxHead, softmaxBetween]);
+  });
+
+  it("agrees with the 'tfjs' contraction and float64, full and trace", async () => {
+    for (const output of ['full', 'trace'] as const) {
+      for (const b of [null, x2]) {
+        const wasm = await empiricalNtkFn(relu, { output, contraction: 'wasm', progress: false })(x1, b);
+        const viaTf = await empiricalNtkFn(relu, { output, contraction: 'tfjs', progress: false })(x1, b);
+        const f64 = await empiricalNtkFn(relu, { output, accumulation: 'float64', progress: false })(x1, b);
+        expect(wasm.contraction).toBe('wasm');
+        expect(viaTf.contraction).toBe('tfjs');
+        expect(f64.contraction).toBe('js');
+        expect(relMaxError(wasm.data, f64.data)).toBeLessThanOrEqual(1e-6);
+        expect(relMaxError(viaTf.data, f64.data)).toBeLessThanOrEqual(1e-6);
+      }
+    }
+  });
+
+  it('is bitwise independent of block size and thread count', async () => {
+    const bytes = (d: Float32Array | Float64Array) => Buffer.from(d.buffer, d.byteOffset, d.byteLength);
+    for (const b of [null, x2]) {
+      const ref = await empiricalNtkFn(relu, { blockSize: 64, progress: false })(x1, b);
+      for (const [blockSize, threads] of [
+        [1, 1],
+        [4, 1],
+        [7, 2],
+        [3, 2],
+      ]) {
+        const k = await empiricalNtkFn(relu, { blockSize, threads, progress: false })(x1, b);
+        expect(k.contraction).toBe('wasm');
+        expect(Buffer.compare(bytes(k.data), bytes(ref.data))).toBe(0);
+      }
+    }
+  });
+
+  it('executes fewer operations than the plain layer-wise products on a ReLU network', async () => {
+    const n = 19;
+    const V = 5;
+    const k = await empiricalNtkFn(relu, { progress: false })(x1);
+    // Plain layer-wise products over the whole kernel: Δ Δᵀ of both hidden layers + three Grams.
+    const plain = 2 * (n * V) ** 2 * (24 + 20) + 2 * n * n * (6 + 24 + 20);
+    expect(k.flops).toBeGreaterThan(0);
+    expect(k.flops!).toBeLessThan(0.75 * plain);
+  });
+
+  it('rejects an unknown contraction, naming the option', () => {
+    expect(() => empiricalNtkFn(relu, { contraction: 'blas' as never })).toThrow(InvalidArgumentError);
+    expect(() => empiricalNtkFn(relu, { contraction: 'blas' as never })).toThrow(/contraction/);
+  });
+});
