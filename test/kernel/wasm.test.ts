@@ -58,7 +58,8 @@ function kernels(bytes = 64 * 2 ** 20) {
 function randomMatrix(rng: Rng, rows: number, cols: number, zeroColumns = 0): Float32Array {
   const m = Float32Array.from(rng.normalArray(rows * cols));
   // Zero some whole columns (inactive units) when asked.
-  for (let p = 0; p < cols; p++) if (rng.uniform() < zeroColumns) for (let r = 0; r < rows; r++) m[r * cols + p] = 0;
+  for (let p = 0; p < cols; p++)
+    if (rng.uniform() < zeroColumns) for (let r = 0; r < rows; r++) m[r * cols + p] = 0;
   return m;
 }
 
@@ -95,7 +96,19 @@ describe('kernels against float64 loops', () => {
     const bp = k.put(packRows(B, cols, K, 'panels'));
     const cp = k.put(C0);
     const gp = k.put(G);
-    k.ex.gemm(ap, bp, Math.ceil(K / 4) * 4, rowsPad / 4, colsPad / 8, cp, 4 * colsPad, gp, 4 * colsPad, group, mode);
+    k.ex.gemm(
+      ap,
+      bp,
+      Math.ceil(K / 4) * 4,
+      rowsPad / 4,
+      colsPad / 8,
+      cp,
+      4 * colsPad,
+      gp,
+      4 * colsPad,
+      group,
+      mode,
+    );
     const C = k.read(cp, rowsPad * colsPad);
     const S = product64(A, B, rows, cols, K);
     const want = new Float64Array(rows * cols);
@@ -137,7 +150,16 @@ describe('kernels against float64 loops', () => {
         q0s.push(n % 4);
         const lp = k.put(Int32Array.from(list, (p) => 32 * p));
         table.set(
-          [ap + 32 * n * Kp, lp, list.length, cp + n * RP * 4 * colsPad, gp + 4 * n * colsPad, q0s[n]!, 1, bp],
+          [
+            ap + 32 * n * Kp,
+            lp,
+            list.length,
+            cp + n * RP * 4 * colsPad,
+            gp + 4 * n * colsPad,
+            q0s[n]!,
+            1,
+            bp,
+          ],
           MASKED_FIELDS * n,
         );
       }
@@ -171,7 +193,15 @@ describe('kernels against float64 loops', () => {
     const k = kernels();
     const srcAt = k.put(packed);
     const dstAt = k.put(new Float32Array(packed.length).fill(Number.NaN));
-    k.ex.scalePanels(srcAt, k.put(s), k.put(Int32Array.from(list, (p) => 32 * p)), list.length, panels, K, dstAt);
+    k.ex.scalePanels(
+      srcAt,
+      k.put(s),
+      k.put(Int32Array.from(list, (p) => 32 * p)),
+      list.length,
+      panels,
+      K,
+      dstAt,
+    );
     const dst = k.read(dstAt, packed.length);
     for (let q = 0; q < panels; q++) {
       for (const p of list) {
@@ -218,7 +248,8 @@ describe('kernels against float64 loops', () => {
     const d = k.alloc(rows * cols);
     k.ex.transpose(s, rows, cols, d);
     const dst = k.read(d, rows * cols);
-    for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) expect(dst[j * rows + i]).toBe(src[i * cols + j]);
+    for (let i = 0; i < rows; i++)
+      for (let j = 0; j < cols; j++) expect(dst[j * rows + i]).toBe(src[i * cols + j]);
   });
 });
 
@@ -240,7 +271,8 @@ describe('block computer against the float64 computer', () => {
         const d = new Float32Array(b * V * t.width);
         for (let n = 0; n < b; n++) {
           for (let i = 0; i < V; i++) {
-            for (let p = 0; p < t.width; p++) d[(n * V + i) * t.width + p] = s[n * t.width + p]! * u[p * V + i]!;
+            for (let p = 0; p < t.width; p++)
+              d[(n * V + i) * t.width + p] = s[n * t.width + p]! * u[p * V + i]!;
           }
         }
         return t.gated ? { a, d, s, u } : { a, d };
@@ -287,7 +319,10 @@ describe('block computer against the float64 computer', () => {
 });
 
 describe('through empiricalNtkFn', () => {
-  const relu = buildModel({ kind: 'mlp', widths: [24, 20], activation: 'relu', parameterization: 'standard' }, { inputShape: [6], numClasses: 5, seed: 3 });
+  const relu = buildModel(
+    { kind: 'mlp', widths: [24, 20], activation: 'relu', parameterization: 'standard' },
+    { inputShape: [6], numClasses: 5, seed: 3 },
+  );
   randomizeWeights(relu, 4, 0.7);
   const x1 = normalPoints(19, [6], 31);
   const x2 = normalPoints(8, [6], 32);
@@ -314,7 +349,8 @@ describe('through empiricalNtkFn', () => {
       ],
     });
     expect(planStructured(analyzeModel(softmaxBetween, 'all')).terms.some((t) => t.gated)).toBe(false);
-    tf.dispose([softmaxHead, softmaxBetween]);
+    softmaxHead.dispose();
+    softmaxBetween.dispose();
   });
 
   it("agrees with the 'tfjs' contraction and float64, full and trace", async () => {
