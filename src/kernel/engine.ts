@@ -8,11 +8,11 @@
  * Without x2 the kernel is symmetric: only blocks a ≤ b are computed and mirrored.
  */
 import * as tf from '@tensorflow/tfjs';
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError, UnsupportedError } from '../errors.js';
 import { type Progress, progressBar } from '../util/progress.js';
 import type { ModelAnalysis } from './analyze.js';
 import { jacobianFeatures } from './jacobian.js';
-import { abortJob, BLOCK_FIELDS, BlockLoop, makeBlockComputer, resolveContraction } from './loop.js';
+import { abortJob, BLOCK_FIELDS, BlockLoop, makeBlockComputer, provideTfContraction } from './loop.js';
 import { type ContractionJob, discardPool, sharedPool } from './pool.js';
 import { type StructuredPlan, structuredFeatures, type TermFeatures } from './structured.js';
 import {
@@ -24,6 +24,7 @@ import {
   transposeBlock,
   writeBlock,
 } from './terms.js';
+import { TfBlockComputer } from './tf-terms.js';
 import type {
   NtkAccumulation,
   NtkBlock,
@@ -33,6 +34,7 @@ import type {
   ResolvedNtkContraction,
   ResolvedNtkImplementation,
 } from './types.js';
+import { wasmContractionAvailable } from './wasm-terms.js';
 
 /** Points normalised to row-major data. */
 export interface Points {
@@ -43,6 +45,25 @@ export interface Points {
   exampleShape: number[];
   /** Entries per example. */
   rowSize: number;
+}
+
+provideTfContraction(TfBlockComputer);
+
+/** The contraction a computation uses: float64 in JS, float32 per the option (see NTK_CONTRACTIONS). */
+export function resolveContraction(
+  accumulation: NtkAccumulation,
+  contraction: NtkContraction,
+): ResolvedNtkContraction {
+  if (accumulation === 'float64') return 'js';
+  if (contraction === 'tfjs') return 'tfjs';
+  const available = wasmContractionAvailable();
+  if (contraction === 'wasm') {
+    if (!available) {
+      throw new UnsupportedError("contraction 'wasm' needs WebAssembly SIMD, which this runtime lacks");
+    }
+    return 'wasm';
+  }
+  return available && tf.getBackend() !== 'tensorflow' ? 'wasm' : 'tfjs';
 }
 
 /** Validate and normalise an NtkInput against the model's input shape. */

@@ -4,7 +4,6 @@
  * it into the shared output (or hand it back). Same code everywhere, hence bitwise-equal results.
  */
 
-import * as tf from '@tensorflow/tfjs';
 import { ABORTED, type ContractionJob } from './pool.js';
 import {
   type BlockComputer,
@@ -12,27 +11,28 @@ import {
   type ContractionMode,
   JsBlockComputer,
   type TermMeta,
-  TfBlockComputer,
   writeBlock,
 } from './terms.js';
-import type { NtkAccumulation, NtkContraction, ResolvedNtkContraction } from './types.js';
-import { WasmBlockComputer, wasmContractionAvailable } from './wasm-terms.js';
+import type { ResolvedNtkContraction } from './types.js';
+import { WasmBlockComputer } from './wasm-terms.js';
 
 export const BLOCK_FIELDS = 5;
 
-/** The contraction a computation uses: float64 in JS, float32 per the option (see NTK_CONTRACTIONS). */
-export function resolveContraction(
-  accumulation: NtkAccumulation,
-  contraction: NtkContraction,
-): ResolvedNtkContraction {
-  if (accumulation === 'float64') return 'js';
-  if (contraction === 'tfjs') return 'tfjs';
-  const available = wasmContractionAvailable();
-  if (contraction === 'wasm') {
-    if (!available) throw new Error("contraction 'wasm' needs WebAssembly SIMD, which this runtime lacks");
-    return 'wasm';
-  }
-  return available && tf.getBackend() !== 'tensorflow' ? 'wasm' : 'tfjs';
+type ComputerClass = new (
+  terms: TermMeta[],
+  V: number,
+  mode: ContractionMode,
+  capacity: number,
+) => BlockComputer;
+
+/**
+ * The tfjs contraction's computer (./tf-terms.ts), once this thread has loaded it: the main thread
+ * at start (engine.ts), a worker only when a job asks for it (so workers never import tfjs otherwise).
+ */
+let tfComputer: ComputerClass | null = null;
+
+export function provideTfContraction(computer: ComputerClass): void {
+  tfComputer = computer;
 }
 
 /** A block computer for a resolved contraction; `capacity`: bytes of factors it may cache. */
@@ -45,7 +45,8 @@ export function makeBlockComputer(
 ): BlockComputer {
   if (contraction === 'js') return new JsBlockComputer(terms, V, mode);
   if (contraction === 'wasm') return new WasmBlockComputer(terms, V, mode, capacity);
-  return new TfBlockComputer(terms, V, mode, capacity);
+  if (!tfComputer) throw new Error("the 'tfjs' contraction was not loaded in this thread");
+  return new tfComputer(terms, V, mode, capacity);
 }
 
 /** A thread's view of a job. */

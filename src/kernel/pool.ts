@@ -1,7 +1,8 @@
 /**
- * Worker threads for the block contraction. Each worker initialises its own tfjs backend (the
- * main thread's, via initBackend) and runs the same block code as the main thread on per-point
- * factors shared through SharedArrayBuffers; blocks are handed out through an atomic counter.
+ * Worker threads for the block contraction. Each worker runs the same block code as the main thread
+ * on per-point factors shared through SharedArrayBuffers (loading tfjs and initialising its own
+ * backend, the main thread's, only for the 'tfjs' contraction); blocks are handed out through an
+ * atomic counter.
  * The model never leaves the main thread: workers only see factors, which keeps them small and
  * makes the result independent of which worker computed which block.
  */

@@ -1,21 +1,39 @@
 /**
- * Worker thread of the eNTK block contraction (see pool.ts). Initialises its own tfjs backend,
- * then for each job takes blocks from the shared counter until none is left.
+ * Worker thread of the eNTK block contraction (see pool.ts): for each job, takes blocks from the
+ * shared counter until none is left. The default contraction (entk's WebAssembly kernels) needs no
+ * tfjs, so tfjs and the worker's own backend are loaded only when a job asks for the 'tfjs'
+ * contraction: a worker starts in a fraction of tfjs's import time.
  */
 import { parentPort } from 'node:worker_threads';
-import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../backend/index.js';
-import { BlockLoop } from './loop.js';
+import { BlockLoop, provideTfContraction } from './loop.js';
 import type { ContractionJob, WorkerReply, WorkerRequest } from './pool.js';
 
 const port = parentPort;
 if (!port) throw new Error('src/kernel/worker.ts must run in a worker thread');
 
+/** The backend to initialise if a job needs tfjs (from the 'init' message). */
+let backend = '';
+/** tfjs, once loaded (for the tensor count reported after each job). */
+let tfjs: { memory(): { numTensors: number } } | null = null;
+
 function reply(message: WorkerReply, transfer?: ArrayBuffer[]): void {
   port!.postMessage(message, transfer);
 }
 
-function runJob(job: ContractionJob): void {
+async function loadTfContraction(): Promise<void> {
+  if (tfjs) return;
+  const [tf, { initBackend }, { TfBlockComputer }] = await Promise.all([
+    import('@tensorflow/tfjs'),
+    import('../backend/index.js'),
+    import('./tf-terms.js'),
+  ]);
+  await initBackend(backend);
+  provideTfContraction(TfBlockComputer);
+  tfjs = tf;
+}
+
+async function runJob(job: ContractionJob): Promise<void> {
+  if (job.contraction === 'tfjs') await loadTfContraction();
   const loop = new BlockLoop(job);
   try {
     for (let done = loop.next(); done; done = loop.next()) {
@@ -26,20 +44,14 @@ function runJob(job: ContractionJob): void {
   } finally {
     loop.release();
   }
-  reply({ type: 'done', numTensors: tf.memory().numTensors, flops: loop.flops });
+  reply({ type: 'done', numTensors: tfjs?.memory().numTensors ?? 0, flops: loop.flops });
 }
 
 port.on('message', (message: WorkerRequest) => {
   if (message.type === 'init') {
-    initBackend(message.backend).then(
-      () => reply({ type: 'ready' }),
-      (error: Error) => reply({ type: 'error', message: error.message }),
-    );
+    backend = message.backend;
+    reply({ type: 'ready' });
     return;
   }
-  try {
-    runJob(message);
-  } catch (error) {
-    reply({ type: 'error', message: (error as Error).stack ?? String(error) });
-  }
+  runJob(message).catch((error: Error) => reply({ type: 'error', message: error.stack ?? String(error) }));
 });

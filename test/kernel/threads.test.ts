@@ -50,12 +50,13 @@ function assemble(blocks: NtkBlock[], rows: number, cols: number, stride: number
 
 describe('multi-threaded ≡ single-threaded (bitwise)', () => {
   it.each([
-    ['full', 'float32', 'structured'],
-    ['full', 'float64', 'structured'],
-    ['trace', 'float32', 'structured'],
-    ['full', 'float32', 'jacobian'],
-  ] as const)('%s / %s / %s', async (output, accumulation, implementation) => {
-    const opts = { output, accumulation, implementation, blockSize: 4 } as const;
+    ['full', 'float32', 'structured', 'wasm'],
+    ['full', 'float32', 'structured', 'tfjs'],
+    ['full', 'float64', 'structured', 'auto'],
+    ['trace', 'float32', 'structured', 'wasm'],
+    ['full', 'float32', 'jacobian', 'wasm'],
+  ] as const)('%s / %s / %s / %s contraction', async (output, accumulation, implementation, contraction) => {
+    const opts = { output, accumulation, implementation, contraction, blockSize: 4 } as const;
     const single = empiricalNtkFn(model, { ...opts, progress: false });
     const multi = threaded(model, opts);
     // Main thread + worker sharing the blocks dynamically, and (test hook) the worker alone, so
