@@ -12,6 +12,7 @@ import { empiricalNtkFn } from '../kernel/index.js';
 import type {
   NtkAccumulation,
   NtkBlock,
+  NtkContraction,
   NtkImplementation,
   NtkInput,
   NtkParameters,
@@ -54,6 +55,8 @@ export interface ComputeKernelStoresOptions {
   parameters?: NtkParameters;
   /** Accumulation precision: 'float32' (default, kernel stored as float32) or 'float64'. */
   accumulation?: NtkAccumulation;
+  /** float32 contraction kernels: 'auto' (default), 'wasm' or 'tfjs' (see NTK_CONTRACTIONS). */
+  contraction?: NtkContraction;
   /** Worker threads: a number or 'auto'; default 1. */
   threads?: number | 'auto';
   /** Points per kernel block; default chosen by the engine. */
@@ -230,6 +233,7 @@ export type StoreKernelOptions = Pick<
   | 'implementation'
   | 'parameters'
   | 'accumulation'
+  | 'contraction'
   | 'threads'
   | 'blockSize'
   | 'format'
@@ -263,6 +267,7 @@ export async function computeStore(
     implementation: options.implementation,
     parameters: options.parameters,
     accumulation: options.accumulation,
+    contraction: options.contraction,
     threads: options.threads,
     blockSize: options.blockSize,
     progress: options.progress,

@@ -142,6 +142,10 @@ describe('entk kernel', () => {
         /--implementation: expected structured/,
       ],
       [
+        ['kernel', '--run', run, '--points', 'train:5', '--contraction', 'blas'],
+        /--contraction: expected auto, wasm, tfjs/,
+      ],
+      [
         ['kernel', '--run', run, '--points', 'train:5', '--checkpoint', '99'],
         /checkpoint: expected last, first, a step or an id/,
       ],

@@ -7,7 +7,12 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError } from '../../errors.js';
 import { parseArrayFormat } from '../../io/index.js';
-import { NTK_IMPLEMENTATIONS, type NtkImplementation } from '../../kernel/types.js';
+import {
+  NTK_CONTRACTIONS,
+  NTK_IMPLEMENTATIONS,
+  type NtkContraction,
+  type NtkImplementation,
+} from '../../kernel/types.js';
 import {
   computeKernelStores,
   computeModelKernelStore,
@@ -32,6 +37,7 @@ interface KernelFlags {
   trace?: boolean;
   diagonal?: boolean;
   implementation: string;
+  contraction: string;
   parameters: string;
   float64?: boolean;
   threads: number | 'auto';
@@ -125,6 +131,11 @@ export function registerKernel(program: Command): void {
     .option('--trace', 'store the trace kernel tr K / V, [N, N]')
     .option('--diagonal', 'store only the diagonal blocks K(x, x), [N, V, V]')
     .option('--implementation <name>', `eNTK implementation: ${NTK_IMPLEMENTATIONS.join(' | ')}`, 'auto')
+    .option(
+      '--contraction <name>',
+      `float32 contraction kernels: ${NTK_CONTRACTIONS.join(' | ')} (auto: entk's WebAssembly SIMD kernels unless tfjs-node)`,
+      'auto',
+    )
     .option('--parameters <which>', 'all | head | comma list of layer names', 'all')
     .option('--float64', 'accumulate in float64 and store a float64 kernel')
     .option('--threads <n>', 'worker threads: a number or auto', parseThreads(1024), 1)
@@ -161,6 +172,9 @@ export function registerKernel(program: Command): void {
           NTK_IMPLEMENTATIONS.join(', '),
         );
       }
+      if (!(NTK_CONTRACTIONS as readonly string[]).includes(flags.contraction)) {
+        throw new InvalidArgumentError('--contraction', flags.contraction, NTK_CONTRACTIONS.join(', '));
+      }
       const parameters =
         flags.parameters === 'all' || flags.parameters === 'head'
           ? flags.parameters
@@ -178,6 +192,7 @@ export function registerKernel(program: Command): void {
         implementation: flags.implementation as NtkImplementation,
         parameters,
         accumulation: flags.float64 ? 'float64' : 'float32',
+        contraction: flags.contraction as NtkContraction,
         threads: flags.threads,
         blockSize: flags.blockSize,
         format: parseArrayFormat(flags.format, '--format'),
