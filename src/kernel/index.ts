@@ -15,6 +15,10 @@
  *   layers in a chain.
  * - 'jacobian': J by tfjs autodiff, one point and logit at a time, contracted J Jᵀ; any model.
  * - 'auto': structured when every selected layer is supported, else jacobian.
+ *
+ * Contractions (float32): entk's own WebAssembly SIMD kernels ('wasm', ./wasm-terms.ts: fused Gram
+ * scaling, inactive units skipped, gated last hidden layer, one triangle) or tf.matMul ('tfjs',
+ * ./tf-terms.ts); float64 in plain JS (./terms.ts). Orchestration, blocks and threads: ./engine.ts.
  */
 import os from 'node:os';
 import type * as tf from '@tensorflow/tfjs';
