@@ -23,6 +23,7 @@
  * memory of its thread (reused across calls) holding the packed factors of the current row and
  * column blocks (packing is cached per block in JS memory), scratch and the output block.
  */
+import { InvalidArgumentError } from '../errors.js';
 import { WASM_PAGE, type WasmMemory, wasmApi } from '../util/wasm-asm.js';
 import type { TermFeatures } from './structured.js';
 import type { BlockComputer, BlockInput, BlockOutput, ContractionMode, TermMeta } from './terms.js';
@@ -53,7 +54,7 @@ function borrowKernels(): Kernels {
 }
 
 /** Memories above this size are dropped instead of kept for reuse. */
-const KEEP_BYTES = 512 * 2 ** 20;
+const KEEP_BYTES = 128 * 2 ** 20;
 
 /**
  * Rows [rows × width] of `src` packed as dense A tiles (MR rows, stride MR), as masked A tiles
@@ -325,6 +326,13 @@ export class WasmBlockComputer implements BlockComputer {
       end: 0,
     };
     layout.end = at;
+    if (at > 2 ** 32 - WASM_PAGE) {
+      throw new InvalidArgumentError(
+        'blockSize',
+        `${R} × ${C} points per block (${(at / 2 ** 30).toFixed(1)} GiB of working memory)`,
+        'blocks whose working set fits the 4 GiB WebAssembly memory (a smaller blockSize)',
+      );
+    }
     const have = this.memory.buffer.byteLength;
     if (at > have) this.memory.grow(Math.ceil((at - have) / WASM_PAGE));
     this.layout = layout;

@@ -318,6 +318,25 @@ describe('block computer against the float64 computer', () => {
   });
 });
 
+describe('limits', () => {
+  it('a block too large for the 4 GiB WebAssembly memory is an error naming blockSize', () => {
+    const terms: TermMeta[] = [{ kind: 'factored', layer: 'a', dIn: 2, width: 2, sw2: 1, sb2: 1 }];
+    const b = 3000;
+    const input: BlockInput = {
+      key: 'big',
+      points: b,
+      terms: [{ a: new Float32Array(b * 2), d: new Float32Array(b * 10 * 2) }],
+    };
+    const wasm = new WasmBlockComputer(terms, 10, 'full', 2 ** 26);
+    try {
+      expect(() => wasm.compute(input, input, false)).toThrow(InvalidArgumentError);
+      expect(() => wasm.compute(input, input, false)).toThrow(/blockSize/);
+    } finally {
+      wasm.release();
+    }
+  });
+});
+
 describe('through empiricalNtkFn', () => {
   const relu = buildModel(
     { kind: 'mlp', widths: [24, 20], activation: 'relu', parameterization: 'standard' },
