@@ -149,39 +149,67 @@ interface PackedBlock {
   bytes: number;
 }
 
-/** Byte offsets of everything in the computer's memory. */
-interface Layout {
-  rowA: number[];
-  rowD: number[];
-  rowLists: number[];
-  colA: number[];
-  colD: number[];
-  /** Gated terms: pair products P [pairs × K] as B panels, and the per-row-point scaled copy. */
-  pairs: number[];
-  scaledPairs: number;
-  products: number;
-  pairIdx: number;
-  table: number;
-  gram: number;
-  gexp: number;
-  out: number;
-  outT: number;
-  end: number;
+/** Bytes of a typed array, 0 for none. */
+const bytesOf = (x: Float32Array | Int32Array | null | undefined) => x?.byteLength ?? 0;
+
+/**
+ * Named byte regions of one WebAssembly memory, grow-only: a region keeps its offset (and what was
+ * loaded into it) until some region needs more room, when all are laid out again.
+ */
+class Regions {
+  private capacity = new Map<string, number>();
+  private offset = new Map<string, number>();
+
+  constructor(private readonly memory: WasmMemory) {}
+
+  /** Room for every [name, bytes]; true when the regions moved (their contents must be reloaded). */
+  fit(sizes: Array<[string, number]>, block: string): boolean {
+    if (sizes.every(([name, bytes]) => (this.capacity.get(name) ?? -1) >= bytes)) return false;
+    const capacity = new Map(this.capacity);
+    for (const [name, bytes] of sizes) capacity.set(name, Math.max(bytes, capacity.get(name) ?? 0));
+    const offset = new Map<string, number>();
+    let end = 0;
+    for (const [name, bytes] of capacity) {
+      offset.set(name, end);
+      end = roundUp(end + bytes, 64);
+    }
+    if (end > 2 ** 32 - WASM_PAGE) {
+      throw new InvalidArgumentError(
+        'blockSize',
+        `${block} points per block (${(end / 2 ** 30).toFixed(1)} GiB of working memory)`,
+        'blocks whose working set fits the 4 GiB WebAssembly memory (a smaller blockSize)',
+      );
+    }
+    const have = this.memory.buffer.byteLength;
+    if (end > have) this.memory.grow(Math.ceil((end - have) / WASM_PAGE));
+    this.capacity = capacity;
+    this.offset = offset;
+    return true;
+  }
+
+  at(name: string): number {
+    const at = this.offset.get(name);
+    if (at === undefined) throw new Error(`no memory region '${name}'`);
+    return at;
+  }
 }
 
 export class WasmBlockComputer implements BlockComputer {
   flops = 0;
   private kernels: Kernels | null;
+  private readonly regions: Regions;
   private readonly routes: Route[];
   private readonly cache = new Map<string, PackedBlock>();
   private cachedBytes = 0;
-  /** Largest row / column block (points) the current layout has room for. */
-  private rowRoom = 0;
-  private colRoom = 0;
-  private layout: Layout | null = null;
+  /** Keys of the blocks whose packed factors are in memory. */
   private loaded = { row: '', col: '' };
-  /** U [width, V] of each gated term (the same for every block of a computation). */
-  private readonly gates = new Map<number, Float32Array>();
+  /**
+   * Gated terms: the pair products P[(i, j), p] = u_ip u_jp (pairs i ≤ j) as B panels, built from U
+   * on the first block (U is the same for every block of a computation); null for other terms.
+   */
+  private pairs: Array<Float32Array | null> | null = null;
+  /** Byte offset of pair (i, j) in a row of products, for every i, j. */
+  private readonly pairOffsets: Int32Array;
   /** Rows per point of a full block. */
   private readonly RP: number;
   private readonly pairPanels: number;
@@ -194,6 +222,7 @@ export class WasmBlockComputer implements BlockComputer {
     private readonly capacity: number,
   ) {
     this.kernels = borrowKernels();
+    this.regions = new Regions(this.kernels.memory);
     const full = mode === 'full';
     this.routes = terms.map((t) => {
       if (t.kind === 'identity') return 'identity';
@@ -202,6 +231,7 @@ export class WasmBlockComputer implements BlockComputer {
     });
     this.RP = full ? roundUp(V, MR) : 1;
     this.pairPanels = roundUp((V * (V + 1)) / 2, NR) / NR;
+    this.pairOffsets = pairIndex(V).map((q) => 4 * q);
   }
 
   private get ex(): GemmExports {
@@ -214,9 +244,14 @@ export class WasmBlockComputer implements BlockComputer {
     return this.kernels.memory;
   }
 
+  /** Signal rows per point and their width: [b·V, width] (full) or [b, V·width] (trace). */
+  private signalShape(t: TermMeta): { per: number; width: number } {
+    return this.mode === 'full' ? { per: this.V, width: t.width } : { per: 1, width: this.V * t.width };
+  }
+
   /** Inner dimension (padded) of term k's signal product. */
   private innerK(t: TermMeta): number {
-    return roundUp(this.mode === 'full' ? t.width : this.V * t.width, 4);
+    return roundUp(this.signalShape(t).width, 4);
   }
 
   private pack(role: 'row' | 'col', input: BlockInput): PackedBlock {
@@ -228,41 +263,30 @@ export class WasmBlockComputer implements BlockComputer {
       return hit;
     }
     const b = input.points;
-    const V = this.V;
-    const full = this.mode === 'full';
+    const row = role === 'row';
     const packed: PackedBlock = { a: [], d: [], lists: [], counts: [], bytes: 0 };
     this.terms.forEach((t, k) => {
       const f: TermFeatures = input.terms[k]!;
       const route = this.routes[k]!;
-      const a =
-        t.kind !== 'gram' && t.sw2 !== 0
-          ? packRows(f.a!, b, t.dIn, role === 'row' ? 'dense' : 'panels')
-          : null;
+      const { per, width } = this.signalShape(t);
       let d: Float32Array | null = null;
       let units: { lists: Int32Array; counts: number[] } | null = null;
-      if (route === 'dense' && role === 'row') {
-        d = full
-          ? packRows(f.d!, b * V, t.width, 'dense', V, this.RP)
-          : packRows(f.d!, b, V * t.width, 'dense');
-      } else if (route === 'dense' || route === 'masked') {
-        if (role === 'col')
-          d = full ? packRows(f.d!, b * V, t.width, 'panels') : packRows(f.d!, b, V * t.width, 'panels');
-        else {
-          d = packRows(f.d!, b * V, t.width, 'masked', V, this.RP);
-          units = activeUnits(f.d!, b, V, t.width);
-        }
+      if (route === 'dense') {
+        d = packRows(f.d!, b * per, width, row ? 'dense' : 'panels', per, row ? this.RP : per);
+      } else if (route === 'masked') {
+        d = packRows(f.d!, b * per, width, row ? 'masked' : 'panels', per, row ? this.RP : per);
+        if (row) units = activeUnits(f.d!, b, per, width);
       } else if (route === 'gated') {
-        // Row block: s rows (the scale of each row point); column block: s' as masked tiles.
-        if (role === 'row') {
-          d = padRows(f.s!, b, t.width);
-          units = activeUnits(f.s!, b, 1, t.width);
-        } else d = packRows(f.s!, b, t.width, 'masked');
+        // Row block: s rows (each row point's scale); column block: s' as masked tiles.
+        d = row ? padRows(f.s!, b, width) : packRows(f.s!, b, width, 'masked');
+        if (row) units = activeUnits(f.s!, b, 1, width);
       }
+      const a = t.kind !== 'gram' && t.sw2 !== 0 ? packRows(f.a!, b, t.dIn, row ? 'dense' : 'panels') : null;
       packed.a.push(a);
       packed.d.push(d);
       packed.lists.push(units?.lists ?? null);
       packed.counts.push(units?.counts ?? null);
-      packed.bytes += (a?.byteLength ?? 0) + (d?.byteLength ?? 0) + (units?.lists.byteLength ?? 0);
+      packed.bytes += bytesOf(a) + bytesOf(d) + bytesOf(units?.lists);
     });
     for (const [k, v] of this.cache) {
       if (this.cachedBytes + packed.bytes <= this.capacity) break;
@@ -274,92 +298,15 @@ export class WasmBlockComputer implements BlockComputer {
     return packed;
   }
 
-  /** Make room for an r × c block (grow-only, so loaded factors stay valid while blocks fit). */
-  private ensureLayout(r: number, c: number): Layout {
-    if (this.layout && r <= this.rowRoom && c <= this.colRoom) return this.layout;
-    this.rowRoom = Math.max(r, this.rowRoom);
-    this.colRoom = Math.max(c, this.colRoom);
-    const [R, C, V] = [this.rowRoom, this.colRoom, this.V];
-    const full = this.mode === 'full';
-    const per = full ? V : 1;
-    const rowsPad = full ? R * this.RP : roundUp(R, MR);
-    const colsPad = roundUp(C * per, NR);
-    let at = 0;
-    const take = (bytes: number) => {
-      const start = at;
-      at = roundUp(at + bytes, 64);
-      return start;
-    };
-    const pairsPad = this.pairPanels * NR;
-    const gatedK = Math.max(
-      0,
-      ...this.terms.filter((_, k) => this.routes[k] === 'gated').map((t) => this.innerK(t)),
-    );
-    const layout: Layout = {
-      rowA: this.terms.map((t) => take(4 * roundUp(R, MR) * roundUp(t.dIn, 4))),
-      rowD: this.terms.map((t, k) => {
-        const K = this.innerK(t);
-        const route = this.routes[k];
-        if (route === 'masked') return take(8 * R * this.RP * K);
-        if (route === 'gated') return take(4 * R * K);
-        return take(route === 'dense' ? 4 * rowsPad * K : 0);
-      }),
-      rowLists: this.terms.map((t, k) =>
-        take(this.routes[k] === 'masked' || this.routes[k] === 'gated' ? 4 * R * this.innerK(t) : 0),
-      ),
-      colA: this.terms.map((t) => take(4 * roundUp(C, NR) * roundUp(t.dIn, 4))),
-      colD: this.terms.map((t, k) => {
-        const route = this.routes[k];
-        if (route === 'identity') return take(0);
-        if (route === 'gated') return take(32 * roundUp(C, MR) * this.innerK(t));
-        return take(4 * colsPad * this.innerK(t));
-      }),
-      pairs: this.terms.map((t, k) => take(this.routes[k] === 'gated' ? 4 * pairsPad * this.innerK(t) : 0)),
-      scaledPairs: take(4 * pairsPad * gatedK),
-      products: take(gatedK > 0 ? 4 * roundUp(C, MR) * pairsPad : 0),
-      pairIdx: take(4 * V * V),
-      table: take(4 * MASKED_FIELDS * R),
-      gram: take(4 * roundUp(R, MR) * roundUp(C, NR)),
-      gexp: take(full ? 4 * R * colsPad : 0),
-      out: take(4 * rowsPad * colsPad),
-      outT: take(4 * R * per * C * per),
-      end: 0,
-    };
-    layout.end = at;
-    if (at > 2 ** 32 - WASM_PAGE) {
-      throw new InvalidArgumentError(
-        'blockSize',
-        `${R} × ${C} points per block (${(at / 2 ** 30).toFixed(1)} GiB of working memory)`,
-        'blocks whose working set fits the 4 GiB WebAssembly memory (a smaller blockSize)',
-      );
-    }
-    const have = this.memory.buffer.byteLength;
-    if (at > have) this.memory.grow(Math.ceil((at - have) / WASM_PAGE));
-    this.layout = layout;
-    this.loaded = { row: '', col: '' };
-    if (gatedK > 0) this.uploadPairs(layout);
-    return layout;
-  }
-
-  private upload(offsets: number[], arrays: Array<Float32Array | Int32Array | null>): void {
-    const f32 = new Float32Array(this.memory.buffer);
-    const i32 = new Int32Array(this.memory.buffer);
-    arrays.forEach((x, k) => {
-      if (x instanceof Float32Array) f32.set(x, offsets[k]! / 4);
-      else if (x) i32.set(x, offsets[k]! / 4);
-    });
-  }
-
-  /** P[(i, j), p] = u_ip u_jp (pairs i ≤ j) of every gated term as B panels; the pair-offset table. */
-  private uploadPairs(L: Layout): void {
+  /** The pair products of every gated term (see `pairs`) from the U carried by a block. */
+  private pairProducts(input: BlockInput): Array<Float32Array | null> {
     const V = this.V;
+    const pairs = (V * (V + 1)) / 2;
     const idx = pairIndex(V);
-    new Int32Array(this.memory.buffer, L.pairIdx, V * V).set(idx.map((q) => 4 * q));
-    this.terms.forEach((t, k) => {
-      const u = this.gates.get(k);
-      if (this.routes[k] !== 'gated' || !u) return;
+    return this.terms.map((t, k) => {
+      if (this.routes[k] !== 'gated') return null;
+      const u = input.terms[k]!.u!;
       const w = t.width;
-      const pairs = (V * (V + 1)) / 2;
       const P = new Float32Array(pairs * w);
       for (let i = 0; i < V; i++) {
         for (let j = i; j < V; j++) {
@@ -367,7 +314,17 @@ export class WasmBlockComputer implements BlockComputer {
           for (let p = 0; p < w; p++) P[row + p] = u[p * V + i]! * u[p * V + j]!;
         }
       }
-      new Float32Array(this.memory.buffer).set(packRows(P, pairs, w, 'panels'), L.pairs[k]! / 4);
+      return packRows(P, pairs, w, 'panels');
+    });
+  }
+
+  /** Copy arrays (per term) into the regions `${name}${k}`. */
+  private upload(name: string, arrays: Array<Float32Array | Int32Array | null>): void {
+    const f32 = new Float32Array(this.memory.buffer);
+    const i32 = new Int32Array(this.memory.buffer);
+    arrays.forEach((x, k) => {
+      if (x instanceof Float32Array) f32.set(x, this.regions.at(`${name}${k}`) / 4);
+      else if (x) i32.set(x, this.regions.at(`${name}${k}`) / 4);
     });
   }
 
@@ -390,126 +347,92 @@ export class WasmBlockComputer implements BlockComputer {
   }
 
   /**
-   * G = s_w²⟨a_n, a'_m⟩ + s_b² of term k into layout.gram, [roundUp(r, MR) × ld]; returns ld
+   * G = s_w²⟨a_n, a'_m⟩ + s_b² of term k into the region 'gram', [roundUp(r, MR) × ld]; returns ld
    * (floats). Computed by the dense kernel.
    */
-  private gram(k: number, t: TermMeta, r: number, c: number, L: Layout): number {
+  private gram(k: number, t: TermMeta, r: number, c: number): number {
     const ld = roundUp(c, NR);
-    const view = new Float32Array(this.memory.buffer, L.gram, roundUp(r, MR) * ld);
+    const at = this.regions.at('gram');
+    const view = new Float32Array(this.memory.buffer, at, roundUp(r, MR) * ld);
     if (t.sw2 === 0) {
       view.fill(t.sb2);
       return ld;
     }
-    this.dense(L.rowA[k]!, L.colA[k]!, roundUp(t.dIn, 4), roundUp(r, MR), ld, L.gram, 4 * ld, 0, 0, 1, 0);
+    const [rowA, colA] = [this.regions.at(`rowA${k}`), this.regions.at(`colA${k}`)];
+    this.dense(rowA, colA, roundUp(t.dIn, 4), roundUp(r, MR), ld, at, 4 * ld, 0, 0, 1, 0);
     if (t.sw2 !== 1 || t.sb2 !== 0) for (let e = 0; e < view.length; e++) view[e] = t.sw2 * view[e]! + t.sb2;
     return ld;
   }
 
   /** Masked term k of a full block: one table entry per row point (its V rows, its unit list). */
-  private maskedTerm(
-    k: number,
-    t: TermMeta,
-    r: number,
-    c: number,
-    pr: PackedBlock,
-    L: Layout,
-    sym: boolean,
-    mode: number,
-  ): void {
+  private maskedTerm(k: number, t: TermMeta, block: BlockShape, counts: number[], mode: number): void {
+    const { r, c, sym } = block;
     const V = this.V;
-    const ldg = this.gram(k, t, r, c, L);
+    const ldg = this.gram(k, t, r, c);
     const cols = c * V;
     const colsPad = roundUp(cols, NR);
+    const [gram, gexp, out] = [this.regions.at('gram'), this.regions.at('gexp'), this.regions.at('out')];
     const heap = new Float32Array(this.memory.buffer);
     // Gexp[n, m·V + j] = G[n, m] (zeros in the padding columns).
     for (let n = 0; n < r; n++) {
-      const o = L.gexp / 4 + n * colsPad;
-      const g = L.gram / 4 + n * ldg;
+      const o = gexp / 4 + n * colsPad;
+      const g = gram / 4 + n * ldg;
       for (let m = 0; m < c; m++) heap.fill(heap[g + m]!, o + m * V, o + (m + 1) * V);
       heap.fill(0, o + cols, o + colsPad);
     }
     const K = this.innerK(t);
     const tiles = this.RP / MR;
     const ldc = 4 * colsPad;
-    const table = new Int32Array(this.memory.buffer, L.table, MASKED_FIELDS * r);
-    const counts = pr.counts[k]!;
     const panels = colsPad / NR;
+    const [rowD, lists, colD] = [
+      this.regions.at(`rowD${k}`),
+      this.regions.at(`rowLists${k}`),
+      this.regions.at(`colD${k}`),
+    ];
+    const table = new Int32Array(this.memory.buffer, this.regions.at('table'), MASKED_FIELDS * r);
     for (let n = 0; n < r; n++) {
       const q0 = sym ? Math.floor((n * V) / NR) : 0;
       this.flops += 2 * counts[n]! * this.RP * (panels - q0) * NR;
-      table.set(
-        [
-          L.rowD[k]! + 32 * n * tiles * K,
-          L.rowLists[k]! + 4 * n * K,
-          counts[n]!,
-          L.out + n * this.RP * ldc,
-          L.gexp + 4 * n * colsPad,
-          q0,
-          tiles,
-          L.colD[k]!,
-        ],
-        MASKED_FIELDS * n,
-      );
+      const entry = [rowD + 32 * n * tiles * K, lists + 4 * n * K, counts[n]!, out + n * this.RP * ldc];
+      table.set([...entry, gexp + 4 * n * colsPad, q0, tiles, colD], MASKED_FIELDS * n);
     }
-    this.ex.gemmMasked(L.table, r, K, panels, ldc, mode);
+    this.ex.gemmMasked(this.regions.at('table'), r, K, panels, ldc, mode);
   }
 
   /**
    * Gated term k of a full block: for each row point n, the column points' s' (from n on when
    * symmetric) against P scaled by s_n over n's nonzero units, spread by scatter with G[n, ·].
    */
-  private gatedTerm(
-    k: number,
-    t: TermMeta,
-    r: number,
-    c: number,
-    pr: PackedBlock,
-    L: Layout,
-    sym: boolean,
-    first: boolean,
-  ): void {
+  private gatedTerm(k: number, t: TermMeta, block: BlockShape, counts: number[], first: boolean): void {
+    const { r, c, sym } = block;
     const V = this.V;
     const K = this.innerK(t);
-    const ldg = this.gram(k, t, r, c, L);
+    const ldg = this.gram(k, t, r, c);
     const ldc = 4 * roundUp(c * V, NR);
     const ldT = 4 * this.pairPanels * NR;
-    const counts = pr.counts[k]!;
-    const table = new Int32Array(this.memory.buffer, L.table, MASKED_FIELDS);
+    const at = (name: string) => this.regions.at(name);
+    const [rowS, lists, colS, pairs] = [at(`rowD${k}`), at(`rowLists${k}`), at(`colD${k}`), at(`pairs${k}`)];
+    const [scaled, products, table] = [at('scaledPairs'), at('products'), at('table')];
+    const entry = new Int32Array(this.memory.buffer, table, MASKED_FIELDS);
     for (let n = 0; n < r; n++) {
       const m0 = sym ? Math.floor(n / MR) * MR : 0;
-      const list = L.rowLists[k]! + 4 * n * K;
-      this.ex.scalePanels(
-        L.pairs[k]!,
-        L.rowD[k]! + 4 * n * K,
+      const list = lists + 4 * n * K;
+      this.ex.scalePanels(pairs, rowS + 4 * n * K, list, counts[n]!, this.pairPanels, K, scaled);
+      entry.set([
+        colS + 32 * (m0 / MR) * K,
         list,
         counts[n]!,
-        this.pairPanels,
-        K,
-        L.scaledPairs,
-      );
-      table.set([
-        L.colD[k]! + 32 * (m0 / MR) * K,
-        list,
-        counts[n]!,
-        L.products,
+        products,
         0,
         0,
         Math.ceil((c - m0) / MR),
-        L.scaledPairs,
+        scaled,
       ]);
-      this.ex.gemmMasked(L.table, 1, K, this.pairPanels, ldT, 0);
+      this.ex.gemmMasked(table, 1, K, this.pairPanels, ldT, 0);
       this.flops += 2 * counts[n]! * roundUp(c - m0, MR) * this.pairPanels * NR;
-      this.ex.scatter(
-        L.products,
-        ldT,
-        L.gram + 4 * (n * ldg + m0),
-        L.out + n * this.RP * ldc + 4 * m0 * V,
-        ldc,
-        c - m0,
-        V,
-        L.pairIdx,
-        first ? 0 : 1,
-      );
+      const g = at('gram') + 4 * (n * ldg + m0);
+      const out = at('out') + n * this.RP * ldc + 4 * m0 * V;
+      this.ex.scatter(products, ldT, g, out, ldc, c - m0, V, at('pairIdx'), first ? 0 : 1);
     }
   }
 
@@ -525,69 +448,68 @@ export class WasmBlockComputer implements BlockComputer {
     const colsPad = roundUp(cols, NR);
     const ldc = 4 * colsPad;
     // A block against itself: only row point ≤ column point is computed, the rest mirrored.
-    const sym = full && row.key === col.key;
+    const block: BlockShape = { r, c, sym: full && row.key === col.key };
     const pr = this.pack('row', row);
     const pc = this.pack('col', col);
-    this.terms.forEach((_, k) => {
-      if (this.routes[k] === 'gated' && !this.gates.has(k)) {
-        this.gates.set(k, row.terms[k]!.u!.slice());
-        this.layout = null; // the next layout uploads the pair products
-      }
-    });
-    const L = this.ensureLayout(r, c);
+    this.pairs ??= this.pairProducts(row);
+    const pairBytes = Math.max(0, ...this.pairs.map(bytesOf));
+    const sizes: Array<[string, number]> = this.terms.flatMap(
+      (_, k): Array<[string, number]> => [
+        [`rowA${k}`, bytesOf(pr.a[k])],
+        [`rowD${k}`, bytesOf(pr.d[k])],
+        [`rowLists${k}`, bytesOf(pr.lists[k])],
+        [`colA${k}`, bytesOf(pc.a[k])],
+        [`colD${k}`, bytesOf(pc.d[k])],
+        [`pairs${k}`, bytesOf(this.pairs![k])],
+      ],
+    );
+    sizes.push(
+      ['scaledPairs', pairBytes],
+      ['products', pairBytes > 0 ? 4 * roundUp(c, MR) * this.pairPanels * NR : 0],
+      ['pairIdx', 4 * V * V],
+      ['table', 4 * MASKED_FIELDS * r],
+      ['gram', 4 * roundUp(r, MR) * roundUp(c, NR)],
+      ['gexp', full ? 4 * r * colsPad : 0],
+      ['out', 4 * rowsPad * colsPad],
+      ['outT', 4 * rows * cols],
+    );
+    if (this.regions.fit(sizes, `${r} × ${c}`)) {
+      this.loaded = { row: '', col: '' };
+      this.upload('pairs', this.pairs);
+      new Int32Array(this.memory.buffer).set(this.pairOffsets, this.regions.at('pairIdx') / 4);
+    }
     if (this.loaded.row !== row.key) {
-      this.upload(L.rowA, pr.a);
-      this.upload(L.rowD, pr.d);
-      this.upload(L.rowLists, pr.lists);
+      this.upload('rowA', pr.a);
+      this.upload('rowD', pr.d);
+      this.upload('rowLists', pr.lists);
       this.loaded.row = row.key;
     }
     if (this.loaded.col !== col.key) {
-      this.upload(L.colA, pc.a);
-      this.upload(L.colD, pc.d);
+      this.upload('colA', pc.a);
+      this.upload('colD', pc.d);
       this.loaded.col = col.key;
     }
+    const out = this.regions.at('out');
     let first = true;
     this.terms.forEach((t, k) => {
       const route = this.routes[k]!;
       if (route === 'identity') return;
-      if (route === 'gated') this.gatedTerm(k, t, r, c, pr, L, sym, first);
-      else if (route === 'masked') this.maskedTerm(k, t, r, c, pr, L, sym, first ? 2 : 1);
-      else if (t.kind === 'gram') {
-        this.dense(
-          L.rowD[k]!,
-          L.colD[k]!,
-          this.innerK(t),
-          rowsPad,
-          colsPad,
-          L.out,
-          ldc,
-          0,
-          0,
-          1,
-          first ? 0 : 3,
-        );
-      } else {
-        // Trace mode: G is used as computed (one row per point).
-        const ldg = this.gram(k, t, r, c, L);
-        const K = this.innerK(t);
-        this.dense(
-          L.rowD[k]!,
-          L.colD[k]!,
-          K,
-          rowsPad,
-          colsPad,
-          L.out,
-          ldc,
-          L.gram,
-          4 * ldg,
-          1,
-          first ? 2 : 1,
-        );
+      if (route === 'gated') this.gatedTerm(k, t, block, pr.counts[k]!, first);
+      else if (route === 'masked') this.maskedTerm(k, t, block, pr.counts[k]!, first ? 2 : 1);
+      else {
+        const [rowD, colD, K] = [this.regions.at(`rowD${k}`), this.regions.at(`colD${k}`), this.innerK(t)];
+        if (t.kind === 'gram') this.dense(rowD, colD, K, rowsPad, colsPad, out, ldc, 0, 0, 1, first ? 0 : 3);
+        else {
+          // Trace mode: G is used as computed (one row per point).
+          const ldg = this.gram(k, t, r, c);
+          const gram = this.regions.at('gram');
+          this.dense(rowD, colD, K, rowsPad, colsPad, out, ldc, gram, 4 * ldg, 1, first ? 2 : 1);
+        }
       }
       first = false;
     });
     const heap = new Float32Array(this.memory.buffer);
-    const o = L.out / 4;
+    const o = out / 4;
     if (first) heap.fill(0, o, o + rowsPad * colsPad);
     else if (!full) {
       for (let n = 0; n < rows; n++) {
@@ -596,8 +518,8 @@ export class WasmBlockComputer implements BlockComputer {
     }
     this.terms.forEach((t, k) => {
       if (this.routes[k] !== 'identity') return;
-      const ldg = this.gram(k, t, r, c, L);
-      const g = L.gram / 4;
+      const ldg = this.gram(k, t, r, c);
+      const g = this.regions.at('gram') / 4;
       for (let n = 0; n < r; n++) {
         for (let i = 0; i < per; i++) {
           const base = o + (n * this.RP + i) * colsPad + i;
@@ -614,21 +536,21 @@ export class WasmBlockComputer implements BlockComputer {
         }
       }
     }
-    if (sym) {
+    const outT = this.regions.at('outT');
+    if (block.sym) {
       // Lower point triangle ← transpose of the upper one.
-      this.ex.transpose(L.out, rows, cols, L.outT);
-      const t0 = L.outT / 4;
+      this.ex.transpose(out, rows, cols, outT);
       for (let n = 1; n < r; n++) {
         for (let i = 0; i < V; i++) {
           const at = (n * V + i) * cols;
-          heap.copyWithin(o + at, t0 + at, t0 + at + n * V);
+          heap.copyWithin(o + at, outT / 4 + at, outT / 4 + at + n * V);
         }
       }
     }
-    if (transpose) this.ex.transpose(L.out, rows, cols, L.outT);
+    if (transpose) this.ex.transpose(out, rows, cols, outT);
     return {
-      data: new Float32Array(this.memory.buffer, L.out, rows * cols),
-      transposed: transpose ? new Float32Array(this.memory.buffer, L.outT, rows * cols) : null,
+      data: new Float32Array(this.memory.buffer, out, rows * cols),
+      transposed: transpose ? new Float32Array(this.memory.buffer, outT, rows * cols) : null,
       owned: false,
       done: () => undefined,
     };
@@ -640,4 +562,11 @@ export class WasmBlockComputer implements BlockComputer {
     if (this.kernels && this.kernels.memory.buffer.byteLength <= KEEP_BYTES) idle.push(this.kernels);
     this.kernels = null;
   }
+}
+
+/** A block's size in points and whether it is a block against itself. */
+interface BlockShape {
+  r: number;
+  c: number;
+  sym: boolean;
 }
