@@ -1,5 +1,5 @@
 /**
- * Two fixes to @tensorflow/tfjs-backend-wasm 4.22 that training (and any backward pass) needs:
+ * Three fixes to @tensorflow/tfjs-backend-wasm 4.22 that training (and any backward pass) needs:
  *
  * 1. Transposed matmuls: the wasm `BatchMatMul` / `_FusedMatMul` kernels are 10–18× slower with
  *    `transposeA`/`transposeB` than on pre-transposed operands (measured here: [1437,256]·[256,256]ᵀ
@@ -169,7 +169,6 @@ function registerConv2DBackpropFilter(): void {
   tf.registerKernel({ kernelName: 'Conv2DBackpropFilter', backendName: 'wasm', kernelFunc });
 }
 
-/** Install the wasm kernel fixes (no-op on other backends or before the wasm backend is loaded). */
 /** out[s, ...] = Σ_{k: ids[k] = s} x[k, ...] (ids outside [0, numSegments) are dropped, as in TF). */
 function unsortedSegmentSum(args: { inputs: unknown; backend: unknown; attrs?: unknown }): Info {
   const { x, segmentIds } = args.inputs as { x: Info; segmentIds: Info };
@@ -191,6 +190,7 @@ function unsortedSegmentSum(args: { inputs: unknown; backend: unknown; attrs?: u
   return out;
 }
 
+/** Install the wasm kernel fixes (no-op on other backends or before the wasm backend is loaded). */
 export function installWasmKernelFixes(): void {
   wrapTransposedMatMul('BatchMatMul');
   wrapTransposedMatMul('_FusedMatMul');
@@ -203,6 +203,6 @@ function registerUnsortedSegmentSum(): void {
   tf.registerKernel({
     kernelName: 'UnsortedSegmentSum',
     backendName: 'wasm',
-    kernelFunc: unsortedSegmentSum as unknown as tf.KernelFunc,
+    kernelFunc: mark(unsortedSegmentSum as unknown as tf.KernelFunc),
   });
 }

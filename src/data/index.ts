@@ -28,7 +28,6 @@ export type { LoadOptions } from './table.js';
 export type { SplitOptions } from './transforms.js';
 export {
   applyStandardization,
-  assertDataset,
   classCounts,
   featureSize,
   fitStandardization,

@@ -24,43 +24,6 @@ export function classCounts(ds: Dataset): number[] {
   return counts;
 }
 
-/** Throw an InvalidArgumentError unless the arrays of `ds` are mutually consistent. */
-export function assertDataset(ds: Dataset, argument = 'dataset'): void {
-  const n = ds.y?.length;
-  assertArgument(
-    ds != null && ds.x instanceof Float32Array && ds.y instanceof Int32Array,
-    argument,
-    ds,
-    'a Dataset with x: Float32Array and y: Int32Array',
-  );
-  assertArgument(
-    ds.inputShape.every((s) => Number.isInteger(s) && s >= 0),
-    `${argument}.inputShape`,
-    ds.inputShape,
-    'non-negative integers',
-  );
-  const d = featureSize(ds);
-  assertArgument(
-    ds.x.length === n * d,
-    `${argument}.x.length`,
-    ds.x.length,
-    `n * prod(inputShape) = ${n * d}`,
-  );
-  assertArgument(ds.ids.length === n, `${argument}.ids.length`, ds.ids.length, `n = ${n}`);
-  assertArgument(
-    ds.text == null || ds.text.length === n,
-    `${argument}.text.length`,
-    ds.text?.length,
-    `n = ${n}`,
-  );
-  const V = ds.classNames.length;
-  for (let i = 0; i < n; i++) {
-    const c = ds.y[i]!;
-    if (c < 0 || c >= V)
-      throw new InvalidArgumentError(`${argument}.y[${i}]`, c, `a class index in [0, ${V})`);
-  }
-}
-
 /**
  * The examples at `indices` (0-based, distinct), in the order given. x: [indices.length, ...inputShape].
  */

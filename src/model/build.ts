@@ -133,6 +133,13 @@ export function buildModel(spec: ModelSpec, options: BuildModelOptions): tf.Sequ
   return model;
 }
 
+/** A flat input of s·s features as a one-channel image [s, s, 1], or null when it is not square. */
+export function squareImageShape(inputShape: number[]): number[] | null {
+  if (inputShape.length !== 1) return null;
+  const side = Math.round(Math.sqrt(inputShape[0]!));
+  return side * side === inputShape[0] ? [side, side, 1] : null;
+}
+
 function buildCnn(
   spec: CnnSpec,
   inputShape: number[],
@@ -146,16 +153,16 @@ function buildCnn(
   const activation = spec.activation ?? 'relu';
   let [h, w, c] = inputShape as [number, number, number];
   if (inputShape.length === 1) {
-    const side = Math.round(Math.sqrt(inputShape[0]!));
-    if (side * side !== inputShape[0]) {
+    const image = squareImageShape(inputShape);
+    if (!image) {
       throw new InvalidArgumentError(
         'inputShape',
         inputShape,
         'an image shape [h, w, c] (or [s*s]) for a CNN',
       );
     }
-    layers.push(tf.layers.reshape({ targetShape: [side, side, 1], ...head('reshape') }));
-    [h, w, c] = [side, side, 1];
+    layers.push(tf.layers.reshape({ targetShape: image, ...head('reshape') }));
+    [h, w, c] = image as [number, number, number];
   } else if (inputShape.length !== 3) {
     throw new InvalidArgumentError('inputShape', inputShape, 'an image shape [h, w, c] (or [s*s]) for a CNN');
   }

@@ -182,6 +182,9 @@ export function toConfigInput(config: TrainConfigInput | TrainConfig): TrainConf
   return raw as TrainConfigInput;
 }
 
+/** Defaults of the optimiser settings (the resolved config always carries them explicitly). */
+export const OPTIMIZER_DEFAULTS = { momentum: 0.9, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 } as const;
+
 /**
  * Validate and resolve a training configuration. Throws InvalidArgumentError naming the key
  * (e.g. `config.optimizer.learningRate: expected number to be greater than 0, received -1`).
@@ -219,11 +222,11 @@ export function resolveTrainConfig(input: TrainConfigInput | TrainConfig): Train
     name: o.name,
     learningRate: o.learningRate ?? defaultLearningRate(model, o.name),
   };
-  if (o.name === 'momentum') optimizer.momentum = o.momentum ?? 0.9;
+  if (o.name === 'momentum') optimizer.momentum = o.momentum ?? OPTIMIZER_DEFAULTS.momentum;
   if (o.name === 'adam') {
-    optimizer.beta1 = o.beta1 ?? 0.9;
-    optimizer.beta2 = o.beta2 ?? 0.999;
-    optimizer.epsilon = o.epsilon ?? 1e-7;
+    optimizer.beta1 = o.beta1 ?? OPTIMIZER_DEFAULTS.beta1;
+    optimizer.beta2 = o.beta2 ?? OPTIMIZER_DEFAULTS.beta2;
+    optimizer.epsilon = o.epsilon ?? OPTIMIZER_DEFAULTS.epsilon;
   }
   const s = c.checkpoints;
   const checkpoints: CheckpointSchedule =

@@ -33,14 +33,14 @@ import type { Dataset } from '../data/index.js';
 import { type BatchSchedule, logSoftmaxRow, type Trajectory } from '../dynamics/types.js';
 import { assertArgument, CorruptFileError, InvalidArgumentError } from '../errors.js';
 import { readNpy, writeNpy } from '../io/index.js';
-import { empiricalNtkFn } from '../kernel/index.js';
+import { empiricalNtkFn, type NtkPlan } from '../kernel/index.js';
 import type { NtkImplementation } from '../kernel/types.js';
 import { resolvePoints } from '../kernel-store/points.js';
 import { writeDirAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { exists } from '../util/fs.js';
 import { progressBar } from '../util/progress.js';
 import { Rng } from '../util/rng.js';
-import { openRun, type Run, runPaths } from './run.js';
+import { checkpointId, openRun, type Run, runPaths } from './run.js';
 import { meanCrossEntropy } from './train.js';
 
 export const FINETUNE_FORMAT = 'entk-finetune';
@@ -280,25 +280,33 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
   const kernelSteps: number[] = [0];
   if (refreshEvery > 0) for (let n = refreshEvery; n <= options.steps; n += refreshEvery) kernelSteps.push(n);
 
-  const model = await run.loadModel(ckpt.id);
   const logProbs = new Float64Array(recordedSteps.length * P * V);
   const loss = new Float64Array(recordedSteps.length);
   const paramDistance = new Float64Array(recordedSteps.length);
   const kernels: { step: number; train: Float32Array; observe: Float32Array | null }[] = [];
   let kernelMs = 0;
-  const ntk = empiricalNtkFn(model, {
-    output: 'full',
-    implementation: options.implementation ?? 'auto',
-    threads: options.threads ?? 1,
-    progress: false,
-  });
-  const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
-  const theta0 = vars.map((v) => tf.clone(v));
-  const xTracked = tf.tensor(tracked.x, [P, ...inputShape]);
-  const xFinetune = tf.tensor(ftSet.dataset.x, [N, ...inputShape]);
-  const onehot = tf.tidy(() => tf.oneHot(tf.tensor1d(ftSet.dataset.y, 'int32'), V).toFloat());
+  const model = await run.loadModel(ckpt.id);
+  // Everything created from here on is released in the finally, also when setting up fails.
+  const held: tf.Tensor[] = [];
+  let ntkPlan!: NtkPlan;
   const bar = progressBar(`finetune ${options.name}`, options.steps);
   try {
+    const ntk = empiricalNtkFn(model, {
+      output: 'full',
+      implementation: options.implementation ?? 'auto',
+      threads: options.threads ?? 1,
+      progress: false,
+    });
+    ntkPlan = ntk.plan;
+    const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+    const hold = <T extends tf.Tensor>(t: T): T => {
+      held.push(t);
+      return t;
+    };
+    const theta0 = vars.map((v) => hold(tf.clone(v)));
+    const xTracked = hold(tf.tensor(tracked.x, [P, ...inputShape]));
+    const xFinetune = hold(tf.tensor(ftSet.dataset.x, [N, ...inputShape]));
+    const onehot = hold(tf.tidy(() => tf.oneHot(tf.tensor1d(ftSet.dataset.y, 'int32'), V).toFloat()));
     const record = (k: number) => {
       const logits = tf.tidy(
         () => (model.apply(xTracked, { training: false }) as tf.Tensor).dataSync() as Float32Array,
@@ -339,10 +347,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
     for (let n = 0; n < options.steps; n++) {
       tf.tidy(() => {
         // full batch: the whole finetune set in order, no gather needed
-        const idx =
-          schedule.kind === 'full'
-            ? null
-            : tf.tensor1d(schedule.batches[n % schedule.batches.length]!, 'int32');
+        const idx = schedule.kind === 'full' ? null : tf.tensor1d(schedule.batches[n]!, 'int32');
         const xb = idx ? tf.gather(xFinetune, idx) : xFinetune;
         const yb = idx ? tf.gather(onehot, idx) : onehot;
         const { grads } = tf.variableGrads(
@@ -364,7 +369,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
     }
   } finally {
     bar.done();
-    tf.dispose([xTracked, xFinetune, onehot, ...theta0]);
+    tf.dispose(held);
     model.dispose();
   }
 
@@ -387,7 +392,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
     await fs.mkdir(path.join(tmp, 'kernels'));
     const kernelEntries: FinetuneKernelEntry[] = [];
     for (const kt of kernels) {
-      const id = `kernels/step-${String(kt.step).padStart(6, '0')}`;
+      const id = `kernels/${checkpointId(kt.step)}`;
       kernelEntries.push({
         step: kt.step,
         train: await file(`${id}-train.npy`, 'float32', [N * V, N * V], kt.train),
@@ -436,9 +441,9 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
       },
       kernels: kernelEntries,
       ntk: {
-        implementation: ntk.plan.implementation,
-        parameterCount: ntk.plan.parameterCount,
-        layers: ntk.plan.layers,
+        implementation: ntkPlan.implementation,
+        parameterCount: ntkPlan.parameterCount,
+        layers: ntkPlan.layers,
       },
       seconds: {
         sgd: (performance.now() - started - kernelMs) / 1000,

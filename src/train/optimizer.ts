@@ -15,8 +15,9 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { CorruptFileError } from '../errors.js';
-import { writeFileAtomic } from '../util/atomic.js';
-import type { OptimizerConfig } from './config.js';
+import { numElements } from '../io/dtypes.js';
+import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { OPTIMIZER_DEFAULTS, type OptimizerConfig } from './config.js';
 
 export const OPTIMIZER_JSON = 'optimizer.json';
 export const OPTIMIZER_BIN = 'optimizer.bin';
@@ -35,19 +36,20 @@ export interface OptimizerStateFile {
   weightsManifest: { paths: string[]; weights: tf.io.WeightsManifestEntry[] }[];
 }
 
-/** A fresh tfjs optimiser for `config`. */
+/** A fresh tfjs optimiser for `config` (settings missing from it take OPTIMIZER_DEFAULTS). */
 export function createOptimizer(config: OptimizerConfig): tf.Optimizer {
+  const d = OPTIMIZER_DEFAULTS;
   switch (config.name) {
     case 'sgd':
       return tf.train.sgd(config.learningRate);
     case 'momentum':
-      return tf.train.momentum(config.learningRate, config.momentum ?? 0.9, false);
+      return tf.train.momentum(config.learningRate, config.momentum ?? d.momentum, false);
     case 'adam':
       return tf.train.adam(
         config.learningRate,
-        config.beta1 ?? 0.9,
-        config.beta2 ?? 0.999,
-        config.epsilon ?? 1e-7,
+        config.beta1 ?? d.beta1,
+        config.beta2 ?? d.beta2,
+        config.epsilon ?? d.epsilon,
       );
   }
 }
@@ -105,7 +107,7 @@ export async function saveOptimizerState(
     weightsManifest: [{ paths: [OPTIMIZER_BIN], weights: specs }],
   };
   await writeFileAtomic(path.join(dir, OPTIMIZER_BIN), new Uint8Array(tf.io.CompositeArrayBuffer.join(data)));
-  await writeFileAtomic(path.join(dir, OPTIMIZER_JSON), `${JSON.stringify(file, null, 2)}\n`);
+  await writeJsonAtomic(path.join(dir, OPTIMIZER_JSON), file);
 }
 
 /** Read `optimizer.json` from a checkpoint directory. */
@@ -127,26 +129,23 @@ export async function readOptimizerStateFile(dir: string): Promise<OptimizerStat
  */
 export async function loadOptimizer(config: OptimizerConfig, dir: string): Promise<tf.Optimizer> {
   const state = await readOptimizerStateFile(dir);
-  const optimizer = createOptimizer(config);
   const jsonFile = path.join(dir, OPTIMIZER_JSON);
-  if (state.className !== optimizer.getClassName()) {
-    disposeOptimizer(optimizer);
-    throw new CorruptFileError(
-      jsonFile,
-      `holds a ${state.className} state, the run uses ${optimizer.getClassName()}`,
-    );
+  const className = createOptimizer(config);
+  const expectedClass = className.getClassName();
+  disposeOptimizer(className);
+  if (state.className !== expectedClass) {
+    throw new CorruptFileError(jsonFile, `holds a ${state.className} state, the run uses ${expectedClass}`);
   }
   const specs = state.weightsManifest?.[0]?.weights ?? [];
   const binFile = path.join(dir, OPTIMIZER_BIN);
   const bytes = await fs.readFile(binFile).catch(() => {
-    disposeOptimizer(optimizer);
     throw new CorruptFileError(binFile, 'missing');
   });
-  const expected = specs.reduce((s, w) => s + 4 * w.shape.reduce((a, b) => a * b, 1), 0);
+  const expected = specs.reduce((s, w) => s + 4 * numElements(w.shape), 0);
   if (bytes.byteLength !== expected) {
-    disposeOptimizer(optimizer);
     throw new CorruptFileError(binFile, `${bytes.byteLength} bytes, optimizer.json describes ${expected}`);
   }
+  const optimizer = createOptimizer(config);
   const buffer = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
   const map = tf.io.decodeWeights(buffer, specs);
   const values: { name: string; tensor: tf.Tensor }[] = [

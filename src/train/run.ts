@@ -32,6 +32,7 @@ import type * as tf from '@tensorflow/tfjs';
 import {
   applyStandardization,
   type Dataset,
+  featureSize,
   fitStandardization,
   loadDataset,
   type Standardization,
@@ -41,6 +42,7 @@ import {
 } from '../data/index.js';
 import { embedDataset } from '../embed/index.js';
 import { CorruptFileError, InvalidArgumentError } from '../errors.js';
+import { squareImageShape } from '../model/build.js';
 import { loadModel as loadModelFrom } from '../model/io.js';
 import type { ModelSpec } from '../model/spec.js';
 import { exists } from '../util/fs.js';
@@ -188,11 +190,7 @@ export async function readTrainLog(dir: string): Promise<LogEntry[]> {
 
 /** The input shape a model of `spec` is fed: images for a CNN on flat square data, else unchanged. */
 export function modelInputShape(spec: ModelSpec, dataShape: number[]): number[] {
-  if (spec.kind === 'cnn' && dataShape.length === 1) {
-    const side = Math.round(Math.sqrt(dataShape[0]!));
-    if (side * side === dataShape[0]) return [side, side, 1];
-  }
-  return dataShape;
+  return (spec.kind === 'cnn' && squareImageShape(dataShape)) || dataShape;
 }
 
 /** The datasets of a run, ready for the model. */
@@ -343,7 +341,7 @@ export async function openRun(dir: string): Promise<Run> {
   });
   const data = await prepareRunData(config, split, paths.split);
   const checkpoints = await readCheckpointIndex(dir);
-  const d = data.train.inputShape.reduce((a, b) => a * b, 1);
+  const d = featureSize(data.train);
   return {
     dir,
     config,

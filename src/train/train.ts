@@ -14,11 +14,11 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { backendInfo, ENTK_VERSION } from '../backend/index.js';
-import { installWasmKernelFixes } from '../backend/wasm-kernels.js';
 import {
   builtinName,
   type Dataset,
   dataFileFormat,
+  featureSize,
   isSyntheticSpec,
   resolveDataPath,
 } from '../data/index.js';
@@ -121,7 +121,7 @@ export async function evaluateModel(
   chunk = 1024,
 ): Promise<{ loss: number; accuracy: number }> {
   const n = data.y.length;
-  const d = data.inputShape.reduce((a, b) => a * b, 1);
+  const d = featureSize(data);
   const V = data.classNames.length;
   let lossSum = 0;
   let correct = 0;
@@ -202,7 +202,6 @@ export async function train(
   options: TrainOptions,
 ): Promise<TrainResult> {
   const t0 = performance.now();
-  installWasmKernelFixes();
   const config = resolveTrainConfig(input);
   config.data = await normalizeDataSpec(config.data);
   const { outDir } = options;
@@ -270,7 +269,12 @@ export async function train(
     const dir = paths.checkpoint(last.id);
     const state = await readJsonFile<CheckpointState>(path.join(dir, STATE_JSON));
     model = await loadModel(dir);
-    optimizer = await loadOptimizer(config.optimizer, dir);
+    try {
+      optimizer = await loadOptimizer(config.optimizer, dir);
+    } catch (error) {
+      model.dispose();
+      throw error;
+    }
     startStep = state.step;
     priorSeconds = state.seconds;
     metrics = state.metrics;
@@ -297,6 +301,7 @@ export async function train(
   let permutationEpoch = -1;
   const seconds = () => priorSeconds + (performance.now() - t0) / 1000;
 
+  await fs.mkdir(paths.logs, { recursive: true });
   const evaluate = async (step: number): Promise<Metrics> => {
     const tr = await evaluateModel(model, trainSet);
     const te = await evaluateModel(model, testSet);
@@ -307,7 +312,6 @@ export async function train(
       testAccuracy: te.accuracy,
     };
     const entry: LogEntry = { step, epoch: step / plan.stepsPerEpoch, ...m, seconds: seconds() };
-    await fs.mkdir(paths.logs, { recursive: true });
     // One append per line; readTrainLog skips a torn last line, resume rewrites the log atomically.
     await fs.appendFile(paths.trainLog, `${JSON.stringify(entry)}\n`);
     return m;

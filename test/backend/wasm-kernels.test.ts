@@ -44,7 +44,17 @@ function matmul64(
 describe('wasm kernel fixes', () => {
   it('runs on the wasm backend with the fixes installed', () => {
     expect(tf.getBackend()).toBe('wasm');
-    expect(tf.getKernel('Conv2DBackpropFilter', 'wasm')).toBeDefined();
+    // Each repaired kernel carries the fix's mark (stock transposed matmuls are correct, only slow,
+    // so the numbers below alone would not show that the wrapper is in place).
+    const marked = (name: string) =>
+      Boolean(
+        (tf.getKernel(name, 'wasm')?.kernelFunc as unknown as Record<symbol, boolean> | undefined)?.[
+          Symbol.for('entk.wasmKernelFix')
+        ],
+      );
+    for (const name of ['BatchMatMul', '_FusedMatMul', 'Conv2DBackpropFilter', 'UnsortedSegmentSum']) {
+      expect(marked(name), name).toBe(true);
+    }
   });
 
   it('computes transposed matmuls (all four flag combinations, plain and fused) like float64 (rel. err <= 1e-5)', () => {
