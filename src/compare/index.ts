@@ -10,6 +10,7 @@ export {
   type ErrorSummary,
   finalKl,
   type GapCurve,
+  intervalChanges,
   type KernelDrift,
   kernelDrift,
   klDivergence,

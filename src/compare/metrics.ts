@@ -127,8 +127,14 @@ export function trajectoryErrors(actual: Trajectory, predicted: Trajectory): Tra
         const y = predicted.logProbs[ob + p * V + i]!;
         const d = absDiff(x, y);
         const e = Math.abs(Math.exp(x) - Math.exp(y));
-        for (const acc of [lp.overall, lp.point[p]!, lp.label[i]!, lp.step[k]!]) acc.add(d);
-        for (const acc of [pr.overall, pr.point[p]!, pr.label[i]!, pr.step[k]!]) acc.add(e);
+        lp.overall.add(d);
+        lp.point[p]!.add(d);
+        lp.label[i]!.add(d);
+        lp.step[k]!.add(d);
+        pr.overall.add(e);
+        pr.point[p]!.add(e);
+        pr.label[i]!.add(e);
+        pr.step[k]!.add(e);
       }
     }
   }
@@ -261,35 +267,48 @@ export function changeAgreement(actual: Trajectory, predicted: Float64Array, thr
     predicted,
     `a Float64Array [T−1, P, V] of length ${Math.max(0, T - 1) * P * V}`,
   );
-  const d = new Float64Array(predicted.length);
-  for (let k = 0; k + 1 < T; k++) {
-    for (let j = 0; j < P * V; j++) {
-      const a = actual.logProbs[(k + 1) * P * V + j]!;
-      const b = actual.logProbs[k * P * V + j]!;
-      d[k * P * V + j] = a === b ? 0 : a - b;
+  const d = intervalChanges(actual);
+  const K = Math.max(0, T - 1);
+  /** Agreement over the entries at flat indices k·P·V + offsets[e], for every interval k. */
+  const over = (offsets: number[]) => {
+    const xs = new Float64Array(K * offsets.length);
+    const ys = new Float64Array(K * offsets.length);
+    let n = 0;
+    for (let k = 0; k < K; k++) {
+      for (const o of offsets) {
+        xs[n] = predicted[k * P * V + o]!;
+        ys[n++] = d[k * P * V + o]!;
+      }
     }
-  }
-  const select = (pred: (p: number, i: number) => boolean) => {
-    const xs: number[] = [];
-    const ys: number[] = [];
-    for (let k = 0; k + 1 < T; k++)
-      for (let p = 0; p < P; p++)
-        for (let i = 0; i < V; i++)
-          if (pred(p, i)) {
-            xs.push(predicted[k * P * V + p * V + i]!);
-            ys.push(d[k * P * V + p * V + i]!);
-          }
     return { pearson: pearson(xs, ys), signAgreement: signAgreement(xs, ys, threshold) };
   };
+  const range = <R>(n: number, f: (j: number) => R): R[] => Array.from({ length: n }, (_, j) => f(j));
   return {
     count: d.length,
     pearson: pearson(predicted, d),
     // NaN has no rank: report NaN like pearson does rather than failing the whole comparison
     spearman: predicted.some(Number.isNaN) || d.some(Number.isNaN) ? Number.NaN : spearman(predicted, d),
     signAgreement: signAgreement(predicted, d, threshold),
-    perPoint: Array.from({ length: P }, (_, q) => select((p) => p === q)),
-    perLabel: Array.from({ length: V }, (_, l) => select((_p, i) => i === l)),
+    perPoint: range(P, (q) => over(range(V, (i) => q * V + i))),
+    perLabel: range(V, (l) => over(range(P, (p) => p * V + l))),
   };
+}
+
+/**
+ * Per-interval changes Δ log π of a trajectory, [T−1, P, V]: record k+1 minus record k (0 where both
+ * are equal, so that a label staying at −∞ changes by 0, not NaN).
+ */
+export function intervalChanges(tr: Trajectory): Float64Array {
+  const n = tr.numPoints * tr.numClasses;
+  const out = new Float64Array(Math.max(0, tr.steps.length - 1) * n);
+  for (let k = 0; k + 1 < tr.steps.length; k++) {
+    for (let j = 0; j < n; j++) {
+      const a = tr.logProbs[(k + 1) * n + j]!;
+      const b = tr.logProbs[k * n + j]!;
+      out[k * n + j] = a === b ? 0 : a - b;
+    }
+  }
+  return out;
 }
 
 /** KL(p ‖ q) = Σ p (log p − log q) of one distribution given as log-probabilities. */

@@ -23,7 +23,6 @@
  * ```
  */
 
-import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import {
   FitnessOperator,
@@ -41,6 +40,7 @@ import {
   readFinetuneKernel,
   readFinetuneRecording,
 } from '../train/finetune.js';
+import { readJsonFile } from '../train/run.js';
 import { writeDirAtomic, writeJsonAtomic } from '../util/atomic.js';
 import {
   type ChangeAgreement,
@@ -251,19 +251,14 @@ export async function readPredictions(
   dir: string,
 ): Promise<{ manifest: PredictionsManifest; arrays: Partial<Record<PredictorName, Float64Array>> }> {
   const file = path.join(dir, PREDICTIONS_DIR, 'manifest.json');
-  let manifest: PredictionsManifest;
-  try {
-    manifest = JSON.parse(await fs.readFile(file, 'utf8')) as PredictionsManifest;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new InvalidArgumentError(
-        'recording',
-        dir,
-        "a recording with predictions (run 'entk predict' first)",
-      );
-    }
-    throw new CorruptFileError(file, `not valid JSON (${(error as Error).message})`);
-  }
+  const manifest = await readJsonFile<PredictionsManifest>(file).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== 'ENOENT') throw error;
+    throw new InvalidArgumentError(
+      'recording',
+      dir,
+      "a recording with predictions (run 'entk predict' first)",
+    );
+  });
   if (manifest?.format !== PREDICTIONS_FORMAT)
     throw new CorruptFileError(
       file,

@@ -26,15 +26,8 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { assertArgument, EntkError, InvalidArgumentError } from '../errors.js';
-import {
-  gemvJs,
-  instantiateKernels,
-  type KernelExports,
-  kernelModule,
-  spmvJs,
-  type WasmMemory,
-  wasmApi,
-} from './wasm.js';
+import { WASM_PAGE, type WasmMemory, wasmApi } from '../util/wasm-asm.js';
+import { gemvJs, instantiateKernels, type KernelExports, kernelModule, spmvJs } from './wasm.js';
 
 /** Kernel blocks at one parameter value θ (the checkpoint, or a refresh point of the run). */
 export interface KernelBlocks {
@@ -236,7 +229,7 @@ export class FitnessOperator {
     const total = this.offYObs + m + 2;
     const bytes = total * 8;
     if (useWasm) {
-      const pages = Math.ceil(bytes / 65536) + 1;
+      const pages = Math.ceil(bytes / WASM_PAGE) + 1;
       if (pages > 65536) {
         throw new InvalidArgumentError(
           'kernel',
@@ -520,7 +513,6 @@ function fillReducedTrain(
           heap[dest + j] = g;
         }
       }
-      nonFinite += kRR * 0 + refRow[ref]! * 0;
     }
     for (let x = 0; x < V * V; x++) nonFinite += S[x]! * 0;
   }
@@ -560,6 +552,7 @@ function fillReducedObserve(
   const NV = N * V;
   const ref = V - 1;
   let p = off;
+  let nonFinite = 0; // Σ x·0: 0 unless some entry is NaN or ±∞
   for (let o = 0; o < M; o++) {
     for (let i = 0; i < W; i++) {
       const r1 = (o * V + i) * NV;
@@ -570,12 +563,13 @@ function fillReducedObserve(
         const k2r = K[r2 + c + ref]!;
         for (let j = 0; j < W; j++) {
           const value = K[r1 + c + j]! - k1r - K[r2 + c + j]! + k2r;
-          if (!Number.isFinite(value)) {
-            throw new InvalidArgumentError('kernel.observe', 'non-finite entries', 'finite kernel entries');
-          }
+          nonFinite += value * 0;
           heap[p++] = value;
         }
       }
     }
+  }
+  if (nonFinite !== 0) {
+    throw new InvalidArgumentError('kernel.observe', 'non-finite entries', 'finite kernel entries');
   }
 }

@@ -17,7 +17,9 @@
 
 import {
   add,
+  and,
   compileModule,
+  divU,
   F64,
   f64add,
   f64load,
@@ -29,7 +31,9 @@ import {
   geU,
   I32,
   i32,
+  ifThen,
   incr,
+  ltU,
   moduleBytes,
   mul,
   set,
@@ -37,7 +41,6 @@ import {
   sub,
   tee,
   V128,
-  VOID,
   f64x2add as vadd,
   f64x2lane as vlane,
   vload,
@@ -50,8 +53,6 @@ import {
   wasmApi,
   whileNot,
 } from '../util/wasm-asm.js';
-
-export { type WasmMemory, type WasmModule, wasmApi } from '../util/wasm-asm.js';
 
 const GEMV_ROWS = 8;
 
@@ -76,9 +77,9 @@ function gemvBody(): number[] {
   const s = next++;
 
   const code: number[] = [];
-  code.push(...get(C), ...i32(-2), 0x71, ...set(cEven));
+  code.push(...get(C), ...i32(-2), ...and, ...set(cEven));
   code.push(...get(C), ...shl3, ...set(stride));
-  code.push(...get(R), ...i32(GEMV_ROWS), 0x6e /* div_u */, ...i32(GEMV_ROWS), ...mul, ...set(rBlock));
+  code.push(...get(R), ...i32(GEMV_ROWS), ...divU, ...i32(GEMV_ROWS), ...mul, ...set(rBlock));
   for (let w = 0; w < GEMV_ROWS; w++) code.push(...get(stride), ...i32(w), ...mul, ...set(off[w]!));
   code.push(...i32(0), ...set(i));
   // Blocks of GEMV_ROWS rows.
@@ -99,9 +100,10 @@ function gemvBody(): number[] {
   for (let w = 0; w < GEMV_ROWS; w++) {
     blockBody.push(...get(acc[w]!), ...vlane(0), ...get(acc[w]!), ...vlane(1), ...f64add, ...set(s));
     // odd last column
-    blockBody.push(0x02, VOID, ...get(j), ...get(C), ...geU, 0x0d, 0);
-    blockBody.push(...get(s), ...get(p), ...get(off[w]!), ...add, ...f64load(), ...get(q), ...f64load());
-    blockBody.push(...f64mul, ...f64add, ...set(s), 0x0b);
+    const lastColumn = [...get(s), ...get(p), ...get(off[w]!), ...add, ...f64load(), ...get(q), ...f64load()];
+    blockBody.push(
+      ...ifThen([...get(j), ...get(C), ...ltU], [...lastColumn, ...f64mul, ...f64add, ...set(s)]),
+    );
     blockBody.push(...get(Y), ...get(i), ...i32(w), ...add, ...shl3, ...add, ...get(s), ...f64store());
   }
   blockBody.push(...incr(i, GEMV_ROWS));
@@ -125,8 +127,7 @@ function gemvBody(): number[] {
   rowBody.push(...get(X), ...set(q), ...vzero, ...set(acc[0]!), ...i32(0), ...set(j));
   rowBody.push(...whileNot([...get(j), ...get(cEven), ...geU], rowInner));
   rowBody.push(...get(acc[0]!), ...vlane(0), ...get(acc[0]!), ...vlane(1), ...f64add, ...set(s));
-  rowBody.push(0x02, VOID, ...get(j), ...get(C), ...geU, 0x0d, 0);
-  rowBody.push(
+  const lastColumn = [
     ...get(s),
     ...get(p),
     ...f64load(),
@@ -135,8 +136,8 @@ function gemvBody(): number[] {
     ...f64mul,
     ...f64add,
     ...set(s),
-    0x0b,
-  );
+  ];
+  rowBody.push(...ifThen([...get(j), ...get(C), ...ltU], lastColumn));
   rowBody.push(...get(Y), ...get(i), ...shl3, ...add, ...get(s), ...f64store());
   rowBody.push(...incr(i, 1));
   code.push(...whileNot([...get(i), ...get(R), ...geU], rowBody));
@@ -207,7 +208,7 @@ function spmvBody(): number[] {
   }
   // rectangular part: columns i+SPMV_ROWS .. n-1
   b.push(...get(N), ...get(i), ...sub, ...i32(SPMV_ROWS), ...sub, ...set(count));
-  b.push(...get(count), ...i32(-2), 0x71, ...set(countEven));
+  b.push(...get(count), ...i32(-2), ...and, ...set(countEven));
   for (let w = 0; w < SPMV_ROWS; w++) {
     b.push(...get(p[w]!), ...i32(8 * (SPMV_ROWS - w)), ...add, ...set(q[w]!), ...vzero, ...set(acc[w]!));
   }
@@ -236,7 +237,7 @@ function spmvBody(): number[] {
     tail.push(...get(yp), ...get(o), ...add, ...f64load(), ...get(v), ...get(xs[w]!), ...f64mul, ...f64add);
     tail.push(...f64store());
   }
-  b.push(0x02, VOID, ...get(k), ...get(count), ...geU, 0x0d, 0, ...tail, 0x0b);
+  b.push(...ifThen([...get(k), ...get(count), ...ltU], tail));
   for (let w = 0; w < SPMV_ROWS; w++) {
     // y[i+w] += ys_w + hsum(acc_w)
     b.push(...get(Y), ...get(i), ...i32(w), ...add, ...shl3, ...add);

@@ -27,7 +27,6 @@ export {
   type StudyName,
 } from './config.js';
 export {
-  intervalChanges,
   loadPredictions,
   METHODS,
   type Method,

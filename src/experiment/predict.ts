@@ -130,16 +130,6 @@ export function totalChange(tr: Trajectory): Float64Array {
   return out;
 }
 
-/** Per-interval changes of a trajectory, [T−1, P, V]. */
-export function intervalChanges(tr: Trajectory): Float64Array {
-  const n = tr.numPoints * tr.numClasses;
-  const out = new Float64Array(Math.max(0, tr.steps.length - 1) * n);
-  for (let k = 0; k + 1 < tr.steps.length; k++) {
-    for (let j = 0; j < n; j++) out[k * n + j] = tr.logProbs[(k + 1) * n + j]! - tr.logProbs[k * n + j]!;
-  }
-  return out;
-}
-
 /** How well one predicted trajectory follows the actual one. */
 export interface MethodScore {
   /** Pearson r of predicted vs actual total Δ log π (start → end) over tracked points × labels. */

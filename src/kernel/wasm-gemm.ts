@@ -21,6 +21,7 @@ import {
   and,
   compileModule,
   divU,
+  eq,
   F32,
   f32load,
   f32store,
@@ -33,6 +34,7 @@ import {
   i32,
   ifThen,
   incr,
+  ltU,
   moduleBytes,
   mul,
   set,
@@ -57,8 +59,6 @@ const NC = 16;
 export const MASKED_FIELDS = 8;
 
 const i32load = (offset: number) => [0x28, 2, ...uleb(offset)];
-const eq = 0x46;
-const ltU = 0x49;
 
 /** Locals of a micro-kernel: 2·MR accumulators and the two B vectors and the A broadcast. */
 interface Tile {
@@ -108,10 +108,10 @@ function epilogue(T: Tile, r: number, cp: number, gp: number, mode: number): num
     return e;
   };
   return [
-    ...ifThen([...get(mode), ...i32(0), eq], variant(false, false)),
-    ...ifThen([...get(mode), ...i32(1), eq], variant(true, true)),
-    ...ifThen([...get(mode), ...i32(2), eq], variant(true, false)),
-    ...ifThen([...get(mode), ...i32(3), eq], variant(false, true)),
+    ...ifThen([...get(mode), ...i32(0), ...eq], variant(false, false)),
+    ...ifThen([...get(mode), ...i32(1), ...eq], variant(true, true)),
+    ...ifThen([...get(mode), ...i32(2), ...eq], variant(true, false)),
+    ...ifThen([...get(mode), ...i32(3), ...eq], variant(false, true)),
   ];
 }
 
@@ -212,7 +212,7 @@ function gemmMaskedBody(): number[] {
     entry.push(...get(pt), ...i32load(4 * k), ...set(l));
   });
   entry.push(...get(idx), ...get(iend), ...i32(4), ...mul, ...add, ...set(iend));
-  entry.push(...ifThen([...get(qs), ...get(c0), ltU], [...get(c0), ...set(qs)]));
+  entry.push(...ifThen([...get(qs), ...get(c0), ...ltU], [...get(c0), ...set(qs)]));
   entry.push(...i32(0), ...set(t), ...whileNot([...get(t), ...get(tiles), ...geU], tile));
   entry.push(...incr(pt, 4 * MASKED_FIELDS));
 

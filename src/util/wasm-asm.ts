@@ -77,6 +77,8 @@ export const divU = [0x6e];
 export const and = [0x71];
 export const shl3 = [...i32(3), 0x74];
 export const geU = [0x4f];
+export const ltU = [0x49];
+export const eq = [0x46];
 export const eqz = [0x45];
 
 // Scalar memory access (align = log2 of the natural alignment).

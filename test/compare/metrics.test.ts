@@ -145,6 +145,8 @@ describe('trajectory errors, KL and gaps', () => {
     expect(g.logProbRmse[0]).toBe(0);
     expect(g.probNorm[1]).toBeCloseTo(Math.sqrt(0.02), 14);
     expect(g.final.probNorm).toBeCloseTo(Math.sqrt(0.02), 14);
+    // step 2: point 0 differs by ln(0.7/0.6), ln(0.3/0.4); point 1 agrees
+    expect(g.logProbRmse[1]).toBeCloseTo(Math.sqrt((L(7 / 6) ** 2 + L(3 / 4) ** 2) / 4), 14);
     expect(g.max.logProbRmse).toBeCloseTo(g.logProbRmse[1]!, 15);
     expect(discretisationGap(predicted, predicted).max).toEqual({ logProbRmse: 0, probNorm: 0 });
   });

@@ -55,6 +55,7 @@ describe('FitnessOperator', () => {
           { backend, threads },
         );
         expect(op.backend).toBe(backend);
+        expect(op.threads).toBe(threads);
         expect(op.numTracked).toBe(N + M);
         const out = new Float64Array(pr.P * V).fill(Number.NaN);
         op.apply(r, w, out);
@@ -106,9 +107,19 @@ describe('FitnessOperator', () => {
 
   it('accepts float32 kernels and symmetrises small asymmetries', () => {
     const pr = randomProblem(3, 6, 2, 3);
+    const NV = 6 * 3;
     const f32 = Float32Array.from(pr.train);
+    const maxAbs = f32.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    // Perturb one entry of the lower block K(1, 0) below the tolerance (1e-4): it is measured, and
+    // ignored (the upper blocks are used), so the product is the unperturbed one.
+    const at = (1 * 3 + 0) * NV + (0 * 3 + 2);
+    const mirror = (0 * 3 + 2) * NV + (1 * 3 + 0);
+    f32[at] = f32[at]! + 1e-5 * maxAbs;
+    const asymmetry = Math.abs(f32[at]! - f32[mirror]!) / maxAbs;
     const op = new FitnessOperator({ numClasses: 3, train: f32, observe: Float32Array.from(pr.observe) });
-    expect(op.asymmetry).toBeLessThan(1e-6);
+    expect(op.asymmetry / asymmetry).toBeCloseTo(1, 9);
+    f32[at] = f32[at]! + 1e-3 * maxAbs;
+    expect(() => new FitnessOperator({ numClasses: 3, train: f32 })).toThrow(/symmetric/);
     const r = residualOf(pr.initialLogits, pr.labels, 3);
     const out = new Float64Array(pr.P * 3);
     op.apply(r, 1 / 6, out);

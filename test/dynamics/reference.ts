@@ -2,6 +2,8 @@
  * Test-only references for the dynamics module: deliberately naive float64 loops over the full
  * kernel (no reduction, no symmetry, no SIMD), and random problem generators.
  */
+
+import { logLogSlope as fitLogLog } from '../../src/compare/metrics.js';
 import { Rng } from '../../src/util/rng.js';
 
 export interface RandomProblem {
@@ -145,17 +147,12 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return d;
 }
 
-/** Least-squares slope of log y against log x. */
+/**
+ * Least-squares slope of log y against log x (src/compare's logLogSlope), requiring every point to
+ * take part: that one skips non-positive values, which here would hide a failed convergence.
+ */
 export function logLogSlope(x: number[], y: number[]): number {
-  const lx = x.map(Math.log);
-  const ly = y.map(Math.log);
-  const mx = lx.reduce((s, v) => s + v, 0) / lx.length;
-  const my = ly.reduce((s, v) => s + v, 0) / ly.length;
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < lx.length; i++) {
-    num += (lx[i]! - mx) * (ly[i]! - my);
-    den += (lx[i]! - mx) ** 2;
-  }
-  return num / den;
+  const fit = fitLogLog(x, y);
+  if (fit.count !== x.length) throw new Error(`log–log fit used ${fit.count} of ${x.length} points`);
+  return fit.slope;
 }

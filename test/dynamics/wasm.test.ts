@@ -5,9 +5,9 @@ import {
   kernelModule,
   kernelModuleBytes,
   spmvJs,
-  wasmApi,
 } from '../../src/dynamics/wasm.js';
 import { Rng } from '../../src/util/rng.js';
+import { wasmApi } from '../../src/util/wasm-asm.js';
 
 // Tolerance: the SIMD kernels sum in a different order than the plain loops; with entries in
 // [-0.5, 0.5] and at most 700 terms the difference is far below 1e-12.

@@ -5,7 +5,7 @@
  * departs from the predictors"), and follow how the kernel itself moves over training.
  */
 import * as path from 'node:path';
-import { kernelDrift } from '../../compare/index.js';
+import { intervalChanges, kernelDrift } from '../../compare/index.js';
 import {
   errorOverStepsFigure,
   type Figure,
@@ -33,7 +33,6 @@ import {
   type TrainedRun,
 } from '../pipeline.js';
 import {
-  intervalChanges,
   loadPredictions,
   METHODS,
   type Method,
