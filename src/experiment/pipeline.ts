@@ -27,13 +27,14 @@ import {
   type CheckpointInfo,
   openRun,
   type Run,
-  readCheckpointIndex,
   readRunConfig,
+  runPaths,
   type SplitFile,
   selectCheckpoint,
   type TrainConfig,
   train,
 } from '../train/index.js';
+import { readJsonFile } from '../train/run.js';
 import type { ExperimentConfig, FinetuneSettings, PointSpecs } from './config.js';
 import { canonicalJson, type StageRunner } from './stages.js';
 
@@ -85,7 +86,6 @@ export interface TrainedRun {
   dir: string;
   checkpoints: CheckpointInfo[];
   classNames: string[];
-  numClasses: number;
 }
 
 /**
@@ -114,17 +114,10 @@ export async function trainStage(
         ctx.runs.delete(path.resolve(dir));
       }
       ctx.log(`training ${name} (${describeModel(config)} on ${config.data})${same ? ', resuming' : ''}`);
-      await train(config, { outDir: dir, resume: same });
+      const { checkpoints } = await train(config, { outDir: dir, resume: same });
       ctx.runs.delete(path.resolve(dir));
-      const checkpoints = await readCheckpointIndex(dir);
-      const split = JSON.parse(await fs.readFile(path.join(dir, 'split.json'), 'utf8')) as SplitFile;
-      return {
-        name,
-        dir: rel(ctx, dir),
-        checkpoints,
-        classNames: split.classNames,
-        numClasses: split.classNames.length,
-      };
+      const split = await readJsonFile<SplitFile>(runPaths(dir).split);
+      return { name, dir: rel(ctx, dir), checkpoints, classNames: split.classNames };
     },
     { outputs: (r) => [path.join(abs(ctx, r.dir), 'checkpoints', 'index.json')] },
   );

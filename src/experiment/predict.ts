@@ -23,6 +23,7 @@ import {
 } from '../compare/index.js';
 import type { Trajectory } from '../dynamics/index.js';
 import { CorruptFileError } from '../errors.js';
+import { jsonNumber } from '../report/index.js';
 import { type FinetuneRecording, readFinetuneRecording } from '../train/finetune.js';
 
 /** Methods compared with the actual network, in display order. */
@@ -149,8 +150,6 @@ export interface MethodScore {
   perStep: number[];
 }
 
-const finiteOrNull = (x: number): number | null => (Number.isFinite(x) ? x : null);
-
 /**
  * Score a predicted trajectory against the actual one. `distributions: false` (a trajectory whose
  * rows are not normalised, the cumulative one-step path) leaves out the probability metrics
@@ -164,7 +163,7 @@ export function scoreTrajectory(
   const errors = trajectoryErrors(actual, predicted);
   const distributions = options.distributions ?? true;
   return {
-    rTotal: finiteOrNull(pearson(totalChange(predicted), totalChange(actual))),
+    rTotal: jsonNumber(pearson(totalChange(predicted), totalChange(actual))),
     rmseLogProb: errors.logProb.overall.rmse,
     maxLogProb: errors.logProb.overall.max,
     rmseProb: distributions ? errors.prob.overall.rmse : null,
@@ -198,9 +197,9 @@ export interface RecordingScores {
 function agreement(actual: Trajectory, predicted: Float64Array) {
   const a = changeAgreement(actual, predicted, SIGN_THRESHOLD);
   return {
-    pearson: finiteOrNull(a.pearson),
-    spearman: finiteOrNull(a.spearman),
-    signAgreement: finiteOrNull(a.signAgreement),
+    pearson: jsonNumber(a.pearson),
+    spearman: jsonNumber(a.spearman),
+    signAgreement: jsonNumber(a.signAgreement),
     count: a.count,
   };
 }

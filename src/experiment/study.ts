@@ -36,16 +36,3 @@ export function pointProbabilities(tr: Trajectory, p: number): Float64Array {
     for (let i = 0; i < V; i++) out[t * V + i] = Math.exp(tr.logProbs[(t * P + p) * V + i]!);
   return out;
 }
-
-/** `value` if finite, else null (for results.json). */
-export function finite(value: number | null | undefined): number | null {
-  return value != null && Number.isFinite(value) ? value : null;
-}
-
-/** Format a number for prose (3 significant digits). */
-export function fmt(value: number | null | undefined): string {
-  if (value == null || !Number.isFinite(value)) return 'n/a';
-  return Math.abs(value) >= 1e-3 && Math.abs(value) < 1e4
-    ? String(Number(value.toPrecision(3)))
-    : value.toExponential(2);
-}

@@ -91,6 +91,3 @@ export function categoryColours(n: number): string[] {
     i < OKABE_ITO.length ? OKABE_ITO[i]! : tableau20[(i - OKABE_ITO.length) % 20]!,
   );
 }
-
-/** Neutral colours for reference marks (identity lines, triangle edges, grid). */
-export const NEUTRAL = { reference: '#888888', grid: '#dddddd', text: '#222222' } as const;

@@ -1,4 +1,5 @@
 /** Writing a report to disk: report.html, results.json and figures/<id>.{svg,png,vl.json}. */
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { writeDirAtomic, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { type PngOptions, svgToPng } from './render.js';
@@ -52,15 +53,14 @@ export async function writeReport(
   const html = renderReportHtml(report, { files });
   const root = path.resolve(dir);
   const figures = report.sections.flatMap((s) => s.figures ?? []);
+  // Plain writes into the private temporary directory: it is swapped in whole.
   await writeDirAtomic(path.join(root, 'figures'), async (tmp) => {
     for (const figure of figures) {
       const f = files(figure.id);
-      await writeFileAtomic(
-        path.join(tmp, path.basename(f.svg)),
-        `<?xml version="1.0" encoding="UTF-8"?>\n${figure.svg}\n`,
-      );
-      if (f.png) await writeFileAtomic(path.join(tmp, path.basename(f.png)), svgToPng(figure, pngOptions));
-      if (f.spec) await writeJsonAtomic(path.join(tmp, path.basename(f.spec)), figure.spec);
+      const into = (file: string) => path.join(tmp, path.basename(file));
+      await fs.writeFile(into(f.svg), `<?xml version="1.0" encoding="UTF-8"?>\n${figure.svg}\n`);
+      if (f.png) await fs.writeFile(into(f.png), svgToPng(figure, pngOptions));
+      if (f.spec) await fs.writeFile(into(f.spec), `${JSON.stringify(figure.spec, null, 2)}\n`);
     }
   });
   const resultsFile = path.join(root, 'results.json');

@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { pearson } from '../../src/compare/metrics.js';
 import { InvalidArgumentError } from '../../src/errors.js';
 import {
   escapeHtml,
@@ -74,39 +73,6 @@ describe('templates', () => {
   });
   it('escapes HTML', () => {
     expect(escapeHtml(`<a href="x">'&'</a>`)).toBe('&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;');
-  });
-});
-
-describe('pearson', () => {
-  it('matches a hand computation', () => {
-    // a = [1, 2, 3, 4], b = [2, 1, 4, 3]: ā = b̄ = 2.5, Σ da·db = 3, Σ da² = Σ db² = 5, r = 3/5.
-    expect(pearson([1, 2, 3, 4], [2, 1, 4, 3])).toBeCloseTo(0.6, 14);
-  });
-  it('is ±1 on exact lines, NaN on constant data, invariant to affine maps', () => {
-    const a = Float64Array.from({ length: 50 }, (_, i) => Math.sin(i));
-    expect(
-      pearson(
-        a,
-        Float64Array.from(a, (x) => 3 * x - 2),
-      ),
-    ).toBeCloseTo(1, 14);
-    expect(
-      pearson(
-        a,
-        Float64Array.from(a, (x) => -0.5 * x + 7),
-      ),
-    ).toBeCloseTo(-1, 14);
-    expect(pearson(a, new Float64Array(50).fill(2))).toBeNaN();
-    const b = Float64Array.from({ length: 50 }, (_, i) => Math.cos(3 * i) + 0.3 * Math.sin(i));
-    expect(
-      pearson(
-        Float64Array.from(a, (x) => 10 * x + 1),
-        b,
-      ),
-    ).toBeCloseTo(pearson(a, b), 12);
-  });
-  it('rejects different lengths', () => {
-    expect(() => pearson([1, 2], [1])).toThrow(/y: expected an array of the length of x \(2\)/);
   });
 });
 

@@ -9,6 +9,7 @@ import { intervalChanges, kernelDrift } from '../../compare/index.js';
 import {
   errorOverStepsFigure,
   type Figure,
+  jsonNumber,
   kernelDriftFigure,
   kernelHeatmapFigure,
   predictedVsActualFigure,
@@ -43,7 +44,7 @@ import {
   totalChange,
   writePredictions,
 } from '../predict.js';
-import { finite, pointProbabilities, type StudyRun } from '../study.js';
+import { pointProbabilities, type StudyRun } from '../study.js';
 
 /** The predicted trajectory of a method ('one-step': the cumulative teacher-forced path, not a distribution). */
 function trajectoryOf(p: Predictions, m: Method) {
@@ -370,9 +371,9 @@ export async function runCheckpointsStudy(
         'The gap between the network and POP-MU is the laziness gap (the kernel moves and the network is not linear); the gap between POP-MU and POP-ODE is the discretisation gap (THEORY.md).',
       ].join('\n\n'),
       numbers: {
-        oneStepR: finite(focusScores.oneStepChange.pearson),
-        oneStepSign: finite(focusScores.oneStepChange.signAgreement),
-        popMuR: finite(mu.rTotal),
+        oneStepR: jsonNumber(focusScores.oneStepChange.pearson),
+        oneStepSign: jsonNumber(focusScores.oneStepChange.signAgreement),
+        popMuR: jsonNumber(mu.rTotal),
         popMuRmse: mu.rmseLogProb,
         popOdeRmse: focusScores.methods['POP-ODE']!.rmseLogProb,
         ...(focusScores.methods.refreshed
@@ -391,13 +392,13 @@ export async function runCheckpointsStudy(
       {
         key: 'checkpoints-one-step-r',
         label: `one-step (eq. 1): r of per-step Δ log π, ${focus.id}`,
-        measured: finite(focusScores.oneStepChange.pearson),
+        measured: jsonNumber(focusScores.oneStepChange.pearson),
         theory: 1,
       },
       {
         key: 'checkpoints-pop-mu-r',
         label: `POP-MU: r of total Δ log π, ${focus.id}`,
-        measured: finite(focusScores.methods['POP-MU']!.rTotal),
+        measured: jsonNumber(focusScores.methods['POP-MU']!.rTotal),
         theory: 1,
       },
       {

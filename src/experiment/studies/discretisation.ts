@@ -10,6 +10,7 @@ import {
   discretisationVsStepSizeFigure,
   errorOverStepsFigure,
   fitLogLog,
+  jsonNumber,
   type ReportSection,
 } from '../../report/index.js';
 import type { DiscretisationStudyConfig } from '../config.js';
@@ -24,7 +25,7 @@ import {
   type TrackedPoints,
   type TrainedRun,
 } from '../pipeline.js';
-import { finite, type StudyRun } from '../study.js';
+import type { StudyRun } from '../study.js';
 
 /** One step size's result. */
 interface EtaResult {
@@ -131,7 +132,7 @@ export async function runDiscretisationStudy(
         `POP-MU (the discrete multiplicative update) and POP-ODE (the replicator flow it discretises) were run from the same kernel frozen at ${checkpoint.id}, on ${points.result.finetuneIds.length} finetune and ${points.result.observeIds.length} observation points, for ${etas.length} step sizes with the horizon t = n·η fixed at ${cfg.time}.`,
         "Their largest log π difference scales as η^{slope} (the stacked-probability norm of the theorem as η^{probSlope}); the note's theorem, ‖Z(t_n) − Z_n‖ ≤ C|η|, predicts slope 1: halving the step halves the gap.",
       ].join('\n\n'),
-      numbers: { slope: finite(slope), probSlope: finite(probSlope) },
+      numbers: { slope: jsonNumber(slope), probSlope: jsonNumber(probSlope) },
       tables: [
         {
           id: 'by-step-size',
@@ -167,7 +168,7 @@ export async function runDiscretisationStudy(
       {
         key: 'discretisation-slope',
         label: 'discretisation: slope of MU–ODE gap vs η',
-        measured: finite(slope),
+        measured: jsonNumber(slope),
         theory: 1,
       },
     ],

@@ -8,6 +8,7 @@ import { lazinessGap } from '../../compare/index.js';
 import {
   errorOverStepsFigure,
   fitLogLog,
+  jsonNumber,
   lazinessVsWidthFigure,
   type ReportSection,
 } from '../../report/index.js';
@@ -23,7 +24,7 @@ import {
   trainStage,
 } from '../pipeline.js';
 import { loadPredictions, scoreRecording, writePredictions } from '../predict.js';
-import { finite, type StudyRun } from '../study.js';
+import type { StudyRun } from '../study.js';
 
 /** Result of one width's analysis stage. */
 interface WidthAnalysis {
@@ -141,7 +142,7 @@ export async function runLazinessStudy(
         `The same finetune (${ft.steps} steps, η = ${ft.eta}, ${ids.finetune.length} finetune and ${ids.observe.length} observation points) was run on networks of ${widths.length} widths from ${widths[0]} to ${widths[widths.length - 1]} units per hidden layer in the NTK parameterisation, and predicted by POP-MU from each network's own kernel at the start.`,
         'The gap between network and POP-MU at the last step falls with width as width^{slope} (fitted on log–log axes); lazy-training theory bounds it by O(width^−1/2) (Lee et al. 2019), so a slope near or below −0.5 means wider networks train lazily, as the kernel view assumes.',
       ].join('\n\n'),
-      numbers: { slope: finite(slope) },
+      numbers: { slope: jsonNumber(slope) },
       tables: [
         {
           id: 'by-width',
@@ -187,7 +188,7 @@ export async function runLazinessStudy(
       {
         key: 'laziness-slope',
         label: `laziness: slope of gap vs width ${widths[0]}–${widths[widths.length - 1]}`,
-        measured: finite(slope),
+        measured: jsonNumber(slope),
         theory: -0.5,
       },
     ],

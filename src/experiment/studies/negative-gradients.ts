@@ -6,9 +6,15 @@
  * (POP-MU, POP-ODE, equation (1) step by step) vs the real network.
  */
 import * as path from 'node:path';
+import { signAgreement } from '../../compare/index.js';
 import type { Trajectory } from '../../dynamics/index.js';
 import { InvalidArgumentError } from '../../errors.js';
-import { predictedVsActualFigure, type ReportSection, trajectoriesFigure } from '../../report/index.js';
+import {
+  jsonNumber,
+  predictedVsActualFigure,
+  type ReportSection,
+  trajectoriesFigure,
+} from '../../report/index.js';
 import type { NegativeGradientsStudyConfig } from '../config.js';
 import {
   abs,
@@ -19,15 +25,23 @@ import {
   type TrackedPoints,
   type TrainedRun,
 } from '../pipeline.js';
-import { loadPredictions, scoreRecording, totalChange, writePredictions } from '../predict.js';
-import { finite, pointProbabilities, type StudyRun } from '../study.js';
+import {
+  loadPredictions,
+  SIGN_THRESHOLD,
+  scoreRecording,
+  totalChange,
+  writePredictions,
+} from '../predict.js';
+import { pointProbabilities, type StudyRun } from '../study.js';
 
 /** Where the mass went, for one trajectory (actual or predicted). */
 export interface Squeeze {
   /** π(y | x) of the ascended example at the start and at the end. */
   labelStart: number;
   labelEnd: number;
-  /** π(top | x) at the start and end, top = the most likely label other than y at the start. */
+  /** The most likely label other than y at the start. */
+  top: number;
+  /** π(top | x) at the start and end. */
   topStart: number;
   topEnd: number;
   /** (π_end(top) − π_start(top)) / (π_start(y) − π_end(y)): share of the lost mass that went to top. */
@@ -59,6 +73,7 @@ export function squeeze(tr: Trajectory, y: number): Squeeze {
   return {
     labelStart: p0(y),
     labelEnd: pT(y),
+    top,
     topStart: p0(top),
     topEnd: pT(top),
     shareToTop: lost > 0 ? (pT(top) - p0(top)) / lost : null,
@@ -131,25 +146,19 @@ export async function runNegativeGradientsStudy(
       const scores = scoreRecording(actual, predictions);
       // Sign agreement of the change of log π(y | x) at the other points.
       const V = actual.numClasses;
-      const a = totalChange(actual);
-      const m = totalChange(predictions.popMu);
-      let agree = 0;
-      let count = 0;
-      for (let p = 1; p < actual.numPoints; p++) {
-        const da = a[p * V + y]!;
-        if (da === 0) continue;
-        count++;
-        if (Math.sign(da) === Math.sign(m[p * V + y]!)) agree++;
-      }
+      const atLabel = (change: Float64Array) =>
+        Array.from({ length: actual.numPoints - 1 }, (_, k) => change[(k + 1) * V + y]!);
+      const agreement = signAgreement(
+        atLabel(totalChange(predictions.popMu)),
+        atLabel(totalChange(actual)),
+        SIGN_THRESHOLD,
+      );
       const sq = squeeze(actual, y);
-      let top = -1;
-      for (let i = 0; i < V; i++)
-        if (i !== y && (top < 0 || actual.logProbs[i]! > actual.logProbs[top]!)) top = i;
       return {
         dir: ft.result.dir,
         example,
         label: y,
-        top,
+        top: sq.top,
         squeeze: {
           actual: sq,
           'POP-MU': squeeze(predictions.popMu, y),
@@ -160,7 +169,7 @@ export async function runNegativeGradientsStudy(
           'POP-ODE': scores.methods['POP-ODE']!.rTotal,
           'one-step': scores.methods['one-step']!.rTotal,
         },
-        signAgreementOthers: count > 0 ? agree / count : null,
+        signAgreementOthers: jsonNumber(agreement),
       } satisfies Analysis;
     },
     { outputs: (r) => [path.join(abs(ctx, r.dir), 'comparison.json')] },
@@ -252,10 +261,10 @@ export async function runNegativeGradientsStudy(
         labelStart: a.labelStart,
         labelEnd: a.labelEnd,
         topStart: a.topStart,
-        shareActual: finite(a.shareToTop),
-        shareMu: finite(r.squeeze['POP-MU'].shareToTop),
-        proportional: finite(proportional),
-        signAgreement: finite(r.signAgreementOthers),
+        shareActual: jsonNumber(a.shareToTop),
+        shareMu: jsonNumber(r.squeeze['POP-MU'].shareToTop),
+        proportional: jsonNumber(proportional),
+        signAgreement: jsonNumber(r.signAgreementOthers),
       },
       tables: [
         {
@@ -283,8 +292,8 @@ export async function runNegativeGradientsStudy(
       {
         key: 'negative-gradients-share',
         label: 'negative gradients: lost mass to top label (theory: POP-MU)',
-        measured: finite(r.squeeze.actual.shareToTop),
-        theory: finite(r.squeeze['POP-MU'].shareToTop),
+        measured: jsonNumber(r.squeeze.actual.shareToTop),
+        theory: jsonNumber(r.squeeze['POP-MU'].shareToTop),
       },
     ],
     section,

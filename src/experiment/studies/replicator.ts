@@ -6,7 +6,7 @@
 import * as path from 'node:path';
 import type { Trajectory } from '../../dynamics/index.js';
 import { InvalidArgumentError } from '../../errors.js';
-import { type ReportSection, type TernaryTrajectory, ternaryFigure } from '../../report/index.js';
+import { jsonNumber, type ReportSection, type TernaryTrajectory, ternaryFigure } from '../../report/index.js';
 import type { ReplicatorStudyConfig } from '../config.js';
 import {
   abs,
@@ -17,7 +17,7 @@ import {
   trainStage,
 } from '../pipeline.js';
 import { loadPredictions, type MethodScore, scoreRecording, writePredictions } from '../predict.js';
-import { finite, pointProbabilities, type StudyRun } from '../study.js';
+import { pointProbabilities, type StudyRun } from '../study.js';
 
 interface Analysis {
   dir: string;
@@ -45,11 +45,11 @@ export async function runReplicatorStudy(
   cfg: ReplicatorStudyConfig,
 ): Promise<StudyRun> {
   const trained = await trainStage(ctx, 'replicator', cfg.train);
-  if (trained.result.numClasses !== 3) {
+  if (trained.result.classNames.length !== 3) {
     throw new InvalidArgumentError(
       'studies.replicator.train.data',
       cfg.train.data,
-      `a three-class dataset (it has ${trained.result.numClasses}); e.g. synthetic:classes=3,dim=2, iris or wine`,
+      `a three-class dataset (it has ${trained.result.classNames.length}); e.g. synthetic:classes=3,dim=2, iris or wine`,
     );
   }
   const points = await pointsStage(ctx, trained, cfg.points, 'studies.replicator.points');
@@ -148,7 +148,7 @@ export async function runReplicatorStudy(
       {
         key: 'replicator-tv',
         label: 'replicator: final TV distance, POP-MU vs network',
-        measured: finite(r.finalTv['POP-MU']),
+        measured: jsonNumber(r.finalTv['POP-MU']),
         theory: 0,
       },
     ],

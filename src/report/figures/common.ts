@@ -15,10 +15,18 @@ export function checkNumeric(name: string, value: unknown, length?: number): ass
   }
 }
 
-/** Check a positive integer option. */
-export function checkPositiveInteger(name: string, value: number): void {
-  assertArgument(Number.isInteger(value) && value > 0, name, value, 'a positive integer');
+/** Check a positive integer option (at least `min`, default 1). */
+export function checkPositiveInteger(name: string, value: number, min = 1): void {
+  assertArgument(
+    Number.isInteger(value) && value >= min && value > 0,
+    name,
+    value,
+    min > 1 ? `an integer >= ${min}` : 'a positive integer',
+  );
 }
+
+/** The smallest `max` of evenIndices: it keeps the first and the last index. */
+export const MIN_EVEN_INDICES = 2;
 
 /** A key-safe version of a name for `numbers` keys: lower case, runs of other characters → '-'. */
 export function slug(name: string): string {
@@ -54,6 +62,7 @@ export function sampleIndices(n: number, max: number, seed: number): number[] {
 
 /** At most `max` evenly spaced indices of [0, n), always including the first and the last. */
 export function evenIndices(n: number, max: number): number[] {
+  checkPositiveInteger('max', max, MIN_EVEN_INDICES);
   if (n <= max) return Array.from({ length: n }, (_, i) => i);
   const out = new Set<number>();
   for (let k = 0; k < max; k++) out.add(Math.round((k * (n - 1)) / (max - 1)));

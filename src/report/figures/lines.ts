@@ -4,7 +4,16 @@ import { assertArgument } from '../../errors.js';
 import { methodColours, methodDashes } from '../palette.js';
 import { baseConfig, type Figure, type FigureOptions, makeFigure } from '../render.js';
 import type { Numeric } from '../stats.js';
-import { checkNumeric, checkUniqueNames, evenIndices, joinSentences, round6, slug } from './common.js';
+import {
+  checkNumeric,
+  checkPositiveInteger,
+  checkUniqueNames,
+  evenIndices,
+  joinSentences,
+  MIN_EVEN_INDICES,
+  round6,
+  slug,
+} from './common.js';
 
 /** One predictor's error at each step. */
 export interface ErrorSeries {
@@ -53,6 +62,7 @@ export async function errorOverStepsFigure(options: ErrorOverStepsOptions): Prom
     height = 260,
   } = options;
   checkNumeric('steps', steps);
+  checkPositiveInteger('maxStepsPerLine', maxStepsPerLine, MIN_EVEN_INDICES);
   assertArgument(Array.isArray(series) && series.length > 0, 'series', series, 'a non-empty array of series');
   checkUniqueNames(
     'series[].name',

@@ -5,7 +5,15 @@ import { formatNumber } from '../format.js';
 import { methodColours } from '../palette.js';
 import { baseConfig, type Figure, type FigureOptions, makeFigure } from '../render.js';
 import { type Numeric, pearson } from '../stats.js';
-import { checkNumeric, checkUniqueNames, joinSentences, round6, sampleIndices, slug } from './common.js';
+import {
+  checkNumeric,
+  checkPositiveInteger,
+  checkUniqueNames,
+  joinSentences,
+  round6,
+  sampleIndices,
+  slug,
+} from './common.js';
 
 /** One predictor's predictions against the actual values (same length, same order). */
 export interface ScatterSeries {
@@ -58,7 +66,7 @@ export async function predictedVsActualFigure(options: PredictedVsActualOptions)
     'series[].name',
     series.map((s) => s.name),
   );
-  assertArgument(Number.isInteger(maxPoints) && maxPoints > 0, 'maxPoints', maxPoints, 'a positive integer');
+  checkPositiveInteger('maxPoints', maxPoints);
 
   const names = series.map((s) => s.name);
   const numbers: Record<string, number | null> = {};

@@ -58,7 +58,6 @@ export async function logLogSlopeFigure(options: LogLogSlopeOptions): Promise<Fi
   let lx0 = Number.POSITIVE_INFINITY;
   let lx1 = Number.NEGATIVE_INFINITY;
   let sumLx = 0;
-  let sumLy = 0;
   for (let i = 0; i < x.length; i++) {
     const xi = x[i]!;
     const yi = y[i]!;
@@ -67,7 +66,6 @@ export async function logLogSlopeFigure(options: LogLogSlopeOptions): Promise<Fi
     lx0 = Math.min(lx0, Math.log10(xi));
     lx1 = Math.max(lx1, Math.log10(xi));
     sumLx += Math.log10(xi);
-    sumLy += Math.log10(yi);
   }
   const fitName = `least-squares fit: slope ${formatNumber(fit.slope)}`;
   const lines: { x: number; y: number; series: string }[] = [];
@@ -77,8 +75,9 @@ export async function logLogSlopeFigure(options: LogLogSlopeOptions): Promise<Fi
   const colours = ['#0072B2'];
   const dashes = [[1, 0]];
   if (reference) {
+    // the reference line goes through the data's centroid, which lies on the least-squares line
     const cx = sumLx / fit.n;
-    const cy = sumLy / fit.n;
+    const cy = fit.intercept + fit.slope * cx;
     for (const lx of [lx0, lx1])
       lines.push({
         x: round6(10 ** lx),

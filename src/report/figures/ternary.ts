@@ -8,7 +8,16 @@ import { assertArgument } from '../../errors.js';
 import { methodColours, methodDashes } from '../palette.js';
 import { baseConfig, type Figure, type FigureOptions, makeFigure } from '../render.js';
 import type { Numeric } from '../stats.js';
-import { checkNumeric, checkUniqueNames, evenIndices, joinSentences, round6, slug } from './common.js';
+import {
+  checkNumeric,
+  checkPositiveInteger,
+  checkUniqueNames,
+  evenIndices,
+  joinSentences,
+  MIN_EVEN_INDICES,
+  round6,
+  slug,
+} from './common.js';
 
 const H = Math.sqrt(3) / 2;
 
@@ -71,6 +80,7 @@ export interface TernaryOptions extends FigureOptions {
  */
 export async function ternaryFigure(options: TernaryOptions): Promise<Figure> {
   const { vertexLabels, trajectories, grid = true, maxStepsPerPath = 300, width = 380 } = options;
+  checkPositiveInteger('maxStepsPerPath', maxStepsPerPath, MIN_EVEN_INDICES);
   assertArgument(
     Array.isArray(vertexLabels) && vertexLabels.length === 3,
     'vertexLabels',

@@ -10,6 +10,7 @@ import {
   checkUniqueNames,
   evenIndices,
   joinSentences,
+  MIN_EVEN_INDICES,
   round6,
   slug,
 } from './common.js';
@@ -89,7 +90,7 @@ export async function trajectoriesFigure(options: TrajectoriesOptions): Promise<
     points.map((p) => p.name),
   );
   checkPositiveInteger('labelsPerPoint', labelsPerPoint);
-  checkPositiveInteger('maxStepsPerLine', maxStepsPerLine);
+  checkPositiveInteger('maxStepsPerLine', maxStepsPerLine, MIN_EVEN_INDICES);
   assertArgument(
     value === 'probability' || value === 'logProbability',
     'value',
@@ -126,7 +127,8 @@ export async function trajectoriesFigure(options: TrajectoriesOptions): Promise<
       if (!methods.includes(s.method)) methods.push(s.method);
       return st;
     });
-    const reference = point.series.find((s) => s.method.toLowerCase() === 'actual') ?? point.series[0]!;
+    const actual = point.series.find((s) => s.method.toLowerCase() === 'actual');
+    const reference = actual ?? point.series[0]!;
     let labels = point.labels;
     if (labels == null) {
       const peak = new Float64Array(numLabels).fill(Number.NEGATIVE_INFINITY);
@@ -151,7 +153,6 @@ export async function trajectoriesFigure(options: TrajectoriesOptions): Promise<
       );
       usedLabels.add(label);
     }
-    const actual = point.series.find((s) => s.method.toLowerCase() === 'actual');
     for (const [si, s] of point.series.entries()) {
       const st = stepsOf[si]!;
       const T = st.length;
