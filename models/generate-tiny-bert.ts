@@ -19,8 +19,8 @@
  * Dependency-free (node built-ins only).
  */
 import { readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import {
   DataType,
   encodeModel,
@@ -28,9 +28,13 @@ import {
   int64Tensor,
   type OnnxInitializer,
   type OnnxNode,
+  REPO_ROOT,
   WeightRng,
+  writeAndList,
   writeModelFiles,
 } from './onnx-writer.js';
+
+export { REPO_ROOT };
 
 /** Architecture hyper-parameters of the tiny model. */
 export const TINY_BERT = {
@@ -408,8 +412,6 @@ export function generateTinyBert(csvText: string): Map<string, Uint8Array> {
   return files;
 }
 
-/** Repository root (this file lives in <root>/models/). */
-export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 /** The dataset the vocabulary is built from. */
 export const TINY_BERT_DATASET = join(REPO_ROOT, 'data', 'text', 'topics.csv');
 
@@ -420,7 +422,5 @@ export function writeTinyBert(outDir: string, csvText = readFileSync(TINY_BERT_D
 
 if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
   const outDir = resolve(process.argv[2] ?? join(REPO_ROOT, 'models', 'tiny-bert'));
-  writeTinyBert(outDir);
-  const files = generateTinyBert(readFileSync(TINY_BERT_DATASET, 'utf8'));
-  for (const [rel, bytes] of files) console.log(`${join(outDir, rel)}  ${bytes.length} bytes`);
+  writeAndList(outDir, generateTinyBert(readFileSync(TINY_BERT_DATASET, 'utf8')));
 }

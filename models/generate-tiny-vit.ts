@@ -1,12 +1,14 @@
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import {
   DataType,
   encodeModel,
   floatTensor,
   int64Tensor,
   type OnnxNode,
+  REPO_ROOT,
   WeightRng,
+  writeAndList,
   writeModelFiles,
 } from './onnx-writer.js';
 
@@ -150,8 +152,6 @@ export function generateTinyVit(): Map<string, Uint8Array> {
   return files;
 }
 
-const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-
 /** Write the model into `outDir` (built in a temporary sibling, then swapped in). */
 export function writeTinyVit(outDir: string): void {
   writeModelFiles(outDir, generateTinyVit());
@@ -159,6 +159,5 @@ export function writeTinyVit(outDir: string): void {
 
 if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
   const outDir = resolve(process.argv[2] ?? join(REPO_ROOT, 'models', 'tiny-vit'));
-  writeTinyVit(outDir);
-  for (const [rel, bytes] of generateTinyVit()) console.log(`${join(outDir, rel)}  ${bytes.length} bytes`);
+  writeAndList(outDir, generateTinyVit());
 }

@@ -17,8 +17,9 @@
  */
 
 /** TensorProto.DataType values. */
-import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 export const DataType = { FLOAT: 1, INT64: 7 } as const;
 
@@ -279,12 +280,25 @@ export class WeightRng {
  */
 export function writeModelFiles(outDir: string, files: Iterable<[string, Uint8Array | string]>): void {
   const tmp = `${outDir}.tmp-${process.pid}`;
+  const old = `${tmp}.old`;
   rmSync(tmp, { recursive: true, force: true });
   for (const [rel, bytes] of files) {
     mkdirSync(dirname(join(tmp, rel)), { recursive: true });
     writeFileSync(join(tmp, rel), bytes);
   }
-  rmSync(outDir, { recursive: true, force: true });
   mkdirSync(dirname(outDir), { recursive: true });
+  // The previous directory is moved aside, not deleted, until the new one is in place.
+  const existed = existsSync(outDir);
+  if (existed) renameSync(outDir, old);
   renameSync(tmp, outDir);
+  if (existed) rmSync(old, { recursive: true, force: true });
 }
+
+/** Generate a model's files, write them into `outDir` and list them with their sizes. */
+export function writeAndList(outDir: string, files: Map<string, Uint8Array | string>): void {
+  writeModelFiles(outDir, files);
+  for (const [rel, bytes] of files) console.log(`${join(outDir, rel)}  ${bytes.length} bytes`);
+}
+
+/** Repository root (this file lives in <root>/models/). */
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');

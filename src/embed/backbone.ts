@@ -14,6 +14,8 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { CorruptFileError, EntkError, InvalidArgumentError } from '../errors.js';
+import { sha256File } from '../io/index.js';
+import { isDirectory } from '../util/fs.js';
 
 /** A backbone cannot be found locally and may not be fetched remotely. */
 export class BackboneNotFoundError extends EntkError {
@@ -96,13 +98,6 @@ export function defaultModelsDir(): string {
 /** Default cache root for features and hub downloads: `$ENTK_CACHE_DIR` or `~/.cache/entk`. */
 export function defaultCacheDir(): string {
   return path.resolve(process.env.ENTK_CACHE_DIR ?? path.join(os.homedir(), '.cache', 'entk'));
-}
-
-async function isDirectory(p: string): Promise<boolean> {
-  return fs
-    .stat(p)
-    .then((s) => s.isDirectory())
-    .catch(() => false);
 }
 
 function looksLikePath(spec: string): boolean {
@@ -279,9 +274,7 @@ async function fileDigest(file: string): Promise<{ size: number; digest: string 
   const stat = await fs.stat(file);
   const known = fileDigests.get(file);
   if (known && known.size === stat.size && known.mtimeMs === stat.mtimeMs) return known;
-  const digest = createHash('sha256')
-    .update(await fs.readFile(file))
-    .digest('hex');
+  const digest = await sha256File(file); // streamed: constant memory however large the model
   const entry = { size: stat.size, mtimeMs: stat.mtimeMs, digest };
   fileDigests.set(file, entry);
   return entry;

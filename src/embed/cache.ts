@@ -10,6 +10,7 @@
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { bytesOf, fromBytes } from '../io/index.js';
 import { writeFileAtomic } from '../util/atomic.js';
 
 const MAGIC = 'ENTKFT01';
@@ -104,9 +105,7 @@ export async function readCachedFeatures(cacheDir: string, key: string): Promise
   const payload = bytes.subarray(offset);
   if (createHash('sha256').update(payload).digest('hex') !== header.sha256)
     return corrupt('checksum mismatch');
-  const data = new Float32Array((n as number) * (dim as number));
-  const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
-  for (let i = 0; i < data.length; i++) data[i] = view.getFloat32(i * 4, true);
+  const data = fromBytes('float32', payload).slice(); // its own buffer, not a view of the file's
   return { status: 'hit', file, features: { data, n: n as number, dim: dim as number, header } };
 }
 
@@ -124,8 +123,7 @@ export async function writeCachedFeatures(
   provenance: Record<string, unknown>,
 ): Promise<string> {
   const file = featureCacheFile(cacheDir, key);
-  const payload = Buffer.alloc(n * dim * 4);
-  for (let i = 0; i < n * dim; i++) payload.writeFloatLE(data[i]!, i * 4);
+  const payload = bytesOf(data.subarray(0, n * dim));
   const header = Buffer.from(
     JSON.stringify({
       key,
@@ -142,7 +140,7 @@ export async function writeCachedFeatures(
   out.write(MAGIC, 0, 'latin1');
   out.writeUInt32LE(header.length, 8);
   header.copy(out, 12);
-  payload.copy(out, offset);
+  out.set(payload, offset);
   await writeFileAtomic(file, out);
   return file;
 }

@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { CorruptFileError, EntkError, InvalidArgumentError, UnsupportedError } from '../errors.js';
 import { analyzeModel, leafLayers } from '../kernel/analyze.js';
-import { loadModel } from '../model/index.js';
+import { countParameters, loadModel } from '../model/index.js';
 
 /** How one layer relates to the structured eNTK path. */
 export interface LayerSupport {
@@ -74,10 +74,6 @@ function activationOf(layer: tf.layers.Layer): string | undefined {
   return typeof a === 'string' ? a : undefined;
 }
 
-function trainableCount(layer: tf.layers.Layer): number {
-  return layer.trainableWeights.reduce((s, w) => s + w.shape.reduce((a: number, b) => a * (b ?? 1), 1), 0);
-}
-
 /** Null when the model's layers form one chain, else the reason. */
 function chainProblem(model: tf.LayersModel): string | null {
   if (model instanceof tf.Sequential) {
@@ -114,7 +110,7 @@ function chainProblem(model: tf.LayersModel): string | null {
 
 function classify(layer: tf.layers.Layer, index: number): LayerSupport {
   const className = layer.getClassName();
-  const parameters = trainableCount(layer);
+  const parameters = countParameters(layer);
   const base = { index, name: layer.name, className, parameters };
   const act = activationOf(layer);
   const fused = act && act !== 'linear' ? `fused activation '${act}'` : undefined;

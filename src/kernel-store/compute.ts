@@ -19,6 +19,7 @@ import type {
   NtkResult,
   NtkStreamSummary,
 } from '../kernel/types.js';
+import { countParameters } from '../model/index.js';
 import { type CheckpointInfo, openRun, type Run } from '../train/index.js';
 import type { KernelManifest, ManifestLayer } from './manifest.js';
 import { defaultPointSetName, resolvePoints } from './points.js';
@@ -122,10 +123,6 @@ export function selectCheckpoints(run: Run, selector: string): CheckpointInfo[] 
   return out;
 }
 
-function countWeights(weights: Array<{ shape: Array<number | null> }>): number {
-  return weights.reduce((s, w) => s + w.shape.reduce((a: number, b) => a * (b ?? 1), 1), 0);
-}
-
 /** Layer-by-layer summary of a model: name, class, output shape, trainable parameters. */
 export function summarizeModel(model: tf.LayersModel): ManifestLayer[] {
   return model.layers.map((layer) => {
@@ -135,7 +132,7 @@ export function summarizeModel(model: tf.LayersModel): ManifestLayer[] {
       name: layer.name,
       className: layer.getClassName(),
       outputShape: flat.map((d) => (d == null ? null : d)),
-      parameters: countWeights(layer.trainableWeights),
+      parameters: countParameters(layer),
     };
   });
 }
@@ -407,7 +404,7 @@ export async function computeKernelStores(options: ComputeKernelStoresOptions): 
           spec: run.config.model as unknown as Record<string, unknown>,
           preset: run.config.modelPreset,
           layers: summarizeModel(model),
-          parameterCount: countWeights(model.trainableWeights),
+          parameterCount: countParameters(model),
           inputShape: [...points.dataset.inputShape],
           numOutputs: 0, // filled in from the kernel plan
           classNames: [...run.split.classNames],

@@ -8,9 +8,11 @@ import * as path from 'node:path';
 import { CorruptFileError, InvalidArgumentError } from '../errors.js';
 import type { ArrayFormat, DType, NdArray } from '../io/index.js';
 import { allocate } from '../io/index.js';
+import { isDirectory } from '../util/fs.js';
 import { type KernelManifest, MANIFEST_JSON, STORE_ARRAYS } from './manifest.js';
 import {
   type KernelManifestInput,
+  manifestInput,
   readKernelManifest,
   readStoreArray,
   type WriteKernelStoreInput,
@@ -60,19 +62,15 @@ function identity(m: KernelManifest): string {
   });
 }
 
-async function isDir(p: string): Promise<boolean> {
-  return (await fs.stat(p).catch(() => null))?.isDirectory() ?? false;
-}
-
 /**
  * The `.shards` directories `dir` refers to: itself (a `.shards` directory), `<dir>.shards` (a
  * store path), or every `*.shards` inside it (a point-set directory).
  */
 export async function findShardSets(dir: string): Promise<string[]> {
   const clean = dir.replace(/[/\\]+$/, '');
-  if (clean.endsWith('.shards') && (await isDir(clean))) return [clean];
-  if (await isDir(`${clean}.shards`)) return [`${clean}.shards`];
-  if (await isDir(clean)) {
+  if (clean.endsWith('.shards') && (await isDirectory(clean))) return [clean];
+  if (await isDirectory(`${clean}.shards`)) return [`${clean}.shards`];
+  if (await isDirectory(clean)) {
     const inside = (await fs.readdir(clean)).filter((n) => n.endsWith('.shards')).sort();
     if (inside.length > 0) return inside.map((n) => path.join(clean, n));
   }
@@ -205,13 +203,12 @@ export async function mergeKernelShards(dir: string, options: MergeOptions = {})
       for (const [k, v] of Object.entries(s.manifest.kernel.timings)) timings[k] = (timings[k] ?? 0) + v;
     }
     const backends = [...new Set(shards.map((s) => s.manifest.kernel.backend))];
-    const { format: _f, formatVersion: _v, entkVersion: _e, arrays: _a, kernel, shard: _s, ...rest } = m0;
-    const { shape: _sh, dtype: _d, indexConvention: _i, ...kernelRest } = kernel;
+    const input = manifestInput(m0);
     const manifest: KernelManifestInput = {
-      ...rest,
+      ...input,
       shard: null,
       kernel: {
-        ...kernelRest,
+        ...input.kernel,
         backend: backends.join(','),
         threads: Math.max(...shards.map((s) => s.manifest.kernel.threads)),
         timings,

@@ -24,15 +24,18 @@ import { CorruptFileError, InvalidArgumentError } from '../errors.js';
 import {
   type ArrayFormat,
   type ArraySource,
+  checkHash,
   type DType,
   FORMAT_EXTENSION,
   type NdArray,
+  parseArrayFormat,
   readArray,
   readNpyRows,
   sha256File,
   streamArray,
 } from '../io/index.js';
 import { writeDirAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { exists, isDirectory } from '../util/fs.js';
 import {
   INDEX_CONVENTION,
   KERNEL_STORE_FORMAT,
@@ -62,6 +65,13 @@ export type KernelManifestInput = Omit<
   /** ISO time; default now. */
   createdAt?: string;
 };
+
+/** The input that would write `manifest` again: it without the fields writeKernelStore fills in. */
+export function manifestInput(manifest: KernelManifest): KernelManifestInput {
+  const { format: _f, formatVersion: _v, entkVersion: _e, arrays: _a, kernel, ...rest } = manifest;
+  const { shape: _s, dtype: _d, indexConvention: _i, ...kernelRest } = kernel;
+  return { ...rest, kernel: kernelRest };
+}
 
 /** Input of {@link writeKernelStore}. */
 export interface WriteKernelStoreInput {
@@ -153,10 +163,7 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
  * shard rows). Returns the manifest written.
  */
 export async function writeKernelStore(dir: string, input: WriteKernelStoreInput): Promise<KernelManifest> {
-  const format = input.format ?? 'npy';
-  if (!(format in FORMAT_EXTENSION)) {
-    throw new InvalidArgumentError('format', format, `one of ${Object.keys(FORMAT_EXTENSION).join(', ')}`);
-  }
+  const format = parseArrayFormat(input.format ?? 'npy');
   const { arrays } = input;
   const manifestNow = () => (typeof input.manifest === 'function' ? input.manifest() : input.manifest);
   const m = manifestNow();
@@ -333,12 +340,7 @@ export async function verifyKernelStore(dir: string): Promise<KernelManifest> {
       if (error instanceof InvalidArgumentError) throw new CorruptFileError(file, 'missing');
       throw error;
     });
-    if (hash !== entry.sha256) {
-      throw new CorruptFileError(
-        file,
-        `sha256 mismatch: the file hashes to ${hash}, the manifest says ${entry.sha256}`,
-      );
-    }
+    checkHash(file, hash, entry.sha256);
   }
   return manifest;
 }
@@ -365,11 +367,9 @@ export interface KernelStoreEntry {
  * Shards (`*.shards`) and temporary directories are skipped; damaged manifests throw.
  */
 export async function listKernelStores(root: string): Promise<KernelStoreEntry[]> {
-  const isDir = async (p: string) => (await fs.stat(p).catch(() => null))?.isDirectory() ?? false;
-  const exists = async (p: string) => (await fs.stat(p).catch(() => null)) !== null;
-  if (!(await isDir(root))) throw new InvalidArgumentError('dir', root, 'an existing directory');
+  if (!(await isDirectory(root))) throw new InvalidArgumentError('dir', root, 'an existing directory');
   let base = root;
-  if (await isDir(path.join(root, 'kernels'))) base = path.join(root, 'kernels');
+  if (await isDirectory(path.join(root, 'kernels'))) base = path.join(root, 'kernels');
   const out: KernelStoreEntry[] = [];
   const visible = async (dir: string) =>
     (await fs.readdir(dir)).filter((n) => !n.startsWith('.') && !n.endsWith('.shards')).sort();
@@ -391,14 +391,14 @@ export async function listKernelStores(root: string): Promise<KernelStoreEntry[]
   }
   for (const a of await visible(base)) {
     const first = path.join(base, a);
-    if (!(await isDir(first))) continue;
+    if (!(await isDirectory(first))) continue;
     if (await exists(path.join(first, MANIFEST_JSON))) {
       await add(first);
       continue;
     }
     for (const b of await visible(first)) {
       const second = path.join(first, b);
-      if ((await isDir(second)) && (await exists(path.join(second, MANIFEST_JSON)))) await add(second);
+      if ((await isDirectory(second)) && (await exists(path.join(second, MANIFEST_JSON)))) await add(second);
     }
   }
   return out.sort((x, y) => (x.pointSet < y.pointSet ? -1 : x.pointSet > y.pointSet ? 1 : x.step - y.step));
@@ -514,10 +514,8 @@ export async function exportKernelStore(
   for (const name of STORE_ARRAYS) {
     if (name !== 'kernel' && manifest.arrays[name]) arrays[name] = await readStoreArray(dir, manifest, name);
   }
-  const { format: _f, formatVersion: _v, entkVersion: _e, arrays: _a, kernel, ...rest } = manifest;
-  const { shape: _s, dtype: _d, indexConvention: _i, ...kernelRest } = kernel;
   return writeKernelStore(options.out, {
-    manifest: { ...rest, kernel: kernelRest },
+    manifest: manifestInput(manifest),
     arrays,
     format: options.format,
   });

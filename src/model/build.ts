@@ -226,7 +226,7 @@ function initialiseWeights(pending: PendingInit[], seed: number): void {
   }
 }
 
-/** Number of trainable parameters P (sum of the sizes of all trainable weights). */
-export function countParameters(model: tf.LayersModel): number {
+/** Number of trainable parameters P of a model or layer (sum of the sizes of its trainable weights). */
+export function countParameters(model: tf.layers.Layer): number {
   return model.trainableWeights.reduce((sum, w) => sum + product(w.shape as number[]), 0);
 }

@@ -8,3 +8,11 @@ export async function exists(p: string): Promise<boolean> {
     .then(() => true)
     .catch(() => false);
 }
+
+/** Whether `p` is an existing directory (false on any error). */
+export async function isDirectory(p: string): Promise<boolean> {
+  return fs
+    .stat(p)
+    .then((s) => s.isDirectory())
+    .catch(() => false);
+}

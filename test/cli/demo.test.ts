@@ -1,11 +1,13 @@
 /** `entk demo`: its options, and a one-line error for an unusable output directory (the full run is in test/experiment/demo-browser.test.ts). */
 import { promises as fs } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { tempDir } from '../util/temp-dir.js';
 import { runCli } from './run-cli.js';
 
 describe('entk demo', () => {
+  const dir = tempDir('cli-demo');
+
   it('is listed and documents its options', () => {
     const help = runCli(['--help']);
     expect(help.stdout).toMatch(/\n {2}demo \[options\] +run the demo experiment/);
@@ -19,17 +21,12 @@ describe('entk demo', () => {
   });
 
   it('refuses a file as its output directory in one line', async () => {
-    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'entk-cli-demo-'));
-    try {
-      const file = path.join(dir, 'a-file');
-      await fs.writeFile(file, 'x');
-      const r = runCli(['demo', '--out', file]);
-      expect(r.status).toBe(2);
-      expect(r.stderr.trimEnd().split('\n')).toEqual([
-        `entk: error: outDir: expected a directory for the experiment (this is a file), received ${JSON.stringify(file)}`,
-      ]);
-    } finally {
-      await fs.rm(dir, { recursive: true, force: true });
-    }
+    const file = path.join(dir, 'a-file');
+    await fs.writeFile(file, 'x');
+    const r = runCli(['demo', '--out', file]);
+    expect(r.status).toBe(2);
+    expect(r.stderr.trimEnd().split('\n')).toEqual([
+      `entk: error: outDir: expected a directory for the experiment (this is a file), received ${JSON.stringify(file)}`,
+    ]);
   });
 });

@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readPredictions } from '../../src/compare/index.js';
-import { finetune } from '../../src/train/finetune.js';
+import { finetune, readFinetuneRecording } from '../../src/train/finetune.js';
 import { train } from '../../src/train/train.js';
 import { tempDir } from '../util/temp-dir.js';
 import { expectOneLineError, runCli } from './run-cli.js';
@@ -35,7 +35,11 @@ describe('entk predict', () => {
     const { arrays } = await readPredictions(dir);
     expect(arrays['pop-mu']!.length).toBe(7 * 9 * 3);
     // the predictions start at the recorded initial state
-    expect(Array.from(arrays['pop-ode']!.subarray(0, 27)).every(Number.isFinite)).toBe(true);
+    const recorded = (await readFinetuneRecording(dir)).trajectory.logProbs.subarray(0, 27);
+    for (const name of ['pop-mu', 'pop-ode'] as const) {
+      const start = arrays[name]!.subarray(0, 27);
+      expect(Math.max(...start.map((v, i) => Math.abs(v - recorded[i]!))), name).toBeLessThan(1e-12);
+    }
   });
 
   it('runs a chosen subset with --recording and prints a human summary', () => {

@@ -34,7 +34,7 @@ describe('entk train', () => {
       totalSteps: 6,
     });
     expect(summary.checkpoints.map((c: { step: number }) => c.step)).toEqual([0, 3, 6]);
-    expect(summary.metrics.testAccuracy).toBeGreaterThan(0);
+    expect(summary.metrics.testAccuracy).toBeGreaterThan(1 / 3); // better than chance on 3 classes
     expect((await fs.readdir(out)).sort()).toEqual(['checkpoints', 'config.json', 'logs', 'split.json']);
 
     // resume with the stored configuration, training longer
