@@ -35,6 +35,16 @@ export function parseInteger(flag: string, min = Number.MIN_SAFE_INTEGER, max = 
   };
 }
 
+/** Parse a flag that takes one of `choices`. */
+export function parseChoice<T extends string>(flag: string, choices: readonly T[]) {
+  return (value: string): T => {
+    if (!(choices as readonly string[]).includes(value)) {
+      throw new InvalidArgumentError(flag, value, `one of ${choices.join(', ')}`);
+    }
+    return value as T;
+  };
+}
+
 /** Parse a `--threads` flag: 'auto' or an integer in [1, max]. */
 export function parseThreads(max: number) {
   const parse = parseInteger('--threads', 1, max);

@@ -139,11 +139,11 @@ describe('entk kernel', () => {
       ],
       [
         ['kernel', '--run', run, '--points', 'train:5', '--implementation', 'magic'],
-        /--implementation: expected structured/,
+        /--implementation: expected one of structured, jacobian, auto/,
       ],
       [
         ['kernel', '--run', run, '--points', 'train:5', '--contraction', 'blas'],
-        /--contraction: expected auto, wasm, tfjs/,
+        /--contraction: expected one of auto, wasm, tfjs/,
       ],
       [
         ['kernel', '--run', run, '--points', 'train:5', '--checkpoint', '99'],

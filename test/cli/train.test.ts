@@ -69,6 +69,10 @@ describe('entk train', () => {
     );
     expectOneLineError(runCli(['train', '--out', out]), /--data: expected a dataset name or file/);
     expectOneLineError(
+      runCli(['train', '--data', 'iris', '--optimizer', 'adagrad', '--out', out]),
+      /--optimizer: expected one of sgd, momentum, adam, received "adagrad"/,
+    );
+    expectOneLineError(
       runCli(['train', '--data', 'iris', '--checkpoint-every', '5', '--checkpoints', '1,2', '--out', out]),
       /--checkpoints: expected one of --checkpoints, --checkpoint-every, --checkpoint-geometric/,
     );

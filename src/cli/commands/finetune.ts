@@ -3,10 +3,9 @@
  * checkpoint into `<run>/finetune/<name>/`.
  */
 import type { Command } from 'commander';
-import { InvalidArgumentError } from '../../errors.js';
 import { NTK_IMPLEMENTATIONS, type NtkImplementation } from '../../kernel/types.js';
 import { FINETUNE_MODES, type FinetuneMode, finetune } from '../../train/finetune.js';
-import { output, parseInteger, parseNumber, parseThreads, prepare } from '../shared.js';
+import { output, parseChoice, parseInteger, parseNumber, parseThreads, prepare } from '../shared.js';
 
 interface FinetuneFlags {
   run: string;
@@ -14,14 +13,14 @@ interface FinetuneFlags {
   points: string;
   observe?: string;
   checkpoint: string;
-  mode: string;
+  mode: FinetuneMode;
   batchSize?: number;
   lr: number;
   steps: number;
   recordEvery: number;
   refreshEvery: number;
   seed: number;
-  implementation: string;
+  implementation: NtkImplementation;
   threads: number | 'auto';
   overwrite?: boolean;
   json?: boolean;
@@ -43,7 +42,12 @@ export function registerFinetune(program: Command): void {
     )
     .option('--observe <spec>', 'observation set (tracked, not trained on), e.g. test:50')
     .option('--checkpoint <id>', 'checkpoint to start from: last | first | a step | an id', 'last')
-    .option('--mode <mode>', `${FINETUNE_MODES.join(' | ')}: how the finetune set is fed`, 'full')
+    .option(
+      '--mode <mode>',
+      `${FINETUNE_MODES.join(' | ')}: how the finetune set is fed`,
+      parseChoice('--mode', FINETUNE_MODES),
+      'full',
+    )
     .option('--batch-size <n>', 'minibatch size (--mode minibatch)', parseInteger('--batch-size', 1))
     .requiredOption(
       '--lr <eta>',
@@ -69,37 +73,32 @@ export function registerFinetune(program: Command): void {
       parseInteger('--seed', 0),
       0,
     )
-    .option('--implementation <name>', `eNTK implementation: ${NTK_IMPLEMENTATIONS.join(' | ')}`, 'auto')
+    .option(
+      '--implementation <name>',
+      `eNTK implementation: ${NTK_IMPLEMENTATIONS.join(' | ')}`,
+      parseChoice('--implementation', NTK_IMPLEMENTATIONS),
+      'auto',
+    )
     .option('--threads <n|auto>', 'eNTK worker threads', parseThreads(1024), 1)
     .option('--overwrite', 'replace an existing recording of that name')
     .option('--json', 'print a JSON summary')
     .action(async (flags: FinetuneFlags, command: Command) => {
       const globals = command.optsWithGlobals() as FinetuneFlags;
       await prepare({ backend: globals.backend, json: flags.json, quiet: globals.quiet });
-      if (!(FINETUNE_MODES as readonly string[]).includes(flags.mode)) {
-        throw new InvalidArgumentError('--mode', flags.mode, `one of ${FINETUNE_MODES.join(', ')}`);
-      }
-      if (!(NTK_IMPLEMENTATIONS as readonly string[]).includes(flags.implementation)) {
-        throw new InvalidArgumentError(
-          '--implementation',
-          flags.implementation,
-          `one of ${NTK_IMPLEMENTATIONS.join(', ')}`,
-        );
-      }
       const { dir, manifest: m } = await finetune({
         run: flags.run,
         name: flags.name,
         points: flags.points,
         observe: flags.observe,
         checkpoint: flags.checkpoint,
-        mode: flags.mode as FinetuneMode,
+        mode: flags.mode,
         batchSize: flags.batchSize,
         learningRate: flags.lr,
         steps: flags.steps,
         recordEvery: flags.recordEvery,
         refreshEvery: flags.refreshEvery,
         seed: flags.seed,
-        implementation: flags.implementation as NtkImplementation,
+        implementation: flags.implementation,
         threads: flags.threads,
         overwrite: Boolean(flags.overwrite),
       });

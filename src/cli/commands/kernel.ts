@@ -23,7 +23,7 @@ import {
   type StoreKernelOptions,
   verifyKernelStore,
 } from '../../kernel-store/index.js';
-import { output, parseInteger, parseThreads, prepare } from '../shared.js';
+import { output, parseChoice, parseInteger, parseThreads, prepare } from '../shared.js';
 
 interface KernelFlags {
   run?: string;
@@ -36,8 +36,8 @@ interface KernelFlags {
   out?: string;
   trace?: boolean;
   diagonal?: boolean;
-  implementation: string;
-  contraction: string;
+  implementation: NtkImplementation;
+  contraction: NtkContraction;
   parameters: string;
   float64?: boolean;
   threads: number | 'auto';
@@ -130,10 +130,16 @@ export function registerKernel(program: Command): void {
     )
     .option('--trace', 'store the trace kernel tr K / V, [N, N]')
     .option('--diagonal', 'store only the diagonal blocks K(x, x), [N, V, V]')
-    .option('--implementation <name>', `eNTK implementation: ${NTK_IMPLEMENTATIONS.join(' | ')}`, 'auto')
+    .option(
+      '--implementation <name>',
+      `eNTK implementation: ${NTK_IMPLEMENTATIONS.join(' | ')}`,
+      parseChoice('--implementation', NTK_IMPLEMENTATIONS),
+      'auto',
+    )
     .option(
       '--contraction <name>',
       `float32 contraction kernels: ${NTK_CONTRACTIONS.join(' | ')} (auto: entk's WebAssembly SIMD kernels unless tfjs-node)`,
+      parseChoice('--contraction', NTK_CONTRACTIONS),
       'auto',
     )
     .option('--parameters <which>', 'all | head | comma list of layer names', 'all')
@@ -165,16 +171,6 @@ export function registerKernel(program: Command): void {
           'at most one of --trace and --diagonal',
         );
       }
-      if (!(NTK_IMPLEMENTATIONS as readonly string[]).includes(flags.implementation)) {
-        throw new InvalidArgumentError(
-          '--implementation',
-          flags.implementation,
-          NTK_IMPLEMENTATIONS.join(', '),
-        );
-      }
-      if (!(NTK_CONTRACTIONS as readonly string[]).includes(flags.contraction)) {
-        throw new InvalidArgumentError('--contraction', flags.contraction, NTK_CONTRACTIONS.join(', '));
-      }
       const parameters =
         flags.parameters === 'all' || flags.parameters === 'head'
           ? flags.parameters
@@ -189,10 +185,10 @@ export function registerKernel(program: Command): void {
       // Kernel options common to --model and --run.
       const common: StoreKernelOptions = {
         kind: flags.trace ? 'trace' : flags.diagonal ? 'diagonal' : 'full',
-        implementation: flags.implementation as NtkImplementation,
+        implementation: flags.implementation,
         parameters,
         accumulation: flags.float64 ? 'float64' : 'float32',
-        contraction: flags.contraction as NtkContraction,
+        contraction: flags.contraction,
         threads: flags.threads,
         blockSize: flags.blockSize,
         format: parseArrayFormat(flags.format, '--format'),

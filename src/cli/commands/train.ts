@@ -11,7 +11,7 @@ import { InvalidArgumentError } from '../../errors.js';
 import { MODEL_PRESETS } from '../../model/spec.js';
 import { OPTIMIZERS, type TrainConfigInput, toConfigInput } from '../../train/config.js';
 import { readRunConfig, train } from '../../train/train.js';
-import { output, parseInteger, parseIntegerList, parseNumber, prepare } from '../shared.js';
+import { output, parseChoice, parseInteger, parseIntegerList, parseNumber, prepare } from '../shared.js';
 
 interface TrainFlags extends BackboneCliOptions {
   textColumn?: string;
@@ -153,9 +153,6 @@ export function configFromFlags(flags: TrainFlags, base: Record<string, unknown>
     delete c.epochs;
   }
   if (flags.optimizer !== undefined) {
-    if (!(OPTIMIZERS as readonly string[]).includes(flags.optimizer)) {
-      throw new InvalidArgumentError('--optimizer', flags.optimizer, `one of ${OPTIMIZERS.join(', ')}`);
-    }
     const o = obj('optimizer');
     if (o.name !== flags.optimizer) {
       // switching optimiser: drop the old one's settings (and its default learning rate)
@@ -258,7 +255,11 @@ export function registerTrain(program: Command): void {
       'learning rate η (default: 0.1 for sgd, 4 for NTK-parameterised MLPs, 1e-3 for adam)',
       parseNumber('--lr', 'positive'),
     )
-    .option('--optimizer <name>', `${OPTIMIZERS.join(' | ')} (default: sgd, plain SGD as in the theory)`)
+    .option(
+      '--optimizer <name>',
+      `${OPTIMIZERS.join(' | ')} (default: sgd, plain SGD as in the theory)`,
+      parseChoice('--optimizer', OPTIMIZERS),
+    )
     .option(
       '--momentum <m>',
       'momentum coefficient for --optimizer momentum (default: 0.9)',
