@@ -427,24 +427,13 @@ export interface GapCurve {
   max: { logProbRmse: number; probNorm: number };
 }
 
-function gapCurve(a: Trajectory, b: Trajectory): GapCurve {
-  const { steps, ia, ib } = alignSteps(a, b);
+/** Per-step gap of b from a: the per-step rows of their trajectory errors (computed if not given). */
+function gapCurve(a: Trajectory, b: Trajectory, errors = trajectoryErrors(a, b)): GapCurve {
   const n = a.numPoints * a.numClasses;
-  const logProbRmse: number[] = [];
-  const probNorm: number[] = [];
-  for (let k = 0; k < steps.length; k++) {
-    let s = 0;
-    let q = 0;
-    for (let j = 0; j < n; j++) {
-      const x = a.logProbs[ia[k]! * n + j]!;
-      const y = b.logProbs[ib[k]! * n + j]!;
-      const d = absDiff(x, y);
-      s += d * d;
-      q += (Math.exp(x) - Math.exp(y)) ** 2;
-    }
-    logProbRmse.push(Math.sqrt(s / n));
-    probNorm.push(Math.sqrt(q));
-  }
+  const steps = alignSteps(a, b).steps;
+  const logProbRmse = errors.logProb.perStep.map((s) => s.rmse);
+  // ‖π_a − π_b‖ over the points and labels of one step = its RMS · √(P·V)
+  const probNorm = errors.prob.perStep.map((s) => s.rmse * Math.sqrt(n));
   const last = steps.length - 1;
   return {
     steps,
@@ -459,8 +448,8 @@ function gapCurve(a: Trajectory, b: Trajectory): GapCurve {
  * Laziness gap (THEORY.md): actual network SGD vs POP-MU with the same η and steps — what the
  * moving kernel and the non-linearity of the network add.
  */
-export function lazinessGap(actual: Trajectory, popMu: Trajectory): GapCurve {
-  return gapCurve(actual, popMu);
+export function lazinessGap(actual: Trajectory, popMu: Trajectory, errors?: TrajectoryErrors): GapCurve {
+  return gapCurve(actual, popMu, errors);
 }
 
 /** Discretisation gap (THEORY.md): POP-MU vs POP-ODE, O(|η|) by the note's theorem. */

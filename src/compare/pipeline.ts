@@ -50,6 +50,7 @@ import {
   finalKl,
   type GapCurve,
   lazinessGap,
+  type TrajectoryErrors,
   trajectoryErrors,
 } from './metrics.js';
 
@@ -361,6 +362,7 @@ function subsetComparison(
     if (!data || data.length !== T * P * V) return null;
     return selectPoints({ ...tr, logProbs: data }, start, end);
   };
+  const errors: Partial<Record<PredictorName, TrajectoryErrors>> = {};
   for (const name of PREDICTORS) {
     const data = arrays[name];
     if (!data) continue;
@@ -370,6 +372,7 @@ function subsetComparison(
     } else {
       const pred = trajectory(name)!;
       const e = trajectoryErrors(actual, pred);
+      errors[name] = e;
       const kl = finalKl(actual, pred);
       out.trajectories[name] = {
         logProb: e.logProb.overall,
@@ -384,8 +387,8 @@ function subsetComparison(
   const mu = trajectory('pop-mu');
   const muR = trajectory('pop-mu-refreshed');
   const ode = trajectory('pop-ode');
-  if (mu) out.lazinessGap = lazinessGap(actual, mu);
-  if (muR) out.lazinessGapRefreshed = lazinessGap(actual, muR);
+  if (mu) out.lazinessGap = lazinessGap(actual, mu, errors['pop-mu']);
+  if (muR) out.lazinessGapRefreshed = lazinessGap(actual, muR, errors['pop-mu-refreshed']);
   if (mu && ode) out.discretisationGap = discretisationGap(mu, ode);
   return out;
 }

@@ -24,7 +24,7 @@ import {
 import type { Trajectory } from '../dynamics/index.js';
 import { CorruptFileError } from '../errors.js';
 import { jsonNumber } from '../report/index.js';
-import { type FinetuneRecording, readFinetuneRecording } from '../train/finetune.js';
+import { type FinetuneRecording, readFinetuneManifest, readFinetuneRecording } from '../train/finetune.js';
 
 /** Methods compared with the actual network, in display order. */
 export const METHODS = ['one-step', 'POP-MU', 'POP-ODE', 'refreshed'] as const;
@@ -71,8 +71,7 @@ export const SIGN_THRESHOLD = 1e-6;
  * `predictions/` and `comparison.json` into the recording.
  */
 export async function writePredictions(dir: string, options: PredictionOptions = {}): Promise<void> {
-  const recording = await readFinetuneRecording(dir);
-  const refreshed = recording.manifest.kernels.length > 1;
+  const refreshed = (await readFinetuneManifest(dir)).kernels.length > 1;
   const predictors: PredictorName[] = [
     'one-step',
     'pop-mu',
