@@ -207,24 +207,39 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
     timings: {},
   });
 
-  const fn = async (x1: NtkInput, x2?: NtkInput | null, call: NtkCallOptions = {}): Promise<NtkResult> => {
-    const p1 = points(x1, 'x1');
-    const p2 = x2 == null ? null : points(x2, 'x2');
+  /** The full or trace kernel of p1 × (p2 ?? p1): in memory (sink null) or streamed to `sink`. */
+  const matrix = async (
+    p1: Points,
+    p2: Points | null,
+    sink: NtkBlockSink | null,
+    order: 'blocks' | 'rows',
+  ): Promise<{ summary: NtkStreamSummary; data: Float32Array | Float64Array | null }> => {
+    const mode = output as 'full' | 'trace';
     const n2 = p2 ? p2.n : p1.n;
-    const V = state.V;
-    if (output === 'full' || output === 'trace') {
-      const stride = output === 'full' ? V : 1;
-      const r = await computeMatrix(state, { x1: p1, x2: p2, mode: output, sink: null, order: 'blocks' });
-      return {
-        ...summary(p1.n, n2, output, [p1.n * stride, n2 * stride]),
-        data: r.data!,
+    const stride = mode === 'full' ? state.V : 1;
+    const r = await computeMatrix(state, { x1: p1, x2: p2, mode, sink, order });
+    return {
+      summary: {
+        ...summary(p1.n, n2, mode, [p1.n * stride, n2 * stride]),
         blockSize: r.blockSize,
         threads: r.threads,
         workerBlocks: r.workerBlocks,
         contraction: r.contraction,
         flops: r.flops,
         timings: r.timings,
-      };
+      },
+      data: r.data,
+    };
+  };
+
+  const fn = async (x1: NtkInput, x2?: NtkInput | null, call: NtkCallOptions = {}): Promise<NtkResult> => {
+    const p1 = points(x1, 'x1');
+    const p2 = x2 == null ? null : points(x2, 'x2');
+    const n2 = p2 ? p2.n : p1.n;
+    const V = state.V;
+    if (output === 'full' || output === 'trace') {
+      const { summary: s, data } = await matrix(p1, p2, null, 'blocks');
+      return { ...s, data: data! };
     }
     if (output === 'diagonal') {
       if (p2)
@@ -260,20 +275,7 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
     const order = streamOptions.order ?? 'blocks';
     if (order !== 'blocks' && order !== 'rows')
       throw new InvalidArgumentError('order', order, "'blocks' or 'rows'");
-    const p1 = points(x1, 'x1');
-    const p2 = x2 == null ? null : points(x2, 'x2');
-    const n2 = p2 ? p2.n : p1.n;
-    const stride = output === 'full' ? state.V : 1;
-    const r = await computeMatrix(state, { x1: p1, x2: p2, mode: output, sink, order });
-    return {
-      ...summary(p1.n, n2, output, [p1.n * stride, n2 * stride]),
-      blockSize: r.blockSize,
-      threads: r.threads,
-      workerBlocks: r.workerBlocks,
-      contraction: r.contraction,
-      flops: r.flops,
-      timings: r.timings,
-    };
+    return (await matrix(points(x1, 'x1'), x2 == null ? null : points(x2, 'x2'), sink, order)).summary;
   };
 
   return Object.assign(fn, {

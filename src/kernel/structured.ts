@@ -59,19 +59,30 @@ function prod(shape: number[]): number {
 }
 
 /**
- * a @ w, differentiable in a only, with the input gradient dy @ wᵀ computed against an explicitly
- * transposed wᵀ: tfjs's own MatMul gradient uses a transposed-operand matMul, ~8× slower on wasm.
- * (The weights are constants here: the structured path differentiates with respect to probes.)
+ * `value(a)`, differentiable in a only, with the input gradient of a dense product, dy·(scale·w)ᵀ,
+ * computed against an explicitly transposed wᵀ: tfjs's own MatMul gradient uses a
+ * transposed-operand matMul, ~8× slower on wasm. (The weights are constants here: the structured
+ * path differentiates with respect to probes.)
  */
-function denseMatMul(a: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
-  const f = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
-    const x = args[0] as tf.Tensor2D;
-    return {
-      value: tf.matMul(x, w),
-      gradFunc: (dy: tf.Tensor) => tf.matMul(dy as tf.Tensor2D, tf.transpose(w)),
-    };
-  });
+function withDenseGradient(
+  a: tf.Tensor2D,
+  w: tf.Tensor2D,
+  value: (x: tf.Tensor2D) => tf.Tensor,
+  scale = 1,
+): tf.Tensor2D {
+  const f = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
+    value: value(args[0] as tf.Tensor2D),
+    gradFunc: (dy: tf.Tensor) => {
+      const g = tf.matMul(dy as tf.Tensor2D, tf.transpose(w));
+      return scale === 1 ? g : tf.mul(g, scale);
+    },
+  }));
   return f(a) as tf.Tensor2D;
+}
+
+/** a @ w with the fast input gradient. */
+function denseMatMul(a: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
+  return withDenseGradient(a, w, (x) => tf.matMul(x, w));
 }
 
 /** The pre-activation h = s_w·(a ⋆ kernel) + s_b·bias of a parameterised layer. */
@@ -114,18 +125,7 @@ function repeatRows(t: tf.Tensor, V: number): tf.Tensor {
  * runs on the replicated batch.
  */
 function replicatedDense(p: ParamLayer, a: tf.Tensor2D, hBase: tf.Tensor2D, V: number): tf.Tensor2D {
-  const f = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
-    void args;
-    const value = repeatRows(hBase, V);
-    return {
-      value,
-      gradFunc: (dy: tf.Tensor) => {
-        const g = tf.matMul(dy as tf.Tensor2D, tf.transpose(p.kernel.read()));
-        return p.weightScale === 1 ? g : tf.mul(g, p.weightScale);
-      },
-    };
-  });
-  return f(a) as tf.Tensor2D;
+  return withDenseGradient(a, p.kernel.read() as tf.Tensor2D, () => repeatRows(hBase, V), p.weightScale);
 }
 
 /**
