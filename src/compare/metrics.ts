@@ -1,6 +1,6 @@
 /**
- * Metrics comparing what a network did with what a predictor said (THEORY.md, "Where reality
- * departs from the predictors"): trajectory errors, agreement of per-step changes, end-of-run KL,
+ * Metrics comparing what a network did with what a predictor said (docs/theory.md#where-reality-departs):
+ * trajectory errors, agreement of per-step changes, end-of-run KL,
  * kernel drift, the laziness and discretisation gaps, and log–log slope fits.
  *
  * Trajectories are {@link Trajectory} values: log π at [T, P, V] for recorded steps. Two
@@ -445,14 +445,14 @@ function gapCurve(a: Trajectory, b: Trajectory, errors = trajectoryErrors(a, b))
 }
 
 /**
- * Laziness gap (THEORY.md): actual network SGD vs POP-MU with the same η and steps — what the
+ * Laziness gap (docs/theory.md#laziness-gap): actual network SGD vs POP-MU with the same η and steps — what the
  * moving kernel and the non-linearity of the network add.
  */
 export function lazinessGap(actual: Trajectory, popMu: Trajectory, errors?: TrajectoryErrors): GapCurve {
   return gapCurve(actual, popMu, errors);
 }
 
-/** Discretisation gap (THEORY.md): POP-MU vs POP-ODE, O(|η|) by the note's theorem. */
+/** Discretisation gap (docs/theory.md#discretisation-gap): POP-MU vs POP-ODE, O(|η|) by the note's theorem. */
 export function discretisationGap(popMu: Trajectory, popOde: Trajectory): GapCurve {
   return gapCurve(popMu, popOde);
 }

@@ -1,5 +1,5 @@
 /**
- * Learning dynamics predicted from the eNTK (THEORY.md): the fitness operator, equation (1),
+ * Learning dynamics predicted from the eNTK (docs/theory.md#lazy-training): the fitness operator, equation (1),
  * POP-MU, POP-ODE (logit and simplex forms) with a Dormand–Prince 5(4) integrator, and the
  * linearised-network reference. Plain float64 over typed arrays (WebAssembly SIMD in the hot loop).
  */

@@ -1,8 +1,8 @@
 /**
  * Exact references in plain float64, with the full kernel (no reduction): the fitness φ of
- * THEORY.md, equation (1) for one step, and gradient descent of the linearised network
+ * docs/theory.md#fitness, equation (1) for one step, and gradient descent of the linearised network
  * `f_lin(x; θ) = f(x; θ₀) + J₀(x)(θ − θ₀)` through an explicit Jacobian — the model POP-MU must
- * reproduce to float error (THEORY.md check 4). Meant for small problems and for tests.
+ * reproduce to float error (docs/theory.md#check-4-pop-mu-is-linearised-gd). Meant for small problems and for tests.
  */
 import { assertArgument } from '../errors.js';
 import {

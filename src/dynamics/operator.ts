@@ -1,7 +1,7 @@
 /**
  * The fitness operator: the one dense product every predictor spends its time in,
  *
- *     φ(α) = Σ_u w_u K(α, u) (e_u − π(u))        (THEORY.md, "Lazy training")
+ *     φ(α) = Σ_u w_u K(α, u) (e_u − π(u))        (docs/theory.md#fitness)
  *
  * for every tracked point α (the N finetune points, then the M observation points), given the
  * residuals r_u = e_u − π(u) of the finetune points and per-point weights w_u (1/N for full batch,

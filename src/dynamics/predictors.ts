@@ -1,5 +1,5 @@
 /**
- * The lazy-training predictors of THEORY.md, all driven by a {@link FitnessOperator} (the kernel
+ * The lazy-training predictors of docs/theory.md#lazy-training, all driven by a {@link FitnessOperator} (the kernel
  * frozen at the checkpoint, or piecewise-constant refreshed kernels):
  *
  * - {@link oneStepPredict}: equation (1) applied to each recorded step of an actual run;
@@ -275,7 +275,7 @@ export interface PopOdeResult {
 
 /**
  * POP-ODE: the coupled replicator flow of all tracked points under gradient flow on the N finetune
- * points, with the kernel frozen (THEORY.md; the note's main theorem).
+ * points, with the kernel frozen (docs/theory.md#pop-ode; the note's main theorem).
  *
  * Logit form: ż(α) = sign(η) φ(α), φ(α) = Σ_u w_u K(α,u)(e_u − softmax(z(u))).
  * Full batch: w_u = 1/N. Minibatches (`schedule`): w = {@link scheduleWeights}, the per-step weights

@@ -1,7 +1,7 @@
 /**
  * Shared types of the dynamics module, and the small numerical helpers every predictor uses.
  *
- * Conventions (THEORY.md notation):
+ * Conventions (docs/theory.md#notation):
  * - V labels; N finetune ("training") points u = 0..N−1 with labels y_u; M observation points.
  * - Tracked points: the N finetune points first, then the M observation points (P = N + M).
  * - Per-point arrays are row-major [P, V] Float64Array; trajectories are [T, P, V].

@@ -170,7 +170,7 @@ export function structuredSupportReport(model: tf.LayersModel, file = '(in memor
   const lastLayer = leaves.at(-1);
   if (lastLayer && activationOf(lastLayer) === 'softmax') {
     notes.push(
-      `the last layer '${lastLayer.name}' applies softmax: the kernel would be of probabilities, while THEORY.md's kernels are of logits — remove the output softmax (the loss applies it)`,
+      `the last layer '${lastLayer.name}' applies softmax: the kernel would be of probabilities, while entk's kernels are of logits (docs/theory.md#notation) — remove the output softmax (the loss applies it)`,
     );
   }
   const frozen = layers.filter((l) => l.note?.startsWith('frozen'));

@@ -242,7 +242,7 @@ function summarySection(config: ExperimentConfig, summary: ReportTable, studies:
     id: 'summary',
     title: 'Summary',
     text: [
-      `This report compares what real TensorFlow.js networks do when finetuned with what lazy-training theory predicts from their empirical neural tangent kernel (eNTK): equation (1) for one SGD step, POP-MU (the multiplicative update, equal to gradient descent on the linearised network) and POP-ODE (the replicator flow). Studies: ${studies.map((st) => STUDY_TITLES[st.name]).join('; ')}.`,
+      `This report compares what real TensorFlow.js networks do when finetuned with what lazy-training theory predicts from their empirical neural tangent kernel (eNTK): equation (1) for one SGD step, POP-MU (the multiplicative update, equal to gradient descent on the linearised network) and POP-ODE (the replicator flow), as defined in docs/theory.md#lazy-training. Studies: ${studies.map((st) => STUDY_TITLES[st.name]).join('; ')}.`,
       `${config.train ? `Base run: ${describeModel(config.train)} on ${config.train.data}. ` : ''}Every number on this page is in results.json; every figure is in figures/ as SVG${config.report.png ? ', PNG' : ''} and Vega-Lite spec.`,
     ].join('\n\n'),
     tables: [summary],

@@ -3,7 +3,7 @@
  * store (one point set at one checkpoint) without entk: what the kernel is, over which points, of
  * which model, and a sha256 of every array file.
  *
- * Index convention (THEORY.md "Notation", src/kernel/types.ts): for kind 'full' the kernel is the
+ * Index convention (docs/theory.md#index-convention, src/kernel/types.ts): for kind 'full' the kernel is the
  * (N·V) × (N·V) matrix whose entry at row n·V + i, column m·V + j is K_ij(x_n, x_m) — point-major,
  * points in the order of `points.ids`, outputs (logits) in class-index order. 'diagonal' is
  * [N, V, V] (K(x_n, x_n)), 'trace' is [N, N] (tr K(x_n, x_m) / V), 'pairs' is [P, V, V] with the

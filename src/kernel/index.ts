@@ -1,7 +1,7 @@
 /**
  * The empirical neural tangent kernel (eNTK) of a tfjs model: K(x, x') = J(x) J(x')ᵀ, V×V per pair
  * of points, J = ∂f/∂θ the Jacobian of the V logits with respect to the trainable parameters
- * (THEORY.md, "Notation" and "Computing the eNTK").
+ * (docs/theory.md#notation, docs/theory.md#computing-the-entk).
  *
  * Public function → implementation enum → table of implementations (neural-tangents'
  * `empirical_ntk_fn` style): configure once with {@link empiricalNtkFn}, call the returned function

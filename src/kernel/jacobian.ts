@@ -2,7 +2,7 @@
  * The general path: the Jacobian J(x) = ∂f(x)/∂θ ∈ R^{V×P} of any tf.LayersModel through tfjs
  * autodiff, one point and one logit at a time (tfjs has no vmap, and per-example gradients of an
  * arbitrary model cannot be batched), contracted as K = J Jᵀ by the shared block code (a single
- * "gram" term). Cost N·V backward passes plus N²V²P multiply-adds (THEORY.md, "Computing the eNTK").
+ * "gram" term). Cost N·V backward passes plus N²V²P multiply-adds (docs/theory.md#jacobian-contraction).
  */
 import * as tf from '@tensorflow/tfjs';
 import type { TermFeatures } from './structured.js';

@@ -1,7 +1,7 @@
 /**
  * Independent float64 reference for tests: the model's forward pass re-implemented in plain
  * double-precision JS (no tfjs arithmetic), the Jacobian by central finite differences on each
- * parameter, and K = J Jᵀ (THEORY.md, "Exact closed forms useful as tests": finite differences).
+ * parameter, and K = J Jᵀ (docs/theory.md#closed-forms: finite differences).
  * O(P) forward passes — for tiny networks only.
  *
  * Supported layers: Dense, ScaledDense, Conv2D (NHWC, valid/same, strides, dilation), Embedding,

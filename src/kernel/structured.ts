@@ -1,7 +1,7 @@
 /**
  * Structured (layer-wise) eNTK factors: for every selected parameterised layer, the per-point
  * quantities whose contraction gives that layer's contribution to K, without ever forming J
- * (THEORY.md, "Computing the eNTK": structured derivatives).
+ * (docs/theory.md#structured-derivatives).
  *
  * For a dense layer h = s_w·(a W) + s_b·b on a rank-2 input, the per-example gradient of logit i
  * is s_w·a(x) ⊗ δ_i(x) (plus s_b·δ_i(x) for the bias), δ_i(x) = ∂f_i(x)/∂h, hence

@@ -1,7 +1,7 @@
 /**
  * Public types of the eNTK engine.
  *
- * Index convention (THEORY.md, "Notation"): the full kernel over points x_1..x_n1 (rows) and
+ * Index convention (docs/theory.md#index-convention): the full kernel over points x_1..x_n1 (rows) and
  * x'_1..x'_n2 (columns) is the (n1·V) × (n2·V) matrix whose block (n, m) is the V×V eNTK block
  * K(x_n, x'_m) = J(x_n) J(x'_m)ᵀ. It is stored row-major and **point-major**: entry
  * K_ij(x_n, x'_m) sits at row n·V + i, column m·V + j, i.e. at `data[(n*V + i) * (n2*V) + m*V + j]`.

@@ -10,8 +10,7 @@ import { InvalidArgumentError } from '../errors.js';
 /**
  * 'standard': `h = a W + b` with Glorot/He-initialised W (tfjs `Dense`).
  * 'ntk': `h = a W / sqrt(fan_in) + b` with W ~ N(0, 1), b = 0 initially (entk `ScaledDense`),
- * the parameterisation under which the NTK has a finite infinite-width limit (THEORY.md,
- * "Where reality departs from the predictors").
+ * the parameterisation under which the NTK has a finite infinite-width limit (docs/theory.md#laziness-gap).
  */
 export type Parameterization = 'standard' | 'ntk';
 export const PARAMETERIZATIONS = ['standard', 'ntk'] as const;
@@ -33,7 +32,7 @@ export interface MlpSpec {
   outputScale?: number;
 }
 
-/** Linear softmax model: one Dense layer, logits = Wᵀx + b (THEORY.md: K(x,x') = (xᵀx' + 1) I_V). */
+/** Linear softmax model: one Dense layer, logits = Wᵀx + b (docs/theory.md#closed-forms: K(x,x') = (xᵀx' + 1) I_V). */
 export interface LinearSpec {
   kind: 'linear';
 }

@@ -10,7 +10,7 @@ import { InvalidArgumentError } from '../errors.js';
 import type { ModelSpec } from '../model/spec.js';
 import { presetNameOf, resolveModelSpec, zodToArgumentError } from '../model/spec.js';
 
-/** Optimisers. 'sgd' is plain SGD on the mean batch loss, the optimiser of THEORY.md's one-step rule. */
+/** Optimisers. 'sgd' is plain SGD on the mean batch loss, the optimiser of the one-step rule (docs/theory.md#one-sgd-step). */
 export const OPTIMIZERS = ['sgd', 'momentum', 'adam'] as const;
 export type OptimizerName = (typeof OPTIMIZERS)[number];
 

@@ -7,7 +7,7 @@
  * computed at the checkpoint and, optionally, every r steps along the run (refreshed kernels and
  * kernel-drift curves).
  *
- * One step (THEORY.md): θ ← θ − η ∇_θ (1/|B|) Σ_{u∈B} −log π(y_u | x_u), in inference mode
+ * One step (docs/theory.md#one-sgd-step): θ ← θ − η ∇_θ (1/|B|) Σ_{u∈B} −log π(y_u | x_u), in inference mode
  * (dropout off), float32 as the model is.
  *
  * Recording layout, `<run>/finetune/<name>/` (written atomically as a whole directory):

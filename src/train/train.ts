@@ -2,7 +2,7 @@
  * The training loop: seeded, deterministic, checkpointed and exactly resumable.
  *
  * One step = one optimiser update on the mean softmax cross-entropy of one minibatch:
- * plain SGD is `θ⁺ = θ − (η/|B|) Σ_{u∈B} ∇ℓ_u` (THEORY.md, "One SGD step"). Epoch e visits the
+ * plain SGD is `θ⁺ = θ − (η/|B|) Σ_{u∈B} ∇ℓ_u` (docs/theory.md#one-sgd-step). Epoch e visits the
  * training split in the order of a permutation drawn from `new Rng(seed).fork('minibatch-order/epoch-e')`
  * (full batch: the split's own order), in batches of `batchSize` (the last one may be smaller).
  * Because the order of step s depends only on (seed, s), and every checkpoint stores the weights,

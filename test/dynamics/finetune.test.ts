@@ -54,7 +54,7 @@ async function oneStepError(run: string, eta: number) {
 }
 
 describe('finetune recorder on real tfjs networks', () => {
-  it('equation (1) matches an actual SGD step with first-order error (THEORY.md check 3)', async () => {
+  it('equation (1) matches an actual SGD step with first-order error (docs/theory.md#check-3-equation-1)', async () => {
     const etas = [0.4, 0.2, 0.1, 0.05];
     const rel: number[] = [];
     for (const eta of etas) rel.push((await oneStepError(mlpRun, eta)).rel);

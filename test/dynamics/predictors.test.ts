@@ -39,7 +39,7 @@ function probsAt(tr: Trajectory, k: number): Float64Array {
   return tr.logProbs.slice(k * n, (k + 1) * n).map(Math.exp);
 }
 
-describe('POP-MU ≡ gradient descent on the linearised network (THEORY.md check 4)', () => {
+describe('POP-MU ≡ gradient descent on the linearised network (docs/theory.md#check-4-pop-mu-is-linearised-gd)', () => {
   const pr = randomProblem(11, 5, 3, 4, 12, 0.6);
   const schedules: [string, BatchSchedule][] = [
     ['full batch', { kind: 'full' }],
@@ -76,7 +76,7 @@ describe('POP-MU ≡ gradient descent on the linearised network (THEORY.md check
   });
 });
 
-describe('POP-ODE (THEORY.md checks 5 and 6)', () => {
+describe('POP-ODE (docs/theory.md#pop-ode, checks 5 and 6)', () => {
   const pr = randomProblem(21, 6, 3, 4, 10, 0.7);
 
   it('the fast replicator RHS equals a naive triple loop over the full kernel', () => {

@@ -2,7 +2,7 @@
 // softmax head trained by src/train → its eNTK from src/kernel, checked against the closed form of
 // a linear head, and one SGD step on one point checked against the kernel's one-step prediction.
 //
-// Closed form (THEORY.md, linear model f(x) = Wᵀx + b, logits V): J(x) = [x ⊗ I_V, I_V], so
+// Closed form (docs/theory.md#closed-forms, linear model f(x) = Wᵀx + b, logits V): J(x) = [x ⊗ I_V, I_V], so
 //   K_ij(x, x') = (xᵀx' + 1) δ_ij,
 // independent of the weights. One SGD step with rate η on the loss of one point (x, y) changes
 // logits exactly (the model is linear in its parameters) by Δf(x') = −η K(x', x) (p(x) − e_y).

@@ -1,5 +1,5 @@
 /**
- * THEORY.md equation behind (1): one plain SGD step on the mean cross-entropy of a batch B changes
+ * docs/theory.md#one-sgd-step, the equation behind (1): one plain SGD step on the mean cross-entropy of a batch B changes
  * the logits of any point x_o by ΔZ(x_o) ≈ (η/|B|) Σ_u K(x_o, x_u)(e_u − π(x_u)), with an error of
  * second order in η. Checked on the real tfjs model: the actual step is applied to its weights.
  *

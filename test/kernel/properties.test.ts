@@ -1,5 +1,5 @@
 /**
- * Structural properties of the eNTK (THEORY.md, "Checks that prove an implementation right"):
+ * Structural properties of the eNTK (docs/theory.md#check-2-symmetric-and-psd):
  * closed forms, symmetry, positive semi-definiteness, consistency of the output kinds, block-wise
  * computation, parameter subsets, and tensor hygiene. Each tolerance is stated where it is used.
  */

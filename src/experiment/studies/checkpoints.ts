@@ -1,8 +1,8 @@
 /**
  * Study "theory vs reality at checkpoints": for several training checkpoints, finetune the real
  * network from the checkpoint and predict the same run from the kernel frozen there (one-step,
- * POP-MU, POP-ODE) and from kernels refreshed along the run; compare (THEORY.md, "Where reality
- * departs from the predictors"), and follow how the kernel itself moves over training.
+ * POP-MU, POP-ODE) and from kernels refreshed along the run; compare
+ * (docs/theory.md#where-reality-departs), and follow how the kernel itself moves over training.
  */
 import * as path from 'node:path';
 import { intervalChanges, kernelDrift } from '../../compare/index.js';
@@ -368,7 +368,7 @@ export async function runCheckpointsStudy(
         anyRefreshed
           ? 'Refreshing the kernel along the run (piecewise-constant K_t) closes part of the gap between POP-MU and the network: RMS {refreshedRmse} nats.'
           : 'Set finetune.refreshEvery to also predict with kernels refreshed along the run.',
-        'The gap between the network and POP-MU is the laziness gap (the kernel moves and the network is not linear); the gap between POP-MU and POP-ODE is the discretisation gap (THEORY.md).',
+        'The gap between the network and POP-MU is the laziness gap (the kernel moves and the network is not linear); the gap between POP-MU and POP-ODE is the discretisation gap (docs/theory.md#where-reality-departs).',
       ].join('\n\n'),
       numbers: {
         oneStepR: jsonNumber(focusScores.oneStepChange.pearson),

@@ -1,8 +1,7 @@
 /**
  * Study "discretisation vs step size": POP-MU (discrete steps of size η) against POP-ODE (the
  * continuous-time replicator flow) from the same frozen kernel, over a horizon t = n·η held fixed
- * while η shrinks. The note's theorem: ‖Z(t_n) − Z_n‖ ≤ C|η|, a log–log slope of 1 (THEORY.md,
- * checks 6).
+ * while η shrinks. The note's theorem: ‖Z(t_n) − Z_n‖ ≤ C|η|, a log–log slope of 1 (docs/theory.md#check-6-pop-mu-converges-to-pop-ode).
  */
 import { discretisationGap, trajectoryErrors } from '../../compare/index.js';
 import { popMu, popOde } from '../../dynamics/index.js';
@@ -130,7 +129,7 @@ export async function runDiscretisationStudy(
       title: 'Discretisation vs step size',
       text: [
         `POP-MU (the discrete multiplicative update) and POP-ODE (the replicator flow it discretises) were run from the same kernel frozen at ${checkpoint.id}, on ${points.result.finetuneIds.length} finetune and ${points.result.observeIds.length} observation points, for ${etas.length} step sizes with the horizon t = n·η fixed at ${cfg.time}.`,
-        "Their largest log π difference scales as η^{slope} (the stacked-probability norm of the theorem as η^{probSlope}); the note's theorem, ‖Z(t_n) − Z_n‖ ≤ C|η|, predicts slope 1: halving the step halves the gap.",
+        "Their largest log π difference scales as η^{slope} (the stacked-probability norm of the theorem as η^{probSlope}); the note's theorem (docs/theory.md#from-pop-mu-to-pop-ode), ‖Z(t_n) − Z_n‖ ≤ C|η|, predicts slope 1: halving the step halves the gap.",
       ].join('\n\n'),
       numbers: { slope: jsonNumber(slope), probSlope: jsonNumber(probSlope) },
       tables: [

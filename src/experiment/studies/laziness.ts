@@ -2,7 +2,7 @@
  * Study "laziness vs width": the same finetune (same data, points, η, steps) on MLPs of growing
  * hidden width under the NTK parameterisation; the gap between the real network and POP-MU (kernel
  * frozen at the start) against the width on log–log axes. Lazy-training theory (Lee et al. 2019)
- * bounds the gap by O(width^−1/2) (THEORY.md check 7).
+ * bounds the gap by O(width^−1/2) (docs/theory.md#check-7-laziness-gap-shrinks-with-width).
  */
 import { lazinessGap } from '../../compare/index.js';
 import {
@@ -140,7 +140,7 @@ export async function runLazinessStudy(
       title: 'Laziness vs width',
       text: [
         `The same finetune (${ft.steps} steps, η = ${ft.eta}, ${ids.finetune.length} finetune and ${ids.observe.length} observation points) was run on networks of ${widths.length} widths from ${widths[0]} to ${widths[widths.length - 1]} units per hidden layer in the NTK parameterisation, and predicted by POP-MU from each network's own kernel at the start.`,
-        'The gap between network and POP-MU at the last step falls with width as width^{slope} (fitted on log–log axes); lazy-training theory bounds it by O(width^−1/2) (Lee et al. 2019), so a slope near or below −0.5 means wider networks train lazily, as the kernel view assumes.',
+        'The gap between network and POP-MU at the last step falls with width as width^{slope} (fitted on log–log axes); lazy-training theory bounds it by O(width^−1/2) (Lee et al. 2019; docs/theory.md#laziness-gap), so a slope near or below −0.5 means wider networks train lazily, as the kernel view assumes.',
       ].join('\n\n'),
       numbers: { slope: jsonNumber(slope) },
       tables: [

@@ -255,7 +255,7 @@ export async function runNegativeGradientsStudy(
       title: 'Negative gradients: unlearning one label',
       text: [
         `Gradient ascent (η = ${cfg.eta}, ${cfg.steps} steps) on the label ${classNames[r.label]} of ${example}, from ${checkpoint.id}, with the ${others.length} other tracked points watched. π(${classNames[r.label]}) fell from {labelStart} to {labelEnd}; of the mass it lost, a share of {shareActual} went to ${classNames[r.top]}, the most likely other label at the start (start probability {topStart}) — POP-MU predicts {shareMu}. Spreading the lost mass in proportion to the other labels' probabilities would give it only {proportional}.`,
-        `This is the squeezing effect: the replicator update moves mass in proportion to the current probabilities, so an already likely label takes most of what the ascended label loses. On the other tracked points, POP-MU gets the sign of the change of log π(${classNames[r.label]} | x) right for a fraction {signAgreement} of them.`,
+        `This is the squeezing effect (docs/theory.md#the-polymatrix-game): the replicator update moves mass in proportion to the current probabilities, so an already likely label takes most of what the ascended label loses. On the other tracked points, POP-MU gets the sign of the change of log π(${classNames[r.label]} | x) right for a fraction {signAgreement} of them.`,
       ].join('\n\n'),
       numbers: {
         labelStart: a.labelStart,

@@ -1,7 +1,7 @@
 /**
  * Study "replicator picture": a three-class problem, so every distribution π(·|x) is a point of
  * the 2-simplex and learning moves it along a path — the population state of the polymatrix game
- * (THEORY.md). The real network's paths and the paths POP-MU and POP-ODE predict, on a ternary plot.
+ * (docs/theory.md#the-polymatrix-game). The real network's paths and the paths POP-MU and POP-ODE predict, on a ternary plot.
  */
 import * as path from 'node:path';
 import type { Trajectory } from '../../dynamics/index.js';
@@ -114,7 +114,7 @@ export async function runReplicatorStudy(
       id: 'replicator',
       title: 'Replicator picture',
       text: [
-        `On the three-class problem ${cfg.train.data}, each example's distribution over the labels is a point of the 2-simplex, and finetuning moves it: the population state of a polymatrix game whose payoff matrices are the kernel blocks (THEORY.md). The network was finetuned from ${checkpoint.id} on ${N} points; POP-MU and POP-ODE predict the paths from the kernel frozen there.`,
+        `On the three-class problem ${cfg.train.data}, each example's distribution over the labels is a point of the 2-simplex, and finetuning moves it: the population state of a polymatrix game whose payoff matrices are the kernel blocks (docs/theory.md#the-polymatrix-game). The network was finetuned from ${checkpoint.id} on ${N} points; POP-MU and POP-ODE predict the paths from the kernel frozen there.`,
         "At the last step the predicted distributions are, on average, a total-variation distance of {tvMu} (POP-MU) and {tvOde} (POP-ODE) from the network's (0 = identical, 1 = disjoint).",
       ].join('\n\n'),
       numbers: { tvMu: r.finalTv['POP-MU'], tvOde: r.finalTv['POP-ODE'] },

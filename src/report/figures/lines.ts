@@ -139,7 +139,7 @@ export async function errorOverStepsFigure(options: ErrorOverStepsOptions): Prom
   });
 }
 
-/** Kernel drift of one checkpoint relative to the reference kernel (THEORY.md, "Where reality departs"). */
+/** Kernel drift of one checkpoint relative to the reference kernel (docs/theory.md#kernel-drift). */
 export interface DriftPoint {
   /** Training step of the checkpoint. */
   step: number;

@@ -236,7 +236,7 @@ export interface DiscretisationVsStepSizeOptions extends FigureOptions {
 
 /**
  * Discretisation vs step size: POP-MU vs POP-ODE error against η on log–log axes with the fitted
- * slope; reference slope 1 (THEORY.md: ‖Z(t_n) − Z_n‖ ≤ C|η|).
+ * slope; reference slope 1 (docs/theory.md#from-pop-mu-to-pop-ode: ‖Z(t_n) − Z_n‖ ≤ C|η|).
  */
 export function discretisationVsStepSizeFigure(options: DiscretisationVsStepSizeOptions): Promise<Figure> {
   const { etas, errors, reference, yTitle, ...rest } = options;
