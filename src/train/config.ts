@@ -228,6 +228,13 @@ export function resolveTrainConfig(input: TrainConfigInput | TrainConfig): Train
     optimizer.beta2 = o.beta2 ?? OPTIMIZER_DEFAULTS.beta2;
     optimizer.epsilon = o.epsilon ?? OPTIMIZER_DEFAULTS.epsilon;
   }
+  if (c.dataOptions.textColumn !== undefined && !c.backbone) {
+    throw new InvalidArgumentError(
+      'config.dataOptions.textColumn (--text-column)',
+      c.dataOptions.textColumn,
+      'a backbone (--backbone) to embed the text column with (without one the column is not used)',
+    );
+  }
   const s = c.checkpoints;
   const checkpoints: CheckpointSchedule =
     s.steps !== undefined
