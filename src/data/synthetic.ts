@@ -48,21 +48,21 @@ function checkOptions(o: SyntheticOptions): Required<SyntheticOptions> {
   const L = SYNTHETIC_LIMITS;
   assertArgument(
     Number.isInteger(o.numClasses) && o.numClasses >= 2 && o.numClasses <= L.numClasses,
-    'numClasses (synthetic classes=)',
+    'numClasses',
     o.numClasses,
-    `an integer in [2, ${L.numClasses}]`,
+    `an integer ≥ 2 and ≤ ${L.numClasses} (synthetic classes=)`,
   );
   assertArgument(
     Number.isInteger(o.dim) && o.dim >= 1 && o.dim <= L.dim,
-    'dim (synthetic dim=)',
+    'dim',
     o.dim,
-    `an integer in [1, ${L.dim}]`,
+    `an integer ≥ 1 and ≤ ${L.dim} (synthetic dim=)`,
   );
   assertArgument(
     Number.isInteger(o.perClass) && o.perClass >= 1,
-    'perClass (synthetic per-class=)',
+    'perClass',
     o.perClass,
-    'an integer ≥ 1',
+    'an integer ≥ 1 (synthetic per-class=)',
   );
   assertArgument(
     Number.isFinite(separation) && separation >= 0,
