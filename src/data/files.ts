@@ -402,7 +402,11 @@ async function* dataFileChunks(path: string): AsyncGenerator<string> {
       throw new DataFormatError(path, `not a valid gzip file (${(error as Error).message})`);
     }
     if (code === 'ERR_ENCODING_INVALID_ENCODED_DATA') throw new DataFormatError(path, 'not valid UTF-8 text');
-    throw new InvalidArgumentError('data file', path, `a readable file (${code || (error as Error).message})`);
+    throw new InvalidArgumentError(
+      'data file',
+      path,
+      `a readable file (${code || (error as Error).message})`,
+    );
   } finally {
     source.destroy();
     gunzip?.destroy();

@@ -134,7 +134,11 @@ function labelText(table: RawTable, cell: Cell, line: number, column: string): s
   );
 }
 
-function requireColumn(table: Pick<RawTable, 'file' | 'columns' | 'headerLine'>, name: string, option: string): number {
+function requireColumn(
+  table: Pick<RawTable, 'file' | 'columns' | 'headerLine'>,
+  name: string,
+  option: string,
+): number {
   const j = table.columns.indexOf(name);
   if (j < 0) {
     throw new DataFormatError(
@@ -439,7 +443,7 @@ export class DatasetBuilder {
 const BLOCK_VALUES = 2 ** 18;
 
 /** A copy of `a` with room for at least `min` elements (capacity ×1.5, so growth stays amortised O(1)). */
-function grow(a: Int32Array, min: number): Int32Array {
+function grow(a: Int32Array<ArrayBuffer>, min: number): Int32Array<ArrayBuffer> {
   const next = new Int32Array(Math.max(min, Math.ceil(a.length * 1.5)));
   next.set(a);
   return next;

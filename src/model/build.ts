@@ -151,13 +151,6 @@ export function checkMlpSize(inputDim: number, widths: number[], numClasses: num
   }
   const received = widths.join(',');
   const argument = 'model.widths (--widths)';
-  if (largest > MAX_TYPED_ARRAY_LENGTH) {
-    throw new InvalidArgumentError(
-      argument,
-      received,
-      `widths whose largest weight matrix has at most ${MAX_TYPED_ARRAY_LENGTH} entries (it has ${largest})`,
-    );
-  }
   assertFits({
     what: `an MLP of ${parameters} parameters (${dims.join('→')}; float32 weights, gradients and optimiser state, ×4)`,
     bytes: parameters * 4 * 4,
@@ -165,6 +158,13 @@ export function checkMlpSize(inputDim: number, widths: number[], numClasses: num
     argument,
     received,
   });
+  if (largest > MAX_TYPED_ARRAY_LENGTH) {
+    throw new InvalidArgumentError(
+      argument,
+      received,
+      `widths whose largest weight matrix has at most ${MAX_TYPED_ARRAY_LENGTH} entries (it has ${largest})`,
+    );
+  }
 }
 
 /** A flat input of s·s features as a one-channel image [s, s, 1], or null when it is not square. */

@@ -224,7 +224,7 @@ function validate(o: FinetuneOptions) {
 
 /**
  * Refuse a finetune whose per-step arrays do not fit in memory, before allocating any of them:
- * R = ⌈steps / recordEvery⌉ + 1 recorded steps of P·V float64 log-probs (+ loss, distance and the
+ * R = ⌊steps / recordEvery⌋ + 1 (+1 for a last step off the grid) recorded steps of P·V float64 log-probs (+ loss, distance and the
  * step list), K = 1 + ⌊steps / refreshEvery⌋ kernels of (N·V)² + (M·V)(N·V) float32, and for
  * minibatches the schedule (steps × batchSize indices).
  */
@@ -235,7 +235,7 @@ function checkFinetuneMemory(
   const { steps } = options;
   const { N, M, V } = s;
   const P = N + M;
-  const recorded = Math.floor(steps / s.recordEvery) + 2;
+  const recorded = Math.floor(steps / s.recordEvery) + 1 + (steps % s.recordEvery === 0 ? 0 : 1);
   const kernels = 1 + (s.refreshEvery > 0 ? Math.floor(steps / s.refreshEvery) : 0);
   const kernelBytes = kernels * (N * V + M * V) * N * V * 4;
   const recordBytes = recorded * (P * V * 8 + 3 * 8);
