@@ -82,6 +82,31 @@ describe('refused before anything is computed', () => {
     expect(existsSync(path.join(out, 'checkpoints'))).toBe(false);
   });
 
+  it('train --steps 1000000000: the evaluation and checkpoint step lists are bounded (a Set of 10⁹ steps aborted)', () => {
+    const out = path.join(root, 'long');
+    expectOneLineError(
+      runCli(['train', '--data', 'iris', '--steps', '1000000000', '--out', out]),
+      /config\.steps \(--steps\): expected at most 1000000 evaluations \(1000000000 steps, evaluated every 4 = once per epoch: 250000000\)/,
+    );
+    expectOneLineError(
+      runCli([
+        'train',
+        '--data',
+        'iris',
+        '--steps',
+        '1000000000',
+        '--eval-every',
+        '100000000',
+        '--checkpoint-every',
+        '1',
+        '--out',
+        out,
+      ]),
+      /config\.checkpoints\.every \(--checkpoint-every\): expected a value giving at most 1000000 checkpoints \(1000000000 steps \/ 1 = 1000000000\), received 1/,
+    );
+    expect(existsSync(out)).toBe(false);
+  });
+
   it('train --data synthetic:classes=100000 is refused before generating (was out of bounds after a 292 MB split.json)', () => {
     const out = path.join(root, 'many-classes');
     const r = runCli(['train', '--data', 'synthetic:classes=100000', '--steps', '1', '--out', out]);
