@@ -1,6 +1,8 @@
 /**
  * Reading user data files: CSV (header row required) and JSONL (one JSON object per line), plain or
- * gzip-compressed. Both become a RawTable and then a Dataset through `tableToDataset`.
+ * gzip-compressed. A file is read as a stream: chunks of text go through an incremental reader
+ * (CsvTableReader / JsonlTableReader) into a DatasetBuilder row by row; the same readers give a
+ * RawTable (parseCsvTable / parseJsonlTable) for callers that need the cells.
  */
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
@@ -74,7 +76,8 @@ function countLines(s: string): number {
  * Incremental CSV reading: text arrives in chunks (`push`), and whole records — cut at the last
  * newline outside a quoted field (an even number of quotes before it) — go through
  * parseCsvRecords, their line numbers shifted by the lines already read. So a file of any size
- * needs memory only for one chunk and its records.
+ * needs memory only for one chunk and its records (a file with only lone-\r line ends has no cut
+ * and is parsed whole at the end).
  */
 class CsvTableReader {
   private pending = '';
