@@ -427,6 +427,13 @@ export interface GapCurve {
   max: { logProbRmse: number; probNorm: number };
 }
 
+/** Largest element (a loop: `Math.max(...xs)` overflows the call stack for long arrays). */
+function maxOf(xs: number[]): number {
+  let m = Number.NEGATIVE_INFINITY;
+  for (const x of xs) if (x > m) m = x;
+  return m;
+}
+
 /** Per-step gap of b from a: the per-step rows of their trajectory errors (computed if not given). */
 function gapCurve(a: Trajectory, b: Trajectory, errors = trajectoryErrors(a, b)): GapCurve {
   const n = a.numPoints * a.numClasses;
@@ -440,7 +447,7 @@ function gapCurve(a: Trajectory, b: Trajectory, errors = trajectoryErrors(a, b))
     logProbRmse,
     probNorm,
     final: { logProbRmse: logProbRmse[last]!, probNorm: probNorm[last]! },
-    max: { logProbRmse: Math.max(...logProbRmse), probNorm: Math.max(...probNorm) },
+    max: { logProbRmse: maxOf(logProbRmse), probNorm: maxOf(probNorm) },
   };
 }
 

@@ -23,7 +23,12 @@ export {
 } from './files.js';
 export { isSyntheticSpec, loadDataset, parseSyntheticSpec, resolveDataPath } from './load.js';
 export type { SyntheticOptions } from './synthetic.js';
-export { SYNTHETIC_DEFAULTS, syntheticClassMeans, syntheticGaussianMixture } from './synthetic.js';
+export {
+  SYNTHETIC_DEFAULTS,
+  SYNTHETIC_LIMITS,
+  syntheticClassMeans,
+  syntheticGaussianMixture,
+} from './synthetic.js';
 export type { LoadOptions } from './table.js';
 export type { SplitOptions } from './transforms.js';
 export {

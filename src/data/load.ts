@@ -73,18 +73,41 @@ export async function resolveDataPath(spec: string): Promise<string | null> {
   return (await exists(inDataDir)) ? inDataDir : null;
 }
 
+/** The CLI flag of each LoadOptions key (the `entk train` flags set them). */
+const OPTION_FLAGS: Record<keyof LoadOptions, string> = {
+  labelColumn: '--label-column',
+  featureColumns: '--feature-columns',
+  textColumn: '--text-column',
+  idColumn: '--id-column',
+  classNames: '--class-names',
+};
+
+/** Column options describe a file: refuse them for a built-in or synthetic dataset (they would be ignored). */
+function rejectFileOptions(name: string, options: LoadOptions): void {
+  for (const [key, flag] of Object.entries(OPTION_FLAGS) as [keyof LoadOptions, string][]) {
+    if (options[key] !== undefined) {
+      throw new InvalidArgumentError(
+        `${key} (${flag})`,
+        options[key],
+        `nothing for the ${name === 'synthetic' ? 'synthetic' : 'built-in'} dataset ${name} (column options apply to CSV/JSONL files only)`,
+      );
+    }
+  }
+}
+
 /**
  * Load a dataset by spec:
  * - a built-in name: 'digits' (1797×64, 10 classes), 'iris' (150×4, 3), 'wine' (178×13, 3),
  *   'breast_cancer' (569×30, 2) — '-' may stand for '_';
  * - 'synthetic' or 'synthetic:classes=V,dim=d,per-class=m,separation=s,seed=k' (syntheticGaussianMixture);
  * - a path to .csv / .jsonl / .ndjson, optionally .gz (relative paths: current directory, then data/).
- * `options` (column choice, class names) apply to files only and are ignored for built-ins and
- * synthetic data. Returns raw (unstandardised) features, inputShape [d].
+ * `options` (column choice, class names) apply to files only: given for a built-in or synthetic
+ * dataset they are an InvalidArgumentError naming the option and its CLI flag. Returns raw (unstandardised) features, inputShape [d].
  */
 export async function loadDataset(spec: string, options: LoadOptions = {}): Promise<Dataset> {
   if (typeof spec !== 'string' || spec.trim() === '') throw new InvalidArgumentError('data', spec, SPEC_HELP);
   const builtin = builtinName(spec);
+  if (builtin || isSyntheticSpec(spec)) rejectFileOptions(builtin ?? 'synthetic', options);
   if (builtin) return loadBuiltinDataset(builtin);
   if (isSyntheticSpec(spec)) return syntheticGaussianMixture(parseSyntheticSpec(spec));
   if (dataFileFormat(spec) === null) throw new InvalidArgumentError('data', spec, SPEC_HELP);

@@ -5,6 +5,7 @@
  * 2-simplex, which is what the simplex pictures of the dynamics need.
  */
 import { assertArgument, InvalidArgumentError } from '../errors.js';
+import { formatBytes } from '../util/resources.js';
 import { Rng } from '../util/rng.js';
 import { rowId } from './table.js';
 import type { Dataset } from './types.js';
@@ -29,16 +30,40 @@ export interface SyntheticOptions {
 /** Default synthetic settings (also the defaults of the `synthetic:` spec string). */
 export const SYNTHETIC_DEFAULTS = { numClasses: 3, dim: 2, perClass: 100, separation: 3, seed: 0 } as const;
 
+/**
+ * Limits of the synthetic generator, checked before anything is generated: V ≤ 1000 classes,
+ * d ≤ 100000 dimensions, n = V·perClass ≤ 10⁶ examples, n·d ≤ 2²⁸ values (1 GB of float32) and
+ * V²·d ≤ 2³² for the simplex means.
+ */
+export const SYNTHETIC_LIMITS = {
+  numClasses: 1000,
+  dim: 100_000,
+  examples: 1_000_000,
+  values: 2 ** 28,
+  meanWork: 2 ** 32,
+} as const;
+
 function checkOptions(o: SyntheticOptions): Required<SyntheticOptions> {
   const separation = o.separation ?? SYNTHETIC_DEFAULTS.separation;
+  const L = SYNTHETIC_LIMITS;
   assertArgument(
-    Number.isInteger(o.numClasses) && o.numClasses >= 2,
+    Number.isInteger(o.numClasses) && o.numClasses >= 2 && o.numClasses <= L.numClasses,
     'numClasses',
     o.numClasses,
-    'an integer ≥ 2',
+    `an integer ≥ 2 and ≤ ${L.numClasses} (synthetic classes=)`,
   );
-  assertArgument(Number.isInteger(o.dim) && o.dim >= 1, 'dim', o.dim, 'an integer ≥ 1');
-  assertArgument(Number.isInteger(o.perClass) && o.perClass >= 1, 'perClass', o.perClass, 'an integer ≥ 1');
+  assertArgument(
+    Number.isInteger(o.dim) && o.dim >= 1 && o.dim <= L.dim,
+    'dim',
+    o.dim,
+    `an integer ≥ 1 and ≤ ${L.dim} (synthetic dim=)`,
+  );
+  assertArgument(
+    Number.isInteger(o.perClass) && o.perClass >= 1,
+    'perClass',
+    o.perClass,
+    'an integer ≥ 1 (synthetic per-class=)',
+  );
   assertArgument(
     Number.isFinite(separation) && separation >= 0,
     'separation',
@@ -46,11 +71,27 @@ function checkOptions(o: SyntheticOptions): Required<SyntheticOptions> {
     'a finite number ≥ 0',
   );
   assertArgument(Number.isInteger(o.seed) && o.seed >= 0, 'seed', o.seed, 'a non-negative integer');
-  if (o.numClasses * o.perClass * o.dim > 2 ** 28) {
+  const n = o.numClasses * o.perClass;
+  if (n > L.examples) {
     throw new InvalidArgumentError(
-      'numClasses*perClass*dim',
-      o.numClasses * o.perClass * o.dim,
-      'at most 2^28',
+      'numClasses*perClass (synthetic classes= × per-class=)',
+      n,
+      `at most ${L.examples} examples`,
+    );
+  }
+  if (n * o.dim > L.values) {
+    throw new InvalidArgumentError(
+      'numClasses*perClass*dim (synthetic classes= × per-class= × dim=)',
+      n * o.dim,
+      `at most ${L.values} feature values (${formatBytes(L.values * 4)} as float32)`,
+    );
+  }
+  // The simplex means cost a Gram–Schmidt of V−1 vectors of length d: about V²·d operations.
+  if (o.numClasses <= o.dim + 1 && o.numClasses * o.numClasses * o.dim > L.meanWork) {
+    throw new InvalidArgumentError(
+      'numClasses²*dim (synthetic classes=² × dim=)',
+      o.numClasses * o.numClasses * o.dim,
+      `at most ${L.meanWork} (the class means are an orthonormal frame of classes−1 vectors in dim dimensions)`,
     );
   }
   return { numClasses: o.numClasses, dim: o.dim, perClass: o.perClass, separation, seed: o.seed };
@@ -66,7 +107,9 @@ function randomOrthonormal(rng: Rng, dim: number, count: number): number[][] {
       for (let k = 0; k < dim; k++) dot += v[k]! * b[k]!;
       for (let k = 0; k < dim; k++) v[k]! -= dot * b[k]!;
     }
-    const norm = Math.hypot(...v);
+    let sq = 0;
+    for (const t of v) sq += t * t;
+    const norm = Math.sqrt(sq);
     if (norm < 1e-6) continue; // (practically never) a draw inside the span: draw again
     basis.push(v.map((t) => t / norm));
   }

@@ -134,7 +134,11 @@ function labelText(table: RawTable, cell: Cell, line: number, column: string): s
   );
 }
 
-function requireColumn(table: RawTable, name: string, option: string): number {
+function requireColumn(
+  table: Pick<RawTable, 'file' | 'columns' | 'headerLine'>,
+  name: string,
+  option: string,
+): number {
   const j = table.columns.indexOf(name);
   if (j < 0) {
     throw new DataFormatError(
@@ -152,115 +156,186 @@ function requireColumn(table: RawTable, name: string, option: string): number {
  * (textColumn set, no feature columns) gives inputShape [0] and `text`.
  */
 export function tableToDataset(table: RawTable, name: string, options: LoadOptions = {}): Dataset {
-  const { file, columns, records } = table;
-  if (options.classNames != null) checkClassNames(options.classNames);
-  if (records.length === 0) {
-    throw new DataFormatError(
-      file,
-      'no data rows (the file has a header but nothing else)',
-      table.headerLine,
-    );
-  }
-  const labelName = options.labelColumn ?? 'label';
-  const labelJ = columns.indexOf(labelName);
-  if (labelJ < 0) {
-    throw new DataFormatError(
-      file,
-      `no label column ${JSON.stringify(labelName)} (columns: ${columns.map((c) => JSON.stringify(c)).join(', ')}); ` +
-        'name the label column with labelColumn / --label-column',
-      table.headerLine,
-    );
-  }
-  const idJ =
-    options.idColumn != null ? requireColumn(table, options.idColumn, 'idColumn') : columns.indexOf('id');
-  const textJ =
-    options.textColumn != null
-      ? requireColumn(table, options.textColumn, 'textColumn')
-      : columns.indexOf('text');
-  const reserved = new Set([labelJ, idJ, textJ].filter((j) => j >= 0));
-  for (const j of [idJ, textJ]) {
-    if (j === labelJ) {
+  const builder = new DatasetBuilder(table, name, options);
+  for (const rec of table.records) builder.addRow(rec.line, rec.cells, rec.cellLines);
+  return builder.finish();
+}
+
+/** A feature column being read: its index, its width (1, or the length of a JSONL array) and name. */
+interface FeatureColumn {
+  j: number;
+  /** null: a scalar column; a number: JSONL arrays of that length. */
+  arrayWidth: number | null;
+}
+
+/**
+ * Builds a Dataset row by row, so that a file can be read as a stream: features go straight into
+ * a growing Float32Array, labels are interned (one string per class), and only ids and text are
+ * kept per row. The column rules are those of LoadOptions; automatically chosen feature columns are
+ * the columns whose first row holds a number (CSV: a numeric text; JSONL: a number or an array of
+ * numbers). A column that does not, but holds a number in a later row, is an error naming its
+ * first row — a column is numeric throughout or not a feature.
+ */
+export class DatasetBuilder {
+  private readonly labelJ: number;
+  private readonly idJ: number;
+  private readonly textJ: number;
+  private readonly reserved: Set<number>;
+  private features: FeatureColumn[] | null = null;
+  /** Automatic mode: columns whose first row was not numeric, with that first cell (for the error). */
+  private pending = new Map<number, { cell: Cell; line: number }>();
+  private readonly explicit: number[] | null;
+  /** Feature rows in fixed blocks (no growing copy): `rowsPerBlock` rows of d values each. */
+  private blocks: Float32Array[] = [];
+  private rowsPerBlock = 1;
+  private d = 0;
+  private n = 0;
+  private labelCodes = new Int32Array(1024);
+  private readonly labelIndex = new Map<string, number>();
+  private readonly labelFirstLine: number[] = [];
+  private readonly text: string[] | undefined;
+  private readonly ids: string[] = [];
+  private readonly idLine = new Map<string, number>();
+
+  constructor(
+    private readonly table: Pick<RawTable, 'file' | 'format' | 'columns' | 'headerLine'>,
+    private readonly name: string,
+    private readonly options: LoadOptions = {},
+  ) {
+    const { file, columns } = table;
+    if (options.classNames != null) checkClassNames(options.classNames);
+    const labelName = options.labelColumn ?? 'label';
+    this.labelJ = columns.indexOf(labelName);
+    if (this.labelJ < 0) {
       throw new DataFormatError(
         file,
-        `column ${JSON.stringify(columns[j])} cannot be both the label column and the id/text column`,
+        `no label column ${JSON.stringify(labelName)} (columns: ${columns.map((c) => JSON.stringify(c)).join(', ')}); ` +
+          'name the label column with labelColumn / --label-column',
         table.headerLine,
       );
     }
-  }
-
-  // Feature columns.
-  let featureJs: number[];
-  if (options.featureColumns != null) {
-    featureJs = [];
-    const seen = new Set<string>();
-    for (const c of options.featureColumns) {
-      if (seen.has(c)) {
-        throw new DataFormatError(file, `featureColumns: column ${JSON.stringify(c)} is listed twice`);
-      }
-      seen.add(c);
-      const j = requireColumn(table, c, 'featureColumns');
-      if (reserved.has(j)) {
+    this.idJ =
+      options.idColumn != null ? requireColumn(table, options.idColumn, 'idColumn') : columns.indexOf('id');
+    this.textJ =
+      options.textColumn != null
+        ? requireColumn(table, options.textColumn, 'textColumn')
+        : columns.indexOf('text');
+    this.reserved = new Set([this.labelJ, this.idJ, this.textJ].filter((j) => j >= 0));
+    for (const j of [this.idJ, this.textJ]) {
+      if (j === this.labelJ) {
         throw new DataFormatError(
           file,
-          `featureColumns: column ${JSON.stringify(c)} is the label, id or text column and cannot be a feature`,
+          `column ${JSON.stringify(columns[j])} cannot be both the label column and the id/text column`,
           table.headerLine,
         );
       }
-      featureJs.push(j);
     }
-  } else if (table.format === 'csv') {
-    featureJs = columns
-      .map((_, j) => j)
-      .filter((j) => !reserved.has(j) && records.some((r) => looksNumeric(r.cells[j], 'csv')));
-  } else {
-    const first = records[0]!.cells;
-    featureJs = columns
-      .map((_, j) => j)
-      .filter((j) => !reserved.has(j) && (looksNumeric(first[j], 'jsonl') || isNumericArray(first[j])));
-  }
-  if (featureJs.length === 0 && textJ < 0) {
-    throw new DataFormatError(
-      file,
-      `no numeric feature columns (columns: ${columns.map((c) => JSON.stringify(c)).join(', ')}); ` +
-        'pass featureColumns, or textColumn for a text dataset',
-      table.headerLine,
-    );
-  }
-
-  // Widths of the feature columns: 1 for scalars, the array length for JSONL array cells.
-  const first = records[0]!;
-  const widths = featureJs.map((j) =>
-    Array.isArray(first.cells[j]) ? (first.cells[j] as unknown[]).length : 1,
-  );
-  const featureNames: string[] = [];
-  featureJs.forEach((j, k) => {
-    if (Array.isArray(first.cells[j])) {
-      for (let e = 0; e < widths[k]!; e++) featureNames.push(`${columns[j]}[${e}]`);
-    } else {
-      featureNames.push(columns[j]!);
-    }
-  });
-  const d = featureNames.length;
-  const n = records.length;
-  const x = new Float32Array(n * d);
-  const labels: string[] = new Array(n);
-  const labelLines: number[] = new Array(n);
-  const text: string[] | undefined = textJ >= 0 ? new Array(n) : undefined;
-  const ids: string[] = new Array(n);
-  const idLine = new Map<string, number>();
-
-  for (let r = 0; r < n; r++) {
-    const rec = records[r]!;
-    const lineOf = (j: number) => rec.cellLines?.[j] ?? rec.line;
-    let offset = r * d;
-    featureJs.forEach((j, k) => {
-      const cell = rec.cells[j];
-      const col = columnLabel(table, j);
-      if (Array.isArray(first.cells[j])) {
-        if (!Array.isArray(cell) || cell.length !== widths[k]) {
+    this.text = this.textJ >= 0 ? [] : undefined;
+    if (options.featureColumns != null) {
+      const explicit: number[] = [];
+      const seen = new Set<string>();
+      for (const c of options.featureColumns) {
+        if (seen.has(c)) {
+          throw new DataFormatError(file, `featureColumns: column ${JSON.stringify(c)} is listed twice`);
+        }
+        seen.add(c);
+        const j = requireColumn(table, c, 'featureColumns');
+        if (this.reserved.has(j)) {
           throw new DataFormatError(
             file,
-            `expected an array of ${widths[k]} numbers (as in the first row), found ${describeValue(cell)}`,
+            `featureColumns: column ${JSON.stringify(c)} is the label, id or text column and cannot be a feature`,
+            table.headerLine,
+          );
+        }
+        explicit.push(j);
+      }
+      this.explicit = explicit;
+    } else {
+      this.explicit = null;
+    }
+  }
+
+  private columnLabel(j: number): string {
+    return columnLabel(this.table as RawTable, j);
+  }
+
+  /** Decide the feature columns and their widths from the first row. */
+  private firstRow(cells: Cell[], lineOf: (j: number) => number): FeatureColumn[] {
+    const { file, columns, format } = this.table;
+    let js: number[];
+    if (this.explicit) js = this.explicit;
+    else {
+      js = [];
+      for (let j = 0; j < columns.length; j++) {
+        if (this.reserved.has(j)) continue;
+        if (looksNumeric(cells[j], format) || (format === 'jsonl' && isNumericArray(cells[j]))) js.push(j);
+        else this.pending.set(j, { cell: cells[j], line: lineOf(j) });
+      }
+    }
+    if (js.length === 0 && this.textJ < 0) {
+      throw new DataFormatError(
+        file,
+        `no numeric feature columns (columns: ${columns.map((c) => JSON.stringify(c)).join(', ')}); ` +
+          'pass featureColumns, or textColumn for a text dataset',
+        this.table.headerLine,
+      );
+    }
+    const features = js.map((j) => ({
+      j,
+      arrayWidth: Array.isArray(cells[j]) ? (cells[j] as unknown[]).length : null,
+    }));
+    this.d = features.reduce((sum, f) => sum + (f.arrayWidth ?? 1), 0);
+    this.rowsPerBlock = Math.max(1, Math.floor(BLOCK_VALUES / Math.max(1, this.d)));
+    return features;
+  }
+
+  /** Feature names, in the order of the values of a row. */
+  private featureNames(): string[] {
+    const names: string[] = [];
+    for (const { j, arrayWidth } of this.features ?? []) {
+      const c = this.table.columns[j]!;
+      if (arrayWidth === null) names.push(c);
+      else for (let e = 0; e < arrayWidth; e++) names.push(`${c}[${e}]`);
+    }
+    return names;
+  }
+
+  /** Add one data row: `cells[j]` belongs to `columns[j]`; `cellLines[j]` is where it starts. */
+  addRow(line: number, cells: Cell[], cellLines?: number[]): void {
+    const { file } = this.table;
+    const table = this.table as RawTable;
+    const lineOf = (j: number) => cellLines?.[j] ?? line;
+    if (this.features === null) this.features = this.firstRow(cells, lineOf);
+    // A column left out for its first row must not hold numbers later (it would be dropped silently).
+    if (this.pending.size > 0) {
+      for (const [j, first] of this.pending) {
+        const cell = cells[j];
+        if (looksNumeric(cell, table.format) || (table.format === 'jsonl' && isNumericArray(cell))) {
+          // parseNumber throws for the first row's cell: it is not a number.
+          parseNumber(table, first.cell, first.line, this.columnLabel(j));
+          throw new DataFormatError(
+            file,
+            `expected a number (this column holds numbers in later rows, e.g. line ${lineOf(j)}), found ${describeValue(first.cell)}`,
+            first.line,
+            this.columnLabel(j),
+          );
+        }
+      }
+    }
+    const r = this.n;
+    const d = this.d;
+    const b = Math.floor(r / this.rowsPerBlock);
+    if (b === this.blocks.length) this.blocks.push(new Float32Array(this.rowsPerBlock * d));
+    const x = this.blocks[b]!;
+    let offset = (r - b * this.rowsPerBlock) * d;
+    for (const { j, arrayWidth } of this.features) {
+      const cell = cells[j];
+      const col = this.columnLabel(j);
+      if (arrayWidth !== null) {
+        if (!Array.isArray(cell) || cell.length !== arrayWidth) {
+          throw new DataFormatError(
+            file,
+            `expected an array of ${arrayWidth} numbers (as in the first row), found ${describeValue(cell)}`,
             lineOf(j),
             col,
           );
@@ -271,57 +346,107 @@ export function tableToDataset(table: RawTable, name: string, options: LoadOptio
       } else {
         x[offset++] = parseNumber(table, cell, lineOf(j), col);
       }
-    });
-    labels[r] = labelText(table, rec.cells[labelJ], lineOf(labelJ), columnLabel(table, labelJ));
-    labelLines[r] = lineOf(labelJ);
-    if (text && textJ >= 0) {
-      const cell = rec.cells[textJ];
+    }
+    const label = labelText(table, cells[this.labelJ], lineOf(this.labelJ), this.columnLabel(this.labelJ));
+    let code = this.labelIndex.get(label);
+    if (code === undefined) {
+      code = this.labelIndex.size;
+      this.labelIndex.set(label, code);
+      this.labelFirstLine.push(lineOf(this.labelJ));
+    }
+    if (r >= this.labelCodes.length) this.labelCodes = grow(this.labelCodes, r + 1);
+    this.labelCodes[r] = code;
+    if (this.text) {
+      const cell = cells[this.textJ];
       if (typeof cell !== 'string') {
         throw new DataFormatError(
           file,
           `expected text, found ${describeValue(cell)}`,
-          lineOf(textJ),
-          columnLabel(table, textJ),
+          lineOf(this.textJ),
+          this.columnLabel(this.textJ),
         );
       }
-      text[r] = cell;
+      this.text.push(cell);
     }
-    if (idJ >= 0) {
-      const cell = rec.cells[idJ];
-      let id: string;
-      if (typeof cell === 'string' && cell.trim() !== '') id = cell.trim();
-      else if (typeof cell === 'number' && Number.isFinite(cell)) id = String(cell);
-      else {
-        throw new DataFormatError(
-          file,
-          `expected a non-empty id, found ${describeValue(cell)}`,
-          lineOf(idJ),
-          columnLabel(table, idJ),
-        );
-      }
-      const prev = idLine.get(id);
-      if (prev !== undefined) {
-        throw new DataFormatError(
-          file,
-          `duplicate id ${JSON.stringify(id)} (first seen on line ${prev}); ids must be unique`,
-          lineOf(idJ),
-          columnLabel(table, idJ),
-        );
-      }
-      idLine.set(id, lineOf(idJ));
-      ids[r] = id;
-    } else {
-      ids[r] = rowId(name, r, n);
-    }
+    if (this.idJ >= 0) this.ids.push(this.readId(cells[this.idJ], lineOf(this.idJ)));
+    this.n++;
   }
 
-  const { y, classNames } = mapLabels(labels, labelLines, options.classNames, (problem, line) => {
-    throw new DataFormatError(file, problem, line, columnLabel(table, labelJ));
-  });
+  private readId(cell: Cell, line: number): string {
+    const { file } = this.table;
+    const col = this.columnLabel(this.idJ);
+    let id: string;
+    if (typeof cell === 'string' && cell.trim() !== '') id = cell.trim();
+    else if (typeof cell === 'number' && Number.isFinite(cell)) id = String(cell);
+    else throw new DataFormatError(file, `expected a non-empty id, found ${describeValue(cell)}`, line, col);
+    if (id.includes(',')) {
+      throw new DataFormatError(
+        file,
+        `id ${JSON.stringify(id)} contains a comma; ids must not (point specs list ids separated by commas: ids:a,b)`,
+        line,
+        col,
+      );
+    }
+    const prev = this.idLine.get(id);
+    if (prev !== undefined) {
+      throw new DataFormatError(
+        file,
+        `duplicate id ${JSON.stringify(id)} (first seen on line ${prev}); ids must be unique`,
+        line,
+        col,
+      );
+    }
+    this.idLine.set(id, line);
+    return id;
+  }
 
-  const ds: Dataset = { name, ids, x, y, inputShape: [d], classNames, featureNames };
-  if (text) ds.text = text;
-  return ds;
+  /** The Dataset of the rows added (throws if there were none). */
+  finish(): Dataset {
+    const { file } = this.table;
+    const n = this.n;
+    if (n === 0) {
+      throw new DataFormatError(
+        file,
+        'no data rows (the file has a header but nothing else)',
+        this.table.headerLine,
+      );
+    }
+    // Class indices of the distinct labels (in order of first appearance), then of every row.
+    const distinct = [...this.labelIndex.keys()];
+    const mapped = mapLabels(distinct, this.labelFirstLine, this.options.classNames, (problem, line) => {
+      throw new DataFormatError(file, problem, line, this.columnLabel(this.labelJ));
+    });
+    const y = new Int32Array(n);
+    for (let r = 0; r < n; r++) y[r] = mapped.y[this.labelCodes[r]!]!;
+    const x = new Float32Array(n * this.d);
+    this.blocks.forEach((block, b) => {
+      const offset = b * this.rowsPerBlock * this.d;
+      x.set(offset + block.length <= x.length ? block : block.subarray(0, x.length - offset), offset);
+    });
+    this.blocks = [];
+    const ids = this.idJ >= 0 ? this.ids : Array.from({ length: n }, (_, r) => rowId(this.name, r, n));
+    const ds: Dataset = {
+      name: this.name,
+      ids,
+      x,
+      y,
+      inputShape: [this.d],
+      classNames: mapped.classNames,
+      featureNames: this.featureNames(),
+    };
+    if (this.text) ds.text = this.text;
+    return ds;
+  }
+}
+
+/** Feature values per block of DatasetBuilder (1 MiB of float32). */
+const BLOCK_VALUES = 2 ** 18;
+
+/** A copy of `a` with room for at least `min` elements (capacity ×1.5, so growth stays amortised O(1)). */
+function grow(a: Int32Array<ArrayBuffer>, min: number): Int32Array<ArrayBuffer> {
+  const next = new Int32Array(Math.max(min, Math.ceil(a.length * 1.5)));
+  next.set(a);
+  return next;
 }
 
 /** Throw unless `classNames` is a non-empty list of distinct non-empty strings. */
@@ -389,6 +514,14 @@ export function mapLabels(
       return fail(`integer label ${labels[r]} is too large (class indices must be below 100000)`, lines[r]!);
     }
     return { y, classNames: Array.from({ length: max + 1 }, (_, k) => String(k)) };
+  }
+  // Numbers that are not class indices (-1, 1.5) must not silently become class names.
+  if (labels.every((l) => NUMBER_RE.test(l))) {
+    const r = labels.findIndex((l) => !INTEGER_LABEL_RE.test(l));
+    return fail(
+      `label ${labels[r]} is not a class index: numeric labels must be non-negative integers 0..V-1 (pass classNames / --class-names to read labels as names)`,
+      lines[r]!,
+    );
   }
   const names = [...new Set(labels)].sort();
   const index = new Map(names.map((c, k) => [c, k]));

@@ -21,6 +21,7 @@ import type {
 } from '../kernel/types.js';
 import { countParameters } from '../model/index.js';
 import { type CheckpointInfo, openRun, type Run } from '../train/index.js';
+import { assertFits, freeDiskBytes, memoryBudget } from '../util/resources.js';
 import type { KernelManifest, ManifestLayer } from './manifest.js';
 import { defaultPointSetName, resolvePoints } from './points.js';
 import { type KernelManifestInput, writeKernelStore } from './store.js';
@@ -73,6 +74,11 @@ export interface ComputeKernelStoresOptions {
   maxInMemoryBytes?: number;
   /** Progress bars on a terminal; default true. */
   progress?: boolean;
+  /**
+   * Bytes available, checked before computing: `disk` (default: statfs of the store's file system)
+   * and `memory` for a kernel held in memory (default: physical memory or ENTK_MEMORY_BYTES).
+   */
+  available?: { disk?: number; memory?: number };
 }
 
 /** One store written. */
@@ -237,7 +243,41 @@ export type StoreKernelOptions = Pick<
   | 'shard'
   | 'maxInMemoryBytes'
   | 'progress'
+  | 'available'
 >;
+
+/**
+ * Refuse a store that cannot be written before computing it: its files must fit in the free space
+ * of the target file system, and a kernel held in memory (not streamed) in memory.
+ */
+async function checkStoreFits(
+  storeDir: string,
+  spec: string,
+  shape: number[],
+  dtype: string,
+  kernelBytes: number,
+  o: { inMemory: boolean; otherBytes: number; available: StoreKernelOptions['available'] },
+): Promise<void> {
+  const kernel = `the kernel store (kernel ${shape.join('×')} ${dtype}, inputs, logits and probabilities; --trace or --diagonal store less)`;
+  const disk = o.available?.disk ?? (await freeDiskBytes(storeDir));
+  assertFits({
+    what: kernel,
+    bytes: kernelBytes + o.otherBytes,
+    available: disk,
+    where: `free space on the file system of ${storeDir}`,
+    argument: 'points',
+    received: spec,
+  });
+  if (o.inMemory) {
+    assertFits({
+      what: `the in-memory kernel (${shape.join('×')} ${dtype})`,
+      bytes: kernelBytes,
+      available: o.available?.memory ?? memoryBudget(),
+      argument: 'points',
+      received: spec,
+    });
+  }
+}
 
 /**
  * Compute the kernel of `model` over `points` (whole, or the block rows of `options.shard`) with
@@ -277,6 +317,12 @@ export async function computeStore(
     const rows = inputOf(points, rowStart, rowEnd);
     const shape = kind === 'full' ? [R * V, N * V] : kind === 'diagonal' ? [R, V, V] : [R, N];
     const bytes = shape.reduce((a, b) => a * b, 1) * elementSize;
+    await checkStoreFits(storeDir, base.points.spec ?? base.points.name, shape, dtype, bytes, {
+      inMemory: kind === 'diagonal' || bytes <= maxInMemory,
+      // inputs (float32), labels (int32), logits (float32), probabilities (float64)
+      otherBytes: R * (points.inputShape.reduce((a, b) => a * b, 1) * 4 + 4 + V * 12),
+      available: options.available,
+    });
 
     // The kernel: in memory (symmetric case computes one triangle), or streamed in row panels.
     let summary: NtkStreamSummary | NtkResult | undefined;

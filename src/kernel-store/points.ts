@@ -195,7 +195,7 @@ export async function resolvePoints(
         part = stratifiedSample(ds, s.perClass, seed);
       }
       parts.push(part);
-      sources.push(...part.ids.map(() => term.split));
+      for (let i = 0; i < part.ids.length; i++) sources.push(term.split); // no spread: n can be ≥ 125k
     } else if (term.kind === 'ids') {
       const where = new Map<string, ['train' | 'test', number]>();
       for (const [i, id] of run.train.ids.entries()) where.set(id, ['train', i]);
@@ -227,7 +227,7 @@ export async function resolvePoints(
       if (run.config.standardize) ds = applyStandardization(ds, run.standardization);
       ds = withInputShape(ds, run.train.inputShape);
       parts.push(ds);
-      sources.push(...ds.ids.map(() => 'file' as const));
+      for (let i = 0; i < ds.ids.length; i++) sources.push('file');
     }
   }
   const dataset = concat(parts, run.train);

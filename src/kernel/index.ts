@@ -104,6 +104,13 @@ function validateOptions(options: NtkOptions): void {
   if (contraction !== undefined && !(NTK_CONTRACTIONS as readonly string[]).includes(contraction)) {
     throw new InvalidArgumentError('contraction', contraction, `one of ${NTK_CONTRACTIONS.join(', ')}`);
   }
+  if (accumulation === 'float64' && (contraction === 'wasm' || contraction === 'tfjs')) {
+    throw new InvalidArgumentError(
+      'contraction (--contraction)',
+      contraction,
+      "'auto' with accumulation 'float64' (--float64): float64 kernels are accumulated in JavaScript, the wasm and tfjs contractions are float32 only",
+    );
+  }
   if (blockSize !== undefined && !(Number.isInteger(blockSize) && blockSize >= 1)) {
     throw new InvalidArgumentError('blockSize', blockSize, 'an integer >= 1 (points per block)');
   }

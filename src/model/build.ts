@@ -16,6 +16,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { installWasmKernelFixes } from '../backend/wasm-kernels.js';
 import { assertArgument, InvalidArgumentError } from '../errors.js';
+import { assertFits, MAX_TYPED_ARRAY_LENGTH, memoryBudget } from '../util/resources.js';
 import { Rng } from '../util/rng.js';
 import { ElementwiseActivation, Scale, ScaledDense } from './layers.js';
 import type { ActivationName, CnnSpec, MlpSpec, ModelSpec } from './spec.js';
@@ -99,6 +100,7 @@ export function buildModel(spec: ModelSpec, options: BuildModelOptions): tf.Sequ
       resolved.kind === 'linear'
         ? { kind: 'mlp', widths: [], activation: 'relu', parameterization: 'standard' }
         : resolved;
+    checkMlpSize(product(inputShape), mlp.widths, numClasses);
     let width = product(inputShape);
     if (inputShape.length > 1) layers.push(tf.layers.flatten(head('flatten')));
     const ntk = mlp.parameterization === 'ntk';
@@ -131,6 +133,38 @@ export function buildModel(spec: ModelSpec, options: BuildModelOptions): tf.Sequ
   const model = tf.sequential({ layers, name: resolved.kind });
   initialiseWeights(pending, seed);
   return model;
+}
+
+/**
+ * Refuse an MLP too large to build before tfjs allocates it: one weight matrix must fit in a typed
+ * array, and the parameters (float32) about four times over — weights, gradients, optimiser state,
+ * a checkpoint being written — in memory.
+ */
+export function checkMlpSize(inputDim: number, widths: number[], numClasses: number): void {
+  const dims = [inputDim, ...widths, numClasses];
+  let parameters = 0;
+  let largest = 0;
+  for (let i = 0; i + 1 < dims.length; i++) {
+    const matrix = dims[i]! * dims[i + 1]!;
+    parameters += matrix + dims[i + 1]!;
+    largest = Math.max(largest, matrix);
+  }
+  const received = widths.join(',');
+  const argument = 'model.widths (--widths)';
+  assertFits({
+    what: `an MLP of ${parameters} parameters (${dims.join('→')}; float32 weights, gradients and optimiser state, ×4)`,
+    bytes: parameters * 4 * 4,
+    available: memoryBudget(),
+    argument,
+    received,
+  });
+  if (largest > MAX_TYPED_ARRAY_LENGTH) {
+    throw new InvalidArgumentError(
+      argument,
+      received,
+      `widths whose largest weight matrix has at most ${MAX_TYPED_ARRAY_LENGTH} entries (it has ${largest})`,
+    );
+  }
 }
 
 /** A flat input of s·s features as a one-channel image [s, s, 1], or null when it is not square. */
@@ -191,6 +225,7 @@ function buildCnn(
   });
   layers.push(tf.layers.flatten({ name: 'flatten' }));
   let width = h * w * c;
+  checkMlpSize(width, denseWidths, numClasses); // the dense head dominates the CNN's parameters
   denseWidths.forEach((units, i) => {
     const dense = tf.layers.dense({
       units,

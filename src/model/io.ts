@@ -14,6 +14,7 @@ import { ENTK_VERSION } from '../backend/index.js';
 import { CorruptFileError, InvalidArgumentError } from '../errors.js';
 import { writeDirAtomic, writeFileAtomic } from '../util/atomic.js';
 import { exists } from '../util/fs.js';
+import { assertAcyclicTopology } from './topology.js';
 import './layers.js'; // registers the custom layers before any model is deserialised
 import { installWasmKernelFixes } from '../backend/wasm-kernels.js';
 
@@ -133,6 +134,7 @@ export function fileSystemHandler(target: string): tf.io.IOHandler {
       if (!Array.isArray(modelJson.weightsManifest)) {
         throw new CorruptFileError(modelJsonPath, 'no weightsManifest array');
       }
+      assertAcyclicTopology(modelJson.modelTopology, modelJsonPath);
       return tf.io.getModelArtifactsForJSON(modelJson, async (manifest) => {
         const specs: tf.io.WeightsManifestEntry[] = [];
         const buffers: Uint8Array[] = [];

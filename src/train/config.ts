@@ -228,6 +228,13 @@ export function resolveTrainConfig(input: TrainConfigInput | TrainConfig): Train
     optimizer.beta2 = o.beta2 ?? OPTIMIZER_DEFAULTS.beta2;
     optimizer.epsilon = o.epsilon ?? OPTIMIZER_DEFAULTS.epsilon;
   }
+  if (c.dataOptions.textColumn !== undefined && !c.backbone) {
+    throw new InvalidArgumentError(
+      'config.dataOptions.textColumn (--text-column)',
+      c.dataOptions.textColumn,
+      'a backbone (--backbone) to embed the text column with (without one the column is not used)',
+    );
+  }
   const s = c.checkpoints;
   const checkpoints: CheckpointSchedule =
     s.steps !== undefined
@@ -267,6 +274,12 @@ export interface StepPlan {
   evalSteps: number[];
 }
 
+/**
+ * Most checkpoints or evaluations one run may schedule: the step lists are held in memory (a Set of
+ * 10⁹ steps aborts V8) and every checkpoint is a model on disk.
+ */
+export const MAX_SCHEDULED_STEPS = 1_000_000;
+
 /** Steps of `schedule` within [0, totalSteps], always including 0 and totalSteps. */
 export function checkpointSteps(schedule: CheckpointSchedule, totalSteps: number): number[] {
   const steps = new Set<number>([0, totalSteps]);
@@ -282,10 +295,27 @@ export function checkpointSteps(schedule: CheckpointSchedule, totalSteps: number
       steps.add(s);
     }
   } else if ('every' in schedule) {
+    const count = Math.ceil(totalSteps / schedule.every);
+    if (count > MAX_SCHEDULED_STEPS) {
+      throw new InvalidArgumentError(
+        'config.checkpoints.every (--checkpoint-every)',
+        schedule.every,
+        `a value giving at most ${MAX_SCHEDULED_STEPS} checkpoints (${totalSteps} steps / ${schedule.every} = ${count})`,
+      );
+    }
     for (let s = schedule.every; s < totalSteps; s += schedule.every) steps.add(s);
   } else {
     const { first, factor } = schedule.geometric;
-    for (let x = first; Math.round(x) < totalSteps; x *= factor) steps.add(Math.round(x));
+    for (let x = first; Math.round(x) < totalSteps; x *= factor) {
+      steps.add(Math.round(x));
+      if (steps.size > MAX_SCHEDULED_STEPS) {
+        throw new InvalidArgumentError(
+          'config.checkpoints.geometric (--checkpoint-geometric)',
+          `${first},${factor}`,
+          `a schedule of at most ${MAX_SCHEDULED_STEPS} checkpoints within ${totalSteps} steps`,
+        );
+      }
+    }
   }
   return [...steps].sort((a, b) => a - b);
 }
@@ -297,6 +327,16 @@ export function planSteps(config: TrainConfig, numTrain: number): StepPlan {
   const totalSteps = config.steps ?? config.epochs! * stepsPerEpoch;
   const ckpt = checkpointSteps(config.checkpoints, totalSteps);
   const evalEvery = config.evalEvery ?? stepsPerEpoch;
+  const evalCount = Math.ceil(totalSteps / evalEvery);
+  if (evalCount > MAX_SCHEDULED_STEPS) {
+    throw new InvalidArgumentError(
+      config.evalEvery === undefined || config.evalEvery === null
+        ? 'config.steps (--steps)'
+        : 'config.evalEvery (--eval-every)',
+      config.evalEvery ?? totalSteps,
+      `at most ${MAX_SCHEDULED_STEPS} evaluations (${totalSteps} steps, evaluated every ${evalEvery}${config.evalEvery == null ? ' = once per epoch' : ''}: ${evalCount}); fewer steps or a larger --eval-every`,
+    );
+  }
   const evals = new Set<number>(ckpt);
   for (let s = evalEvery; s < totalSteps; s += evalEvery) evals.add(s);
   return {

@@ -39,6 +39,7 @@ import { resolvePoints } from '../kernel-store/points.js';
 import { writeDirAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { exists } from '../util/fs.js';
 import { progressBar } from '../util/progress.js';
+import { assertFits, memoryBudget } from '../util/resources.js';
 import { Rng } from '../util/rng.js';
 import { checkpointId, openRun, type Run, runPaths } from './run.js';
 import { meanCrossEntropy } from './train.js';
@@ -222,6 +223,33 @@ function validate(o: FinetuneOptions) {
 }
 
 /**
+ * Refuse a finetune whose per-step arrays do not fit in memory, before allocating any of them:
+ * R = ⌊steps / recordEvery⌋ + 1 (+1 for a last step off the grid) recorded steps of P·V float64 log-probs (+ loss, distance and the
+ * step list), K = 1 + ⌊steps / refreshEvery⌋ kernels of (N·V)² + (M·V)(N·V) float32, and for
+ * minibatches the schedule (steps × batchSize indices).
+ */
+function checkFinetuneMemory(
+  options: FinetuneOptions,
+  s: { mode: FinetuneMode; recordEvery: number; refreshEvery: number; N: number; M: number; V: number },
+): void {
+  const { steps } = options;
+  const { N, M, V } = s;
+  const P = N + M;
+  const recorded = Math.floor(steps / s.recordEvery) + 1 + (steps % s.recordEvery === 0 ? 0 : 1);
+  const kernels = 1 + (s.refreshEvery > 0 ? Math.floor(steps / s.refreshEvery) : 0);
+  const kernelBytes = kernels * (N * V + M * V) * N * V * 4;
+  const recordBytes = recorded * (P * V * 8 + 3 * 8);
+  const scheduleBytes = s.mode === 'minibatch' ? steps * (options.batchSize ?? 1) * 8 : 0;
+  const bytes = kernelBytes + recordBytes + scheduleBytes;
+  const what =
+    `the finetune recording (${recorded} recorded steps × ${P} points × ${V} classes × 8 B` +
+    `, ${kernels} kernel(s) of ${N * V + M * V}×${N * V} float32` +
+    (scheduleBytes > 0 ? `, a schedule of ${steps}×${options.batchSize} indices` : '') +
+    '; raise recordEvery / refreshEvery or lower steps)';
+  assertFits({ what, bytes, available: memoryBudget(), argument: 'steps', received: steps });
+}
+
+/**
  * Run a recorded finetune from a checkpoint and write it to `<run>/finetune/<name>/`.
  *
  * @example
@@ -269,6 +297,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
   const tracked = concatPoints(ftSet.dataset, obsSet?.dataset ?? null);
   const labels = Array.from(ftSet.dataset.y);
 
+  checkFinetuneMemory(options, { mode, recordEvery, refreshEvery, N, M, V });
   const schedule: BatchSchedule =
     mode === 'minibatch'
       ? { kind: 'sequence', batches: minibatchSchedule(N, options.batchSize!, options.steps, seed) }

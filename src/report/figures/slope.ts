@@ -92,7 +92,9 @@ export async function logLogSlopeFigure(options: LogLogSlopeOptions): Promise<Fi
   const lineYs = lines.map((l) => l.y).filter((v) => v > 0);
   const ys = [...pts.map((p) => p.y), ...lineYs];
   const xDomain = [round6(10 ** lx0 / 1.15), round6(10 ** lx1 * 1.15)];
-  const yDomain = [round6(Math.min(...ys) / 1.15), round6(Math.max(...ys) * 1.15)];
+  const yMin = ys.reduce((a, b) => Math.min(a, b), Number.POSITIVE_INFINITY);
+  const yMax = ys.reduce((a, b) => Math.max(a, b), Number.NEGATIVE_INFINITY);
+  const yDomain = [round6(yMin / 1.15), round6(yMax * 1.15)];
   const legend = {
     orient: 'bottom' as const,
     direction: 'vertical' as const,
