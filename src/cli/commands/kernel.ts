@@ -267,7 +267,7 @@ export function registerKernel(program: Command): void {
         const merged = await mergeKernelShards(dir, {
           format: flags.format === undefined ? undefined : parseArrayFormat(flags.format, '--format'),
           removeShards: flags.removeShards,
-          overwrite: flags.overwrite,
+          overwrite: all.overwrite, // `kernel --overwrite` (the parent's flag) or `merge --overwrite`
         });
         outputStores(all.json, merged, (m) => ({ shardsDir: m.shardsDir }));
       },
