@@ -177,7 +177,7 @@ async function forget(outDir: string): Promise<void> {
     const dir = (stages!.resultOf(name) as { dir?: unknown } | undefined)?.dir;
     const runs = path.join(outDir, 'runs');
     const abs = typeof dir === 'string' ? path.resolve(outDir, dir) : null;
-    if (abs && abs.startsWith(`${runs}${path.sep}`)) await fs.rm(abs, { recursive: true, force: true });
+    if (abs?.startsWith(`${runs}${path.sep}`)) await fs.rm(abs, { recursive: true, force: true });
   }
   await fs.rm(path.join(outDir, 'stages.json'), { force: true });
 }

@@ -37,7 +37,6 @@ import { empiricalNtkFn, type NtkPlan } from '../kernel/index.js';
 import type { NtkImplementation } from '../kernel/types.js';
 import { resolvePoints } from '../kernel-store/points.js';
 import { writeJsonAtomic } from '../util/atomic.js';
-import { exists } from '../util/fs.js';
 import { checkOutputDir, type OutputKind, writeOutputDir } from '../util/output.js';
 import { progressBar } from '../util/progress.js';
 import { Rng } from '../util/rng.js';
