@@ -15,4 +15,13 @@ export * from './kernel-store/index.js';
 export * from './model/index.js';
 export * from './report/index.js';
 export * from './train/index.js';
+export {
+  checkOutputDir,
+  cleanStaleTemporaries,
+  isOutputOfKind,
+  type OutputKind,
+  type OutputOptions,
+  withOutputLock,
+  writeOutputDir,
+} from './util/output.js';
 export { Rng } from './util/rng.js';

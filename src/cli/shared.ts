@@ -93,3 +93,18 @@ export function output(json: boolean | undefined, value: unknown, human: () => v
   if (json) process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
   else human();
 }
+
+/**
+ * Run `fn`, showing an InvalidArgumentError about a library option under the flag that set it
+ * (e.g. `{ out: '--out' }`: "out: expected ..." becomes "--out: expected ...").
+ */
+export async function withFlagNames<T>(flags: Record<string, string>, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (error) {
+    if (error instanceof InvalidArgumentError && Object.hasOwn(flags, error.argument)) {
+      throw new InvalidArgumentError(flags[error.argument]!, error.received, error.expected);
+    }
+    throw error;
+  }
+}

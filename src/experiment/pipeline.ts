@@ -35,6 +35,7 @@ import {
   train,
 } from '../train/index.js';
 import { readJsonFile } from '../train/run.js';
+import { exists } from '../util/fs.js';
 import type { ExperimentConfig, FinetuneSettings, PointSpecs } from './config.js';
 import { canonicalJson, type StageRunner } from './stages.js';
 
@@ -109,7 +110,15 @@ export async function trainStage(
         stored = null; // damaged: start again
       }
       const same = stored !== null && canonicalJson(stored) === canonicalJson(config);
-      if (!same) {
+      if (!same && (await exists(dir))) {
+        // Only a run this experiment recorded is replaced; anything else there is the user's.
+        if (ctx.stages.resultOf(`train/${name}`) === undefined) {
+          throw new InvalidArgumentError(
+            'outDir',
+            ctx.outDir,
+            `an experiment directory whose runs/${name} this experiment made (${dir} holds a run or files it did not record in stages.json; move them away or choose another --out)`,
+          );
+        }
         await fs.rm(dir, { recursive: true, force: true });
         ctx.runs.delete(path.resolve(dir));
       }
@@ -231,6 +240,7 @@ export async function kernelStage(
         checkpoint: checkpoint.id,
         name: 'tracked',
         progress: false,
+        overwrite: true, // the experiment's own store (this stage's inputs changed)
       });
       return { store: rel(ctx, store!.dir), checkpoint };
     },
@@ -261,6 +271,7 @@ export async function heatmapStage(
           kind: 'trace',
           seed: ctx.config.seed,
           progress: false,
+          overwrite: true,
         });
       } catch (error) {
         if (error instanceof InvalidArgumentError && error.argument === 'points') {

@@ -25,6 +25,7 @@ import {
   writeReport,
 } from '../report/index.js';
 import { writeJsonAtomic } from '../util/atomic.js';
+import { checkOutputDir, type OutputKind, withOutputLock } from '../util/output.js';
 import {
   type ExperimentConfig,
   type ExperimentConfigInput,
@@ -48,7 +49,10 @@ export interface RunExperimentOptions {
   onEvent?: (event: StageEvent) => void;
   /** Progress lines for humans (what a stage is doing). Default: none. */
   log?: (line: string) => void;
-  /** Redo every stage: delete the earlier stages.json and runs/ first. Default false. */
+  /**
+   * Redo every stage: delete the earlier stages.json and the runs it records first (nothing the
+   * experiment did not make). Default false.
+   */
   force?: boolean;
 }
 
@@ -92,6 +96,12 @@ export function summaryTable(rows: SummaryRow[]): ReportTable {
     })),
   };
 }
+
+/** The file that marks an experiment directory: the resolved configuration. */
+export const EXPERIMENT_JSON = 'experiment.json';
+
+/** Experiment directories as outputs (src/util/output.ts): marked by experiment.json. */
+export const EXPERIMENT_OUTPUT: OutputKind = { name: 'experiment', marker: EXPERIMENT_JSON };
 
 /** Fail fast on what can be checked before any training. */
 async function preflight(config: ExperimentConfig): Promise<void> {
@@ -137,15 +147,48 @@ export async function runExperiment(
       'a directory for the experiment (this is a file)',
     );
   }
-  await fs.mkdir(outDir, { recursive: true });
-  if (options.force) {
-    // Everything the stages wrote goes, so that nothing is resumed either (training would be).
-    for (const entry of ['stages.json', 'runs']) {
-      await fs.rm(path.join(outDir, entry), { recursive: true, force: true });
-    }
+  // New, empty, or an experiment (resumed; not an overwrite). Anything else is refused.
+  const output = { argument: 'outDir', kind: EXPERIMENT_OUTPUT, overwrite: true, whole: false };
+  await checkOutputDir(options.outDir, output);
+  return withOutputLock(outDir, 'outDir', 'experiment', async () => {
+    await checkOutputDir(options.outDir, output);
+    await fs.mkdir(outDir, { recursive: true });
+    if (options.force) await forget(outDir);
+    await writeJsonAtomic(path.join(outDir, EXPERIMENT_JSON), { entkVersion: ENTK_VERSION, ...config });
+    const stages = await StageRunner.open(outDir, options.onEvent);
+    return runStages(config, outDir, stages, options, started);
+  });
+}
+
+/**
+ * For --force: delete the runs the recorded stages trained (kernels, recordings and predictions
+ * live inside them) and the stage record, so that nothing is resumed. Nothing else is touched: a
+ * directory under runs/ the experiment did not record stays.
+ */
+async function forget(outDir: string): Promise<void> {
+  let stages: StageRunner | null = null;
+  try {
+    stages = await StageRunner.open(outDir);
+  } catch {
+    stages = null; // damaged record: nothing is known to be ours
   }
-  await writeJsonAtomic(path.join(outDir, 'experiment.json'), { entkVersion: ENTK_VERSION, ...config });
-  const stages = await StageRunner.open(outDir, options.onEvent);
+  for (const name of stages?.recorded() ?? []) {
+    if (!name.startsWith('train/')) continue;
+    const dir = (stages!.resultOf(name) as { dir?: unknown } | undefined)?.dir;
+    const runs = path.join(outDir, 'runs');
+    const abs = typeof dir === 'string' ? path.resolve(outDir, dir) : null;
+    if (abs?.startsWith(`${runs}${path.sep}`)) await fs.rm(abs, { recursive: true, force: true });
+  }
+  await fs.rm(path.join(outDir, 'stages.json'), { force: true });
+}
+
+async function runStages(
+  config: ExperimentConfig,
+  outDir: string,
+  stages: StageRunner,
+  options: RunExperimentOptions,
+  started: number,
+): Promise<ExperimentResult> {
   const ctx: ExperimentContext = {
     config,
     outDir,

@@ -126,6 +126,11 @@ export class StageRunner {
   recorded(): string[] {
     return Object.keys(this.records);
   }
+
+  /** The recorded result of stage `name` (whatever its key), or undefined. */
+  resultOf(name: string): unknown {
+    return this.records[name]?.result;
+  }
 }
 
 /** Options of {@link StageRunner.run}. */

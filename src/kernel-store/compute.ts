@@ -24,7 +24,7 @@ import { type CheckpointInfo, openRun, type Run } from '../train/index.js';
 import { assertFits, freeDiskBytes, memoryBudget } from '../util/resources.js';
 import type { KernelManifest, ManifestLayer } from './manifest.js';
 import { defaultPointSetName, resolvePoints } from './points.js';
-import { type KernelManifestInput, writeKernelStore } from './store.js';
+import { checkStoreOutput, type KernelManifestInput, writeKernelStore } from './store.js';
 
 /** A shard: block rows `index` of `count` (0-based, `0 <= index < count`). */
 export interface ShardSpec {
@@ -79,6 +79,8 @@ export interface ComputeKernelStoresOptions {
    * and `memory` for a kernel held in memory (default: physical memory or ENTK_MEMORY_BYTES).
    */
   available?: { disk?: number; memory?: number };
+  /** Replace kernel stores (or shards) already there; default false: an existing store is refused. */
+  overwrite?: boolean;
 }
 
 /** One store written. */
@@ -244,6 +246,7 @@ export type StoreKernelOptions = Pick<
   | 'maxInMemoryBytes'
   | 'progress'
   | 'available'
+  | 'overwrite'
 >;
 
 /**
@@ -391,6 +394,7 @@ export async function computeStore(
         : manifest;
     const written = await writeKernelStore(dir, {
       format: options.format,
+      overwrite: options.overwrite,
       manifest: finalManifest,
       arrays: {
         kernel: { dtype, shape, data: kernelData },
@@ -431,6 +435,11 @@ export async function computeKernelStores(options: ComputeKernelStoresOptions): 
   checkShard(shard, N);
   const root = options.out ?? path.join(run.dir, 'kernels');
   const checkpoints = selectCheckpoints(run, options.checkpoint ?? 'last');
+  // Refuse before computing anything: every target must be new, or a store to --overwrite.
+  for (const checkpoint of checkpoints) {
+    const storeDir = path.join(root, name, checkpoint.id);
+    await checkStoreOutput(shard ? shardDir(storeDir, shard.index, shard.count) : storeDir, options);
+  }
   const results: ComputedStore[] = [];
 
   for (const checkpoint of checkpoints) {

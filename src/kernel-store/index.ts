@@ -59,9 +59,11 @@ export {
   resolvePoints,
 } from './points.js';
 export {
+  checkStoreOutput,
   type ExportKernelStoreOptions,
   expectedShapes,
   exportKernelStore,
+  KERNEL_STORE_OUTPUT,
   type KernelArraySource,
   type KernelManifestInput,
   type KernelStore,

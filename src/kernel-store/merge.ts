@@ -11,6 +11,7 @@ import { allocate } from '../io/index.js';
 import { isDirectory } from '../util/fs.js';
 import { type KernelManifest, MANIFEST_JSON, STORE_ARRAYS } from './manifest.js';
 import {
+  checkStoreOutput,
   type KernelManifestInput,
   manifestInput,
   readKernelManifest,
@@ -27,6 +28,8 @@ export interface MergeOptions {
   format?: ArrayFormat;
   /** Delete the `.shards` directory after a successful merge. Default false. */
   removeShards?: boolean;
+  /** Replace a kernel store already at the merged path. Default false: it is refused. */
+  overwrite?: boolean;
 }
 
 /** One merged store. */
@@ -167,7 +170,13 @@ function concatRows(parts: NdArray[]): NdArray {
 export async function mergeKernelShards(dir: string, options: MergeOptions = {}): Promise<MergedStore[]> {
   const sets = await findShardSets(dir);
   const plans = [];
-  for (const shardsDir of sets) plans.push({ shardsDir, shards: await readShardSet(shardsDir) });
+  for (const shardsDir of sets) {
+    plans.push({ shardsDir, shards: await readShardSet(shardsDir) });
+    await checkStoreOutput(shardsDir.slice(0, -'.shards'.length), {
+      overwrite: options.overwrite,
+      argument: 'dir',
+    });
+  }
   const merged: MergedStore[] = [];
   for (const { shardsDir, shards } of plans) {
     const t0 = performance.now();
@@ -216,6 +225,8 @@ export async function mergeKernelShards(dir: string, options: MergeOptions = {})
     };
     const written = await writeKernelStore(target, {
       format,
+      overwrite: options.overwrite,
+      argument: 'dir',
       manifest: () => ({
         ...manifest,
         kernel: {

@@ -29,10 +29,12 @@ import {
   computeStore,
   type StoreDescription,
   type StoreKernelOptions,
+  shardDir,
   summarizeModel,
 } from './compute.js';
 import type { KernelStoreSource } from './manifest.js';
 import { defaultPointSetName } from './points.js';
+import { checkStoreOutput } from './store.js';
 
 const MODEL_POINTS_HELP =
   'file:<points.csv|.jsonl> (numeric feature columns, optional label column) or npy:<inputs.npy> ([N, ...inputShape])';
@@ -309,6 +311,11 @@ export async function computeModelKernelStore(
         `${report.file}: implementation 'structured' does not cover ${unsupported.join('; ')} (use --implementation auto or jacobian)`,
       );
     }
+    const out = path.resolve(options.out);
+    await checkStoreOutput(
+      options.shard ? shardDir(out, options.shard.index, options.shard.count) : out,
+      options,
+    );
     const points = await loadModelPoints(options.points, analysis.inputShape, analysis.numOutputs, {
       labelColumn: options.labelColumn,
     });

@@ -34,8 +34,9 @@ import {
   sha256File,
   streamArray,
 } from '../io/index.js';
-import { writeDirAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { writeJsonAtomic } from '../util/atomic.js';
 import { exists, isDirectory } from '../util/fs.js';
+import { checkOutputDir, type OutputKind, writeOutputDir } from '../util/output.js';
 import {
   INDEX_CONVENTION,
   KERNEL_STORE_FORMAT,
@@ -92,6 +93,32 @@ export interface WriteKernelStoreInput {
   };
   /** Array file format. Default 'npy'. */
   format?: ArrayFormat;
+  /** Replace a kernel store already at `dir` (anything else there is never replaced). Default false. */
+  overwrite?: boolean;
+  /** The argument named when `dir` is refused. Default 'out'. */
+  argument?: string;
+}
+
+/** Kernel stores as output directories (src/util/output.ts): marked by their manifest's format. */
+export const KERNEL_STORE_OUTPUT: OutputKind = {
+  name: 'kernel store',
+  marker: MANIFEST_JSON,
+  format: KERNEL_STORE_FORMAT,
+};
+
+/**
+ * Throw unless a kernel store may be written to `dir`: it is new, an empty directory, or (with
+ * `overwrite`) a kernel store. Called before computing anything; writeKernelStore checks again.
+ */
+export async function checkStoreOutput(
+  dir: string,
+  options: { overwrite?: boolean; argument?: string } = {},
+): Promise<void> {
+  await checkOutputDir(dir, {
+    argument: options.argument ?? 'out',
+    kind: KERNEL_STORE_OUTPUT,
+    overwrite: options.overwrite,
+  });
 }
 
 /** A store read back: manifest plus the arrays that were loaded (all by default). */
@@ -159,7 +186,8 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
 
 /**
  * Write a kernel store to `dir` atomically (the previous content, if any, stays intact until the
- * new store is complete). Checks that every array's dtype and shape fit the manifest (kind, N, V,
+ * new store is complete), holding the lock of `dir`. `dir` must be new or empty, or a kernel store
+ * and `overwrite` set (see src/util/output.ts); anything else is refused. Checks that every array's dtype and shape fit the manifest (kind, N, V,
  * shard rows). Returns the manifest written.
  */
 export async function writeKernelStore(dir: string, input: WriteKernelStoreInput): Promise<KernelManifest> {
@@ -200,7 +228,8 @@ export async function writeKernelStore(dir: string, input: WriteKernelStoreInput
     throw new InvalidArgumentError('arrays.kernel.dtype', arrays.kernel.dtype, 'float32 or float64');
   }
   let written: KernelManifest | undefined;
-  await writeDirAtomic(dir, async (tmp) => {
+  const output = { argument: input.argument ?? 'out', kind: KERNEL_STORE_OUTPUT, overwrite: input.overwrite };
+  await writeOutputDir(dir, output, async (tmp) => {
     const files: Partial<Record<StoreArrayName, ManifestArray>> = {};
     for (const name of STORE_ARRAYS) {
       const a = arrays[name];
@@ -493,8 +522,10 @@ export async function readKernelRows(dir: string, start: number, count: number):
 export interface ExportKernelStoreOptions {
   /** Target array format. */
   format: ArrayFormat;
-  /** Target store directory (created or replaced atomically). */
+  /** Target store directory (created atomically; new or empty). */
   out: string;
+  /** Replace a kernel store already at `out`. Default false. */
+  overwrite?: boolean;
 }
 
 /**
@@ -510,6 +541,7 @@ export async function exportKernelStore(
   if (path.resolve(options.out) === path.resolve(dir)) {
     throw new InvalidArgumentError('out', options.out, 'a directory other than the source store');
   }
+  await checkStoreOutput(options.out, { overwrite: options.overwrite });
   const arrays: WriteKernelStoreInput['arrays'] = { kernel: await readStoreArray(dir, manifest, 'kernel') };
   for (const name of STORE_ARRAYS) {
     if (name !== 'kernel' && manifest.arrays[name]) arrays[name] = await readStoreArray(dir, manifest, name);
@@ -518,5 +550,6 @@ export async function exportKernelStore(
     manifest: manifestInput(manifest),
     arrays,
     format: options.format,
+    overwrite: options.overwrite,
   });
 }

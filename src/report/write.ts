@@ -1,7 +1,9 @@
 /** Writing a report to disk: report.html, results.json and figures/<id>.{svg,png,vl.json}. */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { InvalidArgumentError } from '../errors.js';
 import { writeDirAtomic, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { exists } from '../util/fs.js';
 import { type PngOptions, svgToPng } from './render.js';
 import { figureFiles, type Report, type ReportResults, renderReportHtml, reportResults } from './report.js';
 
@@ -29,6 +31,35 @@ export interface WrittenReport {
   figures: { id: string; svg: string; png?: string; spec?: string }[];
 }
 
+const REPORT_FILES = ['report.html', 'results.json', 'figures'];
+
+/** Whether `file` is a results.json written by writeReport (title, meta and sections). */
+async function isReportResults(file: string): Promise<boolean> {
+  try {
+    const json = JSON.parse(await fs.readFile(file, 'utf8'));
+    const object = (v: unknown) => v !== null && typeof v === 'object' && !Array.isArray(v);
+    return object(json) && typeof json.title === 'string' && object(json.meta) && object(json.sections);
+  } catch {
+    return false;
+  }
+}
+
+/** Refuse to replace a report.html, results.json or figures/ that an entk report did not write. */
+async function checkReportDir(dir: string, root: string): Promise<void> {
+  const stat = await fs.stat(root).catch(() => null);
+  if (stat && !stat.isDirectory()) {
+    throw new InvalidArgumentError('dir', dir, `a directory for the report (${root} is a file)`);
+  }
+  const present: string[] = [];
+  for (const name of REPORT_FILES) if (await exists(path.join(root, name))) present.push(name);
+  if (present.length === 0 || (await isReportResults(path.join(root, 'results.json')))) return;
+  throw new InvalidArgumentError(
+    'dir',
+    dir,
+    `a directory without ${REPORT_FILES.join(', ')}, or with a report written by entk (${root} holds ${present.join(', ')}, which entk did not write; nothing was changed)`,
+  );
+}
+
 /**
  * Write a report into `dir`:
  *
@@ -38,7 +69,8 @@ export interface WrittenReport {
  *     <dir>/figures/<id>.png       ... as PNG (option png, default on)
  *     <dir>/figures/<id>.vl.json   ... as its Vega-Lite spec (option spec, default on)
  *
- * `dir` may be a run directory holding other files: only these are replaced. Every file is written
+ * `dir` may be a run directory holding other files: only these are replaced, and only when they are
+ * absent or an earlier report's (else InvalidArgumentError, before anything is written). Every file is written
  * atomically; figures/ is built aside and swapped in whole (stale figures disappear), then
  * results.json, and report.html last, so the page never links to a missing figure.
  */
@@ -52,6 +84,7 @@ export async function writeReport(
   const results = reportResults(report, files);
   const html = renderReportHtml(report, { files });
   const root = path.resolve(dir);
+  await checkReportDir(dir, root);
   const figures = report.sections.flatMap((s) => s.figures ?? []);
   // Plain writes into the private temporary directory: it is swapped in whole.
   await writeDirAtomic(path.join(root, 'figures'), async (tmp) => {

@@ -36,8 +36,8 @@ import { readNpy, writeNpy } from '../io/index.js';
 import { empiricalNtkFn, type NtkPlan } from '../kernel/index.js';
 import type { NtkImplementation } from '../kernel/types.js';
 import { resolvePoints } from '../kernel-store/points.js';
-import { writeDirAtomic, writeJsonAtomic } from '../util/atomic.js';
-import { exists } from '../util/fs.js';
+import { writeJsonAtomic } from '../util/atomic.js';
+import { checkOutputDir, type OutputKind, writeOutputDir } from '../util/output.js';
 import { progressBar } from '../util/progress.js';
 import { assertFits, memoryBudget } from '../util/resources.js';
 import { Rng } from '../util/rng.js';
@@ -81,9 +81,16 @@ export interface FinetuneOptions {
   implementation?: NtkImplementation;
   /** eNTK worker threads. Default 1. */
   threads?: number | 'auto';
-  /** Replace an existing recording of that name. Default false. */
+  /** Replace an existing recording of that name (nothing else is ever replaced). Default false. */
   overwrite?: boolean;
 }
+
+/** Finetune recordings as output directories (src/util/output.ts): marked by their manifest. */
+export const FINETUNE_OUTPUT: OutputKind = {
+  name: 'finetune recording',
+  marker: FINETUNE_MANIFEST,
+  format: FINETUNE_FORMAT,
+};
 
 /** An array file listed in a manifest. */
 export interface FinetuneArrayFile {
@@ -261,13 +268,8 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
   const started = performance.now();
   const run = typeof options.run === 'string' ? await openRun(options.run) : options.run;
   const dir = finetuneDir(run.dir, options.name);
-  if ((await exists(dir)) && !options.overwrite) {
-    throw new InvalidArgumentError(
-      'name',
-      options.name,
-      `a new recording name (${dir} exists; pass overwrite to replace it)`,
-    );
-  }
+  const output = { argument: 'name', kind: FINETUNE_OUTPUT, overwrite: options.overwrite };
+  await checkOutputDir(dir, output);
   const ckpt = run.resolveCheckpoint(options.checkpoint ?? 'last');
   const ftSet = await resolvePoints(run, options.points, { seed });
   const obsSet = options.observe ? await resolvePoints(run, options.observe, { seed }) : null;
@@ -406,7 +408,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
 
   const createdAt = new Date().toISOString();
   let manifest: FinetuneManifest | undefined;
-  await writeDirAtomic(dir, async (tmp) => {
+  await writeOutputDir(dir, output, async (tmp) => {
     const file = async (
       name: string,
       dtype: 'float32' | 'float64',

@@ -145,9 +145,12 @@ export function runPaths(dir: string) {
   };
 }
 
-/** Read and parse a JSON file; CorruptFileError if it is not valid JSON. */
+/** Read and parse a JSON file; CorruptFileError if it is missing or not valid JSON. */
 export async function readJsonFile<T>(file: string): Promise<T> {
-  const text = await fs.readFile(file, 'utf8');
+  const text = await fs.readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT' || error.code === 'ENOTDIR') throw new CorruptFileError(file, 'missing');
+    throw error;
+  });
   try {
     return JSON.parse(text) as T;
   } catch (error) {
@@ -352,7 +355,13 @@ export async function openRun(dir: string): Promise<Run> {
     checkpoints,
     resolveCheckpoint: (sel) => selectCheckpoint(checkpoints, sel),
     checkpointDir: (sel) => paths.checkpoint(selectCheckpoint(checkpoints, sel).id),
-    loadModel: (sel) => loadModelFrom(paths.checkpoint(selectCheckpoint(checkpoints, sel).id)),
+    loadModel: async (sel) => {
+      const ckpt = paths.checkpoint(selectCheckpoint(checkpoints, sel).id);
+      if (!(await exists(ckpt))) {
+        throw new CorruptFileError(ckpt, `missing (listed in ${paths.index})`);
+      }
+      return loadModelFrom(ckpt);
+    },
     readLog: () => readTrainLog(dir),
   };
 }

@@ -22,19 +22,23 @@ import {
   isSyntheticSpec,
   resolveDataPath,
 } from '../data/index.js';
-import { InvalidArgumentError } from '../errors.js';
+import { CorruptFileError, InvalidArgumentError } from '../errors.js';
 import { buildModel, countParameters } from '../model/build.js';
 import { loadModel, saveModel } from '../model/io.js';
 import { writeDirAtomic, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
-import { exists } from '../util/fs.js';
+import { exists, isDirectory } from '../util/fs.js';
+import { checkOutputDir, cleanStaleTemporaries, type OutputKind, withOutputLock } from '../util/output.js';
 import { progressBar } from '../util/progress.js';
 import { Rng } from '../util/rng.js';
 import { planSteps, resolveTrainConfig, type TrainConfig, type TrainConfigInput } from './config.js';
 import { createOptimizer, disposeOptimizer, loadOptimizer, saveOptimizerState } from './optimizer.js';
 import {
+  CHECKPOINTS_DIR,
   type CheckpointInfo,
   type CheckpointState,
+  CONFIG_JSON,
   checkpointId,
+  LOGS_DIR,
   type LogEntry,
   type Metrics,
   prepareRunData,
@@ -196,7 +200,15 @@ async function normalizeDataSpec(spec: string): Promise<string> {
   return found === spec ? path.resolve(spec) : spec;
 }
 
-/** Train a model as configured, writing the run directory `options.outDir`. */
+/** Runs as output directories (src/util/output.ts): marked by config.json (with entkVersion). */
+export const RUN_OUTPUT: OutputKind = { name: 'run', marker: CONFIG_JSON };
+
+/**
+ * Train a model as configured, writing the run directory `options.outDir`. The run is locked while
+ * training (a second writer gets an error naming the pid holding it); a new run's first files
+ * (config.json, split.json, the step-0 checkpoint and log) are built aside and renamed in together,
+ * so a failure before that leaves nothing behind.
+ */
 export async function train(
   input: TrainConfigInput | TrainConfig,
   options: TrainOptions,
@@ -208,22 +220,38 @@ export async function train(
   if (typeof outDir !== 'string' || outDir === '') {
     throw new InvalidArgumentError('outDir', outDir, 'a directory path for the run');
   }
-  const paths = runPaths(outDir);
-  const hasRun = await exists(paths.config);
-  if (hasRun && !options.resume) {
-    throw new InvalidArgumentError(
-      'outDir',
-      outDir,
-      'a new directory (this one holds a run: resume it with --resume, or choose another --out)',
-    );
-  }
-  if (!hasRun && (await exists(outDir))) {
-    const entries = await fs.readdir(outDir).catch(() => null);
-    if (entries === null) throw new InvalidArgumentError('outDir', outDir, 'a directory (this is a file)');
-    if (entries.length > 0) {
-      throw new InvalidArgumentError('outDir', outDir, 'a new or empty directory (this one has other files)');
+  await checkRunOutput(outDir, options.resume);
+  const target = path.resolve(outDir);
+  return withOutputLock(target, 'outDir', 'run', async () => {
+    await cleanStaleTemporaries(path.dirname(target), path.basename(target));
+    await checkRunOutput(outDir, options.resume); // again, holding the lock
+    if (await exists(runPaths(outDir).config)) {
+      // Temporaries of killed writers inside the run (checkpoints, index, log, config).
+      for (const sub of ['', CHECKPOINTS_DIR, LOGS_DIR]) await cleanStaleTemporaries(path.join(target, sub));
     }
+    return trainLocked(config, options, t0);
+  });
+}
+
+/** Throw unless `outDir` may receive a new run, or holds one and `resume` is set. */
+async function checkRunOutput(outDir: string, resume: boolean | undefined): Promise<void> {
+  if (await exists(runPaths(outDir).config)) {
+    if (!resume) {
+      throw new InvalidArgumentError(
+        'outDir',
+        outDir,
+        'a new directory (this one holds a run: resume it with --resume, or choose another --out)',
+      );
+    }
+    return;
   }
+  await checkOutputDir(outDir, { argument: 'outDir', kind: RUN_OUTPUT });
+}
+
+async function trainLocked(config: TrainConfig, options: TrainOptions, t0: number): Promise<TrainResult> {
+  const { outDir } = options;
+  let paths = runPaths(outDir);
+  const hasRun = await exists(paths.config);
 
   // ---- data, split, and where to start from
   let index: CheckpointInfo[] = [];
@@ -256,8 +284,10 @@ export async function train(
     createdAt,
     updatedAt: new Date().toISOString(),
   };
-  await writeJsonAtomic(paths.config, configFile);
-  if (!storedSplit) await writeJsonAtomic(paths.split, data.split);
+  if (hasRun) {
+    await writeJsonAtomic(paths.config, configFile);
+    if (!storedSplit) await writeJsonAtomic(paths.split, data.split);
+  }
 
   // ---- model and optimiser: fresh, or restored from the last checkpoint
   let model: tf.LayersModel;
@@ -267,6 +297,9 @@ export async function train(
   let metrics: Metrics | null = null;
   if (last) {
     const dir = paths.checkpoint(last.id);
+    if (!(await isDirectory(dir))) {
+      throw new CorruptFileError(dir, `missing (the last checkpoint listed in ${paths.index})`);
+    }
     const state = await readJsonFile<CheckpointState>(path.join(dir, STATE_JSON));
     model = await loadModel(dir);
     try {
@@ -285,7 +318,7 @@ export async function train(
     model = buildModel(config.model, { inputShape: data.split.inputShape, numClasses: V, seed: config.seed });
     optimizer = createOptimizer(config.optimizer);
     index = [];
-    await fs.rm(paths.trainLog, { force: true });
+    if (hasRun) await fs.rm(paths.trainLog, { force: true });
   }
 
   const numParameters = countParameters(model);
@@ -301,7 +334,7 @@ export async function train(
   let permutationEpoch = -1;
   const seconds = () => priorSeconds + (performance.now() - t0) / 1000;
 
-  await fs.mkdir(paths.logs, { recursive: true });
+  if (hasRun) await fs.mkdir(paths.logs, { recursive: true });
   const evaluate = async (step: number): Promise<Metrics> => {
     const tr = await evaluateModel(model, trainSet);
     const te = await evaluateModel(model, testSet);
@@ -350,9 +383,27 @@ export async function train(
   let interrupted = false;
   try {
     if (!last) {
-      metrics = await evaluate(0);
-      await checkpoint(0, metrics);
-      options.onProgress?.({ step: 0, totalSteps: plan.totalSteps, epoch: 0, metrics });
+      const initial = async () => {
+        metrics = await evaluate(0);
+        await checkpoint(0, metrics);
+      };
+      if (hasRun) await initial();
+      else {
+        // A new run appears whole: config, split, step-0 checkpoint and log, renamed in together.
+        await writeDirAtomic(
+          outDir,
+          async (tmp) => {
+            paths = runPaths(tmp);
+            await writeJsonAtomic(paths.config, configFile);
+            await writeJsonAtomic(paths.split, data.split);
+            await fs.mkdir(paths.logs, { recursive: true });
+            await initial();
+          },
+          { replace: false },
+        );
+        paths = runPaths(outDir);
+      }
+      options.onProgress?.({ step: 0, totalSteps: plan.totalSteps, epoch: 0, metrics: metrics! });
     }
     while (step < plan.totalSteps) {
       if (options.signal?.aborted) {

@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { EntkError } from '../errors.js';
 
 function temporarySibling(target: string): string {
   return path.join(
@@ -61,9 +62,17 @@ export async function streamFileAtomic(
 
 /**
  * Build a directory atomically: `build` fills a temporary sibling directory, which then replaces
- * `dir` (the previous content stays intact until the new one is complete).
+ * `dir` (the previous content stays intact until the new one is complete). With `replace: false`
+ * the temporary is only renamed in where `dir` is missing or an empty directory; anything else
+ * there is left alone and an error thrown. Whether `dir` may be replaced is the caller's decision
+ * (src/util/output.ts decides it for entk's output directories).
  */
-export async function writeDirAtomic(dir: string, build: (tmpDir: string) => Promise<void>): Promise<void> {
+export async function writeDirAtomic(
+  dir: string,
+  build: (tmpDir: string) => Promise<void>,
+  options: { replace?: boolean } = {},
+): Promise<void> {
+  dir = path.resolve(dir);
   await fs.mkdir(path.dirname(dir), { recursive: true });
   const tmp = temporarySibling(dir);
   await fs.mkdir(tmp, { recursive: true });
@@ -72,6 +81,19 @@ export async function writeDirAtomic(dir: string, build: (tmpDir: string) => Pro
   } catch (error) {
     await fs.rm(tmp, { recursive: true, force: true });
     throw error;
+  }
+  if (options.replace === false) {
+    try {
+      await fs.rename(tmp, dir); // replaces nothing but an empty directory
+    } catch (error) {
+      await fs.rm(tmp, { recursive: true, force: true });
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR') {
+        throw new EntkError(`${dir}: another process created it meanwhile; nothing was replaced`);
+      }
+      throw error;
+    }
+    return;
   }
   const old = `${tmp}.old`;
   const existed = await fs

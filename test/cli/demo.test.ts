@@ -26,7 +26,7 @@ describe('entk demo', () => {
     const r = runCli(['demo', '--out', file]);
     expect(r.status).toBe(2);
     expect(r.stderr.trimEnd().split('\n')).toEqual([
-      `entk: error: outDir: expected a directory for the experiment (this is a file), received ${JSON.stringify(file)}`,
+      `entk: error: --out: expected a directory for the experiment (this is a file), received ${JSON.stringify(file)}`,
     ]);
   });
 });

@@ -65,8 +65,15 @@ describe('entk experiment: a tiny config', () => {
     expect(again.stdout).toMatch(/^Theory vs measurement\ncheck +measured +theory\n/);
     expect(again.stdout).toMatch(/discretisation: slope of MU–ODE gap vs η +1\.0\d+ +1\n/);
     expect(again.stdout).toMatch(/\(0 stages run, \d+ reused\)\n$/);
+    // --force deletes only what the experiment recorded: a run put under runs/ by hand stays.
+    const mine = path.join(out, 'runs', 'mine');
+    await fs.mkdir(mine);
+    await fs.writeFile(path.join(mine, 'notes.txt'), 'mine\n');
+    await fs.writeFile(path.join(out, 'keep.txt'), 'keep\n');
     const forced = runCli(['experiment', file, '--out', out, '--force', '--json']);
     expect(forced.status, forced.stderr).toBe(0);
+    expect(await fs.readFile(path.join(mine, 'notes.txt'), 'utf8')).toBe('mine\n');
+    expect(await fs.readFile(path.join(out, 'keep.txt'), 'utf8')).toBe('keep\n');
     const stages = JSON.parse(forced.stdout).stages as { status: string }[];
     expect(stages.length).toBe(summary.stages.length);
     expect(stages.every((s) => s.status === 'done')).toBe(true);

@@ -123,7 +123,7 @@ describe('entk finetune', () => {
         '--steps',
         '1',
       ]),
-      /exists; pass overwrite/,
+      /--name: expected a new or empty directory \(.* holds a finetune recording: replace it with --overwrite\)/,
     );
   });
 });

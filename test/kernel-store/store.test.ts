@@ -228,6 +228,7 @@ describe('kernel store verification', () => {
     const first = await writeKernelStore(store, { manifest, arrays });
     const failing = writeKernelStore(store, {
       manifest,
+      overwrite: true,
       arrays: {
         ...arrays,
         kernel: {

@@ -216,4 +216,17 @@ describe('writeReport', () => {
     expect(html2).not.toContain('figures/ternary.png');
     expect(html2).toContain('href="figures/ternary.svg"');
   });
+
+  it('refuses to replace a report.html or figures/ that entk did not write, changing nothing', async () => {
+    const dir = path.join(tmp, 'foreign');
+    await fs.mkdir(path.join(dir, 'figures'), { recursive: true });
+    await fs.writeFile(path.join(dir, 'report.html'), '<p>mine</p>');
+    await fs.writeFile(path.join(dir, 'figures', 'plot.svg'), '<svg/>');
+    await expect(writeReport(dir, report, { png: false })).rejects.toThrow(
+      /^dir: expected a directory without report.html, results.json, figures, or with a report written by entk \(.* holds report.html, figures, which entk did not write; nothing was changed\)/,
+    );
+    expect(await fs.readFile(path.join(dir, 'report.html'), 'utf8')).toBe('<p>mine</p>');
+    expect(await fs.readdir(path.join(dir, 'figures'))).toEqual(['plot.svg']);
+    expect((await fs.readdir(dir)).sort()).toEqual(['figures', 'report.html']);
+  });
 });

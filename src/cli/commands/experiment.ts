@@ -6,7 +6,7 @@
 import * as path from 'node:path';
 import type { Command } from 'commander';
 import type { StageEvent } from '../../experiment/index.js';
-import { output, prepare } from '../shared.js';
+import { output, prepare, withFlagNames } from '../shared.js';
 
 /** Flags of `entk experiment` and `entk demo`. */
 export interface ExperimentFlags {
@@ -44,7 +44,9 @@ export async function runExperimentCommand(
     else if (event.status === 'done' && event.seconds >= 0.5)
       say(`done   ${event.stage} (${event.seconds.toFixed(1)} s)`);
   };
-  const result = await runExperiment(config, { outDir, force: flags.force, log: say, onEvent });
+  const result = await withFlagNames({ outDir: '--out' }, () =>
+    runExperiment(config, { outDir, force: flags.force, log: say, onEvent }),
+  );
   const ran = result.events.filter((e) => e.status === 'done').length;
   const reused = result.events.filter((e) => e.status === 'cached').length;
   const rel = (p: string) => path.relative(process.cwd(), p) || '.';
@@ -78,7 +80,10 @@ export function registerExperiment(program: Command): void {
       'a .yaml/.json experiment config, or a shipped preset (demo, checkpoints, laziness, ...)',
     )
     .option('--out <dir>', 'experiment directory (default: runs/<config name>)')
-    .option('--force', 'redo every stage instead of reusing finished ones')
+    .option(
+      '--force',
+      'redo every stage instead of reusing finished ones (deletes only the runs this experiment recorded)',
+    )
     .option('--json', 'print a JSON summary instead of the table')
     .action(async (ref: string, flags: ExperimentFlags) => {
       await runExperimentCommand(ref, flags, program.opts());

@@ -5,7 +5,15 @@
 import type { Command } from 'commander';
 import { NTK_IMPLEMENTATIONS, type NtkImplementation } from '../../kernel/types.js';
 import { FINETUNE_MODES, type FinetuneMode, finetune } from '../../train/finetune.js';
-import { output, parseChoice, parseInteger, parseNumber, parseThreads, prepare } from '../shared.js';
+import {
+  output,
+  parseChoice,
+  parseInteger,
+  parseNumber,
+  parseThreads,
+  prepare,
+  withFlagNames,
+} from '../shared.js';
 
 interface FinetuneFlags {
   run: string;
@@ -85,23 +93,25 @@ export function registerFinetune(program: Command): void {
     .action(async (flags: FinetuneFlags, command: Command) => {
       const globals = command.optsWithGlobals() as FinetuneFlags;
       await prepare({ backend: globals.backend, json: flags.json, quiet: globals.quiet });
-      const { dir, manifest: m } = await finetune({
-        run: flags.run,
-        name: flags.name,
-        points: flags.points,
-        observe: flags.observe,
-        checkpoint: flags.checkpoint,
-        mode: flags.mode,
-        batchSize: flags.batchSize,
-        learningRate: flags.lr,
-        steps: flags.steps,
-        recordEvery: flags.recordEvery,
-        refreshEvery: flags.refreshEvery,
-        seed: flags.seed,
-        implementation: flags.implementation,
-        threads: flags.threads,
-        overwrite: Boolean(flags.overwrite),
-      });
+      const { dir, manifest: m } = await withFlagNames({ name: '--name' }, () =>
+        finetune({
+          run: flags.run,
+          name: flags.name,
+          points: flags.points,
+          observe: flags.observe,
+          checkpoint: flags.checkpoint,
+          mode: flags.mode,
+          batchSize: flags.batchSize,
+          learningRate: flags.lr,
+          steps: flags.steps,
+          recordEvery: flags.recordEvery,
+          refreshEvery: flags.refreshEvery,
+          seed: flags.seed,
+          implementation: flags.implementation,
+          threads: flags.threads,
+          overwrite: Boolean(flags.overwrite),
+        }),
+      );
       const T = m.recordedSteps.length;
       const lastDrift = m.kernels[m.kernels.length - 1]!.drift;
       const summary = {

@@ -23,7 +23,7 @@ import {
   type StoreKernelOptions,
   verifyKernelStore,
 } from '../../kernel-store/index.js';
-import { output, parseChoice, parseInteger, parseThreads, prepare } from '../shared.js';
+import { output, parseChoice, parseInteger, parseThreads, prepare, withFlagNames } from '../shared.js';
 
 interface KernelFlags {
   run?: string;
@@ -44,6 +44,7 @@ interface KernelFlags {
   blockSize?: number;
   format: string;
   shard?: string;
+  overwrite?: boolean;
   json?: boolean;
 }
 
@@ -155,6 +156,10 @@ export function registerKernel(program: Command): void {
       '--shard <i/n>',
       'compute only block-row shard i of n (0-based) into <store>.shards/; then entk kernel merge',
     )
+    .option(
+      '--overwrite',
+      'replace kernel stores (or shards) already computed there (nothing else is ever replaced)',
+    )
     .option('--json', 'machine-readable output')
     .action(async (flags: KernelFlags, command: Command) => {
       if (flags.run && flags.model) {
@@ -193,6 +198,7 @@ export function registerKernel(program: Command): void {
         blockSize: flags.blockSize,
         format: parseArrayFormat(flags.format, '--format'),
         shard: flags.shard === undefined ? undefined : parseShard(flags.shard),
+        overwrite: flags.overwrite,
       };
       if (flags.model) {
         for (const flag of ['checkpoint', 'seed'] as const) {
@@ -207,14 +213,16 @@ export function registerKernel(program: Command): void {
         if (!flags.out)
           throw new InvalidArgumentError('--out', undefined, 'a directory for the kernel store of --model');
         await prepare({ ...program.opts(), ...flags });
-        const store = await computeModelKernelStore({
-          ...common,
-          model: flags.model,
-          points: flags.points,
-          out: flags.out,
-          name: flags.name,
-          labelColumn: flags.labelColumn,
-        });
+        const store = await withFlagNames({ out: '--out' }, () =>
+          computeModelKernelStore({
+            ...common,
+            model: flags.model!,
+            points: flags.points!,
+            out: flags.out!,
+            name: flags.name,
+            labelColumn: flags.labelColumn,
+          }),
+        );
         if (!flags.json && store.unsupported.length > 0) {
           console.error(
             `entk: ${store.unsupported.length} item(s) outside the structured eNTK path; implementation '${store.manifest.kernel.implementation}' was used:`,
@@ -225,15 +233,17 @@ export function registerKernel(program: Command): void {
         return;
       }
       await prepare({ ...program.opts(), ...flags });
-      const stores = await computeKernelStores({
-        ...common,
-        run: flags.run!,
-        points: flags.points,
-        checkpoint: flags.checkpoint,
-        name: flags.name,
-        seed: flags.seed,
-        out: flags.out,
-      });
+      const stores = await withFlagNames({ out: '--out' }, () =>
+        computeKernelStores({
+          ...common,
+          run: flags.run!,
+          points: flags.points!,
+          checkpoint: flags.checkpoint,
+          name: flags.name,
+          seed: flags.seed,
+          out: flags.out,
+        }),
+      );
       outputStores(flags.json, stores);
     });
 
@@ -245,16 +255,23 @@ export function registerKernel(program: Command): void {
     )
     .option('--format <format>', 'array files of the merged store (default: as the shards)')
     .option('--remove-shards', 'delete the shards after a successful merge')
+    .option('--overwrite', 'replace a kernel store already at the merged path')
     .option('--json', 'machine-readable output')
-    .action(async (dir: string, flags: { format?: string; removeShards?: boolean; json?: boolean }) => {
-      const all = { ...kernel.opts(), ...flags };
-      await prepare({ ...program.opts(), json: all.json, quiet: true });
-      const merged = await mergeKernelShards(dir, {
-        format: flags.format === undefined ? undefined : parseArrayFormat(flags.format, '--format'),
-        removeShards: flags.removeShards,
-      });
-      outputStores(all.json, merged, (m) => ({ shardsDir: m.shardsDir }));
-    });
+    .action(
+      async (
+        dir: string,
+        flags: { format?: string; removeShards?: boolean; overwrite?: boolean; json?: boolean },
+      ) => {
+        const all = { ...kernel.opts(), ...flags };
+        await prepare({ ...program.opts(), json: all.json, quiet: true });
+        const merged = await mergeKernelShards(dir, {
+          format: flags.format === undefined ? undefined : parseArrayFormat(flags.format, '--format'),
+          removeShards: flags.removeShards,
+          overwrite: all.overwrite, // `kernel --overwrite` (the parent's flag) or `merge --overwrite`
+        });
+        outputStores(all.json, merged, (m) => ({ shardsDir: m.shardsDir }));
+      },
+    );
 
   kernel
     .command('list <dir>')

@@ -11,7 +11,15 @@ import { InvalidArgumentError } from '../../errors.js';
 import { MODEL_PRESETS } from '../../model/spec.js';
 import { OPTIMIZERS, type TrainConfigInput, toConfigInput } from '../../train/config.js';
 import { readRunConfig, train } from '../../train/train.js';
-import { output, parseChoice, parseInteger, parseIntegerList, parseNumber, prepare } from '../shared.js';
+import {
+  output,
+  parseChoice,
+  parseInteger,
+  parseIntegerList,
+  parseNumber,
+  prepare,
+  withFlagNames,
+} from '../shared.js';
 
 interface TrainFlags extends BackboneCliOptions {
   textColumn?: string;
@@ -343,7 +351,14 @@ export function registerTrain(program: Command): void {
       if (flags.config) base = await readConfigFile(flags.config);
       else if (flags.resume && flags.data === undefined) {
         const stored = await readRunConfig(flags.out);
-        if (stored) base = toConfigInput(stored) as Record<string, unknown>;
+        if (!stored) {
+          throw new InvalidArgumentError(
+            '--out',
+            flags.out,
+            "a run directory written by 'entk train' to --resume (it holds no config.json; to start a new run there, give --data)",
+          );
+        }
+        base = toConfigInput(stored) as Record<string, unknown>;
       }
       const input = configFromFlags(flags, base);
       if (input.data === undefined) {
@@ -364,7 +379,9 @@ export function registerTrain(program: Command): void {
       process.on('SIGINT', onSignal);
       let result: Awaited<ReturnType<typeof train>>;
       try {
-        result = await train(input, { outDir: flags.out, resume: flags.resume, signal: controller.signal });
+        result = await withFlagNames({ outDir: '--out' }, () =>
+          train(input, { outDir: flags.out, resume: flags.resume, signal: controller.signal }),
+        );
       } finally {
         process.off('SIGINT', onSignal);
       }
