@@ -25,6 +25,7 @@ import {
 import { type FinetuneRecording, finetune, readFinetuneRecording } from '../train/finetune.js';
 import {
   type CheckpointInfo,
+  dataSha256,
   openRun,
   type Run,
   readRunConfig,
@@ -98,17 +99,22 @@ export async function trainStage(
   config: TrainConfig,
 ): Promise<Staged<TrainedRun>> {
   const dir = path.join(ctx.outDir, 'runs', name);
+  // The data's content (not its path) is part of the key: an edited data file redoes the stage
+  // and everything downstream of it.
+  const data = await dataSha256(config.data);
   return ctx.stages.run(
     `train/${name}`,
-    { config },
+    { config, dataSha256: data },
     async () => {
       let stored: TrainConfig | null = null;
+      let storedData: string | null | undefined;
       try {
         stored = await readRunConfig(dir);
+        if (stored) storedData = (await readJsonFile<SplitFile>(runPaths(dir).split)).dataSha256;
       } catch {
         stored = null; // damaged: start again
       }
-      const same = stored !== null && canonicalJson(stored) === canonicalJson(config);
+      const same = stored !== null && canonicalJson(stored) === canonicalJson(config) && storedData === data;
       if (!same) {
         await fs.rm(dir, { recursive: true, force: true });
         ctx.runs.delete(path.resolve(dir));

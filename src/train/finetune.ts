@@ -37,7 +37,7 @@ import { empiricalNtkFn, type NtkPlan } from '../kernel/index.js';
 import type { NtkImplementation } from '../kernel/types.js';
 import { resolvePoints } from '../kernel-store/points.js';
 import { writeDirAtomic, writeJsonAtomic } from '../util/atomic.js';
-import { exists } from '../util/fs.js';
+import { exists, resolveInside } from '../util/fs.js';
 import { progressBar } from '../util/progress.js';
 import { Rng } from '../util/rng.js';
 import { checkpointId, openRun, type Run, runPaths } from './run.js';
@@ -477,7 +477,7 @@ async function readArrayFile(
   entry: FinetuneArrayFile,
   what: string,
 ): Promise<Float32Array | Float64Array> {
-  const file = path.join(dir, entry.file);
+  const file = resolveInside(dir, entry?.file, `${what} file`, path.join(dir, FINETUNE_MANIFEST));
   const { sha256, dtype, shape } = entry;
   const arr = await readNpy(file, { sha256, dtype, shape }).catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT')

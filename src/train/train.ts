@@ -22,9 +22,9 @@ import {
   isSyntheticSpec,
   resolveDataPath,
 } from '../data/index.js';
-import { InvalidArgumentError } from '../errors.js';
+import { DivergenceError, InvalidArgumentError } from '../errors.js';
 import { buildModel, countParameters } from '../model/build.js';
-import { loadModel, saveModel } from '../model/io.js';
+import { saveModel } from '../model/io.js';
 import { writeDirAtomic, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { exists } from '../util/fs.js';
 import { progressBar } from '../util/progress.js';
@@ -35,7 +35,9 @@ import {
   type CheckpointInfo,
   type CheckpointState,
   checkpointId,
+  hashCheckpointFiles,
   type LogEntry,
+  loadCheckpointModel,
   type Metrics,
   prepareRunData,
   type RunConfigFile,
@@ -144,6 +146,24 @@ export async function evaluateModel(
   return { loss: n > 0 ? lossSum / n : Number.NaN, accuracy: n > 0 ? correct / n : Number.NaN };
 }
 
+/** The error of a run whose loss or weights became NaN/Inf at `step` (nothing is written for it). */
+function divergence(step: number, what: string): DivergenceError {
+  return new DivergenceError(
+    `training diverged at step ${step}: ${what} (no checkpoint is written for it; lower the learning rate or resume from an earlier checkpoint)`,
+  );
+}
+
+/** DivergenceError unless every weight of `model` is finite (checked before writing a checkpoint). */
+function assertFiniteWeights(model: tf.LayersModel, step: number): void {
+  for (const w of model.weights) {
+    const values = w.read().dataSync();
+    for (let k = 0; k < values.length; k++) {
+      if (!Number.isFinite(values[k]))
+        throw divergence(step, `weight ${w.originalName}[${k}] is ${values[k]}`);
+    }
+  }
+}
+
 /** Keys a resumed run may change. */
 const RESUMABLE_KEYS = new Set(['epochs', 'steps', 'checkpoints', 'evalEvery']);
 
@@ -249,6 +269,8 @@ export async function train(
       `a length of at least ${last.step} steps, the run's last checkpoint (${plan.totalSteps} given)`,
     );
   }
+  // Verify and load the checkpoint to resume from before anything of the run is rewritten.
+  const restored = last ? await loadCheckpointModel(outDir, last) : null;
   const configFile: RunConfigFile = {
     ...config,
     entkVersion: ENTK_VERSION,
@@ -267,9 +289,10 @@ export async function train(
   let metrics: Metrics | null = null;
   if (last) {
     const dir = paths.checkpoint(last.id);
-    const state = await readJsonFile<CheckpointState>(path.join(dir, STATE_JSON));
-    model = await loadModel(dir);
+    model = restored!;
+    let state: CheckpointState;
     try {
+      state = await readJsonFile<CheckpointState>(path.join(dir, STATE_JSON));
       optimizer = await loadOptimizer(config.optimizer, dir);
     } catch (error) {
       model.dispose();
@@ -311,6 +334,7 @@ export async function train(
       testLoss: te.loss,
       testAccuracy: te.accuracy,
     };
+    if (!Number.isFinite(m.trainLoss)) throw divergence(step, `the training loss is ${m.trainLoss}`);
     const entry: LogEntry = { step, epoch: step / plan.stepsPerEpoch, ...m, seconds: seconds() };
     // One append per line; readTrainLog skips a torn last line, resume rewrites the log atomically.
     await fs.appendFile(paths.trainLog, `${JSON.stringify(entry)}\n`);
@@ -334,13 +358,16 @@ export async function train(
       metrics: m,
       seconds: seconds(),
     };
+    assertFiniteWeights(model, step);
+    let files: Record<string, string> = {};
     await writeDirAtomic(paths.checkpoint(id), async (tmp) => {
       await saveModel(model, tmp);
       await saveOptimizerState(optimizer, config.optimizer, tmp, weightNames);
       await writeJsonAtomic(path.join(tmp, STATE_JSON), state);
+      files = await hashCheckpointFiles(tmp);
     });
     index = index.filter((c) => c.step !== step);
-    index.push({ id, step, epoch: state.epoch, metrics: m });
+    index.push({ id, step, epoch: state.epoch, metrics: m, files });
     index.sort((a, b) => a.step - b.step);
     await writeJsonAtomic(paths.index, index);
   };
@@ -348,6 +375,7 @@ export async function train(
   const bar = progressBar(`train ${config.modelPreset ?? config.model.kind}`, plan.totalSteps - startStep);
   let step = startStep;
   let interrupted = false;
+  let batchLoss = 0;
   try {
     if (!last) {
       metrics = await evaluate(0);
@@ -380,12 +408,16 @@ export async function train(
           xb = tf.gather(xTrain, idx);
           yb = tf.gather(yTrain, idx);
         }
-        optimizer.minimize(
+        const cost = optimizer.minimize(
           () => meanCrossEntropy(yb, model.apply(xb, { training: true }) as tf.Tensor),
-          false,
+          true,
           variables,
         );
+        batchLoss = cost!.dataSync()[0]!;
       });
+      // A NaN/Inf minibatch loss means the weights diverged (or will after this update): stop
+      // before anything is evaluated or checkpointed from them.
+      if (!Number.isFinite(batchLoss)) throw divergence(s, `the minibatch loss is ${batchLoss}`);
       step = s;
       let evaluated: Metrics | undefined;
       if (evalSteps.has(s)) {
