@@ -5,11 +5,15 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { CorruptFileError, DivergenceError } from '../../src/errors.js';
+import type { ExperimentConfig } from '../../src/experiment/config.js';
+import { StageRunner } from '../../src/experiment/index.js';
+import { type ExperimentContext, trainStage } from '../../src/experiment/pipeline.js';
 import { MANIFEST_JSON, verifyKernelStore } from '../../src/kernel-store/index.js';
 import { loadModel, saveModel } from '../../src/model/io.js';
 import {
   openRun,
   readCheckpointIndex,
+  resolveTrainConfig,
   runPaths,
   type TrainConfigInput,
   train,
@@ -208,6 +212,30 @@ describe('4. changed data is never used silently', () => {
     expectOneLineError(runCli(['kernel', '--run', r, '--points', 'test:3']), message);
     expectOneLineError(runCli(['train', '--resume', '--out', r, '--steps', '4']), message);
     expect(snapshot(r)).toEqual(before);
+  });
+});
+
+describe('4. an experiment redoes the stages whose data changed', () => {
+  it('the train stage key holds the data sha256: an edited CSV retrains from scratch', async () => {
+    const outDir = path.join(dir, 'experiment');
+    const data = path.join(dir, 'experiment.csv');
+    writeFileSync(data, smallCsv());
+    const ctx: ExperimentContext = {
+      config: {} as ExperimentConfig, // not read by the train stage
+      outDir,
+      stages: await StageRunner.open(outDir),
+      log: () => {},
+      runs: new Map(),
+    };
+    const config = resolveTrainConfig({ ...tinyTrain, data });
+    const status = () => ctx.stages.events.map((e) => e.status);
+    await trainStage(ctx, 'base', config);
+    await trainStage(ctx, 'base', config);
+    writeFileSync(data, smallCsv(0.5));
+    const again = await trainStage(ctx, 'base', config);
+    expect(status()).toEqual(['done', 'cached', 'done']);
+    const split = JSON.parse(readFileSync(runPaths(path.join(outDir, again.result.dir)).split, 'utf8'));
+    expect(split.dataSha256).toBe(sha256(readFileSync(data)));
   });
 });
 
