@@ -36,6 +36,7 @@ import {
   train,
 } from '../train/index.js';
 import { readJsonFile } from '../train/run.js';
+import { resolveInside } from '../util/fs.js';
 import type { ExperimentConfig, FinetuneSettings, PointSpecs } from './config.js';
 import { canonicalJson, type StageRunner } from './stages.js';
 
@@ -57,9 +58,14 @@ export interface Staged<T> {
   result: T;
 }
 
-/** Absolute path of a path stored relative to the experiment directory. */
+/**
+ * Absolute path of a path stored relative to the experiment directory (in stages.json); a path
+ * leaving the directory is a CorruptFileError naming stages.json.
+ */
 export function abs(ctx: ExperimentContext, relative: string): string {
-  return path.resolve(ctx.outDir, relative);
+  if (relative === '.') return path.resolve(ctx.outDir);
+  const file = path.join(ctx.outDir, 'stages.json');
+  return path.resolve(resolveInside(ctx.outDir, relative, 'a stage result path', file, { basename: false }));
 }
 
 function rel(ctx: ExperimentContext, absolute: string): string {

@@ -220,9 +220,32 @@ export async function saveModel(model: tf.LayersModel, dir: string): Promise<voi
  */
 export async function loadModel(dirOrModelJson: string): Promise<tf.LayersModel> {
   installWasmKernelFixes();
+  const artifacts = await fileSystemHandler(dirOrModelJson).load!();
+  let model: tf.LayersModel | undefined;
+  let weights: tf.NamedTensorMap | undefined;
+  let known: Set<string> | undefined;
   try {
-    return await tf.loadLayersModel(fileSystemHandler(dirOrModelJson), { strict: true });
+    // What tf.loadLayersModel does (strict), but nothing is left allocated when it fails: the
+    // model built from the topology and the decoded weights are disposed. (A trainingConfig is
+    // not compiled in: entk never uses a model's own optimizer or loss.)
+    known = new Set(Object.keys(tf.engine().state.registeredVariables));
+    model = await tf.models.modelFromJSON({
+      modelTopology: artifacts.modelTopology as tf.io.ModelJSON['modelTopology'],
+    });
+    if (artifacts.userDefinedMetadata != null) model.setUserDefinedMetadata(artifacts.userDefinedMetadata);
+    if (artifacts.weightData != null) {
+      weights = tf.io.decodeWeights(artifacts.weightData, artifacts.weightSpecs ?? []);
+      model.loadWeights(weights, true);
+    }
+    return model;
   } catch (error) {
+    if (model) model.dispose();
+    else {
+      // A topology that fails half way leaves the variables of the layers built so far: dispose
+      // the variables registered since the snapshot (loading is synchronous up to the failure).
+      const registered = tf.engine().state.registeredVariables;
+      for (const name of Object.keys(registered)) if (!known?.has(name)) registered[name]!.dispose();
+    }
     if (error instanceof EntkError) throw error;
     const file = dirOrModelJson.endsWith('.json') ? dirOrModelJson : path.join(dirOrModelJson, MODEL_JSON);
     const message = (error as Error)?.message ?? String(error);
@@ -233,5 +256,7 @@ export async function loadModel(dirOrModelJson: string): Promise<tf.LayersModel>
       );
     }
     throw new CorruptFileError(file, `tfjs could not load the layers model: ${message.split('\n')[0]}`);
+  } finally {
+    if (weights) tf.dispose(Object.values(weights));
   }
 }

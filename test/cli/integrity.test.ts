@@ -40,6 +40,7 @@ function copyRun(name: string): string {
   return to;
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: tests edit arbitrary JSON fields
 function editJson(file: string, edit: (value: any) => void): void {
   const value = JSON.parse(readFileSync(file, 'utf8'));
   edit(value);
