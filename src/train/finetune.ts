@@ -477,7 +477,10 @@ async function readArrayFile(
   entry: FinetuneArrayFile,
   what: string,
 ): Promise<Float32Array | Float64Array> {
-  const file = resolveInside(dir, entry?.file, `${what} file`, path.join(dir, FINETUNE_MANIFEST));
+  // Names relative to the recording (kernels/ holds the kernel blocks), never outside it.
+  const file = resolveInside(dir, entry?.file, `${what} file`, path.join(dir, FINETUNE_MANIFEST), {
+    basename: false,
+  });
   const { sha256, dtype, shape } = entry;
   const arr = await readNpy(file, { sha256, dtype, shape }).catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT')
