@@ -73,6 +73,11 @@ export class UnsupportedError extends EntkError {
   override name = 'UnsupportedError';
 }
 
+/** Training diverged: the loss or the weights became NaN or infinite (names the step). */
+export class DivergenceError extends EntkError {
+  override name = 'DivergenceError';
+}
+
 /** Throw an InvalidArgumentError unless `condition` holds. */
 export function assertArgument(
   condition: unknown,

@@ -42,6 +42,7 @@ import {
 } from '../train/finetune.js';
 import { readJsonFile } from '../train/run.js';
 import { writeDirAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { resolveInside } from '../util/fs.js';
 import {
   type ChangeAgreement,
   changeAgreement,
@@ -267,7 +268,7 @@ export async function readPredictions(
     );
   const arrays: Partial<Record<PredictorName, Float64Array>> = {};
   for (const [name, entry] of Object.entries(manifest.predictors) as [PredictorName, PredictionEntry][]) {
-    const f = path.join(dir, PREDICTIONS_DIR, entry.file);
+    const f = resolveInside(path.join(dir, PREDICTIONS_DIR), entry?.file, `predictors.${name}.file`, file);
     const arr = await readNpy(f, { sha256: entry.sha256, dtype: 'float64', shape: entry.shape });
     arrays[name] = arr.data as Float64Array;
   }

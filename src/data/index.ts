@@ -22,6 +22,7 @@ export {
   loadDataFile,
 } from './files.js';
 export { isSyntheticSpec, loadDataset, parseSyntheticSpec, resolveDataPath } from './load.js';
+export { dataSourceFile } from './source.js';
 export type { SyntheticOptions } from './synthetic.js';
 export {
   SYNTHETIC_DEFAULTS,

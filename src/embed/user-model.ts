@@ -291,19 +291,6 @@ export async function loadUserModel(
       `${file}: a tfjs graph model (converted SavedModel / frozen graph) has no layers to differentiate; convert the Keras model with tensorflowjs_converter --input_format keras --output_format tfjs_layers_model`,
     );
   }
-  let model: tf.LayersModel;
-  try {
-    model = await loadModel(file);
-  } catch (e) {
-    if (e instanceof EntkError) throw e;
-    const message = (e as Error)?.message ?? String(e);
-    const unknown = /Unknown layer: (\w+)/.exec(message);
-    if (unknown) {
-      throw new UnsupportedError(
-        `${file}: layer class '${unknown[1]}' is not known to tfjs or entk (register custom layers with tf.serialization.registerClass before loading)`,
-      );
-    }
-    throw new EntkError(`${file}: tfjs could not load the layers model: ${message.split('\n')[0]}`);
-  }
+  const model = await loadModel(file); // weight paths stay inside the directory, sizes checked
   return { model, report: structuredSupportReport(model, file) };
 }

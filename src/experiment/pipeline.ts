@@ -25,6 +25,7 @@ import {
 import { type FinetuneRecording, finetune, readFinetuneRecording } from '../train/finetune.js';
 import {
   type CheckpointInfo,
+  dataSha256,
   openRun,
   type Run,
   readRunConfig,
@@ -35,7 +36,7 @@ import {
   train,
 } from '../train/index.js';
 import { readJsonFile } from '../train/run.js';
-import { exists } from '../util/fs.js';
+import { exists, resolveInside } from '../util/fs.js';
 import type { ExperimentConfig, FinetuneSettings, PointSpecs } from './config.js';
 import { canonicalJson, type StageRunner } from './stages.js';
 
@@ -57,9 +58,14 @@ export interface Staged<T> {
   result: T;
 }
 
-/** Absolute path of a path stored relative to the experiment directory. */
+/**
+ * Absolute path of a path stored relative to the experiment directory (in stages.json); a path
+ * leaving the directory is a CorruptFileError naming stages.json.
+ */
 export function abs(ctx: ExperimentContext, relative: string): string {
-  return path.resolve(ctx.outDir, relative);
+  if (relative === '.') return path.resolve(ctx.outDir);
+  const file = path.join(ctx.outDir, 'stages.json');
+  return path.resolve(resolveInside(ctx.outDir, relative, 'a stage result path', file, { basename: false }));
 }
 
 function rel(ctx: ExperimentContext, absolute: string): string {
@@ -99,17 +105,22 @@ export async function trainStage(
   config: TrainConfig,
 ): Promise<Staged<TrainedRun>> {
   const dir = path.join(ctx.outDir, 'runs', name);
+  // The data's content (not its path) is part of the key: an edited data file redoes the stage
+  // and everything downstream of it.
+  const data = await dataSha256(config.data);
   return ctx.stages.run(
     `train/${name}`,
-    { config },
+    { config, dataSha256: data },
     async () => {
       let stored: TrainConfig | null = null;
+      let storedData: string | null | undefined;
       try {
         stored = await readRunConfig(dir);
+        if (stored) storedData = (await readJsonFile<SplitFile>(runPaths(dir).split)).dataSha256;
       } catch {
         stored = null; // damaged: start again
       }
-      const same = stored !== null && canonicalJson(stored) === canonicalJson(config);
+      const same = stored !== null && canonicalJson(stored) === canonicalJson(config) && storedData === data;
       if (!same && (await exists(dir))) {
         // Only a run this experiment recorded is replaced; anything else there is the user's.
         if (ctx.stages.resultOf(`train/${name}`) === undefined) {

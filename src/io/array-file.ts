@@ -14,9 +14,9 @@ import { InvalidArgumentError } from '../errors.js';
 import type { ArraySource, WrittenFile } from './binary.js';
 import { type ArraySpec, assertNdArray, type NdArray } from './dtypes.js';
 import { readJsonArray, writeJsonArray } from './json-array.js';
-import { type ReadArray, readNpy, streamNpy, writeNpy } from './npy.js';
-import { readNpz, writeNpz } from './npz.js';
-import { readSafetensors, writeSafetensors } from './safetensors.js';
+import { type ReadArray, readNpy, readNpyHeader, streamNpy, writeNpy } from './npy.js';
+import { readNpz, readNpzHeaders, writeNpz } from './npz.js';
+import { readSafetensors, readSafetensorsHeader, writeSafetensors } from './safetensors.js';
 
 /** The array file formats entk reads and writes. */
 export type ArrayFormat = 'npy' | 'npz' | 'safetensors' | 'json';
@@ -122,7 +122,7 @@ export interface ReadArrayOptions {
   sha256?: string;
 }
 
-function pick(file: string, arrays: Record<string, NdArray>, name: string | undefined): NdArray {
+function pick<T>(file: string, arrays: Record<string, T>, name: string | undefined): T {
   const names = Object.keys(arrays);
   if (name === undefined) {
     if (names.length !== 1) {
@@ -132,7 +132,7 @@ function pick(file: string, arrays: Record<string, NdArray>, name: string | unde
         `one of the arrays in ${file}: ${names.join(', ') || '(none)'}`,
       );
     }
-    return arrays[names[0]];
+    return arrays[names[0]!]!;
   }
   if (!Object.hasOwn(arrays, name)) {
     throw new InvalidArgumentError(
@@ -141,7 +141,7 @@ function pick(file: string, arrays: Record<string, NdArray>, name: string | unde
       `one of the arrays in ${file}: ${names.join(', ') || '(none)'}`,
     );
   }
-  return arrays[name];
+  return arrays[name]!;
 }
 
 /** Read one array from `file`, verifying structure, sizes and (if given) the sha256. */
@@ -160,5 +160,29 @@ export async function readArray(file: string, options: ReadArrayOptions = {}): P
       const { tensors, sha256 } = await readSafetensors(file, options);
       return { ...pick(file, tensors, options.name), sha256 };
     }
+  }
+}
+
+/**
+ * What the header of one array in `file` says (dtype and shape), read without the data for npy,
+ * npz and safetensors (a JSON array is small and read whole). The header's structure and the
+ * file's size are checked against each other; a Fortran-order npy array with more than one
+ * non-trivial axis is refused. `name` picks the array of an npz/safetensors file as in readArray.
+ */
+export async function readArrayHeader(
+  file: string,
+  options: Omit<ReadArrayOptions, 'sha256'> = {},
+): Promise<ArraySpec> {
+  const format = options.format ?? formatOfFile(file);
+  const spec = (a: ArraySpec): ArraySpec => ({ dtype: a.dtype, shape: a.shape });
+  switch (format) {
+    case 'npy':
+      return spec(await readNpyHeader(file));
+    case 'json':
+      return spec(await readJsonArray(file));
+    case 'npz':
+      return spec(pick(file, await readNpzHeaders(file), options.name));
+    case 'safetensors':
+      return spec(pick(file, (await readSafetensorsHeader(file)).tensors, options.name));
   }
 }

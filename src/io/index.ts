@@ -10,6 +10,7 @@ export {
   parseArrayFormat,
   type ReadArrayOptions,
   readArray,
+  readArrayHeader,
   streamArray,
   type WriteArrayOptions,
   writeArray,
@@ -52,7 +53,7 @@ export {
   streamNpy,
   writeNpy,
 } from './npy.js';
-export { type NpzWriteOptions, readNpz, writeNpz } from './npz.js';
+export { type NpzWriteOptions, readNpz, readNpzHeaders, writeNpz } from './npz.js';
 export {
   encodeSafetensorsHeader,
   readSafetensors,

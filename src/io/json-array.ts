@@ -17,6 +17,9 @@ import { checkHash, type WrittenFile, writeHashedFile } from './binary.js';
 import { allocate, assertNdArray, DTYPES, type DType, isDType, type NdArray, numElements } from './dtypes.js';
 import type { ReadOptions } from './npy.js';
 
+/** Most axes a JSON array may have (NumPy's limit). */
+const MAX_NDIM = 64;
+
 /** Default largest array written as JSON (elements). */
 export const JSON_MAX_ELEMENTS = 2 ** 22;
 
@@ -144,6 +147,16 @@ export async function readJsonArray(
   const shape = obj.shape;
   if (!Array.isArray(shape) || shape.some((d) => !Number.isSafeInteger(d) || d < 0)) {
     throw new CorruptFileError(file, '"shape" must be an array of non-negative integers');
+  }
+  if (shape.length > MAX_NDIM) {
+    throw new CorruptFileError(file, `"shape" has ${shape.length} axes (at most ${MAX_NDIM})`);
+  }
+  // Every element takes at least one byte of the file: a larger shape cannot be what the file holds.
+  if (numElements(shape) > raw.byteLength) {
+    throw new CorruptFileError(
+      file,
+      `"shape" [${shape.join(', ')}] has more elements than the ${raw.byteLength}-byte file can hold`,
+    );
   }
   const dtype = obj.dtype;
   const data = allocate(dtype, numElements(shape));

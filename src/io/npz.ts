@@ -22,7 +22,7 @@ import {
   writeHashedFile,
 } from './binary.js';
 import { bytesOf, type NdArray, type TypedArray } from './dtypes.js';
-import type { ReadOptions } from './npy.js';
+import type { NpyHeader, ReadOptions } from './npy.js';
 import { encodeNpyHeader, npyFileBytes, readNpyHeaderFrom, writeNpyTo } from './npy.js';
 
 const SIG_LOCAL = 0x04034b50;
@@ -324,6 +324,40 @@ async function readDirectory(reader: SequentialReader): Promise<{ entries: DirEn
   return { entries, cdOffset };
 }
 
+/** Check a member's directory entry and local header, leaving the reader at its first byte. */
+async function enterMember(
+  reader: SequentialReader,
+  entry: DirEntry,
+  cdOffset: number,
+  label: string,
+): Promise<void> {
+  if (entry.method !== 0) {
+    throw new UnsupportedError(`${label}: compressed npz members are not supported (save with numpy.savez)`);
+  }
+  if (entry.compressedSize !== entry.size)
+    throw new CorruptFileError(label, 'stored member with differing sizes');
+  if (!entry.name.endsWith('.npy')) throw new CorruptFileError(label, 'npz member is not an .npy file');
+  await reader.skipTo(entry.offset);
+  const lh = await reader.read(30, 'local header');
+  const lv = new DataView(lh.buffer);
+  if (lv.getUint32(0, true) !== SIG_LOCAL) throw new CorruptFileError(label, 'bad local header signature');
+  const nameLen = lv.getUint16(26, true);
+  const extraLen = lv.getUint16(28, true);
+  const localName = Buffer.from(await reader.read(nameLen + extraLen, 'local header')).subarray(0, nameLen);
+  if (localName.toString('utf8') !== entry.name) {
+    throw new CorruptFileError(label, 'local header name differs from the central directory');
+  }
+  if (!(lv.getUint16(6, true) & FLAG_DESCRIPTOR) && lv.getUint32(14, true) !== entry.crc) {
+    throw new CorruptFileError(label, 'local header CRC differs from the central directory');
+  }
+  if (reader.position + entry.size > cdOffset) {
+    throw new CorruptFileError(
+      label,
+      `truncated: member of ${entry.size} bytes overruns the central directory`,
+    );
+  }
+}
+
 /**
  * Read every array of an `.npz` archive (keys without the `.npy` suffix, in archive order),
  * checking each member's CRC-32, its npy header and size, and (optionally) the file's sha256.
@@ -338,37 +372,7 @@ export async function readNpz(
     const arrays: Record<string, NdArray> = {};
     for (const entry of [...entries].sort((a, b) => a.offset - b.offset)) {
       const label = `${file}:${entry.name}`;
-      if (entry.method !== 0) {
-        throw new UnsupportedError(
-          `${label}: compressed npz members are not supported (save with numpy.savez)`,
-        );
-      }
-      if (entry.compressedSize !== entry.size)
-        throw new CorruptFileError(label, 'stored member with differing sizes');
-      if (!entry.name.endsWith('.npy')) throw new CorruptFileError(label, 'npz member is not an .npy file');
-      await reader.skipTo(entry.offset);
-      const lh = await reader.read(30, 'local header');
-      const lv = new DataView(lh.buffer);
-      if (lv.getUint32(0, true) !== SIG_LOCAL)
-        throw new CorruptFileError(label, 'bad local header signature');
-      const nameLen = lv.getUint16(26, true);
-      const extraLen = lv.getUint16(28, true);
-      const localName = Buffer.from(await reader.read(nameLen + extraLen, 'local header')).subarray(
-        0,
-        nameLen,
-      );
-      if (localName.toString('utf8') !== entry.name) {
-        throw new CorruptFileError(label, 'local header name differs from the central directory');
-      }
-      if (!(lv.getUint16(6, true) & FLAG_DESCRIPTOR) && lv.getUint32(14, true) !== entry.crc) {
-        throw new CorruptFileError(label, 'local header CRC differs from the central directory');
-      }
-      if (reader.position + entry.size > cdOffset) {
-        throw new CorruptFileError(
-          label,
-          `truncated: member of ${entry.size} bytes overruns the central directory`,
-        );
-      }
+      await enterMember(reader, entry, cdOffset, label);
       let crc = 0;
       reader.onRead = (bytes) => {
         crc = crc32(bytes, crc);
@@ -382,14 +386,48 @@ export async function readNpz(
           `CRC-32 mismatch (computed ${crc.toString(16)}, stored ${entry.crc.toString(16)})`,
         );
       }
-      arrays[entry.name.slice(0, -4)] = { dtype: header.dtype, shape: header.shape, data };
+      const key = entry.name.slice(0, -4);
+      if (Object.hasOwn(arrays, key)) throw new CorruptFileError(label, 'member name used twice');
+      // defineProperty: a member named '__proto__' is an own key, not the object's prototype.
+      Object.defineProperty(arrays, key, {
+        value: { dtype: header.dtype, shape: header.shape, data },
+        enumerable: true,
+      });
     }
     const sha256 = (await reader.finish())!;
     checkHash(file, sha256, options.sha256);
     // Return in archive (central directory) order.
     const ordered: Record<string, NdArray> = {};
-    for (const e of entries) ordered[e.name.slice(0, -4)] = arrays[e.name.slice(0, -4)];
+    for (const e of entries) {
+      const key = e.name.slice(0, -4);
+      Object.defineProperty(ordered, key, { value: arrays[key], enumerable: true });
+    }
     return { arrays: ordered, sha256 };
+  } finally {
+    await reader.close();
+  }
+}
+
+/**
+ * The npy header of every member of an `.npz` archive (keys without `.npy`), read without the
+ * data: directory, local headers, header dicts and member sizes are checked, CRCs and hashes not.
+ */
+export async function readNpzHeaders(file: string): Promise<Record<string, NpyHeader>> {
+  const reader = await SequentialReader.open(file);
+  try {
+    const { entries, cdOffset } = await readDirectory(reader);
+    const headers: Record<string, NpyHeader> = {};
+    for (const entry of [...entries].sort((a, b) => a.offset - b.offset)) {
+      const label = `${file}:${entry.name}`;
+      await enterMember(reader, entry, cdOffset, label);
+      const key = entry.name.slice(0, -4);
+      if (Object.hasOwn(headers, key)) throw new CorruptFileError(label, 'member name used twice');
+      Object.defineProperty(headers, key, {
+        value: await readNpyHeaderFrom(reader, entry.size, label),
+        enumerable: true,
+      });
+    }
+    return headers;
   } finally {
     await reader.close();
   }

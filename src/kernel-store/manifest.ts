@@ -16,9 +16,11 @@
  * Versions: 1 — run stores only; 2 — adds `source`, `run`/`checkpoint` may be null (model stores).
  * Version-1 manifests are read unchanged (they are run stores).
  */
+import * as path from 'node:path';
 import { z } from 'zod';
 import { CorruptFileError } from '../errors.js';
 import { ARRAY_FORMATS, DTYPES } from '../io/index.js';
+import { resolveInside } from '../util/fs.js';
 
 /** File name of the manifest inside a store directory. */
 export const MANIFEST_JSON = 'manifest.json';
@@ -239,5 +241,9 @@ export function parseManifest(value: unknown, file: string): KernelManifest {
     throw new CorruptFileError(file, `points.ids/sources must list all ${m.points.count} points`);
   }
   if (!m.arrays.kernel) throw new CorruptFileError(file, 'invalid manifest: no kernel array');
+  // Array files are plain names inside the store directory (never '../x' or an absolute path).
+  for (const [name, entry] of Object.entries(m.arrays)) {
+    resolveInside(path.dirname(file), entry.file, `arrays.${name}.file`, file);
+  }
   return m;
 }

@@ -23,6 +23,7 @@ import { loadUserModel, type ModelSupportReport, unsupportedLines } from '../emb
 import { InvalidArgumentError, UnsupportedError } from '../errors.js';
 import { readArray, sha256File } from '../io/index.js';
 import { analyzeModel } from '../kernel/analyze.js';
+import { resolveInside } from '../util/fs.js';
 import {
   type ComputedStore,
   checkShard,
@@ -214,7 +215,7 @@ export async function hashModelFiles(
   const names = [path.basename(modelJson), ...(json.weightsManifest ?? []).flatMap((g) => g.paths ?? [])];
   const files: Array<{ file: string; bytes: number; sha256: string }> = [];
   for (const name of names) {
-    const file = path.join(dir, name);
+    const file = resolveInside(dir, name, 'weightsManifest paths', modelJson, { basename: false });
     const stat = await fs.stat(file).catch(() => null);
     if (!stat?.isFile()) {
       throw new InvalidArgumentError(

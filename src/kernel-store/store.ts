@@ -30,12 +30,13 @@ import {
   type NdArray,
   parseArrayFormat,
   readArray,
+  readArrayHeader,
   readNpyRows,
   sha256File,
   streamArray,
 } from '../io/index.js';
 import { writeJsonAtomic } from '../util/atomic.js';
-import { exists, isDirectory } from '../util/fs.js';
+import { exists, isDirectory, resolveInside } from '../util/fs.js';
 import { checkOutputDir, type OutputKind, writeOutputDir } from '../util/output.js';
 import {
   INDEX_CONVENTION,
@@ -308,18 +309,13 @@ export async function readStoreArray(
   const entry = manifest.arrays[name];
   if (!entry)
     throw new InvalidArgumentError('array', name, `one of ${Object.keys(manifest.arrays).join(', ')}`);
-  const file = path.join(dir, entry.file);
+  const file = await checkArrayFile(dir, manifest, name);
   const array = await readArray(file, {
     format: entry.format as ArrayFormat,
     name: entry.name,
     sha256: entry.sha256,
   });
-  if (array.dtype !== entry.dtype || !sameShape(array.shape, entry.shape)) {
-    throw new CorruptFileError(
-      file,
-      `holds ${array.dtype} [${array.shape.join(', ')}], the manifest says ${entry.dtype} [${entry.shape.join(', ')}]`,
-    );
-  }
+  checkArraySpec(file, array, entry);
   const { sha256: _hash, ...plain } = array;
   return plain;
 }
@@ -357,21 +353,46 @@ function checkManifestShapes(dir: string, manifest: KernelManifest): void {
 }
 
 /**
- * Verify a store without keeping its arrays: manifest, shapes, and the sha256 of every file
- * (streamed). Throws CorruptFileError on the first problem; returns the manifest.
+ * Verify a store without keeping its arrays: manifest, shapes, and for every array file its size,
+ * its header (dtype, shape; npy byte order and Fortran order; npz members; safetensors offsets)
+ * against the manifest, and its sha256 (streamed). Throws CorruptFileError on the first problem;
+ * returns the manifest.
  */
 export async function verifyKernelStore(dir: string): Promise<KernelManifest> {
   const manifest = await readKernelManifest(dir);
   checkManifestShapes(dir, manifest);
-  for (const entry of Object.values(manifest.arrays)) {
-    const file = path.join(dir, entry.file);
-    const hash = await sha256File(file).catch((error) => {
-      if (error instanceof InvalidArgumentError) throw new CorruptFileError(file, 'missing');
-      throw error;
-    });
-    checkHash(file, hash, entry.sha256);
+  for (const [name, entry] of Object.entries(manifest.arrays)) {
+    const file = await checkArrayFile(dir, manifest, name as StoreArrayName);
+    const header = await readArrayHeader(file, { format: entry.format as ArrayFormat, name: entry.name });
+    checkArraySpec(file, header, entry);
+    checkHash(file, await sha256File(file), entry.sha256);
   }
   return manifest;
+}
+
+/**
+ * The path of array `name` of a store, checked against its manifest entry: a file inside the
+ * store directory that exists and has the recorded size. CorruptFileError naming the file.
+ */
+async function checkArrayFile(dir: string, manifest: KernelManifest, name: StoreArrayName): Promise<string> {
+  const entry = manifest.arrays[name]!;
+  const file = resolveInside(dir, entry.file, `arrays.${name}.file`, path.join(dir, MANIFEST_JSON));
+  const stat = await fs.stat(file).catch(() => null);
+  if (!stat?.isFile()) throw new CorruptFileError(file, `missing (listed in ${MANIFEST_JSON})`);
+  if (stat.size !== entry.bytes) {
+    throw new CorruptFileError(file, `is ${stat.size} bytes, the manifest says ${entry.bytes}`);
+  }
+  return file;
+}
+
+/** CorruptFileError unless an array's header (or the array read) has the manifest's dtype and shape. */
+function checkArraySpec(file: string, found: { dtype: DType; shape: number[] }, entry: ManifestArray): void {
+  if (found.dtype !== entry.dtype || !sameShape(found.shape, entry.shape)) {
+    throw new CorruptFileError(
+      file,
+      `holds ${found.dtype} [${found.shape.join(', ')}], the manifest says ${entry.dtype} [${entry.shape.join(', ')}]`,
+    );
+  }
 }
 
 /** `checkpointId` that {@link listKernelStores} gives a model store (`entk kernel --model`). */
@@ -508,7 +529,11 @@ export async function readKernelRows(dir: string, start: number, count: number):
   if (!Number.isInteger(count) || count < 0 || start + count > rows) {
     throw new InvalidArgumentError('count', count, `an integer in [0, ${rows - start}]`);
   }
-  if (entry.format === 'npy') return readNpyRows(path.join(dir, entry.file), start * per, count * per);
+  if (entry.format === 'npy') {
+    const file = await checkArrayFile(dir, manifest, 'kernel');
+    checkArraySpec(file, await readArrayHeader(file, { format: 'npy' }), entry);
+    return readNpyRows(file, start * per, count * per);
+  }
   const all = await readStoreArray(dir, manifest, 'kernel');
   const rowSize = all.data.length / all.shape[0]!;
   return {

@@ -11,9 +11,9 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { ENTK_VERSION } from '../backend/index.js';
-import { CorruptFileError, InvalidArgumentError } from '../errors.js';
+import { CorruptFileError, EntkError, InvalidArgumentError, UnsupportedError } from '../errors.js';
 import { writeDirAtomic, writeFileAtomic } from '../util/atomic.js';
-import { exists } from '../util/fs.js';
+import { exists, resolveInside } from '../util/fs.js';
 import { assertAcyclicTopology } from './topology.js';
 import './layers.js'; // registers the custom layers before any model is deserialised
 import { installWasmKernelFixes } from '../backend/wasm-kernels.js';
@@ -32,16 +32,29 @@ const BYTES_PER_DTYPE: Record<string, number> = {
   float16: 2,
 };
 
-/** Expected byte length of the weights described by `specs`, or null if not computable (strings). */
-function expectedBytes(specs: tf.io.WeightsManifestEntry[]): number | null {
+/**
+ * Expected byte length of the weights described by `specs`, or null if not computable (strings);
+ * CorruptFileError naming `file` for an entry without a valid name and shape.
+ */
+function expectedBytes(specs: tf.io.WeightsManifestEntry[], file: string): number | null {
   let total = 0;
+  let computable = true;
   for (const spec of specs) {
+    if (
+      !spec ||
+      typeof spec.name !== 'string' ||
+      !Array.isArray(spec.shape) ||
+      spec.shape.some((d) => !Number.isSafeInteger(d) || d < 0)
+    ) {
+      throw new CorruptFileError(file, `bad weight entry ${JSON.stringify(spec)?.slice(0, 120)}`);
+    }
     const dtype = spec.quantization?.dtype ?? spec.dtype;
     const size = BYTES_PER_DTYPE[dtype];
-    if (size === undefined) return null;
-    total += spec.shape.reduce((a, b) => a * b, 1) * size;
+    if (size === undefined) computable = false;
+    else total += spec.shape.reduce((a, b) => a * b, 1) * size;
   }
-  return total;
+  if (!Number.isSafeInteger(total)) throw new CorruptFileError(file, 'weight shapes are too large');
+  return computable ? total : null;
 }
 
 function toBytes(data: tf.io.WeightData | undefined): Uint8Array {
@@ -137,26 +150,55 @@ export function fileSystemHandler(target: string): tf.io.IOHandler {
       assertAcyclicTopology(modelJson.modelTopology, modelJsonPath);
       return tf.io.getModelArtifactsForJSON(modelJson, async (manifest) => {
         const specs: tf.io.WeightsManifestEntry[] = [];
-        const buffers: Uint8Array[] = [];
-        for (const group of manifest) {
+        const files: string[] = [];
+        for (const [g, group] of manifest.entries()) {
+          if (!group || !Array.isArray(group.paths) || !Array.isArray(group.weights)) {
+            throw new CorruptFileError(modelJsonPath, `weightsManifest[${g}] needs paths and weights arrays`);
+          }
           specs.push(...group.weights);
+          // Weight files are names relative to model.json's directory and stay inside it.
           for (const file of group.paths) {
-            const full = path.join(dir, file);
-            try {
-              buffers.push(await fs.readFile(full));
-            } catch (error) {
-              throw new CorruptFileError(
-                full,
-                `weight file listed in model.json cannot be read (${(error as NodeJS.ErrnoException).code})`,
-              );
-            }
+            files.push(
+              resolveInside(dir, file, `weightsManifest[${g}].paths`, modelJsonPath, { basename: false }),
+            );
+          }
+        }
+        const expected = expectedBytes(specs, modelJsonPath);
+        // Sizes first: a weight file that is not a regular file, or larger than model.json
+        // describes, is refused before it is read (never read /dev/zero until memory runs out).
+        let total = 0;
+        for (const full of files) {
+          const stat = await fs.stat(full).catch((error: NodeJS.ErrnoException) => {
+            throw new CorruptFileError(
+              full,
+              `weight file listed in model.json cannot be read (${error.code})`,
+            );
+          });
+          if (!stat.isFile())
+            throw new CorruptFileError(full, 'weight file listed in model.json is not a regular file');
+          total += stat.size;
+        }
+        if (expected !== null && expected !== total) {
+          throw new CorruptFileError(
+            files[0] ?? path.join(dir, WEIGHTS_BIN),
+            `weights are ${total} bytes but model.json describes ${expected} (truncated or mismatched)`,
+          );
+        }
+        const buffers: Uint8Array[] = [];
+        for (const full of files) {
+          try {
+            buffers.push(await fs.readFile(full));
+          } catch (error) {
+            throw new CorruptFileError(
+              full,
+              `weight file listed in model.json cannot be read (${(error as NodeJS.ErrnoException).code})`,
+            );
           }
         }
         const bytes = Buffer.concat(buffers);
-        const expected = expectedBytes(specs);
         if (expected !== null && expected !== bytes.byteLength) {
           throw new CorruptFileError(
-            path.join(dir, manifest[0]?.paths[0] ?? WEIGHTS_BIN),
+            files[0] ?? path.join(dir, WEIGHTS_BIN),
             `weights are ${bytes.byteLength} bytes but model.json describes ${expected} (truncated or mismatched)`,
           );
         }
@@ -174,9 +216,49 @@ export async function saveModel(model: tf.LayersModel, dir: string): Promise<voi
 
 /**
  * Load a layers model from a directory containing `model.json`, or from a `model.json` path.
- * entk's custom layers are registered by importing this module.
+ * entk's custom layers are registered by importing this module. Every failure is an EntkError:
+ * an unknown layer class → UnsupportedError naming it; anything else tfjs refuses (a damaged
+ * topology, weights that do not fit the layers) → CorruptFileError naming model.json.
  */
 export async function loadModel(dirOrModelJson: string): Promise<tf.LayersModel> {
   installWasmKernelFixes();
-  return tf.loadLayersModel(fileSystemHandler(dirOrModelJson), { strict: true });
+  const artifacts = await fileSystemHandler(dirOrModelJson).load!();
+  let model: tf.LayersModel | undefined;
+  let weights: tf.NamedTensorMap | undefined;
+  let known: Set<string> | undefined;
+  try {
+    // What tf.loadLayersModel does (strict), but nothing is left allocated when it fails: the
+    // model built from the topology and the decoded weights are disposed. (A trainingConfig is
+    // not compiled in: entk never uses a model's own optimizer or loss.)
+    known = new Set(Object.keys(tf.engine().state.registeredVariables));
+    model = await tf.models.modelFromJSON({
+      modelTopology: artifacts.modelTopology as tf.io.ModelJSON['modelTopology'],
+    });
+    if (artifacts.userDefinedMetadata != null) model.setUserDefinedMetadata(artifacts.userDefinedMetadata);
+    if (artifacts.weightData != null) {
+      weights = tf.io.decodeWeights(artifacts.weightData, artifacts.weightSpecs ?? []);
+      model.loadWeights(weights, true);
+    }
+    return model;
+  } catch (error) {
+    if (model) model.dispose();
+    else {
+      // A topology that fails half way leaves the variables of the layers built so far: dispose
+      // the variables registered since the snapshot (loading is synchronous up to the failure).
+      const registered = tf.engine().state.registeredVariables;
+      for (const name of Object.keys(registered)) if (!known?.has(name)) registered[name]!.dispose();
+    }
+    if (error instanceof EntkError) throw error;
+    const file = dirOrModelJson.endsWith('.json') ? dirOrModelJson : path.join(dirOrModelJson, MODEL_JSON);
+    const message = (error as Error)?.message ?? String(error);
+    const unknown = /Unknown layer: (\w+)/.exec(message);
+    if (unknown) {
+      throw new UnsupportedError(
+        `${file}: layer class '${unknown[1]}' is not known to tfjs or entk (register custom layers with tf.serialization.registerClass before loading)`,
+      );
+    }
+    throw new CorruptFileError(file, `tfjs could not load the layers model: ${message.split('\n')[0]}`);
+  } finally {
+    if (weights) tf.dispose(Object.values(weights));
+  }
 }

@@ -37,6 +37,7 @@ import { empiricalNtkFn, type NtkPlan } from '../kernel/index.js';
 import type { NtkImplementation } from '../kernel/types.js';
 import { resolvePoints } from '../kernel-store/points.js';
 import { writeJsonAtomic } from '../util/atomic.js';
+import { resolveInside } from '../util/fs.js';
 import { checkOutputDir, type OutputKind, writeOutputDir } from '../util/output.js';
 import { progressBar } from '../util/progress.js';
 import { assertFits, memoryBudget } from '../util/resources.js';
@@ -508,7 +509,10 @@ async function readArrayFile(
   entry: FinetuneArrayFile,
   what: string,
 ): Promise<Float32Array | Float64Array> {
-  const file = path.join(dir, entry.file);
+  // Names relative to the recording (kernels/ holds the kernel blocks), never outside it.
+  const file = resolveInside(dir, entry?.file, `${what} file`, path.join(dir, FINETUNE_MANIFEST), {
+    basename: false,
+  });
   const { sha256, dtype, shape } = entry;
   const arr = await readNpy(file, { sha256, dtype, shape }).catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT')

@@ -35,13 +35,17 @@ export type {
   SplitFile,
 } from './run.js';
 export {
+  CHECKPOINT_ID,
   CHECKPOINT_INDEX,
   CHECKPOINTS_DIR,
   CONFIG_JSON,
   checkpointId,
+  dataSha256,
   FINETUNE_DIR,
+  hashCheckpointFiles,
   KERNELS_DIR,
   LOGS_DIR,
+  loadCheckpointModel,
   modelInputShape,
   openRun,
   prepareRunData,
@@ -52,6 +56,7 @@ export {
   STATE_JSON,
   selectCheckpoint,
   TRAIN_LOG,
+  verifyCheckpoint,
 } from './run.js';
 export type { TrainOptions, TrainProgress, TrainResult } from './train.js';
 export { evaluateModel, meanCrossEntropy, readRunConfig, train } from './train.js';

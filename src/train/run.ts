@@ -5,10 +5,12 @@
  * ```
  * <run>/config.json                 the resolved TrainConfig (every default filled in) +
  *                                   { entkVersion, backend, createdAt, updatedAt }
- * <run>/split.json                  { data, dataOptions, seed, testFraction, trainIds, testIds,
+ * <run>/split.json                  { data, dataSha256, dataOptions, seed, testFraction, trainIds, testIds,
  *                                     standardization (null if off), classNames, inputShape,
  *                                     featureNames }
- * <run>/checkpoints/index.json      [{ id: 'step-000100', step, epoch, metrics }], ascending step
+ * <run>/checkpoints/index.json      [{ id: 'step-000100', step, epoch, metrics, files }], ascending
+ *                                   step; files: { 'weights.bin': '<sha256>', ... } of every file
+ *                                   of the checkpoint, checked before a checkpoint is used
  * <run>/checkpoints/step-000100/    one checkpoint, written atomically as a whole directory:
  *     model.json, weights.bin         the model in the standard tfjs layers format (tf.loadLayersModel)
  *     optimizer.json, optimizer.bin   optimiser state (iterations, slot variables; see optimizer.ts)
@@ -25,6 +27,12 @@
  * softmax cross-entropy (natural log) over the whole split, accuracies in [0, 1]. The train/test
  * Datasets of {@link openRun} are rebuilt from the data spec and split.json's ids, standardised
  * with the stored training-split statistics and reshaped to the model's input shape.
+ *
+ * Integrity: `dataSha256` is the sha256 of the data file's bytes (for a built-in dataset, of the
+ * shipped file; null for synthetic data); reopening or resuming a run whose data file now hashes
+ * differently is refused. A checkpoint's files are hashed into its index entry when written and
+ * checked whenever it is loaded; NaN/Inf weights are refused. Runs written before these fields
+ * existed are accepted with a warning on stderr (their data and checkpoints cannot be checked).
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
@@ -32,6 +40,7 @@ import type * as tf from '@tensorflow/tfjs';
 import {
   applyStandardization,
   type Dataset,
+  dataSourceFile,
   featureSize,
   fitStandardization,
   loadDataset,
@@ -42,10 +51,11 @@ import {
 } from '../data/index.js';
 import { embedDataset } from '../embed/index.js';
 import { CorruptFileError, InvalidArgumentError } from '../errors.js';
+import { sha256File } from '../io/index.js';
 import { squareImageShape } from '../model/build.js';
 import { loadModel as loadModelFrom } from '../model/io.js';
 import type { ModelSpec } from '../model/spec.js';
-import { exists } from '../util/fs.js';
+import { exists, isDirectory, resolveInside } from '../util/fs.js';
 import type { DataOptions, TrainConfig } from './config.js';
 import { resolveTrainConfig } from './config.js';
 
@@ -75,6 +85,11 @@ export interface CheckpointInfo {
   /** step / stepsPerEpoch. */
   epoch: number;
   metrics: Metrics;
+  /**
+   * sha256 of every file of the checkpoint directory by name (model.json, weights.bin,
+   * optimizer.json, optimizer.bin, state.json). Absent in runs written by older versions.
+   */
+  files?: Record<string, string>;
 }
 
 /** One line of `logs/train.jsonl`. */
@@ -96,6 +111,8 @@ export interface RunConfigFile extends TrainConfig {
 /** Contents of `split.json`. */
 export interface SplitFile {
   data: string;
+  /** sha256 of the data file's bytes (null: synthetic data; absent in older runs). */
+  dataSha256?: string | null;
   dataOptions: DataOptions;
   seed: number;
   testFraction: number;
@@ -123,6 +140,9 @@ export interface CheckpointState {
   metrics: Metrics;
   seconds: number;
 }
+
+/** What a checkpoint id looks like: 'step-' and the step, zero-padded to at least 6 digits. */
+export const CHECKPOINT_ID = /^step-\d{6,}$/;
 
 /** The id of the checkpoint at `step`: 'step-000100'. */
 export function checkpointId(step: number): string {
@@ -164,7 +184,138 @@ export async function readCheckpointIndex(dir: string): Promise<CheckpointInfo[]
   if (!(await exists(file))) return [];
   const index = await readJsonFile<CheckpointInfo[]>(file);
   if (!Array.isArray(index)) throw new CorruptFileError(file, 'expected an array of checkpoints');
+  let previous = -1;
+  index.forEach((entry, k) => {
+    const bad = (what: string): never => {
+      throw new CorruptFileError(file, `entry ${k}: ${what}`);
+    };
+    if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) bad('not an object');
+    const { id, step, epoch, metrics, files } = entry;
+    if (!Number.isSafeInteger(step) || step < 0)
+      bad(`step ${JSON.stringify(step)} is not a non-negative integer`);
+    // The id names a directory under checkpoints/: only 'step-NNNNNN' of this very step.
+    if (typeof id !== 'string' || !CHECKPOINT_ID.test(id) || id !== checkpointId(step)) {
+      bad(
+        `id ${JSON.stringify(id)} is not ${JSON.stringify(checkpointId(step))} (checkpoint ids are step-NNNNNN)`,
+      );
+    }
+    if (step <= previous) bad(`steps are not strictly ascending (${step} after ${previous})`);
+    previous = step;
+    if (typeof epoch !== 'number' || !Number.isFinite(epoch)) bad('epoch is not a number');
+    if (metrics === null || typeof metrics !== 'object') bad('metrics is not an object');
+    if (files !== undefined) {
+      if (files === null || typeof files !== 'object' || Array.isArray(files)) bad('files is not an object');
+      for (const [name, hash] of Object.entries(files)) {
+        resolveInside(path.join(path.dirname(file), id), name, `entry ${k}: files`, file);
+        if (typeof hash !== 'string' || !/^[0-9a-f]{64}$/.test(hash)) bad(`files.${name} is not a sha256`);
+      }
+    }
+  });
   return index;
+}
+
+/** Print a warning on stderr once per message (integrity checks that old runs cannot have). */
+const warned = new Set<string>();
+function warnOnce(message: string): void {
+  if (warned.has(message)) return;
+  warned.add(message);
+  console.warn(`entk: warning: ${message}`);
+}
+
+/** sha256 of every file of a checkpoint directory, by name (for {@link CheckpointInfo.files}). */
+export async function hashCheckpointFiles(dir: string): Promise<Record<string, string>> {
+  const files: Record<string, string> = {};
+  for (const name of (await fs.readdir(dir)).sort()) files[name] = await sha256File(path.join(dir, name));
+  return files;
+}
+
+/**
+ * Check the files of checkpoint `info` of the run in `runDir` against the sha256 recorded in the
+ * index: CorruptFileError naming a file that is missing or changed. A checkpoint written before
+ * hashes were recorded passes with a warning.
+ */
+export async function verifyCheckpoint(runDir: string, info: CheckpointInfo): Promise<void> {
+  const paths = runPaths(runDir);
+  const dir = paths.checkpoint(info.id);
+  if (!(await isDirectory(dir))) throw new CorruptFileError(dir, `missing (listed in ${paths.index})`);
+  if (!info.files) {
+    warnOnce(
+      `${dir}: no sha256 recorded for this checkpoint (written by an older entk); its files are not verified`,
+    );
+    return;
+  }
+  for (const [name, expected] of Object.entries(info.files)) {
+    const file = resolveInside(dir, name, 'files', paths.index);
+    const actual = await sha256File(file).catch((error) => {
+      if (error instanceof InvalidArgumentError)
+        throw new CorruptFileError(file, `missing (listed in ${paths.index})`);
+      throw error;
+    });
+    if (actual !== expected) {
+      throw new CorruptFileError(
+        file,
+        `changed since checkpoint ${info.id} was written: sha256 ${actual}, ${paths.index} records ${expected}`,
+      );
+    }
+  }
+}
+
+/**
+ * Load the model of checkpoint `info` (files verified by {@link verifyCheckpoint}); CorruptFileError
+ * naming the checkpoint if a weight is NaN or infinite. The caller disposes the model.
+ */
+export async function loadCheckpointModel(runDir: string, info: CheckpointInfo): Promise<tf.LayersModel> {
+  await verifyCheckpoint(runDir, info);
+  const dir = runPaths(runDir).checkpoint(info.id);
+  const model = await loadModelFrom(dir);
+  for (const w of model.weights) {
+    const values = w.read().dataSync();
+    for (let k = 0; k < values.length; k++) {
+      if (!Number.isFinite(values[k])) {
+        model.dispose();
+        throw new CorruptFileError(
+          dir,
+          `checkpoint ${info.id} has a non-finite weight (${values[k]} in ${w.originalName}[${k}]); training diverged before it was written or the file is damaged`,
+        );
+      }
+    }
+  }
+  return model;
+}
+
+/**
+ * sha256 of the bytes data spec `spec` loads (the shipped file of a built-in dataset), or null
+ * for synthetic data and for a file that does not exist (loading it reports the error).
+ */
+export async function dataSha256(spec: string): Promise<string | null> {
+  const file = await dataSourceFile(spec);
+  return file === null ? null : sha256File(file);
+}
+
+/**
+ * Throw InvalidArgumentError naming the data file and both hashes unless the data `spec` loads
+ * now (`current`) is what split.json recorded (`recorded`; absent in older runs: a warning).
+ */
+async function checkDataUnchanged(
+  spec: string,
+  recorded: string | null | undefined,
+  current: string | null,
+  splitFile: string,
+): Promise<void> {
+  if (recorded === undefined) {
+    warnOnce(
+      `${splitFile}: no dataSha256 recorded (written by an older entk); the data file is not verified`,
+    );
+    return;
+  }
+  if (recorded !== current) {
+    const file = (await dataSourceFile(spec)) ?? spec;
+    throw new InvalidArgumentError(
+      'data',
+      file,
+      `the data the run was trained on (sha256 ${recorded} in ${splitFile}), but the file ${current === null ? 'is gone' : `changed (it now hashes to ${current})`}; train a new run on the new data`,
+    );
+  }
 }
 
 /** The entries of `logs/train.jsonl` ([] if there is none). */
@@ -213,6 +364,8 @@ export async function prepareRunData(
   stored?: SplitFile,
   splitFile?: string,
 ): Promise<PreparedData> {
+  const dataHash = await dataSha256(config.data);
+  if (stored) await checkDataUnchanged(config.data, stored.dataSha256, dataHash, splitFile ?? SPLIT_JSON);
   let ds = await loadDataset(config.data, config.dataOptions);
   // A text dataset becomes a feature dataset through the frozen backbone (cached on disk).
   if (config.backbone) ds = (await embedDataset(ds, config.backbone)).dataset;
@@ -256,6 +409,7 @@ export async function prepareRunData(
     standardization,
     split: {
       data: config.data,
+      dataSha256: dataHash,
       dataOptions: config.dataOptions,
       seed: config.split.seed,
       testFraction: config.split.testFraction,
@@ -355,13 +509,7 @@ export async function openRun(dir: string): Promise<Run> {
     checkpoints,
     resolveCheckpoint: (sel) => selectCheckpoint(checkpoints, sel),
     checkpointDir: (sel) => paths.checkpoint(selectCheckpoint(checkpoints, sel).id),
-    loadModel: async (sel) => {
-      const ckpt = paths.checkpoint(selectCheckpoint(checkpoints, sel).id);
-      if (!(await exists(ckpt))) {
-        throw new CorruptFileError(ckpt, `missing (listed in ${paths.index})`);
-      }
-      return loadModelFrom(ckpt);
-    },
+    loadModel: (sel) => loadCheckpointModel(dir, selectCheckpoint(checkpoints, sel)),
     readLog: () => readTrainLog(dir),
   };
 }

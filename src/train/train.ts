@@ -22,9 +22,9 @@ import {
   isSyntheticSpec,
   resolveDataPath,
 } from '../data/index.js';
-import { CorruptFileError, InvalidArgumentError } from '../errors.js';
+import { CorruptFileError, DivergenceError, InvalidArgumentError } from '../errors.js';
 import { buildModel, countParameters } from '../model/build.js';
-import { loadModel, saveModel } from '../model/io.js';
+import { saveModel } from '../model/io.js';
 import { writeDirAtomic, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { exists, isDirectory } from '../util/fs.js';
 import { checkOutputDir, cleanStaleTemporaries, type OutputKind, withOutputLock } from '../util/output.js';
@@ -38,8 +38,10 @@ import {
   type CheckpointState,
   CONFIG_JSON,
   checkpointId,
+  hashCheckpointFiles,
   LOGS_DIR,
   type LogEntry,
+  loadCheckpointModel,
   type Metrics,
   prepareRunData,
   type RunConfigFile,
@@ -146,6 +148,24 @@ export async function evaluateModel(
     correct += c!;
   }
   return { loss: n > 0 ? lossSum / n : Number.NaN, accuracy: n > 0 ? correct / n : Number.NaN };
+}
+
+/** The error of a run whose loss or weights became NaN/Inf at `step` (nothing is written for it). */
+function divergence(step: number, what: string): DivergenceError {
+  return new DivergenceError(
+    `training diverged at step ${step}: ${what} (no checkpoint is written for it; lower the learning rate or resume from an earlier checkpoint)`,
+  );
+}
+
+/** DivergenceError unless every weight of `model` is finite (checked before writing a checkpoint). */
+function assertFiniteWeights(model: tf.LayersModel, step: number): void {
+  for (const w of model.weights) {
+    const values = w.read().dataSync();
+    for (let k = 0; k < values.length; k++) {
+      if (!Number.isFinite(values[k]))
+        throw divergence(step, `weight ${w.originalName}[${k}] is ${values[k]}`);
+    }
+  }
 }
 
 /** Keys a resumed run may change. */
@@ -277,6 +297,14 @@ async function trainLocked(config: TrainConfig, options: TrainOptions, t0: numbe
       `a length of at least ${last.step} steps, the run's last checkpoint (${plan.totalSteps} given)`,
     );
   }
+  // Verify and load the checkpoint to resume from before anything of the run is rewritten.
+  if (last && !(await isDirectory(paths.checkpoint(last.id)))) {
+    throw new CorruptFileError(
+      paths.checkpoint(last.id),
+      `missing (the last checkpoint listed in ${paths.index})`,
+    );
+  }
+  const restored = last ? await loadCheckpointModel(outDir, last) : null;
   const configFile: RunConfigFile = {
     ...config,
     entkVersion: ENTK_VERSION,
@@ -297,12 +325,10 @@ async function trainLocked(config: TrainConfig, options: TrainOptions, t0: numbe
   let metrics: Metrics | null = null;
   if (last) {
     const dir = paths.checkpoint(last.id);
-    if (!(await isDirectory(dir))) {
-      throw new CorruptFileError(dir, `missing (the last checkpoint listed in ${paths.index})`);
-    }
-    const state = await readJsonFile<CheckpointState>(path.join(dir, STATE_JSON));
-    model = await loadModel(dir);
+    model = restored!;
+    let state: CheckpointState;
     try {
+      state = await readJsonFile<CheckpointState>(path.join(dir, STATE_JSON));
       optimizer = await loadOptimizer(config.optimizer, dir);
     } catch (error) {
       model.dispose();
@@ -344,6 +370,7 @@ async function trainLocked(config: TrainConfig, options: TrainOptions, t0: numbe
       testLoss: te.loss,
       testAccuracy: te.accuracy,
     };
+    if (!Number.isFinite(m.trainLoss)) throw divergence(step, `the training loss is ${m.trainLoss}`);
     const entry: LogEntry = { step, epoch: step / plan.stepsPerEpoch, ...m, seconds: seconds() };
     // One append per line; readTrainLog skips a torn last line, resume rewrites the log atomically.
     await fs.appendFile(paths.trainLog, `${JSON.stringify(entry)}\n`);
@@ -367,13 +394,16 @@ async function trainLocked(config: TrainConfig, options: TrainOptions, t0: numbe
       metrics: m,
       seconds: seconds(),
     };
+    assertFiniteWeights(model, step);
+    let files: Record<string, string> = {};
     await writeDirAtomic(paths.checkpoint(id), async (tmp) => {
       await saveModel(model, tmp);
       await saveOptimizerState(optimizer, config.optimizer, tmp, weightNames);
       await writeJsonAtomic(path.join(tmp, STATE_JSON), state);
+      files = await hashCheckpointFiles(tmp);
     });
     index = index.filter((c) => c.step !== step);
-    index.push({ id, step, epoch: state.epoch, metrics: m });
+    index.push({ id, step, epoch: state.epoch, metrics: m, files });
     index.sort((a, b) => a.step - b.step);
     await writeJsonAtomic(paths.index, index);
   };
@@ -381,6 +411,7 @@ async function trainLocked(config: TrainConfig, options: TrainOptions, t0: numbe
   const bar = progressBar(`train ${config.modelPreset ?? config.model.kind}`, plan.totalSteps - startStep);
   let step = startStep;
   let interrupted = false;
+  let batchLoss = 0;
   try {
     if (!last) {
       const initial = async () => {
@@ -431,12 +462,16 @@ async function trainLocked(config: TrainConfig, options: TrainOptions, t0: numbe
           xb = tf.gather(xTrain, idx);
           yb = tf.gather(yTrain, idx);
         }
-        optimizer.minimize(
+        const cost = optimizer.minimize(
           () => meanCrossEntropy(yb, model.apply(xb, { training: true }) as tf.Tensor),
-          false,
+          true,
           variables,
         );
+        batchLoss = cost!.dataSync()[0]!;
       });
+      // A NaN/Inf minibatch loss means the weights diverged (or will after this update): stop
+      // before anything is evaluated or checkpointed from them.
+      if (!Number.isFinite(batchLoss)) throw divergence(s, `the minibatch loss is ${batchLoss}`);
       step = s;
       let evaluated: Metrics | undefined;
       if (evalSteps.has(s)) {

@@ -1,5 +1,7 @@
 /** Small file-system queries shared across modules. */
 import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { CorruptFileError, describeValue } from '../errors.js';
 
 /** Whether `p` exists (a file, directory or anything else a path can name; false on any error). */
 export async function exists(p: string): Promise<boolean> {
@@ -15,4 +17,38 @@ export async function isDirectory(p: string): Promise<boolean> {
     .stat(p)
     .then((s) => s.isDirectory())
     .catch(() => false);
+}
+
+/**
+ * The path of `name` inside `dir`, for a file name read from a file (a manifest, an index, a
+ * model.json): CorruptFileError naming `source` (the file that holds the name) unless `name` is a
+ * relative path that stays inside `dir` — no absolute path, no `..` segment, no NUL, not `dir`
+ * itself. With `basename` (the default) only a plain file name is accepted (no directory part);
+ * `what` says what the name is (e.g. 'arrays.kernel.file').
+ */
+export function resolveInside(
+  dir: string,
+  name: unknown,
+  what: string,
+  source: string,
+  options: { basename?: boolean } = {},
+): string {
+  const plain = options.basename ?? true;
+  const bad = (why: string): never => {
+    throw new CorruptFileError(
+      source,
+      `${what} ${describeValue(name)} ${why} (a file name read from a file must stay inside ${dir})`,
+    );
+  };
+  if (typeof name !== 'string' || name === '') return bad('is not a file name');
+  if (name.includes('\0')) bad('contains a NUL byte');
+  if (path.isAbsolute(name) || path.win32.isAbsolute(name)) bad('is an absolute path');
+  const segments = name.split(/[/\\]+/);
+  if (segments.some((s) => s === '..')) bad("has a '..' segment");
+  if (plain && (segments.length > 1 || name === '.')) bad('is not a plain file name');
+  const root = path.resolve(dir);
+  const full = path.resolve(root, name);
+  const relative = path.relative(root, full);
+  if (relative === '' || relative.startsWith('..') || path.isAbsolute(relative)) bad('leaves the directory');
+  return path.join(dir, name);
 }

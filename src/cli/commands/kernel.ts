@@ -285,7 +285,9 @@ export function registerKernel(program: Command): void {
 
   kernel
     .command('verify <dir>')
-    .description('verify kernel stores (manifest, shapes, sha256 of every file) under a directory')
+    .description(
+      "verify kernel stores under a directory: manifest, every file's size, array header (dtype, shape, order) and sha256",
+    )
     .option('--json', 'machine-readable output')
     .action(async (dir: string, flags: { json?: boolean }) => {
       const json = flags.json ?? kernel.opts().json;
