@@ -10,6 +10,7 @@
 import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs';
 import { BackendUnavailableError, InvalidArgumentError } from '../errors.js';
+import './quiet.js';
 import { installWasmKernelFixes } from './wasm-kernels.js';
 
 export { installWasmKernelFixes };

@@ -21,6 +21,7 @@
  * are registered (call it after `initBackend`). buildModel, loadModel and train call it.
  */
 import * as tf from '@tensorflow/tfjs';
+import './quiet.js';
 import { UnsupportedError } from '../errors.js';
 
 const MARK = Symbol.for('entk.wasmKernelFix');

@@ -7,7 +7,7 @@
  * `disposeBackbones()`.
  */
 import * as path from 'node:path';
-import { CorruptFileError, EntkError } from '../errors.js';
+import { CorruptFileError, EntkError, UnsupportedError } from '../errors.js';
 import { type BackboneDtype, type ResolvedBackbone, requiredBackboneFiles } from './backbone.js';
 
 /** The part of a transformers.js Tensor this module reads. */
@@ -27,13 +27,31 @@ export interface FeaturePipeline {
   model: { config: Record<string, unknown> };
 }
 
+/** @internal (keeps the optional package out of the published type declarations) */
 type TransformersModule = typeof import('@huggingface/transformers');
 
 let transformersModule: Promise<TransformersModule> | undefined;
 
-/** The transformers.js module (imported once, on first use). */
+/**
+ * The transformers.js module (imported once, on first use). It is an optional peer dependency:
+ * only backbone and tokenizer features need it, so a missing package is an error naming it.
+ * @internal
+ */
 export function loadTransformers(): Promise<TransformersModule> {
-  transformersModule ??= import('@huggingface/transformers');
+  transformersModule ??= import('@huggingface/transformers').catch((error: NodeJS.ErrnoException) => {
+    transformersModule = undefined;
+    if (
+      error?.code === 'ERR_MODULE_NOT_FOUND' &&
+      String(error.message).includes('@huggingface/transformers')
+    ) {
+      throw new UnsupportedError(
+        'pretrained backbones and tokenizers need the optional package @huggingface/transformers: ' +
+          'npm install @huggingface/transformers (set ONNXRUNTIME_NODE_INSTALL=skip if its ' +
+          'onnxruntime-node download cannot reach the network)',
+      );
+    }
+    throw error;
+  });
   return transformersModule;
 }
 

@@ -77,3 +77,64 @@ describe('entk predict', () => {
     );
   });
 });
+
+describe('entk predict / compare without --name', () => {
+  it('use the most recent recording and say which on stderr', async () => {
+    const r = runCli(['predict', '--run', run, '--predictors', 'pop-mu', '--json']);
+    expect(r.status, r.stderr).toBe(0);
+    // 'refreshed' was recorded after 'frozen'.
+    expect(JSON.parse(r.stdout).dir).toBe(path.join(run, 'finetune', 'refreshed', 'predictions'));
+    expect(r.stderr).toMatch(/using the most recent recording 'refreshed' of 2 \(frozen, refreshed\)/);
+    const c = runCli(['compare', '--run', run, '--json']);
+    expect(c.status, c.stderr).toBe(0);
+    expect(JSON.parse(c.stdout)).toBeTypeOf('object');
+  });
+
+  it('use the only recording without a word, and refuse a run with none', async () => {
+    const single = path.join(root, 'single');
+    await train(
+      { data: 'iris', model: 'linear', steps: 4, checkpoints: { steps: [0, 4] } },
+      { outDir: single },
+    );
+    const none = runCli(['predict', '--run', single]);
+    expectOneLineError(
+      none,
+      /--run: expected a run with a finetune recording in .*finetune \(run entk finetune first\)/,
+    );
+    await finetune({
+      run: single,
+      name: 'only',
+      points: 'train:4',
+      observe: 'test:2',
+      learningRate: 0.1,
+      steps: 3,
+    });
+    const r = runCli(['predict', '--run', single, '--predictors', 'pop-mu', '--json']);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout).dir).toBe(path.join(single, 'finetune', 'only', 'predictions'));
+  });
+});
+
+describe('--json errors', () => {
+  it('are JSON on stdout, with the typed fields, and the same exit code', () => {
+    const r = runCli(['predict', '--run', run, '--name', 'missing', '--json']);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toBe('');
+    const e = JSON.parse(r.stdout).error;
+    expect(e.name).toBe('InvalidArgumentError');
+    expect(e.argument).toBe('recording');
+    expect(e.message).toMatch(/expected a finetune recording directory/);
+  });
+
+  it('cover commander usage errors too', () => {
+    const r = runCli(['compare', '--run', run, '--bogus', '--json']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout).error).toEqual({
+      name: 'UsageError',
+      code: 'commander.unknownOption',
+      message: "unknown option '--bogus'",
+    });
+  });
+});

@@ -27,13 +27,13 @@ export function registerCompare(program: Command): void {
       'compare a finetune recording with its predictions: trajectory errors, per-step correlations and sign agreement, final KL, laziness and discretisation gaps, kernel drift',
     )
     .option('--run <dir>', 'run directory')
-    .option('--name <name>', 'recording name (<run>/finetune/<name>)')
+    .option('--name <name>', 'recording name (<run>/finetune/<name>; default: the only or most recent one)')
     .option('--recording <dir>', 'recording directory (instead of --run and --name)')
     .option('--json', 'print a JSON summary (the full metrics are in comparison.json)')
     .action(async (flags: CompareFlags, command: Command) => {
       const globals = command.optsWithGlobals() as CompareFlags;
       await prepare({ backend: globals.backend, json: flags.json, quiet: globals.quiet });
-      const dir = recordingDir(flags);
+      const dir = await recordingDir(flags);
       const comparison = await compareRecording(dir);
       const summary = { file: path.join(dir, COMPARISON_JSON), ...summarizeComparison(comparison) };
       output(flags.json, summary, () => {

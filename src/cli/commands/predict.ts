@@ -2,11 +2,13 @@
  * `entk predict`: flags → `predictRecording()` (src/compare/pipeline.ts): the one-step, POP-MU and
  * POP-ODE predictions of a finetune recording, written to `<recording>/predictions/`.
  */
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
 import { PREDICTORS, type PredictorName, predictRecording } from '../../compare/pipeline.js';
 import { InvalidArgumentError } from '../../errors.js';
 import { finetuneDir } from '../../train/finetune.js';
+import { FINETUNE_DIR } from '../../train/run.js';
 import { output, parseNumber, parseThreads, prepare } from '../shared.js';
 
 interface PredictFlags {
@@ -22,8 +24,16 @@ interface PredictFlags {
   quiet?: boolean;
 }
 
-/** The recording directory from --recording, or --run and --name. Shared with `entk compare`. */
-export function recordingDir(flags: { run?: string; name?: string; recording?: string }): string {
+/**
+ * The recording directory from --recording, or --run and --name. Without --name, the run's only
+ * recording, or its most recent one (by the manifest's createdAt), said on stderr. Shared with
+ * `entk compare`.
+ */
+export async function recordingDir(flags: {
+  run?: string;
+  name?: string;
+  recording?: string;
+}): Promise<string> {
   if (flags.recording) {
     if (flags.run || flags.name) {
       throw new InvalidArgumentError(
@@ -34,14 +44,44 @@ export function recordingDir(flags: { run?: string; name?: string; recording?: s
     }
     return path.resolve(flags.recording);
   }
-  if (!flags.run || !flags.name) {
+  if (!flags.run) {
     throw new InvalidArgumentError(
-      flags.run ? '--name' : '--run',
-      flags.run ? flags.name : flags.run,
-      'a finetune recording: --run <dir> --name <name> (or --recording <dir>)',
+      '--run',
+      flags.run,
+      'a finetune recording: --run <dir> [--name <name>] (or --recording <dir>)',
     );
   }
-  return finetuneDir(flags.run, flags.name);
+  if (flags.name) return finetuneDir(flags.run, flags.name);
+  const root = path.join(path.resolve(flags.run), FINETUNE_DIR);
+  const entries = await fs.readdir(root, { withFileTypes: true }).catch(() => []);
+  const found: { name: string; createdAt: string }[] = [];
+  for (const e of entries) {
+    if (!e.isDirectory() || e.name.startsWith('.')) continue;
+    const manifest = await fs.readFile(path.join(root, e.name, 'manifest.json'), 'utf8').catch(() => null);
+    if (manifest == null) continue;
+    let createdAt = '';
+    try {
+      createdAt = String((JSON.parse(manifest) as { createdAt?: unknown }).createdAt ?? '');
+    } catch {
+      // an unreadable manifest sorts first; reading it later reports the problem
+    }
+    found.push({ name: e.name, createdAt });
+  }
+  if (found.length === 0) {
+    throw new InvalidArgumentError(
+      '--run',
+      flags.run,
+      `a run with a finetune recording in ${root} (run entk finetune first)`,
+    );
+  }
+  found.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.name.localeCompare(b.name));
+  const latest = found[found.length - 1]!;
+  if (found.length > 1) {
+    process.stderr.write(
+      `entk: using the most recent recording '${latest.name}' of ${found.length} (${found.map((f) => f.name).join(', ')}); --name chooses\n`,
+    );
+  }
+  return finetuneDir(flags.run, latest.name);
 }
 
 function parsePredictors(value: string): PredictorName[] {
@@ -65,7 +105,7 @@ export function registerPredict(program: Command): void {
       'predict a finetune recording from its eNTK: equation (1) per step, POP-MU, POP-ODE (logit and simplex forms), frozen and refreshed kernels',
     )
     .option('--run <dir>', 'run directory')
-    .option('--name <name>', 'recording name (<run>/finetune/<name>)')
+    .option('--name <name>', 'recording name (<run>/finetune/<name>; default: the only or most recent one)')
     .option('--recording <dir>', 'recording directory (instead of --run and --name)')
     .option(
       '--predictors <list>',
@@ -79,7 +119,7 @@ export function registerPredict(program: Command): void {
     .action(async (flags: PredictFlags, command: Command) => {
       const globals = command.optsWithGlobals() as PredictFlags;
       await prepare({ backend: globals.backend, json: flags.json, quiet: globals.quiet });
-      const dir = recordingDir(flags);
+      const dir = await recordingDir(flags);
       const m = await predictRecording(dir, {
         predictors: flags.predictors,
         rtol: flags.rtol,
