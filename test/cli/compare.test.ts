@@ -30,7 +30,7 @@ beforeAll(async () => {
 
 describe('entk compare', () => {
   it('writes comparison.json and prints a JSON summary of the metrics', async () => {
-    const r = runCli(['compare', '--run', run, '--name', 'ft', '--json']);
+    const r = await runCli(['compare', '--run', run, '--name', 'ft', '--json']);
     expect(r.status).toBe(0);
     const s = JSON.parse(r.stdout);
     const dir = path.join(run, 'finetune', 'ft');
@@ -53,8 +53,8 @@ describe('entk compare', () => {
     expect(full.subsets.all.lazinessGap.steps).toHaveLength(11);
   });
 
-  it('prints a human summary', () => {
-    const r = runCli(['compare', '--recording', path.join(run, 'finetune', 'ft')]);
+  it('prints a human summary', async () => {
+    const r = await runCli(['compare', '--recording', path.join(run, 'finetune', 'ft')]);
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/pop-mu\s+log-prob RMSE/);
     expect(r.stdout).toMatch(/one-step\s+Δlog π Pearson/);
@@ -62,8 +62,8 @@ describe('entk compare', () => {
     expect(r.stdout).toMatch(/kernel drift at step 10/);
   });
 
-  it('asks for predictions first', () => {
-    const r = runCli(['compare', '--run', run, '--name', 'unpredicted']);
+  it('asks for predictions first', async () => {
+    const r = await runCli(['compare', '--run', run, '--name', 'unpredicted']);
     expectOneLineError(r, /recording: expected a recording with predictions \(run 'entk predict' first\)/);
   });
 });

@@ -5,14 +5,14 @@ import { describe, expect, it } from 'vitest';
 import { tempDir } from '../util/temp-dir.js';
 import { runCli } from './run-cli.js';
 
-describe('entk demo', () => {
+describe('entk demo', async () => {
   const dir = tempDir('cli-demo');
 
-  it('is listed and documents its options', () => {
-    const help = runCli(['--help']);
+  it('is listed and documents its options', async () => {
+    const help = await runCli(['--help']);
     expect(help.stdout).toMatch(/\n {2}demo \[options\] +run the demo experiment/);
     expect(help.stdout).toMatch(/\n {2}experiment \[options\] <config> +run an experiment config/);
-    const r = runCli(['demo', '--help']);
+    const r = await runCli(['demo', '--help']);
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('--out <dir>');
     expect(r.stdout).toContain('(default: "runs/demo")');
@@ -23,7 +23,7 @@ describe('entk demo', () => {
   it('refuses a file as its output directory in one line', async () => {
     const file = path.join(dir, 'a-file');
     await fs.writeFile(file, 'x');
-    const r = runCli(['demo', '--out', file]);
+    const r = await runCli(['demo', '--out', file]);
     expect(r.status).toBe(2);
     expect(r.stderr.trimEnd().split('\n')).toEqual([
       `entk: error: --out: expected a directory for the experiment (this is a file), received ${JSON.stringify(file)}`,

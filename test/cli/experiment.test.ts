@@ -9,8 +9,8 @@ import { expectOneLineError, runCli } from './run-cli.js';
 const dir = tempDir('cli-experiment');
 
 describe('entk experiment: errors', () => {
-  it('a missing config file: one line naming it and the shipped presets, exit 2', () => {
-    const r = runCli(['experiment', path.join(dir, 'nope.yaml'), '--out', path.join(dir, 'x')]);
+  it('a missing config file: one line naming it and the shipped presets, exit 2', async () => {
+    const r = await runCli(['experiment', path.join(dir, 'nope.yaml'), '--out', path.join(dir, 'x')]);
     expectOneLineError(
       r,
       /config: expected an existing \.yaml\/\.json file or a shipped preset \(.*demo.*\), received ".*nope\.yaml"/,
@@ -21,7 +21,7 @@ describe('entk experiment: errors', () => {
     const file = path.join(dir, 'bad.yaml');
     await fs.writeFile(file, 'train: { data: digits }\nstudies:\n  laziness:\n    widths: [64, 128, -4]\n');
     const out = path.join(dir, 'bad-out');
-    const r = runCli(['experiment', file, '--out', out]);
+    const r = await runCli(['experiment', file, '--out', out]);
     expectOneLineError(r, /studies\.laziness\.widths\[2\]: expected a positive integer, received -4$/);
     await expect(fs.access(out)).rejects.toThrow();
   });
@@ -29,7 +29,10 @@ describe('entk experiment: errors', () => {
   it('a YAML syntax error: one line with the file and line', async () => {
     const file = path.join(dir, 'broken.yaml');
     await fs.writeFile(file, 'train:\n  data: digits\nstudies: [unclosed\n');
-    expectOneLineError(runCli(['experiment', file]), /broken\.yaml, line \d+, column \d+: not valid YAML/);
+    expectOneLineError(
+      await runCli(['experiment', file]),
+      /broken\.yaml, line \d+, column \d+: not valid YAML/,
+    );
   });
 
   it('a wrong data set for the replicator study fails before any training', async () => {
@@ -37,7 +40,7 @@ describe('entk experiment: errors', () => {
     await fs.writeFile(file, JSON.stringify({ studies: { replicator: { train: { data: 'digits' } } } }));
     const out = path.join(dir, 'rep-out');
     expectOneLineError(
-      runCli(['experiment', file, '--out', out]),
+      await runCli(['experiment', file, '--out', out]),
       /studies\.replicator\.train\.data: expected a three-class dataset \(it has 10 classes\)/,
     );
     await expect(fs.access(path.join(out, 'runs'))).rejects.toThrow();
@@ -52,7 +55,7 @@ describe('entk experiment: a tiny config', () => {
     config.studies = { discretisation: config.studies.discretisation };
     await fs.writeFile(file, JSON.stringify(config));
     const out = path.join(dir, 'tiny-out');
-    const r = runCli(['experiment', file, '--out', out, '--json']);
+    const r = await runCli(['experiment', file, '--out', out, '--json']);
     expect(r.status, r.stderr).toBe(0);
     const summary = JSON.parse(r.stdout);
     expect(summary.report).toBe(path.join(out, 'report.html'));
@@ -60,7 +63,7 @@ describe('entk experiment: a tiny config', () => {
     expect(Math.abs(summary.summary['discretisation-slope'].measured - 1)).toBeLessThan(0.2);
     expect(summary.stages.every((s: { status: string }) => s.status === 'done')).toBe(true);
     await fs.access(path.join(out, 'report.html'));
-    const again = runCli(['experiment', file, '--out', out]);
+    const again = await runCli(['experiment', file, '--out', out]);
     expect(again.status, again.stderr).toBe(0);
     expect(again.stdout).toMatch(/^Theory vs measurement\ncheck +measured +theory\n/);
     expect(again.stdout).toMatch(/discretisation: slope of MU–ODE gap vs η +1\.0\d+ +1\n/);
@@ -70,7 +73,7 @@ describe('entk experiment: a tiny config', () => {
     await fs.mkdir(mine);
     await fs.writeFile(path.join(mine, 'notes.txt'), 'mine\n');
     await fs.writeFile(path.join(out, 'keep.txt'), 'keep\n');
-    const forced = runCli(['experiment', file, '--out', out, '--force', '--json']);
+    const forced = await runCli(['experiment', file, '--out', out, '--force', '--json']);
     expect(forced.status, forced.stderr).toBe(0);
     expect(await fs.readFile(path.join(mine, 'notes.txt'), 'utf8')).toBe('mine\n');
     expect(await fs.readFile(path.join(out, 'keep.txt'), 'utf8')).toBe('keep\n');

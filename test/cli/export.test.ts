@@ -57,7 +57,7 @@ describe('entk export', () => {
     const original = await readKernelStore(store);
     for (const format of ['safetensors', 'npz', 'json']) {
       const out = path.join(dir, `as-${format}`);
-      const r = runCli(['export', '--store', store, '--format', format, '--out', out, '--json']);
+      const r = await runCli(['export', '--store', store, '--format', format, '--out', out, '--json']);
       expect(r.status, r.stderr).toBe(0);
       const report = JSON.parse(r.stdout);
       expect(report[0].arrays.kernel.file).toBe(`kernel.${format}`);
@@ -68,7 +68,7 @@ describe('entk export', () => {
       }
     }
     const all = path.join(dir, 'all-npy');
-    const r = runCli([
+    const r = await runCli([
       'export',
       '--store',
       path.join(dir, 'as-safetensors'),
@@ -81,7 +81,7 @@ describe('entk export', () => {
     expect(
       readFileSync(path.join(all, 'x', 'kernel.npy')).equals(readFileSync(path.join(store, 'kernel.npy'))),
     ).toBe(true);
-    const many = runCli([
+    const many = await runCli([
       'export',
       '--store',
       path.join(dir, 'run'),
@@ -95,8 +95,8 @@ describe('entk export', () => {
     await readKernelStore(path.join(all, 'train-per-class-2-test-2', 'step-000000'));
   });
 
-  it('rejects bad inputs with one line and a non-zero exit', () => {
-    const r = runCli(['export', '--store', store, '--format', 'hdf5', '--out', path.join(dir, 'x')]);
+  it('rejects bad inputs with one line and a non-zero exit', async () => {
+    const r = await runCli(['export', '--store', store, '--format', 'hdf5', '--out', path.join(dir, 'x')]);
     expectOneLineError(r, /--format: expected one of npy, npz, safetensors, json, received "hdf5"/);
   });
 });

@@ -16,9 +16,9 @@ beforeAll(async () => {
   );
 });
 
-describe('entk finetune', () => {
+describe('entk finetune', async () => {
   it('records a minibatch run with refreshed kernels and prints a JSON summary', async () => {
-    const r = runCli([
+    const r = await runCli([
       'finetune',
       '--run',
       run,
@@ -72,7 +72,7 @@ describe('entk finetune', () => {
   it('runs gradient ascent on a single example and prints a human summary', async () => {
     const split = JSON.parse(await fs.readFile(path.join(run, 'split.json'), 'utf8'));
     const id = split.trainIds[0];
-    const r = runCli([
+    const r = await runCli([
       'finetune',
       '--run',
       run,
@@ -97,20 +97,23 @@ describe('entk finetune', () => {
     expect(rec.loss[5]!).toBeGreaterThan(rec.loss[0]!);
   });
 
-  it('rejects bad inputs with one-line errors', () => {
+  it('rejects bad inputs with one-line errors', async () => {
     const base = ['finetune', '--run', run, '--name', 'bad', '--points', 'train:per-class=1', '--steps', '2'];
-    expectOneLineError(runCli([...base, '--lr', '0']), /--lr: expected a nonzero finite number/);
+    expectOneLineError(await runCli([...base, '--lr', '0']), /--lr: expected a nonzero finite number/);
     expectOneLineError(
-      runCli([...base, '--lr', '0.1', '--mode', 'sgd']),
+      await runCli([...base, '--lr', '0.1', '--mode', 'sgd']),
       /--mode: expected one of full, minibatch, single/,
     );
     expectOneLineError(
-      runCli([...base, '--lr', '0.1', '--mode', 'single']),
+      await runCli([...base, '--lr', '0.1', '--mode', 'single']),
       /points: expected exactly one example/,
     );
-    expectOneLineError(runCli([...base, '--lr', '0.1', '--run', root]), /run: expected a run directory/);
     expectOneLineError(
-      runCli([
+      await runCli([...base, '--lr', '0.1', '--run', root]),
+      /run: expected a run directory/,
+    );
+    expectOneLineError(
+      await runCli([
         'finetune',
         '--run',
         run,

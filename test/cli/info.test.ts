@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { expectOneLineError, runCli } from './run-cli.js';
 
 describe('entk info', () => {
-  it('prints backend, SIMD/threads and versions as JSON', () => {
-    const r = runCli(['info', '--json']);
+  it('prints backend, SIMD/threads and versions as JSON', async () => {
+    const r = await runCli(['info', '--json']);
     expect(r.status).toBe(0);
     const info = JSON.parse(r.stdout);
     expect(info.backend).toBe('wasm');
@@ -14,31 +14,31 @@ describe('entk info', () => {
     expect(info.versions.entk).toMatch(/^\d+\.\d+\.\d+/);
   });
 
-  it('prints a human summary', () => {
-    const r = runCli(['info']);
+  it('prints a human summary', async () => {
+    const r = await runCli(['info']);
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/backend\s+wasm/);
   });
 
-  it('rejects an unknown backend with one line and a non-zero exit', () => {
-    const r = runCli(['--backend', 'gpu', 'info']);
+  it('rejects an unknown backend with one line and a non-zero exit', async () => {
+    const r = await runCli(['--backend', 'gpu', 'info']);
     expectOneLineError(r, /--backend: expected one of auto, tensorflow, wasm, cpu, received "gpu"/);
   });
 
-  it('fails clearly, without falling back, when a requested backend cannot load', () => {
-    const r = runCli(['info'], { ENTK_BACKEND: 'tensorflow' });
+  it('fails clearly, without falling back, when a requested backend cannot load', async () => {
+    const r = await runCli(['info'], { ENTK_BACKEND: 'tensorflow' });
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/backend 'tensorflow' cannot be loaded/);
   });
 
-  it('honours ENTK_BACKEND=cpu', () => {
-    const r = runCli(['info', '--json'], { ENTK_BACKEND: 'cpu' });
+  it('honours ENTK_BACKEND=cpu', async () => {
+    const r = await runCli(['info', '--json'], { ENTK_BACKEND: 'cpu' });
     expect(r.status).toBe(0);
     expect(JSON.parse(r.stdout).backend).toBe('cpu');
   });
 
-  it('rejects an unknown command', () => {
-    const r = runCli(['frobnicate']);
+  it('rejects an unknown command', async () => {
+    const r = await runCli(['frobnicate']);
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(/unknown command/);
   });

@@ -53,16 +53,16 @@ beforeAll(async () => {
 }, 120_000);
 
 describe('2. paths read from files stay inside their directory', () => {
-  it('a checkpoint id ../../victim in index.json is refused; the victim directory is untouched', () => {
+  it('a checkpoint id ../../victim in index.json is refused; the victim directory is untouched', async () => {
     const r = copyRun('run-traversal');
     const victim = path.join(dir, 'victim');
     cpSync(path.join(r, 'checkpoints', 'step-000002'), victim, { recursive: true });
     writeFileSync(path.join(victim, 'keep.txt'), 'mine');
-    editJson(runPaths(r).index, (index) => {
+    editJson(runPaths(r).index, async (index) => {
       index[1].id = '../../victim';
     });
     const before = { victim: snapshot(victim), run: snapshot(r) };
-    const res = runCli(['kernel', '--run', r, '--points', 'test:3']);
+    const res = await runCli(['kernel', '--run', r, '--points', 'test:3']);
     expectOneLineError(
       res,
       /checkpoints\/index\.json: entry 1: id "\.\.\/\.\.\/victim" is not "step-000002"/,
@@ -76,7 +76,7 @@ describe('2. paths read from files stay inside their directory', () => {
     editJson(path.join(store, MANIFEST_JSON), (m) => {
       m.arrays.kernel.file = '../../../etc/passwd';
     });
-    const res = runCli(['kernel', 'verify', store]);
+    const res = await runCli(['kernel', 'verify', store]);
     expectOneLineError(
       res,
       /manifest\.json: arrays\.kernel\.file "\.\.\/\.\.\/\.\.\/etc\/passwd" has a '\.\.' segment/,
@@ -120,14 +120,14 @@ describe('3. checkpoints are verified before use', () => {
       expect(sha256(readFileSync(path.join(ckpt, name)))).toBe(hash);
   });
 
-  it('a flipped byte in weights.bin stops `entk kernel`, naming the file; nothing is written', () => {
+  it('a flipped byte in weights.bin stops `entk kernel`, naming the file; nothing is written', async () => {
     const r = copyRun('run-flipped');
     const weights = path.join(r, 'checkpoints', 'step-000002', 'weights.bin');
     const bytes = readFileSync(weights);
     bytes[5] ^= 0x01;
     writeFileSync(weights, bytes);
     const before = snapshot(r);
-    const res = runCli(['kernel', '--run', r, '--points', 'test:3']);
+    const res = await runCli(['kernel', '--run', r, '--points', 'test:3']);
     expectOneLineError(
       res,
       /step-000002\/weights\.bin: changed since checkpoint step-000002 was written: sha256 [0-9a-f]{64}, .*index\.json records [0-9a-f]{64}/,
@@ -135,13 +135,13 @@ describe('3. checkpoints are verified before use', () => {
     expect(snapshot(r)).toEqual(before);
   });
 
-  it('an edited state.json stops `entk train --resume`, naming the file; no file of the run changes', () => {
+  it('an edited state.json stops `entk train --resume`, naming the file; no file of the run changes', async () => {
     const r = copyRun('run-state');
-    editJson(path.join(r, 'checkpoints', 'step-000002', 'state.json'), (s) => {
+    editJson(path.join(r, 'checkpoints', 'step-000002', 'state.json'), async (s) => {
       s.step = 1;
     });
     const before = snapshot(r);
-    const res = runCli(['train', '--resume', '--out', r, '--steps', '4']);
+    const res = await runCli(['train', '--resume', '--out', r, '--steps', '4']);
     expectOneLineError(res, /step-000002\/state\.json: changed since checkpoint step-000002 was written/);
     expect(snapshot(r)).toEqual(before);
   });
@@ -187,20 +187,20 @@ describe('3. checkpoints are verified before use', () => {
   });
 });
 
-describe('4. changed data is never used silently', () => {
+describe('4. changed data is never used silently', async () => {
   it('records the data sha256 in split.json (the shipped file for a built-in dataset)', async () => {
     const split = JSON.parse(readFileSync(runPaths(run).split, 'utf8'));
     expect(split.dataSha256).toBe(sha256(readFileSync(csv)));
   });
 
-  it('`entk kernel` and `entk train --resume` refuse an edited data file, naming it and both hashes', () => {
+  it('`entk kernel` and `entk train --resume` refuse an edited data file, naming it and both hashes', async () => {
     const r = copyRun('run-data');
     const data = path.join(dir, 'data-edited.csv');
     writeFileSync(data, smallCsv());
-    editJson(path.join(r, 'config.json'), (c) => {
+    editJson(path.join(r, 'config.json'), async (c) => {
       c.data = data;
     });
-    editJson(runPaths(r).split, (s) => {
+    editJson(runPaths(r).split, async (s) => {
       s.data = data;
     });
     const old = sha256(readFileSync(data));
@@ -210,8 +210,8 @@ describe('4. changed data is never used silently', () => {
     const message = new RegExp(
       `^entk: error: data: expected the data the run was trained on \\(sha256 ${old} in .*split\\.json\\), but the file changed \\(it now hashes to ${now}\\).*received ".*data-edited\\.csv"`,
     );
-    expectOneLineError(runCli(['kernel', '--run', r, '--points', 'test:3']), message);
-    expectOneLineError(runCli(['train', '--resume', '--out', r, '--steps', '4']), message);
+    expectOneLineError(await runCli(['kernel', '--run', r, '--points', 'test:3']), message);
+    expectOneLineError(await runCli(['train', '--resume', '--out', r, '--steps', '4']), message);
     expect(snapshot(r)).toEqual(before);
   });
 });
@@ -248,7 +248,7 @@ describe('5. kernel verify checks every array header against the manifest', () =
       m.arrays.kernel.dtype = 'float64';
       m.kernel.dtype = 'float64';
     });
-    const res = runCli(['kernel', 'verify', store]);
+    const res = await runCli(['kernel', 'verify', store]);
     expectOneLineError(res, /kernel\.npy: holds float32 \[6, 6\], the manifest says float64 \[6, 6\]/);
   });
 

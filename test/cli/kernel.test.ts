@@ -105,7 +105,7 @@ describe('entk kernel', () => {
     const bytes = readFileSync(kernelFile);
     bytes[bytes.length - 1] ^= 1;
     writeFileSync(kernelFile, bytes);
-    const tampered = runCli(['kernel', 'verify', out]);
+    const tampered = await runCli(['kernel', 'verify', out]);
     expectOneLineError(tampered, /kernel\.npy: sha256 mismatch/);
   });
 

@@ -37,10 +37,10 @@ beforeAll(async () => {
   );
 }, 120_000);
 
-describe('refused before anything is computed', () => {
-  it('finetune --steps 1000000000: the recording does not fit in memory (was a V8 abort, exit 133)', () => {
+describe('refused before anything is computed', async () => {
+  it('finetune --steps 1000000000: the recording does not fit in memory (was a V8 abort, exit 133)', async () => {
     const before = snapshot(run);
-    const r = runCli(
+    const r = await runCli(
       [
         'finetune',
         '--run',
@@ -65,11 +65,14 @@ describe('refused before anything is computed', () => {
     expect(existsSync(path.join(run, 'finetune', 'huge'))).toBe(false);
   });
 
-  it('train --widths 100000,100000: the parameter count and bytes, naming --widths (was "Invalid typed array length")', () => {
+  it('train --widths 100000,100000: the parameter count and bytes, naming --widths (was "Invalid typed array length")', async () => {
     const out = path.join(root, 'wide');
-    const r = runCli(['train', '--data', 'iris', '--widths', '100000,100000', '--steps', '1', '--out', out], {
-      ENTK_MEMORY_BYTES: '16000000000',
-    });
+    const r = await runCli(
+      ['train', '--data', 'iris', '--widths', '100000,100000', '--steps', '1', '--out', out],
+      {
+        ENTK_MEMORY_BYTES: '16000000000',
+      },
+    );
     // (4+1)·1e5 + (1e5+1)·1e5 + (1e5+1)·3 parameters
     const parameters = 5 * 100_000 + 100_001 * 100_000 + 100_001 * 3;
     expectOneLineError(
@@ -82,14 +85,14 @@ describe('refused before anything is computed', () => {
     expect(existsSync(path.join(out, 'checkpoints'))).toBe(false);
   });
 
-  it('train --steps 1000000000: the evaluation and checkpoint step lists are bounded (a Set of 10⁹ steps aborted)', () => {
+  it('train --steps 1000000000: the evaluation and checkpoint step lists are bounded (a Set of 10⁹ steps aborted)', async () => {
     const out = path.join(root, 'long');
     expectOneLineError(
-      runCli(['train', '--data', 'iris', '--steps', '1000000000', '--out', out]),
+      await runCli(['train', '--data', 'iris', '--steps', '1000000000', '--out', out]),
       /config\.steps \(--steps\): expected at most 1000000 evaluations \(1000000000 steps, evaluated every 4 = once per epoch: 250000000\)/,
     );
     expectOneLineError(
-      runCli([
+      await runCli([
         'train',
         '--data',
         'iris',
@@ -107,9 +110,9 @@ describe('refused before anything is computed', () => {
     expect(existsSync(out)).toBe(false);
   });
 
-  it('train --data synthetic:classes=100000 is refused before generating (was out of bounds after a 292 MB split.json)', () => {
+  it('train --data synthetic:classes=100000 is refused before generating (was out of bounds after a 292 MB split.json)', async () => {
     const out = path.join(root, 'many-classes');
-    const r = runCli(['train', '--data', 'synthetic:classes=100000', '--steps', '1', '--out', out]);
+    const r = await runCli(['train', '--data', 'synthetic:classes=100000', '--steps', '1', '--out', out]);
     expectOneLineError(
       r,
       /numClasses: expected an integer ≥ 2 and ≤ 1000 \(synthetic classes=\), received 100000/,
@@ -117,7 +120,7 @@ describe('refused before anything is computed', () => {
     expect(existsSync(out)).toBe(false);
   });
 
-  it('column flags on a built-in dataset name the flag (they were ignored)', () => {
+  it('column flags on a built-in dataset name the flag (they were ignored)', async () => {
     for (const [flag, value] of [
       ['--class-names', 'a,b,c'],
       ['--label-column', 'species'],
@@ -125,24 +128,33 @@ describe('refused before anything is computed', () => {
       ['--id-column', 'id'],
     ]) {
       const out = path.join(root, `flag${flag}`);
-      const r = runCli(['train', '--data', 'iris', flag!, value!, '--steps', '1', '--out', out]);
+      const r = await runCli(['train', '--data', 'iris', flag!, value!, '--steps', '1', '--out', out]);
       expectOneLineError(r, new RegExp(`\\(${flag}\\): expected nothing for the built-in dataset iris`));
       expect(existsSync(out)).toBe(false);
     }
   });
 
-  it('--text-column without --backbone is refused (the column was dropped)', () => {
+  it('--text-column without --backbone is refused (the column was dropped)', async () => {
     const csv = path.join(root, 'texts.csv');
     writeFileSync(csv, 'x,text,label\n1,a b,0\n2,c d,1\n3,e f,0\n4,g h,1\n');
     const out = path.join(root, 'text');
-    const r = runCli(['train', '--data', csv, '--text-column', 'text', '--steps', '1', '--out', out]);
+    const r = await runCli(['train', '--data', csv, '--text-column', 'text', '--steps', '1', '--out', out]);
     expectOneLineError(r, /textColumn \(--text-column\): expected a backbone \(--backbone\)/);
     expect(existsSync(out)).toBe(false);
   });
 
-  it('kernel --float64 --contraction wasm names both flags (the contraction was ignored)', () => {
+  it('kernel --float64 --contraction wasm names both flags (the contraction was ignored)', async () => {
     const before = snapshot(run);
-    const r = runCli(['kernel', '--run', run, '--points', 'train:4', '--float64', '--contraction', 'wasm']);
+    const r = await runCli([
+      'kernel',
+      '--run',
+      run,
+      '--points',
+      'train:4',
+      '--float64',
+      '--contraction',
+      'wasm',
+    ]);
     expectOneLineError(
       r,
       /contraction \(--contraction\): expected 'auto' with accumulation 'float64' \(--float64\).*received "wasm"/,
@@ -150,7 +162,7 @@ describe('refused before anything is computed', () => {
     expect(snapshot(run)).toEqual(before);
   });
 
-  it('data errors through the CLI: negative labels, ids with commas, JSONL null in line 1', () => {
+  it('data errors through the CLI: negative labels, ids with commas, JSONL null in line 1', async () => {
     const cases: [string, string, RegExp][] = [
       [
         'neg.csv',
@@ -172,7 +184,7 @@ describe('refused before anything is computed', () => {
       const file = path.join(root, name);
       writeFileSync(file, content);
       const out = path.join(root, `out-${name}`);
-      expectOneLineError(runCli(['train', '--data', file, '--steps', '1', '--out', out]), message);
+      expectOneLineError(await runCli(['train', '--data', file, '--steps', '1', '--out', out]), message);
       expect(existsSync(out)).toBe(false);
     }
   });

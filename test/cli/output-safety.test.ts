@@ -74,27 +74,27 @@ describe('1. --out never replaces what entk did not write', () => {
     await fs.writeFile(path.join(d, 'notes.txt'), 'my notes\n');
     const before = await treeHash(root);
     expectOneLineError(
-      runCli(['export', '--store', store, '--format', 'npz', '--out', d]),
+      await runCli(['export', '--store', store, '--format', 'npz', '--out', d]),
       new RegExp(
         `^entk: error: --out: expected a new or empty directory, or a kernel store written by entk \\(${d} holds notes.txt, which is not a kernel store; nothing was changed\\), received "${d}"$`,
       ),
     );
     expectOneLineError(
-      runCli(['export', '--store', store, '--format', 'npz', '--out', run]),
+      await runCli(['export', '--store', store, '--format', 'npz', '--out', run]),
       /--out: expected .*holds checkpoints, config.json, kernels and 2 more, which is not a kernel store/,
     );
     expectOneLineError(
-      runCli(['export', '--store', store, '--format', 'npz', '--out', '/dev/null']),
+      await runCli(['export', '--store', store, '--format', 'npz', '--out', '/dev/null']),
       /^entk: error: --out: expected a directory for a kernel store \(\/dev\/null is a file\), received "\/dev\/null"$/,
     );
     expectOneLineError(
-      runCli(['export', '--store', store, '--format', 'npz', '--out', path.join(d, 'notes.txt', 'x')]),
+      await runCli(['export', '--store', store, '--format', 'npz', '--out', path.join(d, 'notes.txt', 'x')]),
       /--out: expected a path inside a directory \(.*notes.txt is not a directory\)/,
     );
     // The CLI runs in the repository root: '.' is the current directory.
     const siblings = await fs.readdir(path.dirname(repo));
     expectOneLineError(
-      runCli(['export', '--store', store, '--format', 'npz', '--out', '.']),
+      await runCli(['export', '--store', store, '--format', 'npz', '--out', '.']),
       /--out: expected a directory other than the current one or one containing it/,
     );
     expect(await fs.readdir(path.dirname(repo))).toEqual(siblings);
@@ -103,14 +103,14 @@ describe('1. --out never replaces what entk did not write', () => {
 
   it('export: an earlier export is replaced only with --overwrite', async () => {
     const out = path.join(root, 'exported');
-    expect(runCli(['export', '--store', store, '--format', 'npz', '--out', out]).status).toBe(0);
+    expect((await runCli(['export', '--store', store, '--format', 'npz', '--out', out])).status).toBe(0);
     const before = await treeHash(out);
     expectOneLineError(
-      runCli(['export', '--store', store, '--format', 'json', '--out', out]),
+      await runCli(['export', '--store', store, '--format', 'json', '--out', out]),
       /--out: expected a new or empty directory \(.*exported holds a kernel store: replace it with --overwrite\)/,
     );
     expect(await treeHash(out)).toEqual(before);
-    const r = runCli(['export', '--store', store, '--format', 'json', '--out', out, '--overwrite']);
+    const r = await runCli(['export', '--store', store, '--format', 'json', '--out', out, '--overwrite']);
     expect(r.status, r.stderr).toBe(0);
     expect(Object.keys(await treeHash(out)).sort()).toContain('kernel.json');
     expect((await fs.readdir(root)).filter((n) => n.startsWith('.exported'))).toEqual([]);
@@ -120,7 +120,7 @@ describe('1. --out never replaces what entk did not write', () => {
     const before = await treeHash(run);
     const args = ['kernel', '--run', run, '--points', 'train:4', '--checkpoint', 'last', '--trace'];
     expectOneLineError(
-      runCli(args),
+      await runCli(args),
       /--out: expected a new or empty directory \(.*kernels\/train-4\/step-000004 holds a kernel store: replace it with --overwrite\)/,
     );
     expect(await treeHash(run)).toEqual(before);
@@ -130,7 +130,7 @@ describe('1. --out never replaces what entk did not write', () => {
     await fs.writeFile(path.join(d, 'keep.txt'), 'keep');
     const beforeD = await treeHash(d);
     expectOneLineError(
-      runCli([
+      await runCli([
         'kernel',
         '--model',
         path.join(run, 'checkpoints', 'step-000004'),
@@ -143,14 +143,14 @@ describe('1. --out never replaces what entk did not write', () => {
     );
     expect(await treeHash(d)).toEqual(beforeD);
 
-    const r = runCli([...args, '--overwrite', '--json']);
+    const r = await runCli([...args, '--overwrite', '--json']);
     expect(r.status, r.stderr).toBe(0);
     expect((await readKernelManifest(store)).kernel.kind).toBe('trace');
   });
 
   it('kernel merge refuses to replace an existing store without --overwrite', async () => {
     for (const shard of ['0/2', '1/2']) {
-      const r = runCli([
+      const r = await runCli([
         'kernel',
         '--run',
         run,
@@ -164,14 +164,14 @@ describe('1. --out never replaces what entk did not write', () => {
       expect(r.status, r.stderr).toBe(0);
     }
     const target = path.join(run, 'kernels', 'sharded', 'step-000004');
-    expect(runCli(['kernel', 'merge', `${target}.shards`]).status).toBe(0);
+    expect((await runCli(['kernel', 'merge', `${target}.shards`])).status).toBe(0);
     const before = await treeHash(target);
     expectOneLineError(
-      runCli(['kernel', 'merge', `${target}.shards`]),
+      await runCli(['kernel', 'merge', `${target}.shards`]),
       /dir: expected a new or empty directory \(.*sharded\/step-000004 holds a kernel store: replace it with --overwrite\)/,
     );
     expect(await treeHash(target)).toEqual(before);
-    expect(runCli(['kernel', 'merge', `${target}.shards`, '--overwrite']).status).toBe(0);
+    expect((await runCli(['kernel', 'merge', `${target}.shards`, '--overwrite'])).status).toBe(0);
   });
 
   it('experiment: a non-empty --out that is not an experiment is refused, unchanged', async () => {
@@ -180,7 +180,7 @@ describe('1. --out never replaces what entk did not write', () => {
     await fs.writeFile(path.join(d, 'runs', 'mine', 'config.json'), '{}');
     const before = await treeHash(d);
     expectOneLineError(
-      runCli(['experiment', 'demo', '--out', d, '--force']),
+      await runCli(['experiment', 'demo', '--out', d, '--force']),
       /--out: expected a new or empty directory, or an experiment written by entk \(.* holds runs, which is not an experiment; nothing was changed\)/,
     );
     expect(await treeHash(d)).toEqual(before);
@@ -203,13 +203,13 @@ describe('7. runs and stores are locked while written', () => {
     );
     const before = await treeHash(run);
     expectOneLineError(
-      runCli(['train', '--out', run, '--resume', '--steps', '6']),
+      await runCli(['train', '--out', run, '--resume', '--steps', '6']),
       new RegExp(
         `--out: expected a run no other process is writing \\(${run} is being written by pid ${process.pid} since now; wait for it to finish\\)`,
       ),
     );
     expectOneLineError(
-      runCli(['kernel', '--run', run, '--points', 'train:4', '--overwrite']),
+      await runCli(['kernel', '--run', run, '--points', 'train:4', '--overwrite']),
       new RegExp(
         `--out: expected a kernel store no other process is writing \\(${store} is being written by pid ${process.pid} `,
       ),
@@ -223,7 +223,7 @@ describe('7. runs and stores are locked while written', () => {
       lock,
       JSON.stringify({ pid, host: os.hostname(), nonce: 'y', since: 'then', command: 'x' }),
     );
-    const r = runCli(['train', '--out', run, '--resume', '--steps', '6', '--json']);
+    const r = await runCli(['train', '--out', run, '--resume', '--steps', '6', '--json']);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toContain(
       `entk: warning: taking over the lock of ${run} from pid ${pid}, which is no longer running`,
@@ -257,7 +257,7 @@ describe('7. runs and stores are locked while written', () => {
     ) {
       await new Promise((r) => setTimeout(r, 50));
     }
-    const second = runCli(['train', '--out', dir, '--resume', '--steps', '100000']);
+    const second = await runCli(['train', '--out', dir, '--resume', '--steps', '100000']);
     first.kill('SIGINT'); // stops after the current step (exit 130)
     expect(await exited).toBe(130);
     expectOneLineError(
@@ -278,16 +278,16 @@ describe('8. a failed new run leaves nothing behind', () => {
     const csv = path.join(root, 'one-class.csv');
     await fs.writeFile(csv, 'a,b,label\n1,2,x\n3,4,x\n5,6,x\n7,8,x\n');
     const out = path.join(root, 'half');
-    const r = runCli(['train', '--data', csv, '--out', out, '--steps', '2']);
+    const r = await runCli(['train', '--data', csv, '--out', out, '--steps', '2']);
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/numClasses: expected an integer >= 2, received 1/);
     await expect(fs.access(out)).rejects.toThrow();
     expect((await fs.readdir(root)).filter((n) => n.startsWith('.half'))).toEqual([]);
     // An existing empty directory stays empty.
     await fs.mkdir(out);
-    expect(runCli(['train', '--data', csv, '--out', out, '--steps', '2']).status).toBe(2);
+    expect((await runCli(['train', '--data', csv, '--out', out, '--steps', '2'])).status).toBe(2);
     expect(await fs.readdir(out)).toEqual([]);
-    const ok = runCli(['train', '--data', 'iris', '--model', 'linear', '--steps', '2', '--out', out]);
+    const ok = await runCli(['train', '--data', 'iris', '--model', 'linear', '--steps', '2', '--out', out]);
     expect(ok.status, ok.stderr).toBe(0);
     expect((await fs.readdir(out)).sort()).toEqual(['checkpoints', 'config.json', 'logs', 'split.json']);
   });
@@ -296,13 +296,13 @@ describe('8. a failed new run leaves nothing behind', () => {
 describe('10. errors name the argument; stale temporaries are cleaned', () => {
   it('train --out /dev/null, --resume of an empty directory, a missing checkpoint directory', async () => {
     expectOneLineError(
-      runCli(['train', '--data', 'iris', '--out', '/dev/null']),
+      await runCli(['train', '--data', 'iris', '--out', '/dev/null']),
       /^entk: error: --out: expected a directory for a run \(\/dev\/null is a file\), received "\/dev\/null"$/,
     );
     const empty = path.join(root, 'empty');
     await fs.mkdir(empty);
     expectOneLineError(
-      runCli(['train', '--out', empty, '--resume']),
+      await runCli(['train', '--out', empty, '--resume']),
       /--out: expected a run directory written by 'entk train' to --resume \(it holds no config.json; to start a new run there, give --data\)/,
     );
     expect(await fs.readdir(empty)).toEqual([]);
@@ -317,11 +317,11 @@ describe('10. errors name the argument; stale temporaries are cleaned', () => {
     await fs.rm(path.join(damaged, 'checkpoints', last), { recursive: true });
     const ckpt = path.join(damaged, 'checkpoints', last);
     expectOneLineError(
-      runCli(['kernel', '--run', damaged, '--points', 'train:4']),
+      await runCli(['kernel', '--run', damaged, '--points', 'train:4']),
       new RegExp(`^entk: error: ${ckpt}: missing \\(listed in .*index.json\\)$`),
     );
     expectOneLineError(
-      runCli(['train', '--out', damaged, '--resume']),
+      await runCli(['train', '--out', damaged, '--resume']),
       new RegExp(`^entk: error: ${ckpt}: missing \\(the last checkpoint listed in .*index.json\\)$`),
     );
   });
@@ -337,13 +337,13 @@ describe('10. errors name the argument; stale temporaries are cleaned', () => {
       await fs.mkdir(d, { recursive: true });
       await fs.writeFile(path.join(d, 'weights.bin'), Buffer.alloc(1024));
     }
-    const r = runCli(['train', '--out', run, '--resume', '--steps', '8']);
+    const r = await runCli(['train', '--out', run, '--resume', '--steps', '8']);
     expect(r.status, r.stderr).toBe(0);
     await expect(fs.access(besideRun)).rejects.toThrow();
     await expect(fs.access(insideRun)).rejects.toThrow();
     await fs.access(liveOne); // its writer (this test) is alive
     await fs.access(besideStore); // not written yet
-    const k = runCli([
+    const k = await runCli([
       'kernel',
       '--run',
       run,

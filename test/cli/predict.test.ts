@@ -19,9 +19,9 @@ beforeAll(async () => {
   await finetune({ ...common, name: 'refreshed', refreshEvery: 3 });
 });
 
-describe('entk predict', () => {
+describe('entk predict', async () => {
   it('writes every applicable predictor and prints a JSON summary', async () => {
-    const r = runCli(['predict', '--run', run, '--name', 'refreshed', '--json']);
+    const r = await runCli(['predict', '--run', run, '--name', 'refreshed', '--json']);
     expect(r.status).toBe(0);
     const s = JSON.parse(r.stdout);
     const dir = path.join(run, 'finetune', 'refreshed');
@@ -42,8 +42,8 @@ describe('entk predict', () => {
     }
   });
 
-  it('runs a chosen subset with --recording and prints a human summary', () => {
-    const r = runCli([
+  it('runs a chosen subset with --recording and prints a human summary', async () => {
+    const r = await runCli([
       'predict',
       '--recording',
       path.join(run, 'finetune', 'frozen'),
@@ -58,21 +58,21 @@ describe('entk predict', () => {
     expect(r.stdout).not.toMatch(/one-step/);
   });
 
-  it('rejects bad inputs with one-line errors', () => {
+  it('rejects bad inputs with one-line errors', async () => {
     expectOneLineError(
-      runCli(['predict', '--run', run, '--name', 'frozen', '--predictors', 'pop-euler']),
+      await runCli(['predict', '--run', run, '--name', 'frozen', '--predictors', 'pop-euler']),
       /--predictors: expected a comma-separated list/,
     );
     expectOneLineError(
-      runCli(['predict', '--run', run, '--name', 'frozen', '--predictors', 'pop-mu-refreshed']),
+      await runCli(['predict', '--run', run, '--name', 'frozen', '--predictors', 'pop-mu-refreshed']),
       /predictors: expected a recording with refreshed kernels/,
     );
     expectOneLineError(
-      runCli(['predict', '--run', run, '--name', 'missing']),
+      await runCli(['predict', '--run', run, '--name', 'missing']),
       /recording: expected a finetune recording directory/,
     );
     expectOneLineError(
-      runCli(['predict', '--recording', run, '--run', run, '--name', 'frozen']),
+      await runCli(['predict', '--recording', run, '--run', run, '--name', 'frozen']),
       /either --recording or --run/,
     );
   });
@@ -80,12 +80,12 @@ describe('entk predict', () => {
 
 describe('entk predict / compare without --name', () => {
   it('use the most recent recording and say which on stderr', async () => {
-    const r = runCli(['predict', '--run', run, '--predictors', 'pop-mu', '--json']);
+    const r = await runCli(['predict', '--run', run, '--predictors', 'pop-mu', '--json']);
     expect(r.status, r.stderr).toBe(0);
     // 'refreshed' was recorded after 'frozen'.
     expect(JSON.parse(r.stdout).dir).toBe(path.join(run, 'finetune', 'refreshed', 'predictions'));
     expect(r.stderr).toMatch(/using the most recent recording 'refreshed' of 2 \(frozen, refreshed\)/);
-    const c = runCli(['compare', '--run', run, '--json']);
+    const c = await runCli(['compare', '--run', run, '--json']);
     expect(c.status, c.stderr).toBe(0);
     expect(JSON.parse(c.stdout)).toBeTypeOf('object');
   });
@@ -96,7 +96,7 @@ describe('entk predict / compare without --name', () => {
       { data: 'iris', model: 'linear', steps: 4, checkpoints: { steps: [0, 4] } },
       { outDir: single },
     );
-    const none = runCli(['predict', '--run', single]);
+    const none = await runCli(['predict', '--run', single]);
     expectOneLineError(
       none,
       /--run: expected a run with a finetune recording in .*finetune \(run entk finetune first\)/,
@@ -109,7 +109,7 @@ describe('entk predict / compare without --name', () => {
       learningRate: 0.1,
       steps: 3,
     });
-    const r = runCli(['predict', '--run', single, '--predictors', 'pop-mu', '--json']);
+    const r = await runCli(['predict', '--run', single, '--predictors', 'pop-mu', '--json']);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toBe('');
     expect(JSON.parse(r.stdout).dir).toBe(path.join(single, 'finetune', 'only', 'predictions'));
@@ -117,8 +117,8 @@ describe('entk predict / compare without --name', () => {
 });
 
 describe('--json errors', () => {
-  it('are JSON on stdout, with the typed fields, and the same exit code', () => {
-    const r = runCli(['predict', '--run', run, '--name', 'missing', '--json']);
+  it('are JSON on stdout, with the typed fields, and the same exit code', async () => {
+    const r = await runCli(['predict', '--run', run, '--name', 'missing', '--json']);
     expect(r.status).toBe(2);
     expect(r.stderr).toBe('');
     const e = JSON.parse(r.stdout).error;
@@ -127,8 +127,8 @@ describe('--json errors', () => {
     expect(e.message).toMatch(/expected a finetune recording directory/);
   });
 
-  it('cover commander usage errors too', () => {
-    const r = runCli(['compare', '--run', run, '--bogus', '--json']);
+  it('cover commander usage errors too', async () => {
+    const r = await runCli(['compare', '--run', run, '--bogus', '--json']);
     expect(r.status).toBe(1);
     expect(r.stderr).toBe('');
     expect(JSON.parse(r.stdout).error).toEqual({

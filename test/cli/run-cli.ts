@@ -1,5 +1,5 @@
 // Spawn the real `entk` CLI (node bin/entk.js) and capture its output, for CLI tests.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
@@ -13,31 +13,33 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Run `entk <args>` in the repository root with CI=true (no progress bars). */
-export function runCli(args: string[], env: Record<string, string> = {}): CliResult {
-  const result = spawnSync(process.execPath, [entk, ...args], {
-    cwd: repo,
-    encoding: 'utf8',
-    env: { ...process.env, CI: 'true', ...env },
-    timeout: 300_000,
-  });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
-}
-
-/** {@link runCli} without blocking, so that several invocations run concurrently (no timeout). */
-export function runCliAsync(args: string[]): Promise<CliResult> {
-  return new Promise<CliResult>((resolve) => {
+/**
+ * Run `entk <args>` in the repository root with CI=true (no progress bars), to completion. Async (a
+ * child process, not spawnSync): a test worker blocked for long misses vitest's 60 s RPC deadline.
+ * Killed after 300 s.
+ */
+export function runCli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return new Promise<CliResult>((resolve, reject) => {
     const child = spawn(process.execPath, [entk, ...args], {
       cwd: repo,
-      env: { ...process.env, CI: 'true' },
+      env: { ...process.env, CI: 'true', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 300_000);
+    child.on('error', reject);
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr });
+    });
   });
 }
+
+/** {@link runCli}: several invocations run concurrently when not awaited one by one. */
+export const runCliAsync = runCli;
 
 /** Exit code 2, nothing on stdout, and exactly one line on stderr: 'entk: error: ' and `message`. */
 export function expectOneLineError(r: CliResult, message: RegExp): void {

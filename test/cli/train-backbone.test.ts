@@ -13,7 +13,7 @@ describe('entk train --backbone', () => {
   it('trains a head on frozen tiny-BERT features of data/text/topics.csv', async () => {
     const out = path.join(tmp, 'run');
     const cache = path.join(tmp, 'cache');
-    const r = runCli(
+    const r = await runCli(
       [
         'train',
         '--data',
@@ -48,7 +48,7 @@ describe('entk train --backbone', () => {
 
   it('refuses a text dataset without a backbone, with one line and no run directory left behind', async () => {
     const out = path.join(tmp, 'no-backbone');
-    const r = runCli([
+    const r = await runCli([
       'train',
       '--data',
       'text/topics.csv',

@@ -6,10 +6,10 @@ import { expectOneLineError, runCli } from './run-cli.js';
 
 const root = tempDir('cli-train');
 
-describe('entk train', () => {
+describe('entk train', async () => {
   it('trains into a run directory and prints a JSON summary', async () => {
     const out = path.join(root, 'json');
-    const r = runCli([
+    const r = await runCli([
       'train',
       '--data',
       'iris',
@@ -38,14 +38,14 @@ describe('entk train', () => {
     expect((await fs.readdir(out)).sort()).toEqual(['checkpoints', 'config.json', 'logs', 'split.json']);
 
     // resume with the stored configuration, training longer
-    const again = runCli(['train', '--out', out, '--resume', '--steps', '10', '--json']);
+    const again = await runCli(['train', '--out', out, '--resume', '--steps', '10', '--json']);
     expect(again.status).toBe(0);
     expect(JSON.parse(again.stdout)).toMatchObject({ step: 10, resumedFrom: 6 });
   });
 
-  it('runs the README command shape on digits and prints the test accuracy', () => {
+  it('runs the README command shape on digits and prints the test accuracy', async () => {
     const out = path.join(root, 'digits');
-    const r = runCli(['train', '--data', 'digits', '--model', 'mlp', '--epochs', '3', '--out', out]);
+    const r = await runCli(['train', '--data', 'digits', '--model', 'mlp', '--epochs', '3', '--out', out]);
     expect(r.status).toBe(0);
     const match = /test accuracy (\d\.\d{4})/.exec(r.stdout);
     expect(match).not.toBeNull();
@@ -53,27 +53,37 @@ describe('entk train', () => {
     expect(r.stdout).toMatch(/checkpoints in .*digits\/checkpoints \(steps 0, 1, 2, 4, /);
   });
 
-  it('rejects bad inputs with one line and a non-zero exit', () => {
+  it('rejects bad inputs with one line and a non-zero exit', async () => {
     const out = path.join(root, 'bad');
     expectOneLineError(
-      runCli(['train', '--data', 'iris', '--model', 'transformer', '--out', out]),
+      await runCli(['train', '--data', 'iris', '--model', 'transformer', '--out', out]),
       /--model: expected a model preset \(mlp, .*\), received "transformer"/,
     );
     expectOneLineError(
-      runCli(['train', '--data', 'iris', '--lr', 'fast', '--out', out]),
+      await runCli(['train', '--data', 'iris', '--lr', 'fast', '--out', out]),
       /--lr: expected a positive finite number, received "fast"/,
     );
     expectOneLineError(
-      runCli(['train', '--data', 'no/such/file.csv', '--out', out]),
+      await runCli(['train', '--data', 'no/such/file.csv', '--out', out]),
       /data: expected an existing file \(not found: /,
     );
-    expectOneLineError(runCli(['train', '--out', out]), /--data: expected a dataset name or file/);
+    expectOneLineError(await runCli(['train', '--out', out]), /--data: expected a dataset name or file/);
     expectOneLineError(
-      runCli(['train', '--data', 'iris', '--optimizer', 'adagrad', '--out', out]),
+      await runCli(['train', '--data', 'iris', '--optimizer', 'adagrad', '--out', out]),
       /--optimizer: expected one of sgd, momentum, adam, received "adagrad"/,
     );
     expectOneLineError(
-      runCli(['train', '--data', 'iris', '--checkpoint-every', '5', '--checkpoints', '1,2', '--out', out]),
+      await runCli([
+        'train',
+        '--data',
+        'iris',
+        '--checkpoint-every',
+        '5',
+        '--checkpoints',
+        '1,2',
+        '--out',
+        out,
+      ]),
       /--checkpoints: expected one of --checkpoints, --checkpoint-every, --checkpoint-geometric/,
     );
   });

@@ -31,7 +31,7 @@ const runDir = artifactsDir('demo');
 describe.runIf(runBrowserTests)('entk demo, and its report in headless chromium', () => {
   let opened: OpenedReport;
   let seconds = 0;
-  let cli: ReturnType<typeof runCli>;
+  let cli: Awaited<ReturnType<typeof runCli>>;
   let results: ReportResults;
   const html = path.join(runDir, 'report.html');
 
@@ -39,7 +39,7 @@ describe.runIf(runBrowserTests)('entk demo, and its report in headless chromium'
     expectChromium();
     await fs.rm(runDir, { recursive: true, force: true });
     const start = performance.now();
-    cli = runCli(['demo', '--out', runDir]);
+    cli = await runCli(['demo', '--out', runDir]);
     seconds = (performance.now() - start) / 1000;
     expect(cli.status, cli.stderr).toBe(0);
     results = JSON.parse(await fs.readFile(path.join(runDir, 'results.json'), 'utf8'));

@@ -17,7 +17,7 @@ import { tempDir } from '../util/temp-dir.js';
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const PYTHON = process.env.ENTK_PYTHON ?? '/usr/bin/python3';
 
-export interface ReadmeBlock {
+interface ReadmeBlock {
   /** 1-based line of the opening fence. */
   line: number;
   lang: 'sh' | 'python' | 'ts';
@@ -26,7 +26,7 @@ export interface ReadmeBlock {
 }
 
 /** The fenced code blocks of a Markdown text with their readme-test directives. */
-export function readmeBlocks(text: string): ReadmeBlock[] {
+function readmeBlocks(text: string): ReadmeBlock[] {
   const lines = text.split('\n');
   const blocks: ReadmeBlock[] = [];
   for (let i = 0; i < lines.length; i++) {
