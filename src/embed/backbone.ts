@@ -13,6 +13,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { CorruptFileError, EntkError, InvalidArgumentError } from '../errors.js';
 import { sha256File } from '../io/index.js';
 import { isDirectory } from '../util/fs.js';
@@ -112,9 +113,13 @@ function looksLikePath(spec: string): boolean {
   );
 }
 
+/** The root of the entk package (the repository, or node_modules/entk): holds the shipped models/. */
+const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
 /**
  * Locate the backbone `spec` (a directory, or a hub id like `Xenova/all-MiniLM-L6-v2`):
- *  1. an existing directory `spec` → validated local backbone;
+ *  1. an existing directory `spec` → validated local backbone (a relative path is tried in the
+ *     current directory, then in the entk package, so `models/tiny-bert` finds the shipped model);
  *  2. a hub id with a copy at `<modelsDir>/<id>/` → that local directory;
  *  3. a hub id and `allowRemote` → a hub backbone (transformers.js downloads it);
  *  4. otherwise a BackboneNotFoundError naming the files to download and where to put them.
@@ -141,6 +146,10 @@ export async function resolveBackbone(
   const expanded = spec.startsWith('~/') ? path.join(os.homedir(), spec.slice(2)) : spec;
   const asDir = path.resolve(expanded);
   if (await isDirectory(asDir)) return validateBackboneDir(asDir, task, dtype);
+  // A relative path not found here may name a model shipped with entk (models/tiny-bert), as data
+  // files fall back to the shipped data/.
+  const shipped = path.isAbsolute(expanded) ? null : path.join(PACKAGE_ROOT, expanded);
+  if (shipped && (await isDirectory(shipped))) return validateBackboneDir(shipped, task, dtype);
 
   const files = requiredBackboneFiles(task, dtype);
   if (looksLikePath(spec)) {
