@@ -1,6 +1,6 @@
 /**
  * Predictions and comparisons of a finetune recording (`<run>/finetune/<name>/`, written by
- * `finetune` in src/train/finetune.ts), all from the kernel blocks stored with it.
+ * `finetune` in src/finetune/record.ts), all from the kernel stores recorded with it.
  *
  * Predictors (names used for files and in summaries):
  * | name                  | what                                                                    | file shape   |
@@ -25,7 +25,7 @@
 
 import * as path from 'node:path';
 import {
-  FitnessOperator,
+  type FitnessOperator,
   type OperatorSchedule,
   oneStepPredict,
   popMu,
@@ -33,15 +33,16 @@ import {
   type Trajectory,
 } from '../dynamics/index.js';
 import { assertArgument, CorruptFileError, InvalidArgumentError } from '../errors.js';
-import { readNpy, writeNpy } from '../io/index.js';
 import {
   type FinetuneManifest,
   type FinetuneRecording,
-  readFinetuneKernel,
+  operatorFromStore,
   readFinetuneRecording,
-} from '../train/finetune.js';
-import { readJsonFile } from '../train/run.js';
+  readRecordingKernel,
+} from '../finetune/index.js';
+import { readNpy, writeNpy } from '../io/index.js';
 import { writeDirAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { readJsonFile } from '../util/fs.js';
 import {
   type ChangeAgreement,
   changeAgreement,
@@ -149,12 +150,9 @@ export async function predictRecording(
   const kernelSteps = needRefreshed ? m.kernels.map((k) => k.step) : [0];
   try {
     for (const step of kernelSteps) {
-      const k = await readFinetuneKernel(rec, step);
+      const store = await readRecordingKernel(rec, step);
       operators.push(
-        new FitnessOperator(
-          { numClasses: V, train: k.train, observe: k.observe ?? undefined },
-          { threads: options.threads ?? 'auto' },
-        ),
+        operatorFromStore(store, m.finetune.ids, m.observe.ids, { threads: options.threads ?? 'auto' }),
       );
     }
     const prepareSeconds = (performance.now() - prepStart) / 1000;

@@ -16,15 +16,15 @@ import {
   compareRecording,
   finalKl,
   type PredictorName,
-  pearson,
   predictRecording,
   readPredictions,
   trajectoryErrors,
 } from '../compare/index.js';
 import type { Trajectory } from '../dynamics/index.js';
 import { CorruptFileError } from '../errors.js';
+import { type FinetuneRecording, readFinetuneManifest, readFinetuneRecording } from '../finetune/index.js';
 import { jsonNumber } from '../report/index.js';
-import { type FinetuneRecording, readFinetuneManifest, readFinetuneRecording } from '../train/finetune.js';
+import { pearson } from '../util/stats.js';
 
 /** Methods compared with the actual network, in display order. */
 export const METHODS = ['one-step', 'POP-MU', 'POP-ODE', 'refreshed'] as const;

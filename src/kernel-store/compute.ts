@@ -365,6 +365,46 @@ export async function computeStore(
 }
 
 /**
+ * The manifest fields of a store of `model`, a checkpoint of `run` (or a model finetuned from it),
+ * over `points` (inputs of shape `inputShape`): run, model summary, checkpoint. `model.numOutputs`
+ * is 0 (computeStore fills it in from the kernel plan).
+ */
+export function runStoreDescription(
+  run: Run,
+  model: tf.LayersModel,
+  checkpoint: CheckpointInfo,
+  points: StoreDescription['points'],
+  inputShape: readonly number[],
+): StoreDescription {
+  return {
+    source: { kind: 'run' },
+    run: {
+      dir: run.dir,
+      data: run.config.data,
+      dataOptions: run.config.dataOptions as Record<string, unknown>,
+      split: { seed: run.config.split.seed, testFraction: run.config.split.testFraction },
+      standardized: run.config.standardize,
+    },
+    model: {
+      spec: run.config.model as unknown as Record<string, unknown>,
+      preset: run.config.modelPreset,
+      layers: summarizeModel(model),
+      parameterCount: countParameters(model),
+      inputShape: [...inputShape],
+      numOutputs: 0, // filled in from the kernel plan
+      classNames: [...run.split.classNames],
+    },
+    checkpoint: {
+      id: checkpoint.id,
+      step: checkpoint.step,
+      epoch: checkpoint.epoch,
+      metrics: (checkpoint.metrics as unknown as Record<string, number>) ?? null,
+    },
+    points,
+  };
+}
+
+/**
  * Compute and write kernel stores: for every selected checkpoint, `<out>/<name>/<checkpoint>/`
  * (or, with `shard`, `<out>/<name>/<checkpoint>.shards/shard-i-of-n/` holding its block rows).
  * Returns the stores written, in checkpoint order.
@@ -391,31 +431,11 @@ export async function computeKernelStores(options: ComputeKernelStoresOptions): 
     const t0 = performance.now();
     const model = await run.loadModel(checkpoint.id);
     try {
-      const base: StoreDescription = {
-        source: { kind: 'run' },
-        run: {
-          dir: run.dir,
-          data: run.config.data,
-          dataOptions: run.config.dataOptions as Record<string, unknown>,
-          split: { seed: run.config.split.seed, testFraction: run.config.split.testFraction },
-          standardized: run.config.standardize,
-        },
-        model: {
-          spec: run.config.model as unknown as Record<string, unknown>,
-          preset: run.config.modelPreset,
-          layers: summarizeModel(model),
-          parameterCount: countParameters(model),
-          inputShape: [...points.dataset.inputShape],
-          numOutputs: 0, // filled in from the kernel plan
-          classNames: [...run.split.classNames],
-        },
-        checkpoint: {
-          id: checkpoint.id,
-          step: checkpoint.step,
-          epoch: checkpoint.epoch,
-          metrics: (checkpoint.metrics as unknown as Record<string, number>) ?? null,
-        },
-        points: {
+      const base = runStoreDescription(
+        run,
+        model,
+        checkpoint,
+        {
           name,
           spec: options.points,
           seed: points.seed,
@@ -423,7 +443,8 @@ export async function computeKernelStores(options: ComputeKernelStoresOptions): 
           ids: [...points.dataset.ids],
           sources: [...points.sources],
         },
-      };
+        points.dataset.inputShape,
+      );
       const storeDir = path.join(root, name, checkpoint.id);
       results.push(
         await computeStore(model, points.dataset, base, storeDir, { ...options, kind, shard }, t0),

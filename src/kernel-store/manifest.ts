@@ -185,6 +185,11 @@ export const manifestSchema = z
         timings: z.record(z.number()),
       })
       .strict(),
+    /**
+     * Present when the model is the checkpoint finetuned for `step` SGD steps by the recording
+     * `recording` (src/finetune: `<run>/finetune/<recording>/kernels/step-XXXXXX/`).
+     */
+    finetune: z.object({ recording: z.string(), step: nonNegInt }).strict().optional(),
     /** Present in a shard: it holds rows [rowStart, rowEnd) (points) of the whole kernel. */
     shard: z
       .object({

@@ -45,7 +45,7 @@ import { CorruptFileError, InvalidArgumentError } from '../errors.js';
 import { squareImageShape } from '../model/build.js';
 import { loadModel as loadModelFrom } from '../model/io.js';
 import type { ModelSpec } from '../model/spec.js';
-import { exists } from '../util/fs.js';
+import { exists, readJsonFile } from '../util/fs.js';
 import type { DataOptions, TrainConfig } from './config.js';
 import { resolveTrainConfig } from './config.js';
 
@@ -143,16 +143,6 @@ export function runPaths(dir: string) {
     kernels: path.join(dir, KERNELS_DIR),
     finetune: path.join(dir, FINETUNE_DIR),
   };
-}
-
-/** Read and parse a JSON file; CorruptFileError if it is not valid JSON. */
-export async function readJsonFile<T>(file: string): Promise<T> {
-  const text = await fs.readFile(file, 'utf8');
-  try {
-    return JSON.parse(text) as T;
-  } catch (error) {
-    throw new CorruptFileError(file, `not valid JSON (${(error as Error).message})`);
-  }
 }
 
 /** `checkpoints/index.json` of a run ([] if there is none yet). */

@@ -26,7 +26,7 @@ import { InvalidArgumentError } from '../errors.js';
 import { buildModel, countParameters } from '../model/build.js';
 import { loadModel, saveModel } from '../model/io.js';
 import { writeDirAtomic, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
-import { exists } from '../util/fs.js';
+import { exists, readJsonFile } from '../util/fs.js';
 import { progressBar } from '../util/progress.js';
 import { Rng } from '../util/rng.js';
 import { planSteps, resolveTrainConfig, type TrainConfig, type TrainConfigInput } from './config.js';
@@ -40,7 +40,6 @@ import {
   prepareRunData,
   type RunConfigFile,
   readCheckpointIndex,
-  readJsonFile,
   readTrainLog,
   runPaths,
   type SplitFile,

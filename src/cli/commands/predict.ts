@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import type { Command } from 'commander';
 import { PREDICTORS, type PredictorName, predictRecording } from '../../compare/pipeline.js';
 import { InvalidArgumentError } from '../../errors.js';
-import { finetuneDir } from '../../train/finetune.js';
+import { finetuneDir } from '../../finetune/index.js';
 import { output, parseNumber, parseThreads, prepare } from '../shared.js';
 
 interface PredictFlags {

@@ -5,7 +5,8 @@
  * departs from the predictors"), and follow how the kernel itself moves over training.
  */
 import * as path from 'node:path';
-import { intervalChanges, kernelDrift } from '../../compare/index.js';
+import { intervalChanges } from '../../compare/index.js';
+import { readFinetuneManifest, readRecordingKernel, storeBlocks } from '../../finetune/index.js';
 import {
   errorOverStepsFigure,
   type Figure,
@@ -18,8 +19,8 @@ import {
   type ScatterSeries,
   trajectoriesFigure,
 } from '../../report/index.js';
-import { readFinetuneKernel, readFinetuneManifest } from '../../train/finetune.js';
 import type { CheckpointInfo } from '../../train/index.js';
+import { kernelDrift } from '../../util/stats.js';
 import type { CheckpointsStudyConfig } from '../config.js';
 import {
   abs,
@@ -137,7 +138,7 @@ export async function runCheckpointsStudy(
     async () => {
       const blocks = async (ft: FinetuneResult) => {
         const rec = { dir: abs(ctx, ft.dir), manifest: await readFinetuneManifest(abs(ctx, ft.dir)) };
-        const k = await readFinetuneKernel(rec, 0);
+        const k = storeBlocks(await readRecordingKernel(rec, 0), ft.finetuneIds, ft.observeIds);
         return k.observe ? [k.train, k.observe] : [k.train];
       };
       const k0 = await blocks(per[0]!.finetune.result);

@@ -6,19 +6,19 @@
  */
 import { discretisationGap, trajectoryErrors } from '../../compare/index.js';
 import { popMu, popOde } from '../../dynamics/index.js';
+import { operatorFromStore } from '../../finetune/index.js';
 import {
   discretisationVsStepSizeFigure,
   errorOverStepsFigure,
-  fitLogLog,
   jsonNumber,
   type ReportSection,
 } from '../../report/index.js';
+import { fitLogLog } from '../../util/stats.js';
 import type { DiscretisationStudyConfig } from '../config.js';
 import {
   checkpointOf,
   type ExperimentContext,
   kernelStage,
-  operatorFor,
   readStore,
   type Staged,
   storeLogits,
@@ -55,7 +55,7 @@ export async function runDiscretisationStudy(
     async () => {
       const store = await readStore(ctx, kernel.result);
       const { finetuneIds, observeIds, finetuneLabels } = points.result;
-      const op = operatorFor(store, finetuneIds, observeIds);
+      const op = operatorFromStore(store, finetuneIds, observeIds);
       const problem = {
         numClasses: store.manifest.model.numOutputs,
         labels: finetuneLabels,

@@ -7,12 +7,12 @@
 import { lazinessGap } from '../../compare/index.js';
 import {
   errorOverStepsFigure,
-  fitLogLog,
   jsonNumber,
   lazinessVsWidthFigure,
   type ReportSection,
 } from '../../report/index.js';
 import { resolveTrainConfig, type TrainConfig, toConfigInput } from '../../train/index.js';
+import { fitLogLog } from '../../util/stats.js';
 import type { LazinessStudyConfig } from '../config.js';
 import {
   abs,

@@ -6,7 +6,6 @@
  * (POP-MU, POP-ODE, equation (1) step by step) vs the real network.
  */
 import * as path from 'node:path';
-import { signAgreement } from '../../compare/index.js';
 import type { Trajectory } from '../../dynamics/index.js';
 import { InvalidArgumentError } from '../../errors.js';
 import {
@@ -15,6 +14,7 @@ import {
   type ReportSection,
   trajectoriesFigure,
 } from '../../report/index.js';
+import { signAgreement } from '../../util/stats.js';
 import type { NegativeGradientsStudyConfig } from '../config.js';
 import {
   abs,
