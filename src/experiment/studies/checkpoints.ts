@@ -5,7 +5,7 @@
  * departs from the predictors"), and follow how the kernel itself moves over training.
  */
 import * as path from 'node:path';
-import { intervalChanges } from '../../compare/index.js';
+import { intervalChanges, predictorLabel } from '../../compare/index.js';
 import { readFinetuneManifest, readRecordingKernel, storeBlocks } from '../../finetune/index.js';
 import {
   errorOverStepsFigure,
@@ -39,7 +39,6 @@ import {
   METHODS,
   type Method,
   ONE_STEP_PATH_LABEL,
-  type Predictions,
   type RecordingScores,
   scoreRecording,
   totalChange,
@@ -47,25 +46,14 @@ import {
 } from '../predict.js';
 import { pointProbabilities, type StudyRun } from '../study.js';
 
-/** The predicted trajectory of a method ('one-step': the cumulative teacher-forced path, not a distribution). */
-function trajectoryOf(p: Predictions, m: Method) {
-  return m === 'one-step'
-    ? p.oneStepPath
-    : m === 'POP-MU'
-      ? p.popMu
-      : m === 'POP-ODE'
-        ? p.popOde
-        : p.refreshed!;
-}
-
-/** A method's trajectory as named in figure legends (the known names keep their fixed colours). */
+/** A method's trajectory as named in figure legends (the known labels keep their fixed colours). */
 function seriesName(m: Method): string {
-  return m === 'one-step' ? ONE_STEP_PATH_LABEL : m;
+  return m === 'one-step' ? ONE_STEP_PATH_LABEL : predictorLabel(m);
 }
 
 /** A method's trajectory as labelled in tables. */
 function methodLabel(m: Method): string {
-  return m === 'refreshed' ? 'POP-MU, refreshed K' : seriesName(m);
+  return m === 'pop-mu-refreshed' ? 'POP-MU, refreshed K' : seriesName(m);
 }
 
 /** Result of the analysis stage of one checkpoint. */
@@ -120,7 +108,7 @@ export async function runCheckpointsStudy(
         return {
           dir: ft.result.dir,
           scores: scoreRecording(recording.trajectory, predictions),
-          hasRefreshed: predictions.refreshed !== null,
+          hasRefreshed: predictions.trajectories['pop-mu-refreshed'] !== undefined,
           loss: { start: recording.loss[0]!, end: recording.loss[recording.loss.length - 1]! },
           paramDistance: recording.paramDistance[recording.paramDistance.length - 1]!,
           finetuneDrift: last.drift ? { step: last.step, ...last.drift.all } : null,
@@ -163,8 +151,9 @@ export async function runCheckpointsStudy(
   const section = async (): Promise<ReportSection> => {
     const { recording, predictions } = await loadPredictions(abs(ctx, focusRun.analysis.result.dir));
     const actual = recording.trajectory;
-    const methods = METHODS.filter((m) => m !== 'refreshed' || focusRun.analysis.result.hasRefreshed);
-    const predicted = new Map(methods.map((m) => [m, trajectoryOf(predictions, m)]));
+    const methods = METHODS.filter((m) => m !== 'pop-mu-refreshed' || focusRun.analysis.result.hasRefreshed);
+    // 'one-step': the cumulative teacher-forced path, not a distribution (see Predictions)
+    const predicted = new Map(methods.map((m) => [m, predictions.trajectories[m]!]));
     const classNames = base.result.classNames;
     const V = actual.numClasses;
     const N = ids.finetune.length;
@@ -191,12 +180,13 @@ export async function runCheckpointsStudy(
     );
     // Per-interval changes: equation (1).
     const stepSeries: ScatterSeries[] = [
-      { name: 'one-step', predicted: predictions.oneStep, actual: intervalChanges(actual) },
+      { name: 'one-step', predicted: predictions.increments['one-step']!, actual: intervalChanges(actual) },
     ];
-    if (predictions.oneStepRefreshed) {
+    const oneStepRefreshed = predictions.increments['one-step-refreshed'];
+    if (oneStepRefreshed) {
       stepSeries.push({
         name: 'refreshed',
-        predicted: predictions.oneStepRefreshed,
+        predicted: oneStepRefreshed,
         actual: stepSeries[0]!.actual,
       });
     }
@@ -230,9 +220,9 @@ export async function runCheckpointsStudy(
       ...byMovement(N, actual.numPoints).slice(0, Math.max(0, cfg.trajectoryPoints - 1)),
     ].slice(0, cfg.trajectoryPoints);
     const trajectoryMethods: Method[] = [
-      'POP-MU',
-      'POP-ODE',
-      ...(focusRun.analysis.result.hasRefreshed ? (['refreshed'] as const) : []),
+      'pop-mu',
+      'pop-ode',
+      ...(focusRun.analysis.result.hasRefreshed ? (['pop-mu-refreshed'] as const) : []),
     ];
     const labelOf = (p: number) =>
       p < N ? points.result.finetuneLabels[p]! : points.result.observeLabels[p - N]!;
@@ -248,7 +238,7 @@ export async function runCheckpointsStudy(
           series: [
             { method: 'actual', probabilities: pointProbabilities(actual, p) },
             ...trajectoryMethods.map((m) => ({
-              method: m,
+              method: predictorLabel(m),
               probabilities: pointProbabilities(predicted.get(m)!, p),
             })),
           ],
@@ -261,7 +251,10 @@ export async function runCheckpointsStudy(
       await errorOverStepsFigure({
         id: `${prefix}error-over-steps`,
         steps,
-        series: methods.map((m) => ({ name: seriesName(m), values: focusScores.methods[m]!.perStep })),
+        series: methods.map((m) => ({
+          name: seriesName(m),
+          values: focusScores.methods[predictorLabel(m)]!.perStep,
+        })),
         yTitle: 'RMS of predicted − actual log π (nats)',
         errorDescription:
           'the root-mean-square difference of log π between predictor and network over the tracked points and labels',
@@ -346,7 +339,7 @@ export async function runCheckpointsStudy(
         { key: 'kl', label: 'final KL', unit: 'nats' },
       ],
       rows: methods.map((m) => {
-        const s = focusScores.methods[m]!;
+        const s = focusScores.methods[predictorLabel(m)]!;
         return {
           key: m,
           label: methodLabel(m),

@@ -80,7 +80,7 @@ export async function runLazinessStudy(
       await ctx.stages.run(`laziness/analyse/width-${width}`, { finetune: ft.key }, async () => {
         await writePredictions(abs(ctx, ft.result.dir));
         const { recording, predictions } = await loadPredictions(abs(ctx, ft.result.dir));
-        const gap = lazinessGap(recording.trajectory, predictions.popMu);
+        const gap = lazinessGap(recording.trajectory, predictions.trajectories['pop-mu']!);
         const scores = scoreRecording(recording.trajectory, predictions);
         const kernels = recording.manifest.kernels;
         return {

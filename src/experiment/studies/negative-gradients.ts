@@ -149,7 +149,7 @@ export async function runNegativeGradientsStudy(
       const atLabel = (change: Float64Array) =>
         Array.from({ length: actual.numPoints - 1 }, (_, k) => change[(k + 1) * V + y]!);
       const agreement = signAgreement(
-        atLabel(totalChange(predictions.popMu)),
+        atLabel(totalChange(predictions.trajectories['pop-mu']!)),
         atLabel(totalChange(actual)),
         SIGN_THRESHOLD,
       );
@@ -161,8 +161,8 @@ export async function runNegativeGradientsStudy(
         top: sq.top,
         squeeze: {
           actual: sq,
-          'POP-MU': squeeze(predictions.popMu, y),
-          'POP-ODE': squeeze(predictions.popOde, y),
+          'POP-MU': squeeze(predictions.trajectories['pop-mu']!, y),
+          'POP-ODE': squeeze(predictions.trajectories['pop-ode']!, y),
         },
         rTotal: {
           'POP-MU': scores.methods['POP-MU']!.rTotal,
@@ -180,8 +180,8 @@ export async function runNegativeGradientsStudy(
   const section = async (): Promise<ReportSection> => {
     const { recording, predictions } = await loadPredictions(abs(ctx, r.dir));
     const actual = recording.trajectory;
-    const mu = predictions.popMu;
-    const ode = predictions.popOde;
+    const mu = predictions.trajectories['pop-mu']!;
+    const ode = predictions.trajectories['pop-ode']!;
     const V = actual.numClasses;
     const P = actual.numPoints;
     const N = 1;

@@ -73,8 +73,8 @@ export async function runReplicatorStudy(
         dir: ft.result.dir,
         methods: { 'POP-MU': scores.methods['POP-MU']!, 'POP-ODE': scores.methods['POP-ODE']! },
         finalTv: {
-          'POP-MU': meanFinalTv(recording.trajectory, predictions.popMu),
-          'POP-ODE': meanFinalTv(recording.trajectory, predictions.popOde),
+          'POP-MU': meanFinalTv(recording.trajectory, predictions.trajectories['pop-mu']!),
+          'POP-ODE': meanFinalTv(recording.trajectory, predictions.trajectories['pop-ode']!),
         },
       } satisfies Analysis;
     },
@@ -87,8 +87,8 @@ export async function runReplicatorStudy(
     const { recording, predictions } = await loadPredictions(abs(ctx, r.dir));
     const trajectories = {
       actual: recording.trajectory,
-      'POP-MU': predictions.popMu,
-      'POP-ODE': predictions.popOde,
+      'POP-MU': predictions.trajectories['pop-mu']!,
+      'POP-ODE': predictions.trajectories['pop-ode']!,
     };
     const N = points.result.finetuneIds.length;
     const M = points.result.observeIds.length;
