@@ -5,6 +5,7 @@
  * departs from the predictors"), and follow how the kernel itself moves over training.
  */
 import * as path from 'node:path';
+import { z } from 'zod';
 import { intervalChanges, predictorLabel } from '../../compare/index.js';
 import { readFinetuneManifest, readRecordingKernel, storeBlocks } from '../../finetune/index.js';
 import {
@@ -21,7 +22,6 @@ import {
 } from '../../report/index.js';
 import type { CheckpointInfo } from '../../train/index.js';
 import { kernelDrift } from '../../util/stats.js';
-import type { CheckpointsStudyConfig } from '../config.js';
 import {
   abs,
   checkpointOf,
@@ -44,7 +44,18 @@ import {
   totalChange,
   writePredictions,
 } from '../predict.js';
-import { pointProbabilities, type StudyRun } from '../study.js';
+import {
+  checkpointSelector,
+  enabled,
+  type FinetuneSettings,
+  finetuneOverride,
+  finetuneWith,
+  msg,
+  oneOf,
+  pointSpec,
+  posInt,
+} from '../schema.js';
+import { defineStudy, pointProbabilities, type StudyDefaults, type StudyRun } from '../study.js';
 
 /** A method's trajectory as named in figure legends (the known labels keep their fixed colours). */
 function seriesName(m: Method): string {
@@ -72,6 +83,39 @@ interface Analysis {
 interface DriftResult {
   reference: string;
   points: { id: string; step: number; relativeChange: number; kernelDistance: number }[];
+}
+
+/** zod schema of `studies.checkpoints`. */
+const schema = z
+  .object({
+    enabled,
+    /** Training checkpoints to study: 'all' or a list of selectors. Default 'all'. */
+    checkpoints: oneOf("'all' or a non-empty list of checkpoints", [
+      z.literal('all'),
+      z.array(checkpointSelector).min(1, msg('at least one checkpoint')),
+    ]).default('all'),
+    /** The checkpoint shown in detail (scatter, trajectories, heatmap). Default 'last'. */
+    focus: checkpointSelector.default('last'),
+    /** Points of the class-sorted kernel heatmap (a trace kernel). Default 'train:per-class=8'. */
+    heatmapPoints: pointSpec.default('train:per-class=8'),
+    /** Tracked points drawn in the per-label trajectories figure. Default 3. */
+    trajectoryPoints: posInt().max(12, msg('an integer between 1 and 12')).default(3),
+    /** Finetune settings overriding the top-level `finetune`. */
+    finetune: finetuneOverride.default({}),
+  })
+  .strict();
+
+/** The resolved `studies.checkpoints` block. */
+export type CheckpointsStudyConfig = ReturnType<typeof resolve>;
+
+function resolve(s: z.output<typeof schema>, { finetune }: StudyDefaults) {
+  return {
+    checkpoints: s.checkpoints,
+    focus: s.focus,
+    heatmapPoints: s.heatmapPoints.trim(),
+    trajectoryPoints: s.trajectoryPoints,
+    finetune: finetuneWith(finetune, s.finetune as Partial<FinetuneSettings>),
+  };
 }
 
 export async function runCheckpointsStudy(
@@ -341,7 +385,7 @@ export async function runCheckpointsStudy(
       rows: methods.map((m) => {
         const s = focusScores.methods[predictorLabel(m)]!;
         return {
-          key: m,
+          key: predictorLabel(m),
           label: methodLabel(m),
           values: {
             rTotal: s.rTotal,
@@ -405,3 +449,13 @@ export async function runCheckpointsStudy(
     section,
   };
 }
+
+/** The study module (registered in ./index.ts). */
+export const checkpointsStudy = defineStudy({
+  name: 'checkpoints',
+  title: 'theory vs reality at checkpoints',
+  schema,
+  usesBase: true,
+  resolve,
+  run: (ctx, config, base) => runCheckpointsStudy(ctx, base!.trained, base!.points, config),
+});

@@ -4,8 +4,11 @@
  * while η shrinks. The note's theorem: ‖Z(t_n) − Z_n‖ ≤ C|η|, a log–log slope of 1 (THEORY.md,
  * checks 6).
  */
+
+import { z } from 'zod';
 import { discretisationGap, trajectoryErrors } from '../../compare/index.js';
 import { popMu, popOde } from '../../dynamics/index.js';
+import { InvalidArgumentError } from '../../errors.js';
 import { operatorFromStore } from '../../finetune/index.js';
 import {
   discretisationVsStepSizeFigure,
@@ -14,7 +17,6 @@ import {
   type ReportSection,
 } from '../../report/index.js';
 import { fitLogLog } from '../../util/stats.js';
-import type { DiscretisationStudyConfig } from '../config.js';
 import {
   checkpointOf,
   type ExperimentContext,
@@ -25,7 +27,8 @@ import {
   type TrackedPoints,
   type TrainedRun,
 } from '../pipeline.js';
-import type { StudyRun } from '../study.js';
+import { checkpointSelector, enabled, msg, positive } from '../schema.js';
+import { defineStudy, type StudyDefaults, type StudyRun } from '../study.js';
 
 /** One step size's result. */
 interface EtaResult {
@@ -39,6 +42,38 @@ interface EtaResult {
   /** Time t = n·η of each recorded step, and the per-step max |Δ log π|. */
   times: number[];
   curve: number[];
+}
+
+/** zod schema of `studies.discretisation`. */
+const schema = z
+  .object({
+    enabled,
+    /** Step sizes η (> 0), at least two, e.g. [0.4, 0.2, 0.1, 0.05, 0.025]. */
+    etas: z.array(positive(), msg('a list of positive numbers')).min(2, msg('at least two step sizes')),
+    /** Horizon t = n·η at which POP-MU and POP-ODE are compared (steps n = t/η). Default: the finetune's steps × its η. */
+    time: positive().optional(),
+    /** Checkpoint whose kernel is used. Default 'last'. */
+    checkpoint: checkpointSelector.default('last'),
+    /** POP-ODE tolerances (tight, so that solver error stays far below the O(η) gap). Defaults 1e-10, 1e-12. */
+    rtol: positive().default(1e-10),
+    atol: positive().default(1e-12),
+  })
+  .strict();
+
+/** The resolved `studies.discretisation` block. */
+export type DiscretisationStudyConfig = ReturnType<typeof resolve>;
+
+function resolve(s: z.output<typeof schema>, { finetune }: StudyDefaults) {
+  if (new Set(s.etas).size !== s.etas.length) {
+    throw new InvalidArgumentError('studies.discretisation.etas', s.etas, 'distinct step sizes');
+  }
+  return {
+    etas: [...s.etas].sort((a, b) => b - a),
+    time: s.time ?? finetune.steps * Math.abs(finetune.eta),
+    checkpoint: s.checkpoint,
+    rtol: s.rtol,
+    atol: s.atol,
+  };
 }
 
 export async function runDiscretisationStudy(
@@ -175,3 +210,13 @@ export async function runDiscretisationStudy(
     section,
   };
 }
+
+/** The study module (registered in ./index.ts). */
+export const discretisationStudy = defineStudy({
+  name: 'discretisation',
+  title: 'discretisation vs step size',
+  schema,
+  usesBase: true,
+  resolve,
+  run: (ctx, config, base) => runDiscretisationStudy(ctx, base!.trained, base!.points, config),
+});
