@@ -11,11 +11,11 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import YAML from 'yaml';
 import { z } from 'zod';
-import { CorruptFileError, DataFormatError, EntkError, InvalidArgumentError } from '../errors.js';
+import { EntkError, InvalidArgumentError } from '../errors.js';
 import { formatPath, valueAt } from '../model/spec.js';
 import type { TrainConfig } from '../train/index.js';
+import { readConfigFile } from '../util/config-file.js';
 import {
   EXPECT,
   FINETUNE_DEFAULTS,
@@ -219,6 +219,9 @@ function ownTrainOf(st: RegisteredStudy, config: unknown): TrainConfig | null {
 
 // ---- files and extends -------------------------------------------------------------------
 
+/** What the top level of an experiment config must be. */
+const MAPPING = 'a mapping (train:, studies:, ...) at the top level';
+
 /** Shipped preset names (the files in {@link CONFIGS_DIR}, without extension). */
 export async function listPresetConfigs(): Promise<string[]> {
   const files = await fs.readdir(CONFIGS_DIR).catch(() => [] as string[]);
@@ -249,31 +252,6 @@ export async function resolveConfigPath(ref: string, base = process.cwd()): Prom
   );
 }
 
-/** Parse a config file's text (JSON or YAML by extension); DataFormatError with line/column on syntax errors. */
-export function parseConfigText(text: string, file: string): Record<string, unknown> {
-  let value: unknown;
-  if (/\.json$/i.test(file)) {
-    try {
-      value = JSON.parse(text);
-    } catch (error) {
-      throw new DataFormatError(file, `not valid JSON (${(error as Error).message})`);
-    }
-  } else {
-    const doc = YAML.parseDocument(text, { prettyErrors: true });
-    if (doc.errors.length > 0) {
-      const e = doc.errors[0]!;
-      const pos = e.linePos?.[0];
-      const problem = e.message.split('\n')[0]!.replace(/\s*at line \d+, column \d+:?\s*$/, '');
-      throw new DataFormatError(file, `not valid YAML (${problem})`, pos?.line, pos?.col);
-    }
-    value = doc.toJS();
-  }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new DataFormatError(file, 'expected a mapping (train:, studies:, ...) at the top level');
-  }
-  return value as Record<string, unknown>;
-}
-
 /** Deep merge for `extends`: objects merge key by key, everything else (arrays too) replaces. */
 export function mergeConfigs(
   base: Record<string, unknown>,
@@ -290,29 +268,20 @@ export function mergeConfigs(
   return out;
 }
 
-/** Read a config file and apply its `extends` chain (at most 8 deep); returns the merged raw object. */
-export async function readConfigFile(
+/** Read an experiment config file (src/util/config-file.ts) and apply its `extends` chain (at most 8 deep); returns the merged raw object. */
+export async function readExperimentConfigFile(
   ref: string,
   base = process.cwd(),
   depth = 0,
 ): Promise<Record<string, unknown>> {
   const file = await resolveConfigPath(ref, base);
-  let text: string;
-  try {
-    text = await fs.readFile(file, 'utf8');
-  } catch (error) {
-    throw new CorruptFileError(
-      file,
-      `cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
-    );
-  }
-  const raw = parseConfigText(text, file);
+  const raw = await readConfigFile(file, MAPPING);
   if (raw.extends === undefined) return raw;
   if (typeof raw.extends !== 'string' || raw.extends.trim() === '') {
     throw new InvalidArgumentError('extends', raw.extends, 'a preset name or a config file path');
   }
   if (depth >= 8) throw new EntkError(`${file}: extends: chain deeper than 8 configs (a cycle?)`);
-  const parent = await readConfigFile(raw.extends, path.dirname(file), depth + 1);
+  const parent = await readExperimentConfigFile(raw.extends, path.dirname(file), depth + 1);
   const { extends: _drop, ...rest } = raw;
   const { extends: _parentDrop, ...parentRest } = parent;
   return mergeConfigs(parentRest, rest);
@@ -323,6 +292,6 @@ export async function readConfigFile(
  * ('demo', ...). Errors name the file or the offending key.
  */
 export async function loadExperimentConfig(ref: string): Promise<ExperimentConfig> {
-  const raw = await readConfigFile(ref);
+  const raw = await readExperimentConfigFile(ref);
   return resolveExperimentConfig(raw);
 }

@@ -3,6 +3,8 @@
  * kernels → finetune → predictions → metrics → report — resumably, with a report section per
  * study. `entk experiment <config>` and `entk demo` are the command-line forms.
  */
+
+export { parseConfigText, readConfigFile } from '../util/config-file.js';
 export {
   CONFIGS_DIR,
   configError,
@@ -14,8 +16,7 @@ export {
   loadExperimentConfig,
   mergeConfigs,
   type PointSpecs,
-  parseConfigText,
-  readConfigFile,
+  readExperimentConfigFile,
   resolveConfigPath,
   resolveExperimentConfig,
   STUDY_NAMES,
