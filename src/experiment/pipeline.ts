@@ -13,7 +13,12 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { InvalidArgumentError } from '../errors.js';
-import { type FinetuneRecording, finetune, readFinetuneRecording } from '../finetune/index.js';
+import {
+  FINETUNE_VERSION,
+  type FinetuneRecording,
+  finetune,
+  readFinetuneRecording,
+} from '../finetune/index.js';
 import {
   computeKernelStores,
   type KernelStore,
@@ -318,7 +323,15 @@ export async function finetuneStage(
   const runDir = abs(ctx, trained.result.dir);
   return ctx.stages.run(
     `finetune/${trained.result.name}/${name}`,
-    { train: trained.key, checkpoint: checkpoint.id, ids, settings, seed: ctx.config.seed },
+    // the recording format is an input: a recording of an older format is redone, not misread
+    {
+      train: trained.key,
+      checkpoint: checkpoint.id,
+      ids,
+      settings,
+      seed: ctx.config.seed,
+      format: FINETUNE_VERSION,
+    },
     async () => {
       ctx.log(
         `finetuning ${trained.result.name} from ${checkpoint.id}: ${settings.steps} steps, η = ${settings.eta}, ${ids.finetune.length} finetune + ${ids.observe.length} observation points`,
