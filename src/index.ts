@@ -16,5 +16,18 @@ export * from './kernel-store/index.js';
 export * from './model/index.js';
 export * from './report/index.js';
 export * from './train/index.js';
-export { Rng } from './util/rng.js';
-export * from './util/stats.js';
+export {
+  fitLogLog,
+  type KernelDrift,
+  kernelDrift,
+  klDivergence,
+  type LogLogFit,
+  logLogSlope,
+  type Numeric,
+  pearson,
+  Rng,
+  ranks,
+  type SlopeFit,
+  signAgreement,
+  spearman,
+} from './util/index.js';

@@ -7,9 +7,9 @@
  * Trajectories are {@link Trajectory} values: log π at [T, P, V] for recorded steps. Two
  * trajectories are compared at the steps they share (matched by step index, in order).
  */
-import type { Trajectory } from '../dynamics/types.js';
+import type { Trajectory } from '../dynamics/index.js';
 import { assertArgument, InvalidArgumentError } from '../errors.js';
-import { klDivergence, pearson, signAgreement, spearman } from '../util/stats.js';
+import { klDivergence, pearson, signAgreement, spearman } from '../util/index.js';
 
 /** Root-mean-square and maximum of absolute differences. */
 export interface ErrorSummary {

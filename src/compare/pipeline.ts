@@ -29,8 +29,7 @@ import {
   readRecordingKernel,
 } from '../finetune/index.js';
 import { readNpy, writeNpy } from '../io/index.js';
-import { writeDirAtomic, writeJsonAtomic } from '../util/atomic.js';
-import { readJsonFile } from '../util/fs.js';
+import { readJsonFile, writeDirAtomic, writeJsonAtomic } from '../util/index.js';
 import {
   type ChangeAgreement,
   changeAgreement,

@@ -19,12 +19,16 @@ export {
   dataFileFormat,
   datasetFromText,
   datasetNameFromPath,
+  decodeDataBytes,
   loadDataFile,
+  parseCsvTable,
+  parseJsonlTable,
 } from './files.js';
 export { isSyntheticSpec, loadDataset, parseSyntheticSpec, resolveDataPath } from './load.js';
 export type { SyntheticOptions } from './synthetic.js';
 export { SYNTHETIC_DEFAULTS, syntheticClassMeans, syntheticGaussianMixture } from './synthetic.js';
 export type { LoadOptions } from './table.js';
+export { rowId, tableToDataset } from './table.js';
 export type { SplitOptions } from './transforms.js';
 export {
   applyStandardization,

@@ -36,6 +36,7 @@ export {
   type BatchSchedule,
   type DynamicsProblem,
   logSoftmax,
+  logSoftmaxRow,
   scheduleWeights,
   softmax,
   type Trajectory,

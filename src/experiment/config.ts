@@ -13,9 +13,9 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { EntkError, InvalidArgumentError } from '../errors.js';
-import { formatPath, valueAt } from '../model/spec.js';
+import { formatPath, valueAt } from '../model/index.js';
 import type { TrainConfig } from '../train/index.js';
-import { readConfigFile } from '../util/config-file.js';
+import { readConfigFile } from '../util/index.js';
 import {
   EXPECT,
   FINETUNE_DEFAULTS,

@@ -4,7 +4,7 @@
  * study. `entk experiment <config>` and `entk demo` are the command-line forms.
  */
 
-export { parseConfigText, readConfigFile } from '../util/config-file.js';
+export { parseConfigText, readConfigFile } from '../util/index.js';
 export {
   CONFIGS_DIR,
   configError,

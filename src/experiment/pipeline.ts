@@ -37,7 +37,7 @@ import {
   type TrainConfig,
   train,
 } from '../train/index.js';
-import { readJsonFile } from '../util/fs.js';
+import { readJsonFile } from '../util/index.js';
 import type { ExperimentConfig, FinetuneSettings, PointSpecs } from './config.js';
 import { canonicalJson, type StageRunner } from './stages.js';
 

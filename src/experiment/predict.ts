@@ -27,7 +27,7 @@ import { TIGHT_ODE_TOLERANCES, type Trajectory } from '../dynamics/index.js';
 import { CorruptFileError } from '../errors.js';
 import { type FinetuneRecording, readFinetuneManifest, readFinetuneRecording } from '../finetune/index.js';
 import { jsonNumber } from '../report/index.js';
-import { pearson } from '../util/stats.js';
+import { pearson } from '../util/index.js';
 
 /** The predictors (registry names, src/compare/predictors.ts) compared with the actual network, in display order. */
 export const METHODS = [

@@ -23,7 +23,7 @@ import {
   type ReportTable,
   writeReport,
 } from '../report/index.js';
-import { writeJsonAtomic } from '../util/atomic.js';
+import { writeJsonAtomic } from '../util/index.js';
 import { type ExperimentConfig, type ExperimentConfigInput, resolveExperimentConfig } from './config.js';
 import { describeModel, type ExperimentContext, pointsStage, trainStage } from './pipeline.js';
 import { type StageEvent, StageRunner } from './stages.js';

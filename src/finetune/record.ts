@@ -31,11 +31,10 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { ENTK_VERSION } from '../backend/index.js';
 import type { Dataset } from '../data/index.js';
-import { type BatchSchedule, logSoftmaxRow, type Trajectory } from '../dynamics/types.js';
+import { type BatchSchedule, logSoftmaxRow, type Trajectory } from '../dynamics/index.js';
 import { assertArgument, CorruptFileError, InvalidArgumentError } from '../errors.js';
 import { type NdArray, readNpy, writeNpy } from '../io/index.js';
-import { empiricalNtkFn, type NtkPlan } from '../kernel/index.js';
-import type { NtkImplementation } from '../kernel/types.js';
+import { empiricalNtkFn, type NtkImplementation, type NtkPlan } from '../kernel/index.js';
 import {
   type KernelStore,
   logitsAndProbabilities,
@@ -45,11 +44,7 @@ import {
   writeKernelStore,
 } from '../kernel-store/index.js';
 import { checkpointId, meanCrossEntropy, openRun, type Run, runPaths } from '../train/index.js';
-import { writeDirAtomic, writeJsonAtomic } from '../util/atomic.js';
-import { exists } from '../util/fs.js';
-import { progressBar } from '../util/progress.js';
-import { Rng } from '../util/rng.js';
-import { kernelDrift } from '../util/stats.js';
+import { exists, kernelDrift, progressBar, Rng, writeDirAtomic, writeJsonAtomic } from '../util/index.js';
 
 export const FINETUNE_FORMAT = 'entk-finetune';
 export const FINETUNE_VERSION = 2;

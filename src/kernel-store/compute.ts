@@ -8,17 +8,17 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { InvalidArgumentError } from '../errors.js';
 import type { ArrayFormat, ArrayProducer, NdArray } from '../io/index.js';
-import { empiricalNtkFn } from '../kernel/index.js';
-import type {
-  NtkAccumulation,
-  NtkBlock,
-  NtkContraction,
-  NtkImplementation,
-  NtkInput,
-  NtkParameters,
-  NtkResult,
-  NtkStreamSummary,
-} from '../kernel/types.js';
+import {
+  empiricalNtkFn,
+  type NtkAccumulation,
+  type NtkBlock,
+  type NtkContraction,
+  type NtkImplementation,
+  type NtkInput,
+  type NtkParameters,
+  type NtkResult,
+  type NtkStreamSummary,
+} from '../kernel/index.js';
 import { countParameters } from '../model/index.js';
 import { type CheckpointInfo, openRun, type Run } from '../train/index.js';
 import type { KernelManifest, ManifestLayer } from './manifest.js';

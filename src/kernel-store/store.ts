@@ -34,8 +34,7 @@ import {
   sha256File,
   streamArray,
 } from '../io/index.js';
-import { writeDirAtomic, writeJsonAtomic } from '../util/atomic.js';
-import { exists, isDirectory } from '../util/fs.js';
+import { exists, isDirectory, writeDirAtomic, writeJsonAtomic } from '../util/index.js';
 import {
   INDEX_CONVENTION,
   KERNEL_STORE_FORMAT,

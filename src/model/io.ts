@@ -10,12 +10,10 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { ENTK_VERSION } from '../backend/index.js';
+import { ENTK_VERSION, installWasmKernelFixes } from '../backend/index.js';
 import { CorruptFileError, InvalidArgumentError } from '../errors.js';
-import { writeDirAtomic, writeFileAtomic } from '../util/atomic.js';
-import { exists } from '../util/fs.js';
+import { exists, writeDirAtomic, writeFileAtomic } from '../util/index.js';
 import './layers.js'; // registers the custom layers before any model is deserialised
-import { installWasmKernelFixes } from '../backend/wasm-kernels.js';
 
 /** File names inside a saved model directory. */
 export const MODEL_JSON = 'model.json';

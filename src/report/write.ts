@@ -1,7 +1,7 @@
 /** Writing a report to disk: report.html, results.json and figures/<id>.{svg,png,vl.json}. */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { writeDirAtomic, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { writeDirAtomic, writeFileAtomic, writeJsonAtomic } from '../util/index.js';
 import { type PngOptions, svgToPng } from './render.js';
 import { figureFiles, type Report, type ReportResults, renderReportHtml, reportResults } from './report.js';
 

@@ -42,12 +42,9 @@ import {
 } from '../data/index.js';
 import { embedDataset } from '../embed/index.js';
 import { CorruptFileError, InvalidArgumentError } from '../errors.js';
-import { squareImageShape } from '../model/build.js';
-import { loadModel as loadModelFrom } from '../model/io.js';
-import type { ModelSpec } from '../model/spec.js';
-import { exists, readJsonFile } from '../util/fs.js';
-import type { DataOptions, TrainConfig } from './config.js';
-import { resolveTrainConfig } from './config.js';
+import { loadModel as loadModelFrom, type ModelSpec, squareImageShape } from '../model/index.js';
+import { exists, readJsonFile } from '../util/index.js';
+import { type DataOptions, resolveTrainConfig, type TrainConfig } from './config.js';
 
 export const CONFIG_JSON = 'config.json';
 export const SPLIT_JSON = 'split.json';

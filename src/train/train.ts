@@ -23,12 +23,16 @@ import {
   resolveDataPath,
 } from '../data/index.js';
 import { InvalidArgumentError } from '../errors.js';
-import { buildModel, countParameters } from '../model/build.js';
-import { loadModel, saveModel } from '../model/io.js';
-import { writeDirAtomic, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
-import { exists, readJsonFile } from '../util/fs.js';
-import { progressBar } from '../util/progress.js';
-import { Rng } from '../util/rng.js';
+import { buildModel, countParameters, loadModel, saveModel } from '../model/index.js';
+import {
+  exists,
+  progressBar,
+  Rng,
+  readJsonFile,
+  writeDirAtomic,
+  writeFileAtomic,
+  writeJsonAtomic,
+} from '../util/index.js';
 import { planSteps, resolveTrainConfig, type TrainConfig, type TrainConfigInput } from './config.js';
 import { createOptimizer, disposeOptimizer, loadOptimizer, saveOptimizerState } from './optimizer.js';
 import {

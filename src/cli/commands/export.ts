@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { InvalidArgumentError } from '../../errors.js';
 import { parseArrayFormat } from '../../io/index.js';
 import { exportKernelStore, listKernelStores, MANIFEST_JSON } from '../../kernel-store/index.js';
-import { exists } from '../../util/fs.js';
+import { exists } from '../../util/index.js';
 import { output } from '../shared.js';
 
 export function registerExport(program: Command): void {

@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import { FINETUNE_MODES, type FinetuneMode, finetune } from '../../finetune/index.js';
-import { NTK_IMPLEMENTATIONS, type NtkImplementation } from '../../kernel/types.js';
+import { NTK_IMPLEMENTATIONS, type NtkImplementation } from '../../kernel/index.js';
 import { output, parseChoice, parseInteger, parseNumber, parseThreads, prepare } from '../shared.js';
 
 interface FinetuneFlags {

@@ -6,10 +6,9 @@
 import type { Command } from 'commander';
 import { addBackboneOptions, type BackboneCliOptions, backboneConfigFromCli } from '../../embed/index.js';
 import { InvalidArgumentError } from '../../errors.js';
-import { MODEL_PRESETS } from '../../model/spec.js';
-import { OPTIMIZERS, type TrainConfigInput, toConfigInput } from '../../train/config.js';
-import { readRunConfig, train } from '../../train/train.js';
-import { readConfigFile } from '../../util/config-file.js';
+import { MODEL_PRESETS } from '../../model/index.js';
+import { OPTIMIZERS, readRunConfig, type TrainConfigInput, toConfigInput, train } from '../../train/index.js';
+import { readConfigFile } from '../../util/index.js';
 import { output, parseChoice, parseInteger, parseIntegerList, parseNumber, prepare } from '../shared.js';
 
 interface TrainFlags extends BackboneCliOptions {

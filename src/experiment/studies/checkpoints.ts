@@ -21,7 +21,7 @@ import {
   trajectoriesFigure,
 } from '../../report/index.js';
 import type { CheckpointInfo } from '../../train/index.js';
-import { kernelDrift } from '../../util/stats.js';
+import { kernelDrift } from '../../util/index.js';
 import {
   abs,
   checkpointOf,

@@ -16,7 +16,7 @@ import {
   jsonNumber,
   type ReportSection,
 } from '../../report/index.js';
-import { fitLogLog } from '../../util/stats.js';
+import { fitLogLog } from '../../util/index.js';
 import {
   checkpointOf,
   type ExperimentContext,

@@ -16,7 +16,7 @@ import {
   type ReportSection,
 } from '../../report/index.js';
 import { resolveTrainConfig, type TrainConfig, toConfigInput } from '../../train/index.js';
-import { fitLogLog } from '../../util/stats.js';
+import { fitLogLog } from '../../util/index.js';
 import {
   abs,
   checkpointOf,

@@ -15,7 +15,7 @@ import {
   type ReportSection,
   trajectoriesFigure,
 } from '../../report/index.js';
-import { signAgreement } from '../../util/stats.js';
+import { signAgreement } from '../../util/index.js';
 import {
   abs,
   checkpointOf,

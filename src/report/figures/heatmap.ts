@@ -15,7 +15,7 @@
 import * as vega from 'vega';
 import type { TopLevelSpec } from 'vega-lite';
 import { assertArgument, InvalidArgumentError } from '../../errors.js';
-import type { Numeric } from '../../util/stats.js';
+import type { Numeric } from '../../util/index.js';
 import { encodePngRgb } from '../png.js';
 import { baseConfig, type Figure, type FigureOptions, makeFigure } from '../render.js';
 import { checkNumeric, checkPositiveInteger, joinSentences, round6 } from './common.js';
