@@ -9,6 +9,7 @@ export * from './dynamics/index.js';
 export * from './embed/index.js';
 export * from './errors.js';
 export * from './experiment/index.js';
+export * from './finetune/index.js';
 export * from './io/index.js';
 export * from './kernel/index.js';
 export * from './kernel-store/index.js';
@@ -18,10 +19,22 @@ export * from './train/index.js';
 export {
   checkOutputDir,
   cleanStaleTemporaries,
+  fitLogLog,
   isOutputOfKind,
+  type KernelDrift,
+  kernelDrift,
+  klDivergence,
+  type LogLogFit,
+  logLogSlope,
+  type Numeric,
   type OutputKind,
   type OutputOptions,
+  pearson,
+  Rng,
+  ranks,
+  type SlopeFit,
+  signAgreement,
+  spearman,
   withOutputLock,
   writeOutputDir,
-} from './util/output.js';
-export { Rng } from './util/rng.js';
+} from './util/index.js';

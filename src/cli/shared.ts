@@ -5,7 +5,7 @@
 
 import { initBackend } from '../backend/index.js';
 import { InvalidArgumentError } from '../errors.js';
-import { setProgressQuiet } from '../util/progress.js';
+import { setProgressQuiet } from '../util/index.js';
 
 export interface GlobalOptions {
   backend?: string;

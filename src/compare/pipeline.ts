@@ -1,18 +1,8 @@
 /**
  * Predictions and comparisons of a finetune recording (`<run>/finetune/<name>/`, written by
- * `finetune` in src/train/finetune.ts), all from the kernel blocks stored with it.
+ * `finetune` in src/finetune/record.ts), all from the kernel stores recorded with it.
  *
- * Predictors (names used for files and in summaries):
- * | name                  | what                                                                    | file shape   |
- * |-----------------------|-------------------------------------------------------------------------|--------------|
- * | `one-step`            | equation (1) per recorded interval, K frozen at the checkpoint          | [T−1, P, V]  |
- * | `one-step-refreshed`  | the same with the refreshed K_t (recordings with `refreshEvery`)        | [T−1, P, V]  |
- * | `pop-mu`              | POP-MU over the whole run, K frozen                                     | [T, P, V]    |
- * | `pop-mu-refreshed`    | POP-MU with piecewise-constant refreshed K_t                            | [T, P, V]    |
- * | `pop-ode`             | POP-ODE, logit form (DOPRI5), K frozen, schedule-averaged batch weights | [T, P, V]    |
- * | `pop-ode-simplex`     | POP-ODE, the note's simplex form                                        | [T, P, V]    |
- * Trajectories hold log π at the recorded steps; one-step files hold predicted Δ log π between
- * consecutive records. P = N finetune points then M observation points.
+ * The predictors are the entries of the registry in ./predictors.ts (names, kinds, shapes).
  *
  * Layout added to the recording:
  * ```
@@ -25,24 +15,21 @@
 
 import * as path from 'node:path';
 import {
-  FitnessOperator,
+  type FitnessOperator,
+  ODE_TOLERANCES,
   type OperatorSchedule,
-  oneStepPredict,
-  popMu,
-  popOde,
   type Trajectory,
 } from '../dynamics/index.js';
 import { assertArgument, CorruptFileError, InvalidArgumentError } from '../errors.js';
-import { readNpy, writeNpy } from '../io/index.js';
 import {
   type FinetuneManifest,
   type FinetuneRecording,
-  readFinetuneKernel,
+  operatorFromStore,
   readFinetuneRecording,
-} from '../train/finetune.js';
-import { readJsonFile } from '../train/run.js';
-import { writeDirAtomic, writeJsonAtomic } from '../util/atomic.js';
-import { resolveInside } from '../util/fs.js';
+  readRecordingKernel,
+} from '../finetune/index.js';
+import { readNpy, writeNpy } from '../io/index.js';
+import { readJsonFile, resolveInside, writeDirAtomic, writeJsonAtomic } from '../util/index.js';
 import {
   type ChangeAgreement,
   changeAgreement,
@@ -54,17 +41,14 @@ import {
   type TrajectoryErrors,
   trajectoryErrors,
 } from './metrics.js';
-
-export const PREDICTORS = [
-  'one-step',
-  'one-step-refreshed',
-  'pop-mu',
-  'pop-mu-refreshed',
-  'pop-ode',
-  'pop-ode-simplex',
-] as const;
-export type PredictorName = (typeof PREDICTORS)[number];
-const REFRESHED: readonly PredictorName[] = ['one-step-refreshed', 'pop-mu-refreshed'];
+import {
+  PREDICTOR_TABLE,
+  PREDICTORS,
+  type PredictorKind,
+  type PredictorName,
+  type PredictorResult,
+  predictor,
+} from './predictors.js';
 
 export const PREDICTIONS_DIR = 'predictions';
 export const PREDICTIONS_FORMAT = 'entk-predictions';
@@ -73,16 +57,16 @@ export const COMPARISON_JSON = 'comparison.json';
 export interface PredictOptions {
   /** Predictors to run. Default: all that apply (the refreshed ones need a recording with refreshed kernels). */
   predictors?: PredictorName[];
-  /** POP-ODE relative tolerance. Default 1e-6. */
+  /** POP-ODE relative tolerance. Default {@link ODE_TOLERANCES} (1e-6). */
   rtol?: number;
-  /** POP-ODE absolute tolerance. Default 1e-9. */
+  /** POP-ODE absolute tolerance. Default {@link ODE_TOLERANCES} (1e-9). */
   atol?: number;
   /** Threads of the fitness operator (see FitnessOperator). Default 'auto'. */
   threads?: number | 'auto';
 }
 
 export interface PredictionEntry {
-  kind: 'trajectory' | 'increments';
+  kind: PredictorKind;
   file: string;
   shape: number[];
   dtype: 'float64';
@@ -109,7 +93,8 @@ export async function predictRecording(
   const rec = await readFinetuneRecording(dir);
   const m = rec.manifest;
   const refreshed = m.kernels.length > 1;
-  const requested = options.predictors ?? PREDICTORS.filter((p) => refreshed || !REFRESHED.includes(p));
+  const requested =
+    options.predictors ?? PREDICTOR_TABLE.filter((p) => refreshed || !p.refreshed).map((p) => p.name);
   assertArgument(
     Array.isArray(requested) && requested.length > 0,
     'predictors',
@@ -117,13 +102,7 @@ export async function predictRecording(
     `a non-empty list of ${PREDICTORS.join(', ')}`,
   );
   for (const p of requested) {
-    assertArgument(
-      (PREDICTORS as readonly string[]).includes(p),
-      'predictors',
-      p,
-      `one of ${PREDICTORS.join(', ')}`,
-    );
-    if (!refreshed && REFRESHED.includes(p)) {
+    if (!refreshed && predictor(p, 'predictors').refreshed) {
       throw new InvalidArgumentError(
         'predictors',
         p,
@@ -131,8 +110,8 @@ export async function predictRecording(
       );
     }
   }
-  const rtol = options.rtol ?? 1e-6;
-  const atol = options.atol ?? 1e-9;
+  const rtol = options.rtol ?? ODE_TOLERANCES.rtol;
+  const atol = options.atol ?? ODE_TOLERANCES.atol;
   assertArgument(rtol > 0 && Number.isFinite(rtol), 'rtol', rtol, 'a positive number');
   assertArgument(atol >= 0 && Number.isFinite(atol), 'atol', atol, 'a number ≥ 0');
   const V = m.numClasses;
@@ -144,72 +123,36 @@ export async function predictRecording(
     initialLogits: rec.trajectory.logProbs.slice(0, P * V),
   };
 
-  const needRefreshed = requested.some((p) => REFRESHED.includes(p));
+  const needRefreshed = requested.some((p) => predictor(p).refreshed);
   const prepStart = performance.now();
   const operators: FitnessOperator[] = [];
   const kernelSteps = needRefreshed ? m.kernels.map((k) => k.step) : [0];
   try {
     for (const step of kernelSteps) {
-      const k = await readFinetuneKernel(rec, step);
+      const store = await readRecordingKernel(rec, step);
       operators.push(
-        new FitnessOperator(
-          { numClasses: V, train: k.train, observe: k.observe ?? undefined },
-          { threads: options.threads ?? 'auto' },
-        ),
+        operatorFromStore(store, m.finetune.ids, m.observe.ids, { threads: options.threads ?? 'auto' }),
       );
     }
     const prepareSeconds = (performance.now() - prepStart) / 1000;
     const frozen = operators[0]!;
     const schedule: OperatorSchedule = needRefreshed ? { steps: kernelSteps, operators } : frozen;
-    const results: {
-      name: PredictorName;
-      data: Float64Array;
-      kind: 'trajectory' | 'increments';
-      seconds: number;
-      stats?: Record<string, number>;
-    }[] = [];
+    const results: (PredictorResult & { name: PredictorName; kind: PredictorKind; seconds: number })[] = [];
     const steps = m.recordedSteps;
-    const last = steps[steps.length - 1]!;
     for (const name of requested) {
       const t = performance.now();
-      let data: Float64Array;
-      let kind: 'trajectory' | 'increments' = 'trajectory';
-      let stats: Record<string, number> | undefined;
-      switch (name) {
-        case 'one-step':
-        case 'one-step-refreshed':
-          data = oneStepPredict(name === 'one-step' ? frozen : schedule, rec.labels, rec.trajectory, {
-            eta: m.learningRate,
-            schedule: m.schedule,
-          });
-          kind = 'increments';
-          break;
-        case 'pop-mu':
-        case 'pop-mu-refreshed':
-          data = popMu(name === 'pop-mu' ? frozen : schedule, problem, {
-            eta: m.learningRate,
-            numSteps: last,
-            schedule: m.schedule,
-            record: steps,
-          }).logProbs;
-          break;
-        case 'pop-ode':
-        case 'pop-ode-simplex': {
-          const r = popOde(frozen, problem, {
-            eta: m.learningRate,
-            steps,
-            // minibatch runs: the flow of the schedule's averaged weights (scheduleWeights)
-            schedule: m.schedule,
-            rtol,
-            atol,
-            form: name === 'pop-ode' ? 'logit' : 'simplex',
-          });
-          data = r.trajectory.logProbs;
-          stats = { ...r.stats };
-          break;
-        }
-      }
-      results.push({ name, data, kind, seconds: (performance.now() - t) / 1000, stats });
+      const { kind, run } = predictor(name);
+      const r = run({
+        frozen,
+        refreshed: schedule,
+        problem,
+        actual: rec.trajectory,
+        eta: m.learningRate,
+        schedule: m.schedule,
+        rtol,
+        atol,
+      });
+      results.push({ name, kind, ...r, seconds: (performance.now() - t) / 1000 });
     }
     const T = steps.length;
     const manifest: PredictionsManifest = {
@@ -364,10 +307,10 @@ function subsetComparison(
     return selectPoints({ ...tr, logProbs: data }, start, end);
   };
   const errors: Partial<Record<PredictorName, TrajectoryErrors>> = {};
-  for (const name of PREDICTORS) {
+  for (const { name, kind } of PREDICTOR_TABLE) {
     const data = arrays[name];
     if (!data) continue;
-    if (name.startsWith('one-step')) {
+    if (kind === 'increments') {
       const inc = selectRows(data, T - 1, P, V, start, end);
       out.changes[name] = changeAgreement(actual, inc, signThreshold);
     } else {

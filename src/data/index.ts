@@ -19,7 +19,10 @@ export {
   dataFileFormat,
   datasetFromText,
   datasetNameFromPath,
+  decodeDataBytes,
   loadDataFile,
+  parseCsvTable,
+  parseJsonlTable,
 } from './files.js';
 export { isSyntheticSpec, loadDataset, parseSyntheticSpec, resolveDataPath } from './load.js';
 export { dataSourceFile } from './source.js';
@@ -31,6 +34,7 @@ export {
   syntheticGaussianMixture,
 } from './synthetic.js';
 export type { LoadOptions } from './table.js';
+export { rowId, tableToDataset } from './table.js';
 export type { SplitOptions } from './transforms.js';
 export {
   applyStandardization,

@@ -4,7 +4,7 @@
  */
 import { isAbsolute, join, resolve } from 'node:path';
 import { InvalidArgumentError } from '../errors.js';
-import { exists } from '../util/fs.js';
+import { exists } from '../util/index.js';
 import { BUILTIN_DATASETS, builtinName, DATA_DIR, loadBuiltinDataset } from './builtin.js';
 import { DATA_FILE_EXTENSIONS, dataFileFormat, loadDataFile } from './files.js';
 import { SYNTHETIC_DEFAULTS, type SyntheticOptions, syntheticGaussianMixture } from './synthetic.js';

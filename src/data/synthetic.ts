@@ -5,8 +5,7 @@
  * 2-simplex, which is what the simplex pictures of the dynamics need.
  */
 import { assertArgument, InvalidArgumentError } from '../errors.js';
-import { formatBytes } from '../util/resources.js';
-import { Rng } from '../util/rng.js';
+import { formatBytes, Rng } from '../util/index.js';
 import { rowId } from './table.js';
 import type { Dataset } from './types.js';
 

@@ -4,7 +4,7 @@
  * its input; ids, labels and text always travel with their examples.
  */
 import { assertArgument, InvalidArgumentError } from '../errors.js';
-import { Rng } from '../util/rng.js';
+import { Rng } from '../util/index.js';
 import type { Dataset, Standardization } from './types.js';
 
 /** Number of examples. */

@@ -15,10 +15,18 @@ import { assertArgument, EntkError, InvalidArgumentError } from '../errors.js';
 /** Right-hand side: write dy/dt at (t, y) into `dydt` (do not keep references to the arrays). */
 export type OdeRhs = (t: number, y: Float64Array, dydt: Float64Array) => void;
 
+/**
+ * The project's ODE tolerances, in one place: the default of the integrator, of POP-ODE and of
+ * `entk predict`, and the tighter pair the experiments predict with (solver error far below the
+ * laziness and discretisation gaps they measure).
+ */
+export const ODE_TOLERANCES = { rtol: 1e-6, atol: 1e-9 } as const;
+export const TIGHT_ODE_TOLERANCES = { rtol: 1e-8, atol: 1e-10 } as const;
+
 export interface Dopri5Options {
-  /** Relative tolerance. Default 1e-6. */
+  /** Relative tolerance. Default {@link ODE_TOLERANCES} (1e-6). */
   rtol?: number;
-  /** Absolute tolerance, one number or one per component. Default 1e-9. */
+  /** Absolute tolerance, one number or one per component. Default {@link ODE_TOLERANCES} (1e-9). */
   atol?: number | Float64Array;
   /** First step size; default: Hairer's automatic estimate (SciPy's `select_initial_step`). */
   firstStep?: number;
@@ -115,8 +123,8 @@ export function dopri5(
 ): OdeSolution {
   const started = performance.now();
   const dim = y0.length;
-  const rtol = options.rtol ?? 1e-6;
-  const atolOpt = options.atol ?? 1e-9;
+  const rtol = options.rtol ?? ODE_TOLERANCES.rtol;
+  const atolOpt = options.atol ?? ODE_TOLERANCES.atol;
   const maxStep = options.maxStep ?? Number.POSITIVE_INFINITY;
   const maxSteps = options.maxSteps ?? 1_000_000;
   const beta = options.beta ?? 0.04;

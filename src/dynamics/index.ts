@@ -3,7 +3,15 @@
  * POP-MU, POP-ODE (logit and simplex forms) with a Dormand–Prince 5(4) integrator, and the
  * linearised-network reference. Plain float64 over typed arrays (WebAssembly SIMD in the hot loop).
  */
-export { type Dopri5Options, dopri5, type OdeRhs, type OdeSolution, type OdeStats } from './dopri5.js';
+export {
+  type Dopri5Options,
+  dopri5,
+  ODE_TOLERANCES,
+  type OdeRhs,
+  type OdeSolution,
+  type OdeStats,
+  TIGHT_ODE_TOLERANCES,
+} from './dopri5.js';
 export {
   equationOne,
   fitness,
@@ -28,6 +36,7 @@ export {
   type BatchSchedule,
   type DynamicsProblem,
   logSoftmax,
+  logSoftmaxRow,
   scheduleWeights,
   softmax,
   type Trajectory,

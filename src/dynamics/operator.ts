@@ -26,7 +26,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { assertArgument, EntkError, InvalidArgumentError } from '../errors.js';
-import { WASM_PAGE, type WasmMemory, wasmApi } from '../util/wasm-asm.js';
+import { WASM_PAGE, type WasmMemory, wasmApi } from '../util/index.js';
 import { gemvJs, instantiateKernels, type KernelExports, kernelModule, spmvJs } from './wasm.js';
 
 /** Kernel blocks at one parameter value θ (the checkpoint, or a refresh point of the run). */

@@ -11,7 +11,7 @@
  * the time `t = n·|η|` of the discrete run: `ż = sign(η) φ`.
  */
 import { assertArgument, EntkError, InvalidArgumentError } from '../errors.js';
-import { dopri5, type OdeStats } from './dopri5.js';
+import { dopri5, ODE_TOLERANCES, type OdeStats } from './dopri5.js';
 import { FitnessOperator } from './operator.js';
 import {
   addStepWeights,
@@ -251,9 +251,9 @@ export interface PopOdeOptions {
   schedule?: BatchSchedule;
   /** 'logit' (ż = φ; on the simplex by construction; default) or 'simplex' (the note's ȧ = a ⊙ (φ − ⟨a,φ⟩)). */
   form?: 'logit' | 'simplex';
-  /** Relative tolerance of the integrator. Default 1e-6. */
+  /** Relative tolerance of the integrator. Default {@link ODE_TOLERANCES} (1e-6). */
   rtol?: number;
-  /** Absolute tolerance of the integrator. Default 1e-9. */
+  /** Absolute tolerance of the integrator. Default {@link ODE_TOLERANCES} (1e-9). */
   atol?: number;
   /** Largest integrator step, in units of t. Default Infinity. */
   maxStep?: number;
@@ -346,8 +346,8 @@ export function popOde(
     };
   }
   const sol = dopri5(rhs, 0, y0, times, {
-    rtol: options.rtol ?? 1e-6,
-    atol: options.atol ?? 1e-9,
+    rtol: options.rtol ?? ODE_TOLERANCES.rtol,
+    atol: options.atol ?? ODE_TOLERANCES.atol,
     maxStep: options.maxStep,
     maxSteps: options.maxSteps,
     beta: options.beta,

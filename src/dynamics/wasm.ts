@@ -52,7 +52,7 @@ import {
   type WasmModule,
   wasmApi,
   whileNot,
-} from '../util/wasm-asm.js';
+} from '../util/index.js';
 
 const GEMV_ROWS = 8;
 

@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CorruptFileError, EntkError, InvalidArgumentError } from '../errors.js';
 import { sha256File } from '../io/index.js';
-import { isDirectory } from '../util/fs.js';
+import { isDirectory } from '../util/index.js';
 
 /** A backbone cannot be found locally and may not be fetched remotely. */
 export class BackboneNotFoundError extends EntkError {

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { bytesOf, fromBytes } from '../io/index.js';
-import { writeFileAtomic } from '../util/atomic.js';
+import { writeFileAtomic } from '../util/index.js';
 
 const MAGIC = 'ENTKFT01';
 /** Bump when the meaning of cached features changes (invalidates every entry). */

@@ -9,7 +9,7 @@
  */
 import type { Command } from 'commander';
 import { z } from 'zod';
-import type { Dataset } from '../data/types.js';
+import type { Dataset } from '../data/index.js';
 import { InvalidArgumentError } from '../errors.js';
 import { BACKBONE_DTYPES } from './backbone.js';
 import { type Embeddings, type EmbedOptions, embedTexts } from './embed.js';

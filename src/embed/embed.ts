@@ -13,7 +13,7 @@
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { assertArgument, DataFormatError, EntkError, InvalidArgumentError } from '../errors.js';
-import { progressBar } from '../util/progress.js';
+import { progressBar } from '../util/index.js';
 import {
   BACKBONE_DTYPES,
   type BackboneDtype,

@@ -16,7 +16,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { CorruptFileError, EntkError, InvalidArgumentError, UnsupportedError } from '../errors.js';
-import { analyzeModel, leafLayers } from '../kernel/analyze.js';
+import { analyzeModel, leafLayers } from '../kernel/index.js';
 import { countParameters, loadModel } from '../model/index.js';
 
 /** How one layer relates to the structured eNTK path. */

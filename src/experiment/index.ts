@@ -3,24 +3,20 @@
  * kernels → finetune → predictions → metrics → report — resumably, with a report section per
  * study. `entk experiment <config>` and `entk demo` are the command-line forms.
  */
+
+export { parseConfigText, readConfigFile } from '../util/index.js';
 export {
-  type CheckpointsStudyConfig,
   CONFIGS_DIR,
   configError,
-  type DiscretisationStudyConfig,
   type ExperimentConfig,
   type ExperimentConfigInput,
   experimentConfigSchema,
   type FinetuneSettings,
-  type LazinessStudyConfig,
   listPresetConfigs,
   loadExperimentConfig,
   mergeConfigs,
-  type NegativeGradientsStudyConfig,
   type PointSpecs,
-  parseConfigText,
-  type ReplicatorStudyConfig,
-  readConfigFile,
+  readExperimentConfigFile,
   resolveConfigPath,
   resolveExperimentConfig,
   STUDY_NAMES,
@@ -49,5 +45,23 @@ export {
   summaryTable,
 } from './runner.js';
 export { canonicalJson, hashOf, type StageEvent, type StageOptions, StageRunner } from './stages.js';
-export { type Squeeze, squeeze } from './studies/negative-gradients.js';
-export type { StudyRun, SummaryRow } from './study.js';
+export {
+  type CheckpointsStudyConfig,
+  type DiscretisationStudyConfig,
+  type LazinessStudyConfig,
+  type NegativeGradientsStudyConfig,
+  type RegisteredStudy,
+  type ReplicatorStudyConfig,
+  type Squeeze,
+  STUDIES,
+  type StudyConfigOf,
+  squeeze,
+} from './studies/index.js';
+export {
+  type BaseRun,
+  defineStudy,
+  type Study,
+  type StudyDefaults,
+  type StudyRun,
+  type SummaryRow,
+} from './study.js';

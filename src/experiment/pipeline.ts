@@ -5,24 +5,27 @@
  *     points/<run>                  the finetune and observation point ids of that run
  *     kernel/<run>/<checkpoint>     the full eNTK over those points at a checkpoint (src/kernel-store)
  *     heatmap/<run>/<checkpoint>    a trace kernel over the heatmap points
- *     finetune/<label>              a recorded finetune run (src/train/finetune.ts)
+ *     finetune/<label>              a recorded finetune run (src/finetune)
  *
  * Stage results hold paths relative to the experiment directory, so a finished experiment can be
  * moved and still resumes.
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { type FitnessOperator, FitnessOperator as Operator } from '../dynamics/index.js';
 import { InvalidArgumentError } from '../errors.js';
+import {
+  FINETUNE_VERSION,
+  type FinetuneRecording,
+  finetune,
+  readFinetuneRecording,
+} from '../finetune/index.js';
 import {
   computeKernelStores,
   type KernelStore,
-  kernelBlock,
   pointIndices,
   readKernelStore,
   resolvePoints,
 } from '../kernel-store/index.js';
-import { type FinetuneRecording, finetune, readFinetuneRecording } from '../train/finetune.js';
 import {
   type CheckpointInfo,
   dataSha256,
@@ -35,8 +38,7 @@ import {
   type TrainConfig,
   train,
 } from '../train/index.js';
-import { readJsonFile } from '../train/run.js';
-import { exists, resolveInside } from '../util/fs.js';
+import { exists, readJsonFile, resolveInside } from '../util/index.js';
 import type { ExperimentConfig, FinetuneSettings, PointSpecs } from './config.js';
 import { canonicalJson, type StageRunner } from './stages.js';
 
@@ -301,24 +303,6 @@ export function readStore(ctx: ExperimentContext, kernel: KernelResult): Promise
   return readKernelStore(abs(ctx, kernel.store));
 }
 
-/**
- * The fitness operator of a tracked set from a full kernel store: finetune points `train` (kernel
- * order indices) and observation points `observe`. The caller disposes it.
- */
-export function operatorFor(
-  store: KernelStore,
-  trainIds: readonly string[],
-  observeIds: readonly string[],
-): FitnessOperator {
-  const t = pointIndices(store.manifest, trainIds);
-  const o = pointIndices(store.manifest, observeIds);
-  return new Operator({
-    numClasses: store.manifest.model.numOutputs,
-    train: kernelBlock(store, t, t),
-    ...(o.length > 0 ? { observe: kernelBlock(store, o, t) } : {}),
-  });
-}
-
 /** Log-probabilities of the network at the store's checkpoint for `ids` (from the stored logits), [P, V]. */
 export function storeLogits(store: KernelStore, ids: readonly string[]): Float64Array {
   const V = store.manifest.model.numOutputs;
@@ -346,7 +330,7 @@ export interface FinetuneResult {
 /**
  * Finetune from a checkpoint of a run with plain SGD on `ids.finetune` (full batch or seeded
  * minibatches), recording log π of every label at every tracked point, the kernel at the
- * checkpoint and on the refresh schedule (src/train/finetune.ts), in
+ * checkpoint and on the refresh schedule (src/finetune/record.ts), in
  * `<out>/runs/<run>/finetune/<name>/`.
  */
 export async function finetuneStage(
@@ -360,7 +344,15 @@ export async function finetuneStage(
   const runDir = abs(ctx, trained.result.dir);
   return ctx.stages.run(
     `finetune/${trained.result.name}/${name}`,
-    { train: trained.key, checkpoint: checkpoint.id, ids, settings, seed: ctx.config.seed },
+    // the recording format is an input: a recording of an older format is redone, not misread
+    {
+      train: trained.key,
+      checkpoint: checkpoint.id,
+      ids,
+      settings,
+      seed: ctx.config.seed,
+      format: FINETUNE_VERSION,
+    },
     async () => {
       ctx.log(
         `finetuning ${trained.result.name} from ${checkpoint.id}: ${settings.steps} steps, η = ${settings.eta}, ${ids.finetune.length} finetune + ${ids.observe.length} observation points`,

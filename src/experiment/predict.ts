@@ -15,51 +15,58 @@ import {
   changeAgreement,
   compareRecording,
   finalKl,
+  type LabelOf,
+  PREDICTOR_TABLE,
   type PredictorName,
-  pearson,
+  predictorLabel,
   predictRecording,
   readPredictions,
   trajectoryErrors,
 } from '../compare/index.js';
-import type { Trajectory } from '../dynamics/index.js';
+import { TIGHT_ODE_TOLERANCES, type Trajectory } from '../dynamics/index.js';
 import { CorruptFileError } from '../errors.js';
+import { type FinetuneRecording, readFinetuneManifest, readFinetuneRecording } from '../finetune/index.js';
 import { jsonNumber } from '../report/index.js';
-import { type FinetuneRecording, readFinetuneManifest, readFinetuneRecording } from '../train/finetune.js';
+import { pearson } from '../util/index.js';
 
-/** Methods compared with the actual network, in display order. */
-export const METHODS = ['one-step', 'POP-MU', 'POP-ODE', 'refreshed'] as const;
+/** The predictors (registry names, src/compare/predictors.ts) compared with the actual network, in display order. */
+export const METHODS = [
+  'one-step',
+  'pop-mu',
+  'pop-ode',
+  'pop-mu-refreshed',
+] as const satisfies readonly PredictorName[];
 export type Method = (typeof METHODS)[number];
+/** A method's label ('one-step', 'POP-MU', 'POP-ODE', 'refreshed'): the keys of {@link RecordingScores.methods}. */
+export type MethodLabel = LabelOf<Method>;
 
 /** How the trajectory of method 'one-step' ({@link Predictions.oneStepPath}) is labelled wherever it is shown. */
 export const ONE_STEP_PATH_LABEL = 'cumulative one-step (teacher-forced)';
 
-/** Everything predicted for one recording. */
+/**
+ * Everything predicted for one recording, by predictor name (the registry of src/compare/predictors.ts).
+ *
+ * `trajectories[name]` is log π at the recorded steps. For a predictor of kind 'increments'
+ * (equation (1) per recorded interval) it is the cumulative one-step (teacher-forced) path: record k
+ * holds log π_0 + Σ_{j<k} Δ̂_j, the sum of the per-interval predictions Δ̂_j, each made from the
+ * actual state at the start of interval j. Its difference from the actual log π_k is the sum of the
+ * per-interval errors (the actual changes telescope), so log-prob errors and the total-change
+ * correlation are meaningful; but it is not a prediction of a state and its rows are not normalised
+ * (Σ_i exp ≠ 1), so probability metrics (probability RMSE, KL, squeezing) are not computed on it —
+ * {@link scoreRecording} reports them as null. (Renormalising would invent a distribution no
+ * predictor produced.)
+ */
 export interface Predictions {
-  /** Equation (1) per recorded interval, frozen K: predicted Δ log π, [T−1, P, V]. */
-  oneStep: Float64Array;
-  /** One-step with the refreshed kernels (null without refreshes). */
-  oneStepRefreshed: Float64Array | null;
-  /**
-   * Cumulative one-step (teacher-forced) path: record k holds log π_0 + Σ_{j<k} Δ̂_j, the sum of the
-   * per-interval predictions Δ̂_j, each made from the actual state at the start of interval j. Its
-   * difference from the actual log π_k is the sum of the per-interval errors (the actual changes
-   * telescope), so log-prob errors and the total-change correlation are meaningful; but it is not
-   * a prediction of a state and its rows are not normalised (Σ_i exp ≠ 1), so probability metrics
-   * (probability RMSE, KL, squeezing) are not computed on it — {@link scoreRecording} reports them
-   * as null. (Renormalising would invent a distribution no predictor produced.)
-   */
-  oneStepPath: Trajectory;
-  popMu: Trajectory;
-  popOde: Trajectory;
-  /** POP-MU with refreshed kernels (null without refreshes). */
-  refreshed: Trajectory | null;
+  trajectories: Partial<Record<PredictorName, Trajectory>>;
+  /** Predicted Δ log π per recorded interval [T−1, P, V] of the 'increments' predictors. */
+  increments: Partial<Record<PredictorName, Float64Array>>;
 }
 
 /** Options of {@link writePredictions}. */
 export interface PredictionOptions {
-  /** POP-ODE relative tolerance. Default 1e-8. */
+  /** POP-ODE relative tolerance. Default {@link TIGHT_ODE_TOLERANCES} (1e-8). */
   rtol?: number;
-  /** POP-ODE absolute tolerance. Default 1e-10. */
+  /** POP-ODE absolute tolerance. Default {@link TIGHT_ODE_TOLERANCES} (1e-10). */
   atol?: number;
 }
 
@@ -78,7 +85,11 @@ export async function writePredictions(dir: string, options: PredictionOptions =
     'pop-ode',
     ...(refreshed ? (['one-step-refreshed', 'pop-mu-refreshed'] as const) : []),
   ];
-  await predictRecording(dir, { predictors, rtol: options.rtol ?? 1e-8, atol: options.atol ?? 1e-10 });
+  await predictRecording(dir, {
+    predictors,
+    rtol: options.rtol ?? TIGHT_ODE_TOLERANCES.rtol,
+    atol: options.atol ?? TIGHT_ODE_TOLERANCES.atol,
+  });
   await compareRecording(dir, { signThreshold: SIGN_THRESHOLD });
 }
 
@@ -89,36 +100,35 @@ export async function loadPredictions(
   const recording = await readFinetuneRecording(dir);
   const { arrays } = await readPredictions(dir);
   const actual = recording.trajectory;
-  const need = (name: PredictorName): Float64Array => {
-    const a = arrays[name];
-    if (!a) throw new CorruptFileError(dir, `predictions/${name}.npy is missing (run 'entk predict')`);
-    return a;
-  };
+  for (const name of ['one-step', 'pop-mu', 'pop-ode'] as const) {
+    if (!arrays[name])
+      throw new CorruptFileError(dir, `predictions/${name}.npy is missing (run 'entk predict')`);
+  }
+  const P = actual.numPoints;
+  const V = actual.numClasses;
   const trajectory = (logProbs: Float64Array): Trajectory => ({
     ...actual,
     steps: actual.steps.slice(),
     logProbs,
   });
-  const oneStep = need('one-step');
-  const P = actual.numPoints;
-  const V = actual.numClasses;
-  const path = new Float64Array(actual.logProbs.length);
-  path.set(actual.logProbs.subarray(0, P * V));
-  for (let k = 1; k < actual.steps.length; k++) {
-    const o = k * P * V;
-    for (let j = 0; j < P * V; j++) path[o + j] = path[o - P * V + j]! + oneStep[(k - 1) * P * V + j]!;
-  }
-  return {
-    recording,
-    predictions: {
-      oneStep,
-      oneStepRefreshed: arrays['one-step-refreshed'] ?? null,
-      oneStepPath: trajectory(path),
-      popMu: trajectory(need('pop-mu')),
-      popOde: trajectory(need('pop-ode')),
-      refreshed: arrays['pop-mu-refreshed'] ? trajectory(arrays['pop-mu-refreshed']) : null,
-    },
+  /** The cumulative one-step (teacher-forced) path of per-interval increments (see {@link Predictions}). */
+  const cumulative = (increments: Float64Array): Float64Array => {
+    const path = new Float64Array(actual.logProbs.length);
+    path.set(actual.logProbs.subarray(0, P * V));
+    for (let k = 1; k < actual.steps.length; k++) {
+      const o = k * P * V;
+      for (let j = 0; j < P * V; j++) path[o + j] = path[o - P * V + j]! + increments[(k - 1) * P * V + j]!;
+    }
+    return path;
   };
+  const predictions: Predictions = { trajectories: {}, increments: {} };
+  for (const { name, kind } of PREDICTOR_TABLE) {
+    const data = arrays[name];
+    if (!data) continue;
+    if (kind === 'increments') predictions.increments[name] = data;
+    predictions.trajectories[name] = trajectory(kind === 'increments' ? cumulative(data) : data);
+  }
+  return { recording, predictions };
 }
 
 /** log π at the last record minus log π at the first, [P·V]. */
@@ -176,7 +186,7 @@ export interface RecordingScores {
   /** Recorded steps. */
   steps: number[];
   /** Per method: trajectory scores ('one-step': its cumulative teacher-forced path, no probability metrics). */
-  methods: Partial<Record<Method, MethodScore>>;
+  methods: Partial<Record<MethodLabel, MethodScore>>;
   /** Equation (1) per interval: Pearson, Spearman and sign agreement with the actual Δ log π. */
   oneStepChange: {
     pearson: number | null;
@@ -205,16 +215,19 @@ function agreement(actual: Trajectory, predicted: Float64Array) {
 
 /** Score every prediction of a recording. */
 export function scoreRecording(actual: Trajectory, p: Predictions): RecordingScores {
-  const methods: Partial<Record<Method, MethodScore>> = {
-    'one-step': scoreTrajectory(actual, p.oneStepPath, { distributions: false }),
-    'POP-MU': scoreTrajectory(actual, p.popMu),
-    'POP-ODE': scoreTrajectory(actual, p.popOde),
-  };
-  if (p.refreshed) methods.refreshed = scoreTrajectory(actual, p.refreshed);
+  const methods: Partial<Record<MethodLabel, MethodScore>> = {};
+  for (const name of METHODS) {
+    const predicted = p.trajectories[name];
+    if (!predicted) continue;
+    // increments predictors: their cumulative path is not a distribution (see Predictions)
+    const distributions = p.increments[name] === undefined;
+    methods[predictorLabel(name)] = scoreTrajectory(actual, predicted, { distributions });
+  }
+  const oneStepRefreshed = p.increments['one-step-refreshed'];
   return {
     steps: actual.steps.slice(),
     methods,
-    oneStepChange: agreement(actual, p.oneStep),
-    oneStepRefreshedChange: p.oneStepRefreshed ? agreement(actual, p.oneStepRefreshed) : null,
+    oneStepChange: agreement(actual, p.increments['one-step']!),
+    oneStepRefreshedChange: oneStepRefreshed ? agreement(actual, oneStepRefreshed) : null,
   };
 }

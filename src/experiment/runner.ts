@@ -15,7 +15,6 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { backendInfo, ENTK_VERSION } from '../backend/index.js';
-import { loadDataset } from '../data/index.js';
 import { InvalidArgumentError } from '../errors.js';
 import {
   formatTableText,
@@ -24,22 +23,15 @@ import {
   type ReportTable,
   writeReport,
 } from '../report/index.js';
-import { writeJsonAtomic } from '../util/atomic.js';
-import { checkOutputDir, type OutputKind, withOutputLock } from '../util/output.js';
-import {
-  type ExperimentConfig,
-  type ExperimentConfigInput,
-  resolveExperimentConfig,
-  STUDY_NAMES,
-} from './config.js';
+import { checkOutputDir, type OutputKind, withOutputLock, writeJsonAtomic } from '../util/index.js';
+import { type ExperimentConfig, type ExperimentConfigInput, resolveExperimentConfig } from './config.js';
 import { describeModel, type ExperimentContext, pointsStage, trainStage } from './pipeline.js';
 import { type StageEvent, StageRunner } from './stages.js';
-import { runCheckpointsStudy } from './studies/checkpoints.js';
-import { runDiscretisationStudy } from './studies/discretisation.js';
-import { runLazinessStudy } from './studies/laziness.js';
-import { runNegativeGradientsStudy } from './studies/negative-gradients.js';
-import { runReplicatorStudy } from './studies/replicator.js';
-import type { StudyRun, SummaryRow } from './study.js';
+import { STUDIES } from './studies/index.js';
+import type { BaseRun, Study, StudyRun, SummaryRow } from './study.js';
+
+/** The registered studies, as the runner loops over them (each with its own resolved configuration). */
+const REGISTRY = STUDIES as readonly Study[];
 
 /** Options of {@link runExperiment}. */
 export interface RunExperimentOptions {
@@ -103,18 +95,16 @@ export const EXPERIMENT_JSON = 'experiment.json';
 /** Experiment directories as outputs (src/util/output.ts): marked by experiment.json. */
 export const EXPERIMENT_OUTPUT: OutputKind = { name: 'experiment', marker: EXPERIMENT_JSON };
 
-/** Fail fast on what can be checked before any training. */
+/** The resolved configuration of a study (null when it is not enabled). */
+function studyConfig(config: ExperimentConfig, study: Study): unknown {
+  return (config.studies as Record<string, unknown>)[study.name] ?? null;
+}
+
+/** Fail fast on what can be checked before any training (each study's `preflight`). */
 async function preflight(config: ExperimentConfig): Promise<void> {
-  const rep = config.studies.replicator;
-  if (rep) {
-    const ds = await loadDataset(rep.train.data, rep.train.dataOptions);
-    if (ds.classNames.length !== 3) {
-      throw new InvalidArgumentError(
-        'studies.replicator.train.data',
-        rep.train.data,
-        `a three-class dataset (it has ${ds.classNames.length} classes); e.g. synthetic:classes=3,dim=2, iris or wine`,
-      );
-    }
+  for (const study of REGISTRY) {
+    const cfg = studyConfig(config, study);
+    if (cfg !== null) await study.preflight?.(cfg);
   }
 }
 
@@ -198,21 +188,14 @@ async function runStages(
   };
   ctx.log(`experiment "${config.title}" in ${path.relative(process.cwd(), outDir) || '.'}`);
 
-  const s = config.studies;
-  const needsBase = Boolean(s.checkpoints || s.laziness || s.discretisation || s.negativeGradients);
+  const needsBase = REGISTRY.some((study) => study.usesBase && studyConfig(config, study) !== null);
   const base = needsBase && config.train ? await trainStage(ctx, 'base', config.train) : null;
   const points = base ? await pointsStage(ctx, base, config.points, 'points') : null;
+  const baseRun: BaseRun | null = base && points ? { trained: base, points } : null;
   const studies: StudyRun[] = [];
-  for (const name of STUDY_NAMES) {
-    if (name === 'checkpoints' && s.checkpoints)
-      studies.push(await runCheckpointsStudy(ctx, base!, points!, s.checkpoints));
-    if (name === 'laziness' && s.laziness) studies.push(await runLazinessStudy(ctx, points!, s.laziness));
-    if (name === 'discretisation' && s.discretisation)
-      studies.push(await runDiscretisationStudy(ctx, base!, points!, s.discretisation));
-    if (name === 'negativeGradients' && s.negativeGradients) {
-      studies.push(await runNegativeGradientsStudy(ctx, base!, points!, s.negativeGradients));
-    }
-    if (name === 'replicator' && s.replicator) studies.push(await runReplicatorStudy(ctx, s.replicator));
+  for (const study of REGISTRY) {
+    const cfg = studyConfig(config, study);
+    if (cfg !== null) studies.push(await study.run(ctx, cfg, study.usesBase ? baseRun : null));
   }
   const summary = summaryTable(studies.flatMap((st) => st.summary));
   const meta = reportMeta(config, base?.result.checkpoints.length ?? null);
@@ -272,20 +255,14 @@ function reportMeta(config: ExperimentConfig, checkpoints: number | null): Recor
   return meta;
 }
 
-const STUDY_TITLES: Record<string, string> = {
-  checkpoints: 'theory vs reality at checkpoints',
-  laziness: 'laziness vs width',
-  discretisation: 'discretisation vs step size',
-  negativeGradients: 'negative gradients',
-  replicator: 'replicator picture',
-};
+const studyTitle = (name: string) => REGISTRY.find((study) => study.name === name)?.title ?? name;
 
 function summarySection(config: ExperimentConfig, summary: ReportTable, studies: StudyRun[]): ReportSection {
   return {
     id: 'summary',
     title: 'Summary',
     text: [
-      `This report compares what real TensorFlow.js networks do when finetuned with what lazy-training theory predicts from their empirical neural tangent kernel (eNTK): equation (1) for one SGD step, POP-MU (the multiplicative update, equal to gradient descent on the linearised network) and POP-ODE (the replicator flow), as defined in docs/theory.md#lazy-training. Studies: ${studies.map((st) => STUDY_TITLES[st.name]).join('; ')}.`,
+      `This report compares what real TensorFlow.js networks do when finetuned with what lazy-training theory predicts from their empirical neural tangent kernel (eNTK): equation (1) for one SGD step, POP-MU (the multiplicative update, equal to gradient descent on the linearised network) and POP-ODE (the replicator flow), as defined in docs/theory.md#lazy-training. Studies: ${studies.map((st) => studyTitle(st.name)).join('; ')}.`,
       `${config.train ? `Base run: ${describeModel(config.train)} on ${config.train.data}. ` : ''}Every number on this page is in results.json; every figure is in figures/ as SVG${config.report.png ? ', PNG' : ''} and Vega-Lite spec.`,
     ].join('\n\n'),
     tables: [summary],

@@ -9,8 +9,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { CorruptFileError } from '../errors.js';
-import { writeJsonAtomic } from '../util/atomic.js';
-import { exists } from '../util/fs.js';
+import { exists, writeJsonAtomic } from '../util/index.js';
 
 /** JSON with object keys sorted, so that equal configurations hash equally. */
 export function canonicalJson(value: unknown): string {

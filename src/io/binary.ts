@@ -7,7 +7,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as zlib from 'node:zlib';
 import { CorruptFileError, InvalidArgumentError } from '../errors.js';
-import { streamFileAtomic } from '../util/atomic.js';
+import { streamFileAtomic } from '../util/index.js';
 import {
   type ArraySpec,
   allocate,

@@ -8,20 +8,20 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { InvalidArgumentError } from '../errors.js';
 import type { ArrayFormat, ArrayProducer, NdArray } from '../io/index.js';
-import { empiricalNtkFn } from '../kernel/index.js';
-import type {
-  NtkAccumulation,
-  NtkBlock,
-  NtkContraction,
-  NtkImplementation,
-  NtkInput,
-  NtkParameters,
-  NtkResult,
-  NtkStreamSummary,
-} from '../kernel/types.js';
+import {
+  empiricalNtkFn,
+  type NtkAccumulation,
+  type NtkBlock,
+  type NtkContraction,
+  type NtkImplementation,
+  type NtkInput,
+  type NtkParameters,
+  type NtkResult,
+  type NtkStreamSummary,
+} from '../kernel/index.js';
 import { countParameters } from '../model/index.js';
 import { type CheckpointInfo, openRun, type Run } from '../train/index.js';
-import { assertFits, freeDiskBytes, memoryBudget } from '../util/resources.js';
+import { assertFits, freeDiskBytes, memoryBudget } from '../util/index.js';
 import type { KernelManifest, ManifestLayer } from './manifest.js';
 import { defaultPointSetName, resolvePoints } from './points.js';
 import { checkStoreOutput, type KernelManifestInput, writeKernelStore } from './store.js';
@@ -415,6 +415,46 @@ export async function computeStore(
 }
 
 /**
+ * The manifest fields of a store of `model`, a checkpoint of `run` (or a model finetuned from it),
+ * over `points` (inputs of shape `inputShape`): run, model summary, checkpoint. `model.numOutputs`
+ * is 0 (computeStore fills it in from the kernel plan).
+ */
+export function runStoreDescription(
+  run: Run,
+  model: tf.LayersModel,
+  checkpoint: CheckpointInfo,
+  points: StoreDescription['points'],
+  inputShape: readonly number[],
+): StoreDescription {
+  return {
+    source: { kind: 'run' },
+    run: {
+      dir: run.dir,
+      data: run.config.data,
+      dataOptions: run.config.dataOptions as Record<string, unknown>,
+      split: { seed: run.config.split.seed, testFraction: run.config.split.testFraction },
+      standardized: run.config.standardize,
+    },
+    model: {
+      spec: run.config.model as unknown as Record<string, unknown>,
+      preset: run.config.modelPreset,
+      layers: summarizeModel(model),
+      parameterCount: countParameters(model),
+      inputShape: [...inputShape],
+      numOutputs: 0, // filled in from the kernel plan
+      classNames: [...run.split.classNames],
+    },
+    checkpoint: {
+      id: checkpoint.id,
+      step: checkpoint.step,
+      epoch: checkpoint.epoch,
+      metrics: (checkpoint.metrics as unknown as Record<string, number>) ?? null,
+    },
+    points,
+  };
+}
+
+/**
  * Compute and write kernel stores: for every selected checkpoint, `<out>/<name>/<checkpoint>/`
  * (or, with `shard`, `<out>/<name>/<checkpoint>.shards/shard-i-of-n/` holding its block rows).
  * Returns the stores written, in checkpoint order.
@@ -446,31 +486,11 @@ export async function computeKernelStores(options: ComputeKernelStoresOptions): 
     const t0 = performance.now();
     const model = await run.loadModel(checkpoint.id);
     try {
-      const base: StoreDescription = {
-        source: { kind: 'run' },
-        run: {
-          dir: run.dir,
-          data: run.config.data,
-          dataOptions: run.config.dataOptions as Record<string, unknown>,
-          split: { seed: run.config.split.seed, testFraction: run.config.split.testFraction },
-          standardized: run.config.standardize,
-        },
-        model: {
-          spec: run.config.model as unknown as Record<string, unknown>,
-          preset: run.config.modelPreset,
-          layers: summarizeModel(model),
-          parameterCount: countParameters(model),
-          inputShape: [...points.dataset.inputShape],
-          numOutputs: 0, // filled in from the kernel plan
-          classNames: [...run.split.classNames],
-        },
-        checkpoint: {
-          id: checkpoint.id,
-          step: checkpoint.step,
-          epoch: checkpoint.epoch,
-          metrics: (checkpoint.metrics as unknown as Record<string, number>) ?? null,
-        },
-        points: {
+      const base = runStoreDescription(
+        run,
+        model,
+        checkpoint,
+        {
           name,
           spec: options.points,
           seed: points.seed,
@@ -478,7 +498,8 @@ export async function computeKernelStores(options: ComputeKernelStoresOptions): 
           ids: [...points.dataset.ids],
           sources: [...points.sources],
         },
-      };
+        points.dataset.inputShape,
+      );
       const storeDir = path.join(root, name, checkpoint.id);
       results.push(
         await computeStore(model, points.dataset, base, storeDir, { ...options, kind, shard }, t0),

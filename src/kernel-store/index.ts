@@ -12,6 +12,7 @@ export {
   computeStore,
   logitsAndProbabilities,
   parseShard,
+  runStoreDescription,
   type ShardSpec,
   type StoreDescription,
   type StoreKernelOptions,

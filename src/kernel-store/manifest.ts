@@ -20,7 +20,7 @@ import * as path from 'node:path';
 import { z } from 'zod';
 import { CorruptFileError } from '../errors.js';
 import { ARRAY_FORMATS, DTYPES } from '../io/index.js';
-import { resolveInside } from '../util/fs.js';
+import { resolveInside } from '../util/index.js';
 
 /** File name of the manifest inside a store directory. */
 export const MANIFEST_JSON = 'manifest.json';
@@ -187,6 +187,11 @@ export const manifestSchema = z
         timings: z.record(z.number()),
       })
       .strict(),
+    /**
+     * Present when the model is the checkpoint finetuned for `step` SGD steps by the recording
+     * `recording` (src/finetune: `<run>/finetune/<recording>/kernels/step-XXXXXX/`).
+     */
+    finetune: z.object({ recording: z.string(), step: nonNegInt }).strict().optional(),
     /** Present in a shard: it holds rows [rowStart, rowEnd) (points) of the whole kernel. */
     shard: z
       .object({

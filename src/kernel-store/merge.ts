@@ -6,9 +6,8 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { CorruptFileError, InvalidArgumentError } from '../errors.js';
-import type { ArrayFormat, DType, NdArray } from '../io/index.js';
-import { allocate } from '../io/index.js';
-import { isDirectory } from '../util/fs.js';
+import { type ArrayFormat, allocate, type DType, type NdArray } from '../io/index.js';
+import { isDirectory } from '../util/index.js';
 import { type KernelManifest, MANIFEST_JSON, STORE_ARRAYS } from './manifest.js';
 import {
   checkStoreOutput,

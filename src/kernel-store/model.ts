@@ -16,14 +16,23 @@
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { datasetNameFromPath, decodeDataBytes, parseCsvTable, parseJsonlTable } from '../data/files.js';
-import { DATA_FILE_EXTENSIONS, type Dataset, dataFileFormat, resolveDataPath } from '../data/index.js';
-import { rowId, tableToDataset } from '../data/table.js';
-import { loadUserModel, type ModelSupportReport, unsupportedLines } from '../embed/user-model.js';
+import {
+  DATA_FILE_EXTENSIONS,
+  type Dataset,
+  dataFileFormat,
+  datasetNameFromPath,
+  decodeDataBytes,
+  parseCsvTable,
+  parseJsonlTable,
+  resolveDataPath,
+  rowId,
+  tableToDataset,
+} from '../data/index.js';
+import { loadUserModel, type ModelSupportReport, unsupportedLines } from '../embed/index.js';
 import { InvalidArgumentError, UnsupportedError } from '../errors.js';
 import { readArray, sha256File } from '../io/index.js';
-import { analyzeModel } from '../kernel/analyze.js';
-import { resolveInside } from '../util/fs.js';
+import { analyzeModel } from '../kernel/index.js';
+import { resolveInside } from '../util/index.js';
 import {
   type ComputedStore,
   checkShard,

@@ -27,7 +27,7 @@ import {
 } from '../data/index.js';
 import { InvalidArgumentError } from '../errors.js';
 import type { Run } from '../train/index.js';
-import { Rng } from '../util/rng.js';
+import { Rng } from '../util/index.js';
 
 /** Where a point came from. */
 export type PointSource = 'train' | 'test' | 'file';

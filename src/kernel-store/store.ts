@@ -35,9 +35,15 @@ import {
   sha256File,
   streamArray,
 } from '../io/index.js';
-import { writeJsonAtomic } from '../util/atomic.js';
-import { exists, isDirectory, resolveInside } from '../util/fs.js';
-import { checkOutputDir, type OutputKind, writeOutputDir } from '../util/output.js';
+import {
+  checkOutputDir,
+  exists,
+  isDirectory,
+  type OutputKind,
+  resolveInside,
+  writeJsonAtomic,
+  writeOutputDir,
+} from '../util/index.js';
 import {
   INDEX_CONVENTION,
   KERNEL_STORE_FORMAT,

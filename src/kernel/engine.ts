@@ -9,7 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { InvalidArgumentError, UnsupportedError } from '../errors.js';
-import { type Progress, progressBar } from '../util/progress.js';
+import { type Progress, progressBar } from '../util/index.js';
 import type { ModelAnalysis } from './analyze.js';
 import { jacobianFeatures } from './jacobian.js';
 import { abortJob, BLOCK_FIELDS, BlockLoop, makeBlockComputer, provideTfContraction } from './loop.js';

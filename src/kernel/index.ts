@@ -22,7 +22,7 @@
  */
 import os from 'node:os';
 import type * as tf from '@tensorflow/tfjs';
-import { installWasmKernelFixes } from '../backend/wasm-kernels.js';
+import { installWasmKernelFixes } from '../backend/index.js';
 import { InvalidArgumentError, UnsupportedError } from '../errors.js';
 import { analyzeModel, type ModelAnalysis } from './analyze.js';
 import { computeMatrix, type EngineState, type Points, toPoints } from './engine.js';
@@ -291,3 +291,4 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
     dispose: terminateNtkWorkers,
   });
 }
+export { analyzeModel, leafLayers } from './analyze.js';

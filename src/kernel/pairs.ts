@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { InvalidArgumentError } from '../errors.js';
-import { type Progress, progressBar } from '../util/progress.js';
+import { type Progress, progressBar } from '../util/index.js';
 import { type EngineState, featuresFor, type Points, partition, resolveBlockSize } from './engine.js';
 import type { TermFeatures } from './structured.js';
 import { dot, featureBytes, type TermMeta } from './terms.js';

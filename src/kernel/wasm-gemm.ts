@@ -47,7 +47,7 @@ import {
   vzero,
   type WasmModule,
   whileNot,
-} from '../util/wasm-asm.js';
+} from '../util/index.js';
 
 /** Rows of a micro-kernel tile (dense and masked). */
 export const MR = 4;

@@ -24,7 +24,7 @@
  * column blocks (packing is cached per block in JS memory), scratch and the output block.
  */
 import { InvalidArgumentError } from '../errors.js';
-import { WASM_PAGE, type WasmMemory, wasmApi } from '../util/wasm-asm.js';
+import { WASM_PAGE, type WasmMemory, wasmApi } from '../util/index.js';
 import type { TermFeatures } from './structured.js';
 import type { BlockComputer, BlockInput, BlockOutput, ContractionMode, TermMeta } from './terms.js';
 import { type GemmExports, gemmModule, MASKED_FIELDS, MR, NR } from './wasm-gemm.js';

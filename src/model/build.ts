@@ -14,13 +14,11 @@
  * - ntk: kernels ~ N(0, 1), biases 0; the 1/sqrt(fan_in) lives in the forward pass (`ScaledDense`).
  */
 import * as tf from '@tensorflow/tfjs';
-import { installWasmKernelFixes } from '../backend/wasm-kernels.js';
+import { installWasmKernelFixes } from '../backend/index.js';
 import { assertArgument, InvalidArgumentError } from '../errors.js';
-import { assertFits, MAX_TYPED_ARRAY_LENGTH, memoryBudget } from '../util/resources.js';
-import { Rng } from '../util/rng.js';
+import { assertFits, MAX_TYPED_ARRAY_LENGTH, memoryBudget, Rng } from '../util/index.js';
 import { ElementwiseActivation, Scale, ScaledDense } from './layers.js';
-import type { ActivationName, CnnSpec, MlpSpec, ModelSpec } from './spec.js';
-import { resolveModelSpec } from './spec.js';
+import { type ActivationName, type CnnSpec, type MlpSpec, type ModelSpec, resolveModelSpec } from './spec.js';
 
 /** Options of {@link buildModel}. */
 export interface BuildModelOptions {

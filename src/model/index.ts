@@ -4,7 +4,7 @@
  */
 
 export type { BuildModelOptions } from './build.js';
-export { buildModel, countParameters } from './build.js';
+export { buildModel, countParameters, squareImageShape } from './build.js';
 export { fileSystemHandler, loadModel, MODEL_JSON, saveModel, WEIGHTS_BIN } from './io.js';
 export type { ElementwiseActivationArgs, ElementwiseFunction, ScaleArgs, ScaledDenseArgs } from './layers.js';
 export {
@@ -17,9 +17,12 @@ export {
 export type { ActivationName, CnnSpec, LinearSpec, MlpSpec, ModelSpec, Parameterization } from './spec.js';
 export {
   ACTIVATIONS,
+  formatPath,
   MODEL_PRESETS,
   modelSpecSchema,
   PARAMETERIZATIONS,
   presetNameOf,
   resolveModelSpec,
+  valueAt,
+  zodToArgumentError,
 } from './spec.js';

@@ -10,13 +10,11 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { ENTK_VERSION } from '../backend/index.js';
+import { ENTK_VERSION, installWasmKernelFixes } from '../backend/index.js';
 import { CorruptFileError, EntkError, InvalidArgumentError, UnsupportedError } from '../errors.js';
-import { writeDirAtomic, writeFileAtomic } from '../util/atomic.js';
-import { exists, resolveInside } from '../util/fs.js';
+import { exists, resolveInside, writeDirAtomic, writeFileAtomic } from '../util/index.js';
 import { assertAcyclicTopology } from './topology.js';
 import './layers.js'; // registers the custom layers before any model is deserialised
-import { installWasmKernelFixes } from '../backend/wasm-kernels.js';
 
 /** File names inside a saved model directory. */
 export const MODEL_JSON = 'model.json';

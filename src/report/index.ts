@@ -87,5 +87,4 @@ export {
   reportResults,
   validateReport,
 } from './report.js';
-export { fitLogLog, type LogLogFit, type Numeric } from './stats.js';
 export { type WriteReportOptions, type WrittenReport, writeReport } from './write.js';

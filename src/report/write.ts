@@ -2,8 +2,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { InvalidArgumentError } from '../errors.js';
-import { writeDirAtomic, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
-import { exists } from '../util/fs.js';
+import { exists, writeDirAtomic, writeFileAtomic, writeJsonAtomic } from '../util/index.js';
 import { type PngOptions, svgToPng } from './render.js';
 import { figureFiles, type Report, type ReportResults, renderReportHtml, reportResults } from './report.js';
 

@@ -7,8 +7,7 @@ import { z } from 'zod';
 import type { LoadOptions } from '../data/index.js';
 import { type BackboneConfig, BackboneConfigSchema } from '../embed/index.js';
 import { InvalidArgumentError } from '../errors.js';
-import type { ModelSpec } from '../model/spec.js';
-import { presetNameOf, resolveModelSpec, zodToArgumentError } from '../model/spec.js';
+import { type ModelSpec, presetNameOf, resolveModelSpec, zodToArgumentError } from '../model/index.js';
 
 /** Optimisers. 'sgd' is plain SGD on the mean batch loss, the optimiser of the one-step rule (docs/theory.md#one-sgd-step). */
 export const OPTIMIZERS = ['sgd', 'momentum', 'adam'] as const;

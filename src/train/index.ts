@@ -21,7 +21,6 @@ export {
   toConfigInput,
   trainConfigSchema,
 } from './config.js';
-export * from './finetune.js';
 export type { OptimizerStateFile } from './optimizer.js';
 export { createOptimizer, disposeOptimizer, loadOptimizer, saveOptimizerState } from './optimizer.js';
 export type {

@@ -15,8 +15,8 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { CorruptFileError } from '../errors.js';
-import { numElements } from '../io/dtypes.js';
-import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { numElements } from '../io/index.js';
+import { writeFileAtomic, writeJsonAtomic } from '../util/index.js';
 import { OPTIMIZER_DEFAULTS, type OptimizerConfig } from './config.js';
 
 export const OPTIMIZER_JSON = 'optimizer.json';

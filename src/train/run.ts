@@ -52,12 +52,9 @@ import {
 import { embedDataset } from '../embed/index.js';
 import { CorruptFileError, InvalidArgumentError } from '../errors.js';
 import { sha256File } from '../io/index.js';
-import { squareImageShape } from '../model/build.js';
-import { loadModel as loadModelFrom } from '../model/io.js';
-import type { ModelSpec } from '../model/spec.js';
-import { exists, isDirectory, resolveInside } from '../util/fs.js';
-import type { DataOptions, TrainConfig } from './config.js';
-import { resolveTrainConfig } from './config.js';
+import { loadModel as loadModelFrom, type ModelSpec, squareImageShape } from '../model/index.js';
+import { exists, isDirectory, readJsonFile, resolveInside } from '../util/index.js';
+import { type DataOptions, resolveTrainConfig, type TrainConfig } from './config.js';
 
 export const CONFIG_JSON = 'config.json';
 export const SPLIT_JSON = 'split.json';
@@ -163,19 +160,6 @@ export function runPaths(dir: string) {
     kernels: path.join(dir, KERNELS_DIR),
     finetune: path.join(dir, FINETUNE_DIR),
   };
-}
-
-/** Read and parse a JSON file; CorruptFileError if it is missing or not valid JSON. */
-export async function readJsonFile<T>(file: string): Promise<T> {
-  const text = await fs.readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT' || error.code === 'ENOTDIR') throw new CorruptFileError(file, 'missing');
-    throw error;
-  });
-  try {
-    return JSON.parse(text) as T;
-  } catch (error) {
-    throw new CorruptFileError(file, `not valid JSON (${(error as Error).message})`);
-  }
 }
 
 /** `checkpoints/index.json` of a run ([] if there is none yet). */

@@ -23,13 +23,21 @@ import {
   resolveDataPath,
 } from '../data/index.js';
 import { CorruptFileError, DivergenceError, InvalidArgumentError } from '../errors.js';
-import { buildModel, countParameters } from '../model/build.js';
-import { saveModel } from '../model/io.js';
-import { writeDirAtomic, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
-import { exists, isDirectory } from '../util/fs.js';
-import { checkOutputDir, cleanStaleTemporaries, type OutputKind, withOutputLock } from '../util/output.js';
-import { progressBar } from '../util/progress.js';
-import { Rng } from '../util/rng.js';
+import { buildModel, countParameters, saveModel } from '../model/index.js';
+import {
+  checkOutputDir,
+  cleanStaleTemporaries,
+  exists,
+  isDirectory,
+  type OutputKind,
+  progressBar,
+  Rng,
+  readJsonFile,
+  withOutputLock,
+  writeDirAtomic,
+  writeFileAtomic,
+  writeJsonAtomic,
+} from '../util/index.js';
 import { planSteps, resolveTrainConfig, type TrainConfig, type TrainConfigInput } from './config.js';
 import { createOptimizer, disposeOptimizer, loadOptimizer, saveOptimizerState } from './optimizer.js';
 import {
@@ -46,7 +54,6 @@ import {
   prepareRunData,
   type RunConfigFile,
   readCheckpointIndex,
-  readJsonFile,
   readTrainLog,
   runPaths,
   type SplitFile,

@@ -52,3 +52,16 @@ export function resolveInside(
   if (relative === '' || relative.startsWith('..') || path.isAbsolute(relative)) bad('leaves the directory');
   return path.join(dir, name);
 }
+
+/** Read and parse a JSON file; CorruptFileError if it is missing or not valid JSON. */
+export async function readJsonFile<T>(file: string): Promise<T> {
+  const text = await fs.readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT' || error.code === 'ENOTDIR') throw new CorruptFileError(file, 'missing');
+    throw error;
+  });
+  try {
+    return JSON.parse(text) as T;
+  } catch (error) {
+    throw new CorruptFileError(file, `not valid JSON (${(error as Error).message})`);
+  }
+}

@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { readFinetuneRecording } from '../../src/train/finetune.js';
+import { readFinetuneRecording } from '../../src/finetune/index.js';
 import { train } from '../../src/train/train.js';
 import { tempDir } from '../util/temp-dir.js';
 import { expectOneLineError, runCli } from './run-cli.js';

@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readPredictions } from '../../src/compare/index.js';
-import { finetune, readFinetuneRecording } from '../../src/train/finetune.js';
+import { finetune, readFinetuneRecording } from '../../src/finetune/index.js';
 import { train } from '../../src/train/train.js';
 import { tempDir } from '../util/temp-dir.js';
 import { expectOneLineError, runCli } from './run-cli.js';

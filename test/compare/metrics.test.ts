@@ -4,19 +4,21 @@ import {
   changeAgreement,
   discretisationGap,
   finalKl,
-  kernelDrift,
-  klDivergence,
   lazinessGap,
-  logLogSlope,
-  pearson,
-  ranks,
-  signAgreement,
-  spearman,
   trajectoryErrors,
 } from '../../src/compare/index.js';
 import type { Trajectory } from '../../src/dynamics/index.js';
 import { InvalidArgumentError } from '../../src/errors.js';
 import { Rng } from '../../src/util/rng.js';
+import {
+  kernelDrift,
+  klDivergence,
+  logLogSlope,
+  pearson,
+  ranks,
+  signAgreement,
+  spearman,
+} from '../../src/util/stats.js';
 
 const L = Math.log;
 

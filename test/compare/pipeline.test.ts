@@ -1,10 +1,16 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { compareRecording, logLogSlope, predictRecording, readPredictions } from '../../src/compare/index.js';
+import { compareRecording, predictRecording, readPredictions } from '../../src/compare/index.js';
 import { FitnessOperator, popOde, scheduleWeights } from '../../src/dynamics/index.js';
-import { finetune, readFinetuneKernel, readFinetuneRecording } from '../../src/train/finetune.js';
+import {
+  finetune,
+  readFinetuneRecording,
+  readRecordingKernel,
+  storeBlocks,
+} from '../../src/finetune/index.js';
 import { train } from '../../src/train/train.js';
+import { logLogSlope } from '../../src/util/stats.js';
 import { tempDir } from '../util/temp-dir.js';
 
 const root = tempDir('pipeline');
@@ -84,7 +90,7 @@ describe('predict + compare on real recordings', () => {
     expect(m.schedule.kind).toBe('sequence');
     const V = m.numClasses;
     const N = rec.numTrain;
-    const k = await readFinetuneKernel(rec, 0);
+    const k = storeBlocks(await readRecordingKernel(rec, 0), m.finetune.ids, []);
     const op = new FitnessOperator({ numClasses: V, train: k.train }, { threads: 1 });
     const problem = {
       numClasses: V,

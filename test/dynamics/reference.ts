@@ -3,8 +3,8 @@
  * kernel (no reduction, no symmetry, no SIMD), and random problem generators.
  */
 
-import { logLogSlope as fitLogLog } from '../../src/compare/metrics.js';
 import { Rng } from '../../src/util/rng.js';
+import { logLogSlope as fitLogLog } from '../../src/util/stats.js';
 
 export interface RandomProblem {
   N: number;

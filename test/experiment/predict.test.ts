@@ -53,12 +53,12 @@ describe('scoring predictions', () => {
     // the path is not normalised
     expect(Math.exp(path.logProbs[4]!) + Math.exp(path.logProbs[5]!)).not.toBeCloseTo(1, 3);
     const p: Predictions = {
-      oneStep,
-      oneStepRefreshed: null,
-      oneStepPath: path,
-      popMu: trajectory([0.5, 0.5, 0.2, 0.8, 0.6, 0.4, 0.4, 0.6]),
-      popOde: actual,
-      refreshed: null,
+      trajectories: {
+        'one-step': path,
+        'pop-mu': trajectory([0.5, 0.5, 0.2, 0.8, 0.6, 0.4, 0.4, 0.6]),
+        'pop-ode': actual,
+      },
+      increments: { 'one-step': oneStep },
     };
     const s = scoreRecording(actual, p);
     expect(Object.keys(s.methods)).toEqual(['one-step', 'POP-MU', 'POP-ODE']);

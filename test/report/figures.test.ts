@@ -1,7 +1,6 @@
 import { Resvg } from '@resvg/resvg-js';
 import * as vega from 'vega';
 import { describe, expect, it, vi } from 'vitest';
-import { pearson } from '../../src/compare/metrics.js';
 import {
   blockAverage,
   classSortedOrder,
@@ -19,6 +18,7 @@ import {
   ternaryProject,
   trajectoriesFigure,
 } from '../../src/report/index.js';
+import { pearson } from '../../src/util/stats.js';
 import {
   allFigures,
   driftData,

@@ -3,12 +3,12 @@ import { InvalidArgumentError } from '../../src/errors.js';
 import {
   escapeHtml,
   fillTemplate,
-  fitLogLog,
   formatNumber,
   jsonPointer,
   parseTemplate,
   resolveJsonPointer,
 } from '../../src/report/index.js';
+import { fitLogLog } from '../../src/util/stats.js';
 
 describe('formatNumber', () => {
   it('shows integers in full, others with 4 significant digits, exponent form outside [1e-3, 1e6)', () => {

@@ -4,7 +4,7 @@
  */
 import * as path from 'node:path';
 import type { Command } from 'commander';
-import { COMPARISON_JSON, compareRecording, summarizeComparison } from '../../compare/pipeline.js';
+import { COMPARISON_JSON, compareRecording, summarizeComparison } from '../../compare/index.js';
 import { output, prepare } from '../shared.js';
 import { recordingDir } from './predict.js';
 

@@ -12,7 +12,7 @@ import {
   listKernelStores,
   MANIFEST_JSON,
 } from '../../kernel-store/index.js';
-import { exists } from '../../util/fs.js';
+import { exists } from '../../util/index.js';
 import { output, withFlagNames } from '../shared.js';
 
 export function registerExport(program: Command): void {

@@ -1,10 +1,10 @@
 /**
- * `entk finetune`: flags → `finetune()` options (src/train/finetune.ts): a recorded SGD run from a
+ * `entk finetune`: flags → `finetune()` options (src/finetune/record.ts): a recorded SGD run from a
  * checkpoint into `<run>/finetune/<name>/`.
  */
 import type { Command } from 'commander';
-import { NTK_IMPLEMENTATIONS, type NtkImplementation } from '../../kernel/types.js';
-import { FINETUNE_MODES, type FinetuneMode, finetune } from '../../train/finetune.js';
+import { FINETUNE_MODES, type FinetuneMode, finetune } from '../../finetune/index.js';
+import { NTK_IMPLEMENTATIONS, type NtkImplementation } from '../../kernel/index.js';
 import {
   output,
   parseChoice,

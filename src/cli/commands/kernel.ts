@@ -12,7 +12,7 @@ import {
   NTK_IMPLEMENTATIONS,
   type NtkContraction,
   type NtkImplementation,
-} from '../../kernel/types.js';
+} from '../../kernel/index.js';
 import {
   computeKernelStores,
   computeModelKernelStore,

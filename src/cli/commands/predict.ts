@@ -5,10 +5,11 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
-import { PREDICTORS, type PredictorName, predictRecording } from '../../compare/pipeline.js';
+import { PREDICTORS, type PredictorName, predictRecording } from '../../compare/index.js';
+import { ODE_TOLERANCES } from '../../dynamics/index.js';
 import { InvalidArgumentError } from '../../errors.js';
-import { finetuneDir } from '../../train/finetune.js';
-import { FINETUNE_DIR } from '../../train/run.js';
+import { finetuneDir } from '../../finetune/index.js';
+import { FINETUNE_DIR } from '../../train/index.js';
 import { output, parseNumber, parseThreads, prepare } from '../shared.js';
 
 interface PredictFlags {
@@ -87,7 +88,7 @@ export async function recordingDir(flags: {
 function parsePredictors(value: string): PredictorName[] {
   const parts = value.split(',').map((s) => s.trim());
   for (const p of parts) {
-    if (!(PREDICTORS as readonly string[]).includes(p)) {
+    if (!PREDICTORS.some((name) => name === p)) {
       throw new InvalidArgumentError(
         '--predictors',
         value,
@@ -112,8 +113,16 @@ export function registerPredict(program: Command): void {
       `comma-separated subset of ${PREDICTORS.join(', ')} (default: all that apply)`,
       parsePredictors,
     )
-    .option('--rtol <r>', 'POP-ODE relative tolerance (default 1e-6)', parseNumber('--rtol', 'positive'))
-    .option('--atol <a>', 'POP-ODE absolute tolerance (default 1e-9)', parseNumber('--atol', 'nonnegative'))
+    .option(
+      '--rtol <r>',
+      `POP-ODE relative tolerance (default ${ODE_TOLERANCES.rtol.toExponential()})`,
+      parseNumber('--rtol', 'positive'),
+    )
+    .option(
+      '--atol <a>',
+      `POP-ODE absolute tolerance (default ${ODE_TOLERANCES.atol.toExponential()})`,
+      parseNumber('--atol', 'nonnegative'),
+    )
     .option('--threads <n|auto>', 'threads of the replicator right-hand side', parseThreads(64), 'auto')
     .option('--json', 'print a JSON summary')
     .action(async (flags: PredictFlags, command: Command) => {

@@ -3,14 +3,12 @@
  * stored config of the run being resumed) → `train()`. No logic beyond the mapping.
  */
 
-import { promises as fs } from 'node:fs';
 import type { Command } from 'commander';
-import YAML from 'yaml';
 import { addBackboneOptions, type BackboneCliOptions, backboneConfigFromCli } from '../../embed/index.js';
 import { InvalidArgumentError } from '../../errors.js';
-import { MODEL_PRESETS } from '../../model/spec.js';
-import { OPTIMIZERS, type TrainConfigInput, toConfigInput } from '../../train/config.js';
-import { readRunConfig, train } from '../../train/train.js';
+import { MODEL_PRESETS } from '../../model/index.js';
+import { OPTIMIZERS, readRunConfig, type TrainConfigInput, toConfigInput, train } from '../../train/index.js';
+import { readConfigFile } from '../../util/index.js';
 import {
   output,
   parseChoice,
@@ -96,33 +94,6 @@ function parseNameList(flag: string) {
       throw new InvalidArgumentError(flag, value, 'a comma-separated list of names');
     return parts;
   };
-}
-
-async function readConfigFile(file: string): Promise<Record<string, unknown>> {
-  let text: string;
-  try {
-    text = await fs.readFile(file, 'utf8');
-  } catch (error) {
-    throw new InvalidArgumentError(
-      '--config',
-      file,
-      `a readable JSON or YAML file (${(error as NodeJS.ErrnoException).code})`,
-    );
-  }
-  let value: unknown;
-  try {
-    value = /\.json$/i.test(file) ? JSON.parse(text) : YAML.parse(text);
-  } catch (error) {
-    throw new InvalidArgumentError(
-      '--config',
-      file,
-      `valid JSON/YAML (${(error as Error).message.split('\n')[0]})`,
-    );
-  }
-  if (value == null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new InvalidArgumentError('--config', file, 'a JSON/YAML object of training options');
-  }
-  return value as Record<string, unknown>;
 }
 
 /** Map the flags onto a config input (on top of `base`). Exported for tests. */
@@ -348,7 +319,7 @@ export function registerTrain(program: Command): void {
     .action(async (flags: TrainFlags) => {
       const info = await prepare({ ...program.opts(), ...flags });
       let base: Record<string, unknown> = {};
-      if (flags.config) base = await readConfigFile(flags.config);
+      if (flags.config) base = await readConfigFile(flags.config, 'a JSON/YAML object of training options');
       else if (flags.resume && flags.data === undefined) {
         const stored = await readRunConfig(flags.out);
         if (!stored) {

@@ -5,7 +5,9 @@
  * (docs/theory.md#where-reality-departs), and follow how the kernel itself moves over training.
  */
 import * as path from 'node:path';
-import { intervalChanges, kernelDrift } from '../../compare/index.js';
+import { z } from 'zod';
+import { intervalChanges, predictorLabel } from '../../compare/index.js';
+import { readFinetuneManifest, readRecordingKernel, storeBlocks } from '../../finetune/index.js';
 import {
   errorOverStepsFigure,
   type Figure,
@@ -18,9 +20,8 @@ import {
   type ScatterSeries,
   trajectoriesFigure,
 } from '../../report/index.js';
-import { readFinetuneKernel, readFinetuneManifest } from '../../train/finetune.js';
 import type { CheckpointInfo } from '../../train/index.js';
-import type { CheckpointsStudyConfig } from '../config.js';
+import { kernelDrift } from '../../util/index.js';
 import {
   abs,
   checkpointOf,
@@ -38,33 +39,32 @@ import {
   METHODS,
   type Method,
   ONE_STEP_PATH_LABEL,
-  type Predictions,
   type RecordingScores,
   scoreRecording,
   totalChange,
   writePredictions,
 } from '../predict.js';
-import { pointProbabilities, type StudyRun } from '../study.js';
+import {
+  checkpointSelector,
+  enabled,
+  type FinetuneSettings,
+  finetuneOverride,
+  finetuneWith,
+  msg,
+  oneOf,
+  pointSpec,
+  posInt,
+} from '../schema.js';
+import { defineStudy, pointProbabilities, type StudyDefaults, type StudyRun } from '../study.js';
 
-/** The predicted trajectory of a method ('one-step': the cumulative teacher-forced path, not a distribution). */
-function trajectoryOf(p: Predictions, m: Method) {
-  return m === 'one-step'
-    ? p.oneStepPath
-    : m === 'POP-MU'
-      ? p.popMu
-      : m === 'POP-ODE'
-        ? p.popOde
-        : p.refreshed!;
-}
-
-/** A method's trajectory as named in figure legends (the known names keep their fixed colours). */
+/** A method's trajectory as named in figure legends (the known labels keep their fixed colours). */
 function seriesName(m: Method): string {
-  return m === 'one-step' ? ONE_STEP_PATH_LABEL : m;
+  return m === 'one-step' ? ONE_STEP_PATH_LABEL : predictorLabel(m);
 }
 
 /** A method's trajectory as labelled in tables. */
 function methodLabel(m: Method): string {
-  return m === 'refreshed' ? 'POP-MU, refreshed K' : seriesName(m);
+  return m === 'pop-mu-refreshed' ? 'POP-MU, refreshed K' : seriesName(m);
 }
 
 /** Result of the analysis stage of one checkpoint. */
@@ -83,6 +83,39 @@ interface Analysis {
 interface DriftResult {
   reference: string;
   points: { id: string; step: number; relativeChange: number; kernelDistance: number }[];
+}
+
+/** zod schema of `studies.checkpoints`. */
+const schema = z
+  .object({
+    enabled,
+    /** Training checkpoints to study: 'all' or a list of selectors. Default 'all'. */
+    checkpoints: oneOf("'all' or a non-empty list of checkpoints", [
+      z.literal('all'),
+      z.array(checkpointSelector).min(1, msg('at least one checkpoint')),
+    ]).default('all'),
+    /** The checkpoint shown in detail (scatter, trajectories, heatmap). Default 'last'. */
+    focus: checkpointSelector.default('last'),
+    /** Points of the class-sorted kernel heatmap (a trace kernel). Default 'train:per-class=8'. */
+    heatmapPoints: pointSpec.default('train:per-class=8'),
+    /** Tracked points drawn in the per-label trajectories figure. Default 3. */
+    trajectoryPoints: posInt().max(12, msg('an integer between 1 and 12')).default(3),
+    /** Finetune settings overriding the top-level `finetune`. */
+    finetune: finetuneOverride.default({}),
+  })
+  .strict();
+
+/** The resolved `studies.checkpoints` block. */
+export type CheckpointsStudyConfig = ReturnType<typeof resolve>;
+
+function resolve(s: z.output<typeof schema>, { finetune }: StudyDefaults) {
+  return {
+    checkpoints: s.checkpoints,
+    focus: s.focus,
+    heatmapPoints: s.heatmapPoints.trim(),
+    trajectoryPoints: s.trajectoryPoints,
+    finetune: finetuneWith(finetune, s.finetune as Partial<FinetuneSettings>),
+  };
 }
 
 export async function runCheckpointsStudy(
@@ -119,7 +152,7 @@ export async function runCheckpointsStudy(
         return {
           dir: ft.result.dir,
           scores: scoreRecording(recording.trajectory, predictions),
-          hasRefreshed: predictions.refreshed !== null,
+          hasRefreshed: predictions.trajectories['pop-mu-refreshed'] !== undefined,
           loss: { start: recording.loss[0]!, end: recording.loss[recording.loss.length - 1]! },
           paramDistance: recording.paramDistance[recording.paramDistance.length - 1]!,
           finetuneDrift: last.drift ? { step: last.step, ...last.drift.all } : null,
@@ -137,7 +170,7 @@ export async function runCheckpointsStudy(
     async () => {
       const blocks = async (ft: FinetuneResult) => {
         const rec = { dir: abs(ctx, ft.dir), manifest: await readFinetuneManifest(abs(ctx, ft.dir)) };
-        const k = await readFinetuneKernel(rec, 0);
+        const k = storeBlocks(await readRecordingKernel(rec, 0), ft.finetuneIds, ft.observeIds);
         return k.observe ? [k.train, k.observe] : [k.train];
       };
       const k0 = await blocks(per[0]!.finetune.result);
@@ -162,8 +195,9 @@ export async function runCheckpointsStudy(
   const section = async (): Promise<ReportSection> => {
     const { recording, predictions } = await loadPredictions(abs(ctx, focusRun.analysis.result.dir));
     const actual = recording.trajectory;
-    const methods = METHODS.filter((m) => m !== 'refreshed' || focusRun.analysis.result.hasRefreshed);
-    const predicted = new Map(methods.map((m) => [m, trajectoryOf(predictions, m)]));
+    const methods = METHODS.filter((m) => m !== 'pop-mu-refreshed' || focusRun.analysis.result.hasRefreshed);
+    // 'one-step': the cumulative teacher-forced path, not a distribution (see Predictions)
+    const predicted = new Map(methods.map((m) => [m, predictions.trajectories[m]!]));
     const classNames = base.result.classNames;
     const V = actual.numClasses;
     const N = ids.finetune.length;
@@ -190,12 +224,13 @@ export async function runCheckpointsStudy(
     );
     // Per-interval changes: equation (1).
     const stepSeries: ScatterSeries[] = [
-      { name: 'one-step', predicted: predictions.oneStep, actual: intervalChanges(actual) },
+      { name: 'one-step', predicted: predictions.increments['one-step']!, actual: intervalChanges(actual) },
     ];
-    if (predictions.oneStepRefreshed) {
+    const oneStepRefreshed = predictions.increments['one-step-refreshed'];
+    if (oneStepRefreshed) {
       stepSeries.push({
         name: 'refreshed',
-        predicted: predictions.oneStepRefreshed,
+        predicted: oneStepRefreshed,
         actual: stepSeries[0]!.actual,
       });
     }
@@ -229,9 +264,9 @@ export async function runCheckpointsStudy(
       ...byMovement(N, actual.numPoints).slice(0, Math.max(0, cfg.trajectoryPoints - 1)),
     ].slice(0, cfg.trajectoryPoints);
     const trajectoryMethods: Method[] = [
-      'POP-MU',
-      'POP-ODE',
-      ...(focusRun.analysis.result.hasRefreshed ? (['refreshed'] as const) : []),
+      'pop-mu',
+      'pop-ode',
+      ...(focusRun.analysis.result.hasRefreshed ? (['pop-mu-refreshed'] as const) : []),
     ];
     const labelOf = (p: number) =>
       p < N ? points.result.finetuneLabels[p]! : points.result.observeLabels[p - N]!;
@@ -247,7 +282,7 @@ export async function runCheckpointsStudy(
           series: [
             { method: 'actual', probabilities: pointProbabilities(actual, p) },
             ...trajectoryMethods.map((m) => ({
-              method: m,
+              method: predictorLabel(m),
               probabilities: pointProbabilities(predicted.get(m)!, p),
             })),
           ],
@@ -260,7 +295,10 @@ export async function runCheckpointsStudy(
       await errorOverStepsFigure({
         id: `${prefix}error-over-steps`,
         steps,
-        series: methods.map((m) => ({ name: seriesName(m), values: focusScores.methods[m]!.perStep })),
+        series: methods.map((m) => ({
+          name: seriesName(m),
+          values: focusScores.methods[predictorLabel(m)]!.perStep,
+        })),
         yTitle: 'RMS of predicted − actual log π (nats)',
         errorDescription:
           'the root-mean-square difference of log π between predictor and network over the tracked points and labels',
@@ -345,9 +383,9 @@ export async function runCheckpointsStudy(
         { key: 'kl', label: 'final KL', unit: 'nats' },
       ],
       rows: methods.map((m) => {
-        const s = focusScores.methods[m]!;
+        const s = focusScores.methods[predictorLabel(m)]!;
         return {
-          key: m,
+          key: predictorLabel(m),
           label: methodLabel(m),
           values: {
             rTotal: s.rTotal,
@@ -411,3 +449,13 @@ export async function runCheckpointsStudy(
     section,
   };
 }
+
+/** The study module (registered in ./index.ts). */
+export const checkpointsStudy = defineStudy({
+  name: 'checkpoints',
+  title: 'theory vs reality at checkpoints',
+  schema,
+  usesBase: true,
+  resolve,
+  run: (ctx, config, base) => runCheckpointsStudy(ctx, base!.trained, base!.points, config),
+});

@@ -3,28 +3,31 @@
  * continuous-time replicator flow) from the same frozen kernel, over a horizon t = n·η held fixed
  * while η shrinks. The note's theorem: ‖Z(t_n) − Z_n‖ ≤ C|η|, a log–log slope of 1 (docs/theory.md#check-6-pop-mu-converges-to-pop-ode).
  */
+
+import { z } from 'zod';
 import { discretisationGap, trajectoryErrors } from '../../compare/index.js';
 import { popMu, popOde } from '../../dynamics/index.js';
+import { InvalidArgumentError } from '../../errors.js';
+import { operatorFromStore } from '../../finetune/index.js';
 import {
   discretisationVsStepSizeFigure,
   errorOverStepsFigure,
-  fitLogLog,
   jsonNumber,
   type ReportSection,
 } from '../../report/index.js';
-import type { DiscretisationStudyConfig } from '../config.js';
+import { fitLogLog } from '../../util/index.js';
 import {
   checkpointOf,
   type ExperimentContext,
   kernelStage,
-  operatorFor,
   readStore,
   type Staged,
   storeLogits,
   type TrackedPoints,
   type TrainedRun,
 } from '../pipeline.js';
-import type { StudyRun } from '../study.js';
+import { checkpointSelector, enabled, msg, positive } from '../schema.js';
+import { defineStudy, type StudyDefaults, type StudyRun } from '../study.js';
 
 /** One step size's result. */
 interface EtaResult {
@@ -38,6 +41,38 @@ interface EtaResult {
   /** Time t = n·η of each recorded step, and the per-step max |Δ log π|. */
   times: number[];
   curve: number[];
+}
+
+/** zod schema of `studies.discretisation`. */
+const schema = z
+  .object({
+    enabled,
+    /** Step sizes η (> 0), at least two, e.g. [0.4, 0.2, 0.1, 0.05, 0.025]. */
+    etas: z.array(positive(), msg('a list of positive numbers')).min(2, msg('at least two step sizes')),
+    /** Horizon t = n·η at which POP-MU and POP-ODE are compared (steps n = t/η). Default: the finetune's steps × its η. */
+    time: positive().optional(),
+    /** Checkpoint whose kernel is used. Default 'last'. */
+    checkpoint: checkpointSelector.default('last'),
+    /** POP-ODE tolerances (tight, so that solver error stays far below the O(η) gap). Defaults 1e-10, 1e-12. */
+    rtol: positive().default(1e-10),
+    atol: positive().default(1e-12),
+  })
+  .strict();
+
+/** The resolved `studies.discretisation` block. */
+export type DiscretisationStudyConfig = ReturnType<typeof resolve>;
+
+function resolve(s: z.output<typeof schema>, { finetune }: StudyDefaults) {
+  if (new Set(s.etas).size !== s.etas.length) {
+    throw new InvalidArgumentError('studies.discretisation.etas', s.etas, 'distinct step sizes');
+  }
+  return {
+    etas: [...s.etas].sort((a, b) => b - a),
+    time: s.time ?? finetune.steps * Math.abs(finetune.eta),
+    checkpoint: s.checkpoint,
+    rtol: s.rtol,
+    atol: s.atol,
+  };
 }
 
 export async function runDiscretisationStudy(
@@ -54,7 +89,7 @@ export async function runDiscretisationStudy(
     async () => {
       const store = await readStore(ctx, kernel.result);
       const { finetuneIds, observeIds, finetuneLabels } = points.result;
-      const op = operatorFor(store, finetuneIds, observeIds);
+      const op = operatorFromStore(store, finetuneIds, observeIds);
       const problem = {
         numClasses: store.manifest.model.numOutputs,
         labels: finetuneLabels,
@@ -174,3 +209,13 @@ export async function runDiscretisationStudy(
     section,
   };
 }
+
+/** The study module (registered in ./index.ts). */
+export const discretisationStudy = defineStudy({
+  name: 'discretisation',
+  title: 'discretisation vs step size',
+  schema,
+  usesBase: true,
+  resolve,
+  run: (ctx, config, base) => runDiscretisationStudy(ctx, base!.trained, base!.points, config),
+});

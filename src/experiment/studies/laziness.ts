@@ -4,16 +4,19 @@
  * frozen at the start) against the width on log–log axes. Lazy-training theory (Lee et al. 2019)
  * bounds the gap by O(width^−1/2) (docs/theory.md#check-7-laziness-gap-shrinks-with-width).
  */
+
+import { z } from 'zod';
 import { lazinessGap } from '../../compare/index.js';
+import { InvalidArgumentError } from '../../errors.js';
+import { ACTIVATIONS } from '../../model/index.js';
 import {
   errorOverStepsFigure,
-  fitLogLog,
   jsonNumber,
   lazinessVsWidthFigure,
   type ReportSection,
 } from '../../report/index.js';
 import { resolveTrainConfig, type TrainConfig, toConfigInput } from '../../train/index.js';
-import type { LazinessStudyConfig } from '../config.js';
+import { fitLogLog } from '../../util/index.js';
 import {
   abs,
   checkpointOf,
@@ -24,7 +27,8 @@ import {
   trainStage,
 } from '../pipeline.js';
 import { loadPredictions, scoreRecording, writePredictions } from '../predict.js';
-import type { StudyRun } from '../study.js';
+import { enabled, type FinetuneSettings, finetuneOverride, finetuneWith, msg, posInt } from '../schema.js';
+import { defineStudy, type StudyDefaults, type StudyRun } from '../study.js';
 
 /** Result of one width's analysis stage. */
 interface WidthAnalysis {
@@ -65,6 +69,43 @@ export function widthTrainConfig(base: TrainConfig, cfg: LazinessStudyConfig, wi
   } as never);
 }
 
+/** zod schema of `studies.laziness`. */
+const schema = z
+  .object({
+    enabled,
+    /** Hidden widths (units per layer), e.g. [64, 256, 1024, 4096]: at least two. */
+    widths: z.array(posInt(), msg('a list of positive integers')).min(2, msg('at least two widths')),
+    /** Hidden layers per network. Default 2. */
+    depth: posInt().max(8, msg('an integer between 1 and 8')).default(2),
+    /** Hidden non-linearity. Default 'relu'. */
+    activation: z.enum(ACTIVATIONS, msg(`one of ${ACTIVATIONS.join(', ')}`)).default('relu'),
+    /** Finetune from the initial weights ('first', default: the lazy-training setting) or after `trainSteps` of training ('last'). */
+    checkpoint: z.enum(['first', 'last'], msg("'first' or 'last'")).default('first'),
+    /** Training steps of each width's run before finetuning (used with checkpoint 'last'). Default 1. */
+    trainSteps: posInt().default(1),
+    /** Finetune settings overriding the top-level `finetune` (η in NTK parameterisation is typically ~10× the standard one). */
+    finetune: finetuneOverride.default({}),
+  })
+  .strict();
+
+/** The resolved `studies.laziness` block. */
+export type LazinessStudyConfig = ReturnType<typeof resolve>;
+
+function resolve(s: z.output<typeof schema>, { finetune }: StudyDefaults) {
+  const widths = [...s.widths].sort((a, b) => a - b);
+  if (new Set(widths).size !== widths.length) {
+    throw new InvalidArgumentError('studies.laziness.widths', s.widths, 'distinct widths');
+  }
+  return {
+    widths,
+    depth: s.depth,
+    activation: s.activation,
+    checkpoint: s.checkpoint,
+    trainSteps: s.trainSteps,
+    finetune: finetuneWith(finetune, s.finetune as Partial<FinetuneSettings>),
+  };
+}
+
 export async function runLazinessStudy(
   ctx: ExperimentContext,
   points: Staged<TrackedPoints>,
@@ -80,7 +121,7 @@ export async function runLazinessStudy(
       await ctx.stages.run(`laziness/analyse/width-${width}`, { finetune: ft.key }, async () => {
         await writePredictions(abs(ctx, ft.result.dir));
         const { recording, predictions } = await loadPredictions(abs(ctx, ft.result.dir));
-        const gap = lazinessGap(recording.trajectory, predictions.popMu);
+        const gap = lazinessGap(recording.trajectory, predictions.trajectories['pop-mu']!);
         const scores = scoreRecording(recording.trajectory, predictions);
         const kernels = recording.manifest.kernels;
         return {
@@ -195,3 +236,13 @@ export async function runLazinessStudy(
     section,
   };
 }
+
+/** The study module (registered in ./index.ts). */
+export const lazinessStudy = defineStudy({
+  name: 'laziness',
+  title: 'laziness vs width',
+  schema,
+  usesBase: true,
+  resolve,
+  run: (ctx, config, base) => runLazinessStudy(ctx, base!.points, config),
+});

@@ -6,7 +6,7 @@
  * (POP-MU, POP-ODE, equation (1) step by step) vs the real network.
  */
 import * as path from 'node:path';
-import { signAgreement } from '../../compare/index.js';
+import { z } from 'zod';
 import type { Trajectory } from '../../dynamics/index.js';
 import { InvalidArgumentError } from '../../errors.js';
 import {
@@ -15,7 +15,7 @@ import {
   type ReportSection,
   trajectoriesFigure,
 } from '../../report/index.js';
-import type { NegativeGradientsStudyConfig } from '../config.js';
+import { signAgreement } from '../../util/index.js';
 import {
   abs,
   checkpointOf,
@@ -32,7 +32,8 @@ import {
   totalChange,
   writePredictions,
 } from '../predict.js';
-import { pointProbabilities, type StudyRun } from '../study.js';
+import { checkpointSelector, enabled, negative, nonNegInt, oneOf, posInt } from '../schema.js';
+import { defineStudy, pointProbabilities, type StudyDefaults, type StudyRun } from '../study.js';
 
 /** Where the mass went, for one trajectory (actual or predicted). */
 export interface Squeeze {
@@ -98,6 +99,42 @@ interface Analysis {
   signAgreementOthers: number | null;
 }
 
+/** zod schema of `studies.negativeGradients`. */
+const schema = z
+  .object({
+    enabled,
+    /** Checkpoint to start from. Default 'last'. */
+    checkpoint: checkpointSelector.default('last'),
+    /** The example whose label is unlearned: an index into the finetune points or an id. Default 0. */
+    example: oneOf('an index into the finetune points or an example id', [
+      nonNegInt(),
+      z.string().min(1),
+    ]).default(0),
+    /**
+     * Learning rate (< 0: gradient ascent). Default −0.001. Ascent on one example feeds on itself
+     * (the loss is unbounded): keep |η|·steps small, or the network's logits blow up.
+     */
+    eta: negative().optional(),
+    /** Ascent steps. Default: the finetune steps. */
+    steps: posInt().optional(),
+    /** Record every k steps. Default: the finetune's recordEvery. */
+    recordEvery: posInt().optional(),
+  })
+  .strict();
+
+/** The resolved `studies.negativeGradients` block. */
+export type NegativeGradientsStudyConfig = ReturnType<typeof resolve>;
+
+function resolve(s: z.output<typeof schema>, { finetune }: StudyDefaults) {
+  return {
+    checkpoint: s.checkpoint,
+    example: s.example,
+    eta: s.eta ?? -0.001,
+    steps: s.steps ?? finetune.steps,
+    recordEvery: s.recordEvery ?? finetune.recordEvery,
+  };
+}
+
 export async function runNegativeGradientsStudy(
   ctx: ExperimentContext,
   base: Staged<TrainedRun>,
@@ -149,7 +186,7 @@ export async function runNegativeGradientsStudy(
       const atLabel = (change: Float64Array) =>
         Array.from({ length: actual.numPoints - 1 }, (_, k) => change[(k + 1) * V + y]!);
       const agreement = signAgreement(
-        atLabel(totalChange(predictions.popMu)),
+        atLabel(totalChange(predictions.trajectories['pop-mu']!)),
         atLabel(totalChange(actual)),
         SIGN_THRESHOLD,
       );
@@ -161,8 +198,8 @@ export async function runNegativeGradientsStudy(
         top: sq.top,
         squeeze: {
           actual: sq,
-          'POP-MU': squeeze(predictions.popMu, y),
-          'POP-ODE': squeeze(predictions.popOde, y),
+          'POP-MU': squeeze(predictions.trajectories['pop-mu']!, y),
+          'POP-ODE': squeeze(predictions.trajectories['pop-ode']!, y),
         },
         rTotal: {
           'POP-MU': scores.methods['POP-MU']!.rTotal,
@@ -180,8 +217,8 @@ export async function runNegativeGradientsStudy(
   const section = async (): Promise<ReportSection> => {
     const { recording, predictions } = await loadPredictions(abs(ctx, r.dir));
     const actual = recording.trajectory;
-    const mu = predictions.popMu;
-    const ode = predictions.popOde;
+    const mu = predictions.trajectories['pop-mu']!;
+    const ode = predictions.trajectories['pop-ode']!;
     const V = actual.numClasses;
     const P = actual.numPoints;
     const N = 1;
@@ -299,3 +336,13 @@ export async function runNegativeGradientsStudy(
     section,
   };
 }
+
+/** The study module (registered in ./index.ts). */
+export const negativeGradientsStudy = defineStudy({
+  name: 'negativeGradients',
+  title: 'negative gradients',
+  schema,
+  usesBase: true,
+  resolve,
+  run: (ctx, config, base) => runNegativeGradientsStudy(ctx, base!.trained, base!.points, config),
+});

@@ -4,10 +4,11 @@
  * (docs/theory.md#the-polymatrix-game). The real network's paths and the paths POP-MU and POP-ODE predict, on a ternary plot.
  */
 import * as path from 'node:path';
+import { z } from 'zod';
+import { loadDataset } from '../../data/index.js';
 import type { Trajectory } from '../../dynamics/index.js';
 import { InvalidArgumentError } from '../../errors.js';
 import { jsonNumber, type ReportSection, type TernaryTrajectory, ternaryFigure } from '../../report/index.js';
-import type { ReplicatorStudyConfig } from '../config.js';
 import {
   abs,
   checkpointOf,
@@ -17,7 +18,19 @@ import {
   trainStage,
 } from '../pipeline.js';
 import { loadPredictions, type MethodScore, scoreRecording, writePredictions } from '../predict.js';
-import { pointProbabilities, type StudyRun } from '../study.js';
+import {
+  checkpointSelector,
+  enabled,
+  type FinetuneSettings,
+  finetuneOverride,
+  finetuneWith,
+  msg,
+  pointsSchema,
+  posInt,
+  resolveTrainBlock,
+  trainBlock,
+} from '../schema.js';
+import { defineStudy, pointProbabilities, type StudyDefaults, type StudyRun } from '../study.js';
 
 interface Analysis {
   dir: string;
@@ -38,6 +51,36 @@ function meanFinalTv(a: Trajectory, b: Trajectory): number {
     sum += tv / 2;
   }
   return sum / P;
+}
+
+/** zod schema of `studies.replicator`. */
+const schema = z
+  .object({
+    enabled,
+    /** Training run of the three-class problem. Default: iris, mlp-small, 1 epoch. */
+    train: trainBlock.default({ data: 'iris', model: 'mlp-small', epochs: 1 }),
+    /** Checkpoint to finetune from. Default 'first' (near-uniform distributions: long paths). */
+    checkpoint: checkpointSelector.default('first'),
+    /** Finetune and observation points of the three-class run. */
+    points: pointsSchema.default({ finetune: 'train:per-class=10', observe: 'test:per-class=2' }),
+    /** Observation points drawn on the simplex. Default 6. */
+    show: posInt().max(24, msg('an integer between 1 and 24')).default(6),
+    /** Finetune settings (defaults: top-level finetune with η 0.1). */
+    finetune: finetuneOverride.default({}),
+  })
+  .strict();
+
+/** The resolved `studies.replicator` block. */
+export type ReplicatorStudyConfig = ReturnType<typeof resolve>;
+
+function resolve(s: z.output<typeof schema>, { finetune }: StudyDefaults) {
+  return {
+    train: resolveTrainBlock(s.train, 'studies.replicator.train'),
+    checkpoint: s.checkpoint,
+    points: { finetune: s.points.finetune.trim(), observe: s.points.observe.trim() },
+    show: s.show,
+    finetune: finetuneWith({ ...finetune, eta: 0.1 }, s.finetune as Partial<FinetuneSettings>),
+  };
 }
 
 export async function runReplicatorStudy(
@@ -73,8 +116,8 @@ export async function runReplicatorStudy(
         dir: ft.result.dir,
         methods: { 'POP-MU': scores.methods['POP-MU']!, 'POP-ODE': scores.methods['POP-ODE']! },
         finalTv: {
-          'POP-MU': meanFinalTv(recording.trajectory, predictions.popMu),
-          'POP-ODE': meanFinalTv(recording.trajectory, predictions.popOde),
+          'POP-MU': meanFinalTv(recording.trajectory, predictions.trajectories['pop-mu']!),
+          'POP-ODE': meanFinalTv(recording.trajectory, predictions.trajectories['pop-ode']!),
         },
       } satisfies Analysis;
     },
@@ -87,8 +130,8 @@ export async function runReplicatorStudy(
     const { recording, predictions } = await loadPredictions(abs(ctx, r.dir));
     const trajectories = {
       actual: recording.trajectory,
-      'POP-MU': predictions.popMu,
-      'POP-ODE': predictions.popOde,
+      'POP-MU': predictions.trajectories['pop-mu']!,
+      'POP-ODE': predictions.trajectories['pop-ode']!,
     };
     const N = points.result.finetuneIds.length;
     const M = points.result.observeIds.length;
@@ -155,3 +198,25 @@ export async function runReplicatorStudy(
     section,
   };
 }
+
+/** The study module (registered in ./index.ts). */
+export const replicatorStudy = defineStudy({
+  name: 'replicator',
+  title: 'replicator picture',
+  schema,
+  usesBase: false,
+  resolve,
+  ownTrain: (config) => config.train,
+  // the simplex picture needs three classes: fail before any training
+  preflight: async (config) => {
+    const ds = await loadDataset(config.train.data, config.train.dataOptions);
+    if (ds.classNames.length !== 3) {
+      throw new InvalidArgumentError(
+        'studies.replicator.train.data',
+        config.train.data,
+        `a three-class dataset (it has ${ds.classNames.length} classes); e.g. synthetic:classes=3,dim=2, iris or wine`,
+      );
+    }
+  },
+  run: (ctx, config) => runReplicatorStudy(ctx, config),
+});

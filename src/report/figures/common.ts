@@ -1,7 +1,6 @@
 /** Input checks and small helpers shared by the figure functions. */
 import { assertArgument, InvalidArgumentError } from '../../errors.js';
-import { Rng } from '../../util/rng.js';
-import type { Numeric } from '../stats.js';
+import { type Numeric, Rng } from '../../util/index.js';
 
 /** Check that `value` is an array-like of numbers (of `length` when given). */
 export function checkNumeric(name: string, value: unknown, length?: number): asserts value is Numeric {

@@ -15,9 +15,9 @@
 import * as vega from 'vega';
 import type { TopLevelSpec } from 'vega-lite';
 import { assertArgument, InvalidArgumentError } from '../../errors.js';
+import type { Numeric } from '../../util/index.js';
 import { encodePngRgb } from '../png.js';
 import { baseConfig, type Figure, type FigureOptions, makeFigure } from '../render.js';
-import type { Numeric } from '../stats.js';
 import { checkNumeric, checkPositiveInteger, joinSentences, round6 } from './common.js';
 
 /** Default (and recommended maximum) number of cells per side. */

@@ -1,9 +1,9 @@
 /** Line charts over steps: prediction error over the finetune, kernel drift over checkpoints. */
 import type { TopLevelSpec } from 'vega-lite';
 import { assertArgument } from '../../errors.js';
+import type { Numeric } from '../../util/index.js';
 import { methodColours, methodDashes } from '../palette.js';
 import { baseConfig, type Figure, type FigureOptions, makeFigure } from '../render.js';
-import type { Numeric } from '../stats.js';
 import {
   checkNumeric,
   checkPositiveInteger,

@@ -1,10 +1,10 @@
 /** Predicted vs actual scatter (e.g. Δ log π): identity line and Pearson r per predictor. */
 import type { TopLevelSpec } from 'vega-lite';
 import { assertArgument } from '../../errors.js';
+import { type Numeric, pearson } from '../../util/index.js';
 import { formatNumber } from '../format.js';
 import { methodColours } from '../palette.js';
 import { baseConfig, type Figure, type FigureOptions, makeFigure } from '../render.js';
-import { type Numeric, pearson } from '../stats.js';
 import {
   checkNumeric,
   checkPositiveInteger,

@@ -1,8 +1,8 @@
 /** Log–log plots with a fitted power law: laziness gap vs width, discretisation error vs step size. */
 import type { TopLevelSpec } from 'vega-lite';
+import { fitLogLog, type Numeric } from '../../util/index.js';
 import { formatNumber } from '../format.js';
 import { baseConfig, type Figure, type FigureOptions, makeFigure } from '../render.js';
-import { fitLogLog, type Numeric } from '../stats.js';
 import { checkNumeric, joinSentences, round6 } from './common.js';
 
 /** A theoretical slope drawn for comparison (dashed grey line through the data's centre). */

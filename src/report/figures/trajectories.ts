@@ -1,9 +1,9 @@
 /** Per-label probability trajectories of chosen points under the actual network and the predictors. */
 import type { TopLevelSpec } from 'vega-lite';
 import { assertArgument } from '../../errors.js';
+import type { Numeric } from '../../util/index.js';
 import { categoryColours, methodDashes } from '../palette.js';
 import { baseConfig, type Figure, type FigureOptions, makeFigure } from '../render.js';
-import type { Numeric } from '../stats.js';
 import {
   checkNumeric,
   checkPositiveInteger,

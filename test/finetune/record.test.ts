@@ -2,20 +2,31 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { kernelDrift } from '../../src/compare/index.js';
 import { FitnessOperator, oneStepPredict, popMu } from '../../src/dynamics/index.js';
 import { CorruptFileError, InvalidArgumentError } from '../../src/errors.js';
 import {
+  type FinetuneRecording,
   finetune,
   minibatchSchedule,
-  readFinetuneKernel,
   readFinetuneRecording,
-} from '../../src/train/finetune.js';
-import { train } from '../../src/train/train.js';
+  readRecordingKernel,
+  storeBlocks,
+} from '../../src/finetune/index.js';
+import { finiteDifferenceNtk } from '../../src/kernel/reference.js';
+import { readKernelStore, verifyKernelStore } from '../../src/kernel-store/index.js';
+import { openRun, train } from '../../src/train/index.js';
+import { kernelDrift } from '../../src/util/stats.js';
+import { logLogSlope } from '../dynamics/reference.js';
+import { relMaxError } from '../kernel/helpers.js';
 import { tempDir } from '../util/temp-dir.js';
-import { logLogSlope } from './reference.js';
 
 const root = tempDir('finetune');
+
+/** The recorded kernel blocks K(u, u′) and K(o, u) at `step`, from the recording's kernel store. */
+async function recordedBlocks(rec: FinetuneRecording, step: number) {
+  const store = await readRecordingKernel(rec, step);
+  return storeBlocks(store, rec.manifest.finetune.ids, rec.manifest.observe.ids);
+}
 const mlpRun = path.join(root, 'mlp');
 const linearRun = path.join(root, 'linear');
 
@@ -37,8 +48,7 @@ async function oneStepError(run: string, eta: number) {
     overwrite: true,
   });
   const rec = await readFinetuneRecording(r.dir);
-  const k = await readFinetuneKernel(rec, 0);
-  const op = new FitnessOperator({ numClasses: 3, train: k.train, observe: k.observe ?? undefined });
+  const op = new FitnessOperator(await recordedBlocks(rec, 0));
   const pred = oneStepPredict(op, rec.labels, rec.trajectory, { eta });
   op.dispose();
   const n = pred.length;
@@ -92,8 +102,7 @@ describe('finetune recorder on real tfjs networks', () => {
         overwrite: true,
       });
       const rec = await readFinetuneRecording(r.dir);
-      const k = await readFinetuneKernel(rec, 0);
-      const op = new FitnessOperator({ numClasses: 3, train: k.train, observe: k.observe ?? undefined });
+      const op = new FitnessOperator(await recordedBlocks(rec, 0));
       const P = rec.numTrain + rec.numObserve;
       const mu = popMu(
         op,
@@ -149,12 +158,12 @@ describe('finetune recorder on real tfjs networks', () => {
     expect(rec.paramDistance[0]).toBe(0);
     expect(rec.paramDistance[3]!).toBeGreaterThan(0);
     expect(Array.from(rec.loss).every(Number.isFinite)).toBe(true);
-    const k5 = await readFinetuneKernel(rec, 5);
+    const k5 = await recordedBlocks(rec, 5);
     expect(k5.train.length).toBe(18 * 18);
     expect(k5.observe!.length).toBe(12 * 18);
     // The drift in the manifest is kernelDrift (checked against a float64 loop in
     // test/compare/metrics.test.ts) of the stored kernels: train blocks, and train + observe.
-    const k0 = await readFinetuneKernel(rec, 0);
+    const k0 = await recordedBlocks(rec, 0);
     const want = {
       train: kernelDrift([k0.train], [k5.train]),
       all: kernelDrift([k0.train, k0.observe!], [k5.train, k5.observe!]),
@@ -171,6 +180,54 @@ describe('finetune recorder on real tfjs networks', () => {
     bytes[bytes.length - 1] ^= 0xff;
     await fs.writeFile(file, bytes);
     await expect(readFinetuneRecording(r.dir)).rejects.toThrow(CorruptFileError);
+  });
+
+  it('stores each kernel as a kernel store over all tracked points (checked against finite differences)', async () => {
+    const r = await finetune({
+      run: mlpRun,
+      name: 'store',
+      points: 'train:per-class=1',
+      observe: 'test:2',
+      learningRate: 0.1,
+      steps: 2,
+    });
+    const rec = await readFinetuneRecording(r.dir);
+    expect(r.manifest.kernels).toEqual([{ step: 0, store: 'kernels/step-000000', drift: null }]);
+    const storeDir = path.join(r.dir, 'kernels', 'step-000000');
+    const manifest = await verifyKernelStore(storeDir); // every file's sha256
+    const ids = [...rec.manifest.finetune.ids, ...rec.manifest.observe.ids];
+    expect(manifest.points.ids).toEqual(ids);
+    expect(manifest.kernel.kind).toBe('full');
+    expect(manifest.finetune).toEqual({ recording: 'store', step: 0 });
+    expect(manifest.checkpoint!.id).toBe(rec.manifest.checkpoint.id);
+    const store = await readKernelStore(storeDir);
+    // The whole kernel over the 5 tracked points (K(u, o) mirrored from K(o, u), K(o, o) computed)
+    // against the float64 finite-difference eNTK of the checkpoint's model.
+    const run = await openRun(mlpRun);
+    const model = await run.loadModel(rec.manifest.checkpoint.id);
+    const x = Float32Array.from((store.inputs!.data as Float32Array).slice());
+    const ref = finiteDifferenceNtk(model, { data: x, shape: [5, ...manifest.model.inputShape] });
+    model.dispose();
+    expect(relMaxError(store.kernel.data as Float32Array, ref.data)).toBeLessThan(1e-4);
+    // the stored logits are the network's at the checkpoint: log-softmax = the recorded log π₀
+    const logits = store.logits!.data as Float32Array;
+    for (let p = 0; p < 5; p++) {
+      let max = Number.NEGATIVE_INFINITY;
+      for (let i = 0; i < 3; i++) max = Math.max(max, logits[p * 3 + i]!);
+      let sum = 0;
+      for (let i = 0; i < 3; i++) sum += Math.exp(logits[p * 3 + i]! - max);
+      for (let i = 0; i < 3; i++) {
+        const want = logits[p * 3 + i]! - max - Math.log(sum);
+        expect(rec.trajectory.logProbs[p * 3 + i]!).toBeCloseTo(want, 5);
+      }
+    }
+    // the store path in the manifest must stay inside the recording
+    const file = path.join(r.dir, 'manifest.json');
+    const m = JSON.parse(await fs.readFile(file, 'utf8'));
+    m.kernels[0].store = '../../kernels/x';
+    await fs.writeFile(file, JSON.stringify(m));
+    const tampered = await readFinetuneRecording(r.dir);
+    await expect(readRecordingKernel(tampered, 0)).rejects.toThrow(CorruptFileError);
   });
 
   it('rejects bad options with errors naming the argument', async () => {

@@ -12,15 +12,17 @@
  *
  * Recording layout, `<run>/finetune/<name>/` (written atomically as a whole directory):
  * ```
- * manifest.json                 FinetuneManifest (format 'entk-finetune', version 1): options, the
+ * manifest.json                 FinetuneManifest (format 'entk-finetune', version 2): options, the
  *                               points (ids, labels), recorded steps, the batch schedule, the array
  *                               files with shapes, dtypes and sha256, kernel steps and drift
  * logprobs.npy                  float64 [T, P, V]  log π at the recorded steps; P = N finetune + M
  *                               observation points, finetune points first
  * loss.npy                      float64 [T]        mean cross-entropy over the finetune set
  * param-distance.npy            float64 [T]        ‖θ − θ₀‖₂ over all trainable parameters
- * kernels/step-XXXXXX-train.npy   float32 [N·V, N·V]  K(u, u′) at that step (point-major)
- * kernels/step-XXXXXX-observe.npy float32 [M·V, N·V]  K(o, u) (absent when M = 0)
+ * kernels/step-XXXXXX/          a kernel store (src/kernel-store/store.ts; kind 'full', float32)
+ *                               over the P tracked points at that SGD step: K(u, u′), K(o, u),
+ *                               K(u, o) = K(o, u)ᵀ and K(o, o), with the logits there; its
+ *                               manifest's `finetune` names the recording and the step
  * predictions/, comparison.json  written later by `entk predict` / `entk compare` (src/compare)
  * ```
  */
@@ -28,25 +30,35 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { ENTK_VERSION } from '../backend/index.js';
-import { kernelDrift } from '../compare/metrics.js';
 import type { Dataset } from '../data/index.js';
-import { type BatchSchedule, logSoftmaxRow, type Trajectory } from '../dynamics/types.js';
+import { type BatchSchedule, logSoftmaxRow, type Trajectory } from '../dynamics/index.js';
 import { assertArgument, CorruptFileError, InvalidArgumentError } from '../errors.js';
-import { readNpy, writeNpy } from '../io/index.js';
-import { empiricalNtkFn, type NtkPlan } from '../kernel/index.js';
-import type { NtkImplementation } from '../kernel/types.js';
-import { resolvePoints } from '../kernel-store/points.js';
-import { writeJsonAtomic } from '../util/atomic.js';
-import { resolveInside } from '../util/fs.js';
-import { checkOutputDir, type OutputKind, writeOutputDir } from '../util/output.js';
-import { progressBar } from '../util/progress.js';
-import { assertFits, memoryBudget } from '../util/resources.js';
-import { Rng } from '../util/rng.js';
-import { checkpointId, openRun, type Run, runPaths } from './run.js';
-import { meanCrossEntropy } from './train.js';
+import { type NdArray, readNpy, writeNpy } from '../io/index.js';
+import { empiricalNtkFn, type NtkImplementation, type NtkPlan } from '../kernel/index.js';
+import {
+  type KernelStore,
+  logitsAndProbabilities,
+  readKernelStore,
+  resolvePoints,
+  runStoreDescription,
+  writeKernelStore,
+} from '../kernel-store/index.js';
+import { checkpointId, meanCrossEntropy, openRun, type Run, runPaths } from '../train/index.js';
+import {
+  assertFits,
+  checkOutputDir,
+  kernelDrift,
+  memoryBudget,
+  type OutputKind,
+  progressBar,
+  Rng,
+  resolveInside,
+  writeJsonAtomic,
+  writeOutputDir,
+} from '../util/index.js';
 
 export const FINETUNE_FORMAT = 'entk-finetune';
-export const FINETUNE_VERSION = 1;
+export const FINETUNE_VERSION = 2;
 export const FINETUNE_MANIFEST = 'manifest.json';
 
 /** How the finetune set is fed: all of it every step, seeded minibatches, or its single example. */
@@ -101,14 +113,14 @@ export interface FinetuneArrayFile {
   sha256: string;
 }
 
-/** Kernel blocks recorded at one step, with the drift from the checkpoint's kernel. */
+/** The kernel store recorded at one step, with the drift from the checkpoint's kernel. */
 export interface FinetuneKernelEntry {
   step: number;
-  train: FinetuneArrayFile;
-  observe: FinetuneArrayFile | null;
+  /** The kernel store directory, relative to the recording (`kernels/step-XXXXXX`). */
+  store: string;
   /**
    * Relative change and kernel distance vs step 0 (null at step 0), as `kernelDrift` of
-   * src/compare/metrics.ts: finetune block, and both blocks together.
+   * src/util/stats.ts: the finetune block K(u, u′), and it with the observation block K(o, u).
    */
   drift: {
     train: { relativeChange: number; distance: number };
@@ -149,6 +161,39 @@ export interface FinetuneManifest {
 export interface FinetuneResult {
   dir: string;
   manifest: FinetuneManifest;
+}
+
+/** The kernel computed at one step, in memory until the recording is written. */
+interface RecordedKernel {
+  step: number;
+  /** K(u, u′) [N·V, N·V]; K(o, u) [M·V, N·V]; K(o, o′) [M·V, M·V] (null when M = 0). */
+  train: Float32Array;
+  observe: Float32Array | null;
+  observeObserve: Float32Array | null;
+  threads: number;
+  blockSize: number;
+  logits: NdArray;
+  probabilities: NdArray;
+}
+
+/**
+ * The full kernel [P·V, P·V] over the tracked points (finetune points first) from its blocks:
+ * K(u, o) is K(o, u)ᵀ, i.e. entry (u·V + i, o·V + j) = K(o, u)[o·V + j, u·V + i].
+ */
+function assembleKernel(k: RecordedKernel, N: number, M: number, V: number): Float32Array {
+  const NV = N * V;
+  const MV = M * V;
+  const PV = NV + MV;
+  const out = new Float32Array(PV * PV);
+  for (let r = 0; r < NV; r++) {
+    out.set(k.train.subarray(r * NV, (r + 1) * NV), r * PV);
+    for (let c = 0; c < MV; c++) out[r * PV + NV + c] = k.observe![c * NV + r]!;
+  }
+  for (let r = 0; r < MV; r++) {
+    out.set(k.observe!.subarray(r * NV, (r + 1) * NV), (NV + r) * PV);
+    out.set(k.observeObserve!.subarray(r * MV, (r + 1) * MV), (NV + r) * PV + NV);
+  }
+  return out;
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
@@ -315,9 +360,25 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
   const logProbs = new Float64Array(recordedSteps.length * P * V);
   const loss = new Float64Array(recordedSteps.length);
   const paramDistance = new Float64Array(recordedSteps.length);
-  const kernels: { step: number; train: Float32Array; observe: Float32Array | null }[] = [];
+  const kernels: RecordedKernel[] = [];
   let kernelMs = 0;
   const model = await run.loadModel(ckpt.id);
+  // What every recorded kernel store says about run, model and checkpoint (finetuning changes
+  // the weights, not the layers).
+  const storeBase = runStoreDescription(
+    run,
+    model,
+    ckpt,
+    {
+      name: 'tracked',
+      spec: null,
+      seed,
+      count: P,
+      ids: [...ftSet.dataset.ids, ...(obsSet?.dataset.ids ?? [])],
+      sources: [...ftSet.sources, ...(obsSet?.sources ?? [])],
+    },
+    inputShape,
+  );
   // Everything created from here on is released in the finally, also when setting up fails.
   const held: tf.Tensor[] = [];
   let ntkPlan!: NtkPlan;
@@ -365,10 +426,16 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
             { data: ftSet.dataset.x, shape: [N, ...inputShape] },
           )
         : null;
+      // K(o, o′): only for the store (the predictors use K(u, u′) and K(o, u))
+      const kOO = obsSet ? await ntk({ data: obsSet.dataset.x, shape: [M, ...inputShape] }) : null;
       kernels.push({
         step,
         train: Float32Array.from(kt.data),
         observe: ko ? Float32Array.from(ko.data) : null,
+        observeObserve: kOO ? Float32Array.from(kOO.data) : null,
+        threads: kt.threads,
+        blockSize: kt.blockSize,
+        ...logitsAndProbabilities(model, tracked.x, inputShape, 0, P),
       });
       kernelMs += performance.now() - t;
     };
@@ -423,12 +490,40 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
     };
     await fs.mkdir(path.join(tmp, 'kernels'));
     const kernelEntries: FinetuneKernelEntry[] = [];
+    const trackedLabels = Int32Array.from([...labels, ...(obsSet ? Array.from(obsSet.dataset.y) : [])]);
     for (const kt of kernels) {
-      const id = `kernels/${checkpointId(kt.step)}`;
+      const store = `kernels/${checkpointId(kt.step)}`;
+      await writeKernelStore(path.join(tmp, store), {
+        manifest: {
+          ...storeBase,
+          model: { ...storeBase.model, numOutputs: V },
+          finetune: { recording: options.name, step: kt.step },
+          kernel: {
+            kind: 'full',
+            implementation: ntkPlan.implementation,
+            accumulation: 'float32',
+            parameters: 'all',
+            layers: ntkPlan.layers,
+            parameterCount: ntkPlan.parameterCount,
+            backend: tf.getBackend(),
+            threads: kt.threads,
+            blockSize: kt.blockSize,
+            timings: {},
+          },
+          shard: null,
+          createdAt,
+        },
+        arrays: {
+          kernel: { dtype: 'float32', shape: [P * V, P * V], data: assembleKernel(kt, N, M, V) },
+          inputs: { dtype: 'float32', shape: [P, ...inputShape], data: tracked.x },
+          labels: { dtype: 'int32', shape: [P], data: trackedLabels },
+          logits: kt.logits,
+          probabilities: kt.probabilities,
+        },
+      });
       kernelEntries.push({
         step: kt.step,
-        train: await file(`${id}-train.npy`, 'float32', [N * V, N * V], kt.train),
-        observe: kt.observe ? await file(`${id}-observe.npy`, 'float32', [M * V, N * V], kt.observe) : null,
+        store,
         drift:
           kt.step === 0
             ? null
@@ -586,11 +681,11 @@ export async function readFinetuneRecording(dir: string): Promise<FinetuneRecord
   };
 }
 
-/** The kernel blocks recorded at `step` (float32, point-major; observe null when M = 0). */
-export async function readFinetuneKernel(
+/** The kernel store recorded at `step` (verified): the full kernel over the tracked points. */
+export async function readRecordingKernel(
   recording: { dir: string; manifest: FinetuneManifest },
   step: number,
-): Promise<{ train: Float32Array; observe: Float32Array | null }> {
+): Promise<KernelStore> {
   const entry = recording.manifest.kernels.find((k) => k.step === step);
   if (!entry) {
     throw new InvalidArgumentError(
@@ -599,10 +694,12 @@ export async function readFinetuneKernel(
       `a kernel step of the recording (${recording.manifest.kernels.map((k) => k.step).join(', ')})`,
     );
   }
-  return {
-    train: (await readArrayFile(recording.dir, entry.train, 'kernel')) as Float32Array,
-    observe: entry.observe
-      ? ((await readArrayFile(recording.dir, entry.observe, 'kernel')) as Float32Array)
-      : null,
-  };
+  // a path read from a file stays inside the recording
+  if (typeof entry.store !== 'string' || !/^kernels\/step-[0-9]{6,}$/.test(entry.store)) {
+    throw new CorruptFileError(
+      path.join(recording.dir, FINETUNE_MANIFEST),
+      `kernels[].store ${JSON.stringify(entry.store)} is not kernels/step-XXXXXX`,
+    );
+  }
+  return readKernelStore(path.join(recording.dir, entry.store));
 }

@@ -1,0 +1,125 @@
+/**
+ * The building blocks of the experiment configuration's zod schemas, shared by ./config.ts (the
+ * experiment-wide keys) and every study module (./studies/*.ts, each with its own block): typed
+ * numbers and point specs whose messages read after "expected", finetune settings and their
+ * defaults, and the resolution helpers the studies' `resolve` use.
+ */
+import { z } from 'zod';
+import { InvalidArgumentError } from '../errors.js';
+import { resolveTrainConfig, type TrainConfig, type TrainConfigInput } from '../train/index.js';
+
+export const EXPECT = '§'; // marks our own messages, used verbatim after "expected"
+export const msg = (text: string) => ({ message: EXPECT + text });
+
+export const posInt = (what = 'a positive integer') =>
+  z.number(msg(what)).int(msg(what)).positive(msg(what)).max(Number.MAX_SAFE_INTEGER, msg(what));
+export const nonNegInt = (what = 'a non-negative integer') =>
+  z.number(msg(what)).int(msg(what)).nonnegative(msg(what)).max(Number.MAX_SAFE_INTEGER, msg(what));
+export const positive = (what = 'a positive finite number') =>
+  z.number(msg(what)).finite(msg(what)).positive(msg(what));
+export const nonZero = (what = 'a finite non-zero number (η < 0 is gradient ascent)') =>
+  z
+    .number(msg(what))
+    .finite(msg(what))
+    .refine((v) => v !== 0, msg(what));
+export const negative = (what = 'a negative finite number (gradient ascent)') =>
+  z.number(msg(what)).finite(msg(what)).negative(msg(what));
+export const pointSpec = z
+  .string(msg('a point spec such as train:20, test:20 or train:per-class=2'))
+  .regex(/^\s*(train|test|ids|file):/, msg('a point spec such as train:20, test:20 or train:per-class=2'));
+/** A union whose "no option matched" issue carries `text` (inner issues are not reported). */
+export function oneOf<T extends readonly [z.ZodTypeAny, z.ZodTypeAny, ...z.ZodTypeAny[]]>(
+  text: string,
+  options: T,
+) {
+  return z.union(options, {
+    errorMap: (issue, ctx) => ({
+      message: issue.code === 'invalid_union' ? EXPECT + text : ctx.defaultError,
+    }),
+  });
+}
+export const checkpointSelector = oneOf(
+  "a checkpoint: 'first', 'last', an id such as step-000100, or a step",
+  [z.string().min(1), nonNegInt()],
+).transform((v) => String(v));
+export const trainBlock = z.record(
+  z.unknown(),
+  msg('a training configuration object (data, model, optimizer, ...)'),
+);
+export const batch = oneOf("'full' or a positive integer (minibatch size)", [z.literal('full'), posInt()]);
+
+/** Finetune settings: the defaults (top-level `finetune`) and per-study overrides. */
+export const finetuneFields = {
+  /** Learning rate η of the finetune SGD (η < 0: gradient ascent). Default 0.05. */
+  eta: nonZero(),
+  /** Number of SGD steps. Default 100. */
+  steps: posInt(),
+  /** 'full' (full-batch gradient descent on the finetune points) or a minibatch size. Default 'full'. */
+  batch,
+  /** Record log-probabilities every k steps (and at the last step). Default 1. */
+  recordEvery: posInt(),
+  /** Recompute the kernel every k steps during finetuning (refreshed-kernel predictions, drift); null: never. Default null. */
+  refreshEvery: posInt().nullable(),
+};
+export const finetuneOverride = z.object(finetuneFields).partial().strict();
+
+export const FINETUNE_DEFAULTS = {
+  eta: 0.05,
+  steps: 100,
+  batch: 'full' as const,
+  recordEvery: 1,
+  refreshEvery: null,
+};
+
+export const pointsSchema = z
+  .object({
+    /** Finetune ("training") points of the finetune runs. Default 'train:20'. */
+    finetune: pointSpec.default('train:20'),
+    /** Observation points, tracked but never trained on. Default 'test:20'. */
+    observe: pointSpec.default('test:20'),
+  })
+  .strict();
+
+export const enabled = z.boolean(msg('true or false')).default(true);
+
+/** Resolved finetune settings. */
+export interface FinetuneSettings {
+  eta: number;
+  steps: number;
+  batch: 'full' | number;
+  recordEvery: number;
+  refreshEvery: number | null;
+}
+
+/** Resolved point specs. */
+export interface PointSpecs {
+  finetune: string;
+  observe: string;
+}
+
+/** Validate a training block with the training schema, re-prefixing its errors with `key`. */
+export function resolveTrainBlock(raw: unknown, key: string): TrainConfig {
+  try {
+    return resolveTrainConfig(raw as TrainConfigInput);
+  } catch (error) {
+    if (error instanceof InvalidArgumentError) {
+      throw new InvalidArgumentError(
+        error.argument.replace(/^config\b/, key),
+        error.received,
+        error.expected,
+      );
+    }
+    throw error;
+  }
+}
+
+/** Finetune settings with the keys `override` sets replaced. */
+export function finetuneWith(
+  base: FinetuneSettings,
+  override: Partial<FinetuneSettings> | undefined,
+): FinetuneSettings {
+  const out = { ...base };
+  for (const [k, v] of Object.entries(override ?? {}))
+    if (v !== undefined) (out as Record<string, unknown>)[k] = v;
+  return out;
+}
