@@ -353,10 +353,11 @@ describe('through empiricalNtkFn', () => {
       ['factored', true],
       ['identity', false],
     ]);
+    // A head with a fused non-linearity is not the identity head: nothing is gated.
     const softmaxHead = tf.sequential({
       layers: [
         tf.layers.dense({ inputShape: [3], units: 4, activation: 'relu' }),
-        tf.layers.dense({ units: 2, activation: 'softmax' }),
+        tf.layers.dense({ units: 2, activation: 'tanh' }),
       ],
     });
     expect(planStructured(analyzeModel(softmaxHead, 'all')).terms.some((t) => t.gated)).toBe(false);
