@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { InvalidArgumentError } from '../errors.js';
 import type { ArrayFormat, ArrayProducer, NdArray } from '../io/index.js';
-import { empiricalNtkFn } from '../kernel/index.js';
+import { empiricalNtkFn, modelLogits, type NtkLayerRule, type NtkLogits } from '../kernel/index.js';
 import type {
   NtkAccumulation,
   NtkBlock,
@@ -73,12 +73,19 @@ export interface ComputeKernelStoresOptions {
   maxInMemoryBytes?: number;
   /** Progress bars on a terminal; default true. */
   progress?: boolean;
+  /**
+   * 'output' (default): the model's outputs are the logits (a softmax/sigmoid output is refused);
+   * 'pre-activation': kernel and logits.npy of the values before the output's softmax/sigmoid.
+   */
+  logits?: NtkLogits;
 }
 
 /** One store written. */
 export interface ComputedStore {
   dir: string;
   manifest: KernelManifest;
+  /** How each selected layer was differentiated (the kernel plan's rules). */
+  rules: NtkLayerRule[];
 }
 
 const DEFAULT_MAX_IN_MEMORY = 2 * 1024 ** 3;
@@ -138,7 +145,8 @@ export function summarizeModel(model: tf.LayersModel): ManifestLayer[] {
 }
 
 /**
- * Logits of `model` at `ds` rows [start, end) as float32 [R, V], and softmax probabilities in
+ * Logits of `model` at `ds` rows [start, end) as float32 [R, V] (with `kind` 'pre-activation': before
+ * the output's softmax/sigmoid, see src/kernel modelLogits), and softmax probabilities in
  * float64 (max-shifted). Inputs are fed in chunks; no tensors are left behind.
  */
 export function logitsAndProbabilities(
@@ -147,6 +155,7 @@ export function logitsAndProbabilities(
   inputShape: number[],
   start: number,
   end: number,
+  kind: NtkLogits = 'output',
 ): { logits: NdArray; probabilities: NdArray } {
   const d = inputShape.reduce((a, b) => a * b, 1);
   const R = end - start;
@@ -156,7 +165,7 @@ export function logitsAndProbabilities(
     const e = Math.min(end, r + 512);
     const out = tf.tidy(() => {
       const input = tf.tensor(x.subarray(r * d, e * d), [e - r, ...inputShape]);
-      const y = model.predict(input) as tf.Tensor;
+      const y = modelLogits(model, input, kind);
       V = y.shape[y.shape.length - 1]!;
       return y.dataSync() as Float32Array;
     });
@@ -237,6 +246,7 @@ export type StoreKernelOptions = Pick<
   | 'shard'
   | 'maxInMemoryBytes'
   | 'progress'
+  | 'logits'
 >;
 
 /**
@@ -268,6 +278,7 @@ export async function computeStore(
     threads: options.threads,
     blockSize: options.blockSize,
     progress: options.progress,
+    logits: options.logits,
   });
   try {
     const V = ntk.plan.numOutputs;
@@ -299,6 +310,7 @@ export async function computeStore(
       points.inputShape,
       rowStart,
       rowEnd,
+      options.logits,
     );
     const forwardMs = performance.now() - tForward;
     const d = points.inputShape.reduce((a, b) => a * b, 1);
@@ -358,7 +370,7 @@ export async function computeStore(
         probabilities,
       },
     });
-    return { dir, manifest: written };
+    return { dir, manifest: written, rules: ntk.plan.rules };
   } finally {
     await ntk.dispose();
   }

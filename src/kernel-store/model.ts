@@ -300,7 +300,7 @@ export async function computeModelKernelStore(
       const why = report.notes.filter((n) => n.startsWith('unsupported:')).map((n) => n.slice(13));
       throw new UnsupportedError(`${report.file}: no eNTK can be computed: ${why.join('; ')}`);
     }
-    const analysis = analyzeModel(model, options.parameters ?? 'all');
+    const analysis = analyzeModel(model, options.parameters ?? 'all', { logits: options.logits });
     const selected = new Set(analysis.selectedLayers.map((l) => l.name));
     const unsupported =
       analysis.unsupported.length === 0 ? [] : explain(analysis.unsupported, selected, report);

@@ -46,7 +46,8 @@ function net(
   dilated = false,
 ): GraphNet {
   seedWeights(model, seed);
-  const make = (n: number, s: number) => (vocab ? tokenPoints(n, shape[0]!, vocab, s) : normalPoints(n, shape, s));
+  const make = (n: number, s: number) =>
+    vocab ? tokenPoints(n, shape[0]!, vocab, s) : normalPoints(n, shape, s);
   return { name, model, x1: make(3, seed + 1), x2: make(2, seed + 2), rules, dilated };
 }
 
@@ -114,7 +115,14 @@ export function graphNets(): GraphNet[] {
     // Conv1D: strided 'same', dilated 'valid'.
     const model = tf.sequential({
       layers: [
-        L.conv1d({ inputShape: [9, 2], filters: 3, kernelSize: 3, strides: 2, padding: 'same', activation: 'relu' }),
+        L.conv1d({
+          inputShape: [9, 2],
+          filters: 3,
+          kernelSize: 3,
+          strides: 2,
+          padding: 'same',
+          activation: 'relu',
+        }),
         L.conv1d({ filters: 2, kernelSize: 2, dilationRate: 2, padding: 'valid', activation: 'tanh' }),
         L.flatten(),
         L.dense({ units: 3 }),
@@ -140,7 +148,14 @@ export function graphNets(): GraphNet[] {
     // Conv2D with dilation 2 ('same') and asymmetric strides.
     const model = tf.sequential({
       layers: [
-        L.conv2d({ inputShape: [7, 7, 1], filters: 2, kernelSize: 3, dilationRate: 2, padding: 'same', activation: 'tanh' }),
+        L.conv2d({
+          inputShape: [7, 7, 1],
+          filters: 2,
+          kernelSize: 3,
+          dilationRate: 2,
+          padding: 'same',
+          activation: 'tanh',
+        }),
         L.conv2d({ filters: 2, kernelSize: [2, 3], strides: [2, 1], padding: 'valid' }),
         L.flatten(),
         L.dense({ units: 3 }),
@@ -246,23 +261,21 @@ export function graphNets(): GraphNet[] {
       ],
     });
     nets.push(
-      net('Embedding + LayerNorm', model, [4], 190, [
-        ['Embedding', 'embedding-explicit'],
-        ['LayerNormalization', 'layernorm'],
-        ['Dense', 'dense-explicit'],
-        ['Dense', 'dense-identity'],
-      ], 6),
+      net(
+        'Embedding + LayerNorm',
+        model,
+        [4],
+        190,
+        [
+          ['Embedding', 'embedding-explicit'],
+          ['LayerNormalization', 'layernorm'],
+          ['Dense', 'dense-explicit'],
+          ['Dense', 'dense-identity'],
+        ],
+        6,
+      ),
     );
   }
-  return nets;
-}
-
-/**
- * Networks with ops whose gradients are wrong or missing on the wasm backend today: MaxPool
- * (wrong gradient), DepthwiseConv2dNative (no BackpropInput / BackpropFilter kernels).
- */
-export function cpuGraphNets(): GraphNet[] {
-  const nets: GraphNet[] = [];
   {
     const model = tf.sequential({
       layers: [
@@ -282,10 +295,25 @@ export function cpuGraphNets(): GraphNet[] {
       ]),
     );
   }
+  return nets;
+}
+
+/**
+ * Networks with ops whose gradients are missing on the wasm backend today: DepthwiseConv2dNative
+ * (no BackpropInput / BackpropFilter kernels; fixed on branch i14-backend).
+ */
+export function cpuGraphNets(): GraphNet[] {
+  const nets: GraphNet[] = [];
   {
     const model = tf.sequential({
       layers: [
-        L.depthwiseConv2d({ inputShape: [6, 6, 2], kernelSize: 3, depthMultiplier: 2, padding: 'same', activation: 'relu' }),
+        L.depthwiseConv2d({
+          inputShape: [6, 6, 2],
+          kernelSize: 3,
+          depthMultiplier: 2,
+          padding: 'same',
+          activation: 'relu',
+        }),
         L.depthwiseConv2d({ kernelSize: 2, strides: 2, padding: 'valid', useBias: false }),
         L.flatten(),
         L.dense({ units: 3 }),
@@ -302,7 +330,14 @@ export function cpuGraphNets(): GraphNet[] {
   {
     const model = tf.sequential({
       layers: [
-        L.separableConv2d({ inputShape: [6, 6, 2], filters: 3, kernelSize: 3, depthMultiplier: 2, padding: 'same', activation: 'tanh' }),
+        L.separableConv2d({
+          inputShape: [6, 6, 2],
+          filters: 3,
+          kernelSize: 3,
+          depthMultiplier: 2,
+          padding: 'same',
+          activation: 'tanh',
+        }),
         L.separableConv2d({ filters: 2, kernelSize: 2, strides: 2, padding: 'valid' }),
         L.flatten(),
         L.dense({ units: 3 }),

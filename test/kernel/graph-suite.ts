@@ -49,18 +49,25 @@ export function graphSuite(net: GraphNet): void {
     // tfjs cannot differentiate dilated convolutions: no Jacobian path for those nets (the
     // structured rule needs no such gradient; finite differences are the reference).
     if (net.dilated) return;
-    const kj = await empiricalNtkFn(net.model, { implementation: 'jacobian', progress: false })(net.x1, net.x2);
+    const kj = await empiricalNtkFn(net.model, { implementation: 'jacobian', progress: false })(
+      net.x1,
+      net.x2,
+    );
     expect(relMaxError(kj.data, refRect.data)).toBeLessThanOrEqual(TOL);
   });
 
   it('hybrid (every selected layer by autodiff alone) = structured', async () => {
     const structured = await empiricalNtkFn(net.model, { progress: false })(net.x1, net.x2);
     // (Dilated convolutions stay structured: tfjs has no gradient for them.)
-    const names = structured.rules.filter((r) => !(net.dilated && r.rule.startsWith('conv'))).map((r) => r.name);
+    const names = structured.rules
+      .filter((r) => !(net.dilated && r.rule.startsWith('conv')))
+      .map((r) => r.name);
     for (const name of names) ruleTestHooks.autodiff.add(name);
     try {
       const fn = empiricalNtkFn(net.model, { progress: false });
-      expect(fn.plan.rules.filter((r) => names.includes(r.name)).every((r) => r.rule === 'autodiff')).toBe(true);
+      expect(fn.plan.rules.filter((r) => names.includes(r.name)).every((r) => r.rule === 'autodiff')).toBe(
+        true,
+      );
       expect(names.length).toBeGreaterThan(0);
       const hybrid = await fn(net.x1, net.x2);
       expect(relMaxError(hybrid.data, structured.data)).toBeLessThanOrEqual(TOL);
