@@ -218,6 +218,8 @@ interface RunHooks {
   capture?: (k: number, saved: Saved) => void;
   /** Replicated batch: dense pre-activations on the points themselves (forward values repeated). */
   replicated?: { pre: Map<number, tf.Tensor>; V: number };
+  /** Apply every layer as tfjs does (no rules: differentiable in the weights too). */
+  plain?: boolean;
 }
 
 /** x̂ = (x − μ)/√(σ² + ε) of a layer norm over the trailing `axes` axes, or of a batch norm. */
@@ -290,7 +292,7 @@ function runGraph(graph: ModelGraph, x: tf.Tensor, hooks: RunHooks = {}): tf.Ten
   values[0] = x;
   graph.nodes.forEach((node, k) => {
     const ins = node.inputs.map((i) => values[i]!);
-    values[node.output] = node.param ? applyRule(node, k, ins, hooks) : applyLayer(node, ins);
+    values[node.output] = node.param && !hooks.plain ? applyRule(node, k, ins, hooks) : applyLayer(node, ins);
   });
   return values[graph.output]!;
 }
@@ -302,7 +304,7 @@ function runGraph(graph: ModelGraph, x: tf.Tensor, hooks: RunHooks = {}): tf.Ten
 export function graphForward(analysis: ModelAnalysis): (x: tf.Tensor) => tf.Tensor {
   const graph = analysis.graph;
   if (!graph) throw new Error('graphForward: the model has no graph entk can run');
-  return (x) => tf.tidy(() => runGraph(graph, x));
+  return (x) => tf.tidy(() => runGraph(graph, x, { plain: true }));
 }
 
 /** Layers that are the identity at inference (besides Activation('linear')). */
@@ -458,14 +460,14 @@ function markGated(
       const node = graph.nodes[k]!;
       if (node.param) {
         const j = byNode.get(k);
-        const planned = j === undefined ? undefined : layers[j]!;
-        if (!planned || planned.nodes.length !== 1) return;
+        if (j === undefined || layers[j]!.nodes.length !== 1) return;
+        const planned = layers[j]!;
         if (terms[planned.term]!.kind !== 'factored' || !planned.param.elementwiseActivation) return;
         if (node.stripActivation) return;
         const c = pathScale(graph, consumers, headNode.output)!;
         planned.gate = { head: head.nodes[0]!, between, scale: c * head.param.weightScale };
         terms[planned.term]!.gated = true;
-        rules[j!]!.rule = 'dense-gated';
+        rules[j]!.rule = 'dense-gated';
         return;
       }
       if (node.inputs.length !== 1 || node.stripActivation || !isElementwiseLayer(node.layer)) return;

@@ -9,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError, UnsupportedError } from '../../src/errors.js';
-import { empiricalNtkFn, finiteDifferenceNtk } from '../../src/kernel/index.js';
+import { empiricalNtkFn, finiteDifferenceNtk, modelLogits } from '../../src/kernel/index.js';
 import { buildModel, type ModelSpec } from '../../src/model/index.js';
 import { normalPoints, randomizeWeights, relMaxError } from './helpers.js';
 
@@ -176,6 +176,63 @@ describe('other tfjs models', () => {
     // The symmetric kernel is mirrored: exactly symmetric.
     for (let p = 0; p < 6; p++) for (let q = 0; q < 6; q++) expect(k.data[p * 6 + q]).toBe(k.data[q * 6 + p]);
     x.dispose();
+  });
+});
+
+describe('output layer check: the kernel is of logits', () => {
+  const build = (head: 'dense-softmax' | 'activation-sigmoid' | 'linear') => {
+    const input = tf.input({ shape: [4] });
+    const h = tf.layers.dense({ units: 5, activation: 'tanh', name: 'h' }).apply(input) as tf.SymbolicTensor;
+    const z = tf.layers
+      .dense({ units: 3, activation: head === 'dense-softmax' ? 'softmax' : 'linear', name: 'z' })
+      .apply(h) as tf.SymbolicTensor;
+    const out =
+      head === 'activation-sigmoid'
+        ? (tf.layers.activation({ activation: 'sigmoid', name: 'sig' }).apply(z) as tf.SymbolicTensor)
+        : z;
+    const model = tf.model({ inputs: input, outputs: out });
+    randomizeWeights(model, 12);
+    return model;
+  };
+
+  it.each([
+    ['dense-softmax', /output layer z \(Dense\) applies softmax, so the model outputs probabilities/],
+    [
+      'activation-sigmoid',
+      /output layer sig \(Activation\) applies sigmoid, so the model outputs probabilities/,
+    ],
+  ] as const)('%s: refused by default; pre-activation = the linear-head kernel', async (head, message) => {
+    const model = build(head);
+    for (const implementation of ['structured', 'jacobian', 'auto'] as const) {
+      expect(() => empiricalNtkFn(model, { implementation })).toThrow(UnsupportedError);
+      expect(() => empiricalNtkFn(model, { implementation })).toThrow(message);
+    }
+    expect(() => finiteDifferenceNtk(model, normalPoints(1, [4], 1))).toThrow(message);
+    expect(() => empiricalNtkFn(model, { logits: 'probabilities' as never })).toThrow(InvalidArgumentError);
+    // The same weights with a linear head.
+    const linear = build('linear');
+    linear.setWeights(model.getWeights());
+    const x = normalPoints(3, [4], 97);
+    const ref = finiteDifferenceNtk(linear, x);
+    expect(
+      relMaxError(finiteDifferenceNtk(model, x, null, { logits: 'pre-activation' }).data, ref.data),
+    ).toBeLessThan(1e-9);
+    for (const implementation of ['structured', 'jacobian'] as const) {
+      const fn = empiricalNtkFn(model, { implementation, logits: 'pre-activation', progress: false });
+      expect(fn.plan.strippedOutput).toMatch(
+        head === 'dense-softmax' ? /^z \(Dense\)/ : /^sig \(Activation\)/,
+      );
+      expect(relMaxError((await fn(x)).data, ref.data), implementation).toBeLessThanOrEqual(TOL);
+    }
+    const before = tf.memory().numTensors;
+    const pre = modelLogits(model, x, 'pre-activation');
+    const expected = linear.predict(x) as tf.Tensor;
+    expect(relMaxError(pre.dataSync(), expected.dataSync())).toBeLessThanOrEqual(1e-6);
+    tf.dispose([pre, expected]);
+    expect(tf.memory().numTensors).toBe(before);
+    x.dispose();
+    model.dispose();
+    linear.dispose();
   });
 });
 
