@@ -104,7 +104,13 @@ def main():
     elif meta["kind"] == "cnn":
         try:
             import torch
-            from torch.func import functional_call, jacrev, vmap
+
+            try:
+                from torch.func import functional_call, jacrev, vmap
+            except ImportError:  # torch < 2: the functorch package
+                from functorch import jacrev, make_functional, vmap
+
+                functional_call = None
         except Exception as e:  # noqa: BLE001
             result["methods"]["functorch"] = {"available": False, "reason": f"{type(e).__name__}: {e}"}
             json.dump(result, sys.stdout)
@@ -144,23 +150,30 @@ def main():
                 return z
 
         net = Net()
-        params = {k: p.detach() for k, p in net.named_parameters()}
         h, w, c = meta["image"]
         X = torch.from_numpy(x.reshape(n, h, w, c).transpose(0, 3, 1, 2).copy())
+        if functional_call is not None:
+            params = {k: p.detach() for k, p in net.named_parameters()}
 
-        def f_single(p, xi):
-            return functional_call(net, p, (xi.unsqueeze(0),)).squeeze(0)
+            def f_single(p, xi):
+                return functional_call(net, p, (xi.unsqueeze(0),)).squeeze(0)
+
+        else:
+            fnet, params = make_functional(net)
+
+            def f_single(p, xi):
+                return fnet(p, xi.unsqueeze(0)).squeeze(0)
 
         def contraction():
             jac = vmap(jacrev(f_single), (None, 0))(params, X)
-            jac = [j.flatten(2) for j in jac.values()]
+            jac = [j.flatten(2) for j in (jac.values() if isinstance(jac, dict) else jac)]
             k = torch.stack([torch.einsum("Naf,Mbf->NaMb", j, j) for j in jac]).sum(0)
             return k.reshape(n * k.shape[1], n * k.shape[1])
 
         k, t = timed(contraction, 1)
         result["methods"]["functorch"] = {"available": True, "n": n, **t}
         if ARGS.save_k:
-            k.numpy().astype("<f4").tofile(ARGS.save_k)
+            k.detach().numpy().astype("<f4").tofile(ARGS.save_k)
     json.dump(result, sys.stdout)
 
 

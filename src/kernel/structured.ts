@@ -129,6 +129,48 @@ function dilateKernel(w: tf.Tensor, dilation: [number, number]): tf.Tensor {
   return spread.slice([0, 0, ...rest.map(() => 0)], [(kh! - 1) * dh + 1, (kw! - 1) * dw + 1, ...rest]);
 }
 
+/**
+ * conv2d(x, w) with dilation 1, differentiable in x only. For stride 1 the input gradient is itself
+ * a convolution — of dy padded by (k − 1) with the kernel rotated by 180° and its channels swapped,
+ * cropped by the forward padding — which runs on the backend's fast Conv2D kernel (the wasm
+ * Conv2DBackpropInput kernel is ~10× slower). Other strides keep tfjs's gradient.
+ */
+function conv2dFastGrad(
+  x: tf.Tensor4D,
+  w: tf.Tensor4D,
+  strides: [number, number],
+  padding: 'valid' | 'same',
+): tf.Tensor4D {
+  if (strides[0] !== 1 || strides[1] !== 1) return tf.conv2d(x, w, strides, padding);
+  const [kh, kw] = w.shape;
+  const [, H, W] = x.shape;
+  const pt = padding === 'same' ? Math.floor((kh - 1) / 2) : 0;
+  const pl = padding === 'same' ? Math.floor((kw - 1) / 2) : 0;
+  const f = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    // The kernel may be an intermediate (dilated): saved, or autodiff would have disposed it.
+    (args[args.length - 1] as tf.GradSaveFunc)([w]);
+    return {
+      value: tf.conv2d(args[0] as tf.Tensor4D, w, 1, padding),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const rotated = tf.reverse(saved[0]!, [0, 1]).transpose([0, 1, 3, 2]) as tf.Tensor4D;
+        const full = tf.conv2d(
+          tf.pad(dy as tf.Tensor4D, [
+            [0, 0],
+            [kh - 1, kh - 1],
+            [kw - 1, kw - 1],
+            [0, 0],
+          ]),
+          rotated,
+          1,
+          'valid',
+        );
+        return full.slice([0, pt, pl, 0], [-1, H, W, -1]);
+      },
+    };
+  });
+  return f(x) as tf.Tensor4D;
+}
+
 /** A conv layer's input as NHWC (conv1d: [b, L, C] → [b, 1, L, C]). */
 function asImage(p: ParamLayer, a: tf.Tensor): tf.Tensor4D {
   return (p.conv1d ? a.reshape([a.shape[0]!, 1, a.shape[1]!, a.shape[2]!]) : a) as tf.Tensor4D;
@@ -161,7 +203,7 @@ function preActivation(p: ParamLayer, a: tf.Tensor): tf.Tensor {
     h = denseMatMul(flat as tf.Tensor2D, w as tf.Tensor2D);
     if (a.rank !== 2) h = h.reshape([...a.shape.slice(0, -1), w.shape[1]!]);
   } else if (p.kind === 'conv') {
-    h = fromImage(p, tf.conv2d(asImage(p, a), imageKernel(p, w), p.strides!, p.padding!));
+    h = fromImage(p, conv2dFastGrad(asImage(p, a), imageKernel(p, w), p.strides!, p.padding!));
   } else if (p.kind === 'depthwise' || p.kind === 'separable') {
     h = tf.depthwiseConv2d(
       a as tf.Tensor4D,
@@ -263,7 +305,7 @@ function applyRule(node: GraphNode, k: number, ins: tf.Tensor[], hooks: RunHooks
       const d = preActivation(p, a);
       hooks.capture?.(k, { inputs: [a], extra: d });
       const pw = p.pointwise!.read() as tf.Tensor4D;
-      const h = addBias(p, tf.conv2d(probe(0, d) as tf.Tensor4D, pw, 1, 'valid'));
+      const h = addBias(p, conv2dFastGrad(probe(0, d) as tf.Tensor4D, pw, [1, 1], 'valid'));
       return activate(probe(1, h));
     }
     case 'layernorm':
