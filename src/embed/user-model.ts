@@ -57,7 +57,7 @@ export interface ModelSupportReport {
   layers: LayerSupport[];
   /** The trainable layers outside the structured path (subset of `layers`). */
   outside: LayerSupport[];
-  /** Model-level remarks (unsupported shapes, non-chain topology, output softmax, frozen layers). */
+  /** Model-level remarks (unsupported shapes, a graph the structured path cannot run, output softmax, frozen layers). */
   notes: string[];
   /**
    * The eNTK engine's own verdict (src/kernel `analyzeModel(model, 'all').unsupported`, the same list
@@ -180,7 +180,7 @@ export function formatSupportReport(report: ModelSupportReport): string {
 
 /**
  * What keeps a model off the structured eNTK path, one line each: every trainable layer outside it
- * ("name (ClassName): why"), then model-level problems (non-chain topology, unsupported shapes).
+ * ("name (ClassName): why"), then model-level problems (a graph the structured path cannot run, unsupported shapes).
  * Empty when the structured path covers the model.
  */
 export function unsupportedLines(report: ModelSupportReport): string[] {
