@@ -427,6 +427,13 @@ function paramLayerOf(layer: Layer): ParamLayer {
   return out;
 }
 
+function refuseProbabilities(model: tf.LayersModel, layer: Layer): never {
+  const act = activationName(layer);
+  throw new UnsupportedError(
+    `model ${model.name}: the output layer ${describe(layer)} applies ${act}, so the model outputs probabilities and the eNTK would be the kernel of probabilities, not of logits; pass logits: 'pre-activation' (CLI --logits pre-activation) for the kernel of the logits before the ${act}`,
+  );
+}
+
 /** Options of {@link analyzeModel}. */
 export interface AnalyzeOptions {
   /** See NtkOptions.logits. */
@@ -531,20 +538,15 @@ export function analyzeModel(
     for (const node of graph.nodes) node.param = rules.get(node.layer) ?? null;
     // Output check: the kernel is of logits, never of probabilities.
     const last = graph.nodes.find((n) => n.output === graph.output);
-    const act = last ? activationName(last.layer) : 'linear';
-    if (last && PROBABILITY_ACTIVATIONS.has(act)) {
-      if (logits === 'output') {
-        throw new UnsupportedError(
-          `model ${model.name}: the output layer ${describe(last.layer)} applies ${act}, so the model outputs probabilities and the eNTK would be the kernel of probabilities, not of logits; pass logits: 'pre-activation' (CLI --logits pre-activation) for the kernel of the logits before the ${act}`,
-        );
-      }
+    if (last && PROBABILITY_ACTIVATIONS.has(activationName(last.layer))) {
+      if (logits === 'output') refuseProbabilities(model, last.layer);
       last.stripActivation = true;
       strippedOutput = describe(last.layer);
     }
-  } else if (logits === 'pre-activation') {
-    throw new UnsupportedError(
-      `model ${model.name}: logits 'pre-activation' needs a graph entk can run (${unsupported.join('; ')})`,
-    );
+  } else if (logits === 'output') {
+    // (Without a graph, logits 'pre-activation' is refused by empiricalNtkFn.)
+    const last = model.outputLayers[0];
+    if (last && PROBABILITY_ACTIVATIONS.has(activationName(last))) refuseProbabilities(model, last);
   }
   return {
     inputShape,

@@ -204,6 +204,11 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
     logits = 'output',
   } = options;
   const analysis = analyzeModel(model, parameters, { logits });
+  if (logits === 'pre-activation' && !analysis.graph) {
+    throw new UnsupportedError(
+      `model ${model.name}: logits 'pre-activation' needs a graph entk can run call by call (${analysis.unsupported.join('; ')})`,
+    );
+  }
   const { implementation: resolved, plan, terms, rules } = IMPLEMENTATIONS[implementation](analysis);
   const state: EngineState = {
     // The Jacobian path differentiates model.apply: with a dropped output activation, entk's own

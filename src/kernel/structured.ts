@@ -30,6 +30,7 @@
  *   on its recorded inputs with the probe cotangents.
  */
 import * as tf from '@tensorflow/tfjs';
+import { UnsupportedError } from '../errors.js';
 import {
   type GraphNode,
   isElementwiseLayer,
@@ -345,7 +346,11 @@ function runGraph(graph: ModelGraph, x: tf.Tensor, hooks: RunHooks = {}): tf.Ten
  */
 export function graphForward(analysis: ModelAnalysis): (x: tf.Tensor) => tf.Tensor {
   const graph = analysis.graph;
-  if (!graph) throw new Error('graphForward: the model has no graph entk can run');
+  if (!graph) {
+    throw new UnsupportedError(
+      `logits 'pre-activation': entk cannot run this model call by call (${analysis.unsupported.join('; ')})`,
+    );
+  }
   return (x) => tf.tidy(() => runGraph(graph, x, { plain: true }));
 }
 
