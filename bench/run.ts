@@ -54,6 +54,22 @@ const BENCHMARKS: Benchmark[] = [
     ],
   },
   {
+    name: 'ntk-models',
+    file: 'bench/ntk-models.ts',
+    kind: 'script',
+    description:
+      "eNTK of the networks researchers use (structured path on graphs): mlp (N=500) and mlp-wide (N=300) vs NumPy layer-wise, cnn (N=500) vs functorch vmap(jacrev), residual CNN with BatchNorm and a LayerNorm sequence block (N=200) vs entk's Jacobian path",
+    flags: [
+      '--n-mlp <N> --n-wide <N> --n-cnn <N> --n-graph <N>   points per case (500, 300, 500, 200)',
+      '--cases <a,b>          subset of mlp, mlp-wide, cnn, resnet-bn, ln-seq',
+      '--jacobian-n <N>       points of the Jacobian timing, extrapolated (default 16)',
+      '--threads <T>          threads of entk and the references (default 2)',
+      '--repeats <R>          timed repetitions, best reported (default 3)',
+      '--skip-reference       no Python references',
+      '--quick                small N everywhere, one repeat',
+    ],
+  },
+  {
     name: 'ode',
     file: 'bench/ode.ts',
     kind: 'module',

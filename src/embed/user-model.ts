@@ -3,20 +3,19 @@
  * shards, e.g. converted from Keras with `tensorflowjs_converter --input_format keras`) and report,
  * layer by layer, whether the eNTK engine's structured path covers it.
  *
- * The rules mirror the engine (src/kernel/analyze.ts): the model must have one input and one
- * [batch, V] output; the structured path needs the layers to form one chain (tf.Sequential,
- * nested Sequentials, or a functional model whose layers form a chain) whose parameterised layers
- * are Dense, ScaledDense, Conv2D (channelsLast, 'valid'/'same' padding) or Embedding (fused
- * activations allowed). Layers without trainable weights (activations of any kind, Scale,
- * pooling, flatten, reshape, dropout, frozen layers) are applied as functions and differentiated
- * by autodiff. Any other layer with trainable weights, or a non-chain topology, needs the
- * 'jacobian' implementation (autodiff over all parameters, slower).
+ * The verdict is the engine's (src/kernel/analyze.ts, structured.ts): the model must have one
+ * input and one [batch, V] output; the structured path runs any graph of single-output layer
+ * calls (residuals, merges, nested models, shared layers) and reports, per trainable layer, the
+ * rule that differentiates it ('dense-factored', 'conv2d-explicit', 'layernorm', …, or 'autodiff'
+ * for a layer without a rule, differentiated alone while the rest stays structured). Layers
+ * without trainable weights (and frozen ones) are applied as functions. Only a graph entk cannot
+ * run node by node needs the 'jacobian' implementation.
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { CorruptFileError, EntkError, InvalidArgumentError, UnsupportedError } from '../errors.js';
-import { analyzeModel, leafLayers } from '../kernel/index.js';
+import { analyzeModel, leafLayers, type NtkLayerRule, planStructured } from '../kernel/index.js';
 import { countParameters, loadModel } from '../model/index.js';
 
 /** How one layer relates to the structured eNTK path. */
@@ -26,8 +25,9 @@ export interface LayerSupport {
   name: string;
   className: string;
   /**
-   * 'parameterised': a trainable layer the structured path handles; 'parameter-free': applied as
-   * a function (no trainable weights, or frozen); 'outside': trainable but not on the structured path.
+   * 'parameterised': a trainable layer the structured path handles (its rule in `note`);
+   * 'parameter-free': applied as a function (no trainable weights, or frozen); 'outside': trainable
+   * but the model's graph cannot be run by the structured path.
    */
   role: 'parameterised' | 'parameter-free' | 'outside';
   /** Trainable parameter count of the layer. */
@@ -55,7 +55,7 @@ export interface ModelSupportReport {
   layers: LayerSupport[];
   /** The trainable layers outside the structured path (subset of `layers`). */
   outside: LayerSupport[];
-  /** Model-level remarks (unsupported shapes, non-chain topology, output softmax, frozen layers). */
+  /** Model-level remarks (unsupported shapes, a graph the structured path cannot run, output softmax, frozen layers). */
   notes: string[];
   /**
    * The eNTK engine's own verdict (src/kernel `analyzeModel(model, 'all').unsupported`, the same list
@@ -65,8 +65,6 @@ export interface ModelSupportReport {
   unsupported: string[];
 }
 
-const PARAMETERISED = new Set(['Dense', 'ScaledDense', 'Conv2D', 'Embedding']);
-
 /** The name of a layer's fused activation from its config ('linear', 'relu', ...), if it has one. */
 function activationOf(layer: tf.layers.Layer): string | undefined {
   const config = layer.getConfig() as Record<string, unknown>;
@@ -74,41 +72,7 @@ function activationOf(layer: tf.layers.Layer): string | undefined {
   return typeof a === 'string' ? a : undefined;
 }
 
-/** Null when the model's layers form one chain, else the reason. */
-function chainProblem(model: tf.LayersModel): string | null {
-  if (model instanceof tf.Sequential) {
-    for (const layer of model.layers) {
-      if (layer instanceof tf.LayersModel) {
-        const inner = chainProblem(layer);
-        if (inner) return inner;
-      }
-    }
-    return null;
-  }
-  const all = model.layers;
-  if (all[0]?.getClassName() !== 'InputLayer') return `${model.name}: topology is not a chain of layers`;
-  let previous = all[0]!;
-  for (const layer of all.slice(1)) {
-    const nodes = layer.inboundNodes;
-    if (
-      nodes.length !== 1 ||
-      nodes[0]!.inboundLayers.length !== 1 ||
-      nodes[0]!.inboundLayers[0] !== previous
-    ) {
-      return `${model.name}: topology is not a chain of layers (at ${layer.name}, ${layer.getClassName()})`;
-    }
-    if (layer instanceof tf.LayersModel) {
-      const inner = chainProblem(layer);
-      if (inner) return inner;
-    }
-    previous = layer;
-  }
-  return model.outputLayers[0] === previous
-    ? null
-    : `${model.name}: the last layer of the chain is not the output`;
-}
-
-function classify(layer: tf.layers.Layer, index: number): LayerSupport {
+function classify(layer: tf.layers.Layer, index: number, rules: Map<string, NtkLayerRule>): LayerSupport {
   const className = layer.getClassName();
   const parameters = countParameters(layer);
   const base = { index, name: layer.name, className, parameters };
@@ -119,31 +83,16 @@ function classify(layer: tf.layers.Layer, index: number): LayerSupport {
       layer.weights.length > 0 ? 'frozen (trainable=false): applied as a fixed function' : undefined;
     return { ...base, role: 'parameter-free', note: frozen };
   }
-  if (!PARAMETERISED.has(className)) {
-    return {
-      ...base,
-      role: 'outside',
-      note: "trainable layer type not on the structured path (needs implementation 'jacobian')",
-    };
-  }
-  if (className === 'Conv2D') {
-    const c = layer.getConfig() as Record<string, unknown>;
-    if (c.dataFormat !== undefined && c.dataFormat !== 'channelsLast') {
-      return {
-        ...base,
-        role: 'outside',
-        note: `dataFormat ${String(c.dataFormat)} (structured Conv2D needs channelsLast)`,
-      };
-    }
-    if (c.padding !== 'valid' && c.padding !== 'same') {
-      return {
-        ...base,
-        role: 'outside',
-        note: `padding ${String(c.padding)} (structured Conv2D needs valid or same)`,
-      };
-    }
-  }
-  return { ...base, role: 'parameterised', note: fused };
+  const rule = rules.get(layer.name);
+  if (!rule) return { ...base, role: 'outside', note: 'the model graph cannot be run layer by layer' };
+  const notes = [
+    `rule ${rule.rule}`,
+    ...(rule.rule === 'autodiff' ? ['no structured rule: differentiated alone by autodiff (hybrid)'] : []),
+    ...(rule.note ? [rule.note] : []),
+    ...(rule.uses > 1 ? [`shared: ${rule.uses} calls`] : []),
+    ...(fused ? [fused] : []),
+  ];
+  return { ...base, role: 'parameterised', note: notes.join('; ') };
 }
 
 /** Classify the layers of a loaded model against the eNTK engine's structured path. */
@@ -163,42 +112,35 @@ export function structuredSupportReport(model: tf.LayersModel, file = '(in memor
       `unsupported: output shape [${outShape.join(', ')}]; the eNTK needs logits of shape [batch, V]`,
     );
   }
-  const chain = supported ? chainProblem(model) : null;
-  if (chain) notes.push(`${chain}: the structured path needs a chain; implementation 'jacobian' is used`);
   const leaves = leafLayers(model);
-  const layers = leaves.map(classify);
-  const lastLayer = leaves.at(-1);
-  if (lastLayer && activationOf(lastLayer) === 'softmax') {
-    notes.push(
-      `the last layer '${lastLayer.name}' applies softmax: the kernel would be of probabilities, while entk's kernels are of logits (docs/theory.md#notation) — remove the output softmax (the loss applies it)`,
-    );
-  }
-  const frozen = layers.filter((l) => l.note?.startsWith('frozen'));
-  if (frozen.length > 0) {
-    notes.push(`frozen layers (not in the eNTK's parameters): ${frozen.map((l) => l.name).join(', ')}`);
-  }
-  // One source of truth: the engine's analysis decides what is outside the structured path (it also
-  // knows rules this file does not repeat, e.g. dilated Conv2D). The local rules above only fill in
-  // per-layer roles where the engine stops early (a non-chain topology).
+  // One source of truth: the engine's analysis and plan decide the rule of every layer (analysed
+  // with logits 'pre-activation' so that a probability output is reported, not thrown).
   let unsupported: string[] = [];
-  if (supported) {
+  const rules = new Map<string, NtkLayerRule>();
+  if (supported && leaves.some((l) => countParameters(l) > 0)) {
     try {
-      unsupported = analyzeModel(model, 'all').unsupported;
+      const analysis = analyzeModel(model, 'all', { logits: 'pre-activation' });
+      unsupported = analysis.unsupported;
+      if (analysis.graph) for (const r of planStructured(analysis).rules) rules.set(r.name, r);
+      else notes.push(`${unsupported.join('; ')}: implementation 'jacobian' is used`);
+      if (analysis.strippedOutput) {
+        notes.push(
+          `the output layer ${analysis.strippedOutput} applies softmax/sigmoid: its outputs are probabilities, not logits — the eNTK is refused unless --logits pre-activation (the kernel of the values before it)`,
+        );
+      }
     } catch (e) {
       if (!(e instanceof EntkError)) throw e;
       supported = false;
       notes.push(`unsupported: ${e.message}`);
     }
   }
-  for (const entry of unsupported) {
-    const layer = layers.find((l) => entry.startsWith(`${l.name} (${l.className})`));
-    if (!layer) continue;
-    const reason = entry.slice(`${layer.name} (${layer.className})`.length).replace(/^:\s*/, '');
-    layer.role = 'outside';
-    if (reason !== '') layer.note = reason;
-    else layer.note ??= "trainable layer type not on the structured path (needs implementation 'jacobian')";
+  const layers = leaves.map((l, i) => classify(l, i, rules));
+  if (!supported) for (const l of layers) if (l.role === 'outside') l.note = undefined;
+  const frozen = layers.filter((l) => l.note?.startsWith('frozen'));
+  if (frozen.length > 0) {
+    notes.push(`frozen layers (not in the eNTK's parameters): ${frozen.map((l) => l.name).join(', ')}`);
   }
-  const outside = layers.filter((l) => l.role === 'outside');
+  const outside = supported ? layers.filter((l) => l.role === 'outside') : [];
   return {
     file,
     modelClass: model instanceof tf.Sequential ? 'Sequential' : model.getClassName(),
@@ -206,7 +148,7 @@ export function structuredSupportReport(model: tf.LayersModel, file = '(in memor
     numOutputs: outShape[outShape.length - 1] ?? -1,
     parameters: layers.reduce((s, l) => s + l.parameters, 0),
     supported,
-    structured: supported && chain === null && outside.length === 0 && unsupported.length === 0,
+    structured: supported && outside.length === 0 && unsupported.length === 0,
     layers,
     outside,
     notes,
@@ -236,7 +178,7 @@ export function formatSupportReport(report: ModelSupportReport): string {
 
 /**
  * What keeps a model off the structured eNTK path, one line each: every trainable layer outside it
- * ("name (ClassName): why"), then model-level problems (non-chain topology, unsupported shapes).
+ * ("name (ClassName): why"), then model-level problems (a graph the structured path cannot run, unsupported shapes).
  * Empty when the structured path covers the model.
  */
 export function unsupportedLines(report: ModelSupportReport): string[] {

@@ -10,11 +10,14 @@ import { InvalidArgumentError } from '../errors.js';
 import type { ArrayFormat, ArrayProducer, NdArray } from '../io/index.js';
 import {
   empiricalNtkFn,
+  modelLogits,
   type NtkAccumulation,
   type NtkBlock,
   type NtkContraction,
   type NtkImplementation,
   type NtkInput,
+  type NtkLayerRule,
+  type NtkLogits,
   type NtkParameters,
   type NtkResult,
   type NtkStreamSummary,
@@ -81,12 +84,19 @@ export interface ComputeKernelStoresOptions {
   available?: { disk?: number; memory?: number };
   /** Replace kernel stores (or shards) already there; default false: an existing store is refused. */
   overwrite?: boolean;
+  /**
+   * 'output' (default): the model's outputs are the logits (a softmax/sigmoid output is refused);
+   * 'pre-activation': kernel and logits.npy of the values before the output's softmax/sigmoid.
+   */
+  logits?: NtkLogits;
 }
 
 /** One store written. */
 export interface ComputedStore {
   dir: string;
   manifest: KernelManifest;
+  /** How each selected layer was differentiated (the kernel plan's rules). */
+  rules: NtkLayerRule[];
 }
 
 const DEFAULT_MAX_IN_MEMORY = 2 * 1024 ** 3;
@@ -146,7 +156,8 @@ export function summarizeModel(model: tf.LayersModel): ManifestLayer[] {
 }
 
 /**
- * Logits of `model` at `ds` rows [start, end) as float32 [R, V], and softmax probabilities in
+ * Logits of `model` at `ds` rows [start, end) as float32 [R, V] (with `kind` 'pre-activation': before
+ * the output's softmax/sigmoid, see src/kernel modelLogits), and softmax probabilities in
  * float64 (max-shifted). Inputs are fed in chunks; no tensors are left behind.
  */
 export function logitsAndProbabilities(
@@ -155,6 +166,7 @@ export function logitsAndProbabilities(
   inputShape: number[],
   start: number,
   end: number,
+  kind: NtkLogits = 'output',
 ): { logits: NdArray; probabilities: NdArray } {
   const d = inputShape.reduce((a, b) => a * b, 1);
   const R = end - start;
@@ -164,7 +176,7 @@ export function logitsAndProbabilities(
     const e = Math.min(end, r + 512);
     const out = tf.tidy(() => {
       const input = tf.tensor(x.subarray(r * d, e * d), [e - r, ...inputShape]);
-      const y = model.predict(input) as tf.Tensor;
+      const y = modelLogits(model, input, kind);
       V = y.shape[y.shape.length - 1]!;
       return y.dataSync() as Float32Array;
     });
@@ -247,6 +259,7 @@ export type StoreKernelOptions = Pick<
   | 'progress'
   | 'available'
   | 'overwrite'
+  | 'logits'
 >;
 
 /**
@@ -311,6 +324,7 @@ export async function computeStore(
     threads: options.threads,
     blockSize: options.blockSize,
     progress: options.progress,
+    logits: options.logits,
   });
   try {
     const V = ntk.plan.numOutputs;
@@ -348,6 +362,7 @@ export async function computeStore(
       points.inputShape,
       rowStart,
       rowEnd,
+      options.logits,
     );
     const forwardMs = performance.now() - tForward;
     const d = points.inputShape.reduce((a, b) => a * b, 1);
@@ -408,7 +423,7 @@ export async function computeStore(
         probabilities,
       },
     });
-    return { dir, manifest: written };
+    return { dir, manifest: written, rules: ntk.plan.rules };
   } finally {
     await ntk.dispose();
   }

@@ -243,7 +243,7 @@ export async function hashModelFiles(
  * What keeps the selected layers off the structured path, one line each: the engine's entries
  * (src/kernel analyzeModel for the chosen parameters) explained with the report's per-layer
  * reasons, plus selected trainable layers the report marks outside that the engine did not reach
- * (it stops at a non-chain topology). Per-layer lines first, then topology problems.
+ * (it stops at a graph it cannot run call by call). Per-layer lines first, then topology problems.
  */
 function explain(entries: string[], selected: ReadonlySet<string>, report: ModelSupportReport): string[] {
   const lines = unsupportedLines(report);
@@ -312,7 +312,7 @@ export async function computeModelKernelStore(
       const why = report.notes.filter((n) => n.startsWith('unsupported:')).map((n) => n.slice(13));
       throw new UnsupportedError(`${report.file}: no eNTK can be computed: ${why.join('; ')}`);
     }
-    const analysis = analyzeModel(model, options.parameters ?? 'all');
+    const analysis = analyzeModel(model, options.parameters ?? 'all', { logits: options.logits });
     const selected = new Set(analysis.selectedLayers.map((l) => l.name));
     const unsupported =
       analysis.unsupported.length === 0 ? [] : explain(analysis.unsupported, selected, report);

@@ -1,30 +1,57 @@
 /**
- * Model inspection for the eNTK engine: which parameters the Jacobian covers, whether the model is
- * a single chain of layers, and which of its parameterised layers the structured path understands.
+ * Model inspection for the eNTK engine: which parameters the Jacobian covers, the model's graph of
+ * layer calls (nested models expanded, shared layers once per use), which rule differentiates each
+ * selected parameterised layer on the structured path, and whether the output is a logit.
  *
- * The structured path needs the model to be a chain (tf.Sequential, nested Sequentials, or a
- * functional model whose layers form one chain) whose *selected* parameterised layers are Dense,
- * ScaledDense (src/model), Conv2D (channelsLast) or Embedding. Every other layer — activations,
- * Scale, pooling, flatten, reshape, dropout (inference mode), and also parameterised layers whose
- * weights are not selected — is applied as a function and differentiated by tfjs autodiff.
+ * The structured path runs the graph node by node (docs/theory.md#per-layer-rules): residual connections, merges (Add, Concatenate, Multiply, Average, …), nested models and
+ * shared layers are autodiff's business; a selected parameterised layer needs only its inputs and
+ * the cotangents at its outputs. Rules exist for Dense / ScaledDense (any input rank), Conv1D,
+ * Conv2D, DepthwiseConv2D, SeparableConv2D (channelsLast, valid/same, any strides and dilations),
+ * Embedding, LayerNormalization (trailing axes), BatchNormalization (inference, last axis) and
+ * PReLU; any other selected layer is differentiated alone by autodiff ('autodiff', the hybrid).
+ * The graph must have one input and one [batch, V] output, and every layer call one output tensor.
  */
 import * as tf from '@tensorflow/tfjs';
 import { InvalidArgumentError, UnsupportedError } from '../errors.js';
-import type { NtkParameters } from './types.js';
+import type { NtkLogits, NtkParameters } from './types.js';
 
 type Layer = tf.layers.Layer;
 type LayerVariable = tf.LayerVariable;
 
-/** A selected parameterised layer the structured path handles. */
+/** How a selected layer's per-example gradients are obtained (see structured.ts). */
+export type RuleKind =
+  | 'dense'
+  | 'conv'
+  | 'depthwise'
+  | 'separable'
+  | 'embedding'
+  | 'layernorm'
+  | 'batchnorm'
+  | 'prelu'
+  | 'autodiff';
+
+/** A selected parameterised layer and what its rule needs. */
 export interface ParamLayer {
-  kind: 'dense' | 'conv2d' | 'embedding';
+  kind: RuleKind;
   layer: Layer;
-  /** Weight (kernel / embeddings) variable and whether it is in the parameter subset. */
-  kernel: LayerVariable;
-  kernelSelected: boolean;
-  /** Bias variable (null without bias) and whether it is in the parameter subset. */
+  /** The layer's trainable variables (all of them are selected). */
+  variables: LayerVariable[];
+  /** Why a layer of a class with a rule runs through 'autodiff' (configuration outside the rule). */
+  note?: string;
+  /** dense / conv / embedding: weight; depthwise: depthwise kernel; separable: depthwise kernel. */
+  kernel: LayerVariable | null;
+  /** separable: pointwise kernel. */
+  pointwise?: LayerVariable | null;
+  /** Bias (null without bias). */
   bias: LayerVariable | null;
-  biasSelected: boolean;
+  /** layernorm / batchnorm: γ and β (null when absent); batchnorm: moving statistics; prelu: α in gamma. */
+  gamma?: LayerVariable | null;
+  beta?: LayerVariable | null;
+  movingMean?: LayerVariable;
+  movingVariance?: LayerVariable;
+  epsilon?: number;
+  /** layernorm: number of trailing axes normalised. */
+  axes?: number;
   /** Forward multipliers: h = weightScale·(a ⋆ kernel) + biasScale·bias (1 for tfjs layers). */
   weightScale: number;
   biasScale: number;
@@ -32,16 +59,33 @@ export interface ParamLayer {
   activation: ((x: tf.Tensor) => tf.Tensor) | null;
   /** Whether that activation acts element-wise (true for linear; false for softmax, unknown ones). */
   elementwiseActivation: boolean;
-  /** Conv2D geometry. */
+  /** Convolution geometry (conv1d as conv2d of height 1). */
+  conv1d?: boolean;
   strides?: [number, number];
   padding?: 'valid' | 'same';
   dilationRate?: [number, number];
 }
 
-/** One step of a chain: a selected parameterised layer, or any layer applied as a function. */
-export interface ChainStep {
+/** One call of a leaf layer in the flattened graph. Tensor 0 is the model input. */
+export interface GraphNode {
   layer: Layer;
+  /** Tensor ids of the inputs (in call order) and of the output. */
+  inputs: number[];
+  output: number;
+  /** Index of this call among the calls of the same layer (0 for the first). */
+  use: number;
+  /** The rule of a selected layer (shared by all its calls); null for layers applied as functions. */
   param: ParamLayer | null;
+  /** The output call whose probability activation is dropped (option logits: 'pre-activation'). */
+  stripActivation?: boolean;
+}
+
+export interface ModelGraph {
+  nodes: GraphNode[];
+  /** Tensor id of the output (the input is tensor 0). */
+  output: number;
+  /** Number of tensor ids. */
+  tensors: number;
 }
 
 export interface ModelAnalysis {
@@ -56,13 +100,13 @@ export interface ModelAnalysis {
   variables: LayerVariable[];
   /** Total number of selected parameters P. */
   parameterCount: number;
-  /** The chain of layers (null when the topology is not a single chain). */
-  chain: ChainStep[] | null;
+  /** The graph of layer calls (null when it cannot be run node by node: see `unsupported`). */
+  graph: ModelGraph | null;
   /** Why the structured path does not apply (empty when it does). */
   unsupported: string[];
+  /** The output layer whose softmax/sigmoid is dropped (logits: 'pre-activation'), else null. */
+  strippedOutput: string | null;
 }
-
-const PARAMETERISED = new Set(['Dense', 'ScaledDense', 'Conv2D', 'Embedding']);
 
 function describe(layer: Layer): string {
   return `${layer.name} (${layer.getClassName()})`;
@@ -72,59 +116,95 @@ function isContainer(layer: Layer): layer is tf.LayersModel {
   return layer instanceof tf.LayersModel;
 }
 
-/** Every leaf layer (nested models expanded, InputLayers dropped), in model order. */
+/** Every leaf layer (nested models expanded, InputLayers dropped), in model order, once each. */
 export function leafLayers(model: tf.LayersModel): Layer[] {
   const out: Layer[] = [];
   for (const layer of model.layers) {
-    if (isContainer(layer)) out.push(...leafLayers(layer));
-    else if (layer.getClassName() !== 'InputLayer') out.push(layer);
+    if (isContainer(layer)) {
+      for (const l of leafLayers(layer)) if (!out.includes(l)) out.push(l);
+    } else if (layer.getClassName() !== 'InputLayer' && !out.includes(layer)) out.push(layer);
   }
   return out;
 }
 
-/** The layers of `model` as one chain, or null (with a reason) when the topology is not a chain. */
-function chainOf(model: tf.LayersModel, problems: string[]): Layer[] | null {
-  let layers: Layer[];
-  if (model instanceof tf.Sequential) {
-    layers = model.layers.filter((l) => l.getClassName() !== 'InputLayer');
-  } else {
-    if (model.inputs.length !== 1 || model.outputs.length !== 1) {
-      problems.push(`${model.name}: not a single-input single-output chain`);
-      return null;
-    }
-    const all = model.layers;
-    const first = all[0];
-    if (first?.getClassName() !== 'InputLayer') {
-      problems.push(`${model.name}: topology is not a chain of layers`);
-      return null;
-    }
-    layers = all.slice(1);
-    let previous: Layer = first;
-    for (const layer of layers) {
-      const nodes = layer.inboundNodes;
-      const node = nodes.length === 1 ? nodes[0] : undefined;
-      if (node?.inboundLayers.length !== 1 || node.inboundLayers[0] !== previous) {
-        problems.push(`${model.name}: topology is not a chain of layers (at ${describe(layer)})`);
+interface SymbolicNode {
+  outboundLayer: Layer;
+  inputTensors: tf.SymbolicTensor[];
+  outputTensors: tf.SymbolicTensor[];
+}
+
+/**
+ * Append the calls of `container` applied to tensor `input` to `nodes`; returns the output tensor
+ * id, or null (with a reason in `problems`).
+ */
+function flatten(
+  container: tf.LayersModel,
+  input: number,
+  g: { nodes: GraphNode[]; next: number },
+  problems: string[],
+): number | null {
+  const add = (layer: Layer, inputs: number[]): number | null => {
+    if (isContainer(layer)) {
+      if (inputs.length !== 1) {
+        problems.push(`${layer.name}: a nested model with ${inputs.length} inputs`);
         return null;
       }
-      previous = layer;
+      return flatten(layer, inputs[0]!, g, problems);
     }
-    if (model.outputLayers[0] !== previous) {
-      problems.push(`${model.name}: the last layer of the chain is not the output`);
-      return null;
+    const use = g.nodes.filter((n) => n.layer === layer).length;
+    g.nodes.push({ layer, inputs, output: g.next, use, param: null });
+    return g.next++;
+  };
+  if (container instanceof tf.Sequential) {
+    let current: number | null = input;
+    for (const layer of container.layers) {
+      if (layer.getClassName() === 'InputLayer') continue;
+      current = add(layer, [current]);
+      if (current === null) return null;
+    }
+    return current;
+  }
+  if (container.inputs.length !== 1 || container.outputs.length !== 1) {
+    problems.push(`${container.name}: not a single-input single-output model`);
+    return null;
+  }
+  const ids = new Map<number, number>([[container.inputs[0]!.id, input]]);
+  const byDepth = (container as unknown as { nodesByDepth: Record<string, SymbolicNode[]> }).nodesByDepth;
+  const depths = Object.keys(byDepth)
+    .map(Number)
+    .sort((a, b) => b - a);
+  for (const depth of depths) {
+    for (const node of byDepth[String(depth)]!) {
+      const layer = node.outboundLayer;
+      if (layer.getClassName() === 'InputLayer') continue;
+      if (node.outputTensors.length !== 1) {
+        problems.push(`${describe(layer)}: a layer call with ${node.outputTensors.length} outputs`);
+        return null;
+      }
+      const inputs = node.inputTensors.map((t) => ids.get(t.id));
+      if (inputs.some((i) => i === undefined)) {
+        problems.push(`${describe(layer)}: an input the model does not compute from its input`);
+        return null;
+      }
+      const out = add(layer, inputs as number[]);
+      if (out === null) return null;
+      ids.set(node.outputTensors[0]!.id, out);
     }
   }
-  const flat: Layer[] = [];
-  for (const layer of layers) {
-    if (isContainer(layer)) {
-      const inner = chainOf(layer, problems);
-      if (!inner) return null;
-      flat.push(...inner);
-    } else {
-      flat.push(layer);
-    }
+  const out = ids.get(container.outputs[0]!.id);
+  if (out === undefined) {
+    problems.push(`${container.name}: output not reached from the input`);
+    return null;
   }
-  return flat;
+  return out;
+}
+
+/** The model's graph of leaf layer calls, or null (with reasons in `problems`). */
+export function modelGraph(model: tf.LayersModel, problems: string[] = []): ModelGraph | null {
+  const g = { nodes: [] as GraphNode[], next: 1 };
+  const output = flatten(model, 0, g, problems);
+  if (output === null) return null;
+  return { nodes: g.nodes, output, tensors: g.next };
 }
 
 function sizeOf(v: LayerVariable): number {
@@ -142,6 +222,12 @@ function activationObject(layer: Layer): { apply(x: tf.Tensor): tf.Tensor; getCl
     (layer as unknown as { activation?: { apply(x: tf.Tensor): tf.Tensor; getClassName(): string } })
       .activation ?? null
   );
+}
+
+/** The class name of a layer's fused or own activation ('linear' without one). */
+export function activationName(layer: Layer): string {
+  const act = activationObject(layer);
+  return act && typeof act.getClassName === 'function' ? act.getClassName() : 'linear';
 }
 
 function activationOf(layer: Layer): ((x: tf.Tensor) => tf.Tensor) | null {
@@ -181,6 +267,9 @@ const ELEMENTWISE_LAYERS = new Set([
   'AlphaDropout',
 ]);
 
+/** Output activations whose values are probabilities, not logits. */
+const PROBABILITY_ACTIVATIONS = new Set(['softmax', 'sigmoid']);
+
 function activationIsElementwise(layer: Layer): boolean {
   const act = activationObject(layer);
   return !act || ELEMENTWISE_ACTIVATIONS.has(act.getClassName());
@@ -200,107 +289,173 @@ export function pair(value: unknown, fallback: number): [number, number] {
   return [fallback, fallback];
 }
 
+/** A layer's 1-D config value (number or [a]). */
+function single(value: unknown, fallback: number): number {
+  if (Array.isArray(value)) return Number(value[0] ?? fallback);
+  return typeof value === 'number' ? value : fallback;
+}
+
+/** The rank of the layer's (first) input, batch included; null when unknown. */
+function inputRank(layer: Layer): number | null {
+  const shapes = layer.inboundNodes[0]?.inputShapes as unknown;
+  if (!Array.isArray(shapes)) return null;
+  return Array.isArray(shapes[0]) ? (shapes[0] as unknown[]).length : shapes.length;
+}
+
+/** For tests only: names of layers to differentiate by 'autodiff' although they have a rule. */
+export const ruleTestHooks = { autodiff: new Set<string>() };
+
 /**
- * Describe a selected layer for the structured path, or return a reason why it cannot be.
- * `selected` are the layer's trainable variables in the subset.
+ * The rule for a selected layer: a ParamLayer of the layer's kind, or one of kind 'autodiff' (with
+ * a note when the class has a rule but not for this configuration).
  */
-function paramLayerOf(layer: Layer, selected: Set<LayerVariable>): ParamLayer | string {
+function paramLayerOf(layer: Layer): ParamLayer {
   const cls = layer.getClassName();
   const l = layer as unknown as Record<string, unknown>;
-  const base = { layer, weightScale: 1, biasScale: 1 };
-  let kernel: LayerVariable | null;
-  let bias: LayerVariable | null;
+  const variables = [...layer.trainableWeights];
+  const v = (x: unknown) => (x as LayerVariable | null | undefined) ?? null;
+  const base: ParamLayer = {
+    kind: 'autodiff',
+    layer,
+    variables,
+    kernel: null,
+    bias: null,
+    weightScale: 1,
+    biasScale: 1,
+    activation: activationOf(layer),
+    elementwiseActivation: activationIsElementwise(layer),
+  };
+  const autodiff = (note: string): ParamLayer => ({ ...base, kind: 'autodiff', note });
+  if (ruleTestHooks.autodiff.has(layer.name)) return base;
   let out: ParamLayer;
+  const convGeometry = (): string | null => {
+    if (l.dataFormat !== undefined && l.dataFormat !== 'channelsLast')
+      return `dataFormat ${String(l.dataFormat)}`;
+    if (l.padding !== 'valid' && l.padding !== 'same') return `padding ${String(l.padding)}`;
+    return null;
+  };
   if (cls === 'Dense') {
-    kernel = (l.kernel as LayerVariable | null) ?? null;
-    bias = l.useBias ? ((l.bias as LayerVariable | null) ?? null) : null;
-    if (!kernel) return `${describe(layer)}: not built`;
-    out = {
-      ...base,
-      kind: 'dense',
-      kernel,
-      bias,
-      kernelSelected: false,
-      biasSelected: false,
-      activation: activationOf(layer),
-      elementwiseActivation: activationIsElementwise(layer),
-    };
+    out = { ...base, kind: 'dense', kernel: v(l.kernel), bias: l.useBias ? v(l.bias) : null };
   } else if (cls === 'ScaledDense') {
-    kernel = weightNamed(layer, 'kernel');
-    bias = weightNamed(layer, 'bias');
     const weightScale = l.weightScale;
     const biasScale = l.biasScale;
-    if (!kernel || typeof weightScale !== 'number' || typeof biasScale !== 'number') {
-      return `${describe(layer)}: missing kernel, weightScale or biasScale`;
-    }
-    out = {
-      layer,
-      kind: 'dense',
-      kernel,
-      bias,
-      kernelSelected: false,
-      biasSelected: false,
-      weightScale,
-      biasScale,
-      activation: activationOf(layer),
-      elementwiseActivation: activationIsElementwise(layer),
-    };
-  } else if (cls === 'Conv2D') {
-    kernel = (l.kernel as LayerVariable | null) ?? null;
-    bias = l.useBias ? ((l.bias as LayerVariable | null) ?? null) : null;
-    if (!kernel) return `${describe(layer)}: not built`;
-    if (l.dataFormat !== 'channelsLast') return `${describe(layer)}: dataFormat ${String(l.dataFormat)}`;
-    if (l.padding !== 'valid' && l.padding !== 'same')
-      return `${describe(layer)}: padding ${String(l.padding)}`;
-    if (pair(l.dilationRate, 1).some((d) => d !== 1)) {
-      return `${describe(layer)}: dilationRate > 1 (tfjs has no gradient for dilated convolutions)`;
+    if (typeof weightScale !== 'number' || typeof biasScale !== 'number') {
+      return autodiff('missing weightScale or biasScale');
     }
     out = {
       ...base,
-      kind: 'conv2d',
-      kernel,
-      bias,
-      kernelSelected: false,
-      biasSelected: false,
-      activation: activationOf(layer),
-      elementwiseActivation: activationIsElementwise(layer),
+      kind: 'dense',
+      kernel: weightNamed(layer, 'kernel'),
+      bias: weightNamed(layer, 'bias'),
+      weightScale,
+      biasScale,
+    };
+  } else if (cls === 'Conv2D' || cls === 'Conv1D') {
+    const why = convGeometry();
+    if (why) return autodiff(why);
+    const conv1d = cls === 'Conv1D';
+    out = {
+      ...base,
+      kind: 'conv',
+      kernel: v(l.kernel),
+      bias: l.useBias ? v(l.bias) : null,
+      conv1d,
+      strides: conv1d ? [1, single(l.strides, 1)] : pair(l.strides, 1),
+      padding: l.padding as 'valid' | 'same',
+      dilationRate: conv1d ? [1, single(l.dilationRate, 1)] : pair(l.dilationRate, 1),
+    };
+  } else if (cls === 'DepthwiseConv2D' || cls === 'SeparableConv2D') {
+    const why = convGeometry();
+    if (why) return autodiff(why);
+    out = {
+      ...base,
+      kind: cls === 'DepthwiseConv2D' ? 'depthwise' : 'separable',
+      kernel: v(l.depthwiseKernel),
+      pointwise: cls === 'SeparableConv2D' ? v(l.pointwiseKernel) : undefined,
+      bias: l.useBias ? v(l.bias) : null,
       strides: pair(l.strides, 1),
-      padding: l.padding,
+      padding: l.padding as 'valid' | 'same',
       dilationRate: pair(l.dilationRate, 1),
     };
   } else if (cls === 'Embedding') {
-    kernel = (l.embeddings as LayerVariable | null) ?? null;
-    if (!kernel) return `${describe(layer)}: not built`;
-    bias = null;
+    out = { ...base, kind: 'embedding', kernel: v(l.embeddings), activation: null };
+  } else if (cls === 'LayerNormalization') {
+    const axis = (Array.isArray(l.axis) ? l.axis : [l.axis]) as number[];
+    const rank = inputRank(layer);
+    const sorted = [...axis].sort((a, b) => a - b);
+    // Normalised axes must be the trailing ones (γ, β broadcast over the leading positions).
+    if (rank === null || !sorted.every((a, i) => a === rank - sorted.length + i)) {
+      return autodiff(`axis [${axis.join(', ')}] (the rule needs the trailing axes)`);
+    }
     out = {
       ...base,
-      kind: 'embedding',
-      kernel,
-      bias,
-      kernelSelected: false,
-      biasSelected: false,
+      kind: 'layernorm',
+      gamma: v(l.gamma),
+      beta: v(l.beta),
+      epsilon: l.epsilon as number,
+      axes: axis.length,
       activation: null,
-      elementwiseActivation: true,
     };
+  } else if (cls === 'BatchNormalization') {
+    const rank = inputRank(layer);
+    const axis = l.axis as number;
+    if (rank === null || !(axis === -1 || axis === rank - 1)) {
+      return autodiff(`axis ${String(axis)} (the rule needs the last axis)`);
+    }
+    out = {
+      ...base,
+      kind: 'batchnorm',
+      gamma: v(l.gamma),
+      beta: v(l.beta),
+      movingMean: l.movingMean as LayerVariable,
+      movingVariance: l.movingVariance as LayerVariable,
+      epsilon: l.epsilon as number,
+      activation: null,
+    };
+  } else if (cls === 'PReLU') {
+    out = { ...base, kind: 'prelu', gamma: v(l.alpha), activation: null };
   } else {
-    return describe(layer);
+    return base;
   }
-  out.kernelSelected = selected.has(out.kernel);
-  out.biasSelected = out.bias != null && selected.has(out.bias);
-  const known = [out.kernel, out.bias].filter((v): v is LayerVariable => v != null);
-  const stray = [...selected].filter((v) => !known.includes(v));
-  if (stray.length > 0) return `${describe(layer)}: unexpected trainable weight ${stray[0]!.name}`;
+  const known = [out.kernel, out.pointwise, out.bias, out.gamma, out.beta].filter(
+    (x): x is LayerVariable => x != null,
+  );
+  const stray = variables.filter((x) => !known.includes(x));
+  if (stray.length > 0) return autodiff(`unexpected trainable weight ${stray[0]!.name}`);
+  if (known.some((x) => !variables.includes(x))) return autodiff('some of its weights are not trainable');
   return out;
+}
+
+function refuseProbabilities(model: tf.LayersModel, layer: Layer): never {
+  const act = activationName(layer);
+  throw new UnsupportedError(
+    `model ${model.name}: the output layer ${describe(layer)} applies ${act}, so the model outputs probabilities and the eNTK would be the kernel of probabilities, not of logits; pass logits: 'pre-activation' (CLI --logits pre-activation) for the kernel of the logits before the ${act}`,
+  );
+}
+
+/** Options of {@link analyzeModel}. */
+export interface AnalyzeOptions {
+  /** See NtkOptions.logits. */
+  logits?: NtkLogits;
 }
 
 /**
  * Analyse `model` for the parameter subset `parameters`.
  * Throws UnsupportedError for models that are not single-input, single-output [batch, V]
- * classifiers, and InvalidArgumentError for unknown or weightless layer names.
+ * classifiers or whose output is a softmax/sigmoid (unless options.logits is 'pre-activation'),
+ * and InvalidArgumentError for unknown or weightless layer names.
  */
-export function analyzeModel(model: tf.LayersModel, parameters: NtkParameters = 'all'): ModelAnalysis {
+export function analyzeModel(
+  model: tf.LayersModel,
+  parameters: NtkParameters = 'all',
+  options: AnalyzeOptions = {},
+): ModelAnalysis {
   if (!(model instanceof tf.LayersModel)) {
     throw new InvalidArgumentError('model', model, 'a tf.LayersModel');
+  }
+  const logits = options.logits ?? 'output';
+  if (logits !== 'output' && logits !== 'pre-activation') {
+    throw new InvalidArgumentError('logits', logits, "'output' or 'pre-activation'");
   }
   if (model.inputs.length !== 1) {
     throw new UnsupportedError(
@@ -374,26 +529,23 @@ export function analyzeModel(model: tf.LayersModel, parameters: NtkParameters = 
   const variables = selectedLayers.flatMap((l) => l.trainableWeights);
   const parameterCount = variables.reduce((s, v) => s + sizeOf(v), 0);
 
-  // Structured support.
   const unsupported: string[] = [];
-  const layers = chainOf(model, unsupported);
-  let chain: ChainStep[] | null = null;
-  if (layers) {
-    const selectedSet = new Set(selectedLayers);
-    chain = layers.map((layer) => {
-      if (!selectedSet.has(layer)) return { layer, param: null };
-      if (!PARAMETERISED.has(layer.getClassName())) {
-        unsupported.push(describe(layer));
-        return { layer, param: null };
-      }
-      const info = paramLayerOf(layer, new Set(layer.trainableWeights));
-      if (typeof info === 'string') {
-        unsupported.push(info);
-        return { layer, param: null };
-      }
-      return { layer, param: info };
-    });
-    if (unsupported.length > 0) chain = null;
+  const graph = modelGraph(model, unsupported);
+  let strippedOutput: string | null = null;
+  if (graph) {
+    const rules = new Map(selectedLayers.map((l) => [l, paramLayerOf(l)]));
+    for (const node of graph.nodes) node.param = rules.get(node.layer) ?? null;
+    // Output check: the kernel is of logits, never of probabilities.
+    const last = graph.nodes.find((n) => n.output === graph.output);
+    if (last && PROBABILITY_ACTIVATIONS.has(activationName(last.layer))) {
+      if (logits === 'output') refuseProbabilities(model, last.layer);
+      last.stripActivation = true;
+      strippedOutput = describe(last.layer);
+    }
+  } else if (logits === 'output') {
+    // (Without a graph, logits 'pre-activation' is refused by empiricalNtkFn.)
+    const last = model.outputLayers[0];
+    if (last && PROBABILITY_ACTIVATIONS.has(activationName(last))) refuseProbabilities(model, last);
   }
   return {
     inputShape,
@@ -402,7 +554,8 @@ export function analyzeModel(model: tf.LayersModel, parameters: NtkParameters = 
     selectedLayers,
     variables,
     parameterCount,
-    chain,
+    graph,
     unsupported,
+    strippedOutput,
   };
 }

@@ -9,12 +9,13 @@
  * column m·V + j (see ./types.ts).
  *
  * Implementations:
- * - 'structured': layer-wise factors (layer inputs A from one forward pass, back-propagated signals
- *   Δ from one backward pass over a V-fold replicated batch), contracted as Σ_l (A_l A_lᵀ) ⊙ (Δ_l Δ_lᵀ)
- *   plus bias terms; never materialises J. Dense, ScaledDense, Conv2D, Embedding + any parameter-free
- *   layers in a chain.
+ * - 'structured': layer-wise factors (layer inputs A from one forward pass over the model's graph,
+ *   back-propagated signals Δ from one backward pass over a V-fold replicated batch), contracted
+ *   per layer by its rule (./structured.ts); never materialises the whole-model J. Any graph of
+ *   single-output layer calls (residuals, merges, nested models, shared layers); selected layers
+ *   without a rule are differentiated alone by autodiff ('autodiff' in the plan's rules).
  * - 'jacobian': J by tfjs autodiff, one point and logit at a time, contracted J Jᵀ; any model.
- * - 'auto': structured when every selected layer is supported, else jacobian.
+ * - 'auto': structured when entk can run the model's graph node by node, else jacobian.
  *
  * Contractions (float32): entk's own WebAssembly SIMD kernels ('wasm', ./wasm-terms.ts: fused Gram
  * scaling, inactive units skipped, gated last hidden layer, one triangle) or tf.matMul ('tfjs',
@@ -29,19 +30,22 @@ import { computeMatrix, type EngineState, type Points, toPoints } from './engine
 import { jacobianTerms } from './jacobian.js';
 import { computeDiagonal, computePairs, normalizePairs } from './pairs.js';
 import { terminateNtkWorkers } from './pool.js';
-import { planStructured, type StructuredPlan } from './structured.js';
+import { graphForward, planStructured, type StructuredPlan } from './structured.js';
 import type { TermMeta } from './terms.js';
 import {
   DEFAULT_NTK_IMPLEMENTATION,
   NTK_ACCUMULATIONS,
   NTK_CONTRACTIONS,
   NTK_IMPLEMENTATIONS,
+  NTK_LOGITS,
   NTK_OUTPUTS,
   type NtkBlockSink,
   type NtkCallOptions,
   type NtkFn,
   type NtkImplementation,
   type NtkInput,
+  type NtkLayerRule,
+  type NtkLogits,
   type NtkOptions,
   type NtkPlan,
   type NtkResult,
@@ -53,7 +57,24 @@ import {
 export { terminateNtkWorkers } from './pool.js';
 export type { FiniteDifferenceOptions } from './reference.js';
 export { finiteDifferenceJacobian, finiteDifferenceNtk } from './reference.js';
+export type { LayerRule } from './structured.js';
 export * from './types.js';
+
+/** A stand-in for model.apply computing the logits of `analysis` (see graphForward). */
+function logitsModel(analysis: ModelAnalysis): tf.LayersModel {
+  const forward = graphForward(analysis);
+  return { apply: (x: tf.Tensor) => forward(x) } as unknown as tf.LayersModel;
+}
+
+/**
+ * The model's logits at `x` ([b, ...inputShape]) as the eNTK sees them: model.predict, or with
+ * logits 'pre-activation' the values before the output layer's softmax/sigmoid. Throws like
+ * {@link empiricalNtkFn} for a probability output without that option. The caller disposes the result.
+ */
+export function modelLogits(model: tf.LayersModel, x: tf.Tensor, logits: NtkLogits = 'output'): tf.Tensor {
+  if (logits === 'output') return model.predict(x) as tf.Tensor;
+  return graphForward(analyzeModel(model, 'all', { logits }))(x);
+}
 
 /** Default memory budget for per-point factors: 1 GiB. */
 export const DEFAULT_NTK_MEMORY_BUDGET = 2 ** 30;
@@ -63,6 +84,7 @@ interface Prepared {
   implementation: ResolvedNtkImplementation;
   plan: StructuredPlan | null;
   terms: TermMeta[];
+  rules: NtkLayerRule[];
 }
 
 /** The implementation table (a missing case is a compile error). */
@@ -74,20 +96,42 @@ const IMPLEMENTATIONS: Record<NtkImplementation, (analysis: ModelAnalysis) => Pr
       );
     }
     const plan = planStructured(analysis);
-    return { implementation: 'structured', plan, terms: plan.terms };
+    return { implementation: 'structured', plan, terms: plan.terms, rules: plan.rules };
   },
   jacobian: (analysis) => ({
     implementation: 'jacobian',
     plan: null,
     terms: jacobianTerms(analysis.parameterCount),
+    rules: analysis.selectedLayers.map((l) => ({
+      name: l.name,
+      className: l.getClassName(),
+      rule: 'jacobian',
+      parameters: l.trainableWeights.reduce(
+        (s, v) => s + (v.shape as number[]).reduce((a, b) => a * b, 1),
+        0,
+      ),
+      uses: analysis.graph ? analysis.graph.nodes.filter((n) => n.layer === l).length : 1,
+    })),
   }),
   auto: (analysis) =>
     IMPLEMENTATIONS[analysis.unsupported.length === 0 ? 'structured' : 'jacobian'](analysis),
 };
 
 function validateOptions(options: NtkOptions): void {
-  const { output, implementation, accumulation, contraction, blockSize, memoryBudget, threads, progress } =
-    options;
+  const {
+    output,
+    implementation,
+    accumulation,
+    contraction,
+    blockSize,
+    memoryBudget,
+    threads,
+    progress,
+    logits,
+  } = options;
+  if (logits !== undefined && !(NTK_LOGITS as readonly string[]).includes(logits)) {
+    throw new InvalidArgumentError('logits', logits, `one of ${NTK_LOGITS.join(', ')}`);
+  }
   if (output !== undefined && !(NTK_OUTPUTS as readonly string[]).includes(output)) {
     throw new InvalidArgumentError('output', output, `one of ${NTK_OUTPUTS.join(', ')}`);
   }
@@ -164,11 +208,19 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
     memoryBudget = DEFAULT_NTK_MEMORY_BUDGET,
     threads = 1,
     progress = true,
+    logits = 'output',
   } = options;
-  const analysis = analyzeModel(model, parameters);
-  const { implementation: resolved, plan, terms } = IMPLEMENTATIONS[implementation](analysis);
+  const analysis = analyzeModel(model, parameters, { logits });
+  if (logits === 'pre-activation' && !analysis.graph) {
+    throw new UnsupportedError(
+      `model ${model.name}: logits 'pre-activation' needs a graph entk can run call by call (${analysis.unsupported.join('; ')})`,
+    );
+  }
+  const { implementation: resolved, plan, terms, rules } = IMPLEMENTATIONS[implementation](analysis);
   const state: EngineState = {
-    model,
+    // The Jacobian path differentiates model.apply: with a dropped output activation, entk's own
+    // run of the graph (the same layers and weights) stands in for it.
+    model: analysis.strippedOutput ? logitsModel(analysis) : model,
     analysis,
     implementation: resolved,
     plan,
@@ -185,6 +237,8 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
     implementation: resolved,
     unsupportedLayers: [...analysis.unsupported],
     layers: analysis.selectedLayers.map((l) => l.name),
+    rules,
+    strippedOutput: analysis.strippedOutput,
     parameterCount: analysis.parameterCount,
     numOutputs: analysis.numOutputs,
     inputShape: [...analysis.inputShape],
@@ -207,6 +261,7 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
     shape,
     accumulation,
     layers: ntkPlan.layers,
+    rules: ntkPlan.rules,
     parameterCount: analysis.parameterCount,
     blockSize: 0,
     threads: 1,
@@ -292,3 +347,4 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
   });
 }
 export { analyzeModel, leafLayers } from './analyze.js';
+export { planStructured } from './structured.js';

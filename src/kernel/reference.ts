@@ -4,21 +4,27 @@
  * parameter, and K = J Jᵀ (docs/theory.md#closed-forms: finite differences).
  * O(P) forward passes — for tiny networks only.
  *
- * Supported layers: Dense, ScaledDense, Conv2D (NHWC, valid/same, strides, dilation), Embedding,
- * MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, Flatten, Reshape,
- * Dropout-like identities, Activation, ElementwiseActivation, Scale; activations linear, relu,
+ * The model's graph (src/kernel/analyze.ts modelGraph: branches, merges, nested models, shared
+ * layers) is evaluated call by call. Supported layers: Dense (any input rank), ScaledDense, Conv1D,
+ * Conv2D, DepthwiseConv2D, SeparableConv2D (NHWC, valid/same, strides, dilation), Embedding,
+ * LayerNormalization (trailing axes), BatchNormalization (inference, last axis), PReLU, Add,
+ * Subtract, Multiply, Average, Maximum, Minimum, Concatenate, MaxPooling2D, AveragePooling2D,
+ * GlobalAveragePooling1D/2D, GlobalMaxPooling2D, Flatten, Reshape, Dropout-like identities,
+ * Activation, ReLU, ElementwiseActivation, Scale; activations linear, relu,
  * relu6, tanh, sigmoid, softplus, softsign, elu, selu, swish, gelu (exact), gelu_new, erf, softmax.
  */
-import * as tf from '@tensorflow/tfjs';
+import type * as tf from '@tensorflow/tfjs';
 import { UnsupportedError } from '../errors.js';
-import { analyzeModel, pair } from './analyze.js';
+import { analyzeModel, type ModelGraph, pair } from './analyze.js';
 import { toPoints } from './engine.js';
-import type { NtkInput, NtkParameters } from './types.js';
+import type { NtkInput, NtkLogits, NtkParameters } from './types.js';
 
 /** Options of {@link finiteDifferenceJacobian} / {@link finiteDifferenceNtk}. */
 export interface FiniteDifferenceOptions {
   /** Parameter subset (as in NtkOptions.parameters); default 'all'. */
   parameters?: NtkParameters;
+  /** Kernel of the outputs or of the pre-softmax/sigmoid logits (as NtkOptions.logits). */
+  logits?: NtkLogits;
   /** Central-difference step h (absolute); default 1e-5. Truncation error O(h²), round-off O(1e-16/h). */
   step?: number;
 }
@@ -226,13 +232,97 @@ function pool2d(
   return { data: out, shape: [n, oh, ow, C] };
 }
 
-function leafChain(model: tf.LayersModel): tf.layers.Layer[] {
-  const out: tf.layers.Layer[] = [];
-  for (const layer of model.layers) {
-    if (layer instanceof tf.LayersModel) out.push(...leafChain(layer));
-    else if (layer.getClassName() !== 'InputLayer') out.push(layer);
+/** Depthwise 2-D convolution (NHWC, kernel [kh, kw, cin, mult], output channel c·mult + m). */
+function depthwise2d(
+  x: Arr,
+  w: Float64Array,
+  wShape: number[],
+  strides: [number, number],
+  padding: string,
+  dil: [number, number],
+): Arr {
+  const [n, H, W, C] = x.shape as [number, number, number, number];
+  const [kh, kw, , mult] = wShape as [number, number, number, number];
+  const [oh, pt] = windowAxis(H, kh, strides[0], dil[0], padding);
+  const [ow, pl] = windowAxis(W, kw, strides[1], dil[1], padding);
+  const out = new Float64Array(n * oh * ow * C * mult);
+  for (let s = 0; s < n; s++) {
+    for (let y = 0; y < oh; y++) {
+      for (let z = 0; z < ow; z++) {
+        for (let c = 0; c < C; c++) {
+          for (let m = 0; m < mult; m++) {
+            let acc = 0;
+            for (let i = 0; i < kh; i++) {
+              const yy = y * strides[0] + i * dil[0] - pt;
+              if (yy < 0 || yy >= H) continue;
+              for (let j = 0; j < kw; j++) {
+                const zz = z * strides[1] + j * dil[1] - pl;
+                if (zz < 0 || zz >= W) continue;
+                acc += x.data[((s * H + yy) * W + zz) * C + c]! * w[((i * kw + j) * C + c) * mult + m]!;
+              }
+            }
+            out[((s * oh + y) * ow + z) * C * mult + c * mult + m] = acc;
+          }
+        }
+      }
+    }
   }
-  return out;
+  return { data: out, shape: [n, oh, ow, C * mult] };
+}
+
+/** y = γ ⊙ (x − μ)/√(σ² + ε) + β with μ, σ² per row of `width` trailing values (or given per channel). */
+function normalize(
+  x: Arr,
+  width: number,
+  eps: number,
+  gamma: Float64Array | null,
+  beta: Float64Array | null,
+  moving: [Float64Array, Float64Array] | null,
+): Arr {
+  const out = new Float64Array(x.data.length);
+  for (let r = 0; r < x.data.length / width; r++) {
+    let mean = 0;
+    let variance = 0;
+    if (!moving) {
+      for (let k = 0; k < width; k++) mean += x.data[r * width + k]!;
+      mean /= width;
+      for (let k = 0; k < width; k++) variance += (x.data[r * width + k]! - mean) ** 2;
+      variance /= width;
+    }
+    for (let k = 0; k < width; k++) {
+      const mu = moving ? moving[0][k]! : mean;
+      const v = moving ? moving[1][k]! : variance;
+      const xhat = (x.data[r * width + k]! - mu) / Math.sqrt(v + eps);
+      out[r * width + k] = (gamma ? gamma[k]! : 1) * xhat + (beta ? beta[k]! : 0);
+    }
+  }
+  return { data: out, shape: x.shape };
+}
+
+/** Element-wise merge of same-shape inputs. */
+function merge(inputs: Arr[], f: (values: number[]) => number): Arr {
+  const out = new Float64Array(inputs[0]!.data.length);
+  for (let e = 0; e < out.length; e++) out[e] = f(inputs.map((t) => t.data[e]!));
+  return { data: out, shape: inputs[0]!.shape };
+}
+
+function concatenate(inputs: Arr[], axis: number): Arr {
+  const rank = inputs[0]!.shape.length;
+  const ax = axis < 0 ? axis + rank : axis;
+  const outer = inputs[0]!.shape.slice(0, ax).reduce((a, b) => a * b, 1);
+  const inners = inputs.map((t) => t.shape.slice(ax).reduce((a, b) => a * b, 1));
+  const total = inners.reduce((a, b) => a + b, 0);
+  const out = new Float64Array(outer * total);
+  for (let o = 0; o < outer; o++) {
+    let at = o * total;
+    inputs.forEach((t, q) => {
+      out.set(t.data.subarray(o * inners[q]!, (o + 1) * inners[q]!), at);
+      at += inners[q]!;
+    });
+  }
+  const shape = [...inputs[0]!.shape];
+  shape[ax] = inputs.reduce((s, t) => s + t.shape[ax]!, 0);
+  return { data: out, shape };
 }
 
 const IDENTITIES = new Set([
@@ -243,101 +333,217 @@ const IDENTITIES = new Set([
   'SpatialDropout1D',
 ]);
 
-/** Float64 forward pass of a chain model with weights taken from `weights` (variable → values). */
-function forward64(layers: tf.layers.Layer[], weights: Map<tf.LayerVariable, Float64Array>, x: Arr): Arr {
-  const value = (v: tf.LayerVariable | null | undefined): Float64Array | null => (v ? weights.get(v)! : null);
-  const named = (layer: tf.layers.Layer, suffix: string) =>
+/** Float64 value of one layer call on `inputs`, weights taken from `value`. */
+function layer64(
+  layer: tf.layers.Layer,
+  inputs: Arr[],
+  value: (v: tf.LayerVariable | null | undefined) => Float64Array | null,
+  strip: boolean,
+): Arr {
+  const named = (suffix: string) =>
     layer.weights.find((w) => new RegExp(`(^|/)${suffix}(_\\d+)?$`).test(w.name)) ?? null;
-  let a = x;
-  for (const layer of layers) {
-    const cls = layer.getClassName();
-    const l = layer as unknown as Record<string, unknown>;
-    switch (cls) {
-      case 'Dense':
-        a = dense(
+  const cls = layer.getClassName();
+  const l = layer as unknown as Record<string, unknown>;
+  const act = (x: Arr) => (strip ? x : activation(actName(layer), x));
+  let a = inputs[0]!;
+  switch (cls) {
+    case 'Dense':
+      return act(
+        dense(
           a,
           value(l.kernel as tf.LayerVariable)!,
           l.useBias ? value(l.bias as tf.LayerVariable) : null,
           1,
           1,
-        );
-        a = activation(actName(layer), a);
-        break;
-      case 'ScaledDense':
-        a = dense(
+        ),
+      );
+    case 'ScaledDense':
+      return act(
+        dense(
           a,
-          value(named(layer, 'kernel'))!,
-          value(named(layer, 'bias')),
+          value(named('kernel'))!,
+          value(named('bias')),
           l.weightScale as number,
           l.biasScale as number,
-        );
-        a = activation(actName(layer), a);
-        break;
-      case 'Conv2D': {
-        const k = l.kernel as tf.LayerVariable;
-        a = conv2d(
-          a,
-          value(k)!,
-          k.shape as number[],
-          l.useBias ? value(l.bias as tf.LayerVariable) : null,
-          pair(l.strides, 1),
-          l.padding as string,
-          pair(l.dilationRate, 1),
-        );
-        a = activation(actName(layer), a);
-        break;
-      }
-      case 'Embedding': {
-        const e = l.embeddings as tf.LayerVariable;
-        const [vocab, dim] = e.shape as [number, number];
-        const w = value(e)!;
-        const out = new Float64Array(a.data.length * dim);
-        for (let t = 0; t < a.data.length; t++) {
-          const id = Math.trunc(a.data[t]!);
-          if (id < 0 || id >= vocab) throw new Error(`embedding reference: id ${id} out of range`);
-          out.set(w.subarray(id * dim, (id + 1) * dim), t * dim);
-        }
-        a = { data: out, shape: [...a.shape, dim] };
-        break;
-      }
-      case 'MaxPooling2D':
-      case 'AveragePooling2D': {
-        const size = pair(l.poolSize, 2);
-        a = pool2d(a, size, pair(l.strides ?? size, size[0]), l.padding as string, cls === 'MaxPooling2D');
-        break;
-      }
-      case 'GlobalAveragePooling2D':
-      case 'GlobalMaxPooling2D': {
-        const [n, H, W, C] = a.shape as [number, number, number, number];
-        a = pool2d(a, [H, W], [H, W], 'valid', cls === 'GlobalMaxPooling2D');
-        a = { data: a.data, shape: [n, C] };
-        break;
-      }
-      case 'Flatten':
-        a = { data: a.data, shape: [a.shape[0]!, a.data.length / a.shape[0]!] };
-        break;
-      case 'Reshape':
-        a = { data: a.data, shape: [a.shape[0]!, ...(l.targetShape as number[])] };
-        break;
-      case 'Activation':
-        a = activation(actName(layer), a);
-        break;
-      case 'ElementwiseActivation':
-        a = activation(String(l.fn), a);
-        break;
-      case 'Scale': {
-        const f = l.factor as number;
-        a = { data: a.data.map((v) => v * f), shape: a.shape };
-        break;
-      }
-      default:
-        if (IDENTITIES.has(cls)) break;
-        throw new UnsupportedError(
-          `finite-difference reference: layer ${layer.name} (${cls}) is not implemented`,
-        );
+        ),
+      );
+    case 'Conv2D':
+    case 'Conv1D': {
+      const k = l.kernel as tf.LayerVariable;
+      const one = cls === 'Conv1D';
+      const shape = one ? [1, ...(k.shape as number[])] : (k.shape as number[]);
+      const [n, L, C] = a.shape as [number, number, number];
+      const x = one ? { data: a.data, shape: [n, 1, L, C] } : a;
+      const [s1, d1] = [l.strides as number[] | number, l.dilationRate as number[] | number];
+      const y = conv2d(
+        x,
+        value(k)!,
+        shape,
+        l.useBias ? value(l.bias as tf.LayerVariable) : null,
+        one ? [1, pair(s1, 1)[0]] : pair(s1, 1),
+        l.padding as string,
+        one ? [1, pair(d1, 1)[0]] : pair(d1, 1),
+      );
+      return act(one ? { data: y.data, shape: [n, y.shape[2]!, y.shape[3]!] } : y);
     }
+    case 'DepthwiseConv2D':
+    case 'SeparableConv2D': {
+      const k = l.depthwiseKernel as tf.LayerVariable;
+      let y = depthwise2d(
+        a,
+        value(k)!,
+        k.shape as number[],
+        pair(l.strides, 1),
+        l.padding as string,
+        pair(l.dilationRate, 1),
+      );
+      const bias = l.useBias ? value(l.bias as tf.LayerVariable) : null;
+      if (cls === 'SeparableConv2D') {
+        y = dense(y, value(l.pointwiseKernel as tf.LayerVariable)!, bias, 1, 1);
+      } else if (bias) {
+        y = { data: y.data.map((v, e) => v + bias[e % bias.length]!), shape: y.shape };
+      }
+      return act(y);
+    }
+    case 'Embedding': {
+      const e = l.embeddings as tf.LayerVariable;
+      const [vocab, dim] = e.shape as [number, number];
+      const w = value(e)!;
+      const out = new Float64Array(a.data.length * dim);
+      for (let t = 0; t < a.data.length; t++) {
+        const id = Math.trunc(a.data[t]!);
+        if (id < 0 || id >= vocab) throw new Error(`embedding reference: id ${id} out of range`);
+        out.set(w.subarray(id * dim, (id + 1) * dim), t * dim);
+      }
+      return { data: out, shape: [...a.shape, dim] };
+    }
+    case 'LayerNormalization': {
+      const axes = (Array.isArray(l.axis) ? l.axis : [l.axis]) as number[];
+      const rank = a.shape.length;
+      const trailing = axes.map((x) => (x < 0 ? x + rank : x)).sort((p, q) => p - q);
+      if (!trailing.every((x, i) => x === rank - trailing.length + i)) {
+        throw new UnsupportedError('finite-difference reference: LayerNormalization over non-trailing axes');
+      }
+      const width = a.shape.slice(rank - trailing.length).reduce((p, q) => p * q, 1);
+      return normalize(
+        a,
+        width,
+        l.epsilon as number,
+        value(l.gamma as tf.LayerVariable),
+        value(l.beta as tf.LayerVariable),
+        null,
+      );
+    }
+    case 'BatchNormalization': {
+      const width = a.shape[a.shape.length - 1]!;
+      const moving: [Float64Array, Float64Array] = [
+        value(l.movingMean as tf.LayerVariable)!,
+        value(l.movingVariance as tf.LayerVariable)!,
+      ];
+      return normalize(
+        a,
+        width,
+        l.epsilon as number,
+        value(l.gamma as tf.LayerVariable),
+        value(l.beta as tf.LayerVariable),
+        moving,
+      );
+    }
+    case 'PReLU': {
+      const alpha = l.alpha as tf.LayerVariable;
+      const w = value(alpha)!;
+      const aShape = alpha.shape as number[];
+      const xShape = a.shape.slice(1);
+      const per = xShape.reduce((p, q) => p * q, 1);
+      const out = new Float64Array(a.data.length);
+      for (let e = 0; e < a.data.length; e++) {
+        // α index: the example coordinate with shared axes collapsed to 0.
+        let rem = e % per;
+        let idx = 0;
+        let stride = 1;
+        const coords: number[] = [];
+        for (let d = xShape.length - 1; d >= 0; d--) {
+          coords[d] = rem % xShape[d]!;
+          rem = Math.floor(rem / xShape[d]!);
+        }
+        for (let d = xShape.length - 1; d >= 0; d--) {
+          idx += (aShape[d] === 1 ? 0 : coords[d]!) * stride;
+          stride *= aShape[d]!;
+        }
+        const v = a.data[e]!;
+        out[e] = v > 0 ? v : w[idx]! * v;
+      }
+      return { data: out, shape: a.shape };
+    }
+    case 'Add':
+      return merge(inputs, (v) => v.reduce((p, q) => p + q, 0));
+    case 'Subtract':
+      return merge(inputs, (v) => v[0]! - v[1]!);
+    case 'Multiply':
+      return merge(inputs, (v) => v.reduce((p, q) => p * q, 1));
+    case 'Average':
+      return merge(inputs, (v) => v.reduce((p, q) => p + q, 0) / v.length);
+    case 'Maximum':
+      return merge(inputs, (v) => Math.max(...v));
+    case 'Minimum':
+      return merge(inputs, (v) => Math.min(...v));
+    case 'Concatenate':
+      return concatenate(inputs, (l.axis as number | undefined) ?? -1);
+    case 'MaxPooling2D':
+    case 'AveragePooling2D': {
+      const size = pair(l.poolSize, 2);
+      return pool2d(a, size, pair(l.strides ?? size, size[0]), l.padding as string, cls === 'MaxPooling2D');
+    }
+    case 'GlobalAveragePooling2D':
+    case 'GlobalMaxPooling2D': {
+      const [n, H, W, C] = a.shape as [number, number, number, number];
+      a = pool2d(a, [H, W], [H, W], 'valid', cls === 'GlobalMaxPooling2D');
+      return { data: a.data, shape: [n, C] };
+    }
+    case 'GlobalAveragePooling1D': {
+      const [n, L, C] = a.shape as [number, number, number];
+      const out = new Float64Array(n * C);
+      for (let s = 0; s < n; s++)
+        for (let t = 0; t < L; t++)
+          for (let c = 0; c < C; c++) out[s * C + c]! += a.data[(s * L + t) * C + c]! / L;
+      return { data: out, shape: [n, C] };
+    }
+    case 'Flatten':
+      return { data: a.data, shape: [a.shape[0]!, a.data.length / a.shape[0]!] };
+    case 'Reshape':
+      return { data: a.data, shape: [a.shape[0]!, ...(l.targetShape as number[])] };
+    case 'Activation':
+      return act(a);
+    case 'ReLU':
+      return activation('relu', a);
+    case 'ElementwiseActivation':
+      return activation(String(l.fn), a);
+    case 'Scale': {
+      const f = l.factor as number;
+      return { data: a.data.map((v) => v * f), shape: a.shape };
+    }
+    default:
+      if (IDENTITIES.has(cls)) return a;
+      throw new UnsupportedError(
+        `finite-difference reference: layer ${layer.name} (${cls}) is not implemented`,
+      );
   }
-  return a;
+}
+
+/** Float64 forward pass of the model's graph with weights taken from `weights` (variable → values). */
+function forward64(graph: ModelGraph, weights: Map<tf.LayerVariable, Float64Array>, x: Arr): Arr {
+  const value = (v: tf.LayerVariable | null | undefined): Float64Array | null => (v ? weights.get(v)! : null);
+  const values: Arr[] = new Array(graph.tensors);
+  values[0] = x;
+  for (const node of graph.nodes) {
+    values[node.output] = layer64(
+      node.layer,
+      node.inputs.map((i) => values[i]!),
+      value,
+      node.stripActivation === true,
+    );
+  }
+  return values[graph.output]!;
 }
 
 /**
@@ -350,12 +556,15 @@ export function finiteDifferenceJacobian(
   options: FiniteDifferenceOptions = {},
 ): { data: Float64Array; shape: [number, number] } {
   const h = options.step ?? 1e-5;
-  const analysis = analyzeModel(model, options.parameters ?? 'all');
+  const analysis = analyzeModel(model, options.parameters ?? 'all', { logits: options.logits });
   const points = toPoints(x, 'x', analysis.inputShape, analysis.inputDtype);
-  const layers = leafChain(model);
+  const graph = analysis.graph;
+  if (!graph) {
+    throw new UnsupportedError(`finite-difference reference: ${analysis.unsupported.join('; ')}`);
+  }
   const weights = new Map<tf.LayerVariable, Float64Array>();
-  for (const layer of layers)
-    for (const w of layer.weights) weights.set(w, Float64Array.from(w.read().dataSync()));
+  for (const node of graph.nodes)
+    for (const w of node.layer.weights) weights.set(w, Float64Array.from(w.read().dataSync()));
   const input: Arr = { data: Float64Array.from(points.data), shape: [points.n, ...points.exampleShape] };
   const V = analysis.numOutputs;
   const P = analysis.parameterCount;
@@ -367,9 +576,9 @@ export function finiteDifferenceJacobian(
     for (let p = 0; p < w.length; p++, col++) {
       const saved = w[p]!;
       w[p] = saved + h;
-      const plus = forward64(layers, weights, input).data;
+      const plus = forward64(graph, weights, input).data;
       w[p] = saved - h;
-      const minus = forward64(layers, weights, input).data;
+      const minus = forward64(graph, weights, input).data;
       w[p] = saved;
       for (let r = 0; r < n * V; r++) J[r * P + col] = (plus[r]! - minus[r]!) / (2 * h);
     }

@@ -1,54 +1,83 @@
 /**
- * Structured (layer-wise) eNTK factors: for every selected parameterised layer, the per-point
- * quantities whose contraction gives that layer's contribution to K, without ever forming J
- * (docs/theory.md#structured-derivatives).
+ * Structured (layer-wise) eNTK factors on any graph: for every selected parameterised layer, the
+ * per-point quantities whose contraction gives that layer's contribution to K, without ever forming
+ * the whole-model J (docs/theory.md#structured-derivatives).
  *
- * For a dense layer h = s_w·(a W) + s_b·b on a rank-2 input, the per-example gradient of logit i
- * is s_w·a(x) ⊗ δ_i(x) (plus s_b·δ_i(x) for the bias), δ_i(x) = ∂f_i(x)/∂h, hence
+ * The per-example, per-logit gradient of a layer's parameters depends only on the layer's inputs
+ * at x and the cotangents δ_i(x) = ∂f_i(x)/∂(layer output), whatever path (residuals, merges,
+ * shared layers, nested models) connects the layer to the output. So the model's graph is run node
+ * by node (src/kernel/analyze.ts modelGraph): once on the points themselves, recording every
+ * parameterised call's inputs, and once on a batch in which every point is repeated V times (row
+ * n·V + i holds x_n and is differentiated through logit i) with zero "probe" tensors added where
+ * each rule needs cotangents (a pre-activation, a layer output). The gradient of Σ_{n,i} f_i(x_{n,i})
+ * with respect to the probes is exactly δ, point-major ([n·V + i, ...]), in ONE backward pass.
+ * Examples never interact (inference mode), so the replicated batch is exact.
  *
- *     K_ij(x, x') += (s_w²⟨a(x), a(x')⟩ + s_b²) · ⟨δ_i(x), δ_j(x')⟩          ("factored" term)
- *
- * The δ_i of all layers and points come from ONE backward pass over a batch in which every point
- * is repeated V times (row n·V + i holds x_n and is differentiated through logit i): zero "probe"
- * tensors are added to every pre-activation and the gradient of Σ_{n,i} f_i(x_{n,i}) with respect
- * to the probes is exactly δ, already point-major ([n·V + i, width]), so Δ Δᵀ lands in the final
- * kernel layout. Examples never interact (inference mode), so the replicated batch is exact.
- *
- * When the last parameterised layer is a linear dense layer followed only by identities / Scale(c),
- * δ_i = c·e_i and its contribution is c²(s_w²⟨a, a'⟩ + s_b²) I_V ("identity" term, no Δ at all).
- *
- * A dense layer feeding that head through element-wise maps only (its activation, dropout) is
- * "gated": δ_i(x) = g'(h(x)) ⊙ u_i with u_i = c·s_w·W_head[:, i] the same for every point, so
- * ⟨δ_i(x), δ_j(x')⟩ = Σ_p g'(h_p) g'(h'_p) u_ip u_jp. Besides Δ its factors carry s = g'(h) [b, width]
- * and U [width, V], which lets a contraction work with the V(V+1)/2 products u_i ⊙ u_j instead of V²
- * inner products of Δ rows (src/kernel/wasm-terms.ts).
- *
- * Layers whose weights are shared across positions (Conv2D, Embedding, Dense on rank > 2 inputs)
- * have few parameters: their per-example gradients J_l(x) = Σ_p a_p(x) ⊗ δ_p(x) are materialised
- * (batched A_nᵀ Δ_n) and contribute J_l J_lᵀ ("gram" term). Conv2D patches a_p are extracted by a
- * convolution with an identity filter, so padding, strides and dilation match the layer exactly.
+ * Terms (./terms.ts), per selected layer:
+ * - dense on a rank-2 input, called once: h = s_w·(a W) + s_b·b, gradient s_w·a ⊗ δ_i, so
+ *       K_ij(x, x') += (s_w²⟨a, a'⟩ + s_b²) · ⟨δ_i, δ'_j⟩          ("factored": rule 'dense-factored')
+ *   When its output reaches the model output through identities / Scale(c) only, δ_i = c·e_i and
+ *   the term is c²(s_w²⟨a, a'⟩ + s_b²) I_V ("identity": 'dense-identity'). A dense layer feeding that
+ *   head through element-wise maps only is "gated" (δ_i = g'(h) ⊙ u_i, u_i = c·s_w·W_head[:, i]:
+ *   'dense-gated', see ./wasm-terms.ts).
+ * - every other rule materialises the per-example gradient G_i(x) (a "gram" term, ⟨G_i, G'_j⟩),
+ *   summed over the layer's calls (shared layers) and positions:
+ *   dense over positions / conv1d / conv2d (im2col rows a_t): G_i = Σ_t a_t ⊗ δ_{i,t} (+ Σ_t δ_{i,t});
+ *   depthwise: the same per channel; separable: depthwise part + pointwise (dense over positions);
+ *   embedding: one-hot rows; layernorm / batchnorm (inference): Σ_t x̂_t ⊙ δ_{i,t} and Σ_t δ_{i,t};
+ *   prelu: Σ over shared axes of min(x, 0) ⊙ δ_i;
+ *   'autodiff' (hybrid, any other layer): the layer alone differentiated by tfjs, once per (point, logit),
+ *   on its recorded inputs with the probe cotangents.
  */
 import * as tf from '@tensorflow/tfjs';
-import { type ChainStep, isElementwiseLayer, type ModelAnalysis, type ParamLayer } from './analyze.js';
+import { UnsupportedError } from '../errors.js';
+import {
+  type GraphNode,
+  isElementwiseLayer,
+  type ModelAnalysis,
+  type ModelGraph,
+  type ParamLayer,
+} from './analyze.js';
 import type { TermMeta } from './terms.js';
 
-/** A chain step with the geometry found by tracing one example through the chain. */
-interface TracedStep extends ChainStep {
-  /** For parameterised steps: the term index this layer feeds, and its shapes (without batch). */
-  term?: number;
-  inShape?: number[];
-  hShape?: number[];
-  /** Shared-weight layers: positions L and patch width K. */
-  positions?: number;
-  patch?: number;
-  /** Gated dense layers: the head's step index and the factor c·s_w of u_i = c·s_w·W_head[:, i]. */
-  gate?: { head: number; scale: number };
+/** How one selected layer is differentiated (reported in the plan). */
+export interface LayerRule {
+  name: string;
+  className: string;
+  /** e.g. 'dense-identity', 'dense-factored', 'dense-gated', 'dense-explicit', 'conv2d-explicit', 'layernorm', 'autodiff'. */
+  rule: string;
+  /** Parameters of the layer. */
+  parameters: number;
+  /** Calls of the layer in the graph (> 1 for shared layers). */
+  uses: number;
+  /** Why a layer whose class has a rule runs through 'autodiff'. */
+  note?: string;
 }
 
-/** The structured plan of a model: traced chain and its terms. */
+/** Shapes (without batch) found by tracing one example. */
+interface NodeTrace {
+  inShapes: number[][];
+  /** Shapes of the tensors the rule probes (pre-activation, output, …). */
+  probeShapes: number[][];
+}
+
+/** A selected layer, its calls and its term. */
+interface PlannedLayer {
+  param: ParamLayer;
+  /** Indices (into graph.nodes) of the layer's calls. */
+  nodes: number[];
+  term: number;
+  /** Gated dense layers: the head's node, the element-wise nodes in between, and c·s_w. */
+  gate?: { head: number; between: number[]; scale: number };
+}
+
+/** The structured plan of a model: its graph, traced shapes and terms. */
 export interface StructuredPlan {
-  steps: TracedStep[];
+  graph: ModelGraph;
+  traces: Map<number, NodeTrace>;
+  layers: PlannedLayer[];
   terms: TermMeta[];
+  rules: LayerRule[];
   numOutputs: number;
   /** Whether any term needs back-propagated signals (else the backward pass is skipped). */
   needsDeltas: boolean;
@@ -85,27 +114,110 @@ function denseMatMul(a: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
   return withDenseGradient(a, w, (x) => tf.matMul(x, w));
 }
 
-/** The pre-activation h = s_w·(a ⋆ kernel) + s_b·bias of a parameterised layer. */
+/**
+ * A [kh, kw, ...] kernel with zeros inserted between its taps: a convolution with dilation 1 on it
+ * equals the dilated convolution (same output size and 'same' padding, both computed from the
+ * effective size (k − 1)·d + 1), and tfjs differentiates it (it has no gradients for dilations > 1).
+ */
+function dilateKernel(w: tf.Tensor, dilation: [number, number]): tf.Tensor {
+  const [dh, dw] = dilation;
+  if (dh === 1 && dw === 1) return w;
+  const [kh, kw, ...rest] = w.shape as number[];
+  const spread = w
+    .reshape([kh!, 1, kw!, 1, ...rest])
+    .pad([[0, 0], [0, dh - 1], [0, 0], [0, dw - 1], ...rest.map((): [number, number] => [0, 0])])
+    .reshape([kh! * dh, kw! * dw, ...rest]);
+  return spread.slice([0, 0, ...rest.map(() => 0)], [(kh! - 1) * dh + 1, (kw! - 1) * dw + 1, ...rest]);
+}
+
+/**
+ * conv2d(x, w) with dilation 1, differentiable in x only. For stride 1 the input gradient is itself
+ * a convolution — of dy padded by (k − 1) with the kernel rotated by 180° and its channels swapped,
+ * cropped by the forward padding — which runs on the backend's fast Conv2D kernel (the wasm
+ * Conv2DBackpropInput kernel is ~10× slower). Other strides keep tfjs's gradient.
+ */
+function conv2dFastGrad(
+  x: tf.Tensor4D,
+  w: tf.Tensor4D,
+  strides: [number, number],
+  padding: 'valid' | 'same',
+): tf.Tensor4D {
+  if (strides[0] !== 1 || strides[1] !== 1) return tf.conv2d(x, w, strides, padding);
+  const [kh, kw] = w.shape;
+  const [, H, W] = x.shape;
+  const pt = padding === 'same' ? Math.floor((kh - 1) / 2) : 0;
+  const pl = padding === 'same' ? Math.floor((kw - 1) / 2) : 0;
+  const f = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    // The kernel may be an intermediate (dilated): saved, or autodiff would have disposed it.
+    (args[args.length - 1] as tf.GradSaveFunc)([w]);
+    return {
+      value: tf.conv2d(args[0] as tf.Tensor4D, w, 1, padding),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const rotated = tf.reverse(saved[0]!, [0, 1]).transpose([0, 1, 3, 2]) as tf.Tensor4D;
+        const full = tf.conv2d(
+          tf.pad(dy as tf.Tensor4D, [
+            [0, 0],
+            [kh - 1, kh - 1],
+            [kw - 1, kw - 1],
+            [0, 0],
+          ]),
+          rotated,
+          1,
+          'valid',
+        );
+        return full.slice([0, pt, pl, 0], [-1, H, W, -1]);
+      },
+    };
+  });
+  return f(x) as tf.Tensor4D;
+}
+
+/** A conv layer's input as NHWC (conv1d: [b, L, C] → [b, 1, L, C]). */
+function asImage(p: ParamLayer, a: tf.Tensor): tf.Tensor4D {
+  return (p.conv1d ? a.reshape([a.shape[0]!, 1, a.shape[1]!, a.shape[2]!]) : a) as tf.Tensor4D;
+}
+
+/** A conv layer's kernel as [kh, kw, cin, cout], dilated. */
+function imageKernel(p: ParamLayer, w: tf.Tensor): tf.Tensor4D {
+  const k = p.conv1d ? w.reshape([1, ...w.shape]) : w;
+  return dilateKernel(k, p.dilationRate!) as tf.Tensor4D;
+}
+
+/** Output of an NHWC conv back in the layer's layout (conv1d: [b, L, C]). */
+function fromImage(p: ParamLayer, h: tf.Tensor): tf.Tensor {
+  return p.conv1d ? h.reshape([h.shape[0]!, h.shape[2]!, h.shape[3]!]) : h;
+}
+
+function addBias(p: ParamLayer, h: tf.Tensor): tf.Tensor {
+  if (!p.bias) return h;
+  const b = p.biasScale === 1 ? p.bias.read() : tf.mul(p.bias.read(), p.biasScale);
+  return tf.add(h, b);
+}
+
+/** The pre-activation h = s_w·(a ⋆ kernel) + s_b·bias of a dense / conv / depthwise / embedding layer. */
 function preActivation(p: ParamLayer, a: tf.Tensor): tf.Tensor {
-  const w = p.kernel.read();
+  const w = p.kernel!.read();
   let h: tf.Tensor;
   if (p.kind === 'dense') {
     const dIn = a.shape[a.rank - 1]!;
     const flat = a.rank === 2 ? (a as tf.Tensor2D) : a.reshape([-1, dIn]);
     h = denseMatMul(flat as tf.Tensor2D, w as tf.Tensor2D);
     if (a.rank !== 2) h = h.reshape([...a.shape.slice(0, -1), w.shape[1]!]);
-  } else if (p.kind === 'conv2d') {
-    h = tf.conv2d(a as tf.Tensor4D, w as tf.Tensor4D, p.strides!, p.padding!, 'NHWC', p.dilationRate!);
+  } else if (p.kind === 'conv') {
+    h = fromImage(p, conv2dFastGrad(asImage(p, a), imageKernel(p, w), p.strides!, p.padding!));
+  } else if (p.kind === 'depthwise' || p.kind === 'separable') {
+    h = tf.depthwiseConv2d(
+      a as tf.Tensor4D,
+      dilateKernel(w, p.dilationRate!) as tf.Tensor4D,
+      p.strides!,
+      p.padding!,
+    );
   } else {
     const ids = tf.cast(a, 'int32');
     h = tf.gather(w, ids.reshape([ids.size])).reshape([...a.shape, w.shape[1]!]);
   }
   if (p.weightScale !== 1) h = tf.mul(h, p.weightScale);
-  if (p.bias) {
-    const b = p.biasScale === 1 ? p.bias.read() : tf.mul(p.bias.read(), p.biasScale);
-    h = tf.add(h, b);
-  }
-  return h;
+  return p.kind === 'separable' ? h : addBias(p, h);
 }
 
 /**
@@ -118,158 +230,297 @@ function repeatRows(t: tf.Tensor, V: number): tf.Tensor {
   return tf.concat(new Array<tf.Tensor>(V).fill(row), 1).reshape([n! * V, ...rest]);
 }
 
-/**
- * The pre-activation of a dense layer on the V-fold replicated batch a [b·V, dIn], given its value
- * on the b points themselves, hBase [b, width]: the forward value is hBase repeated (bitwise what the
- * product would give, every copy of a row being equal), so only the backward product dy (s_w·W)ᵀ
- * runs on the replicated batch.
- */
-function replicatedDense(p: ParamLayer, a: tf.Tensor2D, hBase: tf.Tensor2D, V: number): tf.Tensor2D {
-  return withDenseGradient(a, p.kernel.read() as tf.Tensor2D, () => repeatRows(hBase, V), p.weightScale);
+/** The linear activation (to call a layer without its fused softmax/sigmoid). */
+const LINEAR = (tf.layers.dense({ units: 1 }) as unknown as { activation: unknown }).activation;
+
+/** A parameter-free call (or an 'autodiff' layer's call) in inference mode. */
+function applyLayer(node: GraphNode, ins: tf.Tensor[]): tf.Tensor {
+  const arg = ins.length === 1 ? ins[0]! : ins;
+  if (!node.stripActivation) return node.layer.apply(arg, { training: false }) as tf.Tensor;
+  if (node.layer.getClassName() === 'Activation') return ins[0]!;
+  const layer = node.layer as unknown as { activation: unknown };
+  const saved = layer.activation;
+  layer.activation = LINEAR;
+  try {
+    return node.layer.apply(arg, { training: false }) as tf.Tensor;
+  } finally {
+    layer.activation = saved;
+  }
+}
+
+/** What a rule records of one call on the points: its inputs, pre-activation, and rule-specific x̂ etc. */
+interface Saved {
+  inputs: tf.Tensor[];
+  pre?: tf.Tensor;
+  extra?: tf.Tensor;
+}
+
+interface RunHooks {
+  /** Sees the j-th probed tensor of node k; returns what the graph continues with. */
+  probe?: (k: number, j: number, t: tf.Tensor) => tf.Tensor;
+  capture?: (k: number, saved: Saved) => void;
+  /** Replicated batch: dense pre-activations on the points themselves (forward values repeated). */
+  replicated?: { pre: Map<number, tf.Tensor>; V: number };
+  /** Apply every layer as tfjs does (no rules: differentiable in the weights too). */
+  plain?: boolean;
+}
+
+/** x̂ = (x − μ)/√(σ² + ε) of a layer norm over the trailing `axes` axes, or of a batch norm. */
+function normalized(p: ParamLayer, x: tf.Tensor): tf.Tensor {
+  if (p.kind === 'batchnorm') {
+    const inv = tf.rsqrt(tf.add(p.movingVariance!.read(), p.epsilon!));
+    return tf.mul(tf.sub(x, p.movingMean!.read()), inv);
+  }
+  const axes = Array.from({ length: p.axes! }, (_, i) => x.rank - p.axes! + i);
+  const { mean, variance } = tf.moments(x, axes, true);
+  return tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, p.epsilon!)));
+}
+
+/** A selected layer's call: its output, with the rule's probes inserted. */
+function applyRule(node: GraphNode, k: number, ins: tf.Tensor[], hooks: RunHooks): tf.Tensor {
+  const p = node.param!;
+  const probe = (j: number, t: tf.Tensor) => (hooks.probe ? hooks.probe(k, j, t) : t);
+  const act = node.stripActivation ? null : p.activation;
+  const activate = (h: tf.Tensor) => (act ? act(h) : h);
+  const a = ins[0]!;
+  switch (p.kind) {
+    case 'dense':
+    case 'conv':
+    case 'depthwise':
+    case 'embedding': {
+      const hBase = hooks.replicated?.pre.get(k);
+      const V = hooks.replicated?.V ?? 1;
+      const h =
+        hBase && p.kind === 'dense' && a.rank === 2
+          ? withDenseGradient(
+              a as tf.Tensor2D,
+              p.kernel!.read() as tf.Tensor2D,
+              () => repeatRows(hBase, V),
+              p.weightScale,
+            )
+          : preActivation(p, a);
+      hooks.capture?.(k, { inputs: [a], pre: h });
+      return activate(probe(0, h));
+    }
+    case 'separable': {
+      const d = preActivation(p, a);
+      hooks.capture?.(k, { inputs: [a], extra: d });
+      const pw = p.pointwise!.read() as tf.Tensor4D;
+      const h = addBias(p, conv2dFastGrad(probe(0, d) as tf.Tensor4D, pw, [1, 1], 'valid'));
+      return activate(probe(1, h));
+    }
+    case 'layernorm':
+    case 'batchnorm': {
+      const xhat = normalized(p, a);
+      hooks.capture?.(k, { inputs: [a], extra: xhat });
+      let y = p.gamma ? tf.mul(xhat, p.gamma.read()) : xhat;
+      if (p.beta) y = tf.add(y, p.beta.read());
+      return probe(0, y);
+    }
+    case 'prelu': {
+      const neg = tf.neg(tf.relu(tf.neg(a)));
+      hooks.capture?.(k, { inputs: [a], extra: neg });
+      return probe(0, tf.add(tf.relu(a), tf.mul(p.gamma!.read(), neg)));
+    }
+    default: {
+      hooks.capture?.(k, { inputs: ins });
+      return probe(0, applyLayer(node, ins));
+    }
+  }
+}
+
+/** Run the graph on x (tensor 0); returns the output. */
+function runGraph(graph: ModelGraph, x: tf.Tensor, hooks: RunHooks = {}): tf.Tensor {
+  const values: tf.Tensor[] = new Array(graph.tensors);
+  values[0] = x;
+  graph.nodes.forEach((node, k) => {
+    const ins = node.inputs.map((i) => values[i]!);
+    values[node.output] = node.param && !hooks.plain ? applyRule(node, k, ins, hooks) : applyLayer(node, ins);
+  });
+  return values[graph.output]!;
 }
 
 /**
- * Run the chain on x. `probes[k]` (when given) is added to the pre-activation of the k-th traced
- * parameterised step; `capture(k, a, h)` sees each parameterised step's input and pre-activation.
- * With `replicated` (x is the V-fold replicated batch), dense layers on rank-2 inputs take their
- * forward values from `replicated.h` (the pre-activations on the points themselves).
+ * The model's logits as entk computes them (the graph run node by node, inference mode; with
+ * logits 'pre-activation' before the output's softmax/sigmoid). `x`: [b, ...inputShape].
  */
-function runChain(
-  steps: TracedStep[],
-  x: tf.Tensor,
-  probes: Map<number, tf.Tensor> | null,
-  capture: ((k: number, a: tf.Tensor, h: tf.Tensor) => void) | null,
-  replicated: { h: Map<number, tf.Tensor>; V: number } | null = null,
-): tf.Tensor {
-  let a = x;
-  steps.forEach((step, k) => {
-    const p = step.param;
-    if (!p) {
-      a = step.layer.apply(a, { training: false }) as tf.Tensor;
-      return;
-    }
-    const hBase = replicated?.h.get(k);
-    let h =
-      hBase && p.kind === 'dense' && a.rank === 2 && hBase.rank === 2
-        ? replicatedDense(p, a as tf.Tensor2D, hBase as tf.Tensor2D, replicated!.V)
-        : preActivation(p, a);
-    capture?.(k, a, h);
-    const probe = probes?.get(k);
-    if (probe) h = tf.add(h, probe);
-    a = p.activation ? p.activation(h) : h;
-  });
-  return a;
+export function graphForward(analysis: ModelAnalysis): (x: tf.Tensor) => tf.Tensor {
+  const graph = analysis.graph;
+  if (!graph) {
+    throw new UnsupportedError(
+      `logits 'pre-activation': entk cannot run this model call by call (${analysis.unsupported.join('; ')})`,
+    );
+  }
+  return (x) => tf.tidy(() => runGraph(graph, x, { plain: true }));
 }
 
 /** Layers that are the identity at inference (besides Activation('linear')). */
 const IDENTITY_AT_INFERENCE = new Set(['Dropout', 'GaussianNoise', 'GaussianDropout', 'AlphaDropout']);
 
-/** If every step after `k` is an identity or a constant Scale, the product of the factors; else null. */
-function trailingScale(steps: ChainStep[], k: number): number | null {
+/** Consumers of every tensor id (node indices, once per input slot). */
+function consumersOf(graph: ModelGraph): number[][] {
+  const out: number[][] = Array.from({ length: graph.tensors }, () => []);
+  graph.nodes.forEach((node, k) => {
+    for (const i of node.inputs) out[i]!.push(k);
+  });
+  return out;
+}
+
+/**
+ * If tensor t reaches the output through single-consumer identities / constant Scale layers only,
+ * the product of the factors; else null.
+ */
+function pathScale(graph: ModelGraph, consumers: number[][], t: number): number | null {
   let c = 1;
-  for (const step of steps.slice(k + 1)) {
-    const cls = step.layer.getClassName();
-    const l = step.layer as unknown as Record<string, unknown>;
-    if (step.param) return null;
-    if (IDENTITY_AT_INFERENCE.has(cls)) continue;
-    if (cls === 'Activation' && (l.activation as { getClassName(): string })?.getClassName() === 'linear')
-      continue;
-    if (cls === 'Scale' && typeof l.factor === 'number') {
+  for (let at = t; at !== graph.output; ) {
+    const users = consumers[at]!;
+    if (users.length !== 1) return null;
+    const node = graph.nodes[users[0]!]!;
+    const cls = node.layer.getClassName();
+    const l = node.layer as unknown as Record<string, unknown>;
+    if (node.param || node.inputs.length !== 1) return null;
+    if (IDENTITY_AT_INFERENCE.has(cls) || (cls === 'Activation' && node.stripActivation)) {
+      // identity
+    } else if (
+      cls === 'Activation' &&
+      (l.activation as { getClassName(): string })?.getClassName() === 'linear'
+    ) {
+      // identity
+    } else if (cls === 'Scale' && typeof l.factor === 'number') {
       c *= l.factor;
-      continue;
-    }
-    return null;
+    } else return null;
+    at = node.output;
   }
   return c;
 }
 
+const RULE_NAMES: Record<ParamLayer['kind'], string> = {
+  dense: 'dense-explicit',
+  conv: 'conv2d-explicit',
+  depthwise: 'depthwise-explicit',
+  separable: 'separable-explicit',
+  embedding: 'embedding-explicit',
+  layernorm: 'layernorm',
+  batchnorm: 'batchnorm',
+  prelu: 'prelu',
+  autodiff: 'autodiff',
+};
+
 /**
- * Trace one example through the chain to fix every parameterised layer's shapes and choose its
- * term kind. `analysis.chain` must be non-null.
+ * Trace one example through the graph to fix every selected call's shapes and choose each layer's
+ * term. `analysis.graph` must be non-null.
  */
 export function planStructured(analysis: ModelAnalysis): StructuredPlan {
-  const chain = analysis.chain!;
+  const graph = analysis.graph!;
   const V = analysis.numOutputs;
-  const steps: TracedStep[] = chain.map((s) => ({ ...s }));
+  const traces = new Map<number, NodeTrace>();
   tf.tidy(() => {
     const x = tf.zeros([1, ...analysis.inputShape], analysis.inputDtype);
-    let a = x;
-    steps.forEach((step) => {
-      const p = step.param;
-      if (!p) {
-        a = step.layer.apply(a, { training: false }) as tf.Tensor;
-        return;
-      }
-      step.inShape = a.shape.slice(1);
-      const h = preActivation(p, a);
-      step.hShape = h.shape.slice(1);
-      a = p.activation ? p.activation(h) : h;
+    const y = runGraph(graph, x, {
+      capture: (k, saved) => {
+        traces.set(k, { inShapes: saved.inputs.map((t) => t.shape.slice(1)), probeShapes: [] });
+      },
+      probe: (k, j, t) => {
+        traces.get(k)!.probeShapes[j] = t.shape.slice(1);
+        return t;
+      },
     });
-    if (a.rank !== 2 || a.shape[1] !== V) {
+    if (y.rank !== 2 || y.shape[1] !== V) {
       throw new Error(
-        `structured eNTK: chain output shape [${a.shape}] differs from the model's [batch, ${V}]`,
+        `structured eNTK: graph output shape [${y.shape}] differs from the model's [batch, ${V}]`,
       );
     }
   });
 
+  const consumers = consumersOf(graph);
   const terms: TermMeta[] = [];
-  const paramIndices = steps.flatMap((s, k) => (s.param ? [k] : []));
-  const lastParam = paramIndices[paramIndices.length - 1];
-  for (const k of paramIndices) {
-    const step = steps[k]!;
-    const p = step.param!;
-    const sw2 = p.kernelSelected ? p.weightScale * p.weightScale : 0;
-    const sb2 = p.biasSelected ? p.biasScale * p.biasScale : 0;
-    const inShape = step.inShape!;
-    const hShape = step.hShape!;
-    const name = p.layer.name;
-    if (p.kind === 'dense' && inShape.length === 1) {
-      const c = k === lastParam && !p.activation && hShape[0] === V ? trailingScale(steps, k) : null;
+  const layers: PlannedLayer[] = [];
+  const rules: LayerRule[] = [];
+  for (const layer of analysis.selectedLayers) {
+    const nodes = graph.nodes.flatMap((n, k) => (n.layer === layer && n.param ? [k] : []));
+    if (nodes.length === 0) continue;
+    const p = graph.nodes[nodes[0]!]!.param!;
+    const name = layer.name;
+    const parameters = p.variables.reduce((s, v) => s + prod(v.shape as number[]), 0);
+    const single = nodes.length === 1 ? graph.nodes[nodes[0]!]! : null;
+    const trace = traces.get(nodes[0]!)!;
+    const s2 = p.weightScale * p.weightScale;
+    const b2 = p.bias ? p.biasScale * p.biasScale : 0;
+    let rule: string;
+    if (p.kind === 'dense' && single && trace.inShapes[0]!.length === 1) {
+      const dIn = trace.inShapes[0]![0]!;
+      const hShape = trace.probeShapes[0]!;
+      const act = single.stripActivation ? null : p.activation;
+      const c = !act && hShape[0] === V ? pathScale(graph, consumers, single.output) : null;
       if (c !== null) {
-        terms.push({
-          kind: 'identity',
-          layer: name,
-          dIn: inShape[0]!,
-          width: 0,
-          sw2: sw2 * c * c,
-          sb2: sb2 * c * c,
-        });
+        terms.push({ kind: 'identity', layer: name, dIn, width: 0, sw2: s2 * c * c, sb2: b2 * c * c });
+        rule = 'dense-identity';
       } else {
-        terms.push({ kind: 'factored', layer: name, dIn: inShape[0]!, width: hShape[0]!, sw2, sb2 });
+        terms.push({ kind: 'factored', layer: name, dIn, width: hShape[0]!, sw2: s2, sb2: b2 });
+        rule = 'dense-factored';
       }
     } else {
-      // Shared weights: positions L, patch width K, output channels dOut.
-      const dOut = hShape[hShape.length - 1]!;
-      const positions = prod(hShape.slice(0, -1));
-      let patch: number;
-      if (p.kind === 'dense') patch = inShape[inShape.length - 1]!;
-      else if (p.kind === 'conv2d') {
-        const ks = p.kernel.shape as number[];
-        patch = ks[0]! * ks[1]! * ks[2]!;
-      } else patch = (p.kernel.shape as number[])[0]!;
-      step.positions = positions;
-      step.patch = patch;
-      const width = (p.kernelSelected ? patch * dOut : 0) + (p.biasSelected ? dOut : 0);
-      terms.push({ kind: 'gram', layer: name, dIn: 0, width, sw2, sb2 });
+      terms.push({ kind: 'gram', layer: name, dIn: 0, width: parameters, sw2: 1, sb2: 0 });
+      rule = p.kind === 'conv' && p.conv1d ? 'conv1d-explicit' : RULE_NAMES[p.kind];
     }
-    step.term = terms.length - 1;
+    layers.push({ param: p, nodes, term: terms.length - 1 });
+    rules.push({
+      name,
+      className: layer.getClassName(),
+      rule,
+      parameters,
+      uses: nodes.length,
+      ...(p.note ? { note: p.note } : {}),
+    });
   }
-  markGated(steps, terms);
-  return { steps, terms, numOutputs: V, needsDeltas: terms.some((t) => t.kind !== 'identity') };
+  markGated(graph, consumers, layers, terms, rules);
+  return {
+    graph,
+    traces,
+    layers,
+    terms,
+    rules,
+    numOutputs: V,
+    needsDeltas: terms.some((t) => t.kind !== 'identity'),
+  };
 }
 
-/** Mark factored dense terms whose layer reaches the identity head through element-wise maps only. */
-function markGated(steps: TracedStep[], terms: TermMeta[]): void {
-  const paramIndices = steps.flatMap((s, k) => (s.param ? [k] : []));
-  paramIndices.forEach((k, j) => {
-    const head = paramIndices[j + 1];
-    const step = steps[k]!;
-    if (head === undefined || terms[step.term!]!.kind !== 'factored') return;
-    if (terms[steps[head]!.term!]!.kind !== 'identity' || !step.param!.elementwiseActivation) return;
-    if (!steps.slice(k + 1, head).every((s) => isElementwiseLayer(s.layer))) return;
-    const c = trailingScale(steps, head)!;
-    step.gate = { head, scale: c * steps[head]!.param!.weightScale };
-    terms[step.term!]!.gated = true;
+/** Mark factored dense terms whose layer reaches an identity head through element-wise maps only. */
+function markGated(
+  graph: ModelGraph,
+  consumers: number[][],
+  layers: PlannedLayer[],
+  terms: TermMeta[],
+  rules: LayerRule[],
+): void {
+  const producer = new Map(graph.nodes.map((n, k) => [n.output, k]));
+  const byNode = new Map(layers.map((l, j) => [l.nodes[0]!, j]));
+  layers.forEach((head) => {
+    if (terms[head.term]!.kind !== 'identity') return;
+    const headNode = graph.nodes[head.nodes[0]!]!;
+    const between: number[] = [];
+    let t = headNode.inputs[0]!;
+    for (;;) {
+      if (consumers[t]!.length !== 1) return;
+      const k = producer.get(t);
+      if (k === undefined) return;
+      const node = graph.nodes[k]!;
+      if (node.param) {
+        const j = byNode.get(k);
+        if (j === undefined || layers[j]!.nodes.length !== 1) return;
+        const planned = layers[j]!;
+        if (terms[planned.term]!.kind !== 'factored' || !planned.param.elementwiseActivation) return;
+        if (node.stripActivation) return;
+        const c = pathScale(graph, consumers, headNode.output)!;
+        planned.gate = { head: head.nodes[0]!, between, scale: c * head.param.weightScale };
+        terms[planned.term]!.gated = true;
+        rules[j]!.rule = 'dense-gated';
+        return;
+      }
+      if (node.inputs.length !== 1 || node.stripActivation || !isElementwiseLayer(node.layer)) return;
+      between.unshift(k);
+      t = node.inputs[0]!;
+    }
   });
 }
 
@@ -284,53 +535,171 @@ export interface TermFeatures {
   u?: Float32Array;
 }
 
-/** Rows A_n [L, K] of a shared-weight layer's input, for a batch: [b, L, K]. */
-function sharedInputs(step: TracedStep, a: tf.Tensor): tf.Tensor3D {
-  const p = step.param!;
-  const b = a.shape[0]!;
-  const L = step.positions!;
-  const K = step.patch!;
-  if (p.kind === 'dense') return a.reshape([b, L, K]);
-  if (p.kind === 'embedding') {
-    const ids = tf.cast(a, 'int32').reshape([-1]);
-    return tf.cast(tf.oneHot(ids, K), 'float32').reshape([b, L, K]);
+/**
+ * im2col rows of a convolution's input, [b, L, kh·kw·cin] in the kernel's (i, j, c) order: one
+ * strided slice of the padded input per tap (a copy, no arithmetic), so padding, strides and
+ * dilation match the layer exactly.
+ */
+function patches(p: ParamLayer, a: tf.Tensor, kh: number, kw: number, out: number[]): tf.Tensor3D {
+  const x = asImage(p, a);
+  const [b, H, W, C] = x.shape;
+  const [sh, sw] = p.strides!;
+  const [dh, dw] = p.dilationRate!;
+  const [oh, ow] = p.conv1d ? [1, out[0]!] : [out[0]!, out[1]!];
+  const pads = (size: number, k: number, s: number, d: number, o: number): [number, number] => {
+    if (p.padding === 'valid') return [0, 0];
+    const total = Math.max((o - 1) * s + (k - 1) * d + 1 - size, 0);
+    return [Math.floor(total / 2), total - Math.floor(total / 2)];
+  };
+  const padded = tf.pad(x, [[0, 0], pads(H, kh, sh, dh, oh), pads(W, kw, sw, dw, ow), [0, 0]]);
+  const taps: tf.Tensor[] = [];
+  for (let i = 0; i < kh; i++) {
+    for (let j = 0; j < kw; j++) {
+      const begin = [0, i * dh, j * dw, 0];
+      const end = [b, i * dh + (oh - 1) * sh + 1, j * dw + (ow - 1) * sw + 1, C];
+      taps.push(tf.stridedSlice(padded, begin, end, [1, sh, sw, 1]));
+    }
   }
-  const [kh, kw, cin] = p.kernel.shape as number[];
-  const eye = tf.eye(K).reshape([kh!, kw!, cin!, K]) as tf.Tensor4D;
-  const patches = tf.conv2d(a as tf.Tensor4D, eye, p.strides!, p.padding!, 'NHWC', p.dilationRate!);
-  return patches.reshape([b, L, K]);
+  return (taps.length === 1 ? taps[0]! : tf.concat(taps, 3)).reshape([b, oh * ow, kh * kw * C]);
 }
 
 /**
- * Per-example gradients of a shared-weight layer, [b·V, width] point-major:
- * weight part s_w·A_nᵀ Δ_{n,i} (flattened [K·dOut]) then bias part s_b·Σ_p Δ_{n,i,p}.
+ * Σ_t A[n, t] ⊗ δ[n·V + i, t] for A [b, L, K], δ [b·V, L, dOut]: [b·V, K·dOut], scaled by `scale`.
+ * Batched Aᵀ [b, K, L] @ δ as [b, L, V·dOut].
  */
-function sharedGradients(step: TracedStep, A: tf.Tensor3D, delta: tf.Tensor, V: number): tf.Tensor2D {
-  const p = step.param!;
-  const b = A.shape[0];
-  const L = step.positions!;
-  const K = step.patch!;
-  const hShape = step.hShape!;
-  const dOut = hShape[hShape.length - 1]!;
+function positionsProduct(A: tf.Tensor3D, delta: tf.Tensor, V: number, scale: number): tf.Tensor2D {
+  const [b, L, K] = A.shape;
+  const dOut = delta.size / (b * V * L);
+  const dl = delta
+    .reshape([b, V, L, dOut])
+    .transpose([0, 2, 1, 3])
+    .reshape([b, L, V * dOut]);
+  let g = tf
+    .matMul(A.transpose([0, 2, 1]), dl as tf.Tensor3D)
+    .reshape([b, K, V, dOut])
+    .transpose([0, 2, 1, 3]);
+  if (scale !== 1) g = tf.mul(g, scale);
+  return g.reshape([b * V, K * dOut]);
+}
+
+/** Σ over all but the last axis of δ [b·V, ..., c], scaled: [b·V, c]. */
+function biasGradient(delta: tf.Tensor, scale: number): tf.Tensor2D {
+  const c = delta.shape[delta.rank - 1]!;
+  let g: tf.Tensor = delta.reshape([delta.shape[0]!, -1, c]).sum(1);
+  if (scale !== 1) g = tf.mul(g, scale);
+  return g as tf.Tensor2D;
+}
+
+/**
+ * Depthwise part: G[n·V + i][(p, c, m)] = Σ_t P[n, t, p, c] · δ[n·V + i, t, (c, m)] for patches P
+ * [b, L, khkw·cin] and δ [b·V, L, cin·mult]: a batched product per (point, channel).
+ */
+function depthwiseProduct(P: tf.Tensor3D, delta: tf.Tensor, V: number, cin: number): tf.Tensor2D {
+  const [b, L, KC] = P.shape;
+  const khkw = KC / cin;
+  const mult = delta.size / (b * V * L * cin);
+  const pt = P.reshape([b, L, khkw, cin])
+    .transpose([0, 3, 2, 1])
+    .reshape([b * cin, khkw, L]);
+  const dc = delta
+    .reshape([b, V, L, cin, mult])
+    .transpose([0, 3, 2, 1, 4])
+    .reshape([b * cin, L, V * mult]);
+  return tf
+    .matMul(pt as tf.Tensor3D, dc as tf.Tensor3D)
+    .reshape([b, cin, khkw, V, mult])
+    .transpose([0, 3, 2, 1, 4])
+    .reshape([b * V, khkw * cin * mult]);
+}
+
+/** Σ_t x̂_t ⊙ δ_t over the leading positions, for x̂ [b, ..., P] and δ [b·V, ..., P]: [b·V, P]. */
+function scaleGradient(xhat: tf.Tensor, delta: tf.Tensor, V: number, width: number): tf.Tensor2D {
+  const b = xhat.shape[0]!;
+  const x = xhat.reshape([b, 1, -1, width]);
+  return tf
+    .mul(x, delta.reshape([b, V, -1, width]))
+    .sum(2)
+    .reshape([b * V, width]);
+}
+
+/** Per-example gradients [b·V, width] of one call of a selected layer (see the module comment). */
+function callGradients(node: GraphNode, saved: Saved, deltas: tf.Tensor[], V: number): tf.Tensor2D {
+  const p = node.param!;
+  const b = saved.inputs[0]!.shape[0]!;
   const parts: tf.Tensor2D[] = [];
-  if (p.kernelSelected) {
-    // [b·V, L, dOut] → [b, L, V·dOut]; batched Aᵀ [b, K, L] @ that → [b, K, V·dOut] → [b·V, K·dOut].
-    const dl = delta
-      .reshape([b, V, L, dOut])
-      .transpose([0, 2, 1, 3])
-      .reshape([b, L, V * dOut]);
-    const at = A.transpose([0, 2, 1]);
-    let jw = tf
-      .matMul(at, dl as tf.Tensor3D)
-      .reshape([b, K, V, dOut])
-      .transpose([0, 2, 1, 3]);
-    if (p.weightScale !== 1) jw = tf.mul(jw, p.weightScale);
-    parts.push(jw.reshape([b * V, K * dOut]));
-  }
-  if (p.biasSelected) {
-    let jb = delta.reshape([b * V, L, dOut]).sum(1);
-    if (p.biasScale !== 1) jb = tf.mul(jb, p.biasScale);
-    parts.push(jb as tf.Tensor2D);
+  const a = saved.inputs[0]!;
+  switch (p.kind) {
+    case 'dense': {
+      const K = a.shape[a.rank - 1]!;
+      parts.push(positionsProduct(a.reshape([b, -1, K]) as tf.Tensor3D, deltas[0]!, V, p.weightScale));
+      if (p.bias) parts.push(biasGradient(deltas[0]!, p.biasScale));
+      break;
+    }
+    case 'embedding': {
+      const vocab = p.kernel!.shape[0]!;
+      const ids = tf.cast(a, 'int32').reshape([-1]);
+      const A = tf.cast(tf.oneHot(ids, vocab), 'float32').reshape([b, -1, vocab]) as tf.Tensor3D;
+      parts.push(positionsProduct(A, deltas[0]!, V, 1));
+      break;
+    }
+    case 'conv': {
+      const ks = p.kernel!.shape as number[];
+      const [kh, kw] = p.conv1d ? [1, ks[0]!] : [ks[0]!, ks[1]!];
+      const out = deltas[0]!.shape.slice(1, -1);
+      parts.push(positionsProduct(patches(p, a, kh, kw, out), deltas[0]!, V, p.weightScale));
+      if (p.bias) parts.push(biasGradient(deltas[0]!, p.biasScale));
+      break;
+    }
+    case 'depthwise':
+    case 'separable': {
+      const [kh, kw, cin] = p.kernel!.shape as number[];
+      const P = patches(p, a, kh!, kw!, deltas[0]!.shape.slice(1, -1));
+      parts.push(depthwiseProduct(P, deltas[0]!, V, cin!));
+      if (p.kind === 'separable') {
+        const d = saved.extra!;
+        const A = d.reshape([b, -1, d.shape[d.rank - 1]!]) as tf.Tensor3D;
+        parts.push(positionsProduct(A, deltas[1]!, V, 1));
+        if (p.bias) parts.push(biasGradient(deltas[1]!, p.biasScale));
+      } else if (p.bias) parts.push(biasGradient(deltas[0]!, p.biasScale));
+      break;
+    }
+    case 'layernorm':
+    case 'batchnorm': {
+      const width = p.kind === 'batchnorm' ? a.shape[a.rank - 1]! : prod(a.shape.slice(a.rank - p.axes!));
+      if (p.gamma) parts.push(scaleGradient(saved.extra!, deltas[0]!, V, width));
+      if (p.beta) parts.push(biasGradient(deltas[0]!.reshape([b * V, -1, width]), 1));
+      break;
+    }
+    case 'prelu': {
+      // ∂y/∂α = min(x, 0), summed over the axes α is shared along.
+      const alphaShape = p.gamma!.shape as number[];
+      const neg = saved.extra!;
+      const g = tf.mul(
+        neg.reshape([b, 1, ...neg.shape.slice(1)]),
+        deltas[0]!.reshape([b, V, ...neg.shape.slice(1)]),
+      );
+      const shared = alphaShape.flatMap((d, i) => (d === 1 && neg.shape[i + 1]! > 1 ? [i + 2] : []));
+      parts.push((shared.length > 0 ? g.sum(shared, true) : g).reshape([b * V, prod(alphaShape)]));
+      break;
+    }
+    default: {
+      // The layer alone, differentiated by autodiff once per (point, logit) with the probe cotangent.
+      const vars = p.variables.map((v) => v.read() as tf.Variable);
+      const rows: tf.Tensor[] = [];
+      for (let n = 0; n < b; n++) {
+        const insN = saved.inputs.map((t) => t.slice([n], [1]));
+        for (let i = 0; i < V; i++) {
+          const dn = deltas[0]!.slice([n * V + i], [1]);
+          const { value, grads } = tf.variableGrads(
+            () => tf.sum(tf.mul(applyLayer(node, insN), dn)) as tf.Scalar,
+            vars,
+          );
+          value.dispose();
+          rows.push(tf.concat(vars.map((v) => (grads[v.name] ?? tf.zeros(v.shape)).reshape([-1]))));
+        }
+      }
+      parts.push(tf.stack(rows) as tf.Tensor2D);
+    }
   }
   return parts.length === 1 ? parts[0]! : tf.concat(parts, 1);
 }
@@ -342,16 +711,20 @@ function sharedGradients(step: TracedStep, A: tf.Tensor3D, delta: tf.Tensor, V: 
 export function structuredFeatures(plan: StructuredPlan, x: tf.Tensor): TermFeatures[] {
   const V = plan.numOutputs;
   const b = x.shape[0]!;
+  const graph = plan.graph;
   const out: TermFeatures[] = plan.terms.map(() => ({}));
   const tensors: Array<{ term: number; key: keyof TermFeatures; t: tf.Tensor }> = tf.tidy(() => {
     const result: Array<{ term: number; key: keyof TermFeatures; t: tf.Tensor }> = [];
-    // Forward pass on the points themselves: the layer inputs A.
-    const inputs = new Map<number, tf.Tensor>();
+    // Forward pass on the points themselves: every selected call's inputs (and pre-activation).
+    const saved = new Map<number, Saved>();
     const pre = new Map<number, tf.Tensor>();
-    runChain(plan.steps, x, null, (k, a, h) => {
-      inputs.set(k, a);
-      pre.set(k, h);
+    runGraph(graph, x, {
+      capture: (k, s) => {
+        saved.set(k, s);
+        if (s.pre) pre.set(k, s.pre);
+      },
     });
+    const deltas = new Map<number, tf.Tensor[]>();
     if (plan.needsDeltas) {
       // Replicated batch: row n·V + i is x_n, differentiated through logit i.
       const xr = repeatRows(x, V);
@@ -361,43 +734,56 @@ export function structuredFeatures(plan: StructuredPlan, x: tf.Tensor): TermFeat
         'int32',
       );
       const select = tf.cast(tf.oneHot(labels, V), 'float32');
-      const probeSteps = plan.steps.flatMap((s, k) =>
-        s.param && plan.terms[s.term!]!.kind !== 'identity' ? [k] : [],
+      const probed: Array<[number, number]> = plan.layers.flatMap((l) =>
+        plan.terms[l.term]!.kind === 'identity'
+          ? []
+          : l.nodes.flatMap((k) => plan.traces.get(k)!.probeShapes.map((_, j): [number, number] => [k, j])),
       );
-      const probes = probeSteps.map((k) => tf.zeros([b * V, ...plan.steps[k]!.hShape!]));
+      const index = new Map(probed.map(([k, j], q) => [`${k}:${j}`, q]));
+      const probes = probed.map(([k, j]) => tf.zeros([b * V, ...plan.traces.get(k)!.probeShapes[j]!]));
       const grads = tf.grads((...ps: tf.Tensor[]) => {
-        const map = new Map(probeSteps.map((k, j) => [k, ps[j]!]));
-        return tf.sum(tf.mul(runChain(plan.steps, xr, map, null, { h: pre, V }), select));
+        const y = runGraph(graph, xr, {
+          probe: (k, j, t) => {
+            const q = index.get(`${k}:${j}`);
+            return q === undefined ? t : tf.add(t, ps[q]!);
+          },
+          replicated: { pre, V },
+        });
+        return tf.sum(tf.mul(y, select));
       })(probes);
-      probeSteps.forEach((k, j) => {
-        const step = plan.steps[k]!;
-        const term = plan.terms[step.term!]!;
-        const delta = grads[j]!;
-        if (term.kind === 'factored') {
-          result.push({ term: step.term!, key: 'd', t: delta.reshape([b * V, term.width]) });
-        } else {
-          const A = sharedInputs(step, inputs.get(k)!);
-          result.push({ term: step.term!, key: 'd', t: sharedGradients(step, A, delta, V) });
-        }
+      probed.forEach(([k, j], q) => {
+        if (!deltas.has(k)) deltas.set(k, []);
+        deltas.get(k)![j] = grads[q]!;
       });
     }
-    plan.steps.forEach((step, k) => {
-      if (!step.param) return;
-      const term = plan.terms[step.term!]!;
-      if (term.kind !== 'gram')
-        result.push({ term: step.term!, key: 'a', t: inputs.get(k)!.reshape([b, term.dIn]) });
-      if (step.gate) {
+    plan.layers.forEach((planned) => {
+      const term = plan.terms[planned.term]!;
+      const k0 = planned.nodes[0]!;
+      if (term.kind === 'gram') {
+        let g: tf.Tensor | null = null;
+        for (const k of planned.nodes) {
+          const gk = callGradients(graph.nodes[k]!, saved.get(k)!, deltas.get(k)!, V);
+          g = g ? tf.add(g, gk) : gk;
+        }
+        result.push({ term: planned.term, key: 'd', t: g! });
+        return;
+      }
+      result.push({ term: planned.term, key: 'a', t: saved.get(k0)!.inputs[0]!.reshape([b, term.dIn]) });
+      if (term.kind === 'factored') {
+        result.push({ term: planned.term, key: 'd', t: deltas.get(k0)![0]!.reshape([b * V, term.width]) });
+      }
+      if (planned.gate) {
         // s = g'(h) of the element-wise map g from h to the head's input (sum's gradient, exact).
-        const p = step.param;
-        const between = plan.steps.slice(k + 1, step.gate.head);
+        const p = planned.param;
+        const between = planned.gate.between.map((k) => graph.nodes[k]!);
         const g = (h: tf.Tensor) => {
           let y = p.activation ? p.activation(h) : h;
-          for (const s of between) y = s.layer.apply(y, { training: false }) as tf.Tensor;
+          for (const node of between) y = applyLayer(node, [y]);
           return tf.sum(y);
         };
-        result.push({ term: step.term!, key: 's', t: tf.grad(g)(pre.get(k)!) });
-        const head = plan.steps[step.gate.head]!.param!;
-        result.push({ term: step.term!, key: 'u', t: tf.mul(head.kernel.read(), step.gate.scale) });
+        result.push({ term: planned.term, key: 's', t: tf.grad(g)(pre.get(k0)!) });
+        const head = graph.nodes[planned.gate.head]!.param!;
+        result.push({ term: planned.term, key: 'u', t: tf.mul(head.kernel!.read(), planned.gate.scale) });
       }
     });
     return result;

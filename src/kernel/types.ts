@@ -48,6 +48,33 @@ export type ResolvedNtkContraction = 'wasm' | 'tfjs' | 'js';
  */
 export type NtkInput = tf.Tensor | { data: Float32Array | Int32Array; shape: number[] };
 
+/**
+ * Which values the kernel is of: 'output' (default) the model's outputs, which must be logits — a
+ * model whose output layer applies softmax or sigmoid is refused (its kernel would be of
+ * probabilities); 'pre-activation': the output layer's values before that softmax/sigmoid.
+ */
+export const NTK_LOGITS = ['output', 'pre-activation'] as const;
+export type NtkLogits = (typeof NTK_LOGITS)[number];
+
+/**
+ * How one selected layer is differentiated: 'dense-identity' (closed-form head), 'dense-factored'
+ * (⟨a, a'⟩⟨δ, δ'⟩), 'dense-gated', 'dense-explicit' (dense over positions or shared: per-example
+ * gradients), 'conv1d-explicit', 'conv2d-explicit', 'depthwise-explicit', 'separable-explicit',
+ * 'embedding-explicit', 'layernorm', 'batchnorm', 'prelu', 'autodiff' (the layer alone by tfjs
+ * autodiff, the rest structured), or 'jacobian' (whole-model Jacobian implementation).
+ */
+export interface NtkLayerRule {
+  name: string;
+  className: string;
+  rule: string;
+  /** Parameters of the layer. */
+  parameters: number;
+  /** Calls of the layer in the model's graph (> 1 for a shared layer). */
+  uses: number;
+  /** Why a layer of a class with a rule was differentiated by 'autodiff'. */
+  note?: string;
+}
+
 /** Which trainable parameters θ the Jacobian J = ∂f/∂θ is taken with respect to. */
 export type NtkParameters = 'all' | 'head' | string[];
 
@@ -90,6 +117,8 @@ export interface NtkOptions {
   threads?: number | 'auto';
   /** Show a progress bar on an interactive terminal (never in CI or pipes); default true. */
   progress?: boolean;
+  /** Kernel of the outputs (default 'output') or of the pre-softmax/sigmoid logits; see {@link NTK_LOGITS}. */
+  logits?: NtkLogits;
 }
 
 /** Per-call options of an {@link NtkFn}. */
@@ -132,6 +161,8 @@ export interface NtkResult {
   flops?: number;
   /** Layers whose parameters were included, in model order. */
   layers: string[];
+  /** Per selected layer: the rule that differentiated it (see {@link NtkLayerRule}). */
+  rules: NtkLayerRule[];
   /** Number of parameters P the Jacobian covers. */
   parameterCount: number;
   /** Points per block used. */
@@ -188,6 +219,10 @@ export interface NtkPlan {
   unsupportedLayers: string[];
   /** Layers whose parameters are included. */
   layers: string[];
+  /** Per selected layer: the rule that differentiates it (see {@link NtkLayerRule}). */
+  rules: NtkLayerRule[];
+  /** The output layer whose softmax/sigmoid is dropped (logits 'pre-activation'), else null. */
+  strippedOutput: string | null;
   /** Number of parameters P. */
   parameterCount: number;
   /** Number of outputs V. */

@@ -498,7 +498,20 @@ export class WasmBlockComputer implements BlockComputer {
       else if (route === 'masked') this.maskedTerm(k, t, block, pr.counts[k]!, first ? 2 : 1);
       else {
         const [rowD, colD, K] = [this.regions.at(`rowD${k}`), this.regions.at(`colD${k}`), this.innerK(t)];
-        if (t.kind === 'gram') this.dense(rowD, colD, K, rowsPad, colsPad, out, ldc, 0, 0, 1, first ? 0 : 3);
+        if (t.kind === 'gram' && block.sym) {
+          // A block against itself: per row point n only the column panels from its own columns on
+          // (the rest is mirrored below, as for masked terms).
+          const tiles = this.RP / MR;
+          const panels = colsPad / NR;
+          for (let n = 0; n < r; n++) {
+            const q0 = Math.floor((n * V) / NR);
+            const a = rowD + 16 * n * tiles * K;
+            const c0 = out + n * this.RP * ldc + 4 * q0 * NR;
+            this.ex.gemm(a, colD + 32 * q0 * K, K, tiles, panels - q0, c0, ldc, 0, 0, 1, first ? 0 : 3);
+            this.flops += 2 * this.RP * (panels - q0) * NR * K;
+          }
+        } else if (t.kind === 'gram')
+          this.dense(rowD, colD, K, rowsPad, colsPad, out, ldc, 0, 0, 1, first ? 0 : 3);
         else {
           // Trace mode: G is used as computed (one row per point).
           const ldg = this.gram(k, t, r, c);

@@ -15,6 +15,7 @@ import { type CliResult, expectOneLineError, runCliAsync } from './run-cli.js';
 const dir = tempDir('cli-kernel-model');
 const denseDir = path.join(dir, 'dense');
 const residDir = path.join(dir, 'resid');
+const softmaxDir = path.join(dir, 'softmax');
 const csv = path.join(dir, 'points.csv');
 const jsonl = path.join(dir, 'points.jsonl');
 const npy = path.join(dir, 'points.npy');
@@ -60,9 +61,19 @@ beforeAll(async () => {
   });
   setDeterministicWeights(dense, 0.6);
   await saveModel(dense, denseDir);
+  // The same network with a softmax output layer (same weights).
+  const softmax = tf.sequential({
+    layers: [
+      tf.layers.dense({ inputShape: [D], units: 6, activation: 'tanh', name: 'hidden' }),
+      tf.layers.dense({ units: 3, activation: 'softmax', name: 'probs' }),
+    ],
+  });
+  softmax.setWeights(dense.getWeights());
+  await saveModel(softmax, softmaxDir);
+  softmax.dispose();
   dense.dispose();
 
-  // A residual block with a LayerNormalization: outside the structured path twice over.
+  // A residual block with a LayerNormalization (a functional graph with a merge).
   const input = tf.input({ shape: [D] });
   const h = tf.layers.dense({ units: 6, activation: 'tanh', name: 'h' }).apply(input) as tf.SymbolicTensor;
   const ln = tf.layers.layerNormalization({ name: 'ln' }).apply(h) as tf.SymbolicTensor;
@@ -173,53 +184,73 @@ describe('entk kernel --model', () => {
     expect(JSON.parse(list!.stdout).map((e: { dir: string }) => e.dir)).toEqual([jOut, sOut]);
   });
 
-  it('a residual model with LayerNormalization: auto falls back to jacobian and lists what is outside', async () => {
+  it('a residual model with LayerNormalization is structured and the CLI prints the rule of every layer', async () => {
     const out = path.join(dir, 'stores', 'resid');
-    const [auto, json, structured] = await runMany([
+    const [auto, json] = await runMany([
       ['kernel', '--model', residDir, '--points', `file:${jsonl}`, '--out', out],
       ['kernel', '--model', residDir, '--points', `file:${csv}`, '--out', `${out}-json`, '--trace', '--json'],
-      [
-        'kernel',
-        '--model',
-        residDir,
-        '--points',
-        `file:${csv}`,
-        '--out',
-        `${out}-s`,
-        '--implementation',
-        'structured',
-      ],
     ]);
     expect(auto!.status, auto!.stderr).toBe(0);
-    const report = auto!.stderr.trimEnd().split('\n');
-    expect(report[0]).toMatch(
-      /2 item\(s\) outside the structured eNTK path; implementation 'jacobian' was used/,
-    );
-    expect(report.slice(1)).toEqual([
-      expect.stringMatching(
-        /^ {2}- ln \(LayerNormalization\): trainable layer type not on the structured path/,
-      ),
-      expect.stringMatching(/^ {2}- resid: topology is not a chain of layers \(at residual \(Add\)\)/),
+    expect(auto!.stderr.trimEnd().split('\n')).toEqual([
+      'entk: eNTK per layer (layer, class, rule, parameters):',
+      `  h  Dense  dense-factored  ${D * 6 + 6}`,
+      '  ln  LayerNormalization  layernorm  12',
+      '  g  Dense  dense-factored  42',
+      '  out  Dense  dense-identity  21',
     ]);
-    expect(auto!.stdout).toMatch(/resid {2}full \[15, 15\] float32 {2}N=5 V=3 {2}model {2}jacobian/);
+    expect(auto!.stdout).toMatch(/resid {2}full \[15, 15\] float32 {2}N=5 V=3 {2}model {2}structured/);
     const store = await readKernelStore(out);
-    expect(store.manifest.kernel.implementation).toBe('jacobian');
+    expect(store.manifest.kernel.implementation).toBe('structured');
     expect(Array.from(store.labels!.data as Int32Array)).toEqual([0, 1, 2, 0, 1]);
-    expect(store.manifest.source?.kind === 'model' && store.manifest.source.unsupported).toHaveLength(2);
+    // The structured kernel equals the whole-model Jacobian one.
     expect(
       relDiff(store.kernel.data as Float32Array, await reference(residDir, 'jacobian')),
-    ).toBeLessThanOrEqual(1e-6);
+    ).toBeLessThanOrEqual(1e-5);
 
     expect(json!.status, json!.stderr).toBe(0);
     const summary = JSON.parse(json!.stdout)[0];
-    expect([summary.kind, summary.shape, summary.implementation]).toEqual(['trace', [N, N], 'jacobian']);
-    expect(summary.unsupported).toHaveLength(2);
-    expect(summary.unsupported[0]).toMatch(/^ln \(LayerNormalization\)/);
+    expect([summary.kind, summary.shape, summary.implementation]).toEqual(['trace', [N, N], 'structured']);
+    expect(summary.unsupported).toEqual([]);
+    expect(summary.rules.map((r: { rule: string }) => r.rule)).toEqual([
+      'dense-factored',
+      'layernorm',
+      'dense-factored',
+      'dense-identity',
+    ]);
+  });
 
+  it('a softmax output is refused; --logits pre-activation stores the kernel and logits before the softmax', async () => {
+    const out = path.join(dir, 'stores', 'softmax');
+    const [refused, pre] = await runMany([
+      ['kernel', '--model', softmaxDir, '--points', `file:${csv}`, '--out', out],
+      [
+        'kernel',
+        '--model',
+        softmaxDir,
+        '--points',
+        `file:${csv}`,
+        '--out',
+        out,
+        '--logits',
+        'pre-activation',
+      ],
+    ]);
     expectOneLineError(
-      structured!,
-      /implementation 'structured' does not cover ln \(LayerNormalization\): .*; resid: topology is not a chain .*use --implementation auto or jacobian/,
+      refused!,
+      /output layer probs \(Dense\) applies softmax, so the model outputs probabilities .*logits: 'pre-activation' \(CLI --logits pre-activation\)/,
     );
+    expect(pre!.status, pre!.stderr).toBe(0);
+    const store = await readKernelStore(out);
+    // The same weights without the softmax: the dense model saved in beforeAll.
+    expect(
+      relDiff(store.kernel.data as Float32Array, await reference(denseDir, 'jacobian')),
+    ).toBeLessThanOrEqual(1e-5);
+    const { model } = await loadUserModel(denseDir);
+    const logits = tf.tidy(() =>
+      (model.predict(tf.tensor(store.inputs!.data as Float32Array, [N, D])) as tf.Tensor).dataSync(),
+    );
+    expect(relDiff(store.logits!.data as Float32Array, logits)).toBeLessThanOrEqual(1e-6);
+    model.dispose();
   });
 
   it('rejects bad inputs with one line and exit code 2', async () => {

@@ -75,7 +75,8 @@ describe('loadUserModel', () => {
       ['Dropout', 'parameter-free'],
       ['Dense', 'parameterised'],
     ]);
-    expect(report.layers[0]!.note).toBe("fused activation 'relu'");
+    expect(report.layers[0]!.note).toBe("rule dense-gated; fused activation 'relu'");
+    expect(report.layers[2]!.note).toBe('rule dense-identity');
     expect(formatSupportReport(report)).toContain('every layer is on the structured eNTK path');
     tf.dispose([x, a, b]);
     model.dispose();
@@ -97,7 +98,7 @@ describe('loadUserModel', () => {
     loaded.dispose();
   });
 
-  it('lists trainable layers outside the structured path and model-level remarks', async () => {
+  it("reports each trainable layer's rule (BatchNorm included) and model-level remarks", async () => {
     const model = tf.sequential({
       layers: [
         tf.layers.dense({ inputShape: [4], units: 6, name: 'd1' }),
@@ -111,28 +112,30 @@ describe('loadUserModel', () => {
     await saveModel(model, dir);
     const { model: loaded, report } = await loadUserModel(dir);
     expect(report.supported).toBe(true);
-    expect(report.structured).toBe(false);
+    expect(report.structured).toBe(true);
     expect(report.layers.map((l) => [l.name, l.role])).toEqual([
       ['d1', 'parameterised'],
-      ['bn', 'outside'],
+      ['bn', 'parameterised'],
       ['sig', 'parameter-free'],
       ['frozen', 'parameter-free'],
       ['probs', 'parameterised'],
     ]);
-    expect(report.outside.map((l) => l.name)).toEqual(['bn']);
-    expect(report.outside[0]!.note).toMatch(/trainable layer type not on the structured path/);
+    expect(report.outside).toEqual([]);
+    expect(report.layers[1]!.note).toBe('rule batchnorm');
     expect(report.parameters).toBe(4 * 6 + 6 + 2 * 6 + 5 * 3 + 3); // BN: gamma, beta trainable
     const notes = report.notes.join('\n');
-    expect(notes).toMatch(/applies softmax: the kernel would be of probabilities/);
+    expect(notes).toMatch(
+      /output layer probs \(Dense\) applies softmax\/sigmoid: its outputs are probabilities, not logits .*--logits pre-activation/,
+    );
     expect(notes).toMatch(/frozen layers \(not in the eNTK's parameters\): frozen/);
     const text = formatSupportReport(report);
-    expect(text).toContain("1 trainable layer(s) outside): implementation 'jacobian' is needed");
-    expect(text).toMatch(/bn \(BatchNormalization, 12 params\): OUTSIDE/);
+    expect(text).toContain('every layer is on the structured eNTK path');
+    expect(text).toMatch(/bn \(BatchNormalization, 12 params\): parameterised — rule batchnorm/);
     model.dispose();
     loaded.dispose();
   });
 
-  it('functional models: a chain is structured, a branching graph needs jacobian, two outputs are unsupported', () => {
+  it('functional models: a chain and a branching graph are structured, two outputs are unsupported', () => {
     const input = tf.input({ shape: [3] });
     const h = tf.layers.dense({ units: 4, name: 'h' }).apply(input) as tf.SymbolicTensor;
     const out = tf.layers.dense({ units: 2, name: 'o' }).apply(h) as tf.SymbolicTensor;
@@ -145,8 +148,12 @@ describe('loadUserModel', () => {
     const branching = tf.model({ inputs: input, outputs: branchOut });
     const r = structuredSupportReport(branching);
     expect(r.supported).toBe(true);
-    expect(r.structured).toBe(false);
-    expect(r.notes[0]).toMatch(/topology is not a chain of layers .*implementation 'jacobian' is used/);
+    expect(r.structured).toBe(true);
+    expect(r.layers.filter((l) => l.role === 'parameterised').map((l) => l.note)).toEqual([
+      'rule dense-factored',
+      'rule dense-factored',
+      'rule dense-identity',
+    ]);
 
     const two = tf.model({ inputs: input, outputs: [out, branchOut] });
     const t = structuredSupportReport(two);

@@ -97,10 +97,10 @@ export function tinyNets(): TinyNet[] {
     20,
   );
   add(
-    'dense-gelu-fused-head-softmax',
+    'dense-gelu-fused-head-tanh',
     seq([
       tf.layers.dense({ inputShape: [4], units: 5, activation: 'gelu' }),
-      tf.layers.dense({ units: 3, activation: 'softmax' }),
+      tf.layers.dense({ units: 3, activation: 'tanh' }),
     ]),
     [4],
     30,

@@ -9,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError, UnsupportedError } from '../../src/errors.js';
-import { empiricalNtkFn, finiteDifferenceNtk } from '../../src/kernel/index.js';
+import { empiricalNtkFn, finiteDifferenceNtk, modelLogits } from '../../src/kernel/index.js';
 import { buildModel, type ModelSpec } from '../../src/model/index.js';
 import { normalPoints, randomizeWeights, relMaxError } from './helpers.js';
 
@@ -84,36 +84,41 @@ describe('other tfjs models', () => {
     }
   });
 
-  it("'auto' falls back to the Jacobian path for unsupported layers and reports them", async () => {
+  it('a parameterised layer without a rule is differentiated alone by autodiff (hybrid); a subset leaves it a function', async () => {
+    // Conv2DTranspose has no structured rule: its per-example Jacobian comes from autodiff of the
+    // layer alone while the dense layers stay structured.
     const model = tf.sequential({
       layers: [
-        tf.layers.dense({ inputShape: [5], units: 6 }),
-        tf.layers.layerNormalization(),
+        tf.layers.reshape({ inputShape: [4], targetShape: [2, 2, 1] }),
+        tf.layers.conv2dTranspose({ filters: 2, kernelSize: 2, strides: 1, padding: 'valid' }),
+        tf.layers.flatten(),
         tf.layers.activation({ activation: 'tanh' }),
         tf.layers.dense({ units: 3 }),
       ],
     });
     randomizeWeights(model, 6);
-    const x = normalPoints(3, [5], 94);
+    const x = normalPoints(3, [4], 94);
     const auto = empiricalNtkFn(model, { progress: false });
-    expect(auto.plan.implementation).toBe('jacobian');
-    expect(auto.plan.unsupportedLayers).toEqual([`${model.layers[1]!.name} (LayerNormalization)`]);
-    expect(() => empiricalNtkFn(model, { implementation: 'structured' })).toThrow(UnsupportedError);
-    expect(() => empiricalNtkFn(model, { implementation: 'structured' })).toThrow(/LayerNormalization/);
+    expect(auto.plan.implementation).toBe('structured');
+    expect(auto.plan.unsupportedLayers).toEqual([]);
+    expect(auto.plan.rules.map((r) => [r.className, r.rule])).toEqual([
+      ['Conv2DTranspose', 'autodiff'],
+      ['Dense', 'dense-identity'],
+    ]);
     const kAuto = await auto(x);
-    expect(kAuto.implementation).toBe('jacobian');
-    expect(kAuto.unsupportedLayers).toEqual(auto.plan.unsupportedLayers);
-    // Excluding the layer's parameters makes the model structured again (the layer is then a
-    // plain function); both paths must agree on that subset.
-    const subset = [model.layers[0]!.name, model.layers[3]!.name];
+    const kj = await empiricalNtkFn(model, { implementation: 'jacobian', progress: false })(x);
+    expect(kj.rules.every((r) => r.rule === 'jacobian')).toBe(true);
+    expect(relMaxError(kAuto.data, kj.data)).toBeLessThanOrEqual(TOL);
+    // Excluding the layer's parameters makes it a plain function; both paths agree on the subset.
+    const subset = [model.layers[4]!.name];
     const ks = await empiricalNtkFn(model, { parameters: subset, progress: false })(x);
-    const kj = await empiricalNtkFn(model, {
+    const kjs = await empiricalNtkFn(model, {
       parameters: subset,
       implementation: 'jacobian',
       progress: false,
     })(x);
-    expect(ks.implementation).toBe('structured');
-    expect(relMaxError(ks.data, kj.data)).toBeLessThanOrEqual(TOL);
+    expect(ks.rules.map((r) => r.rule)).toEqual(['dense-identity']);
+    expect(relMaxError(ks.data, kjs.data)).toBeLessThanOrEqual(TOL);
     // The full-parameter kernel is larger than the subset one by a PSD term: check its trace grows.
     let traceAll = 0;
     let traceSub = 0;
@@ -125,7 +130,7 @@ describe('other tfjs models', () => {
     x.dispose();
   });
 
-  it('a non-chain model (residual connection) goes through the Jacobian path', async () => {
+  it('a residual connection: structured = jacobian = closed form', async () => {
     const input = tf.input({ shape: [4] });
     const a = tf.layers.dense({ units: 4, activation: 'tanh' }).apply(input) as tf.SymbolicTensor;
     const sum = tf.layers.add().apply([input, a]) as tf.SymbolicTensor;
@@ -133,10 +138,10 @@ describe('other tfjs models', () => {
     const model = tf.model({ inputs: input, outputs: out });
     randomizeWeights(model, 8);
     const fn = empiricalNtkFn(model, { progress: false });
-    expect(fn.plan.implementation).toBe('jacobian');
-    expect(fn.plan.unsupportedLayers[0]).toMatch(/not a chain/);
+    expect(fn.plan.implementation).toBe('structured');
     const x = normalPoints(3, [4], 95);
     const k = await fn(x);
+    const kj = await empiricalNtkFn(model, { implementation: 'jacobian', progress: false })(x);
     // Reference (the float64 reference forward pass has no Add layer): the closed form of
     // f(x) = W2ᵀ s + b2 with s = x + h, h = tanh(W1ᵀ x + b1) (tfjs kernels are [in, out]):
     //   K_ij(x, x′) = (⟨s, s′⟩ + 1) δ_ij + (⟨x, x′⟩ + 1) Σ_k W2[k,i] W2[k,j] (1 − h_k²)(1 − h′_k²).
@@ -167,9 +172,67 @@ describe('other tfjs models', () => {
       }
     }
     expect(relMaxError(k.data, ref)).toBeLessThanOrEqual(TOL);
+    expect(relMaxError(kj.data, ref)).toBeLessThanOrEqual(TOL);
     // The symmetric kernel is mirrored: exactly symmetric.
     for (let p = 0; p < 6; p++) for (let q = 0; q < 6; q++) expect(k.data[p * 6 + q]).toBe(k.data[q * 6 + p]);
     x.dispose();
+  });
+});
+
+describe('output layer check: the kernel is of logits', () => {
+  const build = (head: 'dense-softmax' | 'activation-sigmoid' | 'linear') => {
+    const input = tf.input({ shape: [4] });
+    const h = tf.layers.dense({ units: 5, activation: 'tanh', name: 'h' }).apply(input) as tf.SymbolicTensor;
+    const z = tf.layers
+      .dense({ units: 3, activation: head === 'dense-softmax' ? 'softmax' : 'linear', name: 'z' })
+      .apply(h) as tf.SymbolicTensor;
+    const out =
+      head === 'activation-sigmoid'
+        ? (tf.layers.activation({ activation: 'sigmoid', name: 'sig' }).apply(z) as tf.SymbolicTensor)
+        : z;
+    const model = tf.model({ inputs: input, outputs: out });
+    randomizeWeights(model, 12);
+    return model;
+  };
+
+  it.each([
+    ['dense-softmax', /output layer z \(Dense\) applies softmax, so the model outputs probabilities/],
+    [
+      'activation-sigmoid',
+      /output layer sig \(Activation\) applies sigmoid, so the model outputs probabilities/,
+    ],
+  ] as const)('%s: refused by default; pre-activation = the linear-head kernel', async (head, message) => {
+    const model = build(head);
+    for (const implementation of ['structured', 'jacobian', 'auto'] as const) {
+      expect(() => empiricalNtkFn(model, { implementation })).toThrow(UnsupportedError);
+      expect(() => empiricalNtkFn(model, { implementation })).toThrow(message);
+    }
+    expect(() => finiteDifferenceNtk(model, normalPoints(1, [4], 1))).toThrow(message);
+    expect(() => empiricalNtkFn(model, { logits: 'probabilities' as never })).toThrow(InvalidArgumentError);
+    // The same weights with a linear head.
+    const linear = build('linear');
+    linear.setWeights(model.getWeights());
+    const x = normalPoints(3, [4], 97);
+    const ref = finiteDifferenceNtk(linear, x);
+    expect(
+      relMaxError(finiteDifferenceNtk(model, x, null, { logits: 'pre-activation' }).data, ref.data),
+    ).toBeLessThan(1e-9);
+    for (const implementation of ['structured', 'jacobian'] as const) {
+      const fn = empiricalNtkFn(model, { implementation, logits: 'pre-activation', progress: false });
+      expect(fn.plan.strippedOutput).toMatch(
+        head === 'dense-softmax' ? /^z \(Dense\)/ : /^sig \(Activation\)/,
+      );
+      expect(relMaxError((await fn(x)).data, ref.data), implementation).toBeLessThanOrEqual(TOL);
+    }
+    const before = tf.memory().numTensors;
+    const pre = modelLogits(model, x, 'pre-activation');
+    const expected = linear.predict(x) as tf.Tensor;
+    expect(relMaxError(pre.dataSync(), expected.dataSync())).toBeLessThanOrEqual(1e-6);
+    tf.dispose([pre, expected]);
+    expect(tf.memory().numTensors).toBe(before);
+    x.dispose();
+    model.dispose();
+    linear.dispose();
   });
 });
 

@@ -318,6 +318,42 @@ describe('block computer against the float64 computer', () => {
   });
 });
 
+describe('gram terms on symmetric blocks (only the upper point triangle computed)', () => {
+  const rng = new Rng(77);
+  it.each([
+    [10, [{ kind: 'gram', layer: 'g', dIn: 0, width: 37, sw2: 1, sb2: 0 }]],
+    [
+      3,
+      [
+        { kind: 'gram', layer: 'g', dIn: 0, width: 5, sw2: 1, sb2: 0 },
+        { kind: 'factored', layer: 'a', dIn: 4, width: 6, sw2: 1, sb2: 0.5 },
+      ],
+    ],
+  ] as Array<[number, TermMeta[]]>)('V = %i: as the float64 block computer', (V, terms) => {
+    const make = (points: number, key: string): BlockInput => ({
+      key,
+      points,
+      terms: terms.map((t) =>
+        t.kind === 'gram'
+          ? { d: randomMatrix(rng, points * V, t.width) }
+          : { a: randomMatrix(rng, points, t.dIn), d: randomMatrix(rng, points * V, t.width) },
+      ),
+    });
+    const r = make(9, 'r');
+    const wasm = new WasmBlockComputer(terms, V, 'full', 2 ** 26);
+    const js = new JsBlockComputer(terms, V, 'full');
+    try {
+      const w = wasm.compute(r, r, true);
+      const want = js.compute(r, r, true);
+      expect(relMaxError(w.data, want.data)).toBeLessThanOrEqual(TOL);
+      expect(relMaxError(w.transposed!, want.transposed!)).toBeLessThanOrEqual(TOL);
+      w.done();
+    } finally {
+      wasm.release();
+    }
+  });
+});
+
 describe('limits', () => {
   it('a block too large for the 4 GiB WebAssembly memory is an error naming blockSize', () => {
     const terms: TermMeta[] = [{ kind: 'factored', layer: 'a', dIn: 2, width: 2, sw2: 1, sb2: 1 }];
@@ -353,10 +389,11 @@ describe('through empiricalNtkFn', () => {
       ['factored', true],
       ['identity', false],
     ]);
+    // A head with a fused non-linearity is not the identity head: nothing is gated.
     const softmaxHead = tf.sequential({
       layers: [
         tf.layers.dense({ inputShape: [3], units: 4, activation: 'relu' }),
-        tf.layers.dense({ units: 2, activation: 'softmax' }),
+        tf.layers.dense({ units: 2, activation: 'tanh' }),
       ],
     });
     expect(planStructured(analyzeModel(softmaxHead, 'all')).terms.some((t) => t.gated)).toBe(false);

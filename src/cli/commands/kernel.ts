@@ -10,8 +10,11 @@ import { parseArrayFormat } from '../../io/index.js';
 import {
   NTK_CONTRACTIONS,
   NTK_IMPLEMENTATIONS,
+  NTK_LOGITS,
   type NtkContraction,
   type NtkImplementation,
+  type NtkLayerRule,
+  type NtkLogits,
 } from '../../kernel/index.js';
 import {
   computeKernelStores,
@@ -38,6 +41,7 @@ interface KernelFlags {
   diagonal?: boolean;
   implementation: NtkImplementation;
   contraction: NtkContraction;
+  logits: NtkLogits;
   parameters: string;
   float64?: boolean;
   threads: number | 'auto';
@@ -80,6 +84,16 @@ function printStore(dir: string, m: KernelManifest): void {
   console.log(
     `${dir}  ${m.kernel.kind} [${m.kernel.shape.join(', ')}] ${m.kernel.dtype}  N=${m.points.count} V=${m.model.numOutputs}  ${from}  ${m.kernel.implementation}${shard}${ms != null ? `  ${(ms / 1000).toFixed(2)} s` : ''}`,
   );
+}
+
+/** One line per selected layer: how its derivatives were computed (stderr, next to the progress). */
+function printRules(rules: NtkLayerRule[]): void {
+  console.error('entk: eNTK per layer (layer, class, rule, parameters):');
+  for (const r of rules) {
+    const uses = r.uses > 1 ? `, ${r.uses} calls` : '';
+    const note = r.note ? ` (${r.note})` : '';
+    console.error(`  ${r.name}  ${r.className}  ${r.rule}  ${r.parameters}${uses}${note}`);
+  }
 }
 
 /**
@@ -143,6 +157,12 @@ export function registerKernel(program: Command): void {
       parseChoice('--contraction', NTK_CONTRACTIONS),
       'auto',
     )
+    .option(
+      '--logits <which>',
+      `${NTK_LOGITS.join(' | ')}: the kernel of the model's outputs (refused when the output layer applies softmax/sigmoid: probabilities are not logits), or of the values before that softmax/sigmoid (also stored as logits)`,
+      parseChoice('--logits', NTK_LOGITS),
+      'output',
+    )
     .option('--parameters <which>', 'all | head | comma list of layer names', 'all')
     .option('--float64', 'accumulate in float64 and store a float64 kernel')
     .option('--threads <n>', 'worker threads: a number or auto', parseThreads(1024), 1)
@@ -194,6 +214,7 @@ export function registerKernel(program: Command): void {
         parameters,
         accumulation: flags.float64 ? 'float64' : 'float32',
         contraction: flags.contraction,
+        logits: flags.logits,
         threads: flags.threads,
         blockSize: flags.blockSize,
         format: parseArrayFormat(flags.format, '--format'),
@@ -229,7 +250,8 @@ export function registerKernel(program: Command): void {
           );
           for (const line of store.unsupported) console.error(`  - ${line}`);
         }
-        outputStores(flags.json, [store], (s) => ({ unsupported: s.unsupported }));
+        if (!flags.json) printRules(store.rules);
+        outputStores(flags.json, [store], (s) => ({ unsupported: s.unsupported, rules: s.rules }));
         return;
       }
       await prepare({ ...program.opts(), ...flags });
@@ -244,7 +266,7 @@ export function registerKernel(program: Command): void {
           out: flags.out,
         }),
       );
-      outputStores(flags.json, stores);
+      outputStores(flags.json, stores, (s) => ({ rules: s.rules }));
     });
 
   kernel

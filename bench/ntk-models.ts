@@ -1,0 +1,376 @@
+/**
+ * eNTK benchmark of the networks researchers use (issue 14): the structured path on wide MLPs,
+ * CNNs and graphs, against references measured in the same run (ratios are what count on a shared
+ * machine).
+ *
+ *   mlp       'mlp' preset (64→256→256→10), N = --n-mlp (500)    vs NumPy layer-wise (OpenBLAS)
+ *   mlp-wide  'mlp-wide' preset (64→2048→2048→10, NTK param.), N = --n-wide (300)  vs NumPy layer-wise
+ *   cnn       'cnn' preset (conv16-pool-conv32-pool-dense64), N = --n-cnn (500)    vs functorch vmap(jacrev)
+ *   resnet-bn residual CNN with BatchNorm, N = --n-graph (200)                     vs entk's Jacobian path
+ *   ln-seq    LayerNorm / Dense-over-sequence block (digits rows as 8 tokens), N = --n-graph   vs Jacobian
+ *
+ * The Jacobian path is timed at --jacobian-n points and extrapolated (J ∝ N, J Jᵀ ∝ N²), as in
+ * bench/ntk.ts. Reference processes run with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset.
+ * Run through `npm run bench -- --only ntk-models`, or: node bin/run-ts.js bench/ntk-models.ts --out f.json
+ */
+import { spawn } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../src/backend/index.js';
+import { applyStandardization, fitStandardization, loadDataset } from '../src/data/index.js';
+import { empiricalNtkFn, type NtkResult, terminateNtkWorkers } from '../src/kernel/index.js';
+import { buildModel, resolveModelSpec } from '../src/model/index.js';
+import { writeJsonAtomic } from '../src/util/atomic.js';
+import { Rng } from '../src/util/rng.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const CASES = ['mlp', 'mlp-wide', 'cnn', 'resnet-bn', 'ln-seq'] as const;
+type Case = (typeof CASES)[number];
+
+interface Flags {
+  out: string | null;
+  nMlp: number;
+  nWide: number;
+  nCnn: number;
+  nGraph: number;
+  jacobianN: number;
+  threads: number;
+  repeats: number;
+  cases: Case[];
+  skipReference: boolean;
+}
+
+function parseFlags(argv: string[]): Flags {
+  const f: Flags = {
+    out: null,
+    nMlp: 500,
+    nWide: 300,
+    nCnn: 500,
+    nGraph: 200,
+    jacobianN: 16,
+    threads: 2,
+    repeats: 3,
+    cases: [...CASES],
+    skipReference: false,
+  };
+  const num = (v: string | undefined, flag: string) => {
+    const x = Number(v);
+    if (!Number.isInteger(x) || x < 1)
+      throw new Error(`bench ntk-models: ${flag} expects a positive integer, got ${v}`);
+    return x;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const next = () => argv[++i];
+    if (a === '--out') f.out = next() ?? null;
+    else if (a === '--n-mlp') f.nMlp = num(next(), a);
+    else if (a === '--n-wide') f.nWide = num(next(), a);
+    else if (a === '--n-cnn') f.nCnn = num(next(), a);
+    else if (a === '--n-graph') f.nGraph = num(next(), a);
+    else if (a === '--jacobian-n') f.jacobianN = num(next(), a);
+    else if (a === '--threads') f.threads = num(next(), a);
+    else if (a === '--repeats') f.repeats = num(next(), a);
+    else if (a === '--skip-reference') f.skipReference = true;
+    else if (a === '--cases') {
+      const list = (next() ?? '').split(',');
+      for (const c of list)
+        if (!(CASES as readonly string[]).includes(c)) throw new Error(`bench ntk-models: unknown case ${c}`);
+      f.cases = list as Case[];
+    } else if (a === '--quick')
+      Object.assign(f, { nMlp: 100, nWide: 60, nCnn: 100, nGraph: 40, jacobianN: 4, repeats: 1 });
+    else throw new Error(`bench ntk-models: unknown flag ${a} (see npm run bench -- --list)`);
+  }
+  return f;
+}
+
+/** n standardised digits feature vectors (beyond 1797: repeated with N(0, 0.1²) jitter). */
+async function digitsPoints(n: number): Promise<Float32Array> {
+  const ds = await loadDataset('digits');
+  const st = applyStandardization(ds, fitStandardization(ds));
+  const total = st.x.length / 64;
+  const x = new Float32Array(n * 64);
+  const rng = new Rng(1);
+  for (let i = 0; i < n; i++) {
+    const src = st.x.subarray((i % total) * 64, ((i % total) + 1) * 64);
+    for (let k = 0; k < 64; k++) x[i * 64 + k] = src[k]! + (i >= total ? 0.1 * rng.normal() : 0);
+  }
+  return x;
+}
+
+type ST = tf.SymbolicTensor;
+const L = tf.layers;
+
+/** Residual CNN with BatchNorm (8×8×1): conv-BN-relu, a residual conv-BN block, avg pool, dense. */
+function resnetBn(): tf.LayersModel {
+  const x = tf.input({ shape: [64] });
+  const img = L.reshape({ targetShape: [8, 8, 1] }).apply(x) as ST;
+  const stem = L.activation({ activation: 'relu' }).apply(
+    L.batchNormalization().apply(
+      L.conv2d({ filters: 16, kernelSize: 3, padding: 'same' }).apply(img) as ST,
+    ) as ST,
+  ) as ST;
+  const c1 = L.activation({ activation: 'relu' }).apply(
+    L.batchNormalization().apply(
+      L.conv2d({ filters: 16, kernelSize: 3, padding: 'same' }).apply(stem) as ST,
+    ) as ST,
+  ) as ST;
+  const c2 = L.batchNormalization().apply(
+    L.conv2d({ filters: 16, kernelSize: 3, padding: 'same' }).apply(c1) as ST,
+  ) as ST;
+  const s = L.activation({ activation: 'relu' }).apply(L.add().apply([stem, c2]) as ST) as ST;
+  const p = L.averagePooling2d({ poolSize: 2 }).apply(s) as ST;
+  const out = L.dense({ units: 10 }).apply(L.flatten().apply(p) as ST) as ST;
+  return tf.model({ inputs: x, outputs: out });
+}
+
+/** Digits rows as 8 tokens of 8 features: dense over positions, LayerNorm, gelu MLP + residual, LN, mean, dense. */
+function lnSeq(): tf.LayersModel {
+  const x = tf.input({ shape: [64] });
+  const seq = L.reshape({ targetShape: [8, 8] }).apply(x) as ST;
+  const e = L.dense({ units: 32 }).apply(seq) as ST;
+  const n1 = L.layerNormalization().apply(e) as ST;
+  const m = L.dense({ units: 32 }).apply(L.dense({ units: 64, activation: 'gelu' }).apply(n1) as ST) as ST;
+  const n2 = L.layerNormalization().apply(L.add().apply([e, m]) as ST) as ST;
+  const out = L.dense({ units: 10 }).apply(L.globalAveragePooling1d().apply(n2) as ST) as ST;
+  return tf.model({ inputs: x, outputs: out });
+}
+
+function makeModel(c: Case): tf.LayersModel {
+  if (c === 'mlp' || c === 'mlp-wide' || c === 'cnn') {
+    return buildModel(resolveModelSpec(c), { inputShape: [64], numClasses: 10, seed: 0 });
+  }
+  const model = c === 'resnet-bn' ? resnetBn() : lnSeq();
+  // Seeded weights (moving variances positive) so that every run sees the same network.
+  const rng = new Rng(7);
+  for (const w of model.weights) {
+    const size = (w.shape as number[]).reduce((a, b) => a * b, 1);
+    const values = rng.normalArray(size, 0.3);
+    if (/moving_variance/.test(w.name)) for (let k = 0; k < size; k++) values[k] = 1 + Math.abs(values[k]!);
+    if (/gamma/.test(w.name)) for (let k = 0; k < size; k++) values[k] = 1 + values[k]!;
+    const t = tf.tensor(values, w.shape as number[]);
+    w.write(t);
+    t.dispose();
+  }
+  return model;
+}
+
+const fmt = (ms: number) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(0)} ms`);
+
+function relMax(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let err = 0;
+  let scale = 0;
+  for (let e = 0; e < b.length; e++) {
+    err = Math.max(err, Math.abs(a[e]! - b[e]!));
+    scale = Math.max(scale, Math.abs(b[e]!));
+  }
+  return err / scale;
+}
+
+async function timeStructured(model: tf.LayersModel, x: tf.Tensor, flags: Flags) {
+  const ntk = empiricalNtkFn(model, { threads: flags.threads, progress: false });
+  const runs: NtkResult[] = [];
+  const ms: number[] = [];
+  for (let r = 0; r < flags.repeats + (flags.threads > 1 ? 1 : 0); r++) {
+    const t0 = performance.now();
+    runs.push(await ntk(x));
+    ms.push(performance.now() - t0);
+  }
+  if (flags.threads > 1) ms.shift(); // cold: worker start-up
+  const last = runs[runs.length - 1]!;
+  return { bestMs: Math.min(...ms), runsMs: ms, result: last, rules: ntk.plan.rules };
+}
+
+/** The Jacobian path at nj points: time (extrapolated to n) and its kernel, for the agreement check. */
+async function timeJacobian(model: tf.LayersModel, x: Float32Array, nj: number, n: number) {
+  const ntk = empiricalNtkFn(model, { implementation: 'jacobian', progress: false });
+  const warm = tf.tensor2d(x.subarray(0, 2 * 64), [2, 64]);
+  await ntk(warm);
+  warm.dispose();
+  const xt = tf.tensor2d(x.subarray(0, nj * 64), [nj, 64]);
+  const t0 = performance.now();
+  const k = await ntk(xt);
+  const ms = performance.now() - t0;
+  const s = n / nj;
+  const features = k.timings.features!;
+  const contraction = k.timings.contraction!;
+  const kStructured = await empiricalNtkFn(model, { progress: false })(xt);
+  xt.dispose();
+  return {
+    n: nj,
+    ms,
+    extrapolatedMs: features * s + contraction * s * s + (ms - features - contraction) * s,
+    relMaxErrorStructuredVsJacobian: relMax(kStructured.data, k.data),
+  };
+}
+
+async function writeBin(
+  dir: string,
+  name: string,
+  t: tf.Tensor | Float32Array,
+): Promise<{ file: string; shape: number[] }> {
+  const data = t instanceof Float32Array ? t : (t.dataSync() as Float32Array);
+  await fs.writeFile(path.join(dir, name), Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+  return { file: name, shape: t instanceof Float32Array ? [t.length] : t.shape };
+}
+
+/** Run bench/reference/ntk_models.py on the model's weights; returns its JSON and K. */
+async function runReference(c: Case, model: tf.LayersModel, x: Float32Array, n: number, flags: Flags) {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'entk-ntk-models-'));
+  try {
+    const meta: Record<string, unknown> = { kind: c === 'cnn' ? 'cnn' : 'mlp' };
+    meta.x = { ...(await writeBin(dir, 'x.bin', x.subarray(0, n * 64))), shape: [n, 64] };
+    const withKernel = model.layers.filter((l) => l.trainableWeights.length > 0);
+    if (c === 'cnn') {
+      const part = (cls: string) => withKernel.filter((l) => l.getClassName() === cls);
+      const dump = async (layers: tf.layers.Layer[], prefix: string) =>
+        Promise.all(
+          layers.map(async (l, k) => {
+            const [w, b] = l.getWeights();
+            return {
+              kernel: await writeBin(dir, `${prefix}${k}w.bin`, w!),
+              bias: await writeBin(dir, `${prefix}${k}b.bin`, b!),
+            };
+          }),
+        );
+      meta.convs = await dump(part('Conv2D'), 'c');
+      meta.denses = await dump(part('Dense'), 'd');
+      meta.image = [8, 8, 1];
+    } else {
+      meta.layers = await Promise.all(
+        withKernel.map(async (l, k) => {
+          const [w, b] = l.getWeights();
+          const r = l as unknown as { weightScale?: number; biasScale?: number };
+          return {
+            kernel: await writeBin(dir, `w${k}.bin`, w!),
+            bias: await writeBin(dir, `b${k}.bin`, b!),
+            weightScale: r.weightScale ?? 1,
+            biasScale: r.biasScale ?? 1,
+          };
+        }),
+      );
+    }
+    await fs.writeFile(path.join(dir, 'meta.json'), JSON.stringify(meta));
+    const kFile = path.join(dir, 'k.bin');
+    const env = { ...process.env };
+    delete env.OPENBLAS_CORETYPE;
+    delete env.OPENBLAS_L2_SIZE;
+    const args = [
+      path.join(ROOT, 'bench/reference/ntk_models.py'),
+      '--dir',
+      dir,
+      '--threads',
+      String(flags.threads),
+    ];
+    args.push('--repeats', String(c === 'cnn' ? 1 : flags.repeats), '--save-k', kFile);
+    const stdout = await new Promise<string>((resolve, reject) => {
+      const child = spawn(process.env.ENTK_PYTHON ?? '/usr/bin/python3', args, {
+        stdio: ['ignore', 'pipe', 'inherit'],
+        env,
+      });
+      let text = '';
+      child.stdout.on('data', (chunk) => {
+        text += chunk;
+      });
+      child.on('error', reject);
+      child.on('exit', (code) =>
+        code === 0 ? resolve(text) : reject(new Error(`ntk_models.py exited with ${code}`)),
+      );
+    });
+    const result = JSON.parse(stdout) as {
+      methods: Record<string, { available: boolean; best_s?: number; reason?: string }>;
+    };
+    const k = await fs.readFile(kFile).catch(() => null);
+    return {
+      ...result,
+      k: k ? new Float32Array(k.buffer.slice(k.byteOffset, k.byteOffset + k.byteLength)) : null,
+    };
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function runCase(
+  c: Case,
+  flags: Flags,
+  x: Float32Array,
+  summary: string[],
+): Promise<Record<string, unknown>> {
+  const n = {
+    mlp: flags.nMlp,
+    'mlp-wide': flags.nWide,
+    cnn: flags.nCnn,
+    'resnet-bn': flags.nGraph,
+    'ln-seq': flags.nGraph,
+  }[c];
+  const model = makeModel(c);
+  const xt = tf.tensor2d(x.subarray(0, n * 64), [n, 64]);
+  const s = await timeStructured(model, xt, flags);
+  xt.dispose();
+  const entry: Record<string, unknown> = {
+    n,
+    parameters: s.result.parameterCount,
+    rules: s.rules.map((r) => `${r.name}:${r.rule}`),
+    structured: { bestMs: s.bestMs, runsMs: s.runsMs, timings: s.result.timings, threads: s.result.threads },
+  };
+  let line = `${c} N=${n} (P=${s.result.parameterCount}): entk structured ${fmt(s.bestMs)} (${s.result.threads} threads; features ${fmt(s.result.timings.features ?? 0)})`;
+  if (c === 'resnet-bn' || c === 'ln-seq') {
+    const j = await timeJacobian(model, x, flags.jacobianN, n);
+    entry.jacobian = j;
+    const ratio = j.extrapolatedMs / s.bestMs;
+    entry.ratio = ratio;
+    line += `; jacobian N=${j.n} ${fmt(j.ms)} → N=${n} ≈ ${fmt(j.extrapolatedMs)}: ${ratio.toFixed(1)}× faster (target ≥ 20×), K rel. diff ${j.relMaxErrorStructuredVsJacobian.toExponential(1)}`;
+  } else if (!flags.skipReference) {
+    const ref = await runReference(c, model, x, n, flags);
+    const name = c === 'cnn' ? 'functorch' : 'numpy-layerwise';
+    const m = ref.methods[name];
+    entry.reference = { ...ref, k: undefined };
+    if (m?.available && m.best_s !== undefined) {
+      const ratio = (m.best_s * 1000) / s.bestMs;
+      entry.ratio = ratio;
+      const target = { mlp: 1, 'mlp-wide': 1.5, cnn: 10 }[c as 'mlp' | 'mlp-wide' | 'cnn'];
+      const diff = ref.k ? relMax(s.result.data, ref.k) : Number.NaN;
+      entry.relMaxErrorVsReference = diff;
+      line += `; ${name} ${fmt(m.best_s * 1000)}: ${ratio.toFixed(2)}× faster (target ≥ ${target}×), K rel. diff ${diff.toExponential(1)}`;
+    } else line += `; ${name} unavailable: ${m?.reason ?? 'no result'}`;
+  }
+  summary.push(line);
+  console.log(line);
+  model.dispose();
+  return entry;
+}
+
+async function main(): Promise<void> {
+  const flags = parseFlags(process.argv.slice(2));
+  const info = await initBackend();
+  const summary: string[] = [];
+  const load = os.loadavg();
+  if (load[0]! > os.cpus().length * 0.5) {
+    summary.push(
+      `WARNING: load average ${load[0]!.toFixed(1)} on ${os.cpus().length} cores at start: timings are inflated`,
+    );
+  }
+  const x = await digitsPoints(Math.max(flags.nMlp, flags.nWide, flags.nCnn, flags.nGraph));
+  const cases: Record<string, unknown> = {};
+  for (const c of flags.cases) cases[c] = await runCase(c, flags, x, summary);
+  await terminateNtkWorkers();
+  const result = {
+    benchmark: 'ntk-models',
+    createdAt: new Date().toISOString(),
+    machine: {
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model,
+      loadAverageAtStart: load,
+      node: process.versions.node,
+      backend: info,
+    },
+    flags,
+    cases,
+    summary,
+  };
+  if (flags.out) await writeJsonAtomic(flags.out, result);
+}
+
+await main();

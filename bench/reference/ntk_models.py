@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Reference eNTK timings for bench/ntk-models.ts (never needed by entk itself).
+
+Reads a model's weights and points from --dir (meta.json + raw little-endian float32 files written
+by bench/ntk-models.ts) and computes the full eNTK K[n*V+i, m*V+j] = <df_i(x_n), df_j(x_m)>:
+
+  numpy-layerwise  (meta "kind": "mlp")  the layer-wise algorithm for a ReLU MLP with forward scales
+                   h = s_w a W + s_b b, in numpy/OpenBLAS: A, D per layer (closed-form back-propagation),
+                   K = sum_l (s_w^2 A A^T + s_b^2) (.) (D D^T) + head (s_w^2 a a^T + s_b^2) I_V.
+  functorch        (meta "kind": "cnn")  the entk 'cnn' preset rebuilt in PyTorch (NHWC flatten order),
+                   vmap(jacrev) then einsum('Naf,Mbf->NaMb') per parameter tensor (functorch tutorial).
+
+Prints one JSON object on stdout; --save-k writes K (float32). Thread counts are fixed (--threads)
+through the environment before numpy/torch load.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+
+def parse():
+    p = argparse.ArgumentParser()
+    p.add_argument("--dir", required=True)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--save-k", default="")
+    return p.parse_args()
+
+
+ARGS = parse()
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[var] = str(ARGS.threads)
+
+import numpy as np  # noqa: E402
+
+
+def read(entry):
+    return np.fromfile(os.path.join(ARGS.dir, entry["file"]), dtype="<f4").reshape(entry["shape"])
+
+
+def timed(fn, repeats):
+    times = []
+    out = None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return out, {"best_s": min(times), "median_s": sorted(times)[len(times) // 2], "runs_s": times}
+
+
+def mlp_layerwise(x, layers):
+    """layers: list of (W, b, s_w, s_b); ReLU between layers, linear head."""
+    n = x.shape[0]
+    v = layers[-1][0].shape[1]
+    acts = [x]
+    pres = []
+    a = x
+    for w, b, sw, sb in layers[:-1]:
+        h = sw * (a @ w) + sb * b
+        pres.append(h)
+        a = np.maximum(h, 0)
+        acts.append(a)
+    # D_l [N, V, width]: back-propagated signals at each hidden pre-activation.
+    w_head, _, sw_head, sb_head = layers[-1]
+    d = (pres[-1] > 0).astype(np.float32)[:, None, :] * (sw_head * w_head.T)[None, :, :]
+    deltas = [d]
+    for l in range(len(layers) - 2, 0, -1):
+        w, _, sw, _ = layers[l]
+        d = (deltas[0].reshape(n * v, -1) @ (sw * w.T)).reshape(n, v, -1) * (pres[l - 1] > 0).astype(np.float32)[
+            :, None, :
+        ]
+        deltas.insert(0, d)
+    k = np.zeros((n * v, n * v), dtype=np.float32)
+    for l, (_, _, sw, sb) in enumerate(layers[:-1]):
+        g = (sw * sw) * (acts[l] @ acts[l].T) + sb * sb
+        df = deltas[l].reshape(n * v, -1)
+        t = df @ df.T
+        t.reshape(n, v, n, v)[...] *= g[:, None, :, None]
+        k += t
+    g = (sw_head * sw_head) * (acts[-1] @ acts[-1].T) + sb_head * sb_head
+    k4 = k.reshape(n, v, n, v)
+    for i in range(v):
+        k4[:, i, :, i] += g
+    return k
+
+
+def main():
+    with open(os.path.join(ARGS.dir, "meta.json")) as f:
+        meta = json.load(f)
+    x = read(meta["x"])
+    result = {"python": sys.version.split()[0], "numpy": np.__version__, "threads": ARGS.threads, "methods": {}}
+    n = x.shape[0]
+    if meta["kind"] == "mlp":
+        layers = [(read(l["kernel"]), read(l["bias"]), l["weightScale"], l["biasScale"]) for l in meta["layers"]]
+        k, t = timed(lambda: mlp_layerwise(x, layers), ARGS.repeats)
+        result["methods"]["numpy-layerwise"] = {"available": True, "n": n, **t}
+        a = np.random.default_rng(0).standard_normal((2048, 2048), dtype=np.float32)
+        _, tp = timed(lambda: a @ a, 3)
+        result["numpy_matmul_gflops"] = 2 * 2048**3 / tp["best_s"] / 1e9
+        if ARGS.save_k:
+            k.astype("<f4").tofile(ARGS.save_k)
+    elif meta["kind"] == "cnn":
+        try:
+            import torch
+
+            try:
+                from torch.func import functional_call, jacrev, vmap
+            except ImportError:  # torch < 2: the functorch package
+                from functorch import jacrev, make_functional, vmap
+
+                functional_call = None
+        except Exception as e:  # noqa: BLE001
+            result["methods"]["functorch"] = {"available": False, "reason": f"{type(e).__name__}: {e}"}
+            json.dump(result, sys.stdout)
+            return
+        torch.set_num_threads(ARGS.threads)
+        result["torch"] = torch.__version__
+        convs = [(read(c["kernel"]), read(c["bias"])) for c in meta["convs"]]
+        denses = [(read(d["kernel"]), read(d["bias"])) for d in meta["denses"]]
+
+        class Net(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.convs = torch.nn.ModuleList()
+                for w, b in convs:
+                    kh, kw, cin, cout = w.shape
+                    c = torch.nn.Conv2d(cin, cout, (kh, kw), padding=(kh // 2, kw // 2))
+                    with torch.no_grad():
+                        c.weight.copy_(torch.from_numpy(w.transpose(3, 2, 0, 1).copy()))
+                        c.bias.copy_(torch.from_numpy(b))
+                    self.convs.append(c)
+                self.denses = torch.nn.ModuleList()
+                for w, b in denses:
+                    lin = torch.nn.Linear(w.shape[0], w.shape[1])
+                    with torch.no_grad():
+                        lin.weight.copy_(torch.from_numpy(w.T.copy()))
+                        lin.bias.copy_(torch.from_numpy(b))
+                    self.denses.append(lin)
+
+            def forward(self, z):
+                for c in self.convs:
+                    z = torch.nn.functional.max_pool2d(torch.relu(c(z)), 2)
+                z = z.permute(0, 2, 3, 1).flatten(1)  # tfjs flattens NHWC
+                for i, lin in enumerate(self.denses):
+                    z = lin(z)
+                    if i < len(self.denses) - 1:
+                        z = torch.relu(z)
+                return z
+
+        net = Net()
+        h, w, c = meta["image"]
+        X = torch.from_numpy(x.reshape(n, h, w, c).transpose(0, 3, 1, 2).copy())
+        if functional_call is not None:
+            params = {k: p.detach() for k, p in net.named_parameters()}
+
+            def f_single(p, xi):
+                return functional_call(net, p, (xi.unsqueeze(0),)).squeeze(0)
+
+        else:
+            fnet, params = make_functional(net)
+
+            def f_single(p, xi):
+                return fnet(p, xi.unsqueeze(0)).squeeze(0)
+
+        def contraction():
+            jac = vmap(jacrev(f_single), (None, 0))(params, X)
+            jac = [j.flatten(2) for j in (jac.values() if isinstance(jac, dict) else jac)]
+            k = torch.stack([torch.einsum("Naf,Mbf->NaMb", j, j) for j in jac]).sum(0)
+            return k.reshape(n * k.shape[1], n * k.shape[1])
+
+        k, t = timed(contraction, 1)
+        result["methods"]["functorch"] = {"available": True, "n": n, **t}
+        if ARGS.save_k:
+            k.detach().numpy().astype("<f4").tofile(ARGS.save_k)
+    json.dump(result, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
