@@ -23,9 +23,13 @@ import type { KernelMatrix } from './matrix.js';
 export interface TopEigenOptions {
   /** Number of eigenpairs (largest eigenvalues). Default 20 (at most n). */
   k?: number;
-  /** Vectors per block (per pass over the matrix). Default k (at least 4, at most n). */
+  /**
+   * Vectors per block (per pass over the matrix). Default min(4, n): measured on 3000² and 20000²
+   * kernels, 4 needs the fewest matrix–vector products in total (larger blocks need fewer passes but
+   * more products; a pass costs one read of the matrix plus b products).
+   */
   blockSize?: number;
-  /** Largest basis before a thick restart. Default min(n, k + 4·blockSize). */
+  /** Largest basis before a thick restart. Default min(n, max(3k, k + 4·blockSize)). */
   maxBasis?: number;
   /** Converged when every one of the k residuals ‖K u − θ u‖ ≤ tolerance · |θ_max|. Default 1e-9. */
   tolerance?: number;
@@ -94,9 +98,9 @@ export async function topEigenpairs(
     k,
     `an integer in [1, ${n}] (the matrix size)`,
   );
-  const b0 = options.blockSize ?? Math.min(n, Math.max(4, k));
+  const b0 = options.blockSize ?? Math.min(n, 4);
   assertArgument(Number.isInteger(b0) && b0 >= 1 && b0 <= n, 'blockSize', b0, `an integer in [1, ${n}]`);
-  const maxBasis = options.maxBasis ?? Math.min(n, k + 4 * b0);
+  const maxBasis = options.maxBasis ?? Math.min(n, Math.max(3 * k, k + 4 * b0));
   assertArgument(
     Number.isInteger(maxBasis) && maxBasis >= Math.min(n, k + b0) && maxBasis <= n,
     'maxBasis',

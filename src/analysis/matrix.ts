@@ -8,12 +8,14 @@
  *   every product, so a kernel too large to hold twice — or at all — can still be analysed:
  *   memory ≈ two panels (one read ahead while the other is multiplied) + the vectors.
  *
- * Products accumulate in float64 whatever the storage type. A product with b vectors reads the
- * matrix once, so block methods (block Lanczos) pay one pass for b matrix–vector products.
+ * Products accumulate in float64 whatever the storage type (./wasm-panel.ts: WebAssembly SIMD, or
+ * plain loops; the same sums in the same order). A product with b vectors reads the matrix once, so
+ * block methods (block Lanczos) pay one pass for b matrix–vector products.
  */
 import { promises as fs } from 'node:fs';
 import { assertArgument, CorruptFileError, InvalidArgumentError, UnsupportedError } from '../errors.js';
 import { readNpyHeader } from '../io/index.js';
+import { PanelProduct } from './wasm-panel.js';
 
 /** One pass over the matrix: its diagonal, row sums, trace and squared Frobenius norm. */
 export interface KernelMatrixStats {
@@ -47,43 +49,20 @@ export interface KernelMatrix {
   readonly passes: number;
 }
 
-/** `y[r, :] += Σ_j panel[r, j] X[j, :]` for the rows of one panel (float64 accumulation). */
-function panelProduct(
-  panel: Float32Array | Float64Array,
-  rows: number,
-  n: number,
-  x: Float64Array,
-  b: number,
-  y: Float64Array,
-  yOffset: number,
-): void {
-  const acc = new Float64Array(b);
-  for (let r = 0; r < rows; r++) {
-    acc.fill(0);
-    const row = r * n;
-    if (b === 1) {
-      let s = 0;
-      for (let j = 0; j < n; j++) s += panel[row + j]! * x[j]!;
-      acc[0] = s;
-    } else {
-      for (let j = 0; j < n; j++) {
-        const a = panel[row + j]!;
-        if (a === 0) continue;
-        const xo = j * b;
-        for (let c = 0; c < b; c++) acc[c] = acc[c]! + a * x[xo + c]!;
-      }
-    }
-    y.set(acc, yOffset + r * b);
-  }
-}
-
 function checkBlock(x: Float64Array, b: number, n: number): void {
   assertArgument(Number.isInteger(b) && b >= 1, 'b', b, 'a positive integer (vectors per block)');
   assertArgument(x instanceof Float64Array && x.length === n * b, 'x', x, `a Float64Array [${n}, ${b}]`);
 }
 
+/** Where block products run: WebAssembly SIMD ('wasm'), plain loops ('js'), or 'auto' (wasm where available). */
+export type ProductBackend = 'wasm' | 'js' | 'auto';
+
 /** A symmetric matrix held in memory, row-major n×n. The caller keeps it symmetric. */
-export function denseKernelMatrix(data: Float32Array | Float64Array, n: number): KernelMatrix {
+export function denseKernelMatrix(
+  data: Float32Array | Float64Array,
+  n: number,
+  options: { backend?: ProductBackend } = {},
+): KernelMatrix {
   assertArgument(Number.isInteger(n) && n >= 1, 'n', n, 'a positive integer');
   assertArgument(
     (data instanceof Float32Array || data instanceof Float64Array) && data.length === n * n,
@@ -92,6 +71,7 @@ export function denseKernelMatrix(data: Float32Array | Float64Array, n: number):
     `a Float32Array or Float64Array of length n² = ${n * n}`,
   );
   let passes = 0;
+  const product = new PanelProduct(n, options.backend);
   return {
     size: n,
     source: 'memory',
@@ -101,7 +81,8 @@ export function denseKernelMatrix(data: Float32Array | Float64Array, n: number):
     async multiply(x, b) {
       checkBlock(x, b, n);
       const y = new Float64Array(n * b);
-      panelProduct(data, n, n, x, b, y, 0);
+      product.setVectors(x, b);
+      product.multiply(data, n, y, 0);
       passes++;
       return y;
     },
@@ -116,6 +97,8 @@ export function denseKernelMatrix(data: Float32Array | Float64Array, n: number):
 export interface NpyKernelMatrixOptions {
   /** Bytes of one row panel (two are held: one read ahead). Default 64 MiB. */
   panelBytes?: number;
+  /** Where block products run. Default 'auto'. */
+  backend?: ProductBackend;
 }
 
 /**
@@ -151,6 +134,7 @@ export async function npyKernelMatrix(
   }
   const buffers = [new ArrayBuffer(panelRows * rowBytes), new ArrayBuffer(panelRows * rowBytes)];
   let passes = 0;
+  const product = new PanelProduct(n, options.backend);
 
   async function forEachPanel(
     visit: (start: number, rows: number, panel: Float32Array | Float64Array) => void,
@@ -201,7 +185,8 @@ export async function npyKernelMatrix(
     async multiply(x, b) {
       checkBlock(x, b, n);
       const y = new Float64Array(n * b);
-      await forEachPanel((start, rows, panel) => panelProduct(panel, rows, n, x, b, y, start * b));
+      product.setVectors(x, b);
+      await forEachPanel((start, rows, panel) => product.multiply(panel, rows, y, start * b));
       return y;
     },
     forEachPanel,

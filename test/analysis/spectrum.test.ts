@@ -11,6 +11,7 @@ import {
   symmetricEigen,
   topEigenpairs,
 } from '../../src/analysis/index.js';
+import { PanelProduct } from '../../src/analysis/wasm-panel.js';
 import { CorruptFileError, InvalidArgumentError } from '../../src/errors.js';
 import { writeNpy } from '../../src/io/index.js';
 import { python } from '../io/helpers.js';
@@ -116,6 +117,26 @@ describe('topEigenpairs (block Lanczos)', () => {
     const sa = await kernelMatrixStats(disk);
     const sb = await kernelMatrixStats(memory);
     expect(sa).toEqual(sb);
+  });
+
+  it('WebAssembly SIMD products equal the plain loops bit for bit (float32 and float64, ragged sizes)', async () => {
+    expect(new PanelProduct(4, 'wasm').backend).toBe('wasm'); // Node has WebAssembly SIMD
+    const m = 203; // rows not a multiple of 4
+    const sub = K.subarray(0, m * m); // not symmetric, which a product does not need
+    const x = Float64Array.from({ length: m * 7 }, (_, i) => Math.sin(i)); // b = 7: padded to 8
+    for (const data of [Float32Array.from(sub), Float64Array.from(sub)]) {
+      const wasm = denseKernelMatrix(data, m, { backend: 'wasm' });
+      const js = denseKernelMatrix(data, m, { backend: 'js' });
+      const ref = new Float64Array(m * 7);
+      for (let i = 0; i < m; i++)
+        for (let c = 0; c < 7; c++) {
+          let s = 0;
+          for (let j = 0; j < m; j++) s += data[i * m + j]! * x[j * 7 + c]!;
+          ref[i * 7 + c] = s;
+        }
+      expect(await wasm.multiply(x, 7)).toEqual(ref);
+      expect(await js.multiply(x, 7)).toEqual(ref);
+    }
   });
 
   it('bad input: k beyond n, a non-square or truncated file', async () => {
