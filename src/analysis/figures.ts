@@ -36,6 +36,8 @@ export interface OverTrainingOptions extends FigureOptions {
   logY?: boolean;
   /** Logarithmic x axis over step + 1 (checkpoints are often geometric). Default false. */
   logX?: boolean;
+  /** x-axis title. Default 'training step of checkpoint'. */
+  xTitle?: string;
 }
 
 /**
@@ -43,7 +45,15 @@ export interface OverTrainingOptions extends FigureOptions {
  * numbers: `lastStep` and `last_<k>` (series k's value at the last step).
  */
 export async function overTrainingFigure(options: OverTrainingOptions): Promise<Figure> {
-  const { steps, series, logY = false, logX = false, width = 460, height = 260 } = options;
+  const {
+    steps,
+    series,
+    logY = false,
+    logX = false,
+    xTitle = 'training step of checkpoint',
+    width = 460,
+    height = 260,
+  } = options;
   assertArgument(Array.isArray(steps) && steps.length > 0, 'steps', steps, 'a non-empty array of steps');
   assertArgument(Array.isArray(series) && series.length > 0, 'series', series, 'a non-empty array');
   const names = series.map((s) => s.name);
@@ -75,7 +85,7 @@ export async function overTrainingFigure(options: OverTrainingOptions): Promise<
       x: {
         field: 'step',
         type: 'quantitative',
-        title: logX ? 'training step of checkpoint + 1 (log scale)' : 'training step of checkpoint',
+        title: logX ? `${xTitle} + 1 (log scale)` : xTitle,
         scale: logX ? { type: 'log' } : {},
       },
       y: {
@@ -104,8 +114,8 @@ export async function overTrainingFigure(options: OverTrainingOptions): Promise<
     config: baseConfig(),
   } as const;
   const caption = [
-    `${options.description}${logY ? ' (log scale)' : ''}, at each checkpoint (x${logX ? ': step + 1, log scale' : ''}).`,
-    `At the last checkpoint (step {lastStep}): ${lasts.join(', ')}.`,
+    `${options.description}${logY ? ' (log scale)' : ''}, against the ${xTitle}${logX ? ' + 1 (log scale)' : ''}.`,
+    `At the last one ({lastStep}): ${lasts.join(', ')}.`,
     options.note,
   ]
     .filter(Boolean)
