@@ -8,6 +8,43 @@
  * Cost ≈ (4/3 + 3) n³ floating-point operations; memory one n×n copy.
  */
 import { assertArgument, EntkError } from '../errors.js';
+import { WASM_PAGE, wasmApi } from '../util/wasm-asm.js';
+import { type EighKernels, eighKernels } from './wasm-eigh.js';
+
+/** Below this size the plain loops are as fast as the WebAssembly kernels (call overhead). */
+const WASM_MIN_SIZE = 48;
+/** Largest n whose n×n float64 matrix fits a 32-bit WebAssembly memory with room to spare. */
+const WASM_MAX_SIZE = 22000;
+
+/** The working arrays, in WebAssembly memory (with the SIMD kernels) or plain. */
+interface Workspace {
+  W: Float64Array;
+  d: Float64Array;
+  e: Float64Array;
+  /** Kernels and the byte addresses of W, d, e and the scratch slot; null: plain loops. */
+  wasm: { k: EighKernels; scratch: Float64Array; W: number; d: number; e: number; S: number } | null;
+}
+
+function workspace(n: number, useWasm: boolean): Workspace {
+  if (useWasm && wasmApi && n >= WASM_MIN_SIZE && n <= WASM_MAX_SIZE) {
+    const bytes = (n * n + 2 * n + 2) * 8;
+    const memory = new wasmApi.Memory({ initial: Math.ceil(bytes / WASM_PAGE) });
+    const k = eighKernels(memory);
+    if (k) {
+      const buffer = memory.buffer as ArrayBuffer;
+      const d = n * n * 8;
+      const e = d + n * 8;
+      const S = e + n * 8;
+      return {
+        W: new Float64Array(buffer, 0, n * n),
+        d: new Float64Array(buffer, d, n),
+        e: new Float64Array(buffer, e, n),
+        wasm: { k, scratch: new Float64Array(buffer, S, 2), W: 0, d, e, S },
+      };
+    }
+  }
+  return { W: new Float64Array(n * n), d: new Float64Array(n), e: new Float64Array(n), wasm: null };
+}
 
 /** An eigen-decomposition `A = Σ_j λ_j u_j u_jᵀ`, eigenvalues in descending order. */
 export interface SymmetricEigen {
@@ -29,22 +66,21 @@ export interface SymmetricEigen {
 export function symmetricEigen(
   a: ArrayLike<number>,
   n: number,
-  options: { vectors?: boolean } = {},
+  options: { vectors?: boolean; backend?: 'wasm' | 'js' | 'auto' } = {},
 ): SymmetricEigen {
   assertArgument(Number.isInteger(n) && n >= 1, 'n', n, 'a positive integer');
   assertArgument(a?.length === n * n, 'a', a, `a symmetric ${n}×${n} matrix (length ${n * n})`);
   const wantVectors = options.vectors ?? true;
   // W is the transpose of JAMA's V: W[j·n + k] = V[k][j]. For a symmetric input W = A.
-  const W = new Float64Array(n * n);
+  const ws = workspace(n, (options.backend ?? 'auto') !== 'js');
+  const { W, d } = ws;
   for (let i = 0; i < n * n; i++) {
     const v = a[i]!;
     if (!Number.isFinite(v)) throw new EntkError(`symmetricEigen: entry ${i} of the matrix is ${v}`);
     W[i] = v;
   }
-  const d = new Float64Array(n);
-  const e = new Float64Array(n);
-  tred2(n, W, d, e);
-  tql2(n, W, d, e, wantVectors);
+  tred2(n, ws);
+  tql2(n, ws, wantVectors);
   // Sort descending.
   const order = Array.from({ length: n }, (_, i) => i).sort((x, y) => d[y]! - d[x]!);
   const values = Float64Array.from(order, (i) => d[i]!);
@@ -57,7 +93,8 @@ export function symmetricEigen(
 }
 
 /** Householder tridiagonalisation (tred2) on the transposed layout W[j·n + k] = V[k][j]. */
-function tred2(n: number, W: Float64Array, d: Float64Array, e: Float64Array): void {
+function tred2(n: number, ws: Workspace): void {
+  const { W, d, e, wasm } = ws;
   for (let j = 0; j < n; j++) d[j] = W[j * n + (n - 1)]!;
   for (let i = n - 1; i > 0; i--) {
     let scale = 0;
@@ -87,10 +124,23 @@ function tred2(n: number, W: Float64Array, d: Float64Array, e: Float64Array): vo
         W[i * n + j] = f;
         const col = j * n;
         g = e[j]! + W[col + j]! * f;
-        for (let k = j + 1; k <= i - 1; k++) {
-          const w = W[col + k]!;
-          g += w * d[k]!;
-          e[k] = e[k]! + w * f;
+        if (wasm) {
+          // g += Σ_k W[col+k] d[k], e[k] += W[col+k] f over k = j+1..i−1
+          wasm.scratch[0] = f;
+          wasm.k.symv(
+            wasm.W + (col + j + 1) * 8,
+            wasm.d + (j + 1) * 8,
+            wasm.e + (j + 1) * 8,
+            i - 1 - j,
+            wasm.S,
+          );
+          g += wasm.scratch[1]!;
+        } else {
+          for (let k = j + 1; k <= i - 1; k++) {
+            const w = W[col + k]!;
+            g += w * d[k]!;
+            e[k] = e[k]! + w * f;
+          }
         }
         e[j] = g;
       }
@@ -105,7 +155,13 @@ function tred2(n: number, W: Float64Array, d: Float64Array, e: Float64Array): vo
         f = d[j]!;
         g = e[j]!;
         const col = j * n;
-        for (let k = j; k <= i - 1; k++) W[col + k] = W[col + k]! - (f * e[k]! + g * d[k]!);
+        if (wasm) {
+          wasm.scratch[0] = f;
+          wasm.scratch[1] = g;
+          wasm.k.rank2(wasm.W + (col + j) * 8, wasm.d + j * 8, wasm.e + j * 8, i - j, wasm.S);
+        } else {
+          for (let k = j; k <= i - 1; k++) W[col + k] = W[col + k]! - (f * e[k]! + g * d[k]!);
+        }
         d[j] = W[col + (i - 1)]!;
         W[col + i] = 0;
       }
@@ -122,6 +178,13 @@ function tred2(n: number, W: Float64Array, d: Float64Array, e: Float64Array): vo
       for (let k = 0; k <= i; k++) d[k] = W[next + k]! / h;
       for (let j = 0; j <= i; j++) {
         const col = j * n;
+        if (wasm) {
+          // W[col+k] −= (W[next..]·W[col..]) d[k], k ≤ i (rank2 with f = 0)
+          wasm.k.dot(wasm.W + next * 8, wasm.W + col * 8, i + 1, wasm.S);
+          wasm.scratch[0] = 0;
+          wasm.k.rank2(wasm.W + col * 8, wasm.d, wasm.e, i + 1, wasm.S);
+          continue;
+        }
         let g = 0;
         for (let k = 0; k <= i; k++) g += W[next + k]! * W[col + k]!;
         for (let k = 0; k <= i; k++) W[col + k] = W[col + k]! - g * d[k]!;
@@ -138,7 +201,8 @@ function tred2(n: number, W: Float64Array, d: Float64Array, e: Float64Array): vo
 }
 
 /** Implicit QL iterations on the tridiagonal (d, e) (tql2), rotating the rows of W. */
-function tql2(n: number, W: Float64Array, d: Float64Array, e: Float64Array, vectors: boolean): void {
+function tql2(n: number, ws: Workspace, vectors: boolean): void {
+  const { W, d, e, wasm } = ws;
   for (let i = 1; i < n; i++) e[i - 1] = e[i]!;
   e[n - 1] = 0;
   let f = 0;
@@ -181,7 +245,11 @@ function tql2(n: number, W: Float64Array, d: Float64Array, e: Float64Array, vect
           c = p / r;
           p = c * d[i]! - s * g;
           d[i + 1] = h + s * (c * g + s * d[i]!);
-          if (vectors) {
+          if (vectors && wasm) {
+            wasm.scratch[0] = c;
+            wasm.scratch[1] = s;
+            wasm.k.rot(wasm.W + i * n * 8, wasm.W + (i + 1) * n * 8, n, wasm.S);
+          } else if (vectors) {
             const ri = i * n;
             const rj = (i + 1) * n;
             for (let k = 0; k < n; k++) {

@@ -61,7 +61,7 @@ export type ProductBackend = 'wasm' | 'js' | 'auto';
 export function denseKernelMatrix(
   data: Float32Array | Float64Array,
   n: number,
-  options: { backend?: ProductBackend } = {},
+  options: { backend?: ProductBackend; threads?: number | 'auto' } = {},
 ): KernelMatrix {
   assertArgument(Number.isInteger(n) && n >= 1, 'n', n, 'a positive integer');
   assertArgument(
@@ -71,7 +71,7 @@ export function denseKernelMatrix(
     `a Float32Array or Float64Array of length n² = ${n * n}`,
   );
   let passes = 0;
-  const product = new PanelProduct(n, options.backend);
+  const product = new PanelProduct(n, options.backend, options.threads);
   return {
     size: n,
     source: 'memory',
@@ -99,6 +99,11 @@ export interface NpyKernelMatrixOptions {
   panelBytes?: number;
   /** Where block products run. Default 'auto'. */
   backend?: ProductBackend;
+  /**
+   * Threads per product (rows split; bitwise the same result), or 'auto': 2 when there are two
+   * cores and n ≥ 2000, else 1. Default 'auto'.
+   */
+  threads?: number | 'auto';
 }
 
 /**
@@ -134,7 +139,7 @@ export async function npyKernelMatrix(
   }
   const buffers = [new ArrayBuffer(panelRows * rowBytes), new ArrayBuffer(panelRows * rowBytes)];
   let passes = 0;
-  const product = new PanelProduct(n, options.backend);
+  const product = new PanelProduct(n, options.backend, options.threads);
 
   async function forEachPanel(
     visit: (start: number, rows: number, panel: Float32Array | Float64Array) => void,

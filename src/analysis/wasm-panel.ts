@@ -9,6 +9,9 @@
  * {@link PanelProduct} owns the module's memory (grown to fit the panel, X and Y) and falls back to
  * plain JavaScript loops where WebAssembly SIMD is missing.
  */
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { EntkError } from '../errors.js';
 import {
   add,
   compileModule,
@@ -121,18 +124,58 @@ interface PanelExports {
   panel64(p: number, x: number, y: number, rows: number, n: number, b: number): void;
 }
 
-let cachedModule: ReturnType<typeof compileModule> | undefined;
-function panelModule() {
-  if (cachedModule === undefined) {
-    cachedModule = compileModule(
-      moduleBytes([
-        { name: 'panel32', params: 6, body: panelBody(true) },
-        { name: 'panel64', params: 6, body: panelBody(false) },
-      ]),
+const cachedModules = new Map<boolean, ReturnType<typeof compileModule>>();
+function panelModule(shared: boolean) {
+  if (!cachedModules.has(shared)) {
+    cachedModules.set(
+      shared,
+      compileModule(
+        moduleBytes(
+          [
+            { name: 'panel32', params: 6, body: panelBody(true) },
+            { name: 'panel64', params: 6, body: panelBody(false) },
+          ],
+          shared,
+        ),
+      ),
     );
   }
-  return cachedModule;
+  return cachedModules.get(shared)!;
 }
+
+/** A worker runs one row share of a panel product per generation (Atomics wait/notify). */
+const WORKER_SOURCE = `
+const { workerData } = require('node:worker_threads');
+const { module, memory, control } = workerData;
+const ex = new WebAssembly.Instance(module, { env: { mem: memory } }).exports;
+const ctl = new Int32Array(control, 0, 4);
+const args = new Float64Array(control, 16, 8);
+let seen = 0;
+for (;;) {
+  Atomics.wait(ctl, 0, seen);
+  const gen = Atomics.load(ctl, 0);
+  if (gen < 0) break;
+  seen = gen;
+  const [f64, p, x, y, rows, n, b] = args;
+  if (rows > 0) (f64 ? ex.panel64 : ex.panel32)(p, x, y, rows, n, b);
+  Atomics.store(ctl, 1, gen);
+  Atomics.notify(ctl, 1);
+}
+`;
+
+interface PanelWorker {
+  worker: Worker;
+  ctl: Int32Array;
+  args: Float64Array;
+}
+
+const registry = new FinalizationRegistry<Worker[]>((workers) => {
+  for (const w of workers) void w.terminate();
+});
+
+/** Panel products below this many columns stay on one thread (synchronisation would not pay). */
+const THREAD_MIN_COLUMNS = 2000;
+const WORKER_TIMEOUT_MS = 120_000;
 
 /** `y[r, :] = Σ_j panel[r, j] X[j, :]` for rows [from, rows) in plain loops (float64 accumulation). */
 export function panelProductJs(
@@ -166,7 +209,11 @@ export function panelProductJs(
  */
 export class PanelProduct {
   readonly backend: 'wasm' | 'js';
+  /** Threads one product is split over (the caller's plus workers). */
+  readonly threads: number;
   private readonly n: number;
+  private workers: PanelWorker[] = [];
+  private generation = 0;
   private memory: WasmMemory | null = null;
   private exports: PanelExports | null = null;
   private x: Float64Array = new Float64Array(0);
@@ -176,14 +223,58 @@ export class PanelProduct {
   private yPtr = 0;
   private pPtr = 0;
 
-  constructor(n: number, backend: 'wasm' | 'js' | 'auto' = 'auto') {
+  /**
+   * @param threads threads per product (WebAssembly only; rows are split, each sum is unchanged, so
+   *   results are bitwise the same for any count), or 'auto': min(2, cores) for n ≥ 2000, else 1.
+   */
+  constructor(n: number, backend: 'wasm' | 'js' | 'auto' = 'auto', threads: number | 'auto' = 'auto') {
     this.n = n;
-    const module = backend === 'js' ? null : panelModule();
+    let t =
+      threads === 'auto' ? (n >= THREAD_MIN_COLUMNS ? Math.min(2, availableParallelism()) : 1) : threads;
+    if (!Number.isInteger(t) || t < 1)
+      throw new EntkError(`PanelProduct: threads must be a positive integer, got ${t}`);
+    if (typeof SharedArrayBuffer === 'undefined' || !panelModule(true)) t = 1;
+    const module = backend === 'js' ? null : panelModule(t > 1);
     if (module && wasmApi) {
-      this.memory = new wasmApi.Memory({ initial: 1 });
+      this.memory =
+        t > 1
+          ? new wasmApi.Memory({ initial: 1, maximum: 65536, shared: true })
+          : new wasmApi.Memory({ initial: 1 });
       this.exports = new wasmApi.Instance(module, { env: { mem: this.memory } }).exports as PanelExports;
     }
     this.backend = this.exports ? 'wasm' : 'js';
+    this.threads = this.exports ? t : 1;
+    if (this.threads > 1) {
+      for (let w = 1; w < this.threads; w++) {
+        const control = new SharedArrayBuffer(16 + 8 * 8);
+        const worker = new Worker(WORKER_SOURCE, {
+          eval: true,
+          workerData: { module, memory: this.memory, control },
+        });
+        worker.unref();
+        this.workers.push({
+          worker,
+          ctl: new Int32Array(control, 0, 4),
+          args: new Float64Array(control, 16, 8),
+        });
+      }
+      registry.register(
+        this,
+        this.workers.map((w) => w.worker),
+        this,
+      );
+    }
+  }
+
+  /** Stop the worker threads (also done when the object is garbage collected). */
+  dispose(): void {
+    for (const wk of this.workers) {
+      Atomics.store(wk.ctl, 0, -1);
+      Atomics.notify(wk.ctl, 0);
+      void wk.worker.terminate();
+    }
+    registry.unregister(this);
+    this.workers = [];
   }
 
   private ensure(bytes: number): void {
@@ -224,7 +315,36 @@ export class PanelProduct {
       if (elem === 4) new Float32Array(buffer, this.pPtr, covered * n).set(src);
       else new Float64Array(buffer, this.pPtr, covered * n).set(src);
       const fn = elem === 4 ? this.exports!.panel32 : this.exports!.panel64;
-      fn(this.pPtr, this.xPtr, this.yPtr, covered, n, bp);
+      // Row shares in multiples of 4: the caller takes the first, each worker one of the others.
+      const T = this.workers.length + 1;
+      const share = Math.ceil(covered / ROWS / T) * ROWS;
+      const gen = ++this.generation;
+      this.workers.forEach((wk, w) => {
+        const start = Math.min(covered, (w + 1) * share);
+        const rowsW = Math.min(covered, start + share) - start;
+        wk.args.set([
+          elem === 8 ? 1 : 0,
+          this.pPtr + start * n * elem,
+          this.xPtr,
+          this.yPtr + start * bp * 8,
+          rowsW,
+          n,
+          bp,
+        ]);
+        Atomics.store(wk.ctl, 0, gen);
+        Atomics.notify(wk.ctl, 0);
+      });
+      fn(this.pPtr, this.xPtr, this.yPtr, Math.min(covered, share), n, bp);
+      for (const wk of this.workers) {
+        const started = Date.now();
+        while (Atomics.load(wk.ctl, 1) !== gen) {
+          if (Date.now() - started > WORKER_TIMEOUT_MS) {
+            this.dispose();
+            throw new EntkError('PanelProduct: a worker thread stopped responding');
+          }
+          Atomics.wait(wk.ctl, 1, Atomics.load(wk.ctl, 1), 1000);
+        }
+      }
       const out = new Float64Array(buffer, this.yPtr, covered * bp);
       if (bp === b) y.set(out, yOffset);
       else for (let r = 0; r < covered; r++) y.set(out.subarray(r * bp, r * bp + b), yOffset + r * b);

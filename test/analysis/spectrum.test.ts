@@ -32,7 +32,7 @@ function reference(K: Float64Array, n: number): { values: number[]; vectors: num
 
 describe('symmetricEigen', () => {
   it('matches ml-matrix (values 1e-12 relative), vectors orthonormal with K u = λ u', () => {
-    const n = 70;
+    const n = 70; // ≥ 48: the WebAssembly kernels run
     const K = psdKernel(n, 50, 3);
     // an indefinite symmetric matrix too
     for (let i = 0; i < n; i++) K[i * n + i] = K[i * n + i]! - 30;
@@ -57,6 +57,21 @@ describe('symmetricEigen', () => {
     }
     expect(worstResidual).toBeLessThan(1e-12 * Math.abs(ours.values[0]!));
     expect(worstOrtho).toBeLessThan(1e-12);
+  });
+
+  it('the WebAssembly kernels and the plain loops agree (values 1e-12, vectors up to sign)', () => {
+    const n = 90;
+    const K = psdKernel(n, 60, 5);
+    const a = symmetricEigen(K, n, { backend: 'wasm' });
+    const b = symmetricEigen(K, n, { backend: 'js' });
+    for (let j = 0; j < n; j++) {
+      expect(Math.abs(a.values[j]! - b.values[j]!)).toBeLessThan(1e-12 * a.values[0]!);
+      if (j < 30) {
+        let d = 0;
+        for (let i = 0; i < n; i++) d += a.vectors![j * n + i]! * b.vectors![j * n + i]!;
+        expect(Math.abs(d)).toBeCloseTo(1, 9);
+      }
+    }
   });
 
   it('2×2 closed form and bad input', () => {
@@ -121,6 +136,9 @@ describe('topEigenpairs (block Lanczos)', () => {
 
   it('WebAssembly SIMD products equal the plain loops bit for bit (float32 and float64, ragged sizes)', async () => {
     expect(new PanelProduct(4, 'wasm').backend).toBe('wasm'); // Node has WebAssembly SIMD
+    const threads = new PanelProduct(4, 'wasm', 3);
+    expect(threads.threads).toBe(3);
+    threads.dispose();
     const m = 203; // rows not a multiple of 4
     const sub = K.subarray(0, m * m); // not symmetric, which a product does not need
     const x = Float64Array.from({ length: m * 7 }, (_, i) => Math.sin(i)); // b = 7: padded to 8
@@ -134,8 +152,10 @@ describe('topEigenpairs (block Lanczos)', () => {
           for (let j = 0; j < m; j++) s += data[i * m + j]! * x[j * 7 + c]!;
           ref[i * 7 + c] = s;
         }
+      const threaded = denseKernelMatrix(data, m, { backend: 'wasm', threads: 3 });
       expect(await wasm.multiply(x, 7)).toEqual(ref);
       expect(await js.multiply(x, 7)).toEqual(ref);
+      expect(await threaded.multiply(x, 7)).toEqual(ref);
     }
   });
 
