@@ -4,7 +4,12 @@ import { Matrix, solve } from 'ml-matrix';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type AnalysisResults, analyzeRun, symmetricEigen } from '../../src/analysis/index.js';
 import { InvalidArgumentError } from '../../src/errors.js';
-import { computeKernelStores, listKernelStores, readKernelStore } from '../../src/kernel-store/index.js';
+import {
+  computeKernelStores,
+  exportKernelStore,
+  listKernelStores,
+  readKernelStore,
+} from '../../src/kernel-store/index.js';
 import { openRun, train } from '../../src/train/index.js';
 import { expectOneLineError, runCli } from '../cli/run-cli.js';
 import { tempDir } from '../util/temp-dir.js';
@@ -146,6 +151,20 @@ describe('analyzeRun', () => {
         viaFull.predictors!.kernelRegression.testAccuracy,
       );
     });
+  });
+
+  it('a store in another array format (safetensors) gives the same analysis as the .npy store', async () => {
+    const stores = (await listKernelStores(run)).filter((s) => s.pointSet === 'trace');
+    for (const s of stores) {
+      await exportKernelStore(s.dir, {
+        format: 'safetensors',
+        out: path.join(root, 'exported', 'trace', s.checkpointId),
+      });
+    }
+    const options = { points: 'trace', k: 6, report: false } as const;
+    const a = await analyzeRun(path.join(root, 'exported'), { ...options, out: path.join(root, 'a4') });
+    const b = await analyzeRun(run, { ...options, out: path.join(root, 'a5') });
+    expect(a.results.checkpoints).toEqual(b.results.checkpoints);
   });
 
   it('unknown point set: InvalidArgumentError naming the sets', async () => {
