@@ -70,6 +70,20 @@ const BENCHMARKS: Benchmark[] = [
     ],
   },
   {
+    name: 'analysis',
+    file: 'bench/analysis.ts',
+    kind: 'script',
+    description:
+      'kernel analysis: top-20 eigenpairs of a 20000² float32 kernel streamed from disk (block Lanczos) vs scipy eigsh in memory; closed-form MSE flow 5000 train / 1000 test vs NumPy eigh',
+    flags: [
+      '--n <n>                kernel size of the spectrum run (default 20000)',
+      '--k <k>                eigenpairs (default 20)',
+      '--train <N> --test <M> MSE flow sizes (default 5000, 1000)',
+      '--skip-spectrum | --skip-mse',
+      '--quick                --n 3000 --train 800 --test 200',
+    ],
+  },
+  {
     name: 'ode',
     file: 'bench/ode.ts',
     kind: 'module',

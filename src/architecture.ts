@@ -21,6 +21,7 @@ export const STAGES = [
   'finetune', //     recorded finetunes (kernels as kernel stores) and the store → operator bridge
   'compare', //      the predictor registry, predictions and metrics of a recording
   'report', //       figures, tables and the self-contained HTML report
+  'analysis', //     what to do with a kernel: MSE/CE predictions, spectrum (Lanczos), alignment, CKA
   'experiment', //   studies (the study registry), resumable stages, the experiment runner
   'cli', //          the entk command line
 ] as const;

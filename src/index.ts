@@ -2,6 +2,7 @@
  * entk — the one public barrel. Notebooks, the CLI and users import from here; everything not
  * re-exported here is private to its module.
  */
+export * from './analysis/index.js';
 export * from './backend/index.js';
 export * from './compare/index.js';
 export * from './data/index.js';

@@ -5,6 +5,7 @@
 import { Command, CommanderError } from 'commander';
 import { ENTK_VERSION } from '../backend/index.js';
 import { EntkError } from '../errors.js';
+import { registerAnalyze } from './commands/analyze.js';
 import { registerCompare } from './commands/compare.js';
 import { registerDemo } from './commands/demo.js';
 import { registerExperiment } from './commands/experiment.js';
@@ -41,6 +42,7 @@ export function buildProgram(json = false): Command {
   registerFinetune(program);
   registerPredict(program);
   registerCompare(program);
+  registerAnalyze(program);
   registerExperiment(program);
   registerDemo(program);
   return program;

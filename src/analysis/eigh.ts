@@ -1,0 +1,271 @@
+/**
+ * Dense symmetric eigen-decomposition in float64: Householder reduction to tridiagonal form
+ * followed by the implicit QL method (EISPACK tred2/tql2, as in JAMA), written over one row-major
+ * Float64Array. The reduction works on the transposed layout so that every inner loop walks
+ * memory contiguously; the eigenvectors come out as rows (`vectors[j·n + k]` = component k of
+ * eigenvector j), which is the layout the predictors want (`Uᵀ`).
+ *
+ * Cost ≈ (4/3 + 3) n³ floating-point operations; memory one n×n copy.
+ */
+import { assertArgument, EntkError } from '../errors.js';
+import { WASM_PAGE, wasmApi } from '../util/index.js';
+import { type EighKernels, eighKernels } from './wasm-eigh.js';
+
+/** Below this size the plain loops are as fast as the WebAssembly kernels (call overhead). */
+const WASM_MIN_SIZE = 48;
+/** Largest n whose n×n float64 matrix fits a 32-bit WebAssembly memory with room to spare. */
+const WASM_MAX_SIZE = 22000;
+
+/** The working arrays, in WebAssembly memory (with the SIMD kernels) or plain. */
+interface Workspace {
+  W: Float64Array;
+  d: Float64Array;
+  e: Float64Array;
+  /** Kernels and the byte addresses of W, d, e and the scratch slot; null: plain loops. */
+  wasm: { k: EighKernels; scratch: Float64Array; W: number; d: number; e: number; S: number } | null;
+}
+
+function workspace(n: number, useWasm: boolean): Workspace {
+  if (useWasm && wasmApi && n >= WASM_MIN_SIZE && n <= WASM_MAX_SIZE) {
+    const bytes = (n * n + 2 * n + 2) * 8;
+    const memory = new wasmApi.Memory({ initial: Math.ceil(bytes / WASM_PAGE) });
+    const k = eighKernels(memory);
+    if (k) {
+      const buffer = memory.buffer as ArrayBuffer;
+      const d = n * n * 8;
+      const e = d + n * 8;
+      const S = e + n * 8;
+      return {
+        W: new Float64Array(buffer, 0, n * n),
+        d: new Float64Array(buffer, d, n),
+        e: new Float64Array(buffer, e, n),
+        wasm: { k, scratch: new Float64Array(buffer, S, 2), W: 0, d, e, S },
+      };
+    }
+  }
+  return { W: new Float64Array(n * n), d: new Float64Array(n), e: new Float64Array(n), wasm: null };
+}
+
+/** An eigen-decomposition `A = Σ_j λ_j u_j u_jᵀ`, eigenvalues in descending order. */
+export interface SymmetricEigen {
+  /** n */
+  size: number;
+  /** λ_0 ≥ λ_1 ≥ … ≥ λ_{n−1}. */
+  values: Float64Array;
+  /** Eigenvectors as rows: `vectors[j·n + k]` = (u_j)_k; orthonormal. Absent when only values were asked for. */
+  vectors?: Float64Array;
+}
+
+/**
+ * Eigenvalues and (optionally) eigenvectors of the symmetric n×n matrix `a` (row-major; the
+ * lower triangle is read, i.e. `a` is assumed symmetric). `a` is not modified.
+ *
+ * @example
+ *   symmetricEigen(new Float64Array([2, 1, 1, 2]), 2).values  // [3, 1]
+ */
+export function symmetricEigen(
+  a: ArrayLike<number>,
+  n: number,
+  options: { vectors?: boolean; backend?: 'wasm' | 'js' | 'auto' } = {},
+): SymmetricEigen {
+  assertArgument(Number.isInteger(n) && n >= 1, 'n', n, 'a positive integer');
+  assertArgument(a?.length === n * n, 'a', a, `a symmetric ${n}×${n} matrix (length ${n * n})`);
+  const wantVectors = options.vectors ?? true;
+  // W is the transpose of JAMA's V: W[j·n + k] = V[k][j]. For a symmetric input W = A.
+  const ws = workspace(n, (options.backend ?? 'auto') !== 'js');
+  const { W, d } = ws;
+  for (let i = 0; i < n * n; i++) {
+    const v = a[i]!;
+    if (!Number.isFinite(v)) throw new EntkError(`symmetricEigen: entry ${i} of the matrix is ${v}`);
+    W[i] = v;
+  }
+  tred2(n, ws);
+  tql2(n, ws, wantVectors);
+  // Sort descending.
+  const order = Array.from({ length: n }, (_, i) => i).sort((x, y) => d[y]! - d[x]!);
+  const values = Float64Array.from(order, (i) => d[i]!);
+  if (!wantVectors) return { size: n, values };
+  const vectors = new Float64Array(n * n);
+  order.forEach((src, dst) => {
+    vectors.set(W.subarray(src * n, src * n + n), dst * n);
+  });
+  return { size: n, values, vectors };
+}
+
+/** Householder tridiagonalisation (tred2) on the transposed layout W[j·n + k] = V[k][j]. */
+function tred2(n: number, ws: Workspace): void {
+  const { W, d, e, wasm } = ws;
+  for (let j = 0; j < n; j++) d[j] = W[j * n + (n - 1)]!;
+  for (let i = n - 1; i > 0; i--) {
+    let scale = 0;
+    let h = 0;
+    for (let k = 0; k < i; k++) scale += Math.abs(d[k]!);
+    if (scale === 0) {
+      e[i] = d[i - 1]!;
+      for (let j = 0; j < i; j++) {
+        d[j] = W[j * n + (i - 1)]!;
+        W[j * n + i] = 0;
+        W[i * n + j] = 0;
+      }
+    } else {
+      for (let k = 0; k < i; k++) {
+        d[k] = d[k]! / scale;
+        h += d[k]! * d[k]!;
+      }
+      let f = d[i - 1]!;
+      let g = Math.sqrt(h);
+      if (f > 0) g = -g;
+      e[i] = scale * g;
+      h -= f * g;
+      d[i - 1] = f - g;
+      for (let j = 0; j < i; j++) e[j] = 0;
+      for (let j = 0; j < i; j++) {
+        f = d[j]!;
+        W[i * n + j] = f;
+        const col = j * n;
+        g = e[j]! + W[col + j]! * f;
+        if (wasm) {
+          // g += Σ_k W[col+k] d[k], e[k] += W[col+k] f over k = j+1..i−1
+          wasm.scratch[0] = f;
+          wasm.k.symv(
+            wasm.W + (col + j + 1) * 8,
+            wasm.d + (j + 1) * 8,
+            wasm.e + (j + 1) * 8,
+            i - 1 - j,
+            wasm.S,
+          );
+          g += wasm.scratch[1]!;
+        } else {
+          for (let k = j + 1; k <= i - 1; k++) {
+            const w = W[col + k]!;
+            g += w * d[k]!;
+            e[k] = e[k]! + w * f;
+          }
+        }
+        e[j] = g;
+      }
+      f = 0;
+      for (let j = 0; j < i; j++) {
+        e[j] = e[j]! / h;
+        f += e[j]! * d[j]!;
+      }
+      const hh = f / (h + h);
+      for (let j = 0; j < i; j++) e[j] = e[j]! - hh * d[j]!;
+      for (let j = 0; j < i; j++) {
+        f = d[j]!;
+        g = e[j]!;
+        const col = j * n;
+        if (wasm) {
+          wasm.scratch[0] = f;
+          wasm.scratch[1] = g;
+          wasm.k.rank2(wasm.W + (col + j) * 8, wasm.d + j * 8, wasm.e + j * 8, i - j, wasm.S);
+        } else {
+          for (let k = j; k <= i - 1; k++) W[col + k] = W[col + k]! - (f * e[k]! + g * d[k]!);
+        }
+        d[j] = W[col + (i - 1)]!;
+        W[col + i] = 0;
+      }
+    }
+    d[i] = h;
+  }
+  // Accumulate the transformations.
+  for (let i = 0; i < n - 1; i++) {
+    W[i * n + (n - 1)] = W[i * n + i]!;
+    W[i * n + i] = 1;
+    const h = d[i + 1]!;
+    const next = (i + 1) * n;
+    if (h !== 0) {
+      for (let k = 0; k <= i; k++) d[k] = W[next + k]! / h;
+      for (let j = 0; j <= i; j++) {
+        const col = j * n;
+        if (wasm) {
+          // W[col+k] −= (W[next..]·W[col..]) d[k], k ≤ i (rank2 with f = 0)
+          wasm.k.dot(wasm.W + next * 8, wasm.W + col * 8, i + 1, wasm.S);
+          wasm.scratch[0] = 0;
+          wasm.k.rank2(wasm.W + col * 8, wasm.d, wasm.e, i + 1, wasm.S);
+          continue;
+        }
+        let g = 0;
+        for (let k = 0; k <= i; k++) g += W[next + k]! * W[col + k]!;
+        for (let k = 0; k <= i; k++) W[col + k] = W[col + k]! - g * d[k]!;
+      }
+    }
+    for (let k = 0; k <= i; k++) W[next + k] = 0;
+  }
+  for (let j = 0; j < n; j++) {
+    d[j] = W[j * n + (n - 1)]!;
+    W[j * n + (n - 1)] = 0;
+  }
+  W[(n - 1) * n + (n - 1)] = 1;
+  e[0] = 0;
+}
+
+/** Implicit QL iterations on the tridiagonal (d, e) (tql2), rotating the rows of W. */
+function tql2(n: number, ws: Workspace, vectors: boolean): void {
+  const { W, d, e, wasm } = ws;
+  for (let i = 1; i < n; i++) e[i - 1] = e[i]!;
+  e[n - 1] = 0;
+  let f = 0;
+  let tst1 = 0;
+  const eps = 2 ** -52;
+  for (let l = 0; l < n; l++) {
+    tst1 = Math.max(tst1, Math.abs(d[l]!) + Math.abs(e[l]!));
+    let m = l;
+    while (m < n - 1 && Math.abs(e[m]!) > eps * tst1) m++;
+    if (m > l) {
+      let iterations = 0;
+      do {
+        if (++iterations > 60) throw new EntkError('symmetricEigen: the QL iteration did not converge');
+        let g = d[l]!;
+        let p = (d[l + 1]! - g) / (2 * e[l]!);
+        let r = Math.hypot(p, 1);
+        if (p < 0) r = -r;
+        d[l] = e[l]! / (p + r);
+        d[l + 1] = e[l]! * (p + r);
+        const dl1 = d[l + 1]!;
+        let h = g - d[l]!;
+        for (let i = l + 2; i < n; i++) d[i] = d[i]! - h;
+        f += h;
+        p = d[m]!;
+        let c = 1;
+        let c2 = c;
+        let c3 = c;
+        const el1 = e[l + 1]!;
+        let s = 0;
+        let s2 = 0;
+        for (let i = m - 1; i >= l; i--) {
+          c3 = c2;
+          c2 = c;
+          s2 = s;
+          g = c * e[i]!;
+          h = c * p;
+          r = Math.hypot(p, e[i]!);
+          e[i + 1] = s * r;
+          s = e[i]! / r;
+          c = p / r;
+          p = c * d[i]! - s * g;
+          d[i + 1] = h + s * (c * g + s * d[i]!);
+          if (vectors && wasm) {
+            wasm.scratch[0] = c;
+            wasm.scratch[1] = s;
+            wasm.k.rot(wasm.W + i * n * 8, wasm.W + (i + 1) * n * 8, n, wasm.S);
+          } else if (vectors) {
+            const ri = i * n;
+            const rj = (i + 1) * n;
+            for (let k = 0; k < n; k++) {
+              const wk = W[rj + k]!;
+              const vk = W[ri + k]!;
+              W[rj + k] = s * vk + c * wk;
+              W[ri + k] = c * vk - s * wk;
+            }
+          }
+        }
+        p = (-s * s2 * c3 * el1 * e[l]!) / dl1;
+        e[l] = s * p;
+        d[l] = c * p;
+      } while (Math.abs(e[l]!) > eps * tst1);
+    }
+    d[l] = d[l]! + f;
+    e[l] = 0;
+  }
+}

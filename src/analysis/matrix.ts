@@ -1,0 +1,234 @@
+/**
+ * Symmetric kernel matrices as operators: what the spectrum and alignment code needs from a kernel
+ * is its size, block products `K X` (X an n×b block of vectors) and one pass of statistics. Two
+ * sources:
+ *
+ * - {@link denseKernelMatrix}: a matrix held in memory (Float32Array or Float64Array, row-major);
+ * - {@link npyKernelMatrix}: a square `.npy` file (e.g. a store's kernel.npy) read in row panels on
+ *   every product, so a kernel too large to hold twice — or at all — can still be analysed:
+ *   memory ≈ two panels (one read ahead while the other is multiplied) + the vectors.
+ *
+ * Products accumulate in float64 whatever the storage type (./wasm-panel.ts: WebAssembly SIMD, or
+ * plain loops; the same sums in the same order). A product with b vectors reads the matrix once, so
+ * block methods (block Lanczos) pay one pass for b matrix–vector products.
+ */
+import { promises as fs } from 'node:fs';
+import { assertArgument, CorruptFileError, InvalidArgumentError, UnsupportedError } from '../errors.js';
+import { readNpyHeader } from '../io/index.js';
+import { PanelProduct } from './wasm-panel.js';
+
+/** One pass over the matrix: its diagonal, row sums, trace and squared Frobenius norm. */
+export interface KernelMatrixStats {
+  diagonal: Float64Array;
+  /** Σ_j K_ij (= K 1) */
+  rowSums: Float64Array;
+  /** Σ_i K_ii */
+  trace: number;
+  /** ‖K‖_F² = Σ_ij K_ij² (= Σ λ² for a symmetric K) */
+  frobenius2: number;
+}
+
+/** A symmetric n×n matrix that can multiply blocks of vectors. */
+export interface KernelMatrix {
+  /** n */
+  readonly size: number;
+  /** Where the entries live ('memory' or the file). */
+  readonly source: string;
+  /**
+   * `Y = K X` for a block of b vectors, X row-major [n, b] (x_c at X[j·b + c]); returns Y [n, b].
+   */
+  multiply(x: Float64Array, b: number): Promise<Float64Array>;
+  /**
+   * Visit the matrix in row panels (rows [start, start + rows), all n columns, row-major), in
+   * order. The panel array is reused: copy what you keep.
+   */
+  forEachPanel(
+    visit: (start: number, rows: number, panel: Float32Array | Float64Array) => void,
+  ): Promise<void>;
+  /** Number of complete passes over the entries so far (products and panel visits). */
+  readonly passes: number;
+}
+
+function checkBlock(x: Float64Array, b: number, n: number): void {
+  assertArgument(Number.isInteger(b) && b >= 1, 'b', b, 'a positive integer (vectors per block)');
+  assertArgument(x instanceof Float64Array && x.length === n * b, 'x', x, `a Float64Array [${n}, ${b}]`);
+}
+
+/** Where block products run: WebAssembly SIMD ('wasm'), plain loops ('js'), or 'auto' (wasm where available). */
+export type ProductBackend = 'wasm' | 'js' | 'auto';
+
+/** A symmetric matrix held in memory, row-major n×n. The caller keeps it symmetric. */
+export function denseKernelMatrix(
+  data: Float32Array | Float64Array,
+  n: number,
+  options: { backend?: ProductBackend; threads?: number | 'auto' } = {},
+): KernelMatrix {
+  assertArgument(Number.isInteger(n) && n >= 1, 'n', n, 'a positive integer');
+  assertArgument(
+    (data instanceof Float32Array || data instanceof Float64Array) && data.length === n * n,
+    'data',
+    data,
+    `a Float32Array or Float64Array of length n² = ${n * n}`,
+  );
+  let passes = 0;
+  const product = new PanelProduct(n, options.backend, options.threads);
+  return {
+    size: n,
+    source: 'memory',
+    get passes() {
+      return passes;
+    },
+    async multiply(x, b) {
+      checkBlock(x, b, n);
+      const y = new Float64Array(n * b);
+      product.setVectors(x, b);
+      product.multiply(data, n, y, 0);
+      passes++;
+      return y;
+    },
+    async forEachPanel(visit) {
+      visit(0, n, data);
+      passes++;
+    },
+  };
+}
+
+/** Options of {@link npyKernelMatrix}. */
+export interface NpyKernelMatrixOptions {
+  /** Bytes of one row panel (two are held: one read ahead). Default 64 MiB. */
+  panelBytes?: number;
+  /** Where block products run. Default 'auto'. */
+  backend?: ProductBackend;
+  /**
+   * Threads per product (rows split; bitwise the same result), or 'auto': 2 when there are two
+   * cores and n ≥ 2000, else 1. Default 'auto'.
+   */
+  threads?: number | 'auto';
+}
+
+/**
+ * A square float32/float64 `.npy` file as a {@link KernelMatrix}, read in row panels from disk on
+ * every pass (nothing but the header is read up front). The file must hold a symmetric matrix
+ * (a full or trace kernel of an unsharded store is); symmetry is not checked here.
+ */
+export async function npyKernelMatrix(
+  file: string,
+  options: NpyKernelMatrixOptions = {},
+): Promise<KernelMatrix> {
+  const header = await readNpyHeader(file);
+  const { shape, dtype } = header;
+  if (shape.length !== 2 || shape[0] !== shape[1] || shape[0]! < 1) {
+    throw new InvalidArgumentError('file', file, `a square 2-D array (this one is [${shape.join(', ')}])`);
+  }
+  if (dtype !== 'float32' && dtype !== 'float64') {
+    throw new UnsupportedError(`${file}: kernel dtype ${dtype} (expected float32 or float64)`);
+  }
+  if (header.bigEndian) throw new UnsupportedError(`${file}: big-endian .npy files`);
+  const n = shape[0]!;
+  const item = dtype === 'float32' ? 4 : 8;
+  const rowBytes = n * item;
+  const panelBytes = options.panelBytes ?? 64 * 2 ** 20;
+  assertArgument(panelBytes > 0, 'panelBytes', panelBytes, 'a positive number of bytes');
+  const panelRows = Math.max(1, Math.min(n, Math.floor(panelBytes / rowBytes)));
+  const stat = await fs.stat(file);
+  if (stat.size < header.dataOffset + n * rowBytes) {
+    throw new CorruptFileError(
+      file,
+      `truncated: ${stat.size} bytes, the header needs ${header.dataOffset + n * rowBytes}`,
+    );
+  }
+  const buffers = [new ArrayBuffer(panelRows * rowBytes), new ArrayBuffer(panelRows * rowBytes)];
+  let passes = 0;
+  const product = new PanelProduct(n, options.backend, options.threads);
+
+  async function forEachPanel(
+    visit: (start: number, rows: number, panel: Float32Array | Float64Array) => void,
+  ): Promise<void> {
+    const handle = await fs.open(file, 'r');
+    try {
+      const read = async (start: number, slot: number) => {
+        const rows = Math.min(panelRows, n - start);
+        const bytes = new Uint8Array(buffers[slot]!, 0, rows * rowBytes);
+        let done = 0;
+        while (done < bytes.length) {
+          const { bytesRead } = await handle.read(
+            bytes,
+            done,
+            bytes.length - done,
+            header.dataOffset + start * rowBytes + done,
+          );
+          if (bytesRead === 0) throw new CorruptFileError(file, 'ended early');
+          done += bytesRead;
+        }
+        return rows;
+      };
+      let slot = 0;
+      let pending = read(0, slot);
+      for (let start = 0; start < n; start += panelRows) {
+        const rows = await pending;
+        const next = start + panelRows;
+        if (next < n) pending = read(next, 1 - slot);
+        const panel =
+          item === 4
+            ? new Float32Array(buffers[slot]!, 0, rows * n)
+            : new Float64Array(buffers[slot]!, 0, rows * n);
+        visit(start, rows, panel);
+        slot = 1 - slot;
+      }
+    } finally {
+      await handle.close();
+    }
+    passes++;
+  }
+
+  return {
+    size: n,
+    source: file,
+    get passes() {
+      return passes;
+    },
+    async multiply(x, b) {
+      checkBlock(x, b, n);
+      const y = new Float64Array(n * b);
+      product.setVectors(x, b);
+      await forEachPanel((start, rows, panel) => product.multiply(panel, rows, y, start * b));
+      return y;
+    },
+    forEachPanel,
+  };
+}
+
+/** Diagonal, row sums, trace and squared Frobenius norm in one pass. */
+export async function kernelMatrixStats(matrix: KernelMatrix): Promise<KernelMatrixStats> {
+  const n = matrix.size;
+  const diagonal = new Float64Array(n);
+  const rowSums = new Float64Array(n);
+  let frobenius2 = 0;
+  await matrix.forEachPanel((start, rows, panel) => {
+    for (let r = 0; r < rows; r++) {
+      diagonal[start + r] = panel[r * n + start + r]!;
+      let sum = 0;
+      let sq = 0;
+      for (let j = r * n; j < (r + 1) * n; j++) {
+        const v = panel[j]!;
+        sum += v;
+        sq += v * v;
+      }
+      rowSums[start + r] = sum;
+      frobenius2 += sq;
+    }
+  });
+  let trace = 0;
+  for (let i = 0; i < n; i++) trace += diagonal[i]!;
+  return { diagonal, rowSums, trace, frobenius2 };
+}
+
+/** The whole matrix in memory as Float64Array (row-major), e.g. for a full eigen-decomposition. */
+export async function kernelMatrixData(matrix: KernelMatrix): Promise<Float64Array> {
+  const n = matrix.size;
+  const out = new Float64Array(n * n);
+  await matrix.forEachPanel((start, rows, panel) => {
+    for (let i = 0; i < rows * n; i++) out[start * n + i] = panel[i]!;
+  });
+  return out;
+}

@@ -1,0 +1,207 @@
+import { existsSync, promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { Matrix, solve } from 'ml-matrix';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { type AnalysisResults, analyzeRun, symmetricEigen } from '../../src/analysis/index.js';
+import { InvalidArgumentError } from '../../src/errors.js';
+import {
+  computeKernelStores,
+  exportKernelStore,
+  listKernelStores,
+  readKernelStore,
+} from '../../src/kernel-store/index.js';
+import { openRun, train } from '../../src/train/index.js';
+import { expectOneLineError, runCli } from '../cli/run-cli.js';
+import { tempDir } from '../util/temp-dir.js';
+
+const root = tempDir('analysis-run');
+const run = path.join(root, 'run');
+const points = 'train:per-class=5,test:9';
+
+beforeAll(async () => {
+  await train(
+    {
+      data: 'iris',
+      model: 'mlp-small',
+      steps: 30,
+      batchSize: 16,
+      checkpoints: { steps: [0, 10, 30] },
+      seed: 2,
+    },
+    { outDir: run },
+  );
+  const r = await openRun(run);
+  await computeKernelStores({ run: r, points, name: 'full', checkpoint: 'all' });
+  await computeKernelStores({ run: r, points, name: 'trace', kind: 'trace', checkpoint: 'all' });
+});
+
+/** tr K(x, x′)/V of a full store, plain loops. */
+function scalarOf(data: Float32Array, N: number, V: number): Float64Array {
+  const out = new Float64Array(N * N);
+  for (let a = 0; a < N; a++)
+    for (let b = 0; b < N; b++) {
+      let s = 0;
+      for (let i = 0; i < V; i++) s += data[(a * V + i) * N * V + b * V + i]!;
+      out[a * N + b] = s / V;
+    }
+  return out;
+}
+
+describe('analyzeRun', () => {
+  let results: AnalysisResults;
+  let dir: string;
+
+  beforeAll(async () => {
+    ({ results, dir } = await analyzeRun(run, { points: 'full', k: 6 }));
+  });
+
+  it('writes analysis.json and the report; one entry per checkpoint', async () => {
+    expect(results.checkpoints.map((c) => c.step)).toEqual([0, 10, 30]);
+    expect(results).toMatchObject({
+      kernelKind: 'full',
+      numPoints: 24,
+      numClasses: 3,
+      numTrain: 15,
+      numTest: 9,
+    });
+    expect(JSON.parse(await fs.readFile(path.join(dir, 'analysis.json'), 'utf8'))).toEqual(
+      JSON.parse(JSON.stringify(results)),
+    );
+    for (const f of [
+      'report.html',
+      'results.json',
+      'figures/spectrum-over-training.svg',
+      'figures/accuracy-over-training.png',
+    ])
+      expect(existsSync(path.join(dir, f)), f).toBe(true);
+  });
+
+  it('spectrum equals a full decomposition of the stored kernel; drift and CKA start at 0 and 1', async () => {
+    const stores = (await listKernelStores(run)).filter((s) => s.pointSet === 'full');
+    for (const [i, c] of results.checkpoints.entries()) {
+      const k = (await readKernelStore(stores[i]!.dir)).kernel.data as Float32Array;
+      const eig = symmetricEigen(k, 72).values;
+      c.spectrum.top.forEach((l, j) => {
+        expect(Math.abs(l - eig[j]!) / eig[0]!).toBeLessThan(1e-9);
+      });
+    }
+    const [first, , last] = results.checkpoints;
+    expect(first!.ckaFirst).toBeCloseTo(1, 12);
+    expect(first!.driftFromFirst.relativeChange).toBe(0);
+    expect(first!.velocity).toBeNull();
+    expect(last!.driftFromFirst.relativeChange).toBeGreaterThan(0);
+    expect(last!.ckaFirst).toBeLessThan(1);
+    expect(last!.velocity).toBeGreaterThan(0);
+  });
+
+  it('kernel regression and network accuracy equal an independent computation (ml-matrix solve)', async () => {
+    const stores = (await listKernelStores(run)).filter((s) => s.pointSet === 'full');
+    const store = await readKernelStore(stores[2]!.dir);
+    const N = 24;
+    const V = 3;
+    const S = scalarOf(store.kernel.data as Float32Array, N, V);
+    const labels = store.labels!.data as Int32Array;
+    const src = store.manifest.points.sources;
+    const tr = src.flatMap((s, i) => (s === 'train' ? [i] : []));
+    const te = src.flatMap((s, i) => (s === 'test' ? [i] : []));
+    const Ktt = new Matrix(tr.map((a) => tr.map((b) => S[a * N + b]!)));
+    const meanDiag = tr.reduce((s, a) => s + S[a * N + a]!, 0) / tr.length;
+    for (let i = 0; i < tr.length; i++) Ktt.set(i, i, Ktt.get(i, i) + 1e-3 * meanDiag);
+    const Y = new Matrix(tr.map((a) => [0, 1, 2].map((j) => (labels[a] === j ? 1 : 0))));
+    const pred = new Matrix(te.map((a) => tr.map((b) => S[a * N + b]!))).mmul(solve(Ktt, Y));
+    const argmax = (row: number[]) => row.indexOf(Math.max(...row));
+    const krAccuracy = te.filter((a, i) => argmax(pred.getRow(i)) === labels[a]).length / te.length;
+    const logits = store.logits!.data as Float32Array;
+    const netAccuracy =
+      te.filter((a) => argmax(Array.from(logits.subarray(a * V, a * V + V))) === labels[a]).length /
+      te.length;
+    const p = results.checkpoints[2]!.predictors!;
+    expect(p.kernelRegression.testAccuracy).toBe(krAccuracy);
+    expect(p.network.testAccuracy).toBe(netAccuracy);
+    expect(p.kernelRegression.ridge).toBeCloseTo(1e-3 * meanDiag, 10);
+    expect(p.linearized.testLoss).toBeGreaterThan(0);
+  });
+
+  it('a trace store gives the same scalar-kernel measures; Lanczos agrees with the full decomposition', async () => {
+    const trace = await analyzeRun(run, {
+      points: 'trace',
+      k: 6,
+      report: false,
+      method: 'lanczos',
+      out: path.join(root, 'a2'),
+    });
+    expect(existsSync(path.join(root, 'a2', 'report.html'))).toBe(false);
+    const full = await analyzeRun(run, {
+      points: 'trace',
+      k: 6,
+      report: false,
+      method: 'full',
+      out: path.join(root, 'a3'),
+    });
+    trace.results.checkpoints.forEach((c, i) => {
+      const f = full.results.checkpoints[i]!;
+      c.spectrum.top.forEach(async (l, j) => {
+        expect(Math.abs(l - f.spectrum.top[j]!) / f.spectrum.top[0]!).toBeLessThan(1e-6);
+      });
+      const viaFull = results.checkpoints[i]!;
+      // float32 trace store vs tr/V of the float32 full store
+      expect(Math.abs(c.ckaFirst - viaFull.ckaFirst)).toBeLessThan(1e-5);
+      expect(Math.abs(c.scalarTargetAlignment - viaFull.scalarTargetAlignment)).toBeLessThan(1e-5);
+      expect(c.predictors!.kernelRegression.testAccuracy).toBe(
+        viaFull.predictors!.kernelRegression.testAccuracy,
+      );
+    });
+  });
+
+  it('a store in another array format (safetensors) gives the same analysis as the .npy store', async () => {
+    const stores = (await listKernelStores(run)).filter((s) => s.pointSet === 'trace');
+    for (const s of stores) {
+      await exportKernelStore(s.dir, {
+        format: 'safetensors',
+        out: path.join(root, 'exported', 'trace', s.checkpointId),
+      });
+    }
+    const options = { points: 'trace', k: 6, report: false } as const;
+    const a = await analyzeRun(path.join(root, 'exported'), { ...options, out: path.join(root, 'a4') });
+    const b = await analyzeRun(run, { ...options, out: path.join(root, 'a5') });
+    expect(a.results.checkpoints).toEqual(b.results.checkpoints);
+  });
+
+  it('unknown point set: InvalidArgumentError naming the sets', async () => {
+    await expect(analyzeRun(run, { points: 'nope' })).rejects.toThrow(InvalidArgumentError);
+    await expect(analyzeRun(run, { points: 'nope' })).rejects.toThrow(/full, trace/);
+    await expect(analyzeRun(run)).rejects.toThrow(/points/);
+  });
+});
+
+describe('entk analyze', async () => {
+  it('--json prints the results; the report is written', async () => {
+    const out = path.join(root, 'cli');
+    const r = await runCli([
+      'analyze',
+      '--run',
+      run,
+      '--points',
+      'trace',
+      '--k',
+      '4',
+      '--out',
+      out,
+      '--json',
+    ]);
+    expect(r.status, r.stderr).toBe(0);
+    const json = JSON.parse(r.stdout);
+    expect(json.checkpoints).toHaveLength(3);
+    expect(json.checkpoints[0].spectrum.top).toHaveLength(4);
+    expect(json.report).toBe(path.resolve(out, 'report.html'));
+  });
+
+  it('bad flags: one-line errors', async () => {
+    expectOneLineError(
+      await runCli(['analyze', '--run', run, '--points', 'nope']),
+      /points: expected one of the run's point sets/,
+    );
+    expectOneLineError(await runCli(['analyze', '--run', run, '--ridge', '-1']), /--ridge/);
+    expectOneLineError(await runCli(['analyze']), /--run/);
+  });
+});

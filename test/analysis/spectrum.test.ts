@@ -1,0 +1,224 @@
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
+import { describe, expect, it } from 'vitest';
+import {
+  denseKernelMatrix,
+  kernelMatrixStats,
+  kernelSpectrum,
+  npyKernelMatrix,
+  oneHot,
+  symmetricEigen,
+  topEigenpairs,
+} from '../../src/analysis/index.js';
+import { PanelProduct } from '../../src/analysis/wasm-panel.js';
+import { CorruptFileError, InvalidArgumentError } from '../../src/errors.js';
+import { writeNpy } from '../../src/io/index.js';
+import { python } from '../io/helpers.js';
+import { tempDir } from '../util/temp-dir.js';
+import { psdKernel, RUN_SCIPY_TESTS, randomLabels } from './helpers.js';
+
+const dir = tempDir('analysis-spectrum');
+
+/** ml-matrix's EVD (JAMA), eigenvalues descending with their vectors as rows. */
+function reference(K: Float64Array, n: number): { values: number[]; vectors: number[][] } {
+  const rows = Array.from({ length: n }, (_, i) => Array.from(K.subarray(i * n, (i + 1) * n)));
+  const evd = new EigenvalueDecomposition(new Matrix(rows), { assumeSymmetric: true });
+  const values = evd.realEigenvalues;
+  const V = evd.eigenvectorMatrix;
+  const order = values.map((_, i) => i).sort((a, b) => values[b]! - values[a]!);
+  return { values: order.map((i) => values[i]!), vectors: order.map((i) => V.getColumn(i)) };
+}
+
+describe('symmetricEigen', () => {
+  it('matches ml-matrix (values 1e-12 relative), vectors orthonormal with K u = λ u', () => {
+    const n = 70; // ≥ 48: the WebAssembly kernels run
+    const K = psdKernel(n, 50, 3);
+    // an indefinite symmetric matrix too
+    for (let i = 0; i < n; i++) K[i * n + i] = K[i * n + i]! - 30;
+    const ours = symmetricEigen(K, n);
+    const ref = reference(K, n);
+    for (let j = 0; j < n; j++)
+      expect(Math.abs(ours.values[j]! - ref.values[j]!)).toBeLessThan(1e-12 * Math.abs(ref.values[0]!));
+    const U = ours.vectors!;
+    let worstResidual = 0;
+    let worstOrtho = 0;
+    for (let j = 0; j < n; j++) {
+      for (let i = 0; i < n; i++) {
+        let s = 0;
+        for (let q = 0; q < n; q++) s += K[i * n + q]! * U[j * n + q]!;
+        worstResidual = Math.max(worstResidual, Math.abs(s - ours.values[j]! * U[j * n + i]!));
+      }
+      for (let l = 0; l < n; l++) {
+        let d = 0;
+        for (let i = 0; i < n; i++) d += U[j * n + i]! * U[l * n + i]!;
+        worstOrtho = Math.max(worstOrtho, Math.abs(d - (j === l ? 1 : 0)));
+      }
+    }
+    expect(worstResidual).toBeLessThan(1e-12 * Math.abs(ours.values[0]!));
+    expect(worstOrtho).toBeLessThan(1e-12);
+  });
+
+  it('the WebAssembly kernels and the plain loops agree (values 1e-12, vectors up to sign)', () => {
+    const n = 90;
+    const K = psdKernel(n, 60, 5);
+    const a = symmetricEigen(K, n, { backend: 'wasm' });
+    const b = symmetricEigen(K, n, { backend: 'js' });
+    for (let j = 0; j < n; j++) {
+      expect(Math.abs(a.values[j]! - b.values[j]!)).toBeLessThan(1e-12 * a.values[0]!);
+      if (j < 30) {
+        let d = 0;
+        for (let i = 0; i < n; i++) d += a.vectors![j * n + i]! * b.vectors![j * n + i]!;
+        expect(Math.abs(d)).toBeCloseTo(1, 9);
+      }
+    }
+  });
+
+  it('2×2 closed form and bad input', () => {
+    const { values } = symmetricEigen(new Float64Array([2, 1, 1, 2]), 2);
+    expect(values[0]).toBeCloseTo(3, 14);
+    expect(values[1]).toBeCloseTo(1, 14);
+    expect(() => symmetricEigen(new Float64Array(5), 2)).toThrow(InvalidArgumentError);
+  });
+});
+
+describe('topEigenpairs (block Lanczos)', () => {
+  const n = 400;
+  const K = psdKernel(n, 300, 7, 40);
+  const ref = reference(K, n);
+
+  it('top 20 eigenvalues within 1e-6 relative of the full decomposition, vectors parallel', async () => {
+    const top = await topEigenpairs(denseKernelMatrix(K, n), { k: 20 });
+    for (let j = 0; j < 20; j++) {
+      expect(Math.abs(top.values[j]! - ref.values[j]!) / ref.values[j]!).toBeLessThan(1e-6);
+      let d = 0;
+      for (let i = 0; i < n; i++) d += top.vectors![j * n + i]! * ref.vectors[j]![i]!;
+      expect(Math.abs(d)).toBeGreaterThan(1 - 1e-6);
+    }
+    expect(Math.max(...top.residuals)).toBeLessThanOrEqual(1e-9);
+    expect(top.passes).toBeGreaterThan(1);
+  });
+
+  it('converges with small blocks and thick restarts', async () => {
+    const top = await topEigenpairs(denseKernelMatrix(K, n), { k: 10, blockSize: 3, maxBasis: 25 });
+    expect(top.restarts).toBeGreaterThan(0);
+    for (let j = 0; j < 10; j++)
+      expect(Math.abs(top.values[j]! - ref.values[j]!) / ref.values[j]!).toBeLessThan(1e-6);
+  });
+
+  it('finds every eigenvalue of a low-rank matrix (invariant subspace) and of a tiny one', async () => {
+    const low = psdKernel(60, 5, 1);
+    const full = symmetricEigen(low, 60).values;
+    const top = await topEigenpairs(denseKernelMatrix(low, 60), { k: 8, blockSize: 4 });
+    for (let j = 0; j < 5; j++) expect(Math.abs(top.values[j]! - full[j]!) / full[0]!).toBeLessThan(1e-9);
+    for (let j = 5; j < 8; j++) expect(Math.abs(top.values[j]!)).toBeLessThan(1e-9 * full[0]!);
+    const tiny = await topEigenpairs(denseKernelMatrix(new Float64Array([2, 1, 1, 2]), 2), { k: 2 });
+    expect(tiny.values[0]).toBeCloseTo(3, 12);
+    expect(tiny.values[1]).toBeCloseTo(1, 12);
+  });
+
+  it('streamed from a float32 .npy in row panels equals the in-memory float32 matrix exactly', async () => {
+    const k32 = Float32Array.from(K);
+    const file = path.join(dir, 'k.npy');
+    await writeNpy(file, { dtype: 'float32', shape: [n, n], data: k32 });
+    // 7 rows per panel: panels do not divide n, and two are in flight
+    const disk = await npyKernelMatrix(file, { panelBytes: 7 * n * 4 });
+    const memory = denseKernelMatrix(k32, n);
+    const a = await topEigenpairs(disk, { k: 20 });
+    const b = await topEigenpairs(memory, { k: 20 });
+    expect(a.values).toEqual(b.values);
+    expect(a.vectors).toEqual(b.vectors);
+    expect(disk.passes).toBe(a.passes);
+    const sa = await kernelMatrixStats(disk);
+    const sb = await kernelMatrixStats(memory);
+    expect(sa).toEqual(sb);
+  });
+
+  it('WebAssembly SIMD products equal the plain loops bit for bit (float32 and float64, ragged sizes)', async () => {
+    expect(new PanelProduct(4, 'wasm').backend).toBe('wasm'); // Node has WebAssembly SIMD
+    const threads = new PanelProduct(4, 'wasm', 3);
+    expect(threads.threads).toBe(3);
+    threads.dispose();
+    const m = 203; // rows not a multiple of 4
+    const sub = K.subarray(0, m * m); // not symmetric, which a product does not need
+    const x = Float64Array.from({ length: m * 7 }, (_, i) => Math.sin(i)); // b = 7: padded to 8
+    for (const data of [Float32Array.from(sub), Float64Array.from(sub)]) {
+      const wasm = denseKernelMatrix(data, m, { backend: 'wasm' });
+      const js = denseKernelMatrix(data, m, { backend: 'js' });
+      const ref = new Float64Array(m * 7);
+      for (let i = 0; i < m; i++)
+        for (let c = 0; c < 7; c++) {
+          let s = 0;
+          for (let j = 0; j < m; j++) s += data[i * m + j]! * x[j * 7 + c]!;
+          ref[i * 7 + c] = s;
+        }
+      const threaded = denseKernelMatrix(data, m, { backend: 'wasm', threads: 3 });
+      expect(await wasm.multiply(x, 7)).toEqual(ref);
+      expect(await js.multiply(x, 7)).toEqual(ref);
+      expect(await threaded.multiply(x, 7)).toEqual(ref);
+    }
+  });
+
+  it('bad input: k beyond n, a non-square or truncated file', async () => {
+    await expect(topEigenpairs(denseKernelMatrix(K, n), { k: n + 1 })).rejects.toThrow(InvalidArgumentError);
+    const rect = path.join(dir, 'rect.npy');
+    await writeNpy(rect, { dtype: 'float32', shape: [3, 4], data: new Float32Array(12) });
+    await expect(npyKernelMatrix(rect)).rejects.toThrow(/square/);
+    const cut = path.join(dir, 'cut.npy');
+    await writeNpy(cut, { dtype: 'float64', shape: [4, 4], data: new Float64Array(16) });
+    const bytes = await fs.readFile(cut);
+    await fs.writeFile(cut, bytes.subarray(0, bytes.length - 8));
+    await expect(npyKernelMatrix(cut)).rejects.toThrow(CorruptFileError);
+  });
+
+  it.runIf(RUN_SCIPY_TESTS)('agrees with scipy.linalg.eigh on the exported file', async () => {
+    const file = path.join(dir, 'k64.npy');
+    await writeNpy(file, { dtype: 'float64', shape: [n, n], data: K });
+    const scipy = JSON.parse(
+      python(
+        'import scipy.linalg\nK = np.load(sys.argv[1])\nw = scipy.linalg.eigh(K, eigvals_only=True)[::-1]\nprint(json.dumps(w[:20].tolist()))',
+        file,
+      ),
+    ) as number[];
+    const top = await topEigenpairs(await npyKernelMatrix(file), { k: 20 });
+    for (let j = 0; j < 20; j++) expect(Math.abs(top.values[j]! - scipy[j]!) / scipy[j]!).toBeLessThan(1e-6);
+  });
+});
+
+describe('kernelSpectrum', () => {
+  it('hand-computed summary of a diagonal kernel', async () => {
+    // K = diag(4, 2, 1, 1): tr 8, ‖K‖² 22, r_eff = 64/22, entropy rank exp(H(½, ¼, ⅛, ⅛)), κ = 4
+    const K = new Float64Array(16);
+    [4, 2, 1, 1].forEach((v, i) => {
+      K[i * 4 + i] = v;
+    });
+    // labels [0, 1, 0, 1]: centred one-hot columns ±½; energy lies on e_0..e_3 equally
+    const targets = oneHot([0, 1, 0, 1], 2);
+    const s = await kernelSpectrum(denseKernelMatrix(K, 4), { k: 2, targets, method: 'full' });
+    expect(s.top).toEqual([4, 2]);
+    expect(s.trace).toBe(8);
+    expect(s.frobenius).toBeCloseTo(Math.sqrt(22), 14);
+    expect(s.effectiveRank).toBeCloseTo(64 / 22, 14);
+    const p = [0.5, 0.25, 0.125, 0.125];
+    expect(s.entropyEffectiveRank).toBeCloseTo(Math.exp(-p.reduce((a, q) => a + q * Math.log(q), 0)), 12);
+    expect(s.conditionNumber).toBe(4);
+    expect(s.topTraceFraction).toBeCloseTo(6 / 8, 14);
+    expect(s.labelEnergy![0]).toBeCloseTo(0.25, 12);
+    expect(s.labelEnergy![1]).toBeCloseTo(0.5, 12);
+  });
+
+  it('Lanczos and full decompositions agree; label energy of all eigenvectors is 1', async () => {
+    const n = 120;
+    const K = psdKernel(n, 80, 11);
+    const targets = oneHot(randomLabels(n, 4, 2), 4);
+    const full = await kernelSpectrum(denseKernelMatrix(K, n), { k: n, targets, method: 'full' });
+    const lanczos = await kernelSpectrum(denseKernelMatrix(K, n), { k: 15, targets, method: 'lanczos' });
+    expect(full.labelEnergy![n - 1]).toBeCloseTo(1, 10);
+    for (let j = 0; j < 15; j++) {
+      expect(Math.abs(lanczos.top[j]! - full.top[j]!) / full.top[0]!).toBeLessThan(1e-9);
+      expect(Math.abs(lanczos.labelEnergy![j]! - full.labelEnergy![j]!)).toBeLessThan(1e-6);
+    }
+    expect(lanczos.entropyEffectiveRank).toBeNull();
+    expect(lanczos.effectiveRank).toBeCloseTo(full.effectiveRank, 12);
+  });
+});
