@@ -22,6 +22,7 @@
  */
 import os from 'node:os';
 import type * as tf from '@tensorflow/tfjs';
+import { assertGradientsTrusted } from '../backend/trust.js';
 import { installWasmKernelFixes } from '../backend/wasm-kernels.js';
 import { InvalidArgumentError, UnsupportedError } from '../errors.js';
 import { analyzeModel, type ModelAnalysis } from './analyze.js';
@@ -147,6 +148,8 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
   validateOptions(options);
   // The wasm backend lacks Conv2DBackpropFilter and has slow transposed matMuls (src/model).
   installWasmKernelFixes();
+  // Never a silently wrong kernel: refuse layers whose gradient kernels this backend is not trusted with.
+  assertGradientsTrusted(model);
   const {
     output = 'full',
     implementation = DEFAULT_NTK_IMPLEMENTATION,
