@@ -4,6 +4,7 @@
  * it into the shared output (or hand it back). Same code everywhere, hence bitwise-equal results.
  */
 
+import { ChunkedGramComputer, isJacobianChunks } from './chunked.js';
 import { ABORTED, type ContractionJob } from './pool.js';
 import {
   type BlockComputer,
@@ -44,6 +45,12 @@ export function makeBlockComputer(
   capacity: number,
 ): BlockComputer {
   if (contraction === 'js') return new JsBlockComputer(terms, V, mode);
+  // The Jacobian path's chunk terms: float32 products per chunk, summed in float64 (./chunked.ts).
+  if (isJacobianChunks(terms) && terms.length > 1) {
+    return new ChunkedGramComputer(terms, V, mode, (chunk) =>
+      makeBlockComputer(contraction, chunk, V, mode, capacity),
+    );
+  }
   if (contraction === 'wasm') return new WasmBlockComputer(terms, V, mode, capacity);
   if (!tfComputer) throw new Error("the 'tfjs' contraction was not loaded in this thread");
   return new tfComputer(terms, V, mode, capacity);
