@@ -13,7 +13,8 @@
  *   Δ from one backward pass over a V-fold replicated batch), contracted as Σ_l (A_l A_lᵀ) ⊙ (Δ_l Δ_lᵀ)
  *   plus bias terms; never materialises J. Dense, ScaledDense, Conv2D, Embedding + any parameter-free
  *   layers in a chain.
- * - 'jacobian': J by tfjs autodiff, one point and logit at a time, contracted J Jᵀ; any model.
+ * - 'jacobian': J by tfjs autodiff, one point and logit at a time, contracted J Jᵀ over 2048-parameter
+ *   chunks whose float32 products are summed in float64 (./jacobian.ts, ./chunked.ts); any model.
  * - 'auto': structured when every selected layer is supported, else jacobian.
  *
  * Contractions (float32): entk's own WebAssembly SIMD kernels ('wasm', ./wasm-terms.ts: fused Gram
