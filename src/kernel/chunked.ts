@@ -25,8 +25,11 @@ export class ChunkedGramComputer implements BlockComputer {
     private readonly make: (terms: TermMeta[]) => BlockComputer,
   ) {}
 
+  /** Flops of inner computers already released. */
+  private releasedFlops = 0;
+
   get flops(): number {
-    let f = 0;
+    let f = this.releasedFlops;
     for (const c of this.inner.values()) f += c.flops;
     return f;
   }
@@ -69,7 +72,10 @@ export class ChunkedGramComputer implements BlockComputer {
   }
 
   release(): void {
-    for (const c of this.inner.values()) c.release();
+    for (const c of this.inner.values()) {
+      this.releasedFlops += c.flops;
+      c.release();
+    }
     this.inner.clear();
   }
 }

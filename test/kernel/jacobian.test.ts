@@ -53,6 +53,8 @@ describe('Jacobian path: chunked float32 contraction with float64 chunk sums', (
       for (const threads of [1, 2]) {
         const k32 = await empiricalNtkFn(model, { ...quiet, implementation: 'jacobian', threads })(x1, x2);
         expect(k32.contraction).toBe('wasm');
+        // every chunk product counted: 50 × 30 entries · 3,010 parameters · 2 (at least: padding)
+        expect(k32.flops).toBeGreaterThanOrEqual(2 * 50 * 30 * 3010);
         expect(relMaxError(k32.data, fd.data)).toBeLessThan(1e-6);
         const k64 = await empiricalNtkFn(model, {
           ...quiet,
