@@ -105,6 +105,8 @@ export function assertGradientsTrusted(
   model: { layers: LayerLike[] },
   backendName: string = tf.getBackend(),
 ): void {
+  // Not a layers model: left to the caller's own validation (e.g. analyzeModel's typed error).
+  if (!model || !Array.isArray(model.layers)) return;
   const untrusted = untrustedOps(backendName);
   for (const layer of flatLayers(model.layers)) {
     const cls = layer.getClassName();
