@@ -13,6 +13,7 @@ import { BackendUnavailableError, InvalidArgumentError } from '../errors.js';
 import './quiet.js';
 import { installWasmKernelFixes } from './wasm-kernels.js';
 
+export { assertGradientsTrusted, untrustedOps } from './trust.js';
 export { installWasmKernelFixes };
 
 export const BACKEND_NAMES = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
@@ -108,8 +109,8 @@ export async function initBackend(requested?: string): Promise<BackendInfo> {
     chosen = request;
   }
   const isWasm = chosen === 'wasm';
-  // Repairs to three wasm kernels (slow transposed matmuls, missing conv-filter and segment-sum
-  // gradients): see ./wasm-kernels.ts. A no-op on the other backends.
+  // Repairs to wasm kernels (slow transposed matmuls, wrong max-pool gradients, missing conv-filter,
+  // depthwise and segment-sum gradients): see ./wasm-kernels.ts. A no-op on the other backends.
   installWasmKernelFixes();
   active = {
     backend: chosen,

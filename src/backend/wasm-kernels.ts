@@ -1,5 +1,5 @@
 /**
- * Three fixes to @tensorflow/tfjs-backend-wasm 4.22 that training (and any backward pass) needs:
+ * Fixes to @tensorflow/tfjs-backend-wasm 4.22 that training (and any backward pass) needs:
  *
  * 1. Transposed matmuls: the wasm `BatchMatMul` / `_FusedMatMul` kernels are 10–18× slower with
  *    `transposeA`/`transposeB` than on pre-transposed operands (measured here: [1437,256]·[256,256]ᵀ
@@ -16,6 +16,15 @@
  * 3. `UnsortedSegmentSum` (the gradient of `gather` with respect to its params, i.e. of an Embedding
  *    layer's weights, needed by the Jacobian eNTK path) is not implemented on wasm; registered here
  *    as plain JS loops with float64 sums.
+ * 4. `MaxPoolGrad` and `MaxPool3DGrad` are wrong on wasm: windows whose maximum is 0 or tied lose
+ *    their gradient, overlapping windows are misrouted (a Conv2D → ReLU → BatchNormalization →
+ *    MaxPooling2D model's eNTK was off by 3.5e-2). Replaced by JS loops routing each window's dy
+ *    to its argmax exactly as the cpu backend does (first maximum in 2-D, last in 3-D).
+ * 5. `DepthwiseConv2dNativeBackpropInput` / `…BackpropFilter` (DepthwiseConv2D, SeparableConv2D)
+ *    are not implemented on wasm; registered here as JS loops with float64 sums.
+ *
+ * test/backend/gradient-conformance.test.ts compares every forward and gradient op of the supported
+ * layers with the cpu backend; ./trust.ts refuses layers whose kernels a backend is not trusted with.
  *
  * `installWasmKernelFixes()` is idempotent and cheap; it acts only once the wasm backend's kernels
  * are registered (call it after `initBackend`). buildModel, loadModel and train call it.
@@ -197,6 +206,236 @@ export function installWasmKernelFixes(): void {
   wrapTransposedMatMul('_FusedMatMul');
   registerConv2DBackpropFilter();
   registerUnsortedSegmentSum();
+  // Replaced (wrong on wasm 4.22) or added (missing on wasm 4.22): plain JS kernels, see below.
+  replaceKernel('MaxPoolGrad', maxPoolGrad as unknown as tf.KernelFunc);
+  replaceKernel('MaxPool3DGrad', maxPool3DGrad as unknown as tf.KernelFunc);
+  replaceKernel('DepthwiseConv2dNativeBackpropInput', depthwiseBackpropInput as unknown as tf.KernelFunc);
+  replaceKernel('DepthwiseConv2dNativeBackpropFilter', depthwiseBackpropFilter as unknown as tf.KernelFunc);
+}
+
+/** The names of the kernels this module registers or replaces on wasm (for tests and reports). */
+export const WASM_FIXED_KERNELS = [
+  'BatchMatMul',
+  '_FusedMatMul',
+  'Conv2DBackpropFilter',
+  'UnsortedSegmentSum',
+  'MaxPoolGrad',
+  'MaxPool3DGrad',
+  'DepthwiseConv2dNativeBackpropInput',
+  'DepthwiseConv2dNativeBackpropFilter',
+] as const;
+
+/** Register `kernelFunc` for `kernelName` on wasm, replacing a stock kernel (once the backend is loaded). */
+function replaceKernel(kernelName: string, kernelFunc: tf.KernelFunc): void {
+  // The wasm backend registers Transpose with its other kernels: its absence means "not loaded".
+  if (!tf.getKernel('Transpose', 'wasm')) return;
+  const existing = tf.getKernel(kernelName, 'wasm');
+  if (isMarked(existing)) return;
+  if (existing) tf.unregisterKernel(kernelName, 'wasm');
+  tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: mark(kernelFunc) });
+}
+
+type Pool2DAttrs = {
+  filterSize: number | [number, number];
+  strides: number | [number, number];
+  pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
+  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+};
+
+/**
+ * Gradient of MaxPool: each window's dy goes to the first position (row-major in the window) that
+ * holds its maximum, as on the cpu backend and in TensorFlow. The wasm kernel of tfjs 4.22 drops
+ * windows whose maximum is 0 or tied (an all-zero 4×4 input pooled 2×2 routed 1 0 0 0 …, not
+ * 1 0 1 0 …) and misroutes overlapping windows.
+ */
+function maxPoolGrad(args: { inputs: unknown; backend: unknown; attrs?: unknown }): Info {
+  const { dy, input } = args.inputs as { dy: Info; input: Info };
+  const { filterSize, strides, pad, dimRoundingMode } = args.attrs as Pool2DAttrs;
+  const backend = args.backend as WasmBackendLike;
+  const info = tf.backend_util.computePool2DInfo(
+    input.shape as [number, number, number, number],
+    filterSize,
+    strides,
+    1,
+    pad,
+    dimRoundingMode,
+  );
+  const { batchSize, inHeight: h, inWidth: w, inChannels: ch, outHeight: oh, outWidth: ow } = info;
+  const { strideHeight: sh, strideWidth: sw, filterHeight: fh, filterWidth: fw } = info;
+  const { top, left } = info.padInfo;
+  const xs = backend.readSync(input.dataId);
+  const ds = backend.readSync(dy.dataId);
+  const dx = new Float64Array(xs.length);
+  for (let b = 0; b < batchSize; b++)
+    for (let y = 0; y < oh; y++) {
+      const r0 = Math.max(0, y * sh - top);
+      const r1 = Math.min(h, y * sh - top + fh);
+      for (let z = 0; z < ow; z++) {
+        const c0 = Math.max(0, z * sw - left);
+        const c1 = Math.min(w, z * sw - left + fw);
+        for (let d = 0; d < ch; d++) {
+          let best = Number.NEGATIVE_INFINITY;
+          let at = -1;
+          for (let r = r0; r < r1; r++)
+            for (let c = c0; c < c1; c++) {
+              const k = ((b * h + r) * w + c) * ch + d;
+              if (xs[k]! > best) {
+                best = xs[k]!;
+                at = k;
+              }
+            }
+          if (at >= 0) dx[at]! += ds[((b * oh + y) * ow + z) * ch + d]!;
+        }
+      }
+    }
+  const out = backend.makeOutput([...input.shape], 'float32');
+  backend.typedArrayFromHeap(out).set(dx);
+  return out;
+}
+
+/**
+ * Gradient of MaxPool3D: dy to the last position (depth, row, column order) holding the window's
+ * maximum, as on the cpu backend (its `>=` comparison). The wasm kernel of tfjs 4.22 drops
+ * all-zero windows like its 2-D sibling.
+ */
+function maxPool3DGrad(args: { inputs: unknown; backend: unknown; attrs?: unknown }): Info {
+  const { dy, input } = args.inputs as { dy: Info; input: Info };
+  const { filterSize, strides, pad, dimRoundingMode } = args.attrs as {
+    filterSize: number | [number, number, number];
+    strides: number | [number, number, number];
+    pad: 'valid' | 'same' | number;
+    dimRoundingMode?: 'floor' | 'round' | 'ceil';
+  };
+  const backend = args.backend as WasmBackendLike;
+  const info = tf.backend_util.computePool3DInfo(
+    input.shape as [number, number, number, number, number],
+    filterSize,
+    strides,
+    1,
+    pad,
+    dimRoundingMode,
+  );
+  const { batchSize, inDepth: D, inHeight: h, inWidth: w, inChannels: ch } = info;
+  const { outDepth: od, outHeight: oh, outWidth: ow } = info;
+  const { strideDepth: st, strideHeight: sh, strideWidth: sw } = info;
+  const { filterDepth: fd, filterHeight: fh, filterWidth: fw } = info;
+  const { front, top, left } = info.padInfo;
+  const xs = backend.readSync(input.dataId);
+  const ds = backend.readSync(dy.dataId);
+  const dx = new Float64Array(xs.length);
+  let o = 0;
+  for (let b = 0; b < batchSize; b++)
+    for (let t = 0; t < od; t++) {
+      const p0 = Math.max(0, t * st - front);
+      const p1 = Math.min(D, t * st - front + fd);
+      for (let y = 0; y < oh; y++) {
+        const r0 = Math.max(0, y * sh - top);
+        const r1 = Math.min(h, y * sh - top + fh);
+        for (let z = 0; z < ow; z++) {
+          const c0 = Math.max(0, z * sw - left);
+          const c1 = Math.min(w, z * sw - left + fw);
+          for (let d = 0; d < ch; d++, o++) {
+            let best = Number.NEGATIVE_INFINITY;
+            let at = -1;
+            for (let p = p0; p < p1; p++)
+              for (let r = r0; r < r1; r++)
+                for (let c = c0; c < c1; c++) {
+                  const k = (((b * D + p) * h + r) * w + c) * ch + d;
+                  if (xs[k]! >= best) {
+                    best = xs[k]!;
+                    at = k;
+                  }
+                }
+            if (at >= 0) dx[at]! += ds[o]!;
+          }
+        }
+      }
+    }
+  const out = backend.makeOutput([...input.shape], 'float32');
+  backend.typedArrayFromHeap(out).set(dx);
+  return out;
+}
+
+type DepthwiseAttrs = {
+  strides: number | [number, number];
+  dilations: number | [number, number];
+  pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
+  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+};
+
+/**
+ * The index map shared by both depthwise gradients: calls `visit(xIndex, dyIndex, wIndex)` for every
+ * (input, output, filter) triple of y[b, oy, oz, c·M + m] = Σ_{p,q} x[b, oy·sh + p·dh − top,
+ * oz·sw + q·dw − left, c] · w[p, q, c, m] (NHWC, M the channel multiplier).
+ */
+function depthwiseTriples(
+  xShape: number[],
+  filterShape: number[],
+  attrs: DepthwiseAttrs,
+  visit: (xi: number, di: number, wi: number) => void,
+): void {
+  const info = tf.backend_util.computeConv2DInfo(
+    xShape as [number, number, number, number],
+    filterShape as [number, number, number, number],
+    attrs.strides,
+    attrs.dilations,
+    attrs.pad,
+    attrs.dimRoundingMode,
+    true,
+  );
+  const { batchSize, inHeight: h, inWidth: w, inChannels: ci, outHeight: oh, outWidth: ow } = info;
+  const { strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw } = info;
+  const { filterHeight: fh, filterWidth: fw, outChannels: co } = info;
+  const M = co / ci;
+  const { top, left } = info.padInfo;
+  for (let b = 0; b < batchSize; b++)
+    for (let y = 0; y < oh; y++)
+      for (let p = 0; p < fh; p++) {
+        const r = y * sh + p * dh - top;
+        if (r < 0 || r >= h) continue;
+        for (let z = 0; z < ow; z++)
+          for (let q = 0; q < fw; q++) {
+            const c = z * sw + q * dw - left;
+            if (c < 0 || c >= w) continue;
+            const xBase = ((b * h + r) * w + c) * ci;
+            const dBase = ((b * oh + y) * ow + z) * co;
+            const wBase = (p * fw + q) * ci * M;
+            for (let k = 0; k < ci; k++)
+              for (let m = 0; m < M; m++) visit(xBase + k, dBase + k * M + m, wBase + k * M + m);
+          }
+      }
+}
+
+/** dx of a depthwise convolution (float64 sums); missing on wasm in tfjs 4.22. */
+function depthwiseBackpropInput(args: { inputs: unknown; backend: unknown; attrs?: unknown }): Info {
+  const { dy, filter } = args.inputs as { dy: Info; filter: Info };
+  const attrs = args.attrs as DepthwiseAttrs & { inputShape: number[] };
+  const backend = args.backend as WasmBackendLike;
+  const ds = backend.readSync(dy.dataId);
+  const ws = backend.readSync(filter.dataId);
+  const dx = new Float64Array(attrs.inputShape.reduce((a, b) => a * b, 1));
+  depthwiseTriples(attrs.inputShape, filter.shape, attrs, (xi, di, wi) => {
+    dx[xi]! += ds[di]! * ws[wi]!;
+  });
+  const out = backend.makeOutput([...attrs.inputShape], 'float32');
+  backend.typedArrayFromHeap(out).set(dx);
+  return out;
+}
+
+/** dW of a depthwise convolution (float64 sums); missing on wasm in tfjs 4.22. */
+function depthwiseBackpropFilter(args: { inputs: unknown; backend: unknown; attrs?: unknown }): Info {
+  const { x, dy } = args.inputs as { x: Info; dy: Info };
+  const attrs = args.attrs as DepthwiseAttrs & { filterShape: number[] };
+  const backend = args.backend as WasmBackendLike;
+  const xs = backend.readSync(x.dataId);
+  const ds = backend.readSync(dy.dataId);
+  const dw = new Float64Array(attrs.filterShape.reduce((a, b) => a * b, 1));
+  depthwiseTriples(x.shape, attrs.filterShape, attrs, (xi, di, wi) => {
+    dw[wi]! += xs[xi]! * ds[di]!;
+  });
+  const out = backend.makeOutput([...attrs.filterShape], 'float32');
+  backend.typedArrayFromHeap(out).set(dw);
+  return out;
 }
 
 function registerUnsortedSegmentSum(): void {

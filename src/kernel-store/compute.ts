@@ -394,6 +394,8 @@ export async function computeStore(
             kernel: {
               ...kernelInfo,
               implementation: summary.implementation,
+              ...(summary.contraction ? { contraction: summary.contraction } : {}),
+              ...(summary.flops !== undefined ? { flops: summary.flops } : {}),
               layers: summary.layers,
               parameterCount: summary.parameterCount,
               threads: summary.threads,

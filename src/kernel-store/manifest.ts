@@ -172,6 +172,14 @@ export const manifestSchema = z
         indexConvention: z.string(),
         /** Implementation that ran ('structured' | 'jacobian'). */
         implementation: z.string(),
+        /**
+         * Contraction that ran for full / trace kernels: 'wasm' (entk's SIMD kernels), 'tfjs' or 'js'
+         * (float64); the Jacobian path's float32 contractions sum 2048-parameter chunks in float64.
+         * Absent in older stores and for diagonal kernels.
+         */
+        contraction: z.string().optional(),
+        /** Floating-point operations of the contraction products (all threads); absent as above. */
+        flops: z.number().nonnegative().optional(),
         /** Accumulation precision of the contractions. */
         accumulation: z.string(),
         /** Parameter subset: 'all', 'head' or layer names. */

@@ -211,6 +211,10 @@ export async function mergeKernelShards(dir: string, options: MergeOptions = {})
       for (const [k, v] of Object.entries(s.manifest.kernel.timings)) timings[k] = (timings[k] ?? 0) + v;
     }
     const backends = [...new Set(shards.map((s) => s.manifest.kernel.backend))];
+    const contractions = [...new Set(shards.flatMap((s) => s.manifest.kernel.contraction ?? []))];
+    const flops = shards.every((s) => s.manifest.kernel.flops !== undefined)
+      ? shards.reduce((sum, s) => sum + s.manifest.kernel.flops!, 0)
+      : undefined;
     const input = manifestInput(m0);
     const manifest: KernelManifestInput = {
       ...input,
@@ -218,6 +222,8 @@ export async function mergeKernelShards(dir: string, options: MergeOptions = {})
       kernel: {
         ...input.kernel,
         backend: backends.join(','),
+        ...(contractions.length > 0 ? { contraction: contractions.join(',') } : {}),
+        ...(flops !== undefined ? { flops } : {}),
         threads: Math.max(...shards.map((s) => s.manifest.kernel.threads)),
         timings,
       },

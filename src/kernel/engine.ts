@@ -8,11 +8,12 @@
  * Without x2 the kernel is symmetric: only blocks a ≤ b are computed and mirrored.
  */
 import * as tf from '@tensorflow/tfjs';
-import { InvalidArgumentError, UnsupportedError } from '../errors.js';
+import { InvalidArgumentError } from '../errors.js';
 import { type Progress, progressBar } from '../util/index.js';
 import type { ModelAnalysis } from './analyze.js';
+import { makeBlockComputer, provideTfContraction, resolveContraction } from './contractions.js';
 import { jacobianFeatures } from './jacobian.js';
-import { abortJob, BLOCK_FIELDS, BlockLoop, makeBlockComputer, provideTfContraction } from './loop.js';
+import { abortJob, BLOCK_FIELDS, BlockLoop } from './loop.js';
 import { type ContractionJob, discardPool, sharedPool } from './pool.js';
 import { type StructuredPlan, structuredFeatures, type TermFeatures } from './structured.js';
 import {
@@ -34,7 +35,6 @@ import type {
   ResolvedNtkContraction,
   ResolvedNtkImplementation,
 } from './types.js';
-import { wasmContractionAvailable } from './wasm-terms.js';
 
 /** Points normalised to row-major data. */
 export interface Points {
@@ -48,23 +48,6 @@ export interface Points {
 }
 
 provideTfContraction(TfBlockComputer);
-
-/** The contraction a computation uses: float64 in JS, float32 per the option (see NTK_CONTRACTIONS). */
-export function resolveContraction(
-  accumulation: NtkAccumulation,
-  contraction: NtkContraction,
-): ResolvedNtkContraction {
-  if (accumulation === 'float64') return 'js';
-  if (contraction === 'tfjs') return 'tfjs';
-  const available = wasmContractionAvailable();
-  if (contraction === 'wasm') {
-    if (!available) {
-      throw new UnsupportedError("contraction 'wasm' needs WebAssembly SIMD, which this runtime lacks");
-    }
-    return 'wasm';
-  }
-  return available && tf.getBackend() !== 'tensorflow' ? 'wasm' : 'tfjs';
-}
 
 /** Validate and normalise an NtkInput against the model's input shape. */
 export function toPoints(
@@ -250,41 +233,73 @@ export interface MatrixOutcome {
   timings: Record<string, number>;
 }
 
-/** Compute the full or trace kernel of x1 × (x2 ?? x1). */
-export async function computeMatrix(state: EngineState, request: MatrixRequest): Promise<MatrixOutcome> {
+/** The block schedule of a matrix computation: blocks of points and the kernel blocks to contract. */
+interface MatrixSchedule {
+  V: number;
+  /** Kernel entries per point: V (full) or 1 (trace). */
+  stride: number;
+  symmetric: boolean;
+  blockSize: number;
+  off1: number[];
+  off2: number[];
+  nb1: number;
+  nb2: number;
+  n2: number;
+  /** Only blocks a ≤ b are contracted (and mirrored). */
+  triangle: boolean;
+  /** Kernel blocks [row set, row block, column set, column block], in computation order. */
+  blocks: Array<[number, number, number, number]>;
+  outCols: number;
+  pointSets: Points[];
+  offsets: number[][];
+}
+
+function scheduleMatrix(state: EngineState, request: MatrixRequest): MatrixSchedule {
   const { x1, x2, mode, sink, order } = request;
-  const t0 = performance.now();
   const V = state.V;
-  const stride = mode === 'full' ? V : 1;
   const symmetric = x2 == null;
-  const contraction = resolveContraction(state.accumulation, state.contraction);
-  const bs = resolveBlockSize(state, mode);
-  const off1 = partition(x1.n, bs);
-  const off2 = symmetric ? off1 : partition(x2.n, bs);
+  const blockSize = resolveBlockSize(state, mode);
+  const off1 = partition(x1.n, blockSize);
+  const off2 = symmetric ? off1 : partition(x2.n, blockSize);
   const nb1 = off1.length - 1;
   const nb2 = off2.length - 1;
   const n2 = symmetric ? x1.n : x2.n;
   const triangle = symmetric && !(sink && order === 'rows');
   const colSet = symmetric ? 0 : 1;
-  const schedule: Array<[number, number, number, number]> = [];
-  for (let a = 0; a < nb1; a++) for (let b = triangle ? a : 0; b < nb2; b++) schedule.push([0, a, colSet, b]);
-  const outCols = n2 * stride;
+  const blocks: Array<[number, number, number, number]> = [];
+  for (let a = 0; a < nb1; a++) for (let b = triangle ? a : 0; b < nb2; b++) blocks.push([0, a, colSet, b]);
+  const stride = mode === 'full' ? V : 1;
+  return {
+    V,
+    stride,
+    symmetric,
+    blockSize,
+    off1,
+    off2,
+    nb1,
+    nb2,
+    n2,
+    triangle,
+    blocks,
+    outCols: n2 * stride,
+    pointSets: symmetric ? [x1] : [x1, x2],
+    offsets: symmetric ? [off1] : [off1, off2],
+  };
+}
 
-  const pointSets = symmetric ? [x1] : [x1, x2];
-  const offsets = symmetric ? [off1] : [off1, off2];
-  const totalFeatureBytes = featureBytes(state.terms, x1.n + (symmetric ? 0 : x2.n), V);
-  const threads =
-    state.threads > 1 && schedule.length > 1 && totalFeatureBytes <= state.memoryBudget ? state.threads : 1;
-  const out = sink ? null : allocate(x1.n * stride * outCols, state.accumulation, threads > 1);
-  const featureBlocks = offsets.reduce((s, o) => s + o.length - 1, 0);
-  const progress: Progress = state.progress
-    ? progressBar(`eNTK ${mode} (${state.implementation})`, featureBlocks + schedule.length)
-    : { tick: () => undefined, done: () => undefined };
-  const timings: Record<string, number> = { features: 0, contraction: 0 };
-  let workerBlocks = 0;
-  let flops = 0;
-
-  // Delivery of finished blocks (in computation order; sinks are awaited one at a time).
+/**
+ * Delivery of finished blocks: into the in-memory matrix `out`, or to the sink — as blocks (the
+ * mirrored transpose too), or assembled into row panels delivered in row order. Called in
+ * computation order; sinks are awaited one at a time.
+ */
+function blockDelivery(
+  plan: MatrixSchedule,
+  request: MatrixRequest,
+  out: Float32Array | Float64Array | null,
+  accumulation: NtkAccumulation,
+): (a: number, b: number, data: Float32Array | Float64Array) => Promise<void> {
+  const { off1, off2, stride, outCols, triangle, nb2, n2 } = plan;
+  const { sink, order } = request;
   const panels = new Map<number, { data: Float32Array | Float64Array; remaining: number }>();
   let nextPanel = 0;
   const makeBlock = (a: number, b: number, data: Float32Array | Float64Array, swap: boolean): NtkBlock => {
@@ -299,7 +314,7 @@ export async function computeMatrix(state: EngineState, request: MatrixRequest):
       data,
     };
   };
-  const deliver = async (a: number, b: number, data: Float32Array | Float64Array): Promise<void> => {
+  return async (a, b, data) => {
     if (out) {
       writeBlock(out, outCols, stride, off1, off2, a, b, data, triangle);
       return;
@@ -316,7 +331,7 @@ export async function computeMatrix(state: EngineState, request: MatrixRequest):
     const rows = (off1[a + 1]! - off1[a]!) * stride;
     let panel = panels.get(a);
     if (!panel) {
-      panel = { data: allocate(rows * outCols, state.accumulation, false), remaining: nb2 };
+      panel = { data: allocate(rows * outCols, accumulation, false), remaining: nb2 };
       panels.set(a, panel);
     }
     placeBlock(panel.data, outCols, 0, off2[b]! * stride, data, rows, (off2[b + 1]! - off2[b]!) * stride);
@@ -334,173 +349,244 @@ export async function computeMatrix(state: EngineState, request: MatrixRequest):
       nextPanel++;
     }
   };
+}
 
+/** What the contraction phase needs, whichever thread layout runs it. */
+interface ContractionContext {
+  state: EngineState;
+  request: MatrixRequest;
+  plan: MatrixSchedule;
+  contraction: ResolvedNtkContraction;
+  threads: number;
+  out: Float32Array | Float64Array | null;
+  deliver: (a: number, b: number, data: Float32Array | Float64Array) => Promise<void>;
+  computeFeatures: (set: number, block: number) => TermFeatures[];
+  progress: Progress;
+  timings: Record<string, number>;
+}
+
+/** Blocks contracted by workers and floating-point operations, all threads. */
+interface ContractionCounts {
+  workerBlocks: number;
+  flops: number;
+}
+
+/** One thread: factors through an LRU cache, blocks in schedule order. */
+async function contractOnMainThread(ctx: ContractionContext): Promise<ContractionCounts> {
+  const { state, plan, contraction, out, deliver, computeFeatures, progress, timings } = ctx;
+  const { off1, off2, stride, outCols, triangle } = plan;
+  const cache = new FeatureCache(state.memoryBudget / 2, computeFeatures);
+  const computer = makeBlockComputer(
+    contraction,
+    state.terms,
+    state.V,
+    ctx.request.mode,
+    state.memoryBudget / 2,
+  );
+  try {
+    for (const [rs, a, cs, b] of plan.blocks) {
+      const row: BlockInput = {
+        key: `${rs}:${a}`,
+        points: off1[a + 1]! - off1[a]!,
+        terms: cache.get(rs, a),
+      };
+      const col: BlockInput = {
+        key: `${cs}:${b}`,
+        points: off2[b + 1]! - off2[b]!,
+        terms: cache.get(cs, b),
+      };
+      const s = performance.now();
+      const block = computer.compute(row, col, out != null && triangle && a !== b);
+      try {
+        if (out) writeBlock(out, outCols, stride, off1, off2, a, b, block.data, triangle, block.transposed);
+        timings.contraction! += performance.now() - s;
+        progress.tick();
+        if (!out) await deliver(a, b, block.owned ? block.data : block.data.slice());
+      } finally {
+        block.done();
+      }
+    }
+  } finally {
+    computer.release();
+  }
+  return { workerBlocks: 0, flops: computer.flops };
+}
+
+/**
+ * Main thread + (threads − 1) workers. The main thread computes the factors block by block into
+ * shared memory, publishing each one (workers start on blocks whose factors are ready), then
+ * joins the contraction. Sets timings.contraction to the wall time of the whole phase.
+ */
+async function contractInParallel(ctx: ContractionContext): Promise<ContractionCounts> {
+  const { state, request, plan, contraction, threads, out, deliver, computeFeatures, progress, timings } =
+    ctx;
+  const { V } = state;
+  const { symmetric, nb1, nb2, pointSets, offsets, outCols, triangle } = plan;
+  const { mode, sink, order } = request;
+  const start = performance.now();
+  let workerBlocks = 0;
+  // Factor computation order, and each kernel block's need (1 + last factor position it uses).
+  const sequence: Array<[number, number]> = [];
+  if (symmetric) for (let k = 0; k < nb1; k++) sequence.push([0, k]);
+  else if (order === 'rows') {
+    for (let k = 0; k < nb2; k++) sequence.push([1, k]);
+    for (let k = 0; k < nb1; k++) sequence.push([0, k]);
+  } else {
+    for (let k = 0; k < Math.max(nb1, nb2); k++) {
+      if (k < nb1) sequence.push([0, k]);
+      if (k < nb2) sequence.push([1, k]);
+    }
+  }
+  const position = new Map(sequence.map(([set, k], p) => [`${set}:${k}`, p]));
+  const need = (q: [number, number, number, number]) =>
+    1 + Math.max(position.get(`${q[0]}:${q[1]}`)!, position.get(`${q[2]}:${q[3]}`)!);
+  // Row panels are assembled in row order: keep the row-major schedule; otherwise start with the
+  // blocks whose factors come first (stable sort).
+  const ordered =
+    order === 'rows' && sink ? [...plan.blocks] : [...plan.blocks].sort((p, q) => need(p) - need(q));
+  const blocks = new Int32Array(new SharedArrayBuffer(ordered.length * BLOCK_FIELDS * 4));
+  ordered.forEach((q, i) => {
+    blocks.set([...q, need(q)], BLOCK_FIELDS * i);
+  });
+  const shared = (floats: number) => new Float32Array(new SharedArrayBuffer(floats * 4));
+  const gates = state.terms.map((t) => (t.gated ? shared(t.width * V) : undefined));
+  const arrays = pointSets.map((points) =>
+    state.terms.map((t, j) => ({
+      a: t.dIn > 0 ? shared(points.n * t.dIn) : undefined,
+      d: t.width > 0 ? shared(points.n * V * t.width) : undefined,
+      s: t.gated ? shared(points.n * t.width) : undefined,
+      u: gates[j],
+    })),
+  );
+  const job: ContractionJob = {
+    terms: state.terms,
+    V,
+    mode,
+    accumulation: state.accumulation,
+    contraction,
+    capacity: Math.floor(state.memoryBudget / 2 / threads),
+    sets: pointSets.map((_, set) => ({
+      offsets: offsets[set]!,
+      terms: arrays[set]!.map((x) => ({
+        a: x.a?.buffer as SharedArrayBuffer | undefined,
+        d: x.d?.buffer as SharedArrayBuffer | undefined,
+        s: x.s?.buffer as SharedArrayBuffer | undefined,
+        u: x.u?.buffer as SharedArrayBuffer | undefined,
+      })),
+    })),
+    blocks: blocks.buffer as SharedArrayBuffer,
+    counter: new SharedArrayBuffer(4),
+    ready: new SharedArrayBuffer(4),
+    out: out ? { buffer: out.buffer as SharedArrayBuffer, cols: outCols } : null,
+    mirror: triangle,
+  };
+  const s0 = performance.now();
+  const { pool, started } = await sharedPool(threads - 1, tf.getBackend());
+  if (started) timings.workers = performance.now() - s0;
+
+  let chain: Promise<void> = Promise.resolve();
+  const finished = (index: number, data: Float32Array | Float64Array | null | undefined, worker: boolean) => {
+    progress.tick();
+    if (worker) workerBlocks++;
+    if (data) {
+      const [, a, , b] = ordered[index]!;
+      chain = chain.then(() => deliver(a, b, data));
+    }
+  };
+  const workers = pool.run(job, (index, data) => finished(index, data, true));
+  workers.catch(() => undefined); // awaited below; avoid an unhandled rejection meanwhile
+  const ready = new Int32Array(job.ready);
+  const loop = new BlockLoop(job);
+  try {
+    for (const [p, [set, k]] of sequence.entries()) {
+      const f = computeFeatures(set, k);
+      const o = offsets[set]!;
+      state.terms.forEach((t, j) => {
+        const target = arrays[set]![j]!;
+        if (target.a) target.a.set(f[j]!.a!, o[k]! * t.dIn);
+        if (target.d) target.d.set(f[j]!.d!, o[k]! * V * t.width);
+        if (target.s) target.s.set(f[j]!.s!, o[k]! * t.width);
+        if (target.u && p === 0) target.u.set(f[j]!.u!);
+      });
+      Atomics.store(ready, 0, p + 1);
+      Atomics.notify(ready, 0);
+    }
+    for (let done = testHooks.mainThreadContracts ? loop.next() : null; done; done = loop.next()) {
+      finished(done.index, done.data, false);
+      // Let worker messages (finished blocks, progress) in between blocks.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  } catch (error) {
+    abortJob(job);
+    await workers.catch(() => undefined);
+    throw error;
+  } finally {
+    loop.release();
+  }
+  let flops: number;
+  try {
+    flops = (await workers) + loop.flops;
+  } catch (error) {
+    await discardPool(pool);
+    throw error;
+  }
+  await chain;
+  timings.contraction = performance.now() - start;
+  return { workerBlocks, flops };
+}
+
+/** Compute the full or trace kernel of x1 × (x2 ?? x1). */
+export async function computeMatrix(state: EngineState, request: MatrixRequest): Promise<MatrixOutcome> {
+  const { x1, x2, mode, sink } = request;
+  const t0 = performance.now();
+  const contraction = resolveContraction(state.accumulation, state.contraction, tf.getBackend());
+  const plan = scheduleMatrix(state, request);
+  // Memory: threads share the factors of all points, so they run only when those fit the budget.
+  const totalFeatureBytes = featureBytes(state.terms, x1.n + (x2 ? x2.n : 0), state.V);
+  const threads =
+    state.threads > 1 && plan.blocks.length > 1 && totalFeatureBytes <= state.memoryBudget
+      ? state.threads
+      : 1;
+  const out = sink ? null : allocate(x1.n * plan.stride * plan.outCols, state.accumulation, threads > 1);
+  const featureBlocks = plan.offsets.reduce((s, o) => s + o.length - 1, 0);
+  const progress: Progress = state.progress
+    ? progressBar(`eNTK ${mode} (${state.implementation})`, featureBlocks + plan.blocks.length)
+    : { tick: () => undefined, done: () => undefined };
+  const timings: Record<string, number> = { features: 0, contraction: 0 };
   const computeFeatures = (set: number, block: number): TermFeatures[] => {
     const s = performance.now();
-    const o = offsets[set]!;
-    const f = featuresFor(state, pointSets[set]!, o[block]!, o[block + 1]!);
+    const o = plan.offsets[set]!;
+    const f = featuresFor(state, plan.pointSets[set]!, o[block]!, o[block + 1]!);
     timings.features! += performance.now() - s;
     progress.tick();
     return f;
   };
-
-  /**
-   * Main thread + (threads − 1) workers. The main thread computes the factors block by block into
-   * shared memory, publishing each one (workers start on blocks whose factors are ready), then
-   * joins the contraction. Returns the wall time of the whole phase.
-   */
-  const contractInParallel = async (): Promise<number> => {
-    const start = performance.now();
-    // Factor computation order, and each kernel block's need (1 + last factor position it uses).
-    const sequence: Array<[number, number]> = [];
-    if (symmetric) for (let k = 0; k < nb1; k++) sequence.push([0, k]);
-    else if (order === 'rows') {
-      for (let k = 0; k < nb2; k++) sequence.push([1, k]);
-      for (let k = 0; k < nb1; k++) sequence.push([0, k]);
-    } else {
-      for (let k = 0; k < Math.max(nb1, nb2); k++) {
-        if (k < nb1) sequence.push([0, k]);
-        if (k < nb2) sequence.push([1, k]);
-      }
-    }
-    const position = new Map(sequence.map(([set, k], p) => [`${set}:${k}`, p]));
-    const need = (q: [number, number, number, number]) =>
-      1 + Math.max(position.get(`${q[0]}:${q[1]}`)!, position.get(`${q[2]}:${q[3]}`)!);
-    // Row panels are assembled in row order: keep the row-major schedule; otherwise start with the
-    // blocks whose factors come first (stable sort).
-    const ordered =
-      order === 'rows' && sink ? [...schedule] : [...schedule].sort((p, q) => need(p) - need(q));
-    const blocks = new Int32Array(new SharedArrayBuffer(ordered.length * BLOCK_FIELDS * 4));
-    ordered.forEach((q, i) => {
-      blocks.set([...q, need(q)], BLOCK_FIELDS * i);
-    });
-    const shared = (floats: number) => new Float32Array(new SharedArrayBuffer(floats * 4));
-    const gates = state.terms.map((t) => (t.gated ? shared(t.width * V) : undefined));
-    const arrays = pointSets.map((points) =>
-      state.terms.map((t, j) => ({
-        a: t.dIn > 0 ? shared(points.n * t.dIn) : undefined,
-        d: t.width > 0 ? shared(points.n * V * t.width) : undefined,
-        s: t.gated ? shared(points.n * t.width) : undefined,
-        u: gates[j],
-      })),
-    );
-    const job: ContractionJob = {
-      terms: state.terms,
-      V,
-      mode,
-      accumulation: state.accumulation,
-      contraction,
-      capacity: Math.floor(state.memoryBudget / 2 / threads),
-      sets: pointSets.map((_, set) => ({
-        offsets: offsets[set]!,
-        terms: arrays[set]!.map((x) => ({
-          a: x.a?.buffer as SharedArrayBuffer | undefined,
-          d: x.d?.buffer as SharedArrayBuffer | undefined,
-          s: x.s?.buffer as SharedArrayBuffer | undefined,
-          u: x.u?.buffer as SharedArrayBuffer | undefined,
-        })),
-      })),
-      blocks: blocks.buffer as SharedArrayBuffer,
-      counter: new SharedArrayBuffer(4),
-      ready: new SharedArrayBuffer(4),
-      out: out ? { buffer: out.buffer as SharedArrayBuffer, cols: outCols } : null,
-      mirror: triangle,
-    };
-    const s0 = performance.now();
-    const { pool, started } = await sharedPool(threads - 1, tf.getBackend());
-    if (started) timings.workers = performance.now() - s0;
-
-    let chain: Promise<void> = Promise.resolve();
-    const finished = (
-      index: number,
-      data: Float32Array | Float64Array | null | undefined,
-      worker: boolean,
-    ) => {
-      progress.tick();
-      if (worker) workerBlocks++;
-      if (data) {
-        const [, a, , b] = ordered[index]!;
-        chain = chain.then(() => deliver(a, b, data));
-      }
-    };
-    const workers = pool.run(job, (index, data) => finished(index, data, true));
-    workers.catch(() => undefined); // awaited below; avoid an unhandled rejection meanwhile
-    const ready = new Int32Array(job.ready);
-    const loop = new BlockLoop(job);
-    try {
-      for (const [p, [set, k]] of sequence.entries()) {
-        const f = computeFeatures(set, k);
-        const o = offsets[set]!;
-        state.terms.forEach((t, j) => {
-          const target = arrays[set]![j]!;
-          if (target.a) target.a.set(f[j]!.a!, o[k]! * t.dIn);
-          if (target.d) target.d.set(f[j]!.d!, o[k]! * V * t.width);
-          if (target.s) target.s.set(f[j]!.s!, o[k]! * t.width);
-          if (target.u && p === 0) target.u.set(f[j]!.u!);
-        });
-        Atomics.store(ready, 0, p + 1);
-        Atomics.notify(ready, 0);
-      }
-      for (let done = testHooks.mainThreadContracts ? loop.next() : null; done; done = loop.next()) {
-        finished(done.index, done.data, false);
-        // Let worker messages (finished blocks, progress) in between blocks.
-        await new Promise((resolve) => setImmediate(resolve));
-      }
-    } catch (error) {
-      abortJob(job);
-      await workers.catch(() => undefined);
-      throw error;
-    } finally {
-      loop.release();
-    }
-    try {
-      flops += (await workers) + loop.flops;
-    } catch (error) {
-      await discardPool(pool);
-      throw error;
-    }
-    await chain;
-    return performance.now() - start;
+  const ctx: ContractionContext = {
+    state,
+    request,
+    plan,
+    contraction,
+    threads,
+    out,
+    deliver: blockDelivery(plan, request, out, state.accumulation),
+    computeFeatures,
+    progress,
+    timings,
   };
-
+  let counts: ContractionCounts;
   try {
-    if (threads > 1) {
-      timings.contraction = await contractInParallel();
-    } else {
-      const cache = new FeatureCache(state.memoryBudget / 2, computeFeatures);
-      const computer = makeBlockComputer(contraction, state.terms, V, mode, state.memoryBudget / 2);
-      try {
-        for (const [rs, a, cs, b] of schedule) {
-          const row: BlockInput = {
-            key: `${rs}:${a}`,
-            points: off1[a + 1]! - off1[a]!,
-            terms: cache.get(rs, a),
-          };
-          const col: BlockInput = {
-            key: `${cs}:${b}`,
-            points: off2[b + 1]! - off2[b]!,
-            terms: cache.get(cs, b),
-          };
-          const s = performance.now();
-          const block = computer.compute(row, col, out != null && triangle && a !== b);
-          try {
-            if (out)
-              writeBlock(out, outCols, stride, off1, off2, a, b, block.data, triangle, block.transposed);
-            timings.contraction! += performance.now() - s;
-            progress.tick();
-            if (!out) await deliver(a, b, block.owned ? block.data : block.data.slice());
-          } finally {
-            block.done();
-          }
-        }
-      } finally {
-        flops += computer.flops;
-        computer.release();
-      }
-    }
+    counts = threads > 1 ? await contractInParallel(ctx) : await contractOnMainThread(ctx);
   } finally {
     progress.done();
   }
   timings.total = performance.now() - t0;
-  return { data: out, blockSize: bs, threads, workerBlocks, contraction, flops, timings };
+  return {
+    data: out,
+    blockSize: plan.blockSize,
+    threads,
+    workerBlocks: counts.workerBlocks,
+    contraction,
+    flops: counts.flops,
+    timings,
+  };
 }

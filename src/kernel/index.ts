@@ -14,7 +14,8 @@
  *   per layer by its rule (./structured.ts); never materialises the whole-model J. Any graph of
  *   single-output layer calls (residuals, merges, nested models, shared layers); selected layers
  *   without a rule are differentiated alone by autodiff ('autodiff' in the plan's rules).
- * - 'jacobian': J by tfjs autodiff, one point and logit at a time, contracted J Jᵀ; any model.
+ * - 'jacobian': J by tfjs autodiff, one point and logit at a time, contracted J Jᵀ over 2048-parameter
+ *   chunks whose float32 products are summed in float64 (./jacobian.ts, ./chunked.ts); any model.
  * - 'auto': structured when entk can run the model's graph node by node, else jacobian.
  *
  * Contractions (float32): entk's own WebAssembly SIMD kernels ('wasm', ./wasm-terms.ts: fused Gram
@@ -23,7 +24,7 @@
  */
 import os from 'node:os';
 import type * as tf from '@tensorflow/tfjs';
-import { installWasmKernelFixes } from '../backend/index.js';
+import { assertGradientsTrusted, installWasmKernelFixes } from '../backend/index.js';
 import { InvalidArgumentError, UnsupportedError } from '../errors.js';
 import { analyzeModel, type ModelAnalysis } from './analyze.js';
 import { computeMatrix, type EngineState, type Points, toPoints } from './engine.js';
@@ -198,6 +199,8 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
   validateOptions(options);
   // The wasm backend lacks Conv2DBackpropFilter and has slow transposed matMuls (src/model).
   installWasmKernelFixes();
+  // Never a silently wrong kernel: refuse layers whose gradient kernels this backend is not trusted with.
+  assertGradientsTrusted(model);
   const {
     output = 'full',
     implementation = DEFAULT_NTK_IMPLEMENTATION,

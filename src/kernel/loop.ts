@@ -4,50 +4,11 @@
  * it into the shared output (or hand it back). Same code everywhere, hence bitwise-equal results.
  */
 
+import { makeBlockComputer } from './contractions.js';
 import { ABORTED, type ContractionJob } from './pool.js';
-import {
-  type BlockComputer,
-  blockView,
-  type ContractionMode,
-  JsBlockComputer,
-  type TermMeta,
-  writeBlock,
-} from './terms.js';
-import type { ResolvedNtkContraction } from './types.js';
-import { WasmBlockComputer } from './wasm-terms.js';
+import { type BlockComputer, blockView, writeBlock } from './terms.js';
 
 export const BLOCK_FIELDS = 5;
-
-type ComputerClass = new (
-  terms: TermMeta[],
-  V: number,
-  mode: ContractionMode,
-  capacity: number,
-) => BlockComputer;
-
-/**
- * The tfjs contraction's computer (./tf-terms.ts), once this thread has loaded it: the main thread
- * at start (engine.ts), a worker only when a job asks for it (so workers never import tfjs otherwise).
- */
-let tfComputer: ComputerClass | null = null;
-
-export function provideTfContraction(computer: ComputerClass): void {
-  tfComputer = computer;
-}
-
-/** A block computer for a resolved contraction; `capacity`: bytes of factors it may cache. */
-export function makeBlockComputer(
-  contraction: ResolvedNtkContraction,
-  terms: TermMeta[],
-  V: number,
-  mode: ContractionMode,
-  capacity: number,
-): BlockComputer {
-  if (contraction === 'js') return new JsBlockComputer(terms, V, mode);
-  if (contraction === 'wasm') return new WasmBlockComputer(terms, V, mode, capacity);
-  if (!tfComputer) throw new Error("the 'tfjs' contraction was not loaded in this thread");
-  return new tfComputer(terms, V, mode, capacity);
-}
 
 /** A thread's view of a job. */
 export class BlockLoop {

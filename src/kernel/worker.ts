@@ -5,7 +5,8 @@
  * contraction: a worker starts in a fraction of tfjs's import time.
  */
 import { parentPort } from 'node:worker_threads';
-import { BlockLoop, provideTfContraction } from './loop.js';
+import { provideTfContraction } from './contractions.js';
+import { BlockLoop } from './loop.js';
 import type { ContractionJob, WorkerReply, WorkerRequest } from './pool.js';
 
 const port = parentPort;

@@ -103,6 +103,16 @@ describe('model stores', () => {
     const one = await computeModelKernelStore({ ...common, out });
     expect(one.unsupported).toEqual([]);
     expect(one.manifest.kernel.implementation).toBe('structured');
+    // which contraction ran and its work: 6 points, V = 3 (at least the 6·3 × 6·3 products)
+    expect(one.manifest.kernel.contraction).toBe('wasm');
+    expect(one.manifest.kernel.flops).toBeGreaterThan(0);
+    const jac = await computeModelKernelStore({
+      ...common,
+      out: path.join(dir, 'stores', 'jac'),
+      implementation: 'jacobian',
+      accumulation: 'float64',
+    });
+    expect([jac.manifest.kernel.implementation, jac.manifest.kernel.contraction]).toEqual(['jacobian', 'js']);
     const sharded = path.join(dir, 'stores', 'sharded');
     for (const index of [0, 1]) {
       await computeModelKernelStore({ ...common, out: sharded, shard: { index, count: 2 } });
@@ -113,6 +123,8 @@ describe('model stores', () => {
     const b = await readKernelStore(out);
     expect(Array.from(a.kernel.data as Float32Array)).toEqual(Array.from(b.kernel.data as Float32Array));
     expect(a.manifest.source).toEqual(b.manifest.source);
+    expect(a.manifest.kernel.contraction).toBe('wasm');
+    expect(a.manifest.kernel.flops).toBeGreaterThan(0);
 
     // A model store needs run and checkpoint null; a run store (source absent: version 1) needs both.
     const json = JSON.parse(readFileSync(path.join(out, MANIFEST_JSON), 'utf8'));
