@@ -104,6 +104,10 @@ function flatLayers(layers: LayerLike[]): LayerLike[] {
 export function assertGradientsTrusted(
   model: { layers: LayerLike[] },
   backendName: string = tf.getBackend(),
+  options: {
+    /** True for a layer whose dilation the caller computes without tfjs's (missing) gradient. */
+    dilationHandled?: (layerName: string) => boolean;
+  } = {},
 ): void {
   // Not a layers model: left to the caller's own validation (e.g. analyzeModel's typed error).
   if (!model || !Array.isArray(model.layers)) return;
@@ -112,7 +116,8 @@ export function assertGradientsTrusted(
     const cls = layer.getClassName();
     const config = layer.getConfig();
     const dilation = config.dilationRate as number | number[] | undefined;
-    if (dilation !== undefined && [dilation].flat().some((d) => d !== 1)) {
+    const dilated = dilation !== undefined && [dilation].flat().some((d) => d !== 1);
+    if (dilated && !options.dilationHandled?.(layer.name)) {
       throw new UnsupportedError(
         `layer '${layer.name}' (${cls}) has dilationRate ${JSON.stringify(dilation)}: tfjs has no gradient for dilated convolutions on any backend (backend '${backendName}')`,
       );

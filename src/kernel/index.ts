@@ -199,8 +199,6 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
   validateOptions(options);
   // The wasm backend lacks Conv2DBackpropFilter and has slow transposed matMuls (src/model).
   installWasmKernelFixes();
-  // Never a silently wrong kernel: refuse layers whose gradient kernels this backend is not trusted with.
-  assertGradientsTrusted(model);
   const {
     output = 'full',
     implementation = DEFAULT_NTK_IMPLEMENTATION,
@@ -220,6 +218,13 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
     );
   }
   const { implementation: resolved, plan, terms, rules } = IMPLEMENTATIONS[implementation](analysis);
+  // Never a silently wrong kernel: refuse layers whose gradient kernels this backend is not trusted
+  // with. A dilated convolution has no tfjs gradient, but the structured path runs it itself (an
+  // undilated convolution with a dilated kernel) unless its rule is tfjs autodiff.
+  assertGradientsTrusted(model, undefined, {
+    dilationHandled: (layer) =>
+      resolved === 'structured' && rules.find((r) => r.name === layer)?.rule !== 'autodiff',
+  });
   const state: EngineState = {
     // The Jacobian path differentiates model.apply: with a dropped output activation, entk's own
     // run of the graph (the same layers and weights) stands in for it.

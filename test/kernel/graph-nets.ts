@@ -299,10 +299,10 @@ export function graphNets(): GraphNet[] {
 }
 
 /**
- * Networks with ops whose gradients are missing on the wasm backend today: DepthwiseConv2dNative
- * (no BackpropInput / BackpropFilter kernels; fixed on branch i14-backend).
+ * Networks with depthwise convolutions (DepthwiseConv2D, SeparableConv2D), whose gradients tfjs-wasm
+ * 4.22 lacks without entk's kernel fixes (src/backend/wasm-kernels.ts).
  */
-export function cpuGraphNets(): GraphNet[] {
+export function depthwiseGraphNets(): GraphNet[] {
   const nets: GraphNet[] = [];
   {
     const model = tf.sequential({
