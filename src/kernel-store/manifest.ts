@@ -103,6 +103,10 @@ export const manifestSchema = z
     formatVersion: z.number().int().positive(),
     entkVersion: z.string(),
     createdAt: z.string(),
+    /** entk, tfjs and Node versions of the process that wrote the store (absent before 0.1.0's stores had it). */
+    versions: z.object({ entk: z.string(), tfjs: z.string(), node: z.string() }).strict().optional(),
+    /** The command line of that process (`process.argv` without the Node binary), informational. */
+    commandLine: z.array(z.string()).optional(),
     /** Run store or model store (see the module comment); absent = run (version 1). */
     source: sourceSchema.optional(),
     /** Where the data and model came from (null for a model store). */
@@ -191,8 +195,10 @@ export const manifestSchema = z
         backend: z.string(),
         threads: z.number().int().positive(),
         blockSize: nonNegInt.nullable(),
-        /** Wall-clock milliseconds by phase (kernel computation, forward pass, writing). */
+        /** Wall-clock time by phase (kernel computation, forward pass, writing), in `timingsUnit`. */
         timings: z.record(z.number()),
+        /** The unit of `timings`: always 'ms' (absent in older stores, which used ms too). */
+        timingsUnit: z.literal('ms').optional(),
       })
       .strict(),
     /**

@@ -19,6 +19,7 @@
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
 import { ENTK_VERSION } from '../backend/index.js';
 import { CorruptFileError, InvalidArgumentError } from '../errors.js';
 import {
@@ -265,8 +266,12 @@ export async function writeKernelStore(dir: string, input: WriteKernelStoreInput
       entkVersion: ENTK_VERSION,
       createdAt: createdAt ?? new Date().toISOString(),
       ...rest,
+      // What made the store: versions, and the command line of the process that wrote it.
+      versions: { entk: ENTK_VERSION, tfjs: tf.version.tfjs, node: process.versions.node },
+      commandLine: process.argv.slice(1),
       kernel: {
         ...final.kernel,
+        timingsUnit: 'ms',
         dtype: arrays.kernel.dtype,
         shape: [...arrays.kernel.shape],
         indexConvention: INDEX_CONVENTION,

@@ -1,6 +1,8 @@
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
+import { ENTK_VERSION } from '../../src/backend/index.js';
 import { CorruptFileError, InvalidArgumentError } from '../../src/errors.js';
 import type { ArrayFormat, NdArray } from '../../src/io/index.js';
 import {
@@ -108,6 +110,14 @@ describe('kernel store round trip', () => {
           'probabilities',
         ]);
         expect(written.arrays.kernel!.file).toBe(`kernel.${format}`);
+        // What wrote it: versions, the command line, and the unit of the timings.
+        expect(written.versions).toEqual({
+          entk: ENTK_VERSION,
+          tfjs: tf.version.tfjs,
+          node: process.versions.node,
+        });
+        expect(written.commandLine).toEqual(process.argv.slice(1));
+        expect(written.kernel.timingsUnit).toBe('ms');
         const back = await readKernelStore(store);
         expect(back.manifest).toEqual(written);
         for (const name of ['kernel', 'inputs', 'labels', 'logits', 'probabilities'] as const) {
