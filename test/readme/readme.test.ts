@@ -86,6 +86,12 @@ describe('README.md, executed', () => {
     await fs.symlink(repo, path.join(dir, 'node_modules/entk'), 'dir');
     await fs.symlink(path.join(repo, 'bin/entk.js'), path.join(dir, 'node_modules/.bin/entk'));
     await fs.symlink(path.join(repo, 'node_modules/tsx'), path.join(dir, 'node_modules/tsx'), 'dir');
+    // entk's dependency tfjs, hoisted next to it as npm installs it (snippets build tfjs models).
+    await fs.symlink(
+      path.join(repo, 'node_modules/@tensorflow'),
+      path.join(dir, 'node_modules/@tensorflow'),
+      'dir',
+    );
     await fs.writeFile(path.join(dir, 'package.json'), '{ "private": true, "type": "module" }\n');
   });
 
