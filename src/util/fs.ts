@@ -56,7 +56,9 @@ export function resolveInside(
 /** Read and parse a JSON file; CorruptFileError if it is missing or not valid JSON. */
 export async function readJsonFile<T>(file: string): Promise<T> {
   const text = await fs.readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT' || error.code === 'ENOTDIR') throw new CorruptFileError(file, 'missing');
+    // Missing: a CorruptFileError naming the file, keeping the errno code for callers that expect absence.
+    if (error.code === 'ENOENT' || error.code === 'ENOTDIR')
+      throw Object.assign(new CorruptFileError(file, 'missing'), { code: error.code });
     throw error;
   });
   try {

@@ -244,7 +244,9 @@ describe('finetune recorder on real tfjs networks', () => {
     await expect(finetune({ ...base, observe: 'train:per-class=1' })).rejects.toThrow(/observe/);
     await expect(finetune({ ...base, run: root })).rejects.toThrow(InvalidArgumentError);
     await finetune({ ...base, name: 'twice' });
-    await expect(finetune({ ...base, name: 'twice' })).rejects.toThrow(/exists/);
+    await expect(finetune({ ...base, name: 'twice' })).rejects.toThrow(
+      /twice holds a finetune recording: replace it with --overwrite/,
+    );
     await expect(readFinetuneRecording(path.join(root, 'nothing'))).rejects.toThrow(/finetune recording/);
   });
 });
