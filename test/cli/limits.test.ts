@@ -1,11 +1,9 @@
 // Issue 12 through the real CLI: requests that used to crash, hang or be silently ignored are
 // refused up front with a one-line error naming the flag (or file) and the numbers, exit code 2,
 // and nothing already on disk changes.
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { saveModel } from '../../src/model/index.js';
@@ -191,18 +189,8 @@ describe('refused before anything is computed', async () => {
 });
 
 describe('a functional model.json with a cycle', () => {
-  const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-
   /** Like runCli, with a 60 s timeout: the old loader spun forever on this model. */
-  function runCliBounded(args: string[]): CliResult {
-    const r = spawnSync(process.execPath, [path.join(repo, 'bin/entk.js'), ...args], {
-      cwd: repo,
-      encoding: 'utf8',
-      env: { ...process.env, CI: 'true' },
-      timeout: 60_000,
-    });
-    return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-  }
+  const runCliBounded = (args: string[]): Promise<CliResult> => runCli(args, {}, 60_000);
 
   it('is refused naming the file and the layers of the cycle (tfjs spun forever)', async () => {
     const input = tf.input({ shape: [4], name: 'x' });
@@ -220,7 +208,7 @@ describe('a functional model.json with a cycle', () => {
     writeFileSync(file, JSON.stringify(json));
     const before = snapshot(dir);
     const out = path.join(root, 'cyclic-store');
-    const r = runCliBounded(['kernel', '--model', dir, '--points', 'file:points.csv', '--out', out]);
+    const r = await runCliBounded(['kernel', '--model', dir, '--points', 'file:points.csv', '--out', out]);
     expect(r.status, 'timed out: the loader hangs').not.toBeNull();
     expectOneLineError(
       r,

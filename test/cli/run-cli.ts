@@ -1,8 +1,8 @@
 // Spawn the real `entk` CLI (node bin/entk.js) and capture its output, for CLI tests.
-import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
+import { runProcess } from '../util/process.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const entk = path.join(repo, 'bin/entk.js');
@@ -14,28 +14,20 @@ export interface CliResult {
 }
 
 /**
- * Run `entk <args>` in the repository root with CI=true (no progress bars), to completion. Async (a
- * child process, not spawnSync): a test worker blocked for long misses vitest's 60 s RPC deadline.
- * Killed after 300 s.
+ * Run `entk <args>` in the repository root with CI=true (no progress bars), to completion, without
+ * blocking the worker (test/util/process.ts). Killed after `timeoutMs` (default 300 s).
  */
-export function runCli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
-  return new Promise<CliResult>((resolve, reject) => {
-    const child = spawn(process.execPath, [entk, ...args], {
-      cwd: repo,
-      env: { ...process.env, CI: 'true', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 300_000);
-    child.on('error', reject);
-    child.on('close', (status) => {
-      clearTimeout(timer);
-      resolve({ status, stdout, stderr });
-    });
+export async function runCli(
+  args: string[],
+  env: Record<string, string> = {},
+  timeoutMs = 300_000,
+): Promise<CliResult> {
+  const r = await runProcess(process.execPath, [entk, ...args], {
+    cwd: repo,
+    env: { ...process.env, CI: 'true', ...env },
+    timeoutMs,
   });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** {@link runCli}: several invocations run concurrently when not awaited one by one. */

@@ -1,7 +1,6 @@
 // Data limits (issue 12): files read as streams (peak memory a small multiple of the numeric data),
 // chunk boundaries invisible in the result, and input that used to be silently ignored or
 // reinterpreted now refused with the file, line and column or the option named.
-import { spawnSync } from 'node:child_process';
 import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { parseCsvRecords } from '../../src/data/csv.js';
 import { type LoadOptions, loadDataFile, loadDataset } from '../../src/data/index.js';
 import { DataFormatError, InvalidArgumentError } from '../../src/errors.js';
+import { runProcess } from '../util/process.js';
 import { tempDir } from '../util/temp-dir.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -81,7 +81,7 @@ let sum = 0;
 for (let k = 0; k < ds.x.length; k++) sum += ds.x[k];
 console.log(JSON.stringify({ growth, n: ds.y.length, d: ds.inputShape[0], sum, y7: ds.y[7], classes: ds.classNames.length }));`,
     );
-    const r = spawnSync(process.execPath, ['--import', 'tsx', script], { cwd: repo, encoding: 'utf8' });
+    const r = await runProcess(process.execPath, ['--import', 'tsx', script], { cwd: repo });
     expect(r.stderr).toBe('');
     const m = JSON.parse(r.stdout);
     expect(m).toMatchObject({ n, d, y7: 7, classes: 10 });

@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -11,6 +10,7 @@ import {
   writeNpz,
   writeSafetensors,
 } from '../../src/io/index.js';
+import { runProcess } from '../util/process.js';
 import { sameArray, sampleArray, tempDir } from './helpers.js';
 
 const dir = tempDir('atomic');
@@ -64,8 +64,7 @@ await streamNpy(process.argv[2], { dtype: 'float32', shape: [rows, cols] }, asyn
 });
 `,
     );
-    const r = spawnSync(process.execPath, [path.join(repo, 'bin/run-ts.js'), script, file], {
-      encoding: 'utf8',
+    const r = await runProcess(process.execPath, [path.join(repo, 'bin/run-ts.js'), script, file], {
       cwd: repo,
     });
     expect(r.signal, r.stderr).toBe('SIGKILL');

@@ -3,11 +3,11 @@
 // reached), then use it the ways a user would: a plain ESM script (train, eNTK of two point sets,
 // POP-MU), CommonJS through dynamic import, the `entk` binary, and a TypeScript file type-checked with
 // the strictest options.
-import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { type ProcessResult, runProcess } from '../util/process.js';
 import { tempDir } from '../util/temp-dir.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -26,24 +26,11 @@ function cleanEnv(): NodeJS.ProcessEnv {
   return { ...env, CI: 'true' };
 }
 
-interface Ran {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Ran = ProcessResult;
 
-/** Run a command to completion without blocking the event loop (vitest's worker must stay responsive). */
-function run(command: string, args: string[], cwd: string): Promise<Ran> {
-  return new Promise<Ran>((resolve, reject) => {
-    const child = spawn(command, args, { cwd, env: cleanEnv() });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
+/** Run a command outside the repository (clean npm environment). */
+const run = (command: string, args: string[], cwd: string): Promise<Ran> =>
+  runProcess(command, args, { cwd, env: cleanEnv(), timeoutMs: 900_000 });
 
 function ok(r: Ran, what: string): Ran {
   expect(r.status, `${what}\n${r.stdout}\n${r.stderr}`).toBe(0);

@@ -7,11 +7,11 @@
 //   <!-- readme-test: skip <reason> -->      not run (e.g. the set-up commands CI itself runs)
 //   <!-- readme-test: file <name> -->        written to <name> instead of run (a script a later block runs)
 // A block fails the test when it exits non-zero; its output is in the failure message.
-import { spawn } from 'node:child_process';
 import { promises as fs, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { runProcess } from '../util/process.js';
 import { tempDir } from '../util/temp-dir.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -53,20 +53,10 @@ function readmeBlocks(text: string): ReadmeBlock[] {
   return blocks;
 }
 
-interface Ran {
-  status: number | null;
-  output: string;
-}
-
-function run(command: string, args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<Ran> {
-  return new Promise<Ran>((resolve, reject) => {
-    const child = spawn(command, args, { cwd, env });
-    let output = '';
-    child.stdout.on('data', (d) => (output += d));
-    child.stderr.on('data', (d) => (output += d));
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status, output }));
-  });
+/** Run a block's interpreter in the README's directory (up to 10 minutes), output merged. */
+async function run(command: string, args: string[], cwd: string, env: NodeJS.ProcessEnv) {
+  const r = await runProcess(command, args, { cwd, env, timeoutMs: 600_000 });
+  return { status: r.status, output: r.stdout + r.stderr };
 }
 
 const blocks = readmeBlocks(readFileSync(path.join(repo, 'README.md'), 'utf8'));
