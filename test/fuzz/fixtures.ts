@@ -3,56 +3,15 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import type { ArrayFormat, NdArray } from '../../src/io/index.js';
-import { type KernelManifestInput, writeKernelStore } from '../../src/kernel-store/index.js';
+import { writeKernelStore } from '../../src/kernel-store/index.js';
 import { Rng } from '../../src/util/rng.js';
+import { syntheticStore } from '../kernel-store/synthetic-store.js';
 
 /** A kernel store of N points and V outputs (full float32 kernel with random values) in `format`. */
 export async function writeSmallStore(dir: string, format: ArrayFormat, N = 3, V = 2): Promise<NdArray> {
-  const rng = new Rng(11);
-  const kernel = Float32Array.from({ length: N * V * N * V }, () => rng.normal());
-  const manifest: KernelManifestInput = {
-    run: {
-      dir: null,
-      data: 'synthetic',
-      dataOptions: {},
-      split: { seed: 0, testFraction: 0.2 },
-      standardized: true,
-    },
-    model: {
-      spec: { kind: 'linear' },
-      preset: 'linear',
-      layers: [{ name: 'logits', className: 'Dense', outputShape: [null, V], parameters: 3 * V }],
-      parameterCount: 3 * V,
-      inputShape: [2],
-      numOutputs: V,
-      classNames: Array.from({ length: V }, (_, i) => `c${i}`),
-    },
-    checkpoint: { id: 'step-000001', step: 1, epoch: 1, metrics: null },
-    points: {
-      name: 'pts',
-      spec: null,
-      seed: 0,
-      count: N,
-      ids: Array.from({ length: N }, (_, i) => `p${i}`),
-      sources: Array.from({ length: N }, () => 'train' as const),
-    },
-    kernel: {
-      kind: 'full',
-      implementation: 'structured',
-      accumulation: 'float32',
-      parameters: 'all',
-      layers: ['logits'],
-      parameterCount: 3 * V,
-      backend: 'wasm',
-      threads: 1,
-      blockSize: null,
-      timings: {},
-    },
-    shard: null,
-  };
-  const array = { dtype: 'float32', shape: [N * V, N * V], data: kernel } as NdArray;
-  await writeKernelStore(dir, { manifest, arrays: { kernel: array }, format });
-  return array;
+  const { manifest, arrays } = syntheticStore(N, V, 'full', 'float32', 11);
+  await writeKernelStore(dir, { manifest, arrays: { kernel: arrays.kernel }, format });
+  return arrays.kernel;
 }
 
 /** sha256 of `bytes`, lowercase hex. */

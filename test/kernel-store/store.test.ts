@@ -8,7 +8,6 @@ import type { ArrayFormat, NdArray } from '../../src/io/index.js';
 import {
   exportKernelStore,
   KERNEL_STORE_VERSION,
-  type KernelManifestInput,
   kernelBlock,
   listKernelStores,
   MANIFEST_JSON,
@@ -17,86 +16,19 @@ import {
   readKernelRows,
   readKernelStore,
   verifyKernelStore,
-  type WriteKernelStoreInput,
   writeKernelStore,
 } from '../../src/kernel-store/index.js';
-import { Rng } from '../../src/util/rng.js';
 import { sameArray } from '../io/helpers.js';
 import { tempDir } from '../util/temp-dir.js';
+import { syntheticStore } from './synthetic-store.js';
 
 const dir = tempDir('store');
-
-/** A synthetic store: N points, V outputs, a random symmetric kernel (values are arbitrary here). */
-function synthetic(
-  N = 5,
-  V = 3,
-  kind: 'full' | 'diagonal' | 'trace' = 'full',
-  dtype: 'float32' | 'float64' = 'float32',
-) {
-  const rng = new Rng(7);
-  const shape = kind === 'full' ? [N * V, N * V] : kind === 'diagonal' ? [N, V, V] : [N, N];
-  const size = shape.reduce((a, b) => a * b, 1);
-  const kernel = dtype === 'float32' ? new Float32Array(size) : new Float64Array(size);
-  for (let k = 0; k < size; k++) kernel[k] = rng.normal();
-  const manifest: KernelManifestInput = {
-    run: {
-      dir: null,
-      data: 'synthetic',
-      dataOptions: {},
-      split: { seed: 0, testFraction: 0.2 },
-      standardized: true,
-    },
-    model: {
-      spec: { kind: 'linear' },
-      preset: 'linear',
-      layers: [{ name: 'logits', className: 'Dense', outputShape: [null, V], parameters: 2 * V + V }],
-      parameterCount: 3 * V,
-      inputShape: [2],
-      numOutputs: V,
-      classNames: Array.from({ length: V }, (_, i) => `c${i}`),
-    },
-    checkpoint: { id: 'step-000010', step: 10, epoch: 1, metrics: null },
-    points: {
-      name: 'pts',
-      spec: 'train:all',
-      seed: 0,
-      count: N,
-      ids: Array.from({ length: N }, (_, i) => `p${i}`),
-      sources: Array.from({ length: N }, () => 'train' as const),
-    },
-    kernel: {
-      kind,
-      implementation: 'structured',
-      accumulation: dtype,
-      parameters: 'all',
-      layers: ['logits'],
-      parameterCount: 3 * V,
-      backend: 'wasm',
-      threads: 1,
-      blockSize: 4,
-      timings: { total: 1.5 },
-    },
-    shard: null,
-  };
-  const arrays: WriteKernelStoreInput['arrays'] = {
-    kernel: { dtype, shape, data: kernel } as NdArray,
-    inputs: { dtype: 'float32', shape: [N, 2], data: Float32Array.from({ length: N * 2 }, (_, k) => k / 3) },
-    labels: { dtype: 'int32', shape: [N], data: Int32Array.from({ length: N }, (_, k) => k % V) },
-    logits: { dtype: 'float32', shape: [N, V], data: Float32Array.from({ length: N * V }, (_, k) => k - 4) },
-    probabilities: {
-      dtype: 'float64',
-      shape: [N, V],
-      data: Float64Array.from({ length: N * V }, () => 1 / V),
-    },
-  };
-  return { manifest, arrays };
-}
 
 describe('kernel store round trip', () => {
   it('writes and reads back every array in every format, verified, with a complete manifest', async () => {
     for (const format of ['npy', 'npz', 'safetensors', 'json'] as ArrayFormat[]) {
       for (const kind of ['full', 'diagonal', 'trace'] as const) {
-        const { manifest, arrays } = synthetic(5, 3, kind, kind === 'trace' ? 'float64' : 'float32');
+        const { manifest, arrays } = syntheticStore(5, 3, kind, kind === 'trace' ? 'float64' : 'float32');
         const store = path.join(dir, format, kind, 'step-000010');
         const written = await writeKernelStore(store, { manifest, arrays, format });
         expect(written.format).toBe('entk-kernel-store');
@@ -135,7 +67,7 @@ describe('kernel store round trip', () => {
   });
 
   it('gives kernel blocks and row ranges in the point-major convention', async () => {
-    const { manifest, arrays } = synthetic(6, 2, 'full', 'float64');
+    const { manifest, arrays } = syntheticStore(6, 2, 'full', 'float64');
     const store = path.join(dir, 'blocks', 'step-000010');
     await writeKernelStore(store, { manifest, arrays });
     const s = await readKernelStore(store);
@@ -163,7 +95,7 @@ describe('kernel store round trip', () => {
   });
 
   it('refuses arrays that do not fit the manifest, naming the field', async () => {
-    const { manifest, arrays } = synthetic(4, 3);
+    const { manifest, arrays } = syntheticStore(4, 3);
     const store = path.join(dir, 'bad', 'step-000010');
     await expect(
       writeKernelStore(store, {
@@ -193,7 +125,7 @@ describe('kernel store round trip', () => {
 
 describe('kernel store verification', () => {
   it('detects a tampered array file, a tampered manifest and a newer format version', async () => {
-    const { manifest, arrays } = synthetic(4, 3);
+    const { manifest, arrays } = syntheticStore(4, 3);
     const store = path.join(dir, 'tamper', 'step-000010');
     await writeKernelStore(store, { manifest, arrays });
     const kernelFile = path.join(store, 'kernel.npy');
@@ -233,7 +165,7 @@ describe('kernel store verification', () => {
   });
 
   it('an export interrupted mid-write leaves the previous store intact', async () => {
-    const { manifest, arrays } = synthetic(4, 3);
+    const { manifest, arrays } = syntheticStore(4, 3);
     const store = path.join(dir, 'atomic', 'step-000010');
     const first = await writeKernelStore(store, { manifest, arrays });
     const failing = writeKernelStore(store, {
@@ -259,7 +191,7 @@ describe('kernel store verification', () => {
   });
 
   it('exports to every format and back with identical arrays', async () => {
-    const { manifest, arrays } = synthetic(5, 2, 'full', 'float64');
+    const { manifest, arrays } = syntheticStore(5, 2, 'full', 'float64');
     const store = path.join(dir, 'exp', 'npy');
     await writeKernelStore(store, { manifest, arrays });
     let from = store;
