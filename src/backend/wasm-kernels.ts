@@ -406,6 +406,25 @@ function depthwiseTriples(
       }
 }
 
+/**
+ * A depthwise-convolution gradient of shape `outShape`, summed in float64 over the (x, dy, w) index
+ * triples of the convolution (`depthwiseTriples`): `add(out, xi, di, wi)` adds one product.
+ */
+function depthwiseGradient(
+  backend: WasmBackendLike,
+  xShape: number[],
+  filterShape: number[],
+  attrs: DepthwiseAttrs,
+  outShape: number[],
+  add: (out: Float64Array, xi: number, di: number, wi: number) => void,
+): Info {
+  const sums = new Float64Array(outShape.reduce((a, b) => a * b, 1));
+  depthwiseTriples(xShape, filterShape, attrs, (xi, di, wi) => add(sums, xi, di, wi));
+  const out = backend.makeOutput([...outShape], 'float32');
+  backend.typedArrayFromHeap(out).set(sums);
+  return out;
+}
+
 /** dx of a depthwise convolution (float64 sums); missing on wasm in tfjs 4.22. */
 function depthwiseBackpropInput(args: { inputs: unknown; backend: unknown; attrs?: unknown }): Info {
   const { dy, filter } = args.inputs as { dy: Info; filter: Info };
@@ -413,13 +432,16 @@ function depthwiseBackpropInput(args: { inputs: unknown; backend: unknown; attrs
   const backend = args.backend as WasmBackendLike;
   const ds = backend.readSync(dy.dataId);
   const ws = backend.readSync(filter.dataId);
-  const dx = new Float64Array(attrs.inputShape.reduce((a, b) => a * b, 1));
-  depthwiseTriples(attrs.inputShape, filter.shape, attrs, (xi, di, wi) => {
-    dx[xi]! += ds[di]! * ws[wi]!;
-  });
-  const out = backend.makeOutput([...attrs.inputShape], 'float32');
-  backend.typedArrayFromHeap(out).set(dx);
-  return out;
+  return depthwiseGradient(
+    backend,
+    attrs.inputShape,
+    filter.shape,
+    attrs,
+    attrs.inputShape,
+    (dx, xi, di, wi) => {
+      dx[xi]! += ds[di]! * ws[wi]!;
+    },
+  );
 }
 
 /** dW of a depthwise convolution (float64 sums); missing on wasm in tfjs 4.22. */
@@ -429,13 +451,16 @@ function depthwiseBackpropFilter(args: { inputs: unknown; backend: unknown; attr
   const backend = args.backend as WasmBackendLike;
   const xs = backend.readSync(x.dataId);
   const ds = backend.readSync(dy.dataId);
-  const dw = new Float64Array(attrs.filterShape.reduce((a, b) => a * b, 1));
-  depthwiseTriples(x.shape, attrs.filterShape, attrs, (xi, di, wi) => {
-    dw[wi]! += xs[xi]! * ds[di]!;
-  });
-  const out = backend.makeOutput([...attrs.filterShape], 'float32');
-  backend.typedArrayFromHeap(out).set(dw);
-  return out;
+  return depthwiseGradient(
+    backend,
+    x.shape,
+    attrs.filterShape,
+    attrs,
+    attrs.filterShape,
+    (dw, xi, di, wi) => {
+      dw[wi]! += xs[xi]! * ds[di]!;
+    },
+  );
 }
 
 function registerUnsortedSegmentSum(): void {
