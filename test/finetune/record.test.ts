@@ -49,7 +49,7 @@ async function oneStepError(run: string, eta: number) {
   });
   const rec = await readFinetuneRecording(r.dir);
   const op = new FitnessOperator(await recordedBlocks(rec, 0));
-  const pred = oneStepPredict(op, rec.labels, rec.trajectory, { eta });
+  const pred = oneStepPredict(op, rec.labels, rec.trajectory, { learningRate: eta });
   op.dispose();
   const n = pred.length;
   const actual = new Float64Array(n);
@@ -107,7 +107,7 @@ describe('finetune recorder on real tfjs networks', () => {
       const mu = popMu(
         op,
         { numClasses: 3, labels: rec.labels, initialLogits: rec.trajectory.logProbs.slice(0, P * 3) },
-        { eta: 0.1, numSteps: 40 },
+        { learningRate: 0.1, steps: 40 },
       );
       op.dispose();
       let gap = 0;
