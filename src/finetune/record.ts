@@ -264,7 +264,6 @@ export function minibatchSchedule(N: number, batchSize: number, steps: number, s
 
 /** Points as the recorder uses them: ids, inputs [n, ...inputShape] as the model takes them, labels (−1: none). */
 interface RecorderPoints {
-  spec: string;
   ids: string[];
   x: Float32Array;
   y: Int32Array;
@@ -311,7 +310,7 @@ async function runSource(options: FinetuneOptions, seed: number): Promise<Finetu
   const ckpt = run.resolveCheckpoint(options.checkpoint ?? 'last');
   const points = async (spec: string): Promise<RecorderPoints> => {
     const set = await resolvePoints(run, spec, { seed });
-    return { spec, ids: set.dataset.ids, x: set.dataset.x, y: set.dataset.y, sources: set.sources };
+    return { ids: set.dataset.ids, x: set.dataset.x, y: set.dataset.y, sources: set.sources };
   };
   const train = await points(options.points);
   const observe = options.observe ? await points(options.observe) : null;
@@ -362,7 +361,7 @@ async function modelSource(options: FinetuneOptions): Promise<FinetuneSource> {
           `a labelled points file (a '${options.labelColumn ?? 'label'}' column of class indices in [0, ${V}))`,
         );
       }
-      return { spec, ids: p.ids, x: p.x, y: p.y, sources: p.ids.map(() => 'file' as const) };
+      return { ids: p.ids, x: p.x, y: p.y, sources: p.ids.map(() => 'file' as const) };
     };
     const train = await points(options.points, true);
     const observe = options.observe ? await points(options.observe, false) : null;
