@@ -47,7 +47,7 @@ export function registerFinetune(program: Command): void {
   program
     .command('finetune')
     .description(
-      'finetune a checkpoint with plain SGD (descent or ascent) and record log π of every label at every tracked point, with the eNTK at the checkpoint (and refreshed)',
+      'finetune a checkpoint (or, with --model, a tfjs layers model) with plain SGD (descent or ascent) and record log π of every label at every tracked point, with the eNTK at the checkpoint (and refreshed)',
     )
     .option('--run <dir>', 'run directory (from entk train)')
     .option(
@@ -68,7 +68,10 @@ export function registerFinetune(program: Command): void {
       '--observe <spec>',
       'observation set (tracked, not trained on), e.g. test:50; with --model: file:<csv|jsonl> or npy:<inputs.npy>',
     )
-    .option('--checkpoint <id>', 'with --run: checkpoint to start from: last | first | a step | an id')
+    .option(
+      '--checkpoint <id>',
+      'with --run: checkpoint to start from: last | first | a step | an id (default: last)',
+    )
     .option(
       '--mode <mode>',
       `${FINETUNE_MODES.join(' | ')}: how the finetune set is fed`,
