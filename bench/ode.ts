@@ -143,7 +143,7 @@ export async function runOdeBench(opts: OdeBenchOptions = {}): Promise<object> {
     let result: ReturnType<typeof popOde> | undefined;
     for (let r = 0; r < repeats; r++) {
       const t = performance.now();
-      result = popOde(op, problem, { eta, steps, rtol, atol, beta });
+      result = popOde(op, problem, { learningRate: eta, steps: numSteps, record: steps, rtol, atol, beta });
       best = Math.min(best, (performance.now() - t) / 1000);
     }
     return { result: result!, best, prepSeconds, info: { threads: op.threads, backend: op.backend } };

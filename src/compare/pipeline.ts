@@ -147,7 +147,7 @@ export async function predictRecording(
         refreshed: schedule,
         problem,
         actual: rec.trajectory,
-        eta: m.learningRate,
+        learningRate: m.learningRate,
         schedule: m.schedule,
         rtol,
         atol,

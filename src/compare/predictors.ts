@@ -42,7 +42,7 @@ export interface PredictorInput {
   /** The recorded trajectory (the one-step predictors start each interval from its state). */
   actual: Trajectory;
   /** η of the run (< 0: gradient ascent). */
-  eta: number;
+  learningRate: number;
   /** The run's batch schedule. */
   schedule: BatchSchedule;
   /** POP-ODE tolerances. */
@@ -69,13 +69,16 @@ export interface Predictor {
 const lastStep = (tr: Trajectory) => tr.steps[tr.steps.length - 1]!;
 
 const oneStep = (ops: OperatorSchedule, i: PredictorInput): PredictorResult => ({
-  data: oneStepPredict(ops, i.problem.labels, i.actual, { eta: i.eta, schedule: i.schedule }),
+  data: oneStepPredict(ops, i.problem.labels, i.actual, {
+    learningRate: i.learningRate,
+    schedule: i.schedule,
+  }),
 });
 
 const mu = (ops: OperatorSchedule, i: PredictorInput): PredictorResult => ({
   data: popMu(ops, i.problem, {
-    eta: i.eta,
-    numSteps: lastStep(i.actual),
+    learningRate: i.learningRate,
+    steps: lastStep(i.actual),
     schedule: i.schedule,
     record: i.actual.steps,
   }).logProbs,
@@ -83,8 +86,9 @@ const mu = (ops: OperatorSchedule, i: PredictorInput): PredictorResult => ({
 
 const ode = (form: 'logit' | 'simplex', i: PredictorInput): PredictorResult => {
   const r = popOde(i.frozen, i.problem, {
-    eta: i.eta,
-    steps: i.actual.steps,
+    learningRate: i.learningRate,
+    steps: lastStep(i.actual),
+    record: i.actual.steps,
     // minibatch runs: the flow of the schedule's averaged weights (scheduleWeights)
     schedule: i.schedule,
     rtol: i.rtol,

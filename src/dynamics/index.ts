@@ -37,6 +37,7 @@ export {
   type DynamicsProblem,
   logSoftmax,
   logSoftmaxRow,
+  type StepOptions,
   scheduleWeights,
   softmax,
   type Trajectory,

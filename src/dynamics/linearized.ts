@@ -8,13 +8,14 @@ import { assertArgument } from '../errors.js';
 import {
   addStepWeights,
   type BatchSchedule,
-  checkEta,
+  checkLearningRate,
   checkSchedule,
   type DynamicsProblem,
   logSoftmaxRow,
   problemSizes,
   recordSteps,
   residuals,
+  type StepOptions,
   softmaxRows,
   type Trajectory,
 } from './types.js';
@@ -71,9 +72,9 @@ export function equationOne(
   labels: ArrayLike<number>,
   weights: Float64Array,
   numClasses: number,
-  eta: number,
+  learningRate: number,
 ): Float64Array {
-  checkEta(eta);
+  checkLearningRate(learningRate);
   const V = numClasses;
   const phi = fitness(kernel, trainProbs, labels, weights, V);
   assertArgument(rowProbs.length === phi.length, 'rowProbs', rowProbs, `length A·V = ${phi.length}`);
@@ -81,20 +82,14 @@ export function equationOne(
   for (let a = 0; a < phi.length / V; a++) {
     let mean = 0;
     for (let i = 0; i < V; i++) mean += rowProbs[a * V + i]! * phi[a * V + i]!;
-    for (let i = 0; i < V; i++) out[a * V + i] = eta * (phi[a * V + i]! - mean);
+    for (let i = 0; i < V; i++) out[a * V + i] = learningRate * (phi[a * V + i]! - mean);
   }
   return out;
 }
 
-export interface LinearizedGdOptions {
-  /** Learning rate η (η < 0: ascent). */
-  eta: number;
-  /** Number of steps. */
-  numSteps: number;
+export interface LinearizedGdOptions extends StepOptions {
   /** Batches per step. Default: full batch. */
   schedule?: BatchSchedule;
-  /** Steps to record. Default: every step 0..numSteps. */
-  record?: number[];
 }
 
 /**
@@ -109,7 +104,7 @@ export function linearizedGd(
   options: LinearizedGdOptions,
 ): Trajectory {
   const { N, P, V } = problemSizes(problem);
-  checkEta(options.eta);
+  checkLearningRate(options.learningRate);
   assertArgument(
     jacobian.length % (P * V) === 0 && jacobian.length > 0,
     'jacobian',
@@ -117,7 +112,7 @@ export function linearizedGd(
     `a [P·V, numParams] array with P·V = ${P * V}`,
   );
   const numParams = jacobian.length / (P * V);
-  const numSteps = options.numSteps;
+  const numSteps = options.steps;
   const record = recordSteps(numSteps, options.record);
   const schedule = options.schedule ?? { kind: 'full' };
   checkSchedule(schedule, N);
@@ -146,7 +141,7 @@ export function linearizedGd(
     for (let u = 0; u < N; u++) {
       if (w[u] === 0) continue;
       for (let j = 0; j < V; j++) {
-        const c = options.eta * w[u]! * r[u * V + j]!;
+        const c = options.learningRate * w[u]! * r[u * V + j]!;
         const row = (u * V + j) * numParams;
         for (let q = 0; q < numParams; q++) theta[q] += c * jacobian[row + q]!;
       }

@@ -16,8 +16,8 @@ import { FitnessOperator } from './operator.js';
 import {
   addStepWeights,
   type BatchSchedule,
-  checkEta,
   checkLabels,
+  checkLearningRate,
   checkSchedule,
   checkSteps,
   type DynamicsProblem,
@@ -25,6 +25,7 @@ import {
   problemSizes,
   recordSteps,
   residuals,
+  type StepOptions,
   scheduleWeights,
   softmax,
   softmaxRows,
@@ -89,7 +90,7 @@ function replicatorIncrement(
   logp: Float64Array,
   logpOffset: number,
   phi: Float64Array,
-  eta: number,
+  learningRate: number,
   P: number,
   V: number,
   out: Float64Array,
@@ -99,13 +100,13 @@ function replicatorIncrement(
     const o = a * V;
     let mean = 0;
     for (let i = 0; i < V; i++) mean += Math.exp(logp[logpOffset + o + i]!) * phi[o + i]!;
-    for (let i = 0; i < V; i++) out[outOffset + o + i] = eta * (phi[o + i]! - mean);
+    for (let i = 0; i < V; i++) out[outOffset + o + i] = learningRate * (phi[o + i]! - mean);
   }
 }
 
 export interface OneStepOptions {
   /** Learning rate η of the run (η < 0: ascent). */
-  eta: number;
+  learningRate: number;
   /** The batches the run used. Default: full batch. */
   schedule?: BatchSchedule;
 }
@@ -134,7 +135,7 @@ export function oneStepPredict(
   const P = actual.numPoints;
   const N = labels.length;
   checkOperatorFits(op0, N, P - N, V);
-  checkEta(options.eta);
+  checkLearningRate(options.learningRate);
   checkSteps(actual.steps, 'actual.steps');
   const T = actual.steps.length;
   assertArgument(
@@ -158,20 +159,14 @@ export function oneStepPredict(
     w.fill(0);
     for (let n = actual.steps[k]!; n < actual.steps[k + 1]!; n++) addStepWeights(schedule, n, w);
     operatorAt(list, actual.steps[k]!).apply(r, w, phi);
-    replicatorIncrement(actual.logProbs, base, phi, options.eta, P, V, out, base);
+    replicatorIncrement(actual.logProbs, base, phi, options.learningRate, P, V, out, base);
   }
   return out;
 }
 
-export interface PopMuOptions {
-  /** Learning rate η (η < 0: ascent). */
-  eta: number;
-  /** Number of update steps; states 0..numSteps exist. */
-  numSteps: number;
+export interface PopMuOptions extends StepOptions {
   /** Batches per step. Default: full batch. */
   schedule?: BatchSchedule;
-  /** Steps to record (subset of 0..numSteps, non-decreasing). Default: every step. */
-  record?: number[];
 }
 
 /**
@@ -191,13 +186,13 @@ export function popMu(
   const list = operatorList(operators);
   const { N, M, P, V } = problemSizes(problem);
   checkOperatorFits(list.operators[0]!, N, M, V);
-  checkEta(options.eta);
-  const numSteps = options.numSteps;
+  checkLearningRate(options.learningRate);
+  const numSteps = options.steps;
   const record = recordSteps(numSteps, options.record);
   const schedule = options.schedule ?? { kind: 'full' };
   checkSchedule(schedule, N);
 
-  const eta = options.eta;
+  const eta = options.learningRate;
   const pi = softmax(problem.initialLogits, V);
   const out = new Float64Array(record.length * P * V);
   const r = new Float64Array(N * V);
@@ -239,11 +234,11 @@ export function popMu(
   return { numPoints: P, numClasses: V, steps: record.slice(), logProbs: out };
 }
 
-export interface PopOdeOptions {
-  /** Learning rate η of the discrete run it models: outputs at t = n·|η|, flow sign sign(η). */
-  eta: number;
-  /** Steps n at which to output (non-decreasing, ≥ 0). */
-  steps: number[];
+/**
+ * POP-ODE models a discrete run of `steps` steps at learning rate `learningRate`: it outputs at the
+ * times t = n·|η| of the steps n in `record` (default every step 0..steps), flowing with sign(η).
+ */
+export interface PopOdeOptions extends StepOptions {
   /**
    * The batches of the discrete run it models. The flow uses their small-η-limit weights
    * {@link scheduleWeights} (per-step weights averaged over the schedule's batches). Default: full batch.
@@ -295,13 +290,13 @@ export function popOde(
   assertArgument(operator instanceof FitnessOperator, 'operator', operator, 'a FitnessOperator');
   const { N, M, P, V } = problemSizes(problem);
   checkOperatorFits(operator, N, M, V);
-  checkEta(options.eta);
-  checkSteps(options.steps, 'steps');
+  checkLearningRate(options.learningRate);
+  const record = recordSteps(options.steps, options.record);
   const form = options.form ?? 'logit';
   assertArgument(form === 'logit' || form === 'simplex', 'form', form, "'logit' or 'simplex'");
-  const sign = Math.sign(options.eta);
-  const scale = Math.abs(options.eta);
-  const times = options.steps.map((n) => n * scale);
+  const sign = Math.sign(options.learningRate);
+  const scale = Math.abs(options.learningRate);
+  const times = record.map((n) => n * scale);
   const labels = problem.labels;
   const r = new Float64Array(N * V);
   const probs = new Float64Array(N * V);
@@ -310,7 +305,7 @@ export function popOde(
   checkSchedule(schedule, N);
   const weight: number | Float64Array =
     schedule.kind === 'full' ? sign / N : scheduleWeights(schedule, N).map((w) => sign * w);
-  const T = options.steps.length;
+  const T = record.length;
   const out = new Float64Array(T * P * V);
   let maxDefect = 0;
   let minProb = Number.POSITIVE_INFINITY;
@@ -354,7 +349,7 @@ export function popOde(
     onOutput,
   });
   return {
-    trajectory: { numPoints: P, numClasses: V, steps: options.steps.slice(), logProbs: out },
+    trajectory: { numPoints: P, numClasses: V, steps: record.slice(), logProbs: out },
     stats: { ...sol.stats, maxSimplexDefect: maxDefect, minProbability: minProb },
   };
 }

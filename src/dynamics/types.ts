@@ -79,15 +79,28 @@ export function checkLabels(labels: ArrayLike<number>, V: number): void {
 }
 
 /**
- * Validate `numSteps` (an integer ≥ 0) and the steps to record (non-decreasing, within
- * 0..numSteps); returns `record`, by default every step 0..numSteps.
+ * The step options every predictor shares (one name per quantity, as in `finetune()` and the
+ * recording manifest): the learning rate η, the number of update steps, and the steps to record.
  */
-export function recordSteps(numSteps: number, record?: number[]): number[] {
-  assertArgument(Number.isInteger(numSteps) && numSteps >= 0, 'numSteps', numSteps, 'an integer ≥ 0');
-  const steps = record ?? Array.from({ length: numSteps + 1 }, (_, i) => i);
-  checkSteps(steps, 'record');
-  assertArgument(steps[steps.length - 1]! <= numSteps, 'record', steps, `steps ≤ numSteps = ${numSteps}`);
-  return steps;
+export interface StepOptions {
+  /** Learning rate η of the run (η < 0: gradient ascent). */
+  learningRate: number;
+  /** Number of update steps; states 0..steps exist. */
+  steps: number;
+  /** Steps to record (non-decreasing, within 0..steps). Default: every step 0..steps. */
+  record?: number[];
+}
+
+/**
+ * Validate `steps` (an integer ≥ 0) and the steps to record (non-decreasing, within 0..steps);
+ * returns `record`, by default every step 0..steps.
+ */
+export function recordSteps(steps: number, record?: number[]): number[] {
+  assertArgument(Number.isInteger(steps) && steps >= 0, 'steps', steps, 'an integer ≥ 0');
+  const out = record ?? Array.from({ length: steps + 1 }, (_, i) => i);
+  checkSteps(out, 'record');
+  assertArgument(out[out.length - 1]! <= steps, 'record', out, `recorded steps ≤ steps = ${steps}`);
+  return out;
 }
 
 /** Validate a batch schedule against N finetune points. */
@@ -162,8 +175,13 @@ export function scheduleWeights(schedule: BatchSchedule, N: number): Float64Arra
 }
 
 /** Validate a learning rate η (any finite non-zero number; η < 0 is gradient ascent). */
-export function checkEta(eta: number): void {
-  assertArgument(Number.isFinite(eta) && eta !== 0, 'eta', eta, 'a finite non-zero number (η < 0 is ascent)');
+export function checkLearningRate(learningRate: number): void {
+  assertArgument(
+    Number.isFinite(learningRate) && learningRate !== 0,
+    'learningRate',
+    learningRate,
+    'a finite non-zero number (η < 0 is ascent)',
+  );
 }
 
 /** Validate recorded steps: non-decreasing non-negative integers. */

@@ -120,20 +120,36 @@ function expectation(issue: z.ZodIssue): string {
   }
 }
 
+/**
+ * Keys renamed so that one quantity has one name across the library, file formats and configs
+ * (the learning rate η is `learningRate` everywhere): an old key is refused with its new name.
+ */
+export const RENAMED_KEYS: Readonly<Record<string, string>> = {
+  eta: 'learningRate',
+  etas: 'learningRates',
+};
+
 /** The first zod issue as an InvalidArgumentError naming the key path (`studies.laziness.widths[2]`). */
 export function configError(
   error: z.ZodError,
   input: unknown,
   prefix: (string | number)[] = [],
 ): InvalidArgumentError {
-  const issue = error.issues[0]!;
+  // a renamed key first: its new name is usually also reported missing
+  const renamedIssue = error.issues.find(
+    (i) => i.code === 'unrecognized_keys' && i.keys.some((k) => k in RENAMED_KEYS),
+  );
+  const issue = renamedIssue ?? error.issues[0]!;
   if (issue.code === 'unrecognized_keys') {
-    const key = issue.keys[0]!;
+    const key = issue.keys.find((k) => k in RENAMED_KEYS) ?? issue.keys[0]!;
     const where = [...prefix, ...issue.path, key];
+    const renamed = RENAMED_KEYS[key];
     return new InvalidArgumentError(
       formatKey(where),
       valueAt(input, [...issue.path, key]),
-      'a known key (this one is not recognised)',
+      renamed === undefined
+        ? 'a known key (this one is not recognised)'
+        : `the key '${renamed}' instead ('${key}' was renamed '${renamed}')`,
     );
   }
   if (issue.code === 'invalid_union') {

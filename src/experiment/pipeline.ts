@@ -355,7 +355,7 @@ export async function finetuneStage(
     },
     async () => {
       ctx.log(
-        `finetuning ${trained.result.name} from ${checkpoint.id}: ${settings.steps} steps, η = ${settings.eta}, ${ids.finetune.length} finetune + ${ids.observe.length} observation points`,
+        `finetuning ${trained.result.name} from ${checkpoint.id}: ${settings.steps} steps, η = ${settings.learningRate}, ${ids.finetune.length} finetune + ${ids.observe.length} observation points`,
       );
       const { dir } = await finetune({
         run: await openRunCached(ctx, runDir),
@@ -365,7 +365,7 @@ export async function finetuneStage(
         ...(ids.observe.length > 0 ? { observe: `ids:${ids.observe.join(',')}` } : {}),
         mode: settings.batch === 'full' ? 'full' : 'minibatch',
         ...(settings.batch === 'full' ? {} : { batchSize: settings.batch }),
-        learningRate: settings.eta,
+        learningRate: settings.learningRate,
         steps: settings.steps,
         recordEvery: settings.recordEvery,
         refreshEvery: settings.refreshEvery ?? 0,

@@ -51,7 +51,7 @@ export const batch = oneOf("'full' or a positive integer (minibatch size)", [z.l
 /** Finetune settings: the defaults (top-level `finetune`) and per-study overrides. */
 export const finetuneFields = {
   /** Learning rate η of the finetune SGD (η < 0: gradient ascent). Default 0.05. */
-  eta: nonZero(),
+  learningRate: nonZero(),
   /** Number of SGD steps. Default 100. */
   steps: posInt(),
   /** 'full' (full-batch gradient descent on the finetune points) or a minibatch size. Default 'full'. */
@@ -64,7 +64,7 @@ export const finetuneFields = {
 export const finetuneOverride = z.object(finetuneFields).partial().strict();
 
 export const FINETUNE_DEFAULTS = {
-  eta: 0.05,
+  learningRate: 0.05,
   steps: 100,
   batch: 'full' as const,
   recordEvery: 1,
@@ -84,7 +84,7 @@ export const enabled = z.boolean(msg('true or false')).default(true);
 
 /** Resolved finetune settings. */
 export interface FinetuneSettings {
-  eta: number;
+  learningRate: number;
   steps: number;
   batch: 'full' | number;
   recordEvery: number;

@@ -1,5 +1,5 @@
 /**
- * The finetune recorder: from a checkpoint of a run, plain SGD (no momentum, no weight decay) on
+ * The finetune recorder: from a checkpoint of a run (or a user's tfjs layers model), plain SGD (no momentum, no weight decay) on
  * the mean cross-entropy of a finetune set — one example repeated, the full batch, or seeded
  * minibatches — with η > 0 (descent) or η < 0 (ascent, unlearning), recording the log-probability
  * of every label at every tracked point (the finetune set, then an observation set) every k steps,
@@ -10,11 +10,14 @@
  * One step (docs/theory.md#one-sgd-step): θ ← θ − η ∇_θ (1/|B|) Σ_{u∈B} −log π(y_u | x_u), in inference mode
  * (dropout off), float32 as the model is.
  *
- * Recording layout, `<run>/finetune/<name>/` (written atomically as a whole directory):
+ * Recording layout, `<run>/finetune/<name>/` (a run's checkpoint) or `out` (a user's model; written
+ * atomically as a whole directory):
  * ```
- * manifest.json                 FinetuneManifest (format 'entk-finetune', version 2): options, the
- *                               points (ids, labels), recorded steps, the batch schedule, the array
- *                               files with shapes, dtypes and sha256, kernel steps and drift
+ * manifest.json                 FinetuneManifest (format 'entk-finetune', version 3): where the model
+ *                               came from (`source`: a run's checkpoint, or a model file identified
+ *                               by sha256), options, the points (ids, labels), recorded steps, the
+ *                               batch schedule, the array files with shapes, dtypes and sha256,
+ *                               kernel steps and drift
  * logprobs.npy                  float64 [T, P, V]  log π at the recorded steps; P = N finetune + M
  *                               observation points, finetune points first
  * loss.npy                      float64 [T]        mean cross-entropy over the finetune set
@@ -25,22 +28,31 @@
  *                               manifest's `finetune` names the recording and the step
  * predictions/, comparison.json  written later by `entk predict` / `entk compare` (src/compare)
  * ```
+ *
+ * Versions: 3 added `source` (and `run`/`checkpoint` null for a model); version 2 recordings (a
+ * run's checkpoint, no `source`) are read as `source: { kind: 'run' }`.
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { ENTK_VERSION } from '../backend/index.js';
-import type { Dataset } from '../data/index.js';
 import { type BatchSchedule, logSoftmaxRow, type Trajectory } from '../dynamics/index.js';
+import { loadUserModel, unsupportedLines } from '../embed/index.js';
 import { assertArgument, CorruptFileError, InvalidArgumentError } from '../errors.js';
 import { type NdArray, readNpy, writeNpy } from '../io/index.js';
-import { empiricalNtkFn, type NtkImplementation, type NtkPlan } from '../kernel/index.js';
+import { analyzeModel, empiricalNtkFn, type NtkImplementation, type NtkPlan } from '../kernel/index.js';
 import {
+  hashModelFiles,
   type KernelStore,
+  type KernelStoreSource,
+  loadModelPoints,
   logitsAndProbabilities,
+  type PointSource,
   readKernelStore,
   resolvePoints,
   runStoreDescription,
+  type StoreDescription,
+  summarizeModel,
   writeKernelStore,
 } from '../kernel-store/index.js';
 import { checkpointId, meanCrossEntropy, openRun, type Run, runPaths } from '../train/index.js';
@@ -58,7 +70,9 @@ import {
 } from '../util/index.js';
 
 export const FINETUNE_FORMAT = 'entk-finetune';
-export const FINETUNE_VERSION = 2;
+export const FINETUNE_VERSION = 3;
+/** The recording versions {@link readFinetuneManifest} reads (2: before `source`). */
+export const FINETUNE_READ_VERSIONS: readonly number[] = [2, 3];
 export const FINETUNE_MANIFEST = 'manifest.json';
 
 /** How the finetune set is fed: all of it every step, seeded minibatches, or its single example. */
@@ -66,16 +80,35 @@ export type FinetuneMode = 'full' | 'minibatch' | 'single';
 export const FINETUNE_MODES: readonly FinetuneMode[] = ['full', 'minibatch', 'single'];
 
 export interface FinetuneOptions {
-  /** The run directory, or an opened run. */
-  run: string | Run;
-  /** Checkpoint to start from: 'last' (default), 'first', a step or an id. */
+  /** The run directory, or an opened run (or, instead, `model`). */
+  run?: string | Run;
+  /**
+   * Instead of `run`: a tfjs layers model, a model.json file or its directory (e.g. written by
+   * `saveModel`); its files are read, never written. Needs `out`.
+   */
+  model?: string;
+  /** With `model`: the recording directory. (A run's recordings are `<run>/finetune/<name>/`.) */
+  out?: string;
+  /** With `run`: the checkpoint to start from: 'last' (default), 'first', a step or an id. */
   checkpoint?: string;
-  /** Recording name: the directory `<run>/finetune/<name>/` (letters, digits, . _ -). */
-  name: string;
-  /** Point spec of the finetune set (src/kernel-store/points.ts), e.g. 'train:per-class=2'. */
+  /**
+   * Recording name (letters, digits, . _ -): with `run` required, the directory
+   * `<run>/finetune/<name>/`; with `model` the default is the name of `out`.
+   */
+  name?: string;
+  /**
+   * The finetune set. With `run`: a point spec (src/kernel-store/points.ts), e.g.
+   * 'train:per-class=2'. With `model`: `file:<points.csv|.jsonl>` with a label column (see
+   * `labelColumn`; inputs as the model takes them, src/kernel-store/model.ts).
+   */
   points: string;
-  /** Point spec of the observation set (tracked, never trained on). Default: none. */
+  /**
+   * The observation set (tracked, never trained on), a point spec as `points`; with `model` also
+   * `npy:<inputs.npy>`, and labels are optional. Default: none.
+   */
   observe?: string;
+  /** With `model`: the label column of CSV/JSONL points files. Default 'label'. */
+  labelColumn?: string;
   /** 'full' (default), 'minibatch' (needs batchSize) or 'single' (the finetune set is one example). */
   mode?: FinetuneMode;
   /** Minibatch size for mode 'minibatch'. */
@@ -128,15 +161,22 @@ export interface FinetuneKernelEntry {
   } | null;
 }
 
-/** `manifest.json` of a recording. */
+/** `manifest.json` of a recording (a version 2 file is read with `source: { kind: 'run' }`). */
 export interface FinetuneManifest {
   format: typeof FINETUNE_FORMAT;
-  version: typeof FINETUNE_VERSION;
+  /** The version of the file (written: {@link FINETUNE_VERSION}). */
+  version: number;
   entkVersion: string;
   createdAt: string;
-  /** The run directory as given. */
-  run: string;
-  checkpoint: { id: string; step: number };
+  /**
+   * Where the model came from: a run's checkpoint (`run`, `checkpoint`), or a user's tfjs layers
+   * model identified by the sha256 of its files (as a kernel store's `source`).
+   */
+  source: KernelStoreSource;
+  /** The run directory as given (null for a model). */
+  run: string | null;
+  /** The checkpoint finetuned (null for a model). */
+  checkpoint: { id: string; step: number } | null;
   name: string;
   numClasses: number;
   classNames: string[];
@@ -222,16 +262,189 @@ export function minibatchSchedule(N: number, batchSize: number, steps: number, s
   return batches;
 }
 
-function concatPoints(a: Dataset, b: Dataset | null): { x: Float32Array; n: number } {
-  if (!b) return { x: a.x, n: a.ids.length };
+/** Points as the recorder uses them: ids, inputs [n, ...inputShape] as the model takes them, labels (−1: none). */
+interface RecorderPoints {
+  ids: string[];
+  x: Float32Array;
+  y: Int32Array;
+  sources: PointSource[];
+}
+
+/** The model to finetune (a run's checkpoint or a user's model file) and its points. */
+interface FinetuneSource {
+  /** The recording directory and its name. */
+  dir: string;
+  name: string;
+  classNames: string[];
+  inputShape: number[];
+  train: RecorderPoints;
+  observe: RecorderPoints | null;
+  /** What the manifest says about the model's origin. */
+  origin: Pick<FinetuneManifest, 'source' | 'run' | 'checkpoint'>;
+  /** The model, already loaded (a user's model) or null until {@link FinetuneSource.load}. */
+  model: tf.LayersModel | null;
+  load: () => Promise<tf.LayersModel>;
+  /** The description every recorded kernel store carries (its points: the tracked points). */
+  describe: (model: tf.LayersModel, points: StoreDescription['points']) => StoreDescription;
+}
+
+function concatPoints(a: RecorderPoints, b: RecorderPoints | null): Float32Array {
+  if (!b) return a.x;
   const x = new Float32Array(a.x.length + b.x.length);
   x.set(a.x, 0);
   x.set(b.x, a.x.length);
-  return { x, n: a.ids.length + b.ids.length };
+  return x;
+}
+
+/** A run's checkpoint and point specs against its data. */
+async function runSource(options: FinetuneOptions, seed: number): Promise<FinetuneSource> {
+  for (const key of ['out', 'labelColumn'] as const) {
+    if (options[key] !== undefined) {
+      throw new InvalidArgumentError(key, options[key], 'nothing with run (it applies to model)');
+    }
+  }
+  const run = typeof options.run === 'string' ? await openRun(options.run) : options.run!;
+  const name = options.name!;
+  const dir = finetuneDir(run.dir, name);
+  await checkOutputDir(dir, { argument: 'name', kind: FINETUNE_OUTPUT, overwrite: options.overwrite });
+  const ckpt = run.resolveCheckpoint(options.checkpoint ?? 'last');
+  const points = async (spec: string): Promise<RecorderPoints> => {
+    const set = await resolvePoints(run, spec, { seed });
+    return { ids: set.dataset.ids, x: set.dataset.x, y: set.dataset.y, sources: set.sources };
+  };
+  const train = await points(options.points);
+  const observe = options.observe ? await points(options.observe) : null;
+  return {
+    dir,
+    name,
+    classNames: run.split.classNames,
+    inputShape: run.train.inputShape,
+    train,
+    observe,
+    origin: { source: { kind: 'run' }, run: run.dir, checkpoint: { id: ckpt.id, step: ckpt.step } },
+    model: null,
+    load: () => run.loadModel(ckpt.id),
+    describe: (model, pts) => runStoreDescription(run, model, ckpt, pts, run.train.inputShape),
+  };
+}
+
+/** A user's tfjs layers model and points files (inputs as the model takes them). */
+async function modelSource(options: FinetuneOptions): Promise<FinetuneSource> {
+  if (options.run !== undefined)
+    throw new InvalidArgumentError('model', options.model, 'either run or model, not both');
+  if (options.checkpoint !== undefined) {
+    throw new InvalidArgumentError(
+      'checkpoint',
+      options.checkpoint,
+      'nothing with model (it applies to run)',
+    );
+  }
+  assertArgument(
+    typeof options.out === 'string' && options.out !== '',
+    'out',
+    options.out,
+    'a directory for the recording of model',
+  );
+  const dir = path.resolve(options.out);
+  const name = options.name ?? path.basename(dir);
+  assertArgument(NAME.test(name), 'name', name, 'a recording name of letters, digits, . _ - (≤ 100)');
+  await checkOutputDir(dir, { argument: 'out', kind: FINETUNE_OUTPUT, overwrite: options.overwrite });
+  const { model, report } = await loadUserModel(options.model!);
+  try {
+    const { inputShape, numOutputs: V } = analyzeModel(model, 'all');
+    const points = async (spec: string, labelled: boolean): Promise<RecorderPoints> => {
+      const p = await loadModelPoints(spec, inputShape, V, { labelColumn: options.labelColumn });
+      if (labelled && !p.labelled) {
+        throw new InvalidArgumentError(
+          'points',
+          spec,
+          `a labelled points file (a '${options.labelColumn ?? 'label'}' column of class indices in [0, ${V}))`,
+        );
+      }
+      return { ids: p.ids, x: p.x, y: p.y, sources: p.ids.map(() => 'file' as const) };
+    };
+    const train = await points(options.points, true);
+    const observe = options.observe ? await points(options.observe, false) : null;
+    const hashes = await hashModelFiles(report.file);
+    const source: KernelStoreSource = {
+      kind: 'model',
+      path: report.file,
+      sha256: hashes.sha256,
+      files: hashes.files,
+      modelClass: report.modelClass,
+      unsupported: unsupportedLines(report),
+    };
+    const classNames = Array.from({ length: V }, (_, i) => String(i));
+    return {
+      dir,
+      name,
+      classNames,
+      inputShape,
+      train,
+      observe,
+      origin: { source, run: null, checkpoint: null },
+      model,
+      load: async () => model,
+      describe: (m, pts) => ({
+        source,
+        run: null,
+        checkpoint: null,
+        model: {
+          spec: null,
+          preset: null,
+          layers: summarizeModel(m),
+          parameterCount: report.parameters,
+          inputShape: [...inputShape],
+          numOutputs: V,
+          classNames,
+        },
+        points: pts,
+      }),
+    };
+  } catch (error) {
+    model.dispose();
+    throw error;
+  }
+}
+
+/**
+ * Refuse a model that is not the one `manifest` was recorded with: the sha256 of its files
+ * (model.json and the weight files) must equal the recording's `source.sha256`.
+ */
+export async function checkRecordingModel(manifest: FinetuneManifest, model: string): Promise<void> {
+  if (manifest.source.kind !== 'model') {
+    throw new InvalidArgumentError(
+      'model',
+      model,
+      `nothing for recording ${manifest.name}: it finetuned a checkpoint of ${manifest.run}`,
+    );
+  }
+  let file = path.resolve(model);
+  const stat = await fs.stat(file).catch(() => null);
+  if (stat?.isDirectory()) file = path.join(file, 'model.json');
+  if (!(await fs.stat(file).catch(() => null))?.isFile()) {
+    throw new InvalidArgumentError(
+      'model',
+      model,
+      'an existing model.json file or a directory containing one',
+    );
+  }
+  const { sha256 } = await hashModelFiles(file);
+  if (sha256 !== manifest.source.sha256) {
+    throw new InvalidArgumentError(
+      'model',
+      model,
+      `the model recording ${manifest.name} was made with (sha256 ${manifest.source.sha256.slice(0, 12)}… of ${manifest.source.files.map((f) => f.file).join(', ')}); these files hash to ${sha256.slice(0, 12)}… (changed since)`,
+    );
+  }
 }
 
 function validate(o: FinetuneOptions) {
   assertArgument(o != null && typeof o === 'object', 'options', o, 'a FinetuneOptions object');
+  if (o.model === undefined) {
+    assertArgument(o.run !== undefined, 'run', o.run, 'a run directory (or, instead, model)');
+    finetuneDir('.', o.name as string); // checks the name
+  }
   const mode = o.mode ?? 'full';
   assertArgument(FINETUNE_MODES.includes(mode), 'mode', mode, `one of ${FINETUNE_MODES.join(', ')}`);
   assertArgument(
@@ -303,24 +516,46 @@ function checkFinetuneMemory(
 }
 
 /**
- * Run a recorded finetune from a checkpoint and write it to `<run>/finetune/<name>/`.
+ * Run a recorded finetune from a run's checkpoint (written to `<run>/finetune/<name>/`) or from a
+ * user's tfjs layers model (written to `out`).
  *
  * @example
  *   await finetune({ run: 'runs/digits', name: 'unlearn-3', points: 'ids:digits-0003',
  *     observe: 'test:50', mode: 'single', learningRate: -0.05, steps: 100 });
+ *   await finetune({ model: 'my-model/model.json', points: 'file:train.csv', observe: 'file:watch.csv',
+ *     out: 'recordings/mine', learningRate: 0.05, steps: 100 });
  */
 export async function finetune(options: FinetuneOptions): Promise<FinetuneResult> {
   const { mode, recordEvery, refreshEvery, seed } = validate(options);
   const started = performance.now();
-  const run = typeof options.run === 'string' ? await openRun(options.run) : options.run;
-  const dir = finetuneDir(run.dir, options.name);
-  const output = { argument: 'name', kind: FINETUNE_OUTPUT, overwrite: options.overwrite };
-  await checkOutputDir(dir, output);
-  const ckpt = run.resolveCheckpoint(options.checkpoint ?? 'last');
-  const ftSet = await resolvePoints(run, options.points, { seed });
-  const obsSet = options.observe ? await resolvePoints(run, options.observe, { seed }) : null;
-  const N = ftSet.dataset.ids.length;
-  const M = obsSet ? obsSet.dataset.ids.length : 0;
+  const src = options.model !== undefined ? await modelSource(options) : await runSource(options, seed);
+  let model = src.model;
+  try {
+    return await record(options, src, { mode, recordEvery, refreshEvery, seed, started }, async () => {
+      model ??= await src.load();
+      return model;
+    });
+  } finally {
+    model?.dispose();
+  }
+}
+
+/** The recorder proper: SGD on the source's model, recording, and writing the recording. */
+async function record(
+  options: FinetuneOptions,
+  src: FinetuneSource,
+  s: { mode: FinetuneMode; recordEvery: number; refreshEvery: number; seed: number; started: number },
+  loadModel: () => Promise<tf.LayersModel>,
+): Promise<FinetuneResult> {
+  const { mode, recordEvery, refreshEvery, seed, started } = s;
+  const { dir, train: ftSet, observe: obsSet } = src;
+  const output = {
+    argument: options.model !== undefined ? 'out' : 'name',
+    kind: FINETUNE_OUTPUT,
+    overwrite: options.overwrite,
+  };
+  const N = ftSet.ids.length;
+  const M = obsSet ? obsSet.ids.length : 0;
   if (mode === 'single' && N !== 1) {
     throw new InvalidArgumentError(
       'points',
@@ -329,8 +564,8 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
     );
   }
   if (obsSet) {
-    const ft = new Set(ftSet.dataset.ids);
-    const dup = obsSet.dataset.ids.find((id) => ft.has(id));
+    const ft = new Set(ftSet.ids);
+    const dup = obsSet.ids.find((id) => ft.has(id));
     if (dup !== undefined) {
       throw new InvalidArgumentError(
         'observe',
@@ -339,11 +574,11 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
       );
     }
   }
-  const V = run.split.classNames.length;
-  const inputShape = ftSet.dataset.inputShape;
+  const V = src.classNames.length;
+  const inputShape = src.inputShape;
   const P = N + M;
-  const tracked = concatPoints(ftSet.dataset, obsSet?.dataset ?? null);
-  const labels = Array.from(ftSet.dataset.y);
+  const tracked = { x: concatPoints(ftSet, obsSet) };
+  const labels = Array.from(ftSet.y);
 
   checkFinetuneMemory(options, { mode, recordEvery, refreshEvery, N, M, V });
   const schedule: BatchSchedule =
@@ -362,27 +597,21 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
   const paramDistance = new Float64Array(recordedSteps.length);
   const kernels: RecordedKernel[] = [];
   let kernelMs = 0;
-  const model = await run.loadModel(ckpt.id);
-  // What every recorded kernel store says about run, model and checkpoint (finetuning changes
-  // the weights, not the layers).
-  const storeBase = runStoreDescription(
-    run,
-    model,
-    ckpt,
-    {
-      name: 'tracked',
-      spec: null,
-      seed,
-      count: P,
-      ids: [...ftSet.dataset.ids, ...(obsSet?.dataset.ids ?? [])],
-      sources: [...ftSet.sources, ...(obsSet?.sources ?? [])],
-    },
-    inputShape,
-  );
+  const model = await loadModel();
+  // What every recorded kernel store says about run (or model file), model and checkpoint
+  // (finetuning changes the weights, not the layers).
+  const storeBase = src.describe(model, {
+    name: 'tracked',
+    spec: null,
+    seed,
+    count: P,
+    ids: [...ftSet.ids, ...(obsSet?.ids ?? [])],
+    sources: [...ftSet.sources, ...(obsSet?.sources ?? [])],
+  });
   // Everything created from here on is released in the finally, also when setting up fails.
   const held: tf.Tensor[] = [];
   let ntkPlan!: NtkPlan;
-  const bar = progressBar(`finetune ${options.name}`, options.steps);
+  const bar = progressBar(`finetune ${src.name}`, options.steps);
   try {
     const ntk = empiricalNtkFn(model, {
       output: 'full',
@@ -398,8 +627,8 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
     };
     const theta0 = vars.map((v) => hold(tf.clone(v)));
     const xTracked = hold(tf.tensor(tracked.x, [P, ...inputShape]));
-    const xFinetune = hold(tf.tensor(ftSet.dataset.x, [N, ...inputShape]));
-    const onehot = hold(tf.tidy(() => tf.oneHot(tf.tensor1d(ftSet.dataset.y, 'int32'), V).toFloat()));
+    const xFinetune = hold(tf.tensor(ftSet.x, [N, ...inputShape]));
+    const onehot = hold(tf.tidy(() => tf.oneHot(tf.tensor1d(ftSet.y, 'int32'), V).toFloat()));
     const record = (k: number) => {
       const logits = tf.tidy(
         () => (model.apply(xTracked, { training: false }) as tf.Tensor).dataSync() as Float32Array,
@@ -419,15 +648,15 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
     };
     const kernelAt = async (step: number) => {
       const t = performance.now();
-      const kt = await ntk({ data: ftSet.dataset.x, shape: [N, ...inputShape] });
+      const kt = await ntk({ data: ftSet.x, shape: [N, ...inputShape] });
       const ko = obsSet
         ? await ntk(
-            { data: obsSet.dataset.x, shape: [M, ...inputShape] },
-            { data: ftSet.dataset.x, shape: [N, ...inputShape] },
+            { data: obsSet.x, shape: [M, ...inputShape] },
+            { data: ftSet.x, shape: [N, ...inputShape] },
           )
         : null;
       // K(o, o′): only for the store (the predictors use K(u, u′) and K(o, u))
-      const kOO = obsSet ? await ntk({ data: obsSet.dataset.x, shape: [M, ...inputShape] }) : null;
+      const kOO = obsSet ? await ntk({ data: obsSet.x, shape: [M, ...inputShape] }) : null;
       kernels.push({
         step,
         train: Float32Array.from(kt.data),
@@ -469,7 +698,6 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
   } finally {
     bar.done();
     tf.dispose(held);
-    model.dispose();
   }
 
   const k0 = kernels[0]!;
@@ -490,14 +718,14 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
     };
     await fs.mkdir(path.join(tmp, 'kernels'));
     const kernelEntries: FinetuneKernelEntry[] = [];
-    const trackedLabels = Int32Array.from([...labels, ...(obsSet ? Array.from(obsSet.dataset.y) : [])]);
+    const trackedLabels = Int32Array.from([...labels, ...(obsSet ? Array.from(obsSet.y) : [])]);
     for (const kt of kernels) {
       const store = `kernels/${checkpointId(kt.step)}`;
       await writeKernelStore(path.join(tmp, store), {
         manifest: {
           ...storeBase,
           model: { ...storeBase.model, numOutputs: V },
-          finetune: { recording: options.name, step: kt.step },
+          finetune: { recording: src.name, step: kt.step },
           kernel: {
             kind: 'full',
             implementation: ntkPlan.implementation,
@@ -541,11 +769,10 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
       version: FINETUNE_VERSION,
       entkVersion: ENTK_VERSION,
       createdAt,
-      run: run.dir,
-      checkpoint: { id: ckpt.id, step: ckpt.step },
-      name: options.name,
+      ...src.origin,
+      name: src.name,
       numClasses: V,
-      classNames: run.split.classNames,
+      classNames: src.classNames,
       learningRate: options.learningRate,
       mode,
       batchSize: mode === 'minibatch' ? options.batchSize! : null,
@@ -553,11 +780,11 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
       recordEvery,
       refreshEvery,
       seed,
-      finetune: { spec: options.points, ids: ftSet.dataset.ids, labels },
+      finetune: { spec: options.points, ids: ftSet.ids, labels },
       observe: {
         spec: options.observe ?? null,
-        ids: obsSet?.dataset.ids ?? [],
-        labels: obsSet ? Array.from(obsSet.dataset.y) : [],
+        ids: obsSet?.ids ?? [],
+        labels: obsSet ? Array.from(obsSet.y) : [],
       },
       recordedSteps,
       schedule,
@@ -638,8 +865,14 @@ export async function readFinetuneManifest(dir: string): Promise<FinetuneManifes
   }
   if (m?.format !== FINETUNE_FORMAT)
     throw new CorruptFileError(file, `format is ${JSON.stringify(m?.format)}, expected "${FINETUNE_FORMAT}"`);
-  if (m.version !== FINETUNE_VERSION)
-    throw new CorruptFileError(file, `version ${m.version} is not supported (expected ${FINETUNE_VERSION})`);
+  if (!FINETUNE_READ_VERSIONS.includes(m.version)) {
+    throw new CorruptFileError(
+      file,
+      `version ${m.version} is not supported (this entk reads versions ${FINETUNE_READ_VERSIONS.join(', ')}${m.version > FINETUNE_VERSION ? '; upgrade entk' : ''})`,
+    );
+  }
+  // version 2: a run's checkpoint, before `source`
+  if (m.version === 2) m = { ...m, source: { kind: 'run' } };
   const ok =
     Number.isInteger(m.numClasses) &&
     Array.isArray(m.recordedSteps) &&
@@ -649,11 +882,14 @@ export async function readFinetuneManifest(dir: string): Promise<FinetuneManifes
     m.kernels.length > 0 &&
     m.kernels[0]!.step === 0 &&
     m.schedule != null &&
-    Number.isFinite(m.learningRate);
+    Number.isFinite(m.learningRate) &&
+    (m.source?.kind === 'run'
+      ? typeof m.run === 'string' && m.checkpoint != null
+      : m.source?.kind === 'model' && typeof m.source.sha256 === 'string' && Array.isArray(m.source.files));
   if (!ok)
     throw new CorruptFileError(
       file,
-      'missing or malformed fields (numClasses, recordedSteps, finetune, observe, kernels, schedule, learningRate)',
+      'missing or malformed fields (numClasses, recordedSteps, finetune, observe, kernels, schedule, learningRate, source)',
     );
   return m;
 }

@@ -6,7 +6,7 @@ import { Resvg } from '@resvg/resvg-js';
 import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
 import { assertArgument, InvalidArgumentError } from '../errors.js';
-import { fillTemplate, parseTemplate } from './format.js';
+import { escapeHtml, fillTemplate, parseTemplate } from './format.js';
 import { installTextMetrics } from './text-metrics.js';
 
 /** Font stack used by every figure (DejaVu Sans ships with Debian and covers Δ, π, η, ‖, ²). */
@@ -239,4 +239,30 @@ export function scopeSvgIds(svg: string, prefix: string): string {
       /((?:xlink:)?href=")#([^"]+)(")/g,
       (_, a: string, id: string, b: string) => `${a}#${rename(id)}${b}`,
     );
+}
+
+/** Options of {@link figureHtml}. */
+export interface FigureHtmlOptions {
+  /** The caption under the figure (plain text). Default: the figure's own caption. */
+  caption?: string;
+  /** The heading above it (plain text). Default: the figure's title. */
+  title?: string;
+}
+
+let fragments = 0;
+
+/**
+ * One figure as a self-contained HTML fragment — heading, the inline SVG, caption — for a notebook
+ * cell (`tslab.display.html(figureHtml(fig))`) or any page. Text is HTML-escaped and the SVG's ids
+ * are made unique per fragment, so any number of fragments can share a page.
+ */
+export function figureHtml(figure: Figure, options: FigureHtmlOptions = {}): string {
+  const title = options.title ?? figure.title;
+  const caption = options.caption ?? figure.caption;
+  return (
+    `<figure style="display:inline-block;vertical-align:top;margin:0 16px 16px 0;max-width:${Math.ceil(figure.width) + 8}px">` +
+    `<figcaption style="font-weight:bold;margin-bottom:4px">${escapeHtml(title)}</figcaption>` +
+    scopeSvgIds(figure.svg, `fig-${figure.id}-${++fragments}`) +
+    `<figcaption style="font-size:0.85em;color:#444">${escapeHtml(caption)}</figcaption></figure>`
+  );
 }

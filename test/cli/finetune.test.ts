@@ -32,7 +32,7 @@ describe('entk finetune', async () => {
       'minibatch',
       '--batch-size',
       '3',
-      '--lr',
+      '--learning-rate',
       '0.1',
       '--steps',
       '6',
@@ -99,14 +99,30 @@ describe('entk finetune', async () => {
 
   it('rejects bad inputs with one-line errors', async () => {
     const base = ['finetune', '--run', run, '--name', 'bad', '--points', 'train:per-class=1', '--steps', '2'];
-    expectOneLineError(await runCli([...base, '--lr', '0']), /--lr: expected a nonzero finite number/);
     expectOneLineError(
-      await runCli([...base, '--lr', '0.1', '--mode', 'sgd']),
+      await runCli([...base, '--learning-rate', '0']),
+      /--learning-rate: expected a nonzero finite number/,
+    );
+    expectOneLineError(
+      await runCli([...base, '--learning-rate', '0.1', '--mode', 'sgd']),
       /--mode: expected one of full, minibatch, single/,
     );
     expectOneLineError(
       await runCli([...base, '--lr', '0.1', '--mode', 'single']),
       /points: expected exactly one example/,
+    );
+    expectOneLineError(await runCli([...base, '--lr', '0']), /--lr: expected a nonzero finite number/);
+    expectOneLineError(
+      await runCli(base),
+      /--learning-rate: expected a learning rate η \(negative: gradient ascent\), received undefined/,
+    );
+    expectOneLineError(
+      await runCli([...base, '--learning-rate', '0.1', '--lr', '0.1']),
+      /--lr: expected either --learning-rate or its alias --lr, not both/,
+    );
+    expectOneLineError(
+      await runCli([...base, '--learning-rate', '0.1', '--out', root]),
+      /out: expected nothing with run \(it applies to model\)/,
     );
     expectOneLineError(
       await runCli([...base, '--lr', '0.1', '--run', root]),

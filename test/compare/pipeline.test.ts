@@ -97,7 +97,7 @@ describe('predict + compare on real recordings', () => {
       labels: rec.labels,
       initialLogits: rec.trajectory.logProbs.slice(0, N * V),
     };
-    const opts = { eta, steps: m.recordedSteps, rtol: 1e-10, atol: 1e-12 };
+    const opts = { learningRate: eta, steps: m.steps, record: m.recordedSteps, rtol: 1e-10, atol: 1e-12 };
     const withSchedule = popOde(op, problem, { ...opts, schedule: m.schedule }).trajectory.logProbs;
     const fullBatch = popOde(op, problem, opts).trajectory.logProbs;
     op.dispose();

@@ -55,7 +55,7 @@ describe('the predictor registry', () => {
     const problem = { numClasses: pr.V, labels: pr.labels, initialLogits: pr.initialLogits };
     // the "actual" run: gradient descent of the linearised network, recorded every 5 steps
     const record = [0, 5, 10, 15, 20];
-    const actual = linearizedGd(pr.jacobian, problem, { eta, numSteps: 20, schedule, record });
+    const actual = linearizedGd(pr.jacobian, problem, { learningRate: eta, steps: 20, schedule, record });
     const frozen = new FitnessOperator({ numClasses: pr.V, train: pr.train, observe: pr.observe });
     const twin = new FitnessOperator({ numClasses: pr.V, train: pr.train, observe: pr.observe });
     const input: PredictorInput = {
@@ -64,7 +64,7 @@ describe('the predictor registry', () => {
       refreshed: { steps: [0, 10], operators: [frozen, twin] },
       problem,
       actual,
-      eta,
+      learningRate: eta,
       schedule,
       rtol: 1e-10,
       atol: 1e-12,
@@ -82,7 +82,7 @@ describe('the predictor registry', () => {
     expect(maxAbsDiff(out['pop-mu-refreshed']!.data, actual.logProbs)).toBeLessThan(1e-11);
     expect(maxAbsDiff(out['one-step-refreshed']!.data, out['one-step']!.data)).toBe(0);
     const own = new FitnessOperator({ numClasses: pr.V, train: pr.train, observe: pr.observe });
-    const direct = oneStepPredict(own, pr.labels, actual, { eta, schedule });
+    const direct = oneStepPredict(own, pr.labels, actual, { learningRate: eta, schedule });
     own.dispose();
     expect(maxAbsDiff(out['one-step']!.data, direct)).toBe(0);
     // logit and simplex forms of the replicator flow: one ODE, two integrations

@@ -50,8 +50,8 @@ describe('POP-MU ≡ gradient descent on the linearised network (docs/theory.md#
     for (const eta of [0.3, -0.2]) {
       it(`${name}, η = ${eta}: identical log-prob trajectories to 1e-11 over 40 steps`, () => {
         const op = operatorOf(pr);
-        const mu = popMu(op, problemOf(pr), { eta, numSteps: 40, schedule });
-        const gd = linearizedGd(pr.jacobian, problemOf(pr), { eta, numSteps: 40, schedule });
+        const mu = popMu(op, problemOf(pr), { learningRate: eta, steps: 40, schedule });
+        const gd = linearizedGd(pr.jacobian, problemOf(pr), { learningRate: eta, steps: 40, schedule });
         expect(mu.steps).toEqual(gd.steps);
         expect(mu.logProbs.length).toBe(41 * pr.P * pr.V);
         // the dynamics moved (the identity is not trivially satisfied by a frozen state)
@@ -66,8 +66,8 @@ describe('POP-MU ≡ gradient descent on the linearised network (docs/theory.md#
 
   it('records only the requested steps', () => {
     const op = operatorOf(pr);
-    const all = popMu(op, problemOf(pr), { eta: 0.1, numSteps: 10 });
-    const some = popMu(op, problemOf(pr), { eta: 0.1, numSteps: 10, record: [0, 3, 3, 10] });
+    const all = popMu(op, problemOf(pr), { learningRate: 0.1, steps: 10 });
+    const some = popMu(op, problemOf(pr), { learningRate: 0.1, steps: 10, record: [0, 3, 3, 10] });
     const n = pr.P * pr.V;
     expect(some.steps).toEqual([0, 3, 3, 10]);
     expect(maxAbsDiff(some.logProbs.subarray(n, 2 * n), all.logProbs.subarray(3 * n, 4 * n))).toBe(0);
@@ -110,7 +110,7 @@ describe('POP-ODE (docs/theory.md#pop-ode, checks 5 and 6)', () => {
       [1e-6, 1e-5],
       [1e-10, 1e-8],
     ] as const) {
-      const opts = { eta: 0.1, steps, rtol, atol: rtol * 1e-3 };
+      const opts = { learningRate: 0.1, steps: 200, record: steps, rtol, atol: rtol * 1e-3 };
       const logit = popOde(op, problemOf(pr), { ...opts, form: 'logit' });
       const simplex = popOde(op, problemOf(pr), { ...opts, form: 'simplex' });
       const pl = logit.trajectory.logProbs.map(Math.exp);
@@ -132,8 +132,14 @@ describe('POP-ODE (docs/theory.md#pop-ode, checks 5 and 6)', () => {
     const etas = [0.2, 0.1, 0.05, 0.025, 0.0125];
     const errs = etas.map((eta) => {
       const n = Math.round(T / eta);
-      const mu = popMu(op, problemOf(pr), { eta, numSteps: n, record: [n] });
-      const ode = popOde(op, problemOf(pr), { eta, steps: [n], rtol: 1e-11, atol: 1e-14 });
+      const mu = popMu(op, problemOf(pr), { learningRate: eta, steps: n, record: [n] });
+      const ode = popOde(op, problemOf(pr), {
+        learningRate: eta,
+        steps: n,
+        record: [n],
+        rtol: 1e-11,
+        atol: 1e-14,
+      });
       // Euclidean norm of the difference of the stacked probability vectors (the theorem's norm)
       const a = probsAt(mu, 0);
       const b = probsAt(ode.trajectory, 0);
@@ -171,8 +177,8 @@ describe('POP-ODE (docs/theory.md#pop-ode, checks 5 and 6)', () => {
     const fullBatch: number[] = [];
     for (const eta of etas) {
       const n = Math.round(T / eta); // even: whole cycles
-      const mu = probsAt(popMu(op, problemOf(mb), { eta, numSteps: n, schedule, record: [n] }), 0);
-      const opts = { eta, steps: [n], rtol: 1e-11, atol: 1e-14 };
+      const mu = probsAt(popMu(op, problemOf(mb), { learningRate: eta, steps: n, schedule, record: [n] }), 0);
+      const opts = { learningRate: eta, steps: n, record: [n], rtol: 1e-11, atol: 1e-14 };
       withSchedule.push(norm(mu, probsAt(popOde(op, problemOf(mb), { ...opts, schedule }).trajectory, 0)));
       fullBatch.push(norm(mu, probsAt(popOde(op, problemOf(mb), opts).trajectory, 0)));
     }
@@ -206,7 +212,7 @@ describe('POP-ODE (docs/theory.md#pop-ode, checks 5 and 6)', () => {
     // batch size dividing N: the averaged weights are 1/N, so POP-ODE equals the full-batch flow
     const eq = randomProblem(23, 6, 2, 3, 12, 0.8);
     const op = operatorOf(eq);
-    const opts = { eta: 0.1, steps: [0, 5, 20], rtol: 1e-10, atol: 1e-13 };
+    const opts = { learningRate: 0.1, steps: 20, record: [0, 5, 20], rtol: 1e-10, atol: 1e-13 };
     const even = popOde(op, problemOf(eq), {
       ...opts,
       schedule: {
@@ -245,7 +251,7 @@ describe('POP-ODE (docs/theory.md#pop-ode, checks 5 and 6)', () => {
     const res = popOde(
       op,
       { numClasses: 2, labels: [0], initialLogits: z0 },
-      { eta: 0.02, steps, rtol: 1e-10 },
+      { learningRate: 0.02, steps: 100, record: steps, rtol: 1e-10 },
     );
     const g0 = -0.5;
     steps.forEach((n, idx) => {
@@ -266,8 +272,8 @@ describe('equation (1) and ascent', () => {
   it('oneStepPredict equals the exact full-kernel equation (1) at every recorded step', () => {
     const op = operatorOf(pr);
     const schedule: BatchSchedule = { kind: 'sequence', batches: [[0, 1, 2], [3, 4], [4]] };
-    const actual = linearizedGd(pr.jacobian, problemOf(pr), { eta: 0.2, numSteps: 6, schedule });
-    const pred = oneStepPredict(op, pr.labels, actual, { eta: 0.2, schedule });
+    const actual = linearizedGd(pr.jacobian, problemOf(pr), { learningRate: 0.2, steps: 6, schedule });
+    const pred = oneStepPredict(op, pr.labels, actual, { learningRate: 0.2, schedule });
     const n = pr.P * pr.V;
     expect(pred.length).toBe(6 * n);
     // the kernel rows of all tracked points against the finetune points, [P·V, N·V]
@@ -290,7 +296,7 @@ describe('equation (1) and ascent', () => {
         [0, 2, 4, 6].flatMap((s) => [...actual.logProbs.subarray(s * n, (s + 1) * n)]),
       ),
     };
-    const pred2 = oneStepPredict(op, pr.labels, sparse, { eta: 0.2, schedule });
+    const pred2 = oneStepPredict(op, pr.labels, sparse, { learningRate: 0.2, schedule });
     expect(pred2.length).toBe(3 * n);
     for (let k = 0; k < 3; k++) {
       // weights of steps 2k and 2k+1 summed; probabilities at the interval start (step 2k)
@@ -313,8 +319,8 @@ describe('equation (1) and ascent', () => {
     const op = operatorOf(pr);
     const etas = [0.08, 0.04, 0.02, 0.01, 0.005];
     const rel = etas.map((eta) => {
-      const actual = linearizedGd(pr.jacobian, problemOf(pr), { eta, numSteps: 1 });
-      const pred = oneStepPredict(op, pr.labels, actual, { eta });
+      const actual = linearizedGd(pr.jacobian, problemOf(pr), { learningRate: eta, steps: 1 });
+      const pred = oneStepPredict(op, pr.labels, actual, { learningRate: eta });
       const n = pr.P * pr.V;
       let num = 0;
       let den = 0;
@@ -334,12 +340,12 @@ describe('equation (1) and ascent', () => {
 
   it('gradient ascent flips the sign of the predicted and of the POP-MU change', () => {
     const op = operatorOf(pr);
-    const actual = linearizedGd(pr.jacobian, problemOf(pr), { eta: 0.01, numSteps: 1 });
-    const up = oneStepPredict(op, pr.labels, actual, { eta: 0.01 });
-    const down = oneStepPredict(op, pr.labels, actual, { eta: -0.01 });
+    const actual = linearizedGd(pr.jacobian, problemOf(pr), { learningRate: 0.01, steps: 1 });
+    const up = oneStepPredict(op, pr.labels, actual, { learningRate: 0.01 });
+    const down = oneStepPredict(op, pr.labels, actual, { learningRate: -0.01 });
     for (let i = 0; i < up.length; i++) expect(down[i]).toBe(-up[i]!);
-    const muUp = popMu(op, problemOf(pr), { eta: 0.01, numSteps: 1 });
-    const muDown = popMu(op, problemOf(pr), { eta: -0.01, numSteps: 1 });
+    const muUp = popMu(op, problemOf(pr), { learningRate: 0.01, steps: 1 });
+    const muDown = popMu(op, problemOf(pr), { learningRate: -0.01, steps: 1 });
     const n = pr.P * pr.V;
     let scale = 0;
     for (let i = 0; i < n; i++) scale = Math.max(scale, Math.abs(muUp.logProbs[n + i]! - muUp.logProbs[i]!));
@@ -356,7 +362,7 @@ describe('equation (1) and ascent', () => {
     expect(checked).toBeGreaterThan(n / 2);
     // POP-ODE: the ascent flow over a short time is the mirror image to first order
     const ode = (eta: number) =>
-      popOde(op, problemOf(pr), { eta, steps: [0, 1], rtol: 1e-10 }).trajectory.logProbs;
+      popOde(op, problemOf(pr), { learningRate: eta, steps: 1, rtol: 1e-10 }).trajectory.logProbs;
     const o1 = ode(0.001);
     const o2 = ode(-0.001);
     for (let i = 0; i < n; i++) {
@@ -410,15 +416,15 @@ describe('permutation invariance and refreshed kernels', () => {
       return out;
     };
     const probB = { numClasses: V, labels, initialLogits: z0 };
-    const muA = popMu(opA, problemOf(pr), { eta: 0.2, numSteps: 15 });
-    const muB = popMu(opB, probB, { eta: 0.2, numSteps: 15 });
+    const muA = popMu(opA, problemOf(pr), { learningRate: 0.2, steps: 15 });
+    const muB = popMu(opB, probB, { learningRate: 0.2, steps: 15 });
     expect(maxAbsDiff(muA.logProbs, unpermute(muB.logProbs, 16))).toBeLessThan(1e-12);
     const steps = [0, 5, 10, 20];
-    const odeA = popOde(opA, problemOf(pr), { eta: 0.2, steps });
-    const odeB = popOde(opB, probB, { eta: 0.2, steps });
+    const odeA = popOde(opA, problemOf(pr), { learningRate: 0.2, steps: 20, record: steps });
+    const odeB = popOde(opB, probB, { learningRate: 0.2, steps: 20, record: steps });
     expect(maxAbsDiff(odeA.trajectory.logProbs, unpermute(odeB.trajectory.logProbs, 4))).toBeLessThan(1e-9);
-    const osA = oneStepPredict(opA, pr.labels, muA, { eta: 0.2 });
-    const osB = oneStepPredict(opB, labels, muB, { eta: 0.2 });
+    const osA = oneStepPredict(opA, pr.labels, muA, { learningRate: 0.2 });
+    const osB = oneStepPredict(opB, labels, muB, { learningRate: 0.2 });
     expect(maxAbsDiff(osA, unpermute(osB, 15))).toBeLessThan(1e-12);
     opA.dispose();
     opB.dispose();
@@ -428,16 +434,22 @@ describe('permutation invariance and refreshed kernels', () => {
     const other = randomProblem(42, 6, 4, 3, 10, 0.7);
     const opA = operatorOf(pr);
     const opB = operatorOf(other); // same sizes, different kernel
-    const both = popMu({ steps: [0, 5], operators: [opA, opB] }, problemOf(pr), { eta: 0.2, numSteps: 10 });
-    const first = popMu(opA, problemOf(pr), { eta: 0.2, numSteps: 5 });
+    const both = popMu({ steps: [0, 5], operators: [opA, opB] }, problemOf(pr), {
+      learningRate: 0.2,
+      steps: 10,
+    });
+    const first = popMu(opA, problemOf(pr), { learningRate: 0.2, steps: 5 });
     const n = pr.P * pr.V;
     const mid = first.logProbs.slice(5 * n, 6 * n);
-    const second = popMu(opB, { ...problemOf(pr), initialLogits: mid }, { eta: 0.2, numSteps: 5 });
+    const second = popMu(opB, { ...problemOf(pr), initialLogits: mid }, { learningRate: 0.2, steps: 5 });
     expect(maxAbsDiff(both.logProbs.subarray(0, 6 * n), first.logProbs)).toBe(0);
     expect(maxAbsDiff(both.logProbs.subarray(5 * n), second.logProbs)).toBeLessThan(1e-12);
     // a schedule whose kernels are all the same equals the frozen kernel
-    const same = popMu({ steps: [0, 3], operators: [opA, opA] }, problemOf(pr), { eta: 0.2, numSteps: 10 });
-    const frozen = popMu(opA, problemOf(pr), { eta: 0.2, numSteps: 10 });
+    const same = popMu({ steps: [0, 3], operators: [opA, opA] }, problemOf(pr), {
+      learningRate: 0.2,
+      steps: 10,
+    });
+    const frozen = popMu(opA, problemOf(pr), { learningRate: 0.2, steps: 10 });
     expect(maxAbsDiff(same.logProbs, frozen.logProbs)).toBe(0);
     opA.dispose();
     opB.dispose();
@@ -450,37 +462,47 @@ describe('bad inputs', () => {
   const prob = problemOf(pr);
 
   it('name the argument, the value and what was expected', () => {
-    expect(() => popMu(op, prob, { eta: 0, numSteps: 3 })).toThrow(/eta: expected a finite non-zero number/);
-    expect(() => popMu(op, prob, { eta: Number.NaN, numSteps: 3 })).toThrow(InvalidArgumentError);
-    expect(() => popMu(op, prob, { eta: 0.1, numSteps: -1 })).toThrow(/numSteps/);
-    expect(() => popMu(op, prob, { eta: 0.1, numSteps: 3, record: [0, 5] })).toThrow(/record/);
-    expect(() => popMu(op, prob, { eta: 0.1, numSteps: 3, record: [2, 1] })).toThrow(/record\[1\]/);
-    expect(() => popMu(op, { ...prob, labels: [0, 1, 3] }, { eta: 0.1, numSteps: 3 })).toThrow(/labels\[2\]/);
-    expect(() => popMu(op, { ...prob, labels: [0, 1] }, { eta: 0.1, numSteps: 3 })).toThrow(/problem/);
+    expect(() => popMu(op, prob, { learningRate: 0, steps: 3 })).toThrow(
+      /learningRate: expected a finite non-zero number/,
+    );
+    expect(() => popMu(op, prob, { learningRate: Number.NaN, steps: 3 })).toThrow(InvalidArgumentError);
+    expect(() => popMu(op, prob, { learningRate: 0.1, steps: -1 })).toThrow(/steps: expected an integer ≥ 0/);
+    expect(() => popMu(op, prob, { learningRate: 0.1, steps: 3, record: [0, 5] })).toThrow(/record/);
+    expect(() => popMu(op, prob, { learningRate: 0.1, steps: 3, record: [2, 1] })).toThrow(/record\[1\]/);
+    expect(() => popMu(op, { ...prob, labels: [0, 1, 3] }, { learningRate: 0.1, steps: 3 })).toThrow(
+      /labels\[2\]/,
+    );
+    expect(() => popMu(op, { ...prob, labels: [0, 1] }, { learningRate: 0.1, steps: 3 })).toThrow(/problem/);
     expect(() =>
-      popMu(op, prob, { eta: 0.1, numSteps: 3, schedule: { kind: 'sequence', batches: [[0, 7]] } }),
+      popMu(op, prob, { learningRate: 0.1, steps: 3, schedule: { kind: 'sequence', batches: [[0, 7]] } }),
     ).toThrow(/schedule.batches\[0\]/);
     expect(() =>
-      popMu(op, prob, { eta: 0.1, numSteps: 3, schedule: { kind: 'sequence', batches: [] } }),
+      popMu(op, prob, { learningRate: 0.1, steps: 3, schedule: { kind: 'sequence', batches: [] } }),
     ).toThrow(/schedule.batches/);
-    expect(() => popOde(op, prob, { eta: 0.1, steps: [0, 1], form: 'euler' as 'logit' })).toThrow(/form/);
+    expect(() => popOde(op, prob, { learningRate: 0.1, steps: 1, form: 'euler' as 'logit' })).toThrow(/form/);
     expect(() =>
-      popOde(op, { ...prob, initialLogits: new Float64Array(5) }, { eta: 0.1, steps: [1] }),
+      popOde(
+        op,
+        { ...prob, initialLogits: new Float64Array(5) },
+        { learningRate: 0.1, steps: 1, record: [1] },
+      ),
     ).toThrow(/initialLogits/);
-    expect(() => popMu({ steps: [1], operators: [op] }, prob, { eta: 0.1, numSteps: 3 })).toThrow(
+    expect(() => popMu({ steps: [1], operators: [op] }, prob, { learningRate: 0.1, steps: 3 })).toThrow(
       /operators.steps/,
     );
-    const tr = linearizedGd(pr.jacobian, prob, { eta: 0.1, numSteps: 2 });
+    const tr = linearizedGd(pr.jacobian, prob, { learningRate: 0.1, steps: 2 });
     expect(() =>
-      oneStepPredict(op, pr.labels, { ...tr, logProbs: new Float64Array(3) }, { eta: 0.1 }),
+      oneStepPredict(op, pr.labels, { ...tr, logProbs: new Float64Array(3) }, { learningRate: 0.1 }),
     ).toThrow(/actual.logProbs/);
-    expect(() => linearizedGd(new Float64Array(7), prob, { eta: 0.1, numSteps: 2 })).toThrow(/jacobian/);
+    expect(() => linearizedGd(new Float64Array(7), prob, { learningRate: 0.1, steps: 2 })).toThrow(
+      /jacobian/,
+    );
     // a step past the end of the run would be left unwritten: rejected like popMu's
-    expect(() => linearizedGd(pr.jacobian, prob, { eta: 0.1, numSteps: 2, record: [0, 3] })).toThrow(
+    expect(() => linearizedGd(pr.jacobian, prob, { learningRate: 0.1, steps: 2, record: [0, 3] })).toThrow(
       /record/,
     );
     const badLabels = Int32Array.from(pr.labels);
     badLabels[0] = pr.V;
-    expect(() => oneStepPredict(op, badLabels, tr, { eta: 0.1 })).toThrow(/labels\[0\]/);
+    expect(() => oneStepPredict(op, badLabels, tr, { learningRate: 0.1 })).toThrow(/labels\[0\]/);
   });
 });

@@ -69,8 +69,18 @@ describe('resolveExperimentConfig: errors name the offending key', () => {
     ],
     [
       'η = 0',
-      { ...base, finetune: { eta: 0 }, studies: { checkpoints: {} } },
-      'finetune.eta: expected a finite non-zero number (η < 0 is gradient ascent), received 0',
+      { ...base, finetune: { learningRate: 0 }, studies: { checkpoints: {} } },
+      'finetune.learningRate: expected a finite non-zero number (η < 0 is gradient ascent), received 0',
+    ],
+    [
+      'the old key eta (renamed learningRate)',
+      { ...base, finetune: { eta: 0.1 }, studies: { checkpoints: {} } },
+      "finetune.eta: expected the key 'learningRate' instead ('eta' was renamed 'learningRate'), received 0.1",
+    ],
+    [
+      'the old key etas (renamed learningRates)',
+      { ...base, studies: { discretisation: { etas: [0.1, 0.05] } } },
+      "studies.discretisation.etas: expected the key 'learningRates' instead ('etas' was renamed 'learningRates'), received array of length 2",
     ],
     [
       'a bad batch',
@@ -79,13 +89,13 @@ describe('resolveExperimentConfig: errors name the offending key', () => {
     ],
     [
       'a negative step size',
-      { ...base, studies: { discretisation: { etas: [0.1, -0.05] } } },
-      'studies.discretisation.etas[1]: expected a positive finite number, received -0.05',
+      { ...base, studies: { discretisation: { learningRates: [0.1, -0.05] } } },
+      'studies.discretisation.learningRates[1]: expected a positive finite number, received -0.05',
     ],
     [
       'ascent with a positive η',
-      { ...base, studies: { negativeGradients: { eta: 0.1 } } },
-      'studies.negativeGradients.eta: expected a negative finite number (gradient ascent), received 0.1',
+      { ...base, studies: { negativeGradients: { learningRate: 0.1 } } },
+      'studies.negativeGradients.learningRate: expected a negative finite number (gradient ascent), received 0.1',
     ],
     [
       'a bad checkpoint in a list',
@@ -114,7 +124,7 @@ describe('resolveExperimentConfig: errors name the offending key', () => {
     ],
     [
       'no base run for a study that needs one',
-      { studies: { discretisation: { etas: [0.1, 0.05] } } },
+      { studies: { discretisation: { learningRates: [0.1, 0.05] } } },
       'train: expected a training configuration (required by the discretisation study), received undefined',
     ],
     [
@@ -132,7 +142,7 @@ describe('resolveExperimentConfig: defaults', () => {
   it('fills every default and resolves the training config', () => {
     const c = resolveExperimentConfig({
       ...base,
-      studies: { checkpoints: {}, discretisation: { etas: [0.01, 0.02] } },
+      studies: { checkpoints: {}, discretisation: { learningRates: [0.01, 0.02] } },
     });
     expect(c.resolved).toBe(true);
     expect(c.title).toBe('entk experiment: digits');
@@ -143,7 +153,13 @@ describe('resolveExperimentConfig: defaults', () => {
       parameterization: 'standard',
     });
     expect(c.points).toEqual({ finetune: 'train:20', observe: 'test:20' });
-    expect(c.finetune).toEqual({ eta: 0.05, steps: 100, batch: 'full', recordEvery: 1, refreshEvery: null });
+    expect(c.finetune).toEqual({
+      learningRate: 0.05,
+      steps: 100,
+      batch: 'full',
+      recordEvery: 1,
+      refreshEvery: null,
+    });
     expect(c.studies.checkpoints).toEqual({
       checkpoints: 'all',
       focus: 'last',
@@ -152,7 +168,11 @@ describe('resolveExperimentConfig: defaults', () => {
       finetune: c.finetune,
     });
     // Step sizes sorted descending; default horizon = steps × η of the finetune.
-    expect(c.studies.discretisation).toMatchObject({ etas: [0.02, 0.01], time: 5, checkpoint: 'last' });
+    expect(c.studies.discretisation).toMatchObject({
+      learningRates: [0.02, 0.01],
+      time: 5,
+      checkpoint: 'last',
+    });
     expect(c.studies.laziness).toBeNull();
     expect(c.studies.replicator).toBeNull();
     expect(c.report).toEqual({ png: true });
@@ -161,12 +181,12 @@ describe('resolveExperimentConfig: defaults', () => {
   it('per-study finetune settings override the top-level ones key by key', () => {
     const c = resolveExperimentConfig({
       ...base,
-      finetune: { eta: 0.3, steps: 50 },
-      studies: { laziness: { widths: [256, 64], finetune: { eta: 2 } } },
+      finetune: { learningRate: 0.3, steps: 50 },
+      studies: { laziness: { widths: [256, 64], finetune: { learningRate: 2 } } },
     });
     expect(c.studies.laziness).toMatchObject({
       widths: [64, 256],
-      finetune: { eta: 2, steps: 50, batch: 'full' },
+      finetune: { learningRate: 2, steps: 50, batch: 'full' },
     });
   });
 
@@ -176,7 +196,7 @@ describe('resolveExperimentConfig: defaults', () => {
     expect(c.studies.replicator).toMatchObject({
       checkpoint: 'first',
       points: { finetune: 'train:per-class=10', observe: 'test:per-class=2' },
-      finetune: { eta: 0.1 },
+      finetune: { learningRate: 0.1 },
     });
     expect(c.studies.replicator?.train.data).toBe('iris');
   });
@@ -226,7 +246,7 @@ describe('config files', () => {
     expect(c.title).toBe('child');
     expect(c.finetune).toEqual({ ...demo.finetune, steps: 7 });
     expect(c.studies.laziness?.widths).toEqual([8, 16]);
-    expect(c.studies.laziness?.finetune.eta).toBe(demo.studies.laziness?.finetune.eta);
+    expect(c.studies.laziness?.finetune.learningRate).toBe(demo.studies.laziness?.finetune.learningRate);
     expect(c.studies.replicator).toEqual(demo.studies.replicator);
     // A relative extends resolves against the extending file's directory.
     const grandchild = path.join(dir, 'grandchild.json');

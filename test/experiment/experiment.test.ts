@@ -196,7 +196,7 @@ describe('a tiny experiment end to end', () => {
 
   it('a changed study parameter redoes only that study and the report', async () => {
     const config = tinyConfig();
-    config.studies.discretisation!.etas = [0.02, 0.01, 0.005];
+    config.studies.discretisation!.learningRates = [0.02, 0.01, 0.005];
     const changed = await runExperiment(config, { outDir: dir });
     expect(done(changed.events)).toEqual(['discretisation/analyse', 'report']);
     const rows = JSON.parse(await fs.readFile(changed.resultsFile, 'utf8')).sections.discretisation.tables[
@@ -216,7 +216,7 @@ describe('a tiny experiment end to end', () => {
   it('redoes a stage whose outputs were deleted', async () => {
     await fs.rm(path.join(dir, 'runs', 'replicator', 'finetune', 'replicator', 'comparison.json'));
     const config = tinyConfig();
-    config.studies.discretisation!.etas = [0.02, 0.01, 0.005];
+    config.studies.discretisation!.learningRates = [0.02, 0.01, 0.005];
     config.studies.negativeGradients!.steps = 8;
     const again = await runExperiment(config, { outDir: dir });
     // Same inputs, same key: the report (which only reads the files) is still current.

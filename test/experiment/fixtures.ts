@@ -14,7 +14,7 @@ export function tinyConfig(): ExperimentConfigInput {
       checkpoints: { steps: [0, 10] },
     },
     points: { finetune: 'train:8', observe: 'test:8' },
-    finetune: { eta: 0.05, steps: 20, batch: 'full', recordEvery: 1, refreshEvery: 10 },
+    finetune: { learningRate: 0.05, steps: 20, batch: 'full', recordEvery: 1, refreshEvery: 10 },
     studies: {
       checkpoints: {
         checkpoints: 'all',
@@ -26,10 +26,10 @@ export function tinyConfig(): ExperimentConfigInput {
         widths: [16, 64, 256],
         depth: 1,
         checkpoint: 'first',
-        finetune: { eta: 0.5, steps: 20, refreshEvery: null },
+        finetune: { learningRate: 0.5, steps: 20, refreshEvery: null },
       },
-      discretisation: { etas: [0.02, 0.01, 0.005, 0.0025], time: 0.4 },
-      negativeGradients: { example: 0, eta: -0.0005, steps: 10 },
+      discretisation: { learningRates: [0.02, 0.01, 0.005, 0.0025], time: 0.4 },
+      negativeGradients: { example: 0, learningRate: -0.0005, steps: 10 },
       replicator: {
         train: {
           data: 'iris',
@@ -39,7 +39,7 @@ export function tinyConfig(): ExperimentConfigInput {
         checkpoint: 'first',
         points: { finetune: 'train:per-class=3', observe: 'test:per-class=1' },
         show: 3,
-        finetune: { eta: 0.1, steps: 20, refreshEvery: null },
+        finetune: { learningRate: 0.1, steps: 20, refreshEvery: null },
       },
     },
     report: { png: false },

@@ -49,7 +49,7 @@ async function oneStepError(run: string, eta: number) {
   });
   const rec = await readFinetuneRecording(r.dir);
   const op = new FitnessOperator(await recordedBlocks(rec, 0));
-  const pred = oneStepPredict(op, rec.labels, rec.trajectory, { eta });
+  const pred = oneStepPredict(op, rec.labels, rec.trajectory, { learningRate: eta });
   op.dispose();
   const n = pred.length;
   const actual = new Float64Array(n);
@@ -107,7 +107,7 @@ describe('finetune recorder on real tfjs networks', () => {
       const mu = popMu(
         op,
         { numClasses: 3, labels: rec.labels, initialLogits: rec.trajectory.logProbs.slice(0, P * 3) },
-        { eta: 0.1, numSteps: 40 },
+        { learningRate: 0.1, steps: 40 },
       );
       op.dispose();
       let gap = 0;
@@ -199,12 +199,12 @@ describe('finetune recorder on real tfjs networks', () => {
     expect(manifest.points.ids).toEqual(ids);
     expect(manifest.kernel.kind).toBe('full');
     expect(manifest.finetune).toEqual({ recording: 'store', step: 0 });
-    expect(manifest.checkpoint!.id).toBe(rec.manifest.checkpoint.id);
+    expect(manifest.checkpoint!.id).toBe(rec.manifest.checkpoint!.id);
     const store = await readKernelStore(storeDir);
     // The whole kernel over the 5 tracked points (K(u, o) mirrored from K(o, u), K(o, o) computed)
     // against the float64 finite-difference eNTK of the checkpoint's model.
     const run = await openRun(mlpRun);
-    const model = await run.loadModel(rec.manifest.checkpoint.id);
+    const model = await run.loadModel(rec.manifest.checkpoint!.id);
     const x = Float32Array.from((store.inputs!.data as Float32Array).slice());
     const ref = finiteDifferenceNtk(model, { data: x, shape: [5, ...manifest.model.inputShape] });
     model.dispose();

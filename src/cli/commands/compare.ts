@@ -6,12 +6,13 @@ import * as path from 'node:path';
 import type { Command } from 'commander';
 import { COMPARISON_JSON, compareRecording, summarizeComparison } from '../../compare/index.js';
 import { output, prepare } from '../shared.js';
-import { recordingDir } from './predict.js';
+import { MODEL_CHECK_OPTION, recordingDir } from './predict.js';
 
 interface CompareFlags {
   run?: string;
   name?: string;
   recording?: string;
+  model?: string;
   json?: boolean;
   backend?: string;
   quiet?: boolean;
@@ -29,6 +30,7 @@ export function registerCompare(program: Command): void {
     .option('--run <dir>', 'run directory')
     .option('--name <name>', 'recording name (<run>/finetune/<name>; default: the only or most recent one)')
     .option('--recording <dir>', 'recording directory (instead of --run and --name)')
+    .option(...MODEL_CHECK_OPTION)
     .option('--json', 'print a JSON summary (the full metrics are in comparison.json)')
     .action(async (flags: CompareFlags, command: Command) => {
       const globals = command.optsWithGlobals() as CompareFlags;

@@ -1,8 +1,11 @@
 /**
  * `entk finetune`: flags → `finetune()` options (src/finetune/record.ts): a recorded SGD run from a
- * checkpoint into `<run>/finetune/<name>/`.
+ * checkpoint into `<run>/finetune/<name>/`, or with `--model` from a user's tfjs layers model into
+ * `--out`. The learning rate is `--learning-rate` (the library's and the manifest's `learningRate`);
+ * `--lr` is kept as a hidden alias.
  */
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
+import { InvalidArgumentError } from '../../errors.js';
 import { FINETUNE_MODES, type FinetuneMode, finetune } from '../../finetune/index.js';
 import { NTK_IMPLEMENTATIONS, type NtkImplementation } from '../../kernel/index.js';
 import {
@@ -16,14 +19,18 @@ import {
 } from '../shared.js';
 
 interface FinetuneFlags {
-  run: string;
-  name: string;
+  run?: string;
+  model?: string;
+  out?: string;
+  labelColumn?: string;
+  name?: string;
   points: string;
   observe?: string;
   checkpoint: string;
   mode: FinetuneMode;
   batchSize?: number;
-  lr: number;
+  learningRate?: number;
+  lr?: number;
   steps: number;
   recordEvery: number;
   refreshEvery: number;
@@ -40,16 +47,31 @@ export function registerFinetune(program: Command): void {
   program
     .command('finetune')
     .description(
-      'finetune a checkpoint with plain SGD (descent or ascent) and record log π of every label at every tracked point, with the eNTK at the checkpoint (and refreshed)',
+      'finetune a checkpoint (or, with --model, a tfjs layers model) with plain SGD (descent or ascent) and record log π of every label at every tracked point, with the eNTK at the checkpoint (and refreshed)',
     )
-    .requiredOption('--run <dir>', 'run directory (from entk train)')
-    .requiredOption('--name <name>', 'recording name: writes <run>/finetune/<name>/')
+    .option('--run <dir>', 'run directory (from entk train)')
+    .option(
+      '--model <model.json|dir>',
+      'instead of --run: a tfjs layers model (e.g. written by saveModel); needs --points file:<csv|jsonl> with labels and --out',
+    )
+    .option('--out <dir>', 'with --model: the recording directory')
+    .option('--label-column <name>', 'with --model: the label column of the points files (default: label)')
+    .option(
+      '--name <name>',
+      'recording name: writes <run>/finetune/<name>/ (required with --run; with --model default: the name of --out)',
+    )
     .requiredOption(
       '--points <spec>',
-      'finetune set, e.g. train:per-class=2, ids:digits-0003, train:first=10 (see entk kernel --help)',
+      'finetune set, e.g. train:per-class=2, ids:digits-0003, train:first=10 (see entk kernel --help); with --model: file:<points.csv|.jsonl>',
     )
-    .option('--observe <spec>', 'observation set (tracked, not trained on), e.g. test:50')
-    .option('--checkpoint <id>', 'checkpoint to start from: last | first | a step | an id', 'last')
+    .option(
+      '--observe <spec>',
+      'observation set (tracked, not trained on), e.g. test:50; with --model: file:<csv|jsonl> or npy:<inputs.npy>',
+    )
+    .option(
+      '--checkpoint <id>',
+      'with --run: checkpoint to start from: last | first | a step | an id (default: last)',
+    )
     .option(
       '--mode <mode>',
       `${FINETUNE_MODES.join(' | ')}: how the finetune set is fed`,
@@ -57,10 +79,15 @@ export function registerFinetune(program: Command): void {
       'full',
     )
     .option('--batch-size <n>', 'minibatch size (--mode minibatch)', parseInteger('--batch-size', 1))
-    .requiredOption(
-      '--lr <eta>',
-      'learning rate η; negative = gradient ascent (write --lr=-0.05)',
-      parseNumber('--lr', 'nonzero'),
+    .option(
+      '--learning-rate <eta>',
+      'learning rate η (required); negative = gradient ascent (write --learning-rate=-0.05)',
+      parseNumber('--learning-rate', 'nonzero'),
+    )
+    .addOption(
+      new Option('--lr <eta>', 'alias of --learning-rate')
+        .argParser(parseNumber('--lr', 'nonzero'))
+        .hideHelp(),
     )
     .requiredOption('--steps <n>', 'SGD steps', parseInteger('--steps', 1))
     .option(
@@ -93,16 +120,53 @@ export function registerFinetune(program: Command): void {
     .action(async (flags: FinetuneFlags, command: Command) => {
       const globals = command.optsWithGlobals() as FinetuneFlags;
       await prepare({ backend: globals.backend, json: flags.json, quiet: globals.quiet });
-      const { dir, manifest: m } = await withFlagNames({ name: '--name' }, () =>
+      if (flags.learningRate !== undefined && flags.lr !== undefined) {
+        throw new InvalidArgumentError(
+          '--lr',
+          flags.lr,
+          'either --learning-rate or its alias --lr, not both',
+        );
+      }
+      const learningRate = flags.learningRate ?? flags.lr;
+      if (learningRate === undefined) {
+        throw new InvalidArgumentError(
+          '--learning-rate',
+          undefined,
+          'a learning rate η (negative: gradient ascent)',
+        );
+      }
+      if (flags.run === undefined && flags.model === undefined) {
+        throw new InvalidArgumentError(
+          '--run',
+          undefined,
+          "a run directory written by 'entk train' (or --model)",
+        );
+      }
+      if (flags.run !== undefined && flags.name === undefined) {
+        throw new InvalidArgumentError('--name', undefined, 'a recording name (<run>/finetune/<name>/)');
+      }
+      const flagNames = {
+        name: '--name',
+        run: '--run',
+        model: '--model',
+        out: '--out',
+        checkpoint: '--checkpoint',
+        labelColumn: '--label-column',
+        learningRate: '--learning-rate',
+      };
+      const { dir, manifest: m } = await withFlagNames(flagNames, () =>
         finetune({
           run: flags.run,
+          model: flags.model,
+          out: flags.out,
+          labelColumn: flags.labelColumn,
           name: flags.name,
           points: flags.points,
           observe: flags.observe,
           checkpoint: flags.checkpoint,
           mode: flags.mode,
           batchSize: flags.batchSize,
-          learningRate: flags.lr,
+          learningRate,
           steps: flags.steps,
           recordEvery: flags.recordEvery,
           refreshEvery: flags.refreshEvery,
@@ -117,6 +181,10 @@ export function registerFinetune(program: Command): void {
       const summary = {
         dir,
         name: m.name,
+        source:
+          m.source.kind === 'model'
+            ? { kind: 'model', path: m.source.path, sha256: m.source.sha256 }
+            : m.source,
         checkpoint: m.checkpoint,
         learningRate: m.learningRate,
         mode: m.mode,
@@ -133,7 +201,7 @@ export function registerFinetune(program: Command): void {
       output(flags.json, summary, () => {
         console.log(
           `${dir}: ${m.finetune.ids.length} finetune + ${m.observe.ids.length} observation points × ${m.numClasses} labels, ` +
-            `${m.steps} ${m.mode} SGD steps at η = ${m.learningRate} from ${m.checkpoint.id}, ${T} records, ` +
+            `${m.steps} ${m.mode} SGD steps at η = ${m.learningRate} from ${m.checkpoint?.id ?? (m.source.kind === 'model' ? m.source.path : '?')}, ${T} records, ` +
             `kernels at steps ${summary.kernelSteps.join(', ')}` +
             (lastDrift ? `; kernel drift ${lastDrift.all.relativeChange.toExponential(2)}` : '') +
             ` (${m.seconds.total.toFixed(1)} s)`,

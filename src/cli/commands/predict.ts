@@ -8,14 +8,21 @@ import type { Command } from 'commander';
 import { PREDICTORS, type PredictorName, predictRecording } from '../../compare/index.js';
 import { ODE_TOLERANCES } from '../../dynamics/index.js';
 import { InvalidArgumentError } from '../../errors.js';
-import { finetuneDir } from '../../finetune/index.js';
+import { checkRecordingModel, finetuneDir, readFinetuneManifest } from '../../finetune/index.js';
 import { FINETUNE_DIR } from '../../train/index.js';
-import { output, parseNumber, parseThreads, prepare } from '../shared.js';
+import { output, parseNumber, parseThreads, prepare, withFlagNames } from '../shared.js';
+
+/** The option a recording of a user's model is checked against (`entk predict` and `entk compare`). */
+export const MODEL_CHECK_OPTION = [
+  '--model <model.json|dir>',
+  'with --recording: refuse unless the recording was made with this model (sha256 of its files)',
+] as const;
 
 interface PredictFlags {
   run?: string;
   name?: string;
   recording?: string;
+  model?: string;
   predictors?: PredictorName[];
   rtol?: number;
   atol?: number;
@@ -34,7 +41,22 @@ export async function recordingDir(flags: {
   run?: string;
   name?: string;
   recording?: string;
+  model?: string;
 }): Promise<string> {
+  if (flags.model !== undefined) {
+    // a recording of a user's model: --recording, and the model must be the one it was made with
+    if (!flags.recording) {
+      throw new InvalidArgumentError(
+        '--recording',
+        flags.recording,
+        'the recording directory of --model (entk finetune --model … --out <dir>)',
+      );
+    }
+    const dir = path.resolve(flags.recording);
+    await withFlagNames({ model: '--model' }, async () =>
+      checkRecordingModel(await readFinetuneManifest(dir), flags.model!),
+    );
+  }
   if (flags.recording) {
     if (flags.run || flags.name) {
       throw new InvalidArgumentError(
@@ -108,6 +130,7 @@ export function registerPredict(program: Command): void {
     .option('--run <dir>', 'run directory')
     .option('--name <name>', 'recording name (<run>/finetune/<name>; default: the only or most recent one)')
     .option('--recording <dir>', 'recording directory (instead of --run and --name)')
+    .option(...MODEL_CHECK_OPTION)
     .option(
       '--predictors <list>',
       `comma-separated subset of ${PREDICTORS.join(', ')} (default: all that apply)`,

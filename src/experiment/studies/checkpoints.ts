@@ -355,7 +355,7 @@ export async function runCheckpointsStudy(
     const byCheckpoint: ReportTable = {
       id: 'by-checkpoint',
       title: 'Prediction quality by training checkpoint',
-      caption: `Finetune: ${cfg.finetune.steps} SGD steps, η = ${cfg.finetune.eta}, ${cfg.finetune.batch === 'full' ? 'full batch' : `minibatches of ${cfg.finetune.batch}`} on ${N} points; ${ids.observe.length} observation points tracked. r: Pearson correlation of predicted and actual Δ log π (one-step: per recorded interval; POP-MU: over the whole finetune). RMS: log π difference over steps, points and labels (nats). Drift: ‖K − K₀‖/‖K₀‖ against the kernel at ${drift.result.reference}.`,
+      caption: `Finetune: ${cfg.finetune.steps} SGD steps, η = ${cfg.finetune.learningRate}, ${cfg.finetune.batch === 'full' ? 'full batch' : `minibatches of ${cfg.finetune.batch}`} on ${N} points; ${ids.observe.length} observation points tracked. r: Pearson correlation of predicted and actual Δ log π (one-step: per recorded interval; POP-MU: over the whole finetune). RMS: log π difference over steps, points and labels (nats). Drift: ‖K − K₀‖/‖K₀‖ against the kernel at ${drift.result.reference}.`,
       rowHeader: 'checkpoint',
       columns: [
         { key: 'testAccuracy', label: 'test accuracy' },

@@ -30,8 +30,8 @@ import { checkpointSelector, enabled, msg, positive } from '../schema.js';
 import { defineStudy, type StudyDefaults, type StudyRun } from '../study.js';
 
 /** One step size's result. */
-interface EtaResult {
-  eta: number;
+interface StepSizeResult {
+  learningRate: number;
   /** Steps n = round(time / η). */
   steps: number;
   /** max over steps, points and labels of |log π_MU − log π_ODE| (nats). */
@@ -48,7 +48,9 @@ const schema = z
   .object({
     enabled,
     /** Step sizes η (> 0), at least two, e.g. [0.4, 0.2, 0.1, 0.05, 0.025]. */
-    etas: z.array(positive(), msg('a list of positive numbers')).min(2, msg('at least two step sizes')),
+    learningRates: z
+      .array(positive(), msg('a list of positive numbers'))
+      .min(2, msg('at least two step sizes')),
     /** Horizon t = n·η at which POP-MU and POP-ODE are compared (steps n = t/η). Default: the finetune's steps × its η. */
     time: positive().optional(),
     /** Checkpoint whose kernel is used. Default 'last'. */
@@ -63,12 +65,16 @@ const schema = z
 export type DiscretisationStudyConfig = ReturnType<typeof resolve>;
 
 function resolve(s: z.output<typeof schema>, { finetune }: StudyDefaults) {
-  if (new Set(s.etas).size !== s.etas.length) {
-    throw new InvalidArgumentError('studies.discretisation.etas', s.etas, 'distinct step sizes');
+  if (new Set(s.learningRates).size !== s.learningRates.length) {
+    throw new InvalidArgumentError(
+      'studies.discretisation.learningRates',
+      s.learningRates,
+      'distinct step sizes',
+    );
   }
   return {
-    etas: [...s.etas].sort((a, b) => b - a),
-    time: s.time ?? finetune.steps * Math.abs(finetune.eta),
+    learningRates: [...s.learningRates].sort((a, b) => b - a),
+    time: s.time ?? finetune.steps * Math.abs(finetune.learningRate),
     checkpoint: s.checkpoint,
     rtol: s.rtol,
     atol: s.atol,
@@ -85,7 +91,7 @@ export async function runDiscretisationStudy(
   const kernel = await kernelStage(ctx, base, points, checkpoint);
   const analysis = await ctx.stages.run(
     'discretisation/analyse',
-    { kernel: kernel.key, etas: cfg.etas, time: cfg.time, rtol: cfg.rtol, atol: cfg.atol },
+    { kernel: kernel.key, learningRates: cfg.learningRates, time: cfg.time, rtol: cfg.rtol, atol: cfg.atol },
     async () => {
       const store = await readStore(ctx, kernel.result);
       const { finetuneIds, observeIds, finetuneLabels } = points.result;
@@ -95,18 +101,21 @@ export async function runDiscretisationStudy(
         labels: finetuneLabels,
         initialLogits: storeLogits(store, [...finetuneIds, ...observeIds]),
       };
-      ctx.log(`discretisation: POP-MU vs POP-ODE at ${cfg.etas.length} step sizes, horizon t = ${cfg.time}`);
-      const out: EtaResult[] = [];
+      ctx.log(
+        `discretisation: POP-MU vs POP-ODE at ${cfg.learningRates.length} step sizes, horizon t = ${cfg.time}`,
+      );
+      const out: StepSizeResult[] = [];
       try {
-        for (const eta of cfg.etas) {
+        for (const eta of cfg.learningRates) {
           const n = Math.max(1, Math.round(cfg.time / eta));
           const record = Array.from({ length: n + 1 }, (_, k) => k);
-          const mu = popMu(op, problem, { eta, numSteps: n, record });
-          const ode = popOde(op, problem, { eta, steps: record, rtol: cfg.rtol, atol: cfg.atol }).trajectory;
+          const steps = { learningRate: eta, steps: n, record };
+          const mu = popMu(op, problem, steps);
+          const ode = popOde(op, problem, { ...steps, rtol: cfg.rtol, atol: cfg.atol }).trajectory;
           const errors = trajectoryErrors(mu, ode);
           const gap = discretisationGap(mu, ode);
           out.push({
-            eta,
+            learningRate: eta,
             steps: n,
             maxLogProb: errors.logProb.overall.max,
             maxProbNorm: gap.max.probNorm,
@@ -121,7 +130,7 @@ export async function runDiscretisationStudy(
     },
   );
   const results = analysis.result;
-  const etas = results.map((r) => r.eta);
+  const etas = results.map((r) => r.learningRate);
   const errors = results.map((r) => r.maxLogProb);
   let slope: number | null = null;
   let probSlope: number | null = null;
@@ -148,7 +157,7 @@ export async function runDiscretisationStudy(
       // t = 0 is left out: both start from the same state (log axis).
       steps: Float64Array.from(results[results.length - 1]!.times.slice(1)),
       series: results.map((r) => ({
-        name: `η = ${r.eta}`,
+        name: `η = ${r.learningRate}`,
         values: r.curve.slice(1),
         steps: r.times.slice(1),
       })),
@@ -181,7 +190,7 @@ export async function runDiscretisationStudy(
           ],
           rows: results.map((r, i) => ({
             key: `eta-${i}`,
-            label: String(r.eta),
+            label: String(r.learningRate),
             values: {
               steps: r.steps,
               maxLogProb: r.maxLogProb,

@@ -159,7 +159,7 @@ export async function runLazinessStudy(
       widths,
       gaps,
       yTitle: 'gap: network vs POP-MU, RMS log π at the last step (nats)',
-      note: `Each point is an MLP with ${cfg.depth} hidden layer(s) of that width (NTK parameterisation, ${cfg.activation}), finetuned from ${cfg.checkpoint === 'first' ? 'its initial weights' : `step ${cfg.trainSteps} of training`} for ${ft.steps} SGD steps at η = ${ft.eta}.`,
+      note: `Each point is an MLP with ${cfg.depth} hidden layer(s) of that width (NTK parameterisation, ${cfg.activation}), finetuned from ${cfg.checkpoint === 'first' ? 'its initial weights' : `step ${cfg.trainSteps} of training`} for ${ft.steps} SGD steps at η = ${ft.learningRate}.`,
     });
     const overSteps = await errorOverStepsFigure({
       id: 'laziness-gap-over-steps',
@@ -180,7 +180,7 @@ export async function runLazinessStudy(
       id: 'laziness',
       title: 'Laziness vs width',
       text: [
-        `The same finetune (${ft.steps} steps, η = ${ft.eta}, ${ids.finetune.length} finetune and ${ids.observe.length} observation points) was run on networks of ${widths.length} widths from ${widths[0]} to ${widths[widths.length - 1]} units per hidden layer in the NTK parameterisation, and predicted by POP-MU from each network's own kernel at the start.`,
+        `The same finetune (${ft.steps} steps, η = ${ft.learningRate}, ${ids.finetune.length} finetune and ${ids.observe.length} observation points) was run on networks of ${widths.length} widths from ${widths[0]} to ${widths[widths.length - 1]} units per hidden layer in the NTK parameterisation, and predicted by POP-MU from each network's own kernel at the start.`,
         'The gap between network and POP-MU at the last step falls with width as width^{slope} (fitted on log–log axes); lazy-training theory bounds it by O(width^−1/2) (Lee et al. 2019; docs/theory.md#laziness-gap), so a slope near or below −0.5 means wider networks train lazily, as the kernel view assumes.',
       ].join('\n\n'),
       numbers: { slope: jsonNumber(slope) },

@@ -114,7 +114,7 @@ const schema = z
      * Learning rate (< 0: gradient ascent). Default −0.001. Ascent on one example feeds on itself
      * (the loss is unbounded): keep |η|·steps small, or the network's logits blow up.
      */
-    eta: negative().optional(),
+    learningRate: negative().optional(),
     /** Ascent steps. Default: the finetune steps. */
     steps: posInt().optional(),
     /** Record every k steps. Default: the finetune's recordEvery. */
@@ -129,7 +129,7 @@ function resolve(s: z.output<typeof schema>, { finetune }: StudyDefaults) {
   return {
     checkpoint: s.checkpoint,
     example: s.example,
-    eta: s.eta ?? -0.001,
+    learningRate: s.learningRate ?? -0.001,
     steps: s.steps ?? finetune.steps,
     recordEvery: s.recordEvery ?? finetune.recordEvery,
   };
@@ -158,7 +158,7 @@ export async function runNegativeGradientsStudy(
   }
   const others = [...finetuneIds, ...observeIds].filter((id) => id !== example);
   const settings = {
-    eta: cfg.eta,
+    learningRate: cfg.learningRate,
     steps: cfg.steps,
     batch: 'full' as const,
     recordEvery: cfg.recordEvery,
@@ -291,7 +291,7 @@ export async function runNegativeGradientsStudy(
       id: 'negative-gradients',
       title: 'Negative gradients: unlearning one label',
       text: [
-        `Gradient ascent (η = ${cfg.eta}, ${cfg.steps} steps) on the label ${classNames[r.label]} of ${example}, from ${checkpoint.id}, with the ${others.length} other tracked points watched. π(${classNames[r.label]}) fell from {labelStart} to {labelEnd}; of the mass it lost, a share of {shareActual} went to ${classNames[r.top]}, the most likely other label at the start (start probability {topStart}) — POP-MU predicts {shareMu}. Spreading the lost mass in proportion to the other labels' probabilities would give it only {proportional}.`,
+        `Gradient ascent (η = ${cfg.learningRate}, ${cfg.steps} steps) on the label ${classNames[r.label]} of ${example}, from ${checkpoint.id}, with the ${others.length} other tracked points watched. π(${classNames[r.label]}) fell from {labelStart} to {labelEnd}; of the mass it lost, a share of {shareActual} went to ${classNames[r.top]}, the most likely other label at the start (start probability {topStart}) — POP-MU predicts {shareMu}. Spreading the lost mass in proportion to the other labels' probabilities would give it only {proportional}.`,
         `This is the squeezing effect (docs/theory.md#the-polymatrix-game): the replicator update moves mass in proportion to the current probabilities, so an already likely label takes most of what the ascended label loses. On the other tracked points, POP-MU gets the sign of the change of log π(${classNames[r.label]} | x) right for a fraction {signAgreement} of them.`,
       ].join('\n\n'),
       numbers: {

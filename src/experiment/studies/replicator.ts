@@ -79,7 +79,7 @@ function resolve(s: z.output<typeof schema>, { finetune }: StudyDefaults) {
     checkpoint: s.checkpoint,
     points: { finetune: s.points.finetune.trim(), observe: s.points.observe.trim() },
     show: s.show,
-    finetune: finetuneWith({ ...finetune, eta: 0.1 }, s.finetune as Partial<FinetuneSettings>),
+    finetune: finetuneWith({ ...finetune, learningRate: 0.1 }, s.finetune as Partial<FinetuneSettings>),
   };
 }
 
@@ -151,7 +151,7 @@ export async function runReplicatorStudy(
       vertexLabels: [classNames[0]!, classNames[1]!, classNames[2]!],
       trajectories: paths,
       title: 'Distributions on the 2-simplex: network vs replicator dynamics',
-      note: `${drawn.length} ${shown.length > 0 ? 'observation' : 'finetune'} points while the network is finetuned on ${N} points (${ft2.steps} steps, η = ${ft2.eta}) from ${checkpoint.id} of a ${cfg.train.data} run.`,
+      note: `${drawn.length} ${shown.length > 0 ? 'observation' : 'finetune'} points while the network is finetuned on ${N} points (${ft2.steps} steps, η = ${ft2.learningRate}) from ${checkpoint.id} of a ${cfg.train.data} run.`,
     });
     return {
       id: 'replicator',
