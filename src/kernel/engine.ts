@@ -13,8 +13,8 @@ import { type Progress, progressBar } from '../util/index.js';
 import type { ModelAnalysis } from './analyze.js';
 import { makeBlockComputer, provideTfContraction, resolveContraction } from './contractions.js';
 import { jacobianFeatures } from './jacobian.js';
+import { type ContractionJob, discardPool, runContraction, sharedPool } from './job.js';
 import { abortJob, BLOCK_FIELDS, BlockLoop } from './loop.js';
-import { type ContractionJob, discardPool, sharedPool } from './pool.js';
 import { type StructuredPlan, structuredFeatures, type TermFeatures } from './structured.js';
 import {
   type BlockInput,
@@ -493,7 +493,7 @@ async function contractInParallel(ctx: ContractionContext): Promise<ContractionC
       chain = chain.then(() => deliver(a, b, data));
     }
   };
-  const workers = pool.run(job, (index, data) => finished(index, data, true));
+  const workers = runContraction(pool, job, (index, data) => finished(index, data, true));
   workers.catch(() => undefined); // awaited below; avoid an unhandled rejection meanwhile
   const ready = new Int32Array(job.ready);
   const loop = new BlockLoop(job);
