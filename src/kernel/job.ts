@@ -13,6 +13,7 @@ import {
   sharedMessagePool,
   terminateMessagePools,
 } from '../util/index.js';
+import { disposeFactorGemm } from './factor-gemm.js';
 import type { ContractionMode, TermMeta } from './terms.js';
 import type { ResolvedNtkContraction } from './types.js';
 
@@ -118,6 +119,7 @@ export function discardPool(pool: ContractionPool): Promise<void> {
 
 /** Terminate every shared worker thread (they restart on demand). */
 export function terminateNtkWorkers(): Promise<void> {
+  disposeFactorGemm();
   return terminateMessagePools(ENTRY);
 }
 

@@ -38,6 +38,7 @@ import {
   type ModelGraph,
   type ParamLayer,
 } from './analyze.js';
+import { gemmABt, useFactorGemm } from './factor-gemm.js';
 import type { TermMeta } from './terms.js';
 
 /** How one selected layer is differentiated (reported in the plan). */
@@ -98,11 +99,28 @@ function withDenseGradient(
   w: tf.Tensor2D,
   value: (x: tf.Tensor2D) => tf.Tensor,
   scale = 1,
+  group = 1,
 ): tf.Tensor2D {
   const f = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
     value: value(args[0] as tf.Tensor2D),
     gradFunc: (dy: tf.Tensor) => {
-      const g = tf.matMul(dy as tf.Tensor2D, tf.transpose(w));
+      const [rows, k] = dy.shape as [number, number];
+      const cols = w.shape[0];
+      // Wide layers: entk's threaded GEMM (./factor-gemm.ts) instead of single-threaded tfjs-wasm.
+      const g = useFactorGemm(rows, k, cols)
+        ? tf.tensor2d(
+            gemmABt(
+              dy.dataSync() as Float32Array,
+              rows,
+              w.dataSync() as Float32Array,
+              cols,
+              k,
+              'rows',
+              group,
+            ),
+            [rows, cols],
+          )
+        : tf.matMul(dy as tf.Tensor2D, tf.transpose(w));
       return scale === 1 ? g : tf.mul(g, scale);
     },
   }));
@@ -297,6 +315,7 @@ function applyRule(node: GraphNode, k: number, ins: tf.Tensor[], hooks: RunHooks
               p.kernel!.read() as tf.Tensor2D,
               () => repeatRows(hBase, V),
               p.weightScale,
+              V,
             )
           : preActivation(p, a);
       hooks.capture?.(k, { inputs: [a], pre: h });
