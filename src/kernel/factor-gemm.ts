@@ -33,6 +33,8 @@ interface State {
   memory: WasmMemory;
   ex: GemmExports;
   threads: WasmThreads | null;
+  /** What the B region holds (see gemmABt's bKey). */
+  packedB: { key: object; shape: string } | null;
 }
 
 let state: State | null | undefined;
@@ -49,7 +51,7 @@ function instance(): State | null {
   const count = Math.min(MAX_THREADS, availableParallelism()) - 1;
   const threads =
     count > 0 ? new WasmThreads(module, memory, count, ['gemm', 'gemmMasked'], 'factor GEMM') : null;
-  state = { memory, ex, threads };
+  state = { memory, ex, threads, packedB: null };
   return state;
 }
 
@@ -77,15 +79,18 @@ const MASK_DENSITY = 0.8;
  * back-propagated signals vanish on the same inactive ReLU units). Each group of rows is summed only
  * over the p where one of its rows is nonzero — exact: skipped terms are products with exact zeros
  * (W finite) — when that saves enough; else all rows run through the dense kernel.
+ * `bKey`: an object identifying B's contents (a tensor's dataId): the packed B of the previous call
+ * with the same key and shape is reused (B given as a function is then not even read).
  */
 export function gemmABt(
   a: Float32Array,
   rows: number,
-  b: Float32Array,
+  bData: Float32Array | (() => Float32Array),
   cols: number,
   k: number,
   bLayout: 'rows' | 'columns',
   group = 1,
+  bKey?: object,
 ): Float32Array {
   const s = instance();
   if (!s) throw new Error('factor GEMM: WebAssembly SIMD with shared memory is not available');
@@ -133,14 +138,22 @@ export function gemmABt(
   const heap = new Float32Array(s.memory.buffer, 0, need / 4);
 
   // B panels: B[8q + c, p] at float (q·K + p)·8 + c (zero beyond cols and k).
-  heap.fill(0, bp / 4, ap / 4);
-  if (bLayout === 'rows') {
+  const packedKey = `${cols}:${k}:${bLayout}`;
+  const reuse = bKey !== undefined && s.packedB?.key === bKey && s.packedB.shape === packedKey;
+  s.packedB = bKey === undefined ? null : { key: bKey, shape: packedKey };
+  if (reuse) {
+    // B is already in place.
+  } else if (bLayout === 'rows') {
+    const b = typeof bData === 'function' ? bData() : bData;
+    heap.fill(0, bp / 4, ap / 4);
     for (let j = 0; j < cols; j++) {
       const base = bp / 4 + (j >> 3) * K * NR + (j & 7);
       const src = j * k;
       for (let p = 0; p < k; p++) heap[base + p * NR] = b[src + p]!;
     }
   } else {
+    const b = typeof bData === 'function' ? bData() : bData;
+    heap.fill(0, bp / 4, ap / 4);
     for (let q = 0; q < panels; q++) {
       const width = Math.min(NR, cols - q * NR);
       const base = bp / 4 + q * K * NR;

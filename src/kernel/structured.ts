@@ -112,11 +112,12 @@ function withDenseGradient(
             gemmABt(
               dy.dataSync() as Float32Array,
               rows,
-              w.dataSync() as Float32Array,
+              () => w.dataSync() as Float32Array,
               cols,
               k,
               'rows',
               group,
+              w.dataId,
             ),
             [rows, cols],
           )

@@ -70,6 +70,32 @@ describe('gemmABt against float64 loops', () => {
     }
   });
 
+  it('reuses the packed B of the previous call with the same key (without reading B), repacks otherwise', () => {
+    const rng = new Rng(5);
+    const [rows, k, cols] = [9, 20, 13];
+    const a = Float32Array.from(rng.normalArray(rows * k));
+    const b1 = Float32Array.from(rng.normalArray(cols * k));
+    const b2 = Float32Array.from(rng.normalArray(cols * k));
+    const [key1, key2] = [{}, {}];
+    const ref1 = reference(a, rows, b1, cols, k);
+    const ref2 = reference(a, rows, b2, cols, k);
+    let reads = 0;
+    const read = (b: Float32Array) => () => {
+      reads++;
+      return b;
+    };
+    expect(relMaxError(gemmABt(a, rows, read(b1), cols, k, 'rows', 1, key1), ref1)).toBeLessThan(TOL);
+    expect(reads).toBe(1);
+    // same key: the packed b1 is reused, b2 is not read
+    expect(relMaxError(gemmABt(a, rows, read(b2), cols, k, 'rows', 1, key1), ref1)).toBeLessThan(TOL);
+    expect(reads).toBe(1);
+    expect(relMaxError(gemmABt(a, rows, read(b2), cols, k, 'rows', 1, key2), ref2)).toBeLessThan(TOL);
+    // a call without a key overwrites the packed B: key2 must repack
+    gemmABt(a, rows, b1, cols, k, 'rows');
+    expect(relMaxError(gemmABt(a, rows, read(b2), cols, k, 'rows', 1, key2), ref2)).toBeLessThan(TOL);
+    expect(reads).toBe(3);
+  });
+
   it('uses the GEMM only from the size threshold on', () => {
     const previous = setFactorGemmMinWork(1000);
     expect(useFactorGemm(10, 10, 9)).toBe(false);
