@@ -584,22 +584,22 @@ function patches(p: ParamLayer, a: tf.Tensor, kh: number, kw: number, out: numbe
 }
 
 /**
- * Σ_t A[n, t] ⊗ δ[n·V + i, t] for A [b, L, K], δ [b·V, L, dOut]: [b·V, K·dOut], scaled by `scale`.
- * Batched Aᵀ [b, K, L] @ δ as [b, L, V·dOut].
+ * Σ_t δ[n·V + i, t] ⊗ A[n, t] for A [b, L, K], δ [b·V, L, dOut]: [b·V, dOut·K] (the per-example
+ * gradient with its columns in (output, input) order: only inner products of these rows are used,
+ * so any fixed column order will do), scaled by `scale`. One batched product δᵀ [b, V·dOut, L] @ A
+ * [b, L, K] whose result is already in row-major (n, i, c, k) order: no transposed operand (slow on
+ * tfjs-wasm) and no transpose of the [b·V, dOut·K] result.
  */
 function positionsProduct(A: tf.Tensor3D, delta: tf.Tensor, V: number, scale: number): tf.Tensor2D {
-  const [b, L, K] = A.shape;
+  const [b, L] = A.shape;
   const dOut = delta.size / (b * V * L);
-  const dl = delta
+  const dt = delta
     .reshape([b, V, L, dOut])
-    .transpose([0, 2, 1, 3])
-    .reshape([b, L, V * dOut]);
-  let g = tf
-    .matMul(A.transpose([0, 2, 1]), dl as tf.Tensor3D)
-    .reshape([b, K, V, dOut])
-    .transpose([0, 2, 1, 3]);
+    .transpose([0, 1, 3, 2])
+    .reshape([b, V * dOut, L]);
+  let g: tf.Tensor = tf.matMul(dt as tf.Tensor3D, A);
   if (scale !== 1) g = tf.mul(g, scale);
-  return g.reshape([b * V, K * dOut]);
+  return g.reshape([b * V, -1]) as tf.Tensor2D;
 }
 
 /** Σ over all but the last axis of δ [b·V, ..., c], scaled: [b·V, c]. */
