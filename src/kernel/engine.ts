@@ -12,6 +12,7 @@ import { InvalidArgumentError } from '../errors.js';
 import { type Progress, progressBar } from '../util/index.js';
 import type { ModelAnalysis } from './analyze.js';
 import { makeBlockComputer, provideTfContraction, resolveContraction } from './contractions.js';
+import { setFactorGemmThreads } from './factor-gemm.js';
 import { jacobianFeatures } from './jacobian.js';
 import { type ContractionJob, discardPool, runContraction, sharedPool } from './job.js';
 import { abortJob, BLOCK_FIELDS, BlockLoop } from './loop.js';
@@ -132,6 +133,8 @@ export function featuresFor(state: EngineState, points: Points, start: number, e
     points.dtype,
   );
   try {
+    // Threaded factor products use at most the threads the caller allowed.
+    setFactorGemmThreads(state.threads);
     return state.plan
       ? structuredFeatures(state.plan, x)
       : jacobianFeatures(state.model, state.analysis.variables, x, state.V);

@@ -9,7 +9,14 @@
  * order, whatever the thread count (row shares only).
  */
 import { availableParallelism } from 'node:os';
-import { WASM_PAGE, type WasmCall, type WasmMemory, WasmThreads, wasmApi } from '../util/index.js';
+import {
+  WASM_PAGE,
+  type WasmCall,
+  type WasmMemory,
+  type WasmModule,
+  WasmThreads,
+  wasmApi,
+} from '../util/index.js';
 import { type GemmExports, gemmModule, MASKED_FIELDS, MR, NR } from './wasm-gemm.js';
 
 /** Products with fewer multiply-adds than this stay on tfjs (threads would not pay). */
@@ -18,6 +25,13 @@ const DEFAULT_MIN_WORK = 2 ** 26;
 const MAX_THREADS = 4;
 
 let minWork = DEFAULT_MIN_WORK;
+/** Threads of one product at most (the eNTK call's `threads`). */
+let threadLimit = MAX_THREADS;
+
+/** Use at most `threads` threads (≥ 1) for the coming products. */
+export function setFactorGemmThreads(threads: number): void {
+  threadLimit = Math.max(1, Math.min(MAX_THREADS, Math.floor(threads)));
+}
 
 /**
  * Test hook: the smallest rows·K·cols product sent to the threaded GEMM (Infinity: never; 0: always).
@@ -30,8 +44,10 @@ export function setFactorGemmMinWork(work: number): number {
 }
 
 interface State {
+  module: WasmModule;
   memory: WasmMemory;
   ex: GemmExports;
+  /** Barrier threads, started by the first product that uses them. */
   threads: WasmThreads | null;
   /** What the B region holds (see gemmABt's bKey). */
   packedB: { key: object; shape: string } | null;
@@ -48,10 +64,7 @@ function instance(): State | null {
   }
   const memory = new wasmApi.Memory({ initial: 1, maximum: 65536, shared: true });
   const ex = new wasmApi.Instance(module, { env: { mem: memory } }).exports as unknown as GemmExports;
-  const count = Math.min(MAX_THREADS, availableParallelism()) - 1;
-  const threads =
-    count > 0 ? new WasmThreads(module, memory, count, ['gemm', 'gemmMasked'], 'factor GEMM') : null;
-  state = { memory, ex, threads, packedB: null };
+  state = { module, memory, ex, threads: null, packedB: null };
   return state;
 }
 
@@ -175,7 +188,13 @@ export function gemmABt(
   }
 
   // Shares: the caller takes the first, each barrier thread one of the others (row tiles, or groups).
-  const T = (s.threads?.size ?? 0) + 1;
+  const T = Math.min(threadLimit, availableParallelism());
+  if (T > 1 && !s.threads) {
+    s.threads = new WasmThreads(s.module, s.memory, T - 1, ['gemm', 'gemmMasked'], 'factor GEMM');
+  } else if (s.threads && s.threads.size < T - 1) {
+    s.threads.dispose();
+    s.threads = new WasmThreads(s.module, s.memory, T - 1, ['gemm', 'gemmMasked'], 'factor GEMM');
+  }
   let call: (part: number) => WasmCall | null;
   if (masked) {
     const heap32 = new Int32Array(s.memory.buffer);

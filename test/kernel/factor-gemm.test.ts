@@ -10,7 +10,12 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { gemmABt, setFactorGemmMinWork, useFactorGemm } from '../../src/kernel/factor-gemm.js';
+import {
+  gemmABt,
+  setFactorGemmMinWork,
+  setFactorGemmThreads,
+  useFactorGemm,
+} from '../../src/kernel/factor-gemm.js';
 import { empiricalNtkFn, finiteDifferenceNtk, terminateNtkWorkers } from '../../src/kernel/index.js';
 import { Rng } from '../../src/util/rng.js';
 import { normalPoints, randomizeWeights, relMaxError } from './helpers.js';
@@ -94,6 +99,21 @@ describe('gemmABt against float64 loops', () => {
     gemmABt(a, rows, b1, cols, k, 'rows');
     expect(relMaxError(gemmABt(a, rows, read(b2), cols, k, 'rows', 1, key2), ref2)).toBeLessThan(TOL);
     expect(reads).toBe(3);
+  });
+
+  it('gives bitwise the same product on 1, 2 and 3 threads (row shares only)', () => {
+    const rng = new Rng(9);
+    const [rows, k, cols] = [70, 96, 40];
+    const a = Float32Array.from(rng.normalArray(rows * k));
+    for (let e = 0; e < a.length; e += 3) a[e] = 0;
+    const b = Float32Array.from(rng.normalArray(cols * k));
+    const results = [1, 2, 3].flatMap((threads) => {
+      setFactorGemmThreads(threads);
+      return [gemmABt(a, rows, b, cols, k, 'rows'), gemmABt(a, rows, b, cols, k, 'rows', 10)];
+    });
+    setFactorGemmThreads(4);
+    expect(relMaxError(results[0]!, reference(a, rows, b, cols, k))).toBeLessThan(TOL);
+    for (const r of results.slice(1)) expect(Array.from(r)).toEqual(Array.from(results[0]!));
   });
 
   it('uses the GEMM only from the size threshold on', () => {
