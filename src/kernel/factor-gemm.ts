@@ -20,7 +20,7 @@ import {
 import { type GemmExports, gemmModule, MASKED_FIELDS, MR, NR } from './wasm-gemm.js';
 
 /** Products with fewer multiply-adds than this stay on tfjs (threads would not pay). */
-const DEFAULT_MIN_WORK = 2 ** 26;
+const DEFAULT_MIN_WORK = 2 ** 28;
 /** Threads of one product: the caller's and up to 3 barrier threads. */
 const MAX_THREADS = 4;
 

@@ -23,7 +23,7 @@ import { normalPoints, randomizeWeights, relMaxError } from './helpers.js';
 const TOL = 1e-5;
 
 afterAll(async () => {
-  setFactorGemmMinWork(2 ** 26);
+  setFactorGemmMinWork(2 ** 28);
   await terminateNtkWorkers();
 });
 
