@@ -55,6 +55,14 @@ export {
 } from './npy.js';
 export { type NpzWriteOptions, readNpz, readNpzHeaders, writeNpz } from './npz.js';
 export {
+  ONNX_DATA_TYPES,
+  type OnnxAttribute,
+  type OnnxModel,
+  type OnnxNode,
+  type OnnxTensor,
+  readOnnxModel,
+} from './onnx.js';
+export {
   encodeSafetensorsHeader,
   readSafetensors,
   readSafetensorsHeader,

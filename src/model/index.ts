@@ -3,6 +3,24 @@
  * See src/model/layers.ts for the layer contract the eNTK engine relies on.
  */
 
+export type {
+  BertConfig,
+  BertLayerWeights,
+  BertWeightSource,
+  BertWeights,
+  DenseWeights,
+  NormWeights,
+  ReadBertWeightsOptions,
+} from './bert-weights.js';
+export {
+  BERT_WEIGHT_FILES,
+  BERT_WEIGHT_SOURCES,
+  bertParameterNames,
+  canonicalBertName,
+  findBertWeightFile,
+  readBertConfig,
+  readBertWeights,
+} from './bert-weights.js';
 export type { BuildModelOptions } from './build.js';
 export { buildModel, countParameters, squareImageShape } from './build.js';
 export { fileSystemHandler, loadModel, MODEL_JSON, saveModel, WEIGHTS_BIN } from './io.js';
