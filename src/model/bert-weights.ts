@@ -75,7 +75,7 @@ export interface BertLayerWeights {
   outputNorm: NormWeights;
 }
 
-/** A whole encoder's weights (no pooler, no task head). */
+/** A whole encoder's weights (no task head; the pooler when the checkpoint has one). */
 export interface BertWeights {
   config: BertConfig;
   /** Where they came from: the format and the files read. */
@@ -88,6 +88,8 @@ export interface BertWeights {
   tokenTypeEmbeddings: Float32Array;
   embeddingNorm: NormWeights;
   layers: BertLayerWeights[];
+  /** BERT's pooler (pooler.dense, [hidden, hidden], then tanh on the [CLS] state), or null when absent. */
+  pooler: DenseWeights | null;
 }
 
 /** Which weight file {@link readBertWeights} reads. */
@@ -229,6 +231,7 @@ const NAME_RULES: Array<[RegExp, (layer: string, m: RegExpExecArray) => string]>
   ],
   [new RegExp(`^${LAYER}output\\.(?:dense\\.)?(weight|bias)$`), (l, m) => `${l}output.dense.${m[2]}`],
   [new RegExp(`^${LAYER}output\\.LayerNorm\\.${WB}$`), (l, m) => `${l}output.LayerNorm.${wb(m[2]!)}`],
+  [/^pooler\.dense\.(weight|bias)$/, (_, m) => `pooler.dense.${m[1]}`],
 ];
 
 /** TF-converted checkpoints name LayerNorm γ/β 'gamma'/'beta'. */
@@ -238,7 +241,7 @@ function wb(part: string): string {
 
 /**
  * The canonical Hugging Face name of a stored parameter name, or null for anything the encoder
- * does not use (pooler, task heads, buffers such as `embeddings.position_ids`). A layer-less short
+ * does not use (task heads, buffers such as `embeddings.position_ids`). A layer-less short
  * name maps to layer 0 with `layerless: true`.
  */
 export function canonicalBertName(name: string): { name: string; layerless: boolean } | null {
@@ -246,9 +249,9 @@ export function canonicalBertName(name: string): { name: string; layerless: bool
   for (const [re, make] of NAME_RULES) {
     const m = re.exec(stripped);
     if (!m) continue;
-    const embedding = stripped.startsWith('embeddings.');
-    const layer = embedding ? '' : `encoder.layer.${m[1] ?? '0'}.`;
-    const layerless = !embedding && m[1] === undefined;
+    const perLayer = !/^(embeddings|pooler)\./.test(stripped);
+    const layer = perLayer ? `encoder.layer.${m[1] ?? '0'}.` : '';
+    const layerless = perLayer && m[1] === undefined;
     return { name: make(layer, m), layerless };
   }
   return null;
@@ -331,7 +334,10 @@ function isDense(canonical: string): boolean {
   return /\.(query|key|value|dense)\.(weight|bias)$/.test(canonical);
 }
 
-/** The MatMul weights of an ONNX graph: initialiser name → layout, and the bias initialiser its output is added to. */
+/**
+ * The MatMul and Gemm weights of an ONNX graph: initialiser name → layout, and the bias
+ * initialiser added to the product (Gemm's C, or an Add of the MatMul's output).
+ */
 function onnxDenseUses(model: OnnxModel): Map<string, { layout: Layout; bias: string | null }> {
   const producers = new Map(model.nodes.flatMap((n) => n.outputs.map((o) => [o, n] as const)));
   const adds = new Map<string, OnnxNode[]>();
@@ -341,7 +347,7 @@ function onnxDenseUses(model: OnnxModel): Map<string, { layout: Layout; bias: st
   }
   const uses = new Map<string, { layout: Layout; bias: string | null }>();
   for (const node of model.nodes) {
-    if (node.opType !== 'MatMul') continue;
+    if (node.opType !== 'MatMul' && node.opType !== 'Gemm') continue;
     let weight = node.inputs[1] ?? '';
     let layout: Layout = 'in-out';
     if (!model.initializers.has(weight)) {
@@ -358,6 +364,14 @@ function onnxDenseUses(model: OnnxModel): Map<string, { layout: Layout; bias: st
       layout = 'out-in';
     }
     const output = node.outputs[0] ?? '';
+    if (node.opType === 'Gemm') {
+      // y = A·B' + C with B' = Bᵀ when transB = 1 (a torch Linear on a 2-D input: B [out, in]).
+      if (node.attributes.transA === 1) continue;
+      if (node.attributes.transB === 1) layout = layout === 'in-out' ? 'out-in' : 'in-out';
+      const c = node.inputs[2];
+      uses.set(weight, { layout, bias: c && model.initializers.has(c) ? c : null });
+      continue;
+    }
     const bias =
       (adds.get(output) ?? [])
         .map((add) => add.inputs.find((i) => i !== output && model.initializers.has(i)))
@@ -388,7 +402,7 @@ async function collectOnnx(dir: string, file: string): Promise<{ found: Collecto
     const isWeight = canonical.name.endsWith('.weight') && isDense(canonical.name);
     if (isWeight && !use) {
       throw new UnsupportedError(
-        `${file}: initialiser ${JSON.stringify(name)} (${canonical.name}) is not the weight input of a MatMul node, so its layout is unknown (an optimised or fused graph? use the exported onnx/model.onnx or model.safetensors)`,
+        `${file}: initialiser ${JSON.stringify(name)} (${canonical.name}) is not the weight input of a MatMul or Gemm node, so its layout is unknown (an optimised or fused graph? use the exported onnx/model.onnx or model.safetensors)`,
       );
     }
     if (t.data === null || !(t.data instanceof Float32Array)) {
@@ -454,7 +468,8 @@ function assemble(
     throw new CorruptFileError(where, `missing encoder tensor(s) ${shown}${note}`);
   }
   const take = (name: string, shape: number[]): Float32Array => {
-    const f = found.get(name)!;
+    const f = found.get(name);
+    if (!f) throw new CorruptFileError(where, `missing encoder tensor ${name}`);
     const dense = f.layout !== undefined;
     // Dense weights are wanted [in, out]; stored [out, in] they are transposed.
     const stored = dense && f.layout === 'out-in' ? [shape[1]!, shape[0]!] : shape;
@@ -496,6 +511,8 @@ function assemble(
     tokenTypeEmbeddings: take('embeddings.token_type_embeddings.weight', [config.typeVocabSize, H]),
     embeddingNorm: norm('embeddings.LayerNorm'),
     layers,
+    pooler:
+      found.has('pooler.dense.weight') || found.has('pooler.dense.bias') ? dense('pooler.dense', H, H) : null,
   };
 }
 

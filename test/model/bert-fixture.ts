@@ -4,9 +4,11 @@
  * - `onnx/model.onnx` as Hugging Face optimum / torch.onnx exports it: Linear weights under
  *   anonymous names (`onnx::MatMul_<n>`, [in, out]), each MatMul's output added to its named bias
  *   (`Add(bias, x)`), node names carrying the module scope (`/encoder/layer.0/attention/self/query/MatMul`),
- *   heads split with Reshape/Transpose, the padding mask filled with float32's lowest value;
- * - `model.safetensors` as a `BertModel` checkpoint: torch names with the `bert.` prefix, Linear
- *   weights [out, in], plus a pooler the import must ignore.
+ *   heads split with Reshape/Transpose, the padding mask filled with float32's lowest value, and
+ *   the pooler (on the [CLS] state, a 2-D input) as a Gemm with transB = 1 on `pooler.dense.weight`
+ *   [out, in], output `pooler_output`;
+ * - `model.safetensors` as a `BertForSequenceClassification` checkpoint: torch names with the
+ *   `bert.` prefix, Linear weights [out, in], and a classifier the import must ignore.
  * Weights come from the integer-only seeded RNG of models/onnx-writer.ts.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -27,7 +29,7 @@ export const FIXTURE = {
   hidden: 16,
   heads: 4,
   layers: 2,
-  intermediate: 24,
+  intermediate: 32,
   positions: 20,
   types: 2,
   eps: 1e-5,
@@ -96,6 +98,8 @@ export function fixtureWeights(seed = 7): Map<string, TorchTensor> {
     add(`${p}output.LayerNorm.weight`, [H], 0.2, 1);
     add(`${p}output.LayerNorm.bias`, [H], 0.1);
   }
+  add('pooler.dense.weight', [H, H], 0.4);
+  add('pooler.dense.bias', [H], 0.1);
   return out;
 }
 
@@ -304,6 +308,21 @@ export function fixtureOnnx(
       eps,
     );
   }
+  // Pooler: tanh(h[:, 0] Wᵀ + b) as torch exports a Linear on a 2-D input (Gemm, transB = 1).
+  initializers.push(named('pooler.dense.weight'), named('pooler.dense.bias'));
+  n('Gather', ['last_hidden_state', 'const.zero'], ['/pooler/cls'], '/pooler/Gather', { axis: { int: 1 } });
+  n(
+    'Gemm',
+    ['/pooler/cls', 'pooler.dense.weight', 'pooler.dense.bias'],
+    ['/pooler/dense'],
+    '/pooler/dense/Gemm',
+    {
+      alpha: { float: 1 },
+      beta: { float: 1 },
+      transB: { int: 1 },
+    },
+  );
+  n('Tanh', ['/pooler/dense'], ['pooler_output'], '/pooler/activation/Tanh');
   const io = (name: string) => ({ name, elemType: DataType.INT64, shape: ['batch_size', 'sequence_length'] });
   const onnx = encodeModel({
     name: 'main_graph',
@@ -315,6 +334,7 @@ export function fixtureOnnx(
     inputs: [io('input_ids'), io('attention_mask'), io('token_type_ids')],
     outputs: [
       { name: 'last_hidden_state', elemType: DataType.FLOAT, shape: ['batch_size', 'sequence_length', H] },
+      { name: 'pooler_output', elemType: DataType.FLOAT, shape: ['batch_size', H] },
     ],
   });
   const external =
@@ -335,8 +355,8 @@ export async function writeFixtureSafetensors(
   const tensors: Record<string, NdArray> = {};
   for (const [name, t] of weights)
     tensors[`bert.${name}`] = { dtype: 'float32', shape: t.dims, data: t.data };
-  tensors['bert.pooler.dense.weight'] = { dtype: 'float32', shape: [H, H], data: new Float32Array(H * H) };
-  tensors['bert.pooler.dense.bias'] = { dtype: 'float32', shape: [H], data: new Float32Array(H) };
+  tensors['classifier.weight'] = { dtype: 'float32', shape: [3, H], data: new Float32Array(3 * H) };
+  tensors['classifier.bias'] = { dtype: 'float32', shape: [3], data: new Float32Array(3) };
   await writeSafetensors(file, tensors);
 }
 

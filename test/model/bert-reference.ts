@@ -25,8 +25,14 @@ export function padBatch(seqs: number[][], typesOf: number[][] | null = null, pa
   };
 }
 
-/** last_hidden_state [n, T, H] from transformers.js AutoModel (onnxruntime-node) on a local directory. */
-export async function onnxHiddenStates(dir: string, batch: TokenBatch): Promise<Float32Array> {
+/**
+ * last_hidden_state [n, T, H] (and pooler_output [n, H] when the graph has it) from transformers.js
+ * AutoModel (onnxruntime-node) on a local model directory.
+ */
+export async function onnxOutputs(
+  dir: string,
+  batch: TokenBatch,
+): Promise<{ hidden: Float32Array; pooler: Float32Array | null }> {
   const { AutoModel, Tensor, env } = await import('@huggingface/transformers');
   env.allowLocalModels = true;
   env.allowRemoteModels = false;
@@ -50,7 +56,10 @@ export async function onnxHiddenStates(dir: string, batch: TokenBatch): Promise<
       attention_mask: tensor(batch.mask),
       token_type_ids: tensor(batch.types),
     });
-    return Float32Array.from(out.last_hidden_state.data as Float32Array);
+    return {
+      hidden: Float32Array.from(out.last_hidden_state.data as Float32Array),
+      pooler: out.pooler_output ? Float32Array.from(out.pooler_output.data as Float32Array) : null,
+    };
   } finally {
     await model.dispose();
   }
@@ -168,4 +177,9 @@ export function relativeMaxDiff(
     }
   }
   return diff / scale;
+}
+
+/** last_hidden_state [n, T, H] from onnxruntime (see {@link onnxOutputs}). */
+export async function onnxHiddenStates(dir: string, batch: TokenBatch): Promise<Float32Array> {
+  return (await onnxOutputs(dir, batch)).hidden;
 }

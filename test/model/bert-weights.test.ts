@@ -8,7 +8,7 @@ import { type BertWeights, canonicalBertName, readBertWeights } from '../../src/
 import { TINY_BERT_DIR } from '../embed/reference.js';
 import { tempDir } from '../util/temp-dir.js';
 import { FIXTURE, fixtureConfig, fixtureWeights, writeFixtureDir } from './bert-fixture.js';
-import { bertForward64, onnxHiddenStates, padBatch, relativeMaxDiff } from './bert-reference.js';
+import { bertForward64, onnxOutputs, padBatch, relativeMaxDiff } from './bert-reference.js';
 
 const dir = tempDir('bert-weights');
 
@@ -50,7 +50,7 @@ describe('canonicalBertName', () => {
       ['intermediate.weight', 'encoder.layer.0.intermediate.dense.weight', true],
       ['output.weight', 'encoder.layer.0.output.dense.weight', true],
       ['output.LayerNorm.bias', 'encoder.layer.0.output.LayerNorm.bias', true],
-      ['bert.pooler.dense.weight', null],
+      ['bert.pooler.dense.weight', 'pooler.dense.weight'],
       ['cls.predictions.bias', null],
       ['embeddings.position_ids', null],
       ['onnx::MatMul_123', null],
@@ -90,6 +90,7 @@ describe('readBertWeights', () => {
       [l.outputNorm.beta, g.ln2Beta],
     ];
     for (const [a, b] of pairs) expect(a).toEqual(b);
+    expect(w.pooler).toBeNull();
   });
 
   it('a 2-layer, 4-head encoder: anonymous ONNX MatMul weights, Transpose-fed weights and a bert.-prefixed safetensors checkpoint give the same weights', async () => {
@@ -130,7 +131,7 @@ describe('readBertWeights', () => {
     }
   });
 
-  it("a float64 forward pass over the imported weights reproduces onnxruntime's last_hidden_state (padding, mixed lengths, token types; ≤ 1e-5 relative)", async () => {
+  it("a float64 forward pass over the imported weights reproduces onnxruntime's last_hidden_state and pooler_output (padding, mixed lengths, token types; ≤ 1e-5 relative)", async () => {
     const batch = padBatch(
       [
         [2, 10, 11, 12, 13, 3],
@@ -153,12 +154,25 @@ describe('readBertWeights', () => {
       [fixture, 'safetensors'],
     ] as const) {
       const w = await readBertWeights(modelDir, { source });
-      const ort = await onnxHiddenStates(modelDir, batch);
-      const ours = batch.ids.flatMap((ids, n) =>
-        bertForward64(w, ids, batch.mask[n]!, batch.types[n]!).flatMap((row) => [...row]),
-      );
-      const rel = relativeMaxDiff(ours, ort, batch, w.config.hiddenSize);
+      const ort = await onnxOutputs(modelDir, batch);
+      const states = batch.ids.map((ids, n) => bertForward64(w, ids, batch.mask[n]!, batch.types[n]!));
+      const ours = states.flatMap((rows) => rows.flatMap((row) => [...row]));
+      const rel = relativeMaxDiff(ours, ort.hidden, batch, w.config.hiddenSize);
       expect(rel, `${modelDir} ${source}`).toBeLessThan(1e-5); // measured 2.5e-7 (tiny-bert), 2.0e-6 (fixture)
+      expect(ort.pooler === null).toBe(modelDir === TINY_BERT_DIR);
+      if (ort.pooler) {
+        // pooler_output = tanh(h_[CLS] W + b)
+        const H = w.config.hiddenSize;
+        let diff = 0;
+        states.forEach((rows, n) => {
+          for (let o = 0; o < H; o++) {
+            let z = w.pooler!.bias[o]!;
+            for (let i = 0; i < H; i++) z += rows[0]![i]! * w.pooler!.kernel[i * H + o]!;
+            diff = Math.max(diff, Math.abs(Math.tanh(z) - ort.pooler![n * H + o]!));
+          }
+        });
+        expect(diff).toBeLessThan(1e-5);
+      }
     }
   });
 });
@@ -192,7 +206,7 @@ describe('readBertWeights refuses what it cannot import, naming the file and the
     e = await errorOf(readBertWeights(base));
     expect(e).toBeInstanceOf(CorruptFileError);
     expect(e!.message).toMatch(
-      /tensor "bert\.encoder\.layer\.0\.intermediate\.dense\.weight" \(encoder\.layer\.0\.intermediate\.dense\.weight\) has shape \[16, 24\], .*config\.json .* needs \[24, 16\]/,
+      /tensor "bert\.encoder\.layer\.0\.intermediate\.dense\.weight" \(encoder\.layer\.0\.intermediate\.dense\.weight\) has shape \[16, 32\], .*config\.json .* needs \[32, 16\]/,
     );
 
     await rewrite(() => undefined);
