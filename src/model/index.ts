@@ -4,6 +4,19 @@
  */
 
 export type {
+  PretrainedSpecOptions,
+  PretrainedTransformer,
+  PretrainedTransformerOptions,
+} from './bert-import.js';
+export {
+  DEFAULT_PRETRAINED_MAX_LENGTH,
+  encoderOutputLayer,
+  loadPretrainedTransformer,
+  pretrainedTransformerSpec,
+  setPretrainedWeights,
+  transformerHiddenStates,
+} from './bert-import.js';
+export type {
   BertConfig,
   BertLayerWeights,
   BertWeightSource,
