@@ -40,12 +40,12 @@ const MAX_LENGTH = 16;
 function tokens(batch: TokenBatch, L: number): tf.Tensor2D {
   const n = batch.ids.length;
   const x = new Float32Array(n * 2 * L);
-  batch.ids.forEach((row, i) =>
-    row.forEach((id, t) => {
-      x[i * 2 * L + t] = id;
+  for (let i = 0; i < n; i++) {
+    for (let t = 0; t < batch.ids[i]!.length; t++) {
+      x[i * 2 * L + t] = batch.ids[i]![t]!;
       x[i * 2 * L + L + t] = batch.mask[i]![t]!;
-    }),
-  );
+    }
+  }
   return tf.tensor2d(x, [n, 2 * L]);
 }
 
