@@ -159,6 +159,21 @@ export async function loadPretrainedTransformer(
   options: PretrainedTransformerOptions,
 ): Promise<PretrainedTransformer> {
   const weights = await readBertWeights(dir, { source: options.source });
+  const spec = pretrainedSpecOf(weights, dir, options);
+  const model = pretrainedModel(weights, spec, options);
+  return { model, spec, config: weights.config, source: weights.source };
+}
+
+/**
+ * The transformer spec for imported `weights` (read from `dir`): {@link pretrainedTransformerSpec}
+ * with the pooler defaulting to whether the checkpoint has one; InvalidArgumentError for
+ * `pooler: true` without one.
+ */
+export function pretrainedSpecOf(
+  weights: BertWeights,
+  dir: string,
+  options: PretrainedSpecOptions,
+): TransformerSpec {
   if (options.pooler && !weights.pooler) {
     throw new InvalidArgumentError(
       'pooler',
@@ -166,10 +181,18 @@ export async function loadPretrainedTransformer(
       `false: ${weights.source.files.join(', ')} in ${dir} holds no pooler.dense weights`,
     );
   }
-  const spec = pretrainedTransformerSpec(weights.config, {
+  return pretrainedTransformerSpec(weights.config, {
     ...options,
     pooler: options.pooler ?? weights.pooler !== null,
   });
+}
+
+/** The classifier of `spec` (from {@link pretrainedSpecOf}) with `weights` imported and a fresh seeded head. */
+export function pretrainedModel(
+  weights: BertWeights,
+  spec: TransformerSpec,
+  options: { numClasses: number; seed: number },
+): tf.LayersModel {
   const model = buildModel(spec, {
     inputShape: transformerInputShape(spec),
     numClasses: options.numClasses,
@@ -181,7 +204,7 @@ export async function loadPretrainedTransformer(
     model.dispose();
     throw error;
   }
-  return { model, spec, config: weights.config, source: weights.source };
+  return model;
 }
 
 /** The name of the layer whose output is the encoder's last hidden state (before pooling). */

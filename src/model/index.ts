@@ -12,6 +12,8 @@ export {
   DEFAULT_PRETRAINED_MAX_LENGTH,
   encoderOutputLayer,
   loadPretrainedTransformer,
+  pretrainedModel,
+  pretrainedSpecOf,
   pretrainedTransformerSpec,
   setPretrainedWeights,
   transformerHiddenStates,
