@@ -8,6 +8,7 @@ import type { LoadOptions } from '../data/index.js';
 import { type BackboneConfig, BackboneConfigSchema } from '../embed/index.js';
 import { InvalidArgumentError } from '../errors.js';
 import { type ModelSpec, presetNameOf, resolveModelSpec, zodToArgumentError } from '../model/index.js';
+import { type PretrainedConfig, pretrainedConfigSchema } from './pretrained.js';
 
 /** Optimisers. 'sgd' is plain SGD on the mean batch loss, the optimiser of the one-step rule (docs/theory.md#one-sgd-step). */
 export const OPTIMIZERS = ['sgd', 'momentum', 'adam'] as const;
@@ -68,6 +69,11 @@ export const trainConfigSchema = z
      * directory (src/embed/tokenize.ts: token ids + attention mask). Default none.
      */
     tokenizer: z.string().min(1).optional(),
+    /**
+     * Start from the pretrained BERT-style encoder of a local model directory (./pretrained.ts):
+     * the model spec follows its config.json and its tokenizer is the default. Default none.
+     */
+    pretrained: pretrainedConfigSchema.optional(),
     /** Seeded stratified train/test split. testFraction default 0.2; seed default = `seed`. */
     split: z
       .object({ testFraction: z.number().gt(0).lt(1).default(0.2), seed: int.nonnegative().optional() })
@@ -142,6 +148,8 @@ export interface TrainConfig {
   backbone: BackboneConfig | null;
   /** Tokenizer directory of a transformer trained on text, or null. */
   tokenizer: string | null;
+  /** The pretrained encoder the run started from (every choice explicit), or null. */
+  pretrained: PretrainedConfig | null;
   split: { testFraction: number; seed: number };
   standardize: boolean;
   /** The resolved model spec. */
@@ -183,7 +191,7 @@ export function toConfigInput(config: TrainConfigInput | TrainConfig): TrainConf
     if (typeof raw.modelPreset === 'string') raw.model = raw.modelPreset;
     delete raw.modelPreset;
   }
-  for (const key of ['epochs', 'steps', 'evalEvery', 'backbone', 'tokenizer'] as const)
+  for (const key of ['epochs', 'steps', 'evalEvery', 'backbone', 'tokenizer', 'pretrained'] as const)
     if (raw?.[key] === null) delete raw[key];
   return raw as TrainConfigInput;
 }
@@ -256,6 +264,33 @@ export function resolveTrainConfig(input: TrainConfigInput | TrainConfig): Train
       'no --backbone as well: a transformer reads the tokens, a backbone would replace them with features',
     );
   }
+  let pretrained: PretrainedConfig | null = null;
+  if (c.pretrained) {
+    if (model.kind !== 'transformer') {
+      throw new InvalidArgumentError(
+        'config.model',
+        c.model,
+        `the transformer spec of the pretrained encoder in ${c.pretrained.dir} (train() derives it from its config.json; give no model)`,
+      );
+    }
+    const p = c.pretrained;
+    pretrained = {
+      dir: p.dir,
+      source: p.source ?? 'auto',
+      maxLength: model.maxLength,
+      pooling: model.pooling,
+      pooler: model.pooler,
+    };
+    for (const key of ['maxLength', 'pooling', 'pooler'] as const) {
+      if (p[key] !== undefined && p[key] !== pretrained[key]) {
+        throw new InvalidArgumentError(
+          `config.pretrained.${key}`,
+          p[key],
+          `${pretrained[key]}, as config.model has it`,
+        );
+      }
+    }
+  }
   if (transformer && c.standardize === true) {
     throw new InvalidArgumentError(
       'config.standardize',
@@ -275,6 +310,7 @@ export function resolveTrainConfig(input: TrainConfigInput | TrainConfig): Train
     dataOptions: c.dataOptions,
     backbone: c.backbone ?? null,
     tokenizer: c.tokenizer ?? null,
+    pretrained,
     split: { testFraction: c.split.testFraction, seed: c.split.seed ?? c.seed },
     standardize: c.standardize ?? !transformer,
     model,

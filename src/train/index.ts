@@ -60,3 +60,5 @@ export {
 } from './run.js';
 export type { TrainOptions, TrainProgress, TrainResult } from './train.js';
 export { evaluateModel, meanCrossEntropy, readRunConfig, train } from './train.js';
+export type { PretrainedConfig } from './pretrained.js';
+export { pretrainedConfigSchema, resolvePretrainedInput } from './pretrained.js';

@@ -6,12 +6,14 @@
  * run is an ordinary transformer run: checkpoints, kernels, finetunes, predictions and comparisons
  * read it like any other.
  */
+import type * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { findLocalModelDir } from '../embed/index.js';
 import { InvalidArgumentError } from '../errors.js';
 import {
   BERT_WEIGHT_SOURCES,
   type BertWeights,
+  pretrainedModel,
   pretrainedSpecOf,
   readBertWeights,
   TRANSFORMER_POOLINGS,
@@ -57,44 +59,60 @@ async function pretrainedDir(dir: string): Promise<string> {
   return found;
 }
 
-/** Read the pretrained encoder `pretrained` names. */
-export async function readPretrainedWeights(pretrained: PretrainedConfig): Promise<BertWeights> {
-  return readBertWeights(await pretrainedDir(pretrained.dir), { source: pretrained.source });
+/**
+ * The training configuration input with its pretrained encoder resolved: `model` becomes the
+ * transformer spec derived from the encoder's config.json (with `pretrained.maxLength`, `pooling`,
+ * `pooler`), `tokenizer` the encoder's directory unless given. Returns the weights read, for
+ * building the step-0 model. An input whose `model` is already a transformer spec (a stored run's
+ * config) is returned as it is, without reading anything (resolveTrainConfig checks it against
+ * `pretrained`; {@link pretrainedStartModel} against the weights); an input without `pretrained`
+ * too.
+ */
+export async function resolvePretrainedInput<T extends object>(
+  input: T,
+): Promise<{ input: T; weights: BertWeights | null }> {
+  const raw = input as Record<string, unknown>;
+  if (raw.pretrained === undefined || raw.pretrained === null) return { input, weights: null };
+  const parsed = pretrainedConfigSchema.safeParse(raw.pretrained);
+  if (!parsed.success) throw zodToArgumentError('config.pretrained', parsed.error, raw.pretrained);
+  const p = parsed.data;
+  const model = raw.model as { kind?: unknown } | string | undefined;
+  if (model !== undefined && typeof model === 'object' && model?.kind === 'transformer') {
+    return { input: { ...input, tokenizer: raw.tokenizer ?? p.dir }, weights: null };
+  }
+  if (model !== undefined) {
+    throw new InvalidArgumentError(
+      'config.model (--model)',
+      model,
+      `no model with a pretrained encoder (the architecture follows ${p.dir}/config.json)`,
+    );
+  }
+  const dir = await pretrainedDir(p.dir);
+  const weights = await readBertWeights(dir, { source: p.source });
+  const spec = pretrainedSpecOf(weights, dir, p);
+  return { input: { ...input, model: spec, tokenizer: raw.tokenizer ?? p.dir }, weights };
 }
 
 /**
- * The training configuration input with its pretrained encoder resolved: `pretrained` made
- * explicit, `model` the transformer spec of the encoder (a `model` already given must equal it, as
- * in a stored run), `tokenizer` the encoder's directory unless given. Returns the weights read, for
- * building the step-0 model. An input without `pretrained` comes back unchanged.
+ * The step-0 model of a pretrained run: the encoder of `pretrained` (the weights already read, or
+ * read now) in the transformer of `spec`, with a fresh head seeded by `seed`. InvalidArgumentError
+ * if `spec` is not the one the encoder's config.json gives.
  */
-export async function resolvePretrainedInput<T extends Record<string, unknown>>(
-  input: T,
-): Promise<{ input: T; weights: BertWeights | null }> {
-  if (input.pretrained === undefined || input.pretrained === null) return { input, weights: null };
-  const parsed = pretrainedConfigSchema.safeParse(input.pretrained);
-  if (!parsed.success) throw zodToArgumentError('config.pretrained', parsed.error, input.pretrained);
-  const p = parsed.data;
-  const dir = await pretrainedDir(p.dir);
-  const source = p.source ?? 'auto';
-  const weights = await readBertWeights(dir, { source });
-  const spec: TransformerSpec = pretrainedSpecOf(weights, dir, p);
-  const pretrained: PretrainedConfig = {
-    dir: p.dir,
-    source,
-    maxLength: spec.maxLength,
-    pooling: spec.pooling,
-    pooler: spec.pooler,
-  };
-  if (input.model !== undefined && JSON.stringify(input.model) !== JSON.stringify(spec)) {
+export async function pretrainedStartModel(
+  pretrained: PretrainedConfig,
+  spec: TransformerSpec,
+  weights: BertWeights | null,
+  options: { numClasses: number; seed: number },
+): Promise<tf.LayersModel> {
+  const dir = await pretrainedDir(pretrained.dir);
+  const w = weights ?? (await readBertWeights(dir, { source: pretrained.source }));
+  const expected = pretrainedSpecOf(w, dir, pretrained);
+  if (JSON.stringify(expected) !== JSON.stringify(spec)) {
     throw new InvalidArgumentError(
-      'config.model (--model)',
-      input.model,
-      `no model with a pretrained encoder (its spec follows ${dir}/config.json: ${JSON.stringify(spec)})`,
+      'config.model',
+      spec,
+      `the transformer spec of the pretrained encoder in ${dir} (${JSON.stringify(expected)})`,
     );
   }
-  return {
-    input: { ...input, pretrained, model: spec, tokenizer: input.tokenizer ?? p.dir },
-    weights,
-  };
+  return pretrainedModel(w, spec, options);
 }
