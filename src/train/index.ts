@@ -23,6 +23,8 @@ export {
 } from './config.js';
 export type { OptimizerStateFile } from './optimizer.js';
 export { createOptimizer, disposeOptimizer, loadOptimizer, saveOptimizerState } from './optimizer.js';
+export type { PretrainedConfig } from './pretrained.js';
+export { pretrainedConfigSchema, resolvePretrainedInput } from './pretrained.js';
 export type {
   CheckpointInfo,
   CheckpointState,
@@ -60,5 +62,3 @@ export {
 } from './run.js';
 export type { TrainOptions, TrainProgress, TrainResult } from './train.js';
 export { evaluateModel, meanCrossEntropy, readRunConfig, train } from './train.js';
-export type { PretrainedConfig } from './pretrained.js';
-export { pretrainedConfigSchema, resolvePretrainedInput } from './pretrained.js';

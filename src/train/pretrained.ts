@@ -89,7 +89,25 @@ export async function resolvePretrainedInput<T extends object>(
   }
   const dir = await pretrainedDir(p.dir);
   const weights = await readBertWeights(dir, { source: p.source });
-  const spec = pretrainedSpecOf(weights, dir, p);
+  let spec: TransformerSpec;
+  try {
+    spec = pretrainedSpecOf(weights, dir, p);
+  } catch (error) {
+    // Name the configuration key (and its flag) that set the option.
+    const flags: Record<string, string> = {
+      maxLength: ' (--max-length)',
+      pooling: ' (--pooling)',
+      pooler: '',
+    };
+    if (error instanceof InvalidArgumentError && Object.hasOwn(flags, error.argument)) {
+      throw new InvalidArgumentError(
+        `config.pretrained.${error.argument}${flags[error.argument]}`,
+        error.received,
+        error.expected,
+      );
+    }
+    throw error;
+  }
   return { input: { ...input, model: spec, tokenizer: raw.tokenizer ?? p.dir }, weights };
 }
 
