@@ -15,6 +15,8 @@ describe('resolveTrainConfig', () => {
       data: 'digits',
       dataOptions: {},
       backbone: null,
+      tokenizer: null,
+      pretrained: null,
       split: { testFraction: 0.2, seed: 0 },
       standardize: true,
       model: { kind: 'mlp', widths: [256, 256], activation: 'relu', parameterization: 'standard' },
