@@ -17,7 +17,57 @@ function write(name: string, bytes: Uint8Array): string {
   return file;
 }
 
+/** Protobuf wire encoding, by hand (an independent writer for the cases models/onnx-writer.ts cannot write). */
+function varint(n: number): number[] {
+  const out: number[] = [];
+  do {
+    out.push((n & 0x7f) | (n > 0x7f ? 0x80 : 0));
+    n = Math.floor(n / 128);
+  } while (n > 0);
+  return out;
+}
+const field = (no: number, wire: number) => varint(no * 8 + wire);
+const bytesField = (no: number, bytes: number[]) => [...field(no, 2), ...varint(bytes.length), ...bytes];
+const intField = (no: number, v: number) => [...field(no, 0), ...varint(v)];
+const text = (s: string) => Array.from(Buffer.from(s, 'utf8'));
+const le = (array: Float64Array | Uint16Array | Int8Array) => Array.from(new Uint8Array(array.buffer));
+
 describe('readOnnxModel', () => {
+  it('decodes float16 (raw_data and int32_data), float64 (double_data) to float32; other types carry no data', async () => {
+    const tensor = (name: string, dims: number[], type: number, data: number[]) =>
+      bytesField(5, [
+        ...dims.flatMap((d) => intField(1, d)),
+        ...intField(2, type),
+        ...bytesField(8, text(name)),
+        ...data,
+      ]);
+    const half = Uint16Array.of(0x3c00, 0xc000, 0x3800, 0x0001); // 1, -2, 0.5, 2^-24
+    const graph = [
+      ...tensor('h', [4], 10, bytesField(9, le(half))),
+      ...tensor('h32', [2], 10, bytesField(5, [...varint(0x3c00), ...varint(0xc000)])),
+      ...tensor('d', [2], 11, bytesField(10, le(Float64Array.of(0.25, -3)))),
+      ...tensor('q', [1, 2], 3, bytesField(9, le(Int8Array.of(5, -7)))),
+    ];
+    const m = await readOnnxModel(
+      write('types.onnx', Uint8Array.from([...intField(1, 9), ...bytesField(7, graph)])),
+    );
+    expect(m.irVersion).toBe(9);
+    expect(m.initializers.get('h')).toEqual({
+      name: 'h',
+      dims: [4],
+      dataType: 'FLOAT16',
+      data: Float32Array.of(1, -2, 0.5, 2 ** -24),
+    });
+    expect(m.initializers.get('h32')!.data).toEqual(Float32Array.of(1, -2));
+    expect(m.initializers.get('d')).toEqual({
+      name: 'd',
+      dims: [2],
+      dataType: 'DOUBLE',
+      data: Float32Array.of(0.25, -3),
+    });
+    expect(m.initializers.get('q')).toEqual({ name: 'q', dims: [1, 2], dataType: 'INT8', data: null });
+  });
+
   it('reads nodes (inputs, outputs, attributes incl. negative ints) and typed initialisers', async () => {
     const bytes = encodeModel({
       name: 'g',
