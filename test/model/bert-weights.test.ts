@@ -2,6 +2,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { TINY_BERT, tinyBertWeights } from '../../models/generate-tiny-bert.js';
+import { encodeModel, floatTensor, int64Tensor, type OnnxInitializer } from '../../models/onnx-writer.js';
 import { CorruptFileError, InvalidArgumentError, UnsupportedError } from '../../src/errors.js';
 import { readSafetensors, writeSafetensors } from '../../src/io/index.js';
 import { type BertWeights, canonicalBertName, readBertWeights } from '../../src/model/index.js';
@@ -243,6 +244,39 @@ describe('readBertWeights refuses what it cannot import, naming the file and the
     expect(e!.message).toMatch(
       /missing encoder tensor\(s\) encoder\.layer\.0\.attention\.self\.query\.weight, .* \(MatMul weights whose output is added to no recognised bias: onnx::MatMul_100, onnx::MatMul_101, /,
     );
+  });
+
+  it('ONNX weights that are not float (a quantised graph) or not fed to a MatMul (a fused graph)', async () => {
+    const graph = (initializers: OnnxInitializer[]) =>
+      encodeModel({
+        name: 'g',
+        producer: 'test',
+        irVersion: 8,
+        opset: 17,
+        nodes: [],
+        initializers,
+        inputs: [],
+        outputs: [],
+      });
+    const cases: Array<[OnnxInitializer, RegExp]> = [
+      [
+        int64Tensor('embeddings.word_embeddings.weight', [2, 2], [1, 2, 3, 4]),
+        /initialiser "embeddings\.word_embeddings\.weight" \(embeddings\.word_embeddings\.weight\) is INT64; the encoder's weights must be FLOAT, FLOAT16 or DOUBLE \(a quantised model\?/,
+      ],
+      [
+        floatTensor('encoder.layer.0.attention.self.query.weight', [2, 2], new Float32Array(4)),
+        /initialiser "encoder\.layer\.0\.attention\.self\.query\.weight" .* is not the weight input of a MatMul or Gemm node, so its layout is unknown/,
+      ],
+    ];
+    for (const [k, [tensor, message]] of cases.entries()) {
+      const base = await writeFixtureDir(path.join(dir, `onnx-kind-${k}`), { onnx: false });
+      mkdirSync(path.join(base, 'onnx'));
+      writeFileSync(path.join(base, 'onnx', 'model.onnx'), graph([tensor]));
+      const e = await errorOf(readBertWeights(base));
+      expect(e).toBeInstanceOf(UnsupportedError);
+      expect(e!.message).toMatch(message);
+      expect(e!.message).toContain(path.join(base, 'onnx', 'model.onnx'));
+    }
   });
 
   it('unsupported configurations: activation, model type, positions', async () => {
