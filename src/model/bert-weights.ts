@@ -293,7 +293,7 @@ function asFloat32(file: string, name: string, dtype: string, data: unknown): Fl
   if (data instanceof Float32Array) return data;
   if (data instanceof Float64Array) return Float32Array.from(data);
   throw new UnsupportedError(
-    `${file}: tensor ${JSON.stringify(name)} is ${dtype}; the encoder's weights must be float32, float16 or float64 (a quantised model? use the float32 model.safetensors or onnx/model.onnx)`,
+    `${file}: tensor ${JSON.stringify(name)} is ${dtype}; the encoder's weights must be float32 or float64 (a quantised model? use the float32 model.safetensors or onnx/model.onnx)`,
   );
 }
 
