@@ -1,6 +1,6 @@
 /**
  * Array files other tools read: NumPy .npy/.npz, safetensors, JSON; verified reading (shapes,
- * dtypes, sizes, sha256, CRC-32), atomic and streamed writing.
+ * dtypes, sizes, sha256, CRC-32), atomic and streamed writing; the initialisers of ONNX models.
  */
 export {
   ARRAY_FORMATS,
