@@ -59,6 +59,27 @@ async function pretrainedDir(dir: string): Promise<string> {
   return found;
 }
 
+/** The configuration keys (and flags) of the import's arguments. */
+const CONFIG_NAMES: Readonly<Record<string, string>> = {
+  'model directory': 'config.pretrained.dir (--pretrained)',
+  source: 'config.pretrained.source (--pretrained-weights)',
+  maxLength: 'config.pretrained.maxLength (--max-length)',
+  pooling: 'config.pretrained.pooling (--pooling)',
+  pooler: 'config.pretrained.pooler',
+};
+
+/** Run `fn`, naming an InvalidArgumentError about an import option by its configuration key and flag. */
+async function withConfigNames<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (error) {
+    if (error instanceof InvalidArgumentError && Object.hasOwn(CONFIG_NAMES, error.argument)) {
+      throw new InvalidArgumentError(CONFIG_NAMES[error.argument]!, error.received, error.expected);
+    }
+    throw error;
+  }
+}
+
 /**
  * The training configuration input with its pretrained encoder resolved: `model` becomes the
  * transformer spec derived from the encoder's config.json (with `pretrained.maxLength`, `pooling`,
@@ -88,26 +109,10 @@ export async function resolvePretrainedInput<T extends object>(
     );
   }
   const dir = await pretrainedDir(p.dir);
-  const weights = await readBertWeights(dir, { source: p.source });
-  let spec: TransformerSpec;
-  try {
-    spec = pretrainedSpecOf(weights, dir, p);
-  } catch (error) {
-    // Name the configuration key (and its flag) that set the option.
-    const flags: Record<string, string> = {
-      maxLength: ' (--max-length)',
-      pooling: ' (--pooling)',
-      pooler: '',
-    };
-    if (error instanceof InvalidArgumentError && Object.hasOwn(flags, error.argument)) {
-      throw new InvalidArgumentError(
-        `config.pretrained.${error.argument}${flags[error.argument]}`,
-        error.received,
-        error.expected,
-      );
-    }
-    throw error;
-  }
+  const { weights, spec } = await withConfigNames(async () => {
+    const weights = await readBertWeights(dir, { source: p.source });
+    return { weights, spec: pretrainedSpecOf(weights, dir, p) };
+  });
   return { input: { ...input, model: spec, tokenizer: raw.tokenizer ?? p.dir }, weights };
 }
 
@@ -123,7 +128,7 @@ export async function pretrainedStartModel(
   options: { numClasses: number; seed: number },
 ): Promise<tf.LayersModel> {
   const dir = await pretrainedDir(pretrained.dir);
-  const w = weights ?? (await readBertWeights(dir, { source: pretrained.source }));
+  const w = weights ?? (await withConfigNames(() => readBertWeights(dir, { source: pretrained.source })));
   const expected = pretrainedSpecOf(w, dir, pretrained);
   if (JSON.stringify(expected) !== JSON.stringify(spec)) {
     throw new InvalidArgumentError(

@@ -62,6 +62,14 @@ describe('resolvePretrainedInput', () => {
     await expect(resolvePretrainedInput({ ...base, pretrained: { dir: 'no/such/model' } })).rejects.toThrow(
       /config\.pretrained\.dir \(--pretrained\): expected a local model directory/,
     );
+    await expect(
+      resolvePretrainedInput({
+        ...base,
+        pretrained: { dir: 'models/tiny-bert', source: 'safetensors' as const },
+      }),
+    ).rejects.toThrow(
+      /^config\.pretrained\.dir \(--pretrained\): expected a directory holding one of model\.safetensors, model\.safetensors\.index\.json, received ".*tiny-bert"$/,
+    );
     expect(() => resolveTrainConfig(base)).toThrow(
       /config\.model: expected the transformer spec of the pretrained encoder/,
     );
