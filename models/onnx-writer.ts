@@ -11,7 +11,8 @@
  *   GraphProto      node=1 name=2 initializer=5 doc_string=10 input=11 output=12
  *   NodeProto       input=1 output=2 name=3 op_type=4 attribute=5
  *   AttributeProto  name=1 f=2 i=3 s=4 floats=7 ints=8 type=20
- *   TensorProto     dims=1 data_type=2 name=8 raw_data=9
+ *   TensorProto     dims=1 data_type=2 float_data=4 name=8 raw_data=9 external_data=13 data_location=14
+ *   StringStringEntryProto key=1 value=2
  *   ValueInfoProto  name=1 type=2;  TypeProto tensor_type=1;  TypeProto.Tensor elem_type=1 shape=2
  *   TensorShapeProto dim=1;  Dimension dim_value=1 dim_param=2
  */
@@ -114,6 +115,12 @@ export interface OnnxInitializer {
   /** float32 data (FLOAT) or int64 values as numbers (INT64). */
   data: Float32Array | number[];
   dataType: (typeof DataType)[keyof typeof DataType];
+  /**
+   * How a FLOAT tensor's values are stored: 'raw' (raw_data, the default), 'float_data' (packed
+   * float_data), or in an external file (`location` relative to the model file, at `offset`; the
+   * caller writes that file). The alternatives exist to test readers.
+   */
+  storage?: 'raw' | 'float_data' | { location: string; offset: number };
 }
 
 export interface OnnxValueInfo {
@@ -150,6 +157,31 @@ export function int64Tensor(name: string, dims: number[], data: number[]): OnnxI
 function writeTensor(w: ProtoWriter, t: OnnxInitializer): void {
   for (const d of t.dims) w.int(1, d);
   w.int(2, t.dataType);
+  if (t.dataType === DataType.FLOAT && t.storage !== undefined && t.storage !== 'raw') {
+    const f = t.data as Float32Array;
+    if (t.storage === 'float_data') {
+      const packed = new Uint8Array(f.length * 4);
+      const view = new DataView(packed.buffer);
+      for (let i = 0; i < f.length; i++) view.setFloat32(i * 4, f[i]!, true);
+      w.bytes(4, packed);
+      w.string(8, t.name);
+    } else {
+      w.string(8, t.name);
+      const entries: Array<[string, string]> = [
+        ['location', t.storage.location],
+        ['offset', String(t.storage.offset)],
+        ['length', String(f.length * 4)],
+      ];
+      for (const [key, value] of entries) {
+        w.message(13, (e) => {
+          e.string(1, key);
+          e.string(2, value);
+        });
+      }
+      w.int(14, 1);
+    }
+    return;
+  }
   w.string(8, t.name);
   let raw: Uint8Array;
   if (t.dataType === DataType.FLOAT) {

@@ -1,6 +1,6 @@
 /**
  * Array files other tools read: NumPy .npy/.npz, safetensors, JSON; verified reading (shapes,
- * dtypes, sizes, sha256, CRC-32), atomic and streamed writing.
+ * dtypes, sizes, sha256, CRC-32), atomic and streamed writing; the initialisers of ONNX models.
  */
 export {
   ARRAY_FORMATS,
@@ -54,6 +54,14 @@ export {
   writeNpy,
 } from './npy.js';
 export { type NpzWriteOptions, readNpz, readNpzHeaders, writeNpz } from './npz.js';
+export {
+  ONNX_DATA_TYPES,
+  type OnnxAttribute,
+  type OnnxModel,
+  type OnnxNode,
+  type OnnxTensor,
+  readOnnxModel,
+} from './onnx.js';
 export {
   encodeSafetensorsHeader,
   readSafetensors,

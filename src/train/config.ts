@@ -8,6 +8,7 @@ import type { LoadOptions } from '../data/index.js';
 import { type BackboneConfig, BackboneConfigSchema } from '../embed/index.js';
 import { InvalidArgumentError } from '../errors.js';
 import { type ModelSpec, presetNameOf, resolveModelSpec, zodToArgumentError } from '../model/index.js';
+import { type PretrainedConfig, pretrainedConfigSchema } from './pretrained.js';
 
 /** Optimisers. 'sgd' is plain SGD on the mean batch loss, the optimiser of the one-step rule (docs/theory.md#one-sgd-step). */
 export const OPTIMIZERS = ['sgd', 'momentum', 'adam'] as const;
@@ -63,13 +64,23 @@ export const trainConfigSchema = z
     dataOptions: dataOptionsSchema.default({}),
     /** Embed a text dataset with a frozen transformers.js backbone first (src/embed). Default none. */
     backbone: BackboneConfigSchema.optional(),
+    /**
+     * Tokenise a text dataset for a transformer model with the tokenizer of this local model
+     * directory (src/embed/tokenize.ts: token ids + attention mask). Default none.
+     */
+    tokenizer: z.string().min(1).optional(),
+    /**
+     * Start from the pretrained BERT-style encoder of a local model directory (./pretrained.ts):
+     * the model spec follows its config.json and its tokenizer is the default. Default none.
+     */
+    pretrained: pretrainedConfigSchema.optional(),
     /** Seeded stratified train/test split. testFraction default 0.2; seed default = `seed`. */
     split: z
       .object({ testFraction: z.number().gt(0).lt(1).default(0.2), seed: int.nonnegative().optional() })
       .strict()
       .default({}),
-    /** Standardise features with mean/std fitted on the training split. Default true. */
-    standardize: z.boolean().default(true),
+    /** Standardise features with mean/std fitted on the training split. Default true (false for transformers: token ids). */
+    standardize: z.boolean().optional(),
     /** A preset name (see MODEL_PRESETS) or a model spec. Default 'mlp'. */
     model: z
       .union([z.string().min(1), z.record(z.unknown())], {
@@ -135,6 +146,13 @@ export interface TrainConfig {
   dataOptions: DataOptions;
   /** Frozen backbone whose features the model is trained on, or null for the data's own features. */
   backbone: BackboneConfig | null;
+  /**
+   * Tokenizer directory of a transformer trained on text (absent otherwise, so configs without one
+   * serialise — and hash, e.g. as experiment stage keys — as before).
+   */
+  tokenizer?: string;
+  /** The pretrained encoder the run started from (every choice explicit; absent otherwise). */
+  pretrained?: PretrainedConfig;
   split: { testFraction: number; seed: number };
   standardize: boolean;
   /** The resolved model spec. */
@@ -156,12 +174,14 @@ export interface TrainConfig {
  * Default learning rate: 1e-3 for Adam; for SGD 0.1 under the standard parameterisation and 4.0
  * under the NTK parameterisation (its 1/sqrt(fan_in) forward scale shrinks each weight's gradient,
  * so larger steps give a comparable function-space change; measured on digits: 2×512 ReLU reaches
- * 0.97 test accuracy in 10 epochs at 4.0); momentum SGD uses a tenth of the SGD rate.
+ * 0.97 test accuracy in 10 epochs at 4.0); 0.01 for transformers (on text/topics.csv transformer-tiny
+ * oscillates at 0.1 — its kernel has one dominant common direction — and learns at 0.01: train
+ * accuracy 0.95 after 40 epochs); momentum SGD uses a tenth of the SGD rate.
  */
 export function defaultLearningRate(model: ModelSpec, optimizer: OptimizerName): number {
   if (optimizer === 'adam') return 1e-3;
   const ntk = model.kind === 'mlp' && model.parameterization === 'ntk';
-  const rate = ntk ? 4.0 : 0.1;
+  const rate = ntk ? 4.0 : model.kind === 'transformer' ? 0.01 : 0.1;
   return optimizer === 'momentum' ? rate / 10 : rate;
 }
 
@@ -227,11 +247,60 @@ export function resolveTrainConfig(input: TrainConfigInput | TrainConfig): Train
     optimizer.beta2 = o.beta2 ?? OPTIMIZER_DEFAULTS.beta2;
     optimizer.epsilon = o.epsilon ?? OPTIMIZER_DEFAULTS.epsilon;
   }
-  if (c.dataOptions.textColumn !== undefined && !c.backbone) {
+  if (c.dataOptions.textColumn !== undefined && !c.backbone && !c.tokenizer) {
     throw new InvalidArgumentError(
       'config.dataOptions.textColumn (--text-column)',
       c.dataOptions.textColumn,
-      'a backbone (--backbone) to embed the text column with (without one the column is not used)',
+      'a backbone (--backbone) to embed the text column with, or a tokenizer (--tokenizer) for a transformer (without one the column is not used)',
+    );
+  }
+  const transformer = model.kind === 'transformer';
+  if (c.tokenizer !== undefined && !transformer) {
+    throw new InvalidArgumentError(
+      'config.tokenizer (--tokenizer)',
+      c.tokenizer,
+      `a transformer model (e.g. --model transformer-tiny) to feed the tokens to (the model is ${model.kind})`,
+    );
+  }
+  if (c.tokenizer !== undefined && c.backbone) {
+    throw new InvalidArgumentError(
+      'config.tokenizer (--tokenizer)',
+      c.tokenizer,
+      'no --backbone as well: a transformer reads the tokens, a backbone would replace them with features',
+    );
+  }
+  let pretrained: PretrainedConfig | null = null;
+  if (c.pretrained) {
+    if (model.kind !== 'transformer') {
+      throw new InvalidArgumentError(
+        'config.model',
+        c.model,
+        `the transformer spec of the pretrained encoder in ${c.pretrained.dir} (train() derives it from its config.json; give no model)`,
+      );
+    }
+    const p = c.pretrained;
+    pretrained = {
+      dir: p.dir,
+      source: p.source ?? 'auto',
+      maxLength: model.maxLength,
+      pooling: model.pooling,
+      pooler: model.pooler,
+    };
+    for (const key of ['maxLength', 'pooling', 'pooler'] as const) {
+      if (p[key] !== undefined && p[key] !== pretrained[key]) {
+        throw new InvalidArgumentError(
+          `config.pretrained.${key}`,
+          p[key],
+          `${pretrained[key]}, as config.model has it`,
+        );
+      }
+    }
+  }
+  if (transformer && c.standardize === true) {
+    throw new InvalidArgumentError(
+      'config.standardize',
+      true,
+      'false for a transformer (its inputs are token ids and an attention mask)',
     );
   }
   const s = c.checkpoints;
@@ -245,8 +314,10 @@ export function resolveTrainConfig(input: TrainConfigInput | TrainConfig): Train
     data: c.data,
     dataOptions: c.dataOptions,
     backbone: c.backbone ?? null,
+    ...(c.tokenizer !== undefined ? { tokenizer: c.tokenizer } : {}),
+    ...(pretrained ? { pretrained } : {}),
     split: { testFraction: c.split.testFraction, seed: c.split.seed ?? c.seed },
-    standardize: c.standardize,
+    standardize: c.standardize ?? !transformer,
     model,
     modelPreset,
     optimizer,

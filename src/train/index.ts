@@ -23,6 +23,8 @@ export {
 } from './config.js';
 export type { OptimizerStateFile } from './optimizer.js';
 export { createOptimizer, disposeOptimizer, loadOptimizer, saveOptimizerState } from './optimizer.js';
+export type { PretrainedConfig } from './pretrained.js';
+export { pretrainedConfigSchema, resolvePretrainedInput } from './pretrained.js';
 export type {
   CheckpointInfo,
   CheckpointState,
@@ -32,6 +34,7 @@ export type {
   Run,
   RunConfigFile,
   SplitFile,
+  TokenizerRecord,
 } from './run.js';
 export {
   CHECKPOINT_ID,

@@ -23,7 +23,7 @@ import {
   resolveDataPath,
 } from '../data/index.js';
 import { CorruptFileError, DivergenceError, InvalidArgumentError } from '../errors.js';
-import { buildModel, countParameters, saveModel } from '../model/index.js';
+import { type BertWeights, buildModel, countParameters, saveModel } from '../model/index.js';
 import {
   checkOutputDir,
   cleanStaleTemporaries,
@@ -40,6 +40,7 @@ import {
 } from '../util/index.js';
 import { planSteps, resolveTrainConfig, type TrainConfig, type TrainConfigInput } from './config.js';
 import { createOptimizer, disposeOptimizer, loadOptimizer, saveOptimizerState } from './optimizer.js';
+import { pretrainedStartModel, resolvePretrainedInput } from './pretrained.js';
 import {
   CHECKPOINTS_DIR,
   type CheckpointInfo,
@@ -241,7 +242,9 @@ export async function train(
   options: TrainOptions,
 ): Promise<TrainResult> {
   const t0 = performance.now();
-  const config = resolveTrainConfig(input);
+  // A pretrained encoder fixes the model spec (read from its directory; the weights are kept for step 0).
+  const pretrained = await resolvePretrainedInput(input);
+  const config = resolveTrainConfig(pretrained.input);
   config.data = await normalizeDataSpec(config.data);
   const { outDir } = options;
   if (typeof outDir !== 'string' || outDir === '') {
@@ -256,7 +259,7 @@ export async function train(
       // Temporaries of killed writers inside the run (checkpoints, index, log, config).
       for (const sub of ['', CHECKPOINTS_DIR, LOGS_DIR]) await cleanStaleTemporaries(path.join(target, sub));
     }
-    return trainLocked(config, options, t0);
+    return trainLocked(config, options, t0, pretrained.weights);
   });
 }
 
@@ -275,7 +278,12 @@ async function checkRunOutput(outDir: string, resume: boolean | undefined): Prom
   await checkOutputDir(outDir, { argument: 'outDir', kind: RUN_OUTPUT });
 }
 
-async function trainLocked(config: TrainConfig, options: TrainOptions, t0: number): Promise<TrainResult> {
+async function trainLocked(
+  config: TrainConfig,
+  options: TrainOptions,
+  t0: number,
+  pretrainedWeights: BertWeights | null,
+): Promise<TrainResult> {
   const { outDir } = options;
   let paths = runPaths(outDir);
   const hasRun = await exists(paths.config);
@@ -348,7 +356,18 @@ async function trainLocked(config: TrainConfig, options: TrainOptions, t0: numbe
     const log = (await readTrainLog(outDir)).filter((e) => e.step <= startStep);
     await writeFileAtomic(paths.trainLog, log.map((e) => `${JSON.stringify(e)}\n`).join(''));
   } else {
-    model = buildModel(config.model, { inputShape: data.split.inputShape, numClasses: V, seed: config.seed });
+    model =
+      config.pretrained && config.model.kind === 'transformer'
+        ? await pretrainedStartModel(config.pretrained, config.model, pretrainedWeights, {
+            numClasses: V,
+            seed: config.seed,
+          })
+        : buildModel(config.model, {
+            inputShape: data.split.inputShape,
+            numClasses: V,
+            seed: config.seed,
+            vocabSize: data.split.tokenizer?.vocabSize,
+          });
     optimizer = createOptimizer(config.optimizer);
     index = [];
     if (hasRun) await fs.rm(paths.trainLog, { force: true });

@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import { addBackboneOptions, type BackboneCliOptions, backboneConfigFromCli } from '../../embed/index.js';
 import { InvalidArgumentError } from '../../errors.js';
-import { MODEL_PRESETS } from '../../model/index.js';
+import { BERT_WEIGHT_SOURCES, MODEL_PRESETS, TRANSFORMER_POOLINGS } from '../../model/index.js';
 import { OPTIMIZERS, readRunConfig, type TrainConfigInput, toConfigInput, train } from '../../train/index.js';
 import { readConfigFile } from '../../util/index.js';
 import {
@@ -21,6 +21,10 @@ import {
 
 interface TrainFlags extends BackboneCliOptions {
   textColumn?: string;
+  tokenizer?: string;
+  pretrained?: string;
+  pretrainedWeights?: 'auto' | 'safetensors' | 'onnx';
+  maxLength?: number;
   data?: string;
   model?: string;
   out: string;
@@ -167,6 +171,33 @@ export function configFromFlags(flags: TrainFlags, base: Record<string, unknown>
   if (flags.textColumn !== undefined) obj('dataOptions').textColumn = flags.textColumn;
   const backbone = backboneConfigFromCli(flags);
   if (backbone) c.backbone = backbone;
+  if (flags.tokenizer !== undefined) c.tokenizer = flags.tokenizer;
+  if (flags.pretrained !== undefined) {
+    if (flags.model !== undefined) {
+      throw new InvalidArgumentError(
+        '--model',
+        flags.model,
+        `no --model with --pretrained (the architecture follows ${flags.pretrained}/config.json)`,
+      );
+    }
+    delete c.model;
+    const p: Record<string, unknown> = { dir: flags.pretrained };
+    if (flags.pretrainedWeights !== undefined) p.source = flags.pretrainedWeights;
+    if (flags.maxLength !== undefined) p.maxLength = flags.maxLength;
+    // --pooling is the backbone's flag; without --backbone it is the pretrained transformer's.
+    if (flags.pooling !== undefined && flags.backbone === undefined) {
+      p.pooling = parseChoice('--pooling', TRANSFORMER_POOLINGS)(flags.pooling);
+    }
+    c.pretrained = p;
+  } else {
+    for (const [flag, value] of [
+      ['--pretrained-weights', flags.pretrainedWeights],
+      ['--max-length', flags.maxLength],
+    ] as const) {
+      if (value !== undefined)
+        throw new InvalidArgumentError(flag, value, 'a pretrained encoder (--pretrained <dir>) to apply to');
+    }
+  }
 
   const architecture = {
     widths: flags.widths,
@@ -293,7 +324,25 @@ export function registerTrain(program: Command): void {
     .option('--id-column <name>', 'id column of a CSV/JSONL file (default: id if present)')
     .option(
       '--text-column <name>',
-      'text column of a CSV/JSONL file, embedded with --backbone (default: text)',
+      'text column of a CSV/JSONL file, embedded with --backbone or tokenised with --tokenizer (default: text)',
+    )
+    .option(
+      '--pretrained <dir>',
+      'start from the pretrained BERT-style encoder in this local model directory (config.json + model.safetensors or onnx/model.onnx, tokenizer.json), e.g. models/tiny-bert: the architecture follows its config.json, a fresh head is added; --pooling cls|mean (default cls) pools its tokens',
+    )
+    .option(
+      '--pretrained-weights <file>',
+      'with --pretrained: which weights to read, auto (model.safetensors, else onnx/model.onnx) | safetensors | onnx',
+      parseChoice('--pretrained-weights', BERT_WEIGHT_SOURCES),
+    )
+    .option(
+      '--max-length <n>',
+      "with --pretrained: tokens per text (default: the model's max_position_embeddings, at most 128)",
+      parseInteger('--max-length', 1),
+    )
+    .option(
+      '--tokenizer <dir>',
+      'tokenise a text dataset for a transformer model (--model transformer-tiny) with the tokenizer of this local model directory (tokenizer.json), e.g. models/tiny-bert',
     )
     .option(
       '--class-names <names>',
@@ -375,7 +424,9 @@ export function registerTrain(program: Command): void {
       };
       output(flags.json, summary, () => {
         const m = result.metrics;
-        const name = result.config.modelPreset ?? result.config.model.kind;
+        const name = result.config.pretrained
+          ? `pretrained ${result.config.pretrained.dir}`
+          : (result.config.modelPreset ?? result.config.model.kind);
         const what = `${name} (${result.numParameters} parameters) on ${result.config.data} (${result.numTrain} train / ${result.numTest} test)`;
         const resumed = result.resumedFrom !== null ? `, resumed from step ${result.resumedFrom}` : '';
         console.log(
