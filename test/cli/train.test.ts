@@ -64,6 +64,14 @@ describe('entk train', async () => {
       /--lr: expected a positive finite number, received "fast"/,
     );
     expectOneLineError(
+      await runCli(['train', '--data', 'iris', '--learning-rate', '-1', '--out', out]),
+      /--learning-rate: expected a positive finite number, received "-1"/,
+    );
+    expectOneLineError(
+      await runCli(['train', '--data', 'iris', '--learning-rate', '0.1', '--lr', '0.2', '--out', out]),
+      /--lr: expected either --learning-rate or its alias --lr, not both/,
+    );
+    expectOneLineError(
       await runCli(['train', '--data', 'no/such/file.csv', '--out', out]),
       /data: expected an existing file \(not found: /,
     );

@@ -3,7 +3,7 @@
  * stored config of the run being resumed) → `train()`. No logic beyond the mapping.
  */
 
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { addBackboneOptions, type BackboneCliOptions, backboneConfigFromCli } from '../../embed/index.js';
 import { InvalidArgumentError } from '../../errors.js';
 import { BERT_WEIGHT_SOURCES, MODEL_PRESETS, TRANSFORMER_POOLINGS } from '../../model/index.js';
@@ -31,6 +31,7 @@ interface TrainFlags extends BackboneCliOptions {
   config?: string;
   epochs?: number;
   steps?: number;
+  learningRate?: number;
   lr?: number;
   optimizer?: string;
   momentum?: number;
@@ -143,7 +144,11 @@ export function configFromFlags(flags: TrainFlags, base: Record<string, unknown>
     }
     o.name = flags.optimizer;
   }
-  if (flags.lr !== undefined) obj('optimizer').learningRate = flags.lr;
+  if (flags.learningRate !== undefined && flags.lr !== undefined) {
+    throw new InvalidArgumentError('--lr', flags.lr, 'either --learning-rate or its alias --lr, not both');
+  }
+  const learningRate = flags.learningRate ?? flags.lr;
+  if (learningRate !== undefined) obj('optimizer').learningRate = learningRate;
   if (flags.momentum !== undefined) obj('optimizer').momentum = flags.momentum;
   if (flags.batchSize !== undefined) c.batchSize = flags.batchSize;
   if (flags.seed !== undefined) c.seed = flags.seed;
@@ -261,9 +266,14 @@ export function registerTrain(program: Command): void {
     .option('--epochs <n>', 'passes over the training split (default: 20)', parseInteger('--epochs', 1))
     .option('--steps <n>', 'optimiser steps instead of epochs', parseInteger('--steps', 1))
     .option(
-      '--lr <rate>',
-      'learning rate η (default: 0.1 for sgd, 4 for NTK-parameterised MLPs, 1e-3 for adam)',
-      parseNumber('--lr', 'positive'),
+      '--learning-rate <rate>',
+      'learning rate η (default: 0.1 for sgd, 0.01 for transformers, 4 for NTK-parameterised MLPs, 1e-3 for adam)',
+      parseNumber('--learning-rate', 'positive'),
+    )
+    .addOption(
+      new Option('--lr <rate>', 'alias of --learning-rate')
+        .argParser(parseNumber('--lr', 'positive'))
+        .hideHelp(),
     )
     .option(
       '--optimizer <name>',
