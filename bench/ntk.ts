@@ -108,7 +108,7 @@ async function digitsPoints(n: number): Promise<{ x: Float32Array; source: strin
   return { x, source };
 }
 
-function makeModel(): tf.Sequential {
+function makeModel(): tf.LayersModel {
   return buildModel(resolveModelSpec('mlp'), { inputShape: [64], numClasses: 10, seed: 0 });
 }
 

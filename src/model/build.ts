@@ -16,9 +16,11 @@
 import * as tf from '@tensorflow/tfjs';
 import { installWasmKernelFixes } from '../backend/index.js';
 import { assertArgument, InvalidArgumentError } from '../errors.js';
-import { assertFits, MAX_TYPED_ARRAY_LENGTH, memoryBudget, Rng } from '../util/index.js';
+import { assertFits, MAX_TYPED_ARRAY_LENGTH, memoryBudget } from '../util/index.js';
+import { type Init, initialiseWeights, type PendingInit } from './init.js';
 import { ElementwiseActivation, Scale, ScaledDense } from './layers.js';
 import { type ActivationName, type CnnSpec, type MlpSpec, type ModelSpec, resolveModelSpec } from './spec.js';
+import { buildTransformer } from './transformer.js';
 
 /** Options of {@link buildModel}. */
 export interface BuildModelOptions {
@@ -28,16 +30,8 @@ export interface BuildModelOptions {
   numClasses: number;
   /** Seed of the initial weights (integer). */
   seed: number;
-}
-
-type Init = 'he' | 'glorot' | 'unit';
-
-interface PendingInit {
-  layer: tf.layers.Layer;
-  init: Init;
-  /** fan-in and fan-out of the kernel (for conv: receptive field × channels). */
-  fanIn: number;
-  fanOut: number;
+  /** Transformers: the token vocabulary size when the spec has none (the tokenizer's). */
+  vocabSize?: number;
 }
 
 /** The activation layer for `name` (tfjs built-ins where they exist; erf is custom). */
@@ -56,13 +50,13 @@ function product(shape: number[]): number {
 }
 
 /**
- * Build a seeded `tf.Sequential` that maps inputs [n, ...inputShape] to logits [n, numClasses].
+ * Build a seeded model (a `tf.Sequential`; a functional `tf.LayersModel` for transformers) that maps inputs [n, ...inputShape] to logits [n, numClasses].
  *
  * @example
  * const model = buildModel(resolveModelSpec('mlp'), { inputShape: [64], numClasses: 10, seed: 0 });
  * const logits = model.predict(tf.zeros([5, 64])) as tf.Tensor; // shape [5, 10]
  */
-export function buildModel(spec: ModelSpec, options: BuildModelOptions): tf.Sequential {
+export function buildModel(spec: ModelSpec, options: BuildModelOptions): tf.LayersModel {
   installWasmKernelFixes();
   const resolved = resolveModelSpec(spec);
   const { inputShape, numClasses, seed } = options;
@@ -81,6 +75,7 @@ export function buildModel(spec: ModelSpec, options: BuildModelOptions): tf.Sequ
     'an integer >= 2',
   );
   assertArgument(Number.isSafeInteger(seed), 'seed', seed, 'an integer');
+  if (resolved.kind === 'transformer') return buildTransformer(resolved, options);
 
   const layers: tf.layers.Layer[] = [];
   const pending: PendingInit[] = [];
@@ -244,19 +239,6 @@ function buildCnn(
   });
   layers.push(logits);
   pending.push({ layer: logits, init: 'glorot', fanIn: width, fanOut: numClasses });
-}
-
-/** Draw every pending layer's kernel from its own seeded stream; biases 0. */
-function initialiseWeights(pending: PendingInit[], seed: number): void {
-  const rng = new Rng(seed);
-  for (const { layer, init, fanIn, fanOut } of pending) {
-    const [kernel, ...rest] = layer.getWeights();
-    const std = init === 'unit' ? 1 : init === 'he' ? Math.sqrt(2 / fanIn) : Math.sqrt(2 / (fanIn + fanOut));
-    const values = rng.fork(`init/${layer.name}`).normalArray(kernel!.size, std);
-    const fresh = [tf.tensor(values, kernel!.shape, 'float32'), ...rest.map((t) => tf.zerosLike(t))];
-    layer.setWeights(fresh);
-    tf.dispose(fresh);
-  }
 }
 
 /** Number of trainable parameters P of a model or layer (sum of the sizes of its trainable weights). */

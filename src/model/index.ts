@@ -14,7 +14,15 @@ export {
   Scale,
   ScaledDense,
 } from './layers.js';
-export type { ActivationName, CnnSpec, LinearSpec, MlpSpec, ModelSpec, Parameterization } from './spec.js';
+export type {
+  ActivationName,
+  CnnSpec,
+  LinearSpec,
+  MlpSpec,
+  ModelSpec,
+  Parameterization,
+  TransformerSpec,
+} from './spec.js';
 export {
   ACTIVATIONS,
   formatPath,
@@ -23,6 +31,26 @@ export {
   PARAMETERIZATIONS,
   presetNameOf,
   resolveModelSpec,
+  TRANSFORMER_NORMS,
+  TRANSFORMER_POOLINGS,
   valueAt,
   zodToArgumentError,
 } from './spec.js';
+export type { TransformerBuildOptions } from './transformer.js';
+export { buildTransformer, transformerInputShape, transformerParameterCount } from './transformer.js';
+export type {
+  AttentionCoreArgs,
+  SequencePoolingArgs,
+  SequencePoolingMode,
+  TokenInputPart,
+  TokenInputsArgs,
+} from './transformer-layers.js';
+export {
+  ATTENTION_MASK_BIAS,
+  AttentionCore,
+  attention,
+  SEQUENCE_POOLINGS,
+  SequencePooling,
+  TOKEN_INPUT_PARTS,
+  TokenInputs,
+} from './transformer-layers.js';

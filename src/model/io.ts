@@ -15,6 +15,7 @@ import { CorruptFileError, EntkError, InvalidArgumentError, UnsupportedError } f
 import { exists, resolveInside, writeDirAtomic, writeFileAtomic } from '../util/index.js';
 import { assertAcyclicTopology } from './topology.js';
 import './layers.js'; // registers the custom layers before any model is deserialised
+import './transformer-layers.js';
 
 /** File names inside a saved model directory. */
 export const MODEL_JSON = 'model.json';

@@ -48,7 +48,47 @@ export interface CnnSpec {
   activation?: ActivationName;
 }
 
-export type ModelSpec = MlpSpec | LinearSpec | CnnSpec;
+/** Where a transformer's LayerNorms sit: after each residual sum (BERT) or before each sub-layer. */
+export const TRANSFORMER_NORMS = ['post', 'pre'] as const;
+/** How a transformer's token states become one vector: the first ([CLS]) token, or the masked mean. */
+export const TRANSFORMER_POOLINGS = ['cls', 'mean'] as const;
+
+/**
+ * Transformer encoder classifier (src/model/transformer.ts), BERT-compatible in its post-LN form.
+ * Inputs are `2·maxLength` numbers per example: token ids, then the attention mask (1 = token,
+ * 0 = padding). Logits = head(pool(blocks(embed(ids)))).
+ */
+export interface TransformerSpec {
+  kind: 'transformer';
+  /** Encoder blocks. */
+  layers: number;
+  /** Hidden size (divisible by `heads`). */
+  width: number;
+  /** Attention heads (head size width / heads; scores scaled by 1/√(head size)). */
+  heads: number;
+  /** MLP hidden size = mlpRatio · width (a positive integer). */
+  mlpRatio: number;
+  /** Sequence length (positions 0..maxLength−1; texts padded/truncated to it). */
+  maxLength: number;
+  /** Token vocabulary size; omitted: taken from the tokenizer (BuildModelOptions.vocabSize). */
+  vocabSize?: number;
+  /** Token-type (segment) vocabulary; 0 = no token-type embedding (BERT: 2; every token has type 0). */
+  typeVocabSize: number;
+  /** 'post' (BERT: LN after each residual sum) or 'pre' (LN before each sub-layer, plus a final LN). */
+  norm: 'post' | 'pre';
+  /** LayerNorm after the embedding sum (BERT: true). */
+  embeddingNorm: boolean;
+  /** 'cls' (first token) or 'mean' (masked mean over tokens). */
+  pooling: 'cls' | 'mean';
+  /** BERT pooler: Dense(width) → tanh on the pooled vector before the head. */
+  pooler: boolean;
+  /** LayerNorm ε (BERT: 1e-12). */
+  layerNormEpsilon: number;
+  /** MLP non-linearity: exact GELU x·Φ(x) (erf), as BERT. */
+  activation: 'gelu';
+}
+
+export type ModelSpec = MlpSpec | LinearSpec | CnnSpec | TransformerSpec;
 
 const positiveInt = z.number().int().positive();
 
@@ -70,6 +110,24 @@ export const modelSpecSchema = z.discriminatedUnion('kind', [
       filters: z.array(positiveInt).min(1).optional(),
       dense: z.array(positiveInt).optional(),
       activation: z.enum(ACTIVATIONS).optional(),
+    })
+    .strict(),
+  z
+    .object({
+      kind: z.literal('transformer'),
+      layers: positiveInt,
+      width: positiveInt,
+      heads: positiveInt,
+      mlpRatio: positiveInt,
+      maxLength: positiveInt,
+      vocabSize: positiveInt.optional(),
+      typeVocabSize: z.number().int().nonnegative(),
+      norm: z.enum(TRANSFORMER_NORMS),
+      embeddingNorm: z.boolean(),
+      pooling: z.enum(TRANSFORMER_POOLINGS),
+      pooler: z.boolean(),
+      layerNormEpsilon: z.number().finite().positive(),
+      activation: z.literal('gelu'),
     })
     .strict(),
 ]);
@@ -95,7 +153,43 @@ export const MODEL_PRESETS: Readonly<Record<string, ModelSpec>> = Object.freeze(
   linear: { kind: 'linear' },
   /** Small CNN for 8×8×1 digits. */
   cnn: { kind: 'cnn', filters: [16, 32], dense: [64], activation: 'relu' },
+  /** Transformer: 2 post-LN (BERT) blocks, width 64, 4 heads, MLP 256, 32 tokens, CLS pooling. */
+  'transformer-tiny': transformerPreset({ layers: 2, width: 64, heads: 4, maxLength: 32 }),
+  /** The same with pre-LN blocks (LN before each sub-layer, a final LN) and masked-mean pooling. */
+  'transformer-tiny-pre': transformerPreset({
+    layers: 2,
+    width: 64,
+    heads: 4,
+    maxLength: 32,
+    norm: 'pre',
+    embeddingNorm: false,
+    pooling: 'mean',
+  }),
+  /** 4 post-LN blocks, width 128, 4 heads, MLP 512, 64 tokens. */
+  'transformer-small': transformerPreset({ layers: 4, width: 128, heads: 4, maxLength: 64 }),
 });
+
+/** A BERT-style transformer spec: post-LN, embedding LN, 2 token types, CLS pooling, no pooler, ε 1e-12. */
+function transformerPreset(
+  s: Pick<TransformerSpec, 'layers' | 'width' | 'heads' | 'maxLength'> & Partial<TransformerSpec>,
+): TransformerSpec {
+  // Keys in the schema's order, so that a parsed copy stringifies the same (presetNameOf).
+  return {
+    kind: 'transformer',
+    layers: s.layers,
+    width: s.width,
+    heads: s.heads,
+    mlpRatio: s.mlpRatio ?? 4,
+    maxLength: s.maxLength,
+    typeVocabSize: s.typeVocabSize ?? 2,
+    norm: s.norm ?? 'post',
+    embeddingNorm: s.embeddingNorm ?? true,
+    pooling: s.pooling ?? 'cls',
+    pooler: s.pooler ?? false,
+    layerNormEpsilon: s.layerNormEpsilon ?? 1e-12,
+    activation: 'gelu',
+  };
+}
 
 /** Human-readable rendering of a zod issue path: `widths[1]`, `optimizer.learningRate`. */
 export function formatPath(prefix: string, path: (string | number)[]): string {
@@ -191,7 +285,15 @@ export function resolveModelSpec(nameOrSpec: string | ModelSpec, argument = 'mod
   }
   const parsed = modelSpecSchema.safeParse(nameOrSpec);
   if (!parsed.success) throw zodToArgumentError(argument, parsed.error, nameOrSpec);
-  return structuredClone(parsed.data) as ModelSpec;
+  const spec = parsed.data;
+  if (spec.kind === 'transformer' && spec.width % spec.heads !== 0) {
+    throw new InvalidArgumentError(
+      `${argument}.heads`,
+      spec.heads,
+      `a divisor of width (${spec.width}): the head size is width / heads`,
+    );
+  }
+  return structuredClone(spec) as ModelSpec;
 }
 
 /** The preset name whose spec equals `spec`, or null. */

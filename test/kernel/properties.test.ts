@@ -19,7 +19,7 @@ afterEach(() => {
 });
 
 /** A small relu MLP 6 → 16 → 12 → 5 with seeded weights. */
-function smallMlp(seed = 3): tf.Sequential {
+function smallMlp(seed = 3): tf.LayersModel {
   const model = buildModel(
     { kind: 'mlp', widths: [16, 12], activation: 'relu', parameterization: 'standard' },
     { inputShape: [6], numClasses: 5, seed },
