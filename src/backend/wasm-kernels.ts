@@ -32,6 +32,7 @@
 import * as tf from '@tensorflow/tfjs';
 import './quiet.js';
 import { UnsupportedError } from '../errors.js';
+import { installGradientFixes } from './gradients.js';
 
 const MARK = Symbol.for('entk.wasmKernelFix');
 
@@ -200,8 +201,12 @@ function unsortedSegmentSum(args: { inputs: unknown; backend: unknown; attrs?: u
   return out;
 }
 
-/** Install the wasm kernel fixes (no-op on other backends or before the wasm backend is loaded). */
+/**
+ * Install the wasm kernel fixes (no-op on other backends or before the wasm backend is loaded),
+ * and the backend-independent gradient overrides of ./gradients.ts.
+ */
 export function installWasmKernelFixes(): void {
+  installGradientFixes();
   wrapTransposedMatMul('BatchMatMul');
   wrapTransposedMatMul('_FusedMatMul');
   registerConv2DBackpropFilter();

@@ -117,6 +117,19 @@ function looksLikePath(spec: string): boolean {
 const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 /**
+ * The directory `spec` names (`~/` expanded), or null: a relative path is tried in the current
+ * directory, then in the entk package — a path not found here may name a model shipped with entk
+ * (models/tiny-bert), as data files fall back to the shipped data/.
+ */
+export async function findLocalModelDir(spec: string): Promise<string | null> {
+  const expanded = spec.startsWith('~/') ? path.join(os.homedir(), spec.slice(2)) : spec;
+  const asDir = path.resolve(expanded);
+  if (await isDirectory(asDir)) return asDir;
+  const shipped = path.isAbsolute(expanded) ? null : path.join(PACKAGE_ROOT, expanded);
+  return shipped && (await isDirectory(shipped)) ? shipped : null;
+}
+
+/**
  * Locate the backbone `spec` (a directory, or a hub id like `Xenova/all-MiniLM-L6-v2`):
  *  1. an existing directory `spec` → validated local backbone (a relative path is tried in the
  *     current directory, then in the entk package, so `models/tiny-bert` finds the shipped model);
@@ -143,13 +156,9 @@ export async function resolveBackbone(
     throw new InvalidArgumentError('dtype', dtype, `one of ${BACKBONE_DTYPES.join(', ')}`);
   }
   if (task !== 'text' && task !== 'image') throw new InvalidArgumentError('task', task, "'text' or 'image'");
-  const expanded = spec.startsWith('~/') ? path.join(os.homedir(), spec.slice(2)) : spec;
-  const asDir = path.resolve(expanded);
-  if (await isDirectory(asDir)) return validateBackboneDir(asDir, task, dtype);
-  // A relative path not found here may name a model shipped with entk (models/tiny-bert), as data
-  // files fall back to the shipped data/.
-  const shipped = path.isAbsolute(expanded) ? null : path.join(PACKAGE_ROOT, expanded);
-  if (shipped && (await isDirectory(shipped))) return validateBackboneDir(shipped, task, dtype);
+  const local = await findLocalModelDir(spec);
+  if (local) return validateBackboneDir(local, task, dtype);
+  const asDir = path.resolve(spec.startsWith('~/') ? path.join(os.homedir(), spec.slice(2)) : spec);
 
   const files = requiredBackboneFiles(task, dtype);
   if (looksLikePath(spec)) {

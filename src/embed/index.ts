@@ -1,7 +1,8 @@
 /**
  * Frozen pretrained backbones through transformers.js: text / image feature extraction with an
- * on-disk feature cache, text Dataset → feature Dataset, and loading user-supplied tfjs layers
- * models with a structured-eNTK support report.
+ * on-disk feature cache, text Dataset → feature Dataset, tokenisation for entk's transformer
+ * (text Dataset → token ids + mask), and loading user-supplied tfjs layers models with a
+ * structured-eNTK support report.
  */
 export {
   BACKBONE_DTYPES,
@@ -10,6 +11,7 @@ export {
   type BackboneTask,
   defaultCacheDir,
   defaultModelsDir,
+  findLocalModelDir,
   fingerprintFiles,
   type ResolveBackboneOptions,
   type ResolvedBackbone,
@@ -46,6 +48,14 @@ export {
   type Pooling,
 } from './embed.js';
 export { disposeBackbones } from './extractor.js';
+export {
+  resolveTokenizerDir,
+  TOKENIZER_FILES,
+  type TokenizedTexts,
+  type TokenizeOptions,
+  tokenizeDataset,
+  tokenizeTexts,
+} from './tokenize.js';
 export {
   formatSupportReport,
   type LayerSupport,

@@ -497,19 +497,34 @@ export function analyzeModel(
     parameters.length > 0 &&
     parameters.every((p) => typeof p === 'string')
   ) {
-    const names = new Set(parameters);
-    for (const name of names) {
+    // A name ending in '/' is a prefix: every layer with weights whose name starts with it
+    // (`block1/` = the last block of entk's 2-block transformer).
+    const names = new Set<string>();
+    for (const name of new Set(parameters)) {
+      if (name.endsWith('/')) {
+        const matched = withWeights.filter((l) => l.name.startsWith(name));
+        if (matched.length === 0) {
+          throw new InvalidArgumentError(
+            'parameters',
+            name,
+            `a prefix of the names of layers with trainable weights (${withWeights.map((l) => l.name).join(', ')})`,
+          );
+        }
+        for (const l of matched) names.add(l.name);
+        continue;
+      }
       const layer = leaves.find((l) => l.name === name);
       if (!layer) {
         throw new InvalidArgumentError(
           'parameters',
           name,
-          `names of layers of the model (${leaves.map((l) => l.name).join(', ')})`,
+          `names of layers of the model (${leaves.map((l) => l.name).join(', ')}), or a name prefix ending in '/'`,
         );
       }
       if (layer.trainableWeights.length === 0) {
         throw new InvalidArgumentError('parameters', name, 'a layer with trainable weights');
       }
+      names.add(name);
     }
     selectedLayers = withWeights.filter((l) => names.has(l.name));
   } else {

@@ -86,7 +86,8 @@ export interface NtkOptions {
   implementation?: NtkImplementation;
   /**
    * Parameter subset: 'all' (default: every trainable weight), 'head' (the last layer with trainable
-   * weights), or a list of layer names (each must have trainable weights).
+   * weights), or a list of layer names (each must have trainable weights); a name ending in '/'
+   * selects every layer with weights whose name starts with it (e.g. ['block1/', 'head']).
    */
   parameters?: NtkParameters;
   /**

@@ -63,13 +63,18 @@ export const trainConfigSchema = z
     dataOptions: dataOptionsSchema.default({}),
     /** Embed a text dataset with a frozen transformers.js backbone first (src/embed). Default none. */
     backbone: BackboneConfigSchema.optional(),
+    /**
+     * Tokenise a text dataset for a transformer model with the tokenizer of this local model
+     * directory (src/embed/tokenize.ts: token ids + attention mask). Default none.
+     */
+    tokenizer: z.string().min(1).optional(),
     /** Seeded stratified train/test split. testFraction default 0.2; seed default = `seed`. */
     split: z
       .object({ testFraction: z.number().gt(0).lt(1).default(0.2), seed: int.nonnegative().optional() })
       .strict()
       .default({}),
-    /** Standardise features with mean/std fitted on the training split. Default true. */
-    standardize: z.boolean().default(true),
+    /** Standardise features with mean/std fitted on the training split. Default true (false for transformers: token ids). */
+    standardize: z.boolean().optional(),
     /** A preset name (see MODEL_PRESETS) or a model spec. Default 'mlp'. */
     model: z
       .union([z.string().min(1), z.record(z.unknown())], {
@@ -135,6 +140,8 @@ export interface TrainConfig {
   dataOptions: DataOptions;
   /** Frozen backbone whose features the model is trained on, or null for the data's own features. */
   backbone: BackboneConfig | null;
+  /** Tokenizer directory of a transformer trained on text, or null. */
+  tokenizer: string | null;
   split: { testFraction: number; seed: number };
   standardize: boolean;
   /** The resolved model spec. */
@@ -176,7 +183,7 @@ export function toConfigInput(config: TrainConfigInput | TrainConfig): TrainConf
     if (typeof raw.modelPreset === 'string') raw.model = raw.modelPreset;
     delete raw.modelPreset;
   }
-  for (const key of ['epochs', 'steps', 'evalEvery', 'backbone'] as const)
+  for (const key of ['epochs', 'steps', 'evalEvery', 'backbone', 'tokenizer'] as const)
     if (raw?.[key] === null) delete raw[key];
   return raw as TrainConfigInput;
 }
@@ -227,11 +234,33 @@ export function resolveTrainConfig(input: TrainConfigInput | TrainConfig): Train
     optimizer.beta2 = o.beta2 ?? OPTIMIZER_DEFAULTS.beta2;
     optimizer.epsilon = o.epsilon ?? OPTIMIZER_DEFAULTS.epsilon;
   }
-  if (c.dataOptions.textColumn !== undefined && !c.backbone) {
+  if (c.dataOptions.textColumn !== undefined && !c.backbone && !c.tokenizer) {
     throw new InvalidArgumentError(
       'config.dataOptions.textColumn (--text-column)',
       c.dataOptions.textColumn,
-      'a backbone (--backbone) to embed the text column with (without one the column is not used)',
+      'a backbone (--backbone) to embed the text column with, or a tokenizer (--tokenizer) for a transformer (without one the column is not used)',
+    );
+  }
+  const transformer = model.kind === 'transformer';
+  if (c.tokenizer !== undefined && !transformer) {
+    throw new InvalidArgumentError(
+      'config.tokenizer (--tokenizer)',
+      c.tokenizer,
+      `a transformer model (e.g. --model transformer-tiny) to feed the tokens to (the model is ${model.kind})`,
+    );
+  }
+  if (c.tokenizer !== undefined && c.backbone) {
+    throw new InvalidArgumentError(
+      'config.tokenizer (--tokenizer)',
+      c.tokenizer,
+      'no --backbone as well: a transformer reads the tokens, a backbone would replace them with features',
+    );
+  }
+  if (transformer && c.standardize === true) {
+    throw new InvalidArgumentError(
+      'config.standardize',
+      true,
+      'false for a transformer (its inputs are token ids and an attention mask)',
     );
   }
   const s = c.checkpoints;
@@ -245,8 +274,9 @@ export function resolveTrainConfig(input: TrainConfigInput | TrainConfig): Train
     data: c.data,
     dataOptions: c.dataOptions,
     backbone: c.backbone ?? null,
+    tokenizer: c.tokenizer ?? null,
     split: { testFraction: c.split.testFraction, seed: c.split.seed ?? c.seed },
-    standardize: c.standardize,
+    standardize: c.standardize ?? !transformer,
     model,
     modelPreset,
     optimizer,

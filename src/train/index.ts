@@ -32,6 +32,7 @@ export type {
   Run,
   RunConfigFile,
   SplitFile,
+  TokenizerRecord,
 } from './run.js';
 export {
   CHECKPOINT_ID,

@@ -49,7 +49,7 @@ import {
   stratifiedSplit,
   withInputShape,
 } from '../data/index.js';
-import { embedDataset } from '../embed/index.js';
+import { embedDataset, tokenizeDataset } from '../embed/index.js';
 import { CorruptFileError, InvalidArgumentError } from '../errors.js';
 import { sha256File } from '../io/index.js';
 import { loadModel as loadModelFrom, type ModelSpec, squareImageShape } from '../model/index.js';
@@ -121,6 +121,20 @@ export interface SplitFile {
   /** Input shape of one example as fed to the model (e.g. [64], or [8, 8, 1] for the CNN). */
   inputShape: number[];
   featureNames: string[];
+  /** The tokenizer of a transformer trained on text (absent otherwise and in older runs). */
+  tokenizer?: TokenizerRecord;
+}
+
+/** What split.json records of the tokenizer of a text transformer run. */
+export interface TokenizerRecord {
+  /** `sha256:<hex>` of tokenizer.json and tokenizer_config.json (checked when the run is reopened). */
+  revision: string;
+  /** Vocabulary size (the model's embedding rows, unless the spec gives more). */
+  vocabSize: number;
+  padId: number;
+  maxLength: number;
+  /** Texts longer than maxLength tokens (cut to their first maxLength tokens). */
+  truncated: number;
 }
 
 /** Contents of a checkpoint's `state.json`: everything needed to resume exactly. */
@@ -351,13 +365,43 @@ export async function prepareRunData(
   const dataHash = await dataSha256(config.data);
   if (stored) await checkDataUnchanged(config.data, stored.dataSha256, dataHash, splitFile ?? SPLIT_JSON);
   let ds = await loadDataset(config.data, config.dataOptions);
-  // A text dataset becomes a feature dataset through the frozen backbone (cached on disk).
+  // A text dataset becomes a feature dataset through the frozen backbone (cached on disk), or
+  // token ids + attention mask for a transformer.
+  let tokenizer: TokenizerRecord | undefined;
   if (config.backbone) ds = (await embedDataset(ds, config.backbone)).dataset;
-  else if (ds.text && ds.x.length === 0) {
+  else if (config.tokenizer && config.model.kind === 'transformer') {
+    const spec = config.model;
+    const result = await tokenizeDataset(ds, { tokenizer: config.tokenizer, maxLength: spec.maxLength });
+    ds = result.dataset;
+    const t = result.tokenized;
+    tokenizer = {
+      revision: t.revision,
+      vocabSize: t.vocabSize,
+      padId: t.padId,
+      maxLength: t.maxLength,
+      truncated: t.truncated,
+    };
+    if (stored?.tokenizer && stored.tokenizer.revision !== t.revision) {
+      throw new InvalidArgumentError(
+        'tokenizer',
+        t.dir,
+        `the tokenizer the run was trained with (${stored.tokenizer.revision} in ${splitFile ?? SPLIT_JSON}), but its files changed (they now hash to ${t.revision}); train a new run`,
+      );
+    }
+    if (spec.vocabSize !== undefined && spec.vocabSize < t.vocabSize) {
+      throw new InvalidArgumentError(
+        'config.model.vocabSize',
+        spec.vocabSize,
+        `at least the tokenizer's vocabulary size ${t.vocabSize} (or omitted: taken from the tokenizer)`,
+      );
+    }
+  } else if (ds.text && ds.x.length === 0) {
     throw new InvalidArgumentError(
-      'backbone',
+      config.model.kind === 'transformer' ? 'tokenizer' : 'backbone',
       undefined,
-      `a frozen backbone for the text dataset ${config.data}, which has no numeric features (e.g. --backbone models/tiny-bert)`,
+      config.model.kind === 'transformer'
+        ? `a tokenizer for the text dataset ${config.data} (e.g. --tokenizer models/tiny-bert)`
+        : `a frozen backbone for the text dataset ${config.data}, which has no numeric features (e.g. --backbone models/tiny-bert), or a transformer model with --tokenizer`,
     );
   }
   let train: Dataset;
@@ -403,6 +447,7 @@ export async function prepareRunData(
       classNames: ds.classNames,
       inputShape: shape,
       featureNames: ds.featureNames,
+      ...(tokenizer ? { tokenizer } : {}),
     },
   };
 }

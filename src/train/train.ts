@@ -348,7 +348,12 @@ async function trainLocked(config: TrainConfig, options: TrainOptions, t0: numbe
     const log = (await readTrainLog(outDir)).filter((e) => e.step <= startStep);
     await writeFileAtomic(paths.trainLog, log.map((e) => `${JSON.stringify(e)}\n`).join(''));
   } else {
-    model = buildModel(config.model, { inputShape: data.split.inputShape, numClasses: V, seed: config.seed });
+    model = buildModel(config.model, {
+      inputShape: data.split.inputShape,
+      numClasses: V,
+      seed: config.seed,
+      vocabSize: data.split.tokenizer?.vocabSize,
+    });
     optimizer = createOptimizer(config.optimizer);
     index = [];
     if (hasRun) await fs.rm(paths.trainLog, { force: true });

@@ -163,7 +163,11 @@ export function registerKernel(program: Command): void {
       parseChoice('--logits', NTK_LOGITS),
       'output',
     )
-    .option('--parameters <which>', 'all | head | comma list of layer names', 'all')
+    .option(
+      '--parameters <which>',
+      "all | head | comma list of layer names (a name ending in '/' selects every layer it prefixes, e.g. block1/,head)",
+      'all',
+    )
     .option('--float64', 'accumulate in float64 and store a float64 kernel')
     .option('--threads <n>', 'worker threads: a number or auto', parseThreads(1024), 1)
     .option(

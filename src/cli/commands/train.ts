@@ -21,6 +21,7 @@ import {
 
 interface TrainFlags extends BackboneCliOptions {
   textColumn?: string;
+  tokenizer?: string;
   data?: string;
   model?: string;
   out: string;
@@ -167,6 +168,7 @@ export function configFromFlags(flags: TrainFlags, base: Record<string, unknown>
   if (flags.textColumn !== undefined) obj('dataOptions').textColumn = flags.textColumn;
   const backbone = backboneConfigFromCli(flags);
   if (backbone) c.backbone = backbone;
+  if (flags.tokenizer !== undefined) c.tokenizer = flags.tokenizer;
 
   const architecture = {
     widths: flags.widths,
@@ -293,7 +295,11 @@ export function registerTrain(program: Command): void {
     .option('--id-column <name>', 'id column of a CSV/JSONL file (default: id if present)')
     .option(
       '--text-column <name>',
-      'text column of a CSV/JSONL file, embedded with --backbone (default: text)',
+      'text column of a CSV/JSONL file, embedded with --backbone or tokenised with --tokenizer (default: text)',
+    )
+    .option(
+      '--tokenizer <dir>',
+      'tokenise a text dataset for a transformer model (--model transformer-tiny) with the tokenizer of this local model directory (tokenizer.json), e.g. models/tiny-bert',
     )
     .option(
       '--class-names <names>',
