@@ -46,6 +46,37 @@ describe('resolveTrainConfig', () => {
     expect(defaultLearningRate({ kind: 'linear' }, 'sgd')).toBe(0.1);
   });
 
+  it('transformers: a tokenizer only with a transformer, features never standardised, SGD lr 0.01', () => {
+    const c = resolveTrainConfig({
+      data: 'text/topics.csv',
+      model: 'transformer-tiny',
+      tokenizer: 'models/tiny-bert',
+    });
+    expect(c.tokenizer).toBe('models/tiny-bert');
+    expect(c.standardize).toBe(false);
+    expect(c.optimizer).toEqual({ name: 'sgd', learningRate: 0.01 });
+    expect(c.modelPreset).toBe('transformer-tiny');
+    expect(resolveTrainConfig(c)).toEqual(c);
+    // A parsed copy of the preset's spec is recognised as the preset.
+    expect(resolveTrainConfig({ data: 'text/topics.csv', model: { ...c.model } }).modelPreset).toBe(
+      'transformer-tiny',
+    );
+    expect(() => resolveTrainConfig({ data: 'iris', model: 'mlp', tokenizer: 'models/tiny-bert' })).toThrow(
+      /config\.tokenizer \(--tokenizer\): expected a transformer model/,
+    );
+    expect(() =>
+      resolveTrainConfig({ data: 'text/topics.csv', model: 'transformer-tiny', standardize: true }),
+    ).toThrow(/config\.standardize: expected false for a transformer/);
+    expect(() =>
+      resolveTrainConfig({
+        data: 'text/topics.csv',
+        model: 'transformer-tiny',
+        tokenizer: 'models/tiny-bert',
+        backbone: { backbone: 'models/tiny-bert' },
+      }),
+    ).toThrow(/no --backbone as well/);
+  });
+
   it('accepts a model spec object and recognises a preset by value', () => {
     const custom = resolveTrainConfig({
       data: 'iris',

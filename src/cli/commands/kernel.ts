@@ -270,6 +270,7 @@ export function registerKernel(program: Command): void {
           out: flags.out,
         }),
       );
+      if (!flags.json && stores[0]) printRules(stores[0].rules);
       outputStores(flags.json, stores, (s) => ({ rules: s.rules }));
     });
 
