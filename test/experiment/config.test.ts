@@ -193,6 +193,7 @@ describe('config files', () => {
         'discretisation',
         'negative-gradients',
         'replicator',
+        'transformer',
       ]),
     );
     for (const name of presets) {
