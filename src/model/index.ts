@@ -48,7 +48,7 @@ export type {
 export {
   ATTENTION_MASK_BIAS,
   AttentionCore,
-  attention,
+  attentionCore,
   SEQUENCE_POOLINGS,
   SequencePooling,
   TOKEN_INPUT_PARTS,

@@ -149,7 +149,7 @@ export class AttentionCore extends tf.layers.Layer {
   override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
     return tf.tidy(() => {
       const [q, k, v, mask] = inputs as tf.Tensor[];
-      return attention(q!, k!, v!, mask!, this.heads);
+      return attentionCore(q!, k!, v!, mask!, this.heads);
     });
   }
 
@@ -159,7 +159,7 @@ export class AttentionCore extends tf.layers.Layer {
 }
 
 /** The attention core as a function: q, k, v [n, L, width], mask [n, L] → [n, L, width]. */
-export function attention(
+export function attentionCore(
   q: tf.Tensor,
   k: tf.Tensor,
   v: tf.Tensor,

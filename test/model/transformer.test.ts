@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../src/errors.js';
 import {
-  attention,
+  attentionCore,
   buildModel,
   fileSystemHandler,
   loadModel,
@@ -138,7 +138,7 @@ describe('transformer model', () => {
     );
     const out = tf.tidy(
       () =>
-        attention(
+        attentionCore(
           tf.tensor(q, [n, L, W]),
           tf.tensor(k, [n, L, W]),
           tf.tensor(v, [n, L, W]),
@@ -163,7 +163,7 @@ describe('transformer model', () => {
       if (mask[i] === 0) for (let c = 0; c < W; c++) v2[i * W + c] = 1e3 * (c + 1);
     const out2 = tf.tidy(
       () =>
-        attention(
+        attentionCore(
           tf.tensor(q, [n, L, W]),
           tf.tensor(k, [n, L, W]),
           tf.tensor(v2, [n, L, W]),
