@@ -25,6 +25,7 @@ import {
   subset,
   withInputShape,
 } from '../data/index.js';
+import { tokenizeDataset } from '../embed/index.js';
 import { InvalidArgumentError } from '../errors.js';
 import type { Run } from '../train/index.js';
 import { Rng } from '../util/index.js';
@@ -215,6 +216,11 @@ export async function resolvePoints(
       }
     } else {
       let ds = await loadDataset(term.path, { ...run.config.dataOptions, classNames: run.split.classNames });
+      // A transformer trained on text: the file's texts tokenised as the run's were.
+      if (run.config.tokenizer && run.config.model.kind === 'transformer') {
+        const options = { tokenizer: run.config.tokenizer, maxLength: run.config.model.maxLength };
+        ds = (await tokenizeDataset(ds, options)).dataset;
+      }
       const d = run.train.inputShape.reduce((a, b) => a * b, 1);
       const fd = ds.inputShape.reduce((a, b) => a * b, 1);
       if (fd !== d) {

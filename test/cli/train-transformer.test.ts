@@ -5,7 +5,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tokenizeTexts } from '../../src/embed/index.js';
-import { writeNpy } from '../../src/io/index.js';
+import { readNpy, writeNpy } from '../../src/io/index.js';
 import { openRun } from '../../src/train/index.js';
 import { tempDir } from '../util/temp-dir.js';
 import { expectOneLineError, runCli } from './run-cli.js';
@@ -56,7 +56,13 @@ describe('entk train --model transformer-tiny --tokenizer', () => {
     expect(model.getLayer('embeddings/word').getWeights()[0]!.shape).toEqual([950, 64]);
     model.dispose();
 
-    // Kernels of the run: structured rules for every parameterised layer.
+    // Kernels of the run: structured rules for every parameterised layer; texts of a file of one's own
+    // are tokenised as the run's were.
+    const more = path.join(tmp, 'more.csv');
+    await fs.writeFile(
+      more,
+      'id,text,label\nm1,The rain stopped at noon.,weather\nm2,A late goal won it.,sport\n',
+    );
     const k = await runCli([
       'kernel',
       '--run',
@@ -64,14 +70,25 @@ describe('entk train --model transformer-tiny --tokenizer', () => {
       '--checkpoint',
       'last',
       '--points',
-      'train:4,test:2',
+      `train:4,test:2,file:${more}`,
       '--json',
     ]);
     expect(k.status, k.stderr).toBe(0);
-    const [store] = JSON.parse(k.stdout) as Array<{ rules: Array<{ name: string; rule: string }> }>;
+    const [store] = JSON.parse(k.stdout) as Array<{
+      dir: string;
+      rules: Array<{ name: string; rule: string }>;
+    }>;
     expect(store!.rules.length).toBe(21);
     for (const rule of store!.rules)
       expect(STRUCTURED.has(rule.rule), `${rule.name} ${rule.rule}`).toBe(true);
+    const manifest = JSON.parse(await fs.readFile(path.join(store!.dir, 'manifest.json'), 'utf8'));
+    expect(manifest.points.ids.slice(-2)).toEqual(['m1', 'm2']);
+    const fileTokens = await tokenizeTexts(['The rain stopped at noon.', 'A late goal won it.'], {
+      tokenizer: 'models/tiny-bert',
+      maxLength: 32,
+    });
+    const inputs = await readNpy(path.join(store!.dir, 'inputs.npy'));
+    expect(Array.from((inputs.data as Float32Array).subarray(6 * 64))).toEqual(Array.from(fileTokens.x));
 
     // The user-model path: entk kernel --model <checkpoint>/model.json with token points from an .npy.
     const points = path.join(tmp, 'points.npy');
