@@ -70,6 +70,22 @@ const BENCHMARKS: Benchmark[] = [
     ],
   },
   {
+    name: 'ntk-transformer',
+    file: 'bench/ntk-transformer.ts',
+    kind: 'script',
+    description:
+      "full eNTK over every parameter of transformer-tiny (2 blocks, width 64, 4 heads, 32 tokens; WordNet definitions, N = 200): entk structured vs entk's Jacobian path (target ≥ 20×) vs functorch vmap(jacrev) on the same weights rebuilt in PyTorch (logits checked to 1e-5 first); kernels compared",
+    flags: [
+      '--n <N>                points (default 200)',
+      '--jacobian-n <N>       points of the Jacobian timing, extrapolated to N (default 16)',
+      '--functorch-n <N>      points of the functorch run, extrapolated as N² (default N)',
+      '--threads <T>          threads of entk and the reference (default 2)',
+      '--repeats <R>          timed repetitions of the structured path, best reported (default 3)',
+      '--skip-reference       no Python reference',
+      '--quick                --n 40 --jacobian-n 4 --repeats 1',
+    ],
+  },
+  {
     name: 'analysis',
     file: 'bench/analysis.ts',
     kind: 'script',

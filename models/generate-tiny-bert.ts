@@ -50,11 +50,11 @@ export const TINY_BERT = {
 /** Special tokens, in id order (ids 0..4). */
 export const SPECIAL_TOKENS = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'] as const;
 
-const PUNCTUATION = ['.', ',', '!', '?', "'", '"', '-', ':', ';', '(', ')', '/', '&', '%'];
-const SUFFIXES = ['##s', '##es', '##ed', '##ing', '##er', '##ers', '##est', '##ly', '##y', "##'s"];
+export const PUNCTUATION = ['.', ',', '!', '?', "'", '"', '-', ':', ';', '(', ')', '/', '&', '%'];
+export const SUFFIXES = ['##s', '##es', '##ed', '##ing', '##er', '##ers', '##est', '##ly', '##y', "##'s"];
 
 /** Parse a CSV (RFC 4180 quoting) into rows of fields. */
-function parseCsv(text: string): string[][] {
+export function parseCsv(text: string): string[][] {
   const rows: string[][] = [];
   let row: string[] = [];
   let field = '';
@@ -310,7 +310,7 @@ export function tinyBertOnnx(vocabSize: number): Uint8Array {
   });
 }
 
-function json(value: unknown): Uint8Array {
+export function json(value: unknown): Uint8Array {
   return new TextEncoder().encode(`${JSON.stringify(value, null, 2)}\n`);
 }
 

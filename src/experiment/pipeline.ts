@@ -151,6 +151,8 @@ export function describeModel(config: TrainConfig): string {
   if (m.kind === 'mlp')
     return `MLP ${m.widths.join('-') || 'linear'} ${m.activation} (${m.parameterization})`;
   if (m.kind === 'cnn') return `CNN ${(m.filters ?? [16, 32]).join('-')}`;
+  if (m.kind === 'transformer')
+    return `transformer ${m.layers}×${m.width} (${m.heads} heads, ${m.norm}-LN, ${m.pooling} pooling, ${m.maxLength} tokens)`;
   return 'linear softmax';
 }
 

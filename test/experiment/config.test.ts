@@ -213,6 +213,7 @@ describe('config files', () => {
         'discretisation',
         'negative-gradients',
         'replicator',
+        'transformer',
       ]),
     );
     for (const name of presets) {
