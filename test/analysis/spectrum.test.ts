@@ -122,16 +122,23 @@ describe('topEigenpairs (block Lanczos)', () => {
     const file = path.join(dir, 'k.npy');
     await writeNpy(file, { dtype: 'float32', shape: [n, n], data: k32 });
     // 7 rows per panel: panels do not divide n, and two are in flight
-    const disk = await npyKernelMatrix(file, { panelBytes: 7 * n * 4 });
+    const disk = await npyKernelMatrix(file, { panelBytes: 7 * n * 4, residency: 'stream' });
+    // read once into WebAssembly memory (threads share the rows); panels of 7 rows for visits
+    const resident = await npyKernelMatrix(file, { panelBytes: 7 * n * 4, residency: 'memory', threads: 3 });
     const memory = denseKernelMatrix(k32, n);
     const a = await topEigenpairs(disk, { k: 20 });
     const b = await topEigenpairs(memory, { k: 20 });
+    const c = await topEigenpairs(resident, { k: 20 });
     expect(a.values).toEqual(b.values);
     expect(a.vectors).toEqual(b.vectors);
+    expect(c.values).toEqual(b.values);
+    expect(c.vectors).toEqual(b.vectors);
     expect(disk.passes).toBe(a.passes);
+    expect(resident.passes).toBe(c.passes);
     const sa = await kernelMatrixStats(disk);
     const sb = await kernelMatrixStats(memory);
     expect(sa).toEqual(sb);
+    expect(await kernelMatrixStats(resident)).toEqual(sb);
   });
 
   it('WebAssembly SIMD products equal the plain loops bit for bit (float32 and float64, ragged sizes)', async () => {
@@ -169,6 +176,10 @@ describe('topEigenpairs (block Lanczos)', () => {
     const bytes = await fs.readFile(cut);
     await fs.writeFile(cut, bytes.subarray(0, bytes.length - 8));
     await expect(npyKernelMatrix(cut)).rejects.toThrow(CorruptFileError);
+    await expect(npyKernelMatrix(cut, { residency: 'memory' })).rejects.toThrow(CorruptFileError);
+    await expect(npyKernelMatrix(rect, { residency: 'disk' as 'stream' })).rejects.toThrow(
+      InvalidArgumentError,
+    );
   });
 
   it.runIf(RUN_SCIPY_TESTS)('agrees with scipy.linalg.eigh on the exported file', async () => {
