@@ -355,4 +355,5 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
   });
 }
 export { analyzeModel, leafLayers } from './analyze.js';
+export { type PerLayerNtk, type PerLayerNtkOptions, perLayerNtk } from './per-layer.js';
 export { planStructured } from './structured.js';
