@@ -16,6 +16,11 @@ export { type SymmetricEigen, symmetricEigen } from './eigh.js';
 export { type OverTrainingOptions, type OverTrainingSeries, overTrainingFigure } from './figures.js';
 export { type TopEigenOptions, type TopEigenResult, topEigenpairs } from './lanczos.js';
 export {
+  type LayerContribution,
+  type LayerContributionsOptions,
+  layerContributions,
+} from './layers.js';
+export {
   denseKernelMatrix,
   type KernelMatrix,
   type KernelMatrixStats,
