@@ -94,6 +94,16 @@ export function symmetricEigen(
 
 /** Householder tridiagonalisation (tred2) on the transposed layout W[j·n + k] = V[k][j]. */
 function tred2(n: number, ws: Workspace): void {
+  tred2Reduce(n, ws);
+  tred2Accumulate(n, ws);
+}
+
+/**
+ * The reduction half of tred2: afterwards row i of W holds the Householder vector u_i in its first
+ * i entries, d[i] = h_i (P_i = I − u_i u_iᵀ / h_i; h_i = 0: no reflection), W[i·n + i] = T_ii and
+ * e[i] = T_{i,i−1}; A = Q T Qᵀ with Q = P_{n−1} ⋯ P_1.
+ */
+function tred2Reduce(n: number, ws: Workspace): void {
   const { W, d, e, wasm } = ws;
   for (let j = 0; j < n; j++) d[j] = W[j * n + (n - 1)]!;
   for (let i = n - 1; i > 0; i--) {
@@ -168,6 +178,11 @@ function tred2(n: number, ws: Workspace): void {
     }
     d[i] = h;
   }
+}
+
+/** The accumulation half of tred2: W ← Qᵀ (rows), d ← diag T, e ← sub-diagonal (e[0] = 0). */
+function tred2Accumulate(n: number, ws: Workspace): void {
+  const { W, d, e, wasm } = ws;
   // Accumulate the transformations.
   for (let i = 0; i < n - 1; i++) {
     W[i * n + (n - 1)] = W[i * n + i]!;
@@ -200,8 +215,11 @@ function tred2(n: number, ws: Workspace): void {
   e[0] = 0;
 }
 
-/** Implicit QL iterations on the tridiagonal (d, e) (tql2), rotating the rows of W. */
-function tql2(n: number, ws: Workspace, vectors: boolean): void {
+/**
+ * Implicit QL iterations on the tridiagonal (d, e) (tql2), rotating the rows of W (`vectors`), or
+ * recording the rotations in `log` (rows i, i + 1 of the eigenvector block, in application order).
+ */
+function tql2(n: number, ws: Workspace, vectors: boolean, log?: RotationLog): void {
   const { W, d, e, wasm } = ws;
   for (let i = 1; i < n; i++) e[i - 1] = e[i]!;
   e[n - 1] = 0;
@@ -233,6 +251,7 @@ function tql2(n: number, ws: Workspace, vectors: boolean): void {
         const el1 = e[l + 1]!;
         let s = 0;
         let s2 = 0;
+        log?.sweep(l, m);
         for (let i = m - 1; i >= l; i--) {
           c3 = c2;
           c2 = c;
@@ -245,7 +264,8 @@ function tql2(n: number, ws: Workspace, vectors: boolean): void {
           c = p / r;
           p = c * d[i]! - s * g;
           d[i + 1] = h + s * (c * g + s * d[i]!);
-          if (vectors && wasm) {
+          if (log) log.push(c, s);
+          else if (vectors && wasm) {
             wasm.scratch[0] = c;
             wasm.scratch[1] = s;
             wasm.k.rot(wasm.W + i * n * 8, wasm.W + (i + 1) * n * 8, n, wasm.S);
@@ -268,4 +288,172 @@ function tql2(n: number, ws: Workspace, vectors: boolean): void {
     d[l] = d[l]! + f;
     e[l] = 0;
   }
+}
+
+const LOG_CHUNK = 1 << 20;
+
+/** The Givens rotations of tql2 in application order, by sweep (rows m−1, …, l of a sweep (l, m)). */
+class RotationLog {
+  private readonly chunks: Float64Array[] = [];
+  private used = LOG_CHUNK;
+  /** (l, m) of every sweep. */
+  private readonly sweeps: number[] = [];
+
+  sweep(l: number, m: number): void {
+    this.sweeps.push(l, m);
+  }
+
+  push(c: number, s: number): void {
+    if (this.used === LOG_CHUNK) {
+      this.chunks.push(new Float64Array(LOG_CHUNK));
+      this.used = 0;
+    }
+    const chunk = this.chunks[this.chunks.length - 1]!;
+    chunk[this.used++] = c;
+    chunk[this.used++] = s;
+  }
+
+  /** B ← R B for the rows of B [n, C]: every rotation in order, as tql2 rotates the rows of W. */
+  forward(B: Float64Array, C: number): void {
+    let q = 0; // rotation index
+    for (let w = 0; w < this.sweeps.length; w += 2) {
+      const l = this.sweeps[w]!;
+      for (let i = this.sweeps[w + 1]! - 1; i >= l; i--, q++) {
+        const chunk = this.chunks[Math.floor((2 * q) / LOG_CHUNK)]!;
+        const o = (2 * q) % LOG_CHUNK;
+        const c = chunk[o]!;
+        const s = chunk[o + 1]!;
+        for (let k = 0; k < C; k++) {
+          const vk = B[i * C + k]!;
+          const wk = B[(i + 1) * C + k]!;
+          B[(i + 1) * C + k] = s * vk + c * wk;
+          B[i * C + k] = c * vk - s * wk;
+        }
+      }
+    }
+  }
+
+  /** B ← Rᵀ B: the transposed rotations in reverse order. */
+  backward(B: Float64Array, C: number): void {
+    let q = 0;
+    for (let w = 0; w < this.sweeps.length; w += 2) q += this.sweeps[w + 1]! - this.sweeps[w]!;
+    for (let w = this.sweeps.length - 2; w >= 0; w -= 2) {
+      const m = this.sweeps[w + 1]!;
+      for (let i = this.sweeps[w]!; i < m; i++) {
+        q--;
+        const chunk = this.chunks[Math.floor((2 * q) / LOG_CHUNK)]!;
+        const o = (2 * q) % LOG_CHUNK;
+        const c = chunk[o]!;
+        const s = chunk[o + 1]!;
+        for (let k = 0; k < C; k++) {
+          const vk = B[i * C + k]!;
+          const wk = B[(i + 1) * C + k]!;
+          B[i * C + k] = c * vk + s * wk;
+          B[(i + 1) * C + k] = c * wk - s * vk;
+        }
+      }
+    }
+  }
+}
+
+/**
+ * A symmetric eigen-decomposition `A = U diag(λ) Uᵀ` kept in factored form, U = Q Z: Q the product
+ * of the Householder reflections of the tridiagonalisation, Z the product of the QL rotations. U is
+ * never formed; blocks of vectors are multiplied by U and Uᵀ in O(n²·C) (reflections) plus O(r·C)
+ * (r ≈ n² rotations), which is all the closed-form flows need.
+ */
+export interface FactoredSymmetricEigen {
+  /** n */
+  size: number;
+  /** λ_0 ≥ λ_1 ≥ … ≥ λ_{n−1}. */
+  values: Float64Array;
+  /** Uᵀ Y for Y [n, C] (row-major): row j is u_jᵀ Y. */
+  projectT(y: Float64Array, C: number): Float64Array;
+  /** U X for X [n, C]: Σ_j u_j X[j, :]. */
+  combine(x: Float64Array, C: number): Float64Array;
+}
+
+/**
+ * The eigen-decomposition of the symmetric n×n matrix `a` in factored form (see
+ * {@link FactoredSymmetricEigen}): the reduction to tridiagonal form (as {@link symmetricEigen})
+ * and the QL iteration on the tridiagonal alone, its rotations recorded (16 bytes each, ≈ n²) instead
+ * of applied to n×n eigenvectors — skipping the O(n³) accumulation of Q and of the rotations.
+ *
+ * @example
+ *   const e = factoredSymmetricEigen(k, n);
+ *   const coefficients = e.projectT(y, C);     // Uᵀ Y
+ *   const back = e.combine(coefficients, C);   // U Uᵀ Y = Y
+ */
+export function factoredSymmetricEigen(
+  a: ArrayLike<number>,
+  n: number,
+  options: { backend?: 'wasm' | 'js' | 'auto' } = {},
+): FactoredSymmetricEigen {
+  assertArgument(Number.isInteger(n) && n >= 1, 'n', n, 'a positive integer');
+  assertArgument(a?.length === n * n, 'a', a, `a symmetric ${n}×${n} matrix (length ${n * n})`);
+  const ws = workspace(n, (options.backend ?? 'auto') !== 'js');
+  const { W, d, e } = ws;
+  for (let i = 0; i < n * n; i++) {
+    const v = a[i]!;
+    if (!Number.isFinite(v)) throw new EntkError(`factoredSymmetricEigen: entry ${i} of the matrix is ${v}`);
+    W[i] = v;
+  }
+  tred2Reduce(n, ws);
+  const h = Float64Array.from(d);
+  for (let i = 0; i < n; i++) d[i] = W[i * n + i]!;
+  e[0] = 0;
+  const log = new RotationLog();
+  tql2(n, ws, false, log);
+  const order = Array.from({ length: n }, (_, i) => i).sort((x, y) => d[y]! - d[x]!);
+  const values = Float64Array.from(order, (i) => d[i]!);
+  /** B ← P_k B, P_k = I − u_k u_kᵀ / h_k (u_k: the first k entries of row k of W). */
+  const reflect = (B: Float64Array, C: number, k: number, g: Float64Array) => {
+    const hk = h[k]!;
+    if (hk === 0) return;
+    const row = k * n;
+    g.fill(0);
+    for (let i = 0; i < k; i++) {
+      const u = W[row + i]!;
+      for (let c = 0; c < C; c++) g[c] = g[c]! + u * B[i * C + c]!;
+    }
+    for (let c = 0; c < C; c++) g[c] = g[c]! / hk;
+    for (let i = 0; i < k; i++) {
+      const u = W[row + i]!;
+      for (let c = 0; c < C; c++) B[i * C + c] = B[i * C + c]! - u * g[c]!;
+    }
+  };
+  const check = (x: Float64Array, C: number, name: string) =>
+    assertArgument(
+      Number.isInteger(C) && C >= 1 && x instanceof Float64Array && x.length === n * C,
+      name,
+      x,
+      `a Float64Array [${n}, C]`,
+    );
+  return {
+    size: n,
+    values,
+    projectT(y, C) {
+      check(y, C, 'y');
+      const B = Float64Array.from(y);
+      const g = new Float64Array(C);
+      for (let k = n - 1; k >= 1; k--) reflect(B, C, k, g); // Qᵀ y = P_1 ⋯ P_{n−1} y
+      log.forward(B, C); // Zᵀ: the rotations tql2 applies to the rows of Qᵀ
+      const out = new Float64Array(n * C);
+      order.forEach((src, dst) => {
+        out.set(B.subarray(src * C, src * C + C), dst * C);
+      });
+      return out;
+    },
+    combine(x, C) {
+      check(x, C, 'x');
+      const B = new Float64Array(n * C);
+      order.forEach((src, dst) => {
+        B.set(x.subarray(dst * C, dst * C + C), src * C);
+      });
+      log.backward(B, C);
+      const g = new Float64Array(C);
+      for (let k = 1; k < n; k++) reflect(B, C, k, g); // Q x = P_{n−1} ⋯ P_1 x
+      return B;
+    },
+  };
 }

@@ -12,7 +12,12 @@ export {
   kernelTargetAlignment,
   kernelTargetAlignmentDense,
 } from './alignment.js';
-export { type SymmetricEigen, symmetricEigen } from './eigh.js';
+export {
+  type FactoredSymmetricEigen,
+  factoredSymmetricEigen,
+  type SymmetricEigen,
+  symmetricEigen,
+} from './eigh.js';
 export { type OverTrainingOptions, type OverTrainingSeries, overTrainingFigure } from './figures.js';
 export { type TopEigenOptions, type TopEigenResult, topEigenpairs } from './lanczos.js';
 export {

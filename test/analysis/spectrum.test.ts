@@ -4,6 +4,7 @@ import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 import { describe, expect, it } from 'vitest';
 import {
   denseKernelMatrix,
+  factoredSymmetricEigen,
   kernelMatrixStats,
   kernelSpectrum,
   npyKernelMatrix,
@@ -79,6 +80,45 @@ describe('symmetricEigen', () => {
     expect(values[0]).toBeCloseTo(3, 14);
     expect(values[1]).toBeCloseTo(1, 14);
     expect(() => symmetricEigen(new Float64Array(5), 2)).toThrow(InvalidArgumentError);
+  });
+});
+
+describe('factoredSymmetricEigen', () => {
+  it('U = Q Z in factored form: values as ml-matrix, Uᵀy and U x equal the explicit vectors', () => {
+    for (const n of [1, 2, 7, 70]) {
+      const K = psdKernel(n, Math.max(1, n - 5), 5); // rank-deficient: a cluster at 0
+      for (let i = 0; i < n; i++) K[i * n + i] = K[i * n + i]! - 3;
+      const f = factoredSymmetricEigen(K, n);
+      const ref = reference(K, n);
+      const scale = Math.max(1, Math.abs(ref.values[0]!));
+      for (let j = 0; j < n; j++) expect(Math.abs(f.values[j]! - ref.values[j]!)).toBeLessThan(1e-12 * scale);
+      const C = 3;
+      const y = Float64Array.from({ length: n * C }, (_, i) => Math.cos(1.3 * i));
+      const p = f.projectT(y, C);
+      // U (λ ⊙ Uᵀ y) = K y and U Uᵀ y = y, against float64 loops
+      const scaled = p.map((v, i) => v * f.values[Math.floor(i / C)]!);
+      const ky = f.combine(scaled, C);
+      const back = f.combine(p, C);
+      for (let i = 0; i < n; i++)
+        for (let c = 0; c < C; c++) {
+          let s = 0;
+          for (let q = 0; q < n; q++) s += K[i * n + q]! * y[q * C + c]!;
+          expect(Math.abs(ky[i * C + c]! - s)).toBeLessThan(1e-12 * scale * n);
+          expect(Math.abs(back[i * C + c]! - y[i * C + c]!)).toBeLessThan(1e-13 * n);
+        }
+      // the same eigenvectors as symmetricEigen (the same algorithm): u_jᵀ y
+      const U = symmetricEigen(K, n).vectors!;
+      for (let j = 0; j < n; j++)
+        for (let c = 0; c < C; c++) {
+          let s = 0;
+          for (let i = 0; i < n; i++) s += U[j * n + i]! * y[i * C + c]!;
+          expect(Math.abs(p[j * C + c]! - s)).toBeLessThan(1e-12 * n);
+        }
+    }
+    expect(() => factoredSymmetricEigen(new Float64Array(3), 2)).toThrow(InvalidArgumentError);
+    expect(() => factoredSymmetricEigen(new Float64Array(4), 2).projectT(new Float64Array(3), 1)).toThrow(
+      InvalidArgumentError,
+    );
   });
 });
 
