@@ -21,13 +21,28 @@ interface Workspace {
   W: Float64Array;
   d: Float64Array;
   e: Float64Array;
-  /** Kernels and the byte addresses of W, d, e and the scratch slot; null: plain loops. */
-  wasm: { k: EighKernels; scratch: Float64Array; W: number; d: number; e: number; S: number } | null;
+  /**
+   * Kernels and the byte addresses of W, d, e, the scratch slot and the panel of the blocked
+   * reduction (2·PANEL vectors of length n: u's then q's); null: plain loops.
+   */
+  wasm: {
+    k: EighKernels;
+    scratch: Float64Array;
+    panel: Float64Array;
+    W: number;
+    d: number;
+    e: number;
+    S: number;
+    P: number;
+  } | null;
 }
+
+/** Householder steps whose rank-2 updates the blocked reduction delays (one pass over A per PANEL steps). */
+const PANEL = 32;
 
 function workspace(n: number, useWasm: boolean): Workspace {
   if (useWasm && wasmApi && n >= WASM_MIN_SIZE && n <= WASM_MAX_SIZE) {
-    const bytes = (n * n + 2 * n + 2) * 8;
+    const bytes = (n * n + 2 * n + 2 + 2 * PANEL * n) * 8;
     const memory = new wasmApi.Memory({ initial: Math.ceil(bytes / WASM_PAGE) });
     const k = eighKernels(memory);
     if (k) {
@@ -35,11 +50,21 @@ function workspace(n: number, useWasm: boolean): Workspace {
       const d = n * n * 8;
       const e = d + n * 8;
       const S = e + n * 8;
+      const P = S + 16;
       return {
         W: new Float64Array(buffer, 0, n * n),
         d: new Float64Array(buffer, d, n),
         e: new Float64Array(buffer, e, n),
-        wasm: { k, scratch: new Float64Array(buffer, S, 2), W: 0, d, e, S },
+        wasm: {
+          k,
+          scratch: new Float64Array(buffer, S, 2),
+          panel: new Float64Array(buffer, P, 2 * PANEL * n),
+          W: 0,
+          d,
+          e,
+          S,
+          P,
+        },
       };
     }
   }
@@ -79,7 +104,13 @@ export function symmetricEigen(
     if (!Number.isFinite(v)) throw new EntkError(`symmetricEigen: entry ${i} of the matrix is ${v}`);
     W[i] = v;
   }
-  tred2(n, ws);
+  if (wantVectors) tred2(n, ws);
+  else {
+    // Values only: the reduction, T's diagonal, no accumulation of Q.
+    tred2Reduce(n, ws);
+    for (let i = 0; i < n; i++) ws.d[i] = W[i * n + i]!;
+    ws.e[0] = 0;
+  }
   tql2(n, ws, wantVectors);
   // Sort descending.
   const order = Array.from({ length: n }, (_, i) => i).sort((x, y) => d[y]! - d[x]!);
@@ -104,7 +135,11 @@ function tred2(n: number, ws: Workspace): void {
  * e[i] = T_{i,i−1}; A = Q T Qᵀ with Q = P_{n−1} ⋯ P_1.
  */
 function tred2Reduce(n: number, ws: Workspace): void {
-  const { W, d, e, wasm } = ws;
+  if (ws.wasm) {
+    tred2ReduceBlocked(n, ws);
+    return;
+  }
+  const { W, d, e } = ws;
   for (let j = 0; j < n; j++) d[j] = W[j * n + (n - 1)]!;
   for (let i = n - 1; i > 0; i--) {
     let scale = 0;
@@ -134,23 +169,10 @@ function tred2Reduce(n: number, ws: Workspace): void {
         W[i * n + j] = f;
         const col = j * n;
         g = e[j]! + W[col + j]! * f;
-        if (wasm) {
-          // g += Σ_k W[col+k] d[k], e[k] += W[col+k] f over k = j+1..i−1
-          wasm.scratch[0] = f;
-          wasm.k.symv(
-            wasm.W + (col + j + 1) * 8,
-            wasm.d + (j + 1) * 8,
-            wasm.e + (j + 1) * 8,
-            i - 1 - j,
-            wasm.S,
-          );
-          g += wasm.scratch[1]!;
-        } else {
-          for (let k = j + 1; k <= i - 1; k++) {
-            const w = W[col + k]!;
-            g += w * d[k]!;
-            e[k] = e[k]! + w * f;
-          }
+        for (let k = j + 1; k <= i - 1; k++) {
+          const w = W[col + k]!;
+          g += w * d[k]!;
+          e[k] = e[k]! + w * f;
         }
         e[j] = g;
       }
@@ -165,18 +187,104 @@ function tred2Reduce(n: number, ws: Workspace): void {
         f = d[j]!;
         g = e[j]!;
         const col = j * n;
-        if (wasm) {
-          wasm.scratch[0] = f;
-          wasm.scratch[1] = g;
-          wasm.k.rank2(wasm.W + (col + j) * 8, wasm.d + j * 8, wasm.e + j * 8, i - j, wasm.S);
-        } else {
-          for (let k = j; k <= i - 1; k++) W[col + k] = W[col + k]! - (f * e[k]! + g * d[k]!);
-        }
+        for (let k = j; k <= i - 1; k++) W[col + k] = W[col + k]! - (f * e[k]! + g * d[k]!);
         d[j] = W[col + (i - 1)]!;
         W[col + i] = 0;
       }
     }
     d[i] = h;
+  }
+}
+
+/**
+ * tred2's reduction with the rank-2 updates delayed (the idea of LAPACK's dlatrd/dsytrd): the
+ * pairs (u, q) of up to PANEL steps are kept, A_cur = A − Σ_p (u_p q_pᵀ + q_p u_pᵀ); each step reads
+ * the stored A once (its product with u, corrected by the pending pairs: 2 dot products and a
+ * rank-2 update of a vector per pair) and only every PANEL steps is A rewritten — one pass per
+ * panel instead of one read and one write per step. Leaves W, d, e exactly as tred2Reduce does
+ * (up to rounding).
+ */
+function tred2ReduceBlocked(n: number, ws: Workspace): void {
+  const { W, d, e } = ws;
+  const w = ws.wasm!;
+  const { k, scratch, panel } = w;
+  const uAt = (p: number) => w.P + p * n * 8;
+  const qAt = (p: number) => w.P + (PANEL + p) * n * 8;
+  let pending = 0;
+  for (let j = 0; j < n; j++) d[j] = W[j * n + (n - 1)]!;
+  for (let i = n - 1; i > 0; i--) {
+    // Row i leaves the active block: its diagonal gets the pending updates.
+    for (let p = 0; p < pending; p++) {
+      W[i * n + i] = W[i * n + i]! - 2 * panel[p * n + i]! * panel[(PANEL + p) * n + i]!;
+    }
+    let scale = 0;
+    let h = 0;
+    for (let kk = 0; kk < i; kk++) scale += Math.abs(d[kk]!);
+    if (scale === 0) {
+      e[i] = d[i - 1]!;
+      for (let j = 0; j < i; j++) W[i * n + j] = 0;
+    } else {
+      for (let kk = 0; kk < i; kk++) {
+        d[kk] = d[kk]! / scale;
+        h += d[kk]! * d[kk]!;
+      }
+      let f = d[i - 1]!;
+      let g = Math.sqrt(h);
+      if (f > 0) g = -g;
+      e[i] = scale * g;
+      h -= f * g;
+      d[i - 1] = f - g;
+      for (let j = 0; j < i; j++) e[j] = 0;
+      // e = A u with the stored A (lower columns), as tred2Reduce
+      for (let j = 0; j < i; j++) {
+        f = d[j]!;
+        W[i * n + j] = f;
+        const col = j * n;
+        g = e[j]! + W[col + j]! * f;
+        scratch[0] = f;
+        k.symv(w.W + (col + j + 1) * 8, w.d + (j + 1) * 8, w.e + (j + 1) * 8, i - 1 - j, w.S);
+        e[j] = g + scratch[1]!;
+      }
+      // … corrected by the pending pairs: e −= (q_p·u) u_p + (u_p·u) q_p
+      for (let p = 0; p < pending; p++) {
+        k.dot(qAt(p), w.d, i, w.S);
+        const a = scratch[1]!;
+        k.dot(uAt(p), w.d, i, w.S);
+        scratch[0] = a;
+        // scratch[1] = u_p·u already
+        k.rank2(w.e, qAt(p), uAt(p), i, w.S);
+      }
+      f = 0;
+      for (let j = 0; j < i; j++) {
+        e[j] = e[j]! / h;
+        f += e[j]! * d[j]!;
+      }
+      const hh = f / (h + h);
+      for (let j = 0; j < i; j++) e[j] = e[j]! - hh * d[j]!;
+      panel.set(d.subarray(0, i), pending * n);
+      panel.set(e.subarray(0, i), (PANEL + pending) * n);
+      pending++;
+    }
+    for (let j = 0; j < i; j++) W[j * n + i] = 0;
+    d[i] = h;
+    if (pending > 0 && (pending === PANEL || i === 1)) {
+      // A[k][j] −= u_j q_k + q_j u_k on the active block (columns j < i, rows j ≤ k < i)
+      for (let j = 0; j < i; j++) {
+        for (let p = 0; p < pending; p++) {
+          scratch[0] = panel[p * n + j]!;
+          scratch[1] = panel[(PANEL + p) * n + j]!;
+          k.rank2(w.W + (j * n + j) * 8, uAt(p) + j * 8, qAt(p) + j * 8, i - j, w.S);
+        }
+      }
+      pending = 0;
+    }
+    // The next row, i − 1, of A_cur.
+    for (let j = 0; j < i; j++) d[j] = W[j * n + (i - 1)]!;
+    for (let p = 0; p < pending; p++) {
+      scratch[0] = panel[(PANEL + p) * n + i - 1]!;
+      scratch[1] = panel[p * n + i - 1]!;
+      k.rank2(w.d, qAt(p), uAt(p), i, w.S);
+    }
   }
 }
 
@@ -315,19 +423,26 @@ class RotationLog {
 
   /** B ← R B for the rows of B [n, C]: every rotation in order, as tql2 rotates the rows of W. */
   forward(B: Float64Array, C: number): void {
-    let q = 0; // rotation index
+    let chunk = 0;
+    let o = 0;
     for (let w = 0; w < this.sweeps.length; w += 2) {
       const l = this.sweeps[w]!;
-      for (let i = this.sweeps[w + 1]! - 1; i >= l; i--, q++) {
-        const chunk = this.chunks[Math.floor((2 * q) / LOG_CHUNK)]!;
-        const o = (2 * q) % LOG_CHUNK;
-        const c = chunk[o]!;
-        const s = chunk[o + 1]!;
+      for (let i = this.sweeps[w + 1]! - 1; i >= l; i--) {
+        if (o === LOG_CHUNK) {
+          chunk++;
+          o = 0;
+        }
+        const log = this.chunks[chunk]!;
+        const c = log[o]!;
+        const s = log[o + 1]!;
+        o += 2;
+        const a = i * C;
+        const b = a + C;
         for (let k = 0; k < C; k++) {
-          const vk = B[i * C + k]!;
-          const wk = B[(i + 1) * C + k]!;
-          B[(i + 1) * C + k] = s * vk + c * wk;
-          B[i * C + k] = c * vk - s * wk;
+          const vk = B[a + k]!;
+          const wk = B[b + k]!;
+          B[b + k] = s * vk + c * wk;
+          B[a + k] = c * vk - s * wk;
         }
       }
     }
@@ -335,21 +450,26 @@ class RotationLog {
 
   /** B ← Rᵀ B: the transposed rotations in reverse order. */
   backward(B: Float64Array, C: number): void {
-    let q = 0;
-    for (let w = 0; w < this.sweeps.length; w += 2) q += this.sweeps[w + 1]! - this.sweeps[w]!;
+    let chunk = this.chunks.length - 1;
+    let o = this.used; // one past the last (c, s) of the last chunk
     for (let w = this.sweeps.length - 2; w >= 0; w -= 2) {
       const m = this.sweeps[w + 1]!;
       for (let i = this.sweeps[w]!; i < m; i++) {
-        q--;
-        const chunk = this.chunks[Math.floor((2 * q) / LOG_CHUNK)]!;
-        const o = (2 * q) % LOG_CHUNK;
-        const c = chunk[o]!;
-        const s = chunk[o + 1]!;
+        if (o === 0) {
+          chunk--;
+          o = LOG_CHUNK;
+        }
+        o -= 2;
+        const log = this.chunks[chunk]!;
+        const c = log[o]!;
+        const s = log[o + 1]!;
+        const a = i * C;
+        const b = a + C;
         for (let k = 0; k < C; k++) {
-          const vk = B[i * C + k]!;
-          const wk = B[(i + 1) * C + k]!;
-          B[i * C + k] = c * vk + s * wk;
-          B[(i + 1) * C + k] = c * wk - s * vk;
+          const vk = B[a + k]!;
+          const wk = B[b + k]!;
+          B[a + k] = c * vk + s * wk;
+          B[b + k] = c * wk - s * vk;
         }
       }
     }
