@@ -22,9 +22,11 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/backend/index.js';
 import { applyStandardization, fitStandardization, loadDataset } from '../src/data/index.js';
 import { empiricalNtkFn, type NtkResult, terminateNtkWorkers } from '../src/kernel/index.js';
+import { type GemmExports, gemmModule, MR, NR } from '../src/kernel/wasm-gemm.js';
 import { buildModel, resolveModelSpec } from '../src/model/index.js';
 import { writeJsonAtomic } from '../src/util/atomic.js';
 import { Rng } from '../src/util/rng.js';
+import { wasmApi } from '../src/util/wasm-asm.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CASES = ['mlp', 'mlp-wide', 'cnn', 'resnet-bn', 'ln-seq'] as const;
@@ -155,6 +157,34 @@ function makeModel(c: Case): tf.LayersModel {
     t.dispose();
   }
   return model;
+}
+
+/**
+ * The float32 peak this run can reach, measured: entk's own WebAssembly SIMD GEMM micro-kernel
+ * (wasm-gemm.ts `gemm`, f32x4 multiply + add: WebAssembly SIMD has no fused multiply-add) on
+ * cache-resident 512 × 512 × 512 operands, one thread, best of 7 — times the threads of the run.
+ * Measured in the same process as the cases, so machine load affects both alike.
+ */
+function measureWasmPeak(threads: number): { perThreadGflops: number; threads: number; peakGflops: number } {
+  const module = gemmModule();
+  if (!module) throw new Error('WebAssembly SIMD unavailable');
+  const [rows, K, cols] = [512, 512, 512];
+  const memory = new wasmApi!.Memory({
+    initial: Math.ceil((4 * (rows * K + cols * K + rows * cols)) / 65536) + 1,
+  });
+  const ex = new wasmApi!.Instance(module, { env: { mem: memory } }).exports as unknown as GemmExports;
+  const heap = new Float32Array(memory.buffer);
+  const rng = new Rng(3);
+  heap.set(rng.normalArray(rows * K + cols * K));
+  const [ap, bp, cp] = [0, 4 * rows * K, 4 * (rows * K + cols * K)];
+  let best = Number.POSITIVE_INFINITY;
+  for (let r = 0; r < 7; r++) {
+    const t0 = performance.now();
+    ex.gemm(ap, bp, K, rows / MR, cols / NR, cp, 4 * cols, 0, 0, 1, 0);
+    best = Math.min(best, performance.now() - t0);
+  }
+  const perThreadGflops = (2 * rows * K * cols) / best / 1e6;
+  return { perThreadGflops, threads, peakGflops: perThreadGflops * threads };
 }
 
 const fmt = (ms: number) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(0)} ms`);
@@ -297,6 +327,7 @@ async function runCase(
   flags: Flags,
   x: Float32Array,
   summary: string[],
+  peak: { peakGflops: number },
 ): Promise<Record<string, unknown>> {
   const n = {
     mlp: flags.nMlp,
@@ -315,7 +346,11 @@ async function runCase(
     rules: s.rules.map((r) => `${r.name}:${r.rule}`),
     structured: { bestMs: s.bestMs, runsMs: s.runsMs, timings: s.result.timings, threads: s.result.threads },
   };
-  let line = `${c} N=${n} (P=${s.result.parameterCount}): entk structured ${fmt(s.bestMs)} (${s.result.threads} threads; features ${fmt(s.result.timings.features ?? 0)})`;
+  // Contraction products only (result.flops); the factor passes' operations are not counted.
+  const gflops = (s.result.flops ?? 0) / s.bestMs / 1e6;
+  entry.contractionGflopsPerSecond = gflops;
+  entry.fractionOfPeak = gflops / peak.peakGflops;
+  let line = `${c} N=${n} (P=${s.result.parameterCount}): entk structured ${fmt(s.bestMs)} (${s.result.threads} threads; features ${fmt(s.result.timings.features ?? 0)}; ${gflops.toFixed(1)} GFLOP/s = ${((100 * gflops) / peak.peakGflops).toFixed(0)}% of peak)`;
   if (c === 'resnet-bn' || c === 'ln-seq') {
     const j = await timeJacobian(model, x, flags.jacobianN, n);
     entry.jacobian = j;
@@ -354,7 +389,12 @@ async function main(): Promise<void> {
   }
   const x = await digitsPoints(Math.max(flags.nMlp, flags.nWide, flags.nCnn, flags.nGraph));
   const cases: Record<string, unknown> = {};
-  for (const c of flags.cases) cases[c] = await runCase(c, flags, x, summary);
+  const peakBefore = measureWasmPeak(flags.threads);
+  for (const c of flags.cases) cases[c] = await runCase(c, flags, x, summary, peakBefore);
+  const peakAfter = measureWasmPeak(flags.threads);
+  summary.push(
+    `float32 peak (entk's wasm SIMD GEMM, ${flags.threads} threads): ${peakBefore.peakGflops.toFixed(1)} GFLOP/s before the cases, ${peakAfter.peakGflops.toFixed(1)} after`,
+  );
   await terminateNtkWorkers();
   const result = {
     benchmark: 'ntk-models',
@@ -365,6 +405,7 @@ async function main(): Promise<void> {
       loadAverageAtStart: load,
       node: process.versions.node,
       backend: info,
+      wasmFloat32Peak: { before: peakBefore, after: peakAfter },
     },
     flags,
     cases,

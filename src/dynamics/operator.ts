@@ -24,9 +24,8 @@
  * The plain-JavaScript backend (`backend: 'js'`) computes the same thing with the same layout.
  */
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
 import { assertArgument, EntkError, InvalidArgumentError } from '../errors.js';
-import { WASM_PAGE, type WasmMemory, wasmApi } from '../util/index.js';
+import { WASM_PAGE, type WasmCall, WasmThreads, wasmApi } from '../util/index.js';
 import { gemvJs, instantiateKernels, type KernelExports, kernelModule, spmvJs } from './wasm.js';
 
 /** Kernel blocks at one parameter value θ (the checkpoint, or a refresh point of the run). */
@@ -59,39 +58,6 @@ export interface OperatorOptions {
 /** Element counts below which threads do not pay for their synchronisation. */
 const THREAD_MIN_ENTRIES = 2_000_000;
 const MAX_AUTO_THREADS = 4;
-/** A worker that does not answer within this time is declared dead. */
-const WORKER_TIMEOUT_MS = 120_000;
-
-const WORKER_SOURCE = `
-const { workerData } = require('node:worker_threads');
-const { module, memory, control } = workerData;
-const ex = new WebAssembly.Instance(module, { env: { mem: memory } }).exports;
-const ctl = new Int32Array(control, 0, 4);
-const args = new Float64Array(control, 16, 12);
-const heap = new Float64Array(memory.buffer);
-Atomics.store(ctl, 2, 1);
-Atomics.notify(ctl, 2);
-let seen = 0;
-for (;;) {
-  Atomics.wait(ctl, 0, seen);
-  const gen = Atomics.load(ctl, 0);
-  if (gen < 0) break;
-  seen = gen;
-  const [rowPtr, x, y, n, rowStart, rowEnd, k, gx, gy, rows, cols] = args;
-  heap.fill(0, y / 8, y / 8 + n);
-  if (rowEnd > rowStart) ex.spmv(rowPtr, x, y, n, rowStart, rowEnd);
-  if (rows > 0) ex.gemv(k, gx, gy, rows, cols);
-  Atomics.store(ctl, 1, gen);
-  Atomics.notify(ctl, 1);
-}
-`;
-
-interface WorkerHandle {
-  worker: Worker;
-  ctl: Int32Array;
-  args: Float64Array;
-}
-
 /** A slice of the work: packed rows [rowStart, rowEnd) and dense observation rows [obsStart, obsEnd). */
 interface Share {
   rowStart: number;
@@ -101,10 +67,6 @@ interface Share {
   obsEnd: number;
   acc: number; // element offset of this share's accumulator (length n)
 }
-
-const registry = new FinalizationRegistry<Worker[]>((workers) => {
-  for (const w of workers) void w.terminate();
-});
 
 /**
  * φ̃ for every tracked point from the residuals of the finetune points. Create once per kernel
@@ -139,8 +101,7 @@ export class FitnessOperator {
   private readonly offYObs: number;
   private readonly shares: Share[];
   private readonly kernels: KernelExports | null;
-  private workers: WorkerHandle[] = [];
-  private generation = 0;
+  private workers: WasmThreads | null = null;
   private disposed = false;
 
   constructor(blocks: KernelBlocks, options: OperatorOptions = {}) {
@@ -244,7 +205,15 @@ export class FitnessOperator {
           : new api.Memory({ initial: pages });
       this.kernels = instantiateKernels(memory, threads > 1);
       this.heap = new Float64Array(memory.buffer, 0, total);
-      if (threads > 1) this.startWorkers(memory, threads - 1);
+      if (threads > 1) {
+        this.workers = new WasmThreads(
+          kernelModule(true)!,
+          memory,
+          threads - 1,
+          ['spmv', 'gemv'],
+          'FitnessOperator',
+        );
+      }
     } else {
       this.kernels = null;
       this.heap = new Float64Array(total);
@@ -319,39 +288,45 @@ export class FitnessOperator {
     } else {
       const k = this.kernels;
       // hand shares 1.. to the workers, run share 0 here
-      this.generation++;
-      for (let s = 1; s < this.shares.length; s++) {
-        const sh = this.shares[s]!;
-        const wk = this.workers[s - 1]!;
-        const a = wk.args;
-        a[0] = (this.offP + sh.rowPtr) * 8;
-        a[1] = x * 8;
-        a[2] = sh.acc * 8;
-        a[3] = n;
-        a[4] = sh.rowStart;
-        a[5] = sh.rowEnd;
-        a[6] = (this.offO + sh.obsStart * n) * 8;
-        a[7] = x * 8;
-        a[8] = (this.offYObs + sh.obsStart) * 8;
-        a[9] = sh.obsEnd - sh.obsStart;
-        a[10] = n;
-        Atomics.store(wk.ctl, 0, this.generation);
-        Atomics.notify(wk.ctl, 0);
-      }
+      for (const sh of this.shares) heap.fill(0, sh.acc, sh.acc + n);
+      const calls = this.shares.slice(1).map((sh) => {
+        const c: WasmCall[] = [];
+        if (sh.rowEnd > sh.rowStart)
+          c.push(['spmv', (this.offP + sh.rowPtr) * 8, x * 8, sh.acc * 8, n, sh.rowStart, sh.rowEnd]);
+        if (sh.obsEnd > sh.obsStart)
+          c.push([
+            'gemv',
+            (this.offO + sh.obsStart * n) * 8,
+            x * 8,
+            (this.offYObs + sh.obsStart) * 8,
+            sh.obsEnd - sh.obsStart,
+            n,
+          ]);
+        return c;
+      });
       const s0 = this.shares[0]!;
-      heap.fill(0, s0.acc, s0.acc + n);
-      if (s0.rowEnd > s0.rowStart)
-        k.spmv((this.offP + s0.rowPtr) * 8, x * 8, s0.acc * 8, n, s0.rowStart, s0.rowEnd);
-      if (s0.obsEnd > s0.obsStart) {
-        k.gemv(
-          (this.offO + s0.obsStart * n) * 8,
-          x * 8,
-          (this.offYObs + s0.obsStart) * 8,
-          s0.obsEnd - s0.obsStart,
-          n,
-        );
+      const own = () => {
+        if (s0.rowEnd > s0.rowStart)
+          k.spmv((this.offP + s0.rowPtr) * 8, x * 8, s0.acc * 8, n, s0.rowStart, s0.rowEnd);
+        if (s0.obsEnd > s0.obsStart) {
+          k.gemv(
+            (this.offO + s0.obsStart * n) * 8,
+            x * 8,
+            (this.offYObs + s0.obsStart) * 8,
+            s0.obsEnd - s0.obsStart,
+            n,
+          );
+        }
+      };
+      if (!this.workers) own();
+      else {
+        try {
+          this.workers.round(calls, own);
+        } catch (error) {
+          this.dispose();
+          throw error;
+        }
       }
-      for (const wk of this.workers) this.waitFor(wk);
       for (let s = 1; s < this.shares.length; s++) {
         const a0 = s0.acc;
         const as = this.shares[s]!.acc;
@@ -378,46 +353,8 @@ export class FitnessOperator {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    for (const wk of this.workers) {
-      Atomics.store(wk.ctl, 0, -1);
-      Atomics.notify(wk.ctl, 0);
-      void wk.worker.terminate();
-    }
-    registry.unregister(this);
-    this.workers = [];
-  }
-
-  private startWorkers(memory: WasmMemory, count: number): void {
-    const module = kernelModule(true)!;
-    for (let i = 0; i < count; i++) {
-      const control = new SharedArrayBuffer(16 + 12 * 8);
-      const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { module, memory, control } });
-      worker.unref();
-      this.workers.push({
-        worker,
-        ctl: new Int32Array(control, 0, 4),
-        args: new Float64Array(control, 16, 12),
-      });
-    }
-    registry.register(
-      this,
-      this.workers.map((w) => w.worker),
-      this,
-    );
-  }
-
-  private waitFor(wk: WorkerHandle): void {
-    const gen = this.generation;
-    const start = Date.now();
-    for (;;) {
-      const done = Atomics.load(wk.ctl, 1);
-      if (done === gen) return;
-      if (Date.now() - start > WORKER_TIMEOUT_MS) {
-        this.dispose();
-        throw new EntkError('FitnessOperator: a worker thread stopped responding');
-      }
-      Atomics.wait(wk.ctl, 1, done, 1000);
-    }
+    this.workers?.dispose();
+    this.workers = null;
   }
 }
 

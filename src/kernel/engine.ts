@@ -12,9 +12,10 @@ import { InvalidArgumentError } from '../errors.js';
 import { type Progress, progressBar } from '../util/index.js';
 import type { ModelAnalysis } from './analyze.js';
 import { makeBlockComputer, provideTfContraction, resolveContraction } from './contractions.js';
+import { setFactorGemmThreads } from './factor-gemm.js';
 import { jacobianFeatures } from './jacobian.js';
+import { type ContractionJob, discardPool, runContraction, sharedPool } from './job.js';
 import { abortJob, BLOCK_FIELDS, BlockLoop } from './loop.js';
-import { type ContractionJob, discardPool, sharedPool } from './pool.js';
 import { type StructuredPlan, structuredFeatures, type TermFeatures } from './structured.js';
 import {
   type BlockInput,
@@ -132,6 +133,8 @@ export function featuresFor(state: EngineState, points: Points, start: number, e
     points.dtype,
   );
   try {
+    // Threaded factor products use at most the threads the caller allowed.
+    setFactorGemmThreads(state.threads);
     return state.plan
       ? structuredFeatures(state.plan, x)
       : jacobianFeatures(state.model, state.analysis.variables, x, state.V);
@@ -493,7 +496,7 @@ async function contractInParallel(ctx: ContractionContext): Promise<ContractionC
       chain = chain.then(() => deliver(a, b, data));
     }
   };
-  const workers = pool.run(job, (index, data) => finished(index, data, true));
+  const workers = runContraction(pool, job, (index, data) => finished(index, data, true));
   workers.catch(() => undefined); // awaited below; avoid an unhandled rejection meanwhile
   const ready = new Int32Array(job.ready);
   const loop = new BlockLoop(job);

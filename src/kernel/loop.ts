@@ -5,7 +5,7 @@
  */
 
 import { makeBlockComputer } from './contractions.js';
-import { ABORTED, type ContractionJob } from './pool.js';
+import { ABORTED, type ContractionJob } from './job.js';
 import { type BlockComputer, blockView, writeBlock } from './terms.js';
 
 export const BLOCK_FIELDS = 5;

@@ -38,6 +38,7 @@ import {
   type ModelGraph,
   type ParamLayer,
 } from './analyze.js';
+import { gemmABt, useFactorGemm } from './factor-gemm.js';
 import type { TermMeta } from './terms.js';
 
 /** How one selected layer is differentiated (reported in the plan). */
@@ -98,11 +99,29 @@ function withDenseGradient(
   w: tf.Tensor2D,
   value: (x: tf.Tensor2D) => tf.Tensor,
   scale = 1,
+  group = 1,
 ): tf.Tensor2D {
   const f = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
     value: value(args[0] as tf.Tensor2D),
     gradFunc: (dy: tf.Tensor) => {
-      const g = tf.matMul(dy as tf.Tensor2D, tf.transpose(w));
+      const [rows, k] = dy.shape as [number, number];
+      const cols = w.shape[0];
+      // Wide layers: entk's threaded GEMM (./factor-gemm.ts) instead of single-threaded tfjs-wasm.
+      const g = useFactorGemm(rows, k, cols)
+        ? tf.tensor2d(
+            gemmABt(
+              dy.dataSync() as Float32Array,
+              rows,
+              () => w.dataSync() as Float32Array,
+              cols,
+              k,
+              'rows',
+              group,
+              w.dataId,
+            ),
+            [rows, cols],
+          )
+        : tf.matMul(dy as tf.Tensor2D, tf.transpose(w));
       return scale === 1 ? g : tf.mul(g, scale);
     },
   }));
@@ -297,6 +316,7 @@ function applyRule(node: GraphNode, k: number, ins: tf.Tensor[], hooks: RunHooks
               p.kernel!.read() as tf.Tensor2D,
               () => repeatRows(hBase, V),
               p.weightScale,
+              V,
             )
           : preActivation(p, a);
       hooks.capture?.(k, { inputs: [a], pre: h });
@@ -564,22 +584,22 @@ function patches(p: ParamLayer, a: tf.Tensor, kh: number, kw: number, out: numbe
 }
 
 /**
- * Σ_t A[n, t] ⊗ δ[n·V + i, t] for A [b, L, K], δ [b·V, L, dOut]: [b·V, K·dOut], scaled by `scale`.
- * Batched Aᵀ [b, K, L] @ δ as [b, L, V·dOut].
+ * Σ_t δ[n·V + i, t] ⊗ A[n, t] for A [b, L, K], δ [b·V, L, dOut]: [b·V, dOut·K] (the per-example
+ * gradient with its columns in (output, input) order: only inner products of these rows are used,
+ * so any fixed column order will do), scaled by `scale`. One batched product δᵀ [b, V·dOut, L] @ A
+ * [b, L, K] whose result is already in row-major (n, i, c, k) order: no transposed operand (slow on
+ * tfjs-wasm) and no transpose of the [b·V, dOut·K] result.
  */
 function positionsProduct(A: tf.Tensor3D, delta: tf.Tensor, V: number, scale: number): tf.Tensor2D {
-  const [b, L, K] = A.shape;
+  const [b, L] = A.shape;
   const dOut = delta.size / (b * V * L);
-  const dl = delta
+  const dt = delta
     .reshape([b, V, L, dOut])
-    .transpose([0, 2, 1, 3])
-    .reshape([b, L, V * dOut]);
-  let g = tf
-    .matMul(A.transpose([0, 2, 1]), dl as tf.Tensor3D)
-    .reshape([b, K, V, dOut])
-    .transpose([0, 2, 1, 3]);
+    .transpose([0, 1, 3, 2])
+    .reshape([b, V * dOut, L]);
+  let g: tf.Tensor = tf.matMul(dt as tf.Tensor3D, A);
   if (scale !== 1) g = tf.mul(g, scale);
-  return g.reshape([b * V, K * dOut]);
+  return g.reshape([b * V, -1]) as tf.Tensor2D;
 }
 
 /** Σ over all but the last axis of δ [b·V, ..., c], scaled: [b·V, c]. */

@@ -8,7 +8,7 @@
  */
 import type * as tf from '@tensorflow/tfjs';
 
-/** How the kernel is computed (see src/kernel/index.ts for the algorithms). */
+/** How the kernel is computed (see src/kernel/ntk.ts for the algorithms). */
 export const NTK_IMPLEMENTATIONS = ['structured', 'jacobian', 'auto'] as const;
 export type NtkImplementation = (typeof NTK_IMPLEMENTATIONS)[number];
 /** The implementation that actually ran ('auto' resolved). */

@@ -395,10 +395,13 @@ const FUNCTIONS: AsmFunction[] = [
   { name: 'transpose', params: 4, body: transposeBody() },
 ];
 
-let cached: WasmModule | null | undefined;
+const cached = new Map<boolean, WasmModule | null>();
 
-/** The compiled kernels, or null where WebAssembly SIMD is unavailable. */
-export function gemmModule(): WasmModule | null {
-  if (cached === undefined) cached = compileModule(moduleBytes(FUNCTIONS));
-  return cached;
+/**
+ * The compiled kernels (importing a shared memory when `shared`, for threads), or null where
+ * WebAssembly SIMD (or shared memory) is unavailable.
+ */
+export function gemmModule(shared = false): WasmModule | null {
+  if (!cached.has(shared)) cached.set(shared, compileModule(moduleBytes(FUNCTIONS, shared)));
+  return cached.get(shared)!;
 }

@@ -6,7 +6,9 @@
  *    epilogue (no Hadamard pass, no temporaries).
  * 2. **Inactive units skipped.** A factored term's S[(n,i), (m,j)] = ⟨δ_i(x_n), δ_j(x'_m)⟩ is summed
  *    only over the units p where some δ_i(x_n)[p] ≠ 0 (row point n's index list): ReLU layers zero
- *    about half of them, and skipping exact zeros changes no bit of the sums.
+ *    about half of them, and skipping exact zeros changes no bit of the sums. Gram terms alike, over
+ *    the nonzero columns of row point n's per-example gradients (a convolution before a ReLU and a
+ *    max-pool: about a third of them are zero).
  * 3. **Gated terms** (structured.ts): ⟨δ_i(x_n), δ_j(x'_m)⟩ = Σ_p s_np s'_mp u_ip u_jp is computed
  *    against the V(V+1)/2 products u_i ⊙ u_j (rows of P) instead of V² inner products, again only over
  *    row point n's nonzero s_np. Symmetric blocks (row block = column block) compute only the
@@ -226,7 +228,7 @@ export class WasmBlockComputer implements BlockComputer {
     const full = mode === 'full';
     this.routes = terms.map((t) => {
       if (t.kind === 'identity') return 'identity';
-      if (!full || t.kind === 'gram') return 'dense';
+      if (!full) return 'dense';
       return t.gated ? 'gated' : 'masked';
     });
     this.RP = full ? roundUp(V, MR) : 1;
@@ -368,13 +370,14 @@ export class WasmBlockComputer implements BlockComputer {
   private maskedTerm(k: number, t: TermMeta, block: BlockShape, counts: number[], mode: number): void {
     const { r, c, sym } = block;
     const V = this.V;
-    const ldg = this.gram(k, t, r, c);
     const cols = c * V;
     const colsPad = roundUp(cols, NR);
+    // Gram terms (per-example gradients) have no G: their epilogue (mode 0 / 3) never reads it.
+    const ldg = t.kind === 'gram' ? 0 : this.gram(k, t, r, c);
     const [gram, gexp, out] = [this.regions.at('gram'), this.regions.at('gexp'), this.regions.at('out')];
     const heap = new Float32Array(this.memory.buffer);
     // Gexp[n, m·V + j] = G[n, m] (zeros in the padding columns).
-    for (let n = 0; n < r; n++) {
+    for (let n = 0; n < r && t.kind !== 'gram'; n++) {
       const o = gexp / 4 + n * colsPad;
       const g = gram / 4 + n * ldg;
       for (let m = 0; m < c; m++) heap.fill(heap[g + m]!, o + m * V, o + (m + 1) * V);
@@ -495,8 +498,10 @@ export class WasmBlockComputer implements BlockComputer {
       const route = this.routes[k]!;
       if (route === 'identity') return;
       if (route === 'gated') this.gatedTerm(k, t, block, pr.counts[k]!, first);
-      else if (route === 'masked') this.maskedTerm(k, t, block, pr.counts[k]!, first ? 2 : 1);
-      else {
+      else if (route === 'masked') {
+        const mode = t.kind === 'gram' ? (first ? 0 : 3) : first ? 2 : 1;
+        this.maskedTerm(k, t, block, pr.counts[k]!, mode);
+      } else {
         const [rowD, colD, K] = [this.regions.at(`rowD${k}`), this.regions.at(`colD${k}`), this.innerK(t)];
         if (t.kind === 'gram' && block.sym) {
           // A block against itself: per row point n only the column panels from its own columns on

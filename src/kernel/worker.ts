@@ -1,13 +1,13 @@
 /**
- * Worker thread of the eNTK block contraction (see pool.ts): for each job, takes blocks from the
+ * Worker thread of the eNTK block contraction (see ./job.ts): for each job, takes blocks from the
  * shared counter until none is left. The default contraction (entk's WebAssembly kernels) needs no
  * tfjs, so tfjs and the worker's own backend are loaded only when a job asks for the 'tfjs'
  * contraction: a worker starts in a fraction of tfjs's import time.
  */
 import { parentPort } from 'node:worker_threads';
 import { provideTfContraction } from './contractions.js';
+import type { ContractionJob, WorkerReply, WorkerRequest } from './job.js';
 import { BlockLoop } from './loop.js';
-import type { ContractionJob, WorkerReply, WorkerRequest } from './pool.js';
 
 const port = parentPort;
 if (!port) throw new Error('src/kernel/worker.ts must run in a worker thread');

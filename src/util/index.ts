@@ -78,3 +78,14 @@ export {
   wasmApi,
   whileNot,
 } from './wasm-asm.js';
+export {
+  type DoneReply,
+  discardMessagePool,
+  type ErrorReply,
+  MessagePool,
+  sharedMessagePool,
+  spawnModuleWorker,
+  terminateMessagePools,
+  type WasmCall,
+  WasmThreads,
+} from './workers.js';

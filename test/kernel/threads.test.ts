@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { testHooks } from '../../src/kernel/engine.js';
 import { empiricalNtkFn, type NtkBlock, type NtkFn, terminateNtkWorkers } from '../../src/kernel/index.js';
-import { sharedPool } from '../../src/kernel/pool.js';
+import { lastWorkerTensors, sharedPool } from '../../src/kernel/job.js';
 import { buildModel } from '../../src/model/index.js';
 import { normalPoints, randomizeWeights, relMaxError } from './helpers.js';
 
@@ -96,7 +96,7 @@ describe('multi-threaded ≡ single-threaded (bitwise)', () => {
     expect(Array.from(second.data)).toEqual(Array.from(first.data));
     // Workers dispose every tensor they create.
     const { pool } = await sharedPool(1, tf.getBackend());
-    expect(pool.lastNumTensors).toEqual([0]);
+    expect(lastWorkerTensors(pool)).toEqual([0]);
   });
 });
 

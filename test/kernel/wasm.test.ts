@@ -253,6 +253,20 @@ describe('kernels against float64 loops', () => {
   });
 });
 
+/**
+ * Per-example gradient rows [b·V, width] with, per point, a fraction `zeros` of the columns zero in
+ * all V rows (as behind a ReLU and a max-pool): the masked gram route skips exactly those.
+ */
+function gramRows(rng: Rng, b: number, V: number, width: number, zeros = 0.4): Float32Array {
+  const d = randomMatrix(rng, b * V, width);
+  for (let n = 0; n < b; n++) {
+    for (let p = 0; p < width; p++) {
+      if (rng.uniform() < zeros) for (let i = 0; i < V; i++) d[(n * V + i) * width + p] = 0;
+    }
+  }
+  return d;
+}
+
 describe('block computer against the float64 computer', () => {
   const rng = new Rng(23);
   /** Factors of a block of b points for `terms` (some units inactive; U shared). */
@@ -263,7 +277,7 @@ describe('block computer against the float64 computer', () => {
       terms: terms.map((t, k) => {
         const a = t.kind !== 'gram' ? randomMatrix(rng, b, t.dIn) : undefined;
         if (t.kind === 'identity') return { a };
-        if (t.kind === 'gram') return { d: randomMatrix(rng, b * V, t.width) };
+        if (t.kind === 'gram') return { d: gramRows(rng, b, V, t.width) };
         // Per point, inactive units (zero in every δ_i): exact zeros like ReLU.
         const s = randomMatrix(rng, b, t.width);
         for (let e = 0; e < s.length; e++) if (rng.uniform() < 0.4) s[e] = 0;
@@ -335,7 +349,7 @@ describe('gram terms on symmetric blocks (only the upper point triangle computed
       points,
       terms: terms.map((t) =>
         t.kind === 'gram'
-          ? { d: randomMatrix(rng, points * V, t.width) }
+          ? { d: gramRows(rng, points, V, t.width) }
           : { a: randomMatrix(rng, points, t.dIn), d: randomMatrix(rng, points * V, t.width) },
       ),
     });
