@@ -421,6 +421,56 @@ class RotationLog {
     chunk[this.used++] = s;
   }
 
+  /**
+   * B ← R B (or Rᵀ B with `transpose`) for B [n, C] in WebAssembly memory (byte address `b`), one
+   * SIMD Givens rotation of two adjacent rows per call (the scratch slot S holds c, s).
+   */
+  applyWasm(
+    k: EighKernels,
+    scratch: Float64Array,
+    S: number,
+    b: number,
+    C: number,
+    transpose: boolean,
+  ): void {
+    const row = C * 8;
+    if (!transpose) {
+      let chunk = 0;
+      let o = 0;
+      for (let w = 0; w < this.sweeps.length; w += 2) {
+        const l = this.sweeps[w]!;
+        for (let i = this.sweeps[w + 1]! - 1; i >= l; i--) {
+          if (o === LOG_CHUNK) {
+            chunk++;
+            o = 0;
+          }
+          const log = this.chunks[chunk]!;
+          scratch[0] = log[o]!;
+          scratch[1] = log[o + 1]!;
+          o += 2;
+          k.rot(b + i * row, b + (i + 1) * row, C, S);
+        }
+      }
+      return;
+    }
+    let chunk = this.chunks.length - 1;
+    let o = this.used;
+    for (let w = this.sweeps.length - 2; w >= 0; w -= 2) {
+      const m = this.sweeps[w + 1]!;
+      for (let i = this.sweeps[w]!; i < m; i++) {
+        if (o === 0) {
+          chunk--;
+          o = LOG_CHUNK;
+        }
+        o -= 2;
+        const log = this.chunks[chunk]!;
+        scratch[0] = log[o]!;
+        scratch[1] = -log[o + 1]!;
+        k.rot(b + i * row, b + (i + 1) * row, C, S);
+      }
+    }
+  }
+
   /** B ← R B for the rows of B [n, C]: every rotation in order, as tql2 rotates the rows of W. */
   forward(B: Float64Array, C: number): void {
     let chunk = 0;
@@ -542,6 +592,24 @@ export function factoredSymmetricEigen(
       for (let c = 0; c < C; c++) B[i * C + c] = B[i * C + c]! - u * g[c]!;
     }
   };
+  /** B ← R B (or Rᵀ B): in a WebAssembly memory of its own when the kernels are available. */
+  const rotate = (B: Float64Array, C: number, transpose: boolean) => {
+    if (ws.wasm && wasmApi) {
+      const bytes = n * C * 8 + 16;
+      const memory = new wasmApi.Memory({ initial: Math.ceil(bytes / WASM_PAGE) });
+      const k = eighKernels(memory);
+      if (k) {
+        const buffer = memory.buffer as ArrayBuffer;
+        const block = new Float64Array(buffer, 16, n * C);
+        block.set(B);
+        log.applyWasm(k, new Float64Array(buffer, 0, 2), 0, 16, C, transpose);
+        B.set(block);
+        return;
+      }
+    }
+    if (transpose) log.backward(B, C);
+    else log.forward(B, C);
+  };
   const check = (x: Float64Array, C: number, name: string) =>
     assertArgument(
       Number.isInteger(C) && C >= 1 && x instanceof Float64Array && x.length === n * C,
@@ -557,7 +625,7 @@ export function factoredSymmetricEigen(
       const B = Float64Array.from(y);
       const g = new Float64Array(C);
       for (let k = n - 1; k >= 1; k--) reflect(B, C, k, g); // Qᵀ y = P_1 ⋯ P_{n−1} y
-      log.forward(B, C); // Zᵀ: the rotations tql2 applies to the rows of Qᵀ
+      rotate(B, C, false); // Zᵀ: the rotations tql2 applies to the rows of Qᵀ
       const out = new Float64Array(n * C);
       order.forEach((src, dst) => {
         out.set(B.subarray(src * C, src * C + C), dst * C);
@@ -570,7 +638,7 @@ export function factoredSymmetricEigen(
       order.forEach((src, dst) => {
         B.set(x.subarray(dst * C, dst * C + C), src * C);
       });
-      log.backward(B, C);
+      rotate(B, C, true);
       const g = new Float64Array(C);
       for (let k = 1; k < n; k++) reflect(B, C, k, g); // Q x = P_{n−1} ⋯ P_1 x
       return B;
