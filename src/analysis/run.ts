@@ -5,14 +5,14 @@
  * network trained by cross-entropy flow from the checkpoint) next to the network itself. Writes
  *
  *     <run>/analysis/<point-set>/analysis.json    every number, per checkpoint (AnalysisResults)
- *     <run>/analysis/<point-set>/report.html      spectrum / alignment over training, accuracy table
+ *     <run>/analysis/<point-set>/report.html      spectrum / alignment over training, accuracy table, per-layer contributions (option layers)
  *     <run>/analysis/<point-set>/results.json     the numbers shown in the report
  *     <run>/analysis/<point-set>/figures/         SVG, PNG, Vega-Lite spec of each figure
  *
  * Which matrix each measure uses: the spectrum and the kernel–target alignment use the stored
  * kernel (full [N·V, N·V] with the point-major flattened one-hot targets, or trace [N, N] with the
- * one-hot targets [N, V]); a full kernel is streamed from kernel.npy in row panels, never held
- * whole. CKA, drift and the kernel predictors use the per-point scalar kernel tr K(x, x′)/V
+ * one-hot targets [N, V]); a full kernel.npy is read once into memory when it fits, else streamed
+ * in row panels (npyKernelMatrix's residency 'auto'). CKA, drift and the kernel predictors use the per-point scalar kernel tr K(x, x′)/V
  * ([N, N], in memory) — the trace kernel neural-tangents uses by default.
  */
 import * as path from 'node:path';
@@ -113,7 +113,7 @@ export interface AnalysisResults {
   checkpoints: CheckpointAnalysis[];
 }
 
-/** The stored kernel of a store as a {@link KernelMatrix} (.npy streamed from disk). */
+/** The stored kernel of a store as a {@link KernelMatrix} (.npy: read once into memory when it fits, else streamed). */
 export async function storeKernelMatrix(
   dir: string,
   manifest: KernelManifest,

@@ -35,7 +35,7 @@ export function registerAnalyze(program: Command): void {
   program
     .command('analyze')
     .description(
-      "kernel analysis over a run's checkpoints: top eigenvalues (block Lanczos, streamed from disk), effective rank, label energy, kernel–target alignment, CKA and drift, kernel regression and the linearised network vs the network",
+      "kernel analysis over a run's checkpoints: top eigenvalues (block Lanczos; kernels larger than memory streamed from disk), effective rank, label energy, kernel–target alignment, CKA and drift, kernel regression and the linearised network vs the network; --layers: per-layer contributions",
     )
     .option('--run <dir>', 'run directory with kernel stores (entk kernel --checkpoint all ...)')
     .option('--points <name>', "point set (<run>/kernels/<name>); default: the run's only one")
