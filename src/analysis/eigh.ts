@@ -21,13 +21,28 @@ interface Workspace {
   W: Float64Array;
   d: Float64Array;
   e: Float64Array;
-  /** Kernels and the byte addresses of W, d, e and the scratch slot; null: plain loops. */
-  wasm: { k: EighKernels; scratch: Float64Array; W: number; d: number; e: number; S: number } | null;
+  /**
+   * Kernels and the byte addresses of W, d, e, the scratch slot and the panel of the blocked
+   * reduction (2·PANEL vectors of length n: u's then q's); null: plain loops.
+   */
+  wasm: {
+    k: EighKernels;
+    scratch: Float64Array;
+    panel: Float64Array;
+    W: number;
+    d: number;
+    e: number;
+    S: number;
+    P: number;
+  } | null;
 }
+
+/** Householder steps whose rank-2 updates the blocked reduction delays (one pass over A per PANEL steps). */
+const PANEL = 32;
 
 function workspace(n: number, useWasm: boolean): Workspace {
   if (useWasm && wasmApi && n >= WASM_MIN_SIZE && n <= WASM_MAX_SIZE) {
-    const bytes = (n * n + 2 * n + 2) * 8;
+    const bytes = (n * n + 2 * n + 2 + 2 * PANEL * n) * 8;
     const memory = new wasmApi.Memory({ initial: Math.ceil(bytes / WASM_PAGE) });
     const k = eighKernels(memory);
     if (k) {
@@ -35,11 +50,21 @@ function workspace(n: number, useWasm: boolean): Workspace {
       const d = n * n * 8;
       const e = d + n * 8;
       const S = e + n * 8;
+      const P = S + 16;
       return {
         W: new Float64Array(buffer, 0, n * n),
         d: new Float64Array(buffer, d, n),
         e: new Float64Array(buffer, e, n),
-        wasm: { k, scratch: new Float64Array(buffer, S, 2), W: 0, d, e, S },
+        wasm: {
+          k,
+          scratch: new Float64Array(buffer, S, 2),
+          panel: new Float64Array(buffer, P, 2 * PANEL * n),
+          W: 0,
+          d,
+          e,
+          S,
+          P,
+        },
       };
     }
   }
@@ -79,7 +104,13 @@ export function symmetricEigen(
     if (!Number.isFinite(v)) throw new EntkError(`symmetricEigen: entry ${i} of the matrix is ${v}`);
     W[i] = v;
   }
-  tred2(n, ws);
+  if (wantVectors) tred2(n, ws);
+  else {
+    // Values only: the reduction, T's diagonal, no accumulation of Q.
+    tred2Reduce(n, ws);
+    for (let i = 0; i < n; i++) ws.d[i] = W[i * n + i]!;
+    ws.e[0] = 0;
+  }
   tql2(n, ws, wantVectors);
   // Sort descending.
   const order = Array.from({ length: n }, (_, i) => i).sort((x, y) => d[y]! - d[x]!);
@@ -94,7 +125,21 @@ export function symmetricEigen(
 
 /** Householder tridiagonalisation (tred2) on the transposed layout W[j·n + k] = V[k][j]. */
 function tred2(n: number, ws: Workspace): void {
-  const { W, d, e, wasm } = ws;
+  tred2Reduce(n, ws);
+  tred2Accumulate(n, ws);
+}
+
+/**
+ * The reduction half of tred2: afterwards row i of W holds the Householder vector u_i in its first
+ * i entries, d[i] = h_i (P_i = I − u_i u_iᵀ / h_i; h_i = 0: no reflection), W[i·n + i] = T_ii and
+ * e[i] = T_{i,i−1}; A = Q T Qᵀ with Q = P_{n−1} ⋯ P_1.
+ */
+function tred2Reduce(n: number, ws: Workspace): void {
+  if (ws.wasm) {
+    tred2ReduceBlocked(n, ws);
+    return;
+  }
+  const { W, d, e } = ws;
   for (let j = 0; j < n; j++) d[j] = W[j * n + (n - 1)]!;
   for (let i = n - 1; i > 0; i--) {
     let scale = 0;
@@ -124,23 +169,10 @@ function tred2(n: number, ws: Workspace): void {
         W[i * n + j] = f;
         const col = j * n;
         g = e[j]! + W[col + j]! * f;
-        if (wasm) {
-          // g += Σ_k W[col+k] d[k], e[k] += W[col+k] f over k = j+1..i−1
-          wasm.scratch[0] = f;
-          wasm.k.symv(
-            wasm.W + (col + j + 1) * 8,
-            wasm.d + (j + 1) * 8,
-            wasm.e + (j + 1) * 8,
-            i - 1 - j,
-            wasm.S,
-          );
-          g += wasm.scratch[1]!;
-        } else {
-          for (let k = j + 1; k <= i - 1; k++) {
-            const w = W[col + k]!;
-            g += w * d[k]!;
-            e[k] = e[k]! + w * f;
-          }
+        for (let k = j + 1; k <= i - 1; k++) {
+          const w = W[col + k]!;
+          g += w * d[k]!;
+          e[k] = e[k]! + w * f;
         }
         e[j] = g;
       }
@@ -155,19 +187,110 @@ function tred2(n: number, ws: Workspace): void {
         f = d[j]!;
         g = e[j]!;
         const col = j * n;
-        if (wasm) {
-          wasm.scratch[0] = f;
-          wasm.scratch[1] = g;
-          wasm.k.rank2(wasm.W + (col + j) * 8, wasm.d + j * 8, wasm.e + j * 8, i - j, wasm.S);
-        } else {
-          for (let k = j; k <= i - 1; k++) W[col + k] = W[col + k]! - (f * e[k]! + g * d[k]!);
-        }
+        for (let k = j; k <= i - 1; k++) W[col + k] = W[col + k]! - (f * e[k]! + g * d[k]!);
         d[j] = W[col + (i - 1)]!;
         W[col + i] = 0;
       }
     }
     d[i] = h;
   }
+}
+
+/**
+ * tred2's reduction with the rank-2 updates delayed (the idea of LAPACK's dlatrd/dsytrd): the
+ * pairs (u, q) of up to PANEL steps are kept, A_cur = A − Σ_p (u_p q_pᵀ + q_p u_pᵀ); each step reads
+ * the stored A once (its product with u, corrected by the pending pairs: 2 dot products and a
+ * rank-2 update of a vector per pair) and only every PANEL steps is A rewritten — one pass per
+ * panel instead of one read and one write per step. Leaves W, d, e exactly as tred2Reduce does
+ * (up to rounding).
+ */
+function tred2ReduceBlocked(n: number, ws: Workspace): void {
+  const { W, d, e } = ws;
+  const w = ws.wasm!;
+  const { k, scratch, panel } = w;
+  const uAt = (p: number) => w.P + p * n * 8;
+  const qAt = (p: number) => w.P + (PANEL + p) * n * 8;
+  let pending = 0;
+  for (let j = 0; j < n; j++) d[j] = W[j * n + (n - 1)]!;
+  for (let i = n - 1; i > 0; i--) {
+    // Row i leaves the active block: its diagonal gets the pending updates.
+    for (let p = 0; p < pending; p++) {
+      W[i * n + i] = W[i * n + i]! - 2 * panel[p * n + i]! * panel[(PANEL + p) * n + i]!;
+    }
+    let scale = 0;
+    let h = 0;
+    for (let kk = 0; kk < i; kk++) scale += Math.abs(d[kk]!);
+    if (scale === 0) {
+      e[i] = d[i - 1]!;
+      for (let j = 0; j < i; j++) W[i * n + j] = 0;
+    } else {
+      for (let kk = 0; kk < i; kk++) {
+        d[kk] = d[kk]! / scale;
+        h += d[kk]! * d[kk]!;
+      }
+      let f = d[i - 1]!;
+      let g = Math.sqrt(h);
+      if (f > 0) g = -g;
+      e[i] = scale * g;
+      h -= f * g;
+      d[i - 1] = f - g;
+      for (let j = 0; j < i; j++) e[j] = 0;
+      // e = A u with the stored A (lower columns), as tred2Reduce
+      for (let j = 0; j < i; j++) {
+        f = d[j]!;
+        W[i * n + j] = f;
+        const col = j * n;
+        g = e[j]! + W[col + j]! * f;
+        scratch[0] = f;
+        k.symv(w.W + (col + j + 1) * 8, w.d + (j + 1) * 8, w.e + (j + 1) * 8, i - 1 - j, w.S);
+        e[j] = g + scratch[1]!;
+      }
+      // … corrected by the pending pairs: e −= (q_p·u) u_p + (u_p·u) q_p
+      for (let p = 0; p < pending; p++) {
+        k.dot(qAt(p), w.d, i, w.S);
+        const a = scratch[1]!;
+        k.dot(uAt(p), w.d, i, w.S);
+        scratch[0] = a;
+        // scratch[1] = u_p·u already
+        k.rank2(w.e, qAt(p), uAt(p), i, w.S);
+      }
+      f = 0;
+      for (let j = 0; j < i; j++) {
+        e[j] = e[j]! / h;
+        f += e[j]! * d[j]!;
+      }
+      const hh = f / (h + h);
+      for (let j = 0; j < i; j++) e[j] = e[j]! - hh * d[j]!;
+      panel.set(d.subarray(0, i), pending * n);
+      panel.set(e.subarray(0, i), (PANEL + pending) * n);
+      pending++;
+    }
+    for (let j = 0; j < i; j++) W[j * n + i] = 0;
+    d[i] = h;
+    if (pending > 0 && (pending === PANEL || i === 1)) {
+      // A[k][j] −= u_j q_k + q_j u_k on the active block (columns j < i, rows j ≤ k < i)
+      for (let j = 0; j < i; j++) {
+        for (let p = 0; p < pending; p++) {
+          scratch[0] = panel[p * n + j]!;
+          scratch[1] = panel[(PANEL + p) * n + j]!;
+          k.rank2(w.W + (j * n + j) * 8, uAt(p) + j * 8, qAt(p) + j * 8, i - j, w.S);
+        }
+      }
+      pending = 0;
+    }
+    // The next row, i − 1, of A_cur.
+    for (let j = 0; j < i; j++) d[j] = W[j * n + (i - 1)]!;
+    for (let p = 0; p < pending; p++) {
+      scratch[0] = panel[(PANEL + p) * n + i - 1]!;
+      scratch[1] = panel[p * n + i - 1]!;
+      k.rank2(w.d, qAt(p), uAt(p), i, w.S);
+    }
+  }
+}
+
+/** The accumulation half of tred2: W ← Qᵀ (rows), d ← diag T, e ← sub-diagonal (e[0] = 0). */
+function tred2Accumulate(n: number, ws: Workspace): void {
+  const { W, d, e, wasm } = ws;
   // Accumulate the transformations.
   for (let i = 0; i < n - 1; i++) {
     W[i * n + (n - 1)] = W[i * n + i]!;
@@ -200,8 +323,11 @@ function tred2(n: number, ws: Workspace): void {
   e[0] = 0;
 }
 
-/** Implicit QL iterations on the tridiagonal (d, e) (tql2), rotating the rows of W. */
-function tql2(n: number, ws: Workspace, vectors: boolean): void {
+/**
+ * Implicit QL iterations on the tridiagonal (d, e) (tql2), rotating the rows of W (`vectors`), or
+ * recording the rotations in `log` (rows i, i + 1 of the eigenvector block, in application order).
+ */
+function tql2(n: number, ws: Workspace, vectors: boolean, log?: RotationLog): void {
   const { W, d, e, wasm } = ws;
   for (let i = 1; i < n; i++) e[i - 1] = e[i]!;
   e[n - 1] = 0;
@@ -233,6 +359,7 @@ function tql2(n: number, ws: Workspace, vectors: boolean): void {
         const el1 = e[l + 1]!;
         let s = 0;
         let s2 = 0;
+        log?.sweep(l, m);
         for (let i = m - 1; i >= l; i--) {
           c3 = c2;
           c2 = c;
@@ -245,7 +372,8 @@ function tql2(n: number, ws: Workspace, vectors: boolean): void {
           c = p / r;
           p = c * d[i]! - s * g;
           d[i + 1] = h + s * (c * g + s * d[i]!);
-          if (vectors && wasm) {
+          if (log) log.push(c, s);
+          else if (vectors && wasm) {
             wasm.scratch[0] = c;
             wasm.scratch[1] = s;
             wasm.k.rot(wasm.W + i * n * 8, wasm.W + (i + 1) * n * 8, n, wasm.S);
@@ -268,4 +396,252 @@ function tql2(n: number, ws: Workspace, vectors: boolean): void {
     d[l] = d[l]! + f;
     e[l] = 0;
   }
+}
+
+const LOG_CHUNK = 1 << 20;
+
+/** The Givens rotations of tql2 in application order, by sweep (rows m−1, …, l of a sweep (l, m)). */
+class RotationLog {
+  private readonly chunks: Float64Array[] = [];
+  private used = LOG_CHUNK;
+  /** (l, m) of every sweep. */
+  private readonly sweeps: number[] = [];
+
+  sweep(l: number, m: number): void {
+    this.sweeps.push(l, m);
+  }
+
+  push(c: number, s: number): void {
+    if (this.used === LOG_CHUNK) {
+      this.chunks.push(new Float64Array(LOG_CHUNK));
+      this.used = 0;
+    }
+    const chunk = this.chunks[this.chunks.length - 1]!;
+    chunk[this.used++] = c;
+    chunk[this.used++] = s;
+  }
+
+  /**
+   * B ← R B (or Rᵀ B with `transpose`) for B [n, C] in WebAssembly memory (byte address `b`), one
+   * SIMD Givens rotation of two adjacent rows per call (the scratch slot S holds c, s).
+   */
+  applyWasm(
+    k: EighKernels,
+    scratch: Float64Array,
+    S: number,
+    b: number,
+    C: number,
+    transpose: boolean,
+  ): void {
+    const row = C * 8;
+    if (!transpose) {
+      let chunk = 0;
+      let o = 0;
+      for (let w = 0; w < this.sweeps.length; w += 2) {
+        const l = this.sweeps[w]!;
+        for (let i = this.sweeps[w + 1]! - 1; i >= l; i--) {
+          if (o === LOG_CHUNK) {
+            chunk++;
+            o = 0;
+          }
+          const log = this.chunks[chunk]!;
+          scratch[0] = log[o]!;
+          scratch[1] = log[o + 1]!;
+          o += 2;
+          k.rot(b + i * row, b + (i + 1) * row, C, S);
+        }
+      }
+      return;
+    }
+    let chunk = this.chunks.length - 1;
+    let o = this.used;
+    for (let w = this.sweeps.length - 2; w >= 0; w -= 2) {
+      const m = this.sweeps[w + 1]!;
+      for (let i = this.sweeps[w]!; i < m; i++) {
+        if (o === 0) {
+          chunk--;
+          o = LOG_CHUNK;
+        }
+        o -= 2;
+        const log = this.chunks[chunk]!;
+        scratch[0] = log[o]!;
+        scratch[1] = -log[o + 1]!;
+        k.rot(b + i * row, b + (i + 1) * row, C, S);
+      }
+    }
+  }
+
+  /** B ← R B for the rows of B [n, C]: every rotation in order, as tql2 rotates the rows of W. */
+  forward(B: Float64Array, C: number): void {
+    let chunk = 0;
+    let o = 0;
+    for (let w = 0; w < this.sweeps.length; w += 2) {
+      const l = this.sweeps[w]!;
+      for (let i = this.sweeps[w + 1]! - 1; i >= l; i--) {
+        if (o === LOG_CHUNK) {
+          chunk++;
+          o = 0;
+        }
+        const log = this.chunks[chunk]!;
+        const c = log[o]!;
+        const s = log[o + 1]!;
+        o += 2;
+        const a = i * C;
+        const b = a + C;
+        for (let k = 0; k < C; k++) {
+          const vk = B[a + k]!;
+          const wk = B[b + k]!;
+          B[b + k] = s * vk + c * wk;
+          B[a + k] = c * vk - s * wk;
+        }
+      }
+    }
+  }
+
+  /** B ← Rᵀ B: the transposed rotations in reverse order. */
+  backward(B: Float64Array, C: number): void {
+    let chunk = this.chunks.length - 1;
+    let o = this.used; // one past the last (c, s) of the last chunk
+    for (let w = this.sweeps.length - 2; w >= 0; w -= 2) {
+      const m = this.sweeps[w + 1]!;
+      for (let i = this.sweeps[w]!; i < m; i++) {
+        if (o === 0) {
+          chunk--;
+          o = LOG_CHUNK;
+        }
+        o -= 2;
+        const log = this.chunks[chunk]!;
+        const c = log[o]!;
+        const s = log[o + 1]!;
+        const a = i * C;
+        const b = a + C;
+        for (let k = 0; k < C; k++) {
+          const vk = B[a + k]!;
+          const wk = B[b + k]!;
+          B[a + k] = c * vk + s * wk;
+          B[b + k] = c * wk - s * vk;
+        }
+      }
+    }
+  }
+}
+
+/**
+ * A symmetric eigen-decomposition `A = U diag(λ) Uᵀ` kept in factored form, U = Q Z: Q the product
+ * of the Householder reflections of the tridiagonalisation, Z the product of the QL rotations. U is
+ * never formed; blocks of vectors are multiplied by U and Uᵀ in O(n²·C) (reflections) plus O(r·C)
+ * (r ≈ n² rotations), which is all the closed-form flows need.
+ */
+export interface FactoredSymmetricEigen {
+  /** n */
+  size: number;
+  /** λ_0 ≥ λ_1 ≥ … ≥ λ_{n−1}. */
+  values: Float64Array;
+  /** Uᵀ Y for Y [n, C] (row-major): row j is u_jᵀ Y. */
+  projectT(y: Float64Array, C: number): Float64Array;
+  /** U X for X [n, C]: Σ_j u_j X[j, :]. */
+  combine(x: Float64Array, C: number): Float64Array;
+}
+
+/**
+ * The eigen-decomposition of the symmetric n×n matrix `a` in factored form (see
+ * {@link FactoredSymmetricEigen}): the reduction to tridiagonal form (as {@link symmetricEigen})
+ * and the QL iteration on the tridiagonal alone, its rotations recorded (16 bytes each, ≈ n²) instead
+ * of applied to n×n eigenvectors — skipping the O(n³) accumulation of Q and of the rotations.
+ *
+ * @example
+ *   const e = factoredSymmetricEigen(k, n);
+ *   const coefficients = e.projectT(y, C);     // Uᵀ Y
+ *   const back = e.combine(coefficients, C);   // U Uᵀ Y = Y
+ */
+export function factoredSymmetricEigen(
+  a: ArrayLike<number>,
+  n: number,
+  options: { backend?: 'wasm' | 'js' | 'auto' } = {},
+): FactoredSymmetricEigen {
+  assertArgument(Number.isInteger(n) && n >= 1, 'n', n, 'a positive integer');
+  assertArgument(a?.length === n * n, 'a', a, `a symmetric ${n}×${n} matrix (length ${n * n})`);
+  const ws = workspace(n, (options.backend ?? 'auto') !== 'js');
+  const { W, d, e } = ws;
+  for (let i = 0; i < n * n; i++) {
+    const v = a[i]!;
+    if (!Number.isFinite(v)) throw new EntkError(`factoredSymmetricEigen: entry ${i} of the matrix is ${v}`);
+    W[i] = v;
+  }
+  tred2Reduce(n, ws);
+  const h = Float64Array.from(d);
+  for (let i = 0; i < n; i++) d[i] = W[i * n + i]!;
+  e[0] = 0;
+  const log = new RotationLog();
+  tql2(n, ws, false, log);
+  const order = Array.from({ length: n }, (_, i) => i).sort((x, y) => d[y]! - d[x]!);
+  const values = Float64Array.from(order, (i) => d[i]!);
+  /** B ← P_k B, P_k = I − u_k u_kᵀ / h_k (u_k: the first k entries of row k of W). */
+  const reflect = (B: Float64Array, C: number, k: number, g: Float64Array) => {
+    const hk = h[k]!;
+    if (hk === 0) return;
+    const row = k * n;
+    g.fill(0);
+    for (let i = 0; i < k; i++) {
+      const u = W[row + i]!;
+      for (let c = 0; c < C; c++) g[c] = g[c]! + u * B[i * C + c]!;
+    }
+    for (let c = 0; c < C; c++) g[c] = g[c]! / hk;
+    for (let i = 0; i < k; i++) {
+      const u = W[row + i]!;
+      for (let c = 0; c < C; c++) B[i * C + c] = B[i * C + c]! - u * g[c]!;
+    }
+  };
+  /** B ← R B (or Rᵀ B): in a WebAssembly memory of its own when the kernels are available. */
+  const rotate = (B: Float64Array, C: number, transpose: boolean) => {
+    if (ws.wasm && wasmApi) {
+      const bytes = n * C * 8 + 16;
+      const memory = new wasmApi.Memory({ initial: Math.ceil(bytes / WASM_PAGE) });
+      const k = eighKernels(memory);
+      if (k) {
+        const buffer = memory.buffer as ArrayBuffer;
+        const block = new Float64Array(buffer, 16, n * C);
+        block.set(B);
+        log.applyWasm(k, new Float64Array(buffer, 0, 2), 0, 16, C, transpose);
+        B.set(block);
+        return;
+      }
+    }
+    if (transpose) log.backward(B, C);
+    else log.forward(B, C);
+  };
+  const check = (x: Float64Array, C: number, name: string) =>
+    assertArgument(
+      Number.isInteger(C) && C >= 1 && x instanceof Float64Array && x.length === n * C,
+      name,
+      x,
+      `a Float64Array [${n}, C]`,
+    );
+  return {
+    size: n,
+    values,
+    projectT(y, C) {
+      check(y, C, 'y');
+      const B = Float64Array.from(y);
+      const g = new Float64Array(C);
+      for (let k = n - 1; k >= 1; k--) reflect(B, C, k, g); // Qᵀ y = P_1 ⋯ P_{n−1} y
+      rotate(B, C, false); // Zᵀ: the rotations tql2 applies to the rows of Qᵀ
+      const out = new Float64Array(n * C);
+      order.forEach((src, dst) => {
+        out.set(B.subarray(src * C, src * C + C), dst * C);
+      });
+      return out;
+    },
+    combine(x, C) {
+      check(x, C, 'x');
+      const B = new Float64Array(n * C);
+      order.forEach((src, dst) => {
+        B.set(x.subarray(dst * C, dst * C + C), src * C);
+      });
+      rotate(B, C, true);
+      const g = new Float64Array(C);
+      for (let k = 1; k < n; k++) reflect(B, C, k, g); // Q x = P_{n−1} ⋯ P_1 x
+      return B;
+    },
+  };
 }

@@ -1,7 +1,7 @@
 /**
  * Kernel analysis: what researchers do with an eNTK once they have it — predictions of the
  * linearised network (closed-form MSE flow, cross-entropy flow), the spectrum (block Lanczos on
- * kernels streamed from disk), kernel–target alignment and CKA, and a per-run report over
+ * kernels read from disk once or on every pass), kernel–target alignment and CKA, and a per-run report over
  * checkpoints. Stage: after compare and report (it reuses kernelDrift and the figure machinery),
  * beside experiment; the CLI's `entk analyze` maps onto {@link analyzeRun}.
  */
@@ -12,9 +12,19 @@ export {
   kernelTargetAlignment,
   kernelTargetAlignmentDense,
 } from './alignment.js';
-export { type SymmetricEigen, symmetricEigen } from './eigh.js';
+export {
+  type FactoredSymmetricEigen,
+  factoredSymmetricEigen,
+  type SymmetricEigen,
+  symmetricEigen,
+} from './eigh.js';
 export { type OverTrainingOptions, type OverTrainingSeries, overTrainingFigure } from './figures.js';
 export { type TopEigenOptions, type TopEigenResult, topEigenpairs } from './lanczos.js';
+export {
+  type LayerContribution,
+  type LayerContributionsOptions,
+  layerContributions,
+} from './layers.js';
 export {
   denseKernelMatrix,
   type KernelMatrix,

@@ -13,6 +13,7 @@
  * block methods (block Lanczos) pay one pass for b matrix–vector products.
  */
 import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
 import { assertArgument, CorruptFileError, InvalidArgumentError, UnsupportedError } from '../errors.js';
 import { readNpyHeader } from '../io/index.js';
 import { PanelProduct } from './wasm-panel.js';
@@ -104,12 +105,24 @@ export interface NpyKernelMatrixOptions {
    * cores and n ≥ 2000, else 1. Default 'auto'.
    */
   threads?: number | 'auto';
+  /**
+   * Where the entries live between passes: 'stream' (read in row panels from disk on every pass:
+   * memory two panels), 'memory' (read once into the product's WebAssembly memory, where every
+   * later product reads them in place: memory one copy of the file's data; needs WebAssembly and
+   * at most {@link RESIDENT_MAX_BYTES} of data), or 'auto': 'memory' when it is possible and the data
+   * fits in half of the free memory, else 'stream'. Both give bitwise the same products. Default 'auto'.
+   */
+  residency?: 'stream' | 'memory' | 'auto';
 }
 
+/** Largest matrix (bytes of entries) held in a 32-bit WebAssembly memory, with room for the vectors. */
+export const RESIDENT_MAX_BYTES = 3.5 * 2 ** 30;
+
 /**
- * A square float32/float64 `.npy` file as a {@link KernelMatrix}, read in row panels from disk on
- * every pass (nothing but the header is read up front). The file must hold a symmetric matrix
- * (a full or trace kernel of an unsharded store is); symmetry is not checked here.
+ * A square float32/float64 `.npy` file as a {@link KernelMatrix}: read once into memory, or in row
+ * panels from disk on every pass (see `residency`; with 'stream' nothing but the header is read up
+ * front). The file must hold a symmetric matrix (a full or trace kernel of an unsharded store is);
+ * symmetry is not checked here.
  */
 export async function npyKernelMatrix(
   file: string,
@@ -137,9 +150,28 @@ export async function npyKernelMatrix(
       `truncated: ${stat.size} bytes, the header needs ${header.dataOffset + n * rowBytes}`,
     );
   }
-  const buffers = [new ArrayBuffer(panelRows * rowBytes), new ArrayBuffer(panelRows * rowBytes)];
+  const residency = options.residency ?? 'auto';
+  assertArgument(
+    residency === 'stream' || residency === 'memory' || residency === 'auto',
+    'residency',
+    residency,
+    "'stream', 'memory' or 'auto'",
+  );
   let passes = 0;
   const product = new PanelProduct(n, options.backend, options.threads);
+  const dataBytes = n * rowBytes;
+  if (residency !== 'stream') {
+    const fits = dataBytes <= RESIDENT_MAX_BYTES && product.backend === 'wasm';
+    if (residency === 'memory' && !fits) {
+      throw new UnsupportedError(
+        `${file}: holding ${dataBytes} bytes in WebAssembly memory (needs WebAssembly and at most ${RESIDENT_MAX_BYTES} bytes; use residency 'stream')`,
+      );
+    }
+    if (fits && (residency === 'memory' || dataBytes <= os.freemem() / 2)) {
+      return residentNpyMatrix(file, header.dataOffset, n, item, product, panelRows);
+    }
+  }
+  const buffers = [new ArrayBuffer(panelRows * rowBytes), new ArrayBuffer(panelRows * rowBytes)];
 
   async function forEachPanel(
     visit: (start: number, rows: number, panel: Float32Array | Float64Array) => void,
@@ -195,6 +227,59 @@ export async function npyKernelMatrix(
       return y;
     },
     forEachPanel,
+  };
+}
+
+/** The .npy data read once into the product's memory (rows in chunks of `panelRows`). */
+async function residentNpyMatrix(
+  file: string,
+  dataOffset: number,
+  n: number,
+  item: 4 | 8,
+  product: PanelProduct,
+  panelRows: number,
+): Promise<KernelMatrix> {
+  product.reserveResident(item);
+  const total = n * n * item;
+  const handle = await fs.open(file, 'r');
+  try {
+    const chunk = 64 * 2 ** 20;
+    for (let done = 0; done < total; ) {
+      const length = Math.min(chunk, total - done);
+      const view = product.residentBytes(done, length);
+      let got = 0;
+      while (got < length) {
+        const { bytesRead } = await handle.read(view, got, length - got, dataOffset + done + got);
+        if (bytesRead === 0) throw new CorruptFileError(file, 'ended early');
+        got += bytesRead;
+      }
+      done += length;
+    }
+  } finally {
+    await handle.close();
+  }
+  let passes = 0;
+  return {
+    size: n,
+    source: file,
+    get passes() {
+      return passes;
+    },
+    async multiply(x, b) {
+      checkBlock(x, b, n);
+      const y = new Float64Array(n * b);
+      product.setVectors(x, b);
+      product.multiplyResident(y);
+      passes++;
+      return y;
+    },
+    async forEachPanel(visit) {
+      for (let start = 0; start < n; start += panelRows) {
+        const rows = Math.min(panelRows, n - start);
+        visit(start, rows, product.residentPanel(start, rows));
+      }
+      passes++;
+    },
   };
 }
 

@@ -26,7 +26,7 @@
  */
 import { type Dopri5Options, dopri5, FitnessOperator, logitRhs, logSoftmax } from '../dynamics/index.js';
 import { assertArgument } from '../errors.js';
-import { type SymmetricEigen, symmetricEigen } from './eigh.js';
+import { factoredSymmetricEigen, type SymmetricEigen, symmetricEigen } from './eigh.js';
 
 /** Kernel blocks and targets of a train/test split. */
 export interface KernelSplit {
@@ -170,55 +170,56 @@ export function mseFlow(split: KernelSplit, options: MseFlowOptions = {}): MseFl
   const k = new Float64Array(n * n);
   for (let i = 0; i < n * n; i++) k[i] = split.trainTrain[i]!;
   for (let i = 0; i < n; i++) k[i * n + i] = k[i * n + i]! + ridge;
-  const eigen = symmetricEigen(k, n);
-  const lambda = eigen.values.map((x) => Math.max(x, 0));
-  const U = eigen.vectors!; // rows are eigenvectors
+  // U = Q Z in factored form: blocks of C vectors are multiplied by U, Uᵀ in O(n²·C) without the
+  // O(n³) eigenvector matrix (see factoredSymmetricEigen).
+  const factored = factoredSymmetricEigen(k, n);
+  const lambda = factored.values.map((x) => Math.max(x, 0));
+  let explicit: SymmetricEigen | null = null;
   const f0 = split.initialTrain ?? new Float64Array(N * V);
   const f0Test = split.initialTest ?? new Float64Array(M * V);
   // g = Uᵀ (Y − f₀) : [n, C]; row j = u_jᵀ r.
-  const g = new Float64Array(n * C);
-  for (let j = 0; j < n; j++) {
-    const u = j * n;
-    for (let i = 0; i < n; i++) {
-      const ui = U[u + i]!;
-      if (ui === 0) continue;
-      for (let c = 0; c < C; c++) g[j * C + c] = g[j * C + c]! + ui * (targets[i * C + c]! - f0[i * C + c]!);
-    }
-  }
+  const residual = new Float64Array(n * C);
+  for (let i = 0; i < n * C; i++) residual[i] = targets[i]! - f0[i]!;
+  const g = factored.projectT(residual, C);
   const floor = cutoff * Math.max(lambda[0]!, 0);
   return {
     numTrain: N,
     numTest: M,
     numClasses: V,
-    eigen: { size: n, values: lambda, vectors: U },
+    get eigen(): SymmetricEigen {
+      // The explicit eigenvectors only when asked for (O(n³)); the same algorithm, so the same values.
+      explicit ??= { ...symmetricEigen(k, n), values: lambda };
+      return explicit;
+    },
     at(t: number): FlowOutputs {
       assertArgument(t >= 0 && !Number.isNaN(t), 't', t, 'a time ≥ 0 (or Infinity)');
       // Per eigen-direction factors: train a_k = 1 − e^{−λ t/N}, test b_k = a_k / λ_k.
-      const a = new Float64Array(n);
-      const b = new Float64Array(n);
+      // Coefficients [a ⊙ g | b ⊙ g] as one block of 2C columns, mapped back by U at once.
+      const coefficients = new Float64Array(n * 2 * C);
       for (let j = 0; j < n; j++) {
         const l = lambda[j]!;
+        let a: number;
+        let b: number;
         if (t === Number.POSITIVE_INFINITY) {
-          a[j] = l > floor ? 1 : 0;
-          b[j] = l > floor ? 1 / l : 0;
+          a = l > floor ? 1 : 0;
+          b = l > floor ? 1 / l : 0;
         } else {
-          a[j] = -Math.expm1((-l * t) / N);
-          b[j] = l > 0 ? a[j]! / l : t / N;
+          a = -Math.expm1((-l * t) / N);
+          b = l > 0 ? a / l : t / N;
+        }
+        for (let c = 0; c < C; c++) {
+          coefficients[j * 2 * C + c] = a * g[j * C + c]!;
+          coefficients[j * 2 * C + C + c] = b * g[j * C + c]!;
         }
       }
       // train = f₀ + U diag(a) g ; w = U diag(b) g (coefficients in the training space) for test.
+      const both = factored.combine(coefficients, 2 * C);
       const train = Float64Array.from(f0);
       const w = new Float64Array(n * C);
-      for (let j = 0; j < n; j++) {
-        const u = j * n;
+      for (let i = 0; i < n; i++) {
         for (let c = 0; c < C; c++) {
-          const ga = a[j]! * g[j * C + c]!;
-          const gb = b[j]! * g[j * C + c]!;
-          if (ga === 0 && gb === 0) continue;
-          for (let i = 0; i < n; i++) {
-            train[i * C + c] = train[i * C + c]! + U[u + i]! * ga;
-            w[i * C + c] = w[i * C + c]! + U[u + i]! * gb;
-          }
+          train[i * C + c] = train[i * C + c]! + both[i * 2 * C + c]!;
+          w[i * C + c] = both[i * 2 * C + C + c]!;
         }
       }
       const test = Float64Array.from(f0Test);

@@ -5,18 +5,19 @@
  * network trained by cross-entropy flow from the checkpoint) next to the network itself. Writes
  *
  *     <run>/analysis/<point-set>/analysis.json    every number, per checkpoint (AnalysisResults)
- *     <run>/analysis/<point-set>/report.html      spectrum / alignment over training, accuracy table
+ *     <run>/analysis/<point-set>/report.html      spectrum / alignment over training, accuracy table, per-layer contributions (option layers)
  *     <run>/analysis/<point-set>/results.json     the numbers shown in the report
  *     <run>/analysis/<point-set>/figures/         SVG, PNG, Vega-Lite spec of each figure
  *
  * Which matrix each measure uses: the spectrum and the kernel–target alignment use the stored
  * kernel (full [N·V, N·V] with the point-major flattened one-hot targets, or trace [N, N] with the
- * one-hot targets [N, V]); a full kernel is streamed from kernel.npy in row panels, never held
- * whole. CKA, drift and the kernel predictors use the per-point scalar kernel tr K(x, x′)/V
+ * one-hot targets [N, V]); a full kernel.npy is read once into memory when it fits, else streamed
+ * in row panels (npyKernelMatrix's residency 'auto'). CKA, drift and the kernel predictors use the per-point scalar kernel tr K(x, x′)/V
  * ([N, N], in memory) — the trace kernel neural-tangents uses by default.
  */
 import * as path from 'node:path';
 import { EntkError, InvalidArgumentError, UnsupportedError } from '../errors.js';
+import type { NtkLogits, NtkParameters } from '../kernel/index.js';
 import {
   type KernelManifest,
   type KernelStoreEntry,
@@ -25,9 +26,11 @@ import {
   verifyKernelStore,
 } from '../kernel-store/index.js';
 import { type Report, type ReportTable, writeReport } from '../report/index.js';
+import { openRun, type Run } from '../train/index.js';
 import { kernelDrift, writeJsonAtomic } from '../util/index.js';
 import { centeredAlignment, kernelTargetAlignment } from './alignment.js';
 import { overTrainingFigure } from './figures.js';
+import { type LayerContribution, layerContributions } from './layers.js';
 import { denseKernelMatrix, type KernelMatrix, kernelMatrixStats, npyKernelMatrix } from './matrix.js';
 import { accuracy, crossEntropyFlow, crossEntropyLoss, mseFlow, mseLoss, oneHot } from './predict.js';
 import { type KernelSpectrum, kernelSpectrum } from './spectrum.js';
@@ -52,6 +55,14 @@ export interface AnalyzeRunOptions {
   panelBytes?: number;
   /** Write report.html and figures (else only analysis.json). Default true. */
   report?: boolean;
+  /**
+   * Per-layer contributions (trace share and target alignment of every layer's scalar kernel, from
+   * one computation of the structured factors at each checkpoint: needs the run's checkpoints and
+   * the store's inputs). Default false.
+   */
+  layers?: boolean;
+  /** Logits of the per-layer kernels (as the stores were computed with). Default 'output'. */
+  logits?: NtkLogits;
   /** Progress messages. */
   log?: (message: string) => void;
 }
@@ -84,6 +95,8 @@ export interface CheckpointAnalysis {
   velocity: number | null;
   /** Null when the point set lacks training or test points. */
   predictors: PredictorComparison | null;
+  /** Per-layer contributions to the scalar kernel (option `layers`), else absent. */
+  layers?: { layers: LayerContribution[]; total: { trace: number; targetAlignment: number } };
 }
 
 /** analysis.json */
@@ -100,7 +113,7 @@ export interface AnalysisResults {
   checkpoints: CheckpointAnalysis[];
 }
 
-/** The stored kernel of a store as a {@link KernelMatrix} (.npy streamed from disk). */
+/** The stored kernel of a store as a {@link KernelMatrix} (.npy: read once into memory when it fits, else streamed). */
 export async function storeKernelMatrix(
   dir: string,
   manifest: KernelManifest,
@@ -284,6 +297,7 @@ export async function analyzeRun(
     }
   }
   const checkpoints: CheckpointAnalysis[] = [];
+  const runHandle: Run | null = options.layers ? await openRun(run) : null;
   let scalarFirst: Float64Array | null = null;
   let scalarPrevious: Float64Array | null = null;
   let previousStep = 0;
@@ -328,6 +342,26 @@ export async function analyzeRun(
             time,
           )
         : null;
+    let layers: CheckpointAnalysis['layers'];
+    if (runHandle) {
+      const inputs = await readStoreArray(dir, manifest, 'inputs');
+      const model = await runHandle.loadModel(entry.checkpointId);
+      try {
+        layers = await layerContributions(
+          model,
+          { data: inputs.data as Float32Array, shape: inputs.shape },
+          {
+            output: 'trace',
+            parameters: manifest.kernel.parameters as NtkParameters,
+            logits: options.logits,
+            targets: labelled ? oneHot(labels, V) : undefined,
+          },
+        );
+      } finally {
+        model.dispose();
+      }
+      log(`${entry.checkpointId}: per-layer contributions of ${layers.layers.length} layers`);
+    }
     checkpoints.push({
       id: entry.checkpointId,
       step: entry.step,
@@ -339,6 +373,7 @@ export async function analyzeRun(
       driftFromFirst: { relativeChange: drift.relativeChange, distance: drift.distance },
       velocity,
       predictors,
+      ...(layers ? { layers } : {}),
     });
     scalarPrevious = scalar;
     previousStep = entry.step;
@@ -476,6 +511,7 @@ export async function analysisReport(results: AnalysisResults): Promise<Report> 
       },
     })),
   };
+  const layerSection = await layersSection(cps, steps, logX);
   return {
     title: `Kernel analysis: ${results.pointSet}`,
     subtitle: `${results.run} — ${cps.length} checkpoints, ${results.kernelKind} kernel, N = ${results.numPoints}, V = ${results.numClasses}`,
@@ -499,6 +535,69 @@ export async function analysisReport(results: AnalysisResults): Promise<Report> 
         tables: [table],
         figures: accuracyFigure ? [accuracyFigure] : [],
       },
+      ...(layerSection ? [layerSection] : []),
     ],
+  };
+}
+
+/** Per-layer trace shares and alignments over training, and the last checkpoint's table. */
+async function layersSection(cps: CheckpointAnalysis[], steps: number[], logX: boolean) {
+  const last = [...cps].reverse().find((c) => c.layers);
+  if (!last) return null;
+  const names = last.layers!.layers.map((l) => l.name);
+  const series = (value: (l: LayerContribution) => number) =>
+    names.map((name) => ({
+      name,
+      values: cps.map((c) => {
+        const layer = c.layers?.layers.find((l) => l.name === name);
+        return layer ? finite(value(layer)) : null;
+      }),
+    }));
+  const share = await overTrainingFigure({
+    id: 'layer-trace-share-over-training',
+    title: 'Per-layer share of the kernel over training',
+    steps,
+    logX,
+    yTitle: 'tr K_ℓ / tr K',
+    description:
+      'Fraction of the trace of the scalar kernel tr K/V contributed by each layer ℓ (K = Σ_ℓ K_ℓ: the shares sum to 1)',
+    series: series((l) => l.traceShare),
+  });
+  const alignment = await overTrainingFigure({
+    id: 'layer-alignment-over-training',
+    title: 'Per-layer kernel–target alignment over training',
+    steps,
+    logX,
+    yTitle: 'centred alignment A(K_ℓ, YYᵀ)',
+    description: "Centred kernel–target alignment of each layer's scalar kernel with the one-hot labels",
+    series: series((l) => l.targetAlignment),
+  });
+  const table: ReportTable = {
+    id: 'layers',
+    title: `Per-layer contributions at step ${last.step}`,
+    caption:
+      "Each layer's kernel K_ℓ = J_ℓ J_ℓᵀ (its parameters only), from one computation of the structured factors; scalar kernel tr K/V on the point set.",
+    rowHeader: 'layer',
+    columns: [
+      { key: 'parameters', label: 'parameters' },
+      { key: 'traceShare', label: 'share of tr K' },
+      { key: 'targetAlignment', label: 'target alignment' },
+    ],
+    rows: last.layers!.layers.map((l) => ({
+      key: l.name,
+      label: `${l.name} (${l.className}, ${l.rule})`,
+      values: {
+        parameters: l.parameters,
+        traceShare: finite(l.traceShare),
+        targetAlignment: finite(l.targetAlignment),
+      },
+    })),
+  };
+  return {
+    id: 'layers',
+    title: 'Per-layer contributions',
+    text: "The kernel is a sum over layers, K = Σ_ℓ J_ℓ J_ℓᵀ: how much of it each layer carries (share of the trace) and how well each layer's kernel aligns with the labels.",
+    tables: [table],
+    figures: [share, alignment],
   };
 }

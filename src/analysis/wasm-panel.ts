@@ -10,7 +10,6 @@
  * plain JavaScript loops where WebAssembly SIMD is missing.
  */
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
 import { EntkError } from '../errors.js';
 import {
   add,
@@ -35,7 +34,9 @@ import {
   vstore,
   vzero,
   WASM_PAGE,
+  type WasmCall,
   type WasmMemory,
+  WasmThreads,
   wasmApi,
   whileNot,
 } from '../util/index.js';
@@ -143,39 +144,8 @@ function panelModule(shared: boolean) {
   return cachedModules.get(shared)!;
 }
 
-/** A worker runs one row share of a panel product per generation (Atomics wait/notify). */
-const WORKER_SOURCE = `
-const { workerData } = require('node:worker_threads');
-const { module, memory, control } = workerData;
-const ex = new WebAssembly.Instance(module, { env: { mem: memory } }).exports;
-const ctl = new Int32Array(control, 0, 4);
-const args = new Float64Array(control, 16, 8);
-let seen = 0;
-for (;;) {
-  Atomics.wait(ctl, 0, seen);
-  const gen = Atomics.load(ctl, 0);
-  if (gen < 0) break;
-  seen = gen;
-  const [f64, p, x, y, rows, n, b] = args;
-  if (rows > 0) (f64 ? ex.panel64 : ex.panel32)(p, x, y, rows, n, b);
-  Atomics.store(ctl, 1, gen);
-  Atomics.notify(ctl, 1);
-}
-`;
-
-interface PanelWorker {
-  worker: Worker;
-  ctl: Int32Array;
-  args: Float64Array;
-}
-
-const registry = new FinalizationRegistry<Worker[]>((workers) => {
-  for (const w of workers) void w.terminate();
-});
-
 /** Panel products below this many columns stay on one thread (synchronisation would not pay). */
 const THREAD_MIN_COLUMNS = 2000;
-const WORKER_TIMEOUT_MS = 120_000;
 
 /** `y[r, :] = Σ_j panel[r, j] X[j, :]` for rows [from, rows) in plain loops (float64 accumulation). */
 export function panelProductJs(
@@ -212,16 +182,17 @@ export class PanelProduct {
   /** Threads one product is split over (the caller's plus workers). */
   readonly threads: number;
   private readonly n: number;
-  private workers: PanelWorker[] = [];
-  private generation = 0;
+  /** Threads sharing the rows with the caller's (src/util/workers.ts), null with one thread. */
+  private workers: WasmThreads | null = null;
   private memory: WasmMemory | null = null;
   private exports: PanelExports | null = null;
   private x: Float64Array = new Float64Array(0);
   private b = 0;
   private bPadded = 0;
   private xPtr = 0;
-  private yPtr = 0;
-  private pPtr = 0;
+  /** Bytes of the resident matrix at address 0 (0: none) and its entry size. */
+  private residentSize = 0;
+  private residentElem: 4 | 8 = 4;
 
   /**
    * @param threads threads per product (WebAssembly only; rows are split, each sum is unchanged, so
@@ -245,36 +216,20 @@ export class PanelProduct {
     this.backend = this.exports ? 'wasm' : 'js';
     this.threads = this.exports ? t : 1;
     if (this.threads > 1) {
-      for (let w = 1; w < this.threads; w++) {
-        const control = new SharedArrayBuffer(16 + 8 * 8);
-        const worker = new Worker(WORKER_SOURCE, {
-          eval: true,
-          workerData: { module, memory: this.memory, control },
-        });
-        worker.unref();
-        this.workers.push({
-          worker,
-          ctl: new Int32Array(control, 0, 4),
-          args: new Float64Array(control, 16, 8),
-        });
-      }
-      registry.register(
-        this,
-        this.workers.map((w) => w.worker),
-        this,
+      this.workers = new WasmThreads(
+        module!,
+        this.memory!,
+        this.threads - 1,
+        ['panel32', 'panel64'],
+        'PanelProduct',
       );
     }
   }
 
   /** Stop the worker threads (also done when the object is garbage collected). */
   dispose(): void {
-    for (const wk of this.workers) {
-      Atomics.store(wk.ctl, 0, -1);
-      Atomics.notify(wk.ctl, 0);
-      void wk.worker.terminate();
-    }
-    registry.unregister(this);
-    this.workers = [];
+    this.workers?.dispose();
+    this.workers = null;
   }
 
   private ensure(bytes: number): void {
@@ -289,14 +244,50 @@ export class PanelProduct {
     if (!this.exports) return;
     const n = this.n;
     this.bPadded = Math.ceil(b / COLS) * COLS;
-    this.xPtr = 0;
-    this.ensure(n * this.bPadded * 8);
-    const heap = new Float64Array(this.memory!.buffer, 0, n * this.bPadded);
+    this.xPtr = this.residentSize;
+    this.ensure(this.xPtr + n * this.bPadded * 8);
+    const heap = new Float64Array(this.memory!.buffer, this.xPtr, n * this.bPadded);
     if (this.bPadded === b) heap.set(x);
     else {
       heap.fill(0);
       for (let j = 0; j < n; j++) heap.set(x.subarray(j * b, (j + 1) * b), j * this.bPadded);
     }
+  }
+
+  /**
+   * Keep the whole n×n matrix (row-major, `elem` bytes per entry) at the start of the module's
+   * memory, so that {@link multiplyResident} reads it in place: no copy per pass. Fill it through
+   * {@link residentBytes}. False (nothing reserved) without WebAssembly.
+   */
+  reserveResident(elem: 4 | 8): boolean {
+    if (!this.exports) return false;
+    this.residentElem = elem;
+    this.residentSize = Math.ceil((this.n * this.n * elem) / 16) * 16;
+    this.ensure(this.residentSize + 2 * this.n * 16 * 8);
+    return true;
+  }
+
+  /** A fresh byte view of the resident matrix (bytes [offset, offset + length)). */
+  residentBytes(offset: number, length: number): Uint8Array {
+    return new Uint8Array(this.memory!.buffer, offset, length);
+  }
+
+  /** A fresh view of rows [start, start + rows) of the resident matrix. */
+  residentPanel(start: number, rows: number): Float32Array | Float64Array {
+    const n = this.n;
+    const buffer = this.memory!.buffer as ArrayBuffer;
+    const at = start * n * this.residentElem;
+    return this.residentElem === 4
+      ? new Float32Array(buffer, at, rows * n)
+      : new Float64Array(buffer, at, rows * n);
+  }
+
+  /** y = K X for the resident matrix K and the block of {@link setVectors}. */
+  multiplyResident(y: Float64Array): void {
+    const n = this.n;
+    const covered = n - (n % ROWS);
+    if (covered > 0) this.run(0, covered, this.residentElem, y, 0);
+    if (covered < n) panelProductJs(this.residentPanel(0, n), covered, n, n, this.x, this.b, y, 0);
   }
 
   /** y[(yOffset/b + r)·b + c] = (P X)[r, c] for the panel's `rows` rows. */
@@ -305,50 +296,44 @@ export class PanelProduct {
     const b = this.b;
     const covered = this.exports ? rows - (rows % ROWS) : 0;
     if (covered > 0) {
-      const bp = this.bPadded;
       const elem = panel instanceof Float32Array ? 4 : 8;
-      this.yPtr = n * bp * 8;
-      this.pPtr = this.yPtr + covered * bp * 8;
-      this.ensure(this.pPtr + covered * n * elem);
+      const pPtr = this.xPtr + n * this.bPadded * 8 + covered * this.bPadded * 8;
+      this.ensure(pPtr + covered * n * elem);
       const buffer = this.memory!.buffer;
       const src = panel.subarray(0, covered * n);
-      if (elem === 4) new Float32Array(buffer, this.pPtr, covered * n).set(src);
-      else new Float64Array(buffer, this.pPtr, covered * n).set(src);
-      const fn = elem === 4 ? this.exports!.panel32 : this.exports!.panel64;
-      // Row shares in multiples of 4: the caller takes the first, each worker one of the others.
-      const T = this.workers.length + 1;
-      const share = Math.ceil(covered / ROWS / T) * ROWS;
-      const gen = ++this.generation;
-      this.workers.forEach((wk, w) => {
-        const start = Math.min(covered, (w + 1) * share);
-        const rowsW = Math.min(covered, start + share) - start;
-        wk.args.set([
-          elem === 8 ? 1 : 0,
-          this.pPtr + start * n * elem,
-          this.xPtr,
-          this.yPtr + start * bp * 8,
-          rowsW,
-          n,
-          bp,
-        ]);
-        Atomics.store(wk.ctl, 0, gen);
-        Atomics.notify(wk.ctl, 0);
-      });
-      fn(this.pPtr, this.xPtr, this.yPtr, Math.min(covered, share), n, bp);
-      for (const wk of this.workers) {
-        const started = Date.now();
-        while (Atomics.load(wk.ctl, 1) !== gen) {
-          if (Date.now() - started > WORKER_TIMEOUT_MS) {
-            this.dispose();
-            throw new EntkError('PanelProduct: a worker thread stopped responding');
-          }
-          Atomics.wait(wk.ctl, 1, Atomics.load(wk.ctl, 1), 1000);
-        }
-      }
-      const out = new Float64Array(buffer, this.yPtr, covered * bp);
-      if (bp === b) y.set(out, yOffset);
-      else for (let r = 0; r < covered; r++) y.set(out.subarray(r * bp, r * bp + b), yOffset + r * b);
+      if (elem === 4) new Float32Array(buffer, pPtr, covered * n).set(src);
+      else new Float64Array(buffer, pPtr, covered * n).set(src);
+      this.run(pPtr, covered, elem, y, yOffset);
     }
     if (covered < rows) panelProductJs(panel, covered, rows, n, this.x, b, y, yOffset);
+  }
+
+  /** The SIMD product of `covered` (a multiple of 4) panel rows at byte address pPtr, threads sharing the rows. */
+  private run(pPtr: number, covered: number, elem: 4 | 8, y: Float64Array, yOffset: number): void {
+    const n = this.n;
+    const b = this.b;
+    const bp = this.bPadded;
+    const yPtr = this.xPtr + n * bp * 8;
+    this.ensure(yPtr + covered * bp * 8);
+    const fn = elem === 4 ? this.exports!.panel32 : this.exports!.panel64;
+    // Row shares in multiples of 4: the caller takes the first, each worker one of the others.
+    const T = (this.workers?.size ?? 0) + 1;
+    const share = Math.ceil(covered / ROWS / T) * ROWS;
+    const name = elem === 4 ? 'panel32' : 'panel64';
+    const own = () => fn(pPtr, this.xPtr, yPtr, Math.min(covered, share), n, bp);
+    if (!this.workers) own();
+    else {
+      const calls = Array.from({ length: T - 1 }, (_, w): WasmCall[] => {
+        const start = Math.min(covered, (w + 1) * share);
+        const rows = Math.min(covered, start + share) - start;
+        return rows > 0
+          ? [[name, pPtr + start * n * elem, this.xPtr, yPtr + start * bp * 8, rows, n, bp]]
+          : [];
+      });
+      this.workers.round(calls, own);
+    }
+    const out = new Float64Array(this.memory!.buffer, yPtr, covered * bp);
+    if (bp === b) y.set(out, yOffset);
+    else for (let r = 0; r < covered; r++) y.set(out.subarray(r * bp, r * bp + b), yOffset + r * b);
   }
 }

@@ -76,7 +76,7 @@ describe('kernel–target alignment (centred, Cortes et al. 2012)', () => {
     const file = path.join(dir, 'k.npy');
     await writeNpy(file, { dtype: 'float64', shape: [n, n], data: K });
     const streamed = await kernelTargetAlignment(
-      await npyKernelMatrix(file, { panelBytes: 9 * n * 8 }),
+      await npyKernelMatrix(file, { panelBytes: 9 * n * 8, residency: 'stream' }),
       oneHot(labels, 4),
     );
     expect(Math.abs(streamed - ours)).toBeLessThan(1e-14);

@@ -153,6 +153,37 @@ describe('analyzeRun', () => {
     });
   });
 
+  it('per-layer contributions: traces sum to the stored trace kernel, the report shows them', async () => {
+    const { results: withLayers, report } = await analyzeRun(run, {
+      points: 'trace',
+      k: 4,
+      layers: true,
+      out: path.join(root, 'layers'),
+    });
+    const stores = (await listKernelStores(run)).filter((s) => s.pointSet === 'trace');
+    for (const [i, c] of withLayers.checkpoints.entries()) {
+      const stored = await readKernelStore(stores[i]!.dir);
+      const N = stored.manifest.points.count;
+      let trace = 0;
+      for (let a = 0; a < N; a++) trace += (stored.kernel!.data as Float32Array)[a * N + a]!;
+      const layers = c.layers!.layers;
+      expect(layers.map((l) => l.name)).toEqual(stored.manifest.kernel.layers);
+      expect(layers.length).toBeGreaterThan(1);
+      const sum = layers.reduce((s, l) => s + l.trace, 0);
+      // float64 per-layer contractions vs the float32 stored kernel
+      expect(Math.abs(sum - trace) / trace).toBeLessThan(1e-5);
+      expect(Math.abs(c.layers!.total.trace - trace) / trace).toBeLessThan(1e-5);
+      expect(Math.abs(layers.reduce((s, l) => s + l.traceShare, 0) - 1)).toBeLessThan(1e-12);
+      expect(Math.abs(c.layers!.total.targetAlignment - c.scalarTargetAlignment)).toBeLessThan(1e-5);
+      for (const l of layers) expect(l.targetAlignment).toBeGreaterThan(-1);
+    }
+    const html = await fs.readFile(report!, 'utf8');
+    expect(html).toContain('Per-layer contributions');
+    expect(existsSync(path.join(root, 'layers', 'figures', 'layer-trace-share-over-training.svg'))).toBe(
+      true,
+    );
+  });
+
   it('a store in another array format (safetensors) gives the same analysis as the .npy store', async () => {
     const stores = (await listKernelStores(run)).filter((s) => s.pointSet === 'trace');
     for (const s of stores) {
@@ -196,6 +227,27 @@ describe('entk analyze', async () => {
     expect(json.report).toBe(path.resolve(out, 'report.html'));
   });
 
+  it('--layers prints the per-layer contributions of the last checkpoint', async () => {
+    const r = await runCli([
+      'analyze',
+      '--run',
+      run,
+      '--points',
+      'trace',
+      '--k',
+      '4',
+      '--layers',
+      '--no-report',
+      '--out',
+      path.join(root, 'cli-layers'),
+    ]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/per-layer contributions at .* \(share of tr K, target alignment\)/);
+    const json = JSON.parse(await fs.readFile(path.join(root, 'cli-layers', 'analysis.json'), 'utf8'));
+    const shares = json.checkpoints[2].layers.layers.map((l: { traceShare: number }) => l.traceShare);
+    expect(Math.abs(shares.reduce((a: number, b: number) => a + b, 0) - 1)).toBeLessThan(1e-12);
+  });
+
   it('bad flags: one-line errors', async () => {
     expectOneLineError(
       await runCli(['analyze', '--run', run, '--points', 'nope']),
@@ -203,5 +255,6 @@ describe('entk analyze', async () => {
     );
     expectOneLineError(await runCli(['analyze', '--run', run, '--ridge', '-1']), /--ridge/);
     expectOneLineError(await runCli(['analyze']), /--run/);
+    expectOneLineError(await runCli(['analyze', '--run', run, '--logits', 'probs']), /--logits/);
   });
 });

@@ -4,6 +4,7 @@ import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 import { describe, expect, it } from 'vitest';
 import {
   denseKernelMatrix,
+  factoredSymmetricEigen,
   kernelMatrixStats,
   kernelSpectrum,
   npyKernelMatrix,
@@ -82,6 +83,45 @@ describe('symmetricEigen', () => {
   });
 });
 
+describe('factoredSymmetricEigen', () => {
+  it('U = Q Z in factored form: values as ml-matrix, Uᵀy and U x equal the explicit vectors', () => {
+    for (const n of [1, 2, 7, 70]) {
+      const K = psdKernel(n, Math.max(1, n - 5), 5); // rank-deficient: a cluster at 0
+      for (let i = 0; i < n; i++) K[i * n + i] = K[i * n + i]! - 3;
+      const f = factoredSymmetricEigen(K, n);
+      const ref = reference(K, n);
+      const scale = Math.max(1, Math.abs(ref.values[0]!));
+      for (let j = 0; j < n; j++) expect(Math.abs(f.values[j]! - ref.values[j]!)).toBeLessThan(1e-12 * scale);
+      const C = 3;
+      const y = Float64Array.from({ length: n * C }, (_, i) => Math.cos(1.3 * i));
+      const p = f.projectT(y, C);
+      // U (λ ⊙ Uᵀ y) = K y and U Uᵀ y = y, against float64 loops
+      const scaled = p.map((v, i) => v * f.values[Math.floor(i / C)]!);
+      const ky = f.combine(scaled, C);
+      const back = f.combine(p, C);
+      for (let i = 0; i < n; i++)
+        for (let c = 0; c < C; c++) {
+          let s = 0;
+          for (let q = 0; q < n; q++) s += K[i * n + q]! * y[q * C + c]!;
+          expect(Math.abs(ky[i * C + c]! - s)).toBeLessThan(1e-12 * scale * n);
+          expect(Math.abs(back[i * C + c]! - y[i * C + c]!)).toBeLessThan(1e-13 * n);
+        }
+      // the same eigenvectors as symmetricEigen (the same algorithm): u_jᵀ y
+      const U = symmetricEigen(K, n).vectors!;
+      for (let j = 0; j < n; j++)
+        for (let c = 0; c < C; c++) {
+          let s = 0;
+          for (let i = 0; i < n; i++) s += U[j * n + i]! * y[i * C + c]!;
+          expect(Math.abs(p[j * C + c]! - s)).toBeLessThan(1e-12 * n);
+        }
+    }
+    expect(() => factoredSymmetricEigen(new Float64Array(3), 2)).toThrow(InvalidArgumentError);
+    expect(() => factoredSymmetricEigen(new Float64Array(4), 2).projectT(new Float64Array(3), 1)).toThrow(
+      InvalidArgumentError,
+    );
+  });
+});
+
 describe('topEigenpairs (block Lanczos)', () => {
   const n = 400;
   const K = psdKernel(n, 300, 7, 40);
@@ -122,16 +162,23 @@ describe('topEigenpairs (block Lanczos)', () => {
     const file = path.join(dir, 'k.npy');
     await writeNpy(file, { dtype: 'float32', shape: [n, n], data: k32 });
     // 7 rows per panel: panels do not divide n, and two are in flight
-    const disk = await npyKernelMatrix(file, { panelBytes: 7 * n * 4 });
+    const disk = await npyKernelMatrix(file, { panelBytes: 7 * n * 4, residency: 'stream' });
+    // read once into WebAssembly memory (threads share the rows); panels of 7 rows for visits
+    const resident = await npyKernelMatrix(file, { panelBytes: 7 * n * 4, residency: 'memory', threads: 3 });
     const memory = denseKernelMatrix(k32, n);
     const a = await topEigenpairs(disk, { k: 20 });
     const b = await topEigenpairs(memory, { k: 20 });
+    const c = await topEigenpairs(resident, { k: 20 });
     expect(a.values).toEqual(b.values);
     expect(a.vectors).toEqual(b.vectors);
+    expect(c.values).toEqual(b.values);
+    expect(c.vectors).toEqual(b.vectors);
     expect(disk.passes).toBe(a.passes);
+    expect(resident.passes).toBe(c.passes);
     const sa = await kernelMatrixStats(disk);
     const sb = await kernelMatrixStats(memory);
     expect(sa).toEqual(sb);
+    expect(await kernelMatrixStats(resident)).toEqual(sb);
   });
 
   it('WebAssembly SIMD products equal the plain loops bit for bit (float32 and float64, ragged sizes)', async () => {
@@ -169,6 +216,10 @@ describe('topEigenpairs (block Lanczos)', () => {
     const bytes = await fs.readFile(cut);
     await fs.writeFile(cut, bytes.subarray(0, bytes.length - 8));
     await expect(npyKernelMatrix(cut)).rejects.toThrow(CorruptFileError);
+    await expect(npyKernelMatrix(cut, { residency: 'memory' })).rejects.toThrow(CorruptFileError);
+    await expect(npyKernelMatrix(rect, { residency: 'disk' as 'stream' })).rejects.toThrow(
+      InvalidArgumentError,
+    );
   });
 
   it.runIf(RUN_SCIPY_TESTS)('agrees with scipy.linalg.eigh on the exported file', async () => {

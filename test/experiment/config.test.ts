@@ -60,12 +60,12 @@ describe('resolveExperimentConfig: errors name the offending key', () => {
     [
       'no study',
       { ...base, studies: {} },
-      'studies: expected at least one enabled study (checkpoints, laziness, discretisation, negativeGradients, replicator), received {}',
+      'studies: expected at least one enabled study (checkpoints, laziness, discretisation, negativeGradients, replicator, analysis), received {}',
     ],
     [
       'every study disabled',
       { ...base, studies: { checkpoints: { enabled: false } } },
-      'studies: expected at least one enabled study (checkpoints, laziness, discretisation, negativeGradients, replicator), received {"checkpoints":{"enabled":false}}',
+      'studies: expected at least one enabled study (checkpoints, laziness, discretisation, negativeGradients, replicator, analysis), received {"checkpoints":{"enabled":false}}',
     ],
     [
       'η = 0',
@@ -202,6 +202,23 @@ describe('resolveExperimentConfig: defaults', () => {
   });
 });
 
+describe('the analysis study', () => {
+  it('runs alone with its defaults; bad keys are named', () => {
+    const c = resolveExperimentConfig({ studies: { analysis: {} } });
+    expect(c.train).toBeNull();
+    expect(c.studies.analysis).toMatchObject({
+      points: 'train:per-class=10,test:per-class=10',
+      kind: 'trace',
+      k: 10,
+      layers: true,
+    });
+    expect(c.studies.analysis?.train.data).toBe('iris');
+    expect(() => resolveExperimentConfig({ studies: { analysis: { kind: 'diagonal' } } })).toThrow(
+      /studies\.analysis\.kind/,
+    );
+  });
+});
+
 describe('config files', () => {
   it('ships example configs that all validate, the demo among them', async () => {
     const presets = await listPresetConfigs();
@@ -214,6 +231,7 @@ describe('config files', () => {
         'negative-gradients',
         'replicator',
         'transformer',
+        'analysis',
       ]),
     );
     for (const name of presets) {

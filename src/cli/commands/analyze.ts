@@ -18,6 +18,8 @@ interface AnalyzeFlags {
   out?: string;
   report?: boolean;
   verify?: boolean;
+  layers?: boolean;
+  logits?: 'output' | 'pre-activation';
   json?: boolean;
   quiet?: boolean;
 }
@@ -33,7 +35,7 @@ export function registerAnalyze(program: Command): void {
   program
     .command('analyze')
     .description(
-      "kernel analysis over a run's checkpoints: top eigenvalues (block Lanczos, streamed from disk), effective rank, label energy, kernel–target alignment, CKA and drift, kernel regression and the linearised network vs the network",
+      "kernel analysis over a run's checkpoints: top eigenvalues (block Lanczos; kernels larger than memory streamed from disk), effective rank, label energy, kernel–target alignment, CKA and drift, kernel regression and the linearised network vs the network; --layers: per-layer contributions",
     )
     .option('--run <dir>', 'run directory with kernel stores (entk kernel --checkpoint all ...)')
     .option('--points <name>', "point set (<run>/kernels/<name>); default: the run's only one")
@@ -57,6 +59,16 @@ export function registerAnalyze(program: Command): void {
       10,
     )
     .option('--out <dir>', 'output directory (default <run>/analysis/<points>)')
+    .option(
+      '--layers',
+      "per-layer contributions: trace share and target alignment of every layer's kernel (one computation of the structured factors per checkpoint; needs the run's checkpoints)",
+    )
+    .option(
+      '--logits <l>',
+      'with --layers: output | pre-activation (as the stores were computed with)',
+      parseChoice('--logits', ['output', 'pre-activation'] as const),
+      'output',
+    )
     .option('--no-report', 'write analysis.json only (no report.html, figures)')
     .option('--no-verify', "skip checking the kernel files' sha256")
     .option('--json', 'print the results as JSON')
@@ -73,6 +85,8 @@ export function registerAnalyze(program: Command): void {
         out: flags.out,
         report: flags.report,
         verify: flags.verify,
+        layers: flags.layers,
+        logits: flags.logits,
         log: quiet ? undefined : (m) => process.stderr.write(`${m}\n`),
       });
       output(flags.json, { dir, report, ...results }, () => {
@@ -87,6 +101,15 @@ export function registerAnalyze(program: Command): void {
           console.log(
             `${c.id.padEnd(12)} ${fmt(c.spectrum.top[0], 2).padStart(10)} ${fmt(c.spectrum.effectiveRank, 2).padStart(9)} ${fmt(c.targetAlignment, 3).padStart(7)} ${fmt(c.ckaFirst, 3).padStart(7)} ${fmt(p?.network.testAccuracy, 3).padStart(8)} ${fmt(p?.kernelRegression.testAccuracy, 3).padStart(7)} ${fmt(p?.linearized.testAccuracy, 3).padStart(8)}`,
           );
+        }
+        const last = results.checkpoints[results.checkpoints.length - 1];
+        if (last?.layers) {
+          console.log(`per-layer contributions at ${last.id} (share of tr K, target alignment):`);
+          for (const l of last.layers.layers) {
+            console.log(
+              `  ${l.name.padEnd(20)} ${l.rule.padEnd(16)} ${fmt(l.traceShare, 3).padStart(7)} ${fmt(l.targetAlignment, 3).padStart(7)}`,
+            );
+          }
         }
         console.log(`→ ${report ?? `${dir}/analysis.json`}`);
       });

@@ -4,6 +4,7 @@
  * here; the configuration schema and its resolution (../config.ts), the runner (../runner.ts) and
  * the report's summary all loop over this list.
  */
+import { analysisStudy } from './analysis.js';
 import { checkpointsStudy } from './checkpoints.js';
 import { discretisationStudy } from './discretisation.js';
 import { lazinessStudy } from './laziness.js';
@@ -16,6 +17,7 @@ export const STUDIES = [
   discretisationStudy,
   negativeGradientsStudy,
   replicatorStudy,
+  analysisStudy,
 ] as const;
 
 /** A registered study. */
@@ -28,6 +30,7 @@ export type StudyConfigOf<N extends StudyName> = ReturnType<Extract<RegisteredSt
 /** The study names, in report order. */
 export const STUDY_NAMES: readonly StudyName[] = STUDIES.map((s) => s.name);
 
+export type { AnalysisStudyConfig } from './analysis.js';
 export type { CheckpointsStudyConfig } from './checkpoints.js';
 export type { DiscretisationStudyConfig } from './discretisation.js';
 export type { LazinessStudyConfig } from './laziness.js';
