@@ -41,13 +41,9 @@ export interface TokenizedTexts {
   revision: string;
 }
 
-interface HfTokenizerOutput {
-  input_ids: { dims: number[]; data: ArrayLike<number | bigint> };
-  attention_mask: { dims: number[]; data: ArrayLike<number | bigint> };
-}
-
 interface HfTokenizer {
-  (texts: string[], options: Record<string, unknown>): HfTokenizerOutput;
+  /** The token ids of one text, with the special tokens of the tokenizer's template. */
+  encode(text: string): number[];
   pad_token_id?: number;
   model?: { tokens_to_ids?: Map<string, number> };
   added_tokens?: Array<{ id: number }>;
@@ -138,9 +134,6 @@ async function loadTokenizer(spec: string): Promise<LoadedTokenizer> {
   return p;
 }
 
-/** Texts tokenised per call of the tokenizer. */
-const CHUNK = 256;
-
 /**
  * Tokenise `texts` to transformer inputs [n, 2·maxLength] (see the module comment).
  *
@@ -159,28 +152,24 @@ export async function tokenizeTexts(texts: string[], options: TokenizeOptions): 
   const n = texts.length;
   const x = new Float32Array(n * 2 * L);
   let truncated = 0;
-  for (let start = 0; start < n; start += CHUNK) {
-    const batch = texts.slice(start, start + CHUNK);
-    const out = tokenizer(batch, { padding: true, truncation: false });
-    const [rows, cols] = out.input_ids.dims as [number, number];
-    if (rows !== batch.length) throw new Error(`tokenizer returned ${rows} rows for ${batch.length} texts`);
-    for (let r = 0; r < rows; r++) {
-      const row = (start + r) * 2 * L;
-      let tokens = 0;
-      for (let t = 0; t < cols; t++) if (Number(out.attention_mask.data[r * cols + t]) !== 0) tokens++;
-      if (tokens > L) truncated++;
-      for (let t = 0; t < L; t++) {
-        const token = t < cols && t < tokens;
-        const id = token ? Number(out.input_ids.data[r * cols + t]) : padId;
-        if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
-          throw new CorruptFileError(
-            path.join(dir, 'tokenizer.json'),
-            `token id ${id} outside the vocabulary of ${vocabSize}`,
-          );
-        }
-        x[row + t] = id;
-        x[row + L + t] = token ? 1 : 0;
+  for (let i = 0; i < n; i++) {
+    // One text at a time, unpadded and untruncated: a batch call pads to the tokenizer's
+    // model_max_length and fails on longer texts. Truncation (the first L tokens, as
+    // transformers.js truncates) and padding are ours.
+    const ids = tokenizer.encode(texts[i] as string);
+    const row = i * 2 * L;
+    if (ids.length > L) truncated++;
+    for (let t = 0; t < L; t++) {
+      const token = t < ids.length;
+      const id = token ? Number(ids[t]) : padId;
+      if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
+        throw new CorruptFileError(
+          path.join(dir, 'tokenizer.json'),
+          `token id ${id} outside the vocabulary of ${vocabSize}`,
+        );
       }
+      x[row + t] = id;
+      x[row + L + t] = token ? 1 : 0;
     }
   }
   return { x, maxLength: L, vocabSize, padId, truncated, dir, revision };

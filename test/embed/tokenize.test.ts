@@ -50,6 +50,31 @@ describe('tokenizeTexts', () => {
     expect(tokenized.revision).toMatch(/^sha256:/);
   });
 
+  it('tokenises texts longer than the tokenizer\'s model_max_length (64), cut to the first L tokens', async () => {
+    // WordNet glosses with tiny-BERT's letter-level pieces reach 153 tokens; a padded batch call of
+    // transformers.js fails on them. Reference: the unpadded encoding, cut and padded by hand.
+    const ds = await loadDataset('text/wordnet-glosses.csv');
+    const texts = ds.text as string[];
+    const L = 32;
+    const t = await tokenizeTexts(texts, { tokenizer: 'models/tiny-bert', maxLength: L });
+    env.allowRemoteModels = false;
+    const tok = await AutoTokenizer.from_pretrained(await resolveTokenizerDir('models/tiny-bert'), {
+      local_files_only: true,
+    });
+    let longest = 0;
+    let truncated = 0;
+    for (let s = 0; s < texts.length; s += 37) {
+      const full = tok.encode(texts[s] as string);
+      longest = Math.max(longest, full.length);
+      const ids = Array.from({ length: L }, (_, i) => full[i] ?? 0);
+      const mask = Array.from({ length: L }, (_, i) => (i < full.length ? 1 : 0));
+      expect(Array.from(t.x.subarray(s * 2 * L, (s + 1) * 2 * L))).toEqual([...ids, ...mask]);
+    }
+    for (const text of texts) if (tok.encode(text).length > L) truncated++;
+    expect(longest).toBeGreaterThan(64);
+    expect(t.truncated).toBe(truncated);
+  });
+
   it('refuses a directory without a tokenizer and a bad maxLength by name', async () => {
     await expect(tokenizeTexts(['a'], { tokenizer: 'no/such/dir', maxLength: 4 })).rejects.toThrow(
       /tokenizer \(--tokenizer\): expected a local model directory containing tokenizer\.json and tokenizer_config\.json \(not found\)/,
