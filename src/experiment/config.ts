@@ -234,6 +234,14 @@ export function resolveExperimentConfig(
   };
 }
 
+/** Study keys that select a run's checkpoints or data, refused with `model:` (and why). */
+const CHECKPOINT_KEYS: Readonly<Record<string, string>> = {
+  checkpoint: "the model's weights are the only checkpoint",
+  checkpoints: "the model's weights are the only checkpoint",
+  focus: "the model's weights are the only checkpoint",
+  heatmapPoints: 'the heatmap is over the labelled tracked points',
+};
+
 /**
  * With `model`: no `train`, only studies that run on one set of weights (`runsOnModel`), no
  * checkpoint selectors (the model's weights are the only "checkpoint"), `file:` points.
@@ -259,12 +267,14 @@ function checkModelConfig(
         `a study that runs on a user's model (${supported.map((s) => s.name).join(', ')}); the ${st.name} study needs an entk training run (training checkpoints or runs of its own), which model: does not have — use train: for it`,
       );
     }
-    if (block && typeof block === 'object' && block.checkpoint !== undefined) {
-      throw new InvalidArgumentError(
-        `studies.${st.name}.checkpoint`,
-        block.checkpoint,
-        "nothing with model: (the model's weights are the only checkpoint)",
-      );
+    for (const [key, why] of Object.entries(CHECKPOINT_KEYS)) {
+      if (block && typeof block === 'object' && block[key] !== undefined) {
+        throw new InvalidArgumentError(
+          `studies.${st.name}.${key}`,
+          block[key],
+          `nothing with model: (${why})`,
+        );
+      }
     }
   }
   for (const which of ['finetune', 'observe'] as const) {

@@ -155,6 +155,16 @@ export async function readModelPoints(
   };
 }
 
+/** Ids of the labelled tracked points, sorted by label (stable): the class-sorted heatmap's points. */
+export async function labelledModelPoints(runDir: string): Promise<string[]> {
+  const stored = await readJsonFile<StoredPoints>(trackedFile(runDir));
+  return stored.ids
+    .map((id, k) => ({ id, y: stored.y[k]! }))
+    .filter((p) => p.y >= 0)
+    .sort((a, b) => a.y - b.y)
+    .map((p) => p.id);
+}
+
 /** A CSV field, quoted when it has to be (src/data/csv.ts rules). */
 function csvField(text: string): string {
   return /[",\r\n]/.test(text) || text.trim() !== text ? `"${text.replaceAll('"', '""')}"` : text;

@@ -42,6 +42,7 @@ import {
 import { exists, readJsonFile, resolveInside } from '../util/index.js';
 import type { ExperimentConfig, FinetuneSettings, PointSpecs } from './config.js';
 import {
+  labelledModelPoints,
   MODEL_CHECKPOINT,
   MODEL_RUN,
   type ModelFacts,
@@ -335,6 +336,22 @@ export async function heatmapStage(
     `heatmap/${trained.result.name}/${checkpoint.id}`,
     { train: trained.key, spec, checkpoint: checkpoint.id, seed: ctx.config.seed },
     async () => {
+      if (trained.result.model) {
+        // A user's model: the heatmap is over the labelled tracked points (`spec` is not used).
+        const runDir = abs(ctx, trained.result.dir);
+        const ids = await labelledModelPoints(runDir);
+        ctx.log(`trace kernel of the model over its ${ids.length} labelled tracked points`);
+        const store = await computeModelKernelStore({
+          model: await modelFile(ctx),
+          points: await writeModelPoints(runDir, ids, 'heatmap'),
+          out: path.join(runDir, 'kernels', 'heatmap'),
+          name: 'heatmap',
+          kind: 'trace',
+          progress: false,
+          overwrite: true,
+        });
+        return { store: rel(ctx, store.dir), checkpoint };
+      }
       const run = await openRunCached(ctx, abs(ctx, trained.result.dir));
       ctx.log(`trace kernel of ${trained.result.name} at ${checkpoint.id} over ${spec}`);
       let stores: Awaited<ReturnType<typeof computeKernelStores>>;

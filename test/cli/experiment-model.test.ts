@@ -78,7 +78,8 @@ beforeAll(async () => {
   );
   await fs.writeFile(
     config,
-    yaml(`  negativeGradients:
+    yaml(`  checkpoints: {}
+  negativeGradients:
     learningRate: -0.001
     steps: 10
   discretisation:
@@ -120,6 +121,11 @@ describe('entk experiment with model:', () => {
     const r = await runCli(['experiment', config, '--out', out, '--json']);
     expect(r.status, r.stderr).toBe(0);
     const s = JSON.parse(r.stdout);
+    // Finetune of the model's weights (η = 0.01, 10 full-batch steps): lazy, so POP-MU and the
+    // one-step rule track the network (r of Δ log π near 1, RMS error of log π far below a nat).
+    expect(s.summary['checkpoints-one-step-r'].measured).toBeGreaterThan(0.99);
+    expect(s.summary['checkpoints-pop-mu-r'].measured).toBeGreaterThan(0.99);
+    expect(s.summary['checkpoints-pop-mu-rmse'].measured).toBeLessThan(0.01);
     const share = s.summary['negative-gradients-share'];
     // 10 ascent steps of η = −0.001: lazy, so POP-MU's share of the lost mass is the network's.
     expect(Number.isFinite(share.measured)).toBe(true);
@@ -134,6 +140,8 @@ describe('entk experiment with model:', () => {
       'points/model': 'done',
       'kernel/model/model': 'done',
       'finetune/model/negative-gradients': 'done',
+      'finetune/model/checkpoints-model': 'done',
+      'heatmap/model/model': 'done',
     });
 
     // The tracked kernel store: the model's logits and eNTK at the points as the CSVs give them.
@@ -190,6 +198,8 @@ describe('entk experiment with model:', () => {
       'discretisation/analyse': 'done',
       'finetune/model/negative-gradients': 'done',
       'negative-gradients/analyse': 'done',
+      'finetune/model/checkpoints-model': 'done',
+      'heatmap/model/model': 'done',
       report: 'done',
     });
     const manifest = JSON.parse(
@@ -232,8 +242,8 @@ describe('entk experiment with model:', () => {
       return r;
     };
     expectOneLineError(
-      await bad('checkpoints', yaml('  checkpoints: {}')),
-      /studies\.checkpoints: expected a study that runs on a user's model \(discretisation, negativeGradients\); the checkpoints study needs an entk training run \(training checkpoints or runs of its own\)/,
+      await bad('laziness', yaml('  laziness:\n    widths: [8, 16]')),
+      /studies\.laziness: expected a study that runs on a user's model \(checkpoints, discretisation, negativeGradients\); the laziness study needs an entk training run \(training checkpoints or runs of its own\)/,
     );
     expectOneLineError(
       await bad('both', `train:\n  data: digits\n${yaml('  negativeGradients: {}')}`),
@@ -242,6 +252,10 @@ describe('entk experiment with model:', () => {
     expectOneLineError(
       await bad('ckpt', yaml('  negativeGradients:\n    checkpoint: first')),
       /studies\.negativeGradients\.checkpoint: expected nothing with model: .*received "first"/,
+    );
+    expectOneLineError(
+      await bad('heatmap', yaml('  checkpoints:\n    heatmapPoints: train:5')),
+      /studies\.checkpoints\.heatmapPoints: expected nothing with model: \(the heatmap is over the labelled tracked points\)/,
     );
     expectOneLineError(
       await bad('spec', yaml('  negativeGradients: {}').replace('file:watch.csv', 'test:5')),
