@@ -115,15 +115,20 @@ export interface TrainedRun {
 
 /**
  * The base "run" of a user's model (`model:`): the stage `source/model`, keyed by the sha256 of the
- * model's files (hashed every session, so a changed model redoes everything after it); its one
+ * model's files and of the points files (hashed every session, so a changed model or edited points
+ * redo everything after it); its one
  * checkpoint is the model's weights. Nothing is trained and the model's files are only read.
  */
 export async function modelStage(
   ctx: ExperimentContext,
   model: ModelSourceConfig,
+  specs: PointSpecs,
 ): Promise<Staged<TrainedRun>> {
   const sha256 = await modelSha256(model);
-  return ctx.stages.run(`source/${MODEL_RUN}`, { sha256, labelColumn: model.labelColumn }, async () => {
+  // The points files' content is an input too (as a run's data is of its train stage): the
+  // finetune and kernel stages key on this stage and the point ids, not on the points' values.
+  const inputs = { sha256, labelColumn: model.labelColumn, points: await pointsSha256(specs) };
+  return ctx.stages.run(`source/${MODEL_RUN}`, inputs, async () => {
     ctx.log(`reading the model ${model.path} (sha256 ${sha256.slice(0, 12)}…)`);
     const facts = await modelFacts(model, sha256);
     const dir = path.join(ctx.outDir, 'runs', MODEL_RUN);
@@ -224,10 +229,10 @@ export async function pointsStage(
 ): Promise<Staged<TrackedPoints>> {
   const facts = trained.result.model;
   if (facts) {
-    // the points files' content is an input: edited points redo the stage
+    // the points files' content is in the source stage's key (trained.key)
     return ctx.stages.run(
       `points/${trained.result.name}`,
-      { source: trained.key, specs, files: await pointsSha256(specs) },
+      { source: trained.key, specs },
       async () => readModelPoints(facts, specs, abs(ctx, trained.result.dir)),
       { outputs: () => [path.join(abs(ctx, trained.result.dir), 'tracked.json')] },
     );

@@ -192,7 +192,7 @@ async function runStages(
   const base = !needsBase
     ? null
     : config.model
-      ? await modelStage(ctx, config.model)
+      ? await modelStage(ctx, config.model, config.points)
       : config.train
         ? await trainStage(ctx, 'base', config.train)
         : null;

@@ -178,7 +178,7 @@ describe('entk experiment with model:', () => {
     expect(await modelFiles()).toEqual(before);
   }, 120_000);
 
-  it('a re-run reuses every stage; a changed model redoes them; the model is only read', async () => {
+  it('a re-run reuses every stage; a changed model or points file redoes them; the model is only read', async () => {
     const again = await runCli(['experiment', config, '--out', out, '--json']);
     expect(again.status, again.stderr).toBe(0);
     expect(new Set(Object.values(statuses(again.stdout)))).toEqual(new Set(['cached']));
@@ -209,6 +209,21 @@ describe('entk experiment with model:', () => {
       ),
     );
     expect(manifest.source.sha256).toBe((await hashModelFiles(modelJson)).sha256);
+    expect(await modelFiles()).toEqual(edited);
+
+    // An edited points file redoes everything (its content is in the source stage's key, as a
+    // run's data is in its train stage's key); the model's files are still only read.
+    const watch = path.join(dir, 'watch.csv');
+    await fs.writeFile(watch, (await fs.readFile(watch, 'utf8')).replace(/\n(-?[\d.]+)/, '\n0.5'));
+    const points = await runCli(['experiment', config, '--out', out, '--json']);
+    expect(points.status, points.stderr).toBe(0);
+    expect(statuses(points.stdout)).toMatchObject({
+      'source/model': 'done',
+      'points/model': 'done',
+      'kernel/model/model': 'done',
+      'finetune/model/checkpoints-model': 'done',
+      'finetune/model/negative-gradients': 'done',
+    });
     expect(await modelFiles()).toEqual(edited);
   }, 120_000);
 
