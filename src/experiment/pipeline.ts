@@ -116,8 +116,8 @@ export interface TrainedRun {
 /**
  * The base "run" of a user's model (`model:`): the stage `source/model`, keyed by the sha256 of the
  * model's files and of the points files (hashed every session, so a changed model or edited points
- * redo everything after it); its one
- * checkpoint is the model's weights. Nothing is trained and the model's files are only read.
+ * redo everything after it); its one checkpoint is the model's weights. Nothing is trained and the
+ * model's files are only read.
  */
 export async function modelStage(
   ctx: ExperimentContext,
