@@ -22,6 +22,8 @@ import {
   type FinetuneSettings,
   finetuneFields,
   finetuneWith,
+  type ModelSourceConfig,
+  modelBlock,
   msg,
   nonNegInt,
   type PointSpecs,
@@ -60,6 +62,8 @@ export const experimentConfigSchema = z
     seed: nonNegInt().default(0),
     /** The base training run (a training config, as for `entk train`); required unless only the replicator study runs. */
     train: trainBlock.optional(),
+    /** Instead of `train`: a user's tfjs layers model (`path`, relative to the config file); `points` are then `file:` points files. */
+    model: modelBlock.optional(),
     /** Points tracked during finetuning. */
     points: pointsSchema.default({}),
     /** Default finetune settings of every study. */
@@ -91,6 +95,8 @@ export interface ExperimentConfig {
   seed: number;
   /** The base run (null when only the replicator study, which has its own run, is enabled). */
   train: TrainConfig | null;
+  /** A user's model the studies run on instead of a base run (null: `train`). */
+  model: ModelSourceConfig | null;
   points: PointSpecs;
   finetune: FinetuneSettings;
   /** Every registered study: its resolved configuration, or null when absent or disabled. */
@@ -197,29 +203,90 @@ export function resolveExperimentConfig(
     studies[st.name] = block?.enabled ? resolveStudy(st, block, finetune) : null;
   }
   const usingBase = STUDIES.filter((st) => st.usesBase && studies[st.name]).map((st) => st.name);
-  if (usingBase.length > 0 && c.train === undefined) {
+  if (c.model !== undefined) checkModelConfig(input as Record<string, unknown>, c, studies);
+  if (usingBase.length > 0 && c.train === undefined && c.model === undefined) {
     throw new InvalidArgumentError(
       'train',
       undefined,
       `a training configuration (required by the ${usingBase.join(', ')} stud${usingBase.length > 1 ? 'ies' : 'y'})`,
     );
   }
-  const train = usingBase.length > 0 ? resolveTrainBlock(c.train, 'train') : null;
+  const train = usingBase.length > 0 && c.model === undefined ? resolveTrainBlock(c.train, 'train') : null;
+  const model = c.model ? { path: c.model.path, labelColumn: c.model.labelColumn } : null;
   const ownTrain = (STUDIES as readonly RegisteredStudy[])
     .map((st) => (studies[st.name] && 'ownTrain' in st ? ownTrainOf(st, studies[st.name]) : null))
     .find((t) => t !== null);
-  const dataName = (train ?? ownTrain)!.data.replace(/^.*[\\/]/, '');
+  const dataName = (model ? model.path.replace(/[\\/]model\.json$/, '') : (train ?? ownTrain)!.data).replace(
+    /^.*[\\/]/,
+    '',
+  );
   return {
     resolved: true,
     title: c.title ?? `entk experiment: ${dataName}`,
     description: c.description ?? null,
     seed: c.seed,
     train,
+    model,
     points: { finetune: c.points.finetune.trim(), observe: c.points.observe.trim() },
     finetune,
     studies: studies as ExperimentConfig['studies'],
     report: { png: c.report.png },
   };
+}
+
+/** Study keys that select a run's checkpoints or data, refused with `model:` (and why). */
+const CHECKPOINT_KEYS: Readonly<Record<string, string>> = {
+  checkpoint: "the model's weights are the only checkpoint",
+  checkpoints: "the model's weights are the only checkpoint",
+  focus: "the model's weights are the only checkpoint",
+  heatmapPoints: 'the heatmap is over the labelled tracked points',
+};
+
+/**
+ * With `model`: no `train`, only studies that run on one set of weights (`runsOnModel`), no
+ * checkpoint selectors (the model's weights are the only "checkpoint"), `file:` points.
+ */
+function checkModelConfig(
+  input: Record<string, unknown>,
+  c: z.output<typeof experimentConfigSchema>,
+  studies: Record<string, unknown>,
+): void {
+  if (c.train !== undefined) {
+    throw new InvalidArgumentError('model', input.model, 'either train or model, not both');
+  }
+  const supported = (STUDIES as readonly RegisteredStudy[]).filter(
+    (st) => 'runsOnModel' in st && st.runsOnModel,
+  );
+  for (const st of STUDIES as readonly RegisteredStudy[]) {
+    if (!studies[st.name]) continue;
+    const block = (input.studies as Record<string, Record<string, unknown>>)[st.name];
+    if (!supported.includes(st)) {
+      throw new InvalidArgumentError(
+        `studies.${st.name}`,
+        block,
+        `a study that runs on a user's model (${supported.map((s) => s.name).join(', ')}); the ${st.name} study needs an entk training run (training checkpoints or runs of its own), which model: does not have — use train: for it`,
+      );
+    }
+    for (const [key, why] of Object.entries(CHECKPOINT_KEYS)) {
+      if (block && typeof block === 'object' && block[key] !== undefined) {
+        throw new InvalidArgumentError(
+          `studies.${st.name}.${key}`,
+          block[key],
+          `nothing with model: (${why})`,
+        );
+      }
+    }
+  }
+  for (const which of ['finetune', 'observe'] as const) {
+    const spec = c.points[which];
+    if (!/^\s*file:/.test(spec)) {
+      throw new InvalidArgumentError(
+        `points.${which}`,
+        spec,
+        `a points file of the model (file:points.csv or .jsonl, relative to the config file${which === 'finetune' ? `, with a '${c.model!.labelColumn}' column` : ''})`,
+      );
+    }
+  }
 }
 
 /** A study's resolved configuration (its `resolve` on the parsed block). */
@@ -307,7 +374,50 @@ export async function readExperimentConfigFile(
  * Load and validate an experiment config: a .yaml/.yml/.json path or a shipped preset name
  * ('demo', ...). Errors name the file or the offending key.
  */
-export async function loadExperimentConfig(ref: string): Promise<ExperimentConfig> {
+export async function loadExperimentConfig(
+  ref: string,
+  options: LoadExperimentConfigOptions = {},
+): Promise<ExperimentConfig> {
   const raw = await readExperimentConfigFile(ref);
-  return resolveExperimentConfig(raw);
+  const dir = path.dirname(await resolveConfigPath(ref));
+  return resolveExperimentConfig(withModelPaths(raw, dir, options.model));
+}
+
+/** Options of {@link loadExperimentConfig}. */
+export interface LoadExperimentConfigOptions {
+  /** A user's model replacing the config's `train` (or `model.path`); relative to the working directory. */
+  model?: string;
+}
+
+/**
+ * With a `model` (in the file or `model` given): its path and the `file:` points made absolute,
+ * relative to the config file's directory (`override`: to the working directory); `override`
+ * replaces `train`.
+ */
+function withModelPaths(
+  raw: Record<string, unknown>,
+  dir: string,
+  override: string | undefined,
+): Record<string, unknown> {
+  const out = { ...raw };
+  if (override !== undefined) {
+    const block = out.model && typeof out.model === 'object' ? out.model : {};
+    out.model = { ...block, path: path.resolve(override) };
+    delete out.train;
+  }
+  const model = out.model as Record<string, unknown> | undefined;
+  if (!model || typeof model !== 'object') return out;
+  if (typeof model.path === 'string' && model.path !== '') {
+    out.model = { ...model, path: path.resolve(dir, model.path) };
+  }
+  const points = out.points as Record<string, unknown> | undefined;
+  if (points && typeof points === 'object') {
+    out.points = Object.fromEntries(
+      Object.entries(points).map(([k, v]) => {
+        const m = typeof v === 'string' ? /^\s*file:(.+)$/.exec(v) : null;
+        return [k, m ? `file:${path.resolve(dir, m[1]!.trim())}` : v];
+      }),
+    );
+  }
+  return out;
 }

@@ -12,6 +12,7 @@ export {
   type ExperimentConfigInput,
   experimentConfigSchema,
   type FinetuneSettings,
+  type LoadExperimentConfigOptions,
   listPresetConfigs,
   loadExperimentConfig,
   mergeConfigs,

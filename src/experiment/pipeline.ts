@@ -21,6 +21,7 @@ import {
 } from '../finetune/index.js';
 import {
   computeKernelStores,
+  computeModelKernelStore,
   type KernelStore,
   pointIndices,
   readKernelStore,
@@ -40,6 +41,19 @@ import {
 } from '../train/index.js';
 import { exists, readJsonFile, resolveInside } from '../util/index.js';
 import type { ExperimentConfig, FinetuneSettings, PointSpecs } from './config.js';
+import {
+  labelledModelPoints,
+  MODEL_CHECKPOINT,
+  MODEL_RUN,
+  type ModelFacts,
+  modelFacts,
+  modelJsonOf,
+  modelSha256,
+  pointsSha256,
+  readModelPoints,
+  writeModelPoints,
+} from './model-source.js';
+import type { ModelSourceConfig } from './schema.js';
 import { canonicalJson, type StageRunner } from './stages.js';
 
 /** What every stage function gets. */
@@ -95,6 +109,38 @@ export interface TrainedRun {
   dir: string;
   checkpoints: CheckpointInfo[];
   classNames: string[];
+  /** For a user's model (`model:`, ./model-source.ts): what the source stage read from it. */
+  model?: ModelFacts;
+}
+
+/**
+ * The base "run" of a user's model (`model:`): the stage `source/model`, keyed by the sha256 of the
+ * model's files and of the points files (hashed every session, so a changed model or edited points
+ * redo everything after it); its one checkpoint is the model's weights. Nothing is trained and the
+ * model's files are only read.
+ */
+export async function modelStage(
+  ctx: ExperimentContext,
+  model: ModelSourceConfig,
+  specs: PointSpecs,
+): Promise<Staged<TrainedRun>> {
+  const sha256 = await modelSha256(model);
+  // The points files' content is an input too (as a run's data is of its train stage): the
+  // finetune and kernel stages key on this stage and the point ids, not on the points' values.
+  const inputs = { sha256, labelColumn: model.labelColumn, points: await pointsSha256(specs) };
+  return ctx.stages.run(`source/${MODEL_RUN}`, inputs, async () => {
+    ctx.log(`reading the model ${model.path} (sha256 ${sha256.slice(0, 12)}…)`);
+    const facts = await modelFacts(model, sha256);
+    const dir = path.join(ctx.outDir, 'runs', MODEL_RUN);
+    await fs.mkdir(dir, { recursive: true });
+    const classNames = Array.from({ length: facts.numClasses }, (_, i) => String(i));
+    return { name: MODEL_RUN, dir: rel(ctx, dir), checkpoints: [MODEL_CHECKPOINT], classNames, model: facts };
+  });
+}
+
+/** The model.json of the experiment's `model:` (for the stages of a user's model). */
+function modelFile(ctx: ExperimentContext): Promise<string> {
+  return modelJsonOf(ctx.config.model!.path);
 }
 
 /**
@@ -183,6 +229,16 @@ export async function pointsStage(
   specs: PointSpecs,
   keyPrefix: string,
 ): Promise<Staged<TrackedPoints>> {
+  const facts = trained.result.model;
+  if (facts) {
+    // the points files' content is in the source stage's key (trained.key)
+    return ctx.stages.run(
+      `points/${trained.result.name}`,
+      { source: trained.key, specs },
+      async () => readModelPoints(facts, specs, abs(ctx, trained.result.dir)),
+      { outputs: () => [path.join(abs(ctx, trained.result.dir), 'tracked.json')] },
+    );
+  }
   return ctx.stages.run(
     `points/${trained.result.name}`,
     { train: trained.key, specs, seed: ctx.config.seed },
@@ -246,8 +302,21 @@ export async function kernelStage(
     `kernel/${trained.result.name}/${checkpoint.id}`,
     { points: points.key, checkpoint: checkpoint.id },
     async () => {
-      const run = await openRunCached(ctx, abs(ctx, trained.result.dir));
       const ids = [...points.result.finetuneIds, ...points.result.observeIds];
+      if (trained.result.model) {
+        const runDir = abs(ctx, trained.result.dir);
+        ctx.log(`kernel of the model over ${ids.length} points`);
+        const store = await computeModelKernelStore({
+          model: await modelFile(ctx),
+          points: await writeModelPoints(runDir, ids, 'tracked'),
+          out: path.join(runDir, 'kernels', 'tracked'),
+          name: 'tracked',
+          progress: false,
+          overwrite: true, // the experiment's own store (this stage's inputs changed)
+        });
+        return { store: rel(ctx, store.dir), checkpoint };
+      }
+      const run = await openRunCached(ctx, abs(ctx, trained.result.dir));
       ctx.log(`kernel of ${trained.result.name} at ${checkpoint.id} over ${ids.length} points`);
       const [store] = await computeKernelStores({
         run,
@@ -274,6 +343,22 @@ export async function heatmapStage(
     `heatmap/${trained.result.name}/${checkpoint.id}`,
     { train: trained.key, spec, checkpoint: checkpoint.id, seed: ctx.config.seed },
     async () => {
+      if (trained.result.model) {
+        // A user's model: the heatmap is over the labelled tracked points (`spec` is not used).
+        const runDir = abs(ctx, trained.result.dir);
+        const ids = await labelledModelPoints(runDir);
+        ctx.log(`trace kernel of the model over its ${ids.length} labelled tracked points`);
+        const store = await computeModelKernelStore({
+          model: await modelFile(ctx),
+          points: await writeModelPoints(runDir, ids, 'heatmap'),
+          out: path.join(runDir, 'kernels', 'heatmap'),
+          name: 'heatmap',
+          kind: 'trace',
+          progress: false,
+          overwrite: true,
+        });
+        return { store: rel(ctx, store.dir), checkpoint };
+      }
       const run = await openRunCached(ctx, abs(ctx, trained.result.dir));
       ctx.log(`trace kernel of ${trained.result.name} at ${checkpoint.id} over ${spec}`);
       let stores: Awaited<ReturnType<typeof computeKernelStores>>;
@@ -359,12 +444,24 @@ export async function finetuneStage(
       ctx.log(
         `finetuning ${trained.result.name} from ${checkpoint.id}: ${settings.steps} steps, η = ${settings.learningRate}, ${ids.finetune.length} finetune + ${ids.observe.length} observation points`,
       );
+      const points = trained.result.model
+        ? {
+            model: await modelFile(ctx),
+            out: path.join(runPaths(runDir).finetune, name),
+            points: await writeModelPoints(runDir, ids.finetune, `${name}-finetune`),
+            ...(ids.observe.length > 0
+              ? { observe: await writeModelPoints(runDir, ids.observe, `${name}-observe`) }
+              : {}),
+          }
+        : {
+            run: await openRunCached(ctx, runDir),
+            checkpoint: checkpoint.id,
+            points: `ids:${ids.finetune.join(',')}`,
+            ...(ids.observe.length > 0 ? { observe: `ids:${ids.observe.join(',')}` } : {}),
+          };
       const { dir } = await finetune({
-        run: await openRunCached(ctx, runDir),
-        checkpoint: checkpoint.id,
+        ...points,
         name,
-        points: `ids:${ids.finetune.join(',')}`,
-        ...(ids.observe.length > 0 ? { observe: `ids:${ids.observe.join(',')}` } : {}),
         mode: settings.batch === 'full' ? 'full' : 'minibatch',
         ...(settings.batch === 'full' ? {} : { batchSize: settings.batch }),
         learningRate: settings.learningRate,

@@ -25,7 +25,7 @@ import {
 } from '../report/index.js';
 import { checkOutputDir, type OutputKind, withOutputLock, writeJsonAtomic } from '../util/index.js';
 import { type ExperimentConfig, type ExperimentConfigInput, resolveExperimentConfig } from './config.js';
-import { describeModel, type ExperimentContext, pointsStage, trainStage } from './pipeline.js';
+import { describeModel, type ExperimentContext, modelStage, pointsStage, trainStage } from './pipeline.js';
 import { type StageEvent, StageRunner } from './stages.js';
 import { STUDIES } from './studies/index.js';
 import type { BaseRun, Study, StudyRun, SummaryRow } from './study.js';
@@ -163,7 +163,7 @@ async function forget(outDir: string): Promise<void> {
     stages = null; // damaged record: nothing is known to be ours
   }
   for (const name of stages?.recorded() ?? []) {
-    if (!name.startsWith('train/')) continue;
+    if (!name.startsWith('train/') && !name.startsWith('source/')) continue;
     const dir = (stages!.resultOf(name) as { dir?: unknown } | undefined)?.dir;
     const runs = path.join(outDir, 'runs');
     const abs = typeof dir === 'string' ? path.resolve(outDir, dir) : null;
@@ -189,7 +189,13 @@ async function runStages(
   ctx.log(`experiment "${config.title}" in ${path.relative(process.cwd(), outDir) || '.'}`);
 
   const needsBase = REGISTRY.some((study) => study.usesBase && studyConfig(config, study) !== null);
-  const base = needsBase && config.train ? await trainStage(ctx, 'base', config.train) : null;
+  const base = !needsBase
+    ? null
+    : config.model
+      ? await modelStage(ctx, config.model, config.points)
+      : config.train
+        ? await trainStage(ctx, 'base', config.train)
+        : null;
   const points = base ? await pointsStage(ctx, base, config.points, 'points') : null;
   const baseRun: BaseRun | null = base && points ? { trained: base, points } : null;
   const studies: StudyRun[] = [];
@@ -249,6 +255,11 @@ function reportMeta(config: ExperimentConfig, checkpoints: number | null): Recor
     meta['observation points'] = config.points.observe;
     if (checkpoints !== null) meta.checkpoints = checkpoints;
   }
+  if (config.model) {
+    meta.model = config.model.path;
+    meta['finetune points'] = config.points.finetune;
+    meta['observation points'] = config.points.observe;
+  }
   meta.seed = config.seed;
   meta.backend = backendInfo()?.backend ?? 'unknown';
   meta.entk = ENTK_VERSION;
@@ -263,7 +274,7 @@ function summarySection(config: ExperimentConfig, summary: ReportTable, studies:
     title: 'Summary',
     text: [
       `This report compares what real TensorFlow.js networks do when finetuned with what lazy-training theory predicts from their empirical neural tangent kernel (eNTK): equation (1) for one SGD step, POP-MU (the multiplicative update, equal to gradient descent on the linearised network) and POP-ODE (the replicator flow), as defined in docs/theory.md#lazy-training. Studies: ${studies.map((st) => studyTitle(st.name)).join('; ')}.`,
-      `${config.train ? `Base run: ${describeModel(config.train)} on ${config.train.data}. ` : ''}Every number on this page is in results.json; every figure is in figures/ as SVG${config.report.png ? ', PNG' : ''} and Vega-Lite spec.`,
+      `${config.train ? `Base run: ${describeModel(config.train)} on ${config.train.data}. ` : ''}${config.model ? `Model: ${config.model.path} (a user's tfjs layers model, its weights as given; nothing trained). ` : ''}Every number on this page is in results.json; every figure is in figures/ as SVG${config.report.png ? ', PNG' : ''} and Vega-Lite spec.`,
     ].join('\n\n'),
     tables: [summary],
   };

@@ -82,6 +82,22 @@ export const pointsSchema = z
 
 export const enabled = z.boolean(msg('true or false')).default(true);
 
+/** `model`: a user's tfjs layers model the experiment runs on instead of training (`train`). */
+export const modelBlock = z
+  .object({
+    /** model.json (or its directory), e.g. written by `saveModel`; relative to the config file. Only read. */
+    path: z.string(msg('a path to a tfjs layers model.json (or its directory)')).min(1),
+    /** Label column of the CSV/JSONL points files. Default 'label'. */
+    labelColumn: z.string(msg('a column name')).min(1).default('label'),
+  })
+  .strict();
+
+/** The resolved `model` block: the model file (absolute) and the points files' label column. */
+export interface ModelSourceConfig {
+  path: string;
+  labelColumn: string;
+}
+
 /** Resolved finetune settings. */
 export interface FinetuneSettings {
   learningRate: number;

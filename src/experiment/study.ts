@@ -34,6 +34,11 @@ export interface Study<N extends string = string, S extends z.ZodTypeAny = z.Zod
   schema: S;
   /** Whether it uses the experiment's base run (`train`, `points`). */
   usesBase: boolean;
+  /**
+   * Whether it also runs on a user's model (`model:` instead of `train:`): it needs one set of
+   * weights and the tracked points, no training checkpoints or runs of its own. Default false.
+   */
+  runsOnModel?: boolean;
   /** The resolved configuration of a parsed, enabled block (InvalidArgumentError naming the key). */
   resolve(block: z.output<S>, defaults: StudyDefaults): C;
   /** The training run of its own, if any (names the data in the title when there is no base run). */

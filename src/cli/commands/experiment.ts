@@ -14,6 +14,8 @@ export interface ExperimentFlags {
   force?: boolean;
   json?: boolean;
   quiet?: boolean;
+  /** A user's model.json (or its directory) replacing the config's train: / model.path. */
+  model?: string;
 }
 
 /** Default experiment directory of a config reference: runs/<file name without extension>. */
@@ -32,7 +34,7 @@ export async function runExperimentCommand(
   const { loadExperimentConfig, runExperiment } = await import('../../experiment/index.js');
   const { formatTableText } = await import('../../report/index.js');
   const quiet = Boolean(flags.json || flags.quiet || globals.quiet);
-  const config = await loadExperimentConfig(ref);
+  const config = await loadExperimentConfig(ref, flags.model !== undefined ? { model: flags.model } : {});
   const outDir = flags.out ?? defaultOutDir(ref);
   const t0 = performance.now();
   const clock = () => `[${((performance.now() - t0) / 1000).toFixed(1).padStart(5)} s]`;
@@ -83,6 +85,10 @@ export function registerExperiment(program: Command): void {
     .option(
       '--force',
       'redo every stage instead of reusing finished ones (deletes only the runs this experiment recorded)',
+    )
+    .option(
+      '--model <path>',
+      "run on a user's tfjs layers model.json (or its directory) instead of the config's train: (points: must be file: points files)",
     )
     .option('--json', 'print a JSON summary instead of the table')
     .action(async (ref: string, flags: ExperimentFlags) => {

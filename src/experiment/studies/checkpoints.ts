@@ -268,8 +268,15 @@ export async function runCheckpointsStudy(
       'pop-ode',
       ...(focusRun.analysis.result.hasRefreshed ? (['pop-mu-refreshed'] as const) : []),
     ];
-    const labelOf = (p: number) =>
-      p < N ? points.result.finetuneLabels[p]! : points.result.observeLabels[p - N]!;
+    // undefined: an unlabelled observation point (label −1, a user's model)
+    const labelOf = (p: number): number | undefined => {
+      const y = p < N ? points.result.finetuneLabels[p]! : points.result.observeLabels[p - N]!;
+      return y >= 0 ? y : undefined;
+    };
+    const labelText = (p: number) => {
+      const y = labelOf(p);
+      return y === undefined ? '' : ` (label ${classNames[y]})`;
+    };
     figures.push(
       await trajectoriesFigure({
         id: `${prefix}trajectories`,
@@ -277,7 +284,7 @@ export async function runCheckpointsStudy(
         numLabels: V,
         labelNames: classNames,
         points: chosen.map((p) => ({
-          name: `${p < N ? 'finetune' : 'observed'} ${p < N ? ids.finetune[p] : ids.observe[p - N]} (label ${classNames[labelOf(p)]})`,
+          name: `${p < N ? 'finetune' : 'observed'} ${p < N ? ids.finetune[p] : ids.observe[p - N]}${labelText(p)}`,
           trueLabel: labelOf(p),
           series: [
             { method: 'actual', probabilities: pointProbabilities(actual, p) },
@@ -327,7 +334,7 @@ export async function runCheckpointsStudy(
         size: store.manifest.points.count,
         classes: store.labels!.data as Int32Array,
         classNames,
-        kernelDescription: `The trace eNTK tr K(x, x′)/V at ${focus.id} over ${store.manifest.points.count} training points (${cfg.heatmapPoints})`,
+        kernelDescription: `The trace eNTK tr K(x, x′)/V at ${focus.id} over ${store.manifest.points.count} ${base.result.model ? 'labelled tracked points' : `training points (${cfg.heatmapPoints})`}`,
         title: `Class-sorted eNTK at ${focus.id}`,
       }),
     );
@@ -456,6 +463,7 @@ export const checkpointsStudy = defineStudy({
   title: 'theory vs reality at checkpoints',
   schema,
   usesBase: true,
+  runsOnModel: true,
   resolve,
   run: (ctx, config, base) => runCheckpointsStudy(ctx, base!.trained, base!.points, config),
 });

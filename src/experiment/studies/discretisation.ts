@@ -225,6 +225,7 @@ export const discretisationStudy = defineStudy({
   title: 'discretisation vs step size',
   schema,
   usesBase: true,
+  runsOnModel: true,
   resolve,
   run: (ctx, config, base) => runDiscretisationStudy(ctx, base!.trained, base!.points, config),
 });

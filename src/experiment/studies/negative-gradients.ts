@@ -238,7 +238,13 @@ export async function runNegativeGradientsStudy(
       if (p === 0) return r.label;
       const id = others[p - 1]!;
       const fi = finetuneIds.indexOf(id);
-      return fi >= 0 ? points.result.finetuneLabels[fi] : points.result.observeLabels[observeIds.indexOf(id)];
+      const y =
+        fi >= 0 ? points.result.finetuneLabels[fi] : points.result.observeLabels[observeIds.indexOf(id)];
+      return y !== undefined && y >= 0 ? y : undefined; // −1: an unlabelled point (a user's model)
+    };
+    const pointName = (p: number): string => {
+      const y = labelOfPoint(p);
+      return y === undefined ? others[p - 1]! : `${others[p - 1]} (label ${classNames[y]})`;
     };
     const trajectories = await trajectoriesFigure({
       id: 'negative-gradients-trajectories',
@@ -246,10 +252,7 @@ export async function runNegativeGradientsStudy(
       numLabels: V,
       labelNames: classNames,
       points: chosen.map((p) => ({
-        name:
-          p === 0
-            ? `ascended ${example} (label ${classNames[r.label]})`
-            : `${others[p - 1]} (label ${classNames[labelOfPoint(p)!]})`,
+        name: p === 0 ? `ascended ${example} (label ${classNames[r.label]})` : pointName(p),
         trueLabel: labelOfPoint(p),
         labels: p === 0 ? [r.label, r.top] : undefined,
         series: [
@@ -343,6 +346,7 @@ export const negativeGradientsStudy = defineStudy({
   title: 'negative gradients',
   schema,
   usesBase: true,
+  runsOnModel: true,
   resolve,
   run: (ctx, config, base) => runNegativeGradientsStudy(ctx, base!.trained, base!.points, config),
 });
