@@ -50,7 +50,7 @@ describe('tokenizeTexts', () => {
     expect(tokenized.revision).toMatch(/^sha256:/);
   });
 
-  it('tokenises texts longer than the tokenizer\'s model_max_length (64), cut to the first L tokens', async () => {
+  it("tokenises texts longer than the tokenizer's model_max_length (64), cut to the first L tokens", async () => {
     // WordNet glosses with tiny-BERT's letter-level pieces reach 153 tokens; a padded batch call of
     // transformers.js fails on them. Reference: the unpadded encoding, cut and padded by hand.
     const ds = await loadDataset('text/wordnet-glosses.csv');
