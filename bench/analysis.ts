@@ -16,17 +16,15 @@
  * by the reference script. Run: `npm run bench -- --only analysis [--quick]`, or
  * `node bin/run-ts.js bench/analysis.ts --out result.json [flags]`.
  */
-import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { mseFlow, npyKernelMatrix, topEigenpairs } from '../src/analysis/index.js';
 import { readNpy, writeNpy } from '../src/io/index.js';
 import { writeJsonAtomic } from '../src/util/atomic.js';
 import { Rng } from '../src/util/rng.js';
+import { defaultPython, ROOT, relMax, runPython } from './common.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SCRIPT = path.join(ROOT, 'bench/reference/analysis_ref.py');
 
 interface Flags {
@@ -50,7 +48,7 @@ function parseFlags(argv: string[]): Flags {
     rank: 400,
     train: 5000,
     test: 1000,
-    python: process.env.ENTK_PYTHON ?? '/usr/bin/python3',
+    python: defaultPython(),
     skipSpectrum: false,
     skipMse: false,
     stream: false,
@@ -75,37 +73,19 @@ function parseFlags(argv: string[]): Flags {
 }
 
 /** Run the reference script; returns its last stdout line as JSON. */
-function reference(python: string, args: string[], cleanBlas: boolean): Promise<Record<string, unknown>> {
-  const env = { ...process.env };
-  if (cleanBlas) {
-    delete env.OPENBLAS_CORETYPE;
-    delete env.OPENBLAS_L2_SIZE;
-  }
-  return new Promise((resolve, reject) => {
-    const child = spawn(python, [SCRIPT, ...args], { env, stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      if (code !== 0) reject(new Error(`${python} ${SCRIPT} ${args[0]} exited with ${code}`));
-      else resolve(JSON.parse(out.trim().split('\n').pop()!) as Record<string, unknown>);
-    });
-  });
+async function reference(
+  python: string,
+  args: string[],
+  cleanBlas: boolean,
+): Promise<Record<string, unknown>> {
+  const { code, stdout } = await runPython(SCRIPT, args, { python, cleanBlas });
+  if (code !== 0) throw new Error(`${python} ${SCRIPT} ${args[0]} exited with ${code}`);
+  return JSON.parse(stdout.trim().split('\n').pop()!) as Record<string, unknown>;
 }
 
 const log = (m: string) => process.stderr.write(`[analysis bench] ${m}\n`);
 const seconds = (t0: number) => (performance.now() - t0) / 1000;
 const rss = () => process.resourceUsage().maxRSS * 1024;
-
-function maxRel(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0;
-  let s = 0;
-  for (let i = 0; i < a.length; i++) {
-    d = Math.max(d, Math.abs(a[i]! - b[i]!));
-    s = Math.max(s, Math.abs(b[i]!));
-  }
-  return d / s;
-}
 
 async function spectrumPart(f: Flags, dir: string) {
   const file = path.join(dir, 'kernel.npy');
@@ -143,7 +123,7 @@ async function spectrumPart(f: Flags, dir: string) {
   log('scipy eigsh on the file loaded into memory');
   const scipy = await reference(f.python, ['eigsh', '--file', file, '--k', String(f.k)], true);
   const scipyValues = scipy.eigenvalues as number[];
-  const diff = maxRel(Array.from(top.values), scipyValues);
+  const diff = relMax(Array.from(top.values), scipyValues);
   await fs.rm(file, { force: true });
   return {
     n: f.n,
@@ -222,7 +202,7 @@ async function msePart(f: Flags, dir: string) {
   const diffs: number[] = [];
   for (let k = 0; k < times.length; k++) {
     const ref = (await readNpy(path.join(dir, `numpy_${k}.npy`))).data as Float64Array;
-    diffs.push(maxRel(outs[k]!, ref));
+    diffs.push(relMax(outs[k]!, ref));
   }
   const entkTotal = eighSeconds + predictSeconds;
   return {

@@ -13,11 +13,9 @@
  * bench/ntk.ts. Reference processes run with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset.
  * Run through `npm run bench -- --only ntk-models`, or: node bin/run-ts.js bench/ntk-models.ts --out f.json
  */
-import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/backend/index.js';
 import { applyStandardization, fitStandardization, loadDataset } from '../src/data/index.js';
@@ -27,8 +25,19 @@ import { buildModel, resolveModelSpec } from '../src/model/index.js';
 import { writeJsonAtomic } from '../src/util/atomic.js';
 import { Rng } from '../src/util/rng.js';
 import { wasmApi } from '../src/util/wasm-asm.js';
+import {
+  fmt,
+  loadAtStart,
+  machineInfo,
+  positiveInt,
+  ROOT,
+  readBin,
+  relMax,
+  runPython,
+  timeJacobian,
+  writeBin,
+} from './common.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CASES = ['mlp', 'mlp-wide', 'cnn', 'resnet-bn', 'ln-seq'] as const;
 type Case = (typeof CASES)[number];
 
@@ -58,12 +67,7 @@ function parseFlags(argv: string[]): Flags {
     cases: [...CASES],
     skipReference: false,
   };
-  const num = (v: string | undefined, flag: string) => {
-    const x = Number(v);
-    if (!Number.isInteger(x) || x < 1)
-      throw new Error(`bench ntk-models: ${flag} expects a positive integer, got ${v}`);
-    return x;
-  };
+  const num = positiveInt('ntk-models');
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const next = () => argv[++i];
@@ -187,18 +191,6 @@ function measureWasmPeak(threads: number): { perThreadGflops: number; threads: n
   return { perThreadGflops, threads, peakGflops: perThreadGflops * threads };
 }
 
-const fmt = (ms: number) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(0)} ms`);
-
-function relMax(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let err = 0;
-  let scale = 0;
-  for (let e = 0; e < b.length; e++) {
-    err = Math.max(err, Math.abs(a[e]! - b[e]!));
-    scale = Math.max(scale, Math.abs(b[e]!));
-  }
-  return err / scale;
-}
-
 async function timeStructured(model: tf.LayersModel, x: tf.Tensor, flags: Flags) {
   const ntk = empiricalNtkFn(model, { threads: flags.threads, progress: false });
   const runs: NtkResult[] = [];
@@ -213,37 +205,11 @@ async function timeStructured(model: tf.LayersModel, x: tf.Tensor, flags: Flags)
   return { bestMs: Math.min(...ms), runsMs: ms, result: last, rules: ntk.plan.rules };
 }
 
-/** The Jacobian path at nj points: time (extrapolated to n) and its kernel, for the agreement check. */
-async function timeJacobian(model: tf.LayersModel, x: Float32Array, nj: number, n: number) {
-  const ntk = empiricalNtkFn(model, { implementation: 'jacobian', progress: false });
-  const warm = tf.tensor2d(x.subarray(0, 2 * 64), [2, 64]);
-  await ntk(warm);
-  warm.dispose();
-  const xt = tf.tensor2d(x.subarray(0, nj * 64), [nj, 64]);
-  const t0 = performance.now();
-  const k = await ntk(xt);
-  const ms = performance.now() - t0;
-  const s = n / nj;
-  const features = k.timings.features!;
-  const contraction = k.timings.contraction!;
-  const kStructured = await empiricalNtkFn(model, { progress: false })(xt);
-  xt.dispose();
-  return {
-    n: nj,
-    ms,
-    extrapolatedMs: features * s + contraction * s * s + (ms - features - contraction) * s,
-    relMaxErrorStructuredVsJacobian: relMax(kStructured.data, k.data),
-  };
-}
-
-async function writeBin(
-  dir: string,
-  name: string,
-  t: tf.Tensor | Float32Array,
-): Promise<{ file: string; shape: number[] }> {
-  const data = t instanceof Float32Array ? t : (t.dataSync() as Float32Array);
-  await fs.writeFile(path.join(dir, name), Buffer.from(data.buffer, data.byteOffset, data.byteLength));
-  return { file: name, shape: t instanceof Float32Array ? [t.length] : t.shape };
+/** A tensor's (or raw values') float32 file for the reference, via writeBin. */
+function writeTensor(dir: string, name: string, t: tf.Tensor | Float32Array) {
+  return t instanceof Float32Array
+    ? writeBin(dir, name, t, [t.length])
+    : writeBin(dir, name, t.dataSync() as Float32Array, t.shape);
 }
 
 /** Run bench/reference/ntk_models.py on the model's weights; returns its JSON and K. */
@@ -251,7 +217,7 @@ async function runReference(c: Case, model: tf.LayersModel, x: Float32Array, n: 
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'entk-ntk-models-'));
   try {
     const meta: Record<string, unknown> = { kind: c === 'cnn' ? 'cnn' : 'mlp' };
-    meta.x = { ...(await writeBin(dir, 'x.bin', x.subarray(0, n * 64))), shape: [n, 64] };
+    meta.x = await writeBin(dir, 'x.bin', x.subarray(0, n * 64), [n, 64]);
     const withKernel = model.layers.filter((l) => l.trainableWeights.length > 0);
     if (c === 'cnn') {
       const part = (cls: string) => withKernel.filter((l) => l.getClassName() === cls);
@@ -260,8 +226,8 @@ async function runReference(c: Case, model: tf.LayersModel, x: Float32Array, n: 
           layers.map(async (l, k) => {
             const [w, b] = l.getWeights();
             return {
-              kernel: await writeBin(dir, `${prefix}${k}w.bin`, w!),
-              bias: await writeBin(dir, `${prefix}${k}b.bin`, b!),
+              kernel: await writeTensor(dir, `${prefix}${k}w.bin`, w!),
+              bias: await writeTensor(dir, `${prefix}${k}b.bin`, b!),
             };
           }),
         );
@@ -274,8 +240,8 @@ async function runReference(c: Case, model: tf.LayersModel, x: Float32Array, n: 
           const [w, b] = l.getWeights();
           const r = l as unknown as { weightScale?: number; biasScale?: number };
           return {
-            kernel: await writeBin(dir, `w${k}.bin`, w!),
-            bias: await writeBin(dir, `b${k}.bin`, b!),
+            kernel: await writeTensor(dir, `w${k}.bin`, w!),
+            bias: await writeTensor(dir, `b${k}.bin`, b!),
             weightScale: r.weightScale ?? 1,
             biasScale: r.biasScale ?? 1,
           };
@@ -284,42 +250,31 @@ async function runReference(c: Case, model: tf.LayersModel, x: Float32Array, n: 
     }
     await fs.writeFile(path.join(dir, 'meta.json'), JSON.stringify(meta));
     const kFile = path.join(dir, 'k.bin');
-    const env = { ...process.env };
-    delete env.OPENBLAS_CORETYPE;
-    delete env.OPENBLAS_L2_SIZE;
-    const args = [
-      path.join(ROOT, 'bench/reference/ntk_models.py'),
-      '--dir',
-      dir,
-      '--threads',
-      String(flags.threads),
-    ];
+    const args = ['--dir', dir, '--threads', String(flags.threads)];
     args.push('--repeats', String(c === 'cnn' ? 1 : flags.repeats), '--save-k', kFile);
-    const stdout = await new Promise<string>((resolve, reject) => {
-      const child = spawn(process.env.ENTK_PYTHON ?? '/usr/bin/python3', args, {
-        stdio: ['ignore', 'pipe', 'inherit'],
-        env,
-      });
-      let text = '';
-      child.stdout.on('data', (chunk) => {
-        text += chunk;
-      });
-      child.on('error', reject);
-      child.on('exit', (code) =>
-        code === 0 ? resolve(text) : reject(new Error(`ntk_models.py exited with ${code}`)),
-      );
-    });
+    const { code, stdout } = await runPython(path.join(ROOT, 'bench/reference/ntk_models.py'), args);
+    if (code !== 0) throw new Error(`ntk_models.py exited with ${code}`);
     const result = JSON.parse(stdout) as {
       methods: Record<string, { available: boolean; best_s?: number; reason?: string }>;
     };
-    const k = await fs.readFile(kFile).catch(() => null);
-    return {
-      ...result,
-      k: k ? new Float32Array(k.buffer.slice(k.byteOffset, k.byteOffset + k.byteLength)) : null,
-    };
+    return { ...result, k: await readBin(kFile) };
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
   }
+}
+
+/** The Jacobian path at nj points: time (extrapolated to n) and its agreement with the structured kernel. */
+async function jacobianCheck(model: tf.LayersModel, x: Float32Array, nj: number, n: number) {
+  const j = await timeJacobian(model, x, 64, nj, n);
+  const xt = tf.tensor2d(x.subarray(0, nj * 64), [nj, 64]);
+  const kStructured = await empiricalNtkFn(model, { progress: false })(xt);
+  xt.dispose();
+  return {
+    n: j.n,
+    ms: j.ms,
+    extrapolatedMs: j.extrapolatedMs,
+    relMaxErrorStructuredVsJacobian: relMax(kStructured.data, j.k),
+  };
 }
 
 async function runCase(
@@ -352,7 +307,7 @@ async function runCase(
   entry.fractionOfPeak = gflops / peak.peakGflops;
   let line = `${c} N=${n} (P=${s.result.parameterCount}): entk structured ${fmt(s.bestMs)} (${s.result.threads} threads; features ${fmt(s.result.timings.features ?? 0)}; ${gflops.toFixed(1)} GFLOP/s = ${((100 * gflops) / peak.peakGflops).toFixed(0)}% of peak)`;
   if (c === 'resnet-bn' || c === 'ln-seq') {
-    const j = await timeJacobian(model, x, flags.jacobianN, n);
+    const j = await jacobianCheck(model, x, flags.jacobianN, n);
     entry.jacobian = j;
     const ratio = j.extrapolatedMs / s.bestMs;
     entry.ratio = ratio;
@@ -381,12 +336,7 @@ async function main(): Promise<void> {
   const flags = parseFlags(process.argv.slice(2));
   const info = await initBackend();
   const summary: string[] = [];
-  const load = os.loadavg();
-  if (load[0]! > os.cpus().length * 0.5) {
-    summary.push(
-      `WARNING: load average ${load[0]!.toFixed(1)} on ${os.cpus().length} cores at start: timings are inflated`,
-    );
-  }
+  const load = loadAtStart(summary);
   const x = await digitsPoints(Math.max(flags.nMlp, flags.nWide, flags.nCnn, flags.nGraph));
   const cases: Record<string, unknown> = {};
   const peakBefore = measureWasmPeak(flags.threads);
@@ -399,14 +349,7 @@ async function main(): Promise<void> {
   const result = {
     benchmark: 'ntk-models',
     createdAt: new Date().toISOString(),
-    machine: {
-      cpus: os.cpus().length,
-      cpuModel: os.cpus()[0]?.model,
-      loadAverageAtStart: load,
-      node: process.versions.node,
-      backend: info,
-      wasmFloat32Peak: { before: peakBefore, after: peakAfter },
-    },
+    machine: machineInfo(load, info, { wasmFloat32Peak: { before: peakBefore, after: peakAfter } }),
     flags,
     cases,
     summary,

@@ -20,11 +20,9 @@
  * Run through `npm run bench -- --only ntk-transformer`, or:
  *   node bin/run-ts.js bench/ntk-transformer.ts --out f.json
  */
-import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/backend/index.js';
 import { loadDataset } from '../src/data/index.js';
@@ -33,8 +31,19 @@ import { empiricalNtkFn, type NtkResult, terminateNtkWorkers } from '../src/kern
 import { buildModel, resolveModelSpec, type TransformerSpec } from '../src/model/index.js';
 import { writeJsonAtomic } from '../src/util/atomic.js';
 import { Rng } from '../src/util/rng.js';
+import {
+  fmt,
+  loadAtStart,
+  machineInfo,
+  positiveInt,
+  ROOT,
+  readBin,
+  relMax,
+  runPython,
+  timeJacobian,
+  writeBin,
+} from './common.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const TOKENIZER = 'models/wordnet-tokenizer';
 const DATA = 'text/wordnet-glosses.csv';
 
@@ -58,12 +67,7 @@ function parseFlags(argv: string[]): Flags {
     repeats: 3,
     skipReference: false,
   };
-  const num = (v: string | undefined, flag: string) => {
-    const x = Number(v);
-    if (!Number.isInteger(x) || x < 1)
-      throw new Error(`bench ntk-transformer: ${flag} expects a positive integer, got ${v}`);
-    return x;
-  };
+  const num = positiveInt('ntk-transformer');
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const next = () => argv[++i];
@@ -79,18 +83,6 @@ function parseFlags(argv: string[]): Flags {
   }
   if (f.functorchN !== null && f.functorchN > f.n) f.functorchN = f.n;
   return f;
-}
-
-const fmt = (ms: number) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(0)} ms`);
-
-function relMax(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let err = 0;
-  let scale = 0;
-  for (let e = 0; e < b.length; e++) {
-    err = Math.max(err, Math.abs(a[e]! - b[e]!));
-    scale = Math.max(scale, Math.abs(b[e]!));
-  }
-  return err / scale;
 }
 
 /** The top-left [n·V, n·V] block of a row-major [N·V, N·V] kernel. */
@@ -139,34 +131,6 @@ async function timeStructured(model: tf.LayersModel, x: tf.Tensor, flags: Flags)
   return { bestMs: Math.min(...ms), runsMs: ms, result: last!, rules: ntk.plan.rules };
 }
 
-/** The Jacobian path at nj points: time (extrapolated to n) and its kernel. */
-async function timeJacobian(model: tf.LayersModel, x: Float32Array, width: number, nj: number, n: number) {
-  const ntk = empiricalNtkFn(model, { implementation: 'jacobian', progress: false });
-  const warm = tf.tensor2d(x.subarray(0, 2 * width), [2, width]);
-  await ntk(warm);
-  warm.dispose();
-  const xt = tf.tensor2d(x.subarray(0, nj * width), [nj, width]);
-  const t0 = performance.now();
-  const k = await ntk(xt);
-  const ms = performance.now() - t0;
-  xt.dispose();
-  const s = n / nj;
-  const features = k.timings.features!;
-  const contraction = k.timings.contraction!;
-  return {
-    n: nj,
-    ms,
-    timings: k.timings,
-    extrapolatedMs: features * s + contraction * s * s + (ms - features - contraction) * s,
-    k: k.data,
-  };
-}
-
-async function writeBin(dir: string, name: string, data: Float32Array, shape: number[]) {
-  await fs.writeFile(path.join(dir, name), Buffer.from(data.buffer, data.byteOffset, data.byteLength));
-  return { file: name, shape };
-}
-
 /** Run bench/reference/ntk_transformer.py on the model's weights and nf points; its JSON and K. */
 async function runReference(
   model: tf.LayersModel,
@@ -204,42 +168,14 @@ async function runReference(
     }
     await fs.writeFile(path.join(dir, 'meta.json'), JSON.stringify(meta));
     const kFile = path.join(dir, 'k.bin');
-    const env = { ...process.env };
-    delete env.OPENBLAS_CORETYPE;
-    delete env.OPENBLAS_L2_SIZE;
-    const args = [
-      path.join(ROOT, 'bench/reference/ntk_transformer.py'),
-      '--dir',
-      dir,
-      '--threads',
-      String(flags.threads),
-      '--repeats',
-      '1',
-      '--save-k',
-      kFile,
-    ];
-    const { code, stdout } = await new Promise<{ code: number | null; stdout: string }>((resolve, reject) => {
-      const child = spawn(process.env.ENTK_PYTHON ?? '/usr/bin/python3', args, {
-        stdio: ['ignore', 'pipe', 'inherit'],
-        env,
-      });
-      let text = '';
-      child.stdout.on('data', (chunk) => {
-        text += chunk;
-      });
-      child.on('error', reject);
-      child.on('exit', (c) => resolve({ code: c, stdout: text }));
-    });
+    const args = ['--dir', dir, '--threads', String(flags.threads), '--repeats', '1', '--save-k', kFile];
+    const { code, stdout } = await runPython(path.join(ROOT, 'bench/reference/ntk_transformer.py'), args);
     if (code !== 0 && code !== 2) throw new Error(`ntk_transformer.py exited with ${code}`);
     const result = JSON.parse(stdout) as {
       logitsRelMaxError?: number;
       methods: Record<string, { available: boolean; best_s?: number; reason?: string }>;
     };
-    const kb = code === 0 ? await fs.readFile(kFile).catch(() => null) : null;
-    return {
-      ...result,
-      k: kb ? new Float32Array(kb.buffer.slice(kb.byteOffset, kb.byteOffset + kb.byteLength)) : null,
-    };
+    return { ...result, k: code === 0 ? await readBin(kFile) : null };
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
   }
@@ -249,12 +185,7 @@ async function main(): Promise<void> {
   const flags = parseFlags(process.argv.slice(2));
   const info = await initBackend();
   const summary: string[] = [];
-  const load = os.loadavg();
-  if (load[0]! > os.cpus().length * 0.5) {
-    summary.push(
-      `WARNING: load average ${load[0]!.toFixed(1)} on ${os.cpus().length} cores at start: timings are inflated (the ratios are measured in the same run)`,
-    );
-  }
+  const load = loadAtStart(summary, ' (the ratios are measured in the same run)');
   const spec = resolveModelSpec('transformer-tiny') as TransformerSpec;
   const V = 5;
   const n = flags.n;
@@ -308,13 +239,7 @@ async function main(): Promise<void> {
   const result = {
     benchmark: 'ntk-transformer',
     createdAt: new Date().toISOString(),
-    machine: {
-      cpus: os.cpus().length,
-      cpuModel: os.cpus()[0]?.model,
-      loadAverageAtStart: load,
-      node: process.versions.node,
-      backend: info,
-    },
+    machine: machineInfo(load, info),
     flags,
     case: entry,
     summary,

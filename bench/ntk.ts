@@ -18,7 +18,6 @@ import { spawn, spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/backend/index.js';
 import { applyStandardization, fitStandardization, loadDataset } from '../src/data/index.js';
@@ -33,8 +32,7 @@ import { buildModel, resolveModelSpec } from '../src/model/index.js';
 import { writeJsonAtomic } from '../src/util/atomic.js';
 import { Rng } from '../src/util/rng.js';
 import { wasmApi } from '../src/util/wasm-asm.js';
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+import { fmt, loadAtStart, machineInfo, ROOT, relMax, runPython } from './common.js';
 
 interface Flags {
   out: string | null;
@@ -318,7 +316,6 @@ async function runReference(
     await writeReferenceInputs(dir, model, x, flags.n);
     const kFile = path.join(dir, 'k.bin');
     const args = [
-      path.join(ROOT, 'bench/reference/ntk_torch.py'),
       '--dir',
       dir,
       '--threads',
@@ -329,26 +326,19 @@ async function runReference(
       kFile,
     ];
     if (flags.functorchN > 0) args.push('--functorch-n', String(flags.functorchN));
-    const stdout = await new Promise<string>((resolve, reject) => {
-      const child = spawn(python.path, args, { stdio: ['ignore', 'pipe', 'inherit'] });
-      let text = '';
-      child.stdout.on('data', (c) => {
-        text += c;
-      });
-      child.on('error', reject);
-      child.on('exit', (code) =>
-        code === 0 ? resolve(text) : reject(new Error(`ntk_torch.py exited with ${code}`)),
-      );
+    const { code, stdout } = await runPython(path.join(ROOT, 'bench/reference/ntk_torch.py'), args, {
+      python: python.path,
+      cleanBlas: false,
     });
+    if (code !== 0) throw new Error(`ntk_torch.py exited with ${code}`);
     const result = JSON.parse(stdout) as Record<string, unknown>;
     const kRef = new Float32Array((await fs.readFile(kFile)).buffer.slice(0));
-    let err = 0;
-    let scale = 0;
-    for (let e = 0; e < kRef.length; e++) {
-      err = Math.max(err, Math.abs(kRef[e]! - kEntk[e]!));
-      scale = Math.max(scale, Math.abs(kRef[e]!));
-    }
-    return { available: true, interpreter: python.path, ...result, relMaxErrorEntkVsReference: err / scale };
+    return {
+      available: true,
+      interpreter: python.path,
+      ...result,
+      relMaxErrorEntkVsReference: relMax(kEntk, kRef),
+    };
   } catch (error) {
     return { available: false, reason: `reference failed: ${(error as Error).message}` };
   } finally {
@@ -420,7 +410,6 @@ async function runLargeInChild(flags: Flags): Promise<Record<string, unknown>> {
   }
 }
 
-const fmt = (ms: number) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(0)} ms`);
 const GiB = 2 ** 30;
 
 async function main(): Promise<void> {
@@ -432,19 +421,8 @@ async function main(): Promise<void> {
   }
   const info = await initBackend();
   const summary: string[] = [];
-  const load = os.loadavg();
-  const machine = {
-    cpus: os.cpus().length,
-    cpuModel: os.cpus()[0]?.model,
-    loadAverageAtStart: load,
-    node: process.versions.node,
-    backend: info,
-  };
-  if (load[0]! > machine.cpus * 0.5) {
-    summary.push(
-      `WARNING: load average ${load[0]!.toFixed(1)} on ${machine.cpus} cores at start: timings are inflated`,
-    );
-  }
+  const load = loadAtStart(summary);
+  const machine = machineInfo(load, info);
 
   // Measured before and after the tfjs runs; the better of the two is the peak (noise only slows).
   const peakBefore = matmulPeak();
