@@ -13,45 +13,16 @@ by bench/ntk-models.ts) and computes the full eNTK K[n*V+i, m*V+j] = <df_i(x_n),
 Prints one JSON object on stdout; --save-k writes K (float32). Thread counts are fixed (--threads)
 through the environment before numpy/torch load.
 """
-import argparse
 import json
-import os
 import sys
-import time
 
-
-def parse():
-    p = argparse.ArgumentParser()
-    p.add_argument("--dir", required=True)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--save-k", default="")
-    return p.parse_args()
-
-
-ARGS = parse()
-for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[var] = str(ARGS.threads)
-
-import numpy as np  # noqa: E402
-
-
-def read(entry):
-    return np.fromfile(os.path.join(ARGS.dir, entry["file"]), dtype="<f4").reshape(entry["shape"])
-
-
-def timed(fn, repeats):
-    times = []
-    out = None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return out, {"best_s": min(times), "median_s": sorted(times)[len(times) // 2], "runs_s": times}
+from common import new_result, parse_args, read_f32, read_meta, timed, unavailable
 
 
 def mlp_layerwise(x, layers):
     """layers: list of (W, b, s_w, s_b); ReLU between layers, linear head."""
+    import numpy as np
+
     n = x.shape[0]
     v = layers[-1][0].shape[1]
     acts = [x]
@@ -87,20 +58,25 @@ def mlp_layerwise(x, layers):
 
 
 def main():
-    with open(os.path.join(ARGS.dir, "meta.json")) as f:
-        meta = json.load(f)
+    args = parse_args(repeats=3)  # fixes the thread counts: numpy and torch load after it
+    import numpy as np
+
+    def read(entry):
+        return read_f32(args.dir, entry)
+
+    meta = read_meta(args.dir)
     x = read(meta["x"])
-    result = {"python": sys.version.split()[0], "numpy": np.__version__, "threads": ARGS.threads, "methods": {}}
+    result = new_result(args.threads)
     n = x.shape[0]
     if meta["kind"] == "mlp":
         layers = [(read(l["kernel"]), read(l["bias"]), l["weightScale"], l["biasScale"]) for l in meta["layers"]]
-        k, t = timed(lambda: mlp_layerwise(x, layers), ARGS.repeats)
+        k, t = timed(lambda: mlp_layerwise(x, layers), args.repeats)
         result["methods"]["numpy-layerwise"] = {"available": True, "n": n, **t}
         a = np.random.default_rng(0).standard_normal((2048, 2048), dtype=np.float32)
         _, tp = timed(lambda: a @ a, 3)
         result["numpy_matmul_gflops"] = 2 * 2048**3 / tp["best_s"] / 1e9
-        if ARGS.save_k:
-            k.astype("<f4").tofile(ARGS.save_k)
+        if args.save_k:
+            k.astype("<f4").tofile(args.save_k)
     elif meta["kind"] == "cnn":
         try:
             import torch
@@ -112,10 +88,10 @@ def main():
 
                 functional_call = None
         except Exception as e:  # noqa: BLE001
-            result["methods"]["functorch"] = {"available": False, "reason": f"{type(e).__name__}: {e}"}
+            result["methods"]["functorch"] = unavailable(e)
             json.dump(result, sys.stdout)
             return
-        torch.set_num_threads(ARGS.threads)
+        torch.set_num_threads(args.threads)
         result["torch"] = torch.__version__
         convs = [(read(c["kernel"]), read(c["bias"])) for c in meta["convs"]]
         denses = [(read(d["kernel"]), read(d["bias"])) for d in meta["denses"]]
@@ -172,8 +148,8 @@ def main():
 
         k, t = timed(contraction, 1)
         result["methods"]["functorch"] = {"available": True, "n": n, **t}
-        if ARGS.save_k:
-            k.detach().numpy().astype("<f4").tofile(ARGS.save_k)
+        if args.save_k:
+            k.detach().numpy().astype("<f4").tofile(args.save_k)
     json.dump(result, sys.stdout)
 
 

@@ -15,54 +15,27 @@ by up to three methods and prints one JSON object on stdout:
 Thread counts are fixed (--threads) through the environment before numpy/torch load.
 Missing modules are reported as {"available": false, "reason": ...}, never as a failure.
 """
-import argparse
 import json
-import os
 import sys
-import time
+
+from common import new_result, parse_args, read_f32, read_meta, timed, unavailable
 
 
-def parse():
-    p = argparse.ArgumentParser()
-    p.add_argument("--dir", required=True)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=3)
+def add_args(p):
     p.add_argument("--functorch-n", type=int, default=0, help="points for functorch (0 = all)")
     p.add_argument("--methods", default="torch-layerwise,functorch,numpy-layerwise")
-    p.add_argument("--save-k", default="", help="write the torch-layerwise (or numpy) K here (float32)")
-    return p.parse_args()
-
-
-ARGS = parse()
-for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[var] = str(ARGS.threads)
-
-import numpy as np  # noqa: E402
 
 
 def load(directory):
-    with open(os.path.join(directory, "meta.json")) as f:
-        meta = json.load(f)
-
-    def read(entry):
-        return np.fromfile(os.path.join(directory, entry["file"]), dtype="<f4").reshape(entry["shape"])
-
-    x = read(meta["x"])
-    layers = [(read(layer["kernel"]), read(layer["bias"])) for layer in meta["layers"]]
+    meta = read_meta(directory)
+    x = read_f32(directory, meta["x"])
+    layers = [(read_f32(directory, layer["kernel"]), read_f32(directory, layer["bias"])) for layer in meta["layers"]]
     return meta, x, layers
 
 
-def timed(fn, repeats):
-    times = []
-    out = None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return out, {"best_s": min(times), "median_s": sorted(times)[len(times) // 2], "runs_s": times}
-
-
 def numpy_layerwise(x, layers):
+    import numpy as np
+
     (w1, b1), (w2, b2), (w3, b3) = layers
     n, v = x.shape[0], w3.shape[1]
     h1 = x @ w1 + b1
@@ -89,9 +62,15 @@ def numpy_layerwise(x, layers):
 
 
 def main():
-    meta, x, layers = load(ARGS.dir)
-    methods = ARGS.methods.split(",")
-    result = {"python": sys.version.split()[0], "numpy": np.__version__, "threads": ARGS.threads, "methods": {}}
+    # Fixes the thread counts: numpy and torch load after it.
+    args = parse_args(
+        repeats=3, save_k_help="write the torch-layerwise (or numpy) K here (float32)", add=add_args
+    )
+    import numpy as np
+
+    meta, x, layers = load(args.dir)
+    methods = args.methods.split(",")
+    result = new_result(args.threads)
     n, v = x.shape[0], layers[-1][0].shape[1]
     saved = False
 
@@ -99,10 +78,10 @@ def main():
     try:
         import torch  # noqa: F811
 
-        torch.set_num_threads(ARGS.threads)
+        torch.set_num_threads(args.threads)
         result["torch"] = torch.__version__
     except Exception as e:  # noqa: BLE001
-        result["torch_unavailable"] = f"{type(e).__name__}: {e}"
+        result["torch_unavailable"] = unavailable(e)["reason"]
 
     if "torch-layerwise" in methods:
         if torch is None:
@@ -134,10 +113,10 @@ def main():
                     k.view(n, v, n, v).diagonal(dim1=1, dim2=3).add_(g3[:, :, None])
                     return k
 
-            k, t = timed(layerwise, ARGS.repeats)
+            k, t = timed(layerwise, args.repeats)
             result["methods"]["torch-layerwise"] = {"available": True, "n": n, **t}
-            if ARGS.save_k:
-                k.numpy().astype("<f4").tofile(ARGS.save_k)
+            if args.save_k:
+                k.numpy().astype("<f4").tofile(args.save_k)
                 saved = True
             # float32 matmul peak of torch/OpenBLAS on these threads, for context.
             a = torch.randn(2048, 2048)
@@ -151,7 +130,7 @@ def main():
                 raise ImportError(result["torch_unavailable"])
             from functorch import jacrev, make_functional, vmap
 
-            nf = ARGS.functorch_n if 0 < ARGS.functorch_n < n else n
+            nf = args.functorch_n if 0 < args.functorch_n < n else n
             dims = [layers[0][0].shape[0]] + [w.shape[1] for w, _ in layers]
             mods = []
             for i, (w, b) in enumerate(layers):
@@ -187,13 +166,13 @@ def main():
                     err = (kf - kl).abs().max() / kl.abs().max()
                     result["methods"]["functorch"]["rel_max_error_vs_layerwise"] = float(err)
         except Exception as e:  # noqa: BLE001
-            result["methods"]["functorch"] = {"available": False, "reason": f"{type(e).__name__}: {e}"}
+            result["methods"]["functorch"] = unavailable(e)
 
     if "numpy-layerwise" in methods:
-        k, t = timed(lambda: numpy_layerwise(x, layers), ARGS.repeats)
+        k, t = timed(lambda: numpy_layerwise(x, layers), args.repeats)
         result["methods"]["numpy-layerwise"] = {"available": True, "n": n, **t}
-        if ARGS.save_k and not saved:
-            k.astype("<f4").tofile(ARGS.save_k)
+        if args.save_k and not saved:
+            k.astype("<f4").tofile(args.save_k)
         a = np.random.default_rng(0).standard_normal((2048, 2048), dtype=np.float32)
         _, tp = timed(lambda: a @ a, 3)
         result["numpy_matmul_gflops"] = 2 * 2048**3 / tp["best_s"] / 1e9

@@ -20,44 +20,13 @@ tutorial: vmap(jacrev(f)) over the points, then einsum('Naf,Mbf->NaMb') per para
 Prints one JSON object on stdout; --save-k writes K (float32). Thread counts are fixed (--threads)
 through the environment before torch loads.
 """
-import argparse
 import json
 import math
-import os
 import sys
-import time
 
-
-def parse():
-    p = argparse.ArgumentParser()
-    p.add_argument("--dir", required=True)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=1)
-    p.add_argument("--save-k", default="")
-    return p.parse_args()
-
-
-ARGS = parse()
-for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[var] = str(ARGS.threads)
-
-import numpy as np  # noqa: E402
+from common import new_result, parse_args, read_f32, read_meta, timed, unavailable
 
 MASK_BIAS = 1e9  # src/model/transformer-layers.ts ATTENTION_MASK_BIAS
-
-
-def read(entry):
-    return np.fromfile(os.path.join(ARGS.dir, entry["file"]), dtype="<f4").reshape(entry["shape"])
-
-
-def timed(fn, repeats):
-    times = []
-    out = None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return out, {"best_s": min(times), "median_s": sorted(times)[len(times) // 2], "runs_s": times}
 
 
 def forward(torch, spec, p, ids, mask):
@@ -112,10 +81,15 @@ def forward(torch, spec, p, ids, mask):
 
 
 def main():
-    with open(os.path.join(ARGS.dir, "meta.json")) as f:
-        meta = json.load(f)
+    args = parse_args(repeats=1)  # fixes the thread counts: numpy and torch load after it
+    import numpy as np
+
+    def read(entry):
+        return read_f32(args.dir, entry)
+
+    meta = read_meta(args.dir)
     spec = meta["spec"]
-    result = {"python": sys.version.split()[0], "numpy": np.__version__, "threads": ARGS.threads, "methods": {}}
+    result = new_result(args.threads)
     try:
         import torch
 
@@ -124,10 +98,10 @@ def main():
         except ImportError:  # torch < 2: the functorch package
             from functorch import jacrev, vmap
     except Exception as e:  # noqa: BLE001
-        result["methods"]["functorch"] = {"available": False, "reason": f"{type(e).__name__}: {e}"}
+        result["methods"]["functorch"] = unavailable(e)
         json.dump(result, sys.stdout)
         return
-    torch.set_num_threads(ARGS.threads)
+    torch.set_num_threads(args.threads)
     result["torch"] = torch.__version__
     params = {name: torch.from_numpy(read(entry).copy()) for name, entry in meta["weights"].items()}
     tokens = read(meta["x"])
@@ -160,10 +134,10 @@ def main():
             k = t if k is None else k + t
         return k.reshape(n * k.shape[1], n * k.shape[1])
 
-    k, t = timed(contraction, ARGS.repeats)
+    k, t = timed(contraction, args.repeats)
     result["methods"]["functorch"] = {"available": True, "n": n, **t}
-    if ARGS.save_k:
-        k.detach().numpy().astype("<f4").tofile(ARGS.save_k)
+    if args.save_k:
+        k.detach().numpy().astype("<f4").tofile(args.save_k)
     json.dump(result, sys.stdout)
 
 
