@@ -142,27 +142,16 @@ function tred2Reduce(n: number, ws: Workspace): void {
   const { W, d, e } = ws;
   for (let j = 0; j < n; j++) d[j] = W[j * n + (n - 1)]!;
   for (let i = n - 1; i > 0; i--) {
-    let scale = 0;
-    let h = 0;
-    for (let k = 0; k < i; k++) scale += Math.abs(d[k]!);
-    if (scale === 0) {
-      e[i] = d[i - 1]!;
+    const h = householderVector(d, e, i);
+    if (h === 0) {
       for (let j = 0; j < i; j++) {
         d[j] = W[j * n + (i - 1)]!;
         W[j * n + i] = 0;
         W[i * n + j] = 0;
       }
     } else {
-      for (let k = 0; k < i; k++) {
-        d[k] = d[k]! / scale;
-        h += d[k]! * d[k]!;
-      }
-      let f = d[i - 1]!;
-      let g = Math.sqrt(h);
-      if (f > 0) g = -g;
-      e[i] = scale * g;
-      h -= f * g;
-      d[i - 1] = f - g;
+      let f: number;
+      let g: number;
       for (let j = 0; j < i; j++) e[j] = 0;
       for (let j = 0; j < i; j++) {
         f = d[j]!;
@@ -176,13 +165,7 @@ function tred2Reduce(n: number, ws: Workspace): void {
         }
         e[j] = g;
       }
-      f = 0;
-      for (let j = 0; j < i; j++) {
-        e[j] = e[j]! / h;
-        f += e[j]! * d[j]!;
-      }
-      const hh = f / (h + h);
-      for (let j = 0; j < i; j++) e[j] = e[j]! - hh * d[j]!;
+      householderQ(d, e, i, h);
       for (let j = 0; j < i; j++) {
         f = d[j]!;
         g = e[j]!;
@@ -194,6 +177,43 @@ function tred2Reduce(n: number, ws: Workspace): void {
     }
     d[i] = h;
   }
+}
+
+/**
+ * The Householder vector of row i (its first i entries in d, scaled by their absolute sum as in
+ * tred2): d[0..i) ← u, e[i] ← the sub-diagonal T_{i,i−1}; returns h = ½|u|² (scaled), 0 when the
+ * row is already zero (then e[i] = d[i − 1], no reflection).
+ */
+function householderVector(d: Float64Array, e: Float64Array, i: number): number {
+  let scale = 0;
+  for (let k = 0; k < i; k++) scale += Math.abs(d[k]!);
+  if (scale === 0) {
+    e[i] = d[i - 1]!;
+    return 0;
+  }
+  let h = 0;
+  for (let k = 0; k < i; k++) {
+    d[k] = d[k]! / scale;
+    h += d[k]! * d[k]!;
+  }
+  const f = d[i - 1]!;
+  let g = Math.sqrt(h);
+  if (f > 0) g = -g;
+  e[i] = scale * g;
+  h -= f * g;
+  d[i - 1] = f - g;
+  return h;
+}
+
+/** With e[0..i) = A u on entry: p = A u / h, K = uᵀp / 2h, e ← q = p − K u (tred2). */
+function householderQ(d: Float64Array, e: Float64Array, i: number, h: number): void {
+  let f = 0;
+  for (let j = 0; j < i; j++) {
+    e[j] = e[j]! / h;
+    f += e[j]! * d[j]!;
+  }
+  const hh = f / (h + h);
+  for (let j = 0; j < i; j++) e[j] = e[j]! - hh * d[j]!;
 }
 
 /**
@@ -217,23 +237,12 @@ function tred2ReduceBlocked(n: number, ws: Workspace): void {
     for (let p = 0; p < pending; p++) {
       W[i * n + i] = W[i * n + i]! - 2 * panel[p * n + i]! * panel[(PANEL + p) * n + i]!;
     }
-    let scale = 0;
-    let h = 0;
-    for (let kk = 0; kk < i; kk++) scale += Math.abs(d[kk]!);
-    if (scale === 0) {
-      e[i] = d[i - 1]!;
+    const h = householderVector(d, e, i);
+    if (h === 0) {
       for (let j = 0; j < i; j++) W[i * n + j] = 0;
     } else {
-      for (let kk = 0; kk < i; kk++) {
-        d[kk] = d[kk]! / scale;
-        h += d[kk]! * d[kk]!;
-      }
-      let f = d[i - 1]!;
-      let g = Math.sqrt(h);
-      if (f > 0) g = -g;
-      e[i] = scale * g;
-      h -= f * g;
-      d[i - 1] = f - g;
+      let f: number;
+      let g: number;
       for (let j = 0; j < i; j++) e[j] = 0;
       // e = A u with the stored A (lower columns), as tred2Reduce
       for (let j = 0; j < i; j++) {
@@ -254,13 +263,7 @@ function tred2ReduceBlocked(n: number, ws: Workspace): void {
         // scratch[1] = u_p·u already
         k.rank2(w.e, qAt(p), uAt(p), i, w.S);
       }
-      f = 0;
-      for (let j = 0; j < i; j++) {
-        e[j] = e[j]! / h;
-        f += e[j]! * d[j]!;
-      }
-      const hh = f / (h + h);
-      for (let j = 0; j < i; j++) e[j] = e[j]! - hh * d[j]!;
+      householderQ(d, e, i, h);
       panel.set(d.subarray(0, i), pending * n);
       panel.set(e.subarray(0, i), (PANEL + pending) * n);
       pending++;

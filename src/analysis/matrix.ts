@@ -80,9 +80,7 @@ export function denseKernelMatrix(
       return passes;
     },
     async multiply(x, b) {
-      checkBlock(x, b, n);
-      const y = new Float64Array(n * b);
-      product.setVectors(x, b);
+      const y = startProduct(product, x, b, n);
       product.multiply(data, n, y, 0);
       passes++;
       return y;
@@ -181,17 +179,7 @@ export async function npyKernelMatrix(
       const read = async (start: number, slot: number) => {
         const rows = Math.min(panelRows, n - start);
         const bytes = new Uint8Array(buffers[slot]!, 0, rows * rowBytes);
-        let done = 0;
-        while (done < bytes.length) {
-          const { bytesRead } = await handle.read(
-            bytes,
-            done,
-            bytes.length - done,
-            header.dataOffset + start * rowBytes + done,
-          );
-          if (bytesRead === 0) throw new CorruptFileError(file, 'ended early');
-          done += bytesRead;
-        }
+        await readFully(handle, file, bytes, header.dataOffset + start * rowBytes);
         return rows;
       };
       let slot = 0;
@@ -220,14 +208,34 @@ export async function npyKernelMatrix(
       return passes;
     },
     async multiply(x, b) {
-      checkBlock(x, b, n);
-      const y = new Float64Array(n * b);
-      product.setVectors(x, b);
+      const y = startProduct(product, x, b, n);
       await forEachPanel((start, rows, panel) => product.multiply(panel, rows, y, start * b));
       return y;
     },
     forEachPanel,
   };
+}
+
+/** Fill `bytes` from the file at `position`; a file that ends first is corrupt. */
+async function readFully(
+  handle: fs.FileHandle,
+  file: string,
+  bytes: Uint8Array,
+  position: number,
+): Promise<void> {
+  let done = 0;
+  while (done < bytes.length) {
+    const { bytesRead } = await handle.read(bytes, done, bytes.length - done, position + done);
+    if (bytesRead === 0) throw new CorruptFileError(file, 'ended early');
+    done += bytesRead;
+  }
+}
+
+/** Check the block X [n, b], hand it to the product; the zeroed Y [n, b] to accumulate K X into. */
+function startProduct(product: PanelProduct, x: Float64Array, b: number, n: number): Float64Array {
+  checkBlock(x, b, n);
+  product.setVectors(x, b);
+  return new Float64Array(n * b);
 }
 
 /** The .npy data read once into the product's memory (rows in chunks of `panelRows`). */
@@ -246,13 +254,7 @@ async function residentNpyMatrix(
     const chunk = 64 * 2 ** 20;
     for (let done = 0; done < total; ) {
       const length = Math.min(chunk, total - done);
-      const view = product.residentBytes(done, length);
-      let got = 0;
-      while (got < length) {
-        const { bytesRead } = await handle.read(view, got, length - got, dataOffset + done + got);
-        if (bytesRead === 0) throw new CorruptFileError(file, 'ended early');
-        got += bytesRead;
-      }
+      await readFully(handle, file, product.residentBytes(done, length), dataOffset + done);
       done += length;
     }
   } finally {
@@ -266,9 +268,7 @@ async function residentNpyMatrix(
       return passes;
     },
     async multiply(x, b) {
-      checkBlock(x, b, n);
-      const y = new Float64Array(n * b);
-      product.setVectors(x, b);
+      const y = startProduct(product, x, b, n);
       product.multiplyResident(y);
       passes++;
       return y;
