@@ -37,7 +37,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { ENTK_VERSION } from '../backend/index.js';
 import { type BatchSchedule, logSoftmaxRow, type Trajectory } from '../dynamics/index.js';
-import { loadUserModel, unsupportedLines } from '../embed/index.js';
+import { loadUserModel } from '../embed/index.js';
 import { assertArgument, CorruptFileError, InvalidArgumentError } from '../errors.js';
 import { type NdArray, readNpy, writeNpy } from '../io/index.js';
 import { analyzeModel, empiricalNtkFn, type NtkImplementation, type NtkPlan } from '../kernel/index.js';
@@ -47,6 +47,7 @@ import {
   type KernelStoreSource,
   loadModelPoints,
   logitsAndProbabilities,
+  modelStoreSource,
   type PointSource,
   readKernelStore,
   resolvePoints,
@@ -365,15 +366,7 @@ async function modelSource(options: FinetuneOptions): Promise<FinetuneSource> {
     };
     const train = await points(options.points, true);
     const observe = options.observe ? await points(options.observe, false) : null;
-    const hashes = await hashModelFiles(report.file);
-    const source: KernelStoreSource = {
-      kind: 'model',
-      path: report.file,
-      sha256: hashes.sha256,
-      files: hashes.files,
-      modelClass: report.modelClass,
-      unsupported: unsupportedLines(report),
-    };
+    const source = await modelStoreSource(report);
     const classNames = Array.from({ length: V }, (_, i) => String(i));
     return {
       dir,

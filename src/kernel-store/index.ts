@@ -48,6 +48,7 @@ export {
   loadModelPoints,
   type ModelPoints,
   type ModelPointTerm,
+  modelStoreSource,
   parseModelPointSpec,
 } from './model.js';
 export {

@@ -208,6 +208,19 @@ export async function loadModelPoints(
   return points;
 }
 
+/** The manifest source of a store computed from a user's model: its files' identity and support report. */
+export async function modelStoreSource(report: ModelSupportReport): Promise<KernelStoreSource> {
+  const hashes = await hashModelFiles(report.file);
+  return {
+    kind: 'model',
+    path: report.file,
+    sha256: hashes.sha256,
+    files: hashes.files,
+    modelClass: report.modelClass,
+    unsupported: unsupportedLines(report),
+  };
+}
+
 /**
  * The sha256 identity of a layers model on disk: every file (model.json, then the weight files
  * of its weightsManifest in order, names relative to model.json's directory) with its size and
@@ -335,15 +348,7 @@ export async function computeModelKernelStore(
     if (!/^[A-Za-z0-9_][A-Za-z0-9._-]*$/.test(name)) {
       throw new InvalidArgumentError('name', name, 'a name of letters, digits, ".", "_" and "-"');
     }
-    const hashes = await hashModelFiles(report.file);
-    const source: KernelStoreSource = {
-      kind: 'model',
-      path: report.file,
-      sha256: hashes.sha256,
-      files: hashes.files,
-      modelClass: report.modelClass,
-      unsupported: unsupportedLines(report),
-    };
+    const source = await modelStoreSource(report);
     const base: StoreDescription = {
       source,
       run: null,
