@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { hashModelFiles, readKernelStore } from '../../src/kernel-store/index.js';
 import { saveModel } from '../../src/model/index.js';
 import { tempDir } from '../util/temp-dir.js';
-import { setDeterministicWeights } from '../util/weights.js';
+import { denseClassifier, modelFiles, writeCsv } from '../util/user-model.js';
 import { expectOneLineError, runCli } from './run-cli.js';
 
 const dir = tempDir('cli-experiment-model');
@@ -24,22 +24,7 @@ const feature = (n: number, j: number) =>
 const finetuneRows = [0, 1, 2, 3, 4, 5];
 const watchRows = [6, 7, 8];
 
-function makeModel(scale: number): tf.Sequential {
-  const model = tf.sequential({
-    layers: [
-      tf.layers.dense({ inputShape: [D], units: 8, activation: 'tanh', name: 'hidden' }),
-      tf.layers.dense({ units: V, name: 'logits' }),
-    ],
-  });
-  setDeterministicWeights(model, scale);
-  return model;
-}
-
-async function modelFiles(): Promise<Map<string, Buffer>> {
-  const m = new Map<string, Buffer>();
-  for (const f of (await fs.readdir(modelDir)).sort()) m.set(f, await fs.readFile(path.join(modelDir, f)));
-  return m;
-}
+const makeModel = (scale: number): tf.Sequential => denseClassifier(D, 8, V, scale);
 
 /** The experiment's stage events of a `--json` run, as stage → status. */
 function statuses(stdout: string): Record<string, string> {
@@ -67,15 +52,13 @@ beforeAll(async () => {
   await saveModel(model, modelDir);
   model.dispose();
   const row = (n: number) => Array.from({ length: D }, (_, j) => feature(n, j));
-  await fs.writeFile(
+  await writeCsv(
     path.join(dir, 'train.csv'),
-    ['id,a,b,c,d,label', ...finetuneRows.map((n) => [`p${n}`, ...row(n), n % V].join(','))].join('\n'),
+    ['id', 'a', 'b', 'c', 'd', 'label'],
+    finetuneRows.map((n) => [`p${n}`, ...row(n), n % V]),
   );
   // Observation points without ids or labels (ids come from the file name).
-  await fs.writeFile(
-    path.join(dir, 'watch.csv'),
-    ['a,b,c,d', ...watchRows.map((n) => row(n).join(','))].join('\n'),
-  );
+  await writeCsv(path.join(dir, 'watch.csv'), ['a', 'b', 'c', 'd'], watchRows.map(row));
   await fs.writeFile(
     config,
     yaml(`  checkpoints: {}
@@ -117,7 +100,7 @@ function referenceKernel(model: tf.LayersModel, x: number[][]): Float64Array {
 
 describe('entk experiment with model:', () => {
   it('runs the studies on the model: kernel and logits match autodiff, theory close to the network', async () => {
-    const before = await modelFiles();
+    const before = await modelFiles(modelDir);
     const r = await runCli(['experiment', config, '--out', out, '--json']);
     expect(r.status, r.stderr).toBe(0);
     const s = JSON.parse(r.stdout);
@@ -175,7 +158,7 @@ describe('entk experiment with model:', () => {
     );
     expect(manifest.source).toMatchObject({ kind: 'model', sha256 });
     expect(manifest.finetune.ids).toEqual(['p0']);
-    expect(await modelFiles()).toEqual(before);
+    expect(await modelFiles(modelDir)).toEqual(before);
   }, 120_000);
 
   it('a re-run reuses every stage; a changed model or points file redoes them; the model is only read', async () => {
@@ -188,7 +171,7 @@ describe('entk experiment with model:', () => {
     await saveModel(other, tmp);
     other.dispose();
     await fs.copyFile(path.join(tmp, 'weights.bin'), path.join(modelDir, 'weights.bin'));
-    const edited = await modelFiles();
+    const edited = await modelFiles(modelDir);
     const changed = await runCli(['experiment', config, '--out', out, '--json']);
     expect(changed.status, changed.stderr).toBe(0);
     expect(statuses(changed.stdout)).toMatchObject({
@@ -209,7 +192,7 @@ describe('entk experiment with model:', () => {
       ),
     );
     expect(manifest.source.sha256).toBe((await hashModelFiles(modelJson)).sha256);
-    expect(await modelFiles()).toEqual(edited);
+    expect(await modelFiles(modelDir)).toEqual(edited);
 
     // An edited points file redoes everything (its content is in the source stage's key, as a
     // run's data is in its train stage's key); the model's files are still only read.
@@ -224,7 +207,7 @@ describe('entk experiment with model:', () => {
       'finetune/model/checkpoints-model': 'done',
       'finetune/model/negative-gradients': 'done',
     });
-    expect(await modelFiles()).toEqual(edited);
+    expect(await modelFiles(modelDir)).toEqual(edited);
   }, 120_000);
 
   it('--model runs a config on a model given on the command line (instead of its train:)', async () => {

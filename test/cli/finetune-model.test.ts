@@ -2,12 +2,11 @@
 // with saveModel) and points from a CSV file, end to end through the real CLI.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { hashModelFiles } from '../../src/kernel-store/index.js';
 import { saveModel } from '../../src/model/index.js';
 import { tempDir } from '../util/temp-dir.js';
-import { setDeterministicWeights } from '../util/weights.js';
+import { denseClassifier, modelFiles, writeCsv } from '../util/user-model.js';
 import { expectOneLineError, runCli } from './run-cli.js';
 
 const dir = tempDir('cli-finetune-model');
@@ -20,38 +19,23 @@ const D = 4;
 const feature = (n: number, j: number) => Math.cos(1.1 * n + 0.6 * j + 0.4) * (1 + 0.15 * j);
 let files: Map<string, Buffer>;
 
-async function modelFiles(): Promise<Map<string, Buffer>> {
-  const m = new Map<string, Buffer>();
-  for (const f of (await fs.readdir(modelDir)).sort()) m.set(f, await fs.readFile(path.join(modelDir, f)));
-  return m;
-}
-
 beforeAll(async () => {
-  const model = tf.sequential({
-    layers: [
-      tf.layers.dense({ inputShape: [D], units: 8, activation: 'tanh', name: 'hidden' }),
-      tf.layers.dense({ units: 3, name: 'logits' }),
-    ],
-  });
-  setDeterministicWeights(model, 0.7);
+  const model = denseClassifier(D, 8, 3, 0.7);
   await saveModel(model, modelDir);
   model.dispose();
   const header = ['id', 'a', 'b', 'c', 'd'];
   const row = (n: number) => Array.from({ length: D }, (_, j) => feature(n, j).toFixed(6));
-  await fs.writeFile(
+  await writeCsv(
     trainCsv,
-    [
-      [...header, 'label'].join(','),
-      ...[0, 1, 2, 3, 4].map((n) => [`p${n}`, ...row(n), n % 3].join(',')),
-    ].join('\n'),
+    [...header, 'label'],
+    [0, 1, 2, 3, 4].map((n) => [`p${n}`, ...row(n), n % 3]),
   );
-  await fs.writeFile(
+  await writeCsv(
     watchCsv,
-    [[...header, 'label'].join(','), ...[5, 6, 7].map((n) => [`q${n}`, ...row(n), n % 3].join(','))].join(
-      '\n',
-    ),
+    [...header, 'label'],
+    [5, 6, 7].map((n) => [`q${n}`, ...row(n), n % 3]),
   );
-  files = await modelFiles();
+  files = await modelFiles(modelDir);
 });
 
 describe('entk finetune | predict | compare --model', () => {
@@ -121,7 +105,7 @@ describe('entk finetune | predict | compare --model', () => {
     expect(c.changes['one-step'].pearson).toBeGreaterThan(0.995);
     expect(c.discretisationGap.logProbRmse).toBeLessThan(2e-3);
 
-    expect(await modelFiles()).toEqual(files);
+    expect(await modelFiles(modelDir)).toEqual(files);
   });
 
   it('refuses a changed model, --model without --recording, a missing points file and --checkpoint', async () => {

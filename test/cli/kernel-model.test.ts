@@ -9,6 +9,7 @@ import { empiricalNtkFn, type NtkImplementation } from '../../src/kernel/index.j
 import { hashModelFiles, readKernelStore } from '../../src/kernel-store/index.js';
 import { saveModel } from '../../src/model/index.js';
 import { tempDir } from '../util/temp-dir.js';
+import { denseClassifier } from '../util/user-model.js';
 import { setDeterministicWeights } from '../util/weights.js';
 import { type CliResult, expectOneLineError, runCliAsync } from './run-cli.js';
 
@@ -53,21 +54,10 @@ async function reference(modelDir: string, implementation: NtkImplementation): P
 let tensorsBefore: number;
 beforeAll(async () => {
   tensorsBefore = tf.memory().numTensors;
-  const dense = tf.sequential({
-    layers: [
-      tf.layers.dense({ inputShape: [D], units: 6, activation: 'tanh', name: 'hidden' }),
-      tf.layers.dense({ units: 3, name: 'logits' }),
-    ],
-  });
-  setDeterministicWeights(dense, 0.6);
+  const dense = denseClassifier(D, 6, 3, 0.6);
   await saveModel(dense, denseDir);
   // The same network with a softmax output layer (same weights).
-  const softmax = tf.sequential({
-    layers: [
-      tf.layers.dense({ inputShape: [D], units: 6, activation: 'tanh', name: 'hidden' }),
-      tf.layers.dense({ units: 3, activation: 'softmax', name: 'probs' }),
-    ],
-  });
+  const softmax = denseClassifier(D, 6, 3, 0.6, { name: 'probs', activation: 'softmax' });
   softmax.setWeights(dense.getWeights());
   await saveModel(softmax, softmaxDir);
   softmax.dispose();

@@ -18,6 +18,7 @@ import {
 import { hashModelFiles, verifyKernelStore } from '../../src/kernel-store/index.js';
 import { saveModel } from '../../src/model/index.js';
 import { tempDir } from '../util/temp-dir.js';
+import { modelFiles, writeCsv } from '../util/user-model.js';
 import { setDeterministicWeights } from '../util/weights.js';
 
 const root = tempDir('finetune-model');
@@ -39,12 +40,6 @@ let b: number[];
 let files: Map<string, Buffer>;
 let tensorsBefore: number;
 
-async function modelFiles(): Promise<Map<string, Buffer>> {
-  const out = new Map<string, Buffer>();
-  for (const f of (await fs.readdir(modelDir)).sort()) out.set(f, await fs.readFile(path.join(modelDir, f)));
-  return out;
-}
-
 beforeAll(async () => {
   tensorsBefore = tf.memory().numTensors;
   // A linear softmax classifier: its own linearisation, so POP-MU must reproduce SGD exactly.
@@ -56,19 +51,18 @@ beforeAll(async () => {
   await saveModel(model, modelDir);
   model.dispose();
   const header = ['f0', 'f1', 'f2', 'f3'];
-  await fs.writeFile(
+  await writeCsv(
     trainCsv,
-    [
-      ['id', ...header, 'label'].join(','),
-      ...trainRows.map((r, n) => [`t${n}`, ...r, trainLabels[n]].join(',')),
-    ].join('\n'),
+    ['id', ...header, 'label'],
+    trainRows.map((r, n) => [`t${n}`, ...r, trainLabels[n]!]),
   );
   // observation points without labels (they are only watched)
-  await fs.writeFile(
+  await writeCsv(
     watchCsv,
-    [['id', ...header].join(','), ...watchRows.map((r, n) => [`w${n}`, ...r].join(','))].join('\n'),
+    ['id', ...header],
+    watchRows.map((r, n) => [`w${n}`, ...r]),
   );
-  files = await modelFiles();
+  files = await modelFiles(modelDir);
 });
 
 afterAll(() => {
@@ -112,7 +106,7 @@ describe('finetune of a user model', () => {
     expect(m.observe.ids).toEqual(['w0', 'w1', 'w2']);
     expect(m.observe.labels).toEqual([-1, -1, -1]);
     // the model's files are read, never written
-    expect(await modelFiles()).toEqual(files);
+    expect(await modelFiles(modelDir)).toEqual(files);
 
     const rec = await readFinetuneRecording(out);
     expect(rec.trajectory.steps).toEqual([0, 5, 10, 15, 20, 25, 30]);
