@@ -13,16 +13,15 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PNG_SIGNATURE, pngSize, type ReportResults } from '../../src/report/index.js';
-import { runCli } from '../cli/run-cli.js';
+import type { CliResult } from '../cli/run-cli.js';
 import {
   artifactsDir,
-  expectChromium,
   expectNumbersMatchResults,
   expectSelfContained,
   type OpenedReport,
-  openReport,
   repoRoot,
   runBrowserTests,
+  runCliReport,
 } from '../report/browser-page.js';
 import { num } from './fixtures.js';
 
@@ -31,19 +30,12 @@ const runDir = artifactsDir('demo');
 describe.runIf(runBrowserTests)('entk demo, and its report in headless chromium', () => {
   let opened: OpenedReport;
   let seconds = 0;
-  let cli: Awaited<ReturnType<typeof runCli>>;
+  let cli: CliResult;
   let results: ReportResults;
   const html = path.join(runDir, 'report.html');
 
   beforeAll(async () => {
-    expectChromium();
-    await fs.rm(runDir, { recursive: true, force: true });
-    const start = performance.now();
-    cli = await runCli(['demo', '--out', runDir]);
-    seconds = (performance.now() - start) / 1000;
-    expect(cli.status, cli.stderr).toBe(0);
-    results = JSON.parse(await fs.readFile(path.join(runDir, 'results.json'), 'utf8'));
-    opened = await openReport(html);
+    ({ cli, seconds, results, opened } = await runCliReport(['demo', '--out', runDir], runDir));
     await opened.page.screenshot({ path: path.join(runDir, 'screenshot.png'), fullPage: true });
   }, 300_000);
 

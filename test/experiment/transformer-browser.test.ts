@@ -12,15 +12,14 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ReportResults } from '../../src/report/index.js';
-import { runCli } from '../cli/run-cli.js';
+import type { CliResult } from '../cli/run-cli.js';
 import {
   artifactsDir,
-  expectChromium,
   expectNumbersMatchResults,
   expectSelfContained,
   type OpenedReport,
-  openReport,
   runBrowserTests,
+  runCliReport,
 } from '../report/browser-page.js';
 import { tempDir } from '../util/temp-dir.js';
 import { num } from './fixtures.js';
@@ -49,18 +48,13 @@ studies:
 
 describe.runIf(runBrowserTests)('entk experiment transformer, and its report in headless chromium', () => {
   let opened: OpenedReport;
-  let cli: Awaited<ReturnType<typeof runCli>>;
+  let cli: CliResult;
   let results: ReportResults;
   const html = path.join(runDir, 'report.html');
 
   beforeAll(async () => {
-    expectChromium();
-    await fs.rm(runDir, { recursive: true, force: true });
     await fs.writeFile(configFile, SMALL);
-    cli = await runCli(['experiment', configFile, '--out', runDir]);
-    expect(cli.status, cli.stderr).toBe(0);
-    results = JSON.parse(await fs.readFile(path.join(runDir, 'results.json'), 'utf8'));
-    opened = await openReport(html);
+    ({ cli, results, opened } = await runCliReport(['experiment', configFile, '--out', runDir], runDir));
   }, 300_000);
 
   afterAll(async () => {

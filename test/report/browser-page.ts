@@ -6,12 +6,13 @@
  * Chromium must be at /usr/bin/chromium (or $ENTK_CHROMIUM). In CI (CI set) a missing browser fails
  * the tests; locally a suite is skipped only when the binary is absent and CI is unset.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { expect } from 'vitest';
-import { resolveJsonPointer } from '../../src/report/index.js';
+import { type ReportResults, resolveJsonPointer } from '../../src/report/index.js';
+import { type CliResult, runCli } from '../cli/run-cli.js';
 
 export const CHROMIUM = process.env.ENTK_CHROMIUM ?? '/usr/bin/chromium';
 const inCi = Boolean(process.env.CI);
@@ -141,4 +142,29 @@ export function expectSelfContained(opened: OpenedReport, html: string): void {
   expect(opened.consoleErrors).toEqual([]);
   for (const url of opened.requests) expect(url).toMatch(/^(file:|data:)/);
   expect(opened.requests.filter((url) => url.startsWith('file:'))).toEqual([pathToFileURL(html).href]);
+}
+
+/** A CLI run that wrote a report, and that report opened in chromium (see runCliReport). */
+export interface CliReport {
+  cli: CliResult;
+  /** Wall-clock seconds of the CLI run. */
+  seconds: number;
+  results: ReportResults;
+  opened: OpenedReport;
+}
+
+/**
+ * Run the CLI (`args`, which write a report into runDir), after emptying runDir; expect it to
+ * succeed, read its results.json and open its report.html in chromium (the caller closes
+ * `opened.browser`). Fails first when chromium is missing.
+ */
+export async function runCliReport(args: string[], runDir: string): Promise<CliReport> {
+  expectChromium();
+  await fs.rm(runDir, { recursive: true, force: true });
+  const start = performance.now();
+  const cli = await runCli(args);
+  const seconds = (performance.now() - start) / 1000;
+  expect(cli.status, cli.stderr).toBe(0);
+  const results = JSON.parse(await fs.readFile(path.join(runDir, 'results.json'), 'utf8')) as ReportResults;
+  return { cli, seconds, results, opened: await openReport(path.join(runDir, 'report.html')) };
 }
