@@ -314,6 +314,23 @@ export function json(value: unknown): Uint8Array {
   return new TextEncoder().encode(`${JSON.stringify(value, null, 2)}\n`);
 }
 
+/** HF tokenizer_config.json of a lower-casing BertTokenizer with the usual special tokens. */
+export function tokenizerConfig(modelMaxLength: number): unknown {
+  return {
+    tokenizer_class: 'BertTokenizer',
+    do_lower_case: true,
+    model_max_length: modelMaxLength,
+    clean_up_tokenization_spaces: true,
+    strip_accents: null,
+    tokenize_chinese_chars: true,
+    cls_token: '[CLS]',
+    sep_token: '[SEP]',
+    pad_token: '[PAD]',
+    unk_token: '[UNK]',
+    mask_token: '[MASK]',
+  };
+}
+
 /** HF tokenizers JSON for a BERT WordPiece tokenizer over `vocab` (ids = positions). */
 export function tokenizerJson(vocab: string[]): unknown {
   const id = (t: string) => vocab.indexOf(t);
@@ -392,22 +409,7 @@ export function generateTinyBert(csvText: string): Map<string, Uint8Array> {
     }),
   );
   files.set('tokenizer.json', json(tokenizerJson(vocab)));
-  files.set(
-    'tokenizer_config.json',
-    json({
-      tokenizer_class: 'BertTokenizer',
-      do_lower_case: true,
-      model_max_length: P,
-      clean_up_tokenization_spaces: true,
-      strip_accents: null,
-      tokenize_chinese_chars: true,
-      cls_token: '[CLS]',
-      sep_token: '[SEP]',
-      pad_token: '[PAD]',
-      unk_token: '[UNK]',
-      mask_token: '[MASK]',
-    }),
-  );
+  files.set('tokenizer_config.json', json(tokenizerConfig(P)));
   files.set('onnx/model.onnx', tinyBertOnnx(vocab.length));
   return files;
 }

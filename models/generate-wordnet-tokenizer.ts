@@ -28,6 +28,7 @@ import {
   REPO_ROOT,
   SPECIAL_TOKENS,
   SUFFIXES,
+  tokenizerConfig,
   tokenizerJson,
 } from './generate-tiny-bert.js';
 import { writeAndList, writeModelFiles } from './onnx-writer.js';
@@ -74,22 +75,7 @@ export function generateWordnetTokenizer(csvText: string): Map<string, Uint8Arra
       }),
     ],
     ['tokenizer.json', json(tokenizerJson(vocab))],
-    [
-      'tokenizer_config.json',
-      json({
-        tokenizer_class: 'BertTokenizer',
-        do_lower_case: true,
-        model_max_length: MODEL_MAX_LENGTH,
-        clean_up_tokenization_spaces: true,
-        strip_accents: null,
-        tokenize_chinese_chars: true,
-        cls_token: '[CLS]',
-        sep_token: '[SEP]',
-        pad_token: '[PAD]',
-        unk_token: '[UNK]',
-        mask_token: '[MASK]',
-      }),
-    ],
+    ['tokenizer_config.json', json(tokenizerConfig(MODEL_MAX_LENGTH))],
   ]);
 }
 
