@@ -58,6 +58,17 @@ def timed(fn, repeats):
     return out, {"best_s": min(times), "median_s": sorted(times)[len(times) // 2], "runs_s": times}
 
 
+def jacobian_ntk(torch, jac, n):
+    """K [n*V, n*V] from per-parameter-tensor Jacobians [n, V, ...] (a dict or a sequence), as in the
+    functorch NTK tutorial: the sum over tensors of einsum('Naf,Mbf->NaMb')."""
+    k = None
+    for j in jac.values() if isinstance(jac, dict) else jac:
+        j = j.flatten(2)
+        t = torch.einsum("Naf,Mbf->NaMb", j, j)
+        k = t if k is None else k + t
+    return k.reshape(n * k.shape[1], n * k.shape[1])
+
+
 def unavailable(e):
     """A method's entry when its module cannot be loaded."""
     return {"available": False, "reason": f"{type(e).__name__}: {e}"}

@@ -16,7 +16,7 @@ through the environment before numpy/torch load.
 import json
 import sys
 
-from common import new_result, parse_args, read_f32, read_meta, timed, unavailable
+from common import jacobian_ntk, new_result, parse_args, read_f32, read_meta, timed, unavailable
 
 
 def mlp_layerwise(x, layers):
@@ -141,10 +141,7 @@ def main():
                 return fnet(p, xi.unsqueeze(0)).squeeze(0)
 
         def contraction():
-            jac = vmap(jacrev(f_single), (None, 0))(params, X)
-            jac = [j.flatten(2) for j in (jac.values() if isinstance(jac, dict) else jac)]
-            k = torch.stack([torch.einsum("Naf,Mbf->NaMb", j, j) for j in jac]).sum(0)
-            return k.reshape(n * k.shape[1], n * k.shape[1])
+            return jacobian_ntk(torch, vmap(jacrev(f_single), (None, 0))(params, X), n)
 
         k, t = timed(contraction, 1)
         result["methods"]["functorch"] = {"available": True, "n": n, **t}

@@ -18,7 +18,7 @@ Missing modules are reported as {"available": false, "reason": ...}, never as a 
 import json
 import sys
 
-from common import new_result, parse_args, read_f32, read_meta, timed, unavailable
+from common import jacobian_ntk, new_result, parse_args, read_f32, read_meta, timed, unavailable
 
 
 def add_args(p):
@@ -149,10 +149,7 @@ def main():
                 return fnet(p, xi.unsqueeze(0)).squeeze(0)
 
             def contraction():
-                jac = vmap(jacrev(fnet_single), (None, 0))(params, X)
-                jac = [j.flatten(2) for j in jac]
-                k = torch.stack([torch.einsum("Naf,Mbf->NaMb", j, j) for j in jac]).sum(0)
-                return k.reshape(nf * v, nf * v)
+                return jacobian_ntk(torch, vmap(jacrev(fnet_single), (None, 0))(params, X), nf)
 
             kf, t = timed(contraction, 1)  # tens of seconds: one run
             entry = {"available": True, "n": nf, **t}

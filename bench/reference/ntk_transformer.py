@@ -24,7 +24,7 @@ import json
 import math
 import sys
 
-from common import new_result, parse_args, read_f32, read_meta, timed, unavailable
+from common import jacobian_ntk, new_result, parse_args, read_f32, read_meta, timed, unavailable
 
 MASK_BIAS = 1e9  # src/model/transformer-layers.ts ATTENTION_MASK_BIAS
 
@@ -126,13 +126,7 @@ def main():
         return forward(torch, spec, p, ids_i.unsqueeze(0), mask_i.unsqueeze(0)).squeeze(0)
 
     def contraction():
-        jac = vmap(jacrev(f_single), (None, 0, 0))(params, ids, mask)
-        k = None
-        for j in jac.values():
-            j = j.flatten(2)
-            t = torch.einsum("Naf,Mbf->NaMb", j, j)
-            k = t if k is None else k + t
-        return k.reshape(n * k.shape[1], n * k.shape[1])
+        return jacobian_ntk(torch, vmap(jacrev(f_single), (None, 0, 0))(params, ids, mask), n)
 
     k, t = timed(contraction, args.repeats)
     result["methods"]["functorch"] = {"available": True, "n": n, **t}
