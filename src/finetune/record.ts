@@ -53,7 +53,7 @@ import {
   resolvePoints,
   runStoreDescription,
   type StoreDescription,
-  summarizeModel,
+  userModelDescription,
   writeKernelStore,
 } from '../kernel-store/index.js';
 import { checkpointId, meanCrossEntropy, openRun, type Run, runPaths } from '../train/index.js';
@@ -378,21 +378,7 @@ async function modelSource(options: FinetuneOptions): Promise<FinetuneSource> {
       origin: { source, run: null, checkpoint: null },
       model,
       load: async () => model,
-      describe: (m, pts) => ({
-        source,
-        run: null,
-        checkpoint: null,
-        model: {
-          spec: null,
-          preset: null,
-          layers: summarizeModel(m),
-          parameterCount: report.parameters,
-          inputShape: [...inputShape],
-          numOutputs: V,
-          classNames,
-        },
-        points: pts,
-      }),
+      describe: (m, pts) => ({ ...userModelDescription(source, m, report, inputShape, V), points: pts }),
     };
   } catch (error) {
     model.dispose();

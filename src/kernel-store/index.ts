@@ -50,6 +50,7 @@ export {
   type ModelPointTerm,
   modelStoreSource,
   parseModelPointSpec,
+  userModelDescription,
 } from './model.js';
 export {
   defaultPointSetName,

@@ -16,6 +16,7 @@
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import type * as tf from '@tensorflow/tfjs';
 import {
   DATA_FILE_EXTENSIONS,
   type Dataset,
@@ -222,6 +223,33 @@ export async function modelStoreSource(report: ModelSupportReport): Promise<Kern
 }
 
 /**
+ * A store's description of a user's model, all but its points: no run or checkpoint, the model's
+ * layers and parameter count, classes named by their index.
+ */
+export function userModelDescription(
+  source: KernelStoreSource,
+  model: tf.LayersModel,
+  report: ModelSupportReport,
+  inputShape: readonly number[],
+  numOutputs: number,
+): Omit<StoreDescription, 'points'> {
+  return {
+    source,
+    run: null,
+    checkpoint: null,
+    model: {
+      spec: null,
+      preset: null,
+      layers: summarizeModel(model),
+      parameterCount: report.parameters,
+      inputShape: [...inputShape],
+      numOutputs,
+      classNames: Array.from({ length: numOutputs }, (_, i) => String(i)),
+    },
+  };
+}
+
+/**
  * The sha256 identity of a layers model on disk: every file (model.json, then the weight files
  * of its weightsManifest in order, names relative to model.json's directory) with its size and
  * sha256, and the sha256 of their `sha256sum` lines ("<hex>  <file>\n"). InvalidArgumentError
@@ -350,18 +378,7 @@ export async function computeModelKernelStore(
     }
     const source = await modelStoreSource(report);
     const base: StoreDescription = {
-      source,
-      run: null,
-      checkpoint: null,
-      model: {
-        spec: null,
-        preset: null,
-        layers: summarizeModel(model),
-        parameterCount: report.parameters,
-        inputShape: [...analysis.inputShape],
-        numOutputs: analysis.numOutputs,
-        classNames: Array.from({ length: analysis.numOutputs }, (_, i) => String(i)),
-      },
+      ...userModelDescription(source, model, report, analysis.inputShape, analysis.numOutputs),
       points: {
         name,
         spec: options.points,
