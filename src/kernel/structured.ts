@@ -24,7 +24,9 @@
  *   summed over the layer's calls (shared layers) and positions:
  *   dense over positions / conv1d / conv2d (im2col rows a_t): G_i = Σ_t a_t ⊗ δ_{i,t} (+ Σ_t δ_{i,t});
  *   depthwise: the same per channel; separable: depthwise part + pointwise (dense over positions);
- *   embedding: one-hot rows; layernorm / batchnorm (inference): Σ_t x̂_t ⊙ δ_{i,t} and Σ_t δ_{i,t};
+ *   embedding: one-hot rows, or, when a point selects fewer rows than the table has ('embedding-sparse',
+ *   a 'tokens' term), only the selected rows: one per distinct token, Σ of its positions' δ_i;
+ *   layernorm / batchnorm (inference): Σ_t x̂_t ⊙ δ_{i,t} and Σ_t δ_{i,t};
  *   prelu: Σ over shared axes of min(x, 0) ⊙ δ_i;
  *   'autodiff' (hybrid, any other layer): the layer alone differentiated by tfjs, once per (point, logit),
  *   on its recorded inputs with the probe cotangents.
@@ -39,7 +41,7 @@ import {
   type ParamLayer,
 } from './analyze.js';
 import { gemmABt, useFactorGemm } from './factor-gemm.js';
-import type { TermMeta } from './terms.js';
+import { compactTokens, type TermMeta } from './terms.js';
 
 /** How one selected layer is differentiated (reported in the plan). */
 export interface LayerRule {
@@ -479,6 +481,11 @@ export function planStructured(analysis: ModelAnalysis): StructuredPlan {
         terms.push({ kind: 'factored', layer: name, dIn, width: hShape[0]!, sw2: s2, sb2: b2 });
         rule = 'dense-factored';
       }
+    } else if (p.kind === 'embedding' && single && prod(trace.inShapes[0]!) < p.kernel!.shape[0]!) {
+      // A point selects at most S (positions) of the table's rows: its gradient kept sparse.
+      const S = prod(trace.inShapes[0]!);
+      terms.push({ kind: 'tokens', layer: name, dIn: S, width: S * p.kernel!.shape[1]!, sw2: 1, sb2: 0 });
+      rule = 'embedding-sparse';
     } else {
       terms.push({ kind: 'gram', layer: name, dIn: 0, width: parameters, sw2: 1, sb2: 0 });
       rule = p.kind === 'conv' && p.conv1d ? 'conv1d-explicit' : RULE_NAMES[p.kind];
@@ -779,6 +786,15 @@ export function structuredFeatures(plan: StructuredPlan, x: tf.Tensor): TermFeat
     plan.layers.forEach((planned) => {
       const term = plan.terms[planned.term]!;
       const k0 = planned.nodes[0]!;
+      if (term.kind === 'tokens') {
+        // Raw ids and cotangents (× s_w); compacted to distinct tokens in JS below (compactTokens).
+        const ids = saved.get(k0)!.inputs[0]!;
+        const delta = deltas.get(k0)![0]!;
+        const scaled = planned.param.weightScale === 1 ? delta : tf.mul(delta, planned.param.weightScale);
+        result.push({ term: planned.term, key: 'a', t: tf.cast(ids, 'float32').reshape([b, term.dIn]) });
+        result.push({ term: planned.term, key: 'd', t: scaled.reshape([b * V, term.width]) });
+        return;
+      }
       if (term.kind === 'gram') {
         let g: tf.Tensor | null = null;
         for (const k of planned.nodes) {
@@ -812,5 +828,10 @@ export function structuredFeatures(plan: StructuredPlan, x: tf.Tensor): TermFeat
     out[term]![key] = t.dataSync() as Float32Array;
     t.dispose();
   }
+  plan.terms.forEach((term, k) => {
+    if (term.kind !== 'tokens') return;
+    const f = out[k]!;
+    Object.assign(f, compactTokens(f.a!, f.d!, b, V, term.dIn, term.width / term.dIn));
+  });
   return out;
 }

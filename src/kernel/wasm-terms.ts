@@ -28,7 +28,14 @@
 import { InvalidArgumentError } from '../errors.js';
 import { WASM_PAGE, type WasmMemory, wasmApi } from '../util/index.js';
 import type { TermFeatures } from './structured.js';
-import type { BlockComputer, BlockInput, BlockOutput, ContractionMode, TermMeta } from './terms.js';
+import {
+  addTokenTerm,
+  type BlockComputer,
+  type BlockInput,
+  type BlockOutput,
+  type ContractionMode,
+  type TermMeta,
+} from './terms.js';
 import { type GemmExports, gemmModule, MASKED_FIELDS, MR, NR } from './wasm-gemm.js';
 
 const roundUp = (x: number, m: number) => Math.ceil(x / m) * m;
@@ -139,7 +146,7 @@ function padRows(src: Float32Array, rows: number, width: number): Float32Array {
 }
 
 /** How a term is contracted in this computer's mode. */
-type Route = 'identity' | 'dense' | 'masked' | 'gated';
+type Route = 'identity' | 'dense' | 'masked' | 'gated' | 'tokens';
 
 /** Packed factors of one block, per term (null where unused), and per-point unit lists. */
 interface PackedBlock {
@@ -228,6 +235,7 @@ export class WasmBlockComputer implements BlockComputer {
     const full = mode === 'full';
     this.routes = terms.map((t) => {
       if (t.kind === 'identity') return 'identity';
+      if (t.kind === 'tokens') return 'tokens';
       if (!full) return 'dense';
       return t.gated ? 'gated' : 'masked';
     });
@@ -283,7 +291,10 @@ export class WasmBlockComputer implements BlockComputer {
         d = row ? padRows(f.s!, b, width) : packRows(f.s!, b, width, 'masked');
         if (row) units = activeUnits(f.s!, b, 1, width);
       }
-      const a = t.kind !== 'gram' && t.sw2 !== 0 ? packRows(f.a!, b, t.dIn, row ? 'dense' : 'panels') : null;
+      const a =
+        t.kind !== 'gram' && route !== 'tokens' && t.sw2 !== 0
+          ? packRows(f.a!, b, t.dIn, row ? 'dense' : 'panels')
+          : null;
       packed.a.push(a);
       packed.d.push(d);
       packed.lists.push(units?.lists ?? null);
@@ -496,7 +507,7 @@ export class WasmBlockComputer implements BlockComputer {
     let first = true;
     this.terms.forEach((t, k) => {
       const route = this.routes[k]!;
-      if (route === 'identity') return;
+      if (route === 'identity' || route === 'tokens') return;
       if (route === 'gated') this.gatedTerm(k, t, block, pr.counts[k]!, first);
       else if (route === 'masked') {
         const mode = t.kind === 'gram' ? (first ? 0 : 3) : first ? 2 : 1;
@@ -554,6 +565,12 @@ export class WasmBlockComputer implements BlockComputer {
         }
       }
     }
+    // Tokens terms (sparse embedding gradients, ./terms.ts) in plain JS on the compacted block.
+    this.terms.forEach((t, k) => {
+      if (this.routes[k] !== 'tokens') return;
+      const view = new Float32Array(this.memory.buffer, out, rows * cols);
+      addTokenTerm(view, cols, t, V, full, row.terms[k]!, col.terms[k]!, r, c, block.sym);
+    });
     const outT = this.regions.at('outT');
     if (block.sym) {
       // Lower point triangle ← transpose of the upper one.

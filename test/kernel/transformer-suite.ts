@@ -61,8 +61,16 @@ export function transformerKernelSuite(): void {
       expect(fn.plan.rules.map((r) => r.name).sort()).toEqual(withWeights.map((l) => l.name).sort());
       for (const r of fn.plan.rules) {
         // The head is a Dense on a rank-2 input: its own cheaper rules.
+        // The word embedding (13 rows, 6 positions) is kept sparse; the position and token-type
+        // tables (no more rows than positions) are contracted dense.
         const expected =
-          r.name === 'head' ? 'dense-identity' : r.name === 'pooler' ? 'dense-gated' : RULES[r.className];
+          r.name === 'head'
+            ? 'dense-identity'
+            : r.name === 'pooler'
+              ? 'dense-gated'
+              : r.name === 'embeddings/word'
+                ? 'embedding-sparse'
+                : RULES[r.className];
         expect(`${r.name} ${r.rule}`).toBe(`${r.name} ${expected}`);
       }
       expect(fn.plan.parameterCount).toBe(model.countParams());
