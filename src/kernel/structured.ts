@@ -57,6 +57,9 @@ export interface LayerRule {
   note?: string;
 }
 
+/** For tests only: `sparseEmbeddings = false` plans every embedding with the explicit rule. */
+export const structuredTestHooks = { sparseEmbeddings: true };
+
 /** Shapes (without batch) found by tracing one example. */
 interface NodeTrace {
   inShapes: number[][];
@@ -541,7 +544,12 @@ export function planStructured(analysis: ModelAnalysis): StructuredPlan {
       layers.push({ param: p, nodes, term: terms.length - 1, position: 0 });
       rules.push({ name, className: layer.getClassName(), rule: 'dense-position', parameters, uses: 1 });
       continue;
-    } else if (p.kind === 'embedding' && single && prod(trace.inShapes[0]!) < p.kernel!.shape[0]!) {
+    } else if (
+      p.kind === 'embedding' &&
+      single &&
+      structuredTestHooks.sparseEmbeddings &&
+      prod(trace.inShapes[0]!) < p.kernel!.shape[0]!
+    ) {
       // A point selects at most S (positions) of the table's rows: its gradient kept sparse.
       const S = prod(trace.inShapes[0]!);
       terms.push({ kind: 'tokens', layer: name, dIn: S, width: S * p.kernel!.shape[1]!, sw2: 1, sb2: 0 });
