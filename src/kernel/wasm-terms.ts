@@ -62,6 +62,9 @@ function borrowKernels(): Kernels {
   return { memory, ex };
 }
 
+/** Units per pass of a wide gram term's masked product (see maskedTerm). */
+const GRAM_CHUNK = 2048;
+
 /** Memories above this size are dropped instead of kept for reuse. */
 const KEEP_BYTES = 128 * 2 ** 20;
 
@@ -404,13 +407,32 @@ export class WasmBlockComputer implements BlockComputer {
       this.regions.at(`colD${k}`),
     ];
     const table = new Int32Array(this.memory.buffer, this.regions.at('table'), MASKED_FIELDS * r);
-    for (let n = 0; n < r; n++) {
-      const q0 = sym ? Math.floor((n * V) / NR) : 0;
-      this.flops += 2 * counts[n]! * this.RP * (panels - q0) * NR;
-      const entry = [rowD + 32 * n * tiles * K, lists + 4 * n * K, counts[n]!, out + n * this.RP * ldc];
-      table.set([...entry, gexp + 4 * n * colsPad, q0, tiles, colD], MASKED_FIELDS * n);
+    // Wide gram terms in chunks of GRAM_CHUNK units (each point's sorted list cut at the chunk
+    // bounds), accumulated: the column panels of a chunk stay in cache across the row points
+    // (one pass over 16k-wide gradients ran at half the speed).
+    const chunks = t.kind === 'gram' ? Math.ceil(K / GRAM_CHUNK) : 1;
+    const listView = new Int32Array(this.memory.buffer, lists, r * K);
+    const start = new Int32Array(r);
+    for (let chunk = 0; chunk < chunks; chunk++) {
+      const bound = chunks === 1 ? Number.POSITIVE_INFINITY : 32 * (chunk + 1) * GRAM_CHUNK;
+      for (let n = 0; n < r; n++) {
+        const q0 = sym ? Math.floor((n * V) / NR) : 0;
+        let end = start[n]!;
+        if (chunks === 1) end = counts[n]!;
+        else while (end < counts[n]! && listView[n * K + end]! < bound) end++;
+        const count = end - start[n]!;
+        this.flops += 2 * count * this.RP * (panels - q0) * NR;
+        const entry = [
+          rowD + 32 * n * tiles * K,
+          lists + 4 * (n * K + start[n]!),
+          count,
+          out + n * this.RP * ldc,
+        ];
+        table.set([...entry, gexp + 4 * n * colsPad, q0, tiles, colD], MASKED_FIELDS * n);
+        start[n] = end;
+      }
+      this.ex.gemmMasked(this.regions.at('table'), r, K, panels, ldc, chunk === 0 ? mode : 3);
     }
-    this.ex.gemmMasked(this.regions.at('table'), r, K, panels, ldc, mode);
   }
 
   /**

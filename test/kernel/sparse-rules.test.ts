@@ -151,3 +151,46 @@ describe('embedding-sparse', () => {
     }
   });
 });
+
+describe('wide gram terms: the wasm contraction in chunks of 2048 units', () => {
+  let model: tf.LayersModel;
+  let x1: tf.Tensor;
+  let x2: tf.Tensor;
+  beforeAll(() => {
+    // Dense over 3 positions, 40 → 60 units: a per-example gradient of 2460 > 2048 columns.
+    model = tf.sequential({
+      layers: [
+        tf.layers.dense({ inputShape: [3, 40], units: 60, activation: 'tanh' }),
+        tf.layers.flatten(),
+        tf.layers.dense({ units: 3 }),
+      ],
+    });
+    randomizeWeights(model, 4, 0.3);
+    const values = (n: number, seed: number) =>
+      Float32Array.from({ length: n * 120 }, (_, i) => Math.sin(seed * 7.1 + i * 0.37));
+    x1 = tf.tensor3d(values(4, 1), [4, 3, 40]);
+    x2 = tf.tensor3d(values(3, 2), [3, 3, 40]);
+  });
+  afterAll(() => {
+    model.dispose();
+    tf.dispose([x1, x2]);
+  });
+
+  it('equals the float64 contraction and finite differences (symmetric, rectangular, 2 threads)', async () => {
+    const fn = empiricalNtkFn(model, { contraction: 'wasm', progress: false });
+    expect(fn.plan.terms[0]).toMatchObject({ kind: 'gram', width: 2460 });
+    const f64 = empiricalNtkFn(model, { accumulation: 'float64', progress: false });
+    const sym = await fn(x1);
+    expect(relMaxError(sym.data, (await f64(x1)).data)).toBeLessThanOrEqual(1e-6);
+    expect(relMaxError(sym.data, finiteDifferenceNtk(model, x1).data)).toBeLessThanOrEqual(TOL);
+    const rect = await fn(x1, x2);
+    expect(relMaxError(rect.data, (await f64(x1, x2)).data)).toBeLessThanOrEqual(1e-6);
+    const threaded = empiricalNtkFn(model, {
+      contraction: 'wasm',
+      threads: 2,
+      blockSize: 2,
+      progress: false,
+    });
+    expect(Array.from((await threaded(x1, x2)).data)).toEqual(Array.from(rect.data));
+  });
+});
