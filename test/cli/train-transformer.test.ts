@@ -33,6 +33,7 @@ const TRAIN = [
 const STRUCTURED = new Set([
   'embedding-explicit',
   'embedding-sparse',
+  'dense-position',
   'layernorm',
   'dense-explicit',
   'dense-identity',
