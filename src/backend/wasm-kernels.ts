@@ -23,6 +23,12 @@
  * 5. `DepthwiseConv2dNativeBackpropInput` / `…BackpropFilter` (DepthwiseConv2D, SeparableConv2D)
  *    are not implemented on wasm; registered here as JS loops with float64 sums.
  *
+ * 6. `Identity` and `Cast` to the same dtype copy the tensor on wasm, and tfjs calls Identity to save
+ *    every tensor a gradient will need (`saveTensorsForBackwardMode`): a backward pass copied all its
+ *    activations (a third of the kernel time of the transformer eNTK's backward pass). Replaced by
+ *    a counted reference to the same data, as the wasm Reshape and the cpu Identity kernels do
+ *    (tfjs tensors are immutable). Other casts keep the stock kernel.
+ *
  * test/backend/gradient-conformance.test.ts compares every forward and gradient op of the supported
  * layers with the cpu backend; ./trust.ts refuses layers whose kernels a backend is not trusted with.
  *
@@ -50,6 +56,7 @@ function mark<T extends object>(fn: T): T {
 }
 
 interface WasmBackendLike {
+  incRef(dataId: object): void;
   disposeData(dataId: object): boolean;
   readSync(dataId: object): ArrayLike<number>;
   makeOutput(shape: number[], dtype: tf.DataType): Info;
@@ -201,6 +208,28 @@ function unsortedSegmentSum(args: { inputs: unknown; backend: unknown; attrs?: u
   return out;
 }
 
+/** The same data under a new tensor (reference counted): Identity, and Cast to the same dtype. */
+function shareData(x: Info, backend: WasmBackendLike): Info {
+  backend.incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+}
+
+/** Zero-copy Identity and same-dtype Cast on wasm (fix 6); strings and other casts as before. */
+function registerSharingIdentity(): void {
+  for (const name of ['Identity', 'Cast']) {
+    const stock = tf.getKernel(name, 'wasm');
+    if (!stock || isMarked(stock)) continue;
+    const kernelFunc = (args: Args) => {
+      const x = (args.inputs as { x: Info }).x;
+      const same = name === 'Identity' || (args.attrs as { dtype?: string }).dtype === x.dtype;
+      return same && x.dtype !== 'string'
+        ? shareData(x, args.backend as unknown as WasmBackendLike)
+        : stock.kernelFunc(args);
+    };
+    replaceKernel(name, kernelFunc as unknown as tf.KernelFunc);
+  }
+}
+
 /**
  * Install the wasm kernel fixes (no-op on other backends or before the wasm backend is loaded),
  * and the backend-independent gradient overrides of ./gradients.ts.
@@ -216,6 +245,7 @@ export function installWasmKernelFixes(): void {
   replaceKernel('MaxPool3DGrad', maxPool3DGrad as unknown as tf.KernelFunc);
   replaceKernel('DepthwiseConv2dNativeBackpropInput', depthwiseBackpropInput as unknown as tf.KernelFunc);
   replaceKernel('DepthwiseConv2dNativeBackpropFilter', depthwiseBackpropFilter as unknown as tf.KernelFunc);
+  registerSharingIdentity();
 }
 
 /** The names of the kernels this module registers or replaces on wasm (for tests and reports). */
@@ -228,6 +258,8 @@ export const WASM_FIXED_KERNELS = [
   'MaxPool3DGrad',
   'DepthwiseConv2dNativeBackpropInput',
   'DepthwiseConv2dNativeBackpropFilter',
+  'Identity',
+  'Cast',
 ] as const;
 
 /** Register `kernelFunc` for `kernelName` on wasm, replacing a stock kernel (once the backend is loaded). */

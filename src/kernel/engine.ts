@@ -148,12 +148,18 @@ export function featuresFor(state: EngineState, points: Points, start: number, e
  * for efficient matMuls, small enough that the symmetric case skips nearly half the work), and
  * row + column factors (plus their backend copies) within the memory budget.
  */
-export function resolveBlockSize(state: EngineState, mode: ContractionMode): number {
+export function resolveBlockSize(state: EngineState, mode: ContractionMode, points?: number): number {
   if (state.blockSize !== undefined) return state.blockSize;
   const target = mode === 'full' ? Math.floor(1000 / state.V) : 1000;
   const perPoint = featureBytes(state.terms, 1, state.V);
   const byMemory = Math.floor(state.memoryBudget / (4 * perPoint));
-  return Math.max(1, Math.min(target, byMemory));
+  // With threads, at least 2 blocks of points per thread (else one block, one thread, and the
+  // factors of all points before any contraction), but not below 32 points.
+  const byThreads =
+    points !== undefined && state.threads > 1
+      ? Math.max(32, Math.ceil(points / (2 * state.threads)))
+      : Number.POSITIVE_INFINITY;
+  return Math.max(1, Math.min(target, byMemory, byThreads));
 }
 
 export function partition(n: number, size: number): number[] {
@@ -261,7 +267,7 @@ function scheduleMatrix(state: EngineState, request: MatrixRequest): MatrixSched
   const { x1, x2, mode, sink, order } = request;
   const V = state.V;
   const symmetric = x2 == null;
-  const blockSize = resolveBlockSize(state, mode);
+  const blockSize = resolveBlockSize(state, mode, Math.max(x1.n, x2?.n ?? 0));
   const off1 = partition(x1.n, blockSize);
   const off2 = symmetric ? off1 : partition(x2.n, blockSize);
   const nb1 = off1.length - 1;

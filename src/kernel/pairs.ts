@@ -8,7 +8,7 @@ import { InvalidArgumentError } from '../errors.js';
 import { type Progress, progressBar } from '../util/index.js';
 import { type EngineState, featuresFor, type Points, partition, resolveBlockSize } from './engine.js';
 import type { TermFeatures } from './structured.js';
-import { dot, featureBytes, type TermMeta } from './terms.js';
+import { dot, featureBytes, type TermMeta, tokenPair } from './terms.js';
 
 /** Pairs contracted per batch. */
 const CHUNK = 1024;
@@ -46,11 +46,13 @@ export function contractPairs(
     const c = to - from;
     if (accumulation === 'float64') {
       pairs64(terms, V, fp, fq, idxP, idxQ, from, to, out as Float64Array);
+      addTokenPairs(terms, V, fp, fq, idxP, idxQ, from, to, out);
       continue;
     }
     const result = tf.tidy(() => {
       let acc: tf.Tensor = tf.zeros([c, V, V]);
       terms.forEach((t, k) => {
+        if (t.kind === 'tokens') return; // added in JS below
         let g: tf.Tensor | null = null;
         if (t.kind !== 'gram') {
           if (t.sw2 === 0) g = tf.fill([c, 1, 1], t.sb2);
@@ -75,8 +77,32 @@ export function contractPairs(
     });
     out.set(result.dataSync() as Float32Array, from * V * V);
     result.dispose();
+    addTokenPairs(terms, V, fp, fq, idxP, idxQ, from, to, out);
   }
   return out;
+}
+
+/** The tokens terms (sparse embedding gradients, ./terms.ts) of pairs [from, to), added to out. */
+function addTokenPairs(
+  terms: TermMeta[],
+  V: number,
+  fp: TermFeatures[],
+  fq: TermFeatures[],
+  idxP: Int32Array,
+  idxQ: Int32Array,
+  from: number,
+  to: number,
+  out: Float32Array | Float64Array,
+): void {
+  const acc = new Float64Array(V * V);
+  terms.forEach((t, k) => {
+    if (t.kind !== 'tokens') return;
+    for (let p = from; p < to; p++) {
+      acc.fill(0);
+      tokenPair(t, V, fp[k]!, idxP[p]!, fq[k]!, idxQ[p]!, true, acc);
+      for (let e = 0; e < V * V; e++) out[p * V * V + e] = out[p * V * V + e]! + acc[e]!;
+    }
+  });
 }
 
 function pairs64(
@@ -94,6 +120,7 @@ function pairs64(
     const a = idxP[p]!;
     const b = idxQ[p]!;
     terms.forEach((t, k) => {
+      if (t.kind === 'tokens') return;
       const g =
         t.kind === 'gram'
           ? 1

@@ -24,7 +24,9 @@
  *   summed over the layer's calls (shared layers) and positions:
  *   dense over positions / conv1d / conv2d (im2col rows a_t): G_i = Σ_t a_t ⊗ δ_{i,t} (+ Σ_t δ_{i,t});
  *   depthwise: the same per channel; separable: depthwise part + pointwise (dense over positions);
- *   embedding: one-hot rows; layernorm / batchnorm (inference): Σ_t x̂_t ⊙ δ_{i,t} and Σ_t δ_{i,t};
+ *   embedding: one-hot rows, or, when a point selects fewer rows than the table has ('embedding-sparse',
+ *   a 'tokens' term), only the selected rows: one per distinct token, Σ of its positions' δ_i;
+ *   layernorm / batchnorm (inference): Σ_t x̂_t ⊙ δ_{i,t} and Σ_t δ_{i,t};
  *   prelu: Σ over shared axes of min(x, 0) ⊙ δ_i;
  *   'autodiff' (hybrid, any other layer): the layer alone differentiated by tfjs, once per (point, logit),
  *   on its recorded inputs with the probe cotangents.
@@ -39,7 +41,7 @@ import {
   type ParamLayer,
 } from './analyze.js';
 import { gemmABt, useFactorGemm } from './factor-gemm.js';
-import type { TermMeta } from './terms.js';
+import { compactTokens, type TermMeta } from './terms.js';
 
 /** How one selected layer is differentiated (reported in the plan). */
 export interface LayerRule {
@@ -54,6 +56,9 @@ export interface LayerRule {
   /** Why a layer whose class has a rule runs through 'autodiff'. */
   note?: string;
 }
+
+/** For tests only: `sparseEmbeddings = false` plans every embedding with the explicit rule. */
+export const structuredTestHooks = { sparseEmbeddings: true };
 
 /** Shapes (without batch) found by tracing one example. */
 interface NodeTrace {
@@ -70,6 +75,8 @@ interface PlannedLayer {
   term: number;
   /** Gated dense layers: the head's node, the element-wise nodes in between, and c·s_w. */
   gate?: { head: number; between: number[]; scale: number };
+  /** Dense over positions whose cotangent lives on this position only (see positionSupport). */
+  position?: number;
 }
 
 /** The structured plan of a model: its graph, traced shapes and terms. */
@@ -414,6 +421,52 @@ function pathScale(graph: ModelGraph, consumers: number[][], t: number): number 
   return c;
 }
 
+/** Layers whose output at a position depends only on their inputs at that position (rank ≥ 3). */
+const POSITIONWISE = new Set(['Dense', 'Add', 'Dropout', 'GaussianNoise', 'GaussianDropout', 'AlphaDropout']);
+
+/** Whether a layer normalises over the last axis only (then it acts position by position). */
+function lastAxisNorm(node: GraphNode): boolean {
+  if (node.layer.getClassName() !== 'LayerNormalization') return false;
+  if (node.param) return node.param.kind === 'layernorm' && node.param.axes === 1;
+  const axis = (node.layer.getConfig() as { axis?: unknown }).axis;
+  return axis === -1 || (Array.isArray(axis) && axis.length === 1 && axis[0] === -1);
+}
+
+/**
+ * Which positions (axis 1) of every tensor the output can depend on: 'first' (position 0 only) or
+ * 'all'. Found backwards from the output, conservatively: only a first-position pooling
+ * (SequencePooling 'cls', src/model/transformer-layers.ts) restricts it, position-wise layers
+ * (Dense over positions, last-axis LayerNormalization, element-wise maps, Add) pass it on, an
+ * attention core passes its output's support to its query and needs every position of its keys and
+ * values, and every other layer needs all positions. So the cotangent δ of a tensor marked 'first'
+ * is exactly zero outside position 0 (e.g. the last block of a CLS-pooled transformer after its keys
+ * and values): a dense layer there has the rank-one gradient a_0 ⊗ δ_0, a factored term.
+ */
+function positionSupport(graph: ModelGraph, consumers: number[][]): Array<'first' | 'all'> {
+  const support: Array<'first' | 'all'> = new Array(graph.tensors).fill('all');
+  const needs = (k: number, slot: number): 'first' | 'all' => {
+    const node = graph.nodes[k]!;
+    const layer = node.layer as unknown as { mode?: unknown };
+    const cls = node.layer.getClassName();
+    const out = support[node.output]!;
+    if (cls === 'SequencePooling' && layer.mode === 'cls' && slot === 0) return 'first';
+    if (cls === 'AttentionCore') return slot === 0 ? out : 'all';
+    if (node.stripActivation) return 'all';
+    if (POSITIONWISE.has(cls) || lastAxisNorm(node) || isElementwiseLayer(node.layer)) return out;
+    return 'all';
+  };
+  // Nodes are in topological order: in reverse, a node's output has all its consumers' needs.
+  for (let k = graph.nodes.length - 1; k >= 0; k--) {
+    const t = graph.nodes[k]!.output;
+    if (t === graph.output || consumers[t]!.length === 0) continue;
+    const first = consumers[t]!.every((c) =>
+      graph.nodes[c]!.inputs.every((i, slot) => i !== t || needs(c, slot) === 'first'),
+    );
+    support[t] = first ? 'first' : 'all';
+  }
+  return support;
+}
+
 const RULE_NAMES: Record<ParamLayer['kind'], string> = {
   dense: 'dense-explicit',
   conv: 'conv2d-explicit',
@@ -453,6 +506,7 @@ export function planStructured(analysis: ModelAnalysis): StructuredPlan {
   });
 
   const consumers = consumersOf(graph);
+  const support = positionSupport(graph, consumers);
   const terms: TermMeta[] = [];
   const layers: PlannedLayer[] = [];
   const rules: LayerRule[] = [];
@@ -479,6 +533,27 @@ export function planStructured(analysis: ModelAnalysis): StructuredPlan {
         terms.push({ kind: 'factored', layer: name, dIn, width: hShape[0]!, sw2: s2, sb2: b2 });
         rule = 'dense-factored';
       }
+    } else if (
+      p.kind === 'dense' &&
+      single &&
+      trace.inShapes[0]!.length === 2 &&
+      support[single.output] === 'first'
+    ) {
+      const dIn = trace.inShapes[0]![1]!;
+      terms.push({ kind: 'factored', layer: name, dIn, width: trace.probeShapes[0]![1]!, sw2: s2, sb2: b2 });
+      layers.push({ param: p, nodes, term: terms.length - 1, position: 0 });
+      rules.push({ name, className: layer.getClassName(), rule: 'dense-position', parameters, uses: 1 });
+      continue;
+    } else if (
+      p.kind === 'embedding' &&
+      single &&
+      structuredTestHooks.sparseEmbeddings &&
+      prod(trace.inShapes[0]!) < p.kernel!.shape[0]!
+    ) {
+      // A point selects at most S (positions) of the table's rows: its gradient kept sparse.
+      const S = prod(trace.inShapes[0]!);
+      terms.push({ kind: 'tokens', layer: name, dIn: S, width: S * p.kernel!.shape[1]!, sw2: 1, sb2: 0 });
+      rule = 'embedding-sparse';
     } else {
       terms.push({ kind: 'gram', layer: name, dIn: 0, width: parameters, sw2: 1, sb2: 0 });
       rule = p.kind === 'conv' && p.conv1d ? 'conv1d-explicit' : RULE_NAMES[p.kind];
@@ -530,6 +605,7 @@ function markGated(
         if (j === undefined || layers[j]!.nodes.length !== 1) return;
         const planned = layers[j]!;
         if (terms[planned.term]!.kind !== 'factored' || !planned.param.elementwiseActivation) return;
+        if (planned.position !== undefined) return;
         if (node.stripActivation) return;
         const c = pathScale(graph, consumers, headNode.output)!;
         planned.gate = { head: head.nodes[0]!, between, scale: c * head.param.weightScale };
@@ -779,6 +855,15 @@ export function structuredFeatures(plan: StructuredPlan, x: tf.Tensor): TermFeat
     plan.layers.forEach((planned) => {
       const term = plan.terms[planned.term]!;
       const k0 = planned.nodes[0]!;
+      if (term.kind === 'tokens') {
+        // Raw ids and cotangents (× s_w); compacted to distinct tokens in JS below (compactTokens).
+        const ids = saved.get(k0)!.inputs[0]!;
+        const delta = deltas.get(k0)![0]!;
+        const scaled = planned.param.weightScale === 1 ? delta : tf.mul(delta, planned.param.weightScale);
+        result.push({ term: planned.term, key: 'a', t: tf.cast(ids, 'float32').reshape([b, term.dIn]) });
+        result.push({ term: planned.term, key: 'd', t: scaled.reshape([b * V, term.width]) });
+        return;
+      }
       if (term.kind === 'gram') {
         let g: tf.Tensor | null = null;
         for (const k of planned.nodes) {
@@ -786,6 +871,31 @@ export function structuredFeatures(plan: StructuredPlan, x: tf.Tensor): TermFeat
           g = g ? tf.add(g, gk) : gk;
         }
         result.push({ term: planned.term, key: 'd', t: g! });
+        return;
+      }
+      if (planned.position !== undefined) {
+        // Dense over positions, δ zero off one position (positionSupport): a_t ⊗ δ_t at that t.
+        const t = planned.position;
+        const input = saved.get(k0)!.inputs[0]!;
+        const delta = deltas.get(k0)![0]!;
+        const L = delta.shape[1]!;
+        const others = [
+          ...(t > 0 ? [delta.slice([0, 0, 0], [-1, t, -1])] : []),
+          ...(t < L - 1 ? [delta.slice([0, t + 1, 0], [-1, L - t - 1, -1])] : []),
+        ];
+        if (others.some((o) => tf.max(tf.abs(o)).dataSync()[0] !== 0)) {
+          throw new Error(`structured eNTK: layer ${term.layer} has cotangents off position ${t} (a bug)`);
+        }
+        result.push({
+          term: planned.term,
+          key: 'a',
+          t: input.slice([0, t, 0], [b, 1, term.dIn]).reshape([b, term.dIn]),
+        });
+        result.push({
+          term: planned.term,
+          key: 'd',
+          t: delta.slice([0, t, 0], [-1, 1, -1]).reshape([b * V, term.width]),
+        });
         return;
       }
       result.push({ term: planned.term, key: 'a', t: saved.get(k0)!.inputs[0]!.reshape([b, term.dIn]) });
@@ -812,5 +922,10 @@ export function structuredFeatures(plan: StructuredPlan, x: tf.Tensor): TermFeat
     out[term]![key] = t.dataSync() as Float32Array;
     t.dispose();
   }
+  plan.terms.forEach((term, k) => {
+    if (term.kind !== 'tokens') return;
+    const f = out[k]!;
+    Object.assign(f, compactTokens(f.a!, f.d!, b, V, term.dIn, term.width / term.dIn));
+  });
   return out;
 }

@@ -6,6 +6,9 @@
  *   factored: (s_w²⟨a_n, a'_m⟩ + s_b²) · ⟨δ_i(x_n), δ_j(x'_m)⟩        a: [·, dIn], δ rows: [·V, width]
  *   identity: (s_w²⟨a_n, a'_m⟩ + s_b²) · [i = j]                       a: [·, dIn]
  *   gram:     ⟨g_i(x_n), g_j(x'_m)⟩                                    g rows (per-example gradients): [·V, width]
+ *   tokens:   Σ_{slots s, s' : id_s = id'_s'} ⟨g_i[s], g'_j[s']⟩     a: slot ids [·, dIn], g rows [·V, width]
+ * The tokens term is an embedding's gradient kept sparse (see {@link addTokenTerm}): only the rows of
+ * the table that a point's tokens select, one slot per distinct token.
  * Full blocks are [r·V, c·V] (row n·V + i, column m·V + j); trace blocks are [r, c] with entries
  * Σ_i K_ii / V, where the δ / g rows of one point are contracted as one vector of length V·width.
  */
@@ -13,12 +16,15 @@ import type { TermFeatures } from './structured.js';
 
 /** A term of the kernel (serialisable: sent to worker threads). */
 export interface TermMeta {
-  kind: 'factored' | 'identity' | 'gram';
+  kind: 'factored' | 'identity' | 'gram' | 'tokens';
   /** Layer the term comes from ('*' for the whole-model Jacobian). */
   layer: string;
-  /** Width of the layer input a (factored, identity); 0 for gram. */
+  /** Width of the layer input a (factored, identity), slots per point (tokens); 0 for gram. */
   dIn: number;
-  /** Width of a δ row (factored) or of a per-example gradient row (gram); 0 for identity. */
+  /**
+   * Width of a δ row (factored), of a per-example gradient row (gram), or slots × embedding width
+   * (tokens); 0 for identity.
+   */
   width: number;
   /** Squared weight / bias multipliers (identity: including the squared output scale c²). */
   sw2: number;
@@ -102,6 +108,145 @@ export function dot(x: Float32Array, xo: number, y: Float32Array, yo: number, n:
   return s0 + s1;
 }
 
+/**
+ * The tokens term of one pair of points (row point n of `fr`, column point m of `fc`) added to
+ * acc[i·V + j] (full) or acc[0] (trace: Σ_i, not yet divided by V), summed in float64:
+ *     K_ij(x_n, x'_m) += Σ_{s, s' : id_s = id'_s'} ⟨g_i[s], g'_j[s']⟩
+ * where a point's slots hold its distinct token ids in increasing order (then −1: empty) and
+ * g_i[s] = ∂f_i/∂(table row id_s), the sum of the cotangents at the positions holding that token:
+ * the embedding's per-example gradient restricted to its nonzero rows (an exact rewrite of ⟨G_i, G'_j⟩).
+ */
+export function tokenPair(
+  t: TermMeta,
+  V: number,
+  fr: TermFeatures,
+  n: number,
+  fc: TermFeatures,
+  m: number,
+  full: boolean,
+  acc: Float64Array,
+): void {
+  const S = t.dIn;
+  const e = t.width / S;
+  const ir = fr.a!;
+  const ic = fc.a!;
+  const dr = fr.d!;
+  const dc = fc.d!;
+  let p = n * S;
+  let q = m * S;
+  const pEnd = p + S;
+  const qEnd = q + S;
+  while (p < pEnd && q < qEnd) {
+    const u = ir[p]!;
+    const v = ic[q]!;
+    if (u < 0 || v < 0) break;
+    if (u < v) p++;
+    else if (v < u) q++;
+    else {
+      const sr = (p - n * S) * e;
+      const sc = (q - m * S) * e;
+      for (let i = 0; i < V; i++) {
+        const xo = (n * V + i) * t.width + sr;
+        if (!full) {
+          acc[0] = acc[0]! + dot(dr, xo, dc, (m * V + i) * t.width + sc, e);
+          continue;
+        }
+        for (let j = 0; j < V; j++) {
+          acc[i * V + j] = acc[i * V + j]! + dot(dr, xo, dc, (m * V + j) * t.width + sc, e);
+        }
+      }
+      p++;
+      q++;
+    }
+  }
+}
+
+/**
+ * Add the tokens term k of a block to `out` ([r·V, c·V] full or [r, c] trace, row-major with
+ * `ld` entries per row; trace entries Σ_i K_ii times `traceScale`, 1/V unless the caller divides
+ * later). `upper`: only column point ≥ row point (a block against itself whose lower triangle is
+ * mirrored afterwards).
+ */
+export function addTokenTerm(
+  out: Float32Array | Float64Array,
+  ld: number,
+  t: TermMeta,
+  V: number,
+  full: boolean,
+  fr: TermFeatures,
+  fc: TermFeatures,
+  r: number,
+  c: number,
+  upper: boolean,
+  traceScale = 1 / V,
+): void {
+  const acc = new Float64Array(full ? V * V : 1);
+  for (let n = 0; n < r; n++) {
+    for (let m = upper ? n : 0; m < c; m++) {
+      acc.fill(0);
+      tokenPair(t, V, fr, n, fc, m, full, acc);
+      if (!full) {
+        out[n * ld + m] = out[n * ld + m]! + acc[0]! * traceScale;
+        continue;
+      }
+      for (let i = 0; i < V; i++) {
+        const row = (n * V + i) * ld + m * V;
+        for (let j = 0; j < V; j++) out[row + j] = out[row + j]! + acc[i * V + j]!;
+      }
+    }
+  }
+}
+
+/**
+ * A tokens term's factors from the raw ones (in place for the ids): `ids` [b, S] token ids of
+ * the S positions, `delta` [b·V, S·e] their cotangents (times the layer's weight scale). Per point,
+ * the distinct ids of the positions with a nonzero cotangent, sorted, each with the sum of its
+ * positions' cotangents (in position order); empty slots get id −1 and zeros. Positions whose
+ * cotangent is zero for every output (padding) are dropped, so they change no bit of the kernel.
+ */
+export function compactTokens(
+  ids: Float32Array,
+  delta: Float32Array,
+  b: number,
+  V: number,
+  S: number,
+  e: number,
+): { a: Float32Array; d: Float32Array } {
+  const a = new Float32Array(b * S).fill(-1);
+  const d = new Float32Array(b * V * S * e);
+  const w = S * e;
+  for (let n = 0; n < b; n++) {
+    const live: number[] = [];
+    for (let s = 0; s < S; s++) {
+      let nonzero = false;
+      for (let i = 0; i < V && !nonzero; i++) {
+        const o = (n * V + i) * w + s * e;
+        for (let k = 0; k < e; k++) {
+          if (delta[o + k] !== 0) {
+            nonzero = true;
+            break;
+          }
+        }
+      }
+      if (nonzero) live.push(s);
+    }
+    const distinct = [...new Set(live.map((s) => ids[n * S + s]!))].sort((x, y) => x - y);
+    const slot = new Map(distinct.map((id, k) => [id, k]));
+    distinct.forEach((id, k) => {
+      a[n * S + k] = id;
+    });
+    for (const s of live) {
+      const k = slot.get(ids[n * S + s]!)!;
+      for (let i = 0; i < V; i++) {
+        const src = (n * V + i) * w + s * e;
+        const dst = (n * V + i) * w + k * e;
+        for (let x = 0; x < e; x++) d[dst + x] = d[dst + x]! + delta[src + x]!;
+      }
+    }
+  }
+  return { a, d };
+}
+
 /** float64 contraction in plain JS (double-precision sums of products of float32 factors). */
 export class JsBlockComputer implements BlockComputer {
   flops = 0;
@@ -133,6 +278,11 @@ export class JsBlockComputer implements BlockComputer {
     this.terms.forEach((t, k) => {
       const fr = row.terms[k]!;
       const fc = col.terms[k]!;
+      if (t.kind === 'tokens') {
+        // Trace entries are divided by V at the end: add the undivided sums here.
+        addTokenTerm(out, full ? c * V : c, t, V, full, fr, fc, r, c, false, 1);
+        return;
+      }
       const g = t.kind !== 'gram' ? this.gram(t, fr.a!, fc.a!, r, c) : null;
       if (t.kind === 'identity') {
         if (full) addIdentity(out, g!, r, c, V);

@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import {
   addIdentity,
+  addTokenTerm,
   type BlockComputer,
   type BlockInput,
   type BlockOutput,
@@ -55,6 +56,7 @@ export class TfBlockComputer implements BlockComputer {
     const V = this.V;
     return this.cached(`r:${input.key}`, () =>
       this.terms.flatMap((t, k) => {
+        if (t.kind === 'tokens') return [null, null];
         const f = input.terms[k]!;
         const a = t.kind !== 'gram' ? tf.tensor2d(f.a!, [b, t.dIn]) : null;
         const d =
@@ -72,6 +74,7 @@ export class TfBlockComputer implements BlockComputer {
     const V = this.V;
     return this.cached(`c:${input.key}`, () =>
       this.terms.flatMap((t, k) => {
+        if (t.kind === 'tokens') return [null, null];
         const f = input.terms[k]!;
         const a = t.kind !== 'gram' ? tf.tidy(() => tf.transpose(tf.tensor2d(f.a!, [c, t.dIn]))) : null;
         const d =
@@ -106,6 +109,7 @@ export class TfBlockComputer implements BlockComputer {
         return g;
       };
       this.terms.forEach((t, k) => {
+        if (t.kind === 'tokens') return; // added in JS below
         if (t.kind === 'identity') {
           const g = gramOf(t, k);
           gid = gid ? tf.add(gid, g) : g;
@@ -137,14 +141,21 @@ export class TfBlockComputer implements BlockComputer {
     if (hasSum) results[0]!.dispose();
     const identityG = hasIdentity ? results[hasSum ? 1 : 0]! : null;
     const addG = (target: Float32Array) => {
-      const g = identityG!.dataSync() as Float32Array;
-      if (full) addIdentity(target, g, r, c, V);
-      else for (let e = 0; e < r * c; e++) target[e] = target[e]! + g[e]!;
+      if (identityG) {
+        const g = identityG.dataSync() as Float32Array;
+        if (full) addIdentity(target, g, r, c, V);
+        else for (let e = 0; e < r * c; e++) target[e] = target[e]! + g[e]!;
+      }
+      // Tokens terms (sparse embedding gradients) in plain JS.
+      this.terms.forEach((t, k) => {
+        if (t.kind === 'tokens')
+          addTokenTerm(target, cols, t, V, full, row.terms[k]!, col.terms[k]!, r, c, false);
+      });
     };
     const view = heapView(acc);
     if (view) {
       // wasm: read (and complete) the block in place, transpose it on the backend.
-      if (identityG) addG(view);
+      addG(view);
       const transposed = transpose ? tf.transpose(acc) : null;
       const data = heapView(acc)!;
       const tView = transposed ? heapView(transposed)! : null;
@@ -156,7 +167,7 @@ export class TfBlockComputer implements BlockComputer {
       };
     }
     const data = acc.dataSync() as Float32Array;
-    if (identityG) addG(data);
+    addG(data);
     tf.dispose([acc, identityG].filter((t): t is tf.Tensor => t != null));
     return {
       data,

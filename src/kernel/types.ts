@@ -60,7 +60,7 @@ export type NtkLogits = (typeof NTK_LOGITS)[number];
  * How one selected layer is differentiated: 'dense-identity' (closed-form head), 'dense-factored'
  * (⟨a, a'⟩⟨δ, δ'⟩), 'dense-gated', 'dense-explicit' (dense over positions or shared: per-example
  * gradients), 'conv1d-explicit', 'conv2d-explicit', 'depthwise-explicit', 'separable-explicit',
- * 'embedding-explicit', 'layernorm', 'batchnorm', 'prelu', 'autodiff' (the layer alone by tfjs
+ * 'embedding-explicit', 'embedding-sparse' (a point's distinct tokens only), 'layernorm', 'batchnorm', 'prelu', 'autodiff' (the layer alone by tfjs
  * autodiff, the rest structured), or 'jacobian' (whole-model Jacobian implementation).
  */
 export interface NtkLayerRule {
@@ -231,7 +231,7 @@ export interface NtkPlan {
   /** Shape of one input example. */
   inputShape: number[];
   /** Structured path: the per-layer terms (name, kind, widths); empty for 'jacobian'. */
-  terms: Array<{ layer: string; kind: 'factored' | 'identity' | 'gram'; width: number }>;
+  terms: Array<{ layer: string; kind: 'factored' | 'identity' | 'gram' | 'tokens'; width: number }>;
 }
 
 /**

@@ -58,6 +58,31 @@ describe('wasm kernel fixes', () => {
     }
   });
 
+  it('Identity and same-dtype Cast share the data (no copy), stay valid after the source is disposed; other casts convert', () => {
+    const before = tf.memory().numTensors;
+    const buffers = () => tf.engine().backend.numDataIds();
+    const held = buffers();
+    const x = tf.tensor([1.5, -2, 3e-8, 4], [2, 2]);
+    const y = tf.clone(x);
+    const z = tf.cast(x, 'float32');
+    expect(buffers() - held).toBe(1); // one buffer for all three tensors
+    x.dispose();
+    expect(Array.from(y.dataSync())).toEqual([1.5, -2, Math.fround(3e-8), 4]);
+    expect(Array.from(z.dataSync())).toEqual([1.5, -2, Math.fround(3e-8), 4]);
+    y.dispose();
+    expect(Array.from(z.dataSync())).toEqual([1.5, -2, Math.fround(3e-8), 4]);
+    const i = tf.cast(z, 'int32');
+    expect(i.dtype).toBe('int32');
+    expect(Array.from(i.dataSync())).toEqual([1, -2, 0, 4]);
+    const ints = tf.tensor([3, 7], [2], 'int32');
+    const f = tf.cast(ints, 'float32');
+    expect(f.dtype).toBe('float32');
+    expect(Array.from(f.dataSync())).toEqual([3, 7]);
+    tf.dispose([z, i, ints, f]);
+    expect(tf.memory().numTensors).toBe(before);
+    expect(buffers()).toBe(held);
+  });
+
   it('computes transposed matmuls (all four flag combinations, plain and fused) like float64 (rel. err <= 1e-5)', () => {
     const a = testValues(7 * 5, 1);
     const b = testValues(5 * 6, 2);

@@ -30,7 +30,14 @@ const TRAIN = [
 ];
 
 /** Structured rules of the transformer's layer classes (no 'autodiff', no 'jacobian'). */
-const STRUCTURED = new Set(['embedding-explicit', 'layernorm', 'dense-explicit', 'dense-identity']);
+const STRUCTURED = new Set([
+  'embedding-explicit',
+  'embedding-sparse',
+  'dense-position',
+  'layernorm',
+  'dense-explicit',
+  'dense-identity',
+]);
 
 describe('entk train --model transformer-tiny --tokenizer', () => {
   it('tokenises topics.csv, trains, reopens; its kernels are structured over every layer (run and model.json paths)', async () => {

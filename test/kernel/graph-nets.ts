@@ -250,7 +250,7 @@ export function graphNets(): GraphNet[] {
     );
   }
   {
-    // Embedding → layer norm → dense over positions → flatten.
+    // Embedding (4 positions < 6 rows: 'embedding-sparse') → layer norm → dense over positions → flatten.
     const model = tf.sequential({
       layers: [
         L.embedding({ inputDim: 6, outputDim: 3, inputLength: 4 }),
@@ -267,7 +267,7 @@ export function graphNets(): GraphNet[] {
         [4],
         190,
         [
-          ['Embedding', 'embedding-explicit'],
+          ['Embedding', 'embedding-sparse'],
           ['LayerNormalization', 'layernorm'],
           ['Dense', 'dense-explicit'],
           ['Dense', 'dense-identity'],

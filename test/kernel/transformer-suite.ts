@@ -24,6 +24,12 @@ const RULES: Record<string, string> = {
   Dense: 'dense-explicit',
 };
 
+/**
+ * With CLS pooling, the last block's layers after its keys and values see cotangents at position 0
+ * only: their dense layers are rank-one ('dense-position').
+ */
+const LAST_BLOCK_ONE_POSITION = /^block1\/(attention\/(query|output)|mlp\/dense[12])$/;
+
 export function transformerKernelSuite(): void {
   describe.each([
     ['post-LN, CLS, token types, pooler (2 blocks)', TINY_POST],
@@ -61,8 +67,18 @@ export function transformerKernelSuite(): void {
       expect(fn.plan.rules.map((r) => r.name).sort()).toEqual(withWeights.map((l) => l.name).sort());
       for (const r of fn.plan.rules) {
         // The head is a Dense on a rank-2 input: its own cheaper rules.
+        // The word embedding (13 rows, 6 positions) is kept sparse; the position and token-type
+        // tables (no more rows than positions) are contracted dense. TINY_POST has 2 blocks.
         const expected =
-          r.name === 'head' ? 'dense-identity' : r.name === 'pooler' ? 'dense-gated' : RULES[r.className];
+          r.name === 'head'
+            ? 'dense-identity'
+            : r.name === 'pooler'
+              ? 'dense-gated'
+              : r.name === 'embeddings/word'
+                ? 'embedding-sparse'
+                : spec.pooling === 'cls' && LAST_BLOCK_ONE_POSITION.test(r.name)
+                  ? 'dense-position'
+                  : RULES[r.className];
         expect(`${r.name} ${r.rule}`).toBe(`${r.name} ${expected}`);
       }
       expect(fn.plan.parameterCount).toBe(model.countParams());
