@@ -88,6 +88,22 @@ export function parseIntegerList(flag: string) {
   };
 }
 
+/** The help of a `--parameters` flag (entk kernel, entk finetune). */
+export const PARAMETERS_HELP =
+  "all | head | comma list of layer names (a name ending in '/' selects every layer it prefixes, e.g. block1/,head)";
+
+/** Parse a `--parameters` flag: 'all', 'head' or a comma list of layer names / name prefixes. */
+export function parseParameters(flag: string) {
+  return (value: string): 'all' | 'head' | string[] => {
+    if (value === 'all' || value === 'head') return value;
+    const names = value.split(',').map((s) => s.trim());
+    if (names.some((p) => p === '')) {
+      throw new InvalidArgumentError(flag, value, 'all, head or a comma list of layer names');
+    }
+    return names;
+  };
+}
+
 /** Print `value` as JSON (for --json) or call `human` to print a readable summary. */
 export function output(json: boolean | undefined, value: unknown, human: () => void): void {
   if (json) process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);

@@ -468,6 +468,7 @@ export async function finetuneStage(
         steps: settings.steps,
         recordEvery: settings.recordEvery,
         refreshEvery: settings.refreshEvery ?? 0,
+        ...(settings.parameters ? { parameters: settings.parameters } : {}),
         seed: ctx.config.seed,
         overwrite: true,
       });

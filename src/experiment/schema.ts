@@ -60,6 +60,14 @@ export const finetuneFields = {
   recordEvery: posInt(),
   /** Recompute the kernel every k steps during finetuning (refreshed-kernel predictions, drift); null: never. Default null. */
   refreshEvery: posInt().nullable(),
+  /**
+   * The parameters finetuned (the rest frozen), whose eNTK the recordings hold: 'all', 'head' or
+   * layer names ('block1/' selects a prefix), as `entk finetune --parameters`. Default: all.
+   */
+  parameters: oneOf("'all', 'head' or a non-empty list of layer names (a name ending in '/' is a prefix)", [
+    z.enum(['all', 'head']),
+    z.array(z.string().min(1)).min(1),
+  ]),
 };
 export const finetuneOverride = z.object(finetuneFields).partial().strict();
 
@@ -105,6 +113,8 @@ export interface FinetuneSettings {
   batch: 'full' | number;
   recordEvery: number;
   refreshEvery: number | null;
+  /** Absent = every parameter (and absent from the stage keys, which stay as before). */
+  parameters?: 'all' | 'head' | string[];
 }
 
 /** Resolved point specs. */

@@ -21,7 +21,7 @@
  * logprobs.npy                  float64 [T, P, V]  log π at the recorded steps; P = N finetune + M
  *                               observation points, finetune points first
  * loss.npy                      float64 [T]        mean cross-entropy over the finetune set
- * param-distance.npy            float64 [T]        ‖θ − θ₀‖₂ over all trainable parameters
+ * param-distance.npy            float64 [T]        ‖θ − θ₀‖₂ over the finetuned parameters
  * kernels/step-XXXXXX/          a kernel store (src/kernel-store/store.ts; kind 'full', float32)
  *                               over the P tracked points at that SGD step: K(u, u′), K(o, u),
  *                               K(u, o) = K(o, u)ᵀ and K(o, o), with the logits there; its
@@ -40,7 +40,13 @@ import { type BatchSchedule, logSoftmaxRow, type Trajectory } from '../dynamics/
 import { loadUserModel } from '../embed/index.js';
 import { assertArgument, CorruptFileError, InvalidArgumentError } from '../errors.js';
 import { type NdArray, readNpy, writeNpy } from '../io/index.js';
-import { analyzeModel, empiricalNtkFn, type NtkImplementation, type NtkPlan } from '../kernel/index.js';
+import {
+  analyzeModel,
+  empiricalNtkFn,
+  type NtkImplementation,
+  type NtkParameters,
+  type NtkPlan,
+} from '../kernel/index.js';
 import {
   hashModelFiles,
   type KernelStore,
@@ -124,6 +130,14 @@ export interface FinetuneOptions {
   refreshEvery?: number;
   /** Seed of sampled point specs and of the minibatch order. Default 0. */
   seed?: number;
+  /**
+   * Which parameters are finetuned — every other weight stays frozen — and so which eNTK the
+   * recording holds (the kernel of the trained parameters is the one the dynamics follow,
+   * docs/theory.md §2): 'all' (default), 'head' (the last layer with trainable weights) or layer
+   * names, a name ending in '/' selecting every layer it prefixes (e.g. ['block1/', 'head'] for
+   * the last block and the head of entk's 2-block transformer). As `parameters` of `empiricalNtkFn`.
+   */
+  parameters?: NtkParameters;
   /** eNTK implementation. Default 'auto'. */
   implementation?: NtkImplementation;
   /** eNTK worker threads. Default 1. */
@@ -195,7 +209,11 @@ export interface FinetuneManifest {
   schedule: BatchSchedule;
   arrays: { logProbs: FinetuneArrayFile; loss: FinetuneArrayFile; paramDistance: FinetuneArrayFile };
   kernels: FinetuneKernelEntry[];
-  ntk: { implementation: string; parameterCount: number; layers: string[] };
+  /**
+   * The eNTK's implementation and the parameters finetuned (and covered by the kernels): the subset
+   * as given (`parameters`; absent in recordings before it existed = 'all'), its layers and count.
+   */
+  ntk: { implementation: string; parameters?: NtkParameters; parameterCount: number; layers: string[] };
   seconds: { sgd: number; kernels: number; total: number };
 }
 
@@ -592,14 +610,17 @@ async function record(
   let ntkPlan!: NtkPlan;
   const bar = progressBar(`finetune ${src.name}`, options.steps);
   try {
+    const parameters = options.parameters ?? 'all';
     const ntk = empiricalNtkFn(model, {
       output: 'full',
+      parameters,
       implementation: options.implementation ?? 'auto',
       threads: options.threads ?? 1,
       progress: false,
     });
     ntkPlan = ntk.plan;
-    const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+    // SGD moves only the chosen parameters (the ones the kernel covers); the rest stay frozen.
+    const vars = analyzeModel(model, parameters).variables.map((w) => w.read() as tf.Variable);
     const hold = <T extends tf.Tensor>(t: T): T => {
       held.push(t);
       return t;
@@ -709,7 +730,7 @@ async function record(
             kind: 'full',
             implementation: ntkPlan.implementation,
             accumulation: 'float32',
-            parameters: 'all',
+            parameters: options.parameters ?? 'all',
             layers: ntkPlan.layers,
             parameterCount: ntkPlan.parameterCount,
             backend: tf.getBackend(),
@@ -775,6 +796,7 @@ async function record(
       kernels: kernelEntries,
       ntk: {
         implementation: ntkPlan.implementation,
+        parameters: options.parameters ?? 'all',
         parameterCount: ntkPlan.parameterCount,
         layers: ntkPlan.layers,
       },

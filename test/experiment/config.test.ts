@@ -53,6 +53,11 @@ describe('resolveExperimentConfig: errors name the offending key', () => {
       'studies.laziness.widht: expected a known key (this one is not recognised), received 3',
     ],
     [
+      'finetune parameters that are not a subset',
+      { ...base, finetune: { parameters: 'some' } },
+      "finetune.parameters: expected 'all', 'head' or a non-empty list of layer names (a name ending in '/' is a prefix), received \"some\"",
+    ],
+    [
       'an unknown study',
       { ...base, studies: { bogus: {} } },
       'studies.bogus: expected a known key (this one is not recognised), received {}',
@@ -188,6 +193,20 @@ describe('resolveExperimentConfig: defaults', () => {
       widths: [64, 256],
       finetune: { learningRate: 2, steps: 50, batch: 'full' },
     });
+  });
+
+  it('finetunes chosen layers when finetune.parameters names them (absent by default)', () => {
+    const c = resolveExperimentConfig({
+      ...base,
+      finetune: { parameters: ['block1/', 'head'] },
+      studies: { checkpoints: {}, laziness: { widths: [64, 128], finetune: { parameters: 'head' } } },
+    });
+    expect(c.finetune.parameters).toEqual(['block1/', 'head']);
+    expect(c.studies.checkpoints?.finetune.parameters).toEqual(['block1/', 'head']);
+    expect(c.studies.laziness?.finetune.parameters).toBe('head');
+    expect('parameters' in resolveExperimentConfig({ ...base, studies: { checkpoints: {} } }).finetune).toBe(
+      false,
+    );
   });
 
   it('runs the replicator study alone without a base run', () => {

@@ -7,12 +7,14 @@
 import { type Command, Option } from 'commander';
 import { InvalidArgumentError } from '../../errors.js';
 import { FINETUNE_MODES, type FinetuneMode, finetune } from '../../finetune/index.js';
-import { NTK_IMPLEMENTATIONS, type NtkImplementation } from '../../kernel/index.js';
+import { NTK_IMPLEMENTATIONS, type NtkImplementation, type NtkParameters } from '../../kernel/index.js';
 import {
   output,
+  PARAMETERS_HELP,
   parseChoice,
   parseInteger,
   parseNumber,
+  parseParameters,
   parseThreads,
   prepare,
   withFlagNames,
@@ -35,6 +37,7 @@ interface FinetuneFlags {
   recordEvery: number;
   refreshEvery: number;
   seed: number;
+  parameters: NtkParameters;
   implementation: NtkImplementation;
   threads: number | 'auto';
   overwrite?: boolean;
@@ -109,6 +112,12 @@ export function registerFinetune(program: Command): void {
       0,
     )
     .option(
+      '--parameters <which>',
+      `the parameters finetuned (the rest frozen) and covered by the recorded eNTK: ${PARAMETERS_HELP}`,
+      parseParameters('--parameters'),
+      'all',
+    )
+    .option(
       '--implementation <name>',
       `eNTK implementation: ${NTK_IMPLEMENTATIONS.join(' | ')}`,
       parseChoice('--implementation', NTK_IMPLEMENTATIONS),
@@ -153,6 +162,7 @@ export function registerFinetune(program: Command): void {
         checkpoint: '--checkpoint',
         labelColumn: '--label-column',
         learningRate: '--learning-rate',
+        parameters: '--parameters',
       };
       const { dir, manifest: m } = await withFlagNames(flagNames, () =>
         finetune({
@@ -171,6 +181,7 @@ export function registerFinetune(program: Command): void {
           recordEvery: flags.recordEvery,
           refreshEvery: flags.refreshEvery,
           seed: flags.seed,
+          parameters: flags.parameters,
           implementation: flags.implementation,
           threads: flags.threads,
           overwrite: Boolean(flags.overwrite),
@@ -194,6 +205,8 @@ export function registerFinetune(program: Command): void {
         observePoints: m.observe.ids.length,
         numClasses: m.numClasses,
         recordedSteps: T,
+        parameters: m.ntk.parameters ?? 'all',
+        parameterCount: m.ntk.parameterCount,
         kernelSteps: m.kernels.map((k) => k.step),
         kernelDrift: lastDrift,
         seconds: m.seconds,

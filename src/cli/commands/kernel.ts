@@ -15,6 +15,7 @@ import {
   type NtkImplementation,
   type NtkLayerRule,
   type NtkLogits,
+  type NtkParameters,
 } from '../../kernel/index.js';
 import {
   computeKernelStores,
@@ -26,7 +27,16 @@ import {
   type StoreKernelOptions,
   verifyKernelStore,
 } from '../../kernel-store/index.js';
-import { output, parseChoice, parseInteger, parseThreads, prepare, withFlagNames } from '../shared.js';
+import {
+  output,
+  PARAMETERS_HELP,
+  parseChoice,
+  parseInteger,
+  parseParameters,
+  parseThreads,
+  prepare,
+  withFlagNames,
+} from '../shared.js';
 
 interface KernelFlags {
   run?: string;
@@ -42,7 +52,7 @@ interface KernelFlags {
   implementation: NtkImplementation;
   contraction: NtkContraction;
   logits: NtkLogits;
-  parameters: string;
+  parameters: NtkParameters;
   float64?: boolean;
   threads: number | 'auto';
   blockSize?: number;
@@ -163,11 +173,7 @@ export function registerKernel(program: Command): void {
       parseChoice('--logits', NTK_LOGITS),
       'output',
     )
-    .option(
-      '--parameters <which>',
-      "all | head | comma list of layer names (a name ending in '/' selects every layer it prefixes, e.g. block1/,head)",
-      'all',
-    )
+    .option('--parameters <which>', PARAMETERS_HELP, parseParameters('--parameters'), 'all')
     .option('--float64', 'accumulate in float64 and store a float64 kernel')
     .option('--threads <n>', 'worker threads: a number or auto', parseThreads(1024), 1)
     .option(
@@ -200,22 +206,11 @@ export function registerKernel(program: Command): void {
           'at most one of --trace and --diagonal',
         );
       }
-      const parameters =
-        flags.parameters === 'all' || flags.parameters === 'head'
-          ? flags.parameters
-          : flags.parameters.split(',').map((s) => s.trim());
-      if (Array.isArray(parameters) && parameters.some((p) => p === '')) {
-        throw new InvalidArgumentError(
-          '--parameters',
-          flags.parameters,
-          'all, head or a comma list of layer names',
-        );
-      }
       // Kernel options common to --model and --run.
       const common: StoreKernelOptions = {
         kind: flags.trace ? 'trace' : flags.diagonal ? 'diagonal' : 'full',
         implementation: flags.implementation,
-        parameters,
+        parameters: flags.parameters,
         accumulation: flags.float64 ? 'float64' : 'float32',
         contraction: flags.contraction,
         logits: flags.logits,
