@@ -15,9 +15,20 @@ describe('entk demo', async () => {
     const r = await runCli(['demo', '--help']);
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('--out <dir>');
-    expect(r.stdout).toContain('(default: "runs/demo")');
+    const help1 = r.stdout.replace(/\s+/g, ' ');
+    expect(help1).toContain('(default: runs/demo, runs/demo-transformer for --preset transformer)');
+    expect(help1).toMatch(/--preset <name> digits .*\| transformer .*\(default: "digits"\)/);
     expect(r.stdout).toContain('--force');
     expect(r.stdout).toContain('--json');
+  });
+
+  it('refuses an unknown preset in one line, naming the choices', async () => {
+    const r = await runCli(['demo', '--preset', 'vision', '--out', path.join(dir, 'never')]);
+    expect(r.status).toBe(2);
+    expect(r.stderr.trimEnd().split('\n')).toEqual([
+      'entk: error: --preset: expected one of digits, transformer, received "vision"',
+    ]);
+    await expect(fs.stat(path.join(dir, 'never'))).rejects.toThrow(/ENOENT/);
   });
 
   it('refuses a file as its output directory in one line', async () => {
