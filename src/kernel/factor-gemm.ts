@@ -94,6 +94,10 @@ const MASK_DENSITY = 0.8;
  * (W finite) — when that saves enough; else all rows run through the dense kernel.
  * `bKey`: an object identifying B's contents (a tensor's dataId): the packed B of the previous call
  * with the same key and shape is reused (B given as a function is then not even read).
+ * `view`: return C as a view into the GEMM's memory, valid until the next call, instead of a fresh
+ * array (for a caller that copies it at once, e.g. into a wasm-backend tensor). Touching fresh
+ * memory is slow where page faults are (≈ 8 ms per MB measured on the benchmark VM: as much as
+ * the product itself on wide layers), and the GEMM's memory is reused from call to call.
  */
 export function gemmABt(
   a: Float32Array,
@@ -104,6 +108,7 @@ export function gemmABt(
   bLayout: 'rows' | 'columns',
   group = 1,
   bKey?: object,
+  view = false,
 ): Float32Array {
   const s = instance();
   if (!s) throw new Error('factor GEMM: WebAssembly SIMD with shared memory is not available');
@@ -238,12 +243,18 @@ export function gemmABt(
     );
   } else own();
 
-  const out = new Float32Array(rows * cols);
   const c = new Float32Array(s.memory.buffer, cp, tiles * MR * (ldc / 4));
   const ld = ldc / 4;
-  for (let i = 0; i < rows; i++) {
-    const row = masked ? Math.floor(i / g) * RP + (i % g) : i;
-    out.set(c.subarray(row * ld, row * ld + cols), i * cols);
+  const rowOf = (i: number) => (masked ? Math.floor(i / g) * RP + (i % g) : i);
+  if (!view) {
+    const out = new Float32Array(rows * cols);
+    for (let i = 0; i < rows; i++) out.set(c.subarray(rowOf(i) * ld, rowOf(i) * ld + cols), i * cols);
+    return out;
   }
-  return out;
+  // Compact in place: row i moves down from rowOf(i)·ld ≥ i·cols, in increasing i, so no row is
+  // overwritten before it has moved.
+  if (ld !== cols || masked) {
+    for (let i = 0; i < rows; i++) c.copyWithin(i * cols, rowOf(i) * ld, rowOf(i) * ld + cols);
+  }
+  return c.subarray(0, rows * cols);
 }

@@ -19,7 +19,7 @@ import { empiricalNtkFn, terminateNtkWorkers } from '../../src/kernel/index.js';
 import { planStructured } from '../../src/kernel/structured.js';
 import { type BlockInput, JsBlockComputer, type TermMeta } from '../../src/kernel/terms.js';
 import { type GemmExports, gemmModule, MASKED_FIELDS } from '../../src/kernel/wasm-gemm.js';
-import { packRows, WasmBlockComputer } from '../../src/kernel/wasm-terms.js';
+import { packingPoolBytes, packRows, WasmBlockComputer } from '../../src/kernel/wasm-terms.js';
 import { buildModel } from '../../src/model/index.js';
 import { Rng } from '../../src/util/rng.js';
 import { relaxedSimd, wasmApi } from '../../src/util/wasm-asm.js';
@@ -336,6 +336,50 @@ describe('block computer against the float64 computer', () => {
     } finally {
       wasm.release();
     }
+  });
+
+  it('reuses packing buffers (evicted or released ones, stale contents) without changing a bit', () => {
+    const V = 10;
+    const terms: TermMeta[] = [
+      { kind: 'factored', layer: 'a', dIn: 5, width: 13, sw2: 0.25, sb2: 0.5 },
+      { kind: 'factored', layer: 'b', dIn: 13, width: 9, sw2: 1, sb2: 1, gated: true },
+      { kind: 'gram', layer: 'd', dIn: 0, width: 11, sw2: 1, sb2: 0 },
+    ];
+    const us = terms.map((t) => randomMatrix(rng, t.width, V));
+    const blocks = [block(terms, V, 7, 'p', us), block(terms, V, 5, 'q', us), block(terms, V, 6, 's', us)];
+    const pairs = [
+      [0, 1],
+      [1, 2],
+      [2, 0],
+      [0, 0],
+      [2, 2],
+    ] as const;
+    const run = (capacity: number) => {
+      const wasm = new WasmBlockComputer(terms, V, 'full', capacity);
+      try {
+        return pairs.map(([i, j]) => {
+          const w = wasm.compute(blocks[i]!, blocks[j]!, true);
+          const copy = [Array.from(w.data), Array.from(w.transposed!)];
+          w.done();
+          return copy;
+        });
+      } finally {
+        wasm.release();
+      }
+    };
+    const js = new JsBlockComputer(terms, V, 'full');
+    const want = run(2 ** 26); // everything cached, fresh buffers
+    pairs.forEach(([i, j], e) => {
+      expect(relMaxError(want[e]![0]!, js.compute(blocks[i]!, blocks[j]!, true).data)).toBeLessThanOrEqual(
+        TOL,
+      );
+    });
+    expect(packingPoolBytes()).toBeGreaterThan(0);
+    // Small capacities: packings evict earlier ones (1 byte: also the row block of the same compute
+    // call), whose buffers are pooled (up to the capacity) and reused with stale contents; each new
+    // computer starts on the buffers released by the previous ones.
+    for (const capacity of [1, 4000, 8000, 16000, 24000, 32000, 48000, 2 ** 26, 1])
+      expect(run(capacity), `${capacity}`).toEqual(want);
   });
 });
 
