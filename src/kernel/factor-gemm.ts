@@ -139,9 +139,8 @@ export function gemmABt(
   }
   const masked = nonzero < MASK_DENSITY * groups * k;
   const tiles = masked ? (groups * RP) / MR : Math.ceil(rows / MR);
-  const stride = masked ? 8 : MR;
   const bBytes = panels * K * NR * 4;
-  const aBytes = tiles * K * stride * 4;
+  const aBytes = tiles * K * MR * 4;
   const cBytes = tiles * MR * ldc;
   const listBytes = masked ? groups * K * 4 : 0;
   const tableBytes = masked ? groups * MASKED_FIELDS * 4 : 0;
@@ -182,14 +181,14 @@ export function gemmABt(
       }
     }
   }
-  // A tiles: A[4t + r, p] at float (t·K + p)·stride + r; masked: group n's rows from tile n·RP/MR.
+  // A tiles: A[4t + r, p] at float (t·K + p)·4 + r; masked: group n's rows from tile n·RP/MR.
   // (The padding p ≥ k of dense tiles must be zero, not stale; masked tiles read only listed p.)
   if (!masked && K !== k) heap.fill(0, ap / 4, cp / 4);
   for (let i = 0; i < rows; i++) {
     const row = masked ? Math.floor(i / g) * RP + (i % g) : i;
-    const base = ap / 4 + (row >> 2) * K * stride + (row & 3);
+    const base = ap / 4 + (row >> 2) * K * MR + (row & 3);
     const src = i * k;
-    for (let p = 0; p < k; p++) heap[base + p * stride] = a[src + p]!;
+    for (let p = 0; p < k; p++) heap[base + p * MR] = a[src + p]!;
   }
 
   // Shares: the caller takes the first, each barrier thread one of the others (row tiles, or groups).
@@ -207,7 +206,7 @@ export function gemmABt(
     const tilesPer = RP / MR;
     for (let n = 0; n < groups; n++) {
       heap32.set(
-        [ap + 32 * n * tilesPer * K, lp + 4 * n * K, counts[n]!, cp + n * RP * ldc, 0, 0, tilesPer, bp],
+        [ap + 16 * n * tilesPer * K, lp + 4 * n * K, counts[n]!, cp + n * RP * ldc, 0, 0, tilesPer, bp],
         tp / 4 + MASKED_FIELDS * n,
       );
     }

@@ -6,9 +6,8 @@
  * epilogue chosen by `mode`:
  *   0: C = S        1: C += G ⊙ S        2: C = G ⊙ S        3: C += S
  * Packing (by the caller): B in panels of NR = 8 rows, panel q holding B[8q + c, p] at float
- * (q·K + p)·8 + c. A in tiles of MR = 4 rows: dense tiles hold A[4t + r, p] at (t·K + p)·4 + r;
- * "masked" tiles use a stride of 8 floats per p, (t·K + p)·8 + r, so that one byte offset p·32
- * addresses both A and B.
+ * (q·K + p)·8 + c. A in tiles of MR = 4 rows: A[4t + r, p] at (t·K + p)·4 + r. The masked kernel's
+ * unit lists hold byte offsets p·32 into B panels; the A tile's row p is at half that, p·16.
  *
  * The micro-kernel keeps a 4 × 8 tile of S in eight f32x4 registers and per p loads two vectors of
  * B and four broadcast scalars of A (a plain, un-unrolled loop: measured 1.5× faster than 4×
@@ -197,7 +196,9 @@ function gemmMaskedBody(fma: boolean): number[] {
   const T = tileLocals(next);
 
   const inner: number[] = [...get(ip), ...i32load(0), ...set(o), ...incr(ip, 4)];
-  inner.push(...get(pb), ...get(o), ...add, ...set(bq), ...get(pa), ...get(o), ...add, ...set(o));
+  // B row p at p·32 into the panel, A row p at p·16 into the tile.
+  inner.push(...get(pb), ...get(o), ...add, ...set(bq), ...get(pa), ...get(o), ...i32(1), 0x76 /* shr_u */);
+  inner.push(...add, ...set(o));
   inner.push(...step(T, get(bq), get(o), fma));
 
   const panel: number[] = [...get(bp), ...get(q), ...get(K), ...mul, ...i32(32), ...mul, ...add, ...set(pb)];
@@ -211,7 +212,7 @@ function gemmMaskedBody(fma: boolean): number[] {
   }
   panel.push(...incr(q, 1));
 
-  const tile: number[] = [...get(ap), ...get(t), ...get(K), ...mul, ...i32(32), ...mul, ...add, ...set(pa)];
+  const tile: number[] = [...get(ap), ...get(t), ...get(K), ...mul, ...i32(16), ...mul, ...add, ...set(pa)];
   tile.push(...get(qs), ...set(q), ...whileNot([...get(q), ...get(c1), ...geU], panel), ...incr(t, 1));
 
   const entry: number[] = [];

@@ -23,7 +23,8 @@
  * Rows of a full block are laid out with RP = roundUp(V, MR) rows per point (so that micro-kernel
  * tiles never straddle points) and compacted at the end. Each computer borrows one WebAssembly
  * memory of its thread (reused across calls) holding the packed factors of the current row and
- * column blocks (packing is cached per block in JS memory), scratch and the output block.
+ * column blocks (packing is cached per block in JS memory, on buffers pooled per thread: see
+ * takeBuffer), scratch and the output block.
  */
 import { InvalidArgumentError } from '../errors.js';
 import { WASM_PAGE, type WasmMemory, wasmApi } from '../util/index.js';
@@ -110,8 +111,8 @@ function giveBack(arrays: Array<Float32Array | null>, limit: number): void {
 }
 
 /**
- * Rows [rows × width] of `src` packed as dense A tiles (MR rows, stride MR), as masked A tiles
- * (MR rows, stride 8) or as B panels (NR rows); inner dimension padded to roundUp(width, 4).
+ * Rows [rows × width] of `src` packed as A tiles (MR rows; 'dense' and 'masked' are the same
+ * layout) or as B panels (NR rows); inner dimension padded to roundUp(width, 4).
  * `perPoint` / `rowsPerPoint` spread each point's rows over rowsPerPoint ≥ perPoint rows (zeros).
  */
 export function packRows(
@@ -124,7 +125,7 @@ export function packRows(
   alloc: (floats: number) => Float32Array = (floats) => new Float32Array(floats),
 ): Float32Array {
   const group = layout === 'panels' ? NR : MR;
-  const stride = layout === 'dense' ? MR : 8;
+  const stride = layout === 'panels' ? NR : MR;
   const K = roundUp(width, 4);
   const points = rows / perPoint;
   const total = points * rowsPerPoint;
@@ -469,7 +470,7 @@ export class WasmBlockComputer implements BlockComputer {
         const count = end - start[n]!;
         this.flops += 2 * count * this.RP * (panels - q0) * NR;
         const entry = [
-          rowD + 32 * n * tiles * K,
+          rowD + 16 * n * tiles * K,
           lists + 4 * (n * K + start[n]!),
           count,
           out + n * this.RP * ldc,
@@ -501,7 +502,7 @@ export class WasmBlockComputer implements BlockComputer {
       const list = lists + 4 * n * K;
       this.ex.scalePanels(pairs, rowS + 4 * n * K, list, counts[n]!, this.pairPanels, K, scaled);
       entry.set([
-        colS + 32 * (m0 / MR) * K,
+        colS + 16 * (m0 / MR) * K,
         list,
         counts[n]!,
         products,

@@ -158,7 +158,7 @@ describe('kernels against float64 loops', () => {
         const lp = k.put(Int32Array.from(list, (p) => 32 * p));
         table.set(
           [
-            ap + 32 * n * Kp,
+            ap + 16 * n * Kp,
             lp,
             list.length,
             cp + n * RP * 4 * colsPad,
