@@ -300,9 +300,14 @@ function maxPoolGrad(args: { inputs: unknown; backend: unknown; attrs?: unknown 
   const { batchSize, inHeight: h, inWidth: w, inChannels: ch, outHeight: oh, outWidth: ow } = info;
   const { strideHeight: sh, strideWidth: sw, filterHeight: fh, filterWidth: fw } = info;
   const { top, left } = info.padInfo;
-  const xs = backend.readSync(input.dataId);
-  const ds = backend.readSync(dy.dataId);
-  const dx = new Float64Array(xs.length);
+  // Read and write the wasm heap in place (no allocation happens below, so the views stay valid):
+  // fresh copies of a replicated eNTK batch are tens of MB. Windows that cannot overlap route at
+  // most one dy to a position: written directly; overlapping ones sum in float64, then round.
+  const out = backend.makeOutput([...input.shape], 'float32');
+  const xs = backend.typedArrayFromHeap(input);
+  const ds = backend.typedArrayFromHeap(dy);
+  const target = backend.typedArrayFromHeap(out).fill(0);
+  const dx = sh >= fh && sw >= fw ? target : new Float64Array(xs.length);
   for (let b = 0; b < batchSize; b++)
     for (let y = 0; y < oh; y++) {
       const r0 = Math.max(0, y * sh - top);
@@ -325,8 +330,7 @@ function maxPoolGrad(args: { inputs: unknown; backend: unknown; attrs?: unknown 
         }
       }
     }
-  const out = backend.makeOutput([...input.shape], 'float32');
-  backend.typedArrayFromHeap(out).set(dx);
+  if (dx !== target) target.set(dx);
   return out;
 }
 

@@ -94,6 +94,10 @@ const MASK_DENSITY = 0.8;
  * (W finite) — when that saves enough; else all rows run through the dense kernel.
  * `bKey`: an object identifying B's contents (a tensor's dataId): the packed B of the previous call
  * with the same key and shape is reused (B given as a function is then not even read).
+ * `view`: return C as a view into the GEMM's memory, valid until the next call, instead of a fresh
+ * array (for a caller that copies it at once, e.g. into a wasm-backend tensor). Touching fresh
+ * memory is slow where page faults are (≈ 8 ms per MB measured on the benchmark VM: as much as
+ * the product itself on wide layers), and the GEMM's memory is reused from call to call.
  */
 export function gemmABt(
   a: Float32Array,
@@ -104,6 +108,7 @@ export function gemmABt(
   bLayout: 'rows' | 'columns',
   group = 1,
   bKey?: object,
+  view = false,
 ): Float32Array {
   const s = instance();
   if (!s) throw new Error('factor GEMM: WebAssembly SIMD with shared memory is not available');
@@ -134,9 +139,8 @@ export function gemmABt(
   }
   const masked = nonzero < MASK_DENSITY * groups * k;
   const tiles = masked ? (groups * RP) / MR : Math.ceil(rows / MR);
-  const stride = masked ? 8 : MR;
   const bBytes = panels * K * NR * 4;
-  const aBytes = tiles * K * stride * 4;
+  const aBytes = tiles * K * MR * 4;
   const cBytes = tiles * MR * ldc;
   const listBytes = masked ? groups * K * 4 : 0;
   const tableBytes = masked ? groups * MASKED_FIELDS * 4 : 0;
@@ -177,14 +181,14 @@ export function gemmABt(
       }
     }
   }
-  // A tiles: A[4t + r, p] at float (t·K + p)·stride + r; masked: group n's rows from tile n·RP/MR.
+  // A tiles: A[4t + r, p] at float (t·K + p)·4 + r; masked: group n's rows from tile n·RP/MR.
   // (The padding p ≥ k of dense tiles must be zero, not stale; masked tiles read only listed p.)
   if (!masked && K !== k) heap.fill(0, ap / 4, cp / 4);
   for (let i = 0; i < rows; i++) {
     const row = masked ? Math.floor(i / g) * RP + (i % g) : i;
-    const base = ap / 4 + (row >> 2) * K * stride + (row & 3);
+    const base = ap / 4 + (row >> 2) * K * MR + (row & 3);
     const src = i * k;
-    for (let p = 0; p < k; p++) heap[base + p * stride] = a[src + p]!;
+    for (let p = 0; p < k; p++) heap[base + p * MR] = a[src + p]!;
   }
 
   // Shares: the caller takes the first, each barrier thread one of the others (row tiles, or groups).
@@ -202,7 +206,7 @@ export function gemmABt(
     const tilesPer = RP / MR;
     for (let n = 0; n < groups; n++) {
       heap32.set(
-        [ap + 32 * n * tilesPer * K, lp + 4 * n * K, counts[n]!, cp + n * RP * ldc, 0, 0, tilesPer, bp],
+        [ap + 16 * n * tilesPer * K, lp + 4 * n * K, counts[n]!, cp + n * RP * ldc, 0, 0, tilesPer, bp],
         tp / 4 + MASKED_FIELDS * n,
       );
     }
@@ -238,12 +242,18 @@ export function gemmABt(
     );
   } else own();
 
-  const out = new Float32Array(rows * cols);
   const c = new Float32Array(s.memory.buffer, cp, tiles * MR * (ldc / 4));
   const ld = ldc / 4;
-  for (let i = 0; i < rows; i++) {
-    const row = masked ? Math.floor(i / g) * RP + (i % g) : i;
-    out.set(c.subarray(row * ld, row * ld + cols), i * cols);
+  const rowOf = (i: number) => (masked ? Math.floor(i / g) * RP + (i % g) : i);
+  if (!view) {
+    const out = new Float32Array(rows * cols);
+    for (let i = 0; i < rows; i++) out.set(c.subarray(rowOf(i) * ld, rowOf(i) * ld + cols), i * cols);
+    return out;
   }
-  return out;
+  // Compact in place: row i moves down from rowOf(i)·ld ≥ i·cols, in increasing i, so no row is
+  // overwritten before it has moved.
+  if (ld !== cols || masked) {
+    for (let i = 0; i < rows; i++) c.copyWithin(i * cols, rowOf(i) * ld, rowOf(i) * ld + cols);
+  }
+  return c.subarray(0, rows * cols);
 }

@@ -42,6 +42,7 @@ import {
 } from './analyze.js';
 import { gemmABt, useFactorGemm } from './factor-gemm.js';
 import { compactTokens, type TermMeta } from './terms.js';
+import { heapView } from './tf-terms.js';
 
 /** How one selected layer is differentiated (reported in the plan). */
 export interface LayerRule {
@@ -114,10 +115,13 @@ function withDenseGradient(
       const [rows, k] = dy.shape as [number, number];
       const cols = w.shape[0];
       // Wide layers: entk's threaded GEMM (./factor-gemm.ts) instead of single-threaded tfjs-wasm.
+      // Read dy in place and hand C over as a view (the wasm backend copies it at once): no fresh
+      // tens-of-MB arrays (see gemmABt's `view`).
+      const wasm = tf.getBackend() === 'wasm';
       const g = useFactorGemm(rows, k, cols)
         ? tf.tensor2d(
             gemmABt(
-              dy.dataSync() as Float32Array,
+              heapView(dy) ?? (dy.dataSync() as Float32Array),
               rows,
               () => w.dataSync() as Float32Array,
               cols,
@@ -125,6 +129,7 @@ function withDenseGradient(
               'rows',
               group,
               w.dataId,
+              wasm,
             ),
             [rows, cols],
           )

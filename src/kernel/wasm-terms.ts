@@ -23,7 +23,8 @@
  * Rows of a full block are laid out with RP = roundUp(V, MR) rows per point (so that micro-kernel
  * tiles never straddle points) and compacted at the end. Each computer borrows one WebAssembly
  * memory of its thread (reused across calls) holding the packed factors of the current row and
- * column blocks (packing is cached per block in JS memory), scratch and the output block.
+ * column blocks (packing is cached per block in JS memory, on buffers pooled per thread: see
+ * takeBuffer), scratch and the output block.
  */
 import { InvalidArgumentError } from '../errors.js';
 import { WASM_PAGE, type WasmMemory, wasmApi } from '../util/index.js';
@@ -69,8 +70,49 @@ const GRAM_CHUNK = 2048;
 const KEEP_BYTES = 128 * 2 ** 20;
 
 /**
- * Rows [rows × width] of `src` packed as dense A tiles (MR rows, stride MR), as masked A tiles
- * (MR rows, stride 8) or as B panels (NR rows); inner dimension padded to roundUp(width, 4).
+ * Packed-factor buffers of this thread, kept for reuse by the next blocks and calls. Writing fresh
+ * memory is slow where page faults are: ≈ 7 ms per MB measured on the benchmark VM (Firecracker,
+ * first touch of a new 12 MB array: 80–100 ms; rewriting it: 0.5 ms), and one call packs hundreds of
+ * MB (cnn preset, N = 300: ≈ 290 MB over two threads). Buffers return here when a computer evicts
+ * them from its cache (after the block that evicted them) or is released; at most POOL_BYTES (and
+ * the computer's cache capacity) are kept.
+ */
+const pool: ArrayBuffer[] = [];
+const POOL_BYTES = 256 * 2 ** 20;
+
+/** A zeroed float32 array of `floats` entries, on a pooled buffer (at most twice as large) if any. */
+function takeBuffer(floats: number): Float32Array {
+  const bytes = 4 * floats;
+  let best = -1;
+  pool.forEach((b, i) => {
+    if (
+      b.byteLength >= bytes &&
+      b.byteLength <= 2 * bytes &&
+      (best < 0 || b.byteLength < pool[best]!.byteLength)
+    )
+      best = i;
+  });
+  if (best < 0) return new Float32Array(floats);
+  const [buffer] = pool.splice(best, 1);
+  return new Float32Array(buffer!, 0, floats).fill(0);
+}
+
+/** Bytes held by this thread's pool of packing buffers (for tests). */
+export function packingPoolBytes(): number {
+  return pool.reduce((s, b) => s + b.byteLength, 0);
+}
+
+/** Give `arrays`' buffers back to the pool, keeping at most `limit` bytes (the newest). */
+function giveBack(arrays: Array<Float32Array | null>, limit: number): void {
+  for (const x of arrays)
+    if (x && !pool.includes(x.buffer as ArrayBuffer)) pool.push(x.buffer as ArrayBuffer);
+  let total = pool.reduce((s, b) => s + b.byteLength, 0);
+  while (total > Math.min(limit, POOL_BYTES)) total -= pool.shift()!.byteLength;
+}
+
+/**
+ * Rows [rows × width] of `src` packed as A tiles (MR rows; 'dense' and 'masked' are the same
+ * layout) or as B panels (NR rows); inner dimension padded to roundUp(width, 4).
  * `perPoint` / `rowsPerPoint` spread each point's rows over rowsPerPoint ≥ perPoint rows (zeros).
  */
 export function packRows(
@@ -80,14 +122,15 @@ export function packRows(
   layout: 'dense' | 'masked' | 'panels',
   perPoint = 1,
   rowsPerPoint = 1,
+  alloc: (floats: number) => Float32Array = (floats) => new Float32Array(floats),
 ): Float32Array {
   const group = layout === 'panels' ? NR : MR;
-  const stride = layout === 'dense' ? MR : 8;
+  const stride = layout === 'panels' ? NR : MR;
   const K = roundUp(width, 4);
   const points = rows / perPoint;
   const total = points * rowsPerPoint;
   const groups = Math.ceil(total / group);
-  const dst = new Float32Array(groups * K * stride);
+  const dst = alloc(groups * K * stride);
   for (let n = 0; n < points; n++) {
     for (let i = 0; i < perPoint; i++) {
       const row = n * rowsPerPoint + i;
@@ -143,7 +186,7 @@ function pairIndex(V: number): Int32Array {
 /** Rows [rows × width] padded with zeros to [rows × roundUp(width, 4)]. */
 function padRows(src: Float32Array, rows: number, width: number): Float32Array {
   const K = roundUp(width, 4);
-  const dst = new Float32Array(rows * K);
+  const dst = takeBuffer(rows * K);
   for (let n = 0; n < rows; n++) dst.set(src.subarray(n * width, (n + 1) * width), n * K);
   return dst;
 }
@@ -213,6 +256,8 @@ export class WasmBlockComputer implements BlockComputer {
   private readonly routes: Route[];
   private readonly cache = new Map<string, PackedBlock>();
   private cachedBytes = 0;
+  /** Packed arrays evicted while packing the current block: pooled when it is done. */
+  private evicted: Array<Float32Array | null> = [];
   /** Keys of the blocks whose packed factors are in memory. */
   private loaded = { row: '', col: '' };
   /**
@@ -285,18 +330,18 @@ export class WasmBlockComputer implements BlockComputer {
       let d: Float32Array | null = null;
       let units: { lists: Int32Array; counts: number[] } | null = null;
       if (route === 'dense') {
-        d = packRows(f.d!, b * per, width, row ? 'dense' : 'panels', per, row ? this.RP : per);
+        d = packRows(f.d!, b * per, width, row ? 'dense' : 'panels', per, row ? this.RP : per, takeBuffer);
       } else if (route === 'masked') {
-        d = packRows(f.d!, b * per, width, row ? 'masked' : 'panels', per, row ? this.RP : per);
+        d = packRows(f.d!, b * per, width, row ? 'masked' : 'panels', per, row ? this.RP : per, takeBuffer);
         if (row) units = activeUnits(f.d!, b, per, width);
       } else if (route === 'gated') {
         // Row block: s rows (each row point's scale); column block: s' as masked tiles.
-        d = row ? padRows(f.s!, b, width) : packRows(f.s!, b, width, 'masked');
+        d = row ? padRows(f.s!, b, width) : packRows(f.s!, b, width, 'masked', 1, 1, takeBuffer);
         if (row) units = activeUnits(f.s!, b, 1, width);
       }
       const a =
         t.kind !== 'gram' && route !== 'tokens' && t.sw2 !== 0
-          ? packRows(f.a!, b, t.dIn, row ? 'dense' : 'panels')
+          ? packRows(f.a!, b, t.dIn, row ? 'dense' : 'panels', 1, 1, takeBuffer)
           : null;
       packed.a.push(a);
       packed.d.push(d);
@@ -308,6 +353,8 @@ export class WasmBlockComputer implements BlockComputer {
       if (this.cachedBytes + packed.bytes <= this.capacity) break;
       this.cachedBytes -= v.bytes;
       this.cache.delete(k);
+      // Reused only once this block is done (it may be the row block being computed).
+      this.evicted.push(...v.a, ...v.d);
     }
     this.cache.set(key, packed);
     this.cachedBytes += packed.bytes;
@@ -423,7 +470,7 @@ export class WasmBlockComputer implements BlockComputer {
         const count = end - start[n]!;
         this.flops += 2 * count * this.RP * (panels - q0) * NR;
         const entry = [
-          rowD + 32 * n * tiles * K,
+          rowD + 16 * n * tiles * K,
           lists + 4 * (n * K + start[n]!),
           count,
           out + n * this.RP * ldc,
@@ -455,7 +502,7 @@ export class WasmBlockComputer implements BlockComputer {
       const list = lists + 4 * n * K;
       this.ex.scalePanels(pairs, rowS + 4 * n * K, list, counts[n]!, this.pairPanels, K, scaled);
       entry.set([
-        colS + 32 * (m0 / MR) * K,
+        colS + 16 * (m0 / MR) * K,
         list,
         counts[n]!,
         products,
@@ -525,6 +572,9 @@ export class WasmBlockComputer implements BlockComputer {
       this.upload('colD', pc.d);
       this.loaded.col = col.key;
     }
+    // Evicted packings are in no region any more (uploaded ones were copied): reusable now.
+    giveBack(this.evicted, this.capacity);
+    this.evicted = [];
     const out = this.regions.at('out');
     let first = true;
     this.terms.forEach((t, k) => {
@@ -614,6 +664,9 @@ export class WasmBlockComputer implements BlockComputer {
   }
 
   release(): void {
+    giveBack(this.evicted, this.capacity);
+    for (const v of this.cache.values()) giveBack([...v.a, ...v.d], this.capacity);
+    this.evicted = [];
     this.cache.clear();
     this.cachedBytes = 0;
     if (this.kernels && this.kernels.memory.buffer.byteLength <= KEEP_BYTES) idle.push(this.kernels);

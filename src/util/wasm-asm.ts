@@ -4,6 +4,8 @@
  * eNTK contraction kernels (src/kernel/wasm-gemm.ts). Every module is validated before use.
  */
 
+import v8 from 'node:v8';
+
 // --- the WebAssembly JS API, typed locally (the project's `lib` has no DOM/WebAssembly types) ---
 
 /** An opaque compiled module. */
@@ -104,6 +106,13 @@ export const f64x2add = simd(0xf0);
 export const f64x2mul = simd(0xf2);
 export const f32x4add = simd(0xe4);
 export const f32x4mul = simd(0xe6);
+/**
+ * f32x4.relaxed_madd (relaxed SIMD, opcode 0x105): a·b + c for operands pushed a, b, c. The
+ * proposal lets an engine round once (fused) or twice; V8 fixes the choice per machine (fused
+ * `vfmadd` where the CPU has FMA3), so a module gives the same bits on every thread of one machine.
+ * Use only in modules gated by {@link relaxedSimd}.
+ */
+export const f32x4relaxedMadd = simd(0x105);
 
 /** `while (!exitCond) { body }` where `exitCond` leaves an i32 that is non-zero to EXIT. */
 export function whileNot(exitCond: number[], body: number[]): number[] {
@@ -188,4 +197,43 @@ export function compileModule(bytes: Uint8Array): WasmModule | null {
   } catch {
     return null;
   }
+}
+
+/** A module whose one function (v128, v128, v128) → v128 is f32x4.relaxed_madd: the probe. */
+const RELAXED_PROBE = new Uint8Array([
+  0x00,
+  0x61,
+  0x73,
+  0x6d,
+  1,
+  0,
+  0,
+  0,
+  ...section(1, [1, 0x60, 3, V128, V128, V128, 1, V128]),
+  ...section(3, [1, 0]),
+  ...section(10, [1, ...funcBody([], [...get(0), ...get(1), ...get(2), ...f32x4relaxedMadd])]),
+]);
+
+let relaxed: boolean | undefined;
+
+/**
+ * Whether this runtime compiles relaxed SIMD (f32x4.relaxed_madd: a fused multiply-add in the
+ * float32 GEMM kernels, which WebAssembly SIMD proper lacks). Node 20's V8 implements relaxed SIMD
+ * behind `--experimental-wasm-relaxed-simd` (on by default from V8 11.4 / Node 22): the flag is set
+ * here, once, before compiling a probe module, so that kernels built afterwards may use the
+ * opcodes. It only admits the extra opcodes (no other behaviour changes) and is process-wide
+ * (worker threads receive compiled modules). Called only by code that asks for relaxed kernels;
+ * false where the flag or the opcodes are unavailable (no node:v8, old V8).
+ */
+export function relaxedSimd(): boolean {
+  if (relaxed !== undefined) return relaxed;
+  relaxed = false;
+  if (!wasmApi) return relaxed;
+  try {
+    if (!wasmApi.validate(RELAXED_PROBE)) v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
+    relaxed = compileModule(RELAXED_PROBE) !== null;
+  } catch {
+    relaxed = false;
+  }
+  return relaxed;
 }

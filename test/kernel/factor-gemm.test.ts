@@ -4,7 +4,7 @@
  * 1. gemmABt against float64 plain loops: both B layouts, dense and masked (row groups sharing a
  *    zero pattern, as the V replicated rows of a point behind a ReLU), every kind of padding (rows
  *    not a multiple of 4, columns of 8, inner sizes of 4). Tolerance 1e-5 · max|C| (float32 sums of
- *    ≤ 300 O(1) products round at ~1e-7 relative).
+ *    ≤ 300 O(1) products round at ~1e-7 relative). The in-memory `view` result equals the copy.
  * 2. Through empiricalNtkFn with the GEMM forced on every backward dense product: the kernel agrees
  *    with the tfjs path (1e-5) and with float64 finite differences (1e-5), and no tensor leaks.
  */
@@ -72,6 +72,10 @@ describe('gemmABt against float64 loops', () => {
       expect(c.length).toBe(rows * cols);
       if (zeros === 1) expect(Array.from(c).every((x) => x === 0)).toBe(true);
       else expect(relMaxError(c, ref), layout).toBeLessThan(TOL);
+      // `view`: the same values, compacted in place in the GEMM's memory.
+      const v = gemmABt(a, rows, bb, cols, k, layout, group, undefined, true);
+      expect(v.length).toBe(rows * cols);
+      expect(Array.from(v)).toEqual(Array.from(c));
     }
   });
 

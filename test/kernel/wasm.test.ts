@@ -19,10 +19,10 @@ import { empiricalNtkFn, terminateNtkWorkers } from '../../src/kernel/index.js';
 import { planStructured } from '../../src/kernel/structured.js';
 import { type BlockInput, JsBlockComputer, type TermMeta } from '../../src/kernel/terms.js';
 import { type GemmExports, gemmModule, MASKED_FIELDS } from '../../src/kernel/wasm-gemm.js';
-import { packRows, WasmBlockComputer } from '../../src/kernel/wasm-terms.js';
+import { packingPoolBytes, packRows, WasmBlockComputer } from '../../src/kernel/wasm-terms.js';
 import { buildModel } from '../../src/model/index.js';
 import { Rng } from '../../src/util/rng.js';
-import { wasmApi } from '../../src/util/wasm-asm.js';
+import { relaxedSimd, wasmApi } from '../../src/util/wasm-asm.js';
 import { normalPoints, randomizeWeights, relMaxError } from './helpers.js';
 
 const TOL = 1e-5;
@@ -32,8 +32,8 @@ afterAll(async () => {
 });
 
 /** A kernel instance over a fresh memory with a bump allocator (byte offsets). */
-function kernels(bytes = 64 * 2 ** 20) {
-  const module = gemmModule();
+function kernels(bytes = 64 * 2 ** 20, fma = false) {
+  const module = gemmModule(false, fma);
   if (!module || !wasmApi) throw new Error('WebAssembly SIMD missing: the wasm contraction cannot be tested');
   const memory = new wasmApi.Memory({ initial: Math.ceil(bytes / 65536) });
   const ex = new wasmApi.Instance(module, { env: { mem: memory } }).exports as unknown as GemmExports;
@@ -76,13 +76,20 @@ function product64(A: Float32Array, B: Float32Array, rows: number, cols: number,
   return S;
 }
 
+// The fused multiply-add variants (f32x4.relaxed_madd) where this runtime has relaxed SIMD.
+const FMA = relaxedSimd() ? [false, true] : [false];
+
 describe('kernels against float64 loops', () => {
-  it.each([
-    [4, 8, 4, 0],
-    [13, 21, 37, 1],
-    [40, 17, 256, 2],
-    [7, 9, 3, 3],
-  ])('gemm %i × %i, K = %i, mode %i', (rows, cols, K, mode) => {
+  it.each(
+    FMA.flatMap((fma) =>
+      [
+        [4, 8, 4, 0],
+        [13, 21, 37, 1],
+        [40, 17, 256, 2],
+        [7, 9, 3, 3],
+      ].map((c) => [...c, fma] as [number, number, number, number, boolean]),
+    ),
+  )('gemm %i × %i, K = %i, mode %i (fma %s)', (rows, cols, K, mode, fma) => {
     const rng = new Rng(rows * 31 + cols);
     const A = randomMatrix(rng, rows, K);
     const B = randomMatrix(rng, cols, K);
@@ -91,7 +98,7 @@ describe('kernels against float64 loops', () => {
     const colsPad = Math.ceil(cols / 8) * 8;
     const G = randomMatrix(rng, Math.ceil(rowsPad / group), colsPad);
     const C0 = randomMatrix(rng, rowsPad, colsPad);
-    const k = kernels();
+    const k = kernels(undefined, fma);
     const ap = k.put(packRows(A, rows, K, 'dense'));
     const bp = k.put(packRows(B, cols, K, 'panels'));
     const cp = k.put(C0);
@@ -125,7 +132,7 @@ describe('kernels against float64 loops', () => {
     expect(relMaxError(got, want)).toBeLessThanOrEqual(TOL);
   });
 
-  it('gemmMasked: per-entry unit lists, first panels, tiles, G rows and modes', () => {
+  it.each(FMA)('gemmMasked: per-entry unit lists, first panels, tiles, G rows and modes (fma %s)', (fma) => {
     const rng = new Rng(7);
     const [V, RP, K, cols] = [3, 4, 45, 29];
     const points = 5;
@@ -133,7 +140,7 @@ describe('kernels against float64 loops', () => {
     const colsPad = 32;
     const A = randomMatrix(rng, points * V, K);
     const B = randomMatrix(rng, cols, K);
-    const k = kernels();
+    const k = kernels(undefined, fma);
     const ap = k.put(packRows(A, points * V, K, 'masked', V, RP));
     const bp = k.put(packRows(B, cols, K, 'panels'));
     const G = randomMatrix(rng, points, colsPad);
@@ -151,7 +158,7 @@ describe('kernels against float64 loops', () => {
         const lp = k.put(Int32Array.from(list, (p) => 32 * p));
         table.set(
           [
-            ap + 32 * n * Kp,
+            ap + 16 * n * Kp,
             lp,
             list.length,
             cp + n * RP * 4 * colsPad,
@@ -329,6 +336,50 @@ describe('block computer against the float64 computer', () => {
     } finally {
       wasm.release();
     }
+  });
+
+  it('reuses packing buffers (evicted or released ones, stale contents) without changing a bit', () => {
+    const V = 10;
+    const terms: TermMeta[] = [
+      { kind: 'factored', layer: 'a', dIn: 5, width: 13, sw2: 0.25, sb2: 0.5 },
+      { kind: 'factored', layer: 'b', dIn: 13, width: 9, sw2: 1, sb2: 1, gated: true },
+      { kind: 'gram', layer: 'd', dIn: 0, width: 11, sw2: 1, sb2: 0 },
+    ];
+    const us = terms.map((t) => randomMatrix(rng, t.width, V));
+    const blocks = [block(terms, V, 7, 'p', us), block(terms, V, 5, 'q', us), block(terms, V, 6, 's', us)];
+    const pairs = [
+      [0, 1],
+      [1, 2],
+      [2, 0],
+      [0, 0],
+      [2, 2],
+    ] as const;
+    const run = (capacity: number) => {
+      const wasm = new WasmBlockComputer(terms, V, 'full', capacity);
+      try {
+        return pairs.map(([i, j]) => {
+          const w = wasm.compute(blocks[i]!, blocks[j]!, true);
+          const copy = [Array.from(w.data), Array.from(w.transposed!)];
+          w.done();
+          return copy;
+        });
+      } finally {
+        wasm.release();
+      }
+    };
+    const js = new JsBlockComputer(terms, V, 'full');
+    const want = run(2 ** 26); // everything cached, fresh buffers
+    pairs.forEach(([i, j], e) => {
+      expect(relMaxError(want[e]![0]!, js.compute(blocks[i]!, blocks[j]!, true).data)).toBeLessThanOrEqual(
+        TOL,
+      );
+    });
+    expect(packingPoolBytes()).toBeGreaterThan(0);
+    // Small capacities: packings evict earlier ones (1 byte: also the row block of the same compute
+    // call), whose buffers are pooled (up to the capacity) and reused with stale contents; each new
+    // computer starts on the buffers released by the previous ones.
+    for (const capacity of [1, 4000, 8000, 16000, 24000, 32000, 48000, 2 ** 26, 1])
+      expect(run(capacity), `${capacity}`).toEqual(want);
   });
 });
 
