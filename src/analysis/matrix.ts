@@ -12,7 +12,7 @@
  * plain loops; the same sums in the same order). A product with b vectors reads the matrix once, so
  * block methods (block Lanczos) pay one pass for b matrix–vector products.
  */
-import { promises as fs } from 'node:fs';
+import { closeSync, promises as fs, openSync } from 'node:fs';
 import * as os from 'node:os';
 import { assertArgument, CorruptFileError, InvalidArgumentError, UnsupportedError } from '../errors.js';
 import { readNpyHeader } from '../io/index.js';
@@ -175,7 +175,14 @@ export async function npyKernelMatrix(
   // Panels land in the product's WebAssembly memory (its reserved region: the whole matrix, or two
   // panel slots), so products read them in place; without WebAssembly, in two plain buffers.
   const slotBytes = panelRows * rowBytes;
-  const inWasm = resident ? product.reserve(dataBytes, item) : product.reserve(2 * slotBytes, item);
+  // Products read their panels on the product's threads, each into its own slot of `threadRows`
+  // rows (a multiple of 4, for the SIMD kernel); panel visits use two slots of `panelRows`.
+  const threadRows = Math.max(4, panelRows - (panelRows % 4));
+  const threadSlot = threadRows * rowBytes;
+  const inWasm = product.reserve(
+    resident ? dataBytes : Math.max(2 * slotBytes, product.threads * threadSlot),
+    item,
+  );
   const buffers = inWasm ? [] : [new ArrayBuffer(slotBytes), new ArrayBuffer(slotBytes)];
   let loaded = false; // resident: the whole matrix has been read
   /** Byte offset in the reserved region where the panel from row `start` (slot `slot`) lands. */
@@ -209,11 +216,25 @@ export async function npyKernelMatrix(
       if (resident && loaded) {
         product.multiplyReserved(0, n, y, 0);
         passes++;
+      } else if (inWasm) {
+        // Each thread reads its own panels and multiplies them while they are in the cache
+        // (resident: into their final place, so the first product also loads the matrix).
+        const fd = openSync(file, 'r');
+        try {
+          const at = (start: number, thread: number) => (resident ? start * rowBytes : thread * threadSlot);
+          product.readMultiply(fd, header.dataOffset, threadRows, at, y);
+        } catch (error) {
+          if (/ended early/.test(String(error))) throw new CorruptFileError(file, 'ended early');
+          throw error;
+        } finally {
+          closeSync(fd);
+        }
+        loaded = resident;
+        passes++;
       } else {
-        await pass((start, rows, offset, slot) => {
-          if (inWasm) product.multiplyReserved(offset, rows, y, start * b);
-          else product.multiply(panelView(buffers[slot]!, 0, rows * n, item), rows, y, start * b);
-        });
+        await pass((start, rows, _offset, slot) =>
+          product.multiply(panelView(buffers[slot]!, 0, rows * n, item), rows, y, start * b),
+        );
       }
       return y;
     },

@@ -17,6 +17,7 @@
  * {@link PanelProduct} owns the module's memory (grown to fit the panel, X and Y) and falls back to
  * plain JavaScript loops where WebAssembly SIMD is missing.
  */
+import { readSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { EntkError } from '../errors.js';
 import {
@@ -216,7 +217,20 @@ interface PanelExports {
   panel64(p: number, x: number, y: number, rows: number, n: number, b: number): void;
 }
 type PanelFunction = keyof PanelExports;
-const PANEL_FUNCTIONS: PanelFunction[] = ['panel32x4', 'panel32x8', 'panel64'];
+/** What the threads call: the kernels and WasmThreads' built-in file read (src/util/workers.ts). */
+const THREAD_CALLS = ['panel32x4', 'panel32x8', 'panel64', 'readInto'];
+/** Panels per thread per round of {@link PanelProduct.readMultiply} (their two calls each fit a thread's call list). */
+const PANELS_PER_ROUND = 8;
+
+/** Fill `memory` [ptr, ptr + length) from file descriptor `fd` at `position` (as the threads' `readInto`). */
+function readInto(memory: WasmMemory, fd: number, ptr: number, length: number, position: number): void {
+  for (let done = 0; done < length; ) {
+    const view = new Uint8Array(memory.buffer, ptr + done, length - done);
+    const got = readSync(fd, view, 0, length - done, position + done);
+    if (got === 0) throw new Error('readInto: the file ended early');
+    done += got;
+  }
+}
 
 const cachedModules = new Map<boolean, ReturnType<typeof compileModule>>();
 function panelModule(shared: boolean) {
@@ -341,13 +355,7 @@ export class PanelProduct {
     this.backend = this.exports ? 'wasm' : 'js';
     this.threads = this.exports ? t : 1;
     if (this.threads > 1) {
-      this.workers = new WasmThreads(
-        module!,
-        this.memory!,
-        this.threads - 1,
-        PANEL_FUNCTIONS,
-        'PanelProduct',
-      );
+      this.workers = new WasmThreads(module!, this.memory!, this.threads - 1, THREAD_CALLS, 'PanelProduct');
     }
   }
 
@@ -441,6 +449,80 @@ export class PanelProduct {
     if (covered < rows) panelProductJs(panel, covered, rows, n, this.x, b, y, yOffset);
   }
 
+  /**
+   * `y = K X` for the whole matrix read from the open file `fd` (rows from byte `dataOffset`, entries
+   * of the reserved element size) during the product: in panels of `panelRows` rows (a multiple of
+   * 4), thread t (0: the caller's) reading panels t, t + T, t + 2T, … itself (`readSync`) into the
+   * reserved region at byte `place(start, t)` and multiplying each while it is in the cache. The last
+   * n mod 4 rows are read by the caller into `place(covered, 0)` and use the loops. Throws an Error
+   * whose message contains 'ended early' when the file is shorter than n rows.
+   */
+  readMultiply(
+    fd: number,
+    dataOffset: number,
+    panelRows: number,
+    place: (start: number, thread: number) => number,
+    y: Float64Array,
+  ): void {
+    const n = this.n;
+    const b = this.b;
+    const bp = this.bPadded;
+    const elem = this.reservedElem;
+    const rowBytes = n * elem;
+    const covered = n - (n % ROWS);
+    const name: PanelFunction = elem === 8 ? 'panel64' : bp % 8 === 0 ? 'panel32x8' : 'panel32x4';
+    const xPtr = elem === 8 ? this.xPtr : this.x32Ptr;
+    const fn = this.exports![name];
+    const T = (this.workers?.size ?? 0) + 1;
+    const panels = Math.ceil(covered / panelRows);
+    const calls = (p: number, t: number): WasmCall[] => {
+      const start = p * panelRows;
+      const rows = Math.min(panelRows, covered - start);
+      const at = place(start, t);
+      return [
+        ['readInto', fd, at, rows * rowBytes, dataOffset + start * rowBytes],
+        [name, at, xPtr, this.yPtr + start * bp * 8, rows, n, bp],
+      ];
+    };
+    for (let first = 0; first < panels; first += PANELS_PER_ROUND * T) {
+      const share = (t: number): WasmCall[] => {
+        const list: WasmCall[] = [];
+        for (let q = 0; q < PANELS_PER_ROUND; q++) {
+          const p = first + q * T + t;
+          if (p < panels) list.push(...calls(p, t));
+        }
+        return list;
+      };
+      const own = () => {
+        for (const [call, ...args] of share(0)) {
+          if (call === 'readInto') readInto(this.memory!, args[0]!, args[1]!, args[2]!, args[3]!);
+          else fn(args[0]!, args[1]!, args[2]!, args[3]!, args[4]!, args[5]!);
+        }
+      };
+      if (!this.workers) own();
+      else
+        this.workers.round(
+          Array.from({ length: T - 1 }, (_, w) => share(w + 1)),
+          own,
+        );
+    }
+    this.copyOut(covered, y, 0);
+    if (covered < n) {
+      const at = place(covered, 0);
+      readInto(this.memory!, fd, at, (n - covered) * rowBytes, dataOffset + covered * rowBytes);
+      panelProductJs(this.reservedPanel(at, n - covered), 0, n - covered, n, this.x, b, y, covered * b);
+    }
+  }
+
+  /** Rows [0, rows) of the module's Y into y from yOffset (dropping the padding columns). */
+  private copyOut(rows: number, y: Float64Array, yOffset: number): void {
+    const b = this.b;
+    const bp = this.bPadded;
+    const out = new Float64Array(this.memory!.buffer, this.yPtr, rows * bp);
+    if (bp === b) y.set(out, yOffset);
+    else for (let r = 0; r < rows; r++) y.set(out.subarray(r * bp, r * bp + b), yOffset + r * b);
+  }
+
   /** The SIMD product of `covered` (a multiple of 4) panel rows at byte address pPtr, threads sharing the rows. */
   private run(pPtr: number, covered: number, elem: 4 | 8, y: Float64Array, yOffset: number): void {
     const n = this.n;
@@ -463,8 +545,6 @@ export class PanelProduct {
       });
       this.workers.round(calls, own);
     }
-    const out = new Float64Array(this.memory!.buffer, yPtr, covered * bp);
-    if (bp === b) y.set(out, yOffset);
-    else for (let r = 0; r < covered; r++) y.set(out.subarray(r * bp, r * bp + b), yOffset + r * b);
+    this.copyOut(covered, y, yOffset);
   }
 }
