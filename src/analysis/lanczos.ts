@@ -120,13 +120,21 @@ export async function topEigenpairs(
   const coeffs = new Float64Array(cap + b0);
   let scale = 0; // running estimate of ‖K‖ (largest |θ| seen), for deflation tests
 
-  /** Orthonormalise candidate vectors against the basis and each other; replace dependent ones. */
-  const orthonormalize = (candidates: Float64Array[], R: Float64Array | null, b: number): Float64Array[] => {
+  /**
+   * Orthonormalise candidate vectors against the basis (unless `orthogonal`: they already are) and
+   * each other; replace dependent ones.
+   */
+  const orthonormalize = (
+    candidates: Float64Array[],
+    R: Float64Array | null,
+    b: number,
+    orthogonal = false,
+  ): Float64Array[] => {
     const out: Float64Array[] = [];
     for (let c = 0; c < candidates.length; c++) {
       let w = candidates[c]!;
       const before = Math.sqrt(dot(w, w));
-      project(w, basis, coeffs);
+      if (!orthogonal) project(w, basis, coeffs);
       for (let rep = 0; rep < 2; rep++) {
         for (let c2 = 0; c2 < out.length; c2++) {
           const r = dot(out[c2]!, w);
@@ -166,7 +174,11 @@ export async function topEigenpairs(
     }
     const y = await matrix.multiply(x, b);
     passes++;
-    const w = Array.from({ length: b }, (_, c) => Float64Array.from({ length: n }, (_, i) => y[i * b + c]!));
+    const w = Array.from({ length: b }, (_, c) => {
+      const v = new Float64Array(n);
+      for (let i = 0; i < n; i++) v[i] = y[i * b + c]!;
+      return v;
+    });
     const offset = basis.length;
     basis = basis.concat(pending);
     const m = basis.length;
@@ -187,9 +199,9 @@ export async function topEigenpairs(
         }
       }
     }
-    // Next block: QR of the residuals, W = Q_next R.
+    // Next block: QR of the residuals, W = Q_next R (projected off the basis twice above already).
     const R = new Float64Array(b * b);
-    const next = orthonormalize(w, R, b);
+    const next = orthonormalize(w, R, b, true);
     // Rayleigh–Ritz on H.
     const Hm = new Float64Array(m * m);
     for (let i = 0; i < m; i++) Hm.set(H.subarray(i * cap, i * cap + m), i * m);

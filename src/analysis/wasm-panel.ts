@@ -526,7 +526,6 @@ export class PanelProduct {
   /** The SIMD product of `covered` (a multiple of 4) panel rows at byte address pPtr, threads sharing the rows. */
   private run(pPtr: number, covered: number, elem: 4 | 8, y: Float64Array, yOffset: number): void {
     const n = this.n;
-    const b = this.b;
     const bp = this.bPadded;
     const yPtr = this.yPtr;
     const name: PanelFunction = elem === 8 ? 'panel64' : bp % 8 === 0 ? 'panel32x8' : 'panel32x4';
