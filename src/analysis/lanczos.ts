@@ -18,6 +18,7 @@ import { assertArgument, EntkError } from '../errors.js';
 import { Rng } from '../util/index.js';
 import { symmetricEigen } from './eigh.js';
 import type { KernelMatrix } from './matrix.js';
+import { PanelProduct } from './wasm-panel.js';
 
 /** Options of {@link topEigenpairs}. */
 export interface TopEigenOptions {
@@ -81,6 +82,32 @@ function project(w: Float64Array, basis: Float64Array[], coeffs: Float64Array): 
 }
 
 /**
+ * The first `count` Ritz vectors as rows [count, n]: u_j = Σ_i S[j, i] q_i with S [·, m] row-major
+ * (m = basis size), i.e. Uᵀ = S Qᵀ — one panel product ({@link PanelProduct}: float64 SIMD, each
+ * entry the same sum over i in increasing order as a loop would give).
+ */
+function ritzVectors(
+  basis: Float64Array[],
+  S: Float64Array,
+  count: number,
+  n: number,
+  products: Map<number, PanelProduct>,
+): Float64Array {
+  const m = basis.length;
+  const qt = new Float64Array(m * n);
+  for (let i = 0; i < m; i++) qt.set(basis[i]!, i * n);
+  let product = products.get(m);
+  if (!product) {
+    product = new PanelProduct(m, 'auto', 1);
+    products.set(m, product);
+  }
+  product.setVectors(qt, n);
+  const out = new Float64Array(count * n);
+  product.multiply(S.subarray(0, count * m), count, out, 0);
+  return out;
+}
+
+/**
  * Top-k eigenpairs (largest eigenvalues) of the symmetric matrix behind `matrix`.
  *
  * @example
@@ -119,6 +146,7 @@ export async function topEigenpairs(
   const cap = maxBasis;
   let H = new Float64Array(cap * cap);
   const coeffs = new Float64Array(cap + b0);
+  const products = new Map<number, PanelProduct>(); // for the Ritz vectors, by basis size
   let scale = 0; // running estimate of ‖K‖ (largest |θ| seen), for deflation tests
 
   /**
@@ -226,13 +254,7 @@ export async function topEigenpairs(
     if (done) {
       const values = ritz.values.slice(0, k);
       let vectors: Float64Array | undefined;
-      if (options.vectors ?? true) {
-        vectors = new Float64Array(k * n);
-        for (let j = 0; j < k; j++) {
-          const u = vectors.subarray(j * n, (j + 1) * n);
-          for (let i = 0; i < m; i++) axpy(ritz.vectors![j * m + i]!, basis[i]!, u);
-        }
-      }
+      if (options.vectors ?? true) vectors = ritzVectors(basis, ritz.vectors!, k, n, products);
       return { values, vectors, residuals: residuals.slice(0, k), passes, restarts };
     }
     if (passes >= maxPasses) {
@@ -243,13 +265,8 @@ export async function topEigenpairs(
     if (m + nb > maxBasis) {
       // Thick restart: keep the top Ritz vectors; H on them is diag(θ).
       const keep = Math.max(Math.min(k, m), Math.min(m, maxBasis - 2 * b0));
-      const kept: Float64Array[] = [];
-      for (let j = 0; j < keep; j++) {
-        const u = new Float64Array(n);
-        for (let i = 0; i < m; i++) axpy(ritz.vectors![j * m + i]!, basis[i]!, u);
-        kept.push(u);
-      }
-      basis = kept;
+      const kept = ritzVectors(basis, ritz.vectors!, keep, n, products);
+      basis = Array.from({ length: keep }, (_, j) => kept.slice(j * n, (j + 1) * n));
       H = new Float64Array(cap * cap);
       for (let j = 0; j < keep; j++) H[j * cap + j] = ritz.values[j]!;
       restarts++;
