@@ -4,13 +4,16 @@
  * sources:
  *
  * - {@link denseKernelMatrix}: a matrix held in memory (Float32Array or Float64Array, row-major);
- * - {@link npyKernelMatrix}: a square `.npy` file (e.g. a store's kernel.npy) read in row panels on
- *   every product, so a kernel too large to hold twice — or at all — can still be analysed:
- *   memory ≈ two panels (one read ahead while the other is multiplied) + the vectors.
+ * - {@link npyKernelMatrix}: a square `.npy` file (e.g. a store's kernel.npy), held in WebAssembly
+ *   memory after the first product or read in row panels on every product, so a kernel too large
+ *   to hold twice — or at all — can still be analysed: memory ≈ one panel per product thread + the
+ *   vectors. Each product thread reads its own panels (`readSync` into WebAssembly memory) and
+ *   multiplies them while they are in the cache, so reading and multiplying share the cores.
  *
- * Products accumulate in float64 whatever the storage type (./wasm-panel.ts: WebAssembly SIMD, or
- * plain loops; the same sums in the same order). A product with b vectors reads the matrix once, so
- * block methods (block Lanczos) pay one pass for b matrix–vector products.
+ * Products accumulate in float64 (./wasm-panel.ts: WebAssembly SIMD, or plain loops; float32
+ * entries in float32 over blocks of 32 columns first; the same sums in the same order in every
+ * mode). A product with b vectors reads the matrix once, so block methods (block Lanczos) pay one
+ * pass for b matrix–vector products.
  */
 import { closeSync, promises as fs, openSync } from 'node:fs';
 import * as os from 'node:os';
@@ -95,8 +98,9 @@ export function denseKernelMatrix(
 /** Options of {@link npyKernelMatrix}. */
 export interface NpyKernelMatrixOptions {
   /**
-   * Bytes of one row panel read from the file at a time (two are held: one read ahead while the
-   * other is multiplied). Default 4 MiB: a panel multiplied while still in the cache.
+   * Bytes of one row panel read from the file at a time: a product holds one per thread (rounded
+   * down to a multiple of 4 rows, at least 4), a panel visit two (one read ahead). Default 4 MiB:
+   * a panel is multiplied while still in the cache.
    */
   panelBytes?: number;
   /** Where block products run. Default 'auto'. */
@@ -108,7 +112,7 @@ export interface NpyKernelMatrixOptions {
   threads?: number | 'auto';
   /**
    * Where the entries live between passes: 'stream' (read in row panels from disk on every pass:
-   * memory two panels), 'memory' (read once into the product's WebAssembly memory — during the
+   * memory one panel per product thread), 'memory' (read once into the product's WebAssembly memory — during the
    * first product, each panel multiplied as it arrives — where every later product reads them in
    * place: memory one copy of the file's data; needs WebAssembly and at most
    * {@link RESIDENT_MAX_BYTES} of data), or 'auto': 'memory' when it is possible and the data fits
