@@ -278,6 +278,12 @@ describe('topEigenpairs (block Lanczos)', () => {
     await fs.writeFile(cut, bytes.subarray(0, bytes.length - 8));
     await expect(npyKernelMatrix(cut)).rejects.toThrow(CorruptFileError);
     await expect(npyKernelMatrix(cut, { residency: 'memory' })).rejects.toThrow(CorruptFileError);
+    // a file cut after it was opened: the second thread's panel read fails, as a corrupt file
+    const later = path.join(dir, 'later.npy');
+    await writeNpy(later, { dtype: 'float32', shape: [8, 8], data: new Float32Array(64) });
+    const opened = await npyKernelMatrix(later, { residency: 'stream', threads: 2, panelBytes: 4 * 8 * 4 });
+    await fs.truncate(later, (await fs.stat(later)).size - 40);
+    await expect(opened.multiply(new Float64Array(8), 1)).rejects.toThrow(CorruptFileError);
     await expect(npyKernelMatrix(rect, { residency: 'disk' as 'stream' })).rejects.toThrow(
       InvalidArgumentError,
     );
