@@ -438,7 +438,8 @@ export class PanelProduct {
     const covered = this.exports ? rows - (rows % ROWS) : 0;
     if (covered > 0) {
       const elem = panel instanceof Float32Array ? 4 : 8;
-      const pPtr = this.yPtr + n * this.bPadded * 8;
+      // after Y, which setVectors sized for n rows (a panel may have more rows than n)
+      const pPtr = this.yPtr + Math.max(n, covered) * this.bPadded * 8;
       this.ensure(pPtr + covered * n * elem);
       const buffer = this.memory!.buffer;
       const src = panel.subarray(0, covered * n);

@@ -227,6 +227,26 @@ describe('topEigenpairs (block Lanczos)', () => {
     }
   });
 
+  it('a tall float64 panel (more rows than columns) equals the float64 loops', () => {
+    const rows = 203;
+    const inner = 6;
+    const b = 5;
+    const panel = Float64Array.from({ length: rows * inner }, (_, i) => Math.sin(0.3 * i));
+    const x = Float64Array.from({ length: inner * b }, (_, i) => Math.cos(i));
+    const ref = new Float64Array(rows * b);
+    for (let r = 0; r < rows; r++)
+      for (let c = 0; c < b; c++) {
+        let s = 0;
+        for (let j = 0; j < inner; j++) s += panel[r * inner + j]! * x[j * b + c]!;
+        ref[r * b + c] = s;
+      }
+    const product = new PanelProduct(inner, 'wasm', 1);
+    product.setVectors(x, b);
+    const y = new Float64Array(rows * b);
+    product.multiply(panel, rows, y, 0);
+    expect(y).toEqual(ref);
+  });
+
   it('products read on the threads (n mod 4 = 3, ragged panels) equal the in-memory product bit for bit', async () => {
     const m = 203;
     for (const data of [Float32Array.from(K.subarray(0, m * m)), Float64Array.from(K.subarray(0, m * m))]) {
