@@ -2,9 +2,10 @@
  * Kernel-analysis benchmark (issue 17).
  *
  * 1. Spectrum: the top-k eigenpairs of an n × n float32 kernel (default 20000², 1.6 GB) from its
- *    .npy file by entk's block Lanczos (npyKernelMatrix 'auto': read once into WebAssembly memory,
- *    products on two threads in place; `--stream` reads row panels from disk on every pass instead,
- *    memory ≈ two panels + the Krylov basis), against `scipy.sparse.linalg.eigsh(K, k, which='LA')` on the same file loaded
+ *    .npy file by entk's block Lanczos (npyKernelMatrix 'auto': read into WebAssembly memory during
+ *    the first product, later products on two threads in place; `--stream` has the two product
+ *    threads read their row panels from the file on every pass instead, memory ≈ one 4 MiB panel
+ *    per thread + the Krylov basis; the streamed run is also timed in the default mode), against `scipy.sparse.linalg.eigsh(K, k, which='LA')` on the same file loaded
  *    into memory (bench/reference/analysis_ref.py, its own process, OPENBLAS_CORETYPE and
  *    OPENBLAS_L2_SIZE removed from its environment only). Time, peak RSS of each process, max
  *    relative difference of the eigenvalues.

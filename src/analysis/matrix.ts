@@ -4,15 +4,18 @@
  * sources:
  *
  * - {@link denseKernelMatrix}: a matrix held in memory (Float32Array or Float64Array, row-major);
- * - {@link npyKernelMatrix}: a square `.npy` file (e.g. a store's kernel.npy) read in row panels on
- *   every product, so a kernel too large to hold twice — or at all — can still be analysed:
- *   memory ≈ two panels (one read ahead while the other is multiplied) + the vectors.
+ * - {@link npyKernelMatrix}: a square `.npy` file (e.g. a store's kernel.npy), held in WebAssembly
+ *   memory after the first product or read in row panels on every product, so a kernel too large
+ *   to hold twice — or at all — can still be analysed: memory ≈ one panel per product thread + the
+ *   vectors. Each product thread reads its own panels (`readSync` into WebAssembly memory) and
+ *   multiplies them while they are in the cache, so reading and multiplying share the cores.
  *
- * Products accumulate in float64 whatever the storage type (./wasm-panel.ts: WebAssembly SIMD, or
- * plain loops; the same sums in the same order). A product with b vectors reads the matrix once, so
- * block methods (block Lanczos) pay one pass for b matrix–vector products.
+ * Products accumulate in float64 (./wasm-panel.ts: WebAssembly SIMD, or plain loops; float32
+ * entries in float32 over blocks of 32 columns first; the same sums in the same order in every
+ * mode). A product with b vectors reads the matrix once, so block methods (block Lanczos) pay one
+ * pass for b matrix–vector products.
  */
-import { promises as fs } from 'node:fs';
+import { closeSync, promises as fs, openSync } from 'node:fs';
 import * as os from 'node:os';
 import { assertArgument, CorruptFileError, InvalidArgumentError, UnsupportedError } from '../errors.js';
 import { readNpyHeader } from '../io/index.js';
@@ -94,7 +97,11 @@ export function denseKernelMatrix(
 
 /** Options of {@link npyKernelMatrix}. */
 export interface NpyKernelMatrixOptions {
-  /** Bytes of one row panel (two are held: one read ahead). Default 64 MiB. */
+  /**
+   * Bytes of one row panel read from the file at a time: a product holds one per thread (rounded
+   * down to a multiple of 4 rows, at least 4), a panel visit two (one read ahead). Default 4 MiB:
+   * a panel is multiplied while still in the cache.
+   */
   panelBytes?: number;
   /** Where block products run. Default 'auto'. */
   backend?: ProductBackend;
@@ -105,10 +112,11 @@ export interface NpyKernelMatrixOptions {
   threads?: number | 'auto';
   /**
    * Where the entries live between passes: 'stream' (read in row panels from disk on every pass:
-   * memory two panels), 'memory' (read once into the product's WebAssembly memory, where every
-   * later product reads them in place: memory one copy of the file's data; needs WebAssembly and
-   * at most {@link RESIDENT_MAX_BYTES} of data), or 'auto': 'memory' when it is possible and the data
-   * fits in half of the free memory, else 'stream'. Both give bitwise the same products. Default 'auto'.
+   * memory one panel per product thread), 'memory' (read once into the product's WebAssembly memory — during the
+   * first product, each panel multiplied as it arrives — where every later product reads them in
+   * place: memory one copy of the file's data; needs WebAssembly and at most
+   * {@link RESIDENT_MAX_BYTES} of data), or 'auto': 'memory' when it is possible and the data fits
+   * in half of the free memory, else 'stream'. Both give bitwise the same products. Default 'auto'.
    */
   residency?: 'stream' | 'memory' | 'auto';
 }
@@ -117,9 +125,9 @@ export interface NpyKernelMatrixOptions {
 export const RESIDENT_MAX_BYTES = 3.5 * 2 ** 30;
 
 /**
- * A square float32/float64 `.npy` file as a {@link KernelMatrix}: read once into memory, or in row
- * panels from disk on every pass (see `residency`; with 'stream' nothing but the header is read up
- * front). The file must hold a symmetric matrix (a full or trace kernel of an unsharded store is);
+ * A square float32/float64 `.npy` file as a {@link KernelMatrix}: held in memory after the first
+ * pass, or read in row panels from disk on every pass (see `residency`). Only the header is read up
+ * front. The file must hold a symmetric matrix (a full or trace kernel of an unsharded store is);
  * symmetry is not checked here.
  */
 export async function npyKernelMatrix(
@@ -138,7 +146,7 @@ export async function npyKernelMatrix(
   const n = shape[0]!;
   const item = dtype === 'float32' ? 4 : 8;
   const rowBytes = n * item;
-  const panelBytes = options.panelBytes ?? 64 * 2 ** 20;
+  const panelBytes = options.panelBytes ?? 4 * 2 ** 20;
   assertArgument(panelBytes > 0, 'panelBytes', panelBytes, 'a positive number of bytes');
   const panelRows = Math.max(1, Math.min(n, Math.floor(panelBytes / rowBytes)));
   const stat = await fs.stat(file);
@@ -155,9 +163,9 @@ export async function npyKernelMatrix(
     residency,
     "'stream', 'memory' or 'auto'",
   );
-  let passes = 0;
   const product = new PanelProduct(n, options.backend, options.threads);
   const dataBytes = n * rowBytes;
+  let resident = false;
   if (residency !== 'stream') {
     const fits = dataBytes <= RESIDENT_MAX_BYTES && product.backend === 'wasm';
     if (residency === 'memory' && !fits) {
@@ -165,38 +173,38 @@ export async function npyKernelMatrix(
         `${file}: holding ${dataBytes} bytes in WebAssembly memory (needs WebAssembly and at most ${RESIDENT_MAX_BYTES} bytes; use residency 'stream')`,
       );
     }
-    if (fits && (residency === 'memory' || dataBytes <= os.freemem() / 2)) {
-      return residentNpyMatrix(file, header.dataOffset, n, item, product, panelRows);
-    }
+    resident = fits && (residency === 'memory' || dataBytes <= os.freemem() / 2);
   }
-  const buffers = [new ArrayBuffer(panelRows * rowBytes), new ArrayBuffer(panelRows * rowBytes)];
+  const source: PanelSource = { file, dataOffset: header.dataOffset, n, rowBytes, panelRows };
+  // Panels land in the product's WebAssembly memory (its reserved region: the whole matrix, or two
+  // panel slots), so products read them in place; without WebAssembly, in two plain buffers.
+  const slotBytes = panelRows * rowBytes;
+  // Products read their panels on the product's threads, each into its own slot of `threadRows`
+  // rows (a multiple of 4, for the SIMD kernel); panel visits use two slots of `panelRows`.
+  const threadRows = Math.max(4, panelRows - (panelRows % 4));
+  const threadSlot = threadRows * rowBytes;
+  const inWasm = product.reserve(
+    resident ? dataBytes : Math.max(2 * slotBytes, product.threads * threadSlot),
+    item,
+  );
+  const buffers = inWasm ? [] : [new ArrayBuffer(slotBytes), new ArrayBuffer(slotBytes)];
+  let loaded = false; // resident: the whole matrix has been read
+  /** Byte offset in the reserved region where the panel from row `start` (slot `slot`) lands. */
+  const place = (start: number, slot: number) => (resident ? start * rowBytes : slot * slotBytes);
+  let passes = 0;
 
-  async function forEachPanel(
-    visit: (start: number, rows: number, panel: Float32Array | Float64Array) => void,
-  ): Promise<void> {
-    const handle = await fs.open(file, 'r');
-    try {
-      const read = async (start: number, slot: number) => {
-        const rows = Math.min(panelRows, n - start);
-        const bytes = new Uint8Array(buffers[slot]!, 0, rows * rowBytes);
-        await readFully(handle, file, bytes, header.dataOffset + start * rowBytes);
-        return rows;
-      };
-      let slot = 0;
-      let pending = read(0, slot);
-      for (let start = 0; start < n; start += panelRows) {
-        const rows = await pending;
-        const next = start + panelRows;
-        if (next < n) pending = read(next, 1 - slot);
-        const panel =
-          item === 4
-            ? new Float32Array(buffers[slot]!, 0, rows * n)
-            : new Float64Array(buffers[slot]!, 0, rows * n);
-        visit(start, rows, panel);
-        slot = 1 - slot;
-      }
-    } finally {
-      await handle.close();
+  /** One pass: every panel in order, `visit(start, rows, offset)` once it is in place. */
+  async function pass(visit: (start: number, rows: number, offset: number, slot: number) => void) {
+    if (resident && loaded) {
+      for (let start = 0; start < n; start += panelRows)
+        visit(start, Math.min(panelRows, n - start), place(start, 0), 0);
+    } else {
+      const target = (start: number, rows: number, slot: number) =>
+        inWasm
+          ? product.reservedBytes(place(start, slot), rows * rowBytes)
+          : new Uint8Array(buffers[slot]!, 0, rows * rowBytes);
+      await readPanels(source, target, (start, rows, slot) => visit(start, rows, place(start, slot), slot));
+      loaded = resident;
     }
     passes++;
   }
@@ -209,11 +217,89 @@ export async function npyKernelMatrix(
     },
     async multiply(x, b) {
       const y = startProduct(product, x, b, n);
-      await forEachPanel((start, rows, panel) => product.multiply(panel, rows, y, start * b));
+      if (resident && loaded) {
+        product.multiplyReserved(0, n, y, 0);
+        passes++;
+      } else if (inWasm) {
+        // Each thread reads its own panels and multiplies them while they are in the cache
+        // (resident: into their final place, so the first product also loads the matrix).
+        const fd = openSync(file, 'r');
+        try {
+          const at = (start: number, thread: number) => (resident ? start * rowBytes : thread * threadSlot);
+          product.readMultiply(fd, header.dataOffset, threadRows, at, y);
+        } catch (error) {
+          if (/ended early/.test(String(error))) throw new CorruptFileError(file, 'ended early');
+          throw error;
+        } finally {
+          closeSync(fd);
+        }
+        loaded = resident;
+        passes++;
+      } else {
+        await pass((start, rows, _offset, slot) =>
+          product.multiply(panelView(buffers[slot]!, 0, rows * n, item), rows, y, start * b),
+        );
+      }
       return y;
     },
-    forEachPanel,
+    async forEachPanel(visit) {
+      await pass((start, rows, offset, slot) =>
+        visit(
+          start,
+          rows,
+          inWasm ? product.reservedPanel(offset, rows) : panelView(buffers[slot]!, 0, rows * n, item),
+        ),
+      );
+    },
   };
+}
+
+function panelView(
+  buffer: ArrayBuffer,
+  offset: number,
+  length: number,
+  item: 4 | 8,
+): Float32Array | Float64Array {
+  return item === 4 ? new Float32Array(buffer, offset, length) : new Float64Array(buffer, offset, length);
+}
+
+/** Where a .npy matrix's rows are: the file, the data offset, n, bytes per row, rows per panel. */
+interface PanelSource {
+  file: string;
+  dataOffset: number;
+  n: number;
+  rowBytes: number;
+  panelRows: number;
+}
+
+/**
+ * Read the rows in panels, in order, one read ahead: panel k goes into `target(start, rows, k mod 2)`
+ * and `visit(start, rows, k mod 2)` runs once it is there, while panel k + 1 is being read.
+ */
+async function readPanels(
+  { file, dataOffset, n, rowBytes, panelRows }: PanelSource,
+  target: (start: number, rows: number, slot: number) => Uint8Array,
+  visit: (start: number, rows: number, slot: number) => void,
+): Promise<void> {
+  const handle = await fs.open(file, 'r');
+  try {
+    const read = async (start: number, slot: number) => {
+      const rows = Math.min(panelRows, n - start);
+      await readFully(handle, file, target(start, rows, slot), dataOffset + start * rowBytes);
+      return rows;
+    };
+    let slot = 0;
+    let pending = read(0, slot);
+    for (let start = 0; start < n; start += panelRows) {
+      const rows = await pending;
+      const next = start + panelRows;
+      if (next < n) pending = read(next, 1 - slot);
+      visit(start, rows, slot);
+      slot = 1 - slot;
+    }
+  } finally {
+    await handle.close();
+  }
 }
 
 /** Fill `bytes` from the file at `position`; a file that ends first is corrupt. */
@@ -236,51 +322,6 @@ function startProduct(product: PanelProduct, x: Float64Array, b: number, n: numb
   checkBlock(x, b, n);
   product.setVectors(x, b);
   return new Float64Array(n * b);
-}
-
-/** The .npy data read once into the product's memory (rows in chunks of `panelRows`). */
-async function residentNpyMatrix(
-  file: string,
-  dataOffset: number,
-  n: number,
-  item: 4 | 8,
-  product: PanelProduct,
-  panelRows: number,
-): Promise<KernelMatrix> {
-  product.reserveResident(item);
-  const total = n * n * item;
-  const handle = await fs.open(file, 'r');
-  try {
-    const chunk = 64 * 2 ** 20;
-    for (let done = 0; done < total; ) {
-      const length = Math.min(chunk, total - done);
-      await readFully(handle, file, product.residentBytes(done, length), dataOffset + done);
-      done += length;
-    }
-  } finally {
-    await handle.close();
-  }
-  let passes = 0;
-  return {
-    size: n,
-    source: file,
-    get passes() {
-      return passes;
-    },
-    async multiply(x, b) {
-      const y = startProduct(product, x, b, n);
-      product.multiplyResident(y);
-      passes++;
-      return y;
-    },
-    async forEachPanel(visit) {
-      for (let start = 0; start < n; start += panelRows) {
-        const rows = Math.min(panelRows, n - start);
-        visit(start, rows, product.residentPanel(start, rows));
-      }
-      passes++;
-    },
-  };
 }
 
 /** Diagonal, row sums, trace and squared Frobenius norm in one pass. */

@@ -51,7 +51,7 @@ export interface AnalyzeRunOptions {
   out?: string;
   /** Check every kernel file's sha256 before reading it. Default true. */
   verify?: boolean;
-  /** Bytes per row panel when streaming a kernel.npy. Default 64 MiB. */
+  /** Bytes per row panel when streaming a kernel.npy. Default 4 MiB (npyKernelMatrix). */
   panelBytes?: number;
   /** Write report.html and figures (else only analysis.json). Default true. */
   report?: boolean;

@@ -1,25 +1,37 @@
 /**
  * The block product of a kernel row panel, `Y = P X` (P [rows, n] float32 or float64, X [n, b]
- * float64, Y [rows, b] float64, all row-major), in WebAssembly `f64x2` SIMD assembled byte by byte
- * (src/util/wasm-asm.ts). Four panel rows × four vector columns at a time: per column j of the
- * panel, two loads of X[j, c..c+3] serve the four rows (each P entry broadcast and promoted to
- * float64), eight accumulators. Float64 accumulation, the same sums in a fixed order whatever the
- * panel size, so a product is deterministic.
+ * float64, Y [rows, b] float64, all row-major), in WebAssembly SIMD assembled byte by byte
+ * (src/util/wasm-asm.ts). Four panel rows × four (or eight) vector columns at a time, each P entry
+ * broadcast once and used for every column.
+ *
+ * - float64 P: `f64x2` products, float64 sums over j in increasing order.
+ * - float32 P: `f32x4` products with X rounded to float32, summed in float32 over blocks of
+ *   {@link F32_BLOCK} consecutive columns j, each block sum added to a float64 accumulator in
+ *   order. Twice the lanes of float64 and no promotion per entry; the float32 error stays within a
+ *   block (≈ 32·2⁻²⁴ of the block's Σ|P_rj x_j|), the long sum over n is float64.
+ *
+ * Either way every output is the same sum in a fixed order whatever the panel size, thread count or
+ * whether the rows are resident, so a product is deterministic ({@link panelProductJs} is the
+ * plain-loop reference and fallback).
  *
  * {@link PanelProduct} owns the module's memory (grown to fit the panel, X and Y) and falls back to
  * plain JavaScript loops where WebAssembly SIMD is missing.
  */
+import { readSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { EntkError } from '../errors.js';
 import {
   add,
   compileModule,
+  f32x4add,
+  f32x4mul,
   funcBody,
   get,
   geU,
   I32,
   i32,
   incr,
+  ltU,
   moduleBytes,
   mul,
   set,
@@ -43,10 +55,15 @@ import {
 
 const ROWS = 4;
 const COLS = 4;
+/** Float32 products: terms j in blocks of this many are summed in float32, the block sums in float64. */
+export const F32_BLOCK = 32;
 const promoteLow = simd(0x5f); // f64x2.promote_low_f32x4
+/** i8x16.shuffle(v, v) moving the high 64 bits to the low half (for promote_low of lanes 2, 3). */
+const highToLow = [...simd(0x0d), 8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15];
+const select = [0x1b];
 
-/** panel(P, X, Y, rows, n, b): rows a multiple of 4, b a multiple of 4; byte addresses. */
-function panelBody(float32: boolean): number[] {
+/** panel64(P, X, Y, rows, n, b): rows a multiple of 4, b a multiple of 4; byte addresses. */
+function panel64Body(): number[] {
   const [P, X, Y, R, N, B] = [0, 1, 2, 3, 4, 5];
   let next = 6;
   const i = next++;
@@ -65,7 +82,7 @@ function panelBody(float32: boolean): number[] {
   const x1 = next++;
   const a = next++;
   const numV128 = ROWS * 2 + 3;
-  const elem = float32 ? 4 : 8;
+  const elem = 8;
   const code: number[] = [];
   code.push(...get(N), ...i32(elem), ...mul, ...set(rowBytes));
   code.push(...get(B), ...shl3, ...set(xStride));
@@ -74,10 +91,7 @@ function panelBody(float32: boolean): number[] {
   const inner: number[] = [];
   inner.push(...get(xp), ...vload(0), ...set(x0), ...get(xp), ...vload(16), ...set(x1));
   for (let w = 0; w < ROWS; w++) {
-    inner.push(...get(kp), ...get(off[w]!), ...add);
-    if (float32) inner.push(...vsplat32Load(0), ...promoteLow);
-    else inner.push(...vsplat64Load(0));
-    inner.push(...set(a));
+    inner.push(...get(kp), ...get(off[w]!), ...add, ...vsplat64Load(0), ...set(a));
     inner.push(...get(acc[2 * w]!), ...get(a), ...get(x0), ...vmul, ...vadd, ...set(acc[2 * w]!));
     inner.push(...get(acc[2 * w + 1]!), ...get(a), ...get(x1), ...vmul, ...vadd, ...set(acc[2 * w + 1]!));
   }
@@ -89,40 +103,133 @@ function panelBody(float32: boolean): number[] {
   chunk.push(...i32(0), ...set(j));
   chunk.push(...whileNot([...get(j), ...get(N), ...geU], inner));
   for (let w = 0; w < ROWS; w++) {
-    // Y + ((i + w)·b + c)·8
-    const address = [
-      ...get(Y),
-      ...get(i),
-      ...i32(w),
-      ...add,
-      ...get(B),
-      ...mul,
-      ...get(c),
-      ...add,
-      ...shl3,
-      ...add,
-    ];
+    const address = yAddress(Y, i, w, B, c);
     chunk.push(...address, ...get(acc[2 * w]!), ...vstore(0));
     chunk.push(...address, ...get(acc[2 * w + 1]!), ...vstore(16));
   }
   chunk.push(...incr(c, COLS));
-  const rowBlock: number[] = [];
-  rowBlock.push(...i32(0), ...set(c));
-  rowBlock.push(...whileNot([...get(c), ...get(B), ...geU], chunk));
-  rowBlock.push(...incr(i, ROWS));
-  code.push(...whileNot([...get(i), ...get(R), ...geU], rowBlock));
   return funcBody(
     [
       [numI32, I32],
       [numV128, V128],
     ],
-    code,
+    rowLoop(code, i, c, R, B, chunk),
+  );
+}
+
+/** Y + ((i + w)·b + c)·8 */
+function yAddress(Y: number, i: number, w: number, B: number, c: number): number[] {
+  return [...get(Y), ...get(i), ...i32(w), ...add, ...get(B), ...mul, ...get(c), ...add, ...shl3, ...add];
+}
+
+/** `code`, then for i over rows in steps of 4: for c over columns: `chunk` (which advances c). */
+function rowLoop(code: number[], i: number, c: number, R: number, B: number, chunk: number[]): number[] {
+  const rowBlock: number[] = [];
+  rowBlock.push(...i32(0), ...set(c));
+  rowBlock.push(...whileNot([...get(c), ...get(B), ...geU], chunk));
+  rowBlock.push(...incr(i, ROWS));
+  return [...code, ...whileNot([...get(i), ...get(R), ...geU], rowBlock)];
+}
+
+/**
+ * panel32(P, X, Y, rows, n, b) with P float32 and X float32 [n, b] (the vectors rounded to float32):
+ * four rows × 4·groups columns at a time; per column j one f32x4 load of X per group serves the four
+ * rows (each P entry broadcast), products and sums in float32 over blocks of {@link F32_BLOCK}
+ * columns, each block sum promoted and added to float64 accumulators. b a multiple of 4·groups.
+ */
+function panel32Body(groups: number): number[] {
+  const [P, X, Y, R, N, B] = [0, 1, 2, 3, 4, 5];
+  let next = 6;
+  const i = next++;
+  const j = next++;
+  const jEnd = next++;
+  const c = next++;
+  const kp = next++;
+  const xp = next++;
+  const rowBytes = next++;
+  const xStride = next++;
+  const off: number[] = [];
+  for (let w = 0; w < ROWS; w++) off.push(next++);
+  const numI32 = next - 6;
+  const firstV = next;
+  const part: number[] = []; // float32 block sums [w][g]
+  for (let w = 0; w < ROWS * groups; w++) part.push(next++);
+  const acc: number[] = []; // float64 sums [w][g][half]
+  for (let w = 0; w < ROWS * groups * 2; w++) acc.push(next++);
+  const xs: number[] = [];
+  for (let g = 0; g < groups; g++) xs.push(next++);
+  const a = next++;
+  const numV128 = next - firstV;
+  const code: number[] = [];
+  code.push(...get(N), ...i32(4), ...mul, ...set(rowBytes));
+  code.push(...get(B), ...i32(4), ...mul, ...set(xStride));
+  for (let w = 0; w < ROWS; w++) code.push(...get(rowBytes), ...i32(w), ...mul, ...set(off[w]!));
+  code.push(...i32(0), ...set(i));
+  const inner: number[] = [];
+  for (let g = 0; g < groups; g++) inner.push(...get(xp), ...vload(16 * g), ...set(xs[g]!));
+  for (let w = 0; w < ROWS; w++) {
+    inner.push(...get(kp), ...get(off[w]!), ...add, ...vsplat32Load(0), ...set(a));
+    for (let g = 0; g < groups; g++) {
+      const p = part[w * groups + g]!;
+      inner.push(...get(p), ...get(a), ...get(xs[g]!), ...f32x4mul, ...f32x4add, ...set(p));
+    }
+  }
+  inner.push(...incr(kp, 4), ...incr(xp, [...get(xStride)]), ...incr(j, 1));
+  const block: number[] = [];
+  // jEnd = min(j + F32_BLOCK, n)
+  block.push(...get(j), ...i32(F32_BLOCK), ...add, ...get(N));
+  block.push(...get(j), ...i32(F32_BLOCK), ...add, ...get(N), ...ltU, ...select, ...set(jEnd));
+  for (const p of part) block.push(...vzero, ...set(p));
+  block.push(...whileNot([...get(j), ...get(jEnd), ...geU], inner));
+  for (let q = 0; q < part.length; q++) {
+    const p = part[q]!;
+    block.push(...get(acc[2 * q]!), ...get(p), ...promoteLow, ...vadd, ...set(acc[2 * q]!));
+    block.push(...get(acc[2 * q + 1]!), ...get(p), ...get(p), ...highToLow, ...promoteLow, ...vadd);
+    block.push(...set(acc[2 * q + 1]!));
+  }
+  const chunk: number[] = [];
+  chunk.push(...get(P), ...get(i), ...get(rowBytes), ...mul, ...add, ...set(kp));
+  chunk.push(...get(X), ...get(c), ...i32(4), ...mul, ...add, ...set(xp));
+  for (const v of acc) chunk.push(...vzero, ...set(v));
+  chunk.push(...i32(0), ...set(j));
+  chunk.push(...whileNot([...get(j), ...get(N), ...geU], block));
+  for (let w = 0; w < ROWS; w++) {
+    const address = yAddress(Y, i, w, B, c);
+    for (let g = 0; g < groups; g++) {
+      const q = w * groups + g;
+      chunk.push(...address, ...get(acc[2 * q]!), ...vstore(32 * g));
+      chunk.push(...address, ...get(acc[2 * q + 1]!), ...vstore(32 * g + 16));
+    }
+  }
+  chunk.push(...incr(c, COLS * groups));
+  return funcBody(
+    [
+      [numI32, I32],
+      [numV128, V128],
+    ],
+    rowLoop(code, i, c, R, B, chunk),
   );
 }
 
 interface PanelExports {
-  panel32(p: number, x: number, y: number, rows: number, n: number, b: number): void;
+  panel32x4(p: number, x: number, y: number, rows: number, n: number, b: number): void;
+  panel32x8(p: number, x: number, y: number, rows: number, n: number, b: number): void;
   panel64(p: number, x: number, y: number, rows: number, n: number, b: number): void;
+}
+type PanelFunction = keyof PanelExports;
+/** What the threads call: the kernels and WasmThreads' built-in file read (src/util/workers.ts). */
+const THREAD_CALLS = ['panel32x4', 'panel32x8', 'panel64', 'readInto'];
+/** Panels per thread per round of {@link PanelProduct.readMultiply} (their two calls each fit a thread's call list). */
+const PANELS_PER_ROUND = 8;
+
+/** Fill `memory` [ptr, ptr + length) from file descriptor `fd` at `position` (as the threads' `readInto`). */
+function readInto(memory: WasmMemory, fd: number, ptr: number, length: number, position: number): void {
+  for (let done = 0; done < length; ) {
+    const view = new Uint8Array(memory.buffer, ptr + done, length - done);
+    const got = readSync(fd, view, 0, length - done, position + done);
+    if (got === 0) throw new Error('readInto: the file ended early');
+    done += got;
+  }
 }
 
 const cachedModules = new Map<boolean, ReturnType<typeof compileModule>>();
@@ -133,8 +240,9 @@ function panelModule(shared: boolean) {
       compileModule(
         moduleBytes(
           [
-            { name: 'panel32', params: 6, body: panelBody(true) },
-            { name: 'panel64', params: 6, body: panelBody(false) },
+            { name: 'panel32x4', params: 6, body: panel32Body(1) },
+            { name: 'panel32x8', params: 6, body: panel32Body(2) },
+            { name: 'panel64', params: 6, body: panel64Body() },
           ],
           shared,
         ),
@@ -147,7 +255,14 @@ function panelModule(shared: boolean) {
 /** Panel products below this many columns stay on one thread (synchronisation would not pay). */
 const THREAD_MIN_COLUMNS = 2000;
 
-/** `y[r, :] = Σ_j panel[r, j] X[j, :]` for rows [from, rows) in plain loops (float64 accumulation). */
+const f32 = Math.fround;
+
+/**
+ * `y[r, :] = Σ_j panel[r, j] X[j, :]` for rows [from, rows) in plain loops: the reference of the
+ * SIMD kernels, bit for bit. A float64 panel: float64 products summed over j in increasing order. A
+ * float32 panel: the float32 products `P_rj · fl32(X_jc)` summed in float32 over blocks of
+ * {@link F32_BLOCK} consecutive j, the block sums added in float64 in increasing order.
+ */
 export function panelProductJs(
   panel: Float32Array | Float64Array,
   from: number,
@@ -159,6 +274,25 @@ export function panelProductJs(
   yOffset: number,
 ): void {
   const acc = new Float64Array(b);
+  if (panel instanceof Float32Array) {
+    const x32 = Float32Array.from(x);
+    const part = new Float32Array(b);
+    for (let r = from; r < rows; r++) {
+      acc.fill(0);
+      const row = r * n;
+      for (let j0 = 0; j0 < n; j0 += F32_BLOCK) {
+        part.fill(0);
+        for (let j = j0; j < Math.min(n, j0 + F32_BLOCK); j++) {
+          const v = panel[row + j]!;
+          const xo = j * b;
+          for (let c = 0; c < b; c++) part[c] = part[c]! + f32(v * x32[xo + c]!);
+        }
+        for (let c = 0; c < b; c++) acc[c] = acc[c]! + part[c]!;
+      }
+      y.set(acc, yOffset + r * b);
+    }
+    return;
+  }
   for (let r = from; r < rows; r++) {
     acc.fill(0);
     const row = r * n;
@@ -173,9 +307,12 @@ export function panelProductJs(
 
 /**
  * Panel products with one block X at a time: `setVectors(X, b)` once per pass, then
- * `multiply(panel, rows, y, yOffset)` per panel. WebAssembly SIMD where available ('wasm'), else
- * plain loops ('js'). Both compute each output as the same float64 sum over j in increasing order
- * for the rows the SIMD kernel covers; leftover rows (rows mod 4) use the loops.
+ * `multiply(panel, rows, y, yOffset)` per panel, or {@link multiplyReserved} for rows held in the
+ * module's own memory (a resident matrix, or panels read straight into it). WebAssembly SIMD where
+ * available ('wasm'), else plain loops ('js'); both compute every output as the same sums in the
+ * same order ({@link panelProductJs}); leftover rows (rows mod 4) use the loops.
+ *
+ * Memory layout: [reserved region | X float64 | X float32 | Y | panel copy].
  */
 export class PanelProduct {
   readonly backend: 'wasm' | 'js';
@@ -190,9 +327,11 @@ export class PanelProduct {
   private b = 0;
   private bPadded = 0;
   private xPtr = 0;
-  /** Bytes of the resident matrix at address 0 (0: none) and its entry size. */
-  private residentSize = 0;
-  private residentElem: 4 | 8 = 4;
+  private x32Ptr = 0;
+  private yPtr = 0;
+  /** Bytes reserved at address 0 (0: none) and the entry size of the matrix rows kept there. */
+  private reservedSize = 0;
+  private reservedElem: 4 | 8 = 4;
 
   /**
    * @param threads threads per product (WebAssembly only; rows are split, each sum is unchanged, so
@@ -216,13 +355,7 @@ export class PanelProduct {
     this.backend = this.exports ? 'wasm' : 'js';
     this.threads = this.exports ? t : 1;
     if (this.threads > 1) {
-      this.workers = new WasmThreads(
-        module!,
-        this.memory!,
-        this.threads - 1,
-        ['panel32', 'panel64'],
-        'PanelProduct',
-      );
+      this.workers = new WasmThreads(module!, this.memory!, this.threads - 1, THREAD_CALLS, 'PanelProduct');
     }
   }
 
@@ -237,57 +370,65 @@ export class PanelProduct {
     if (bytes > have) this.memory!.grow(Math.ceil((bytes - have) / WASM_PAGE));
   }
 
-  /** The block X [n, b] (row-major) of the coming products. */
+  /**
+   * The block X [n, b] (row-major) of the coming products. The module's memory grows here (room for
+   * X and all n rows of Y), never during {@link multiplyReserved}, so views of the reserved region
+   * stay valid through a pass.
+   */
   setVectors(x: Float64Array, b: number): void {
     this.x = x;
     this.b = b;
     if (!this.exports) return;
     const n = this.n;
-    this.bPadded = Math.ceil(b / COLS) * COLS;
-    this.xPtr = this.residentSize;
-    this.ensure(this.xPtr + n * this.bPadded * 8);
-    const heap = new Float64Array(this.memory!.buffer, this.xPtr, n * this.bPadded);
-    if (this.bPadded === b) heap.set(x);
+    const bp = Math.ceil(b / COLS) * COLS;
+    this.bPadded = bp;
+    this.xPtr = this.reservedSize;
+    this.x32Ptr = this.xPtr + n * bp * 8;
+    this.yPtr = this.x32Ptr + Math.ceil((n * bp * 4) / 16) * 16;
+    this.ensure(this.yPtr + n * bp * 8);
+    const heap = new Float64Array(this.memory!.buffer, this.xPtr, n * bp);
+    if (bp === b) heap.set(x);
     else {
       heap.fill(0);
-      for (let j = 0; j < n; j++) heap.set(x.subarray(j * b, (j + 1) * b), j * this.bPadded);
+      for (let j = 0; j < n; j++) heap.set(x.subarray(j * b, (j + 1) * b), j * bp);
     }
+    new Float32Array(this.memory!.buffer, this.x32Ptr, n * bp).set(heap);
   }
 
   /**
-   * Keep the whole n×n matrix (row-major, `elem` bytes per entry) at the start of the module's
-   * memory, so that {@link multiplyResident} reads it in place: no copy per pass. Fill it through
-   * {@link residentBytes}. False (nothing reserved) without WebAssembly.
+   * Reserve `bytes` at the start of the module's memory for rows of the matrix (`elem` bytes per
+   * entry) that {@link multiplyReserved} reads in place: the whole matrix (resident), or panels read
+   * straight from a file. Fill it through {@link reservedBytes}. False (nothing reserved) without
+   * WebAssembly.
    */
-  reserveResident(elem: 4 | 8): boolean {
+  reserve(bytes: number, elem: 4 | 8): boolean {
     if (!this.exports) return false;
-    this.residentElem = elem;
-    this.residentSize = Math.ceil((this.n * this.n * elem) / 16) * 16;
-    this.ensure(this.residentSize + 2 * this.n * 16 * 8);
+    this.reservedElem = elem;
+    this.reservedSize = Math.ceil(bytes / 16) * 16;
+    this.ensure(this.reservedSize + 2 * this.n * 16 * 8);
     return true;
   }
 
-  /** A fresh byte view of the resident matrix (bytes [offset, offset + length)). */
-  residentBytes(offset: number, length: number): Uint8Array {
+  /** A fresh byte view of the reserved region (bytes [offset, offset + length)). */
+  reservedBytes(offset: number, length: number): Uint8Array {
     return new Uint8Array(this.memory!.buffer, offset, length);
   }
 
-  /** A fresh view of rows [start, start + rows) of the resident matrix. */
-  residentPanel(start: number, rows: number): Float32Array | Float64Array {
+  /** A fresh view of `rows` rows of the reserved region from byte `offset`. */
+  reservedPanel(offset: number, rows: number): Float32Array | Float64Array {
     const n = this.n;
     const buffer = this.memory!.buffer as ArrayBuffer;
-    const at = start * n * this.residentElem;
-    return this.residentElem === 4
-      ? new Float32Array(buffer, at, rows * n)
-      : new Float64Array(buffer, at, rows * n);
+    return this.reservedElem === 4
+      ? new Float32Array(buffer, offset, rows * n)
+      : new Float64Array(buffer, offset, rows * n);
   }
 
-  /** y = K X for the resident matrix K and the block of {@link setVectors}. */
-  multiplyResident(y: Float64Array): void {
-    const n = this.n;
-    const covered = n - (n % ROWS);
-    if (covered > 0) this.run(0, covered, this.residentElem, y, 0);
-    if (covered < n) panelProductJs(this.residentPanel(0, n), covered, n, n, this.x, this.b, y, 0);
+  /** y[yOffset + r·b + c] = (P X)[r, c] for the `rows` rows P of the reserved region at byte `offset`. */
+  multiplyReserved(offset: number, rows: number, y: Float64Array, yOffset: number): void {
+    const covered = rows - (rows % ROWS);
+    if (covered > 0) this.run(offset, covered, this.reservedElem, y, yOffset);
+    if (covered < rows)
+      panelProductJs(this.reservedPanel(offset, rows), covered, rows, this.n, this.x, this.b, y, yOffset);
   }
 
   /** y[(yOffset/b + r)·b + c] = (P X)[r, c] for the panel's `rows` rows. */
@@ -297,7 +438,8 @@ export class PanelProduct {
     const covered = this.exports ? rows - (rows % ROWS) : 0;
     if (covered > 0) {
       const elem = panel instanceof Float32Array ? 4 : 8;
-      const pPtr = this.xPtr + n * this.bPadded * 8 + covered * this.bPadded * 8;
+      // after Y, which setVectors sized for n rows (a panel may have more rows than n)
+      const pPtr = this.yPtr + Math.max(n, covered) * this.bPadded * 8;
       this.ensure(pPtr + covered * n * elem);
       const buffer = this.memory!.buffer;
       const src = panel.subarray(0, covered * n);
@@ -308,32 +450,101 @@ export class PanelProduct {
     if (covered < rows) panelProductJs(panel, covered, rows, n, this.x, b, y, yOffset);
   }
 
-  /** The SIMD product of `covered` (a multiple of 4) panel rows at byte address pPtr, threads sharing the rows. */
-  private run(pPtr: number, covered: number, elem: 4 | 8, y: Float64Array, yOffset: number): void {
+  /**
+   * `y = K X` for the whole matrix read from the open file `fd` (rows from byte `dataOffset`, entries
+   * of the reserved element size) during the product: in panels of `panelRows` rows (a multiple of
+   * 4), thread t (0: the caller's) reading panels t, t + T, t + 2T, … itself (`readSync`) into the
+   * reserved region at byte `place(start, t)` and multiplying each while it is in the cache. The last
+   * n mod 4 rows are read by the caller into `place(covered, 0)` and use the loops. Throws an Error
+   * whose message contains 'ended early' when the file is shorter than n rows.
+   */
+  readMultiply(
+    fd: number,
+    dataOffset: number,
+    panelRows: number,
+    place: (start: number, thread: number) => number,
+    y: Float64Array,
+  ): void {
     const n = this.n;
     const b = this.b;
     const bp = this.bPadded;
-    const yPtr = this.xPtr + n * bp * 8;
-    this.ensure(yPtr + covered * bp * 8);
-    const fn = elem === 4 ? this.exports!.panel32 : this.exports!.panel64;
+    const elem = this.reservedElem;
+    const rowBytes = n * elem;
+    const covered = n - (n % ROWS);
+    const name: PanelFunction = elem === 8 ? 'panel64' : bp % 8 === 0 ? 'panel32x8' : 'panel32x4';
+    const xPtr = elem === 8 ? this.xPtr : this.x32Ptr;
+    const fn = this.exports![name];
+    const T = (this.workers?.size ?? 0) + 1;
+    const panels = Math.ceil(covered / panelRows);
+    const calls = (p: number, t: number): WasmCall[] => {
+      const start = p * panelRows;
+      const rows = Math.min(panelRows, covered - start);
+      const at = place(start, t);
+      return [
+        ['readInto', fd, at, rows * rowBytes, dataOffset + start * rowBytes],
+        [name, at, xPtr, this.yPtr + start * bp * 8, rows, n, bp],
+      ];
+    };
+    for (let first = 0; first < panels; first += PANELS_PER_ROUND * T) {
+      const share = (t: number): WasmCall[] => {
+        const list: WasmCall[] = [];
+        for (let q = 0; q < PANELS_PER_ROUND; q++) {
+          const p = first + q * T + t;
+          if (p < panels) list.push(...calls(p, t));
+        }
+        return list;
+      };
+      const own = () => {
+        for (const [call, ...args] of share(0)) {
+          if (call === 'readInto') readInto(this.memory!, args[0]!, args[1]!, args[2]!, args[3]!);
+          else fn(args[0]!, args[1]!, args[2]!, args[3]!, args[4]!, args[5]!);
+        }
+      };
+      if (!this.workers) own();
+      else
+        this.workers.round(
+          Array.from({ length: T - 1 }, (_, w) => share(w + 1)),
+          own,
+        );
+    }
+    this.copyOut(covered, y, 0);
+    if (covered < n) {
+      const at = place(covered, 0);
+      readInto(this.memory!, fd, at, (n - covered) * rowBytes, dataOffset + covered * rowBytes);
+      panelProductJs(this.reservedPanel(at, n - covered), 0, n - covered, n, this.x, b, y, covered * b);
+    }
+  }
+
+  /** Rows [0, rows) of the module's Y into y from yOffset (dropping the padding columns). */
+  private copyOut(rows: number, y: Float64Array, yOffset: number): void {
+    const b = this.b;
+    const bp = this.bPadded;
+    const out = new Float64Array(this.memory!.buffer, this.yPtr, rows * bp);
+    if (bp === b) y.set(out, yOffset);
+    else for (let r = 0; r < rows; r++) y.set(out.subarray(r * bp, r * bp + b), yOffset + r * b);
+  }
+
+  /** The SIMD product of `covered` (a multiple of 4) panel rows at byte address pPtr, threads sharing the rows. */
+  private run(pPtr: number, covered: number, elem: 4 | 8, y: Float64Array, yOffset: number): void {
+    const n = this.n;
+    const bp = this.bPadded;
+    const yPtr = this.yPtr;
+    const name: PanelFunction = elem === 8 ? 'panel64' : bp % 8 === 0 ? 'panel32x8' : 'panel32x4';
+    const xPtr = elem === 8 ? this.xPtr : this.x32Ptr;
+    const fn = this.exports![name];
     // Row shares in multiples of 4: the caller takes the first, each worker one of the others.
     const T = (this.workers?.size ?? 0) + 1;
     const share = Math.ceil(covered / ROWS / T) * ROWS;
-    const name = elem === 4 ? 'panel32' : 'panel64';
-    const own = () => fn(pPtr, this.xPtr, yPtr, Math.min(covered, share), n, bp);
+    const own = () => fn(pPtr, xPtr, yPtr, Math.min(covered, share), n, bp);
     if (!this.workers) own();
     else {
       const calls = Array.from({ length: T - 1 }, (_, w): WasmCall[] => {
         const start = Math.min(covered, (w + 1) * share);
         const rows = Math.min(covered, start + share) - start;
-        return rows > 0
-          ? [[name, pPtr + start * n * elem, this.xPtr, yPtr + start * bp * 8, rows, n, bp]]
-          : [];
+        return rows > 0 ? [[name, pPtr + start * n * elem, xPtr, yPtr + start * bp * 8, rows, n, bp]] : [];
       });
       this.workers.round(calls, own);
     }
-    const out = new Float64Array(this.memory!.buffer, yPtr, covered * bp);
-    if (bp === b) y.set(out, yOffset);
-    else for (let r = 0; r < covered; r++) y.set(out.subarray(r * bp, r * bp + b), yOffset + r * b);
+    this.copyOut(covered, y, yOffset);
   }
 }

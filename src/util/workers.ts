@@ -245,7 +245,18 @@ const WASM_THREAD_SOURCE = `
 const { workerData } = require('node:worker_threads');
 const { module, memory, control, names, slots } = workerData;
 const ex = new WebAssembly.Instance(module, { env: { mem: memory } }).exports;
-const fns = names.map((n) => ex[n]);
+const { readSync } = require('node:fs');
+// Built-in call: fill memory [ptr, ptr + length) from file descriptor fd at byte position pos.
+const builtins = {
+  readInto(fd, ptr, length, pos) {
+    for (let done = 0; done < length; ) {
+      const got = readSync(fd, new Uint8Array(memory.buffer, ptr + done, length - done), 0, length - done, pos + done);
+      if (got === 0) throw new Error('readInto: the file ended early');
+      done += got;
+    }
+  },
+};
+const fns = names.map((n) => ex[n] ?? builtins[n]);
 const ctl = new Int32Array(control, 0, 4);
 const args = new Float64Array(control, 16, slots);
 const err = new Uint8Array(control, 16 + 8 * slots);
@@ -292,7 +303,9 @@ const threadRegistry = new FinalizationRegistry<Worker[]>((workers) => {
 
 /**
  * `count` threads, each with its own instance of `module` on the shared `memory`, able to call the
- * exports listed in `names`. Per round: {@link post} a call list to some threads, do the caller's
+ * exports listed in `names` and the built-in `readInto(fd, ptr, length, position)` (when listed:
+ * fills memory [ptr, ptr + length) from an open file descriptor with `readSync`, so a thread can
+ * read its share of a file and use it while it is in the cache). Per round: {@link post} a call list to some threads, do the caller's
  * share, then {@link wait}. A failed call (a trap) makes `wait` throw with the thread's message.
  */
 export class WasmThreads {

@@ -186,23 +186,104 @@ describe('topEigenpairs (block Lanczos)', () => {
     const threads = new PanelProduct(4, 'wasm', 3);
     expect(threads.threads).toBe(3);
     threads.dispose();
-    const m = 203; // rows not a multiple of 4
+    const m = 203; // rows not a multiple of 4, columns not a multiple of the float32 block (32)
     const sub = K.subarray(0, m * m); // not symmetric, which a product does not need
-    const x = Float64Array.from({ length: m * 7 }, (_, i) => Math.sin(i)); // b = 7: padded to 8
-    for (const data of [Float32Array.from(sub), Float64Array.from(sub)]) {
-      const wasm = denseKernelMatrix(data, m, { backend: 'wasm' });
-      const js = denseKernelMatrix(data, m, { backend: 'js' });
-      const ref = new Float64Array(m * 7);
-      for (let i = 0; i < m; i++)
-        for (let c = 0; c < 7; c++) {
-          let s = 0;
-          for (let j = 0; j < m; j++) s += data[i * m + j]! * x[j * 7 + c]!;
-          ref[i * 7 + c] = s;
-        }
-      const threaded = denseKernelMatrix(data, m, { backend: 'wasm', threads: 3 });
-      expect(await wasm.multiply(x, 7)).toEqual(ref);
-      expect(await js.multiply(x, 7)).toEqual(ref);
-      expect(await threaded.multiply(x, 7)).toEqual(ref);
+    // b = 7: padded to 8 (eight-column float32 kernel); b = 5: padded to 8; b = 4, 12: four-column
+    for (const b of [7, 5, 4, 12]) {
+      const x = Float64Array.from({ length: m * b }, (_, i) => Math.sin(i));
+      for (const data of [Float32Array.from(sub), Float64Array.from(sub)]) {
+        const wasm = denseKernelMatrix(data, m, { backend: 'wasm' });
+        const js = denseKernelMatrix(data, m, { backend: 'js' });
+        const threaded = denseKernelMatrix(data, m, { backend: 'wasm', threads: 3 });
+        // float64 loops; for float32 data the documented float32 order: products fl32(P·fl32(x))
+        // summed in float32 over blocks of 32 columns, the block sums added in float64
+        const f64 = new Float64Array(m * b);
+        const ref = new Float64Array(m * b);
+        const bound = new Float64Array(m * b);
+        for (let i = 0; i < m; i++)
+          for (let c = 0; c < b; c++) {
+            let s = 0;
+            let abs = 0;
+            let blocks = 0;
+            for (let j0 = 0; j0 < m; j0 += 32) {
+              let part = 0;
+              for (let j = j0; j < Math.min(m, j0 + 32); j++) {
+                const t = data[i * m + j]! * x[j * b + c]!;
+                s += t;
+                abs += Math.abs(t);
+                part = Math.fround(part + Math.fround(data[i * m + j]! * Math.fround(x[j * b + c]!)));
+              }
+              blocks += part;
+            }
+            f64[i * b + c] = s;
+            ref[i * b + c] = data instanceof Float32Array ? blocks : s;
+            bound[i * b + c] = 34 * 2 ** -24 * abs; // x rounding + 32 float32 additions + promotion
+          }
+        expect(await wasm.multiply(x, b)).toEqual(ref);
+        expect(await js.multiply(x, b)).toEqual(ref);
+        expect(await threaded.multiply(x, b)).toEqual(ref);
+        for (let q = 0; q < m * b; q++) expect(Math.abs(ref[q]! - f64[q]!)).toBeLessThanOrEqual(bound[q]!);
+      }
+    }
+  });
+
+  it('a tall float64 panel (more rows than columns) equals the float64 loops', () => {
+    const rows = 203;
+    const inner = 6;
+    const b = 5;
+    const panel = Float64Array.from({ length: rows * inner }, (_, i) => Math.sin(0.3 * i));
+    const x = Float64Array.from({ length: inner * b }, (_, i) => Math.cos(i));
+    const ref = new Float64Array(rows * b);
+    for (let r = 0; r < rows; r++)
+      for (let c = 0; c < b; c++) {
+        let s = 0;
+        for (let j = 0; j < inner; j++) s += panel[r * inner + j]! * x[j * b + c]!;
+        ref[r * b + c] = s;
+      }
+    const product = new PanelProduct(inner, 'wasm', 1);
+    product.setVectors(x, b);
+    const y = new Float64Array(rows * b);
+    product.multiply(panel, rows, y, 0);
+    expect(y).toEqual(ref);
+  });
+
+  it('products read on the threads (n mod 4 = 3, ragged panels) equal the in-memory product bit for bit', async () => {
+    const m = 203;
+    for (const data of [Float32Array.from(K.subarray(0, m * m)), Float64Array.from(K.subarray(0, m * m))]) {
+      const file = path.join(dir, `ragged-${data.BYTES_PER_ELEMENT}.npy`);
+      const dtype = data instanceof Float32Array ? 'float32' : 'float64';
+      await writeNpy(file, { dtype, shape: [m, m], data });
+      const memory = denseKernelMatrix(data, m, { backend: 'wasm', threads: 1 });
+      const panelBytes = 9 * m * data.BYTES_PER_ELEMENT; // 9 rows: 8 per thread panel
+      const sources = [
+        await npyKernelMatrix(file, { residency: 'stream', threads: 2, panelBytes }),
+        await npyKernelMatrix(file, { residency: 'stream', threads: 3, panelBytes: 1 }),
+        await npyKernelMatrix(file, { residency: 'memory', threads: 2, panelBytes }),
+        await npyKernelMatrix(file, { residency: 'stream', backend: 'js' }),
+      ];
+      for (const b of [3, 8]) {
+        const x = Float64Array.from({ length: m * b }, (_, i) => Math.cos(0.7 * i));
+        const ref = await memory.multiply(x, b);
+        // twice: the resident matrix is read during its first product, then used in place
+        for (const source of sources)
+          for (let rep = 0; rep < 2; rep++) expect(await source.multiply(x, b)).toEqual(ref);
+      }
+      for (const source of sources) expect(source.passes).toBe(4);
+      expect(await kernelMatrixStats(sources[2]!)).toEqual(await kernelMatrixStats(memory));
+    }
+  });
+
+  it('float32 kernels: top 20 within 1e-6 relative of the full float64 decomposition of the same entries', async () => {
+    // a fast-decaying spectrum: λ_20 ≪ λ_0, so float32 block sums must not disturb the small ones
+    const k32 = Float32Array.from(psdKernel(n, 300, 9, 8));
+    const full = reference(Float64Array.from(k32), n);
+    expect(full.values[19]! / full.values[0]!).toBeLessThan(0.1);
+    const file = path.join(dir, 'k32.npy');
+    await writeNpy(file, { dtype: 'float32', shape: [n, n], data: k32 });
+    for (const residency of ['stream', 'memory'] as const) {
+      const top = await topEigenpairs(await npyKernelMatrix(file, { residency }), { k: 20 });
+      for (let j = 0; j < 20; j++)
+        expect(Math.abs(top.values[j]! - full.values[j]!) / full.values[j]!).toBeLessThan(1e-6);
     }
   });
 
@@ -217,6 +298,12 @@ describe('topEigenpairs (block Lanczos)', () => {
     await fs.writeFile(cut, bytes.subarray(0, bytes.length - 8));
     await expect(npyKernelMatrix(cut)).rejects.toThrow(CorruptFileError);
     await expect(npyKernelMatrix(cut, { residency: 'memory' })).rejects.toThrow(CorruptFileError);
+    // a file cut after it was opened: the second thread's panel read fails, as a corrupt file
+    const later = path.join(dir, 'later.npy');
+    await writeNpy(later, { dtype: 'float32', shape: [8, 8], data: new Float32Array(64) });
+    const opened = await npyKernelMatrix(later, { residency: 'stream', threads: 2, panelBytes: 4 * 8 * 4 });
+    await fs.truncate(later, (await fs.stat(later)).size - 40);
+    await expect(opened.multiply(new Float64Array(8), 1)).rejects.toThrow(CorruptFileError);
     await expect(npyKernelMatrix(rect, { residency: 'disk' as 'stream' })).rejects.toThrow(
       InvalidArgumentError,
     );

@@ -1,7 +1,7 @@
 // The one worker-thread module (src/util/workers.ts): barrier threads on a shared WebAssembly memory
 // and message pools, checked on their own: results, failures, and that shutdown leaves nothing
 // running.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -107,6 +107,26 @@ describe('WasmThreads', () => {
       threads.dispose();
     },
   );
+
+  it.skipIf(!module)('the built-in readInto fills shared memory from a file; a short file fails', () => {
+    const file = path.join(dir, 'bytes.bin');
+    const bytes = Uint8Array.from({ length: 1000 }, (_, i) => (i * 7) % 251);
+    writeFileSync(file, bytes);
+    const memory = new wasmApi!.Memory({ initial: 1, maximum: 4, shared: true });
+    memory.grow(1); // a grown shared memory: the thread sees the new length
+    const threads = new WasmThreads(module!, memory, 2, ['fill', 'readInto'], 'Test');
+    const fd = openSync(file, 'r');
+    try {
+      threads.round([[['readInto', fd, 70000, 600, 400]], [['readInto', fd, 100, 300, 0]]], () => undefined);
+      expect(Array.from(new Uint8Array(memory.buffer, 70000, 600))).toEqual(Array.from(bytes.subarray(400)));
+      expect(Array.from(new Uint8Array(memory.buffer, 100, 300))).toEqual(Array.from(bytes.subarray(0, 300)));
+      threads.post(0, [['readInto', fd, 0, 20, 990]]); // 10 bytes left
+      expect(() => threads.wait()).toThrow(/Test: a worker thread failed: .*ended early/);
+    } finally {
+      closeSync(fd);
+      threads.dispose();
+    }
+  });
 });
 
 describe('MessagePool', () => {
