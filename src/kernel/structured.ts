@@ -555,7 +555,16 @@ export function planStructured(analysis: ModelAnalysis): StructuredPlan {
       terms.push({ kind: 'tokens', layer: name, dIn: S, width: S * p.kernel!.shape[1]!, sw2: 1, sb2: 0 });
       rule = 'embedding-sparse';
     } else {
-      terms.push({ kind: 'gram', layer: name, dIn: 0, width: parameters, sw2: 1, sb2: 0 });
+      const dense = p.kind === 'dense' || p.kind === 'layernorm';
+      terms.push({
+        kind: 'gram',
+        layer: name,
+        dIn: 0,
+        width: parameters,
+        sw2: 1,
+        sb2: 0,
+        ...(dense ? { dense } : {}),
+      });
       rule = p.kind === 'conv' && p.conv1d ? 'conv1d-explicit' : RULE_NAMES[p.kind];
     }
     layers.push({ param: p, nodes, term: terms.length - 1 });
