@@ -42,6 +42,7 @@ import {
 } from './analyze.js';
 import { gemmABt, useFactorGemm } from './factor-gemm.js';
 import { compactTokens, type TermMeta } from './terms.js';
+import { heapView } from './tf-terms.js';
 
 /** How one selected layer is differentiated (reported in the plan). */
 export interface LayerRule {
@@ -810,10 +811,25 @@ function callGradients(node: GraphNode, saved: Saved, deltas: tf.Tensor[], V: nu
 }
 
 /**
- * Compute the structured factors of every term for the points `x` ([b, ...inputShape]).
- * Returns one TermFeatures per term. No tensors escape.
+ * Where a factor array goes: `dest(term, key, length)` returns an array of that length to write
+ * into (e.g. a slice of shared memory: no fresh array, whose first touch is slow), or undefined for
+ * a fresh one.
  */
-export function structuredFeatures(plan: StructuredPlan, x: tf.Tensor): TermFeatures[] {
+export type FeatureDestination = (
+  term: number,
+  key: keyof TermFeatures,
+  length: number,
+) => Float32Array | undefined;
+
+/**
+ * Compute the structured factors of every term for the points `x` ([b, ...inputShape]).
+ * Returns one TermFeatures per term (arrays from `dest` where it gives one). No tensors escape.
+ */
+export function structuredFeatures(
+  plan: StructuredPlan,
+  x: tf.Tensor,
+  dest?: FeatureDestination,
+): TermFeatures[] {
   const V = plan.numOutputs;
   const b = x.shape[0]!;
   const graph = plan.graph;
@@ -928,7 +944,11 @@ export function structuredFeatures(plan: StructuredPlan, x: tf.Tensor): TermFeat
     return result;
   });
   for (const { term, key, t } of tensors) {
-    out[term]![key] = t.dataSync() as Float32Array;
+    const target = plan.terms[term]!.kind === 'tokens' ? undefined : dest?.(term, key, t.size);
+    if (target) {
+      target.set(heapView(t) ?? (t.dataSync() as Float32Array));
+      out[term]![key] = target;
+    } else out[term]![key] = t.dataSync() as Float32Array;
     t.dispose();
   }
   plan.terms.forEach((term, k) => {

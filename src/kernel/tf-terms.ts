@@ -188,7 +188,7 @@ export class TfBlockComputer implements BlockComputer {
  * A zero-copy view of a tensor's values in backend memory (wasm), or null on backends without one.
  * Valid until the tensor is disposed or the backend allocates (wasm memory may grow and move).
  */
-function heapView(t: tf.Tensor): Float32Array | null {
+export function heapView(t: tf.Tensor): Float32Array | null {
   const backend = tf.backend() as unknown as { typedArrayFromHeap?: (info: tf.TensorInfo) => Float32Array };
   if (typeof backend.typedArrayFromHeap !== 'function' || t.dtype !== 'float32') return null;
   return backend.typedArrayFromHeap({ dataId: t.dataId, shape: t.shape, dtype: t.dtype });

@@ -134,30 +134,35 @@ function activeUnits(
  * Rows [rows × width] packed like {@link packRows} ('dense' tiles or 'panels', one row per row),
  * but in chunks of `chunk` units (a multiple of 4): chunk c holds units [c·chunk, (c + 1)·chunk) of
  * every tile / panel, [groups × len × stride] with len its length, after the c full chunks before
- * it. The dense kernel then runs on one chunk at a time (K = len).
+ * it. The dense kernel then runs on one chunk at a time (K = len). Written into `dst` from float
+ * `at` on (padding included: `dst` may hold old values), [roundUp(rows, stride) × roundUp(width, 4)]
+ * floats: packed straight into WebAssembly memory, no fresh arrays (first touches of fresh memory
+ * cost ≈ 5 ms per MB on the benchmark VM, more than the contraction of a wide gram term).
  */
-export function packChunks(
+export function packChunksInto(
+  dst: Float32Array,
+  at: number,
   src: Float32Array,
   rows: number,
   width: number,
   layout: 'dense' | 'panels',
   chunk: number,
-): Float32Array {
+): void {
   const stride = layout === 'dense' ? MR : NR;
   const K = roundUp(width, 4);
   const groups = Math.ceil(rows / stride);
-  const dst = new Float32Array(groups * K * stride);
   for (let c0 = 0; c0 < K; c0 += chunk) {
     const len = Math.min(chunk, K - c0);
-    const base = c0 * groups * stride;
+    const base = at + c0 * groups * stride;
+    if (rows % stride !== 0) dst.fill(0, base + (groups - 1) * len * stride, base + groups * len * stride);
     const p1 = Math.min(c0 + len, width);
     for (let row = 0; row < rows; row++) {
       const o = base + Math.floor(row / stride) * len * stride + (row % stride) - c0 * stride;
       const s = row * width;
       for (let p = c0; p < p1; p++) dst[o + p * stride] = src[s + p]!;
+      for (let p = Math.max(c0, width); p < c0 + len; p++) dst[o + p * stride] = 0;
     }
   }
-  return dst;
 }
 
 /** Pairs i ≤ j of V labels in row-major order: the pair index of (i, j) for every i, j. */
@@ -321,8 +326,6 @@ export class WasmBlockComputer implements BlockComputer {
       let units: { lists: Int32Array; counts: number[] } | null = null;
       if (route === 'dense') {
         d = packRows(f.d!, b * per, width, row ? 'dense' : 'panels', per, row ? this.RP : per);
-      } else if (route === 'tight') {
-        d = packChunks(f.d!, b * per, width, row ? 'dense' : 'panels', GRAM_CHUNK);
       } else if (route === 'masked') {
         d = packRows(f.d!, b * per, width, row ? 'masked' : 'panels', per, row ? this.RP : per);
         if (row) units = activeUnits(f.d!, b, per, width);
@@ -368,6 +371,16 @@ export class WasmBlockComputer implements BlockComputer {
         }
       }
       return packRows(P, pairs, w, 'panels');
+    });
+  }
+
+  /** Tight terms: a block's gram rows packed straight into the regions `${name}${k}` (not cached). */
+  private packTight(name: string, input: BlockInput, layout: 'dense' | 'panels'): void {
+    const heap = new Float32Array(this.memory.buffer);
+    this.terms.forEach((t, k) => {
+      if (this.routes[k] !== 'tight') return;
+      const at = this.regions.at(`${name}${k}`) / 4;
+      packChunksInto(heap, at, input.terms[k]!.d!, input.points * this.V, t.width, layout, GRAM_CHUNK);
     });
   }
 
@@ -567,10 +580,20 @@ export class WasmBlockComputer implements BlockComputer {
     const sizes: Array<[string, number]> = this.terms.flatMap(
       (_, k): Array<[string, number]> => [
         [`rowA${k}`, bytesOf(pr.a[k])],
-        [`rowD${k}`, bytesOf(pr.d[k])],
+        [
+          `rowD${k}`,
+          this.routes[k] === 'tight'
+            ? 4 * roundUp(r * V, MR) * this.innerK(this.terms[k]!)
+            : bytesOf(pr.d[k]),
+        ],
         [`rowLists${k}`, bytesOf(pr.lists[k])],
         [`colA${k}`, bytesOf(pc.a[k])],
-        [`colD${k}`, bytesOf(pc.d[k])],
+        [
+          `colD${k}`,
+          this.routes[k] === 'tight'
+            ? 4 * roundUp(c * V, NR) * this.innerK(this.terms[k]!)
+            : bytesOf(pc.d[k]),
+        ],
         [`pairs${k}`, bytesOf(this.pairs![k])],
       ],
     );
@@ -593,12 +616,14 @@ export class WasmBlockComputer implements BlockComputer {
     if (this.loaded.row !== row.key) {
       this.upload('rowA', pr.a);
       this.upload('rowD', pr.d);
+      this.packTight('rowD', row, 'dense');
       this.upload('rowLists', pr.lists);
       this.loaded.row = row.key;
     }
     if (this.loaded.col !== col.key) {
       this.upload('colA', pc.a);
       this.upload('colD', pc.d);
+      this.packTight('colD', col, 'panels');
       this.loaded.col = col.key;
     }
     const out = this.regions.at('out');
