@@ -390,7 +390,7 @@ describe("dense gram terms ('tight' route: rows of all points back to back)", ()
   });
 
   it.each([
-    // V, terms (widths > 2048 run in several chunks of units), row points, column points
+    // V, terms (widths > 1024 run in several chunks of units), row points, column points
     [5, [gram(4500, true)], 23, 11],
     [
       3,
@@ -430,7 +430,7 @@ describe("dense gram terms ('tight' route: rows of all points back to back)", ()
     },
   );
 
-  it('equals the masked route bitwise (same chunks, same order) with fewer operations when V % 4 ≠ 0', () => {
+  it('agrees with the masked route, with fewer operations when V % 4 ≠ 0', () => {
     const V = 5;
     const [tight, masked] = [[gram(4500, true)], [gram(4500, false)]];
     const r = make(tight, V, 21, 'r', 0);
@@ -444,8 +444,8 @@ describe("dense gram terms ('tight' route: rows of all points back to back)", ()
       ] as const) {
         const x = a.compute(row, col, false).data.slice();
         const y = b.compute(row, col, false).data.slice();
-        // Equal as numbers (a skipped exact zero may leave a −0 where the dense kernel adds +0).
-        for (let e = 0; e < x.length; e++) if (x[e] !== y[e]) expect([e, x[e]]).toEqual([e, y[e]]);
+        // float32 sums over different chunks of units (1024 against 2048).
+        expect(relMaxError(x, y)).toBeLessThanOrEqual(TOL);
       }
       // 8 rows per point on the masked route (V padded to a multiple of 4) against 5 (+ the bands'
       // share of the lower triangle on the symmetric block).
