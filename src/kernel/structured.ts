@@ -287,7 +287,14 @@ interface RunHooks {
   probe?: (k: number, j: number, t: tf.Tensor) => tf.Tensor;
   capture?: (k: number, saved: Saved) => void;
   /** Replicated batch: dense pre-activations on the points themselves (forward values repeated). */
-  replicated?: { pre: Map<number, tf.Tensor>; V: number };
+  replicated?: {
+    pre: Map<number, tf.Tensor>;
+    V: number;
+    /** Parameter-free element-wise calls: their output and derivative f'(input) on the points. */
+    elementwise?: Map<number, { out: tf.Tensor; deriv: tf.Tensor }>;
+  };
+  /** Storage of every tensor of the run (indexed like graph tensors), kept by the caller. */
+  values?: tf.Tensor[];
   /** Apply every layer as tfjs does (no rules: differentiable in the weights too). */
   plain?: boolean;
 }
@@ -360,13 +367,31 @@ function applyRule(node: GraphNode, k: number, ins: tf.Tensor[], hooks: RunHooks
   }
 }
 
+/**
+ * An element-wise map y = f(x) on the replicated batch from its values on the points: y the
+ * points' output repeated, and ∂/∂x = dy ⊙ f'(x) with f' evaluated on the points and repeated
+ * (the same values as recomputing f on V copies, V times less work).
+ */
+function replicatedElementwise(x: tf.Tensor, out: tf.Tensor, deriv: tf.Tensor, V: number): tf.Tensor {
+  const f = tf.customGrad((..._args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
+    value: repeatRows(out, V),
+    gradFunc: (dy: tf.Tensor) => tf.mul(dy, repeatRows(deriv, V)),
+  }));
+  return f(x) as tf.Tensor;
+}
+
 /** Run the graph on x (tensor 0); returns the output. */
 function runGraph(graph: ModelGraph, x: tf.Tensor, hooks: RunHooks = {}): tf.Tensor {
-  const values: tf.Tensor[] = new Array(graph.tensors);
+  const values: tf.Tensor[] = hooks.values ?? new Array(graph.tensors);
   values[0] = x;
   graph.nodes.forEach((node, k) => {
     const ins = node.inputs.map((i) => values[i]!);
-    values[node.output] = node.param && !hooks.plain ? applyRule(node, k, ins, hooks) : applyLayer(node, ins);
+    const known = hooks.replicated?.elementwise?.get(k);
+    values[node.output] = known
+      ? replicatedElementwise(ins[0]!, known.out, known.deriv, hooks.replicated!.V)
+      : node.param && !hooks.plain
+        ? applyRule(node, k, ins, hooks)
+        : applyLayer(node, ins);
   });
   return values[graph.output]!;
 }
@@ -857,11 +882,22 @@ export function structuredFeatures(
     // Forward pass on the points themselves: every selected call's inputs (and pre-activation).
     const saved = new Map<number, Saved>();
     const pre = new Map<number, tf.Tensor>();
+    const values: tf.Tensor[] = new Array(graph.tensors);
     runGraph(graph, x, {
       capture: (k, s) => {
         saved.set(k, s);
         if (s.pre) pre.set(k, s.pre);
       },
+      values,
+    });
+    // Parameter-free element-wise calls (GELU, tanh, …): f'(input) on the points, exact (the
+    // gradient of Σ f, element by element).
+    const elementwise = new Map<number, { out: tf.Tensor; deriv: tf.Tensor }>();
+    graph.nodes.forEach((node, k) => {
+      if (node.param || node.inputs.length !== 1 || node.stripActivation || !isElementwiseLayer(node.layer))
+        return;
+      const deriv = tf.grad((z: tf.Tensor) => tf.sum(applyLayer(node, [z])))(values[node.inputs[0]!]!);
+      elementwise.set(k, { out: values[node.output]!, deriv });
     });
     const deltas = new Map<number, tf.Tensor[]>();
     if (plan.needsDeltas) {
@@ -886,7 +922,7 @@ export function structuredFeatures(
             const q = index.get(`${k}:${j}`);
             return q === undefined ? t : tf.add(t, ps[q]!);
           },
-          replicated: { pre, V },
+          replicated: { pre, V, elementwise },
         });
         return tf.sum(tf.mul(y, select));
       })(probes);
