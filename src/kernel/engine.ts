@@ -16,7 +16,12 @@ import { setFactorGemmThreads } from './factor-gemm.js';
 import { jacobianFeatures } from './jacobian.js';
 import { type ContractionJob, discardPool, runContraction, sharedPool } from './job.js';
 import { abortJob, BLOCK_FIELDS, BlockLoop } from './loop.js';
-import { type StructuredPlan, structuredFeatures, type TermFeatures } from './structured.js';
+import {
+  type FeatureDestination,
+  type StructuredPlan,
+  structuredFeatures,
+  type TermFeatures,
+} from './structured.js';
 import {
   type BlockInput,
   type ContractionMode,
@@ -126,7 +131,13 @@ export interface EngineState {
 }
 
 /** Factors of points [start, end) of `points`. */
-export function featuresFor(state: EngineState, points: Points, start: number, end: number): TermFeatures[] {
+export function featuresFor(
+  state: EngineState,
+  points: Points,
+  start: number,
+  end: number,
+  dest?: FeatureDestination,
+): TermFeatures[] {
   const x = tf.tensor(
     points.data.subarray(start * points.rowSize, end * points.rowSize),
     [end - start, ...points.exampleShape],
@@ -136,7 +147,7 @@ export function featuresFor(state: EngineState, points: Points, start: number, e
     // Threaded factor products use at most the threads the caller allowed.
     setFactorGemmThreads(state.threads);
     return state.plan
-      ? structuredFeatures(state.plan, x)
+      ? structuredFeatures(state.plan, x, dest)
       : jacobianFeatures(state.model, state.analysis.variables, x, state.V);
   } finally {
     x.dispose();
@@ -369,7 +380,7 @@ interface ContractionContext {
   threads: number;
   out: Float32Array | Float64Array | null;
   deliver: (a: number, b: number, data: Float32Array | Float64Array) => Promise<void>;
-  computeFeatures: (set: number, block: number) => TermFeatures[];
+  computeFeatures: (set: number, block: number, dest?: FeatureDestination) => TermFeatures[];
   progress: Progress;
   timings: Record<string, number>;
 }
@@ -508,12 +519,20 @@ async function contractInParallel(ctx: ContractionContext): Promise<ContractionC
   const loop = new BlockLoop(job);
   try {
     for (const [p, [set, k]] of sequence.entries()) {
-      const f = computeFeatures(set, k);
       const o = offsets[set]!;
+      // Gram rows (the bulk of the factors) written straight into the shared arrays.
+      const f = computeFeatures(set, k, (j, key, length) => {
+        const t = state.terms[j]!;
+        const target = arrays[set]![j]!.d;
+        const at = o[k]! * V * t.width;
+        return key === 'd' && t.kind === 'gram' && target && at + length <= target.length
+          ? target.subarray(at, at + length)
+          : undefined;
+      });
       state.terms.forEach((t, j) => {
         const target = arrays[set]![j]!;
         if (target.a) target.a.set(f[j]!.a!, o[k]! * t.dIn);
-        if (target.d) target.d.set(f[j]!.d!, o[k]! * V * t.width);
+        if (target.d && f[j]!.d!.buffer !== target.d.buffer) target.d.set(f[j]!.d!, o[k]! * V * t.width);
         if (target.s) target.s.set(f[j]!.s!, o[k]! * t.width);
         if (target.u && p === 0) target.u.set(f[j]!.u!);
       });
@@ -562,10 +581,10 @@ export async function computeMatrix(state: EngineState, request: MatrixRequest):
     ? progressBar(`eNTK ${mode} (${state.implementation})`, featureBlocks + plan.blocks.length)
     : { tick: () => undefined, done: () => undefined };
   const timings: Record<string, number> = { features: 0, contraction: 0 };
-  const computeFeatures = (set: number, block: number): TermFeatures[] => {
+  const computeFeatures = (set: number, block: number, dest?: FeatureDestination): TermFeatures[] => {
     const s = performance.now();
     const o = plan.offsets[set]!;
-    const f = featuresFor(state, plan.pointSets[set]!, o[block]!, o[block + 1]!);
+    const f = featuresFor(state, plan.pointSets[set]!, o[block]!, o[block + 1]!, dest);
     timings.features! += performance.now() - s;
     progress.tick();
     return f;

@@ -291,7 +291,14 @@ interface RunHooks {
   probe?: (k: number, j: number, t: tf.Tensor) => tf.Tensor;
   capture?: (k: number, saved: Saved) => void;
   /** Replicated batch: dense pre-activations on the points themselves (forward values repeated). */
-  replicated?: { pre: Map<number, tf.Tensor>; V: number };
+  replicated?: {
+    pre: Map<number, tf.Tensor>;
+    V: number;
+    /** Parameter-free element-wise calls: their output and derivative f'(input) on the points. */
+    elementwise?: Map<number, { out: tf.Tensor; deriv: tf.Tensor }>;
+  };
+  /** Storage of every tensor of the run (indexed like graph tensors), kept by the caller. */
+  values?: tf.Tensor[];
   /** Apply every layer as tfjs does (no rules: differentiable in the weights too). */
   plain?: boolean;
 }
@@ -321,16 +328,19 @@ function applyRule(node: GraphNode, k: number, ins: tf.Tensor[], hooks: RunHooks
     case 'embedding': {
       const hBase = hooks.replicated?.pre.get(k);
       const V = hooks.replicated?.V ?? 1;
-      const h =
-        hBase && p.kind === 'dense' && a.rank === 2
-          ? withDenseGradient(
-              a as tf.Tensor2D,
-              p.kernel!.read() as tf.Tensor2D,
-              () => repeatRows(hBase, V),
-              p.weightScale,
-              V,
-            )
-          : preActivation(p, a);
+      // Replicated batch: the forward values of the points, repeated (no recomputation); ids are
+      // not differentiated (embeddings), dense layers keep the input gradient.
+      let h: tf.Tensor;
+      if (hBase && p.kind === 'embedding') h = repeatRows(hBase, V);
+      else if (hBase && p.kind === 'dense') {
+        const w = p.kernel!.read() as tf.Tensor2D;
+        const flat =
+          a.rank === 2 ? (a as tf.Tensor2D) : (a.reshape([-1, a.shape[a.rank - 1]!]) as tf.Tensor2D);
+        const value = () =>
+          a.rank === 2 ? repeatRows(hBase, V) : repeatRows(hBase, V).reshape([-1, w.shape[1]]);
+        h = withDenseGradient(flat, w, value, p.weightScale, a.rank === 2 ? V : 1);
+        if (a.rank !== 2) h = h.reshape([...a.shape.slice(0, -1), w.shape[1]!]);
+      } else h = preActivation(p, a);
       hooks.capture?.(k, { inputs: [a], pre: h });
       return activate(probe(0, h));
     }
@@ -361,13 +371,31 @@ function applyRule(node: GraphNode, k: number, ins: tf.Tensor[], hooks: RunHooks
   }
 }
 
+/**
+ * An element-wise map y = f(x) on the replicated batch from its values on the points: y the
+ * points' output repeated, and ∂/∂x = dy ⊙ f'(x) with f' evaluated on the points and repeated
+ * (the same values as recomputing f on V copies, V times less work).
+ */
+function replicatedElementwise(x: tf.Tensor, out: tf.Tensor, deriv: tf.Tensor, V: number): tf.Tensor {
+  const f = tf.customGrad((..._args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
+    value: repeatRows(out, V),
+    gradFunc: (dy: tf.Tensor) => tf.mul(dy, repeatRows(deriv, V)),
+  }));
+  return f(x) as tf.Tensor;
+}
+
 /** Run the graph on x (tensor 0); returns the output. */
 function runGraph(graph: ModelGraph, x: tf.Tensor, hooks: RunHooks = {}): tf.Tensor {
-  const values: tf.Tensor[] = new Array(graph.tensors);
+  const values: tf.Tensor[] = hooks.values ?? new Array(graph.tensors);
   values[0] = x;
   graph.nodes.forEach((node, k) => {
     const ins = node.inputs.map((i) => values[i]!);
-    values[node.output] = node.param && !hooks.plain ? applyRule(node, k, ins, hooks) : applyLayer(node, ins);
+    const known = hooks.replicated?.elementwise?.get(k);
+    values[node.output] = known
+      ? replicatedElementwise(ins[0]!, known.out, known.deriv, hooks.replicated!.V)
+      : node.param && !hooks.plain
+        ? applyRule(node, k, ins, hooks)
+        : applyLayer(node, ins);
   });
   return values[graph.output]!;
 }
@@ -560,7 +588,16 @@ export function planStructured(analysis: ModelAnalysis): StructuredPlan {
       terms.push({ kind: 'tokens', layer: name, dIn: S, width: S * p.kernel!.shape[1]!, sw2: 1, sb2: 0 });
       rule = 'embedding-sparse';
     } else {
-      terms.push({ kind: 'gram', layer: name, dIn: 0, width: parameters, sw2: 1, sb2: 0 });
+      const dense = p.kind === 'dense' || p.kind === 'layernorm';
+      terms.push({
+        kind: 'gram',
+        layer: name,
+        dIn: 0,
+        width: parameters,
+        sw2: 1,
+        sb2: 0,
+        ...(dense ? { dense } : {}),
+      });
       rule = p.kind === 'conv' && p.conv1d ? 'conv1d-explicit' : RULE_NAMES[p.kind];
     }
     layers.push({ param: p, nodes, term: terms.length - 1 });
@@ -806,10 +843,40 @@ function callGradients(node: GraphNode, saved: Saved, deltas: tf.Tensor[], V: nu
 }
 
 /**
- * Compute the structured factors of every term for the points `x` ([b, ...inputShape]).
- * Returns one TermFeatures per term. No tensors escape.
+ * Where a factor array goes: `dest(term, key, length)` returns an array of that length to write
+ * into (e.g. a slice of shared memory: no fresh array, whose first touch is slow), or undefined for
+ * a fresh one.
  */
-export function structuredFeatures(plan: StructuredPlan, x: tf.Tensor): TermFeatures[] {
+export type FeatureDestination = (
+  term: number,
+  key: keyof TermFeatures,
+  length: number,
+) => Float32Array | undefined;
+
+/** Whether δ [rows, L, width] is nonzero anywhere off position t (read in place where possible). */
+function offPosition(delta: tf.Tensor, t: number): boolean {
+  const [rows, L] = delta.shape as [number, number];
+  const width = delta.size / (rows * L);
+  const d = heapView(delta) ?? (delta.dataSync() as Float32Array);
+  for (let r = 0; r < rows; r++) {
+    for (let q = 0; q < L; q++) {
+      if (q === t) continue;
+      const base = (r * L + q) * width;
+      for (let e = base; e < base + width; e++) if (d[e] !== 0) return true;
+    }
+  }
+  return false;
+}
+
+/**
+ * Compute the structured factors of every term for the points `x` ([b, ...inputShape]).
+ * Returns one TermFeatures per term (arrays from `dest` where it gives one). No tensors escape.
+ */
+export function structuredFeatures(
+  plan: StructuredPlan,
+  x: tf.Tensor,
+  dest?: FeatureDestination,
+): TermFeatures[] {
   const V = plan.numOutputs;
   const b = x.shape[0]!;
   const graph = plan.graph;
@@ -819,11 +886,22 @@ export function structuredFeatures(plan: StructuredPlan, x: tf.Tensor): TermFeat
     // Forward pass on the points themselves: every selected call's inputs (and pre-activation).
     const saved = new Map<number, Saved>();
     const pre = new Map<number, tf.Tensor>();
+    const values: tf.Tensor[] = new Array(graph.tensors);
     runGraph(graph, x, {
       capture: (k, s) => {
         saved.set(k, s);
         if (s.pre) pre.set(k, s.pre);
       },
+      values,
+    });
+    // Parameter-free element-wise calls (GELU, tanh, …): f'(input) on the points, exact (the
+    // gradient of Σ f, element by element).
+    const elementwise = new Map<number, { out: tf.Tensor; deriv: tf.Tensor }>();
+    graph.nodes.forEach((node, k) => {
+      if (node.param || node.inputs.length !== 1 || node.stripActivation || !isElementwiseLayer(node.layer))
+        return;
+      const deriv = tf.grad((z: tf.Tensor) => tf.sum(applyLayer(node, [z])))(values[node.inputs[0]!]!);
+      elementwise.set(k, { out: values[node.output]!, deriv });
     });
     const deltas = new Map<number, tf.Tensor[]>();
     if (plan.needsDeltas) {
@@ -848,7 +926,7 @@ export function structuredFeatures(plan: StructuredPlan, x: tf.Tensor): TermFeat
             const q = index.get(`${k}:${j}`);
             return q === undefined ? t : tf.add(t, ps[q]!);
           },
-          replicated: { pre, V },
+          replicated: { pre, V, elementwise },
         });
         return tf.sum(tf.mul(y, select));
       })(probes);
@@ -883,12 +961,7 @@ export function structuredFeatures(plan: StructuredPlan, x: tf.Tensor): TermFeat
         const t = planned.position;
         const input = saved.get(k0)!.inputs[0]!;
         const delta = deltas.get(k0)![0]!;
-        const L = delta.shape[1]!;
-        const others = [
-          ...(t > 0 ? [delta.slice([0, 0, 0], [-1, t, -1])] : []),
-          ...(t < L - 1 ? [delta.slice([0, t + 1, 0], [-1, L - t - 1, -1])] : []),
-        ];
-        if (others.some((o) => tf.max(tf.abs(o)).dataSync()[0] !== 0)) {
+        if (offPosition(delta, t)) {
           throw new Error(`structured eNTK: layer ${term.layer} has cotangents off position ${t} (a bug)`);
         }
         result.push({
@@ -924,7 +997,11 @@ export function structuredFeatures(plan: StructuredPlan, x: tf.Tensor): TermFeat
     return result;
   });
   for (const { term, key, t } of tensors) {
-    out[term]![key] = t.dataSync() as Float32Array;
+    const target = plan.terms[term]!.kind === 'tokens' ? undefined : dest?.(term, key, t.size);
+    if (target) {
+      target.set(heapView(t) ?? (t.dataSync() as Float32Array));
+      out[term]![key] = target;
+    } else out[term]![key] = t.dataSync() as Float32Array;
     t.dispose();
   }
   plan.terms.forEach((term, k) => {

@@ -31,6 +31,11 @@ export interface TermMeta {
   sb2: number;
   /** Factored dense term feeding the identity head element-wise: factors also carry s and U. */
   gated?: boolean;
+  /**
+   * Gram term whose per-example gradients have few exact zeros (dense layers over positions, layer
+   * norms): contracted by the dense kernel on rows packed without per-point padding (./wasm-terms.ts).
+   */
+  dense?: boolean;
 }
 
 /** The factors of a block of points. `key` identifies the block for caching (unique per call). */

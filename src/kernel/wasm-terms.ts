@@ -66,6 +66,16 @@ function borrowKernels(): Kernels {
 /** Units per pass of a wide gram term's masked product (see maskedTerm). */
 const GRAM_CHUNK = 2048;
 
+/** Row tiles per product of a tight term on a symmetric block (see tightTerm). */
+const TIGHT_BAND = 4;
+
+/**
+ * Units per pass of a tight term's product: a column chunk of NC panels (wasm-gemm.ts) is then
+ * 512 KiB, within L2 while the row tiles pass (measured 1.4× faster than GRAM_CHUNK on 16k-wide
+ * gradients at V = 5).
+ */
+const TIGHT_CHUNK = 1024;
+
 /** Memories above this size are dropped instead of kept for reuse. */
 const KEEP_BYTES = 128 * 2 ** 20;
 
@@ -170,6 +180,41 @@ function activeUnits(
   return { lists, counts };
 }
 
+/**
+ * Rows [rows × width] packed like {@link packRows} ('dense' tiles or 'panels', one row per row),
+ * but in chunks of `chunk` units (a multiple of 4): chunk c holds units [c·chunk, (c + 1)·chunk) of
+ * every tile / panel, [groups × len × stride] with len its length, after the c full chunks before
+ * it. The dense kernel then runs on one chunk at a time (K = len). Written into `dst` from float
+ * `at` on (padding included: `dst` may hold old values), [roundUp(rows, stride) × roundUp(width, 4)]
+ * floats: packed straight into WebAssembly memory, no fresh arrays (first touches of fresh memory
+ * cost ≈ 5 ms per MB on the benchmark VM, more than the contraction of a wide gram term).
+ */
+export function packChunksInto(
+  dst: Float32Array,
+  at: number,
+  src: Float32Array,
+  rows: number,
+  width: number,
+  layout: 'dense' | 'panels',
+  chunk: number,
+): void {
+  const stride = layout === 'dense' ? MR : NR;
+  const K = roundUp(width, 4);
+  const groups = Math.ceil(rows / stride);
+  for (let c0 = 0; c0 < K; c0 += chunk) {
+    const len = Math.min(chunk, K - c0);
+    const base = at + c0 * groups * stride;
+    if (rows % stride !== 0) dst.fill(0, base + (groups - 1) * len * stride, base + groups * len * stride);
+    const p1 = Math.min(c0 + len, width);
+    for (let row = 0; row < rows; row++) {
+      const o = base + Math.floor(row / stride) * len * stride + (row % stride) - c0 * stride;
+      const s = row * width;
+      for (let p = c0; p < p1; p++) dst[o + p * stride] = src[s + p]!;
+      for (let p = Math.max(c0, width); p < c0 + len; p++) dst[o + p * stride] = 0;
+    }
+  }
+}
+
 /** Pairs i ≤ j of V labels in row-major order: the pair index of (i, j) for every i, j. */
 function pairIndex(V: number): Int32Array {
   const idx = new Int32Array(V * V);
@@ -192,7 +237,7 @@ function padRows(src: Float32Array, rows: number, width: number): Float32Array {
 }
 
 /** How a term is contracted in this computer's mode. */
-type Route = 'identity' | 'dense' | 'masked' | 'gated' | 'tokens';
+type Route = 'identity' | 'dense' | 'masked' | 'gated' | 'tokens' | 'tight';
 
 /** Packed factors of one block, per term (null where unused), and per-point unit lists. */
 interface PackedBlock {
@@ -285,6 +330,8 @@ export class WasmBlockComputer implements BlockComputer {
       if (t.kind === 'identity') return 'identity';
       if (t.kind === 'tokens') return 'tokens';
       if (!full) return 'dense';
+      // Dense gram terms: rows of all points back to back (no padding of V rows to a multiple of MR).
+      if (t.kind === 'gram' && t.dense && roundUp(V, MR) !== V) return 'tight';
       return t.gated ? 'gated' : 'masked';
     });
     this.RP = full ? roundUp(V, MR) : 1;
@@ -378,6 +425,16 @@ export class WasmBlockComputer implements BlockComputer {
         }
       }
       return packRows(P, pairs, w, 'panels');
+    });
+  }
+
+  /** Tight terms: a block's gram rows packed straight into the regions `${name}${k}` (not cached). */
+  private packTight(name: string, input: BlockInput, layout: 'dense' | 'panels'): void {
+    const heap = new Float32Array(this.memory.buffer);
+    this.terms.forEach((t, k) => {
+      if (this.routes[k] !== 'tight') return;
+      const at = this.regions.at(`${name}${k}`) / 4;
+      packChunksInto(heap, at, input.terms[k]!.d!, input.points * this.V, t.width, layout, TIGHT_CHUNK);
     });
   }
 
@@ -483,6 +540,44 @@ export class WasmBlockComputer implements BlockComputer {
   }
 
   /**
+   * Tight gram term k of a full block into the region 'tight' ([roundUp(r·V, MR) × colsPad], row
+   * n·V + i): the dense kernel on each chunk of TIGHT_CHUNK units in turn, accumulated. Symmetric
+   * blocks: per band of TIGHT_BAND tiles, only the column panels from its first point's columns on
+   * (the rest is mirrored).
+   */
+  private tightTerm(k: number, t: TermMeta, block: BlockShape, first: boolean): void {
+    const { r, c, sym } = block;
+    const V = this.V;
+    const K = this.innerK(t);
+    const tiles = Math.ceil((r * V) / MR);
+    const panels = roundUp(c * V, NR) / NR;
+    const ldc = 4 * panels * NR;
+    const [rowD, colD, out] = [
+      this.regions.at(`rowD${k}`),
+      this.regions.at(`colD${k}`),
+      this.regions.at('tight'),
+    ];
+    for (let c0 = 0; c0 < K; c0 += TIGHT_CHUNK) {
+      const len = Math.min(TIGHT_CHUNK, K - c0);
+      const mode = first && c0 === 0 ? 0 : 3;
+      const a0 = rowD + 4 * c0 * tiles * MR;
+      const b0 = colD + 4 * c0 * panels * NR;
+      if (!sym) {
+        this.dense(a0, b0, len, tiles * MR, panels * NR, out, ldc, 0, 0, 1, mode);
+        continue;
+      }
+      for (let t0 = 0; t0 < tiles; t0 += TIGHT_BAND) {
+        const bt = Math.min(TIGHT_BAND, tiles - t0);
+        const q0 = Math.floor((Math.floor((t0 * MR) / V) * V) / NR);
+        const a = a0 + 4 * t0 * len * MR;
+        const b = b0 + 4 * q0 * len * NR;
+        this.ex.gemm(a, b, len, bt, panels - q0, out + t0 * MR * ldc + 4 * q0 * NR, ldc, 0, 0, 1, mode);
+        this.flops += 2 * bt * MR * (panels - q0) * NR * len;
+      }
+    }
+  }
+
+  /**
    * Gated term k of a full block: for each row point n, the column points' s' (from n on when
    * symmetric) against P scaled by s_n over n's nonzero units, spread by scatter with G[n, ·].
    */
@@ -539,10 +634,20 @@ export class WasmBlockComputer implements BlockComputer {
     const sizes: Array<[string, number]> = this.terms.flatMap(
       (_, k): Array<[string, number]> => [
         [`rowA${k}`, bytesOf(pr.a[k])],
-        [`rowD${k}`, bytesOf(pr.d[k])],
+        [
+          `rowD${k}`,
+          this.routes[k] === 'tight'
+            ? 4 * roundUp(r * V, MR) * this.innerK(this.terms[k]!)
+            : bytesOf(pr.d[k]),
+        ],
         [`rowLists${k}`, bytesOf(pr.lists[k])],
         [`colA${k}`, bytesOf(pc.a[k])],
-        [`colD${k}`, bytesOf(pc.d[k])],
+        [
+          `colD${k}`,
+          this.routes[k] === 'tight'
+            ? 4 * roundUp(c * V, NR) * this.innerK(this.terms[k]!)
+            : bytesOf(pc.d[k]),
+        ],
         [`pairs${k}`, bytesOf(this.pairs![k])],
       ],
     );
@@ -554,6 +659,7 @@ export class WasmBlockComputer implements BlockComputer {
       ['gram', 4 * roundUp(r, MR) * roundUp(c, NR)],
       ['gexp', full ? 4 * r * colsPad : 0],
       ['out', 4 * rowsPad * colsPad],
+      ['tight', this.routes.includes('tight') ? 4 * roundUp(rows, MR) * colsPad : 0],
       ['outT', 4 * rows * cols],
     );
     if (this.regions.fit(sizes, `${r} × ${c}`)) {
@@ -564,12 +670,14 @@ export class WasmBlockComputer implements BlockComputer {
     if (this.loaded.row !== row.key) {
       this.upload('rowA', pr.a);
       this.upload('rowD', pr.d);
+      this.packTight('rowD', row, 'dense');
       this.upload('rowLists', pr.lists);
       this.loaded.row = row.key;
     }
     if (this.loaded.col !== col.key) {
       this.upload('colA', pc.a);
       this.upload('colD', pc.d);
+      this.packTight('colD', col, 'panels');
       this.loaded.col = col.key;
     }
     // Evicted packings are in no region any more (uploaded ones were copied): reusable now.
@@ -577,9 +685,15 @@ export class WasmBlockComputer implements BlockComputer {
     this.evicted = [];
     const out = this.regions.at('out');
     let first = true;
+    let firstTight = true;
     this.terms.forEach((t, k) => {
       const route = this.routes[k]!;
       if (route === 'identity' || route === 'tokens') return;
+      if (route === 'tight') {
+        this.tightTerm(k, t, block, firstTight);
+        firstTight = false;
+        return;
+      }
       if (route === 'gated') this.gatedTerm(k, t, block, pr.counts[k]!, first);
       else if (route === 'masked') {
         const mode = t.kind === 'gram' ? (first ? 0 : 3) : first ? 2 : 1;
@@ -611,6 +725,19 @@ export class WasmBlockComputer implements BlockComputer {
     });
     const heap = new Float32Array(this.memory.buffer);
     const o = out / 4;
+    if (!firstTight) {
+      // Tight rows n·V + i into out's rows n·RP + i (the sum of the other terms, if any).
+      const tight = this.regions.at('tight') / 4;
+      for (let n = 0; n < r; n++) {
+        for (let i = 0; i < V; i++) {
+          const src = tight + (n * V + i) * colsPad;
+          const dst = o + (n * this.RP + i) * colsPad;
+          if (first) heap.copyWithin(dst, src, src + colsPad);
+          else for (let e = 0; e < colsPad; e++) heap[dst + e] = heap[dst + e]! + heap[src + e]!;
+        }
+      }
+      first = false;
+    }
     if (first) heap.fill(0, o, o + rowsPad * colsPad);
     else if (!full) {
       for (let n = 0; n < rows; n++) {

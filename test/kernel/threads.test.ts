@@ -10,6 +10,7 @@ import { testHooks } from '../../src/kernel/engine.js';
 import { empiricalNtkFn, type NtkBlock, type NtkFn, terminateNtkWorkers } from '../../src/kernel/index.js';
 import { lastWorkerTensors, sharedPool } from '../../src/kernel/job.js';
 import { buildModel } from '../../src/model/index.js';
+import { TINY_POST, tokenBatch } from '../model/transformer-fixtures.js';
 import { normalPoints, randomizeWeights, relMaxError } from './helpers.js';
 
 const model = buildModel(
@@ -86,6 +87,31 @@ describe('multi-threaded ≡ single-threaded (bitwise)', () => {
     const single = await empiricalNtkFn(cnn, { blockSize: 3, progress: false })(img);
     const multi = await threaded(cnn, { blockSize: 3 })(img);
     expect(Array.from(multi.data)).toEqual(Array.from(single.data));
+  });
+
+  it('transformer (dense gram terms on tight rows, written straight into shared memory) on 2 threads', async () => {
+    const L = TINY_POST.maxLength;
+    const tokens = tf.tensor(tokenBatch(9, L, TINY_POST.vocabSize!, 41), [9, 2 * L]);
+    const net = buildModel(TINY_POST, { inputShape: [2 * L], numClasses: 3, seed: 3 });
+    randomizeWeights(net, 4, 0.5);
+    try {
+      const single = empiricalNtkFn(net, { blockSize: 2, progress: false });
+      expect(single.plan.rules.some((r) => r.rule === 'dense-explicit' || r.rule === 'layernorm')).toBe(true);
+      const a = await single(tokens);
+      for (const mainThreadContracts of [true, false]) {
+        testHooks.mainThreadContracts = mainThreadContracts;
+        try {
+          const m = await threaded(net, { blockSize: 2 })(tokens);
+          expect(m.threads).toBe(2);
+          expect(Array.from(m.data)).toEqual(Array.from(a.data));
+        } finally {
+          testHooks.mainThreadContracts = true;
+        }
+      }
+    } finally {
+      net.dispose();
+      tokens.dispose();
+    }
   });
 
   it('a reused pool gives the same result again', async () => {

@@ -419,6 +419,95 @@ describe('gram terms on symmetric blocks (only the upper point triangle computed
   });
 });
 
+describe("dense gram terms ('tight' route: rows of all points back to back)", () => {
+  const rng = new Rng(91);
+  const make = (terms: TermMeta[], V: number, points: number, key: string, zeros = 0.1): BlockInput => ({
+    key,
+    points,
+    terms: terms.map((t) =>
+      t.kind === 'gram'
+        ? { d: gramRows(rng, points, V, t.width, zeros) }
+        : { a: randomMatrix(rng, points, t.dIn), d: randomMatrix(rng, points * V, t.width) },
+    ),
+  });
+  const gram = (width: number, dense: boolean): TermMeta => ({
+    kind: 'gram',
+    layer: `g${width}`,
+    dIn: 0,
+    width,
+    sw2: 1,
+    sb2: 0,
+    ...(dense ? { dense } : {}),
+  });
+
+  it.each([
+    // V, terms (widths > 1024 run in several chunks of units), row points, column points
+    [5, [gram(4500, true)], 23, 11],
+    [
+      3,
+      [
+        gram(37, true),
+        { kind: 'factored', layer: 'a', dIn: 4, width: 6, sw2: 1, sb2: 0.5 },
+        gram(2049, true),
+      ],
+      9,
+      14,
+    ],
+    [6, [gram(13, true), gram(29, false)], 17, 4],
+    [1, [gram(70, true)], 13, 6],
+  ] as Array<[number, TermMeta[], number, number]>)(
+    'V = %i: as the float64 block computer, symmetric and rectangular blocks',
+    (V, terms, nr, nc) => {
+      const r = make(terms, V, nr, 'r');
+      const c = make(terms, V, nc, 'c');
+      const wasm = new WasmBlockComputer(terms, V, 'full', 2 ** 26);
+      const js = new JsBlockComputer(terms, V, 'full');
+      try {
+        for (const [row, col] of [
+          [r, c],
+          [c, r],
+          [r, r],
+          [c, c],
+        ] as const) {
+          const w = wasm.compute(row, col, true);
+          const want = js.compute(row, col, true);
+          expect(relMaxError(w.data, want.data)).toBeLessThanOrEqual(TOL);
+          expect(relMaxError(w.transposed!, want.transposed!)).toBeLessThanOrEqual(TOL);
+          w.done();
+        }
+      } finally {
+        wasm.release();
+      }
+    },
+  );
+
+  it('agrees with the masked route, with fewer operations when V % 4 ≠ 0', () => {
+    const V = 5;
+    const [tight, masked] = [[gram(4500, true)], [gram(4500, false)]];
+    const r = make(tight, V, 21, 'r', 0);
+    const c = make(tight, V, 8, 'c', 0);
+    const a = new WasmBlockComputer(tight, V, 'full', 2 ** 26);
+    const b = new WasmBlockComputer(masked, V, 'full', 2 ** 26);
+    try {
+      for (const [row, col] of [
+        [r, c],
+        [r, r],
+      ] as const) {
+        const x = a.compute(row, col, false).data.slice();
+        const y = b.compute(row, col, false).data.slice();
+        // float32 sums over different chunks of units (1024 against 2048).
+        expect(relMaxError(x, y)).toBeLessThanOrEqual(TOL);
+      }
+      // 8 rows per point on the masked route (V padded to a multiple of 4) against 5 (+ the bands'
+      // share of the lower triangle on the symmetric block).
+      expect(a.flops).toBeLessThan(0.72 * b.flops);
+    } finally {
+      a.release();
+      b.release();
+    }
+  });
+});
+
 describe('limits', () => {
   it('a block too large for the 4 GiB WebAssembly memory is an error naming blockSize', () => {
     const terms: TermMeta[] = [{ kind: 'factored', layer: 'a', dIn: 2, width: 2, sw2: 1, sb2: 1 }];
