@@ -7,9 +7,10 @@
  *
  * Cost ≈ (4/3 + 3) n³ floating-point operations; memory one n×n copy.
  */
+import { availableParallelism } from 'node:os';
 import { assertArgument, EntkError } from '../errors.js';
-import { WASM_PAGE, wasmApi } from '../util/index.js';
-import { type EighKernels, eighKernels } from './wasm-eigh.js';
+import { WASM_PAGE, type WasmCall, type WasmMemory, WasmThreads, wasmApi } from '../util/index.js';
+import { EIGH_THREAD_EXPORTS, type EighKernels, eighKernels, eighModule } from './wasm-eigh.js';
 
 /** Below this size the plain loops are as fast as the WebAssembly kernels (call overhead). */
 const WASM_MIN_SIZE = 48;
@@ -22,18 +23,30 @@ interface Workspace {
   d: Float64Array;
   e: Float64Array;
   /**
-   * Kernels and the byte addresses of W, d, e, the scratch slot and the panel of the blocked
-   * reduction (2·PANEL vectors of length n: u's then q's); null: plain loops.
+   * Kernels and the byte addresses of W, d, e, the scratch slot, the panel of the blocked
+   * reduction (2·PANEL vectors of length n: u's then q's) and the vectors g, acc0, acc1, next of the
+   * split symmetric products (see tred2ReduceBlocked); null: plain loops.
    */
   wasm: {
     k: EighKernels;
+    memory: WasmMemory;
+    /** The memory is shared (worker threads may run the kernels on it). */
+    shared: boolean;
     scratch: Float64Array;
     panel: Float64Array;
+    g: Float64Array;
+    acc0: Float64Array;
+    acc1: Float64Array;
+    next: Float64Array;
     W: number;
     d: number;
     e: number;
     S: number;
     P: number;
+    G: number;
+    A0: number;
+    A1: number;
+    X: number;
   } | null;
 }
 
@@ -42,33 +55,82 @@ const PANEL = 32;
 
 function workspace(n: number, useWasm: boolean): Workspace {
   if (useWasm && wasmApi && n >= WASM_MIN_SIZE && n <= WASM_MAX_SIZE) {
-    const bytes = (n * n + 2 * n + 2 + 2 * PANEL * n) * 8;
-    const memory = new wasmApi.Memory({ initial: Math.ceil(bytes / WASM_PAGE) });
-    const k = eighKernels(memory);
+    const bytes = (n * n + 2 * n + 2 + 2 * PANEL * n + 4 * n) * 8;
+    const pages = Math.ceil(bytes / WASM_PAGE);
+    // A shared memory where the runtime has one, so that worker threads can share the reduction.
+    const shared = typeof SharedArrayBuffer !== 'undefined' && eighModule(true) !== null;
+    const memory = shared
+      ? new wasmApi.Memory({ initial: pages, maximum: pages, shared: true })
+      : new wasmApi.Memory({ initial: pages });
+    const k = eighKernels(memory, shared);
     if (k) {
       const buffer = memory.buffer as ArrayBuffer;
       const d = n * n * 8;
       const e = d + n * 8;
       const S = e + n * 8;
       const P = S + 16;
+      const G = P + 2 * PANEL * n * 8;
+      const A0 = G + n * 8;
+      const A1 = A0 + n * 8;
+      const X = A1 + n * 8;
       return {
         W: new Float64Array(buffer, 0, n * n),
         d: new Float64Array(buffer, d, n),
         e: new Float64Array(buffer, e, n),
         wasm: {
           k,
+          memory,
+          shared,
           scratch: new Float64Array(buffer, S, 2),
           panel: new Float64Array(buffer, P, 2 * PANEL * n),
+          g: new Float64Array(buffer, G, n),
+          acc0: new Float64Array(buffer, A0, n),
+          acc1: new Float64Array(buffer, A1, n),
+          next: new Float64Array(buffer, X, n),
           W: 0,
           d,
           e,
           S,
           P,
+          G,
+          A0,
+          A1,
+          X,
         },
       };
     }
   }
   return { W: new Float64Array(n * n), d: new Float64Array(n), e: new Float64Array(n), wasm: null };
+}
+
+/** Below this size the reduction stays on the caller's thread ('auto'). */
+const THREAD_MIN_SIZE = 1000;
+/** Active blocks below this order are split between the two parts on the caller's thread alone. */
+const THREAD_MIN_ACTIVE = 256;
+
+/** Options of the eigensolvers. */
+export interface EighOptions {
+  /** 'wasm': the SIMD kernels where available; 'js': plain loops; 'auto' (default): 'wasm'. */
+  backend?: 'wasm' | 'js' | 'auto';
+  /**
+   * Threads of the tridiagonal reduction (WebAssembly with shared memory only): 1 or 2 (more are
+   * used as 2); 'auto' (default): min(2, cores) for n ≥ 1000, else 1. The work is split in two fixed
+   * parts whatever the count, so the results are bitwise the same for 1 and 2 threads.
+   */
+  threads?: number | 'auto';
+}
+
+/** Worker threads for the reduction of an n×n matrix in `ws` (null: the caller's thread alone). */
+function reductionThreads(n: number, ws: Workspace, threads: number | 'auto' = 'auto'): WasmThreads | null {
+  assertArgument(
+    threads === 'auto' || (Number.isInteger(threads) && threads >= 1),
+    'threads',
+    threads,
+    "a positive integer or 'auto'",
+  );
+  const t = threads === 'auto' ? (n >= THREAD_MIN_SIZE ? Math.min(2, availableParallelism()) : 1) : threads;
+  if (t < 2 || !ws.wasm?.shared) return null;
+  return new WasmThreads(eighModule(true)!, ws.wasm.memory, 1, EIGH_THREAD_EXPORTS, 'symmetricEigen');
 }
 
 /** An eigen-decomposition `A = Σ_j λ_j u_j u_jᵀ`, eigenvalues in descending order. */
@@ -91,7 +153,7 @@ export interface SymmetricEigen {
 export function symmetricEigen(
   a: ArrayLike<number>,
   n: number,
-  options: { vectors?: boolean; backend?: 'wasm' | 'js' | 'auto' } = {},
+  options: EighOptions & { vectors?: boolean } = {},
 ): SymmetricEigen {
   assertArgument(Number.isInteger(n) && n >= 1, 'n', n, 'a positive integer');
   assertArgument(a?.length === n * n, 'a', a, `a symmetric ${n}×${n} matrix (length ${n * n})`);
@@ -104,10 +166,10 @@ export function symmetricEigen(
     if (!Number.isFinite(v)) throw new EntkError(`symmetricEigen: entry ${i} of the matrix is ${v}`);
     W[i] = v;
   }
-  if (wantVectors) tred2(n, ws);
+  if (wantVectors) tred2(n, ws, options.threads);
   else {
     // Values only: the reduction, T's diagonal, no accumulation of Q.
-    tred2Reduce(n, ws);
+    tred2Reduce(n, ws, options.threads);
     for (let i = 0; i < n; i++) ws.d[i] = W[i * n + i]!;
     ws.e[0] = 0;
   }
@@ -124,8 +186,8 @@ export function symmetricEigen(
 }
 
 /** Householder tridiagonalisation (tred2) on the transposed layout W[j·n + k] = V[k][j]. */
-function tred2(n: number, ws: Workspace): void {
-  tred2Reduce(n, ws);
+function tred2(n: number, ws: Workspace, threads?: number | 'auto'): void {
+  tred2Reduce(n, ws, threads);
   tred2Accumulate(n, ws);
 }
 
@@ -134,9 +196,14 @@ function tred2(n: number, ws: Workspace): void {
  * i entries, d[i] = h_i (P_i = I − u_i u_iᵀ / h_i; h_i = 0: no reflection), W[i·n + i] = T_ii and
  * e[i] = T_{i,i−1}; A = Q T Qᵀ with Q = P_{n−1} ⋯ P_1.
  */
-function tred2Reduce(n: number, ws: Workspace): void {
+function tred2Reduce(n: number, ws: Workspace, threads?: number | 'auto'): void {
   if (ws.wasm) {
-    tred2ReduceBlocked(n, ws);
+    const workers = reductionThreads(n, ws, threads);
+    try {
+      tred2ReduceBlocked(n, ws, workers);
+    } finally {
+      workers?.dispose();
+    }
     return;
   }
   const { W, d, e } = ws;
@@ -217,19 +284,51 @@ function householderQ(d: Float64Array, e: Float64Array, i: number, h: number): v
 }
 
 /**
+ * Column j where the active block's columns [0, i) are cut in two parts of equal area (column j has
+ * i − j entries): the same cut whatever the thread count, so that the sums are too.
+ */
+function splitColumn(i: number): number {
+  return Math.min(i, Math.floor(i * (1 - Math.SQRT1_2)));
+}
+
+/**
  * tred2's reduction with the rank-2 updates delayed (the idea of LAPACK's dlatrd/dsytrd): the
  * pairs (u, q) of up to PANEL steps are kept, A_cur = A − Σ_p (u_p q_pᵀ + q_p u_pᵀ); each step reads
  * the stored A once (its product with u, corrected by the pending pairs: 2 dot products and a
  * rank-2 update of a vector per pair) and only every PANEL steps is A rewritten — one pass per
  * panel instead of one read and one write per step. Leaves W, d, e exactly as tred2Reduce does
  * (up to rounding).
+ *
+ * The product with u and the panel update run over the active block's columns in two fixed parts
+ * (splitColumn), the second on the worker thread when there is one: the product's column part
+ * writes its own partial sums (g; acc0 or acc1), added in a fixed order, so 1 and 2 threads give
+ * bitwise the same results. Both kernels also copy the next row of A_cur (column i − 1 of the
+ * stored columns) into `next`, sparing a strided gather.
  */
-function tred2ReduceBlocked(n: number, ws: Workspace): void {
+function tred2ReduceBlocked(n: number, ws: Workspace, workers: WasmThreads | null): void {
   const { W, d, e } = ws;
   const w = ws.wasm!;
-  const { k, scratch, panel } = w;
+  const { k, scratch, panel, g, acc0, acc1, next } = w;
   const uAt = (p: number) => w.P + p * n * 8;
   const qAt = (p: number) => w.P + (PANEL + p) * n * 8;
+  /** Run the two column parts (own: [0, s) on this thread; [s, i) on the worker or here). */
+  const split = (
+    i: number,
+    own: (s: number) => void,
+    other: (s: number) => WasmCall,
+    run: (c: WasmCall) => void,
+  ) => {
+    const s = splitColumn(i);
+    if (workers && i >= THREAD_MIN_ACTIVE) workers.round([[other(s)]], () => own(s));
+    else {
+      own(s);
+      run(other(s));
+    }
+  };
+  const call = (c: WasmCall) => {
+    const [name, ...args] = c;
+    (k[name as 'symvRange'] as (...a: number[]) => void)(...args);
+  };
   let pending = 0;
   for (let j = 0; j < n; j++) d[j] = W[j * n + (n - 1)]!;
   for (let i = n - 1; i > 0; i--) {
@@ -238,22 +337,22 @@ function tred2ReduceBlocked(n: number, ws: Workspace): void {
       W[i * n + i] = W[i * n + i]! - 2 * panel[p * n + i]! * panel[(PANEL + p) * n + i]!;
     }
     const h = householderVector(d, e, i);
+    let captured = false;
     if (h === 0) {
       for (let j = 0; j < i; j++) W[i * n + j] = 0;
     } else {
-      let f: number;
-      let g: number;
-      for (let j = 0; j < i; j++) e[j] = 0;
-      // e = A u with the stored A (lower columns), as tred2Reduce
-      for (let j = 0; j < i; j++) {
-        f = d[j]!;
-        W[i * n + j] = f;
-        const col = j * n;
-        g = e[j]! + W[col + j]! * f;
-        scratch[0] = f;
-        k.symv(w.W + (col + j + 1) * 8, w.d + (j + 1) * 8, w.e + (j + 1) * 8, i - 1 - j, w.S);
-        e[j] = g + scratch[1]!;
-      }
+      W.set(d.subarray(0, i), i * n);
+      // e = A u with the stored A (lower columns): g_j = Σ_{k≥j} A_kj u_k, acc_k = Σ_{j<k} A_kj u_j
+      split(
+        i,
+        (s) => k.symvRange(w.W, n, w.d, w.G, w.A0, w.X, 0, s, i),
+        (s) => ['symvRange', w.W, n, w.d, w.G, w.A1, w.X, s, i, i],
+        call,
+      );
+      const s = splitColumn(i);
+      for (let j = 0; j < s; j++) e[j] = g[j]! + acc0[j]!;
+      for (let j = s; j < i; j++) e[j] = g[j]! + acc0[j]! + acc1[j]!;
+      captured = true;
       // … corrected by the pending pairs: e −= (q_p·u) u_p + (u_p·u) q_p
       for (let p = 0; p < pending; p++) {
         k.dot(qAt(p), w.d, i, w.S);
@@ -268,27 +367,30 @@ function tred2ReduceBlocked(n: number, ws: Workspace): void {
       panel.set(e.subarray(0, i), (PANEL + pending) * n);
       pending++;
     }
-    for (let j = 0; j < i; j++) W[j * n + i] = 0;
     d[i] = h;
     if (pending > 0 && (pending === PANEL || i === 1)) {
-      // A[k][j] −= u_j q_k + q_j u_k on the active block (columns j < i, rows j ≤ k < i)
-      for (let j = 0; j < i; j++) {
-        for (let p = 0; p < pending; p++) {
-          scratch[0] = panel[p * n + j]!;
-          scratch[1] = panel[(PANEL + p) * n + j]!;
-          k.rank2(w.W + (j * n + j) * 8, uAt(p) + j * 8, qAt(p) + j * 8, i - j, w.S);
-        }
-      }
+      // A[k][j] −= Σ_p (u_j q_k + q_j u_k) on the active block (columns j < i, rows j ≤ k < i)
+      const P = pending;
+      split(
+        i,
+        (s) => k.syr2kRange(w.W, n, uAt(0), qAt(0), P, 0, s, i, w.X),
+        (s) => ['syr2kRange', w.W, n, uAt(0), qAt(0), P, s, i, i, w.X],
+        call,
+      );
+      captured = true;
       pending = 0;
     }
     // The next row, i − 1, of A_cur.
-    for (let j = 0; j < i; j++) d[j] = W[j * n + (i - 1)]!;
+    if (captured) d.set(next.subarray(0, i));
+    else for (let j = 0; j < i; j++) d[j] = W[j * n + (i - 1)]!;
     for (let p = 0; p < pending; p++) {
       scratch[0] = panel[(PANEL + p) * n + i - 1]!;
       scratch[1] = panel[p * n + i - 1]!;
       k.rank2(w.d, qAt(p), uAt(p), i, w.S);
     }
   }
+  // The entries right of the diagonal (the rows' parts above the active block) end as zeros.
+  for (let j = 0; j < n; j++) W.fill(0, j * n + j + 1, (j + 1) * n);
 }
 
 /** The accumulation half of tred2: W ← Qᵀ (rows), d ← diag T, e ← sub-diagonal (e[0] = 0). */
@@ -560,7 +662,7 @@ export interface FactoredSymmetricEigen {
 export function factoredSymmetricEigen(
   a: ArrayLike<number>,
   n: number,
-  options: { backend?: 'wasm' | 'js' | 'auto' } = {},
+  options: EighOptions = {},
 ): FactoredSymmetricEigen {
   assertArgument(Number.isInteger(n) && n >= 1, 'n', n, 'a positive integer');
   assertArgument(a?.length === n * n, 'a', a, `a symmetric ${n}×${n} matrix (length ${n * n})`);
@@ -571,7 +673,7 @@ export function factoredSymmetricEigen(
     if (!Number.isFinite(v)) throw new EntkError(`factoredSymmetricEigen: entry ${i} of the matrix is ${v}`);
     W[i] = v;
   }
-  tred2Reduce(n, ws);
+  tred2Reduce(n, ws, options.threads);
   const h = Float64Array.from(d);
   for (let i = 0; i < n; i++) d[i] = W[i * n + i]!;
   e[0] = 0;

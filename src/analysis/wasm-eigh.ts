@@ -5,7 +5,12 @@
  * a scratch slot `S` (f64[S], f64[S + 8]) because the assembler's functions take i32 parameters.
  *
  * - `rot(p, q, len, S)`:   (p, q) ← (c·p − s·q, s·p + c·q) with c = f64[S], s = f64[S+8] (a Givens rotation of two rows)
- * - `symv(w, d, e, len, S)`: f64[S+8] = Σ w_k d_k and e_k += w_k·f with f = f64[S]
+ * - `symvRange(W, n, u, g, acc, next, j0, j1, i)`: for the columns j ∈ [j0, j1) of the lower triangle
+ *   (W[j·n + k], j ≤ k < i): g_j = Σ_{k=j}^{i−1} W[j·n + k] u_k, acc_k += W[j·n + k] u_j (k > j; acc
+ *   zeroed on [j0, i) first), next_j = W[j·n + i − 1]; two columns at a time (one pass over acc per pair)
+ * - `syr2kRange(W, n, U, Q, P, j0, j1, i, next)`: W[j·n + k] −= Σ_{p<P} (U_p[j] Q_p[k] + Q_p[j] U_p[k]) for
+ *   j ∈ [j0, j1), j ≤ k < i (vectors U_p, Q_p at U + 8pn, Q + 8pn; subtracted in order p = 0, 1, …),
+ *   then next_j = W[j·n + i − 1]; four k at a time, the P pairs in registers
  * - `rank2(w, d, e, len, S)`: w_k −= f·e_k + g·d_k with f = f64[S], g = f64[S+8]
  * - `dot(p, q, len, S)`:   f64[S+8] = Σ p_k q_k
  *
@@ -31,9 +36,11 @@ import {
   incr,
   ltU,
   moduleBytes,
+  mul,
   set,
   shl3,
   simd,
+  sub,
   V128,
   f64x2add as vadd,
   f64x2lane as vlane,
@@ -49,6 +56,7 @@ import {
 
 const vsub = simd(0xf1);
 const f64sub = [0xa1];
+const gtU = [0x4b];
 
 /** Address of element k of the vector at byte address `ptr`: ptr + 8k. */
 const at = (ptr: number, k: number) => [...get(ptr), ...get(k), ...shl3, ...add];
@@ -155,75 +163,369 @@ function rotBody(): number[] {
   });
 }
 
-function symvBody(): number[] {
-  const [W, D, E, L, S] = [0, 1, 2, 3, 4];
-  return pairFunction(5, L, { v128: 3, f64: 3 }, (k, x) => {
-    const [f, acc, w] = [x, x + 1, x + 2];
-    const [fs, accs, ws] = [x + 3, x + 4, x + 5];
-    return {
-      pre: [
-        ...get(S),
-        ...vsplat64Load(0),
-        ...set(f),
-        ...get(S),
-        ...f64load(0),
-        ...set(fs),
-        ...vzero,
-        ...set(acc),
-      ],
-      vec: [
-        ...at(W, k),
+/** Byte address of element `k` (an i32 expression) of the vector at local `ptr`. */
+const atExpr = (ptr: number, k: number[]) => [...get(ptr), ...k, ...shl3, ...add];
+
+function symvRangeBody(): number[] {
+  const [W, N, U, G, ACC, NEXT, J0, J1, I] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  let x = 9;
+  const [j, k, c0, c1] = [x++, x++, x++, x++];
+  const [f0, f1, g0, g1, t0, t1, uk] = [x++, x++, x++, x++, x++, x++, x++];
+  const [F0, F1, G0, G1, w0, w1, u2] = [x++, x++, x++, x++, x++, x++, x++];
+  const column = (c: number, jj: number[]) => [
+    ...get(W),
+    ...jj,
+    ...get(N),
+    ...mul,
+    ...shl3,
+    ...add,
+    ...set(c),
+  ];
+  const lanes = (v: number) => [...get(v), ...vlane(0), ...get(v), ...vlane(1), ...f64add];
+  const last = [...get(I), ...i32(1), ...sub];
+  const code: number[] = [];
+  // acc[j0..i) = 0
+  code.push(...get(J0), ...set(k));
+  code.push(
+    ...whileNot([...get(k), ...get(I), ...geU], [...at(ACC, k), ...f64zero, ...f64store(), ...incr(k, 1)]),
+  );
+  code.push(...get(J0), ...set(j));
+  // Column pairs (j, j + 1).
+  const pair: number[] = [
+    ...column(c0, get(j)),
+    ...get(c0),
+    ...get(N),
+    ...shl3,
+    ...add,
+    ...set(c1),
+    ...at(U, j),
+    ...f64load(0),
+    ...set(f0),
+    ...at(U, j),
+    ...f64load(8),
+    ...set(f1),
+    ...at(U, j),
+    ...vsplat64Load(0),
+    ...set(F0),
+    ...at(U, j),
+    ...vsplat64Load(8),
+    ...set(F1),
+    // the 2×2 head: W[j][j], W[j][j+1], W[j+1][j+1]
+    ...at(c0, j),
+    ...f64load(8),
+    ...set(t0),
+    ...at(c0, j),
+    ...f64load(0),
+    ...get(f0),
+    ...f64mul,
+    ...get(t0),
+    ...get(f1),
+    ...f64mul,
+    ...f64add,
+    ...set(g0),
+    ...at(ACC, j),
+    ...at(ACC, j),
+    ...f64load(8),
+    ...get(t0),
+    ...get(f0),
+    ...f64mul,
+    ...f64add,
+    ...f64store(8),
+    ...at(c1, j),
+    ...f64load(8),
+    ...get(f1),
+    ...f64mul,
+    ...set(g1),
+    ...vzero,
+    ...set(G0),
+    ...vzero,
+    ...set(G1),
+    ...get(j),
+    ...i32(2),
+    ...add,
+    ...set(k),
+    ...whileNot(
+      [...get(k), ...i32(2), ...add, ...get(I), ...gtU],
+      [
+        ...at(c0, k),
         ...vload(),
-        ...set(w),
-        ...get(acc),
-        ...get(w),
-        ...at(D, k),
+        ...set(w0),
+        ...at(c1, k),
+        ...vload(),
+        ...set(w1),
+        ...at(U, k),
+        ...vload(),
+        ...set(u2),
+        ...get(G0),
+        ...get(w0),
+        ...get(u2),
+        ...vmul,
+        ...vadd,
+        ...set(G0),
+        ...get(G1),
+        ...get(w1),
+        ...get(u2),
+        ...vmul,
+        ...vadd,
+        ...set(G1),
+        ...at(ACC, k),
+        ...at(ACC, k),
+        ...vload(),
+        ...get(w0),
+        ...get(F0),
+        ...vmul,
+        ...get(w1),
+        ...get(F1),
+        ...vmul,
+        ...vadd,
+        ...vadd,
+        ...vstore(),
+        ...incr(k, 2),
+      ],
+    ),
+    ...ifThen(
+      [...get(k), ...get(I), ...ltU],
+      [
+        ...at(c0, k),
+        ...f64load(),
+        ...set(t0),
+        ...at(c1, k),
+        ...f64load(),
+        ...set(t1),
+        ...at(U, k),
+        ...f64load(),
+        ...set(uk),
+        ...get(g0),
+        ...get(t0),
+        ...get(uk),
+        ...f64mul,
+        ...f64add,
+        ...set(g0),
+        ...get(g1),
+        ...get(t1),
+        ...get(uk),
+        ...f64mul,
+        ...f64add,
+        ...set(g1),
+        ...at(ACC, k),
+        ...at(ACC, k),
+        ...f64load(),
+        ...get(t0),
+        ...get(f0),
+        ...f64mul,
+        ...get(t1),
+        ...get(f1),
+        ...f64mul,
+        ...f64add,
+        ...f64add,
+        ...f64store(),
+      ],
+    ),
+    ...at(G, j),
+    ...get(g0),
+    ...lanes(G0),
+    ...f64add,
+    ...f64store(0),
+    ...at(G, j),
+    ...get(g1),
+    ...lanes(G1),
+    ...f64add,
+    ...f64store(8),
+    ...at(NEXT, j),
+    ...atExpr(c0, last),
+    ...f64load(),
+    ...f64store(0),
+    ...at(NEXT, j),
+    ...atExpr(c1, last),
+    ...f64load(),
+    ...f64store(8),
+    ...incr(j, 2),
+  ];
+  code.push(...whileNot([...get(j), ...i32(2), ...add, ...get(J1), ...gtU], pair));
+  // A last single column.
+  const single: number[] = [
+    ...column(c0, get(j)),
+    ...at(U, j),
+    ...f64load(0),
+    ...set(f0),
+    ...at(U, j),
+    ...vsplat64Load(0),
+    ...set(F0),
+    ...at(c0, j),
+    ...f64load(0),
+    ...get(f0),
+    ...f64mul,
+    ...set(g0),
+    ...vzero,
+    ...set(G0),
+    ...get(j),
+    ...i32(1),
+    ...add,
+    ...set(k),
+    ...whileNot(
+      [...get(k), ...i32(2), ...add, ...get(I), ...gtU],
+      [
+        ...at(c0, k),
+        ...vload(),
+        ...set(w0),
+        ...get(G0),
+        ...get(w0),
+        ...at(U, k),
         ...vload(),
         ...vmul,
         ...vadd,
-        ...set(acc),
-        ...at(E, k),
-        ...at(E, k),
+        ...set(G0),
+        ...at(ACC, k),
+        ...at(ACC, k),
         ...vload(),
-        ...get(w),
-        ...get(f),
+        ...get(w0),
+        ...get(F0),
         ...vmul,
         ...vadd,
         ...vstore(),
+        ...incr(k, 2),
       ],
-      scalar: [
-        ...at(W, k),
+    ),
+    ...ifThen(
+      [...get(k), ...get(I), ...ltU],
+      [
+        ...at(c0, k),
         ...f64load(),
-        ...set(ws),
-        ...get(accs),
-        ...get(ws),
-        ...at(D, k),
+        ...set(t0),
+        ...get(g0),
+        ...get(t0),
+        ...at(U, k),
         ...f64load(),
         ...f64mul,
         ...f64add,
-        ...set(accs),
-        ...at(E, k),
-        ...at(E, k),
+        ...set(g0),
+        ...at(ACC, k),
+        ...at(ACC, k),
         ...f64load(),
-        ...get(ws),
-        ...get(fs),
+        ...get(t0),
+        ...get(f0),
         ...f64mul,
         ...f64add,
         ...f64store(),
       ],
-      post: [
-        ...get(S),
+    ),
+    ...at(G, j),
+    ...get(g0),
+    ...lanes(G0),
+    ...f64add,
+    ...f64store(0),
+    ...at(NEXT, j),
+    ...atExpr(c0, last),
+    ...f64load(),
+    ...f64store(0),
+  ];
+  code.push(...ifThen([...get(j), ...get(J1), ...ltU], single));
+  return funcBody(
+    [
+      [4, I32],
+      [7, F64],
+      [7, V128],
+    ],
+    code,
+  );
+}
+
+function syr2kRangeBody(): number[] {
+  const [W, N, U, Q, P, J0, J1, I, NEXT] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  let x = 9;
+  const [j, k, c0, p, pu, pq, ku, kq, stride] = [x++, x++, x++, x++, x++, x++, x++, x++, x++];
+  const [as, bs, A2] = [x++, x++, x++];
+  const [a, b, A0, A1] = [x++, x++, x++, x++];
+  const last = [...get(I), ...i32(1), ...sub];
+  /** The tile W[j][k .. k + width): `width` 4 (two lanes × 2), 2 or 1 (scalar). */
+  const tile = (width: 4 | 2 | 1): number[] => {
+    const vector = width > 1;
+    const load = vector ? vload : f64load;
+    const store = vector ? vstore : f64store;
+    const m = vector ? vmul : f64mul;
+    const ad = vector ? vadd : f64add;
+    const sb = vector ? vsub : f64sub;
+    const [sa, sbv] = vector ? [a, b] : [as, bs];
+    const accs = width === 4 ? [A0, A1] : vector ? [A0] : [A2];
+    const body: number[] = [
+      ...get(pu),
+      ...(vector ? vsplat64Load(0) : f64load()),
+      ...set(sa),
+      ...get(pq),
+      ...(vector ? vsplat64Load(0) : f64load()),
+      ...set(sbv),
+    ];
+    accs.forEach((acc, h) => {
+      body.push(
         ...get(acc),
-        ...vlane(0),
-        ...get(acc),
-        ...vlane(1),
-        ...f64add,
-        ...get(accs),
-        ...f64add,
-        ...f64store(8),
-      ],
-    };
-  });
+        ...get(sa),
+        ...get(kq),
+        ...load(16 * h),
+        ...m,
+        ...get(sbv),
+        ...get(ku),
+        ...load(16 * h),
+        ...m,
+        ...ad,
+        ...sb,
+        ...set(acc),
+      );
+    });
+    for (const ptr of [pu, pq, ku, kq]) body.push(...incr(ptr, get(stride)));
+    body.push(...incr(p, 1));
+    const code: number[] = [];
+    accs.forEach((acc, h) => code.push(...at(c0, k), ...load(16 * h), ...set(acc)));
+    code.push(
+      ...at(U, j),
+      ...set(pu),
+      ...at(Q, j),
+      ...set(pq),
+      ...at(U, k),
+      ...set(ku),
+      ...at(Q, k),
+      ...set(kq),
+      ...i32(0),
+      ...set(p),
+      ...whileNot([...get(p), ...get(P), ...geU], body),
+    );
+    accs.forEach((acc, h) => code.push(...at(c0, k), ...get(acc), ...store(16 * h)));
+    code.push(...incr(k, width));
+    return code;
+  };
+  const column: number[] = [
+    ...get(W),
+    ...get(j),
+    ...get(N),
+    ...mul,
+    ...shl3,
+    ...add,
+    ...set(c0),
+    ...get(j),
+    ...set(k),
+    ...whileNot([...get(k), ...i32(4), ...add, ...get(I), ...gtU], tile(4)),
+    ...ifThen([...get(I), ...get(k), ...i32(2), ...add, ...geU], tile(2)),
+    ...ifThen([...get(k), ...get(I), ...ltU], tile(1)),
+    ...at(NEXT, j),
+    ...atExpr(c0, last),
+    ...f64load(),
+    ...f64store(),
+    ...incr(j, 1),
+  ];
+  return funcBody(
+    [
+      [9, I32],
+      [3, F64],
+      [4, V128],
+    ],
+    [
+      ...get(N),
+      ...shl3,
+      ...set(stride),
+      ...get(J0),
+      ...set(j),
+      ...whileNot([...get(j), ...get(J1), ...geU], column),
+    ],
+  );
 }
 
 function rank2Body(): number[] {
@@ -316,28 +618,65 @@ function dotBody(): number[] {
   });
 }
 
-/** The four routines (byte addresses; scalars through the scratch slot). */
+/** The routines (byte addresses; scalars through the scratch slot). */
 export interface EighKernels {
   rot(p: number, q: number, len: number, s: number): void;
-  symv(w: number, d: number, e: number, len: number, s: number): void;
   rank2(w: number, d: number, e: number, len: number, s: number): void;
   dot(p: number, q: number, len: number, s: number): void;
+  symvRange(
+    w: number,
+    n: number,
+    u: number,
+    g: number,
+    acc: number,
+    next: number,
+    j0: number,
+    j1: number,
+    i: number,
+  ): void;
+  syr2kRange(
+    w: number,
+    n: number,
+    u: number,
+    q: number,
+    p: number,
+    j0: number,
+    j1: number,
+    i: number,
+    next: number,
+  ): void;
 }
 
-let cached: ReturnType<typeof compileModule> | undefined;
+/** The exports worker threads may call (src/util/workers.ts WasmThreads). */
+export const EIGH_THREAD_EXPORTS = ['symvRange', 'syr2kRange'] as const;
 
-/** The kernels over `memory`, or null where WebAssembly SIMD is unavailable. */
-export function eighKernels(memory: WasmMemory): EighKernels | null {
-  if (cached === undefined) {
-    cached = compileModule(
-      moduleBytes([
-        { name: 'rot', params: 4, body: rotBody() },
-        { name: 'symv', params: 5, body: symvBody() },
-        { name: 'rank2', params: 5, body: rank2Body() },
-        { name: 'dot', params: 4, body: dotBody() },
-      ]),
+const cached = new Map<boolean, ReturnType<typeof compileModule>>();
+
+/** The compiled module for a plain or a shared memory (null where WebAssembly SIMD is unavailable). */
+export function eighModule(shared: boolean): ReturnType<typeof compileModule> {
+  if (!cached.has(shared)) {
+    cached.set(
+      shared,
+      compileModule(
+        moduleBytes(
+          [
+            { name: 'rot', params: 4, body: rotBody() },
+            { name: 'rank2', params: 5, body: rank2Body() },
+            { name: 'dot', params: 4, body: dotBody() },
+            { name: 'symvRange', params: 9, body: symvRangeBody() },
+            { name: 'syr2kRange', params: 9, body: syr2kRangeBody() },
+          ],
+          shared,
+        ),
+      ),
     );
   }
-  if (!cached || !wasmApi) return null;
-  return new wasmApi.Instance(cached, { env: { mem: memory } }).exports as EighKernels;
+  return cached.get(shared)!;
+}
+
+/** The kernels over `memory` (`shared`: a shared memory), or null where WebAssembly SIMD is unavailable. */
+export function eighKernels(memory: WasmMemory, shared = false): EighKernels | null {
+  const module = eighModule(shared);
+  if (!module || !wasmApi) return null;
+  return new wasmApi.Instance(module, { env: { mem: memory } }).exports as EighKernels;
 }
