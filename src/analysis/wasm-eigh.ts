@@ -474,7 +474,9 @@ function syr2kRangeBody(): number[] {
     for (const ptr of [pu, pq, ku, kq]) body.push(...incr(ptr, get(stride)));
     body.push(...incr(p, 1));
     const code: number[] = [];
-    accs.forEach((acc, h) => code.push(...at(c0, k), ...load(16 * h), ...set(acc)));
+    accs.forEach((acc, h) => {
+      code.push(...at(c0, k), ...load(16 * h), ...set(acc));
+    });
     code.push(
       ...at(U, j),
       ...set(pu),
@@ -488,7 +490,9 @@ function syr2kRangeBody(): number[] {
       ...set(p),
       ...whileNot([...get(p), ...get(P), ...geU], body),
     );
-    accs.forEach((acc, h) => code.push(...at(c0, k), ...get(acc), ...store(16 * h)));
+    accs.forEach((acc, h) => {
+      code.push(...at(c0, k), ...get(acc), ...store(16 * h));
+    });
     code.push(...incr(k, width));
     return code;
   };
