@@ -429,6 +429,15 @@ function tred2Accumulate(n: number, ws: Workspace): void {
 }
 
 /**
+ * √(a² + b²): the plain formula where a² + b² can neither overflow nor lose digits to underflow
+ * (Math.hypot, which guards against both, costs several times more in the QL sweeps' inner loop).
+ */
+function hypot(a: number, b: number): number {
+  const s = a * a + b * b;
+  return s > 1e-290 && s < 1e290 ? Math.sqrt(s) : Math.hypot(a, b);
+}
+
+/**
  * Implicit QL iterations on the tridiagonal (d, e) (tql2), rotating the rows of W (`vectors`), or
  * recording the rotations in `log` (rows i, i + 1 of the eigenvector block, in application order).
  */
@@ -449,7 +458,7 @@ function tql2(n: number, ws: Workspace, vectors: boolean, log?: RotationLog): vo
         if (++iterations > 60) throw new EntkError('symmetricEigen: the QL iteration did not converge');
         let g = d[l]!;
         let p = (d[l + 1]! - g) / (2 * e[l]!);
-        let r = Math.hypot(p, 1);
+        let r = hypot(p, 1);
         if (p < 0) r = -r;
         d[l] = e[l]! / (p + r);
         d[l + 1] = e[l]! * (p + r);
@@ -471,7 +480,7 @@ function tql2(n: number, ws: Workspace, vectors: boolean, log?: RotationLog): vo
           s2 = s;
           g = c * e[i]!;
           h = c * p;
-          r = Math.hypot(p, e[i]!);
+          r = hypot(p, e[i]!);
           e[i + 1] = s * r;
           s = e[i]! / r;
           c = p / r;

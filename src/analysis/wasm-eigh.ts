@@ -433,50 +433,64 @@ function symvRangeBody(): number[] {
 function syr2kRangeBody(): number[] {
   const [W, N, U, Q, P, J0, J1, I, NEXT] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
   let x = 9;
-  const [j, k, c0, p, pu, pq, ku, kq, stride] = [x++, x++, x++, x++, x++, x++, x++, x++, x++];
-  const [as, bs, A2] = [x++, x++, x++];
-  const [a, b, A0, A1] = [x++, x++, x++, x++];
+  const [j, k, c0, c1, p, pu, pq, ku, kq, stride] = [x++, x++, x++, x++, x++, x++, x++, x++, x++, x++];
+  const f64Locals = x;
+  // per column c: the broadcasts U_p[j + c], Q_p[j + c]; per half h: Q_p[k..], U_p[k..]; accumulators [c][h]
+  const fs = { sa: [x++, x++], sb: [x++, x++], qv: [x++], uv: [x++], acc: [[x++], [x++]] };
+  const v128Locals = x;
+  const vs = {
+    sa: [x++, x++],
+    sb: [x++, x++],
+    qv: [x++, x++],
+    uv: [x++, x++],
+    acc: [
+      [x++, x++],
+      [x++, x++],
+    ],
+  };
   const last = [...get(I), ...i32(1), ...sub];
-  /** The tile W[j][k .. k + width): `width` 4 (two lanes × 2), 2 or 1 (scalar). */
-  const tile = (width: 4 | 2 | 1): number[] => {
+  const columns = [c0, c1];
+  /** The tile W[j + c][k .. k + width) for c < cols: `width` 4 (two f64x2 halves), 2 or 1 (scalar). */
+  const tile = (width: 4 | 2 | 1, cols: 1 | 2): number[] => {
     const vector = width > 1;
     const load = vector ? vload : f64load;
     const store = vector ? vstore : f64store;
     const m = vector ? vmul : f64mul;
     const ad = vector ? vadd : f64add;
     const sb = vector ? vsub : f64sub;
-    const [sa, sbv] = vector ? [a, b] : [as, bs];
-    const accs = width === 4 ? [A0, A1] : vector ? [A0] : [A2];
-    const body: number[] = [
-      ...get(pu),
-      ...(vector ? vsplat64Load(0) : f64load()),
-      ...set(sa),
-      ...get(pq),
-      ...(vector ? vsplat64Load(0) : f64load()),
-      ...set(sbv),
-    ];
-    accs.forEach((acc, h) => {
-      body.push(
-        ...get(acc),
-        ...get(sa),
-        ...get(kq),
-        ...load(16 * h),
-        ...m,
-        ...get(sbv),
-        ...get(ku),
-        ...load(16 * h),
-        ...m,
-        ...ad,
-        ...sb,
-        ...set(acc),
-      );
-    });
+    const L = vector ? vs : fs;
+    const halves = width === 4 ? [0, 1] : [0];
+    const cs = cols === 2 ? [0, 1] : [0];
+    const body: number[] = [];
+    for (const c of cs) {
+      body.push(...get(pu), ...(vector ? vsplat64Load(8 * c) : f64load(8 * c)), ...set(L.sa[c]!));
+      body.push(...get(pq), ...(vector ? vsplat64Load(8 * c) : f64load(8 * c)), ...set(L.sb[c]!));
+    }
+    for (const h of halves) {
+      body.push(...get(kq), ...load(16 * h), ...set(L.qv[h]!), ...get(ku), ...load(16 * h), ...set(L.uv[h]!));
+    }
+    for (const c of cs) {
+      for (const h of halves) {
+        const acc = L.acc[c]![h]!;
+        body.push(
+          ...get(acc),
+          ...get(L.sa[c]!),
+          ...get(L.qv[h]!),
+          ...m,
+          ...get(L.sb[c]!),
+          ...get(L.uv[h]!),
+          ...m,
+          ...ad,
+          ...sb,
+          ...set(acc),
+        );
+      }
+    }
     for (const ptr of [pu, pq, ku, kq]) body.push(...incr(ptr, get(stride)));
     body.push(...incr(p, 1));
     const code: number[] = [];
-    accs.forEach((acc, h) => {
-      code.push(...at(c0, k), ...load(16 * h), ...set(acc));
-    });
+    for (const c of cs)
+      for (const h of halves) code.push(...at(columns[c]!, k), ...load(16 * h), ...set(L.acc[c]![h]!));
     code.push(
       ...at(U, j),
       ...set(pu),
@@ -490,36 +504,43 @@ function syr2kRangeBody(): number[] {
       ...set(p),
       ...whileNot([...get(p), ...get(P), ...geU], body),
     );
-    accs.forEach((acc, h) => {
-      code.push(...at(c0, k), ...get(acc), ...store(16 * h));
-    });
+    for (const c of cs)
+      for (const h of halves) code.push(...at(columns[c]!, k), ...get(L.acc[c]![h]!), ...store(16 * h));
     code.push(...incr(k, width));
     return code;
   };
-  const column: number[] = [
-    ...get(W),
-    ...get(j),
-    ...get(N),
-    ...mul,
-    ...shl3,
-    ...add,
-    ...set(c0),
-    ...get(j),
-    ...set(k),
-    ...whileNot([...get(k), ...i32(4), ...add, ...get(I), ...gtU], tile(4)),
-    ...ifThen([...get(I), ...get(k), ...i32(2), ...add, ...geU], tile(2)),
-    ...ifThen([...get(k), ...get(I), ...ltU], tile(1)),
-    ...at(NEXT, j),
-    ...atExpr(c0, last),
-    ...f64load(),
-    ...f64store(),
-    ...incr(j, 1),
+  /** Rows k .. I − 1 of the columns in tiles of 4, then 2, then 1. */
+  const rows = (cols: 1 | 2) => [
+    ...whileNot([...get(k), ...i32(4), ...add, ...get(I), ...gtU], tile(4, cols)),
+    ...ifThen([...get(I), ...get(k), ...i32(2), ...add, ...geU], tile(2, cols)),
+    ...ifThen([...get(k), ...get(I), ...ltU], tile(1, cols)),
   ];
+  const nextOf = (c: number) => [
+    ...at(NEXT, j),
+    ...atExpr(columns[c]!, last),
+    ...f64load(),
+    ...f64store(8 * c),
+  ];
+  const start = [...get(W), ...get(j), ...get(N), ...mul, ...shl3, ...add, ...set(c0), ...get(j), ...set(k)];
+  // Column pairs: W[j][j] alone, then both columns from row j + 1.
+  const pair: number[] = [
+    ...start,
+    ...get(c0),
+    ...get(stride),
+    ...add,
+    ...set(c1),
+    ...tile(1, 1),
+    ...rows(2),
+    ...nextOf(0),
+    ...nextOf(1),
+    ...incr(j, 2),
+  ];
+  const single: number[] = [...start, ...rows(1), ...nextOf(0)];
   return funcBody(
     [
-      [9, I32],
-      [3, F64],
-      [4, V128],
+      [f64Locals - 9, I32],
+      [v128Locals - f64Locals, F64],
+      [x - v128Locals, V128],
     ],
     [
       ...get(N),
@@ -527,7 +548,8 @@ function syr2kRangeBody(): number[] {
       ...set(stride),
       ...get(J0),
       ...set(j),
-      ...whileNot([...get(j), ...get(J1), ...geU], column),
+      ...whileNot([...get(j), ...i32(2), ...add, ...get(J1), ...gtU], pair),
+      ...ifThen([...get(j), ...get(J1), ...ltU], single),
     ],
   );
 }
