@@ -52,6 +52,8 @@ interface Workspace {
 
 /** Householder steps whose rank-2 updates the blocked reduction delays (one pass over A per PANEL steps). */
 const PANEL = 32;
+/** Columns of a block multiplied by the factored U at once (it fills the panel area, 2·PANEL vectors). */
+const MAX_COLUMNS = 2 * PANEL;
 
 function workspace(n: number, useWasm: boolean): Workspace {
   if (useWasm && wasmApi && n >= WASM_MIN_SIZE && n <= WASM_MAX_SIZE) {
@@ -196,8 +198,12 @@ function tred2(n: number, ws: Workspace, threads?: number | 'auto'): void {
  * i entries, d[i] = h_i (P_i = I − u_i u_iᵀ / h_i; h_i = 0: no reflection), W[i·n + i] = T_ii and
  * e[i] = T_{i,i−1}; A = Q T Qᵀ with Q = P_{n−1} ⋯ P_1.
  */
-function tred2Reduce(n: number, ws: Workspace, threads?: number | 'auto'): void {
+function tred2Reduce(n: number, ws: Workspace, threads?: number | 'auto' | WasmThreads | null): void {
   if (ws.wasm) {
+    if (threads === null || threads instanceof WasmThreads) {
+      tred2ReduceBlocked(n, ws, threads);
+      return;
+    }
     const workers = reductionThreads(n, ws, threads);
     try {
       tred2ReduceBlocked(n, ws, workers);
@@ -682,7 +688,9 @@ export function factoredSymmetricEigen(
     if (!Number.isFinite(v)) throw new EntkError(`factoredSymmetricEigen: entry ${i} of the matrix is ${v}`);
     W[i] = v;
   }
-  tred2Reduce(n, ws, options.threads);
+  // The worker thread (if any) stays for the products with U (columns split; stopped when collected).
+  const workers = ws.wasm ? reductionThreads(n, ws, options.threads) : null;
+  tred2Reduce(n, ws, workers);
   const h = Float64Array.from(d);
   for (let i = 0; i < n; i++) d[i] = W[i * n + i]!;
   e[0] = 0;
@@ -706,23 +714,48 @@ export function factoredSymmetricEigen(
       for (let c = 0; c < C; c++) B[i * C + c] = B[i * C + c]! - u * g[c]!;
     }
   };
-  /** B ← R B (or Rᵀ B): in a WebAssembly memory of its own when the kernels are available. */
+  /** B ← R B (or Rᵀ B) in plain loops. */
   const rotate = (B: Float64Array, C: number, transpose: boolean) => {
-    if (ws.wasm && wasmApi) {
-      const bytes = n * C * 8 + 16;
-      const memory = new wasmApi.Memory({ initial: Math.ceil(bytes / WASM_PAGE) });
-      const k = eighKernels(memory);
-      if (k) {
-        const buffer = memory.buffer as ArrayBuffer;
-        const block = new Float64Array(buffer, 16, n * C);
-        block.set(B);
-        log.applyWasm(k, new Float64Array(buffer, 0, 2), 0, 16, C, transpose);
-        B.set(block);
-        return;
-      }
-    }
     if (transpose) log.backward(B, C);
     else log.forward(B, C);
+  };
+  /**
+   * Qᵀ B then Zᵀ (projectT) or Z then Q (combine) on B [n, C] in place. With the kernels: blocks of
+   * up to MAX_COLUMNS columns in the workspace's panel area (free after the reduction), h in its g
+   * vector; the reflections for the block's columns split in two (columns are independent, each
+   * sum runs over rows in order as in `reflect`: bitwise the same for any split).
+   */
+  const apply = (B: Float64Array, C: number, project: boolean) => {
+    const w = ws.wasm;
+    if (!w) {
+      const g = new Float64Array(C);
+      if (project) {
+        for (let k = n - 1; k >= 1; k--) reflect(B, C, k, g); // Qᵀ y = P_1 ⋯ P_{n−1} y
+        rotate(B, C, false); // Zᵀ: the rotations tql2 applies to the rows of Qᵀ
+      } else {
+        rotate(B, C, true);
+        for (let k = 1; k < n; k++) reflect(B, C, k, g); // Q x = P_{n−1} ⋯ P_1 x
+      }
+      return;
+    }
+    w.g.set(h);
+    const [k0, k1, step] = project ? [n - 1, 0, -1] : [1, n, 1];
+    for (let c0 = 0; c0 < C; c0 += MAX_COLUMNS) {
+      const cc = Math.min(MAX_COLUMNS, C - c0);
+      const block = w.panel.subarray(0, n * cc);
+      for (let i = 0; i < n; i++) block.set(B.subarray(i * C + c0, i * C + c0 + cc), i * cc);
+      const reflections = () => {
+        const half = workers && cc >= 4 ? 2 * Math.ceil(cc / 4) : cc;
+        const own = () => w.k.reflectRange(w.P, cc, w.W, n, w.G, k0, k1, step, 0, half);
+        if (half < cc)
+          workers!.round([[['reflectRange', w.P, cc, w.W, n, w.G, k0, k1, step, half, cc]]], own);
+        else own();
+      };
+      if (!project) log.applyWasm(w.k, w.scratch, w.S, w.P, cc, true);
+      reflections();
+      if (project) log.applyWasm(w.k, w.scratch, w.S, w.P, cc, false);
+      for (let i = 0; i < n; i++) B.set(block.subarray(i * cc, i * cc + cc), i * C + c0);
+    }
   };
   const check = (x: Float64Array, C: number, name: string) =>
     assertArgument(
@@ -737,9 +770,7 @@ export function factoredSymmetricEigen(
     projectT(y, C) {
       check(y, C, 'y');
       const B = Float64Array.from(y);
-      const g = new Float64Array(C);
-      for (let k = n - 1; k >= 1; k--) reflect(B, C, k, g); // Qᵀ y = P_1 ⋯ P_{n−1} y
-      rotate(B, C, false); // Zᵀ: the rotations tql2 applies to the rows of Qᵀ
+      apply(B, C, true);
       const out = new Float64Array(n * C);
       order.forEach((src, dst) => {
         out.set(B.subarray(src * C, src * C + C), dst * C);
@@ -752,9 +783,7 @@ export function factoredSymmetricEigen(
       order.forEach((src, dst) => {
         B.set(x.subarray(dst * C, dst * C + C), src * C);
       });
-      rotate(B, C, true);
-      const g = new Float64Array(C);
-      for (let k = 1; k < n; k++) reflect(B, C, k, g); // Q x = P_{n−1} ⋯ P_1 x
+      apply(B, C, false);
       return B;
     },
   };

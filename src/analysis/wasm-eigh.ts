@@ -13,6 +13,10 @@
  *   then next_j = W[j·n + i − 1]; four k at a time, the P pairs in registers
  * - `rank2(w, d, e, len, S)`: w_k −= f·e_k + g·d_k with f = f64[S], g = f64[S+8]
  * - `dot(p, q, len, S)`:   f64[S+8] = Σ p_k q_k
+ * - `reflectRange(B, C, W, n, H, k0, k1, step, c0, c1)`: for k = k0, k0 + step, … ≠ k1 with h_k = H[k] ≠ 0,
+ *   B ← (I − u_k u_kᵀ / h_k) B on the columns c ∈ [c0, c1) of B [·, C] (u_k: the first k entries of row k
+ *   of W [n, n]); SIMD lanes across columns, so each column's sums run over rows in order exactly as
+ *   plain loops do
  *
  * Pairs of elements in SIMD lanes, an odd last element alone; sums are accumulated in two lanes and
  * added at the end (a different rounding order from a plain loop, well within float64 accuracy).
@@ -21,6 +25,7 @@ import {
   add,
   and,
   compileModule,
+  eq,
   F64,
   f64add,
   f64load,
@@ -57,6 +62,9 @@ import {
 const vsub = simd(0xf1);
 const f64sub = [0xa1];
 const gtU = [0x4b];
+const vdiv = simd(0xf3);
+const f64div = [0xa3];
+const f64ne = [0x62];
 
 /** Address of element k of the vector at byte address `ptr`: ptr + 8k. */
 const at = (ptr: number, k: number) => [...get(ptr), ...get(k), ...shl3, ...add];
@@ -644,6 +652,99 @@ function dotBody(): number[] {
   });
 }
 
+function reflectRangeBody(): number[] {
+  const [B, C, W, N, H, K0, K1, STEP, C0, C1] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+  let x = 10;
+  const [k, i, c, u, bp, up, stride] = [x++, x++, x++, x++, x++, x++, x++];
+  const f64Locals = x;
+  const fs = { h: x++, us: x++, acc: [x++], g: [x++] };
+  const v128Locals = x;
+  const vs = { h: x++, us: x++, acc: [x++, x++], g: [x++, x++] };
+  /** Columns c .. c + width of B through all k rows of u: g = uᵀB / h, then B −= u g. */
+  const block = (width: 4 | 2 | 1): number[] => {
+    const vector = width > 1;
+    const load = vector ? vload : f64load;
+    const store = vector ? vstore : f64store;
+    const L = vector ? vs : fs;
+    const halves = width === 4 ? [0, 1] : [0];
+    const splat = vector ? vsplat64Load(0) : f64load();
+    const start = [...at(B, c), ...set(bp), ...get(u), ...set(up), ...i32(0), ...set(i)];
+    const step = [...incr(bp, get(stride)), ...incr(up, 8), ...incr(i, 1)];
+    const code: number[] = [];
+    for (const h of halves) code.push(...(vector ? vzero : f64zero), ...set(L.acc[h]!));
+    const sum: number[] = [...get(up), ...splat, ...set(L.us)];
+    for (const h of halves)
+      sum.push(
+        ...get(L.acc[h]!),
+        ...get(L.us),
+        ...get(bp),
+        ...load(16 * h),
+        ...(vector ? vmul : f64mul),
+        ...(vector ? vadd : f64add),
+        ...set(L.acc[h]!),
+      );
+    code.push(...start, ...whileNot([...get(i), ...get(k), ...geU], [...sum, ...step]));
+    for (const h of halves)
+      code.push(...get(L.acc[h]!), ...get(L.h), ...(vector ? vdiv : f64div), ...set(L.g[h]!));
+    const update: number[] = [...get(up), ...splat, ...set(L.us)];
+    for (const h of halves)
+      update.push(
+        ...get(bp),
+        ...get(bp),
+        ...load(16 * h),
+        ...get(L.us),
+        ...get(L.g[h]!),
+        ...(vector ? vmul : f64mul),
+        ...(vector ? vsub : f64sub),
+        ...store(16 * h),
+      );
+    code.push(...start, ...whileNot([...get(i), ...get(k), ...geU], [...update, ...step]), ...incr(c, width));
+    return code;
+  };
+  const reflection: number[] = [
+    ...get(W),
+    ...get(k),
+    ...get(N),
+    ...mul,
+    ...shl3,
+    ...add,
+    ...set(u),
+    ...at(H, k),
+    ...vsplat64Load(0),
+    ...set(vs.h),
+    ...get(C0),
+    ...set(c),
+    ...whileNot([...get(c), ...i32(4), ...add, ...get(C1), ...gtU], block(4)),
+    ...ifThen([...get(C1), ...get(c), ...i32(2), ...add, ...geU], block(2)),
+    ...ifThen([...get(c), ...get(C1), ...ltU], block(1)),
+  ];
+  const code: number[] = [
+    ...get(C),
+    ...shl3,
+    ...set(stride),
+    ...get(K0),
+    ...set(k),
+    ...whileNot(
+      [...get(k), ...get(K1), ...eq],
+      [
+        ...at(H, k),
+        ...f64load(),
+        ...set(fs.h),
+        ...ifThen([...get(fs.h), ...f64zero, ...f64ne], reflection),
+        ...incr(k, get(STEP)),
+      ],
+    ),
+  ];
+  return funcBody(
+    [
+      [f64Locals - 10, I32],
+      [v128Locals - f64Locals, F64],
+      [x - v128Locals, V128],
+    ],
+    code,
+  );
+}
+
 /** The routines (byte addresses; scalars through the scratch slot). */
 export interface EighKernels {
   rot(p: number, q: number, len: number, s: number): void;
@@ -671,10 +772,22 @@ export interface EighKernels {
     i: number,
     next: number,
   ): void;
+  reflectRange(
+    b: number,
+    C: number,
+    w: number,
+    n: number,
+    h: number,
+    k0: number,
+    k1: number,
+    step: number,
+    c0: number,
+    c1: number,
+  ): void;
 }
 
 /** The exports worker threads may call (src/util/workers.ts WasmThreads). */
-export const EIGH_THREAD_EXPORTS = ['symvRange', 'syr2kRange'] as const;
+export const EIGH_THREAD_EXPORTS = ['symvRange', 'syr2kRange', 'reflectRange'] as const;
 
 const cached = new Map<boolean, ReturnType<typeof compileModule>>();
 
@@ -691,6 +804,7 @@ export function eighModule(shared: boolean): ReturnType<typeof compileModule> {
             { name: 'dot', params: 4, body: dotBody() },
             { name: 'symvRange', params: 9, body: symvRangeBody() },
             { name: 'syr2kRange', params: 9, body: syr2kRangeBody() },
+            { name: 'reflectRange', params: 10, body: reflectRangeBody() },
           ],
           shared,
         ),
