@@ -86,7 +86,7 @@ describe('the reduction on two threads', () => {
   const n = 611;
   const K = psdKernel(n, 300, 7);
   for (let i = 0; i < n; i++) K[i * n + i] = K[i * n + i]! - 40; // indefinite
-  const C = 3;
+  const C = 7; // ≥ 4: the products with U split their columns over the worker thread too
   const y = Float64Array.from({ length: n * C }, (_, i) => Math.sin(0.7 * i));
 
   it('factoredSymmetricEigen: 1 and 2 threads bitwise equal; values and K y as the plain loops', () => {
