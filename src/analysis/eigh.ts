@@ -38,6 +38,9 @@ interface Workspace {
     acc0: Float64Array;
     acc1: Float64Array;
     next: Float64Array;
+    /** Staging of one chunk of the rotation log and of its sweeps (factored decompositions only). */
+    log: Float64Array | null;
+    sweeps: Int32Array | null;
     W: number;
     d: number;
     e: number;
@@ -47,6 +50,8 @@ interface Workspace {
     A0: number;
     A1: number;
     X: number;
+    L: number;
+    SW: number;
   } | null;
 }
 
@@ -55,9 +60,9 @@ const PANEL = 32;
 /** Columns of a block multiplied by the factored U at once (it fills the panel area, 2·PANEL vectors). */
 const MAX_COLUMNS = 2 * PANEL;
 
-function workspace(n: number, useWasm: boolean): Workspace {
+function workspace(n: number, useWasm: boolean, staging = false): Workspace {
   if (useWasm && wasmApi && n >= WASM_MIN_SIZE && n <= WASM_MAX_SIZE) {
-    const bytes = (n * n + 2 * n + 2 + 2 * PANEL * n + 4 * n) * 8;
+    const bytes = (n * n + 2 * n + 2 + 2 * PANEL * n + 4 * n) * 8 + (staging ? LOG_CHUNK * 12 : 0);
     const pages = Math.ceil(bytes / WASM_PAGE);
     // A shared memory where the runtime has one, so that worker threads can share the reduction.
     const shared = typeof SharedArrayBuffer !== 'undefined' && eighModule(true) !== null;
@@ -75,6 +80,8 @@ function workspace(n: number, useWasm: boolean): Workspace {
       const A0 = G + n * 8;
       const A1 = A0 + n * 8;
       const X = A1 + n * 8;
+      const L = X + n * 8;
+      const SW = L + LOG_CHUNK * 8;
       return {
         W: new Float64Array(buffer, 0, n * n),
         d: new Float64Array(buffer, d, n),
@@ -89,6 +96,8 @@ function workspace(n: number, useWasm: boolean): Workspace {
           acc0: new Float64Array(buffer, A0, n),
           acc1: new Float64Array(buffer, A1, n),
           next: new Float64Array(buffer, X, n),
+          log: staging ? new Float64Array(buffer, L, LOG_CHUNK) : null,
+          sweeps: staging ? new Int32Array(buffer, SW, LOG_CHUNK) : null,
           W: 0,
           d,
           e,
@@ -98,6 +107,8 @@ function workspace(n: number, useWasm: boolean): Workspace {
           A0,
           A1,
           X,
+          L,
+          SW,
         },
       };
     }
@@ -518,101 +529,53 @@ function tql2(n: number, ws: Workspace, vectors: boolean, log?: RotationLog): vo
   }
 }
 
+/** Float64 slots of one chunk of the rotation log: whole sweeps only, so that a chunk can be applied alone. */
 const LOG_CHUNK = 1 << 20;
+
+/** A chunk of the log: (c, s) pairs, `used` slots of `log`, and its sweeps (l, m). */
+interface LogChunk {
+  log: Float64Array;
+  used: number;
+  sweeps: number[];
+}
 
 /** The Givens rotations of tql2 in application order, by sweep (rows m−1, …, l of a sweep (l, m)). */
 class RotationLog {
-  private readonly chunks: Float64Array[] = [];
-  private used = LOG_CHUNK;
-  /** (l, m) of every sweep. */
-  private readonly sweeps: number[] = [];
+  readonly chunks: LogChunk[] = [];
+  private current: LogChunk | null = null;
 
   sweep(l: number, m: number): void {
-    this.sweeps.push(l, m);
+    if (!this.current || this.current.used + 2 * (m - l) > LOG_CHUNK) {
+      this.current = { log: new Float64Array(LOG_CHUNK), used: 0, sweeps: [] };
+      this.chunks.push(this.current);
+    }
+    this.current.sweeps.push(l, m);
   }
 
   push(c: number, s: number): void {
-    if (this.used === LOG_CHUNK) {
-      this.chunks.push(new Float64Array(LOG_CHUNK));
-      this.used = 0;
-    }
-    const chunk = this.chunks[this.chunks.length - 1]!;
-    chunk[this.used++] = c;
-    chunk[this.used++] = s;
-  }
-
-  /**
-   * B ← R B (or Rᵀ B with `transpose`) for B [n, C] in WebAssembly memory (byte address `b`), one
-   * SIMD Givens rotation of two adjacent rows per call (the scratch slot S holds c, s).
-   */
-  applyWasm(
-    k: EighKernels,
-    scratch: Float64Array,
-    S: number,
-    b: number,
-    C: number,
-    transpose: boolean,
-  ): void {
-    const row = C * 8;
-    if (!transpose) {
-      let chunk = 0;
-      let o = 0;
-      for (let w = 0; w < this.sweeps.length; w += 2) {
-        const l = this.sweeps[w]!;
-        for (let i = this.sweeps[w + 1]! - 1; i >= l; i--) {
-          if (o === LOG_CHUNK) {
-            chunk++;
-            o = 0;
-          }
-          const log = this.chunks[chunk]!;
-          scratch[0] = log[o]!;
-          scratch[1] = log[o + 1]!;
-          o += 2;
-          k.rot(b + i * row, b + (i + 1) * row, C, S);
-        }
-      }
-      return;
-    }
-    let chunk = this.chunks.length - 1;
-    let o = this.used;
-    for (let w = this.sweeps.length - 2; w >= 0; w -= 2) {
-      const m = this.sweeps[w + 1]!;
-      for (let i = this.sweeps[w]!; i < m; i++) {
-        if (o === 0) {
-          chunk--;
-          o = LOG_CHUNK;
-        }
-        o -= 2;
-        const log = this.chunks[chunk]!;
-        scratch[0] = log[o]!;
-        scratch[1] = -log[o + 1]!;
-        k.rot(b + i * row, b + (i + 1) * row, C, S);
-      }
-    }
+    const chunk = this.current!;
+    chunk.log[chunk.used++] = c;
+    chunk.log[chunk.used++] = s;
   }
 
   /** B ← R B for the rows of B [n, C]: every rotation in order, as tql2 rotates the rows of W. */
   forward(B: Float64Array, C: number): void {
-    let chunk = 0;
-    let o = 0;
-    for (let w = 0; w < this.sweeps.length; w += 2) {
-      const l = this.sweeps[w]!;
-      for (let i = this.sweeps[w + 1]! - 1; i >= l; i--) {
-        if (o === LOG_CHUNK) {
-          chunk++;
-          o = 0;
-        }
-        const log = this.chunks[chunk]!;
-        const c = log[o]!;
-        const s = log[o + 1]!;
-        o += 2;
-        const a = i * C;
-        const b = a + C;
-        for (let k = 0; k < C; k++) {
-          const vk = B[a + k]!;
-          const wk = B[b + k]!;
-          B[b + k] = s * vk + c * wk;
-          B[a + k] = c * vk - s * wk;
+    for (const { log, sweeps } of this.chunks) {
+      let o = 0;
+      for (let w = 0; w < sweeps.length; w += 2) {
+        const l = sweeps[w]!;
+        for (let i = sweeps[w + 1]! - 1; i >= l; i--) {
+          const c = log[o]!;
+          const s = log[o + 1]!;
+          o += 2;
+          const a = i * C;
+          const b = a + C;
+          for (let k = 0; k < C; k++) {
+            const vk = B[a + k]!;
+            const wk = B[b + k]!;
+            B[b + k] = s * vk + c * wk;
+            B[a + k] = c * vk - s * wk;
+          }
         }
       }
     }
@@ -620,26 +583,23 @@ class RotationLog {
 
   /** B ← Rᵀ B: the transposed rotations in reverse order. */
   backward(B: Float64Array, C: number): void {
-    let chunk = this.chunks.length - 1;
-    let o = this.used; // one past the last (c, s) of the last chunk
-    for (let w = this.sweeps.length - 2; w >= 0; w -= 2) {
-      const m = this.sweeps[w + 1]!;
-      for (let i = this.sweeps[w]!; i < m; i++) {
-        if (o === 0) {
-          chunk--;
-          o = LOG_CHUNK;
-        }
-        o -= 2;
-        const log = this.chunks[chunk]!;
-        const c = log[o]!;
-        const s = log[o + 1]!;
-        const a = i * C;
-        const b = a + C;
-        for (let k = 0; k < C; k++) {
-          const vk = B[a + k]!;
-          const wk = B[b + k]!;
-          B[a + k] = c * vk + s * wk;
-          B[b + k] = c * wk - s * vk;
+    for (let h = this.chunks.length - 1; h >= 0; h--) {
+      const { log, used, sweeps } = this.chunks[h]!;
+      let o = used;
+      for (let w = sweeps.length - 2; w >= 0; w -= 2) {
+        const m = sweeps[w + 1]!;
+        for (let i = sweeps[w]!; i < m; i++) {
+          o -= 2;
+          const c = log[o]!;
+          const s = log[o + 1]!;
+          const a = i * C;
+          const b = a + C;
+          for (let k = 0; k < C; k++) {
+            const vk = B[a + k]!;
+            const wk = B[b + k]!;
+            B[a + k] = c * vk + s * wk;
+            B[b + k] = c * wk - s * vk;
+          }
         }
       }
     }
@@ -681,7 +641,7 @@ export function factoredSymmetricEigen(
 ): FactoredSymmetricEigen {
   assertArgument(Number.isInteger(n) && n >= 1, 'n', n, 'a positive integer');
   assertArgument(a?.length === n * n, 'a', a, `a symmetric ${n}×${n} matrix (length ${n * n})`);
-  const ws = workspace(n, (options.backend ?? 'auto') !== 'js');
+  const ws = workspace(n, (options.backend ?? 'auto') !== 'js', true);
   const { W, d, e } = ws;
   for (let i = 0; i < n * n; i++) {
     const v = a[i]!;
@@ -744,16 +704,32 @@ export function factoredSymmetricEigen(
       const cc = Math.min(MAX_COLUMNS, C - c0);
       const block = w.panel.subarray(0, n * cc);
       for (let i = 0; i < n; i++) block.set(B.subarray(i * C + c0, i * C + c0 + cc), i * cc);
-      const reflections = () => {
+      /** The calls on columns [c0, c1) of the block, the second half on the worker thread. */
+      const columns = (call: (c0: number, c1: number) => WasmCall) => {
         const half = workers && cc >= 4 ? 2 * Math.ceil(cc / 4) : cc;
-        const own = () => w.k.reflectRange(w.P, cc, w.W, n, w.G, k0, k1, step, 0, half);
-        if (half < cc)
-          workers!.round([[['reflectRange', w.P, cc, w.W, n, w.G, k0, k1, step, half, cc]]], own);
+        const [name, ...args] = call(0, half);
+        const own = () => (w.k[name as 'rotSweeps'] as (...a: number[]) => void)(...args);
+        if (half < cc) workers!.round([[call(half, cc)]], own);
         else own();
       };
-      if (!project) log.applyWasm(w.k, w.scratch, w.S, w.P, cc, true);
-      reflections();
-      if (project) log.applyWasm(w.k, w.scratch, w.S, w.P, cc, false);
+      const rotations = (transpose: boolean) => {
+        const chunks = transpose ? [...log.chunks].reverse() : log.chunks;
+        for (const chunk of chunks) {
+          w.log!.set(chunk.log.subarray(0, chunk.used));
+          w.sweeps!.set(chunk.sweeps);
+          const count = chunk.sweeps.length / 2;
+          const nrot = chunk.used / 2;
+          columns((a, b) => ['rotSweeps', w.P, cc, a, b, w.SW, count, w.L, nrot, transpose ? 1 : 0]);
+        }
+      };
+      const reflections = () => columns((a, b) => ['reflectRange', w.P, cc, w.W, n, w.G, k0, k1, step, a, b]);
+      if (project) {
+        reflections(); // Qᵀ y = P_1 ⋯ P_{n−1} y
+        rotations(false); // Zᵀ: the rotations tql2 applies to the rows of Qᵀ
+      } else {
+        rotations(true);
+        reflections(); // Q x = P_{n−1} ⋯ P_1 x
+      }
       for (let i = 0; i < n; i++) B.set(block.subarray(i * cc, i * cc + cc), i * C + c0);
     }
   };

@@ -13,6 +13,10 @@
  *   then next_j = W[j·n + i − 1]; four k at a time, the P pairs in registers
  * - `rank2(w, d, e, len, S)`: w_k −= f·e_k + g·d_k with f = f64[S], g = f64[S+8]
  * - `dot(p, q, len, S)`:   f64[S+8] = Σ p_k q_k
+ * - `rotSweeps(B, C, c0, c1, SW, count, LOG, nrot, transpose)`: the Givens rotations of `count` QL
+ *   sweeps (l, m) (i32 pairs at SW; rows m − 1, …, l; (c, s) f64 pairs at LOG, nrot in all) applied to
+ *   the rows of B [·, C], columns [c0, c1): in order as `rot` (transpose 0), or transposed in reverse
+ *   order (transpose 1: rows l, …, m − 1 of the sweeps from last to first, s negated)
  * - `reflectRange(B, C, W, n, H, k0, k1, step, c0, c1)`: for k = k0, k0 + step, … ≠ k1 with h_k = H[k] ≠ 0,
  *   B ← (I − u_k u_kᵀ / h_k) B on the columns c ∈ [c0, c1) of B [·, C] (u_k: the first k entries of row k
  *   of W [n, n]); SIMD lanes across columns, so each column's sums run over rows in order exactly as
@@ -46,6 +50,7 @@ import {
   shl3,
   simd,
   sub,
+  uleb,
   V128,
   f64x2add as vadd,
   f64x2lane as vlane,
@@ -65,6 +70,12 @@ const gtU = [0x4b];
 const vdiv = simd(0xf3);
 const f64div = [0xa3];
 const f64ne = [0x62];
+const f64neg = [0x9a];
+const leU = [0x4d];
+const eqz = [0x45];
+const shl = [0x74];
+const f64x2splat = simd(0x14);
+const i32load = (offset: number) => [0x28, 2, ...uleb(offset)];
 
 /** Address of element k of the vector at byte address `ptr`: ptr + 8k. */
 const at = (ptr: number, k: number) => [...get(ptr), ...get(k), ...shl3, ...add];
@@ -652,6 +663,164 @@ function dotBody(): number[] {
   });
 }
 
+function rotSweepsBody(): number[] {
+  const [B, C, C0, C1, SW, COUNT, LOG, NROT, T] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  let x = 9;
+  const [w, l, m, i, o, p, q, kk] = [x++, x++, x++, x++, x++, x++, x++, x++];
+  const f64Locals = x;
+  const [cs, ss, ps, qs] = [x++, x++, x++, x++];
+  const v128Locals = x;
+  const [cv, sv, pv, qv] = [x++, x++, x++, x++];
+  /** (p, q) ← (c·p − s·q, s·p + c·q) at addresses p, q (as `rot`). */
+  const rotate = (vector: boolean): number[] => {
+    const [load, store, mm, sb, ad] = vector
+      ? [vload(), vstore(), vmul, vsub, vadd]
+      : [f64load(), f64store(), f64mul, f64sub, f64add];
+    const [c, s, pl, ql] = vector ? [cv, sv, pv, qv] : [cs, ss, ps, qs];
+    return [
+      ...get(p),
+      ...load,
+      ...set(pl),
+      ...get(q),
+      ...load,
+      ...set(ql),
+      ...get(p),
+      ...get(c),
+      ...get(pl),
+      ...mm,
+      ...get(s),
+      ...get(ql),
+      ...mm,
+      ...sb,
+      ...store,
+      ...get(q),
+      ...get(s),
+      ...get(pl),
+      ...mm,
+      ...get(c),
+      ...get(ql),
+      ...mm,
+      ...ad,
+      ...store,
+    ];
+  };
+  /** Rows i, i + 1 over the columns [c0, c1) with (c, s) = (cs, ss). */
+  const rows: number[] = [
+    ...get(cs),
+    ...f64x2splat,
+    ...set(cv),
+    ...get(ss),
+    ...f64x2splat,
+    ...set(sv),
+    ...get(B),
+    ...get(i),
+    ...get(C),
+    ...mul,
+    ...get(C0),
+    ...add,
+    ...shl3,
+    ...add,
+    ...set(p),
+    ...get(p),
+    ...get(C),
+    ...shl3,
+    ...add,
+    ...set(q),
+    ...get(C0),
+    ...set(kk),
+    ...whileNot(
+      [...get(kk), ...i32(2), ...add, ...get(C1), ...gtU],
+      [...rotate(true), ...incr(p, 16), ...incr(q, 16), ...incr(kk, 2)],
+    ),
+    ...ifThen([...get(kk), ...get(C1), ...ltU], rotate(false)),
+  ];
+  const sweep = (k: number) => [
+    ...get(SW),
+    ...get(k),
+    ...shl3,
+    ...add,
+    ...i32load(0),
+    ...set(l),
+    ...get(SW),
+    ...get(k),
+    ...shl3,
+    ...add,
+    ...i32load(4),
+    ...set(m),
+  ];
+  const forward: number[] = [
+    ...get(LOG),
+    ...set(o),
+    ...i32(0),
+    ...set(w),
+    ...whileNot(
+      [...get(w), ...get(COUNT), ...geU],
+      [
+        ...sweep(w),
+        ...get(m),
+        ...set(i),
+        ...whileNot(
+          [...get(i), ...get(l), ...leU],
+          [
+            ...incr(i, -1),
+            ...get(o),
+            ...f64load(0),
+            ...set(cs),
+            ...get(o),
+            ...f64load(8),
+            ...set(ss),
+            ...incr(o, 16),
+            ...rows,
+          ],
+        ),
+        ...incr(w, 1),
+      ],
+    ),
+  ];
+  const backward: number[] = [
+    ...get(LOG),
+    ...get(NROT),
+    ...i32(4),
+    ...shl,
+    ...add,
+    ...set(o),
+    ...get(COUNT),
+    ...set(w),
+    ...whileNot(
+      [...get(w), ...eqz],
+      [
+        ...incr(w, -1),
+        ...sweep(w),
+        ...get(l),
+        ...set(i),
+        ...whileNot(
+          [...get(i), ...get(m), ...geU],
+          [
+            ...incr(o, -16),
+            ...get(o),
+            ...f64load(0),
+            ...set(cs),
+            ...get(o),
+            ...f64load(8),
+            ...f64neg,
+            ...set(ss),
+            ...rows,
+            ...incr(i, 1),
+          ],
+        ),
+      ],
+    ),
+  ];
+  return funcBody(
+    [
+      [f64Locals - 9, I32],
+      [v128Locals - f64Locals, F64],
+      [x - v128Locals, V128],
+    ],
+    [...ifThen([...get(T), ...eqz], forward), ...ifThen([...get(T)], backward)],
+  );
+}
+
 function reflectRangeBody(): number[] {
   const [B, C, W, N, H, K0, K1, STEP, C0, C1] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
   let x = 10;
@@ -772,6 +941,17 @@ export interface EighKernels {
     i: number,
     next: number,
   ): void;
+  rotSweeps(
+    b: number,
+    C: number,
+    c0: number,
+    c1: number,
+    sw: number,
+    count: number,
+    log: number,
+    nrot: number,
+    transpose: number,
+  ): void;
   reflectRange(
     b: number,
     C: number,
@@ -787,7 +967,7 @@ export interface EighKernels {
 }
 
 /** The exports worker threads may call (src/util/workers.ts WasmThreads). */
-export const EIGH_THREAD_EXPORTS = ['symvRange', 'syr2kRange', 'reflectRange'] as const;
+export const EIGH_THREAD_EXPORTS = ['symvRange', 'syr2kRange', 'reflectRange', 'rotSweeps'] as const;
 
 const cached = new Map<boolean, ReturnType<typeof compileModule>>();
 
@@ -805,6 +985,7 @@ export function eighModule(shared: boolean): ReturnType<typeof compileModule> {
             { name: 'symvRange', params: 9, body: symvRangeBody() },
             { name: 'syr2kRange', params: 9, body: syr2kRangeBody() },
             { name: 'reflectRange', params: 10, body: reflectRangeBody() },
+            { name: 'rotSweeps', params: 9, body: rotSweepsBody() },
           ],
           shared,
         ),
