@@ -119,7 +119,7 @@ function workspace(n: number, useWasm: boolean, staging = false): Workspace {
 /** Below this size the reduction stays on the caller's thread ('auto'). */
 const THREAD_MIN_SIZE = 1000;
 /** Active blocks below this order are split between the two parts on the caller's thread alone. */
-const THREAD_MIN_ACTIVE = 256;
+const THREAD_MIN_ACTIVE = 768;
 
 /** Options of the eigensolvers. */
 export interface EighOptions {
@@ -144,6 +144,15 @@ function reductionThreads(n: number, ws: Workspace, threads: number | 'auto' = '
   const t = threads === 'auto' ? (n >= THREAD_MIN_SIZE ? Math.min(2, availableParallelism()) : 1) : threads;
   if (t < 2 || !ws.wasm?.shared) return null;
   return new WasmThreads(eighModule(true)!, ws.wasm.memory, 1, EIGH_THREAD_EXPORTS, 'symmetricEigen');
+}
+
+/** W ← a, refusing a non-finite entry (one bulk copy, then a scan). */
+function copyFinite(a: ArrayLike<number>, W: Float64Array, name: string): void {
+  W.set(a);
+  for (let i = 0; i < W.length; i++) {
+    const v = W[i]!;
+    if (v - v !== 0) throw new EntkError(`${name}: entry ${i} of the matrix is ${v}`);
+  }
 }
 
 /** An eigen-decomposition `A = Σ_j λ_j u_j u_jᵀ`, eigenvalues in descending order. */
@@ -174,11 +183,7 @@ export function symmetricEigen(
   // W is the transpose of JAMA's V: W[j·n + k] = V[k][j]. For a symmetric input W = A.
   const ws = workspace(n, (options.backend ?? 'auto') !== 'js');
   const { W, d } = ws;
-  for (let i = 0; i < n * n; i++) {
-    const v = a[i]!;
-    if (!Number.isFinite(v)) throw new EntkError(`symmetricEigen: entry ${i} of the matrix is ${v}`);
-    W[i] = v;
-  }
+  copyFinite(a, W, 'symmetricEigen');
   if (wantVectors) tred2(n, ws, options.threads);
   else {
     // Values only: the reduction, T's diagonal, no accumulation of Q.
@@ -459,7 +464,25 @@ function hypot(a: number, b: number): number {
  * recording the rotations in `log` (rows i, i + 1 of the eigenvector block, in application order).
  */
 function tql2(n: number, ws: Workspace, vectors: boolean, log?: RotationLog): void {
-  const { W, d, e, wasm } = ws;
+  // The iteration on private copies of d, e (plain arrays: faster element access than the
+  // workspace's shared memory), copied back at the end.
+  const { W, wasm } = ws;
+  const d = ws.d.slice();
+  const e = ws.e.slice();
+  tql2Sweeps(n, W, d, e, wasm, vectors, log);
+  ws.d.set(d);
+  ws.e.set(e);
+}
+
+function tql2Sweeps(
+  n: number,
+  W: Float64Array,
+  d: Float64Array,
+  e: Float64Array,
+  wasm: Workspace['wasm'],
+  vectors: boolean,
+  log?: RotationLog,
+): void {
   for (let i = 1; i < n; i++) e[i - 1] = e[i]!;
   e[n - 1] = 0;
   let f = 0;
@@ -643,11 +666,7 @@ export function factoredSymmetricEigen(
   assertArgument(a?.length === n * n, 'a', a, `a symmetric ${n}×${n} matrix (length ${n * n})`);
   const ws = workspace(n, (options.backend ?? 'auto') !== 'js', true);
   const { W, d, e } = ws;
-  for (let i = 0; i < n * n; i++) {
-    const v = a[i]!;
-    if (!Number.isFinite(v)) throw new EntkError(`factoredSymmetricEigen: entry ${i} of the matrix is ${v}`);
-    W[i] = v;
-  }
+  copyFinite(a, W, 'factoredSymmetricEigen');
   // The worker thread (if any) stays for the products with U (columns split; stopped when collected).
   const workers = ws.wasm ? reductionThreads(n, ws, options.threads) : null;
   tred2Reduce(n, ws, workers);

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { factoredSymmetricEigen, symmetricEigen } from '../../src/analysis/eigh.js';
 import { eighKernels } from '../../src/analysis/wasm-eigh.js';
-import { InvalidArgumentError } from '../../src/errors.js';
+import { EntkError, InvalidArgumentError } from '../../src/errors.js';
 import { wasmApi } from '../../src/util/index.js';
 import { Rng } from '../../src/util/rng.js';
 import { psdKernel } from './helpers.js';
@@ -82,8 +82,8 @@ describe('tridiagonal reduction kernels', () => {
 });
 
 describe('the reduction on two threads', () => {
-  // n − 1 ≥ 256 active columns: the worker thread takes the second column part (THREAD_MIN_ACTIVE)
-  const n = 611;
+  // active blocks of ≥ 768 columns (THREAD_MIN_ACTIVE) go to the worker thread: the first 132 steps
+  const n = 901;
   const K = psdKernel(n, 300, 7);
   for (let i = 0; i < n; i++) K[i * n + i] = K[i * n + i]! - 40; // indefinite
   const C = 7; // ≥ 4: the products with U split their columns over the worker thread too
@@ -130,6 +130,15 @@ describe('the reduction on two threads', () => {
       }
     }
     expect(worst).toBeLessThan(1e-12 * scale);
+  });
+
+  it('a non-finite entry is refused', () => {
+    for (const bad of [Number.NaN, Number.POSITIVE_INFINITY]) {
+      const A = Float64Array.from(K.subarray(0, 100 * 100));
+      A[57] = bad;
+      expect(() => factoredSymmetricEigen(A, 100)).toThrow(EntkError);
+      expect(() => symmetricEigen(A, 100)).toThrow(/entry 57 of the matrix/);
+    }
   });
 
   it('a thread count that is not a positive integer is refused', () => {
