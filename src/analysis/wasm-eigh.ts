@@ -71,6 +71,9 @@ const vdiv = simd(0xf3);
 const f64div = [0xa3];
 const f64ne = [0x62];
 const f64neg = [0x9a];
+const select = [0x1b];
+/** Rows per tile of the panel update (syr2kRange). */
+const ROW_TILE = 128;
 const leU = [0x4d];
 const eqz = [0x45];
 const shl = [0x74];
@@ -453,6 +456,7 @@ function syr2kRangeBody(): number[] {
   const [W, N, U, Q, P, J0, J1, I, NEXT] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
   let x = 9;
   const [j, k, c0, c1, p, pu, pq, ku, kq, stride] = [x++, x++, x++, x++, x++, x++, x++, x++, x++, x++];
+  const [kt, kend, jEnd] = [x++, x++, x++];
   const f64Locals = x;
   // per column c: the broadcasts U_p[j + c], Q_p[j + c]; per half h: Q_p[k..], U_p[k..]; accumulators [c][h]
   const fs = { sa: [x++, x++], sb: [x++, x++], qv: [x++], uv: [x++], acc: [[x++], [x++]] };
@@ -528,33 +532,67 @@ function syr2kRangeBody(): number[] {
     code.push(...incr(k, width));
     return code;
   };
-  /** Rows k .. I − 1 of the columns in tiles of 4, then 2, then 1. */
+  /** Rows k .. kend − 1 of the columns in tiles of 4, then 2, then 1. */
   const rows = (cols: 1 | 2) => [
-    ...whileNot([...get(k), ...i32(4), ...add, ...get(I), ...gtU], tile(4, cols)),
-    ...ifThen([...get(I), ...get(k), ...i32(2), ...add, ...geU], tile(2, cols)),
-    ...ifThen([...get(k), ...get(I), ...ltU], tile(1, cols)),
+    ...whileNot([...get(k), ...i32(4), ...add, ...get(kend), ...gtU], tile(4, cols)),
+    ...ifThen([...get(kend), ...get(k), ...i32(2), ...add, ...geU], tile(2, cols)),
+    ...ifThen([...get(k), ...get(kend), ...ltU], tile(1, cols)),
   ];
-  const nextOf = (c: number) => [
-    ...at(NEXT, j),
-    ...atExpr(columns[c]!, last),
-    ...f64load(),
-    ...f64store(8 * c),
-  ];
-  const start = [...get(W), ...get(j), ...get(N), ...mul, ...shl3, ...add, ...set(c0), ...get(j), ...set(k)];
-  // Column pairs: W[j][j] alone, then both columns from row j + 1.
+  const min = (l1: number, l2: number) => [...get(l1), ...get(l2), ...get(l1), ...get(l2), ...ltU, ...select];
+  const start = [...get(W), ...get(j), ...get(N), ...mul, ...shl3, ...add, ...set(c0), ...get(kt), ...set(k)];
+  // Column pairs within the row tile [kt, kend): W[j][j] alone when the tile holds it, then both columns.
   const pair: number[] = [
     ...start,
     ...get(c0),
     ...get(stride),
     ...add,
     ...set(c1),
-    ...tile(1, 1),
+    ...ifThen([...get(j), ...get(kt), ...geU], [...get(j), ...set(k), ...tile(1, 1)]),
     ...rows(2),
-    ...nextOf(0),
-    ...nextOf(1),
     ...incr(j, 2),
   ];
-  const single: number[] = [...start, ...rows(1), ...nextOf(0)];
+  const single: number[] = [
+    ...start,
+    ...ifThen([...get(j), ...get(kt), ...geU], [...get(j), ...set(k)]),
+    ...rows(1),
+  ];
+  // Row tiles of ROW_TILE: the tile's panel rows (2P vectors × ROW_TILE) stay in cache across the columns.
+  const rowTile: number[] = [
+    ...get(kt),
+    ...i32(ROW_TILE),
+    ...add,
+    ...set(kend),
+    ...min(kend, I),
+    ...set(kend),
+    ...min(J1, kend),
+    ...set(jEnd),
+    ...get(J0),
+    ...set(j),
+    ...whileNot([...get(j), ...i32(2), ...add, ...get(jEnd), ...gtU], pair),
+    ...ifThen([...get(j), ...get(jEnd), ...ltU], single),
+    ...incr(kt, ROW_TILE),
+  ];
+  const nextAll: number[] = [
+    ...get(J0),
+    ...set(j),
+    ...whileNot(
+      [...get(j), ...get(J1), ...geU],
+      [
+        ...get(W),
+        ...get(j),
+        ...get(N),
+        ...mul,
+        ...shl3,
+        ...add,
+        ...set(c0),
+        ...at(NEXT, j),
+        ...atExpr(c0, last),
+        ...f64load(),
+        ...f64store(),
+        ...incr(j, 1),
+      ],
+    ),
+  ];
   return funcBody(
     [
       [f64Locals - 9, I32],
@@ -566,9 +604,9 @@ function syr2kRangeBody(): number[] {
       ...shl3,
       ...set(stride),
       ...get(J0),
-      ...set(j),
-      ...whileNot([...get(j), ...i32(2), ...add, ...get(J1), ...gtU], pair),
-      ...ifThen([...get(j), ...get(J1), ...ltU], single),
+      ...set(kt),
+      ...whileNot([...get(kt), ...get(I), ...geU], rowTile),
+      ...nextAll,
     ],
   );
 }
