@@ -7,7 +7,7 @@
  * - `rot(p, q, len, S)`:   (p, q) ← (c·p − s·q, s·p + c·q) with c = f64[S], s = f64[S+8] (a Givens rotation of two rows)
  * - `symvRange(W, n, u, g, acc, next, j0, j1, i)`: for the columns j ∈ [j0, j1) of the lower triangle
  *   (W[j·n + k], j ≤ k < i): g_j = Σ_{k=j}^{i−1} W[j·n + k] u_k, acc_k += W[j·n + k] u_j (k > j; acc
- *   zeroed on [j0, i) first), next_j = W[j·n + i − 1]; two columns at a time (one pass over acc per pair)
+ *   zeroed on [j0, i) first), next_j = W[j·n + i − 1]; four columns × four rows at a time
  * - `syr2kRange(W, n, U, Q, P, j0, j1, i, next)`: W[j·n + k] −= Σ_{p<P} (U_p[j] Q_p[k] + Q_p[j] U_p[k]) for
  *   j ∈ [j0, j1), j ≤ k < i (vectors U_p, Q_p at U + 8pn, Q + 8pn; subtracted in order p = 0, 1, …),
  *   then next_j = W[j·n + i − 1]; four k at a time, the P pairs in registers
@@ -191,262 +191,96 @@ const atExpr = (ptr: number, k: number[]) => [...get(ptr), ...k, ...shl3, ...add
 function symvRangeBody(): number[] {
   const [W, N, U, G, ACC, NEXT, J0, J1, I] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
   let x = 9;
-  const [j, k, c0, c1] = [x++, x++, x++, x++];
-  const [f0, f1, g0, g1, t0, t1, uk] = [x++, x++, x++, x++, x++, x++, x++];
-  const [F0, F1, G0, G1, w0, w1, u2] = [x++, x++, x++, x++, x++, x++, x++];
-  const column = (c: number, jj: number[]) => [
-    ...get(W),
-    ...jj,
-    ...get(N),
-    ...mul,
-    ...shl3,
-    ...add,
-    ...set(c),
-  ];
-  const lanes = (v: number) => [...get(v), ...vlane(0), ...get(v), ...vlane(1), ...f64add];
+  const [j, k, o, oEnd, stride] = [x++, x++, x++, x++, x++];
+  const col = [x++, x++, x++, x++];
+  const f64Locals = x;
+  const fs = [x++, x++, x++, x++]; // u_{j+c}
+  const gs = [x++, x++, x++, x++]; // scalar parts of g_{j+c}
+  const [ws, us, as] = [x++, x++, x++];
+  const v128Locals = x;
+  const Fv = [x++, x++, x++, x++]; // u_{j+c} in both lanes
+  const Gv = [x++, x++, x++, x++];
+  const [wv, av] = [x++, x++];
+  const uv = [x++, x++];
   const last = [...get(I), ...i32(1), ...sub];
-  const code: number[] = [];
+  const plus = (base: number) => [...get(base), ...get(o), ...add];
+  /**
+   * Rows o/8 … o/8 + rows − 1 of the block's `cb` columns: g_c += Σ w u, acc += Σ_c w u_{j+c}
+   * (4 rows: two f64x2 halves; 2: one; 1: scalar).
+   */
+  const step = (rows: 4 | 2 | 1, cb: number): number[] => {
+    const vector = rows > 1;
+    const [load, store, m, ad] = vector ? [vload, vstore, vmul, vadd] : [f64load, f64store, f64mul, f64add];
+    const halves = rows === 4 ? [0, 1] : [0];
+    const [F, Gs, w, a] = vector ? [Fv, Gv, wv, av] : [fs, gs, ws, as];
+    const u = vector ? uv : [us];
+    const code: number[] = [];
+    for (const h of halves) code.push(...plus(U), ...load(16 * h), ...set(u[h]!));
+    for (const h of halves) {
+      code.push(...plus(ACC), ...load(16 * h), ...set(a));
+      for (let c = 0; c < cb; c++) {
+        code.push(...plus(col[c]!), ...load(16 * h), ...set(w));
+        code.push(...get(Gs[c]!), ...get(w), ...get(u[h]!), ...m, ...ad, ...set(Gs[c]!));
+        code.push(...get(a), ...get(w), ...get(F[c]!), ...m, ...ad, ...set(a));
+      }
+      code.push(...plus(ACC), ...get(a), ...store(16 * h));
+    }
+    code.push(...incr(o, 8 * rows));
+    return code;
+  };
+  /** Columns j … j + cb − 1: the triangle of rows j … j + cb − 1, then the rows below in steps. */
+  const block = (cb: number): number[] => {
+    const code: number[] = [...get(W), ...get(j), ...get(N), ...mul, ...shl3, ...add, ...set(col[0]!)];
+    for (let c = 1; c < cb; c++) code.push(...get(col[c - 1]!), ...get(stride), ...add, ...set(col[c]!));
+    for (let c = 0; c < cb; c++) {
+      code.push(...at(U, j), ...f64load(8 * c), ...set(fs[c]!));
+      code.push(...at(U, j), ...vsplat64Load(8 * c), ...set(Fv[c]!));
+      code.push(...vzero, ...set(Gv[c]!));
+    }
+    // the triangle: W[j+c][j+c] u_{j+c} into g only; W[j+c][j+r] (r > c) into g_c and acc_{j+r}
+    for (let c = 0; c < cb; c++) {
+      code.push(...at(col[c]!, j), ...f64load(8 * c), ...get(fs[c]!), ...f64mul, ...set(gs[c]!));
+      for (let r = c + 1; r < cb; r++) {
+        code.push(...at(col[c]!, j), ...f64load(8 * r), ...set(ws));
+        code.push(...get(gs[c]!), ...get(ws), ...get(fs[r]!), ...f64mul, ...f64add, ...set(gs[c]!));
+        code.push(
+          ...at(ACC, j),
+          ...at(ACC, j),
+          ...f64load(8 * r),
+          ...get(ws),
+          ...get(fs[c]!),
+          ...f64mul,
+          ...f64add,
+        );
+        code.push(...f64store(8 * r));
+      }
+    }
+    code.push(...get(j), ...i32(cb), ...add, ...shl3, ...set(o));
+    code.push(...whileNot([...get(o), ...i32(32), ...add, ...get(oEnd), ...gtU], step(4, cb)));
+    code.push(...ifThen([...get(oEnd), ...get(o), ...i32(16), ...add, ...geU], step(2, cb)));
+    code.push(...ifThen([...get(o), ...get(oEnd), ...ltU], step(1, cb)));
+    for (let c = 0; c < cb; c++) {
+      code.push(...at(G, j), ...get(gs[c]!), ...get(Gv[c]!), ...vlane(0), ...get(Gv[c]!), ...vlane(1));
+      code.push(...f64add, ...f64add, ...f64store(8 * c));
+      code.push(...at(NEXT, j), ...atExpr(col[c]!, last), ...f64load(), ...f64store(8 * c));
+    }
+    code.push(...incr(j, cb));
+    return code;
+  };
+  const code: number[] = [...get(N), ...shl3, ...set(stride), ...get(I), ...shl3, ...set(oEnd)];
   // acc[j0..i) = 0
   code.push(...get(J0), ...set(k));
   code.push(
     ...whileNot([...get(k), ...get(I), ...geU], [...at(ACC, k), ...f64zero, ...f64store(), ...incr(k, 1)]),
   );
   code.push(...get(J0), ...set(j));
-  // Column pairs (j, j + 1).
-  const pair: number[] = [
-    ...column(c0, get(j)),
-    ...get(c0),
-    ...get(N),
-    ...shl3,
-    ...add,
-    ...set(c1),
-    ...at(U, j),
-    ...f64load(0),
-    ...set(f0),
-    ...at(U, j),
-    ...f64load(8),
-    ...set(f1),
-    ...at(U, j),
-    ...vsplat64Load(0),
-    ...set(F0),
-    ...at(U, j),
-    ...vsplat64Load(8),
-    ...set(F1),
-    // the 2×2 head: W[j][j], W[j][j+1], W[j+1][j+1]
-    ...at(c0, j),
-    ...f64load(8),
-    ...set(t0),
-    ...at(c0, j),
-    ...f64load(0),
-    ...get(f0),
-    ...f64mul,
-    ...get(t0),
-    ...get(f1),
-    ...f64mul,
-    ...f64add,
-    ...set(g0),
-    ...at(ACC, j),
-    ...at(ACC, j),
-    ...f64load(8),
-    ...get(t0),
-    ...get(f0),
-    ...f64mul,
-    ...f64add,
-    ...f64store(8),
-    ...at(c1, j),
-    ...f64load(8),
-    ...get(f1),
-    ...f64mul,
-    ...set(g1),
-    ...vzero,
-    ...set(G0),
-    ...vzero,
-    ...set(G1),
-    ...get(j),
-    ...i32(2),
-    ...add,
-    ...set(k),
-    ...whileNot(
-      [...get(k), ...i32(2), ...add, ...get(I), ...gtU],
-      [
-        ...at(c0, k),
-        ...vload(),
-        ...set(w0),
-        ...at(c1, k),
-        ...vload(),
-        ...set(w1),
-        ...at(U, k),
-        ...vload(),
-        ...set(u2),
-        ...get(G0),
-        ...get(w0),
-        ...get(u2),
-        ...vmul,
-        ...vadd,
-        ...set(G0),
-        ...get(G1),
-        ...get(w1),
-        ...get(u2),
-        ...vmul,
-        ...vadd,
-        ...set(G1),
-        ...at(ACC, k),
-        ...at(ACC, k),
-        ...vload(),
-        ...get(w0),
-        ...get(F0),
-        ...vmul,
-        ...get(w1),
-        ...get(F1),
-        ...vmul,
-        ...vadd,
-        ...vadd,
-        ...vstore(),
-        ...incr(k, 2),
-      ],
-    ),
-    ...ifThen(
-      [...get(k), ...get(I), ...ltU],
-      [
-        ...at(c0, k),
-        ...f64load(),
-        ...set(t0),
-        ...at(c1, k),
-        ...f64load(),
-        ...set(t1),
-        ...at(U, k),
-        ...f64load(),
-        ...set(uk),
-        ...get(g0),
-        ...get(t0),
-        ...get(uk),
-        ...f64mul,
-        ...f64add,
-        ...set(g0),
-        ...get(g1),
-        ...get(t1),
-        ...get(uk),
-        ...f64mul,
-        ...f64add,
-        ...set(g1),
-        ...at(ACC, k),
-        ...at(ACC, k),
-        ...f64load(),
-        ...get(t0),
-        ...get(f0),
-        ...f64mul,
-        ...get(t1),
-        ...get(f1),
-        ...f64mul,
-        ...f64add,
-        ...f64add,
-        ...f64store(),
-      ],
-    ),
-    ...at(G, j),
-    ...get(g0),
-    ...lanes(G0),
-    ...f64add,
-    ...f64store(0),
-    ...at(G, j),
-    ...get(g1),
-    ...lanes(G1),
-    ...f64add,
-    ...f64store(8),
-    ...at(NEXT, j),
-    ...atExpr(c0, last),
-    ...f64load(),
-    ...f64store(0),
-    ...at(NEXT, j),
-    ...atExpr(c1, last),
-    ...f64load(),
-    ...f64store(8),
-    ...incr(j, 2),
-  ];
-  code.push(...whileNot([...get(j), ...i32(2), ...add, ...get(J1), ...gtU], pair));
-  // A last single column.
-  const single: number[] = [
-    ...column(c0, get(j)),
-    ...at(U, j),
-    ...f64load(0),
-    ...set(f0),
-    ...at(U, j),
-    ...vsplat64Load(0),
-    ...set(F0),
-    ...at(c0, j),
-    ...f64load(0),
-    ...get(f0),
-    ...f64mul,
-    ...set(g0),
-    ...vzero,
-    ...set(G0),
-    ...get(j),
-    ...i32(1),
-    ...add,
-    ...set(k),
-    ...whileNot(
-      [...get(k), ...i32(2), ...add, ...get(I), ...gtU],
-      [
-        ...at(c0, k),
-        ...vload(),
-        ...set(w0),
-        ...get(G0),
-        ...get(w0),
-        ...at(U, k),
-        ...vload(),
-        ...vmul,
-        ...vadd,
-        ...set(G0),
-        ...at(ACC, k),
-        ...at(ACC, k),
-        ...vload(),
-        ...get(w0),
-        ...get(F0),
-        ...vmul,
-        ...vadd,
-        ...vstore(),
-        ...incr(k, 2),
-      ],
-    ),
-    ...ifThen(
-      [...get(k), ...get(I), ...ltU],
-      [
-        ...at(c0, k),
-        ...f64load(),
-        ...set(t0),
-        ...get(g0),
-        ...get(t0),
-        ...at(U, k),
-        ...f64load(),
-        ...f64mul,
-        ...f64add,
-        ...set(g0),
-        ...at(ACC, k),
-        ...at(ACC, k),
-        ...f64load(),
-        ...get(t0),
-        ...get(f0),
-        ...f64mul,
-        ...f64add,
-        ...f64store(),
-      ],
-    ),
-    ...at(G, j),
-    ...get(g0),
-    ...lanes(G0),
-    ...f64add,
-    ...f64store(0),
-    ...at(NEXT, j),
-    ...atExpr(c0, last),
-    ...f64load(),
-    ...f64store(0),
-  ];
-  code.push(...ifThen([...get(j), ...get(J1), ...ltU], single));
+  code.push(...whileNot([...get(j), ...i32(4), ...add, ...get(J1), ...gtU], block(4)));
+  code.push(...whileNot([...get(j), ...get(J1), ...geU], block(1)));
   return funcBody(
     [
-      [4, I32],
-      [7, F64],
-      [7, V128],
+      [f64Locals - 9, I32],
+      [v128Locals - f64Locals, F64],
+      [x - v128Locals, V128],
     ],
     code,
   );
