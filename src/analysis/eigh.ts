@@ -133,14 +133,17 @@ export interface EighOptions {
   threads?: number | 'auto';
 }
 
-/** Worker threads for the reduction of an n×n matrix in `ws` (null: the caller's thread alone). */
-function reductionThreads(n: number, ws: Workspace, threads: number | 'auto' = 'auto'): WasmThreads | null {
+function checkThreads(threads: number | 'auto' | undefined): void {
   assertArgument(
-    threads === 'auto' || (Number.isInteger(threads) && threads >= 1),
+    threads === undefined || threads === 'auto' || (Number.isInteger(threads) && threads >= 1),
     'threads',
     threads,
     "a positive integer or 'auto'",
   );
+}
+
+/** Worker threads for the reduction of an n×n matrix in `ws` (null: the caller's thread alone). */
+function reductionThreads(n: number, ws: Workspace, threads: number | 'auto' = 'auto'): WasmThreads | null {
   const t = threads === 'auto' ? (n >= THREAD_MIN_SIZE ? Math.min(2, availableParallelism()) : 1) : threads;
   if (t < 2 || !ws.wasm?.shared) return null;
   return new WasmThreads(eighModule(true)!, ws.wasm.memory, 1, EIGH_THREAD_EXPORTS, 'symmetricEigen');
@@ -179,6 +182,7 @@ export function symmetricEigen(
 ): SymmetricEigen {
   assertArgument(Number.isInteger(n) && n >= 1, 'n', n, 'a positive integer');
   assertArgument(a?.length === n * n, 'a', a, `a symmetric ${n}×${n} matrix (length ${n * n})`);
+  checkThreads(options.threads);
   const wantVectors = options.vectors ?? true;
   // W is the transpose of JAMA's V: W[j·n + k] = V[k][j]. For a symmetric input W = A.
   const ws = workspace(n, (options.backend ?? 'auto') !== 'js');
@@ -664,6 +668,7 @@ export function factoredSymmetricEigen(
 ): FactoredSymmetricEigen {
   assertArgument(Number.isInteger(n) && n >= 1, 'n', n, 'a positive integer');
   assertArgument(a?.length === n * n, 'a', a, `a symmetric ${n}×${n} matrix (length ${n * n})`);
+  checkThreads(options.threads);
   const ws = workspace(n, (options.backend ?? 'auto') !== 'js', true);
   const { W, d, e } = ws;
   copyFinite(a, W, 'factoredSymmetricEigen');

@@ -148,5 +148,6 @@ describe('the reduction on two threads', () => {
   it('a thread count that is not a positive integer is refused', () => {
     expect(() => factoredSymmetricEigen(K, n, { threads: 0 })).toThrow(InvalidArgumentError);
     expect(() => symmetricEigen(K, n, { threads: 1.5 })).toThrow(InvalidArgumentError);
+    expect(() => symmetricEigen(K, n, { threads: -1, backend: 'js' })).toThrow(InvalidArgumentError);
   });
 });
