@@ -9,9 +9,11 @@
  *    into memory (bench/reference/analysis_ref.py, its own process, OPENBLAS_CORETYPE and
  *    OPENBLAS_L2_SIZE removed from its environment only). Time, peak RSS of each process, max
  *    relative difference of the eigenvalues.
- * 2. MSE prediction: the closed-form MSE flow (mseFlow: one eigen-decomposition, then outputs at
- *    t = 1, 10, ∞) for --train training and --test test points with V = 10 targets, against the
- *    same algebra in NumPy (numpy.linalg.eigh); time and max relative difference of the test outputs.
+ * 2. MSE prediction: the closed-form MSE flow (mseFlow: one eigen-decomposition, its tridiagonal
+ *    reduction and the products with U split over min(2, cores) threads, then outputs at t = 1, 10, ∞)
+ *    for --train training and --test test points with V = 10 targets, against the same algebra in
+ *    NumPy (numpy.linalg.eigh); time, max relative difference of the test outputs, and the load
+ *    average before entk's part and after NumPy's (the machine may be shared).
  *
  * The kernels are seeded PSD matrices K = J diag(exp(−q/40)) Jᵀ (J ~ N(0, 1), rank --rank) written
  * by the reference script. Run: `npm run bench -- --only analysis [--quick]`, or
@@ -192,6 +194,7 @@ async function msePart(f: Flags, dir: string) {
   await writeNpy(path.join(dir, 'y.npy'), { dtype: 'float64', shape: [N, V], data: y });
   const times = [1, 10, Number.POSITIVE_INFINITY];
   log('entk: mseFlow (eigen-decomposition once, then three times)');
+  const loadBeforeEntk = os.loadavg();
   const t0 = performance.now();
   const flow = mseFlow({ numClasses: V, trainTrain, testTrain, targets: y });
   const eighSeconds = seconds(t0);
@@ -211,8 +214,14 @@ async function msePart(f: Flags, dir: string) {
     test: M,
     V,
     times: ['1', '10', 'inf'],
-    entk: { eighSeconds, predictSeconds, totalSeconds: entkTotal },
+    entk: {
+      eighSeconds,
+      predictSeconds,
+      totalSeconds: entkTotal,
+      threads: Math.min(2, os.availableParallelism()),
+    },
     numpy,
+    loadAverage: { beforeEntk: loadBeforeEntk, afterNumpy: os.loadavg() },
     /** NumPy total / entk total: > 1 means entk is faster */
     speedupVsNumpy: (numpy.total_seconds as number) / entkTotal,
     maxRelativeDifference: diffs,

@@ -7,9 +7,10 @@
  *
  * Cost ≈ (4/3 + 3) n³ floating-point operations; memory one n×n copy.
  */
+import { availableParallelism } from 'node:os';
 import { assertArgument, EntkError } from '../errors.js';
-import { WASM_PAGE, wasmApi } from '../util/index.js';
-import { type EighKernels, eighKernels } from './wasm-eigh.js';
+import { WASM_PAGE, type WasmCall, type WasmMemory, WasmThreads, wasmApi } from '../util/index.js';
+import { EIGH_THREAD_EXPORTS, type EighKernels, eighKernels, eighModule } from './wasm-eigh.js';
 
 /** Below this size the plain loops are as fast as the WebAssembly kernels (call overhead). */
 const WASM_MIN_SIZE = 48;
@@ -22,53 +23,139 @@ interface Workspace {
   d: Float64Array;
   e: Float64Array;
   /**
-   * Kernels and the byte addresses of W, d, e, the scratch slot and the panel of the blocked
-   * reduction (2·PANEL vectors of length n: u's then q's); null: plain loops.
+   * Kernels and the byte addresses of W, d, e, the scratch slot, the panel of the blocked
+   * reduction (2·PANEL vectors of length n: u's then q's) and the vectors g, acc0, acc1, next of the
+   * split symmetric products (see tred2ReduceBlocked); null: plain loops.
    */
   wasm: {
     k: EighKernels;
+    memory: WasmMemory;
+    /** The memory is shared (worker threads may run the kernels on it). */
+    shared: boolean;
     scratch: Float64Array;
     panel: Float64Array;
+    g: Float64Array;
+    acc0: Float64Array;
+    acc1: Float64Array;
+    next: Float64Array;
+    /** Staging of one chunk of the rotation log and of its sweeps (factored decompositions only). */
+    log: Float64Array | null;
+    sweeps: Int32Array | null;
     W: number;
     d: number;
     e: number;
     S: number;
     P: number;
+    G: number;
+    A0: number;
+    A1: number;
+    X: number;
+    L: number;
+    SW: number;
   } | null;
 }
 
 /** Householder steps whose rank-2 updates the blocked reduction delays (one pass over A per PANEL steps). */
 const PANEL = 32;
+/** Columns of a block multiplied by the factored U at once (it fills the panel area, 2·PANEL vectors). */
+const MAX_COLUMNS = 2 * PANEL;
 
-function workspace(n: number, useWasm: boolean): Workspace {
+function workspace(n: number, useWasm: boolean, staging = false): Workspace {
   if (useWasm && wasmApi && n >= WASM_MIN_SIZE && n <= WASM_MAX_SIZE) {
-    const bytes = (n * n + 2 * n + 2 + 2 * PANEL * n) * 8;
-    const memory = new wasmApi.Memory({ initial: Math.ceil(bytes / WASM_PAGE) });
-    const k = eighKernels(memory);
+    const bytes = (n * n + 2 * n + 2 + 2 * PANEL * n + 4 * n) * 8 + (staging ? LOG_CHUNK * 12 : 0);
+    const pages = Math.ceil(bytes / WASM_PAGE);
+    // A shared memory where the runtime has one, so that worker threads can share the reduction.
+    const shared = typeof SharedArrayBuffer !== 'undefined' && eighModule(true) !== null;
+    const memory = shared
+      ? new wasmApi.Memory({ initial: pages, maximum: pages, shared: true })
+      : new wasmApi.Memory({ initial: pages });
+    const k = eighKernels(memory, shared);
     if (k) {
       const buffer = memory.buffer as ArrayBuffer;
       const d = n * n * 8;
       const e = d + n * 8;
       const S = e + n * 8;
       const P = S + 16;
+      const G = P + 2 * PANEL * n * 8;
+      const A0 = G + n * 8;
+      const A1 = A0 + n * 8;
+      const X = A1 + n * 8;
+      const L = X + n * 8;
+      const SW = L + LOG_CHUNK * 8;
       return {
         W: new Float64Array(buffer, 0, n * n),
         d: new Float64Array(buffer, d, n),
         e: new Float64Array(buffer, e, n),
         wasm: {
           k,
+          memory,
+          shared,
           scratch: new Float64Array(buffer, S, 2),
           panel: new Float64Array(buffer, P, 2 * PANEL * n),
+          g: new Float64Array(buffer, G, n),
+          acc0: new Float64Array(buffer, A0, n),
+          acc1: new Float64Array(buffer, A1, n),
+          next: new Float64Array(buffer, X, n),
+          log: staging ? new Float64Array(buffer, L, LOG_CHUNK) : null,
+          sweeps: staging ? new Int32Array(buffer, SW, LOG_CHUNK) : null,
           W: 0,
           d,
           e,
           S,
           P,
+          G,
+          A0,
+          A1,
+          X,
+          L,
+          SW,
         },
       };
     }
   }
   return { W: new Float64Array(n * n), d: new Float64Array(n), e: new Float64Array(n), wasm: null };
+}
+
+/** Below this size the reduction stays on the caller's thread ('auto'). */
+const THREAD_MIN_SIZE = 1000;
+/** Active blocks below this order are split between the two parts on the caller's thread alone. */
+const THREAD_MIN_ACTIVE = 768;
+
+/** Options of the eigensolvers. */
+export interface EighOptions {
+  /** 'wasm': the SIMD kernels where available; 'js': plain loops; 'auto' (default): 'wasm'. */
+  backend?: 'wasm' | 'js' | 'auto';
+  /**
+   * Threads of the tridiagonal reduction (WebAssembly with shared memory only): 1 or 2 (more are
+   * used as 2); 'auto' (default): min(2, cores) for n ≥ 1000, else 1. The work is split in two fixed
+   * parts whatever the count, so the results are bitwise the same for 1 and 2 threads.
+   */
+  threads?: number | 'auto';
+}
+
+function checkThreads(threads: number | 'auto' | undefined): void {
+  assertArgument(
+    threads === undefined || threads === 'auto' || (Number.isInteger(threads) && threads >= 1),
+    'threads',
+    threads,
+    "a positive integer or 'auto'",
+  );
+}
+
+/** Worker threads for the reduction of an n×n matrix in `ws` (null: the caller's thread alone). */
+function reductionThreads(n: number, ws: Workspace, threads: number | 'auto' = 'auto'): WasmThreads | null {
+  const t = threads === 'auto' ? (n >= THREAD_MIN_SIZE ? Math.min(2, availableParallelism()) : 1) : threads;
+  if (t < 2 || !ws.wasm?.shared) return null;
+  return new WasmThreads(eighModule(true)!, ws.wasm.memory, 1, EIGH_THREAD_EXPORTS, 'symmetricEigen');
+}
+
+/** W ← a, refusing a non-finite entry (one bulk copy, then a scan). */
+function copyFinite(a: ArrayLike<number>, W: Float64Array, name: string): void {
+  W.set(a);
+  for (let i = 0; i < W.length; i++) {
+    const v = W[i]!;
+    if (v - v !== 0) throw new EntkError(`${name}: entry ${i} of the matrix is ${v}`);
+  }
 }
 
 /** An eigen-decomposition `A = Σ_j λ_j u_j u_jᵀ`, eigenvalues in descending order. */
@@ -91,23 +178,20 @@ export interface SymmetricEigen {
 export function symmetricEigen(
   a: ArrayLike<number>,
   n: number,
-  options: { vectors?: boolean; backend?: 'wasm' | 'js' | 'auto' } = {},
+  options: EighOptions & { vectors?: boolean } = {},
 ): SymmetricEigen {
   assertArgument(Number.isInteger(n) && n >= 1, 'n', n, 'a positive integer');
   assertArgument(a?.length === n * n, 'a', a, `a symmetric ${n}×${n} matrix (length ${n * n})`);
+  checkThreads(options.threads);
   const wantVectors = options.vectors ?? true;
   // W is the transpose of JAMA's V: W[j·n + k] = V[k][j]. For a symmetric input W = A.
   const ws = workspace(n, (options.backend ?? 'auto') !== 'js');
   const { W, d } = ws;
-  for (let i = 0; i < n * n; i++) {
-    const v = a[i]!;
-    if (!Number.isFinite(v)) throw new EntkError(`symmetricEigen: entry ${i} of the matrix is ${v}`);
-    W[i] = v;
-  }
-  if (wantVectors) tred2(n, ws);
+  copyFinite(a, W, 'symmetricEigen');
+  if (wantVectors) tred2(n, ws, options.threads);
   else {
     // Values only: the reduction, T's diagonal, no accumulation of Q.
-    tred2Reduce(n, ws);
+    tred2Reduce(n, ws, options.threads);
     for (let i = 0; i < n; i++) ws.d[i] = W[i * n + i]!;
     ws.e[0] = 0;
   }
@@ -124,8 +208,8 @@ export function symmetricEigen(
 }
 
 /** Householder tridiagonalisation (tred2) on the transposed layout W[j·n + k] = V[k][j]. */
-function tred2(n: number, ws: Workspace): void {
-  tred2Reduce(n, ws);
+function tred2(n: number, ws: Workspace, threads?: number | 'auto'): void {
+  tred2Reduce(n, ws, threads);
   tred2Accumulate(n, ws);
 }
 
@@ -134,9 +218,18 @@ function tred2(n: number, ws: Workspace): void {
  * i entries, d[i] = h_i (P_i = I − u_i u_iᵀ / h_i; h_i = 0: no reflection), W[i·n + i] = T_ii and
  * e[i] = T_{i,i−1}; A = Q T Qᵀ with Q = P_{n−1} ⋯ P_1.
  */
-function tred2Reduce(n: number, ws: Workspace): void {
+function tred2Reduce(n: number, ws: Workspace, threads?: number | 'auto' | WasmThreads | null): void {
   if (ws.wasm) {
-    tred2ReduceBlocked(n, ws);
+    if (threads === null || threads instanceof WasmThreads) {
+      tred2ReduceBlocked(n, ws, threads);
+      return;
+    }
+    const workers = reductionThreads(n, ws, threads);
+    try {
+      tred2ReduceBlocked(n, ws, workers);
+    } finally {
+      workers?.dispose();
+    }
     return;
   }
   const { W, d, e } = ws;
@@ -217,19 +310,51 @@ function householderQ(d: Float64Array, e: Float64Array, i: number, h: number): v
 }
 
 /**
+ * Column j where the active block's columns [0, i) are cut in two parts of equal area (column j has
+ * i − j entries): the same cut whatever the thread count, so that the sums are too.
+ */
+function splitColumn(i: number): number {
+  return Math.min(i, Math.floor(i * (1 - Math.SQRT1_2)));
+}
+
+/**
  * tred2's reduction with the rank-2 updates delayed (the idea of LAPACK's dlatrd/dsytrd): the
  * pairs (u, q) of up to PANEL steps are kept, A_cur = A − Σ_p (u_p q_pᵀ + q_p u_pᵀ); each step reads
  * the stored A once (its product with u, corrected by the pending pairs: 2 dot products and a
  * rank-2 update of a vector per pair) and only every PANEL steps is A rewritten — one pass per
  * panel instead of one read and one write per step. Leaves W, d, e exactly as tred2Reduce does
  * (up to rounding).
+ *
+ * The product with u and the panel update run over the active block's columns in two fixed parts
+ * (splitColumn), the second on the worker thread when there is one: the product's column part
+ * writes its own partial sums (g; acc0 or acc1), added in a fixed order, so 1 and 2 threads give
+ * bitwise the same results. Both kernels also copy the next row of A_cur (column i − 1 of the
+ * stored columns) into `next`, sparing a strided gather.
  */
-function tred2ReduceBlocked(n: number, ws: Workspace): void {
+function tred2ReduceBlocked(n: number, ws: Workspace, workers: WasmThreads | null): void {
   const { W, d, e } = ws;
   const w = ws.wasm!;
-  const { k, scratch, panel } = w;
+  const { k, scratch, panel, g, acc0, acc1, next } = w;
   const uAt = (p: number) => w.P + p * n * 8;
   const qAt = (p: number) => w.P + (PANEL + p) * n * 8;
+  /** Run the two column parts (own: [0, s) on this thread; [s, i) on the worker or here). */
+  const split = (
+    i: number,
+    own: (s: number) => void,
+    other: (s: number) => WasmCall,
+    run: (c: WasmCall) => void,
+  ) => {
+    const s = splitColumn(i);
+    if (workers && i >= THREAD_MIN_ACTIVE) workers.round([[other(s)]], () => own(s));
+    else {
+      own(s);
+      run(other(s));
+    }
+  };
+  const call = (c: WasmCall) => {
+    const [name, ...args] = c;
+    (k[name as 'symvRange'] as (...a: number[]) => void)(...args);
+  };
   let pending = 0;
   for (let j = 0; j < n; j++) d[j] = W[j * n + (n - 1)]!;
   for (let i = n - 1; i > 0; i--) {
@@ -238,22 +363,22 @@ function tred2ReduceBlocked(n: number, ws: Workspace): void {
       W[i * n + i] = W[i * n + i]! - 2 * panel[p * n + i]! * panel[(PANEL + p) * n + i]!;
     }
     const h = householderVector(d, e, i);
+    let captured = false;
     if (h === 0) {
       for (let j = 0; j < i; j++) W[i * n + j] = 0;
     } else {
-      let f: number;
-      let g: number;
-      for (let j = 0; j < i; j++) e[j] = 0;
-      // e = A u with the stored A (lower columns), as tred2Reduce
-      for (let j = 0; j < i; j++) {
-        f = d[j]!;
-        W[i * n + j] = f;
-        const col = j * n;
-        g = e[j]! + W[col + j]! * f;
-        scratch[0] = f;
-        k.symv(w.W + (col + j + 1) * 8, w.d + (j + 1) * 8, w.e + (j + 1) * 8, i - 1 - j, w.S);
-        e[j] = g + scratch[1]!;
-      }
+      W.set(d.subarray(0, i), i * n);
+      // e = A u with the stored A (lower columns): g_j = Σ_{k≥j} A_kj u_k, acc_k = Σ_{j<k} A_kj u_j
+      split(
+        i,
+        (s) => k.symvRange(w.W, n, w.d, w.G, w.A0, w.X, 0, s, i),
+        (s) => ['symvRange', w.W, n, w.d, w.G, w.A1, w.X, s, i, i],
+        call,
+      );
+      const s = splitColumn(i);
+      for (let j = 0; j < s; j++) e[j] = g[j]! + acc0[j]!;
+      for (let j = s; j < i; j++) e[j] = g[j]! + acc0[j]! + acc1[j]!;
+      captured = true;
       // … corrected by the pending pairs: e −= (q_p·u) u_p + (u_p·u) q_p
       for (let p = 0; p < pending; p++) {
         k.dot(qAt(p), w.d, i, w.S);
@@ -268,27 +393,30 @@ function tred2ReduceBlocked(n: number, ws: Workspace): void {
       panel.set(e.subarray(0, i), (PANEL + pending) * n);
       pending++;
     }
-    for (let j = 0; j < i; j++) W[j * n + i] = 0;
     d[i] = h;
     if (pending > 0 && (pending === PANEL || i === 1)) {
-      // A[k][j] −= u_j q_k + q_j u_k on the active block (columns j < i, rows j ≤ k < i)
-      for (let j = 0; j < i; j++) {
-        for (let p = 0; p < pending; p++) {
-          scratch[0] = panel[p * n + j]!;
-          scratch[1] = panel[(PANEL + p) * n + j]!;
-          k.rank2(w.W + (j * n + j) * 8, uAt(p) + j * 8, qAt(p) + j * 8, i - j, w.S);
-        }
-      }
+      // A[k][j] −= Σ_p (u_j q_k + q_j u_k) on the active block (columns j < i, rows j ≤ k < i)
+      const P = pending;
+      split(
+        i,
+        (s) => k.syr2kRange(w.W, n, uAt(0), qAt(0), P, 0, s, i, w.X),
+        (s) => ['syr2kRange', w.W, n, uAt(0), qAt(0), P, s, i, i, w.X],
+        call,
+      );
+      captured = true;
       pending = 0;
     }
     // The next row, i − 1, of A_cur.
-    for (let j = 0; j < i; j++) d[j] = W[j * n + (i - 1)]!;
+    if (captured) d.set(next.subarray(0, i));
+    else for (let j = 0; j < i; j++) d[j] = W[j * n + (i - 1)]!;
     for (let p = 0; p < pending; p++) {
       scratch[0] = panel[(PANEL + p) * n + i - 1]!;
       scratch[1] = panel[p * n + i - 1]!;
       k.rank2(w.d, qAt(p), uAt(p), i, w.S);
     }
   }
+  // The entries right of the diagonal (the rows' parts above the active block) end as zeros.
+  for (let j = 0; j < n; j++) W.fill(0, j * n + j + 1, (j + 1) * n);
 }
 
 /** The accumulation half of tred2: W ← Qᵀ (rows), d ← diag T, e ← sub-diagonal (e[0] = 0). */
@@ -327,11 +455,38 @@ function tred2Accumulate(n: number, ws: Workspace): void {
 }
 
 /**
+ * √(a² + b²): the plain formula where a² + b² can neither overflow nor lose digits to underflow
+ * (Math.hypot, which guards against both, costs several times more in the QL sweeps' inner loop).
+ */
+function hypot(a: number, b: number): number {
+  const s = a * a + b * b;
+  return s > 1e-290 && s < 1e290 ? Math.sqrt(s) : Math.hypot(a, b);
+}
+
+/**
  * Implicit QL iterations on the tridiagonal (d, e) (tql2), rotating the rows of W (`vectors`), or
  * recording the rotations in `log` (rows i, i + 1 of the eigenvector block, in application order).
  */
 function tql2(n: number, ws: Workspace, vectors: boolean, log?: RotationLog): void {
-  const { W, d, e, wasm } = ws;
+  // The iteration on private copies of d, e (plain arrays: faster element access than the
+  // workspace's shared memory), copied back at the end.
+  const { W, wasm } = ws;
+  const d = ws.d.slice();
+  const e = ws.e.slice();
+  tql2Sweeps(n, W, d, e, wasm, vectors, log);
+  ws.d.set(d);
+  ws.e.set(e);
+}
+
+function tql2Sweeps(
+  n: number,
+  W: Float64Array,
+  d: Float64Array,
+  e: Float64Array,
+  wasm: Workspace['wasm'],
+  vectors: boolean,
+  log?: RotationLog,
+): void {
   for (let i = 1; i < n; i++) e[i - 1] = e[i]!;
   e[n - 1] = 0;
   let f = 0;
@@ -347,7 +502,7 @@ function tql2(n: number, ws: Workspace, vectors: boolean, log?: RotationLog): vo
         if (++iterations > 60) throw new EntkError('symmetricEigen: the QL iteration did not converge');
         let g = d[l]!;
         let p = (d[l + 1]! - g) / (2 * e[l]!);
-        let r = Math.hypot(p, 1);
+        let r = hypot(p, 1);
         if (p < 0) r = -r;
         d[l] = e[l]! / (p + r);
         d[l + 1] = e[l]! * (p + r);
@@ -369,7 +524,7 @@ function tql2(n: number, ws: Workspace, vectors: boolean, log?: RotationLog): vo
           s2 = s;
           g = c * e[i]!;
           h = c * p;
-          r = Math.hypot(p, e[i]!);
+          r = hypot(p, e[i]!);
           e[i + 1] = s * r;
           s = e[i]! / r;
           c = p / r;
@@ -401,101 +556,53 @@ function tql2(n: number, ws: Workspace, vectors: boolean, log?: RotationLog): vo
   }
 }
 
+/** Float64 slots of one chunk of the rotation log: whole sweeps only, so that a chunk can be applied alone. */
 const LOG_CHUNK = 1 << 20;
+
+/** A chunk of the log: (c, s) pairs, `used` slots of `log`, and its sweeps (l, m). */
+interface LogChunk {
+  log: Float64Array;
+  used: number;
+  sweeps: number[];
+}
 
 /** The Givens rotations of tql2 in application order, by sweep (rows m−1, …, l of a sweep (l, m)). */
 class RotationLog {
-  private readonly chunks: Float64Array[] = [];
-  private used = LOG_CHUNK;
-  /** (l, m) of every sweep. */
-  private readonly sweeps: number[] = [];
+  readonly chunks: LogChunk[] = [];
+  private current: LogChunk | null = null;
 
   sweep(l: number, m: number): void {
-    this.sweeps.push(l, m);
+    if (!this.current || this.current.used + 2 * (m - l) > LOG_CHUNK) {
+      this.current = { log: new Float64Array(LOG_CHUNK), used: 0, sweeps: [] };
+      this.chunks.push(this.current);
+    }
+    this.current.sweeps.push(l, m);
   }
 
   push(c: number, s: number): void {
-    if (this.used === LOG_CHUNK) {
-      this.chunks.push(new Float64Array(LOG_CHUNK));
-      this.used = 0;
-    }
-    const chunk = this.chunks[this.chunks.length - 1]!;
-    chunk[this.used++] = c;
-    chunk[this.used++] = s;
-  }
-
-  /**
-   * B ← R B (or Rᵀ B with `transpose`) for B [n, C] in WebAssembly memory (byte address `b`), one
-   * SIMD Givens rotation of two adjacent rows per call (the scratch slot S holds c, s).
-   */
-  applyWasm(
-    k: EighKernels,
-    scratch: Float64Array,
-    S: number,
-    b: number,
-    C: number,
-    transpose: boolean,
-  ): void {
-    const row = C * 8;
-    if (!transpose) {
-      let chunk = 0;
-      let o = 0;
-      for (let w = 0; w < this.sweeps.length; w += 2) {
-        const l = this.sweeps[w]!;
-        for (let i = this.sweeps[w + 1]! - 1; i >= l; i--) {
-          if (o === LOG_CHUNK) {
-            chunk++;
-            o = 0;
-          }
-          const log = this.chunks[chunk]!;
-          scratch[0] = log[o]!;
-          scratch[1] = log[o + 1]!;
-          o += 2;
-          k.rot(b + i * row, b + (i + 1) * row, C, S);
-        }
-      }
-      return;
-    }
-    let chunk = this.chunks.length - 1;
-    let o = this.used;
-    for (let w = this.sweeps.length - 2; w >= 0; w -= 2) {
-      const m = this.sweeps[w + 1]!;
-      for (let i = this.sweeps[w]!; i < m; i++) {
-        if (o === 0) {
-          chunk--;
-          o = LOG_CHUNK;
-        }
-        o -= 2;
-        const log = this.chunks[chunk]!;
-        scratch[0] = log[o]!;
-        scratch[1] = -log[o + 1]!;
-        k.rot(b + i * row, b + (i + 1) * row, C, S);
-      }
-    }
+    const chunk = this.current!;
+    chunk.log[chunk.used++] = c;
+    chunk.log[chunk.used++] = s;
   }
 
   /** B ← R B for the rows of B [n, C]: every rotation in order, as tql2 rotates the rows of W. */
   forward(B: Float64Array, C: number): void {
-    let chunk = 0;
-    let o = 0;
-    for (let w = 0; w < this.sweeps.length; w += 2) {
-      const l = this.sweeps[w]!;
-      for (let i = this.sweeps[w + 1]! - 1; i >= l; i--) {
-        if (o === LOG_CHUNK) {
-          chunk++;
-          o = 0;
-        }
-        const log = this.chunks[chunk]!;
-        const c = log[o]!;
-        const s = log[o + 1]!;
-        o += 2;
-        const a = i * C;
-        const b = a + C;
-        for (let k = 0; k < C; k++) {
-          const vk = B[a + k]!;
-          const wk = B[b + k]!;
-          B[b + k] = s * vk + c * wk;
-          B[a + k] = c * vk - s * wk;
+    for (const { log, sweeps } of this.chunks) {
+      let o = 0;
+      for (let w = 0; w < sweeps.length; w += 2) {
+        const l = sweeps[w]!;
+        for (let i = sweeps[w + 1]! - 1; i >= l; i--) {
+          const c = log[o]!;
+          const s = log[o + 1]!;
+          o += 2;
+          const a = i * C;
+          const b = a + C;
+          for (let k = 0; k < C; k++) {
+            const vk = B[a + k]!;
+            const wk = B[b + k]!;
+            B[b + k] = s * vk + c * wk;
+            B[a + k] = c * vk - s * wk;
+          }
         }
       }
     }
@@ -503,26 +610,23 @@ class RotationLog {
 
   /** B ← Rᵀ B: the transposed rotations in reverse order. */
   backward(B: Float64Array, C: number): void {
-    let chunk = this.chunks.length - 1;
-    let o = this.used; // one past the last (c, s) of the last chunk
-    for (let w = this.sweeps.length - 2; w >= 0; w -= 2) {
-      const m = this.sweeps[w + 1]!;
-      for (let i = this.sweeps[w]!; i < m; i++) {
-        if (o === 0) {
-          chunk--;
-          o = LOG_CHUNK;
-        }
-        o -= 2;
-        const log = this.chunks[chunk]!;
-        const c = log[o]!;
-        const s = log[o + 1]!;
-        const a = i * C;
-        const b = a + C;
-        for (let k = 0; k < C; k++) {
-          const vk = B[a + k]!;
-          const wk = B[b + k]!;
-          B[a + k] = c * vk + s * wk;
-          B[b + k] = c * wk - s * vk;
+    for (let h = this.chunks.length - 1; h >= 0; h--) {
+      const { log, used, sweeps } = this.chunks[h]!;
+      let o = used;
+      for (let w = sweeps.length - 2; w >= 0; w -= 2) {
+        const m = sweeps[w + 1]!;
+        for (let i = sweeps[w]!; i < m; i++) {
+          o -= 2;
+          const c = log[o]!;
+          const s = log[o + 1]!;
+          const a = i * C;
+          const b = a + C;
+          for (let k = 0; k < C; k++) {
+            const vk = B[a + k]!;
+            const wk = B[b + k]!;
+            B[a + k] = c * vk + s * wk;
+            B[b + k] = c * wk - s * vk;
+          }
         }
       }
     }
@@ -560,18 +664,17 @@ export interface FactoredSymmetricEigen {
 export function factoredSymmetricEigen(
   a: ArrayLike<number>,
   n: number,
-  options: { backend?: 'wasm' | 'js' | 'auto' } = {},
+  options: EighOptions = {},
 ): FactoredSymmetricEigen {
   assertArgument(Number.isInteger(n) && n >= 1, 'n', n, 'a positive integer');
   assertArgument(a?.length === n * n, 'a', a, `a symmetric ${n}×${n} matrix (length ${n * n})`);
-  const ws = workspace(n, (options.backend ?? 'auto') !== 'js');
+  checkThreads(options.threads);
+  const ws = workspace(n, (options.backend ?? 'auto') !== 'js', true);
   const { W, d, e } = ws;
-  for (let i = 0; i < n * n; i++) {
-    const v = a[i]!;
-    if (!Number.isFinite(v)) throw new EntkError(`factoredSymmetricEigen: entry ${i} of the matrix is ${v}`);
-    W[i] = v;
-  }
-  tred2Reduce(n, ws);
+  copyFinite(a, W, 'factoredSymmetricEigen');
+  // The worker thread (if any) stays for the products with U (columns split; stopped when collected).
+  const workers = ws.wasm ? reductionThreads(n, ws, options.threads) : null;
+  tred2Reduce(n, ws, workers);
   const h = Float64Array.from(d);
   for (let i = 0; i < n; i++) d[i] = W[i * n + i]!;
   e[0] = 0;
@@ -595,23 +698,64 @@ export function factoredSymmetricEigen(
       for (let c = 0; c < C; c++) B[i * C + c] = B[i * C + c]! - u * g[c]!;
     }
   };
-  /** B ← R B (or Rᵀ B): in a WebAssembly memory of its own when the kernels are available. */
+  /** B ← R B (or Rᵀ B) in plain loops. */
   const rotate = (B: Float64Array, C: number, transpose: boolean) => {
-    if (ws.wasm && wasmApi) {
-      const bytes = n * C * 8 + 16;
-      const memory = new wasmApi.Memory({ initial: Math.ceil(bytes / WASM_PAGE) });
-      const k = eighKernels(memory);
-      if (k) {
-        const buffer = memory.buffer as ArrayBuffer;
-        const block = new Float64Array(buffer, 16, n * C);
-        block.set(B);
-        log.applyWasm(k, new Float64Array(buffer, 0, 2), 0, 16, C, transpose);
-        B.set(block);
-        return;
-      }
-    }
     if (transpose) log.backward(B, C);
     else log.forward(B, C);
+  };
+  /**
+   * Qᵀ B then Zᵀ (projectT) or Z then Q (combine) on B [n, C] in place. With the kernels: blocks of
+   * up to MAX_COLUMNS columns in the workspace's panel area (free after the reduction), h in its g
+   * vector; the reflections for the block's columns split in two (columns are independent, each
+   * sum runs over rows in order as in `reflect`: bitwise the same for any split).
+   */
+  const apply = (B: Float64Array, C: number, project: boolean) => {
+    const w = ws.wasm;
+    if (!w) {
+      const g = new Float64Array(C);
+      if (project) {
+        for (let k = n - 1; k >= 1; k--) reflect(B, C, k, g); // Qᵀ y = P_1 ⋯ P_{n−1} y
+        rotate(B, C, false); // Zᵀ: the rotations tql2 applies to the rows of Qᵀ
+      } else {
+        rotate(B, C, true);
+        for (let k = 1; k < n; k++) reflect(B, C, k, g); // Q x = P_{n−1} ⋯ P_1 x
+      }
+      return;
+    }
+    w.g.set(h);
+    const [k0, k1, step] = project ? [n - 1, 0, -1] : [1, n, 1];
+    for (let c0 = 0; c0 < C; c0 += MAX_COLUMNS) {
+      const cc = Math.min(MAX_COLUMNS, C - c0);
+      const block = w.panel.subarray(0, n * cc);
+      for (let i = 0; i < n; i++) block.set(B.subarray(i * C + c0, i * C + c0 + cc), i * cc);
+      /** The calls on columns [c0, c1) of the block, the second half on the worker thread. */
+      const columns = (call: (c0: number, c1: number) => WasmCall) => {
+        const half = workers && cc >= 4 ? 2 * Math.ceil(cc / 4) : cc;
+        const [name, ...args] = call(0, half);
+        const own = () => (w.k[name as 'rotSweeps'] as (...a: number[]) => void)(...args);
+        if (half < cc) workers!.round([[call(half, cc)]], own);
+        else own();
+      };
+      const rotations = (transpose: boolean) => {
+        const chunks = transpose ? [...log.chunks].reverse() : log.chunks;
+        for (const chunk of chunks) {
+          w.log!.set(chunk.log.subarray(0, chunk.used));
+          w.sweeps!.set(chunk.sweeps);
+          const count = chunk.sweeps.length / 2;
+          const nrot = chunk.used / 2;
+          columns((a, b) => ['rotSweeps', w.P, cc, a, b, w.SW, count, w.L, nrot, transpose ? 1 : 0]);
+        }
+      };
+      const reflections = () => columns((a, b) => ['reflectRange', w.P, cc, w.W, n, w.G, k0, k1, step, a, b]);
+      if (project) {
+        reflections(); // Qᵀ y = P_1 ⋯ P_{n−1} y
+        rotations(false); // Zᵀ: the rotations tql2 applies to the rows of Qᵀ
+      } else {
+        rotations(true);
+        reflections(); // Q x = P_{n−1} ⋯ P_1 x
+      }
+      for (let i = 0; i < n; i++) B.set(block.subarray(i * cc, i * cc + cc), i * C + c0);
+    }
   };
   const check = (x: Float64Array, C: number, name: string) =>
     assertArgument(
@@ -626,9 +770,7 @@ export function factoredSymmetricEigen(
     projectT(y, C) {
       check(y, C, 'y');
       const B = Float64Array.from(y);
-      const g = new Float64Array(C);
-      for (let k = n - 1; k >= 1; k--) reflect(B, C, k, g); // Qᵀ y = P_1 ⋯ P_{n−1} y
-      rotate(B, C, false); // Zᵀ: the rotations tql2 applies to the rows of Qᵀ
+      apply(B, C, true);
       const out = new Float64Array(n * C);
       order.forEach((src, dst) => {
         out.set(B.subarray(src * C, src * C + C), dst * C);
@@ -641,9 +783,7 @@ export function factoredSymmetricEigen(
       order.forEach((src, dst) => {
         B.set(x.subarray(dst * C, dst * C + C), src * C);
       });
-      rotate(B, C, true);
-      const g = new Float64Array(C);
-      for (let k = 1; k < n; k++) reflect(B, C, k, g); // Q x = P_{n−1} ⋯ P_1 x
+      apply(B, C, false);
       return B;
     },
   };

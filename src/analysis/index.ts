@@ -13,6 +13,7 @@ export {
   kernelTargetAlignmentDense,
 } from './alignment.js';
 export {
+  type EighOptions,
   type FactoredSymmetricEigen,
   factoredSymmetricEigen,
   type SymmetricEigen,
