@@ -11,8 +11,8 @@
  *
  * Which matrix each measure uses: the spectrum and the kernel–target alignment use the stored
  * kernel (full [N·V, N·V] with the point-major flattened one-hot targets, or trace [N, N] with the
- * one-hot targets [N, V]); a full kernel.npy is read once into memory when it fits, else streamed
- * in row panels (npyKernelMatrix's residency 'auto'). CKA, drift and the kernel predictors use the per-point scalar kernel tr K(x, x′)/V
+ * one-hot targets [N, V]); a full kernel.npy is streamed
+ * in row panels from the file on every pass (npyKernelMatrix's residency 'auto'). CKA, drift and the kernel predictors use the per-point scalar kernel tr K(x, x′)/V
  * ([N, N], in memory) — the trace kernel neural-tangents uses by default.
  */
 import * as path from 'node:path';
@@ -113,7 +113,7 @@ export interface AnalysisResults {
   checkpoints: CheckpointAnalysis[];
 }
 
-/** The stored kernel of a store as a {@link KernelMatrix} (.npy: read once into memory when it fits, else streamed). */
+/** The stored kernel of a store as a {@link KernelMatrix} (.npy: streamed in row panels, npyKernelMatrix's default). */
 export async function storeKernelMatrix(
   dir: string,
   manifest: KernelManifest,
