@@ -61,7 +61,7 @@ function parseFlags(argv: string[]): Flags {
     nWide: 300,
     nCnn: 500,
     nGraph: 200,
-    jacobianN: 16,
+    jacobianN: 32,
     threads: 2,
     repeats: 3,
     cases: [...CASES],

@@ -61,7 +61,7 @@ function parseFlags(argv: string[]): Flags {
   const f: Flags = {
     out: null,
     n: 200,
-    jacobianN: 16,
+    jacobianN: 32,
     functorchN: null,
     threads: 2,
     repeats: 3,

@@ -62,7 +62,7 @@ const BENCHMARKS: Benchmark[] = [
     flags: [
       '--n-mlp <N> --n-wide <N> --n-cnn <N> --n-graph <N>   points per case (500, 300, 500, 200)',
       '--cases <a,b>          subset of mlp, mlp-wide, cnn, resnet-bn, ln-seq',
-      '--jacobian-n <N>       points of the Jacobian timing, extrapolated (default 16)',
+      '--jacobian-n <N>       points of the Jacobian timing, extrapolated (default 32: the N² part of a smaller timing is amplified too much)',
       '--threads <T>          threads of entk and the references (default 2)',
       '--repeats <R>          timed repetitions, best reported (default 3)',
       '--skip-reference       no Python references',
@@ -77,7 +77,7 @@ const BENCHMARKS: Benchmark[] = [
       "full eNTK over every parameter of transformer-tiny (2 blocks, width 64, 4 heads, 32 tokens; WordNet definitions, N = 200): entk structured vs entk's Jacobian path (target ≥ 20×) vs functorch vmap(jacrev) on the same weights rebuilt in PyTorch (logits checked to 1e-5 first); kernels compared",
     flags: [
       '--n <N>                points (default 200)',
-      '--jacobian-n <N>       points of the Jacobian timing, extrapolated to N (default 16)',
+      '--jacobian-n <N>       points of the Jacobian timing, extrapolated to N (default 32)',
       '--functorch-n <N>      points of the functorch run, extrapolated as N² (default N)',
       '--threads <T>          threads of entk and the reference (default 2)',
       '--repeats <R>          timed repetitions of the structured path, best reported (default 3)',
