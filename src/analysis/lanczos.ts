@@ -33,7 +33,12 @@ export interface TopEigenOptions {
   blockSize?: number;
   /** Largest basis before a thick restart. Default min(n, max(3k, k + 4·blockSize)). */
   maxBasis?: number;
-  /** Converged when every one of the k residuals ‖K u − θ u‖ ≤ tolerance · |θ_max|. Default 1e-9. */
+  /**
+   * Converged when every one of the k residuals ‖K u − θ u‖ ≤ tolerance · |θ_max|. Default 1e-9,
+   * or 1e-6 for a matrix whose products run in float32 (`precision: 'float32'`, ≈ 1e-7 relative
+   * error per product: smaller residuals may be out of reach). The eigenvalues' error is of the
+   * order of the squared residual over the gap (symmetric K), plus the products' error.
+   */
   tolerance?: number;
   /** Give up (EntkError) after this many passes over the matrix. Default 500. */
   maxPasses?: number;
@@ -135,7 +140,7 @@ export async function topEigenpairs(
     maxBasis,
     `an integer in [min(n, k + blockSize) = ${Math.min(n, k + b0)}, n = ${n}]`,
   );
-  const tolerance = options.tolerance ?? 1e-9;
+  const tolerance = options.tolerance ?? (matrix.precision === 'float32' ? 1e-6 : 1e-9);
   assertArgument(tolerance > 0 && tolerance < 1, 'tolerance', tolerance, 'a number in (0, 1)');
   const maxPasses = options.maxPasses ?? 500;
   assertArgument(Number.isInteger(maxPasses) && maxPasses >= 1, 'maxPasses', maxPasses, 'a positive integer');

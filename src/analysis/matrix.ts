@@ -38,6 +38,12 @@ export interface KernelMatrix {
   /** Where the entries live ('memory' or the file). */
   readonly source: string;
   /**
+   * The arithmetic of the products: 'float32' for float32 entries (f32 products summed in float32
+   * over blocks of 32 columns, ≈ 1e-7 relative error), 'float64' otherwise. Absent = 'float64'.
+   * Iterative solvers set their default tolerance from it.
+   */
+  readonly precision?: 'float32' | 'float64';
+  /**
    * `Y = K X` for a block of b vectors, X row-major [n, b] (x_c at X[j·b + c]); returns Y [n, b].
    */
   multiply(x: Float64Array, b: number): Promise<Float64Array>;
@@ -78,6 +84,7 @@ export function denseKernelMatrix(
   return {
     size: n,
     source: 'memory',
+    precision: data instanceof Float32Array ? 'float32' : 'float64',
     get passes() {
       return passes;
     },
@@ -210,6 +217,7 @@ export async function npyKernelMatrix(
   return {
     size: n,
     source: file,
+    precision: dtype,
     get passes() {
       return passes;
     },

@@ -139,6 +139,23 @@ describe('topEigenpairs (block Lanczos)', () => {
     expect(top.passes).toBeGreaterThan(1);
   });
 
+  it("defaults the tolerance to the products' precision: 1e-9 (float64), 1e-6 (float32 entries)", async () => {
+    // Float32 products (f32 sums over blocks of 32 columns) carry ≈ 1e-7 relative error, so a 1e-9
+    // residual can be out of reach (an eNTK store's float32 kernel stalled at 1.8e-9 after 500
+    // passes); eigenvalues are still within 1e-6 of the float64 decomposition of the same entries.
+    const K32 = Float32Array.from(K);
+    const ref32 = reference(Float64Array.from(K32), n);
+    const m32 = denseKernelMatrix(K32, n);
+    expect(m32.precision).toBe('float32');
+    expect(denseKernelMatrix(K, n).precision).toBe('float64');
+    const top = await topEigenpairs(m32, { k: 20 });
+    const worst = Math.max(...top.residuals);
+    expect(worst).toBeLessThanOrEqual(1e-6);
+    expect(worst).toBeGreaterThan(1e-9); // stopped at the float32 default, not at 1e-9
+    for (let j = 0; j < 20; j++)
+      expect(Math.abs(top.values[j]! - ref32.values[j]!) / ref32.values[j]!).toBeLessThan(1e-6);
+  });
+
   it('converges with small blocks and thick restarts', async () => {
     const top = await topEigenpairs(denseKernelMatrix(K, n), { k: 10, blockSize: 3, maxBasis: 25 });
     expect(top.restarts).toBeGreaterThan(0);
