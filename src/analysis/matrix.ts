@@ -18,6 +18,7 @@
 import { closeSync, promises as fs, openSync } from 'node:fs';
 import { assertArgument, CorruptFileError, InvalidArgumentError, UnsupportedError } from '../errors.js';
 import { readNpyHeader } from '../io/index.js';
+import { READ_ENDED_EARLY } from '../util/index.js';
 import { PanelProduct } from './wasm-panel.js';
 
 /** One pass over the matrix: its diagonal, row sums, trace and squared Frobenius norm. */
@@ -234,7 +235,7 @@ export async function npyKernelMatrix(
           const at = (start: number, thread: number) => (resident ? start * rowBytes : thread * threadSlot);
           product.readMultiply(fd, header.dataOffset, threadRows, at, y);
         } catch (error) {
-          if (/ended early/.test(String(error))) throw new CorruptFileError(file, 'ended early');
+          if (String(error).includes(READ_ENDED_EARLY)) throw new CorruptFileError(file, 'ended early');
           throw error;
         } finally {
           closeSync(fd);

@@ -320,7 +320,7 @@ export async function analyzeRun(
     const targetAlignment = targets ? await kernelTargetAlignment(matrix, targets, stats) : Number.NaN;
     const scalar = await scalarKernel(matrix, V, kind);
     const scalarTargetAlignment = targets
-      ? await kernelTargetAlignment(denseKernelMatrix(scalar, N), oneHot(labels, V))
+      ? await kernelTargetAlignment(denseKernelMatrix(scalar, N), targets)
       : Number.NaN;
     scalarFirst ??= scalar;
     const drift = kernelDrift(scalarFirst, scalar);
@@ -354,7 +354,7 @@ export async function analyzeRun(
             output: 'trace',
             parameters: manifest.kernel.parameters as NtkParameters,
             logits: options.logits,
-            targets: labelled ? oneHot(labels, V) : undefined,
+            targets,
           },
         );
       } finally {

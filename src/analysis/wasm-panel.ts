@@ -34,6 +34,7 @@ import {
   ltU,
   moduleBytes,
   mul,
+  READ_ENDED_EARLY,
   set,
   shl3,
   simd,
@@ -227,7 +228,7 @@ function readInto(memory: WasmMemory, fd: number, ptr: number, length: number, p
   for (let done = 0; done < length; ) {
     const view = new Uint8Array(memory.buffer, ptr + done, length - done);
     const got = readSync(fd, view, 0, length - done, position + done);
-    if (got === 0) throw new Error('readInto: the file ended early');
+    if (got === 0) throw new Error(READ_ENDED_EARLY);
     done += got;
   }
 }
@@ -456,7 +457,7 @@ export class PanelProduct {
    * 4), thread t (0: the caller's) reading panels t, t + T, t + 2T, … itself (`readSync`) into the
    * reserved region at byte `place(start, t)` and multiplying each while it is in the cache. The last
    * n mod 4 rows are read by the caller into `place(covered, 0)` and use the loops. Throws an Error
-   * whose message contains 'ended early' when the file is shorter than n rows.
+   * whose message contains READ_ENDED_EARLY (src/util/workers.ts) when the file is shorter than n rows.
    */
   readMultiply(
     fd: number,

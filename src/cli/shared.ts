@@ -3,6 +3,7 @@
  * human output. Commands map flags onto library options objects; they hold no logic of their own.
  */
 
+import { Option } from 'commander';
 import { initBackend } from '../backend/index.js';
 import { InvalidArgumentError } from '../errors.js';
 import { setProgressQuiet } from '../util/index.js';
@@ -86,6 +87,21 @@ export function parseIntegerList(flag: string) {
     }
     return parts.map(Number);
   };
+}
+
+/** The hidden `--lr` alias of `--learning-rate` (parsed like it). */
+export function learningRateAlias(constraint: 'positive' | 'nonzero'): Option {
+  return new Option('--lr <eta>', 'alias of --learning-rate')
+    .argParser(parseNumber('--lr', constraint))
+    .hideHelp();
+}
+
+/** The learning rate of `--learning-rate` or its alias `--lr` (at most one of them). */
+export function resolveLearningRate(flags: { learningRate?: number; lr?: number }): number | undefined {
+  if (flags.learningRate !== undefined && flags.lr !== undefined) {
+    throw new InvalidArgumentError('--lr', flags.lr, 'either --learning-rate or its alias --lr, not both');
+  }
+  return flags.learningRate ?? flags.lr;
 }
 
 /** The help of a `--parameters` flag (entk kernel, entk finetune). */

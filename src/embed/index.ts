@@ -61,6 +61,7 @@ export {
   type LayerSupport,
   loadUserModel,
   type ModelSupportReport,
+  resolveModelJson,
   structuredSupportReport,
   unsupportedLines,
 } from './user-model.js';

@@ -196,6 +196,24 @@ export function unsupportedLines(report: ModelSupportReport): string[] {
 }
 
 /**
+ * The model.json of a model path: the file itself, or the model.json in a directory (absolute).
+ * `argument` names the path in the error when there is none.
+ */
+export async function resolveModelJson(target: string, argument = 'model'): Promise<string> {
+  const resolved = path.resolve(target);
+  const stat = await fs.stat(resolved).catch(() => null);
+  const file = stat?.isDirectory() ? path.join(resolved, 'model.json') : resolved;
+  if (!(await fs.stat(file).catch(() => null))?.isFile()) {
+    throw new InvalidArgumentError(
+      argument,
+      target,
+      'an existing model.json file or a directory containing one',
+    );
+  }
+  return file;
+}
+
+/**
  * Load a user-supplied tfjs layers model: `target` is a model.json file or a directory holding
  * one (weight shards resolved relative to it and size-checked by src/model's loader). entk's custom
  * layers (ScaledDense, ElementwiseActivation, Scale) are registered by src/model. Returns the model
@@ -209,15 +227,7 @@ export async function loadUserModel(
   if (typeof target !== 'string' || target === '') {
     throw new InvalidArgumentError('model', target, 'a path to a tfjs layers model.json (or its directory)');
   }
-  let file = path.resolve(target);
-  const stat = await fs.stat(file).catch(() => undefined);
-  if (!stat)
-    throw new InvalidArgumentError(
-      'model',
-      target,
-      'an existing model.json file or a directory containing one',
-    );
-  if (stat.isDirectory()) file = path.join(file, 'model.json');
+  const file = await resolveModelJson(target);
   let json: Record<string, unknown>;
   try {
     json = JSON.parse(await fs.readFile(file, 'utf8'));

@@ -13,7 +13,7 @@
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { loadUserModel } from '../embed/index.js';
+import { loadUserModel, resolveModelJson } from '../embed/index.js';
 import { InvalidArgumentError } from '../errors.js';
 import { analyzeModel } from '../kernel/index.js';
 import { hashModelFiles, loadModelPoints } from '../kernel-store/index.js';
@@ -46,16 +46,8 @@ export interface ModelFacts {
 }
 
 /** model.json of a model path (a model.json file or its directory). */
-export async function modelJsonOf(target: string): Promise<string> {
-  const stat = await fs.stat(target).catch(() => null);
-  if (!stat) {
-    throw new InvalidArgumentError(
-      'model.path',
-      target,
-      'an existing model.json file or a directory containing one',
-    );
-  }
-  return stat.isDirectory() ? path.join(target, 'model.json') : target;
+export function modelJsonOf(target: string): Promise<string> {
+  return resolveModelJson(target, 'model.path');
 }
 
 /** sha256 of the model's files (model.json and its weights), as kernel stores and recordings record it. */

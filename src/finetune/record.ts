@@ -37,7 +37,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { ENTK_VERSION } from '../backend/index.js';
 import { type BatchSchedule, logSoftmaxRow, type Trajectory } from '../dynamics/index.js';
-import { loadUserModel } from '../embed/index.js';
+import { loadUserModel, resolveModelJson } from '../embed/index.js';
 import { assertArgument, CorruptFileError, InvalidArgumentError } from '../errors.js';
 import { type NdArray, readNpy, writeNpy } from '../io/index.js';
 import {
@@ -416,17 +416,7 @@ export async function checkRecordingModel(manifest: FinetuneManifest, model: str
       `nothing for recording ${manifest.name}: it finetuned a checkpoint of ${manifest.run}`,
     );
   }
-  let file = path.resolve(model);
-  const stat = await fs.stat(file).catch(() => null);
-  if (stat?.isDirectory()) file = path.join(file, 'model.json');
-  if (!(await fs.stat(file).catch(() => null))?.isFile()) {
-    throw new InvalidArgumentError(
-      'model',
-      model,
-      'an existing model.json file or a directory containing one',
-    );
-  }
-  const { sha256 } = await hashModelFiles(file);
+  const { sha256 } = await hashModelFiles(await resolveModelJson(model));
   if (sha256 !== manifest.source.sha256) {
     throw new InvalidArgumentError(
       'model',

@@ -43,43 +43,54 @@ export function contractPairs(
   const out = accumulation === 'float64' ? new Float64Array(P * V * V) : new Float32Array(P * V * V);
   for (let from = 0; from < P; from += CHUNK) {
     const to = Math.min(P, from + CHUNK);
-    const c = to - from;
-    if (accumulation === 'float64') {
-      pairs64(terms, V, fp, fq, idxP, idxQ, from, to, out as Float64Array);
-      addTokenPairs(terms, V, fp, fq, idxP, idxQ, from, to, out);
-      continue;
-    }
-    const result = tf.tidy(() => {
-      let acc: tf.Tensor = tf.zeros([c, V, V]);
-      terms.forEach((t, k) => {
-        if (t.kind === 'tokens') return; // added in JS below
-        let g: tf.Tensor | null = null;
-        if (t.kind !== 'gram') {
-          if (t.sw2 === 0) g = tf.fill([c, 1, 1], t.sb2);
-          else {
-            const ap = tf.tensor2d(gatherRows(fp[k]!.a!, t.dIn, idxP, from, to), [c, t.dIn]);
-            const aq = tf.tensor2d(gatherRows(fq[k]!.a!, t.dIn, idxQ, from, to), [c, t.dIn]);
-            g = tf.add(tf.mul(tf.sum(tf.mul(ap, aq), 1), t.sw2), t.sb2).reshape([c, 1, 1]);
-          }
-        }
-        if (t.kind === 'identity') {
-          acc = tf.add(acc, tf.mul(g!, tf.eye(V).reshape([1, V, V])));
-          return;
-        }
-        const w = t.width;
-        const dp = tf.tensor3d(gatherRows(fp[k]!.d!, V * w, idxP, from, to), [c, V, w]);
-        const dq = tf.tensor3d(gatherRows(fq[k]!.d!, V * w, idxQ, from, to), [c, V, w]);
-        let d: tf.Tensor = tf.matMul(dp, tf.transpose(dq, [0, 2, 1]));
-        if (g) d = tf.mul(d, g);
-        acc = tf.add(acc, d);
-      });
-      return acc;
-    });
-    out.set(result.dataSync() as Float32Array, from * V * V);
-    result.dispose();
+    if (accumulation === 'float64') pairs64(terms, V, fp, fq, idxP, idxQ, from, to, out as Float64Array);
+    else out.set(pairsTf(terms, V, fp, fq, idxP, idxQ, from, to), from * V * V);
     addTokenPairs(terms, V, fp, fq, idxP, idxQ, from, to, out);
   }
   return out;
+}
+
+/** The float32 blocks [from, to) of every term but the tokens ones, by tfjs ops. */
+function pairsTf(
+  terms: TermMeta[],
+  V: number,
+  fp: TermFeatures[],
+  fq: TermFeatures[],
+  idxP: Int32Array,
+  idxQ: Int32Array,
+  from: number,
+  to: number,
+): Float32Array {
+  const c = to - from;
+  const result = tf.tidy(() => {
+    let acc: tf.Tensor = tf.zeros([c, V, V]);
+    terms.forEach((t, k) => {
+      if (t.kind === 'tokens') return; // added by addTokenPairs
+      let g: tf.Tensor | null = null;
+      if (t.kind !== 'gram') {
+        if (t.sw2 === 0) g = tf.fill([c, 1, 1], t.sb2);
+        else {
+          const ap = tf.tensor2d(gatherRows(fp[k]!.a!, t.dIn, idxP, from, to), [c, t.dIn]);
+          const aq = tf.tensor2d(gatherRows(fq[k]!.a!, t.dIn, idxQ, from, to), [c, t.dIn]);
+          g = tf.add(tf.mul(tf.sum(tf.mul(ap, aq), 1), t.sw2), t.sb2).reshape([c, 1, 1]);
+        }
+      }
+      if (t.kind === 'identity') {
+        acc = tf.add(acc, tf.mul(g!, tf.eye(V).reshape([1, V, V])));
+        return;
+      }
+      const w = t.width;
+      const dp = tf.tensor3d(gatherRows(fp[k]!.d!, V * w, idxP, from, to), [c, V, w]);
+      const dq = tf.tensor3d(gatherRows(fq[k]!.d!, V * w, idxQ, from, to), [c, V, w]);
+      let d: tf.Tensor = tf.matMul(dp, tf.transpose(dq, [0, 2, 1]));
+      if (g) d = tf.mul(d, g);
+      acc = tf.add(acc, d);
+    });
+    return acc;
+  });
+  const data = result.dataSync() as Float32Array;
+  result.dispose();
+  return data;
 }
 
 /** The tokens terms (sparse embedding gradients, ./terms.ts) of pairs [from, to), added to out. */

@@ -85,6 +85,7 @@ export {
   discardMessagePool,
   type ErrorReply,
   MessagePool,
+  READ_ENDED_EARLY,
   sharedMessagePool,
   spawnModuleWorker,
   terminateMessagePools,

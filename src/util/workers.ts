@@ -241,6 +241,9 @@ const WASM_THREAD_TIMEOUT_MS = 120_000;
  * Control words (Int32): 0 generation posted (−1: exit), 1 generation done, 2 started, 3 failed.
  * A failed call stores its message's length-prefixed bytes in the control buffer's tail.
  */
+/** The message of a `readInto` that met the end of the file (threads and callers match on it). */
+export const READ_ENDED_EARLY = 'readInto: the file ended early';
+
 const WASM_THREAD_SOURCE = `
 const { workerData } = require('node:worker_threads');
 const { module, memory, control, names, slots } = workerData;
@@ -251,7 +254,7 @@ const builtins = {
   readInto(fd, ptr, length, pos) {
     for (let done = 0; done < length; ) {
       const got = readSync(fd, new Uint8Array(memory.buffer, ptr + done, length - done), 0, length - done, pos + done);
-      if (got === 0) throw new Error('readInto: the file ended early');
+      if (got === 0) throw new Error(${JSON.stringify(READ_ENDED_EARLY)});
       done += got;
     }
   },

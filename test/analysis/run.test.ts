@@ -175,7 +175,11 @@ describe('analyzeRun', () => {
       expect(Math.abs(c.layers!.total.trace - trace) / trace).toBeLessThan(1e-5);
       expect(Math.abs(layers.reduce((s, l) => s + l.traceShare, 0) - 1)).toBeLessThan(1e-12);
       expect(Math.abs(c.layers!.total.targetAlignment - c.scalarTargetAlignment)).toBeLessThan(1e-5);
-      for (const l of layers) expect(l.targetAlignment).toBeGreaterThan(-1);
+      // each layer's kernel J_l J_lᵀ is PSD: its centred alignment with YYᵀ lies in [0, 1]
+      for (const l of layers) {
+        expect(l.targetAlignment).toBeGreaterThanOrEqual(0);
+        expect(l.targetAlignment).toBeLessThanOrEqual(1);
+      }
     }
     const html = await fs.readFile(report!, 'utf8');
     expect(html).toContain('Per-layer contributions');

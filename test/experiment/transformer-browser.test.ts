@@ -112,9 +112,7 @@ describe.runIf(runBrowserTests)('entk experiment transformer, and its report in 
         'lossEnd',
       ])
         expect(Number.isFinite(num(v[key], `${row.key}.${key}`)), `${row.key}.${key}`).toBe(true);
-      // Correlations are correlations, errors are non-negative; the finetune lowers its loss.
-      expect(Math.abs(num(v.oneStepR, 'oneStepR'))).toBeLessThanOrEqual(1);
-      expect(num(v.popMuRmse, 'popMuRmse')).toBeGreaterThanOrEqual(0);
+      // The finetune lowers its loss.
       expect(num(v.lossEnd, 'lossEnd')).toBeLessThan(num(v.lossStart, 'lossStart'));
     }
     // Drift is measured against the first checkpoint: 0 there, positive once Adam has moved the weights.

@@ -122,9 +122,12 @@ describe('gemmABt against float64 loops', () => {
 
   it('uses the GEMM only from the size threshold on', () => {
     const previous = setFactorGemmMinWork(1000);
-    expect(useFactorGemm(10, 10, 9)).toBe(false);
-    expect(useFactorGemm(10, 10, 10)).toBe(true);
-    setFactorGemmMinWork(previous);
+    try {
+      expect(useFactorGemm(10, 10, 9)).toBe(false);
+      expect(useFactorGemm(10, 10, 10)).toBe(true);
+    } finally {
+      setFactorGemmMinWork(previous);
+    }
   });
 });
 
@@ -149,14 +152,23 @@ describe('through empiricalNtkFn', () => {
     const x2 = normalPoints(5, [6], 4);
     const previous = setFactorGemmMinWork(Number.POSITIVE_INFINITY);
     const run = () => empiricalNtkFn(model, { progress: false, blockSize: 3 });
-    const tfSym = await run()(x1);
-    const tfRect = await run()(x1, x2);
-    setFactorGemmMinWork(0);
-    const before = tf.memory().numTensors;
-    const sym = await run()(x1);
-    const rect = await run()(x1, x2);
-    expect(tf.memory().numTensors).toBe(before);
-    setFactorGemmMinWork(previous);
+    let tfSym: Awaited<ReturnType<ReturnType<typeof run>>>;
+    let tfRect: typeof tfSym;
+    let sym: typeof tfSym;
+    let rect: typeof tfSym;
+    try {
+      tfSym = await run()(x1);
+      tfRect = await run()(x1, x2);
+      setFactorGemmMinWork(0);
+      // without the threaded GEMM (no SharedArrayBuffer / SIMD) this would compare tfjs with tfjs
+      expect(useFactorGemm(1, 1, 1)).toBe(true);
+      const before = tf.memory().numTensors;
+      sym = await run()(x1);
+      rect = await run()(x1, x2);
+      expect(tf.memory().numTensors).toBe(before);
+    } finally {
+      setFactorGemmMinWork(previous);
+    }
     expect(relMaxError(sym.data, tfSym.data)).toBeLessThan(TOL);
     expect(relMaxError(rect.data, tfRect.data)).toBeLessThan(TOL);
     expect(relMaxError(sym.data, finiteDifferenceNtk(model, x1).data)).toBeLessThan(TOL);

@@ -4,11 +4,12 @@
  * `--out`. The learning rate is `--learning-rate` (the library's and the manifest's `learningRate`);
  * `--lr` is kept as a hidden alias.
  */
-import { type Command, Option } from 'commander';
+import type { Command } from 'commander';
 import { InvalidArgumentError } from '../../errors.js';
 import { FINETUNE_MODES, type FinetuneMode, finetune } from '../../finetune/index.js';
 import { NTK_IMPLEMENTATIONS, type NtkImplementation, type NtkParameters } from '../../kernel/index.js';
 import {
+  learningRateAlias,
   output,
   PARAMETERS_HELP,
   parseChoice,
@@ -17,6 +18,7 @@ import {
   parseParameters,
   parseThreads,
   prepare,
+  resolveLearningRate,
   withFlagNames,
 } from '../shared.js';
 
@@ -87,11 +89,7 @@ export function registerFinetune(program: Command): void {
       'learning rate η (required); negative = gradient ascent (write --learning-rate=-0.05)',
       parseNumber('--learning-rate', 'nonzero'),
     )
-    .addOption(
-      new Option('--lr <eta>', 'alias of --learning-rate')
-        .argParser(parseNumber('--lr', 'nonzero'))
-        .hideHelp(),
-    )
+    .addOption(learningRateAlias('nonzero'))
     .requiredOption('--steps <n>', 'SGD steps', parseInteger('--steps', 1))
     .option(
       '--record-every <k>',
@@ -129,14 +127,7 @@ export function registerFinetune(program: Command): void {
     .action(async (flags: FinetuneFlags, command: Command) => {
       const globals = command.optsWithGlobals() as FinetuneFlags;
       await prepare({ backend: globals.backend, json: flags.json, quiet: globals.quiet });
-      if (flags.learningRate !== undefined && flags.lr !== undefined) {
-        throw new InvalidArgumentError(
-          '--lr',
-          flags.lr,
-          'either --learning-rate or its alias --lr, not both',
-        );
-      }
-      const learningRate = flags.learningRate ?? flags.lr;
+      const learningRate = resolveLearningRate(flags);
       if (learningRate === undefined) {
         throw new InvalidArgumentError(
           '--learning-rate',

@@ -3,19 +3,21 @@
  * stored config of the run being resumed) → `train()`. No logic beyond the mapping.
  */
 
-import { type Command, Option } from 'commander';
+import type { Command } from 'commander';
 import { addBackboneOptions, type BackboneCliOptions, backboneConfigFromCli } from '../../embed/index.js';
 import { InvalidArgumentError } from '../../errors.js';
 import { BERT_WEIGHT_SOURCES, MODEL_PRESETS, TRANSFORMER_POOLINGS } from '../../model/index.js';
 import { OPTIMIZERS, readRunConfig, type TrainConfigInput, toConfigInput, train } from '../../train/index.js';
 import { readConfigFile } from '../../util/index.js';
 import {
+  learningRateAlias,
   output,
   parseChoice,
   parseInteger,
   parseIntegerList,
   parseNumber,
   prepare,
+  resolveLearningRate,
   withFlagNames,
 } from '../shared.js';
 
@@ -144,10 +146,7 @@ export function configFromFlags(flags: TrainFlags, base: Record<string, unknown>
     }
     o.name = flags.optimizer;
   }
-  if (flags.learningRate !== undefined && flags.lr !== undefined) {
-    throw new InvalidArgumentError('--lr', flags.lr, 'either --learning-rate or its alias --lr, not both');
-  }
-  const learningRate = flags.learningRate ?? flags.lr;
+  const learningRate = resolveLearningRate(flags);
   if (learningRate !== undefined) obj('optimizer').learningRate = learningRate;
   if (flags.momentum !== undefined) obj('optimizer').momentum = flags.momentum;
   if (flags.batchSize !== undefined) c.batchSize = flags.batchSize;
@@ -270,11 +269,7 @@ export function registerTrain(program: Command): void {
       'learning rate η (default: 0.1 for sgd, 0.01 for transformers, 4 for NTK-parameterised MLPs, 1e-3 for adam)',
       parseNumber('--learning-rate', 'positive'),
     )
-    .addOption(
-      new Option('--lr <rate>', 'alias of --learning-rate')
-        .argParser(parseNumber('--lr', 'positive'))
-        .hideHelp(),
-    )
+    .addOption(learningRateAlias('positive'))
     .option(
       '--optimizer <name>',
       `${OPTIMIZERS.join(' | ')} (default: sgd, plain SGD as in the theory)`,
