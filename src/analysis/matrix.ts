@@ -132,7 +132,7 @@ export interface NpyKernelMatrixOptions {
 }
 
 /** Largest matrix (bytes of entries) held in a 32-bit WebAssembly memory, with room for the vectors. */
-export const RESIDENT_MAX_BYTES = 3.5 * 2 ** 30;
+const RESIDENT_MAX_BYTES = 3.5 * 2 ** 30;
 
 /**
  * A square float32/float64 `.npy` file as a {@link KernelMatrix}: held in memory after the first

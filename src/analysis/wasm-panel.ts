@@ -57,7 +57,7 @@ import {
 const ROWS = 4;
 const COLS = 4;
 /** Float32 products: terms j in blocks of this many are summed in float32, the block sums in float64. */
-export const F32_BLOCK = 32;
+const F32_BLOCK = 32;
 const promoteLow = simd(0x5f); // f64x2.promote_low_f32x4
 /** i8x16.shuffle(v, v) moving the high 64 bits to the low half (for promote_low of lanes 2, 3). */
 const highToLow = [...simd(0x0d), 8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15];
@@ -264,7 +264,7 @@ const f32 = Math.fround;
  * float32 panel: the float32 products `P_rj · fl32(X_jc)` summed in float32 over blocks of
  * {@link F32_BLOCK} consecutive j, the block sums added in float64 in increasing order.
  */
-export function panelProductJs(
+function panelProductJs(
   panel: Float32Array | Float64Array,
   from: number,
   rows: number,

@@ -158,19 +158,17 @@ export function gemmABt(
   const packedKey = `${cols}:${k}:${bLayout}`;
   const reuse = bKey !== undefined && s.packedB?.key === bKey && s.packedB.shape === packedKey;
   s.packedB = bKey === undefined ? null : { key: bKey, shape: packedKey };
-  if (reuse) {
+  const b = reuse ? null : typeof bData === 'function' ? bData() : bData;
+  if (b) heap.fill(0, bp / 4, ap / 4);
+  if (!b) {
     // B is already in place.
   } else if (bLayout === 'rows') {
-    const b = typeof bData === 'function' ? bData() : bData;
-    heap.fill(0, bp / 4, ap / 4);
     for (let j = 0; j < cols; j++) {
       const base = bp / 4 + (j >> 3) * K * NR + (j & 7);
       const src = j * k;
       for (let p = 0; p < k; p++) heap[base + p * NR] = b[src + p]!;
     }
   } else {
-    const b = typeof bData === 'function' ? bData() : bData;
-    heap.fill(0, bp / 4, ap / 4);
     for (let q = 0; q < panels; q++) {
       const width = Math.min(NR, cols - q * NR);
       const base = bp / 4 + q * K * NR;
@@ -193,10 +191,8 @@ export function gemmABt(
 
   // Shares: the caller takes the first, each barrier thread one of the others (row tiles, or groups).
   const T = Math.min(threadLimit, availableParallelism());
-  if (T > 1 && !s.threads) {
-    s.threads = new WasmThreads(s.module, s.memory, T - 1, ['gemm', 'gemmMasked'], 'factor GEMM');
-  } else if (s.threads && s.threads.size < T - 1) {
-    s.threads.dispose();
+  if (T > 1 && (!s.threads || s.threads.size < T - 1)) {
+    s.threads?.dispose();
     s.threads = new WasmThreads(s.module, s.memory, T - 1, ['gemm', 'gemmMasked'], 'factor GEMM');
   }
   let call: (part: number) => WasmCall | null;

@@ -81,13 +81,10 @@ export {
   whileNot,
 } from './wasm-asm.js';
 export {
-  type DoneReply,
   discardMessagePool,
-  type ErrorReply,
   MessagePool,
   READ_ENDED_EARLY,
   sharedMessagePool,
-  spawnModuleWorker,
   terminateMessagePools,
   type WasmCall,
   WasmThreads,

@@ -44,7 +44,7 @@ function tsxApiUrl(from: string): string {
  * given to Worker directly (Node resolves its format before any loader hook runs), so a one-line
  * bootstrap registers tsx in the worker and imports the entry.
  */
-export function spawnModuleWorker(entry: string): Worker {
+function spawnModuleWorker(entry: string): Worker {
   if (!/\.[cm]?ts$/.test(entry)) return new Worker(new URL(entry));
   const api = tsxApiUrl(entry);
   const code = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); });`;
@@ -52,7 +52,7 @@ export function spawnModuleWorker(entry: string): Worker {
 }
 
 /** Replies every message worker may send besides its own: a failure. */
-export type ErrorReply = { type: 'error'; message: string };
+type ErrorReply = { type: 'error'; message: string };
 
 /**
  * Post `request` to worker `w` and wait for the exchange to end: `onReply` sees every reply but
@@ -90,14 +90,10 @@ function exchange<Reply extends { type: string }>(
 }
 
 /**
+ * A fixed set of worker threads running one entry module; jobs run one after the other.
  * Protocol of a message worker: it answers `{type: 'init', ...}` with `{type: 'ready'}`, and a job
  * with any number of other replies ending in `{type: 'done', ...}`; any failure as {@link ErrorReply}.
  */
-export interface DoneReply {
-  type: 'done';
-}
-
-/** A fixed set of worker threads running one entry module; jobs run one after the other. */
 export class MessagePool<Job extends object, Reply extends { type: string }> {
   private queue: Promise<void> = Promise.resolve();
   private idle = true;
