@@ -2,9 +2,11 @@
  * Orchestration of a kernel computation: points → per-block factors → kernel blocks → output
  * (an in-memory matrix or a streaming sink), on the main thread or spread over worker threads.
  *
- * The points are cut into blocks of `blockSize` points; factors are always computed per block on
- * the main thread by the same code, and each kernel block (a, b) is contracted by the same block
- * code wherever it runs — so the result does not depend on the number of threads, bit for bit.
+ * The points are cut into blocks of `blockSize` points; the factors of each block are computed by
+ * the same code on whichever thread claims the block (the main thread, and with threads the workers
+ * too when the model can be rebuilt there: ./factor-job.ts), and each kernel block (a, b) is
+ * contracted by the same block code wherever it runs — so the result does not depend on the number
+ * of threads, bit for bit.
  * Without x2 the kernel is symmetric: only blocks a ≤ b are computed and mirrored.
  */
 import * as tf from '@tensorflow/tfjs';
@@ -12,7 +14,17 @@ import { InvalidArgumentError } from '../errors.js';
 import { type Progress, progressBar } from '../util/index.js';
 import type { ModelAnalysis } from './analyze.js';
 import { makeBlockComputer, provideTfContraction, resolveContraction } from './contractions.js';
-import { setFactorGemmThreads } from './factor-gemm.js';
+import { factorGemmMinWork, setFactorGemmThreads } from './factor-gemm.js';
+import {
+  claimFactorBlock,
+  type FactorHooks,
+  type FactorSource,
+  MAX_FACTOR_WORKERS,
+  makeFactorSchedule,
+  publishFactorBlock,
+  sharedDestination,
+  storeFactors,
+} from './factor-job.js';
 import { jacobianFeatures } from './jacobian.js';
 import { type ContractionJob, discardPool, runContraction, sharedPool } from './job.js';
 import { abortJob, BLOCK_FIELDS, BlockLoop } from './loop.js';
@@ -38,6 +50,8 @@ import type {
   NtkBlockSink,
   NtkContraction,
   NtkInput,
+  NtkLogits,
+  NtkParameters,
   ResolvedNtkContraction,
   ResolvedNtkImplementation,
 } from './types.js';
@@ -111,11 +125,27 @@ export function toPoints(
   return { n: shape[0]!, data, dtype, exampleShape: inputShape, rowSize };
 }
 
-/** For tests only: `mainThreadContracts = false` leaves every block to the workers. */
-export const testHooks = { mainThreadContracts: true };
+/**
+ * For tests only: `mainThreadContracts = false` leaves every kernel block to the workers,
+ * `mainThreadFactors = false` every factor block (when they can rebuild the model).
+ */
+export const testHooks = { mainThreadContracts: true, mainThreadFactors: true };
+
+/** The model as empiricalNtkFn received it, for worker threads to rebuild (./factor-job.ts). */
+export interface ModelSource {
+  model: tf.LayersModel;
+  parameters: NtkParameters;
+  logits: NtkLogits;
+  /** The test hooks in force when the plan was made. */
+  hooks: Omit<FactorHooks, 'gemmMinWork'>;
+  /** Unique per configured kernel function. */
+  key: string;
+}
 
 /** Everything a computation needs (fixed when the kernel function is configured). */
 export interface EngineState {
+  /** null: factors are computed on the main thread only. */
+  source: ModelSource | null;
   model: tf.LayersModel;
   analysis: ModelAnalysis;
   implementation: ResolvedNtkImplementation;
@@ -137,6 +167,7 @@ export function featuresFor(
   start: number,
   end: number,
   dest?: FeatureDestination,
+  gemmThreads = state.threads,
 ): TermFeatures[] {
   const x = tf.tensor(
     points.data.subarray(start * points.rowSize, end * points.rowSize),
@@ -145,7 +176,7 @@ export function featuresFor(
   );
   try {
     // Threaded factor products use at most the threads the caller allowed.
-    setFactorGemmThreads(state.threads);
+    setFactorGemmThreads(gemmThreads);
     return state.plan
       ? structuredFeatures(state.plan, x, dest)
       : jacobianFeatures(state.model, state.analysis.variables, x, state.V);
@@ -247,6 +278,8 @@ export interface MatrixOutcome {
   threads: number;
   /** Blocks contracted by worker threads. */
   workerBlocks: number;
+  /** Factor blocks computed by worker threads. */
+  workerFactorBlocks: number;
   contraction: ResolvedNtkContraction;
   /** Floating-point operations of the contraction products, all threads. */
   flops: number;
@@ -380,14 +413,20 @@ interface ContractionContext {
   threads: number;
   out: Float32Array | Float64Array | null;
   deliver: (a: number, b: number, data: Float32Array | Float64Array) => Promise<void>;
-  computeFeatures: (set: number, block: number, dest?: FeatureDestination) => TermFeatures[];
+  computeFeatures: (
+    set: number,
+    block: number,
+    dest?: FeatureDestination,
+    gemmThreads?: number,
+  ) => TermFeatures[];
   progress: Progress;
   timings: Record<string, number>;
 }
 
-/** Blocks contracted by workers and floating-point operations, all threads. */
+/** Blocks contracted / factor blocks computed by workers and floating-point operations, all threads. */
 interface ContractionCounts {
   workerBlocks: number;
+  workerFactorBlocks: number;
   flops: number;
 }
 
@@ -429,13 +468,73 @@ async function contractOnMainThread(ctx: ContractionContext): Promise<Contractio
   } finally {
     computer.release();
   }
-  return { workerBlocks: 0, flops: computer.flops };
+  return { workerBlocks: 0, workerFactorBlocks: 0, flops: computer.flops };
+}
+
+/** Atomics.waitAsync (Node ≥ 16; typed only in lib ES2024). */
+const waitAsync = (
+  Atomics as unknown as {
+    waitAsync(array: Int32Array, index: number, value: number): { value: Promise<string> | string };
+  }
+).waitAsync;
+
+/** Topologies by model (computed once; null: the model cannot be serialised). */
+const topologies = new WeakMap<tf.LayersModel, object | null>();
+
+/**
+ * The model and points for the workers to compute factor blocks too, or null when they cannot:
+ * no structured plan (the Jacobian path differentiates model.apply on the main thread), or a model
+ * tfjs cannot serialise or with weights other than float32.
+ */
+function factorSourceFor(state: EngineState, pointSets: Points[]): FactorSource | null {
+  const source = state.source;
+  if (!state.plan || !source) return null;
+  let topology = topologies.get(source.model);
+  if (topology === undefined) {
+    try {
+      topology = source.model.toJSON(null, false) as object;
+    } catch {
+      topology = null;
+    }
+    topologies.set(source.model, topology);
+  }
+  const weights = source.model.weights;
+  if (!topology || weights.some((w) => w.dtype !== 'float32')) return null;
+  const shapes = weights.map((w) => [...(w.shape as number[])]);
+  const all = new Float32Array(
+    new SharedArrayBuffer(4 * shapes.reduce((s, shape) => s + shape.reduce((a, b) => a * b, 1), 0)),
+  );
+  let offset = 0;
+  for (const w of weights) {
+    const values = w.read().dataSync() as Float32Array;
+    all.set(values, offset);
+    offset += values.length;
+  }
+  return {
+    key: source.key,
+    topology,
+    weights: all.buffer as SharedArrayBuffer,
+    shapes,
+    parameters: source.parameters,
+    logits: source.logits,
+    hooks: { ...source.hooks, gemmMinWork: factorGemmMinWork() },
+    maxWorkers: MAX_FACTOR_WORKERS,
+    slots: new SharedArrayBuffer(4),
+    points: pointSets.map((points) => {
+      const data = new SharedArrayBuffer(points.data.byteLength);
+      new Uint8Array(data).set(
+        new Uint8Array(points.data.buffer, points.data.byteOffset, points.data.byteLength),
+      );
+      return { n: points.n, data, dtype: points.dtype, exampleShape: points.exampleShape };
+    }),
+  };
 }
 
 /**
- * Main thread + (threads − 1) workers. The main thread computes the factors block by block into
- * shared memory, publishing each one (workers start on blocks whose factors are ready), then
- * joins the contraction. Sets timings.contraction to the wall time of the whole phase.
+ * Main thread + (threads − 1) workers, sharing factors and the kernel in shared memory. Every thread
+ * first claims factor blocks (the workers only when the model can be rebuilt there, see
+ * factorSourceFor) and publishes each one, then contracts kernel blocks whose factors are ready.
+ * Sets timings.contraction to the wall time of the whole phase.
  */
 async function contractInParallel(ctx: ContractionContext): Promise<ContractionCounts> {
   const { state, request, plan, contraction, threads, out, deliver, computeFeatures, progress, timings } =
@@ -445,6 +544,7 @@ async function contractInParallel(ctx: ContractionContext): Promise<ContractionC
   const { mode, sink, order } = request;
   const start = performance.now();
   let workerBlocks = 0;
+  let workerFactorBlocks = 0;
   // Factor computation order, and each kernel block's need (1 + last factor position it uses).
   const sequence: Array<[number, number]> = [];
   if (symmetric) for (let k = 0; k < nb1; k++) sequence.push([0, k]);
@@ -478,6 +578,7 @@ async function contractInParallel(ctx: ContractionContext): Promise<ContractionC
       u: gates[j],
     })),
   );
+  const factors = sequence.length > 1 ? factorSourceFor(state, pointSets) : null;
   const job: ContractionJob = {
     terms: state.terms,
     V,
@@ -499,6 +600,8 @@ async function contractInParallel(ctx: ContractionContext): Promise<ContractionC
     ready: new SharedArrayBuffer(4),
     out: out ? { buffer: out.buffer as SharedArrayBuffer, cols: outCols } : null,
     mirror: triangle,
+    schedule: makeFactorSchedule(sequence),
+    factors,
   };
   const s0 = performance.now();
   const { pool, started } = await sharedPool(threads - 1, tf.getBackend());
@@ -513,33 +616,48 @@ async function contractInParallel(ctx: ContractionContext): Promise<ContractionC
       chain = chain.then(() => deliver(a, b, data));
     }
   };
-  const workers = runContraction(pool, job, (index, data) => finished(index, data, true));
+  const workers = runContraction(
+    pool,
+    job,
+    (index, data) => finished(index, data, true),
+    () => {
+      workerFactorBlocks++;
+      progress.tick();
+    },
+  );
   workers.catch(() => undefined); // awaited below; avoid an unhandled rejection meanwhile
   const ready = new Int32Array(job.ready);
   const loop = new BlockLoop(job);
+  // With workers computing factors too, each factor GEMM runs on one thread.
+  const gemmThreads = factors ? 1 : state.threads;
+  let workersSettled = false;
+  workers.then(
+    () => (workersSettled = true),
+    () => (workersSettled = true),
+  );
+  const mainFactors = testHooks.mainThreadFactors || !factors;
   try {
-    for (const [p, [set, k]] of sequence.entries()) {
-      const o = offsets[set]!;
-      // Gram rows (the bulk of the factors) written straight into the shared arrays.
-      const f = computeFeatures(set, k, (j, key, length) => {
-        const t = state.terms[j]!;
-        const target = arrays[set]![j]!.d;
-        const at = o[k]! * V * t.width;
-        return key === 'd' && t.kind === 'gram' && target && at + length <= target.length
-          ? target.subarray(at, at + length)
-          : undefined;
-      });
-      state.terms.forEach((t, j) => {
-        const target = arrays[set]![j]!;
-        if (target.a) target.a.set(f[j]!.a!, o[k]! * t.dIn);
-        if (target.d && f[j]!.d!.buffer !== target.d.buffer) target.d.set(f[j]!.d!, o[k]! * V * t.width);
-        if (target.s) target.s.set(f[j]!.s!, o[k]! * t.width);
-        if (target.u && p === 0) target.u.set(f[j]!.u!);
-      });
-      Atomics.store(ready, 0, p + 1);
-      Atomics.notify(ready, 0);
+    for (
+      let claim = mainFactors ? claimFactorBlock(job.schedule) : null;
+      claim;
+      claim = claimFactorBlock(job.schedule)
+    ) {
+      const [p, set, k] = claim;
+      const first = offsets[set]![k]!;
+      const f = computeFeatures(set, k, sharedDestination(state.terms, V, arrays[set]!, first), gemmThreads);
+      storeFactors(state.terms, V, arrays[set]!, first, f, p);
+      publishFactorBlock(job.schedule, job.ready, p);
     }
-    for (let done = testHooks.mainThreadContracts ? loop.next() : null; done; done = loop.next()) {
+    while (testHooks.mainThreadContracts) {
+      const done = loop.tryNext();
+      if (done === null) break;
+      if (typeof done === 'number') {
+        // A worker's factor block is not published yet: wait for it without blocking the event
+        // loop (a failing worker's message must get through).
+        if (workersSettled) throw new Error('eNTK: the workers stopped before publishing every factor block');
+        await Promise.race([waitAsync(ready, 0, done).value, workers]);
+        continue;
+      }
       finished(done.index, done.data, false);
       // Let worker messages (finished blocks, progress) in between blocks.
       await new Promise((resolve) => setImmediate(resolve));
@@ -553,14 +671,14 @@ async function contractInParallel(ctx: ContractionContext): Promise<ContractionC
   }
   let flops: number;
   try {
-    flops = (await workers) + loop.flops;
+    flops = (await workers).flops + loop.flops;
   } catch (error) {
     await discardPool(pool);
     throw error;
   }
   await chain;
   timings.contraction = performance.now() - start;
-  return { workerBlocks, flops };
+  return { workerBlocks, workerFactorBlocks, flops };
 }
 
 /** Compute the full or trace kernel of x1 × (x2 ?? x1). */
@@ -581,10 +699,15 @@ export async function computeMatrix(state: EngineState, request: MatrixRequest):
     ? progressBar(`eNTK ${mode} (${state.implementation})`, featureBlocks + plan.blocks.length)
     : { tick: () => undefined, done: () => undefined };
   const timings: Record<string, number> = { features: 0, contraction: 0 };
-  const computeFeatures = (set: number, block: number, dest?: FeatureDestination): TermFeatures[] => {
+  const computeFeatures = (
+    set: number,
+    block: number,
+    dest?: FeatureDestination,
+    gemmThreads?: number,
+  ): TermFeatures[] => {
     const s = performance.now();
     const o = plan.offsets[set]!;
-    const f = featuresFor(state, plan.pointSets[set]!, o[block]!, o[block + 1]!, dest);
+    const f = featuresFor(state, plan.pointSets[set]!, o[block]!, o[block + 1]!, dest, gemmThreads);
     timings.features! += performance.now() - s;
     progress.tick();
     return f;
@@ -613,6 +736,7 @@ export async function computeMatrix(state: EngineState, request: MatrixRequest):
     blockSize: plan.blockSize,
     threads,
     workerBlocks: counts.workerBlocks,
+    workerFactorBlocks: counts.workerFactorBlocks,
     contraction,
     flops: counts.flops,
     timings,

@@ -43,6 +43,11 @@ export function setFactorGemmMinWork(work: number): number {
   return previous;
 }
 
+/** The current threshold (see setFactorGemmMinWork). */
+export function factorGemmMinWork(): number {
+  return minWork;
+}
+
 interface State {
   module: WasmModule;
   memory: WasmMemory;

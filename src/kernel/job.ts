@@ -4,8 +4,10 @@
  * on per-point factors shared through SharedArrayBuffers (loading tfjs and initialising its own
  * backend, the main thread's, only for the 'tfjs' contraction); blocks are handed out through an
  * atomic counter.
- * The model never leaves the main thread: workers only see factors, which keeps them small and
- * makes the result independent of which worker computed which block.
+ * When the job carries `factors` (./factor-job.ts), the workers also compute factor blocks: each
+ * rebuilds the model from its serialised topology and weights and runs the same factor code as the
+ * main thread on its own backend. Either way every factor block and every kernel block is
+ * computed by the same code, so the result does not depend on which thread did what.
  */
 import {
   discardMessagePool,
@@ -14,6 +16,7 @@ import {
   terminateMessagePools,
 } from '../util/index.js';
 import { disposeFactorGemm } from './factor-gemm.js';
+import type { FactorSchedule, FactorSource } from './factor-job.js';
 import type { ContractionMode, TermMeta } from './terms.js';
 import type { ResolvedNtkContraction } from './types.js';
 
@@ -58,6 +61,10 @@ export interface ContractionJob {
   out: { buffer: SharedArrayBuffer; cols: number } | null;
   /** Symmetric kernel: also write the transpose of every off-diagonal block. */
   mirror: boolean;
+  /** The factor blocks: order and claim / done state (`ready` counts the done prefix). */
+  schedule: FactorSchedule;
+  /** The model, for workers to compute factor blocks too (null: the main thread computes them all). */
+  factors: FactorSource | null;
 }
 
 export type WorkerRequest = { type: 'init'; backend: string } | ({ type: 'job' } & ContractionJob);
@@ -65,7 +72,14 @@ export type WorkerRequest = { type: 'init'; backend: string } | ({ type: 'job' }
 export type WorkerReply =
   | { type: 'ready' }
   | { type: 'block'; index: number; data?: Float32Array | Float64Array }
-  | { type: 'done'; numTensors: number; flops: number }
+  | { type: 'features'; position: number }
+  | {
+      type: 'done';
+      numTensors: number;
+      flops: number;
+      /** Why this worker computed no factor blocks of a job that offered them (null: it could). */
+      factorsRefused: string | null;
+    }
   | { type: 'error'; message: string };
 
 /** The workers' entry module (TypeScript sources run through tsx, compiled builds directly). */
@@ -75,10 +89,16 @@ const ENTRY = new URL(/\.[cm]?ts$/.test(import.meta.url) ? './worker.ts' : './wo
 type ContractionPool = MessagePool<{ type: 'job' } & ContractionJob, Exclude<WorkerReply, { type: 'error' }>>;
 
 const lastTensors = new WeakMap<ContractionPool, number[]>();
+const lastRefusals = new WeakMap<ContractionPool, string[]>();
 
 /** tf.memory().numTensors of each worker of `pool` after its last job (0 unless a tensor leaked). */
 export function lastWorkerTensors(pool: ContractionPool): number[] {
   return lastTensors.get(pool) ?? [];
+}
+
+/** Why workers of `pool` computed no factor blocks in its last job (empty when all could). */
+export function lastFactorRefusals(pool: ContractionPool): string[] {
+  return lastRefusals.get(pool) ?? [];
 }
 
 /** The shared pool of `size` contraction workers on `backend` (started on first use); `started` if this call started it. */
@@ -98,18 +118,23 @@ export async function runContraction(
   pool: ContractionPool,
   job: ContractionJob,
   onBlock: (index: number, data?: Float32Array | Float64Array) => void,
-): Promise<number> {
+  onFeatures: (position: number) => void = () => undefined,
+): Promise<{ flops: number }> {
   let flops = 0;
   const tensors: number[] = [];
+  const factorsRefused: string[] = [];
   lastTensors.set(pool, tensors);
+  lastRefusals.set(pool, factorsRefused);
   await pool.run({ type: 'job', ...job }, (k, m) => {
     if (m.type === 'block') onBlock(m.index, m.data);
+    else if (m.type === 'features') onFeatures(m.position);
     else if (m.type === 'done') {
       tensors[k] = m.numTensors;
       flops += m.flops;
+      if (m.factorsRefused) factorsRefused.push(m.factorsRefused);
     }
   });
-  return flops;
+  return { flops };
 }
 
 /** Terminate a shared pool after a failure (the next call starts a fresh one). */

@@ -5,17 +5,22 @@
  */
 
 import { makeBlockComputer } from './contractions.js';
+import { type SetViews, viewsOf } from './factor-job.js';
 import { ABORTED, type ContractionJob } from './job.js';
 import { type BlockComputer, blockView, writeBlock } from './terms.js';
 
 export const BLOCK_FIELDS = 5;
 
+/** A contracted block: its schedule index and, when the job has no shared output, its data. */
+export interface ContractedBlock {
+  index: number;
+  data: Float32Array | Float64Array | null;
+}
+
 /** A thread's view of a job. */
 export class BlockLoop {
   private readonly computer: BlockComputer;
-  private readonly sets: Array<
-    Array<{ a?: Float32Array; d?: Float32Array; s?: Float32Array; u?: Float32Array }>
-  >;
+  private readonly sets: SetViews[];
   private readonly blocks: Int32Array;
   private readonly counter: Int32Array;
   private readonly ready: Int32Array;
@@ -25,14 +30,7 @@ export class BlockLoop {
   constructor(private readonly job: ContractionJob) {
     const { terms, V, mode, accumulation } = job;
     this.computer = makeBlockComputer(job.contraction, terms, V, mode, job.capacity);
-    this.sets = job.sets.map((set) =>
-      set.terms.map((t) => ({
-        a: t.a ? new Float32Array(t.a) : undefined,
-        d: t.d ? new Float32Array(t.d) : undefined,
-        s: t.s ? new Float32Array(t.s) : undefined,
-        u: t.u ? new Float32Array(t.u) : undefined,
-      })),
-    );
+    this.sets = job.sets.map((set) => viewsOf(set.terms));
     this.blocks = new Int32Array(job.blocks);
     this.counter = new Int32Array(job.counter);
     this.ready = new Int32Array(job.ready);
@@ -45,24 +43,41 @@ export class BlockLoop {
   }
 
   /**
-   * Contract the next block: returns its schedule index and, when the job has no shared output,
-   * its data; null when no block is left (or the job was aborted).
+   * Contract the next block, waiting (blocking) until its factors are published: returns its
+   * schedule index and, when the job has no shared output, its data; null when no block is left (or
+   * the job was aborted).
    */
-  next(): { index: number; data: Float32Array | Float64Array | null } | null {
+  next(): ContractedBlock | null {
     const index = Atomics.add(this.counter, 0, 1);
     if (index >= this.total) return null;
-    const f = BLOCK_FIELDS * index;
-    const [rs, a, cs, b, need] = [
-      this.blocks[f]!,
-      this.blocks[f + 1]!,
-      this.blocks[f + 2]!,
-      this.blocks[f + 3]!,
-      this.blocks[f + 4]!,
-    ];
+    const need = this.blocks[BLOCK_FIELDS * index + 4]!;
     for (let seen = Atomics.load(this.ready, 0); seen < need; seen = Atomics.load(this.ready, 0)) {
       Atomics.wait(this.ready, 0, seen);
     }
     if (Atomics.load(this.ready, 0) === ABORTED) return null;
+    return this.contract(index);
+  }
+
+  /**
+   * The same without blocking (the main thread, which must keep receiving the workers' messages):
+   * contracts the next block if its factors are published; otherwise returns the value of `ready`
+   * it saw, to wait on (Atomics.waitAsync) before trying again. null when no block is left.
+   */
+  tryNext(): ContractedBlock | number | null {
+    for (;;) {
+      const index = Atomics.load(this.counter, 0);
+      if (index >= this.total) return null;
+      const seen = Atomics.load(this.ready, 0);
+      if (seen === ABORTED) return null;
+      if (seen < this.blocks[BLOCK_FIELDS * index + 4]!) return seen;
+      if (Atomics.compareExchange(this.counter, 0, index, index + 1) === index) return this.contract(index);
+    }
+  }
+
+  /** Contract block `index` of the schedule (its factors are published). */
+  private contract(index: number): ContractedBlock {
+    const f = BLOCK_FIELDS * index;
+    const [rs, a, cs, b] = [this.blocks[f]!, this.blocks[f + 1]!, this.blocks[f + 2]!, this.blocks[f + 3]!];
     const { terms, V, mode } = this.job;
     const rowOffsets = this.job.sets[rs]!.offsets;
     const colOffsets = this.job.sets[cs]!.offsets;

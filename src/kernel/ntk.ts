@@ -22,16 +22,17 @@
  * scaling, inactive units skipped, gated last hidden layer, one triangle) or tf.matMul ('tfjs',
  * ./tf-terms.ts); float64 in plain JS (./terms.ts). Orchestration, blocks and threads: ./engine.ts.
  */
+import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import type * as tf from '@tensorflow/tfjs';
 import { assertGradientsTrusted, installWasmKernelFixes } from '../backend/index.js';
 import { InvalidArgumentError, UnsupportedError } from '../errors.js';
-import { analyzeModel, type ModelAnalysis } from './analyze.js';
+import { analyzeModel, type ModelAnalysis, ruleTestHooks } from './analyze.js';
 import { computeMatrix, type EngineState, type Points, toPoints } from './engine.js';
 import { jacobianTerms } from './jacobian.js';
 import { terminateNtkWorkers } from './job.js';
 import { computeDiagonal, computePairs, normalizePairs } from './pairs.js';
-import { graphForward, planStructured, type StructuredPlan } from './structured.js';
+import { graphForward, planStructured, type StructuredPlan, structuredTestHooks } from './structured.js';
 import type { TermMeta } from './terms.js';
 import {
   DEFAULT_NTK_IMPLEMENTATION,
@@ -220,6 +221,16 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
       resolved === 'structured' && rules.find((r) => r.name === layer)?.rule !== 'autodiff',
   });
   const state: EngineState = {
+    source: {
+      model,
+      parameters,
+      logits,
+      hooks: {
+        autodiff: [...ruleTestHooks.autodiff],
+        sparseEmbeddings: structuredTestHooks.sparseEmbeddings,
+      },
+      key: randomUUID(),
+    },
     // The Jacobian path differentiates model.apply: with a dropped output activation, entk's own
     // run of the graph (the same layers and weights) stands in for it.
     model: analysis.strippedOutput ? logitsModel(analysis) : model,
@@ -268,6 +279,7 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
     blockSize: 0,
     threads: 1,
     workerBlocks: 0,
+    workerFactorBlocks: 0,
     timings: {},
   });
 
@@ -288,6 +300,7 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
         blockSize: r.blockSize,
         threads: r.threads,
         workerBlocks: r.workerBlocks,
+        workerFactorBlocks: r.workerFactorBlocks,
         contraction: r.contraction,
         flops: r.flops,
         timings: r.timings,

@@ -173,6 +173,12 @@ export interface NtkResult {
   /** Of the kernel blocks, how many worker threads contracted (0 with one thread). */
   workerBlocks: number;
   /**
+   * Of the blocks of points, for how many worker threads computed the factors (forward/backward
+   * passes; 0 with one thread, on the Jacobian path, or for a model the workers cannot rebuild,
+   * e.g. one with a custom layer class registered only on the main thread).
+   */
+  workerFactorBlocks: number;
+  /**
    * Wall-clock milliseconds: total; features (forward/backward passes); contraction (with threads:
    * the whole parallel phase, which overlaps the features); workers (start-up of the shared pool,
    * only on the call that started it).

@@ -1,8 +1,9 @@
 /**
- * Worker thread of the eNTK block contraction (see ./job.ts): for each job, takes blocks from the
- * shared counter until none is left. The default contraction (entk's WebAssembly kernels) needs no
- * tfjs, so tfjs and the worker's own backend are loaded only when a job asks for the 'tfjs'
- * contraction: a worker starts in a fraction of tfjs's import time.
+ * Worker thread of the eNTK block contraction (see ./job.ts): for each job, first computes the factor
+ * blocks it can claim when the job offers the model (./factor-worker.ts), then takes kernel blocks
+ * from the shared counter until none is left. The default contraction (entk's WebAssembly kernels)
+ * needs no tfjs, so tfjs and the worker's own backend are loaded only when a job asks for the
+ * 'tfjs' contraction or offers factor blocks: a worker starts in a fraction of tfjs's import time.
  */
 import { parentPort } from 'node:worker_threads';
 import { provideTfContraction } from './contractions.js';
@@ -16,6 +17,8 @@ if (!port) throw new Error('src/kernel/worker.ts must run in a worker thread');
 let backend = '';
 /** tfjs, once loaded (for the tensor count reported after each job). */
 let tfjs: { memory(): { numTensors: number } } | null = null;
+/** The factor passes, once loaded. */
+let factorWorker: typeof import('./factor-worker.js') | null = null;
 
 function reply(message: WorkerReply, transfer?: ArrayBuffer[]): void {
   port!.postMessage(message, transfer);
@@ -34,7 +37,14 @@ async function loadTfContraction(): Promise<void> {
 }
 
 async function runJob(job: ContractionJob): Promise<void> {
-  if (job.contraction === 'tfjs') await loadTfContraction();
+  if (job.contraction === 'tfjs' || job.factors) await loadTfContraction();
+  let factorsRefused: string | null = null;
+  if (job.factors) {
+    factorWorker ??= await import('./factor-worker.js');
+    factorsRefused = await factorWorker.computeFactorBlocks(job, (position) =>
+      reply({ type: 'features', position }),
+    );
+  }
   const loop = new BlockLoop(job);
   try {
     for (let done = loop.next(); done; done = loop.next()) {
@@ -45,7 +55,8 @@ async function runJob(job: ContractionJob): Promise<void> {
   } finally {
     loop.release();
   }
-  reply({ type: 'done', numTensors: tfjs?.memory().numTensors ?? 0, flops: loop.flops });
+  const numTensors = (tfjs?.memory().numTensors ?? 0) - (factorWorker?.keptTensors() ?? 0);
+  reply({ type: 'done', numTensors, flops: loop.flops, factorsRefused });
 }
 
 port.on('message', (message: WorkerRequest) => {

@@ -1,0 +1,186 @@
+/**
+ * Factor blocks shared by the threads of a contraction job (./job.ts). The factors of a block of
+ * points (forward and backward signals, ./structured.ts) are computed by whichever thread claims the
+ * block from a shared counter: the main thread, and — when the job offers the model (`FactorSource`)
+ * — the workers too, each on its own tfjs backend with the model rebuilt from its topology and
+ * weights (./factor-worker.ts). On a transformer the factor passes are ≈ 90 % of the kernel's time
+ * and tfjs-wasm runs one thread per backend, so this is where the second core pays.
+ *
+ * A kernel block may start once every factor block it reads has been published. Blocks finish out
+ * of order, so each thread marks its block done and advances the shared `ready` count over the
+ * prefix of done blocks (sequentially consistent Atomics: whichever thread finishes last advances it).
+ *
+ * No tfjs here: the worker loads this module before it knows whether it needs tfjs.
+ */
+import type { TermMeta } from './terms.js';
+import type { NtkLogits, NtkParameters } from './types.js';
+
+/** Factors of one term for a block of points (see ./structured.ts TermFeatures). */
+export interface BlockFactors {
+  a?: Float32Array;
+  d?: Float32Array;
+  s?: Float32Array;
+  u?: Float32Array;
+}
+
+/** A thread's views of one point set's shared factor arrays (all points of the set, contiguous). */
+export type SetViews = BlockFactors[];
+
+/** The points of one set, shared with the workers. */
+export interface SharedPoints {
+  n: number;
+  data: SharedArrayBuffer;
+  dtype: 'float32' | 'int32';
+  /** Shape of one example. */
+  exampleShape: number[];
+}
+
+/** Test hooks of the main thread that change which rule or kernel computes a factor. */
+export interface FactorHooks {
+  /** ruleTestHooks.autodiff (./analyze.ts). */
+  autodiff: string[];
+  /** structuredTestHooks.sparseEmbeddings (./structured.ts). */
+  sparseEmbeddings: boolean;
+  /** The factor GEMM's threshold (./factor-gemm.ts). */
+  gemmMinWork: number;
+}
+
+/** What a worker needs to compute factor blocks itself. */
+export interface FactorSource {
+  /** Identifies the model configuration: workers keep the model built for the last key. */
+  key: string;
+  /** model.toJSON(null, false) of the model given to empiricalNtkFn. */
+  topology: object;
+  /** Every weight of model.weights (float32), concatenated in order. */
+  weights: SharedArrayBuffer;
+  /** Their shapes. */
+  shapes: number[][];
+  parameters: NtkParameters;
+  logits: NtkLogits;
+  hooks: FactorHooks;
+  /** Point sets, as in the job's `sets`. */
+  points: SharedPoints[];
+  /**
+   * Workers that may compute factors (each holds the model and a factor pass's working memory on
+   * its own backend): the first `maxWorkers` to take a slot from `slots` (Int32[1]) do.
+   */
+  maxWorkers: number;
+  slots: SharedArrayBuffer;
+}
+
+/** At most this many workers compute factors (memory: each holds a factor pass's working set). */
+export const MAX_FACTOR_WORKERS = 7;
+
+/** Whether this worker is among the job's factor workers (takes a slot). */
+export function takeFactorSlot(source: FactorSource): boolean {
+  return Atomics.add(new Int32Array(source.slots), 0, 1) < source.maxWorkers;
+}
+
+/** The factor blocks of a job: computation order and the claim / done state. */
+export interface FactorSchedule {
+  /** Int32 pairs (set, block) in computation order ("positions"). */
+  sequence: SharedArrayBuffer;
+  /** Next position to claim (Int32[1]). */
+  claim: SharedArrayBuffer;
+  /** 1 once a position's factors are written (Int32 per position). */
+  done: SharedArrayBuffer;
+}
+
+export function makeFactorSchedule(sequence: Array<[number, number]>): FactorSchedule {
+  const shared = (ints: number) => new SharedArrayBuffer(4 * Math.max(1, ints));
+  const schedule = { sequence: shared(2 * sequence.length), claim: shared(1), done: shared(sequence.length) };
+  new Int32Array(schedule.sequence).set(sequence.flat());
+  return schedule;
+}
+
+/** Number of positions of a schedule. */
+export function factorPositions(schedule: FactorSchedule): number {
+  return new Int32Array(schedule.done).length;
+}
+
+/** The next unclaimed position, as [position, set, block], or null when none is left. */
+export function claimFactorBlock(schedule: FactorSchedule): [number, number, number] | null {
+  const p = Atomics.add(new Int32Array(schedule.claim), 0, 1);
+  if (p >= factorPositions(schedule)) return null;
+  const seq = new Int32Array(schedule.sequence);
+  return [p, seq[2 * p]!, seq[2 * p + 1]!];
+}
+
+/**
+ * Mark position p done and advance `ready` (Int32[1]: positions 0 … ready−1 are all done) as far as
+ * the done prefix reaches; wakes the threads waiting on it. An aborted job's `ready` (≥ every
+ * position count) is left alone.
+ */
+export function publishFactorBlock(
+  schedule: FactorSchedule,
+  readyBuffer: SharedArrayBuffer,
+  p: number,
+): void {
+  const done = new Int32Array(schedule.done);
+  const ready = new Int32Array(readyBuffer);
+  Atomics.store(done, p, 1);
+  for (let r = Atomics.load(ready, 0); r < done.length && Atomics.load(done, r) === 1; ) {
+    const seen = Atomics.compareExchange(ready, 0, r, r + 1);
+    r = seen === r ? r + 1 : seen;
+  }
+  Atomics.notify(ready, 0);
+}
+
+/** Float32 views of shared factor buffers. */
+export function viewsOf(
+  terms: Array<{
+    a?: SharedArrayBuffer;
+    d?: SharedArrayBuffer;
+    s?: SharedArrayBuffer;
+    u?: SharedArrayBuffer;
+  }>,
+): SetViews {
+  return terms.map((t) => ({
+    a: t.a ? new Float32Array(t.a) : undefined,
+    d: t.d ? new Float32Array(t.d) : undefined,
+    s: t.s ? new Float32Array(t.s) : undefined,
+    u: t.u ? new Float32Array(t.u) : undefined,
+  }));
+}
+
+/**
+ * Where a block's gram rows (the bulk of the factors) go: straight into the shared array at the
+ * block's first point `start` (no fresh array, whose first touch is slow).
+ */
+export function sharedDestination(
+  terms: TermMeta[],
+  V: number,
+  views: SetViews,
+  start: number,
+): (term: number, key: keyof BlockFactors, length: number) => Float32Array | undefined {
+  return (j, key, length) => {
+    const t = terms[j]!;
+    const target = views[j]!.d;
+    const at = start * V * t.width;
+    return key === 'd' && t.kind === 'gram' && target && at + length <= target.length
+      ? target.subarray(at, at + length)
+      : undefined;
+  };
+}
+
+/**
+ * Copy a block's factors (points from `start`) into the shared arrays; what is already there is
+ * skipped. U (gated terms: the head's weights, the same for every block) is written by position 0.
+ */
+export function storeFactors(
+  terms: TermMeta[],
+  V: number,
+  views: SetViews,
+  start: number,
+  factors: BlockFactors[],
+  position: number,
+): void {
+  terms.forEach((t, j) => {
+    const target = views[j]!;
+    const f = factors[j]!;
+    if (target.a) target.a.set(f.a!, start * t.dIn);
+    if (target.d && f.d!.buffer !== target.d.buffer) target.d.set(f.d!, start * V * t.width);
+    if (target.s) target.s.set(f.s!, start * t.width);
+    if (target.u && position === 0) target.u.set(f.u!);
+  });
+}

@@ -1,0 +1,151 @@
+/**
+ * A worker's share of the factor passes (see ./factor-job.ts): rebuild the model from the job's
+ * topology and weights on this worker's backend, plan it exactly as the main thread did, and compute
+ * the factor blocks this worker claims into the shared arrays. Loaded by ./worker.ts only for jobs
+ * that offer factor blocks (it imports tfjs and the model layers).
+ */
+import * as tf from '@tensorflow/tfjs';
+// Registers entk's own layer classes (ScaledDense, the transformer layers, …) for deserialisation.
+import '../model/index.js';
+import { analyzeModel, ruleTestHooks } from './analyze.js';
+import {
+  type BlockFactors,
+  claimFactorBlock,
+  type FactorSource,
+  publishFactorBlock,
+  sharedDestination,
+  storeFactors,
+  takeFactorSlot,
+  viewsOf,
+} from './factor-job.js';
+import { setFactorGemmMinWork, setFactorGemmThreads } from './factor-gemm.js';
+import type { ContractionJob } from './job.js';
+import { abortJob } from './loop.js';
+import {
+  planStructured,
+  type StructuredPlan,
+  structuredFeatures,
+  structuredTestHooks,
+} from './structured.js';
+import type { TermMeta } from './terms.js';
+
+interface Built {
+  key: string;
+  model: tf.LayersModel;
+  plan: StructuredPlan;
+  /** Tensors the model holds (its weights): not a leak. */
+  tensors: number;
+}
+
+/** The model of the last key this worker built (one at a time: a new key disposes the old one). */
+let built: Built | null = null;
+
+/** Tensors this worker keeps on purpose (the cached model's weights). */
+export function keptTensors(): number {
+  return built?.tensors ?? 0;
+}
+
+const sameTerms = (a: TermMeta[], b: TermMeta[]) => JSON.stringify(a) === JSON.stringify(b);
+
+/** Dispose a model and all its weights (tfjs 4.22's model.dispose() keeps those of shared layers and nested models). */
+function disposeModel(model: tf.LayersModel): void {
+  const weights = model.weights;
+  model.dispose();
+  for (const w of weights) {
+    try {
+      w.dispose();
+    } catch {
+      // already disposed with the model
+    }
+  }
+}
+
+async function modelFor(source: FactorSource, terms: TermMeta[]): Promise<Built> {
+  if (built?.key !== source.key) {
+    if (built) disposeModel(built.model);
+    built = null;
+    const before = tf.memory().numTensors;
+    const model = await tf.models.modelFromJSON({
+      modelTopology: source.topology,
+    } as unknown as Parameters<typeof tf.models.modelFromJSON>[0]);
+    try {
+      ruleTestHooks.autodiff = new Set(source.hooks.autodiff);
+      structuredTestHooks.sparseEmbeddings = source.hooks.sparseEmbeddings;
+      const plan = planStructured(analyzeModel(model, source.parameters, { logits: source.logits }));
+      if (!sameTerms(plan.terms, terms)) throw new Error('the rebuilt model plans different terms');
+      built = { key: source.key, model, plan, tensors: tf.memory().numTensors - before };
+    } catch (error) {
+      disposeModel(model);
+      throw error;
+    }
+  }
+  // The weights of this call (a training step between calls changes them).
+  const weights = built.model.weights;
+  if (weights.length !== source.shapes.length) throw new Error('the rebuilt model has other weights');
+  const all = new Float32Array(source.weights);
+  let offset = 0;
+  tf.tidy(() => {
+    weights.forEach((w, i) => {
+      const shape = source.shapes[i]!;
+      const size = shape.reduce((a, b) => a * b, 1);
+      if (String(w.shape) !== String(shape)) throw new Error(`weight ${w.name} has another shape`);
+      w.write(tf.tensor(all.subarray(offset, offset + size), shape, 'float32'));
+      offset += size;
+    });
+  });
+  return built;
+}
+
+/**
+ * Compute the factor blocks this worker claims, posting each finished position through
+ * `onFeatures`. Returns null, or why this worker took no block (its model could not be rebuilt
+ * here, e.g. a custom layer class registered only on the main thread): the main thread then
+ * computes them. A failure while computing a claimed block aborts the job and throws.
+ */
+export async function computeFactorBlocks(
+  job: ContractionJob,
+  onFeatures: (position: number) => void,
+): Promise<string | null> {
+  const source = job.factors!;
+  if (!takeFactorSlot(source)) return null;
+  let plan: StructuredPlan;
+  try {
+    plan = (await modelFor(source, job.terms)).plan;
+  } catch (error) {
+    return (error as Error).message;
+  }
+  const previousMinWork = setFactorGemmMinWork(source.hooks.gemmMinWork);
+  // One factor GEMM thread: the other threads are busy with factor blocks of their own.
+  setFactorGemmThreads(1);
+  const views = job.sets.map((set) => viewsOf(set.terms));
+  try {
+    for (let claim = claimFactorBlock(job.schedule); claim; claim = claimFactorBlock(job.schedule)) {
+      const [p, set, k] = claim;
+      const points = source.points[set]!;
+      const rowSize = points.exampleShape.reduce((a, b) => a * b, 1);
+      const start = job.sets[set]!.offsets[k]!;
+      const end = job.sets[set]!.offsets[k + 1]!;
+      const data = points.dtype === 'int32' ? new Int32Array(points.data) : new Float32Array(points.data);
+      const x = tf.tensor(
+        data.subarray(start * rowSize, end * rowSize),
+        [end - start, ...points.exampleShape],
+        points.dtype,
+      );
+      let factors: BlockFactors[];
+      try {
+        factors = structuredFeatures(plan, x, sharedDestination(job.terms, job.V, views[set]!, start));
+      } finally {
+        x.dispose();
+      }
+      storeFactors(job.terms, job.V, views[set]!, start, factors, p);
+      publishFactorBlock(job.schedule, job.ready, p);
+      onFeatures(p);
+    }
+  } catch (error) {
+    abortJob(job);
+    throw error;
+  } finally {
+    setFactorGemmMinWork(previousMinWork);
+  }
+  return null;
+}
