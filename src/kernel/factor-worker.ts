@@ -8,6 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 // Registers entk's own layer classes (ScaledDense, the transformer layers, …) for deserialisation.
 import '../model/index.js';
 import { analyzeModel, ruleTestHooks } from './analyze.js';
+import { setFactorGemmMinWork, setFactorGemmThreads } from './factor-gemm.js';
 import {
   type BlockFactors,
   claimFactorBlock,
@@ -18,7 +19,6 @@ import {
   takeFactorSlot,
   viewsOf,
 } from './factor-job.js';
-import { setFactorGemmMinWork, setFactorGemmThreads } from './factor-gemm.js';
 import type { ContractionJob } from './job.js';
 import { abortJob } from './loop.js';
 import {
