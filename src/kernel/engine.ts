@@ -483,8 +483,8 @@ const topologies = new WeakMap<tf.LayersModel, object | null>();
 
 /**
  * The model and points for the workers to compute factor blocks too, or null when they cannot:
- * no structured plan (the Jacobian path differentiates model.apply on the main thread), or a model
- * tfjs cannot serialise or with weights other than float32.
+ * no structured plan (the Jacobian path differentiates model.apply on the main thread), a model
+ * tfjs cannot serialise or with weights other than float32, or weights larger than the memory budget.
  */
 function factorSourceFor(state: EngineState, pointSets: Points[]): FactorSource | null {
   const source = state.source;
@@ -501,9 +501,11 @@ function factorSourceFor(state: EngineState, pointSets: Points[]): FactorSource 
   const weights = source.model.weights;
   if (!topology || weights.some((w) => w.dtype !== 'float32')) return null;
   const shapes = weights.map((w) => [...(w.shape as number[])]);
-  const all = new Float32Array(
-    new SharedArrayBuffer(4 * shapes.reduce((s, shape) => s + shape.reduce((a, b) => a * b, 1), 0)),
-  );
+  const weightBytes = 4 * shapes.reduce((s, shape) => s + shape.reduce((a, b) => a * b, 1), 0);
+  // Each factor worker holds a copy of the model: as many as the memory budget allows.
+  const maxWorkers = Math.min(MAX_FACTOR_WORKERS, Math.floor(state.memoryBudget / Math.max(1, weightBytes)));
+  if (maxWorkers < 1) return null;
+  const all = new Float32Array(new SharedArrayBuffer(weightBytes));
   let offset = 0;
   for (const w of weights) {
     const values = w.read().dataSync() as Float32Array;
@@ -518,7 +520,7 @@ function factorSourceFor(state: EngineState, pointSets: Points[]): FactorSource 
     parameters: source.parameters,
     logits: source.logits,
     hooks: { ...source.hooks, gemmMinWork: factorGemmMinWork() },
-    maxWorkers: MAX_FACTOR_WORKERS,
+    maxWorkers,
     slots: new SharedArrayBuffer(4),
     points: pointSets.map((points) => {
       const data = new SharedArrayBuffer(points.data.byteLength);

@@ -155,3 +155,28 @@ describe('a model the workers cannot rebuild', () => {
     }
   });
 });
+
+describe('weights larger than the memory budget', () => {
+  it('stay on the main thread (no copy of the model per worker)', async () => {
+    // 300·1000 + 1000·3 weights ≈ 1.2 MB > the 1 MiB budget.
+    const model = tf.sequential({
+      layers: [
+        tf.layers.dense({ inputShape: [300], units: 1000, activation: 'tanh' }),
+        tf.layers.dense({ units: 3 }),
+      ],
+    });
+    const x = normalPoints(4, [300], 13);
+    try {
+      const options = { blockSize: 1, progress: false, memoryBudget: 2 ** 20 } as const;
+      const single = await empiricalNtkFn(model, options)(x);
+      testHooks.mainThreadFactors = false;
+      const multi = await empiricalNtkFn(model, { ...options, threads: 2 })(x);
+      expect(multi.threads).toBe(2);
+      expect(multi.workerFactorBlocks).toBe(0);
+      expect(Buffer.compare(bytes(multi.data), bytes(single.data))).toBe(0);
+    } finally {
+      model.dispose();
+      x.dispose();
+    }
+  });
+});
