@@ -179,7 +179,8 @@ export interface NtkResult {
    */
   workerFactorBlocks: number;
   /**
-   * Wall-clock milliseconds: total; features (forward/backward passes); contraction (with threads:
+   * Wall-clock milliseconds: total; features (the main thread's forward/backward passes: with
+   * threads, workers compute some blocks' factors too, see workerFactorBlocks); contraction (with threads:
    * the whole parallel phase, which overlaps the features); workers (start-up of the shared pool,
    * only on the call that started it).
    */
