@@ -399,6 +399,7 @@ export async function computeStore(
               layers: summary.layers,
               parameterCount: summary.parameterCount,
               threads: summary.threads,
+              workerFactorBlocks: summary.workerFactorBlocks,
               blockSize: summary.blockSize,
               timings: {
                 ...summary.timings,

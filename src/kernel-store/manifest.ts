@@ -194,6 +194,8 @@ export const manifestSchema = z
         /** tfjs backend, worker threads, points per block. */
         backend: z.string(),
         threads: z.number().int().positive(),
+        /** Blocks of points whose factors worker threads computed (absent in older stores). */
+        workerFactorBlocks: nonNegInt.optional(),
         blockSize: nonNegInt.nullable(),
         /** Wall-clock time by phase (kernel computation, forward pass, writing), in `timingsUnit`. */
         timings: z.record(z.number()),

@@ -109,6 +109,39 @@ describe('entk kernel', () => {
     expectOneLineError(tampered, /kernel\.npy: sha256 mismatch/);
   });
 
+  it('--threads 2 stores the same kernel bitwise and records where the factors ran', async () => {
+    const [two, one] = await runMany(
+      [2, 1].map((t) => [
+        'kernel',
+        '--run',
+        run,
+        '--points',
+        'train:80',
+        '--out',
+        path.join(dir, `threads-${t}`),
+        '--threads',
+        String(t),
+        '--json',
+      ]),
+    );
+    expect(two!.status, two!.stderr).toBe(0);
+    expect(one!.status, one!.stderr).toBe(0);
+    const a = await readKernelStore(JSON.parse(two!.stdout)[0].dir);
+    const b = await readKernelStore(JSON.parse(one!.stdout)[0].dir);
+    expect(a.manifest.kernel.threads).toBe(2);
+    expect(b.manifest.kernel.threads).toBe(1);
+    // 80 points in 3 blocks: the worker computes the factors of 0 to 3 of them (it claims blocks
+    // once its backend has started).
+    expect(a.manifest.kernel.workerFactorBlocks).toBeGreaterThanOrEqual(0);
+    expect(a.manifest.kernel.workerFactorBlocks).toBeLessThanOrEqual(3);
+    expect(b.manifest.kernel.workerFactorBlocks).toBe(0);
+    const bytes = (k: Float32Array) => Buffer.from(k.buffer, k.byteOffset, k.byteLength);
+    expect(a.kernel.shape).toEqual([240, 240]);
+    expect(Buffer.compare(bytes(a.kernel.data as Float32Array), bytes(b.kernel.data as Float32Array))).toBe(
+      0,
+    );
+  });
+
   it('rejects bad inputs with one line naming the argument and a non-zero exit', async () => {
     const cases: Array<[string[], RegExp]> = [
       [
