@@ -333,6 +333,7 @@ export class PanelProduct {
   /** Bytes reserved at address 0 (0: none) and the entry size of the matrix rows kept there. */
   private reservedSize = 0;
   private reservedElem: 4 | 8 = 4;
+  private released = false;
 
   /**
    * @param threads threads per product (WebAssembly only; rows are split, each sum is unchanged, so
@@ -360,10 +361,22 @@ export class PanelProduct {
     }
   }
 
-  /** Stop the worker threads (also done when the object is garbage collected). */
+  /**
+   * Stop the worker threads (also done when the object is garbage collected) and drop the module's
+   * memory (with any rows held there). Idempotent; the product must not be used afterwards.
+   */
   dispose(): void {
     this.workers?.dispose();
     this.workers = null;
+    this.memory = null;
+    this.exports = null;
+    this.x = new Float64Array(0);
+    this.released = true;
+  }
+
+  /** Whether {@link dispose} has run. */
+  get disposed(): boolean {
+    return this.released;
   }
 
   private ensure(bytes: number): void {
