@@ -180,31 +180,58 @@ export function symmetricEigen(
   n: number,
   options: EighOptions & { vectors?: boolean } = {},
 ): SymmetricEigen {
-  assertArgument(Number.isInteger(n) && n >= 1, 'n', n, 'a positive integer');
-  assertArgument(a?.length === n * n, 'a', a, `a symmetric ${n}×${n} matrix (length ${n * n})`);
-  checkThreads(options.threads);
   const wantVectors = options.vectors ?? true;
-  // W is the transpose of JAMA's V: W[j·n + k] = V[k][j]. For a symmetric input W = A.
-  const ws = workspace(n, (options.backend ?? 'auto') !== 'js');
-  const { W, d } = ws;
-  copyFinite(a, W, 'symmetricEigen');
+  const ws = eighWorkspace(a, n, options, 'symmetricEigen', false);
+  const W = ws.W;
   if (wantVectors) tred2(n, ws, options.threads);
-  else {
-    // Values only: the reduction, T's diagonal, no accumulation of Q.
-    tred2Reduce(n, ws, options.threads);
-    for (let i = 0; i < n; i++) ws.d[i] = W[i * n + i]!;
-    ws.e[0] = 0;
-  }
+  else tridiagonal(n, ws, options.threads); // values only: no accumulation of Q
   tql2(n, ws, wantVectors);
-  // Sort descending.
-  const order = Array.from({ length: n }, (_, i) => i).sort((x, y) => d[y]! - d[x]!);
-  const values = Float64Array.from(order, (i) => d[i]!);
+  const { order, values } = descending(ws.d);
   if (!wantVectors) return { size: n, values };
   const vectors = new Float64Array(n * n);
   order.forEach((src, dst) => {
     vectors.set(W.subarray(src * n, src * n + n), dst * n);
   });
   return { size: n, values, vectors };
+}
+
+/**
+ * Check the arguments of an eigensolver (`name`) and copy the matrix into a fresh workspace
+ * (`staging`: with room for the rotation log), refusing non-finite entries. W is the transpose of
+ * JAMA's V: W[j·n + k] = V[k][j]; for a symmetric input W = A.
+ */
+function eighWorkspace(
+  a: ArrayLike<number>,
+  n: number,
+  options: EighOptions,
+  name: string,
+  staging: boolean,
+): Workspace {
+  assertArgument(Number.isInteger(n) && n >= 1, 'n', n, 'a positive integer');
+  assertArgument(a?.length === n * n, 'a', a, `a symmetric ${n}×${n} matrix (length ${n * n})`);
+  checkThreads(options.threads);
+  const ws = workspace(n, (options.backend ?? 'auto') !== 'js', staging);
+  copyFinite(a, ws.W, name);
+  return ws;
+}
+
+/**
+ * The reduction to the tridiagonal T without accumulating Q: afterwards d = diag T, e = its
+ * sub-diagonal (e[0] = 0), row i of W holds u_i; returns the h_i of the reflections (see tred2Reduce).
+ */
+function tridiagonal(n: number, ws: Workspace, threads?: number | 'auto' | WasmThreads | null): Float64Array {
+  tred2Reduce(n, ws, threads);
+  const { W, d, e } = ws;
+  const h = Float64Array.from(d);
+  for (let i = 0; i < n; i++) d[i] = W[i * n + i]!;
+  e[0] = 0;
+  return h;
+}
+
+/** The eigenvalues d (after tql2) in descending order, and their indices in d. */
+function descending(d: Float64Array): { order: number[]; values: Float64Array } {
+  const order = Array.from({ length: d.length }, (_, i) => i).sort((x, y) => d[y]! - d[x]!);
+  return { order, values: Float64Array.from(order, (i) => d[i]!) };
 }
 
 /** Householder tridiagonalisation (tred2) on the transposed layout W[j·n + k] = V[k][j]. */
@@ -738,23 +765,14 @@ function factorEigen(
   n: number,
   options: EighOptions,
 ): { values: Float64Array; factors: Factors } {
-  assertArgument(Number.isInteger(n) && n >= 1, 'n', n, 'a positive integer');
-  assertArgument(a?.length === n * n, 'a', a, `a symmetric ${n}×${n} matrix (length ${n * n})`);
-  checkThreads(options.threads);
-  const ws = workspace(n, (options.backend ?? 'auto') !== 'js', true);
-  const { W, d, e } = ws;
-  copyFinite(a, W, 'factoredSymmetricEigen');
+  const ws = eighWorkspace(a, n, options, 'factoredSymmetricEigen', true);
   // The worker thread (if any) stays for the products with U (columns split; stopped by dispose()
   // or when collected).
   const workers = ws.wasm ? reductionThreads(n, ws, options.threads) : null;
-  tred2Reduce(n, ws, workers);
-  const h = Float64Array.from(d);
-  for (let i = 0; i < n; i++) d[i] = W[i * n + i]!;
-  e[0] = 0;
+  const h = tridiagonal(n, ws, workers);
   const log = new RotationLog();
   tql2(n, ws, false, log);
-  const order = Array.from({ length: n }, (_, i) => i).sort((x, y) => d[y]! - d[x]!);
-  const values = Float64Array.from(order, (i) => d[i]!);
+  const { order, values } = descending(ws.d);
   return { values, factors: { n, ws, h, log, workers, order } };
 }
 
