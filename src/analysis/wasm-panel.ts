@@ -22,7 +22,7 @@ import { availableParallelism } from 'node:os';
 import { EntkError } from '../errors.js';
 import {
   add,
-  compileModule,
+  cachedModule,
   f32x4add,
   f32x4mul,
   funcBody,
@@ -49,6 +49,7 @@ import {
   WASM_PAGE,
   type WasmCall,
   type WasmMemory,
+  type WasmModule,
   WasmThreads,
   wasmApi,
   whileNot,
@@ -233,24 +234,17 @@ function readInto(memory: WasmMemory, fd: number, ptr: number, length: number, p
   }
 }
 
-const cachedModules = new Map<boolean, ReturnType<typeof compileModule>>();
-function panelModule(shared: boolean) {
-  if (!cachedModules.has(shared)) {
-    cachedModules.set(
+function panelModule(shared: boolean): WasmModule | null {
+  return cachedModule(`panel:${shared}`, () =>
+    moduleBytes(
+      [
+        { name: 'panel32x4', params: 6, body: panel32Body(1) },
+        { name: 'panel32x8', params: 6, body: panel32Body(2) },
+        { name: 'panel64', params: 6, body: panel64Body() },
+      ],
       shared,
-      compileModule(
-        moduleBytes(
-          [
-            { name: 'panel32x4', params: 6, body: panel32Body(1) },
-            { name: 'panel32x8', params: 6, body: panel32Body(2) },
-            { name: 'panel64', params: 6, body: panel64Body() },
-          ],
-          shared,
-        ),
-      ),
-    );
-  }
-  return cachedModules.get(shared)!;
+    ),
+  );
 }
 
 /** Panel products below this many columns stay on one thread (synchronisation would not pay). */
