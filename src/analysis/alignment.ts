@@ -14,7 +14,13 @@
  * on any {@link KernelMatrix} (two passes: statistics, one block product), so on on-disk kernels too.
  */
 import { assertArgument } from '../errors.js';
-import { denseKernelMatrix, type KernelMatrix, type KernelMatrixStats, kernelMatrixStats } from './matrix.js';
+import {
+  denseKernelMatrix,
+  type KernelMatrix,
+  type KernelMatrixStats,
+  kernelMatrixStats,
+  usingKernelMatrix,
+} from './matrix.js';
 
 /** Targets Y [n, C] with the column means removed (Ŷ = H Y). */
 export function centerColumns(y: Float64Array, n: number): Float64Array {
@@ -132,5 +138,5 @@ export function kernelTargetAlignmentDense(
   n: number,
   targets: Float64Array,
 ): Promise<number> {
-  return kernelTargetAlignment(denseKernelMatrix(k, n), targets);
+  return usingKernelMatrix(denseKernelMatrix(k, n), (matrix) => kernelTargetAlignment(matrix, targets));
 }

@@ -180,31 +180,58 @@ export function symmetricEigen(
   n: number,
   options: EighOptions & { vectors?: boolean } = {},
 ): SymmetricEigen {
-  assertArgument(Number.isInteger(n) && n >= 1, 'n', n, 'a positive integer');
-  assertArgument(a?.length === n * n, 'a', a, `a symmetric ${n}×${n} matrix (length ${n * n})`);
-  checkThreads(options.threads);
   const wantVectors = options.vectors ?? true;
-  // W is the transpose of JAMA's V: W[j·n + k] = V[k][j]. For a symmetric input W = A.
-  const ws = workspace(n, (options.backend ?? 'auto') !== 'js');
-  const { W, d } = ws;
-  copyFinite(a, W, 'symmetricEigen');
+  const ws = eighWorkspace(a, n, options, 'symmetricEigen', false);
+  const W = ws.W;
   if (wantVectors) tred2(n, ws, options.threads);
-  else {
-    // Values only: the reduction, T's diagonal, no accumulation of Q.
-    tred2Reduce(n, ws, options.threads);
-    for (let i = 0; i < n; i++) ws.d[i] = W[i * n + i]!;
-    ws.e[0] = 0;
-  }
+  else tridiagonal(n, ws, options.threads); // values only: no accumulation of Q
   tql2(n, ws, wantVectors);
-  // Sort descending.
-  const order = Array.from({ length: n }, (_, i) => i).sort((x, y) => d[y]! - d[x]!);
-  const values = Float64Array.from(order, (i) => d[i]!);
+  const { order, values } = descending(ws.d);
   if (!wantVectors) return { size: n, values };
   const vectors = new Float64Array(n * n);
   order.forEach((src, dst) => {
     vectors.set(W.subarray(src * n, src * n + n), dst * n);
   });
   return { size: n, values, vectors };
+}
+
+/**
+ * Check the arguments of an eigensolver (`name`) and copy the matrix into a fresh workspace
+ * (`staging`: with room for the rotation log), refusing non-finite entries. W is the transpose of
+ * JAMA's V: W[j·n + k] = V[k][j]; for a symmetric input W = A.
+ */
+function eighWorkspace(
+  a: ArrayLike<number>,
+  n: number,
+  options: EighOptions,
+  name: string,
+  staging: boolean,
+): Workspace {
+  assertArgument(Number.isInteger(n) && n >= 1, 'n', n, 'a positive integer');
+  assertArgument(a?.length === n * n, 'a', a, `a symmetric ${n}×${n} matrix (length ${n * n})`);
+  checkThreads(options.threads);
+  const ws = workspace(n, (options.backend ?? 'auto') !== 'js', staging);
+  copyFinite(a, ws.W, name);
+  return ws;
+}
+
+/**
+ * The reduction to the tridiagonal T without accumulating Q: afterwards d = diag T, e = its
+ * sub-diagonal (e[0] = 0), row i of W holds u_i; returns the h_i of the reflections (see tred2Reduce).
+ */
+function tridiagonal(n: number, ws: Workspace, threads?: number | 'auto' | WasmThreads | null): Float64Array {
+  tred2Reduce(n, ws, threads);
+  const { W, d, e } = ws;
+  const h = Float64Array.from(d);
+  for (let i = 0; i < n; i++) d[i] = W[i * n + i]!;
+  e[0] = 0;
+  return h;
+}
+
+/** The eigenvalues d (after tql2) in descending order, and their indices in d. */
+function descending(d: Float64Array): { order: number[]; values: Float64Array } {
+  const order = Array.from({ length: d.length }, (_, i) => i).sort((x, y) => d[y]! - d[x]!);
+  return { order, values: Float64Array.from(order, (i) => d[i]!) };
 }
 
 /** Householder tridiagonalisation (tred2) on the transposed layout W[j·n + k] = V[k][j]. */
@@ -648,6 +675,26 @@ export interface FactoredSymmetricEigen {
   projectT(y: Float64Array, C: number): Float64Array;
   /** U X for X [n, C]: Σ_j u_j X[j, :]. */
   combine(x: Float64Array, C: number): Float64Array;
+  /**
+   * Release the factors (≈ 24·n² bytes: the reflections and the rotation log) and stop the worker
+   * thread; `values` stay readable, {@link projectT} and {@link combine} throw afterwards. Idempotent.
+   */
+  dispose(): void;
+}
+
+/** What a factored decomposition keeps for its products: U = Q Z. */
+interface Factors {
+  n: number;
+  /** The workspace: row k of W holds the Householder vector u_k; its panel area serves the products. */
+  ws: Workspace;
+  /** h_k of the reflections P_k = I − u_k u_kᵀ / h_k (0: none). */
+  h: Float64Array;
+  /** The QL rotations (Z). */
+  log: RotationLog;
+  /** The worker thread that shares the products' columns (null: none). */
+  workers: WasmThreads | null;
+  /** order[dst] = the tql2 index of the dst-th largest eigenvalue. */
+  order: number[];
 }
 
 /**
@@ -660,102 +707,19 @@ export interface FactoredSymmetricEigen {
  *   const e = factoredSymmetricEigen(k, n);
  *   const coefficients = e.projectT(y, C);     // Uᵀ Y
  *   const back = e.combine(coefficients, C);   // U Uᵀ Y = Y
+ *   e.dispose();                               // release the factors
  */
 export function factoredSymmetricEigen(
   a: ArrayLike<number>,
   n: number,
   options: EighOptions = {},
 ): FactoredSymmetricEigen {
-  assertArgument(Number.isInteger(n) && n >= 1, 'n', n, 'a positive integer');
-  assertArgument(a?.length === n * n, 'a', a, `a symmetric ${n}×${n} matrix (length ${n * n})`);
-  checkThreads(options.threads);
-  const ws = workspace(n, (options.backend ?? 'auto') !== 'js', true);
-  const { W, d, e } = ws;
-  copyFinite(a, W, 'factoredSymmetricEigen');
-  // The worker thread (if any) stays for the products with U (columns split; stopped when collected).
-  const workers = ws.wasm ? reductionThreads(n, ws, options.threads) : null;
-  tred2Reduce(n, ws, workers);
-  const h = Float64Array.from(d);
-  for (let i = 0; i < n; i++) d[i] = W[i * n + i]!;
-  e[0] = 0;
-  const log = new RotationLog();
-  tql2(n, ws, false, log);
-  const order = Array.from({ length: n }, (_, i) => i).sort((x, y) => d[y]! - d[x]!);
-  const values = Float64Array.from(order, (i) => d[i]!);
-  /** B ← P_k B, P_k = I − u_k u_kᵀ / h_k (u_k: the first k entries of row k of W). */
-  const reflect = (B: Float64Array, C: number, k: number, g: Float64Array) => {
-    const hk = h[k]!;
-    if (hk === 0) return;
-    const row = k * n;
-    g.fill(0);
-    for (let i = 0; i < k; i++) {
-      const u = W[row + i]!;
-      for (let c = 0; c < C; c++) g[c] = g[c]! + u * B[i * C + c]!;
-    }
-    for (let c = 0; c < C; c++) g[c] = g[c]! / hk;
-    for (let i = 0; i < k; i++) {
-      const u = W[row + i]!;
-      for (let c = 0; c < C; c++) B[i * C + c] = B[i * C + c]! - u * g[c]!;
-    }
-  };
-  /** B ← R B (or Rᵀ B) in plain loops. */
-  const rotate = (B: Float64Array, C: number, transpose: boolean) => {
-    if (transpose) log.backward(B, C);
-    else log.forward(B, C);
-  };
-  /**
-   * Qᵀ B then Zᵀ (projectT) or Z then Q (combine) on B [n, C] in place. With the kernels: blocks of
-   * up to MAX_COLUMNS columns in the workspace's panel area (free after the reduction), h in its g
-   * vector; the reflections for the block's columns split in two (columns are independent, each
-   * sum runs over rows in order as in `reflect`: bitwise the same for any split).
-   */
-  const apply = (B: Float64Array, C: number, project: boolean) => {
-    const w = ws.wasm;
-    if (!w) {
-      const g = new Float64Array(C);
-      if (project) {
-        for (let k = n - 1; k >= 1; k--) reflect(B, C, k, g); // Qᵀ y = P_1 ⋯ P_{n−1} y
-        rotate(B, C, false); // Zᵀ: the rotations tql2 applies to the rows of Qᵀ
-      } else {
-        rotate(B, C, true);
-        for (let k = 1; k < n; k++) reflect(B, C, k, g); // Q x = P_{n−1} ⋯ P_1 x
-      }
-      return;
-    }
-    w.g.set(h);
-    const [k0, k1, step] = project ? [n - 1, 0, -1] : [1, n, 1];
-    for (let c0 = 0; c0 < C; c0 += MAX_COLUMNS) {
-      const cc = Math.min(MAX_COLUMNS, C - c0);
-      const block = w.panel.subarray(0, n * cc);
-      for (let i = 0; i < n; i++) block.set(B.subarray(i * C + c0, i * C + c0 + cc), i * cc);
-      /** The calls on columns [c0, c1) of the block, the second half on the worker thread. */
-      const columns = (call: (c0: number, c1: number) => WasmCall) => {
-        const half = workers && cc >= 4 ? 2 * Math.ceil(cc / 4) : cc;
-        const [name, ...args] = call(0, half);
-        const own = () => (w.k[name as 'rotSweeps'] as (...a: number[]) => void)(...args);
-        if (half < cc) workers!.round([[call(half, cc)]], own);
-        else own();
-      };
-      const rotations = (transpose: boolean) => {
-        const chunks = transpose ? [...log.chunks].reverse() : log.chunks;
-        for (const chunk of chunks) {
-          w.log!.set(chunk.log.subarray(0, chunk.used));
-          w.sweeps!.set(chunk.sweeps);
-          const count = chunk.sweeps.length / 2;
-          const nrot = chunk.used / 2;
-          columns((a, b) => ['rotSweeps', w.P, cc, a, b, w.SW, count, w.L, nrot, transpose ? 1 : 0]);
-        }
-      };
-      const reflections = () => columns((a, b) => ['reflectRange', w.P, cc, w.W, n, w.G, k0, k1, step, a, b]);
-      if (project) {
-        reflections(); // Qᵀ y = P_1 ⋯ P_{n−1} y
-        rotations(false); // Zᵀ: the rotations tql2 applies to the rows of Qᵀ
-      } else {
-        rotations(true);
-        reflections(); // Q x = P_{n−1} ⋯ P_1 x
-      }
-      for (let i = 0; i < n; i++) B.set(block.subarray(i * cc, i * cc + cc), i * C + c0);
-    }
+  const { values, factors: f } = factorEigen(a, n, options);
+  // The returned methods reach the factors only through `factors`, so dispose() releases them.
+  let factors: Factors | null = f;
+  const live = (): Factors => {
+    if (!factors) throw new EntkError('factoredSymmetricEigen: used after dispose()');
+    return factors;
   };
   const check = (x: Float64Array, C: number, name: string) =>
     assertArgument(
@@ -769,22 +733,119 @@ export function factoredSymmetricEigen(
     values,
     projectT(y, C) {
       check(y, C, 'y');
+      const held = live();
       const B = Float64Array.from(y);
-      apply(B, C, true);
+      applyFactors(held, B, C, true);
       const out = new Float64Array(n * C);
-      order.forEach((src, dst) => {
+      held.order.forEach((src, dst) => {
         out.set(B.subarray(src * C, src * C + C), dst * C);
       });
       return out;
     },
     combine(x, C) {
       check(x, C, 'x');
+      const held = live();
       const B = new Float64Array(n * C);
-      order.forEach((src, dst) => {
+      held.order.forEach((src, dst) => {
         B.set(x.subarray(dst * C, dst * C + C), src * C);
       });
-      apply(B, C, false);
+      applyFactors(held, B, C, false);
       return B;
     },
+    dispose() {
+      factors?.workers?.dispose();
+      factors = null;
+    },
   };
+}
+
+/** The reduction and the QL iteration of {@link factoredSymmetricEigen}: the eigenvalues and the factors of U. */
+function factorEigen(
+  a: ArrayLike<number>,
+  n: number,
+  options: EighOptions,
+): { values: Float64Array; factors: Factors } {
+  const ws = eighWorkspace(a, n, options, 'factoredSymmetricEigen', true);
+  // The worker thread (if any) stays for the products with U (columns split; stopped by dispose()
+  // or when collected).
+  const workers = ws.wasm ? reductionThreads(n, ws, options.threads) : null;
+  const h = tridiagonal(n, ws, workers);
+  const log = new RotationLog();
+  tql2(n, ws, false, log);
+  const { order, values } = descending(ws.d);
+  return { values, factors: { n, ws, h, log, workers, order } };
+}
+
+/** B ← P_k B, P_k = I − u_k u_kᵀ / h_k (u_k: the first k entries of row k of W). */
+function reflect({ n, ws, h }: Factors, B: Float64Array, C: number, k: number, g: Float64Array): void {
+  const hk = h[k]!;
+  if (hk === 0) return;
+  const W = ws.W;
+  const row = k * n;
+  g.fill(0);
+  for (let i = 0; i < k; i++) {
+    const u = W[row + i]!;
+    for (let c = 0; c < C; c++) g[c] = g[c]! + u * B[i * C + c]!;
+  }
+  for (let c = 0; c < C; c++) g[c] = g[c]! / hk;
+  for (let i = 0; i < k; i++) {
+    const u = W[row + i]!;
+    for (let c = 0; c < C; c++) B[i * C + c] = B[i * C + c]! - u * g[c]!;
+  }
+}
+
+/**
+ * Qᵀ B then Zᵀ (project) or Z then Q (combine) on B [n, C] in place. With the kernels: blocks of
+ * up to MAX_COLUMNS columns in the workspace's panel area (free after the reduction), h in its g
+ * vector; the reflections for the block's columns split in two (columns are independent, each
+ * sum runs over rows in order as in `reflect`: bitwise the same for any split).
+ */
+function applyFactors(factors: Factors, B: Float64Array, C: number, project: boolean): void {
+  const { n, ws, h, log, workers } = factors;
+  const w = ws.wasm;
+  if (!w) {
+    const g = new Float64Array(C);
+    if (project) {
+      for (let k = n - 1; k >= 1; k--) reflect(factors, B, C, k, g); // Qᵀ y = P_1 ⋯ P_{n−1} y
+      log.forward(B, C); // Zᵀ: the rotations tql2 applies to the rows of Qᵀ
+    } else {
+      log.backward(B, C);
+      for (let k = 1; k < n; k++) reflect(factors, B, C, k, g); // Q x = P_{n−1} ⋯ P_1 x
+    }
+    return;
+  }
+  w.g.set(h);
+  const [k0, k1, step] = project ? [n - 1, 0, -1] : [1, n, 1];
+  for (let c0 = 0; c0 < C; c0 += MAX_COLUMNS) {
+    const cc = Math.min(MAX_COLUMNS, C - c0);
+    const block = w.panel.subarray(0, n * cc);
+    for (let i = 0; i < n; i++) block.set(B.subarray(i * C + c0, i * C + c0 + cc), i * cc);
+    /** The calls on columns [c0, c1) of the block, the second half on the worker thread. */
+    const columns = (call: (c0: number, c1: number) => WasmCall) => {
+      const half = workers && cc >= 4 ? 2 * Math.ceil(cc / 4) : cc;
+      const [name, ...args] = call(0, half);
+      const own = () => (w.k[name as 'rotSweeps'] as (...a: number[]) => void)(...args);
+      if (half < cc) workers!.round([[call(half, cc)]], own);
+      else own();
+    };
+    const rotations = (transpose: boolean) => {
+      const chunks = transpose ? [...log.chunks].reverse() : log.chunks;
+      for (const chunk of chunks) {
+        w.log!.set(chunk.log.subarray(0, chunk.used));
+        w.sweeps!.set(chunk.sweeps);
+        const count = chunk.sweeps.length / 2;
+        const nrot = chunk.used / 2;
+        columns((a, b) => ['rotSweeps', w.P, cc, a, b, w.SW, count, w.L, nrot, transpose ? 1 : 0]);
+      }
+    };
+    const reflections = () => columns((a, b) => ['reflectRange', w.P, cc, w.W, n, w.G, k0, k1, step, a, b]);
+    if (project) {
+      reflections(); // Qᵀ y = P_1 ⋯ P_{n−1} y
+      rotations(false); // Zᵀ: the rotations tql2 applies to the rows of Qᵀ
+    } else {
+      rotations(true);
+      reflections(); // Q x = P_{n−1} ⋯ P_1 x
+    }
+    for (let i = 0; i < n; i++) B.set(block.subarray(i * cc, i * cc + cc), i * C + c0);
+  }
 }

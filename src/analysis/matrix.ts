@@ -16,7 +16,13 @@
  * pass for b matrix–vector products.
  */
 import { closeSync, promises as fs, openSync } from 'node:fs';
-import { assertArgument, CorruptFileError, InvalidArgumentError, UnsupportedError } from '../errors.js';
+import {
+  assertArgument,
+  CorruptFileError,
+  EntkError,
+  InvalidArgumentError,
+  UnsupportedError,
+} from '../errors.js';
 import { readNpyHeader } from '../io/index.js';
 import { READ_ENDED_EARLY } from '../util/index.js';
 import { PanelProduct } from './wasm-panel.js';
@@ -57,6 +63,13 @@ export interface KernelMatrix {
   ): Promise<void>;
   /** Number of complete passes over the entries so far (products and panel visits). */
   readonly passes: number;
+  /**
+   * Release what the matrix holds (product threads, WebAssembly memory — for a resident `.npy`
+   * kernel, all of its entries —, the reference to in-memory data); products and panel visits throw
+   * afterwards. Idempotent. The matrices of {@link denseKernelMatrix} and {@link npyKernelMatrix}
+   * have it; an operator of your own may leave it out.
+   */
+  dispose?(): void;
 }
 
 function checkBlock(x: Float64Array, b: number, n: number): void {
@@ -72,7 +85,7 @@ export function denseKernelMatrix(
   data: Float32Array | Float64Array,
   n: number,
   options: { backend?: ProductBackend; threads?: number | 'auto' } = {},
-): KernelMatrix {
+): Required<KernelMatrix> {
   assertArgument(Number.isInteger(n) && n >= 1, 'n', n, 'a positive integer');
   assertArgument(
     (data instanceof Float32Array || data instanceof Float64Array) && data.length === n * n,
@@ -82,6 +95,8 @@ export function denseKernelMatrix(
   );
   let passes = 0;
   const product = new PanelProduct(n, options.backend, options.threads);
+  // Reached only through `entries`, so that dispose() drops the reference.
+  let entries: Float32Array | Float64Array | null = data;
   return {
     size: n,
     source: 'memory',
@@ -90,14 +105,19 @@ export function denseKernelMatrix(
       return passes;
     },
     async multiply(x, b) {
-      const y = startProduct(product, x, b, n);
-      product.multiply(data, n, y, 0);
+      const y = startProduct(product, x, b, n, 'memory');
+      product.multiply(entries!, n, y, 0);
       passes++;
       return y;
     },
     async forEachPanel(visit) {
-      visit(0, n, data);
+      checkLive(product, 'memory');
+      visit(0, n, entries!);
       passes++;
+    },
+    dispose() {
+      product.dispose();
+      entries = null;
     },
   };
 }
@@ -143,7 +163,7 @@ const RESIDENT_MAX_BYTES = 3.5 * 2 ** 30;
 export async function npyKernelMatrix(
   file: string,
   options: NpyKernelMatrixOptions = {},
-): Promise<KernelMatrix> {
+): Promise<Required<KernelMatrix>> {
   const header = await readNpyHeader(file);
   const { shape, dtype } = header;
   if (shape.length !== 2 || shape[0] !== shape[1] || shape[0]! < 1) {
@@ -223,7 +243,7 @@ export async function npyKernelMatrix(
       return passes;
     },
     async multiply(x, b) {
-      const y = startProduct(product, x, b, n);
+      const y = startProduct(product, x, b, n, file);
       if (resident && loaded) {
         product.multiplyReserved(0, n, y, 0);
         passes++;
@@ -250,6 +270,7 @@ export async function npyKernelMatrix(
       return y;
     },
     async forEachPanel(visit) {
+      checkLive(product, file);
       await pass((start, rows, offset, slot) =>
         visit(
           start,
@@ -257,6 +278,10 @@ export async function npyKernelMatrix(
           inWasm ? product.reservedPanel(offset, rows) : panelView(buffers[slot]!, 0, rows * n, item),
         ),
       );
+    },
+    dispose() {
+      product.dispose();
+      buffers.length = 0;
     },
   };
 }
@@ -324,8 +349,32 @@ async function readFully(
   }
 }
 
+/** `use(matrix)`, then release the matrix (also when `use` throws). */
+export async function usingKernelMatrix<T>(
+  matrix: Required<KernelMatrix>,
+  use: (matrix: KernelMatrix) => Promise<T>,
+): Promise<T> {
+  try {
+    return await use(matrix);
+  } finally {
+    matrix.dispose();
+  }
+}
+
+/** Refuse a matrix (named by its source) whose product was released by dispose(). */
+function checkLive(product: PanelProduct, source: string): void {
+  if (product.disposed) throw new EntkError(`KernelMatrix (${source}): used after dispose()`);
+}
+
 /** Check the block X [n, b], hand it to the product; the zeroed Y [n, b] to accumulate K X into. */
-function startProduct(product: PanelProduct, x: Float64Array, b: number, n: number): Float64Array {
+function startProduct(
+  product: PanelProduct,
+  x: Float64Array,
+  b: number,
+  n: number,
+  source: string,
+): Float64Array {
+  checkLive(product, source);
   checkBlock(x, b, n);
   product.setVectors(x, b);
   return new Float64Array(n * b);

@@ -25,8 +25,13 @@
  * for the training points and the test points, under the same input and time convention.
  */
 import { type Dopri5Options, dopri5, FitnessOperator, logitRhs, logSoftmax } from '../dynamics/index.js';
-import { assertArgument } from '../errors.js';
-import { factoredSymmetricEigen, type SymmetricEigen, symmetricEigen } from './eigh.js';
+import { assertArgument, EntkError } from '../errors.js';
+import {
+  type FactoredSymmetricEigen,
+  factoredSymmetricEigen,
+  type SymmetricEigen,
+  symmetricEigen,
+} from './eigh.js';
 
 /** Kernel blocks and targets of a train/test split. */
 export interface KernelSplit {
@@ -142,10 +147,18 @@ export interface MseFlow {
   readonly numTrain: number;
   readonly numTest: number;
   readonly numClasses: number;
-  /** The eigen-decomposition of K(X, X) + λI (eigenvalues clipped at 0). */
+  /**
+   * The eigen-decomposition of K(X, X) + λI (eigenvalues clipped at 0), with the explicit n×n
+   * eigenvectors: computed on first access (O(n³)) and kept until {@link dispose}.
+   */
   readonly eigen: SymmetricEigen;
   /** Outputs at time t (Infinity: the kernel-regression limit). */
   at(t: number): FlowOutputs;
+  /**
+   * Release what the flow holds (the factored decomposition, its copy of K(X, X) + λI and the
+   * explicit eigenvectors: ≈ 40·n² bytes); {@link at} and {@link eigen} throw afterwards. Idempotent.
+   */
+  dispose(): void;
 }
 
 /**
@@ -156,6 +169,7 @@ export interface MseFlow {
  * @example
  *   const flow = mseFlow({ numClasses: 10, trainTrain, testTrain, labels }, { ridge: 1e-3 });
  *   const { test } = flow.at(Infinity);   // kernel ridge regression predictions [M, 10]
+ *   flow.dispose();                        // release the decomposition
  */
 export function mseFlow(split: KernelSplit, options: MseFlowOptions = {}): MseFlow {
   const { N, M, V, full } = splitSizes(split);
@@ -167,14 +181,20 @@ export function mseFlow(split: KernelSplit, options: MseFlowOptions = {}): MseFl
   assertArgument(targets !== undefined, 'targets', undefined, 'targets [N, V] or labels');
   const n = full ? N * V : N;
   const C = full ? 1 : V; // columns of the right-hand side (point-major flattening for full kernels)
-  const k = new Float64Array(n * n);
+  // K + λI; the methods below reach it, the factors and the explicit vectors only through these
+  // variables, so that dispose() releases them.
+  let k: Float64Array | null = new Float64Array(n * n);
   for (let i = 0; i < n * n; i++) k[i] = split.trainTrain[i]!;
   for (let i = 0; i < n; i++) k[i * n + i] = k[i * n + i]! + ridge;
   // U = Q Z in factored form: blocks of C vectors are multiplied by U, Uᵀ in O(n²·C) without the
   // O(n³) eigenvector matrix (see factoredSymmetricEigen).
-  const factored = factoredSymmetricEigen(k, n);
+  let factored: FactoredSymmetricEigen | null = factoredSymmetricEigen(k, n);
   const lambda = factored.values.map((x) => Math.max(x, 0));
   let explicit: SymmetricEigen | null = null;
+  const live = (): FactoredSymmetricEigen => {
+    if (!factored) throw new EntkError('mseFlow: used after dispose()');
+    return factored;
+  };
   const f0 = split.initialTrain ?? new Float64Array(N * V);
   const f0Test = split.initialTest ?? new Float64Array(M * V);
   // g = Uᵀ (Y − f₀) : [n, C]; row j = u_jᵀ r.
@@ -187,12 +207,14 @@ export function mseFlow(split: KernelSplit, options: MseFlowOptions = {}): MseFl
     numTest: M,
     numClasses: V,
     get eigen(): SymmetricEigen {
+      live();
       // The explicit eigenvectors only when asked for (O(n³)); the same algorithm, so the same values.
-      explicit ??= { ...symmetricEigen(k, n), values: lambda };
+      explicit ??= { ...symmetricEigen(k!, n), values: lambda };
       return explicit;
     },
     at(t: number): FlowOutputs {
       assertArgument(t >= 0 && !Number.isNaN(t), 't', t, 'a time ≥ 0 (or Infinity)');
+      const factors = live();
       // Per eigen-direction factors: train a_k = 1 − e^{−λ t/N}, test b_k = a_k / λ_k.
       // Coefficients [a ⊙ g | b ⊙ g] as one block of 2C columns, mapped back by U at once.
       const coefficients = new Float64Array(n * 2 * C);
@@ -213,7 +235,7 @@ export function mseFlow(split: KernelSplit, options: MseFlowOptions = {}): MseFl
         }
       }
       // train = f₀ + U diag(a) g ; w = U diag(b) g (coefficients in the training space) for test.
-      const both = factored.combine(coefficients, 2 * C);
+      const both = factors.combine(coefficients, 2 * C);
       const train = Float64Array.from(f0);
       const w = new Float64Array(n * C);
       for (let i = 0; i < n; i++) {
@@ -236,6 +258,12 @@ export function mseFlow(split: KernelSplit, options: MseFlowOptions = {}): MseFl
         }
       }
       return { t, train, test };
+    },
+    dispose() {
+      factored?.dispose();
+      factored = null;
+      k = null;
+      explicit = null;
     },
   };
 }

@@ -28,11 +28,25 @@ import {
 import { type Report, type ReportTable, writeReport } from '../report/index.js';
 import { openRun, type Run } from '../train/index.js';
 import { kernelDrift, writeJsonAtomic } from '../util/index.js';
-import { centeredAlignment, kernelTargetAlignment } from './alignment.js';
+import { centeredAlignment, kernelTargetAlignment, kernelTargetAlignmentDense } from './alignment.js';
 import { overTrainingFigure } from './figures.js';
 import { type LayerContribution, layerContributions } from './layers.js';
-import { denseKernelMatrix, type KernelMatrix, kernelMatrixStats, npyKernelMatrix } from './matrix.js';
-import { accuracy, crossEntropyFlow, crossEntropyLoss, mseFlow, mseLoss, oneHot } from './predict.js';
+import {
+  denseKernelMatrix,
+  type KernelMatrix,
+  kernelMatrixStats,
+  npyKernelMatrix,
+  usingKernelMatrix,
+} from './matrix.js';
+import {
+  accuracy,
+  crossEntropyFlow,
+  crossEntropyLoss,
+  type FlowOutputs,
+  mseFlow,
+  mseLoss,
+  oneHot,
+} from './predict.js';
 import { type KernelSpectrum, kernelSpectrum } from './spectrum.js';
 
 /** Options of {@link analyzeRun}. */
@@ -118,7 +132,7 @@ export async function storeKernelMatrix(
   dir: string,
   manifest: KernelManifest,
   options: { panelBytes?: number } = {},
-): Promise<KernelMatrix> {
+): Promise<Required<KernelMatrix>> {
   const kind = manifest.kernel.kind;
   if (kind !== 'full' && kind !== 'trace') {
     throw new UnsupportedError(`${dir}: a '${kind}' kernel store (analysis needs a full or trace kernel)`);
@@ -201,7 +215,12 @@ function comparePredictors(
   for (let i = 0; i < train.length; i++) meanDiag += trainTrain[i * train.length + i]! / train.length;
   const ridge = ridgeRelative * meanDiag;
   const flow = mseFlow({ numClasses: V, trainTrain, testTrain, labels: yTrain }, { ridge });
-  const kr = flow.at(Number.POSITIVE_INFINITY);
+  let kr: FlowOutputs;
+  try {
+    kr = flow.at(Number.POSITIVE_INFINITY);
+  } finally {
+    flow.dispose();
+  }
   const f0Train = pick(logits, train, V);
   const f0Test = pick(logits, test, V);
   const netTest = new Float64Array(f0Test);
@@ -308,20 +327,20 @@ export async function analyzeRun(
     const labelsArray = await readStoreArray(dir, manifest, 'labels');
     const labels = labelsArray.data as Int32Array;
     const labelled = Array.from(labels).every((y) => y >= 0 && y < V);
-    const matrix = await storeKernelMatrix(dir, manifest, options);
     // One-hot [N, V]: for a trace kernel targets [N, V]; for a full kernel the same array read as
     // the point-major flattened target [N·V, 1].
     const targets = labelled ? oneHot(labels, V) : undefined;
-    const stats = await kernelMatrixStats(matrix);
-    const spectrum = await kernelSpectrum(matrix, { k, targets, method, stats });
-    log(
-      `${entry.checkpointId}: spectrum (${spectrum.method}, ${spectrum.passes} passes) λ₁ = ${spectrum.top[0]}`,
-    );
-    const targetAlignment = targets ? await kernelTargetAlignment(matrix, targets, stats) : Number.NaN;
-    const scalar = await scalarKernel(matrix, V, kind);
-    const scalarTargetAlignment = targets
-      ? await kernelTargetAlignment(denseKernelMatrix(scalar, N), targets)
-      : Number.NaN;
+    const stored = await storeKernelMatrix(dir, manifest, options);
+    const { spectrum, targetAlignment, scalar } = await usingKernelMatrix(stored, async (matrix) => {
+      const stats = await kernelMatrixStats(matrix);
+      const spectrum = await kernelSpectrum(matrix, { k, targets, method, stats });
+      log(
+        `${entry.checkpointId}: spectrum (${spectrum.method}, ${spectrum.passes} passes) λ₁ = ${spectrum.top[0]}`,
+      );
+      const targetAlignment = targets ? await kernelTargetAlignment(matrix, targets, stats) : Number.NaN;
+      return { spectrum, targetAlignment, scalar: await scalarKernel(matrix, V, kind) };
+    });
+    const scalarTargetAlignment = targets ? await kernelTargetAlignmentDense(scalar, N, targets) : Number.NaN;
     scalarFirst ??= scalar;
     const drift = kernelDrift(scalarFirst, scalar);
     const velocity =

@@ -28,7 +28,7 @@
 import {
   add,
   and,
-  compileModule,
+  cachedModule,
   eq,
   F64,
   f64add,
@@ -60,6 +60,7 @@ import {
   vstore,
   vzero,
   type WasmMemory,
+  type WasmModule,
   wasmApi,
   whileNot,
 } from '../util/index.js';
@@ -841,30 +842,22 @@ export interface EighKernels {
 /** The exports worker threads may call (src/util/workers.ts WasmThreads). */
 export const EIGH_THREAD_EXPORTS = ['symvRange', 'syr2kRange', 'reflectRange', 'rotSweeps'] as const;
 
-const cached = new Map<boolean, ReturnType<typeof compileModule>>();
-
 /** The compiled module for a plain or a shared memory (null where WebAssembly SIMD is unavailable). */
-export function eighModule(shared: boolean): ReturnType<typeof compileModule> {
-  if (!cached.has(shared)) {
-    cached.set(
+export function eighModule(shared: boolean): WasmModule | null {
+  return cachedModule(`eigh:${shared}`, () =>
+    moduleBytes(
+      [
+        { name: 'rot', params: 4, body: rotBody() },
+        { name: 'rank2', params: 5, body: rank2Body() },
+        { name: 'dot', params: 4, body: dotBody() },
+        { name: 'symvRange', params: 9, body: symvRangeBody() },
+        { name: 'syr2kRange', params: 9, body: syr2kRangeBody() },
+        { name: 'reflectRange', params: 10, body: reflectRangeBody() },
+        { name: 'rotSweeps', params: 9, body: rotSweepsBody() },
+      ],
       shared,
-      compileModule(
-        moduleBytes(
-          [
-            { name: 'rot', params: 4, body: rotBody() },
-            { name: 'rank2', params: 5, body: rank2Body() },
-            { name: 'dot', params: 4, body: dotBody() },
-            { name: 'symvRange', params: 9, body: symvRangeBody() },
-            { name: 'syr2kRange', params: 9, body: syr2kRangeBody() },
-            { name: 'reflectRange', params: 10, body: reflectRangeBody() },
-            { name: 'rotSweeps', params: 9, body: rotSweepsBody() },
-          ],
-          shared,
-        ),
-      ),
-    );
-  }
-  return cached.get(shared)!;
+    ),
+  );
 }
 
 /** The kernels over `memory` (`shared`: a shared memory), or null where WebAssembly SIMD is unavailable. */

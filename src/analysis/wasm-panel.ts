@@ -22,7 +22,7 @@ import { availableParallelism } from 'node:os';
 import { EntkError } from '../errors.js';
 import {
   add,
-  compileModule,
+  cachedModule,
   f32x4add,
   f32x4mul,
   funcBody,
@@ -49,6 +49,7 @@ import {
   WASM_PAGE,
   type WasmCall,
   type WasmMemory,
+  type WasmModule,
   WasmThreads,
   wasmApi,
   whileNot,
@@ -233,24 +234,17 @@ function readInto(memory: WasmMemory, fd: number, ptr: number, length: number, p
   }
 }
 
-const cachedModules = new Map<boolean, ReturnType<typeof compileModule>>();
-function panelModule(shared: boolean) {
-  if (!cachedModules.has(shared)) {
-    cachedModules.set(
+function panelModule(shared: boolean): WasmModule | null {
+  return cachedModule(`panel:${shared}`, () =>
+    moduleBytes(
+      [
+        { name: 'panel32x4', params: 6, body: panel32Body(1) },
+        { name: 'panel32x8', params: 6, body: panel32Body(2) },
+        { name: 'panel64', params: 6, body: panel64Body() },
+      ],
       shared,
-      compileModule(
-        moduleBytes(
-          [
-            { name: 'panel32x4', params: 6, body: panel32Body(1) },
-            { name: 'panel32x8', params: 6, body: panel32Body(2) },
-            { name: 'panel64', params: 6, body: panel64Body() },
-          ],
-          shared,
-        ),
-      ),
-    );
-  }
-  return cachedModules.get(shared)!;
+    ),
+  );
 }
 
 /** Panel products below this many columns stay on one thread (synchronisation would not pay). */
@@ -333,6 +327,7 @@ export class PanelProduct {
   /** Bytes reserved at address 0 (0: none) and the entry size of the matrix rows kept there. */
   private reservedSize = 0;
   private reservedElem: 4 | 8 = 4;
+  private released = false;
 
   /**
    * @param threads threads per product (WebAssembly only; rows are split, each sum is unchanged, so
@@ -360,10 +355,22 @@ export class PanelProduct {
     }
   }
 
-  /** Stop the worker threads (also done when the object is garbage collected). */
+  /**
+   * Stop the worker threads (also done when the object is garbage collected) and drop the module's
+   * memory (with any rows held there). Idempotent; the product must not be used afterwards.
+   */
   dispose(): void {
     this.workers?.dispose();
     this.workers = null;
+    this.memory = null;
+    this.exports = null;
+    this.x = new Float64Array(0);
+    this.released = true;
+  }
+
+  /** Whether {@link dispose} has run. */
+  get disposed(): boolean {
+    return this.released;
   }
 
   private ensure(bytes: number): void {

@@ -18,7 +18,7 @@
 import {
   add,
   and,
-  compileModule,
+  cachedModule,
   divU,
   F64,
   f64add,
@@ -309,18 +309,12 @@ export interface KernelExports {
   spmv(rowPtr: number, x: number, y: number, n: number, rowStart: number, rowEnd: number): void;
 }
 
-const cachedModules = new Map<boolean, WasmModule | null>();
-
 /**
  * The compiled module for a plain (`shared = false`) or shared memory, or null where WebAssembly
  * SIMD (or shared memory) is unavailable. Cached.
  */
 export function kernelModule(shared = false): WasmModule | null {
-  const cached = cachedModules.get(shared);
-  if (cached !== undefined) return cached;
-  const module = compileModule(kernelModuleBytes(shared));
-  cachedModules.set(shared, module);
-  return module;
+  return cachedModule(`dynamics:${shared}`, () => kernelModuleBytes(shared));
 }
 
 /** Instantiate the kernels over `memory`; null where WebAssembly SIMD is unavailable. */

@@ -20,6 +20,7 @@ import {
   EXPECT,
   FINETUNE_DEFAULTS,
   type FinetuneSettings,
+  filePointsPath,
   finetuneFields,
   finetuneWith,
   type ModelSourceConfig,
@@ -279,7 +280,7 @@ function checkModelConfig(
   }
   for (const which of ['finetune', 'observe'] as const) {
     const spec = c.points[which];
-    if (!/^\s*file:/.test(spec)) {
+    if (filePointsPath(spec) === null) {
       throw new InvalidArgumentError(
         `points.${which}`,
         spec,
@@ -414,8 +415,8 @@ function withModelPaths(
   if (points && typeof points === 'object') {
     out.points = Object.fromEntries(
       Object.entries(points).map(([k, v]) => {
-        const m = typeof v === 'string' ? /^\s*file:(.+)$/.exec(v) : null;
-        return [k, m ? `file:${path.resolve(dir, m[1]!.trim())}` : v];
+        const file = filePointsPath(v);
+        return [k, file ? `file:${path.resolve(dir, file)}` : v];
       }),
     );
   }

@@ -19,7 +19,7 @@ import { analyzeModel } from '../kernel/index.js';
 import { hashModelFiles, loadModelPoints } from '../kernel-store/index.js';
 import type { CheckpointInfo } from '../train/index.js';
 import { readJsonFile, writeFileAtomic, writeJsonAtomic } from '../util/index.js';
-import type { ModelSourceConfig, PointSpecs } from './schema.js';
+import { filePointsPath, type ModelSourceConfig, type PointSpecs } from './schema.js';
 
 /** The one checkpoint of a user's model: its weights as given. */
 export const MODEL_CHECKPOINT: CheckpointInfo = {
@@ -70,15 +70,15 @@ export async function modelFacts(model: ModelSourceConfig, sha256: string): Prom
 export async function pointsSha256(specs: PointSpecs): Promise<Record<string, string | null>> {
   const out: Record<string, string | null> = {};
   for (const [which, spec] of Object.entries(specs)) {
-    const file = spec.replace(/^\s*file:/, '').trim();
-    const bytes = await fs.readFile(file).catch(() => null);
+    const file = filePointsPath(spec);
+    const bytes = file ? await fs.readFile(file).catch(() => null) : null;
     out[which] = bytes ? createHash('sha256').update(bytes).digest('hex') : null;
   }
   return out;
 }
 
 /** The tracked points as stored by the points stage: ids, inputs and labels (−1: none). */
-interface StoredPoints {
+export interface StoredPoints {
   ids: string[];
   inputShape: number[];
   x: number[];
@@ -86,6 +86,11 @@ interface StoredPoints {
 }
 
 const trackedFile = (runDir: string) => path.join(runDir, 'tracked.json');
+
+/** The tracked points the points stage stored in `<runDir>/tracked.json` (read once per stage). */
+export function readTrackedPoints(runDir: string): Promise<StoredPoints> {
+  return readJsonFile<StoredPoints>(trackedFile(runDir));
+}
 
 /**
  * Read the finetune (labelled) and observation points files for the model, check they are
@@ -148,8 +153,7 @@ export async function readModelPoints(
 }
 
 /** Ids of the labelled tracked points, sorted by label (stable): the class-sorted heatmap's points. */
-export async function labelledModelPoints(runDir: string): Promise<string[]> {
-  const stored = await readJsonFile<StoredPoints>(trackedFile(runDir));
+export function labelledModelPoints(stored: StoredPoints): string[] {
   return stored.ids
     .map((id, k) => ({ id, y: stored.y[k]! }))
     .filter((p) => p.y >= 0)
@@ -163,16 +167,17 @@ function csvField(text: string): string {
 }
 
 /**
- * Write the tracked points `ids` (in that order) as a CSV points file `<runDir>/points/<name>.csv`
- * (columns id, x0..x(d−1), and label when every point has one) and return its `file:` spec. The
- * inputs are float32 values written exactly (shortest round-trip decimal).
+ * Write the tracked points `ids` (in that order, from `stored`: {@link readTrackedPoints}) as a CSV
+ * points file `<runDir>/points/<name>.csv` (columns id, x0..x(d−1), and label when every point has
+ * one) and return its `file:` spec. The inputs are float32 values written exactly (shortest
+ * round-trip decimal).
  */
 export async function writeModelPoints(
   runDir: string,
+  stored: StoredPoints,
   ids: readonly string[],
   name: string,
 ): Promise<string> {
-  const stored = await readJsonFile<StoredPoints>(trackedFile(runDir));
   const d = stored.inputShape.reduce((a, b) => a * b, 1);
   const row = new Map(stored.ids.map((id, k) => [id, k]));
   const rows = ids.map((id) => {

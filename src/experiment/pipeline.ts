@@ -51,6 +51,7 @@ import {
   modelSha256,
   pointsSha256,
   readModelPoints,
+  readTrackedPoints,
   writeModelPoints,
 } from './model-source.js';
 import type { ModelSourceConfig } from './schema.js';
@@ -308,7 +309,7 @@ export async function kernelStage(
         ctx.log(`kernel of the model over ${ids.length} points`);
         const store = await computeModelKernelStore({
           model: await modelFile(ctx),
-          points: await writeModelPoints(runDir, ids, 'tracked'),
+          points: await writeModelPoints(runDir, await readTrackedPoints(runDir), ids, 'tracked'),
           out: path.join(runDir, 'kernels', 'tracked'),
           name: 'tracked',
           progress: false,
@@ -346,11 +347,12 @@ export async function heatmapStage(
       if (trained.result.model) {
         // A user's model: the heatmap is over the labelled tracked points (`spec` is not used).
         const runDir = abs(ctx, trained.result.dir);
-        const ids = await labelledModelPoints(runDir);
+        const tracked = await readTrackedPoints(runDir);
+        const ids = labelledModelPoints(tracked);
         ctx.log(`trace kernel of the model over its ${ids.length} labelled tracked points`);
         const store = await computeModelKernelStore({
           model: await modelFile(ctx),
-          points: await writeModelPoints(runDir, ids, 'heatmap'),
+          points: await writeModelPoints(runDir, tracked, ids, 'heatmap'),
           out: path.join(runDir, 'kernels', 'heatmap'),
           name: 'heatmap',
           kind: 'trace',
@@ -444,13 +446,14 @@ export async function finetuneStage(
       ctx.log(
         `finetuning ${trained.result.name} from ${checkpoint.id}: ${settings.steps} steps, η = ${settings.learningRate}, ${ids.finetune.length} finetune + ${ids.observe.length} observation points`,
       );
-      const points = trained.result.model
+      const tracked = trained.result.model ? await readTrackedPoints(runDir) : null;
+      const points = tracked
         ? {
             model: await modelFile(ctx),
             out: path.join(runPaths(runDir).finetune, name),
-            points: await writeModelPoints(runDir, ids.finetune, `${name}-finetune`),
+            points: await writeModelPoints(runDir, tracked, ids.finetune, `${name}-finetune`),
             ...(ids.observe.length > 0
-              ? { observe: await writeModelPoints(runDir, ids.observe, `${name}-observe`) }
+              ? { observe: await writeModelPoints(runDir, tracked, ids.observe, `${name}-observe`) }
               : {}),
           }
         : {

@@ -88,6 +88,15 @@ export const pointsSchema = z
   })
   .strict();
 
+/**
+ * The path of a `file:<path>` point spec (trimmed; '' for `file:` alone), or null for any other
+ * spec (train:, test:, ids: terms).
+ */
+export function filePointsPath(spec: unknown): string | null {
+  const m = typeof spec === 'string' ? /^\s*file:(.*)$/s.exec(spec) : null;
+  return m ? m[1]!.trim() : null;
+}
+
 export const enabled = z.boolean(msg('true or false')).default(true);
 
 /** `model`: a user's tfjs layers model the experiment runs on instead of training (`train`). */

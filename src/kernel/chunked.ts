@@ -7,7 +7,7 @@
  * threads run it too.
  */
 import type { BlockComputer, BlockInput, BlockOutput, ContractionMode, TermMeta } from './terms.js';
-import { transposeBlock } from './terms.js';
+import { ownedBlock } from './terms.js';
 
 /** Whether `terms` are the Jacobian path's chunk terms (./jacobian.ts). */
 export function isJacobianChunks(terms: TermMeta[]): boolean {
@@ -62,13 +62,7 @@ export class ChunkedGramComputer implements BlockComputer {
         block.done();
       }
     });
-    const data = Float32Array.from(acc);
-    return {
-      data,
-      transposed: transpose ? transposeBlock(data, rows, cols) : null,
-      owned: true,
-      done: () => undefined,
-    };
+    return ownedBlock(Float32Array.from(acc), rows, cols, transpose);
   }
 
   release(): void {

@@ -327,12 +327,7 @@ export class JsBlockComputer implements BlockComputer {
     });
     if (!full) for (let e = 0; e < r * c; e++) out[e] = out[e]! / V + identity[e]!;
     const [rows, cols] = full ? [r * V, c * V] : [r, c];
-    return {
-      data: out,
-      transposed: transpose ? transposeBlock(out, rows, cols) : null,
-      owned: true,
-      done: () => undefined,
-    };
+    return ownedBlock(out, rows, cols, transpose);
   }
 
   release(): void {}
@@ -375,6 +370,21 @@ export function placeTransposed(
       }
     }
   }
+}
+
+/** A block in a plain array the caller may keep (with its transpose, when asked for). */
+export function ownedBlock(
+  data: Float32Array | Float64Array,
+  rows: number,
+  cols: number,
+  transpose: boolean,
+): BlockOutput {
+  return {
+    data,
+    transposed: transpose ? transposeBlock(data, rows, cols) : null,
+    owned: true,
+    done: () => undefined,
+  };
 }
 
 /** The transpose of block [rows × cols] as a new array [cols × rows]. */

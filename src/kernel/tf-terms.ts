@@ -11,8 +11,8 @@ import {
   type BlockInput,
   type BlockOutput,
   type ContractionMode,
+  ownedBlock,
   type TermMeta,
-  transposeBlock,
 } from './terms.js';
 
 /** float32 contraction on the tfjs backend, caching uploaded (and transposed) factors. */
@@ -169,12 +169,7 @@ export class TfBlockComputer implements BlockComputer {
     const data = acc.dataSync() as Float32Array;
     addG(data);
     tf.dispose([acc, identityG].filter((t): t is tf.Tensor => t != null));
-    return {
-      data,
-      transposed: transpose ? transposeBlock(data, rows, cols) : null,
-      owned: true,
-      done: () => undefined,
-    };
+    return ownedBlock(data, rows, cols, transpose);
   }
 
   release(): void {

@@ -18,7 +18,7 @@ import {
   type AsmFunction,
   add,
   and,
-  compileModule,
+  cachedModule,
   divU,
   eq,
   F32,
@@ -403,8 +403,6 @@ const functions = (fma: boolean): AsmFunction[] => [
   { name: 'transpose', params: 4, body: transposeBody() },
 ];
 
-const cached = new Map<string, WasmModule | null>();
-
 /**
  * The compiled kernels (importing a shared memory when `shared`, for threads), or null where
  * WebAssembly SIMD (or shared memory, or relaxed SIMD when `fma`) is unavailable.
@@ -417,9 +415,7 @@ const cached = new Map<string, WasmModule | null>();
  * process keeps results independent of thread count and blocking.
  */
 export function gemmModule(shared = false, fma = false): WasmModule | null {
-  const key = `${shared}:${fma}`;
-  if (!cached.has(key)) {
-    cached.set(key, fma && !relaxedSimd() ? null : compileModule(moduleBytes(functions(fma), shared)));
-  }
-  return cached.get(key)!;
+  return cachedModule(`gemm:${shared}:${fma}`, () =>
+    fma && !relaxedSimd() ? null : moduleBytes(functions(fma), shared),
+  );
 }

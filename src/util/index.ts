@@ -33,6 +33,7 @@ export {
   type AsmFunction,
   add,
   and,
+  cachedModule,
   compileModule,
   divU,
   eq,

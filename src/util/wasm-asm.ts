@@ -199,6 +199,23 @@ export function compileModule(bytes: Uint8Array): WasmModule | null {
   }
 }
 
+const compiled = new Map<string, WasmModule | null>();
+
+/**
+ * The module `build()` assembles, compiled once per `key` for the whole process (keys name the
+ * module and its variant, e.g. `panel:shared`): null where the runtime lacks what it needs (SIMD,
+ * shared memory, …) or `build` returns null (a variant unavailable here).
+ */
+export function cachedModule(key: string, build: () => Uint8Array | null): WasmModule | null {
+  let module = compiled.get(key);
+  if (module === undefined) {
+    const bytes = build();
+    module = bytes ? compileModule(bytes) : null;
+    compiled.set(key, module);
+  }
+  return module;
+}
+
 /** A module whose one function (v128, v128, v128) → v128 is f32x4.relaxed_madd: the probe. */
 const RELAXED_PROBE = new Uint8Array([
   0x00,

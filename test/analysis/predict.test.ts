@@ -9,7 +9,7 @@ import {
   oneHot,
 } from '../../src/analysis/index.js';
 import { dopri5 } from '../../src/dynamics/index.js';
-import { InvalidArgumentError } from '../../src/errors.js';
+import { EntkError, InvalidArgumentError } from '../../src/errors.js';
 import { readNpy, writeNpy } from '../../src/io/index.js';
 import { Rng } from '../../src/util/rng.js';
 import { python } from '../io/helpers.js';
@@ -155,6 +155,22 @@ np.save(os.path.join(d, 'train.npy'), train); np.save(os.path.join(d, 'test.npy'
     const late = flow.at(1e9);
     expect(inf.test.every(Number.isFinite)).toBe(true);
     expect(maxRelDiff(late.train, inf.train)).toBeLessThan(1e-6);
+  });
+
+  it('dispose() releases the decomposition: later calls are refused', () => {
+    const flow = mseFlow({ numClasses: V, trainTrain, testTrain, labels });
+    const again = mseFlow({ numClasses: V, trainTrain, testTrain, labels });
+    const eigen = flow.eigen; // the explicit vectors, computed now
+    const out = flow.at(2);
+    flow.dispose();
+    flow.dispose(); // idempotent
+    expect(() => flow.at(2)).toThrow(EntkError);
+    expect(() => flow.at(2)).toThrow('mseFlow: used after dispose()');
+    expect(() => flow.eigen).toThrow('mseFlow: used after dispose()');
+    // what was handed out before stays valid; another flow on the same split is untouched
+    expect(eigen.vectors!.length).toBe(N * N);
+    expect(again.at(2)).toEqual(out);
+    again.dispose();
   });
 
   it('bad input', () => {

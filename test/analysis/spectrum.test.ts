@@ -13,7 +13,7 @@ import {
   topEigenpairs,
 } from '../../src/analysis/index.js';
 import { PanelProduct } from '../../src/analysis/wasm-panel.js';
-import { CorruptFileError, InvalidArgumentError } from '../../src/errors.js';
+import { CorruptFileError, EntkError, InvalidArgumentError } from '../../src/errors.js';
 import { writeNpy } from '../../src/io/index.js';
 import { python } from '../io/helpers.js';
 import { tempDir } from '../util/temp-dir.js';
@@ -120,6 +120,26 @@ describe('factoredSymmetricEigen', () => {
       InvalidArgumentError,
     );
   });
+
+  it('dispose() releases the factors: values stay, products are refused (kernels and loops, threads)', () => {
+    const n = 70;
+    const K = psdKernel(n, 50, 3);
+    const y = Float64Array.from({ length: n }, (_, i) => Math.sin(i));
+    for (const options of [{ backend: 'wasm' as const, threads: 2 }, { backend: 'js' as const }]) {
+      const f = factoredSymmetricEigen(K, n, options);
+      const values = f.values.slice();
+      const before = f.projectT(y, 1);
+      // U Uᵀ y = y before the release
+      const back = f.combine(before, 1);
+      for (let i = 0; i < n; i++) expect(Math.abs(back[i]! - y[i]!)).toBeLessThan(1e-13 * n);
+      f.dispose();
+      f.dispose(); // idempotent
+      expect(f.values).toEqual(values);
+      expect(() => f.projectT(y, 1)).toThrow(EntkError);
+      expect(() => f.projectT(y, 1)).toThrow('factoredSymmetricEigen: used after dispose()');
+      expect(() => f.combine(y, 1)).toThrow('factoredSymmetricEigen: used after dispose()');
+    }
+  });
 });
 
 describe('topEigenpairs (block Lanczos)', () => {
@@ -196,6 +216,21 @@ describe('topEigenpairs (block Lanczos)', () => {
     const sb = await kernelMatrixStats(memory);
     expect(sa).toEqual(sb);
     expect(await kernelMatrixStats(resident)).toEqual(sb);
+    // dispose() releases each (the resident one's WebAssembly memory holds all n² entries); further
+    // products and panel visits are refused, naming the matrix
+    const x = new Float64Array(n);
+    for (const [m, name] of [
+      [disk, file],
+      [resident, file],
+      [memory, 'memory'],
+    ] as const) {
+      m.dispose();
+      m.dispose(); // idempotent
+      const message = `KernelMatrix (${name}): used after dispose()`;
+      await expect(m.multiply(x, 1)).rejects.toThrow(EntkError);
+      await expect(m.multiply(x, 1)).rejects.toThrow(message);
+      await expect(kernelMatrixStats(m)).rejects.toThrow(message);
+    }
   });
 
   it('WebAssembly SIMD products equal the plain loops bit for bit (float32 and float64, ragged sizes)', async () => {

@@ -114,7 +114,26 @@ describe('entk finetune', async () => {
     expectOneLineError(await runCli([...base, '--lr', '0']), /--lr: expected a nonzero finite number/);
     expectOneLineError(
       await runCli(base),
-      /--learning-rate: expected a learning rate η \(negative: gradient ascent\), received undefined/,
+      /--learning-rate: expected a finite non-zero number \(negative: gradient ascent\), received undefined/,
+    );
+    // the library's checks, naming the flags
+    expectOneLineError(
+      await runCli(['finetune', '--points', 'train:per-class=1', '--steps', '2', '--lr', '0.1']),
+      / --run: expected a run directory \(or, instead, model\), received undefined$/,
+    );
+    expectOneLineError(
+      await runCli([
+        'finetune',
+        '--run',
+        run,
+        '--points',
+        'train:per-class=1',
+        '--steps',
+        '2',
+        '--lr',
+        '0.1',
+      ]),
+      / --name: expected a recording name of letters, digits, \. _ - \(≤ 100\), received undefined$/,
     );
     expectOneLineError(
       await runCli([...base, '--learning-rate', '0.1', '--lr', '0.1']),

@@ -17,7 +17,12 @@ import { InvalidArgumentError } from '../../src/errors.js';
 import { analyzeModel } from '../../src/kernel/analyze.js';
 import { empiricalNtkFn, terminateNtkWorkers } from '../../src/kernel/index.js';
 import { planStructured } from '../../src/kernel/structured.js';
-import { type BlockInput, JsBlockComputer, type TermMeta } from '../../src/kernel/terms.js';
+import {
+  type BlockInput,
+  type ContractionMode,
+  JsBlockComputer,
+  type TermMeta,
+} from '../../src/kernel/terms.js';
 import { type GemmExports, gemmModule, MASKED_FIELDS } from '../../src/kernel/wasm-gemm.js';
 import { packingPoolBytes, packRows, WasmBlockComputer } from '../../src/kernel/wasm-terms.js';
 import { buildModel } from '../../src/model/index.js';
@@ -26,6 +31,38 @@ import { relaxedSimd, wasmApi } from '../../src/util/wasm-asm.js';
 import { normalPoints, randomizeWeights, relMaxError } from './helpers.js';
 
 const TOL = 1e-5;
+
+/**
+ * The WebAssembly block computer against the float64 one (JsBlockComputer) on the blocks (r, c),
+ * (c, r), (r, r), (c, c): data and transposes within TOL. Returns the WebAssembly computer's flops.
+ */
+function expectAsFloat64(
+  terms: TermMeta[],
+  V: number,
+  mode: ContractionMode,
+  r: BlockInput,
+  c: BlockInput,
+): number {
+  const wasm = new WasmBlockComputer(terms, V, mode, 2 ** 26);
+  const js = new JsBlockComputer(terms, V, mode);
+  try {
+    for (const [row, col] of [
+      [r, c],
+      [c, r],
+      [r, r],
+      [c, c],
+    ] as const) {
+      const w = wasm.compute(row, col, true);
+      const want = js.compute(row, col, true);
+      expect(relMaxError(w.data, want.data)).toBeLessThanOrEqual(TOL);
+      expect(relMaxError(w.transposed!, want.transposed!)).toBeLessThanOrEqual(TOL);
+      w.done();
+    }
+    return wasm.flops;
+  } finally {
+    wasm.release();
+  }
+}
 
 afterAll(async () => {
   await terminateNtkWorkers();
@@ -317,25 +354,7 @@ describe('block computer against the float64 computer', () => {
     const us = terms.map((t) => randomMatrix(rng, t.width, V));
     const r = block(terms, V, 7, 'r', us);
     const c = block(terms, V, 5, 'c', us);
-    const wasm = new WasmBlockComputer(terms, V, mode, 2 ** 26);
-    const js = new JsBlockComputer(terms, V, mode);
-    try {
-      for (const [row, col] of [
-        [r, c],
-        [c, r],
-        [r, r],
-        [c, c],
-      ] as const) {
-        const w = wasm.compute(row, col, true);
-        const want = js.compute(row, col, true);
-        expect(relMaxError(w.data, want.data)).toBeLessThanOrEqual(TOL);
-        expect(relMaxError(w.transposed!, want.transposed!)).toBeLessThanOrEqual(TOL);
-        w.done();
-      }
-      expect(wasm.flops).toBeGreaterThan(0);
-    } finally {
-      wasm.release();
-    }
+    expect(expectAsFloat64(terms, V, mode, r, c)).toBeGreaterThan(0);
   });
 
   it('reuses packing buffers (evicted or released ones, stale contents) without changing a bit', () => {
@@ -458,26 +477,7 @@ describe("dense gram terms ('tight' route: rows of all points back to back)", ()
   ] as Array<[number, TermMeta[], number, number]>)(
     'V = %i: as the float64 block computer, symmetric and rectangular blocks',
     (V, terms, nr, nc) => {
-      const r = make(terms, V, nr, 'r');
-      const c = make(terms, V, nc, 'c');
-      const wasm = new WasmBlockComputer(terms, V, 'full', 2 ** 26);
-      const js = new JsBlockComputer(terms, V, 'full');
-      try {
-        for (const [row, col] of [
-          [r, c],
-          [c, r],
-          [r, r],
-          [c, c],
-        ] as const) {
-          const w = wasm.compute(row, col, true);
-          const want = js.compute(row, col, true);
-          expect(relMaxError(w.data, want.data)).toBeLessThanOrEqual(TOL);
-          expect(relMaxError(w.transposed!, want.transposed!)).toBeLessThanOrEqual(TOL);
-          w.done();
-        }
-      } finally {
-        wasm.release();
-      }
+      expectAsFloat64(terms, V, 'full', make(terms, V, nr, 'r'), make(terms, V, nc, 'c'));
     },
   );
 

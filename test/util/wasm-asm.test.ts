@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
+  cachedModule,
   compileModule,
   f32x4add,
   f32x4mul,
@@ -65,5 +66,33 @@ describe('relaxed SIMD', () => {
     expect(rest).toEqual([16, -13.75, 0]);
     if (cpuHasFma()) expect(heap[12]).toBe(2 ** -24);
     else expect([0, 2 ** -24]).toContain(heap[12]);
+  });
+});
+
+describe('cachedModule', () => {
+  it('compiles once per key (the same module back), caches an unavailable variant (null) too', () => {
+    let builds = 0;
+    const bytes = () => {
+      builds++;
+      return moduleBytes([{ name: 'nop', params: 0, body: funcBody([], []) }]);
+    };
+    const first = cachedModule('test:nop', bytes);
+    expect(first).not.toBeNull();
+    expect(cachedModule('test:nop', bytes)).toBe(first);
+    expect(builds).toBe(1);
+    const other = cachedModule('test:nop-2', bytes);
+    expect(other).not.toBe(first);
+    expect(builds).toBe(2);
+    let absent = 0;
+    const none = () => {
+      absent++;
+      return null;
+    };
+    expect(cachedModule('test:none', none)).toBeNull();
+    expect(cachedModule('test:none', none)).toBeNull();
+    expect(absent).toBe(1);
+    // bytes the runtime rejects: null, kept
+    const invalid = () => new Uint8Array([0, 1, 2, 3]);
+    expect(cachedModule('test:invalid', invalid)).toBeNull();
   });
 });

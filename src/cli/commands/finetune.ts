@@ -5,7 +5,6 @@
  * `--lr` is kept as a hidden alias.
  */
 import type { Command } from 'commander';
-import { InvalidArgumentError } from '../../errors.js';
 import { FINETUNE_MODES, type FinetuneMode, finetune } from '../../finetune/index.js';
 import { NTK_IMPLEMENTATIONS, type NtkImplementation, type NtkParameters } from '../../kernel/index.js';
 import {
@@ -128,23 +127,8 @@ export function registerFinetune(program: Command): void {
       const globals = command.optsWithGlobals() as FinetuneFlags;
       await prepare({ backend: globals.backend, json: flags.json, quiet: globals.quiet });
       const learningRate = resolveLearningRate(flags);
-      if (learningRate === undefined) {
-        throw new InvalidArgumentError(
-          '--learning-rate',
-          undefined,
-          'a learning rate η (negative: gradient ascent)',
-        );
-      }
-      if (flags.run === undefined && flags.model === undefined) {
-        throw new InvalidArgumentError(
-          '--run',
-          undefined,
-          "a run directory written by 'entk train' (or --model)",
-        );
-      }
-      if (flags.run !== undefined && flags.name === undefined) {
-        throw new InvalidArgumentError('--name', undefined, 'a recording name (<run>/finetune/<name>/)');
-      }
+      // finetune() checks the options (a missing --learning-rate, --run or --name too); its errors
+      // name the flags.
       const flagNames = {
         name: '--name',
         run: '--run',
@@ -167,7 +151,7 @@ export function registerFinetune(program: Command): void {
           checkpoint: flags.checkpoint,
           mode: flags.mode,
           batchSize: flags.batchSize,
-          learningRate,
+          learningRate: learningRate as number, // undefined (no flag): refused by finetune()
           steps: flags.steps,
           recordEvery: flags.recordEvery,
           refreshEvery: flags.refreshEvery,
