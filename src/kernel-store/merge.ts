@@ -212,9 +212,13 @@ export async function mergeKernelShards(dir: string, options: MergeOptions = {})
     }
     const backends = [...new Set(shards.map((s) => s.manifest.kernel.backend))];
     const contractions = [...new Set(shards.flatMap((s) => s.manifest.kernel.contraction ?? []))];
-    const flops = shards.every((s) => s.manifest.kernel.flops !== undefined)
-      ? shards.reduce((sum, s) => sum + s.manifest.kernel.flops!, 0)
-      : undefined;
+    /** The sum over the shards of an optional count, when every shard records it. */
+    const total = (key: 'flops' | 'workerFactorBlocks') =>
+      shards.every((s) => s.manifest.kernel[key] !== undefined)
+        ? shards.reduce((sum, s) => sum + s.manifest.kernel[key]!, 0)
+        : undefined;
+    const flops = total('flops');
+    const workerFactorBlocks = total('workerFactorBlocks');
     const input = manifestInput(m0);
     const manifest: KernelManifestInput = {
       ...input,
@@ -224,10 +228,13 @@ export async function mergeKernelShards(dir: string, options: MergeOptions = {})
         backend: backends.join(','),
         ...(contractions.length > 0 ? { contraction: contractions.join(',') } : {}),
         ...(flops !== undefined ? { flops } : {}),
+        ...(workerFactorBlocks !== undefined ? { workerFactorBlocks } : {}),
         threads: Math.max(...shards.map((s) => s.manifest.kernel.threads)),
         timings,
       },
     };
+    // (Not shard 0's count when a shard does not record it.)
+    if (workerFactorBlocks === undefined) delete manifest.kernel.workerFactorBlocks;
     const written = await writeKernelStore(target, {
       format,
       overwrite: options.overwrite,

@@ -127,6 +127,15 @@ export function leafLayers(model: tf.LayersModel): Layer[] {
   return out;
 }
 
+/**
+ * Every weight of the model with its layer, in leaf-layer order (each layer's weights in its own
+ * order): unlike model.weights (trainable weights first), the order does not change when layers
+ * are frozen or unfrozen.
+ */
+export function leafWeights(model: tf.LayersModel): Array<{ layer: string; weight: LayerVariable }> {
+  return leafLayers(model).flatMap((l) => l.weights.map((weight) => ({ layer: l.name, weight })));
+}
+
 interface SymbolicNode {
   outboundLayer: Layer;
   inputTensors: tf.SymbolicTensor[];

@@ -12,18 +12,15 @@
 import * as tf from '@tensorflow/tfjs';
 import { InvalidArgumentError } from '../errors.js';
 import { type Progress, progressBar } from '../util/index.js';
-import type { ModelAnalysis } from './analyze.js';
+import { leafWeights, type ModelAnalysis } from './analyze.js';
 import { makeBlockComputer, provideTfContraction, resolveContraction } from './contractions.js';
 import { factorGemmMinWork, setFactorGemmThreads } from './factor-gemm.js';
 import {
-  claimFactorBlock,
+  computeClaimedFactors,
   type FactorHooks,
   type FactorSource,
   MAX_FACTOR_WORKERS,
   makeFactorSchedule,
-  publishFactorBlock,
-  sharedDestination,
-  storeFactors,
 } from './factor-job.js';
 import { jacobianFeatures } from './jacobian.js';
 import { type ContractionJob, discardPool, runContraction, sharedPool } from './job.js';
@@ -127,17 +124,20 @@ export function toPoints(
 
 /**
  * For tests only: `mainThreadContracts = false` leaves every kernel block to the workers,
- * `mainThreadFactors = false` every factor block (when they can rebuild the model).
+ * `mainThreadFactors = false` every factor block of a structured model (a worker that cannot
+ * compute them then fails the call).
  */
 export const testHooks = { mainThreadContracts: true, mainThreadFactors: true };
 
 /** The model as empiricalNtkFn received it, for worker threads to rebuild (./factor-job.ts). */
 export interface ModelSource {
   model: tf.LayersModel;
+  /** Its topology when the kernel function was configured (null: tfjs cannot serialise it). */
+  topology: object | null;
   parameters: NtkParameters;
   logits: NtkLogits;
   /** The test hooks in force when the plan was made. */
-  hooks: Omit<FactorHooks, 'gemmMinWork'>;
+  hooks: Omit<FactorHooks, 'gemmMinWork' | 'requireWorkers'>;
   /** Unique per configured kernel function. */
   key: string;
 }
@@ -478,9 +478,6 @@ const waitAsync = (
   }
 ).waitAsync;
 
-/** Topologies by model (computed once; null: the model cannot be serialised). */
-const topologies = new WeakMap<tf.LayersModel, object | null>();
-
 /**
  * The model and points for the workers to compute factor blocks too, or null when they cannot:
  * no structured plan (the Jacobian path differentiates model.apply on the main thread), a model
@@ -488,38 +485,34 @@ const topologies = new WeakMap<tf.LayersModel, object | null>();
  */
 function factorSourceFor(state: EngineState, pointSets: Points[]): FactorSource | null {
   const source = state.source;
-  if (!state.plan || !source) return null;
-  let topology = topologies.get(source.model);
-  if (topology === undefined) {
-    try {
-      topology = source.model.toJSON(null, false) as object;
-    } catch {
-      topology = null;
-    }
-    topologies.set(source.model, topology);
-  }
-  const weights = source.model.weights;
-  if (!topology || weights.some((w) => w.dtype !== 'float32')) return null;
-  const shapes = weights.map((w) => [...(w.shape as number[])]);
+  if (!state.plan || !source?.topology) return null;
+  const weights = leafWeights(source.model);
+  if (weights.some(({ weight }) => weight.dtype !== 'float32')) return null;
+  const shapes = weights.map(({ weight }) => [...(weight.shape as number[])]);
   const weightBytes = 4 * shapes.reduce((s, shape) => s + shape.reduce((a, b) => a * b, 1), 0);
   // Each factor worker holds a copy of the model: as many as the memory budget allows.
   const maxWorkers = Math.min(MAX_FACTOR_WORKERS, Math.floor(state.memoryBudget / Math.max(1, weightBytes)));
   if (maxWorkers < 1) return null;
   const all = new Float32Array(new SharedArrayBuffer(weightBytes));
   let offset = 0;
-  for (const w of weights) {
-    const values = w.read().dataSync() as Float32Array;
+  for (const { weight } of weights) {
+    const values = weight.read().dataSync() as Float32Array;
     all.set(values, offset);
     offset += values.length;
   }
   return {
     key: source.key,
-    topology,
+    topology: source.topology,
     weights: all.buffer as SharedArrayBuffer,
     shapes,
+    layers: weights.map((w) => w.layer),
     parameters: source.parameters,
     logits: source.logits,
-    hooks: { ...source.hooks, gemmMinWork: factorGemmMinWork() },
+    hooks: {
+      ...source.hooks,
+      gemmMinWork: factorGemmMinWork(),
+      requireWorkers: !testHooks.mainThreadFactors,
+    },
     maxWorkers,
     slots: new SharedArrayBuffer(4),
     points: pointSets.map((points) => {
@@ -609,15 +602,26 @@ async function contractInParallel(ctx: ContractionContext): Promise<ContractionC
   const { pool, started } = await sharedPool(threads - 1, tf.getBackend());
   if (started) timings.workers = performance.now() - s0;
 
+  // Finished blocks are delivered one at a time, in order; a sink that throws stops the job.
   let chain: Promise<void> = Promise.resolve();
+  let sinkError: { error: unknown } | null = null;
   const finished = (index: number, data: Float32Array | Float64Array | null | undefined, worker: boolean) => {
     progress.tick();
     if (worker) workerBlocks++;
     if (data) {
       const [, a, , b] = ordered[index]!;
-      chain = chain.then(() => deliver(a, b, data));
+      chain = chain.then(async () => {
+        if (sinkError) return;
+        try {
+          await deliver(a, b, data);
+        } catch (error) {
+          sinkError = { error };
+          abortJob(job);
+        }
+      });
     }
   };
+  const loop = new BlockLoop(job);
   const workers = runContraction(
     pool,
     job,
@@ -627,28 +631,17 @@ async function contractInParallel(ctx: ContractionContext): Promise<ContractionC
       progress.tick();
     },
   );
-  workers.catch(() => undefined); // awaited below; avoid an unhandled rejection meanwhile
+  let workersSettled = false;
+  const workersFailed = workers.then(
+    () => ((workersSettled = true), false),
+    () => ((workersSettled = true), true),
+  );
   const ready = new Int32Array(job.ready);
-  const loop = new BlockLoop(job);
   // With workers computing factors too, each factor GEMM runs on one thread.
   const gemmThreads = factors ? 1 : state.threads;
-  let workersSettled = false;
-  workers.then(
-    () => (workersSettled = true),
-    () => (workersSettled = true),
-  );
-  const mainFactors = testHooks.mainThreadFactors || !factors;
   try {
-    for (
-      let claim = mainFactors ? claimFactorBlock(job.schedule) : null;
-      claim;
-      claim = claimFactorBlock(job.schedule)
-    ) {
-      const [p, set, k] = claim;
-      const first = offsets[set]![k]!;
-      const f = computeFeatures(set, k, sharedDestination(state.terms, V, arrays[set]!, first), gemmThreads);
-      storeFactors(state.terms, V, arrays[set]!, first, f, p);
-      publishFactorBlock(job.schedule, job.ready, p);
+    if (testHooks.mainThreadFactors || !factors) {
+      computeClaimedFactors(job, arrays, (set, k, dest) => computeFeatures(set, k, dest, gemmThreads));
     }
     while (testHooks.mainThreadContracts) {
       const done = loop.tryNext();
@@ -656,7 +649,10 @@ async function contractInParallel(ctx: ContractionContext): Promise<ContractionC
       if (typeof done === 'number') {
         // A worker's factor block is not published yet: wait for it without blocking the event
         // loop (a failing worker's message must get through).
-        if (workersSettled) throw new Error('eNTK: the workers stopped before publishing every factor block');
+        if (workersSettled) {
+          await workers; // its error, if it failed
+          throw new Error('eNTK: the workers stopped before publishing every factor block');
+        }
         await Promise.race([waitAsync(ready, 0, done).value, workers]);
         continue;
       }
@@ -666,7 +662,8 @@ async function contractInParallel(ctx: ContractionContext): Promise<ContractionC
     }
   } catch (error) {
     abortJob(job);
-    await workers.catch(() => undefined);
+    // A pool whose worker failed may still be finishing messages of this job: start afresh.
+    if (await workersFailed) await discardPool(pool);
     throw error;
   } finally {
     loop.release();
@@ -679,6 +676,7 @@ async function contractInParallel(ctx: ContractionContext): Promise<ContractionC
     throw error;
   }
   await chain;
+  if (sinkError) throw (sinkError as { error: unknown }).error;
   timings.contraction = performance.now() - start;
   return { workerBlocks, workerFactorBlocks, flops };
 }

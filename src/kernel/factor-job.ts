@@ -43,32 +43,39 @@ export interface FactorHooks {
   sparseEmbeddings: boolean;
   /** The factor GEMM's threshold (./factor-gemm.ts). */
   gemmMinWork: number;
+  /** engine testHooks.mainThreadFactors = false: a worker that cannot take factor blocks fails (else nobody would). */
+  requireWorkers: boolean;
 }
 
 /** What a worker needs to compute factor blocks itself. */
 export interface FactorSource {
   /** Identifies the model configuration: workers keep the model built for the last key. */
   key: string;
-  /** model.toJSON(null, false) of the model given to empiricalNtkFn. */
+  /** model.toJSON(null, false) of the model given to empiricalNtkFn, when it was configured. */
   topology: object;
-  /** Every weight of model.weights (float32), concatenated in order. */
+  /**
+   * Every weight (float32), concatenated in leaf-layer order (analyze.ts leafWeights: stable when
+   * layers are frozen, unlike model.weights, which lists trainable weights first).
+   */
   weights: SharedArrayBuffer;
-  /** Their shapes. */
+  /** Their shapes and the names of their layers, in the same order. */
   shapes: number[][];
+  layers: string[];
   parameters: NtkParameters;
   logits: NtkLogits;
   hooks: FactorHooks;
   /** Point sets, as in the job's `sets`. */
   points: SharedPoints[];
   /**
-   * Workers that may compute factors (each holds the model and a factor pass's working memory on
-   * its own backend): the first `maxWorkers` to take a slot from `slots` (Int32[1]) do.
+   * Workers that may compute factors (each holds a copy of the model — these count against the
+   * memory budget — and a factor pass's working memory on its own backend): the first
+   * `maxWorkers` to take a slot from `slots` (Int32[1]) do.
    */
   maxWorkers: number;
   slots: SharedArrayBuffer;
 }
 
-/** At most this many workers compute factors (memory: each holds a factor pass's working set). */
+/** At most this many workers compute factors (memory: each also holds a factor pass's working set). */
 export const MAX_FACTOR_WORKERS = 7;
 
 /** Whether this worker is among the job's factor workers (takes a slot). */
@@ -78,7 +85,9 @@ export function takeFactorSlot(source: FactorSource): boolean {
 
 /** The factor blocks of a job: computation order and the claim / done state. */
 export interface FactorSchedule {
-  /** Int32 pairs (set, block) in computation order ("positions"). */
+  /** Number of positions (factor blocks). */
+  positions: number;
+  /** Int32 pairs (set, block) in computation order, one per position. */
   sequence: SharedArrayBuffer;
   /** Next position to claim (Int32[1]). */
   claim: SharedArrayBuffer;
@@ -87,21 +96,27 @@ export interface FactorSchedule {
 }
 
 export function makeFactorSchedule(sequence: Array<[number, number]>): FactorSchedule {
-  const shared = (ints: number) => new SharedArrayBuffer(4 * Math.max(1, ints));
-  const schedule = { sequence: shared(2 * sequence.length), claim: shared(1), done: shared(sequence.length) };
+  // (A SharedArrayBuffer of 0 bytes is fine; `positions` is the count.)
+  const shared = (ints: number) => new SharedArrayBuffer(4 * ints);
+  const schedule = {
+    positions: sequence.length,
+    sequence: shared(2 * sequence.length),
+    claim: shared(1),
+    done: shared(sequence.length),
+  };
   new Int32Array(schedule.sequence).set(sequence.flat());
   return schedule;
 }
 
-/** Number of positions of a schedule. */
-export function factorPositions(schedule: FactorSchedule): number {
-  return new Int32Array(schedule.done).length;
+/** Whether a position is left to claim (without claiming it). */
+export function factorBlocksLeft(schedule: FactorSchedule): boolean {
+  return Atomics.load(new Int32Array(schedule.claim), 0) < schedule.positions;
 }
 
 /** The next unclaimed position, as [position, set, block], or null when none is left. */
 export function claimFactorBlock(schedule: FactorSchedule): [number, number, number] | null {
   const p = Atomics.add(new Int32Array(schedule.claim), 0, 1);
-  if (p >= factorPositions(schedule)) return null;
+  if (p >= schedule.positions) return null;
   const seq = new Int32Array(schedule.sequence);
   return [p, seq[2 * p]!, seq[2 * p + 1]!];
 }
@@ -119,7 +134,7 @@ export function publishFactorBlock(
   const done = new Int32Array(schedule.done);
   const ready = new Int32Array(readyBuffer);
   Atomics.store(done, p, 1);
-  for (let r = Atomics.load(ready, 0); r < done.length && Atomics.load(done, r) === 1; ) {
+  for (let r = Atomics.load(ready, 0); r < schedule.positions && Atomics.load(done, r) === 1; ) {
     const seen = Atomics.compareExchange(ready, 0, r, r + 1);
     r = seen === r ? r + 1 : seen;
   }
@@ -183,4 +198,40 @@ export function storeFactors(
     if (target.s) target.s.set(f.s!, start * t.width);
     if (target.u && position === 0) target.u.set(f.u!);
   });
+}
+
+/** Computes the factors of block k of point set `set` (points [start, end)), writing gram rows into `dest`. */
+export type BlockFactorsFn = (
+  set: number,
+  k: number,
+  dest: (term: number, key: keyof BlockFactors, length: number) => Float32Array | undefined,
+) => BlockFactors[];
+
+/**
+ * The factor loop every thread runs (main thread and workers alike): claim a position, compute its
+ * block's factors into the shared arrays `views` (per set), publish it; until none is left.
+ */
+export function computeClaimedFactors(
+  job: FactorJobView,
+  views: SetViews[],
+  compute: BlockFactorsFn,
+  onPublished: (position: number) => void = () => undefined,
+): void {
+  for (let claim = claimFactorBlock(job.schedule); claim; claim = claimFactorBlock(job.schedule)) {
+    const [p, set, k] = claim;
+    const start = job.sets[set]!.offsets[k]!;
+    const factors = compute(set, k, sharedDestination(job.terms, job.V, views[set]!, start));
+    storeFactors(job.terms, job.V, views[set]!, start, factors, p);
+    publishFactorBlock(job.schedule, job.ready, p);
+    onPublished(p);
+  }
+}
+
+/** What the factor loop reads of a contraction job (./job.ts). */
+export interface FactorJobView {
+  terms: TermMeta[];
+  V: number;
+  sets: Array<{ offsets: number[] }>;
+  schedule: FactorSchedule;
+  ready: SharedArrayBuffer;
 }

@@ -7,18 +7,9 @@
 import * as tf from '@tensorflow/tfjs';
 // Registers entk's own layer classes (ScaledDense, the transformer layers, …) for deserialisation.
 import '../model/index.js';
-import { analyzeModel, ruleTestHooks } from './analyze.js';
+import { analyzeModel, leafWeights, ruleTestHooks } from './analyze.js';
 import { setFactorGemmMinWork, setFactorGemmThreads } from './factor-gemm.js';
-import {
-  type BlockFactors,
-  claimFactorBlock,
-  type FactorSource,
-  publishFactorBlock,
-  sharedDestination,
-  storeFactors,
-  takeFactorSlot,
-  viewsOf,
-} from './factor-job.js';
+import { computeClaimedFactors, type FactorSource, viewsOf } from './factor-job.js';
 import type { ContractionJob } from './job.js';
 import { abortJob } from './loop.js';
 import {
@@ -65,9 +56,19 @@ async function modelFor(source: FactorSource, terms: TermMeta[]): Promise<Built>
     if (built) disposeModel(built.model);
     built = null;
     const before = tf.memory().numTensors;
-    const model = await tf.models.modelFromJSON({
-      modelTopology: source.topology,
-    } as unknown as Parameters<typeof tf.models.modelFromJSON>[0]);
+    const variables = new Set(Object.keys(tf.engine().registeredVariables));
+    let model: tf.LayersModel;
+    try {
+      model = await tf.models.modelFromJSON({
+        modelTopology: source.topology,
+      } as unknown as Parameters<typeof tf.models.modelFromJSON>[0]);
+    } catch (error) {
+      // Layers built before the failing one (e.g. an unknown class) have created their weights.
+      for (const [name, v] of Object.entries(tf.engine().registeredVariables)) {
+        if (!variables.has(name)) v.dispose();
+      }
+      throw error;
+    }
     try {
       ruleTestHooks.autodiff = new Set(source.hooks.autodiff);
       structuredTestHooks.sparseEmbeddings = source.hooks.sparseEmbeddings;
@@ -79,17 +80,24 @@ async function modelFor(source: FactorSource, terms: TermMeta[]): Promise<Built>
       throw error;
     }
   }
-  // The weights of this call (a training step between calls changes them).
-  const weights = built.model.weights;
+  // The weights of this call (a training step between calls changes them), matched by layer and
+  // position in the layer. Assigned to the variables directly: LayerVariable.write would apply
+  // weight constraints, which the main thread's weights need not satisfy (neither training nor
+  // initialisation applies them).
+  const weights = leafWeights(built.model);
   if (weights.length !== source.shapes.length) throw new Error('the rebuilt model has other weights');
   const all = new Float32Array(source.weights);
   let offset = 0;
   tf.tidy(() => {
-    weights.forEach((w, i) => {
+    weights.forEach(({ layer, weight }, i) => {
       const shape = source.shapes[i]!;
+      if (layer !== source.layers[i] || String(weight.shape) !== String(shape)) {
+        throw new Error(
+          `weight ${i} of the rebuilt model (${weight.name}) does not match layer ${source.layers[i]}`,
+        );
+      }
       const size = shape.reduce((a, b) => a * b, 1);
-      if (String(w.shape) !== String(shape)) throw new Error(`weight ${w.name} has another shape`);
-      w.write(tf.tensor(all.subarray(offset, offset + size), shape, 'float32'));
+      (weight.read() as tf.Variable).assign(tf.tensor(all.subarray(offset, offset + size), shape, 'float32'));
       offset += size;
     });
   });
@@ -107,7 +115,6 @@ export async function computeFactorBlocks(
   onFeatures: (position: number) => void,
 ): Promise<string | null> {
   const source = job.factors!;
-  if (!takeFactorSlot(source)) return null;
   let plan: StructuredPlan;
   try {
     plan = (await modelFor(source, job.terms)).plan;
@@ -119,28 +126,27 @@ export async function computeFactorBlocks(
   setFactorGemmThreads(1);
   const views = job.sets.map((set) => viewsOf(set.terms));
   try {
-    for (let claim = claimFactorBlock(job.schedule); claim; claim = claimFactorBlock(job.schedule)) {
-      const [p, set, k] = claim;
-      const points = source.points[set]!;
-      const rowSize = points.exampleShape.reduce((a, b) => a * b, 1);
-      const start = job.sets[set]!.offsets[k]!;
-      const end = job.sets[set]!.offsets[k + 1]!;
-      const data = points.dtype === 'int32' ? new Int32Array(points.data) : new Float32Array(points.data);
-      const x = tf.tensor(
-        data.subarray(start * rowSize, end * rowSize),
-        [end - start, ...points.exampleShape],
-        points.dtype,
-      );
-      let factors: BlockFactors[];
-      try {
-        factors = structuredFeatures(plan, x, sharedDestination(job.terms, job.V, views[set]!, start));
-      } finally {
-        x.dispose();
-      }
-      storeFactors(job.terms, job.V, views[set]!, start, factors, p);
-      publishFactorBlock(job.schedule, job.ready, p);
-      onFeatures(p);
-    }
+    computeClaimedFactors(
+      job,
+      views,
+      (set, k, dest) => {
+        const points = source.points[set]!;
+        const rowSize = points.exampleShape.reduce((a, b) => a * b, 1);
+        const offsets = job.sets[set]!.offsets;
+        const data = points.dtype === 'int32' ? new Int32Array(points.data) : new Float32Array(points.data);
+        const x = tf.tensor(
+          data.subarray(offsets[k]! * rowSize, offsets[k + 1]! * rowSize),
+          [offsets[k + 1]! - offsets[k]!, ...points.exampleShape],
+          points.dtype,
+        );
+        try {
+          return structuredFeatures(plan, x, dest);
+        } finally {
+          x.dispose();
+        }
+      },
+      onFeatures,
+    );
   } catch (error) {
     abortJob(job);
     throw error;

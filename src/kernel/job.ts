@@ -55,7 +55,10 @@ export interface ContractionJob {
   blocks: SharedArrayBuffer;
   /** Next block to take (Int32[1]); every contracting thread Atomics.adds it. */
   counter: SharedArrayBuffer;
-  /** Number of factor blocks published so far (Int32[1]); ABORTED when the job is cancelled. */
+  /**
+   * Length of the prefix of factor positions whose blocks are all published (Int32[1]; blocks finish
+   * out of order, see ./factor-job.ts publishFactorBlock); ABORTED when the job is cancelled.
+   */
   ready: SharedArrayBuffer;
   /** Write blocks (and mirrors when `mirror`) into this matrix; null = post each block back. */
   out: { buffer: SharedArrayBuffer; cols: number } | null;

@@ -5,7 +5,7 @@
  */
 
 import { makeBlockComputer } from './contractions.js';
-import { factorPositions, type SetViews, viewsOf } from './factor-job.js';
+import { type SetViews, viewsOf } from './factor-job.js';
 import { ABORTED, type ContractionJob } from './job.js';
 import { type BlockComputer, blockView, writeBlock } from './terms.js';
 
@@ -121,7 +121,7 @@ export class BlockLoop {
 /** Make every thread of a job stop taking blocks (kernel and factor blocks). */
 export function abortJob(job: ContractionJob): void {
   const ready = new Int32Array(job.ready);
-  Atomics.store(new Int32Array(job.schedule.claim), 0, factorPositions(job.schedule));
+  Atomics.store(new Int32Array(job.schedule.claim), 0, job.schedule.positions);
   Atomics.store(new Int32Array(job.counter), 0, new Int32Array(job.blocks).length / BLOCK_FIELDS);
   Atomics.store(ready, 0, ABORTED);
   Atomics.notify(ready, 0);

@@ -72,6 +72,15 @@ export function modelLogits(model: tf.LayersModel, x: tf.Tensor, logits: NtkLogi
   return graphForward(analyzeModel(model, 'all', { logits }))(x);
 }
 
+/** model.toJSON of the model as configured, for worker threads to rebuild it; null if tfjs cannot serialise it. */
+function serialisedTopology(model: tf.LayersModel): object | null {
+  try {
+    return model.toJSON(null, false) as object;
+  } catch {
+    return null;
+  }
+}
+
 /** Default memory budget for per-point factors: 1 GiB. */
 export const DEFAULT_NTK_MEMORY_BUDGET = 2 ** 30;
 
@@ -225,6 +234,7 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
       model,
       parameters,
       logits,
+      topology: serialisedTopology(model),
       hooks: {
         autodiff: [...ruleTestHooks.autodiff],
         sparseEmbeddings: structuredTestHooks.sparseEmbeddings,

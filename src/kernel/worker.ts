@@ -3,12 +3,14 @@
  * blocks it can claim when the job offers the model (./factor-worker.ts), then takes kernel blocks
  * from the shared counter until none is left. The default contraction (entk's WebAssembly kernels)
  * needs no tfjs, so tfjs and the worker's own backend are loaded only when a job asks for the
- * 'tfjs' contraction or offers factor blocks: a worker starts in a fraction of tfjs's import time.
+ * 'tfjs' contraction or this worker takes factor blocks (a tfjs that cannot start here only means
+ * the main thread computes them).
  */
 import { parentPort } from 'node:worker_threads';
 import { provideTfContraction } from './contractions.js';
-import type { ContractionJob, WorkerReply, WorkerRequest } from './job.js';
-import { BlockLoop } from './loop.js';
+import { factorBlocksLeft, takeFactorSlot } from './factor-job.js';
+import { ABORTED, type ContractionJob, type WorkerReply, type WorkerRequest } from './job.js';
+import { abortJob, BlockLoop } from './loop.js';
 
 const port = parentPort;
 if (!port) throw new Error('src/kernel/worker.ts must run in a worker thread');
@@ -36,15 +38,37 @@ async function loadTfContraction(): Promise<void> {
   tfjs = tf;
 }
 
-async function runJob(job: ContractionJob): Promise<void> {
-  if (job.contraction === 'tfjs' || job.factors) await loadTfContraction();
-  let factorsRefused: string | null = null;
-  if (job.factors) {
+/**
+ * This worker's share of a job's factor blocks (when the job offers them, a slot among its factor
+ * workers is free and a block is left): null, or why it took none.
+ */
+async function factorShare(job: ContractionJob): Promise<string | null> {
+  const source = job.factors;
+  if (!source || !takeFactorSlot(source) || !factorBlocksLeft(job.schedule)) return null;
+  let refused: string | null;
+  try {
+    await loadTfContraction();
     factorWorker ??= await import('./factor-worker.js');
-    factorsRefused = await factorWorker.computeFactorBlocks(job, (position) =>
+    refused = await factorWorker.computeFactorBlocks(job, (position) =>
       reply({ type: 'features', position }),
     );
+  } catch (error) {
+    // A failure inside a claimed block has aborted the job: that is an error, not a refusal.
+    if (Atomics.load(new Int32Array(job.ready), 0) === ABORTED) throw error;
+    refused = `tfjs could not start here: ${(error as Error).message}`;
   }
+  if (refused && source.hooks.requireWorkers) {
+    abortJob(job);
+    throw new Error(
+      `the test hook leaves the factors to the workers, but this one cannot compute them: ${refused}`,
+    );
+  }
+  return refused;
+}
+
+async function runJob(job: ContractionJob): Promise<void> {
+  const factorsRefused = await factorShare(job);
+  if (job.contraction === 'tfjs') await loadTfContraction();
   const loop = new BlockLoop(job);
   try {
     for (let done = loop.next(); done; done = loop.next()) {

@@ -10,8 +10,11 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { ruleTestHooks } from '../../src/kernel/analyze.js';
 import { testHooks } from '../../src/kernel/engine.js';
+import { setFactorGemmMinWork } from '../../src/kernel/factor-gemm.js';
+import { makeFactorSchedule, publishFactorBlock } from '../../src/kernel/factor-job.js';
 import { empiricalNtkFn, type NtkOptions, terminateNtkWorkers } from '../../src/kernel/index.js';
-import { lastFactorRefusals, lastWorkerTensors, sharedPool } from '../../src/kernel/job.js';
+import { ABORTED, lastFactorRefusals, lastWorkerTensors, sharedPool } from '../../src/kernel/job.js';
+import { abortJob } from '../../src/kernel/loop.js';
 import { buildModel } from '../../src/model/index.js';
 import { TINY_POST, tokenBatch } from '../model/transformer-fixtures.js';
 import { graphNets } from './graph-nets.js';
@@ -148,6 +151,8 @@ describe('a model the workers cannot rebuild', () => {
       expect(multi.workerFactorBlocks).toBe(0);
       const { pool } = await sharedPool(1, tf.getBackend());
       expect(lastFactorRefusals(pool)).toEqual([expect.stringContaining('EntkTestMainThreadOnlyScale')]);
+      // The weights of the layers built before the unknown one were released.
+      expect(lastWorkerTensors(pool)).toEqual([0]);
       expect(Buffer.compare(bytes(multi.data), bytes(single.data))).toBe(0);
     } finally {
       model.dispose();
@@ -178,5 +183,145 @@ describe('weights larger than the memory budget', () => {
       model.dispose();
       x.dispose();
     }
+  });
+});
+
+describe('what the workers rebuild matches the main thread', () => {
+  it('weight constraints are not applied to the weights sent (the main thread does not apply them either)', async () => {
+    const model = tf.sequential({
+      layers: [
+        tf.layers.dense({
+          inputShape: [4],
+          units: 6,
+          activation: 'tanh',
+          kernelConstraint: tf.constraints.maxNorm({ maxValue: 0.3 }),
+        }),
+        tf.layers.dense({ units: 3 }),
+      ],
+    });
+    randomizeWeights(model, 21, 0.9); // column norms far above 0.3
+    const x = normalPoints(3, [4], 22);
+    try {
+      await compareWorkerFactors(model, x, null);
+    } finally {
+      model.dispose();
+      x.dispose();
+    }
+  });
+
+  it('a layer frozen after a first call: weights matched by layer, not by model.weights order', async () => {
+    const input = tf.input({ shape: [4] });
+    const a = tf.layers.dense({ units: 4, activation: 'tanh', name: 'fa' }).apply(input) as tf.SymbolicTensor;
+    const b = tf.layers.dense({ units: 4, activation: 'tanh', name: 'fb' }).apply(a) as tf.SymbolicTensor;
+    const c = tf.layers.dense({ units: 3, name: 'fc' }).apply(b) as tf.SymbolicTensor;
+    const model = tf.model({ inputs: input, outputs: c });
+    randomizeWeights(model, 23, 0.8);
+    const x = normalPoints(3, [4], 24);
+    try {
+      await compareWorkerFactors(model, x, null);
+      model.getLayer('fa').trainable = false; // model.weights now lists fb, fc first
+      await compareWorkerFactors(model, x, null, { parameters: ['fc'] });
+      await compareWorkerFactors(model, x, null);
+    } finally {
+      model.dispose();
+      x.dispose();
+    }
+  });
+
+  it("the factor GEMM's threshold reaches the workers (entk's GEMM in every factor product)", async () => {
+    const model = buildModel(
+      { kind: 'mlp', widths: [16, 16], activation: 'relu', parameterization: 'ntk' },
+      { inputShape: [6], numClasses: 3, seed: 8 },
+    );
+    const x = normalPoints(3, [6], 25);
+    const previous = setFactorGemmMinWork(0);
+    try {
+      await compareWorkerFactors(model, x, null);
+    } finally {
+      setFactorGemmMinWork(previous);
+      model.dispose();
+      x.dispose();
+    }
+  });
+});
+
+describe('failures', () => {
+  it('a worker failing in its factor share fails the call (no hang); the next call runs on a fresh pool', async () => {
+    const model = tf.sequential({
+      layers: [
+        tf.layers.dense({ inputShape: [4], units: 5 }),
+        new MainThreadOnlyScale({}),
+        tf.layers.dense({ units: 3 }),
+      ],
+    });
+    randomizeWeights(model, 26, 0.7);
+    const x = normalPoints(3, [4], 27);
+    try {
+      testHooks.mainThreadFactors = false; // the worker must compute the factors, and cannot
+      await expect(empiricalNtkFn(model, { blockSize: 1, progress: false, threads: 2 })(x)).rejects.toThrow(
+        /cannot compute them: .*EntkTestMainThreadOnlyScale/,
+      );
+      testHooks.mainThreadFactors = true;
+      const single = await empiricalNtkFn(model, { blockSize: 1, progress: false })(x);
+      const multi = await empiricalNtkFn(model, { blockSize: 1, progress: false, threads: 2 })(x);
+      expect(Buffer.compare(bytes(multi.data), bytes(single.data))).toBe(0);
+    } finally {
+      model.dispose();
+      x.dispose();
+    }
+  });
+
+  it('a sink that throws stops the threaded job and rejects with its error', async () => {
+    const model = buildModel(
+      { kind: 'mlp', widths: [8], activation: 'tanh', parameterization: 'ntk' },
+      { inputShape: [5], numClasses: 3, seed: 9 },
+    );
+    const x = normalPoints(12, [5], 28);
+    try {
+      const fn = empiricalNtkFn(model, { blockSize: 2, progress: false, threads: 2 });
+      let delivered = 0;
+      await expect(
+        fn.stream(x, null, () => {
+          delivered++;
+          throw new Error('sink full');
+        }),
+      ).rejects.toThrow('sink full');
+      expect(delivered).toBe(1);
+      // The pool still works.
+      const again = await fn(x);
+      expect(again.threads).toBe(2);
+    } finally {
+      model.dispose();
+      x.dispose();
+    }
+  });
+});
+
+describe('the done-prefix counter (publishFactorBlock)', () => {
+  it('advances `ready` over the prefix of done positions, whatever order they finish in; abort stays', () => {
+    const schedule = makeFactorSchedule([
+      [0, 0],
+      [0, 1],
+      [0, 2],
+      [0, 3],
+    ]);
+    const readyBuffer = new SharedArrayBuffer(4);
+    const ready = new Int32Array(readyBuffer);
+    publishFactorBlock(schedule, readyBuffer, 2);
+    expect(ready[0]).toBe(0);
+    publishFactorBlock(schedule, readyBuffer, 0);
+    expect(ready[0]).toBe(1);
+    publishFactorBlock(schedule, readyBuffer, 1);
+    expect(ready[0]).toBe(3);
+    const job = {
+      schedule,
+      ready: readyBuffer,
+      counter: new SharedArrayBuffer(4),
+      blocks: new SharedArrayBuffer(0),
+    } as Parameters<typeof abortJob>[0];
+    abortJob(job);
+    expect(ready[0]).toBe(ABORTED);
+    publishFactorBlock(schedule, readyBuffer, 3);
+    expect(ready[0]).toBe(ABORTED);
   });
 });
