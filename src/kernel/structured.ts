@@ -41,6 +41,7 @@ import {
   type ParamLayer,
 } from './analyze.js';
 import { gemmABt, useFactorGemm } from './factor-gemm.js';
+import { denseGradientRows, denseGradientRowsAvailable, embeddingGradientRows } from './position-grads.js';
 import { compactTokens, type TermMeta } from './terms.js';
 import { heapView } from './tf-terms.js';
 
@@ -842,6 +843,48 @@ function callGradients(node: GraphNode, saved: Saved, deltas: tf.Tensor[], V: nu
   return parts.length === 1 ? parts[0]! : tf.concat(parts, 1);
 }
 
+/** A tensor's float32 values, in place where the backend allows (valid until its next allocation). */
+function valuesOf(t: tf.Tensor): Float32Array {
+  return (t.dtype === 'float32' ? heapView(t) : null) ?? (t.dataSync() as Float32Array);
+}
+
+/**
+ * Per-example gradients [b·V, width] of a dense-over-positions or embedding call written straight
+ * into an array by ./position-grads.ts (positions with zero signals skipped), or null where that
+ * path does not apply (other kinds, unaligned widths, no WebAssembly SIMD): then callGradients.
+ */
+function gradientRowsFiller(
+  node: GraphNode,
+  saved: Saved,
+  deltas: tf.Tensor[],
+  V: number,
+): ((out: Float32Array) => void) | null {
+  const p = node.param!;
+  const a = saved.inputs[0]!;
+  const delta = deltas[0]!;
+  const b = a.shape[0]!;
+  if (p.kind === 'dense' && a.rank >= 3) {
+    const K = a.shape[a.rank - 1]!;
+    const dOut = delta.shape[delta.rank - 1]!;
+    const L = a.size / (b * K);
+    if (!denseGradientRowsAvailable(K, dOut) || delta.size !== b * V * L * dOut) return null;
+    const dims = { b, V, L, K, dOut };
+    const biasScale = p.bias ? p.biasScale : null;
+    return (out) => denseGradientRows(valuesOf(a), valuesOf(delta), dims, p.weightScale, biasScale, out);
+  }
+  if (p.kind === 'embedding') {
+    const [vocab, dOut] = p.kernel!.shape as [number, number];
+    const L = a.size / b;
+    if (delta.size !== b * V * L * dOut) return null;
+    const dims = { b, V, L, vocab, dOut };
+    return (out) => {
+      const ids = a.dtype === 'float32' ? valuesOf(a) : (a.dataSync() as Int32Array);
+      embeddingGradientRows(ids, valuesOf(delta), dims, p.weightScale, out);
+    };
+  }
+  return null;
+}
+
 /**
  * Where a factor array goes: `dest(term, key, length)` returns an array of that length to write
  * into (e.g. a slice of shared memory: no fresh array, whose first touch is slow), or undefined for
@@ -948,6 +991,17 @@ export function structuredFeatures(
         return;
       }
       if (term.kind === 'gram') {
+        const fill =
+          planned.nodes.length === 1
+            ? gradientRowsFiller(graph.nodes[k0]!, saved.get(k0)!, deltas.get(k0)!, V)
+            : null;
+        if (fill) {
+          const size = b * V * term.width;
+          const target = dest?.(planned.term, 'd', size) ?? new Float32Array(size);
+          fill(target);
+          out[planned.term]!.d = target;
+          return;
+        }
         let g: tf.Tensor | null = null;
         for (const k of planned.nodes) {
           const gk = callGradients(graph.nodes[k]!, saved.get(k)!, deltas.get(k)!, V);
