@@ -33,6 +33,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { UnsupportedError } from '../errors.js';
+import { AttentionCore, attentionProbabilities } from '../model/index.js';
 import {
   type GraphNode,
   isElementwiseLayer,
@@ -40,6 +41,7 @@ import {
   type ModelGraph,
   type ParamLayer,
 } from './analyze.js';
+import { attentionBackward } from './attention-grad.js';
 import { gemmABt, useFactorGemm } from './factor-gemm.js';
 import { denseGradientRows, denseGradientRowsAvailable, embeddingGradientRows } from './position-grads.js';
 import { compactTokens, type TermMeta } from './terms.js';
@@ -59,8 +61,11 @@ export interface LayerRule {
   note?: string;
 }
 
-/** For tests only: `sparseEmbeddings = false` plans every embedding with the explicit rule. */
-export const structuredTestHooks = { sparseEmbeddings: true };
+/**
+ * For tests only: `sparseEmbeddings = false` plans every embedding with the explicit rule;
+ * `replicatedAttention = false` differentiates attention cores by tfjs on the replicated batch.
+ */
+export const structuredTestHooks = { sparseEmbeddings: true, replicatedAttention: true };
 
 /** Shapes (without batch) found by tracing one example. */
 interface NodeTrace {
@@ -297,6 +302,8 @@ interface RunHooks {
     V: number;
     /** Parameter-free element-wise calls: their output and derivative f'(input) on the points. */
     elementwise?: Map<number, { out: tf.Tensor; deriv: tf.Tensor }>;
+    /** Attention cores: their output and q, k, v, weights on the points. */
+    attention?: Map<number, AttentionOnPoints>;
   };
   /** Storage of every tensor of the run (indexed like graph tensors), kept by the caller. */
   values?: tf.Tensor[];
@@ -385,6 +392,57 @@ function replicatedElementwise(x: tf.Tensor, out: tf.Tensor, deriv: tf.Tensor, V
   return f(x) as tf.Tensor;
 }
 
+/** An attention core's call on the points (see ./attention-grad.ts). */
+interface AttentionOnPoints {
+  out: tf.Tensor;
+  heads: number;
+  q: ArrayLike<number>;
+  k: ArrayLike<number>;
+  v: ArrayLike<number>;
+  p: ArrayLike<number>;
+}
+
+/** The attention core of node k on the points, or null for any other node. */
+function attentionOnPoints(node: GraphNode, values: tf.Tensor[]): AttentionOnPoints | null {
+  if (!structuredTestHooks.replicatedAttention) return null;
+  if (node.param || node.stripActivation || !(node.layer instanceof AttentionCore)) return null;
+  if (node.inputs.length !== 4) return null;
+  const [q, k, v, mask] = node.inputs.map((i) => values[i]!) as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
+  const heads = node.layer.heads;
+  const p = attentionProbabilities(q, k, mask, heads);
+  const read = (t: tf.Tensor) => t.dataSync() as Float32Array;
+  return { out: values[node.output]!, heads, q: read(q), k: read(k), v: read(v), p: read(p) };
+}
+
+/** Reused output buffers of the attention gradients on the wasm backend (which copies tensor data at once). */
+let attentionScratch: Float32Array | null = null;
+
+/**
+ * The attention core on the replicated batch: the points' output repeated, and input gradients
+ * (q, k, v; the mask is not differentiated) from the points' values (./attention-grad.ts).
+ */
+function replicatedAttention(ins: tf.Tensor[], att: AttentionOnPoints, V: number): tf.Tensor {
+  const [n, L, width] = att.out.shape as [number, number, number];
+  const f = tf.customGrad((..._args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
+    value: repeatRows(att.out, V),
+    gradFunc: (dy: tf.Tensor) => {
+      const size = n * V * L * width;
+      let buffers: Float32Array[];
+      if (tf.getBackend() === 'wasm') {
+        if (!attentionScratch || attentionScratch.length < 3 * size)
+          attentionScratch = new Float32Array(3 * size);
+        const s = attentionScratch;
+        buffers = [0, 1, 2].map((j) => s.subarray(j * size, (j + 1) * size));
+      } else buffers = [0, 1, 2].map(() => new Float32Array(size));
+      const [dq, dk, dv] = buffers as [Float32Array, Float32Array, Float32Array];
+      const dims = { n, V, L, width, heads: att.heads };
+      attentionBackward(dims, att.q, att.k, att.v, att.p, valuesOf(dy), dq, dk, dv);
+      return buffers.map((g) => tf.tensor3d(g, [n * V, L, width]));
+    },
+  }));
+  return f(ins[0]!, ins[1]!, ins[2]!);
+}
+
 /** Run the graph on x (tensor 0); returns the output. */
 function runGraph(graph: ModelGraph, x: tf.Tensor, hooks: RunHooks = {}): tf.Tensor {
   const values: tf.Tensor[] = hooks.values ?? new Array(graph.tensors);
@@ -392,11 +450,14 @@ function runGraph(graph: ModelGraph, x: tf.Tensor, hooks: RunHooks = {}): tf.Ten
   graph.nodes.forEach((node, k) => {
     const ins = node.inputs.map((i) => values[i]!);
     const known = hooks.replicated?.elementwise?.get(k);
+    const attention = hooks.replicated?.attention?.get(k);
     values[node.output] = known
       ? replicatedElementwise(ins[0]!, known.out, known.deriv, hooks.replicated!.V)
-      : node.param && !hooks.plain
-        ? applyRule(node, k, ins, hooks)
-        : applyLayer(node, ins);
+      : attention
+        ? replicatedAttention(ins, attention, hooks.replicated!.V)
+        : node.param && !hooks.plain
+          ? applyRule(node, k, ins, hooks)
+          : applyLayer(node, ins);
   });
   return values[graph.output]!;
 }
@@ -948,6 +1009,12 @@ export function structuredFeatures(
     });
     const deltas = new Map<number, tf.Tensor[]>();
     if (plan.needsDeltas) {
+      // Attention cores: q, k, v and weights on the points, for their replicated backward.
+      const attention = new Map<number, AttentionOnPoints>();
+      graph.nodes.forEach((node, k) => {
+        const att = attentionOnPoints(node, values);
+        if (att) attention.set(k, att);
+      });
       // Replicated batch: row n·V + i is x_n, differentiated through logit i.
       const xr = repeatRows(x, V);
       // (tf.oneHot with dtype float32 writes integer bit patterns on the wasm backend: cast instead.)
@@ -969,7 +1036,7 @@ export function structuredFeatures(
             const q = index.get(`${k}:${j}`);
             return q === undefined ? t : tf.add(t, ps[q]!);
           },
-          replicated: { pre, V, elementwise },
+          replicated: { pre, V, elementwise, attention },
         });
         return tf.sum(tf.mul(y, select));
       })(probes);
