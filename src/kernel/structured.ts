@@ -33,7 +33,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { UnsupportedError } from '../errors.js';
-import { AttentionCore, attentionProbabilities } from '../model/index.js';
+import { AttentionCore, attentionProbabilities, SequencePooling } from '../model/index.js';
 import {
   type GraphNode,
   isElementwiseLayer,
@@ -304,6 +304,8 @@ interface RunHooks {
     elementwise?: Map<number, { out: tf.Tensor; deriv: tf.Tensor }>;
     /** Attention cores: their output and q, k, v, weights on the points. */
     attention?: Map<number, AttentionOnPoints>;
+    /** Every tensor of the run on the points (indexed like graph tensors). */
+    points: tf.Tensor[];
   };
   /** Storage of every tensor of the run (indexed like graph tensors), kept by the caller. */
   values?: tf.Tensor[];
@@ -392,6 +394,34 @@ function replicatedElementwise(x: tf.Tensor, out: tf.Tensor, deriv: tf.Tensor, V
   return f(x) as tf.Tensor;
 }
 
+/** Whether a call is a first-position ('cls') SequencePooling (src/model/transformer-layers.ts). */
+function firstPositionPooling(node: GraphNode): boolean {
+  return (
+    node.layer instanceof SequencePooling &&
+    node.layer.mode === 'cls' &&
+    node.inputs.length === 1 &&
+    !node.stripActivation
+  );
+}
+
+/**
+ * First-position pooling h [rows, L, width] → h[:, 0] on the replicated batch: the points' output
+ * repeated (tfjs-wasm's strided Slice reads all of h, slowly), gradient dy placed at position 0.
+ */
+function replicatedFirstPosition(h: tf.Tensor, out: tf.Tensor, V: number): tf.Tensor {
+  const [rows, L, width] = h.shape as [number, number, number];
+  const f = tf.customGrad((..._args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
+    value: repeatRows(out, V),
+    gradFunc: (dy: tf.Tensor) =>
+      tf.pad(dy.reshape([rows, 1, width]), [
+        [0, 0],
+        [0, L - 1],
+        [0, 0],
+      ]),
+  }));
+  return f(h);
+}
+
 /** An attention core's call on the points (see ./attention-grad.ts). */
 interface AttentionOnPoints {
   out: tf.Tensor;
@@ -447,17 +477,28 @@ function replicatedAttention(ins: tf.Tensor[], att: AttentionOnPoints, V: number
 function runGraph(graph: ModelGraph, x: tf.Tensor, hooks: RunHooks = {}): tf.Tensor {
   const values: tf.Tensor[] = hooks.values ?? new Array(graph.tensors);
   values[0] = x;
+  const rep = hooks.replicated;
+  // Replicated batch: whether a tensor depends on the probes (a parameterised call's output, or
+  // any parameter-free call of one); one that does not is the points' value repeated.
+  const live: boolean[] = new Array(graph.tensors).fill(false);
   graph.nodes.forEach((node, k) => {
     const ins = node.inputs.map((i) => values[i]!);
-    const known = hooks.replicated?.elementwise?.get(k);
-    const attention = hooks.replicated?.attention?.get(k);
+    live[node.output] = !!node.param || node.inputs.some((i) => live[i]);
+    if (rep && !live[node.output]) {
+      values[node.output] = repeatRows(rep.points[node.output]!, rep.V);
+      return;
+    }
+    const known = rep?.elementwise?.get(k);
+    const attention = rep?.attention?.get(k);
     values[node.output] = known
-      ? replicatedElementwise(ins[0]!, known.out, known.deriv, hooks.replicated!.V)
+      ? replicatedElementwise(ins[0]!, known.out, known.deriv, rep!.V)
       : attention
-        ? replicatedAttention(ins, attention, hooks.replicated!.V)
-        : node.param && !hooks.plain
-          ? applyRule(node, k, ins, hooks)
-          : applyLayer(node, ins);
+        ? replicatedAttention(ins, attention, rep!.V)
+        : rep && firstPositionPooling(node)
+          ? replicatedFirstPosition(ins[0]!, rep.points[node.output]!, rep.V)
+          : node.param && !hooks.plain
+            ? applyRule(node, k, ins, hooks)
+            : applyLayer(node, ins);
   });
   return values[graph.output]!;
 }
@@ -1036,7 +1077,7 @@ export function structuredFeatures(
             const q = index.get(`${k}:${j}`);
             return q === undefined ? t : tf.add(t, ps[q]!);
           },
-          replicated: { pre, V, elementwise, attention },
+          replicated: { pre, V, elementwise, attention, points: values },
         });
         return tf.sum(tf.mul(y, select));
       })(probes);
@@ -1085,16 +1126,20 @@ export function structuredFeatures(
         if (offPosition(delta, t)) {
           throw new Error(`structured eNTK: layer ${term.layer} has cotangents off position ${t} (a bug)`);
         }
-        result.push({
-          term: planned.term,
-          key: 'a',
-          t: input.slice([0, t, 0], [b, 1, term.dIn]).reshape([b, term.dIn]),
-        });
-        result.push({
-          term: planned.term,
-          key: 'd',
-          t: delta.slice([0, t, 0], [-1, 1, -1]).reshape([b * V, term.width]),
-        });
+        // Row r of a [rows, L, width] tensor at position t, copied in JS (tfjs-wasm's strided
+        // Slice is slow).
+        const atPosition = (src: tf.Tensor, rows: number, width: number, key: keyof TermFeatures) => {
+          const target = dest?.(planned.term, key, rows * width) ?? new Float32Array(rows * width);
+          const data = valuesOf(src);
+          const L = src.shape[1]!;
+          for (let r = 0; r < rows; r++) {
+            const from = (r * L + t) * width;
+            target.set(data.subarray(from, from + width), r * width);
+          }
+          out[planned.term]![key] = target;
+        };
+        atPosition(input, b, term.dIn, 'a');
+        atPosition(delta, b * V, term.width, 'd');
         return;
       }
       result.push({ term: planned.term, key: 'a', t: saved.get(k0)!.inputs[0]!.reshape([b, term.dIn]) });
