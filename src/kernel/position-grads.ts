@@ -38,7 +38,7 @@ function instance(): Kernels | null {
   return kernels;
 }
 
-/** For tests only: `enabled = false` leaves every product to tfjs. */
+/** For tests only: `enabled = false` leaves every dense and embedding product to tfjs. */
 export const positionGradTestHooks = { enabled: true };
 
 /** Whether {@link denseGradientRows} can run for these widths (SIMD available, tile-aligned widths). */
