@@ -176,3 +176,72 @@ export function embeddingGradientRows(
   }
   if (weightScale !== 1) for (let e = 0; e < b * V * width; e++) out[e] = weightScale * out[e]!;
 }
+
+/** Reused output of {@link sparseRowsProduct} (callers copy it at once). */
+let productScratch: Float32Array | null = null;
+
+/**
+ * C = s·(A Bᵀ) for A [rows × k] and B [cols × k] row-major, over the nonzero rows of A only (the
+ * others' rows of C are exact zeros): the input gradient dy·Wᵀ of a dense layer over positions on
+ * the replicated batch, where the padding positions' (and, after a CLS pooling, all but one
+ * position's) cotangents vanish. Returns null where that would not pay (fewer than a quarter of
+ * the rows zero) or cannot run (no SIMD, k not a multiple of 4, cols not a multiple of 8): then the
+ * caller multiplies as usual. With `reuse`, the result is a view of a buffer reused by the next
+ * call (for a caller that copies it at once).
+ */
+export function sparseRowsProduct(
+  a: Float32Array,
+  rows: number,
+  k: number,
+  b: Float32Array,
+  cols: number,
+  scale: number,
+  reuse: boolean,
+): Float32Array | null {
+  if (!positionGradTestHooks.enabled || k % MR !== 0 || cols % NR !== 0) return null;
+  const s = instance();
+  if (!s) return null;
+  const nonzero: number[] = [];
+  for (let r = 0; r < rows; r++) {
+    const base = r * k;
+    for (let p = 0; p < k; p++) {
+      if (a[base + p] !== 0) {
+        nonzero.push(r);
+        break;
+      }
+    }
+  }
+  if (nonzero.length > 0.75 * rows) return null;
+  const m = nonzero.length;
+  const tiles = Math.ceil(m / MR);
+  const panels = cols / NR;
+  const bp = 0;
+  const ap = bp + panels * k * NR * 4;
+  const cp = ap + tiles * k * MR * 4;
+  const need = cp + tiles * MR * cols * 4;
+  const have = s.memory.buffer.byteLength;
+  if (need > have) s.memory.grow(Math.ceil((need - have) / WASM_PAGE));
+  const heap = new Float32Array(s.memory.buffer);
+  // B panels: B[8q + j, p] at float (q·k + p)·8 + j, scaled.
+  for (let j = 0; j < cols; j++) {
+    const base = bp / 4 + (j >> 3) * k * NR + (j & 7);
+    for (let p = 0; p < k; p++) heap[base + p * NR] = scale * b[j * k + p]!;
+  }
+  // A tiles of the nonzero rows: A[4t + r, p] at float (t·k + p)·4 + r (zero rows past m).
+  heap.fill(0, ap / 4 + Math.floor(m / MR) * k * MR, cp / 4);
+  for (let i = 0; i < m; i++) {
+    const base = ap / 4 + (i >> 2) * k * MR + (i & 3);
+    const src = nonzero[i]! * k;
+    for (let p = 0; p < k; p++) heap[base + p * MR] = a[src + p]!;
+  }
+  if (m > 0) s.ex.gemm(ap, bp, k, tiles, panels, cp, cols * 4, 0, 0, 1, 0);
+  const size = rows * cols;
+  let out: Float32Array;
+  if (reuse) {
+    if (!productScratch || productScratch.length < size) productScratch = new Float32Array(size);
+    out = productScratch.subarray(0, size).fill(0);
+  } else out = new Float32Array(size);
+  const c = heap.subarray(cp / 4, cp / 4 + m * cols);
+  for (let i = 0; i < m; i++) out.set(c.subarray(i * cols, (i + 1) * cols), nonzero[i]! * cols);
+  return out;
+}

@@ -48,6 +48,7 @@ import {
   denseGradientRowsAvailable,
   embeddingGradientRows,
   positionGradTestHooks,
+  sparseRowsProduct,
 } from './position-grads.js';
 import { compactTokens, type TermMeta } from './terms.js';
 import { heapView } from './tf-terms.js';
@@ -107,6 +108,9 @@ function prod(shape: number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
+/** Dense input gradients with fewer multiply-adds than this stay on tfjs (see sparseRowsProduct). */
+const SPARSE_ROWS_MIN_WORK = 2 ** 20;
+
 /**
  * `value(a)`, differentiable in a only, with the input gradient of a dense product, dy·(scale·w)ᵀ,
  * computed against an explicitly transposed wᵀ: tfjs's own MatMul gradient uses a
@@ -129,6 +133,12 @@ function withDenseGradient(
       // Read dy in place and hand C over as a view (the wasm backend copies it at once): no fresh
       // tens-of-MB arrays (see gemmABt's `view`).
       const wasm = tf.getBackend() === 'wasm';
+      if (!useFactorGemm(rows, k, cols) && rows * k * cols >= SPARSE_ROWS_MIN_WORK) {
+        // Many zero rows of dy (padding positions): only the others multiplied (./position-grads.ts).
+        const wData = w.dataSync() as Float32Array;
+        const sparse = sparseRowsProduct(valuesOf(dy), rows, k, wData, cols, scale, wasm);
+        if (sparse) return tf.tensor2d(sparse, [rows, cols]);
+      }
       const g = useFactorGemm(rows, k, cols)
         ? tf.tensor2d(
             gemmABt(
@@ -311,11 +321,46 @@ interface RunHooks {
     attention?: Map<number, AttentionOnPoints>;
     /** Every tensor of the run on the points (indexed like graph tensors). */
     points: tf.Tensor[];
+    /** Layer norms: output, x̂ and 1/σ on the points. */
+    norms?: Map<number, NormOnPoints>;
   };
   /** Storage of every tensor of the run (indexed like graph tensors), kept by the caller. */
   values?: tf.Tensor[];
   /** Apply every layer as tfjs does (no rules: differentiable in the weights too). */
   plain?: boolean;
+}
+
+/** A layer norm's call on the points: its output y = γ x̂ + β, x̂, and 1/σ = 1/√(var + ε) (keepDims). */
+interface NormOnPoints {
+  out: tf.Tensor;
+  xhat: tf.Tensor;
+  inv: tf.Tensor;
+}
+
+/** Layer normalisation over the trailing `axes` axes of x, [axes of x]. */
+function normAxes(p: ParamLayer, x: tf.Tensor): number[] {
+  return Array.from({ length: p.axes! }, (_, i) => x.rank - p.axes! + i);
+}
+
+/**
+ * A layer norm on the replicated batch: the points' output repeated, and the input gradient
+ * dx = (g − mean(g) − x̂·mean(g ⊙ x̂))/σ, g = γ ⊙ dy (means over the normalised axes), from the
+ * points' x̂ and σ — instead of recomputing the moments on V copies and differentiating them
+ * (tfjs's mean gradient materialises a ones tensor of the input's size per call).
+ */
+function replicatedLayerNorm(p: ParamLayer, x: tf.Tensor, norm: NormOnPoints, V: number): tf.Tensor {
+  const f = tf.customGrad((..._args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
+    value: repeatRows(norm.out, V),
+    gradFunc: (dy: tf.Tensor) => {
+      const axes = normAxes(p, x);
+      const xhat = repeatRows(norm.xhat, V);
+      const g = p.gamma ? tf.mul(dy, p.gamma.read()) : dy;
+      const m1 = tf.mean(g, axes, true);
+      const m2 = tf.mean(tf.mul(g, xhat), axes, true);
+      return tf.mul(tf.sub(tf.sub(g, m1), tf.mul(xhat, m2)), repeatRows(norm.inv, V));
+    },
+  }));
+  return f(x);
 }
 
 /** x̂ = (x − μ)/√(σ² + ε) of a layer norm over the trailing `axes` axes, or of a batch norm. */
@@ -324,8 +369,7 @@ function normalized(p: ParamLayer, x: tf.Tensor): tf.Tensor {
     const inv = tf.rsqrt(tf.add(p.movingVariance!.read(), p.epsilon!));
     return tf.mul(tf.sub(x, p.movingMean!.read()), inv);
   }
-  const axes = Array.from({ length: p.axes! }, (_, i) => x.rank - p.axes! + i);
-  const { mean, variance } = tf.moments(x, axes, true);
+  const { mean, variance } = tf.moments(x, normAxes(p, x), true);
   return tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, p.epsilon!)));
 }
 
@@ -368,6 +412,8 @@ function applyRule(node: GraphNode, k: number, ins: tf.Tensor[], hooks: RunHooks
     }
     case 'layernorm':
     case 'batchnorm': {
+      const norm = hooks.replicated?.norms?.get(k);
+      if (norm) return probe(0, replicatedLayerNorm(p, a, norm, hooks.replicated!.V));
       const xhat = normalized(p, a);
       hooks.capture?.(k, { inputs: [a], extra: xhat });
       let y = p.gamma ? tf.mul(xhat, p.gamma.read()) : xhat;
@@ -1061,6 +1107,18 @@ export function structuredFeatures(
         const att = attentionOnPoints(node, values);
         if (att) attention.set(k, att);
       });
+      // Layer norms: output, x̂ and 1/σ on the points, for their replicated backward.
+      const norms = new Map<number, NormOnPoints>();
+      for (const l of plan.layers) {
+        if (l.param.kind !== 'layernorm') continue;
+        for (const k of l.nodes) {
+          const s = saved.get(k)!;
+          const x0 = s.inputs[0]!;
+          const { variance } = tf.moments(x0, normAxes(l.param, x0), true);
+          const inv = tf.rsqrt(tf.add(variance, l.param.epsilon!));
+          norms.set(k, { out: values[graph.nodes[k]!.output]!, xhat: s.extra!, inv });
+        }
+      }
       // Replicated batch: row n·V + i is x_n, differentiated through logit i.
       const xr = repeatRows(x, V);
       // (tf.oneHot with dtype float32 writes integer bit patterns on the wasm backend: cast instead.)
@@ -1075,14 +1133,21 @@ export function structuredFeatures(
           : l.nodes.flatMap((k) => plan.traces.get(k)!.probeShapes.map((_, j): [number, number] => [k, j])),
       );
       const index = new Map(probed.map(([k, j], q) => [`${k}:${j}`, q]));
-      const probes = probed.map(([k, j]) => tf.zeros([b * V, ...plan.traces.get(k)!.probeShapes[j]!]));
+      // Zero probes: one zero tensor per size, reshaped (tf.zeros is filled in JS and copied in).
+      const zeros = new Map<number, tf.Tensor>();
+      const probes = probed.map(([k, j]) => {
+        const shape = [b * V, ...plan.traces.get(k)!.probeShapes[j]!];
+        const size = prod(shape);
+        if (!zeros.has(size)) zeros.set(size, tf.zeros([size]));
+        return zeros.get(size)!.reshape(shape);
+      });
       const grads = tf.grads((...ps: tf.Tensor[]) => {
         const y = runGraph(graph, xr, {
           probe: (k, j, t) => {
             const q = index.get(`${k}:${j}`);
             return q === undefined ? t : tf.add(t, ps[q]!);
           },
-          replicated: { pre, V, elementwise, attention, points: values },
+          replicated: { pre, V, elementwise, attention, points: values, norms },
         });
         return tf.sum(tf.mul(y, select));
       })(probes);
