@@ -16,6 +16,7 @@ import {
   denseGradientRowsAvailable,
   embeddingGradientRows,
   positionGradTestHooks,
+  sparseRowsProduct,
 } from '../../src/kernel/position-grads.js';
 import { structuredFeatures, structuredTestHooks, type TermFeatures } from '../../src/kernel/structured.js';
 import { attentionCore, buildModel, type TransformerSpec } from '../../src/model/index.js';
@@ -91,6 +92,54 @@ describe('denseGradientRows', () => {
       expect(out.subarray(3 * V * (out.length / (b * V))).every((x) => x === 0)).toBe(true);
     },
   );
+});
+
+describe('sparseRowsProduct', () => {
+  const [rows, k, cols] = [23, 12, 16];
+  const rng = new Rng(4);
+  const b = Float32Array.from(rng.normalArray(cols * k));
+
+  /** float64 s·(A Bᵀ). */
+  function reference(a: Float32Array, s: number): Float64Array {
+    const c = new Float64Array(rows * cols);
+    for (let r = 0; r < rows; r++)
+      for (let j = 0; j < cols; j++)
+        for (let p = 0; p < k; p++) c[r * cols + j]! += s * a[r * k + p]! * b[j * k + p]!;
+    return c;
+  }
+
+  it.each([
+    ['a fresh array', false],
+    ['the reused buffer', true],
+  ])(
+    '= float64 s·(A Bᵀ) when most rows of A are zero (%s; rel. max ≤ 1e-6, zero rows exactly 0)',
+    (_, reuse) => {
+      const a = Float32Array.from(rng.normalArray(rows * k));
+      // Rows 0, 5, 6 and 22 nonzero (one only in its last entry); the others zero.
+      for (let r = 0; r < rows; r++) if (![0, 5, 6, 22].includes(r)) a.fill(0, r * k, (r + 1) * k);
+      a.fill(0, 6 * k, 7 * k - 1);
+      const ref = reference(a, 0.8);
+      for (let pass = 0; pass < 2; pass++) {
+        // (twice: the reused buffer must not keep the previous rows)
+        const c = sparseRowsProduct(a, rows, k, b, cols, 0.8, reuse)!;
+        expect(c).not.toBeNull();
+        expect(relMaxError(c, ref)).toBeLessThanOrEqual(1e-6);
+        for (let r = 0; r < rows; r++) {
+          if (![0, 5, 6, 22].includes(r))
+            expect(c.subarray(r * cols, (r + 1) * cols).every((v) => v === 0)).toBe(true);
+        }
+      }
+    },
+  );
+
+  it('declines (null) when fewer than a quarter of the rows are zero, or on unaligned widths', () => {
+    const dense = Float32Array.from(rng.normalArray(rows * k));
+    expect(sparseRowsProduct(dense, rows, k, b, cols, 1, false)).toBeNull();
+    const sparse = new Float32Array(rows * k);
+    expect(sparseRowsProduct(sparse, rows, k, b.subarray(0, 12 * k), 12, 1, false)).toBeNull(); // cols % 8
+    // All rows zero: an exact zero product.
+    expect(sparseRowsProduct(sparse, rows, k, b, cols, 1, false)!.every((v) => v === 0)).toBe(true);
+  });
 });
 
 describe('embeddingGradientRows', () => {
