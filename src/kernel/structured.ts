@@ -445,6 +445,20 @@ function replicatedElementwise(x: tf.Tensor, out: tf.Tensor, deriv: tf.Tensor, V
   return f(x) as tf.Tensor;
 }
 
+/**
+ * GELU's derivative Φ(x) + x·φ(x) (Φ, φ the standard normal CDF and density) for an
+ * Activation('gelu') call — tfjs's own x·Φ(x) with erf, whose autodiff gradient costs about twice
+ * as much (the forward again, then the erf gradient) — or null for any other layer.
+ */
+function geluDerivative(node: GraphNode, x: tf.Tensor): tf.Tensor | null {
+  if (node.layer.getClassName() !== 'Activation') return null;
+  const act = (node.layer as unknown as { activation?: { getClassName(): string } }).activation;
+  if (act?.getClassName() !== 'gelu') return null;
+  const cdf = tf.mul(0.5, tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2))));
+  const density = tf.mul(tf.exp(tf.mul(tf.square(x), -0.5)), 1 / Math.sqrt(2 * Math.PI));
+  return tf.add(cdf, tf.mul(x, density));
+}
+
 /** Whether a call is a first-position ('cls') SequencePooling (src/model/transformer-layers.ts). */
 function firstPositionPooling(node: GraphNode): boolean {
   return (
@@ -1096,7 +1110,8 @@ export function structuredFeatures(
     graph.nodes.forEach((node, k) => {
       if (node.param || node.inputs.length !== 1 || node.stripActivation || !isElementwiseLayer(node.layer))
         return;
-      const deriv = tf.grad((z: tf.Tensor) => tf.sum(applyLayer(node, [z])))(values[node.inputs[0]!]!);
+      const z = values[node.inputs[0]!]!;
+      const deriv = geluDerivative(node, z) ?? tf.grad((t: tf.Tensor) => tf.sum(applyLayer(node, [t])))(z);
       elementwise.set(k, { out: values[node.output]!, deriv });
     });
     const deltas = new Map<number, tf.Tensor[]>();
