@@ -323,6 +323,12 @@ interface RunHooks {
     points: tf.Tensor[];
     /** Layer norms: output, x̂ and 1/σ on the points. */
     norms?: Map<number, NormOnPoints>;
+    /**
+     * The forward value on the replicated batch of a tensor t of the points: t repeated, or — when
+     * no gradient of the run reads a forward value (valueFree) — a zero placeholder of that shape.
+     */
+    value: (t: tf.Tensor) => tf.Tensor;
+    valueFree: boolean;
   };
   /** Storage of every tensor of the run (indexed like graph tensors), kept by the caller. */
   values?: tf.Tensor[];
@@ -348,9 +354,10 @@ function normAxes(p: ParamLayer, x: tf.Tensor): number[] {
  * points' x̂ and σ — instead of recomputing the moments on V copies and differentiating them
  * (tfjs's mean gradient materialises a ones tensor of the input's size per call).
  */
-function replicatedLayerNorm(p: ParamLayer, x: tf.Tensor, norm: NormOnPoints, V: number): tf.Tensor {
+function replicatedLayerNorm(p: ParamLayer, x: tf.Tensor, norm: NormOnPoints, rep: Replicated): tf.Tensor {
+  const V = rep.V;
   const f = tf.customGrad((..._args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
-    value: repeatRows(norm.out, V),
+    value: rep.value(norm.out),
     gradFunc: (dy: tf.Tensor) => {
       const axes = normAxes(p, x);
       const xhat = repeatRows(norm.xhat, V);
@@ -390,13 +397,15 @@ function applyRule(node: GraphNode, k: number, ins: tf.Tensor[], hooks: RunHooks
       // Replicated batch: the forward values of the points, repeated (no recomputation); ids are
       // not differentiated (embeddings), dense layers keep the input gradient.
       let h: tf.Tensor;
-      if (hBase && p.kind === 'embedding') h = repeatRows(hBase, V);
+      if (hBase && p.kind === 'embedding') h = hooks.replicated!.value(hBase);
       else if (hBase && p.kind === 'dense') {
         const w = p.kernel!.read() as tf.Tensor2D;
         const flat =
           a.rank === 2 ? (a as tf.Tensor2D) : (a.reshape([-1, a.shape[a.rank - 1]!]) as tf.Tensor2D);
         const value = () =>
-          a.rank === 2 ? repeatRows(hBase, V) : repeatRows(hBase, V).reshape([-1, w.shape[1]]);
+          a.rank === 2
+            ? hooks.replicated!.value(hBase)
+            : hooks.replicated!.value(hBase).reshape([-1, w.shape[1]]);
         h = withDenseGradient(flat, w, value, p.weightScale, a.rank === 2 ? V : 1);
         if (a.rank !== 2) h = h.reshape([...a.shape.slice(0, -1), w.shape[1]!]);
       } else h = preActivation(p, a);
@@ -413,7 +422,7 @@ function applyRule(node: GraphNode, k: number, ins: tf.Tensor[], hooks: RunHooks
     case 'layernorm':
     case 'batchnorm': {
       const norm = hooks.replicated?.norms?.get(k);
-      if (norm) return probe(0, replicatedLayerNorm(p, a, norm, hooks.replicated!.V));
+      if (norm) return probe(0, replicatedLayerNorm(p, a, norm, hooks.replicated!));
       const xhat = normalized(p, a);
       hooks.capture?.(k, { inputs: [a], extra: xhat });
       let y = p.gamma ? tf.mul(xhat, p.gamma.read()) : xhat;
@@ -437,24 +446,26 @@ function applyRule(node: GraphNode, k: number, ins: tf.Tensor[], hooks: RunHooks
  * points' output repeated, and ∂/∂x = dy ⊙ f'(x) with f' evaluated on the points and repeated
  * (the same values as recomputing f on V copies, V times less work).
  */
-function replicatedElementwise(x: tf.Tensor, out: tf.Tensor, deriv: tf.Tensor, V: number): tf.Tensor {
+function replicatedElementwise(x: tf.Tensor, out: tf.Tensor, deriv: tf.Tensor, rep: Replicated): tf.Tensor {
   const f = tf.customGrad((..._args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
-    value: repeatRows(out, V),
-    gradFunc: (dy: tf.Tensor) => tf.mul(dy, repeatRows(deriv, V)),
+    value: rep.value(out),
+    gradFunc: (dy: tf.Tensor) => tf.mul(dy, repeatRows(deriv, rep.V)),
   }));
   return f(x) as tf.Tensor;
 }
 
 /**
  * GELU's derivative Φ(x) + x·φ(x) (Φ, φ the standard normal CDF and density) for an
- * Activation('gelu') call — tfjs's own x·Φ(x) with erf, whose autodiff gradient costs about twice
- * as much (the forward again, then the erf gradient) — or null for any other layer.
+ * Activation('gelu') call — tfjs's own x·Φ(x) with erf, whose autodiff gradient costs several
+ * times as much (the forward again, then the erf gradient) — or null for any other layer. Φ(x) is
+ * read off the call's output y = x·Φ(x) as y/x (Φ(0) = ½): no second erf (a slow wasm kernel).
  */
-function geluDerivative(node: GraphNode, x: tf.Tensor): tf.Tensor | null {
+function geluDerivative(node: GraphNode, x: tf.Tensor, y: tf.Tensor): tf.Tensor | null {
   if (node.layer.getClassName() !== 'Activation') return null;
   const act = (node.layer as unknown as { activation?: { getClassName(): string } }).activation;
   if (act?.getClassName() !== 'gelu') return null;
-  const cdf = tf.mul(0.5, tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2))));
+  const zero = tf.equal(x, 0);
+  const cdf = tf.where(zero, tf.fill(x.shape, 0.5), tf.div(y, tf.where(zero, tf.onesLike(x), x)));
   const density = tf.mul(tf.exp(tf.mul(tf.square(x), -0.5)), 1 / Math.sqrt(2 * Math.PI));
   return tf.add(cdf, tf.mul(x, density));
 }
@@ -473,10 +484,10 @@ function firstPositionPooling(node: GraphNode): boolean {
  * First-position pooling h [rows, L, width] → h[:, 0] on the replicated batch: the points' output
  * repeated (tfjs-wasm's strided Slice reads all of h, slowly), gradient dy placed at position 0.
  */
-function replicatedFirstPosition(h: tf.Tensor, out: tf.Tensor, V: number): tf.Tensor {
+function replicatedFirstPosition(h: tf.Tensor, out: tf.Tensor, rep: Replicated): tf.Tensor {
   const [rows, L, width] = h.shape as [number, number, number];
   const f = tf.customGrad((..._args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
-    value: repeatRows(out, V),
+    value: rep.value(out),
     gradFunc: (dy: tf.Tensor) =>
       tf.pad(dy.reshape([rows, 1, width]), [
         [0, 0],
@@ -485,6 +496,19 @@ function replicatedFirstPosition(h: tf.Tensor, out: tf.Tensor, V: number): tf.Te
       ]),
   }));
   return f(h);
+}
+
+/** The replicated-batch hooks. */
+type Replicated = NonNullable<RunHooks['replicated']>;
+
+/** A sum layer on a value-free replicated batch: the placeholder `value`, every input's gradient dy. */
+function replicatedSum(ins: tf.Tensor[], value: tf.Tensor): tf.Tensor {
+  const f = tf.customGrad((..._args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
+    value,
+    // (distinct tensors: tfjs disposes each input's gradient on its own)
+    gradFunc: (dy: tf.Tensor) => ins.map((_, i) => (i === 0 ? dy : dy.clone())),
+  }));
+  return f(...ins);
 }
 
 /** An attention core's call on the points (see ./attention-grad.ts). */
@@ -516,10 +540,11 @@ let attentionScratch: Float32Array | null = null;
  * The attention core on the replicated batch: the points' output repeated, and input gradients
  * (q, k, v; the mask is not differentiated) from the points' values (./attention-grad.ts).
  */
-function replicatedAttention(ins: tf.Tensor[], att: AttentionOnPoints, V: number): tf.Tensor {
+function replicatedAttention(ins: tf.Tensor[], att: AttentionOnPoints, rep: Replicated): tf.Tensor {
   const [n, L, width] = att.out.shape as [number, number, number];
+  const V = rep.V;
   const f = tf.customGrad((..._args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
-    value: repeatRows(att.out, V),
+    value: rep.value(att.out),
     gradFunc: (dy: tf.Tensor) => {
       const size = n * V * L * width;
       let buffers: Float32Array[];
@@ -536,6 +561,33 @@ function replicatedAttention(ins: tf.Tensor[], att: AttentionOnPoints, V: number
     },
   }));
   return f(ins[0]!, ins[1]!, ins[2]!);
+}
+
+/**
+ * Whether no gradient of the replicated run reads a forward value: every call the probes reach
+ * (see runGraph's `live`) is a linear dense or embedding call on its points' pre-activation, a
+ * replicated layer norm, element-wise map, attention core or first-position pooling, or a sum.
+ */
+function replicatedValueFree(
+  plan: StructuredPlan,
+  pre: Map<number, tf.Tensor>,
+  elementwise: Map<number, unknown>,
+  attention: Map<number, unknown>,
+  norms: Map<number, unknown>,
+): boolean {
+  const graph = plan.graph;
+  const live: boolean[] = new Array(graph.tensors).fill(false);
+  return graph.nodes.every((node, k) => {
+    live[node.output] = !!node.param || node.inputs.some((i) => live[i]);
+    if (!live[node.output]) return true;
+    const p = node.param;
+    if (p) {
+      const linear = !p.activation || !!node.stripActivation;
+      return ((p.kind === 'dense' || p.kind === 'embedding') && pre.has(k) && linear) || norms.has(k);
+    }
+    if (elementwise.has(k) || attention.has(k) || firstPositionPooling(node)) return true;
+    return node.layer.getClassName() === 'Add' && !node.stripActivation;
+  });
 }
 
 /** Run the graph on x (tensor 0); returns the output. */
@@ -556,14 +608,16 @@ function runGraph(graph: ModelGraph, x: tf.Tensor, hooks: RunHooks = {}): tf.Ten
     const known = rep?.elementwise?.get(k);
     const attention = rep?.attention?.get(k);
     values[node.output] = known
-      ? replicatedElementwise(ins[0]!, known.out, known.deriv, rep!.V)
+      ? replicatedElementwise(ins[0]!, known.out, known.deriv, rep!)
       : attention
-        ? replicatedAttention(ins, attention, rep!.V)
+        ? replicatedAttention(ins, attention, rep!)
         : rep && firstPositionPooling(node)
-          ? replicatedFirstPosition(ins[0]!, rep.points[node.output]!, rep.V)
-          : node.param && !hooks.plain
-            ? applyRule(node, k, ins, hooks)
-            : applyLayer(node, ins);
+          ? replicatedFirstPosition(ins[0]!, rep.points[node.output]!, rep)
+          : rep?.valueFree && node.layer.getClassName() === 'Add' && !node.stripActivation
+            ? replicatedSum(ins, rep.value(rep.points[node.output]!))
+            : node.param && !hooks.plain
+              ? applyRule(node, k, ins, hooks)
+              : applyLayer(node, ins);
   });
   return values[graph.output]!;
 }
@@ -1111,7 +1165,9 @@ export function structuredFeatures(
       if (node.param || node.inputs.length !== 1 || node.stripActivation || !isElementwiseLayer(node.layer))
         return;
       const z = values[node.inputs[0]!]!;
-      const deriv = geluDerivative(node, z) ?? tf.grad((t: tf.Tensor) => tf.sum(applyLayer(node, [t])))(z);
+      const out = values[node.output]!;
+      const deriv =
+        geluDerivative(node, z, out) ?? tf.grad((t: tf.Tensor) => tf.sum(applyLayer(node, [t])))(z);
       elementwise.set(k, { out: values[node.output]!, deriv });
     });
     const deltas = new Map<number, tf.Tensor[]>();
@@ -1134,6 +1190,16 @@ export function structuredFeatures(
           norms.set(k, { out: values[graph.nodes[k]!.output]!, xhat: s.extra!, inv });
         }
       }
+      // Whether every call the probes reach differentiates without reading its inputs' forward
+      // values (replicated rules, sums): then those values are never computed, only placeholders.
+      const valueFree = replicatedValueFree(plan, pre, elementwise, attention, norms);
+      const zeros = new Map<number, tf.Tensor>();
+      const zerosOf = (shape: number[]) => {
+        const size = prod(shape);
+        if (!zeros.has(size)) zeros.set(size, tf.zeros([size]));
+        return zeros.get(size)!.reshape(shape);
+      };
+      const value = (t: tf.Tensor) => (valueFree ? zerosOf([b * V, ...t.shape.slice(1)]) : repeatRows(t, V));
       // Replicated batch: row n·V + i is x_n, differentiated through logit i.
       const xr = repeatRows(x, V);
       // (tf.oneHot with dtype float32 writes integer bit patterns on the wasm backend: cast instead.)
@@ -1149,20 +1215,16 @@ export function structuredFeatures(
       );
       const index = new Map(probed.map(([k, j], q) => [`${k}:${j}`, q]));
       // Zero probes: one zero tensor per size, reshaped (tf.zeros is filled in JS and copied in).
-      const zeros = new Map<number, tf.Tensor>();
-      const probes = probed.map(([k, j]) => {
-        const shape = [b * V, ...plan.traces.get(k)!.probeShapes[j]!];
-        const size = prod(shape);
-        if (!zeros.has(size)) zeros.set(size, tf.zeros([size]));
-        return zeros.get(size)!.reshape(shape);
-      });
+      const probes = probed.map(([k, j]) => zerosOf([b * V, ...plan.traces.get(k)!.probeShapes[j]!]));
       const grads = tf.grads((...ps: tf.Tensor[]) => {
         const y = runGraph(graph, xr, {
           probe: (k, j, t) => {
             const q = index.get(`${k}:${j}`);
-            return q === undefined ? t : tf.add(t, ps[q]!);
+            if (q === undefined) return t;
+            // (value-free: no sum computed, only the two gradients)
+            return valueFree ? replicatedSum([t, ps[q]!], zerosOf(t.shape)) : tf.add(t, ps[q]!);
           },
-          replicated: { pre, V, elementwise, attention, points: values, norms },
+          replicated: { pre, V, elementwise, attention, points: values, norms, value, valueFree },
         });
         return tf.sum(tf.mul(y, select));
       })(probes);
