@@ -246,6 +246,25 @@ function addBias(p: ParamLayer, h: tf.Tensor): tf.Tensor {
   return tf.add(h, b);
 }
 
+/**
+ * Rows ids of a float32 table [rows, width] as [...ids.shape, width], copied in JS (tfjs-wasm's
+ * Gather is slow), or null if an id is not a row index (then tf.gather, with its checks). Not
+ * differentiable: for the runs on the points.
+ */
+function gatherRows(table: tf.Tensor, ids: tf.Tensor): tf.Tensor | null {
+  const [rows, width] = table.shape as [number, number];
+  if (table.dtype !== 'float32') return null;
+  const index = ids.dataSync();
+  const out = new Float32Array(index.length * width);
+  const values = valuesOf(table);
+  for (let e = 0; e < index.length; e++) {
+    const id = index[e]!;
+    if (!(Number.isInteger(id) && id >= 0 && id < rows)) return null;
+    out.set(values.subarray(id * width, (id + 1) * width), e * width);
+  }
+  return tf.tensor(out, [...ids.shape, width]);
+}
+
 /** The pre-activation h = s_w·(a ⋆ kernel) + s_b·bias of a dense / conv / depthwise / embedding layer. */
 function preActivation(p: ParamLayer, a: tf.Tensor): tf.Tensor {
   const w = p.kernel!.read();
@@ -265,8 +284,9 @@ function preActivation(p: ParamLayer, a: tf.Tensor): tf.Tensor {
       p.padding!,
     );
   } else {
-    const ids = tf.cast(a, 'int32');
-    h = tf.gather(w, ids.reshape([ids.size])).reshape([...a.shape, w.shape[1]!]);
+    h =
+      gatherRows(w, a) ??
+      tf.gather(w, tf.cast(a, 'int32').reshape([a.size])).reshape([...a.shape, w.shape[1]!]);
   }
   if (p.weightScale !== 1) h = tf.mul(h, p.weightScale);
   return p.kind === 'separable' ? h : addBias(p, h);
