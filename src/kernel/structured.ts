@@ -13,6 +13,14 @@
  * with respect to the probes is exactly δ, point-major ([n·V + i, ...]), in ONE backward pass.
  * Examples never interact (inference mode), so the replicated batch is exact.
  *
+ * The replicated batch reuses what the run on the points computed, V times less work than
+ * recomputing it: dense and embedding pre-activations, element-wise maps (f'(x) on the points;
+ * GELU's in closed form), layer norms (x̂, σ: closed-form input gradient), the transformer's attention
+ * cores (q, k, v, P: ./attention-grad.ts, skipping zero cotangent rows) and CLS pooling. When no
+ * gradient of the run reads a forward value (replicatedValueFree), the forward values are not even
+ * formed (zero placeholders). Dense input gradients dy·Wᵀ and the gram terms' Σ_t products skip
+ * positions whose signals are exactly zero (./position-grads.ts): the padding of masked texts.
+ *
  * Terms (./terms.ts), per selected layer:
  * - dense on a rank-2 input, called once: h = s_w·(a W) + s_b·b, gradient s_w·a ⊗ δ_i, so
  *       K_ij(x, x') += (s_w²⟨a, a'⟩ + s_b²) · ⟨δ_i, δ'_j⟩          ("factored": rule 'dense-factored')
