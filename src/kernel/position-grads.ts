@@ -84,6 +84,7 @@ export function denseGradientRows(
   if (need > have) s.memory.grow(Math.ceil((need - have) / WASM_PAGE));
   const heap = new Float32Array(s.memory.buffer);
   const kept = new Int32Array(L);
+  const biasSum = new Float32Array(dOut);
   const rowSize = L * dOut;
   for (let n = 0; n < b; n++) {
     // Positions where one of the point's V signal rows is nonzero.
@@ -136,12 +137,14 @@ export function denseGradientRows(
       // C[c, k] for output channel c at cp + (i·width + c·K)·4: the row's (c, k) columns.
       s.ex.gemm(ap, bp, Tc, tiles, panels, cp + i * width * 4, K * 4, 0, 0, 1, 0);
       if (biasScale !== null) {
-        const bias = cp / 4 + i * width + dOut * K;
-        for (let c = 0; c < dOut; c++) {
-          let sum = 0;
-          for (let p = 0; p < T; p++) sum += delta[row + kept[p]! * dOut + c]!;
-          heap[bias + c] = Math.fround(biasScale * Math.fround(sum));
+        // Σ_t δ[row, t, c] over the kept positions in increasing order, row by row (contiguous).
+        biasSum.fill(0);
+        for (let p = 0; p < T; p++) {
+          const src = row + kept[p]! * dOut;
+          for (let c = 0; c < dOut; c++) biasSum[c] = biasSum[c]! + delta[src + c]!; // (float32 sums)
         }
+        const bias = cp / 4 + i * width + dOut * K;
+        for (let c = 0; c < dOut; c++) heap[bias + c] = biasScale * biasSum[c]!;
       }
     }
     out.set(heap.subarray(cp / 4, cp / 4 + V * width), n * V * width);
