@@ -1221,10 +1221,12 @@ export function structuredFeatures(
       // Whether every call the probes reach differentiates without reading its inputs' forward
       // values (replicated rules, sums): then those values are never computed, only placeholders.
       const valueFree = replicatedValueFree(plan, pre, elementwise, attention, norms);
+      // Zeros (probes, placeholders): one tensor per size, reshaped; filled on the backend
+      // (tf.zeros fills an array in JS and copies it in).
       const zeros = new Map<number, tf.Tensor>();
       const zerosOf = (shape: number[]) => {
         const size = prod(shape);
-        if (!zeros.has(size)) zeros.set(size, tf.zeros([size]));
+        if (!zeros.has(size)) zeros.set(size, tf.fill([size], 0));
         return zeros.get(size)!.reshape(shape);
       };
       const value = (t: tf.Tensor) => (valueFree ? zerosOf([b * V, ...t.shape.slice(1)]) : repeatRows(t, V));
@@ -1242,7 +1244,6 @@ export function structuredFeatures(
           : l.nodes.flatMap((k) => plan.traces.get(k)!.probeShapes.map((_, j): [number, number] => [k, j])),
       );
       const index = new Map(probed.map(([k, j], q) => [`${k}:${j}`, q]));
-      // Zero probes: one zero tensor per size, reshaped (tf.zeros is filled in JS and copied in).
       const probes = probed.map(([k, j]) => zerosOf([b * V, ...plan.traces.get(k)!.probeShapes[j]!]));
       const grads = tf.grads((...ps: tf.Tensor[]) => {
         const y = runGraph(graph, xr, {
