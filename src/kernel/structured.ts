@@ -13,6 +13,14 @@
  * with respect to the probes is exactly δ, point-major ([n·V + i, ...]), in ONE backward pass.
  * Examples never interact (inference mode), so the replicated batch is exact.
  *
+ * The replicated batch reuses what the run on the points computed, V times less work than
+ * recomputing it: dense and embedding pre-activations, element-wise maps (f'(x) on the points;
+ * GELU's in closed form), layer norms (x̂, σ: closed-form input gradient), the transformer's attention
+ * cores (q, k, v, P: ./attention-grad.ts, skipping zero cotangent rows) and CLS pooling. When no
+ * gradient of the run reads a forward value (replicatedValueFree), the forward values are not even
+ * formed (zero placeholders). Dense input gradients dy·Wᵀ and the gram terms' Σ_t products skip
+ * positions whose signals are exactly zero (./position-grads.ts): the padding of masked texts.
+ *
  * Terms (./terms.ts), per selected layer:
  * - dense on a rank-2 input, called once: h = s_w·(a W) + s_b·b, gradient s_w·a ⊗ δ_i, so
  *       K_ij(x, x') += (s_w²⟨a, a'⟩ + s_b²) · ⟨δ_i, δ'_j⟩          ("factored": rule 'dense-factored')
@@ -33,6 +41,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { UnsupportedError } from '../errors.js';
+import { AttentionCore, attentionProbabilities, SequencePooling } from '../model/index.js';
 import {
   type GraphNode,
   isElementwiseLayer,
@@ -40,7 +49,15 @@ import {
   type ModelGraph,
   type ParamLayer,
 } from './analyze.js';
+import { attentionBackward } from './attention-grad.js';
 import { gemmABt, useFactorGemm } from './factor-gemm.js';
+import {
+  denseGradientRows,
+  denseGradientRowsAvailable,
+  embeddingGradientRows,
+  positionGradTestHooks,
+  sparseRowsProduct,
+} from './position-grads.js';
 import { compactTokens, type TermMeta } from './terms.js';
 import { heapView } from './tf-terms.js';
 
@@ -58,8 +75,11 @@ export interface LayerRule {
   note?: string;
 }
 
-/** For tests only: `sparseEmbeddings = false` plans every embedding with the explicit rule. */
-export const structuredTestHooks = { sparseEmbeddings: true };
+/**
+ * For tests only: `sparseEmbeddings = false` plans every embedding with the explicit rule;
+ * `replicatedAttention = false` differentiates attention cores by tfjs on the replicated batch.
+ */
+export const structuredTestHooks = { sparseEmbeddings: true, replicatedAttention: true };
 
 /** Shapes (without batch) found by tracing one example. */
 interface NodeTrace {
@@ -96,6 +116,9 @@ function prod(shape: number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
+/** Dense input gradients with fewer multiply-adds than this stay on tfjs (see sparseRowsProduct). */
+const SPARSE_ROWS_MIN_WORK = 2 ** 20;
+
 /**
  * `value(a)`, differentiable in a only, with the input gradient of a dense product, dy·(scale·w)ᵀ,
  * computed against an explicitly transposed wᵀ: tfjs's own MatMul gradient uses a
@@ -118,6 +141,12 @@ function withDenseGradient(
       // Read dy in place and hand C over as a view (the wasm backend copies it at once): no fresh
       // tens-of-MB arrays (see gemmABt's `view`).
       const wasm = tf.getBackend() === 'wasm';
+      if (!useFactorGemm(rows, k, cols) && rows * k * cols >= SPARSE_ROWS_MIN_WORK) {
+        // Many zero rows of dy (padding positions): only the others multiplied (./position-grads.ts).
+        const wData = w.dataSync() as Float32Array;
+        const sparse = sparseRowsProduct(valuesOf(dy), rows, k, wData, cols, scale, wasm);
+        if (sparse) return tf.tensor2d(sparse, [rows, cols]);
+      }
       const g = useFactorGemm(rows, k, cols)
         ? tf.tensor2d(
             gemmABt(
@@ -225,6 +254,25 @@ function addBias(p: ParamLayer, h: tf.Tensor): tf.Tensor {
   return tf.add(h, b);
 }
 
+/**
+ * Rows ids of a float32 table [rows, width] as [...ids.shape, width], copied in JS (tfjs-wasm's
+ * Gather is slow), or null if an id is not a row index (then tf.gather, with its checks). Not
+ * differentiable: for the runs on the points.
+ */
+function gatherRows(table: tf.Tensor, ids: tf.Tensor): tf.Tensor | null {
+  const [rows, width] = table.shape as [number, number];
+  if (table.dtype !== 'float32') return null;
+  const index = ids.dataSync();
+  const out = new Float32Array(index.length * width);
+  const values = valuesOf(table);
+  for (let e = 0; e < index.length; e++) {
+    const id = index[e]!;
+    if (!(Number.isInteger(id) && id >= 0 && id < rows)) return null;
+    out.set(values.subarray(id * width, (id + 1) * width), e * width);
+  }
+  return tf.tensor(out, [...ids.shape, width]);
+}
+
 /** The pre-activation h = s_w·(a ⋆ kernel) + s_b·bias of a dense / conv / depthwise / embedding layer. */
 function preActivation(p: ParamLayer, a: tf.Tensor): tf.Tensor {
   const w = p.kernel!.read();
@@ -244,8 +292,9 @@ function preActivation(p: ParamLayer, a: tf.Tensor): tf.Tensor {
       p.padding!,
     );
   } else {
-    const ids = tf.cast(a, 'int32');
-    h = tf.gather(w, ids.reshape([ids.size])).reshape([...a.shape, w.shape[1]!]);
+    h =
+      gatherRows(w, a) ??
+      tf.gather(w, tf.cast(a, 'int32').reshape([a.size])).reshape([...a.shape, w.shape[1]!]);
   }
   if (p.weightScale !== 1) h = tf.mul(h, p.weightScale);
   return p.kind === 'separable' ? h : addBias(p, h);
@@ -296,11 +345,57 @@ interface RunHooks {
     V: number;
     /** Parameter-free element-wise calls: their output and derivative f'(input) on the points. */
     elementwise?: Map<number, { out: tf.Tensor; deriv: tf.Tensor }>;
+    /** Attention cores: their output and q, k, v, weights on the points. */
+    attention?: Map<number, AttentionOnPoints>;
+    /** Every tensor of the run on the points (indexed like graph tensors). */
+    points: tf.Tensor[];
+    /** Layer norms: output, x̂ and 1/σ on the points. */
+    norms?: Map<number, NormOnPoints>;
+    /**
+     * The forward value on the replicated batch of a tensor t of the points: t repeated, or — when
+     * no gradient of the run reads a forward value (valueFree) — a zero placeholder of that shape.
+     */
+    value: (t: tf.Tensor) => tf.Tensor;
+    valueFree: boolean;
   };
   /** Storage of every tensor of the run (indexed like graph tensors), kept by the caller. */
   values?: tf.Tensor[];
   /** Apply every layer as tfjs does (no rules: differentiable in the weights too). */
   plain?: boolean;
+}
+
+/** A layer norm's call on the points: its output y = γ x̂ + β, x̂, and 1/σ = 1/√(var + ε) (keepDims). */
+interface NormOnPoints {
+  out: tf.Tensor;
+  xhat: tf.Tensor;
+  inv: tf.Tensor;
+}
+
+/** Layer normalisation over the trailing `axes` axes of x, [axes of x]. */
+function normAxes(p: ParamLayer, x: tf.Tensor): number[] {
+  return Array.from({ length: p.axes! }, (_, i) => x.rank - p.axes! + i);
+}
+
+/**
+ * A layer norm on the replicated batch: the points' output repeated, and the input gradient
+ * dx = (g − mean(g) − x̂·mean(g ⊙ x̂))/σ, g = γ ⊙ dy (means over the normalised axes), from the
+ * points' x̂ and σ — instead of recomputing the moments on V copies and differentiating them
+ * (tfjs's mean gradient materialises a ones tensor of the input's size per call).
+ */
+function replicatedLayerNorm(p: ParamLayer, x: tf.Tensor, norm: NormOnPoints, rep: Replicated): tf.Tensor {
+  const V = rep.V;
+  const f = tf.customGrad((..._args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
+    value: rep.value(norm.out),
+    gradFunc: (dy: tf.Tensor) => {
+      const axes = normAxes(p, x);
+      const xhat = repeatRows(norm.xhat, V);
+      const g = p.gamma ? tf.mul(dy, p.gamma.read()) : dy;
+      const m1 = tf.mean(g, axes, true);
+      const m2 = tf.mean(tf.mul(g, xhat), axes, true);
+      return tf.mul(tf.sub(tf.sub(g, m1), tf.mul(xhat, m2)), repeatRows(norm.inv, V));
+    },
+  }));
+  return f(x);
 }
 
 /** x̂ = (x − μ)/√(σ² + ε) of a layer norm over the trailing `axes` axes, or of a batch norm. */
@@ -309,8 +404,7 @@ function normalized(p: ParamLayer, x: tf.Tensor): tf.Tensor {
     const inv = tf.rsqrt(tf.add(p.movingVariance!.read(), p.epsilon!));
     return tf.mul(tf.sub(x, p.movingMean!.read()), inv);
   }
-  const axes = Array.from({ length: p.axes! }, (_, i) => x.rank - p.axes! + i);
-  const { mean, variance } = tf.moments(x, axes, true);
+  const { mean, variance } = tf.moments(x, normAxes(p, x), true);
   return tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, p.epsilon!)));
 }
 
@@ -331,13 +425,15 @@ function applyRule(node: GraphNode, k: number, ins: tf.Tensor[], hooks: RunHooks
       // Replicated batch: the forward values of the points, repeated (no recomputation); ids are
       // not differentiated (embeddings), dense layers keep the input gradient.
       let h: tf.Tensor;
-      if (hBase && p.kind === 'embedding') h = repeatRows(hBase, V);
+      if (hBase && p.kind === 'embedding') h = hooks.replicated!.value(hBase);
       else if (hBase && p.kind === 'dense') {
         const w = p.kernel!.read() as tf.Tensor2D;
         const flat =
           a.rank === 2 ? (a as tf.Tensor2D) : (a.reshape([-1, a.shape[a.rank - 1]!]) as tf.Tensor2D);
         const value = () =>
-          a.rank === 2 ? repeatRows(hBase, V) : repeatRows(hBase, V).reshape([-1, w.shape[1]]);
+          a.rank === 2
+            ? hooks.replicated!.value(hBase)
+            : hooks.replicated!.value(hBase).reshape([-1, w.shape[1]]);
         h = withDenseGradient(flat, w, value, p.weightScale, a.rank === 2 ? V : 1);
         if (a.rank !== 2) h = h.reshape([...a.shape.slice(0, -1), w.shape[1]!]);
       } else h = preActivation(p, a);
@@ -353,6 +449,8 @@ function applyRule(node: GraphNode, k: number, ins: tf.Tensor[], hooks: RunHooks
     }
     case 'layernorm':
     case 'batchnorm': {
+      const norm = hooks.replicated?.norms?.get(k);
+      if (norm) return probe(0, replicatedLayerNorm(p, a, norm, hooks.replicated!));
       const xhat = normalized(p, a);
       hooks.capture?.(k, { inputs: [a], extra: xhat });
       let y = p.gamma ? tf.mul(xhat, p.gamma.read()) : xhat;
@@ -376,26 +474,178 @@ function applyRule(node: GraphNode, k: number, ins: tf.Tensor[], hooks: RunHooks
  * points' output repeated, and ∂/∂x = dy ⊙ f'(x) with f' evaluated on the points and repeated
  * (the same values as recomputing f on V copies, V times less work).
  */
-function replicatedElementwise(x: tf.Tensor, out: tf.Tensor, deriv: tf.Tensor, V: number): tf.Tensor {
+function replicatedElementwise(x: tf.Tensor, out: tf.Tensor, deriv: tf.Tensor, rep: Replicated): tf.Tensor {
   const f = tf.customGrad((..._args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
-    value: repeatRows(out, V),
-    gradFunc: (dy: tf.Tensor) => tf.mul(dy, repeatRows(deriv, V)),
+    value: rep.value(out),
+    gradFunc: (dy: tf.Tensor) => tf.mul(dy, repeatRows(deriv, rep.V)),
   }));
   return f(x) as tf.Tensor;
+}
+
+/**
+ * GELU's derivative Φ(x) + x·φ(x) (Φ, φ the standard normal CDF and density) for an
+ * Activation('gelu') call — tfjs's own x·Φ(x) with erf, whose autodiff gradient costs several
+ * times as much (the forward again, then the erf gradient) — or null for any other layer. Φ(x) is
+ * read off the call's output y = x·Φ(x) as y/x (Φ(0) = ½): no second erf (a slow wasm kernel).
+ */
+function geluDerivative(node: GraphNode, x: tf.Tensor, y: tf.Tensor): tf.Tensor | null {
+  if (node.layer.getClassName() !== 'Activation') return null;
+  const act = (node.layer as unknown as { activation?: { getClassName(): string } }).activation;
+  if (act?.getClassName() !== 'gelu') return null;
+  const zero = tf.equal(x, 0);
+  const cdf = tf.where(zero, tf.fill(x.shape, 0.5), tf.div(y, tf.where(zero, tf.onesLike(x), x)));
+  const density = tf.mul(tf.exp(tf.mul(tf.square(x), -0.5)), 1 / Math.sqrt(2 * Math.PI));
+  return tf.add(cdf, tf.mul(x, density));
+}
+
+/** Whether a call is a first-position ('cls') SequencePooling (src/model/transformer-layers.ts). */
+function firstPositionPooling(node: GraphNode): boolean {
+  return (
+    node.layer instanceof SequencePooling &&
+    node.layer.mode === 'cls' &&
+    node.inputs.length === 1 &&
+    !node.stripActivation
+  );
+}
+
+/**
+ * First-position pooling h [rows, L, width] → h[:, 0] on the replicated batch: the points' output
+ * repeated (tfjs-wasm's strided Slice reads all of h, slowly), gradient dy placed at position 0.
+ */
+function replicatedFirstPosition(h: tf.Tensor, out: tf.Tensor, rep: Replicated): tf.Tensor {
+  const [rows, L, width] = h.shape as [number, number, number];
+  const f = tf.customGrad((..._args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
+    value: rep.value(out),
+    gradFunc: (dy: tf.Tensor) =>
+      tf.pad(dy.reshape([rows, 1, width]), [
+        [0, 0],
+        [0, L - 1],
+        [0, 0],
+      ]),
+  }));
+  return f(h);
+}
+
+/** The replicated-batch hooks. */
+type Replicated = NonNullable<RunHooks['replicated']>;
+
+/** A sum layer on a value-free replicated batch: the placeholder `value`, every input's gradient dy. */
+function replicatedSum(ins: tf.Tensor[], value: tf.Tensor): tf.Tensor {
+  const f = tf.customGrad((..._args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
+    value,
+    // (distinct tensors: tfjs disposes each input's gradient on its own)
+    gradFunc: (dy: tf.Tensor) => ins.map((_, i) => (i === 0 ? dy : dy.clone())),
+  }));
+  return f(...ins);
+}
+
+/** An attention core's call on the points (see ./attention-grad.ts). */
+interface AttentionOnPoints {
+  out: tf.Tensor;
+  heads: number;
+  q: ArrayLike<number>;
+  k: ArrayLike<number>;
+  v: ArrayLike<number>;
+  p: ArrayLike<number>;
+}
+
+/** The attention core of node k on the points, or null for any other node. */
+function attentionOnPoints(node: GraphNode, values: tf.Tensor[]): AttentionOnPoints | null {
+  if (!structuredTestHooks.replicatedAttention) return null;
+  if (node.param || node.stripActivation || !(node.layer instanceof AttentionCore)) return null;
+  if (node.inputs.length !== 4) return null;
+  const [q, k, v, mask] = node.inputs.map((i) => values[i]!) as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
+  const heads = node.layer.heads;
+  const p = attentionProbabilities(q, k, mask, heads);
+  const read = (t: tf.Tensor) => t.dataSync() as Float32Array;
+  return { out: values[node.output]!, heads, q: read(q), k: read(k), v: read(v), p: read(p) };
+}
+
+/** Reused output buffers of the attention gradients on the wasm backend (which copies tensor data at once). */
+let attentionScratch: Float32Array | null = null;
+
+/**
+ * The attention core on the replicated batch: the points' output repeated, and input gradients
+ * (q, k, v; the mask is not differentiated) from the points' values (./attention-grad.ts).
+ */
+function replicatedAttention(ins: tf.Tensor[], att: AttentionOnPoints, rep: Replicated): tf.Tensor {
+  const [n, L, width] = att.out.shape as [number, number, number];
+  const V = rep.V;
+  const f = tf.customGrad((..._args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
+    value: rep.value(att.out),
+    gradFunc: (dy: tf.Tensor) => {
+      const size = n * V * L * width;
+      let buffers: Float32Array[];
+      if (tf.getBackend() === 'wasm') {
+        if (!attentionScratch || attentionScratch.length < 3 * size)
+          attentionScratch = new Float32Array(3 * size);
+        const s = attentionScratch;
+        buffers = [0, 1, 2].map((j) => s.subarray(j * size, (j + 1) * size));
+      } else buffers = [0, 1, 2].map(() => new Float32Array(size));
+      const [dq, dk, dv] = buffers as [Float32Array, Float32Array, Float32Array];
+      const dims = { n, V, L, width, heads: att.heads };
+      attentionBackward(dims, att.q, att.k, att.v, att.p, valuesOf(dy), dq, dk, dv);
+      return buffers.map((g) => tf.tensor3d(g, [n * V, L, width]));
+    },
+  }));
+  return f(ins[0]!, ins[1]!, ins[2]!);
+}
+
+/**
+ * Whether no gradient of the replicated run reads a forward value: every call the probes reach
+ * (see runGraph's `live`) is a linear dense or embedding call on its points' pre-activation, a
+ * replicated layer norm, element-wise map, attention core or first-position pooling, or a sum.
+ */
+function replicatedValueFree(
+  plan: StructuredPlan,
+  pre: Map<number, tf.Tensor>,
+  elementwise: Map<number, unknown>,
+  attention: Map<number, unknown>,
+  norms: Map<number, unknown>,
+): boolean {
+  const graph = plan.graph;
+  const live: boolean[] = new Array(graph.tensors).fill(false);
+  return graph.nodes.every((node, k) => {
+    live[node.output] = !!node.param || node.inputs.some((i) => live[i]);
+    if (!live[node.output]) return true;
+    const p = node.param;
+    if (p) {
+      const linear = !p.activation || !!node.stripActivation;
+      return ((p.kind === 'dense' || p.kind === 'embedding') && pre.has(k) && linear) || norms.has(k);
+    }
+    if (elementwise.has(k) || attention.has(k) || firstPositionPooling(node)) return true;
+    return node.layer.getClassName() === 'Add' && !node.stripActivation;
+  });
 }
 
 /** Run the graph on x (tensor 0); returns the output. */
 function runGraph(graph: ModelGraph, x: tf.Tensor, hooks: RunHooks = {}): tf.Tensor {
   const values: tf.Tensor[] = hooks.values ?? new Array(graph.tensors);
   values[0] = x;
+  const rep = hooks.replicated;
+  // Replicated batch: whether a tensor depends on the probes (a parameterised call's output, or
+  // any parameter-free call of one); one that does not is the points' value repeated.
+  const live: boolean[] = new Array(graph.tensors).fill(false);
   graph.nodes.forEach((node, k) => {
     const ins = node.inputs.map((i) => values[i]!);
-    const known = hooks.replicated?.elementwise?.get(k);
+    live[node.output] = !!node.param || node.inputs.some((i) => live[i]);
+    if (rep && !live[node.output]) {
+      values[node.output] = repeatRows(rep.points[node.output]!, rep.V);
+      return;
+    }
+    const known = rep?.elementwise?.get(k);
+    const attention = rep?.attention?.get(k);
     values[node.output] = known
-      ? replicatedElementwise(ins[0]!, known.out, known.deriv, hooks.replicated!.V)
-      : node.param && !hooks.plain
-        ? applyRule(node, k, ins, hooks)
-        : applyLayer(node, ins);
+      ? replicatedElementwise(ins[0]!, known.out, known.deriv, rep!)
+      : attention
+        ? replicatedAttention(ins, attention, rep!)
+        : rep && firstPositionPooling(node)
+          ? replicatedFirstPosition(ins[0]!, rep.points[node.output]!, rep)
+          : rep?.valueFree && node.layer.getClassName() === 'Add' && !node.stripActivation
+            ? replicatedSum(ins, rep.value(rep.points[node.output]!))
+            : node.param && !hooks.plain
+              ? applyRule(node, k, ins, hooks)
+              : applyLayer(node, ins);
   });
   return values[graph.output]!;
 }
@@ -842,6 +1092,48 @@ function callGradients(node: GraphNode, saved: Saved, deltas: tf.Tensor[], V: nu
   return parts.length === 1 ? parts[0]! : tf.concat(parts, 1);
 }
 
+/** A tensor's float32 values, in place where the backend allows (valid until its next allocation). */
+function valuesOf(t: tf.Tensor): Float32Array {
+  return (t.dtype === 'float32' ? heapView(t) : null) ?? (t.dataSync() as Float32Array);
+}
+
+/**
+ * Per-example gradients [b·V, width] of a dense-over-positions or embedding call written straight
+ * into an array by ./position-grads.ts (positions with zero signals skipped), or null where that
+ * path does not apply (other kinds, unaligned widths, no WebAssembly SIMD): then callGradients.
+ */
+function gradientRowsFiller(
+  node: GraphNode,
+  saved: Saved,
+  deltas: tf.Tensor[],
+  V: number,
+): ((out: Float32Array) => void) | null {
+  const p = node.param!;
+  const a = saved.inputs[0]!;
+  const delta = deltas[0]!;
+  const b = a.shape[0]!;
+  if (p.kind === 'dense' && a.rank >= 3) {
+    const K = a.shape[a.rank - 1]!;
+    const dOut = delta.shape[delta.rank - 1]!;
+    const L = a.size / (b * K);
+    if (!denseGradientRowsAvailable(K, dOut) || delta.size !== b * V * L * dOut) return null;
+    const dims = { b, V, L, K, dOut };
+    const biasScale = p.bias ? p.biasScale : null;
+    return (out) => denseGradientRows(valuesOf(a), valuesOf(delta), dims, p.weightScale, biasScale, out);
+  }
+  if (p.kind === 'embedding' && positionGradTestHooks.enabled) {
+    const [vocab, dOut] = p.kernel!.shape as [number, number];
+    const L = a.size / b;
+    if (delta.size !== b * V * L * dOut) return null;
+    const dims = { b, V, L, vocab, dOut };
+    return (out) => {
+      const ids = a.dtype === 'float32' ? valuesOf(a) : (a.dataSync() as Int32Array);
+      embeddingGradientRows(ids, valuesOf(delta), dims, p.weightScale, out);
+    };
+  }
+  return null;
+}
+
 /**
  * Where a factor array goes: `dest(term, key, length)` returns an array of that length to write
  * into (e.g. a slice of shared memory: no fresh array, whose first touch is slow), or undefined for
@@ -900,11 +1192,44 @@ export function structuredFeatures(
     graph.nodes.forEach((node, k) => {
       if (node.param || node.inputs.length !== 1 || node.stripActivation || !isElementwiseLayer(node.layer))
         return;
-      const deriv = tf.grad((z: tf.Tensor) => tf.sum(applyLayer(node, [z])))(values[node.inputs[0]!]!);
+      const z = values[node.inputs[0]!]!;
+      const out = values[node.output]!;
+      const deriv =
+        geluDerivative(node, z, out) ?? tf.grad((t: tf.Tensor) => tf.sum(applyLayer(node, [t])))(z);
       elementwise.set(k, { out: values[node.output]!, deriv });
     });
     const deltas = new Map<number, tf.Tensor[]>();
     if (plan.needsDeltas) {
+      // Attention cores: q, k, v and weights on the points, for their replicated backward.
+      const attention = new Map<number, AttentionOnPoints>();
+      graph.nodes.forEach((node, k) => {
+        const att = attentionOnPoints(node, values);
+        if (att) attention.set(k, att);
+      });
+      // Layer norms: output, x̂ and 1/σ on the points, for their replicated backward.
+      const norms = new Map<number, NormOnPoints>();
+      for (const l of plan.layers) {
+        if (l.param.kind !== 'layernorm') continue;
+        for (const k of l.nodes) {
+          const s = saved.get(k)!;
+          const x0 = s.inputs[0]!;
+          const { variance } = tf.moments(x0, normAxes(l.param, x0), true);
+          const inv = tf.rsqrt(tf.add(variance, l.param.epsilon!));
+          norms.set(k, { out: values[graph.nodes[k]!.output]!, xhat: s.extra!, inv });
+        }
+      }
+      // Whether every call the probes reach differentiates without reading its inputs' forward
+      // values (replicated rules, sums): then those values are never computed, only placeholders.
+      const valueFree = replicatedValueFree(plan, pre, elementwise, attention, norms);
+      // Zeros (probes, placeholders): one tensor per size, reshaped; filled on the backend
+      // (tf.zeros fills an array in JS and copies it in).
+      const zeros = new Map<number, tf.Tensor>();
+      const zerosOf = (shape: number[]) => {
+        const size = prod(shape);
+        if (!zeros.has(size)) zeros.set(size, tf.fill([size], 0));
+        return zeros.get(size)!.reshape(shape);
+      };
+      const value = (t: tf.Tensor) => (valueFree ? zerosOf([b * V, ...t.shape.slice(1)]) : repeatRows(t, V));
       // Replicated batch: row n·V + i is x_n, differentiated through logit i.
       const xr = repeatRows(x, V);
       // (tf.oneHot with dtype float32 writes integer bit patterns on the wasm backend: cast instead.)
@@ -919,14 +1244,16 @@ export function structuredFeatures(
           : l.nodes.flatMap((k) => plan.traces.get(k)!.probeShapes.map((_, j): [number, number] => [k, j])),
       );
       const index = new Map(probed.map(([k, j], q) => [`${k}:${j}`, q]));
-      const probes = probed.map(([k, j]) => tf.zeros([b * V, ...plan.traces.get(k)!.probeShapes[j]!]));
+      const probes = probed.map(([k, j]) => zerosOf([b * V, ...plan.traces.get(k)!.probeShapes[j]!]));
       const grads = tf.grads((...ps: tf.Tensor[]) => {
         const y = runGraph(graph, xr, {
           probe: (k, j, t) => {
             const q = index.get(`${k}:${j}`);
-            return q === undefined ? t : tf.add(t, ps[q]!);
+            if (q === undefined) return t;
+            // (value-free: no sum computed, only the two gradients)
+            return valueFree ? replicatedSum([t, ps[q]!], zerosOf(t.shape)) : tf.add(t, ps[q]!);
           },
-          replicated: { pre, V, elementwise },
+          replicated: { pre, V, elementwise, attention, points: values, norms, value, valueFree },
         });
         return tf.sum(tf.mul(y, select));
       })(probes);
@@ -948,6 +1275,17 @@ export function structuredFeatures(
         return;
       }
       if (term.kind === 'gram') {
+        const fill =
+          planned.nodes.length === 1
+            ? gradientRowsFiller(graph.nodes[k0]!, saved.get(k0)!, deltas.get(k0)!, V)
+            : null;
+        if (fill) {
+          const size = b * V * term.width;
+          const target = dest?.(planned.term, 'd', size) ?? new Float32Array(size);
+          fill(target);
+          out[planned.term]!.d = target;
+          return;
+        }
         let g: tf.Tensor | null = null;
         for (const k of planned.nodes) {
           const gk = callGradients(graph.nodes[k]!, saved.get(k)!, deltas.get(k)!, V);
@@ -964,16 +1302,20 @@ export function structuredFeatures(
         if (offPosition(delta, t)) {
           throw new Error(`structured eNTK: layer ${term.layer} has cotangents off position ${t} (a bug)`);
         }
-        result.push({
-          term: planned.term,
-          key: 'a',
-          t: input.slice([0, t, 0], [b, 1, term.dIn]).reshape([b, term.dIn]),
-        });
-        result.push({
-          term: planned.term,
-          key: 'd',
-          t: delta.slice([0, t, 0], [-1, 1, -1]).reshape([b * V, term.width]),
-        });
+        // Row r of a [rows, L, width] tensor at position t, copied in JS (tfjs-wasm's strided
+        // Slice is slow).
+        const atPosition = (src: tf.Tensor, rows: number, width: number, key: keyof TermFeatures) => {
+          const target = dest?.(planned.term, key, rows * width) ?? new Float32Array(rows * width);
+          const data = valuesOf(src);
+          const L = src.shape[1]!;
+          for (let r = 0; r < rows; r++) {
+            const from = (r * L + t) * width;
+            target.set(data.subarray(from, from + width), r * width);
+          }
+          out[planned.term]![key] = target;
+        };
+        atPosition(input, b, term.dIn, 'a');
+        atPosition(delta, b * V, term.width, 'd');
         return;
       }
       result.push({ term: planned.term, key: 'a', t: saved.get(k0)!.inputs[0]!.reshape([b, term.dIn]) });

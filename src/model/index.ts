@@ -82,6 +82,7 @@ export {
   ATTENTION_MASK_BIAS,
   AttentionCore,
   attentionCore,
+  attentionProbabilities,
   SEQUENCE_POOLINGS,
   SequencePooling,
   TOKEN_INPUT_PARTS,

@@ -158,6 +158,34 @@ export class AttentionCore extends tf.layers.Layer {
   }
 }
 
+/** [n, L, width] → [n, heads, L, d]: head h owns columns h·d..(h+1)·d−1. */
+function splitHeads(t: tf.Tensor, heads: number): tf.Tensor4D {
+  const [n, L, width] = t.shape as [number, number, number];
+  return t.reshape([n, L, heads, width / heads]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
+}
+
+/**
+ * The attention weights P = softmax(Q_h K_hᵀ / √d + b) of every head: q, k [n, L, width], mask
+ * [n, L] → [n, heads, L (query), L (key)].
+ */
+export function attentionProbabilities(
+  q: tf.Tensor,
+  k: tf.Tensor,
+  mask: tf.Tensor,
+  heads: number,
+): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [n, L, width] = q.shape as [number, number, number];
+    const d = width / heads;
+    const scores = tf.mul(
+      tf.matMul(splitHeads(q, heads), splitHeads(k, heads), false, true),
+      1 / Math.sqrt(d),
+    );
+    const bias = tf.mul(tf.sub(tf.cast(mask, 'float32'), 1), -ATTENTION_MASK_BIAS).reshape([n, 1, 1, L]);
+    return tf.softmax(tf.add(scores, bias)) as tf.Tensor4D;
+  });
+}
+
 /** The attention core as a function: q, k, v [n, L, width], mask [n, L] → [n, L, width]. */
 export function attentionCore(
   q: tf.Tensor,
@@ -168,14 +196,8 @@ export function attentionCore(
 ): tf.Tensor {
   return tf.tidy(() => {
     const [n, L, width] = q.shape as [number, number, number];
-    const d = width / heads;
-    // [n, L, width] → [n, heads, L, d]: head h owns columns h·d..(h+1)·d−1.
-    const split = (t: tf.Tensor) => t.reshape([n, L, heads, d]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
-    const scores = tf.mul(tf.matMul(split(q), split(k), false, true), 1 / Math.sqrt(d));
-    const bias = tf.mul(tf.sub(tf.cast(mask, 'float32'), 1), -ATTENTION_MASK_BIAS).reshape([n, 1, 1, L]);
-    const p = tf.softmax(tf.add(scores, bias));
     return tf
-      .matMul(p as tf.Tensor4D, split(v))
+      .matMul(attentionProbabilities(q, k, mask, heads), splitHeads(v, heads))
       .transpose([0, 2, 1, 3])
       .reshape([n, L, width]);
   });

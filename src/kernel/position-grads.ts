@@ -1,0 +1,250 @@
+/**
+ * Per-example gradient rows of layers applied over positions, computed from the recorded inputs
+ * and back-propagated signals in plain memory (the structured path's 'gram' terms,
+ * ./structured.ts): for point n, logit i and row r = n·V + i,
+ *
+ *   dense over positions:  G[r, (c, k)] = s_w Σ_t δ[r, t, c] · a[n, t, k],  bias G[r, dOut·K + c] = s_b Σ_t δ[r, t, c]
+ *   embedding (one-hot):   G[r, (c, v)] = s_w Σ_{t: id[n, t] = v} δ[r, t, c]
+ *
+ * (columns in the same (output, input) order as the tfjs products they replace). The dense sum
+ * runs only over the positions where one of the point's V signals is nonzero — exact, the skipped
+ * terms are products with exact zeros (a finite): the padding positions of a masked transformer,
+ * whose cotangents vanish (src/model/transformer-layers.ts), are about half of all positions on
+ * short texts. Each (point, logit) is one product Δᵀ A (Δ [T × dOut], A [T × K] over the T kept
+ * positions) on entk's WebAssembly SIMD GEMM (./wasm-gemm.ts, single thread): tfjs-wasm runs the
+ * batched [b, V·dOut, L] × [b, L, K] product on a scalar loop (≈ 2 GFLOP/s measured), ~10×
+ * slower. Every entry is one float32 sum over the kept positions in increasing order.
+ */
+import { WASM_PAGE, type WasmMemory, wasmApi } from '../util/index.js';
+import { type GemmExports, gemmModule, MR, NR } from './wasm-gemm.js';
+
+interface Kernels {
+  memory: WasmMemory;
+  ex: GemmExports;
+}
+
+let kernels: Kernels | null | undefined;
+
+function instance(): Kernels | null {
+  if (kernels !== undefined) return kernels;
+  const module = gemmModule();
+  if (!module || !wasmApi) {
+    kernels = null;
+    return null;
+  }
+  const memory = new wasmApi.Memory({ initial: 1 });
+  const ex = new wasmApi.Instance(module, { env: { mem: memory } }).exports as unknown as GemmExports;
+  kernels = { memory, ex };
+  return kernels;
+}
+
+/** For tests only: `enabled = false` leaves every dense and embedding product to tfjs. */
+export const positionGradTestHooks = { enabled: true };
+
+/** Whether {@link denseGradientRows} can run for these widths (SIMD available, tile-aligned widths). */
+export function denseGradientRowsAvailable(K: number, dOut: number): boolean {
+  return (
+    positionGradTestHooks.enabled &&
+    K % NR === 0 &&
+    dOut % MR === 0 &&
+    K > 0 &&
+    dOut > 0 &&
+    instance() !== null
+  );
+}
+
+const roundUp = (x: number, m: number) => Math.ceil(x / m) * m;
+
+/**
+ * Dense-over-positions gradient rows (see the module comment) of a [b, L, K] and δ [b·V, L, dOut]
+ * into out [b·V, width], width = dOut·K (+ dOut with a bias, biasScale non-null). Callers check
+ * {@link denseGradientRowsAvailable} first.
+ */
+export function denseGradientRows(
+  a: Float32Array,
+  delta: Float32Array,
+  dims: { b: number; V: number; L: number; K: number; dOut: number },
+  weightScale: number,
+  biasScale: number | null,
+  out: Float32Array,
+): void {
+  const s = instance();
+  if (!s) throw new Error('dense gradient rows: WebAssembly SIMD is not available');
+  const { b, V, L, K, dOut } = dims;
+  const width = dOut * K + (biasScale === null ? 0 : dOut);
+  const Lc = roundUp(L, 4);
+  const panels = K / NR;
+  const tiles = dOut / MR;
+  // Memory: B panels of one point, A tiles of one (point, logit), C rows of one point.
+  const bp = 0;
+  const ap = bp + panels * Lc * NR * 4;
+  const cp = ap + tiles * Lc * MR * 4;
+  const need = cp + V * width * 4;
+  const have = s.memory.buffer.byteLength;
+  if (need > have) s.memory.grow(Math.ceil((need - have) / WASM_PAGE));
+  const heap = new Float32Array(s.memory.buffer);
+  const kept = new Int32Array(L);
+  const biasSum = new Float32Array(dOut);
+  const rowSize = L * dOut;
+  for (let n = 0; n < b; n++) {
+    // Positions where one of the point's V signal rows is nonzero.
+    let T = 0;
+    for (let t = 0; t < L; t++) {
+      let nonzero = false;
+      for (let i = 0; i < V && !nonzero; i++) {
+        const base = (n * V + i) * rowSize + t * dOut;
+        for (let c = 0; c < dOut; c++) {
+          if (delta[base + c] !== 0) {
+            nonzero = true;
+            break;
+          }
+        }
+      }
+      if (nonzero) kept[T++] = t;
+    }
+    const Tc = roundUp(T, 4);
+    // B panels: B[8q + j, p] = s_w·a[n, kept[p], 8q + j] at float (q·Tc + p)·8 + j; zero for p ≥ T.
+    for (let q = 0; q < panels; q++) {
+      const panel = bp / 4 + q * Tc * NR;
+      for (let p = 0; p < Tc; p++) {
+        const dst = panel + p * NR;
+        if (p >= T) {
+          heap.fill(0, dst, dst + NR);
+          continue;
+        }
+        const src = (n * L + kept[p]!) * K + q * NR;
+        for (let j = 0; j < NR; j++) heap[dst + j] = weightScale * a[src + j]!;
+      }
+    }
+    for (let i = 0; i < V; i++) {
+      const row = (n * V + i) * rowSize;
+      // A tiles: A[4u + r, p] = δ[row, kept[p], 4u + r] at float (u·Tc + p)·4 + r; zero for p ≥ T.
+      for (let u = 0; u < tiles; u++) {
+        const tile = ap / 4 + u * Tc * MR;
+        for (let p = 0; p < Tc; p++) {
+          const dst = tile + p * MR;
+          if (p >= T) {
+            heap.fill(0, dst, dst + MR);
+            continue;
+          }
+          const src = row + kept[p]! * dOut + u * MR;
+          heap[dst] = delta[src]!;
+          heap[dst + 1] = delta[src + 1]!;
+          heap[dst + 2] = delta[src + 2]!;
+          heap[dst + 3] = delta[src + 3]!;
+        }
+      }
+      // C[c, k] for output channel c at cp + (i·width + c·K)·4: the row's (c, k) columns.
+      s.ex.gemm(ap, bp, Tc, tiles, panels, cp + i * width * 4, K * 4, 0, 0, 1, 0);
+      if (biasScale !== null) {
+        // Σ_t δ[row, t, c] over the kept positions in increasing order, row by row (contiguous).
+        biasSum.fill(0);
+        for (let p = 0; p < T; p++) {
+          const src = row + kept[p]! * dOut;
+          for (let c = 0; c < dOut; c++) biasSum[c] = biasSum[c]! + delta[src + c]!; // (float32 sums)
+        }
+        const bias = cp / 4 + i * width + dOut * K;
+        for (let c = 0; c < dOut; c++) heap[bias + c] = biasScale * biasSum[c]!;
+      }
+    }
+    out.set(heap.subarray(cp / 4, cp / 4 + V * width), n * V * width);
+  }
+}
+
+/**
+ * One-hot (embedding) gradient rows: ids [b, L] (row indices, as floats), δ [b·V, L, dOut] into
+ * out [b·V, dOut·vocab] (see the module comment). Plain JS: a scatter of the signals, no product.
+ */
+export function embeddingGradientRows(
+  ids: ArrayLike<number>,
+  delta: Float32Array,
+  dims: { b: number; V: number; L: number; vocab: number; dOut: number },
+  weightScale: number,
+  out: Float32Array,
+): void {
+  const { b, V, L, vocab, dOut } = dims;
+  const width = dOut * vocab;
+  out.fill(0, 0, b * V * width);
+  for (let n = 0; n < b; n++) {
+    for (let i = 0; i < V; i++) {
+      const r = n * V + i;
+      for (let t = 0; t < L; t++) {
+        const id = ids[n * L + t]!;
+        if (!(id >= 0 && id < vocab && Number.isInteger(id))) continue; // a zero one-hot row
+        const src = (r * L + t) * dOut;
+        const dst = r * width + id;
+        for (let c = 0; c < dOut; c++) out[dst + c * vocab] = out[dst + c * vocab]! + delta[src + c]!;
+      }
+    }
+  }
+  if (weightScale !== 1) for (let e = 0; e < b * V * width; e++) out[e] = weightScale * out[e]!;
+}
+
+/** Reused output of {@link sparseRowsProduct} (callers copy it at once). */
+let productScratch: Float32Array | null = null;
+
+/**
+ * C = s·(A Bᵀ) for A [rows × k] and B [cols × k] row-major, over the nonzero rows of A only (the
+ * others' rows of C are exact zeros): the input gradient dy·Wᵀ of a dense layer over positions on
+ * the replicated batch, where the padding positions' (and, after a CLS pooling, all but one
+ * position's) cotangents vanish. Returns null where that would not pay (fewer than a quarter of
+ * the rows zero) or cannot run (no SIMD, k not a multiple of 4, cols not a multiple of 8): then the
+ * caller multiplies as usual. With `reuse`, the result is a view of a buffer reused by the next
+ * call (for a caller that copies it at once).
+ */
+export function sparseRowsProduct(
+  a: Float32Array,
+  rows: number,
+  k: number,
+  b: Float32Array,
+  cols: number,
+  scale: number,
+  reuse: boolean,
+): Float32Array | null {
+  if (!positionGradTestHooks.enabled || k % MR !== 0 || cols % NR !== 0) return null;
+  const s = instance();
+  if (!s) return null;
+  const nonzero: number[] = [];
+  for (let r = 0; r < rows; r++) {
+    const base = r * k;
+    for (let p = 0; p < k; p++) {
+      if (a[base + p] !== 0) {
+        nonzero.push(r);
+        break;
+      }
+    }
+  }
+  if (nonzero.length > 0.75 * rows) return null;
+  const m = nonzero.length;
+  const tiles = Math.ceil(m / MR);
+  const panels = cols / NR;
+  const bp = 0;
+  const ap = bp + panels * k * NR * 4;
+  const cp = ap + tiles * k * MR * 4;
+  const need = cp + tiles * MR * cols * 4;
+  const have = s.memory.buffer.byteLength;
+  if (need > have) s.memory.grow(Math.ceil((need - have) / WASM_PAGE));
+  const heap = new Float32Array(s.memory.buffer);
+  // B panels: B[8q + j, p] at float (q·k + p)·8 + j, scaled.
+  for (let j = 0; j < cols; j++) {
+    const base = bp / 4 + (j >> 3) * k * NR + (j & 7);
+    for (let p = 0; p < k; p++) heap[base + p * NR] = scale * b[j * k + p]!;
+  }
+  // A tiles of the nonzero rows: A[4t + r, p] at float (t·k + p)·4 + r (zero rows past m).
+  heap.fill(0, ap / 4 + Math.floor(m / MR) * k * MR, cp / 4);
+  for (let i = 0; i < m; i++) {
+    const base = ap / 4 + (i >> 2) * k * MR + (i & 3);
+    const src = nonzero[i]! * k;
+    for (let p = 0; p < k; p++) heap[base + p * MR] = a[src + p]!;
+  }
+  if (m > 0) s.ex.gemm(ap, bp, k, tiles, panels, cp, cols * 4, 0, 0, 1, 0);
+  const size = rows * cols;
+  let out: Float32Array;
+  if (reuse) {
+    if (!productScratch || productScratch.length < size) productScratch = new Float32Array(size);
+    out = productScratch.subarray(0, size).fill(0);
+  } else out = new Float32Array(size);
+  const c = heap.subarray(cp / 4, cp / 4 + m * cols);
+  for (let i = 0; i < m; i++) out.set(c.subarray(i * cols, (i + 1) * cols), nonzero[i]! * cols);
+  return out;
+}

@@ -1,0 +1,316 @@
+/**
+ * The factor pass's own kernels (issue 15): dense-over-positions and one-hot gradient rows with
+ * zero-signal positions skipped (src/kernel/position-grads.ts) against float64 loops, the attention
+ * core's replicated backward (src/kernel/attention-grad.ts) against tfjs autodiff of the layer's own
+ * attentionCore, and the transformer's structured factors with these paths against the factors
+ * without them (tfjs products, tfjs autodiff of attention) — batches of different lengths, one
+ * without padding. The kernels these factors give are checked against float64 finite differences
+ * in ./transformer-suite.ts.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { attentionBackward } from '../../src/kernel/attention-grad.js';
+import { analyzeModel, planStructured } from '../../src/kernel/index.js';
+import {
+  denseGradientRows,
+  denseGradientRowsAvailable,
+  embeddingGradientRows,
+  positionGradTestHooks,
+  sparseRowsProduct,
+} from '../../src/kernel/position-grads.js';
+import { structuredFeatures, structuredTestHooks, type TermFeatures } from '../../src/kernel/structured.js';
+import { attentionCore, buildModel, type TransformerSpec } from '../../src/model/index.js';
+import { Rng } from '../../src/util/rng.js';
+import { TINY_POST, TINY_PRE, tokenBatch } from '../model/transformer-fixtures.js';
+import { transformer64, weights64 } from '../model/transformer64.js';
+import { randomizeWeights, relMaxError } from './helpers.js';
+
+/**
+ * Signals δ [b·V, L, dOut] with the zero patterns the skip must handle: point 0 nonzero everywhere;
+ * point 1 zero from position 3 on (padding); point 2 zero at position 2 for logit 0 only (kept:
+ * another logit's row is nonzero there); point 3 zero everywhere.
+ */
+function patternedSignals(b: number, V: number, L: number, dOut: number, rng: Rng): Float32Array {
+  const delta = Float32Array.from(rng.normalArray(b * V * L * dOut));
+  for (let n = 0; n < b; n++) {
+    for (let i = 0; i < V; i++) {
+      for (let t = 0; t < L; t++) {
+        const zero = (n === 1 && t >= 3) || (n === 2 && t === 2 && i === 0) || n === 3;
+        if (zero) delta.fill(0, ((n * V + i) * L + t) * dOut, ((n * V + i) * L + t + 1) * dOut);
+      }
+    }
+  }
+  return delta;
+}
+
+describe('denseGradientRows', () => {
+  const [b, V, L, K, dOut] = [4, 3, 7, 16, 8];
+  const rng = new Rng(3);
+  const a = Float32Array.from(rng.normalArray(b * L * K));
+
+  /** float64: G[r, c·K + k] = s_w Σ_t δ[r, t, c] a[n, t, k]; bias G[r, dOut·K + c] = s_b Σ_t δ[r, t, c]. */
+  function reference(delta: Float32Array, sw: number, sb: number | null): Float64Array {
+    const width = dOut * K + (sb === null ? 0 : dOut);
+    const g = new Float64Array(b * V * width);
+    for (let r = 0; r < b * V; r++) {
+      const n = Math.floor(r / V);
+      for (let t = 0; t < L; t++) {
+        for (let c = 0; c < dOut; c++) {
+          const d = delta[(r * L + t) * dOut + c]!;
+          for (let k = 0; k < K; k++) g[r * width + c * K + k]! += sw * d * a[(n * L + t) * K + k]!;
+          if (sb !== null) g[r * width + dOut * K + c]! += sb * d;
+        }
+      }
+    }
+    return g;
+  }
+
+  it('runs here (WebAssembly SIMD, widths K % 8 = dOut % 4 = 0), not on unaligned widths', () => {
+    expect(denseGradientRowsAvailable(K, dOut)).toBe(true);
+    expect(denseGradientRowsAvailable(12, dOut)).toBe(false);
+    expect(denseGradientRowsAvailable(K, 6)).toBe(false);
+  });
+
+  it.each([
+    ['with a bias, scaled', 0.7, 1.3],
+    ['without a bias', 1, null],
+  ])(
+    '= float64 sums over every position, zero-signal positions skipped (%s; rel. max ≤ 1e-6)',
+    (_, sw, sb) => {
+      for (const delta of [
+        patternedSignals(b, V, L, dOut, rng),
+        Float32Array.from(rng.normalArray(b * V * L * dOut)), // no zero position at all
+      ]) {
+        const ref = reference(delta, sw, sb);
+        const out = new Float32Array(ref.length).fill(Number.NaN); // every entry must be written
+        denseGradientRows(a, delta, { b, V, L, K, dOut }, sw, sb, out);
+        expect(relMaxError(out, ref)).toBeLessThanOrEqual(1e-6);
+      }
+      // Point 3's signals are all zero: so are its rows, exactly.
+      const out = new Float32Array(b * V * (dOut * K + (sb === null ? 0 : dOut)));
+      denseGradientRows(a, patternedSignals(b, V, L, dOut, rng), { b, V, L, K, dOut }, sw, sb, out);
+      expect(out.subarray(3 * V * (out.length / (b * V))).every((x) => x === 0)).toBe(true);
+    },
+  );
+});
+
+describe('sparseRowsProduct', () => {
+  const [rows, k, cols] = [23, 12, 16];
+  const rng = new Rng(4);
+  const b = Float32Array.from(rng.normalArray(cols * k));
+
+  /** float64 s·(A Bᵀ). */
+  function reference(a: Float32Array, s: number): Float64Array {
+    const c = new Float64Array(rows * cols);
+    for (let r = 0; r < rows; r++)
+      for (let j = 0; j < cols; j++)
+        for (let p = 0; p < k; p++) c[r * cols + j]! += s * a[r * k + p]! * b[j * k + p]!;
+    return c;
+  }
+
+  it.each([
+    ['a fresh array', false],
+    ['the reused buffer', true],
+  ])(
+    '= float64 s·(A Bᵀ) when most rows of A are zero (%s; rel. max ≤ 1e-6, zero rows exactly 0)',
+    (_, reuse) => {
+      const a = Float32Array.from(rng.normalArray(rows * k));
+      // Rows 0, 5, 6 and 22 nonzero (one only in its last entry); the others zero.
+      for (let r = 0; r < rows; r++) if (![0, 5, 6, 22].includes(r)) a.fill(0, r * k, (r + 1) * k);
+      a.fill(0, 6 * k, 7 * k - 1);
+      const ref = reference(a, 0.8);
+      for (let pass = 0; pass < 2; pass++) {
+        // (twice: the reused buffer must not keep the previous rows)
+        const c = sparseRowsProduct(a, rows, k, b, cols, 0.8, reuse)!;
+        expect(c).not.toBeNull();
+        expect(relMaxError(c, ref)).toBeLessThanOrEqual(1e-6);
+        for (let r = 0; r < rows; r++) {
+          if (![0, 5, 6, 22].includes(r))
+            expect(c.subarray(r * cols, (r + 1) * cols).every((v) => v === 0)).toBe(true);
+        }
+      }
+    },
+  );
+
+  it('declines (null) when fewer than a quarter of the rows are zero, or on unaligned widths', () => {
+    const dense = Float32Array.from(rng.normalArray(rows * k));
+    expect(sparseRowsProduct(dense, rows, k, b, cols, 1, false)).toBeNull();
+    const sparse = new Float32Array(rows * k);
+    expect(sparseRowsProduct(sparse, rows, k, b.subarray(0, 12 * k), 12, 1, false)).toBeNull(); // cols % 8
+    // All rows zero: an exact zero product.
+    expect(sparseRowsProduct(sparse, rows, k, b, cols, 1, false)!.every((v) => v === 0)).toBe(true);
+  });
+});
+
+describe('embeddingGradientRows', () => {
+  it('= float64 one-hot products Σ_t δ_t ⊗ onehot(id_t) (repeated ids, an out-of-range id: zero row; rel. max ≤ 1e-6)', () => {
+    const [b, V, L, vocab, dOut] = [3, 2, 5, 4, 3];
+    const rng = new Rng(8);
+    const ids = Float32Array.from([0, 1, 1, 3, 0, 2, 2, 2, 2, 2, 3, 0, 1, 2, 7]);
+    const delta = Float32Array.from(rng.normalArray(b * V * L * dOut));
+    const width = dOut * vocab;
+    const ref = new Float64Array(b * V * width);
+    for (let r = 0; r < b * V; r++) {
+      const n = Math.floor(r / V);
+      for (let t = 0; t < L; t++) {
+        for (let c = 0; c < dOut; c++) {
+          for (let v = 0; v < vocab; v++) {
+            const onehot = ids[n * L + t] === v ? 1 : 0;
+            ref[r * width + c * vocab + v]! += 0.5 * delta[(r * L + t) * dOut + c]! * onehot;
+          }
+        }
+      }
+    }
+    const out = new Float32Array(ref.length).fill(Number.NaN);
+    embeddingGradientRows(ids, delta, { b, V, L, vocab, dOut }, 0.5, out);
+    expect(relMaxError(out, ref)).toBeLessThanOrEqual(1e-6);
+  });
+});
+
+describe('attentionBackward', () => {
+  const [n, V, L, width, heads] = [3, 2, 6, 8, 2];
+  let before = 0;
+  beforeEach(() => {
+    before = tf.memory().numTensors;
+  });
+  afterEach(() => {
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  /** Point n's rows repeated V times (row n·V + i ← row n). */
+  const repeat = (x: Float32Array, rowSize: number) =>
+    Float32Array.from({ length: n * V * rowSize }, (_, e) => {
+      const r = Math.floor(e / rowSize);
+      return x[Math.floor(r / V) * rowSize + (e % rowSize)]!;
+    });
+
+  /** Both gradients for the lengths and cotangents given: [ours, tfjs autodiff on the replicated batch]. */
+  function both(lengths: number[], dy: Float32Array): Array<[Float32Array, Float32Array]> {
+    const rng = new Rng(11);
+    const [q, k, v] = [0, 1, 2].map(() => Float32Array.from(rng.normalArray(n * L * width)));
+    const mask = Float32Array.from({ length: n * L }, (_, e) =>
+      e % L < lengths[Math.floor(e / L)]! ? 1 : 0,
+    );
+    const p = tf.tidy(() => {
+      // The weights as the layer computes them: softmax of the masked scores, per head.
+      const split = (x: Float32Array) =>
+        tf.tensor(x, [n, L, heads, width / heads]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
+      const scores = tf.mul(tf.matMul(split(q!), split(k!), false, true), 1 / Math.sqrt(width / heads));
+      const bias = tf.mul(tf.sub(tf.tensor(mask, [n, 1, 1, L]), 1), 1e9);
+      return tf.softmax(tf.add(scores, bias)).dataSync() as Float32Array;
+    });
+    const ours = [0, 1, 2].map(() => new Float32Array(n * V * L * width));
+    attentionBackward({ n, V, L, width, heads }, q!, k!, v!, p, dy, ours[0]!, ours[1]!, ours[2]!);
+    const ref = tf.tidy(() => {
+      const rep = (x: Float32Array) => tf.tensor(repeat(x, L * width), [n * V, L, width]);
+      const m = tf.tensor(repeat(mask, L), [n * V, L]);
+      const cot = tf.tensor(dy, [n * V, L, width]);
+      const g = tf.grads((qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor) =>
+        tf.sum(tf.mul(attentionCore(qq, kk, vv, m, heads), cot)),
+      )([rep(q!), rep(k!), rep(v!)]);
+      return g.map((t) => t.dataSync() as Float32Array);
+    });
+    return ours.map((o, j) => [o, ref[j]!]);
+  }
+
+  it.each([
+    ['different lengths, cotangents everywhere', [6, 3, 1], 'all'],
+    ['different lengths, cotangents at real tokens only', [6, 3, 1], 'tokens'],
+    ['cotangents at position 0 only (the last block of a CLS-pooled model)', [6, 3, 1], 'first'],
+    ['no padding', [6, 6, 6], 'all'],
+  ])('dq, dk, dv = tfjs autodiff of attentionCore (%s; rel. max ≤ 1e-5)', (_, lengths, where) => {
+    const rng = new Rng(5);
+    const dy = Float32Array.from(rng.normalArray(n * V * L * width));
+    for (let r = 0; r < n * V; r++) {
+      for (let t = 0; t < L; t++) {
+        const keep = where === 'all' || (where === 'first' ? t === 0 : t < lengths[Math.floor(r / V)]!);
+        if (!keep) dy.fill(0, (r * L + t) * width, (r * L + t + 1) * width);
+      }
+    }
+    for (const [ours, ref] of both(lengths, dy)) expect(relMaxError(ours, ref)).toBeLessThanOrEqual(1e-5);
+  });
+});
+
+describe.each([
+  ['post-LN, CLS (2 blocks, width 8)', TINY_POST],
+  ['pre-LN, masked mean (1 block)', TINY_PRE],
+])('structured factors of the transformer, %s: own kernels', (_, spec: TransformerSpec) => {
+  const L = spec.maxLength;
+  const V = 3;
+  let model: tf.LayersModel;
+  beforeAll(() => {
+    model = buildModel(spec, { inputShape: [2 * L], numClasses: V, seed: 1 });
+    randomizeWeights(model, 5, 0.5);
+  });
+  afterAll(() => model.dispose());
+
+  function features(x: tf.Tensor, own: boolean): TermFeatures[] {
+    positionGradTestHooks.enabled = own;
+    structuredTestHooks.replicatedAttention = own;
+    try {
+      return structuredFeatures(planStructured(analyzeModel(model, 'all')), x);
+    } finally {
+      positionGradTestHooks.enabled = true;
+      structuredTestHooks.replicatedAttention = true;
+    }
+  }
+
+  const padded = tokenBatch(4, L, spec.vocabSize!, 21);
+  // Every position a token (mask 1, no padding id).
+  const full = tokenBatch(3, L, spec.vocabSize!, 22).map((v, e) => (e % (2 * L) >= L || v === 0 ? 1 : v));
+
+  // Tolerance: float32 rounding, amplified by the softmax backward's cancellation in dP − Σ P dP:
+  // the tfjs path is itself 1.4e-5 off float64 on block 1's query signals of the padded batch (the
+  // own path 4.7e-6; checked against float64 below).
+  it.each([
+    ['different lengths (with padding)', padded],
+    ['no padding', full],
+  ])('= the tfjs products and autodiff, every factor (%s; rel. max ≤ 5e-5 per term)', (_, data) => {
+    const before = tf.memory().numTensors;
+    const x = tf.tensor(data, [data.length / (2 * L), 2 * L]);
+    const ours = features(x, true);
+    const reference = features(x, false);
+    x.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    expect(ours.length).toBe(reference.length);
+    let compared = 0;
+    ours.forEach((f, j) => {
+      for (const key of ['a', 'd', 's', 'u'] as const) {
+        const r = reference[j]![key];
+        expect(f[key] === undefined).toBe(r === undefined);
+        if (!r || r.every((v) => v === 0)) continue;
+        expect(relMaxError(f[key]!, r), `term ${j} ${key}`).toBeLessThanOrEqual(5e-5);
+        compared++;
+      }
+    });
+    expect(compared).toBeGreaterThan(10);
+  });
+
+  // (CLS pooling only: then block 1's query is a 'dense-position' layer.)
+  if (spec.pooling === 'cls')
+    it("block 1's query signals (through the replicated attention) = float64 finite differences (rel. max ≤ 1e-5)", () => {
+      // The query's cotangent is zero off position 0 ('dense-position'), so δ_0 = ∂f_i/∂bias.
+      const n = padded.length / (2 * L);
+      const x = tf.tensor(padded, [n, 2 * L]);
+      const plan = planStructured(analyzeModel(model, 'all'));
+      const j = plan.rules.findIndex((r) => r.name === 'block1/attention/query');
+      expect(plan.rules[j]!.rule).toBe('dense-position');
+      const ours = structuredFeatures(plan, x)[plan.layers[j]!.term]!.d!;
+      x.dispose();
+      const w = weights64(model);
+      const bias = w.get('block1/attention/query')![1]!;
+      const width = bias.length;
+      const ref = new Float64Array(n * V * width);
+      const h = 1e-6;
+      for (let c = 0; c < width; c++) {
+        const saved = bias[c]!;
+        bias[c] = saved + h;
+        const up = transformer64(spec, w, padded, n);
+        bias[c] = saved - h;
+        const down = transformer64(spec, w, padded, n);
+        bias[c] = saved;
+        for (let r = 0; r < n * V; r++) ref[r * width + c] = (up[r]! - down[r]!) / (2 * h);
+      }
+      expect(relMaxError(ours, ref)).toBeLessThanOrEqual(1e-5);
+    });
+});
