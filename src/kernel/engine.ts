@@ -633,9 +633,12 @@ async function contractInParallel(ctx: ContractionContext): Promise<ContractionC
   );
   let workersSettled = false;
   const workersFailed = workers.then(
-    () => ((workersSettled = true), false),
-    () => ((workersSettled = true), true),
+    () => false,
+    () => true,
   );
+  workersFailed.then(() => {
+    workersSettled = true;
+  });
   const ready = new Int32Array(job.ready);
   // With workers computing factors too, each factor GEMM runs on one thread.
   const gemmThreads = factors ? 1 : state.threads;
