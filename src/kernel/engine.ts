@@ -21,6 +21,7 @@ import {
   type FactorSource,
   MAX_FACTOR_WORKERS,
   makeFactorSchedule,
+  type SetViews,
 } from './factor-job.js';
 import { jacobianFeatures } from './jacobian.js';
 import { type ContractionJob, discardPool, runContraction, sharedPool } from './job.js';
@@ -525,6 +526,54 @@ function factorSourceFor(state: EngineState, pointSets: Points[]): FactorSource 
   };
 }
 
+/** The shared factor arrays of a kernel function's last call, kept for the next one. */
+const keptFactorArrays = new WeakMap<EngineState, { key: string; arrays: SetViews[]; busy: boolean }>();
+
+/**
+ * Shared factor arrays for all points of each set (every block writes its whole slice): those of
+ * the kernel function's previous call when the sizes match and no other call is using them, else
+ * fresh ones, kept for the next call. Fresh memory is slow on first touch (≈ 3–8 ms per MB on this
+ * VM: longer than computing a transformer's 250 MB of factors); `release` once no worker can
+ * write into them any more.
+ */
+function holdFactorArrays(state: EngineState, pointSets: Points[]): { arrays: SetViews[]; release(): void } {
+  const key = pointSets.map((p) => p.n).join(',');
+  const kept = keptFactorArrays.get(state);
+  if (kept && !kept.busy && kept.key === key) {
+    kept.busy = true;
+    return {
+      arrays: kept.arrays,
+      release: () => {
+        kept.busy = false;
+      },
+    };
+  }
+  const V = state.V;
+  const shared = (floats: number) => new Float32Array(new SharedArrayBuffer(floats * 4));
+  const gates = state.terms.map((t) => (t.gated ? shared(t.width * V) : undefined));
+  const arrays = pointSets.map((points) =>
+    state.terms.map((t, j) => ({
+      a: t.dIn > 0 ? shared(points.n * t.dIn) : undefined,
+      d: t.width > 0 ? shared(points.n * V * t.width) : undefined,
+      s: t.gated ? shared(points.n * t.width) : undefined,
+      u: gates[j],
+    })),
+  );
+  const entry = { key, arrays, busy: true };
+  if (!kept?.busy) keptFactorArrays.set(state, entry);
+  return {
+    arrays,
+    release: () => {
+      entry.busy = false;
+    },
+  };
+}
+
+/** Drop the factor arrays kept for a kernel function's next call. */
+export function releaseFactorArrays(state: EngineState): void {
+  keptFactorArrays.delete(state);
+}
+
 /**
  * Main thread + (threads − 1) workers, sharing factors and the kernel in shared memory. Every thread
  * first claims factor blocks (the workers only when the model can be rebuilt there, see
@@ -563,16 +612,12 @@ async function contractInParallel(ctx: ContractionContext): Promise<ContractionC
   ordered.forEach((q, i) => {
     blocks.set([...q, need(q)], BLOCK_FIELDS * i);
   });
-  const shared = (floats: number) => new Float32Array(new SharedArrayBuffer(floats * 4));
-  const gates = state.terms.map((t) => (t.gated ? shared(t.width * V) : undefined));
-  const arrays = pointSets.map((points) =>
-    state.terms.map((t, j) => ({
-      a: t.dIn > 0 ? shared(points.n * t.dIn) : undefined,
-      d: t.width > 0 ? shared(points.n * V * t.width) : undefined,
-      s: t.gated ? shared(points.n * t.width) : undefined,
-      u: gates[j],
-    })),
-  );
+  const s0 = performance.now();
+  const { pool, started } = await sharedPool(threads - 1, tf.getBackend());
+  if (started) timings.workers = performance.now() - s0;
+  // (After the pool's start, which may fail: from here on every exit releases them.)
+  const held = holdFactorArrays(state, pointSets);
+  const arrays = held.arrays;
   const factors = sequence.length > 1 ? factorSourceFor(state, pointSets) : null;
   const job: ContractionJob = {
     terms: state.terms,
@@ -598,9 +643,6 @@ async function contractInParallel(ctx: ContractionContext): Promise<ContractionC
     schedule: makeFactorSchedule(sequence),
     factors,
   };
-  const s0 = performance.now();
-  const { pool, started } = await sharedPool(threads - 1, tf.getBackend());
-  if (started) timings.workers = performance.now() - s0;
 
   // Finished blocks are delivered one at a time, in order; a sink that throws stops the job.
   let chain: Promise<void> = Promise.resolve();
@@ -667,6 +709,7 @@ async function contractInParallel(ctx: ContractionContext): Promise<ContractionC
     abortJob(job);
     // A pool whose worker failed may still be finishing messages of this job: start afresh.
     if (await workersFailed) await discardPool(pool);
+    held.release();
     throw error;
   } finally {
     loop.release();
@@ -676,9 +719,11 @@ async function contractInParallel(ctx: ContractionContext): Promise<ContractionC
     flops = (await workers).flops + loop.flops;
   } catch (error) {
     await discardPool(pool);
+    held.release();
     throw error;
   }
   await chain;
+  held.release();
   if (sinkError) throw (sinkError as { error: unknown }).error;
   timings.contraction = performance.now() - start;
   return { workerBlocks, workerFactorBlocks, flops };

@@ -28,7 +28,7 @@ import type * as tf from '@tensorflow/tfjs';
 import { assertGradientsTrusted, installWasmKernelFixes } from '../backend/index.js';
 import { InvalidArgumentError, UnsupportedError } from '../errors.js';
 import { analyzeModel, type ModelAnalysis, ruleTestHooks } from './analyze.js';
-import { computeMatrix, type EngineState, type Points, toPoints } from './engine.js';
+import { computeMatrix, type EngineState, type Points, releaseFactorArrays, toPoints } from './engine.js';
 import { jacobianTerms } from './jacobian.js';
 import { terminateNtkWorkers } from './job.js';
 import { computeDiagonal, computePairs, normalizePairs } from './pairs.js';
@@ -368,6 +368,9 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
   return Object.assign(fn, {
     stream,
     plan: ntkPlan,
-    dispose: terminateNtkWorkers,
+    dispose: () => {
+      releaseFactorArrays(state);
+      return terminateNtkWorkers();
+    },
   });
 }

@@ -245,6 +245,34 @@ describe('what the workers rebuild matches the main thread', () => {
   });
 });
 
+describe("the shared factor arrays reused from a function's previous call", () => {
+  it('give the kernel of the new points, also with two calls at once', async () => {
+    const model = buildModel(
+      { kind: 'mlp', widths: [8], activation: 'gelu', parameterization: 'ntk' },
+      { inputShape: [5], numClasses: 3, seed: 12 },
+    );
+    const xs = [normalPoints(6, [5], 30), normalPoints(6, [5], 31), normalPoints(7, [5], 32)];
+    try {
+      const single = empiricalNtkFn(model, { blockSize: 2, progress: false });
+      const multi = empiricalNtkFn(model, { blockSize: 2, progress: false, threads: 2 });
+      const expected = await Promise.all(xs.map((x) => single(x)));
+      // In turn (the arrays of the previous call are reused when the sizes match) …
+      for (const k of [0, 1, 0, 2, 1]) {
+        const r = await multi(xs[k]!);
+        expect(Buffer.compare(bytes(r.data), bytes(expected[k]!.data))).toBe(0);
+      }
+      // … and at once (the second call cannot use the arrays the first one holds).
+      const both = await Promise.all([multi(xs[0]!), multi(xs[1]!, xs[2]!)]);
+      const cross = await single(xs[1]!, xs[2]!);
+      expect(Buffer.compare(bytes(both[0].data), bytes(expected[0]!.data))).toBe(0);
+      expect(Buffer.compare(bytes(both[1].data), bytes(cross.data))).toBe(0);
+    } finally {
+      model.dispose();
+      for (const x of xs) x.dispose();
+    }
+  });
+});
+
 describe('failures', () => {
   it('a worker failing in its factor share fails the call (no hang); the next call runs on a fresh pool', async () => {
     const model = tf.sequential({
