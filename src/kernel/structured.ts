@@ -1098,9 +1098,10 @@ function valuesOf(t: tf.Tensor): Float32Array {
 }
 
 /**
- * Per-example gradients [b·V, width] of a dense-over-positions or embedding call written straight
- * into an array by ./position-grads.ts (positions with zero signals skipped), or null where that
- * path does not apply (other kinds, unaligned widths, no WebAssembly SIMD): then callGradients.
+ * Per-example gradients [b·V, width] of a dense-over-positions, convolution (its im2col patches as
+ * the positions' inputs) or embedding call written straight into an array by ./position-grads.ts
+ * (positions with zero signals skipped), or null where that path does not apply (other kinds,
+ * unaligned widths, no WebAssembly SIMD): then callGradients.
  */
 function gradientRowsFiller(
   node: GraphNode,
@@ -1120,6 +1121,22 @@ function gradientRowsFiller(
     const dims = { b, V, L, K, dOut };
     const biasScale = p.bias ? p.biasScale : null;
     return (out) => denseGradientRows(valuesOf(a), valuesOf(delta), dims, p.weightScale, biasScale, out);
+  }
+  if (p.kind === 'conv') {
+    // The same sum over im2col rows: a_t is the patch at output position t.
+    const ks = p.kernel!.shape as number[];
+    const [kh, kw] = p.conv1d ? [1, ks[0]!] : [ks[0]!, ks[1]!];
+    const K = kh * kw * a.shape[a.rank - 1]!;
+    const dOut = delta.shape[delta.rank - 1]!;
+    const outShape = delta.shape.slice(1, -1);
+    const L = outShape.reduce((x, y) => x * y, 1);
+    if (!denseGradientRowsAvailable(K, dOut) || delta.size !== b * V * L * dOut) return null;
+    const dims = { b, V, L, K, dOut };
+    const biasScale = p.bias ? p.biasScale : null;
+    return (out) => {
+      const A = patches(p, a, kh, kw, outShape);
+      denseGradientRows(valuesOf(A), valuesOf(delta), dims, p.weightScale, biasScale, out);
+    };
   }
   if (p.kind === 'embedding' && positionGradTestHooks.enabled) {
     const [vocab, dOut] = p.kernel!.shape as [number, number];

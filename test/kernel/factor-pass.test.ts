@@ -10,7 +10,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { attentionBackward } from '../../src/kernel/attention-grad.js';
-import { analyzeModel, planStructured } from '../../src/kernel/index.js';
+import { analyzeModel, empiricalNtkFn, finiteDifferenceNtk, planStructured } from '../../src/kernel/index.js';
 import {
   denseGradientRows,
   denseGradientRowsAvailable,
@@ -23,7 +23,7 @@ import { attentionCore, buildModel, type TransformerSpec } from '../../src/model
 import { Rng } from '../../src/util/rng.js';
 import { TINY_POST, TINY_PRE, tokenBatch } from '../model/transformer-fixtures.js';
 import { transformer64, weights64 } from '../model/transformer64.js';
-import { randomizeWeights, relMaxError } from './helpers.js';
+import { normalPoints, randomizeWeights, relMaxError } from './helpers.js';
 
 /**
  * Signals δ [b·V, L, dOut] with the zero patterns the skip must handle: point 0 nonzero everywhere;
@@ -313,4 +313,64 @@ describe.each([
       }
       expect(relMaxError(ours, ref)).toBeLessThanOrEqual(1e-5);
     });
+});
+
+describe('convolutions on the same gradient rows (im2col patches as the positions)', () => {
+  // Aligned widths (K = kh·kw·C_in a multiple of 8, C_out of 4): the own path runs. A strided,
+  // padded Conv2D, a dilated one and a Conv1D, with biases; ReLU makes some signals exactly zero.
+  const L = tf.layers;
+  function net(): tf.LayersModel {
+    const x = tf.input({ shape: [6, 6, 8] });
+    const c1 = L.conv2d({ filters: 8, kernelSize: 3, padding: 'same', activation: 'relu' }).apply(x);
+    const c2 = L.conv2d({ filters: 4, kernelSize: 3, strides: 2, padding: 'same' }).apply(c1);
+    const c3 = L.conv2d({ filters: 4, kernelSize: 2, dilationRate: 2, activation: 'tanh' }).apply(c1);
+    const f = L.concatenate().apply([L.flatten().apply(c2), L.flatten().apply(c3)] as tf.SymbolicTensor[]);
+    const model = tf.model({ inputs: x, outputs: L.dense({ units: 3 }).apply(f) as tf.SymbolicTensor });
+    randomizeWeights(model, 31, 0.4);
+    return model;
+  }
+  function seq(): tf.LayersModel {
+    const x = tf.input({ shape: [7, 8] });
+    const c = L.conv1d({ filters: 8, kernelSize: 3, padding: 'same', activation: 'relu' }).apply(x);
+    const model = tf.model({
+      inputs: x,
+      outputs: L.dense({ units: 3 }).apply(L.flatten().apply(c) as tf.SymbolicTensor) as tf.SymbolicTensor,
+    });
+    randomizeWeights(model, 32, 0.4);
+    return model;
+  }
+
+  it.each([
+    ['Conv2D (strided, padded, dilated)', net, [6, 6, 8]],
+    ['Conv1D', seq, [7, 8]],
+  ] as const)(
+    '%s: = the tfjs products (rel. max ≤ 1e-6) and the kernel = float64 finite differences (≤ 1e-5)',
+    async (_, make, shape) => {
+      const model = make();
+      const x = normalPoints(3, [...shape], 33);
+      try {
+        const plan = planStructured(analyzeModel(model, 'all'));
+        const conv = plan.layers.filter((_, q) => plan.rules[q]!.className.startsWith('Conv'));
+        expect(conv.length).toBeGreaterThan(0);
+        let reference: TermFeatures[];
+        positionGradTestHooks.enabled = false;
+        try {
+          reference = structuredFeatures(plan, x);
+        } finally {
+          positionGradTestHooks.enabled = true;
+        }
+        const ours = structuredFeatures(plan, x);
+        for (const l of conv) {
+          const r = reference[l.term]!.d!;
+          expect(r.some((v) => v !== 0)).toBe(true);
+          expect(relMaxError(ours[l.term]!.d!, r)).toBeLessThanOrEqual(1e-6);
+        }
+        const k = await empiricalNtkFn(model, { progress: false, accumulation: 'float64' })(x);
+        expect(relMaxError(k.data, finiteDifferenceNtk(model, x).data)).toBeLessThanOrEqual(1e-5);
+      } finally {
+        model.dispose();
+        x.dispose();
+      }
+    },
+  );
 });
