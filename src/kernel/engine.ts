@@ -26,10 +26,12 @@ import {
 import { jacobianFeatures } from './jacobian.js';
 import { type ContractionJob, discardPool, runContraction, sharedPool } from './job.js';
 import { abortJob, BLOCK_FIELDS, BlockLoop } from './loop.js';
+import { positionGradTestHooks } from './position-grads.js';
 import {
   type FeatureDestination,
   type StructuredPlan,
   structuredFeatures,
+  structuredTestHooks,
   type TermFeatures,
 } from './structured.js';
 import {
@@ -138,7 +140,7 @@ export interface ModelSource {
   parameters: NtkParameters;
   logits: NtkLogits;
   /** The test hooks in force when the plan was made. */
-  hooks: Omit<FactorHooks, 'gemmMinWork' | 'requireWorkers'>;
+  hooks: Pick<FactorHooks, 'autodiff' | 'sparseEmbeddings'>;
   /** Unique per configured kernel function. */
   key: string;
 }
@@ -513,6 +515,8 @@ function factorSourceFor(state: EngineState, pointSets: Points[]): FactorSource 
       ...source.hooks,
       gemmMinWork: factorGemmMinWork(),
       requireWorkers: !testHooks.mainThreadFactors,
+      ownGradientRows: positionGradTestHooks.enabled,
+      replicatedAttention: structuredTestHooks.replicatedAttention,
     },
     maxWorkers,
     slots: new SharedArrayBuffer(4),
@@ -615,118 +619,124 @@ async function contractInParallel(ctx: ContractionContext): Promise<ContractionC
   const s0 = performance.now();
   const { pool, started } = await sharedPool(threads - 1, tf.getBackend());
   if (started) timings.workers = performance.now() - s0;
-  // (After the pool's start, which may fail: from here on every exit releases them.)
   const held = holdFactorArrays(state, pointSets);
   const arrays = held.arrays;
-  const factors = sequence.length > 1 ? factorSourceFor(state, pointSets) : null;
-  const job: ContractionJob = {
-    terms: state.terms,
-    V,
-    mode,
-    accumulation: state.accumulation,
-    contraction,
-    capacity: Math.floor(state.memoryBudget / 2 / threads),
-    sets: pointSets.map((_, set) => ({
-      offsets: offsets[set]!,
-      terms: arrays[set]!.map((x) => ({
-        a: x.a?.buffer as SharedArrayBuffer | undefined,
-        d: x.d?.buffer as SharedArrayBuffer | undefined,
-        s: x.s?.buffer as SharedArrayBuffer | undefined,
-        u: x.u?.buffer as SharedArrayBuffer | undefined,
+  // Every path out of the try has waited for the workers (or terminated them): nothing writes into
+  // the arrays any more when they are released.
+  try {
+    const factors = sequence.length > 1 ? factorSourceFor(state, pointSets) : null;
+    const job: ContractionJob = {
+      terms: state.terms,
+      V,
+      mode,
+      accumulation: state.accumulation,
+      contraction,
+      capacity: Math.floor(state.memoryBudget / 2 / threads),
+      sets: pointSets.map((_, set) => ({
+        offsets: offsets[set]!,
+        terms: arrays[set]!.map((x) => ({
+          a: x.a?.buffer as SharedArrayBuffer | undefined,
+          d: x.d?.buffer as SharedArrayBuffer | undefined,
+          s: x.s?.buffer as SharedArrayBuffer | undefined,
+          u: x.u?.buffer as SharedArrayBuffer | undefined,
+        })),
       })),
-    })),
-    blocks: blocks.buffer as SharedArrayBuffer,
-    counter: new SharedArrayBuffer(4),
-    ready: new SharedArrayBuffer(4),
-    out: out ? { buffer: out.buffer as SharedArrayBuffer, cols: outCols } : null,
-    mirror: triangle,
-    schedule: makeFactorSchedule(sequence),
-    factors,
-  };
+      blocks: blocks.buffer as SharedArrayBuffer,
+      counter: new SharedArrayBuffer(4),
+      ready: new SharedArrayBuffer(4),
+      out: out ? { buffer: out.buffer as SharedArrayBuffer, cols: outCols } : null,
+      mirror: triangle,
+      schedule: makeFactorSchedule(sequence),
+      factors,
+    };
 
-  // Finished blocks are delivered one at a time, in order; a sink that throws stops the job.
-  let chain: Promise<void> = Promise.resolve();
-  let sinkError: { error: unknown } | null = null;
-  const finished = (index: number, data: Float32Array | Float64Array | null | undefined, worker: boolean) => {
-    progress.tick();
-    if (worker) workerBlocks++;
-    if (data) {
-      const [, a, , b] = ordered[index]!;
-      chain = chain.then(async () => {
-        if (sinkError) return;
-        try {
-          await deliver(a, b, data);
-        } catch (error) {
-          sinkError = { error };
-          abortJob(job);
-        }
-      });
-    }
-  };
-  const loop = new BlockLoop(job);
-  const workers = runContraction(
-    pool,
-    job,
-    (index, data) => finished(index, data, true),
-    () => {
-      workerFactorBlocks++;
+    // Finished blocks are delivered one at a time, in order; a sink that throws stops the job.
+    let chain: Promise<void> = Promise.resolve();
+    let sinkError: { error: unknown } | null = null;
+    const finished = (
+      index: number,
+      data: Float32Array | Float64Array | null | undefined,
+      worker: boolean,
+    ) => {
       progress.tick();
-    },
-  );
-  let workersSettled = false;
-  const workersFailed = workers.then(
-    () => false,
-    () => true,
-  );
-  workersFailed.then(() => {
-    workersSettled = true;
-  });
-  const ready = new Int32Array(job.ready);
-  // With workers computing factors too, each factor GEMM runs on one thread.
-  const gemmThreads = factors ? 1 : state.threads;
-  try {
-    if (testHooks.mainThreadFactors || !factors) {
-      computeClaimedFactors(job, arrays, (set, k, dest) => computeFeatures(set, k, dest, gemmThreads));
-    }
-    while (testHooks.mainThreadContracts) {
-      const done = loop.tryNext();
-      if (done === null) break;
-      if (typeof done === 'number') {
-        // A worker's factor block is not published yet: wait for it without blocking the event
-        // loop (a failing worker's message must get through).
-        if (workersSettled) {
-          await workers; // its error, if it failed
-          throw new Error('eNTK: the workers stopped before publishing every factor block');
-        }
-        await Promise.race([waitAsync(ready, 0, done).value, workers]);
-        continue;
+      if (worker) workerBlocks++;
+      if (data) {
+        const [, a, , b] = ordered[index]!;
+        chain = chain.then(async () => {
+          if (sinkError) return;
+          try {
+            await deliver(a, b, data);
+          } catch (error) {
+            sinkError = { error };
+            abortJob(job);
+          }
+        });
       }
-      finished(done.index, done.data, false);
-      // Let worker messages (finished blocks, progress) in between blocks.
-      await new Promise((resolve) => setImmediate(resolve));
+    };
+    const loop = new BlockLoop(job);
+    const workers = runContraction(
+      pool,
+      job,
+      (index, data) => finished(index, data, true),
+      () => {
+        workerFactorBlocks++;
+        progress.tick();
+      },
+    );
+    let workersSettled = false;
+    const workersFailed = workers.then(
+      () => false,
+      () => true,
+    );
+    workersFailed.then(() => {
+      workersSettled = true;
+    });
+    const ready = new Int32Array(job.ready);
+    // With workers computing factors too, each factor GEMM runs on one thread.
+    const gemmThreads = factors ? 1 : state.threads;
+    try {
+      if (testHooks.mainThreadFactors || !factors) {
+        computeClaimedFactors(job, arrays, (set, k, dest) => computeFeatures(set, k, dest, gemmThreads));
+      }
+      while (testHooks.mainThreadContracts) {
+        const done = loop.tryNext();
+        if (done === null) break;
+        if (typeof done === 'number') {
+          // A worker's factor block is not published yet: wait for it without blocking the event
+          // loop (a failing worker's message must get through).
+          if (workersSettled) {
+            await workers; // its error, if it failed
+            throw new Error('eNTK: the workers stopped before publishing every factor block');
+          }
+          await Promise.race([waitAsync(ready, 0, done).value, workers]);
+          continue;
+        }
+        finished(done.index, done.data, false);
+        // Let worker messages (finished blocks, progress) in between blocks.
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    } catch (error) {
+      abortJob(job);
+      // A pool whose worker failed may still be finishing messages of this job: start afresh.
+      if (await workersFailed) await discardPool(pool);
+      throw error;
+    } finally {
+      loop.release();
     }
-  } catch (error) {
-    abortJob(job);
-    // A pool whose worker failed may still be finishing messages of this job: start afresh.
-    if (await workersFailed) await discardPool(pool);
-    held.release();
-    throw error;
+    let flops: number;
+    try {
+      flops = (await workers).flops + loop.flops;
+    } catch (error) {
+      await discardPool(pool);
+      throw error;
+    }
+    await chain;
+    if (sinkError) throw (sinkError as { error: unknown }).error;
+    timings.contraction = performance.now() - start;
+    return { workerBlocks, workerFactorBlocks, flops };
   } finally {
-    loop.release();
-  }
-  let flops: number;
-  try {
-    flops = (await workers).flops + loop.flops;
-  } catch (error) {
-    await discardPool(pool);
     held.release();
-    throw error;
   }
-  await chain;
-  held.release();
-  if (sinkError) throw (sinkError as { error: unknown }).error;
-  timings.contraction = performance.now() - start;
-  return { workerBlocks, workerFactorBlocks, flops };
 }
 
 /** Compute the full or trace kernel of x1 × (x2 ?? x1). */

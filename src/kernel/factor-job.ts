@@ -45,6 +45,10 @@ export interface FactorHooks {
   gemmMinWork: number;
   /** engine testHooks.mainThreadFactors = false: a worker that cannot take factor blocks fails (else nobody would). */
   requireWorkers: boolean;
+  /** positionGradTestHooks.enabled (./position-grads.ts), read while computing factors. */
+  ownGradientRows: boolean;
+  /** structuredTestHooks.replicatedAttention (./structured.ts), read while computing factors. */
+  replicatedAttention: boolean;
 }
 
 /** What a worker needs to compute factor blocks itself. */

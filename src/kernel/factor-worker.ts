@@ -12,6 +12,7 @@ import { setFactorGemmMinWork, setFactorGemmThreads } from './factor-gemm.js';
 import { computeClaimedFactors, type FactorSource, viewsOf } from './factor-job.js';
 import type { ContractionJob } from './job.js';
 import { abortJob } from './loop.js';
+import { positionGradTestHooks } from './position-grads.js';
 import {
   planStructured,
   type StructuredPlan,
@@ -122,6 +123,8 @@ export async function computeFactorBlocks(
     return (error as Error).message;
   }
   const previousMinWork = setFactorGemmMinWork(source.hooks.gemmMinWork);
+  positionGradTestHooks.enabled = source.hooks.ownGradientRows;
+  structuredTestHooks.replicatedAttention = source.hooks.replicatedAttention;
   // One factor GEMM thread: the other threads are busy with factor blocks of their own.
   setFactorGemmThreads(1);
   const views = job.sets.map((set) => viewsOf(set.terms));

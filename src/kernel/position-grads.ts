@@ -169,8 +169,9 @@ export function embeddingGradientRows(
     for (let i = 0; i < V; i++) {
       const r = n * V + i;
       for (let t = 0; t < L; t++) {
-        const id = ids[n * L + t]!;
-        if (!(id >= 0 && id < vocab && Number.isInteger(id))) continue; // a zero one-hot row
+        // Ids as the forward pass reads them (tf.cast to int32 truncates); out of range: a zero one-hot row.
+        const id = Math.trunc(ids[n * L + t]!);
+        if (!(id >= 0 && id < vocab)) continue;
         const src = (r * L + t) * dOut;
         const dst = r * width + id;
         for (let c = 0; c < dOut; c++) out[dst + c * vocab] = out[dst + c * vocab]! + delta[src + c]!;

@@ -1287,7 +1287,12 @@ export function structuredFeatures(
         const ids = saved.get(k0)!.inputs[0]!;
         const delta = deltas.get(k0)![0]!;
         const scaled = planned.param.weightScale === 1 ? delta : tf.mul(delta, planned.param.weightScale);
-        result.push({ term: planned.term, key: 'a', t: tf.cast(ids, 'float32').reshape([b, term.dIn]) });
+        // (Truncated to integers first, as the layer's gather reads them: 2.2 and 2.7 are one row.)
+        result.push({
+          term: planned.term,
+          key: 'a',
+          t: tf.cast(tf.cast(ids, 'int32'), 'float32').reshape([b, term.dIn]),
+        });
         result.push({ term: planned.term, key: 'd', t: scaled.reshape([b * V, term.width]) });
         return;
       }

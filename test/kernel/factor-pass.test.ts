@@ -374,3 +374,25 @@ describe('convolutions on the same gradient rows (im2col patches as the position
     },
   );
 });
+
+describe('embedding rows read the ids as the forward pass does', () => {
+  it('non-integer float ids: structured = the Jacobian path (tfjs truncates to int32; rel. max ≤ 1e-5)', async () => {
+    const L = tf.layers;
+    const x = tf.input({ shape: [4] });
+    const e = L.embedding({ inputDim: 6, outputDim: 8 }).apply(x) as tf.SymbolicTensor;
+    const model = tf.model({
+      inputs: x,
+      outputs: L.dense({ units: 3 }).apply(L.flatten().apply(e) as tf.SymbolicTensor) as tf.SymbolicTensor,
+    });
+    randomizeWeights(model, 34, 0.5);
+    const ids = tf.tensor2d([0.5, 2.7, 5.9, 2.2, 1, 3.99, 4.01, 0], [2, 4]);
+    try {
+      const structured = await empiricalNtkFn(model, { progress: false, implementation: 'structured' })(ids);
+      const jacobian = await empiricalNtkFn(model, { progress: false, implementation: 'jacobian' })(ids);
+      expect(relMaxError(structured.data, jacobian.data)).toBeLessThanOrEqual(1e-5);
+    } finally {
+      model.dispose();
+      ids.dispose();
+    }
+  });
+});
