@@ -114,18 +114,22 @@ describe('sparseRowsProduct', () => {
   ])(
     '= float64 s·(A Bᵀ) when most rows of A are zero (%s; rel. max ≤ 1e-6, zero rows exactly 0)',
     (_, reuse) => {
-      const a = Float32Array.from(rng.normalArray(rows * k));
-      // Rows 0, 5, 6 and 22 nonzero (one only in its last entry); the others zero.
-      for (let r = 0; r < rows; r++) if (![0, 5, 6, 22].includes(r)) a.fill(0, r * k, (r + 1) * k);
-      a.fill(0, 6 * k, 7 * k - 1);
-      const ref = reference(a, 0.8);
-      for (let pass = 0; pass < 2; pass++) {
-        // (twice: the reused buffer must not keep the previous rows)
+      // Two passes with different nonzero rows (the reused buffer must not keep the first pass's
+      // rows): rows 0, 5, 6, 22 (row 6 nonzero only in its last entry), then 1, 2, 3, 4, 5 (a
+      // partial last tile).
+      for (const nonzero of [
+        [0, 5, 6, 22],
+        [1, 2, 3, 4, 5],
+      ]) {
+        const a = Float32Array.from(rng.normalArray(rows * k));
+        for (let r = 0; r < rows; r++) if (!nonzero.includes(r)) a.fill(0, r * k, (r + 1) * k);
+        if (nonzero.includes(6)) a.fill(0, 6 * k, 7 * k - 1);
+        const ref = reference(a, 0.8);
         const c = sparseRowsProduct(a, rows, k, b, cols, 0.8, reuse)!;
         expect(c).not.toBeNull();
         expect(relMaxError(c, ref)).toBeLessThanOrEqual(1e-6);
         for (let r = 0; r < rows; r++) {
-          if (![0, 5, 6, 22].includes(r))
+          if (!nonzero.includes(r))
             expect(c.subarray(r * cols, (r + 1) * cols).every((v) => v === 0)).toBe(true);
         }
       }
