@@ -238,6 +238,7 @@ describe('attentionBackward', () => {
 describe.each([
   ['post-LN, CLS (2 blocks, width 8)', TINY_POST],
   ['pre-LN, masked mean (1 block)', TINY_PRE],
+  ['pre-LN, CLS (2 blocks, no pooler)', { ...TINY_PRE, layers: 2, pooling: 'cls' } as TransformerSpec],
 ])('structured factors of the transformer, %s: own kernels', (_, spec: TransformerSpec) => {
   const L = spec.maxLength;
   const V = 3;
@@ -344,8 +345,27 @@ describe('convolutions on the same gradient rows (im2col patches as the position
     return model;
   }
 
+  function rect(): tf.LayersModel {
+    const x = tf.input({ shape: [7, 5, 4] });
+    const c = L.conv2d({
+      filters: 4,
+      kernelSize: [3, 2],
+      strides: [2, 1],
+      padding: 'same',
+      activation: 'relu',
+    }).apply(x);
+    const d = L.conv2d({ filters: 8, kernelSize: [2, 4], dilationRate: [2, 1] }).apply(c);
+    const model = tf.model({
+      inputs: x,
+      outputs: L.dense({ units: 3 }).apply(L.flatten().apply(d) as tf.SymbolicTensor) as tf.SymbolicTensor,
+    });
+    randomizeWeights(model, 35, 0.4);
+    return model;
+  }
+
   it.each([
     ['Conv2D (strided, padded, dilated)', net, [6, 6, 8]],
+    ['Conv2D (non-square kernels, strides and dilations)', rect, [7, 5, 4]],
     ['Conv1D', seq, [7, 8]],
   ] as const)(
     '%s: = the tfjs products (rel. max ≤ 1e-6) and the kernel = float64 finite differences (≤ 1e-5)',
@@ -397,6 +417,36 @@ describe('embedding rows read the ids as the forward pass does', () => {
     } finally {
       model.dispose();
       ids.dispose();
+    }
+  });
+});
+
+describe('LayerNorm without centre or scale through the closed-form input gradient', () => {
+  it.each([
+    ['center off', { center: false }],
+    ['scale off', { scale: false }],
+  ])('%s: structured = float64 finite differences (rel. max ≤ 1e-5)', async (_, options) => {
+    const L = tf.layers;
+    const x = tf.input({ shape: [5, 8] });
+    const e = L.dense({ units: 8 }).apply(x) as tf.SymbolicTensor;
+    const n = L.layerNormalization(options).apply(e) as tf.SymbolicTensor;
+    const h = L.dense({ units: 8, activation: 'gelu' }).apply(n) as tf.SymbolicTensor;
+    const n2 = L.layerNormalization().apply(L.add().apply([n, h]) as tf.SymbolicTensor) as tf.SymbolicTensor;
+    const model = tf.model({
+      inputs: x,
+      outputs: L.dense({ units: 3 }).apply(
+        L.globalAveragePooling1d().apply(n2) as tf.SymbolicTensor,
+      ) as tf.SymbolicTensor,
+    });
+    randomizeWeights(model, 36, 0.5);
+    const points = normalPoints(3, [5, 8], 37);
+    try {
+      const k = await empiricalNtkFn(model, { progress: false, accumulation: 'float64' })(points);
+      expect(k.implementation).toBe('structured');
+      expect(relMaxError(k.data, finiteDifferenceNtk(model, points).data)).toBeLessThanOrEqual(1e-5);
+    } finally {
+      model.dispose();
+      points.dispose();
     }
   });
 });
