@@ -163,6 +163,18 @@ export interface EngineState {
   progress: boolean;
 }
 
+/** Points [start, end) of row-major examples `data` as a tensor [end − start, ...exampleShape]. */
+export function blockTensor(
+  data: Float32Array | Int32Array,
+  exampleShape: number[],
+  dtype: 'float32' | 'int32',
+  start: number,
+  end: number,
+): tf.Tensor {
+  const rowSize = exampleShape.reduce((a, b) => a * b, 1);
+  return tf.tensor(data.subarray(start * rowSize, end * rowSize), [end - start, ...exampleShape], dtype);
+}
+
 /** Factors of points [start, end) of `points`. */
 export function featuresFor(
   state: EngineState,
@@ -172,11 +184,7 @@ export function featuresFor(
   dest?: FeatureDestination,
   gemmThreads = state.threads,
 ): TermFeatures[] {
-  const x = tf.tensor(
-    points.data.subarray(start * points.rowSize, end * points.rowSize),
-    [end - start, ...points.exampleShape],
-    points.dtype,
-  );
+  const x = blockTensor(points.data, points.exampleShape, points.dtype, start, end);
   try {
     // Threaded factor products use at most the threads the caller allowed.
     setFactorGemmThreads(gemmThreads);

@@ -8,6 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 // Registers entk's own layer classes (ScaledDense, the transformer layers, …) for deserialisation.
 import '../model/index.js';
 import { analyzeModel, leafWeights, ruleTestHooks } from './analyze.js';
+import { blockTensor } from './engine.js';
 import { setFactorGemmMinWork, setFactorGemmThreads } from './factor-gemm.js';
 import { computeClaimedFactors, type FactorSource, viewsOf } from './factor-job.js';
 import type { ContractionJob } from './job.js';
@@ -134,14 +135,9 @@ export async function computeFactorBlocks(
       views,
       (set, k, dest) => {
         const points = source.points[set]!;
-        const rowSize = points.exampleShape.reduce((a, b) => a * b, 1);
         const offsets = job.sets[set]!.offsets;
         const data = points.dtype === 'int32' ? new Int32Array(points.data) : new Float32Array(points.data);
-        const x = tf.tensor(
-          data.subarray(offsets[k]! * rowSize, offsets[k + 1]! * rowSize),
-          [offsets[k + 1]! - offsets[k]!, ...points.exampleShape],
-          points.dtype,
-        );
+        const x = blockTensor(data, points.exampleShape, points.dtype, offsets[k]!, offsets[k + 1]!);
         try {
           return structuredFeatures(plan, x, dest);
         } finally {

@@ -16,6 +16,7 @@
  * slower. Every entry is one float32 sum over the kept positions in increasing order.
  */
 import { WASM_PAGE, type WasmMemory, wasmApi } from '../util/index.js';
+import { positionHasSignal } from './terms.js';
 import { type GemmExports, gemmModule, MR, NR } from './wasm-gemm.js';
 
 interface Kernels {
@@ -89,19 +90,7 @@ export function denseGradientRows(
   for (let n = 0; n < b; n++) {
     // Positions where one of the point's V signal rows is nonzero.
     let T = 0;
-    for (let t = 0; t < L; t++) {
-      let nonzero = false;
-      for (let i = 0; i < V && !nonzero; i++) {
-        const base = (n * V + i) * rowSize + t * dOut;
-        for (let c = 0; c < dOut; c++) {
-          if (delta[base + c] !== 0) {
-            nonzero = true;
-            break;
-          }
-        }
-      }
-      if (nonzero) kept[T++] = t;
-    }
+    for (let t = 0; t < L; t++) if (positionHasSignal(delta, n, V, L, dOut, t)) kept[T++] = t;
     const Tc = roundUp(T, 4);
     // B panels: B[8q + j, p] = s_w·a[n, kept[p], 8q + j] at float (q·Tc + p)·8 + j; zero for p ≥ T.
     for (let q = 0; q < panels; q++) {

@@ -203,6 +203,25 @@ export function addTokenTerm(
 }
 
 /**
+ * Whether one of point n's V signal rows is nonzero at position t, for signals δ [b·V, L, width]
+ * (row n·V + i): positions where none is can be skipped exactly.
+ */
+export function positionHasSignal(
+  delta: ArrayLike<number>,
+  n: number,
+  V: number,
+  L: number,
+  width: number,
+  t: number,
+): boolean {
+  for (let i = 0; i < V; i++) {
+    const base = ((n * V + i) * L + t) * width;
+    for (let c = base; c < base + width; c++) if (delta[c] !== 0) return true;
+  }
+  return false;
+}
+
+/**
  * A tokens term's factors from the raw ones (in place for the ids): `ids` [b, S] token ids of
  * the S positions, `delta` [b·V, S·e] their cotangents (times the layer's weight scale). Per point,
  * the distinct ids of the positions with a nonzero cotangent, sorted, each with the sum of its
@@ -222,19 +241,7 @@ export function compactTokens(
   const w = S * e;
   for (let n = 0; n < b; n++) {
     const live: number[] = [];
-    for (let s = 0; s < S; s++) {
-      let nonzero = false;
-      for (let i = 0; i < V && !nonzero; i++) {
-        const o = (n * V + i) * w + s * e;
-        for (let k = 0; k < e; k++) {
-          if (delta[o + k] !== 0) {
-            nonzero = true;
-            break;
-          }
-        }
-      }
-      if (nonzero) live.push(s);
-    }
+    for (let s = 0; s < S; s++) if (positionHasSignal(delta, n, V, S, e, s)) live.push(s);
     const distinct = [...new Set(live.map((s) => ids[n * S + s]!))].sort((x, y) => x - y);
     const slot = new Map(distinct.map((id, k) => [id, k]));
     distinct.forEach((id, k) => {
