@@ -57,6 +57,36 @@ export function denseGradientRowsAvailable(K: number, dOut: number): boolean {
 const roundUp = (x: number, m: number) => Math.ceil(x / m) * m;
 
 /**
+ * Pack the kept rows kept[0..T) of src [·, cols] (row r at src[first + r·cols]) in panels of w
+ * columns, times `scale`: panel g at float `at + g·Tc·w`, row p at + p·w; rows T..Tc are zeros.
+ */
+function packKeptRows(
+  heap: Float32Array,
+  at: number,
+  src: Float32Array,
+  first: number,
+  cols: number,
+  kept: Int32Array,
+  T: number,
+  Tc: number,
+  w: number,
+  scale: number,
+): void {
+  for (let g = 0; g < cols / w; g++) {
+    const panel = at + g * Tc * w;
+    for (let p = 0; p < Tc; p++) {
+      const dst = panel + p * w;
+      if (p >= T) {
+        heap.fill(0, dst, dst + w);
+        continue;
+      }
+      const from = first + kept[p]! * cols + g * w;
+      for (let j = 0; j < w; j++) heap[dst + j] = scale * src[from + j]!;
+    }
+  }
+}
+
+/**
  * Dense-over-positions gradient rows (see the module comment) of a [b, L, K] and δ [b·V, L, dOut]
  * into out [b·V, width], width = dOut·K (+ dOut with a bias, biasScale non-null). Callers check
  * {@link denseGradientRowsAvailable} first.
@@ -93,36 +123,11 @@ export function denseGradientRows(
     for (let t = 0; t < L; t++) if (positionHasSignal(delta, n, V, L, dOut, t)) kept[T++] = t;
     const Tc = roundUp(T, 4);
     // B panels: B[8q + j, p] = s_w·a[n, kept[p], 8q + j] at float (q·Tc + p)·8 + j; zero for p ≥ T.
-    for (let q = 0; q < panels; q++) {
-      const panel = bp / 4 + q * Tc * NR;
-      for (let p = 0; p < Tc; p++) {
-        const dst = panel + p * NR;
-        if (p >= T) {
-          heap.fill(0, dst, dst + NR);
-          continue;
-        }
-        const src = (n * L + kept[p]!) * K + q * NR;
-        for (let j = 0; j < NR; j++) heap[dst + j] = weightScale * a[src + j]!;
-      }
-    }
+    packKeptRows(heap, bp / 4, a, n * L * K, K, kept, T, Tc, NR, weightScale);
     for (let i = 0; i < V; i++) {
       const row = (n * V + i) * rowSize;
       // A tiles: A[4u + r, p] = δ[row, kept[p], 4u + r] at float (u·Tc + p)·4 + r; zero for p ≥ T.
-      for (let u = 0; u < tiles; u++) {
-        const tile = ap / 4 + u * Tc * MR;
-        for (let p = 0; p < Tc; p++) {
-          const dst = tile + p * MR;
-          if (p >= T) {
-            heap.fill(0, dst, dst + MR);
-            continue;
-          }
-          const src = row + kept[p]! * dOut + u * MR;
-          heap[dst] = delta[src]!;
-          heap[dst + 1] = delta[src + 1]!;
-          heap[dst + 2] = delta[src + 2]!;
-          heap[dst + 3] = delta[src + 3]!;
-        }
-      }
+      packKeptRows(heap, ap / 4, delta, row, dOut, kept, T, Tc, MR, 1);
       // C[c, k] for output channel c at cp + (i·width + c·K)·4: the row's (c, k) columns.
       s.ex.gemm(ap, bp, Tc, tiles, panels, cp + i * width * 4, K * 4, 0, 0, 1, 0);
       if (biasScale !== null) {
