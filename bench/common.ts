@@ -124,24 +124,30 @@ export async function timeJacobian(
   width: number,
   nj: number,
   n: number,
+  repeats = 1,
 ) {
   const ntk = empiricalNtkFn(model, { implementation: 'jacobian', progress: false });
   const warm = tf.tensor2d(x.subarray(0, 2 * width), [2, width]);
   await ntk(warm);
   warm.dispose();
   const xt = tf.tensor2d(x.subarray(0, nj * width), [nj, width]);
-  const t0 = performance.now();
-  const k = await ntk(xt);
-  const ms = performance.now() - t0;
-  xt.dispose();
   const s = n / nj;
-  const features = k.timings.features!;
-  const contraction = k.timings.contraction!;
-  return {
-    n: nj,
-    ms,
-    timings: k.timings,
-    extrapolatedMs: features * s + contraction * s * s + (ms - features - contraction) * s,
-    k: k.data,
-  };
+  // Best of `repeats` runs, by the extrapolated time (the structured path is timed best-of too).
+  let best: { ms: number; timings: Record<string, number>; extrapolatedMs: number; k: Float32Array } | null =
+    null;
+  const runsExtrapolatedMs: number[] = [];
+  for (let r = 0; r < repeats; r++) {
+    const t0 = performance.now();
+    const k = await ntk(xt);
+    const ms = performance.now() - t0;
+    const features = k.timings.features!;
+    const contraction = k.timings.contraction!;
+    const extrapolatedMs = features * s + contraction * s * s + (ms - features - contraction) * s;
+    runsExtrapolatedMs.push(extrapolatedMs);
+    if (!best || extrapolatedMs < best.extrapolatedMs) {
+      best = { ms, timings: k.timings, extrapolatedMs, k: k.data as Float32Array };
+    }
+  }
+  xt.dispose();
+  return { n: nj, ...best!, runsExtrapolatedMs };
 }

@@ -9,7 +9,7 @@
  *   resnet-bn residual CNN with BatchNorm, N = --n-graph (200)                     vs entk's Jacobian path
  *   ln-seq    LayerNorm / Dense-over-sequence block (digits rows as 8 tokens), N = --n-graph   vs Jacobian
  *
- * The Jacobian path is timed at --jacobian-n points and extrapolated (J ∝ N, J Jᵀ ∝ N²), as in
+ * The Jacobian path is timed at --jacobian-n points, best of --repeats, and extrapolated (J ∝ N, J Jᵀ ∝ N²), as in
  * bench/ntk.ts. Reference processes run with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset.
  * Run through `npm run bench -- --only ntk-models`, or: node bin/run-ts.js bench/ntk-models.ts --out f.json
  */
@@ -282,8 +282,8 @@ async function runReference(c: Case, model: tf.LayersModel, x: Float32Array, n: 
 }
 
 /** The Jacobian path at nj points: time (extrapolated to n) and its agreement with the structured kernel. */
-async function jacobianCheck(model: tf.LayersModel, x: Float32Array, nj: number, n: number) {
-  const j = await timeJacobian(model, x, 64, nj, n);
+async function jacobianCheck(model: tf.LayersModel, x: Float32Array, nj: number, n: number, repeats: number) {
+  const j = await timeJacobian(model, x, 64, nj, n, repeats);
   const xt = tf.tensor2d(x.subarray(0, nj * 64), [nj, 64]);
   const kStructured = await empiricalNtkFn(model, { progress: false })(xt);
   xt.dispose();
@@ -291,6 +291,7 @@ async function jacobianCheck(model: tf.LayersModel, x: Float32Array, nj: number,
     n: j.n,
     ms: j.ms,
     extrapolatedMs: j.extrapolatedMs,
+    runsExtrapolatedMs: j.runsExtrapolatedMs,
     relMaxErrorStructuredVsJacobian: relMax(kStructured.data, j.k),
   };
 }
@@ -325,7 +326,7 @@ async function runCase(
   entry.fractionOfPeak = gflops / peak.peakGflops;
   let line = `${c} N=${n} (P=${s.result.parameterCount}): entk structured ${fmt(s.bestMs)} (${s.result.threads} threads; features ${fmt(s.result.timings.features ?? 0)}; ${gflops.toFixed(1)} GFLOP/s = ${((100 * gflops) / peak.peakGflops).toFixed(0)}% of peak)`;
   if (c === 'resnet-bn' || c === 'ln-seq') {
-    const j = await jacobianCheck(model, x, flags.jacobianN, n);
+    const j = await jacobianCheck(model, x, flags.jacobianN, n, flags.repeats);
     entry.jacobian = j;
     const ratio = j.extrapolatedMs / s.bestMs;
     entry.ratio = ratio;

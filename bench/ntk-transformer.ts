@@ -209,10 +209,16 @@ async function main(): Promise<void> {
   let line = `transformer-tiny N=${n} (P=${P}, V=${V}): entk structured ${fmt(s.bestMs)} (${s.result.threads} threads; features ${fmt(s.result.timings.features ?? 0)})`;
 
   const nj = Math.min(flags.jacobianN, n);
-  const j = await timeJacobian(model, tokens.x, width, nj, n);
+  const j = await timeJacobian(model, tokens.x, width, nj, n, flags.repeats);
   const jRatio = j.extrapolatedMs / s.bestMs;
   const jDiff = relMax(leading(s.result.data, n * V, nj * V), j.k);
-  entry.jacobian = { n: j.n, ms: j.ms, timings: j.timings, extrapolatedMs: j.extrapolatedMs };
+  entry.jacobian = {
+    n: j.n,
+    ms: j.ms,
+    timings: j.timings,
+    extrapolatedMs: j.extrapolatedMs,
+    runsExtrapolatedMs: j.runsExtrapolatedMs,
+  };
   entry.ratioVsJacobian = jRatio;
   entry.relMaxErrorStructuredVsJacobian = jDiff;
   line += `; jacobian N=${nj} ${fmt(j.ms)} → N=${n} ≈ ${fmt(j.extrapolatedMs)}: ${jRatio.toFixed(1)}× faster (target ≥ 20×), K rel. diff ${jDiff.toExponential(1)}`;

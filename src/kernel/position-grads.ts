@@ -243,3 +243,55 @@ export function sparseRowsProduct(
   for (let i = 0; i < m; i++) out.set(c.subarray(i * cols, (i + 1) * cols), nonzero[i]! * cols);
   return out;
 }
+
+/** A convolution's geometry for {@link im2colRows} (NHWC input, conv1d as H = 1). */
+export interface ConvGeometry {
+  b: number;
+  H: number;
+  W: number;
+  C: number;
+  kh: number;
+  kw: number;
+  oh: number;
+  ow: number;
+  strides: [number, number];
+  dilations: [number, number];
+  /** Zeros before the first row / column of the input ('same': half the total, the rest after). */
+  padTop: number;
+  padLeft: number;
+}
+
+let patchScratch: Float32Array | null = null;
+
+/**
+ * im2col rows of a convolution's input x [b, H, W, C]: [b, oh·ow, kh·kw·C], tap (i, j) at column
+ * (i·kw + j)·C, zeros where the tap falls in the padding. A copy, in plain memory (tfjs-wasm's
+ * strided slices run in JS through a full read of their input). Valid until the next call (one
+ * scratch array per thread, kept: a fresh array's first touch is slow).
+ */
+export function im2colRows(x: Float32Array, g: ConvGeometry): Float32Array {
+  const { b, H, W, C, kh, kw, oh, ow, strides, dilations, padTop, padLeft } = g;
+  const K = kh * kw * C;
+  const size = b * oh * ow * K;
+  if (!patchScratch || patchScratch.length < size) patchScratch = new Float32Array(size);
+  const out = patchScratch.subarray(0, size);
+  let o = 0;
+  for (let n = 0; n < b; n++) {
+    for (let y = 0; y < oh; y++) {
+      for (let z = 0; z < ow; z++) {
+        for (let i = 0; i < kh; i++) {
+          const row = y * strides[0] + i * dilations[0] - padTop;
+          for (let j = 0; j < kw; j++, o += C) {
+            const col = z * strides[1] + j * dilations[1] - padLeft;
+            if (row < 0 || row >= H || col < 0 || col >= W) out.fill(0, o, o + C);
+            else {
+              const s = ((n * H + row) * W + col) * C;
+              out.set(x.subarray(s, s + C), o);
+            }
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
