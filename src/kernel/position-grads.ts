@@ -40,25 +40,19 @@ function instance(): Kernels | null {
 }
 
 /** For tests only: `enabled = false` leaves every dense and embedding product to tfjs. */
-export const positionGradTestHooks = { enabled: true };
+export const positionGradTestHooks = { enabled: true, /** calls of denseGradientRows so far */ denseCalls: 0 };
 
-/** Whether {@link denseGradientRows} can run for these widths (SIMD available, tile-aligned widths). */
+/** Whether {@link denseGradientRows} can run for these widths (SIMD available, nonzero widths). */
 export function denseGradientRowsAvailable(K: number, dOut: number): boolean {
-  return (
-    positionGradTestHooks.enabled &&
-    K % NR === 0 &&
-    dOut % MR === 0 &&
-    K > 0 &&
-    dOut > 0 &&
-    instance() !== null
-  );
+  return positionGradTestHooks.enabled && K > 0 && dOut > 0 && instance() !== null;
 }
 
 const roundUp = (x: number, m: number) => Math.ceil(x / m) * m;
 
 /**
  * Pack the kept rows kept[0..T) of src [·, cols] (row r at src[first + r·cols]) in panels of w
- * columns, times `scale`: panel g at float `at + g·Tc·w`, row p at + p·w; rows T..Tc are zeros.
+ * columns, times `scale`: panel g at float `at + g·Tc·w`, row p at + p·w; rows T..Tc, and the
+ * columns past `cols` of the last panel, are zeros.
  */
 function packKeptRows(
   heap: Float32Array,
@@ -74,6 +68,7 @@ function packKeptRows(
 ): void {
   for (let g = 0; g < cols / w; g++) {
     const panel = at + g * Tc * w;
+    const n = Math.min(w, cols - g * w);
     for (let p = 0; p < Tc; p++) {
       const dst = panel + p * w;
       if (p >= T) {
@@ -81,7 +76,8 @@ function packKeptRows(
         continue;
       }
       const from = first + kept[p]! * cols + g * w;
-      for (let j = 0; j < w; j++) heap[dst + j] = scale * src[from + j]!;
+      for (let j = 0; j < n; j++) heap[dst + j] = scale * src[from + j]!;
+      if (n < w) heap.fill(0, dst + n, dst + w);
     }
   }
 }
@@ -101,16 +97,20 @@ export function denseGradientRows(
 ): void {
   const s = instance();
   if (!s) throw new Error('dense gradient rows: WebAssembly SIMD is not available');
+  positionGradTestHooks.denseCalls++;
   const { b, V, L, K, dOut } = dims;
   const width = dOut * K + (biasScale === null ? 0 : dOut);
   const Lc = roundUp(L, 4);
-  const panels = K / NR;
-  const tiles = dOut / MR;
-  // Memory: B panels of one point, A tiles of one (point, logit), C rows of one point.
+  // Widths padded to whole panels and tiles (zeros); unaligned products go through a staging area.
+  const panels = Math.ceil(K / NR);
+  const tiles = Math.ceil(dOut / MR);
+  const aligned = panels * NR === K && tiles * MR === dOut;
+  // Memory: B panels of one point, A tiles of one (point, logit), C rows of one point, staging.
   const bp = 0;
   const ap = bp + panels * Lc * NR * 4;
   const cp = ap + tiles * Lc * MR * 4;
-  const need = cp + V * width * 4;
+  const sp = cp + V * width * 4;
+  const need = sp + (aligned ? 0 : tiles * MR * panels * NR * 4);
   const have = s.memory.buffer.byteLength;
   if (need > have) s.memory.grow(Math.ceil((need - have) / WASM_PAGE));
   const heap = new Float32Array(s.memory.buffer);
@@ -129,7 +129,14 @@ export function denseGradientRows(
       // A tiles: A[4u + r, p] = δ[row, kept[p], 4u + r] at float (u·Tc + p)·4 + r; zero for p ≥ T.
       packKeptRows(heap, ap / 4, delta, row, dOut, kept, T, Tc, MR, 1);
       // C[c, k] for output channel c at cp + (i·width + c·K)·4: the row's (c, k) columns.
-      s.ex.gemm(ap, bp, Tc, tiles, panels, cp + i * width * 4, K * 4, 0, 0, 1, 0);
+      if (aligned) s.ex.gemm(ap, bp, Tc, tiles, panels, cp + i * width * 4, K * 4, 0, 0, 1, 0);
+      else {
+        const ldc = panels * NR;
+        s.ex.gemm(ap, bp, Tc, tiles, panels, sp, ldc * 4, 0, 0, 1, 0);
+        for (let c = 0; c < dOut; c++) {
+          heap.copyWithin(cp / 4 + i * width + c * K, sp / 4 + c * ldc, sp / 4 + c * ldc + K);
+        }
+      }
       if (biasScale !== null) {
         // Σ_t δ[row, t, c] over the kept positions in increasing order, row by row (contiguous).
         biasSum.fill(0);

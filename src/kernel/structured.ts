@@ -1136,7 +1136,7 @@ function valuesOf(t: tf.Tensor): Float32Array {
  * Per-example gradients [b·V, width] of a dense-over-positions, convolution (its im2col patches as
  * the positions' inputs) or embedding call written straight into an array by ./position-grads.ts
  * (positions with zero signals skipped), or null where that path does not apply (other kinds,
- * unaligned widths, no WebAssembly SIMD): then callGradients.
+ * no WebAssembly SIMD): then callGradients.
  */
 function gradientRowsFiller(
   node: GraphNode,

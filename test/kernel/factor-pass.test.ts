@@ -43,8 +43,11 @@ function patternedSignals(b: number, V: number, L: number, dOut: number, rng: Rn
   return delta;
 }
 
-describe('denseGradientRows', () => {
-  const [b, V, L, K, dOut] = [4, 3, 7, 16, 8];
+describe.each([
+  ['tile-aligned widths', 16, 8],
+  ['unaligned widths (K = 13, dOut = 6: padded panels and tiles, a staging area)', 13, 6],
+] as const)('denseGradientRows, %s', (_, K, dOut) => {
+  const [b, V, L] = [4, 3, 7];
   const rng = new Rng(3);
   const a = Float32Array.from(rng.normalArray(b * L * K));
 
@@ -65,10 +68,9 @@ describe('denseGradientRows', () => {
     return g;
   }
 
-  it('runs here (WebAssembly SIMD, widths K % 8 = dOut % 4 = 0), not on unaligned widths', () => {
+  it('runs here (WebAssembly SIMD), for any nonzero widths', () => {
     expect(denseGradientRowsAvailable(K, dOut)).toBe(true);
-    expect(denseGradientRowsAvailable(12, dOut)).toBe(false);
-    expect(denseGradientRowsAvailable(K, 6)).toBe(false);
+    expect(denseGradientRowsAvailable(0, dOut)).toBe(false);
   });
 
   it.each([
@@ -321,8 +323,8 @@ describe.each([
 });
 
 describe('convolutions on the same gradient rows (im2col patches as the positions)', () => {
-  // Aligned widths (K = kh·kw·C_in a multiple of 8, C_out of 4): the own path runs. A strided,
-  // padded Conv2D, a dilated one and a Conv1D, with biases; ReLU makes some signals exactly zero.
+  // A strided, padded Conv2D, a dilated one, a Conv1D, non-square kernels and unaligned widths, with
+  // biases; ReLU makes some signals exactly zero.
   const L = tf.layers;
   function net(): tf.LayersModel {
     const x = tf.input({ shape: [6, 6, 8] });
@@ -363,10 +365,23 @@ describe('convolutions on the same gradient rows (im2col patches as the position
     return model;
   }
 
+  function rgb(): tf.LayersModel {
+    const x = tf.input({ shape: [6, 6, 3] });
+    const c = L.conv2d({ filters: 6, kernelSize: 3, padding: 'same', activation: 'relu' }).apply(x);
+    const d = L.conv2d({ filters: 5, kernelSize: 3, strides: 2 }).apply(c);
+    const model = tf.model({
+      inputs: x,
+      outputs: L.dense({ units: 3 }).apply(L.flatten().apply(d) as tf.SymbolicTensor) as tf.SymbolicTensor,
+    });
+    randomizeWeights(model, 36, 0.4);
+    return model;
+  }
+
   it.each([
     ['Conv2D (strided, padded, dilated)', net, [6, 6, 8]],
     ['Conv2D (non-square kernels, strides and dilations)', rect, [7, 5, 4]],
     ['Conv1D', seq, [7, 8]],
+    ['Conv2D on 3 input channels, 6 and 5 filters (unaligned widths K = 27, 54)', rgb, [6, 6, 3]],
   ] as const)(
     '%s: = the tfjs products (rel. max ≤ 1e-6) and the kernel = float64 finite differences (≤ 1e-5)',
     async (_, make, shape) => {
@@ -383,7 +398,10 @@ describe('convolutions on the same gradient rows (im2col patches as the position
         } finally {
           positionGradTestHooks.enabled = true;
         }
+        const calls = positionGradTestHooks.denseCalls;
         const ours = structuredFeatures(plan, x);
+        // Every conv call took the own rows (not tfjs's products).
+        expect(positionGradTestHooks.denseCalls - calls).toBe(conv.length);
         for (const l of conv) {
           const r = reference[l.term]!.d!;
           expect(r.some((v) => v !== 0)).toBe(true);
