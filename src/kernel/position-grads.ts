@@ -39,8 +39,11 @@ function instance(): Kernels | null {
   return kernels;
 }
 
-/** For tests only: `enabled = false` leaves every dense and embedding product to tfjs. */
-export const positionGradTestHooks = { enabled: true, /** calls of denseGradientRows so far */ denseCalls: 0 };
+/**
+ * For tests only: `enabled = false` leaves every dense and embedding product to tfjs; `denseCalls`
+ * counts the calls of denseGradientRows.
+ */
+export const positionGradTestHooks = { enabled: true, denseCalls: 0 };
 
 /** Whether {@link denseGradientRows} can run for these widths (SIMD available, nonzero widths). */
 export function denseGradientRowsAvailable(K: number, dOut: number): boolean {
