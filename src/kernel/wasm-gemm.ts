@@ -40,6 +40,7 @@ import {
   relaxedSimd,
   set,
   simd,
+  sub,
   uleb,
   V128,
   vload,
@@ -364,6 +365,65 @@ function transposeBody(): number[] {
   );
 }
 
+/**
+ * packGroups(src, K, groups, stride, chunk, dst): rows src [groups·stride × K] (K a multiple of 4,
+ * row stride 4K bytes) as A tiles (stride 4) or B panels (stride 8) in chunks of `chunk` units: the
+ * chunk from unit c0 holds, for every group g, rows g·stride + r at
+ *   dst + 4·(c0·groups·stride + (g·len + p − c0)·stride + r)      (c0 ≤ p < c0 + len, len ≤ chunk)
+ * (the layout the dense kernel reads one chunk at a time). 4 × 4 transposes by lane shuffles.
+ */
+function packGroupsBody(): number[] {
+  const [SRC, K, GROUPS, STRIDE, CHUNK, DST] = [0, 1, 2, 3, 4, 5];
+  let next = 6;
+  const [c0, len, base, g, p, pEnd, h, sp, dp, ldb, step] = Array.from(
+    { length: 11 },
+    () => next++,
+  ) as number[];
+  const numI32 = next - 6;
+  const r = [next++, next++, next++, next++];
+  const tt = [next++, next++, next++, next++];
+  const shl2 = [...i32(2), 0x74];
+
+  // One 4 × 4 block: rows g·stride + h .. + 3, units p .. p + 3.
+  const quad: number[] = [...get(g), ...get(STRIDE), ...mul, ...get(h), ...add, ...get(K), ...mul];
+  quad.push(...get(p), ...add, ...shl2, ...get(SRC), ...add, ...set(sp));
+  for (let k = 0; k < 4; k++) quad.push(...get(sp), ...vload(), ...set(r[k]!), ...incr(sp, get(ldb)));
+  quad.push(...get(r[0]!), ...get(r[1]!), ...shuffle32([0, 4, 1, 5]), ...set(tt[0]!));
+  quad.push(...get(r[0]!), ...get(r[1]!), ...shuffle32([2, 6, 3, 7]), ...set(tt[1]!));
+  quad.push(...get(r[2]!), ...get(r[3]!), ...shuffle32([0, 4, 1, 5]), ...set(tt[2]!));
+  quad.push(...get(r[2]!), ...get(r[3]!), ...shuffle32([2, 6, 3, 7]), ...set(tt[3]!));
+  quad.push(...get(g), ...get(len), ...mul, ...get(p), ...add, ...get(c0), ...sub);
+  quad.push(...get(STRIDE), ...mul, ...get(h), ...add, ...shl2, ...get(base), ...add, ...set(dp));
+  for (const [x, y, lanes] of [
+    [0, 2, [0, 1, 4, 5]],
+    [0, 2, [2, 3, 6, 7]],
+    [1, 3, [0, 1, 4, 5]],
+    [1, 3, [2, 3, 6, 7]],
+  ] as const) {
+    quad.push(...get(dp), ...get(tt[x]!), ...get(tt[y]!), ...shuffle32([...lanes]), ...vstore());
+    quad.push(...incr(dp, get(step)));
+  }
+  quad.push(...incr(h, 4));
+
+  const unit = [...i32(0), ...set(h), ...whileNot([...get(h), ...get(STRIDE), ...geU], quad), ...incr(p, 4)];
+  const group: number[] = [...get(c0), ...set(p), ...get(c0), ...get(len), ...add, ...set(pEnd)];
+  group.push(...whileNot([...get(p), ...get(pEnd), ...geU], unit), ...incr(g, 1));
+  const chunk: number[] = [...get(K), ...get(c0), ...sub, ...set(len)];
+  chunk.push(...ifThen([...get(CHUNK), ...get(len), ...ltU], [...get(CHUNK), ...set(len)]));
+  chunk.push(...get(c0), ...get(GROUPS), ...mul, ...get(STRIDE), ...mul, ...shl2, ...get(DST), ...add);
+  chunk.push(...set(base), ...i32(0), ...set(g));
+  chunk.push(...whileNot([...get(g), ...get(GROUPS), ...geU], group), ...incr(c0, get(CHUNK)));
+  const code: number[] = [...get(K), ...shl2, ...set(ldb), ...get(STRIDE), ...shl2, ...set(step)];
+  code.push(...i32(0), ...set(c0), ...whileNot([...get(c0), ...get(K), ...geU], chunk));
+  return funcBody(
+    [
+      [numI32, I32],
+      [8, V128],
+    ],
+    code,
+  );
+}
+
 /** The exported routines (byte-address arguments, see each body's comment). */
 export interface GemmExports {
   gemm(
@@ -393,6 +453,7 @@ export interface GemmExports {
     mode: number,
   ): void;
   transpose(src: number, rows: number, cols: number, dst: number): void;
+  packGroups(src: number, k: number, groups: number, stride: number, chunk: number, dst: number): void;
 }
 
 const functions = (fma: boolean): AsmFunction[] => [
@@ -401,6 +462,7 @@ const functions = (fma: boolean): AsmFunction[] => [
   { name: 'scalePanels', params: 7, body: scalePanelsBody() },
   { name: 'scatter', params: 9, body: scatterBody() },
   { name: 'transpose', params: 4, body: transposeBody() },
+  { name: 'packGroups', params: 6, body: packGroupsBody() },
 ];
 
 /**

@@ -180,41 +180,6 @@ function activeUnits(
   return { lists, counts };
 }
 
-/**
- * Rows [rows × width] packed like {@link packRows} ('dense' tiles or 'panels', one row per row),
- * but in chunks of `chunk` units (a multiple of 4): chunk c holds units [c·chunk, (c + 1)·chunk) of
- * every tile / panel, [groups × len × stride] with len its length, after the c full chunks before
- * it. The dense kernel then runs on one chunk at a time (K = len). Written into `dst` from float
- * `at` on (padding included: `dst` may hold old values), [roundUp(rows, stride) × roundUp(width, 4)]
- * floats: packed straight into WebAssembly memory, no fresh arrays (first touches of fresh memory
- * cost ≈ 5 ms per MB on the benchmark VM, more than the contraction of a wide gram term).
- */
-export function packChunksInto(
-  dst: Float32Array,
-  at: number,
-  src: Float32Array,
-  rows: number,
-  width: number,
-  layout: 'dense' | 'panels',
-  chunk: number,
-): void {
-  const stride = layout === 'dense' ? MR : NR;
-  const K = roundUp(width, 4);
-  const groups = Math.ceil(rows / stride);
-  for (let c0 = 0; c0 < K; c0 += chunk) {
-    const len = Math.min(chunk, K - c0);
-    const base = at + c0 * groups * stride;
-    if (rows % stride !== 0) dst.fill(0, base + (groups - 1) * len * stride, base + groups * len * stride);
-    const p1 = Math.min(c0 + len, width);
-    for (let row = 0; row < rows; row++) {
-      const o = base + Math.floor(row / stride) * len * stride + (row % stride) - c0 * stride;
-      const s = row * width;
-      for (let p = c0; p < p1; p++) dst[o + p * stride] = src[s + p]!;
-      for (let p = Math.max(c0, width); p < c0 + len; p++) dst[o + p * stride] = 0;
-    }
-  }
-}
-
 /** Pairs i ≤ j of V labels in row-major order: the pair index of (i, j) for every i, j. */
 function pairIndex(V: number): Int32Array {
   const idx = new Int32Array(V * V);
@@ -428,13 +393,32 @@ export class WasmBlockComputer implements BlockComputer {
     });
   }
 
-  /** Tight terms: a block's gram rows packed straight into the regions `${name}${k}` (not cached). */
+  /**
+   * Tight terms: a block's gram rows packed into the regions `${name}${k}` (not cached): copied into
+   * the region 'packSrc' (rows padded to a multiple of 4 units and to whole groups, zeros), then
+   * interleaved there by the packGroups kernel (./wasm-gemm.ts; ≈ 5× faster than a JS loop). No fresh
+   * arrays: first touches of fresh memory cost ≈ 5 ms per MB on the benchmark VM.
+   */
   private packTight(name: string, input: BlockInput, layout: 'dense' | 'panels'): void {
     const heap = new Float32Array(this.memory.buffer);
+    const src = this.regions.at('packSrc');
+    const stride = layout === 'dense' ? MR : NR;
     this.terms.forEach((t, k) => {
       if (this.routes[k] !== 'tight') return;
-      const at = this.regions.at(`${name}${k}`) / 4;
-      packChunksInto(heap, at, input.terms[k]!.d!, input.points * this.V, t.width, layout, TIGHT_CHUNK);
+      const rows = input.points * this.V;
+      const K = this.innerK(t);
+      const groups = Math.ceil(rows / stride);
+      const d = input.terms[k]!.d!;
+      const at = src / 4;
+      if (K === t.width) heap.set(d.subarray(0, rows * K), at);
+      else {
+        for (let n = 0; n < rows; n++) {
+          heap.set(d.subarray(n * t.width, (n + 1) * t.width), at + n * K);
+          heap.fill(0, at + n * K + t.width, at + (n + 1) * K);
+        }
+      }
+      heap.fill(0, at + rows * K, at + groups * stride * K);
+      this.ex.packGroups(src, K, groups, stride, TIGHT_CHUNK, this.regions.at(`${name}${k}`));
     });
   }
 
@@ -660,6 +644,12 @@ export class WasmBlockComputer implements BlockComputer {
       ['gexp', full ? 4 * r * colsPad : 0],
       ['out', 4 * rowsPad * colsPad],
       ['tight', this.routes.includes('tight') ? 4 * roundUp(rows, MR) * colsPad : 0],
+      [
+        'packSrc',
+        4 *
+          roundUp(Math.max(r, c) * V, NR) *
+          Math.max(0, ...this.terms.map((t, k) => (this.routes[k] === 'tight' ? this.innerK(t) : 0))),
+      ],
       ['outT', 4 * rows * cols],
     );
     if (this.regions.fit(sizes, `${r} × ${c}`)) {

@@ -295,6 +295,36 @@ describe('kernels against float64 loops', () => {
     for (let i = 0; i < rows; i++)
       for (let j = 0; j < cols; j++) expect(dst[j * rows + i]).toBe(src[i * cols + j]);
   });
+
+  it.each([
+    // rows (in whole groups), K (units, a multiple of 4), stride (4: A tiles, 8: B panels), chunk
+    [4, 4, 4, 1024],
+    [12, 36, 4, 16],
+    [24, 36, 8, 16],
+    [16, 2056, 8, 1024],
+    [8, 1028, 4, 1024],
+  ])(
+    'packGroups %i rows × %i units, stride %i, chunks of %i: exactly the chunked tile / panel layout',
+    (rows, K, stride, chunk) => {
+      const rng = new Rng(rows * 7 + K);
+      const src = randomMatrix(rng, rows, K);
+      const groups = rows / stride;
+      // Plain loops: chunk from c0, group g, unit p, row r at c0·rows + (g·len + p − c0)·stride + r.
+      const expected = new Float32Array(rows * K);
+      for (let c0 = 0; c0 < K; c0 += chunk) {
+        const len = Math.min(chunk, K - c0);
+        for (let g = 0; g < groups; g++)
+          for (let p = c0; p < c0 + len; p++)
+            for (let r = 0; r < stride; r++)
+              expected[c0 * rows + (g * len + p - c0) * stride + r] = src[(g * stride + r) * K + p]!;
+      }
+      const k = kernels();
+      const s = k.put(src);
+      const d = k.alloc(rows * K);
+      k.ex.packGroups(s, K, groups, stride, chunk, d);
+      expect(Array.from(k.read(d, rows * K))).toEqual(Array.from(expected));
+    },
+  );
 });
 
 /**
