@@ -7,6 +7,13 @@
  * Here: dx = Σ over the repetition axes of dy reshaped to [r₀, s₀, r₁, s₁, …] (output index
  * i·s_d + j along axis d ↔ (i, j)), one reshape and one sum, the same values up to summation order.
  * Checked against tfjs's own loop in test/backend/gradients.test.ts.
+ *
+ * `LayerNormalization` with `center: false` or `scale: false`: tfjs-layers 4.22 calls the
+ * FusedBatchNorm op with a null offset or scale, which autodiff cannot trace (the engine saves and
+ * walks the missing input: "Cannot read properties of undefined"), so such a layer could be neither
+ * trained nor differentiated (the Jacobian eNTK path) on any backend. Its call is replaced by the
+ * same normalisation written with differentiable ops, (x − μ)·(σ² + ε)^−½ then ·γ and +β where
+ * present; layers with both γ and β keep tfjs's own call.
  */
 import * as tf from '@tensorflow/tfjs';
 
@@ -22,10 +29,44 @@ export function tileGradient(dy: tf.Tensor, shape: number[], reps: number[]): tf
   });
 }
 
+interface LayerNormLike {
+  axis: number[];
+  epsilon: number;
+  center: boolean;
+  scale: boolean;
+  gamma: { read(): tf.Tensor } | null;
+  beta: { read(): tf.Tensor } | null;
+}
+
+/** LayerNormalization without γ or β, differentiable (see the module comment). */
+export function layerNormWithoutAffine(layer: LayerNormLike, x: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const { mean, variance } = tf.moments(x, layer.axis, true);
+    // γ and β broadcast as [1, …, d, …] over the normalised axes.
+    const shape = x.shape.map((d, i) => (layer.axis.includes(i) ? d : 1));
+    let y = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, layer.epsilon)));
+    if (layer.scale) y = tf.mul(y, tf.reshape(layer.gamma!.read(), shape));
+    if (layer.center) y = tf.add(y, tf.reshape(layer.beta!.read(), shape));
+    return y;
+  });
+}
+
+function installLayerNormFix(): void {
+  const proto = Object.getPrototypeOf(tf.layers.layerNormalization({})) as {
+    call(this: LayerNormLike, inputs: tf.Tensor | tf.Tensor[], kwargs: unknown): tf.Tensor;
+  };
+  const stock = proto.call;
+  proto.call = function (this: LayerNormLike, inputs, kwargs) {
+    if (this.center && this.scale) return stock.call(this, inputs, kwargs);
+    return layerNormWithoutAffine(this, Array.isArray(inputs) ? inputs[0]! : inputs);
+  };
+}
+
 /** Register the overrides (idempotent). */
 export function installGradientFixes(): void {
   if (installed) return;
   installed = true;
+  installLayerNormFix();
   tf.registerGradient({
     kernelName: 'Tile',
     inputsToSave: ['x'],

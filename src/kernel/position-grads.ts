@@ -41,9 +41,9 @@ function instance(): Kernels | null {
 
 /**
  * For tests only: `enabled = false` leaves every dense and embedding product to tfjs; `denseCalls`
- * counts the calls of denseGradientRows.
+ * and `sparseCalls` count the calls of denseGradientRows and the products sparseRowsProduct ran.
  */
-export const positionGradTestHooks = { enabled: true, denseCalls: 0 };
+export const positionGradTestHooks = { enabled: true, denseCalls: 0, sparseCalls: 0 };
 
 /** Whether {@link denseGradientRows} can run for these widths (SIMD available, nonzero widths). */
 export function denseGradientRowsAvailable(K: number, dOut: number): boolean {
@@ -242,6 +242,7 @@ export function sparseRowsProduct(
     const src = nonzero[i]! * k;
     for (let p = 0; p < k; p++) heap[base + p * MR] = a[src + p]!;
   }
+  positionGradTestHooks.sparseCalls++;
   if (m > 0) s.ex.gemm(ap, bp, k, tiles, panels, cp, cols * 4, 0, 0, 1, 0);
   const size = rows * cols;
   let out: Float32Array;

@@ -81,7 +81,14 @@ export interface LayerRule {
  * For tests only: `sparseEmbeddings = false` plans every embedding with the explicit rule;
  * `replicatedAttention = false` differentiates attention cores by tfjs on the replicated batch.
  */
-export const structuredTestHooks = { sparseEmbeddings: true, replicatedAttention: true };
+export const structuredTestHooks = {
+  sparseEmbeddings: true,
+  replicatedAttention: true,
+  /** Dense input gradients with fewer multiply-adds than this stay on tfjs (see sparseRowsProduct). */
+  sparseRowsMinWork: 2 ** 20,
+  /** Replicated runs made without the forward values so far (see replicatedValueFree). */
+  valueFreeRuns: 0,
+};
 
 /** Shapes (without batch) found by tracing one example. */
 interface NodeTrace {
@@ -118,9 +125,6 @@ function prod(shape: number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
-/** Dense input gradients with fewer multiply-adds than this stay on tfjs (see sparseRowsProduct). */
-const SPARSE_ROWS_MIN_WORK = 2 ** 20;
-
 /**
  * `value(a)`, differentiable in a only, with the input gradient of a dense product, dy·(scale·w)ᵀ,
  * computed against an explicitly transposed wᵀ: tfjs's own MatMul gradient uses a
@@ -143,7 +147,7 @@ function withDenseGradient(
       // Read dy in place and hand C over as a view (the wasm backend copies it at once): no fresh
       // tens-of-MB arrays (see gemmABt's `view`).
       const wasm = tf.getBackend() === 'wasm';
-      if (!useFactorGemm(rows, k, cols) && rows * k * cols >= SPARSE_ROWS_MIN_WORK) {
+      if (!useFactorGemm(rows, k, cols) && rows * k * cols >= structuredTestHooks.sparseRowsMinWork) {
         // Many zero rows of dy (padding positions): only the others multiplied (./position-grads.ts).
         const wData = w.dataSync() as Float32Array;
         const sparse = sparseRowsProduct(valuesOf(dy), rows, k, wData, cols, scale, wasm);
@@ -1274,6 +1278,7 @@ export function structuredFeatures(
       // Whether every call the probes reach differentiates without reading its inputs' forward
       // values (replicated rules, sums): then those values are never computed, only placeholders.
       const valueFree = replicatedValueFree(plan, pre, elementwise, attention, norms);
+      if (valueFree) structuredTestHooks.valueFreeRuns++;
       // Zeros (probes, placeholders): one tensor per size, reshaped; filled on the backend
       // (tf.zeros fills an array in JS and copies it in).
       const zeros = new Map<number, tf.Tensor>();

@@ -77,3 +77,92 @@ describe('Tile gradient', () => {
     }
   });
 });
+
+describe('LayerNormalization without γ or β (tfjs 4.22 cannot differentiate it)', () => {
+  it.each([
+    ['center: false', { center: false }],
+    ['scale: false', { scale: false }],
+    ['both off', { center: false, scale: false }],
+  ])(
+    '%s: values = a float64 loop (≤ 1e-6), the eNTK of the Jacobian path = float64 finite differences (≤ 1e-5), and it trains',
+    async (_, options) => {
+      installGradientFixes();
+      const { empiricalNtkFn, finiteDifferenceNtk } = await import('../../src/kernel/index.js');
+      const L = tf.layers;
+      const input = tf.input({ shape: [4, 6] });
+      const e = L.dense({ units: 6 }).apply(input) as tf.SymbolicTensor;
+      const norm = L.layerNormalization({ ...options, epsilon: 1e-3 });
+      const n = norm.apply(e) as tf.SymbolicTensor;
+      const model = tf.model({
+        inputs: input,
+        outputs: L.dense({ units: 3 }).apply(L.flatten().apply(n) as tf.SymbolicTensor) as tf.SymbolicTensor,
+      });
+      const rng = new Rng(5);
+      for (const w of model.weights) {
+        const shape = w.shape as number[];
+        const t = tf.tensor(
+          rng.normalArray(
+            shape.reduce((a, b) => a * b, 1),
+            0.6,
+          ),
+          shape,
+        );
+        w.write(t);
+        t.dispose();
+      }
+      const x = tf.tensor(rng.normalArray(3 * 24), [3, 4, 6]);
+      try {
+        // Forward: (h − μ)/√(σ² + ε)·γ + β over the last axis, in float64 from the dense output h.
+        const h = tf.tidy(() => model.layers[1]!.apply(x) as tf.Tensor);
+        const y = tf.tidy(() => norm.apply(h) as tf.Tensor);
+        const hv = h.dataSync();
+        const gamma = norm.weights
+          .find((w) => w.name.endsWith('gamma'))
+          ?.read()
+          .dataSync();
+        const beta = norm.weights
+          .find((w) => w.name.endsWith('beta'))
+          ?.read()
+          .dataSync();
+        const expected = new Float64Array(hv.length);
+        for (let r = 0; r < hv.length / 6; r++) {
+          let mean = 0;
+          for (let k = 0; k < 6; k++) mean += hv[r * 6 + k]! / 6;
+          let variance = 0;
+          for (let k = 0; k < 6; k++) variance += (hv[r * 6 + k]! - mean) ** 2 / 6;
+          for (let k = 0; k < 6; k++) {
+            const v = (hv[r * 6 + k]! - mean) / Math.sqrt(variance + 1e-3);
+            expected[r * 6 + k] = v * (gamma ? gamma[k]! : 1) + (beta ? beta[k]! : 0);
+          }
+        }
+        let err = 0;
+        y.dataSync().forEach((v, k) => {
+          err = Math.max(err, Math.abs(v - expected[k]!));
+        });
+        expect(err).toBeLessThanOrEqual(1e-6 * Math.max(...expected.map(Math.abs)));
+        h.dispose();
+        y.dispose();
+        const k = await empiricalNtkFn(model, { progress: false, implementation: 'jacobian' })(x);
+        const reference = finiteDifferenceNtk(model, x).data;
+        let diff = 0;
+        let scale = 0;
+        k.data.forEach((v, q) => {
+          diff = Math.max(diff, Math.abs(v - reference[q]!));
+          scale = Math.max(scale, Math.abs(reference[q]!));
+        });
+        expect(diff / scale).toBeLessThanOrEqual(1e-5);
+        // One step of training runs (tfjs's own call threw inside autodiff).
+        const optimizer = tf.train.sgd(0.1);
+        model.compile({ optimizer, loss: 'meanSquaredError' });
+        const target = tf.zeros([3, 3]);
+        const history = await model.fit(x, target, { epochs: 1, verbose: 0 });
+        target.dispose();
+        optimizer.dispose();
+        expect(Number.isFinite(history.history.loss![0] as number)).toBe(true);
+      } finally {
+        model.dispose();
+        x.dispose();
+      }
+    },
+  );
+});

@@ -19,7 +19,7 @@ import {
   sparseRowsProduct,
 } from '../../src/kernel/position-grads.js';
 import { structuredFeatures, structuredTestHooks, type TermFeatures } from '../../src/kernel/structured.js';
-import { attentionCore, buildModel, type TransformerSpec } from '../../src/model/index.js';
+import { attentionCore, buildModel, SequencePooling, type TransformerSpec } from '../../src/model/index.js';
 import { Rng } from '../../src/util/rng.js';
 import { TINY_POST, TINY_PRE, tokenBatch } from '../model/transformer-fixtures.js';
 import { transformer64, weights64 } from '../model/transformer64.js';
@@ -251,14 +251,17 @@ describe.each([
   });
   afterAll(() => model.dispose());
 
-  function features(x: tf.Tensor, own: boolean): TermFeatures[] {
+  /** Own kernels or tfjs's; `sparse`: the zero-row input-gradient products at any size. */
+  function features(x: tf.Tensor, own: boolean, sparse = false): TermFeatures[] {
     positionGradTestHooks.enabled = own;
     structuredTestHooks.replicatedAttention = own;
+    if (sparse) structuredTestHooks.sparseRowsMinWork = 0;
     try {
       return structuredFeatures(planStructured(analyzeModel(model, 'all')), x);
     } finally {
       positionGradTestHooks.enabled = true;
       structuredTestHooks.replicatedAttention = true;
+      structuredTestHooks.sparseRowsMinWork = 2 ** 20;
     }
   }
 
@@ -269,16 +272,26 @@ describe.each([
   // Tolerance: float32 rounding, amplified by the softmax backward's cancellation in dP − Σ P dP:
   // the tfjs path is itself 1.4e-5 off float64 on block 1's query signals of the padded batch (the
   // own path 4.7e-6; checked against float64 below).
+  // A point with no token at all (every position padding): all its signals vanish.
+  const empty = padded.map((v, e) => (e < 2 * L ? 0 : v));
+
   it.each([
-    ['different lengths (with padding)', padded],
-    ['no padding', full],
-  ])('= the tfjs products and autodiff, every factor (%s; rel. max ≤ 5e-5 per term)', (_, data) => {
+    ['different lengths (with padding)', padded, false],
+    ['no padding', full, false],
+    ['a point with no token', empty, false],
+    ['input gradients over the nonzero rows only (sparseRowsProduct at any size)', padded, true],
+  ])('= the tfjs products and autodiff, every factor (%s; rel. max ≤ 5e-5 per term)', (_, data, sparse) => {
     const before = tf.memory().numTensors;
     const x = tf.tensor(data, [data.length / (2 * L), 2 * L]);
-    const ours = features(x, true);
+    const calls = positionGradTestHooks.sparseCalls;
+    const ours = features(x, true, sparse);
+    // The zero-row products ran: after a CLS pooling all but position 0 are zero rows (with a
+    // masked mean, only the padding: too few here, the product declines).
+    if (sparse && spec.pooling === 'cls') expect(positionGradTestHooks.sparseCalls).toBeGreaterThan(calls);
     const reference = features(x, false);
     x.dispose();
     expect(tf.memory().numTensors).toBe(before);
+    for (const f of ours) for (const v of Object.values(f)) expect(v.every(Number.isFinite)).toBe(true);
     expect(ours.length).toBe(reference.length);
     let compared = 0;
     ours.forEach((f, j) => {
@@ -365,6 +378,20 @@ describe('convolutions on the same gradient rows (im2col patches as the position
     return model;
   }
 
+  function seqStrided(): tf.LayersModel {
+    const x = tf.input({ shape: [9, 5] });
+    const c = L.conv1d({ filters: 6, kernelSize: 3, strides: 2, padding: 'same', activation: 'relu' }).apply(
+      x,
+    );
+    const d = L.conv1d({ filters: 4, kernelSize: 2, dilationRate: 2 }).apply(c);
+    const model = tf.model({
+      inputs: x,
+      outputs: L.dense({ units: 3 }).apply(L.flatten().apply(d) as tf.SymbolicTensor) as tf.SymbolicTensor,
+    });
+    randomizeWeights(model, 37, 0.4);
+    return model;
+  }
+
   function rgb(): tf.LayersModel {
     const x = tf.input({ shape: [6, 6, 3] });
     const c = L.conv2d({ filters: 6, kernelSize: 3, padding: 'same', activation: 'relu' }).apply(x);
@@ -381,6 +408,7 @@ describe('convolutions on the same gradient rows (im2col patches as the position
     ['Conv2D (strided, padded, dilated)', net, [6, 6, 8]],
     ['Conv2D (non-square kernels, strides and dilations)', rect, [7, 5, 4]],
     ['Conv1D', seq, [7, 8]],
+    ['Conv1D strided and dilated, unaligned widths', seqStrided, [9, 5]],
     ['Conv2D on 3 input channels, 6 and 5 filters (unaligned widths K = 27, 54)', rgb, [6, 6, 3]],
   ] as const)(
     '%s: = the tfjs products (rel. max ≤ 1e-6) and the kernel = float64 finite differences (≤ 1e-5)',
@@ -462,6 +490,34 @@ describe('LayerNorm without centre or scale through the closed-form input gradie
       const k = await empiricalNtkFn(model, { progress: false, accumulation: 'float64' })(points);
       expect(k.implementation).toBe('structured');
       expect(relMaxError(k.data, finiteDifferenceNtk(model, points).data)).toBeLessThanOrEqual(1e-5);
+    } finally {
+      model.dispose();
+      points.dispose();
+    }
+  });
+});
+
+describe('replicated runs without forward values on a graph that is not a transformer', () => {
+  it('dense over positions → LayerNorm → GELU → dense + residual → first-position pooling: = the Jacobian path (rel. max ≤ 1e-5)', async () => {
+    const L = tf.layers;
+    const x = tf.input({ shape: [5, 4] });
+    const e = L.dense({ units: 8 }).apply(x) as tf.SymbolicTensor;
+    const n = L.layerNormalization().apply(e) as tf.SymbolicTensor;
+    const g = L.activation({ activation: 'gelu' }).apply(n) as tf.SymbolicTensor;
+    const m = L.dense({ units: 8 }).apply(g) as tf.SymbolicTensor;
+    const r = L.add().apply([e, m]) as tf.SymbolicTensor;
+    const pooled = new SequencePooling({ mode: 'cls' }).apply(r) as tf.SymbolicTensor;
+    const model = tf.model({ inputs: x, outputs: L.dense({ units: 3 }).apply(pooled) as tf.SymbolicTensor });
+    randomizeWeights(model, 41, 0.5);
+    const points = normalPoints(4, [5, 4], 42);
+    try {
+      const runs = structuredTestHooks.valueFreeRuns;
+      const k = await empiricalNtkFn(model, { progress: false, accumulation: 'float64' })(points);
+      expect(k.implementation).toBe('structured');
+      expect(structuredTestHooks.valueFreeRuns).toBeGreaterThan(runs);
+      // (The float64 finite-difference reference has no SequencePooling: tfjs autodiff per point.)
+      const jacobian = await empiricalNtkFn(model, { progress: false, implementation: 'jacobian' })(points);
+      expect(relMaxError(k.data, jacobian.data)).toBeLessThanOrEqual(1e-5);
     } finally {
       model.dispose();
       points.dispose();
