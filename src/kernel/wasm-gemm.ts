@@ -424,6 +424,159 @@ function packGroupsBody(): number[] {
   );
 }
 
+/**
+ * pooledPairs(q, qc, dr, dc, out, ldo, m0, c, cPad, C, S, V, mode, scratch): the second stage of a
+ * max-pool-aware term, for one row point and the column points m0 ≤ m < c (m0, cPad multiples of 4,
+ * c ≤ cPad), for all logits i, j < V:
+ *   K[i][m][j]  (mode 0: =, else +=)  Σ_ch Σ_s' (Σ_s dr[i][ch][s] Q[ch][s][s'][m]) Dc[ch][s'][j][m]
+ * with Q[ch][s][s'][m] at q + ch·qc + ((s·S + s')·cPad + m)·4, dr[i][ch][s] at dr + ((i·C + ch)·S
+ * + s)·4, Dc[ch][s'][j][m] at dc + (((ch·S + s')·V + j)·cPad + m)·4 and K[i][m][j] at out + (i·ldo
+ * + m·V + j)·4 (ldo in floats). Column points m go in f32x4 lanes, four per pass; per pass the
+ * scratch (16-byte aligned, (V·S + V·V)·16 bytes) holds T[i][s'] = Σ_s dr[i][ch][s] Q[ch][s][s']
+ * (s ascending) and the V × V accumulators (ch, then s' ascending): each lane is summed in the
+ * same order whatever quad it is in, so results do not depend on m0.
+ */
+function pooledPairsBody(): number[] {
+  const [Q, QC, DR, DC, OUT, LDO, M0, COLS, CPAD, CH, S, V, MODE, SCR] = Array.from(
+    { length: 14 },
+    (_, k) => k,
+  ) as number[];
+  let next = 14;
+  const [mq, ch, i, j, p, dp, dend, tp, tq, tend, ap, aend, accBase, qBase, dcBase, drBase, pj, o] =
+    Array.from({ length: 18 }, () => next++) as number[];
+  const [ld, sld, vld, s16, s4, chDc, drI, lanes, s2, v4] = Array.from(
+    { length: 10 },
+    () => next++,
+  ) as number[];
+  const numI32 = next - 14;
+  const [t, a] = [next++, next++];
+  const madd = (acc: number, x: number[], y: number[]) => [
+    ...get(acc),
+    ...x,
+    ...y,
+    ...f32x4mul,
+    ...f32x4add,
+    ...set(acc),
+  ];
+
+  // T[i][s'] for channel ch (qBase = q + ch·qc + mq·4, drBase = dr + ch·S·4).
+  const tS: number[] = [
+    ...vzero,
+    ...set(t),
+    ...get(qBase),
+    ...get(s2),
+    ...get(ld),
+    ...mul,
+    ...add,
+    ...set(p),
+  ];
+  tS.push(...get(drI), ...set(dp), ...get(drI), ...get(s4), ...add, ...set(dend));
+  tS.push(
+    ...whileNot(
+      [...get(dp), ...get(dend), ...geU],
+      [
+        ...madd(t, [...get(dp), ...vsplat32Load(0)], [...get(p), ...vload()]),
+        ...incr(p, get(sld)),
+        ...incr(dp, 4),
+      ],
+    ),
+  );
+  tS.push(...get(tp), ...get(t), ...vstore(), ...incr(tp, 16), ...incr(s2, 1));
+  const tI: number[] = [...i32(0), ...set(s2), ...whileNot([...get(s2), ...get(S), ...geU], tS)];
+  tI.push(...incr(drI, [...get(CH), ...get(S), ...mul, ...i32(4), ...mul]), ...incr(i, 1));
+  const tStage: number[] = [...get(SCR), ...set(tp), ...get(drBase), ...set(drI), ...i32(0), ...set(i)];
+  tStage.push(...whileNot([...get(i), ...get(V), ...geU], tI));
+
+  // acc[i][j] += T[i][s'] · Dc[ch][s'][j] (dcBase = dc + ch·S·V·cPad·4 + mq·4).
+  const aJ: number[] = [...get(ap), ...vload(), ...set(a), ...get(pj), ...set(p), ...get(tp), ...set(tq)];
+  aJ.push(
+    ...whileNot(
+      [...get(tq), ...get(tend), ...geU],
+      [...madd(a, [...get(tq), ...vload()], [...get(p), ...vload()]), ...incr(p, get(vld)), ...incr(tq, 16)],
+    ),
+  );
+  aJ.push(...get(ap), ...get(a), ...vstore(), ...incr(ap, 16), ...incr(pj, get(ld)), ...incr(j, 1));
+  const aI: number[] = [...get(tp), ...get(s16), ...add, ...set(tend), ...get(dcBase), ...set(pj)];
+  aI.push(...i32(0), ...set(j), ...whileNot([...get(j), ...get(V), ...geU], aJ), ...get(tend), ...set(tp));
+  aI.push(...incr(i, 1));
+  const accStage: number[] = [...get(SCR), ...set(tp), ...get(accBase), ...set(ap), ...i32(0), ...set(i)];
+  accStage.push(...whileNot([...get(i), ...get(V), ...geU], aI));
+
+  const channel: number[] = [...tStage, ...accStage];
+  channel.push(...incr(qBase, get(QC)), ...incr(dcBase, get(chDc)), ...incr(drBase, get(s4)));
+  channel.push(...incr(ch, 1));
+
+  // Store: lanes l < min(4, c − mq) of acc[i][j] to K[i][mq + l][j].
+  const lane = (l: number): number[] =>
+    ifThen(
+      [...get(lanes), ...i32(l), 0x4b /* i32.gt_u */],
+      [
+        ...get(o),
+        ...get(MODE),
+        0x04,
+        F32,
+        ...get(o),
+        ...f32load(),
+        ...get(a),
+        ...simd(0x1f),
+        l,
+        0x92 /* f32.add */,
+        0x05,
+        ...get(a),
+        ...simd(0x1f),
+        l,
+        0x0b,
+        ...f32store(),
+        ...incr(o, get(v4)),
+      ],
+    );
+  const sJ: number[] = [...get(ap), ...vload(), ...set(a), ...get(OUT), ...get(i), ...get(LDO), ...mul];
+  sJ.push(...get(mq), ...get(V), ...mul, ...add, ...get(j), ...add, ...i32(4), ...mul, ...add, ...set(o));
+  sJ.push(...lane(0), ...lane(1), ...lane(2), ...lane(3), ...incr(ap, 16), ...incr(j, 1));
+  const sI: number[] = [...i32(0), ...set(j), ...whileNot([...get(j), ...get(V), ...geU], sJ), ...incr(i, 1)];
+  const store: number[] = [...get(COLS), ...get(mq), ...sub, ...set(lanes)];
+  store.push(
+    ...get(accBase),
+    ...set(ap),
+    ...i32(0),
+    ...set(i),
+    ...whileNot([...get(i), ...get(V), ...geU], sI),
+  );
+
+  const quad: number[] = [...get(accBase), ...set(ap)];
+  quad.push(
+    ...whileNot([...get(ap), ...get(aend), ...geU], [...get(ap), ...vzero, ...vstore(), ...incr(ap, 16)]),
+  );
+  quad.push(...get(Q), ...get(mq), ...i32(4), ...mul, ...add, ...set(qBase));
+  quad.push(...get(DC), ...get(mq), ...i32(4), ...mul, ...add, ...set(dcBase), ...get(DR), ...set(drBase));
+  quad.push(...i32(0), ...set(ch), ...whileNot([...get(ch), ...get(CH), ...geU], channel));
+  quad.push(...store, ...incr(mq, 4));
+
+  const code: number[] = [
+    ...get(CPAD),
+    ...i32(4),
+    ...mul,
+    ...set(ld),
+    ...get(ld),
+    ...get(S),
+    ...mul,
+    ...set(sld),
+  ];
+  code.push(...get(ld), ...get(V), ...mul, ...set(vld), ...get(S), ...i32(16), ...mul, ...set(s16));
+  code.push(...get(S), ...i32(4), ...mul, ...set(s4));
+  code.push(...get(vld), ...get(S), ...mul, ...set(chDc), ...get(V), ...i32(4), ...mul, ...set(v4));
+  code.push(...get(SCR), ...get(V), ...get(s16), ...mul, ...add, ...set(accBase));
+  code.push(...get(accBase), ...get(V), ...get(V), ...mul, ...i32(16), ...mul, ...add, ...set(aend));
+  code.push(...get(M0), ...set(mq), ...whileNot([...get(mq), ...get(COLS), ...geU], quad));
+  return funcBody(
+    [
+      [numI32, I32],
+      [2, V128],
+    ],
+    code,
+  );
+}
+
 /** The exported routines (byte-address arguments, see each body's comment). */
 export interface GemmExports {
   gemm(
@@ -454,6 +607,22 @@ export interface GemmExports {
   ): void;
   transpose(src: number, rows: number, cols: number, dst: number): void;
   packGroups(src: number, k: number, groups: number, stride: number, chunk: number, dst: number): void;
+  pooledPairs(
+    q: number,
+    qc: number,
+    dr: number,
+    dc: number,
+    out: number,
+    ldo: number,
+    m0: number,
+    c: number,
+    cPad: number,
+    channels: number,
+    slots: number,
+    v: number,
+    mode: number,
+    scratch: number,
+  ): void;
 }
 
 const functions = (fma: boolean): AsmFunction[] => [
@@ -463,6 +632,7 @@ const functions = (fma: boolean): AsmFunction[] => [
   { name: 'scatter', params: 9, body: scatterBody() },
   { name: 'transpose', params: 4, body: transposeBody() },
   { name: 'packGroups', params: 6, body: packGroupsBody() },
+  { name: 'pooledPairs', params: 14, body: pooledPairsBody() },
 ];
 
 /**

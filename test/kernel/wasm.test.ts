@@ -116,6 +116,87 @@ function product64(A: Float32Array, B: Float32Array, rows: number, cols: number,
 // The fused multiply-add variants (f32x4.relaxed_madd) where this runtime has relaxed SIMD.
 const FMA = relaxedSimd() ? [false, true] : [false];
 
+/** Inputs of pooledPairs for one row point (random everywhere, padding columns included). */
+function pooledInputs(rng: Rng, V: number, S: number, C: number, cPad: number) {
+  return {
+    Q: randomMatrix(rng, C * S * S, cPad), // [ch][s][s'][m]
+    dr: randomMatrix(rng, V * C, S), // [i][ch][s]
+    Dc: randomMatrix(rng, C * S * V, cPad), // [ch][s'][j][m]
+  };
+}
+
+/**
+ * Float64 K[i][m][j] = Σ_ch Σ_s' (Σ_s dr[i][ch][s] Q[ch][s][s'][m]) Dc[ch][s'][j][m] for m < c,
+ * as [i][m][j] (V × c × V).
+ */
+function pooledPairs64(
+  x: ReturnType<typeof pooledInputs>,
+  V: number,
+  S: number,
+  C: number,
+  c: number,
+  cPad: number,
+): Float64Array {
+  const K = new Float64Array(V * c * V);
+  for (let i = 0; i < V; i++) {
+    for (let m = 0; m < c; m++) {
+      for (let j = 0; j < V; j++) {
+        let sum = 0;
+        for (let ch = 0; ch < C; ch++) {
+          for (let s2 = 0; s2 < S; s2++) {
+            let t = 0;
+            for (let s = 0; s < S; s++)
+              t += x.dr[(i * C + ch) * S + s]! * x.Q[((ch * S + s) * S + s2) * cPad + m]!;
+            sum += t * x.Dc[((ch * S + s2) * V + j) * cPad + m]!;
+          }
+        }
+        K[(i * c + m) * V + j] = sum;
+      }
+    }
+  }
+  return K;
+}
+
+/**
+ * Run pooledPairs on fresh memory: Q with a padded channel stride, out of V + 1 rows of ldo floats
+ * (row V and the row tails must stay as `out0` left them). Returns the whole out buffer.
+ */
+function runPooledPairs(
+  x: ReturnType<typeof pooledInputs>,
+  V: number,
+  S: number,
+  C: number,
+  c: number,
+  m0: number,
+  cPad: number,
+  mode: number,
+  out0: Float32Array,
+  ldo: number,
+): Float32Array {
+  const k = kernels(4 * 2 ** 20);
+  const qc = S * S * cPad + 8; // floats: a channel stride larger than the channel
+  const Q = new Float32Array(C * qc);
+  for (let ch = 0; ch < C; ch++) Q.set(x.Q.subarray(ch * S * S * cPad, (ch + 1) * S * S * cPad), ch * qc);
+  const out = k.put(out0);
+  k.ex.pooledPairs(
+    k.put(Q),
+    4 * qc,
+    k.put(x.dr),
+    k.put(x.Dc),
+    out,
+    ldo,
+    m0,
+    c,
+    cPad,
+    C,
+    S,
+    V,
+    mode,
+    k.alloc(4 * (V * S + V * V)),
+  );
+  return k.read(out, out0.length);
+}
+
 describe('kernels against float64 loops', () => {
   it.each(
     FMA.flatMap((fma) =>
@@ -325,6 +406,73 @@ describe('kernels against float64 loops', () => {
       expect(Array.from(k.read(d, rows * K))).toEqual(Array.from(expected));
     },
   );
+
+  it.each(
+    [
+      // V, S, C, c, m0, cPad
+      [10, 4, 32, 13, 0, 16],
+      [3, 2, 5, 7, 4, 8],
+      [1, 1, 1, 1, 0, 4],
+      [7, 5, 3, 9, 8, 12],
+      [4, 3, 2, 12, 0, 12],
+    ].flatMap((shape) => [0, 1].map((mode) => [...shape, mode])),
+  )(
+    'pooledPairs V = %i, S = %i, C = %i, columns [m0, c) with c = %i, m0 = %i, cPad = %i, mode %i: as float64, nothing else written',
+    (V, S, C, c, m0, cPad, mode) => {
+      const rng = new Rng(V * 1000 + S * 100 + C * 10 + c);
+      const x = pooledInputs(rng, V, S, C, cPad);
+      const ldo = cPad * V + 3;
+      // mode 0: NaN sentinels everywhere; mode 1: random values to add to.
+      const out0 =
+        mode === 0 ? new Float32Array((V + 1) * ldo).fill(Number.NaN) : randomMatrix(rng, V + 1, ldo);
+      const out = runPooledPairs(x, V, S, C, c, m0, cPad, mode, out0, ldo);
+      const K = pooledPairs64(x, V, S, C, c, cPad);
+      const got: number[] = [];
+      const want: number[] = [];
+      for (let i = 0; i <= V; i++) {
+        for (let e = 0; e < ldo; e++) {
+          const m = Math.floor(e / V);
+          const at = i * ldo + e;
+          if (i < V && m >= m0 && m < c) {
+            got.push(out[at]!);
+            want.push((mode === 0 ? 0 : out0[at]!) + K[(i * c + m) * V + (e % V)]!);
+          } else {
+            expect(Object.is(out[at], out0[at]), `untouched at row ${i}, float ${e}`).toBe(true);
+          }
+        }
+      }
+      expect(got.length).toBe(V * V * (c - m0));
+      expect(relMaxError(got, want)).toBeLessThanOrEqual(TOL);
+    },
+  );
+
+  it('pooledPairs: a column point gives the same bits whatever m0, quad and lane', () => {
+    const [V, S, C, c, cPad] = [5, 4, 6, 13, 16];
+    const rng = new Rng(5);
+    const x = pooledInputs(rng, V, S, C, cPad);
+    const ldo = (cPad + 4) * V;
+    const out0 = new Float32Array(V * ldo).fill(Number.NaN);
+    const a = runPooledPairs(x, V, S, C, c, 0, cPad, 0, out0, ldo);
+    const b = runPooledPairs(x, V, S, C, c, 4, cPad, 0, out0, ldo);
+    // The same data one column to the right: every column point in the next lane (or quad).
+    const shift = (m: Float32Array) => {
+      const rows = m.length / cPad;
+      const s = new Float32Array(rows * (cPad + 4));
+      for (let r = 0; r < rows; r++) s.set(m.subarray(r * cPad, (r + 1) * cPad), r * (cPad + 4) + 1);
+      return s;
+    };
+    const y = { Q: shift(x.Q), dr: x.dr, Dc: shift(x.Dc) };
+    const d = runPooledPairs(y, V, S, C, c + 1, 0, cPad + 4, 0, out0, ldo);
+    const bits = (v: Float32Array, i: number, m: number) =>
+      Array.from(new Uint32Array(v.slice(i * ldo + m * V, i * ldo + (m + 1) * V).buffer));
+    for (let i = 0; i < V; i++) {
+      for (let m = 0; m < c; m++) {
+        expect(bits(a, i, m).some((u) => u === 0x7fc00000)).toBe(false);
+        if (m >= 4) expect(bits(b, i, m)).toEqual(bits(a, i, m));
+        expect(bits(d, i, m + 1)).toEqual(bits(a, i, m));
+      }
+    }
+  });
 });
 
 /**
