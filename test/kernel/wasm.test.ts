@@ -415,6 +415,7 @@ describe('kernels against float64 loops', () => {
       [1, 1, 1, 1, 0, 4],
       [7, 5, 3, 9, 8, 12],
       [4, 3, 2, 12, 0, 12],
+      [2, 9, 2, 5, 0, 8],
     ].flatMap((shape) => [0, 1].map((mode) => [...shape, mode])),
   )(
     'pooledPairs V = %i, S = %i, C = %i, columns [m0, c) with c = %i, m0 = %i, cPad = %i, mode %i: as float64, nothing else written',
