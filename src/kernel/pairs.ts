@@ -8,7 +8,7 @@ import { InvalidArgumentError } from '../errors.js';
 import { type Progress, progressBar } from '../util/index.js';
 import { type EngineState, featuresFor, type Points, partition, resolveBlockSize } from './engine.js';
 import type { TermFeatures } from './structured.js';
-import { dot, featureBytes, type TermMeta, tokenPair } from './terms.js';
+import { dot, featureBytes, isPairTerm, pairTermValue, type TermMeta } from './terms.js';
 
 /** Pairs contracted per batch. */
 const CHUNK = 1024;
@@ -45,12 +45,12 @@ export function contractPairs(
     const to = Math.min(P, from + CHUNK);
     if (accumulation === 'float64') pairs64(terms, V, fp, fq, idxP, idxQ, from, to, out as Float64Array);
     else out.set(pairsTf(terms, V, fp, fq, idxP, idxQ, from, to), from * V * V);
-    addTokenPairs(terms, V, fp, fq, idxP, idxQ, from, to, out);
+    addPairTerms(terms, V, fp, fq, idxP, idxQ, from, to, out);
   }
   return out;
 }
 
-/** The float32 blocks [from, to) of every term but the tokens ones, by tfjs ops. */
+/** The float32 blocks [from, to) of every term but the pair terms, by tfjs ops. */
 function pairsTf(
   terms: TermMeta[],
   V: number,
@@ -65,7 +65,7 @@ function pairsTf(
   const result = tf.tidy(() => {
     let acc: tf.Tensor = tf.zeros([c, V, V]);
     terms.forEach((t, k) => {
-      if (t.kind === 'tokens') return; // added by addTokenPairs
+      if (isPairTerm(t)) return; // added by addPairTerms
       let g: tf.Tensor | null = null;
       if (t.kind !== 'gram') {
         if (t.sw2 === 0) g = tf.fill([c, 1, 1], t.sb2);
@@ -93,8 +93,8 @@ function pairsTf(
   return data;
 }
 
-/** The tokens terms (sparse embedding gradients, ./terms.ts) of pairs [from, to), added to out. */
-function addTokenPairs(
+/** The pair terms (tokens, pooled: ./terms.ts) of pairs [from, to), added to out. */
+function addPairTerms(
   terms: TermMeta[],
   V: number,
   fp: TermFeatures[],
@@ -107,10 +107,10 @@ function addTokenPairs(
 ): void {
   const acc = new Float64Array(V * V);
   terms.forEach((t, k) => {
-    if (t.kind !== 'tokens') return;
+    if (!isPairTerm(t)) return;
     for (let p = from; p < to; p++) {
       acc.fill(0);
-      tokenPair(t, V, fp[k]!, idxP[p]!, fq[k]!, idxQ[p]!, true, acc);
+      pairTermValue(t, V, fp[k]!, idxP[p]!, fq[k]!, idxQ[p]!, true, acc);
       for (let e = 0; e < V * V; e++) out[p * V * V + e] = out[p * V * V + e]! + acc[e]!;
     }
   });
@@ -131,7 +131,7 @@ function pairs64(
     const a = idxP[p]!;
     const b = idxQ[p]!;
     terms.forEach((t, k) => {
-      if (t.kind === 'tokens') return;
+      if (isPairTerm(t)) return;
       const g =
         t.kind === 'gram'
           ? 1

@@ -306,3 +306,48 @@ export function im2colRows(x: Float32Array, g: ConvGeometry): Float32Array {
   }
   return out;
 }
+
+/**
+ * The factors of a pooled term (./terms.ts) from a convolution's im2col rows `patches` [b, L, K]
+ * and its output signals δ [b·V, L, C]: per point n and channel c, the positions t (increasing)
+ * where one of the V signals is nonzero fill the slots s < S — a [(n·C + c)·S + s] = (s_w·patch_t,
+ * s_b if a bias) of Kq = K (+ 1) floats, d[n·V + i, c·S + s] = δ[n·V + i, t, c]; the rest is zeros.
+ * More than S such positions is an error (S is one per max-pool window, see structured.ts).
+ */
+export function pooledFactors(
+  patches: Float32Array,
+  delta: Float32Array,
+  dims: { b: number; V: number; L: number; K: number; C: number; S: number },
+  weightScale: number,
+  biasScale: number | null,
+  layer: string,
+): { a: Float32Array; d: Float32Array } {
+  const { b, V, L, K, C, S } = dims;
+  const Kq = K + (biasScale === null ? 0 : 1);
+  const a = new Float32Array(b * C * S * Kq);
+  const d = new Float32Array(b * V * C * S);
+  const used = new Int32Array(C);
+  for (let n = 0; n < b; n++) {
+    used.fill(0);
+    for (let t = 0; t < L; t++) {
+      for (let c = 0; c < C; c++) {
+        let signal = false;
+        for (let i = 0; i < V && !signal; i++) signal = delta[((n * V + i) * L + t) * C + c] !== 0;
+        if (!signal) continue;
+        const s = used[c]!++;
+        if (s >= S) {
+          throw new Error(
+            `structured eNTK: layer ${layer} has signals at more than ${S} positions of channel ${c} (one per max-pool window expected: a bug)`,
+          );
+        }
+        const e = ((n * C + c) * S + s) * Kq;
+        const p = (n * L + t) * K;
+        for (let k = 0; k < K; k++) a[e + k] = weightScale * patches[p + k]!;
+        if (biasScale !== null) a[e + K] = biasScale;
+        for (let i = 0; i < V; i++)
+          d[(n * V + i) * C * S + c * S + s] = delta[((n * V + i) * L + t) * C + c]!;
+      }
+    }
+  }
+  return { a, d };
+}

@@ -57,6 +57,7 @@ import {
   denseGradientRowsAvailable,
   embeddingGradientRows,
   im2colRows,
+  pooledFactors,
   positionGradTestHooks,
   sparseRowsProduct,
 } from './position-grads.js';
@@ -88,6 +89,11 @@ export const structuredTestHooks = {
   sparseRowsMinWork: 2 ** 20,
   /** Replicated runs made without the forward values so far (see replicatedValueFree). */
   valueFreeRuns: 0,
+  /**
+   * Convolutions behind a max-pooling (see pooledTerm): pooled terms where they cost less ('cost'),
+   * always, or never (gram terms).
+   */
+  pooledConvolutions: 'cost' as 'cost' | 'always' | 'never',
 };
 
 /** Shapes (without batch) found by tracing one example. */
@@ -759,6 +765,56 @@ function positionSupport(graph: ModelGraph, consumers: number[][]): Array<'first
   return support;
 }
 
+/**
+ * Positions per channel that can carry a signal when tensor t reaches the logits only through a
+ * max-pooling (after element-wise layers and inference-mode batch norms, which keep a zero signal
+ * zero): one per pool window, as its gradient routes each window's signal to one position. Null
+ * otherwise.
+ */
+function maxPoolSlots(graph: ModelGraph, consumers: number[][], t: number, shape: number[]): number | null {
+  for (let at = t; at !== graph.output; ) {
+    const users = consumers[at]!;
+    if (users.length !== 1) return null;
+    const next = graph.nodes[users[0]!]!;
+    if (next.inputs.length !== 1 || next.stripActivation) return null;
+    const cls = next.layer.getClassName();
+    if (cls === 'MaxPooling2D' || cls === 'MaxPooling1D') {
+      const out = next.layer.computeOutputShape([null, ...shape]) as number[];
+      return prod(out.slice(1, -1));
+    }
+    if (!(isElementwiseLayer(next.layer) || cls === 'BatchNormalization')) return null;
+    at = next.output;
+  }
+  return null;
+}
+
+/**
+ * The pooled term (./terms.ts) of a convolution called once whose output reaches the logits only
+ * through a max-pooling, when its S² patch products per channel (+ the signals' contraction, about
+ * 3× slower per operation) cost less than half of the V² products of full gradient rows; else null.
+ */
+function pooledTerm(
+  graph: ModelGraph,
+  consumers: number[][],
+  p: ParamLayer,
+  single: GraphNode | null,
+  trace: NodeTrace,
+  V: number,
+  layer: string,
+): TermMeta | null {
+  const hook = structuredTestHooks.pooledConvolutions;
+  if (p.kind !== 'conv' || !single || hook === 'never') return null;
+  const out = trace.probeShapes[0]!;
+  const S = maxPoolSlots(graph, consumers, single.output, out);
+  if (S === null) return null;
+  const ks = p.kernel!.shape as number[];
+  const K = (p.conv1d ? ks[0]! : ks[0]! * ks[1]!) * ks[ks.length - 2]! + (p.bias ? 1 : 0);
+  if (hook === 'cost' && S * S * K + 3 * S * V * (S + V) >= 0.5 * V * V * K) return null;
+  const C = out[out.length - 1]!;
+  const pool = { channels: C, slots: S, patch: K };
+  return { kind: 'pooled', layer, dIn: C * S * K, width: C * S, sw2: 1, sb2: 0, pool };
+}
+
 const RULE_NAMES: Record<ParamLayer['kind'], string> = {
   dense: 'dense-explicit',
   conv: 'conv2d-explicit',
@@ -846,6 +902,9 @@ export function planStructured(analysis: ModelAnalysis): StructuredPlan {
       const S = prod(trace.inShapes[0]!);
       terms.push({ kind: 'tokens', layer: name, dIn: S, width: S * p.kernel!.shape[1]!, sw2: 1, sb2: 0 });
       rule = 'embedding-sparse';
+    } else if (pooledTerm(graph, consumers, p, single, trace, V, name)) {
+      terms.push(pooledTerm(graph, consumers, p, single, trace, V, name)!);
+      rule = p.conv1d ? 'conv1d-pooled' : 'conv2d-pooled';
     } else {
       // Masked (skipping each point's zero columns) only where zeros are common: a PReLU's slope
       // gradient is zero wherever its input is positive, an embedding's outside the point's tokens.
@@ -1335,6 +1394,24 @@ export function structuredFeatures(
           t: tf.cast(tf.cast(ids, 'int32'), 'float32').reshape([b, term.dIn]),
         });
         result.push({ term: planned.term, key: 'd', t: scaled.reshape([b * V, term.width]) });
+        return;
+      }
+      if (term.kind === 'pooled') {
+        const p = planned.param;
+        const a = saved.get(k0)!.inputs[0]!;
+        const delta = deltas.get(k0)![0]!;
+        const ks = p.kernel!.shape as number[];
+        const [kh, kw] = p.conv1d ? [1, ks[0]!] : [ks[0]!, ks[1]!];
+        const geometry = convGeometry(p, a, kh, kw, delta.shape.slice(1, -1));
+        const { channels: C, slots: S } = term.pool!;
+        const dims = { b, V, L: geometry.oh * geometry.ow, K: kh * kw * geometry.C, C, S };
+        const biasScale = p.bias ? p.biasScale : null;
+        // (In place views of the backend's memory: no tfjs call in between.)
+        const patches = im2colRows(valuesOf(a), geometry);
+        Object.assign(
+          out[planned.term]!,
+          pooledFactors(patches, valuesOf(delta), dims, p.weightScale, biasScale, term.layer),
+        );
         return;
       }
       if (term.kind === 'gram') {

@@ -7,8 +7,14 @@
  *   identity: (s_w²⟨a_n, a'_m⟩ + s_b²) · [i = j]                       a: [·, dIn]
  *   gram:     ⟨g_i(x_n), g_j(x'_m)⟩                                    g rows (per-example gradients): [·V, width]
  *   tokens:   Σ_{slots s, s' : id_s = id'_s'} ⟨g_i[s], g'_j[s']⟩     a: slot ids [·, dIn], g rows [·V, width]
- * The tokens term is an embedding's gradient kept sparse (see {@link addTokenTerm}): only the rows of
- * the table that a point's tokens select, one slot per distinct token.
+ *   pooled:   Σ_c Σ_{s, s'} δ_i[c, s] δ'_j[c, s'] ⟨e[c, s], e'[c, s']⟩   a: slot vectors [·, C·S·K], δ rows [·V, C·S]
+ * The tokens term is an embedding's gradient kept sparse (see {@link addPairTerm}): only the rows of
+ * the table that a point's tokens select, one slot per distinct token. The pooled term is a
+ * convolution whose output reaches the logits only through a max-pooling: per output channel c at
+ * most S positions (one per pool window) get a signal, slot s holding that position's input patch
+ * e[c, s] (times s_w, then s_b for the bias) and its signals δ_i[c, s] — an exact rewrite of the
+ * convolution's per-example gradient Σ_s δ_i[c, s] e[c, s] (column c), S² patch products per channel
+ * instead of V² products of full gradient rows (see {@link pooledPair}).
  * Full blocks are [r·V, c·V] (row n·V + i, column m·V + j); trace blocks are [r, c] with entries
  * Σ_i K_ii / V, where the δ / g rows of one point are contracted as one vector of length V·width.
  */
@@ -16,16 +22,21 @@ import type { TermFeatures } from './structured.js';
 
 /** A term of the kernel (serialisable: sent to worker threads). */
 export interface TermMeta {
-  kind: 'factored' | 'identity' | 'gram' | 'tokens';
+  kind: 'factored' | 'identity' | 'gram' | 'tokens' | 'pooled';
   /** Layer the term comes from ('*' for the whole-model Jacobian). */
   layer: string;
-  /** Width of the layer input a (factored, identity), slots per point (tokens); 0 for gram. */
+  /**
+   * Width of the layer input a (factored, identity), slots per point (tokens), C·S·K slot vector
+   * floats per point (pooled); 0 for gram.
+   */
   dIn: number;
   /**
-   * Width of a δ row (factored), of a per-example gradient row (gram), or slots × embedding width
-   * (tokens); 0 for identity.
+   * Width of a δ row (factored), of a per-example gradient row (gram), slots × embedding width
+   * (tokens), C·S (pooled); 0 for identity.
    */
   width: number;
+  /** Pooled terms: output channels C, slots per channel S, floats K of a slot vector. */
+  pool?: { channels: number; slots: number; patch: number };
   /** Squared weight / bias multipliers (identity: including the squared output scale c²). */
   sw2: number;
   sb2: number;
@@ -167,12 +178,70 @@ export function tokenPair(
 }
 
 /**
- * Add the tokens term k of a block to `out` ([r·V, c·V] full or [r, c] trace, row-major with
+ * The pooled term of one pair of points (row point n of `fr`, column point m of `fc`) added to
+ * acc[i·V + j] (full) or acc[0] (trace: Σ_i, not yet divided by V), summed in float64:
+ *     K_ij(x_n, x'_m) += Σ_c Σ_{s, s'} δ_i[c, s] · ⟨e[c, s], e'[c, s']⟩ · δ'_j[c, s']
+ * (empty slots: zero vectors and signals).
+ */
+export function pooledPair(
+  t: TermMeta,
+  V: number,
+  fr: TermFeatures,
+  n: number,
+  fc: TermFeatures,
+  m: number,
+  full: boolean,
+  acc: Float64Array,
+): void {
+  const { channels: C, slots: S, patch: K } = t.pool!;
+  const w = t.width;
+  const [er, ec, dr, dc] = [fr.a!, fc.a!, fr.d!, fc.d!];
+  for (let c = 0; c < C; c++) {
+    for (let s = 0; s < S; s++) {
+      for (let q = 0; q < S; q++) {
+        const e = dot(er, ((n * C + c) * S + s) * K, ec, ((m * C + c) * S + q) * K, K);
+        if (e === 0) continue;
+        for (let i = 0; i < V; i++) {
+          const x = dr[(n * V + i) * w + c * S + s]! * e;
+          if (x === 0) continue;
+          if (!full) {
+            acc[0] = acc[0]! + x * dc[(m * V + i) * w + c * S + q]!;
+            continue;
+          }
+          for (let j = 0; j < V; j++) acc[i * V + j] = acc[i * V + j]! + x * dc[(m * V + j) * w + c * S + q]!;
+        }
+      }
+    }
+  }
+}
+
+/** Terms contracted point pair by point pair in plain JS (float64 sums): tokens and pooled. */
+export function isPairTerm(t: TermMeta): boolean {
+  return t.kind === 'tokens' || t.kind === 'pooled';
+}
+
+/** A pair term of one pair of points added to acc (see {@link tokenPair}, {@link pooledPair}). */
+export function pairTermValue(
+  t: TermMeta,
+  V: number,
+  fr: TermFeatures,
+  n: number,
+  fc: TermFeatures,
+  m: number,
+  full: boolean,
+  acc: Float64Array,
+): void {
+  if (t.kind === 'pooled') pooledPair(t, V, fr, n, fc, m, full, acc);
+  else tokenPair(t, V, fr, n, fc, m, full, acc);
+}
+
+/**
+ * Add the pair term k (tokens or pooled) of a block to `out` ([r·V, c·V] full or [r, c] trace, row-major with
  * `ld` entries per row; trace entries Σ_i K_ii times `traceScale`, 1/V unless the caller divides
  * later). `upper`: only column point ≥ row point (a block against itself whose lower triangle is
  * mirrored afterwards).
  */
-export function addTokenTerm(
+export function addPairTerm(
   out: Float32Array | Float64Array,
   ld: number,
   t: TermMeta,
@@ -189,7 +258,7 @@ export function addTokenTerm(
   for (let n = 0; n < r; n++) {
     for (let m = upper ? n : 0; m < c; m++) {
       acc.fill(0);
-      tokenPair(t, V, fr, n, fc, m, full, acc);
+      pairTermValue(t, V, fr, n, fc, m, full, acc);
       if (!full) {
         out[n * ld + m] = out[n * ld + m]! + acc[0]! * traceScale;
         continue;
@@ -290,9 +359,9 @@ export class JsBlockComputer implements BlockComputer {
     this.terms.forEach((t, k) => {
       const fr = row.terms[k]!;
       const fc = col.terms[k]!;
-      if (t.kind === 'tokens') {
+      if (isPairTerm(t)) {
         // Trace entries are divided by V at the end: add the undivided sums here.
-        addTokenTerm(out, full ? c * V : c, t, V, full, fr, fc, r, c, false, 1);
+        addPairTerm(out, full ? c * V : c, t, V, full, fr, fc, r, c, false, 1);
         return;
       }
       const g = t.kind !== 'gram' ? this.gram(t, fr.a!, fc.a!, r, c) : null;

@@ -6,11 +6,12 @@
 import * as tf from '@tensorflow/tfjs';
 import {
   addIdentity,
-  addTokenTerm,
+  addPairTerm,
   type BlockComputer,
   type BlockInput,
   type BlockOutput,
   type ContractionMode,
+  isPairTerm,
   ownedBlock,
   type TermMeta,
 } from './terms.js';
@@ -56,7 +57,7 @@ export class TfBlockComputer implements BlockComputer {
     const V = this.V;
     return this.cached(`r:${input.key}`, () =>
       this.terms.flatMap((t, k) => {
-        if (t.kind === 'tokens') return [null, null];
+        if (isPairTerm(t)) return [null, null];
         const f = input.terms[k]!;
         const a = t.kind !== 'gram' ? tf.tensor2d(f.a!, [b, t.dIn]) : null;
         const d =
@@ -74,7 +75,7 @@ export class TfBlockComputer implements BlockComputer {
     const V = this.V;
     return this.cached(`c:${input.key}`, () =>
       this.terms.flatMap((t, k) => {
-        if (t.kind === 'tokens') return [null, null];
+        if (isPairTerm(t)) return [null, null];
         const f = input.terms[k]!;
         const a = t.kind !== 'gram' ? tf.tidy(() => tf.transpose(tf.tensor2d(f.a!, [c, t.dIn]))) : null;
         const d =
@@ -109,7 +110,7 @@ export class TfBlockComputer implements BlockComputer {
         return g;
       };
       this.terms.forEach((t, k) => {
-        if (t.kind === 'tokens') return; // added in JS below
+        if (isPairTerm(t)) return; // added in JS below
         if (t.kind === 'identity') {
           const g = gramOf(t, k);
           gid = gid ? tf.add(gid, g) : g;
@@ -146,10 +147,9 @@ export class TfBlockComputer implements BlockComputer {
         if (full) addIdentity(target, g, r, c, V);
         else for (let e = 0; e < r * c; e++) target[e] = target[e]! + g[e]!;
       }
-      // Tokens terms (sparse embedding gradients) in plain JS.
+      // Pair terms (sparse embedding gradients, max-pooled convolutions) in plain JS.
       this.terms.forEach((t, k) => {
-        if (t.kind === 'tokens')
-          addTokenTerm(target, cols, t, V, full, row.terms[k]!, col.terms[k]!, r, c, false);
+        if (isPairTerm(t)) addPairTerm(target, cols, t, V, full, row.terms[k]!, col.terms[k]!, r, c, false);
       });
     };
     const view = heapView(acc);

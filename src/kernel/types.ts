@@ -238,7 +238,11 @@ export interface NtkPlan {
   /** Shape of one input example. */
   inputShape: number[];
   /** Structured path: the per-layer terms (name, kind, widths); empty for 'jacobian'. */
-  terms: Array<{ layer: string; kind: 'factored' | 'identity' | 'gram' | 'tokens'; width: number }>;
+  terms: Array<{
+    layer: string;
+    kind: 'factored' | 'identity' | 'gram' | 'tokens' | 'pooled';
+    width: number;
+  }>;
 }
 
 /**

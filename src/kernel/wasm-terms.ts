@@ -30,11 +30,12 @@ import { InvalidArgumentError } from '../errors.js';
 import { WASM_PAGE, type WasmMemory, wasmApi } from '../util/index.js';
 import type { TermFeatures } from './structured.js';
 import {
-  addTokenTerm,
+  addPairTerm,
   type BlockComputer,
   type BlockInput,
   type BlockOutput,
   type ContractionMode,
+  isPairTerm,
   type TermMeta,
 } from './terms.js';
 import { type GemmExports, gemmModule, MASKED_FIELDS, MR, NR } from './wasm-gemm.js';
@@ -75,6 +76,9 @@ const TIGHT_BAND = 4;
  * gradients at V = 5).
  */
 const TIGHT_CHUNK = 1024;
+
+/** Row tiles per product of a pooled term's first stage on a symmetric block (see pooledTerm). */
+const POOL_BAND = 8;
 
 /** Memories above this size are dropped instead of kept for reuse. */
 const KEEP_BYTES = 128 * 2 ** 20;
@@ -202,7 +206,7 @@ function padRows(src: Float32Array, rows: number, width: number): Float32Array {
 }
 
 /** How a term is contracted in this computer's mode. */
-type Route = 'identity' | 'dense' | 'masked' | 'gated' | 'tokens' | 'tight';
+type Route = 'identity' | 'dense' | 'masked' | 'gated' | 'tokens' | 'tight' | 'pooled';
 
 /** Packed factors of one block, per term (null where unused), and per-point unit lists. */
 interface PackedBlock {
@@ -293,7 +297,8 @@ export class WasmBlockComputer implements BlockComputer {
     const full = mode === 'full';
     this.routes = terms.map((t) => {
       if (t.kind === 'identity') return 'identity';
-      if (t.kind === 'tokens') return 'tokens';
+      if (t.kind === 'pooled') return 'pooled';
+      if (isPairTerm(t)) return 'tokens';
       if (!full) return 'dense';
       // Dense gram terms: rows of all points back to back (no padding of V rows to a multiple of MR).
       if (t.kind === 'gram' && t.dense && roundUp(V, MR) !== V) return 'tight';
@@ -352,7 +357,7 @@ export class WasmBlockComputer implements BlockComputer {
         if (row) units = activeUnits(f.s!, b, 1, width);
       }
       const a =
-        t.kind !== 'gram' && route !== 'tokens' && t.sw2 !== 0
+        t.kind !== 'gram' && route !== 'tokens' && route !== 'pooled' && t.sw2 !== 0
           ? packRows(f.a!, b, t.dIn, row ? 'dense' : 'panels', 1, 1, takeBuffer)
           : null;
       packed.a.push(a);
@@ -561,6 +566,157 @@ export class WasmBlockComputer implements BlockComputer {
     }
   }
 
+  /** Regions of the pooled terms of an r × c block (the largest term's sizes; none without one). */
+  private pooledSizes(r: number, c: number): Array<[string, number]> {
+    const V = this.V;
+    const sizes = { A: 0, B: 0, Q: 0, dr: 0, dc: 0, row: 0, src: 0 };
+    this.terms.forEach((t) => {
+      if (t.kind !== 'pooled') return;
+      const { channels: C, slots: S, patch } = t.pool!;
+      const K = roundUp(patch, 4);
+      const [Rr, cPad] = [roundUp(r * S, MR), roundUp(c, NR)];
+      const grow = (key: keyof typeof sizes, floats: number) => {
+        sizes[key] = Math.max(sizes[key], 4 * floats);
+      };
+      grow('A', C * Rr * K);
+      grow('B', C * S * cPad * K);
+      grow('Q', C * Rr * S * cPad);
+      grow('dr', r * V * C * S);
+      grow('dc', C * S * V * cPad);
+      grow('row', this.mode === 'full' ? 0 : V * cPad * V);
+      grow('src', Math.max(Rr, S * cPad) * K);
+    });
+    if (sizes.A === 0) return [];
+    return [
+      ['poolA', sizes.A],
+      ['poolB', sizes.B],
+      ['poolQ', sizes.Q],
+      ['poolDr', sizes.dr],
+      ['poolDc', sizes.dc],
+      ['poolRow', sizes.row],
+      ['poolSrc', sizes.src],
+      ['poolScratch', 16 * V * (V + Math.max(...this.terms.map((t) => t.pool?.slots ?? 0)))],
+    ];
+  }
+
+  /**
+   * Pooled term k (./terms.ts) of a block, in two stages.
+   * 1. Per channel ch, the slot vectors' products Q_ch[(n, s), (s', m)] = ⟨e_n[ch, s], e'_m[ch, s']⟩
+   *    by the dense kernel (row slots n·S + s as A tiles; column slots s'·cPad + m as B panels, so
+   *    that 4 column points of one s' are adjacent).
+   * 2. Per row point n, the pooledPairs kernel: K[n·V + i, m·V + j] = Σ_ch Σ_s' (Σ_s δ_i[ch, s]
+   *    Q_ch[(n, s), (s', m)]) δ'_j[ch, s'], 4 column points per SIMD pass (from n's quad on when
+   *    symmetric: the rest is mirrored). Trace blocks: each row point's V × V blocks into 'poolRow',
+   *    then Σ_i K_ii added (the division by V comes at the end, as for the other terms).
+   */
+  private pooledTerm(
+    k: number,
+    t: TermMeta,
+    block: BlockShape,
+    row: BlockInput,
+    col: BlockInput,
+    first: boolean,
+  ): void {
+    const { r, c, sym } = block;
+    const V = this.V;
+    const full = this.mode === 'full';
+    const { channels: C, slots: S, patch } = t.pool!;
+    const K = roundUp(patch, 4);
+    const [Rr, cPad] = [roundUp(r * S, MR), roundUp(c, NR)];
+    const at = (name: string) => this.regions.at(name);
+    const heap = new Float32Array(this.memory.buffer);
+    const src = at('poolSrc');
+    const ea = row.terms[k]!.a!;
+    const eb = col.terms[k]!.a!;
+    // Slot vectors of channel ch as packed rows: row point slots (n, s), column slots (s', m).
+    const load = (e: Float32Array, rows: number, slot: (q: number) => number) => {
+      heap.fill(0, src / 4, src / 4 + rows * K);
+      for (let q = 0; q < rows; q++) {
+        const from = slot(q);
+        if (from >= 0) heap.set(e.subarray(from, from + patch), src / 4 + q * K);
+      }
+    };
+    const qStride = Rr * S * cPad;
+    for (let ch = 0; ch < C; ch++) {
+      load(ea, Rr, (q) => (q < r * S ? ((Math.floor(q / S) * C + ch) * S + (q % S)) * patch : -1));
+      const A = at('poolA') + 4 * ch * Rr * K;
+      this.ex.packGroups(src, K, Rr / MR, MR, K, A);
+      load(eb, S * cPad, (q) => {
+        const [s, m] = [Math.floor(q / cPad), q % cPad];
+        return m < c ? ((m * C + ch) * S + s) * patch : -1;
+      });
+      const B = at('poolB') + 4 * ch * S * cPad * K;
+      this.ex.packGroups(src, K, (S * cPad) / NR, NR, K, B);
+      const Q = at('poolQ') + 4 * ch * qStride;
+      if (!sym) {
+        this.dense(A, B, K, Rr, S * cPad, Q, 4 * S * cPad, 0, 0, 1, 0);
+        continue;
+      }
+      // A block against itself: stage 2 reads, for row point n, only the column points from n's
+      // quad on; per band of POOL_BAND row tiles, each s' segment from its first point's panel on.
+      const segment = cPad / NR;
+      for (let t0 = 0; t0 < Rr / MR; t0 += POOL_BAND) {
+        const tiles = Math.min(POOL_BAND, Rr / MR - t0);
+        const p0 = Math.floor(Math.floor((t0 * MR) / S) / NR);
+        for (let s2 = 0; s2 < S; s2++) {
+          const q0 = s2 * segment + p0;
+          const [a, b] = [A + 4 * t0 * MR * K, B + 4 * q0 * NR * K];
+          const c0 = Q + 4 * (t0 * MR * S * cPad + q0 * NR);
+          this.ex.gemm(a, b, K, tiles, segment - p0, c0, 4 * S * cPad, 0, 0, 1, 0);
+          this.flops += 2 * tiles * MR * (segment - p0) * NR * K;
+        }
+      }
+    }
+    // Signals: the row points' as they are; the column points' as Dc[ch][s'][j][m].
+    const dr = row.terms[k]!.d!;
+    heap.set(dr.subarray(0, r * V * C * S), at('poolDr') / 4);
+    const dc = col.terms[k]!.d!;
+    const dcAt = at('poolDc') / 4;
+    heap.fill(0, dcAt, dcAt + C * S * V * cPad);
+    for (let m = 0; m < c; m++) {
+      for (let j = 0; j < V; j++) {
+        const from = (m * V + j) * C * S;
+        for (let q = 0; q < C * S; q++) heap[dcAt + (q * V + j) * cPad + m] = dc[from + q]!;
+      }
+    }
+    const colsPad = roundUp(full ? c * V : c, NR);
+    for (let n = 0; n < r; n++) {
+      const m0 = sym ? Math.floor(n / 4) * 4 : 0;
+      const q = at('poolQ') + 4 * n * S * S * cPad;
+      const dRow = at('poolDr') + 4 * n * V * C * S;
+      const target = full ? at('out') + 4 * n * this.RP * colsPad : at('poolRow');
+      const ldo = full ? colsPad : c * V;
+      const mode = full && !first ? 1 : 0;
+      this.ex.pooledPairs(
+        q,
+        4 * qStride,
+        dRow,
+        at('poolDc'),
+        target,
+        ldo,
+        m0,
+        c,
+        cPad,
+        C,
+        S,
+        V,
+        mode,
+        at('poolScratch'),
+      );
+      this.flops += 2 * (c - m0) * C * (V * S * S + V * V * S);
+      if (!full) {
+        // Σ_i K_ii of each column point into the trace row (undivided).
+        const rowAt = at('poolRow') / 4;
+        const o = at('out') / 4 + n * colsPad;
+        for (let m = m0; m < c; m++) {
+          let sum = 0;
+          for (let i = 0; i < V; i++) sum += heap[rowAt + i * c * V + m * V + i]!;
+          heap[o + m] = (first ? 0 : heap[o + m]!) + sum;
+        }
+      }
+    }
+  }
+
   /**
    * Gated term k of a full block: for each row point n, the column points' s' (from n on when
    * symmetric) against P scaled by s_n over n's nonzero units, spread by scatter with G[n, ·].
@@ -651,6 +807,7 @@ export class WasmBlockComputer implements BlockComputer {
           Math.max(0, ...this.terms.map((t, k) => (this.routes[k] === 'tight' ? this.innerK(t) : 0))),
       ],
       ['outT', 4 * rows * cols],
+      ...this.pooledSizes(r, c),
     );
     if (this.regions.fit(sizes, `${r} × ${c}`)) {
       this.loaded = { row: '', col: '' };
@@ -684,7 +841,8 @@ export class WasmBlockComputer implements BlockComputer {
         firstTight = false;
         return;
       }
-      if (route === 'gated') this.gatedTerm(k, t, block, pr.counts[k]!, first);
+      if (route === 'pooled') this.pooledTerm(k, t, block, row, col, first);
+      else if (route === 'gated') this.gatedTerm(k, t, block, pr.counts[k]!, first);
       else if (route === 'masked') {
         const mode = t.kind === 'gram' ? (first ? 0 : 3) : first ? 2 : 1;
         this.maskedTerm(k, t, block, pr.counts[k]!, mode);
@@ -758,7 +916,7 @@ export class WasmBlockComputer implements BlockComputer {
     this.terms.forEach((t, k) => {
       if (this.routes[k] !== 'tokens') return;
       const view = new Float32Array(this.memory.buffer, out, rows * cols);
-      addTokenTerm(view, cols, t, V, full, row.terms[k]!, col.terms[k]!, r, c, block.sym);
+      addPairTerm(view, cols, t, V, full, row.terms[k]!, col.terms[k]!, r, c, block.sym);
     });
     const outT = this.regions.at('outT');
     if (block.sym) {

@@ -1,0 +1,243 @@
+/**
+ * The pooled term (src/kernel/terms.ts, structured.ts pooledTerm): a convolution whose output reaches
+ * the logits only through a max-pooling contracted over its pool windows' selected patches.
+ *
+ * - Which convolutions get it (the max-pool chain, the cost rule) and which do not.
+ * - Kernels against the gram term of the same layer (the hook off), in float32 (≤ 1e-6; ≤ 1e-5 for
+ *   trace outputs, whose gram side sums V·P-long rows) and float64 (≤ 1e-6), for full, trace,
+ *   diagonal and pairs outputs, x1 × x2 and symmetric, small blocks (row and column quads of the
+ *   SIMD stage, symmetric block starts), 1 and 2 threads (bitwise equal); against float64 finite
+ *   differences (≤ 1e-5).
+ * - The invariant behind it (at most one signal position per pool window) fails loudly.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  empiricalNtkFn,
+  finiteDifferenceNtk,
+  type NtkCallOptions,
+  type NtkOptions,
+} from '../../src/kernel/index.js';
+import { pooledFactors } from '../../src/kernel/position-grads.js';
+import { structuredTestHooks } from '../../src/kernel/structured.js';
+import { buildModel, resolveModelSpec } from '../../src/model/index.js';
+import { normalPoints, randomizeWeights, relMaxError } from './helpers.js';
+
+const L = tf.layers;
+type ST = tf.SymbolicTensor;
+
+let before = 0;
+beforeEach(() => {
+  before = tf.memory().numTensors;
+});
+afterEach(() => {
+  structuredTestHooks.pooledConvolutions = 'cost';
+  expect(tf.memory().numTensors).toBe(before);
+});
+
+/** The kernel with pooled terms wherever a max-pool allows, and with the same layers as gram terms. */
+async function both(
+  model: tf.LayersModel,
+  x: tf.Tensor,
+  y: tf.Tensor | null,
+  options: NtkOptions,
+  call: NtkCallOptions = {},
+) {
+  structuredTestHooks.pooledConvolutions = 'always';
+  const pooled = await empiricalNtkFn(model, { progress: false, ...options })(x, y ?? undefined, call);
+  structuredTestHooks.pooledConvolutions = 'never';
+  const gram = await empiricalNtkFn(model, { progress: false, ...options })(x, y ?? undefined, call);
+  structuredTestHooks.pooledConvolutions = 'cost';
+  expect(pooled.rules!.some((r) => r.rule.endsWith('-pooled'))).toBe(true);
+  expect(gram.rules!.some((r) => r.rule.endsWith('-pooled'))).toBe(false);
+  return { pooled, gram };
+}
+
+const bytes = (a: Float32Array | Float64Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+/** Conv1D → ReLU → MaxPooling1D (overlapping windows: size 3, stride 2) → Dense. */
+function seqNet(): tf.LayersModel {
+  const x = tf.input({ shape: [12, 3] });
+  const c = L.conv1d({ filters: 8, kernelSize: 3, padding: 'same', activation: 'relu' }).apply(x) as ST;
+  const p = L.maxPooling1d({ poolSize: 3, strides: 2 }).apply(c) as ST;
+  const model = tf.model({
+    inputs: x,
+    outputs: L.dense({ units: 4 }).apply(L.flatten().apply(p) as ST) as ST,
+  });
+  randomizeWeights(model, 51, 0.5);
+  return model;
+}
+
+/** Conv2D → BatchNorm → ReLU → MaxPool 'same' (3 × 3, stride 2), then a conv without bias and a global max-pool. */
+function bnNet(): tf.LayersModel {
+  const x = tf.input({ shape: [8, 8, 2] });
+  const c = L.conv2d({ filters: 8, kernelSize: 3, padding: 'same' }).apply(x) as ST;
+  const b = L.activation({ activation: 'relu' }).apply(L.batchNormalization().apply(c) as ST) as ST;
+  const p = L.maxPooling2d({ poolSize: 3, strides: 2, padding: 'same' }).apply(b) as ST;
+  const d = L.conv2d({ filters: 6, kernelSize: 2, useBias: false, activation: 'tanh' }).apply(p) as ST;
+  const g = L.maxPooling2d({ poolSize: 3 }).apply(d) as ST;
+  const model = tf.model({
+    inputs: x,
+    outputs: L.dense({ units: 5 }).apply(L.flatten().apply(g) as ST) as ST,
+  });
+  randomizeWeights(model, 52, 0.5);
+  for (const w of model.weights) {
+    if (!/moving_variance/.test(w.name)) continue;
+    const t = tf.tidy(() => tf.add(tf.abs(w.read()), 1));
+    w.write(t);
+    t.dispose();
+  }
+  return model;
+}
+
+describe('which convolutions get the pooled term', () => {
+  it("the cnn preset's second convolution (16 → 4 windows per channel), not the first (64 → 16: no saving)", async () => {
+    const model = buildModel(resolveModelSpec('cnn'), { inputShape: [64], numClasses: 10, seed: 0 });
+    const x = normalPoints(2, [64], 1);
+    try {
+      const k = await empiricalNtkFn(model, { progress: false })(x);
+      expect(k.rules!.map((r) => r.rule)).toEqual([
+        'conv2d-explicit',
+        'conv2d-pooled',
+        'dense-gated',
+        'dense-identity',
+      ]);
+    } finally {
+      model.dispose();
+      x.dispose();
+    }
+  });
+
+  it('through BatchNorm and ReLU to a max-pool, Conv1D too; not when the output has another consumer', async () => {
+    structuredTestHooks.pooledConvolutions = 'always'; // (whatever the cost)
+    const residual = (() => {
+      const x = tf.input({ shape: [6, 6, 4] });
+      const c = L.conv2d({ filters: 4, kernelSize: 3, padding: 'same', activation: 'relu' }).apply(x) as ST;
+      const p = L.maxPooling2d({ poolSize: 3 }).apply(c) as ST;
+      const q = L.maxPooling2d({ poolSize: 6 }).apply(c) as ST;
+      const f = L.concatenate().apply([L.flatten().apply(p) as ST, L.flatten().apply(q) as ST]) as ST;
+      return tf.model({ inputs: x, outputs: L.dense({ units: 3 }).apply(f) as ST });
+    })();
+    const cases: Array<[tf.LayersModel, number[], string[]]> = [
+      [seqNet(), [12, 3], ['conv1d-pooled', 'dense-identity']],
+      [bnNet(), [8, 8, 2], ['conv2d-pooled', 'batchnorm', 'conv2d-pooled', 'dense-identity']],
+
+      [residual, [6, 6, 4], ['conv2d-explicit', 'dense-identity']],
+    ];
+    for (const [model, shape, rules] of cases) {
+      const x = normalPoints(2, shape, 2);
+      try {
+        const k = await empiricalNtkFn(model, { progress: false })(x);
+        expect(k.rules!.map((r) => r.rule)).toEqual(rules);
+      } finally {
+        model.dispose();
+        x.dispose();
+      }
+    }
+  });
+});
+
+describe('pooled = gram (the same layers as full per-example gradients)', () => {
+  const models: Array<[string, () => tf.LayersModel, number[]]> = [
+    [
+      'cnn preset',
+      () => buildModel(resolveModelSpec('cnn'), { inputShape: [64], numClasses: 10, seed: 3 }),
+      [64],
+    ],
+    ['Conv1D → MaxPooling1D (overlapping windows)', seqNet, [12, 3]],
+    ["Conv2D → BN → ReLU → MaxPool 'same'; conv without bias → global max-pool", bnNet, [8, 8, 2]],
+  ];
+
+  it.each(models)(
+    '%s: full and trace, x1 × x2 and symmetric, 1 and 2 threads (bitwise equal)',
+    async (_, make, shape) => {
+      const model = make();
+      const x = normalPoints(11, shape, 3);
+      const y = normalPoints(6, shape, 4);
+      try {
+        for (const output of ['full', 'trace'] as const) {
+          const tol = output === 'full' ? 1e-6 : 1e-5;
+          // Blocks of 5 points (rectangular and symmetric blocks, column quads cut by the block
+          // edge) and of 11 (a symmetric block of 44 slot rows: two row bands of the first stage).
+          for (const [other, blockSize] of [
+            [y, 5],
+            [null, 5],
+            [null, 11],
+          ] as const) {
+            const one = await both(model, x, other, { output, blockSize });
+            expect(relMaxError(one.pooled.data, one.gram.data)).toBeLessThanOrEqual(tol);
+            const two = await both(model, x, other, { output, blockSize, threads: 2 });
+            expect(Buffer.compare(bytes(two.pooled.data), bytes(one.pooled.data))).toBe(0);
+          }
+        }
+      } finally {
+        model.dispose();
+        x.dispose();
+        y.dispose();
+      }
+    },
+  );
+
+  // float64: the gram side contracts float32 per-example gradients (sums over positions rounded to
+  // float32), the pooled side never forms them: they agree to float32 rounding, not to 1e-15.
+  it.each(models)('%s: float64 accumulation, diagonal and pairs outputs (≤ 1e-6)', async (_, make, shape) => {
+    const model = make();
+    const x = normalPoints(5, shape, 5);
+    try {
+      const f64 = await both(model, x, null, { accumulation: 'float64' });
+      expect(relMaxError(f64.pooled.data, f64.gram.data)).toBeLessThanOrEqual(1e-6);
+      const diagonal = await both(model, x, null, { output: 'diagonal' });
+      expect(relMaxError(diagonal.pooled.data, diagonal.gram.data)).toBeLessThanOrEqual(1e-6);
+      const pairs: Array<[number, number]> = [
+        [0, 3],
+        [4, 4],
+        [2, 1],
+      ];
+      const p = await both(model, x, null, { output: 'pairs' }, { pairs });
+      expect(relMaxError(p.pooled.data, p.gram.data)).toBeLessThanOrEqual(1e-6);
+    } finally {
+      model.dispose();
+      x.dispose();
+    }
+  });
+
+  it('= float64 finite differences (rel. max ≤ 1e-5), float32 and float64 accumulation', async () => {
+    const model = bnNet();
+    const x = normalPoints(3, [8, 8, 2], 6);
+    try {
+      const reference = finiteDifferenceNtk(model, x).data;
+      structuredTestHooks.pooledConvolutions = 'always';
+      for (const accumulation of ['float32', 'float64'] as const) {
+        const k = await empiricalNtkFn(model, { progress: false, accumulation })(x);
+        expect(k.rules!.filter((r) => r.rule === 'conv2d-pooled')).toHaveLength(2);
+        expect(relMaxError(k.data, reference)).toBeLessThanOrEqual(1e-5);
+      }
+    } finally {
+      model.dispose();
+      x.dispose();
+    }
+  });
+});
+
+describe('the one-position-per-window invariant', () => {
+  it('more signal positions in a channel than slots is an error naming the layer', () => {
+    // b = 1, V = 2, L = 3 positions, K = 2, C = 1, S = 2: all three positions carry a signal.
+    const patches = Float32Array.from([1, 2, 3, 4, 5, 6]);
+    // δ [b·V, L, C]: logit 0 at positions 0 and 1, logit 1 at position 2.
+    const delta = Float32Array.from([1, 2, 0, 0, 0, 3]);
+    expect(() =>
+      pooledFactors(patches, delta, { b: 1, V: 2, L: 3, K: 2, C: 1, S: 2 }, 1, null, 'conv_x'),
+    ).toThrow(/conv_x has signals at more than 2 positions of channel 0/);
+    // Two positions fit: slot vectors (times s_w, then s_b) and signals in position order.
+    const f = pooledFactors(
+      patches,
+      Float32Array.from([1, 0, 0, 0, 0, 3]),
+      { b: 1, V: 2, L: 3, K: 2, C: 1, S: 2 },
+      2,
+      0.5,
+      'c',
+    );
+    expect(Array.from(f.a)).toEqual([2, 4, 0.5, 10, 12, 0.5]);
+    expect(Array.from(f.d)).toEqual([1, 0, 0, 3]);
+  });
+});
