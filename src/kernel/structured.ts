@@ -789,9 +789,10 @@ function maxPoolSlots(graph: ModelGraph, consumers: number[][], t: number, shape
 }
 
 /**
- * The pooled term (./terms.ts) of a convolution called once whose output reaches the logits only
- * through a max-pooling, when its S² patch products per channel (+ the signals' contraction, about
- * 3× slower per operation) cost less than half of the V² products of full gradient rows; else null.
+ * The pooled term (./terms.ts; docs/theory.md §Per-layer rules) of a convolution called once whose
+ * output reaches the logits only through a max-pooling, when its S² patch products per channel (+
+ * the signals' contraction, about 3× slower per operation) cost less than half of the V² products of
+ * full gradient rows; else null.
  */
 function pooledTerm(
   graph: ModelGraph,
