@@ -274,6 +274,8 @@ export class WasmBlockComputer implements BlockComputer {
   private evicted: Array<Float32Array | null> = [];
   /** Keys of the blocks whose packed factors are in memory. */
   private loaded = { row: '', col: '' };
+  /** Pooled terms: the block whose slot vectors (`A${k}`: rows, `B${k}`: columns, signals) are packed. */
+  private readonly pooledLoaded = new Map<string, string>();
   /**
    * Gated terms: the pair products P[(i, j), p] = u_ip u_jp (pairs i ≤ j) as B panels, built from U
    * on the first block (U is the same for every block of a computation); null for other terms.
@@ -566,36 +568,38 @@ export class WasmBlockComputer implements BlockComputer {
     }
   }
 
-  /** Regions of the pooled terms of an r × c block (the largest term's sizes; none without one). */
+  /**
+   * Regions of the pooled terms of an r × c block: per term its packed slot vectors (row and column
+   * block) and column signals, kept while the same blocks come back; shared the rest.
+   */
   private pooledSizes(r: number, c: number): Array<[string, number]> {
     const V = this.V;
-    const sizes = { A: 0, B: 0, Q: 0, dr: 0, dc: 0, row: 0, src: 0 };
-    this.terms.forEach((t) => {
+    const shared = { Q: 0, dr: 0, row: 0, src: 0, scratch: 0 };
+    const sizes: Array<[string, number]> = [];
+    this.terms.forEach((t, k) => {
       if (t.kind !== 'pooled') return;
       const { channels: C, slots: S, patch } = t.pool!;
       const K = roundUp(patch, 4);
       const [Rr, cPad] = [roundUp(r * S, MR), roundUp(c, NR)];
-      const grow = (key: keyof typeof sizes, floats: number) => {
-        sizes[key] = Math.max(sizes[key], 4 * floats);
-      };
-      grow('A', C * Rr * K);
-      grow('B', C * S * cPad * K);
-      grow('Q', C * Rr * S * cPad);
-      grow('dr', r * V * C * S);
-      grow('dc', C * S * V * cPad);
-      grow('row', this.mode === 'full' ? 0 : V * cPad * V);
-      grow('src', Math.max(Rr, S * cPad) * K);
+      sizes.push(
+        [`poolA${k}`, 4 * C * Rr * K],
+        [`poolB${k}`, 4 * C * S * cPad * K],
+        [`poolDc${k}`, 4 * C * S * V * cPad],
+      );
+      shared.Q = Math.max(shared.Q, 4 * C * Rr * S * cPad);
+      shared.dr = Math.max(shared.dr, 4 * r * V * C * S);
+      shared.row = Math.max(shared.row, this.mode === 'full' ? 0 : 4 * V * cPad * V);
+      shared.src = Math.max(shared.src, 4 * Math.max(Rr, S * cPad) * K);
+      shared.scratch = Math.max(shared.scratch, 16 * V * (V + S));
     });
-    if (sizes.A === 0) return [];
+    if (sizes.length === 0) return [];
     return [
-      ['poolA', sizes.A],
-      ['poolB', sizes.B],
-      ['poolQ', sizes.Q],
-      ['poolDr', sizes.dr],
-      ['poolDc', sizes.dc],
-      ['poolRow', sizes.row],
-      ['poolSrc', sizes.src],
-      ['poolScratch', 16 * V * (V + Math.max(...this.terms.map((t) => t.pool?.slots ?? 0)))],
+      ...sizes,
+      ['poolQ', shared.Q],
+      ['poolDr', shared.dr],
+      ['poolRow', shared.row],
+      ['poolSrc', shared.src],
+      ['poolScratch', shared.scratch],
     ];
   }
 
@@ -626,9 +630,8 @@ export class WasmBlockComputer implements BlockComputer {
     const at = (name: string) => this.regions.at(name);
     const heap = new Float32Array(this.memory.buffer);
     const src = at('poolSrc');
-    const ea = row.terms[k]!.a!;
-    const eb = col.terms[k]!.a!;
-    // Slot vectors of channel ch as packed rows: row point slots (n, s), column slots (s', m).
+    // Slot vectors of channel ch as packed rows: row point slots (n, s), column slots (s', m);
+    // packed once per block (kept in the term's regions while the same block comes back).
     const load = (e: Float32Array, rows: number, slot: (q: number) => number) => {
       heap.fill(0, src / 4, src / 4 + rows * K);
       for (let q = 0; q < rows; q++) {
@@ -636,17 +639,28 @@ export class WasmBlockComputer implements BlockComputer {
         if (from >= 0) heap.set(e.subarray(from, from + patch), src / 4 + q * K);
       }
     };
+    const [rowPacked, colPacked] = [
+      this.pooledLoaded.get(`A${k}`) === row.key,
+      this.pooledLoaded.get(`B${k}`) === col.key,
+    ];
+    this.pooledLoaded.set(`A${k}`, row.key).set(`B${k}`, col.key);
     const qStride = Rr * S * cPad;
     for (let ch = 0; ch < C; ch++) {
-      load(ea, Rr, (q) => (q < r * S ? ((Math.floor(q / S) * C + ch) * S + (q % S)) * patch : -1));
-      const A = at('poolA') + 4 * ch * Rr * K;
-      this.ex.packGroups(src, K, Rr / MR, MR, K, A);
-      load(eb, S * cPad, (q) => {
-        const [s, m] = [Math.floor(q / cPad), q % cPad];
-        return m < c ? ((m * C + ch) * S + s) * patch : -1;
-      });
-      const B = at('poolB') + 4 * ch * S * cPad * K;
-      this.ex.packGroups(src, K, (S * cPad) / NR, NR, K, B);
+      const A = at(`poolA${k}`) + 4 * ch * Rr * K;
+      if (!rowPacked) {
+        const ea = row.terms[k]!.a!;
+        load(ea, Rr, (q) => (q < r * S ? ((Math.floor(q / S) * C + ch) * S + (q % S)) * patch : -1));
+        this.ex.packGroups(src, K, Rr / MR, MR, K, A);
+      }
+      const B = at(`poolB${k}`) + 4 * ch * S * cPad * K;
+      if (!colPacked) {
+        const eb = col.terms[k]!.a!;
+        load(eb, S * cPad, (q) => {
+          const [s, m] = [Math.floor(q / cPad), q % cPad];
+          return m < c ? ((m * C + ch) * S + s) * patch : -1;
+        });
+        this.ex.packGroups(src, K, (S * cPad) / NR, NR, K, B);
+      }
       const Q = at('poolQ') + 4 * ch * qStride;
       if (!sym) {
         this.dense(A, B, K, Rr, S * cPad, Q, 4 * S * cPad, 0, 0, 1, 0);
@@ -670,13 +684,15 @@ export class WasmBlockComputer implements BlockComputer {
     // Signals: the row points' as they are; the column points' as Dc[ch][s'][j][m].
     const dr = row.terms[k]!.d!;
     heap.set(dr.subarray(0, r * V * C * S), at('poolDr') / 4);
-    const dc = col.terms[k]!.d!;
-    const dcAt = at('poolDc') / 4;
-    heap.fill(0, dcAt, dcAt + C * S * V * cPad);
-    for (let m = 0; m < c; m++) {
-      for (let j = 0; j < V; j++) {
-        const from = (m * V + j) * C * S;
-        for (let q = 0; q < C * S; q++) heap[dcAt + (q * V + j) * cPad + m] = dc[from + q]!;
+    const dcAt = at(`poolDc${k}`) / 4;
+    if (!colPacked) {
+      const dc = col.terms[k]!.d!;
+      heap.fill(0, dcAt, dcAt + C * S * V * cPad);
+      for (let m = 0; m < c; m++) {
+        for (let j = 0; j < V; j++) {
+          const from = (m * V + j) * C * S;
+          for (let q = 0; q < C * S; q++) heap[dcAt + (q * V + j) * cPad + m] = dc[from + q]!;
+        }
       }
     }
     const colsPad = roundUp(full ? c * V : c, NR);
@@ -691,7 +707,7 @@ export class WasmBlockComputer implements BlockComputer {
         q,
         4 * qStride,
         dRow,
-        at('poolDc'),
+        4 * dcAt,
         target,
         ldo,
         m0,
@@ -811,6 +827,7 @@ export class WasmBlockComputer implements BlockComputer {
     );
     if (this.regions.fit(sizes, `${r} × ${c}`)) {
       this.loaded = { row: '', col: '' };
+      this.pooledLoaded.clear();
       this.upload('pairs', this.pairs);
       new Int32Array(this.memory.buffer).set(this.pairOffsets, this.regions.at('pairIdx') / 4);
     }
