@@ -1,3 +1,4 @@
+import { threadId as __tid } from 'node:worker_threads';
 /**
  * Factor blocks shared by the threads of a contraction job (./job.ts). The factors of a block of
  * points (forward and backward signals, ./structured.ts) are computed by whichever thread claims the
@@ -163,8 +164,9 @@ export function viewsOf(
 }
 
 /**
- * Where a block's gram rows (the bulk of the factors) go: straight into the shared array at the
- * block's first point `start` (no fresh array, whose first touch is slow).
+ * Where a block's gram rows and pooled slot vectors and signals (the bulk of the factors) go:
+ * straight into the shared arrays at the block's first point `start` (no fresh array, whose first
+ * touch is slow).
  */
 export function sharedDestination(
   terms: TermMeta[],
@@ -174,11 +176,11 @@ export function sharedDestination(
 ): (term: number, key: keyof BlockFactors, length: number) => Float32Array | undefined {
   return (j, key, length) => {
     const t = terms[j]!;
-    const target = views[j]!.d;
-    const at = start * V * t.width;
-    return key === 'd' && t.kind === 'gram' && target && at + length <= target.length
-      ? target.subarray(at, at + length)
-      : undefined;
+    const direct =
+      key === 'd' ? t.kind === 'gram' || t.kind === 'pooled' : key === 'a' && t.kind === 'pooled';
+    const target = direct ? views[j]![key] : undefined;
+    const at = start * (key === 'a' ? t.dIn : V * t.width);
+    return target && at + length <= target.length ? target.subarray(at, at + length) : undefined;
   };
 }
 
@@ -197,7 +199,7 @@ export function storeFactors(
   terms.forEach((t, j) => {
     const target = views[j]!;
     const f = factors[j]!;
-    if (target.a) target.a.set(f.a!, start * t.dIn);
+    if (target.a && f.a!.buffer !== target.a.buffer) target.a.set(f.a!, start * t.dIn);
     if (target.d && f.d!.buffer !== target.d.buffer) target.d.set(f.d!, start * V * t.width);
     if (target.s) target.s.set(f.s!, start * t.width);
     if (target.u && position === 0) target.u.set(f.u!);
@@ -223,10 +225,20 @@ export function computeClaimedFactors(
 ): void {
   for (let claim = claimFactorBlock(job.schedule); claim; claim = claimFactorBlock(job.schedule)) {
     const [p, set, k] = claim;
+    const __t0 = performance.timeOrigin + performance.now();
     const start = job.sets[set]!.offsets[k]!;
     const factors = compute(set, k, sharedDestination(job.terms, job.V, views[set]!, start));
     storeFactors(job.terms, job.V, views[set]!, start, factors, p);
     publishFactorBlock(job.schedule, job.ready, p);
+    if (process.env.ENTK_PROF)
+      console.error(
+        'TL',
+        __tid,
+        'F',
+        p,
+        (__t0 % 1e5).toFixed(1),
+        ((performance.timeOrigin + performance.now()) % 1e5).toFixed(1),
+      );
     onPublished(p);
   }
 }

@@ -1,3 +1,4 @@
+import { threadId as __tid } from 'node:worker_threads';
 /**
  * The block loop every contracting thread runs (the main thread and the workers alike): take the
  * next block from the shared counter, wait until its factors are published, contract it, and write
@@ -76,6 +77,22 @@ export class BlockLoop {
 
   /** Contract block `index` of the schedule (its factors are published). */
   private contract(index: number): ContractedBlock {
+    const __t0 = performance.timeOrigin + performance.now();
+    try {
+      return this.contract0(index);
+    } finally {
+      if (process.env.ENTK_PROF)
+        console.error(
+          'TL',
+          __tid,
+          'K',
+          index,
+          (__t0 % 1e5).toFixed(1),
+          ((performance.timeOrigin + performance.now()) % 1e5).toFixed(1),
+        );
+    }
+  }
+  private contract0(index: number): ContractedBlock {
     const f = BLOCK_FIELDS * index;
     const [rs, a, cs, b] = [this.blocks[f]!, this.blocks[f + 1]!, this.blocks[f + 2]!, this.blocks[f + 3]!];
     const { terms, V, mode } = this.job;

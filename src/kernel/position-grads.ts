@@ -313,6 +313,7 @@ export function im2colRows(x: Float32Array, g: ConvGeometry): Float32Array {
  * where one of the V signals is nonzero fill the slots s < S — a [(n·C + c)·S + s] = (s_w·patch_t,
  * s_b if a bias) of Kq = K (+ 1) floats, d[n·V + i, c·S + s] = δ[n·V + i, t, c]; the rest is zeros.
  * More than S such positions is an error (S is one per max-pool window, see structured.ts).
+ * Written into `into`'s arrays where given (zeroed first), else fresh ones.
  */
 export function pooledFactors(
   patches: Float32Array,
@@ -321,31 +322,45 @@ export function pooledFactors(
   weightScale: number,
   biasScale: number | null,
   layer: string,
+  into: { a?: Float32Array; d?: Float32Array } = {},
 ): { a: Float32Array; d: Float32Array } {
   const { b, V, L, K, C, S } = dims;
   const Kq = K + (biasScale === null ? 0 : 1);
-  const a = new Float32Array(b * C * S * Kq);
-  const d = new Float32Array(b * V * C * S);
+  const a = into.a?.fill(0) ?? new Float32Array(b * C * S * Kq);
+  const d = into.d?.fill(0) ?? new Float32Array(b * V * C * S);
   const used = new Int32Array(C);
+  // slot[t·C + c]: the slot of position t in channel c (−1: no signal there for any logit).
+  const slot = new Int32Array(L * C);
   for (let n = 0; n < b; n++) {
+    slot.fill(-1);
+    for (let i = 0; i < V; i++) {
+      const row = (n * V + i) * L * C;
+      for (let e = 0; e < L * C; e++) if (delta[row + e] !== 0) slot[e] = 0;
+    }
     used.fill(0);
     for (let t = 0; t < L; t++) {
       for (let c = 0; c < C; c++) {
-        let signal = false;
-        for (let i = 0; i < V && !signal; i++) signal = delta[((n * V + i) * L + t) * C + c] !== 0;
-        if (!signal) continue;
+        if (slot[t * C + c]! < 0) continue;
         const s = used[c]!++;
         if (s >= S) {
           throw new Error(
             `structured eNTK: layer ${layer} has signals at more than ${S} positions of channel ${c} (one per max-pool window expected: a bug)`,
           );
         }
+        slot[t * C + c] = s;
         const e = ((n * C + c) * S + s) * Kq;
         const p = (n * L + t) * K;
-        for (let k = 0; k < K; k++) a[e + k] = weightScale * patches[p + k]!;
+        if (weightScale === 1) a.set(patches.subarray(p, p + K), e);
+        else for (let k = 0; k < K; k++) a[e + k] = weightScale * patches[p + k]!;
         if (biasScale !== null) a[e + K] = biasScale;
-        for (let i = 0; i < V; i++)
-          d[(n * V + i) * C * S + c * S + s] = delta[((n * V + i) * L + t) * C + c]!;
+      }
+    }
+    for (let i = 0; i < V; i++) {
+      const row = (n * V + i) * L * C;
+      const out = (n * V + i) * C * S;
+      for (let e = 0; e < L * C; e++) {
+        const s = slot[e]!;
+        if (s >= 0) d[out + (e % C) * S + s] = delta[row + e]!;
       }
     }
   }

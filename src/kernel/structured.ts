@@ -1409,9 +1409,13 @@ export function structuredFeatures(
         const biasScale = p.bias ? p.biasScale : null;
         // (In place views of the backend's memory: no tfjs call in between.)
         const patches = im2colRows(valuesOf(a), geometry);
+        const into = {
+          a: dest?.(planned.term, 'a', b * term.dIn),
+          d: dest?.(planned.term, 'd', b * V * term.width),
+        };
         Object.assign(
           out[planned.term]!,
-          pooledFactors(patches, valuesOf(delta), dims, p.weightScale, biasScale, term.layer),
+          pooledFactors(patches, valuesOf(delta), dims, p.weightScale, biasScale, term.layer, into),
         );
         return;
       }
