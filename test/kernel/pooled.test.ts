@@ -124,15 +124,18 @@ describe('which convolutions get the pooled term', () => {
 
       [residual, [6, 6, 4], ['conv2d-explicit', 'dense-identity']],
     ];
-    for (const [model, shape, rules] of cases) {
-      const x = normalPoints(2, shape, 2);
-      try {
-        const k = await empiricalNtkFn(model, { progress: false })(x);
-        expect(k.rules!.map((r) => r.rule)).toEqual(rules);
-      } finally {
-        model.dispose();
-        x.dispose();
+    try {
+      for (const [model, shape, rules] of cases) {
+        const x = normalPoints(2, shape, 2);
+        try {
+          const k = await empiricalNtkFn(model, { progress: false })(x);
+          expect(k.rules!.map((r) => r.rule)).toEqual(rules);
+        } finally {
+          x.dispose();
+        }
       }
+    } finally {
+      for (const [model] of cases) model.dispose();
     }
   });
 });
