@@ -308,6 +308,35 @@ function shuffle32(lanes: number[]): number[] {
   return [...simd(0x0d), ...lanes.flatMap((l) => [4 * l, 4 * l + 1, 4 * l + 2, 4 * l + 3])];
 }
 
+/**
+ * A 4 × 4 transpose in registers, first half: the rows at local `sp`, `sp` + ls, … (ls: a local
+ * holding the row stride in bytes; `sp` advances) into r[0..3], interleaved pairwise into tt[0..3].
+ */
+function loadInterleaved(r: number[], tt: number[], sp: number, ls: number): number[] {
+  const e: number[] = [];
+  for (let k = 0; k < 4; k++) e.push(...get(sp), ...vload(), ...set(r[k]!), ...incr(sp, get(ls)));
+  e.push(...get(r[0]!), ...get(r[1]!), ...shuffle32([0, 4, 1, 5]), ...set(tt[0]!));
+  e.push(...get(r[0]!), ...get(r[1]!), ...shuffle32([2, 6, 3, 7]), ...set(tt[1]!));
+  e.push(...get(r[2]!), ...get(r[3]!), ...shuffle32([0, 4, 1, 5]), ...set(tt[2]!));
+  e.push(...get(r[2]!), ...get(r[3]!), ...shuffle32([2, 6, 3, 7]), ...set(tt[3]!));
+  return e;
+}
+
+/** Second half: the 4 columns stored at local `dp`, `dp` + step, … (step: a local, in bytes). */
+function storeColumns(tt: number[], dp: number, step: number): number[] {
+  const e: number[] = [];
+  for (const [x, y, lanes] of [
+    [0, 2, [0, 1, 4, 5]],
+    [0, 2, [2, 3, 6, 7]],
+    [1, 3, [0, 1, 4, 5]],
+    [1, 3, [2, 3, 6, 7]],
+  ] as const) {
+    e.push(...get(dp), ...get(tt[x]!), ...get(tt[y]!), ...shuffle32([...lanes]), ...vstore());
+    e.push(...incr(dp, get(step)));
+  }
+  return e;
+}
+
 /** transpose(src, rows, cols, dst): dst[j·rows + i] = src[i·cols + j] (4 × 4 SIMD tiles). */
 function transposeBody(): number[] {
   const [SRC, ROWS, COLS, DST] = [0, 1, 2, 3];
@@ -330,23 +359,9 @@ function transposeBody(): number[] {
   const code: number[] = [...get(ROWS), ...i32(-4), ...and, ...set(rows4), ...get(COLS), ...i32(-4), ...and];
   code.push(...set(cols4), ...get(COLS), ...shl2, ...set(ls), ...get(ROWS), ...shl2, ...set(ld));
   const tile: number[] = [...get(SRC), ...get(i), ...get(COLS), ...mul, ...get(j), ...add, ...shl2, ...add];
-  tile.push(...set(sp));
-  for (let k = 0; k < 4; k++) tile.push(...get(sp), ...vload(), ...set(r[k]!), ...incr(sp, get(ls)));
-  tile.push(...get(r[0]!), ...get(r[1]!), ...shuffle32([0, 4, 1, 5]), ...set(tt[0]!));
-  tile.push(...get(r[0]!), ...get(r[1]!), ...shuffle32([2, 6, 3, 7]), ...set(tt[1]!));
-  tile.push(...get(r[2]!), ...get(r[3]!), ...shuffle32([0, 4, 1, 5]), ...set(tt[2]!));
-  tile.push(...get(r[2]!), ...get(r[3]!), ...shuffle32([2, 6, 3, 7]), ...set(tt[3]!));
+  tile.push(...set(sp), ...loadInterleaved(r, tt, sp, ls));
   tile.push(...get(DST), ...get(j), ...get(ROWS), ...mul, ...get(i), ...add, ...shl2, ...add, ...set(dp));
-  for (const [x, y, lanes] of [
-    [0, 2, [0, 1, 4, 5]],
-    [0, 2, [2, 3, 6, 7]],
-    [1, 3, [0, 1, 4, 5]],
-    [1, 3, [2, 3, 6, 7]],
-  ] as const) {
-    tile.push(...get(dp), ...get(tt[x]!), ...get(tt[y]!), ...shuffle32([...lanes]), ...vstore());
-    tile.push(...incr(dp, get(ld)));
-  }
-  tile.push(...incr(j, 4));
+  tile.push(...storeColumns(tt, dp, ld), ...incr(j, 4));
   const rowBlock = [
     ...i32(0),
     ...set(j),
@@ -387,23 +402,10 @@ function packGroupsBody(): number[] {
   // One 4 × 4 block: rows g·stride + h .. + 3, units p .. p + 3.
   const quad: number[] = [...get(g), ...get(STRIDE), ...mul, ...get(h), ...add, ...get(K), ...mul];
   quad.push(...get(p), ...add, ...shl2, ...get(SRC), ...add, ...set(sp));
-  for (let k = 0; k < 4; k++) quad.push(...get(sp), ...vload(), ...set(r[k]!), ...incr(sp, get(ldb)));
-  quad.push(...get(r[0]!), ...get(r[1]!), ...shuffle32([0, 4, 1, 5]), ...set(tt[0]!));
-  quad.push(...get(r[0]!), ...get(r[1]!), ...shuffle32([2, 6, 3, 7]), ...set(tt[1]!));
-  quad.push(...get(r[2]!), ...get(r[3]!), ...shuffle32([0, 4, 1, 5]), ...set(tt[2]!));
-  quad.push(...get(r[2]!), ...get(r[3]!), ...shuffle32([2, 6, 3, 7]), ...set(tt[3]!));
+  quad.push(...loadInterleaved(r, tt, sp, ldb));
   quad.push(...get(g), ...get(len), ...mul, ...get(p), ...add, ...get(c0), ...sub);
   quad.push(...get(STRIDE), ...mul, ...get(h), ...add, ...shl2, ...get(base), ...add, ...set(dp));
-  for (const [x, y, lanes] of [
-    [0, 2, [0, 1, 4, 5]],
-    [0, 2, [2, 3, 6, 7]],
-    [1, 3, [0, 1, 4, 5]],
-    [1, 3, [2, 3, 6, 7]],
-  ] as const) {
-    quad.push(...get(dp), ...get(tt[x]!), ...get(tt[y]!), ...shuffle32([...lanes]), ...vstore());
-    quad.push(...incr(dp, get(step)));
-  }
-  quad.push(...incr(h, 4));
+  quad.push(...storeColumns(tt, dp, step), ...incr(h, 4));
 
   const unit = [...i32(0), ...set(h), ...whileNot([...get(h), ...get(STRIDE), ...geU], quad), ...incr(p, 4)];
   const group: number[] = [...get(c0), ...set(p), ...get(c0), ...get(len), ...add, ...set(pEnd)];
