@@ -8,6 +8,13 @@
  * i·s_d + j along axis d ↔ (i, j)), one reshape and one sum, the same values up to summation order.
  * Checked against tfjs's own loop in test/backend/gradients.test.ts.
  *
+ * `Max`, `Min` (tf.max / tf.min: GlobalMaxPooling1D/2D, …): tfjs 4.22 gives every element equal to
+ * the maximum the whole dy, so k tied maxima count k times. Ties are common in practice: identical
+ * input patches (blank regions of an image) give identical convolution outputs, and a global
+ * max-pool over them made the eNTK of such a model 10–300× too large (checked against float64
+ * finite differences). Here dy is split evenly among the tied elements (as TensorFlow and PyTorch
+ * do): exact when tied elements move together, and unchanged (bit for bit) without ties.
+ *
  * `LayerNormalization` with `center: false` or `scale: false`: tfjs-layers 4.22 calls the
  * FusedBatchNorm op with a null offset or scale, which autodiff cannot trace (the engine saves and
  * walks the missing input: "Cannot read properties of undefined"), so such a layer could be neither
@@ -62,11 +69,45 @@ function installLayerNormFix(): void {
   };
 }
 
+/**
+ * Gradient of y = max (or min) of x over `axes`: dy split evenly among the elements equal to y
+ * (see the module comment). dy and y as the reduction returned them (keepDims or not).
+ */
+export function extremumGradient(dy: tf.Tensor, x: tf.Tensor, y: tf.Tensor, axes: number[]): tf.Tensor {
+  return tf.tidy(() => {
+    const kept = tf.backend_util.expandShapeToKeepDim(y.shape, axes);
+    const mask = tf.cast(tf.equal(x, tf.reshape(y, y.rank < x.rank ? kept : y.shape)), 'float32');
+    const share = tf.div(mask, tf.sum(mask, axes, true));
+    return tf.mul(
+      tf.reshape(dy, dy.rank < x.rank ? tf.backend_util.expandShapeToKeepDim(dy.shape, axes) : dy.shape),
+      share,
+    );
+  });
+}
+
+function registerExtremumGradient(kernelName: 'Max' | 'Min'): void {
+  tf.registerGradient({
+    kernelName,
+    inputsToSave: ['x'],
+    outputsToSave: [true],
+    gradFunc: (dy, saved, attrs) => {
+      const [x, y] = saved as tf.Tensor[];
+      // (Max names its axes reductionIndices, Min axis.)
+      const a = attrs as unknown as { reductionIndices?: number | number[]; axis?: number | number[] };
+      // (null: every axis)
+      const axes = tf.util.parseAxisParam((a.reductionIndices ?? a.axis ?? null) as number[], x!.shape);
+      return { x: () => extremumGradient(dy as tf.Tensor, x!, y!, axes) };
+    },
+  });
+}
+
 /** Register the overrides (idempotent). */
 export function installGradientFixes(): void {
   if (installed) return;
   installed = true;
   installLayerNormFix();
+  registerExtremumGradient('Max');
+  registerExtremumGradient('Min');
   tf.registerGradient({
     kernelName: 'Tile',
     inputsToSave: ['x'],

@@ -166,3 +166,74 @@ describe('LayerNormalization without γ or β (tfjs 4.22 cannot differentiate it
     },
   );
 });
+
+describe('tf.max / tf.min gradients split dy among tied elements (tfjs 4.22 gave each the whole dy)', () => {
+  it('values: ties share dy evenly, no ties one-hot; any axes, keepDims', () => {
+    installGradientFixes();
+    const x = tf.tensor2d([
+      [1, 3, 3, 2],
+      [5, 0, -1, 4],
+    ]);
+    const dy = tf.tensor1d([2, 3]);
+    const gx = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.max(t, 1), dy)))(x);
+    expect(Array.from(gx.dataSync())).toEqual([0, 1, 1, 0, 3, 0, 0, 0]);
+    const gmin = tf.grad((t: tf.Tensor) => tf.sum(tf.min(t, 0, true)))(x);
+    expect(Array.from(gmin.dataSync())).toEqual([1, 0, 0, 1, 0, 1, 1, 0]);
+    const three = tf.tensor3d([
+      [
+        [2, 2],
+        [2, 1],
+      ],
+    ]);
+    const gall = tf.grad((t: tf.Tensor) => tf.max(t))(three);
+    expect(Array.from(gall.dataSync()).map((v) => Number(v.toFixed(6)))).toEqual([
+      0.333333, 0.333333, 0.333333, 0,
+    ]);
+    for (const t of [x, dy, gx, gmin, three, gall]) t.dispose();
+  });
+
+  it('a global max-pool over identical (blank) patches: the eNTK = float64 finite differences (≤ 1e-5), structured and Jacobian paths', async () => {
+    installGradientFixes();
+    const { empiricalNtkFn, finiteDifferenceNtk } = await import('../../src/kernel/index.js');
+    const L = tf.layers;
+    const input = tf.input({ shape: [6, 6, 1] });
+    const c = L.conv2d({ filters: 3, kernelSize: 3, padding: 'same', activation: 'relu' }).apply(input);
+    const g = L.globalMaxPooling2d({}).apply(c) as tf.SymbolicTensor;
+    const model = tf.model({ inputs: input, outputs: L.dense({ units: 2 }).apply(g) as tf.SymbolicTensor });
+    const rng = new Rng(8);
+    const dense = model.layers[3]!;
+    const w = tf.tensor(rng.normalArray(6, 0.7), [3, 2]);
+    const b = tf.zeros([2]);
+    dense.setWeights([w, b]);
+    // Negative kernels and positive biases: every channel's maximum is its bias, on the blank
+    // patches (tied at 20 and more positions).
+    const k = tf.tensor(
+      rng.normalArray(27, 0.3).map((v) => -Math.abs(v) - 0.1),
+      [3, 3, 1, 3],
+    );
+    const bias = tf.tensor1d([0.5, 0.8, 1.1]);
+    model.layers[1]!.setWeights([k, bias]);
+    const data = new Float32Array(3 * 36);
+    data[14] = 1;
+    data[36 + 20] = 2;
+    data[72 + 7] = 0.5;
+    data[72 + 28] = 1.5;
+    const x = tf.tensor(data, [3, 6, 6, 1]);
+    try {
+      const reference = finiteDifferenceNtk(model, x).data;
+      for (const implementation of ['structured', 'jacobian'] as const) {
+        const kernel = await empiricalNtkFn(model, { progress: false, implementation })(x);
+        let diff = 0;
+        let scale = 0;
+        kernel.data.forEach((v, q) => {
+          diff = Math.max(diff, Math.abs(v - reference[q]!));
+          scale = Math.max(scale, Math.abs(reference[q]!));
+        });
+        expect(diff / scale).toBeLessThanOrEqual(1e-5);
+      }
+    } finally {
+      model.dispose();
+      for (const t of [w, b, k, bias, x]) t.dispose();
+    }
+  });
+});
