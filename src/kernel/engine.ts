@@ -51,6 +51,7 @@ import type {
   NtkContraction,
   NtkInput,
   NtkLogits,
+  NtkOutput,
   NtkParameters,
   ResolvedNtkContraction,
   ResolvedNtkImplementation,
@@ -139,8 +140,10 @@ export interface ModelSource {
   topology: object | null;
   parameters: NtkParameters;
   logits: NtkLogits;
+  /** The output the plan was made for (see planStructured). */
+  output: NtkOutput;
   /** The test hooks in force when the plan was made. */
-  hooks: Pick<FactorHooks, 'autodiff' | 'sparseEmbeddings'>;
+  hooks: Pick<FactorHooks, 'autodiff' | 'sparseEmbeddings' | 'pooledConvolutions'>;
   /** Unique per configured kernel function. */
   key: string;
 }
@@ -519,6 +522,7 @@ function factorSourceFor(state: EngineState, pointSets: Points[]): FactorSource 
     layers: weights.map((w) => w.layer),
     parameters: source.parameters,
     logits: source.logits,
+    output: source.output,
     hooks: {
       ...source.hooks,
       gemmMinWork: factorGemmMinWork(),

@@ -14,7 +14,7 @@ import { threadId as __tid } from 'node:worker_threads';
  * No tfjs here: the worker loads this module before it knows whether it needs tfjs.
  */
 import type { TermMeta } from './terms.js';
-import type { NtkLogits, NtkParameters } from './types.js';
+import type { NtkLogits, NtkOutput, NtkParameters } from './types.js';
 
 /** Factors of one term for a block of points (see ./structured.ts TermFeatures). */
 export interface BlockFactors {
@@ -42,6 +42,8 @@ export interface FactorHooks {
   autodiff: string[];
   /** structuredTestHooks.sparseEmbeddings (./structured.ts). */
   sparseEmbeddings: boolean;
+  /** structuredTestHooks.pooledConvolutions (./structured.ts). */
+  pooledConvolutions: 'cost' | 'always' | 'never';
   /** The factor GEMM's threshold (./factor-gemm.ts). */
   gemmMinWork: number;
   /** engine testHooks.mainThreadFactors = false: a worker that cannot take factor blocks fails (else nobody would). */
@@ -68,6 +70,8 @@ export interface FactorSource {
   layers: string[];
   parameters: NtkParameters;
   logits: NtkLogits;
+  /** The output the plan was made for. */
+  output: NtkOutput;
   hooks: FactorHooks;
   /** Point sets, as in the job's `sets`. */
   points: SharedPoints[];

@@ -74,7 +74,9 @@ async function modelFor(source: FactorSource, terms: TermMeta[]): Promise<Built>
     try {
       ruleTestHooks.autodiff = new Set(source.hooks.autodiff);
       structuredTestHooks.sparseEmbeddings = source.hooks.sparseEmbeddings;
-      const plan = planStructured(analyzeModel(model, source.parameters, { logits: source.logits }));
+      structuredTestHooks.pooledConvolutions = source.hooks.pooledConvolutions;
+      const analysis = analyzeModel(model, source.parameters, { logits: source.logits });
+      const plan = planStructured(analysis, source.output);
       if (!sameTerms(plan.terms, terms)) throw new Error('the rebuilt model plans different terms');
       built = { key: source.key, model, plan, tensors: tf.memory().numTensors - before };
     } catch (error) {

@@ -76,7 +76,8 @@ export function jacobianFeatures(
       const forward = () => model.apply(xn, { training: false }) as tf.Tensor;
       for (let i = 0; i < V; i++) {
         tf.tidy(() => {
-          const dy = tf.oneHot(tf.tensor1d([i], 'int32'), V).cast('float32');
+          // (tf.oneHot needs a depth ≥ 2: one output selects itself.)
+          const dy = V === 1 ? tf.ones([1, 1]) : tf.oneHot(tf.tensor1d([i], 'int32'), V).cast('float32');
           // allowNoGradients: a variable the logit does not depend on gets null (its rows stay 0).
           const { value, grads } = tf.engine().gradients(forward, vars, dy, true);
           value.dispose();

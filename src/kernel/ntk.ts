@@ -49,6 +49,7 @@ import {
   type NtkLayerRule,
   type NtkLogits,
   type NtkOptions,
+  type NtkOutput,
   type NtkPlan,
   type NtkResult,
   type NtkStreamOptions,
@@ -93,14 +94,14 @@ interface Prepared {
 }
 
 /** The implementation table (a missing case is a compile error). */
-const IMPLEMENTATIONS: Record<NtkImplementation, (analysis: ModelAnalysis) => Prepared> = {
-  structured: (analysis) => {
+const IMPLEMENTATIONS: Record<NtkImplementation, (analysis: ModelAnalysis, output: NtkOutput) => Prepared> = {
+  structured: (analysis, output) => {
     if (analysis.unsupported.length > 0) {
       throw new UnsupportedError(
         `implementation 'structured' does not support: ${analysis.unsupported.join('; ')} (use implementation 'jacobian' or 'auto')`,
       );
     }
-    const plan = planStructured(analysis);
+    const plan = planStructured(analysis, output);
     return { implementation: 'structured', plan, terms: plan.terms, rules: plan.rules };
   },
   jacobian: (analysis) => ({
@@ -118,8 +119,8 @@ const IMPLEMENTATIONS: Record<NtkImplementation, (analysis: ModelAnalysis) => Pr
       uses: analysis.graph ? analysis.graph.nodes.filter((n) => n.layer === l).length : 1,
     })),
   }),
-  auto: (analysis) =>
-    IMPLEMENTATIONS[analysis.unsupported.length === 0 ? 'structured' : 'jacobian'](analysis),
+  auto: (analysis, output) =>
+    IMPLEMENTATIONS[analysis.unsupported.length === 0 ? 'structured' : 'jacobian'](analysis, output),
 };
 
 function validateOptions(options: NtkOptions): void {
@@ -221,7 +222,7 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
       `model ${model.name}: logits 'pre-activation' needs a graph entk can run call by call (${analysis.unsupported.join('; ')})`,
     );
   }
-  const { implementation: resolved, plan, terms, rules } = IMPLEMENTATIONS[implementation](analysis);
+  const { implementation: resolved, plan, terms, rules } = IMPLEMENTATIONS[implementation](analysis, output);
   // Never a silently wrong kernel: refuse layers whose gradient kernels this backend is not trusted
   // with. A dilated convolution has no tfjs gradient, but the structured path runs it itself (an
   // undilated convolution with a dilated kernel) unless its rule is tfjs autodiff.
@@ -235,9 +236,11 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
       parameters,
       logits,
       topology: serialisedTopology(model),
+      output,
       hooks: {
         autodiff: [...ruleTestHooks.autodiff],
         sparseEmbeddings: structuredTestHooks.sparseEmbeddings,
+        pooledConvolutions: structuredTestHooks.pooledConvolutions,
       },
       key: randomUUID(),
     },

@@ -63,6 +63,7 @@ import {
 } from './position-grads.js';
 import { compactTokens, type TermMeta } from './terms.js';
 import { heapView } from './tf-terms.js';
+import type { NtkOutput } from './types.js';
 
 /** How one selected layer is differentiated (reported in the plan). */
 export interface LayerRule {
@@ -789,10 +790,11 @@ function maxPoolSlots(graph: ModelGraph, consumers: number[][], t: number, shape
 }
 
 /**
- * The pooled term (./terms.ts; docs/theory.md §Per-layer rules) of a convolution called once whose
- * output reaches the logits only through a max-pooling, when its S² patch products per channel (+
- * the signals' contraction, about 3× slower per operation) cost less than half of the V² products of
- * full gradient rows; else null.
+ * The pooled term (./terms.ts; docs/theory.md §Per-layer rules) of a convolution called once, with an
+ * element-wise activation, whose output reaches the logits only through a max-pooling, when its S²
+ * patch products per channel (+ the signals' contraction, about 3× slower per operation) cost less
+ * than half of the V² products of full gradient rows (full kernels and their blocks: not for trace
+ * kernels); else null.
  */
 function pooledTerm(
   graph: ModelGraph,
@@ -802,9 +804,13 @@ function pooledTerm(
   trace: NodeTrace,
   V: number,
   layer: string,
+  output: NtkOutput,
 ): TermMeta | null {
   const hook = structuredTestHooks.pooledConvolutions;
-  if (p.kind !== 'conv' || !single || hook === 'never') return null;
+  // (The convolution's own activation must keep a zero signal zero: not a softmax over channels.)
+  if (p.kind !== 'conv' || !single || !p.elementwiseActivation || hook === 'never') return null;
+  // Trace kernels contract a gram term's V·P-long rows once per pair, not V² times: no saving.
+  if (hook === 'cost' && output === 'trace') return null;
   const out = trace.probeShapes[0]!;
   const S = maxPoolSlots(graph, consumers, single.output, out);
   if (S === null) return null;
@@ -832,7 +838,7 @@ const RULE_NAMES: Record<ParamLayer['kind'], string> = {
  * Trace one example through the graph to fix every selected call's shapes and choose each layer's
  * term. `analysis.graph` must be non-null.
  */
-export function planStructured(analysis: ModelAnalysis): StructuredPlan {
+export function planStructured(analysis: ModelAnalysis, output: NtkOutput = 'full'): StructuredPlan {
   const graph = analysis.graph!;
   const V = analysis.numOutputs;
   const traces = new Map<number, NodeTrace>();
@@ -869,6 +875,7 @@ export function planStructured(analysis: ModelAnalysis): StructuredPlan {
     const trace = traces.get(nodes[0]!)!;
     const s2 = p.weightScale * p.weightScale;
     const b2 = p.bias ? p.biasScale * p.biasScale : 0;
+    const pooled = pooledTerm(graph, consumers, p, single, trace, V, name, output);
     let rule: string;
     if (p.kind === 'dense' && single && trace.inShapes[0]!.length === 1) {
       const dIn = trace.inShapes[0]![0]!;
@@ -903,8 +910,8 @@ export function planStructured(analysis: ModelAnalysis): StructuredPlan {
       const S = prod(trace.inShapes[0]!);
       terms.push({ kind: 'tokens', layer: name, dIn: S, width: S * p.kernel!.shape[1]!, sw2: 1, sb2: 0 });
       rule = 'embedding-sparse';
-    } else if (pooledTerm(graph, consumers, p, single, trace, V, name)) {
-      terms.push(pooledTerm(graph, consumers, p, single, trace, V, name)!);
+    } else if (pooled) {
+      terms.push(pooled);
       rule = p.conv1d ? 'conv1d-pooled' : 'conv2d-pooled';
     } else {
       // Masked (skipping each point's zero columns) only where zeros are common: a PReLU's slope
@@ -1355,7 +1362,8 @@ export function structuredFeatures(
         new Int32Array(b * V).map((_, r) => r % V),
         'int32',
       );
-      const select = tf.cast(tf.oneHot(labels, V), 'float32');
+      // (tf.oneHot needs a depth ≥ 2: one output selects itself.)
+      const select = V === 1 ? tf.ones([b, 1]) : tf.cast(tf.oneHot(labels, V), 'float32');
       const probed: Array<[number, number]> = plan.layers.flatMap((l) =>
         plan.terms[l.term]!.kind === 'identity'
           ? []

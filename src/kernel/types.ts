@@ -59,9 +59,11 @@ export type NtkLogits = (typeof NTK_LOGITS)[number];
 /**
  * How one selected layer is differentiated: 'dense-identity' (closed-form head), 'dense-factored'
  * (⟨a, a'⟩⟨δ, δ'⟩), 'dense-gated', 'dense-explicit' (dense over positions or shared: per-example
- * gradients), 'conv1d-explicit', 'conv2d-explicit', 'depthwise-explicit', 'separable-explicit',
- * 'embedding-explicit', 'embedding-sparse' (a point's distinct tokens only), 'layernorm', 'batchnorm', 'prelu', 'autodiff' (the layer alone by tfjs
- * autodiff, the rest structured), or 'jacobian' (whole-model Jacobian implementation).
+ * gradients), 'conv1d-explicit', 'conv2d-explicit', 'conv1d-pooled', 'conv2d-pooled' (a convolution
+ * before a max-pooling: the pool windows' selected patches), 'depthwise-explicit',
+ * 'separable-explicit', 'embedding-explicit', 'embedding-sparse' (a point's distinct tokens only),
+ * 'layernorm', 'batchnorm', 'prelu', 'autodiff' (the layer alone by tfjs autodiff, the rest
+ * structured), or 'jacobian' (whole-model Jacobian implementation).
  */
 export interface NtkLayerRule {
   name: string;

@@ -80,6 +80,9 @@ const TIGHT_CHUNK = 1024;
 /** Row tiles per product of a pooled term's first stage on a symmetric block (see pooledTerm). */
 const POOL_BAND = 8;
 
+/** Row points per band of a pooled term's two stages (see pooledTerm; a multiple of 4). */
+const POOL_ROWS = 32;
+
 /** Memories above this size are dropped instead of kept for reuse. */
 const KEEP_BYTES = 128 * 2 ** 20;
 
@@ -586,7 +589,7 @@ export class WasmBlockComputer implements BlockComputer {
         [`poolB${k}`, 4 * C * S * cPad * K],
         [`poolDc${k}`, 4 * C * S * V * cPad],
       );
-      shared.Q = Math.max(shared.Q, 4 * C * Rr * S * cPad);
+      shared.Q = Math.max(shared.Q, 4 * C * roundUp(Math.min(r, POOL_ROWS) * S, MR) * S * cPad);
       shared.dr = Math.max(shared.dr, 4 * r * V * C * S);
       shared.row = Math.max(shared.row, this.mode === 'full' ? 0 : 4 * V * cPad * V);
       shared.src = Math.max(shared.src, 4 * Math.max(Rr, S * cPad) * K);
@@ -644,41 +647,19 @@ export class WasmBlockComputer implements BlockComputer {
       this.pooledLoaded.get(`B${k}`) === col.key,
     ];
     this.pooledLoaded.set(`A${k}`, row.key).set(`B${k}`, col.key);
-    const qStride = Rr * S * cPad;
-    for (let ch = 0; ch < C; ch++) {
-      const A = at(`poolA${k}`) + 4 * ch * Rr * K;
+    for (let ch = 0; ch < C && !(rowPacked && colPacked); ch++) {
       if (!rowPacked) {
         const ea = row.terms[k]!.a!;
         load(ea, Rr, (q) => (q < r * S ? ((Math.floor(q / S) * C + ch) * S + (q % S)) * patch : -1));
-        this.ex.packGroups(src, K, Rr / MR, MR, K, A);
+        this.ex.packGroups(src, K, Rr / MR, MR, K, at(`poolA${k}`) + 4 * ch * Rr * K);
       }
-      const B = at(`poolB${k}`) + 4 * ch * S * cPad * K;
       if (!colPacked) {
         const eb = col.terms[k]!.a!;
         load(eb, S * cPad, (q) => {
           const [s, m] = [Math.floor(q / cPad), q % cPad];
           return m < c ? ((m * C + ch) * S + s) * patch : -1;
         });
-        this.ex.packGroups(src, K, (S * cPad) / NR, NR, K, B);
-      }
-      const Q = at('poolQ') + 4 * ch * qStride;
-      if (!sym) {
-        this.dense(A, B, K, Rr, S * cPad, Q, 4 * S * cPad, 0, 0, 1, 0);
-        continue;
-      }
-      // A block against itself: stage 2 reads, for row point n, only the column points from n's
-      // quad on; per band of POOL_BAND row tiles, each s' segment from its first point's panel on.
-      const segment = cPad / NR;
-      for (let t0 = 0; t0 < Rr / MR; t0 += POOL_BAND) {
-        const tiles = Math.min(POOL_BAND, Rr / MR - t0);
-        const p0 = Math.floor(Math.floor((t0 * MR) / S) / NR);
-        for (let s2 = 0; s2 < S; s2++) {
-          const q0 = s2 * segment + p0;
-          const [a, b] = [A + 4 * t0 * MR * K, B + 4 * q0 * NR * K];
-          const c0 = Q + 4 * (t0 * MR * S * cPad + q0 * NR);
-          this.ex.gemm(a, b, K, tiles, segment - p0, c0, 4 * S * cPad, 0, 0, 1, 0);
-          this.flops += 2 * tiles * MR * (segment - p0) * NR * K;
-        }
+        this.ex.packGroups(src, K, (S * cPad) / NR, NR, K, at(`poolB${k}`) + 4 * ch * S * cPad * K);
       }
     }
     // Signals: the row points' as they are; the column points' as Dc[ch][s'][j][m].
@@ -696,38 +677,54 @@ export class WasmBlockComputer implements BlockComputer {
       }
     }
     const colsPad = roundUp(full ? c * V : c, NR);
-    for (let n = 0; n < r; n++) {
-      const m0 = sym ? Math.floor(n / 4) * 4 : 0;
-      const q = at('poolQ') + 4 * n * S * S * cPad;
-      const dRow = at('poolDr') + 4 * n * V * C * S;
-      const target = full ? at('out') + 4 * n * this.RP * colsPad : at('poolRow');
-      const ldo = full ? colsPad : c * V;
-      const mode = full && !first ? 1 : 0;
-      this.ex.pooledPairs(
-        q,
-        4 * qStride,
-        dRow,
-        4 * dcAt,
-        target,
-        ldo,
-        m0,
-        c,
-        cPad,
-        C,
-        S,
-        V,
-        mode,
-        at('poolScratch'),
-      );
-      this.flops += 2 * (c - m0) * C * (V * S * S + V * V * S);
-      if (!full) {
-        // Σ_i K_ii of each column point into the trace row (undivided).
-        const rowAt = at('poolRow') / 4;
-        const o = at('out') / 4 + n * colsPad;
-        for (let m = m0; m < c; m++) {
-          let sum = 0;
-          for (let i = 0; i < V; i++) sum += heap[rowAt + i * c * V + m * V + i]!;
-          heap[o + m] = (first ? 0 : heap[o + m]!) + sum;
+    // Row points in bands of POOL_ROWS: the first stage's products of one band at a time (their
+    // memory does not grow with the block), then the second stage for its points.
+    const qStride = roundUp(Math.min(r, POOL_ROWS) * S, MR) * S * cPad;
+    const segment = cPad / NR;
+    for (let n0 = 0; n0 < r; n0 += POOL_ROWS) {
+      const n1 = Math.min(r, n0 + POOL_ROWS);
+      const [t0, t1] = [(n0 * S) / MR, Math.ceil((n1 * S) / MR)];
+      for (let ch = 0; ch < C; ch++) {
+        const A = at(`poolA${k}`) + 4 * ch * Rr * K;
+        const B = at(`poolB${k}`) + 4 * ch * S * cPad * K;
+        const Q = at('poolQ') + 4 * ch * qStride;
+        if (!sym) {
+          this.dense(A + 4 * t0 * MR * K, B, K, (t1 - t0) * MR, S * cPad, Q, 4 * S * cPad, 0, 0, 1, 0);
+          continue;
+        }
+        // A block against itself: stage 2 reads, for row point n, only the column points from n's
+        // quad on; per POOL_BAND row tiles, each s' segment from its first point's panel on.
+        for (let t = t0; t < t1; t += POOL_BAND) {
+          const tiles = Math.min(POOL_BAND, t1 - t);
+          const p0 = Math.floor(Math.floor((t * MR) / S) / NR);
+          for (let s2 = 0; s2 < S; s2++) {
+            const q0 = s2 * segment + p0;
+            const [a, b] = [A + 4 * t * MR * K, B + 4 * q0 * NR * K];
+            const c0 = Q + 4 * ((t - t0) * MR * S * cPad + q0 * NR);
+            this.ex.gemm(a, b, K, tiles, segment - p0, c0, 4 * S * cPad, 0, 0, 1, 0);
+            this.flops += 2 * tiles * MR * (segment - p0) * NR * K;
+          }
+        }
+      }
+      for (let n = n0; n < n1; n++) {
+        const m0 = sym ? Math.floor(n / 4) * 4 : 0;
+        const q = at('poolQ') + 4 * (n - n0) * S * S * cPad;
+        const dRow = at('poolDr') + 4 * n * V * C * S;
+        const target = full ? at('out') + 4 * n * this.RP * colsPad : at('poolRow');
+        const ldo = full ? colsPad : c * V;
+        const mode = full && !first ? 1 : 0;
+        const scratch = at('poolScratch');
+        this.ex.pooledPairs(q, 4 * qStride, dRow, 4 * dcAt, target, ldo, m0, c, cPad, C, S, V, mode, scratch);
+        this.flops += 2 * (c - m0) * C * (V * S * S + V * V * S);
+        if (!full) {
+          // Σ_i K_ii of each column point into the trace row (undivided).
+          const rowAt = at('poolRow') / 4;
+          const o = at('out') / 4 + n * colsPad;
+          for (let m = m0; m < c; m++) {
+            let sum = 0;
+            for (let i = 0; i < V; i++) sum += heap[rowAt + i * c * V + m * V + i]!;
+            heap[o + m] = (first ? 0 : heap[o + m]!) + sum;
+          }
         }
       }
     }

@@ -124,3 +124,29 @@ describe.each(nets)('$name', (net) => {
     expect(relMaxError(results[0]!.data, results[1]!.data)).toBeLessThanOrEqual(TOL);
   });
 });
+
+describe('a single output (V = 1: a regression head)', () => {
+  it('structured = Jacobian path = float64 finite differences (rel. max ≤ 1e-5), full and trace', async () => {
+    const model = tf.sequential({
+      layers: [
+        tf.layers.dense({ inputShape: [4], units: 6, activation: 'tanh' }),
+        tf.layers.dense({ units: 5, activation: 'relu' }),
+        tf.layers.dense({ units: 1 }),
+      ],
+    });
+    const x = tf.randomNormal([5, 4], 0, 1, 'float32', 3);
+    try {
+      const reference = finiteDifferenceNtk(model, x).data;
+      for (const implementation of ['structured', 'jacobian'] as const) {
+        const k = await empiricalNtkFn(model, { progress: false, implementation })(x);
+        expect(k.data.length).toBe(25);
+        expect(relMaxError(k.data, reference)).toBeLessThanOrEqual(1e-5);
+        const trace = await empiricalNtkFn(model, { progress: false, implementation, output: 'trace' })(x);
+        expect(relMaxError(trace.data, reference)).toBeLessThanOrEqual(1e-5);
+      }
+    } finally {
+      model.dispose();
+      x.dispose();
+    }
+  });
+});

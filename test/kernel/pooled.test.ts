@@ -11,12 +11,14 @@
  * - The invariant behind it (at most one signal position per pool window) fails loudly.
  */
 import * as tf from '@tensorflow/tfjs';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { testHooks } from '../../src/kernel/engine.js';
 import {
   empiricalNtkFn,
   finiteDifferenceNtk,
   type NtkCallOptions,
   type NtkOptions,
+  terminateNtkWorkers,
 } from '../../src/kernel/index.js';
 import { pooledFactors } from '../../src/kernel/position-grads.js';
 import { structuredTestHooks } from '../../src/kernel/structured.js';
@@ -32,8 +34,10 @@ beforeEach(() => {
 });
 afterEach(() => {
   structuredTestHooks.pooledConvolutions = 'cost';
+  testHooks.mainThreadFactors = true;
   expect(tf.memory().numTensors).toBe(before);
 });
+afterAll(() => terminateNtkWorkers());
 
 /** The kernel with pooled terms wherever a max-pool allows, and with the same layers as gram terms. */
 async function both(
@@ -140,6 +144,47 @@ describe('which convolutions get the pooled term', () => {
   });
 });
 
+describe('which convolutions do not', () => {
+  it('a convolution with a softmax activation (over its channels: a signal reaches every channel) gets the explicit rule, = the Jacobian path', async () => {
+    structuredTestHooks.pooledConvolutions = 'always'; // (whatever the cost)
+    const x = tf.input({ shape: [4, 4, 8] });
+    const c = L.conv2d({ filters: 4, kernelSize: 3, padding: 'same', activation: 'softmax' }).apply(x) as ST;
+    const p = L.maxPooling2d({ poolSize: 2 }).apply(c) as ST;
+    const model = tf.model({
+      inputs: x,
+      outputs: L.dense({ units: 10 }).apply(L.flatten().apply(p) as ST) as ST,
+    });
+    randomizeWeights(model, 1, 0.5);
+    const points = normalPoints(3, [4, 4, 8], 2);
+    try {
+      const k = await empiricalNtkFn(model, { progress: false })(points);
+      expect(k.rules!.map((r) => r.rule)).toEqual(['conv2d-explicit', 'dense-identity']);
+      const jacobian = await empiricalNtkFn(model, { progress: false, implementation: 'jacobian' })(points);
+      expect(relMaxError(k.data, jacobian.data)).toBeLessThanOrEqual(1e-5);
+    } finally {
+      model.dispose();
+      points.dispose();
+    }
+  });
+
+  it("trace kernels keep the explicit rule (a gram term's V·P-long rows are contracted once per pair)", async () => {
+    const model = buildModel(resolveModelSpec('cnn'), { inputShape: [64], numClasses: 10, seed: 0 });
+    const x = normalPoints(2, [64], 1);
+    try {
+      const k = await empiricalNtkFn(model, { progress: false, output: 'trace' })(x);
+      expect(k.rules!.map((r) => r.rule)).toEqual([
+        'conv2d-explicit',
+        'conv2d-explicit',
+        'dense-gated',
+        'dense-identity',
+      ]);
+    } finally {
+      model.dispose();
+      x.dispose();
+    }
+  });
+});
+
 describe('pooled = gram (the same layers as full per-example gradients)', () => {
   const models: Array<[string, () => tf.LayersModel, number[]]> = [
     [
@@ -198,6 +243,42 @@ describe('pooled = gram (the same layers as full per-example gradients)', () => 
       ];
       const p = await both(model, x, null, { output: 'pairs' }, { pairs });
       expect(relMaxError(p.pooled.data, p.gram.data)).toBeLessThanOrEqual(1e-6);
+    } finally {
+      model.dispose();
+      x.dispose();
+    }
+  });
+
+  it('blocks of 40 points (two bands of row points, symmetric and rectangular)', async () => {
+    const model = buildModel(resolveModelSpec('cnn'), { inputShape: [64], numClasses: 10, seed: 4 });
+    const x = normalPoints(40, [64], 7);
+    const y = normalPoints(37, [64], 8);
+    try {
+      for (const other of [null, y]) {
+        const k = await both(model, x, other, { blockSize: 40 });
+        expect(relMaxError(k.pooled.data, k.gram.data)).toBeLessThanOrEqual(1e-6);
+      }
+    } finally {
+      model.dispose();
+      x.dispose();
+      y.dispose();
+    }
+  });
+
+  it('factor blocks computed by a worker (the model rebuilt there) = the main thread, bitwise', async () => {
+    const model = buildModel(resolveModelSpec('cnn'), { inputShape: [64], numClasses: 10, seed: 5 });
+    const x = normalPoints(12, [64], 9);
+    try {
+      for (const hook of ['cost', 'always'] as const) {
+        structuredTestHooks.pooledConvolutions = hook;
+        const single = await empiricalNtkFn(model, { progress: false, blockSize: 3 })(x);
+        testHooks.mainThreadFactors = false;
+        const workers = await empiricalNtkFn(model, { progress: false, blockSize: 3, threads: 2 })(x);
+        testHooks.mainThreadFactors = true;
+        expect(workers.workerFactorBlocks).toBe(4);
+        expect(workers.rules!.filter((r) => r.rule === 'conv2d-pooled').length).toBe(hook === 'cost' ? 1 : 2);
+        expect(Buffer.compare(bytes(workers.data), bytes(single.data))).toBe(0);
+      }
     } finally {
       model.dispose();
       x.dispose();
