@@ -312,7 +312,9 @@ export function im2colRows(x: Float32Array, g: ConvGeometry): Float32Array {
  * and its output signals δ [b·V, L, C]: per point n and channel c, the positions t (increasing)
  * where one of the V signals is nonzero fill the slots s < S — a [(n·C + c)·S + s] = (s_w·patch_t,
  * s_b if a bias) of Kq = K (+ 1) floats, d[n·V + i, c·S + s] = δ[n·V + i, t, c]; the rest is zeros.
- * More than S such positions is an error (S is one per max-pool window, see structured.ts).
+ * Positions whose V signals equal a slot's share it, their vectors summed (exact: Σ_t δ_t a_t =
+ * δ Σ_t a_t; the tied maxima of a global max-pool). More than S distinct signals is an error (S is
+ * one per max-pool window, see structured.ts).
  * Written into `into`'s arrays where given (zeroed first), else fresh ones.
  */
 export function pooledFactors(
@@ -329,6 +331,8 @@ export function pooledFactors(
   const a = into.a?.fill(0) ?? new Float32Array(b * C * S * Kq);
   const d = into.d?.fill(0) ?? new Float32Array(b * V * C * S);
   const used = new Int32Array(C);
+  // first[c·S + s]: the first position of slot s of channel c.
+  const first = new Int32Array(C * S);
   // slot[t·C + c]: the slot of position t in channel c (−1: no signal there for any logit).
   const slot = new Int32Array(L * C);
   for (let n = 0; n < b; n++) {
@@ -338,21 +342,35 @@ export function pooledFactors(
       for (let e = 0; e < L * C; e++) if (delta[row + e] !== 0) slot[e] = 0;
     }
     used.fill(0);
+    // Whether position t's V signals in channel c equal those of position u.
+    const sameSignals = (t: number, u: number, c: number) => {
+      for (let i = 0; i < V; i++) {
+        const row = (n * V + i) * L * C + c;
+        if (delta[row + t * C]! !== delta[row + u * C]!) return false;
+      }
+      return true;
+    };
     for (let t = 0; t < L; t++) {
       for (let c = 0; c < C; c++) {
         if (slot[t * C + c]! < 0) continue;
-        const s = used[c]!++;
-        if (s >= S) {
-          throw new Error(
-            `structured eNTK: layer ${layer} has signals at more than ${S} positions of channel ${c} (one per max-pool window expected: a bug)`,
-          );
+        let s = 0;
+        while (s < used[c]! && !sameSignals(t, first[c * S + s]!, c)) s++;
+        const shared = s < used[c]!;
+        if (!shared) {
+          if (s >= S) {
+            throw new Error(
+              `structured eNTK: layer ${layer} has more than ${S} distinct signals in channel ${c} (one per max-pool window expected: a bug)`,
+            );
+          }
+          used[c]!++;
+          first[c * S + s] = t;
         }
         slot[t * C + c] = s;
         const e = ((n * C + c) * S + s) * Kq;
         const p = (n * L + t) * K;
-        if (weightScale === 1) a.set(patches.subarray(p, p + K), e);
-        else for (let k = 0; k < K; k++) a[e + k] = weightScale * patches[p + k]!;
-        if (biasScale !== null) a[e + K] = biasScale;
+        if (!shared && weightScale === 1) a.set(patches.subarray(p, p + K), e);
+        else for (let k = 0; k < K; k++) a[e + k] = a[e + k]! + weightScale * patches[p + k]!;
+        if (biasScale !== null) a[e + K] = a[e + K]! + biasScale;
       }
     }
     for (let i = 0; i < V; i++) {

@@ -767,10 +767,10 @@ function positionSupport(graph: ModelGraph, consumers: number[][]): Array<'first
 }
 
 /**
- * Positions per channel that can carry a signal when tensor t reaches the logits only through a
- * max-pooling (after element-wise layers and inference-mode batch norms, which keep a zero signal
- * zero): one per pool window, as its gradient routes each window's signal to one position. Null
- * otherwise.
+ * Distinct signals per channel when tensor t reaches the logits only through a max-pooling (after
+ * element-wise layers and inference-mode batch norms, which keep a zero signal zero): one per pool
+ * window, as its gradient routes each window's signal to one position (a global max-pool: to its
+ * tied maxima, with equal signals). Null otherwise.
  */
 function maxPoolSlots(graph: ModelGraph, consumers: number[][], t: number, shape: number[]): number | null {
   for (let at = t; at !== graph.output; ) {
@@ -782,6 +782,12 @@ function maxPoolSlots(graph: ModelGraph, consumers: number[][], t: number, shape
     if (cls === 'MaxPooling2D' || cls === 'MaxPooling1D') {
       const out = next.layer.computeOutputShape([null, ...shape]) as number[];
       return prod(out.slice(1, -1));
+    }
+    // A global max-pool over the positions (channels last): one window. Its tied maxima share the
+    // signal evenly (src/backend/gradients.ts), so they have equal signals and share a slot.
+    if (cls === 'GlobalMaxPooling2D' || cls === 'GlobalMaxPooling1D') {
+      const format = (next.layer as unknown as { dataFormat?: string }).dataFormat;
+      return format === undefined || format === 'channelsLast' ? 1 : null;
     }
     if (!(isElementwiseLayer(next.layer) || cls === 'BatchNormalization')) return null;
     at = next.output;

@@ -144,6 +144,61 @@ describe('which convolutions get the pooled term', () => {
   });
 });
 
+describe('global max-pooling (one window; tied maxima share their signal)', () => {
+  it('Conv2D → GlobalMaxPooling2D over blank patches (tied maxima): pooled, = gram and = float64 finite differences (≤ 1e-5)', async () => {
+    const x = tf.input({ shape: [6, 6, 1] });
+    const c = L.conv2d({ filters: 4, kernelSize: 3, padding: 'same', activation: 'relu' }).apply(x) as ST;
+    const g = L.globalMaxPooling2d({}).apply(c) as ST;
+    const model = tf.model({ inputs: x, outputs: L.dense({ units: 4 }).apply(g) as ST });
+    randomizeWeights(model, 61, 0.5);
+    // Negative kernels, positive biases: each channel's maximum is its bias, on every blank patch.
+    const k = tf.tidy(() => tf.neg(tf.abs(model.layers[1]!.getWeights()[0]!)));
+    const b = tf.tensor1d([0.3, 0.6, 0.9, 1.2]);
+    model.layers[1]!.setWeights([k, b]);
+    const data = new Float32Array(4 * 36);
+    for (const [n, at, v] of [
+      [0, 14, 1],
+      [1, 20, 2],
+      [2, 7, 0.5],
+      [3, 30, 1.5],
+    ])
+      data[n! * 36 + at!] = v!;
+    const points = tf.tensor(data, [4, 6, 6, 1]);
+    try {
+      const k1 = await empiricalNtkFn(model, { progress: false })(points);
+      expect(k1.rules!.map((r) => r.rule)).toEqual(['conv2d-pooled', 'dense-identity']);
+      expect(relMaxError(k1.data, finiteDifferenceNtk(model, points).data)).toBeLessThanOrEqual(1e-5);
+      const pair = await both(model, points, null, {});
+      expect(relMaxError(pair.pooled.data, pair.gram.data)).toBeLessThanOrEqual(1e-6);
+    } finally {
+      model.dispose();
+      for (const t of [k, b, points]) t.dispose();
+    }
+  });
+
+  it('Conv1D → ReLU → GlobalMaxPooling1D (a text CNN): pooled, = gram (≤ 1e-6), threads bitwise', async () => {
+    const x = tf.input({ shape: [10, 6] });
+    const c = L.conv1d({ filters: 8, kernelSize: 3, activation: 'relu' }).apply(x) as ST;
+    const model = tf.model({
+      inputs: x,
+      outputs: L.dense({ units: 2 }).apply(L.globalMaxPooling1d({}).apply(c) as ST) as ST,
+    });
+    randomizeWeights(model, 62, 0.5);
+    const points = normalPoints(9, [10, 6], 63);
+    try {
+      const k = await empiricalNtkFn(model, { progress: false, blockSize: 4 })(points);
+      expect(k.rules!.map((r) => r.rule)).toEqual(['conv1d-pooled', 'dense-identity']);
+      const pair = await both(model, points, null, { blockSize: 4 });
+      expect(relMaxError(pair.pooled.data, pair.gram.data)).toBeLessThanOrEqual(1e-6);
+      const two = await empiricalNtkFn(model, { progress: false, blockSize: 4, threads: 2 })(points);
+      expect(Buffer.compare(bytes(two.data), bytes(k.data))).toBe(0);
+    } finally {
+      model.dispose();
+      points.dispose();
+    }
+  });
+});
+
 describe('which convolutions do not', () => {
   it('a convolution with a softmax activation (over its channels: a signal reaches every channel) gets the explicit rule, = the Jacobian path', async () => {
     structuredTestHooks.pooledConvolutions = 'always'; // (whatever the cost)
@@ -311,7 +366,7 @@ describe('the one-position-per-window invariant', () => {
     const delta = Float32Array.from([1, 2, 0, 0, 0, 3]);
     expect(() =>
       pooledFactors(patches, delta, { b: 1, V: 2, L: 3, K: 2, C: 1, S: 2 }, 1, null, 'conv_x'),
-    ).toThrow(/conv_x has signals at more than 2 positions of channel 0/);
+    ).toThrow(/conv_x has more than 2 distinct signals in channel 0/);
     // Two positions fit: slot vectors (times s_w, then s_b) and signals in position order.
     const f = pooledFactors(
       patches,
@@ -323,5 +378,16 @@ describe('the one-position-per-window invariant', () => {
     );
     expect(Array.from(f.a)).toEqual([2, 4, 0.5, 10, 12, 0.5]);
     expect(Array.from(f.d)).toEqual([1, 0, 0, 3]);
+    // Equal signals (tied maxima of a global max-pool) share one slot: vectors and biases summed.
+    const g = pooledFactors(
+      patches,
+      Float32Array.from([1, 0, 1, 2, 0, 2]),
+      { b: 1, V: 2, L: 3, K: 2, C: 1, S: 1 },
+      2,
+      0.5,
+      'c',
+    );
+    expect(Array.from(g.a)).toEqual([2 * (1 + 5), 2 * (2 + 6), 1]);
+    expect(Array.from(g.d)).toEqual([1, 2]);
   });
 });
