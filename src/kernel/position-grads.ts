@@ -312,9 +312,10 @@ export function im2colRows(x: Float32Array, g: ConvGeometry): Float32Array {
  * and its output signals δ [b·V, L, C]: per point n and channel c, the positions t (increasing)
  * where one of the V signals is nonzero fill the slots s < S — a [(n·C + c)·S + s] = (s_w·patch_t,
  * s_b if a bias) of Kq = K (+ 1) floats, d[n·V + i, c·S + s] = δ[n·V + i, t, c]; the rest is zeros.
- * Positions whose V signals equal a slot's share it, their vectors summed (exact: Σ_t δ_t a_t =
- * δ Σ_t a_t; the tied maxima of a global max-pool). More than S distinct signals is an error (S is
- * one per max-pool window, see structured.ts).
+ * A position whose V signals are λ times a slot's (its first position's) shares it, its vector
+ * added times λ (exact to float32 rounding: Σ_t δ_t a_t = δ Σ_t λ_t a_t; the tied maxima of a global
+ * max-pool, whose signals differ by the activation's derivative at each). More than S signals in
+ * different directions is an error (S is one per max-pool window, see structured.ts).
  * Written into `into`'s arrays where given (zeroed first), else fresh ones.
  */
 export function pooledFactors(
@@ -342,24 +343,40 @@ export function pooledFactors(
       for (let e = 0; e < L * C; e++) if (delta[row + e] !== 0) slot[e] = 0;
     }
     used.fill(0);
-    // Whether position t's V signals in channel c equal those of position u.
-    const sameSignals = (t: number, u: number, c: number) => {
+    // λ with position t's V signals in channel c = λ × position u's (to float32 rounding: within
+    // 1e-6 of their largest, or 2⁻¹⁰⁰ for signals near float32's subnormals, e.g. a saturated GELU's
+    // derivative, where the rounding is coarser), or null.
+    const ratio = (t: number, u: number, c: number): number | null => {
+      let [tu, uu, big] = [0, 0, 0];
       for (let i = 0; i < V; i++) {
         const row = (n * V + i) * L * C + c;
-        if (delta[row + t * C]! !== delta[row + u * C]!) return false;
+        const [x, y] = [delta[row + t * C]!, delta[row + u * C]!];
+        tu += x * y;
+        uu += y * y;
+        big = Math.max(big, Math.abs(x));
       }
-      return true;
+      const lambda = tu / uu;
+      for (let i = 0; i < V; i++) {
+        const row = (n * V + i) * L * C + c;
+        if (Math.abs(delta[row + t * C]! - lambda * delta[row + u * C]!) > 1e-6 * big + 2 ** -100)
+          return null;
+      }
+      return lambda;
     };
     for (let t = 0; t < L; t++) {
       for (let c = 0; c < C; c++) {
         if (slot[t * C + c]! < 0) continue;
         let s = 0;
-        while (s < used[c]! && !sameSignals(t, first[c * S + s]!, c)) s++;
+        let lambda: number | null = null;
+        for (; s < used[c]!; s++) {
+          lambda = ratio(t, first[c * S + s]!, c);
+          if (lambda !== null) break;
+        }
         const shared = s < used[c]!;
         if (!shared) {
           if (s >= S) {
             throw new Error(
-              `structured eNTK: layer ${layer} has more than ${S} distinct signals in channel ${c} (one per max-pool window expected: a bug)`,
+              `structured eNTK: layer ${layer} has signals in more than ${S} directions in channel ${c} (one per max-pool window expected: a bug)`,
             );
           }
           used[c]!++;
@@ -368,17 +385,20 @@ export function pooledFactors(
         slot[t * C + c] = s;
         const e = ((n * C + c) * S + s) * Kq;
         const p = (n * L + t) * K;
-        if (!shared && weightScale === 1) a.set(patches.subarray(p, p + K), e);
-        else for (let k = 0; k < K; k++) a[e + k] = a[e + k]! + weightScale * patches[p + k]!;
-        if (biasScale !== null) a[e + K] = a[e + K]! + biasScale;
+        const w = shared ? lambda! * weightScale : weightScale;
+        if (!shared && w === 1) a.set(patches.subarray(p, p + K), e);
+        else for (let k = 0; k < K; k++) a[e + k] = a[e + k]! + w * patches[p + k]!;
+        if (biasScale !== null) a[e + K] = a[e + K]! + (shared ? lambda! : 1) * biasScale;
       }
     }
+    // A slot's signals are its first position's.
     for (let i = 0; i < V; i++) {
       const row = (n * V + i) * L * C;
       const out = (n * V + i) * C * S;
       for (let e = 0; e < L * C; e++) {
         const s = slot[e]!;
-        if (s >= 0) d[out + (e % C) * S + s] = delta[row + e]!;
+        const c = e % C;
+        if (s >= 0 && first[c * S + s] === (e - c) / C) d[out + c * S + s] = delta[row + e]!;
       }
     }
   }

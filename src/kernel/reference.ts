@@ -9,7 +9,7 @@
  * Conv2D, DepthwiseConv2D, SeparableConv2D (NHWC, valid/same, strides, dilation), Embedding,
  * LayerNormalization (trailing axes), BatchNormalization (inference, last axis), PReLU, Add,
  * Subtract, Multiply, Average, Maximum, Minimum, Concatenate, MaxPooling2D, AveragePooling2D,
- * GlobalAveragePooling1D/2D, GlobalMaxPooling2D, Flatten, Reshape, Dropout-like identities,
+ * GlobalAveragePooling1D/2D, GlobalMaxPooling1D/2D (channels last), Flatten, Reshape, Dropout-like identities,
  * Activation, ReLU, ElementwiseActivation, Scale; activations linear, relu,
  * relu6, tanh, sigmoid, softplus, softsign, elu, selu, swish, gelu (exact), gelu_new, erf, softmax.
  */
@@ -333,6 +333,16 @@ const IDENTITIES = new Set([
   'SpatialDropout1D',
 ]);
 
+/** Pooling over channels-last inputs only (a channels-first one would be read wrongly). */
+function channelsLast(layer: tf.layers.Layer, cls: string): void {
+  const format = (layer as unknown as { dataFormat?: string }).dataFormat;
+  if (format !== undefined && format !== 'channelsLast') {
+    throw new UnsupportedError(
+      `finite-difference reference: layer ${layer.name} (${cls}) with dataFormat '${format}' is not implemented`,
+    );
+  }
+}
+
 /** Float64 value of one layer call on `inputs`, weights taken from `value`. */
 function layer64(
   layer: tf.layers.Layer,
@@ -496,16 +506,23 @@ function layer64(
     }
     case 'GlobalAveragePooling2D':
     case 'GlobalMaxPooling2D': {
+      channelsLast(layer, cls);
       const [n, H, W, C] = a.shape as [number, number, number, number];
       a = pool2d(a, [H, W], [H, W], 'valid', cls === 'GlobalMaxPooling2D');
       return { data: a.data, shape: [n, C] };
     }
-    case 'GlobalAveragePooling1D': {
+    case 'GlobalAveragePooling1D':
+    case 'GlobalMaxPooling1D': {
+      channelsLast(layer, cls);
       const [n, L, C] = a.shape as [number, number, number];
-      const out = new Float64Array(n * C);
+      const max = cls === 'GlobalMaxPooling1D';
+      const out = new Float64Array(n * C).fill(max ? Number.NEGATIVE_INFINITY : 0);
       for (let s = 0; s < n; s++)
         for (let t = 0; t < L; t++)
-          for (let c = 0; c < C; c++) out[s * C + c]! += a.data[(s * L + t) * C + c]! / L;
+          for (let c = 0; c < C; c++) {
+            const v = a.data[(s * L + t) * C + c]!;
+            out[s * C + c] = max ? Math.max(out[s * C + c]!, v) : out[s * C + c]! + v / L;
+          }
       return { data: out, shape: [n, C] };
     }
     case 'Flatten':

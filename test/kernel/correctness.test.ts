@@ -150,3 +150,23 @@ describe('a single output (V = 1: a regression head)', () => {
     }
   });
 });
+
+describe('the float64 reference refuses what it would read wrongly', () => {
+  it("a global pooling with dataFormat 'channelsFirst' is an UnsupportedError naming the layer", () => {
+    const model = tf.sequential({
+      layers: [
+        tf.layers.globalMaxPooling2d({ inputShape: [3, 4, 4], dataFormat: 'channelsFirst', name: 'gmp_cf' }),
+        tf.layers.dense({ units: 2 }),
+      ],
+    });
+    const x = tf.ones([1, 3, 4, 4]);
+    try {
+      expect(() => finiteDifferenceNtk(model, x)).toThrow(
+        /gmp_cf \(GlobalMaxPooling2D\) with dataFormat 'channelsFirst'/,
+      );
+    } finally {
+      model.dispose();
+      x.dispose();
+    }
+  });
+});

@@ -176,7 +176,41 @@ describe('global max-pooling (one window; tied maxima share their signal)', () =
     }
   });
 
-  it('Conv1D → ReLU → GlobalMaxPooling1D (a text CNN): pooled, = gram (≤ 1e-6), threads bitwise', async () => {
+  it.each([
+    ['gelu', -8],
+    ['selu', -30],
+  ])(
+    'a dead %s channel (all positions tied at the saturated output, derivatives unequal): = the Jacobian path',
+    async (activation, deadBias) => {
+      const x = tf.input({ shape: [40, 8] });
+      const c = L.conv1d({ filters: 16, kernelSize: 3, activation: activation as 'gelu' }).apply(x) as ST;
+      const model = tf.model({
+        inputs: x,
+        outputs: L.dense({ units: 10 }).apply(L.globalMaxPooling1d({}).apply(c) as ST) as ST,
+      });
+      randomizeWeights(model, 64, 0.5);
+      const conv = model.layers[1]!;
+      const [kernel, bias] = conv.getWeights();
+      const dead = tf.tidy(() => tf.add(bias!, tf.mul(tf.oneHot([0], 16).reshape([16]), deadBias)));
+      conv.setWeights([kernel!, dead]);
+      dead.dispose();
+      const points = normalPoints(4, [40, 8], 5);
+      try {
+        const jacobian = await empiricalNtkFn(model, { progress: false, implementation: 'jacobian' })(points);
+        for (const hook of ['cost', 'always'] as const) {
+          structuredTestHooks.pooledConvolutions = hook;
+          const k = await empiricalNtkFn(model, { progress: false })(points);
+          expect(k.rules![0]!.rule).toBe('conv1d-pooled');
+          expect(relMaxError(k.data, jacobian.data)).toBeLessThanOrEqual(1e-5);
+        }
+      } finally {
+        model.dispose();
+        points.dispose();
+      }
+    },
+  );
+
+  it('Conv1D → ReLU → GlobalMaxPooling1D (a text CNN): pooled, = float64 finite differences (≤ 1e-5), = gram (≤ 1e-6), threads bitwise', async () => {
     const x = tf.input({ shape: [10, 6] });
     const c = L.conv1d({ filters: 8, kernelSize: 3, activation: 'relu' }).apply(x) as ST;
     const model = tf.model({
@@ -188,6 +222,7 @@ describe('global max-pooling (one window; tied maxima share their signal)', () =
     try {
       const k = await empiricalNtkFn(model, { progress: false, blockSize: 4 })(points);
       expect(k.rules!.map((r) => r.rule)).toEqual(['conv1d-pooled', 'dense-identity']);
+      expect(relMaxError(k.data, finiteDifferenceNtk(model, points).data)).toBeLessThanOrEqual(1e-5);
       const pair = await both(model, points, null, { blockSize: 4 });
       expect(relMaxError(pair.pooled.data, pair.gram.data)).toBeLessThanOrEqual(1e-6);
       const two = await empiricalNtkFn(model, { progress: false, blockSize: 4, threads: 2 })(points);
@@ -359,35 +394,31 @@ describe('pooled = gram (the same layers as full per-example gradients)', () => 
 });
 
 describe('the one-position-per-window invariant', () => {
-  it('more signal positions in a channel than slots is an error naming the layer', () => {
-    // b = 1, V = 2, L = 3 positions, K = 2, C = 1, S = 2: all three positions carry a signal.
-    const patches = Float32Array.from([1, 2, 3, 4, 5, 6]);
-    // δ [b·V, L, C]: logit 0 at positions 0 and 1, logit 1 at position 2.
-    const delta = Float32Array.from([1, 2, 0, 0, 0, 3]);
-    expect(() =>
-      pooledFactors(patches, delta, { b: 1, V: 2, L: 3, K: 2, C: 1, S: 2 }, 1, null, 'conv_x'),
-    ).toThrow(/conv_x has more than 2 distinct signals in channel 0/);
-    // Two positions fit: slot vectors (times s_w, then s_b) and signals in position order.
-    const f = pooledFactors(
-      patches,
-      Float32Array.from([1, 0, 0, 0, 0, 3]),
-      { b: 1, V: 2, L: 3, K: 2, C: 1, S: 2 },
-      2,
-      0.5,
-      'c',
+  // b = 1, V = 2, L = 3 positions, K = 2, C = 1; δ [b·V, L, C] (logit 0's three positions, then logit 1's).
+  const patches = Float32Array.from([1, 2, 3, 4, 5, 6]);
+  const dims = (S: number) => ({ b: 1, V: 2, L: 3, K: 2, C: 1, S });
+
+  it('signals in more directions than slots are an error naming the layer', () => {
+    // Positions 0, 1, 2 signal (1, 0), (2, 1), (0, 3): three directions, two slots.
+    const delta = Float32Array.from([1, 2, 0, 0, 1, 3]);
+    expect(() => pooledFactors(patches, delta, dims(2), 1, null, 'conv_x')).toThrow(
+      /conv_x has signals in more than 2 directions in channel 0/,
     );
+    // Only some logits' signals in the same ratio ((1, 2) against (3, 7)): not merged.
+    expect(() =>
+      pooledFactors(patches, Float32Array.from([1, 0, 3, 2, 0, 7]), dims(1), 1, null, 'c'),
+    ).toThrow(/more than 1 directions/);
+  });
+
+  it('slots in position order; proportional signals (tied maxima of a global max-pool) share one', () => {
+    // Two positions fit: slot vectors (times s_w, then s_b) and signals in position order.
+    const f = pooledFactors(patches, Float32Array.from([1, 0, 0, 0, 0, 3]), dims(2), 2, 0.5, 'c');
     expect(Array.from(f.a)).toEqual([2, 4, 0.5, 10, 12, 0.5]);
     expect(Array.from(f.d)).toEqual([1, 0, 0, 3]);
-    // Equal signals (tied maxima of a global max-pool) share one slot: vectors and biases summed.
-    const g = pooledFactors(
-      patches,
-      Float32Array.from([1, 0, 1, 2, 0, 2]),
-      { b: 1, V: 2, L: 3, K: 2, C: 1, S: 1 },
-      2,
-      0.5,
-      'c',
-    );
-    expect(Array.from(g.a)).toEqual([2 * (1 + 5), 2 * (2 + 6), 1]);
+    // Position 2's signals are 3 × position 0's: its vector (and bias) added times 3, position 0's
+    // signals kept.
+    const g = pooledFactors(patches, Float32Array.from([1, 0, 3, 2, 0, 6]), dims(1), 2, 0.5, 'c');
+    expect(Array.from(g.a)).toEqual([2 * (1 + 3 * 5), 2 * (2 + 3 * 6), 0.5 * 4]);
     expect(Array.from(g.d)).toEqual([1, 2]);
   });
 });
