@@ -381,20 +381,21 @@ function transposeBody(): number[] {
 }
 
 /**
- * packGroups(src, K, groups, stride, chunk, dst): rows src [groups·stride × K] (K a multiple of 4,
- * row stride 4K bytes) as A tiles (stride 4) or B panels (stride 8) in chunks of `chunk` units: the
- * chunk from unit c0 holds, for every group g, rows g·stride + r at
- *   dst + 4·(c0·groups·stride + (g·len + p − c0)·stride + r)      (c0 ≤ p < c0 + len, len ≤ chunk)
+ * packGroups(src, K, groups, stride, chunk, dst, total, g0): rows src [groups·stride × K] (K a
+ * multiple of 4, row stride 4K bytes) as A tiles (stride 4) or B panels (stride 8) in chunks of
+ * `chunk` units, as groups g0 … g0 + groups − 1 of a layout of `total` groups: the chunk from unit c0
+ * holds, for every group G, rows G·stride + r at
+ *   dst + 4·(c0·total·stride + (G·len + p − c0)·stride + r)      (c0 ≤ p < c0 + len, len ≤ chunk)
  * (the layout the dense kernel reads one chunk at a time). 4 × 4 transposes by lane shuffles.
  */
 function packGroupsBody(): number[] {
-  const [SRC, K, GROUPS, STRIDE, CHUNK, DST] = [0, 1, 2, 3, 4, 5];
-  let next = 6;
+  const [SRC, K, GROUPS, STRIDE, CHUNK, DST, TOTAL, G0] = [0, 1, 2, 3, 4, 5, 6, 7];
+  let next = 8;
   const [c0, len, base, g, p, pEnd, h, sp, dp, ldb, step] = Array.from(
     { length: 11 },
     () => next++,
   ) as number[];
-  const numI32 = next - 6;
+  const numI32 = next - 8;
   const r = [next++, next++, next++, next++];
   const tt = [next++, next++, next++, next++];
   const shl2 = [...i32(2), 0x74];
@@ -403,7 +404,7 @@ function packGroupsBody(): number[] {
   const quad: number[] = [...get(g), ...get(STRIDE), ...mul, ...get(h), ...add, ...get(K), ...mul];
   quad.push(...get(p), ...add, ...shl2, ...get(SRC), ...add, ...set(sp));
   quad.push(...loadInterleaved(r, tt, sp, ldb));
-  quad.push(...get(g), ...get(len), ...mul, ...get(p), ...add, ...get(c0), ...sub);
+  quad.push(...get(G0), ...get(g), ...add, ...get(len), ...mul, ...get(p), ...add, ...get(c0), ...sub);
   quad.push(...get(STRIDE), ...mul, ...get(h), ...add, ...shl2, ...get(base), ...add, ...set(dp));
   quad.push(...storeColumns(tt, dp, step), ...incr(h, 4));
 
@@ -412,7 +413,7 @@ function packGroupsBody(): number[] {
   group.push(...whileNot([...get(p), ...get(pEnd), ...geU], unit), ...incr(g, 1));
   const chunk: number[] = [...get(K), ...get(c0), ...sub, ...set(len)];
   chunk.push(...ifThen([...get(CHUNK), ...get(len), ...ltU], [...get(CHUNK), ...set(len)]));
-  chunk.push(...get(c0), ...get(GROUPS), ...mul, ...get(STRIDE), ...mul, ...shl2, ...get(DST), ...add);
+  chunk.push(...get(c0), ...get(TOTAL), ...mul, ...get(STRIDE), ...mul, ...shl2, ...get(DST), ...add);
   chunk.push(...set(base), ...i32(0), ...set(g));
   chunk.push(...whileNot([...get(g), ...get(GROUPS), ...geU], group), ...incr(c0, get(CHUNK)));
   const code: number[] = [...get(K), ...shl2, ...set(ldb), ...get(STRIDE), ...shl2, ...set(step)];
@@ -635,7 +636,16 @@ export interface GemmExports {
     mode: number,
   ): void;
   transpose(src: number, rows: number, cols: number, dst: number): void;
-  packGroups(src: number, k: number, groups: number, stride: number, chunk: number, dst: number): void;
+  packGroups(
+    src: number,
+    k: number,
+    groups: number,
+    stride: number,
+    chunk: number,
+    dst: number,
+    total: number,
+    g0: number,
+  ): void;
   pooledPairs(
     q: number,
     qc: number,
@@ -660,7 +670,7 @@ const functions = (fma: boolean): AsmFunction[] => [
   { name: 'scalePanels', params: 7, body: scalePanelsBody() },
   { name: 'scatter', params: 9, body: scatterBody() },
   { name: 'transpose', params: 4, body: transposeBody() },
-  { name: 'packGroups', params: 6, body: packGroupsBody() },
+  { name: 'packGroups', params: 8, body: packGroupsBody() },
   { name: 'pooledPairs', params: 14, body: pooledPairsBody() },
 ];
 

@@ -77,6 +77,9 @@ const TIGHT_BAND = 4;
  */
 const TIGHT_CHUNK = 1024;
 
+/** Rows per staging pass of a tight term's packing (a multiple of 8: whole tiles and panels). */
+const PACK_ROWS = 64;
+
 /** Row tiles per product of a pooled term's first stage on a symmetric block (see pooledTerm). */
 const POOL_BAND = 8;
 
@@ -404,10 +407,11 @@ export class WasmBlockComputer implements BlockComputer {
   }
 
   /**
-   * Tight terms: a block's gram rows packed into the regions `${name}${k}` (not cached): copied into
-   * the region 'packSrc' (rows padded to a multiple of 4 units and to whole groups, zeros), then
-   * interleaved there by the packGroups kernel (./wasm-gemm.ts; ≈ 5× faster than a JS loop). No fresh
-   * arrays: first touches of fresh memory cost ≈ 5 ms per MB on the benchmark VM.
+   * Tight terms: a block's gram rows packed into the regions `${name}${k}` (not cached), PACK_ROWS
+   * rows at a time: copied into the region 'packSrc' (rows padded to a multiple of 4 units, zeros),
+   * then interleaved into place by the packGroups kernel (./wasm-gemm.ts; ≈ 5× faster than a JS
+   * loop). The staging area stays small and in cache: no fresh memory (first touches of fresh
+   * memory cost ≈ 5 ms per MB on the benchmark VM).
    */
   private packTight(name: string, input: BlockInput, layout: 'dense' | 'panels'): void {
     const heap = new Float32Array(this.memory.buffer);
@@ -417,18 +421,23 @@ export class WasmBlockComputer implements BlockComputer {
       if (this.routes[k] !== 'tight') return;
       const rows = input.points * this.V;
       const K = this.innerK(t);
-      const groups = Math.ceil(rows / stride);
+      const total = Math.ceil(rows / stride);
       const d = input.terms[k]!.d!;
       const at = src / 4;
-      if (K === t.width) heap.set(d.subarray(0, rows * K), at);
-      else {
-        for (let n = 0; n < rows; n++) {
-          heap.set(d.subarray(n * t.width, (n + 1) * t.width), at + n * K);
-          heap.fill(0, at + n * K + t.width, at + (n + 1) * K);
+      for (let r0 = 0; r0 < rows; r0 += PACK_ROWS) {
+        const n = Math.min(PACK_ROWS, rows - r0);
+        if (K === t.width) heap.set(d.subarray(r0 * K, (r0 + n) * K), at);
+        else {
+          for (let q = 0; q < n; q++) {
+            heap.set(d.subarray((r0 + q) * t.width, (r0 + q + 1) * t.width), at + q * K);
+            heap.fill(0, at + q * K + t.width, at + (q + 1) * K);
+          }
         }
+        const groups = Math.ceil(n / stride);
+        heap.fill(0, at + n * K, at + groups * stride * K);
+        const dst = this.regions.at(`${name}${k}`);
+        this.ex.packGroups(src, K, groups, stride, TIGHT_CHUNK, dst, total, r0 / stride);
       }
-      heap.fill(0, at + rows * K, at + groups * stride * K);
-      this.ex.packGroups(src, K, groups, stride, TIGHT_CHUNK, this.regions.at(`${name}${k}`));
     });
   }
 
@@ -651,7 +660,7 @@ export class WasmBlockComputer implements BlockComputer {
       if (!rowPacked) {
         const ea = row.terms[k]!.a!;
         load(ea, Rr, (q) => (q < r * S ? ((Math.floor(q / S) * C + ch) * S + (q % S)) * patch : -1));
-        this.ex.packGroups(src, K, Rr / MR, MR, K, at(`poolA${k}`) + 4 * ch * Rr * K);
+        this.ex.packGroups(src, K, Rr / MR, MR, K, at(`poolA${k}`) + 4 * ch * Rr * K, Rr / MR, 0);
       }
       if (!colPacked) {
         const eb = col.terms[k]!.a!;
@@ -659,7 +668,16 @@ export class WasmBlockComputer implements BlockComputer {
           const [s, m] = [Math.floor(q / cPad), q % cPad];
           return m < c ? ((m * C + ch) * S + s) * patch : -1;
         });
-        this.ex.packGroups(src, K, (S * cPad) / NR, NR, K, at(`poolB${k}`) + 4 * ch * S * cPad * K);
+        this.ex.packGroups(
+          src,
+          K,
+          (S * cPad) / NR,
+          NR,
+          K,
+          at(`poolB${k}`) + 4 * ch * S * cPad * K,
+          (S * cPad) / NR,
+          0,
+        );
       }
     }
     // Signals: the row points' as they are; the column points' as Dc[ch][s'][j][m].
@@ -816,7 +834,7 @@ export class WasmBlockComputer implements BlockComputer {
       [
         'packSrc',
         4 *
-          roundUp(Math.max(r, c) * V, NR) *
+          PACK_ROWS *
           Math.max(0, ...this.terms.map((t, k) => (this.routes[k] === 'tight' ? this.innerK(t) : 0))),
       ],
       ['outT', 4 * rows * cols],

@@ -385,7 +385,7 @@ describe('kernels against float64 loops', () => {
     [16, 2056, 8, 1024],
     [8, 1028, 4, 1024],
   ])(
-    'packGroups %i rows × %i units, stride %i, chunks of %i: exactly the chunked tile / panel layout',
+    'packGroups %i rows × %i units, stride %i, chunks of %i: exactly the chunked tile / panel layout, in one call or two',
     (rows, K, stride, chunk) => {
       const rng = new Rng(rows * 7 + K);
       const src = randomMatrix(rng, rows, K);
@@ -402,8 +402,14 @@ describe('kernels against float64 loops', () => {
       const k = kernels();
       const s = k.put(src);
       const d = k.alloc(rows * K);
-      k.ex.packGroups(s, K, groups, stride, chunk, d);
+      k.ex.packGroups(s, K, groups, stride, chunk, d, groups, 0);
       expect(Array.from(k.read(d, rows * K))).toEqual(Array.from(expected));
+      // The same layout from the groups in two calls (a first part, then the rest from group g0).
+      const g0 = Math.floor(groups / 2);
+      const d2 = k.alloc(rows * K);
+      if (g0 > 0) k.ex.packGroups(s, K, g0, stride, chunk, d2, groups, 0);
+      k.ex.packGroups(s + 4 * g0 * stride * K, K, groups - g0, stride, chunk, d2, groups, g0);
+      expect(Array.from(k.read(d2, rows * K))).toEqual(Array.from(expected));
     },
   );
 
