@@ -77,8 +77,15 @@ const TIGHT_BAND = 4;
  */
 const TIGHT_CHUNK = 1024;
 
-/** Rows per staging pass of a tight term's packing (a multiple of 8: whole tiles and panels). */
-const PACK_ROWS = 64;
+/**
+ * Floats per staging pass of a tight term's packing: at least 8 rows (whole tiles and panels), a
+ * multiple of 8, within 4 MiB (a larger staging area is fresh memory on every call of a model whose
+ * working memory is over KEEP_BYTES: the transformer took 2.0 s instead of 1.6).
+ */
+const STAGE_FLOATS = 2 ** 20;
+
+/** Rows per staging pass for rows of K floats (see STAGE_FLOATS). */
+const stageRows = (K: number) => Math.max(8, Math.floor(STAGE_FLOATS / K / 8) * 8);
 
 /** Row tiles per product of a pooled term's first stage on a symmetric block (see pooledTerm). */
 const POOL_BAND = 8;
@@ -407,8 +414,8 @@ export class WasmBlockComputer implements BlockComputer {
   }
 
   /**
-   * Tight terms: a block's gram rows packed into the regions `${name}${k}` (not cached), PACK_ROWS
-   * rows at a time: copied into the region 'packSrc' (rows padded to a multiple of 4 units, zeros),
+   * Tight terms: a block's gram rows packed into the regions `${name}${k}` (not cached), in passes
+   * of at most STAGE_FLOATS: copied into the region 'packSrc' (rows padded to a multiple of 4 units, zeros),
    * then interleaved into place by the packGroups kernel (./wasm-gemm.ts; ≈ 5× faster than a JS
    * loop). The staging area stays small and in cache: no fresh memory (first touches of fresh
    * memory cost ≈ 5 ms per MB on the benchmark VM).
@@ -424,8 +431,9 @@ export class WasmBlockComputer implements BlockComputer {
       const total = Math.ceil(rows / stride);
       const d = input.terms[k]!.d!;
       const at = src / 4;
-      for (let r0 = 0; r0 < rows; r0 += PACK_ROWS) {
-        const n = Math.min(PACK_ROWS, rows - r0);
+      const pass = stageRows(K);
+      for (let r0 = 0; r0 < rows; r0 += pass) {
+        const n = Math.min(pass, rows - r0);
         if (K === t.width) heap.set(d.subarray(r0 * K, (r0 + n) * K), at);
         else {
           for (let q = 0; q < n; q++) {
@@ -834,8 +842,14 @@ export class WasmBlockComputer implements BlockComputer {
       [
         'packSrc',
         4 *
-          PACK_ROWS *
-          Math.max(0, ...this.terms.map((t, k) => (this.routes[k] === 'tight' ? this.innerK(t) : 0))),
+          Math.max(
+            0,
+            ...this.terms.map((t, k) => {
+              if (this.routes[k] !== 'tight') return 0;
+              const K = this.innerK(t);
+              return Math.min(stageRows(K), roundUp(Math.max(r, c) * V, NR)) * K;
+            }),
+          ),
       ],
       ['outT', 4 * rows * cols],
       ...this.pooledSizes(r, c),
