@@ -9,8 +9,9 @@
  *   resnet-bn residual CNN with BatchNorm, N = --n-graph (200)                     vs entk's Jacobian path
  *   ln-seq    LayerNorm / Dense-over-sequence block (digits rows as 8 tokens), N = --n-graph   vs Jacobian
  *
- * The Jacobian path is timed at --jacobian-n points, best of --repeats, and extrapolated (J ∝ N, J Jᵀ ∝ N²), as in
- * bench/ntk.ts. Reference processes run with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset.
+ * The Jacobian path is timed at --jacobian-n points (default 200: all N = --n-graph points), best of
+ * --repeats; fewer points are extrapolated (J ∝ N, J Jᵀ ∝ N², as in bench/ntk.ts), which magnifies
+ * the noise of the small contraction (a 2× spread between runs at N = 32). Reference processes run with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset.
  * Run through `npm run bench -- --only ntk-models`, or: node bin/run-ts.js bench/ntk-models.ts --out f.json
  */
 import { promises as fs } from 'node:fs';
@@ -61,7 +62,7 @@ function parseFlags(argv: string[]): Flags {
     nWide: 300,
     nCnn: 500,
     nGraph: 200,
-    jacobianN: 32,
+    jacobianN: 200,
     threads: 2,
     repeats: 3,
     cases: [...CASES],
@@ -326,7 +327,7 @@ async function runCase(
   entry.fractionOfPeak = gflops / peak.peakGflops;
   let line = `${c} N=${n} (P=${s.result.parameterCount}): entk structured ${fmt(s.bestMs)} (${s.result.threads} threads; features ${fmt(s.result.timings.features ?? 0)}; ${gflops.toFixed(1)} GFLOP/s = ${((100 * gflops) / peak.peakGflops).toFixed(0)}% of peak)`;
   if (c === 'resnet-bn' || c === 'ln-seq') {
-    const j = await jacobianCheck(model, x, flags.jacobianN, n, flags.repeats);
+    const j = await jacobianCheck(model, x, Math.min(flags.jacobianN, n), n, flags.repeats);
     entry.jacobian = j;
     const ratio = j.extrapolatedMs / s.bestMs;
     entry.ratio = ratio;

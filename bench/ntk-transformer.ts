@@ -5,8 +5,9 @@
  * models/wordnet-tokenizer, measured in one run:
  *
  *   entk structured   empiricalNtkFn (layer by layer, never forming J), --threads threads
- *   entk jacobian     the whole-model Jacobian path, timed at --jacobian-n points and extrapolated
- *                     to N (J ∝ N, J Jᵀ ∝ N², as in bench/ntk.ts); target: structured ≥ 20× faster
+ *   entk jacobian     the whole-model Jacobian path, timed at --jacobian-n points (default N), best
+ *                     of --repeats; fewer are extrapolated to N (J ∝ N, J Jᵀ ∝ N², as in
+ *                     bench/ntk.ts); target: structured ≥ 20× faster
  *   functorch         the same weights rebuilt in PyTorch (bench/reference/ntk_transformer.py, which
  *                     first checks its logits equal entk's to 1e-5), vmap(jacrev) + einsum per
  *                     parameter tensor; timed at --functorch-n points (default N) and extrapolated
@@ -61,7 +62,7 @@ function parseFlags(argv: string[]): Flags {
   const f: Flags = {
     out: null,
     n: 200,
-    jacobianN: 32,
+    jacobianN: 200,
     functorchN: null,
     threads: 2,
     repeats: 3,
