@@ -143,7 +143,7 @@ export interface ModelSource {
   /** The output the plan was made for (see planStructured). */
   output: NtkOutput;
   /** The test hooks in force when the plan was made. */
-  hooks: Pick<FactorHooks, 'autodiff' | 'sparseEmbeddings' | 'pooledConvolutions'>;
+  hooks: Pick<FactorHooks, 'autodiff' | 'sparseEmbeddings' | 'pooledConvolutions' | 'pooledPixels'>;
   /** Unique per configured kernel function. */
   key: string;
 }

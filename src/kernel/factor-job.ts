@@ -44,6 +44,8 @@ export interface FactorHooks {
   sparseEmbeddings: boolean;
   /** structuredTestHooks.pooledConvolutions (./structured.ts). */
   pooledConvolutions: 'cost' | 'always' | 'never';
+  /** structuredTestHooks.pooledPixels (./structured.ts). */
+  pooledPixels: 'cost' | 'always' | 'never';
   /** The factor GEMM's threshold (./factor-gemm.ts). */
   gemmMinWork: number;
   /** engine testHooks.mainThreadFactors = false: a worker that cannot take factor blocks fails (else nobody would). */

@@ -75,6 +75,7 @@ async function modelFor(source: FactorSource, terms: TermMeta[]): Promise<Built>
       ruleTestHooks.autodiff = new Set(source.hooks.autodiff);
       structuredTestHooks.sparseEmbeddings = source.hooks.sparseEmbeddings;
       structuredTestHooks.pooledConvolutions = source.hooks.pooledConvolutions;
+      structuredTestHooks.pooledPixels = source.hooks.pooledPixels;
       const analysis = analyzeModel(model, source.parameters, { logits: source.logits });
       const plan = planStructured(analysis, source.output);
       if (!sameTerms(plan.terms, terms)) throw new Error('the rebuilt model plans different terms');

@@ -241,6 +241,7 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
         autodiff: [...ruleTestHooks.autodiff],
         sparseEmbeddings: structuredTestHooks.sparseEmbeddings,
         pooledConvolutions: structuredTestHooks.pooledConvolutions,
+        pooledPixels: structuredTestHooks.pooledPixels,
       },
       key: randomUUID(),
     },

@@ -404,3 +404,50 @@ export function pooledFactors(
   }
   return { a, d };
 }
+
+/**
+ * The factors of a pixel-pooled term (./terms.ts PoolPixels) from a convolution's input `x`
+ * [b, U·D] (channels last) and its output signals δ [b·V, L, C]: per point n, a[n] = [s_w·x[n] |
+ * p[c, s]] where channel c's slots s hold, in increasing order, the positions t with a nonzero
+ * signal for some logit (−1: empty), d[n·V + i, c·S + s] = δ[n·V + i, t, c]. Behind max-pool windows
+ * (each routes its signal to one position) a channel has at most S such positions; more is an error.
+ * Written into `into`'s arrays where given, else fresh ones.
+ */
+export function pooledPositions(
+  x: Float32Array,
+  delta: Float32Array,
+  dims: { b: number; V: number; L: number; C: number; S: number; units: number; depth: number },
+  weightScale: number,
+  layer: string,
+  into: { a?: Float32Array; d?: Float32Array } = {},
+): { a: Float32Array; d: Float32Array } {
+  const { b, V, L, C, S, units, depth } = dims;
+  const X = units * depth;
+  const dIn = X + C * S;
+  const a = into.a ?? new Float32Array(b * dIn);
+  const d = into.d?.fill(0) ?? new Float32Array(b * V * C * S);
+  const used = new Int32Array(C);
+  for (let n = 0; n < b; n++) {
+    for (let e = 0; e < X; e++) a[n * dIn + e] = weightScale * x[n * X + e]!;
+    const sel = n * dIn + X;
+    a.fill(-1, sel, sel + C * S);
+    used.fill(0);
+    for (let t = 0; t < L; t++) {
+      for (let c = 0; c < C; c++) {
+        let signal = false;
+        for (let i = 0; i < V && !signal; i++) signal = delta[((n * V + i) * L + t) * C + c] !== 0;
+        if (!signal) continue;
+        const s = used[c]!++;
+        if (s >= S) {
+          throw new Error(
+            `structured eNTK: layer ${layer} has signals at more than ${S} positions in channel ${c} (one per max-pool window expected: a bug)`,
+          );
+        }
+        a[sel + c * S + s] = t;
+        for (let i = 0; i < V; i++)
+          d[(n * V + i) * C * S + c * S + s] = delta[((n * V + i) * L + t) * C + c]!;
+      }
+    }
+  }
+  return { a, d };
+}

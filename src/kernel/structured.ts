@@ -58,6 +58,7 @@ import {
   embeddingGradientRows,
   im2colRows,
   pooledFactors,
+  pooledPositions,
   positionGradTestHooks,
   sparseRowsProduct,
 } from './position-grads.js';
@@ -95,6 +96,11 @@ export const structuredTestHooks = {
    * always, or never (gram terms).
    */
   pooledConvolutions: 'cost' as 'cost' | 'always' | 'never',
+  /**
+   * Pooled terms behind max-pool windows from input pixels (terms.ts PoolPixels): where they cost
+   * less than the slots' patches ('cost'), always, or never.
+   */
+  pooledPixels: 'cost' as 'cost' | 'always' | 'never',
 };
 
 /** Shapes (without batch) found by tracing one example. */
@@ -769,10 +775,15 @@ function positionSupport(graph: ModelGraph, consumers: number[][]): Array<'first
 /**
  * Distinct signals per channel when tensor t reaches the logits only through a max-pooling (after
  * element-wise layers and inference-mode batch norms, which keep a zero signal zero): one per pool
- * window, as its gradient routes each window's signal to one position (a global max-pool: to its
- * tied maxima, with equal signals). Null otherwise.
+ * window, as its gradient routes each window's signal to one position (`windows`: at one position
+ * each; a global max-pool: to its tied maxima, with equal signals). Null otherwise.
  */
-function maxPoolSlots(graph: ModelGraph, consumers: number[][], t: number, shape: number[]): number | null {
+function maxPoolSlots(
+  graph: ModelGraph,
+  consumers: number[][],
+  t: number,
+  shape: number[],
+): { slots: number; windows: boolean } | null {
   for (let at = t; at !== graph.output; ) {
     const users = consumers[at]!;
     if (users.length !== 1) return null;
@@ -781,13 +792,13 @@ function maxPoolSlots(graph: ModelGraph, consumers: number[][], t: number, shape
     const cls = next.layer.getClassName();
     if (cls === 'MaxPooling2D' || cls === 'MaxPooling1D') {
       const out = next.layer.computeOutputShape([null, ...shape]) as number[];
-      return prod(out.slice(1, -1));
+      return { slots: prod(out.slice(1, -1)), windows: true };
     }
     // A global max-pool over the positions (channels last): one window. Its tied maxima share the
     // signal evenly (src/backend/gradients.ts), so they have equal signals and share a slot.
     if (cls === 'GlobalMaxPooling2D' || cls === 'GlobalMaxPooling1D') {
       const format = (next.layer as unknown as { dataFormat?: string }).dataFormat;
-      return format === undefined || format === 'channelsLast' ? 1 : null;
+      return format === undefined || format === 'channelsLast' ? { slots: 1, windows: false } : null;
     }
     if (!(isElementwiseLayer(next.layer) || cls === 'BatchNormalization')) return null;
     at = next.output;
@@ -797,10 +808,12 @@ function maxPoolSlots(graph: ModelGraph, consumers: number[][], t: number, shape
 
 /**
  * The pooled term (./terms.ts; docs/theory.md §Per-layer rules) of a convolution called once, with an
- * element-wise activation, whose output reaches the logits only through a max-pooling, when its S²
- * patch products per channel (+ the signals' contraction, about 3× slower per operation) cost less
- * than half of the V² products of full gradient rows (full kernels and their blocks: not for trace
- * kernels); else null.
+ * element-wise activation, whose output reaches the logits only through a max-pooling, when it costs
+ * less than half of the V² products of full gradient rows (full kernels and their blocks: not for
+ * trace kernels); else null. Per pair of points and channel: S² patch products + the signals'
+ * contraction (about 3× slower per operation); behind max-pool windows, from input pixels where that
+ * costs less (U² pixel products and P² sums of taps shared by all channels, + gathering C·S² slot
+ * products, see pixelTable).
  */
 function pooledTerm(
   graph: ModelGraph,
@@ -818,14 +831,60 @@ function pooledTerm(
   // Trace kernels contract a gram term's V·P-long rows once per pair, not V² times: no saving.
   if (hook === 'cost' && output === 'trace') return null;
   const out = trace.probeShapes[0]!;
-  const S = maxPoolSlots(graph, consumers, single.output, out);
-  if (S === null) return null;
-  const ks = p.kernel!.shape as number[];
-  const K = (p.conv1d ? ks[0]! : ks[0]! * ks[1]!) * ks[ks.length - 2]! + (p.bias ? 1 : 0);
-  if (hook === 'cost' && S * S * K + 3 * S * V * (S + V) >= 0.5 * V * V * K) return null;
+  const found = maxPoolSlots(graph, consumers, single.output, out);
+  if (found === null) return null;
+  const S = found.slots;
   const C = out[out.length - 1]!;
-  const pool = { channels: C, slots: S, patch: K };
-  return { kind: 'pooled', layer, dIn: C * S * K, width: C * S, sw2: 1, sb2: 0, pool };
+  const ks = p.kernel!.shape as number[];
+  const [kh, kw] = p.conv1d ? [1, ks[0]!] : [ks[0]!, ks[1]!];
+  const K = kh * kw * ks[ks.length - 2]! + (p.bias ? 1 : 0);
+  const signals = 3 * S * V * (S + V) * C;
+  const slotsCost = S * S * K * C + signals;
+  const pixels =
+    found.windows && structuredTestHooks.pooledPixels !== 'never' ? pixelTable(p, trace, kh, kw) : null;
+  const pixelsCost = pixels
+    ? pixels.units * pixels.units * pixels.depth +
+      (pixels.index.length / pixels.taps) ** 2 * pixels.taps +
+      2 * C * S * S +
+      signals
+    : Number.POSITIVE_INFINITY;
+  if (hook === 'cost' && Math.min(slotsCost, pixelsCost) >= 0.5 * V * V * K * C) return null;
+  const usePixels =
+    pixels !== null && (structuredTestHooks.pooledPixels === 'always' || pixelsCost < slotsCost);
+  const base = { kind: 'pooled' as const, layer, width: C * S, sw2: 1, sb2: 0 };
+  if (!usePixels) return { ...base, dIn: C * S * K, pool: { channels: C, slots: S, patch: K } };
+  return {
+    ...base,
+    dIn: pixels.units * pixels.depth + C * S,
+    pool: { channels: C, slots: S, patch: K, pixels: { ...pixels, bias2: p.bias ? p.biasScale ** 2 : 0 } },
+  };
+}
+
+/**
+ * The input pixel of every tap of every output position of a convolution (terms.ts PoolPixels,
+ * without the bias): tap (i, j) of position (y, z) reads pixel (y·s_h + i·d_h − pad_top, z·s_w + j·d_w
+ * − pad_left), −1 where that is in the padding.
+ */
+function pixelTable(
+  p: ParamLayer,
+  trace: NodeTrace,
+  kh: number,
+  kw: number,
+): { units: number; depth: number; taps: number; index: number[] } {
+  const g = convGeometry(p, [1, ...trace.inShapes[0]!], kh, kw, trace.probeShapes[0]!.slice(0, -1));
+  const index: number[] = [];
+  for (let y = 0; y < g.oh; y++) {
+    for (let z = 0; z < g.ow; z++) {
+      for (let i = 0; i < kh; i++) {
+        const row = y * g.strides[0] + i * g.dilations[0] - g.padTop;
+        for (let j = 0; j < kw; j++) {
+          const col = z * g.strides[1] + j * g.dilations[1] - g.padLeft;
+          index.push(row < 0 || row >= g.H || col < 0 || col >= g.W ? -1 : row * g.W + col);
+        }
+      }
+    }
+  }
+  return { units: g.H * g.W, depth: g.C, taps: kh * kw, index };
 }
 
 const RULE_NAMES: Record<ParamLayer['kind'], string> = {
@@ -1011,8 +1070,8 @@ export interface TermFeatures {
 }
 
 /** The geometry of a conv call on input a (conv1d as an image of height 1), output size `out`. */
-function convGeometry(p: ParamLayer, a: tf.Tensor, kh: number, kw: number, out: number[]): ConvGeometry {
-  const [b, H, W, C] = p.conv1d ? [a.shape[0]!, 1, a.shape[1]!, a.shape[2]!] : (a.shape as number[]);
+function convGeometry(p: ParamLayer, shape: number[], kh: number, kw: number, out: number[]): ConvGeometry {
+  const [b, H, W, C] = p.conv1d ? [shape[0]!, 1, shape[1]!, shape[2]!] : shape;
   const [sh, sw] = p.strides!;
   const [dh, dw] = p.dilationRate!;
   const [oh, ow] = p.conv1d ? [1, out[0]!] : [out[0]!, out[1]!];
@@ -1042,7 +1101,7 @@ function convGeometry(p: ParamLayer, a: tf.Tensor, kh: number, kw: number, out: 
  */
 function patches(p: ParamLayer, a: tf.Tensor, kh: number, kw: number, out: number[]): tf.Tensor3D {
   const x = asImage(p, a);
-  const g = convGeometry(p, a, kh, kw, out);
+  const g = convGeometry(p, a.shape, kh, kw, out);
   const [sh, sw] = g.strides;
   const [dh, dw] = g.dilations;
   const { b, H, W, C, oh, ow } = g;
@@ -1245,7 +1304,7 @@ function gradientRowsFiller(
     if (!denseGradientRowsAvailable(K, dOut) || delta.size !== b * V * L * dOut) return null;
     const dims = { b, V, L, K, dOut };
     const biasScale = p.bias ? p.biasScale : null;
-    const geometry = convGeometry(p, a, kh, kw, outShape);
+    const geometry = convGeometry(p, a.shape, kh, kw, outShape);
     return (out) => {
       const A = im2colRows(valuesOf(a), geometry);
       denseGradientRows(A, valuesOf(delta), dims, p.weightScale, biasScale, out);
@@ -1415,18 +1474,27 @@ export function structuredFeatures(
         const p = planned.param;
         const a = saved.get(k0)!.inputs[0]!;
         const delta = deltas.get(k0)![0]!;
-        const ks = p.kernel!.shape as number[];
-        const [kh, kw] = p.conv1d ? [1, ks[0]!] : [ks[0]!, ks[1]!];
-        const geometry = convGeometry(p, a, kh, kw, delta.shape.slice(1, -1));
-        const { channels: C, slots: S } = term.pool!;
-        const dims = { b, V, L: geometry.oh * geometry.ow, K: kh * kw * geometry.C, C, S };
-        const biasScale = p.bias ? p.biasScale : null;
-        // (In place views of the backend's memory: no tfjs call in between.)
-        const patches = im2colRows(valuesOf(a), geometry);
+        const { channels: C, slots: S, pixels } = term.pool!;
         const into = {
           a: dest?.(planned.term, 'a', b * term.dIn),
           d: dest?.(planned.term, 'd', b * V * term.width),
         };
+        if (pixels) {
+          const dims = { b, V, L: delta.size / (b * V * C), C, S, units: pixels.units, depth: pixels.depth };
+          // (In place views of the backend's memory: no tfjs call in between.)
+          Object.assign(
+            out[planned.term]!,
+            pooledPositions(valuesOf(a), valuesOf(delta), dims, p.weightScale, term.layer, into),
+          );
+          return;
+        }
+        const ks = p.kernel!.shape as number[];
+        const [kh, kw] = p.conv1d ? [1, ks[0]!] : [ks[0]!, ks[1]!];
+        const geometry = convGeometry(p, a.shape, kh, kw, delta.shape.slice(1, -1));
+        const dims = { b, V, L: geometry.oh * geometry.ow, K: kh * kw * geometry.C, C, S };
+        const biasScale = p.bias ? p.biasScale : null;
+        // (In place views of the backend's memory: no tfjs call in between.)
+        const patches = im2colRows(valuesOf(a), geometry);
         Object.assign(
           out[planned.term]!,
           pooledFactors(patches, valuesOf(delta), dims, p.weightScale, biasScale, term.layer, into),

@@ -14,11 +14,34 @@
  * most S positions (one per pool window) get a signal, slot s holding that position's input patch
  * e[c, s] (times s_w, then s_b for the bias) and its signals δ_i[c, s] — an exact rewrite of the
  * convolution's per-example gradient Σ_s δ_i[c, s] e[c, s] (column c), S² patch products per channel
- * instead of V² products of full gradient rows (see {@link pooledPair}).
+ * instead of V² products of full gradient rows (see {@link pooledPair}). With `pool.pixels` (max-pool
+ * windows: one position per slot) a point holds instead its input pixels (times s_w) and each slot's
+ * position p[c, s]: ⟨e[c, s], e'[c, s']⟩ = Σ_taps ⟨x_u, x'_u'⟩ + s_b² from the products of input
+ * pixels, shared by every channel (see {@link PoolPixels}).
  * Full blocks are [r·V, c·V] (row n·V + i, column m·V + j); trace blocks are [r, c] with entries
  * Σ_i K_ii / V, where the δ / g rows of one point are contracted as one vector of length V·width.
  */
 import type { TermFeatures } from './structured.js';
+
+/**
+ * A pooled term's slot products from input pixels (docs/theory.md §Per-layer rules): the patch of
+ * output position p is the input pixels index[p·taps + o] (o < taps; −1: padding, a zero), so
+ * ⟨patch_p, patch'_p'⟩ = Σ_o ⟨x_index[p, o], x'_index[p', o]⟩ (both in the image) — U² pixel
+ * products of `depth` floats and P² sums of taps per pair of points instead of a patch product per
+ * channel and slot pair. Factors per point: a = [x (U·depth, times s_w) | p[c, s] (C·S; −1: empty)].
+ */
+export interface PoolPixels {
+  /** Input pixels U (H·W; L for Conv1D). */
+  units: number;
+  /** Input channels per pixel. */
+  depth: number;
+  /** Taps per output position (kh·kw). */
+  taps: number;
+  /** Per output position p and tap o, the input pixel (−1: padding); P = index.length / taps. */
+  index: number[];
+  /** s_b² (0 without a bias). */
+  bias2: number;
+}
 
 /** A term of the kernel (serialisable: sent to worker threads). */
 export interface TermMeta {
@@ -35,8 +58,8 @@ export interface TermMeta {
    * (tokens), C·S (pooled); 0 for identity.
    */
   width: number;
-  /** Pooled terms: output channels C, slots per channel S, floats K of a slot vector. */
-  pool?: { channels: number; slots: number; patch: number };
+  /** Pooled terms: output channels C, slots per channel S, floats K of a slot vector (a patch). */
+  pool?: { channels: number; slots: number; patch: number; pixels?: PoolPixels };
   /** Squared weight / bias multipliers (identity: including the squared output scale c²). */
   sw2: number;
   sb2: number;
@@ -193,13 +216,17 @@ export function pooledPair(
   full: boolean,
   acc: Float64Array,
 ): void {
-  const { channels: C, slots: S, patch: K } = t.pool!;
+  const { channels: C, slots: S, patch: K, pixels } = t.pool!;
   const w = t.width;
   const [er, ec, dr, dc] = [fr.a!, fc.a!, fr.d!, fc.d!];
+  const product = pixels
+    ? pixelProducts(pixels, er, n * t.dIn, ec, m * t.dIn, S)
+    : (c: number, s: number, q: number) =>
+        dot(er, ((n * C + c) * S + s) * K, ec, ((m * C + c) * S + q) * K, K);
   for (let c = 0; c < C; c++) {
     for (let s = 0; s < S; s++) {
       for (let q = 0; q < S; q++) {
-        const e = dot(er, ((n * C + c) * S + s) * K, ec, ((m * C + c) * S + q) * K, K);
+        const e = product(c, s, q);
         if (e === 0) continue;
         for (let i = 0; i < V; i++) {
           const x = dr[(n * V + i) * w + c * S + s]! * e;
@@ -213,6 +240,44 @@ export function pooledPair(
       }
     }
   }
+}
+
+/**
+ * The slot products ⟨e[c, s], e'[c, q]⟩ of a pixel-pooled term (see {@link PoolPixels}) for the
+ * points whose factors start at xr[r0] and xc[c0], S slots per channel (float64): U² pixel
+ * products, then per pair of
+ * positions the sum over taps, then per slot pair a look-up of its positions (0 for empty slots).
+ */
+function pixelProducts(
+  g: PoolPixels,
+  xr: Float32Array,
+  r0: number,
+  xc: Float32Array,
+  c0: number,
+  S: number,
+): (c: number, s: number, q: number) => number {
+  const { units: U, depth: D, taps, index, bias2 } = g;
+  const P = index.length / taps;
+  const G = new Float64Array(U * U);
+  for (let u = 0; u < U; u++) {
+    for (let v = 0; v < U; v++) G[u * U + v] = dot(xr, r0 + u * D, xc, c0 + v * D, D);
+  }
+  const Q = new Float64Array(P * P);
+  for (let p = 0; p < P; p++) {
+    for (let q = 0; q < P; q++) {
+      let sum = bias2;
+      for (let o = 0; o < taps; o++) {
+        const [u, v] = [index[p * taps + o]!, index[q * taps + o]!];
+        if (u >= 0 && v >= 0) sum += G[u * U + v]!;
+      }
+      Q[p * P + q] = sum;
+    }
+  }
+  const [rs, cs] = [r0 + U * D, c0 + U * D];
+  return (c, s, q) => {
+    const [p, p2] = [xr[rs + c * S + s]!, xc[cs + c * S + q]!];
+    return p < 0 || p2 < 0 ? 0 : Q[p * P + p2]!;
+  };
 }
 
 /** Terms contracted point pair by point pair in plain JS (float64 sums): tokens and pooled. */

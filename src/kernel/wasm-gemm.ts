@@ -607,6 +607,151 @@ function pooledPairsBody(): number[] {
   );
 }
 
+/**
+ * pixelSums(g, q, idx, P, taps, U, cPad, m0, bias): the patch products of every pair of output
+ * positions of a convolution from the products of its input pixels, for one row point and the
+ * column points m0 ≤ m < cPad (m0, cPad multiples of 4):
+ *   Q[p][p'][m] = bias + Σ_{o < taps : idx[p][o], idx[p'][o] ≥ 0} G[idx[p][o]][idx[p'][o]][m]
+ * with G[u][u'][m] at g + ((u·U + u')·cPad + m)·4, Q[p][p'][m] at q + ((p·P + p')·cPad + m)·4,
+ * idx[p][o] (i32: the input pixel of tap o of position p, −1 in the padding) at idx + (p·taps +
+ * o)·4 and the f32 bias at `bias`. Taps are added in increasing o, four column points per f32x4.
+ */
+function pixelSumsBody(): number[] {
+  const [G, Q, IDX, P, TAPS, U, CPAD, M0, BIAS] = Array.from({ length: 9 }, (_, k) => k) as number[];
+  let next = 9;
+  const [p, p2, o, u, u2, dst, end, src, m] = Array.from({ length: 9 }, () => next++) as number[];
+  const numI32 = next - 9;
+  const [bv] = [next++];
+  const tap = (pos: number): number[] => [
+    ...get(IDX),
+    ...get(pos),
+    ...get(TAPS),
+    ...mul,
+    ...get(o),
+    ...add,
+    ...i32(4),
+    ...mul,
+    ...add,
+    ...i32load(0),
+  ];
+  const addRow: number[] = [
+    ...get(m),
+    ...get(m),
+    ...vload(),
+    ...get(src),
+    ...vload(),
+    ...f32x4add,
+    ...vstore(),
+  ];
+  addRow.push(...incr(m, 16), ...incr(src, 16));
+  const onTap: number[] = [...tap(p), ...set(u), ...tap(p2), ...set(u2)];
+  const valid = [...get(u), ...get(U), ...ltU, ...get(u2), ...get(U), ...ltU, ...and];
+  const srcAt = [...get(G), ...get(u), ...get(U), ...mul, ...get(u2), ...add, ...get(CPAD), ...mul];
+  srcAt.push(...get(M0), ...add, ...i32(4), ...mul, ...add, ...set(src));
+  onTap.push(
+    ...ifThen(valid, [
+      ...srcAt,
+      ...get(dst),
+      ...set(m),
+      ...whileNot([...get(m), ...get(end), ...geU], addRow),
+    ]),
+    ...incr(o, 1),
+  );
+  const pair: number[] = [...get(Q), ...get(p), ...get(P), ...mul, ...get(p2), ...add, ...get(CPAD), ...mul];
+  pair.push(...get(M0), ...add, ...i32(4), ...mul, ...add, ...set(dst));
+  pair.push(...get(dst), ...get(CPAD), ...get(M0), ...sub, ...i32(4), ...mul, ...add, ...set(end));
+  pair.push(...get(dst), ...set(m));
+  pair.push(
+    ...whileNot([...get(m), ...get(end), ...geU], [...get(m), ...get(bv), ...vstore(), ...incr(m, 16)]),
+  );
+  pair.push(...i32(0), ...set(o), ...whileNot([...get(o), ...get(TAPS), ...geU], onTap), ...incr(p2, 1));
+  const row = [...i32(0), ...set(p2), ...whileNot([...get(p2), ...get(P), ...geU], pair), ...incr(p, 1)];
+  const code = [...get(BIAS), ...vsplat32Load(0), ...set(bv)];
+  code.push(...i32(0), ...set(p), ...whileNot([...get(p), ...get(P), ...geU], row));
+  return funcBody(
+    [
+      [numI32, I32],
+      [1, V128],
+    ],
+    code,
+  );
+}
+
+/**
+ * slotGather(qn, P, cPad, selR, selC, q, C, S, m0): a pooled term's slot products for one row point
+ * from its position products Qn[p][p'][m] (at qn + ((p·P + p')·cPad + m)·4, see pixelSums), for the
+ * column points m0 ≤ m < cPad:
+ *   Q[ch][s][s'][m] = Qn[selR[ch][s]][selC[ch][s'][m]][m]   (0 where either slot is empty, −1)
+ * with selR[ch][s] (i32) at selR + (ch·S + s)·4, selC[ch][s'][m] (i32) at selC + ((ch·S + s')·cPad +
+ * m)·4 and Q[ch][s][s'][m] at q + (((ch·S + s)·S + s')·cPad + m)·4 (pooledPairs' layout, channel
+ * stride S·S·cPad·4). A copy: no arithmetic.
+ */
+function slotGatherBody(): number[] {
+  const [QN, P, CPAD, SELR, SELC, Q, C, S, M0] = Array.from({ length: 9 }, (_, k) => k) as number[];
+  let next = 9;
+  const [ch, s, s2, p, p2, dst, end, sp, base, m] = Array.from({ length: 10 }, () => next++) as number[];
+  const numI32 = next - 9;
+  const f32zero = [0x43, 0, 0, 0, 0];
+  const load = [...get(base), ...get(p2), ...get(CPAD), ...mul, ...get(m), ...add, ...i32(4), ...mul, ...add];
+  load.push(...f32load());
+  const copy: number[] = [...get(sp), ...i32load(0), ...set(p2), ...get(dst)];
+  // if (p2 <u P) load else 0, then store
+  copy.push(...get(p2), ...get(P), ...ltU, 0x04, F32, ...load, 0x05, ...f32zero, 0x0b, ...f32store());
+  copy.push(...incr(dst, 4), ...incr(sp, 4), ...incr(m, 1));
+  const zero: number[] = [...get(dst), ...f32zero, ...f32store(), ...incr(dst, 4)];
+  const slot: number[] = [...get(Q), ...get(ch), ...get(S), ...mul, ...get(s), ...add, ...get(S), ...mul];
+  slot.push(
+    ...get(s2),
+    ...add,
+    ...get(CPAD),
+    ...mul,
+    ...get(M0),
+    ...add,
+    ...i32(4),
+    ...mul,
+    ...add,
+    ...set(dst),
+  );
+  slot.push(...get(dst), ...get(CPAD), ...get(M0), ...sub, ...i32(4), ...mul, ...add, ...set(end));
+  slot.push(...get(SELC), ...get(ch), ...get(S), ...mul, ...get(s2), ...add, ...get(CPAD), ...mul);
+  slot.push(...get(M0), ...add, ...i32(4), ...mul, ...add, ...set(sp), ...get(M0), ...set(m));
+  slot.push(...get(p), ...get(P), ...ltU, 0x04, 0x40 /* void */);
+  slot.push(...whileNot([...get(dst), ...get(end), ...geU], copy), 0x05);
+  slot.push(...whileNot([...get(dst), ...get(end), ...geU], zero), 0x0b, ...incr(s2, 1));
+  const rowSlot: number[] = [
+    ...get(SELR),
+    ...get(ch),
+    ...get(S),
+    ...mul,
+    ...get(s),
+    ...add,
+    ...i32(4),
+    ...mul,
+  ];
+  rowSlot.push(...add, ...i32load(0), ...set(p));
+  rowSlot.push(
+    ...get(QN),
+    ...get(p),
+    ...get(P),
+    ...mul,
+    ...get(CPAD),
+    ...mul,
+    ...i32(4),
+    ...mul,
+    ...add,
+    ...set(base),
+  );
+  rowSlot.push(...i32(0), ...set(s2), ...whileNot([...get(s2), ...get(S), ...geU], slot), ...incr(s, 1));
+  const channel = [
+    ...i32(0),
+    ...set(s),
+    ...whileNot([...get(s), ...get(S), ...geU], rowSlot),
+    ...incr(ch, 1),
+  ];
+  const code = [...i32(0), ...set(ch), ...whileNot([...get(ch), ...get(C), ...geU], channel)];
+  return funcBody([[numI32, I32]], code);
+}
+
 /** The exported routines (byte-address arguments, see each body's comment). */
 export interface GemmExports {
   gemm(
@@ -662,6 +807,28 @@ export interface GemmExports {
     mode: number,
     scratch: number,
   ): void;
+  pixelSums(
+    g: number,
+    q: number,
+    idx: number,
+    positions: number,
+    taps: number,
+    pixels: number,
+    cPad: number,
+    m0: number,
+    bias: number,
+  ): void;
+  slotGather(
+    qn: number,
+    positions: number,
+    cPad: number,
+    selR: number,
+    selC: number,
+    q: number,
+    channels: number,
+    slots: number,
+    m0: number,
+  ): void;
 }
 
 const functions = (fma: boolean): AsmFunction[] => [
@@ -672,6 +839,8 @@ const functions = (fma: boolean): AsmFunction[] => [
   { name: 'transpose', params: 4, body: transposeBody() },
   { name: 'packGroups', params: 8, body: packGroupsBody() },
   { name: 'pooledPairs', params: 14, body: pooledPairsBody() },
+  { name: 'pixelSums', params: 9, body: pixelSumsBody() },
+  { name: 'slotGather', params: 9, body: slotGatherBody() },
 ];
 
 /**

@@ -594,23 +594,38 @@ export class WasmBlockComputer implements BlockComputer {
    */
   private pooledSizes(r: number, c: number): Array<[string, number]> {
     const V = this.V;
-    const shared = { Q: 0, dr: 0, row: 0, src: 0, scratch: 0 };
+    const shared = { Q: 0, dr: 0, row: 0, src: 0, scratch: 0, G: 0, all: 0, selR: 0 };
     const sizes: Array<[string, number]> = [];
     this.terms.forEach((t, k) => {
       if (t.kind !== 'pooled') return;
-      const { channels: C, slots: S, patch } = t.pool!;
-      const K = roundUp(patch, 4);
-      const [Rr, cPad] = [roundUp(r * S, MR), roundUp(c, NR)];
-      sizes.push(
-        [`poolA${k}`, 4 * C * Rr * K],
-        [`poolB${k}`, 4 * C * S * cPad * K],
-        [`poolDc${k}`, 4 * C * S * V * cPad],
-      );
-      shared.Q = Math.max(shared.Q, 4 * C * roundUp(Math.min(r, POOL_ROWS) * S, MR) * S * cPad);
+      const { channels: C, slots: S, patch, pixels } = t.pool!;
+      const cPad = roundUp(c, NR);
       shared.dr = Math.max(shared.dr, 4 * r * V * C * S);
       shared.row = Math.max(shared.row, this.mode === 'full' ? 0 : 4 * V * cPad * V);
-      shared.src = Math.max(shared.src, 4 * Math.max(Rr, S * cPad) * K);
       shared.scratch = Math.max(shared.scratch, 16 * V * (V + S));
+      sizes.push([`poolDc${k}`, 4 * C * S * V * cPad]);
+      if (pixels) {
+        const { units: U, depth: D, taps, index } = pixels;
+        const [P, K, Up] = [index.length / taps, roundUp(D, 4), roundUp(U, MR)];
+        sizes.push(
+          [`poolA${k}`, 4 * r * Up * K],
+          [`poolB${k}`, 4 * U * cPad * K],
+          [`poolSelC${k}`, 4 * C * S * cPad],
+          [`poolIdx${k}`, 4 * P * taps],
+          [`poolBias${k}`, 16],
+        );
+        shared.G = Math.max(shared.G, 4 * Up * U * cPad);
+        shared.all = Math.max(shared.all, 4 * P * P * cPad);
+        shared.Q = Math.max(shared.Q, 4 * C * S * S * cPad);
+        shared.selR = Math.max(shared.selR, 4 * r * C * S);
+        shared.src = Math.max(shared.src, 4 * Math.max(r * Up, U * cPad) * K);
+        return;
+      }
+      const K = roundUp(patch, 4);
+      const Rr = roundUp(r * S, MR);
+      sizes.push([`poolA${k}`, 4 * C * Rr * K], [`poolB${k}`, 4 * C * S * cPad * K]);
+      shared.Q = Math.max(shared.Q, 4 * C * roundUp(Math.min(r, POOL_ROWS) * S, MR) * S * cPad);
+      shared.src = Math.max(shared.src, 4 * Math.max(Rr, S * cPad) * K);
     });
     if (sizes.length === 0) return [];
     return [
@@ -620,6 +635,9 @@ export class WasmBlockComputer implements BlockComputer {
       ['poolRow', shared.row],
       ['poolSrc', shared.src],
       ['poolScratch', shared.scratch],
+      ['poolG', shared.G],
+      ['poolAll', shared.all],
+      ['poolSelR', shared.selR],
     ];
   }
 
@@ -627,7 +645,7 @@ export class WasmBlockComputer implements BlockComputer {
    * Pooled term k (./terms.ts) of a block, in two stages.
    * 1. Per channel ch, the slot vectors' products Q_ch[(n, s), (s', m)] = ⟨e_n[ch, s], e'_m[ch, s']⟩
    *    by the dense kernel (row slots n·S + s as A tiles; column slots s'·cPad + m as B panels, so
-   *    that 4 column points of one s' are adjacent).
+   *    that 4 column points of one s' are adjacent). From input pixels: see pixelStage.
    * 2. Per row point n, the pooledPairs kernel: K[n·V + i, m·V + j] = Σ_ch Σ_s' (Σ_s δ_i[ch, s]
    *    Q_ch[(n, s), (s', m)]) δ'_j[ch, s'], 4 column points per SIMD pass (from n's quad on when
    *    symmetric: the rest is mirrored). Trace blocks: each row point's V × V blocks into 'poolRow',
@@ -642,9 +660,19 @@ export class WasmBlockComputer implements BlockComputer {
     first: boolean,
   ): void {
     const { r, c, sym } = block;
-    const V = this.V;
-    const full = this.mode === 'full';
     const { channels: C, slots: S, patch } = t.pool!;
+    const [rowPacked, colPacked] = [
+      this.pooledLoaded.get(`A${k}`) === row.key,
+      this.pooledLoaded.get(`B${k}`) === col.key,
+    ];
+    this.pooledLoaded.set(`A${k}`, row.key).set(`B${k}`, col.key);
+    const dcAt = this.pooledSignals(k, t, row, col, colPacked, c);
+    if (t.pool!.pixels) {
+      this.pixelStage(k, t, block, row, col, rowPacked, colPacked, (n, q, m0) =>
+        this.pooledRow(n, q, 4 * S * S * roundUp(c, NR), m0, dcAt, t, block, first),
+      );
+      return;
+    }
     const K = roundUp(patch, 4);
     const [Rr, cPad] = [roundUp(r * S, MR), roundUp(c, NR)];
     const at = (name: string) => this.regions.at(name);
@@ -659,11 +687,6 @@ export class WasmBlockComputer implements BlockComputer {
         if (from >= 0) heap.set(e.subarray(from, from + patch), src / 4 + q * K);
       }
     };
-    const [rowPacked, colPacked] = [
-      this.pooledLoaded.get(`A${k}`) === row.key,
-      this.pooledLoaded.get(`B${k}`) === col.key,
-    ];
-    this.pooledLoaded.set(`A${k}`, row.key).set(`B${k}`, col.key);
     for (let ch = 0; ch < C && !(rowPacked && colPacked); ch++) {
       if (!rowPacked) {
         const ea = row.terms[k]!.a!;
@@ -688,21 +711,6 @@ export class WasmBlockComputer implements BlockComputer {
         );
       }
     }
-    // Signals: the row points' as they are; the column points' as Dc[ch][s'][j][m].
-    const dr = row.terms[k]!.d!;
-    heap.set(dr.subarray(0, r * V * C * S), at('poolDr') / 4);
-    const dcAt = at(`poolDc${k}`) / 4;
-    if (!colPacked) {
-      const dc = col.terms[k]!.d!;
-      heap.fill(0, dcAt, dcAt + C * S * V * cPad);
-      for (let m = 0; m < c; m++) {
-        for (let j = 0; j < V; j++) {
-          const from = (m * V + j) * C * S;
-          for (let q = 0; q < C * S; q++) heap[dcAt + (q * V + j) * cPad + m] = dc[from + q]!;
-        }
-      }
-    }
-    const colsPad = roundUp(full ? c * V : c, NR);
     // Row points in bands of POOL_ROWS: the first stage's products of one band at a time (their
     // memory does not grow with the block), then the second stage for its points.
     const qStride = roundUp(Math.min(r, POOL_ROWS) * S, MR) * S * cPad;
@@ -734,25 +742,154 @@ export class WasmBlockComputer implements BlockComputer {
       }
       for (let n = n0; n < n1; n++) {
         const m0 = sym ? Math.floor(n / 4) * 4 : 0;
-        const q = at('poolQ') + 4 * (n - n0) * S * S * cPad;
-        const dRow = at('poolDr') + 4 * n * V * C * S;
-        const target = full ? at('out') + 4 * n * this.RP * colsPad : at('poolRow');
-        const ldo = full ? colsPad : c * V;
-        const mode = full && !first ? 1 : 0;
-        const scratch = at('poolScratch');
-        this.ex.pooledPairs(q, 4 * qStride, dRow, 4 * dcAt, target, ldo, m0, c, cPad, C, S, V, mode, scratch);
-        this.flops += 2 * (c - m0) * C * (V * S * S + V * V * S);
-        if (!full) {
-          // Σ_i K_ii of each column point into the trace row (undivided).
-          const rowAt = at('poolRow') / 4;
-          const o = at('out') / 4 + n * colsPad;
-          for (let m = m0; m < c; m++) {
-            let sum = 0;
-            for (let i = 0; i < V; i++) sum += heap[rowAt + i * c * V + m * V + i]!;
-            heap[o + m] = (first ? 0 : heap[o + m]!) + sum;
-          }
+        this.pooledRow(n, at('poolQ') + 4 * (n - n0) * S * S * cPad, 4 * qStride, m0, dcAt, t, block, first);
+      }
+    }
+  }
+
+  /**
+   * A pooled term's signals: the row points' as they are (region 'poolDr'); the column points' as
+   * Dc[ch][s'][j][m] (the term's 'poolDc' region, packed once per column block). Returns Dc's
+   * float index.
+   */
+  private pooledSignals(
+    k: number,
+    t: TermMeta,
+    row: BlockInput,
+    col: BlockInput,
+    colPacked: boolean,
+    c: number,
+  ) {
+    const V = this.V;
+    const { channels: C, slots: S } = t.pool!;
+    const cPad = roundUp(c, NR);
+    const heap = new Float32Array(this.memory.buffer);
+    heap.set(row.terms[k]!.d!.subarray(0, row.points * V * C * S), this.regions.at('poolDr') / 4);
+    const dcAt = this.regions.at(`poolDc${k}`) / 4;
+    if (!colPacked) {
+      const dc = col.terms[k]!.d!;
+      heap.fill(0, dcAt, dcAt + C * S * V * cPad);
+      for (let m = 0; m < c; m++) {
+        for (let j = 0; j < V; j++) {
+          const from = (m * V + j) * C * S;
+          for (let q = 0; q < C * S; q++) heap[dcAt + (q * V + j) * cPad + m] = dc[from + q]!;
         }
       }
+    }
+    return dcAt;
+  }
+
+  /**
+   * A pooled term's second stage for row point n (pooledPairs) from its slot products Q (channel
+   * stride qc bytes), column points from m0 on; trace blocks through 'poolRow' (see pooledTerm).
+   */
+  private pooledRow(
+    n: number,
+    q: number,
+    qc: number,
+    m0: number,
+    dcAt: number,
+    t: TermMeta,
+    block: BlockShape,
+    first: boolean,
+  ): void {
+    const V = this.V;
+    const c = block.c;
+    const full = this.mode === 'full';
+    const { channels: C, slots: S } = t.pool!;
+    const cPad = roundUp(c, NR);
+    const at = (name: string) => this.regions.at(name);
+    const colsPad = roundUp(full ? c * V : c, NR);
+    const dRow = at('poolDr') + 4 * n * V * C * S;
+    const target = full ? at('out') + 4 * n * this.RP * colsPad : at('poolRow');
+    const ldo = full ? colsPad : c * V;
+    const mode = full && !first ? 1 : 0;
+    this.ex.pooledPairs(q, qc, dRow, 4 * dcAt, target, ldo, m0, c, cPad, C, S, V, mode, at('poolScratch'));
+    this.flops += 2 * (c - m0) * C * (V * S * S + V * V * S);
+    if (!full) {
+      // Σ_i K_ii of each column point into the trace row (undivided).
+      const heap = new Float32Array(this.memory.buffer);
+      const rowAt = at('poolRow') / 4;
+      const o = at('out') / 4 + n * colsPad;
+      for (let m = m0; m < c; m++) {
+        let sum = 0;
+        for (let i = 0; i < V; i++) sum += heap[rowAt + i * c * V + m * V + i]!;
+        heap[o + m] = (first ? 0 : heap[o + m]!) + sum;
+      }
+    }
+  }
+
+  /**
+   * First stage of a pooled term from input pixels (./terms.ts PoolPixels), row point by row point:
+   *   G[u][u'][m] = ⟨x_n[u], x'_m[u']⟩ by the dense kernel (n's pixels as A tiles, column pixels
+   *   u'·cPad + m as B panels, both packed once per block); Qn[p][p'][m] = s_b² + Σ_taps G (pixelSums);
+   *   the slot products Q[ch][s][s'][m] = Qn[p_n[ch, s]][p'_m[ch, s']][m] (slotGather)
+   * — all from column point m0 (n's quad when symmetric) on — then `second(n, Q, m0)`.
+   */
+  private pixelStage(
+    k: number,
+    t: TermMeta,
+    block: BlockShape,
+    row: BlockInput,
+    col: BlockInput,
+    rowPacked: boolean,
+    colPacked: boolean,
+    second: (n: number, q: number, m0: number) => void,
+  ): void {
+    const { r, c, sym } = block;
+    const { channels: C, slots: S, pixels } = t.pool!;
+    const { units: U, depth: D, taps, index, bias2 } = pixels!;
+    const [P, K, Up, cPad, X] = [index.length / taps, roundUp(D, 4), roundUp(U, MR), roundUp(c, NR), U * D];
+    const at = (name: string) => this.regions.at(name);
+    const heap = new Float32Array(this.memory.buffer);
+    const ints = new Int32Array(this.memory.buffer);
+    const src = at('poolSrc') / 4;
+    if (!rowPacked) {
+      const ea = row.terms[k]!.a!;
+      heap.fill(0, src, src + r * Up * K);
+      for (let n = 0; n < r; n++) {
+        for (let u = 0; u < U; u++) {
+          const from = n * t.dIn + u * D;
+          heap.set(ea.subarray(from, from + D), src + (n * Up + u) * K);
+        }
+      }
+      this.ex.packGroups(4 * src, K, (r * Up) / MR, MR, K, at(`poolA${k}`), (r * Up) / MR, 0);
+    }
+    if (!colPacked) {
+      const eb = col.terms[k]!.a!;
+      heap.fill(0, src, src + U * cPad * K);
+      const selC = at(`poolSelC${k}`) / 4;
+      ints.fill(-1, selC, selC + C * S * cPad);
+      for (let m = 0; m < c; m++) {
+        for (let u = 0; u < U; u++) {
+          const from = m * t.dIn + u * D;
+          heap.set(eb.subarray(from, from + D), src + (u * cPad + m) * K);
+        }
+        for (let q = 0; q < C * S; q++) ints[selC + q * cPad + m] = eb[m * t.dIn + X + q]!;
+      }
+      this.ex.packGroups(4 * src, K, (U * cPad) / NR, NR, K, at(`poolB${k}`), (U * cPad) / NR, 0);
+    }
+    const ea = row.terms[k]!.a!;
+    const selR = at('poolSelR') / 4;
+    for (let n = 0; n < r; n++) {
+      for (let q = 0; q < C * S; q++) ints[selR + n * C * S + q] = ea[n * t.dIn + X + q]!;
+    }
+    ints.set(index, at(`poolIdx${k}`) / 4);
+    heap[at(`poolBias${k}`) / 4] = bias2;
+    const [G, all, Q] = [at('poolG'), at('poolAll'), at('poolQ')];
+    const segment = cPad / NR;
+    for (let n = 0; n < r; n++) {
+      const m0 = sym ? Math.floor(n / 4) * 4 : 0;
+      const p0 = Math.floor(m0 / NR);
+      const A = at(`poolA${k}`) + 4 * n * Up * K;
+      for (let u2 = 0; u2 < U; u2++) {
+        const b = at(`poolB${k}`) + 4 * (u2 * segment + p0) * NR * K;
+        this.ex.gemm(A, b, K, Up / MR, segment - p0, G + 4 * (u2 * cPad + p0 * NR), 4 * U * cPad, 0, 0, 1, 0);
+      }
+      this.flops += 2 * Up * U * (segment - p0) * NR * K;
+      this.ex.pixelSums(G, all, at(`poolIdx${k}`), P, taps, U, cPad, m0, at(`poolBias${k}`));
+      this.ex.slotGather(all, P, cPad, 4 * (selR + n * C * S), at(`poolSelC${k}`), Q, C, S, m0);
+      second(n, Q, m0);
     }
   }
 

@@ -8,6 +8,9 @@
  *   diagonal and pairs outputs, x1 × x2 and symmetric, small blocks (row and column quads of the
  *   SIMD stage, symmetric block starts), 1 and 2 threads (bitwise equal); against float64 finite
  *   differences (≤ 1e-5).
+ * - The same from input pixels (terms.ts PoolPixels: max-pool windows; the hook forces either form):
+ *   which convolutions take it, and every comparison above for both forms, strided and dilated
+ *   convolutions included.
  * - The invariant behind it (at most one signal position per pool window) fails loudly.
  */
 import * as tf from '@tensorflow/tfjs';
@@ -20,7 +23,8 @@ import {
   type NtkOptions,
   terminateNtkWorkers,
 } from '../../src/kernel/index.js';
-import { pooledFactors } from '../../src/kernel/position-grads.js';
+import { analyzeModel, planStructured } from '../../src/kernel/index.js';
+import { pooledFactors, pooledPositions } from '../../src/kernel/position-grads.js';
 import { structuredTestHooks } from '../../src/kernel/structured.js';
 import { buildModel, resolveModelSpec } from '../../src/model/index.js';
 import { normalPoints, randomizeWeights, relMaxError } from './helpers.js';
@@ -34,6 +38,7 @@ beforeEach(() => {
 });
 afterEach(() => {
   structuredTestHooks.pooledConvolutions = 'cost';
+  structuredTestHooks.pooledPixels = 'cost';
   testHooks.mainThreadFactors = true;
   expect(tf.memory().numTensors).toBe(before);
 });
@@ -94,6 +99,27 @@ function bnNet(): tf.LayersModel {
   return model;
 }
 
+/** Conv2D strided 'same' → ReLU → MaxPool, and a dilated 'valid' Conv2D → tanh → MaxPool (stride 1, overlapping). */
+function stridedNet(): tf.LayersModel {
+  const x = tf.input({ shape: [9, 9, 2] });
+  const a = L.conv2d({ filters: 4, kernelSize: 3, strides: 2, padding: 'same', activation: 'relu' }).apply(
+    x,
+  ) as ST;
+  const p = L.maxPooling2d({ poolSize: 2 }).apply(a) as ST;
+  const b = L.conv2d({ filters: 3, kernelSize: 2, dilationRate: 2, activation: 'tanh' }).apply(x) as ST;
+  const q = L.maxPooling2d({ poolSize: 2, strides: 1 }).apply(b) as ST;
+  const f = L.concatenate().apply([L.flatten().apply(p) as ST, L.flatten().apply(q) as ST]) as ST;
+  const model = tf.model({ inputs: x, outputs: L.dense({ units: 4 }).apply(f) as ST });
+  randomizeWeights(model, 53, 0.5);
+  return model;
+}
+
+/** Per pooled term of the model's full-kernel plan: whether its slot products come from input pixels. */
+function pixelForms(model: tf.LayersModel): boolean[] {
+  const plan = planStructured(analyzeModel(model, 'all'), 'full');
+  return plan.terms.filter((t) => t.kind === 'pooled').map((t) => t.pool!.pixels !== undefined);
+}
+
 describe('which convolutions get the pooled term', () => {
   it("the cnn preset's second convolution (16 → 4 windows per channel), not the first (64 → 16: no saving)", async () => {
     const model = buildModel(resolveModelSpec('cnn'), { inputShape: [64], numClasses: 10, seed: 0 });
@@ -109,6 +135,38 @@ describe('which convolutions get the pooled term', () => {
     } finally {
       model.dispose();
       x.dispose();
+    }
+  });
+
+  it('from input pixels where that costs less (the cnn preset, Conv1D), never for a global max-pool', () => {
+    const cnn = buildModel(resolveModelSpec('cnn'), { inputShape: [64], numClasses: 10, seed: 0 });
+    const global = (() => {
+      const x = tf.input({ shape: [10, 6] });
+      const c = L.conv1d({ filters: 8, kernelSize: 3, activation: 'relu' }).apply(x) as ST;
+      return tf.model({
+        inputs: x,
+        outputs: L.dense({ units: 2 }).apply(L.globalMaxPooling1d({}).apply(c) as ST) as ST,
+      });
+    })();
+    const [seq, bn] = [seqNet(), bnNet()];
+    try {
+      // cnn conv_2: 16² pixel products of 16 floats + 16² sums of 9 taps per pair, against 32 channels
+      // × 4² patch products of 145 floats.
+      expect(pixelForms(cnn)).toEqual([true]);
+      structuredTestHooks.pooledConvolutions = 'always';
+      // seqNet (its 4 outputs make the gram rule cheapest): 12² pixel products and sums of 3 taps
+      // against 8 channels × 5² patch products of 10 floats.
+      expect(pixelForms(seq)).toEqual([true]);
+      // bnNet: 64² products of 8 × 8 × 2 pixels cost more than 8 channels × 16² patch products.
+      expect(pixelForms(bn)).toEqual([false, false]);
+      expect(pixelForms(global)).toEqual([false]);
+      structuredTestHooks.pooledPixels = 'always';
+      expect(pixelForms(bn)).toEqual([true, true]);
+      expect(pixelForms(global)).toEqual([false]);
+      structuredTestHooks.pooledPixels = 'never';
+      expect(pixelForms(cnn)).toEqual([false, false]);
+    } finally {
+      for (const m of [cnn, global, seq, bn]) m.dispose();
     }
   });
 
@@ -275,123 +333,139 @@ describe('which convolutions do not', () => {
   });
 });
 
-describe('pooled = gram (the same layers as full per-example gradients)', () => {
-  const models: Array<[string, () => tf.LayersModel, number[]]> = [
-    [
-      'cnn preset',
-      () => buildModel(resolveModelSpec('cnn'), { inputShape: [64], numClasses: 10, seed: 3 }),
-      [64],
-    ],
-    ['Conv1D → MaxPooling1D (overlapping windows)', seqNet, [12, 3]],
-    ["Conv2D → BN → ReLU → MaxPool 'same'; conv without bias → global max-pool", bnNet, [8, 8, 2]],
-  ];
+describe.each(['never', 'always'] as const)(
+  'pooled = gram (the same layers as full per-example gradients); from input pixels: %s',
+  (pixels) => {
+    beforeEach(() => {
+      structuredTestHooks.pooledPixels = pixels;
+    });
+    const models: Array<[string, () => tf.LayersModel, number[]]> = [
+      [
+        'cnn preset',
+        () => buildModel(resolveModelSpec('cnn'), { inputShape: [64], numClasses: 10, seed: 3 }),
+        [64],
+      ],
+      ['Conv1D → MaxPooling1D (overlapping windows)', seqNet, [12, 3]],
+      ["Conv2D → BN → ReLU → MaxPool 'same'; conv without bias → MaxPool", bnNet, [8, 8, 2]],
+      ["strided 'same' and dilated 'valid' Conv2D → MaxPool (stride 1)", stridedNet, [9, 9, 2]],
+    ];
 
-  it.each(models)(
-    '%s: full and trace, x1 × x2 and symmetric, 1 and 2 threads (bitwise equal)',
-    async (_, make, shape) => {
-      const model = make();
-      const x = normalPoints(11, shape, 3);
-      const y = normalPoints(6, shape, 4);
-      try {
-        for (const output of ['full', 'trace'] as const) {
-          const tol = output === 'full' ? 1e-6 : 1e-5;
-          // Blocks of 5 points (rectangular and symmetric blocks, column quads cut by the block
-          // edge) and of 11 (a symmetric block of 44 slot rows: two row bands of the first stage).
-          for (const [other, blockSize] of [
-            [y, 5],
-            [null, 5],
-            [null, 11],
-          ] as const) {
-            const one = await both(model, x, other, { output, blockSize });
-            expect(relMaxError(one.pooled.data, one.gram.data)).toBeLessThanOrEqual(tol);
-            const two = await both(model, x, other, { output, blockSize, threads: 2 });
-            expect(Buffer.compare(bytes(two.pooled.data), bytes(one.pooled.data))).toBe(0);
+    it.each(models)(
+      '%s: full and trace, x1 × x2 and symmetric, 1 and 2 threads (bitwise equal)',
+      async (_, make, shape) => {
+        const model = make();
+        const x = normalPoints(11, shape, 3);
+        const y = normalPoints(6, shape, 4);
+        try {
+          for (const output of ['full', 'trace'] as const) {
+            const tol = output === 'full' ? 1e-6 : 1e-5;
+            // Blocks of 5 points (rectangular and symmetric blocks, column quads cut by the block
+            // edge) and of 11 (a symmetric block of 44 slot rows: two row bands of the first stage).
+            for (const [other, blockSize] of [
+              [y, 5],
+              [null, 5],
+              [null, 11],
+            ] as const) {
+              const one = await both(model, x, other, { output, blockSize });
+              expect(relMaxError(one.pooled.data, one.gram.data)).toBeLessThanOrEqual(tol);
+              const two = await both(model, x, other, { output, blockSize, threads: 2 });
+              expect(Buffer.compare(bytes(two.pooled.data), bytes(one.pooled.data))).toBe(0);
+            }
           }
+        } finally {
+          model.dispose();
+          x.dispose();
+          y.dispose();
+        }
+      },
+    );
+
+    // float64: the gram side contracts float32 per-example gradients (sums over positions rounded to
+    // float32), the pooled side never forms them: they agree to float32 rounding, not to 1e-15.
+    it.each(models)(
+      '%s: float64 accumulation, diagonal and pairs outputs (≤ 1e-6)',
+      async (_, make, shape) => {
+        const model = make();
+        const x = normalPoints(5, shape, 5);
+        try {
+          const f64 = await both(model, x, null, { accumulation: 'float64' });
+          expect(relMaxError(f64.pooled.data, f64.gram.data)).toBeLessThanOrEqual(1e-6);
+          const diagonal = await both(model, x, null, { output: 'diagonal' });
+          expect(relMaxError(diagonal.pooled.data, diagonal.gram.data)).toBeLessThanOrEqual(1e-6);
+          const pairs: Array<[number, number]> = [
+            [0, 3],
+            [4, 4],
+            [2, 1],
+          ];
+          const p = await both(model, x, null, { output: 'pairs' }, { pairs });
+          expect(relMaxError(p.pooled.data, p.gram.data)).toBeLessThanOrEqual(1e-6);
+        } finally {
+          model.dispose();
+          x.dispose();
+        }
+      },
+    );
+
+    it('blocks of 40 points (two bands of row points, symmetric and rectangular)', async () => {
+      const model = buildModel(resolveModelSpec('cnn'), { inputShape: [64], numClasses: 10, seed: 4 });
+      const x = normalPoints(40, [64], 7);
+      const y = normalPoints(37, [64], 8);
+      try {
+        for (const other of [null, y]) {
+          const k = await both(model, x, other, { blockSize: 40 });
+          expect(relMaxError(k.pooled.data, k.gram.data)).toBeLessThanOrEqual(1e-6);
         }
       } finally {
         model.dispose();
         x.dispose();
         y.dispose();
       }
-    },
-  );
+    });
 
-  // float64: the gram side contracts float32 per-example gradients (sums over positions rounded to
-  // float32), the pooled side never forms them: they agree to float32 rounding, not to 1e-15.
-  it.each(models)('%s: float64 accumulation, diagonal and pairs outputs (≤ 1e-6)', async (_, make, shape) => {
-    const model = make();
-    const x = normalPoints(5, shape, 5);
-    try {
-      const f64 = await both(model, x, null, { accumulation: 'float64' });
-      expect(relMaxError(f64.pooled.data, f64.gram.data)).toBeLessThanOrEqual(1e-6);
-      const diagonal = await both(model, x, null, { output: 'diagonal' });
-      expect(relMaxError(diagonal.pooled.data, diagonal.gram.data)).toBeLessThanOrEqual(1e-6);
-      const pairs: Array<[number, number]> = [
-        [0, 3],
-        [4, 4],
-        [2, 1],
-      ];
-      const p = await both(model, x, null, { output: 'pairs' }, { pairs });
-      expect(relMaxError(p.pooled.data, p.gram.data)).toBeLessThanOrEqual(1e-6);
-    } finally {
-      model.dispose();
-      x.dispose();
-    }
-  });
-
-  it('blocks of 40 points (two bands of row points, symmetric and rectangular)', async () => {
-    const model = buildModel(resolveModelSpec('cnn'), { inputShape: [64], numClasses: 10, seed: 4 });
-    const x = normalPoints(40, [64], 7);
-    const y = normalPoints(37, [64], 8);
-    try {
-      for (const other of [null, y]) {
-        const k = await both(model, x, other, { blockSize: 40 });
-        expect(relMaxError(k.pooled.data, k.gram.data)).toBeLessThanOrEqual(1e-6);
+    it('factor blocks computed by a worker (the model rebuilt there) = the main thread, bitwise', async () => {
+      const model = buildModel(resolveModelSpec('cnn'), { inputShape: [64], numClasses: 10, seed: 5 });
+      const x = normalPoints(12, [64], 9);
+      try {
+        for (const hook of ['cost', 'always'] as const) {
+          structuredTestHooks.pooledConvolutions = hook;
+          expect(pixelForms(model)).toEqual(
+            hook === 'cost' ? [pixels !== 'never'] : [pixels === 'always', pixels === 'always'],
+          );
+          const single = await empiricalNtkFn(model, { progress: false, blockSize: 3 })(x);
+          testHooks.mainThreadFactors = false;
+          const workers = await empiricalNtkFn(model, { progress: false, blockSize: 3, threads: 2 })(x);
+          testHooks.mainThreadFactors = true;
+          expect(workers.workerFactorBlocks).toBe(4);
+          expect(workers.rules!.filter((r) => r.rule === 'conv2d-pooled').length).toBe(
+            hook === 'cost' ? 1 : 2,
+          );
+          expect(Buffer.compare(bytes(workers.data), bytes(single.data))).toBe(0);
+        }
+      } finally {
+        model.dispose();
+        x.dispose();
       }
-    } finally {
-      model.dispose();
-      x.dispose();
-      y.dispose();
-    }
-  });
+    });
 
-  it('factor blocks computed by a worker (the model rebuilt there) = the main thread, bitwise', async () => {
-    const model = buildModel(resolveModelSpec('cnn'), { inputShape: [64], numClasses: 10, seed: 5 });
-    const x = normalPoints(12, [64], 9);
-    try {
-      for (const hook of ['cost', 'always'] as const) {
-        structuredTestHooks.pooledConvolutions = hook;
-        const single = await empiricalNtkFn(model, { progress: false, blockSize: 3 })(x);
-        testHooks.mainThreadFactors = false;
-        const workers = await empiricalNtkFn(model, { progress: false, blockSize: 3, threads: 2 })(x);
-        testHooks.mainThreadFactors = true;
-        expect(workers.workerFactorBlocks).toBe(4);
-        expect(workers.rules!.filter((r) => r.rule === 'conv2d-pooled').length).toBe(hook === 'cost' ? 1 : 2);
-        expect(Buffer.compare(bytes(workers.data), bytes(single.data))).toBe(0);
+    it('= float64 finite differences (rel. max ≤ 1e-5), float32 and float64 accumulation', async () => {
+      const model = bnNet();
+      const x = normalPoints(3, [8, 8, 2], 6);
+      try {
+        const reference = finiteDifferenceNtk(model, x).data;
+        structuredTestHooks.pooledConvolutions = 'always';
+        expect(pixelForms(model)).toEqual(pixels === 'always' ? [true, true] : [false, false]);
+        for (const accumulation of ['float32', 'float64'] as const) {
+          const k = await empiricalNtkFn(model, { progress: false, accumulation })(x);
+          expect(k.rules!.filter((r) => r.rule === 'conv2d-pooled')).toHaveLength(2);
+          expect(relMaxError(k.data, reference)).toBeLessThanOrEqual(1e-5);
+        }
+      } finally {
+        model.dispose();
+        x.dispose();
       }
-    } finally {
-      model.dispose();
-      x.dispose();
-    }
-  });
-
-  it('= float64 finite differences (rel. max ≤ 1e-5), float32 and float64 accumulation', async () => {
-    const model = bnNet();
-    const x = normalPoints(3, [8, 8, 2], 6);
-    try {
-      const reference = finiteDifferenceNtk(model, x).data;
-      structuredTestHooks.pooledConvolutions = 'always';
-      for (const accumulation of ['float32', 'float64'] as const) {
-        const k = await empiricalNtkFn(model, { progress: false, accumulation })(x);
-        expect(k.rules!.filter((r) => r.rule === 'conv2d-pooled')).toHaveLength(2);
-        expect(relMaxError(k.data, reference)).toBeLessThanOrEqual(1e-5);
-      }
-    } finally {
-      model.dispose();
-      x.dispose();
-    }
-  });
-});
+    });
+  },
+);
 
 describe('the one-position-per-window invariant', () => {
   // b = 1, V = 2, L = 3 positions, K = 2, C = 1; δ [b·V, L, C] (logit 0's three positions, then logit 1's).
@@ -420,5 +494,24 @@ describe('the one-position-per-window invariant', () => {
     const g = pooledFactors(patches, Float32Array.from([1, 0, 3, 2, 0, 6]), dims(1), 2, 0.5, 'c');
     expect(Array.from(g.a)).toEqual([2 * (1 + 3 * 5), 2 * (2 + 3 * 6), 0.5 * 4]);
     expect(Array.from(g.d)).toEqual([1, 2]);
+  });
+});
+
+describe('pooledPositions (the factors from input pixels)', () => {
+  // b = 1, V = 2, L = 3 positions, C = 1; δ [b·V, L, C]; x: U = 2 pixels of depth 1.
+  const x = Float32Array.from([3, 5]);
+  const dims = (S: number) => ({ b: 1, V: 2, L: 3, C: 1, S, units: 2, depth: 1 });
+
+  it('pixels times s_w, then each slot a signalling position in order (no merging), −1 when empty', () => {
+    // Positions 0 and 2 signal, position 2's signals 3 × position 0's: still two slots.
+    const f = pooledPositions(x, Float32Array.from([1, 0, 3, 2, 0, 6]), dims(3), 2, 'c');
+    expect(Array.from(f.a)).toEqual([6, 10, 0, 2, -1]);
+    expect(Array.from(f.d)).toEqual([1, 3, 0, 2, 6, 0]);
+  });
+
+  it('more signalling positions than slots are an error naming the layer', () => {
+    expect(() => pooledPositions(x, Float32Array.from([1, 1, 0, 0, 0, 1]), dims(1), 1, 'conv_y')).toThrow(
+      /conv_y has signals at more than 1 positions in channel 0/,
+    );
   });
 });

@@ -453,6 +453,82 @@ describe('kernels against float64 loops', () => {
     },
   );
 
+  it.each([
+    [4, 9, 6, 8, 0],
+    [4, 9, 6, 16, 4],
+    [3, 4, 5, 12, 8],
+    [1, 1, 1, 4, 0],
+  ])(
+    'pixelSums P = %i, taps = %i, U = %i, cPad = %i, m0 = %i: bias + Σ of the valid taps (float64 loops), columns < m0 untouched',
+    (P, taps, U, cPad, m0) => {
+      const rng = new Rng(P * 100 + taps * 10 + U + m0);
+      const G = randomMatrix(rng, U * U, cPad);
+      // Taps of each position: random input pixels, about a quarter in the padding (−1).
+      const idx = Int32Array.from({ length: P * taps }, () =>
+        rng.uniform() < 0.25 ? -1 : Math.floor(rng.uniform() * U),
+      );
+      const bias = 0.375;
+      const k = kernels(4 * 2 ** 20);
+      const q0 = new Float32Array(P * P * cPad).fill(Number.NaN);
+      const q = k.put(q0);
+      k.ex.pixelSums(k.put(G), q, k.put(idx), P, taps, U, cPad, m0, k.put(Float32Array.of(bias)));
+      const out = k.read(q, q0.length);
+      const got: number[] = [];
+      const want: number[] = [];
+      for (let p = 0; p < P; p++) {
+        for (let p2 = 0; p2 < P; p2++) {
+          for (let m = 0; m < cPad; m++) {
+            const at = (p * P + p2) * cPad + m;
+            if (m < m0) {
+              expect(Number.isNaN(out[at]!), `untouched at ${p}, ${p2}, ${m}`).toBe(true);
+              continue;
+            }
+            let sum = bias;
+            for (let o = 0; o < taps; o++) {
+              const [u, u2] = [idx[p * taps + o]!, idx[p2 * taps + o]!];
+              if (u >= 0 && u2 >= 0) sum += G[(u * U + u2) * cPad + m]!;
+            }
+            got.push(out[at]!);
+            want.push(sum);
+          }
+        }
+      }
+      expect(relMaxError(got, want)).toBeLessThanOrEqual(TOL);
+    },
+  );
+
+  it.each([
+    [5, 8, 3, 4, 0],
+    [5, 16, 2, 3, 8],
+    [1, 4, 1, 1, 0],
+  ])(
+    'slotGather P = %i, cPad = %i, C = %i, S = %i, m0 = %i: the selected products, 0 for empty slots, columns < m0 untouched',
+    (P, cPad, C, S, m0) => {
+      const rng = new Rng(P * 100 + cPad + C * 10 + S);
+      const Qn = randomMatrix(rng, P * P, cPad);
+      const pick = () => (rng.uniform() < 0.2 ? -1 : Math.floor(rng.uniform() * P));
+      const selR = Int32Array.from({ length: C * S }, pick);
+      const selC = Int32Array.from({ length: C * S * cPad }, pick);
+      const k = kernels(4 * 2 ** 20);
+      const q0 = new Float32Array(C * S * S * cPad).fill(Number.NaN);
+      const q = k.put(q0);
+      k.ex.slotGather(k.put(Qn), P, cPad, k.put(selR), k.put(selC), q, C, S, m0);
+      const out = k.read(q, q0.length);
+      for (let ch = 0; ch < C; ch++) {
+        for (let s = 0; s < S; s++) {
+          for (let s2 = 0; s2 < S; s2++) {
+            for (let m = 0; m < cPad; m++) {
+              const got = out[((ch * S + s) * S + s2) * cPad + m]!;
+              const [p, p2] = [selR[ch * S + s]!, selC[(ch * S + s2) * cPad + m]!];
+              if (m < m0) expect(Number.isNaN(got)).toBe(true);
+              else expect(got).toBe(p < 0 || p2 < 0 ? 0 : Qn[(p * P + p2) * cPad + m]!);
+            }
+          }
+        }
+      }
+    },
+  );
+
   it('pooledPairs: a column point gives the same bits whatever m0, quad and lane', () => {
     const [V, S, C, c, cPad] = [5, 4, 6, 13, 16];
     const rng = new Rng(5);
