@@ -17,13 +17,14 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { testHooks } from '../../src/kernel/engine.js';
 import {
+  analyzeModel,
   empiricalNtkFn,
   finiteDifferenceNtk,
   type NtkCallOptions,
   type NtkOptions,
+  planStructured,
   terminateNtkWorkers,
 } from '../../src/kernel/index.js';
-import { analyzeModel, planStructured } from '../../src/kernel/index.js';
 import { pooledFactors, pooledPositions } from '../../src/kernel/position-grads.js';
 import { structuredTestHooks } from '../../src/kernel/structured.js';
 import { buildModel, resolveModelSpec } from '../../src/model/index.js';
