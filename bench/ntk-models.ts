@@ -12,6 +12,9 @@
  * The Jacobian path is timed at --jacobian-n points (default 200: all N = --n-graph points), best of
  * --repeats; fewer points are extrapolated (J ∝ N, J Jᵀ ∝ N², as in bench/ntk.ts), which magnifies
  * the noise of the small contraction (a 2× spread between runs at N = 32). Reference processes run with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset.
+ * Each case reports its contraction's GFLOP/s as a fraction of two peaks measured in the same run:
+ * entk's own wasm SIMD GEMM (what 128-bit WebAssembly can reach) and the machine's (NumPy/OpenBLAS
+ * sgemm: AVX-512/AVX2 FMA, bench/reference/sgemm_peak.py).
  * Run through `npm run bench -- --only ntk-models`, or: node bin/run-ts.js bench/ntk-models.ts --out f.json
  */
 import { promises as fs } from 'node:fs';
@@ -210,6 +213,20 @@ function measureWasmPeak(threads: number): {
   return { perThreadGflops, threads, peakGflops: perThreadGflops * threads, fmaPerThreadGflops };
 }
 
+/**
+ * The machine's float32 peak as reached by the strongest peer here: NumPy's sgemm (OpenBLAS with
+ * its own kernel choice: bench/reference/sgemm_peak.py), or null without NumPy.
+ */
+async function measureMachinePeak(
+  threads: number,
+): Promise<{ gflops: number; n: number; numpy: string } | null> {
+  const { code, stdout } = await runPython(path.join(ROOT, 'bench/reference/sgemm_peak.py'), [
+    '--threads',
+    String(threads),
+  ]).catch(() => ({ code: 1, stdout: '' }));
+  return code === 0 ? (JSON.parse(stdout) as { gflops: number; n: number; numpy: string }) : null;
+}
+
 async function timeStructured(model: tf.LayersModel, x: tf.Tensor, flags: Flags) {
   const ntk = empiricalNtkFn(model, { threads: flags.threads, progress: false });
   const runs: NtkResult[] = [];
@@ -303,6 +320,7 @@ async function runCase(
   x: Float32Array,
   summary: string[],
   peak: { peakGflops: number },
+  machinePeak: number | null,
 ): Promise<Record<string, unknown>> {
   const n = {
     mlp: flags.nMlp,
@@ -325,7 +343,9 @@ async function runCase(
   const gflops = (s.result.flops ?? 0) / s.bestMs / 1e6;
   entry.contractionGflopsPerSecond = gflops;
   entry.fractionOfPeak = gflops / peak.peakGflops;
-  let line = `${c} N=${n} (P=${s.result.parameterCount}): entk structured ${fmt(s.bestMs)} (${s.result.threads} threads; features ${fmt(s.result.timings.features ?? 0)}; ${gflops.toFixed(1)} GFLOP/s = ${((100 * gflops) / peak.peakGflops).toFixed(0)}% of peak)`;
+  entry.fractionOfMachinePeak = machinePeak ? gflops / machinePeak : null;
+  const ofMachine = machinePeak ? `, ${((100 * gflops) / machinePeak).toFixed(0)}% of the machine's` : '';
+  let line = `${c} N=${n} (P=${s.result.parameterCount}): entk structured ${fmt(s.bestMs)} (${s.result.threads} threads; features ${fmt(s.result.timings.features ?? 0)}; ${gflops.toFixed(1)} GFLOP/s = ${((100 * gflops) / peak.peakGflops).toFixed(0)}% of the wasm SIMD peak${ofMachine})`;
   if (c === 'resnet-bn' || c === 'ln-seq') {
     const j = await jacobianCheck(model, x, Math.min(flags.jacobianN, n), n, flags.repeats);
     entry.jacobian = j;
@@ -360,16 +380,24 @@ async function main(): Promise<void> {
   const x = await digitsPoints(Math.max(flags.nMlp, flags.nWide, flags.nCnn, flags.nGraph));
   const cases: Record<string, unknown> = {};
   const peakBefore = measureWasmPeak(flags.threads);
-  for (const c of flags.cases) cases[c] = await runCase(c, flags, x, summary, peakBefore);
+  const machinePeak = await measureMachinePeak(flags.threads);
+  for (const c of flags.cases)
+    cases[c] = await runCase(c, flags, x, summary, peakBefore, machinePeak?.gflops ?? null);
   const peakAfter = measureWasmPeak(flags.threads);
   summary.push(
     `float32 peak (entk's wasm SIMD GEMM, ${flags.threads} threads): ${peakBefore.peakGflops.toFixed(1)} GFLOP/s before the cases, ${peakAfter.peakGflops.toFixed(1)} after; one thread ${peakBefore.perThreadGflops.toFixed(1)} GFLOP/s, with fused multiply-add (relaxed SIMD) ${peakBefore.fmaPerThreadGflops?.toFixed(1) ?? 'unavailable'}`,
+    machinePeak
+      ? `the machine's float32 peak (NumPy/OpenBLAS sgemm, 2048³, ${flags.threads} threads): ${machinePeak.gflops.toFixed(1)} GFLOP/s`
+      : "the machine's float32 peak: unavailable (no NumPy)",
   );
   await terminateNtkWorkers();
   const result = {
     benchmark: 'ntk-models',
     createdAt: new Date().toISOString(),
-    machine: machineInfo(load, info, { wasmFloat32Peak: { before: peakBefore, after: peakAfter } }),
+    machine: machineInfo(load, info, {
+      wasmFloat32Peak: { before: peakBefore, after: peakAfter },
+      machineFloat32Peak: machinePeak,
+    }),
     flags,
     cases,
     summary,

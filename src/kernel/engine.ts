@@ -37,6 +37,7 @@ import {
 import {
   type BlockInput,
   type ContractionMode,
+  computeOriented,
   featureBytes,
   placeBlock,
   type TermMeta,
@@ -469,7 +470,13 @@ async function contractOnMainThread(ctx: ContractionContext): Promise<Contractio
         terms: cache.get(cs, b),
       };
       const s = performance.now();
-      const block = computer.compute(row, col, out != null && triangle && a !== b);
+      const block = computeOriented(
+        computer,
+        row,
+        col,
+        rs === cs && a > b,
+        out != null && triangle && a !== b,
+      );
       try {
         if (out) writeBlock(out, outCols, stride, off1, off2, a, b, block.data, triangle, block.transposed);
         timings.contraction! += performance.now() - s;

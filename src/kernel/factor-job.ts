@@ -1,4 +1,3 @@
-import { threadId as __tid } from 'node:worker_threads';
 /**
  * Factor blocks shared by the threads of a contraction job (./job.ts). The factors of a block of
  * points (forward and backward signals, ./structured.ts) are computed by whichever thread claims the
@@ -231,20 +230,10 @@ export function computeClaimedFactors(
 ): void {
   for (let claim = claimFactorBlock(job.schedule); claim; claim = claimFactorBlock(job.schedule)) {
     const [p, set, k] = claim;
-    const __t0 = performance.timeOrigin + performance.now();
     const start = job.sets[set]!.offsets[k]!;
     const factors = compute(set, k, sharedDestination(job.terms, job.V, views[set]!, start));
     storeFactors(job.terms, job.V, views[set]!, start, factors, p);
     publishFactorBlock(job.schedule, job.ready, p);
-    if (process.env.ENTK_PROF)
-      console.error(
-        'TL',
-        __tid,
-        'F',
-        p,
-        (__t0 % 1e5).toFixed(1),
-        ((performance.timeOrigin + performance.now()) % 1e5).toFixed(1),
-      );
     onPublished(p);
   }
 }

@@ -1,4 +1,3 @@
-import { threadId as __tid } from 'node:worker_threads';
 /**
  * The block loop every contracting thread runs (the main thread and the workers alike): take the
  * next block from the shared counter, wait until its factors are published, contract it, and write
@@ -8,7 +7,7 @@ import { threadId as __tid } from 'node:worker_threads';
 import { makeBlockComputer } from './contractions.js';
 import { type SetViews, viewsOf } from './factor-job.js';
 import { ABORTED, type ContractionJob } from './job.js';
-import { type BlockComputer, blockView, writeBlock } from './terms.js';
+import { type BlockComputer, blockView, computeOriented, writeBlock } from './terms.js';
 
 export const BLOCK_FIELDS = 5;
 
@@ -77,31 +76,18 @@ export class BlockLoop {
 
   /** Contract block `index` of the schedule (its factors are published). */
   private contract(index: number): ContractedBlock {
-    const __t0 = performance.timeOrigin + performance.now();
-    try {
-      return this.contract0(index);
-    } finally {
-      if (process.env.ENTK_PROF)
-        console.error(
-          'TL',
-          __tid,
-          'K',
-          index,
-          (__t0 % 1e5).toFixed(1),
-          ((performance.timeOrigin + performance.now()) % 1e5).toFixed(1),
-        );
-    }
-  }
-  private contract0(index: number): ContractedBlock {
     const f = BLOCK_FIELDS * index;
     const [rs, a, cs, b] = [this.blocks[f]!, this.blocks[f + 1]!, this.blocks[f + 2]!, this.blocks[f + 3]!];
     const { terms, V, mode } = this.job;
     const rowOffsets = this.job.sets[rs]!.offsets;
     const colOffsets = this.job.sets[cs]!.offsets;
     const mirror = this.job.mirror && a !== b;
-    const block = this.computer.compute(
+    // (Blocks below the diagonal of a symmetric kernel, streamed in row order, as transposes.)
+    const block = computeOriented(
+      this.computer,
       blockView(terms, V, rowOffsets, this.sets[rs]!, a, `${rs}:${a}`),
       blockView(terms, V, colOffsets, this.sets[cs]!, b, `${cs}:${b}`),
+      rs === cs && a > b,
       this.out != null && mirror,
     );
     try {

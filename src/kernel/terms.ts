@@ -223,19 +223,27 @@ export function pooledPair(
     ? pixelProducts(pixels, er, n * t.dIn, ec, m * t.dIn, S)
     : (c: number, s: number, q: number) =>
         dot(er, ((n * C + c) * S + s) * K, ec, ((m * C + c) * S + q) * K, K);
+  // Slot pairs {s, q} once each, both orders summed together and every term a product (δ δ′)·e:
+  // swapping the two points swaps the orders and the factors of each product, so K_ij(x, x′) and
+  // K_ji(x′, x) are equal bit for bit (as for the gram terms).
+  const at = (p: number, x: number, k: number, slot: number) =>
+    p === 0 ? dr[(n * V + x) * w + k + slot]! : dc[(m * V + x) * w + k + slot]!;
   for (let c = 0; c < C; c++) {
+    const k = c * S;
     for (let s = 0; s < S; s++) {
-      for (let q = 0; q < S; q++) {
+      for (let q = s; q < S; q++) {
         const e = product(c, s, q);
-        if (e === 0) continue;
+        const f = q === s ? 0 : product(c, q, s);
+        if (e === 0 && f === 0) continue;
         for (let i = 0; i < V; i++) {
-          const x = dr[(n * V + i) * w + c * S + s]! * e;
-          if (x === 0) continue;
-          if (!full) {
-            acc[0] = acc[0]! + x * dc[(m * V + i) * w + c * S + q]!;
-            continue;
+          const [ris, riq] = [at(0, i, k, s), at(0, i, k, q)];
+          if (ris === 0 && riq === 0) continue;
+          for (let j = full ? 0 : i; j < (full ? V : i + 1); j++) {
+            let x = ris * at(1, j, k, q) * e;
+            if (q !== s) x += riq * at(1, j, k, s) * f;
+            if (full) acc[i * V + j] = acc[i * V + j]! + x;
+            else acc[0] = acc[0]! + x;
           }
-          for (let j = 0; j < V; j++) acc[i * V + j] = acc[i * V + j]! + x * dc[(m * V + j) * w + c * S + q]!;
         }
       }
     }
@@ -490,6 +498,28 @@ export function placeBlock(
 }
 
 const TILE = 32;
+
+/**
+ * Block (row, col) of a kernel, or — `lower`: a block below the diagonal of a symmetric kernel — the
+ * transpose of block (col, row), so that every entry equals its mirror bit for bit whatever order
+ * the blocks are computed in (pooled terms do not evaluate K_ij(x, x′) and K_ji(x′, x) alike).
+ */
+export function computeOriented(
+  computer: BlockComputer,
+  row: BlockInput,
+  col: BlockInput,
+  lower: boolean,
+  transpose: boolean,
+): BlockOutput {
+  if (!lower) return computer.compute(row, col, transpose);
+  const block = computer.compute(col, row, true);
+  return {
+    data: block.transposed!,
+    transposed: transpose ? block.data : null,
+    owned: block.owned,
+    done: block.done,
+  };
+}
 
 /** Write the transpose of block [rows × cols] into `out` at (rowOffset, colOffset) (cols × rows). */
 export function placeTransposed(

@@ -1111,6 +1111,16 @@ export class WasmBlockComputer implements BlockComputer {
           heap.copyWithin(o + at, outT / 4 + at, outT / 4 + at + n * V);
         }
       }
+      // A point's own V × V block: pooled terms do not evaluate K_ij and K_ji alike (the gram terms
+      // do), so the upper triangle is mirrored there too — K is then symmetric bit for bit.
+      if (this.routes.includes('pooled')) {
+        for (let n = 0; n < r; n++) {
+          for (let i = 0; i < V; i++) {
+            for (let j = i + 1; j < V; j++)
+              heap[o + (n * V + j) * cols + n * V + i] = heap[o + (n * V + i) * cols + n * V + j]!;
+          }
+        }
+      }
     }
     if (transpose) this.ex.transpose(out, rows, cols, outT);
     return {

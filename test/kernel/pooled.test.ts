@@ -468,6 +468,40 @@ describe.each(['never', 'always'] as const)(
   },
 );
 
+describe('symmetry: K = Kᵀ bit for bit, and streamed rows = the whole kernel', () => {
+  // Pooled terms do not evaluate K_ij(x, x′) and K_ji(x′, x) in the same order: a point's own V × V
+  // block is mirrored, the float64 pair sums take each slot pair's two orders together, and blocks
+  // below the diagonal, when rows are streamed, are transposes of blocks above it.
+  it.each(['never', 'always'] as const)('the cnn preset, from input pixels: %s', async (pixels) => {
+    structuredTestHooks.pooledPixels = pixels;
+    const model = buildModel(resolveModelSpec('cnn'), { inputShape: [64], numClasses: 10, seed: 9 });
+    randomizeWeights(model, 9, 0.3);
+    const x = normalPoints(30, [64], 1);
+    const N = 300;
+    const symmetric = (k: Float32Array | Float64Array) => {
+      let asymmetric = 0;
+      for (let i = 0; i < N; i++) for (let j = 0; j < i; j++) if (k[i * N + j] !== k[j * N + i]) asymmetric++;
+      return asymmetric;
+    };
+    try {
+      for (const accumulation of ['float32', 'float64'] as const) {
+        for (const threads of [1, 2]) {
+          const f = empiricalNtkFn(model, { progress: false, blockSize: 9, accumulation, threads });
+          const whole = await f(x);
+          expect(whole.rules!.map((r) => r.rule)).toContain('conv2d-pooled');
+          expect(symmetric(whole.data)).toBe(0);
+          const rows = new (accumulation === 'float32' ? Float32Array : Float64Array)(N * N);
+          await f.stream(x, null, (b) => rows.set(b.data, b.rowStart * 10 * N), { order: 'rows' });
+          expect(Buffer.compare(bytes(rows), bytes(whole.data))).toBe(0);
+        }
+      }
+    } finally {
+      model.dispose();
+      x.dispose();
+    }
+  });
+});
+
 describe('the one-position-per-window invariant', () => {
   // b = 1, V = 2, L = 3 positions, K = 2, C = 1; δ [b·V, L, C] (logit 0's three positions, then logit 1's).
   const patches = Float32Array.from([1, 2, 3, 4, 5, 6]);
