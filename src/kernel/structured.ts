@@ -807,6 +807,17 @@ function maxPoolSlots(
 }
 
 /**
+ * Floats per column point that a pooled term's first stage may hold in wasm memory (wasm-terms.ts
+ * pooledSizes: slot products of a band of POOL_BAND_ROWS row points, or one row point's pixel and
+ * position products); 2¹⁷ keeps a block of 512 column points within 256 MiB.
+ */
+const POOLED_COLUMN_FLOATS = 2 ** 17;
+/** Row points per band of the pooled term's first stage (wasm-terms.ts POOL_ROWS). */
+const POOL_BAND_ROWS = 32;
+
+const roundUp = (x: number, m: number) => Math.ceil(x / m) * m;
+
+/**
  * The pooled term (./terms.ts; docs/theory.md §Per-layer rules) of a convolution called once, with an
  * element-wise activation, whose output reaches the logits only through a max-pooling, when it costs
  * less than half of the V² products of full gradient rows (full kernels and their blocks: not for
@@ -839,15 +850,20 @@ function pooledTerm(
   const [kh, kw] = p.conv1d ? [1, ks[0]!] : [ks[0]!, ks[1]!];
   const K = kh * kw * ks[ks.length - 2]! + (p.bias ? 1 : 0);
   const signals = 3 * S * V * (S + V) * C;
-  const slotsCost = S * S * K * C + signals;
-  const pixels =
+  // Each form's first-stage memory per column point (wasm-terms.ts pooledSizes) must stay bounded.
+  const slotsFit = C * roundUp(POOL_BAND_ROWS * S, 4) * S <= POOLED_COLUMN_FLOATS;
+  const slotsCost = slotsFit ? S * S * K * C + signals : Number.POSITIVE_INFINITY;
+  const table =
     found.windows && structuredTestHooks.pooledPixels !== 'never' ? pixelTable(p, trace, kh, kw) : null;
+  const positions = table ? table.index.length / table.taps : 0;
+  const pixels =
+    table && roundUp(table.units, 4) * table.units + positions ** 2 + C * S * S <= POOLED_COLUMN_FLOATS
+      ? table
+      : null;
   const pixelsCost = pixels
-    ? pixels.units * pixels.units * pixels.depth +
-      (pixels.index.length / pixels.taps) ** 2 * pixels.taps +
-      2 * C * S * S +
-      signals
+    ? pixels.units * pixels.units * pixels.depth + positions ** 2 * pixels.taps + 2 * C * S * S + signals
     : Number.POSITIVE_INFINITY;
+  if (!pixels && !slotsFit) return null;
   if (hook === 'cost' && Math.min(slotsCost, pixelsCost) >= 0.5 * V * V * K * C) return null;
   const usePixels =
     pixels !== null && (structuredTestHooks.pooledPixels === 'always' || pixelsCost < slotsCost);

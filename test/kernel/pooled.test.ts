@@ -171,6 +171,26 @@ describe('which convolutions get the pooled term', () => {
     }
   });
 
+  it('neither form when its first stage would hold too much per column point (a 16 × 16 image: 64 windows)', () => {
+    structuredTestHooks.pooledConvolutions = 'always';
+    structuredTestHooks.pooledPixels = 'always';
+    const x = tf.input({ shape: [16, 16, 1] });
+    const c = L.conv2d({ filters: 4, kernelSize: 3, padding: 'same', activation: 'relu' }).apply(x) as ST;
+    const p = L.maxPooling2d({ poolSize: 2 }).apply(c) as ST;
+    const model = tf.model({
+      inputs: x,
+      outputs: L.dense({ units: 3 }).apply(L.flatten().apply(p) as ST) as ST,
+    });
+    try {
+      // Slots: 4 channels × (32 row points × 64 slots) × 64 floats; pixels: 256² + 256² + 4 × 64².
+      expect(pixelForms(model)).toEqual([]);
+      const plan = planStructured(analyzeModel(model, 'all'), 'full');
+      expect(plan.rules.map((r) => r.rule)).toEqual(['conv2d-explicit', 'dense-identity']);
+    } finally {
+      model.dispose();
+    }
+  });
+
   it('through BatchNorm and ReLU to a max-pool, Conv1D too; not when the output has another consumer', async () => {
     structuredTestHooks.pooledConvolutions = 'always'; // (whatever the cost)
     const residual = (() => {
