@@ -1,5 +1,6 @@
 /**
- * Gradient overrides for tfjs-core ops whose stock gradient is correct but needlessly slow.
+ * Gradient overrides for tfjs-core ops whose stock gradient is slow, wrong or missing, and two
+ * tfjs-layers calls autodiff cannot trace.
  *
  * `Tile`: tfjs 4.22 sums the gradient with one slice + add per repetition (tfjs-layers'
  * LayerNormalization tiles γ, β, mean and variance over every position, so a [32, 32, 64]
@@ -20,7 +21,22 @@
  * walks the missing input: "Cannot read properties of undefined"), so such a layer could be neither
  * trained nor differentiated (the Jacobian eNTK path) on any backend. Its call is replaced by the
  * same normalisation written with differentiable ops, (x − μ)·(σ² + ε)^−½ then ·γ and +β where
- * present; layers with both γ and β keep tfjs's own call.
+ * present; layers with both γ and β keep tfjs's own call. `BatchNormalization` has the same bug
+ * (in inference; in training tfjs reads the missing γ or β and throws): without γ or β its call is
+ * (x − m)·(v + ε)^−½ [·γ] [+β] along its axis, m, v the moving statistics in inference, the batch
+ * moments in training (which also update the moving statistics, as tfjs does).
+ *
+ * `AvgPool`, `AvgPool3D`: the forward divides each window's sum by the number of input elements it
+ * covers, but tfjs 4.22's gradient (cpu and wasm `AvgPoolGrad` / `AvgPool3DGrad`) divides by the
+ * full window size, wrong wherever a window overlaps 'same' padding (a Conv2D →
+ * AveragePooling2D('same') eNTK was 0.39 off). Here dy is first multiplied by (window size) /
+ * (elements covered), then the stock kernel runs: ∂y_w/∂x_i = 1/count_w for each window w ∋ i.
+ * Unchanged (bit for bit) when no window touches padding.
+ *
+ * Comparisons (`Greater`, `Less`, `LessEqual`, `Equal`, `NotEqual`) and the boolean reductions
+ * `Any` / `All` have no gradient in tfjs 4.22, so ThresholdedReLU (x·[x > θ]) and Masking could not
+ * be differentiated: their outputs are piecewise constant, so the gradient is exactly 0 (almost
+ * everywhere), as tfjs's own `GreaterEqual` gradient.
  */
 import * as tf from '@tensorflow/tfjs';
 
@@ -69,6 +85,217 @@ function installLayerNormFix(): void {
   };
 }
 
+interface BatchNormLike {
+  axis: number;
+  epsilon: number;
+  momentum: number;
+  center: boolean;
+  scale: boolean;
+  gamma: { read(): tf.Tensor } | null;
+  beta: { read(): tf.Tensor } | null;
+  movingMean: { read(): tf.Tensor; write(t: tf.Tensor): void };
+  movingVariance: { read(): tf.Tensor; write(t: tf.Tensor): void };
+}
+
+/** BatchNormalization without γ or β, differentiable (see the module comment). */
+export function batchNormWithoutAffine(layer: BatchNormLike, x: tf.Tensor, training: boolean): tf.Tensor {
+  return tf.tidy(() => {
+    const axis = layer.axis >= 0 ? layer.axis : layer.axis + x.rank;
+    const reduction = x.shape.map((_, i) => i).filter((i) => i !== axis);
+    // m, v, γ, β broadcast as [1, …, C, …, 1] along the normalised axis.
+    const shape = x.shape.map((d, i) => (i === axis ? d : 1));
+    let mean: tf.Tensor;
+    let variance: tf.Tensor;
+    if (training) {
+      ({ mean, variance } = tf.moments(x, reduction));
+      // Moving statistics: s ← s − (s − batch value)·(1 − momentum), as tfjs-layers does.
+      for (const [variable, value] of [
+        [layer.movingMean, mean],
+        [layer.movingVariance, variance],
+      ] as const) {
+        tf.tidy(() => {
+          const old = variable.read();
+          variable.write(tf.sub(old, tf.mul(tf.sub(old, value), 1 - layer.momentum)));
+        });
+      }
+    } else {
+      mean = layer.movingMean.read();
+      variance = layer.movingVariance.read();
+    }
+    let y = tf.mul(
+      tf.sub(x, tf.reshape(mean, shape)),
+      tf.rsqrt(tf.add(tf.reshape(variance, shape), layer.epsilon)),
+    );
+    if (layer.scale) y = tf.mul(y, tf.reshape(layer.gamma!.read(), shape));
+    if (layer.center) y = tf.add(y, tf.reshape(layer.beta!.read(), shape));
+    return y;
+  });
+}
+
+function installBatchNormFix(): void {
+  const proto = Object.getPrototypeOf(tf.layers.batchNormalization({})) as {
+    call(this: BatchNormLike, inputs: tf.Tensor | tf.Tensor[], kwargs: { training?: boolean }): tf.Tensor;
+  };
+  const stock = proto.call;
+  proto.call = function (this: BatchNormLike, inputs, kwargs) {
+    if (this.center && this.scale) return stock.call(this, inputs, kwargs);
+    const x = Array.isArray(inputs) ? inputs[0]! : inputs;
+    return batchNormWithoutAffine(this, x, kwargs?.training === true);
+  };
+}
+
+/** Valid (non-padding) positions of each window along one axis: window j covers [j·s − pad, j·s − pad + k). */
+function windowCounts(out: number, size: number, stride: number, k: number, pad: number): number[] {
+  return Array.from(
+    { length: out },
+    (_, j) => Math.min(size, j * stride - pad + k) - Math.max(0, j * stride - pad),
+  );
+}
+
+/**
+ * dx of an average pooling (2-D: x [n, h, w, c]; 3-D: x [n, d, h, w, c]) whose forward divides by
+ * the number of covered elements (see the module comment). `info` from computePool2DInfo /
+ * computePool3DInfo of the forward; `stock(dy)` runs tfjs's gradient kernel (division by the full
+ * window size).
+ */
+export function avgPoolGradient(
+  dy: tf.Tensor,
+  axes: { out: number; size: number; stride: number; k: number; pad: number }[],
+  stock: (dy: tf.Tensor) => tf.Tensor,
+): tf.Tensor {
+  const counts = axes.map((a) => windowCounts(a.out, a.size, a.stride, a.k, a.pad));
+  if (counts.every((c, i) => c.every((v) => v === axes[i]!.k))) return stock(dy);
+  return tf.tidy(() => {
+    // factor[j₁, j₂, (j₃)] = Π k / Π count: the outer product of the per-axis counts.
+    const full = axes.reduce((p, a) => p * a.k, 1);
+    let cells = [1];
+    for (const c of counts) cells = cells.flatMap((v) => c.map((w) => v * w));
+    const factor = tf.tensor(
+      cells.map((v) => full / v),
+      [1, ...axes.map((a) => a.out), 1],
+    );
+    return stock(tf.mul(dy, factor));
+  });
+}
+
+function registerAvgPoolGradients(): void {
+  tf.registerGradient({
+    kernelName: 'AvgPool',
+    inputsToSave: ['x'],
+    gradFunc: (dy, saved, attrs) => {
+      const [x] = saved as tf.Tensor[];
+      const a = attrs as unknown as {
+        filterSize: [number, number] | number;
+        strides: [number, number] | number;
+        pad: 'valid' | 'same' | number;
+        dimRoundingMode?: 'floor' | 'round' | 'ceil';
+      };
+      const info = tf.backend_util.computePool2DInfo(
+        x!.shape as [number, number, number, number],
+        a.filterSize,
+        a.strides,
+        1,
+        a.pad,
+        a.dimRoundingMode,
+      );
+      const axes = [
+        {
+          out: info.outHeight,
+          size: info.inHeight,
+          stride: info.strideHeight,
+          k: info.filterHeight,
+          pad: info.padInfo.top,
+        },
+        {
+          out: info.outWidth,
+          size: info.inWidth,
+          stride: info.strideWidth,
+          k: info.filterWidth,
+          pad: info.padInfo.left,
+        },
+      ];
+      const stock = (g: tf.Tensor) =>
+        tf.engine().runKernel('AvgPoolGrad', { dy: g, input: x! }, {
+          filterSize: a.filterSize,
+          strides: a.strides,
+          pad: a.pad,
+        } as unknown as tf.NamedAttrMap) as tf.Tensor;
+      return { x: () => avgPoolGradient(dy as tf.Tensor, axes, stock) };
+    },
+  });
+  tf.registerGradient({
+    kernelName: 'AvgPool3D',
+    inputsToSave: ['x'],
+    gradFunc: (dy, saved, attrs) => {
+      const [x] = saved as tf.Tensor[];
+      const a = attrs as unknown as {
+        filterSize: [number, number, number] | number;
+        strides: [number, number, number] | number;
+        pad: 'valid' | 'same' | number;
+        dimRoundingMode?: 'floor' | 'round' | 'ceil';
+      };
+      const info = tf.backend_util.computePool3DInfo(
+        x!.shape as [number, number, number, number, number],
+        a.filterSize,
+        a.strides,
+        1,
+        a.pad,
+        a.dimRoundingMode,
+      );
+      const axes = [
+        {
+          out: info.outDepth,
+          size: info.inDepth,
+          stride: info.strideDepth,
+          k: info.filterDepth,
+          pad: info.padInfo.front,
+        },
+        {
+          out: info.outHeight,
+          size: info.inHeight,
+          stride: info.strideHeight,
+          k: info.filterHeight,
+          pad: info.padInfo.top,
+        },
+        {
+          out: info.outWidth,
+          size: info.inWidth,
+          stride: info.strideWidth,
+          k: info.filterWidth,
+          pad: info.padInfo.left,
+        },
+      ];
+      const stock = (g: tf.Tensor) =>
+        tf.engine().runKernel('AvgPool3DGrad', { dy: g, input: x! }, {
+          filterSize: a.filterSize,
+          strides: a.strides,
+          pad: a.pad,
+          dimRoundingMode: a.dimRoundingMode,
+        } as unknown as tf.NamedAttrMap) as tf.Tensor;
+      return { x: () => avgPoolGradient(dy as tf.Tensor, axes, stock) };
+    },
+  });
+}
+
+/** Piecewise-constant ops without a tfjs gradient: 0 for every input (see the module comment). */
+const PIECEWISE_CONSTANT_OPS = ['Greater', 'Less', 'LessEqual', 'Equal', 'NotEqual', 'Any', 'All'] as const;
+
+function registerZeroGradients(): void {
+  for (const kernelName of PIECEWISE_CONSTANT_OPS) {
+    // (tfjs 4.22 has none; a later tfjs's own gradient is kept)
+    if (tf.getGradient(kernelName)) continue;
+    const inputs = kernelName === 'Any' || kernelName === 'All' ? ['x'] : ['a', 'b'];
+    tf.registerGradient({
+      kernelName,
+      inputsToSave: inputs,
+      gradFunc: (_dy, saved) =>
+        Object.fromEntries(
+          inputs.map((name, i) => [name, () => tf.zeros((saved as tf.Tensor[])[i]!.shape, 'float32')]),
+        ),
+    });
+  }
+}
+
 /**
  * Gradient of y = max (or min) of x over `axes`: dy split evenly among the elements equal to y
  * (see the module comment). dy and y as the reduction returned them (keepDims or not).
@@ -106,6 +333,9 @@ export function installGradientFixes(): void {
   if (installed) return;
   installed = true;
   installLayerNormFix();
+  installBatchNormFix();
+  registerAvgPoolGradients();
+  registerZeroGradients();
   registerExtremumGradient('Max');
   registerExtremumGradient('Min');
   tf.registerGradient({

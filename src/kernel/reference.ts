@@ -10,7 +10,7 @@
  * LayerNormalization (trailing axes), BatchNormalization (inference, last axis), PReLU, Add,
  * Subtract, Multiply, Average, Maximum, Minimum, Concatenate, MaxPooling2D, AveragePooling2D,
  * GlobalAveragePooling1D/2D, GlobalMaxPooling1D/2D (channels last), Flatten, Reshape, Dropout-like identities,
- * Activation, ReLU, ElementwiseActivation, Scale; activations linear, relu,
+ * Activation, ReLU, ThresholdedReLU, ElementwiseActivation, Scale; activations linear, relu,
  * relu6, tanh, sigmoid, softplus, softsign, elu, selu, swish, gelu (exact), gelu_new, erf, softmax.
  */
 import type * as tf from '@tensorflow/tfjs';
@@ -533,6 +533,10 @@ function layer64(
       return act(a);
     case 'ReLU':
       return activation('relu', a);
+    case 'ThresholdedReLU': {
+      const theta = l.theta as number;
+      return { data: a.data.map((v) => (v > theta ? v : 0)), shape: a.shape };
+    }
     case 'ElementwiseActivation':
       return activation(String(l.fn), a);
     case 'Scale': {
