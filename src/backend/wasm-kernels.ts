@@ -29,6 +29,14 @@
  *    a counted reference to the same data, as the wasm Reshape and the cpu Identity kernels do
  *    (tfjs tensors are immutable). Other casts keep the stock kernel.
  *
+ * 7. `Conv2D`, `FusedConv2D`, `DepthwiseConv2dNative`, `FusedDepthwiseConv2D` with 'same' padding
+ *    are wrong on wasm when the padding TensorFlow's rule gives is negative (clamped to 0): stride >
+ *    kernel and (out − 1)·s + k < size, e.g. size 3, kernel 2, stride 3 (relative error 1 against
+ *    cpu: the wasm kernel hands 'same' to XNNPACK, which pads differently). There the call is
+ *    rewritten with the same padding given explicitly (the clamped top/bottom/left/right tfjs
+ *    computes), which the wasm kernels handle; every other call is unchanged. The gradients of these
+ *    ops (Conv2DBackpropInput / Filter, the depthwise ones above) are right in that case.
+ *
  * test/backend/gradient-conformance.test.ts compares every forward and gradient op of the supported
  * layers with the cpu backend; ./trust.ts refuses layers whose kernels a backend is not trusted with.
  *
@@ -143,6 +151,65 @@ function wrapTransposedMatMul(kernelName: string): void {
   tf.registerKernel({ kernelName, backendName: 'wasm', setupFunc: original.setupFunc, kernelFunc });
 }
 
+type ConvAttrs = {
+  strides: number | [number, number];
+  dilations?: number | [number, number];
+  pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
+  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+  dataFormat?: 'NHWC' | 'NCHW';
+};
+
+/**
+ * The explicit padding equal to 'same' when TensorFlow's rule gives a negative total padding along
+ * an axis ((out − 1)·s + (k − 1)·d + 1 < size, clamped to 0 by tfjs), else null (fix 7).
+ */
+export function negativeSamePadding(
+  xShape: number[],
+  filterShape: number[],
+  attrs: ConvAttrs,
+  depthwise: boolean,
+): tf.backend_util.ExplicitPadding | null {
+  if (attrs.pad !== 'same' || (attrs.dataFormat ?? 'NHWC') !== 'NHWC') return null;
+  const info = tf.backend_util.computeConv2DInfo(
+    xShape as [number, number, number, number],
+    filterShape as [number, number, number, number],
+    attrs.strides,
+    attrs.dilations ?? 1,
+    'same',
+    attrs.dimRoundingMode,
+    depthwise,
+  );
+  const rows = (info.outHeight - 1) * info.strideHeight + info.effectiveFilterHeight - info.inHeight;
+  const cols = (info.outWidth - 1) * info.strideWidth + info.effectiveFilterWidth - info.inWidth;
+  if (rows >= 0 && cols >= 0) return null;
+  const { top, bottom, left, right } = info.padInfo;
+  return [
+    [0, 0],
+    [top, bottom],
+    [left, right],
+    [0, 0],
+  ];
+}
+
+function wrapSamePadding(kernelName: string, depthwise: boolean): void {
+  const original = tf.getKernel(kernelName, 'wasm');
+  if (!original || isMarked(original)) return;
+  const run = original.kernelFunc;
+  const kernelFunc = mark((args: Args) => {
+    const { x, filter } = args.inputs as { x: Info; filter: Info };
+    const explicit = negativeSamePadding(
+      x.shape,
+      filter.shape,
+      args.attrs as unknown as ConvAttrs,
+      depthwise,
+    );
+    if (!explicit) return run(args);
+    return run({ ...args, attrs: { ...args.attrs, pad: explicit } as unknown as tf.NamedAttrMap });
+  });
+  tf.unregisterKernel(kernelName, 'wasm');
+  tf.registerKernel({ kernelName, backendName: 'wasm', setupFunc: original.setupFunc, kernelFunc });
+}
+
 function registerConv2DBackpropFilter(): void {
   const existing = tf.getKernel('Conv2DBackpropFilter', 'wasm');
   const conv3d = tf.getKernel('Conv3DBackpropFilterV2', 'wasm');
@@ -240,6 +307,10 @@ export function installWasmKernelFixes(): void {
   wrapTransposedMatMul('_FusedMatMul');
   registerConv2DBackpropFilter();
   registerUnsortedSegmentSum();
+  wrapSamePadding('Conv2D', false);
+  wrapSamePadding('FusedConv2D', false);
+  wrapSamePadding('DepthwiseConv2dNative', true);
+  wrapSamePadding('FusedDepthwiseConv2D', true);
   // Replaced (wrong on wasm 4.22) or added (missing on wasm 4.22): plain JS kernels, see below.
   replaceKernel('MaxPoolGrad', maxPoolGrad as unknown as tf.KernelFunc);
   replaceKernel('MaxPool3DGrad', maxPool3DGrad as unknown as tf.KernelFunc);
@@ -260,6 +331,10 @@ export const WASM_FIXED_KERNELS = [
   'DepthwiseConv2dNativeBackpropFilter',
   'Identity',
   'Cast',
+  'Conv2D',
+  'FusedConv2D',
+  'DepthwiseConv2dNative',
+  'FusedDepthwiseConv2D',
 ] as const;
 
 /** Register `kernelFunc` for `kernelName` on wasm, replacing a stock kernel (once the backend is loaded). */

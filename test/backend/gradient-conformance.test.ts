@@ -155,6 +155,76 @@ const CASES: Case[] = [
     inputs: [{ shape: [2, 6, 5, 3] }, { shape: [3, 3, 3, 2] }, { shape: [1, 1, 6, 4] }],
     fn: (x, dw, pw) => tf.separableConv2d(t4(x!), t4(dw!), t4(pw!), 1, 'same'),
   },
+  // 'same' padding that TensorFlow's rule makes negative (clamped to 0: stride > kernel and
+  // (out − 1)·s + k < size), which the stock wasm convolutions computed wrongly (relative error 1)
+  ...(
+    [
+      [[2, 3, 3, 2], [2, 2], 3],
+      [[1, 7, 7, 3], [2, 2], 4],
+      [[2, 4, 4, 2], [3, 3], 4],
+      [
+        [1, 6, 7, 2],
+        [3, 2],
+        [2, 4],
+      ], // rows padded by 1, columns negative
+    ] as const
+  ).flatMap(([xShape, [kh, kw], stride]): Case[] => [
+    {
+      name: `conv2d x ${xShape.join('×')} kernel ${kh}×${kw} stride ${stride} same (negative padding)`,
+      inputs: [{ shape: [...xShape] }, { shape: [kh, kw, xShape[3], 3] }],
+      fn: (x, w) => tf.conv2d(t4(x!), t4(w!), stride as number | [number, number], 'same'),
+    },
+    {
+      name: `fused conv2d + bias + relu x ${xShape.join('×')} kernel ${kh}×${kw} stride ${stride} same (negative padding)`,
+      inputs: [{ shape: [...xShape] }, { shape: [kh, kw, xShape[3], 3] }, { shape: [3] }],
+      fn: (x, w, b) =>
+        tf.fused.conv2d({
+          x: t4(x!),
+          filter: t4(w!),
+          strides: stride as number | [number, number],
+          pad: 'same',
+          bias: b,
+          activation: 'relu',
+        }),
+    },
+    {
+      name: `depthwiseConv2d x ${xShape.join('×')} kernel ${kh}×${kw} stride ${stride} same (negative padding)`,
+      inputs: [{ shape: [...xShape] }, { shape: [kh, kw, xShape[3], 2] }],
+      fn: (x, w) => tf.depthwiseConv2d(t4(x!), t4(w!), stride as number | [number, number], 'same'),
+    },
+    {
+      name: `fused depthwiseConv2d + bias x ${xShape.join('×')} kernel ${kh}×${kw} stride ${stride} same (negative padding)`,
+      inputs: [{ shape: [...xShape] }, { shape: [kh, kw, xShape[3], 2] }, { shape: [2 * xShape[3]] }],
+      fn: (x, w, b) =>
+        tf.fused.depthwiseConv2d({
+          x: t4(x!),
+          filter: t4(w!),
+          strides: stride as number | [number, number],
+          pad: 'same',
+          bias: b,
+        }),
+    },
+    {
+      name: `separableConv2d x ${xShape.join('×')} kernel ${kh}×${kw} stride ${stride} same (negative padding)`,
+      inputs: [
+        { shape: [...xShape] },
+        { shape: [kh, kw, xShape[3], 2] },
+        { shape: [1, 1, 2 * xShape[3], 3] },
+      ],
+      fn: (x, dw, pw) =>
+        tf.separableConv2d(t4(x!), t4(dw!), t4(pw!), stride as number | [number, number], 'same'),
+    },
+  ]),
+  {
+    name: 'conv1d kernel 2 stride 3 same (negative padding)',
+    inputs: [{ shape: [2, 6, 3] }, { shape: [2, 3, 4] }],
+    fn: (x, w) => tf.conv1d(t3(x!), t3(w!), 3, 'same'),
+  },
+  {
+    name: 'conv2dTranspose kernel 2 stride 3 same (the forward of a negative-padding conv)',
+    inputs: [{ shape: [2, 1, 1, 3] }, { shape: [2, 2, 2, 3] }],
+    fn: (y, w) => tf.conv2dTranspose(t4(y!), t4(w!), [2, 3, 3, 2], 3, 'same'),
+  },
   // Pooling: ties, all-zero windows, strides ≠ pool size, 'same' padding
   {
     name: 'maxPool all-zero input',

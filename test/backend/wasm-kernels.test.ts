@@ -159,6 +159,83 @@ describe('wasm kernel fixes', () => {
   });
 });
 
+describe("'same' padding that TensorFlow's rule makes negative (stride > kernel) on wasm", () => {
+  it.each([
+    [
+      'Conv2D',
+      () => tf.layers.conv2d({ filters: 3, kernelSize: 2, strides: 3, padding: 'same', activation: 'tanh' }),
+    ],
+    [
+      'DepthwiseConv2D',
+      () => tf.layers.depthwiseConv2d({ kernelSize: 2, strides: 3, padding: 'same', depthMultiplier: 2 }),
+    ],
+    [
+      'SeparableConv2D',
+      () => tf.layers.separableConv2d({ filters: 3, kernelSize: 2, strides: 3, padding: 'same' }),
+    ],
+  ])(
+    '%s on a 6×6 input, kernel 2, stride 3: predict = cpu (≤ 1e-5), both eNTK paths = float64 finite differences (≤ 1e-5), one training step = cpu (≤ 1e-5)',
+    async (_, layer) => {
+      const { empiricalNtkFn, finiteDifferenceNtk } = await import('../../src/kernel/index.js');
+      const { Rng } = await import('../../src/util/rng.js');
+      const { relMaxError } = await import('../kernel/helpers.js');
+      const build = () => {
+        const input = tf.input({ shape: [6, 6, 2] });
+        const h = layer().apply(input) as tf.SymbolicTensor;
+        const out = tf.layers.dense({ units: 2 }).apply(tf.layers.flatten().apply(h)) as tf.SymbolicTensor;
+        const model = tf.model({ inputs: input, outputs: out });
+        const rng = new Rng(61);
+        for (const w of model.weights) {
+          const t = tf.tensor(
+            rng.normalArray(w.shape.reduce((a, b) => a! * b!, 1)!, 0.5),
+            w.shape as number[],
+          );
+          w.write(t);
+          t.dispose();
+        }
+        return model;
+      };
+      const model = build();
+      const x = tf.tensor(new Rng(62).normalArray(3 * 72), [3, 6, 6, 2]);
+      try {
+        const yWasm = tf.tidy(() => (model.predict(x) as tf.Tensor).dataSync());
+        await tf.setBackend('cpu');
+        const yCpu = tf.tidy(() => (model.predict(x) as tf.Tensor).dataSync());
+        await tf.setBackend('wasm');
+        expect(relMaxError(yWasm, yCpu), 'predict').toBeLessThanOrEqual(1e-5);
+        const reference = finiteDifferenceNtk(model, x).data;
+        for (const implementation of ['structured', 'jacobian'] as const) {
+          const k = await empiricalNtkFn(model, { progress: false, implementation })(x);
+          expect(relMaxError(k.data, reference), implementation).toBeLessThanOrEqual(1e-5);
+        }
+        // One SGD step of mean squared error, on wasm and on cpu from the same weights.
+        const step = async (backend: string): Promise<Float32Array[]> => {
+          await tf.setBackend(backend);
+          const m = build();
+          const xs = tf.tensor(new Rng(62).normalArray(3 * 72), [3, 6, 6, 2]);
+          const ys = tf.ones([3, 2]);
+          const optimizer = tf.train.sgd(0.1);
+          m.compile({ optimizer, loss: 'meanSquaredError' });
+          await m.fit(xs, ys, { epochs: 1, batchSize: 3, verbose: 0, shuffle: false });
+          const weights = m.weights.map((w) => Float32Array.from(w.read().dataSync()));
+          for (const t of [xs, ys]) t.dispose();
+          optimizer.dispose();
+          m.dispose();
+          await tf.setBackend('wasm');
+          return weights;
+        };
+        const [onWasm, onCpu] = [await step('wasm'), await step('cpu')];
+        onCpu.forEach((w, i) => {
+          expect(relMaxError(onWasm[i]!, w), `weight ${i} after one step`).toBeLessThanOrEqual(1e-5);
+        });
+      } finally {
+        model.dispose();
+        x.dispose();
+      }
+    },
+  );
+});
+
 function transpose(a: Float32Array, r: number, c: number): Float32Array {
   const out = new Float32Array(r * c);
   for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[j * r + i] = a[i * c + j]!;
