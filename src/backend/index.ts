@@ -110,7 +110,8 @@ export async function initBackend(requested?: string): Promise<BackendInfo> {
   }
   const isWasm = chosen === 'wasm';
   // Repairs to wasm kernels (slow transposed matmuls, wrong max-pool gradients, missing conv-filter,
-  // depthwise and segment-sum gradients): see ./wasm-kernels.ts. A no-op on the other backends.
+  // depthwise and segment-sum gradients, 'same' convolutions whose padding would be negative): see
+  // ./wasm-kernels.ts; and the gradient fixes of ./gradients.ts on every backend.
   installWasmKernelFixes();
   active = {
     backend: chosen,
