@@ -109,7 +109,7 @@ export function structuredSupportReport(model: tf.LayersModel, file = '(in memor
   if (outShape.length !== 2 || outShape[1] == null) {
     supported = false;
     notes.push(
-      `unsupported: output shape [${outShape.join(', ')}]; the eNTK needs logits of shape [batch, V]`,
+      `unsupported: output shape [${outShape.map((d, k) => d ?? (k === 0 ? 'batch' : 'null')).join(', ')}]; the eNTK needs logits of shape [batch, V]`,
     );
   }
   const leaves = leafLayers(model);

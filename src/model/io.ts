@@ -13,7 +13,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ENTK_VERSION, installWasmKernelFixes } from '../backend/index.js';
 import { CorruptFileError, EntkError, InvalidArgumentError, UnsupportedError } from '../errors.js';
 import { exists, resolveInside, writeDirAtomic, writeFileAtomic } from '../util/index.js';
-import { assertAcyclicTopology } from './topology.js';
+import { assertAcyclicTopology, inferDepthMultipliers } from './topology.js';
 import './layers.js'; // registers the custom layers before any model is deserialised
 import './transformer-layers.js';
 
@@ -230,6 +230,8 @@ export async function loadModel(dirOrModelJson: string): Promise<tf.LayersModel>
     // model built from the topology and the decoded weights are disposed. (A trainingConfig is
     // not compiled in: entk never uses a model's own optimizer or loss.)
     known = new Set(Object.keys(tf.engine().state.registeredVariables));
+    // tfjs saves SeparableConv2D without its depth_multiplier: take it from the weights' shapes.
+    inferDepthMultipliers(artifacts.modelTopology, artifacts.weightSpecs ?? []);
     model = await tf.models.modelFromJSON({
       modelTopology: artifacts.modelTopology as tf.io.ModelJSON['modelTopology'],
     });

@@ -96,3 +96,49 @@ export function assertAcyclicTopology(topology: unknown, file: string): void {
     }
   }
 }
+
+/** Layer classes whose config has a `depth_multiplier` (the depthwise kernel's last dimension). */
+const DEPTHWISE_CLASSES = new Set(['SeparableConv2D', 'SeparableConvolution2D', 'DepthwiseConv2D']);
+
+/**
+ * Fill in `depth_multiplier` where a SeparableConv2D / DepthwiseConv2D config lacks it, from the
+ * last dimension of the layer's depthwise kernel [kh, kw, cIn, multiplier] in `weights` (the
+ * weights manifest): tfjs 4.22's SeparableConv2D.getConfig leaves it out, so a model saved by tfjs
+ * with depthMultiplier > 1 would be rebuilt with 1 and its weights refused ("Shape mismatch").
+ * Edits `topology` in place; returns the layers it fixed (name and multiplier). A layer whose
+ * depthwise kernel is not in the manifest is left alone (tfjs then reports the mismatch).
+ */
+export function inferDepthMultipliers(
+  topology: unknown,
+  weights: ReadonlyArray<{ name: string; shape: number[] }>,
+): Array<{ layer: string; depthMultiplier: number }> {
+  const fixed: Array<{ layer: string; depthMultiplier: number }> = [];
+  const visit = (value: unknown): void => {
+    if (Array.isArray(value)) {
+      for (const v of value) visit(v);
+      return;
+    }
+    if (!isObject(value)) return;
+    const config = value.config;
+    if (
+      typeof value.class_name === 'string' &&
+      DEPTHWISE_CLASSES.has(value.class_name) &&
+      isObject(config) &&
+      config.depth_multiplier == null &&
+      config.depthMultiplier == null &&
+      typeof config.name === 'string'
+    ) {
+      // Weight names are "<layer>/depthwise_kernel", possibly under a model's name prefix.
+      const suffix = `${config.name}/depthwise_kernel`;
+      const spec = weights.find((w) => w.name === suffix || w.name.endsWith(`/${suffix}`));
+      const m = spec?.shape.length === 4 ? spec.shape[3]! : undefined;
+      if (m !== undefined && Number.isSafeInteger(m) && m >= 1) {
+        config.depth_multiplier = m;
+        fixed.push({ layer: config.name, depthMultiplier: m });
+      }
+    }
+    for (const v of Object.values(value)) visit(v);
+  };
+  visit(topology);
+  return fixed;
+}

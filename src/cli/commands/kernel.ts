@@ -206,6 +206,18 @@ export function registerKernel(program: Command): void {
           'at most one of --trace and --diagonal',
         );
       }
+      // Library errors name their option; shown under the flag that set it ("--parameters: ...").
+      const flagNames = {
+        out: '--out',
+        points: '--points',
+        parameters: '--parameters',
+        shard: '--shard',
+        name: '--name',
+        model: '--model',
+        run: '--run',
+        checkpoint: '--checkpoint',
+        labelColumn: '--label-column',
+      };
       // Kernel options common to --model and --run.
       const common: StoreKernelOptions = {
         kind: flags.trace ? 'trace' : flags.diagonal ? 'diagonal' : 'full',
@@ -217,7 +229,10 @@ export function registerKernel(program: Command): void {
         threads: flags.threads,
         blockSize: flags.blockSize,
         format: parseArrayFormat(flags.format, '--format'),
-        shard: flags.shard === undefined ? undefined : parseShard(flags.shard),
+        shard:
+          flags.shard === undefined
+            ? undefined
+            : await withFlagNames(flagNames, async () => parseShard(flags.shard!)),
         overwrite: flags.overwrite,
       };
       if (flags.model) {
@@ -233,7 +248,7 @@ export function registerKernel(program: Command): void {
         if (!flags.out)
           throw new InvalidArgumentError('--out', undefined, 'a directory for the kernel store of --model');
         await prepare({ ...program.opts(), ...flags });
-        const store = await withFlagNames({ out: '--out' }, () =>
+        const store = await withFlagNames(flagNames, () =>
           computeModelKernelStore({
             ...common,
             model: flags.model!,
@@ -254,7 +269,7 @@ export function registerKernel(program: Command): void {
         return;
       }
       await prepare({ ...program.opts(), ...flags });
-      const stores = await withFlagNames({ out: '--out' }, () =>
+      const stores = await withFlagNames(flagNames, () =>
         computeKernelStores({
           ...common,
           run: flags.run!,
