@@ -25,7 +25,7 @@ import {
 import { countParameters } from '../model/index.js';
 import { type CheckpointInfo, openRun, type Run } from '../train/index.js';
 import { assertFits, freeDiskBytes, memoryBudget } from '../util/index.js';
-import type { KernelManifest, ManifestLayer } from './manifest.js';
+import type { KernelManifest, ManifestLayer, ManifestRule } from './manifest.js';
 import { defaultPointSetName, resolvePoints } from './points.js';
 import { checkStoreOutput, type KernelManifestInput, writeKernelStore } from './store.js';
 
@@ -233,6 +233,27 @@ export function checkShard(shard: ShardSpec | undefined, N: number): void {
   }
 }
 
+/** A kernel rule as the manifest records it (no undefined `note`). */
+function manifestRule(r: NtkLayerRule): ManifestRule {
+  const { name, className, rule, parameters, uses, note } = r;
+  return { name, className, rule, parameters, uses, ...(note ? { note } : {}) };
+}
+
+/**
+ * The contraction that ran, as the kernel result reports it (full and trace kernels). A diagonal
+ * result reports none (src/kernel/pairs.ts computeDiagonal): its V×V blocks are batched tfjs
+ * products in float32 ('tfjs'; pooled and token terms summed in JS) and plain JS in float64 ('js').
+ */
+function contractionOf(
+  summary: NtkStreamSummary | NtkResult,
+  kind: ComputedKernelKind,
+  accumulation: NtkAccumulation | undefined,
+): { contraction?: string } {
+  if (summary.contraction) return { contraction: summary.contraction };
+  if (kind === 'diagonal') return { contraction: accumulation === 'float64' ? 'js' : 'tfjs' };
+  return {};
+}
+
 /** The manifest fields of a store besides the kernel and shard (see ./manifest.ts). */
 export type StoreDescription = Omit<KernelManifestInput, 'kernel' | 'shard'>;
 
@@ -372,6 +393,7 @@ export async function computeStore(
       accumulation: options.accumulation ?? 'float32',
       parameters: options.parameters ?? 'all',
       layers: ntk.plan.layers,
+      rules: ntk.plan.rules.map(manifestRule),
       parameterCount: ntk.plan.parameterCount,
       backend: tf.getBackend(),
       threads: 1,
@@ -394,7 +416,8 @@ export async function computeStore(
             kernel: {
               ...kernelInfo,
               implementation: summary.implementation,
-              ...(summary.contraction ? { contraction: summary.contraction } : {}),
+              rules: summary.rules.map(manifestRule),
+              ...contractionOf(summary, kind, options.accumulation),
               ...(summary.flops !== undefined ? { flops: summary.flops } : {}),
               layers: summary.layers,
               parameterCount: summary.parameterCount,

@@ -33,6 +33,7 @@ export {
   MANIFEST_JSON,
   type ManifestArray,
   type ManifestLayer,
+  type ManifestRule,
   manifestSchema,
   parseManifest,
   STORE_ARRAYS,

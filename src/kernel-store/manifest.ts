@@ -87,6 +87,18 @@ const sourceSchema = z.discriminatedUnion('kind', [
 /** The `source` of a manifest. */
 export type KernelStoreSource = z.infer<typeof sourceSchema>;
 
+/** How one selected layer was differentiated (src/kernel NtkLayerRule). */
+const ruleSchema = z
+  .object({
+    name: z.string(),
+    className: z.string(),
+    rule: z.string(),
+    parameters: nonNegInt,
+    uses: z.number().int().positive(),
+    note: z.string().optional(),
+  })
+  .strict();
+
 const layerSchema = z
   .object({
     name: z.string(),
@@ -174,12 +186,23 @@ export const manifestSchema = z
         /** Shape of the kernel array in this store (a shard: its rows only). */
         shape: z.array(nonNegInt),
         indexConvention: z.string(),
-        /** Implementation that ran ('structured' | 'jacobian'). */
+        /**
+         * Implementation that ran ('structured' | 'jacobian'), as the kernel result reports it; a
+         * 'structured' run with layers by rule 'autodiff' (the hybrid) shows them in `rules`.
+         */
         implementation: z.string(),
         /**
-         * Contraction that ran for full / trace kernels: 'wasm' (entk's SIMD kernels), 'tfjs' or 'js'
-         * (float64); the Jacobian path's float32 contractions sum 2048-parameter chunks in float64.
-         * Absent in older stores and for diagonal kernels.
+         * How each selected layer was differentiated (the kernel result's rules): name, class, rule
+         * ('dense-factored', 'conv2d-explicit', 'autodiff', 'jacobian', ...), trainable parameters,
+         * calls of the layer in the graph, and why a layer with a rule fell back to 'autodiff'.
+         * Absent in older stores.
+         */
+        rules: z.array(ruleSchema).optional(),
+        /**
+         * Contraction that ran: 'wasm' (entk's SIMD kernels), 'tfjs' or 'js' (float64); the Jacobian
+         * path's float32 contractions sum 2048-parameter chunks in float64. Diagonal kernels: 'tfjs'
+         * (batched tfjs products; pooled and token terms summed in float64 JS) or 'js' (float64).
+         * Merged shards list each contraction that ran, comma-separated. Absent in older stores.
          */
         contraction: z.string().optional(),
         /** Floating-point operations of the contraction products (all threads); absent as above. */
@@ -229,6 +252,8 @@ export type KernelManifest = z.infer<typeof manifestSchema>;
 export type ManifestArray = z.infer<typeof arrayFileSchema>;
 /** One layer of the model summary. */
 export type ManifestLayer = z.infer<typeof layerSchema>;
+/** One layer's rule in `kernel.rules`. */
+export type ManifestRule = z.infer<typeof ruleSchema>;
 
 /** Validate a parsed manifest.json (CorruptFileError naming the first bad field). */
 export function parseManifest(value: unknown, file: string): KernelManifest {

@@ -40,8 +40,17 @@ export interface MergedStore {
 
 /** What must agree across the shards of one kernel (everything but rows, files, timings, machine). */
 function identity(m: KernelManifest): string {
-  const { kind, dtype, indexConvention, implementation, accumulation, parameters, layers, parameterCount } =
-    m.kernel;
+  const {
+    kind,
+    dtype,
+    indexConvention,
+    implementation,
+    rules,
+    accumulation,
+    parameters,
+    layers,
+    parameterCount,
+  } = m.kernel;
   return JSON.stringify({
     formatVersion: m.formatVersion,
     run: m.run ? { ...m.run, dir: null } : null,
@@ -54,6 +63,7 @@ function identity(m: KernelManifest): string {
       dtype,
       indexConvention,
       implementation,
+      rules,
       accumulation,
       parameters,
       layers,

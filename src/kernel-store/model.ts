@@ -33,6 +33,7 @@ import { loadUserModel, type ModelSupportReport, unsupportedLines } from '../emb
 import { InvalidArgumentError, UnsupportedError } from '../errors.js';
 import { readArray, sha256File } from '../io/index.js';
 import { analyzeModel } from '../kernel/index.js';
+import { disposeModel } from '../model/index.js';
 import { resolveInside } from '../util/index.js';
 import {
   type ComputedStore,
@@ -398,6 +399,6 @@ export async function computeModelKernelStore(
     );
     return { ...store, report, unsupported };
   } finally {
-    model.dispose();
+    disposeModel(model); // with a shared layer's weights
   }
 }

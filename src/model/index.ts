@@ -38,7 +38,7 @@ export {
 } from './bert-weights.js';
 export type { BuildModelOptions } from './build.js';
 export { buildModel, countParameters, squareImageShape } from './build.js';
-export { fileSystemHandler, loadModel, MODEL_JSON, saveModel, WEIGHTS_BIN } from './io.js';
+export { disposeModel, fileSystemHandler, loadModel, MODEL_JSON, saveModel, WEIGHTS_BIN } from './io.js';
 export type { ElementwiseActivationArgs, ElementwiseFunction, ScaleArgs, ScaledDenseArgs } from './layers.js';
 export {
   applyElementwise,

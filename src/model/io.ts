@@ -263,3 +263,20 @@ export async function loadModel(dirOrModelJson: string): Promise<tf.LayersModel>
     if (weights) tf.dispose(Object.values(weights));
   }
 }
+
+/**
+ * Dispose a model and every one of its weights: tfjs 4.22's `model.dispose()` keeps the weights of
+ * a layer called more than once (its reference count counts calls), so a model with a shared layer
+ * would leave them allocated.
+ */
+export function disposeModel(model: tf.LayersModel): void {
+  const weights = model.weights;
+  model.dispose();
+  for (const w of weights) {
+    try {
+      w.dispose();
+    } catch {
+      // already disposed with the model
+    }
+  }
+}

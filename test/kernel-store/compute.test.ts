@@ -176,6 +176,15 @@ describe('computeKernelStores', () => {
     const direct = await empiricalNtkFn(model)({ data: mlp.train.x.slice(0, 48), shape: [12, 4] });
     model.dispose();
     expect(maxDiff(F, direct.data)).toBe(0);
+    // Every kind records the rules (as the result reports them) and the contraction that ran
+    // (diagonal: batched tfjs products).
+    expect(direct.rules.map((r) => r.rule)).toEqual(['dense-gated', 'dense-identity']);
+    for (const s of [full!, diag!, trace!]) expect(s.manifest.kernel.rules).toEqual(direct.rules);
+    expect([full, diag, trace].map((s) => s!.manifest.kernel.contraction)).toEqual([
+      direct.contraction,
+      'tfjs',
+      'wasm',
+    ]);
     const V = 3;
     const N = 12;
     const D = (await readKernelStore(diag!.dir)).kernel;

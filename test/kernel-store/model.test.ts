@@ -125,6 +125,14 @@ describe('model stores', () => {
     expect(a.manifest.source).toEqual(b.manifest.source);
     expect(a.manifest.kernel.contraction).toBe('wasm');
     expect(a.manifest.kernel.flops).toBeGreaterThan(0);
+    // The rule of every layer, as the kernel result reports them; merged from the shards unchanged.
+    const rules = [
+      { name: 'h', className: 'Dense', rule: 'dense-gated', parameters: 25, uses: 1 },
+      { name: 'logits', className: 'Dense', rule: 'dense-identity', parameters: 18, uses: 1 },
+    ];
+    expect(b.manifest.kernel.rules).toEqual(rules);
+    expect(a.manifest.kernel.rules).toEqual(rules);
+    expect(jac.manifest.kernel.rules?.map((r) => r.rule)).toEqual(['jacobian', 'jacobian']);
 
     // A model store needs run and checkpoint null; a run store (source absent: version 1) needs both.
     const json = JSON.parse(readFileSync(path.join(out, MANIFEST_JSON), 'utf8'));
@@ -132,6 +140,9 @@ describe('model stores', () => {
     expect(() =>
       parseManifest({ ...json, checkpoint: { id: 'x', step: 0, epoch: 0, metrics: null } }, 'm.json'),
     ).toThrow(/a model store has run and checkpoint null/);
+    // A manifest written before kernel.rules and kernel.contraction were recorded still loads.
+    const { rules: _r, contraction: _c, flops: _f, ...olderKernel } = json.kernel;
+    expect(parseManifest({ ...json, kernel: olderKernel }, 'm.json').kernel.rules).toBeUndefined();
     const { source: _s, ...v1 } = json;
     expect(() => parseManifest({ ...v1, formatVersion: 1 }, 'm.json')).toThrow(
       /invalid manifest at run: required for a run store/,

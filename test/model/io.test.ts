@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CorruptFileError, InvalidArgumentError } from '../../src/errors.js';
 import {
   buildModel,
+  disposeModel,
   fileSystemHandler,
   loadModel,
   MODEL_PRESETS,
@@ -113,5 +114,76 @@ describe('saveModel / loadModel (standard tfjs layers format)', () => {
     await expect(loadModel(dir)).rejects.toThrow(/model.json: not valid JSON/);
     await fs.writeFile(path.join(dir, 'model.json'), '{"format": "graph-model"}');
     await expect(loadModel(dir)).rejects.toThrow(/no modelTopology/);
+  });
+
+  it('infers the depth_multiplier tfjs leaves out of a saved SeparableConv2D config (top level and nested); outputs bitwise equal', async () => {
+    const L = tf.layers;
+    const inner = tf.sequential({
+      name: 'inner',
+      layers: [L.depthwiseConv2d({ inputShape: [5, 5, 4], kernelSize: 2, depthMultiplier: 3, name: 'dw' })],
+    });
+    const model = tf.sequential({
+      layers: [
+        L.separableConv2d({
+          inputShape: [6, 6, 2],
+          filters: 4,
+          kernelSize: 2,
+          depthMultiplier: 2,
+          name: 'sep',
+        }),
+        inner,
+        L.flatten(),
+        L.dense({ units: 3 }),
+      ],
+    });
+    const dir = path.join(root, 'depth-multiplier');
+    await saveModel(model, dir);
+    const file = path.join(dir, 'model.json');
+    const json = JSON.parse(await fs.readFile(file, 'utf8'));
+    const layers = json.modelTopology.config.layers;
+    // What tfjs 4.22 writes: SeparableConv2D without depth_multiplier (DepthwiseConv2D keeps it;
+    // dropped here as an older writer or a hand-edited file would).
+    expect(layers[0].config.depth_multiplier).toBeUndefined();
+    expect(layers[1].config.layers[0].config.depth_multiplier).toBe(3);
+    delete layers[1].config.layers[0].config.depth_multiplier;
+    await fs.writeFile(file, JSON.stringify(json));
+    // tfjs alone cannot load it back (what its failed load leaves allocated is freed here).
+    const known = new Set(Object.keys(tf.engine().state.registeredVariables));
+    tf.engine().startScope();
+    await expect(tf.loadLayersModel(fileSystemHandler(dir))).rejects.toThrow(/Shape mismatch/);
+    tf.engine().endScope();
+    const registered = tf.engine().state.registeredVariables;
+    for (const name of Object.keys(registered)) if (!known.has(name)) registered[name]!.dispose();
+    const loaded = await loadModel(dir);
+    // (SeparableConv2D.getConfig() has no depthMultiplier: its depthwise kernel [2, 2, 2, 2] shows it.)
+    expect(loaded.layers[0]!.weights[0]!.shape).toEqual([2, 2, 2, 2]);
+    const nested = loaded.layers[1] as tf.LayersModel;
+    expect((nested.layers[0]!.getConfig() as { depthMultiplier: number }).depthMultiplier).toBe(3);
+    const predict = (m: tf.LayersModel) =>
+      tf.tidy(() => {
+        const x = tf.tensor(testValues(4 * 72, 9), [4, 6, 6, 2]);
+        return Buffer.from(((m.predict(x) as tf.Tensor).dataSync() as Float32Array).buffer);
+      });
+    expect(predict(loaded).equals(predict(model))).toBe(true);
+    disposeModel(model);
+    disposeModel(loaded);
+  });
+
+  it('disposeModel frees the weights of a shared layer (model.dispose() keeps them)', () => {
+    const build = () => {
+      const x = tf.input({ shape: [3] });
+      const shared = tf.layers.dense({ units: 3 });
+      const y = shared.apply(shared.apply(x) as tf.SymbolicTensor) as tf.SymbolicTensor;
+      return tf.model({ inputs: x, outputs: y });
+    };
+    const n0 = tf.memory().numTensors;
+    const a = build();
+    a.dispose();
+    const kept = tf.memory().numTensors - n0;
+    expect(kept).toBe(2); // kernel and bias (the reason for disposeModel)
+    for (const w of a.weights) w.dispose();
+    const b = build();
+    disposeModel(b);
+    expect(tf.memory().numTensors).toBe(n0);
   });
 });

@@ -77,6 +77,8 @@ function storeSummary(dir: string, m: KernelManifest) {
     points: m.points.count,
     numOutputs: m.model.numOutputs,
     implementation: m.kernel.implementation,
+    contraction: m.kernel.contraction,
+    rules: m.kernel.rules,
     shard: m.shard,
     timings: m.kernel.timings,
     arrays: Object.fromEntries(
@@ -91,8 +93,11 @@ function printStore(dir: string, m: KernelManifest): void {
     : '';
   const ms = m.kernel.timings.checkpointTotal ?? m.kernel.timings.total;
   const from = m.checkpoint ? m.checkpoint.id : m.source?.kind === 'model' ? 'model' : '-';
+  // A structured run with layers differentiated alone by autodiff is the hybrid: say so.
+  const autodiff = (m.kernel.rules ?? []).filter((r) => r.rule === 'autodiff').map((r) => r.name);
+  const hybrid = autodiff.length > 0 ? ` (hybrid: autodiff for ${autodiff.join(', ')})` : '';
   console.log(
-    `${dir}  ${m.kernel.kind} [${m.kernel.shape.join(', ')}] ${m.kernel.dtype}  N=${m.points.count} V=${m.model.numOutputs}  ${from}  ${m.kernel.implementation}${shard}${ms != null ? `  ${(ms / 1000).toFixed(2)} s` : ''}`,
+    `${dir}  ${m.kernel.kind} [${m.kernel.shape.join(', ')}] ${m.kernel.dtype}  N=${m.points.count} V=${m.model.numOutputs}  ${from}  ${m.kernel.implementation}${hybrid}${shard}${ms != null ? `  ${(ms / 1000).toFixed(2)} s` : ''}`,
   );
 }
 
@@ -265,7 +270,7 @@ export function registerKernel(program: Command): void {
           for (const line of store.unsupported) console.error(`  - ${line}`);
         }
         if (!flags.json) printRules(store.rules);
-        outputStores(flags.json, [store], (s) => ({ unsupported: s.unsupported, rules: s.rules }));
+        outputStores(flags.json, [store], (s) => ({ unsupported: s.unsupported }));
         return;
       }
       await prepare({ ...program.opts(), ...flags });
@@ -281,7 +286,7 @@ export function registerKernel(program: Command): void {
         }),
       );
       if (!flags.json && stores[0]) printRules(stores[0].rules);
-      outputStores(flags.json, stores, (s) => ({ rules: s.rules }));
+      outputStores(flags.json, stores);
     });
 
   kernel
