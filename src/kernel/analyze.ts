@@ -311,6 +311,17 @@ function inputRank(layer: Layer): number | null {
   return Array.isArray(shapes[0]) ? (shapes[0] as unknown[]).length : shapes.length;
 }
 
+/**
+ * The dilation a depthwise or separable convolution layer applies when it runs. tfjs 4.22's
+ * DepthwiseConv2D.call passes no dilation to the op ("TODO(cais): Add support for dilation"; its
+ * computeOutputShape ignores it too), so the model computes the undilated convolution whatever its
+ * dilationRate: entk differentiates that function. SeparableConv2D applies its dilation.
+ */
+export function appliedDilation(layer: Layer): [number, number] {
+  if (layer.getClassName() === 'DepthwiseConv2D') return [1, 1];
+  return pair((layer as unknown as { dilationRate?: unknown }).dilationRate, 1);
+}
+
 /** For tests only: names of layers to differentiate by 'autodiff' although they have a rule. */
 export const ruleTestHooks = { autodiff: new Set<string>() };
 
@@ -384,7 +395,7 @@ function paramLayerOf(layer: Layer): ParamLayer {
       bias: l.useBias ? v(l.bias) : null,
       strides: pair(l.strides, 1),
       padding: l.padding as 'valid' | 'same',
-      dilationRate: pair(l.dilationRate, 1),
+      dilationRate: appliedDilation(layer),
     };
   } else if (cls === 'Embedding') {
     out = { ...base, kind: 'embedding', kernel: v(l.embeddings), activation: null };
@@ -435,11 +446,180 @@ function paramLayerOf(layer: Layer): ParamLayer {
   return out;
 }
 
-function refuseProbabilities(model: tf.LayersModel, layer: Layer): never {
+/**
+ * Layer configurations neither path can differentiate: a BatchNormalization over another axis than
+ * the last (tfjs's own gradient of it fails, and entk's rule and float64 reference normalise the last
+ * axis), and 'causal' padding (tfjs 4.22 cannot run a causal Conv1D forward). Throws UnsupportedError
+ * naming the layer.
+ */
+function refuseUnsupportedConfigurations(model: tf.LayersModel, leaves: Layer[]): void {
+  for (const layer of leaves) {
+    const l = layer as unknown as Record<string, unknown>;
+    const cls = layer.getClassName();
+    if (cls === 'BatchNormalization') {
+      const rank = inputRank(layer);
+      const axis = l.axis as number;
+      if (rank === null || !(axis === -1 || axis === rank - 1)) {
+        throw new UnsupportedError(
+          `model ${model.name}: layer ${describe(layer)} normalises axis ${String(axis)} of a rank-${String(rank)} input; entk supports BatchNormalization over the last axis only (axis -1${rank === null ? '' : ` or ${rank - 1}`})`,
+        );
+      }
+    }
+    if (l.padding === 'causal') {
+      throw new UnsupportedError(
+        `model ${model.name}: layer ${describe(layer)} has padding 'causal', which tfjs cannot run; use 'valid' after left zero-padding (ZeroPadding1D) or 'same'`,
+      );
+    }
+  }
+}
+
+/**
+ * tfjs 4.22 layers whose call reads the Keras mask of its input (kwargs.mask): the recurrent
+ * layers (RNN.call, SimpleRNN/GRU/LSTM/ConvRNN2D) skip masked time steps, Softmax gives them −1e9,
+ * and the wrappers pass it to the layer they wrap. Every other built-in layer ignores it.
+ */
+const MASK_READERS = new Set([
+  'RNN',
+  'SimpleRNN',
+  'GRU',
+  'LSTM',
+  'ConvRNN2D',
+  'ConvLSTM2D',
+  'Softmax',
+  'Bidirectional',
+  'TimeDistributed',
+]);
+
+/** tfjs layers that override computeMask only to pass on or combine their inputs' masks. */
+const MASK_PASSERS = new Set([
+  ...MASK_READERS,
+  'Add',
+  'Subtract',
+  'Multiply',
+  'Average',
+  'Maximum',
+  'Minimum',
+  'Concatenate',
+  'Dot',
+]);
+
+/** Whether a layer can create a mask: Embedding(maskZero), Masking, or a custom computeMask. */
+function createsMask(layer: Layer): boolean {
+  if (!layer.supportsMasking || MASK_PASSERS.has(layer.getClassName())) return false;
+  return layer.computeMask !== tf.layers.Layer.prototype.computeMask;
+}
+
+/**
+ * Why the structured path cannot run `graph`: a mask created by a layer (Embedding with maskZero,
+ * Masking, …) reaches a layer that uses it. entk runs each layer call on tensors (layer.apply)
+ * without masks, while model.apply / predict propagate them; so any layer reachable from a mask
+ * creator is taken as masked (conservatively: tfjs 4.22 even carries masks through layers that do
+ * not support masking).
+ */
+function maskProblems(graph: ModelGraph): string[] {
+  const source: Array<Layer | null> = new Array(graph.tensors).fill(null);
+  const problems: string[] = [];
+  for (const node of graph.nodes) {
+    const from = node.inputs.map((i) => source[i]).find((s) => s != null) ?? null;
+    if (from && MASK_READERS.has(node.layer.getClassName())) {
+      problems.push(
+        `${describe(node.layer)} uses the mask of ${describe(from)} (entk's layer-by-layer run has no masks)`,
+      );
+    }
+    source[node.output] = from ?? (createsMask(node.layer) ? node.layer : null);
+  }
+  return problems;
+}
+
+/** Parameter-free layers whose output has their input's values at inference (in another shape). */
+const VALUE_PRESERVING_LAYERS = new Set([
+  'Dropout',
+  'SpatialDropout1D',
+  'SpatialDropout2D',
+  'GaussianNoise',
+  'GaussianDropout',
+  'AlphaDropout',
+  'Reshape',
+  'Flatten',
+  'Permute',
+]);
+
+function preservesValues(layer: Layer): boolean {
+  const cls = layer.getClassName();
+  if (cls === 'Activation') return activationName(layer) === 'linear';
+  return VALUE_PRESERVING_LAYERS.has(cls);
+}
+
+/** The probability function a layer applies ('softmax' / 'sigmoid'), else null. */
+function probabilityOf(layer: Layer): string | null {
+  if (layer.getClassName() === 'Softmax') return 'softmax';
   const act = activationName(layer);
+  return PROBABILITY_ACTIVATIONS.has(act) ? act : null;
+}
+
+function refuseProbabilities(model: tf.LayersModel, layer: Layer, after: Layer[] = []): never {
+  const act = probabilityOf(layer) ?? activationName(layer);
+  const where =
+    after.length === 0
+      ? `the output layer ${describe(layer)} applies ${act}`
+      : `layer ${describe(layer)} applies ${act} and the layers after it (${after.map(describe).join(', ')}) keep its values`;
   throw new UnsupportedError(
-    `model ${model.name}: the output layer ${describe(layer)} applies ${act}, so the model outputs probabilities and the eNTK would be the kernel of probabilities, not of logits; pass logits: 'pre-activation' (CLI --logits pre-activation) for the kernel of the logits before the ${act}`,
+    `model ${model.name}: ${where}, so the model outputs probabilities and the eNTK would be the kernel of probabilities, not of logits; pass logits: 'pre-activation' (CLI --logits pre-activation) for the kernel of the logits before the ${act}`,
   );
+}
+
+/**
+ * The call that applies the output's softmax/sigmoid: walking back from the output through
+ * value-preserving single-input layers (dropouts, reshapes, linear activations) to the first call
+ * that changes values; it if applies softmax/sigmoid, with the calls after it; else null.
+ */
+function probabilityCall(graph: ModelGraph): { node: GraphNode; after: Layer[] } | null {
+  const after: Layer[] = [];
+  for (let t = graph.output; t !== 0; ) {
+    const node = graph.nodes.find((n) => n.output === t);
+    if (!node) return null;
+    if (probabilityOf(node.layer)) return { node, after };
+    if (node.inputs.length !== 1 || !preservesValues(node.layer)) return null;
+    after.unshift(node.layer);
+    t = node.inputs[0]!;
+  }
+  return null;
+}
+
+/** The same walk on the model's own layers (when entk has no graph of it). */
+function probabilityLayer(model: tf.LayersModel): { layer: Layer; after: Layer[] } | null {
+  const after: Layer[] = [];
+  let layer: Layer | undefined = model.outputLayers[0];
+  while (layer) {
+    if (isContainer(layer)) {
+      layer = layer.outputLayers[0];
+      continue;
+    }
+    if (probabilityOf(layer)) return { layer, after };
+    const inbound: Array<{ inboundLayers: Layer[] }> = layer.inboundNodes;
+    if (inbound.length !== 1 || inbound[0]!.inboundLayers.length !== 1 || !preservesValues(layer))
+      return null;
+    after.unshift(layer);
+    layer = inbound[0]!.inboundLayers[0];
+  }
+  return null;
+}
+
+/**
+ * Logits 'pre-activation': drop the softmax/sigmoid of `node`. A parameter-free Softmax or
+ * Activation call is removed from the graph (its consumers read its input); a layer's fused
+ * activation is skipped when it runs (stripActivation).
+ */
+function stripProbabilities(graph: ModelGraph, node: GraphNode): void {
+  const cls = node.layer.getClassName();
+  if (cls !== 'Softmax' && cls !== 'Activation') {
+    node.stripActivation = true;
+    return;
+  }
+  const from = node.inputs[0]!;
+  graph.nodes.splice(graph.nodes.indexOf(node), 1);
+  for (const n of graph.nodes) n.inputs = n.inputs.map((i) => (i === node.output ? from : i));
+  if (graph.output === node.output) graph.output = from;
 }
 
 /** Options of {@link analyzeModel}. */
@@ -553,23 +733,31 @@ export function analyzeModel(
   const variables = selectedLayers.flatMap((l) => l.trainableWeights);
   const parameterCount = variables.reduce((s, v) => s + sizeOf(v), 0);
 
+  refuseUnsupportedConfigurations(model, leaves);
   const unsupported: string[] = [];
-  const graph = modelGraph(model, unsupported);
+  let graph = modelGraph(model, unsupported);
   let strippedOutput: string | null = null;
   if (graph) {
     const rules = new Map(selectedLayers.map((l) => [l, paramLayerOf(l)]));
     for (const node of graph.nodes) node.param = rules.get(node.layer) ?? null;
     // Output check: the kernel is of logits, never of probabilities.
-    const last = graph.nodes.find((n) => n.output === graph.output);
-    if (last && PROBABILITY_ACTIVATIONS.has(activationName(last.layer))) {
-      if (logits === 'output') refuseProbabilities(model, last.layer);
-      last.stripActivation = true;
-      strippedOutput = describe(last.layer);
+    const found = probabilityCall(graph);
+    if (found) {
+      if (logits === 'output') refuseProbabilities(model, found.node.layer, found.after);
+      strippedOutput = describe(found.node.layer);
+      stripProbabilities(graph, found.node);
+    }
+    // Masks: the graph cannot be run call by call (structured path, float64 reference, logits
+    // 'pre-activation'); model.apply (the Jacobian path) propagates them.
+    const masks = maskProblems(graph);
+    if (masks.length > 0) {
+      unsupported.push(...masks);
+      graph = null;
     }
   } else if (logits === 'output') {
     // (Without a graph, logits 'pre-activation' is refused by empiricalNtkFn.)
-    const last = model.outputLayers[0];
-    if (last && PROBABILITY_ACTIVATIONS.has(activationName(last))) refuseProbabilities(model, last);
+    const found = probabilityLayer(model);
+    if (found) refuseProbabilities(model, found.layer, found.after);
   }
   return {
     inputShape,

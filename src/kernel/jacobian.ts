@@ -31,6 +31,34 @@ export function jacobianTerms(parameterCount: number): TermMeta[] {
   return terms;
 }
 
+/** What tfjs's engine records for gradients (internal to tfjs 4.22: Engine.state). */
+interface EngineTapeState {
+  gradientDepth: number;
+  activeTape: Array<{ saved?: tf.Tensor[] }> | null;
+}
+
+/**
+ * tf.engine().gradients, releasing what the tape kept when it throws: tfjs disposes the tensors its
+ * gradient tape saves for the backward pass only once the backward pass succeeds, so a forward or
+ * backward pass that throws (an embedding id out of range, an op without a gradient) would leak them.
+ */
+function gradientsOrRelease(
+  f: () => tf.Tensor,
+  vars: tf.Variable[],
+  dy: tf.Tensor,
+): { value: tf.Tensor; grads: Array<tf.Tensor | null> } {
+  try {
+    return tf.engine().gradients(f, vars, dy, true);
+  } catch (error) {
+    const state = (tf.engine() as unknown as { state: EngineTapeState }).state;
+    if (state.gradientDepth === 0 && state.activeTape) {
+      for (const node of state.activeTape) tf.dispose(node.saved ?? []);
+      state.activeTape = null;
+    }
+    throw error;
+  }
+}
+
 /**
  * J for the points `x` ([b, ...inputShape]), one factor per chunk of {@link jacobianTerms}: chunk c
  * is [b·V, w_c], point-major (row n·V + i holds ∂f_i(x_n)/∂θ_p for the chunk's parameters p, in the
@@ -79,7 +107,7 @@ export function jacobianFeatures(
           // (tf.oneHot needs a depth ≥ 2: one output selects itself.)
           const dy = V === 1 ? tf.ones([1, 1]) : tf.oneHot(tf.tensor1d([i], 'int32'), V).cast('float32');
           // allowNoGradients: a variable the logit does not depend on gets null (its rows stay 0).
-          const { value, grads } = tf.engine().gradients(forward, vars, dy, true);
+          const { value, grads } = gradientsOrRelease(forward, vars, dy);
           value.dispose();
           grads.forEach((g, j) => {
             if (g) place(n * V + i, j, g.dataSync() as Float32Array);

@@ -6,16 +6,17 @@
  *
  * The model's graph (src/kernel/analyze.ts modelGraph: branches, merges, nested models, shared
  * layers) is evaluated call by call. Supported layers: Dense (any input rank), ScaledDense, Conv1D,
- * Conv2D, DepthwiseConv2D, SeparableConv2D (NHWC, valid/same, strides, dilation), Embedding,
+ * Conv2D, DepthwiseConv2D, SeparableConv2D (NHWC, valid/same, strides, dilation as tfjs applies it:
+ * none for DepthwiseConv2D), Embedding,
  * LayerNormalization (trailing axes), BatchNormalization (inference, last axis), PReLU, Add,
  * Subtract, Multiply, Average, Maximum, Minimum, Concatenate, MaxPooling2D, AveragePooling2D,
  * GlobalAveragePooling1D/2D, GlobalMaxPooling1D/2D (channels last), Flatten, Reshape, Dropout-like identities,
- * Activation, ReLU, ThresholdedReLU, ElementwiseActivation, Scale; activations linear, relu,
+ * Activation, ReLU (with maxValue), ThresholdedReLU, ElementwiseActivation, Scale; activations linear, relu,
  * relu6, tanh, sigmoid, softplus, softsign, elu, selu, swish, gelu (exact), gelu_new, erf, softmax.
  */
 import type * as tf from '@tensorflow/tfjs';
 import { UnsupportedError } from '../errors.js';
-import { analyzeModel, type ModelGraph, pair } from './analyze.js';
+import { analyzeModel, appliedDilation, type ModelGraph, pair } from './analyze.js';
 import { toPoints } from './engine.js';
 import type { NtkInput, NtkLogits, NtkParameters } from './types.js';
 
@@ -379,6 +380,11 @@ function layer64(
       );
     case 'Conv2D':
     case 'Conv1D': {
+      if (l.padding !== 'valid' && l.padding !== 'same') {
+        throw new UnsupportedError(
+          `finite-difference reference: layer ${layer.name} (${cls}) with padding '${String(l.padding)}' is not implemented`,
+        );
+      }
       const k = l.kernel as tf.LayerVariable;
       const one = cls === 'Conv1D';
       const shape = one ? [1, ...(k.shape as number[])] : (k.shape as number[]);
@@ -405,7 +411,7 @@ function layer64(
         k.shape as number[],
         pair(l.strides, 1),
         l.padding as string,
-        pair(l.dilationRate, 1),
+        appliedDilation(layer),
       );
       const bias = l.useBias ? value(l.bias as tf.LayerVariable) : null;
       if (cls === 'SeparableConv2D') {
@@ -445,6 +451,12 @@ function layer64(
       );
     }
     case 'BatchNormalization': {
+      const axis = l.axis as number;
+      if (axis !== -1 && axis !== a.shape.length - 1) {
+        throw new UnsupportedError(
+          `finite-difference reference: layer ${layer.name} (BatchNormalization) over axis ${axis} (only the last axis is implemented)`,
+        );
+      }
       const width = a.shape[a.shape.length - 1]!;
       const moving: [Float64Array, Float64Array] = [
         value(l.movingMean as tf.LayerVariable)!,
@@ -531,8 +543,13 @@ function layer64(
       return { data: a.data, shape: [a.shape[0]!, ...(l.targetShape as number[])] };
     case 'Activation':
       return act(a);
-    case 'ReLU':
-      return activation('relu', a);
+    case 'ReLU': {
+      // tfjs ReLU({maxValue}): clipByValue(x, 0, maxValue); relu without it.
+      const max = l.maxValue as number | null | undefined;
+      return max == null
+        ? activation('relu', a)
+        : { data: a.data.map((v) => Math.min(Math.max(v, 0), max)), shape: a.shape };
+    }
     case 'ThresholdedReLU': {
       const theta = l.theta as number;
       return { data: a.data.map((v) => (v > theta ? v : 0)), shape: a.shape };

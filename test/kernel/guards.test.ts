@@ -1,0 +1,284 @@
+/**
+ * Models the structured path must not run as it runs everything else, checked against the function
+ * tfjs computes: finite differences of model.predict itself (predictNtk below, independent of every
+ * entk path).
+ * - Keras masks (Embedding maskZero, Masking) reaching a layer that reads them go to the Jacobian path;
+ * - DepthwiseConv2D runs undilated in tfjs 4.22 whatever its dilationRate: entk differentiates that;
+ * - BatchNormalization over a non-last axis and Conv1D 'causal' are refused by name;
+ * - the float64 reference implements ReLU({maxValue});
+ * - no refused or failing call leaks tensors.
+ *
+ * Tolerance: predictNtk differentiates float32 forward passes (Richardson-extrapolated central
+ * differences, step 1e-2: truncation O(h⁴) ≈ 1e-8, round-off ≈ 1e-7/h ≈ 1e-5 relative, away from the
+ * kinks of max / relu caps: the points avoid near-ties); entk's
+ * kernels must match it within PREDICT_TOL = 1e-3 relative max error (the wrong kernels these
+ * tests guard against were 0.15–0.78 off).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { describe, expect, it } from 'vitest';
+import { UnsupportedError } from '../../src/errors.js';
+import { empiricalNtkFn, finiteDifferenceNtk } from '../../src/kernel/index.js';
+import { normalPoints, randomizeWeights, relMaxError } from './helpers.js';
+
+const PREDICT_TOL = 1e-3;
+const L = tf.layers;
+
+/** J(x) [n·V, P] of model.predict by Richardson-extrapolated central differences on each weight. */
+function predictJacobian(model: tf.LayersModel, x: tf.Tensor, h = 1e-2): { J: Float64Array; P: number } {
+  const vars = model.trainableWeights;
+  const P = vars.reduce((s, v) => s + v.shape.reduce((a, b) => a! * b!, 1)!, 0);
+  const rows = tf.tidy(() => (model.predict(x) as tf.Tensor).size);
+  const J = new Float64Array(rows * P);
+  let col = 0;
+  for (const v of vars) {
+    const base = Float32Array.from(v.read().dataSync());
+    const at = (p: number, d: number): Float64Array => {
+      const w = base.slice();
+      w[p] = w[p]! + d;
+      const t = tf.tensor(w, v.shape as number[]);
+      v.write(t);
+      t.dispose();
+      const y = model.predict(x) as tf.Tensor;
+      const values = Float64Array.from(y.dataSync());
+      y.dispose();
+      return values;
+    };
+    for (let p = 0; p < base.length; p++, col++) {
+      const [a, b, c, d] = [at(p, h), at(p, -h), at(p, h / 2), at(p, -h / 2)];
+      for (let r = 0; r < rows; r++) {
+        const wide = (a[r]! - b[r]!) / (2 * h);
+        const narrow = (c[r]! - d[r]!) / h;
+        J[r * P + col] = (4 * narrow - wide) / 3;
+      }
+    }
+    const t = tf.tensor(base, v.shape as number[]);
+    v.write(t);
+    t.dispose();
+  }
+  return { J, P };
+}
+
+/** K = J(x1) J(x2)ᵀ from predictJacobian, point-major as entk's 'full' output. */
+function predictNtk(model: tf.LayersModel, x1: tf.Tensor, x2: tf.Tensor): Float64Array {
+  const a = predictJacobian(model, x1);
+  const b = predictJacobian(model, x2);
+  const r1 = a.J.length / a.P;
+  const r2 = b.J.length / b.P;
+  const K = new Float64Array(r1 * r2);
+  for (let i = 0; i < r1; i++)
+    for (let j = 0; j < r2; j++) {
+      let s = 0;
+      for (let p = 0; p < a.P; p++) s += a.J[i * a.P + p]! * b.J[j * a.P + p]!;
+      K[i * r2 + j] = s;
+    }
+  return K;
+}
+
+const seq = (layers: tf.layers.Layer[]) => tf.sequential({ layers });
+/** Token ids [n, 5] with zero padding (masked by Embedding maskZero). */
+const ids = (values: number[]) => tf.tensor(values, [values.length / 5, 5]);
+
+describe('Keras masks: models whose layers read a mask use the Jacobian path', () => {
+  const embedding = () => L.embedding({ inputDim: 6, outputDim: 3, inputLength: 5, maskZero: true });
+  const x1 = () => ids([1, 2, 3, 0, 0, 4, 5, 0, 0, 0, 2, 2, 1, 3, 0]);
+  const x2 = () => ids([5, 1, 0, 0, 0, 1, 2, 3, 4, 5]);
+  const cases: Array<[string, () => tf.LayersModel, () => tf.Tensor, () => tf.Tensor, RegExp]> = [
+    [
+      'Embedding(maskZero) → LSTM → Dense',
+      () => seq([embedding(), L.lstm({ units: 3, name: 'rnn' }), L.dense({ units: 2 })]),
+      x1,
+      x2,
+      /rnn \(LSTM\) uses the mask of embedding/,
+    ],
+    [
+      'Embedding(maskZero) → GRU → Dense',
+      () => seq([embedding(), L.gru({ units: 3, name: 'rnn' }), L.dense({ units: 2 })]),
+      x1,
+      x2,
+      /rnn \(GRU\) uses the mask of embedding/,
+    ],
+    [
+      'Embedding(maskZero) → Dense → LSTM(returnSequences) → GlobalMaxPooling1D → Dense',
+      () =>
+        seq([
+          embedding(),
+          L.dense({ units: 3, activation: 'tanh' }),
+          L.lstm({ units: 2, returnSequences: true, name: 'rnn' }),
+          L.globalMaxPooling1d({}),
+          L.dense({ units: 2 }),
+        ]),
+      x1,
+      // (No two positions within 1e-4 of the max: differences across a switch of the max are wrong.)
+      () => ids([5, 1, 0, 0, 0, 4, 3, 1, 2, 0]),
+      /rnn \(LSTM\) uses the mask of embedding/,
+    ],
+    [
+      'Masking → SimpleRNN → Dense',
+      () =>
+        seq([
+          L.masking({ inputShape: [4, 2], maskValue: 0, name: 'mask' }),
+          L.simpleRNN({ units: 3, name: 'rnn' }),
+          L.dense({ units: 2 }),
+        ]),
+      () =>
+        tf.tensor([1, 2, 0.5, -1, 0, 0, 0, 0, 1, 1, 1, 2, 0, 0, 0.5, 0.5, 0, 0, 0, 0, 0, 0, 3, 1], [3, 4, 2]),
+      () => tf.tensor([0, 0, 1, 1, 1, 1, 0, 0, 2, 2, 2, 2, 2, 2, 0, 0], [2, 4, 2]),
+      /rnn \(SimpleRNN\) uses the mask of mask \(Masking\)/,
+    ],
+  ];
+
+  it.each(cases)(
+    '%s: auto = jacobian = finite differences of predict',
+    async (_name, build, mk1, mk2, reason) => {
+      const model = build();
+      randomizeWeights(model, 119, 0.5);
+      const [a, b] = [mk1(), mk2()];
+      const ref = predictNtk(model, a, b);
+      const auto = empiricalNtkFn(model, { progress: false });
+      expect(auto.plan.implementation).toBe('jacobian');
+      expect(auto.plan.unsupportedLayers.join('; ')).toMatch(reason);
+      expect(relMaxError((await auto(a, b)).data, ref)).toBeLessThanOrEqual(PREDICT_TOL);
+      const before = tf.memory().numTensors;
+      expect(() => empiricalNtkFn(model, { implementation: 'structured' })).toThrow(UnsupportedError);
+      expect(() => empiricalNtkFn(model, { implementation: 'structured' })).toThrow(reason);
+      // The float64 reference and logits 'pre-activation' run the graph call by call, without masks.
+      expect(() => finiteDifferenceNtk(model, a)).toThrow(reason);
+      expect(() => empiricalNtkFn(model, { logits: 'pre-activation' })).toThrow(reason);
+      expect(tf.memory().numTensors).toBe(before);
+      tf.dispose([a, b]);
+      model.dispose();
+    },
+  );
+
+  it('a mask only layers that ignore it see (GlobalAveragePooling1D in tfjs) keeps the structured path', async () => {
+    const model = seq([embedding(), L.globalAveragePooling1d({}), L.dense({ units: 2 })]);
+    randomizeWeights(model, 121, 0.5);
+    const [a, b] = [x1(), x2()];
+    const fn = empiricalNtkFn(model, { progress: false });
+    expect(fn.plan.implementation).toBe('structured');
+    expect(relMaxError((await fn(a, b)).data, predictNtk(model, a, b))).toBeLessThanOrEqual(PREDICT_TOL);
+    tf.dispose([a, b]);
+    model.dispose();
+  });
+});
+
+describe('DepthwiseConv2D with dilationRate: the undilated convolution tfjs 4.22 runs', () => {
+  it.each(['same', 'valid'] as const)(
+    "padding '%s': structured = jacobian = float64 reference = finite differences of predict",
+    async (padding) => {
+      const model = seq([
+        L.depthwiseConv2d({
+          inputShape: [6, 6, 2],
+          kernelSize: 3,
+          depthMultiplier: 2,
+          dilationRate: 2,
+          padding,
+          activation: 'tanh',
+        }),
+        L.flatten(),
+        L.dense({ units: 3 }),
+      ]);
+      randomizeWeights(model, 700, 0.5);
+      const [a, b] = [normalPoints(3, [6, 6, 2], 701), normalPoints(2, [6, 6, 2], 702)];
+      const ref = predictNtk(model, a, b);
+      const structured = empiricalNtkFn(model, { progress: false });
+      expect(structured.plan.implementation).toBe('structured');
+      expect(relMaxError((await structured(a, b)).data, ref)).toBeLessThanOrEqual(PREDICT_TOL);
+      const jacobian = await empiricalNtkFn(model, { implementation: 'jacobian', progress: false })(a, b);
+      expect(relMaxError(jacobian.data, ref)).toBeLessThanOrEqual(PREDICT_TOL);
+      expect(relMaxError(finiteDifferenceNtk(model, a, b).data, ref)).toBeLessThanOrEqual(PREDICT_TOL);
+      tf.dispose([a, b]);
+      model.dispose();
+    },
+  );
+});
+
+describe('refused configurations name the layer (and leak nothing)', () => {
+  it.each([
+    [
+      'BatchNormalization axis 1 of a rank-3 input',
+      () =>
+        seq([
+          L.dense({ inputShape: [4, 3], units: 3 }),
+          L.batchNormalization({ axis: 1, name: 'bn' }),
+          L.flatten(),
+          L.dense({ units: 3 }),
+        ]),
+      [4, 3],
+      /layer bn \(BatchNormalization\) normalises axis 1 of a rank-3 input; entk supports BatchNormalization over the last axis only/,
+    ],
+    [
+      'BatchNormalization axis 1 of a rank-4 input',
+      () =>
+        seq([
+          L.conv2d({ inputShape: [4, 4, 2], filters: 3, kernelSize: 2 }),
+          L.batchNormalization({ axis: 1, name: 'bn' }),
+          L.flatten(),
+          L.dense({ units: 3 }),
+        ]),
+      [4, 4, 2],
+      /layer bn \(BatchNormalization\) normalises axis 1 of a rank-4 input/,
+    ],
+    [
+      "Conv1D padding 'causal'",
+      () =>
+        seq([
+          L.conv1d({ inputShape: [6, 2], filters: 3, kernelSize: 2, padding: 'causal', name: 'conv' }),
+          L.flatten(),
+          L.dense({ units: 3 }),
+        ]),
+      [6, 2],
+      /layer conv \(Conv1D\) has padding 'causal'/,
+    ],
+  ] as const)('%s', async (_name, build, shape, message) => {
+    const model = build();
+    const x = normalPoints(2, [...shape], 3);
+    const before = tf.memory().numTensors;
+    for (const implementation of ['structured', 'jacobian', 'auto'] as const) {
+      expect(() => empiricalNtkFn(model, { implementation })).toThrow(UnsupportedError);
+      expect(() => empiricalNtkFn(model, { implementation })).toThrow(message);
+    }
+    expect(() => finiteDifferenceNtk(model, x)).toThrow(message);
+    expect(tf.memory().numTensors).toBe(before);
+    x.dispose();
+    model.dispose();
+  });
+
+  it('an embedding id out of range: rejected by both paths without leaking', async () => {
+    const model = seq([
+      L.embedding({ inputDim: 5, outputDim: 3, inputLength: 4 }),
+      L.flatten(),
+      L.dense({ units: 3 }),
+    ]);
+    const x = tf.tensor([[1, 2, 7, 0]]);
+    const before = tf.memory().numTensors;
+    for (const implementation of ['structured', 'jacobian'] as const) {
+      await expect(empiricalNtkFn(model, { implementation, progress: false })(x)).rejects.toThrow(/7/);
+      expect(tf.memory().numTensors, implementation).toBe(before);
+    }
+    x.dispose();
+    model.dispose();
+  });
+});
+
+describe('finite-difference reference: ReLU({maxValue})', () => {
+  it('= finite differences of predict and the Jacobian path', async () => {
+    const model = seq([
+      L.dense({ inputShape: [4], units: 6 }),
+      L.reLU({ maxValue: 0.5 }),
+      L.dense({ units: 3 }),
+    ]);
+    randomizeWeights(model, 95, 0.8);
+    const [a, b] = [normalPoints(3, [4], 96), normalPoints(2, [4], 97)];
+    // Some units above the cap, some in (0, 0.5), some below 0 (each clip branch is exercised).
+    const hidden = tf.tidy(() => Array.from((model.layers[0]!.apply(a) as tf.Tensor).dataSync()));
+    expect(hidden.some((v) => v > 0.55)).toBe(true);
+    expect(hidden.some((v) => v > 0.05 && v < 0.45)).toBe(true);
+    const ref = predictNtk(model, a, b);
+    expect(relMaxError(finiteDifferenceNtk(model, a, b).data, ref)).toBeLessThanOrEqual(PREDICT_TOL);
+    const kj = await empiricalNtkFn(model, { implementation: 'jacobian', progress: false })(a, b);
+    expect(relMaxError(kj.data, finiteDifferenceNtk(model, a, b).data)).toBeLessThanOrEqual(1e-5);
+    tf.dispose([a, b]);
+    model.dispose();
+  });
+});
