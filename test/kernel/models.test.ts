@@ -180,60 +180,113 @@ describe('other tfjs models', () => {
 });
 
 describe('output layer check: the kernel is of logits', () => {
-  const build = (head: 'dense-softmax' | 'activation-sigmoid' | 'linear') => {
+  type Head =
+    | 'dense-softmax'
+    | 'activation-sigmoid'
+    | 'softmax-layer'
+    | 'dense-softmax-dropout-reshape'
+    | 'activation-softmax-linear'
+    | 'softmax-layer-flatten'
+    | 'linear';
+  const build = (head: Head) => {
+    const L = tf.layers;
     const input = tf.input({ shape: [4] });
-    const h = tf.layers.dense({ units: 5, activation: 'tanh', name: 'h' }).apply(input) as tf.SymbolicTensor;
-    const z = tf.layers
-      .dense({ units: 3, activation: head === 'dense-softmax' ? 'softmax' : 'linear', name: 'z' })
-      .apply(h) as tf.SymbolicTensor;
-    const out =
-      head === 'activation-sigmoid'
-        ? (tf.layers.activation({ activation: 'sigmoid', name: 'sig' }).apply(z) as tf.SymbolicTensor)
-        : z;
+    const h = L.dense({ units: 5, activation: 'tanh', name: 'h' }).apply(input) as tf.SymbolicTensor;
+    const fused = head === 'dense-softmax' || head === 'dense-softmax-dropout-reshape';
+    let out = L.dense({ units: 3, activation: fused ? 'softmax' : 'linear', name: 'z' }).apply(
+      h,
+    ) as tf.SymbolicTensor;
+    // Parameter-free layers after z (the softmax/sigmoid, then layers that keep values).
+    const tail: Record<Head, tf.layers.Layer[]> = {
+      'dense-softmax': [],
+      'activation-sigmoid': [L.activation({ activation: 'sigmoid', name: 'sig' })],
+      'softmax-layer': [L.softmax({ name: 'sm' })],
+      'dense-softmax-dropout-reshape': [
+        L.dropout({ rate: 0.3, name: 'drop' }),
+        L.reshape({ targetShape: [3], name: 'reshape' }),
+      ],
+      'activation-softmax-linear': [
+        L.activation({ activation: 'softmax', name: 'act' }),
+        L.activation({ activation: 'linear', name: 'lin' }),
+      ],
+      'softmax-layer-flatten': [
+        L.softmax({ name: 'sm' }),
+        L.reshape({ targetShape: [3, 1], name: 'column' }),
+        L.flatten({ name: 'flat' }),
+      ],
+      linear: [],
+    };
+    for (const layer of tail[head]) out = layer.apply(out) as tf.SymbolicTensor;
     const model = tf.model({ inputs: input, outputs: out });
     randomizeWeights(model, 12);
     return model;
   };
 
   it.each([
-    ['dense-softmax', /output layer z \(Dense\) applies softmax, so the model outputs probabilities/],
+    [
+      'dense-softmax',
+      /output layer z \(Dense\) applies softmax, so the model outputs probabilities/,
+      /^z \(Dense\)/,
+    ],
     [
       'activation-sigmoid',
       /output layer sig \(Activation\) applies sigmoid, so the model outputs probabilities/,
+      /^sig \(Activation\)/,
     ],
-  ] as const)('%s: refused by default; pre-activation = the linear-head kernel', async (head, message) => {
-    const model = build(head);
-    for (const implementation of ['structured', 'jacobian', 'auto'] as const) {
-      expect(() => empiricalNtkFn(model, { implementation })).toThrow(UnsupportedError);
-      expect(() => empiricalNtkFn(model, { implementation })).toThrow(message);
-    }
-    expect(() => finiteDifferenceNtk(model, normalPoints(1, [4], 1))).toThrow(message);
-    expect(() => empiricalNtkFn(model, { logits: 'probabilities' as never })).toThrow(InvalidArgumentError);
-    // The same weights with a linear head.
-    const linear = build('linear');
-    linear.setWeights(model.getWeights());
-    const x = normalPoints(3, [4], 97);
-    const ref = finiteDifferenceNtk(linear, x);
-    expect(
-      relMaxError(finiteDifferenceNtk(model, x, null, { logits: 'pre-activation' }).data, ref.data),
-    ).toBeLessThan(1e-9);
-    for (const implementation of ['structured', 'jacobian'] as const) {
-      const fn = empiricalNtkFn(model, { implementation, logits: 'pre-activation', progress: false });
-      expect(fn.plan.strippedOutput).toMatch(
-        head === 'dense-softmax' ? /^z \(Dense\)/ : /^sig \(Activation\)/,
-      );
-      expect(relMaxError((await fn(x)).data, ref.data), implementation).toBeLessThanOrEqual(TOL);
-    }
-    const before = tf.memory().numTensors;
-    const pre = modelLogits(model, x, 'pre-activation');
-    const expected = linear.predict(x) as tf.Tensor;
-    expect(relMaxError(pre.dataSync(), expected.dataSync())).toBeLessThanOrEqual(1e-6);
-    tf.dispose([pre, expected]);
-    expect(tf.memory().numTensors).toBe(before);
-    x.dispose();
-    model.dispose();
-    linear.dispose();
-  });
+    [
+      'softmax-layer',
+      /output layer sm \(Softmax\) applies softmax, so the model outputs probabilities/,
+      /^sm \(Softmax\)/,
+    ],
+    [
+      'dense-softmax-dropout-reshape',
+      /layer z \(Dense\) applies softmax and the layers after it \(drop \(Dropout\), reshape \(Reshape\)\) keep its values, so the model outputs probabilities/,
+      /^z \(Dense\)/,
+    ],
+    [
+      'activation-softmax-linear',
+      /layer act \(Activation\) applies softmax and the layers after it \(lin \(Activation\)\) keep its values/,
+      /^act \(Activation\)/,
+    ],
+    [
+      'softmax-layer-flatten',
+      /layer sm \(Softmax\) applies softmax and the layers after it \(column \(Reshape\), flat \(Flatten\)\) keep its values/,
+      /^sm \(Softmax\)/,
+    ],
+  ] as const)(
+    '%s: refused by default; pre-activation = the linear-head kernel',
+    async (head, message, stripped) => {
+      const model = build(head);
+      for (const implementation of ['structured', 'jacobian', 'auto'] as const) {
+        expect(() => empiricalNtkFn(model, { implementation })).toThrow(UnsupportedError);
+        expect(() => empiricalNtkFn(model, { implementation })).toThrow(message);
+      }
+      expect(() => finiteDifferenceNtk(model, normalPoints(1, [4], 1))).toThrow(message);
+      expect(() => empiricalNtkFn(model, { logits: 'probabilities' as never })).toThrow(InvalidArgumentError);
+      // The same weights with a linear head.
+      const linear = build('linear');
+      linear.setWeights(model.getWeights());
+      const x = normalPoints(3, [4], 97);
+      const ref = finiteDifferenceNtk(linear, x);
+      expect(
+        relMaxError(finiteDifferenceNtk(model, x, null, { logits: 'pre-activation' }).data, ref.data),
+      ).toBeLessThan(1e-9);
+      for (const implementation of ['structured', 'jacobian'] as const) {
+        const fn = empiricalNtkFn(model, { implementation, logits: 'pre-activation', progress: false });
+        expect(fn.plan.strippedOutput).toMatch(stripped);
+        expect(relMaxError((await fn(x)).data, ref.data), implementation).toBeLessThanOrEqual(TOL);
+      }
+      const before = tf.memory().numTensors;
+      const pre = modelLogits(model, x, 'pre-activation');
+      const expected = linear.predict(x) as tf.Tensor;
+      expect(relMaxError(pre.dataSync(), expected.dataSync())).toBeLessThanOrEqual(1e-6);
+      tf.dispose([pre, expected]);
+      expect(tf.memory().numTensors).toBe(before);
+      x.dispose();
+      model.dispose();
+      linear.dispose();
+    },
+  );
 });
 
 describe('errors', () => {
