@@ -17,6 +17,7 @@ const dir = tempDir('cli-kernel-model');
 const denseDir = path.join(dir, 'dense');
 const residDir = path.join(dir, 'resid');
 const softmaxDir = path.join(dir, 'softmax');
+const softmaxLayerDir = path.join(dir, 'softmax-layer');
 const csv = path.join(dir, 'points.csv');
 const jsonl = path.join(dir, 'points.jsonl');
 const npy = path.join(dir, 'points.npy');
@@ -61,6 +62,17 @@ beforeAll(async () => {
   softmax.setWeights(dense.getWeights());
   await saveModel(softmax, softmaxDir);
   softmax.dispose();
+  // The same network followed by a Softmax layer.
+  const withLayer = tf.sequential({
+    layers: [
+      tf.layers.dense({ inputShape: [D], units: 6, activation: 'tanh', name: 'hidden' }),
+      tf.layers.dense({ units: 3, name: 'logits' }),
+      tf.layers.softmax({ name: 'probs' }),
+    ],
+  });
+  withLayer.setWeights(dense.getWeights());
+  await saveModel(withLayer, softmaxLayerDir);
+  withLayer.dispose();
   dense.dispose();
 
   // A residual block with a LayerNormalization (a functional graph with a merge).
@@ -209,39 +221,47 @@ describe('entk kernel --model', () => {
     ]);
   });
 
-  it('a softmax output is refused; --logits pre-activation stores the kernel and logits before the softmax', async () => {
-    const out = path.join(dir, 'stores', 'softmax');
-    const [refused, pre] = await runMany([
-      ['kernel', '--model', softmaxDir, '--points', `file:${csv}`, '--out', out],
-      [
-        'kernel',
-        '--model',
-        softmaxDir,
-        '--points',
-        `file:${csv}`,
-        '--out',
-        out,
-        '--logits',
-        'pre-activation',
-      ],
-    ]);
-    expectOneLineError(
-      refused!,
-      /output layer probs \(Dense\) applies softmax, so the model outputs probabilities .*logits: 'pre-activation' \(CLI --logits pre-activation\)/,
-    );
-    expect(pre!.status, pre!.stderr).toBe(0);
-    const store = await readKernelStore(out);
-    // The same weights without the softmax: the dense model saved in beforeAll.
-    expect(
-      relDiff(store.kernel.data as Float32Array, await reference(denseDir, 'jacobian')),
-    ).toBeLessThanOrEqual(1e-5);
-    const { model } = await loadUserModel(denseDir);
-    const logits = tf.tidy(() =>
-      (model.predict(tf.tensor(store.inputs!.data as Float32Array, [N, D])) as tf.Tensor).dataSync(),
-    );
-    expect(relDiff(store.logits!.data as Float32Array, logits)).toBeLessThanOrEqual(1e-6);
-    model.dispose();
-  });
+  it.each([
+    ['a Dense softmax', softmaxDir, 'probs (Dense)'],
+    ['a Softmax layer', softmaxLayerDir, 'probs (Softmax)'],
+  ])(
+    '%s output is refused; --logits pre-activation stores the kernel and logits before the softmax',
+    async (_name, modelDir, layer) => {
+      const out = path.join(dir, 'stores', path.basename(modelDir));
+      const [refused, pre] = await runMany([
+        ['kernel', '--model', modelDir, '--points', `file:${csv}`, '--out', out],
+        [
+          'kernel',
+          '--model',
+          modelDir,
+          '--points',
+          `file:${csv}`,
+          '--out',
+          out,
+          '--logits',
+          'pre-activation',
+        ],
+      ]);
+      expectOneLineError(
+        refused!,
+        new RegExp(
+          `output layer ${layer.replace(/[()]/g, '\\$&')} applies softmax, so the model outputs probabilities .*logits: 'pre-activation' \\(CLI --logits pre-activation\\)`,
+        ),
+      );
+      expect(pre!.status, pre!.stderr).toBe(0);
+      const store = await readKernelStore(out);
+      // The same weights without the softmax: the dense model saved in beforeAll.
+      expect(
+        relDiff(store.kernel.data as Float32Array, await reference(denseDir, 'jacobian')),
+      ).toBeLessThanOrEqual(1e-5);
+      const { model } = await loadUserModel(denseDir);
+      const logits = tf.tidy(() =>
+        (model.predict(tf.tensor(store.inputs!.data as Float32Array, [N, D])) as tf.Tensor).dataSync(),
+      );
+      expect(relDiff(store.logits!.data as Float32Array, logits)).toBeLessThanOrEqual(1e-6);
+      model.dispose();
+    },
+  );
 
   it('rejects bad inputs with one line and exit code 2', async () => {
     const noWeights = path.join(dir, 'no-weights');
