@@ -6,10 +6,12 @@
  * The structured path runs the graph node by node (docs/theory.md#per-layer-rules): residual connections, merges (Add, Concatenate, Multiply, Average, …), nested models and
  * shared layers are autodiff's business; a selected parameterised layer needs only its inputs and
  * the cotangents at its outputs. Rules exist for Dense / ScaledDense (any input rank), Conv1D,
- * Conv2D, DepthwiseConv2D, SeparableConv2D (channelsLast, valid/same, any strides and dilations),
- * Embedding, LayerNormalization (trailing axes), BatchNormalization (inference, last axis) and
- * PReLU; any other selected layer is differentiated alone by autodiff ('autodiff', the hybrid).
- * The graph must have one input and one [batch, V] output, and every layer call one output tensor.
+ * Conv2D, DepthwiseConv2D, SeparableConv2D (channelsLast, valid/same, any strides and dilations —
+ * DepthwiseConv2D's as tfjs runs it: none), Embedding, LayerNormalization (trailing axes),
+ * BatchNormalization (inference, last axis) and PReLU; any other selected layer is differentiated
+ * alone by autodiff ('autodiff', the hybrid). The graph must have one input and one [batch, V]
+ * output, every layer call one output tensor, and no Keras mask reaching a layer that reads it
+ * (else: the Jacobian path). BatchNormalization over another axis and 'causal' padding are refused.
  */
 import * as tf from '@tensorflow/tfjs';
 import { InvalidArgumentError, UnsupportedError } from '../errors.js';
