@@ -324,6 +324,25 @@ export function appliedDilation(layer: Layer): [number, number] {
   return pair((layer as unknown as { dilationRate?: unknown }).dilationRate, 1);
 }
 
+/**
+ * For assertGradientsTrusted: whether a layer's dilation needs no tfjs gradient — it runs undilated
+ * (see appliedDilation), or the structured path differentiates it itself (an undilated convolution
+ * with a dilated kernel) because its rule is not tfjs autodiff.
+ */
+export function dilationHandled(
+  model: tf.LayersModel,
+  rules: Array<{ name: string; rule: string }>,
+  structured: boolean,
+): (layer: string) => boolean {
+  const undilated = new Set(
+    leafLayers(model)
+      .filter((l) => appliedDilation(l).every((d) => d === 1))
+      .map((l) => l.name),
+  );
+  return (layer) =>
+    undilated.has(layer) || (structured && rules.find((r) => r.name === layer)?.rule !== 'autodiff');
+}
+
 /** For tests only: names of layers to differentiate by 'autodiff' although they have a rule. */
 export const ruleTestHooks = { autodiff: new Set<string>() };
 

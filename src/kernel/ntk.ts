@@ -27,7 +27,7 @@ import os from 'node:os';
 import type * as tf from '@tensorflow/tfjs';
 import { assertGradientsTrusted, installWasmKernelFixes } from '../backend/index.js';
 import { InvalidArgumentError, UnsupportedError } from '../errors.js';
-import { analyzeModel, appliedDilation, leafLayers, type ModelAnalysis, ruleTestHooks } from './analyze.js';
+import { analyzeModel, dilationHandled, leafLayers, type ModelAnalysis, ruleTestHooks } from './analyze.js';
 import { computeMatrix, type EngineState, type Points, releaseFactorArrays, toPoints } from './engine.js';
 import { jacobianTerms } from './jacobian.js';
 import { terminateNtkWorkers } from './job.js';
@@ -224,18 +224,9 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
   }
   const { implementation: resolved, plan, terms, rules } = IMPLEMENTATIONS[implementation](analysis, output);
   // Never a silently wrong kernel: refuse layers whose gradient kernels this backend is not trusted
-  // with. A dilated convolution has no tfjs gradient, but the structured path runs it itself (an
-  // undilated convolution with a dilated kernel) unless its rule is tfjs autodiff; a DepthwiseConv2D
-  // runs undilated whatever its dilationRate (see appliedDilation): its tfjs gradient is trusted.
-  const undilated = new Set(
-    leafLayers(model)
-      .filter((l) => appliedDilation(l).every((d) => d === 1))
-      .map((l) => l.name),
-  );
+  // with (dilated convolutions: see dilationHandled).
   assertGradientsTrusted(model, undefined, {
-    dilationHandled: (layer) =>
-      undilated.has(layer) ||
-      (resolved === 'structured' && rules.find((r) => r.name === layer)?.rule !== 'autodiff'),
+    dilationHandled: dilationHandled(model, rules, resolved === 'structured'),
   });
   const state: EngineState = {
     source: {

@@ -12,7 +12,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { assertGradientsTrusted, installWasmKernelFixes } from '../backend/index.js';
 import { InvalidArgumentError, UnsupportedError } from '../errors.js';
-import { analyzeModel } from './analyze.js';
+import { analyzeModel, dilationHandled } from './analyze.js';
 import { makeBlockComputer, resolveContraction } from './contractions.js';
 import { partition, toPoints } from './engine.js';
 import { planStructured, structuredFeatures, type TermFeatures } from './structured.js';
@@ -146,7 +146,7 @@ export function perLayerNtk(
   }
   const plan = planStructured(analysis);
   assertGradientsTrusted(model, undefined, {
-    dilationHandled: (layer) => plan.rules.find((r) => r.name === layer)?.rule !== 'autodiff',
+    dilationHandled: dilationHandled(model, plan.rules, true),
   });
   const points = toPoints(x, 'x', analysis.inputShape, analysis.inputDtype);
   const V = analysis.numOutputs;

@@ -9,6 +9,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../src/errors.js';
+import { ruleTestHooks } from '../../src/kernel/analyze.js';
 import { empiricalNtkFn, perLayerNtk } from '../../src/kernel/index.js';
 import { structuredTestHooks } from '../../src/kernel/structured.js';
 import { graphNets, seedWeights } from './graph-nets.js';
@@ -116,6 +117,33 @@ describe('perLayerNtk over several blocks of points: float32 (wasm) = float64 (J
       net.x2.dispose();
     }
     expect(tf.memory().numTensors).toBe(before - 2);
+  });
+});
+
+describe('perLayerNtk: a dilated DepthwiseConv2D (tfjs 4.22 runs it undilated) by tfjs autodiff', () => {
+  afterEach(() => {
+    ruleTestHooks.autodiff.clear();
+  });
+  it('is not refused, and equals its structured rule (≤ 1e-5)', () => {
+    const model = tf.sequential({
+      layers: [
+        tf.layers.depthwiseConv2d({ inputShape: [5, 5, 2], kernelSize: 2, dilationRate: 2, padding: 'same' }),
+        tf.layers.flatten(),
+        tf.layers.dense({ units: 3 }),
+      ],
+    });
+    seedWeights(model, 11);
+    const x = normalPoints(3, [5, 5, 2], 12);
+    try {
+      const structured = perLayerNtk(model, x);
+      ruleTestHooks.autodiff.add(model.layers[0]!.name);
+      const autodiff = perLayerNtk(model, x);
+      expect(autodiff.layers[0]!.rule).toBe('autodiff');
+      expect(relMaxError(autodiff.layers[0]!.kernel, structured.layers[0]!.kernel)).toBeLessThanOrEqual(TOL);
+    } finally {
+      model.dispose();
+      x.dispose();
+    }
   });
 });
 
