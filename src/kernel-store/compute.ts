@@ -239,21 +239,6 @@ function manifestRule(r: NtkLayerRule): ManifestRule {
   return { name, className, rule, parameters, uses, ...(note ? { note } : {}) };
 }
 
-/**
- * The contraction that ran, as the kernel result reports it (full and trace kernels). A diagonal
- * result reports none (src/kernel/pairs.ts computeDiagonal): its V×V blocks are batched tfjs
- * products in float32 ('tfjs'; pooled and token terms summed in JS) and plain JS in float64 ('js').
- */
-function contractionOf(
-  summary: NtkStreamSummary | NtkResult,
-  kind: ComputedKernelKind,
-  accumulation: NtkAccumulation | undefined,
-): { contraction?: string } {
-  if (summary.contraction) return { contraction: summary.contraction };
-  if (kind === 'diagonal') return { contraction: accumulation === 'float64' ? 'js' : 'tfjs' };
-  return {};
-}
-
 /** The manifest fields of a store besides the kernel and shard (see ./manifest.ts). */
 export type StoreDescription = Omit<KernelManifestInput, 'kernel' | 'shard'>;
 
@@ -417,7 +402,7 @@ export async function computeStore(
               ...kernelInfo,
               implementation: summary.implementation,
               rules: summary.rules.map(manifestRule),
-              ...contractionOf(summary, kind, options.accumulation),
+              ...(summary.contraction ? { contraction: summary.contraction } : {}),
               ...(summary.flops !== undefined ? { flops: summary.flops } : {}),
               layers: summary.layers,
               parameterCount: summary.parameterCount,

@@ -342,12 +342,18 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
         ...summary(p1.n, p1.n, output, [p1.n, V, V]),
         data: r.data,
         blockSize: r.blockSize,
+        contraction: r.contraction,
         timings: r.timings,
       };
     }
     const { idxP, idxQ } = normalizePairs(call.pairs, p1.n, n2);
     const r = computePairs(state, p1, p2, idxP, idxQ);
-    return { ...summary(p1.n, n2, output, [idxP.length, V, V]), data: r.data, timings: r.timings };
+    return {
+      ...summary(p1.n, n2, output, [idxP.length, V, V]),
+      data: r.data,
+      contraction: r.contraction,
+      timings: r.timings,
+    };
   };
 
   const stream = async (

@@ -13,6 +13,20 @@ import { dot, featureBytes, isPairTerm, pairTermValue, type TermMeta } from './t
 /** Pairs contracted per batch. */
 const CHUNK = 1024;
 
+/**
+ * Where pair blocks are contracted: batched tfjs products in float32 (pooled and token terms summed
+ * in JS), plain JS in float64.
+ */
+/** Pair blocks [P, V, V], where they were contracted, and timings. */
+interface PairBlocks {
+  data: Float32Array | Float64Array;
+  contraction: 'tfjs' | 'js';
+  timings: Record<string, number>;
+}
+
+const pairsContraction = (accumulation: 'float32' | 'float64'): 'tfjs' | 'js' =>
+  accumulation === 'float64' ? 'js' : 'tfjs';
+
 function gatherRows(
   src: Float32Array,
   width: number,
@@ -240,7 +254,7 @@ export function computePairs(
   x2: Points | null,
   idxP: Int32Array,
   idxQ: Int32Array,
-): { data: Float32Array | Float64Array; timings: Record<string, number> } {
+): PairBlocks {
   const t0 = performance.now();
   const V = state.V;
   const rows = compact(idxP);
@@ -285,7 +299,11 @@ export function computePairs(
     const features = performance.now() - t0;
     const s = performance.now();
     const data = contractPairs(state.terms, V, state.accumulation, fp, fq, rows.position, qPos);
-    return { data, timings: { features, contraction: performance.now() - s, total: performance.now() - t0 } };
+    return {
+      data,
+      contraction: pairsContraction(state.accumulation),
+      timings: { features, contraction: performance.now() - s, total: performance.now() - t0 },
+    };
   } finally {
     progress?.done();
   }
@@ -299,10 +317,7 @@ function concat(a: Float32Array, b: Float32Array): Float32Array {
 }
 
 /** Diagonal blocks K(x_n, x_n), [n, V, V], block by block (memory bounded). */
-export function computeDiagonal(
-  state: EngineState,
-  x: Points,
-): { data: Float32Array | Float64Array; blockSize: number; timings: Record<string, number> } {
+export function computeDiagonal(state: EngineState, x: Points): PairBlocks & { blockSize: number } {
   const t0 = performance.now();
   const V = state.V;
   const bs = resolveBlockSize(state, 'full');
@@ -328,5 +343,10 @@ export function computeDiagonal(
   } finally {
     progress.done();
   }
-  return { data: out, blockSize: bs, timings: { features, contraction, total: performance.now() - t0 } };
+  return {
+    data: out,
+    blockSize: bs,
+    contraction: pairsContraction(state.accumulation),
+    timings: { features, contraction, total: performance.now() - t0 },
+  };
 }

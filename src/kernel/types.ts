@@ -155,7 +155,7 @@ export interface NtkResult {
   data: Float32Array | Float64Array;
   /** Accumulation precision used. */
   accumulation: NtkAccumulation;
-  /** Where the full / trace contraction ran (undefined for 'diagonal' and 'pairs'). */
+  /** Where the contraction ran (diagonal and pairs: 'tfjs' in float32, 'js' in float64). */
   contraction?: ResolvedNtkContraction;
   /**
    * Full / trace: floating-point operations of the contraction products actually executed, all

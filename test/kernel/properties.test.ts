@@ -180,6 +180,10 @@ describe('output kinds and blocks', () => {
     expect(diag.shape).toEqual([9, V, V]);
     expect(trace.shape).toEqual([9, 5]);
     expect(pairRes.shape).toEqual([4, V, V]);
+    // Where each ran: the batched V×V blocks on tfjs ops (float32), the matrices on entk's kernels.
+    expect([diag.contraction, pairRes.contraction, trace.contraction]).toEqual(['tfjs', 'tfjs', 'wasm']);
+    const diag64 = await empiricalNtkFn(model, { ...opts, output: 'diagonal', accumulation: 'float64' })(x1);
+    expect(diag64.contraction).toBe('js');
 
     const block = (full: Float32Array | Float64Array, cols: number, n: number, m: number) => {
       const out: number[] = [];
