@@ -752,6 +752,123 @@ function slotGatherBody(): number[] {
   return funcBody([[numI32, I32]], code);
 }
 
+/**
+ * tokenPairs(idR, idC, S, dr, dc, e, V, out, ldo, m0, c): a tokens term (./terms.ts) for one row
+ * point and the column points m0 ≤ m < c, added to K[i][m][j] at out + (i·ldo + m·V + j)·4:
+ *   K[i][m][j] += Σ_{p, q : idR[p] = idC[m][q]} ⟨dr[i][p], dc[m][j][q]⟩
+ * with ids (i32, each point's ascending, then −1) at idR + p·4 and idC + (m·S + q)·4, signal rows of
+ * e floats (e a multiple of 4) at dr + (i·S·e + p·e)·4 and dc + ((m·V + j)·S·e + q·e)·4. The shared
+ * ids are found by merging the two sorted lists; each product is summed four lanes at a time, the
+ * lanes added as (l0 + l1) + (l2 + l3) — the same bits with the two points swapped.
+ */
+function tokenPairsBody(): number[] {
+  const [IDR, IDC, S, DR, DC, E, V, OUT, LDO, M0, COLS] = Array.from({ length: 11 }, (_, k) => k) as number[];
+  let next = 11;
+  const [m, p, q, u, w, i, j, a, b, k, end, cid] = Array.from({ length: 12 }, () => next++) as number[];
+  const numI32 = next - 11;
+  const acc = next++;
+  const ltS = [0x48];
+  const or = [0x72];
+  const lane = (l: number) => [...get(acc), ...simd(0x1f), l];
+  const f32add = [0x92];
+  const ifElse = (cond: number[], then: number[], otherwise: number[]) => [
+    ...cond,
+    0x04,
+    0x40,
+    ...then,
+    0x05,
+    ...otherwise,
+    0x0b,
+  ];
+  // ⟨dr[i][p], dc[m][j][q]⟩ into out[i][m][j].
+  const dotStep = [
+    ...get(acc),
+    ...get(a),
+    ...vload(),
+    ...get(b),
+    ...vload(),
+    ...f32x4mul,
+    ...f32x4add,
+    ...set(acc),
+  ];
+  dotStep.push(...incr(a, 16), ...incr(b, 16));
+  const pair: number[] = [
+    ...get(DR),
+    ...get(i),
+    ...get(S),
+    ...mul,
+    ...get(p),
+    ...add,
+    ...get(E),
+    ...mul,
+    ...i32(4),
+  ];
+  pair.push(...mul, ...add, ...set(a));
+  pair.push(
+    ...get(DC),
+    ...get(m),
+    ...get(V),
+    ...mul,
+    ...get(j),
+    ...add,
+    ...get(S),
+    ...mul,
+    ...get(q),
+    ...add,
+  );
+  pair.push(...get(E), ...mul, ...i32(4), ...mul, ...add, ...set(b));
+  pair.push(...get(a), ...get(E), ...i32(4), ...mul, ...add, ...set(end), ...vzero, ...set(acc));
+  pair.push(...whileNot([...get(a), ...get(end), ...geU], dotStep));
+  pair.push(
+    ...get(OUT),
+    ...get(i),
+    ...get(LDO),
+    ...mul,
+    ...get(m),
+    ...get(V),
+    ...mul,
+    ...add,
+    ...get(j),
+    ...add,
+  );
+  pair.push(...i32(4), ...mul, ...add, ...set(k));
+  pair.push(...get(k), ...get(k), ...f32load(), ...lane(0), ...lane(1), ...f32add, ...lane(2), ...lane(3));
+  pair.push(...f32add, ...f32add, ...f32add, ...f32store(), ...incr(j, 1));
+  const rowI = [...i32(0), ...set(j), ...whileNot([...get(j), ...get(V), ...geU], pair), ...incr(i, 1)];
+  const match = [
+    ...i32(0),
+    ...set(i),
+    ...whileNot([...get(i), ...get(V), ...geU], rowI),
+    ...incr(p, 1),
+    ...incr(q, 1),
+  ];
+  const step: number[] = [...get(IDR), ...get(p), ...i32(4), ...mul, ...add, ...i32load(0), ...set(u)];
+  step.push(...get(cid), ...get(q), ...i32(4), ...mul, ...add, ...i32load(0), ...set(w));
+  step.push(
+    ...ifElse(
+      [...get(u), ...i32(0), ...ltS, ...get(w), ...i32(0), ...ltS, ...or],
+      [...get(S), ...set(p)], // an empty slot on either side: no more shared ids
+      ifElse(
+        [...get(u), ...get(w), ...ltS],
+        incr(p, 1),
+        ifElse([...get(w), ...get(u), ...ltS], incr(q, 1), match),
+      ),
+    ),
+  );
+  const exit = [...get(p), ...get(S), ...geU, ...get(q), ...get(S), ...geU, ...or];
+  const column: number[] = [...i32(0), ...set(p), ...i32(0), ...set(q)];
+  column.push(...get(IDC), ...get(m), ...get(S), ...mul, ...i32(4), ...mul, ...add, ...set(cid));
+  column.push(...whileNot(exit, step), ...incr(m, 1));
+  const code = [...get(M0), ...set(m), ...whileNot([...get(m), ...get(COLS), ...geU], column)];
+  return funcBody(
+    [
+      [numI32, I32],
+      [1, V128],
+    ],
+    code,
+  );
+}
+
 /** The exported routines (byte-address arguments, see each body's comment). */
 export interface GemmExports {
   gemm(
@@ -818,6 +935,19 @@ export interface GemmExports {
     m0: number,
     bias: number,
   ): void;
+  tokenPairs(
+    idR: number,
+    idC: number,
+    slots: number,
+    dr: number,
+    dc: number,
+    e: number,
+    v: number,
+    out: number,
+    ldo: number,
+    m0: number,
+    c: number,
+  ): void;
   slotGather(
     qn: number,
     positions: number,
@@ -841,6 +971,7 @@ const functions = (fma: boolean): AsmFunction[] => [
   { name: 'pooledPairs', params: 14, body: pooledPairsBody() },
   { name: 'pixelSums', params: 9, body: pixelSumsBody() },
   { name: 'slotGather', params: 9, body: slotGatherBody() },
+  { name: 'tokenPairs', params: 11, body: tokenPairsBody() },
 ];
 
 /**

@@ -893,6 +893,74 @@ export class WasmBlockComputer implements BlockComputer {
     }
   }
 
+  /** Whether tokens term t runs on the tokenPairs kernel: full blocks, embedding widths in whole f32x4. */
+  private simdTokens(t: TermMeta): boolean {
+    return t.kind === 'tokens' && this.mode === 'full' && (t.width / t.dIn) % 4 === 0;
+  }
+
+  /** Regions of the tokens terms run by tokenPairs: each side's ids and signal rows. */
+  private tokenSizes(r: number, c: number): Array<[string, number]> {
+    return this.terms.flatMap(
+      (t, k): Array<[string, number]> =>
+        this.simdTokens(t)
+          ? [
+              [`tokIdR${k}`, 4 * r * t.dIn],
+              [`tokIdC${k}`, 4 * c * t.dIn],
+              [`tokDr${k}`, 4 * r * this.V * t.width],
+              [`tokDc${k}`, 4 * c * this.V * t.width],
+            ]
+          : [],
+    );
+  }
+
+  /**
+   * Tokens term k of a full block added to the compacted block at `out` ([r·V × cols]): per row
+   * point, tokenPairs over the column points (from the point itself when symmetric: the rest is
+   * mirrored). Ids and signal rows are uploaded once per block (kept while the same block comes back).
+   */
+  private tokenTerm(
+    k: number,
+    t: TermMeta,
+    block: BlockShape,
+    row: BlockInput,
+    col: BlockInput,
+    out: number,
+    cols: number,
+  ): void {
+    const { r, c, sym } = block;
+    const V = this.V;
+    const [S, e] = [t.dIn, t.width / t.dIn];
+    const at = (name: string) => this.regions.at(name);
+    const upload = (side: 'R' | 'C', input: BlockInput, points: number) => {
+      if (this.pooledLoaded.get(`tok${side}${k}`) === input.key) return;
+      this.pooledLoaded.set(`tok${side}${k}`, input.key);
+      const ids = input.terms[k]!.a!;
+      new Int32Array(this.memory.buffer, at(`tokId${side}${k}`), points * S).set(ids.subarray(0, points * S));
+      new Float32Array(
+        this.memory.buffer,
+        at(`tokD${side === 'R' ? 'r' : 'c'}${k}`),
+        points * V * t.width,
+      ).set(input.terms[k]!.d!.subarray(0, points * V * t.width));
+    };
+    upload('R', row, r);
+    upload('C', col, c);
+    for (let n = 0; n < r; n++) {
+      this.ex.tokenPairs(
+        at(`tokIdR${k}`) + 4 * n * S,
+        at(`tokIdC${k}`),
+        S,
+        at(`tokDr${k}`) + 4 * n * V * t.width,
+        at(`tokDc${k}`),
+        e,
+        V,
+        out + 4 * n * V * cols,
+        cols,
+        sym ? n : 0,
+        c,
+      );
+    }
+  }
+
   /**
    * Gated term k of a full block: for each row point n, the column points' s' (from n on when
    * symmetric) against P scaled by s_n over n's nonzero units, spread by scatter with G[n, ·].
@@ -990,6 +1058,7 @@ export class WasmBlockComputer implements BlockComputer {
       ],
       ['outT', 4 * rows * cols],
       ...this.pooledSizes(r, c),
+      ...this.tokenSizes(r, c),
     );
     if (this.regions.fit(sizes, `${r} × ${c}`)) {
       this.loaded = { row: '', col: '' };
@@ -1095,9 +1164,14 @@ export class WasmBlockComputer implements BlockComputer {
         }
       }
     }
-    // Tokens terms (sparse embedding gradients, ./terms.ts) in plain JS on the compacted block.
+    // Tokens terms (sparse embedding gradients, ./terms.ts) on the compacted block: by the tokenPairs
+    // kernel (full blocks, embedding widths in whole f32x4), else in plain JS.
     this.terms.forEach((t, k) => {
       if (this.routes[k] !== 'tokens') return;
+      if (this.simdTokens(t)) {
+        this.tokenTerm(k, t, block, row, col, out, cols);
+        return;
+      }
       const view = new Float32Array(this.memory.buffer, out, rows * cols);
       addPairTerm(view, cols, t, V, full, row.terms[k]!, col.terms[k]!, r, c, block.sym);
     });

@@ -529,6 +529,57 @@ describe('kernels against float64 loops', () => {
     },
   );
 
+  it.each([
+    [3, 4, 8, 5, 0],
+    [2, 6, 4, 7, 3],
+    [1, 1, 4, 2, 0],
+  ])(
+    'tokenPairs V = %i, S = %i, e = %i, columns [m0, c) with c = %i, m0 = %i: the shared ids’ products added (float64 loops), nothing else written',
+    (V, S, e, c, m0) => {
+      const rng = new Rng(V * 100 + S * 10 + e + c);
+      // Each point's distinct ids, ascending, then −1 (a few from a small vocabulary: many shared).
+      const ids = (n: number) => {
+        const out = new Int32Array(n * S).fill(-1);
+        for (let x = 0; x < n; x++) {
+          const chosen = [...new Set(Array.from({ length: S }, () => Math.floor(rng.uniform() * 2 * S)))]
+            .slice(0, 1 + Math.floor(rng.uniform() * S))
+            .sort((a, b) => a - b);
+          out.set(chosen, x * S);
+        }
+        return out;
+      };
+      const [idR, idC] = [ids(1), ids(c)];
+      const dr = randomMatrix(rng, V, S * e);
+      const dc = randomMatrix(rng, c * V, S * e);
+      const ldo = c * V + 3;
+      const out0 = randomMatrix(rng, V + 1, ldo);
+      const k = kernels(4 * 2 ** 20);
+      const out = k.put(out0);
+      k.ex.tokenPairs(k.put(idR), k.put(idC), S, k.put(dr), k.put(dc), e, V, out, ldo, m0, c);
+      const got = k.read(out, out0.length);
+      for (let i = 0; i <= V; i++) {
+        for (let x = 0; x < ldo; x++) {
+          const m = Math.floor(x / V);
+          const at = i * ldo + x;
+          if (i === V || m < m0 || m >= c) {
+            expect(Object.is(got[at], out0[at]), `untouched at row ${i}, float ${x}`).toBe(true);
+            continue;
+          }
+          const j = x % V;
+          let want = out0[at]!;
+          for (let p = 0; p < S && idR[p]! >= 0; p++) {
+            for (let q = 0; q < S && idC[m * S + q]! >= 0; q++) {
+              if (idR[p] !== idC[m * S + q]) continue;
+              for (let y = 0; y < e; y++)
+                want += dr[i * S * e + p * e + y]! * dc[(m * V + j) * S * e + q * e + y]!;
+            }
+          }
+          expect(Math.abs(got[at]! - want)).toBeLessThanOrEqual(TOL * (1 + Math.abs(want)));
+        }
+      }
+    },
+  );
+
   it('pooledPairs: a column point gives the same bits whatever m0, quad and lane', () => {
     const [V, S, C, c, cPad] = [5, 4, 6, 13, 16];
     const rng = new Rng(5);
