@@ -17,6 +17,7 @@ import { loadUserModel, resolveModelJson } from '../embed/index.js';
 import { InvalidArgumentError } from '../errors.js';
 import { analyzeModel } from '../kernel/index.js';
 import { hashModelFiles, loadModelPoints } from '../kernel-store/index.js';
+import { disposeModel } from '../model/index.js';
 import type { CheckpointInfo } from '../train/index.js';
 import { readJsonFile, writeFileAtomic, writeJsonAtomic } from '../util/index.js';
 import { filePointsPath, type ModelSourceConfig, type PointSpecs } from './schema.js';
@@ -62,7 +63,7 @@ export async function modelFacts(model: ModelSourceConfig, sha256: string): Prom
     const { inputShape, numOutputs } = analyzeModel(m, 'all');
     return { sha256, inputShape: [...inputShape], numClasses: numOutputs, labelColumn: model.labelColumn };
   } finally {
-    m.dispose();
+    disposeModel(m); // (with a shared layer's weights)
   }
 }
 

@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 // Registers entk's own layer classes (ScaledDense, the transformer layers, …) for deserialisation.
-import '../model/index.js';
+import { disposeModel } from '../model/index.js';
 import { analyzeModel, leafWeights, ruleTestHooks } from './analyze.js';
 import { blockTensor } from './engine.js';
 import { setFactorGemmMinWork, setFactorGemmThreads } from './factor-gemm.js';
@@ -39,19 +39,6 @@ export function keptTensors(): number {
 }
 
 const sameTerms = (a: TermMeta[], b: TermMeta[]) => JSON.stringify(a) === JSON.stringify(b);
-
-/** Dispose a model and all its weights (tfjs 4.22's model.dispose() keeps those of shared layers and nested models). */
-function disposeModel(model: tf.LayersModel): void {
-  const weights = model.weights;
-  model.dispose();
-  for (const w of weights) {
-    try {
-      w.dispose();
-    } catch {
-      // already disposed with the model
-    }
-  }
-}
 
 async function modelFor(source: FactorSource, terms: TermMeta[]): Promise<Built> {
   if (built?.key !== source.key) {
