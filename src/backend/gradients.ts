@@ -178,103 +178,63 @@ export function avgPoolGradient(
   });
 }
 
+/**
+ * The AvgPool (2-D) and AvgPool3D gradients through avgPoolGradient: per spatial axis (`dims`: the
+ * pool info's field suffix and its leading-padding field) the output and input sizes, stride,
+ * window and padding; `gradKernel` is tfjs's own gradient kernel.
+ */
+function registerAvgPoolGradient(
+  kernelName: 'AvgPool' | 'AvgPool3D',
+  gradKernel: 'AvgPoolGrad' | 'AvgPool3DGrad',
+  dims: Array<[string, string]>,
+): void {
+  tf.registerGradient({
+    kernelName,
+    inputsToSave: ['x'],
+    gradFunc: (dy, saved, attrs) => {
+      const [x] = saved as tf.Tensor[];
+      const a = attrs as unknown as {
+        filterSize: [number, number] & [number, number, number];
+        strides: [number, number] & [number, number, number];
+        pad: 'valid' | 'same' | number;
+        dimRoundingMode?: 'floor' | 'round' | 'ceil';
+      };
+      const args = [a.filterSize, a.strides, 1, a.pad, a.dimRoundingMode] as const;
+      const info = (kernelName === 'AvgPool'
+        ? tf.backend_util.computePool2DInfo(x!.shape as [number, number, number, number], ...args)
+        : tf.backend_util.computePool3DInfo(
+            x!.shape as [number, number, number, number, number],
+            ...args,
+          )) as unknown as Record<string, number> & { padInfo: Record<string, number> };
+      const axes = dims.map(([d, pad]) => ({
+        out: info[`out${d}`]!,
+        size: info[`in${d}`]!,
+        stride: info[`stride${d}`]!,
+        k: info[`filter${d}`]!,
+        pad: info.padInfo[pad]!,
+      }));
+      const stock = (g: tf.Tensor) =>
+        tf.engine().runKernel(gradKernel, { dy: g, input: x! }, {
+          filterSize: a.filterSize,
+          strides: a.strides,
+          pad: a.pad,
+          ...(kernelName === 'AvgPool3D' ? { dimRoundingMode: a.dimRoundingMode } : {}),
+        } as unknown as tf.NamedAttrMap) as tf.Tensor;
+      return { x: () => avgPoolGradient(dy as tf.Tensor, axes, stock) };
+    },
+  });
+}
+
 function registerAvgPoolGradients(): void {
-  tf.registerGradient({
-    kernelName: 'AvgPool',
-    inputsToSave: ['x'],
-    gradFunc: (dy, saved, attrs) => {
-      const [x] = saved as tf.Tensor[];
-      const a = attrs as unknown as {
-        filterSize: [number, number] | number;
-        strides: [number, number] | number;
-        pad: 'valid' | 'same' | number;
-        dimRoundingMode?: 'floor' | 'round' | 'ceil';
-      };
-      const info = tf.backend_util.computePool2DInfo(
-        x!.shape as [number, number, number, number],
-        a.filterSize,
-        a.strides,
-        1,
-        a.pad,
-        a.dimRoundingMode,
-      );
-      const axes = [
-        {
-          out: info.outHeight,
-          size: info.inHeight,
-          stride: info.strideHeight,
-          k: info.filterHeight,
-          pad: info.padInfo.top,
-        },
-        {
-          out: info.outWidth,
-          size: info.inWidth,
-          stride: info.strideWidth,
-          k: info.filterWidth,
-          pad: info.padInfo.left,
-        },
-      ];
-      const stock = (g: tf.Tensor) =>
-        tf.engine().runKernel('AvgPoolGrad', { dy: g, input: x! }, {
-          filterSize: a.filterSize,
-          strides: a.strides,
-          pad: a.pad,
-        } as unknown as tf.NamedAttrMap) as tf.Tensor;
-      return { x: () => avgPoolGradient(dy as tf.Tensor, axes, stock) };
-    },
-  });
-  tf.registerGradient({
-    kernelName: 'AvgPool3D',
-    inputsToSave: ['x'],
-    gradFunc: (dy, saved, attrs) => {
-      const [x] = saved as tf.Tensor[];
-      const a = attrs as unknown as {
-        filterSize: [number, number, number] | number;
-        strides: [number, number, number] | number;
-        pad: 'valid' | 'same' | number;
-        dimRoundingMode?: 'floor' | 'round' | 'ceil';
-      };
-      const info = tf.backend_util.computePool3DInfo(
-        x!.shape as [number, number, number, number, number],
-        a.filterSize,
-        a.strides,
-        1,
-        a.pad,
-        a.dimRoundingMode,
-      );
-      const axes = [
-        {
-          out: info.outDepth,
-          size: info.inDepth,
-          stride: info.strideDepth,
-          k: info.filterDepth,
-          pad: info.padInfo.front,
-        },
-        {
-          out: info.outHeight,
-          size: info.inHeight,
-          stride: info.strideHeight,
-          k: info.filterHeight,
-          pad: info.padInfo.top,
-        },
-        {
-          out: info.outWidth,
-          size: info.inWidth,
-          stride: info.strideWidth,
-          k: info.filterWidth,
-          pad: info.padInfo.left,
-        },
-      ];
-      const stock = (g: tf.Tensor) =>
-        tf.engine().runKernel('AvgPool3DGrad', { dy: g, input: x! }, {
-          filterSize: a.filterSize,
-          strides: a.strides,
-          pad: a.pad,
-          dimRoundingMode: a.dimRoundingMode,
-        } as unknown as tf.NamedAttrMap) as tf.Tensor;
-      return { x: () => avgPoolGradient(dy as tf.Tensor, axes, stock) };
-    },
-  });
+  registerAvgPoolGradient('AvgPool', 'AvgPoolGrad', [
+    ['Height', 'top'],
+    ['Width', 'left'],
+  ]);
+  registerAvgPoolGradient('AvgPool3D', 'AvgPool3DGrad', [
+    ['Depth', 'front'],
+    ['Height', 'top'],
+    ['Width', 'left'],
+  ]);
 }
 
 /** Piecewise-constant ops without a tfjs gradient: 0 for every input (see the module comment). */

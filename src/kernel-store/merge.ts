@@ -38,19 +38,21 @@ export interface MergedStore {
   manifest: KernelManifest;
 }
 
+/** The kernel fields that must agree across shards. */
+const KERNEL_IDENTITY = [
+  'kind',
+  'dtype',
+  'indexConvention',
+  'implementation',
+  'rules',
+  'accumulation',
+  'parameters',
+  'layers',
+  'parameterCount',
+] as const;
+
 /** What must agree across the shards of one kernel (everything but rows, files, timings, machine). */
 function identity(m: KernelManifest): string {
-  const {
-    kind,
-    dtype,
-    indexConvention,
-    implementation,
-    rules,
-    accumulation,
-    parameters,
-    layers,
-    parameterCount,
-  } = m.kernel;
   return JSON.stringify({
     formatVersion: m.formatVersion,
     run: m.run ? { ...m.run, dir: null } : null,
@@ -58,17 +60,7 @@ function identity(m: KernelManifest): string {
     model: m.model,
     checkpoint: m.checkpoint,
     points: m.points,
-    kernel: {
-      kind,
-      dtype,
-      indexConvention,
-      implementation,
-      rules,
-      accumulation,
-      parameters,
-      layers,
-      parameterCount,
-    },
+    kernel: Object.fromEntries(KERNEL_IDENTITY.map((key) => [key, m.kernel[key]])),
     count: m.shard?.count,
     formats: Object.fromEntries(Object.entries(m.arrays).map(([k, v]) => [k, [v.format, v.dtype]])),
   });
