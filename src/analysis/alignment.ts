@@ -50,8 +50,8 @@ export function centeredFrobenius2(stats: KernelMatrixStats): number {
 
 /**
  * Centred kernel–target alignment A(K, Y Yᵀ) of a kernel with targets Y [n, C] (row-major; e.g.
- * one-hot labels for a scalar kernel, or the point-major flattened one-hot [N·V, 1] for a full
- * kernel). NaN when either centred matrix is zero. Pass `stats` to reuse a statistics pass.
+ * one-hot labels for a scalar kernel, or Y ⊗ I_V [N·V, V·V] (oneHotKron) for a full point-major
+ * kernel: target Gram YYᵀ ⊗ I_V, docs/theory.md §Kernel-target alignment). NaN when either centred matrix is zero. Pass `stats` to reuse a statistics pass.
  */
 export async function kernelTargetAlignment(
   matrix: KernelMatrix,

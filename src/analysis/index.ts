@@ -48,6 +48,7 @@ export {
   mseFlow,
   mseLoss,
   oneHot,
+  oneHotKron,
   splitSizes,
 } from './predict.js';
 export {

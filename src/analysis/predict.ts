@@ -12,10 +12,14 @@
  * the diagonal, as neural-tangents' `diag_reg`; negative eigenvalues from rounding are clipped to 0,
  * as neural-tangents does): with g = Uᵀ (Y − f₀(X)),
  *
- *     f_t(X) = f₀(X) + U diag(1 − e^{−λ_k t/N}) g
+ *     f_t(X) = f₀(X) + U diag(1 − e^{−λ_k t/N}) g                        (λ = 0; see below for λ > 0)
  *     f_t(x) = f₀(x) + K(x, X) U diag((1 − e^{−λ_k t/N}) / λ_k) g       (λ_k → 0: t/N)
  *     f_∞(x) = f₀(x) + K(x, X) (K + λI)⁺ (Y − f₀(X))                     (kernel (ridge) regression)
  *
+ * where λ_k, U are those of K + λI (the flow of the loss plus (λ/2N)‖θ − θ₀‖², in which the training
+ * outputs are f₀(X) + K(X, X) w like any other input's: with a ridge they do not reach Y, and at
+ * t = ∞ they are the kernel ridge regression fit f₀(X) + K (K + λI)⁻¹ (Y − f₀(X)); docs/theory.md
+ * §MSE gradient flow).
  * (neural-tangents' `gradient_descent_mse` divides by Y.size = N·V instead of N: its time
  * `t_nt = V·t` for a scalar kernel.) A scalar kernel [N, N] (a 'trace' store, or tr K/V) acts on
  * every output alike (K ⊗ I_V); a full kernel [N·V, N·V] (point-major) couples the outputs.
@@ -124,6 +128,19 @@ export function oneHot(labels: ArrayLike<number>, V: number): Float64Array {
   return out;
 }
 
+/**
+ * The class targets of a full (point-major [N·V, N·V]) kernel: Y ⊗ I_V [N·V, V·V] for the one-hot
+ * Y [N, V], whose Gram matrix is YYᵀ ⊗ I_V — the same-class kernel on every output
+ * (docs/theory.md §Kernel-target alignment): row u·V + i has a 1 in column y_u·V + i.
+ */
+export function oneHotKron(labels: ArrayLike<number>, V: number): Float64Array {
+  const C = V * V;
+  const out = new Float64Array(labels.length * V * C);
+  for (let u = 0; u < labels.length; u++)
+    for (let i = 0; i < V; i++) out[(u * V + i) * C + labels[u]! * V + i] = 1;
+  return out;
+}
+
 /** Options of {@link mseFlow}. */
 export interface MseFlowOptions {
   /** Ridge λ ≥ 0 added to the diagonal of K(X, X) (absolute). Default 0. */
@@ -215,8 +232,10 @@ export function mseFlow(split: KernelSplit, options: MseFlowOptions = {}): MseFl
     at(t: number): FlowOutputs {
       assertArgument(t >= 0 && !Number.isNaN(t), 't', t, 'a time ≥ 0 (or Infinity)');
       const factors = live();
-      // Per eigen-direction factors: train a_k = 1 − e^{−λ t/N}, test b_k = a_k / λ_k.
-      // Coefficients [a ⊙ g | b ⊙ g] as one block of 2C columns, mapped back by U at once.
+      // Per eigen-direction factors: b_k = (1 − e^{−λ_k t/N}) / λ_k (w = U diag(b) g), and for the
+      // training outputs f₀(X) + K w with K = U diag(λ_k − ridge) Uᵀ, a_k = (λ_k − ridge)⁺ b_k
+      // (= 1 − e^{−λ_k t/N} without a ridge). Coefficients [a ⊙ g | b ⊙ g] as one block of 2C
+      // columns, mapped back by U at once.
       const coefficients = new Float64Array(n * 2 * C);
       for (let j = 0; j < n; j++) {
         const l = lambda[j]!;
@@ -229,6 +248,7 @@ export function mseFlow(split: KernelSplit, options: MseFlowOptions = {}): MseFl
           a = -Math.expm1((-l * t) / N);
           b = l > 0 ? a / l : t / N;
         }
+        if (ridge > 0) a = Math.max(l - ridge, 0) * b;
         for (let c = 0; c < C; c++) {
           coefficients[j * 2 * C + c] = a * g[j * C + c]!;
           coefficients[j * 2 * C + C + c] = b * g[j * C + c]!;

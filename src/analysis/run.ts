@@ -10,8 +10,8 @@
  *     <run>/analysis/<point-set>/figures/         SVG, PNG, Vega-Lite spec of each figure
  *
  * Which matrix each measure uses: the spectrum and the kernel–target alignment use the stored
- * kernel (full [N·V, N·V] with the point-major flattened one-hot targets, or trace [N, N] with the
- * one-hot targets [N, V]); a full kernel.npy is streamed
+ * kernel (full [N·V, N·V] with the targets Y ⊗ I_V [N·V, V·V], target Gram YYᵀ ⊗ I_V, or trace
+ * [N, N] with the one-hot targets Y [N, V]); a full kernel.npy is streamed
  * in row panels from the file on every pass (npyKernelMatrix's residency 'auto'). CKA, drift and the kernel predictors use the per-point scalar kernel tr K(x, x′)/V
  * ([N, N], in memory) — the trace kernel neural-tangents uses by default.
  */
@@ -46,6 +46,7 @@ import {
   mseFlow,
   mseLoss,
   oneHot,
+  oneHotKron,
 } from './predict.js';
 import { type KernelSpectrum, kernelSpectrum } from './spectrum.js';
 
@@ -327,9 +328,10 @@ export async function analyzeRun(
     const labelsArray = await readStoreArray(dir, manifest, 'labels');
     const labels = labelsArray.data as Int32Array;
     const labelled = Array.from(labels).every((y) => y >= 0 && y < V);
-    // One-hot [N, V]: for a trace kernel targets [N, V]; for a full kernel the same array read as
-    // the point-major flattened target [N·V, 1].
-    const targets = labelled ? oneHot(labels, V) : undefined;
+    // Targets of the stored kernel (docs/theory.md §Kernel-target alignment): one-hot Y [N, V] for a
+    // trace kernel; Y ⊗ I_V [N·V, V·V] for a full kernel (target Gram YYᵀ ⊗ I_V).
+    const classes = labelled ? oneHot(labels, V) : undefined;
+    const targets = labelled ? (kind === 'full' ? oneHotKron(labels, V) : classes) : undefined;
     const stored = await storeKernelMatrix(dir, manifest, options);
     const { spectrum, targetAlignment, scalar } = await usingKernelMatrix(stored, async (matrix) => {
       const stats = await kernelMatrixStats(matrix);
@@ -340,7 +342,7 @@ export async function analyzeRun(
       const targetAlignment = targets ? await kernelTargetAlignment(matrix, targets, stats) : Number.NaN;
       return { spectrum, targetAlignment, scalar: await scalarKernel(matrix, V, kind) };
     });
-    const scalarTargetAlignment = targets ? await kernelTargetAlignmentDense(scalar, N, targets) : Number.NaN;
+    const scalarTargetAlignment = classes ? await kernelTargetAlignmentDense(scalar, N, classes) : Number.NaN;
     scalarFirst ??= scalar;
     const drift = kernelDrift(scalarFirst, scalar);
     const velocity =
@@ -373,7 +375,7 @@ export async function analyzeRun(
             output: 'trace',
             parameters: manifest.kernel.parameters as NtkParameters,
             logits: options.logits,
-            targets,
+            targets: classes,
           },
         );
       } finally {

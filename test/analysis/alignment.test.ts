@@ -7,46 +7,14 @@ import {
   kernelTargetAlignmentDense,
   npyKernelMatrix,
   oneHot,
+  oneHotKron,
 } from '../../src/analysis/index.js';
 import { InvalidArgumentError } from '../../src/errors.js';
 import { writeNpy } from '../../src/io/index.js';
 import { tempDir } from '../util/temp-dir.js';
-import { psdKernel, randomLabels } from './helpers.js';
+import { psdKernel, randomLabels, referenceAlignment } from './helpers.js';
 
 const dir = tempDir('analysis-alignment');
-
-/** Plain-loop reference: form H A H and H B H explicitly, then ⟨·,·⟩_F / (‖·‖ ‖·‖). */
-function referenceAlignment(a: ArrayLike<number>, b: ArrayLike<number>, n: number): number {
-  const center = (m: ArrayLike<number>) => {
-    const H = (i: number, j: number) => (i === j ? 1 : 0) - 1 / n;
-    const tmp = new Float64Array(n * n);
-    const out = new Float64Array(n * n);
-    for (let i = 0; i < n; i++)
-      for (let j = 0; j < n; j++) {
-        let s = 0;
-        for (let q = 0; q < n; q++) s += H(i, q) * m[q * n + j]!;
-        tmp[i * n + j] = s;
-      }
-    for (let i = 0; i < n; i++)
-      for (let j = 0; j < n; j++) {
-        let s = 0;
-        for (let q = 0; q < n; q++) s += tmp[i * n + q]! * H(q, j);
-        out[i * n + j] = s;
-      }
-    return out;
-  };
-  const ac = center(a);
-  const bc = center(b);
-  let ab = 0;
-  let aa = 0;
-  let bb = 0;
-  for (let i = 0; i < n * n; i++) {
-    ab += ac[i]! * bc[i]!;
-    aa += ac[i]! ** 2;
-    bb += bc[i]! ** 2;
-  }
-  return ab / Math.sqrt(aa * bb);
-}
 
 function targetKernel(labels: ArrayLike<number>): Float64Array {
   const n = labels.length;
@@ -80,6 +48,31 @@ describe('kernel–target alignment (centred, Cortes et al. 2012)', () => {
       oneHot(labels, 4),
     );
     expect(Math.abs(streamed - ours)).toBeLessThan(1e-14);
+  });
+
+  it('a full kernel with targets Y ⊗ I_V: the ideal kernel (YYᵀ) ⊗ I_V has alignment 1 (in memory and streamed)', async () => {
+    const V = 3;
+    const labels = [0, 0, 1, 1, 2, 2, 0, 1];
+    const n = labels.length * V;
+    const ideal = new Float64Array(n * n);
+    for (let u = 0; u < labels.length; u++)
+      for (let v = 0; v < labels.length; v++)
+        if (labels[u] === labels[v]) for (let i = 0; i < V; i++) ideal[(u * V + i) * n + v * V + i] = 1;
+    const targets = oneHotKron(labels, V);
+    expect(targets.length).toBe(n * V * V);
+    expect(await kernelTargetAlignmentDense(ideal, n, targets)).toBeCloseTo(1, 14);
+    const file = path.join(dir, 'ideal.npy');
+    await writeNpy(file, { dtype: 'float64', shape: [n, n], data: ideal });
+    const streamed = await kernelTargetAlignment(
+      await npyKernelMatrix(file, { panelBytes: 5 * n * 8, residency: 'stream' }),
+      targets,
+    );
+    expect(streamed).toBeCloseTo(1, 14);
+    // a random full kernel: the explicit centred formula with the target Gram (YYᵀ) ⊗ I_V
+    const K = psdKernel(n, 30, 7);
+    expect(
+      Math.abs((await kernelTargetAlignmentDense(K, n, targets)) - referenceAlignment(K, ideal, n)),
+    ).toBeLessThan(1e-12);
   });
 
   it('a flattened [n, 1] target: one output per row', async () => {

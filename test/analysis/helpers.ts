@@ -39,3 +39,36 @@ export function maxRelDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 export const RUN_SCIPY_TESTS =
   spawnSync(PYTHON, ['-c', 'import scipy.linalg'], { encoding: 'utf8' }).status === 0 ||
   Boolean(process.env.CI);
+
+/** Plain-loop reference: form H A H and H B H explicitly, then ⟨·,·⟩_F / (‖·‖ ‖·‖). */
+export function referenceAlignment(a: ArrayLike<number>, b: ArrayLike<number>, n: number): number {
+  const center = (m: ArrayLike<number>) => {
+    const H = (i: number, j: number) => (i === j ? 1 : 0) - 1 / n;
+    const tmp = new Float64Array(n * n);
+    const out = new Float64Array(n * n);
+    for (let i = 0; i < n; i++)
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        for (let q = 0; q < n; q++) s += H(i, q) * m[q * n + j]!;
+        tmp[i * n + j] = s;
+      }
+    for (let i = 0; i < n; i++)
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        for (let q = 0; q < n; q++) s += tmp[i * n + q]! * H(q, j);
+        out[i * n + j] = s;
+      }
+    return out;
+  };
+  const ac = center(a);
+  const bc = center(b);
+  let ab = 0;
+  let aa = 0;
+  let bb = 0;
+  for (let i = 0; i < n * n; i++) {
+    ab += ac[i]! * bc[i]!;
+    aa += ac[i]! ** 2;
+    bb += bc[i]! ** 2;
+  }
+  return ab / Math.sqrt(aa * bb);
+}

@@ -147,6 +147,69 @@ np.save(os.path.join(d, 'train.npy'), train); np.save(os.path.join(d, 'test.npy'
     expect(maxRelDiff(inf.test, await read('inf.npy'))).toBeLessThan(1e-9);
   });
 
+  it('with a ridge: training outputs are f₀ + K α_t, at t = ∞ the kernel ridge fit K(K + λI)⁻¹(Y − f₀) (float64 solve, ODE)', () => {
+    const ridge = 0.7;
+    const y = oneHot(labels, V);
+    // Direct ridge solve: α = (K + λI)⁻¹ (Y − f₀) by Gaussian elimination with partial pivoting.
+    const a = Float64Array.from(trainTrain);
+    for (let i = 0; i < N; i++) a[i * N + i] = a[i * N + i]! + ridge;
+    const rhs = Float64Array.from(y, (v, i) => v - f0Train[i]!);
+    for (let c = 0; c < N; c++) {
+      let p = c;
+      for (let r = c + 1; r < N; r++) if (Math.abs(a[r * N + c]!) > Math.abs(a[p * N + c]!)) p = r;
+      for (let j = 0; j < N; j++) [a[c * N + j], a[p * N + j]] = [a[p * N + j]!, a[c * N + j]!];
+      for (let j = 0; j < V; j++) [rhs[c * V + j], rhs[p * V + j]] = [rhs[p * V + j]!, rhs[c * V + j]!];
+      for (let r = c + 1; r < N; r++) {
+        const f = a[r * N + c]! / a[c * N + c]!;
+        for (let j = c; j < N; j++) a[r * N + j] = a[r * N + j]! - f * a[c * N + j]!;
+        for (let j = 0; j < V; j++) rhs[r * V + j] = rhs[r * V + j]! - f * rhs[c * V + j]!;
+      }
+    }
+    const alpha = new Float64Array(N * V);
+    for (let r = N - 1; r >= 0; r--) {
+      for (let j = 0; j < V; j++) {
+        let s = rhs[r * V + j]!;
+        for (let c = r + 1; c < N; c++) s -= a[r * N + c]! * alpha[c * V + j]!;
+        alpha[r * V + j] = s / a[r * N + r]!;
+      }
+    }
+    const fit = Float64Array.from(f0Train);
+    for (let u = 0; u < N; u++)
+      for (let w = 0; w < N; w++)
+        for (let j = 0; j < V; j++)
+          fit[u * V + j] = fit[u * V + j]! + trainTrain[u * N + w]! * alpha[w * V + j]!;
+    const flow = mseFlow(
+      { numClasses: V, trainTrain, testTrain, labels, initialTrain: f0Train, initialTest: f0Test },
+      { ridge },
+    );
+    const inf = flow.at(Number.POSITIVE_INFINITY);
+    expect(maxRelDiff(inf.train, fit)).toBeLessThan(1e-9);
+    // not the targets: the ridge keeps the fit off Y
+    expect(maxRelDiff(inf.train, y)).toBeGreaterThan(1e-3);
+    // finite t: α̇ = −((K + λI) α − (Y − f₀))/N (gradient flow of the loss + (λ/2N)‖θ − θ₀‖²)
+    const ode = dopri5(
+      (_t, al, da) => {
+        for (let u = 0; u < N; u++)
+          for (let j = 0; j < V; j++) {
+            let s = ridge * al[u * V + j]! - (y[u * V + j]! - f0Train[u * V + j]!);
+            for (let w = 0; w < N; w++) s += trainTrain[u * N + w]! * al[w * V + j]!;
+            da[u * V + j] = -s / N;
+          }
+      },
+      0,
+      new Float64Array(N * V),
+      [5],
+      { rtol: 1e-11, atol: 1e-12 },
+    ).y;
+    const ref = Float64Array.from(f0Train);
+    for (let u = 0; u < N; u++)
+      for (let w = 0; w < N; w++)
+        for (let j = 0; j < V; j++)
+          ref[u * V + j] = ref[u * V + j]! + trainTrain[u * N + w]! * ode[w * V + j]!;
+    expect(maxRelDiff(flow.at(5).train, ref)).toBeLessThan(1e-8);
+    flow.dispose();
+  });
+
   it('a singular kernel: t = ∞ uses the pseudo-inverse, finite t stays finite', () => {
     const low = psdKernel(10, 3, 2); // rank 3
     const lab = randomLabels(10, 2, 0);

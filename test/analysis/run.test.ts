@@ -1,6 +1,6 @@
 import { existsSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { Matrix, solve } from 'ml-matrix';
+import { EigenvalueDecomposition, Matrix, solve } from 'ml-matrix';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type AnalysisResults, analyzeRun, symmetricEigen } from '../../src/analysis/index.js';
 import { InvalidArgumentError } from '../../src/errors.js';
@@ -13,6 +13,7 @@ import {
 import { openRun, train } from '../../src/train/index.js';
 import { expectOneLineError, runCli } from '../cli/run-cli.js';
 import { tempDir } from '../util/temp-dir.js';
+import { referenceAlignment } from './helpers.js';
 
 const root = tempDir('analysis-run');
 const run = path.join(root, 'run');
@@ -92,6 +93,51 @@ describe('analyzeRun', () => {
     expect(last!.driftFromFirst.relativeChange).toBeGreaterThan(0);
     expect(last!.ckaFirst).toBeLessThan(1);
     expect(last!.velocity).toBeGreaterThan(0);
+  });
+
+  it('full store: target alignment and label energy use the target Gram (YYᵀ) ⊗ I_V (plain loops, ml-matrix eigenvectors)', async () => {
+    const stores = (await listKernelStores(run)).filter((s) => s.pointSet === 'full');
+    const N = 24;
+    const V = 3;
+    const n = N * V;
+    for (const [i, c] of results.checkpoints.entries()) {
+      const store = await readKernelStore(stores[i]!.dir);
+      const K = Float64Array.from(store.kernel.data as Float32Array);
+      const labels = store.labels!.data as Int32Array;
+      const T = new Float64Array(n * n);
+      for (let u = 0; u < N; u++)
+        for (let v = 0; v < N; v++)
+          if (labels[u] === labels[v]) for (let j = 0; j < V; j++) T[(u * V + j) * n + v * V + j] = 1;
+      // 1e-7: entk centres through uncentred statistics (‖K‖² − (2/n)‖K1‖² + …), which cancels the
+      // large constant part of a logit kernel (observed differences ≈ 1e-8; the bug this guards was 0.5)
+      expect(Math.abs(c.targetAlignment - referenceAlignment(K, T, n))).toBeLessThan(1e-7);
+      // label energy: Σ_{j<k} ‖u_jᵀ Ŷ‖² / ‖Ŷ‖²_F with Ŷ = H (Y ⊗ I_V), columns (class, output)
+      const eig = new EigenvalueDecomposition(
+        new Matrix(Array.from({ length: n }, (_, r) => Array.from(K.subarray(r * n, r * n + n)))),
+        { assumeSymmetric: true },
+      );
+      const order = eig.realEigenvalues.map((l, j) => [l, j] as const).sort((a, b) => b[0] - a[0]);
+      const Y = Array.from({ length: n }, (_, r) =>
+        Array.from({ length: V * V }, (_, col): number =>
+          col === labels[Math.floor(r / V)]! * V + (r % V) ? 1 : 0,
+        ),
+      );
+      for (let col = 0; col < V * V; col++) {
+        const mean = Y.reduce((s, row) => s + row[col]!, 0) / n;
+        for (const row of Y) row[col]! -= mean;
+      }
+      const total = Y.reduce((s, row) => s + row.reduce((a, x) => a + x * x, 0), 0);
+      let cumulative = 0;
+      c.spectrum.labelEnergy!.forEach((e, k) => {
+        const j = order[k]![1];
+        for (let col = 0; col < V * V; col++) {
+          let p = 0;
+          for (let r = 0; r < n; r++) p += eig.eigenvectorMatrix.get(r, j) * Y[r]![col]!;
+          cumulative += p * p;
+        }
+        expect(Math.abs(e - cumulative / total)).toBeLessThan(1e-6);
+      });
+    }
   });
 
   it('kernel regression and network accuracy equal an independent computation (ml-matrix solve)', async () => {
