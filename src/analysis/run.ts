@@ -2,7 +2,8 @@
  * Kernel analysis of a run: for every checkpoint's kernel store of one point set, the spectrum,
  * the alignment with the labels, how far the kernel moved (CKA and the drift measures of
  * src/compare), and how good a classifier the kernel is (kernel regression, and the linearised
- * network trained by cross-entropy flow from the checkpoint) next to the network itself. Writes
+ * network trained by cross-entropy flow from the checkpoint: with the full kernel of a full store,
+ * with tr K/V ⊗ I_V of a trace store) next to the network itself. Writes
  *
  *     <run>/analysis/<point-set>/analysis.json    every number, per checkpoint (AnalysisResults)
  *     <run>/analysis/<point-set>/report.html      spectrum / alignment over training, accuracy table, per-layer contributions (option layers)
@@ -12,7 +13,7 @@
  * Which matrix each measure uses: the spectrum and the kernel–target alignment use the stored
  * kernel (full [N·V, N·V] with the targets Y ⊗ I_V [N·V, V·V], target Gram YYᵀ ⊗ I_V, or trace
  * [N, N] with the one-hot targets Y [N, V]); a full kernel.npy is streamed
- * in row panels from the file on every pass (npyKernelMatrix's residency 'auto'). CKA, drift and the kernel predictors use the per-point scalar kernel tr K(x, x′)/V
+ * in row panels from the file on every pass (npyKernelMatrix's residency 'auto'). CKA, drift and kernel regression use the per-point scalar kernel tr K(x, x′)/V
  * ([N, N], in memory) — the trace kernel neural-tangents uses by default.
  */
 import * as path from 'node:path';
@@ -88,8 +89,18 @@ export interface PredictorComparison {
   network: { testAccuracy: number; testLoss: number; trainAccuracy: number };
   /** Kernel ridge regression on one-hot targets from f₀ = 0 (MSE flow at t = ∞). */
   kernelRegression: { testAccuracy: number; testMse: number; trainAccuracy: number; ridge: number };
-  /** The linearised network from the checkpoint, cross-entropy flow on the training points for time t. */
-  linearized: { time: number; testAccuracy: number; testLoss: number; trainAccuracy: number };
+  /**
+   * The linearised network from the checkpoint, cross-entropy flow on the training points for time t,
+   * with the stored full kernel (`kernel: 'full'`, the network linearised at the checkpoint) or, for a
+   * trace store, the scalar kernel tr K/V ⊗ I_V (`kernel: 'scalar'`, an approximation of it).
+   */
+  linearized: {
+    time: number;
+    testAccuracy: number;
+    testLoss: number;
+    trainAccuracy: number;
+    kernel: 'full' | 'scalar';
+  };
 }
 
 /** The analysis of one checkpoint's kernel. */
@@ -194,6 +205,45 @@ function pick(a: Float64Array | Float32Array, rows: number[], V: number): Float6
   return out;
 }
 
+/** Train and test point indices of a store (by source). */
+function splitIndices(sources: string[]): { train: number[]; test: number[] } {
+  return {
+    train: sources.flatMap((s, i) => (s === 'train' ? [i] : [])),
+    test: sources.flatMap((s, i) => (s === 'test' ? [i] : [])),
+  };
+}
+
+/**
+ * The blocks K(X, X) [N_tr·V, N_tr·V] and K(x, X) [M·V, N_tr·V] (point-major) of a full kernel, in one
+ * pass over its row panels.
+ */
+async function fullBlocks(
+  matrix: KernelMatrix,
+  V: number,
+  train: number[],
+  test: number[],
+): Promise<{ trainTrain: Float64Array; testTrain: Float64Array }> {
+  const nv = matrix.size;
+  const width = train.length * V;
+  const trainTrain = new Float64Array(width * width);
+  const testTrain = new Float64Array(test.length * V * width);
+  const slot = new Map<number, { out: Float64Array; row: number }>();
+  for (const [a, p] of train.entries()) slot.set(p, { out: trainTrain, row: a });
+  for (const [a, p] of test.entries()) slot.set(p, { out: testTrain, row: a });
+  await matrix.forEachPanel((start, rows, panel) => {
+    for (let r = 0; r < rows; r++) {
+      const target = slot.get(Math.floor((start + r) / V));
+      if (!target) continue;
+      const i = (start + r) % V;
+      const base = (target.row * V + i) * width;
+      train.forEach((q, b) => {
+        for (let j = 0; j < V; j++) target.out[base + b * V + j] = panel[r * nv + q * V + j]!;
+      });
+    }
+  });
+  return { trainTrain, testTrain };
+}
+
 /** Compare the network with the kernel predictors on a store's train/test points. */
 function comparePredictors(
   scalar: Float64Array,
@@ -204,9 +254,9 @@ function comparePredictors(
   sources: string[],
   ridgeRelative: number,
   time: number,
+  full: { trainTrain: Float64Array; testTrain: Float64Array } | null,
 ): PredictorComparison | null {
-  const train = sources.flatMap((s, i) => (s === 'train' ? [i] : []));
-  const test = sources.flatMap((s, i) => (s === 'test' ? [i] : []));
+  const { train, test } = splitIndices(sources);
   if (train.length === 0 || test.length === 0) return null;
   const yTrain = train.map((i) => labels[i]!);
   const yTest = test.map((i) => labels[i]!);
@@ -237,8 +287,17 @@ function comparePredictors(
     }
     return out;
   };
+  // The linearised network: the full kernel when the store has it (docs/theory.md §POP-ODE), else
+  // the scalar kernel ⊗ I_V.
   const ce = crossEntropyFlow(
-    { numClasses: V, trainTrain, testTrain, labels: yTrain, initialTrain: f0Train, initialTest: f0Test },
+    {
+      numClasses: V,
+      trainTrain: full?.trainTrain ?? trainTrain,
+      testTrain: full?.testTrain ?? testTrain,
+      labels: yTrain,
+      initialTrain: f0Train,
+      initialTest: f0Test,
+    },
     { times: [time] },
   );
   return {
@@ -258,6 +317,7 @@ function comparePredictors(
       testAccuracy: accuracy(ce.test, yTest, V),
       testLoss: crossEntropyLoss(ce.test, yTest, V),
       trainAccuracy: accuracy(ce.train, yTrain, V),
+      kernel: full ? 'full' : 'scalar',
     },
   };
 }
@@ -333,14 +393,17 @@ export async function analyzeRun(
     const classes = labelled ? oneHot(labels, V) : undefined;
     const targets = labelled ? (kind === 'full' ? oneHotKron(labels, V) : classes) : undefined;
     const stored = await storeKernelMatrix(dir, manifest, options);
-    const { spectrum, targetAlignment, scalar } = await usingKernelMatrix(stored, async (matrix) => {
+    const { train, test } = splitIndices(manifest.points.sources);
+    const withPredictors = labelled && train.length > 0 && test.length > 0;
+    const { spectrum, targetAlignment, scalar, full } = await usingKernelMatrix(stored, async (matrix) => {
       const stats = await kernelMatrixStats(matrix);
       const spectrum = await kernelSpectrum(matrix, { k, targets, method, stats });
       log(
         `${entry.checkpointId}: spectrum (${spectrum.method}, ${spectrum.passes} passes) λ₁ = ${spectrum.top[0]}`,
       );
       const targetAlignment = targets ? await kernelTargetAlignment(matrix, targets, stats) : Number.NaN;
-      return { spectrum, targetAlignment, scalar: await scalarKernel(matrix, V, kind) };
+      const full = kind === 'full' && withPredictors ? await fullBlocks(matrix, V, train, test) : null;
+      return { spectrum, targetAlignment, scalar: await scalarKernel(matrix, V, kind), full };
     });
     const scalarTargetAlignment = classes ? await kernelTargetAlignmentDense(scalar, N, classes) : Number.NaN;
     scalarFirst ??= scalar;
@@ -361,6 +424,7 @@ export async function analyzeRun(
             manifest.points.sources,
             ridge,
             time,
+            full,
           )
         : null;
     let layers: CheckpointAnalysis['layers'];
@@ -419,6 +483,9 @@ export async function analyzeRun(
   return { results, dir, report };
 }
 
+/** The participation ratio of a spectrum (analysis.json written before the field: `effectiveRank`). */
+const participationRatio = (s: KernelSpectrum) => s.participationRatio ?? s.effectiveRank;
+
 const finite = (x: number | null | undefined) =>
   x !== null && x !== undefined && Number.isFinite(x) ? x : null;
 
@@ -444,13 +511,23 @@ export async function analysisReport(results: AnalysisResults): Promise<Report> 
   });
   const rankFigure = await overTrainingFigure({
     id: 'effective-rank-over-training',
-    title: 'Effective rank and label energy over training',
+    title: 'Participation ratio and effective rank over training',
     steps,
     logX,
-    yTitle: 'effective rank (tr K)² / ‖K‖²_F',
+    yTitle: 'number of directions',
     description:
-      'Effective rank (participation ratio of the eigenvalues): how many directions the kernel spreads over',
-    series: [{ name: 'effective rank', values: cps.map((c) => finite(c.spectrum.effectiveRank)) }],
+      'Participation ratio (tr K)²/‖K‖²_F and, where the whole spectrum was computed, the entropy effective rank exp(−Σ p log p), p = λ/Σλ (docs/theory.md §Effective rank): how many directions the kernel spreads over',
+    series: [
+      { name: 'participation ratio', values: cps.map((c) => finite(participationRatio(c.spectrum))) },
+      ...(cps.some((c) => finite(c.spectrum.entropyEffectiveRank) !== null)
+        ? [
+            {
+              name: 'effective rank (entropy)',
+              values: cps.map((c) => finite(c.spectrum.entropyEffectiveRank)),
+            },
+          ]
+        : []),
+    ],
   });
   const energyIndex = Math.min(K, 10) - 1;
   const energyFigure = await overTrainingFigure({
@@ -479,6 +556,12 @@ export async function analysisReport(results: AnalysisResults): Promise<Report> 
     ],
   });
   const withPredictors = cps.filter((c) => c.predictors);
+  // analysis.json written before the field existed always used the scalar kernel
+  const linearizedKernel = withPredictors[0]?.predictors?.linearized.kernel ?? 'scalar';
+  const linearizedText =
+    linearizedKernel === 'full'
+      ? 'the network linearised at the checkpoint (its full eNTK)'
+      : 'the scalar-kernel approximation of the network linearised at the checkpoint (kernel tr K/V ⊗ I_V, the output coupling of the eNTK dropped)';
   const figures = [spectrumFigure, rankFigure, energyFigure];
   const accuracyFigure =
     withPredictors.length > 0
@@ -488,7 +571,7 @@ export async function analysisReport(results: AnalysisResults): Promise<Report> 
           steps,
           logX,
           yTitle: 'test accuracy (store test points)',
-          description: `Test accuracy on the ${results.numTest} test points of the network, of kernel ridge regression with the checkpoint's eNTK, and of the linearised network trained from the checkpoint (cross-entropy flow to t = ${results.options.time})`,
+          description: `Test accuracy on the ${results.numTest} test points of the network, of kernel ridge regression with the checkpoint's eNTK, and of ${linearizedText} trained from the checkpoint (cross-entropy flow to t = ${results.options.time})`,
           series: [
             { name: 'network', values: cps.map((c) => finite(c.predictors?.network.testAccuracy)) },
             {
@@ -496,7 +579,8 @@ export async function analysisReport(results: AnalysisResults): Promise<Report> 
               values: cps.map((c) => finite(c.predictors?.kernelRegression.testAccuracy)),
             },
             {
-              name: 'linearised (CE flow)',
+              name:
+                linearizedKernel === 'full' ? 'linearised (CE flow)' : 'linearised, scalar kernel (CE flow)',
               values: cps.map((c) => finite(c.predictors?.linearized.testAccuracy)),
             },
           ],
@@ -505,7 +589,7 @@ export async function analysisReport(results: AnalysisResults): Promise<Report> 
   const table: ReportTable = {
     id: 'predictors',
     title: 'eNTK predictors vs the network at each checkpoint',
-    caption: `Test points of the point set (${results.numTest}); kernel regression trained on its ${results.numTrain} training points (one-hot targets, ridge ${results.options.ridge} × mean diagonal, f₀ = 0); linearised: the network linearised at the checkpoint, cross-entropy gradient flow on the training points to t = ${results.options.time}.`,
+    caption: `Test points of the point set (${results.numTest}); kernel regression trained on its ${results.numTrain} training points (one-hot targets, ridge ${results.options.ridge} × mean diagonal, f₀ = 0); linearised: ${linearizedText}, cross-entropy gradient flow on the training points to t = ${results.options.time}.`,
     rowHeader: 'checkpoint',
     columns: [
       { key: 'networkAccuracy', label: 'network acc.' },
@@ -515,7 +599,8 @@ export async function analysisReport(results: AnalysisResults): Promise<Report> 
       { key: 'linearizedLoss', label: 'linearised CE', unit: 'nats' },
       { key: 'kernelMse', label: 'kernel regr. MSE' },
       { key: 'targetAlignment', label: 'target alignment' },
-      { key: 'effectiveRank', label: 'effective rank' },
+      { key: 'participationRatio', label: 'participation ratio' },
+      { key: 'entropyEffectiveRank', label: 'effective rank (entropy)' },
     ],
     rows: cps.map((c) => ({
       key: c.id,
@@ -528,7 +613,8 @@ export async function analysisReport(results: AnalysisResults): Promise<Report> 
         linearizedLoss: finite(c.predictors?.linearized.testLoss),
         kernelMse: finite(c.predictors?.kernelRegression.testMse),
         targetAlignment: finite(c.targetAlignment),
-        effectiveRank: finite(c.spectrum.effectiveRank),
+        participationRatio: finite(participationRatio(c.spectrum)),
+        entropyEffectiveRank: finite(c.spectrum.entropyEffectiveRank),
       },
     })),
   };
@@ -541,7 +627,7 @@ export async function analysisReport(results: AnalysisResults): Promise<Report> 
       {
         id: 'spectrum',
         title: 'Spectrum over training',
-        text: 'Top eigenvalues (block Lanczos with full reorthogonalisation, or a full decomposition for small kernels), the effective rank (tr K)²/‖K‖²_F, and the fraction of the centred label signal in the top eigenvectors.',
+        text: 'Top eigenvalues (block Lanczos with full reorthogonalisation, or a full decomposition for small kernels), the participation ratio (tr K)²/‖K‖²_F and the entropy effective rank (docs/theory.md §Effective rank; with a full decomposition only), and the fraction of the centred label signal in the top eigenvectors.',
         figures,
       },
       {

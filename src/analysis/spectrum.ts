@@ -4,10 +4,12 @@
  * much of the (centred) label signal lies in the top eigenvectors.
  *
  * Definitions (λ_i the eigenvalues, clipped at 0 where a ratio needs non-negative values):
- * - **effective rank** (participation ratio) r_eff = (Σ λ_i)² / Σ λ_i² = tr(K)² / ‖K‖_F² — exact
- *   from one pass (no eigenvalues needed), between 1 (rank one) and n (K ∝ I);
- * - **entropy effective rank** (Roy & Vetterli 2007) exp(−Σ p_i log p_i), p_i = λ_i / Σ λ — needs the
- *   whole spectrum: reported only for a full decomposition, else null;
+ * - **participation ratio** (`participationRatio`; also under its earlier name `effectiveRank`)
+ *   (Σ λ_i)² / Σ λ_i² = tr(K)² / ‖K‖_F² — exact from one pass (no eigenvalues needed), between 1
+ *   (rank one) and n (K ∝ I);
+ * - **entropy effective rank** (`entropyEffectiveRank`, the effective rank of docs/theory.md
+ *   §Effective rank; Roy & Vetterli 2007) exp(−Σ p_i log p_i), p_i = λ_i / Σ λ — needs the whole
+ *   spectrum: reported only for a full decomposition, else null;
  * - **condition number** λ_max / λ_min — full decomposition only (Infinity when λ_min ≤ 0), else null;
  * - **label energy** of the top j eigenvectors: Σ_{i<j} ‖u_iᵀ Ŷ‖² / ‖Ŷ‖_F² for the centred targets
  *   Ŷ = H Y (the fraction of the label signal a kernel method fits first: gradient flow on the MSE
@@ -49,9 +51,15 @@ export interface KernelSpectrum {
   trace: number;
   /** ‖K‖_F */
   frobenius: number;
-  /** tr(K)² / ‖K‖_F² */
+  /** Participation ratio tr(K)² / ‖K‖_F² (docs/theory.md §Effective rank; not the entropy rank). */
+  participationRatio: number;
+  /**
+   * The same number as {@link participationRatio}, under its earlier name (kept so that analysis.json
+   * files and code reading `effectiveRank` keep working).
+   * @deprecated use participationRatio (or entropyEffectiveRank for the entropy effective rank).
+   */
   effectiveRank: number;
-  /** exp(entropy of λ/Σλ); null unless method 'full'. */
+  /** The effective rank of docs/theory.md §Effective rank: exp(entropy of λ/Σλ); null unless method 'full'. */
   entropyEffectiveRank: number | null;
   /** λ_max / λ_min; null unless method 'full'. */
   conditionNumber: number | null;
@@ -144,13 +152,15 @@ export async function kernelSpectrum(
   }
   let topSum = 0;
   for (const l of values) topSum += l;
+  const participationRatio = stats.frobenius2 > 0 ? stats.trace ** 2 / stats.frobenius2 : Number.NaN;
   return {
     size: n,
     method: useFull ? 'full' : 'lanczos',
     top: Array.from(values),
     trace: stats.trace,
     frobenius: Math.sqrt(stats.frobenius2),
-    effectiveRank: stats.frobenius2 > 0 ? stats.trace ** 2 / stats.frobenius2 : Number.NaN,
+    participationRatio,
+    effectiveRank: participationRatio,
     entropyEffectiveRank,
     conditionNumber,
     topTraceFraction: stats.trace !== 0 ? topSum / stats.trace : Number.NaN,

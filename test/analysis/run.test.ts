@@ -2,7 +2,13 @@ import { existsSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { EigenvalueDecomposition, Matrix, solve } from 'ml-matrix';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { type AnalysisResults, analyzeRun, symmetricEigen } from '../../src/analysis/index.js';
+import {
+  type AnalysisResults,
+  analysisReport,
+  analyzeRun,
+  symmetricEigen,
+} from '../../src/analysis/index.js';
+import { dopri5 } from '../../src/dynamics/index.js';
 import { InvalidArgumentError } from '../../src/errors.js';
 import {
   computeKernelStores,
@@ -168,6 +174,82 @@ describe('analyzeRun', () => {
     expect(p.linearized.testLoss).toBeGreaterThan(0);
   });
 
+  it('full store: the linearised network uses the full kernel (float64 plain-loop cross-entropy flow); the report says so', async () => {
+    const stores = (await listKernelStores(run)).filter((s) => s.pointSet === 'full');
+    const store = await readKernelStore(stores[2]!.dir);
+    const N = 24;
+    const V = 3;
+    const K = store.kernel.data as Float32Array;
+    const labels = store.labels!.data as Int32Array;
+    const logits = store.logits!.data as Float32Array;
+    const src = store.manifest.points.sources;
+    const tr = src.flatMap((s, i) => (s === 'train' ? [i] : []));
+    const te = src.flatMap((s, i) => (s === 'test' ? [i] : []));
+    const pts = [...tr, ...te];
+    // ż(α)_i = (1/N_tr) Σ_u Σ_j K((α,i),(u,j)) (e_{y_u} − softmax z_u)_j over the training points u
+    const rhs = (_t: number, z: Float64Array, dz: Float64Array) => {
+      const r = new Float64Array(tr.length * V);
+      tr.forEach((_u, a) => {
+        const m = Math.max(...z.subarray(a * V, a * V + V));
+        let s = 0;
+        for (let j = 0; j < V; j++) s += Math.exp(z[a * V + j]! - m);
+        for (let j = 0; j < V; j++)
+          r[a * V + j] = (labels[tr[a]!] === j ? 1 : 0) - Math.exp(z[a * V + j]! - m) / s;
+      });
+      pts.forEach((p, b) => {
+        for (let i = 0; i < V; i++) {
+          let acc = 0;
+          tr.forEach((u, a) => {
+            for (let j = 0; j < V; j++) acc += K[(p * V + i) * N * V + u * V + j]! * r[a * V + j]!;
+          });
+          dz[b * V + i] = acc / tr.length;
+        }
+      });
+    };
+    const z0 = Float64Array.from(pts.flatMap((p) => Array.from(logits.subarray(p * V, p * V + V))));
+    const z = dopri5(rhs, 0, z0, [10], { rtol: 1e-10, atol: 1e-12 }).y;
+    let loss = 0;
+    te.forEach((p, b) => {
+      const row = z.subarray((tr.length + b) * V, (tr.length + b + 1) * V);
+      const m = Math.max(...row);
+      const l = m + Math.log(row.reduce((s, x) => s + Math.exp(x - m), 0));
+      loss += (l - row[labels[p]!]!) / te.length;
+    });
+    const p = results.checkpoints[2]!.predictors!;
+    expect(p.linearized.kernel).toBe('full');
+    expect(Math.abs(p.linearized.testLoss - loss)).toBeLessThan(1e-6 * Math.max(1, loss));
+    const html = await fs.readFile(path.join(dir, 'report.html'), 'utf8');
+    expect(html).toContain('the network linearised at the checkpoint (its full eNTK)');
+  });
+
+  it('report: the participation ratio and the entropy effective rank under their own names (docs/theory.md §Effective rank)', async () => {
+    const report = await analysisReport(results);
+    const table = report.sections.find((x) => x.id === 'predictors')!.tables![0]!;
+    expect(table.columns.map((c) => c.label)).toEqual(
+      expect.arrayContaining(['participation ratio', 'effective rank (entropy)']),
+    );
+    expect(table.columns.map((c) => c.label)).not.toContain('effective rank');
+    const c = results.checkpoints[2]!;
+    const lambda = symmetricEigen(
+      (await readKernelStore((await listKernelStores(run)).filter((s) => s.pointSet === 'full')[2]!.dir))
+        .kernel.data as Float32Array,
+      72,
+    ).values.map((l) => Math.max(l, 0));
+    const total = lambda.reduce((a, l) => a + l, 0);
+    const entropy = lambda.reduce((a, l) => (l > 0 ? a - (l / total) * Math.log(l / total) : a), 0);
+    const row = table.rows[2]!.values;
+    expect(Math.abs((row.entropyEffectiveRank as number) - Math.exp(entropy))).toBeLessThan(1e-9);
+    const pr = total ** 2 / lambda.reduce((a, l) => a + l * l, 0);
+    expect(Math.abs((row.participationRatio as number) - pr) / pr).toBeLessThan(1e-6);
+    expect(c.spectrum.participationRatio).toBe(row.participationRatio);
+    // an analysis.json written before the field existed (effectiveRank only) still renders
+    const old = structuredClone(results);
+    for (const x of old.checkpoints) delete (x.spectrum as Partial<typeof x.spectrum>).participationRatio;
+    const oldRow = (await analysisReport(old)).sections.find((x) => x.id === 'predictors')!.tables![0]!
+      .rows[2]!;
+    expect(oldRow.values.participationRatio).toBe(row.participationRatio);
+  });
+
   it('a trace store gives the same scalar-kernel measures; Lanczos agrees with the full decomposition', async () => {
     const trace = await analyzeRun(run, {
       points: 'trace',
@@ -196,7 +278,11 @@ describe('analyzeRun', () => {
       expect(c.predictors!.kernelRegression.testAccuracy).toBe(
         viaFull.predictors!.kernelRegression.testAccuracy,
       );
+      expect(c.predictors!.linearized.kernel).toBe('scalar');
     });
+    const report = await analysisReport(trace.results);
+    const caption = report.sections.find((x) => x.id === 'predictors')!.tables![0]!.caption;
+    expect(caption).toContain('the scalar-kernel approximation of the network linearised at the checkpoint');
   });
 
   it('per-layer contributions: traces sum to the stored trace kernel, the report shows them', async () => {

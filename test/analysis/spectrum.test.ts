@@ -388,7 +388,8 @@ describe('kernelSpectrum', () => {
     expect(s.top).toEqual([4, 2]);
     expect(s.trace).toBe(8);
     expect(s.frobenius).toBeCloseTo(Math.sqrt(22), 14);
-    expect(s.effectiveRank).toBeCloseTo(64 / 22, 14);
+    expect(s.participationRatio).toBeCloseTo(64 / 22, 14);
+    expect(s.effectiveRank).toBe(s.participationRatio); // the earlier name of the same number
     const p = [0.5, 0.25, 0.125, 0.125];
     expect(s.entropyEffectiveRank).toBeCloseTo(Math.exp(-p.reduce((a, q) => a + q * Math.log(q), 0)), 12);
     expect(s.conditionNumber).toBe(4);
