@@ -476,11 +476,43 @@ function validate(o: FinetuneOptions) {
 }
 
 /**
- * Refuse a finetune whose per-step arrays do not fit in memory, before allocating any of them:
- * R = ⌊steps / recordEvery⌋ + 1 (+1 for a last step off the grid) recorded steps of P·V float64 log-probs (+ loss, distance and the
- * step list), K = 1 + ⌊steps / refreshEvery⌋ kernels of (N·V)² + (M·V)(N·V) float32, and for
- * minibatches the schedule (steps × batchSize indices).
+ * Refuse a finetune whose arrays do not fit in the memory budget (ENTK_MEMORY_BYTES, else the
+ * machine's memory), before allocating any of them. Counted: R = ⌊steps / recordEvery⌋ + 1 (+1 for
+ * a last step off the grid) recorded steps of P·V float64 log-probs (+ loss, distance and the step
+ * list); K = 1 + ⌊steps / refreshEvery⌋ held kernels, each K(u, u′) (N·V)², K(o, u) (M·V)(N·V) and
+ * K(o, o′) (M·V)² float32 plus the logits and probabilities P·V float32; for minibatches the
+ * schedule (steps × batchSize indices); and the largest transient array, the assembled store
+ * kernel (P·V)² float32 written per kernel step (assembleKernel), which is at least as large as one
+ * kernel computation's output copied into the recorder.
  */
+function finetuneMemoryBytes(s: {
+  steps: number;
+  batchSize?: number;
+  mode: FinetuneMode;
+  recordEvery: number;
+  refreshEvery: number;
+  N: number;
+  M: number;
+  V: number;
+}): {
+  bytes: number;
+  recorded: number;
+  kernels: number;
+  perKernel: number;
+  assembled: number;
+  schedule: number;
+} {
+  const { steps, N, M, V } = s;
+  const P = N + M;
+  const recorded = Math.floor(steps / s.recordEvery) + 1 + (steps % s.recordEvery === 0 ? 0 : 1);
+  const kernels = 1 + (s.refreshEvery > 0 ? Math.floor(steps / s.refreshEvery) : 0);
+  const perKernel = ((N * V) ** 2 + M * V * N * V + (M * V) ** 2 + 2 * P * V) * 4;
+  const assembled = (P * V) ** 2 * 4;
+  const schedule = s.mode === 'minibatch' ? steps * (s.batchSize ?? 1) * 8 : 0;
+  const bytes = kernels * perKernel + recorded * (P * V * 8 + 3 * 8) + schedule + assembled;
+  return { bytes, recorded, kernels, perKernel, assembled, schedule };
+}
+
 function checkFinetuneMemory(
   options: FinetuneOptions,
   s: { mode: FinetuneMode; recordEvery: number; refreshEvery: number; N: number; M: number; V: number },
@@ -488,18 +520,25 @@ function checkFinetuneMemory(
   const { steps } = options;
   const { N, M, V } = s;
   const P = N + M;
-  const recorded = Math.floor(steps / s.recordEvery) + 1 + (steps % s.recordEvery === 0 ? 0 : 1);
-  const kernels = 1 + (s.refreshEvery > 0 ? Math.floor(steps / s.refreshEvery) : 0);
-  const kernelBytes = kernels * (N * V + M * V) * N * V * 4;
-  const recordBytes = recorded * (P * V * 8 + 3 * 8);
-  const scheduleBytes = s.mode === 'minibatch' ? steps * (options.batchSize ?? 1) * 8 : 0;
-  const bytes = kernelBytes + recordBytes + scheduleBytes;
+  const need = finetuneMemoryBytes({ ...s, steps, batchSize: options.batchSize });
+  const available = memoryBudget();
   const what =
-    `the finetune recording (${recorded} recorded steps × ${P} points × ${V} classes × 8 B` +
-    `, ${kernels} kernel(s) of ${N * V + M * V}×${N * V} float32` +
-    (scheduleBytes > 0 ? `, a schedule of ${steps}×${options.batchSize} indices` : '') +
-    '; raise recordEvery / refreshEvery or lower steps)';
-  assertFits({ what, bytes, available: memoryBudget(), argument: 'steps', received: steps });
+    `the finetune recording (${need.recorded} recorded steps × ${P} points × ${V} classes × 8 B` +
+    `, ${need.kernels} kernel(s) of (${N}+${M} points × ${V} classes)² float32 with K(o, o′)` +
+    `, the assembled ${P * V}×${P * V} store kernel` +
+    (need.schedule > 0 ? `, a schedule of ${steps}×${options.batchSize} indices` : '') +
+    '; raise recordEvery / refreshEvery, lower steps or the observed points, or raise ENTK_MEMORY_BYTES)';
+  // Fewer steps cannot help when one kernel (and its store) alone is too large: name the observed points.
+  const oneKernel = need.perKernel + need.assembled + 2 * (P * V * 8 + 24);
+  const tooManyPoints = oneKernel > available;
+  assertFits({
+    what,
+    bytes: need.bytes,
+    available,
+    where: process.env.ENTK_MEMORY_BYTES ? 'memory (the budget ENTK_MEMORY_BYTES)' : 'memory',
+    argument: tooManyPoints ? 'observe' : 'steps',
+    received: tooManyPoints ? `${M} observed points (and ${N} finetune points)` : steps,
+  });
 }
 
 /**

@@ -78,6 +78,61 @@ function referenceLogProbs(x: number[]): number[] {
 }
 
 describe('finetune of a user model', () => {
+  it('memory guard: counts every kernel block, K(o, o′) and the assembled store — refuses above the budget, runs at it', async () => {
+    // Many observed points, few finetune points: K(o, o′) and the assembled (P·V)² kernel dominate.
+    const Mo = 60;
+    const obsCsv = path.join(root, 'many-watch.csv');
+    await writeCsv(
+      obsCsv,
+      ['id', 'f0', 'f1', 'f2', 'f3'],
+      Array.from({ length: Mo }, (_, n) => [
+        `o${n}`,
+        ...Array.from({ length: D }, (_, j) => feature(n + 50, j)),
+      ]),
+    );
+    const steps = 4;
+    const refreshEvery = 2;
+    // What the recorder holds, counted from first principles (float32 kernels, float64 log-probs):
+    const P = N + Mo;
+    const kernels = 1 + steps / refreshEvery; // steps 0, 2, 4
+    const perKernel = 4 * ((N * V) ** 2 + Mo * V * N * V + (Mo * V) ** 2) + 4 * 2 * P * V; // + logits, probabilities
+    const recorded = steps + 1;
+    const trajectory = recorded * (8 * P * V + 3 * 8);
+    const assembled = 4 * (P * V) ** 2; // the store's [P·V, P·V] kernel, built when writing
+    const need = kernels * perKernel + trajectory + assembled;
+    // what the guard counted before: kernels × (N·V + M·V)·N·V float32 + the trajectory
+    const oldEstimate = kernels * (N * V + Mo * V) * N * V * 4 + trajectory;
+    expect(oldEstimate).toBeLessThan(need / 10);
+    const options = {
+      model: modelJson,
+      points: `file:${trainCsv}`,
+      observe: `file:${obsCsv}`,
+      learningRate: 0.1,
+      steps,
+      refreshEvery,
+    };
+    const saved = process.env.ENTK_MEMORY_BYTES;
+    try {
+      process.env.ENTK_MEMORY_BYTES = String(need - 1);
+      const refused = finetune({ ...options, out: path.join(root, 'mem-refused') });
+      await expect(refused).rejects.toThrow(InvalidArgumentError);
+      await expect(finetune({ ...options, out: path.join(root, 'mem-refused') })).rejects.toThrow(
+        /^steps: expected a value for which the finetune recording .*K\(o, o′\).* fits: it needs .* of memory \(the budget ENTK_MEMORY_BYTES\), .* available, received 4$/,
+      );
+      // one kernel and its store alone above the budget: fewer steps cannot help, the observed points are named
+      process.env.ENTK_MEMORY_BYTES = String(perKernel);
+      await expect(finetune({ ...options, out: path.join(root, 'mem-refused') })).rejects.toThrow(
+        /^observe: expected .* received "60 observed points \(and 6 finetune points\)"$/,
+      );
+      process.env.ENTK_MEMORY_BYTES = String(need);
+      const r = await finetune({ ...options, out: path.join(root, 'mem-ok') });
+      expect(r.manifest.kernels.map((k) => k.step)).toEqual([0, 2, 4]);
+    } finally {
+      if (saved === undefined) delete process.env.ENTK_MEMORY_BYTES;
+      else process.env.ENTK_MEMORY_BYTES = saved;
+    }
+  });
+
   it('records SGD on a model.json + points files, identified by sha256, and POP-MU reproduces it', async () => {
     const out = path.join(root, 'rec');
     const r = await finetune({
