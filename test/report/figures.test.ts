@@ -183,6 +183,26 @@ describe('errorOverStepsFigure and kernelDriftFigure', () => {
     expect(fig.numbers.lastStep).toBe(295);
   });
 
+  it('caption: against the network by default; subject, x axis and reading are parameters (POP-MU vs POP-ODE over time)', async () => {
+    const data = errorData(20);
+    const fig = await errorOverStepsFigure(data);
+    expect(fig.caption).toContain('Error of each predictor against the real network over the finetune:');
+    expect(fig.caption).toContain('at each step (x)');
+    expect(fig.caption).toContain('At the last step (');
+    const gap = await errorOverStepsFigure({
+      ...data,
+      subject: 'Gap between POP-MU and POP-ODE (no network in this figure)',
+      xName: 'time t = n·η',
+      stepTitle: 'time t = n·η',
+      reading: 'Halving η should halve a line.',
+    });
+    expect(gap.caption).toMatch(
+      /^Gap between POP-MU and POP-ODE \(no network in this figure\): .* at each time t = n·η \(x\)\. Halving η should halve a line\. At the last time t = n·η \(\d+\): /,
+    );
+    expect(gap.caption).not.toContain('real network');
+    expect(gap.caption).not.toContain('last step');
+  });
+
   it('sorts checkpoints by step and reports the last drift', async () => {
     const drift = driftData().reverse();
     const fig = await kernelDriftFigure({ checkpoints: drift });

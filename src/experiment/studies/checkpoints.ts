@@ -57,6 +57,24 @@ import {
 } from '../schema.js';
 import { defineStudy, pointProbabilities, type StudyDefaults, type StudyRun } from '../study.js';
 
+/**
+ * The report's sentence on refreshed kernels at the focus checkpoint, from the numbers: whether
+ * POP-MU with K refreshed along the run (RMS log π error `refreshed`) beats POP-MU with K frozen at
+ * the checkpoint (`popMu`). `refreshed` undefined: not refreshed at the focus checkpoint.
+ */
+export function refreshSentence(popMu: number, refreshed: number | undefined, anyRefreshed: boolean): string {
+  if (refreshed === undefined) {
+    return anyRefreshed
+      ? 'The kernel was not refreshed along the run from this checkpoint.'
+      : 'Set finetune.refreshEvery to also predict with kernels refreshed along the run.';
+  }
+  if (!(Number.isFinite(refreshed) && Number.isFinite(popMu)))
+    return 'Refreshing the kernel along the run (piecewise-constant K_t): RMS {refreshedRmse} nats against POP-MU {popMuRmse} nats.';
+  if (refreshed < popMu)
+    return `Refreshing the kernel along the run (piecewise-constant K_t) closes ${popMu > 0 ? `${Math.round((100 * (popMu - refreshed)) / popMu)}% of ` : ''}the gap between POP-MU and the network: RMS {refreshedRmse} nats against {popMuRmse} nats with K frozen.`;
+  return 'Refreshing the kernel along the run (piecewise-constant K_t) does not close the gap between POP-MU and the network here: RMS {refreshedRmse} nats against {popMuRmse} nats with K frozen.';
+}
+
 /** A method's trajectory as named in figure legends (the known labels keep their fixed colours). */
 function seriesName(m: Method): string {
   return m === 'one-step' ? ONE_STEP_PATH_LABEL : predictorLabel(m);
@@ -410,9 +428,7 @@ export async function runCheckpointsStudy(
       title: 'Theory vs reality at checkpoints',
       text: [
         `The network was finetuned from ${all.length} training checkpoint(s) and each run was predicted from the eNTK frozen at its checkpoint. From ${focus.id}, equation (1) predicts the per-interval changes of log π with r = {oneStepR} (signs agree for {oneStepSign} of the entries), and POP-MU follows the whole run with r = {popMuR} and an RMS log π error of {popMuRmse} nats (POP-ODE: {popOdeRmse}).`,
-        anyRefreshed
-          ? 'Refreshing the kernel along the run (piecewise-constant K_t) closes part of the gap between POP-MU and the network: RMS {refreshedRmse} nats.'
-          : 'Set finetune.refreshEvery to also predict with kernels refreshed along the run.',
+        refreshSentence(mu.rmseLogProb, focusScores.methods.refreshed?.rmseLogProb, anyRefreshed),
         'The gap between the network and POP-MU is the laziness gap (the kernel moves and the network is not linear); the gap between POP-MU and POP-ODE is the discretisation gap (docs/theory.md#where-reality-departs).',
       ].join('\n\n'),
       numbers: {

@@ -163,8 +163,13 @@ export async function runDiscretisationStudy(
       })),
       yTitle: 'max |log π_MU − log π_ODE| (nats)',
       stepTitle: 'time t = n·η',
+      xName: 'time t = n·η',
+      subject:
+        'Gap between the two predictors POP-MU and POP-ODE from the same frozen kernel (no network in this figure)',
       errorDescription:
-        'the largest log π difference between POP-MU and POP-ODE over the tracked points and labels, one line per step size',
+        'the largest log π difference between POP-MU and POP-ODE over the tracked points and labels up to each time, one line per step size η',
+      reading:
+        'Lower is better; theory (docs/theory.md#from-pop-mu-to-pop-ode) bounds the gap by C|η|, so halving η should halve a line.',
       title: 'Discretisation gap along the run, by step size',
       logY: true,
     });

@@ -37,6 +37,15 @@ export interface ErrorOverStepsOptions extends FigureOptions {
   errorDescription?: string;
   /** x-axis title. Default 'finetune step (SGD updates)'. */
   stepTitle?: string;
+  /**
+   * What is compared, opening the caption. Default 'Error of each predictor against the real network
+   * over the finetune'.
+   */
+  subject?: string;
+  /** What the x axis is, in the caption ('at each <x> (x)', 'At the last <x> (…)'). Default 'step'. */
+  xName?: string;
+  /** How to read the lines. Default: lower is better, a climbing line drifts away as training moves the network. */
+  reading?: string;
   /** Logarithmic y axis (non-positive values are left out). Default false. */
   logY?: boolean;
   /** Most points drawn per line (evenly spaced). Default 400. */
@@ -56,6 +65,9 @@ export async function errorOverStepsFigure(options: ErrorOverStepsOptions): Prom
     yTitle = 'mean |predicted − actual| log π (nats)',
     errorDescription = 'the mean absolute error of log π over the tracked points and labels',
     stepTitle = 'finetune step (SGD updates)',
+    subject = 'Error of each predictor against the real network over the finetune',
+    xName = 'step',
+    reading = 'Lower is better; a line that climbs means the prediction drifts away as training moves the network.',
     logY = false,
     maxStepsPerLine = 400,
     width = 460,
@@ -125,9 +137,9 @@ export async function errorOverStepsFigure(options: ErrorOverStepsOptions): Prom
     config: baseConfig(),
   };
   const captionTemplate = joinSentences([
-    `Error of each predictor against the real network over the finetune: ${errorDescription} (y${logY ? ', log scale' : ''}) at each step (x).`,
-    'Lower is better; a line that climbs means the prediction drifts away as training moves the network.',
-    `At the last step ({lastStep}): ${finals.join(', ')}.`,
+    `${subject}: ${errorDescription} (y${logY ? ', log scale' : ''}) at each ${xName} (x).`,
+    reading,
+    `At the last ${xName} ({lastStep}): ${finals.join(', ')}.`,
     options.note,
   ]);
   return makeFigure({
