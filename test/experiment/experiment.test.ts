@@ -186,6 +186,18 @@ describe('a tiny experiment end to end', () => {
     expect(section('replicator').figures['replicator-ternary']?.numbers.points).toBe(3);
   });
 
+  it('report text: the discretisation figure compares POP-MU with POP-ODE over time; the refresh sentence follows the numbers', () => {
+    const caption = section('discretisation').figures['discretisation-over-time']!.caption;
+    expect(caption).toMatch(/^Gap between the two predictors POP-MU and POP-ODE .*no network in this figure/);
+    expect(caption).toContain('At the last time t = n·η (');
+    expect(caption).not.toContain('against the real network');
+    const text = section('checkpoints').text;
+    const mu = number('checkpoints', 'popMuRmse');
+    const refreshed = section('checkpoints').numbers.refreshedRmse;
+    if (typeof refreshed === 'number')
+      expect(text).toContain(refreshed < mu ? 'closes' : 'does not close the gap');
+  });
+
   it('resumes: a second run does no stage work and writes the same numbers', async () => {
     const before = await fs.readFile(first.resultsFile, 'utf8');
     const again = await runExperiment(tinyConfig(), { outDir: dir });
