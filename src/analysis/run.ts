@@ -28,7 +28,7 @@ import {
 } from '../kernel-store/index.js';
 import { type Report, type ReportTable, writeReport } from '../report/index.js';
 import { openRun, type Run } from '../train/index.js';
-import { kernelDrift, writeJsonAtomic } from '../util/index.js';
+import { formatBytes, kernelDrift, memoryBudget, writeJsonAtomic } from '../util/index.js';
 import { centeredAlignment, kernelTargetAlignment, kernelTargetAlignmentDense } from './alignment.js';
 import { overTrainingFigure } from './figures.js';
 import { type LayerContribution, layerContributions } from './layers.js';
@@ -402,7 +402,15 @@ export async function analyzeRun(
         `${entry.checkpointId}: spectrum (${spectrum.method}, ${spectrum.passes} passes) λ₁ = ${spectrum.top[0]}`,
       );
       const targetAlignment = targets ? await kernelTargetAlignment(matrix, targets, stats) : Number.NaN;
-      const full = kind === 'full' && withPredictors ? await fullBlocks(matrix, V, train, test) : null;
+      // The full blocks in float64 (and the flow operator's copy of them), when they fit in half the
+      // memory budget; else the scalar kernel, and the results say so (linearized.kernel).
+      const fullBytes = 2 * 8 * (train.length * V) * (train.length + test.length) * V;
+      const useFull = kind === 'full' && withPredictors && fullBytes <= memoryBudget() / 2;
+      if (kind === 'full' && withPredictors && !useFull)
+        log(
+          `${entry.checkpointId}: the full kernel blocks of the linearised network need ${formatBytes(fullBytes)}; using tr K/V ⊗ I_V`,
+        );
+      const full = useFull ? await fullBlocks(matrix, V, train, test) : null;
       return { spectrum, targetAlignment, scalar: await scalarKernel(matrix, V, kind), full };
     });
     const scalarTargetAlignment = classes ? await kernelTargetAlignmentDense(scalar, N, classes) : Number.NaN;

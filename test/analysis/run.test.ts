@@ -250,6 +250,37 @@ describe('analyzeRun', () => {
     expect(oldRow.values.participationRatio).toBe(row.participationRatio);
   });
 
+  it('full store whose blocks exceed half the memory budget: the scalar-kernel flow, labelled as such', async () => {
+    // blocks of 15 train + 9 test points, V = 3: 2 · 8 B · 45 · 72 = 51840 B > 60000 / 2
+    const saved = process.env.ENTK_MEMORY_BYTES;
+    const messages: string[] = [];
+    let small: AnalysisResults;
+    try {
+      process.env.ENTK_MEMORY_BYTES = '60000';
+      ({ results: small } = await analyzeRun(run, {
+        points: 'full',
+        k: 6,
+        report: false,
+        out: path.join(root, 'small-budget'),
+        log: (m) => messages.push(m),
+      }));
+    } finally {
+      if (saved === undefined) delete process.env.ENTK_MEMORY_BYTES;
+      else process.env.ENTK_MEMORY_BYTES = saved;
+    }
+    expect(small.checkpoints.every((c) => c.predictors!.linearized.kernel === 'scalar')).toBe(true);
+    expect(messages.some((m) => m.includes('need 51.8 kB; using tr K/V ⊗ I_V'))).toBe(true);
+    // the same flow as the trace store's (float32 trace vs tr/V of the float32 full store)
+    const trace = await analyzeRun(run, { points: 'trace', k: 6, report: false, out: path.join(root, 'a6') });
+    small.checkpoints.forEach((c, i) => {
+      expect(
+        Math.abs(
+          c.predictors!.linearized.testLoss - trace.results.checkpoints[i]!.predictors!.linearized.testLoss,
+        ),
+      ).toBeLessThan(1e-4);
+    });
+  });
+
   it('a trace store gives the same scalar-kernel measures; Lanczos agrees with the full decomposition', async () => {
     const trace = await analyzeRun(run, {
       points: 'trace',
