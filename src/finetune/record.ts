@@ -62,6 +62,7 @@ import {
   userModelDescription,
   writeKernelStore,
 } from '../kernel-store/index.js';
+import { disposeModel } from '../model/index.js';
 import { checkpointId, meanCrossEntropy, openRun, type Run, runPaths } from '../train/index.js';
 import {
   assertFits,
@@ -399,7 +400,7 @@ async function modelSource(options: FinetuneOptions): Promise<FinetuneSource> {
       describe: (m, pts) => ({ ...userModelDescription(source, m, report, inputShape, V), points: pts }),
     };
   } catch (error) {
-    model.dispose();
+    disposeModel(model); // (with a shared layer's weights)
     throw error;
   }
 }
@@ -562,7 +563,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
       return model;
     });
   } finally {
-    model?.dispose();
+    if (model) disposeModel(model);
   }
 }
 

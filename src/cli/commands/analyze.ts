@@ -94,12 +94,12 @@ export function registerAnalyze(program: Command): void {
           `${results.pointSet}: ${results.kernelKind} kernel, N = ${results.numPoints} (${results.numTrain} train, ${results.numTest} test), V = ${results.numClasses}`,
         );
         console.log(
-          `${'checkpoint'.padEnd(12)} ${'λ1'.padStart(10)} ${'eff.rank'.padStart(9)} ${'KTA'.padStart(7)} ${'CKA(0)'.padStart(7)} ${'net acc'.padStart(8)} ${'KR acc'.padStart(7)} ${'lin acc'.padStart(8)}`,
+          `${'checkpoint'.padEnd(12)} ${'λ1'.padStart(10)} ${'part.ratio'.padStart(10)} ${'KTA'.padStart(7)} ${'CKA(0)'.padStart(7)} ${'net acc'.padStart(8)} ${'KR acc'.padStart(7)} ${'lin acc'.padStart(8)}`,
         );
         for (const c of results.checkpoints) {
           const p = c.predictors;
           console.log(
-            `${c.id.padEnd(12)} ${fmt(c.spectrum.top[0], 2).padStart(10)} ${fmt(c.spectrum.effectiveRank, 2).padStart(9)} ${fmt(c.targetAlignment, 3).padStart(7)} ${fmt(c.ckaFirst, 3).padStart(7)} ${fmt(p?.network.testAccuracy, 3).padStart(8)} ${fmt(p?.kernelRegression.testAccuracy, 3).padStart(7)} ${fmt(p?.linearized.testAccuracy, 3).padStart(8)}`,
+            `${c.id.padEnd(12)} ${fmt(c.spectrum.top[0], 2).padStart(10)} ${fmt(c.spectrum.participationRatio, 2).padStart(10)} ${fmt(c.targetAlignment, 3).padStart(7)} ${fmt(c.ckaFirst, 3).padStart(7)} ${fmt(p?.network.testAccuracy, 3).padStart(8)} ${fmt(p?.kernelRegression.testAccuracy, 3).padStart(7)} ${fmt(p?.linearized.testAccuracy, 3).padStart(8)}`,
           );
         }
         const last = results.checkpoints[results.checkpoints.length - 1];
