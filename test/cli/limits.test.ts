@@ -57,7 +57,7 @@ describe('refused before anything is computed', async () => {
     // 1000000001 recorded steps × 3 points × 3 classes × 8 B + 24 B each: 96.0 GB
     expectOneLineError(
       r,
-      /^entk: error: steps: expected a value for which the finetune recording \(1000000001 recorded steps × 3 points × 3 classes × 8 B.* it needs 96\.0 GB of memory, 16\.0 GB available, received 1000000000$/,
+      /^entk: error: steps: expected a value for which the finetune recording \(1000000001 recorded steps × 3 points × 3 classes × 8 B.* it needs 96\.0 GB of memory \(the budget ENTK_MEMORY_BYTES\), 16\.0 GB available, received 1000000000$/,
     );
     expect(snapshot(run)).toEqual(before);
     expect(existsSync(path.join(run, 'finetune', 'huge'))).toBe(false);
