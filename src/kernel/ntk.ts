@@ -27,7 +27,7 @@ import os from 'node:os';
 import type * as tf from '@tensorflow/tfjs';
 import { assertGradientsTrusted, installWasmKernelFixes } from '../backend/index.js';
 import { InvalidArgumentError, UnsupportedError } from '../errors.js';
-import { analyzeModel, dilationHandled, leafLayers, type ModelAnalysis, ruleTestHooks } from './analyze.js';
+import { analyzeModel, dilationHandled, type ModelAnalysis, ruleTestHooks } from './analyze.js';
 import { computeMatrix, type EngineState, type Points, releaseFactorArrays, toPoints } from './engine.js';
 import { jacobianTerms } from './jacobian.js';
 import { terminateNtkWorkers } from './job.js';
