@@ -220,6 +220,9 @@ function registerAvgPoolGradient(
           pad: a.pad,
           ...(kernelName === 'AvgPool3D' ? { dimRoundingMode: a.dimRoundingMode } : {}),
         } as unknown as tf.NamedAttrMap) as tf.Tensor;
+      // TensorFlow's own AvgPoolGrad (tfjs-node, backend 'tensorflow') already divides by the covered
+      // elements, like its forward: only the cpu, wasm and webgl kernels need the correction.
+      if (tf.getBackend() === 'tensorflow') return { x: () => stock(dy as tf.Tensor) };
       return { x: () => avgPoolGradient(dy as tf.Tensor, axes, stock) };
     },
   });

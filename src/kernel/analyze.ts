@@ -326,21 +326,28 @@ export function appliedDilation(layer: Layer): [number, number] {
 
 /**
  * For assertGradientsTrusted: whether a layer's dilation needs no tfjs gradient — it runs undilated
- * (see appliedDilation), or the structured path differentiates it itself (an undilated convolution
- * with a dilated kernel) because its rule is not tfjs autodiff.
+ * (see appliedDilation); or it is selected and the structured path differentiates it itself (an
+ * undilated convolution with a dilated kernel) because its rule is not tfjs autodiff; or it is not
+ * selected and comes before every selected layer (model order), so that no gradient flows through it.
  */
 export function dilationHandled(
   model: tf.LayersModel,
   rules: Array<{ name: string; rule: string }>,
   structured: boolean,
 ): (layer: string) => boolean {
+  const order = leafLayers(model).map((l) => l.name);
   const undilated = new Set(
     leafLayers(model)
       .filter((l) => appliedDilation(l).every((d) => d === 1))
       .map((l) => l.name),
   );
-  return (layer) =>
-    undilated.has(layer) || (structured && rules.find((r) => r.name === layer)?.rule !== 'autodiff');
+  const firstSelected = Math.min(...rules.map((r) => order.indexOf(r.name)).filter((i) => i >= 0));
+  return (layer) => {
+    if (undilated.has(layer)) return true;
+    const rule = rules.find((r) => r.name === layer)?.rule;
+    if (rule === undefined) return order.indexOf(layer) < firstSelected;
+    return structured && rule !== 'autodiff';
+  };
 }
 
 /** For tests only: names of layers to differentiate by 'autodiff' although they have a rule. */

@@ -282,3 +282,58 @@ describe('finite-difference reference: ReLU({maxValue})', () => {
     model.dispose();
   });
 });
+
+describe('a dilated convolution that is not selected', () => {
+  // tfjs has no gradient for dilated convolutions: the structured path differentiates a selected one
+  // itself, but gradients flowing through an unselected one would need tfjs's.
+  const net = () => {
+    const x = tf.input({ shape: [6, 6, 2] });
+    const a = L.conv2d({ filters: 2, kernelSize: 2, padding: 'same', name: 'a' }).apply(
+      x,
+    ) as tf.SymbolicTensor;
+    const b = L.conv2d({ filters: 2, kernelSize: 2, dilationRate: 2, padding: 'same', name: 'b' }).apply(
+      a,
+    ) as tf.SymbolicTensor;
+    const d = L.dense({ units: 3, name: 'd' }).apply(
+      L.flatten().apply(b) as tf.SymbolicTensor,
+    ) as tf.SymbolicTensor;
+    const model = tf.model({ inputs: x, outputs: d });
+    randomizeWeights(model, 31, 0.5);
+    return model;
+  };
+
+  it('after a selected layer (gradients flow through it): refused by name, no tensor left', () => {
+    const model = net();
+    const x = normalPoints(2, [6, 6, 2], 32);
+    const before = tf.memory().numTensors;
+    try {
+      const make = () => empiricalNtkFn(model, { progress: false, parameters: ['a', 'd'] });
+      expect(make).toThrow(UnsupportedError);
+      expect(make).toThrow(/layer 'b' \(Conv2D\) has dilationRate/);
+      expect(tf.memory().numTensors).toBe(before);
+    } finally {
+      model.dispose();
+      x.dispose();
+    }
+  });
+
+  it('before every selected layer (no gradient through it): runs, = float64 finite differences (≤ 1e-5)', async () => {
+    const model = net();
+    const x = normalPoints(2, [6, 6, 2], 33);
+    try {
+      const k = await empiricalNtkFn(model, { progress: false, parameters: ['d'] })(x);
+      expect(
+        relMaxError(k.data, finiteDifferenceNtk(model, x, null, { parameters: ['d'] }).data),
+      ).toBeLessThanOrEqual(1e-5);
+      const j = await empiricalNtkFn(model, {
+        progress: false,
+        parameters: ['d'],
+        implementation: 'jacobian',
+      })(x);
+      expect(relMaxError(j.data, k.data)).toBeLessThanOrEqual(1e-5);
+    } finally {
+      model.dispose();
+      x.dispose();
+    }
+  });
+});
