@@ -74,14 +74,21 @@ export function layerNormWithoutAffine(layer: LayerNormLike, x: tf.Tensor): tf.T
   });
 }
 
-function installLayerNormFix(): void {
-  const proto = Object.getPrototypeOf(tf.layers.layerNormalization({})) as {
-    call(this: LayerNormLike, inputs: tf.Tensor | tf.Tensor[], kwargs: unknown): tf.Tensor;
+/**
+ * Replace a normalisation layer class's call, for layers without γ or β, by `replacement` (the same
+ * normalisation in differentiable ops; see the module comment); `layer` is any instance of the class.
+ */
+function replaceCallWithoutAffine<L extends { center: boolean; scale: boolean }>(
+  layer: object,
+  replacement: (layer: L, x: tf.Tensor, kwargs: { training?: boolean }) => tf.Tensor,
+): void {
+  const proto = Object.getPrototypeOf(layer) as {
+    call(this: L, inputs: tf.Tensor | tf.Tensor[], kwargs: { training?: boolean }): tf.Tensor;
   };
   const stock = proto.call;
-  proto.call = function (this: LayerNormLike, inputs, kwargs) {
+  proto.call = function (this: L, inputs, kwargs) {
     if (this.center && this.scale) return stock.call(this, inputs, kwargs);
-    return layerNormWithoutAffine(this, Array.isArray(inputs) ? inputs[0]! : inputs);
+    return replacement(this, Array.isArray(inputs) ? inputs[0]! : inputs, kwargs ?? {});
   };
 }
 
@@ -130,18 +137,6 @@ export function batchNormWithoutAffine(layer: BatchNormLike, x: tf.Tensor, train
     if (layer.center) y = tf.add(y, tf.reshape(layer.beta!.read(), shape));
     return y;
   });
-}
-
-function installBatchNormFix(): void {
-  const proto = Object.getPrototypeOf(tf.layers.batchNormalization({})) as {
-    call(this: BatchNormLike, inputs: tf.Tensor | tf.Tensor[], kwargs: { training?: boolean }): tf.Tensor;
-  };
-  const stock = proto.call;
-  proto.call = function (this: BatchNormLike, inputs, kwargs) {
-    if (this.center && this.scale) return stock.call(this, inputs, kwargs);
-    const x = Array.isArray(inputs) ? inputs[0]! : inputs;
-    return batchNormWithoutAffine(this, x, kwargs?.training === true);
-  };
 }
 
 /** Valid (non-padding) positions of each window along one axis: window j covers [j·s − pad, j·s − pad + k). */
@@ -295,8 +290,12 @@ function registerExtremumGradient(kernelName: 'Max' | 'Min'): void {
 export function installGradientFixes(): void {
   if (installed) return;
   installed = true;
-  installLayerNormFix();
-  installBatchNormFix();
+  replaceCallWithoutAffine<LayerNormLike>(tf.layers.layerNormalization({}), (layer, x) =>
+    layerNormWithoutAffine(layer, x),
+  );
+  replaceCallWithoutAffine<BatchNormLike>(tf.layers.batchNormalization({}), (layer, x, kwargs) =>
+    batchNormWithoutAffine(layer, x, kwargs.training === true),
+  );
   registerAvgPoolGradients();
   registerZeroGradients();
   registerExtremumGradient('Max');

@@ -15,7 +15,7 @@
  * 1.9e-4 at 1.13M), and the products run at the speed of small-K GEMMs.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { TermFeatures } from './structured.js';
+import { logitSelectors, type TermFeatures } from './structured.js';
 import type { TermMeta } from './terms.js';
 
 /** Parameters (columns of J) per chunk term. */
@@ -104,8 +104,7 @@ export function jacobianFeatures(
       const forward = () => model.apply(xn, { training: false }) as tf.Tensor;
       for (let i = 0; i < V; i++) {
         tf.tidy(() => {
-          // (tf.oneHot needs a depth ≥ 2: one output selects itself.)
-          const dy = V === 1 ? tf.ones([1, 1]) : tf.oneHot(tf.tensor1d([i], 'int32'), V).cast('float32');
+          const dy = logitSelectors(Int32Array.of(i), V);
           // allowNoGradients: a variable the logit does not depend on gets null (its rows stay 0).
           const { value, grads } = gradientsOrRelease(forward, vars, dy);
           value.dispose();

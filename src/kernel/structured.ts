@@ -640,6 +640,17 @@ function replicatedValueFree(
   });
 }
 
+/**
+ * Rows selecting logits: [n, V] float32, row r one-hot at logits[r] (the cotangents that pick one
+ * logit each). tf.oneHot with dtype float32 writes integer bit patterns on the wasm backend (hence the
+ * cast) and needs a depth ≥ 2 (a single output selects itself: ones).
+ */
+export function logitSelectors(logits: Int32Array, V: number): tf.Tensor2D {
+  return tf.tidy(() =>
+    V === 1 ? tf.ones([logits.length, 1]) : tf.cast(tf.oneHot(tf.tensor1d(logits, 'int32'), V), 'float32'),
+  ) as tf.Tensor2D;
+}
+
 /** Run the graph on x (tensor 0); returns the output. */
 function runGraph(graph: ModelGraph, x: tf.Tensor, hooks: RunHooks = {}): tf.Tensor {
   const values: tf.Tensor[] = hooks.values ?? new Array(graph.tensors);
@@ -1438,13 +1449,10 @@ export function structuredFeatures(
       const value = (t: tf.Tensor) => (valueFree ? zerosOf([b * V, ...t.shape.slice(1)]) : repeatRows(t, V));
       // Replicated batch: row n·V + i is x_n, differentiated through logit i.
       const xr = repeatRows(x, V);
-      // (tf.oneHot with dtype float32 writes integer bit patterns on the wasm backend: cast instead.)
-      const labels = tf.tensor1d(
+      const select = logitSelectors(
         new Int32Array(b * V).map((_, r) => r % V),
-        'int32',
+        V,
       );
-      // (tf.oneHot needs a depth ≥ 2: one output selects itself.)
-      const select = V === 1 ? tf.ones([b, 1]) : tf.cast(tf.oneHot(labels, V), 'float32');
       const probed: Array<[number, number]> = plan.layers.flatMap((l) =>
         plan.terms[l.term]!.kind === 'identity'
           ? []
