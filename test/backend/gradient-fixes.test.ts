@@ -74,6 +74,15 @@ function poolGradientFd(
   return out;
 }
 
+/** Both eNTK paths (structured, whole-model Jacobian) = float64 finite differences (≤ 1e-5). */
+async function expectBothPathsAsDifferences(model: tf.LayersModel, x: tf.Tensor): Promise<void> {
+  const reference = finiteDifferenceNtk(model, x).data;
+  for (const implementation of ['structured', 'jacobian'] as const) {
+    const k = await empiricalNtkFn(model, { progress: false, implementation })(x);
+    expect(relMaxError(k.data, reference), implementation).toBeLessThanOrEqual(1e-5);
+  }
+}
+
 describe('AvgPool / AvgPool3D gradients over padding (tfjs 4.22 divided by the full window)', () => {
   const cases: [string, number[], (x: tf.Tensor) => tf.Tensor][] = [
     ['avgPool 3×3 stride 1 same', [2, 5, 4, 3], (x) => tf.avgPool(x as tf.Tensor4D, 3, 1, 'same')],
@@ -148,11 +157,7 @@ describe('AvgPool / AvgPool3D gradients over padding (tfjs 4.22 divided by the f
     seedWeights(model, 21);
     const x = tf.tensor(new Rng(22).normalArray(3 * 50), [3, 5, 5, 2]);
     try {
-      const reference = finiteDifferenceNtk(model, x).data;
-      for (const implementation of ['structured', 'jacobian'] as const) {
-        const k = await empiricalNtkFn(model, { progress: false, implementation })(x);
-        expect(relMaxError(k.data, reference), implementation).toBeLessThanOrEqual(1e-5);
-      }
+      await expectBothPathsAsDifferences(model, x);
     } finally {
       model.dispose();
       x.dispose();
@@ -186,11 +191,7 @@ describe('BatchNormalization without γ or β (tfjs 4.22 could neither different
       positive.dispose();
       const x = tf.tensor(new Rng(32).normalArray(3 * 4), [3, 4]);
       try {
-        const reference = finiteDifferenceNtk(model, x).data;
-        for (const implementation of ['jacobian', 'structured'] as const) {
-          const k = await empiricalNtkFn(model, { progress: false, implementation })(x);
-          expect(relMaxError(k.data, reference), implementation).toBeLessThanOrEqual(1e-5);
-        }
+        await expectBothPathsAsDifferences(model, x);
         // Training: batch moments, and the moving statistics move towards them (momentum 0.9).
         const h = tf.tidy(() => model.layers[0]!.apply(x) as tf.Tensor);
         const { mean, variance: batchVariance } = tf.moments(h, 0);
@@ -226,11 +227,7 @@ describe('ThresholdedReLU (Greater had no gradient in tfjs 4.22)', () => {
     seedWeights(model, 41, 0.8);
     const x = tf.tensor(new Rng(42).normalArray(3 * 4), [3, 4]);
     try {
-      const reference = finiteDifferenceNtk(model, x).data;
-      for (const implementation of ['structured', 'jacobian'] as const) {
-        const k = await empiricalNtkFn(model, { progress: false, implementation })(x);
-        expect(relMaxError(k.data, reference), implementation).toBeLessThanOrEqual(1e-5);
-      }
+      await expectBothPathsAsDifferences(model, x);
     } finally {
       model.dispose();
       x.dispose();
