@@ -12,6 +12,8 @@
  * ⟨H A H, B⟩ = ⟨A, B⟩ − (2/n) (A1)ᵀ(B1) + (1ᵀA1)(1ᵀB1)/n² (A, B symmetric), and for a target
  * ⟨K_c, YYᵀ⟩ = Σ_c Ŷ_cᵀ K Ŷ_c with Ŷ = H Y, ‖H YYᵀ H‖_F = ‖ŶᵀŶ‖_F. Kernel–target alignment works
  * on any {@link KernelMatrix} (two passes: statistics, one block product), so on on-disk kernels too.
+ * For a full kernel's class targets (YYᵀ) ⊗ I_V, {@link fullKernelTargetAlignment} uses their block
+ * structure instead of the product with the V² target columns (O(N²V²) instead of O(N²V⁴ + NV⁵)).
  */
 import { assertArgument } from '../errors.js';
 import {
@@ -51,7 +53,9 @@ export function centeredFrobenius2(stats: KernelMatrixStats): number {
 /**
  * Centred kernel–target alignment A(K, Y Yᵀ) of a kernel with targets Y [n, C] (row-major; e.g.
  * one-hot labels for a scalar kernel, or Y ⊗ I_V [N·V, V·V] (oneHotKron) for a full point-major
- * kernel: target Gram YYᵀ ⊗ I_V, docs/theory.md §Kernel-target alignment). NaN when either centred matrix is zero. Pass `stats` to reuse a statistics pass.
+ * kernel: target Gram YYᵀ ⊗ I_V, docs/theory.md §Kernel-target alignment — {@link fullKernelTargetAlignment}
+ * gives the same value from the labels in O(N²V²) instead of O(N²V⁴ + NV⁵) with Y ⊗ I_V).
+ * NaN when either centred matrix is zero. Pass `stats` to reuse a statistics pass.
  */
 export async function kernelTargetAlignment(
   matrix: KernelMatrix,
@@ -80,6 +84,98 @@ export async function kernelTargetAlignment(
       t2 += g * g;
     }
   }
+  const denominator = Math.sqrt(centeredFrobenius2(s) * t2);
+  return denominator > 0 ? inner / denominator : Number.NaN;
+}
+
+/**
+ * Centred kernel–target alignment A(K, (YYᵀ) ⊗ I_V) of a full point-major kernel K [N·V, N·V] (row
+ * u·V + i = output i of point u) with the class targets of integer `labels` [N] — the same value
+ * as {@link kernelTargetAlignment} with the targets Y ⊗ I_V (`oneHotKron(labels, V)`; H = I − 11ᵀ/(NV)
+ * centres all N·V rows; docs/theory.md §Kernel-target alignment) — without forming the targets: one
+ * pass of statistics (skipped when `stats` is given) and one pass reading the entries
+ * K[(u,i),(v,i)] of same-class pairs; O(N²V²) time, O(N) memory beyond `stats`. NaN when either
+ * centred matrix is zero.
+ *
+ * With T = (YYᵀ) ⊗ I_V, n = NV, n_c the size of class c, r = K1 the row sums, B = Σ_{u,i} Σ_{v: y_v = y_u} K[(u,i),(v,i)]:
+ * T1 = (n_{y_u}) per row, so ⟨HKH, HTH⟩ = ⟨K, T⟩ − (2/n)(K1)ᵀ(T1) + (1ᵀK1)(1ᵀT1)/n²
+ *   = B − (2/n) Σ_{u,i} n_{y_u} r_(u,i) + (Σ r) V S₂/n²,
+ * and ‖HTH‖_F² = ‖T‖² − (2/n)‖T1‖² + (1ᵀT1)²/n² = V S₂ − 2 S₃/N + S₂²/N², with S_p = Σ_c n_c^p.
+ *
+ * @example
+ *   await fullKernelTargetAlignment(await npyKernelMatrix(`${store}/kernel.npy`), labels, 10)
+ */
+export async function fullKernelTargetAlignment(
+  matrix: KernelMatrix,
+  labels: ArrayLike<number>,
+  V: number,
+  stats?: KernelMatrixStats,
+): Promise<number> {
+  assertArgument(
+    Number.isInteger(V) && V >= 1 && matrix.size % V === 0,
+    'V',
+    V,
+    `a positive integer dividing the kernel size ${matrix.size} (outputs per point)`,
+  );
+  const N = labels?.length;
+  assertArgument(
+    Number.isInteger(N) && N >= 1 && N * V === matrix.size,
+    'labels',
+    labels,
+    `${matrix.size / V} integer labels (one per point of the [${matrix.size}, ${matrix.size}] kernel, V = ${V})`,
+  );
+  // Class index of every point; the members of every class.
+  const classOf = new Map<number, number>();
+  const cls = new Int32Array(N);
+  for (let u = 0; u < N; u++) {
+    const y = labels[u]!;
+    assertArgument(Number.isInteger(y), 'labels', labels, `integer labels (labels[${u}] = ${y})`);
+    let c = classOf.get(y);
+    if (c === undefined) {
+      c = classOf.size;
+      classOf.set(y, c);
+    }
+    cls[u] = c;
+  }
+  const counts = new Int32Array(classOf.size);
+  for (let u = 0; u < N; u++) counts[cls[u]!]!++;
+  const offsets = new Int32Array(classOf.size + 1);
+  for (let c = 0; c < counts.length; c++) offsets[c + 1] = offsets[c]! + counts[c]!;
+  const members = new Int32Array(N);
+  const fill = offsets.slice(0, counts.length);
+  for (let u = 0; u < N; u++) members[fill[cls[u]!]!++] = u;
+
+  const s = stats ?? (await kernelMatrixStats(matrix));
+  const n = N * V;
+  // B = ⟨K, T⟩: for row (u, i), the entries (v, i) of the points v of u's class.
+  let B = 0;
+  await matrix.forEachPanel((start, rows, panel) => {
+    for (let r = 0; r < rows; r++) {
+      const row = start + r;
+      const u = Math.floor(row / V);
+      const base = r * n + (row - u * V);
+      const c = cls[u]!;
+      let sum = 0;
+      for (let m = offsets[c]!; m < offsets[c + 1]!; m++) sum += panel[base + members[m]! * V]!;
+      B += sum;
+    }
+  });
+  let weighted = 0; // Σ_{u,i} n_{y_u} r_(u,i)
+  let total = 0; // Σ r = 1ᵀK1
+  for (let row = 0; row < n; row++) {
+    const r = s.rowSums[row]!;
+    weighted += counts[cls[Math.floor(row / V)]!]! * r;
+    total += r;
+  }
+  let S2 = 0;
+  let S3 = 0;
+  for (const m of counts) {
+    S2 += m * m;
+    S3 += m * m * m;
+  }
+  const inner = B - (2 / n) * weighted + (total * V * S2) / (n * n);
+  // HTH = 0 exactly when T is constant: one class and V = 1.
+  const t2 = V === 1 && counts.length === 1 ? 0 : Math.max(0, V * S2 - (2 * S3) / N + (S2 / N) ** 2);
   const denominator = Math.sqrt(centeredFrobenius2(s) * t2);
   return denominator > 0 ? inner / denominator : Number.NaN;
 }

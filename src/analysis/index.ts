@@ -9,6 +9,7 @@ export {
   centerColumns,
   centeredAlignment,
   centeredFrobenius2,
+  fullKernelTargetAlignment,
   kernelTargetAlignment,
   kernelTargetAlignmentDense,
 } from './alignment.js';

@@ -29,7 +29,12 @@ import {
 import { type Report, type ReportTable, writeReport } from '../report/index.js';
 import { openRun, type Run } from '../train/index.js';
 import { formatBytes, kernelDrift, memoryBudget, writeJsonAtomic } from '../util/index.js';
-import { centeredAlignment, kernelTargetAlignment, kernelTargetAlignmentDense } from './alignment.js';
+import {
+  centeredAlignment,
+  fullKernelTargetAlignment,
+  kernelTargetAlignment,
+  kernelTargetAlignmentDense,
+} from './alignment.js';
 import { overTrainingFigure } from './figures.js';
 import { type LayerContribution, layerContributions } from './layers.js';
 import {
@@ -401,7 +406,12 @@ export async function analyzeRun(
       log(
         `${entry.checkpointId}: spectrum (${spectrum.method}, ${spectrum.passes} passes) λ₁ = ${spectrum.top[0]}`,
       );
-      const targetAlignment = targets ? await kernelTargetAlignment(matrix, targets, stats) : Number.NaN;
+      // A full kernel's class targets through their block structure (O(N²V²), not O(N²V⁴)).
+      const targetAlignment = !targets
+        ? Number.NaN
+        : kind === 'full'
+          ? await fullKernelTargetAlignment(matrix, labels, V, stats)
+          : await kernelTargetAlignment(matrix, targets, stats);
       // The full blocks in float64 (and the flow operator's copy of them), when they fit in half the
       // memory budget; else the scalar kernel, and the results say so (linearized.kernel).
       const fullBytes = 2 * 8 * (train.length * V) * (train.length + test.length) * V;
