@@ -129,7 +129,7 @@ export async function fullKernelTargetAlignment(
   const cls = new Int32Array(N);
   for (let u = 0; u < N; u++) {
     const y = labels[u]!;
-    assertArgument(Number.isInteger(y), 'labels', labels, `integer labels (labels[${u}] = ${y})`);
+    assertArgument(Number.isInteger(y), `labels[${u}]`, y, 'an integer class label');
     let c = classOf.get(y);
     if (c === undefined) {
       c = classOf.size;
@@ -145,8 +145,14 @@ export async function fullKernelTargetAlignment(
   const fill = offsets.slice(0, counts.length);
   for (let u = 0; u < N; u++) members[fill[cls[u]!]!++] = u;
 
-  const s = stats ?? (await kernelMatrixStats(matrix));
   const n = N * V;
+  assertArgument(
+    stats === undefined || stats.rowSums.length === n,
+    'stats',
+    stats?.rowSums,
+    `the statistics of this [${n}, ${n}] kernel (${n} row sums)`,
+  );
+  const s = stats ?? (await kernelMatrixStats(matrix));
   // B = ⟨K, T⟩: for row (u, i), the entries (v, i) of the points v of u's class.
   let B = 0;
   await matrix.forEachPanel((start, rows, panel) => {

@@ -216,7 +216,11 @@ describe('fullKernelTargetAlignment (class-block closed form of A(K, (YYᵀ) ⊗
     await expect(fullKernelTargetAlignment(m, [0, 1], 2)).rejects.toThrow(
       /labels: expected 3 integer labels/,
     );
-    await expect(fullKernelTargetAlignment(m, [0, 1.5, 0], 2)).rejects.toThrow(InvalidArgumentError);
+    await expect(fullKernelTargetAlignment(m, [0, 1.5, 0], 2)).rejects.toThrow(
+      /labels\[1\]: expected an integer/,
+    );
+    const other = await kernelMatrixStats(denseKernelMatrix(psdKernel(4, 2, 1), 4));
+    await expect(fullKernelTargetAlignment(m, [0, 1, 0], 2, other)).rejects.toThrow(/stats: expected/);
     await expect(fullKernelTargetAlignment(m, [0, 1], 4)).rejects.toThrow(
       /V: expected a positive integer dividing/,
     );
