@@ -144,7 +144,10 @@ export interface ModelSource {
   /** The output the plan was made for (see planStructured). */
   output: NtkOutput;
   /** The test hooks in force when the plan was made. */
-  hooks: Pick<FactorHooks, 'autodiff' | 'sparseEmbeddings' | 'pooledConvolutions' | 'pooledPixels'>;
+  hooks: Pick<
+    FactorHooks,
+    'autodiff' | 'sparseEmbeddings' | 'pooledConvolutions' | 'pooledPixels' | 'positionTerms'
+  >;
   /** Unique per configured kernel function. */
   key: string;
 }

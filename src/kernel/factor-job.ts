@@ -45,6 +45,8 @@ export interface FactorHooks {
   pooledConvolutions: 'cost' | 'always' | 'never';
   /** structuredTestHooks.pooledPixels (./structured.ts). */
   pooledPixels: 'cost' | 'always' | 'never';
+  /** structuredTestHooks.positionTerms (./structured.ts). */
+  positionTerms: 'cost' | 'always' | 'never';
   /** The factor GEMM's threshold (./factor-gemm.ts). */
   gemmMinWork: number;
   /** engine testHooks.mainThreadFactors = false: a worker that cannot take factor blocks fails (else nobody would). */

@@ -63,6 +63,7 @@ async function modelFor(source: FactorSource, terms: TermMeta[]): Promise<Built>
       structuredTestHooks.sparseEmbeddings = source.hooks.sparseEmbeddings;
       structuredTestHooks.pooledConvolutions = source.hooks.pooledConvolutions;
       structuredTestHooks.pooledPixels = source.hooks.pooledPixels;
+      structuredTestHooks.positionTerms = source.hooks.positionTerms;
       const analysis = analyzeModel(model, source.parameters, { logits: source.logits });
       const plan = planStructured(analysis, source.output);
       if (!sameTerms(plan.terms, terms)) throw new Error('the rebuilt model plans different terms');

@@ -240,6 +240,7 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
         sparseEmbeddings: structuredTestHooks.sparseEmbeddings,
         pooledConvolutions: structuredTestHooks.pooledConvolutions,
         pooledPixels: structuredTestHooks.pooledPixels,
+        positionTerms: structuredTestHooks.positionTerms,
       },
       key: randomUUID(),
     },

@@ -101,6 +101,11 @@ export const structuredTestHooks = {
    * less than the slots' patches ('cost'), always, or never.
    */
   pooledPixels: 'cost' as 'cost' | 'always' | 'never',
+  /**
+   * Dense layers over positions (one call): positions terms where they cost less than the explicit
+   * gradient rows ('cost', see positionsTerm), always, or never.
+   */
+  positionTerms: 'cost' as 'cost' | 'always' | 'never',
 };
 
 /** Shapes (without batch) found by tracing one example. */
@@ -914,6 +919,26 @@ function pixelTable(
   return { units: g.H * g.W, depth: g.C, taps: kh * kw, index };
 }
 
+/**
+ * Whether a dense layer over positions (one call, input [T, dIn], output [T, width]) is contracted
+ * as a positions term (terms.ts positionsPair): per pair of points T²·dIn + V·T²·width + V²·T·width
+ * multiply-adds against V²·P for the explicit gradient rows of its P parameters — taken for full
+ * kernels where that is fewer by a margin (the positionPairs kernel runs at about 80 % of the dense
+ * GEMM's speed, wasm-gemm.ts). Trace, diagonal and pairs outputs keep the explicit rows: there the
+ * term would run in plain JS, and a trace needs only V·P per pair.
+ */
+function positionsTerm(trace: NodeTrace, V: number, output: NtkOutput, parameters: number): boolean {
+  const shape = trace.inShapes[0]!;
+  if (shape.length < 2) return false;
+  const hook = structuredTestHooks.positionTerms;
+  if (hook !== 'cost') return hook === 'always';
+  if (output !== 'full') return false;
+  const T = prod(shape.slice(0, -1));
+  const [dIn, width] = [shape.at(-1)!, trace.probeShapes[0]!.at(-1)!];
+  const cost = T * T * dIn + V * T * T * width + V * V * T * width;
+  return 1.25 * cost < V * V * parameters;
+}
+
 const RULE_NAMES: Record<ParamLayer['kind'], string> = {
   dense: 'dense-explicit',
   conv: 'conv2d-explicit',
@@ -1005,6 +1030,19 @@ export function planStructured(analysis: ModelAnalysis, output: NtkOutput = 'ful
     } else if (pooled) {
       terms.push(pooled);
       rule = p.conv1d ? 'conv1d-pooled' : 'conv2d-pooled';
+    } else if (p.kind === 'dense' && single && positionsTerm(trace, V, output, parameters)) {
+      const T = prod(trace.inShapes[0]!.slice(0, -1));
+      const [dIn, width] = [trace.inShapes[0]!.at(-1)!, trace.probeShapes[0]!.at(-1)!];
+      terms.push({
+        kind: 'positions',
+        layer: name,
+        dIn: T * dIn,
+        width: T * width,
+        positions: T,
+        sw2: s2,
+        sb2: b2,
+      });
+      rule = 'dense-position-pairs';
     } else {
       // Masked (skipping each point's zero columns) only where zeros are common: a PReLU's slope
       // gradient is zero wherever its input is positive, an embedding's outside the point's tokens.
@@ -1570,7 +1608,7 @@ export function structuredFeatures(
         return;
       }
       result.push({ term: planned.term, key: 'a', t: saved.get(k0)!.inputs[0]!.reshape([b, term.dIn]) });
-      if (term.kind === 'factored') {
+      if (term.kind === 'factored' || term.kind === 'positions') {
         result.push({ term: planned.term, key: 'd', t: deltas.get(k0)![0]!.reshape([b * V, term.width]) });
       }
       if (planned.gate) {

@@ -8,6 +8,7 @@
  *   gram:     ⟨g_i(x_n), g_j(x'_m)⟩                                    g rows (per-example gradients): [·V, width]
  *   tokens:   Σ_{slots s, s' : id_s = id'_s'} ⟨g_i[s], g'_j[s']⟩     a: slot ids [·, dIn], g rows [·V, width]
  *   pooled:   Σ_c Σ_{s, s'} δ_i[c, s] δ'_j[c, s'] ⟨e[c, s], e'[c, s']⟩   a: slot vectors [·, C·S·K], δ rows [·V, C·S]
+ *   positions: Σ_{t, t'} (s_w²⟨a_n[t], a'_m[t']⟩ + s_b²) ⟨δ_i[t], δ'_j[t']⟩  a: [·, T·dIn/T], δ rows: [·V, T·width/T]
  * The tokens term is an embedding's gradient kept sparse (see {@link addPairTerm}): only the rows of
  * the table that a point's tokens select, one slot per distinct token. The pooled term is a
  * convolution whose output reaches the logits only through a max-pooling: per output channel c at
@@ -17,7 +18,10 @@
  * instead of V² products of full gradient rows (see {@link pooledPair}). With `pool.pixels` (max-pool
  * windows: one position per slot) a point holds instead its input pixels (times s_w) and each slot's
  * position p[c, s]: ⟨e[c, s], e'[c, s']⟩ = Σ_taps ⟨x_u, x'_u'⟩ + s_b² from the products of input
- * pixels, shared by every channel (see {@link PoolPixels}).
+ * pixels, shared by every channel (see {@link PoolPixels}). The positions term is a dense layer over
+ * T positions (weights shared by the positions) kept as its inputs and signals per position: the
+ * factored term summed over position pairs (see {@link positionsPair}), T²·V·width/T + V²·width
+ * multiply-adds per pair of points instead of the V²·dIn·width/T² of its explicit gradient rows.
  * Full blocks are [r·V, c·V] (row n·V + i, column m·V + j); trace blocks are [r, c] with entries
  * Σ_i K_ii / V, where the δ / g rows of one point are contracted as one vector of length V·width.
  */
@@ -45,21 +49,23 @@ export interface PoolPixels {
 
 /** A term of the kernel (serialisable: sent to worker threads). */
 export interface TermMeta {
-  kind: 'factored' | 'identity' | 'gram' | 'tokens' | 'pooled';
+  kind: 'factored' | 'identity' | 'gram' | 'tokens' | 'pooled' | 'positions';
   /** Layer the term comes from ('*' for the whole-model Jacobian). */
   layer: string;
   /**
-   * Width of the layer input a (factored, identity), slots per point (tokens), C·S·K slot vector
-   * floats per point (pooled); 0 for gram.
+   * Width of the layer input a (factored, identity; positions: T inputs back to back), slots per
+   * point (tokens), C·S·K slot vector floats per point (pooled); 0 for gram.
    */
   dIn: number;
   /**
-   * Width of a δ row (factored), of a per-example gradient row (gram), slots × embedding width
-   * (tokens), C·S (pooled); 0 for identity.
+   * Width of a δ row (factored; positions: T signals back to back), of a per-example gradient row
+   * (gram), slots × embedding width (tokens), C·S (pooled); 0 for identity.
    */
   width: number;
   /** Pooled terms: output channels C, slots per channel S, floats K of a slot vector (a patch). */
   pool?: { channels: number; slots: number; patch: number; pixels?: PoolPixels };
+  /** Positions terms: the number T of positions. */
+  positions?: number;
   /** Squared weight / bias multipliers (identity: including the squared output scale c²). */
   sw2: number;
   sb2: number;
@@ -288,12 +294,70 @@ function pixelProducts(
   };
 }
 
-/** Terms contracted point pair by point pair in plain JS (float64 sums): tokens and pooled. */
+/** Terms contracted point pair by point pair (float64 sums in plain JS): tokens, pooled, positions. */
 export function isPairTerm(t: TermMeta): boolean {
-  return t.kind === 'tokens' || t.kind === 'pooled';
+  return t.kind === 'tokens' || t.kind === 'pooled' || t.kind === 'positions';
 }
 
-/** A pair term of one pair of points added to acc (see {@link tokenPair}, {@link pooledPair}). */
+/**
+ * The positions term of one pair of points (row point n of `fr`, column point m of `fc`) added to
+ * acc[i·V + j] (full) or acc[0] (trace: Σ_i, not yet divided by V), summed in float64:
+ *     K_ij(x_n, x'_m) += Σ_t ⟨δ_i[t], C_j[t]⟩,  C_j[t] = Σ_t' A[t, t'] δ'_j[t'],
+ *     A[t, t'] = s_w²⟨a[t], a'[t']⟩ + s_b²
+ * — the per-example gradient Σ_t δ_i[t] ⊗ [s_w a[t], s_b] contracted without forming it
+ * (docs/theory.md §Per-layer rules). Not symmetric bit for bit under swapping the points (see
+ * {@link addPairTerm}).
+ */
+export function positionsPair(
+  t: TermMeta,
+  V: number,
+  fr: TermFeatures,
+  n: number,
+  fc: TermFeatures,
+  m: number,
+  full: boolean,
+  acc: Float64Array,
+): void {
+  const T = t.positions!;
+  const [dIn, w] = [t.dIn / T, t.width / T];
+  const [ar, ac, dr, dc] = [fr.a!, fc.a!, fr.d!, fc.d!];
+  const A = scratch64(0, T * T);
+  for (let p = 0; p < T; p++) {
+    for (let q = 0; q < T; q++) {
+      const g = t.sw2 === 0 ? 0 : dot(ar, n * t.dIn + p * dIn, ac, m * t.dIn + q * dIn, dIn);
+      A[p * T + q] = t.sw2 * g + t.sb2;
+    }
+  }
+  const C = scratch64(1, t.width);
+  for (let j = 0; j < V; j++) {
+    const sj = (m * V + j) * t.width;
+    C.fill(0);
+    for (let p = 0; p < T; p++) {
+      for (let q = 0; q < T; q++) {
+        const x = A[p * T + q]!;
+        if (x === 0) continue;
+        for (let o = 0; o < w; o++) C[p * w + o] = C[p * w + o]! + x * dc[sj + q * w + o]!;
+      }
+    }
+    const [i0, i1] = full ? [0, V] : [j, j + 1];
+    for (let i = i0; i < i1; i++) {
+      const si = (n * V + i) * t.width;
+      let s = 0;
+      for (let e = 0; e < t.width; e++) s += dr[si + e]! * C[e]!;
+      if (full) acc[i * V + j] = acc[i * V + j]! + s;
+      else acc[0] = acc[0]! + s;
+    }
+  }
+}
+
+/** Reusable float64 scratch arrays of the pair functions (slot k, at least n entries). */
+const scratch: Float64Array[] = [];
+function scratch64(k: number, n: number): Float64Array {
+  if (!scratch[k] || scratch[k]!.length < n) scratch[k] = new Float64Array(n);
+  return scratch[k]!.subarray(0, n);
+}
+
+/** A pair term of one pair of points added to acc (see {@link tokenPair}, {@link pooledPair}, {@link positionsPair}). */
 export function pairTermValue(
   t: TermMeta,
   V: number,
@@ -305,14 +369,17 @@ export function pairTermValue(
   acc: Float64Array,
 ): void {
   if (t.kind === 'pooled') pooledPair(t, V, fr, n, fc, m, full, acc);
+  else if (t.kind === 'positions') positionsPair(t, V, fr, n, fc, m, full, acc);
   else tokenPair(t, V, fr, n, fc, m, full, acc);
 }
 
 /**
- * Add the pair term k (tokens or pooled) of a block to `out` ([r·V, c·V] full or [r, c] trace, row-major with
- * `ld` entries per row; trace entries Σ_i K_ii times `traceScale`, 1/V unless the caller divides
- * later). `upper`: only column point ≥ row point (a block against itself whose lower triangle is
- * mirrored afterwards).
+ * Add the pair term k (tokens, pooled, positions) of a block to `out` ([r·V, c·V] full or [r, c]
+ * trace, row-major with `ld` entries per row; trace entries Σ_i K_ii times `traceScale`, 1/V unless
+ * the caller divides later). A block against itself (`half`): only column point ≥ row point, the
+ * lower triangle then either mirrored afterwards by the caller ('upper') or written here from the
+ * same sums ('mirror': K(x_m, x_n) = K(x_n, x_m)ᵀ bit for bit, whatever order a term sums in); a
+ * point's own V × V block is mirrored from its upper triangle.
  */
 export function addPairTerm(
   out: Float32Array | Float64Array,
@@ -324,21 +391,30 @@ export function addPairTerm(
   fc: TermFeatures,
   r: number,
   c: number,
-  upper: boolean,
+  half: false | 'upper' | 'mirror',
   traceScale = 1 / V,
 ): void {
   const acc = new Float64Array(full ? V * V : 1);
   for (let n = 0; n < r; n++) {
-    for (let m = upper ? n : 0; m < c; m++) {
+    for (let m = half ? n : 0; m < c; m++) {
       acc.fill(0);
       pairTermValue(t, V, fr, n, fc, m, full, acc);
+      if (half && m === n && full) {
+        // A point's own V × V block: K_ji from K_ij.
+        for (let i = 0; i < V; i++) for (let j = i + 1; j < V; j++) acc[j * V + i] = acc[i * V + j]!;
+      }
+      const mirror = half === 'mirror' && m !== n;
       if (!full) {
         out[n * ld + m] = out[n * ld + m]! + acc[0]! * traceScale;
+        if (mirror) out[m * ld + n] = out[m * ld + n]! + acc[0]! * traceScale;
         continue;
       }
       for (let i = 0; i < V; i++) {
         const row = (n * V + i) * ld + m * V;
         for (let j = 0; j < V; j++) out[row + j] = out[row + j]! + acc[i * V + j]!;
+        if (!mirror) continue;
+        for (let j = 0; j < V; j++)
+          out[(m * V + j) * ld + n * V + i] = out[(m * V + j) * ld + n * V + i]! + acc[i * V + j]!;
       }
     }
   }
@@ -434,7 +510,7 @@ export class JsBlockComputer implements BlockComputer {
       const fc = col.terms[k]!;
       if (isPairTerm(t)) {
         // Trace entries are divided by V at the end: add the undivided sums here.
-        addPairTerm(out, full ? c * V : c, t, V, full, fr, fc, r, c, false, 1);
+        addPairTerm(out, full ? c * V : c, t, V, full, fr, fc, r, c, row.key === col.key && 'mirror', 1);
         return;
       }
       const g = t.kind !== 'gram' ? this.gram(t, fr.a!, fc.a!, r, c) : null;

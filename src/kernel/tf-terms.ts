@@ -149,7 +149,9 @@ export class TfBlockComputer implements BlockComputer {
       }
       // Pair terms (sparse embedding gradients, max-pooled convolutions) in plain JS.
       this.terms.forEach((t, k) => {
-        if (isPairTerm(t)) addPairTerm(target, cols, t, V, full, row.terms[k]!, col.terms[k]!, r, c, false);
+        if (!isPairTerm(t)) return;
+        const half = row.key === col.key && 'mirror';
+        addPairTerm(target, cols, t, V, full, row.terms[k]!, col.terms[k]!, r, c, half);
       });
     };
     const view = heapView(acc);

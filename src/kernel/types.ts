@@ -59,7 +59,8 @@ export type NtkLogits = (typeof NTK_LOGITS)[number];
 /**
  * How one selected layer is differentiated: 'dense-identity' (closed-form head), 'dense-factored'
  * (⟨a, a'⟩⟨δ, δ'⟩), 'dense-gated', 'dense-explicit' (dense over positions or shared: per-example
- * gradients), 'conv1d-explicit', 'conv2d-explicit', 'conv1d-pooled', 'conv2d-pooled' (a convolution
+ * gradients), 'dense-position-pairs' (dense over positions: Σ_{t,t'} ⟨a_t, a'_t'⟩⟨δ_t, δ'_t'⟩ without
+ * the gradients), 'conv1d-explicit', 'conv2d-explicit', 'conv1d-pooled', 'conv2d-pooled' (a convolution
  * before a max-pooling: the pool windows' selected patches), 'depthwise-explicit',
  * 'separable-explicit', 'embedding-explicit', 'embedding-sparse' (a point's distinct tokens only),
  * 'layernorm', 'batchnorm', 'prelu', 'autodiff' (the layer alone by tfjs autodiff, the rest
@@ -242,7 +243,7 @@ export interface NtkPlan {
   /** Structured path: the per-layer terms (name, kind, widths); empty for 'jacobian'. */
   terms: Array<{
     layer: string;
-    kind: 'factored' | 'identity' | 'gram' | 'tokens' | 'pooled';
+    kind: 'factored' | 'identity' | 'gram' | 'tokens' | 'pooled' | 'positions';
     width: number;
   }>;
 }

@@ -869,6 +869,278 @@ function tokenPairsBody(): number[] {
   );
 }
 
+/**
+ * positionPairs(ar, ac, KA, T, dr, dc, WP, VP, VR, out, ldo, m0, c, scr): a positions term
+ * (./terms.ts positionsPair) for one row point and the column points m0 ≤ m < c, added to
+ * K[i][m][j] at out + (i·ldo + m·VR + j)·4 for i, j < VR:
+ *   A[t, u] = ⟨ar[t], ac[m][u]⟩                                  (a rows: [s_w a_t, s_b, 0…], KA floats)
+ *   W[j][t] = Σ_u A[t, u] dc[m][j][u]                             (signal rows: WP floats per position)
+ *   K[i][m][j] += Σ_t ⟨dr[i][t], W[j][t]⟩
+ * Row point: ar [T × KA], dr [VP × T × WP]; column point m: ac + m·T·KA·4, dc + m·VP·T·WP·4 (VP ≥ VR
+ * even, rows ≥ VR zero; T a multiple of 4, WP of 8, KA of 4). Scratch: Aᵀ [T × T] then W [VP × T × WP].
+ * W is built 4 positions × 8 floats at a time (the gemm micro-kernel's shape: two vector loads and
+ * four broadcasts per 8 multiply-adds), K in 2 × 2 tiles of rows; each sum's lanes are added as
+ * (l0 + l1) + (l2 + l3).
+ */
+function positionPairsBody(): number[] {
+  const [AR, AC, KA, T, DR, DC, WP, VP, VR, OUT, LDO, M0, COLS, SCR] = Array.from(
+    { length: 14 },
+    (_, k) => k,
+  ) as number[];
+  let next = 14;
+  const [
+    m,
+    t,
+    u,
+    k,
+    ra,
+    ca,
+    kEnd,
+    acB,
+    dcB,
+    j,
+    t0,
+    o,
+    x,
+    y,
+    yEnd,
+    wB,
+    L4,
+    i0,
+    j0,
+    pi,
+    pj,
+    pEnd,
+    WP4,
+    T4,
+    KA4,
+    r,
+  ] = Array.from({ length: 26 }, () => next++) as number[];
+  const numI32 = next - 14;
+  const acc = Array.from({ length: 8 }, () => next++);
+  const [x0, x1, y0, y1, sv] = Array.from({ length: 5 }, () => next++) as number[];
+  const f32add = [0x92];
+  const hsum = (v: number) => [
+    ...get(v),
+    ...simd(0x1f),
+    0,
+    ...get(v),
+    ...simd(0x1f),
+    1,
+    ...f32add,
+    ...get(v),
+    ...simd(0x1f),
+    2,
+    ...get(v),
+    ...simd(0x1f),
+    3,
+    ...f32add,
+    ...f32add,
+  ];
+  const madd = (a: number, b: number, c: number) => [
+    ...get(c),
+    ...get(a),
+    ...get(b),
+    ...f32x4mul,
+    ...f32x4add,
+    ...set(c),
+  ];
+  const zero = (n: number) => acc.slice(0, n).flatMap((v) => [...vzero, ...set(v)]);
+  const loop = (l: number, end: number[], body: number[], step: number | number[]) => [
+    ...whileNot([...get(l), ...end, ...geU], [...body, ...incr(l, step)]),
+  ];
+
+  // 1. Aᵀ[u][t] = ⟨ar[t], ac[m][u]⟩.
+  const dotA: number[] = [
+    ...get(ra),
+    ...get(k),
+    ...add,
+    ...vload(),
+    ...get(ca),
+    ...get(k),
+    ...add,
+    ...vload(),
+  ];
+  dotA.push(...f32x4mul, ...get(acc[0]!), ...f32x4add, ...set(acc[0]!));
+  const entryA: number[] = [...get(acB), ...get(u), ...get(KA4), ...mul, ...add, ...set(ca), ...zero(1)];
+  entryA.push(...i32(0), ...set(k), ...loop(k, get(KA4), dotA, 16));
+  entryA.push(...get(SCR), ...get(u), ...get(T), ...mul, ...get(t), ...add, ...i32(4), ...mul, ...add);
+  entryA.push(...hsum(acc[0]!), ...f32store());
+  const rowA: number[] = [...get(AR), ...get(t), ...get(KA4), ...mul, ...add, ...set(ra)];
+  rowA.push(...i32(0), ...set(u), ...loop(u, get(T), entryA, 1));
+  const stepA = [...i32(0), ...set(t), ...loop(t, get(T), rowA, 1)];
+
+  // 2. W[j][t0 + r][o…o+7] = Σ_u Aᵀ[u][t0 + r] dc[m][j][u][o…o+7].
+  const inner: number[] = [...get(x), ...vload(0), ...set(x0), ...get(x), ...vload(16), ...set(x1)];
+  for (let q = 0; q < 4; q++) {
+    inner.push(...get(y), ...vsplat32Load(4 * q), ...set(sv));
+    inner.push(...madd(sv, x0, acc[2 * q]!), ...madd(sv, x1, acc[2 * q + 1]!));
+  }
+  inner.push(...incr(x, get(WP4)));
+  const tile: number[] = [...zero(8)];
+  // x = dcB + (j·T·WP)·4 + o, y = SCR + t0·4, yEnd = y + T·T·4.
+  tile.push(
+    ...get(dcB),
+    ...get(j),
+    ...get(T),
+    ...mul,
+    ...get(WP4),
+    ...mul,
+    ...add,
+    ...get(o),
+    ...add,
+    ...set(x),
+  );
+  tile.push(...get(SCR), ...get(t0), ...i32(4), ...mul, ...add, ...set(y));
+  tile.push(...get(y), ...get(T), ...get(T4), ...mul, ...add, ...set(yEnd));
+  tile.push(...loop(y, get(yEnd), inner, get(T4)));
+  // store at wB + ((j·T + t0)·WP)·4 + o + r·WP·4
+  tile.push(
+    ...get(wB),
+    ...get(j),
+    ...get(T),
+    ...mul,
+    ...get(t0),
+    ...add,
+    ...get(WP4),
+    ...mul,
+    ...add,
+    ...get(o),
+    ...add,
+    ...set(x),
+  );
+  for (let q = 0; q < 4; q++) {
+    tile.push(
+      ...get(x),
+      ...get(acc[2 * q]!),
+      ...vstore(0),
+      ...get(x),
+      ...get(acc[2 * q + 1]!),
+      ...vstore(16),
+    );
+    if (q < 3) tile.push(...incr(x, get(WP4)));
+  }
+  const stepW = [...i32(0), ...set(j)];
+  stepW.push(
+    ...loop(
+      j,
+      get(VP),
+      [...i32(0), ...set(t0), ...loop(t0, get(T), [...i32(0), ...set(o), ...loop(o, get(WP4), tile, 32)], 4)],
+      1,
+    ),
+  );
+
+  // 3. K[i][m][j] += Σ ⟨dr[i], W[j]⟩ in 2 × 2 tiles.
+  const dotK: number[] = [
+    ...get(pi),
+    ...vload(),
+    ...set(x0),
+    ...get(pi),
+    ...get(L4),
+    ...add,
+    ...vload(),
+    ...set(x1),
+  ];
+  dotK.push(...get(pj), ...vload(), ...set(y0), ...get(pj), ...get(L4), ...add, ...vload(), ...set(y1));
+  dotK.push(
+    ...madd(x0, y0, acc[0]!),
+    ...madd(x0, y1, acc[1]!),
+    ...madd(x1, y0, acc[2]!),
+    ...madd(x1, y1, acc[3]!),
+  );
+  dotK.push(...incr(pj, 16));
+  const tileK: number[] = [...zero(4)];
+  tileK.push(...get(DR), ...get(i0), ...get(L4), ...mul, ...add, ...set(pi));
+  tileK.push(...get(wB), ...get(j0), ...get(L4), ...mul, ...add, ...set(pj));
+  tileK.push(...get(pi), ...get(L4), ...add, ...set(pEnd), ...loop(pi, get(pEnd), dotK, 16));
+  [
+    [0, 0],
+    [0, 1],
+    [1, 0],
+    [1, 1],
+  ].forEach(([a, b], q) => {
+    const cond = [
+      ...get(i0),
+      ...i32(a!),
+      ...add,
+      ...get(VR),
+      ...ltU,
+      ...get(j0),
+      ...i32(b!),
+      ...add,
+      ...get(VR),
+      ...ltU,
+      ...and,
+    ];
+    // address out + ((i0 + a)·ldo + m·VR + j0 + b)·4
+    const body = [
+      ...get(OUT),
+      ...get(i0),
+      ...i32(a!),
+      ...add,
+      ...get(LDO),
+      ...mul,
+      ...get(m),
+      ...get(VR),
+      ...mul,
+      ...add,
+    ];
+    body.push(...get(j0), ...i32(b!), ...add, ...add, ...i32(4), ...mul, ...add, ...set(r));
+    body.push(...get(r), ...get(r), ...f32load(), ...hsum(acc[q]!), ...f32add, ...f32store());
+    tileK.push(...ifThen(cond, body));
+  });
+  const stepK = [
+    ...i32(0),
+    ...set(i0),
+    ...loop(i0, get(VP), [...i32(0), ...set(j0), ...loop(j0, get(VP), tileK, 2)], 2),
+  ];
+
+  const column: number[] = [
+    ...get(AC),
+    ...get(m),
+    ...get(T),
+    ...mul,
+    ...get(KA4),
+    ...mul,
+    ...add,
+    ...set(acB),
+  ];
+  column.push(
+    ...get(DC),
+    ...get(m),
+    ...get(VP),
+    ...mul,
+    ...get(T),
+    ...mul,
+    ...get(WP4),
+    ...mul,
+    ...add,
+    ...set(dcB),
+  );
+  column.push(...stepA, ...stepW, ...stepK);
+  const code: number[] = [
+    ...get(WP),
+    ...i32(4),
+    ...mul,
+    ...set(WP4),
+    ...get(T),
+    ...i32(4),
+    ...mul,
+    ...set(T4),
+  ];
+  code.push(...get(KA), ...i32(4), ...mul, ...set(KA4), ...get(T), ...get(WP4), ...mul, ...set(L4));
+  code.push(...get(SCR), ...get(T), ...get(T4), ...mul, ...add, ...set(wB));
+  code.push(...get(M0), ...set(m), ...loop(m, get(COLS), column, 1));
+  void kEnd;
+  return funcBody(
+    [
+      [numI32, I32],
+      [acc.length + 5, V128],
+    ],
+    code,
+  );
+}
+
 /** The exported routines (byte-address arguments, see each body's comment). */
 export interface GemmExports {
   gemm(
@@ -948,6 +1220,22 @@ export interface GemmExports {
     m0: number,
     c: number,
   ): void;
+  positionPairs(
+    ar: number,
+    ac: number,
+    ka: number,
+    t: number,
+    dr: number,
+    dc: number,
+    wp: number,
+    vp: number,
+    vr: number,
+    out: number,
+    ldo: number,
+    m0: number,
+    c: number,
+    scratch: number,
+  ): void;
   slotGather(
     qn: number,
     positions: number,
@@ -972,6 +1260,7 @@ const functions = (fma: boolean): AsmFunction[] => [
   { name: 'pixelSums', params: 9, body: pixelSumsBody() },
   { name: 'slotGather', params: 9, body: slotGatherBody() },
   { name: 'tokenPairs', params: 11, body: tokenPairsBody() },
+  { name: 'positionPairs', params: 14, body: positionPairsBody() },
 ];
 
 /**

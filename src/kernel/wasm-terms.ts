@@ -224,7 +224,7 @@ function padRows(src: Float32Array, rows: number, width: number): Float32Array {
 }
 
 /** How a term is contracted in this computer's mode. */
-type Route = 'identity' | 'dense' | 'masked' | 'gated' | 'tokens' | 'tight' | 'pooled';
+type Route = 'identity' | 'dense' | 'masked' | 'gated' | 'tokens' | 'tight' | 'pooled' | 'positions';
 
 /** Packed factors of one block, per term (null where unused), and per-point unit lists. */
 interface PackedBlock {
@@ -318,6 +318,7 @@ export class WasmBlockComputer implements BlockComputer {
     this.routes = terms.map((t) => {
       if (t.kind === 'identity') return 'identity';
       if (t.kind === 'pooled') return 'pooled';
+      if (t.kind === 'positions' && full) return 'positions';
       if (isPairTerm(t)) return 'tokens';
       if (!full) return 'dense';
       // Dense gram terms: rows of all points back to back (no padding of V rows to a multiple of MR).
@@ -377,7 +378,7 @@ export class WasmBlockComputer implements BlockComputer {
         if (row) units = activeUnits(f.s!, b, 1, width);
       }
       const a =
-        t.kind !== 'gram' && route !== 'tokens' && route !== 'pooled' && t.sw2 !== 0
+        t.kind !== 'gram' && route !== 'tokens' && route !== 'pooled' && route !== 'positions' && t.sw2 !== 0
           ? packRows(f.a!, b, t.dIn, row ? 'dense' : 'panels', 1, 1, takeBuffer)
           : null;
       packed.a.push(a);
@@ -898,6 +899,102 @@ export class WasmBlockComputer implements BlockComputer {
     }
   }
 
+  /** A positions term's padded shapes: positions T, floats KA of an input row (with s_b), WP of a signal row, rows VP. */
+  private positionShape(t: TermMeta): { T: number; KA: number; WP: number; VP: number } {
+    const T0 = t.positions!;
+    return {
+      T: roundUp(T0, 4),
+      KA: roundUp(t.dIn / T0 + 1, 4),
+      WP: roundUp(t.width / T0, 8),
+      VP: roundUp(this.V, 2),
+    };
+  }
+
+  /** Regions of the positions terms: each side's input and signal rows, and the kernel's scratch. */
+  private positionSizes(r: number, c: number): Array<[string, number]> {
+    let scratch = 0;
+    const sizes = this.terms.flatMap((t, k): Array<[string, number]> => {
+      if (this.routes[k] !== 'positions') return [];
+      const { T, KA, WP, VP } = this.positionShape(t);
+      scratch = Math.max(scratch, 4 * (T * T + VP * T * WP));
+      return [
+        [`posAr${k}`, 4 * r * T * KA],
+        [`posAc${k}`, 4 * c * T * KA],
+        [`posDr${k}`, 4 * r * VP * T * WP],
+        [`posDc${k}`, 4 * c * VP * T * WP],
+      ];
+    });
+    return [...sizes, ['posScratch', scratch]];
+  }
+
+  /**
+   * Positions term k of a full block added to the compacted block at `out` ([r·V × cols]): per row
+   * point, positionPairs over the column points (from the point itself when symmetric: the rest is
+   * mirrored). Each side's rows are laid out once per block (kept while the same block comes back):
+   * inputs [s_w a_t, s_b] and signals, zero-padded to the kernel's shapes.
+   */
+  private positionTerm(
+    k: number,
+    t: TermMeta,
+    block: BlockShape,
+    row: BlockInput,
+    col: BlockInput,
+    out: number,
+    cols: number,
+  ): void {
+    const { r, c, sym } = block;
+    const V = this.V;
+    const { T, KA, WP, VP } = this.positionShape(t);
+    const T0 = t.positions!;
+    const [dIn, w] = [t.dIn / T0, t.width / T0];
+    const [sw, sb] = [Math.sqrt(t.sw2), Math.sqrt(t.sb2)];
+    const at = (name: string) => this.regions.at(name);
+    const upload = (side: 'r' | 'c', input: BlockInput, points: number) => {
+      if (this.pooledLoaded.get(`pos${side}${k}`) === input.key) return;
+      this.pooledLoaded.set(`pos${side}${k}`, input.key);
+      const { a, d } = input.terms[k]!;
+      const A = new Float32Array(this.memory.buffer, at(`posA${side}${k}`), points * T * KA).fill(0);
+      for (let n = 0; n < points; n++) {
+        for (let p = 0; p < T0; p++) {
+          const [to, from] = [(n * T + p) * KA, (n * T0 + p) * dIn];
+          for (let e = 0; e < dIn; e++) A[to + e] = sw * a![from + e]!;
+          A[to + dIn] = sb;
+        }
+      }
+      const D = new Float32Array(this.memory.buffer, at(`posD${side}${k}`), points * VP * T * WP).fill(0);
+      for (let n = 0; n < points; n++) {
+        for (let i = 0; i < V; i++) {
+          for (let p = 0; p < T0; p++) {
+            const from = (n * V + i) * t.width + p * w;
+            D.set(d!.subarray(from, from + w), ((n * VP + i) * T + p) * WP);
+          }
+        }
+      }
+    };
+    upload('r', row, r);
+    upload('c', col, c);
+    for (let n = 0; n < r; n++) {
+      const m0 = sym ? n : 0;
+      this.ex.positionPairs(
+        at(`posAr${k}`) + 4 * n * T * KA,
+        at(`posAc${k}`),
+        KA,
+        T,
+        at(`posDr${k}`) + 4 * n * VP * T * WP,
+        at(`posDc${k}`),
+        WP,
+        VP,
+        V,
+        out + 4 * n * V * cols,
+        cols,
+        m0,
+        c,
+        at('posScratch'),
+      );
+      this.flops += 2 * (c - m0) * (T * T * KA + VP * T * T * WP + VP * VP * T * WP);
+    }
+  }
+
   /** Whether tokens term t runs on the tokenPairs kernel: full blocks, embedding widths in whole f32x4. */
   private simdTokens(t: TermMeta): boolean {
     return t.kind === 'tokens' && this.mode === 'full' && (t.width / t.dIn) % 4 === 0;
@@ -1064,6 +1161,7 @@ export class WasmBlockComputer implements BlockComputer {
       ['outT', 4 * rows * cols],
       ...this.pooledSizes(r, c),
       ...this.tokenSizes(r, c),
+      ...this.positionSizes(r, c),
     );
     if (this.regions.fit(sizes, `${r} × ${c}`)) {
       this.loaded = { row: '', col: '' };
@@ -1092,7 +1190,7 @@ export class WasmBlockComputer implements BlockComputer {
     let firstTight = true;
     this.terms.forEach((t, k) => {
       const route = this.routes[k]!;
-      if (route === 'identity' || route === 'tokens') return;
+      if (route === 'identity' || route === 'tokens' || route === 'positions') return;
       if (route === 'tight') {
         this.tightTerm(k, t, block, firstTight);
         firstTight = false;
@@ -1172,13 +1270,16 @@ export class WasmBlockComputer implements BlockComputer {
     // Tokens terms (sparse embedding gradients, ./terms.ts) on the compacted block: by the tokenPairs
     // kernel (full blocks, embedding widths in whole f32x4), else in plain JS.
     this.terms.forEach((t, k) => {
+      if (this.routes[k] === 'positions') this.positionTerm(k, t, block, row, col, out, cols);
       if (this.routes[k] !== 'tokens') return;
       if (this.simdTokens(t)) {
         this.tokenTerm(k, t, block, row, col, out, cols);
         return;
       }
       const view = new Float32Array(this.memory.buffer, out, rows * cols);
-      addPairTerm(view, cols, t, V, full, row.terms[k]!, col.terms[k]!, r, c, block.sym);
+      // Symmetric full blocks mirror their lower triangle below; trace blocks here.
+      const half = block.sym ? 'upper' : row.key === col.key && 'mirror';
+      addPairTerm(view, cols, t, V, full, row.terms[k]!, col.terms[k]!, r, c, half);
     });
     const outT = this.regions.at('outT');
     if (block.sym) {
@@ -1190,9 +1291,9 @@ export class WasmBlockComputer implements BlockComputer {
           heap.copyWithin(o + at, outT / 4 + at, outT / 4 + at + n * V);
         }
       }
-      // A point's own V × V block: pooled terms do not evaluate K_ij and K_ji alike (the gram terms
-      // do), so the upper triangle is mirrored there too — K is then symmetric bit for bit.
-      if (this.routes.includes('pooled')) {
+      // A point's own V × V block: pooled and positions terms do not evaluate K_ij and K_ji alike
+      // (the gram terms do), so the upper triangle is mirrored there too — K is then symmetric bit for bit.
+      if (this.routes.includes('pooled') || this.routes.includes('positions')) {
         for (let n = 0; n < r; n++) {
           for (let i = 0; i < V; i++) {
             for (let j = i + 1; j < V; j++)

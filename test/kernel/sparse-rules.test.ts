@@ -157,7 +157,9 @@ describe('wide gram terms: the wasm contraction in chunks of 2048 units', () => 
   let x1: tf.Tensor;
   let x2: tf.Tensor;
   beforeAll(() => {
-    // Dense over 3 positions, 40 → 60 units: a per-example gradient of 2460 > 2048 columns.
+    // Dense over 3 positions, 40 → 60 units: a per-example gradient of 2460 > 2048 columns (the
+    // explicit rule forced: positions terms would cost less).
+    structuredTestHooks.positionTerms = 'never';
     model = tf.sequential({
       layers: [
         tf.layers.dense({ inputShape: [3, 40], units: 60, activation: 'tanh' }),
@@ -172,6 +174,7 @@ describe('wide gram terms: the wasm contraction in chunks of 2048 units', () => 
     x2 = tf.tensor3d(values(3, 2), [3, 3, 40]);
   });
   afterAll(() => {
+    structuredTestHooks.positionTerms = 'cost';
     model.dispose();
     tf.dispose([x1, x2]);
   });

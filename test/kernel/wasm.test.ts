@@ -580,6 +580,76 @@ describe('kernels against float64 loops', () => {
     },
   );
 
+  it.each([
+    // T, KA, WP, VP, VR, c, m0
+    [8, 36, 64, 10, 10, 5, 0],
+    [4, 4, 8, 2, 1, 3, 1],
+    [12, 8, 16, 4, 3, 4, 2],
+    [4, 12, 24, 6, 5, 2, 0],
+  ])(
+    'positionPairs T = %i, KA = %i, WP = %i, VP = %i (V = %i), columns [m0, c) with c = %i, m0 = %i: float64 loops, nothing else written',
+    (T, KA, WP, VP, VR, c, m0) => {
+      const rng = new Rng(T * 1000 + KA * 10 + WP + VR);
+      const ar = randomMatrix(rng, T, KA);
+      const ac = randomMatrix(rng, c * T, KA);
+      // Signal rows ≥ VR are zero (the caller's padding).
+      const signals = (points: number) => {
+        const d = randomMatrix(rng, points * VP, T * WP);
+        for (let n = 0; n < points; n++) d.fill(0, (n * VP + VR) * T * WP, (n + 1) * VP * T * WP);
+        return d;
+      };
+      const [dr, dc] = [signals(1), signals(c)];
+      const ldo = c * VR + 3;
+      const out0 = randomMatrix(rng, VR + 1, ldo);
+      const k = kernels(4 * 2 ** 20);
+      const out = k.put(out0);
+      const scratch = k.put(new Float32Array(T * T + VP * T * WP));
+      k.ex.positionPairs(
+        k.put(ar),
+        k.put(ac),
+        KA,
+        T,
+        k.put(dr),
+        k.put(dc),
+        WP,
+        VP,
+        VR,
+        out,
+        ldo,
+        m0,
+        c,
+        scratch,
+      );
+      const got = k.read(out, out0.length);
+      for (let i = 0; i <= VR; i++) {
+        for (let x = 0; x < ldo; x++) {
+          const m = Math.floor(x / VR);
+          const at = i * ldo + x;
+          if (i === VR || m < m0 || m >= c) {
+            expect(Object.is(got[at], out0[at]), `untouched at row ${i}, float ${x}`).toBe(true);
+            continue;
+          }
+          const j = x % VR;
+          // K_ij += Σ_{t,u} ⟨ar[t], ac[m][u]⟩ ⟨dr[i][t], dc[m][j][u]⟩ (docs/theory.md §Per-layer rules)
+          let want = out0[at]!;
+          let size = 0;
+          for (let t = 0; t < T; t++) {
+            for (let u = 0; u < T; u++) {
+              let A = 0;
+              for (let e = 0; e < KA; e++) A += ar[t * KA + e]! * ac[(m * T + u) * KA + e]!;
+              let S = 0;
+              for (let o = 0; o < WP; o++)
+                S += dr[(i * T + t) * WP + o]! * dc[((m * VP + j) * T + u) * WP + o]!;
+              want += A * S;
+              size += Math.abs(A * S);
+            }
+          }
+          expect(Math.abs(got[at]! - want)).toBeLessThanOrEqual(TOL * (1 + size));
+        }
+      }
+    },
+  );
+
   it('pooledPairs: a column point gives the same bits whatever m0, quad and lane', () => {
     const [V, S, C, c, cPad] = [5, 4, 6, 13, 16];
     const rng = new Rng(5);
