@@ -32,7 +32,7 @@ import {
 import { loadUserModel, type ModelSupportReport, unsupportedLines } from '../embed/index.js';
 import { InvalidArgumentError, UnsupportedError } from '../errors.js';
 import { readArray, sha256File } from '../io/index.js';
-import { analyzeModel } from '../kernel/index.js';
+import { analyzeModel, checkTokenIds } from '../kernel/index.js';
 import { disposeModel } from '../model/index.js';
 import { resolveInside } from '../util/index.js';
 import {
@@ -371,6 +371,8 @@ export async function computeModelKernelStore(
     const points = await loadModelPoints(options.points, analysis.inputShape, analysis.numOutputs, {
       labelColumn: options.labelColumn,
     });
+    // Before any work (the logits of a streamed kernel are computed first).
+    checkTokenIds(points.x, analysis.inputShape, analysis.tokenIds, 'points');
     const N = points.ids.length;
     checkShard(options.shard, N);
     const name = options.name ?? points.name;

@@ -108,6 +108,21 @@ export interface ModelAnalysis {
   unsupported: string[];
   /** The output layer whose softmax/sigmoid is dropped (logits: 'pre-activation'), else null. */
   strippedOutput: string | null;
+  /** The Embedding calls that read the input's values as token ids (checked on every call). */
+  tokenIds: TokenIdInput[];
+}
+
+/**
+ * An Embedding whose ids are input values (reached from the model input through layers that keep
+ * values: reshapes, dropouts, linear activations; or entk's TokenInputs 'ids'/'mask' slice): the
+ * entries of an example it reads must be integers in [0, inputDim).
+ */
+export interface TokenIdInput {
+  /** The layer, as `name (Embedding)`. */
+  layer: string;
+  inputDim: number;
+  /** The entries [start, end) of a flattened example it reads; null: all of them. */
+  entries: [number, number] | null;
 }
 
 function describe(layer: Layer): string {
@@ -650,6 +665,66 @@ function stripProbabilities(graph: ModelGraph, node: GraphNode): void {
   if (graph.output === node.output) graph.output = from;
 }
 
+/**
+ * Which example entries a TokenInputs slice of the model input passes on (entk transformers: ids
+ * then mask, src/model/transformer-layers.ts); null for its generated parts or another layer.
+ */
+function tokenInputsEntries(layer: Layer): [number, number] | null {
+  if (layer.getClassName() !== 'TokenInputs') return null;
+  const { part, length } = layer as unknown as { part: string; length: number };
+  if (part === 'ids') return [0, length];
+  if (part === 'mask') return [length, 2 * length];
+  return null;
+}
+
+function tokenIdInput(layer: Layer, entries: [number, number] | null): TokenIdInput {
+  return { layer: describe(layer), inputDim: (layer as unknown as { inputDim: number }).inputDim, entries };
+}
+
+/**
+ * The Embedding calls of `graph` whose ids are model input values (see TokenIdInput): walking back
+ * from each one's input through value-keeping single-input calls to the model input (tensor 0).
+ */
+function graphTokenIds(graph: ModelGraph): TokenIdInput[] {
+  const out: TokenIdInput[] = [];
+  for (const embedding of graph.nodes) {
+    if (embedding.layer.getClassName() !== 'Embedding') continue;
+    let t = embedding.inputs[0]!;
+    let entries: [number, number] | null = null;
+    while (t !== 0) {
+      const node = graph.nodes.find((n) => n.output === t);
+      if (node?.inputs.length !== 1) break;
+      entries = node.inputs[0] === 0 ? tokenInputsEntries(node.layer) : null;
+      if (entries) t = 0;
+      else if (preservesValues(node.layer)) t = node.inputs[0]!;
+      else break;
+    }
+    if (t === 0) out.push(tokenIdInput(embedding.layer, entries));
+  }
+  return out;
+}
+
+/** The same walk on the model's own (outermost) layer calls, when entk has no graph of it. */
+function symbolicTokenIds(model: tf.LayersModel): TokenIdInput[] {
+  const input = model.inputs[0]!;
+  const out: TokenIdInput[] = [];
+  for (const layer of model.layers) {
+    if (layer.getClassName() !== 'Embedding') continue;
+    for (const call of layer.inboundNodes as unknown as SymbolicNode[]) {
+      let t: tf.SymbolicTensor | undefined = call.inputTensors[0];
+      let entries: [number, number] | null = null;
+      while (t && t.id !== input.id) {
+        const source = t.sourceLayer.inboundNodes[t.nodeIndex] as unknown as SymbolicNode | undefined;
+        const from = source?.inputTensors.length === 1 ? source.inputTensors[0] : undefined;
+        entries = from?.id === input.id ? tokenInputsEntries(t.sourceLayer) : null;
+        t = entries || preservesValues(t.sourceLayer) ? from : undefined;
+      }
+      if (t) out.push(tokenIdInput(layer, entries));
+    }
+  }
+  return out;
+}
+
 /** Options of {@link analyzeModel}. */
 export interface AnalyzeOptions {
   /** See NtkOptions.logits. */
@@ -765,6 +840,7 @@ export function analyzeModel(
   const unsupported: string[] = [];
   let graph = modelGraph(model, unsupported);
   let strippedOutput: string | null = null;
+  const tokenIds = graph ? graphTokenIds(graph) : symbolicTokenIds(model);
   if (graph) {
     const rules = new Map(selectedLayers.map((l) => [l, paramLayerOf(l)]));
     for (const node of graph.nodes) node.param = rules.get(node.layer) ?? null;
@@ -797,5 +873,6 @@ export function analyzeModel(
     graph,
     unsupported,
     strippedOutput,
+    tokenIds,
   };
 }

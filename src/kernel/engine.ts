@@ -12,7 +12,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { InvalidArgumentError } from '../errors.js';
 import { type Progress, progressBar } from '../util/index.js';
-import { leafWeights, type ModelAnalysis } from './analyze.js';
+import { leafWeights, type ModelAnalysis, type TokenIdInput } from './analyze.js';
 import { makeBlockComputer, provideTfContraction, resolveContraction } from './contractions.js';
 import { factorGemmMinWork, setFactorGemmThreads } from './factor-gemm.js';
 import {
@@ -71,12 +71,51 @@ export interface Points {
 
 provideTfContraction(TfBlockComputer);
 
-/** Validate and normalise an NtkInput against the model's input shape. */
+/**
+ * Refuse token ids an Embedding cannot look up (tfjs would fail deep inside GatherV2, or truncate a
+ * fraction): every entry of `data` (row-major examples of `exampleShape`) that a layer of `tokenIds`
+ * reads must be an integer in [0, inputDim). One pass over those entries; InvalidArgumentError
+ * naming `argument`, the point, the entry, the value and the layer.
+ */
+export function checkTokenIds(
+  data: ArrayLike<number>,
+  exampleShape: readonly number[],
+  tokenIds: readonly TokenIdInput[],
+  argument: string,
+): void {
+  const rowSize = exampleShape.reduce((a, b) => a * b, 1);
+  for (const { layer, inputDim, entries } of tokenIds) {
+    const [start, end] = entries ?? [0, rowSize];
+    for (let row = 0; row < data.length; row += rowSize) {
+      for (let e = row + start; e < row + end; e++) {
+        const id = data[e]!;
+        if (Number.isInteger(id) && id >= 0 && id < inputDim) continue;
+        // The entry's index within its example, e.g. [3] or [1, 2].
+        const index: number[] = [];
+        for (let r = e - row, d = exampleShape.length - 1; d >= 0; d--) {
+          index.unshift(r % exampleShape[d]!);
+          r = Math.floor(r / exampleShape[d]!);
+        }
+        throw new InvalidArgumentError(
+          argument,
+          `${id} at point ${row / rowSize}, entry [${index.join(', ')}]`,
+          `integer token ids in [0, ${inputDim}) for layer ${layer}`,
+        );
+      }
+    }
+  }
+}
+
+/**
+ * Validate and normalise an NtkInput against the model's input shape (and the token ids of
+ * `tokenIds`: see checkTokenIds).
+ */
 export function toPoints(
   input: NtkInput,
   argument: string,
   inputShape: number[],
   inputDtype: string,
+  tokenIds: readonly TokenIdInput[] = [],
 ): Points {
   let data: Float32Array | Int32Array;
   let shape: number[];
@@ -119,6 +158,7 @@ export function toPoints(
       throw new InvalidArgumentError(argument, `a non-finite value at flat index ${i}`, 'finite values');
     }
   }
+  checkTokenIds(data, inputShape, tokenIds, argument);
   const rowSize = inputShape.reduce((a, b) => a * b, 1);
   // The model's input dtype decides (token ids may arrive as float32, features as int32).
   const dtype = inputDtype === 'int32' ? 'int32' : 'float32';

@@ -3,7 +3,8 @@
  * function and its implementation table: ./ntk.ts.
  */
 
-export { analyzeModel, leafLayers } from './analyze.js';
+export { analyzeModel, leafLayers, type TokenIdInput } from './analyze.js';
+export { checkTokenIds } from './engine.js';
 export { terminateNtkWorkers } from './job.js';
 export { DEFAULT_NTK_MEMORY_BUDGET, empiricalNtkFn, modelLogits } from './ntk.js';
 export { type PerLayerNtk, type PerLayerNtkOptions, perLayerNtk } from './per-layer.js';

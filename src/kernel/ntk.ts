@@ -275,7 +275,7 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
   };
 
   const points = (input: NtkInput, argument: string): Points =>
-    toPoints(input, argument, analysis.inputShape, analysis.inputDtype);
+    toPoints(input, argument, analysis.inputShape, analysis.inputDtype, analysis.tokenIds);
 
   const summary = (n1: number, n2: number, kind: NtkResult['kind'], shape: number[]): NtkStreamSummary => ({
     kind,

@@ -148,7 +148,7 @@ export function perLayerNtk(
   assertGradientsTrusted(model, undefined, {
     dilationHandled: dilationHandled(model, plan.rules, true),
   });
-  const points = toPoints(x, 'x', analysis.inputShape, analysis.inputDtype);
+  const points = toPoints(x, 'x', analysis.inputShape, analysis.inputDtype, analysis.tokenIds);
   const V = analysis.numOutputs;
   const n = points.n;
   const xt = tf.tensor(points.data, [n, ...points.exampleShape], points.dtype);

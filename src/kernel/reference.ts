@@ -595,7 +595,7 @@ export function finiteDifferenceJacobian(
 ): { data: Float64Array; shape: [number, number] } {
   const h = options.step ?? 1e-5;
   const analysis = analyzeModel(model, options.parameters ?? 'all', { logits: options.logits });
-  const points = toPoints(x, 'x', analysis.inputShape, analysis.inputDtype);
+  const points = toPoints(x, 'x', analysis.inputShape, analysis.inputDtype, analysis.tokenIds);
   const graph = analysis.graph;
   if (!graph) {
     throw new UnsupportedError(`finite-difference reference: ${analysis.unsupported.join('; ')}`);

@@ -1,5 +1,5 @@
 // `entk kernel --model`: kernels of user-supplied tfjs layers models through the real CLI.
-import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +18,7 @@ const denseDir = path.join(dir, 'dense');
 const residDir = path.join(dir, 'resid');
 const softmaxDir = path.join(dir, 'softmax');
 const softmaxLayerDir = path.join(dir, 'softmax-layer');
+const embeddingDir = path.join(dir, 'embedding');
 const csv = path.join(dir, 'points.csv');
 const jsonl = path.join(dir, 'points.jsonl');
 const npy = path.join(dir, 'points.npy');
@@ -98,6 +99,18 @@ beforeAll(async () => {
   );
   const x = Float32Array.from({ length: N * D }, (_, k) => feature(Math.floor(k / D), k % D));
   await writeArray(npy, { dtype: 'float32', shape: [N, D], data: x });
+
+  // Token ids of D positions into an Embedding of 5 rows.
+  const embedding = tf.sequential({
+    layers: [
+      tf.layers.embedding({ inputDim: 5, outputDim: 2, inputLength: D, name: 'emb' }),
+      tf.layers.flatten(),
+      tf.layers.dense({ units: 3, name: 'out' }),
+    ],
+  });
+  setDeterministicWeights(embedding, 0.6);
+  await saveModel(embedding, embeddingDir);
+  embedding.dispose();
 });
 afterAll(() => {
   expect(tf.memory().numTensors).toBe(tensorsBefore);
@@ -305,5 +318,58 @@ describe('entk kernel --model', () => {
     ];
     const results = await runMany(cases.map(([args]) => args));
     for (const [k, r] of results.entries()) expectOneLineError(r, cases[k]![1]);
+  });
+
+  it("token ids outside an Embedding's rows: one line naming --points, the point, the entry and the layer; no store", async () => {
+    const ok = path.join(dir, 'ids.npy');
+    await writeArray(ok, { dtype: 'int32', shape: [2, D], data: Int32Array.from([0, 1, 2, 3, 4, 4, 0, 1]) });
+    const cases: Array<[string, number[], string]> = [
+      ['above.npy', [0, 1, 2, 3, 4, 1, 5, 0], '5 at point 1, entry [2]'],
+      ['negative.npy', [0, -1, 2, 3, 4, 1, 0, 0], '-1 at point 0, entry [1]'],
+      ['fraction.npy', [0, 1, 2, 3, 4, 1, 0, 0.5], '0.5 at point 1, entry [3]'],
+    ];
+    const argvs: string[][] = [];
+    for (const [file, ids] of cases) {
+      await writeArray(path.join(dir, file), {
+        dtype: 'float32',
+        shape: [2, D],
+        data: Float32Array.from(ids),
+      });
+      for (const implementation of ['structured', 'jacobian'])
+        argvs.push([
+          'kernel',
+          '--model',
+          embeddingDir,
+          '--points',
+          `npy:${path.join(dir, file)}`,
+          '--out',
+          path.join(dir, `ids-${file}-${implementation}`),
+          '--implementation',
+          implementation,
+        ]);
+    }
+    // The same model over valid ids (0 and inputDim − 1 included) computes its store.
+    argvs.push([
+      'kernel',
+      '--model',
+      embeddingDir,
+      '--points',
+      `npy:${ok}`,
+      '--out',
+      path.join(dir, 'ids-ok'),
+    ]);
+    const results = await runMany(argvs);
+    for (const [k, r] of results.slice(0, -1).entries()) {
+      const received = cases[Math.floor(k / 2)]![2].replace(/[.[\]]/g, '\\$&');
+      expectOneLineError(
+        r,
+        new RegExp(
+          `^entk: error: --points: expected integer token ids in \\[0, 5\\) for layer emb \\(Embedding\\), received "${received}"$`,
+        ),
+      );
+      expect(existsSync(argvs[k]![6]!), argvs[k]![6]).toBe(false);
+    }
+    expect(results.at(-1)!.status, results.at(-1)!.stderr).toBe(0);
+    expect((await readKernelStore(path.join(dir, 'ids-ok'))).manifest.kernel.shape).toEqual([6, 6]);
   });
 });

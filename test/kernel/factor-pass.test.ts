@@ -446,10 +446,12 @@ describe('convolutions on the same gradient rows (im2col patches as the position
 });
 
 describe('embedding rows read the ids as the forward pass does', () => {
-  it('non-integer float ids: structured = the Jacobian path (tfjs truncates to int32; rel. max ≤ 1e-5)', async () => {
+  // Non-integer ids in the input are refused (test/kernel/guards.test.ts); ids the model computes
+  // (here through a ReLU) reach the Embedding as they are.
+  it('non-integer float ids computed by the model: structured = the Jacobian path (tfjs truncates to int32; rel. max ≤ 1e-5)', async () => {
     const L = tf.layers;
     const x = tf.input({ shape: [4] });
-    const e = L.embedding({ inputDim: 6, outputDim: 8 }).apply(x) as tf.SymbolicTensor;
+    const e = L.embedding({ inputDim: 6, outputDim: 8 }).apply(L.reLU().apply(x)) as tf.SymbolicTensor;
     const model = tf.model({
       inputs: x,
       outputs: L.dense({ units: 3 }).apply(L.flatten().apply(e) as tf.SymbolicTensor) as tf.SymbolicTensor,

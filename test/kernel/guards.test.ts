@@ -16,8 +16,10 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
-import { UnsupportedError } from '../../src/errors.js';
+import { InvalidArgumentError, UnsupportedError } from '../../src/errors.js';
 import { empiricalNtkFn, finiteDifferenceNtk } from '../../src/kernel/index.js';
+import { buildModel } from '../../src/model/index.js';
+import { TINY_PRE } from '../model/transformer-fixtures.js';
 import { normalPoints, randomizeWeights, relMaxError } from './helpers.js';
 
 const PREDICT_TOL = 1e-3;
@@ -243,20 +245,133 @@ describe('refused configurations name the layer (and leak nothing)', () => {
     x.dispose();
     model.dispose();
   });
+});
 
-  it('an embedding id out of range: rejected by both paths without leaking', async () => {
-    const model = seq([
-      L.embedding({ inputDim: 5, outputDim: 3, inputLength: 4 }),
+describe('token ids an Embedding cannot look up: one typed error before any work, on every path', () => {
+  const embeddingModel = () =>
+    seq([
+      L.embedding({ inputDim: 5, outputDim: 3, inputLength: 4, name: 'emb' }),
       L.flatten(),
       L.dense({ units: 3 }),
     ]);
-    const x = tf.tensor([[1, 2, 7, 0]]);
+  const range = /integer token ids in \[0, 5\) for layer emb \(Embedding\)/;
+
+  it.each([
+    ['an id = inputDim', [1, 2, 3, 0, 1, 4, 5, 0], /received "5 at point 1, entry \[2\]"/],
+    ['an id above inputDim', [1, 2, 7, 0, 1, 4, 0, 0], /received "7 at point 0, entry \[2\]"/],
+    ['a negative id', [1, 2, 3, 0, 1, 4, 0, -1], /received "-1 at point 1, entry \[3\]"/],
+    [
+      'a fractional id (tfjs would truncate it)',
+      [1, 2.5, 3, 0, 1, 4, 0, 0],
+      /received "2.5 at point 0, entry \[1\]"/,
+    ],
+  ] as const)(
+    '%s: InvalidArgumentError naming x1, the point, the entry and the layer; no tensor left',
+    async (_, values, received) => {
+      const model = embeddingModel();
+      const x = tf.tensor([...values], [2, 4]);
+      const good = tf.tensor([[1, 2, 3, 4]]);
+      const before = tf.memory().numTensors;
+      for (const implementation of ['structured', 'jacobian'] as const) {
+        for (const output of ['full', 'trace', 'diagonal'] as const) {
+          const ntk = empiricalNtkFn(model, { implementation, output, progress: false });
+          const call = ntk(x);
+          await expect(call).rejects.toThrow(InvalidArgumentError);
+          await expect(ntk(x)).rejects.toThrow(/^x1: /);
+          await expect(ntk(x)).rejects.toThrow(range);
+          await expect(ntk(x)).rejects.toThrow(received);
+          await ntk.dispose();
+          expect(tf.memory().numTensors, `${implementation} ${output}`).toBe(before);
+        }
+        const ntk = empiricalNtkFn(model, { implementation, progress: false });
+        // The second point set and the streamed kernel are checked alike.
+        await expect(ntk(good, x)).rejects.toThrow(/^x2: .*for layer emb \(Embedding\)/);
+        await expect(ntk.stream(x, null, () => {})).rejects.toThrow(received);
+        await expect(
+          empiricalNtkFn(model, { implementation, output: 'pairs', progress: false })(x, good, {
+            pairs: [[0, 0]],
+          }),
+        ).rejects.toThrow(received);
+        // Raw { data, shape } points, int32 too (an int32 array cannot hold a fraction).
+        if (values.every((v) => Number.isInteger(v))) {
+          await expect(ntk({ data: Int32Array.from(values), shape: [2, 4] })).rejects.toThrow(received);
+        }
+        await ntk.dispose();
+        expect(tf.memory().numTensors, implementation).toBe(before);
+      }
+      expect(() => finiteDifferenceNtk(model, x)).toThrow(received);
+      expect(tf.memory().numTensors).toBe(before);
+      // Valid ids: the edges 0 and inputDim − 1 are accepted.
+      const edges = tf.tensor([[0, 4, 4, 0]]);
+      const k = await empiricalNtkFn(model, { progress: false })(edges);
+      expect(k.data.length).toBe(9);
+      tf.dispose([x, good, edges]);
+      model.dispose();
+    },
+  );
+
+  it('ids reaching the Embedding through reshapes and a nested model: the entry named in input coordinates', async () => {
+    const inner = seq([L.embedding({ inputDim: 5, outputDim: 2, inputLength: 4, name: 'emb' }), L.flatten()]);
+    const input = tf.input({ shape: [2, 2] });
+    const flat = L.reshape({ targetShape: [4] }).apply(
+      L.dropout({ rate: 0.5 }).apply(input),
+    ) as tf.SymbolicTensor;
+    const model = tf.model({
+      inputs: input,
+      outputs: L.dense({ units: 2 }).apply(inner.apply(flat)) as tf.SymbolicTensor,
+    });
+    const x = tf.tensor([1, 2, 3, 4, 0, 1, 9, 2], [2, 2, 2]);
     const before = tf.memory().numTensors;
     for (const implementation of ['structured', 'jacobian'] as const) {
-      await expect(empiricalNtkFn(model, { implementation, progress: false })(x)).rejects.toThrow(/7/);
-      expect(tf.memory().numTensors, implementation).toBe(before);
+      await expect(empiricalNtkFn(model, { implementation, progress: false })(x)).rejects.toThrow(
+        'x1: expected integer token ids in [0, 5) for layer emb (Embedding), received "9 at point 1, entry [1, 0]"',
+      );
     }
+    expect(tf.memory().numTensors).toBe(before);
     x.dispose();
+    model.dispose();
+  });
+
+  it('a graph entk cannot run call by call (a nested model of two inputs): the Embedding on the input is still checked', async () => {
+    const a = tf.input({ shape: [6] });
+    const b = tf.input({ shape: [6] });
+    const pair = tf.model({ inputs: [a, b], outputs: L.multiply().apply([a, b]) as tf.SymbolicTensor });
+    const input = tf.input({ shape: [3] });
+    const e = L.flatten().apply(
+      L.embedding({ inputDim: 4, outputDim: 2, name: 'emb' }).apply(input),
+    ) as tf.SymbolicTensor;
+    const model = tf.model({
+      inputs: input,
+      outputs: L.dense({ units: 2 }).apply(pair.apply([e, e]) as tf.SymbolicTensor) as tf.SymbolicTensor,
+    });
+    const ntk = empiricalNtkFn(model, { progress: false });
+    expect(ntk.plan.implementation).toBe('jacobian');
+    const x = tf.tensor([[0, 3, 4]]);
+    const before = tf.memory().numTensors;
+    await expect(ntk(x)).rejects.toThrow(
+      'x1: expected integer token ids in [0, 4) for layer emb (Embedding), received "4 at point 0, entry [2]"',
+    );
+    expect(tf.memory().numTensors).toBe(before);
+    x.dispose();
+    model.dispose();
+  });
+
+  it("entk's transformer: the ids half of the input is checked against the vocabulary, the mask half is not", async () => {
+    const spec = { ...TINY_PRE, maxLength: 3, vocabSize: 7 };
+    const model = buildModel(spec, { inputShape: [6], numClasses: 2, seed: 1 });
+    const ok = tf.tensor([[2, 6, 0, 1, 1, 0]]);
+    const bad = tf.tensor([2, 3, 0, 1, 1, 0, 2, 7, 1, 1, 1, 1], [2, 6]);
+    const before = tf.memory().numTensors;
+    for (const implementation of ['structured', 'jacobian'] as const) {
+      const ntk = empiricalNtkFn(model, { implementation, progress: false });
+      expect((await ntk(ok)).data.length).toBe(4);
+      await expect(ntk(bad)).rejects.toThrow(
+        'x1: expected integer token ids in [0, 7) for layer embeddings/word (Embedding), received "7 at point 1, entry [1]"',
+      );
+      await ntk.dispose();
+    }
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([ok, bad]);
     model.dispose();
   });
 });
