@@ -611,41 +611,82 @@ function refuseProbabilities(model: tf.LayersModel, layer: Layer, after: Layer[]
   );
 }
 
+/** tfjs merge layers: each output value combines (or, Concatenate, passes on) its inputs' values. */
+const MERGE_LAYERS = new Set([
+  'Add',
+  'Subtract',
+  'Multiply',
+  'Average',
+  'Maximum',
+  'Minimum',
+  'Concatenate',
+  'Dot',
+]);
+
+/**
+ * A softmax/sigmoid whose values reach the output through a merge (a probability times a gate, an
+ * average of softmaxes, …): the outputs are not logits, and there is no one output activation for
+ * logits 'pre-activation' to drop. Refused whatever the logits option.
+ */
+function refuseMergedProbabilities(model: tf.LayersModel, layer: Layer, after: Layer[]): never {
+  const act = probabilityOf(layer)!;
+  const merge = after.find((l) => MERGE_LAYERS.has(l.getClassName()))!;
+  throw new UnsupportedError(
+    `model ${model.name}: layer ${describe(layer)} applies ${act} and the layers after it (${after.map(describe).join(', ')}) compute the output from its values through the merge ${describe(merge)}, so the outputs are not logits and the eNTK would not be a kernel of logits; logits 'pre-activation' (CLI --logits pre-activation) drops a softmax/sigmoid only when the layers after it keep its values (dropouts, reshapes, linear activations): pass a model whose output is the logits`,
+  );
+}
+
+/** Whether the layers after an output's softmax/sigmoid (see probabilityCall) include a merge. */
+function merged(after: Layer[]): boolean {
+  return after.some((l) => MERGE_LAYERS.has(l.getClassName()));
+}
+
 /**
  * The call that applies the output's softmax/sigmoid: walking back from the output through
- * value-preserving single-input layers (dropouts, reshapes, linear activations) to the first call
- * that changes values; it if applies softmax/sigmoid, with the calls after it; else null.
+ * value-preserving single-input layers (dropouts, reshapes, linear activations) and merges (every
+ * input of one) to the first call that changes values on each branch; the first of those that
+ * applies softmax/sigmoid, with the calls after it; else null.
  */
 function probabilityCall(graph: ModelGraph): { node: GraphNode; after: Layer[] } | null {
-  const after: Layer[] = [];
-  for (let t = graph.output; t !== 0; ) {
+  const seen = new Set<number>();
+  const visit = (t: number, after: Layer[]): { node: GraphNode; after: Layer[] } | null => {
     const node = graph.nodes.find((n) => n.output === t);
-    if (!node) return null;
+    if (!node || seen.has(t)) return null;
+    seen.add(t);
     if (probabilityOf(node.layer)) return { node, after };
-    if (node.inputs.length !== 1 || !preservesValues(node.layer)) return null;
-    after.unshift(node.layer);
-    t = node.inputs[0]!;
-  }
-  return null;
+    const next = [node.layer, ...after];
+    if (node.inputs.length === 1 && preservesValues(node.layer)) return visit(node.inputs[0]!, next);
+    if (!MERGE_LAYERS.has(node.layer.getClassName())) return null;
+    for (const input of node.inputs) {
+      const found = visit(input, next);
+      if (found) return found;
+    }
+    return null;
+  };
+  return visit(graph.output, []);
 }
 
 /** The same walk on the model's own layers (when entk has no graph of it). */
 function probabilityLayer(model: tf.LayersModel): { layer: Layer; after: Layer[] } | null {
-  const after: Layer[] = [];
-  let layer: Layer | undefined = model.outputLayers[0];
-  while (layer) {
-    if (isContainer(layer)) {
-      layer = layer.outputLayers[0];
-      continue;
-    }
+  const seen = new Set<Layer>();
+  const visit = (layer: Layer | undefined, after: Layer[]): { layer: Layer; after: Layer[] } | null => {
+    if (!layer || seen.has(layer)) return null;
+    seen.add(layer);
+    if (isContainer(layer)) return visit(layer.outputLayers[0], after);
     if (probabilityOf(layer)) return { layer, after };
     const inbound: Array<{ inboundLayers: Layer[] }> = layer.inboundNodes;
-    if (inbound.length !== 1 || inbound[0]!.inboundLayers.length !== 1 || !preservesValues(layer))
-      return null;
-    after.unshift(layer);
-    layer = inbound[0]!.inboundLayers[0];
-  }
-  return null;
+    if (inbound.length !== 1) return null;
+    const from = inbound[0]!.inboundLayers;
+    const next = [layer, ...after];
+    if (from.length === 1 && preservesValues(layer)) return visit(from[0], next);
+    if (!MERGE_LAYERS.has(layer.getClassName())) return null;
+    for (const l of from) {
+      const found = visit(l, next);
+      if (found) return found;
+    }
+    return null;
+  };
+  return visit(model.outputLayers[0], []);
 }
 
 /**
@@ -847,6 +888,7 @@ export function analyzeModel(
     // Output check: the kernel is of logits, never of probabilities.
     const found = probabilityCall(graph);
     if (found) {
+      if (merged(found.after)) refuseMergedProbabilities(model, found.node.layer, found.after);
       if (logits === 'output') refuseProbabilities(model, found.node.layer, found.after);
       strippedOutput = describe(found.node.layer);
       stripProbabilities(graph, found.node);
@@ -858,10 +900,11 @@ export function analyzeModel(
       unsupported.push(...masks);
       graph = null;
     }
-  } else if (logits === 'output') {
+  } else {
     // (Without a graph, logits 'pre-activation' is refused by empiricalNtkFn.)
     const found = probabilityLayer(model);
-    if (found) refuseProbabilities(model, found.layer, found.after);
+    if (found && merged(found.after)) refuseMergedProbabilities(model, found.layer, found.after);
+    if (found && logits === 'output') refuseProbabilities(model, found.layer, found.after);
   }
   return {
     inputShape,

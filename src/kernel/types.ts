@@ -51,7 +51,9 @@ export type NtkInput = tf.Tensor | { data: Float32Array | Int32Array; shape: num
 /**
  * Which values the kernel is of: 'output' (default) the model's outputs, which must be logits — a
  * model whose output layer applies softmax or sigmoid is refused (its kernel would be of
- * probabilities); 'pre-activation': the output layer's values before that softmax/sigmoid.
+ * probabilities); 'pre-activation': the output layer's values before that softmax/sigmoid. A
+ * softmax/sigmoid whose values reach the output through a merge (Multiply, Average, Concatenate, …)
+ * is refused with either option.
  */
 export const NTK_LOGITS = ['output', 'pre-activation'] as const;
 export type NtkLogits = (typeof NTK_LOGITS)[number];

@@ -289,6 +289,110 @@ describe('output layer check: the kernel is of logits', () => {
   );
 });
 
+describe('output layer check: a softmax/sigmoid merged into the output is not logits', () => {
+  const L = tf.layers;
+  type S = tf.SymbolicTensor;
+  /** input [4] → h (Dense tanh) → the head built by `head` from h. */
+  const build = (head: (h: S) => S, name = 'merged') => {
+    const input = tf.input({ shape: [4] });
+    const h = L.dense({ units: 5, activation: 'tanh', name: 'h' }).apply(input) as S;
+    const model = tf.model({ inputs: input, outputs: head(h), name });
+    randomizeWeights(model, 13);
+    return model;
+  };
+  const dense = (units: number, activation: 'linear' | 'sigmoid' | 'softmax', name: string) => (x: S) =>
+    L.dense({ units, activation, name }).apply(x) as S;
+
+  it.each([
+    [
+      'sigmoid Dense × a linear Dense (a gated output)',
+      (h: S) =>
+        L.multiply({ name: 'gate' }).apply([dense(3, 'sigmoid', 'p')(h), dense(3, 'linear', 'z')(h)]) as S,
+      'layer p (Dense) applies sigmoid and the layers after it (gate (Multiply)) compute the output from its values through the merge gate (Multiply)',
+    ],
+    [
+      'a Sigmoid Activation × a Dense, then Dropout and Reshape',
+      (h: S) => {
+        const z = dense(3, 'linear', 'z')(h);
+        const p = L.activation({ activation: 'sigmoid', name: 'sig' }).apply(z) as S;
+        const m = L.multiply({ name: 'gate' }).apply([z, p]) as S;
+        return L.reshape({ targetShape: [3], name: 'reshape' }).apply(
+          L.dropout({ rate: 0.2, name: 'drop' }).apply(m),
+        ) as S;
+      },
+      'layer sig (Activation) applies sigmoid and the layers after it (gate (Multiply), drop (Dropout), reshape (Reshape)) compute the output from its values through the merge gate (Multiply)',
+    ],
+    [
+      'the Average of two softmax heads',
+      (h: S) =>
+        L.average({ name: 'avg' }).apply([dense(3, 'softmax', 'a')(h), dense(3, 'softmax', 'b')(h)]) as S,
+      'layer a (Dense) applies softmax and the layers after it (avg (Average)) compute the output from its values through the merge avg (Average)',
+    ],
+    [
+      'a Softmax layer concatenated with logits',
+      (h: S) =>
+        L.concatenate({ name: 'cat' }).apply([
+          dense(2, 'linear', 'z')(h),
+          L.softmax({ name: 'sm' }).apply(dense(2, 'linear', 'y')(h)) as S,
+        ]) as S,
+      'layer sm (Softmax) applies softmax and the layers after it (cat (Concatenate)) compute the output from its values through the merge cat (Concatenate)',
+    ],
+  ] as const)('%s: refused by name with either logits option, on every path', (_, head, message) => {
+    const model = build(head);
+    const x = normalPoints(2, [4], 98);
+    const before = tf.memory().numTensors;
+    for (const logits of ['output', 'pre-activation'] as const) {
+      for (const implementation of ['structured', 'jacobian', 'auto'] as const) {
+        expect(() => empiricalNtkFn(model, { implementation, logits })).toThrow(UnsupportedError);
+        expect(() => empiricalNtkFn(model, { implementation, logits })).toThrow(`model merged: ${message}`);
+      }
+      expect(() => finiteDifferenceNtk(model, x, null, { logits })).toThrow(message);
+      expect(() => modelLogits(model, x, 'pre-activation')).toThrow(message);
+    }
+    expect(() => empiricalNtkFn(model)).toThrow(
+      /so the outputs are not logits.*pass a model whose output is the logits$/,
+    );
+    expect(tf.memory().numTensors).toBe(before);
+    x.dispose();
+    model.dispose();
+  });
+
+  it('a model entk cannot run call by call (a nested model of two inputs) is checked on its own layers', () => {
+    const a = tf.input({ shape: [5] });
+    const b = tf.input({ shape: [5] });
+    const pair = tf.model({ inputs: [a, b], outputs: L.add().apply([a, b]) as S, name: 'pair' });
+    const model = build((h) => {
+      const mixed = pair.apply([h, h]) as S;
+      return L.multiply({ name: 'gate' }).apply([
+        dense(3, 'sigmoid', 'p')(mixed),
+        dense(3, 'linear', 'z')(mixed),
+      ]) as S;
+    });
+    for (const logits of ['output', 'pre-activation'] as const) {
+      expect(() => empiricalNtkFn(model, { implementation: 'jacobian', logits })).toThrow(
+        'layer p (Dense) applies sigmoid and the layers after it (gate (Multiply)) compute the output from its values through the merge gate (Multiply)',
+      );
+    }
+    model.dispose();
+  });
+
+  it('a sigmoid gate inside the network (a Dense after the merge) is not the output: = finite differences', async () => {
+    const model = build((h) => {
+      const g = L.multiply({ name: 'gate' }).apply([dense(5, 'sigmoid', 'p')(h), h]) as S;
+      return dense(3, 'linear', 'out')(g);
+    });
+    const x = normalPoints(3, [4], 99);
+    const ref = finiteDifferenceNtk(model, x);
+    for (const implementation of ['structured', 'jacobian'] as const) {
+      const fn = empiricalNtkFn(model, { implementation, progress: false });
+      expect(fn.plan.strippedOutput).toBeNull();
+      expect(relMaxError((await fn(x)).data, ref.data), implementation).toBeLessThanOrEqual(TOL);
+    }
+    x.dispose();
+    model.dispose();
+  });
+});
+
 describe('errors', () => {
   const model = tf.sequential({ layers: [tf.layers.dense({ inputShape: [3], units: 2 })] });
   const x = normalPoints(2, [3], 96);
