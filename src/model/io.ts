@@ -67,6 +67,8 @@ function toBytes(data: tf.io.WeightData | undefined): Uint8Array {
  * `target` is a directory, or for loading also the path of a `model.json` (its weight files are
  * resolved relative to it, so models written by tensorflowjs tooling with several shards load too).
  *
+ * Saved topologies carry every SeparableConv2D's `depth_multiplier` (tfjs 4.22 leaves it out).
+ *
  * Saving into a directory that does not exist yet builds it aside and renames it into place
  * (atomic as a whole); saving into an existing directory writes `weights.bin` then `model.json`,
  * each atomically, leaving other files in the directory untouched.
@@ -91,8 +93,12 @@ export function fileSystemHandler(target: string): tf.io.IOHandler {
         throw new InvalidArgumentError('model', 'a graph model', 'a layers model (JSON topology)');
       }
       const weights = toBytes(artifacts.weightData);
+      // tfjs 4.22's SeparableConv2D.getConfig leaves out depth_multiplier: write it (from the depthwise
+      // kernel's shape) so that tfjs and other tools rebuild the layer the weights belong to.
+      const modelTopology = structuredClone(artifacts.modelTopology as object);
+      inferDepthMultipliers(modelTopology, artifacts.weightSpecs ?? []);
       const modelJson: tf.io.ModelJSON = {
-        modelTopology: artifacts.modelTopology as object,
+        modelTopology,
         format: artifacts.format ?? 'layers-model',
         generatedBy: artifacts.generatedBy ?? `TensorFlow.js tfjs-layers v${tf.version.tfjs}`,
         convertedBy: artifacts.convertedBy ?? `entk ${ENTK_VERSION}`,

@@ -116,7 +116,7 @@ describe('saveModel / loadModel (standard tfjs layers format)', () => {
     await expect(loadModel(dir)).rejects.toThrow(/no modelTopology/);
   });
 
-  it('infers the depth_multiplier tfjs leaves out of a saved SeparableConv2D config (top level and nested); outputs bitwise equal', async () => {
+  it("writes the depth_multiplier tfjs leaves out of a SeparableConv2D config; tfjs loads entk's file as it is, entk also a file without it (top level and nested); outputs bitwise equal", async () => {
     const L = tf.layers;
     const inner = tf.sequential({
       name: 'inner',
@@ -136,18 +136,43 @@ describe('saveModel / loadModel (standard tfjs layers format)', () => {
         L.dense({ units: 3 }),
       ],
     });
+    const predict = (m: tf.LayersModel) =>
+      tf.tidy(() => {
+        const x = tf.tensor(testValues(4 * 72, 9), [4, 6, 6, 2]);
+        return Buffer.from(((m.predict(x) as tf.Tensor).dataSync() as Float32Array).buffer);
+      });
+    const expected = predict(model);
+    // What tfjs 4.22 writes: SeparableConv2D without depth_multiplier (DepthwiseConv2D keeps it).
+    let tfjsTopology: { config: { layers: Array<{ config: Record<string, unknown> }> } } | undefined;
+    await model.save(
+      tf.io.withSaveHandler(async (artifacts) => {
+        tfjsTopology = artifacts.modelTopology as typeof tfjsTopology;
+        return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+      }),
+    );
+    expect(tfjsTopology!.config.layers[0]!.config.depth_multiplier).toBeUndefined();
+    // entk's file has it, and the nested DepthwiseConv2D's.
     const dir = path.join(root, 'depth-multiplier');
     await saveModel(model, dir);
     const file = path.join(dir, 'model.json');
     const json = JSON.parse(await fs.readFile(file, 'utf8'));
     const layers = json.modelTopology.config.layers;
-    // What tfjs 4.22 writes: SeparableConv2D without depth_multiplier (DepthwiseConv2D keeps it;
-    // dropped here as an older writer or a hand-edited file would).
-    expect(layers[0].config.depth_multiplier).toBeUndefined();
+    expect(layers[0].config.depth_multiplier).toBe(2);
     expect(layers[1].config.layers[0].config.depth_multiplier).toBe(3);
+    // tfjs alone loads it, with the same outputs; entk too.
+    const byTfjs = await tf.loadLayersModel(fileSystemHandler(dir));
+    expect((byTfjs.layers[0] as unknown as { depthMultiplier: number }).depthMultiplier).toBe(2);
+    expect(predict(byTfjs).equals(expected)).toBe(true);
+    disposeModel(byTfjs);
+    const reloaded = await loadModel(dir);
+    expect(predict(reloaded).equals(expected)).toBe(true);
+    disposeModel(reloaded);
+
+    // A file without them (tfjs's own writer, an older entk, a hand-edited file): tfjs alone cannot
+    // load it back (what its failed load leaves allocated is freed here); entk infers them.
+    delete layers[0].config.depth_multiplier;
     delete layers[1].config.layers[0].config.depth_multiplier;
     await fs.writeFile(file, JSON.stringify(json));
-    // tfjs alone cannot load it back (what its failed load leaves allocated is freed here).
     const known = new Set(Object.keys(tf.engine().state.registeredVariables));
     tf.engine().startScope();
     await expect(tf.loadLayersModel(fileSystemHandler(dir))).rejects.toThrow(/Shape mismatch/);
@@ -159,12 +184,12 @@ describe('saveModel / loadModel (standard tfjs layers format)', () => {
     expect(loaded.layers[0]!.weights[0]!.shape).toEqual([2, 2, 2, 2]);
     const nested = loaded.layers[1] as tf.LayersModel;
     expect((nested.layers[0]!.getConfig() as { depthMultiplier: number }).depthMultiplier).toBe(3);
-    const predict = (m: tf.LayersModel) =>
-      tf.tidy(() => {
-        const x = tf.tensor(testValues(4 * 72, 9), [4, 6, 6, 2]);
-        return Buffer.from(((m.predict(x) as tf.Tensor).dataSync() as Float32Array).buffer);
-      });
-    expect(predict(loaded).equals(predict(model))).toBe(true);
+    expect(predict(loaded).equals(expected)).toBe(true);
+    // Saving the loaded model writes them again.
+    const again = path.join(root, 'depth-multiplier-again');
+    await saveModel(loaded, again);
+    const json2 = JSON.parse(await fs.readFile(path.join(again, 'model.json'), 'utf8'));
+    expect(json2.modelTopology.config.layers[0].config.depth_multiplier).toBe(2);
     disposeModel(model);
     disposeModel(loaded);
   });
