@@ -42,6 +42,7 @@ import { assertArgument, CorruptFileError, InvalidArgumentError } from '../error
 import { type NdArray, readNpy, writeNpy } from '../io/index.js';
 import {
   analyzeModel,
+  checkTokenIds,
   empiricalNtkFn,
   type NtkImplementation,
   type NtkParameters,
@@ -371,9 +372,10 @@ async function modelSource(options: FinetuneOptions): Promise<FinetuneSource> {
   await checkOutputDir(dir, { argument: 'out', kind: FINETUNE_OUTPUT, overwrite: options.overwrite });
   const { model, report } = await loadUserModel(options.model!);
   try {
-    const { inputShape, numOutputs: V } = analyzeModel(model, 'all');
+    const { inputShape, numOutputs: V, tokenIds } = analyzeModel(model, 'all');
     const points = async (spec: string, labelled: boolean): Promise<RecorderPoints> => {
       const p = await loadModelPoints(spec, inputShape, V, { labelColumn: options.labelColumn });
+      checkTokenIds(p.x, inputShape, tokenIds, labelled ? 'points' : 'observe');
       if (labelled && !p.labelled) {
         throw new InvalidArgumentError(
           'points',

@@ -232,6 +232,40 @@ describe('finetune of a user model', () => {
     await expect(finetune({ ...base, points: 'train:20' })).rejects.toThrow(InvalidArgumentError);
     await expect(fs.stat(base.out)).rejects.toThrow(/ENOENT/);
   });
+
+  it("refuses token ids outside an Embedding's rows in the finetune and observation points, before any step", async () => {
+    const embDir = path.join(root, 'embedding');
+    const emb = tf.sequential({
+      layers: [
+        tf.layers.embedding({ inputDim: 5, outputDim: 2, inputLength: D, name: 'emb' }),
+        tf.layers.flatten(),
+        tf.layers.dense({ units: V, name: 'out' }),
+      ],
+    });
+    setDeterministicWeights(emb, 0.5);
+    await saveModel(emb, embDir);
+    emb.dispose();
+    const good = path.join(root, 'ids-good.csv');
+    const bad = path.join(root, 'ids-bad.csv');
+    const header = ['id', 'f0', 'f1', 'f2', 'f3', 'label'];
+    await writeCsv(good, header, [
+      ['a', 0, 1, 2, 4, 0],
+      ['b', 4, 3, 2, 1, 1],
+    ]);
+    await writeCsv(bad, header, [
+      ['a', 0, 1, 2, 4, 0],
+      ['b', 4, 3, 5, 1, 1],
+    ]);
+    const base = { model: embDir, learningRate: 0.1, steps: 2, out: path.join(root, 'bad-ids') };
+    const message = (argument: string) =>
+      `${argument}: expected integer token ids in [0, 5) for layer emb (Embedding), received "5 at point 1, entry [2]"`;
+    await expect(finetune({ ...base, points: `file:${bad}` })).rejects.toThrow(InvalidArgumentError);
+    await expect(finetune({ ...base, points: `file:${bad}` })).rejects.toThrow(message('points'));
+    await expect(finetune({ ...base, points: `file:${good}`, observe: `file:${bad}` })).rejects.toThrow(
+      message('observe'),
+    );
+    await expect(fs.stat(base.out)).rejects.toThrow(/ENOENT/);
+  });
 });
 
 describe('recordings of format version 2', () => {
