@@ -125,6 +125,10 @@ function addPairTerms(
     for (let p = from; p < to; p++) {
       acc.fill(0);
       pairTermValue(t, V, fp[k]!, idxP[p]!, fq[k]!, idxQ[p]!, true, acc);
+      if (fp[k] === fq[k] && idxP[p] === idxQ[p]) {
+        // A point with itself: K_ji from K_ij (pair terms need not sum both alike; see addPairTerm).
+        for (let i = 0; i < V; i++) for (let j = i + 1; j < V; j++) acc[j * V + i] = acc[i * V + j]!;
+      }
       for (let e = 0; e < V * V; e++) out[p * V * V + e] = out[p * V * V + e]! + acc[e]!;
     }
   });

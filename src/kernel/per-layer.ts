@@ -144,7 +144,7 @@ export function perLayerNtk(
       `per-layer kernels need the structured implementation, which does not support: ${analysis.unsupported.join('; ')}`,
     );
   }
-  const plan = planStructured(analysis);
+  const plan = planStructured(analysis, output);
   assertGradientsTrusted(model, undefined, {
     dilationHandled: dilationHandled(model, plan.rules, true),
   });

@@ -921,10 +921,11 @@ function pixelTable(
 
 /**
  * Whether a dense layer over positions (one call, input [T, dIn], output [T, width]) is contracted
- * as a positions term (terms.ts positionsPair): per pair of points T²·dIn + V·T²·width + V²·T·width
- * multiply-adds against V²·P for the explicit gradient rows of its P parameters — taken for full
- * kernels where that is fewer by a margin (the positionPairs kernel runs at about 80 % of the dense
- * GEMM's speed, wasm-gemm.ts). Trace, diagonal and pairs outputs keep the explicit rows: there the
+ * as a positions term (terms.ts positionsPair): per pair of points T²·KA + V·T²·WP + V²·T·WP
+ * multiply-adds in the positionPairs kernel (T, KA = dIn + 1, WP = width and V padded to its tiles,
+ * wasm-terms.ts positionShape) against V²·P for the explicit gradient rows of its P parameters —
+ * taken for full kernels where that is fewer by the kernel's slower rate (measured 60–80 % of the
+ * dense GEMM's, wasm-gemm.ts). Trace, diagonal and pairs outputs keep the explicit rows: there the
  * term would run in plain JS, and a trace needs only V·P per pair.
  */
 function positionsTerm(trace: NodeTrace, V: number, output: NtkOutput, parameters: number): boolean {
@@ -933,10 +934,11 @@ function positionsTerm(trace: NodeTrace, V: number, output: NtkOutput, parameter
   const hook = structuredTestHooks.positionTerms;
   if (hook !== 'cost') return hook === 'always';
   if (output !== 'full') return false;
-  const T = prod(shape.slice(0, -1));
-  const [dIn, width] = [shape.at(-1)!, trace.probeShapes[0]!.at(-1)!];
-  const cost = T * T * dIn + V * T * T * width + V * V * T * width;
-  return 1.25 * cost < V * V * parameters;
+  const up = (x: number, m: number) => Math.ceil(x / m) * m;
+  const T = up(prod(shape.slice(0, -1)), 4);
+  const [KA, WP, VP] = [up(shape.at(-1)! + 1, 4), up(trace.probeShapes[0]!.at(-1)!, 8), up(V, 2)];
+  const cost = T * T * KA + VP * T * T * WP + VP * VP * T * WP;
+  return 1.6 * cost < V * V * parameters;
 }
 
 const RULE_NAMES: Record<ParamLayer['kind'], string> = {

@@ -20,8 +20,9 @@
  * position p[c, s]: ⟨e[c, s], e'[c, s']⟩ = Σ_taps ⟨x_u, x'_u'⟩ + s_b² from the products of input
  * pixels, shared by every channel (see {@link PoolPixels}). The positions term is a dense layer over
  * T positions (weights shared by the positions) kept as its inputs and signals per position: the
- * factored term summed over position pairs (see {@link positionsPair}), T²·V·width/T + V²·width
- * multiply-adds per pair of points instead of the V²·dIn·width/T² of its explicit gradient rows.
+ * factored term summed over position pairs (see {@link positionsPair}): T²·d_in + V·T²·d_out +
+ * V²·T·d_out multiply-adds per pair of points (d_in = dIn/T, d_out = width/T) instead of the V²·P of
+ * its explicit gradient rows (P = (d_in + 1)·d_out with the bias).
  * Full blocks are [r·V, c·V] (row n·V + i, column m·V + j); trace blocks are [r, c] with entries
  * Σ_i K_ii / V, where the δ / g rows of one point are contracted as one vector of length V·width.
  */

@@ -20,6 +20,7 @@ import {
   finiteDifferenceNtk,
   type NtkCallOptions,
   type NtkOptions,
+  perLayerNtk,
   terminateNtkWorkers,
 } from '../../src/kernel/index.js';
 import { structuredTestHooks } from '../../src/kernel/structured.js';
@@ -123,6 +124,25 @@ describe('which dense layers get the positions term', () => {
         const t = await empiricalNtkFn(model, { progress: false, output })(x);
         expect(t.rules!.some((r) => r.rule === 'dense-position-pairs')).toBe(false);
       }
+    } finally {
+      model.dispose();
+      x.dispose();
+    }
+  });
+
+  it('per-layer kernels: full ones take it (each layer = its explicit kernel), trace ones keep the explicit rows', async () => {
+    const model = lnSeq();
+    const x = normalPoints(6, [64], 3);
+    try {
+      const trace = await perLayerNtk(model, x, { output: 'trace' });
+      expect(trace.layers.some((l) => l.rule === 'dense-position-pairs')).toBe(false);
+      const full = await perLayerNtk(model, x, { output: 'full' });
+      expect(full.layers.filter((l) => l.rule === 'dense-position-pairs')).toHaveLength(2);
+      structuredTestHooks.positionTerms = 'never';
+      const explicit = await perLayerNtk(model, x, { output: 'full' });
+      full.layers.forEach((l, k) => {
+        expect(relMaxError(l.kernel, explicit.layers[k]!.kernel), l.name).toBeLessThanOrEqual(1e-6);
+      });
     } finally {
       model.dispose();
       x.dispose();
