@@ -972,16 +972,18 @@ export class WasmBlockComputer implements BlockComputer {
       }
     };
     upload('r', row, r);
-    upload('c', col, c);
+    // A block against itself reads its columns from the rows' regions.
+    const side = sym ? 'r' : 'c';
+    if (!sym) upload('c', col, c);
     for (let n = 0; n < r; n++) {
       const m0 = sym ? n : 0;
       this.ex.positionPairs(
         at(`posAr${k}`) + 4 * n * T * KA,
-        at(`posAc${k}`),
+        at(`posA${side}${k}`),
         KA,
         T,
         at(`posDr${k}`) + 4 * n * VP * T * WP,
-        at(`posDc${k}`),
+        at(`posD${side}${k}`),
         WP,
         VP,
         V,
