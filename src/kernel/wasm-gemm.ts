@@ -915,7 +915,9 @@ function positionPairsBody(): number[] {
     T4,
     KA4,
     r,
-  ] = Array.from({ length: 26 }, () => next++) as number[];
+    KA8,
+    KA12,
+  ] = Array.from({ length: 28 }, () => next++) as number[];
   const numI32 = next - 14;
   const acc = Array.from({ length: 8 }, () => next++);
   const [x0, x1, y0, y1, sv] = Array.from({ length: 5 }, () => next++) as number[];
@@ -950,24 +952,37 @@ function positionPairsBody(): number[] {
     ...whileNot([...get(l), ...end, ...geU], [...body, ...incr(l, step)]),
   ];
 
-  // 1. Aᵀ[u][t] = ⟨ar[t], ac[m][u]⟩.
-  const dotA: number[] = [
-    ...get(ra),
-    ...get(k),
-    ...add,
-    ...vload(),
-    ...get(ca),
-    ...get(k),
-    ...add,
-    ...vload(),
-  ];
-  dotA.push(...f32x4mul, ...get(acc[0]!), ...f32x4add, ...set(acc[0]!));
-  const entryA: number[] = [...get(acB), ...get(u), ...get(KA4), ...mul, ...add, ...set(ca), ...zero(1)];
-  entryA.push(...i32(0), ...set(k), ...loop(k, get(KA4), dotA, 16));
-  entryA.push(...get(SCR), ...get(u), ...get(T), ...mul, ...get(t), ...add, ...i32(4), ...mul, ...add);
-  entryA.push(...hsum(acc[0]!), ...f32store());
+  // 1. Aᵀ[u][t] = ⟨ar[t], ac[m][u]⟩, four u at a time (independent sums: not bound by the add latency).
+  const dotA: number[] = [...get(ra), ...get(k), ...add, ...vload(), ...set(x0)];
+  dotA.push(...get(ca), ...get(k), ...add, ...set(x));
+  for (let q = 0; q < 4; q++) {
+    dotA.push(
+      ...get(x),
+      ...(q === 0 ? [] : [...get(q === 1 ? KA4 : q === 2 ? KA8 : KA12), ...add]),
+      ...vload(),
+    );
+    dotA.push(...set(x1), ...madd(x0, x1, acc[q]!));
+  }
+  const quadA: number[] = [...get(acB), ...get(u), ...get(KA4), ...mul, ...add, ...set(ca), ...zero(4)];
+  quadA.push(...i32(0), ...set(k), ...loop(k, get(KA4), dotA, 16));
+  for (let q = 0; q < 4; q++) {
+    quadA.push(
+      ...get(SCR),
+      ...get(u),
+      ...i32(q),
+      ...add,
+      ...get(T),
+      ...mul,
+      ...get(t),
+      ...add,
+      ...i32(4),
+      ...mul,
+      ...add,
+    );
+    quadA.push(...hsum(acc[q]!), ...f32store());
+  }
   const rowA: number[] = [...get(AR), ...get(t), ...get(KA4), ...mul, ...add, ...set(ra)];
-  rowA.push(...i32(0), ...set(u), ...loop(u, get(T), entryA, 1));
+  rowA.push(...i32(0), ...set(u), ...loop(u, get(T), quadA, 4));
   const stepA = [...i32(0), ...set(t), ...loop(t, get(T), rowA, 1)];
 
   // 2. W[j][t0 + r][o…o+7] = Σ_u Aᵀ[u][t0 + r] dc[m][j][u][o…o+7].
@@ -1128,7 +1143,24 @@ function positionPairsBody(): number[] {
     ...mul,
     ...set(T4),
   ];
-  code.push(...get(KA), ...i32(4), ...mul, ...set(KA4), ...get(T), ...get(WP4), ...mul, ...set(L4));
+  code.push(
+    ...get(KA),
+    ...i32(4),
+    ...mul,
+    ...set(KA4),
+    ...get(KA4),
+    ...i32(2),
+    ...mul,
+    ...set(KA8),
+    ...get(KA4),
+    ...i32(3),
+    ...mul,
+    ...set(KA12),
+    ...get(T),
+    ...get(WP4),
+    ...mul,
+    ...set(L4),
+  );
   code.push(...get(SCR), ...get(T), ...get(T4), ...mul, ...add, ...set(wB));
   code.push(...get(M0), ...set(m), ...loop(m, get(COLS), column, 1));
   void kEnd;
