@@ -62,6 +62,8 @@ export function machineInfo(load: number[], backend: unknown, extra: Record<stri
     cpuModel: os.cpus()[0]?.model,
     loadAverageAtStart: load,
     node: process.versions.node,
+    // glibc tunables of the run (bench/run.ts sets glibc.malloc.hugetlb=1: see hugePageEnv there).
+    glibcTunables: process.env.GLIBC_TUNABLES ?? null,
     backend,
     ...extra,
   };
