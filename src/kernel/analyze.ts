@@ -533,9 +533,8 @@ const MASK_READERS = new Set([
   'TimeDistributed',
 ]);
 
-/** tfjs layers that override computeMask only to pass on or combine their inputs' masks. */
-const MASK_PASSERS = new Set([
-  ...MASK_READERS,
+/** tfjs merge layers: each output value combines (or, Concatenate, passes on) its inputs' values. */
+const MERGE_LAYERS = new Set([
   'Add',
   'Subtract',
   'Multiply',
@@ -545,6 +544,9 @@ const MASK_PASSERS = new Set([
   'Concatenate',
   'Dot',
 ]);
+
+/** tfjs layers that override computeMask only to pass on or combine their inputs' masks. */
+const MASK_PASSERS = new Set([...MASK_READERS, ...MERGE_LAYERS]);
 
 /** Whether a layer can create a mask: Embedding(maskZero), Masking, or a custom computeMask. */
 function createsMask(layer: Layer): boolean {
@@ -611,22 +613,11 @@ function refuseProbabilities(model: tf.LayersModel, layer: Layer, after: Layer[]
   );
 }
 
-/** tfjs merge layers: each output value combines (or, Concatenate, passes on) its inputs' values. */
-const MERGE_LAYERS = new Set([
-  'Add',
-  'Subtract',
-  'Multiply',
-  'Average',
-  'Maximum',
-  'Minimum',
-  'Concatenate',
-  'Dot',
-]);
-
 /**
- * A softmax/sigmoid whose values reach the output through a merge (a probability times a gate, an
- * average of softmaxes, …): the outputs are not logits, and there is no one output activation for
- * logits 'pre-activation' to drop. Refused whatever the logits option.
+ * A softmax/sigmoid whose values reach the output through a merge that keeps them probabilities (see
+ * probabilityCall: a Concatenate of one, an average or product of several): the outputs are not
+ * logits, and there is no one output activation for logits 'pre-activation' to drop. Refused
+ * whatever the logits option.
  */
 function refuseMergedProbabilities(model: tf.LayersModel, layer: Layer, after: Layer[]): never {
   const act = probabilityOf(layer)!;
@@ -643,48 +634,64 @@ function merged(after: Layer[]): boolean {
 
 /**
  * The call that applies the output's softmax/sigmoid: walking back from the output through
- * value-preserving single-input layers (dropouts, reshapes, linear activations) and merges (every
- * input of one) to the first call that changes values on each branch; the first of those that
- * applies softmax/sigmoid, with the calls after it; else null.
+ * value-preserving single-input layers (dropouts, reshapes, linear activations) and merges to the
+ * first call that changes values on each branch; the first of those that applies softmax/sigmoid,
+ * with the calls after it; else null. A Concatenate passes on each input's values, so one input
+ * carrying probabilities makes some outputs probabilities; an arithmetic merge (Add, Multiply,
+ * Average, Dot, …) only when every input carries them (an average of softmax heads) — a gate times
+ * logits (GLU), a softmax-weighted mix of expert logits or logits plus anything are not
+ * probabilities, and their outputs are the model's own.
  */
 function probabilityCall(graph: ModelGraph): { node: GraphNode; after: Layer[] } | null {
-  const seen = new Set<number>();
-  const visit = (t: number, after: Layer[]): { node: GraphNode; after: Layer[] } | null => {
+  type Found = { node: GraphNode; after: Layer[] } | null;
+  const memo = new Map<number, Found>();
+  const visit = (t: number, after: Layer[]): Found => {
+    if (memo.has(t)) return memo.get(t)!;
+    memo.set(t, null);
     const node = graph.nodes.find((n) => n.output === t);
-    if (!node || seen.has(t)) return null;
-    seen.add(t);
-    if (probabilityOf(node.layer)) return { node, after };
-    const next = [node.layer, ...after];
-    if (node.inputs.length === 1 && preservesValues(node.layer)) return visit(node.inputs[0]!, next);
-    if (!MERGE_LAYERS.has(node.layer.getClassName())) return null;
-    for (const input of node.inputs) {
-      const found = visit(input, next);
-      if (found) return found;
+    let found: Found = null;
+    if (!node) found = null;
+    else if (probabilityOf(node.layer)) found = { node, after };
+    else if (node.inputs.length === 1 && preservesValues(node.layer))
+      found = visit(node.inputs[0]!, [node.layer, ...after]);
+    else if (MERGE_LAYERS.has(node.layer.getClassName())) {
+      const inputs = node.inputs.map((input) => visit(input, [node.layer, ...after]));
+      found = mergedProbability(node.layer, inputs);
     }
-    return null;
+    memo.set(t, found);
+    return found;
   };
   return visit(graph.output, []);
 }
 
+/** A merge's result from its inputs' (see probabilityCall): Concatenate any, other merges all. */
+function mergedProbability<F>(merge: Layer, inputs: Array<F | null>): F | null {
+  if (merge.getClassName() === 'Concatenate') return inputs.find((f) => f !== null) ?? null;
+  return inputs.every((f) => f !== null) ? inputs[0]! : null;
+}
+
 /** The same walk on the model's own layers (when entk has no graph of it). */
 function probabilityLayer(model: tf.LayersModel): { layer: Layer; after: Layer[] } | null {
-  const seen = new Set<Layer>();
-  const visit = (layer: Layer | undefined, after: Layer[]): { layer: Layer; after: Layer[] } | null => {
-    if (!layer || seen.has(layer)) return null;
-    seen.add(layer);
-    if (isContainer(layer)) return visit(layer.outputLayers[0], after);
-    if (probabilityOf(layer)) return { layer, after };
+  type Found = { layer: Layer; after: Layer[] } | null;
+  const memo = new Map<Layer, Found>();
+  const visit = (layer: Layer | undefined, after: Layer[]): Found => {
+    if (!layer) return null;
+    if (memo.has(layer)) return memo.get(layer)!;
+    memo.set(layer, null);
+    let found: Found = null;
     const inbound: Array<{ inboundLayers: Layer[] }> = layer.inboundNodes;
-    if (inbound.length !== 1) return null;
-    const from = inbound[0]!.inboundLayers;
-    const next = [layer, ...after];
-    if (from.length === 1 && preservesValues(layer)) return visit(from[0], next);
-    if (!MERGE_LAYERS.has(layer.getClassName())) return null;
-    for (const l of from) {
-      const found = visit(l, next);
-      if (found) return found;
+    const from = inbound.length === 1 ? inbound[0]!.inboundLayers : null;
+    if (isContainer(layer)) found = visit(layer.outputLayers[0], after);
+    else if (probabilityOf(layer)) found = { layer, after };
+    else if (from?.length === 1 && preservesValues(layer)) found = visit(from[0], [layer, ...after]);
+    else if (from && MERGE_LAYERS.has(layer.getClassName())) {
+      found = mergedProbability(
+        layer,
+        from.map((l) => visit(l, [layer, ...after])),
+      );
     }
-    return null;
+    memo.set(layer, found);
+    return found;
   };
   return visit(model.outputLayers[0], []);
 }

@@ -51,9 +51,11 @@ export type NtkInput = tf.Tensor | { data: Float32Array | Int32Array; shape: num
 /**
  * Which values the kernel is of: 'output' (default) the model's outputs, which must be logits — a
  * model whose output layer applies softmax or sigmoid is refused (its kernel would be of
- * probabilities); 'pre-activation': the output layer's values before that softmax/sigmoid. A
- * softmax/sigmoid whose values reach the output through a merge (Multiply, Average, Concatenate, …)
- * is refused with either option.
+ * probabilities); 'pre-activation': the output layer's values before that softmax/sigmoid.
+ * Probabilities that reach the output through a merge keeping them probabilities (a Concatenate
+ * with a softmax/sigmoid branch; an Average, Multiply, … of softmax/sigmoid outputs only) are
+ * refused with either option; a merge with other values (a gated linear unit, a mixture of experts)
+ * is the model's own output.
  */
 export const NTK_LOGITS = ['output', 'pre-activation'] as const;
 export type NtkLogits = (typeof NTK_LOGITS)[number];

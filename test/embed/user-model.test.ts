@@ -135,15 +135,17 @@ describe('loadUserModel', () => {
     loaded.dispose();
   });
 
-  it('an output that is a sigmoid times a gate is unsupported, with the reason naming the layers', async () => {
+  it('an output that is the average of two softmax heads is unsupported, with the reason naming the layers', async () => {
     const input = tf.input({ shape: [4] });
     const p = tf.layers
-      .dense({ units: 3, activation: 'sigmoid', name: 'p' })
+      .dense({ units: 3, activation: 'softmax', name: 'p' })
       .apply(input) as tf.SymbolicTensor;
-    const z = tf.layers.dense({ units: 3, name: 'z' }).apply(input) as tf.SymbolicTensor;
+    const z = tf.layers
+      .dense({ units: 3, activation: 'softmax', name: 'z' })
+      .apply(input) as tf.SymbolicTensor;
     const model = tf.model({
       inputs: input,
-      outputs: tf.layers.multiply({ name: 'gate' }).apply([p, z]) as tf.SymbolicTensor,
+      outputs: tf.layers.average({ name: 'gate' }).apply([p, z]) as tf.SymbolicTensor,
       name: 'gated',
     });
     const dir = path.join(tmp, 'gated');
@@ -151,7 +153,7 @@ describe('loadUserModel', () => {
     const { model: loaded, report } = await loadUserModel(dir);
     expect(report.supported).toBe(false);
     expect(report.notes.join('\n')).toContain(
-      'unsupported: model gated: layer p (Dense) applies sigmoid and the layers after it (gate (Multiply)) compute the output from its values through the merge gate (Multiply), so the outputs are not logits',
+      'unsupported: model gated: layer p (Dense) applies softmax and the layers after it (gate (Average)) compute the output from its values through the merge gate (Average), so the outputs are not logits',
     );
     model.dispose();
     loaded.dispose();

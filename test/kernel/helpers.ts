@@ -3,6 +3,8 @@
  * inputs, and the error measures the tolerances are stated in.
  */
 import * as tf from '@tensorflow/tfjs';
+import { expect } from 'vitest';
+import { empiricalNtkFn } from '../../src/kernel/index.js';
 import { ElementwiseActivation, Scale, ScaledDense } from '../../src/model/index.js';
 import { Rng } from '../../src/util/rng.js';
 
@@ -20,6 +22,39 @@ export function relMaxError(k: ArrayLike<number>, ref: ArrayLike<number>): numbe
   }
   if (scale === 0) throw new Error('reference is identically zero: the comparison could not fail');
   return err / scale;
+}
+
+const bytes = (a: Float32Array | Float64Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+/**
+ * The full kernel of `x` is symmetric bit for bit (K_ij(x, x′) = K_ji(x′, x) even for terms that
+ * sum the two in different orders), and its rows streamed with order 'rows' equal it bit for bit —
+ * in float32 and float64 accumulation, with 1 and 2 threads, blocks of `blockSize` points; every
+ * kernel lists `rule` among its rules.
+ */
+export async function expectSymmetricAndStreamed(
+  model: tf.LayersModel,
+  x: tf.Tensor,
+  rule: string,
+  blockSize: number,
+): Promise<void> {
+  for (const accumulation of ['float32', 'float64'] as const) {
+    for (const threads of [1, 2]) {
+      const f = empiricalNtkFn(model, { progress: false, blockSize, accumulation, threads });
+      const whole = await f(x);
+      expect(whole.rules!.map((r) => r.rule)).toContain(rule);
+      const N = Math.round(Math.sqrt(whole.data.length));
+      const perPoint = N / x.shape[0];
+      let asymmetric = 0;
+      for (let i = 0; i < N; i++) {
+        for (let j = 0; j < i; j++) if (whole.data[i * N + j] !== whole.data[j * N + i]) asymmetric++;
+      }
+      expect(asymmetric, `${accumulation}, ${threads} thread(s)`).toBe(0);
+      const rows = new (accumulation === 'float32' ? Float32Array : Float64Array)(N * N);
+      await f.stream(x, null, (b) => rows.set(b.data, b.rowStart * perPoint * N), { order: 'rows' });
+      expect(Buffer.compare(bytes(rows), bytes(whole.data))).toBe(0);
+    }
+  }
 }
 
 /** Seeded N(0, 1) points of shape [n, ...shape] as a float32 tensor. */

@@ -289,7 +289,7 @@ describe('output layer check: the kernel is of logits', () => {
   );
 });
 
-describe('output layer check: a softmax/sigmoid merged into the output is not logits', () => {
+describe('output layer check: probabilities merged into the output are not logits', () => {
   const L = tf.layers;
   type S = tf.SymbolicTensor;
   /** input [4] → h (Dense tanh) → the head built by `head` from h. */
@@ -305,22 +305,22 @@ describe('output layer check: a softmax/sigmoid merged into the output is not lo
 
   it.each([
     [
-      'sigmoid Dense × a linear Dense (a gated output)',
+      'the product of two sigmoid heads',
       (h: S) =>
-        L.multiply({ name: 'gate' }).apply([dense(3, 'sigmoid', 'p')(h), dense(3, 'linear', 'z')(h)]) as S,
-      'layer p (Dense) applies sigmoid and the layers after it (gate (Multiply)) compute the output from its values through the merge gate (Multiply)',
+        L.multiply({ name: 'both' }).apply([dense(3, 'sigmoid', 'p')(h), dense(3, 'sigmoid', 'q')(h)]) as S,
+      'layer p (Dense) applies sigmoid and the layers after it (both (Multiply)) compute the output from its values through the merge both (Multiply)',
     ],
     [
-      'a Sigmoid Activation × a Dense, then Dropout and Reshape',
+      'a Sigmoid Activation times itself, then Dropout and Reshape',
       (h: S) => {
         const z = dense(3, 'linear', 'z')(h);
         const p = L.activation({ activation: 'sigmoid', name: 'sig' }).apply(z) as S;
-        const m = L.multiply({ name: 'gate' }).apply([z, p]) as S;
+        const m = L.multiply({ name: 'square' }).apply([p, p]) as S;
         return L.reshape({ targetShape: [3], name: 'reshape' }).apply(
           L.dropout({ rate: 0.2, name: 'drop' }).apply(m),
         ) as S;
       },
-      'layer sig (Activation) applies sigmoid and the layers after it (gate (Multiply), drop (Dropout), reshape (Reshape)) compute the output from its values through the merge gate (Multiply)',
+      'layer sig (Activation) applies sigmoid and the layers after it (square (Multiply), drop (Dropout), reshape (Reshape)) compute the output from its values through the merge square (Multiply)',
     ],
     [
       'the Average of two softmax heads',
@@ -363,18 +363,57 @@ describe('output layer check: a softmax/sigmoid merged into the output is not lo
     const pair = tf.model({ inputs: [a, b], outputs: L.add().apply([a, b]) as S, name: 'pair' });
     const model = build((h) => {
       const mixed = pair.apply([h, h]) as S;
-      return L.multiply({ name: 'gate' }).apply([
+      return L.average({ name: 'avg' }).apply([
         dense(3, 'sigmoid', 'p')(mixed),
-        dense(3, 'linear', 'z')(mixed),
+        dense(3, 'sigmoid', 'q')(mixed),
       ]) as S;
     });
     for (const logits of ['output', 'pre-activation'] as const) {
       expect(() => empiricalNtkFn(model, { implementation: 'jacobian', logits })).toThrow(
-        'layer p (Dense) applies sigmoid and the layers after it (gate (Multiply)) compute the output from its values through the merge gate (Multiply)',
+        'layer p (Dense) applies sigmoid and the layers after it (avg (Average)) compute the output from its values through the merge avg (Average)',
       );
     }
     model.dispose();
   });
+
+  it.each([
+    [
+      'a gated linear unit (sigmoid gate × linear logits)',
+      (h: S) =>
+        L.multiply({ name: 'glu' }).apply([dense(3, 'sigmoid', 'p')(h), dense(3, 'linear', 'z')(h)]) as S,
+    ],
+    [
+      'a mixture of experts (softmax gate · expert logits)',
+      (h: S) => {
+        const gate = dense(2, 'softmax', 'gate')(h);
+        const experts = L.reshape({ targetShape: [2, 3] }).apply(dense(6, 'linear', 'experts')(h)) as S;
+        return L.dot({ axes: [1, 1], name: 'mix' }).apply([gate, experts]) as S;
+      },
+    ],
+    [
+      'logits plus a sigmoid head',
+      (h: S) => L.add().apply([dense(3, 'linear', 'z')(h), dense(3, 'sigmoid', 'p')(h)]) as S,
+    ],
+  ] as const)(
+    "%s: the model's own outputs, accepted: = finite differences (Dot: the Jacobian path)",
+    async (_, head) => {
+      const model = build(head);
+      const x = normalPoints(3, [4], 97);
+      // The float64 finite-difference reference has no Dot layer: the whole-model Jacobian (tfjs
+      // autodiff) is the independent reference there.
+      const hasDot = model.layers.some((l) => l.getClassName() === 'Dot');
+      const ref = hasDot
+        ? await empiricalNtkFn(model, { implementation: 'jacobian', progress: false })(x)
+        : finiteDifferenceNtk(model, x);
+      for (const implementation of hasDot ? (['auto'] as const) : (['auto', 'jacobian'] as const)) {
+        const fn = empiricalNtkFn(model, { implementation, progress: false });
+        expect(fn.plan.strippedOutput).toBeNull();
+        expect(relMaxError((await fn(x)).data, ref.data), implementation).toBeLessThanOrEqual(TOL);
+      }
+      x.dispose();
+      model.dispose();
+    },
+  );
 
   it('a sigmoid gate inside the network (a Dense after the merge) is not the output: = finite differences', async () => {
     const model = build((h) => {

@@ -28,7 +28,7 @@ import {
 import { pooledFactors, pooledPositions } from '../../src/kernel/position-grads.js';
 import { structuredTestHooks } from '../../src/kernel/structured.js';
 import { buildModel, resolveModelSpec } from '../../src/model/index.js';
-import { normalPoints, randomizeWeights, relMaxError } from './helpers.js';
+import { expectSymmetricAndStreamed, normalPoints, randomizeWeights, relMaxError } from './helpers.js';
 import { bnNet, seqNet, stridedNet } from './pooled-nets.js';
 
 const L = tf.layers;
@@ -448,24 +448,8 @@ describe('symmetry: K = Kᵀ bit for bit, and streamed rows = the whole kernel',
     const model = buildModel(resolveModelSpec('cnn'), { inputShape: [64], numClasses: 10, seed: 9 });
     randomizeWeights(model, 9, 0.3);
     const x = normalPoints(30, [64], 1);
-    const N = 300;
-    const symmetric = (k: Float32Array | Float64Array) => {
-      let asymmetric = 0;
-      for (let i = 0; i < N; i++) for (let j = 0; j < i; j++) if (k[i * N + j] !== k[j * N + i]) asymmetric++;
-      return asymmetric;
-    };
     try {
-      for (const accumulation of ['float32', 'float64'] as const) {
-        for (const threads of [1, 2]) {
-          const f = empiricalNtkFn(model, { progress: false, blockSize: 9, accumulation, threads });
-          const whole = await f(x);
-          expect(whole.rules!.map((r) => r.rule)).toContain('conv2d-pooled');
-          expect(symmetric(whole.data)).toBe(0);
-          const rows = new (accumulation === 'float32' ? Float32Array : Float64Array)(N * N);
-          await f.stream(x, null, (b) => rows.set(b.data, b.rowStart * 10 * N), { order: 'rows' });
-          expect(Buffer.compare(bytes(rows), bytes(whole.data))).toBe(0);
-        }
-      }
+      await expectSymmetricAndStreamed(model, x, 'conv2d-pooled', 9);
     } finally {
       model.dispose();
       x.dispose();

@@ -24,7 +24,7 @@ import {
   terminateNtkWorkers,
 } from '../../src/kernel/index.js';
 import { structuredTestHooks } from '../../src/kernel/structured.js';
-import { normalPoints, randomizeWeights, relMaxError } from './helpers.js';
+import { expectSymmetricAndStreamed, normalPoints, randomizeWeights, relMaxError } from './helpers.js';
 
 const L = tf.layers;
 type ST = tf.SymbolicTensor;
@@ -261,24 +261,8 @@ describe('symmetry: K = Kᵀ bit for bit, and streamed rows = the whole kernel',
   it('ln-seq, float32 and float64, 1 and 2 threads', async () => {
     const model = lnSeq();
     const x = normalPoints(23, [64], 1);
-    const N = 230;
-    const symmetric = (k: Float32Array | Float64Array) => {
-      let asymmetric = 0;
-      for (let i = 0; i < N; i++) for (let j = 0; j < i; j++) if (k[i * N + j] !== k[j * N + i]) asymmetric++;
-      return asymmetric;
-    };
     try {
-      for (const accumulation of ['float32', 'float64'] as const) {
-        for (const threads of [1, 2]) {
-          const f = empiricalNtkFn(model, { progress: false, blockSize: 7, accumulation, threads });
-          const whole = await f(x);
-          expect(whole.rules!.map((r) => r.rule)).toContain('dense-position-pairs');
-          expect(symmetric(whole.data)).toBe(0);
-          const rows = new (accumulation === 'float32' ? Float32Array : Float64Array)(N * N);
-          await f.stream(x, null, (b) => rows.set(b.data, b.rowStart * 10 * N), { order: 'rows' });
-          expect(Buffer.compare(bytes(rows), bytes(whole.data))).toBe(0);
-        }
-      }
+      await expectSymmetricAndStreamed(model, x, 'dense-position-pairs', 7);
     } finally {
       model.dispose();
       x.dispose();
