@@ -136,7 +136,7 @@ describe('entk finetune | predict | compare --model', () => {
         '--steps',
         '1',
       ]),
-      /points: expected an existing array file/,
+      /^entk: error: --points: expected an existing array file/,
     );
     expectOneLineError(
       await runCli([

@@ -138,6 +138,8 @@ export function registerFinetune(program: Command): void {
         labelColumn: '--label-column',
         learningRate: '--learning-rate',
         parameters: '--parameters',
+        points: '--points',
+        observe: '--observe',
       };
       const { dir, manifest: m } = await withFlagNames(flagNames, () =>
         finetune({
