@@ -129,7 +129,12 @@ export async function fullKernelTargetAlignment(
   const cls = new Int32Array(N);
   for (let u = 0; u < N; u++) {
     const y = labels[u]!;
-    assertArgument(Number.isInteger(y), `labels[${u}]`, y, 'an integer class label');
+    assertArgument(
+      Number.isInteger(y) && y >= 0,
+      `labels[${u}]`,
+      y,
+      'an integer class label ≥ 0 (a kernel store marks unlabelled points with −1: they have no class)',
+    );
     let c = classOf.get(y);
     if (c === undefined) {
       c = classOf.size;

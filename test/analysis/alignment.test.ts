@@ -219,6 +219,10 @@ describe('fullKernelTargetAlignment (class-block closed form of A(K, (YYᵀ) ⊗
     await expect(fullKernelTargetAlignment(m, [0, 1.5, 0], 2)).rejects.toThrow(
       /labels\[1\]: expected an integer/,
     );
+    // −1: a store's unlabelled point (all −1 would otherwise be one class and a meaningless value).
+    await expect(fullKernelTargetAlignment(m, [-1, -1, -1], 2)).rejects.toThrow(
+      /labels\[0\]: expected an integer class label ≥ 0 \(a kernel store marks unlabelled points with −1/,
+    );
     const other = await kernelMatrixStats(denseKernelMatrix(psdKernel(4, 2, 1), 4));
     await expect(fullKernelTargetAlignment(m, [0, 1, 0], 2, other)).rejects.toThrow(/stats: expected/);
     await expect(fullKernelTargetAlignment(m, [0, 1], 4)).rejects.toThrow(
