@@ -15,7 +15,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { loadUserModel, resolveModelJson } from '../embed/index.js';
 import { InvalidArgumentError } from '../errors.js';
-import { analyzeModel } from '../kernel/index.js';
+import { analyzeModel, checkTokenIds, type TokenIdInput } from '../kernel/index.js';
 import { hashModelFiles, loadModelPoints } from '../kernel-store/index.js';
 import { disposeModel } from '../model/index.js';
 import type { CheckpointInfo } from '../train/index.js';
@@ -44,6 +44,8 @@ export interface ModelFacts {
   inputShape: number[];
   numClasses: number;
   labelColumn: string;
+  /** The model inputs Embeddings look up (checked in the points files); absent in older runs. */
+  tokenIds?: TokenIdInput[];
 }
 
 /** model.json of a model path (a model.json file or its directory). */
@@ -60,8 +62,14 @@ export async function modelSha256(model: ModelSourceConfig): Promise<string> {
 export async function modelFacts(model: ModelSourceConfig, sha256: string): Promise<ModelFacts> {
   const { model: m } = await loadUserModel(model.path);
   try {
-    const { inputShape, numOutputs } = analyzeModel(m, 'all');
-    return { sha256, inputShape: [...inputShape], numClasses: numOutputs, labelColumn: model.labelColumn };
+    const { inputShape, numOutputs, tokenIds } = analyzeModel(m, 'all');
+    return {
+      sha256,
+      inputShape: [...inputShape],
+      numClasses: numOutputs,
+      labelColumn: model.labelColumn,
+      tokenIds: tokenIds.map((t) => ({ ...t })),
+    };
   } finally {
     disposeModel(m); // (with a shared layer's weights)
   }
@@ -109,9 +117,12 @@ export async function readModelPoints(
 }> {
   const load = async (which: 'finetune' | 'observe') => {
     try {
-      return await loadModelPoints(specs[which], facts.inputShape, facts.numClasses, {
+      const points = await loadModelPoints(specs[which], facts.inputShape, facts.numClasses, {
         labelColumn: facts.labelColumn,
       });
+      // Token ids the model's Embeddings cannot look up, named by the config key and file row.
+      checkTokenIds(points.x, facts.inputShape, facts.tokenIds ?? [], `points.${which}`);
+      return points;
     } catch (error) {
       if (error instanceof InvalidArgumentError && error.argument === 'points') {
         throw new InvalidArgumentError(`points.${which}`, specs[which], error.expected);

@@ -260,4 +260,45 @@ describe('entk experiment with model:', () => {
       /points\.observe: expected a points file of the model \(file:points\.csv or \.jsonl.*received "test:5"/,
     );
   }, 60_000);
+
+  it("token ids outside the model's Embedding: refused at the points stage, naming the config key, file row and entry", async () => {
+    const emb = path.join(dir, 'emb');
+    const model = tf.sequential({
+      layers: [
+        tf.layers.embedding({ inputDim: 5, outputDim: 2, inputLength: D, name: 'emb' }),
+        tf.layers.flatten(),
+        tf.layers.dense({ units: V, name: 'out' }),
+      ],
+    });
+    await saveModel(model, emb);
+    model.dispose();
+    const header = ['id', 'a', 'b', 'c', 'd', 'label'];
+    const rows = (prefix: string, xs: number[][]) => xs.map((x, n) => [`${prefix}${n}`, ...x, n % V]);
+    await writeCsv(
+      path.join(dir, 'ids.csv'),
+      header,
+      rows('t', [
+        [0, 1, 2, 4],
+        [4, 3, 7, 1],
+        [1, 1, 0, 0],
+      ]),
+    );
+    await writeCsv(path.join(dir, 'ids-watch.csv'), header, rows('w', [[2, 2, 2, 2]]));
+    const file = path.join(dir, 'ids.yaml');
+    await fs.writeFile(
+      file,
+      yaml('  negativeGradients: {}')
+        .replace('path: mlp', 'path: emb')
+        .replace('file:train.csv', 'file:ids.csv')
+        .replace('file:watch.csv', 'file:ids-watch.csv'),
+    );
+    const r = await runCli(['experiment', file, '--out', path.join(dir, 'ids-out')]);
+    expect(r.status, r.stderr).toBe(2);
+    const errors = r.stderr.split('\n').filter((line) => line.startsWith('entk: error:'));
+    expect(errors).toEqual([
+      'entk: error: points.finetune: expected integer token ids in [0, 5) for layer emb (Embedding), received "7 at point 1, entry [2]"',
+    ]);
+    // Refused before any finetuning.
+    await expect(fs.access(path.join(dir, 'ids-out', 'runs', 'model', 'finetune'))).rejects.toThrow();
+  }, 60_000);
 });
