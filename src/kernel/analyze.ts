@@ -757,7 +757,8 @@ function symbolicTokenIds(model: tf.LayersModel): TokenIdInput[] {
   const input = model.inputs[0]!;
   const out: TokenIdInput[] = [];
   for (const layer of model.layers) {
-    if (layer.getClassName() !== 'Embedding') continue;
+    const nested = isContainer(layer) && layer.inputs.length === 1;
+    if (layer.getClassName() !== 'Embedding' && !nested) continue;
     for (const call of layer.inboundNodes as unknown as SymbolicNode[]) {
       let t: tf.SymbolicTensor | undefined = call.inputTensors[0];
       let entries: [number, number] | null = null;
@@ -767,7 +768,11 @@ function symbolicTokenIds(model: tf.LayersModel): TokenIdInput[] {
         entries = from?.id === input.id ? tokenInputsEntries(t.sourceLayer) : null;
         t = entries || preservesValues(t.sourceLayer) ? from : undefined;
       }
-      if (t) out.push(tokenIdInput(layer, entries));
+      if (!t) continue;
+      // A nested single-input model fed the whole input (values kept): its own Embeddings on it.
+      if (nested) {
+        if (entries === null) out.push(...symbolicTokenIds(layer as tf.LayersModel));
+      } else out.push(tokenIdInput(layer, entries));
     }
   }
   return out;

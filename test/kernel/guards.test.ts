@@ -356,6 +356,36 @@ describe('token ids an Embedding cannot look up: one typed error before any work
     model.dispose();
   });
 
+  it('the same with the Embedding inside a nested Sequential (no graph): checked, not truncated', async () => {
+    const a = tf.input({ shape: [6] });
+    const b = tf.input({ shape: [6] });
+    const pair = tf.model({ inputs: [a, b], outputs: L.multiply().apply([a, b]) as tf.SymbolicTensor });
+    const embed = tf.sequential({
+      layers: [L.embedding({ inputDim: 4, outputDim: 2, inputLength: 3, name: 'emb' }), L.flatten()],
+    });
+    const input = tf.input({ shape: [3] });
+    const e = embed.apply(input) as tf.SymbolicTensor;
+    const model = tf.model({
+      inputs: input,
+      outputs: L.dense({ units: 2 }).apply(pair.apply([e, e]) as tf.SymbolicTensor) as tf.SymbolicTensor,
+    });
+    const ntk = empiricalNtkFn(model, { progress: false });
+    expect(ntk.plan.implementation).toBe('jacobian');
+    const before = tf.memory().numTensors;
+    for (const [values, received] of [
+      [[0, 3, 4], '4 at point 0, entry [2]'],
+      [[0, 3, 1.5], '1.5 at point 0, entry [2]'],
+    ] as const) {
+      const x = tf.tensor([values as unknown as number[]]);
+      await expect(ntk(x)).rejects.toThrow(
+        `x1: expected integer token ids in [0, 4) for layer emb (Embedding), received "${received}"`,
+      );
+      x.dispose();
+    }
+    expect(tf.memory().numTensors).toBe(before);
+    model.dispose();
+  });
+
   it("entk's transformer: the ids half of the input is checked against the vocabulary, the mask half is not", async () => {
     const spec = { ...TINY_PRE, maxLength: 3, vocabSize: 7 };
     const model = buildModel(spec, { inputShape: [6], numClasses: 2, seed: 1 });
