@@ -292,8 +292,8 @@ export class WasmBlockComputer implements BlockComputer {
   private evicted: Array<Float32Array | null> = [];
   /** Keys of the blocks whose packed factors are in memory. */
   private loaded = { row: '', col: '' };
-  /** Pooled terms: the block whose slot vectors (`A${k}`: rows, `B${k}`: columns, signals) are packed. */
-  private readonly pooledLoaded = new Map<string, string>();
+  /** Pair terms (pooled, tokens, positions): the block whose arrays each named region holds (see loadedAlready). */
+  private readonly regionKeys = new Map<string, string>();
   /**
    * Gated terms: the pair products P[(i, j), p] = u_ip u_jp (pairs i ≤ j) as B panels, built from U
    * on the first block (U is the same for every block of a computation); null for other terms.
@@ -667,11 +667,7 @@ export class WasmBlockComputer implements BlockComputer {
   ): void {
     const { r, c, sym } = block;
     const { channels: C, slots: S, patch } = t.pool!;
-    const [rowPacked, colPacked] = [
-      this.pooledLoaded.get(`A${k}`) === row.key,
-      this.pooledLoaded.get(`B${k}`) === col.key,
-    ];
-    this.pooledLoaded.set(`A${k}`, row.key).set(`B${k}`, col.key);
+    const [rowPacked, colPacked] = [this.loadedAlready(`A${k}`, row), this.loadedAlready(`B${k}`, col)];
     const dcAt = this.pooledSignals(k, t, row, col, colPacked, c);
     if (t.pool!.pixels) {
       this.pixelStage(k, t, block, row, col, rowPacked, colPacked, (n, q, m0) =>
@@ -899,6 +895,13 @@ export class WasmBlockComputer implements BlockComputer {
     }
   }
 
+  /** Whether `input`'s arrays are already in the regions named `name` (else records that they will be). */
+  private loadedAlready(name: string, input: BlockInput): boolean {
+    if (this.regionKeys.get(name) === input.key) return true;
+    this.regionKeys.set(name, input.key);
+    return false;
+  }
+
   /** A positions term's padded shapes: positions T, floats KA of an input row (with s_b), WP of a signal row, rows VP. */
   private positionShape(t: TermMeta): { T: number; KA: number; WP: number; VP: number } {
     const T0 = t.positions!;
@@ -950,8 +953,7 @@ export class WasmBlockComputer implements BlockComputer {
     const [sw, sb] = [Math.sqrt(t.sw2), Math.sqrt(t.sb2)];
     const at = (name: string) => this.regions.at(name);
     const upload = (side: 'r' | 'c', input: BlockInput, points: number) => {
-      if (this.pooledLoaded.get(`pos${side}${k}`) === input.key) return;
-      this.pooledLoaded.set(`pos${side}${k}`, input.key);
+      if (this.loadedAlready(`pos${side}${k}`, input)) return;
       const { a, d } = input.terms[k]!;
       const A = new Float32Array(this.memory.buffer, at(`posA${side}${k}`), points * T * KA).fill(0);
       for (let n = 0; n < points; n++) {
@@ -1036,8 +1038,7 @@ export class WasmBlockComputer implements BlockComputer {
     const [S, e] = [t.dIn, t.width / t.dIn];
     const at = (name: string) => this.regions.at(name);
     const upload = (side: 'R' | 'C', input: BlockInput, points: number) => {
-      if (this.pooledLoaded.get(`tok${side}${k}`) === input.key) return;
-      this.pooledLoaded.set(`tok${side}${k}`, input.key);
+      if (this.loadedAlready(`tok${side}${k}`, input)) return;
       const ids = input.terms[k]!.a!;
       new Int32Array(this.memory.buffer, at(`tokId${side}${k}`), points * S).set(ids.subarray(0, points * S));
       new Float32Array(
@@ -1167,7 +1168,7 @@ export class WasmBlockComputer implements BlockComputer {
     );
     if (this.regions.fit(sizes, `${r} × ${c}`)) {
       this.loaded = { row: '', col: '' };
-      this.pooledLoaded.clear();
+      this.regionKeys.clear();
       this.upload('pairs', this.pairs);
       new Int32Array(this.memory.buffer).set(this.pairOffsets, this.regions.at('pairIdx') / 4);
     }

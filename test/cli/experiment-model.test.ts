@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { hashModelFiles, readKernelStore } from '../../src/kernel-store/index.js';
 import { saveModel } from '../../src/model/index.js';
 import { tempDir } from '../util/temp-dir.js';
-import { denseClassifier, modelFiles, writeCsv } from '../util/user-model.js';
+import { denseClassifier, embeddingClassifier, modelFiles, writeCsv } from '../util/user-model.js';
 import { expectOneLineError, runCli } from './run-cli.js';
 
 const dir = tempDir('cli-experiment-model');
@@ -263,13 +263,7 @@ describe('entk experiment with model:', () => {
 
   it("token ids outside the model's Embedding: refused at the points stage, naming the config key, file row and entry", async () => {
     const emb = path.join(dir, 'emb');
-    const model = tf.sequential({
-      layers: [
-        tf.layers.embedding({ inputDim: 5, outputDim: 2, inputLength: D, name: 'emb' }),
-        tf.layers.flatten(),
-        tf.layers.dense({ units: V, name: 'out' }),
-      ],
-    });
+    const model = embeddingClassifier(D, 5, V, 0.5);
     await saveModel(model, emb);
     model.dispose();
     const header = ['id', 'a', 'b', 'c', 'd', 'label'];

@@ -9,7 +9,7 @@ import { empiricalNtkFn, type NtkImplementation } from '../../src/kernel/index.j
 import { hashModelFiles, readKernelStore } from '../../src/kernel-store/index.js';
 import { saveModel } from '../../src/model/index.js';
 import { tempDir } from '../util/temp-dir.js';
-import { denseClassifier } from '../util/user-model.js';
+import { denseClassifier, embeddingClassifier } from '../util/user-model.js';
 import { setDeterministicWeights } from '../util/weights.js';
 import { type CliResult, expectOneLineError, runCliAsync } from './run-cli.js';
 
@@ -101,14 +101,7 @@ beforeAll(async () => {
   await writeArray(npy, { dtype: 'float32', shape: [N, D], data: x });
 
   // Token ids of D positions into an Embedding of 5 rows.
-  const embedding = tf.sequential({
-    layers: [
-      tf.layers.embedding({ inputDim: 5, outputDim: 2, inputLength: D, name: 'emb' }),
-      tf.layers.flatten(),
-      tf.layers.dense({ units: 3, name: 'out' }),
-    ],
-  });
-  setDeterministicWeights(embedding, 0.6);
+  const embedding = embeddingClassifier(D, 5, 3, 0.6);
   await saveModel(embedding, embeddingDir);
   embedding.dispose();
 });

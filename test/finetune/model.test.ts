@@ -18,7 +18,7 @@ import {
 import { hashModelFiles, verifyKernelStore } from '../../src/kernel-store/index.js';
 import { saveModel } from '../../src/model/index.js';
 import { tempDir } from '../util/temp-dir.js';
-import { modelFiles, writeCsv } from '../util/user-model.js';
+import { embeddingClassifier, modelFiles, writeCsv } from '../util/user-model.js';
 import { setDeterministicWeights } from '../util/weights.js';
 
 const root = tempDir('finetune-model');
@@ -235,14 +235,7 @@ describe('finetune of a user model', () => {
 
   it("refuses token ids outside an Embedding's rows in the finetune and observation points, before any step", async () => {
     const embDir = path.join(root, 'embedding');
-    const emb = tf.sequential({
-      layers: [
-        tf.layers.embedding({ inputDim: 5, outputDim: 2, inputLength: D, name: 'emb' }),
-        tf.layers.flatten(),
-        tf.layers.dense({ units: V, name: 'out' }),
-      ],
-    });
-    setDeterministicWeights(emb, 0.5);
+    const emb = embeddingClassifier(D, 5, V, 0.5);
     await saveModel(emb, embDir);
     emb.dispose();
     const good = path.join(root, 'ids-good.csv');

@@ -24,7 +24,8 @@ export function relMaxError(k: ArrayLike<number>, ref: ArrayLike<number>): numbe
   return err / scale;
 }
 
-const bytes = (a: Float32Array | Float64Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+/** The bytes of an array (bitwise comparisons: Buffer.compare(bytes(a), bytes(b)) === 0). */
+export const bytes = (a: Float32Array | Float64Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
 /**
  * The full kernel of `x` is symmetric bit for bit (K_ij(x, x′) = K_ji(x′, x) even for terms that

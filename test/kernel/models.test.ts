@@ -405,8 +405,11 @@ describe('output layer check: probabilities merged into the output are not logit
       const ref = hasDot
         ? await empiricalNtkFn(model, { implementation: 'jacobian', progress: false })(x)
         : finiteDifferenceNtk(model, x);
-      for (const implementation of hasDot ? (['auto'] as const) : (['auto', 'jacobian'] as const)) {
+      for (const implementation of hasDot
+        ? (['structured'] as const)
+        : (['structured', 'jacobian'] as const)) {
         const fn = empiricalNtkFn(model, { implementation, progress: false });
+        expect(fn.plan.implementation).toBe(implementation);
         expect(fn.plan.strippedOutput).toBeNull();
         expect(relMaxError((await fn(x)).data, ref.data), implementation).toBeLessThanOrEqual(TOL);
       }

@@ -28,7 +28,7 @@ import {
 import { pooledFactors, pooledPositions } from '../../src/kernel/position-grads.js';
 import { structuredTestHooks } from '../../src/kernel/structured.js';
 import { buildModel, resolveModelSpec } from '../../src/model/index.js';
-import { expectSymmetricAndStreamed, normalPoints, randomizeWeights, relMaxError } from './helpers.js';
+import { bytes, expectSymmetricAndStreamed, normalPoints, randomizeWeights, relMaxError } from './helpers.js';
 import { bnNet, seqNet, stridedNet } from './pooled-nets.js';
 
 const L = tf.layers;
@@ -63,8 +63,6 @@ async function both(
   expect(gram.rules!.some((r) => r.rule.endsWith('-pooled'))).toBe(false);
   return { pooled, gram };
 }
-
-const bytes = (a: Float32Array | Float64Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
 /** Per pooled term of the model's full-kernel plan: whether its slot products come from input pixels. */
 function pixelForms(model: tf.LayersModel): boolean[] {

@@ -24,7 +24,7 @@ import {
   terminateNtkWorkers,
 } from '../../src/kernel/index.js';
 import { structuredTestHooks } from '../../src/kernel/structured.js';
-import { expectSymmetricAndStreamed, normalPoints, randomizeWeights, relMaxError } from './helpers.js';
+import { bytes, expectSymmetricAndStreamed, normalPoints, randomizeWeights, relMaxError } from './helpers.js';
 
 const L = tf.layers;
 type ST = tf.SymbolicTensor;
@@ -102,8 +102,6 @@ async function both(
   expect(explicit.rules!.some((r) => r.rule === 'dense-position-pairs')).toBe(false);
   return { positions, explicit };
 }
-
-const bytes = (a: Float32Array | Float64Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
 describe('which dense layers get the positions term', () => {
   it('ln-seq: the 32 → 64 and 64 → 32 layers, not the 8 → 32 embedding (its 288 parameters are cheaper explicit)', async () => {

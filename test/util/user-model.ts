@@ -26,6 +26,22 @@ export function denseClassifier(
   return model;
 }
 
+/**
+ * Token ids of D positions → Embedding of `rows` rows (layer 'emb', width 2) → Flatten → V outputs
+ * (layer 'out'), weights from setDeterministicWeights(model, scale): the model of the token-id checks.
+ */
+export function embeddingClassifier(D: number, rows: number, V: number, scale: number): tf.Sequential {
+  const model = tf.sequential({
+    layers: [
+      tf.layers.embedding({ inputDim: rows, outputDim: 2, inputLength: D, name: 'emb' }),
+      tf.layers.flatten(),
+      tf.layers.dense({ units: V, name: 'out' }),
+    ],
+  });
+  setDeterministicWeights(model, scale);
+  return model;
+}
+
 /** Every file of a directory (a saved model's) by name, sorted: equal snapshots = untouched files. */
 export async function modelFiles(dir: string): Promise<Map<string, Buffer>> {
   const files = new Map<string, Buffer>();
