@@ -14,8 +14,10 @@ export function describeValue(value: unknown): string {
     return JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value);
   if (typeof value === 'number' || typeof value === 'boolean' || value == null) return String(value);
   if (Array.isArray(value)) return `array of length ${value.length}`;
-  if (ArrayBuffer.isView(value))
-    return `${value.constructor.name} of length ${(value as Float32Array).length}`;
+  if (ArrayBuffer.isView(value)) {
+    const shared = typeof SharedArrayBuffer !== 'undefined' && value.buffer instanceof SharedArrayBuffer;
+    return `${value.constructor.name} of length ${(value as Float32Array).length}${shared ? ' in a SharedArrayBuffer' : ''}`;
+  }
   try {
     const json = JSON.stringify(value);
     return json.length > 80 ? `${json.slice(0, 77)}...` : json;

@@ -314,6 +314,7 @@ export async function computeStore(
   storeDir: string,
   options: StoreKernelOptions,
   t0 = performance.now(),
+  reuse?: { data?: Float32Array | Float64Array },
 ): Promise<ComputedStore> {
   const kind = options.kind ?? 'full';
   const shard = options.shard;
@@ -351,7 +352,18 @@ export async function computeStore(
     let summary: NtkStreamSummary | NtkResult | undefined;
     let kernelData: Float32Array | Float64Array | ArrayProducer;
     if (kind === 'diagonal' || bytes <= maxInMemory) {
-      const result = kind === 'diagonal' ? await ntk(rows) : shard ? await ntk(rows, all) : await ntk(all);
+      // The previous checkpoint's kernel array, once written, when it fits (a shared one: any
+      // number of threads may write into it; see NtkCallOptions.out on fresh memory).
+      const prior = reuse?.data;
+      const out =
+        kind !== 'diagonal' &&
+        prior?.length === bytes / elementSize &&
+        prior.BYTES_PER_ELEMENT === elementSize &&
+        prior.buffer instanceof SharedArrayBuffer
+          ? prior
+          : undefined;
+      const result =
+        kind === 'diagonal' ? await ntk(rows) : await ntk(shard ? rows : all, shard ? all : null, { out });
       summary = result;
       kernelData = result.data;
     } else {
@@ -434,6 +446,7 @@ export async function computeStore(
         probabilities,
       },
     });
+    if (reuse && ArrayBuffer.isView(kernelData)) reuse.data = kernelData;
     return { dir, manifest: written, rules: ntk.plan.rules };
   } finally {
     await ntk.dispose();
@@ -507,7 +520,8 @@ export async function computeKernelStores(options: ComputeKernelStoresOptions): 
     await checkStoreOutput(shard ? shardDir(storeDir, shard.index, shard.count) : storeDir, options);
   }
   const results: ComputedStore[] = [];
-
+  // One kernel array for every checkpoint (each is written before the next is computed).
+  const reuse: { data?: Float32Array | Float64Array } = {};
   for (const checkpoint of checkpoints) {
     const t0 = performance.now();
     const model = await run.loadModel(checkpoint.id);
@@ -528,7 +542,7 @@ export async function computeKernelStores(options: ComputeKernelStoresOptions): 
       );
       const storeDir = path.join(root, name, checkpoint.id);
       results.push(
-        await computeStore(model, points.dataset, base, storeDir, { ...options, kind, shard }, t0),
+        await computeStore(model, points.dataset, base, storeDir, { ...options, kind, shard }, t0, reuse),
       );
     } finally {
       model.dispose();

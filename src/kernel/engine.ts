@@ -328,6 +328,8 @@ export interface MatrixRequest {
   /** null: assemble in memory. */
   sink: NtkBlockSink | null;
   order: 'blocks' | 'rows';
+  /** The caller's array to write the kernel into (see NtkCallOptions.out; checked by the caller). */
+  out?: Float32Array | Float64Array;
 }
 
 export interface MatrixOutcome {
@@ -813,7 +815,9 @@ export async function computeMatrix(state: EngineState, request: MatrixRequest):
     state.threads > 1 && plan.blocks.length > 1 && totalFeatureBytes <= state.memoryBudget
       ? state.threads
       : 1;
-  const out = sink ? null : allocate(x1.n * plan.stride * plan.outCols, state.accumulation, threads > 1);
+  const out = sink
+    ? null
+    : (request.out ?? allocate(x1.n * plan.stride * plan.outCols, state.accumulation, threads > 1));
   const featureBlocks = plan.offsets.reduce((s, o) => s + o.length - 1, 0);
   const progress: Progress = state.progress
     ? progressBar(`eNTK ${mode} (${state.implementation})`, featureBlocks + plan.blocks.length)

@@ -302,11 +302,12 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
     p2: Points | null,
     sink: NtkBlockSink | null,
     order: 'blocks' | 'rows',
+    out?: Float32Array | Float64Array,
   ): Promise<{ summary: NtkStreamSummary; data: Float32Array | Float64Array | null }> => {
     const mode = output as 'full' | 'trace';
     const n2 = p2 ? p2.n : p1.n;
     const stride = mode === 'full' ? state.V : 1;
-    const r = await computeMatrix(state, { x1: p1, x2: p2, mode, sink, order });
+    const r = await computeMatrix(state, { x1: p1, x2: p2, mode, sink, order, out });
     return {
       summary: {
         ...summary(p1.n, n2, mode, [p1.n * stride, n2 * stride]),
@@ -322,14 +323,33 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
     };
   };
 
+  /** The caller's output array, checked against what the kernel needs (NtkCallOptions.out). */
+  const checkOut = (out: unknown, length: number): Float32Array | Float64Array => {
+    const float64 = state.accumulation === 'float64';
+    const type = float64 ? 'Float64Array' : 'Float32Array';
+    const shared = state.threads > 1;
+    const want = `a ${type} of ${length} entries${shared ? " in a SharedArrayBuffer (threads > 1: workers write into it; a multi-threaded result's data is one)" : ''}`;
+    const ok =
+      (float64 ? out instanceof Float64Array : out instanceof Float32Array) &&
+      (out as Float32Array).length === length &&
+      (!shared || (out as Float32Array).buffer instanceof SharedArrayBuffer);
+    if (!ok) throw new InvalidArgumentError('out', out, want);
+    return out as Float32Array | Float64Array;
+  };
+
   const fn = async (x1: NtkInput, x2?: NtkInput | null, call: NtkCallOptions = {}): Promise<NtkResult> => {
     const p1 = points(x1, 'x1');
     const p2 = x2 == null ? null : points(x2, 'x2');
     const n2 = p2 ? p2.n : p1.n;
     const V = state.V;
     if (output === 'full' || output === 'trace') {
-      const { summary: s, data } = await matrix(p1, p2, null, 'blocks');
+      const stride = output === 'full' ? V : 1;
+      const out = call.out === undefined ? undefined : checkOut(call.out, p1.n * stride * n2 * stride);
+      const { summary: s, data } = await matrix(p1, p2, null, 'blocks', out);
       return { ...s, data: data! };
+    }
+    if (call.out !== undefined) {
+      throw new InvalidArgumentError('out', call.out, `nothing for output '${output}'`);
     }
     if (output === 'diagonal') {
       if (p2)

@@ -136,6 +136,17 @@ export interface NtkCallOptions {
    * as an array of [a, b] or a flat Int32Array [a0, b0, a1, b1, ...].
    */
   pairs?: Array<[number, number]> | Int32Array;
+  /**
+   * For outputs 'full' and 'trace': write the kernel into this array (every entry is overwritten)
+   * instead of a new one, and return it as `data` — typically the `data` of an earlier result of the
+   * same shape that is no longer needed, as when computing kernels at many checkpoints. Fresh memory
+   * costs a page fault per page on first touch (≈ 2–10 ms per MB on the VMs measured here, more
+   * than the kernel itself for an MLP), and a kernel function cannot know when an earlier result is
+   * free. A Float32Array (Float64Array for accumulation 'float64') of exactly rows × columns of the
+   * output; with threads > 1 it must live in a SharedArrayBuffer (as every multi-threaded result's
+   * `data` does), since worker threads write into it.
+   */
+  out?: Float32Array | Float64Array;
 }
 
 /** A computed kernel. */

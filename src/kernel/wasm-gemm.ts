@@ -433,14 +433,14 @@ function packGroupsBody(): number[] {
  * c ≤ cPad), for all logits i, j < V:
  *   K[i][m][j]  (mode 0: =, else +=)  Σ_ch Σ_s' (Σ_s dr[i][ch][s] Q[ch][s][s'][m]) Dc[ch][s'][j][m]
  * with Q[ch][s][s'][m] at q + ch·qc + ((s·S + s')·cPad + m)·4, dr[i][ch][s] at dr + ((i·C + ch)·S
- * + s)·4, Dc[ch][s'][j][m] at dc + (((ch·S + s')·V + j)·cPad + m)·4 and K[i][m][j] at out + (i·ldo
- * + m·V + j)·4 (ldo in floats). Column points m go in f32x4 lanes, four per pass; per pass the
- * scratch (16-byte aligned, (V·S + V·V)·16 bytes) holds T[i][s'] = Σ_s dr[i][ch][s] Q[ch][s][s']
- * (s ascending) and the V × V accumulators (ch, then s' ascending): each lane is summed in the
- * same order whatever quad it is in, so results do not depend on m0. Slots s' go in blocks of four
- * (T of the block in registers; the rest one by one) and logit rows i in pairs sharing each Dc
- * load: 2× the plain loops' rate (measured ≈ 33 GFLOP/s at V = 10, S = 4, C = 32 against gemm's
- * ≈ 52 on a 512³ product, one thread); the blocking does not change the order of any sum.
+ * + s)·4, Dc in quads of column points, Dc[ch][s'][j][m] at dc + ((((m ÷ 4)·C + ch)·S + s')·V +
+ * j)·16 + (m mod 4)·4 (one quad's signals contiguous), and K[i][m][j] at out + (i·ldo + m·V + j)·4
+ * (ldo in floats). Column points m go in f32x4 lanes, four per pass. Per pass the scratch (16-byte
+ * aligned, V·C·S·16 bytes) first receives T[i][ch·S + s'] = Σ_s dr[i][ch][s] Q[ch][s][s'] (s
+ * ascending; slots s' four at a time in registers); then each 2 × 4 tile of (i, j) accumulates
+ * Σ_q T[i][q] Dc[q][j] over q = ch·S + s' ascending in eight registers (six loads per eight
+ * products, no stores until the tile is done). Each lane is summed in the same order whatever quad
+ * it is in, so results do not depend on m0.
  */
 function pooledPairsBody(): number[] {
   const [Q, QC, DR, DC, OUT, LDO, M0, COLS, CPAD, CH, S, V, MODE, SCR] = Array.from(
@@ -448,23 +448,18 @@ function pooledPairsBody(): number[] {
     (_, k) => k,
   ) as number[];
   let next = 14;
-  const [mq, ch, i, j, sb, p, dp, dend, tp, ap, aend, accBase, qBase, dcBase, drBase, drI, pj, o] =
-    Array.from({ length: 18 }, () => next++) as number[];
-  const [ld, vld, s16, s4, v16, v4, lanes] = Array.from({ length: 7 }, () => next++) as number[];
+  const [mq, ch, i, j, sb, p, dp, dend, tp, tch, qBase, dcQuad, drBase, drI, pt, pd, qEnd, o] = Array.from(
+    { length: 18 },
+    () => next++,
+  ) as number[];
+  const [ld, cs16, s4, v16, lanes, rem] = Array.from({ length: 6 }, () => next++) as number[];
   const numI32 = next - 14;
   const firstV128 = next;
-  const tv = [next++, next++, next++, next++, next++, next++, next++, next++]; // T[r][k] at 4r + k
+  const acc = [next++, next++, next++, next++, next++, next++, next++, next++]; // acc[r][k] at 4r + k
+  const tv = [next++, next++, next++, next++]; // T vectors (T stage: four slots; tiles: two rows)
   const dv = [next++, next++, next++, next++];
-  const [a, x] = [next++, next++];
+  const x = next++;
   const numV128 = next - firstV128;
-  const madd = (acc: number, u: number[], w: number[]) => [
-    ...get(acc),
-    ...u,
-    ...w,
-    ...f32x4mul,
-    ...f32x4add,
-    ...set(acc),
-  ];
   /** `addr + k·stride` for a local stride (k = 0, 1, 2, 3). */
   const at = (addr: number, stride: number, k: number): number[] => {
     const e = get(addr);
@@ -479,72 +474,46 @@ function pooledPairsBody(): number[] {
     ...whileNot([...get(sb), ...get(S), ...geU], [...body(1), ...incr(sb, 1)]),
   ];
 
-  // T[i][sb + k] = Σ_s splat(dr[i][ch][s]) Q[ch][s][sb + k] (k < nb; s ascending), to scratch.
-  // drI = dr[i][ch][0], qBase = q + ch·qc + mq·4, Q[ch][s][s'] at qBase + (s·S + s')·ld.
+  // T[i][ch·S + sb + k] = Σ_s splat(dr[i][ch][s]) Q[ch][s][sb + k] (k < nb; s ascending), to tp +
+  // (sb + k)·16. drI = dr[i][ch][0], qBase = q + ch·qc + mq·4, Q[ch][s][s'] at qBase + (s·S + s')·ld.
   const tBlock = (nb: number): number[] => {
     const e: number[] = [];
     for (let k = 0; k < nb; k++) e.push(...vzero, ...set(tv[k]!));
     e.push(...get(qBase), ...get(sb), ...get(ld), ...mul, ...add, ...set(p), ...get(drI), ...set(dp));
     const s: number[] = [...get(dp), ...vsplat32Load(0), ...set(x)];
-    for (let k = 0; k < nb; k++) s.push(...madd(tv[k]!, get(x), [...at(p, ld, k), ...vload()]));
+    for (let k = 0; k < nb; k++)
+      s.push(
+        ...get(tv[k]!),
+        ...get(x),
+        ...at(p, ld, k),
+        ...vload(),
+        ...f32x4mul,
+        ...f32x4add,
+        ...set(tv[k]!),
+      );
     s.push(...incr(p, [...get(S), ...get(ld), ...mul]), ...incr(dp, 4));
     e.push(...whileNot([...get(dp), ...get(dend), ...geU], s));
     e.push(...get(tp), ...get(sb), ...i32(16), ...mul, ...add, ...set(o));
     for (let k = 0; k < nb; k++) e.push(...get(o), ...get(tv[k]!), ...vstore(16 * k));
     return e;
   };
+  // Per channel: every row i (drI steps by C·S·4, tp by C·S·16).
   const tRow: number[] = [...get(drI), ...get(s4), ...add, ...set(dend), ...slots(tBlock)];
-  tRow.push(...incr(drI, [...get(CH), ...get(s4), ...mul]), ...incr(tp, get(s16)), ...incr(i, 1));
-  const tStage: number[] = [...get(SCR), ...set(tp), ...get(drBase), ...set(drI), ...i32(0), ...set(i)];
-  tStage.push(...whileNot([...get(i), ...get(V), ...geU], tRow));
-
-  // acc[i + r][j] += T[i + r][sb + k] · Dc[ch][sb + k][j] (r < ni, k < nb, k ascending): the Dc
-  // vectors of a j are loaded once for ni rows. dcBase = dc + ch·S·V·ld + mq·4, Dc[ch][s'][j] at
-  // dcBase + (s'·V + j)·ld; acc[i][j] at accBase + (i·V + j)·16; T[i][s'] at scratch + (i·S + s')·16.
-  const accBlock =
-    (ni: number) =>
-    (nb: number): number[] => {
-      const e: number[] = [
-        ...get(SCR),
-        ...get(i),
-        ...get(s16),
-        ...mul,
-        ...add,
-        ...get(sb),
-        ...i32(16),
-        ...mul,
-      ];
-      e.push(...add, ...set(o));
-      for (let r = 0; r < ni; r++)
-        for (let k = 0; k < nb; k++) e.push(...at(o, s16, r), ...vload(16 * k), ...set(tv[4 * r + k]!));
-      e.push(...get(accBase), ...get(i), ...get(v16), ...mul, ...add, ...set(ap));
-      e.push(...get(dcBase), ...get(sb), ...get(vld), ...mul, ...add, ...set(pj));
-      const jj: number[] = [];
-      for (let k = 0; k < nb; k++) jj.push(...at(pj, vld, k), ...vload(), ...set(dv[k]!));
-      for (let r = 0; r < ni; r++) {
-        jj.push(...at(ap, v16, r), ...vload(), ...set(a));
-        for (let k = 0; k < nb; k++) jj.push(...madd(a, get(tv[4 * r + k]!), get(dv[k]!)));
-        jj.push(...at(ap, v16, r), ...get(a), ...vstore());
-      }
-      jj.push(...incr(ap, 16), ...incr(pj, get(ld)), ...incr(j, 1));
-      e.push(...i32(0), ...set(j), ...whileNot([...get(j), ...get(V), ...geU], jj));
-      return e;
-    };
-  const accStage: number[] = [...i32(0), ...set(i)];
-  accStage.push(
-    ...whileNot(
-      [...get(i), ...i32(2), ...add, ...get(V), 0x4b /* gt_u */],
-      [...slots(accBlock(2)), ...incr(i, 2)],
-    ),
+  tRow.push(...incr(drI, [...get(CH), ...get(s4), ...mul]), ...incr(tp, get(cs16)), ...incr(i, 1));
+  const tChannel: number[] = [...get(tch), ...set(tp), ...get(drBase), ...set(drI), ...i32(0), ...set(i)];
+  tChannel.push(...whileNot([...get(i), ...get(V), ...geU], tRow));
+  tChannel.push(
+    ...incr(qBase, get(QC)),
+    ...incr(drBase, get(s4)),
+    ...incr(tch, [...get(S), ...i32(16), ...mul]),
   );
-  accStage.push(...ifThen([...get(i), ...get(V), ...ltU], slots(accBlock(1))));
+  tChannel.push(...incr(ch, 1));
+  const tStage: number[] = [...get(SCR), ...set(tch), ...get(DR), ...set(drBase), ...i32(0), ...set(ch)];
+  tStage.push(...whileNot([...get(ch), ...get(CH), ...geU], tChannel));
 
-  const channel: number[] = [...tStage, ...accStage];
-  channel.push(...incr(qBase, get(QC)), ...incr(dcBase, [...get(vld), ...get(S), ...mul]));
-  channel.push(...incr(drBase, get(s4)), ...incr(ch, 1));
-
-  // Store: lanes l < min(4, c − mq) of acc[i][j] to K[i][mq + l][j] (mode 0: =, else +=).
-  const lane = (l: number): number[] =>
+  // Store lanes l < min(4, c − mq) of a finished accumulator to K[i + r][mq + l][j + k] (mode 0: =,
+  // else +=); o = out + ((i + r)·ldo + mq·V + j + k)·4.
+  const lane = (value: number, l: number): number[] =>
     ifThen(
       [...get(lanes), ...i32(l), 0x4b /* i32.gt_u */],
       [
@@ -554,49 +523,84 @@ function pooledPairsBody(): number[] {
         F32,
         ...get(o),
         ...f32load(),
-        ...get(a),
+        ...get(value),
         ...simd(0x1f),
         l,
         0x92 /* f32.add */,
         0x05,
-        ...get(a),
+        ...get(value),
         ...simd(0x1f),
         l,
         0x0b,
         ...f32store(),
-        ...incr(o, get(v4)),
+        ...incr(o, [...get(V), ...i32(4), ...mul]),
       ],
     );
-  const sJ: number[] = [...get(ap), ...vload(), ...set(a), ...get(OUT), ...get(i), ...get(LDO), ...mul];
-  sJ.push(...get(mq), ...get(V), ...mul, ...add, ...get(j), ...add, ...i32(4), ...mul, ...add, ...set(o));
-  sJ.push(...lane(0), ...lane(1), ...lane(2), ...lane(3), ...incr(ap, 16), ...incr(j, 1));
-  const sI: number[] = [...i32(0), ...set(j), ...whileNot([...get(j), ...get(V), ...geU], sJ), ...incr(i, 1)];
-  const store: number[] = [...get(COLS), ...get(mq), ...sub, ...set(lanes), ...get(accBase), ...set(ap)];
-  store.push(...i32(0), ...set(i), ...whileNot([...get(i), ...get(V), ...geU], sI));
-
-  const quad: number[] = [...get(accBase), ...set(ap)];
-  quad.push(
-    ...whileNot([...get(ap), ...get(aend), ...geU], [...get(ap), ...vzero, ...vstore(), ...incr(ap, 16)]),
+  // A tile of ni rows (i, i + 1) × nj logits (j .. j + nj − 1): Σ_q T[i + r][q] Dc[q][j + k], q
+  // ascending, then stored. pt = scratch + (i·C·S)·16, pd = dcQuad + j·16.
+  const tile = (ni: number, nj: number): number[] => {
+    const e: number[] = [];
+    for (let r = 0; r < ni; r++) for (let k = 0; k < nj; k++) e.push(...vzero, ...set(acc[4 * r + k]!));
+    e.push(...get(SCR), ...get(i), ...get(cs16), ...mul, ...add, ...set(pt));
+    e.push(...get(dcQuad), ...get(j), ...i32(16), ...mul, ...add, ...set(pd));
+    e.push(...get(pt), ...get(cs16), ...add, ...set(qEnd));
+    const body: number[] = [];
+    for (let r = 0; r < ni; r++) body.push(...at(pt, cs16, r), ...vload(), ...set(tv[r]!));
+    for (let k = 0; k < nj; k++) body.push(...get(pd), ...vload(16 * k), ...set(dv[k]!));
+    for (let r = 0; r < ni; r++)
+      for (let k = 0; k < nj; k++) {
+        const a = acc[4 * r + k]!;
+        body.push(...get(a), ...get(tv[r]!), ...get(dv[k]!), ...f32x4mul, ...f32x4add, ...set(a));
+      }
+    body.push(...incr(pt, 16), ...incr(pd, get(v16)));
+    e.push(...whileNot([...get(pt), ...get(qEnd), ...geU], body));
+    for (let r = 0; r < ni; r++)
+      for (let k = 0; k < nj; k++) {
+        e.push(...get(OUT), ...get(i), ...i32(r), ...add, ...get(LDO), ...mul, ...get(mq), ...get(V), ...mul);
+        e.push(...add, ...get(j), ...i32(k), ...add, ...add, ...i32(4), ...mul, ...add, ...set(o));
+        for (let l = 0; l < 4; l++) e.push(...lane(acc[4 * r + k]!, l));
+      }
+    return e;
+  };
+  // Logits j in tiles of four, then the remainder (1–3) in one tile.
+  const rowTiles = (ni: number): number[] => {
+    const e: number[] = [...i32(0), ...set(j)];
+    e.push(
+      ...whileNot(
+        [...get(j), ...i32(4), ...add, ...get(V), 0x4b /* gt_u */],
+        [...tile(ni, 4), ...incr(j, 4)],
+      ),
+    );
+    e.push(...get(V), ...get(j), ...sub, ...set(rem));
+    for (let nj = 1; nj < 4; nj++) e.push(...ifThen([...get(rem), ...i32(nj), ...eq], tile(ni, nj)));
+    return e;
+  };
+  const accStage: number[] = [...i32(0), ...set(i)];
+  accStage.push(
+    ...whileNot([...get(i), ...i32(2), ...add, ...get(V), 0x4b /* gt_u */], [...rowTiles(2), ...incr(i, 2)]),
   );
-  quad.push(...get(Q), ...get(mq), ...i32(4), ...mul, ...add, ...set(qBase));
-  quad.push(...get(DC), ...get(mq), ...i32(4), ...mul, ...add, ...set(dcBase), ...get(DR), ...set(drBase));
-  quad.push(...i32(0), ...set(ch), ...whileNot([...get(ch), ...get(CH), ...geU], channel));
-  quad.push(...store, ...incr(mq, 4));
+  accStage.push(...ifThen([...get(i), ...get(V), ...ltU], rowTiles(1)));
 
-  const code: number[] = [
-    ...get(CPAD),
-    ...i32(4),
+  const quad: number[] = [...get(Q), ...get(mq), ...i32(4), ...mul, ...add, ...set(qBase)];
+  // Quad mq ÷ 4 of Dc: mq·C·S·V·4 bytes in.
+  quad.push(
+    ...get(DC),
+    ...get(mq),
+    ...get(CH),
     ...mul,
-    ...set(ld),
-    ...get(ld),
+    ...get(S),
+    ...mul,
     ...get(V),
     ...mul,
-    ...set(vld),
-  ];
-  code.push(...get(S), ...i32(16), ...mul, ...set(s16), ...get(S), ...i32(4), ...mul, ...set(s4));
-  code.push(...get(V), ...i32(16), ...mul, ...set(v16), ...get(V), ...i32(4), ...mul, ...set(v4));
-  code.push(...get(SCR), ...get(V), ...get(s16), ...mul, ...add, ...set(accBase));
-  code.push(...get(accBase), ...get(V), ...get(v16), ...mul, ...add, ...set(aend));
+    ...i32(4),
+    ...mul,
+  );
+  quad.push(...add, ...set(dcQuad), ...get(COLS), ...get(mq), ...sub, ...set(lanes));
+  quad.push(...tStage, ...accStage, ...incr(mq, 4));
+
+  const code: number[] = [...get(CPAD), ...i32(4), ...mul, ...set(ld)];
+  code.push(...get(CH), ...get(S), ...mul, ...i32(16), ...mul, ...set(cs16));
+  code.push(...get(S), ...i32(4), ...mul, ...set(s4), ...get(V), ...i32(16), ...mul, ...set(v16));
   code.push(...get(M0), ...set(mq), ...whileNot([...get(mq), ...get(COLS), ...geU], quad));
   return funcBody(
     [

@@ -608,7 +608,7 @@ export class WasmBlockComputer implements BlockComputer {
       const cPad = roundUp(c, NR);
       shared.dr = Math.max(shared.dr, 4 * r * V * C * S);
       shared.row = Math.max(shared.row, this.mode === 'full' ? 0 : 4 * V * cPad * V);
-      shared.scratch = Math.max(shared.scratch, 16 * V * (V + S));
+      shared.scratch = Math.max(shared.scratch, 16 * V * C * S);
       sizes.push([`poolDc${k}`, 4 * C * S * V * cPad]);
       if (pixels) {
         const { units: U, depth: D, taps, index } = pixels;
@@ -750,9 +750,9 @@ export class WasmBlockComputer implements BlockComputer {
   }
 
   /**
-   * A pooled term's signals: the row points' as they are (region 'poolDr'); the column points' as
-   * Dc[ch][s'][j][m] (the term's 'poolDc' region, packed once per column block). Returns Dc's
-   * float index.
+   * A pooled term's signals: the row points' as they are (region 'poolDr'); the column points' in
+   * quads, Dc[m ÷ 4][ch][s'][j][m mod 4] (the term's 'poolDc' region, packed once per column block).
+   * Returns Dc's float index.
    */
   private pooledSignals(
     k: number,
@@ -771,10 +771,12 @@ export class WasmBlockComputer implements BlockComputer {
     if (!colPacked) {
       const dc = col.terms[k]!.d!;
       heap.fill(0, dcAt, dcAt + C * S * V * cPad);
+      // Quad m ÷ 4 holds Dc[ch][s'][j] of its four column points contiguously (pooledPairs).
       for (let m = 0; m < c; m++) {
+        const quad = dcAt + (m >> 2) * C * S * V * 4 + (m & 3);
         for (let j = 0; j < V; j++) {
           const from = (m * V + j) * C * S;
-          for (let q = 0; q < C * S; q++) heap[dcAt + (q * V + j) * cPad + m] = dc[from + q]!;
+          for (let q = 0; q < C * S; q++) heap[quad + (q * V + j) * 4] = dc[from + q]!;
         }
       }
     }

@@ -264,6 +264,40 @@ describe('computeKernelStores', () => {
     expect(maxDiff(k64.kernel.data as Float64Array, k32)).toBeLessThanOrEqual(1e-5 * maxAbs(k32));
   });
 
+  it.each(['full', 'trace'] as const)(
+    '%s kernels of every checkpoint on 2 threads (one array reused) equal each checkpoint computed alone, bitwise',
+    async (kind) => {
+      const stores = await computeKernelStores({
+        run: mlp,
+        points: 'train:first=12',
+        kind,
+        threads: 2,
+        blockSize: 4,
+        checkpoint: 'all',
+        out: path.join(dir, `reuse-${kind}`),
+      });
+      expect(stores).toHaveLength(2);
+      for (const [c, id] of ['0', '3'].entries()) {
+        const stored = (await readKernelStore(stores[c]!.dir)).kernel.data as Float32Array;
+        const model = await mlp.loadModel(id);
+        const ntk = empiricalNtkFn(model, { output: kind, threads: 2, blockSize: 4, progress: false });
+        const direct = await ntk({ data: mlp.train.x.slice(0, 48), shape: [12, 4] });
+        await ntk.dispose();
+        model.dispose();
+        expect(
+          Buffer.compare(
+            Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength),
+            Buffer.from(direct.data.buffer, direct.data.byteOffset, direct.data.byteLength),
+          ),
+        ).toBe(0);
+      }
+      // The two checkpoints' kernels differ (training moved the weights): a stale array would show.
+      const k0 = (await readKernelStore(stores[0]!.dir)).kernel.data as Float32Array;
+      const k1 = (await readKernelStore(stores[1]!.dir)).kernel.data as Float32Array;
+      expect(maxDiff(k0, k1)).toBeGreaterThan(1e-3 * maxAbs(k0));
+    },
+  );
+
   it('merges shards of every array format (JSON assembled in memory, the others streamed)', async () => {
     const one = await computeKernelStores({ run: mlp, points: 'test:6', out: path.join(dir, 'fmt-one') });
     const reference = await readKernelStore(one[0]!.dir);

@@ -199,3 +199,77 @@ describe('streaming', () => {
     expect(Array.from(out)).toEqual(Array.from(reference.data));
   });
 });
+
+describe("the caller's output array (out)", () => {
+  const bits = (d: Float32Array | Float64Array) =>
+    Buffer.from(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+  const sharedLike = (d: Float32Array | Float64Array) => {
+    const buffer = new SharedArrayBuffer(d.byteLength);
+    return (d instanceof Float64Array ? new Float64Array(buffer) : new Float32Array(buffer)).fill(Number.NaN);
+  };
+  it.each([
+    ['full', 'float32', 'structured', 1],
+    ['full', 'float32', 'structured', 2],
+    ['trace', 'float32', 'structured', 2],
+    ['full', 'float64', 'structured', 2],
+    ['full', 'float32', 'jacobian', 2],
+    ['trace', 'float64', 'jacobian', 1],
+  ] as const)(
+    '%s / %s / %s, %i threads: every entry overwritten, bitwise as a fresh array',
+    async (output, accumulation, implementation, threads) => {
+      const ntk = empiricalNtkFn(model, {
+        output,
+        accumulation,
+        implementation,
+        threads,
+        blockSize: 4,
+        progress: false,
+      });
+      for (const b of [null, x2]) {
+        const fresh = await ntk(x1, b);
+        // NaN everywhere first: an entry the kernel did not write would stay NaN.
+        const out = sharedLike(fresh.data);
+        const before = tf.memory().numTensors;
+        const reused = await ntk(x1, b, { out });
+        expect(tf.memory().numTensors).toBe(before);
+        expect(reused.data).toBe(out);
+        expect(reused.shape).toEqual(fresh.shape);
+        expect(Buffer.compare(bits(reused.data), bits(fresh.data))).toBe(0);
+        // The previous result's own array, once more.
+        const again = await ntk(x1, b, { out: reused.data });
+        expect(Buffer.compare(bits(again.data), bits(fresh.data))).toBe(0);
+      }
+    },
+  );
+
+  it('a CNN kernel (pooled and pixel terms) into a reused array is the same, bitwise', async () => {
+    const ntk = threaded(cnn, { blockSize: 4 });
+    const fresh = await ntk(img);
+    const reused = await ntk(img, null, { out: sharedLike(fresh.data) });
+    expect(Buffer.compare(bits(reused.data), bits(fresh.data))).toBe(0);
+  });
+
+  it('refuses an array of the wrong type, length or memory, and other outputs, naming out', async () => {
+    const one = empiricalNtkFn(model, { threads: 1, progress: false });
+    const two = threaded(model, {});
+    const n = 23 * 4 * 23 * 4;
+    await expect(one(x1, null, { out: new Float64Array(n) })).rejects.toThrow(
+      `out: expected a Float32Array of ${n} entries, received Float64Array of length ${n}`,
+    );
+    await expect(one(x1, null, { out: new Float32Array(n - 1) })).rejects.toThrow(
+      `out: expected a Float32Array of ${n} entries, received Float32Array of length ${n - 1}`,
+    );
+    await expect(two(x1, null, { out: new Float32Array(n) })).rejects.toThrow(
+      `out: expected a Float32Array of ${n} entries in a SharedArrayBuffer (threads > 1: workers write into it; a multi-threaded result's data is one), received Float32Array of length ${n}`,
+    );
+    // One thread: any Float32Array of the right length.
+    const plain = new Float32Array(n).fill(Number.NaN);
+    const r = await one(x1, null, { out: plain });
+    expect(r.data).toBe(plain);
+    expect(plain.some(Number.isNaN)).toBe(false);
+    const diagonal = empiricalNtkFn(model, { output: 'diagonal', progress: false });
+    await expect(diagonal(x1, null, { out: new Float32Array(23 * 16) })).rejects.toThrow(
+      "out: expected nothing for output 'diagonal', received Float32Array of length 368",
+    );
+  });
+});

@@ -177,12 +177,17 @@ function runPooledPairs(
   const qc = S * S * cPad + 8; // floats: a channel stride larger than the channel
   const Q = new Float32Array(C * qc);
   for (let ch = 0; ch < C; ch++) Q.set(x.Q.subarray(ch * S * S * cPad, (ch + 1) * S * S * cPad), ch * qc);
+  // Dc in pooledPairs' layout: quad m ÷ 4 of column points contiguous, [ch][s'][j][m mod 4].
+  const Dc = new Float32Array(C * S * V * cPad);
+  for (let q = 0; q < C * S * V; q++) {
+    for (let m = 0; m < cPad; m++) Dc[((m >> 2) * C * S * V + q) * 4 + (m & 3)] = x.Dc[q * cPad + m]!;
+  }
   const out = k.put(out0);
   k.ex.pooledPairs(
     k.put(Q),
     4 * qc,
     k.put(x.dr),
-    k.put(x.Dc),
+    k.put(Dc),
     out,
     ldo,
     m0,
@@ -192,7 +197,7 @@ function runPooledPairs(
     S,
     V,
     mode,
-    k.alloc(4 * (V * S + V * V)),
+    k.alloc(4 * V * C * S),
   );
   return k.read(out, out0.length);
 }
