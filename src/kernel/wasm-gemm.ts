@@ -685,74 +685,72 @@ function pixelSumsBody(): number[] {
  * slotGather(qn, P, cPad, selR, selC, q, C, S, m0): a pooled term's slot products for one row point
  * from its position products Qn[p][p'][m] (at qn + ((p·P + p')·cPad + m)·4, see pixelSums), for the
  * column points m0 ≤ m < cPad:
- *   Q[ch][s][s'][m] = Qn[selR[ch][s]][selC[ch][s'][m]][m]   (0 where either slot is empty, −1)
- * with selR[ch][s] (i32) at selR + (ch·S + s)·4, selC[ch][s'][m] (i32) at selC + ((ch·S + s')·cPad +
- * m)·4 and Q[ch][s][s'][m] at q + (((ch·S + s)·S + s')·cPad + m)·4 (pooledPairs' layout, channel
- * stride S·S·cPad·4). A copy: no arithmetic.
+ *   Q[ch][s][s'][m] = Qn[selR[ch][s]][p'][m]   (0 where either slot is empty)
+ * with selR[ch][s] (i32: the row slot's position, −1 empty) at selR + (ch·S + s)·4, selC[ch][s'][m]
+ * (i32: the column slot's byte offset (p'·cPad + m)·4 within a row of Qn, −1 empty) at selC +
+ * ((ch·S + s')·cPad + m)·4 and Q[ch][s][s'][m] at q + (((ch·S + s)·S + s')·cPad + m)·4 (pooledPairs'
+ * layout, channel stride S·S·cPad·4). A copy: no arithmetic. Column points two at a time.
  */
 function slotGatherBody(): number[] {
   const [QN, P, CPAD, SELR, SELC, Q, C, S, M0] = Array.from({ length: 9 }, (_, k) => k) as number[];
   let next = 9;
-  const [ch, s, s2, p, p2, dst, end, sp, base, m] = Array.from({ length: 10 }, () => next++) as number[];
+  const [ch, s, s2, p, off, dst, end, sp, base, row] = Array.from({ length: 10 }, () => next++) as number[];
   const numI32 = next - 9;
   const f32zero = [0x43, 0, 0, 0, 0];
-  const load = [...get(base), ...get(p2), ...get(CPAD), ...mul, ...get(m), ...add, ...i32(4), ...mul, ...add];
-  load.push(...f32load());
-  const copy: number[] = [...get(sp), ...i32load(0), ...set(p2), ...get(dst)];
-  // if (p2 <u P) load else 0, then store
-  copy.push(...get(p2), ...get(P), ...ltU, 0x04, F32, ...load, 0x05, ...f32zero, 0x0b, ...f32store());
-  copy.push(...incr(dst, 4), ...incr(sp, 4), ...incr(m, 1));
+  const ltS = [0x48]; // i32.lt_s
+  // dst[k] = off_k < 0 ? 0 : Qn row + off_k, for the column point at sp + 4k.
+  const one = (k: number): number[] => [
+    ...get(dst),
+    ...get(sp),
+    ...i32load(4 * k),
+    ...set(off),
+    ...get(off),
+    ...i32(0),
+    ...ltS,
+    0x04,
+    F32,
+    ...f32zero,
+    0x05,
+    ...get(base),
+    ...get(off),
+    ...add,
+    ...f32load(),
+    0x0b,
+    ...f32store(4 * k),
+  ];
+  const copy: number[] = [...one(0), ...one(1), ...incr(dst, 8), ...incr(sp, 8)];
   const zero: number[] = [...get(dst), ...f32zero, ...f32store(), ...incr(dst, 4)];
   const slot: number[] = [...get(Q), ...get(ch), ...get(S), ...mul, ...get(s), ...add, ...get(S), ...mul];
+  slot.push(...get(s2), ...add, ...get(CPAD), ...mul, ...get(M0), ...add, ...i32(4), ...mul, ...add);
   slot.push(
-    ...get(s2),
-    ...add,
+    ...set(dst),
+    ...get(dst),
     ...get(CPAD),
-    ...mul,
     ...get(M0),
-    ...add,
+    ...sub,
     ...i32(4),
     ...mul,
     ...add,
-    ...set(dst),
+    ...set(end),
   );
-  slot.push(...get(dst), ...get(CPAD), ...get(M0), ...sub, ...i32(4), ...mul, ...add, ...set(end));
   slot.push(...get(SELC), ...get(ch), ...get(S), ...mul, ...get(s2), ...add, ...get(CPAD), ...mul);
-  slot.push(...get(M0), ...add, ...i32(4), ...mul, ...add, ...set(sp), ...get(M0), ...set(m));
+  slot.push(...get(M0), ...add, ...i32(4), ...mul, ...add, ...set(sp));
+  // cPad − m0 is a multiple of 4: whole pairs.
   slot.push(...get(p), ...get(P), ...ltU, 0x04, 0x40 /* void */);
   slot.push(...whileNot([...get(dst), ...get(end), ...geU], copy), 0x05);
   slot.push(...whileNot([...get(dst), ...get(end), ...geU], zero), 0x0b, ...incr(s2, 1));
-  const rowSlot: number[] = [
-    ...get(SELR),
-    ...get(ch),
-    ...get(S),
-    ...mul,
-    ...get(s),
-    ...add,
-    ...i32(4),
-    ...mul,
-  ];
-  rowSlot.push(...add, ...i32load(0), ...set(p));
-  rowSlot.push(
-    ...get(QN),
-    ...get(p),
-    ...get(P),
-    ...mul,
-    ...get(CPAD),
-    ...mul,
-    ...i32(4),
-    ...mul,
-    ...add,
-    ...set(base),
-  );
-  rowSlot.push(...i32(0), ...set(s2), ...whileNot([...get(s2), ...get(S), ...geU], slot), ...incr(s, 1));
+  const rowSlot: number[] = [...get(SELR), ...get(row), ...i32(4), ...mul, ...add, ...i32load(0), ...set(p)];
+  rowSlot.push(...get(QN), ...get(p), ...get(P), ...mul, ...get(CPAD), ...mul, ...i32(4), ...mul, ...add);
+  rowSlot.push(...set(base), ...i32(0), ...set(s2), ...whileNot([...get(s2), ...get(S), ...geU], slot));
+  rowSlot.push(...incr(s, 1), ...incr(row, 1));
   const channel = [
     ...i32(0),
     ...set(s),
     ...whileNot([...get(s), ...get(S), ...geU], rowSlot),
     ...incr(ch, 1),
   ];
-  const code = [...i32(0), ...set(ch), ...whileNot([...get(ch), ...get(C), ...geU], channel)];
+  const code = [...i32(0), ...set(ch), ...i32(0), ...set(row)];
+  code.push(...whileNot([...get(ch), ...get(C), ...geU], channel));
   return funcBody([[numI32, I32]], code);
 }
 

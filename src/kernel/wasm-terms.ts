@@ -869,7 +869,11 @@ export class WasmBlockComputer implements BlockComputer {
           const from = m * t.dIn + u * D;
           heap.set(eb.subarray(from, from + D), src + (u * cPad + m) * K);
         }
-        for (let q = 0; q < C * S; q++) ints[selC + q * cPad + m] = eb[m * t.dIn + X + q]!;
+        // slotGather's column selection: the slot's byte offset within a row of position products.
+        for (let q = 0; q < C * S; q++) {
+          const p2 = eb[m * t.dIn + X + q]!;
+          ints[selC + q * cPad + m] = p2 < 0 ? -1 : (p2 * cPad + m) * 4;
+        }
       }
       this.ex.packGroups(4 * src, K, (U * cPad) / NR, NR, K, at(`poolB${k}`), (U * cPad) / NR, 0);
     }

@@ -517,7 +517,9 @@ describe('kernels against float64 loops', () => {
       const k = kernels(4 * 2 ** 20);
       const q0 = new Float32Array(C * S * S * cPad).fill(Number.NaN);
       const q = k.put(q0);
-      k.ex.slotGather(k.put(Qn), P, cPad, k.put(selR), k.put(selC), q, C, S, m0);
+      // Column slots as byte offsets within a row of Qn (−1: empty).
+      const offsets = selC.map((p2, e) => (p2 < 0 ? -1 : (p2 * cPad + (e % cPad)) * 4));
+      k.ex.slotGather(k.put(Qn), P, cPad, k.put(selR), k.put(offsets), q, C, S, m0);
       const out = k.read(q, q0.length);
       for (let ch = 0; ch < C; ch++) {
         for (let s = 0; s < S; s++) {
