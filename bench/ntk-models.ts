@@ -245,8 +245,15 @@ async function timeStructured(model: tf.LayersModel, x: tf.Tensor, flags: Flags)
     return performance.now() - t0;
   };
   const ms: number[] = [];
-  for (let r = 0; r < flags.repeats + (flags.threads > 1 ? 1 : 0); r++) ms.push(await run(false));
-  if (flags.threads > 1) ms.shift(); // cold: worker start-up
+  // The best fresh run's phase timings (the figures compared with the references are the fresh ones).
+  let timings: Record<string, number> = {};
+  for (let r = 0; r < flags.repeats + (flags.threads > 1 ? 1 : 0); r++) {
+    const t = await run(false);
+    if (r > 0 || flags.threads === 1) {
+      if (t < Math.min(...ms)) timings = last!.timings;
+      ms.push(t);
+    }
+  }
   const reusedMs: number[] = [];
   for (let r = 0; r < flags.repeats; r++) reusedMs.push(await run(true));
   return {
@@ -254,6 +261,7 @@ async function timeStructured(model: tf.LayersModel, x: tf.Tensor, flags: Flags)
     runsMs: ms,
     bestReusedMs: Math.min(...reusedMs),
     runsReusedMs: reusedMs,
+    timings,
     result: last!,
     rules: ntk.plan.rules,
   };
@@ -360,7 +368,7 @@ async function runCase(
       runsMs: s.runsMs,
       bestReusedMs: s.bestReusedMs,
       runsReusedMs: s.runsReusedMs,
-      timings: s.result.timings,
+      timings: s.timings,
       threads: s.result.threads,
     },
   };
@@ -370,14 +378,14 @@ async function runCase(
   entry.fractionOfPeak = gflops / peak.peakGflops;
   entry.fractionOfMachinePeak = machinePeak ? gflops / machinePeak : null;
   const ofMachine = machinePeak ? `, ${((100 * gflops) / machinePeak).toFixed(0)}% of the machine's` : '';
-  let line = `${c} N=${n} (P=${s.result.parameterCount}): entk structured ${fmt(s.bestMs)}, ${fmt(s.bestReusedMs)} into a reused output (${s.result.threads} threads; features ${fmt(s.result.timings.features ?? 0)}; ${gflops.toFixed(1)} GFLOP/s = ${((100 * gflops) / peak.peakGflops).toFixed(0)}% of the wasm SIMD peak${ofMachine})`;
+  let line = `${c} N=${n} (P=${s.result.parameterCount}): entk structured ${fmt(s.bestMs)}, ${fmt(s.bestReusedMs)} into a reused output (${s.result.threads} threads; features ${fmt(s.timings.features ?? 0)}; ${gflops.toFixed(1)} GFLOP/s = ${((100 * gflops) / peak.peakGflops).toFixed(0)}% of the wasm SIMD peak${ofMachine})`;
   if (c === 'resnet-bn' || c === 'ln-seq') {
     const j = await jacobianCheck(model, x, Math.min(flags.jacobianN, n), n, flags.repeats);
     entry.jacobian = j;
     const ratio = j.extrapolatedMs / s.bestMs;
     entry.ratio = ratio;
     entry.ratioReused = j.extrapolatedMs / s.bestReusedMs;
-    line += `; jacobian N=${j.n} ${fmt(j.ms)} → N=${n} ≈ ${fmt(j.extrapolatedMs)}: ${ratio.toFixed(1)}× faster, ${(j.extrapolatedMs / s.bestReusedMs).toFixed(1)}× reused (target ≥ 20×), K rel. diff ${j.relMaxErrorStructuredVsJacobian.toExponential(1)}`;
+    line += `; jacobian N=${j.n} ${fmt(j.ms)} → N=${n} ≈ ${fmt(j.extrapolatedMs)}: ${ratio.toFixed(1)}× faster (target ≥ 20×; into a reused output ${(j.extrapolatedMs / s.bestReusedMs).toFixed(1)}×), K rel. diff ${j.relMaxErrorStructuredVsJacobian.toExponential(1)}`;
   } else if (!flags.skipReference) {
     const ref = await runReference(c, model, x, n, flags);
     const name = c === 'cnn' ? 'functorch' : 'numpy-layerwise';
@@ -390,7 +398,7 @@ async function runCase(
       const target = { mlp: 1, 'mlp-wide': 1.5, cnn: 10 }[c as 'mlp' | 'mlp-wide' | 'cnn'];
       const diff = ref.k ? relMax(s.result.data, ref.k) : Number.NaN;
       entry.relMaxErrorVsReference = diff;
-      line += `; ${name} ${fmt(m.best_s * 1000)}: ${ratio.toFixed(2)}× faster, ${((m.best_s * 1000) / s.bestReusedMs).toFixed(2)}× reused (target ≥ ${target}×), K rel. diff ${diff.toExponential(1)}`;
+      line += `; ${name} ${fmt(m.best_s * 1000)}: ${ratio.toFixed(2)}× faster (target ≥ ${target}×; into a reused output ${((m.best_s * 1000) / s.bestReusedMs).toFixed(2)}×), K rel. diff ${diff.toExponential(1)}`;
     } else line += `; ${name} unavailable: ${m?.reason ?? 'no result'}`;
   }
   summary.push(line);

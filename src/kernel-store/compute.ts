@@ -101,6 +101,9 @@ export interface ComputedStore {
 
 const DEFAULT_MAX_IN_MEMORY = 2 * 1024 ** 3;
 
+/** Counters for tests: kernels computed into the previous checkpoint's array (computeKernelStores). */
+export const storeTestHooks = { reusedKernels: 0 };
+
 /** The directory of shard `index` of `count` of the store at `storeDir`. */
 export function shardDir(storeDir: string, index: number, count: number): string {
   const w = Math.max(3, String(count).length);
@@ -352,16 +355,16 @@ export async function computeStore(
     let summary: NtkStreamSummary | NtkResult | undefined;
     let kernelData: Float32Array | Float64Array | ArrayProducer;
     if (kind === 'diagonal' || bytes <= maxInMemory) {
-      // The previous checkpoint's kernel array, once written, when it fits (a shared one: any
-      // number of threads may write into it; see NtkCallOptions.out on fresh memory).
+      // The previous checkpoint's kernel array, once written (NtkCallOptions.out: fresh memory is
+      // slow on first touch). Computed with the same options, it is shared exactly when needed.
       const prior = reuse?.data;
       const out =
         kind !== 'diagonal' &&
         prior?.length === bytes / elementSize &&
-        prior.BYTES_PER_ELEMENT === elementSize &&
-        prior.buffer instanceof SharedArrayBuffer
+        prior.BYTES_PER_ELEMENT === elementSize
           ? prior
           : undefined;
+      if (out) storeTestHooks.reusedKernels++;
       const result =
         kind === 'diagonal' ? await ntk(rows) : await ntk(shard ? rows : all, shard ? all : null, { out });
       summary = result;

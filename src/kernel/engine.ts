@@ -708,7 +708,14 @@ async function contractInParallel(ctx: ContractionContext): Promise<ContractionC
       blocks: blocks.buffer as SharedArrayBuffer,
       counter: new SharedArrayBuffer(4),
       ready: new SharedArrayBuffer(4),
-      out: out ? { buffer: out.buffer as SharedArrayBuffer, cols: outCols } : null,
+      out: out
+        ? {
+            buffer: out.buffer as SharedArrayBuffer,
+            byteOffset: out.byteOffset,
+            length: out.length,
+            cols: outCols,
+          }
+        : null,
       mirror: triangle,
       schedule: makeFactorSchedule(sequence),
       factors,
@@ -817,7 +824,9 @@ export async function computeMatrix(state: EngineState, request: MatrixRequest):
       : 1;
   const out = sink
     ? null
-    : (request.out ?? allocate(x1.n * plan.stride * plan.outCols, state.accumulation, threads > 1));
+    : // Shared whenever the function has threads (also when this call runs on one): a result's data
+      // is then always accepted back as NtkCallOptions.out.
+      (request.out ?? allocate(x1.n * plan.stride * plan.outCols, state.accumulation, state.threads > 1));
   const featureBlocks = plan.offsets.reduce((s, o) => s + o.length - 1, 0);
   const progress: Progress = state.progress
     ? progressBar(`eNTK ${mode} (${state.implementation})`, featureBlocks + plan.blocks.length)

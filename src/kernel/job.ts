@@ -61,7 +61,7 @@ export interface ContractionJob {
    */
   ready: SharedArrayBuffer;
   /** Write blocks (and mirrors when `mirror`) into this matrix; null = post each block back. */
-  out: { buffer: SharedArrayBuffer; cols: number } | null;
+  out: { buffer: SharedArrayBuffer; byteOffset: number; length: number; cols: number } | null;
   /** Symmetric kernel: also write the transpose of every off-diagonal block. */
   mirror: boolean;
   /** The factor blocks: order and claim / done state (`ready` counts the done prefix). */

@@ -37,8 +37,8 @@ export class BlockLoop {
     this.total = this.blocks.length / BLOCK_FIELDS;
     this.out = job.out
       ? accumulation === 'float64'
-        ? new Float64Array(job.out.buffer)
-        : new Float32Array(job.out.buffer)
+        ? new Float64Array(job.out.buffer, job.out.byteOffset, job.out.length)
+        : new Float32Array(job.out.buffer, job.out.byteOffset, job.out.length)
       : null;
   }
 

@@ -324,17 +324,25 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
   };
 
   /** The caller's output array, checked against what the kernel needs (NtkCallOptions.out). */
-  const checkOut = (out: unknown, length: number): Float32Array | Float64Array => {
+  const checkOut = (out: unknown, length: number, inputs: Points[]): Float32Array | Float64Array => {
     const float64 = state.accumulation === 'float64';
     const type = float64 ? 'Float64Array' : 'Float32Array';
     const shared = state.threads > 1;
-    const want = `a ${type} of ${length} entries${shared ? " in a SharedArrayBuffer (threads > 1: workers write into it; a multi-threaded result's data is one)" : ''}`;
+    const want = `a ${type} of ${length} entries${shared ? " in a SharedArrayBuffer (threads > 1: workers write into it; every result's data of this function is one)" : ''}`;
     const ok =
       (float64 ? out instanceof Float64Array : out instanceof Float32Array) &&
       (out as Float32Array).length === length &&
       (!shared || (out as Float32Array).buffer instanceof SharedArrayBuffer);
     if (!ok) throw new InvalidArgumentError('out', out, want);
-    return out as Float32Array | Float64Array;
+    const o = out as Float32Array | Float64Array;
+    // The points' factors are computed block by block while the kernel is written: no shared bytes.
+    const overlaps = (d: ArrayBufferView) =>
+      d.buffer === o.buffer &&
+      d.byteOffset < o.byteOffset + o.byteLength &&
+      o.byteOffset < d.byteOffset + d.byteLength;
+    if (inputs.some((p) => overlaps(p.data)))
+      throw new InvalidArgumentError('out', out, `${want}, not sharing memory with the points (x1, x2)`);
+    return o;
   };
 
   const fn = async (x1: NtkInput, x2?: NtkInput | null, call: NtkCallOptions = {}): Promise<NtkResult> => {
@@ -344,7 +352,9 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
     const V = state.V;
     if (output === 'full' || output === 'trace') {
       const stride = output === 'full' ? V : 1;
-      const out = call.out === undefined ? undefined : checkOut(call.out, p1.n * stride * n2 * stride);
+      const inputs = p2 ? [p1, p2] : [p1];
+      const out =
+        call.out === undefined ? undefined : checkOut(call.out, p1.n * stride * n2 * stride, inputs);
       const { summary: s, data } = await matrix(p1, p2, null, 'blocks', out);
       return { ...s, data: data! };
     }

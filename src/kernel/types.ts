@@ -143,8 +143,9 @@ export interface NtkCallOptions {
    * costs a page fault per page on first touch (≈ 2–10 ms per MB on the VMs measured here, more
    * than the kernel itself for an MLP), and a kernel function cannot know when an earlier result is
    * free. A Float32Array (Float64Array for accumulation 'float64') of exactly rows × columns of the
-   * output; with threads > 1 it must live in a SharedArrayBuffer (as every multi-threaded result's
-   * `data` does), since worker threads write into it.
+   * output (a view into a larger buffer is fine) sharing no memory with the points; for a function
+   * with threads > 1 it must live in a SharedArrayBuffer (as every result of such a function does),
+   * since worker threads write into it.
    */
   out?: Float32Array | Float64Array;
 }

@@ -1196,15 +1196,25 @@ export class WasmBlockComputer implements BlockComputer {
     this.evicted = [];
     const out = this.regions.at('out');
     let first = true;
-    let firstTight = true;
+    // Tight terms first, in their own rows n·V + i ('tight'), copied to out's rows n·RP + i: the
+    // other terms then add onto them in place.
+    this.terms.forEach((t, k) => {
+      if (this.routes[k] !== 'tight') return;
+      this.tightTerm(k, t, block, first);
+      first = false;
+    });
+    if (!first) {
+      const [heap, tight] = [new Float32Array(this.memory.buffer), this.regions.at('tight') / 4];
+      for (let n = 0; n < r; n++) {
+        for (let i = 0; i < V; i++) {
+          const src = tight + (n * V + i) * colsPad;
+          heap.copyWithin(out / 4 + (n * this.RP + i) * colsPad, src, src + colsPad);
+        }
+      }
+    }
     this.terms.forEach((t, k) => {
       const route = this.routes[k]!;
-      if (route === 'identity' || route === 'tokens' || route === 'positions') return;
-      if (route === 'tight') {
-        this.tightTerm(k, t, block, firstTight);
-        firstTight = false;
-        return;
-      }
+      if (route === 'identity' || route === 'tokens' || route === 'positions' || route === 'tight') return;
       if (route === 'pooled') this.pooledTerm(k, t, block, row, col, first);
       else if (route === 'gated') this.gatedTerm(k, t, block, pr.counts[k]!, first);
       else if (route === 'masked') {
@@ -1237,19 +1247,6 @@ export class WasmBlockComputer implements BlockComputer {
     });
     const heap = new Float32Array(this.memory.buffer);
     const o = out / 4;
-    if (!firstTight) {
-      // Tight rows n·V + i into out's rows n·RP + i (the sum of the other terms, if any).
-      const tight = this.regions.at('tight') / 4;
-      for (let n = 0; n < r; n++) {
-        for (let i = 0; i < V; i++) {
-          const src = tight + (n * V + i) * colsPad;
-          const dst = o + (n * this.RP + i) * colsPad;
-          if (first) heap.copyWithin(dst, src, src + colsPad);
-          else for (let e = 0; e < colsPad; e++) heap[dst + e] = heap[dst + e]! + heap[src + e]!;
-        }
-      }
-      first = false;
-    }
     if (first) heap.fill(0, o, o + rowsPad * colsPad);
     else if (!full) {
       for (let n = 0; n < rows; n++) {

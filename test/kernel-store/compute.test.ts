@@ -4,6 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { CorruptFileError, InvalidArgumentError } from '../../src/errors.js';
 import { empiricalNtkFn } from '../../src/kernel/index.js';
+import { storeTestHooks } from '../../src/kernel-store/compute.js';
 import {
   computeKernelStores,
   mergeKernelShards,
@@ -264,23 +265,30 @@ describe('computeKernelStores', () => {
     expect(maxDiff(k64.kernel.data as Float64Array, k32)).toBeLessThanOrEqual(1e-5 * maxAbs(k32));
   });
 
-  it.each(['full', 'trace'] as const)(
-    '%s kernels of every checkpoint on 2 threads (one array reused) equal each checkpoint computed alone, bitwise',
-    async (kind) => {
+  it.each([
+    ['full', 1],
+    ['full', 2],
+    ['trace', 2],
+  ] as const)(
+    '%s kernels of every checkpoint on %i thread(s), one array reused, equal each checkpoint computed alone, bitwise',
+    async (kind, threads) => {
+      const reusedBefore = storeTestHooks.reusedKernels;
       const stores = await computeKernelStores({
         run: mlp,
         points: 'train:first=12',
         kind,
-        threads: 2,
+        threads,
         blockSize: 4,
         checkpoint: 'all',
-        out: path.join(dir, `reuse-${kind}`),
+        out: path.join(dir, `reuse-${kind}-${threads}`),
       });
       expect(stores).toHaveLength(2);
+      // The second checkpoint's kernel went into the first one's array.
+      expect(storeTestHooks.reusedKernels - reusedBefore).toBe(1);
       for (const [c, id] of ['0', '3'].entries()) {
         const stored = (await readKernelStore(stores[c]!.dir)).kernel.data as Float32Array;
         const model = await mlp.loadModel(id);
-        const ntk = empiricalNtkFn(model, { output: kind, threads: 2, blockSize: 4, progress: false });
+        const ntk = empiricalNtkFn(model, { output: kind, threads, blockSize: 4, progress: false });
         const direct = await ntk({ data: mlp.train.x.slice(0, 48), shape: [12, 4] });
         await ntk.dispose();
         model.dispose();

@@ -203,44 +203,66 @@ describe('streaming', () => {
 describe("the caller's output array (out)", () => {
   const bits = (d: Float32Array | Float64Array) =>
     Buffer.from(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
-  const sharedLike = (d: Float32Array | Float64Array) => {
-    const buffer = new SharedArrayBuffer(d.byteLength);
-    return (d instanceof Float64Array ? new Float64Array(buffer) : new Float32Array(buffer)).fill(Number.NaN);
+  /** A NaN-filled array like d in shared memory, starting `offset` entries into its buffer. */
+  const sharedLike = (d: Float32Array | Float64Array, offset = 0) => {
+    const buffer = new SharedArrayBuffer(d.byteLength + 2 * offset * d.BYTES_PER_ELEMENT);
+    const all = d instanceof Float64Array ? new Float64Array(buffer) : new Float32Array(buffer);
+    return all.fill(Number.NaN).subarray(offset, offset + d.length);
   };
   it.each([
-    ['full', 'float32', 'structured', 1],
-    ['full', 'float32', 'structured', 2],
-    ['trace', 'float32', 'structured', 2],
-    ['full', 'float64', 'structured', 2],
-    ['full', 'float32', 'jacobian', 2],
-    ['trace', 'float64', 'jacobian', 1],
+    ['full', 'float32', 'structured', 'wasm', 1],
+    ['full', 'float32', 'structured', 'wasm', 2],
+    ['full', 'float32', 'structured', 'tfjs', 2],
+    ['trace', 'float32', 'structured', 'wasm', 2],
+    ['full', 'float64', 'structured', 'auto', 2],
+    ['full', 'float32', 'jacobian', 'wasm', 2],
+    ['trace', 'float64', 'jacobian', 'auto', 1],
   ] as const)(
-    '%s / %s / %s, %i threads: every entry overwritten, bitwise as a fresh array',
-    async (output, accumulation, implementation, threads) => {
+    '%s / %s / %s / %s contraction, %i threads: every entry overwritten, bitwise as a fresh array',
+    async (output, accumulation, implementation, contraction, threads) => {
       const ntk = empiricalNtkFn(model, {
         output,
         accumulation,
         implementation,
+        contraction,
         threads,
         blockSize: 4,
         progress: false,
       });
       for (const b of [null, x2]) {
         const fresh = await ntk(x1, b);
-        // NaN everywhere first: an entry the kernel did not write would stay NaN.
-        const out = sharedLike(fresh.data);
-        const before = tf.memory().numTensors;
-        const reused = await ntk(x1, b, { out });
-        expect(tf.memory().numTensors).toBe(before);
-        expect(reused.data).toBe(out);
-        expect(reused.shape).toEqual(fresh.shape);
-        expect(Buffer.compare(bits(reused.data), bits(fresh.data))).toBe(0);
+        // NaN everywhere first: an entry the kernel did not write would stay NaN. Also a view that
+        // starts 16 entries into its buffer: nothing before or after it may be written.
+        for (const offset of [0, 16]) {
+          const out = sharedLike(fresh.data, offset);
+          const before = tf.memory().numTensors;
+          const reused = await ntk(x1, b, { out });
+          expect(tf.memory().numTensors).toBe(before);
+          expect(reused.data).toBe(out);
+          expect(reused.shape).toEqual(fresh.shape);
+          expect(Buffer.compare(bits(reused.data), bits(fresh.data))).toBe(0);
+          const whole = new (out.constructor as Float32ArrayConstructor)(
+            out.buffer as unknown as ArrayBuffer,
+          );
+          const outside = [...whole.subarray(0, offset), ...whole.subarray(offset + out.length)];
+          expect(outside.every(Number.isNaN)).toBe(true);
+        }
         // The previous result's own array, once more.
-        const again = await ntk(x1, b, { out: reused.data });
-        expect(Buffer.compare(bits(again.data), bits(fresh.data))).toBe(0);
+        const again = await ntk(x1, b, { out: fresh.data });
+        expect(again.data).toBe(fresh.data);
+        expect(Buffer.compare(bits(again.data), bits((await ntk(x1, b)).data))).toBe(0);
       }
     },
   );
+
+  it("a threaded function's one-block result (computed on one thread) is accepted back as out", async () => {
+    const ntk = threaded(model, {});
+    const small = { data: (x1.dataSync() as Float32Array).slice(0, 2 * 8), shape: [2, 8] };
+    const first = await ntk(small);
+    expect(first.threads).toBe(1);
+    const again = await ntk(small, null, { out: first.data });
+    expect(again.data).toBe(first.data);
+  });
 
   it('a CNN kernel (pooled and pixel terms) into a reused array is the same, bitwise', async () => {
     const ntk = threaded(cnn, { blockSize: 4 });
@@ -260,13 +282,21 @@ describe("the caller's output array (out)", () => {
       `out: expected a Float32Array of ${n} entries, received Float32Array of length ${n - 1}`,
     );
     await expect(two(x1, null, { out: new Float32Array(n) })).rejects.toThrow(
-      `out: expected a Float32Array of ${n} entries in a SharedArrayBuffer (threads > 1: workers write into it; a multi-threaded result's data is one), received Float32Array of length ${n}`,
+      `out: expected a Float32Array of ${n} entries in a SharedArrayBuffer (threads > 1: workers write into it; every result's data of this function is one), received Float32Array of length ${n}`,
     );
     // One thread: any Float32Array of the right length.
     const plain = new Float32Array(n).fill(Number.NaN);
     const r = await one(x1, null, { out: plain });
     expect(r.data).toBe(plain);
     expect(plain.some(Number.isNaN)).toBe(false);
+    // Memory shared with the points: refused.
+    const inputs = new Float32Array(n + 23 * 8);
+    const overlapping = { data: inputs.subarray(n), shape: [23, 8] };
+    inputs.subarray(n).set(x1.dataSync() as Float32Array);
+    await expect(one(overlapping, null, { out: inputs.subarray(0, n) })).resolves.toBeDefined();
+    await expect(one(overlapping, null, { out: inputs.subarray(8, n + 8) })).rejects.toThrow(
+      `out: expected a Float32Array of ${n} entries, not sharing memory with the points (x1, x2), received Float32Array of length ${n}`,
+    );
     const diagonal = empiricalNtkFn(model, { output: 'diagonal', progress: false });
     await expect(diagonal(x1, null, { out: new Float32Array(23 * 16) })).rejects.toThrow(
       "out: expected nothing for output 'diagonal', received Float32Array of length 368",

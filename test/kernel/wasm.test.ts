@@ -183,6 +183,8 @@ function runPooledPairs(
     for (let m = 0; m < cPad; m++) Dc[((m >> 2) * C * S * V + q) * 4 + (m & 3)] = x.Dc[q * cPad + m]!;
   }
   const out = k.put(out0);
+  const scratch = k.alloc(4 * V * C * S);
+  const after = k.alloc(256); // zeros: the scratch must not overrun into it
   k.ex.pooledPairs(
     k.put(Q),
     4 * qc,
@@ -197,8 +199,9 @@ function runPooledPairs(
     S,
     V,
     mode,
-    k.alloc(4 * V * C * S),
+    scratch,
   );
+  expect(k.read(after, 256).every((v) => v === 0)).toBe(true);
   return k.read(out, out0.length);
 }
 
