@@ -27,8 +27,21 @@ import os from 'node:os';
 import type * as tf from '@tensorflow/tfjs';
 import { assertGradientsTrusted, installWasmKernelFixes } from '../backend/index.js';
 import { InvalidArgumentError, UnsupportedError } from '../errors.js';
-import { analyzeModel, dilationHandled, type ModelAnalysis, ruleTestHooks } from './analyze.js';
-import { computeMatrix, type EngineState, type Points, releaseFactorArrays, toPoints } from './engine.js';
+import {
+  analyzeModel,
+  dilationHandled,
+  type ModelAnalysis,
+  modelTokenIds,
+  ruleTestHooks,
+} from './analyze.js';
+import {
+  checkTokenIds,
+  computeMatrix,
+  type EngineState,
+  type Points,
+  releaseFactorArrays,
+  toPoints,
+} from './engine.js';
 import { jacobianTerms } from './jacobian.js';
 import { terminateNtkWorkers } from './job.js';
 import { computeDiagonal, computePairs, normalizePairs } from './pairs.js';
@@ -69,6 +82,9 @@ function logitsModel(analysis: ModelAnalysis): tf.LayersModel {
  * {@link empiricalNtkFn} for a probability output without that option. The caller disposes the result.
  */
 export function modelLogits(model: tf.LayersModel, x: tf.Tensor, logits: NtkLogits = 'output'): tf.Tensor {
+  // Ids an Embedding cannot look up are refused (tfjs would fail inside GatherV2, or truncate a fraction).
+  const tokenIds = modelTokenIds(model);
+  if (tokenIds.length > 0) checkTokenIds(x.dataSync(), x.shape.slice(1), tokenIds, 'x');
   if (logits === 'output') return model.predict(x) as tf.Tensor;
   return graphForward(analyzeModel(model, 'all', { logits }))(x);
 }

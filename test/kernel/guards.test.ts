@@ -17,7 +17,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError, UnsupportedError } from '../../src/errors.js';
-import { empiricalNtkFn, finiteDifferenceNtk } from '../../src/kernel/index.js';
+import { empiricalNtkFn, finiteDifferenceNtk, modelLogits } from '../../src/kernel/index.js';
 import { buildModel } from '../../src/model/index.js';
 import { TINY_PRE } from '../model/transformer-fixtures.js';
 import { normalPoints, randomizeWeights, relMaxError } from './helpers.js';
@@ -300,6 +300,11 @@ describe('token ids an Embedding cannot look up: one typed error before any work
         expect(tf.memory().numTensors, implementation).toBe(before);
       }
       expect(() => finiteDifferenceNtk(model, x)).toThrow(received);
+      // The model's logits alone (both kinds), also inside a tidy.
+      for (const kind of ['output', 'pre-activation'] as const) {
+        expect(() => modelLogits(model, x, kind)).toThrow(received);
+        expect(() => tf.tidy(() => modelLogits(model, x, kind))).toThrow(/^x: expected integer token ids/);
+      }
       expect(tf.memory().numTensors).toBe(before);
       // Valid ids: the edges 0 and inputDim − 1 are accepted.
       const edges = tf.tensor([[0, 4, 4, 0]]);
