@@ -51,6 +51,7 @@ import {
 } from './analyze.js';
 import { attentionBackward } from './attention-grad.js';
 import { gemmABt, useFactorGemm } from './factor-gemm.js';
+import { maxPoolArgmax, type PoolGeometry, poolGeometry, replicatedMaxPoolGradient } from './max-pool.js';
 import {
   type ConvGeometry,
   denseGradientRows,
@@ -227,36 +228,67 @@ function conv2dFastGrad(
   padding: 'valid' | 'same',
 ): tf.Tensor4D {
   if (strides[0] !== 1 || strides[1] !== 1) return tf.conv2d(x, w, strides, padding);
-  const [kh, kw] = w.shape;
-  const [, H, W] = x.shape;
-  const pt = padding === 'same' ? Math.floor((kh - 1) / 2) : 0;
-  const pl = padding === 'same' ? Math.floor((kw - 1) / 2) : 0;
   const f = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     // The kernel may be an intermediate (dilated): saved, or autodiff would have disposed it.
     (args[args.length - 1] as tf.GradSaveFunc)([w]);
     return {
       value: tf.conv2d(args[0] as tf.Tensor4D, w, 1, padding),
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const rotated = tf.reverse(saved[0]!, [0, 1]).transpose([0, 1, 3, 2]) as tf.Tensor4D;
-        const [, oh, ow] = dy.shape;
-        // dy padded by (k − 1) on each side gives the full correlation; only its rows [pt, pt + H)
-        // and columns [pl, pl + W) are the input gradient, so pad just for those (a crop would be
-        // a slice, which the wasm backend runs in JS).
-        return tf.conv2d(
-          tf.pad(dy as tf.Tensor4D, [
-            [0, 0],
-            [kh - 1 - pt, H + pt - oh!],
-            [kw - 1 - pl, W + pl - ow!],
-            [0, 0],
-          ]),
-          rotated,
-          1,
-          'valid',
-        );
-      },
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        conv2dInputGradient(dy as tf.Tensor4D, saved[0] as tf.Tensor4D, x.shape, strides, padding),
     };
   });
   return f(x) as tf.Tensor4D;
+}
+
+/**
+ * The input gradient of conv2d(x, w) (dilation 1) for x of `xShape`: for stride 1 a convolution of
+ * dy padded by (k − 1) with the kernel rotated by 180° and its channels swapped, cropped by the
+ * forward padding (see conv2dFastGrad); other strides tfjs's own (Conv2DBackpropInput).
+ */
+function conv2dInputGradient(
+  dy: tf.Tensor4D,
+  w: tf.Tensor4D,
+  xShape: number[],
+  strides: [number, number],
+  padding: 'valid' | 'same',
+): tf.Tensor4D {
+  const shape = xShape as [number, number, number, number];
+  if (strides[0] !== 1 || strides[1] !== 1) return tf.conv2dTranspose(dy, w, shape, strides, padding);
+  const [kh, kw] = w.shape;
+  const [, H, W] = shape;
+  const pt = padding === 'same' ? Math.floor((kh - 1) / 2) : 0;
+  const pl = padding === 'same' ? Math.floor((kw - 1) / 2) : 0;
+  const rotated = tf.reverse(w, [0, 1]).transpose([0, 1, 3, 2]) as tf.Tensor4D;
+  const [, oh, ow] = dy.shape;
+  // dy padded by (k − 1) on each side gives the full correlation; only its rows [pt, pt + H) and
+  // columns [pl, pl + W) are the input gradient, so pad just for those (a crop would be a slice,
+  // which the wasm backend runs in JS).
+  const padded = tf.pad(dy, [
+    [0, 0],
+    [kh - 1 - pt, H + pt - oh!],
+    [kw - 1 - pl, W + pl - ow!],
+    [0, 0],
+  ]);
+  return tf.conv2d(padded, rotated, 1, 'valid');
+}
+
+/**
+ * A convolution's pre-activation on the replicated batch: the points' values (`value`: no
+ * convolution of V copies), differentiable in the input with the gradient autodiff gives
+ * preActivation (dy scaled by s_w first, as tf.mul's gradient, then conv2dInputGradient).
+ */
+function withConvGradient(p: ParamLayer, a: tf.Tensor, value: tf.Tensor): tf.Tensor {
+  const shape = a.shape;
+  const image = p.conv1d ? [shape[0]!, 1, shape[1]!, shape[2]!] : shape;
+  const f = tf.customGrad((..._args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
+    value,
+    gradFunc: (dy: tf.Tensor) => {
+      const scaled = p.weightScale === 1 ? dy : tf.mul(dy, p.weightScale);
+      const w = imageKernel(p, p.kernel!.read());
+      return conv2dInputGradient(asImage(p, scaled), w, image, p.strides!, p.padding!).reshape(shape);
+    },
+  }));
+  return f(a);
 }
 
 /** A conv layer's input as NHWC (conv1d: [b, L, C] → [b, 1, L, C]). */
@@ -372,6 +404,10 @@ interface RunHooks {
     V: number;
     /** Parameter-free element-wise calls: their output and derivative f'(input) on the points. */
     elementwise?: Map<number, { out: tf.Tensor; deriv: tf.Tensor }>;
+    /** Dense / conv calls' fused element-wise activations: output and f'(pre-activation) on the points. */
+    activations?: Map<number, { out: tf.Tensor; deriv: tf.Tensor }>;
+    /** Max-pooling calls: output and argmax indices on the points (./max-pool.ts). */
+    maxPools?: Map<number, MaxPoolOnPoints>;
     /** Attention cores: their output and q, k, v, weights on the points. */
     attention?: Map<number, AttentionOnPoints>;
     /** Every tensor of the run on the points (indexed like graph tensors). */
@@ -463,8 +499,12 @@ function applyRule(node: GraphNode, k: number, ins: tf.Tensor[], hooks: RunHooks
             : hooks.replicated!.value(hBase).reshape([-1, w.shape[1]]);
         h = withDenseGradient(flat, w, value, p.weightScale, a.rank === 2 ? V : 1);
         if (a.rank !== 2) h = h.reshape([...a.shape.slice(0, -1), w.shape[1]!]);
-      } else h = preActivation(p, a);
+      } else if (hBase && p.kind === 'conv') h = withConvGradient(p, a, hooks.replicated!.value(hBase));
+      else h = preActivation(p, a);
       hooks.capture?.(k, { inputs: [a], pre: h });
+      // Replicated batch: the fused activation from its values and derivative on the points.
+      const fused = hooks.replicated?.activations?.get(k);
+      if (fused) return replicatedElementwise(probe(0, h), fused.out, fused.deriv, hooks.replicated!);
       return activate(probe(0, h));
     }
     case 'separable': {
@@ -556,6 +596,52 @@ function replicatedFirstPosition(h: tf.Tensor, out: tf.Tensor, rep: Replicated):
 /** The replicated-batch hooks. */
 type Replicated = NonNullable<RunHooks['replicated']>;
 
+/** A max-pooling call on the points: its output, geometry and argmax indices (./max-pool.ts). */
+interface MaxPoolOnPoints {
+  out: tf.Tensor;
+  geometry: PoolGeometry;
+  index: Int32Array;
+}
+
+/**
+ * A MaxPooling2D (channels last) or MaxPooling1D call on the points: its argmax per window, for the
+ * replicated backward; null for any other node.
+ */
+function maxPoolOnPoints(node: GraphNode, values: tf.Tensor[]): MaxPoolOnPoints | null {
+  const cls = node.layer.getClassName();
+  if ((cls !== 'MaxPooling2D' && cls !== 'MaxPooling1D') || node.inputs.length !== 1 || node.stripActivation)
+    return null;
+  const layer = node.layer as unknown as {
+    poolSize: number[];
+    strides: number[];
+    padding: string;
+    dataFormat?: string;
+  };
+  if ((layer.padding !== 'valid' && layer.padding !== 'same') || layer.dataFormat === 'channelsFirst')
+    return null;
+  const x = values[node.inputs[0]!]!;
+  // MaxPooling1D pools [b, L, C] as [b, L, 1, C] with a [p, 1] window (as tfjs does).
+  const one = cls === 'MaxPooling1D';
+  const inShape = (one ? [x.shape[1], 1, x.shape[2]] : x.shape.slice(1)) as [number, number, number];
+  const filter: [number, number] = one ? [layer.poolSize[0]!, 1] : [layer.poolSize[0]!, layer.poolSize[1]!];
+  const strides: [number, number] = one ? [layer.strides[0]!, 1] : [layer.strides[0]!, layer.strides[1]!];
+  const geometry = poolGeometry(inShape, filter, strides, layer.padding);
+  return { out: values[node.output]!, geometry, index: maxPoolArgmax(valuesOf(x), x.shape[0]!, geometry) };
+}
+
+/**
+ * A max-pooling on the replicated batch: the points' output repeated (or a placeholder), and the
+ * input gradient scattered by the points' argmax (no pooling nor MaxPoolGrad of V copies).
+ */
+function replicatedMaxPool(x: tf.Tensor, pool: MaxPoolOnPoints, rep: Replicated): tf.Tensor {
+  const f = tf.customGrad((..._args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
+    value: rep.value(pool.out),
+    gradFunc: (dy: tf.Tensor) =>
+      tf.tensor(replicatedMaxPoolGradient(valuesOf(dy), pool.index, rep.V, pool.geometry), x.shape),
+  }));
+  return f(x);
+}
+
 /** A sum layer on a value-free replicated batch: the placeholder `value`, every input's gradient dy. */
 function replicatedSum(ins: tf.Tensor[], value: tf.Tensor): tf.Tensor {
   const f = tf.customGrad((..._args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
@@ -626,9 +712,7 @@ function replicatedAttention(ins: tf.Tensor[], att: AttentionOnPoints, rep: Repl
 function replicatedValueFree(
   plan: StructuredPlan,
   pre: Map<number, tf.Tensor>,
-  elementwise: Map<number, unknown>,
-  attention: Map<number, unknown>,
-  norms: Map<number, unknown>,
+  rules: Record<'elementwise' | 'attention' | 'norms' | 'activations' | 'maxPools', Map<number, unknown>>,
 ): boolean {
   const graph = plan.graph;
   const live: boolean[] = new Array(graph.tensors).fill(false);
@@ -637,13 +721,24 @@ function replicatedValueFree(
     if (!live[node.output]) return true;
     const p = node.param;
     if (p) {
-      const linear = !p.activation || !!node.stripActivation;
-      return ((p.kind === 'dense' || p.kind === 'embedding') && pre.has(k) && linear) || norms.has(k);
+      const linear = !p.activation || !!node.stripActivation || rules.activations.has(k);
+      const fromPoints = p.kind === 'dense' || p.kind === 'embedding' || p.kind === 'conv';
+      return (fromPoints && pre.has(k) && linear) || rules.norms.has(k);
     }
-    if (elementwise.has(k) || attention.has(k) || firstPositionPooling(node)) return true;
-    return node.layer.getClassName() === 'Add' && !node.stripActivation;
+    if (
+      rules.elementwise.has(k) ||
+      rules.attention.has(k) ||
+      rules.maxPools.has(k) ||
+      firstPositionPooling(node)
+    )
+      return true;
+    // Sums, and calls that only move values (their gradients read no value).
+    return !node.stripActivation && VALUE_FREE_LAYERS.has(node.layer.getClassName());
   });
 }
+
+/** Parameter-free layers whose gradient reads no forward value: sums and reshapes. */
+const VALUE_FREE_LAYERS = new Set(['Add', 'Flatten', 'Reshape']);
 
 /**
  * Rows selecting logits: [n, V] float32, row r one-hot at logits[r] (the cotangents that pick one
@@ -673,17 +768,20 @@ function runGraph(graph: ModelGraph, x: tf.Tensor, hooks: RunHooks = {}): tf.Ten
     }
     const known = rep?.elementwise?.get(k);
     const attention = rep?.attention?.get(k);
+    const pool = rep?.maxPools?.get(k);
     values[node.output] = known
       ? replicatedElementwise(ins[0]!, known.out, known.deriv, rep!)
-      : attention
-        ? replicatedAttention(ins, attention, rep!)
-        : rep && firstPositionPooling(node)
-          ? replicatedFirstPosition(ins[0]!, rep.points[node.output]!, rep)
-          : rep?.valueFree && node.layer.getClassName() === 'Add' && !node.stripActivation
-            ? replicatedSum(ins, rep.value(rep.points[node.output]!))
-            : node.param && !hooks.plain
-              ? applyRule(node, k, ins, hooks)
-              : applyLayer(node, ins);
+      : pool
+        ? replicatedMaxPool(ins[0]!, pool, rep!)
+        : attention
+          ? replicatedAttention(ins, attention, rep!)
+          : rep && firstPositionPooling(node)
+            ? replicatedFirstPosition(ins[0]!, rep.points[node.output]!, rep)
+            : rep?.valueFree && node.layer.getClassName() === 'Add' && !node.stripActivation
+              ? replicatedSum(ins, rep.value(rep.points[node.output]!))
+              : node.param && !hooks.plain
+                ? applyRule(node, k, ins, hooks)
+                : applyLayer(node, ins);
   });
   return values[graph.output]!;
 }
@@ -1474,16 +1572,42 @@ export function structuredFeatures(
           norms.set(k, { out: values[graph.nodes[k]!.output]!, xhat: s.extra!, inv });
         }
       }
+      // Fused element-wise activations of calls whose pre-activation is known on the points: their
+      // output and f'(pre-activation) there (ReLU: step(h), what autodiff multiplies dy by).
+      const activations = new Map<number, { out: tf.Tensor; deriv: tf.Tensor }>();
+      for (const l of plan.layers) {
+        const p = l.param;
+        if (!p.activation || !p.elementwiseActivation) continue;
+        for (const k of l.nodes) {
+          const h = pre.get(k);
+          if (!h || graph.nodes[k]!.stripActivation) continue;
+          const deriv = tf.grad((t: tf.Tensor) => tf.sum(p.activation!(t)))(h);
+          activations.set(k, { out: values[graph.nodes[k]!.output]!, deriv });
+        }
+      }
+      // Max-poolings: argmax on the points, for a replicated backward that scatters by it.
+      const maxPools = new Map<number, MaxPoolOnPoints>();
+      graph.nodes.forEach((node, k) => {
+        const pool = maxPoolOnPoints(node, values);
+        if (pool) maxPools.set(k, pool);
+      });
       // Whether every call the probes reach differentiates without reading its inputs' forward
       // values (replicated rules, sums): then those values are never computed, only placeholders.
-      const valueFree = replicatedValueFree(plan, pre, elementwise, attention, norms);
+      const valueFree = replicatedValueFree(plan, pre, {
+        elementwise,
+        attention,
+        norms,
+        activations,
+        maxPools,
+      });
       if (valueFree) structuredTestHooks.valueFreeRuns++;
       // Zeros (probes, placeholders): one tensor per size, reshaped; filled on the backend
-      // (tf.zeros fills an array in JS and copies it in).
+      // (tf.zeros fills an array in JS and copies it in). Kept from the scopes of the replicated
+      // rules that may create them (their reshapes share the data), disposed after the run.
       const zeros = new Map<number, tf.Tensor>();
       const zerosOf = (shape: number[]) => {
         const size = prod(shape);
-        if (!zeros.has(size)) zeros.set(size, tf.fill([size], 0));
+        if (!zeros.has(size)) zeros.set(size, tf.keep(tf.fill([size], 0)));
         return zeros.get(size)!.reshape(shape);
       };
       const value = (t: tf.Tensor) => (valueFree ? zerosOf([b * V, ...t.shape.slice(1)]) : repeatRows(t, V));
@@ -1508,10 +1632,22 @@ export function structuredFeatures(
             // (value-free: no sum computed, only the two gradients)
             return valueFree ? replicatedSum([t, ps[q]!], zerosOf(t.shape)) : tf.add(t, ps[q]!);
           },
-          replicated: { pre, V, elementwise, attention, points: values, norms, value, valueFree },
+          replicated: {
+            pre,
+            V,
+            elementwise,
+            activations,
+            maxPools,
+            attention,
+            points: values,
+            norms,
+            value,
+            valueFree,
+          },
         });
         return tf.sum(tf.mul(y, select));
       })(probes);
+      tf.dispose([...zeros.values()]);
       probed.forEach(([k, j], q) => {
         if (!deltas.has(k)) deltas.set(k, []);
         deltas.get(k)![j] = grads[q]!;

@@ -19,7 +19,13 @@ import {
   sparseRowsProduct,
 } from '../../src/kernel/position-grads.js';
 import { structuredFeatures, structuredTestHooks, type TermFeatures } from '../../src/kernel/structured.js';
-import { attentionCore, buildModel, SequencePooling, type TransformerSpec } from '../../src/model/index.js';
+import {
+  attentionCore,
+  buildModel,
+  resolveModelSpec,
+  SequencePooling,
+  type TransformerSpec,
+} from '../../src/model/index.js';
 import { Rng } from '../../src/util/rng.js';
 import { TINY_POST, TINY_PRE, tokenBatch } from '../model/transformer-fixtures.js';
 import { transformer64, weights64 } from '../model/transformer64.js';
@@ -500,6 +506,47 @@ describe('LayerNorm without centre or scale through the closed-form input gradie
 });
 
 describe('replicated runs without forward values on a graph that is not a transformer', () => {
+  it.each([
+    [
+      'Conv2D(relu) → MaxPool → Conv2D(relu) → MaxPool → Flatten → Dense(relu) → Dense (the cnn preset)',
+      'cnn',
+    ],
+    ['Conv1D(tanh) → MaxPooling1D (overlapping) → Flatten → Dense', 'conv1d'],
+  ] as const)(
+    '%s: no forward value of the V copies (convolutions, fused activations, max-pools from the points) = float64 finite differences / the Jacobian path (≤ 1e-5)',
+    async (_, kind) => {
+      const L = tf.layers;
+      const model =
+        kind === 'cnn'
+          ? buildModel(resolveModelSpec('cnn'), { inputShape: [8, 8, 1], numClasses: 4, seed: 3 })
+          : tf.sequential({
+              layers: [
+                L.conv1d({ inputShape: [9, 2], filters: 3, kernelSize: 2, activation: 'tanh' }),
+                L.maxPooling1d({ poolSize: 3, strides: 2 }),
+                L.flatten(),
+                L.dense({ units: 3 }),
+              ],
+            });
+      randomizeWeights(model, 43, 0.5);
+      const points = normalPoints(4, kind === 'cnn' ? [8, 8, 1] : [9, 2], 44);
+      try {
+        const runs = structuredTestHooks.valueFreeRuns;
+        const k = await empiricalNtkFn(model, { progress: false, accumulation: 'float64' })(points);
+        expect(k.implementation).toBe('structured');
+        expect(structuredTestHooks.valueFreeRuns).toBeGreaterThan(runs);
+        // (The float64 finite-difference reference has no MaxPooling1D: tfjs autodiff per point.)
+        const reference =
+          kind === 'cnn'
+            ? finiteDifferenceNtk(model, points).data
+            : (await empiricalNtkFn(model, { progress: false, implementation: 'jacobian' })(points)).data;
+        expect(relMaxError(k.data, reference)).toBeLessThanOrEqual(1e-5);
+      } finally {
+        model.dispose();
+        points.dispose();
+      }
+    },
+  );
+
   it('dense over positions → LayerNorm → GELU → dense + residual → first-position pooling: = the Jacobian path (rel. max ≤ 1e-5)', async () => {
     const L = tf.layers;
     const x = tf.input({ shape: [5, 4] });
