@@ -518,6 +518,9 @@ function applyRule(node: GraphNode, k: number, ins: tf.Tensor[], hooks: RunHooks
     case 'batchnorm': {
       const norm = hooks.replicated?.norms?.get(k);
       if (norm) return probe(0, replicatedLayerNorm(p, a, norm, hooks.replicated!));
+      const rep = hooks.replicated;
+      if (rep && p.kind === 'batchnorm')
+        return probe(0, replicatedBatchNorm(p, a, rep.points[node.output]!, rep));
       const xhat = normalized(p, a);
       hooks.capture?.(k, { inputs: [a], extra: xhat });
       let y = p.gamma ? tf.mul(xhat, p.gamma.read()) : xhat;
@@ -534,6 +537,22 @@ function applyRule(node: GraphNode, k: number, ins: tf.Tensor[], hooks: RunHooks
       return probe(0, applyLayer(node, ins));
     }
   }
+}
+
+/**
+ * An inference-mode BatchNormalization y = γ·(x − μ)/√(v + ε) + β on the replicated batch: the
+ * points' output `out` repeated (or a placeholder), and dx = (dy·γ)·(1/√(v + ε)) — autodiff's own
+ * products, in its order — without the normalisation of V copies.
+ */
+function replicatedBatchNorm(p: ParamLayer, x: tf.Tensor, out: tf.Tensor, rep: Replicated): tf.Tensor {
+  const f = tf.customGrad((..._args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
+    value: rep.value(out),
+    gradFunc: (dy: tf.Tensor) => {
+      const inv = tf.rsqrt(tf.add(p.movingVariance!.read(), p.epsilon!));
+      return tf.mul(p.gamma ? tf.mul(dy, p.gamma.read()) : dy, inv);
+    },
+  }));
+  return f(x);
 }
 
 /**
@@ -723,7 +742,7 @@ function replicatedValueFree(
     if (p) {
       const linear = !p.activation || !!node.stripActivation || rules.activations.has(k);
       const fromPoints = p.kind === 'dense' || p.kind === 'embedding' || p.kind === 'conv';
-      return (fromPoints && pre.has(k) && linear) || rules.norms.has(k);
+      return (fromPoints && pre.has(k) && linear) || rules.norms.has(k) || p.kind === 'batchnorm';
     }
     if (
       rules.elementwise.has(k) ||
@@ -737,8 +756,16 @@ function replicatedValueFree(
   });
 }
 
-/** Parameter-free layers whose gradient reads no forward value: sums and reshapes. */
-const VALUE_FREE_LAYERS = new Set(['Add', 'Flatten', 'Reshape']);
+/** Parameter-free layers whose gradient reads no forward value: sums, reshapes, average poolings. */
+const VALUE_FREE_LAYERS = new Set([
+  'Add',
+  'Flatten',
+  'Reshape',
+  'AveragePooling1D',
+  'AveragePooling2D',
+  'GlobalAveragePooling1D',
+  'GlobalAveragePooling2D',
+]);
 
 /**
  * Rows selecting logits: [n, V] float32, row r one-hot at logits[r] (the cotangents that pick one

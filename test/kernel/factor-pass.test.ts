@@ -29,6 +29,7 @@ import {
 import { Rng } from '../../src/util/rng.js';
 import { TINY_POST, TINY_PRE, tokenBatch } from '../model/transformer-fixtures.js';
 import { transformer64, weights64 } from '../model/transformer64.js';
+import { seedWeights } from './graph-nets.js';
 import { normalPoints, randomizeWeights, relMaxError } from './helpers.js';
 
 /**
@@ -512,29 +513,43 @@ describe('replicated runs without forward values on a graph that is not a transf
       'cnn',
     ],
     ['Conv1D(tanh) → MaxPooling1D (overlapping) → Flatten → Dense', 'conv1d'],
+    ['Conv2D → BatchNorm → ReLU, + Conv2D → BatchNorm, Add, AveragePooling2D → Flatten → Dense', 'resnet'],
   ] as const)(
-    '%s: no forward value of the V copies (convolutions, fused activations, max-pools from the points) = float64 finite differences / the Jacobian path (≤ 1e-5)',
+    '%s: no forward value of the V copies (convolutions, fused activations, max-pools, batch norms from the points) = float64 finite differences / the Jacobian path (≤ 1e-5)',
     async (_, kind) => {
       const L = tf.layers;
+      const residual = () => {
+        const x = tf.input({ shape: [6, 6, 1] });
+        const conv = (t: tf.SymbolicTensor) =>
+          L.batchNormalization().apply(
+            L.conv2d({ filters: 3, kernelSize: 3, padding: 'same' }).apply(t),
+          ) as tf.SymbolicTensor;
+        const stem = L.activation({ activation: 'relu' }).apply(conv(x)) as tf.SymbolicTensor;
+        const sum = L.add().apply([stem, conv(stem)]) as tf.SymbolicTensor;
+        const pooled = L.flatten().apply(L.averagePooling2d({ poolSize: 2 }).apply(sum)) as tf.SymbolicTensor;
+        return tf.model({ inputs: x, outputs: L.dense({ units: 3 }).apply(pooled) as tf.SymbolicTensor });
+      };
       const model =
         kind === 'cnn'
           ? buildModel(resolveModelSpec('cnn'), { inputShape: [8, 8, 1], numClasses: 4, seed: 3 })
-          : tf.sequential({
-              layers: [
-                L.conv1d({ inputShape: [9, 2], filters: 3, kernelSize: 2, activation: 'tanh' }),
-                L.maxPooling1d({ poolSize: 3, strides: 2 }),
-                L.flatten(),
-                L.dense({ units: 3 }),
-              ],
-            });
-      randomizeWeights(model, 43, 0.5);
-      const points = normalPoints(4, kind === 'cnn' ? [8, 8, 1] : [9, 2], 44);
+          : kind === 'resnet'
+            ? residual()
+            : tf.sequential({
+                layers: [
+                  L.conv1d({ inputShape: [9, 2], filters: 3, kernelSize: 2, activation: 'tanh' }),
+                  L.maxPooling1d({ poolSize: 3, strides: 2 }),
+                  L.flatten(),
+                  L.dense({ units: 3 }),
+                ],
+              });
+      seedWeights(model, 43); // (moving variances positive)
+      const points = normalPoints(4, kind === 'cnn' ? [8, 8, 1] : kind === 'resnet' ? [6, 6, 1] : [9, 2], 44);
       try {
         const runs = structuredTestHooks.valueFreeRuns;
         const k = await empiricalNtkFn(model, { progress: false, accumulation: 'float64' })(points);
         expect(k.implementation).toBe('structured');
         expect(structuredTestHooks.valueFreeRuns).toBeGreaterThan(runs);
-        // (The float64 finite-difference reference has no MaxPooling1D: tfjs autodiff per point.)
+        // (The float64 finite-difference reference has no MaxPooling1D nor Add: tfjs autodiff per point.)
         const reference =
           kind === 'cnn'
             ? finiteDifferenceNtk(model, points).data
