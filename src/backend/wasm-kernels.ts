@@ -19,7 +19,9 @@
  * 4. `MaxPoolGrad` and `MaxPool3DGrad` are wrong on wasm: windows whose maximum is 0 or tied lose
  *    their gradient, overlapping windows are misrouted (a Conv2D → ReLU → BatchNormalization →
  *    MaxPooling2D model's eNTK was off by 3.5e-2). Replaced by JS loops routing each window's dy
- *    to its argmax exactly as the cpu backend does (first maximum in 2-D, last in 3-D).
+ *    to its argmax exactly as the cpu backend does (first maximum in 2-D, last in 3-D). 2-D windows
+ *    that neither overlap nor need padding take a faster loop reusing the maxima of repeated batch
+ *    entries (the eNTK's replicated batch): same routing, same bits.
  * 5. `DepthwiseConv2dNativeBackpropInput` / `…BackpropFilter` (DepthwiseConv2D, SeparableConv2D)
  *    are not implemented on wasm; registered here as JS loops with float64 sums.
  *
@@ -381,7 +383,14 @@ function maxPoolGrad(args: { inputs: unknown; backend: unknown; attrs?: unknown 
   const out = backend.makeOutput([...input.shape], 'float32');
   const xs = backend.typedArrayFromHeap(input);
   const ds = backend.typedArrayFromHeap(dy);
-  const target = backend.typedArrayFromHeap(out).fill(0);
+  const target = backend.typedArrayFromHeap(out);
+  const tiled =
+    sh >= fh && sw >= fw && top === 0 && left === 0 && (oh - 1) * sh + fh <= h && (ow - 1) * sw + fw <= w;
+  if (tiled) {
+    maxPoolGradTiled(xs, ds, target, info);
+    return out;
+  }
+  target.fill(0);
   const dx = sh >= fh && sw >= fw ? target : new Float64Array(xs.length);
   for (let b = 0; b < batchSize; b++)
     for (let y = 0; y < oh; y++) {
@@ -407,6 +416,76 @@ function maxPoolGrad(args: { inputs: unknown; backend: unknown; attrs?: unknown 
     }
   if (dx !== target) target.set(dx);
   return out;
+}
+
+/**
+ * {@link maxPoolGrad} where the windows neither overlap nor leave the input (stride ≥ window, no
+ * padding used: e.g. 2×2 stride 2 'valid'), into `dx` (the output, zeroed here slab by slab): the
+ * same routing (dy to the first maximum in row-major window order, `>` from −∞, so no position for
+ * an all-NaN or all-−∞ window), with the window's offsets hoisted. A batch entry whose input equals
+ * the previous entry's reuses its maxima's positions (the eNTK's replicated batch holds V copies of
+ * each point: src/kernel/structured.ts). Equality is tested on float64 pairs where aligned: equal
+ * pairs are the same bits but for a +0/−0 swap, which `>` does not see; NaN pairs are never equal.
+ */
+function maxPoolGradTiled(
+  xs: Float32Array | Int32Array,
+  ds: Float32Array | Int32Array,
+  dx: Float32Array | Int32Array,
+  info: tf.backend_util.Conv2DInfo,
+): void {
+  const { batchSize, inHeight: h, inWidth: w, inChannels: ch, outHeight: oh, outWidth: ow } = info;
+  const { strideHeight: sh, strideWidth: sw, filterHeight: fh, filterWidth: fw } = info;
+  const slab = h * w * ch;
+  const outSlab = oh * ow * ch;
+  // Offsets of a window's positions from its first, row-major; at[o]: output o's maximum in its slab.
+  const taps = new Int32Array(fh * fw);
+  for (let r = 0; r < fh; r++) for (let c = 0; c < fw; c++) taps[r * fw + c] = (r * w + c) * ch;
+  const at = new Int32Array(outSlab);
+  const bits = new Int32Array(xs.buffer, xs.byteOffset, xs.length);
+  const pairs =
+    xs.byteOffset % 8 === 0 && slab % 2 === 0
+      ? new Float64Array(xs.buffer, xs.byteOffset, xs.length / 2)
+      : null;
+  for (let b = 0; b < batchSize; b++) {
+    const x0 = b * slab;
+    const end = x0 + slab;
+    let same = false;
+    if (b > 0 && pairs) {
+      const [stop, back] = [end / 2, slab / 2];
+      let e = x0 / 2;
+      while (e < stop && pairs[e] === pairs[e - back]) e++;
+      same = e === stop;
+    } else if (b > 0) {
+      let e = x0;
+      while (e < end && bits[e] === bits[e - slab]) e++;
+      same = e === end;
+    }
+    if (!same) {
+      let o = 0;
+      for (let y = 0; y < oh; y++)
+        for (let z = 0; z < ow; z++) {
+          const corner = x0 + (y * sh * w + z * sw) * ch;
+          for (let d = 0; d < ch; d++, o++) {
+            let best = Number.NEGATIVE_INFINITY;
+            let k = -1;
+            for (let t = 0; t < taps.length; t++) {
+              const v = xs[corner + taps[t]! + d]!;
+              if (v > best) {
+                best = v;
+                k = t;
+              }
+            }
+            at[o] = k < 0 ? -1 : corner - x0 + taps[k]! + d;
+          }
+        }
+    }
+    const d0 = b * outSlab;
+    dx.fill(0, x0, end);
+    for (let o = 0; o < outSlab; o++) {
+      const k = at[o]!;
+      if (k >= 0) dx[x0 + k]! += ds[d0 + o]!;
+    }
+  }
 }
 
 /**

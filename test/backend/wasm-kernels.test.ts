@@ -241,3 +241,91 @@ function transpose(a: Float32Array, r: number, c: number): Float32Array {
   for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[j * r + i] = a[i * c + j]!;
   return out;
 }
+
+describe('MaxPool gradient on wasm (first maximum of each window, as the cpu backend and TensorFlow)', () => {
+  /** dx of max pooling in float64 plain loops: each window's dy to its first maximum (row-major, `>`). */
+  function maxPoolGrad64(
+    x: Float32Array,
+    dy: Float32Array,
+    [n, h, w, c]: number[],
+    f: number,
+    s: number,
+    pad: 'valid' | 'same',
+  ): Float64Array {
+    const oh = pad === 'same' ? Math.ceil(h / s) : Math.floor((h - f) / s) + 1;
+    const ow = pad === 'same' ? Math.ceil(w / s) : Math.floor((w - f) / s) + 1;
+    const top = pad === 'same' ? Math.floor(Math.max((oh - 1) * s + f - h, 0) / 2) : 0;
+    const left = pad === 'same' ? Math.floor(Math.max((ow - 1) * s + f - w, 0) / 2) : 0;
+    const dx = new Float64Array(x.length);
+    for (let b = 0; b < n; b++)
+      for (let y = 0; y < oh; y++)
+        for (let z = 0; z < ow; z++)
+          for (let d = 0; d < c; d++) {
+            let [best, at] = [Number.NEGATIVE_INFINITY, -1];
+            for (let p = 0; p < f; p++)
+              for (let q = 0; q < f; q++) {
+                const [r, col] = [y * s + p - top, z * s + q - left];
+                if (r < 0 || r >= h || col < 0 || col >= w) continue;
+                const k = ((b * h + r) * w + col) * c + d;
+                if (x[k]! > best) [best, at] = [x[k]!, k];
+              }
+            if (at >= 0) dx[at]! += dy[((b * oh + y) * ow + z) * c + d]!;
+          }
+    return dx;
+  }
+
+  /**
+   * Ten batch entries from three points with many ties and zero windows (values in {−1, −½, 0, ½, 1}),
+   * repeated as in the eNTK's replicated batch, with copies that differ from their predecessor
+   * only in the sign of zeros, in a new maximum in the last window, or by NaN and −∞ windows (the
+   * first f rows NaN but for one 0.25: windows with no maximum, which route nothing).
+   */
+  function batch(h: number, w: number, c: number, f: number): Float32Array {
+    const size = h * w * c;
+    const base = testValues(3 * size, 11).map((v) => Math.round(2 * v) / 2);
+    const entries: Float32Array[] = [];
+    for (const p of [0, 0, 0, 1, 1, 1, 2, 2, 2, 2]) entries.push(base.slice(p * size, (p + 1) * size));
+    entries[1] = entries[1]!.map((v) => (v === 0 ? -0 : v));
+    entries[5]![size - 1] = 5;
+    entries[8]!.fill(0, 0, f * w * c);
+    entries[8]![0] = Number.NaN;
+    entries[9]!.fill(Number.NaN, 0, f * w * c);
+    entries[9]!.fill(Number.NEGATIVE_INFINITY, size - f * w * c);
+    entries[9]![1] = 0.25;
+    const out = new Float32Array(10 * size);
+    for (const [k, e] of entries.entries()) out.set(e, k * size);
+    return out;
+  }
+
+  it.each([
+    { h: 6, w: 6, c: 3, f: 2, s: 2, pad: 'valid' as const, path: 'windows tiling the input' },
+    {
+      h: 7,
+      w: 5,
+      c: 3,
+      f: 2,
+      s: 2,
+      pad: 'valid' as const,
+      path: 'windows tiling all but a border, odd slab',
+    },
+    { h: 9, w: 9, c: 3, f: 3, s: 3, pad: 'valid' as const, path: '3×3 windows tiling the input, odd slab' },
+    { h: 8, w: 8, c: 2, f: 2, s: 3, pad: 'valid' as const, path: 'windows with gaps (stride > size)' },
+    { h: 7, w: 7, c: 3, f: 2, s: 2, pad: 'same' as const, path: 'clipped windows: general loop' },
+    { h: 7, w: 6, c: 2, f: 3, s: 2, pad: 'valid' as const, path: 'overlapping windows: general loop' },
+  ])('$path ($h×$w×$c, $f×$f stride $s $pad): exactly the float64 reference', ({ h, w, c, f, s, pad }) => {
+    const shape = [10, h, w, c];
+    const xv = batch(h, w, c, f);
+    const oh = pad === 'same' ? Math.ceil(h / s) : Math.floor((h - f) / s) + 1;
+    const ow = pad === 'same' ? Math.ceil(w / s) : Math.floor((w - f) / s) + 1;
+    const dyv = testValues(10 * oh * ow * c, 12);
+    const got = tf.tidy(() => {
+      const g = tf.grad((x: tf.Tensor) => tf.maxPool(x as tf.Tensor4D, f, s, pad));
+      return g(tf.tensor4d(xv, shape as [number, number, number, number]), tf.tensor4d(dyv, [10, oh, ow, c]));
+    });
+    const expected = maxPoolGrad64(xv, dyv, shape, f, s, pad);
+    expect(Array.from(got.dataSync())).toEqual(Array.from(Float32Array.from(expected)));
+    got.dispose();
+    // Windows with no maximum occur (they route nothing): fewer routed positions than windows.
+    expect(expected.filter((v) => v !== 0).length).toBeLessThan(10 * oh * ow * c);
+  });
+});
