@@ -10,10 +10,11 @@
  * runs only over the positions where one of the point's V signals is nonzero — exact, the skipped
  * terms are products with exact zeros (a finite): the padding positions of a masked transformer,
  * whose cotangents vanish (src/model/transformer-layers.ts), are about half of all positions on
- * short texts. Each (point, logit) is one product Δᵀ A (Δ [T × dOut], A [T × K] over the T kept
- * positions) on entk's WebAssembly SIMD GEMM (./wasm-gemm.ts, single thread): tfjs-wasm runs the
- * batched [b, V·dOut, L] × [b, L, K] product on a scalar loop (≈ 2 GFLOP/s measured), ~10×
- * slower. Every entry is one float32 sum over the kept positions in increasing order.
+ * short texts. Each point is one product Δᵀ A (Δ [T × V·dOut] its V logits' signals, A [T × K],
+ * over the T kept positions) on entk's WebAssembly SIMD GEMM (./wasm-gemm.ts, single thread):
+ * tfjs-wasm runs the batched [b, V·dOut, L] × [b, L, K] product on a scalar loop (≈ 2 GFLOP/s
+ * measured), ~10× slower. Every entry is one float32 sum over the kept positions in increasing
+ * order.
  */
 import { WASM_PAGE, type WasmMemory, wasmApi } from '../util/index.js';
 import { positionHasSignal } from './terms.js';
@@ -53,42 +54,14 @@ export function denseGradientRowsAvailable(K: number, dOut: number): boolean {
 const roundUp = (x: number, m: number) => Math.ceil(x / m) * m;
 
 /**
- * Pack the kept rows kept[0..T) of src [·, cols] (row r at src[first + r·cols]) in panels of w
- * columns, times `scale`: panel g at float `at + g·Tc·w`, row p at + p·w; rows T..Tc, and the
- * columns past `cols` of the last panel, are zeros.
- */
-function packKeptRows(
-  heap: Float32Array,
-  at: number,
-  src: Float32Array,
-  first: number,
-  cols: number,
-  kept: Int32Array,
-  T: number,
-  Tc: number,
-  w: number,
-  scale: number,
-): void {
-  for (let g = 0; g < cols / w; g++) {
-    const panel = at + g * Tc * w;
-    const n = Math.min(w, cols - g * w);
-    for (let p = 0; p < Tc; p++) {
-      const dst = panel + p * w;
-      if (p >= T) {
-        heap.fill(0, dst, dst + w);
-        continue;
-      }
-      const from = first + kept[p]! * cols + g * w;
-      for (let j = 0; j < n; j++) heap[dst + j] = scale * src[from + j]!;
-      if (n < w) heap.fill(0, dst + n, dst + w);
-    }
-  }
-}
-
-/**
  * Dense-over-positions gradient rows (see the module comment) of a [b, L, K] and δ [b·V, L, dOut]
  * into out [b·V, width], width = dOut·K (+ dOut with a bias, biasScale non-null). Callers check
  * {@link denseGradientRowsAvailable} first.
+ *
+ * One product per point covers its V logits: A = the point's V·dOut signal rows (each logit's
+ * block padded to whole tiles), B = s_w·a over the kept positions plus, with a bias, a column of
+ * ones, whose products are the bias sums Σ_t δ[row, t, c] (one float32 sum in increasing position
+ * order, as every entry of the product: the same bits as summing them apart).
  */
 export function denseGradientRows(
   a: Float32Array,
@@ -102,56 +75,93 @@ export function denseGradientRows(
   if (!s) throw new Error('dense gradient rows: WebAssembly SIMD is not available');
   positionGradTestHooks.denseCalls++;
   const { b, V, L, K, dOut } = dims;
-  const width = dOut * K + (biasScale === null ? 0 : dOut);
+  const bias = biasScale !== null;
+  const rowSize = L * dOut;
+  const width = dOut * K + (bias ? dOut : 0);
   const Lc = roundUp(L, 4);
-  // Widths padded to whole panels and tiles (zeros); unaligned products go through a staging area.
-  const panels = Math.ceil(K / NR);
-  const tiles = Math.ceil(dOut / MR);
-  const aligned = panels * NR === K && tiles * MR === dOut;
-  // Memory: B panels of one point, A tiles of one (point, logit), C rows of one point, staging.
+  // B columns: a's K, then the ones column of the bias sums; A rows: dOut per logit, padded.
+  const cols = K + (bias ? 1 : 0);
+  const panels = Math.ceil(cols / NR);
+  const quads = Math.ceil(dOut / MR);
+  const dPad = quads * MR;
+  // Rows land in out's layout directly when they tile it exactly (no bias, whole panels and tiles).
+  const direct = !bias && panels * NR === K && dPad === dOut;
+  const ldc = panels * NR;
+  // Whole signal blocks [L, dOut] move into A tiles in wasm (a copy, two SIMD transposes) when
+  // every position is kept and they fill the tiles exactly; else in JS, position by position.
+  const bulk = L % 4 === 0 && dPad === dOut;
+  // Memory: B panels of one point, A tiles of its V logits, C rows of one point, the point's
+  // signals and their transposes (bulk moves).
   const bp = 0;
-  const ap = bp + panels * Lc * NR * 4;
-  const cp = ap + tiles * Lc * MR * 4;
-  const sp = cp + V * width * 4;
-  const need = sp + (aligned ? 0 : tiles * MR * panels * NR * 4);
+  const ap = bp + panels * Lc * NR;
+  const cp = ap + V * quads * Lc * MR;
+  const sp = cp + V * dPad * ldc;
+  const tp = sp + (bulk ? V * rowSize : 0);
+  const need = 4 * (tp + (bulk ? V * rowSize : 0));
   const have = s.memory.buffer.byteLength;
   if (need > have) s.memory.grow(Math.ceil((need - have) / WASM_PAGE));
   const heap = new Float32Array(s.memory.buffer);
   const kept = new Int32Array(L);
-  const biasSum = new Float32Array(dOut);
-  const rowSize = L * dOut;
   for (let n = 0; n < b; n++) {
     // Positions where one of the point's V signal rows is nonzero.
     let T = 0;
     for (let t = 0; t < L; t++) if (positionHasSignal(delta, n, V, L, dOut, t)) kept[T++] = t;
     const Tc = roundUp(T, 4);
-    // B panels: B[8q + j, p] = s_w·a[n, kept[p], 8q + j] at float (q·Tc + p)·8 + j; zero for p ≥ T.
-    packKeptRows(heap, bp / 4, a, n * L * K, K, kept, T, Tc, NR, weightScale);
-    for (let i = 0; i < V; i++) {
-      const row = (n * V + i) * rowSize;
-      // A tiles: A[4u + r, p] = δ[row, kept[p], 4u + r] at float (u·Tc + p)·4 + r; zero for p ≥ T.
-      packKeptRows(heap, ap / 4, delta, row, dOut, kept, T, Tc, MR, 1);
-      // C[c, k] for output channel c at cp + (i·width + c·K)·4: the row's (c, k) columns.
-      if (aligned) s.ex.gemm(ap, bp, Tc, tiles, panels, cp + i * width * 4, K * 4, 0, 0, 1, 0);
-      else {
-        const ldc = panels * NR;
-        s.ex.gemm(ap, bp, Tc, tiles, panels, sp, ldc * 4, 0, 0, 1, 0);
-        for (let c = 0; c < dOut; c++) {
-          heap.copyWithin(cp / 4 + i * width + c * K, sp / 4 + c * ldc, sp / 4 + c * ldc + K);
+    // B panels: B[8q + j, p] = s_w·a[n, kept[p], 8q + j] at float (q·Tc + p)·8 + j (column K: 1);
+    // zero for p ≥ T and past the columns.
+    heap.fill(0, bp, bp + panels * Tc * NR);
+    for (let p = 0; p < T; p++) {
+      const from = (n * L + kept[p]!) * K;
+      for (let k = 0; k < K; k++) heap[bp + ((k >> 3) * Tc + p) * NR + (k & 7)] = weightScale * a[from + k]!;
+      if (bias) heap[bp + ((K >> 3) * Tc + p) * NR + (K & 7)] = 1;
+    }
+    // A tiles: A[(i·quads + u)·4 + r, p] = δ[n·V + i, kept[p], 4u + r] at float ((i·quads + u)·Tc + p)·4
+    // + r; zero for p ≥ T and past dOut.
+    if (bulk && T === L) {
+      // Rows (i, c) = δ[n·V + i, ·, c] (per logit [L, dOut] → [dOut, L]), then packed as tiles.
+      heap.set(delta.subarray(n * V * rowSize, (n + 1) * V * rowSize), sp);
+      for (let i = 0; i < V; i++) s.ex.transpose(4 * (sp + i * rowSize), L, dOut, 4 * (tp + i * rowSize));
+      s.ex.packGroups(4 * tp, L, V * quads, MR, L, 4 * ap, V * quads, 0);
+    } else
+      for (let i = 0; i < V; i++) {
+        const row = (n * V + i) * rowSize;
+        for (let u = 0; u < quads; u++) {
+          const tile = ap + (i * quads + u) * Tc * MR;
+          const c0 = u * MR;
+          if (c0 + MR <= dOut) {
+            for (let p = 0; p < T; p++) {
+              const src = row + kept[p]! * dOut + c0;
+              const dst = tile + p * MR;
+              heap[dst] = delta[src]!;
+              heap[dst + 1] = delta[src + 1]!;
+              heap[dst + 2] = delta[src + 2]!;
+              heap[dst + 3] = delta[src + 3]!;
+            }
+          } else {
+            heap.fill(0, tile, tile + T * MR);
+            for (let p = 0; p < T; p++) {
+              const src = row + kept[p]! * dOut + c0;
+              for (let r = 0; r < dOut - c0; r++) heap[tile + p * MR + r] = delta[src + r]!;
+            }
+          }
+          heap.fill(0, tile + T * MR, tile + Tc * MR);
         }
       }
-      if (biasScale !== null) {
-        // Σ_t δ[row, t, c] over the kept positions in increasing order, row by row (contiguous).
-        biasSum.fill(0);
-        for (let p = 0; p < T; p++) {
-          const src = row + kept[p]! * dOut;
-          for (let c = 0; c < dOut; c++) biasSum[c] = biasSum[c]! + delta[src + c]!; // (float32 sums)
-        }
-        const bias = cp / 4 + i * width + dOut * K;
-        for (let c = 0; c < dOut; c++) heap[bias + c] = biasScale * biasSum[c]!;
+    // C[(i·dPad + c), k] for logit i, output channel c: (c, k) columns of row n·V + i (k = K: bias).
+    s.ex.gemm(4 * ap, 4 * bp, Tc, V * quads, panels, 4 * cp, 4 * ldc, 0, 0, 1, 0);
+    if (direct) {
+      out.set(heap.subarray(cp, cp + V * width), n * V * width);
+      continue;
+    }
+    for (let i = 0; i < V; i++) {
+      const dst = (n * V + i) * width;
+      for (let c = 0; c < dOut; c++) {
+        const src = cp + (i * dPad + c) * ldc;
+        const to = dst + c * K;
+        for (let k = 0; k < K; k++) out[to + k] = heap[src + k]!;
+        if (bias) out[dst + dOut * K + c] = biasScale * heap[src + K]!;
       }
     }
-    out.set(heap.subarray(cp / 4, cp / 4 + V * width), n * V * width);
   }
 }
 

@@ -51,10 +51,13 @@ function patternedSignals(b: number, V: number, L: number, dOut: number, rng: Rn
 }
 
 describe.each([
-  ['tile-aligned widths', 16, 8],
-  ['unaligned widths (K = 13, dOut = 6: padded panels and tiles, a staging area)', 13, 6],
-] as const)('denseGradientRows, %s', (_, K, dOut) => {
-  const [b, V, L] = [4, 3, 7];
+  ['tile-aligned widths', 16, 8, 7],
+  ['unaligned widths (K = 13, dOut = 6: padded panels and tiles, a staging area)', 13, 6, 7],
+  ['K = 15, dOut = 5 (the bias column ends a panel; one partial tile per logit)', 15, 5, 7],
+  ['L = 8, K = 13, dOut = 8 (signal blocks moved in wasm where every position is kept)', 13, 8, 8],
+  ['L = 8, K = 16, dOut = 4 (blocks moved in wasm, rows written in place without a bias)', 16, 4, 8],
+] as const)('denseGradientRows, %s', (_, K, dOut, L) => {
+  const [b, V] = [4, 3];
   const rng = new Rng(3);
   const a = Float32Array.from(rng.normalArray(b * L * K));
 
@@ -101,6 +104,33 @@ describe.each([
       expect(out.subarray(3 * V * (out.length / (b * V))).every((x) => x === 0)).toBe(true);
     },
   );
+  it.each([
+    ['with a bias, scaled', 0.7, 1.3],
+    ['without a bias', 1, null],
+  ])('= float32 sums in increasing position order, bit for bit (%s)', (_, sw, sb) => {
+    // Each entry is one float32 sum over the positions in increasing order (skipped positions add
+    // exact zeros), whatever the product's tiling: so exactly these loops.
+    const delta = patternedSignals(b, V, L, dOut, rng);
+    const width = dOut * K + (sb === null ? 0 : dOut);
+    const ref = new Float32Array(b * V * width);
+    for (let r = 0; r < b * V; r++) {
+      const n = Math.floor(r / V);
+      for (let c = 0; c < dOut; c++) {
+        const sum = new Float32Array(K + 1);
+        for (let t = 0; t < L; t++) {
+          const d = delta[(r * L + t) * dOut + c]!;
+          for (let k = 0; k < K; k++)
+            sum[k] = sum[k]! + Math.fround(d * Math.fround(sw * a[(n * L + t) * K + k]!));
+          sum[K] = sum[K]! + d;
+        }
+        ref.set(sum.subarray(0, K), r * width + c * K);
+        if (sb !== null) ref[r * width + dOut * K + c] = sb * sum[K]!;
+      }
+    }
+    const out = new Float32Array(ref.length).fill(Number.NaN);
+    denseGradientRows(a, delta, { b, V, L, K, dOut }, sw, sb, out);
+    expect(Array.from(out)).toEqual(Array.from(ref));
+  });
 });
 
 describe('sparseRowsProduct', () => {
