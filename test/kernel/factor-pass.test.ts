@@ -15,6 +15,7 @@ import {
   denseGradientRows,
   denseGradientRowsAvailable,
   embeddingGradientRows,
+  im2colRows,
   positionGradTestHooks,
   sparseRowsProduct,
 } from '../../src/kernel/position-grads.js';
@@ -130,6 +131,47 @@ describe.each([
     const out = new Float32Array(ref.length).fill(Number.NaN);
     denseGradientRows(a, delta, { b, V, L, K, dOut }, sw, sb, out);
     expect(Array.from(out)).toEqual(Array.from(ref));
+  });
+});
+
+describe('im2colRows', () => {
+  it.each([
+    ['one channel', 1],
+    ['3 channels', 3],
+    ['70 channels (copied by typed-array views)', 70],
+  ])("= plain loops, exactly ('same' zeros, strides 2 × 1, dilation 1 × 2; %s)", (_, C) => {
+    const g = {
+      b: 2,
+      H: 5,
+      W: 6,
+      C,
+      kh: 3,
+      kw: 2,
+      oh: 3,
+      ow: 6,
+      strides: [2, 1] as [number, number],
+      dilations: [1, 2] as [number, number],
+      padTop: 1,
+      padLeft: 1,
+    };
+    const x = Float32Array.from(new Rng(8).normalArray(g.b * g.H * g.W * C));
+    const expected: number[] = [];
+    for (let n = 0; n < g.b; n++)
+      for (let y = 0; y < g.oh; y++)
+        for (let z = 0; z < g.ow; z++)
+          for (let i = 0; i < g.kh; i++)
+            for (let j = 0; j < g.kw; j++)
+              for (let c = 0; c < C; c++) {
+                const [r, q] = [y * 2 + i - 1, z + 2 * j - 1];
+                const inside = r >= 0 && r < g.H && q >= 0 && q < g.W;
+                expected.push(inside ? x[((n * g.H + r) * g.W + q) * C + c]! : 0);
+              }
+    // (Twice: the second call reuses the scratch array the first filled.)
+    im2colRows(
+      x.map((v) => v + 1),
+      g,
+    );
+    expect(Array.from(im2colRows(x, g))).toEqual(expected);
   });
 });
 
