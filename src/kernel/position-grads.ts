@@ -441,6 +441,7 @@ export function pooledPositions(
   const a = into.a ?? new Float32Array(b * dIn);
   const d = into.d?.fill(0) ?? new Float32Array(b * V * C * S);
   const used = new Int32Array(C);
+  const [step, span] = [L * C, (V - 1) * L * C];
   for (let n = 0; n < b; n++) {
     for (let e = 0; e < X; e++) a[n * dIn + e] = weightScale * x[n * X + e]!;
     const sel = n * dIn + X;
@@ -448,9 +449,11 @@ export function pooledPositions(
     used.fill(0);
     for (let t = 0; t < L; t++) {
       for (let c = 0; c < C; c++) {
-        let signal = false;
-        for (let i = 0; i < V && !signal; i++) signal = delta[((n * V + i) * L + t) * C + c] !== 0;
-        if (!signal) continue;
+        // Entry (t, c) of logit i's signals at delta[e + i·L·C]; the first nonzero one, if any.
+        const e = (n * V * L + t) * C + c;
+        let i = e;
+        while (i <= e + span && delta[i] === 0) i += step;
+        if (i > e + span) continue;
         const s = used[c]!++;
         if (s >= S) {
           throw new Error(
@@ -458,8 +461,8 @@ export function pooledPositions(
           );
         }
         a[sel + c * S + s] = t;
-        for (let i = 0; i < V; i++)
-          d[(n * V + i) * C * S + c * S + s] = delta[((n * V + i) * L + t) * C + c]!;
+        const to = n * V * C * S + c * S + s;
+        for (let i = 0; i < V; i++) d[to + i * C * S] = delta[e + i * step]!;
       }
     }
   }

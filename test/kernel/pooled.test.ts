@@ -28,6 +28,7 @@ import {
 import { pooledFactors, pooledPositions } from '../../src/kernel/position-grads.js';
 import { structuredTestHooks } from '../../src/kernel/structured.js';
 import { buildModel, resolveModelSpec } from '../../src/model/index.js';
+import { Rng } from '../../src/util/rng.js';
 import { bytes, expectSymmetricAndStreamed, normalPoints, randomizeWeights, relMaxError } from './helpers.js';
 import { bnNet, seqNet, stridedNet } from './pooled-nets.js';
 
@@ -495,6 +496,57 @@ describe('pooledPositions (the factors from input pixels)', () => {
     const f = pooledPositions(x, Float32Array.from([1, 0, 3, 2, 0, 6]), dims(3), 2, 'c');
     expect(Array.from(f.a)).toEqual([6, 10, 0, 2, -1]);
     expect(Array.from(f.d)).toEqual([1, 3, 0, 2, 6, 0]);
+  });
+
+  it('several points, logits and channels: = plain loops, exactly (signals in the first, a middle or only the last logit)', () => {
+    const [b, V, L, C, units, depth] = [3, 4, 6, 5, 4, 2];
+    const rng = new Rng(21);
+    const xs = Float32Array.from(rng.normalArray(b * units * depth));
+    const delta = new Float32Array(b * V * L * C);
+    // Per (point, position, channel) a pattern: no signal, all logits, or a single logit i.
+    for (let n = 0; n < b; n++)
+      for (let t = 0; t < L; t++)
+        for (let c = 0; c < C; c++) {
+          const pattern = (n * 7 + t * 3 + c * 5) % 9;
+          for (let i = 0; i < V; i++)
+            if (pattern === 1 || pattern === 2 + i)
+              delta[((n * V + i) * L + t) * C + c] = rng.normalArray(1)[0]!;
+        }
+    // Slots: the most signalling positions of any (point, channel).
+    let S = 0;
+    for (let n = 0; n < b; n++)
+      for (let c = 0; c < C; c++) {
+        let count = 0;
+        for (let t = 0; t < L; t++)
+          if ((n * 7 + t * 3 + c * 5) % 9 >= 1 && (n * 7 + t * 3 + c * 5) % 9 <= 5) count++;
+        S = Math.max(S, count);
+      }
+    const X = units * depth;
+    const a = new Float32Array(b * (X + C * S)).fill(Number.NaN);
+    const d = new Float32Array(b * V * C * S).fill(Number.NaN);
+    const f = pooledPositions(xs, delta, { b, V, L, C, S, units, depth }, 0.5, 'c', { a, d });
+    const [ea, ed]: [number[], number[]] = [[], new Array(b * V * C * S).fill(0)];
+    for (let n = 0; n < b; n++) {
+      const sel = new Array(C * S).fill(-1);
+      const used = new Array(C).fill(0);
+      for (let t = 0; t < L; t++)
+        for (let c = 0; c < C; c++) {
+          const at = (i: number) => delta[((n * V + i) * L + t) * C + c]!;
+          if (![...Array(V).keys()].some((i) => at(i) !== 0)) continue;
+          const slot = used[c]++;
+          sel[c * S + slot] = t;
+          for (let i = 0; i < V; i++) ed[((n * V + i) * C + c) * S + slot] = at(i);
+        }
+      ea.push(...Array.from(xs.subarray(n * X, (n + 1) * X), (v) => Math.fround(0.5 * v)), ...sel);
+    }
+    expect(Array.from(f.a)).toEqual(ea);
+    expect(Array.from(f.d)).toEqual(ed);
+    // A signal in the last logit only is found: some row of logit V − 1 has a slot no other logit has.
+    const rowOf = (n: number, i: number) => ed.slice((n * V + i) * C * S, (n * V + i + 1) * C * S);
+    const lastOnly = [...Array(b).keys()].some((n) =>
+      rowOf(n, V - 1).some((v, k) => v !== 0 && [0, 1, 2].every((i) => rowOf(n, i)[k] === 0)),
+    );
+    expect(lastOnly).toBe(true);
   });
 
   it('more signalling positions than slots are an error naming the layer', () => {
