@@ -52,16 +52,20 @@ export function denseGradientRowsAvailable(K: number, dOut: number): boolean {
 }
 
 const roundUp = (x: number, m: number) => Math.ceil(x / m) * m;
+/** Runs of at most this many floats are copied by a loop (a subarray view per run costs ~30 ns). */
+const COPY_LOOP = 64;
 
 /**
  * Dense-over-positions gradient rows (see the module comment) of a [b, L, K] and δ [b·V, L, dOut]
  * into out [b·V, width], width = dOut·K (+ dOut with a bias, biasScale non-null). Callers check
  * {@link denseGradientRowsAvailable} first.
  *
- * One product per point covers its V logits: A = the point's V·dOut signal rows (each logit's
- * block padded to whole tiles), B = s_w·a over the kept positions plus, with a bias, a column of
- * ones, whose products are the bias sums Σ_t δ[row, t, c] (one float32 sum in increasing position
- * order, as every entry of the product: the same bits as summing them apart).
+ * A holds the point's V·dOut signal rows (each logit's block padded to whole tiles), B = s_w·a over
+ * the kept positions. Where rows fill whole panels and tiles (K a multiple of 8, dOut of 4), each
+ * logit's product lands in out's layout directly; else one product covers the point and its rows
+ * are copied. The bias sums Σ_t δ[row, t, c] are products with a column of ones (its own panel, or
+ * the padding column past K): one float32 sum in increasing position order, as every entry of a
+ * product, so the same bits as summing them apart.
  */
 export function denseGradientRows(
   a: Float32Array,
@@ -79,24 +83,27 @@ export function denseGradientRows(
   const rowSize = L * dOut;
   const width = dOut * K + (bias ? dOut : 0);
   const Lc = roundUp(L, 4);
-  // B columns: a's K, then the ones column of the bias sums; A rows: dOut per logit, padded.
-  const cols = K + (bias ? 1 : 0);
-  const panels = Math.ceil(cols / NR);
   const quads = Math.ceil(dOut / MR);
   const dPad = quads * MR;
-  // Rows land in out's layout directly when they tile it exactly (no bias, whole panels and tiles).
-  const direct = !bias && panels * NR === K && dPad === dOut;
+  const aligned = K % NR === 0 && dPad === dOut;
+  // B columns: a's K, then (unaligned, with a bias) the ones column of the bias sums.
+  const cols = K + (bias && !aligned ? 1 : 0);
+  const panels = Math.ceil(cols / NR);
   const ldc = panels * NR;
   // Whole signal blocks [L, dOut] move into A tiles in wasm (a copy, two SIMD transposes) when
   // every position is kept and they fill the tiles exactly; else in JS, position by position.
   const bulk = L % 4 === 0 && dPad === dOut;
-  // Memory: B panels of one point, A tiles of its V logits, C rows of one point, the point's
-  // signals and their transposes (bulk moves).
+  // Memory (floats): B panels, the ones panel (aligned, with a bias), A tiles of the V logits,
+  // C (aligned: the point's rows in out's layout; else rows of ldc floats), the bias sums (aligned,
+  // rows of 8 floats), the point's signals and their transposes (bulk moves).
+  const onesPanel = aligned && bias;
   const bp = 0;
-  const ap = bp + panels * Lc * NR;
+  const op = bp + panels * Lc * NR;
+  const ap = op + (onesPanel ? Lc * NR : 0);
   const cp = ap + V * quads * Lc * MR;
-  const sp = cp + V * dPad * ldc;
-  const tp = sp + (bulk ? V * rowSize : 0);
+  const sp = cp + (aligned ? V * width : V * dPad * ldc);
+  const dp = sp + (onesPanel ? V * dPad * NR : 0);
+  const tp = dp + (bulk ? V * rowSize : 0);
   const need = 4 * (tp + (bulk ? V * rowSize : 0));
   const have = s.memory.buffer.byteLength;
   if (need > have) s.memory.grow(Math.ceil((need - have) / WASM_PAGE));
@@ -107,20 +114,24 @@ export function denseGradientRows(
     let T = 0;
     for (let t = 0; t < L; t++) if (positionHasSignal(delta, n, V, L, dOut, t)) kept[T++] = t;
     const Tc = roundUp(T, 4);
-    // B panels: B[8q + j, p] = s_w·a[n, kept[p], 8q + j] at float (q·Tc + p)·8 + j (column K: 1);
-    // zero for p ≥ T and past the columns.
+    // B panels: B[8q + j, p] = s_w·a[n, kept[p], 8q + j] at float (q·Tc + p)·8 + j (column K of an
+    // unaligned B with a bias: 1); zero for p ≥ T and past the columns. The ones panel: lane 0.
     heap.fill(0, bp, bp + panels * Tc * NR);
     for (let p = 0; p < T; p++) {
       const from = (n * L + kept[p]!) * K;
       for (let k = 0; k < K; k++) heap[bp + ((k >> 3) * Tc + p) * NR + (k & 7)] = weightScale * a[from + k]!;
-      if (bias) heap[bp + ((K >> 3) * Tc + p) * NR + (K & 7)] = 1;
+      if (cols > K) heap[bp + ((K >> 3) * Tc + p) * NR + (K & 7)] = 1;
+    }
+    if (onesPanel) {
+      heap.fill(0, op, op + Tc * NR);
+      for (let p = 0; p < T; p++) heap[op + p * NR] = 1;
     }
     // A tiles: A[(i·quads + u)·4 + r, p] = δ[n·V + i, kept[p], 4u + r] at float ((i·quads + u)·Tc + p)·4
     // + r; zero for p ≥ T and past dOut.
     if (bulk && T === L) {
       // Rows (i, c) = δ[n·V + i, ·, c] (per logit [L, dOut] → [dOut, L]), then packed as tiles.
-      heap.set(delta.subarray(n * V * rowSize, (n + 1) * V * rowSize), sp);
-      for (let i = 0; i < V; i++) s.ex.transpose(4 * (sp + i * rowSize), L, dOut, 4 * (tp + i * rowSize));
+      heap.set(delta.subarray(n * V * rowSize, (n + 1) * V * rowSize), dp);
+      for (let i = 0; i < V; i++) s.ex.transpose(4 * (dp + i * rowSize), L, dOut, 4 * (tp + i * rowSize));
       s.ex.packGroups(4 * tp, L, V * quads, MR, L, 4 * ap, V * quads, 0);
     } else
       for (let i = 0; i < V; i++) {
@@ -147,18 +158,31 @@ export function denseGradientRows(
           heap.fill(0, tile + T * MR, tile + Tc * MR);
         }
       }
-    // C[(i·dPad + c), k] for logit i, output channel c: (c, k) columns of row n·V + i (k = K: bias).
-    s.ex.gemm(4 * ap, 4 * bp, Tc, V * quads, panels, 4 * cp, 4 * ldc, 0, 0, 1, 0);
-    if (direct) {
+    if (aligned) {
+      // Logit i's C[c, k] at cp + i·width + c·K (ldc = K: whole panels), its bias sums at
+      // sp + (i·dOut + c)·8, scaled into cp + i·width + dOut·K + c; then the point's rows at once.
+      for (let i = 0; i < V; i++) {
+        const tiles = 4 * (ap + i * quads * Tc * MR);
+        s.ex.gemm(tiles, 4 * bp, Tc, quads, panels, 4 * (cp + i * width), 4 * K, 0, 0, 1, 0);
+      }
+      if (onesPanel) {
+        s.ex.gemm(4 * ap, 4 * op, Tc, V * quads, 1, 4 * sp, 4 * NR, 0, 0, 1, 0);
+        for (let i = 0; i < V; i++)
+          for (let c = 0; c < dOut; c++)
+            heap[cp + i * width + dOut * K + c] = biasScale * heap[sp + (i * dOut + c) * NR]!;
+      }
       out.set(heap.subarray(cp, cp + V * width), n * V * width);
       continue;
     }
+    // C[(i·dPad + c), k] for logit i, output channel c: (c, k) columns of row n·V + i (k = K: bias).
+    s.ex.gemm(4 * ap, 4 * bp, Tc, V * quads, panels, 4 * cp, 4 * ldc, 0, 0, 1, 0);
     for (let i = 0; i < V; i++) {
       const dst = (n * V + i) * width;
       for (let c = 0; c < dOut; c++) {
         const src = cp + (i * dPad + c) * ldc;
         const to = dst + c * K;
-        for (let k = 0; k < K; k++) out[to + k] = heap[src + k]!;
+        if (K > COPY_LOOP) out.set(heap.subarray(src, src + K), to);
+        else for (let k = 0; k < K; k++) out[to + k] = heap[src + k]!;
         if (bias) out[dst + dOut * K + c] = biasScale * heap[src + K]!;
       }
     }
@@ -283,8 +307,6 @@ export interface ConvGeometry {
 }
 
 let patchScratch: Float32Array | null = null;
-/** Taps of at most this many channels are copied by a loop (a subarray per tap costs ~30 ns). */
-const COPY_LOOP = 64;
 
 /**
  * im2col rows of a convolution's input x [b, H, W, C]: [b, oh·ow, kh·kw·C], tap (i, j) at column

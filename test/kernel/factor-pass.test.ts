@@ -57,6 +57,8 @@ describe.each([
   ['K = 15, dOut = 5 (the bias column ends a panel; one partial tile per logit)', 15, 5, 7],
   ['L = 8, K = 13, dOut = 8 (signal blocks moved in wasm where every position is kept)', 13, 8, 8],
   ['L = 8, K = 16, dOut = 4 (blocks moved in wasm, rows written in place without a bias)', 16, 4, 8],
+  ['K = 8, dOut = 6 (whole panels, a partial tile: the bias column in a panel of its own)', 8, 6, 7],
+  ['L = 8, K = 70, dOut = 5 (long rows copied by typed-array views)', 70, 5, 8],
 ] as const)('denseGradientRows, %s', (_, K, dOut, L) => {
   const [b, V] = [4, 3];
   const rng = new Rng(3);
