@@ -460,7 +460,39 @@ function maxPoolGradTiled(
       while (e < end && bits[e] === bits[e - slab]) e++;
       same = e === end;
     }
-    if (!same) {
+    if (!same && fh === 2 && fw === 2) {
+      // (2 × 2 windows written out: the common case.)
+      let o = 0;
+      for (let y = 0; y < oh; y++)
+        for (let z = 0; z < ow; z++) {
+          const corner = x0 + (y * sh * w + z * sw) * ch;
+          for (let d = 0; d < ch; d++, o++) {
+            const i0 = corner + d;
+            const i1 = i0 + ch;
+            const i2 = i0 + w * ch;
+            const i3 = i2 + ch;
+            let best = Number.NEGATIVE_INFINITY;
+            let k = -1;
+            const v0 = xs[i0]!;
+            if (v0 > best) {
+              best = v0;
+              k = i0;
+            }
+            const v1 = xs[i1]!;
+            if (v1 > best) {
+              best = v1;
+              k = i1;
+            }
+            const v2 = xs[i2]!;
+            if (v2 > best) {
+              best = v2;
+              k = i2;
+            }
+            if (xs[i3]! > best) k = i3;
+            at[o] = k < 0 ? -1 : k - x0;
+          }
+        }
+    } else if (!same) {
       let o = 0;
       for (let y = 0; y < oh; y++)
         for (let z = 0; z < ow; z++) {
