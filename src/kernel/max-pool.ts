@@ -108,7 +108,7 @@ export function replicatedMaxPoolGradient(
     }
     for (let e = 0; e < outSize; e++) {
       const at = index[point + e]!;
-      if (at >= 0) dx[dxRow + at] = dy[dyRow + e]!;
+      if (at >= 0) dx[dxRow + at] = 0 + dy[dyRow + e]!; // (0 + dy as the kernel: −0 → +0)
     }
   }
   return dx;

@@ -538,6 +538,7 @@ function layer64(
       return { data: out, shape: [n, C] };
     }
     case 'Flatten':
+      channelsLast(layer, cls); // (channelsFirst flattens a transposed layout)
       return { data: a.data, shape: [a.shape[0]!, a.data.length / a.shape[0]!] };
     case 'Reshape':
       return { data: a.data, shape: [a.shape[0]!, ...(l.targetShape as number[])] };

@@ -275,7 +275,7 @@ function conv2dInputGradient(
 /**
  * A convolution's pre-activation on the replicated batch: the points' values (`value`: no
  * convolution of V copies), differentiable in the input with the gradient autodiff gives
- * preActivation (dy scaled by s_w first, as tf.mul's gradient, then conv2dInputGradient).
+ * preActivation (conv2dInputGradient; tfjs convolutions have s_w = 1, the only ones taken here).
  */
 function withConvGradient(p: ParamLayer, a: tf.Tensor, value: tf.Tensor): tf.Tensor {
   const shape = a.shape;
@@ -283,9 +283,8 @@ function withConvGradient(p: ParamLayer, a: tf.Tensor, value: tf.Tensor): tf.Ten
   const f = tf.customGrad((..._args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
     value,
     gradFunc: (dy: tf.Tensor) => {
-      const scaled = p.weightScale === 1 ? dy : tf.mul(dy, p.weightScale);
       const w = imageKernel(p, p.kernel!.read());
-      return conv2dInputGradient(asImage(p, scaled), w, image, p.strides!, p.padding!).reshape(shape);
+      return conv2dInputGradient(asImage(p, dy), w, image, p.strides!, p.padding!).reshape(shape);
     },
   }));
   return f(a);
@@ -499,7 +498,8 @@ function applyRule(node: GraphNode, k: number, ins: tf.Tensor[], hooks: RunHooks
             : hooks.replicated!.value(hBase).reshape([-1, w.shape[1]]);
         h = withDenseGradient(flat, w, value, p.weightScale, a.rank === 2 ? V : 1);
         if (a.rank !== 2) h = h.reshape([...a.shape.slice(0, -1), w.shape[1]!]);
-      } else if (hBase && p.kind === 'conv') h = withConvGradient(p, a, hooks.replicated!.value(hBase));
+      } else if (hBase && p.kind === 'conv' && p.weightScale === 1)
+        h = withConvGradient(p, a, hooks.replicated!.value(hBase));
       else h = preActivation(p, a);
       hooks.capture?.(k, { inputs: [a], pre: h });
       // Replicated batch: the fused activation from its values and derivative on the points.
@@ -725,8 +725,10 @@ function replicatedAttention(ins: tf.Tensor[], att: AttentionOnPoints, rep: Repl
 
 /**
  * Whether no gradient of the replicated run reads a forward value: every call the probes reach
- * (see runGraph's `live`) is a linear dense or embedding call on its points' pre-activation, a
- * replicated layer norm, element-wise map, attention core or first-position pooling, or a sum.
+ * (see runGraph's `live`) is a dense, embedding or (tfjs) convolution call on its points'
+ * pre-activation, linear or with an element-wise activation differentiated on the points, a
+ * replicated layer norm or inference batch norm, element-wise map, max-pooling, attention core or
+ * first-position pooling, or a sum, reshape or average pooling.
  */
 function replicatedValueFree(
   plan: StructuredPlan,
@@ -741,7 +743,8 @@ function replicatedValueFree(
     const p = node.param;
     if (p) {
       const linear = !p.activation || !!node.stripActivation || rules.activations.has(k);
-      const fromPoints = p.kind === 'dense' || p.kind === 'embedding' || p.kind === 'conv';
+      const fromPoints =
+        p.kind === 'dense' || p.kind === 'embedding' || (p.kind === 'conv' && p.weightScale === 1);
       return (fromPoints && pre.has(k) && linear) || rules.norms.has(k) || p.kind === 'batchnorm';
     }
     if (
@@ -1651,30 +1654,34 @@ export function structuredFeatures(
       );
       const index = new Map(probed.map(([k, j], q) => [`${k}:${j}`, q]));
       const probes = probed.map(([k, j]) => zerosOf([b * V, ...plan.traces.get(k)!.probeShapes[j]!]));
-      const grads = tf.grads((...ps: tf.Tensor[]) => {
-        const y = runGraph(graph, xr, {
-          probe: (k, j, t) => {
-            const q = index.get(`${k}:${j}`);
-            if (q === undefined) return t;
-            // (value-free: no sum computed, only the two gradients)
-            return valueFree ? replicatedSum([t, ps[q]!], zerosOf(t.shape)) : tf.add(t, ps[q]!);
-          },
-          replicated: {
-            pre,
-            V,
-            elementwise,
-            activations,
-            maxPools,
-            attention,
-            points: values,
-            norms,
-            value,
-            valueFree,
-          },
-        });
-        return tf.sum(tf.mul(y, select));
-      })(probes);
-      tf.dispose([...zeros.values()]);
+      let grads: tf.Tensor[];
+      try {
+        grads = tf.grads((...ps: tf.Tensor[]) => {
+          const y = runGraph(graph, xr, {
+            probe: (k, j, t) => {
+              const q = index.get(`${k}:${j}`);
+              if (q === undefined) return t;
+              // (value-free: no sum computed, only the two gradients)
+              return valueFree ? replicatedSum([t, ps[q]!], zerosOf(t.shape)) : tf.add(t, ps[q]!);
+            },
+            replicated: {
+              pre,
+              V,
+              elementwise,
+              activations,
+              maxPools,
+              attention,
+              points: values,
+              norms,
+              value,
+              valueFree,
+            },
+          });
+          return tf.sum(tf.mul(y, select));
+        })(probes);
+      } finally {
+        tf.dispose([...zeros.values()]);
+      }
       probed.forEach(([k, j], q) => {
         if (!deltas.has(k)) deltas.set(k, []);
         deltas.get(k)![j] = grads[q]!;

@@ -169,4 +169,22 @@ describe('the float64 reference refuses what it would read wrongly', () => {
       x.dispose();
     }
   });
+
+  it("a Flatten with dataFormat 'channelsFirst' (it flattens a transposed layout) too", () => {
+    const model = tf.sequential({
+      layers: [
+        tf.layers.flatten({ inputShape: [2, 3, 4], dataFormat: 'channelsFirst', name: 'flat_cf' }),
+        tf.layers.dense({ units: 2 }),
+      ],
+    });
+    const x = tf.ones([1, 2, 3, 4]);
+    try {
+      expect(() => finiteDifferenceNtk(model, x)).toThrow(
+        /flat_cf \(Flatten\) with dataFormat 'channelsFirst'/,
+      );
+    } finally {
+      model.dispose();
+      x.dispose();
+    }
+  });
 });

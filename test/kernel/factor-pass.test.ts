@@ -620,7 +620,9 @@ describe('replicated runs without forward values on a graph that is not a transf
       const points = normalPoints(4, kind === 'cnn' ? [8, 8, 1] : kind === 'resnet' ? [6, 6, 1] : [9, 2], 44);
       try {
         const runs = structuredTestHooks.valueFreeRuns;
+        const before = tf.memory().numTensors;
         const k = await empiricalNtkFn(model, { progress: false, accumulation: 'float64' })(points);
+        expect(tf.memory().numTensors).toBe(before);
         expect(k.implementation).toBe('structured');
         expect(structuredTestHooks.valueFreeRuns).toBeGreaterThan(runs);
         // (The float64 finite-difference reference has no MaxPooling1D nor Add: tfjs autodiff per point.)
@@ -635,6 +637,29 @@ describe('replicated runs without forward values on a graph that is not a transf
       }
     },
   );
+
+  it("a layer whose gradient reads its values (GlobalMaxPooling2D) keeps the copies' forward values: = the Jacobian path", async () => {
+    const L = tf.layers;
+    const model = tf.sequential({
+      layers: [
+        L.conv2d({ inputShape: [5, 5, 1], filters: 3, kernelSize: 2, activation: 'relu' }),
+        L.globalMaxPooling2d({}),
+        L.dense({ units: 3 }),
+      ],
+    });
+    seedWeights(model, 45);
+    const points = normalPoints(4, [5, 5, 1], 46);
+    try {
+      const runs = structuredTestHooks.valueFreeRuns;
+      const k = await empiricalNtkFn(model, { progress: false })(points);
+      expect(structuredTestHooks.valueFreeRuns).toBe(runs);
+      const jacobian = await empiricalNtkFn(model, { progress: false, implementation: 'jacobian' })(points);
+      expect(relMaxError(k.data, jacobian.data)).toBeLessThanOrEqual(1e-5);
+    } finally {
+      model.dispose();
+      points.dispose();
+    }
+  });
 
   it('dense over positions → LayerNorm → GELU → dense + residual → first-position pooling: = the Jacobian path (rel. max ≤ 1e-5)', async () => {
     const L = tf.layers;

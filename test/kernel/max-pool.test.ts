@@ -60,5 +60,18 @@ describe('replicated max-pool gradient = autodiff through tf.maxPool of the repl
     expect(Array.from(maxPoolArgmax(new Array(4).fill(Number.NaN), 1, g))).toEqual([-1]);
     const dx = replicatedMaxPoolGradient([5], Int32Array.from([-1]), 1, g);
     expect(Array.from(dx)).toEqual([0, 0, 0, 0]);
+    // A −0 signal lands as +0 (0 + dy), as autodiff through the backend kernel gives.
+    const negZero = replicatedMaxPoolGradient([-0], Int32Array.from([1]), 1, g);
+    const want = tf.tidy(() =>
+      tf
+        .grad((t: tf.Tensor) => tf.sum(tf.mul(tf.maxPool(t as tf.Tensor4D, 2, 2, 'valid'), tf.scalar(-0))))(
+          tf.tensor4d([1, 3, 2, 0], [1, 2, 2, 1]),
+        )
+        .dataSync(),
+    );
+    expect(Array.from(negZero).map((v) => Object.is(v, -0))).toEqual(
+      Array.from(want).map((v) => Object.is(v, -0)),
+    );
+    expect(Object.is(negZero[1], 0)).toBe(true);
   });
 });

@@ -185,22 +185,7 @@ function runPooledPairs(
   const out = k.put(out0);
   const scratch = k.alloc(4 * V * C * S);
   const after = k.alloc(256); // zeros: the scratch must not overrun into it
-  k.ex.pooledPairs(
-    k.put(Q),
-    4 * qc,
-    k.put(x.dr),
-    k.put(Dc),
-    out,
-    ldo,
-    m0,
-    c,
-    cPad,
-    C,
-    S,
-    V,
-    mode,
-    scratch,
-  );
+  k.ex.pooledPairs(k.put(Q), 4 * qc, k.put(x.dr), k.put(Dc), out, ldo, m0, c, cPad, C, S, V, mode, scratch);
   expect(k.read(after, 256).every((v) => v === 0)).toBe(true);
   return k.read(out, out0.length);
 }
@@ -508,6 +493,7 @@ describe('kernels against float64 loops', () => {
   it.each([
     [5, 8, 3, 4, 0],
     [5, 16, 2, 3, 8],
+    [5, 12, 2, 3, 4],
     [1, 4, 1, 1, 0],
   ])(
     'slotGather P = %i, cPad = %i, C = %i, S = %i, m0 = %i: the selected products, 0 for empty slots, columns < m0 untouched',
@@ -520,10 +506,12 @@ describe('kernels against float64 loops', () => {
       const k = kernels(4 * 2 ** 20);
       const q0 = new Float32Array(C * S * S * cPad).fill(Number.NaN);
       const q = k.put(q0);
+      const after = k.alloc(64); // zeros: nothing may be written past Q
       // Column slots as byte offsets within a row of Qn (−1: empty).
       const offsets = selC.map((p2, e) => (p2 < 0 ? -1 : (p2 * cPad + (e % cPad)) * 4));
       k.ex.slotGather(k.put(Qn), P, cPad, k.put(selR), k.put(offsets), q, C, S, m0);
       const out = k.read(q, q0.length);
+      expect(k.read(after, 64).every((v) => v === 0)).toBe(true);
       for (let ch = 0; ch < C; ch++) {
         for (let s = 0; s < S; s++) {
           for (let s2 = 0; s2 < S; s2++) {
