@@ -79,20 +79,23 @@ export function maxPoolArgmax(x: ArrayLike<number>, b: number, g: PoolGeometry):
 /**
  * The input gradient of the replicated max-pool: dx[r][index[n][e]] += dy[r][e] for every row
  * r = n·V + i and output element e, summed in float64 where windows overlap (then rounded once, as
- * the backend kernel does), written directly where they cannot. dy: [b·V, oh·ow·C] values.
+ * the backend kernel does), written directly where they cannot. dy: [b·V, oh·ow·C] values. Into
+ * `into` when given (its first b·V·H·W·C entries), else a new array.
  */
 export function replicatedMaxPoolGradient(
   dy: ArrayLike<number>,
   index: Int32Array,
   V: number,
   g: PoolGeometry,
+  into?: Float32Array,
 ): Float32Array {
   const [H, W, C] = g.inShape;
   const inSize = H * W * C;
   const outSize = g.outShape[0] * g.outShape[1] * C;
   const rows = dy.length / outSize;
   const overlap = g.strides[0] < g.filter[0] || g.strides[1] < g.filter[1];
-  const dx = new Float32Array(rows * inSize);
+  // (`into`: a reused array of at least that length, zeroed here — fresh memory is slow on first touch.)
+  const dx = into ? into.subarray(0, rows * inSize).fill(0) : new Float32Array(rows * inSize);
   const sums = overlap ? new Float64Array(inSize) : null;
   for (let r = 0; r < rows; r++) {
     const point = Math.floor(r / V) * outSize;

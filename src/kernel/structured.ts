@@ -655,11 +655,24 @@ function maxPoolOnPoints(node: GraphNode, values: tf.Tensor[]): MaxPoolOnPoints 
 function replicatedMaxPool(x: tf.Tensor, pool: MaxPoolOnPoints, rep: Replicated): tf.Tensor {
   const f = tf.customGrad((..._args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
     value: rep.value(pool.out),
-    gradFunc: (dy: tf.Tensor) =>
-      tf.tensor(replicatedMaxPoolGradient(valuesOf(dy), pool.index, rep.V, pool.geometry), x.shape),
+    gradFunc: (dy: tf.Tensor) => {
+      // The wasm backend copies a tensor's values at once: a reused scratch (others keep the array).
+      let into: Float32Array | undefined;
+      if (tf.getBackend() === 'wasm') {
+        if (!maxPoolScratch || maxPoolScratch.length < x.size) maxPoolScratch = new Float32Array(x.size);
+        into = maxPoolScratch;
+      }
+      return tf.tensor(
+        replicatedMaxPoolGradient(valuesOf(dy), pool.index, rep.V, pool.geometry, into),
+        x.shape,
+      );
+    },
   }));
   return f(x);
 }
+
+/** The replicated max-pool gradients' reused array on the wasm backend (see replicatedMaxPool). */
+let maxPoolScratch: Float32Array | null = null;
 
 /** A sum layer on a value-free replicated batch: the placeholder `value`, every input's gradient dy. */
 function replicatedSum(ins: tf.Tensor[], value: tf.Tensor): tf.Tensor {

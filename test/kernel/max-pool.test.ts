@@ -29,6 +29,11 @@ describe('replicated max-pool gradient = autodiff through tf.maxPool of the repl
     const dy = Float32Array.from(rng.normalArray(b * V * outSize));
     const index = maxPoolArgmax(x, b, g);
     const got = replicatedMaxPoolGradient(dy, index, V, g);
+    // Into a reused, dirty array (longer than needed): the same values, nothing past them written.
+    const dirty = new Float32Array(got.length + 3).fill(7);
+    const into = replicatedMaxPoolGradient(dy, index, V, g, dirty);
+    expect(Buffer.compare(Buffer.from(into.slice().buffer), Buffer.from(got.buffer))).toBe(0);
+    expect(Array.from(dirty.subarray(got.length))).toEqual([7, 7, 7]);
 
     const before = tf.memory().numTensors;
     const want = tf.tidy(() => {
