@@ -152,39 +152,28 @@ describe('a single output (V = 1: a regression head)', () => {
 });
 
 describe('the float64 reference refuses what it would read wrongly', () => {
-  it("a global pooling with dataFormat 'channelsFirst' is an UnsupportedError naming the layer", () => {
-    const model = tf.sequential({
-      layers: [
-        tf.layers.globalMaxPooling2d({ inputShape: [3, 4, 4], dataFormat: 'channelsFirst', name: 'gmp_cf' }),
-        tf.layers.dense({ units: 2 }),
-      ],
-    });
-    const x = tf.ones([1, 3, 4, 4]);
-    try {
-      expect(() => finiteDifferenceNtk(model, x)).toThrow(
-        /gmp_cf \(GlobalMaxPooling2D\) with dataFormat 'channelsFirst'/,
-      );
-    } finally {
-      model.dispose();
-      x.dispose();
-    }
-  });
-
-  it("a Flatten with dataFormat 'channelsFirst' (it flattens a transposed layout) too", () => {
-    const model = tf.sequential({
-      layers: [
-        tf.layers.flatten({ inputShape: [2, 3, 4], dataFormat: 'channelsFirst', name: 'flat_cf' }),
-        tf.layers.dense({ units: 2 }),
-      ],
-    });
-    const x = tf.ones([1, 2, 3, 4]);
-    try {
-      expect(() => finiteDifferenceNtk(model, x)).toThrow(
-        /flat_cf \(Flatten\) with dataFormat 'channelsFirst'/,
-      );
-    } finally {
-      model.dispose();
-      x.dispose();
-    }
-  });
+  it.each([
+    [
+      'a global pooling',
+      () => tf.layers.globalMaxPooling2d({ inputShape: [3, 4, 4], dataFormat: 'channelsFirst', name: 'cf' }),
+      /cf \(GlobalMaxPooling2D\) with dataFormat 'channelsFirst'/,
+    ],
+    [
+      'a Flatten (it flattens a transposed layout)',
+      () => tf.layers.flatten({ inputShape: [3, 4, 4], dataFormat: 'channelsFirst', name: 'cf' }),
+      /cf \(Flatten\) with dataFormat 'channelsFirst'/,
+    ],
+  ] as const)(
+    "%s with dataFormat 'channelsFirst' is an UnsupportedError naming the layer",
+    (_, layer, message) => {
+      const model = tf.sequential({ layers: [layer(), tf.layers.dense({ units: 2 })] });
+      const x = tf.ones([1, 3, 4, 4]);
+      try {
+        expect(() => finiteDifferenceNtk(model, x)).toThrow(message);
+      } finally {
+        model.dispose();
+        x.dispose();
+      }
+    },
+  );
 });
