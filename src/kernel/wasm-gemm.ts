@@ -437,7 +437,9 @@ function packGroupsBody(): number[] {
  * j)·16 + (m mod 4)·4 (one quad's signals contiguous), and K[i][m][j] at out + (i·ldo + m·V + j)·4
  * (ldo in floats). Column points m go in f32x4 lanes, four per pass. Per pass the scratch (16-byte
  * aligned, V·C·S·16 bytes) first receives T[i][ch·S + s'] = Σ_s dr[i][ch][s] Q[ch][s][s'] (s
- * ascending; slots s' four at a time in registers); then each 2 × 4 tile of (i, j) accumulates
+ * ascending; for S ≤ 4 a channel's Q vectors of two slots s' stay in registers while every row i
+ * passes, 1.25–1.3× the kernel's rate at S = 4; larger S four slots at a time); then each 2 × 4
+ * tile of (i, j) accumulates
  * Σ_q T[i][q] Dc[q][j] over q = ch·S + s' ascending in eight registers (six loads per eight
  * products, no stores until the tile is done). Each lane is summed in the same order whatever quad
  * it is in, so results do not depend on m0.
@@ -458,6 +460,7 @@ function pooledPairsBody(): number[] {
   const acc = [next++, next++, next++, next++, next++, next++, next++, next++]; // acc[r][k] at 4r + k
   const tv = [next++, next++, next++, next++]; // T vectors (T stage: four slots; tiles: two rows)
   const dv = [next++, next++, next++, next++];
+  const qv = Array.from({ length: 8 }, () => next++); // Q[s][sb + k] at 2s + k (tKnown)
   const x = next++;
   const numV128 = next - firstV128;
   /** `addr + k·stride` for a local stride (k = 0, 1, 2, 3). */
@@ -510,6 +513,53 @@ function pooledPairsBody(): number[] {
   tChannel.push(...incr(ch, 1));
   const tStage: number[] = [...get(SCR), ...set(tch), ...get(DR), ...set(drBase), ...i32(0), ...set(ch)];
   tStage.push(...whileNot([...get(ch), ...get(CH), ...geU], tChannel));
+
+  // The same T for a known S ≤ 4: per channel and pair of slots s', the S × 2 vectors of Q in
+  // registers while every row i passes (the loop above reloads them for each i); the same sums in
+  // the same order.
+  const tKnown = (Sc: number): number[] => {
+    const channel: number[] = [];
+    for (let sb = 0; sb < Sc; sb += 2) {
+      const nb = Math.min(2, Sc - sb);
+      for (let s = 0; s < Sc; s++)
+        for (let k = 0; k < nb; k++)
+          channel.push(
+            ...get(qBase),
+            ...i32(s * Sc + sb + k),
+            ...get(ld),
+            ...mul,
+            ...add,
+            ...vload(),
+            ...set(qv[2 * s + k]!),
+          );
+      const row: number[] = [];
+      for (let k = 0; k < nb; k++) row.push(...vzero, ...set(tv[k]!));
+      for (let s = 0; s < Sc; s++) {
+        row.push(...get(drI), ...vsplat32Load(4 * s), ...set(x));
+        for (let k = 0; k < nb; k++)
+          row.push(
+            ...get(tv[k]!),
+            ...get(x),
+            ...get(qv[2 * s + k]!),
+            ...f32x4mul,
+            ...f32x4add,
+            ...set(tv[k]!),
+          );
+      }
+      for (let k = 0; k < nb; k++) row.push(...get(tp), ...get(tv[k]!), ...vstore(16 * (sb + k)));
+      row.push(...incr(drI, [...get(CH), ...get(s4), ...mul]), ...incr(tp, get(cs16)), ...incr(i, 1));
+      channel.push(...get(tch), ...set(tp), ...get(drBase), ...set(drI), ...i32(0), ...set(i));
+      channel.push(...whileNot([...get(i), ...get(V), ...geU], row));
+    }
+    channel.push(...incr(qBase, get(QC)), ...incr(drBase, get(s4)), ...incr(tch, Sc * 16), ...incr(ch, 1));
+    return [
+      ...[...get(SCR), ...set(tch), ...get(DR), ...set(drBase), ...i32(0), ...set(ch)],
+      ...whileNot([...get(ch), ...get(CH), ...geU], channel),
+    ];
+  };
+  // S ≤ 4 by its own code, larger S by the loop.
+  const tAny: number[] = [...ifThen([...get(S), ...i32(4), 0x4b /* gt_u */], tStage)];
+  for (let Sc = 1; Sc <= 4; Sc++) tAny.push(...ifThen([...get(S), ...i32(Sc), ...eq], tKnown(Sc)));
 
   // Store lanes l < min(4, c − mq) of a finished accumulator to K[i + r][mq + l][j + k] (mode 0: =,
   // else +=); o = out + ((i + r)·ldo + mq·V + j + k)·4.
@@ -596,7 +646,7 @@ function pooledPairsBody(): number[] {
     ...mul,
   );
   quad.push(...add, ...set(dcQuad), ...get(COLS), ...get(mq), ...sub, ...set(lanes));
-  quad.push(...tStage, ...accStage, ...incr(mq, 4));
+  quad.push(...tAny, ...accStage, ...incr(mq, 4));
 
   const code: number[] = [...get(CPAD), ...i32(4), ...mul, ...set(ld)];
   code.push(...get(CH), ...get(S), ...mul, ...i32(16), ...mul, ...set(cs16));
