@@ -422,10 +422,8 @@ function maxPoolGrad(args: { inputs: unknown; backend: unknown; attrs?: unknown 
  * {@link maxPoolGrad} where the windows neither overlap nor leave the input (stride ≥ window, no
  * padding used: e.g. 2×2 stride 2 'valid'), into `dx` (the output, zeroed here slab by slab): the
  * same routing (dy to the first maximum in row-major window order, `>` from −∞, so no position for
- * an all-NaN or all-−∞ window), with the window's offsets hoisted. A batch entry whose input equals
- * the previous entry's reuses its maxima's positions (the eNTK's replicated batch holds V copies of
- * each point: src/kernel/structured.ts). Equality is tested on float64 pairs where aligned: equal
- * pairs are the same bits but for a +0/−0 swap, which `>` does not see; NaN pairs are never equal.
+ * an all-NaN or all-−∞ window), with the window's offsets hoisted. (The eNTK's replicated batch no
+ * longer comes here: src/kernel/max-pool.ts routes its copies by the points' own argmax.)
  */
 function maxPoolGradTiled(
   xs: Float32Array | Int32Array,
@@ -441,26 +439,10 @@ function maxPoolGradTiled(
   const taps = new Int32Array(fh * fw);
   for (let r = 0; r < fh; r++) for (let c = 0; c < fw; c++) taps[r * fw + c] = (r * w + c) * ch;
   const at = new Int32Array(outSlab);
-  const bits = new Int32Array(xs.buffer, xs.byteOffset, xs.length);
-  const pairs =
-    xs.byteOffset % 8 === 0 && slab % 2 === 0
-      ? new Float64Array(xs.buffer, xs.byteOffset, xs.length / 2)
-      : null;
   for (let b = 0; b < batchSize; b++) {
     const x0 = b * slab;
     const end = x0 + slab;
-    let same = false;
-    if (b > 0 && pairs) {
-      const [stop, back] = [end / 2, slab / 2];
-      let e = x0 / 2;
-      while (e < stop && pairs[e] === pairs[e - back]) e++;
-      same = e === stop;
-    } else if (b > 0) {
-      let e = x0;
-      while (e < end && bits[e] === bits[e - slab]) e++;
-      same = e === end;
-    }
-    if (!same && fh === 2 && fw === 2) {
+    if (fh === 2 && fw === 2) {
       // (2 × 2 windows written out: the common case.)
       let o = 0;
       for (let y = 0; y < oh; y++)
@@ -492,7 +474,7 @@ function maxPoolGradTiled(
             at[o] = k < 0 ? -1 : k - x0;
           }
         }
-    } else if (!same) {
+    } else {
       let o = 0;
       for (let y = 0; y < oh; y++)
         for (let z = 0; z < ow; z++) {

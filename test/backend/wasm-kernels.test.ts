@@ -276,7 +276,7 @@ describe('MaxPool gradient on wasm (first maximum of each window, as the cpu bac
 
   /**
    * Ten batch entries from three points with many ties and zero windows (values in {−1, −½, 0, ½, 1}),
-   * repeated as in the eNTK's replicated batch, with copies that differ from their predecessor
+   * repeated (consecutive equal entries, as a replicated batch has), with copies that differ from their predecessor
    * only in the sign of zeros, in a new maximum in the last window, or by NaN and −∞ windows (the
    * first f rows NaN but for one 0.25: windows with no maximum, which route nothing).
    */
