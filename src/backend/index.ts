@@ -13,6 +13,7 @@ import { BackendUnavailableError, InvalidArgumentError } from '../errors.js';
 import './quiet.js';
 import { installWasmKernelFixes } from './wasm-kernels.js';
 
+export { maxPoolArgmax, type PoolGeometry, poolGeometry, replicatedMaxPoolGradient } from './max-pool.js';
 export { assertGradientsTrusted, untrustedOps } from './trust.js';
 export { installWasmKernelFixes };
 

@@ -49,6 +49,7 @@ import * as tf from '@tensorflow/tfjs';
 import './quiet.js';
 import { UnsupportedError } from '../errors.js';
 import { installGradientFixes } from './gradients.js';
+import { maxPoolArgmax, type PoolGeometry, replicatedMaxPoolGradient } from './max-pool.js';
 
 const MARK = Symbol.for('entk.wasmKernelFix');
 
@@ -390,31 +391,15 @@ function maxPoolGrad(args: { inputs: unknown; backend: unknown; attrs?: unknown 
     maxPoolGradTiled(xs, ds, target, info);
     return out;
   }
-  target.fill(0);
-  const dx = sh >= fh && sw >= fw ? target : new Float64Array(xs.length);
-  for (let b = 0; b < batchSize; b++)
-    for (let y = 0; y < oh; y++) {
-      const r0 = Math.max(0, y * sh - top);
-      const r1 = Math.min(h, y * sh - top + fh);
-      for (let z = 0; z < ow; z++) {
-        const c0 = Math.max(0, z * sw - left);
-        const c1 = Math.min(w, z * sw - left + fw);
-        for (let d = 0; d < ch; d++) {
-          let best = Number.NEGATIVE_INFINITY;
-          let at = -1;
-          for (let r = r0; r < r1; r++)
-            for (let c = c0; c < c1; c++) {
-              const k = ((b * h + r) * w + c) * ch + d;
-              if (xs[k]! > best) {
-                best = xs[k]!;
-                at = k;
-              }
-            }
-          if (at >= 0) dx[at]! += ds[((b * oh + y) * ow + z) * ch + d]!;
-        }
-      }
-    }
-  if (dx !== target) target.set(dx);
+  // Clipped or overlapping windows: argmax per window, then dy scattered by it (./max-pool.ts).
+  const g: PoolGeometry = {
+    inShape: [h, w, ch],
+    outShape: [oh, ow, ch],
+    filter: [fh, fw],
+    strides: [sh, sw],
+    pad: [top, left],
+  };
+  replicatedMaxPoolGradient(ds, maxPoolArgmax(xs, batchSize, g), 1, g, target as Float32Array);
   return out;
 }
 
@@ -423,7 +408,7 @@ function maxPoolGrad(args: { inputs: unknown; backend: unknown; attrs?: unknown 
  * padding used: e.g. 2×2 stride 2 'valid'), into `dx` (the output, zeroed here slab by slab): the
  * same routing (dy to the first maximum in row-major window order, `>` from −∞, so no position for
  * an all-NaN or all-−∞ window), with the window's offsets hoisted. (The eNTK's replicated batch no
- * longer comes here: src/kernel/max-pool.ts routes its copies by the points' own argmax.)
+ * longer comes here: src/kernel/structured.ts routes its copies by the points' own argmax.)
  */
 function maxPoolGradTiled(
   xs: Float32Array | Int32Array,

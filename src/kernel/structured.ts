@@ -40,6 +40,12 @@
  *   on its recorded inputs with the probe cotangents.
  */
 import * as tf from '@tensorflow/tfjs';
+import {
+  maxPoolArgmax,
+  type PoolGeometry,
+  poolGeometry,
+  replicatedMaxPoolGradient,
+} from '../backend/index.js';
 import { UnsupportedError } from '../errors.js';
 import { AttentionCore, attentionProbabilities, SequencePooling } from '../model/index.js';
 import {
@@ -51,7 +57,6 @@ import {
 } from './analyze.js';
 import { attentionBackward } from './attention-grad.js';
 import { gemmABt, useFactorGemm } from './factor-gemm.js';
-import { maxPoolArgmax, type PoolGeometry, poolGeometry, replicatedMaxPoolGradient } from './max-pool.js';
 import {
   type ConvGeometry,
   denseGradientRows,
@@ -405,7 +410,7 @@ interface RunHooks {
     elementwise?: Map<number, { out: tf.Tensor; deriv: tf.Tensor }>;
     /** Dense / conv calls' fused element-wise activations: output and f'(pre-activation) on the points. */
     activations?: Map<number, { out: tf.Tensor; deriv: tf.Tensor }>;
-    /** Max-pooling calls: output and argmax indices on the points (./max-pool.ts). */
+    /** Max-pooling calls: output and argmax indices on the points (src/backend/max-pool.ts). */
     maxPools?: Map<number, MaxPoolOnPoints>;
     /** Attention cores: their output and q, k, v, weights on the points. */
     attention?: Map<number, AttentionOnPoints>;
@@ -615,7 +620,7 @@ function replicatedFirstPosition(h: tf.Tensor, out: tf.Tensor, rep: Replicated):
 /** The replicated-batch hooks. */
 type Replicated = NonNullable<RunHooks['replicated']>;
 
-/** A max-pooling call on the points: its output, geometry and argmax indices (./max-pool.ts). */
+/** A max-pooling call on the points: its output, geometry and argmax indices (src/backend/max-pool.ts). */
 interface MaxPoolOnPoints {
   out: tf.Tensor;
   geometry: PoolGeometry;

@@ -1,12 +1,15 @@
 /**
- * The replicated max-pool backward (src/kernel/max-pool.ts): argmax found once per point, dy of
+ * The replicated max-pool backward (src/backend/max-pool.ts): argmax found once per point, dy of
  * V copies scattered by it — bitwise equal to autodiff through tf.maxPool on the V copies (the
  * backend's MaxPoolGrad: entk's kernel on wasm), ties, all-zero and NaN windows, overlapping and
- * padded windows, and 1-D pooling as tfjs runs it (height-1 images).
+ * padded windows, and 1-D pooling as tfjs runs it (height-1 images). (entk's wasm MaxPoolGrad
+ * routes clipped and overlapping windows through these same functions: for those the independent
+ * reference is test/backend/wasm-kernels.test.ts, float64 loops; here the tiled kernel, and the
+ * argmax rule written out below.)
  */
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
-import { maxPoolArgmax, poolGeometry, replicatedMaxPoolGradient } from '../../src/kernel/max-pool.js';
+import { maxPoolArgmax, poolGeometry, replicatedMaxPoolGradient } from '../../src/backend/index.js';
 import { Rng } from '../../src/util/rng.js';
 
 describe('replicated max-pool gradient = autodiff through tf.maxPool of the replicated batch (bitwise)', () => {

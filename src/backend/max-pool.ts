@@ -1,11 +1,12 @@
 /**
- * Max-pooling on the eNTK's replicated batch (./structured.ts): every point is repeated V times
+ * Max-pooling by argmax indices: entk's MaxPool gradient kernel for the wasm backend
+ * (./wasm-kernels.ts, V = 1), and the eNTK's replicated batch (src/kernel/structured.ts): every point is repeated V times
  * (row n·V + i differentiated through logit i), and each copy's max-pool routes its cotangent to
  * the same positions — the point's own argmax. So the argmax is found once per point, from the
  * points' input values, and the replicated gradient is a scatter of dy by those indices: no max-pool
  * forward and no MaxPoolGrad on V copies. The argmax rule is tfjs's: the first maximum in row-major
  * window order (a strict `>` from −∞; a window of NaNs routes nothing), windows clipped by the
- * padding — as entk's MaxPool gradient kernel for the wasm backend (src/backend/wasm-kernels.ts).
+ * padding.
  */
 import * as tf from '@tensorflow/tfjs';
 
