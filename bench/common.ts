@@ -62,8 +62,9 @@ export function machineInfo(load: number[], backend: unknown, extra: Record<stri
     cpuModel: os.cpus()[0]?.model,
     loadAverageAtStart: load,
     node: process.versions.node,
-    // glibc tunables of the run (bench/run.ts sets glibc.malloc.hugetlb=1: see hugePageEnv there).
+    // glibc tunables of entk's process (the user's; none by default) and of the references'.
     glibcTunables: process.env.GLIBC_TUNABLES ?? null,
+    referenceGlibcTunables: referenceEnv(process.env).GLIBC_TUNABLES ?? null,
     backend,
     ...extra,
   };
@@ -87,16 +88,33 @@ export async function readBin(file: string): Promise<Float32Array | null> {
 }
 
 /**
- * Run `python script ...args` with stdout collected and stderr passed through; with `cleanBlas`
- * (the default) OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed from its environment, so that
- * OpenBLAS picks its kernels for the machine itself.
+ * The environment of a reference process, set for its best run: glibc's malloc puts its large
+ * allocations on transparent huge pages (tunable glibc.malloc.hugetlb=1, glibc ≥ 2.35; ignored
+ * elsewhere). Measured on the benchmark VM (2026-12-05, interleaved): functorch's `cnn` contraction
+ * 2.26–2.41 s with it against 2.98–3.02 s without, NumPy's `mlp` reference 0.12 s against 0.23–0.25 s.
+ * entk's own process keeps the environment it was started with (a user's default): on the same VM
+ * the tunable made its fresh-output `cnn` runs slower (222–344 ms against 213–268 ms), huge pages
+ * freed by one call being slow to touch again in the next (README, Performance).
+ */
+export function referenceEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  if (env.GLIBC_TUNABLES?.includes('glibc.malloc.hugetlb')) return env;
+  const tunables = env.GLIBC_TUNABLES
+    ? `${env.GLIBC_TUNABLES}:glibc.malloc.hugetlb=1`
+    : 'glibc.malloc.hugetlb=1';
+  return { ...env, GLIBC_TUNABLES: tunables };
+}
+
+/**
+ * Run `python script ...args` with stdout collected and stderr passed through, in referenceEnv;
+ * with `cleanBlas` (the default) OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed from its
+ * environment, so that OpenBLAS picks its kernels for the machine itself.
  */
 export function runPython(
   script: string,
   args: string[],
   options: { python?: string; cleanBlas?: boolean } = {},
 ): Promise<{ code: number | null; stdout: string }> {
-  const env = { ...process.env };
+  const env = { ...referenceEnv(process.env) };
   if (options.cleanBlas ?? true) {
     delete env.OPENBLAS_CORETYPE;
     delete env.OPENBLAS_L2_SIZE;

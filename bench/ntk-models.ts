@@ -11,7 +11,9 @@
  *
  * The Jacobian path is timed at --jacobian-n points (default 200: all N = --n-graph points), best of
  * --repeats; fewer points are extrapolated (J ∝ N, J Jᵀ ∝ N², as in bench/ntk.ts), which magnifies
- * the noise of the small contraction (a 2× spread between runs at N = 32). Reference processes run with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset.
+ * the noise of the small contraction (a 2× spread between runs at N = 32). Every side is timed best
+ * of --repeats after an untimed warm-up run. Reference processes run with OPENBLAS_CORETYPE /
+ * OPENBLAS_L2_SIZE unset and glibc's huge pages (their faster setting: common.ts referenceEnv).
  * Each case reports its contraction's GFLOP/s as a fraction of two peaks measured in the same run:
  * entk's own wasm SIMD GEMM (what 128-bit WebAssembly can reach) and the machine's (NumPy/OpenBLAS
  * sgemm: AVX-512/AVX2 FMA, bench/reference/sgemm_peak.py).
@@ -228,11 +230,12 @@ async function measureMachinePeak(
 }
 
 /**
- * entk's runs: `repeats` into a fresh output array each (after a cold run that starts the workers;
- * only the last result is kept, as in a loop over checkpoints), then `repeats` into the previous
- * result's array (NtkCallOptions.out). Fresh memory costs a page fault per page on first touch (≈ 2–10
- * ms per MB on this VM, 100 MB for a full kernel at N = 500, V = 10), which the NumPy/PyTorch
- * references, freeing their arrays deterministically, largely recycle: both figures are reported.
+ * entk's runs, after a cold run that starts the workers: `repeats` pairs of a run into a fresh output
+ * array (only the last result is kept, as in a loop over checkpoints) and a run into that result's
+ * array (NtkCallOptions.out), interleaved, since the first calls of a function are still warming up
+ * (its JavaScript compiled, its threads' buffers grown). Fresh memory costs a page fault per page
+ * on first touch (100 MB for a full kernel at N = 500, V = 10), which the NumPy/PyTorch references,
+ * freeing their arrays deterministically, largely recycle: both figures are reported.
  */
 async function timeStructured(model: tf.LayersModel, x: tf.Tensor, flags: Flags) {
   const ntk = empiricalNtkFn(model, { threads: flags.threads, progress: false });
@@ -244,18 +247,17 @@ async function timeStructured(model: tf.LayersModel, x: tf.Tensor, flags: Flags)
     last = await ntk(x, null, { out });
     return performance.now() - t0;
   };
+  if (flags.threads > 1) await run(false);
   const ms: number[] = [];
+  const reusedMs: number[] = [];
   // The best fresh run's phase timings (the figures compared with the references are the fresh ones).
   let timings: Record<string, number> = {};
-  for (let r = 0; r < flags.repeats + (flags.threads > 1 ? 1 : 0); r++) {
+  for (let r = 0; r < flags.repeats; r++) {
     const t = await run(false);
-    if (r > 0 || flags.threads === 1) {
-      if (t < Math.min(...ms)) timings = last!.timings;
-      ms.push(t);
-    }
+    if (t < Math.min(...ms)) timings = last!.timings;
+    ms.push(t);
+    reusedMs.push(await run(true));
   }
-  const reusedMs: number[] = [];
-  for (let r = 0; r < flags.repeats; r++) reusedMs.push(await run(true));
   return {
     bestMs: Math.min(...ms),
     runsMs: ms,
@@ -313,7 +315,7 @@ async function runReference(c: Case, model: tf.LayersModel, x: Float32Array, n: 
     await fs.writeFile(path.join(dir, 'meta.json'), JSON.stringify(meta));
     const kFile = path.join(dir, 'k.bin');
     const args = ['--dir', dir, '--threads', String(flags.threads)];
-    args.push('--repeats', String(c === 'cnn' ? 1 : flags.repeats), '--save-k', kFile);
+    args.push('--repeats', String(flags.repeats), '--save-k', kFile);
     const { code, stdout } = await runPython(path.join(ROOT, 'bench/reference/ntk_models.py'), args);
     if (code !== 0) throw new Error(`ntk_models.py exited with ${code}`);
     const result = JSON.parse(stdout) as {

@@ -152,22 +152,6 @@ async function runModuleChild(child: { module: string; exportName: string; out: 
   await writeJsonAtomic(child.out, result);
 }
 
-/**
- * The environment of a benchmark process: glibc's malloc puts its large allocations (kernels, their
- * shared output buffers) on transparent huge pages (tunable glibc.malloc.hugetlb=1, glibc ≥ 2.35;
- * ignored elsewhere). First touches of fresh memory cost 4–10 ms per MB on the benchmark VM in 4 KiB
- * pages; with it the `cnn` and LayerNorm-block cases ran 12–20 % faster. Every process of the run
- * inherits it — entk, its Jacobian path and the NumPy / PyTorch references alike — and each result
- * records it (machine.glibcTunables). Users get the same with
- * `GLIBC_TUNABLES=glibc.malloc.hugetlb=1 entk …` (README, Performance).
- */
-function hugePageEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  const tunables = env.GLIBC_TUNABLES
-    ? `${env.GLIBC_TUNABLES}:glibc.malloc.hugetlb=1`
-    : 'glibc.malloc.hugetlb=1';
-  return env.GLIBC_TUNABLES?.includes('glibc.malloc.hugetlb') ? env : { ...env, GLIBC_TUNABLES: tunables };
-}
-
 async function runOne(bench: Benchmark, rest: string[]): Promise<Record<string, unknown>> {
   const tmp = await fs.mkdtemp(path.join(os.tmpdir(), `entk-bench-${bench.name}-`));
   const out = path.join(tmp, 'result.json');
@@ -189,8 +173,9 @@ async function runOne(bench: Benchmark, rest: string[]): Promise<Record<string, 
             ];
       const child = spawn(process.execPath, args, {
         cwd: ROOT,
+        // entk runs in the environment it was started with, as a user's process does (the
+        // references get huge pages: referenceEnv in common.ts).
         stdio: 'inherit',
-        env: hugePageEnv(process.env),
       });
       child.on('error', reject);
       child.on('exit', (c) => resolve(c ?? 1));

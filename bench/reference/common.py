@@ -47,10 +47,13 @@ def new_result(threads):
     return {"python": sys.version.split()[0], "numpy": np.__version__, "threads": threads, "methods": {}}
 
 
-def timed(fn, repeats):
-    """fn's last output and {best_s, median_s, runs_s} over `repeats` calls."""
+def timed(fn, repeats, warmup=0):
+    """fn's last output and {best_s, median_s, runs_s} over `repeats` calls, after `warmup` untimed
+    calls (the first call of a torch or NumPy computation is slower: allocator, kernels, pages)."""
     times = []
     out = None
+    for _ in range(warmup):
+        out = fn()
     for _ in range(repeats):
         t0 = time.perf_counter()
         out = fn()

@@ -10,6 +10,7 @@ by bench/ntk-models.ts) and computes the full eNTK K[n*V+i, m*V+j] = <df_i(x_n),
   functorch        (meta "kind": "cnn")  the entk 'cnn' preset rebuilt in PyTorch (NHWC flatten order),
                    vmap(jacrev) then einsum('Naf,Mbf->NaMb') per parameter tensor (functorch tutorial).
 
+Each method is timed best of --repeats runs after one untimed warm-up run (its first run is slower).
 Prints one JSON object on stdout; --save-k writes K (float32). Thread counts are fixed (--threads)
 through the environment before numpy/torch load.
 """
@@ -70,7 +71,7 @@ def main():
     n = x.shape[0]
     if meta["kind"] == "mlp":
         layers = [(read(l["kernel"]), read(l["bias"]), l["weightScale"], l["biasScale"]) for l in meta["layers"]]
-        k, t = timed(lambda: mlp_layerwise(x, layers), args.repeats)
+        k, t = timed(lambda: mlp_layerwise(x, layers), args.repeats, warmup=1)
         result["methods"]["numpy-layerwise"] = {"available": True, "n": n, **t}
         a = np.random.default_rng(0).standard_normal((2048, 2048), dtype=np.float32)
         _, tp = timed(lambda: a @ a, 3)
@@ -143,7 +144,7 @@ def main():
         def contraction():
             return jacobian_ntk(torch, vmap(jacrev(f_single), (None, 0))(params, X), n)
 
-        k, t = timed(contraction, 1)
+        k, t = timed(contraction, args.repeats, warmup=1)
         result["methods"]["functorch"] = {"available": True, "n": n, **t}
         if args.save_k:
             k.detach().numpy().astype("<f4").tofile(args.save_k)
