@@ -26,25 +26,43 @@ function reply(message: WorkerReply, transfer?: ArrayBuffer[]): void {
   port!.postMessage(message, transfer);
 }
 
-async function loadTfContraction(): Promise<void> {
-  if (tfjs) return;
-  const [tf, { initBackend }, { TfBlockComputer }] = await Promise.all([
-    import('@tensorflow/tfjs'),
-    import('../backend/index.js'),
-    import('./tf-terms.js'),
-  ]);
-  await initBackend(backend);
-  provideTfContraction(TfBlockComputer);
-  tfjs = tf;
+/** tfjs and its backend being loaded, or loaded (once per worker; a failure is kept). */
+let tfjsLoading: Promise<void> | null = null;
+
+function loadTfContraction(): Promise<void> {
+  tfjsLoading ??= (async () => {
+    const [tf, { initBackend }, { TfBlockComputer }] = await Promise.all([
+      import('@tensorflow/tfjs'),
+      import('../backend/index.js'),
+      import('./tf-terms.js'),
+    ]);
+    await initBackend(backend);
+    provideTfContraction(TfBlockComputer);
+    tfjs = tf;
+  })();
+  return tfjsLoading;
 }
+
+/** Set when a job left its factors to the main thread because tfjs was not loaded here yet. */
+let loadAfterJob = false;
+/** Set when loading tfjs after a job failed (factor shares then await the failed load and refuse with its error). */
+let loadFailed = false;
 
 /**
  * This worker's share of a job's factor blocks (when the job offers them, a slot among its factor
- * workers is free and a block is left): null, or why it took none.
+ * workers is free and a block is left): null, or why it took none. Loading tfjs and its backend
+ * takes this thread a few hundred ms: a job that offers factors and finds them not loaded leaves
+ * its factors to the main thread and contracts kernel blocks at once, and they are loaded after the
+ * job (a first call is then up to twice as fast), unless a test hook requires the workers' factors.
  */
 async function factorShare(job: ContractionJob): Promise<string | null> {
   const source = job.factors;
-  if (!source || !takeFactorSlot(source) || !factorBlocksLeft(job.schedule)) return null;
+  if (!source) return null;
+  if (!tfjs && !loadFailed && !source.hooks.requireWorkers) {
+    loadAfterJob = true;
+    return 'tfjs was not loaded in this worker yet (it is loaded after this job)';
+  }
+  if (!takeFactorSlot(source) || !factorBlocksLeft(job.schedule)) return null;
   let refused: string | null;
   try {
     await loadTfContraction();
@@ -81,6 +99,17 @@ async function runJob(job: ContractionJob): Promise<void> {
   }
   const numTensors = (tfjs?.memory().numTensors ?? 0) - (factorWorker?.keptTensors() ?? 0);
   reply({ type: 'done', numTensors, flops: loop.flops, factorsRefused });
+  if (loadAfterJob) {
+    loadAfterJob = false;
+    await Promise.all([loadTfContraction(), import('./factor-worker.js')]).then(
+      ([, module]) => {
+        factorWorker ??= module;
+      },
+      () => {
+        loadFailed = true;
+      },
+    );
+  }
 }
 
 port.on('message', (message: WorkerRequest) => {

@@ -144,6 +144,41 @@ class MainThreadOnlyScale extends tf.layers.Layer {
 }
 tf.serialization.registerClass(MainThreadOnlyScale);
 
+describe("a fresh worker's first job", () => {
+  it('contracts without waiting for tfjs, which it loads after the job and then computes factors with', async () => {
+    // A new pool: its worker has not loaded tfjs (the factor passes need it; the contraction does not).
+    await terminateNtkWorkers();
+    const net = graphNets()[0]!;
+    const opts: NtkOptions = { blockSize: 1, progress: false };
+    const single = await empiricalNtkFn(net.model, opts)(net.x1);
+    const ntk = empiricalNtkFn(net.model, { ...opts, threads: 2 });
+    const first = await ntk(net.x1);
+    const { pool } = await sharedPool(1, tf.getBackend());
+    // Its factors were left to the main thread, and it says why.
+    expect(first.workerFactorBlocks).toBe(0);
+    expect(lastFactorRefusals(pool)).toEqual([
+      expect.stringContaining('tfjs was not loaded in this worker yet'),
+    ]);
+    expect(Buffer.compare(bytes(first.data), bytes(single.data))).toBe(0);
+    // Loaded after the job (a few hundred ms; poll): a later call finds it loaded (no refusal) —
+    // without the load the worker would refuse every time.
+    let later = first;
+    for (let attempt = 0; attempt < 40 && lastFactorRefusals(pool).length > 0; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      later = await ntk(net.x1);
+    }
+    expect(lastFactorRefusals(pool)).toEqual([]);
+    expect(Buffer.compare(bytes(later.data), bytes(single.data))).toBe(0);
+    // And it computes factor blocks again (all of them when the test hook leaves them to it).
+    testHooks.mainThreadFactors = false;
+    const all = await ntk(net.x1);
+    testHooks.mainThreadFactors = true;
+    expect(all.workerFactorBlocks).toBe(net.x1.shape[0]);
+    expect(Buffer.compare(bytes(all.data), bytes(single.data))).toBe(0);
+    expect(lastWorkerTensors(pool)).toEqual([0]);
+  });
+});
+
 describe('a model the workers cannot rebuild', () => {
   it('has its factors computed on the main thread, with the same result', async () => {
     const model = tf.sequential({
