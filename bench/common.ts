@@ -90,10 +90,10 @@ export async function readBin(file: string): Promise<Float32Array | null> {
 /**
  * The environment of a reference process, set for its best run: glibc's malloc puts its large
  * allocations on transparent huge pages (tunable glibc.malloc.hugetlb=1, glibc ≥ 2.35; ignored
- * elsewhere). Measured on the benchmark VM (2026-12-05, interleaved): functorch's `cnn` contraction
+ * elsewhere). Measured on the benchmark VM (2026-12-05, interleaved, bench/measured/ab-2026-12-05-s11-hugepages.txt): functorch's `cnn` contraction
  * 2.26–2.41 s with it against 2.98–3.02 s without, NumPy's `mlp` reference 0.12 s against 0.23–0.25 s.
  * entk's own process keeps the environment it was started with (a user's default): on the same VM
- * the tunable made its fresh-output `cnn` runs slower (222–344 ms against 213–268 ms), huge pages
+ * the tunable made its fresh-output `cnn` runs slower (222–335 ms against 213–268 ms), huge pages
  * freed by one call being slow to touch again in the next (README, Performance).
  */
 export function referenceEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {

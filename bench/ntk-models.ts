@@ -230,7 +230,7 @@ async function measureMachinePeak(
 }
 
 /**
- * entk's runs, after a cold run that starts the workers: `repeats` pairs of a run into a fresh output
+ * entk's runs, after a cold run (that also starts the workers): `repeats` pairs of a run into a fresh output
  * array (only the last result is kept, as in a loop over checkpoints) and a run into that result's
  * array (NtkCallOptions.out), interleaved, since the first calls of a function are still warming up
  * (its JavaScript compiled, its threads' buffers grown). Fresh memory costs a page fault per page
@@ -247,7 +247,7 @@ async function timeStructured(model: tf.LayersModel, x: tf.Tensor, flags: Flags)
     last = await ntk(x, null, { out });
     return performance.now() - t0;
   };
-  if (flags.threads > 1) await run(false);
+  await run(false);
   const ms: number[] = [];
   const reusedMs: number[] = [];
   // The best fresh run's phase timings (the figures compared with the references are the fresh ones).

@@ -20,6 +20,7 @@ import { promisify } from 'node:util';
 import { FitnessOperator, popOde } from '../src/dynamics/index.js';
 import { readNpy, writeNpy } from '../src/io/index.js';
 import { Rng } from '../src/util/rng.js';
+import { referenceEnv } from './common.js';
 
 const run = promisify(execFile);
 
@@ -178,7 +179,7 @@ export async function runOdeBench(opts: OdeBenchOptions = {}): Promise<object> {
         '--repeats',
         String(repeats),
       ],
-      { env: { ...process.env, ...env }, maxBuffer: 1 << 20 },
+      { env: { ...referenceEnv(process.env), ...env }, maxBuffer: 1 << 20 },
     );
     const res = JSON.parse(stdout.trim().split('\n').pop()!) as {
       seconds: number;

@@ -193,8 +193,9 @@ export interface NtkResult {
   workerBlocks: number;
   /**
    * Of the blocks of points, for how many worker threads computed the factors (forward/backward
-   * passes; 0 with one thread, on the Jacobian path, or for a model the workers cannot rebuild,
-   * e.g. one with a custom layer class registered only on the main thread).
+   * passes; 0 with one thread, on the Jacobian path, for a model the workers cannot rebuild, e.g.
+   * one with a custom layer class registered only on the main thread, and in the first call of a
+   * new worker, which loads tfjs only after it).
    */
   workerFactorBlocks: number;
   /**

@@ -45,8 +45,8 @@ function loadTfContraction(): Promise<void> {
 
 /** Set when a job left its factors to the main thread because tfjs was not loaded here yet. */
 let loadAfterJob = false;
-/** Set when loading tfjs after a job failed (factor shares then await the failed load and refuse with its error). */
-let loadFailed = false;
+/** Why loading tfjs after a job failed (later factor shares refuse with it), or null. */
+let loadError: string | null = null;
 
 /**
  * This worker's share of a job's factor blocks (when the job offers them, a slot among its factor
@@ -58,7 +58,9 @@ let loadFailed = false;
 async function factorShare(job: ContractionJob): Promise<string | null> {
   const source = job.factors;
   if (!source) return null;
-  if (!tfjs && !loadFailed && !source.hooks.requireWorkers) {
+  // A 'tfjs' contraction loads tfjs in this job anyway (runJob); a test hook may require the factors.
+  if (!tfjs && job.contraction !== 'tfjs' && !source.hooks.requireWorkers) {
+    if (loadError) return `tfjs could not start here: ${loadError}`;
     loadAfterJob = true;
     return 'tfjs was not loaded in this worker yet (it is loaded after this job)';
   }
@@ -105,8 +107,8 @@ async function runJob(job: ContractionJob): Promise<void> {
       ([, module]) => {
         factorWorker ??= module;
       },
-      () => {
-        loadFailed = true;
+      (error: Error) => {
+        loadError = error.message;
       },
     );
   }

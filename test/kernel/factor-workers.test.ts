@@ -33,6 +33,20 @@ afterAll(async () => {
 const bytes = (data: Float32Array | Float64Array) =>
   Buffer.from(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
 
+/**
+ * Have the shared worker load tfjs (a new worker loads it only after its first job): one call whose
+ * factors the test hook leaves to the worker. Tests of other refusals run after it, in any order.
+ */
+async function workerWithTfjs(): Promise<void> {
+  const net = graphNets()[0]!;
+  testHooks.mainThreadFactors = false;
+  try {
+    await empiricalNtkFn(net.model, { blockSize: 1, progress: false, threads: 2 })(net.x1);
+  } finally {
+    testHooks.mainThreadFactors = true;
+  }
+}
+
 /** The kernel on 2 threads with every factor block computed by the worker, vs 1 thread. */
 async function compareWorkerFactors(
   model: tf.LayersModel,
@@ -191,6 +205,7 @@ describe('a model the workers cannot rebuild', () => {
     randomizeWeights(model, 5, 0.7);
     const x = normalPoints(4, [4], 12);
     try {
+      await workerWithTfjs();
       const single = await empiricalNtkFn(model, { blockSize: 1, progress: false })(x);
       const multi = await empiricalNtkFn(model, { blockSize: 1, progress: false, threads: 2 })(x);
       expect(multi.implementation).toBe('structured');
