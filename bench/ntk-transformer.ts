@@ -10,13 +10,13 @@
  *                     bench/ntk.ts); target: structured ≥ 20× faster
  *   functorch         the same weights rebuilt in PyTorch (bench/reference/ntk_transformer.py, which
  *                     first checks its logits equal entk's to 1e-5), vmap(jacrev) + einsum per
- *                     parameter tensor; timed at --functorch-n points (default N) and extrapolated
- *                     as N² when smaller
+ *                     parameter tensor; timed best of --repeats after an untimed warm-up run, at
+ *                     --functorch-n points (default N), and extrapolated as N² when smaller
  *
  * and checks the kernels agree (structured vs functorch, relative max; structured vs jacobian on the
  * jacobian's points). The weights are the seeded initial ones with every bias, γ and β moved by
  * N(0, 0.1²), so that no parameter sits at a special value. The reference process runs with
- * OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset.
+ * OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset and glibc's huge pages (common.ts referenceEnv).
  *
  * Run through `npm run bench -- --only ntk-transformer`, or:
  *   node bin/run-ts.js bench/ntk-transformer.ts --out f.json
@@ -169,7 +169,16 @@ async function runReference(
     }
     await fs.writeFile(path.join(dir, 'meta.json'), JSON.stringify(meta));
     const kFile = path.join(dir, 'k.bin');
-    const args = ['--dir', dir, '--threads', String(flags.threads), '--repeats', '1', '--save-k', kFile];
+    const args = [
+      '--dir',
+      dir,
+      '--threads',
+      String(flags.threads),
+      '--repeats',
+      String(flags.repeats),
+      '--save-k',
+      kFile,
+    ];
     const { code, stdout } = await runPython(path.join(ROOT, 'bench/reference/ntk_transformer.py'), args);
     if (code !== 0 && code !== 2) throw new Error(`ntk_transformer.py exited with ${code}`);
     const result = JSON.parse(stdout) as {
