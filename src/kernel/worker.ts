@@ -54,6 +54,8 @@ let loadError: string | null = null;
  * takes this thread a few hundred ms: a job that offers factors and finds them not loaded leaves
  * its factors to the main thread and contracts kernel blocks at once, and they are loaded after the
  * job (a first call is then up to twice as fast), unless a test hook requires the workers' factors.
+ * The load proceeds only while this thread has no job: in back-to-back calls it takes a few calls
+ * (README, The eNTK engine).
  */
 async function factorShare(job: ContractionJob): Promise<string | null> {
   const source = job.factors;
