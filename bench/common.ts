@@ -104,6 +104,11 @@ export function referenceEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return { ...env, GLIBC_TUNABLES: tunables };
 }
 
+/** The arguments every reference script takes (bench/reference/common.py parse_args): inputs, threads, runs, K's file. */
+export function referenceArgs(dir: string, threads: number, repeats: number, kFile: string): string[] {
+  return ['--dir', dir, '--threads', String(threads), '--repeats', String(repeats), '--save-k', kFile];
+}
+
 /**
  * Run `python script ...args` with stdout collected and stderr passed through, in referenceEnv;
  * with `cleanBlas` (the default) OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed from its

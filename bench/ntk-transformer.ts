@@ -39,6 +39,7 @@ import {
   positiveInt,
   ROOT,
   readBin,
+  referenceArgs,
   relMax,
   runPython,
   timeJacobian,
@@ -169,16 +170,7 @@ async function runReference(
     }
     await fs.writeFile(path.join(dir, 'meta.json'), JSON.stringify(meta));
     const kFile = path.join(dir, 'k.bin');
-    const args = [
-      '--dir',
-      dir,
-      '--threads',
-      String(flags.threads),
-      '--repeats',
-      String(flags.repeats),
-      '--save-k',
-      kFile,
-    ];
+    const args = referenceArgs(dir, flags.threads, flags.repeats, kFile);
     const { code, stdout } = await runPython(path.join(ROOT, 'bench/reference/ntk_transformer.py'), args);
     if (code !== 0 && code !== 2) throw new Error(`ntk_transformer.py exited with ${code}`);
     const result = JSON.parse(stdout) as {

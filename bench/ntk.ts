@@ -32,7 +32,7 @@ import { buildModel, resolveModelSpec } from '../src/model/index.js';
 import { writeJsonAtomic } from '../src/util/atomic.js';
 import { Rng } from '../src/util/rng.js';
 import { wasmApi } from '../src/util/wasm-asm.js';
-import { fmt, loadAtStart, machineInfo, ROOT, relMax, runPython } from './common.js';
+import { fmt, loadAtStart, machineInfo, ROOT, referenceArgs, relMax, runPython } from './common.js';
 
 interface Flags {
   out: string | null;
@@ -315,16 +315,7 @@ async function runReference(
   try {
     await writeReferenceInputs(dir, model, x, flags.n);
     const kFile = path.join(dir, 'k.bin');
-    const args = [
-      '--dir',
-      dir,
-      '--threads',
-      String(flags.threads),
-      '--repeats',
-      String(flags.repeats),
-      '--save-k',
-      kFile,
-    ];
+    const args = referenceArgs(dir, flags.threads, flags.repeats, kFile);
     if (flags.functorchN > 0) args.push('--functorch-n', String(flags.functorchN));
     const { code, stdout } = await runPython(path.join(ROOT, 'bench/reference/ntk_torch.py'), args, {
       python: python.path,
