@@ -10,7 +10,7 @@ import { InvalidArgumentError } from '../errors.js';
 import type { ArrayFormat, ArrayProducer, NdArray } from '../io/index.js';
 import {
   empiricalNtkFn,
-  modelLogits,
+  logitsFunction,
   type NtkAccumulation,
   type NtkBlock,
   type NtkContraction,
@@ -21,6 +21,7 @@ import {
   type NtkParameters,
   type NtkResult,
   type NtkStreamSummary,
+  terminateNtkWorkers,
 } from '../kernel/index.js';
 import { countParameters } from '../model/index.js';
 import { type CheckpointInfo, openRun, type Run } from '../train/index.js';
@@ -101,6 +102,15 @@ export interface ComputedStore {
 
 const DEFAULT_MAX_IN_MEMORY = 2 * 1024 ** 3;
 
+/**
+ * What computeKernelStores carries from one checkpoint's store to the next: the kernel array, once
+ * written (computed with the same points and options, it is the next one's NtkCallOptions.out:
+ * fresh memory is slow on first touch); the worker threads keep running (the owner stops them).
+ */
+export interface StoreSession {
+  kernel?: Float32Array | Float64Array;
+}
+
 /** Counters for tests: kernels computed into the previous checkpoint's array (computeKernelStores). */
 export const storeTestHooks = { reusedKernels: 0 };
 
@@ -160,7 +170,7 @@ export function summarizeModel(model: tf.LayersModel): ManifestLayer[] {
 
 /**
  * Logits of `model` at `ds` rows [start, end) as float32 [R, V] (with `kind` 'pre-activation': before
- * the output's softmax/sigmoid, see src/kernel modelLogits), and softmax probabilities in
+ * the output's softmax/sigmoid, see src/kernel logitsFunction), and softmax probabilities in
  * float64 (max-shifted). Inputs are fed in chunks; no tensors are left behind.
  */
 export function logitsAndProbabilities(
@@ -175,11 +185,12 @@ export function logitsAndProbabilities(
   const R = end - start;
   const chunks: Float32Array[] = [];
   let V = 0;
+  const logitsOf = logitsFunction(model, kind);
   for (let r = start; r < end; r += 512) {
     const e = Math.min(end, r + 512);
     const out = tf.tidy(() => {
       const input = tf.tensor(x.subarray(r * d, e * d), [e - r, ...inputShape]);
-      const y = modelLogits(model, input, kind);
+      const y = logitsOf(input);
       V = y.shape[y.shape.length - 1]!;
       return y.dataSync() as Float32Array;
     });
@@ -317,7 +328,7 @@ export async function computeStore(
   storeDir: string,
   options: StoreKernelOptions,
   t0 = performance.now(),
-  reuse?: { data?: Float32Array | Float64Array },
+  session?: StoreSession,
 ): Promise<ComputedStore> {
   const kind = options.kind ?? 'full';
   const shard = options.shard;
@@ -355,15 +366,7 @@ export async function computeStore(
     let summary: NtkStreamSummary | NtkResult | undefined;
     let kernelData: Float32Array | Float64Array | ArrayProducer;
     if (kind === 'diagonal' || bytes <= maxInMemory) {
-      // The previous checkpoint's kernel array, once written (NtkCallOptions.out: fresh memory is
-      // slow on first touch). Computed with the same options, it is shared exactly when needed.
-      const prior = reuse?.data;
-      const out =
-        kind !== 'diagonal' &&
-        prior?.length === bytes / elementSize &&
-        prior.BYTES_PER_ELEMENT === elementSize
-          ? prior
-          : undefined;
+      const out = kind === 'diagonal' ? undefined : session?.kernel;
       if (out) storeTestHooks.reusedKernels++;
       const result =
         kind === 'diagonal' ? await ntk(rows) : await ntk(shard ? rows : all, shard ? all : null, { out });
@@ -449,10 +452,10 @@ export async function computeStore(
         probabilities,
       },
     });
-    if (reuse && ArrayBuffer.isView(kernelData)) reuse.data = kernelData;
+    if (session && kind !== 'diagonal' && ArrayBuffer.isView(kernelData)) session.kernel = kernelData;
     return { dir, manifest: written, rules: ntk.plan.rules };
   } finally {
-    await ntk.dispose();
+    await ntk.dispose({ workers: !session });
   }
 }
 
@@ -523,33 +526,38 @@ export async function computeKernelStores(options: ComputeKernelStoresOptions): 
     await checkStoreOutput(shard ? shardDir(storeDir, shard.index, shard.count) : storeDir, options);
   }
   const results: ComputedStore[] = [];
-  // One kernel array for every checkpoint (each is written before the next is computed).
-  const reuse: { data?: Float32Array | Float64Array } = {};
-  for (const checkpoint of checkpoints) {
-    const t0 = performance.now();
-    const model = await run.loadModel(checkpoint.id);
-    try {
-      const base = runStoreDescription(
-        run,
-        model,
-        checkpoint,
-        {
-          name,
-          spec: options.points,
-          seed: points.seed,
-          count: N,
-          ids: [...points.dataset.ids],
-          sources: [...points.sources],
-        },
-        points.dataset.inputShape,
-      );
-      const storeDir = path.join(root, name, checkpoint.id);
-      results.push(
-        await computeStore(model, points.dataset, base, storeDir, { ...options, kind, shard }, t0, reuse),
-      );
-    } finally {
-      model.dispose();
+  // One kernel array and one pool of workers for every checkpoint (each store is written before the
+  // next kernel is computed).
+  const session: StoreSession = {};
+  try {
+    for (const checkpoint of checkpoints) {
+      const t0 = performance.now();
+      const model = await run.loadModel(checkpoint.id);
+      try {
+        const base = runStoreDescription(
+          run,
+          model,
+          checkpoint,
+          {
+            name,
+            spec: options.points,
+            seed: points.seed,
+            count: N,
+            ids: [...points.dataset.ids],
+            sources: [...points.sources],
+          },
+          points.dataset.inputShape,
+        );
+        const storeDir = path.join(root, name, checkpoint.id);
+        results.push(
+          await computeStore(model, points.dataset, base, storeDir, { ...options, kind, shard }, t0, session),
+        );
+      } finally {
+        model.dispose();
+      }
     }
+  } finally {
+    await terminateNtkWorkers();
   }
   return results;
 }

@@ -729,16 +729,16 @@ function tokenIdInput(layer: Layer, entries: [number, number] | null): TokenIdIn
   return { layer: describe(layer), inputDim: (layer as unknown as { inputDim: number }).inputDim, entries };
 }
 
-/**
- * The Embedding calls of `graph` whose ids are model input values (see TokenIdInput): walking back
- * from each one's input through value-keeping single-input calls to the model input (tensor 0).
- */
 /** The inputs of `model` its Embeddings read as token ids (see engine.ts checkTokenIds). */
 export function modelTokenIds(model: tf.LayersModel): TokenIdInput[] {
   const graph = modelGraph(model, []);
   return graph ? graphTokenIds(graph) : symbolicTokenIds(model);
 }
 
+/**
+ * The Embedding calls of `graph` whose ids are model input values (see TokenIdInput): walking back
+ * from each one's input through value-keeping single-input calls to the model input (tensor 0).
+ */
 function graphTokenIds(graph: ModelGraph): TokenIdInput[] {
   const out: TokenIdInput[] = [];
   for (const embedding of graph.nodes) {

@@ -6,7 +6,7 @@
 export { analyzeModel, leafLayers, type TokenIdInput } from './analyze.js';
 export { checkTokenIds } from './engine.js';
 export { terminateNtkWorkers } from './job.js';
-export { DEFAULT_NTK_MEMORY_BUDGET, empiricalNtkFn, modelLogits } from './ntk.js';
+export { DEFAULT_NTK_MEMORY_BUDGET, empiricalNtkFn, logitsFunction, modelLogits } from './ntk.js';
 export { type PerLayerNtk, type PerLayerNtkOptions, perLayerNtk } from './per-layer.js';
 export type { FiniteDifferenceOptions } from './reference.js';
 export { finiteDifferenceJacobian, finiteDifferenceNtk } from './reference.js';

@@ -82,11 +82,22 @@ function logitsModel(analysis: ModelAnalysis): tf.LayersModel {
  * {@link empiricalNtkFn} for a probability output without that option. The caller disposes the result.
  */
 export function modelLogits(model: tf.LayersModel, x: tf.Tensor, logits: NtkLogits = 'output'): tf.Tensor {
-  // Ids an Embedding cannot look up are refused (tfjs would fail inside GatherV2, or truncate a fraction).
-  const tokenIds = modelTokenIds(model);
-  if (tokenIds.length > 0) checkTokenIds(x.dataSync(), x.shape.slice(1), tokenIds, 'x');
-  if (logits === 'output') return model.predict(x) as tf.Tensor;
-  return graphForward(analyzeModel(model, 'all', { logits }))(x);
+  return logitsFunction(model, logits)(x);
+}
+
+/** modelLogits for many batches: the model analysed once. */
+export function logitsFunction(
+  model: tf.LayersModel,
+  logits: NtkLogits = 'output',
+): (x: tf.Tensor) => tf.Tensor {
+  const analysis = logits === 'output' ? null : analyzeModel(model, 'all', { logits });
+  const tokenIds = analysis ? analysis.tokenIds : modelTokenIds(model);
+  const forward = analysis ? graphForward(analysis) : (x: tf.Tensor) => model.predict(x) as tf.Tensor;
+  return (x) => {
+    // Ids an Embedding cannot look up are refused (tfjs would fail inside GatherV2, or truncate a fraction).
+    if (tokenIds.length > 0) checkTokenIds(x.dataSync(), x.shape.slice(1), tokenIds, 'x');
+    return forward(x);
+  };
 }
 
 /** model.toJSON of the model as configured, for worker threads to rebuild it; null if tfjs cannot serialise it. */
@@ -340,7 +351,11 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
   };
 
   /** The caller's output array, checked against what the kernel needs (NtkCallOptions.out). */
-  const checkOut = (out: unknown, length: number, inputs: Points[]): Float32Array | Float64Array => {
+  const checkOut = (
+    out: unknown,
+    length: number,
+    inputs: Array<[string, Points]>,
+  ): Float32Array | Float64Array => {
     const float64 = state.accumulation === 'float64';
     const type = float64 ? 'Float64Array' : 'Float32Array';
     const shared = state.threads > 1;
@@ -356,8 +371,15 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
       d.buffer === o.buffer &&
       d.byteOffset < o.byteOffset + o.byteLength &&
       o.byteOffset < d.byteOffset + d.byteLength;
-    if (inputs.some((p) => overlaps(p.data)))
-      throw new InvalidArgumentError('out', out, `${want}, not sharing memory with the points (x1, x2)`);
+    for (const [name, p] of inputs) {
+      if (overlaps(p.data)) {
+        throw new InvalidArgumentError(
+          'out',
+          out,
+          `${want}, not sharing memory with the points (here ${name})`,
+        );
+      }
+    }
     return o;
   };
 
@@ -368,7 +390,12 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
     const V = state.V;
     if (output === 'full' || output === 'trace') {
       const stride = output === 'full' ? V : 1;
-      const inputs = p2 ? [p1, p2] : [p1];
+      const inputs: Array<[string, Points]> = p2
+        ? [
+            ['x1', p1],
+            ['x2', p2],
+          ]
+        : [['x1', p1]];
       const out =
         call.out === undefined ? undefined : checkOut(call.out, p1.n * stride * n2 * stride, inputs);
       const { summary: s, data } = await matrix(p1, p2, null, 'blocks', out);
@@ -423,9 +450,9 @@ export function empiricalNtkFn(model: tf.LayersModel, options: NtkOptions = {}):
   return Object.assign(fn, {
     stream,
     plan: ntkPlan,
-    dispose: () => {
+    dispose: async (options: { workers?: boolean } = {}) => {
       releaseFactorArrays(state);
-      return terminateNtkWorkers();
+      if (options.workers ?? true) await terminateNtkWorkers();
     },
   });
 }

@@ -194,8 +194,8 @@ export interface NtkResult {
   /**
    * Of the blocks of points, for how many worker threads computed the factors (forward/backward
    * passes; 0 with one thread, on the Jacobian path, for a model the workers cannot rebuild, e.g.
-   * one with a custom layer class registered only on the main thread, and in the first call of a
-   * new worker, which loads tfjs only after it).
+   * one with a custom layer class registered only on the main thread, and in a new worker's first
+   * calls, until it has loaded tfjs between jobs).
    */
   workerFactorBlocks: number;
   /**
@@ -281,6 +281,10 @@ export interface NtkFn {
   ): Promise<NtkStreamSummary>;
   /** The resolved configuration. */
   readonly plan: NtkPlan;
-  /** Stop the shared worker threads (= terminateNtkWorkers()); they restart on demand. */
-  dispose(): Promise<void>;
+  /**
+   * Release the factor arrays kept for the next call and stop the shared worker threads
+   * (= terminateNtkWorkers(); they restart on demand) — with `{ workers: false }` they keep running
+   * for the next kernel function (computeKernelStores over checkpoints).
+   */
+  dispose(options?: { workers?: boolean }): Promise<void>;
 }

@@ -43,9 +43,19 @@ function loadTfContraction(): Promise<void> {
   return tfjsLoading;
 }
 
-/** Set when a job left its factors to the main thread because tfjs was not loaded here yet. */
+/** tfjs and the factor passes being loaded, or loaded (once per worker; a failure is kept). */
+let factorPassesLoading: Promise<void> | null = null;
+
+function loadFactorPasses(): Promise<void> {
+  factorPassesLoading ??= loadTfContraction().then(async () => {
+    factorWorker = await import('./factor-worker.js');
+  });
+  return factorPassesLoading;
+}
+
+/** Set when a job left its factors to the main thread because they were not loaded here yet. */
 let loadAfterJob = false;
-/** Why loading tfjs after a job failed (later factor shares refuse with it), or null. */
+/** Why loading them after a job failed (later factor shares refuse with it), or null. */
 let loadError: string | null = null;
 
 /**
@@ -61,7 +71,7 @@ async function factorShare(job: ContractionJob): Promise<string | null> {
   const source = job.factors;
   if (!source) return null;
   // A 'tfjs' contraction loads tfjs in this job anyway (runJob); a test hook may require the factors.
-  if (!tfjs && job.contraction !== 'tfjs' && !source.hooks.requireWorkers) {
+  if (!factorWorker && job.contraction !== 'tfjs' && !source.hooks.requireWorkers) {
     if (loadError) return `tfjs could not start here: ${loadError}`;
     loadAfterJob = true;
     return 'tfjs was not loaded in this worker yet (it is loaded after this job)';
@@ -69,9 +79,8 @@ async function factorShare(job: ContractionJob): Promise<string | null> {
   if (!takeFactorSlot(source) || !factorBlocksLeft(job.schedule)) return null;
   let refused: string | null;
   try {
-    await loadTfContraction();
-    factorWorker ??= await import('./factor-worker.js');
-    refused = await factorWorker.computeFactorBlocks(job, (position) =>
+    await loadFactorPasses();
+    refused = await factorWorker!.computeFactorBlocks(job, (position) =>
       reply({ type: 'features', position }),
     );
   } catch (error) {
@@ -105,14 +114,9 @@ async function runJob(job: ContractionJob): Promise<void> {
   reply({ type: 'done', numTensors, flops: loop.flops, factorsRefused });
   if (loadAfterJob) {
     loadAfterJob = false;
-    await Promise.all([loadTfContraction(), import('./factor-worker.js')]).then(
-      ([, module]) => {
-        factorWorker ??= module;
-      },
-      (error: Error) => {
-        loadError = error.message;
-      },
-    );
+    await loadFactorPasses().catch((error: Error) => {
+      loadError = error.message;
+    });
   }
 }
 

@@ -295,7 +295,10 @@ describe("the caller's output array (out)", () => {
     inputs.subarray(n).set(x1.dataSync() as Float32Array);
     await expect(one(overlapping, null, { out: inputs.subarray(0, n) })).resolves.toBeDefined();
     await expect(one(overlapping, null, { out: inputs.subarray(8, n + 8) })).rejects.toThrow(
-      `out: expected a Float32Array of ${n} entries, not sharing memory with the points (x1, x2), received Float32Array of length ${n}`,
+      `out: expected a Float32Array of ${n} entries, not sharing memory with the points (here x1), received Float32Array of length ${n}`,
+    );
+    await expect(one(x1, overlapping, { out: inputs.subarray(8, n + 8) })).rejects.toThrow(
+      'not sharing memory with the points (here x2)',
     );
     const diagonal = empiricalNtkFn(model, { output: 'diagonal', progress: false });
     await expect(diagonal(x1, null, { out: new Float32Array(23 * 16) })).rejects.toThrow(
