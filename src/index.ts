@@ -3,7 +3,20 @@
  * re-exported here is private to its module.
  */
 export * from './analysis/index.js';
-export * from './backend/index.js';
+// The backend: choosing and initialising it, its kernel fixes and trust checks; the max-pool helpers
+// it shares with src/kernel stay private.
+export {
+  assertGradientsTrusted,
+  BACKEND_NAMES,
+  type BackendInfo,
+  type BackendName,
+  type BackendRequest,
+  backendInfo,
+  ENTK_VERSION,
+  initBackend,
+  installWasmKernelFixes,
+  untrustedOps,
+} from './backend/index.js';
 export * from './compare/index.js';
 export * from './data/index.js';
 export * from './dynamics/index.js';

@@ -20,8 +20,7 @@
  *    their gradient, overlapping windows are misrouted (a Conv2D → ReLU → BatchNormalization →
  *    MaxPooling2D model's eNTK was off by 3.5e-2). Replaced by JS loops routing each window's dy
  *    to its argmax exactly as the cpu backend does (first maximum in 2-D, last in 3-D). 2-D windows
- *    that neither overlap nor need padding take a faster loop reusing the maxima of repeated batch
- *    entries (the eNTK's replicated batch): same routing, same bits.
+ *    that neither overlap nor need padding take a faster tiled loop: same routing, same bits.
  * 5. `DepthwiseConv2dNativeBackpropInput` / `…BackpropFilter` (DepthwiseConv2D, SeparableConv2D)
  *    are not implemented on wasm; registered here as JS loops with float64 sums.
  *

@@ -467,12 +467,22 @@ function replicatedLayerNorm(p: ParamLayer, x: tf.Tensor, norm: NormOnPoints, re
 
 /** x̂ = (x − μ)/√(σ² + ε) of a layer norm over the trailing `axes` axes, or of a batch norm. */
 function normalized(p: ParamLayer, x: tf.Tensor): tf.Tensor {
-  if (p.kind === 'batchnorm') {
-    const inv = tf.rsqrt(tf.add(p.movingVariance!.read(), p.epsilon!));
-    return tf.mul(tf.sub(x, p.movingMean!.read()), inv);
-  }
+  if (p.kind === 'batchnorm') return tf.mul(tf.sub(x, p.movingMean!.read()), batchNormInv(p));
   const { mean, variance } = tf.moments(x, normAxes(p, x), true);
   return tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, p.epsilon!)));
+}
+
+/** 1/√(v + ε) of an inference-mode batch norm (its moving variance v). */
+function batchNormInv(p: ParamLayer): tf.Tensor {
+  return tf.rsqrt(tf.add(p.movingVariance!.read(), p.epsilon!));
+}
+
+/**
+ * A convolution whose replicated-batch output and input gradient come from the points
+ * (withConvGradient; applyRule and replicatedValueFree must agree on it).
+ */
+function convFromPoints(p: ParamLayer): boolean {
+  return p.kind === 'conv' && p.weightScale === 1;
 }
 
 /** A selected layer's call: its output, with the rule's probes inserted. */
@@ -503,8 +513,7 @@ function applyRule(node: GraphNode, k: number, ins: tf.Tensor[], hooks: RunHooks
             : hooks.replicated!.value(hBase).reshape([-1, w.shape[1]]);
         h = withDenseGradient(flat, w, value, p.weightScale, a.rank === 2 ? V : 1);
         if (a.rank !== 2) h = h.reshape([...a.shape.slice(0, -1), w.shape[1]!]);
-      } else if (hBase && p.kind === 'conv' && p.weightScale === 1)
-        h = withConvGradient(p, a, hooks.replicated!.value(hBase));
+      } else if (hBase && convFromPoints(p)) h = withConvGradient(p, a, hooks.replicated!.value(hBase));
       else h = preActivation(p, a);
       hooks.capture?.(k, { inputs: [a], pre: h });
       // Replicated batch: the fused activation from its values and derivative on the points.
@@ -552,10 +561,7 @@ function applyRule(node: GraphNode, k: number, ins: tf.Tensor[], hooks: RunHooks
 function replicatedBatchNorm(p: ParamLayer, x: tf.Tensor, out: tf.Tensor, rep: Replicated): tf.Tensor {
   const f = tf.customGrad((..._args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
     value: rep.value(out),
-    gradFunc: (dy: tf.Tensor) => {
-      const inv = tf.rsqrt(tf.add(p.movingVariance!.read(), p.epsilon!));
-      return tf.mul(p.gamma ? tf.mul(dy, p.gamma.read()) : dy, inv);
-    },
+    gradFunc: (dy: tf.Tensor) => tf.mul(p.gamma ? tf.mul(dy, p.gamma.read()) : dy, batchNormInv(p)),
   }));
   return f(x);
 }
@@ -761,8 +767,7 @@ function replicatedValueFree(
     const p = node.param;
     if (p) {
       const linear = !p.activation || !!node.stripActivation || rules.activations.has(k);
-      const fromPoints =
-        p.kind === 'dense' || p.kind === 'embedding' || (p.kind === 'conv' && p.weightScale === 1);
+      const fromPoints = p.kind === 'dense' || p.kind === 'embedding' || convFromPoints(p);
       return (fromPoints && pre.has(k) && linear) || rules.norms.has(k) || p.kind === 'batchnorm';
     }
     if (

@@ -243,7 +243,10 @@ function transpose(a: Float32Array, r: number, c: number): Float32Array {
 }
 
 describe('MaxPool gradient on wasm (first maximum of each window, as the cpu backend and TensorFlow)', () => {
-  /** dx of max pooling in float64 plain loops: each window's dy to its first maximum (row-major, `>`). */
+  /**
+   * dx of max pooling in float64 plain loops: each window's dy to its first maximum (row-major, `>`),
+   * and how many windows have no maximum (all NaN or −∞: they route nothing).
+   */
   function maxPoolGrad64(
     x: Float32Array,
     dy: Float32Array,
@@ -251,12 +254,13 @@ describe('MaxPool gradient on wasm (first maximum of each window, as the cpu bac
     f: number,
     s: number,
     pad: 'valid' | 'same',
-  ): Float64Array {
+  ): { dx: Float64Array; unrouted: number } {
     const oh = pad === 'same' ? Math.ceil(h / s) : Math.floor((h - f) / s) + 1;
     const ow = pad === 'same' ? Math.ceil(w / s) : Math.floor((w - f) / s) + 1;
     const top = pad === 'same' ? Math.floor(Math.max((oh - 1) * s + f - h, 0) / 2) : 0;
     const left = pad === 'same' ? Math.floor(Math.max((ow - 1) * s + f - w, 0) / 2) : 0;
     const dx = new Float64Array(x.length);
+    let unrouted = 0;
     for (let b = 0; b < n; b++)
       for (let y = 0; y < oh; y++)
         for (let z = 0; z < ow; z++)
@@ -270,13 +274,14 @@ describe('MaxPool gradient on wasm (first maximum of each window, as the cpu bac
                 if (x[k]! > best) [best, at] = [x[k]!, k];
               }
             if (at >= 0) dx[at]! += dy[((b * oh + y) * ow + z) * c + d]!;
+            else unrouted++;
           }
-    return dx;
+    return { dx, unrouted };
   }
 
   /**
    * Ten batch entries from three points with many ties and zero windows (values in {−1, −½, 0, ½, 1}),
-   * repeated (consecutive equal entries, as a replicated batch has), with copies that differ from their predecessor
+   * repeated (consecutive equal entries), with copies that differ from their predecessor
    * only in the sign of zeros, in a new maximum in the last window, or by NaN and −∞ windows (the
    * first f rows NaN but for one 0.25: windows with no maximum, which route nothing).
    */
@@ -322,10 +327,10 @@ describe('MaxPool gradient on wasm (first maximum of each window, as the cpu bac
       const g = tf.grad((x: tf.Tensor) => tf.maxPool(x as tf.Tensor4D, f, s, pad));
       return g(tf.tensor4d(xv, shape as [number, number, number, number]), tf.tensor4d(dyv, [10, oh, ow, c]));
     });
-    const expected = maxPoolGrad64(xv, dyv, shape, f, s, pad);
+    const { dx: expected, unrouted } = maxPoolGrad64(xv, dyv, shape, f, s, pad);
     expect(Array.from(got.dataSync())).toEqual(Array.from(Float32Array.from(expected)));
     got.dispose();
-    // Windows with no maximum occur (they route nothing): fewer routed positions than windows.
-    expect(expected.filter((v) => v !== 0).length).toBeLessThan(10 * oh * ow * c);
+    // The data has windows with no maximum (they route nothing).
+    expect(unrouted).toBeGreaterThan(0);
   });
 });

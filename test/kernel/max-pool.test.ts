@@ -2,10 +2,9 @@
  * The replicated max-pool backward (src/backend/max-pool.ts): argmax found once per point, dy of
  * V copies scattered by it — bitwise equal to autodiff through tf.maxPool on the V copies (the
  * backend's MaxPoolGrad: entk's kernel on wasm), ties, all-zero and NaN windows, overlapping and
- * padded windows, and 1-D pooling as tfjs runs it (height-1 images). (entk's wasm MaxPoolGrad
- * routes clipped and overlapping windows through these same functions: for those the independent
- * reference is test/backend/wasm-kernels.test.ts, float64 loops; here the tiled kernel, and the
- * argmax rule written out below.)
+ * padded windows, and 1-D pooling as tfjs runs it (height-1 images). The reference is autodiff on
+ * the cpu backend (tfjs's own MaxPoolGrad: entk's wasm kernel routes clipped and overlapping windows
+ * through these same functions, so it would not be independent).
  */
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
@@ -19,7 +18,7 @@ describe('replicated max-pool gradient = autodiff through tf.maxPool of the repl
     ['3×3 stride 1 same (overlapping: float64 sums)', [5, 6, 3], [3, 3], [1, 1], 'same'],
     ['2×3 stride [2, 1] valid (overlapping columns)', [6, 7, 2], [2, 3], [2, 1], 'valid'],
     ['1-D as [L, 1, C]: window 3 stride 2', [9, 1, 4], [3, 1], [2, 1], 'valid'],
-  ] as const)('%s', (_, inShape, filter, strides, padding) => {
+  ] as const)('%s', async (_, inShape, filter, strides, padding) => {
     const [b, V] = [3, 4];
     const rng = new Rng(inShape[0] * 10 + filter[1]);
     const size = inShape[0] * inShape[1] * inShape[2];
@@ -38,21 +37,28 @@ describe('replicated max-pool gradient = autodiff through tf.maxPool of the repl
     expect(Buffer.compare(Buffer.from(into.slice().buffer), Buffer.from(got.buffer))).toBe(0);
     expect(Array.from(dirty.subarray(got.length))).toEqual([7, 7, 7]);
 
-    const before = tf.memory().numTensors;
-    const want = tf.tidy(() => {
-      const xs = tf.tensor4d(x, [b, ...inShape]);
-      // Row n·V + i = point n, as the eNTK's replicated batch.
-      const xr = tf
-        .concat(new Array<tf.Tensor>(V).fill(xs.reshape([b, 1, size])), 1)
-        .reshape([b * V, ...inShape]);
-      const dys = tf.tensor4d(dy, [b * V, ...g.outShape]);
-      const pool = (t: tf.Tensor) => tf.maxPool(t as tf.Tensor4D, [...filter], [...strides], padding);
-      expect(pool(xr).shape).toEqual([b * V, ...g.outShape]);
-      return tf
-        .grad((t: tf.Tensor) => tf.sum(tf.mul(pool(t), dys)))(xr)
-        .dataSync() as Float32Array;
-    });
-    expect(tf.memory().numTensors).toBe(before);
+    const backend = tf.getBackend();
+    await tf.setBackend('cpu');
+    let want: Float32Array;
+    try {
+      const before = tf.memory().numTensors;
+      want = tf.tidy(() => {
+        const xs = tf.tensor4d(x, [b, ...inShape]);
+        // Row n·V + i = point n, as the eNTK's replicated batch.
+        const xr = tf
+          .concat(new Array<tf.Tensor>(V).fill(xs.reshape([b, 1, size])), 1)
+          .reshape([b * V, ...inShape]);
+        const dys = tf.tensor4d(dy, [b * V, ...g.outShape]);
+        const pool = (t: tf.Tensor) => tf.maxPool(t as tf.Tensor4D, [...filter], [...strides], padding);
+        expect(pool(xr).shape).toEqual([b * V, ...g.outShape]);
+        return tf
+          .grad((t: tf.Tensor) => tf.sum(tf.mul(pool(t), dys)))(xr)
+          .dataSync() as Float32Array;
+      });
+      expect(tf.memory().numTensors).toBe(before);
+    } finally {
+      await tf.setBackend(backend);
+    }
     expect(got.length).toBe(want.length);
     expect(Buffer.compare(Buffer.from(got.buffer), Buffer.from(want.buffer))).toBe(0);
     // Not vacuous: every row received its window maxima's signals.
