@@ -30,6 +30,7 @@ import {
   and,
   cachedModule,
   eq,
+  eqz,
   F64,
   f64add,
   f64load,
@@ -39,6 +40,7 @@ import {
   funcBody,
   get,
   geU,
+  gtU,
   I32,
   i32,
   ifThen,
@@ -67,7 +69,6 @@ import {
 
 const vsub = simd(0xf1);
 const f64sub = [0xa1];
-const gtU = [0x4b];
 const vdiv = simd(0xf3);
 const f64div = [0xa3];
 const f64ne = [0x62];
@@ -76,7 +77,6 @@ const select = [0x1b];
 /** Rows per tile of the panel update (syr2kRange). */
 const ROW_TILE = 128;
 const leU = [0x4d];
-const eqz = [0x45];
 const shl = [0x74];
 const f64x2splat = simd(0x14);
 const i32load = (offset: number) => [0x28, 2, ...uleb(offset)];

@@ -22,21 +22,28 @@ import {
   divU,
   eq,
   F32,
+  f32add,
   f32load,
+  f32mul,
   f32store,
   f32x4add,
   f32x4mul,
   f32x4relaxedMadd,
+  f32zero,
   funcBody,
   get,
   geU,
+  gtU,
   I32,
   i32,
+  ifElse,
   ifThen,
   incr,
+  ltS,
   ltU,
   moduleBytes,
   mul,
+  or,
   relaxedSimd,
   set,
   simd,
@@ -44,6 +51,7 @@ import {
   uleb,
   V128,
   vload,
+  vmadd,
   vsplat32Load,
   vstore,
   vzero,
@@ -92,7 +100,7 @@ function step(T: Tile, bAddr: number[], aAddr: number[], fma: boolean): number[]
   const madd = (acc: number, b: number) =>
     fma
       ? [...get(T.a), ...get(b), ...get(acc), ...f32x4relaxedMadd, ...set(acc)]
-      : [...get(acc), ...get(T.a), ...get(b), ...f32x4mul, ...f32x4add, ...set(acc)];
+      : vmadd(acc, get(T.a), get(b));
   T.acc.forEach(([x, y], r) => {
     e.push(...aAddr, ...vsplat32Load(4 * r), ...set(T.a), ...madd(x!, T.b0), ...madd(y!, T.b1));
   });
@@ -282,9 +290,12 @@ function scatterBody(): number[] {
   const gm = next++;
   const val = next++;
   const inner: number[] = [];
-  inner.push(...get(gm), ...get(t), ...get(ip), ...i32load(0), ...add, ...f32load(), 0x94 /* f32.mul */);
-  inner.push(...set(val), ...get(o), ...get(MODE), 0x04, F32, ...get(o), ...f32load(), ...get(val));
-  inner.push(0x92 /* f32.add */, 0x05, ...get(val), 0x0b, ...f32store());
+  inner.push(...get(gm), ...get(t), ...get(ip), ...i32load(0), ...add, ...f32load(), ...f32mul, ...set(val));
+  inner.push(
+    ...get(o),
+    ...ifElse(get(MODE), [...get(o), ...f32load(), ...get(val), ...f32add], get(val), F32),
+  );
+  inner.push(...f32store());
   inner.push(...incr(o, 4), ...incr(ip, 4), ...incr(j, 1));
   const rowI: number[] = [...get(OUT), ...get(i), ...get(LDC), ...mul, ...add];
   rowI.push(...get(m), ...get(VV), ...mul, ...i32(4), ...mul, ...add, ...set(o), ...i32(0), ...set(j));
@@ -473,7 +484,7 @@ function pooledPairsBody(): number[] {
   const slots = (body: (nb: number) => number[]): number[] => [
     ...i32(0),
     ...set(sb),
-    ...whileNot([...get(sb), ...i32(4), ...add, ...get(S), 0x4b /* gt_u */], [...body(4), ...incr(sb, 4)]),
+    ...whileNot([...get(sb), ...i32(4), ...add, ...get(S), ...gtU], [...body(4), ...incr(sb, 4)]),
     ...whileNot([...get(sb), ...get(S), ...geU], [...body(1), ...incr(sb, 1)]),
   ];
 
@@ -484,16 +495,7 @@ function pooledPairsBody(): number[] {
     for (let k = 0; k < nb; k++) e.push(...vzero, ...set(tv[k]!));
     e.push(...get(qBase), ...get(sb), ...get(ld), ...mul, ...add, ...set(p), ...get(drI), ...set(dp));
     const s: number[] = [...get(dp), ...vsplat32Load(0), ...set(x)];
-    for (let k = 0; k < nb; k++)
-      s.push(
-        ...get(tv[k]!),
-        ...get(x),
-        ...at(p, ld, k),
-        ...vload(),
-        ...f32x4mul,
-        ...f32x4add,
-        ...set(tv[k]!),
-      );
+    for (let k = 0; k < nb; k++) s.push(...vmadd(tv[k]!, get(x), [...at(p, ld, k), ...vload()]));
     s.push(...incr(p, [...get(S), ...get(ld), ...mul]), ...incr(dp, 4));
     e.push(...whileNot([...get(dp), ...get(dend), ...geU], s));
     e.push(...get(tp), ...get(sb), ...i32(16), ...mul, ...add, ...set(o));
@@ -536,15 +538,7 @@ function pooledPairsBody(): number[] {
       for (let k = 0; k < nb; k++) row.push(...vzero, ...set(tv[k]!));
       for (let s = 0; s < Sc; s++) {
         row.push(...get(drI), ...vsplat32Load(4 * s), ...set(x));
-        for (let k = 0; k < nb; k++)
-          row.push(
-            ...get(tv[k]!),
-            ...get(x),
-            ...get(qv[2 * s + k]!),
-            ...f32x4mul,
-            ...f32x4add,
-            ...set(tv[k]!),
-          );
+        for (let k = 0; k < nb; k++) row.push(...vmadd(tv[k]!, get(x), get(qv[2 * s + k]!)));
       }
       for (let k = 0; k < nb; k++) row.push(...get(tp), ...get(tv[k]!), ...vstore(16 * (sb + k)));
       row.push(...incr(drI, [...get(CH), ...get(s4), ...mul]), ...incr(tp, get(cs16)), ...incr(i, 1));
@@ -558,30 +552,22 @@ function pooledPairsBody(): number[] {
     ];
   };
   // S ≤ 4 by its own code, larger S by the loop.
-  const tAny: number[] = [...ifThen([...get(S), ...i32(4), 0x4b /* gt_u */], tStage)];
+  const tAny: number[] = [...ifThen([...get(S), ...i32(4), ...gtU], tStage)];
   for (let Sc = 1; Sc <= 4; Sc++) tAny.push(...ifThen([...get(S), ...i32(Sc), ...eq], tKnown(Sc)));
 
   // Store lanes l < min(4, c − mq) of a finished accumulator to K[i + r][mq + l][j + k] (mode 0: =,
   // else +=); o = out + ((i + r)·ldo + mq·V + j + k)·4.
   const lane = (value: number, l: number): number[] =>
     ifThen(
-      [...get(lanes), ...i32(l), 0x4b /* i32.gt_u */],
+      [...get(lanes), ...i32(l), ...gtU],
       [
         ...get(o),
-        ...get(MODE),
-        0x04,
-        F32,
-        ...get(o),
-        ...f32load(),
-        ...get(value),
-        ...simd(0x1f),
-        l,
-        0x92 /* f32.add */,
-        0x05,
-        ...get(value),
-        ...simd(0x1f),
-        l,
-        0x0b,
+        ...ifElse(
+          get(MODE),
+          [...get(o), ...f32load(), ...get(value), ...simd(0x1f), l, ...f32add],
+          [...get(value), ...simd(0x1f), l],
+          F32,
+        ),
         ...f32store(),
         ...incr(o, [...get(V), ...i32(4), ...mul]),
       ],
@@ -598,10 +584,7 @@ function pooledPairsBody(): number[] {
     for (let r = 0; r < ni; r++) body.push(...at(pt, cs16, r), ...vload(), ...set(tv[r]!));
     for (let k = 0; k < nj; k++) body.push(...get(pd), ...vload(16 * k), ...set(dv[k]!));
     for (let r = 0; r < ni; r++)
-      for (let k = 0; k < nj; k++) {
-        const a = acc[4 * r + k]!;
-        body.push(...get(a), ...get(tv[r]!), ...get(dv[k]!), ...f32x4mul, ...f32x4add, ...set(a));
-      }
+      for (let k = 0; k < nj; k++) body.push(...vmadd(acc[4 * r + k]!, get(tv[r]!), get(dv[k]!)));
     body.push(...incr(pt, 16), ...incr(pd, get(v16)));
     e.push(...whileNot([...get(pt), ...get(qEnd), ...geU], body));
     for (let r = 0; r < ni; r++)
@@ -615,19 +598,16 @@ function pooledPairsBody(): number[] {
   // Logits j in tiles of four, then the remainder (1–3) in one tile.
   const rowTiles = (ni: number): number[] => {
     const e: number[] = [...i32(0), ...set(j)];
-    e.push(
-      ...whileNot(
-        [...get(j), ...i32(4), ...add, ...get(V), 0x4b /* gt_u */],
-        [...tile(ni, 4), ...incr(j, 4)],
-      ),
-    );
+    e.push(...whileNot([...get(j), ...i32(4), ...add, ...get(V), ...gtU], [...tile(ni, 4), ...incr(j, 4)]));
     e.push(...get(V), ...get(j), ...sub, ...set(rem));
-    for (let nj = 1; nj < 4; nj++) e.push(...ifThen([...get(rem), ...i32(nj), ...eq], tile(ni, nj)));
+    // Single rows only for odd V, whose remainder is 1 or 3.
+    for (const nj of ni === 1 ? [1, 3] : [1, 2, 3])
+      e.push(...ifThen([...get(rem), ...i32(nj), ...eq], tile(ni, nj)));
     return e;
   };
   const accStage: number[] = [...i32(0), ...set(i)];
   accStage.push(
-    ...whileNot([...get(i), ...i32(2), ...add, ...get(V), 0x4b /* gt_u */], [...rowTiles(2), ...incr(i, 2)]),
+    ...whileNot([...get(i), ...i32(2), ...add, ...get(V), ...gtU], [...rowTiles(2), ...incr(i, 2)]),
   );
   accStage.push(...ifThen([...get(i), ...get(V), ...ltU], rowTiles(1)));
 
@@ -746,31 +726,24 @@ function slotGatherBody(): number[] {
   let next = 9;
   const [ch, s, s2, p, off, dst, end, sp, base, row] = Array.from({ length: 10 }, () => next++) as number[];
   const numI32 = next - 9;
-  const f32zero = [0x43, 0, 0, 0, 0];
-  const ltS = [0x48]; // i32.lt_s
   // dst[k] = off_k < 0 ? 0 : Qn row + off_k, for the column point at sp + 4k.
   const one = (k: number): number[] => [
     ...get(dst),
     ...get(sp),
     ...i32load(4 * k),
     ...set(off),
-    ...get(off),
-    ...i32(0),
-    ...ltS,
-    0x04,
-    F32,
-    ...f32zero,
-    0x05,
-    ...get(base),
-    ...get(off),
-    ...add,
-    ...f32load(),
-    0x0b,
+    ...ifElse(
+      [...get(off), ...i32(0), ...ltS],
+      f32zero,
+      [...get(base), ...get(off), ...add, ...f32load()],
+      F32,
+    ),
     ...f32store(4 * k),
   ];
   const copy: number[] = [...one(0), ...one(1), ...incr(dst, 8), ...incr(sp, 8)];
   const zero: number[] = [...get(dst), ...f32zero, ...f32store(), ...incr(dst, 4)];
-  const slot: number[] = [...get(Q), ...get(ch), ...get(S), ...mul, ...get(s), ...add, ...get(S), ...mul];
+  // row = ch·S + s.
+  const slot: number[] = [...get(Q), ...get(row), ...get(S), ...mul];
   slot.push(...get(s2), ...add, ...get(CPAD), ...mul, ...get(M0), ...add, ...i32(4), ...mul, ...add);
   slot.push(
     ...set(dst),
@@ -786,9 +759,14 @@ function slotGatherBody(): number[] {
   slot.push(...get(SELC), ...get(ch), ...get(S), ...mul, ...get(s2), ...add, ...get(CPAD), ...mul);
   slot.push(...get(M0), ...add, ...i32(4), ...mul, ...add, ...set(sp));
   // cPad − m0 is a multiple of 4: whole pairs.
-  slot.push(...get(p), ...get(P), ...ltU, 0x04, 0x40 /* void */);
-  slot.push(...whileNot([...get(dst), ...get(end), ...geU], copy), 0x05);
-  slot.push(...whileNot([...get(dst), ...get(end), ...geU], zero), 0x0b, ...incr(s2, 1));
+  slot.push(
+    ...ifElse(
+      [...get(p), ...get(P), ...ltU],
+      whileNot([...get(dst), ...get(end), ...geU], copy),
+      whileNot([...get(dst), ...get(end), ...geU], zero),
+    ),
+    ...incr(s2, 1),
+  );
   const rowSlot: number[] = [...get(SELR), ...get(row), ...i32(4), ...mul, ...add, ...i32load(0), ...set(p)];
   rowSlot.push(...get(QN), ...get(p), ...get(P), ...mul, ...get(CPAD), ...mul, ...i32(4), ...mul, ...add);
   rowSlot.push(...set(base), ...i32(0), ...set(s2), ...whileNot([...get(s2), ...get(S), ...geU], slot));
@@ -819,19 +797,7 @@ function tokenPairsBody(): number[] {
   const [m, p, q, u, w, i, j, a, b, k, end, cid] = Array.from({ length: 12 }, () => next++) as number[];
   const numI32 = next - 11;
   const acc = next++;
-  const ltS = [0x48];
-  const or = [0x72];
   const lane = (l: number) => [...get(acc), ...simd(0x1f), l];
-  const f32add = [0x92];
-  const ifElse = (cond: number[], then: number[], otherwise: number[]) => [
-    ...cond,
-    0x04,
-    0x40,
-    ...then,
-    0x05,
-    ...otherwise,
-    0x0b,
-  ];
   // ⟨dr[i][p], dc[m][j][q]⟩ into out[i][m][j].
   const dotStep = [
     ...get(acc),
@@ -991,14 +957,7 @@ function positionPairsBody(): number[] {
     ...f32add,
     ...f32add,
   ];
-  const madd = (a: number, b: number, c: number) => [
-    ...get(c),
-    ...get(a),
-    ...get(b),
-    ...f32x4mul,
-    ...f32x4add,
-    ...set(c),
-  ];
+  const madd = (a: number, b: number, c: number) => vmadd(c, get(a), get(b));
   const zero = (n: number) => acc.slice(0, n).flatMap((v) => [...vzero, ...set(v)]);
   const loop = (l: number, end: number[], body: number[], step: number | number[]) => [
     ...whileNot([...get(l), ...end, ...geU], [...body, ...incr(l, step)]),

@@ -79,13 +79,19 @@ export const divU = [0x6e];
 export const and = [0x71];
 export const shl3 = [...i32(3), 0x74];
 export const geU = [0x4f];
+export const gtU = [0x4b];
 export const ltU = [0x49];
+export const ltS = [0x48];
+export const or = [0x72];
 export const eq = [0x46];
 export const eqz = [0x45];
 
 // Scalar memory access (align = log2 of the natural alignment).
 export const f32load = (offset = 0) => [0x2a, 2, ...uleb(offset)];
 export const f32store = (offset = 0) => [0x38, 2, ...uleb(offset)];
+export const f32add = [0x92];
+export const f32mul = [0x94];
+export const f32zero = [0x43, 0, 0, 0, 0];
 export const f64load = (offset = 0) => [0x2b, 3, ...uleb(offset)];
 export const f64store = (offset = 0) => [0x39, 3, ...uleb(offset)];
 export const f64add = [0xa0];
@@ -122,6 +128,16 @@ export function whileNot(exitCond: number[], body: number[]): number[] {
 /** `if (cond) { body }` where `cond` leaves an i32. */
 export function ifThen(cond: number[], body: number[]): number[] {
   return [...cond, 0x04, VOID, ...body, 0x0b];
+}
+
+/** `if (cond) { then } else { otherwise }`, leaving a value of `type` (VOID: none). */
+export function ifElse(cond: number[], then: number[], otherwise: number[], type = VOID): number[] {
+  return [...cond, 0x04, type, ...then, 0x05, ...otherwise, 0x0b];
+}
+
+/** `acc += a·b` for a v128 local `acc` and code `a`, `b` that each leave an f32x4 (multiply, then add). */
+export function vmadd(acc: number, a: number[], b: number[]): number[] {
+  return [...get(acc), ...a, ...b, ...f32x4mul, ...f32x4add, ...set(acc)];
 }
 
 /** `local += delta` for an i32 local. */

@@ -503,11 +503,13 @@ describe('pooledPositions (the factors from input pixels)', () => {
     const rng = new Rng(21);
     const xs = Float32Array.from(rng.normalArray(b * units * depth));
     const delta = new Float32Array(b * V * L * C);
-    // Per (point, position, channel) a pattern: no signal, all logits, or a single logit i.
+    // Per (point, position, channel) a pattern: 1 all logits, 2 + i logit i alone, else no signal.
+    const patternOf = (n: number, t: number, c: number) => (n * 7 + t * 3 + c * 5) % 9;
+    const signals = (p: number) => p >= 1 && p <= V + 1;
     for (let n = 0; n < b; n++)
       for (let t = 0; t < L; t++)
         for (let c = 0; c < C; c++) {
-          const pattern = (n * 7 + t * 3 + c * 5) % 9;
+          const pattern = patternOf(n, t, c);
           for (let i = 0; i < V; i++)
             if (pattern === 1 || pattern === 2 + i)
               delta[((n * V + i) * L + t) * C + c] = rng.normalArray(1)[0]!;
@@ -517,8 +519,7 @@ describe('pooledPositions (the factors from input pixels)', () => {
     for (let n = 0; n < b; n++)
       for (let c = 0; c < C; c++) {
         let count = 0;
-        for (let t = 0; t < L; t++)
-          if ((n * 7 + t * 3 + c * 5) % 9 >= 1 && (n * 7 + t * 3 + c * 5) % 9 <= 5) count++;
+        for (let t = 0; t < L; t++) if (signals(patternOf(n, t, c))) count++;
         S = Math.max(S, count);
       }
     const X = units * depth;
@@ -544,7 +545,7 @@ describe('pooledPositions (the factors from input pixels)', () => {
     // A signal in the last logit only is found: some row of logit V − 1 has a slot no other logit has.
     const rowOf = (n: number, i: number) => ed.slice((n * V + i) * C * S, (n * V + i + 1) * C * S);
     const lastOnly = [...Array(b).keys()].some((n) =>
-      rowOf(n, V - 1).some((v, k) => v !== 0 && [0, 1, 2].every((i) => rowOf(n, i)[k] === 0)),
+      rowOf(n, V - 1).some((v, k) => v !== 0 && [...Array(V - 1).keys()].every((i) => rowOf(n, i)[k] === 0)),
     );
     expect(lastOnly).toBe(true);
   });

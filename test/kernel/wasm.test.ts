@@ -183,10 +183,10 @@ function runPooledPairs(
     for (let m = 0; m < cPad; m++) Dc[((m >> 2) * C * S * V + q) * 4 + (m & 3)] = x.Dc[q * cPad + m]!;
   }
   const out = k.put(out0);
-  const scratch = k.alloc(4 * V * C * S);
-  const after = k.alloc(256); // zeros: the scratch must not overrun into it
+  // The scratch (V·C·S·16 bytes) and 64 zero bytes right after it, which it must not overrun into.
+  const scratch = k.alloc(4 * V * C * S + 16);
   k.ex.pooledPairs(k.put(Q), 4 * qc, k.put(x.dr), k.put(Dc), out, ldo, m0, c, cPad, C, S, V, mode, scratch);
-  expect(k.read(after, 256).every((v) => v === 0)).toBe(true);
+  expect(k.read(scratch + 16 * V * C * S, 16).every((v) => v === 0)).toBe(true);
   return k.read(out, out0.length);
 }
 
@@ -415,6 +415,7 @@ describe('kernels against float64 loops', () => {
       [7, 5, 3, 9, 8, 12],
       [4, 3, 2, 12, 0, 12],
       [2, 9, 2, 5, 0, 8],
+      [5, 6, 3, 9, 4, 12], // V ≡ 1 (mod 4): the 2 × 1 tile
     ].flatMap((shape) => [0, 1].map((mode) => [...shape, mode])),
   )(
     'pooledPairs V = %i, S = %i, C = %i, columns [m0, c) with c = %i, m0 = %i, cPad = %i, mode %i: as float64, nothing else written',
@@ -504,14 +505,15 @@ describe('kernels against float64 loops', () => {
       const selR = Int32Array.from({ length: C * S }, pick);
       const selC = Int32Array.from({ length: C * S * cPad }, pick);
       const k = kernels(4 * 2 ** 20);
-      const q0 = new Float32Array(C * S * S * cPad).fill(Number.NaN);
+      // Q, then 16 NaN floats right after it that nothing may write.
+      const n = C * S * S * cPad;
+      const q0 = new Float32Array(n + 16).fill(Number.NaN);
       const q = k.put(q0);
-      const after = k.alloc(64); // zeros: nothing may be written past Q
       // Column slots as byte offsets within a row of Qn (−1: empty).
       const offsets = selC.map((p2, e) => (p2 < 0 ? -1 : (p2 * cPad + (e % cPad)) * 4));
       k.ex.slotGather(k.put(Qn), P, cPad, k.put(selR), k.put(offsets), q, C, S, m0);
-      const out = k.read(q, q0.length);
-      expect(k.read(after, 64).every((v) => v === 0)).toBe(true);
+      const out = k.read(q, n);
+      expect(Array.from(k.read(q + 4 * n, 16)).every(Number.isNaN)).toBe(true);
       for (let ch = 0; ch < C; ch++) {
         for (let s = 0; s < S; s++) {
           for (let s2 = 0; s2 < S; s2++) {
@@ -648,31 +650,67 @@ describe('kernels against float64 loops', () => {
     },
   );
 
-  it('pooledPairs: a column point gives the same bits whatever m0, quad and lane', () => {
-    const [V, S, C, c, cPad] = [5, 4, 6, 13, 16];
-    const rng = new Rng(5);
-    const x = pooledInputs(rng, V, S, C, cPad);
-    const ldo = (cPad + 4) * V;
+  it.each([4, 5])(
+    'pooledPairs, S = %i: a column point gives the same bits whatever m0, quad and lane',
+    (S) => {
+      const [V, C, c, cPad] = [5, 6, 13, 16];
+      const rng = new Rng(5);
+      const x = pooledInputs(rng, V, S, C, cPad);
+      const ldo = (cPad + 4) * V;
+      const out0 = new Float32Array(V * ldo).fill(Number.NaN);
+      const a = runPooledPairs(x, V, S, C, c, 0, cPad, 0, out0, ldo);
+      const b = runPooledPairs(x, V, S, C, c, 4, cPad, 0, out0, ldo);
+      // The same data one column to the right: every column point in the next lane (or quad).
+      const shift = (m: Float32Array) => {
+        const rows = m.length / cPad;
+        const s = new Float32Array(rows * (cPad + 4));
+        for (let r = 0; r < rows; r++) s.set(m.subarray(r * cPad, (r + 1) * cPad), r * (cPad + 4) + 1);
+        return s;
+      };
+      const y = { Q: shift(x.Q), dr: x.dr, Dc: shift(x.Dc) };
+      const d = runPooledPairs(y, V, S, C, c + 1, 0, cPad + 4, 0, out0, ldo);
+      const bits = (v: Float32Array, i: number, m: number) =>
+        Array.from(new Uint32Array(v.slice(i * ldo + m * V, i * ldo + (m + 1) * V).buffer));
+      for (let i = 0; i < V; i++) {
+        for (let m = 0; m < c; m++) {
+          expect(bits(a, i, m).some((u) => u === 0x7fc00000)).toBe(false);
+          if (m >= 4) expect(bits(b, i, m)).toEqual(bits(a, i, m));
+          expect(bits(d, i, m + 1)).toEqual(bits(a, i, m));
+        }
+      }
+    },
+  );
+
+  it('pooledPairs: S ≤ 4 (slots in registers) sums as the general loop does, bit for bit', () => {
+    // The same data with S = 4, and padded to S = 5 by a zero slot (T gains + 0 terms, the tiles
+    // + 0 products): the S = 4 code and the general loop must give the same bits.
+    const [V, S, C, c, cPad] = [6, 4, 5, 11, 12];
+    const x = pooledInputs(new Rng(45), V, S, C, cPad);
+    const S1 = S + 1;
+    const y = {
+      Q: new Float32Array(C * S1 * S1 * cPad),
+      dr: new Float32Array(V * C * S1),
+      Dc: new Float32Array(C * S1 * V * cPad),
+    };
+    for (let ch = 0; ch < C; ch++) {
+      for (let s = 0; s < S; s++) {
+        for (let s2 = 0; s2 < S; s2++) {
+          const from = ((ch * S + s) * S + s2) * cPad;
+          y.Q.set(x.Q.subarray(from, from + cPad), ((ch * S1 + s) * S1 + s2) * cPad);
+        }
+        for (let i = 0; i < V; i++) y.dr[(i * C + ch) * S1 + s] = x.dr[(i * C + ch) * S + s]!;
+        const from = (ch * S + s) * V * cPad;
+        y.Dc.set(x.Dc.subarray(from, from + V * cPad), (ch * S1 + s) * V * cPad);
+      }
+    }
+    const ldo = cPad * V;
     const out0 = new Float32Array(V * ldo).fill(Number.NaN);
     const a = runPooledPairs(x, V, S, C, c, 0, cPad, 0, out0, ldo);
-    const b = runPooledPairs(x, V, S, C, c, 4, cPad, 0, out0, ldo);
-    // The same data one column to the right: every column point in the next lane (or quad).
-    const shift = (m: Float32Array) => {
-      const rows = m.length / cPad;
-      const s = new Float32Array(rows * (cPad + 4));
-      for (let r = 0; r < rows; r++) s.set(m.subarray(r * cPad, (r + 1) * cPad), r * (cPad + 4) + 1);
-      return s;
-    };
-    const y = { Q: shift(x.Q), dr: x.dr, Dc: shift(x.Dc) };
-    const d = runPooledPairs(y, V, S, C, c + 1, 0, cPad + 4, 0, out0, ldo);
-    const bits = (v: Float32Array, i: number, m: number) =>
-      Array.from(new Uint32Array(v.slice(i * ldo + m * V, i * ldo + (m + 1) * V).buffer));
+    const b = runPooledPairs(y, V, S1, C, c, 0, cPad, 0, out0, ldo);
     for (let i = 0; i < V; i++) {
-      for (let m = 0; m < c; m++) {
-        expect(bits(a, i, m).some((u) => u === 0x7fc00000)).toBe(false);
-        if (m >= 4) expect(bits(b, i, m)).toEqual(bits(a, i, m));
-        expect(bits(d, i, m + 1)).toEqual(bits(a, i, m));
-      }
+      const row = (v: Float32Array) => Array.from(new Uint32Array(v.slice(i * ldo, i * ldo + c * V).buffer));
+      expect(row(a).some((u) => u === 0x7fc00000)).toBe(false);
+      expect(row(b)).toEqual(row(a));
     }
   });
 });
