@@ -140,9 +140,8 @@ export interface NtkCallOptions {
    * For outputs 'full' and 'trace': write the kernel into this array (every entry is overwritten)
    * instead of a new one, and return it as `data` — typically the `data` of an earlier result of the
    * same shape that is no longer needed, as when computing kernels at many checkpoints. Fresh memory
-   * costs a page fault per page on first touch (≈ 2–10 ms per MB on the VMs measured here, more
-   * than the kernel itself for an MLP), and a kernel function cannot know when an earlier result is
-   * free. A Float32Array (Float64Array for accumulation 'float64') of exactly rows × columns of the
+   * costs a page fault per page on first touch (0.33–10 ms per MB on the VMs measured here: README,
+   * The eNTK engine), and a kernel function cannot know when an earlier result is free. A Float32Array (Float64Array for accumulation 'float64') of exactly rows × columns of the
    * output (a view into a larger buffer is fine) sharing no memory with the points; for a function
    * with threads > 1 it must live in a SharedArrayBuffer (as every result of such a function does),
    * since worker threads write into it.
