@@ -27,12 +27,16 @@ export function poolGeometry(
   strides: [number, number],
   padding: 'valid' | 'same',
 ): PoolGeometry {
-  const info = tf.backend_util.computePool2DInfo([1, ...inShape], filter, strides, 1, padding);
+  return geometryOfInfo(tf.backend_util.computePool2DInfo([1, ...inShape], filter, strides, 1, padding));
+}
+
+/** The geometry of a pooling as tfjs describes it (backend_util.computePool2DInfo). */
+export function geometryOfInfo(info: tf.backend_util.Conv2DInfo): PoolGeometry {
   return {
-    inShape,
-    outShape: [info.outHeight, info.outWidth, inShape[2]],
-    filter,
-    strides,
+    inShape: [info.inHeight, info.inWidth, info.inChannels],
+    outShape: [info.outHeight, info.outWidth, info.inChannels],
+    filter: [info.filterHeight, info.filterWidth],
+    strides: [info.strideHeight, info.strideWidth],
     pad: [info.padInfo.top, info.padInfo.left],
   };
 }

@@ -20,7 +20,7 @@
  *    their gradient, overlapping windows are misrouted (a Conv2D → ReLU → BatchNormalization →
  *    MaxPooling2D model's eNTK was off by 3.5e-2). Replaced by JS loops routing each window's dy
  *    to its argmax exactly as the cpu backend does (first maximum in 2-D, last in 3-D). 2-D windows
- *    that neither overlap nor need padding take a faster tiled loop: same routing, same bits.
+ *    of 2 × 2 that neither overlap nor need padding take a loop of their own: same routing, same bits.
  * 5. `DepthwiseConv2dNativeBackpropInput` / `…BackpropFilter` (DepthwiseConv2D, SeparableConv2D)
  *    are not implemented on wasm; registered here as JS loops with float64 sums.
  *
@@ -48,7 +48,7 @@ import * as tf from '@tensorflow/tfjs';
 import './quiet.js';
 import { UnsupportedError } from '../errors.js';
 import { installGradientFixes } from './gradients.js';
-import { maxPoolArgmax, type PoolGeometry, replicatedMaxPoolGradient } from './max-pool.js';
+import { geometryOfInfo, maxPoolArgmax, replicatedMaxPoolGradient } from './max-pool.js';
 
 const MARK = Symbol.for('entk.wasmKernelFix');
 
@@ -374,114 +374,81 @@ function maxPoolGrad(args: { inputs: unknown; backend: unknown; attrs?: unknown 
     pad,
     dimRoundingMode,
   );
-  const { batchSize, inHeight: h, inWidth: w, inChannels: ch, outHeight: oh, outWidth: ow } = info;
+  const { batchSize, inHeight: h, inWidth: w, outHeight: oh, outWidth: ow } = info;
   const { strideHeight: sh, strideWidth: sw, filterHeight: fh, filterWidth: fw } = info;
   const { top, left } = info.padInfo;
-  // Read and write the wasm heap in place (no allocation happens below, so the views stay valid):
-  // fresh copies of a replicated eNTK batch are tens of MB. Windows that cannot overlap route at
-  // most one dy to a position: written directly; overlapping ones sum in float64, then round.
+  // Read and write the wasm heap in place (no allocation happens below, so the views stay valid).
   const out = backend.makeOutput([...input.shape], 'float32');
   const xs = backend.typedArrayFromHeap(input);
   const ds = backend.typedArrayFromHeap(dy);
   const target = backend.typedArrayFromHeap(out);
-  const tiled =
-    sh >= fh && sw >= fw && top === 0 && left === 0 && (oh - 1) * sh + fh <= h && (ow - 1) * sw + fw <= w;
-  if (tiled) {
-    maxPoolGradTiled(xs, ds, target, info);
+  // 2 × 2 windows that neither overlap nor leave the input (the common case) by a loop of their own;
+  // any other: argmax per window, then dy scattered by it (./max-pool.ts; float64 sums).
+  const inside = top === 0 && left === 0 && (oh - 1) * sh + 2 <= h && (ow - 1) * sw + 2 <= w;
+  if (fh === 2 && fw === 2 && sh >= 2 && sw >= 2 && inside) {
+    maxPoolGrad2x2(xs, ds, target, info);
     return out;
   }
-  // Clipped or overlapping windows: argmax per window, then dy scattered by it (./max-pool.ts).
-  const g: PoolGeometry = {
-    inShape: [h, w, ch],
-    outShape: [oh, ow, ch],
-    filter: [fh, fw],
-    strides: [sh, sw],
-    pad: [top, left],
-  };
+  const g = geometryOfInfo(info);
   replicatedMaxPoolGradient(ds, maxPoolArgmax(xs, batchSize, g), 1, g, target as Float32Array);
   return out;
 }
 
 /**
- * {@link maxPoolGrad} where the windows neither overlap nor leave the input (stride ≥ window, no
- * padding used: e.g. 2×2 stride 2 'valid'), into `dx` (the output, zeroed here slab by slab): the
- * same routing (dy to the first maximum in row-major window order, `>` from −∞, so no position for
- * an all-NaN or all-−∞ window), with the window's offsets hoisted. (The eNTK's replicated batch no
- * longer comes here: src/kernel/structured.ts routes its copies by the points' own argmax.)
+ * {@link maxPoolGrad} for 2 × 2 windows that neither overlap nor leave the input (stride ≥ 2, no
+ * padding used: e.g. 2 × 2 stride 2 'valid'), into `dx` (the output, zeroed here slab by slab): the
+ * same routing as maxPoolArgmax (dy to the first maximum in row-major window order, `>` from −∞, so
+ * no position for an all-NaN or all-−∞ window), the four comparisons written out.
  */
-function maxPoolGradTiled(
+function maxPoolGrad2x2(
   xs: Float32Array | Int32Array,
   ds: Float32Array | Int32Array,
   dx: Float32Array | Int32Array,
   info: tf.backend_util.Conv2DInfo,
 ): void {
   const { batchSize, inHeight: h, inWidth: w, inChannels: ch, outHeight: oh, outWidth: ow } = info;
-  const { strideHeight: sh, strideWidth: sw, filterHeight: fh, filterWidth: fw } = info;
+  const { strideHeight: sh, strideWidth: sw } = info;
   const slab = h * w * ch;
   const outSlab = oh * ow * ch;
-  // Offsets of a window's positions from its first, row-major; at[o]: output o's maximum in its slab.
-  const taps = new Int32Array(fh * fw);
-  for (let r = 0; r < fh; r++) for (let c = 0; c < fw; c++) taps[r * fw + c] = (r * w + c) * ch;
+  // at[o]: output o's maximum in its slab.
   const at = new Int32Array(outSlab);
   for (let b = 0; b < batchSize; b++) {
     const x0 = b * slab;
-    const end = x0 + slab;
-    if (fh === 2 && fw === 2) {
-      // (2 × 2 windows written out: the common case.)
-      let o = 0;
-      for (let y = 0; y < oh; y++)
-        for (let z = 0; z < ow; z++) {
-          const corner = x0 + (y * sh * w + z * sw) * ch;
-          for (let d = 0; d < ch; d++, o++) {
-            const i0 = corner + d;
-            const i1 = i0 + ch;
-            const i2 = i0 + w * ch;
-            const i3 = i2 + ch;
-            let best = Number.NEGATIVE_INFINITY;
-            let k = -1;
-            const v0 = xs[i0]!;
-            if (v0 > best) {
-              best = v0;
-              k = i0;
-            }
-            const v1 = xs[i1]!;
-            if (v1 > best) {
-              best = v1;
-              k = i1;
-            }
-            const v2 = xs[i2]!;
-            if (v2 > best) {
-              best = v2;
-              k = i2;
-            }
-            if (xs[i3]! > best) k = i3;
-            at[o] = k < 0 ? -1 : k - x0;
+    let o = 0;
+    for (let y = 0; y < oh; y++)
+      for (let z = 0; z < ow; z++) {
+        const corner = x0 + (y * sh * w + z * sw) * ch;
+        for (let d = 0; d < ch; d++, o++) {
+          const i0 = corner + d;
+          const i1 = i0 + ch;
+          const i2 = i0 + w * ch;
+          const i3 = i2 + ch;
+          let best = Number.NEGATIVE_INFINITY;
+          let k = -1;
+          const v0 = xs[i0]!;
+          if (v0 > best) {
+            best = v0;
+            k = i0;
           }
-        }
-    } else {
-      let o = 0;
-      for (let y = 0; y < oh; y++)
-        for (let z = 0; z < ow; z++) {
-          const corner = x0 + (y * sh * w + z * sw) * ch;
-          for (let d = 0; d < ch; d++, o++) {
-            let best = Number.NEGATIVE_INFINITY;
-            let k = -1;
-            for (let t = 0; t < taps.length; t++) {
-              const v = xs[corner + taps[t]! + d]!;
-              if (v > best) {
-                best = v;
-                k = t;
-              }
-            }
-            at[o] = k < 0 ? -1 : corner - x0 + taps[k]! + d;
+          const v1 = xs[i1]!;
+          if (v1 > best) {
+            best = v1;
+            k = i1;
           }
+          const v2 = xs[i2]!;
+          if (v2 > best) {
+            best = v2;
+            k = i2;
+          }
+          if (xs[i3]! > best) k = i3;
+          at[o] = k < 0 ? -1 : k - x0;
         }
-    }
+      }
     const d0 = b * outSlab;
-    dx.fill(0, x0, end);
-    for (let o = 0; o < outSlab; o++) {
-      const k = at[o]!;
-      if (k >= 0) dx[x0 + k]! += ds[d0 + o]!;
+    dx.fill(0, x0, x0 + slab);
+    for (let q = 0; q < outSlab; q++) {
+      const k = at[q]!;
+      if (k >= 0) dx[x0 + k]! += ds[d0 + q]!;
     }
   }
 }

@@ -313,10 +313,18 @@ describe('MaxPool gradient on wasm (first maximum of each window, as the cpu bac
       pad: 'valid' as const,
       path: 'windows tiling all but a border, odd slab',
     },
-    { h: 9, w: 9, c: 3, f: 3, s: 3, pad: 'valid' as const, path: '3×3 windows tiling the input, odd slab' },
+    {
+      h: 9,
+      w: 9,
+      c: 3,
+      f: 3,
+      s: 3,
+      pad: 'valid' as const,
+      path: '3×3 windows tiling the input (argmax and scatter), odd slab',
+    },
     { h: 8, w: 8, c: 2, f: 2, s: 3, pad: 'valid' as const, path: 'windows with gaps (stride > size)' },
-    { h: 7, w: 7, c: 3, f: 2, s: 2, pad: 'same' as const, path: 'clipped windows: general loop' },
-    { h: 7, w: 6, c: 2, f: 3, s: 2, pad: 'valid' as const, path: 'overlapping windows: general loop' },
+    { h: 7, w: 7, c: 3, f: 2, s: 2, pad: 'same' as const, path: 'clipped windows: argmax and scatter' },
+    { h: 7, w: 6, c: 2, f: 3, s: 2, pad: 'valid' as const, path: 'overlapping windows: argmax and scatter' },
   ])('$path ($h×$w×$c, $f×$f stride $s $pad): exactly the float64 reference', ({ h, w, c, f, s, pad }) => {
     const shape = [10, h, w, c];
     const xv = batch(h, w, c, f);
